@@ -8,15 +8,74 @@
 
 #include "cluster-internal.h"
 
+/* The value of a %XX escape's hex digit, or -1. */
+static int hex_digit(char ch) {
+        if (ch >= '0' && ch <= '9')
+                return ch - '0';
+        if (ch >= 'a' && ch <= 'f')
+                return ch - 'a' + 10;
+        if (ch >= 'A' && ch <= 'F')
+                return ch - 'A' + 10;
+        return -1;
+}
+
+/* s[0..n) with its %XX escapes decoded (RFC 3986: a password holding ':',
+ * '@' or '/' is written escaped in a URL), or NULL when an escape is
+ * broken or decodes to a NUL byte. */
+static char *percent_decode(const char *s, size_t n) {
+        char *out = xmalloc(n + 1), *o = out;
+        for (size_t i = 0; i < n; i++) {
+                if (s[i] != '%') {
+                        *o++ = s[i];
+                        continue;
+                }
+                int hi = i + 2 < n ? hex_digit(s[i + 1]) : -1;
+                int lo = i + 2 < n ? hex_digit(s[i + 2]) : -1;
+                if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+                        free(out);
+                        return NULL;
+                }
+                *o++ = (char) (hi * 16 + lo);
+                i += 2;
+        }
+        *o = 0;
+        return out;
+}
+
+/* The userinfo of a redis:// URL, USER:PASSWORD or :PASSWORD (Redis 6
+ * ACL user, or the default user's requirepass), into c. -EINVAL. */
+static int parse_userinfo(const char *s, size_t n, Conn *c) {
+        const char *colon = memchr(s, ':', n);
+        if (!colon)
+                return -EINVAL; /* a user without a password cannot AUTH */
+        size_t ul = (size_t) (colon - s);
+        if (ul > 0) {
+                c->user = percent_decode(s, ul);
+                if (!c->user)
+                        return -EINVAL;
+        }
+        c->password = percent_decode(colon + 1, n - ul - 1);
+        return c->password && *c->password ? 0 : -EINVAL;
+}
+
 int conn_parse_url(const char *url, Conn *ret) {
         assert(url);
         Conn c = { 0 };
+        int k = 0;
         if (startswith(url, "unix://"))
                 c.socket_path = xstrdup(url + strlen("unix://"));
         else if (startswith(url, "unix:"))
                 c.socket_path = xstrdup(url + strlen("unix:"));
         else if (startswith(url, "redis://")) {
                 const char *h = url + strlen("redis://");
+                /* redis://[USER:PASSWORD@]HOST[:PORT][/DB]: the last '@'
+                 * ends the userinfo (a host, a port and a db number hold
+                 * none), so a password's unescaped '@' or '/' is its own. */
+                const char *at = strrchr(h, '@');
+                if (at) {
+                        k = parse_userinfo(h, (size_t) (at - h), &c);
+                        h = at + 1;
+                }
                 const char *colon = strrchr(h, ':');
                 size_t hl = colon ? (size_t) (colon - h) : strcspn(h, "/");
                 c.port = 6379;
@@ -24,19 +83,42 @@ int conn_parse_url(const char *url, Conn *ret) {
                         char *end;
                         long p = strtol(colon + 1, &end, 10);
                         if ((*end && *end != '/') || p <= 0 || p > 65535)
-                                return -EINVAL;
+                                k = -EINVAL;
                         c.port = (int) p;
                 }
                 if (hl == 0)
-                        return -EINVAL;
+                        k = -EINVAL;
                 c.host = xstrndup(h, hl);
         } else
                 return -EINVAL;
-        if (c.socket_path && !*c.socket_path) {
-                free(c.socket_path);
-                return -EINVAL;
+        if (c.socket_path && !*c.socket_path)
+                k = -EINVAL;
+        if (k < 0) {
+                conn_done(&c);
+                return k;
         }
         *ret = c;
+        return 0;
+}
+
+char *cluster_url_redacted(const char *url) {
+        assert(url);
+        if (!startswith(url, "redis://"))
+                return xstrdup(url);
+        const char *h = url + strlen("redis://");
+        const char *at = strrchr(h, '@'); /* as conn_parse_url() reads it */
+        if (!at)
+                return xstrdup(url);
+        const char *colon = memchr(h, ':', (size_t) (at - h));
+        size_t ul = colon ? (size_t) (colon - h) : (size_t) (at - h);
+        return xasprintf("redis://%.*s:***%s", (int) ul, h, at);
+}
+
+int conn_set_password(Conn *c, const char *password) {
+        assert(c);
+        if (!password || c->password)
+                return 0;
+        c->password = xstrdup(password);
         return 0;
 }
 
@@ -45,7 +127,28 @@ void conn_done(Conn *c) {
                 redisFree(c->ctx);
         free(c->host);
         free(c->socket_path);
+        free(c->user);
+        if (c->password)
+                explicit_bzero(c->password, strlen(c->password));
+        free(c->password);
         *c = (Conn) { 0 };
+}
+
+/* AUTH on a fresh connection, when c has a password: every connection
+ * (a reconnect too) is a new Redis client that must authenticate before
+ * anything else. -EACCES when Redis refuses it (WRONGPASS), -EIO when it
+ * does not answer. */
+static int conn_auth(redisContext *x, const Conn *c) {
+        if (!c->password)
+                return 0;
+        const char *argv[] = { "AUTH", c->user ? c->user : c->password, c->password };
+        size_t n = c->user ? 3 : 2;
+        redisReply *r = redisCommandArgv(x, (int) n, argv, NULL);
+        if (!r)
+                return -EIO;
+        int k = r->type == REDIS_REPLY_ERROR ? -EACCES : 0;
+        freeReplyObject(r);
+        return k;
 }
 
 static int conn_connect(Conn *c) {
@@ -66,6 +169,11 @@ static int conn_connect(Conn *c) {
          * (SIGSTOP, a partition): blocking reads ask for less than this. */
         struct timeval io = { .tv_sec = 10 };
         (void) redisSetTimeout(x, io);
+        int k = conn_auth(x, c);
+        if (k < 0) {
+                redisFree(x);
+                return k;
+        }
         c->ctx = x;
         return 0;
 }
@@ -84,6 +192,8 @@ redisReply *conn_command_len(Conn *c, size_t n, const char *const *argv, const s
         for (int attempt = 0; attempt < 2 && !rep; attempt++) {
                 if (!c->ctx || c->ctx->err) {
                         k = conn_connect(c);
+                        if (k == -EACCES)
+                                break; /* the same password again would be refused again */
                         if (k < 0)
                                 continue;
                 }

@@ -17,17 +17,25 @@ typedef struct Conn {
         char *host;        /* NULL with a unix socket */
         int port;
         char *socket_path;
+        char *user;     /* the ACL user AUTH names; NULL: the default user */
+        char *password; /* NULL: no AUTH */
         redisContext *ctx;
 } Conn;
 
-/* Parses redis://HOST:PORT or unix:PATH (also unix://PATH). -EINVAL. */
+/* Parses redis://[USER:PASSWORD@]HOST[:PORT][/DB] (USER may be empty:
+ * redis://:PASSWORD@HOST; %XX escapes decoded) or unix:PATH (also
+ * unix://PATH). -EINVAL. */
 int conn_parse_url(const char *url, Conn *ret);
+/* Gives c the password (cluster.redis_password) when its URL named none. */
+int conn_set_password(Conn *c, const char *password);
 void conn_done(Conn *c);
 /* Runs one command (argv of n strings, NUL-terminated); on an I/O error
  * reconnects and retries once. Returns the reply (freeReplyObject it) or
  * NULL with *ret_error (-ECONNREFUSED, -EIO) when Redis cannot be reached;
  * a Redis error reply is returned as the reply (REDIS_REPLY_ERROR). */
 redisReply *conn_command(Conn *c, size_t n, const char *const *argv, int *ret_error);
+/* Each connection authenticates itself with c's password (AUTH) before its
+ * first command: -EACCES when Redis refuses it. */
 /* The same with each argument's length (NULL: strlen of each). */
 redisReply *conn_command_len(Conn *c, size_t n, const char *const *argv, const size_t *lens, int *ret_error);
 
@@ -61,6 +69,7 @@ typedef struct ClusterQueue {
         RunQueue base;
         char *node_id;
         char *url;            /* for the events connection (cluster_events_listen) and log readers */
+        char *password;       /* ClusterOptions.password: used where the URL names none */
         unsigned claim_timeout_ms, lease_ttl_ms, record_ttl_s, affinity_delay_ms, warm_ms;
         char *k_own;          /* runs:<node>: this node's own stream (placement) */
         pthread_mutex_t lock; /* guards conn */
@@ -74,6 +83,10 @@ static inline ClusterQueue *cq(RunQueue *q) {
         assert(q);
         return (ClusterQueue *) q;
 }
+
+/* A new connection to c's Redis, as its URL and password say (not yet
+ * connected: the first command connects). -EINVAL. */
+int cq_conn_parse(ClusterQueue *c, Conn *ret);
 
 /* A command on conn (the shared one is locked; cluster-conn.c). NULL with *ret_error on I/O
  * errors; an error reply becomes NULL with -EIO (-ENOENT for NOGROUP), logged. */

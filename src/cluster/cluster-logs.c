@@ -61,7 +61,7 @@ int cluster_log_reader_new(RunQueue *q, const char *id, ClusterLogReader **ret) 
         assert(id && ret);
         ClusterLogReader *r = xcalloc(1, sizeof(ClusterLogReader));
         r->q = c;
-        if (conn_parse_url(c->url, &r->conn) < 0) {
+        if (cq_conn_parse(c, &r->conn) < 0) {
                 free(r);
                 return -EINVAL;
         }

@@ -49,10 +49,13 @@ static int ensure_group(ClusterQueue *c, Conn *conn, const char *stream) {
         pthread_mutex_unlock(&c->lock);
         if (!r)
                 return k;
-        /* BUSYGROUP: another node made it first. */
-        bool ok = r->type != REDIS_REPLY_ERROR || strstr(r->str, "BUSYGROUP");
+        /* BUSYGROUP: another node made it first. NOAUTH: Redis wants a
+         * password none was given for; NOPERM: the ACL user may not. */
+        k = r->type != REDIS_REPLY_ERROR || strstr(r->str, "BUSYGROUP")              ? 0
+            : strncmp(r->str, "NOAUTH", 6) == 0 || strncmp(r->str, "NOPERM", 6) == 0 ? -EACCES
+                                                                                     : -EIO;
         freeReplyObject(r);
-        return ok ? 0 : -EIO;
+        return k;
 }
 
 static uint64_t now_ms(void) {
@@ -230,8 +233,35 @@ static void cq_free(RunQueue *q) {
         pthread_mutex_destroy(&c->lock);
         free(c->node_id);
         free(c->url);
+        if (c->password)
+                explicit_bzero(c->password, strlen(c->password));
+        free(c->password);
         free(c->k_own);
         free(c);
+}
+
+int cq_conn_parse(ClusterQueue *c, Conn *ret) {
+        assert(c && ret);
+        int k = conn_parse_url(c->url, ret);
+        if (k < 0)
+                return k;
+        return conn_set_password(ret, c->password);
+}
+
+/* Why the queue could not be made, for the operator: the password cases
+ * say where a password goes, and the URL is shown without it. */
+static char *open_error(const ClusterOptions *o, const Conn *conn, int k) {
+        _cleanup_free_ char *shown = cluster_url_redacted(o->url);
+        if (k == -EACCES && !conn->password)
+                return xasprintf("Redis at %s refused this node (NOAUTH or NOPERM): give its password in the URL "
+                                 "(redis://[USER]:PASSWORD@HOST:PORT) or as cluster.redis_password in the config, "
+                                 "and an ACL user that may run the cluster's commands",
+                                 shown);
+        if (k == -EACCES)
+                return xasprintf("Redis at %s refused the password (or its ACL user may not run the cluster's "
+                                 "commands): check the URL's USER:PASSWORD or cluster.redis_password",
+                                 shown);
+        return xasprintf("cannot reach Redis at %s: %s", shown, strerror(-k));
 }
 
 static const RunQueueOps cluster_queue_ops = {
@@ -250,6 +280,7 @@ int cluster_queue_new(const ClusterOptions *o, RunQueue **ret, char **ret_error)
         c->base.ops = &cluster_queue_ops;
         c->node_id = xstrdup(o->node_id);
         c->url = xstrdup(o->url);
+        c->password = o->password ? xstrdup(o->password) : NULL;
         c->claim_timeout_ms = o->claim_timeout_ms ? o->claim_timeout_ms : 5000;
         c->lease_ttl_ms = o->lease_ttl_ms ? o->lease_ttl_ms : 3000;
         c->record_ttl_s = o->record_ttl_s ? o->record_ttl_s : 7 * 86400;
@@ -264,9 +295,13 @@ int cluster_queue_new(const ClusterOptions *o, RunQueue **ret, char **ret_error)
                                                         : MAX(MIN(c->claim_timeout_ms / 4, c->affinity_delay_ms), 10u);
         c->k_own = xasprintf(CLUSTER_PREFIX "runs:%s", o->node_id);
         pthread_mutex_init(&c->lock, NULL);
-        if (conn_parse_url(o->url, &c->conn) < 0 || conn_parse_url(o->url, &c->claim_conn) < 0) {
-                if (ret_error)
-                        *ret_error = xasprintf("'%s' is not a Redis URL (redis://HOST:PORT or unix:PATH)", o->url);
+        if (cq_conn_parse(c, &c->conn) < 0 || cq_conn_parse(c, &c->claim_conn) < 0) {
+                if (ret_error) {
+                        _cleanup_free_ char *shown = cluster_url_redacted(o->url);
+                        *ret_error = xasprintf("'%s' is not a Redis URL (redis://[USER:PASSWORD@]HOST:PORT or "
+                                               "unix:PATH)",
+                                               shown);
+                }
                 cq_free(&c->base);
                 return -EINVAL;
         }
@@ -275,7 +310,7 @@ int cluster_queue_new(const ClusterOptions *o, RunQueue **ret, char **ret_error)
                 k = ensure_group(c, &c->conn, c->k_own);
         if (k < 0) {
                 if (ret_error)
-                        *ret_error = xasprintf("cannot reach Redis at %s: %s", o->url, strerror(-k));
+                        *ret_error = open_error(o, &c->conn, k);
                 cq_free(&c->base);
                 return k;
         }
@@ -450,6 +485,22 @@ static void requeue(ClusterQueue *c, const char *stream, const char *eid, const 
         redisReply *r = cluster_cmd(c, &c->claim_conn, &a, &k);
         if (r)
                 freeReplyObject(r);
+}
+
+int cluster_hand_back(RunQueue *q, const char *id) {
+        ClusterQueue *c = cq(q);
+        assert(id);
+        _cleanup_args_ Args a = { 0 };
+        ARGS_EVAL(&a, handback, 2);
+        args_addf(&a, CLUSTER_PREFIX "run:%s", id);
+        args_add(&a, K_STREAM);
+        args_add(&a, CLUSTER_GROUP);
+        args_add(&a, id);
+        int k = 0;
+        _cleanup_reply_ redisReply *r = cluster_cmd(c, &c->claim_conn, &a, &k);
+        if (!r)
+                return k;
+        return r->type == REDIS_REPLY_INTEGER ? (int) r->integer : -EIO;
 }
 
 static int reclaim(ClusterQueue *c, size_t max, char *const *held, PendingRun **v, size_t *n) {
@@ -702,6 +753,29 @@ int cluster_run_get(RunQueue *q, const char *tenant, const char *id, RunRecord *
         }
         *ret = r;
         return 0;
+}
+
+int cluster_run_attempt_current(RunQueue *q, const char *id, int attempt) {
+        ClusterQueue *c = cq(q);
+        assert(id);
+        _cleanup_args_ Args a = { 0 };
+        args_add(&a, "HMGET");
+        args_addf(&a, CLUSTER_PREFIX "run:%s", id);
+        args_add(&a, "status");
+        args_add(&a, "attempt");
+        args_add(&a, "node");
+        int k = 0;
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+        if (!rep)
+                return k;
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3)
+                return -EIO;
+        for (size_t i = 0; i < 3; i++)
+                if (rep->element[i]->type != REDIS_REPLY_STRING)
+                        return 0; /* no record, or not started */
+        int current = 0;
+        (void) parse_int(rep->element[1]->str, &current);
+        return streq(rep->element[0]->str, "running") && current == attempt && streq(rep->element[2]->str, c->node_id);
 }
 
 int cluster_run_get_lock(RunQueue *q, const char *tenant, const char *id, char **ret) {
@@ -1000,7 +1074,7 @@ static void event_dispatch(const redisReply *m, ClusterEventFn fn, void *userdat
 void cluster_events_listen(RunQueue *q, ClusterEventFn fn, void *userdata) {
         ClusterQueue *c = cq(q);
         Conn conn = { 0 };
-        if (conn_parse_url(c->url, &conn) < 0)
+        if (cq_conn_parse(c, &conn) < 0)
                 return; /* checked by cluster_queue_new */
         _cleanup_free_ char *channel = xasprintf(CLUSTER_PREFIX "ev:%s", c->node_id);
         const char *argv[] = { "SUBSCRIBE", channel };

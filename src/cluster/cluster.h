@@ -22,7 +22,8 @@
 #include "store.h"
 
 typedef struct ClusterOptions {
-        const char *url;           /* redis://host:port or unix:/path */
+        const char *url;           /* redis://[user:password@]host:port or unix:/path */
+        const char *password;      /* AUTH with it where the URL names none (cluster.redis_password); NULL: none */
         const char *node_id;       /* this node's consumer name */
         unsigned claim_timeout_ms; /* an entry idle this long on a dead node is reclaimed (default 5000) */
         unsigned lease_ttl_ms;     /* node:<id> lifetime (default 3000; refreshed every ~1 s) */
@@ -33,8 +34,14 @@ typedef struct ClusterOptions {
                                        * at most a quarter of the claim timeout; cluster_claim()) */
 } ClusterOptions;
 
+/* url with its password replaced by "***" (for messages and logs); a URL
+ * without one is returned as it is. Free the result. */
+char *cluster_url_redacted(const char *url);
+
 /* Connects and creates the stream's consumer group. -ECONNREFUSED/-EIO
- * when Redis cannot be reached (*ret_error says why). */
+ * when Redis cannot be reached, -EACCES when it refuses the node (no or a
+ * wrong password, an ACL user without the right): *ret_error says why,
+ * never with the password. */
 int cluster_queue_new(const ClusterOptions *o, RunQueue **ret, char **ret_error);
 
 /* The start-up check: Redis must keep what it acknowledged (appendonly
@@ -67,6 +74,13 @@ int cluster_submit_env(RunQueue *q, const RunRecord *r, const char *request_json
  * own connection: call it from one thread. */
 int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, char *const *held, PendingRun **ret, size_t *ret_n);
 
+/* Hands a run this node claimed and has not started back to the end of
+ * the shared stream, still queued (handback.lua): for a node with room for
+ * it. On the claiming connection: call it from the claiming thread. 1
+ * handed back, 0 it is not queued any more (its entry acknowledged), or a
+ * negative errno (Redis unreachable: the run is still this node's). */
+int cluster_hand_back(RunQueue *q, const char *id);
+
 /* Refreshes this node's lease (status_json: what `cluster status` shows of
  * it) and re-touches the entries of the runs in held (as cluster_claim())
  * so they do not look idle: an entry pending on this node for a run it
@@ -74,6 +88,13 @@ int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, char *const *held,
  * and is claimed again. Sets *ret_draining when someone asked this node to
  * drain. */
 int cluster_lease_refresh(RunQueue *q, const char *status_json, char *const *held, bool *ret_draining);
+
+/* Whether attempt is still run id's current one on this node (the record
+ * `running`, that attempt, this node): 1 yes, 0 no (taken over by another
+ * node after this one lost its lease, cancelled, ended), or a negative
+ * errno when Redis cannot be read. What a run produced besides its value
+ * (an output dataset) is stored only while it is. */
+int cluster_run_attempt_current(RunQueue *q, const char *id, int attempt);
 
 /* The record of run id (exact id), within tenant (NULL: any). -ENOENT. */
 int cluster_run_get(RunQueue *q, const char *tenant, const char *id, RunRecord **ret);
@@ -223,6 +244,13 @@ int cluster_dag_put(RunQueue *q, const char *id, const char *rec_json, char *con
 int cluster_dag_get(RunQueue *q, const char *id, char **ret_rec, char **ret_files, char ***ret_tasks);
 /* tenant's DAG run ids, most recent first (a strv). */
 int cluster_dag_list_ids(RunQueue *q, const char *tenant, size_t limit, char ***ret_ids);
+/* Hands a run this node claimed and has not started back to the end of
+ * the shared stream, still queued (handback.lua): for a node with room for
+ * it. On the claiming connection: call it from the claiming thread. 1
+ * handed back, 0 it is not queued any more (its entry acknowledged), or a
+ * negative errno (Redis unreachable: the run is still this node's). */
+int cluster_hand_back(RunQueue *q, const char *id);
+
 /* Refreshes this node's lease of each DAG run in owned (the ones it
  * drives); with take, also takes every running DAG run whose owner lease
  * expired and returns those ids in *ret_taken (a strv; this node must

@@ -23,6 +23,7 @@ struct DaemonCluster {
         PkgPeers peers;            /* the engine asks the other nodes for wheels and locks */
         bool draining;          /* asked to drain: no more claims (guarded by d->lock) */
         bool claims_stopped;    /* the claim loop saw it: what the lease reports as "draining" */
+        usec_t lease_ok_at;     /* monotonic: the last lease refresh Redis took (atomic) */
 };
 
 static char *node_status_json(Daemon *d) {
@@ -67,6 +68,8 @@ static void *lease_thread(void *p) {
                 _cleanup_strv_free_ char **held = claimed_run_ids(d);
                 bool draining = false;
                 int k = cluster_lease_refresh(d->cluster->queue, s, held, &draining);
+                if (k >= 0)
+                        __atomic_store_n(&d->cluster->lease_ok_at, now_monotonic(), __ATOMIC_RELAXED);
                 if (k < 0)
                         log_warn("cluster: cannot refresh this node's lease: %s", strerror(-k));
                 else if (draining) {
@@ -83,6 +86,40 @@ static void *lease_thread(void *p) {
                 usleep(MIN(1000u, d->cluster->opt.lease_ttl_ms / 3) * 1000);
         }
         return NULL;
+}
+
+/* Whether this node holds as many of tenant's claimed runs, running or
+ * waiting here, as server.max_concurrent_per_tenant lets it run at once:
+ * one more would wait here for one of them to end (d->lock held). */
+static bool tenant_full_here(Daemon *d, const char *tenant) {
+        unsigned n = 0;
+        for (DRun *r = d->runs; r; r = r->next)
+                if (r->claimed && !r->done && streq(r->tenant, tenant))
+                        n++;
+        return n >= d->cfg.max_concurrent_per_tenant;
+}
+
+/* Adopts the claimed runs; those whose tenant is full here go back to the
+ * shared stream instead (cluster_hand_back()): a claim takes as many
+ * entries as there are free slots, but a run whose tenant is at its limit
+ * here cannot start in one, and kept it would wait for the tenant's runs
+ * here while another node, with room for the tenant, sat idle (the
+ * tenant's runs ran one after another on one node). Returns how many went
+ * back. */
+static size_t adopt_claimed(Daemon *d, PendingRun *v, size_t n) {
+        DaemonCluster *c = d->cluster;
+        size_t back = 0;
+        for (size_t i = 0; i < n; i++) {
+                pthread_mutex_lock(&d->lock);
+                bool full = v[i].tenant && tenant_full_here(d, v[i].tenant);
+                pthread_mutex_unlock(&d->lock);
+                if (full && cluster_hand_back(c->queue, v[i].id) >= 0) {
+                        back++;
+                        continue;
+                }
+                (void) c->opt.hooks.adopt(d, &v[i]);
+        }
+        return back;
 }
 
 /* Claims as many entries as there are free slots, no more, and hands each
@@ -117,9 +154,16 @@ static void *claim_thread(void *p) {
                         usleep(200 * 1000);
                         continue;
                 }
-                for (size_t i = 0; i < n; i++)
-                        (void) c->opt.hooks.adopt(d, &v[i]);
+                size_t back = adopt_claimed(d, v, n);
                 pending_run_list_free(v, n);
+                if (back > 0) {
+                        /* Not claimed again at once: the other nodes, which
+                         * may have room for the tenant, have it first; this
+                         * one looks again when one of its runs ends. */
+                        pthread_mutex_lock(&d->lock);
+                        cond_wait_usec(&d->sched_cond, &d->lock, 200 * USEC_PER_MSEC);
+                        pthread_mutex_unlock(&d->lock);
+                }
         }
         return NULL;
 }
@@ -311,6 +355,18 @@ static void lock_put(void *userdata, const char *key, const char *json) {
                 log_warn("cluster: cannot share the lock of environment %.12s: %s", key, strerror(-k));
 }
 
+int daemon_cluster_attempt_current(Daemon *d, const char *id, int attempt) {
+        assert(d->cluster);
+        return cluster_run_attempt_current(d->cluster->queue, id, attempt);
+}
+
+bool daemon_cluster_redis_lost(Daemon *d) {
+        if (!d->cluster)
+                return false;
+        usec_t ok = __atomic_load_n(&d->cluster->lease_ok_at, __ATOMIC_RELAXED);
+        return now_monotonic() - ok > (usec_t) d->cluster->opt.lease_ttl_ms * USEC_PER_MSEC;
+}
+
 const char *daemon_cluster_role_to_string(DaemonClusterRole role) {
         return role == CLUSTER_ROLE_GATEWAY ? "gateway" : role == CLUSTER_ROLE_WORKER ? "worker" : "all";
 }
@@ -329,6 +385,7 @@ int daemon_cluster_start(Daemon *d, const DaemonClusterOptions *o, char **ret_er
         assert(d && o && o->url && o->node_id);
         ClusterOptions co = {
                 .url = o->url,
+                .password = d->cfg.cluster_redis_password,
                 .node_id = o->node_id,
                 .claim_timeout_ms = o->claim_timeout_ms,
                 .lease_ttl_ms = o->lease_ttl_ms,
@@ -354,6 +411,7 @@ int daemon_cluster_start(Daemon *d, const DaemonClusterOptions *o, char **ret_er
         if (!c->opt.lease_ttl_ms)
                 c->opt.lease_ttl_ms = 3000;
         c->queue = q;
+        c->lease_ok_at = now_monotonic(); /* Redis just answered (cluster_queue_new) */
         pthread_mutex_init(&c->ship_lock, NULL);
         d->cluster = c;
         c->peers = (PkgPeers) { .wheel = wheel_from_peers, .lock_get = lock_get, .lock_put = lock_put, .userdata = d };
@@ -374,7 +432,8 @@ int daemon_cluster_start(Daemon *d, const DaemonClusterOptions *o, char **ret_er
                 *ret_error = xasprintf("cannot start the cluster threads: %s", strerror(-k));
                 return k;
         }
-        log_info("cluster: node %s (%s) on %s", o->node_id, daemon_cluster_role_to_string(o->role), o->url);
+        _cleanup_free_ char *shown = cluster_url_redacted(o->url);
+        log_info("cluster: node %s (%s) on %s", o->node_id, daemon_cluster_role_to_string(o->role), shown);
         return 0;
 }
 

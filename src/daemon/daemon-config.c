@@ -69,6 +69,7 @@ void daemon_config_done(DaemonConfig *cfg) {
         tenants_free(cfg->tenants, cfg->n_tenants);
         strv_free(cfg->data_url_allow);
         free(cfg->cluster_secret);
+        free(cfg->cluster_redis_password);
         free(cfg->index_url);
         strv_free(cfg->extra_index_urls);
         strv_free(cfg->find_links);
@@ -386,8 +387,10 @@ static int parse_tenants(DaemonConfig *cfg, json_t *o, char **ret_error) {
         return 0;
 }
 
-/* cluster: {secret: S} — what the nodes of a cluster show each other on
- * the internal routes; at least 16 characters. */
+/* cluster: {secret: S, redis_password: P} — secret: what the nodes of a
+ * cluster show each other on the internal routes; at least 16 characters.
+ * redis_password: what a node AUTHs to Redis with when --redis's URL names
+ * none (a config file can be 0600; a command line is anyone's to read). */
 static int parse_cluster(DaemonConfig *cfg, json_t *o, char **ret_error) {
         const char *k;
         json_t *v;
@@ -396,6 +399,15 @@ static int parse_cluster(DaemonConfig *cfg, json_t *o, char **ret_error) {
                 return -EINVAL;
         }
         json_object_foreach(o, k, v) {
+                if (streq(k, "redis_password")) {
+                        if (!json_is_string(v) || !*json_string_value(v)) {
+                                *ret_error = xstrdup("'cluster.redis_password' must be a non-empty string");
+                                return -EINVAL;
+                        }
+                        free(cfg->cluster_redis_password);
+                        cfg->cluster_redis_password = xstrdup(json_string_value(v));
+                        continue;
+                }
                 if (!streq(k, "secret")) {
                         *ret_error = xasprintf("unknown key 'cluster.%s'", k);
                         return -EINVAL;

@@ -15,13 +15,18 @@ struct MHD_Response *daemon_api_healthz(const DaemonCall *call, unsigned *ret_st
         pthread_mutex_lock(&d->lock);
         bool draining = d->draining;
         pthread_mutex_unlock(&d->lock);
-        json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:b}", "status", draining ? "draining" : "ok", "version",
-                              PYSPRINTER_VERSION, "running", (int) running, "queued", (int) queued, "auth", !d->no_auth);
+        /* A cluster node cut from Redis serves no run (502) and its runs
+         * are being taken over: a load balancer is to send clients to
+         * another gateway, as for a draining one. */
+        bool lost = daemon_cluster_redis_lost(d);
+        const char *status = draining ? "draining" : lost ? "redis_unreachable" : "ok";
+        json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:b}", "status", status, "version", PYSPRINTER_VERSION, "running",
+                              (int) running, "queued", (int) queued, "auth", !d->no_auth);
         /* Free space and its warnings (docs/operations.md). */
         if (j)
                 daemon_gc_healthz(d, j);
-        struct MHD_Response *resp = daemon_call_json(call, draining ? 503 : 200, j, ret_status);
-        if (draining)
+        struct MHD_Response *resp = daemon_call_json(call, draining || lost ? 503 : 200, j, ret_status);
+        if (draining || lost)
                 daemon_response_headers(resp, (const char *const[]) { "Retry-After", "5", NULL });
         return resp;
 }

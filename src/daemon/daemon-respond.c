@@ -359,6 +359,20 @@ struct MHD_Response *daemon_call_errno(const DaemonCall *call, int r, const char
                 /* Refused before the disk is full (disk.reserve_bytes). */
                 return daemon_call_error(call, status, code, ret_status, "%s refused: %s", what,
                                          daemon_gc_disk_full_message());
+        case -ECONNREFUSED:
+                /* In a cluster that is Redis (cluster-conn.c: any failed
+                 * connect): "Connection refused" alone reads as this
+                 * gateway refusing the client. Another gateway may reach
+                 * it (a partition), or it comes back. */
+                if (call && call->d && call->d->cluster) {
+                        resp = daemon_call_error(call, status, code, ret_status,
+                                                 "%s: this node cannot reach the cluster's Redis (%s); retry later or "
+                                                 "through another gateway",
+                                                 what, strerror(-r));
+                        daemon_response_headers(resp, (const char *const[]){ "Retry-After", "5", NULL });
+                        return resp;
+                }
+                return daemon_call_error(call, status, code, ret_status, "%s: %s", what, strerror(-r));
         default:
                 return daemon_call_error(call, status, code, ret_status, "%s: %s", what, strerror(-r));
         }

@@ -753,6 +753,7 @@ typedef struct ClusterSse {
 
 static void cluster_sse_free(void *cls) {
         ClusterSse *s = cls;
+        __atomic_sub_fetch(&s->d->remote_follows, 1, __ATOMIC_RELEASE);
         daemon_waiter_done(&s->w);
         cluster_log_reader_free(s->rd);
         buf_free(&s->out.buf);
@@ -876,6 +877,7 @@ static struct MHD_Response *cluster_log(const DaemonCall *call, const RunRecord 
         ClusterSse *s = xcalloc(1, sizeof(ClusterSse));
         daemon_waiter_init(&s->w);
         s->d = d;
+        __atomic_add_fetch(&d->remote_follows, 1, __ATOMIC_RELEASE);
         s->conn = call->conn;
         s->last_sent = now_monotonic();
         s->tenant = xstrdup(call->tenant);

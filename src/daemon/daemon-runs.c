@@ -806,6 +806,23 @@ typedef struct RunStep {
 /* The part of a run's spec that says what runs (its code, arguments,
  * limits, requirements): run_begin() adds how and where;
  * drun_adhoc_eligible() asks the engine whether it could begin at once. */
+/* The engine's store_output for a run's output_data: data_store_output(),
+ * fenced in a cluster. A claimed run's attempt stores its output only
+ * while it is still the run's current one here: a node that lost its
+ * lease (stopped, partitioned) while the run ran has seen it taken over
+ * and run again elsewhere, and its late output would become the dataset's
+ * current version although its late result is dropped as stale. (Checked
+ * just before the store: a takeover in between is not caught.) */
+static int store_output_fenced(const char *dir, void *userdata, char **ret_outputs_json, char **ret_error) {
+        RunStep *st = userdata;
+        if (st->r->claimed && st->d->cluster && daemon_cluster_attempt_current(st->d, st->r->id, st->r->attempt) == 0) {
+                *ret_error = xstrdup("this attempt of the run was taken over by another node: its output is "
+                                     "not stored");
+                return -ESTALE;
+        }
+        return data_store_output(dir, &st->out, ret_outputs_json, ret_error);
+}
+
 static RunSpec drun_code_spec(const Daemon *d, const DRun *r) {
         return (RunSpec){
                 .source = r->source,
@@ -988,8 +1005,8 @@ static RunStep *run_begin(Daemon *d, DRun *r, RunThread *wake, Instance *inst) {
                         free(st->data_error);
                         st->data_error = xstrdup("this daemon keeps no datasets (output_data)");
                 }
-                st->spec.store_output = data_store_output;
-                st->spec.store_output_userdata = &st->out;
+                st->spec.store_output = store_output_fenced;
+                st->spec.store_output_userdata = st;
         }
         if (st->sk >= 0 && st->dk >= 0)
                 st->er = engine_run_begin(d->engine, &st->spec, on_event, st->ctx);
@@ -1485,9 +1502,11 @@ static usec_t remote_next_due(const Daemon *d) {
  * re-asks any gateway), then out of d->runs. The lock is released and
  * taken again (run_leave()). */
 static void remote_end(Daemon *d, DRun *r, RunResult *res, RunRecord *ended) {
-        TenantCount *tc = tenant_count(d, r->tenant);
-        d->queued--;
-        tc->queued--;
+        if (!r->remote_started) {
+                TenantCount *tc = tenant_count(d, r->tenant);
+                d->queued--;
+                tc->queued--;
+        }
         d->remote_count--;
         r->remote = false;
         r->remote_busy = false;
@@ -1510,10 +1529,37 @@ static void remote_end(Daemon *d, DRun *r, RunResult *res, RunRecord *ended) {
         run_leave(d, r);
 }
 
+/* A look saw r's record running on some node (d->lock held): it waits
+ * for no slot any more, so it leaves this gateway's queued counts, which
+ * its submit limits read (max_queued_runs and the tenant's share: runs
+ * waiting for a slot). Counted until its end instead, a gateway admitted
+ * no more runs than its own max_concurrent_runs + max_queued_runs in
+ * flight in the whole cluster, whatever the workers' slots: 429 "the
+ * queue is full" with every worker idle and the stream empty. */
+static void remote_started_note(Daemon *d, DRun *r) {
+        if (r->remote_started)
+                return;
+        r->remote_started = true;
+        d->queued--;
+        tenant_count(d, r->tenant)->queued--;
+}
+
+/* Whether the stopping gateway lets r go now, unanswered (d->lock held).
+ * A run nobody waits for here (its only reference its own: the submit
+ * answered 202) is safe in Redis and goes at once, or the drain would
+ * wait for every run queued through this gateway. One a client waits for
+ * (a ?wait=true submit or GET, an invoke, a DAG task: each holds a
+ * reference) is waited for through the drain, as a single node finishes
+ * its runs in flight and answers their clients (docs/api.md "Drain"); it
+ * goes once the drain's grace period is over (leave_queued). */
+static bool remote_let_go(const Daemon *d, const DRun *r) {
+        return d->draining && (r->refs <= 1 || d->leave_queued);
+}
+
 /* Whether a look at r is asked for now, its fallback aside (d->lock
  * held): its end message came, a cancel to send, the gateway stops. */
 static bool remote_look_asked(const Daemon *d, const DRun *r) {
-        return r->remote_wake || (r->cancel_requested && !r->remote_cancel_sent) || d->draining;
+        return r->remote_wake || (r->cancel_requested && !r->remote_cancel_sent) || remote_let_go(d, r);
 }
 
 /* Looks at r's record until no look is due, as the thread that set
@@ -1526,7 +1572,7 @@ static void remote_look(Daemon *d, DRun *r, RunRecord *given) {
         for (;;) {
                 bool cancel = r->cancel_requested && !r->remote_cancel_sent;
                 r->remote_wake = false; /* a message from now on is seen below */
-                if (d->draining) {
+                if (remote_let_go(d, r)) {
                         remote_end(d, r, NULL, NULL);
                         break;
                 }
@@ -1543,8 +1589,11 @@ static void remote_look(Daemon *d, DRun *r, RunRecord *given) {
                          * not read from Redis again. */
                         ended = TAKE_PTR(rec);
                 }
+                bool started = rec && rec->status && streq(rec->status, "running");
                 run_record_free(rec);
                 pthread_mutex_lock(&d->lock);
+                if (started)
+                        remote_started_note(d, r);
                 r->remote_cancel_sent |= cancel;
                 if (res) {
                         remote_end(d, r, res, ended);
@@ -2540,10 +2589,16 @@ void daemon_runs_drain(Daemon *d, usec_t timeout) {
 
         pthread_mutex_lock(&d->lock);
         d->draining = true;
-        /* The remote runs let go at once (remote_look()). */
+        /* The remote runs nobody waits for here let go at once; the
+         * others once they end or the grace period is over
+         * (remote_let_go()). */
         if (d->remote_running)
                 pthread_cond_signal(&d->remote_cond);
-        while (d->threads > 0 && now_monotonic() < deadline) {
+        /* A gateway's clients that follow a run's log wait for its end
+         * as a ?wait does: the CLI's run does. Once the grace period is
+         * over (leave_queued), only the threads are waited for. */
+        while ((d->threads > 0 || (!d->leave_queued && __atomic_load_n(&d->remote_follows, __ATOMIC_ACQUIRE) > 0)) &&
+               now_monotonic() < deadline) {
                 cond_wait_usec(&d->change_cond, &d->lock, 200 * USEC_PER_MSEC);
         }
         pthread_mutex_unlock(&d->lock);

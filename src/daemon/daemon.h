@@ -93,6 +93,7 @@ typedef struct DaemonConfig {
         uint64_t data_max_bytes;        /* data.max_bytes: a version's (and an upload's) cap; 0: the env's/default */
         uint64_t max_out_bytes;         /* data.max_output_bytes: a run's /out cap; 0 = the engine's */
         char *cluster_secret;           /* cluster.secret: what nodes show each other on internal routes */
+        char *cluster_redis_password;   /* cluster.redis_password: AUTH when --redis's URL names no password */
         /* retention: and disk: (daemon-gc.c, docs/operations.md) */
         RetentionConfig retention;
 } DaemonConfig;
@@ -363,6 +364,9 @@ struct DRun {
          * may); its cancel went to Redis; the monotonic time of the next
          * look (the fallback when no message comes). */
         bool remote, remote_wake, remote_busy, remote_cancel_sent;
+        /* cluster: a look saw its record running on a node: it no longer
+         * counts as queued here (remote_started_note()) */
+        bool remote_started;
         usec_t remote_due;
         RunRecord *remote_end;  /* cluster: the ended record the gateway's look read (set before done) */
         /* cluster: how much of log/chunks is in the run's Redis log
@@ -474,6 +478,10 @@ struct Daemon {
         pthread_cond_t remote_cond;
         bool remote_running;
         unsigned remote_count;          /* runs waited for (DRun.remote) */
+        /* Cluster: log follows open on this node (daemon-runs-api.c
+         * ClusterSse; atomic): clients waiting for a run's end there,
+         * which the drain waits for as for a ?wait (daemon_runs_drain()). */
+        unsigned remote_follows;
         char *remote_early[64];
         unsigned remote_early_next;
         /* Threads between taking an idle instance for a warm invoke and
@@ -698,6 +706,13 @@ void daemon_cluster_object_held(Daemon *d, const char *hash);
  * time), 0 when not, -ENOENT when this node has no cluster or no secret
  * (its internal routes do not exist). */
 int daemon_cluster_secret_ok(Daemon *d, const char *authorization);
+/* Whether this node has not reached Redis for longer than its lease lives
+ * (its last lease refresh Redis took is older): the cluster counts it gone
+ * and it can serve no run; false outside a cluster. /healthz says so. */
+bool daemon_cluster_redis_lost(Daemon *d);
+/* cluster_run_attempt_current(): whether a claimed run's attempt is still
+ * its current one on this node (1), not (0), or a negative errno. */
+int daemon_cluster_attempt_current(Daemon *d, const char *id, int attempt);
 
 /* ---- HTTP (daemon-http.c): MHD, authentication, request bodies --------- */
 

@@ -268,6 +268,63 @@ static void test_claim_counts_free_slots_only(void **state) {
         run_queue_free(a);
 }
 
+/* A claimed run handed back (its tenant full on the claiming node) is
+ * queued at the end of the shared stream, not started (attempt 0), and
+ * another node claims it, request and all, at once; a run cancelled
+ * after its claim is not handed back. */
+static void run_to_end(RunQueue *q, const char *id);
+
+static void test_hand_back(void **state) {
+        RunQueue *a = queue("hb-a", 5000), *b = queue("hb-b", 5000);
+        submit(a, "r-hb-1", 3);
+        submit(a, "r-hb-2", 3);
+        PendingRun *v = NULL;
+        assert_int_equal(claim_until(a, 2, 2, &v), 2);
+        assert_int_equal(cluster_hand_back(a, v[0].id), 1);
+        assert_int_equal(run_queue_cancel(a, v[1].id, "cancelled"), 0);
+        assert_int_equal(cluster_hand_back(a, v[1].id), 0);
+        pending_run_list_free(v, 2);
+        _cleanup_free_ char *s = status_of(a, "r-hb-1");
+        assert_string_equal(s, "queued");
+        PendingRun *w = NULL;
+        assert_int_equal(claim_until(b, 2, 1, &w), 1);
+        assert_string_equal(w[0].id, "r-hb-1");
+        assert_string_equal(w[0].tenant, "t1");
+        assert_non_null(w[0].request_json);
+        assert_int_equal(w[0].attempt, 0);
+        pending_run_list_free(w, 1);
+        /* Nothing else is delivered: the first entry went with its hand-back. */
+        PendingRun *x = NULL;
+        size_t n = 0;
+        assert_int_equal(cluster_claim(a, 2, 0, NULL, &x, &n), 0);
+        assert_int_equal(n, 0);
+        free(x);
+        run_to_end(b, "r-hb-1");
+        run_queue_free(a);
+        run_queue_free(b);
+}
+
+/* An attempt is current only while the record names it running on the
+ * asking node: not before its start, not for another attempt or node,
+ * not once the run ended. */
+static void test_attempt_current(void **state) {
+        RunQueue *a = queue("ac-a", 5000), *b = queue("ac-b", 5000);
+        submit_claimed(a, "r-ac-1", 3);
+        assert_int_equal(cluster_run_attempt_current(a, "r-ac-1", 0), 0);
+        int attempt = 0;
+        assert_int_equal(run_queue_start(a, "r-ac-1", now_realtime(), &attempt), 0);
+        assert_int_equal(cluster_run_attempt_current(a, "r-ac-1", attempt), 1);
+        assert_int_equal(cluster_run_attempt_current(a, "r-ac-1", attempt + 1), 0);
+        assert_int_equal(cluster_run_attempt_current(b, "r-ac-1", attempt), 0);
+        assert_int_equal(cluster_run_attempt_current(a, "r-ac-nope", 1), 0);
+        RunRecord f;
+        finish_rec(&f, "r-ac-1", "succeeded");
+        assert_int_equal(run_queue_finish(a, &f, attempt), 0);
+        assert_int_equal(cluster_run_attempt_current(a, "r-ac-1", attempt), 0);
+        run_queue_free(a);
+        run_queue_free(b);
+}
+
 /* A node without a lease (dead, or stopped) loses its entries after the
  * claim timeout; its late result is STALE; the new node's lands. */
 static void test_reclaim_from_dead_node(void **state) {
@@ -1301,6 +1358,34 @@ static void test_bad_url(void **state) {
         ClusterOptions o = { .url = "http://x", .node_id = "n" };
         assert_int_equal(cluster_queue_new(&o, &q, &err), -EINVAL);
         assert_non_null(strstr(err, "redis://"));
+        /* A userinfo must hold a password, its escapes must be whole, and
+         * the message never repeats the password. */
+        static const char *const bad[] = { "redis://user@127.0.0.1:1", "redis://:@127.0.0.1:1",
+                                           "redis://:pw%zz-hidden@127.0.0.1:1", "redis://:pw%00-hidden@127.0.0.1:1" };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_free_ char *e = NULL;
+                o.url = bad[i];
+                assert_int_equal(cluster_queue_new(&o, &q, &e), -EINVAL);
+                assert_null(strstr(e, "hidden"));
+        }
+}
+
+static void test_url_redacted(void **state) {
+        static const struct {
+                const char *url, *shown;
+        } rows[] = {
+                { "redis://127.0.0.1:6379", "redis://127.0.0.1:6379" },
+                { "unix:/run/redis.sock", "unix:/run/redis.sock" },
+                { "redis://:pw@h:1", "redis://:***@h:1" },
+                { "redis://alice:pw@h:1/0", "redis://alice:***@h:1/0" },
+                { "redis://:p@ss@h", "redis://:***@h" },
+                { "redis://:p%40ss@h:2", "redis://:***@h:2" },
+                { "redis://:p/ss@h:2/0", "redis://:***@h:2/0" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                _cleanup_free_ char *s = cluster_url_redacted(rows[i].url);
+                assert_string_equal(s, rows[i].shown);
+        }
 }
 
 /* Each test starts from an empty Redis: a run one test leaves in a stream
@@ -1338,6 +1423,8 @@ int main(void) {
                 TEST(test_idempotency_key),
                 TEST(test_run_find_by_prefix),
                 TEST(test_claim_counts_free_slots_only),
+                TEST(test_hand_back),
+                TEST(test_attempt_current),
                 TEST(test_reclaim_from_dead_node),
                 TEST(test_live_lease_keeps_entries),
                 TEST(test_dead_letter_after_max_attempts),
@@ -1366,6 +1453,7 @@ int main(void) {
                 /* last: switching AOF off and on leaves it rewriting */
                 TEST(test_durability_check),
                 TEST(test_bad_url),
+                TEST(test_url_redacted),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         if (redis_pid > 0)
