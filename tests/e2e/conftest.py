@@ -205,15 +205,18 @@ def _cgroups_below(d):
 
 def host_state():
     procs = set()
-    for p in pathlib.Path("/proc").glob("[0-9]*/cmdline"):
+    # Listed by name, each read on its own: a glob of /proc/*/cmdline reads
+    # every process's directory, and one that exits meanwhile raised
+    # ProcessLookupError from the glob itself.
+    for pid in (n for n in os.listdir("/proc") if n.isdigit()):
         try:
-            c = p.read_bytes()
+            c = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
         # This build's worker (a sibling worktree's are not ours) and the
         # adversarial suite's survivor.
         if str(WORKER).encode() in c or b"survived-" in c:
-            procs.add((p.parent.name, c))
+            procs.add((pid, c))
     cgroups = set()
     for d in _own_cgroup_dirs():
         cgroups |= _cgroups_below(d)
