@@ -147,6 +147,16 @@ char *id_new(const char *prefix) {
         return xasprintf("%s%s", prefix ? prefix : "", out);
 }
 
+int hex_digit_value(char ch) {
+        if (ch >= '0' && ch <= '9')
+                return ch - '0';
+        if (ch >= 'a' && ch <= 'f')
+                return ch - 'a' + 10;
+        if (ch >= 'A' && ch <= 'F')
+                return ch - 'A' + 10;
+        return -1;
+}
+
 void hex_encode(const void *data, size_t n, char *ret) {
         static const char digits[] = "0123456789abcdef";
         const uint8_t *p = data;

@@ -255,6 +255,8 @@ char *id_new(const char *prefix);
 int random_hex(size_t n, char **ret);
 /* data[0..n) as 2n lowercase hex digits and a NUL into ret (2n+1 bytes). */
 void hex_encode(const void *data, size_t n, char *ret);
+/* The value of a hex digit (either case), or -1: %XX escapes. */
+int hex_digit_value(char ch);
 
 /* ---- user-written quantities --------------------------------------------- */
 

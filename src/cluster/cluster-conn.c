@@ -8,17 +8,6 @@
 
 #include "cluster-internal.h"
 
-/* The value of a %XX escape's hex digit, or -1. */
-static int hex_digit(char ch) {
-        if (ch >= '0' && ch <= '9')
-                return ch - '0';
-        if (ch >= 'a' && ch <= 'f')
-                return ch - 'a' + 10;
-        if (ch >= 'A' && ch <= 'F')
-                return ch - 'A' + 10;
-        return -1;
-}
-
 /* s[0..n) with its %XX escapes decoded (RFC 3986: a password holding ':',
  * '@' or '/' is written escaped in a URL), or NULL when an escape is
  * broken or decodes to a NUL byte. */
@@ -29,8 +18,8 @@ static char *percent_decode(const char *s, size_t n) {
                         *o++ = s[i];
                         continue;
                 }
-                int hi = i + 2 < n ? hex_digit(s[i + 1]) : -1;
-                int lo = i + 2 < n ? hex_digit(s[i + 2]) : -1;
+                int hi = i + 2 < n ? hex_digit_value(s[i + 1]) : -1;
+                int lo = i + 2 < n ? hex_digit_value(s[i + 2]) : -1;
                 if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
                         free(out);
                         return NULL;

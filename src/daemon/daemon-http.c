@@ -950,8 +950,8 @@ int http_target_check(const char *target, char **ret_error) {
          * value of this API holds a control character either. */
         for (const char *p = target; *p; p++) {
                 int ch = (unsigned char) *p;
-                if (*p == '%' && daemon_hexval(p[1]) >= 0 && daemon_hexval(p[2]) >= 0)
-                        ch = daemon_hexval(p[1]) * 16 + daemon_hexval(p[2]);
+                if (*p == '%' && hex_digit_value(p[1]) >= 0 && hex_digit_value(p[2]) >= 0)
+                        ch = hex_digit_value(p[1]) * 16 + hex_digit_value(p[2]);
                 if (ch < 0x20 || ch == 0x7f) {
                         bool in_query = memchr(target, '?', (size_t) (p - target)) != NULL;
                         *ret_error = xasprintf("the request %s holds a control character (byte 0x%02x)",

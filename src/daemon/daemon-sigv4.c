@@ -111,16 +111,6 @@ static void hmac(const void *key, size_t key_len, const char *data, uint8_t out[
         HMAC(EVP_sha256(), key, (int) key_len, (const unsigned char *) data, strlen(data), out, &len);
 }
 
-int daemon_hexval(char ch) {
-        if (ch >= '0' && ch <= '9')
-                return ch - '0';
-        if (ch >= 'a' && ch <= 'f')
-                return ch - 'a' + 10;
-        if (ch >= 'A' && ch <= 'F')
-                return ch - 'A' + 10;
-        return -1;
-}
-
 /* AWS's URI encoding: unreserved characters as they are, every other byte
  * %XX (uppercase); '/' kept when keep_slash. */
 static void uri_encode(Buf *b, const char *s, size_t n, bool keep_slash) {
@@ -139,8 +129,8 @@ static char *uri_decode(const char *s, size_t n, size_t *ret_len) {
         char *out = xmalloc(n + 1);
         size_t k = 0;
         for (size_t i = 0; i < n; i++) {
-                if (s[i] == '%' && i + 2 < n && daemon_hexval(s[i + 1]) >= 0 && daemon_hexval(s[i + 2]) >= 0) {
-                        out[k++] = (char) (daemon_hexval(s[i + 1]) * 16 + daemon_hexval(s[i + 2]));
+                if (s[i] == '%' && i + 2 < n && hex_digit_value(s[i + 1]) >= 0 && hex_digit_value(s[i + 2]) >= 0) {
+                        out[k++] = (char) (hex_digit_value(s[i + 1]) * 16 + hex_digit_value(s[i + 2]));
                         i += 2;
                 } else
                         out[k++] = s[i];

@@ -177,10 +177,6 @@ typedef struct SigV4Request {
  * 0, or -EPERM with *ret_error saying what did not match. */
 int sigv4_verify(const SigV4Request *rq, const SigV4Auth *auth, const char *secret, usec_t now, char **ret_error);
 
-/* The value of a hex digit, -1 for another character (percent-decoding
- * in the router's target check and SigV4's canonical URI). */
-int daemon_hexval(char ch);
-
 /* ---- request parsing (daemon-request.c; the fuzzer's target) ------------ */
 
 typedef struct RequestCaps {
