@@ -158,6 +158,23 @@ def pytest_terminal_summary(terminalreporter):
 
 
 @pytest.fixture
+def small_home(tmp_path):
+    """A 12 MiB tmpfs for a home: a full disk the tests can make (root only)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    home = tmp_path / "home"
+    home.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m,mode=0755", "tmpfs", str(home)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {r.stderr.strip()}")
+    try:
+        yield home
+    finally:
+        subprocess.run(["umount", "-l", str(home)], check=False)
+
+
+@pytest.fixture
 def run(cli):
     """run(file, *args) = `pysprinter run [--sandbox=none if needed] file args…`."""
     def _run(*args, **kw):

@@ -4,7 +4,6 @@ is a clear 507 naming ENOSPC and no server path. Needs root (mount)."""
 import json
 import os
 import pathlib
-import subprocess
 
 import pytest
 
@@ -12,22 +11,6 @@ from conftest import DAEMON
 from daemonlib import Daemon
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
-
-
-@pytest.fixture
-def small_home(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    home = tmp_path / "home"
-    home.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m,mode=0755", "tmpfs", str(home)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {r.stderr.strip()}")
-    try:
-        yield home
-    finally:
-        subprocess.run(["umount", "-l", str(home)], check=False)
 
 
 def free_bytes(p):

@@ -9,7 +9,6 @@ import pathlib
 import signal
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
@@ -194,22 +193,6 @@ def test_a_download_cut_by_a_kill_is_collected_though_its_wheel_is_installed_lat
 
 
 # ---- a full disk under the embedded CLI ------------------------------------
-
-@pytest.fixture
-def small_home(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    home = tmp_path / "home"
-    home.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m,mode=0755", "tmpfs", str(home)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {r.stderr.strip()}")
-    try:
-        yield home
-    finally:
-        subprocess.run(["umount", "-l", str(home)], check=False)
-
 
 def fill(path, leave=8192, name="filler"):
     """A filler file that leaves about `leave` bytes free in path's file system."""

@@ -2,7 +2,6 @@
 hostile tenant meet them (helper-155's exploration): each test is named
 after what a user checks, and failed on the daemon before its fix."""
 import hashlib
-import http.client
 import json
 import os
 import signal
@@ -14,6 +13,7 @@ import pytest
 
 from conftest import DAEMON
 from daemonlib import TOKENS, Daemon
+from uilib import start_browser, wait_for
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
 
@@ -416,41 +416,11 @@ def test_one_tenant_logging_in_over_and_over_keeps_other_tenants_sessions(d):
 
 # ---- the dashboard when its session ends ---------------------------------------------
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-
-
-def wait_for(cond, timeout=20, what="condition"):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            last = cond()
-        except Exception as e:  # a stale element mid-render: look again
-            last = e
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}: {last!r}")
-
-
 @pytest.fixture(scope="module")
 def browser():
     """Debian's chromium through chromedriver, as tests/e2e/test_ui.py
     drives it (nothing downloads a browser)."""
-    for p in (CHROMIUM, CHROMEDRIVER):
-        if not os.path.exists(p):
-            pytest.fail(f"{p} is missing: run tools/install-deps.sh (make deps)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              "--window-size=1366,900", "--no-first-run", "--disable-extensions",
-              "--disable-background-networking", "--disable-component-update"):
-        opts.add_argument(a)
-    drv = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    drv.set_page_load_timeout(30)
+    drv = start_browser()
     try:
         yield drv
     finally:

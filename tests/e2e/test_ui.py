@@ -7,13 +7,10 @@ browser is a broken setup, not a reason to skip.
 Screenshots of every page go to $PYSPRINTER_BUILD/ui-screenshots/."""
 import http.client
 import json
-import os
-import pathlib
 import re
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import time
 
@@ -21,26 +18,11 @@ import pytest
 
 from conftest import BUILD, CLI, DAEMON
 from daemonlib import TOKENS, Daemon
+from uilib import start_browser, wait_for
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 SHOTS = BUILD / "ui-screenshots"
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
-
-
-def wait_for(cond, timeout=20, what="condition", interval=0.05):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            last = cond()
-        except Exception as e:  # a stale element mid-render: look again
-            last = e
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}: {last!r}")
 
 
 @pytest.fixture(scope="module")
@@ -69,21 +51,7 @@ def d(tmp_path_factory, index):
 
 @pytest.fixture(scope="module")
 def browser():
-    for p in (CHROMIUM, CHROMEDRIVER):
-        if not os.path.exists(p):
-            pytest.fail(f"{p} is missing: run tools/install-deps.sh (make deps) — the UI tests need Debian's "
-                        "chromium and chromium-driver")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              "--window-size=1366,900", "--no-first-run", "--disable-extensions",
-              "--disable-background-networking", "--disable-component-update"):
-        opts.add_argument(a)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    drv = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    drv.set_page_load_timeout(30)
+    drv = start_browser()
     SHOTS.mkdir(parents=True, exist_ok=True)
     try:
         yield drv
