@@ -283,3 +283,13 @@ redisReply *cluster_cmd(ClusterQueue *c, Conn *conn, const Args *a, int *ret_err
         }
         return r;
 }
+
+/* Here, beside the connection it makes, not in cluster-redis.c: the log
+ * reader (cluster-logs.c) makes its own connections too. */
+int cq_conn_parse(ClusterQueue *c, Conn *ret) {
+        assert(c && ret);
+        int k = conn_parse_url(c->url, ret);
+        if (k < 0)
+                return k;
+        return conn_set_password(ret, c->password);
+}

@@ -240,14 +240,6 @@ static void cq_free(RunQueue *q) {
         free(c);
 }
 
-int cq_conn_parse(ClusterQueue *c, Conn *ret) {
-        assert(c && ret);
-        int k = conn_parse_url(c->url, ret);
-        if (k < 0)
-                return k;
-        return conn_set_password(ret, c->password);
-}
-
 /* Why the queue could not be made, for the operator: the password cases
  * say where a password goes, and the URL is shown without it. */
 static char *open_error(const ClusterOptions *o, const Conn *conn, int k) {

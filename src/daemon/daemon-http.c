@@ -1013,54 +1013,6 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
         return req;
 }
 
-int listen_address_parse(const char *s, void *ret_sockaddr_storage, size_t *ret_len, bool *ret_is_loopback) {
-        struct sockaddr_storage ss = {};
-        _cleanup_free_ char *host = NULL;
-        const char *port;
-        bool loopback;
-
-        if (s[0] == '[') {
-                const char *e = strchr(s, ']');
-                if (!e || e[1] != ':')
-                        return -EINVAL;
-                host = xstrndup(s + 1, (size_t) (e - s - 1));
-                port = e + 2;
-        } else {
-                const char *colon = strrchr(s, ':');
-                if (!colon)
-                        return -EINVAL;
-                host = xstrndup(s, (size_t) (colon - s));
-                port = colon + 1;
-        }
-        char *end;
-        unsigned long p = strtoul(port, &end, 10);
-        if (!*port || *end || p > 65535)
-                return -EINVAL;
-        if (!*host || streq(host, "localhost")) {
-                bool empty = !*host;
-                free(host);
-                host = xstrdup(empty ? "0.0.0.0" : "127.0.0.1");
-        }
-
-        struct sockaddr_in *in4 = (struct sockaddr_in *) &ss;
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &ss;
-        if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
-                in4->sin_family = AF_INET;
-                in4->sin_port = htons((uint16_t) p);
-                loopback = (ntohl(in4->sin_addr.s_addr) >> 24) == 127;
-                *ret_len = sizeof(*in4);
-        } else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
-                in6->sin6_family = AF_INET6;
-                in6->sin6_port = htons((uint16_t) p);
-                loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
-                *ret_len = sizeof(*in6);
-        } else
-                return -EINVAL;
-        memcpy(ret_sockaddr_storage, &ss, sizeof(ss));
-        *ret_is_loopback = loopback;
-        return 0;
-}
-
 int daemon_http_start(Daemon *d, const char *address, void **ret_mhd, char **ret_error) {
         struct sockaddr_storage ss;
         size_t len;

@@ -98,6 +98,10 @@ typedef struct DaemonConfig {
         RetentionConfig retention;
 } DaemonConfig;
 
+/* Parses "host:port" / "[v6]:port" / ":port"; is_loopback says whether the
+ * address is a loopback one (daemon-config.c: the config check
+ * and the start read an address alike). */
+int listen_address_parse(const char *s, void *ret_sockaddr_storage, size_t *ret_len, bool *ret_is_loopback);
 /* Fills cfg with the documented defaults (docs/api.md "Configuration"). */
 void daemon_config_init(DaemonConfig *cfg);
 void daemon_config_done(DaemonConfig *cfg);
@@ -723,10 +727,6 @@ unsigned daemon_http_thread_connections(unsigned *ret, unsigned max);
  * path or query holds a control character, literal or %-encoded (NUL
  * first of all: decoded values are C strings). */
 int http_target_check(const char *target, char **ret_error);
-
-/* Parses "host:port" / "[v6]:port" / ":port"; is_loopback says whether the
- * address is a loopback one. */
-int listen_address_parse(const char *s, void *ret_sockaddr_storage, size_t *ret_len, bool *ret_is_loopback);
 
 /* ---- handlers: one convention for every endpoint ------------------------ */
 
