@@ -23,19 +23,6 @@ PkgIndexConfig *pkg_index_config_free(PkgIndexConfig *c) {
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(PkgIndexConfig *, pkg_index_config_free);
 
-int pkg_index_url_check(const char *u, char **ret_error) {
-        bool scheme = startswith(u, "http://") || startswith(u, "https://") || startswith(u, "file://");
-        /* A URL has no white space: "--index-url 'A B'" used to be split
-         * into two sources and refused for its second word alone. */
-        if (scheme && !u[strcspn(u, " \t\n\r\f\v")])
-                return 0;
-        _cleanup_free_ char *shown = pkg_url_redact(u);
-        *ret_error = xasprintf("index URL '%s' %s", shown,
-                               scheme ? "has white space in it: give one URL per option"
-                                      : "must start with http://, https:// or file://");
-        return -EINVAL;
-}
-
 static char *with_slash(const char *u) {
         return endswith(u, "/") ? xstrdup(u) : xasprintf("%s/", u);
 }

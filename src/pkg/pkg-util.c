@@ -32,6 +32,21 @@ char *pkg_url_redact(const char *text) {
         return buf_steal(&b) ?: xstrdup("");
 }
 
+/* In this file of URL helpers, which links alone (the daemon's config
+ * checker and its fuzzer use it without the index client). */
+int pkg_index_url_check(const char *u, char **ret_error) {
+        bool scheme = startswith(u, "http://") || startswith(u, "https://") || startswith(u, "file://");
+        /* A URL has no white space: "--index-url 'A B'" used to be split
+         * into two sources and refused for its second word alone. */
+        if (scheme && !u[strcspn(u, " \t\n\r\f\v")])
+                return 0;
+        _cleanup_free_ char *shown = pkg_url_redact(u);
+        *ret_error = xasprintf("index URL '%s' %s", shown,
+                               scheme ? "has white space in it: give one URL per option"
+                                      : "must start with http://, https:// or file://");
+        return -EINVAL;
+}
+
 char *pkg_record_hash(const uint8_t digest[32]) {
         static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         char out[64] = "sha256=";
