@@ -647,8 +647,8 @@ static void run_leave(Daemon *d, DRun *r) {
 }
 
 /* The key a deployed function's warm instances share: (tenant, function,
- * version), so globals persist as on Lambda (docs/workers.md). */
-/* "TENANT/NAME@VERSION", then the limits a warm instance holds from its
+ * version), so globals persist as on Lambda (docs/workers.md).
+ * "TENANT/NAME@VERSION", then the limits a warm instance holds from its
  * start (its network namespace, memory and pids cgroup) when the invoke
  * sets them: an invoke that lowers one (`network: false`, less memory)
  * gets an instance started with that, never an idle one started with more.

@@ -3,7 +3,14 @@
 
 #include "sandbox-internal.h"
 
+/* Sets res to at most v. A backstop only lowers: a hard limit the caller
+ * already has below v (a CLI started under `ulimit -Hn 512`) stays, where
+ * asking for v failed every run with EPERM, since raising a hard limit
+ * needs a privilege the sandbox drops. */
 static int set(int res, uint64_t v, const char *name, char **ret_error) {
+        struct rlimit old;
+        if (getrlimit(res, &old) == 0 && old.rlim_max != RLIM_INFINITY && old.rlim_max < v)
+                v = old.rlim_max;
         struct rlimit rl = { .rlim_cur = v, .rlim_max = v };
         if (setrlimit(res, &rl) < 0) {
                 int r = -errno;

@@ -274,3 +274,19 @@ def test_a_run_is_stopped_while_it_writes_past_its_output_dir_cap(cli):
     # Seen within a fraction of a second of crossing the cap (the run
     # writes at most ~200 MiB/s here: 10 MiB, then a 50 ms nap).
     assert wrote and wrote[-1] < 300, wrote[-3:]
+
+
+# ---- a caller whose own limits are already lower ----
+
+def test_a_cli_under_a_lower_hard_limit_still_runs(cli):
+    """The sandbox sets its rlimits as backstops, but asked for exactly its
+    own values: a CLI started under `ulimit -Hn 512` (a locked-down shell,
+    a CI runner) failed every run with exit 7 "setrlimit(RLIMIT_NOFILE):
+    Operation not permitted". A backstop only lowers: the run keeps 512."""
+    p = sandboxed(cli, "nf.py", "import resource\n\ndef f():\n"
+                                "    return list(resource.getrlimit(resource.RLIMIT_NOFILE))\n",
+                  prefix=("prlimit", "--nofile=512:512"))
+    assert value(p) == [512, 512]
+    p = sandboxed(cli, "nf2.py", "import resource\n\ndef f():\n"
+                                 "    return list(resource.getrlimit(resource.RLIMIT_NOFILE))\n")
+    assert value(p) == [1024, 1024]
