@@ -365,8 +365,7 @@ def _items_conv(kind, sl):
     if kind == "tuple":
         if len(elts) == 2 and isinstance(elts[1], ast.Constant) and elts[1].value is Ellipsis:
             return _element_conv(elts[0])
-        convs = [_conv_from_annotation(e) for e in elts]
-        return convs if not (len(elts) == 1 and isinstance(elts[0], ast.Tuple) and not elts[0].elts) else []
+        return [_conv_from_annotation(e) for e in elts]  # tuple[()]: elts is [] already
     return None
 
 
