@@ -80,6 +80,13 @@ export function runDuration(run, now = Date.now()) {
 
 export const ACTIVE = new Set(['queued', 'running', 'validating']);
 
+// A readonly token's session may look but not act: the daemon answers its
+// POST and DELETE with 403, so the pages leave out the buttons that send
+// them instead of offering ones that can only fail.
+export function canAct(session) {
+  return !session || session.role !== 'readonly';
+}
+
 export function badge(status) {
   return h('span', { class: `badge st-${String(status).replace(/[^a-z_]/g, '')}` }, status || '—');
 }

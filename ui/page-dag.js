@@ -7,7 +7,7 @@
 // panel, Escape closes it and gives the focus back to the node.
 import dagre from './vendor/dagre.js';
 import { api, stream, HttpError } from './api.js';
-import { h, fill, append, s, clear, badge, fmtTime, fmtMs, json, section, table, errorBox, setQuery } from './lib.js';
+import { h, fill, append, s, clear, badge, fmtTime, fmtMs, json, section, table, errorBox, setQuery, canAct } from './lib.js';
 
 const MAX_GRAPH = 300;
 const LIVE = new Set(['running', 'validating']);
@@ -34,7 +34,7 @@ function nodeWidth(name) {
   return Math.min(260, 28 + name.length * 7.5);
 }
 
-export function dagPage(main, [id], query) {
+export function dagPage(main, [id], query, session) {
   let selected = query.get('task') || '';
   let state = null;
   let graph = null;
@@ -144,7 +144,7 @@ export function dagPage(main, [id], query) {
 
   function paint() {
     fill(head, h('div', { class: 'title-row' }, h('h1', {}, 'DAG run ', h('span', { class: 'mono' }, state.id)),
-      badge(state.status), LIVE.has(state.status)
+      badge(state.status), LIVE.has(state.status) && canAct(session)
         ? h('button', { type: 'button', class: 'danger', onclick: cancel }, 'Cancel') : null),
     h('p', { class: 'dim' }, `${state.name || ''} · started ${fmtTime(state.started_at)} · `,
       Object.entries(state.counts || {}).map(([k, v]) => `${k} ${v}`).join(', ')),

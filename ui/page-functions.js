@@ -4,7 +4,7 @@
 // duration over time (uPlot), and an invoke form that opens the new run.
 import uPlot from './vendor/uplot.js';
 import { api, HttpError } from './api.js';
-import { h, fill, append, clear, fmtTime, fmtMs, json, section, table, errorBox, percentile } from './lib.js';
+import { h, fill, append, clear, fmtTime, fmtMs, json, section, table, errorBox, percentile, canAct } from './lib.js';
 
 export function functionsPage(main) {
   const body = h('div');
@@ -157,7 +157,7 @@ function versionLinks(f, latest) {
         'data-version': v, 'aria-current': v === f.version ? 'true' : null }, v === latest ? `${v} (latest)` : v)]));
 }
 
-export function functionPage(main, [name], query) {
+export function functionPage(main, [name], query, session) {
   const charts = [];
   const asked = query && query.get('version');
   const path = `/v1/functions/${encodeURIComponent(name)}`;
@@ -197,10 +197,12 @@ export function functionPage(main, [name], query) {
         h('p', { class: 'hint' }, call.needs ? 'Replace each CAPITALISED value; it is converted by the parameter\'s annotation. ' : '',
           call.optional.length ? ['Optional: ', call.optional.map((n, i) => [i ? ', ' : '', h('code', {}, n)]), '. '] : '',
           'The token: ', h('code', {}, '--token T'), ' or ', h('code', {}, '$PYSPRINTER_TOKEN'), '.')),
-      section(call.pinned ? `Invoke version ${f.version}` : 'Invoke', h('form', { class: 'invoke', onsubmit: invoke },
-        h('label', { for: 'inv-args' }, 'args (JSON array)'), args,
-        h('label', { for: 'inv-kwargs' }, 'kwargs (JSON object)'), kwargs,
-        h('button', { type: 'submit' }, call.pinned ? `Invoke version ${f.version}` : 'Invoke'), out)),
+      canAct(session)
+        ? section(call.pinned ? `Invoke version ${f.version}` : 'Invoke', h('form', { class: 'invoke', onsubmit: invoke },
+          h('label', { for: 'inv-args' }, 'args (JSON array)'), args,
+          h('label', { for: 'inv-kwargs' }, 'kwargs (JSON object)'), kwargs,
+          h('button', { type: 'submit' }, call.pinned ? `Invoke version ${f.version}` : 'Invoke'), out))
+        : section('Invoke', h('p', { id: 'inv-readonly', class: 'hint' }, 'This session\'s token is read-only: invoking needs a user token.')),
       section('Invocations (all versions)', stats),
       section('Requirements and limits', json({ requirements: f.requirements, limits: f.limits })));
     // Its invocations, all versions (the newest 1000): not the runs that

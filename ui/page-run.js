@@ -2,7 +2,7 @@
 // its timings, its live log (GET /v1/runs/{id}/logs?follow=1, SSE) and a
 // cancel button. Output is appended as text nodes, never as HTML.
 import { api, stream, HttpError } from './api.js';
-import { h, fill, append, clear, badge, fmtTime, fmtMs, fmtClock, json, section, table, errorBox, ACTIVE } from './lib.js';
+import { h, fill, append, clear, badge, fmtTime, fmtMs, fmtClock, json, section, table, errorBox, ACTIVE, canAct } from './lib.js';
 
 const PHASES = [['validate', 'validate_ms'], ['resolve', 'resolve_ms'], ['install', 'install_ms'],
   ['acquire', 'start_ms'], ['run', 'run_ms']];
@@ -39,7 +39,7 @@ export function lockView(data) {
     table(['Package', 'Version', 'sha256', 'Depends on'], rows, { empty: 'No packages.' }));
 }
 
-export function runPage(main, [id]) {
+export function runPage(main, [id], _query, session) {
   const head = h('div', { id: 'run-head' });
   const details = h('div', { id: 'run-details' });
   const lockBox = h('div', { id: 'run-lock' }, h('p', { class: 'dim' }, '…'));
@@ -117,7 +117,7 @@ export function runPage(main, [id]) {
       h('div', { class: 'title-row' },
         h('h1', {}, 'Run ', h('span', { class: 'mono' }, r.id)), badge(r.status),
         active && r.phase ? h('span', { class: 'phase' }, r.phase) : null,
-        active ? h('button', { type: 'button', id: 'cancel', class: 'danger', onclick: cancel }, 'Cancel') : null),
+        active && canAct(session) ? h('button', { type: 'button', id: 'cancel', class: 'danger', onclick: cancel }, 'Cancel') : null),
       h('dl', { class: 'facts' },
         h('dt', {}, 'function'), h('dd', {}, r.function || '—'),
         h('dt', {}, 'file'), h('dd', {}, r.filename || '—'),

@@ -68,14 +68,17 @@ def console_errors(drv, allow=()):
     return out
 
 
-def login(drv, d, tenant):
+def login(drv, d, tenant, who=None):
+    """Logs in with TOKENS[tenant]; waits for the header to name who (by
+    default the token's key, which is its tenant)."""
+    who = who or tenant
     drv.get(d.url + "/ui/login")
     from selenium.webdriver.common.by import By
     tok = drv.find_element(By.ID, "token")
     tok.clear()
     tok.send_keys(TOKENS[tenant])
     drv.find_element(By.ID, "login-submit").click()
-    wait_for(lambda: drv.find_element(By.ID, "who").text.startswith(tenant), what=f"logged in as {tenant}")
+    wait_for(lambda: drv.find_element(By.ID, "who").text.startswith(who), what=f"logged in as {who}")
 
 
 def go(drv, d, route):
@@ -857,3 +860,45 @@ def test_fifty_log_streams_leave_the_api_responsive(d):
     (BUILD / "ui-screenshots").mkdir(parents=True, exist_ok=True)
     (BUILD / "ui-screenshots" / "sse-latency.txt").write_text(report + "\n")
     assert p(loaded, .99) < 250, report
+
+
+def test_a_readonly_session_is_not_offered_buttons_it_cannot_use(d):
+    """A readonly token may look but not act (POST and DELETE are 403). Its
+    session saw a Cancel button on a live run and a live DAG run, and the
+    invoke form on a function's page, each answering 403 when used; those
+    pages now leave them out, and say why where the form was. A user
+    token still gets them."""
+    st, f = d.call("POST", "/v1/functions", {"name": "rofn", "source": "def rofn():\n    return 1\n"})
+    assert st == 201, f
+    st, run = d.run(TICKER, wait=False, kwargs={"n": 200, "delay": 0.25})
+    assert st == 202, run
+    st, g = d.call("POST", "/v1/dags", {"pipeline": PIPE, "files": {"steps.py": STEPS.replace("1.2", "30")},
+                                         "no_cache": True})
+    assert st == 202, g
+    drv = start_browser()
+    try:
+        login(drv, d, "reader", who="alice (readonly)")
+        go(drv, d, f"#/runs/{run['id']}")
+        wait_for(lambda: "running" in by_css(drv, "#run-head .badge")[0].text, timeout=30, what="the run running")
+        assert by_css(drv, "#cancel") == []
+        go(drv, d, f"#/dags/{g['id']}")
+        wait_for(lambda: by_css(drv, 'g.node[data-task="last"]'), timeout=20, what="the graph")
+        assert [b for b in by_css(drv, "button.danger") if b.text == "Cancel"] == []
+        go(drv, d, "#/functions/rofn")
+        note = wait_for(lambda: by_css(drv, "#inv-readonly"), what="the read-only note")
+        assert "read-only" in note[0].text
+        assert by_css(drv, "form.invoke") == []
+        assert console_errors(drv) == []
+        # The same pages as a user token: the controls are there.
+        drv.delete_all_cookies()
+        login(drv, d, "alice")
+        go(drv, d, f"#/runs/{run['id']}")
+        wait_for(lambda: by_css(drv, "#cancel"), what="alice's Cancel button")
+        go(drv, d, f"#/dags/{g['id']}")
+        wait_for(lambda: [b for b in by_css(drv, "button.danger") if b.text == "Cancel"], what="the DAG's Cancel")
+        go(drv, d, "#/functions/rofn")
+        wait_for(lambda: by_css(drv, "form.invoke"), what="the invoke form")
+    finally:
+        drv.quit()
+        d.call("DELETE", f"/v1/runs/{run['id']}")
+        d.call("DELETE", f"/v1/dags/{g['id']}")
