@@ -116,6 +116,14 @@ char **strv_append(char **v, const char *s) {
         return v;
 }
 
+char **strv_append_take(char **v, char *s) {
+        size_t n = strv_length(v);
+        v = xrealloc(v, (n + 2) * sizeof(char *));
+        v[n] = s;
+        v[n + 1] = NULL;
+        return v;
+}
+
 bool strv_contains(char *const *v, const char *s) {
         for (size_t i = 0; v && v[i]; i++)
                 if (streq(v[i], s))

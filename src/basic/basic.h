@@ -96,6 +96,9 @@ size_t strv_length(char *const *v);
 char **strv_free(char **v);
 /* Appends a copy of s; v may be NULL. Returns the (possibly moved) vector. */
 char **strv_append(char **v, const char *s);
+/* Appends s itself (the vector owns it from now on): for a string just
+ * made, such as xasprintf()'s. */
+char **strv_append_take(char **v, char *s);
 bool strv_contains(char *const *v, const char *s);
 /* Adds to *set (may hold NULL) the names a comma-separated list picks
  * from names (NULL-terminated), each once, in the order given: a filter's

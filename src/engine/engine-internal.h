@@ -276,13 +276,15 @@ RunSandbox *engine_sandbox_run_finish(RunSandbox *rs);
  * empty; always empty with resolve_only, which locks without installing),
  * and *ret_lock_json (may be NULL) the lock as compact JSON (NULL when
  * there are no requirements): the run record keeps it (docs/ui.md).
+ * *ret_warnings (may be NULL) what a resolution just made warns of
+ * (PkgLock.warnings; NULL: nothing, and always for a cached lock).
  * refresh: resolve against the index again, not from a cached lock (run
  * --no-cache). cancel: the run's cancel flag (PkgEnvOptions.cancel; NULL:
  * none); a cancelled resolution or install is -ECANCELED. On failure
  * *ret_error is the user-facing reason (exit 4). */
 int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool resolve_only, bool refresh,
                        const char *run_id, const bool *cancel, RunEventFn fn, void *userdata, char ***ret_sys_path,
-                       size_t *ret_n_entries, char **ret_lock_json, char **ret_error);
+                       size_t *ret_n_entries, char **ret_lock_json, char ***ret_warnings, char **ret_error);
 /* A deployed version's environment, remembered per (instance key,
  * requirements) once it resolved: 1 and *ret_sys_path and *ret_lock_json
  * set (fn hears "cached lock: N packages", without the lock), 0 when not

@@ -350,7 +350,7 @@ static void env_seen_put(Engine *e, const char *key, const char *env_key, char *
 
 static int resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool resolve_only, bool refresh,
                        const char *run_id, const bool *cancel, RunEventFn fn, void *userdata, char ***ret_sys_path,
-                       size_t *ret_n_entries, char **ret_lock_json, char **ret_error) {
+                       size_t *ret_n_entries, char **ret_lock_json, char ***ret_warnings, char **ret_error) {
         if (n_reqs == 0) {
                 *ret_sys_path = xcalloc(1, sizeof(char *));
                 /* A run without requirements records no lock; `lock` of
@@ -411,6 +411,8 @@ static int resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool res
                 *ret_lock_json = TAKE_PTR(lock);
         if (ret_n_entries)
                 *ret_n_entries = env->lock->n_entries;
+        if (ret_warnings)
+                *ret_warnings = TAKE_PTR(env->lock->warnings);
         size_t n_entries = env->lock->n_entries;
         *ret_sys_path = env->store_dirs ? TAKE_PTR(env->store_dirs) : xcalloc(1, sizeof(char *));
         hold_env(env);
@@ -422,9 +424,9 @@ static int resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool res
 
 int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool resolve_only, bool refresh,
                        const char *run_id, const bool *cancel, RunEventFn fn, void *userdata, char ***ret_sys_path,
-                       size_t *ret_n_entries, char **ret_lock_json, char **ret_error) {
+                       size_t *ret_n_entries, char **ret_lock_json, char ***ret_warnings, char **ret_error) {
         int r = resolve_env(e, reqs, n_reqs, resolve_only, refresh, run_id, cancel, fn, userdata, ret_sys_path,
-                            ret_n_entries, ret_lock_json, ret_error);
+                            ret_n_entries, ret_lock_json, ret_warnings, ret_error);
         /* Its messages name index URLs: a run's error reaches its tenant,
          * and the operator's index password must not. */
         if (r < 0 && *ret_error) {

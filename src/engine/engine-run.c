@@ -659,17 +659,32 @@ static int validate_in_worker(RunCtx *c, char **ret_reply) {
  * and through a daemon (whose validating worker's stderr is its own log),
  * and the run's log keeps them. A cached reply brings them again: every
  * run of the file shows them, as every embedded run does. */
+static void stderr_note(RunCtx *c, const char *text, size_t len) {
+        usec_t ts = now_realtime();
+        log_output(c, 2, text, len, ts);
+        emit(c, (RunEvent){ .type = RUN_EVENT_OUTPUT, .stream = 2, .data = text, .len = len, .timestamp = ts });
+}
+
 static void validation_warnings(RunCtx *c, json_t *reply) {
         json_t *w = json_object_get(reply, "warnings");
         if (!json_is_string(w) || json_string_length(w) == 0)
                 return;
         const char *text = json_string_value(w);
         size_t len = json_string_length(w);
-        usec_t ts = now_realtime();
         free(c->res->warnings);
         c->res->warnings = xmemdupz(text, len);
-        log_output(c, 2, text, len, ts);
-        emit(c, (RunEvent){ .type = RUN_EVENT_OUTPUT, .stream = 2, .data = text, .len = len, .timestamp = ts });
+        stderr_note(c, text, len);
+}
+
+/* What the resolution warned of (a yanked pin, an unknown extra), on the
+ * run's stderr for the same reasons as the parser's warnings: both paths
+ * print them and the log keeps them. Only the run that resolved shows
+ * them: a cached lock installs the same files silently, as uv's does. */
+static void resolver_warnings(RunCtx *c, char **warnings) {
+        for (char **w = warnings; w && *w; w++) {
+                _cleanup_free_ char *line = xasprintf("pysprinter: warning: %s\n", *w);
+                stderr_note(c, line, strlen(line));
+        }
 }
 
 static int phase_validate(RunCtx *c, json_t **ret_reqs) {
@@ -784,8 +799,10 @@ static int phase_resolve(RunCtx *c, json_t *reqs_json) {
         _cleanup_free_ char *err = NULL;
         size_t n_entries = 0;
         bool resolve_only = c->spec->validate_only && c->spec->resolve_only;
+        _cleanup_strv_free_ char **warnings = NULL;
         r = engine_resolve_env(c->e, reqs, n, resolve_only, c->spec->no_cache, c->res->id, &c->active.cancelled, c->fn,
-                               c->userdata, &c->sys_path, &n_entries, &c->lock_json, &err);
+                               c->userdata, &c->sys_path, &n_entries, &c->lock_json, &warnings, &err);
+        resolver_warnings(c, warnings);
         if (r >= 0 && c->spec->instance_key)
                 engine_env_pin(c->e, c->spec->instance_key, reqs_json, c->sys_path, n_entries, c->lock_json);
         c->res->t_resolve = now_monotonic() - t0;

@@ -17,6 +17,7 @@ PkgLock *pkg_lock_free(PkgLock *l) {
         }
         free(l->entries);
         strv_free(l->requirements);
+        strv_free(l->warnings);
         free(l);
         return NULL;
 }

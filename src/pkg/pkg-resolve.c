@@ -22,6 +22,7 @@ typedef struct Cand {
         char *meta_why;
         PkgRequirement **deps;
         size_t n_deps;
+        char **provides_extra; /* normalised; may be NULL */
 } Cand;
 
 typedef struct Proj {
@@ -418,6 +419,7 @@ static int cand_load_meta(Resolver *rs, Proj *p, Cand *c) {
                 c->deps = xrealloc(c->deps, (c->n_deps + 1) * sizeof(PkgRequirement *));
                 c->deps[c->n_deps++] = req;
         }
+        c->provides_extra = TAKE_PTR(m->provides_extra);
         pkg_metadata_free(m);
         return c->meta_error;
 }
@@ -737,6 +739,44 @@ static int lock_entry_cmp(const void *a, const void *b) {
         return strcmp(((const PkgLockEntry *) a)->name, ((const PkgLockEntry *) b)->name);
 }
 
+/* Whether the candidate has the extra: its Provides-Extra lists it, or
+ * (metadata older than 2.1 may not list them) one of its Requires-Dist
+ * markers turns on for it alone. */
+static bool cand_has_extra(Resolver *rs, const Cand *c, const char *extra) {
+        if (strv_contains(c->provides_extra, extra))
+                return true;
+        for (size_t k = 0; k < c->n_deps; k++)
+                if (req_active(rs, c->deps[k], extra) && !req_active(rs, c->deps[k], NULL))
+                        return true;
+        return false;
+}
+
+/* What pip and uv warn of and still install: a yanked version used because
+ * it is pinned with == (PEP 592 asks installers to say so, with the
+ * reason), and an extra the package does not have (it adds nothing: a
+ * typo in "requests[socks]" goes unnoticed otherwise). */
+static void lock_warnings(Resolver *rs, const Constraints *cs, const Proj *p, const Cand *c, char ***warnings) {
+        if (!c->file && c->yanked)
+                *warnings = strv_append_take(*warnings, *c->yanked->yanked
+                                                                ? xasprintf("`%s==%s` is yanked (reason: \"%s\")",
+                                                                            p->name, c->vstr, c->yanked->yanked)
+                                                                : xasprintf("`%s==%s` is yanked", p->name, c->vstr));
+        _cleanup_strv_free_ char **seen = NULL;
+        for (size_t i = 0; i < cs->n; i++) {
+                if (!streq(cs->c[i].name, p->name))
+                        continue;
+                for (char **e = cs->c[i].req->extras; e && *e; e++) {
+                        if (strv_contains(seen, *e))
+                                continue;
+                        seen = strv_append(seen, *e);
+                        if (!cand_has_extra(rs, c, *e))
+                                *warnings = strv_append_take(
+                                        *warnings, xasprintf("the package `%s==%s` does not have an extra named `%s`",
+                                                             p->name, c->vstr, *e));
+                }
+        }
+}
+
 static int build_lock(Resolver *rs, PkgLock **ret_lock, char **ret_error) {
         PkgLock *l = xcalloc(1, sizeof(*l));
         l->entries = xcalloc(rs->depth + 1, sizeof(PkgLockEntry));
@@ -759,6 +799,7 @@ static int build_lock(Resolver *rs, PkgLock **ret_lock, char **ret_error) {
                         pkg_lock_free(l);
                         return r;
                 }
+                lock_warnings(rs, &cs, p, c, &l->warnings);
                 PkgLockEntry *e = &l->entries[l->n_entries++];
                 *e = (PkgLockEntry) { .name = xstrdup(p->name), .version = xstrdup(c->vstr),
                                       .filename = xstrdup(f->filename), .url = xstrdup(f->url), .sha256 = xstrdup(sha) };
@@ -834,6 +875,7 @@ int pkg_resolve(PkgIndex *ix, PkgRequirement *const *reqs, size_t n_reqs, const 
                         for (size_t j = 0; j < c->n_deps; j++)
                                 pkg_requirement_free(c->deps[j]);
                         free(c->deps);
+                        strv_free(c->provides_extra);
                 }
                 free(p->cands);
                 free(p->name);

@@ -293,6 +293,11 @@ typedef struct PkgLock {
         PkgLockEntry *entries;
         size_t n_entries;
         char **requirements;   /* the root requirements, normalised strings */
+        /* What the resolution warns of and installs anyway (a yanked
+         * version pinned with ==, an extra the package lacks), one line
+         * each without "warning: "; NULL: none. Only a lock the resolver
+         * just made has them: not in its JSON, nor in a cached lock. */
+        char **warnings;
 } PkgLock;
 PkgLock *pkg_lock_free(PkgLock *l);
 /* JSON: {"version":1,"requirements":[…],"packages":[{"name","version",

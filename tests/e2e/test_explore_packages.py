@@ -552,3 +552,79 @@ def test_a_record_hashed_with_md5_or_sha1_is_refused(cli, tmp_path, served, algo
     w, _ = _wheel_recorded_with(tmp_path, algo, b"__version__ = '1.0'\n")
     p = run_file(cli, _index_with(served, w), {"tiny": ""})
     assert p.returncode == 4 and "is not sha256 or better (PEP 427: not md5 or sha1)" in p.stderr, p.stderr
+
+
+# ---- what pip and uv warn of and install anyway -------------------------------
+
+def warnings_of(stderr):
+    """The warning lines, without --sandbox=none's own."""
+    return [ln + "\n" for ln in stderr.splitlines() if "warning:" in ln and "--sandbox=none" not in ln]
+
+
+@pytest.fixture
+def warn_index(tmp_path, served):
+    ix = served(pkgindex.Index())
+    ix.add(pkgindex.build_wheel(tmp_path, "yk", "1.0"))
+    ix.add(pkgindex.build_wheel(tmp_path, "yk", "2.0"), yanked="broken build")
+    ix.add(pkgindex.build_wheel(tmp_path, "gone", "1.0"), yanked=True)
+    ix.add(pkgindex.build_wheel(tmp_path, "plain", "1.0"))
+    ix.add(pkgindex.build_wheel(tmp_path, "socksy", "1.0", requires=['plain; extra == "socks"'], extras=["socks"]))
+    # Metadata 2.0 style: the extra is used in a marker but not listed.
+    ix.add(pkgindex.build_wheel(tmp_path, "oldmeta", "1.0", requires=['plain; extra == "fast"']))
+    return ix
+
+
+@pytest.mark.parametrize("reqs,warning", [
+    ({"yk": "==2.0"}, 'pysprinter: warning: `yk==2.0` is yanked (reason: "broken build")\n'),
+    ({"gone": "==1.0"}, "pysprinter: warning: `gone==1.0` is yanked\n"),
+    ({"socksy[nope]": ""}, "pysprinter: warning: the package `socksy==1.0` does not have an extra named `nope`\n"),
+    ({"socksy[Socks,nope]": ""},
+     "pysprinter: warning: the package `socksy==1.0` does not have an extra named `nope`\n"),
+])
+def test_a_yanked_pin_and_an_unknown_extra_are_warned_of(cli, warn_index, reqs, warning):
+    """PEP 592 asks an installer that uses a yanked version (pinned with
+    ==) to warn with the reason; pip and uv also warn of an extra the
+    package does not have (a typo in "requests[sock]" installs nothing
+    extra). Both used to install in silence. The warning is on the run's
+    stderr, once (the run that resolved), and the run succeeds; `lock`
+    says it too."""
+    p = run_file(cli, warn_index, reqs)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    assert warnings_of(p.stderr) == [warning], p.stderr
+    again = run_file(cli, warn_index, reqs)          # the cached lock: silent, as uv's
+    assert again.returncode == 0 and warnings_of(again.stderr) == [], again.stderr
+    p = cli("lock", "--no-cache", "--index-url", warn_index.url, "f.py", check=None)
+    assert p.returncode == 0 and warnings_of(p.stderr) == [warning], (p.stdout, p.stderr)
+
+
+@pytest.mark.parametrize("reqs", [{"socksy[socks]": ""}, {"socksy[SOCKS]": ""}, {"oldmeta[fast]": ""},
+                                  {"yk": ""}, {"yk": ">=1,!=2.0"}])
+def test_a_known_extra_and_an_unyanked_version_are_not_warned_of(cli, warn_index, reqs):
+    p = run_file(cli, warn_index, reqs)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    assert warnings_of(p.stderr) == [], p.stderr
+
+
+def test_resolver_warnings_print_the_same_bytes_through_a_daemon(cli, warn_index, tmp_path):
+    """The warning is the run's stderr, so `run --server` prints the bytes
+    the embedded run prints, and the run's log keeps it."""
+    from daemonlib import Daemon
+    f = cli.write("w.py", """
+        @requirements({"yk": "==2.0", "socksy[nope]": ""})
+        def f():
+            return 1
+        """)
+    d = Daemon(tmp_path / "d", args=["--no-auth"], config_extra=f"index:\n  url: {warn_index.url}\n")
+    with d.serving():
+        out = {}
+        for server in (None, d.url):
+            how = ["--server", server] if server else [NOSANDBOX, "--index-url", warn_index.url]
+            p = cli("run", "--no-cache", *how, f, check=None)
+            assert p.returncode == 0, (server, p.stdout, p.stderr)
+            out[server] = (p.stdout, warnings_of(p.stderr))
+        assert out[None] == out[d.url]
+        assert out[None][1] == ['pysprinter: warning: the package `socksy==1.0` does not have an extra named `nope`\n',
+                                'pysprinter: warning: `yk==2.0` is yanked (reason: "broken build")\n'], out
+        rid = json.loads(cli("--server", d.url, "ps", "--json", "-n", "1").stdout)[0]["id"]
+        logs = cli("--server", d.url, "logs", rid, check=None)
+        assert "`yk==2.0` is yanked" in logs.stdout + logs.stderr, logs

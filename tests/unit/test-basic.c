@@ -54,6 +54,11 @@ static void test_strings(void **state) {
         assert_int_equal(strv_length(v), 2);
         assert_true(strv_contains(v, "b"));
         assert_false(strv_contains(v, "c"));
+        /* strv_append_take owns what it is given (ASan: no leak, no double free). */
+        v = strv_append_take(v, xasprintf("%s-%d", "c", 3));
+        assert_int_equal(strv_length(v), 3);
+        assert_string_equal(v[2], "c-3");
+        assert_null(v[3]);
         strv_free(v);
         /* xmemdupz keeps what follows a NUL (xstrndup stops there). */
         _cleanup_free_ char *m = xmemdupz("a\0b", 3), *e = xmemdupz(NULL, 0);

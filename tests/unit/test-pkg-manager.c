@@ -109,6 +109,9 @@ static void test_lock_roundtrip(void **state) {
         _cleanup_free_ char *err = NULL;
         assert_int_equal(pkg_lock_from_json(j, &l, &err), 0);
         assert_int_equal(l->n_entries, 1);
+        /* A resolution's warnings are said once, not part of the lock: a
+         * cached lock installs the same files without them. */
+        l->warnings = strv_append(NULL, "`a==1.0` is yanked");
         _cleanup_free_ char *out = pkg_lock_to_json(l, false);
         assert_string_equal(out, j);
         pkg_lock_free(l);
