@@ -157,6 +157,30 @@ int hex_digit_value(char ch) {
         return -1;
 }
 
+char *percent_decode(const char *s, size_t n, bool strict, size_t *ret_len) {
+        char *out = xmalloc(n + 1);
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+                int hi = s[i] == '%' && i + 2 < n ? hex_digit_value(s[i + 1]) : -1;
+                int lo = hi >= 0 ? hex_digit_value(s[i + 2]) : -1;
+                bool bad = s[i] == '%' && (hi < 0 || lo < 0 || (hi == 0 && lo == 0));
+                if (bad && strict) {
+                        free(out);
+                        return NULL;
+                }
+                if (s[i] != '%' || hi < 0 || lo < 0) {
+                        out[k++] = s[i];
+                        continue;
+                }
+                out[k++] = (char) (hi * 16 + lo);
+                i += 2;
+        }
+        out[k] = 0;
+        if (ret_len)
+                *ret_len = k;
+        return out;
+}
+
 void hex_encode(const void *data, size_t n, char *ret) {
         static const char digits[] = "0123456789abcdef";
         const uint8_t *p = data;

@@ -260,6 +260,11 @@ int random_hex(size_t n, char **ret);
 void hex_encode(const void *data, size_t n, char *ret);
 /* The value of a hex digit (either case), or -1: %XX escapes. */
 int hex_digit_value(char ch);
+/* s[0..n) with its %XX escapes decoded (a '+' stays a '+'), NUL-terminated,
+ * its length in *ret_len (may be NULL). strict: NULL when an escape is
+ * broken or decodes to a NUL byte (a credential in a URL); else a broken
+ * escape is kept as written and %00 decodes (caller frees). */
+char *percent_decode(const char *s, size_t n, bool strict, size_t *ret_len);
 
 /* ---- user-written quantities --------------------------------------------- */
 

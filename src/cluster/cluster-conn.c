@@ -8,42 +8,21 @@
 
 #include "cluster-internal.h"
 
-/* s[0..n) with its %XX escapes decoded (RFC 3986: a password holding ':',
- * '@' or '/' is written escaped in a URL), or NULL when an escape is
- * broken or decodes to a NUL byte. */
-static char *percent_decode(const char *s, size_t n) {
-        char *out = xmalloc(n + 1), *o = out;
-        for (size_t i = 0; i < n; i++) {
-                if (s[i] != '%') {
-                        *o++ = s[i];
-                        continue;
-                }
-                int hi = i + 2 < n ? hex_digit_value(s[i + 1]) : -1;
-                int lo = i + 2 < n ? hex_digit_value(s[i + 2]) : -1;
-                if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-                        free(out);
-                        return NULL;
-                }
-                *o++ = (char) (hi * 16 + lo);
-                i += 2;
-        }
-        *o = 0;
-        return out;
-}
-
 /* The userinfo of a redis:// URL, USER:PASSWORD or :PASSWORD (Redis 6
- * ACL user, or the default user's requirepass), into c. -EINVAL. */
+ * ACL user, or the default user's requirepass), into c, %XX decoded
+ * (RFC 3986: a password holding ':', '@' or '/' is written escaped); a
+ * broken escape or a NUL byte is -EINVAL. */
 static int parse_userinfo(const char *s, size_t n, Conn *c) {
         const char *colon = memchr(s, ':', n);
         if (!colon)
                 return -EINVAL; /* a user without a password cannot AUTH */
         size_t ul = (size_t) (colon - s);
         if (ul > 0) {
-                c->user = percent_decode(s, ul);
+                c->user = percent_decode(s, ul, true, NULL);
                 if (!c->user)
                         return -EINVAL;
         }
-        c->password = percent_decode(colon + 1, n - ul - 1);
+        c->password = percent_decode(colon + 1, n - ul - 1, true, NULL);
         return c->password && *c->password ? 0 : -EINVAL;
 }
 

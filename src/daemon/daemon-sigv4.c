@@ -123,23 +123,6 @@ static void uri_encode(Buf *b, const char *s, size_t n, bool keep_slash) {
         }
 }
 
-/* %-decodes [s, s+n) (a '+' stays a '+': SigV4 clients encode spaces as
- * %20). */
-static char *uri_decode(const char *s, size_t n, size_t *ret_len) {
-        char *out = xmalloc(n + 1);
-        size_t k = 0;
-        for (size_t i = 0; i < n; i++) {
-                if (s[i] == '%' && i + 2 < n && hex_digit_value(s[i + 1]) >= 0 && hex_digit_value(s[i + 2]) >= 0) {
-                        out[k++] = (char) (hex_digit_value(s[i + 1]) * 16 + hex_digit_value(s[i + 2]));
-                        i += 2;
-                } else
-                        out[k++] = s[i];
-        }
-        out[k] = 0;
-        *ret_len = k;
-        return out;
-}
-
 typedef struct QueryPair {
         char *key, *value; /* encoded the canonical way */
 } QueryPair;
@@ -161,7 +144,8 @@ static void canonical_query(Buf *out, const char *query) {
                         size_t klen = strcspn(p, "=&"), kn, vn;
                         const char *val = klen < len ? p + klen + 1 : p + len;
                         size_t vlen = klen < len ? len - klen - 1 : 0;
-                        _cleanup_free_ char *k = uri_decode(p, klen, &kn), *vv = uri_decode(val, vlen, &vn);
+                        _cleanup_free_ char *k = percent_decode(p, klen, false, &kn),
+                                            *vv = percent_decode(val, vlen, false, &vn);
                         Buf kb, vb;
                         buf_init(&kb, SIZE_MAX);
                         buf_init(&vb, SIZE_MAX);

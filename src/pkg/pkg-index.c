@@ -255,23 +255,7 @@ static char *url_basename_unquoted(const char *url) {
         for (size_t i = 0; i < end; i++)
                 if (url[i] == '/')
                         start = url + i + 1;
-        Buf b;
-        buf_init(&b, 4096);
-        for (const char *p = start; p < url + end; p++) {
-                if (*p == '%' && p + 2 < url + end) {
-                        char hx[3] = { p[1], p[2], 0 };
-                        char *e;
-                        long v = strtol(hx, &e, 16);
-                        if (!*e) {
-                                char c = (char) v;
-                                buf_append(&b, &c, 1);
-                                p += 2;
-                                continue;
-                        }
-                }
-                buf_append(&b, p, 1);
-        }
-        return buf_steal(&b);
+        return percent_decode(start, (size_t) (url + end - start), false, NULL);
 }
 
 /* PEP 691 JSON project page. */

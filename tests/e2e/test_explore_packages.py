@@ -628,3 +628,20 @@ def test_resolver_warnings_print_the_same_bytes_through_a_daemon(cli, warn_index
         rid = json.loads(cli("--server", d.url, "ps", "--json", "-n", "1").stdout)[0]["id"]
         logs = cli("--server", d.url, "logs", rid, check=None)
         assert "`yk==2.0` is yanked" in logs.stdout + logs.stderr, logs
+
+
+class QuotedHrefIndex(pkgindex.Index):
+    """PEP 503 HTML whose links quote the file name ('+' as %2B), as PyPI's
+    and devpi's do for a local version: the name is read unquoted."""
+
+    def project_html(self, name):
+        return super().project_html(name).decode().replace("+", "%2B").encode()
+
+
+def test_a_quoted_file_name_in_an_html_link_is_read_unquoted(cli, tmp_path, served):
+    ix = served(QuotedHrefIndex(mode="html"))
+    ix.add(pkgindex.build_wheel(tmp_path, "loc", "1.0+abc"))
+    p = lock_file(cli, ix, {"loc": ""})
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    (pk,) = json.loads(p.stdout)["packages"]
+    assert (pk["version"], pk["filename"]) == ("1.0+abc", "loc-1.0+abc-py3-none-any.whl"), pk

@@ -68,6 +68,33 @@ static void test_strings(void **state) {
 
 /* A filter's set of choices ("failed,killed"), as ps --status and
  * ?status= read it. */
+static void test_percent_decode(void **state) {
+        (void) state;
+        size_t n = 0;
+        _cleanup_free_ char *a = percent_decode("a%41b+%2f", 9, false, &n);
+        assert_string_equal(a, "aAb+/");
+        assert_int_equal(n, 5);
+        /* Broken escapes stay as written when lenient; a sign is no hex
+         * digit (strtol read "%-1" as 0xff). */
+        const char *kept[] = { "%4", "%zz", "%-1", "% 1", "100%", "%" };
+        for (size_t i = 0; i < ELEMENTSOF(kept); i++) {
+                _cleanup_free_ char *k = percent_decode(kept[i], strlen(kept[i]), false, NULL);
+                assert_string_equal(k, kept[i]);
+                assert_null(percent_decode(kept[i], strlen(kept[i]), true, NULL));
+        }
+        /* %00: a byte like another when lenient (the length says so), a
+         * refusal when strict. */
+        _cleanup_free_ char *z = percent_decode("x%00y", 5, false, &n);
+        assert_int_equal(n, 3);
+        assert_memory_equal(z, "x\0y", 3);
+        assert_null(percent_decode("x%00y", 5, true, NULL));
+        _cleanup_free_ char *p = percent_decode("p%3Aw%40d", 9, true, NULL);
+        assert_string_equal(p, "p:w@d");
+        /* Only n bytes are read: an escape cut by n is broken. */
+        _cleanup_free_ char *cut = percent_decode("%41", 2, false, NULL);
+        assert_string_equal(cut, "%4");
+}
+
 static void test_strv_extend_choices(void **state) {
         static const char *const names[] = { "queued", "failed", "killed", "lost", NULL };
         static const struct {
@@ -572,6 +599,7 @@ int main(void) {
                 cmocka_unit_test(test_fd_limit_raise),
                 cmocka_unit_test(test_buf_printf_and_reset),
                 cmocka_unit_test(test_strings),
+                cmocka_unit_test(test_percent_decode),
                 cmocka_unit_test(test_strv_extend_choices),
                 cmocka_unit_test(test_path_join),
                 cmocka_unit_test(test_path_base_name),
