@@ -17,6 +17,10 @@ typedef struct SandboxMounts SandboxMounts;
 int sandbox_userns_enter(SandboxMounts *m, char **ret_error);
 /* The uid/gid the sandbox's uid 0 maps to for a caller with euid. */
 uid_t sandbox_userns_host_uid(uid_t euid);
+/* Who owns the user namespace creator makes (the host's root: a uid of
+ * the worker's own, USERNS_OWNER_UID_BASE + creator; else euid): the
+ * kernel charges its processes' per-user counts to that uid. */
+uid_t sandbox_userns_owner_uid(uid_t euid, pid_t creator);
 
 /* sandbox-mounts.c */
 /* Collects what the new root binds. Then, in a fresh mount namespace and

@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <linux/securebits.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 
@@ -25,6 +26,38 @@ uid_t sandbox_userns_host_uid(uid_t euid) {
          * kernel bug exposes is then no more writable than it is for
          * nobody (runc's CVE-2019-5736 rewrote the host's binary as root). */
         return euid == 0 ? NOBODY : euid;
+}
+
+/* The owner of a worker's user namespace when the engine runs as root.
+ * The kernel charges the per-user counts of every process inside a user
+ * namespace (inotify instances and watches, user namespaces, pending
+ * signals, message queues) to the namespace's owner in the parent
+ * namespace as well: the euid that created it. Created by root, they were
+ * host root's, and a run holding 128 inotify instances
+ * (fs.inotify.max_user_instances) left every root process on the host,
+ * systemd and udev among them, unable to open one until the run ended.
+ * Each worker's namespace is owned by a uid of its own instead: this base
+ * plus the creating process's pid (pid_max is at most 2^22), above
+ * systemd's container ranges and below its "foreign" range, so unused on
+ * a host; one worker's runs use up only that worker's counts. */
+#define USERNS_OWNER_UID_BASE 0x7f000000u
+
+uid_t sandbox_userns_owner_uid(uid_t euid, pid_t creator) {
+        return euid == 0 ? USERNS_OWNER_UID_BASE + (uid_t) creator : euid;
+}
+
+/* Makes the caller's effective uid the namespace's owner for the unshare
+ * that follows. Real and saved uid stay 0 (the namespace's RLIMIT_NPROC
+ * stays unenforced, as for root), and SECBIT_NO_SETUID_FIXUP keeps every
+ * capability through the change: where unprivileged user namespaces are
+ * restricted, unshare() asks for CAP_SYS_ADMIN. Entering the new
+ * namespace sets the securebits back to the default (set_cred_user_ns()). */
+static int become_userns_owner(uid_t owner) {
+        if (prctl(PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP) < 0)
+                return -errno;
+        if (setresuid((uid_t) -1, owner, (uid_t) -1) < 0)
+                return -errno;
+        return 0;
 }
 
 static volatile pid_t waited_child;
@@ -125,6 +158,10 @@ int sandbox_userns_enter(SandboxMounts *m, char **ret_error) {
                         if (r < 0) {
                                 rep.err = -r;
                                 snprintf(rep.msg, sizeof(rep.msg), "%s", err ? err : strerror(-r));
+                        } else if (euid == 0 && (r = become_userns_owner(sandbox_userns_owner_uid(0, getpid()))) < 0) {
+                                rep.err = -r;
+                                snprintf(rep.msg, sizeof(rep.msg), "taking the sandbox's owner uid: %s",
+                                         strerror(rep.err));
                         } else if (unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
                                            CLONE_NEWCGROUP) < 0) {
                                 rep.err = errno;

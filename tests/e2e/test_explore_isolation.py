@@ -4,6 +4,8 @@ operator would check (the error the code gets, what is left on the host,
 that the next run works). Attacks already covered by test_isolation.py,
 test_sandbox.py and tests/e2e/attacks/ are not repeated here."""
 import json
+import os
+import signal
 import subprocess
 
 import pytest
@@ -290,3 +292,70 @@ def test_a_cli_under_a_lower_hard_limit_still_runs(cli):
     p = sandboxed(cli, "nf2.py", "import resource\n\ndef f():\n"
                                  "    return list(resource.getrlimit(resource.RLIMIT_NOFILE))\n")
     assert value(p) == [1024, 1024]
+
+
+# ---- per-user kernel counts: a run's are not host root's -------------------
+
+INOTIFY_HOG = """\
+import ctypes, sys, time
+
+def hog(hold: float = 0):
+    libc = ctypes.CDLL(None, use_errno=True)
+    fds = []
+    while len(fds) < 4096:
+        fd = libc.inotify_init1(0)
+        if fd < 0:
+            break
+        fds.append(fd)
+    print("holding", len(fds), file=sys.stderr, flush=True)
+    if hold:
+        time.sleep(hold)
+    return len(fds)
+"""
+
+
+def inotify_opens_here():
+    import ctypes
+    import os
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(0)
+    if fd >= 0:
+        os.close(fd)
+    return fd >= 0
+
+
+def test_a_run_holding_every_inotify_instance_leaves_root_and_other_runs_theirs(cli):
+    """The kernel charges the inotify instances (and other per-user
+    counts) of the processes in a user namespace to its owner too: the euid
+    that created it. The sandbox's namespace was created by root, so a run
+    that opened instances until EMFILE (fs.inotify.max_user_instances, 128
+    by default) held host root's: no root process on the host (systemd,
+    udev, the daemon) could open one until the run ended. Each worker's
+    namespace now has an owner uid of its own: while one run holds all it
+    could get, root and a second run still open theirs."""
+    if os.geteuid() != 0:
+        pytest.skip("the host root's count is what is at stake: the test runs as root")
+    cli.write("hog.py", INOTIFY_HOG)
+    e = dict(cli.env)
+    first = subprocess.Popen([str(CLI), "run", "hog.py", "--hold", "60"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=e, cwd=cli.cwd)
+    try:
+        line = first.stderr.readline()
+        while line.startswith("pysprinter: warning"):
+            line = first.stderr.readline()
+        if not line.startswith("holding"):
+            first.kill()
+            out, err = first.communicate()
+            if "--sandbox=none" in err:
+                pytest.skip("the kernel cannot run the sandbox here: " + err.strip())
+            raise AssertionError((line, out, err))
+        held = int(line.split()[1])
+        assert held > 0
+        assert inotify_opens_here(), f"host root cannot open an inotify instance while a run holds {held}"
+        second = sandboxed(cli, "hog.py", INOTIFY_HOG)
+        assert value(second) > 0, second.stdout
+    finally:
+        # Ctrl-C: the CLI cancels the run and removes its cgroup (a kill
+        # -9 of the CLI would leave them to the next run's sweep).
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=60)
