@@ -135,6 +135,15 @@ class Client:
         ("file.py" or "file.py::NAME") or of a function object (its file)."""
         if callable(path_or_function):
             fn = inspect.unwrap(path_or_function)
+            # A run calls a top-level function of the file by its name: a
+            # lambda, a function defined inside another or a method has no
+            # such name (the daemon answered 400 "'<lambda>' is not a
+            # Python identifier", or "no top-level function 'inner'").
+            qualname = getattr(fn, "__qualname__", None)
+            if not inspect.isfunction(fn) or fn.__name__ == "<lambda>" or qualname != fn.__name__:
+                raise TypeError(f"{qualname or fn!r} is not a function defined at the top level of a file: "
+                                "a run calls one by its name (define it with def at the file's top level, "
+                                "or pass 'file.py::NAME')")
             path = inspect.getsourcefile(fn)
             if not path:
                 raise ValueError(f"cannot find the source file of {fn!r}")

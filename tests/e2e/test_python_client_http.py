@@ -500,3 +500,33 @@ def test_bytes_after_an_answer_retire_its_connection(serve):
     c = client(srv.url)
     assert [c.invoke("f", i) for i in range(3)] == [1, 2, 3]
     assert srv.connections == 3
+
+
+def top_level(x):
+    return x
+
+
+class Holder:
+    def method(self, x):
+        return x
+
+
+@pytest.mark.parametrize("what", ["lambda", "nested", "method", "builtin", "partial"])
+def test_a_function_a_run_cannot_call_by_name_is_refused_before_sending(what):
+    """A run calls a top-level function of the file by its name. A lambda
+    reached the daemon as 400 "'<lambda>' is not a Python identifier", a
+    nested function as a run that failed validation ("no top-level function
+    'inner'"), a method likewise; the client now says why at once, sending
+    nothing (no server is running here)."""
+    import functools
+
+    def inner(x):
+        return x
+    fn = {"lambda": lambda x: x, "nested": inner, "method": Holder().method, "builtin": len,
+          "partial": functools.partial(top_level, 1)}[what]
+    c = pysprinter.Client(server="http://127.0.0.1:9")
+    with pytest.raises(TypeError, match="not a function defined at the top level of a file"):
+        c.run(fn, 1)
+    # A top-level function is sent as its file and its name.
+    src, filename, name = pysprinter.client.Client._source(top_level)
+    assert (filename, name) == ("test_python_client_http.py", "top_level") and "def top_level" in src
