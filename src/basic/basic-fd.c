@@ -183,8 +183,16 @@ int pid_start_time(pid_t pid, uint64_t *ret) {
 bool pid_is_running(pid_t pid) {
         _cleanup_free_ char *text = NULL;
         const char *p;
-        if (pid <= 0 || read_pid_stat(pid, &text, &p) < 0)
+        if (pid <= 0)
                 return false;
+        int r = read_pid_stat(pid, &text, &p);
+        if (r == -ESRCH)
+                return false;
+        /* Not known gone (out of descriptors or memory, a /proc mounted
+         * hidepid): what asks is about to remove what a gone pid owned,
+         * and must not take a live owner's for an orphan's. */
+        if (r < 0)
+                return true;
         /* A zombie (Z) or dead (X) process holds its pid but runs nothing:
          * what it owned is an orphan's. */
         return p[1] != 'Z' && p[1] != 'X';

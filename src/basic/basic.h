@@ -189,7 +189,9 @@ int write_file_atomic(const char *path, const void *data, size_t n, mode_t mode)
  * boot): a pid and its start time name one process, even after the pid is
  * reused. -ESRCH when there is no such process. */
 int pid_start_time(pid_t pid, uint64_t *ret);
-/* The process exists and is not a zombie. */
+/* The process exists and is not a zombie; also true when that cannot be
+ * told (its /proc entry unreadable for want of a descriptor, say): the
+ * caller removes what a gone process left. */
 bool pid_is_running(pid_t pid);
 /* Starts fn(arg) on a detached thread (nobody joins it). Returns 0 or
  * pthread_create()'s error number. */

@@ -569,6 +569,22 @@ static void test_pid_is_running(void **state) {
         assert_int_equal(pid_start_time(child, &t), 0);
         assert_int_equal(waitpid(child, NULL, 0), child);
         assert_false(pid_is_running(child));
+        /* A process that cannot be looked at is not taken for gone: the
+         * cgroup sweep removes what a gone pid made, and a sweeper out of
+         * descriptors took every live engine's groups for orphans. */
+        struct rlimit old;
+        assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+        int fds[4096], n = 0;
+        struct rlimit low = { .rlim_cur = 64, .rlim_max = old.rlim_max };
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+        while (n < (int) ELEMENTSOF(fds) && (fds[n] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+                n++;
+        assert_int_equal(errno, EMFILE);
+        bool seen = pid_is_running(getppid());
+        while (n > 0)
+                close(fds[--n]);
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+        assert_true(seen);
 }
 
 /* A daemon started at systemd's soft 1024 raises itself to the hard limit
