@@ -198,6 +198,11 @@ bool pid_is_running(pid_t pid) {
         return p[1] != 'Z' && p[1] != 'X';
 }
 
+unsigned long long pid_namespace_id(void) {
+        struct stat st;
+        return stat("/proc/self/ns/pid", &st) == 0 ? (unsigned long long) st.st_ino : 0;
+}
+
 int thread_start_detached(void *(*fn)(void *), void *arg) {
         pthread_attr_t attr;
         pthread_t tid;

@@ -193,6 +193,12 @@ int pid_start_time(pid_t pid, uint64_t *ret);
  * told (its /proc entry unreadable for want of a descriptor, say): the
  * caller removes what a gone process left. */
 bool pid_is_running(pid_t pid);
+/* The calling process's pid namespace (the inode of /proc/self/ns/pid; 0
+ * when unknown). A pid written down names a process only in the namespace
+ * it was read in: a process in another (a CLI under `unshare --pid`, a
+ * container sharing a data dir or a cgroup) sees none of ours, and must not
+ * take what they own for a gone process's. */
+unsigned long long pid_namespace_id(void);
 /* Starts fn(arg) on a detached thread (nobody joins it). Returns 0 or
  * pthread_create()'s error number. */
 int thread_start_detached(void *(*fn)(void *), void *arg);

@@ -172,20 +172,27 @@ static void engine_tick(Engine *e, void *unused) {
         }
 }
 
-/* Removes the entries of $DATA/outputs ("<pid>-<start>-…", Engine.out_owner)
- * whose process is gone: it was killed before it could remove them. */
+/* Removes the entries of $DATA/outputs ("<pid>-<start>-n<pidns>-…",
+ * Engine.out_owner) whose process is gone: it was killed before it could
+ * remove them. A pid of another pid namespace (a CLI under `unshare --pid`
+ * or in a container, on a data dir a daemon outside uses) says nothing
+ * here: those entries stay. Names without the namespace, written before
+ * it was, are judged by pid and start time alone. */
 static void out_dir_sweep(const char *out_dir) {
         DIR *d = opendir(out_dir);
         if (!d)
                 return;
+        unsigned long long own_ns = pid_namespace_id();
         struct dirent *de;
         while ((de = readdir(d))) {
                 int pid = 0;
-                unsigned long long start = 0;
-                if (sscanf(de->d_name, "%d-%llu-", &pid, &start) != 2 || pid <= 0)
+                unsigned long long start = 0, ns = 0;
+                int n = sscanf(de->d_name, "%d-%llu-n%llu-", &pid, &start, &ns);
+                if (n < 2 || pid <= 0 || (n == 3 && ns != own_ns))
                         continue;
                 uint64_t now_start = 0;
-                if (pid_start_time((pid_t) pid, &now_start) >= 0 && now_start == start)
+                int r = pid_start_time((pid_t) pid, &now_start);
+                if ((r >= 0 && now_start == start) || (r < 0 && r != -ESRCH))
                         continue;
                 _cleanup_free_ char *p = path_join(out_dir, de->d_name);
                 (void) rm_rf(p);
@@ -227,7 +234,7 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
         e->out_dir = path_join(e->data_dir, "outputs");
         uint64_t st = 0;
         (void) pid_start_time(getpid(), &st);
-        e->out_owner = xasprintf("%d-%llu", (int) getpid(), (unsigned long long) st);
+        e->out_owner = xasprintf("%d-%llu-n%llu", (int) getpid(), (unsigned long long) st, pid_namespace_id());
         e->max_out_bytes = cfg->max_out_bytes;
         const char *mo = getenv("PYSPRINTER_MAX_OUT_BYTES");
         uint64_t v;

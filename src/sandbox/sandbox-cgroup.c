@@ -16,6 +16,7 @@
  * engine made for it, and only that group. */
 #include <assert.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <dirent.h>
@@ -489,14 +490,39 @@ static void dir_open(CgDir *d) {
                 d->dfd = -EBADF;
 }
 
-/* A group's directory name: "pysprinter-NAME-PID", PID this process's.
+/* A group's directory name: "pysprinter-NAME-nNS-PID", PID this
+ * process's and NS its pid namespace (pid_namespace_id()).
  * sandbox_cgroup_sweep_stale() takes the last number of a name for its
  * owner, so the owner is added here, never left to each caller: names that
  * ended in a counter of their own ("bench-PID-155") were read as owned by
  * pid 155, and any engine's sweep killed the processes of such a live
- * group and removed it. */
+ * group and removed it. The namespace says where that pid means something:
+ * a CLI under `unshare --pid --mount-proc` saw no process of the host's,
+ * and its sweep took every live engine's groups beside it for orphans. */
 static char *group_leaf(const char *name) {
-        return xasprintf("pysprinter-%s-%d", name, (int) getpid());
+        return xasprintf("pysprinter-%s-n%llu-%d", name, pid_namespace_id(), (int) getpid());
+}
+
+/* The owner of a group named by group_leaf(): its pid, and whether that
+ * pid is this process's to judge (the namespace written before it is this
+ * process's; a name without one, made before it was written, is judged as
+ * before). 0: not a name with an owner. */
+static pid_t group_owner(const char *leaf, bool *ret_ours) {
+        const char *dash = strrchr(leaf, '-');
+        char *end;
+        long pid = dash ? strtol(dash + 1, &end, 10) : 0;
+        if (!dash || *end || pid <= 0 || pid > INT_MAX)
+                return 0;
+        *ret_ours = true;
+        const char *ns = dash;
+        while (ns > leaf && ns[-1] != '-')
+                ns--;
+        if (ns > leaf && ns[0] == 'n' && ns + 1 < dash) {
+                unsigned long long v = strtoull(ns + 1, &end, 10);
+                if (end == dash)
+                        *ret_ours = v == pid_namespace_id();
+        }
+        return (pid_t) pid;
 }
 
 static int add_dir(SandboxCgroup *cg, const char *parent, const char *name, bool v2, unsigned ctrls,
@@ -1045,12 +1071,11 @@ int sandbox_cgroup_sweep_stale(void) {
                                 continue;
                         /* Run cgroups end in "-PID" of the process that made
                          * them; only an orphan's may go. */
-                        const char *dash = strrchr(de->d_name, '-');
-                        char *end;
-                        long pid = dash ? strtol(dash + 1, &end, 10) : 0;
-                        if (!dash || *end || pid <= 0 || pid == (long) getpid())
+                        bool ours = false;
+                        pid_t pid = group_owner(de->d_name, &ours);
+                        if (pid <= 0 || !ours || pid == getpid())
                                 continue;
-                        if (pid_is_running((pid_t) pid))
+                        if (pid_is_running(pid))
                                 continue;
                         _cleanup_free_ char *path = path_join(h[i].dir, de->d_name);
                         for (int t = 0; t < 50 && rmdir(path) < 0 && errno == EBUSY; t++) {

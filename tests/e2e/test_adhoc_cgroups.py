@@ -196,3 +196,33 @@ def test_every_kept_group_comes_back_in_turn(daemon):
     # A group removed instead of kept cannot come back.
     missing = {k for k in kept - seen if not gone(k, "pids", daemon)}
     assert not missing, f"kept groups never taken again: {sorted(missing)}"
+
+
+def test_an_engine_in_another_pid_namespace_leaves_this_daemons_groups(daemon, tmp_path):
+    """Every engine sweeps the groups beside its own whose owner (the pid
+    a name ends in) is gone. A CLI under `unshare --pid --mount-proc` (or
+    in a container sharing the cgroup) sees none of the host's processes,
+    so it took the daemon's idle groups, kept for its next runs, for a dead
+    engine's and removed them: the daemon's next run failed with "sandbox:
+    joining the run's cgroup: No such device". A name now carries its pid
+    namespace, and a sweep judges only its own namespace's."""
+    import subprocess
+    from conftest import CLI
+    if os.geteuid() != 0 or subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"]).returncode:
+        pytest.skip("needs unshare --pid (root)")
+    src = "def f(x: int = 1):\n    return x + 1\n"
+    for _ in range(3):
+        assert run(daemon, src)["status"] == "succeeded"
+    before = ours(daemon.proc.pid)
+    assert before
+    f = tmp_path / "a.py"
+    f.write_text("def f():\n    return 1\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYSPRINTER_")}
+    env["PYSPRINTER_HOME"] = str(tmp_path / "cli-home")
+    r = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", str(CLI), "run", "--sandbox=none", str(f)],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0 and r.stdout == "1\n", (r.returncode, r.stdout, r.stderr)
+    assert set(before) <= set(ours(daemon.proc.pid)), set(before) - set(ours(daemon.proc.pid))
+    for _ in range(6):
+        out = run(daemon, src)
+        assert out["status"] == "succeeded", out

@@ -1160,8 +1160,8 @@ static uint64_t read_limit(SandboxCgroup *cg, const char *name, const char *v1, 
         fclose(f);
         for (size_t i = 0; i < ELEMENTSOF(roots); i++) {
                 const char *rel = i == 0 ? mem : uni;
-                snprintf(path, sizeof(path), "%s%s/pysprinter-%s-%d/%s", roots[i], streq(rel, "/") ? "" : rel, name,
-                         (int) getpid(), i == 0 ? v1 : v2);
+                snprintf(path, sizeof(path), "%s%s/pysprinter-%s-n%llu-%d/%s", roots[i], streq(rel, "/") ? "" : rel,
+                         name, pid_namespace_id(), (int) getpid(), i == 0 ? v1 : v2);
                 char *s = NULL;
                 if (read_file(path, 4096, &s, NULL) >= 0) {
                         uint64_t v = strtoull(s, NULL, 10);
@@ -1414,15 +1414,23 @@ static void test_cgroup_sweep_spares_a_live_owners_group(void **state) {
                 free(err);
                 skip();
         }
-        char leaf[96];
-        snprintf(leaf, sizeof(leaf), "pysprinter-unittest-sweep-4194305-%d", (int) getpid());
+        char leaf[128];
+        snprintf(leaf, sizeof(leaf), "pysprinter-unittest-sweep-4194305-n%llu-%d", pid_namespace_id(), (int) getpid());
         _cleanup_free_ char *live = cgroup_dir_named(leaf);
         assert_non_null(live);
         /* What a runner killed with SIGKILL leaves: an empty group whose
-         * owner (the last number) is no process. */
-        _cleanup_free_ char *orphan = strdup(live);
+         * owner (the last number) is no process — named before the pid
+         * namespace was written in, and after. */
+        _cleanup_free_ char *orphan = strdup(live), *orphan_ns = strdup(live), *other_ns = strdup(live);
         strcpy(strrchr(orphan, '/') + 1, "pysprinter-unittest-orphan-4194305");
         assert_true(mkdir(orphan, 0755) == 0 || errno == EEXIST);
+        snprintf(strrchr(orphan_ns, '/') + 1, 64, "pysprinter-unittest-orphan-n%llu-4194305", pid_namespace_id());
+        assert_true(mkdir(orphan_ns, 0755) == 0 || errno == EEXIST);
+        /* A group whose owner is a pid of another pid namespace: no pid
+         * here says whether it lives (a sweep under `unshare --pid` took
+         * every host engine's groups), so it stays. */
+        snprintf(strrchr(other_ns, '/') + 1, 64, "pysprinter-unittest-other-n%llu-4194305", pid_namespace_id() + 1);
+        assert_true(mkdir(other_ns, 0755) == 0 || errno == EEXIST);
         int hold[2];
         assert_int_equal(pipe2(hold, O_CLOEXEC), 0);
         pid_t member = fork_into_group(cg);
@@ -1432,8 +1440,11 @@ static void test_cgroup_sweep_spares_a_live_owners_group(void **state) {
                 _exit(read(hold[0], &c, 1) == 0 ? 0 : 1);
         }
         close(hold[0]);
-        assert_true(sandbox_cgroup_sweep_stale() >= 1);
+        assert_true(sandbox_cgroup_sweep_stale() >= 2);
         assert_int_equal(access(orphan, F_OK), -1);
+        assert_int_equal(access(orphan_ns, F_OK), -1);
+        assert_int_equal(access(other_ns, F_OK), 0);
+        assert_int_equal(rmdir(other_ns), 0);
         assert_int_equal(access(live, F_OK), 0);
         /* The live group's process was not killed: it ends as it chose. */
         assert_int_equal(waitpid(member, NULL, WNOHANG), 0);
