@@ -229,9 +229,13 @@ typedef struct Owned {
         uint64_t start;
 } Owned;
 
+/* Whether the CLI that owns a run may still run it: its pid with the same
+ * start time, or a process that cannot be looked at (out of descriptors):
+ * a run is marked lost only when its owner is known gone. */
 static bool owner_alive(pid_t pid, uint64_t start) {
         uint64_t now_start;
-        return pid_start_time(pid, &now_start) >= 0 && now_start == start;
+        int r = pid_start_time(pid, &now_start);
+        return r >= 0 ? now_start == start : r != -ESRCH;
 }
 
 int store_runs_mark_orphaned(Store *s, const char *message) {

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <sys/syscall.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <sys/file.h>
@@ -704,6 +705,20 @@ static void test_orphaned_runs_are_marked_lost(void **state) {
         assert_int_equal(store_run_set_owner(s, "rreused", getpid(), me + 1), 0);
         assert_int_equal(store_run_set_owner(s, "rdone", 1 << 23, 1), 0);
         assert_int_equal(store_run_set_owner(s, "nope", getpid(), me), -ENOENT);
+        /* Out of descriptors, no owner can be looked at: none is taken for
+         * gone (before, every owned run was marked lost). */
+        struct rlimit old;
+        assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+        int fds[4096], n = 0;
+        struct rlimit low = { .rlim_cur = 64, .rlim_max = old.rlim_max };
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+        while (n < (int) ELEMENTSOF(fds) && (fds[n] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+                n++;
+        int marked = store_runs_mark_orphaned(s, "gone");
+        while (n > 0)
+                close(fds[--n]);
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+        assert_int_equal(marked, 0);
         assert_int_equal(store_runs_mark_orphaned(s, "gone"), 2);
         static const struct {
                 const char *id, *status;
