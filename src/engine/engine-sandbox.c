@@ -132,7 +132,7 @@ int engine_sandbox_spawn_worker(const WorkerSpawn *ws, pid_t *ret_pid, char **re
 /* A cgroup name from a run id or an instance key: [A-Za-z0-9_.-] only,
  * unique in this process (a counter: an instance key names a function,
  * not one of its instances, and a retried run keeps its id). The sandbox
- * adds "-PID" (sandbox_cgroup_new()): how its sweep knows whose it is. */
+ * adds "-nNS-PID" (sandbox_cgroup_new()): how its sweep knows whose it is. */
 static char *cgroup_name(const char *run_id) {
         static uint64_t counter;
         uint64_t n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
