@@ -60,6 +60,22 @@ static int become_userns_owner(uid_t owner) {
         return 0;
 }
 
+#define SANDBOX_NAMESPACES (CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP)
+
+/* X's unshare of the sandbox's namespaces, as the owner uid when it is
+ * root. Where that uid cannot be taken (a container whose user namespace
+ * maps only its own range: setresuid() is EINVAL) or a kernel refuses the
+ * namespace to it, X unshares as root, as before the owner uid: the
+ * sandbox stays whole, its counts charged to root of that container. */
+static int unshare_namespaces(uid_t euid) {
+        bool owner = euid == 0 && become_userns_owner(sandbox_userns_owner_uid(0, getpid())) >= 0;
+        if (unshare(SANDBOX_NAMESPACES) == 0)
+                return 0;
+        if (!owner || setresuid((uid_t) -1, 0, (uid_t) -1) < 0)
+                return -errno;
+        return unshare(SANDBOX_NAMESPACES) == 0 ? 0 : -errno;
+}
+
 static volatile pid_t waited_child;
 
 static void forward_signal(int sig) {
@@ -158,13 +174,8 @@ int sandbox_userns_enter(SandboxMounts *m, char **ret_error) {
                         if (r < 0) {
                                 rep.err = -r;
                                 snprintf(rep.msg, sizeof(rep.msg), "%s", err ? err : strerror(-r));
-                        } else if (euid == 0 && (r = become_userns_owner(sandbox_userns_owner_uid(0, getpid()))) < 0) {
+                        } else if ((r = unshare_namespaces(euid)) < 0) {
                                 rep.err = -r;
-                                snprintf(rep.msg, sizeof(rep.msg), "taking the sandbox's owner uid: %s",
-                                         strerror(rep.err));
-                        } else if (unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
-                                           CLONE_NEWCGROUP) < 0) {
-                                rep.err = errno;
                                 snprintf(rep.msg, sizeof(rep.msg),
                                          "cannot create the sandbox's namespaces (unshare: %s); this kernel or "
                                          "container does not allow user namespaces (see "
