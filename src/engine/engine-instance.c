@@ -639,8 +639,51 @@ unsigned engine_pool_retire(Engine *e, const char *key_prefix) {
         return n;
 }
 
+bool instance_exit_report(Instance *i, bool *ret_signaled, int *ret_sig, int *ret_code) {
+        assert(i);
+        Worker st = { .sock = i->status_fd };
+        _cleanup_free_ char *msg = NULL;
+        if (worker_recv(&st, now_monotonic() + 500 * USEC_PER_MSEC, &msg, NULL) < 0)
+                return false;
+        json_t *m = json_loads(msg, 0, NULL);
+        const char *type = json_string_value(json_object_get(m, "type"));
+        if (type && streq(type, "started")) {
+                json_decref(m);
+                free(msg);
+                msg = NULL;
+                if (worker_recv(&st, now_monotonic() + 500 * USEC_PER_MSEC, &msg, NULL) < 0)
+                        return false;
+                m = json_loads(msg, 0, NULL);
+        }
+        const char *status = json_string_value(json_object_get(m, "status"));
+        bool signaled = status && streq(status, "signaled"), known = signaled || (status && streq(status, "exited"));
+        if (known) {
+                *ret_signaled = signaled;
+                *ret_sig = signaled ? (int) json_integer_value(json_object_get(m, "signal")) : 0;
+                *ret_code = signaled ? 0 : (int) json_integer_value(json_object_get(m, "code"));
+        }
+        json_decref(m);
+        return known;
+}
+
+/* The instance died, or outlived its time limit, while its module ran
+ * (r: the wait for "ready" failed with it): -ECHILD with *ret_end filled
+ * and i's sandbox handed to it (killed), when that is what happened;
+ * else r. */
+static int instance_load_ended(Instance *i, int r, InstanceLoadEnd *ret_end) {
+        InstanceLoadEnd end = { .timed_out = r == -ETIMEDOUT };
+        if (!end.timed_out && (r == -ECANCELED || !instance_exit_report(i, &end.signaled, &end.sig, &end.code)))
+                return r;
+        (void) engine_sandbox_run_kill(i->sandbox);
+        end.sandbox = TAKE_PTR(i->sandbox);
+        i->pid = 0; /* its worker's view: instance_free() must not kill() it */
+        *ret_end = end;
+        return -ECHILD;
+}
+
 static int instance_start(Engine *e, const char *key, const char *start_json, SandboxMode mode, const RunLimits *limits,
-                          char *const *sys_path, char *const *data, int cancel_fd, Instance **ret, char **ret_error) {
+                          char *const *sys_path, char *const *data, int cancel_fd, Instance **ret,
+                          InstanceLoadEnd *ret_load_end, char **ret_error) {
         PoolWorker *pw = NULL;
         bool cold;
         int r = pool_acquire_cancellable(e, mode, limits, sys_path, data, POOL_RUNS, cancel_fd, &pw, &cold, ret_error);
@@ -692,9 +735,15 @@ static int instance_start(Engine *e, const char *key, const char *start_json, Sa
                         Worker isock = { .sock = i->sock };
                         _cleanup_free_ char *ready = NULL;
                         /* Its module runs now (a top-level `import torch`:
-                         * seconds): a cancel kills it (instance_free()). */
-                        r = worker_recv_cancellable(&isock, now_monotonic() + INSTANCE_READY_TIMEOUT_USEC, cancel_fd,
-                                                    &ready, NULL);
+                         * seconds), under the calling run's time limit,
+                         * as the module of an ad-hoc run does: a cancel
+                         * kills it (instance_free()), and so does a module
+                         * that outlives the limit (instance_load_ended()). */
+                        usec_t limit = limits->timeout_ms ? limits->timeout_ms * USEC_PER_MSEC
+                                                          : INSTANCE_READY_TIMEOUT_USEC;
+                        r = worker_recv_cancellable(&isock, now_monotonic() + limit, cancel_fd, &ready, NULL);
+                        if (r < 0)
+                                r = instance_load_ended(i, r, ret_load_end);
                         json_t *rm = r >= 0 ? json_loads(ready, 0, NULL) : NULL;
                         if (r >= 0 && !json_is_true(json_object_get(rm, "ok"))) {
                                 const char *msg = json_string_value(
@@ -704,7 +753,7 @@ static int instance_start(Engine *e, const char *key, const char *start_json, Sa
                         }
                         json_decref(rm);
                 }
-                if (r < 0 && !*ret_error)
+                if (r < 0 && r != -ECHILD && !*ret_error)
                         *ret_error = xstrdup(r == -ECANCELED ? "cancelled" : "the instance did not start");
         }
         if (r < 0) {
@@ -727,7 +776,7 @@ static int instance_start(Engine *e, const char *key, const char *start_json, Sa
 
 int instance_acquire(Engine *e, const char *key, unsigned max_instances, InstanceStartFn start_message, void *userdata,
                      SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data, int cancel_fd,
-                     Instance **ret, bool *ret_cold, char **ret_error) {
+                     Instance **ret, bool *ret_cold, InstanceLoadEnd *ret_load_end, char **ret_error) {
         if (!max_instances)
                 max_instances = ENGINE_INSTANCES_DEFAULT;
         pthread_mutex_lock(&e->pool.lock);
@@ -790,7 +839,8 @@ int instance_acquire(Engine *e, const char *key, unsigned max_instances, Instanc
 
         Instance *fresh = NULL;
         _cleanup_free_ char *start_json = start_message(userdata);
-        int r = instance_start(e, key, start_json, mode, limits, sys_path, data, cancel_fd, &fresh, ret_error);
+        int r = instance_start(e, key, start_json, mode, limits, sys_path, data, cancel_fd, &fresh, ret_load_end,
+                               ret_error);
 
         pthread_mutex_lock(&e->pool.lock);
         for (Instance **p = &e->pool.instances; *p; p = &(*p)->next)

@@ -534,11 +534,29 @@ void vcache_usage(ValidationCache *c, size_t *ret_entries, size_t *ret_bytes);
  * "instance" message, if none is idle and fewer than max_instances exist:
  * built only then, since it carries the function's whole source). */
 typedef char *(*InstanceStartFn)(void *userdata);
+/* How a new instance ended while its module ran (before "ready"): the
+ * module is the function's code, so the call that started the instance
+ * ends as a run of the same file that ended there does (classify()):
+ * its time limit, its memory limit, a crash, an exit. sandbox is the
+ * instance's, kept for the limit that killed it: the caller finishes it. */
+typedef struct InstanceLoadEnd {
+        RunSandbox *sandbox;
+        bool timed_out, signaled;
+        int sig, code;
+} InstanceLoadEnd;
 /* cancel_fd (the calling run's, or -EBADF) ends the start of one, its
- * worker's included, with -ECANCELED (pool_acquire_cancellable()). */
+ * worker's included, with -ECANCELED (pool_acquire_cancellable()). The
+ * module of a new instance runs under limits' time limit; an instance
+ * that died or outlived it there ends the call with -ECHILD and
+ * *ret_load_end filled. */
 int instance_acquire(Engine *e, const char *key, unsigned max_instances, InstanceStartFn start_message, void *userdata,
                      SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data, int cancel_fd,
-                     Instance **ret, bool *ret_cold, char **ret_error);
+                     Instance **ret, bool *ret_cold, InstanceLoadEnd *ret_load_end, char **ret_error);
+/* Reads how instance i ended from its status socket (its "started", if
+ * still unread, then the exit report its worker sends): true with
+ * *ret_signaled, *ret_sig and *ret_code when the report came within
+ * 500 ms. */
+bool instance_exit_report(Instance *i, bool *ret_signaled, int *ret_sig, int *ret_code);
 void instance_release(Engine *e, Instance *i, bool broken);
 /* Pool lock held: wakes every waiter at its key's max_instances whose run
  * was cancelled (engine_cancel()); instance_acquire() then ends with

@@ -1524,30 +1524,36 @@ static void classify(RunCtx *c, RunSandbox *rs, RunWatch *w) {
 /* Reads how an instance ended from its status socket (after its
  * invocation socket closed). */
 static void instance_exit_status(Instance *i, RunWatch *w) {
-        Worker st = { .sock = i->status_fd };
-        _cleanup_free_ char *msg = NULL;
-        if (worker_recv(&st, now_monotonic() + 500 * USEC_PER_MSEC, &msg, NULL) < 0)
+        bool signaled;
+        int sig, code;
+        if (!instance_exit_report(i, &signaled, &sig, &code))
                 return;
-        json_t *m = json_loads(msg, 0, NULL);
-        const char *type = json_string_value(json_object_get(m, "type"));
-        if (type && streq(type, "started")) {
-                json_decref(m);
-                free(msg);
-                msg = NULL;
-                if (worker_recv(&st, now_monotonic() + 500 * USEC_PER_MSEC, &msg, NULL) < 0)
-                        return;
-                m = json_loads(msg, 0, NULL);
-        }
-        const char *status = json_string_value(json_object_get(m, "status"));
-        if (status && streq(status, "signaled")) {
-                w->signaled = true;
-                w->sig = (int) json_integer_value(json_object_get(m, "signal"));
-                w->worker_gone = false;
-        } else if (status && streq(status, "exited")) {
-                w->code = (int) json_integer_value(json_object_get(m, "code"));
-                w->worker_gone = false;
-        }
-        json_decref(m);
+        w->signaled = signaled;
+        w->sig = sig;
+        w->code = code;
+        w->worker_gone = false;
+}
+
+/* The outcome of a run whose instance_acquire() failed with r (err: its
+ * words): a cancel; the function's module, dead or past the time limit
+ * while it loaded, as the same end of an ad-hoc run's child
+ * (InstanceLoadEnd, classify()); a module that defines no such function;
+ * else ours. */
+static void instance_acquire_failed(RunCtx *c, int r, const char *err, InstanceLoadEnd *end) {
+        if (r == -ECANCELED)
+                (void) cancel_outcome(c);
+        else if (r == -ECHILD) {
+                RunWatch w = { .exited = true,
+                               .timed_out = end->timed_out,
+                               .signaled = end->signaled,
+                               .sig = end->sig,
+                               .code = end->code };
+                classify(c, end->sandbox, &w);
+                end->sandbox = engine_sandbox_run_finish(end->sandbox);
+        } else if (r == -EINVAL)
+                set_outcome(c, RUN_FAILED, EXIT_RAISED, "LoadError", err);
+        else
+                set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "WorkerError", err ?: "cannot start a worker");
 }
 
 static char *instance_start_message(void *userdata) {
@@ -1698,6 +1704,7 @@ static int phase_run_begin(EngineRun *run) {
          * (removed below if it did not). */
         _cleanup_(spare_out_freep) char *spare_out = NULL;
         bool cold = false;
+        InstanceLoadEnd load_end = {};
         int r;
         if (c->spec->instance_key && c->spec->instance) {
                 run->instance_used = true;
@@ -1707,7 +1714,7 @@ static int phase_run_begin(EngineRun *run) {
         } else if (c->spec->instance_key) {
                 r = instance_acquire(c->e, c->spec->instance_key, c->spec->max_instances, instance_start_message, c,
                                      c->spec->sandbox, &c->limits, c->sys_path, c->data_binds, c->active.cancel_fd,
-                                     &c->inst, &cold, &err);
+                                     &c->inst, &cold, &load_end, &err);
                 if (r >= 0)
                         rs = c->inst->sandbox;
         } else {
@@ -1734,10 +1741,10 @@ static int phase_run_begin(EngineRun *run) {
                 /* An instance whose module fails to load is the function's
                  * failure; a cancel while the env's worker started is a
                  * cancel; anything else is ours. */
-                if (r == -ECANCELED)
+                if (c->spec->instance_key)
+                        instance_acquire_failed(c, r, err, &load_end);
+                else if (r == -ECANCELED)
                         (void) cancel_outcome(c);
-                else if (c->spec->instance_key && r == -EINVAL)
-                        set_outcome(c, RUN_FAILED, EXIT_RAISED, "LoadError", err);
                 else
                         set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "WorkerError", err ?: "cannot start a worker");
                 if (c->pw)
@@ -1769,15 +1776,10 @@ static int phase_run_begin(EngineRun *run) {
                 err = NULL;
                 r = instance_acquire(c->e, c->spec->instance_key, c->spec->max_instances, instance_start_message, c,
                                      c->spec->sandbox, &c->limits, c->sys_path, c->data_binds, c->active.cancel_fd,
-                                     &c->inst, &cold, &err);
+                                     &c->inst, &cold, &load_end, &err);
                 if (r < 0) {
                         pipes_close(&p);
-                        if (r == -ECANCELED)
-                                (void) cancel_outcome(c);
-                        else if (r == -EINVAL)
-                                set_outcome(c, RUN_FAILED, EXIT_RAISED, "LoadError", err);
-                        else
-                                set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "WorkerError", err ?: "cannot start a worker");
+                        instance_acquire_failed(c, r, err, &load_end);
                         return r;
                 }
                 c->res->cold = c->res->cold || cold;

@@ -1,0 +1,69 @@
+"""Warm instances of deployed functions as a Lambda user pushes them
+(helper "warm", docs/workers.md "Deployed functions"): a module that
+crashes, hangs, eats memory or raises while it loads, and what the next
+invoke finds. Real daemon, real sandbox where the kernel allows it."""
+import pytest
+
+from conftest import DAEMON
+from daemonlib import Daemon, sandbox_mode
+
+pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    root = tmp_path_factory.mktemp("warm")
+    with Daemon(root, sandbox=sandbox_mode(root)).serving() as d:
+        yield d
+
+
+def deploy(d, name, source, **body):
+    st, out = d.call("POST", "/v1/functions", {"name": name, "source": source, **body})
+    assert st == 201, out
+    return out
+
+
+def invoke(d, name, **body):
+    st, out = d.call("POST", f"/v1/functions/{name}/invoke?wait=true", body)
+    assert st == 200, out
+    return out
+
+
+def ending(out):
+    """What a user reads of a run's end."""
+    e = out.get("error") or {}
+    return out["status"], out["exit_code"], e.get("type"), e.get("message")
+
+
+LIMITS = {"timeout_ms": 1500, "memory_bytes": 256 << 20}
+
+# Modules whose top level ends the process that runs it.
+DIES_WHILE_LOADING = {
+    "exits": "import os\nos._exit(3)\ndef handler():\n    return 1\n",
+    "segfaults": "import ctypes\nctypes.string_at(0)\ndef handler():\n    return 1\n",
+    "eats_memory": "junk = bytearray(400 << 20)\ndef handler():\n    return 1\n",
+    "hangs": "import time\ntime.sleep(600)\ndef handler():\n    return 1\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(DIES_WHILE_LOADING))
+def test_a_module_that_dies_while_loading_ends_the_invoke_as_the_same_file_run_ad_hoc(d, name):
+    """The module of a deployed function runs when its instance starts.
+    When it exits, crashes, passes its memory limit or outlives its time
+    limit there, the invoke ends as an ad-hoc run of the same file ends
+    (its code, its limits: the same status, exit code and words). Before,
+    every one of them was "WorkerError: the instance did not start", exit
+    7 (our fault), and a module that hung held the invoke for 120 s past
+    its 1.5 s time limit, then ran the function."""
+    source = DIES_WHILE_LOADING[name]
+    if name == "eats_memory" and d.sandbox != "full":
+        pytest.skip("a memory limit needs the full sandbox")
+    st, adhoc = d.call("POST", "/v1/runs?wait=true", {"source": source, "function": "handler", "limits": LIMITS})
+    assert st == 200, adhoc
+    deploy(d, name, source, limits=LIMITS)
+    out = invoke(d, name)
+    assert ending(out) == ending(adhoc), (out, adhoc)
+    assert out["status"] in ("failed", "killed"), out
+    # The next invoke meets the same module again: the same end.
+    assert ending(invoke(d, name)) == ending(adhoc)
+
