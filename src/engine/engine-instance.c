@@ -745,6 +745,7 @@ static int instance_start(Engine *e, const char *key, const char *start_json, Sa
                         if (r < 0)
                                 r = instance_load_ended(i, r, ret_load_end);
                         json_t *rm = r >= 0 ? json_loads(ready, 0, NULL) : NULL;
+                        i->init_failed = json_is_true(json_object_get(rm, "init_failed"));
                         if (r >= 0 && !json_is_true(json_object_get(rm, "ok"))) {
                                 const char *msg = json_string_value(
                                         json_object_get(json_object_get(rm, "error"), "message"));

@@ -462,6 +462,11 @@ struct Instance {
         int doom_fd;         /* instance_doom_open(HOSTPID), -EBADF if unknown */
         int parent_doom_fd;  /* the same of its worker, -EBADF if unknown */
         bool busy, dead;
+        /* Its module raised while it loaded ("ready" said so): it answers
+         * its one invocation with that error and is retired, so that the
+         * next call loads the module again (Lambda runs a failed init
+         * again on the next invocation). */
+        bool init_failed;
         /* Its cgroup is frozen. Changed by its holder while busy, by the
          * freezer while freezing (see below). */
         bool frozen;

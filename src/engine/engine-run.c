@@ -1850,10 +1850,11 @@ static void phase_run_end(EngineRun *run) {
                 c->inst->err_fd = p.err[0];
                 p.out[0] = p.err[0] = -EBADF;
                 /* A killed or crashed instance is replaced on the next
-                 * call. One whose result was too big said so in "done" and
+                 * call, and so is one whose module raised (init_failed).
+                 * One whose result was too big said so in "done" and
                  * lives on (nothing of it was killed). */
-                bool broken = w.worker_gone || !w.instance_done || w.timed_out || w.was_cancelled ||
-                              w.output_limit;
+                bool broken = w.worker_gone || !w.instance_done || w.timed_out || w.was_cancelled || w.output_limit ||
+                              c->inst->init_failed;
                 if (broken)
                         (void) engine_sandbox_run_kill(rs);
                 instance_release(c->e, c->inst, broken);

@@ -67,3 +67,27 @@ def test_a_module_that_dies_while_loading_ends_the_invoke_as_the_same_file_run_a
     # The next invoke meets the same module again: the same end.
     assert ending(invoke(d, name)) == ending(adhoc)
 
+
+def test_a_module_whose_import_raised_is_loaded_again_by_the_next_invoke(d):
+    """A module that raises while it loads (a service it connects to at
+    import is not up yet) fails that invoke; the next invoke loads the
+    module again, as Lambda runs the init of an environment whose init
+    failed again on its next invocation. Before, the instance kept the
+    exception and raised it to every invoke until its idle TTL (10 min)
+    retired it: the function stayed broken long after the service came up."""
+    import time
+    up_at = time.time() + 1.0
+    source = ("import time\n"
+              "LOADED_NS = time.time_ns()\n"
+              f"if time.time() < {up_at!r}:\n"
+              "    raise ConnectionError(f'not up yet (loaded at {LOADED_NS})')\n"
+              "def handler():\n"
+              "    return 'up'\n")
+    deploy(d, "flaky_import", source)
+    first = invoke(d, "flaky_import")
+    assert ending(first)[:3] == ("failed", 1, "ConnectionError"), first
+    assert "line 4, in <module>" in first["error"]["traceback"], first
+    while time.time() < up_at + 0.2:
+        time.sleep(0.1)
+    second = invoke(d, "flaky_import")
+    assert second["status"] == "succeeded" and second["result"] == "up", (first, second)
