@@ -612,9 +612,60 @@ static Instance *instance_take_locked(Engine *e, const char *key, unsigned *ret_
         return idle;
 }
 
+/* Over the memory budget (pool lock held): the least recently used idle
+ * instance, unlinked, when no idle worker was used less recently, else
+ * NULL (the budget then stops workers: pool_sweep()). An idle instance
+ * holds a reference to its worker, which is thus never idle: before, idle
+ * instances kept any amount of memory for their TTL whatever the budget,
+ * and the validator was stopped instead. One a sweep: its worker is
+ * measured again once it is released, and the next sweep (a second
+ * later) looks again, so what one instance held is never guessed. */
+Instance *instance_lru_idle_locked(Engine *e, Instance ***ret_link) {
+        Instance *lru = NULL, **lru_link = NULL;
+        for (Instance **p = &e->pool.instances; *p; p = &(*p)->next) {
+                Instance *i = *p;
+                if (i->busy || i->freezing || i->dead || !i->parent || i->sock < 0)
+                        continue;
+                if (!lru || i->last_used < lru->last_used) {
+                        lru = i;
+                        lru_link = p;
+                }
+        }
+        if (ret_link)
+                *ret_link = lru_link;
+        return lru;
+}
+
+bool instance_idle_since_locked(Engine *e, usec_t t) {
+        Instance *lru = instance_lru_idle_locked(e, NULL);
+        return lru && lru->last_used < t;
+}
+
+static Instance *collect_over_budget(Engine *e) {
+        if (!e->pool.memory_budget || pool_pss_total_locked(e) <= e->pool.memory_budget)
+                return NULL;
+        Instance **lru_link = NULL, *lru = instance_lru_idle_locked(e, &lru_link);
+        PoolWorker *idle_worker = pool_lru_idle_locked(e);
+        if (!lru || (idle_worker && idle_worker->last_used < lru->last_used))
+                return NULL;
+        *lru_link = lru->next;
+        lru->next = NULL;
+        e->pool.evictions++;
+        waiters_wake_locked(e, lru->key);
+        /* Its worker's reading counts it: read again when it is released
+         * (free_retired()), not a second later. */
+        __atomic_store_n(&lru->parent->pss_measured, 0, __ATOMIC_RELAXED);
+        return lru;
+}
+
 void engine_pool_sweep(Engine *e) {
         pthread_mutex_lock(&e->pool.lock);
         Instance *retired = collect_retired(e);
+        pthread_mutex_unlock(&e->pool.lock);
+        free_retired(e, retired);
+        pool_measure_instance_hosts(e);
+        pthread_mutex_lock(&e->pool.lock);
+        retired = collect_over_budget(e);
         pthread_mutex_unlock(&e->pool.lock);
         free_retired(e, retired);
         pool_sweep(e);

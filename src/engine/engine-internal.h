@@ -432,6 +432,21 @@ unsigned pool_slots_to_ask(unsigned ready, unsigned pending, unsigned runs, unsi
 /* (janitor) Makes one spare slot for pw; consumes a busy reference. */
 void pool_make_slot(Engine *e, PoolWorker *pw);
 void pool_sweep(Engine *e);
+/* Pool lock held: the PSS of every worker as last measured, summed (what
+ * the memory budget bounds), and the least recently used idle worker (the
+ * budget's next to stop; NULL if none). */
+uint64_t pool_pss_total_locked(Engine *e);
+/* Pool lock held: the least recently used idle instance that the budget
+ * may retire (NULL if none); whether one was last used before t. */
+Instance *instance_lru_idle_locked(Engine *e, Instance ***ret_link);
+bool instance_idle_since_locked(Engine *e, usec_t t);
+PoolWorker *pool_lru_idle_locked(Engine *e);
+/* (janitor) Measures again, at most once a second each, the workers that
+ * host warm instances invoked since their last reading: their invocations
+ * never hand the worker back, when a worker is otherwise measured
+ * (pool_release()), so the budget would never see what their instances
+ * grew to. */
+void pool_measure_instance_hosts(Engine *e);
 /* Whether pw's process has exited or is about to (a crash the janitor has
  * not reaped yet, or a SIGKILL it has not acted on: under load a killed
  * process runs its exit some time after kill() returned). Does not reap. */

@@ -91,3 +91,54 @@ def test_a_module_whose_import_raised_is_loaded_again_by_the_next_invoke(d):
         time.sleep(0.1)
     second = invoke(d, "flaky_import")
     assert second["status"] == "succeeded" and second["result"] == "up", (first, second)
+
+
+BIG = """
+import os
+CALLS = 0
+BIG = bytearray(48 << 20)
+for i in range(0, len(BIG), 4096):
+    BIG[i] = 1
+def handler():
+    global CALLS
+    CALLS += 1
+    return CALLS
+"""
+
+
+def test_idle_instances_past_the_memory_budget_are_retired_least_recently_used_first(tmp_path):
+    """pool.memory_budget_mb bounds the PSS of the warm pool. Each idle
+    instance holds a reference to its worker, which is then never idle, so
+    the budget stopped nothing and counted nothing new: invokes alone never
+    hand a worker back, when it is measured. Four functions holding 48 MiB
+    each stayed warm for their TTL under a 128 MiB budget (and the
+    validator, the one idle worker, was stopped instead). Now the janitor
+    measures the workers whose instances ran and, over the budget, retires
+    the least recently used idle instance before any idle worker used more
+    recently: the last function called stays warm, the validator too."""
+    from daemonlib import wait_for
+    d = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path), config_extra="""
+        pool:
+          memory_budget_mb: 128
+        """).start()
+    try:
+        names = [f"big{k}" for k in range(4)]
+        for n in names:
+            deploy(d, n, BIG)
+            assert invoke(d, n)["result"] == 1
+        last = names[-1]
+
+        def alices_instances():
+            st, w = d.call("GET", "/v1/workers")
+            assert st == 200, w
+            return [x["function"].split("@")[0] for x in w["workers"] if x["kind"] == "instance"]
+        wait_for(lambda: len(alices_instances()) <= 1, "idle instances over the budget to be retired", timeout=60)
+        assert alices_instances() == [last]
+        # The one kept is the last called: still warm, its globals kept.
+        assert invoke(d, last)["result"] == 2
+        assert invoke(d, names[0])["result"] == 1
+        st, w = d.call("GET", "/v1/workers")
+        assert [x for x in w["workers"] if x["kind"] == "validator"], w
+        assert w["pool"]["evictions"] >= 3, w["pool"]
+    finally:
+        d.stop()
