@@ -668,6 +668,23 @@ static char *drun_instance_key(const DRun *r) {
                          mem, procs);
 }
 
+/* Appends sep and the first 12 hex digits of a sha256 over salt (NULL:
+ * none) and each string of v, its NUL included, to *key: instances told
+ * apart by what they started with, named without showing it. */
+static void instance_key_add_digest(char **key, const char *sep, const void *salt, size_t salt_len, char *const *v) {
+        Sha256 *h = sha256_new();
+        if (salt)
+                sha256_update(h, salt, salt_len);
+        for (; v && *v; v++)
+                sha256_update(h, *v, strlen(*v) + 1);
+        char hex[SHA256_HEX_SIZE];
+        sha256_final_hex(h, hex);
+        sha256_free(h);
+        char *k = xasprintf("%s%s%.12s", *key, sep, hex);
+        free(*key);
+        *key = k;
+}
+
 /* Whether r may leave the pending list now (d->lock held): a cancelled run
  * and any run of a stopping daemon at once (they end or stay queued without
  * running), the others when a global and a tenant slot are free and, for a
@@ -950,22 +967,19 @@ static RunStep *run_begin(Daemon *d, DRun *r, RunThread *wake, Instance *inst) {
                 free(st->data_error);
                 st->data_error = xstrdup(st->secret_error);
         }
-        if (st->instance_key && st->env) {
-                /* A warm instance holds the environment it started with: a
-                 * changed secret gets a new instance. The digest is keyed
-                 * with the secrets' key, so the instance name (/v1/workers)
-                 * cannot be used to guess a value. */
-                Sha256 *h = sha256_new();
-                sha256_update(h, d->secret_key, sizeof d->secret_key);
-                for (char **e = st->env; *e; e++)
-                        sha256_update(h, *e, strlen(*e) + 1);
-                char hex[SHA256_HEX_SIZE];
-                sha256_final_hex(h, hex);
-                sha256_free(h);
-                char *k = xasprintf("%s#%.12s", st->instance_key, hex);
-                free(st->instance_key);
-                st->instance_key = k;
-        }
+        /* A warm instance holds the environment it started with: a
+         * changed secret gets a new instance. The digest is keyed with the
+         * secrets' key, so the instance name (/v1/workers) cannot be used
+         * to guess a value. */
+        if (st->instance_key && st->env)
+                instance_key_add_digest(&st->instance_key, "#", d->secret_key, sizeof d->secret_key, st->env);
+        /* And the datasets mounted at its start (each mount names the
+         * version's content): an invoke naming others, none, or a newer
+         * version gets an instance that mounts what it names. Before, it
+         * ran on the instance started with the first invoke's datasets
+         * and saw those. */
+        if (st->instance_key && st->mounts)
+                instance_key_add_digest(&st->instance_key, "~d", NULL, 0, st->mounts);
         st->dk = dk;
         st->spec = drun_code_spec(d, r);
         /* Granted by the config of its submit: a SIGHUP since, while it

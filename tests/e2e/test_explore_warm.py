@@ -142,3 +142,42 @@ def test_idle_instances_past_the_memory_budget_are_retired_least_recently_used_f
         assert w["pool"]["evictions"] >= 3, w["pool"]
     finally:
         d.stop()
+
+
+READS_DATA = """
+import os
+def handler():
+    if not os.path.isdir("/data"):
+        return {}
+    def text(p):
+        if os.path.isdir(p):
+            return "".join(text(os.path.join(p, f)) for f in sorted(os.listdir(p)))
+        return open(p).read()
+    return {n: text(os.path.join("/data", n)) for n in sorted(os.listdir("/data"))}
+"""
+
+
+def test_an_invoke_sees_the_datasets_it_names_not_those_a_warm_instance_started_with(d):
+    """`data` on an invoke mounts those datasets at /data/NAME, as on a run
+    (docs/api.md). Before, the datasets were not part of the instance's
+    key: an invoke naming dataset b ran on the warm instance started for
+    a, saw /data/a and no /data/b; one naming none saw /data/a too; and
+    after a new version of a, invokes kept reading the old one."""
+    def put(name, text):
+        st, _h, body = d.request("PUT", f"/v1/data/{name}?filename={name}.txt", raw=text.encode(),
+                                 headers={"Content-Type": "application/octet-stream"})
+        assert st in (200, 201), body
+    put("dsa", "A1")
+    put("dsb", "B1")
+    deploy(d, "reads_data", READS_DATA)
+
+    def sees(*names):
+        out = invoke(d, "reads_data", data=list(names))
+        assert out["status"] == "succeeded", out
+        return out["result"]
+    assert sees("dsa") == {"dsa": "A1"}
+    assert sees("dsb") == {"dsb": "B1"}
+    assert sees() == {}
+    assert sees("dsa", "dsb") == {"dsa": "A1", "dsb": "B1"}
+    put("dsa", "A2")
+    assert sees("dsa") == {"dsa": "A2"}
