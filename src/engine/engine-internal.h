@@ -17,6 +17,19 @@ typedef struct ActiveRun ActiveRun;
 typedef struct PoolWorker PoolWorker;
 typedef struct Instance Instance;
 typedef struct RunSandbox RunSandbox;
+/* What a new instance printed while its module loaded (instance_start()),
+ * for the log of the call that started it, in the order read: records of
+ * a stream (1, 2), the time of its first read and its bytes, one for each
+ * run of reads of one stream (instance_output_next() walks them). */
+typedef struct InstanceOutput {
+        Buf records;
+        size_t last;    /* the last record's offset + 1; 0: none */
+        uint64_t bytes; /* the output's bytes, records' headers not counted */
+} InstanceOutput;
+void instance_output_free(InstanceOutput *o);
+/* The record at *pos (0 first), *pos moved past it; false after the last. */
+bool instance_output_next(const InstanceOutput *o, size_t *pos, int *ret_stream, usec_t *ret_ts, const char **ret_data,
+                          size_t *ret_len);
 /* Work the janitor thread does (engine-janitor.c). */
 typedef void (*JanitorWork)(Engine *e, void *arg);
 
@@ -482,6 +495,7 @@ struct Instance {
          * next call loads the module again (Lambda runs a failed init
          * again on the next invocation). */
         bool init_failed;
+        InstanceOutput load_output; /* printed while its module loaded, for its first call */
         /* Its cgroup is frozen. Changed by its holder while busy, by the
          * freezer while freezing (see below). */
         bool frozen;
@@ -562,7 +576,9 @@ typedef char *(*InstanceStartFn)(void *userdata);
 typedef struct InstanceLoadEnd {
         RunSandbox *sandbox;
         bool timed_out, signaled;
+        bool output_limit; /* it printed more than the call's output limit */
         int sig, code;
+        InstanceOutput output; /* what it printed (the caller frees it) */
 } InstanceLoadEnd;
 /* cancel_fd (the calling run's, or -EBADF) ends the start of one, its
  * worker's included, with -ECANCELED (pool_acquire_cancellable()). The
@@ -572,6 +588,10 @@ typedef struct InstanceLoadEnd {
 int instance_acquire(Engine *e, const char *key, unsigned max_instances, InstanceStartFn start_message, void *userdata,
                      SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data, int cancel_fd,
                      Instance **ret, bool *ret_cold, InstanceLoadEnd *ret_load_end, char **ret_error);
+/* Makes instance i's stdout/stderr pipes (its read ends, O_NONBLOCK, in
+ * i->out_fd and i->err_fd; -errno on failure, none made): ret_w gets the
+ * write ends, for the instance to take as its fds 1 and 2. */
+int instance_pipes_make(Instance *i, int ret_w[2]);
 /* Reads how instance i ended from its status socket (its "started", if
  * still unread, then the exit report its worker sends): true with
  * *ret_signaled, *ret_sig and *ret_code when the report came within

@@ -1534,6 +1534,25 @@ static void instance_exit_status(Instance *i, RunWatch *w) {
         w->worker_gone = false;
 }
 
+/* What a new instance's module printed while it loaded: the run that
+ * started it logs and streams it first, as a run's module output comes
+ * first (o emptied). */
+static void instance_load_output_emit(RunCtx *c, InstanceOutput *o) {
+        size_t pos = 0;
+        int stream;
+        usec_t ts;
+        const char *data;
+        size_t len;
+        while (instance_output_next(o, &pos, &stream, &ts, &data, &len)) {
+                c->output_bytes += len;
+                log_output(c, stream, data, len, ts);
+                emit(c,
+                     (RunEvent){
+                             .type = RUN_EVENT_OUTPUT, .stream = stream, .data = data, .len = len, .timestamp = ts });
+        }
+        instance_output_free(o);
+}
+
 /* The outcome of a run whose instance_acquire() failed with r (err: its
  * words): a cancel; the function's module, dead or past the time limit
  * while it loaded, as the same end of an ad-hoc run's child
@@ -1543,8 +1562,12 @@ static void instance_acquire_failed(RunCtx *c, int r, const char *err, InstanceL
         if (r == -ECANCELED)
                 (void) cancel_outcome(c);
         else if (r == -ECHILD) {
+                instance_load_output_emit(c, &end->output);
+                if (end->output_limit)
+                        c->res->output_truncated = true;
                 RunWatch w = { .exited = true,
                                .timed_out = end->timed_out,
+                               .output_limit = end->output_limit,
                                .signaled = end->signaled,
                                .sig = end->sig,
                                .code = end->code };
@@ -1601,22 +1624,7 @@ static int instance_pipes(Instance *i, int ret_w[2]) {
                 return 0;
         i->out_fd = fd_close(i->out_fd);
         i->err_fd = fd_close(i->err_fd);
-        int out[2], err[2];
-        if (pipe2(out, O_CLOEXEC) < 0)
-                return -errno;
-        if (pipe2(err, O_CLOEXEC) < 0) {
-                int r = -errno;
-                fd_close(out[0]);
-                fd_close(out[1]);
-                return r;
-        }
-        (void) fcntl(out[0], F_SETFL, O_NONBLOCK);
-        (void) fcntl(err[0], F_SETFL, O_NONBLOCK);
-        i->out_fd = out[0];
-        i->err_fd = err[0];
-        ret_w[0] = out[1];
-        ret_w[1] = err[1];
-        return 0;
+        return instance_pipes_make(i, ret_w);
 }
 
 /* The invoke message, written as text: its arguments are the request's
@@ -1715,8 +1723,10 @@ static int phase_run_begin(EngineRun *run) {
                 r = instance_acquire(c->e, c->spec->instance_key, c->spec->max_instances, instance_start_message, c,
                                      c->spec->sandbox, &c->limits, c->sys_path, c->data_binds, c->active.cancel_fd,
                                      &c->inst, &cold, &load_end, &err);
-                if (r >= 0)
+                if (r >= 0) {
                         rs = c->inst->sandbox;
+                        instance_load_output_emit(c, &c->inst->load_output);
+                }
         } else {
                 r = pool_acquire_cancellable(c->e, c->spec->sandbox, &c->limits, c->sys_path, c->data_binds, POOL_RUNS,
                                              c->active.cancel_fd, &c->pw, &cold, &err);
@@ -1784,6 +1794,7 @@ static int phase_run_begin(EngineRun *run) {
                 }
                 c->res->cold = c->res->cold || cold;
                 rs = c->inst->sandbox;
+                instance_load_output_emit(c, &c->inst->load_output);
                 pthread_mutex_lock(&c->e->lock);
                 c->active.sandbox = rs;
                 pthread_mutex_unlock(&c->e->lock);

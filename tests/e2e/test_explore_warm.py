@@ -35,7 +35,7 @@ def ending(out):
     return out["status"], out["exit_code"], e.get("type"), e.get("message")
 
 
-LIMITS = {"timeout_ms": 1500, "memory_bytes": 256 << 20}
+LIMITS = {"timeout_ms": 1500, "memory_bytes": 256 << 20, "max_output_bytes": 1 << 20}
 
 # Modules whose top level ends the process that runs it.
 DIES_WHILE_LOADING = {
@@ -43,6 +43,7 @@ DIES_WHILE_LOADING = {
     "segfaults": "import ctypes\nctypes.string_at(0)\ndef handler():\n    return 1\n",
     "eats_memory": "junk = bytearray(400 << 20)\ndef handler():\n    return 1\n",
     "hangs": "import time\ntime.sleep(600)\ndef handler():\n    return 1\n",
+    "floods": "import sys, time\nwhile True:\n    sys.stdout.write('x' * 65536)\ndef handler():\n    return 1\n",
 }
 
 
@@ -181,3 +182,50 @@ def test_an_invoke_sees_the_datasets_it_names_not_those_a_warm_instance_started_
     assert sees("dsa", "dsb") == {"dsa": "A1", "dsb": "B1"}
     put("dsa", "A2")
     assert sees("dsa") == {"dsa": "A2"}
+
+
+PRINTS_WHILE_LOADING = """
+import sys
+print("loading: config read")
+print("loading: a warning", file=sys.stderr)
+def handler(fail: bool = False):
+    print("called")
+    return 1
+"""
+
+DIAGNOSES_THEN_RAISES = """
+print("connecting to db at 10.0.0.9")
+raise ConnectionError("refused")
+def handler():
+    return 1
+"""
+
+
+def logs(d, run_id):
+    st, text = d.call("GET", f"/v1/runs/{run_id}/logs")
+    assert st == 200, text
+    return text
+
+
+@pytest.mark.parametrize("source", [PRINTS_WHILE_LOADING, DIAGNOSES_THEN_RAISES, DIES_WHILE_LOADING["exits"]
+                                    .replace("import os\n", "import os\nprint('about to exit', flush=True)\n")],
+                         ids=["prints", "raises", "exits"])
+def test_what_a_module_prints_while_its_instance_loads_is_in_the_log_of_the_invoke_that_loaded_it(d, source):
+    """The log of the invoke that started an instance holds what its module
+    printed while it loaded, as the log of an ad-hoc run of the same file
+    holds it (Lambda's log stream has the init's output too). Before, the
+    instance's stdout and stderr were /dev/null until its first invocation
+    brought its pipes: a module's diagnostics before it raised or exited
+    were lost. The invokes after it have only their own output."""
+    name = "loads_" + str(abs(hash(source)) % 10**8)
+    st, adhoc = d.call("POST", "/v1/runs?wait=true", {"source": source, "function": "handler", "limits": LIMITS})
+    assert st == 200, adhoc
+    deploy(d, name, source, limits=LIMITS)
+    first = invoke(d, name)
+    assert ending(first) == ending(adhoc), (first, adhoc)
+    # The same lines (stdout and stderr are read apart: their interleaving
+    # is the order of the reads).
+    lines = sorted(logs(d, first["id"]).splitlines())
+    assert lines == sorted(logs(d, adhoc["id"]).splitlines()) != [], (lines, logs(d, adhoc["id"]))
+    if first["status"] == "succeeded":
+        assert logs(d, invoke(d, name)["id"]) == "called\n"
