@@ -652,20 +652,27 @@ static void run_leave(Daemon *d, DRun *r) {
  * start (its network namespace, memory and pids cgroup) when the invoke
  * sets them: an invoke that lowers one (`network: false`, less memory)
  * gets an instance started with that, never an idle one started with more.
- * Before, the lowering held only until the function was warm. Retiring by
- * the prefix "TENANT/NAME@" still finds them all. */
+ * Before, the lowering held only until the function was warm. Then when
+ * the version was deployed ("~c", in hex): a name deleted and deployed
+ * again numbers its versions from 1 again, and an invoke of the deleted
+ * one still queued at the delete starts an instance after the delete
+ * retired the others; that instance served the new version 1 (its invokes
+ * ran the deleted code). Retiring by the prefix "TENANT/NAME@" still finds
+ * them all. */
 static char *drun_instance_key(const DRun *r) {
         const RunLimits *l = &r->limits;
-        char mem[32] = "", procs[32] = "";
+        char mem[32] = "", procs[32] = "", deployed[32] = "";
         if (l->memory_bytes)
                 (void) snprintf(mem, sizeof mem, "~m%" PRIu64, l->memory_bytes);
         if (l->max_procs)
                 (void) snprintf(procs, sizeof procs, "~p%" PRIu64, l->max_procs);
-        return xasprintf("%s/%s@%d%s%s%s", r->tenant, r->fn_name, r->fn_version,
+        if (r->fn)
+                (void) snprintf(deployed, sizeof deployed, "~c%" PRIx64, (uint64_t) r->fn->created);
+        return xasprintf("%s/%s@%d%s%s%s%s", r->tenant, r->fn_name, r->fn_version,
                          l->network       ? "~net"
                          : l->network_off ? "~nonet"
                                           : "",
-                         mem, procs);
+                         mem, procs, deployed);
 }
 
 /* Appends sep and the first 12 hex digits of a sha256 over salt (NULL:

@@ -229,3 +229,47 @@ def test_what_a_module_prints_while_its_instance_loads_is_in_the_log_of_the_invo
     assert lines == sorted(logs(d, adhoc["id"]).splitlines()) != [], (lines, logs(d, adhoc["id"]))
     if first["status"] == "succeeded":
         assert logs(d, invoke(d, name)["id"]) == "called\n"
+
+
+SLOW_V = """
+import time
+CALLS = 0
+def handler(s: float = 0):
+    global CALLS
+    CALLS += 1
+    time.sleep(s)
+    return [VERSION, CALLS]
+"""
+
+
+def test_a_name_deleted_with_invokes_queued_and_deployed_again_never_runs_the_deleted_code(d):
+    """Six invokes of a function that runs on at most four instances: two
+    wait queued. The function is deleted meanwhile (its instances
+    retired); the queued two still run the code they were submitted with
+    (docs/api.md), each on a new instance. The name is deployed again,
+    new code, version 1 again. Before, the instances the queued invokes
+    had started were keyed by tenant/name@version only and served the new
+    version 1: its invokes ran the deleted code, its globals included."""
+    import threading
+    deploy(d, "reborn", SLOW_V.replace("VERSION", "'old'"))
+    out = []
+
+    def call():
+        out.append(invoke(d, "reborn", kwargs={"s": 1.5}))
+    threads = [threading.Thread(target=call) for _ in range(6)]
+    for t in threads:
+        t.start()
+    from daemonlib import wait_for
+
+    def queued():
+        st, b = d.call("GET", "/v1/functions/reborn/runs")
+        return st == 200 and sum(r["status"] == "queued" for r in b["runs"]) == 2
+    wait_for(queued, "two invokes queued behind the four running")
+    st, b = d.call("DELETE", "/v1/functions/reborn")
+    assert st == 200, b
+    for t in threads:
+        t.join(120)
+    assert sorted(o["result"][0] for o in out) == ["old"] * 6, out
+    deploy(d, "reborn", SLOW_V.replace("VERSION", "'new'"))
+    for n in range(1, 4):
+        assert invoke(d, "reborn")["result"] == ["new", n]
