@@ -658,9 +658,8 @@ static void run_leave(Daemon *d, DRun *r) {
  * one still queued at the delete starts an instance after the delete
  * retired the others; that instance served the new version 1 (its invokes
  * ran the deleted code). Retiring by the prefix "TENANT/NAME@" still finds
- * them all. */
-static char *drun_instance_key(const DRun *r) {
-        const RunLimits *l = &r->limits;
+ * them all. l: r's limits (as granted now: run_begin()). */
+static char *drun_instance_key(const DRun *r, const RunLimits *l) {
         char mem[32] = "", procs[32] = "", deployed[32] = "";
         if (l->memory_bytes)
                 (void) snprintf(mem, sizeof mem, "~m%" PRIu64, l->memory_bytes);
@@ -690,6 +689,13 @@ static void instance_key_add_digest(char **key, const char *sep, const void *sal
         char *k = xasprintf("%s%s%.12s", *key, sep, hex);
         free(*key);
         *key = k;
+}
+
+/* Whether an instance keyed by limits a (drun_instance_key()) is one
+ * keyed by b. */
+static bool instance_limits_same(const RunLimits *a, const RunLimits *b) {
+        return a->memory_bytes == b->memory_bytes && a->max_procs == b->max_procs && a->network == b->network &&
+               a->network_off == b->network_off;
 }
 
 /* Whether r may leave the pending list now (d->lock held): a cancelled run
@@ -950,7 +956,22 @@ static RunStep *run_begin(Daemon *d, DRun *r, RunThread *wake, Instance *inst) {
          * the run, or another node once this one stopped (reclaim.lua). */
         r->start_unanswered = r->claimed && st->sk < 0 && st->sk != -ESTALE;
 
-        st->instance_key = r->fn_name ? drun_instance_key(r) : NULL;
+        /* Granted by the config of its submit: a SIGHUP since, while it
+         * waited in the queue, may have lowered its tenant's caps (never
+         * raised: the grant stands below them). Not under d->lock: a
+         * reload takes cfg_lock first. Before its instance key: an
+         * instance holds its memory, processes and network from its
+         * start, so one taken under the old grant (inst, by r's limits)
+         * goes back when they were lowered. */
+        RunLimits granted = r->limits;
+        pthread_rwlock_rdlock(&d->cfg_lock);
+        (void) daemon_limits_clamp(&d->cfg, r->tenant, &granted);
+        pthread_rwlock_unlock(&d->cfg_lock);
+        if (inst && !instance_limits_same(&granted, &r->limits)) {
+                engine_instance_put_back(d->engine, inst);
+                inst = NULL;
+        }
+        st->instance_key = r->fn_name ? drun_instance_key(r, &granted) : NULL;
         /* Datasets resolve per tenant now, not at submit: a URL dataset is
          * revalidated as close to its use as can be. */
         _cleanup_free_ char *data_warning = NULL;
@@ -989,13 +1010,7 @@ static RunStep *run_begin(Daemon *d, DRun *r, RunThread *wake, Instance *inst) {
                 instance_key_add_digest(&st->instance_key, "~d", NULL, 0, st->mounts);
         st->dk = dk;
         st->spec = drun_code_spec(d, r);
-        /* Granted by the config of its submit: a SIGHUP since, while it
-         * waited in the queue, may have lowered its tenant's caps (never
-         * raised: the grant stands below them). Not under d->lock: a
-         * reload takes cfg_lock first. */
-        pthread_rwlock_rdlock(&d->cfg_lock);
-        (void) daemon_limits_clamp(&d->cfg, r->tenant, &st->spec.limits);
-        pthread_rwlock_unlock(&d->cfg_lock);
+        st->spec.limits = granted;
         st->spec.env = st->env;
         st->spec.instance_key = st->instance_key;
         /* Taken for this key only (run_inline(): no secrets, no env). */
@@ -1215,7 +1230,7 @@ static bool drun_warm_eligible(const Daemon *d, const DRun *r) {
  * calls taker_done() once the run counts as running or the instance is
  * back. */
 static Instance *drun_take_instance(Daemon *d, const DRun *r) {
-        _cleanup_free_ char *key = drun_instance_key(r);
+        _cleanup_free_ char *key = drun_instance_key(r, &r->limits);
         Instance *inst = NULL;
         return engine_instance_take_idle(d->engine, key, &inst) < 0 ? NULL : inst;
 }

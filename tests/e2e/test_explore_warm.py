@@ -273,3 +273,48 @@ def test_a_name_deleted_with_invokes_queued_and_deployed_again_never_runs_the_de
     deploy(d, "reborn", SLOW_V.replace("VERSION", "'new'"))
     for n in range(1, 4):
         assert invoke(d, "reborn")["result"] == ["new", n]
+
+
+HOLDS = """
+import time
+def handler(hold: float = 0, mb: int = 0):
+    junk = bytearray(mb << 20)
+    for i in range(0, len(junk), 4096):
+        junk[i] = 1
+    time.sleep(hold)
+    return mb
+"""
+
+
+def test_a_grant_lowered_while_an_invoke_is_queued_reaches_it_on_a_warm_instance(tmp_path):
+    """A SIGHUP that lowers a tenant's maxima lowers the runs it had
+    accepted and not started yet (docs/api.md). An invoke queued across
+    such a reload was handed the warm instance its old grant keyed (an
+    instance holds its memory limit from its start): it ran with 256 MiB
+    where its tenant now has 128. Its instance key is now made from the
+    limits it starts with, after the reload's."""
+    from test_explore_tenants import reload
+    import threading
+    grant = "server:\n  max_concurrent_per_tenant: 1\ntenants:\n  alice:\n    maxima: {memory_bytes: %d}\n"
+    d = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path), config_extra=grant % (512 << 20))
+    if d.sandbox != "full":
+        pytest.skip("a memory limit needs the full sandbox")
+    with d.serving():
+        deploy(d, "holds", HOLDS, limits={"memory_bytes": 256 << 20})
+        assert invoke(d, "holds", kwargs={"mb": 200})["status"] == "succeeded"  # warm, 256 MiB
+        st, first = d.call("POST", "/v1/functions/holds/invoke", {"kwargs": {"hold": 3}})
+        assert st == 202, first
+        d.wait_status(first["id"], ["running"])
+        got = []
+        t = threading.Thread(target=lambda: got.append(invoke(d, "holds", kwargs={"mb": 200})))
+        t.start()
+        from daemonlib import wait_for
+
+        def queued():
+            st, b = d.call("GET", "/v1/functions/holds/runs")
+            return any(r["status"] == "queued" for r in b["runs"])
+        wait_for(queued, "the second invoke to queue behind the first")
+        reload(d, d.config.read_text().replace(f"memory_bytes: {512 << 20}", f"memory_bytes: {128 << 20}"))
+        t.join(120)
+        assert got and got[0]["status"] == "killed", got
+        assert "memory limit (128 MiB)" in got[0]["error"]["message"], got[0]["error"]
