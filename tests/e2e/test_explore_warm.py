@@ -231,17 +231,6 @@ def test_what_a_module_prints_while_its_instance_loads_is_in_the_log_of_the_invo
         assert logs(d, invoke(d, name)["id"]) == "called\n"
 
 
-SLOW_V = """
-import time
-CALLS = 0
-def handler(s: float = 0):
-    global CALLS
-    CALLS += 1
-    time.sleep(s)
-    return [VERSION, CALLS]
-"""
-
-
 def test_a_name_deleted_with_invokes_queued_and_deployed_again_never_runs_the_deleted_code(d):
     """Six invokes of a function that runs on at most four instances: two
     wait queued. The function is deleted meanwhile (its instances
@@ -251,11 +240,12 @@ def test_a_name_deleted_with_invokes_queued_and_deployed_again_never_runs_the_de
     had started were keyed by tenant/name@version only and served the new
     version 1: its invokes ran the deleted code, its globals included."""
     import threading
-    deploy(d, "reborn", SLOW_V.replace("VERSION", "'old'"))
+    from test_pool_lifecycle import COUNTER
+    deploy(d, "reborn", COUNTER)
     out = []
 
     def call():
-        out.append(invoke(d, "reborn", kwargs={"s": 1.5}))
+        out.append(invoke(d, "reborn", kwargs={"seconds": 1.5}))
     threads = [threading.Thread(target=call) for _ in range(6)]
     for t in threads:
         t.start()
@@ -263,14 +253,14 @@ def test_a_name_deleted_with_invokes_queued_and_deployed_again_never_runs_the_de
 
     def queued():
         st, b = d.call("GET", "/v1/functions/reborn/runs")
-        return st == 200 and sum(r["status"] == "queued" for r in b["runs"]) == 2
+        return st == 200 and sorted(r["status"] for r in b["runs"]) == ["queued"] * 2 + ["running"] * 4
     wait_for(queued, "two invokes queued behind the four running")
     st, b = d.call("DELETE", "/v1/functions/reborn")
     assert st == 200, b
     for t in threads:
         t.join(120)
-    assert sorted(o["result"][0] for o in out) == ["old"] * 6, out
-    deploy(d, "reborn", SLOW_V.replace("VERSION", "'new'"))
+    assert [type(o["result"][0]) for o in out] == [int] * 6, out  # the old code's [CALLS, pid]
+    deploy(d, "reborn", COUNTER.replace("[CALLS, os.getpid()]", "['new', CALLS]"))
     for n in range(1, 4):
         assert invoke(d, "reborn")["result"] == ["new", n]
 
