@@ -749,14 +749,6 @@ static Instance *instance_take_locked(Engine *e, const char *key, unsigned *ret_
         return idle;
 }
 
-/* Over the memory budget (pool lock held): the least recently used idle
- * instance, unlinked, when no idle worker was used less recently, else
- * NULL (the budget then stops workers: pool_sweep()). An idle instance
- * holds a reference to its worker, which is thus never idle: before, idle
- * instances kept any amount of memory for their TTL whatever the budget,
- * and the validator was stopped instead. One a sweep: its worker is
- * measured again once it is released, and the next sweep (a second
- * later) looks again, so what one instance held is never guessed. */
 Instance *instance_lru_idle_locked(Engine *e, Instance ***ret_link) {
         Instance *lru = NULL, **lru_link = NULL;
         for (Instance **p = &e->pool.instances; *p; p = &(*p)->next) {
@@ -778,6 +770,14 @@ bool instance_idle_since_locked(Engine *e, usec_t t) {
         return lru && lru->last_used < t;
 }
 
+/* Over the memory budget (pool lock held): the least recently used idle
+ * instance, unlinked, when no idle worker was used less recently, else
+ * NULL (the budget then stops workers: pool_sweep()). An idle instance
+ * holds a reference to its worker, which is thus never idle: before, idle
+ * instances kept any amount of memory for their TTL whatever the budget,
+ * and the validator was stopped instead. One a sweep: its worker is
+ * measured again once it is released, and the next sweep (a second
+ * later) looks again, so what one instance held is never guessed. */
 static Instance *collect_over_budget(Engine *e) {
         if (!e->pool.memory_budget || pool_pss_total_locked(e) <= e->pool.memory_budget)
                 return NULL;
