@@ -449,11 +449,12 @@ void pool_sweep(Engine *e);
  * the memory budget bounds), and the least recently used idle worker (the
  * budget's next to stop; NULL if none). */
 uint64_t pool_pss_total_locked(Engine *e);
+PoolWorker *pool_lru_idle_locked(Engine *e);
 /* Pool lock held: the least recently used idle instance that the budget
- * may retire (NULL if none); whether one was last used before t. */
+ * may retire (NULL if none; *ret_link: where it is linked); whether one
+ * was last used before t. */
 Instance *instance_lru_idle_locked(Engine *e, Instance ***ret_link);
 bool instance_idle_since_locked(Engine *e, usec_t t);
-PoolWorker *pool_lru_idle_locked(Engine *e);
 /* (janitor) Measures again, at most once a second each, the workers that
  * host warm instances invoked since their last reading: their invocations
  * never hand the worker back, when a worker is otherwise measured
