@@ -646,6 +646,21 @@ static void run_leave(Daemon *d, DRun *r) {
         pthread_mutex_lock(&d->lock);
 }
 
+/* "~s" and 12 hex digits of a sha256 over r's source, file name, function
+ * and requirements (each with a NUL after it) into buf. */
+static void drun_code_digest(const DRun *r, char *buf, size_t size) {
+        Sha256 *h = sha256_new();
+        sha256_update(h, r->source ?: "", r->source_len);
+        sha256_update(h, "", 1);
+        const char *parts[] = { r->filename, r->function, r->requirements_json };
+        for (size_t k = 0; k < ELEMENTSOF(parts); k++)
+                sha256_update(h, parts[k] ?: "", strlen(parts[k] ?: "") + 1);
+        char hex[SHA256_HEX_SIZE];
+        sha256_final_hex(h, hex);
+        sha256_free(h);
+        (void) snprintf(buf, size, "~s%.12s", hex);
+}
+
 /* The key a deployed function's warm instances share: (tenant, function,
  * version), so globals persist as on Lambda (docs/workers.md).
  * "TENANT/NAME@VERSION", then the limits a warm instance holds from its
@@ -657,7 +672,11 @@ static void run_leave(Daemon *d, DRun *r) {
  * again numbers its versions from 1 again, and an invoke of the deleted
  * one still queued at the delete starts an instance after the delete
  * retired the others; that instance served the new version 1 (its invokes
- * ran the deleted code). Retiring by the prefix "TENANT/NAME@" still finds
+ * ran the deleted code). An invoke without the version's record (a
+ * cluster's claimed run carries its source; a gateway's delete retires no
+ * worker node's instances) names its code instead ("~s", a digest of its
+ * source, file, function and requirements: drun_code_digest()), once per
+ * run on the run thread. Retiring by the prefix "TENANT/NAME@" still finds
  * them all. l: r's limits (as granted now: run_begin()). */
 static char *drun_instance_key(const DRun *r, const RunLimits *l) {
         char mem[32] = "", procs[32] = "", deployed[32] = "";
@@ -667,6 +686,8 @@ static char *drun_instance_key(const DRun *r, const RunLimits *l) {
                 (void) snprintf(procs, sizeof procs, "~p%" PRIu64, l->max_procs);
         if (r->fn)
                 (void) snprintf(deployed, sizeof deployed, "~c%" PRIx64, (uint64_t) r->fn->created);
+        else
+                drun_code_digest(r, deployed, sizeof deployed);
         return xasprintf("%s/%s@%d%s%s%s%s", r->tenant, r->fn_name, r->fn_version,
                          l->network       ? "~net"
                          : l->network_off ? "~nonet"

@@ -5,7 +5,9 @@ invoke finds. Real daemon, real sandbox where the kernel allows it."""
 import pytest
 
 from conftest import DAEMON
+from clusterlib import REDIS
 from daemonlib import Daemon, sandbox_mode
+from test_cluster import nodes, redis  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
 
@@ -308,3 +310,29 @@ def test_a_grant_lowered_while_an_invoke_is_queued_reaches_it_on_a_warm_instance
         t.join(120)
         assert got and got[0]["status"] == "killed", got
         assert "memory limit (128 MiB)" in got[0]["error"]["message"], got[0]["error"]
+
+
+@pytest.mark.skipif(not REDIS, reason="redis-server is not installed")
+def test_in_a_cluster_a_name_deleted_and_deployed_again_runs_its_new_code(nodes, redis):
+    """In a cluster a gateway's delete reaches no worker node's instances
+    (instances_retired: 0), and a claimed invoke carries its source, not
+    the version's record: its instance was keyed tenant/name@version only.
+    A name deleted and deployed again (version 1 again) was served by the
+    worker's warm instance of the deleted code, its globals included. The
+    key of an invoke that has no version record names its code instead
+    (a digest of source, file, function and requirements)."""
+    from test_pool_lifecycle import COUNTER
+    g = nodes("g1", "gateway")
+    nodes("w1", "worker")
+
+    def call(path, body):
+        st, b = g.call("POST", path, body)
+        assert st in (200, 201), b
+        return b
+    call("/v1/functions", {"name": "again", "source": COUNTER})
+    assert [call("/v1/functions/again/invoke?wait=true", {})["result"][0] for _ in range(2)] == [1, 2]
+    st, b = g.call("DELETE", "/v1/functions/again")
+    assert st == 200, b
+    assert call("/v1/functions", {"name": "again", "source": COUNTER.replace("[CALLS, os.getpid()]",
+                                                                            "['new', CALLS]")})["version"] == 1
+    assert [call("/v1/functions/again/invoke?wait=true", {})["result"] for _ in range(2)] == [["new", 1], ["new", 2]]
