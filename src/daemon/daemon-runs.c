@@ -646,26 +646,77 @@ static void run_leave(Daemon *d, DRun *r) {
         pthread_mutex_lock(&d->lock);
 }
 
+/* "~s" and 12 hex digits of a sha256 over r's source, file name, function
+ * and requirements (each with a NUL after it) into buf. */
+static void drun_code_digest(const DRun *r, char *buf, size_t size) {
+        Sha256 *h = sha256_new();
+        sha256_update(h, r->source ?: "", r->source_len);
+        sha256_update(h, "", 1);
+        const char *parts[] = { r->filename, r->function, r->requirements_json };
+        for (size_t k = 0; k < ELEMENTSOF(parts); k++)
+                sha256_update(h, parts[k] ?: "", strlen(parts[k] ?: "") + 1);
+        char hex[SHA256_HEX_SIZE];
+        sha256_final_hex(h, hex);
+        sha256_free(h);
+        (void) snprintf(buf, size, "~s%.12s", hex);
+}
+
 /* The key a deployed function's warm instances share: (tenant, function,
  * version), so globals persist as on Lambda (docs/workers.md).
  * "TENANT/NAME@VERSION", then the limits a warm instance holds from its
  * start (its network namespace, memory and pids cgroup) when the invoke
  * sets them: an invoke that lowers one (`network: false`, less memory)
  * gets an instance started with that, never an idle one started with more.
- * Before, the lowering held only until the function was warm. Retiring by
- * the prefix "TENANT/NAME@" still finds them all. */
-static char *drun_instance_key(const DRun *r) {
-        const RunLimits *l = &r->limits;
-        char mem[32] = "", procs[32] = "";
+ * Before, the lowering held only until the function was warm. Then when
+ * the version was deployed ("~c", in hex): a name deleted and deployed
+ * again numbers its versions from 1 again, and an invoke of the deleted
+ * one still queued at the delete starts an instance after the delete
+ * retired the others; that instance served the new version 1 (its invokes
+ * ran the deleted code). An invoke without the version's record (a
+ * cluster's claimed run carries its source; a gateway's delete retires no
+ * worker node's instances) names its code instead ("~s", a digest of its
+ * source, file, function and requirements: drun_code_digest()), once per
+ * run on the run thread. Retiring by the prefix "TENANT/NAME@" still finds
+ * them all. l: r's limits (as granted now: run_begin()). */
+static char *drun_instance_key(const DRun *r, const RunLimits *l) {
+        char mem[32] = "", procs[32] = "", deployed[32] = "";
         if (l->memory_bytes)
                 (void) snprintf(mem, sizeof mem, "~m%" PRIu64, l->memory_bytes);
         if (l->max_procs)
                 (void) snprintf(procs, sizeof procs, "~p%" PRIu64, l->max_procs);
-        return xasprintf("%s/%s@%d%s%s%s", r->tenant, r->fn_name, r->fn_version,
+        if (r->fn)
+                (void) snprintf(deployed, sizeof deployed, "~c%" PRIx64, (uint64_t) r->fn->created);
+        else
+                drun_code_digest(r, deployed, sizeof deployed);
+        return xasprintf("%s/%s@%d%s%s%s%s", r->tenant, r->fn_name, r->fn_version,
                          l->network       ? "~net"
                          : l->network_off ? "~nonet"
                                           : "",
-                         mem, procs);
+                         mem, procs, deployed);
+}
+
+/* Appends sep and the first 12 hex digits of a sha256 over salt (NULL:
+ * none) and each string of v, its NUL included, to *key: instances told
+ * apart by what they started with, named without showing it. */
+static void instance_key_add_digest(char **key, const char *sep, const void *salt, size_t salt_len, char *const *v) {
+        Sha256 *h = sha256_new();
+        if (salt)
+                sha256_update(h, salt, salt_len);
+        for (; v && *v; v++)
+                sha256_update(h, *v, strlen(*v) + 1);
+        char hex[SHA256_HEX_SIZE];
+        sha256_final_hex(h, hex);
+        sha256_free(h);
+        char *k = xasprintf("%s%s%.12s", *key, sep, hex);
+        free(*key);
+        *key = k;
+}
+
+/* Whether an instance keyed by limits a (drun_instance_key()) is one
+ * keyed by b. */
+static bool instance_limits_same(const RunLimits *a, const RunLimits *b) {
+        return a->memory_bytes == b->memory_bytes && a->max_procs == b->max_procs && a->network == b->network &&
+               a->network_off == b->network_off;
 }
 
 /* Whether r may leave the pending list now (d->lock held): a cancelled run
@@ -926,7 +977,22 @@ static RunStep *run_begin(Daemon *d, DRun *r, RunThread *wake, Instance *inst) {
          * the run, or another node once this one stopped (reclaim.lua). */
         r->start_unanswered = r->claimed && st->sk < 0 && st->sk != -ESTALE;
 
-        st->instance_key = r->fn_name ? drun_instance_key(r) : NULL;
+        /* Granted by the config of its submit: a SIGHUP since, while it
+         * waited in the queue, may have lowered its tenant's caps (never
+         * raised: the grant stands below them). Not under d->lock: a
+         * reload takes cfg_lock first. Before its instance key: an
+         * instance holds its memory, processes and network from its
+         * start, so one taken under the old grant (inst, by r's limits)
+         * goes back when they were lowered. */
+        RunLimits granted = r->limits;
+        pthread_rwlock_rdlock(&d->cfg_lock);
+        (void) daemon_limits_clamp(&d->cfg, r->tenant, &granted);
+        pthread_rwlock_unlock(&d->cfg_lock);
+        if (inst && !instance_limits_same(&granted, &r->limits)) {
+                engine_instance_put_back(d->engine, inst);
+                inst = NULL;
+        }
+        st->instance_key = r->fn_name ? drun_instance_key(r, &granted) : NULL;
         /* Datasets resolve per tenant now, not at submit: a URL dataset is
          * revalidated as close to its use as can be. */
         _cleanup_free_ char *data_warning = NULL;
@@ -950,31 +1016,22 @@ static RunStep *run_begin(Daemon *d, DRun *r, RunThread *wake, Instance *inst) {
                 free(st->data_error);
                 st->data_error = xstrdup(st->secret_error);
         }
-        if (st->instance_key && st->env) {
-                /* A warm instance holds the environment it started with: a
-                 * changed secret gets a new instance. The digest is keyed
-                 * with the secrets' key, so the instance name (/v1/workers)
-                 * cannot be used to guess a value. */
-                Sha256 *h = sha256_new();
-                sha256_update(h, d->secret_key, sizeof d->secret_key);
-                for (char **e = st->env; *e; e++)
-                        sha256_update(h, *e, strlen(*e) + 1);
-                char hex[SHA256_HEX_SIZE];
-                sha256_final_hex(h, hex);
-                sha256_free(h);
-                char *k = xasprintf("%s#%.12s", st->instance_key, hex);
-                free(st->instance_key);
-                st->instance_key = k;
-        }
+        /* A warm instance holds the environment it started with: a
+         * changed secret gets a new instance. The digest is keyed with the
+         * secrets' key, so the instance name (/v1/workers) cannot be used
+         * to guess a value. */
+        if (st->instance_key && st->env)
+                instance_key_add_digest(&st->instance_key, "#", d->secret_key, sizeof d->secret_key, st->env);
+        /* And the datasets mounted at its start (each mount names the
+         * version's content): an invoke naming others, none, or a newer
+         * version gets an instance that mounts what it names. Before, it
+         * ran on the instance started with the first invoke's datasets
+         * and saw those. */
+        if (st->instance_key && st->mounts)
+                instance_key_add_digest(&st->instance_key, "~d", NULL, 0, st->mounts);
         st->dk = dk;
         st->spec = drun_code_spec(d, r);
-        /* Granted by the config of its submit: a SIGHUP since, while it
-         * waited in the queue, may have lowered its tenant's caps (never
-         * raised: the grant stands below them). Not under d->lock: a
-         * reload takes cfg_lock first. */
-        pthread_rwlock_rdlock(&d->cfg_lock);
-        (void) daemon_limits_clamp(&d->cfg, r->tenant, &st->spec.limits);
-        pthread_rwlock_unlock(&d->cfg_lock);
+        st->spec.limits = granted;
         st->spec.env = st->env;
         st->spec.instance_key = st->instance_key;
         /* Taken for this key only (run_inline(): no secrets, no env). */
@@ -1194,7 +1251,7 @@ static bool drun_warm_eligible(const Daemon *d, const DRun *r) {
  * calls taker_done() once the run counts as running or the instance is
  * back. */
 static Instance *drun_take_instance(Daemon *d, const DRun *r) {
-        _cleanup_free_ char *key = drun_instance_key(r);
+        _cleanup_free_ char *key = drun_instance_key(r, &r->limits);
         Instance *inst = NULL;
         return engine_instance_take_idle(d->engine, key, &inst) < 0 ? NULL : inst;
 }

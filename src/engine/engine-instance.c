@@ -138,9 +138,146 @@ Instance *instance_free(Instance *i) {
         i->parent_doom_fd = fd_close(i->parent_doom_fd);
         i->out_fd = fd_close(i->out_fd);
         i->err_fd = fd_close(i->err_fd);
+        instance_output_free(&i->load_output);
         free(i->key);
         free(i);
         return NULL;
+}
+
+/* A record's header: its stream, the time of its first read, its length. */
+typedef struct OutputRecord {
+        int stream;
+        usec_t ts;
+        size_t len;
+} OutputRecord;
+
+void instance_output_free(InstanceOutput *o) {
+        buf_free(&o->records);
+        o->last = 0;
+        o->bytes = 0;
+}
+
+bool instance_output_next(const InstanceOutput *o, size_t *pos, int *ret_stream, usec_t *ret_ts, const char **ret_data,
+                          size_t *ret_len) {
+        OutputRecord h;
+        if (*pos + sizeof(h) > o->records.len)
+                return false;
+        memcpy(&h, o->records.data + *pos, sizeof(h));
+        *ret_stream = h.stream;
+        *ret_ts = h.ts;
+        *ret_data = o->records.data + *pos + sizeof(h);
+        *ret_len = h.len;
+        *pos += sizeof(h) + h.len;
+        return true;
+}
+
+/* Appends n bytes read from stream to o: to the last record when it is
+ * the same stream's, else to a new one. -ENOBUFS past the buffer's cap. */
+static int instance_output_add(InstanceOutput *o, int stream, const char *data, size_t n) {
+        OutputRecord h;
+        if (o->last) {
+                memcpy(&h, o->records.data + o->last - 1, sizeof(h));
+                if (h.stream == stream) {
+                        int r = buf_append(&o->records, data, n);
+                        if (r < 0)
+                                return r;
+                        h.len += n;
+                        memcpy(o->records.data + o->last - 1, &h, sizeof(h));
+                        o->bytes += n;
+                        return 0;
+                }
+        }
+        h = (OutputRecord){ .stream = stream, .ts = now_realtime(), .len = n };
+        size_t at = o->records.len;
+        int r = buf_append(&o->records, &h, sizeof(h));
+        if (r >= 0)
+                r = buf_append(&o->records, data, n);
+        if (r < 0) {
+                o->records.len = at;
+                return r;
+        }
+        o->last = at + 1;
+        o->bytes += n;
+        return 0;
+}
+
+/* Reads what the instance wrote on *fd (stream 1 or 2) while its module
+ * loads, until the pipe is empty, into i->load_output; at EOF (it closed
+ * that fd) the pipe is closed here, and the call's first invocation makes
+ * another (instance_pipes()). -EFBIG once more than max bytes came. */
+static int instance_load_output_read(Instance *i, int stream, int *fd, uint64_t max) {
+        char buf[65536];
+        for (;;) {
+                ssize_t k = read(*fd, buf, sizeof(buf));
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return 0; /* EAGAIN: all of it read */
+                if (k == 0) {
+                        *fd = fd_close(*fd);
+                        return 0;
+                }
+                size_t keep = (size_t) k;
+                bool over = i->load_output.bytes + keep > max;
+                if (over)
+                        keep = i->load_output.bytes >= max ? 0 : (size_t) (max - i->load_output.bytes);
+                if (keep && instance_output_add(&i->load_output, stream, buf, keep) < 0)
+                        over = true;
+                if (over)
+                        return -EFBIG;
+        }
+}
+
+/* Waits until deadline for the instance's "ready" on its socket, reading
+ * what its module prints meanwhile (instance_load_output_read(): a module
+ * printing more than a pipe holds would otherwise wait for us while we
+ * wait for it). What it printed before "ready", or before it died, is in
+ * its pipes already when the socket says so: read first. */
+static int instance_wait_ready(Instance *i, usec_t deadline, int cancel_fd, uint64_t max_output, char **ret_ready) {
+        for (;;) {
+                usec_t now = now_monotonic();
+                if (now >= deadline)
+                        return -ETIMEDOUT;
+                struct pollfd p[4] = { { .fd = i->sock, .events = POLLIN },
+                                       { .fd = i->out_fd, .events = POLLIN },
+                                       { .fd = i->err_fd, .events = POLLIN },
+                                       { .fd = cancel_fd >= 0 ? cancel_fd : -1, .events = POLLIN } };
+                int k = poll(p, ELEMENTSOF(p), (int) MIN((deadline - now + 999) / 1000, (usec_t) INT32_MAX));
+                if (k < 0 && errno != EINTR)
+                        return -errno;
+                if (k <= 0)
+                        continue;
+                if (p[3].revents && !p[0].revents)
+                        return -ECANCELED;
+                int *fds[2] = { &i->out_fd, &i->err_fd };
+                for (int s = 0; s < 2; s++)
+                        if ((p[1 + s].revents || p[0].revents) && *fds[s] >= 0) {
+                                int r = instance_load_output_read(i, 1 + s, fds[s], max_output);
+                                if (r < 0)
+                                        return r;
+                        }
+                if (p[0].revents)
+                        return proto_recv(i->sock, WORKER_PROTO_MAX_MESSAGE, ret_ready, NULL, NULL, 0, NULL);
+        }
+}
+
+int instance_pipes_make(Instance *i, int ret_w[2]) {
+        int out[2], err[2];
+        if (pipe2(out, O_CLOEXEC) < 0)
+                return -errno;
+        if (pipe2(err, O_CLOEXEC) < 0) {
+                int r = -errno;
+                fd_close(out[0]);
+                fd_close(out[1]);
+                return r;
+        }
+        (void) fcntl(out[0], F_SETFL, O_NONBLOCK);
+        (void) fcntl(err[0], F_SETFL, O_NONBLOCK);
+        i->out_fd = out[0];
+        i->err_fd = err[0];
+        ret_w[0] = out[1];
+        ret_w[1] = err[1];
+        return 0;
 }
 
 #define SOURCE_MEMOS_MAX 64
@@ -612,9 +749,60 @@ static Instance *instance_take_locked(Engine *e, const char *key, unsigned *ret_
         return idle;
 }
 
+Instance *instance_lru_idle_locked(Engine *e, Instance ***ret_link) {
+        Instance *lru = NULL, **lru_link = NULL;
+        for (Instance **p = &e->pool.instances; *p; p = &(*p)->next) {
+                Instance *i = *p;
+                if (i->busy || i->freezing || i->dead || !i->parent || i->sock < 0)
+                        continue;
+                if (!lru || i->last_used < lru->last_used) {
+                        lru = i;
+                        lru_link = p;
+                }
+        }
+        if (ret_link)
+                *ret_link = lru_link;
+        return lru;
+}
+
+bool instance_idle_since_locked(Engine *e, usec_t t) {
+        Instance *lru = instance_lru_idle_locked(e, NULL);
+        return lru && lru->last_used < t;
+}
+
+/* Over the memory budget (pool lock held): the least recently used idle
+ * instance, unlinked, when no idle worker was used less recently, else
+ * NULL (the budget then stops workers: pool_sweep()). An idle instance
+ * holds a reference to its worker, which is thus never idle: before, idle
+ * instances kept any amount of memory for their TTL whatever the budget,
+ * and the validator was stopped instead. One a sweep: its worker is
+ * measured again once it is released, and the next sweep (a second
+ * later) looks again, so what one instance held is never guessed. */
+static Instance *collect_over_budget(Engine *e) {
+        if (!e->pool.memory_budget || pool_pss_total_locked(e) <= e->pool.memory_budget)
+                return NULL;
+        Instance **lru_link = NULL, *lru = instance_lru_idle_locked(e, &lru_link);
+        PoolWorker *idle_worker = pool_lru_idle_locked(e);
+        if (!lru || (idle_worker && idle_worker->last_used < lru->last_used))
+                return NULL;
+        *lru_link = lru->next;
+        lru->next = NULL;
+        e->pool.evictions++;
+        waiters_wake_locked(e, lru->key);
+        /* Its worker's reading counts it: read again when it is released
+         * (free_retired()), not a second later. */
+        __atomic_store_n(&lru->parent->pss_measured, 0, __ATOMIC_RELAXED);
+        return lru;
+}
+
 void engine_pool_sweep(Engine *e) {
         pthread_mutex_lock(&e->pool.lock);
         Instance *retired = collect_retired(e);
+        pthread_mutex_unlock(&e->pool.lock);
+        free_retired(e, retired);
+        pool_measure_instance_hosts(e);
+        pthread_mutex_lock(&e->pool.lock);
+        retired = collect_over_budget(e);
         pthread_mutex_unlock(&e->pool.lock);
         free_retired(e, retired);
         pool_sweep(e);
@@ -639,8 +827,54 @@ unsigned engine_pool_retire(Engine *e, const char *key_prefix) {
         return n;
 }
 
+bool instance_exit_report(Instance *i, bool *ret_signaled, int *ret_sig, int *ret_code) {
+        assert(i);
+        Worker st = { .sock = i->status_fd };
+        _cleanup_free_ char *msg = NULL;
+        if (worker_recv(&st, now_monotonic() + 500 * USEC_PER_MSEC, &msg, NULL) < 0)
+                return false;
+        json_t *m = json_loads(msg, 0, NULL);
+        const char *type = json_string_value(json_object_get(m, "type"));
+        if (type && streq(type, "started")) {
+                json_decref(m);
+                free(msg);
+                msg = NULL;
+                if (worker_recv(&st, now_monotonic() + 500 * USEC_PER_MSEC, &msg, NULL) < 0)
+                        return false;
+                m = json_loads(msg, 0, NULL);
+        }
+        const char *status = json_string_value(json_object_get(m, "status"));
+        bool signaled = status && streq(status, "signaled"), known = signaled || (status && streq(status, "exited"));
+        if (known) {
+                *ret_signaled = signaled;
+                *ret_sig = signaled ? (int) json_integer_value(json_object_get(m, "signal")) : 0;
+                *ret_code = signaled ? 0 : (int) json_integer_value(json_object_get(m, "code"));
+        }
+        json_decref(m);
+        return known;
+}
+
+/* The instance died, or outlived its time limit, while its module ran
+ * (r: the wait for "ready" failed with it): -ECHILD with *ret_end filled
+ * and i's sandbox handed to it (killed), when that is what happened;
+ * else r. */
+static int instance_load_ended(Instance *i, int r, InstanceLoadEnd *ret_end) {
+        InstanceLoadEnd end = { .timed_out = r == -ETIMEDOUT, .output_limit = r == -EFBIG };
+        if (!end.timed_out && !end.output_limit &&
+            (r == -ECANCELED || !instance_exit_report(i, &end.signaled, &end.sig, &end.code)))
+                return r;
+        (void) engine_sandbox_run_kill(i->sandbox);
+        end.sandbox = TAKE_PTR(i->sandbox);
+        end.output = i->load_output;
+        i->load_output = (InstanceOutput){};
+        i->pid = 0; /* its worker's view: instance_free() must not kill() it */
+        *ret_end = end;
+        return -ECHILD;
+}
+
 static int instance_start(Engine *e, const char *key, const char *start_json, SandboxMode mode, const RunLimits *limits,
-                          char *const *sys_path, char *const *data, int cancel_fd, Instance **ret, char **ret_error) {
+                          char *const *sys_path, char *const *data, int cancel_fd, Instance **ret,
+                          InstanceLoadEnd *ret_load_end, char **ret_error) {
         PoolWorker *pw = NULL;
         bool cold;
         int r = pool_acquire_cancellable(e, mode, limits, sys_path, data, POOL_RUNS, cancel_fd, &pw, &cold, ret_error);
@@ -649,32 +883,43 @@ static int instance_start(Engine *e, const char *key, const char *start_json, Sa
         Instance *i = xcalloc(1, sizeof(Instance));
         i->key = xstrdup(key);
         i->parent = pw;
+        /* The load's output is kept in memory until the call logs it: up
+         * to its output limit, and 64 MiB at most (records' headers
+         * aside). */
+        buf_init(&i->load_output.records,
+                 (size_t) MIN(limits->max_output_bytes ?: UINT64_MAX, (uint64_t) 64 << 20) + (1 << 20));
         i->sock = i->status_fd = i->doom_fd = i->parent_doom_fd = i->out_fd = i->err_fd = -EBADF;
         r = engine_sandbox_instance_prepare(e, key, mode, limits, &i->sandbox, ret_error);
-        int sv[2] = { -1, -1 }, st[2] = { -1, -1 };
+        int sv[2] = { -1, -1 }, st[2] = { -1, -1 }, stdio[2] = { -EBADF, -EBADF };
         if (r >= 0 && (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
                        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, st) < 0)) {
                 r = -errno;
                 *ret_error = xasprintf("socketpair: %s", strerror(-r));
         }
+        /* Its stdout and stderr from its start (worker.c become_instance()):
+         * what its module prints is the calling run's output. */
+        if (r >= 0 && (r = instance_pipes_make(i, stdio)) < 0)
+                *ret_error = xasprintf("pipe: %s", strerror(-r));
         if (r >= 0) {
-                int fds[8] = { sv[1], st[1] };
+                int fds[8] = { sv[1], st[1], stdio[0], stdio[1] };
                 size_t n_extra = 0;
                 _cleanup_free_ char *sb = NULL;
-                engine_sandbox_run_extra(i->sandbox, fds + 2, &n_extra, ELEMENTSOF(fds) - 2, &sb);
+                engine_sandbox_run_extra(i->sandbox, fds + 4, &n_extra, ELEMENTSOF(fds) - 4, &sb);
                 json_t *m = json_loads(start_json, 0, NULL);
                 if (sb)
                         json_object_set_new(m, "sandbox", json_loads(sb, 0, NULL));
                 _cleanup_free_ char *text = json_dumps(m, JSON_COMPACT);
                 json_decref(m);
                 pthread_mutex_lock(&pw->io_lock);
-                r = worker_send(pw->w, text, fds, 2 + n_extra);
+                r = worker_send(pw->w, text, fds, 4 + n_extra);
                 pthread_mutex_unlock(&pw->io_lock);
                 if (r < 0)
                         *ret_error = xstrdup("cannot hand the instance to the worker");
         }
         sv[1] = fd_close(sv[1]);
         st[1] = fd_close(st[1]);
+        stdio[0] = fd_close(stdio[0]);
+        stdio[1] = fd_close(stdio[1]);
         i->sock = sv[0];
         i->status_fd = st[0];
         if (r >= 0) {
@@ -689,13 +934,20 @@ static int instance_start(Engine *e, const char *key, const char *start_json, Sa
                         i->pid = (pid_t) json_integer_value(json_object_get(m, "pid"));
                         engine_sandbox_run_started(i->sandbox, pw->w->pid, i->pid);
                         json_decref(m);
-                        Worker isock = { .sock = i->sock };
                         _cleanup_free_ char *ready = NULL;
                         /* Its module runs now (a top-level `import torch`:
-                         * seconds): a cancel kills it (instance_free()). */
-                        r = worker_recv_cancellable(&isock, now_monotonic() + INSTANCE_READY_TIMEOUT_USEC, cancel_fd,
-                                                    &ready, NULL);
+                         * seconds), under the calling run's time limit,
+                         * as the module of an ad-hoc run does: a cancel
+                         * kills it (instance_free()), and so does a module
+                         * that outlives the limit (instance_load_ended()). */
+                        usec_t limit = limits->timeout_ms ? limits->timeout_ms * USEC_PER_MSEC
+                                                          : INSTANCE_READY_TIMEOUT_USEC;
+                        r = instance_wait_ready(i, now_monotonic() + limit, cancel_fd,
+                                                limits->max_output_bytes ?: UINT64_MAX, &ready);
+                        if (r < 0)
+                                r = instance_load_ended(i, r, ret_load_end);
                         json_t *rm = r >= 0 ? json_loads(ready, 0, NULL) : NULL;
+                        i->init_failed = json_is_true(json_object_get(rm, "init_failed"));
                         if (r >= 0 && !json_is_true(json_object_get(rm, "ok"))) {
                                 const char *msg = json_string_value(
                                         json_object_get(json_object_get(rm, "error"), "message"));
@@ -704,7 +956,7 @@ static int instance_start(Engine *e, const char *key, const char *start_json, Sa
                         }
                         json_decref(rm);
                 }
-                if (r < 0 && !*ret_error)
+                if (r < 0 && r != -ECHILD && !*ret_error)
                         *ret_error = xstrdup(r == -ECANCELED ? "cancelled" : "the instance did not start");
         }
         if (r < 0) {
@@ -727,7 +979,7 @@ static int instance_start(Engine *e, const char *key, const char *start_json, Sa
 
 int instance_acquire(Engine *e, const char *key, unsigned max_instances, InstanceStartFn start_message, void *userdata,
                      SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data, int cancel_fd,
-                     Instance **ret, bool *ret_cold, char **ret_error) {
+                     Instance **ret, bool *ret_cold, InstanceLoadEnd *ret_load_end, char **ret_error) {
         if (!max_instances)
                 max_instances = ENGINE_INSTANCES_DEFAULT;
         pthread_mutex_lock(&e->pool.lock);
@@ -790,7 +1042,8 @@ int instance_acquire(Engine *e, const char *key, unsigned max_instances, Instanc
 
         Instance *fresh = NULL;
         _cleanup_free_ char *start_json = start_message(userdata);
-        int r = instance_start(e, key, start_json, mode, limits, sys_path, data, cancel_fd, &fresh, ret_error);
+        int r = instance_start(e, key, start_json, mode, limits, sys_path, data, cancel_fd, &fresh, ret_load_end,
+                               ret_error);
 
         pthread_mutex_lock(&e->pool.lock);
         for (Instance **p = &e->pool.instances; *p; p = &(*p)->next)

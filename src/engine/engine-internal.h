@@ -17,6 +17,19 @@ typedef struct ActiveRun ActiveRun;
 typedef struct PoolWorker PoolWorker;
 typedef struct Instance Instance;
 typedef struct RunSandbox RunSandbox;
+/* What a new instance printed while its module loaded (instance_start()),
+ * for the log of the call that started it, in the order read: records of
+ * a stream (1, 2), the time of its first read and its bytes, one for each
+ * run of reads of one stream (instance_output_next() walks them). */
+typedef struct InstanceOutput {
+        Buf records;
+        size_t last;    /* the last record's offset + 1; 0: none */
+        uint64_t bytes; /* the output's bytes, records' headers not counted */
+} InstanceOutput;
+void instance_output_free(InstanceOutput *o);
+/* The record at *pos (0 first), *pos moved past it; false after the last. */
+bool instance_output_next(const InstanceOutput *o, size_t *pos, int *ret_stream, usec_t *ret_ts, const char **ret_data,
+                          size_t *ret_len);
 /* Work the janitor thread does (engine-janitor.c). */
 typedef void (*JanitorWork)(Engine *e, void *arg);
 
@@ -434,6 +447,22 @@ unsigned pool_slots_to_ask(unsigned ready, unsigned pending, unsigned runs, unsi
 /* (janitor) Makes one spare slot for pw; consumes a busy reference. */
 void pool_make_slot(Engine *e, PoolWorker *pw);
 void pool_sweep(Engine *e);
+/* Pool lock held: the PSS of every worker as last measured, summed (what
+ * the memory budget bounds), and the least recently used idle worker (the
+ * budget's next to stop; NULL if none). */
+uint64_t pool_pss_total_locked(Engine *e);
+PoolWorker *pool_lru_idle_locked(Engine *e);
+/* Pool lock held: the least recently used idle instance that the budget
+ * may retire (NULL if none; *ret_link: where it is linked); whether one
+ * was last used before t. */
+Instance *instance_lru_idle_locked(Engine *e, Instance ***ret_link);
+bool instance_idle_since_locked(Engine *e, usec_t t);
+/* (janitor) Measures again, at most once a second each, the workers that
+ * host warm instances invoked since their last reading: their invocations
+ * never hand the worker back, when a worker is otherwise measured
+ * (pool_release()), so the budget would never see what their instances
+ * grew to. */
+void pool_measure_instance_hosts(Engine *e);
 /* Whether pw's process has exited or is about to (a crash the janitor has
  * not reaped yet, or a SIGKILL it has not acted on: under load a killed
  * process runs its exit some time after kill() returned). Does not reap. */
@@ -464,6 +493,12 @@ struct Instance {
         int doom_fd;         /* instance_doom_open(HOSTPID), -EBADF if unknown */
         int parent_doom_fd;  /* the same of its worker, -EBADF if unknown */
         bool busy, dead;
+        /* Its module raised while it loaded ("ready" said so): it answers
+         * its one invocation with that error and is retired, so that the
+         * next call loads the module again (Lambda runs a failed init
+         * again on the next invocation). */
+        bool init_failed;
+        InstanceOutput load_output; /* printed while its module loaded, for its first call */
         /* Its cgroup is frozen. Changed by its holder while busy, by the
          * freezer while freezing (see below). */
         bool frozen;
@@ -536,11 +571,35 @@ void vcache_usage(ValidationCache *c, size_t *ret_entries, size_t *ret_bytes);
  * "instance" message, if none is idle and fewer than max_instances exist:
  * built only then, since it carries the function's whole source). */
 typedef char *(*InstanceStartFn)(void *userdata);
+/* How a new instance ended while its module ran (before "ready"): the
+ * module is the function's code, so the call that started the instance
+ * ends as a run of the same file that ended there does (classify()):
+ * its time limit, its memory limit, a crash, an exit. sandbox is the
+ * instance's, kept for the limit that killed it: the caller finishes it. */
+typedef struct InstanceLoadEnd {
+        RunSandbox *sandbox;
+        bool timed_out, signaled;
+        bool output_limit; /* it printed more than the call's output limit */
+        int sig, code;
+        InstanceOutput output; /* what it printed (the caller frees it) */
+} InstanceLoadEnd;
 /* cancel_fd (the calling run's, or -EBADF) ends the start of one, its
- * worker's included, with -ECANCELED (pool_acquire_cancellable()). */
+ * worker's included, with -ECANCELED (pool_acquire_cancellable()). The
+ * module of a new instance runs under limits' time limit; an instance
+ * that died or outlived it there ends the call with -ECHILD and
+ * *ret_load_end filled. */
 int instance_acquire(Engine *e, const char *key, unsigned max_instances, InstanceStartFn start_message, void *userdata,
                      SandboxMode mode, const RunLimits *limits, char *const *sys_path, char *const *data, int cancel_fd,
-                     Instance **ret, bool *ret_cold, char **ret_error);
+                     Instance **ret, bool *ret_cold, InstanceLoadEnd *ret_load_end, char **ret_error);
+/* Makes instance i's stdout/stderr pipes (its read ends, O_NONBLOCK, in
+ * i->out_fd and i->err_fd; -errno on failure, none made): ret_w gets the
+ * write ends, for the instance to take as its fds 1 and 2. */
+int instance_pipes_make(Instance *i, int ret_w[2]);
+/* Reads how instance i ended from its status socket (its "started", if
+ * still unread, then the exit report its worker sends): true with
+ * *ret_signaled, *ret_sig and *ret_code when the report came within
+ * 500 ms. */
+bool instance_exit_report(Instance *i, bool *ret_signaled, int *ret_sig, int *ret_code);
 void instance_release(Engine *e, Instance *i, bool broken);
 /* Pool lock held: wakes every waiter at its key's max_instances whose run
  * was cancelled (engine_cancel()); instance_acquire() then ends with

@@ -85,25 +85,73 @@ static PoolWorker *collect_evictions(Engine *e, usec_t now) {
                 p = &pw->next;
         }
         /* Then LRU under the memory budget: evict the least recently used
-         * idle worker until the total fits. */
+         * idle worker until the total fits; an idle instance used less
+         * recently goes first (the janitor's engine_pool_sweep()). */
         for (;;) {
-                uint64_t total = 0;
-                PoolWorker *lru = NULL, **lru_link = NULL;
-                for (PoolWorker **p = &e->pool.workers; *p; p = &(*p)->next) {
-                        total += (*p)->pss_bytes;
-                        if ((*p)->busy == 0 && (*p)->ready && (!lru || (*p)->last_used < lru->last_used)) {
-                                lru = *p;
-                                lru_link = p;
-                        }
-                }
-                if (!e->pool.memory_budget || total <= e->pool.memory_budget || !lru)
+                PoolWorker *lru = pool_lru_idle_locked(e);
+                if (!e->pool.memory_budget || pool_pss_total_locked(e) <= e->pool.memory_budget || !lru ||
+                    instance_idle_since_locked(e, lru->last_used))
                         break;
-                *lru_link = lru->next;
+                for (PoolWorker **p = &e->pool.workers; *p; p = &(*p)->next)
+                        if (*p == lru) {
+                                *p = lru->next;
+                                break;
+                        }
                 lru->next = victims;
                 victims = lru;
                 e->pool.evictions++;
         }
         return victims;
+}
+
+uint64_t pool_pss_total_locked(Engine *e) {
+        uint64_t total = 0;
+        for (PoolWorker *pw = e->pool.workers; pw; pw = pw->next)
+                total += pw->pss_bytes;
+        return total;
+}
+
+PoolWorker *pool_lru_idle_locked(Engine *e) {
+        PoolWorker *lru = NULL;
+        for (PoolWorker *pw = e->pool.workers; pw; pw = pw->next)
+                if (pw->busy == 0 && pw->ready && (!lru || pw->last_used < lru->last_used))
+                        lru = pw;
+        return lru;
+}
+
+#define INSTANCE_HOSTS_MEASURED_MAX 64 /* per janitor tick; the others at the next */
+
+void pool_measure_instance_hosts(Engine *e) {
+        PoolWorker *hosts[INSTANCE_HOSTS_MEASURED_MAX];
+        size_t n = 0;
+        usec_t now = now_monotonic();
+        pthread_mutex_lock(&e->pool.lock);
+        for (Instance *i = e->pool.instances; i && n < ELEMENTSOF(hosts); i = i->next) {
+                PoolWorker *pw = i->parent; /* NULL: a slot reserved while one starts */
+                bool seen = false;
+                for (size_t k = 0; k < n && !seen; k++)
+                        seen = hosts[k] == pw;
+                usec_t measured = pw ? __atomic_load_n(&pw->pss_measured, __ATOMIC_RELAXED) : 0;
+                /* Only once an invocation ran since: an idle daemon reads
+                 * nothing. */
+                if (!pw || seen || pw->dead || !pw->w || i->last_used <= measured || now - measured < USEC_PER_SEC)
+                        continue;
+                pw->busy++; /* alive while measured without the lock */
+                hosts[n++] = pw;
+        }
+        pthread_mutex_unlock(&e->pool.lock);
+        uint64_t pss[INSTANCE_HOSTS_MEASURED_MAX];
+        for (size_t k = 0; k < n; k++) {
+                __atomic_store_n(&hosts[k]->pss_measured, now_monotonic(), __ATOMIC_RELAXED);
+                pss[k] = engine_process_tree_pss(hosts[k]->w->pid);
+        }
+        pthread_mutex_lock(&e->pool.lock);
+        for (size_t k = 0; k < n; k++) {
+                if (!hosts[k]->dead)
+                        hosts[k]->pss_bytes = pss[k];
+                hosts[k]->busy--; /* a dead one left at 0 is stopped by the sweep that follows */
+        }
+        pthread_mutex_unlock(&e->pool.lock);
 }
 
 static void stop_list(PoolWorker *victims) {

@@ -1541,30 +1541,59 @@ static void classify(RunCtx *c, RunSandbox *rs, RunWatch *w) {
 /* Reads how an instance ended from its status socket (after its
  * invocation socket closed). */
 static void instance_exit_status(Instance *i, RunWatch *w) {
-        Worker st = { .sock = i->status_fd };
-        _cleanup_free_ char *msg = NULL;
-        if (worker_recv(&st, now_monotonic() + 500 * USEC_PER_MSEC, &msg, NULL) < 0)
+        bool signaled;
+        int sig, code;
+        if (!instance_exit_report(i, &signaled, &sig, &code))
                 return;
-        json_t *m = json_loads(msg, 0, NULL);
-        const char *type = json_string_value(json_object_get(m, "type"));
-        if (type && streq(type, "started")) {
-                json_decref(m);
-                free(msg);
-                msg = NULL;
-                if (worker_recv(&st, now_monotonic() + 500 * USEC_PER_MSEC, &msg, NULL) < 0)
-                        return;
-                m = json_loads(msg, 0, NULL);
+        w->signaled = signaled;
+        w->sig = sig;
+        w->code = code;
+        w->worker_gone = false;
+}
+
+/* What a new instance's module printed while it loaded: the run that
+ * started it logs and streams it first, as a run's module output comes
+ * first (o emptied). */
+static void instance_load_output_emit(RunCtx *c, InstanceOutput *o) {
+        size_t pos = 0;
+        int stream;
+        usec_t ts;
+        const char *data;
+        size_t len;
+        while (instance_output_next(o, &pos, &stream, &ts, &data, &len)) {
+                c->output_bytes += len;
+                log_output(c, stream, data, len, ts);
+                emit(c,
+                     (RunEvent){
+                             .type = RUN_EVENT_OUTPUT, .stream = stream, .data = data, .len = len, .timestamp = ts });
         }
-        const char *status = json_string_value(json_object_get(m, "status"));
-        if (status && streq(status, "signaled")) {
-                w->signaled = true;
-                w->sig = (int) json_integer_value(json_object_get(m, "signal"));
-                w->worker_gone = false;
-        } else if (status && streq(status, "exited")) {
-                w->code = (int) json_integer_value(json_object_get(m, "code"));
-                w->worker_gone = false;
-        }
-        json_decref(m);
+        instance_output_free(o);
+}
+
+/* The outcome of a run whose instance_acquire() failed with r (err: its
+ * words): a cancel; the function's module, dead or past the time limit
+ * while it loaded, as the same end of an ad-hoc run's child
+ * (InstanceLoadEnd, classify()); a module that defines no such function;
+ * else ours. */
+static void instance_acquire_failed(RunCtx *c, int r, const char *err, InstanceLoadEnd *end) {
+        if (r == -ECANCELED)
+                (void) cancel_outcome(c);
+        else if (r == -ECHILD) {
+                instance_load_output_emit(c, &end->output);
+                if (end->output_limit)
+                        c->res->output_truncated = true;
+                RunWatch w = { .exited = true,
+                               .timed_out = end->timed_out,
+                               .output_limit = end->output_limit,
+                               .signaled = end->signaled,
+                               .sig = end->sig,
+                               .code = end->code };
+                classify(c, end->sandbox, &w);
+                end->sandbox = engine_sandbox_run_finish(end->sandbox);
+        } else if (r == -EINVAL)
+                set_outcome(c, RUN_FAILED, EXIT_RAISED, "LoadError", err);
+        else
+                set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "WorkerError", err ?: "cannot start a worker");
 }
 
 static char *instance_start_message(void *userdata) {
@@ -1612,22 +1641,7 @@ static int instance_pipes(Instance *i, int ret_w[2]) {
                 return 0;
         i->out_fd = fd_close(i->out_fd);
         i->err_fd = fd_close(i->err_fd);
-        int out[2], err[2];
-        if (pipe2(out, O_CLOEXEC) < 0)
-                return -errno;
-        if (pipe2(err, O_CLOEXEC) < 0) {
-                int r = -errno;
-                fd_close(out[0]);
-                fd_close(out[1]);
-                return r;
-        }
-        (void) fcntl(out[0], F_SETFL, O_NONBLOCK);
-        (void) fcntl(err[0], F_SETFL, O_NONBLOCK);
-        i->out_fd = out[0];
-        i->err_fd = err[0];
-        ret_w[0] = out[1];
-        ret_w[1] = err[1];
-        return 0;
+        return instance_pipes_make(i, ret_w);
 }
 
 /* The invoke message, written as text: its arguments are the request's
@@ -1715,6 +1729,7 @@ static int phase_run_begin(EngineRun *run) {
          * (removed below if it did not). */
         _cleanup_(spare_out_freep) char *spare_out = NULL;
         bool cold = false;
+        InstanceLoadEnd load_end = {};
         int r;
         if (c->spec->instance_key && c->spec->instance) {
                 run->instance_used = true;
@@ -1724,9 +1739,11 @@ static int phase_run_begin(EngineRun *run) {
         } else if (c->spec->instance_key) {
                 r = instance_acquire(c->e, c->spec->instance_key, c->spec->max_instances, instance_start_message, c,
                                      c->spec->sandbox, &c->limits, c->sys_path, c->data_binds, c->active.cancel_fd,
-                                     &c->inst, &cold, &err);
-                if (r >= 0)
+                                     &c->inst, &cold, &load_end, &err);
+                if (r >= 0) {
                         rs = c->inst->sandbox;
+                        instance_load_output_emit(c, &c->inst->load_output);
+                }
         } else {
                 r = pool_acquire_cancellable(c->e, c->spec->sandbox, &c->limits, c->sys_path, c->data_binds, POOL_RUNS,
                                              c->active.cancel_fd, &c->pw, &cold, &err);
@@ -1751,10 +1768,10 @@ static int phase_run_begin(EngineRun *run) {
                 /* An instance whose module fails to load is the function's
                  * failure; a cancel while the env's worker started is a
                  * cancel; anything else is ours. */
-                if (r == -ECANCELED)
+                if (c->spec->instance_key)
+                        instance_acquire_failed(c, r, err, &load_end);
+                else if (r == -ECANCELED)
                         (void) cancel_outcome(c);
-                else if (c->spec->instance_key && r == -EINVAL)
-                        set_outcome(c, RUN_FAILED, EXIT_RAISED, "LoadError", err);
                 else
                         set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "WorkerError", err ?: "cannot start a worker");
                 if (c->pw)
@@ -1786,19 +1803,15 @@ static int phase_run_begin(EngineRun *run) {
                 err = NULL;
                 r = instance_acquire(c->e, c->spec->instance_key, c->spec->max_instances, instance_start_message, c,
                                      c->spec->sandbox, &c->limits, c->sys_path, c->data_binds, c->active.cancel_fd,
-                                     &c->inst, &cold, &err);
+                                     &c->inst, &cold, &load_end, &err);
                 if (r < 0) {
                         pipes_close(&p);
-                        if (r == -ECANCELED)
-                                (void) cancel_outcome(c);
-                        else if (r == -EINVAL)
-                                set_outcome(c, RUN_FAILED, EXIT_RAISED, "LoadError", err);
-                        else
-                                set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "WorkerError", err ?: "cannot start a worker");
+                        instance_acquire_failed(c, r, err, &load_end);
                         return r;
                 }
                 c->res->cold = c->res->cold || cold;
                 rs = c->inst->sandbox;
+                instance_load_output_emit(c, &c->inst->load_output);
                 pthread_mutex_lock(&c->e->lock);
                 c->active.sandbox = rs;
                 pthread_mutex_unlock(&c->e->lock);
@@ -1865,10 +1878,11 @@ static void phase_run_end(EngineRun *run) {
                 c->inst->err_fd = p.err[0];
                 p.out[0] = p.err[0] = -EBADF;
                 /* A killed or crashed instance is replaced on the next
-                 * call. One whose result was too big said so in "done" and
+                 * call, and so is one whose module raised (init_failed).
+                 * One whose result was too big said so in "done" and
                  * lives on (nothing of it was killed). */
-                bool broken = w.worker_gone || !w.instance_done || w.timed_out || w.was_cancelled ||
-                              w.output_limit;
+                bool broken = w.worker_gone || !w.instance_done || w.timed_out || w.was_cancelled || w.output_limit ||
+                              c->inst->init_failed;
                 if (broken)
                         (void) engine_sandbox_run_kill(rs);
                 instance_release(c->e, c->inst, broken);

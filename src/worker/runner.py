@@ -1779,7 +1779,10 @@ def serve_instance(request_json, sock_fd):
         del tree
         plan = _BindPlan(fn)
         _freeze_module_objects()
-        _send_message(sock, {"type": "ready", "ok": True})
+        # A module that raised is loaded again by the next invocation, as
+        # Lambda runs a failed init again: the engine retires this
+        # instance once it answered its one invocation with the error.
+        _send_message(sock, {"type": "ready", "ok": True, "init_failed": init_error is not None})
     finally:
         sock.detach()  # the socket stays open for the C loop
 

@@ -34,6 +34,15 @@
 
 /* Run message fds: stdout, stderr, result, status, then the sandbox's. */
 enum { FD_STDOUT, FD_STDERR, FD_RESULT, FD_STATUS, FD_EXTRA };
+/* Instance message fds: its socket, status, stdout, stderr, then the
+ * sandbox's. */
+enum {
+        INSTANCE_SOCK,
+        INSTANCE_STATUS,
+        INSTANCE_STDOUT,
+        INSTANCE_STDERR,
+        INSTANCE_FDS
+};
 
 #define MAX_CG_FDS 6
 /* How long the worker waits for a run child and its pid namespace's init
@@ -435,18 +444,24 @@ static _noreturn_ void become_run(const char *raw, int *fds, size_t n_fds) {
  * invocations on its own socket (fd 3 after set-up) until it closes. */
 static _noreturn_ void become_instance(const char *raw, int *fds, size_t n_fds) {
         _cleanup_free_ char *err = NULL;
-        /* fds: [instance socket, status (the worker's)], then the sandbox's. */
-        fds[1] = fd_close(fds[1]);
-        int r = sandbox_child(raw, fds[0], -1, -1, fds + 2, n_fds - 2, &err);
+        /* fds: [instance socket, status (the worker's), stdout, stderr],
+         * then the sandbox's. stdout and stderr are the pipes the instance
+         * keeps for its life: what its module prints while it loads goes
+         * to the invoke that started it, as a run's does. */
+        if (n_fds < INSTANCE_FDS)
+                _exit(122);
+        fds[INSTANCE_STATUS] = fd_close(fds[INSTANCE_STATUS]);
+        int r = sandbox_child(raw, fds[INSTANCE_SOCK], fds[INSTANCE_STDOUT], fds[INSTANCE_STDERR], fds + INSTANCE_FDS,
+                              n_fds - INSTANCE_FDS, &err);
         if (r < 0)
                 _exit(120);
-        if (fds[0] != 3 && dup2(fds[0], 3) < 0)
+        if (dup2(fds[INSTANCE_STDOUT], STDOUT_FILENO) < 0 || dup2(fds[INSTANCE_STDERR], STDERR_FILENO) < 0)
+                _exit(121);
+        if (fds[INSTANCE_SOCK] != 3 && dup2(fds[INSTANCE_SOCK], 3) < 0)
                 _exit(122);
-        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (devnull >= 0) {
                 dup2(devnull, STDIN_FILENO);
-                dup2(devnull, STDOUT_FILENO);
-                dup2(devnull, STDERR_FILENO);
                 close(devnull);
         }
         (void) syscall(SYS_close_range, 4U, ~0U, 0U);
@@ -893,21 +908,16 @@ static void report_started(Child *c) {
 
 static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
         const char *id = json_string_value(json_object_get(msg, "id"));
-        if (!id || n_fds < 2 || n_children >= MAX_CHILDREN) {
-                /* The status fd is the second for instances, the fourth for
-                 * runs; answer on it when we have it. */
-                int status = n_fds > FD_STATUS ? fds[FD_STATUS] : (n_fds == 2 ? fds[1] : -1);
+        bool instance = streq(json_string_value(json_object_get(msg, "type")) ?: "", "instance");
+        size_t status_index = instance ? INSTANCE_STATUS : FD_STATUS;
+        if (!id || n_fds < (instance ? INSTANCE_FDS : FD_EXTRA) || n_children >= MAX_CHILDREN) {
+                /* Answer on the status fd when we have it. */
+                int status = n_fds > status_index ? fds[status_index] : -1;
                 if (status >= 0)
                         (void) send_json_to(status, json_pack("{s:s, s:s?, s:s, s:s}", "type", "exited", "id", id,
                                                               "status", "error", "message",
                                                               n_children >= MAX_CHILDREN ? "worker is full"
                                                                                          : "bad run message"));
-                close_fds(fds, n_fds);
-                return 0;
-        }
-        bool instance = streq(json_string_value(json_object_get(msg, "type")) ?: "", "instance");
-        size_t status_index = instance ? 1 : FD_STATUS;
-        if (n_fds <= status_index) {
                 close_fds(fds, n_fds);
                 return 0;
         }
@@ -987,7 +997,7 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
          * network namespaces of finished runs came back to the pool later,
          * 4-6 fresh ones in 300 runs instead of at most 3); the run child
          * then waits for the grace period itself, in parallel, as before. */
-        size_t first_cg = instance ? 2 : FD_EXTRA;
+        size_t first_cg = instance ? INSTANCE_FDS : FD_EXTRA;
         if (sandbox_worker_active() && n_fds > first_cg && runs_in_flight() == 0)
                 (void) sandbox_cgroup_warm_begin(fds[first_cg]);
         SandboxRunPidns ns;
