@@ -11,6 +11,7 @@ Entry points called from C (each takes and returns JSON text):
 """
 import ast
 import binascii
+import builtins
 import codecs
 import json
 import linecache
@@ -797,6 +798,129 @@ def _bind(fn, args, kwargs, plan=None):
     return out_args, out_kwargs
 
 
+# ---- Enum parameters, converted at call time ------------------------------------
+# Arguments are bound from the AST before the module runs: a name such as
+# `Color` is then an unknown annotation and its value stays the string the
+# user typed. Once the module ran, the function object tells which of its
+# parameters are annotated with an enum.Enum (Typer's and pydantic's
+# choices): their values become the members.
+
+_BUILTIN_NAMES = frozenset(vars(builtins))
+
+
+def _enum_annotation(a, fn):
+    """(E, container) when the annotation a is the Enum class E, Optional[E]
+    / E | None (container None), list[E] (list) or tuple[E, ...] (tuple);
+    None for anything else. A string annotation (`"Color"`, or every one
+    under `from __future__ import annotations`) is evaluated in the
+    function's module, as typing.get_type_hints() does."""
+    enum = sys.modules.get("enum")
+    if enum is None or type(a) is type:  # int, str, a plain class: no Enum
+        return None
+    if type(a) is str:
+        g = getattr(fn, "__globals__", None)
+        if g is None or a in _BUILTIN_NAMES and a not in g:  # "int": never an Enum
+            return None
+        try:
+            a = g[a] if a in g else eval(a, g)  # the run's own code, in its sandbox
+        except Exception:
+            return None
+    if getattr(a, "__metadata__", None) is not None:  # Annotated[E, ...]
+        a = a.__origin__
+    if isinstance(a, type):
+        return (a, None) if issubclass(a, enum.Enum) else None
+    members = getattr(a, "__args__", None)
+    if type(members) is not tuple:
+        return None
+    origin = getattr(a, "__origin__", None)
+    if origin in (list, tuple):
+        if origin is tuple and not (len(members) == 2 and members[1] is Ellipsis):
+            return None
+        inner = members[0] if members else None
+        found = isinstance(inner, type) and issubclass(inner, enum.Enum)
+        return (inner, origin) if found else None
+    rest = [m for m in members if m is not type(None)]
+    if len(rest) == 1 and len(members) == 2:  # Optional[E], E | None
+        inner = rest[0]
+        return (inner, None) if isinstance(inner, type) and issubclass(inner, enum.Enum) else None
+    return None
+
+
+def _enum_plan(fn):
+    """{parameter name: (E, container)} of fn's Enum parameters, and the
+    names of its positional parameters, *args and **kwargs (from its code:
+    what binds each value); None when it has none. Read once per run, once
+    per warm instance."""
+    f = fn
+    for _ in range(100):  # functools.wraps: the function the AST described
+        if not hasattr(f, "__wrapped__"):
+            break
+        f = f.__wrapped__
+    ann = getattr(f, "__annotations__", None)
+    code = getattr(f, "__code__", None)
+    if not ann or type(ann) is not dict or code is None:
+        return None
+    enums = {}
+    for name, a in ann.items():
+        if name != "return":
+            found = _enum_annotation(a, f)
+            if found is not None:
+                enums[name] = found
+    if not enums:
+        return None
+    n = code.co_argcount
+    names = code.co_varnames
+    vararg = names[n + code.co_kwonlyargcount] if code.co_flags & 0x04 else None  # CO_VARARGS
+    varkw = names[n + code.co_kwonlyargcount + bool(vararg)] if code.co_flags & 0x08 else None  # CO_VARKEYWORDS
+    return enums, names[:n], set(names[:n + code.co_kwonlyargcount]), vararg, varkw
+
+
+def _enum_member(param, E, v):
+    """The member of E that v (a CLI word or a typed JSON value) names: by
+    value first (a word spells a number as a Literal's does), then by
+    name; else the arguments' error, listing both."""
+    if v is None or isinstance(v, E):
+        return v
+    for m in E:
+        x = m.value
+        if v == x and type(v) is not bool and type(x) is not bool or type(v) is type(x) and v == x:
+            return m
+        if type(v) is str and type(x) in (int, float, bool) and _literal_spells(x, v):
+            return m
+    if type(v) is str and v in E.__members__:
+        return E.__members__[v]
+    values = ", ".join(repr(m.value) for m in E)
+    names = ", ".join(E.__members__)
+    got = repr(v) if type(v) is str else json.dumps(v)[:80] if type(v) in _JSON_SCALARS else type(v).__name__
+    raise ValidationError(f"argument '{param}': expected a {E.__name__}: one of {values} (or a name: {names}), "
+                          f"got {got}")
+
+
+def _enum_value(param, found, v):
+    E, container = found
+    if container is None or not isinstance(v, (list, tuple)):
+        return _enum_member(param, E, v)
+    return container(_enum_member(f"{param}[{i}]", E, x) for i, x in enumerate(v))
+
+
+def _enum_args(plan, args, kwargs):
+    """args and kwargs with each Enum parameter's value made its member
+    (plan: _enum_plan's); raises ValidationError for a value no member has."""
+    enums, positional, names, vararg, varkw = plan
+    args = list(args)
+    for i, v in enumerate(args):
+        name = positional[i] if i < len(positional) else vararg
+        found = enums.get(name)
+        if found is not None:
+            args[i] = _enum_value(name if i < len(positional) else f"*{name}", found, v)
+    kwargs = dict(kwargs)
+    for name, v in kwargs.items():
+        found = enums.get(name if name in names else varkw)
+        if found is not None:
+            kwargs[name] = _enum_value(name, found, v)
+    return args, kwargs
+
+
 def _call_args(req):
     """The positional arguments of a call; Lambda's handler(event, context)
     gets the context as the last one."""
@@ -1395,6 +1519,17 @@ def _run(req, filename, result_fd):
         target = mod.__dict__.get(name)
         if not callable(target):
             raise TypeError(f"'{name}' is not callable after the module ran")
+    except BaseException as e:
+        _write_result(result_fd, _exception_result(e, filename))
+        return
+    enums = _enum_plan(target)
+    if enums is not None:
+        try:
+            args, kwargs = _enum_args(enums, args, kwargs)
+        except ValidationError as e:
+            _write_result(result_fd, _error_reply(e, filename))
+            return
+    try:
         value = _resolve_value(target(*args, **kwargs))
     except BaseException as e:
         _write_result(result_fd, _exception_result(e, filename))
@@ -1778,6 +1913,7 @@ def serve_instance(request_json, sock_fd):
                 init_error = e
         del tree
         plan = _BindPlan(fn)
+        enums = _enum_plan(mod.__dict__.get(fn.name)) if init_error is None else None
         _freeze_module_objects()
         _send_message(sock, {"type": "ready", "ok": True})
     finally:
@@ -1797,6 +1933,8 @@ def serve_instance(request_json, sock_fd):
                 # call less per invoke than a helper of its own).
                 try:
                     args, kwargs = _bind(fn, _call_args(msg), msg.get("kwargs") or {}, plan)
+                    if enums is not None:
+                        args, kwargs = _enum_args(enums, args, kwargs)
                 except ValidationError as e:
                     result = _error_reply(e, filename)
                 else:

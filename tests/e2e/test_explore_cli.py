@@ -1,0 +1,72 @@
+"""The CLI's argument conversion and output, as a hostile user of Lambda,
+Modal or Typer tries them: each case the same bytes and exit code embedded
+and through a real pysprinterd (test_explore_semantics.both)."""
+import pytest
+
+from test_explore_semantics import both, cli_env, work  # noqa: F401 (fixtures)
+
+
+@pytest.fixture(scope="module")
+def daemon(parity_daemon):
+    return parity_daemon
+
+
+ENUMS = '''
+import enum
+from typing import Optional
+
+
+class Color(enum.Enum):
+    RED = "red"
+    GREEN = "green"
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+def f(c: Color, level: Level = Level.LOW, maybe: Optional[Color] = None, many: "list[Color]" = ()):
+    return [repr(c), repr(level), repr(maybe), [repr(m) for m in many]]
+'''
+
+
+def test_an_enum_parameter_gets_the_member_by_value_or_name(work, daemon):
+    # Arguments are bound before the module runs, so an Enum annotation was
+    # unknown and the function got the string: c == 'red', level == '2'.
+    (work / "en.py").write_text(ENUMS)
+    code, out, err = both(work, daemon, "en.py", "-a", "red", "--level", "2", "--maybe", "GREEN",
+                          "--many", '["green", "RED"]')
+    assert (code, err) == (0, b""), err
+    assert out == (b'["<Color.RED: \'red\'>", "<Level.HIGH: 2>", "<Color.GREEN: \'green\'>", '
+                   b'["<Color.GREEN: \'green\'>", "<Color.RED: \'red\'>"]]\n'), out
+    assert both(work, daemon, "en.py", "-a", "RED", "--maybe", "none", "--level", "HIGH")[:2] == (
+        0, b'["<Color.RED: \'red\'>", "<Level.HIGH: 2>", "None", []]\n')
+    # Typed JSON values too (a map input, --json-kwargs, the API's kwargs).
+    assert both(work, daemon, "en.py", "--json-kwargs", '{"c": "green", "level": 1}')[:2] == (
+        0, b'["<Color.GREEN: \'green\'>", "<Level.LOW: 1>", "None", []]\n')
+    # A value no member has is the arguments' error (exit 3), naming them.
+    code, out, err = both(work, daemon, "en.py", "-a", "blue")
+    assert (code, out) == (3, b""), err
+    assert err == (b"ValidationError: argument 'c': expected a Color: one of 'red', 'green' "
+                   b"(or a name: RED, GREEN), got 'blue'\n"), err
+    code, out, err = both(work, daemon, "en.py", "-a", "red", "--many", '["red", "x"]')
+    assert (code, out) == (3, b""), err
+    assert b"argument 'many[1]': expected a Color" in err, err
+
+
+def test_an_enum_parameter_of_a_deployed_function_gets_the_member(work, daemon):
+    (work / "en.py").write_text(ENUMS)
+    env = cli_env(work)
+    import subprocess
+    from conftest import CLI
+    r = subprocess.run([str(CLI), "--server", daemon.url, "deploy", "en.py", "--name", "colors"], capture_output=True,
+                       text=True, env=env, cwd=work, timeout=120)
+    assert r.returncode == 0, r
+    for _ in range(2):  # the instance's first invoke and a warm one
+        r = subprocess.run([str(CLI), "--server", daemon.url, "invoke", "colors", "-a", "green", "--level", "HIGH"],
+                           capture_output=True, text=True, env=env, cwd=work, timeout=120)
+        assert (r.returncode, r.stdout) == (0, '["<Color.GREEN: \'green\'>", "<Level.HIGH: 2>", "None", []]\n'), r
+    r = subprocess.run([str(CLI), "--server", daemon.url, "invoke", "colors", "-a", "blue"],
+                       capture_output=True, text=True, env=env, cwd=work, timeout=120)
+    assert r.returncode == 3 and "argument 'c': expected a Color" in r.stderr, r
