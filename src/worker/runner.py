@@ -318,7 +318,7 @@ class Conv:
     """A converter derived statically from an annotation AST node."""
 
     def __init__(self, kind, inner=None, optional=False, label=None, items=None):
-        self.kind = kind          # str int float bool list dict tuple literal any json path bytes
+        self.kind = kind          # str int float bool list dict tuple literal any union path bytes none
         self.inner = inner
         # The elements' converters of list[X] (one), dict[K, V] (V's),
         # tuple[X, ...] (one) and tuple[X, Y] (a list): None when they
@@ -470,9 +470,23 @@ def _union(parts):
     if len(rest) == 1:
         c = _conv_from_annotation(rest[0])
     else:
-        c = Conv("json", label=" | ".join(ast.unparse(p) for p in rest))
+        # A CLI word is always a str: the members that take any word (str,
+        # an unknown annotation, Path, bytes) come last, so Union[int, str]
+        # makes "5" the int and "x" the str, in any order of declaration.
+        items = [_conv_from_annotation(p) for p in rest]
+        items = [i for i in items if i.kind not in _ANY_WORD] + [i for i in items if i.kind in _ANY_WORD]
+        c = Conv("union", items=items, label=" | ".join(ast.unparse(p) for p in rest))
+        c.inner = c.label  # the members, however Optional[...] relabels it
     c.optional = c.optional or has_none
     return c
+
+
+# The kinds whose _convert_raw takes any word.
+_ANY_WORD = frozenset(("str", "any", "none", "path", "bytes"))
+
+
+def _union_expected(conv):
+    return conv.inner + (" | None" if conv.optional else "")
 
 
 def _convert_raw(param, conv, raw):
@@ -515,14 +529,20 @@ def _convert_raw(param, conv, raw):
             if _literal_spells(v, raw):
                 return v
         bad(f"one of {', '.join(map(repr, conv.inner))}")
-    if k in ("list", "dict", "tuple", "json"):
+    if k in ("list", "dict", "tuple"):
         try:
             v = json.loads(raw)
         except ValueError:
-            if k == "json":
-                return raw
             bad(f"JSON for {conv.label}")
         return _check_typed(param, conv, v)
+    if k == "union":
+        # The first member (in _union's order) that takes the word.
+        for c in conv.items:
+            try:
+                return _convert_raw(param, c, raw)
+            except ValidationError:
+                pass
+        bad(_union_expected(conv))
     return raw
 
 
@@ -571,6 +591,13 @@ def _check_typed(param, conv, v):
             _typed_mismatch(param, "a string", v)
     elif k == "literal":
         return _literal_choice(param, conv, v)
+    elif k == "union":
+        for c in conv.items:
+            try:
+                return _check_typed(param, c, v)
+            except ValidationError:
+                pass
+        _typed_mismatch(param, _union_expected(conv), v)
     elif k == "path":
         if not isinstance(v, str):
             _typed_mismatch(param, "a path (a string)", v)

@@ -1,6 +1,8 @@
 """The CLI's argument conversion and output, as a hostile user of Lambda,
 Modal or Typer tries them: each case the same bytes and exit code embedded
 and through a real pysprinterd (test_explore_semantics.both)."""
+import json
+
 import pytest
 
 from test_explore_semantics import both, cli_env, work  # noqa: F401 (fixtures)
@@ -70,3 +72,50 @@ def test_an_enum_parameter_of_a_deployed_function_gets_the_member(work, daemon):
     r = subprocess.run([str(CLI), "--server", daemon.url, "invoke", "colors", "-a", "blue"],
                        capture_output=True, text=True, env=env, cwd=work, timeout=120)
     assert r.returncode == 3 and "argument 'c': expected a Color" in r.stderr, r
+
+
+UNIONS = '''
+from typing import Optional, Union
+
+
+def f(u: Union[int, str] = 0, n: "int | float" = 0, o: Optional[Union[int, list[int]]] = None):
+    return [repr(u), repr(n), repr(o)]
+'''
+
+
+@pytest.mark.parametrize("argv, reprs", [
+    (["--u", "5"], ["5", "0", "None"]),
+    (["--u", "x"], ["'x'", "0", "None"]),
+    # Each CLI word is a string: the other members are tried first, in
+    # order, and str takes what none of them does, word for word.
+    (["--u", "true"], ["'true'", "0", "None"]),
+    (["--u", "null"], ["'null'", "0", "None"]),
+    (["--u", '"5"'], ["'\"5\"'", "0", "None"]),
+    (["--u", "[1]"], ["'[1]'", "0", "None"]),
+    (["--n", "2"], ["0", "2", "None"]),
+    (["--n", "2.5"], ["0", "2.5", "None"]),
+    (["--o", "3", "--n", "0x10"], ["0", "16", "3"]),
+    (["--o", "[1, 2]"], ["0", "0", "[1, 2]"]),
+    (["--o", "none"], ["0", "0", "None"]),
+])
+def test_a_union_converts_by_its_members(work, daemon, argv, reprs):
+    # A Union went through json.loads: Union[int, str] made `true` a bool,
+    # `null` None (no None in the Union), '"5"' the text 5 and `[1]` a list.
+    (work / "un.py").write_text(UNIONS)
+    code, out, err = both(work, daemon, "un.py", *argv)
+    assert (code, err) == (0, b""), err
+    assert json.loads(out) == reprs, out
+
+
+def test_a_union_refuses_a_value_no_member_takes(work, daemon):
+    (work / "un.py").write_text(UNIONS)
+    code, out, err = both(work, daemon, "un.py", "--n", "x")
+    assert (code, out, err) == (3, b"", b"ValidationError: argument 'n': expected int | float, got 'x'\n")
+    code, out, err = both(work, daemon, "un.py", "--o", "[1, \"a\"]")
+    assert (code, out, err) == (3, b"", b"ValidationError: argument 'o': expected int | list[int] | None, "
+                                        b"got '[1, \"a\"]'\n"), err
+    # Typed values are checked against the members too.
+    code, out, err = both(work, daemon, "un.py", "--json-kwargs", '{"u": 1.5}')
+    assert (code, out, err) == (3, b"", b"ValidationError: argument 'u': expected int | str, got 1.5\n"), err
+    code, out, err = both(work, daemon, "un.py", "--json-kwargs", '{"u": "a", "n": 1, "o": [2]}')
+    assert (code, json.loads(out)) == (0, ["'a'", "1", "[2]"]), err
