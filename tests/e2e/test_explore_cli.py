@@ -119,3 +119,14 @@ def test_a_union_refuses_a_value_no_member_takes(work, daemon):
     assert (code, out, err) == (3, b"", b"ValidationError: argument 'u': expected int | str, got 1.5\n"), err
     code, out, err = both(work, daemon, "un.py", "--json-kwargs", '{"u": "a", "n": 1, "o": [2]}')
     assert (code, json.loads(out)) == (0, ["'a'", "1", "[2]"]), err
+
+
+def test_help_verb_prints_that_verbs_help(cli):
+    # `pysprinter help run` printed the global usage, the verb ignored
+    # (git help VERB, cargo help VERB, uv help VERB print the verb's).
+    for verb in ("run", "dag", "schedule", "data"):
+        want = cli(verb, "--help", check=0).stdout
+        assert want and cli("help", verb, check=0).stdout == want, verb
+    assert cli("help", check=0).stdout == cli("--help", check=0).stdout
+    bad = cli("help", "nosuchverb", check=2)
+    assert bad.stdout == "" and bad.stderr.startswith("pysprinter: unknown verb 'nosuchverb'\n"), bad
