@@ -762,6 +762,10 @@ class _BindPlan:
         return c
 
 
+_BARE = {"bare": True}  # --NAME with no value after it (cli-args.c)
+_FALSE = {"value": False}
+
+
 def _bind(fn, args, kwargs, plan=None):
     """Bind encoded args/kwargs to fn's signature (from the AST, or plan:
     fn's _BindPlan when the caller keeps one); returns (positional values,
@@ -801,6 +805,12 @@ def _bind(fn, args, kwargs, plan=None):
                                       f"'{name}' (give it with -a VALUE)")
             out_kwargs[name] = _convert(name, plan.conv("**", plan.kwarg.annotation), item)
             continue
+        if name not in plan.names and name[:3] == "no_" and item == _BARE:
+            # --no-NAME, nothing after it: NAME=False for a bool NAME
+            # (click's and Typer's --flag/--no-flag).
+            off = name[3:]
+            if off in plan.names and plan.conv(off, annotations[off]).kind == "bool":
+                name, item = off, _FALSE
         if name in bound:
             raise ValidationError(f"{fn.name}() got multiple values for argument '{name}'")
         if name in plan.names:

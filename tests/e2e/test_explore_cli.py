@@ -130,3 +130,22 @@ def test_help_verb_prints_that_verbs_help(cli):
     assert cli("help", check=0).stdout == cli("--help", check=0).stdout
     bad = cli("help", "nosuchverb", check=2)
     assert bad.stdout == "" and bad.stderr.startswith("pysprinter: unknown verb 'nosuchverb'\n"), bad
+
+
+def test_no_flag_turns_a_bool_parameter_off(work, daemon):
+    # `--verbose` turned a bool on, but `--no-verbose` (click's and Typer's
+    # --flag/--no-flag) was refused as an unknown keyword 'no_verbose', so
+    # a default of True could not be turned off without a value.
+    (work / "nf.py").write_text(
+        "from typing import Optional\n"
+        "def f(verbose: bool = True, dry_run: Optional[bool] = None, no_sync: bool = False, n: int = 0, **kw):\n"
+        "    return [verbose, dry_run, no_sync, n, kw]\n")
+    assert both(work, daemon, "nf.py", "--no-verbose", "--no-dry-run")[:2] == (0, b'[false, false, false, 0, {}]\n')
+    # A parameter named no_X is itself; a --no-X with a value, or of a
+    # parameter that is no bool, is what it was (a **kw item here).
+    assert both(work, daemon, "nf.py", "--no-sync")[:2] == (0, b'[true, null, true, 0, {}]\n')
+    assert both(work, daemon, "nf.py", "--no-verbose", "yes")[:2] == (0, b'[true, null, false, 0, {"no_verbose": "yes"}]\n')
+    code, out, err = both(work, daemon, "nf.py", "--no-n")
+    assert (code, out) == (3, b""), err
+    code, out, err = both(work, daemon, "nf.py", "--dry-run", "--no-dry-run")
+    assert (code, out, err) == (3, b"", b"ValidationError: f() got multiple values for argument 'dry_run'\n"), err
