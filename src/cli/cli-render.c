@@ -155,6 +155,8 @@ static void render_output(Renderer *r, const RunEvent *ev) {
         if (!r->tty_out) {
                 FILE *f = s == 2 ? stderr : r->out;
                 fwrite(ev->data, 1, ev->len, f);
+                if (f == stdout && ev->len > 0)
+                        r->midline = ev->data[ev->len - 1] != '\n';
                 /* A thread that blocks SIGPIPE sees only the EPIPE. */
                 if (fflush(f) != 0 && errno == EPIPE)
                         cli_output_check();
@@ -402,13 +404,20 @@ int renderer_run_outcome(Renderer *r, json_t *run) {
         json_t *err = json_object_get(run, "error");
         if (streq(status, "succeeded")) {
                 const char *repr = json_get_string(run, "result_repr");
+                json_t *result = json_object_get(run, "result");
+                /* The result is a line of its own (`| tail -1` reads it),
+                 * after an unfinished line of the function's too; bytes
+                 * are written as they are (a file being made). */
+                if (r->midline && (repr || !json_object_get(result, "$bytes")))
+                        fputc('\n', stdout);
+                r->midline = false;
                 if (repr) {
                         cli_warning("the result cannot be represented as JSON; showing its repr()");
                         json_t *s = json_string(repr);
                         render_value(s, r->json, r->tty_out);
                         json_decref(s);
                 } else
-                        render_value(json_object_get(run, "result") ?: json_null(), r->json, r->tty_out);
+                        render_value(result ?: json_null(), r->json, r->tty_out);
         } else if (streq(status, "failed") && json_get_string(err, "traceback") && *json_get_string(err, "traceback"))
                 fputs(json_get_string(err, "traceback"), stderr);
         else if (streq(status, "failed") || streq(status, "invalid"))

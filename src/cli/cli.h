@@ -147,6 +147,7 @@ typedef struct Renderer {
         bool redraw;      /* the output is a terminal that may redraw a line in place */
         int live;         /* the stream whose unfinished line is drawn there (0: none) */
         bool no_output;   /* drop the run's output (a validation asked only for its verdict) */
+        bool midline;     /* the function's output on stdout (a pipe, a file) ends without a newline */
 } Renderer;
 
 void renderer_init(Renderer *r, bool json_output);

@@ -149,3 +149,26 @@ def test_no_flag_turns_a_bool_parameter_off(work, daemon):
     assert (code, out) == (3, b""), err
     code, out, err = both(work, daemon, "nf.py", "--dry-run", "--no-dry-run")
     assert (code, out, err) == (3, b"", b"ValidationError: f() got multiple values for argument 'dry_run'\n"), err
+
+
+def test_the_result_starts_a_line_of_its_own_after_an_unfinished_line(work, daemon):
+    # In a pipe the function's last stdout line without its newline and
+    # the result were one line: `print("loading", end="")` then `return 5`
+    # printed "loading5", and `| tail -1` read that.
+    (work / "nl.py").write_text(
+        "import sys\n"
+        "def f(kind: str = 'text'):\n"
+        "    print('loading', end='')\n"
+        "    sys.stderr.write('err no newline')\n"
+        "    if kind == 'bytes':\n"
+        "        return b'\\x00\\x01'\n"
+        "    return 5 if kind == 'int' else 'five'\n")
+    assert both(work, daemon, "nl.py") == (0, b"loading\nfive\n", b"err no newline")
+    assert both(work, daemon, "nl.py", "--kind", "int") == (0, b"loading\n5\n", b"err no newline")
+    # --json: the function's stdout is on stderr, stdout holds the result alone.
+    assert both(work, daemon, "nl.py", "--json") == (0, b'"five"\n', b"loadingerr no newline")
+    # Bytes are written as they are (a file being made, `> out.bin`).
+    assert both(work, daemon, "nl.py", "--kind", "bytes") == (0, b"loading\x00\x01", b"err no newline")
+    # Output that ends its line gets nothing more.
+    (work / "ok.py").write_text("def f():\n    print('done')\n    return 1\n")
+    assert both(work, daemon, "ok.py") == (0, b"done\n1\n", b"")
