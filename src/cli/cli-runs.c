@@ -160,16 +160,15 @@ static int check_suspects(Backend *b, RunRequest *q) {
         return code;
 }
 
-/* A server gets the source as a JSON string, which must be UTF-8: say
- * where the first bad byte is before sending, as the engine says it
- * embedded (the same invalid run, rendered the same way, exit 3), under
- * the file's base name as every other message of a run names it. */
-static int check_utf8(const char *file, const char *source, size_t len) {
-        size_t bad = utf8_invalid_offset(source, len), line, col;
-        if (bad >= len)
+/* A server gets the source as a JSON string, which must be UTF-8: refuse
+ * a file before sending it as the engine refuses it embedded (its own
+ * check: a NUL byte first, then where the first byte that is not UTF-8
+ * is; the same invalid run, rendered the same way, exit 3), under the
+ * file's base name as every other message of a run names it. */
+static int check_source(const char *file, const char *source, size_t len) {
+        _cleanup_free_ char *msg = engine_source_error(path_base_name(file), source, len);
+        if (!msg)
                 return 0;
-        utf8_line_col(source, bad, &line, &col);
-        _cleanup_free_ char *msg = xasprintf("%s:%zu:%zu: not valid UTF-8", path_base_name(file), line, col);
         json_t *run = json_pack("{s:s, s:i, s:{s:s, s:s}}", "status", "invalid", "exit_code", EXIT_VALIDATION, "error",
                                 "type", "ValidationError", "message", msg);
         if (!run) {
@@ -389,7 +388,7 @@ static int run_or_validate(int argc, char **argv, RunVerb kind) {
                 code = backend_open(&a, &b);
         }
         if (!code && b->remote)
-                code = check_utf8(a.file, source, len);
+                code = check_source(a.file, source, len);
         if (!code) {
                 /* A lock or a function's usage runs no code of the file:
                  * no note about its sandbox, only about what a server
@@ -1095,7 +1094,7 @@ int verb_deploy(int argc, char **argv) {
                 name = stem;
         }
         Backend *b = NULL;
-        int code = check_utf8(file, source, len);
+        int code = check_source(file, source, len);
         if (!code) /* embedded: "needs a server", nothing opened */
                 code = backend_open_listing(false, &b);
         if (code)

@@ -172,3 +172,14 @@ def test_the_result_starts_a_line_of_its_own_after_an_unfinished_line(work, daem
     # Output that ends its line gets nothing more.
     (work / "ok.py").write_text("def f():\n    print('done')\n    return 1\n")
     assert both(work, daemon, "ok.py") == (0, b"done\n1\n", b"")
+
+
+def test_a_utf16_file_is_refused_in_the_same_words_on_both_paths(work, daemon):
+    # A file saved as UTF-16 (Windows editors, PowerShell's `>`) has NUL
+    # bytes and bytes that are not UTF-8: embedded said "the file contains
+    # NUL bytes; is it a Python source file?", with --server the CLI's own
+    # check said "u16.py:1:1: ValidationError: not valid UTF-8".
+    (work / "u16.py").write_bytes("def f():\n    return 1\n".encode("utf-16"))
+    code, out, err = both(work, daemon, "u16.py")
+    assert (code, out) == (3, b""), err
+    assert err == b"ValidationError: the file contains NUL bytes; is it a Python source file?\n", err
