@@ -158,17 +158,33 @@ else:
 
 # ---- static analysis ---------------------------------------------------------
 
-def _decorator_requirements_call(dec):
-    """The Call node if dec is @requirements(...) / @pysprinter.requirements(...)."""
-    if not isinstance(dec, ast.Call):
-        return None
-    f = dec.func
-    if isinstance(f, ast.Name) and f.id == "requirements":
-        return dec
-    if isinstance(f, ast.Attribute) and f.attr == "requirements" and \
-            isinstance(f.value, ast.Name) and f.value.id == "pysprinter":
-        return dec
-    return None
+def _requirements_names(tree):
+    """The names the decorator goes by in this file: ({`requirements` and
+    each `from pysprinter import requirements as NAME`}, {`pysprinter` and
+    each `import pysprinter as NAME`}), from its top-level imports."""
+    names, modules = {"requirements"}, {"pysprinter"}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module == "pysprinter" and node.level == 0:
+            names.update(a.asname for a in node.names if a.name == "requirements" and a.asname)
+        elif isinstance(node, ast.Import):
+            modules.update(a.asname for a in node.names if a.name == "pysprinter" and a.asname)
+    return names, modules
+
+
+def _is_requirements(f, aliases):
+    """f (a decorator, or its call's func) names requirements (aliases:
+    _requirements_names())."""
+    names, modules = aliases
+    if isinstance(f, ast.Name):
+        return f.id in names
+    return isinstance(f, ast.Attribute) and f.attr == "requirements" and \
+        isinstance(f.value, ast.Name) and f.value.id in modules
+
+
+def _decorator_requirements_call(dec, aliases):
+    """The Call node if dec is @requirements(...) / @pysprinter.requirements(...)
+    (or an imported alias of either)."""
+    return dec if isinstance(dec, ast.Call) and _is_requirements(dec.func, aliases) else None
 
 
 def _not_literal(node):
@@ -223,11 +239,12 @@ def _literal_requirements(call, filename):
 def _find_function(tree, wanted, filename):
     functions = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
     decorated = []
+    aliases = _requirements_names(tree)
     for fn in functions:
         found = False
         for dec in fn.decorator_list:
-            call = _decorator_requirements_call(dec)
-            if call is not None or (isinstance(dec, ast.Name) and dec.id == "requirements"):
+            call = _decorator_requirements_call(dec, aliases)
+            if call is not None or (isinstance(dec, ast.Name) and dec.id in aliases[0]):
                 if found:
                     # Only one dict is read: a second one's pins would be
                     # dropped without a word.

@@ -183,3 +183,19 @@ def test_a_utf16_file_is_refused_in_the_same_words_on_both_paths(work, daemon):
     code, out, err = both(work, daemon, "u16.py")
     assert (code, out) == (3, b""), err
     assert err == b"ValidationError: the file contains NUL bytes; is it a Python source file?\n", err
+
+
+@pytest.mark.parametrize("imports, decorator", [
+    ("from pysprinter import requirements as req", "@req"),
+    ("import pysprinter as ps", "@ps.requirements"),
+])
+def test_an_imported_alias_of_requirements_marks_the_function(work, daemon, imports, decorator):
+    # `from pysprinter import requirements as req` runs (the module is
+    # there in a run), but the validator knew only the names `requirements`
+    # and `pysprinter.requirements`: "no function in al.py is decorated
+    # with @requirements", and the dict was never read.
+    (work / "al.py").write_text(f"{imports}\n\ndef helper():\n    return 0\n\n"
+                                f"{decorator}({{'nosuchpkg-xyz': 'latest'}})\ndef main():\n    return 1\n")
+    code, out, err = both(work, daemon, "al.py")
+    assert (code, out) == (3, b""), err
+    assert b"invalid version specifier for 'nosuchpkg-xyz': 'latest'" in err, err
