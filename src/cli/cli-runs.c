@@ -1,5 +1,7 @@
 /* The run verbs, each written once against a Backend: run, validate,
  * invoke, ps, show, logs, deploy, functions, workers (and `server`). */
+#include <sys/stat.h>
+
 #include "cli-backend.h"
 #include "shared.h"
 
@@ -258,6 +260,50 @@ static void print_function_help(const char *verb, const char *target, json_t *an
                streq(verb, "invoke") ? "--payload" : "--secret", verb);
 }
 
+/* The top-level module a failed run could not import ("No module named
+ * 'helper.sub'": "helper"), or NULL. Caller frees. */
+static char *missing_module(json_t *run) {
+        json_t *err = json_object_get(run, "error");
+        const char *type = json_get_string(err, "type"), *msg = json_get_string(err, "message");
+        static const char prefix[] = "No module named '";
+        if (!type || !streq(type, "ModuleNotFoundError") || !msg)
+                return NULL;
+        /* The message is "ModuleNotFoundError: No module named 'x'". */
+        if (startswith(msg, type) && startswith(msg + strlen(type), ": "))
+                msg += strlen(type) + 2;
+        if (!startswith(msg, prefix))
+                return NULL;
+        const char *name = msg + strlen(prefix);
+        _cleanup_free_ char *top = xstrndup(name, strcspn(name, ".'"));
+        return identifier_is_valid(top) ? TAKE_PTR(top) : NULL;
+}
+
+/* A run gets its file alone (a server never sees its directory): a module
+ * the file imports from beside it is missing there, and the worker's hint
+ * (declare it in @requirements) would install whatever PyPI project has
+ * that name. The CLI, which sees the directory on both paths, says so. */
+static void note_local_module(const char *file, json_t *run) {
+        _cleanup_free_ char *module = missing_module(run);
+        if (!module)
+                return;
+        const char *slash = strrchr(file, '/');
+        _cleanup_free_ char *dir = slash ? xstrndup(file, (size_t) (slash - file) + (slash == file)) : xstrdup(".");
+        _cleanup_free_ char *py = xasprintf("%s.py", module);
+        _cleanup_free_ char *py_path = path_join(dir, py), *pkg_path = path_join(dir, module);
+        struct stat st;
+        _cleanup_free_ char *kind = NULL;
+        if (stat(py_path, &st) == 0 && S_ISREG(st.st_mode))
+                kind = xstrdup(py);
+        else if (stat(pkg_path, &st) == 0 && S_ISDIR(st.st_mode))
+                kind = xasprintf("the package %s/", module);
+        else
+                return;
+        const char *base = path_base_name(file);
+        cli_error("note: '%s' is %s beside %s, which the run does not get (a run has its file alone): put what it "
+                  "needs into %s; it is no package to declare in @requirements",
+                  module, kind, base, base);
+}
+
 /* Runs (or validates, or invokes) q on b and renders it; verb names the
  * verb in a function's usage (describe_only). */
 static int run_and_render(Backend *b, RunRequest *q, const char *verb) {
@@ -323,8 +369,11 @@ static int run_and_render(Backend *b, RunRequest *q, const char *verb) {
                         printf("%s: ok (%s)\n", a->target,
                                json_string_value(json_object_get(run, "function")) ?: "?");
                 code = 0;
-        } else
+        } else {
                 code = renderer_run_outcome(&rd, run);
+                if (!q->deployed && a->file)
+                        note_local_module(a->file, run);
+        }
         json_decref(run);
         return cli_interrupted ? EXIT_INTERRUPTED : code;
 }

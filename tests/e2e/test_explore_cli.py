@@ -199,3 +199,26 @@ def test_an_imported_alias_of_requirements_marks_the_function(work, daemon, impo
     code, out, err = both(work, daemon, "al.py")
     assert (code, out) == (3, b""), err
     assert b"invalid version specifier for 'nosuchpkg-xyz': 'latest'" in err, err
+
+
+def test_a_local_module_the_file_imports_is_named_as_not_sent(work, daemon):
+    # A run gets its file alone: `import helper` of a helper.py beside it
+    # fails, and the one hint was to declare 'helper' in @requirements,
+    # which would install whatever PyPI project has that name. The CLI,
+    # which sees the file's directory on both paths, says what happened.
+    (work / "proj" / "pkgdir").mkdir(parents=True)
+    (work / "proj" / "helper.py").write_text("def twice(x):\n    return 2 * x\n")
+    (work / "proj" / "main.py").write_text("import helper\n\ndef f():\n    return helper.twice(2)\n")
+    (work / "proj" / "other.py").write_text("def f():\n    import pkgdir.sub\n")
+    for name, module, kind in (("main.py", "helper", "helper.py"), ("other.py", "pkgdir", "the package pkgdir/")):
+        code, out, err = both(work, daemon, f"proj/{name}")
+        assert (code, out) == (1, b""), err
+        assert f"ModuleNotFoundError: No module named '{module}".encode() in err, err
+        assert err.endswith(
+            f"pysprinter: note: '{module}' is {kind} beside {name}, which the run does not get (a run has its "
+            f"file alone): put what it needs into {name}; it is no package to declare in @requirements\n".encode()
+        ), err
+    # A module that is not beside the file gets no note.
+    (work / "proj" / "third.py").write_text("def f():\n    import nosuchmodule_here\n")
+    code, out, err = both(work, daemon, "proj/third.py")
+    assert code == 1 and b"note:" not in err, err
