@@ -149,6 +149,24 @@ static void partial_add(Renderer *r, int stream, const char *data, size_t n, use
         }
 }
 
+/* The first error of a write to stdout other than EPIPE (a full disk):
+ * cli_finish() reports it, once stdio has lost the errno. */
+static int stdout_errno;
+
+/* fflush(f), noting why a write to stdout (or to r's --output-file)
+ * failed. */
+static void flush_noting(Renderer *r, FILE *f) {
+        if (fflush(f) == 0)
+                return;
+        /* A thread that blocks SIGPIPE sees only the EPIPE. */
+        if (errno == EPIPE)
+                cli_output_check();
+        else if (f == stdout && !stdout_errno)
+                stdout_errno = errno;
+        else if (r && f == r->out && !r->out_errno)
+                r->out_errno = errno;
+}
+
 static void render_output(Renderer *r, const RunEvent *ev) {
         int s = ev->stream == 2 ? 2 : 1;
         renderer_clear_status(r);
@@ -157,9 +175,7 @@ static void render_output(Renderer *r, const RunEvent *ev) {
                 fwrite(ev->data, 1, ev->len, f);
                 if (f == stdout && ev->len > 0)
                         r->midline = ev->data[ev->len - 1] != '\n';
-                /* A thread that blocks SIGPIPE sees only the EPIPE. */
-                if (fflush(f) != 0 && errno == EPIPE)
-                        cli_output_check();
+                flush_noting(r, f);
                 return;
         }
         const char *p = ev->data, *end = ev->data + ev->len;
@@ -308,7 +324,7 @@ char *cli_json_text(json_t *v) {
 void render_json(json_t *v) {
         _cleanup_free_ char *t = cli_json_text(v);
         puts(t);
-        fflush(stdout);
+        flush_noting(NULL, stdout);
 }
 
 void render_value(json_t *v, bool json, bool tty) {
@@ -341,7 +357,7 @@ void render_value(json_t *v, bool json, bool tty) {
                 _cleanup_free_ char *f = json_reformat(t, tty ? 2 : 0);
                 puts(f);
         }
-        fflush(stdout);
+        flush_noting(NULL, stdout);
 }
 
 /* msg begins with "TYPE:" or names it after a location ("f.py:1:7: TYPE:"):
@@ -586,9 +602,16 @@ int cli_finish(int code) {
          * never written before): its reader may have left meanwhile. A
          * write that failed earlier while SIGPIPE was ignored (the
          * detached run's id, cli-detach.c) is found here too. */
-        bool failed = fflush(stdout) != 0 && errno == EPIPE;
-        if (failed || ferror(stdout))
+        int r = fflush(stdout) != 0 ? errno : 0;
+        if (r == EPIPE || ferror(stdout))
                 cli_output_check();
+        if (!cli_output_gone && ferror(stdout) && !cli_interrupted) {
+                /* A reader that is there but cannot take it (a full disk,
+                 * /dev/full, EIO): as cat or echo, say so and fail, rather
+                 * than exit 0 over a file that lacks the result. */
+                cli_error("cannot write the output: %s", strerror(stdout_errno ?: r ?: EIO));
+                return code ?: EXIT_INTERNAL;
+        }
         if (!cli_output_gone)
                 return code;
         /* Seen by the caller as a tool SIGPIPE killed (docs/cli.md "Exit

@@ -346,9 +346,9 @@ static int run_and_render(Backend *b, RunRequest *q, const char *verb) {
                 json_decref(run);
                 return 0;
         }
-        /* Output to a file is the function's, both streams. */
-        if (out)
-                fflush(out);
+        /* Output to a file is the function's, both streams; a write that
+         * failed (a full disk) is the command's failure, said below. */
+        int out_error = !out ? 0 : fflush(out) != 0 ? errno : ferror(out) ? (rd.out_errno ?: EIO) : 0;
         renderer_done(&rd);
         const char *status = json_string_value(json_object_get(run, "status")) ?: "";
         /* A deployed function's usage is its function object (no run
@@ -373,6 +373,10 @@ static int run_and_render(Backend *b, RunRequest *q, const char *verb) {
                 code = renderer_run_outcome(&rd, run);
                 if (!q->deployed && a->file)
                         note_local_module(a->file, run);
+        }
+        if (out_error && !cli_interrupted) {
+                cli_error("cannot write %s: %s", a->output_file, strerror(out_error));
+                code = code ?: EXIT_INTERNAL;
         }
         json_decref(run);
         return cli_interrupted ? EXIT_INTERRUPTED : code;

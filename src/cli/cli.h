@@ -148,6 +148,7 @@ typedef struct Renderer {
         int live;         /* the stream whose unfinished line is drawn there (0: none) */
         bool no_output;   /* drop the run's output (a validation asked only for its verdict) */
         bool midline;     /* the function's output on stdout (a pipe, a file) ends without a newline */
+        int out_errno;    /* why a write to out (not stdout: --output-file) failed first */
 } Renderer;
 
 void renderer_init(Renderer *r, bool json_output);

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from conftest import sandbox_args
 from test_explore_semantics import both, cli_env, work  # noqa: F401 (fixtures)
 
 
@@ -222,3 +223,30 @@ def test_a_local_module_the_file_imports_is_named_as_not_sent(work, daemon):
     (work / "proj" / "third.py").write_text("def f():\n    import nosuchmodule_here\n")
     code, out, err = both(work, daemon, "proj/third.py")
     assert code == 1 and b"note:" not in err, err
+
+
+def test_a_stdout_that_cannot_be_written_is_an_error_not_success(work, daemon):
+    # `run f.py > out.json` on a full disk wrote nothing, said nothing and
+    # exited 0: the caller took the empty file for the result. As cat,
+    # echo or head, the CLI says the write failed and exits non-zero (7);
+    # the run itself ended as it did (its record has the result).
+    (work / "w.py").write_text("def f():\n    print('some output')\n    return {'a': 1}\n")
+    import subprocess
+    from conftest import CLI
+    got = []
+    for pre in ([], ["--server", daemon.url]):
+        with open("/dev/full", "wb") as full:
+            p = subprocess.run([str(CLI), *pre, "run", *sandbox_args(), "w.py"], stdout=full, stderr=subprocess.PIPE,
+                               env=cli_env(work), cwd=work, timeout=120)
+        got.append((p.returncode, p.stderr))
+        p = subprocess.run([str(CLI), *pre, "run", *sandbox_args(), "w.py", "--output-file", "/dev/full"],
+                           capture_output=True, env=cli_env(work), cwd=work, timeout=120)
+        got.append((p.returncode, p.stdout, p.stderr))
+    assert got[0] == got[2] and got[1] == got[3], got
+    assert got[0] == (7, b"pysprinter: cannot write the output: No space left on device\n"), got
+    assert got[1] == (7, b'{"a": 1}\n', b"pysprinter: cannot write /dev/full: No space left on device\n"), got
+    # A listing too.
+    with open("/dev/full", "wb") as full:
+        p = subprocess.run([str(CLI), "ps"], stdout=full, stderr=subprocess.PIPE, env=cli_env(work), cwd=work,
+                           timeout=120)
+    assert (p.returncode, p.stderr) == (7, b"pysprinter: cannot write the output: No space left on device\n"), p
