@@ -1133,7 +1133,10 @@ def _validate(req, filename):
         "requirements": reqs,
         "imports": imports,
     }
-    compiled = _compiled(req, tree, fn, args, kwargs, filename)
+    try:
+        compiled = _compiled(req, tree, fn, args, kwargs, filename)
+    except ValidationError as e:  # the compiler refused what the parser took
+        return _error_reply(e, filename)
     if compiled is not None:
         reply["compiled"] = compiled
     return reply
@@ -1142,6 +1145,21 @@ def _validate(req, filename):
 # The largest code object and bound arguments (marshalled) a validation
 # reply carries; a bigger file's run compiles in its own child as before.
 _COMPILED_MAX = 256 << 10
+
+
+def _compile_error(e, req, fn=None):
+    """The ValidationError of a SyntaxError compile() raised for a tree
+    ast.parse accepted ('break' outside a loop, a nonlocal with no
+    binding, too many nested blocks): the file's error, located as a
+    parser's is (file:line:col, the line and a caret), its line taken from
+    the source sent (the compiler reads it from a file of that name)."""
+    text = None
+    if e.lineno:
+        lines = _source(req).splitlines()
+        text = lines[e.lineno - 1] if 0 < e.lineno <= len(lines) else None
+    err = ValidationError(e.msg, e.lineno, e.offset if text is not None else None, text, kind=type(e).__name__)
+    err.fn = fn
+    return err
 
 
 def _compiled(req, tree, fn, args, kwargs, filename):
@@ -1160,7 +1178,9 @@ def _compiled(req, tree, fn, args, kwargs, filename):
         # Compiled in every case: the compiler's warnings are the
         # validation's to report (validate()), whoever compiles to run.
         code = compile(tree, filename, "exec")
-    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
+    except SyntaxError as e:
+        raise _compile_error(e, req, fn)
+    except (ValueError, TypeError, RecursionError, MemoryError):
         return None
     if req.get("context") is not None or _holds_pickle(req.get("args")) or _holds_pickle(req.get("kwargs")):
         return None
@@ -1561,9 +1581,12 @@ def _run(req, filename, result_fd):
         try:
             with _QuietCompiler():
                 code = compile(tree, filename, "exec")
-        except BaseException as e:
+        except SyntaxError as e:
             # The file's error, found by the compiler after ast.parse
             # accepted it ('break' outside a loop): not the function's.
+            _write_result(result_fd, _error_reply(_compile_error(e, req, fn), filename))
+            return
+        except BaseException as e:
             _write_result(result_fd, _exception_result(e, filename, raised=False))
             return
     else:

@@ -250,3 +250,25 @@ def test_a_stdout_that_cannot_be_written_is_an_error_not_success(work, daemon):
         p = subprocess.run([str(CLI), "ps"], stdout=full, stderr=subprocess.PIPE, env=cli_env(work), cwd=work,
                            timeout=120)
     assert (p.returncode, p.stderr) == (7, b"pysprinter: cannot write the output: No space left on device\n"), p
+
+
+@pytest.mark.parametrize("source, where, message", [
+    ("def f():\n    return 1\nbreak\n", "3:1", "'break' outside loop"),
+    ("def f():\n    def g():\n        nonlocal y\n    return 1\n", "3:9", "no binding for nonlocal 'y' found"),
+])
+def test_a_file_the_compiler_refuses_is_invalid_for_validate_too(work, daemon, source, where, message):
+    # ast.parse accepts these and compile() refuses them: `validate` said
+    # "ok", and `run` failed with "SyntaxError: 'break' outside loop
+    # (c.py, line 3)", without the compiler-style location and caret every
+    # other syntax error has.
+    (work / "c.py").write_text(source)
+    line = source.splitlines()[int(where.split(":")[0]) - 1]
+    col = int(where.split(":")[1])
+    want = f"c.py:{where}: SyntaxError: {message}\n    {line}\n    {' ' * (col - 1)}^\n".encode()
+    assert both(work, daemon, "c.py") == (3, b"", want)
+    for server in ([], ["--server", daemon.url]):
+        import subprocess
+        from conftest import CLI
+        p = subprocess.run([str(CLI), *server, "validate", "c.py"], capture_output=True, env=cli_env(work), cwd=work,
+                           timeout=120)
+        assert (p.returncode, p.stdout, p.stderr) == (3, b"", want), p
