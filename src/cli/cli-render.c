@@ -170,7 +170,10 @@ static void flush_noting(Renderer *r, FILE *f) {
 static void render_output(Renderer *r, const RunEvent *ev) {
         int s = ev->stream == 2 ? 2 : 1;
         renderer_clear_status(r);
-        if (!r->tty_out) {
+        /* On a terminal both streams are drawn there, their order kept;
+         * the function's stderr goes to a stderr that is no terminal (`2>
+         * err.log`, `2>/dev/null`) as it came, as in a pipe. */
+        if (!r->tty_out || (s == 2 && !r->tty_err)) {
                 FILE *f = s == 2 ? stderr : r->out;
                 fwrite(ev->data, 1, ev->len, f);
                 if (f == stdout && ev->len > 0)

@@ -272,3 +272,49 @@ def test_a_file_the_compiler_refuses_is_invalid_for_validate_too(work, daemon, s
         p = subprocess.run([str(CLI), *server, "validate", "c.py"], capture_output=True, env=cli_env(work), cwd=work,
                            timeout=120)
         assert (p.returncode, p.stdout, p.stderr) == (3, b"", want), p
+
+
+def on_pty_stderr_to_file(work, argv):
+    """argv with a terminal for stdin and stdout and a file for stderr (a
+    shell's `2> err.log`): (exit code, what the terminal got, the file)."""
+    import os
+    import pty
+    import select
+    import subprocess
+    fd, slave = pty.openpty()
+    err_path = work / "err.log"
+    with open(err_path, "wb") as err:
+        proc = subprocess.Popen([str(a) for a in argv], cwd=work, env=cli_env(work), stdin=slave, stdout=slave,
+                                stderr=err, start_new_session=True)
+    os.close(slave)
+    out = b""
+    while select.select([fd], [], [], 60)[0]:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(fd)
+    return proc.wait(), out, err_path.read_bytes()
+
+
+def test_the_functions_stderr_goes_to_a_redirected_stderr_on_a_terminal(work, daemon):
+    # With stdout a terminal, both streams were drawn there (their order
+    # kept), even when stderr was redirected: `run f.py 2> err.log` left
+    # err.log empty and showed the function's stderr on the terminal, and
+    # `2>/dev/null` hid nothing.
+    import re
+    from conftest import CLI
+    (work / "e.py").write_text("import sys\ndef f():\n    print('to out')\n    print('to err', file=sys.stderr)\n"
+                               "    sys.stderr.write('partial')\n    return 1\n")
+    for pre in ([], ["--server", daemon.url]):
+        code, term, err = on_pty_stderr_to_file(work, [CLI, *pre, "run", *sandbox_args(), "e.py"])
+        assert code == 0, (term, err)
+        assert err.endswith(b"to err\npartial"), err
+        term = re.sub(rb"\d\d:\d\d:\d\d\.\d{3}", b"TS", term)
+        # An unfinished line may be drawn, then erased (\r ESC[K) and
+        # printed whole: what stays on the screen is the lines below.
+        term = re.sub(rb"[^\n]*\r\x1b\[K", b"", term)
+        assert term == b"TS out | to out\r\n1\r\n", term
