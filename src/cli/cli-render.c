@@ -167,13 +167,19 @@ static void flush_noting(Renderer *r, FILE *f) {
                 r->out_errno = errno;
 }
 
+/* Whether the function's stdout goes to a terminal (stdout, or stderr
+ * with --json; an --output-file is none): its lines are decorated there. */
+static bool out_is_terminal(const Renderer *r) {
+        return r->out == stdout ? r->tty_out : r->out == stderr && r->tty_err;
+}
+
 static void render_output(Renderer *r, const RunEvent *ev) {
         int s = ev->stream == 2 ? 2 : 1;
         renderer_clear_status(r);
         /* On a terminal both streams are drawn there, their order kept;
          * the function's stderr goes to a stderr that is no terminal (`2>
          * err.log`, `2>/dev/null`) as it came, as in a pipe. */
-        if (!r->tty_out || (s == 2 && !r->tty_err)) {
+        if (!out_is_terminal(r) || (s == 2 && !r->tty_err)) {
                 FILE *f = s == 2 ? stderr : r->out;
                 fwrite(ev->data, 1, ev->len, f);
                 if (f == stdout && ev->len > 0)
@@ -252,7 +258,7 @@ void renderer_done(Renderer *r) {
         if (active == r)
                 active = NULL;
         for (int i = 1; i < 3; i++) {
-                if (r->tty_out)
+                if (out_is_terminal(r))
                         flush_partial(r, i, now_realtime());
                 buf_free(&r->partial[i]);
         }

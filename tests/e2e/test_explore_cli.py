@@ -318,3 +318,8 @@ def test_the_functions_stderr_goes_to_a_redirected_stderr_on_a_terminal(work, da
         # printed whole: what stays on the screen is the lines below.
         term = re.sub(rb"[^\n]*\r\x1b\[K", b"", term)
         assert term == b"TS out | to out\r\n1\r\n", term
+        # --json sends the function's stdout to stderr: a file there gets
+        # it as it came too (it was decorated as for the terminal stdout).
+        code, term, err = on_pty_stderr_to_file(work, [CLI, *pre, "run", *sandbox_args(), "e.py", "--json"])
+        assert (code, term) == (0, b"1\r\n"), (term, err)
+        assert b"|" not in err and err.endswith(b"partial") and b"to out\n" in err and b"to err\n" in err, err
