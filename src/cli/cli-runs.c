@@ -397,6 +397,36 @@ typedef enum RunVerb {
         VERB_LOCK
 } RunVerb;
 
+/* `lock` resolves the requirements alone: a word the run grammar took for
+ * an argument of the function is a mistake there (a mistyped option,
+ * `--index-ur URL`, was dropped, and the default index asked), said with
+ * the option meant when one is near. NULL when there is none. */
+static char *lock_arguments_error(const RunArgs *a) {
+        json_error_t e;
+        _cleanup_(json_decrefp) json_t *args = json_loads(a->args_json ?: "[]", JSON_ALLOW_NUL, &e);
+        _cleanup_(json_decrefp) json_t *kwargs = json_loads(a->kwargs_json ?: "{}", JSON_ALLOW_NUL, &e);
+        const char *key = json_object_size(kwargs) ? json_object_iter_key(json_object_iter(kwargs)) : NULL;
+        if (key) {
+                _cleanup_free_ char *dashed = xasprintf("--%s", key);
+                for (char *p = dashed + 2; *p; p++)
+                        if (*p == '_')
+                                *p = '-';
+                const char *near = cli_runner_option_near(dashed);
+                if (near)
+                        return xasprintf("unknown option '%s' (did you mean %s?)", dashed, near);
+                return xasprintf("lock takes no arguments of the function (it resolves the requirements alone), "
+                                 "got '%s'",
+                                 dashed);
+        }
+        json_t *first = json_array_get(args, 0);
+        if (!first)
+                return NULL;
+        const char *raw = json_string_value(json_object_get(first, "raw"));
+        _cleanup_free_ char *text = raw ? NULL : json_dumps(json_object_get(first, "value"), JSON_ENCODE_ANY);
+        return xasprintf("lock takes no arguments of the function (it resolves the requirements alone), got '%s'",
+                         raw ?: text ?: "?");
+}
+
 /* run, validate and lock: one file, its arguments, one backend. */
 static int run_or_validate(int argc, char **argv, RunVerb kind) {
         static const char *const verbs[] = { "run", "validate", "lock" };
@@ -416,6 +446,13 @@ static int run_or_validate(int argc, char **argv, RunVerb kind) {
         int code = parse_or_fail(verb, argc, argv, &a);
         if (code)
                 return code;
+        if (kind == VERB_LOCK) {
+                _cleanup_free_ char *why = lock_arguments_error(&a);
+                if (why) {
+                        run_args_done(&a);
+                        return usage_error(verb, why);
+                }
+        }
         _cleanup_free_ char *source = NULL;
         size_t len = 0;
         Backend *b = NULL;

@@ -323,3 +323,23 @@ def test_the_functions_stderr_goes_to_a_redirected_stderr_on_a_terminal(work, da
         code, term, err = on_pty_stderr_to_file(work, [CLI, *pre, "run", *sandbox_args(), "e.py", "--json"])
         assert (code, term) == (0, b"1\r\n"), (term, err)
         assert b"|" not in err and err.endswith(b"partial") and b"to out\n" in err and b"to err\n" in err, err
+
+
+def test_lock_refuses_arguments_and_names_a_mistyped_option(work, daemon):
+    # `lock` resolves without the function's arguments, and took every
+    # other word for one: `lock f.py --index-ur URL` (a typo of
+    # --index-url) resolved against the default index, saying nothing.
+    (work / "lk.py").write_text("@requirements({'nosuchpkg-xyz': ''})\ndef f():\n    return 1\n")
+    import subprocess
+    from conftest import CLI
+    cases = {("--index-ur", "http://127.0.0.1:9/simple"): "unknown option '--index-ur' (did you mean --index-url?)",
+             ("-a", "5"): "lock takes no arguments of the function (it resolves the requirements alone), got '5'",
+             ("--n", "5"): "lock takes no arguments of the function (it resolves the requirements alone), got '--n'"}
+    for words, message in cases.items():
+        got = []
+        for pre in ([], ["--server", daemon.url]):
+            p = subprocess.run([str(CLI), *pre, "lock", "lk.py", *words], capture_output=True, env=cli_env(work),
+                               cwd=work, timeout=120)
+            got.append((p.returncode, p.stdout, p.stderr))
+        assert got[0] == got[1], got
+        assert got[0] == (2, b"", f"pysprinter: {message}\nTry 'pysprinter lock --help'.\n".encode()), got
