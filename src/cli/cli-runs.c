@@ -478,7 +478,7 @@ static int run_or_validate(int argc, char **argv, RunVerb kind) {
                 code = backend_open(&a, &b);
         }
         if (!code && b->remote)
-                code = check_source(a.file, source, len);
+                code = check_source(cli_source_name(a.file), source, len);
         if (!code) {
                 /* A lock or a function's usage runs no code of the file:
                  * no note about its sandbox, only about what a server
@@ -488,7 +488,7 @@ static int run_or_validate(int argc, char **argv, RunVerb kind) {
                 RunRequest q = { .a = &a,
                                  .source = source,
                                  .source_len = len,
-                                 .filename = a.file,
+                                 .filename = cli_source_name(a.file),
                                  .validate_only = validate_only || describe,
                                  .lock_only = kind == VERB_LOCK,
                                  .describe_only = describe,
@@ -512,8 +512,13 @@ int verb_lock(int argc, char **argv) {
         return run_or_validate(argc, argv, VERB_LOCK);
 }
 
+const char *cli_source_name(const char *file) {
+        return streq(file, "-") ? "<stdin>" : file;
+}
+
 int cli_read_source(const char *file, char **ret, size_t *ret_len) {
-        int r = read_file(file, RUN_MAX_SOURCE_BYTES, ret, ret_len);
+        /* "-": the source on stdin, as `python3 -` and `uv run -` read it. */
+        int r = read_file(streq(file, "-") ? "/dev/stdin" : file, RUN_MAX_SOURCE_BYTES, ret, ret_len);
         if (r == -EFBIG)
                 cli_error("%s is larger than the 4 MiB source limit", file);
         else if (r < 0)

@@ -236,9 +236,12 @@ int verb_cluster(int argc, char **argv); /* cli-cluster.c */
 /* A verb with subcommands (dag, data): help asked anywhere prints help
  * (exit 0), no subcommand prints it on stderr (exit 2); -1 otherwise. */
 int cli_subverb_help(int argc, char **argv, const char *help);
-/* Reads a user's file within the source size cap, saying on stderr what
- * went wrong when it cannot. */
+/* Reads a user's file (stdin for "-") within the source size cap, saying
+ * on stderr what went wrong when it cannot. */
 int cli_read_source(const char *file, char **ret, size_t *ret_len);
+/* The name a run's source goes by: FILE, or "<stdin>" for "-" (what
+ * cli_read_source() read from stdin), as Python names it. */
+const char *cli_source_name(const char *file);
 /* Opens the embedded engine with the environment's settings. Returns 0 or
  * the exit code after telling the user. */
 int cli_engine_open(const RunArgs *a, Engine **ret);

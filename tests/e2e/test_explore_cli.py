@@ -343,3 +343,23 @@ def test_lock_refuses_arguments_and_names_a_mistyped_option(work, daemon):
             got.append((p.returncode, p.stdout, p.stderr))
         assert got[0] == got[1], got
         assert got[0] == (2, b"", f"pysprinter: {message}\nTry 'pysprinter lock --help'.\n".encode()), got
+
+
+def test_run_dash_reads_the_file_from_stdin(work, daemon):
+    # `python3 -` and `uv run -` read the script from stdin; `pysprinter run
+    # -` said "cannot read -: No such file or directory".
+    import subprocess
+    from conftest import CLI
+    src = b"import sys\ndef f(n: int):\n    print(__file__)\n    return n * 2\n"
+    bad = b"def f():\n    return (\n"
+    got = []
+    for pre in ([], ["--server", daemon.url]):
+        p = subprocess.run([str(CLI), *pre, "run", *sandbox_args(), "-", "-a", "21"], input=src, capture_output=True,
+                           env=cli_env(work), cwd=work, timeout=120)
+        q = subprocess.run([str(CLI), *pre, "validate", "-"], input=bad, capture_output=True, env=cli_env(work),
+                           cwd=work, timeout=120)
+        got.append((p.returncode, p.stdout, q.returncode, q.stdout, q.stderr))
+    assert got[0] == got[1], got
+    assert got[0][:2] == (0, b"<stdin>\n42\n"), got
+    assert got[0][2:] == (3, b"", b"<stdin>:2:12: SyntaxError: '(' was never closed\n        return (\n"
+                                  b"               ^\n"), got
