@@ -852,59 +852,124 @@ def _bind(fn, args, kwargs, plan=None):
     return out_args, out_kwargs
 
 
-# ---- Enum parameters, converted at call time ------------------------------------
+# ---- parameters converted at call time -------------------------------------------
 # Arguments are bound from the AST before the module runs: a name such as
-# `Color` is then an unknown annotation and its value stays the string the
-# user typed. Once the module ran, the function object tells which of its
-# parameters are annotated with an enum.Enum (Typer's and pydantic's
-# choices): their values become the members.
+# `Color` (an Enum of the file) or `datetime` is then an unknown annotation
+# and its value stays the string the user typed. Once the module ran, the
+# function object tells which of its parameters are annotated with an
+# enum.Enum (Typer's and pydantic's choices), a datetime, date, time,
+# timedelta, Decimal or UUID: their values become those objects.
 
 _BUILTIN_NAMES = frozenset(vars(builtins))
 
 
-def _enum_annotation(a, fn):
-    """(E, container) when the annotation a is the Enum class E, Optional[E]
-    / E | None (container None), list[E] (list) or tuple[E, ...] (tuple);
-    None for anything else. A string annotation (`"Color"`, or every one
-    under `from __future__ import annotations`) is evaluated in the
-    function's module, as typing.get_type_hints() does."""
+def _iso_conv(cls, what):
+    def conv(param, v):
+        if type(v) is not str:
+            return v
+        try:
+            return cls.fromisoformat(v)
+        except ValueError:
+            raise ValidationError(f"argument '{param}': expected a {cls.__name__} (ISO 8601: {what}), got {v!r}")
+    return conv
+
+
+def _seconds_conv(cls):
+    def conv(param, v):
+        if type(v) in (int, float) or type(v) is str:
+            try:
+                return cls(seconds=float(v))
+            except (ValueError, OverflowError):
+                pass
+            raise ValidationError(f"argument '{param}': expected a {cls.__name__} (seconds), got {v!r}")
+        return v
+    return conv
+
+
+def _text_conv(cls, what, errors):
+    def conv(param, v):
+        if type(v) is str or (what == "a number" and type(v) in (int, float)):
+            try:
+                return cls(str(v))
+            except errors:
+                raise ValidationError(f"argument '{param}': expected a {cls.__name__} ({what}), got {v!r}")
+        return v
+    return conv
+
+
+def _class_conv(cls):
+    """The converter (param, value) -> value of a parameter annotated with
+    the class cls, or None when cls takes what the validator bound."""
     enum = sys.modules.get("enum")
-    if enum is None or type(a) is type:  # int, str, a plain class: no Enum
+    if enum is not None and issubclass(cls, enum.Enum):
+        return lambda param, v: _enum_member(param, cls, v)
+    mod = sys.modules.get(cls.__module__)
+    if mod is None or getattr(mod, cls.__name__, None) is not cls:
+        return None
+    key = (cls.__module__, cls.__name__)
+    if key == ("datetime", "datetime"):
+        return _iso_conv(cls, "2024-01-02T03:04:05")
+    if key == ("datetime", "date"):
+        return _iso_conv(cls, "2024-01-02")
+    if key == ("datetime", "time"):
+        return _iso_conv(cls, "03:04:05")
+    if key == ("datetime", "timedelta"):
+        return _seconds_conv(cls)
+    if key == ("decimal", "Decimal"):
+        return _text_conv(cls, "a number", (ArithmeticError, ValueError))
+    if key == ("uuid", "UUID"):
+        return _text_conv(cls, "8-4-4-4-12 hex digits", ValueError)
+    return None
+
+
+# Classes no call-time converter takes: skipped without a look.
+_BOUND_CLASSES = frozenset((str, int, float, bool, list, dict, tuple, bytes, set, frozenset, object, type(None)))
+
+
+def _late_annotation(a, fn):
+    """(converter, container) when the annotation a is a class _class_conv()
+    converts, Optional[C] / C | None (container None), list[C] (list) or
+    tuple[C, ...] (tuple); None for anything else. A string annotation
+    (`"Color"`, or every one under `from __future__ import annotations`)
+    is evaluated in the function's module, as typing.get_type_hints()
+    does."""
+    if type(a) is type and a in _BOUND_CLASSES:
         return None
     if type(a) is str:
         g = getattr(fn, "__globals__", None)
-        if g is None or a in _BUILTIN_NAMES and a not in g:  # "int": never an Enum
+        if g is None or a in _BUILTIN_NAMES and a not in g:  # "int": never one
             return None
         try:
             a = g[a] if a in g else eval(a, g)  # the run's own code, in its sandbox
         except Exception:
             return None
-    if getattr(a, "__metadata__", None) is not None:  # Annotated[E, ...]
+    if getattr(a, "__metadata__", None) is not None:  # Annotated[C, ...]
         a = a.__origin__
     if isinstance(a, type):
-        return (a, None) if issubclass(a, enum.Enum) else None
+        conv = _class_conv(a)
+        return (conv, None) if conv is not None else None
     members = getattr(a, "__args__", None)
     if type(members) is not tuple:
         return None
     origin = getattr(a, "__origin__", None)
+    inner, container = None, None
     if origin in (list, tuple):
         if origin is tuple and not (len(members) == 2 and members[1] is Ellipsis):
             return None
-        inner = members[0] if members else None
-        found = isinstance(inner, type) and issubclass(inner, enum.Enum)
-        return (inner, origin) if found else None
-    rest = [m for m in members if m is not type(None)]
-    if len(rest) == 1 and len(members) == 2:  # Optional[E], E | None
-        inner = rest[0]
-        return (inner, None) if isinstance(inner, type) and issubclass(inner, enum.Enum) else None
-    return None
+        inner, container = (members[0] if members else None), origin
+    else:
+        rest = [m for m in members if m is not type(None)]
+        if len(rest) == 1 and len(members) == 2:  # Optional[C], C | None
+            inner = rest[0]
+    conv = _class_conv(inner) if isinstance(inner, type) else None
+    return (conv, container) if conv is not None else None
 
 
-def _enum_plan(fn):
-    """{parameter name: (E, container)} of fn's Enum parameters, and the
-    names of its positional parameters, *args and **kwargs (from its code:
-    what binds each value); None when it has none. Read once per run, once
-    per warm instance."""
+def _late_plan(fn):
+    """{parameter name: (converter, container)} of fn's parameters
+    converted at call time, and the names of its positional parameters,
+    *args and **kwargs (from its code: what binds each value); None when it
+    has none. Read once per run, once per warm instance."""
     f = fn
     for _ in range(100):  # functools.wraps: the function the AST described
         if not hasattr(f, "__wrapped__"):
@@ -914,19 +979,22 @@ def _enum_plan(fn):
     code = getattr(f, "__code__", None)
     if not ann or type(ann) is not dict or code is None:
         return None
-    enums = {}
+    late = {}
     for name, a in ann.items():
         if name != "return":
-            found = _enum_annotation(a, f)
+            try:
+                found = _late_annotation(a, f)
+            except Exception:  # an annotation object of the user's that raises when looked at
+                found = None
             if found is not None:
-                enums[name] = found
-    if not enums:
+                late[name] = found
+    if not late:
         return None
     n = code.co_argcount
     names = code.co_varnames
     vararg = names[n + code.co_kwonlyargcount] if code.co_flags & 0x04 else None  # CO_VARARGS
     varkw = names[n + code.co_kwonlyargcount + bool(vararg)] if code.co_flags & 0x08 else None  # CO_VARKEYWORDS
-    return enums, names[:n], set(names[:n + code.co_kwonlyargcount]), vararg, varkw
+    return late, names[:n], set(names[:n + code.co_kwonlyargcount]), vararg, varkw
 
 
 def _enum_member(param, E, v):
@@ -950,28 +1018,30 @@ def _enum_member(param, E, v):
                           f"got {got}")
 
 
-def _enum_value(param, found, v):
-    E, container = found
+def _late_value(param, found, v):
+    conv, container = found
+    if v is None:
+        return v
     if container is None or not isinstance(v, (list, tuple)):
-        return _enum_member(param, E, v)
-    return container(_enum_member(f"{param}[{i}]", E, x) for i, x in enumerate(v))
+        return conv(param, v)
+    return container(conv(f"{param}[{i}]", x) for i, x in enumerate(v))
 
 
-def _enum_args(plan, args, kwargs):
-    """args and kwargs with each Enum parameter's value made its member
-    (plan: _enum_plan's); raises ValidationError for a value no member has."""
-    enums, positional, names, vararg, varkw = plan
+def _late_args(plan, args, kwargs):
+    """args and kwargs with each value of a parameter in plan (_late_plan's)
+    converted; raises ValidationError for a value its type refuses."""
+    late, positional, names, vararg, varkw = plan
     args = list(args)
     for i, v in enumerate(args):
         name = positional[i] if i < len(positional) else vararg
-        found = enums.get(name)
+        found = late.get(name)
         if found is not None:
-            args[i] = _enum_value(name if i < len(positional) else f"*{name}", found, v)
+            args[i] = _late_value(name if i < len(positional) else f"*{name}", found, v)
     kwargs = dict(kwargs)
     for name, v in kwargs.items():
-        found = enums.get(name if name in names else varkw)
+        found = late.get(name if name in names else varkw)
         if found is not None:
-            kwargs[name] = _enum_value(name, found, v)
+            kwargs[name] = _late_value(name, found, v)
     return args, kwargs
 
 
@@ -1599,10 +1669,10 @@ def _run(req, filename, result_fd):
     except BaseException as e:
         _write_result(result_fd, _exception_result(e, filename))
         return
-    enums = _enum_plan(target)
-    if enums is not None:
+    late = _late_plan(target)
+    if late is not None:
         try:
-            args, kwargs = _enum_args(enums, args, kwargs)
+            args, kwargs = _late_args(late, args, kwargs)
         except ValidationError as e:
             _write_result(result_fd, _error_reply(e, filename))
             return
@@ -1990,7 +2060,7 @@ def serve_instance(request_json, sock_fd):
                 init_error = e
         del tree
         plan = _BindPlan(fn)
-        enums = _enum_plan(mod.__dict__.get(fn.name)) if init_error is None else None
+        late = _late_plan(mod.__dict__.get(fn.name)) if init_error is None else None
         _freeze_module_objects()
         _send_message(sock, {"type": "ready", "ok": True})
     finally:
@@ -2010,8 +2080,8 @@ def serve_instance(request_json, sock_fd):
                 # call less per invoke than a helper of its own).
                 try:
                     args, kwargs = _bind(fn, _call_args(msg), msg.get("kwargs") or {}, plan)
-                    if enums is not None:
-                        args, kwargs = _enum_args(enums, args, kwargs)
+                    if late is not None:
+                        args, kwargs = _late_args(late, args, kwargs)
                 except ValidationError as e:
                     result = _error_reply(e, filename)
                 else:

@@ -363,3 +363,48 @@ def test_run_dash_reads_the_file_from_stdin(work, daemon):
     assert got[0][:2] == (0, b"<stdin>\n42\n"), got
     assert got[0][2:] == (3, b"", b"<stdin>:2:12: SyntaxError: '(' was never closed\n        return (\n"
                                   b"               ^\n"), got
+
+
+STDLIB_TYPES = '''
+import datetime as dt
+from decimal import Decimal
+from typing import Optional
+from uuid import UUID
+
+
+def f(when: dt.datetime, day: dt.date = None, price: Decimal = Decimal("0"), id: Optional[UUID] = None,
+      wait: dt.timedelta = dt.timedelta(0), days: "list[dt.date]" = ()):
+    return [repr(when), repr(day), repr(price), repr(id), repr(wait), [repr(d) for d in days]]
+'''
+
+
+def test_datetime_decimal_and_uuid_parameters_get_their_type(work, daemon):
+    # As an Enum, these were unknown annotations: `--when 2024-01-02` gave
+    # the str, and `when.year` raised AttributeError in the function
+    # (Typer and pydantic convert them).
+    (work / "st.py").write_text(STDLIB_TYPES)
+    code, out, err = both(work, daemon, "st.py", "-a", "2024-01-02T03:04:05Z", "--day", "2024-02-29", "--price",
+                          "1.10", "--id", "12345678-1234-5678-1234-567812345678", "--wait", "90",
+                          "--days", '["2024-01-01"]')
+    assert (code, err) == (0, b""), err
+    assert json.loads(out) == [
+        "datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)", "datetime.date(2024, 2, 29)",
+        "Decimal('1.10')", "UUID('12345678-1234-5678-1234-567812345678')", "datetime.timedelta(seconds=90)",
+        ["datetime.date(2024, 1, 1)"]], out
+    code, out, err = both(work, daemon, "st.py", "-a", "yesterday")
+    assert (code, out, err) == (3, b"", b"ValidationError: argument 'when': expected a datetime (ISO 8601: "
+                                        b"2024-01-02T03:04:05), got 'yesterday'\n"), err
+    code, out, err = both(work, daemon, "st.py", "-a", "2024-01-02", "--price", "lots")
+    assert (code, out, err) == (3, b"", b"ValidationError: argument 'price': expected a Decimal (a number), "
+                                        b"got 'lots'\n"), err
+
+
+def test_an_annotation_that_raises_when_looked_at_leaves_the_value_alone(work, daemon):
+    # The call-time look at annotations (Enum, datetime, …) asked a user's
+    # annotation object for __metadata__, and one whose __getattr__ raises
+    # ended the run "RuntimeError: boom", exit 7.
+    (work / "weird.py").write_text(
+        "class Boom:\n    def __getattr__(self, n):\n        raise RuntimeError('boom')\n    __hash__ = None\n"
+        "def f(a: [1] = 1, b: Boom() = 2, c: 'nonexistent.Thing' = 3, d: {'x': 1} = 4):\n    return [a, b, c, d]\n")
+    assert both(work, daemon, "weird.py", "--a", "x", "--b", "y", "--c", "z", "--d", "w") == (
+        0, b'["x", "y", "z", "w"]\n', b"")
