@@ -255,7 +255,8 @@ static void print_function_help(const char *verb, const char *target, json_t *an
                 }
         }
         printf("\nArguments: -a VALUE (positional, in order), --NAME VALUE (keyword); a bool\n"
-               "parameter is a flag (--NAME alone). Values are converted by the annotation.\n"
+               "parameter is a flag (--NAME alone; --no-NAME: False). Values are converted by\n"
+               "the annotation.\n"
                "Options (limits, --data, %s, --server…): pysprinter %s --help\n",
                streq(verb, "invoke") ? "--payload" : "--secret", verb);
 }
