@@ -502,6 +502,21 @@ def _union(parts):
 _ANY_WORD = frozenset(("str", "any", "none", "path", "bytes"))
 
 
+_NO_MEMBER = object()
+
+
+def _union_member(conv, check, param, value):
+    """What check(param, member, value) (_convert_raw, _check_typed) gives
+    for the first member of the Union conv, in _union's order, that takes
+    value; _NO_MEMBER when none does."""
+    for c in conv.items:
+        try:
+            return check(param, c, value)
+        except ValidationError:
+            pass
+    return _NO_MEMBER
+
+
 def _union_expected(conv):
     return conv.inner + (" | None" if conv.optional else "")
 
@@ -553,13 +568,10 @@ def _convert_raw(param, conv, raw):
             bad(f"JSON for {conv.label}")
         return _check_typed(param, conv, v)
     if k == "union":
-        # The first member (in _union's order) that takes the word.
-        for c in conv.items:
-            try:
-                return _convert_raw(param, c, raw)
-            except ValidationError:
-                pass
-        bad(_union_expected(conv))
+        v = _union_member(conv, _convert_raw, param, raw)
+        if v is _NO_MEMBER:
+            bad(_union_expected(conv))
+        return v
     return raw
 
 
@@ -609,12 +621,10 @@ def _check_typed(param, conv, v):
     elif k == "literal":
         return _literal_choice(param, conv, v)
     elif k == "union":
-        for c in conv.items:
-            try:
-                return _check_typed(param, c, v)
-            except ValidationError:
-                pass
-        _typed_mismatch(param, _union_expected(conv), v)
+        member = _union_member(conv, _check_typed, param, v)
+        if member is _NO_MEMBER:
+            _typed_mismatch(param, _union_expected(conv), v)
+        return member
     elif k == "path":
         if not isinstance(v, str):
             _typed_mismatch(param, "a path (a string)", v)
