@@ -394,9 +394,11 @@ static int set_target(Ctx *c, const char *w) {
 }
 
 /* A word the run grammar reads as an option or a keyword (or `--`), not
- * as a value: "-" and negative numbers are values. */
+ * as a value: "-" and negative numbers are values, "-.5" too (no
+ * parameter's name starts with '.'). */
 static bool is_option_word(const char *w) {
-        return w[0] == '-' && w[1] && !(w[1] >= '0' && w[1] <= '9');
+        const char *num = w[1] == '.' ? w + 2 : w + 1;
+        return w[0] == '-' && w[1] && !(*num >= '0' && *num <= '9');
 }
 
 /* A bare word that names a step of chain's grammar: FILE.py, FILE::FUNC. */

@@ -149,15 +149,42 @@ static void partial_add(Renderer *r, int stream, const char *data, size_t n, use
         }
 }
 
+/* The first error of a write to stdout other than EPIPE (a full disk):
+ * cli_finish() reports it, once stdio has lost the errno. */
+static int stdout_errno;
+
+/* fflush(f), noting why a write to stdout (or to r's --output-file)
+ * failed. */
+static void flush_noting(Renderer *r, FILE *f) {
+        if (fflush(f) == 0)
+                return;
+        /* A thread that blocks SIGPIPE sees only the EPIPE. */
+        if (errno == EPIPE)
+                cli_output_check();
+        else if (f == stdout && !stdout_errno)
+                stdout_errno = errno;
+        else if (r && f == r->out && !r->out_errno)
+                r->out_errno = errno;
+}
+
+/* Whether the function's stdout goes to a terminal (stdout, or stderr
+ * with --json; an --output-file is none): its lines are decorated there. */
+static bool out_is_terminal(const Renderer *r) {
+        return r->out == stdout ? r->tty_out : r->out == stderr && r->tty_err;
+}
+
 static void render_output(Renderer *r, const RunEvent *ev) {
         int s = ev->stream == 2 ? 2 : 1;
         renderer_clear_status(r);
-        if (!r->tty_out) {
+        /* On a terminal both streams are drawn there, their order kept;
+         * the function's stderr goes to a stderr that is no terminal (`2>
+         * err.log`, `2>/dev/null`) as it came, as in a pipe. */
+        if (!out_is_terminal(r) || (s == 2 && !r->tty_err)) {
                 FILE *f = s == 2 ? stderr : r->out;
                 fwrite(ev->data, 1, ev->len, f);
-                /* A thread that blocks SIGPIPE sees only the EPIPE. */
-                if (fflush(f) != 0 && errno == EPIPE)
-                        cli_output_check();
+                if (f == stdout && ev->len > 0)
+                        r->midline = ev->data[ev->len - 1] != '\n';
+                flush_noting(r, f);
                 return;
         }
         const char *p = ev->data, *end = ev->data + ev->len;
@@ -231,7 +258,7 @@ void renderer_done(Renderer *r) {
         if (active == r)
                 active = NULL;
         for (int i = 1; i < 3; i++) {
-                if (r->tty_out)
+                if (out_is_terminal(r))
                         flush_partial(r, i, now_realtime());
                 buf_free(&r->partial[i]);
         }
@@ -306,7 +333,7 @@ char *cli_json_text(json_t *v) {
 void render_json(json_t *v) {
         _cleanup_free_ char *t = cli_json_text(v);
         puts(t);
-        fflush(stdout);
+        flush_noting(NULL, stdout);
 }
 
 void render_value(json_t *v, bool json, bool tty) {
@@ -339,7 +366,7 @@ void render_value(json_t *v, bool json, bool tty) {
                 _cleanup_free_ char *f = json_reformat(t, tty ? 2 : 0);
                 puts(f);
         }
-        fflush(stdout);
+        flush_noting(NULL, stdout);
 }
 
 /* msg begins with "TYPE:" or names it after a location ("f.py:1:7: TYPE:"):
@@ -402,13 +429,20 @@ int renderer_run_outcome(Renderer *r, json_t *run) {
         json_t *err = json_object_get(run, "error");
         if (streq(status, "succeeded")) {
                 const char *repr = json_get_string(run, "result_repr");
+                json_t *result = json_object_get(run, "result");
+                /* The result is a line of its own (`| tail -1` reads it),
+                 * after an unfinished line of the function's too; bytes
+                 * are written as they are (a file being made). */
+                if (r->midline && (repr || !json_object_get(result, "$bytes")))
+                        fputc('\n', stdout);
+                r->midline = false;
                 if (repr) {
                         cli_warning("the result cannot be represented as JSON; showing its repr()");
                         json_t *s = json_string(repr);
                         render_value(s, r->json, r->tty_out);
                         json_decref(s);
                 } else
-                        render_value(json_object_get(run, "result") ?: json_null(), r->json, r->tty_out);
+                        render_value(result ?: json_null(), r->json, r->tty_out);
         } else if (streq(status, "failed") && json_get_string(err, "traceback") && *json_get_string(err, "traceback"))
                 fputs(json_get_string(err, "traceback"), stderr);
         else if (streq(status, "failed") || streq(status, "invalid"))
@@ -577,9 +611,16 @@ int cli_finish(int code) {
          * never written before): its reader may have left meanwhile. A
          * write that failed earlier while SIGPIPE was ignored (the
          * detached run's id, cli-detach.c) is found here too. */
-        bool failed = fflush(stdout) != 0 && errno == EPIPE;
-        if (failed || ferror(stdout))
+        int r = fflush(stdout) != 0 ? errno : 0;
+        if (r == EPIPE || ferror(stdout))
                 cli_output_check();
+        if (!cli_output_gone && ferror(stdout) && !cli_interrupted) {
+                /* A reader that is there but cannot take it (a full disk,
+                 * /dev/full, EIO): as cat or echo, say so and fail, rather
+                 * than exit 0 over a file that lacks the result. */
+                cli_error("cannot write the output: %s", strerror(stdout_errno ?: r ?: EIO));
+                return code ?: EXIT_INTERNAL;
+        }
         if (!cli_output_gone)
                 return code;
         /* Seen by the caller as a tool SIGPIPE killed (docs/cli.md "Exit

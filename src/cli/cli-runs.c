@@ -1,5 +1,7 @@
 /* The run verbs, each written once against a Backend: run, validate,
  * invoke, ps, show, logs, deploy, functions, workers (and `server`). */
+#include <sys/stat.h>
+
 #include "cli-backend.h"
 #include "shared.h"
 
@@ -160,16 +162,15 @@ static int check_suspects(Backend *b, RunRequest *q) {
         return code;
 }
 
-/* A server gets the source as a JSON string, which must be UTF-8: say
- * where the first bad byte is before sending, as the engine says it
- * embedded (the same invalid run, rendered the same way, exit 3), under
- * the file's base name as every other message of a run names it. */
-static int check_utf8(const char *file, const char *source, size_t len) {
-        size_t bad = utf8_invalid_offset(source, len), line, col;
-        if (bad >= len)
+/* A server gets the source as a JSON string, which must be UTF-8: refuse
+ * a file before sending it as the engine refuses it embedded (its own
+ * check: a NUL byte first, then where the first byte that is not UTF-8
+ * is; the same invalid run, rendered the same way, exit 3), under the
+ * file's base name as every other message of a run names it. */
+static int check_source(const char *file, const char *source, size_t len) {
+        _cleanup_free_ char *msg = engine_source_error(path_base_name(file), source, len);
+        if (!msg)
                 return 0;
-        utf8_line_col(source, bad, &line, &col);
-        _cleanup_free_ char *msg = xasprintf("%s:%zu:%zu: not valid UTF-8", path_base_name(file), line, col);
         json_t *run = json_pack("{s:s, s:i, s:{s:s, s:s}}", "status", "invalid", "exit_code", EXIT_VALIDATION, "error",
                                 "type", "ValidationError", "message", msg);
         if (!run) {
@@ -254,9 +255,54 @@ static void print_function_help(const char *verb, const char *target, json_t *an
                 }
         }
         printf("\nArguments: -a VALUE (positional, in order), --NAME VALUE (keyword); a bool\n"
-               "parameter is a flag (--NAME alone). Values are converted by the annotation.\n"
+               "parameter is a flag (--NAME alone; --no-NAME: False). Values are converted by\n"
+               "the annotation.\n"
                "Options (limits, --data, %s, --server…): pysprinter %s --help\n",
                streq(verb, "invoke") ? "--payload" : "--secret", verb);
+}
+
+/* The top-level module a failed run could not import ("No module named
+ * 'helper.sub'": "helper"), or NULL. Caller frees. */
+static char *missing_module(json_t *run) {
+        json_t *err = json_object_get(run, "error");
+        const char *type = json_get_string(err, "type"), *msg = json_get_string(err, "message");
+        static const char prefix[] = "No module named '";
+        if (!type || !streq(type, "ModuleNotFoundError") || !msg)
+                return NULL;
+        /* The message is "ModuleNotFoundError: No module named 'x'". */
+        if (startswith(msg, type) && startswith(msg + strlen(type), ": "))
+                msg += strlen(type) + 2;
+        if (!startswith(msg, prefix))
+                return NULL;
+        const char *name = msg + strlen(prefix);
+        _cleanup_free_ char *top = xstrndup(name, strcspn(name, ".'"));
+        return identifier_is_valid(top) ? TAKE_PTR(top) : NULL;
+}
+
+/* A run gets its file alone (a server never sees its directory): a module
+ * the file imports from beside it is missing there, and the worker's hint
+ * (declare it in @requirements) would install whatever PyPI project has
+ * that name. The CLI, which sees the directory on both paths, says so. */
+static void note_local_module(const char *file, json_t *run) {
+        _cleanup_free_ char *module = missing_module(run);
+        if (!module)
+                return;
+        const char *slash = strrchr(file, '/');
+        _cleanup_free_ char *dir = slash ? xstrndup(file, (size_t) (slash - file) + (slash == file)) : xstrdup(".");
+        _cleanup_free_ char *py = xasprintf("%s.py", module);
+        _cleanup_free_ char *py_path = path_join(dir, py), *pkg_path = path_join(dir, module);
+        struct stat st;
+        _cleanup_free_ char *kind = NULL;
+        if (stat(py_path, &st) == 0 && S_ISREG(st.st_mode))
+                kind = xstrdup(py);
+        else if (stat(pkg_path, &st) == 0 && S_ISDIR(st.st_mode))
+                kind = xasprintf("the package %s/", module);
+        else
+                return;
+        const char *base = path_base_name(file);
+        cli_error("note: '%s' is %s beside %s, which the run does not get (a run has its file alone): put what it "
+                  "needs into %s; it is no package to declare in @requirements",
+                  module, kind, base, base);
 }
 
 /* Runs (or validates, or invokes) q on b and renders it; verb names the
@@ -301,9 +347,9 @@ static int run_and_render(Backend *b, RunRequest *q, const char *verb) {
                 json_decref(run);
                 return 0;
         }
-        /* Output to a file is the function's, both streams. */
-        if (out)
-                fflush(out);
+        /* Output to a file is the function's, both streams; a write that
+         * failed (a full disk) is the command's failure, said below. */
+        int out_error = !out ? 0 : fflush(out) != 0 ? errno : ferror(out) ? (rd.out_errno ?: EIO) : 0;
         renderer_done(&rd);
         const char *status = json_string_value(json_object_get(run, "status")) ?: "";
         /* A deployed function's usage is its function object (no run
@@ -324,8 +370,15 @@ static int run_and_render(Backend *b, RunRequest *q, const char *verb) {
                         printf("%s: ok (%s)\n", a->target,
                                json_string_value(json_object_get(run, "function")) ?: "?");
                 code = 0;
-        } else
+        } else {
                 code = renderer_run_outcome(&rd, run);
+                if (!q->deployed && a->file)
+                        note_local_module(a->file, run);
+        }
+        if (out_error && !cli_interrupted) {
+                cli_error("cannot write %s: %s", a->output_file, strerror(out_error));
+                code = code ?: EXIT_INTERNAL;
+        }
         json_decref(run);
         return cli_interrupted ? EXIT_INTERRUPTED : code;
 }
@@ -344,6 +397,36 @@ typedef enum RunVerb {
         VERB_VALIDATE,
         VERB_LOCK
 } RunVerb;
+
+/* `lock` resolves the requirements alone: a word the run grammar took for
+ * an argument of the function is a mistake there (a mistyped option,
+ * `--index-ur URL`, was dropped, and the default index asked), said with
+ * the option meant when one is near. NULL when there is none. */
+static char *lock_arguments_error(const RunArgs *a) {
+        json_error_t e;
+        _cleanup_(json_decrefp) json_t *args = json_loads(a->args_json ?: "[]", JSON_ALLOW_NUL, &e);
+        _cleanup_(json_decrefp) json_t *kwargs = json_loads(a->kwargs_json ?: "{}", JSON_ALLOW_NUL, &e);
+        const char *key = json_object_size(kwargs) ? json_object_iter_key(json_object_iter(kwargs)) : NULL;
+        if (key) {
+                _cleanup_free_ char *dashed = xasprintf("--%s", key);
+                for (char *p = dashed + 2; *p; p++)
+                        if (*p == '_')
+                                *p = '-';
+                const char *near = cli_runner_option_near(dashed);
+                if (near)
+                        return xasprintf("unknown option '%s' (did you mean %s?)", dashed, near);
+                return xasprintf("lock takes no arguments of the function (it resolves the requirements alone), "
+                                 "got '%s'",
+                                 dashed);
+        }
+        json_t *first = json_array_get(args, 0);
+        if (!first)
+                return NULL;
+        const char *raw = json_string_value(json_object_get(first, "raw"));
+        _cleanup_free_ char *text = raw ? NULL : json_dumps(json_object_get(first, "value"), JSON_ENCODE_ANY);
+        return xasprintf("lock takes no arguments of the function (it resolves the requirements alone), got '%s'",
+                         raw ?: text ?: "?");
+}
 
 /* run, validate and lock: one file, its arguments, one backend. */
 static int run_or_validate(int argc, char **argv, RunVerb kind) {
@@ -364,6 +447,13 @@ static int run_or_validate(int argc, char **argv, RunVerb kind) {
         int code = parse_or_fail(verb, argc, argv, &a);
         if (code)
                 return code;
+        if (kind == VERB_LOCK) {
+                _cleanup_free_ char *why = lock_arguments_error(&a);
+                if (why) {
+                        run_args_done(&a);
+                        return usage_error(verb, why);
+                }
+        }
         _cleanup_free_ char *source = NULL;
         size_t len = 0;
         Backend *b = NULL;
@@ -389,7 +479,7 @@ static int run_or_validate(int argc, char **argv, RunVerb kind) {
                 code = backend_open(&a, &b);
         }
         if (!code && b->remote)
-                code = check_utf8(a.file, source, len);
+                code = check_source(cli_source_name(a.file), source, len);
         if (!code) {
                 /* A lock or a function's usage runs no code of the file:
                  * no note about its sandbox, only about what a server
@@ -399,7 +489,7 @@ static int run_or_validate(int argc, char **argv, RunVerb kind) {
                 RunRequest q = { .a = &a,
                                  .source = source,
                                  .source_len = len,
-                                 .filename = a.file,
+                                 .filename = cli_source_name(a.file),
                                  .validate_only = validate_only || describe,
                                  .lock_only = kind == VERB_LOCK,
                                  .describe_only = describe,
@@ -423,8 +513,13 @@ int verb_lock(int argc, char **argv) {
         return run_or_validate(argc, argv, VERB_LOCK);
 }
 
+const char *cli_source_name(const char *file) {
+        return streq(file, "-") ? "<stdin>" : file;
+}
+
 int cli_read_source(const char *file, char **ret, size_t *ret_len) {
-        int r = read_file(file, RUN_MAX_SOURCE_BYTES, ret, ret_len);
+        /* "-": the source on stdin, as `python3 -` and `uv run -` read it. */
+        int r = read_file(streq(file, "-") ? "/dev/stdin" : file, RUN_MAX_SOURCE_BYTES, ret, ret_len);
         if (r == -EFBIG)
                 cli_error("%s is larger than the 4 MiB source limit", file);
         else if (r < 0)
@@ -1095,7 +1190,7 @@ int verb_deploy(int argc, char **argv) {
                 name = stem;
         }
         Backend *b = NULL;
-        int code = check_utf8(file, source, len);
+        int code = check_source(file, source, len);
         if (!code) /* embedded: "needs a server", nothing opened */
                 code = backend_open_listing(false, &b);
         if (code)

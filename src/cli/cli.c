@@ -202,6 +202,14 @@ static int cli_main(int argc, char **argv) {
                 return EXIT_USAGE;
         }
         const char *verb = argv[1];
+        /* `help VERB` is `VERB --help`, as git, cargo and uv have it. */
+        static char help_flag[] = "--help";
+        char *verb_help[] = { argv[0], argv[argc > 2 ? 2 : 1], help_flag, NULL };
+        if (streq(verb, "help") && argc > 2) {
+                verb = verb_help[1];
+                argc = 3;
+                argv = verb_help;
+        }
         if (streq(verb, "--help") || streq(verb, "-h") || streq(verb, "help")) {
                 usage(stdout);
                 return 0;

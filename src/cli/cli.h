@@ -147,6 +147,8 @@ typedef struct Renderer {
         bool redraw;      /* the output is a terminal that may redraw a line in place */
         int live;         /* the stream whose unfinished line is drawn there (0: none) */
         bool no_output;   /* drop the run's output (a validation asked only for its verdict) */
+        bool midline;     /* the function's output on stdout (a pipe, a file) ends without a newline */
+        int out_errno;    /* why a write to out (not stdout: --output-file) failed first */
 } Renderer;
 
 void renderer_init(Renderer *r, bool json_output);
@@ -234,9 +236,12 @@ int verb_cluster(int argc, char **argv); /* cli-cluster.c */
 /* A verb with subcommands (dag, data): help asked anywhere prints help
  * (exit 0), no subcommand prints it on stderr (exit 2); -1 otherwise. */
 int cli_subverb_help(int argc, char **argv, const char *help);
-/* Reads a user's file within the source size cap, saying on stderr what
- * went wrong when it cannot. */
+/* Reads a user's file (stdin for "-") within the source size cap, saying
+ * on stderr what went wrong when it cannot. */
 int cli_read_source(const char *file, char **ret, size_t *ret_len);
+/* The name a run's source goes by: FILE, or "<stdin>" for "-" (what
+ * cli_read_source() read from stdin), as Python names it. */
+const char *cli_source_name(const char *file);
 /* Opens the embedded engine with the environment's settings. Returns 0 or
  * the exit code after telling the user. */
 int cli_engine_open(const RunArgs *a, Engine **ret);

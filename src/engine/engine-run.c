@@ -1925,26 +1925,28 @@ static void hand_back(EngineRun *run) {
 
 /* ---- the lifecycle ---- */
 
-/* The scans over the whole source: no NUL byte, valid UTF-8. */
-static int source_checks(RunCtx *c) {
-        if (memchr(c->spec->source, 0, c->spec->source_len)) {
-                set_outcome(c, RUN_INVALID, EXIT_VALIDATION, "ValidationError",
-                            "the file contains NUL bytes; is it a Python source file?");
-                return -EINVAL;
-        }
+char *engine_source_error(const char *filename, const char *source, size_t len) {
+        assert(source || len == 0);
+        if (len > 0 && memchr(source, 0, len))
+                return xstrdup("the file contains NUL bytes; is it a Python source file?");
         /* The worker protocol is JSON, whose strings are UTF-8: a file in
          * another encoding cannot even be handed to validation. CPython
          * reads UTF-8 by default, so say where the first bad byte is. */
-        size_t bad = utf8_invalid_offset(c->spec->source, c->spec->source_len);
-        if (bad < c->spec->source_len) {
-                size_t line, col;
-                utf8_line_col(c->spec->source, bad, &line, &col);
-                _cleanup_free_ char *msg = xasprintf("%s:%zu:%zu: not valid UTF-8",
-                                                     c->spec->filename ?: "<input>", line, col);
-                set_outcome(c, RUN_INVALID, EXIT_VALIDATION, "ValidationError", msg);
-                return -EINVAL;
-        }
-        return 0;
+        size_t bad = utf8_invalid_offset(source, len);
+        if (bad >= len)
+                return NULL;
+        size_t line, col;
+        utf8_line_col(source, bad, &line, &col);
+        return xasprintf("%s:%zu:%zu: not valid UTF-8", filename ?: "<input>", line, col);
+}
+
+/* The scans over the whole source: no NUL byte, valid UTF-8. */
+static int source_checks(RunCtx *c) {
+        _cleanup_free_ char *msg = engine_source_error(c->spec->filename, c->spec->source, c->spec->source_len);
+        if (!msg)
+                return 0;
+        set_outcome(c, RUN_INVALID, EXIT_VALIDATION, "ValidationError", msg);
+        return -EINVAL;
 }
 
 static int parse_arguments(RunCtx *c) {

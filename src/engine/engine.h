@@ -323,6 +323,13 @@ const char *engine_data_dir(const Engine *e);
  * the home, its database and its directories). */
 bool engine_home_has_records(const char *data_dir);
 
+/* Why a run refuses source (a NUL byte; else the first byte that is not
+ * UTF-8, as "FILENAME:LINE:COL: not valid UTF-8"; filename NULL:
+ * "<input>"), or NULL when it does not. The engine checks every run's
+ * source with it; the CLI checks a file with it before sending it to a
+ * server, so both paths refuse a file in the same words. Caller frees. */
+char *engine_source_error(const char *filename, const char *source, size_t len);
+
 /* Runs one spec to completion (blocking), calling fn for each event.
  * Returns 0 with *ret_result filled whatever the run's outcome (the outcome
  * is in the result's status/exit_code); negative errno only when the engine

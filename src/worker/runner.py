@@ -11,6 +11,7 @@ Entry points called from C (each takes and returns JSON text):
 """
 import ast
 import binascii
+import builtins
 import codecs
 import json
 import linecache
@@ -157,17 +158,33 @@ else:
 
 # ---- static analysis ---------------------------------------------------------
 
-def _decorator_requirements_call(dec):
-    """The Call node if dec is @requirements(...) / @pysprinter.requirements(...)."""
-    if not isinstance(dec, ast.Call):
-        return None
-    f = dec.func
-    if isinstance(f, ast.Name) and f.id == "requirements":
-        return dec
-    if isinstance(f, ast.Attribute) and f.attr == "requirements" and \
-            isinstance(f.value, ast.Name) and f.value.id == "pysprinter":
-        return dec
-    return None
+def _requirements_names(tree):
+    """The names the decorator goes by in this file: ({`requirements` and
+    each `from pysprinter import requirements as NAME`}, {`pysprinter` and
+    each `import pysprinter as NAME`}), from its top-level imports."""
+    names, modules = {"requirements"}, {"pysprinter"}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module == "pysprinter" and node.level == 0:
+            names.update(a.asname for a in node.names if a.name == "requirements" and a.asname)
+        elif isinstance(node, ast.Import):
+            modules.update(a.asname for a in node.names if a.name == "pysprinter" and a.asname)
+    return names, modules
+
+
+def _is_requirements(f, aliases):
+    """f (a decorator, or its call's func) names requirements (aliases:
+    _requirements_names())."""
+    names, modules = aliases
+    if isinstance(f, ast.Name):
+        return f.id in names
+    return isinstance(f, ast.Attribute) and f.attr == "requirements" and \
+        isinstance(f.value, ast.Name) and f.value.id in modules
+
+
+def _decorator_requirements_call(dec, aliases):
+    """The Call node if dec is @requirements(...) / @pysprinter.requirements(...)
+    (or an imported alias of either)."""
+    return dec if isinstance(dec, ast.Call) and _is_requirements(dec.func, aliases) else None
 
 
 def _not_literal(node):
@@ -222,11 +239,12 @@ def _literal_requirements(call, filename):
 def _find_function(tree, wanted, filename):
     functions = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
     decorated = []
+    aliases = _requirements_names(tree)
     for fn in functions:
         found = False
         for dec in fn.decorator_list:
-            call = _decorator_requirements_call(dec)
-            if call is not None or (isinstance(dec, ast.Name) and dec.id == "requirements"):
+            call = _decorator_requirements_call(dec, aliases)
+            if call is not None or (isinstance(dec, ast.Name) and dec.id in aliases[0]):
                 if found:
                     # Only one dict is read: a second one's pins would be
                     # dropped without a word.
@@ -317,7 +335,7 @@ class Conv:
     """A converter derived statically from an annotation AST node."""
 
     def __init__(self, kind, inner=None, optional=False, label=None, items=None):
-        self.kind = kind          # str int float bool list dict tuple literal any json path bytes
+        self.kind = kind          # str int float bool list dict tuple literal any union path bytes none
         self.inner = inner
         # The elements' converters of list[X] (one), dict[K, V] (V's),
         # tuple[X, ...] (one) and tuple[X, Y] (a list): None when they
@@ -469,9 +487,38 @@ def _union(parts):
     if len(rest) == 1:
         c = _conv_from_annotation(rest[0])
     else:
-        c = Conv("json", label=" | ".join(ast.unparse(p) for p in rest))
+        # A CLI word is always a str: the members that take any word (str,
+        # an unknown annotation, Path, bytes) come last, so Union[int, str]
+        # makes "5" the int and "x" the str, in any order of declaration.
+        items = [_conv_from_annotation(p) for p in rest]
+        items = [i for i in items if i.kind not in _ANY_WORD] + [i for i in items if i.kind in _ANY_WORD]
+        c = Conv("union", items=items, label=" | ".join(ast.unparse(p) for p in rest))
+        c.inner = c.label  # the members, however Optional[...] relabels it
     c.optional = c.optional or has_none
     return c
+
+
+# The kinds whose _convert_raw takes any word.
+_ANY_WORD = frozenset(("str", "any", "none", "path", "bytes"))
+
+
+_NO_MEMBER = object()
+
+
+def _union_member(conv, check, param, value):
+    """What check(param, member, value) (_convert_raw, _check_typed) gives
+    for the first member of the Union conv, in _union's order, that takes
+    value; _NO_MEMBER when none does."""
+    for c in conv.items:
+        try:
+            return check(param, c, value)
+        except ValidationError:
+            pass
+    return _NO_MEMBER
+
+
+def _union_expected(conv):
+    return conv.inner + (" | None" if conv.optional else "")
 
 
 def _convert_raw(param, conv, raw):
@@ -514,14 +561,17 @@ def _convert_raw(param, conv, raw):
             if _literal_spells(v, raw):
                 return v
         bad(f"one of {', '.join(map(repr, conv.inner))}")
-    if k in ("list", "dict", "tuple", "json"):
+    if k in ("list", "dict", "tuple"):
         try:
             v = json.loads(raw)
         except ValueError:
-            if k == "json":
-                return raw
             bad(f"JSON for {conv.label}")
         return _check_typed(param, conv, v)
+    if k == "union":
+        v = _union_member(conv, _convert_raw, param, raw)
+        if v is _NO_MEMBER:
+            bad(_union_expected(conv))
+        return v
     return raw
 
 
@@ -570,6 +620,11 @@ def _check_typed(param, conv, v):
             _typed_mismatch(param, "a string", v)
     elif k == "literal":
         return _literal_choice(param, conv, v)
+    elif k == "union":
+        member = _union_member(conv, _check_typed, param, v)
+        if member is _NO_MEMBER:
+            _typed_mismatch(param, _union_expected(conv), v)
+        return member
     elif k == "path":
         if not isinstance(v, str):
             _typed_mismatch(param, "a path (a string)", v)
@@ -734,6 +789,10 @@ class _BindPlan:
         return c
 
 
+_BARE = {"bare": True}  # --NAME with no value after it (cli-args.c)
+_FALSE = {"value": False}
+
+
 def _bind(fn, args, kwargs, plan=None):
     """Bind encoded args/kwargs to fn's signature (from the AST, or plan:
     fn's _BindPlan when the caller keeps one); returns (positional values,
@@ -773,6 +832,12 @@ def _bind(fn, args, kwargs, plan=None):
                                       f"'{name}' (give it with -a VALUE)")
             out_kwargs[name] = _convert(name, plan.conv("**", plan.kwarg.annotation), item)
             continue
+        if name not in plan.names and name[:3] == "no_" and item == _BARE:
+            # --no-NAME, nothing after it: NAME=False for a bool NAME
+            # (click's and Typer's --flag/--no-flag).
+            off = name[3:]
+            if off in plan.names and plan.conv(off, annotations[off]).kind == "bool":
+                name, item = off, _FALSE
         if name in bound:
             raise ValidationError(f"{fn.name}() got multiple values for argument '{name}'")
         if name in plan.names:
@@ -795,6 +860,199 @@ def _bind(fn, args, kwargs, plan=None):
             f"{fn.name}() missing {len(missing)} required argument{'s' if len(missing) > 1 else ''}: {which}"
             f" (give positional values with -a VALUE, named ones with --NAME VALUE)")
     return out_args, out_kwargs
+
+
+# ---- parameters converted at call time -------------------------------------------
+# Arguments are bound from the AST before the module runs: a name such as
+# `Color` (an Enum of the file) or `datetime` is then an unknown annotation
+# and its value stays the string the user typed. Once the module ran, the
+# function object tells which of its parameters are annotated with an
+# enum.Enum (Typer's and pydantic's choices), a datetime, date, time,
+# timedelta, Decimal or UUID: their values become those objects.
+
+_BUILTIN_NAMES = frozenset(vars(builtins))
+
+
+def _iso_conv(cls, what):
+    def conv(param, v):
+        if type(v) is not str:
+            return v
+        try:
+            return cls.fromisoformat(v)
+        except ValueError:
+            raise ValidationError(f"argument '{param}': expected a {cls.__name__} (ISO 8601: {what}), got {v!r}")
+    return conv
+
+
+def _seconds_conv(cls):
+    def conv(param, v):
+        if type(v) in (int, float) or type(v) is str:
+            try:
+                return cls(seconds=float(v))
+            except (ValueError, OverflowError):
+                pass
+            raise ValidationError(f"argument '{param}': expected a {cls.__name__} (seconds), got {v!r}")
+        return v
+    return conv
+
+
+def _text_conv(cls, what, errors):
+    def conv(param, v):
+        if type(v) is str or (what == "a number" and type(v) in (int, float)):
+            try:
+                return cls(str(v))
+            except errors:
+                raise ValidationError(f"argument '{param}': expected a {cls.__name__} ({what}), got {v!r}")
+        return v
+    return conv
+
+
+def _class_conv(cls):
+    """The converter (param, value) -> value of a parameter annotated with
+    the class cls, or None when cls takes what the validator bound."""
+    enum = sys.modules.get("enum")
+    if enum is not None and issubclass(cls, enum.Enum):
+        return lambda param, v: _enum_member(param, cls, v)
+    mod = sys.modules.get(cls.__module__)
+    if mod is None or getattr(mod, cls.__name__, None) is not cls:
+        return None
+    key = (cls.__module__, cls.__name__)
+    if key == ("datetime", "datetime"):
+        return _iso_conv(cls, "2024-01-02T03:04:05")
+    if key == ("datetime", "date"):
+        return _iso_conv(cls, "2024-01-02")
+    if key == ("datetime", "time"):
+        return _iso_conv(cls, "03:04:05")
+    if key == ("datetime", "timedelta"):
+        return _seconds_conv(cls)
+    if key == ("decimal", "Decimal"):
+        return _text_conv(cls, "a number", (ArithmeticError, ValueError))
+    if key == ("uuid", "UUID"):
+        return _text_conv(cls, "8-4-4-4-12 hex digits", ValueError)
+    return None
+
+
+# Classes no call-time converter takes: skipped without a look.
+_BOUND_CLASSES = frozenset((str, int, float, bool, list, dict, tuple, bytes, set, frozenset, object, type(None)))
+
+
+def _late_annotation(a, fn):
+    """(converter, container) when the annotation a is a class _class_conv()
+    converts, Optional[C] / C | None (container None), list[C] (list) or
+    tuple[C, ...] (tuple); None for anything else. A string annotation
+    (`"Color"`, or every one under `from __future__ import annotations`)
+    is evaluated in the function's module, as typing.get_type_hints()
+    does."""
+    if type(a) is type and a in _BOUND_CLASSES:
+        return None
+    if type(a) is str:
+        g = getattr(fn, "__globals__", None)
+        if g is None or a in _BUILTIN_NAMES and a not in g:  # "int": never one
+            return None
+        try:
+            a = g[a] if a in g else eval(a, g)  # the run's own code, in its sandbox
+        except Exception:
+            return None
+    if getattr(a, "__metadata__", None) is not None:  # Annotated[C, ...]
+        a = a.__origin__
+    if isinstance(a, type):
+        conv = _class_conv(a)
+        return (conv, None) if conv is not None else None
+    members = getattr(a, "__args__", None)
+    if type(members) is not tuple:
+        return None
+    origin = getattr(a, "__origin__", None)
+    inner, container = None, None
+    if origin in (list, tuple):
+        if origin is tuple and not (len(members) == 2 and members[1] is Ellipsis):
+            return None
+        inner, container = (members[0] if members else None), origin
+    else:
+        rest = [m for m in members if m is not type(None)]
+        if len(rest) == 1 and len(members) == 2:  # Optional[C], C | None
+            inner = rest[0]
+    conv = _class_conv(inner) if isinstance(inner, type) else None
+    return (conv, container) if conv is not None else None
+
+
+def _late_plan(fn):
+    """{parameter name: (converter, container)} of fn's parameters
+    converted at call time, and the names of its positional parameters,
+    *args and **kwargs (from its code: what binds each value); None when it
+    has none. Read once per run, once per warm instance."""
+    f = fn
+    for _ in range(100):  # functools.wraps: the function the AST described
+        if not hasattr(f, "__wrapped__"):
+            break
+        f = f.__wrapped__
+    ann = getattr(f, "__annotations__", None)
+    code = getattr(f, "__code__", None)
+    if not ann or type(ann) is not dict or code is None:
+        return None
+    late = {}
+    for name, a in ann.items():
+        if name != "return":
+            try:
+                found = _late_annotation(a, f)
+            except Exception:  # an annotation object of the user's that raises when looked at
+                found = None
+            if found is not None:
+                late[name] = found
+    if not late:
+        return None
+    n = code.co_argcount
+    names = code.co_varnames
+    vararg = names[n + code.co_kwonlyargcount] if code.co_flags & 0x04 else None  # CO_VARARGS
+    varkw = names[n + code.co_kwonlyargcount + bool(vararg)] if code.co_flags & 0x08 else None  # CO_VARKEYWORDS
+    return late, names[:n], set(names[:n + code.co_kwonlyargcount]), vararg, varkw
+
+
+def _enum_member(param, E, v):
+    """The member of E that v (a CLI word or a typed JSON value) names: by
+    value first (a word spells a number as a Literal's does), then by
+    name; else the arguments' error, listing both."""
+    if v is None or isinstance(v, E):
+        return v
+    for m in E:
+        x = m.value
+        if v == x and type(v) is not bool and type(x) is not bool or type(v) is type(x) and v == x:
+            return m
+        if type(v) is str and type(x) in (int, float, bool) and _literal_spells(x, v):
+            return m
+    if type(v) is str and v in E.__members__:
+        return E.__members__[v]
+    values = ", ".join(repr(m.value) for m in E)
+    names = ", ".join(E.__members__)
+    got = repr(v) if type(v) is str else json.dumps(v)[:80] if type(v) in _JSON_SCALARS else type(v).__name__
+    raise ValidationError(f"argument '{param}': expected a {E.__name__}: one of {values} (or a name: {names}), "
+                          f"got {got}")
+
+
+def _late_value(param, found, v):
+    conv, container = found
+    if v is None:
+        return v
+    if container is None or not isinstance(v, (list, tuple)):
+        return conv(param, v)
+    return container(conv(f"{param}[{i}]", x) for i, x in enumerate(v))
+
+
+def _late_args(plan, args, kwargs):
+    """args and kwargs with each value of a parameter in plan (_late_plan's)
+    converted; raises ValidationError for a value its type refuses."""
+    late, positional, names, vararg, varkw = plan
+    args = list(args)
+    for i, v in enumerate(args):
+        name = positional[i] if i < len(positional) else vararg
+        found = late.get(name)
+        if found is not None:
+            args[i] = _late_value(name if i < len(positional) else f"*{name}", found, v)
+    kwargs = dict(kwargs)
+    for name, v in kwargs.items():
+        found = late.get(name if name in names else varkw)
+        if found is not None:
+            kwargs[name] = _late_value(name, found, v)
+    return args, kwargs
 
 
 def _call_args(req):
@@ -955,7 +1213,10 @@ def _validate(req, filename):
         "requirements": reqs,
         "imports": imports,
     }
-    compiled = _compiled(req, tree, fn, args, kwargs, filename)
+    try:
+        compiled = _compiled(req, tree, fn, args, kwargs, filename)
+    except ValidationError as e:  # the compiler refused what the parser took
+        return _error_reply(e, filename)
     if compiled is not None:
         reply["compiled"] = compiled
     return reply
@@ -964,6 +1225,21 @@ def _validate(req, filename):
 # The largest code object and bound arguments (marshalled) a validation
 # reply carries; a bigger file's run compiles in its own child as before.
 _COMPILED_MAX = 256 << 10
+
+
+def _compile_error(e, req, fn=None):
+    """The ValidationError of a SyntaxError compile() raised for a tree
+    ast.parse accepted ('break' outside a loop, a nonlocal with no
+    binding, too many nested blocks): the file's error, located as a
+    parser's is (file:line:col, the line and a caret), its line taken from
+    the source sent (the compiler reads it from a file of that name)."""
+    text = None
+    if e.lineno:
+        lines = _source(req).splitlines()
+        text = lines[e.lineno - 1] if 0 < e.lineno <= len(lines) else None
+    err = ValidationError(e.msg, e.lineno, e.offset if text is not None else None, text, kind=type(e).__name__)
+    err.fn = fn
+    return err
 
 
 def _compiled(req, tree, fn, args, kwargs, filename):
@@ -982,7 +1258,9 @@ def _compiled(req, tree, fn, args, kwargs, filename):
         # Compiled in every case: the compiler's warnings are the
         # validation's to report (validate()), whoever compiles to run.
         code = compile(tree, filename, "exec")
-    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
+    except SyntaxError as e:
+        raise _compile_error(e, req, fn)
+    except (ValueError, TypeError, RecursionError, MemoryError):
         return None
     if req.get("context") is not None or _holds_pickle(req.get("args")) or _holds_pickle(req.get("kwargs")):
         return None
@@ -1383,9 +1661,12 @@ def _run(req, filename, result_fd):
         try:
             with _QuietCompiler():
                 code = compile(tree, filename, "exec")
-        except BaseException as e:
+        except SyntaxError as e:
             # The file's error, found by the compiler after ast.parse
             # accepted it ('break' outside a loop): not the function's.
+            _write_result(result_fd, _error_reply(_compile_error(e, req, fn), filename))
+            return
+        except BaseException as e:
             _write_result(result_fd, _exception_result(e, filename, raised=False))
             return
     else:
@@ -1395,6 +1676,17 @@ def _run(req, filename, result_fd):
         target = mod.__dict__.get(name)
         if not callable(target):
             raise TypeError(f"'{name}' is not callable after the module ran")
+    except BaseException as e:
+        _write_result(result_fd, _exception_result(e, filename))
+        return
+    late = _late_plan(target)
+    if late is not None:
+        try:
+            args, kwargs = _late_args(late, args, kwargs)
+        except ValidationError as e:
+            _write_result(result_fd, _error_reply(e, filename))
+            return
+    try:
         value = _resolve_value(target(*args, **kwargs))
     except BaseException as e:
         _write_result(result_fd, _exception_result(e, filename))
@@ -1778,6 +2070,7 @@ def serve_instance(request_json, sock_fd):
                 init_error = e
         del tree
         plan = _BindPlan(fn)
+        late = _late_plan(mod.__dict__.get(fn.name)) if init_error is None else None
         _freeze_module_objects()
         # A module that raised is loaded again by the next invocation, as
         # Lambda runs a failed init again: the engine retires this
@@ -1800,6 +2093,8 @@ def serve_instance(request_json, sock_fd):
                 # call less per invoke than a helper of its own).
                 try:
                     args, kwargs = _bind(fn, _call_args(msg), msg.get("kwargs") or {}, plan)
+                    if late is not None:
+                        args, kwargs = _late_args(late, args, kwargs)
                 except ValidationError as e:
                     result = _error_reply(e, filename)
                 else:

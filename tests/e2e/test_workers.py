@@ -1424,18 +1424,19 @@ def test_a_loaded_run_still_shows_the_users_source_in_its_traceback(daemon):
 def test_what_the_validator_refuses_never_runs_and_what_it_cannot_prepare_is_analysed_in_the_child(daemon):
     """A file or argument the validator refuses is refused (exit 3) before
     any child runs; a run whose arguments carry a pickle (unpickled in the
-    run's own sandbox, never by the validator's worker) or whose module
-    compile() refuses although ast.parse accepted it is parsed, bound and
-    compiled in its own child as before: same results, same errors."""
+    run's own sandbox, never by the validator's worker) is parsed, bound
+    and compiled in its own child as before: same results, same errors; a
+    module compile() refuses although ast.parse accepted it is refused by
+    the validator."""
     st, b = daemon.call("POST", "/v1/runs?wait=true", {"source": "def f(:\n  pass\n"})
     assert st == 200 and b["exit_code"] == 3 and b["error"]["type"] == "SyntaxError", b
     st, b = daemon.call("POST", "/v1/runs?wait=true", {"source": COMPILED_PROBE, "raw_args": ["x", "[1]"]})
     assert st == 200 and b["exit_code"] == 3 and "expected an integer" in b["error"]["message"], b
-    # Compiler-only error: raised by compile() in the run's child, which
-    # the engine reports as invalid, as before.
+    # Compiler-only error: refused by the validator's compile() (it said
+    # "ok" before, and the run's child found it), located as a parser's.
     b = run(daemon, "def f():\n    return 1\nbreak\n")
     assert b["status"] == "invalid" and b["exit_code"] == 3 and b["error"]["type"] == "SyntaxError", b
-    assert "'break' outside loop" in b["error"]["message"] and "line 3" in b["error"]["message"], b
+    assert ":3:1: SyntaxError: 'break' outside loop" in b["error"]["message"], b
     # A pickled argument: the child binds (and unpickles) it itself.
     import base64
     import pickle

@@ -56,6 +56,8 @@ static const Row rows[] = {
           NULL,
           "[]",
           "{\"x\":{\"raw\":\"-\"},\"y\":{\"raw\":\"-0.5\"}}" },
+        /* "-.5" is a number too (float("-.5")); no name starts with '.' */
+        { { "f.py", "--y", "-.5", "-.25" }, 1, "f.py", NULL, "[{\"raw\":\"-.25\"}]", "{\"y\":{\"raw\":\"-.5\"}}" },
         { { "f.py", "--x", "--x" }, 0 },
         { { "f.py", "-k", "novalue" }, 0 },
         { { "f.py", "-k", "1bad=2" }, 0 },
