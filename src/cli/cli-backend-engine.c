@@ -1013,7 +1013,9 @@ static json_t *info_json(const DataInfo *i) {
 
 static int data_fail(Backend *b, int r, const char *what, const char *err) {
         backend_set_error(b, "%s: %s", what, err ?: strerror(-r));
-        return r == -EDQUOT ? -EFBIG : r == -ELOOP || r == -EPERM || r == -EMFILE ? -EINVAL : r;
+        return r == -EDQUOT                                                                       ? -EFBIG
+               : r == -ELOOP || r == -EPERM || r == -EILSEQ || r == -ENAMETOOLONG || r == -EMFILE ? -EINVAL
+                                                                                                  : r;
 }
 
 static int engine_data_put(Backend *b, const char *name, const char *source, const char *filename, json_t **ret) {

@@ -8,7 +8,6 @@
 #include "data-internal.h"
 
 #define COPY_CHUNK (128 * 1024)
-#define MAX_DEPTH 64
 
 static int cmp_str(const void *a, const void *b) {
         return strcmp(*(char *const *) a, *(char *const *) b);
@@ -78,9 +77,9 @@ static bool name_ok(const char *name) {
 /* Recursive copy of the directory open at src into the directory open at
  * dst. rel is the path shown in errors. */
 static int copy_dir(int src, int dst, const char *rel, int depth, TreeBudget *b, char **ret_path) {
-        if (depth > MAX_DEPTH) {
+        if (depth > DATA_MAX_DEPTH) {
                 *ret_path = xstrdup(rel);
-                return -ELOOP;
+                return -ENAMETOOLONG;
         }
         _cleanup_strv_free_ char **names = NULL;
         size_t n = 0;
@@ -98,7 +97,7 @@ static int copy_dir(int src, int dst, const char *rel, int depth, TreeBudget *b,
                 }
                 if (!name_ok(names[i])) {
                         *ret_path = TAKE_PTR(path);
-                        return -EINVAL;
+                        return -EILSEQ;
                 }
                 if (b) {
                         b->files++;
@@ -189,7 +188,7 @@ static int hash_file(int dirfd, const char *name, char hex[static SHA256_HEX_SIZ
 }
 
 static int hash_dir(int dirfd, const char *rel, int depth, Sha256 *ctx, uint64_t *size, uint64_t *files, Buf *listing) {
-        if (depth > MAX_DEPTH)
+        if (depth > DATA_MAX_DEPTH)
                 return -ELOOP;
         _cleanup_strv_free_ char **names = NULL;
         size_t n = 0;
@@ -264,7 +263,7 @@ int tree_listing(const char *dir, char **ret_hex, uint64_t *ret_size, uint64_t *
 }
 
 static int chmod_dir(int dirfd, bool readonly, int depth) {
-        if (depth > MAX_DEPTH)
+        if (depth > DATA_MAX_DEPTH)
                 return -ELOOP;
         _cleanup_strv_free_ char **names = NULL;
         size_t n = 0;

@@ -91,6 +91,22 @@ bool data_name_valid(const char *name) {
         return true;
 }
 
+char *data_tree_error(int r, const char *source, const char *bad) {
+        bad = bad ?: "?";
+        switch (r) {
+        case -ELOOP:
+                return xasprintf("%s: symbolic links are not supported in datasets (%s)", source, bad);
+        case -EPERM:
+                return xasprintf("%s: only regular files and directories can be stored (%s)", source, bad);
+        case -EILSEQ:
+                return xasprintf("%s: a name holding a newline cannot be stored in a dataset (%s)", source, bad);
+        case -ENAMETOOLONG:
+                return xasprintf("%s: nested deeper than %d directories (%s)", source, DATA_MAX_DEPTH, bad);
+        default:
+                return NULL;
+        }
+}
+
 char *data_name_error(const char *name) {
         if (data_name_valid(name))
                 return NULL;
@@ -368,12 +384,8 @@ int data_put_as(DataCatalog *c, const char *tenant, const char *name, const char
                         else if (r == -EMFILE)
                                 *ret_error = xasprintf("%s has more than %llu files", source,
                                                        (unsigned long long) c->cfg.max_files);
-                        else if (r == -ELOOP)
-                                *ret_error = xasprintf("%s: symbolic links are not supported in datasets (%s)", source,
-                                                       bad ?: "?");
-                        else if (r == -EPERM)
-                                *ret_error = xasprintf("%s: only regular files and directories can be stored (%s)",
-                                                       source, bad ?: "?");
+                        else if ((*ret_error = data_tree_error(r, source, bad)))
+                                ;
                         else
                                 *ret_error = xasprintf("cannot copy %s: %s", bad ?: source, strerror(-r));
                         data_staging_remove(staged);

@@ -1109,9 +1109,11 @@ static void output_dir_finish(RunCtx *c) {
                                 c->res->value_json = NULL;
                                 if (r == -EFBIG || r == -EDQUOT || r == -EMFILE)
                                         set_outcome(c, RUN_KILLED, EXIT_LIMIT, "OutputDirLimit", m);
-                                else if (r == -ELOOP || r == -EPERM)
-                                        /* A symlink or a special file: what the
-                                         * function left there, not our fault. */
+                                else if (r == -ELOOP || r == -EPERM || r == -EILSEQ || r == -ENAMETOOLONG)
+                                        /* A symlink, a special file, a name with
+                                         * a newline, a tree too deep
+                                         * (data_tree_error()): what the function
+                                         * left there, not our fault. */
                                         set_outcome(c, RUN_FAILED, EXIT_RAISED, "OutputError", m);
                                 else
                                         set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "OutputError", m);

@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 from conftest import CLI
+from daemonlib import TOKENS, Daemon
 
 
 def sandboxed(cli, name, source, *args, env=None, prefix=()):
@@ -118,3 +119,144 @@ def test_the_out_entry_cap_is_in_the_daemons_data_config(tmp_path):
         assert "output dir limit (500 entries)" in b["error"]["message"], b
         st, b = d.run(MANY + "\n", args=[500])
         assert st == 200 and b["status"] == "succeeded", b
+
+
+# ---- trees a dataset cannot hold: each reason in its own words ----
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    with Daemon(tmp_path_factory.mktemp("explore-data")).serving() as d:
+        yield d
+
+
+@pytest.fixture
+def both(cli, daemon):
+    """both(*args) -> (embedded result, --server result) of `pysprinter ARGS`."""
+    def _both(*args, input=None):
+        local = cli(*args, input=input)
+        remote = cli(*args, "--server", daemon.url, input=input, env={"PYSPRINTER_TOKEN": TOKENS["alice"]})
+        return local, remote
+    return _both
+
+
+def same(local, remote):
+    assert (remote.returncode, remote.stdout, remote.stderr) == (local.returncode, local.stdout, local.stderr)
+    return local
+
+
+def test_a_tree_too_deep_for_a_dataset_is_not_called_a_symlink(both, tmp_path):
+    """A dataset holds 64 levels of directories. A deeper tree was refused
+    as "symbolic links are not supported in datasets" on both paths,
+    though it held no symlink: the user looked for one that was not
+    there."""
+    top = tmp_path / "deep"
+    p = top
+    for _ in range(70):
+        p = p / "a"
+    p.mkdir(parents=True)
+    (p / "f").write_text("x")
+    r = same(*both("data", "put", "explore-deep", top))
+    assert r.returncode == 2, r
+    assert "symbolic link" not in r.stderr, r.stderr
+    assert "nested deeper than 64 directories" in r.stderr, r.stderr
+    assert f"data put: {top}: " in r.stderr, r.stderr
+
+
+def test_a_name_with_a_newline_is_refused_in_the_same_words_on_both_paths(both, tmp_path):
+    """The hash listing is one line per entry, so a name with a newline
+    cannot be stored. Embedded said "cannot copy a<newline>b: Invalid
+    argument"; through a daemon "the archive member ... is an absolute path
+    or leads out of the directory ('..')", which it was not."""
+    top = tmp_path / "nl"
+    top.mkdir()
+    (top / "ok").write_text("x")
+    (top / "a\nb").write_text("x")
+    r = same(*both("data", "put", "explore-nl", top))
+    assert r.returncode == 2, r
+    assert f"data put: {top}: a name holding a newline cannot be stored in a dataset (a\nb)" in r.stderr, r.stderr
+    r = same(*both("data", "ls", "explore-nl"))
+    assert r.returncode == 2 and "no dataset named 'explore-nl'" in r.stderr
+
+
+def test_the_daemon_names_a_newline_in_an_uploaded_tar_for_what_it_is(daemon):
+    """A tar sent to PUT /v1/data by another client: the member with a
+    newline is refused as such, not as a path leading out."""
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        info = tarfile.TarInfo("a\nb")
+        info.size = 1
+        t.addfile(info, io.BytesIO(b"x"))
+    st, _, body = daemon.request("PUT", "/v1/data/explore-tar-nl", raw=buf.getvalue(),
+                                 headers={"Content-Type": "application/x-tar"})
+    assert st == 400, (st, body)
+    assert b"newline" in body and b"leads out" not in body, body
+
+
+def test_the_daemon_refuses_a_tar_too_deep_by_its_member(daemon):
+    """A tar of 70 nested directories was unpacked whole and then refused
+    as "cannot hash the staged content: Too many levels of symbolic
+    links"; the member that goes too deep is named now."""
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        info = tarfile.TarInfo("/".join(["a"] * 70) + "/f")
+        info.size = 1
+        t.addfile(info, io.BytesIO(b"x"))
+    st, _, body = daemon.request("PUT", "/v1/data/explore-tar-deep", raw=buf.getvalue(),
+                                 headers={"Content-Type": "application/x-tar"})
+    assert st == 400, (st, body)
+    assert b"nested deeper than 64 directories" in body and b"symbolic" not in body, body
+    st, _, body = daemon.request("GET", "/v1/data/explore-tar-deep")
+    assert st == 404, (st, body)
+    # 64 levels are a dataset.
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        info = tarfile.TarInfo("/".join(["a"] * 64) + "/f")
+        info.size = 1
+        t.addfile(info, io.BytesIO(b"x"))
+    st, _, body = daemon.request("PUT", "/v1/data/explore-tar-deep", raw=buf.getvalue(),
+                                 headers={"Content-Type": "application/x-tar"})
+    assert st in (200, 201), (st, body)
+
+
+NEWLINE_OUT = """\
+from pysprinter import output_dir
+
+def o():
+    open(output_dir() + "/a\\nb", "w").write("x")
+    return 1
+"""
+
+DEEP_OUT = """\
+import os
+from pysprinter import output_dir
+
+def o(n: int = 70):
+    os.chdir(output_dir())
+    for _ in range(n):
+        os.mkdir("a")
+        os.chdir("a")
+    open("f", "w").write("x")
+    return n
+"""
+
+
+@pytest.mark.parametrize("source, words", [
+    (NEWLINE_OUT, "OutputError: storing output_dir(): a name holding a newline cannot be stored in a dataset (a\nb)"),
+    (DEEP_OUT, "OutputError: storing output_dir(): nested deeper than 64 directories (a/a/a/"),
+])
+def test_a_tree_in_out_a_dataset_cannot_hold_is_the_functions_error(cli, both, source, words):
+    """What the function left in /out is its own doing: like a symlink
+    there, a name with a newline or a tree too deep fails the run with exit
+    1 and OutputError. The newline ended the run as an internal error (exit
+    7, "cannot copy a<newline>b: Invalid argument"), the depth as "symbolic
+    links are not supported"."""
+    cli.write("o.py", source)
+    local, remote = both("run", "o.py", "--output-data", "explore-out-refused")
+    for p in (local, remote):
+        assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+        assert words in p.stderr, p.stderr
+        assert "symbolic link" not in p.stderr and "Invalid argument" not in p.stderr, p.stderr
