@@ -1508,6 +1508,12 @@ static void outcome_from_result(RunCtx *c, RunWatch *w) {
         }
 }
 
+/* The runner found the value larger than RUN_MAX_RESULT_BYTES as JSON
+ * (runner.py _serialise()). */
+static bool result_says_too_big(RunWatch *w) {
+        return json_is_true(json_object_get(watch_result(w), "too_big"));
+}
+
 static bool result_is_success(RunWatch *w) {
         return json_is_true(json_object_get(watch_result(w), "ok"));
 }
@@ -1537,7 +1543,7 @@ static void classify(RunCtx *c, RunSandbox *rs, RunWatch *w) {
                 set_outcome(c, RUN_KILLED, EXIT_LIMIT, "OutputLimit", m);
                 return;
         }
-        if (w->result_too_big) {
+        if (w->result_too_big || result_says_too_big(w)) {
                 set_outcome(c, RUN_KILLED, EXIT_LIMIT, "ResultLimit",
                             "result limit (the return value is larger than 16 MiB as JSON)");
                 return;
@@ -1852,7 +1858,7 @@ static int phase_run_begin(EngineRun *run) {
                 pool_worker_measure_new(c->e, c->pw);
         RunWatch *wp = &run->w;
         *wp = (RunWatch) {};
-        buf_init(&wp->result, RUN_MAX_RESULT_BYTES);
+        buf_init(&wp->result, RUN_MAX_RESULT_ANSWER_BYTES);
         run->rs = rs;
         if (r < 0) {
                 set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "WorkerError", "cannot hand the run to the worker");

@@ -72,6 +72,11 @@ typedef struct RunLimits {
 #define RUN_DEFAULT_MAX_OUTPUT_BYTES (10ULL << 20)
 #define RUN_MAX_SOURCE_BYTES (4ULL << 20)
 #define RUN_MAX_RESULT_BYTES (16ULL << 20)
+/* The runner's answer that holds such a result ({"ok": true, "json":
+ * TEXT}, TEXT a JSON string of the value's JSON): each byte of it escaped
+ * at most once more, and the frame. The runner measures the value itself
+ * (a larger one answers "too_big"). */
+#define RUN_MAX_RESULT_ANSWER_BYTES (2 * RUN_MAX_RESULT_BYTES + (64ULL << 10))
 #define RUN_MAX_ARGS_BYTES (4ULL << 20)
 /* What a run may write to its output dir (/out, pysprinter.output_dir()). */
 #define RUN_DEFAULT_MAX_OUT_BYTES (1ULL << 30)

@@ -260,3 +260,53 @@ def test_a_tree_in_out_a_dataset_cannot_hold_is_the_functions_error(cli, both, s
         assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
         assert words in p.stderr, p.stderr
         assert "symbolic link" not in p.stderr and "Invalid argument" not in p.stderr, p.stderr
+
+
+# ---- results: the 16 MiB limit is on the value's JSON ----
+
+QUOTED = """\
+def quoted(kind: str = "strings", mib: int = 11):
+    # JSON whose text is mostly quotes or backslashes: escaped again inside
+    # the runner's answer, it took up to twice its size there.
+    if kind == "strings":
+        return ["a"] * ((mib << 20) // 4)
+    if kind == "backslashes":
+        return "\\\\" * ((mib << 20) // 2)
+    return "x" * (mib << 20)
+"""
+
+
+def json_size(value):
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+@pytest.mark.parametrize("kind", ["strings", "backslashes"])
+def test_a_result_under_16_mib_as_json_is_returned_whatever_its_characters(cli, both, kind):
+    """A list of 2.9 million one-letter strings is 11 MiB as JSON, under
+    the documented 16 MiB; it ended the run `killed` (exit 5, "larger than
+    16 MiB as JSON") because the limit was applied to the runner's answer,
+    where every quote and backslash of the JSON is escaped once more. The
+    limit is now on the value's JSON, embedded and through a daemon."""
+    cli.write("q.py", QUOTED)
+    local, remote = both("run", "q.py", "--kind", kind, "--json")
+    for p in (local, remote):
+        assert p.returncode == 0, (p.returncode, p.stderr[-500:])
+    assert local.stdout == remote.stdout
+    got = json.loads(local.stdout)
+    assert 10 << 20 < json_size(got) < 16 << 20
+    # Past 16 MiB is still the limit.
+    local, remote = both("run", "q.py", "--kind", kind, "--mib", "17")
+    for p in (local, remote):
+        assert p.returncode == 5 and "result limit" in p.stderr, (p.returncode, p.stderr[-500:])
+
+
+@pytest.mark.parametrize("kind", ["strings", "backslashes"])
+def test_a_deployed_functions_result_under_16_mib_as_json_is_returned(daemon, kind):
+    """The same through a warm instance's answer ("done")."""
+    st, out = daemon.call("POST", "/v1/functions", {"name": "quoted", "source": QUOTED, "filename": "q.py"})
+    assert st in (200, 201), out
+    st, out = daemon.call("POST", "/v1/functions/quoted/invoke?wait=true", {"kwargs": {"kind": kind}})
+    assert st == 200 and out["status"] == "succeeded", (st, out.get("error"))
+    assert 10 << 20 < json_size(out["result"]) < 16 << 20
+    st, out = daemon.call("POST", "/v1/functions/quoted/invoke?wait=true", {"kwargs": {"kind": kind, "mib": 17}})
+    assert st == 200 and out["status"] == "killed" and out["error"]["type"] == "ResultLimit", out.get("error")
