@@ -310,3 +310,81 @@ def test_a_deployed_functions_result_under_16_mib_as_json_is_returned(daemon, ki
     assert 10 << 20 < json_size(out["result"]) < 16 << 20
     st, out = daemon.call("POST", "/v1/functions/quoted/invoke?wait=true", {"kwargs": {"kind": kind, "mib": 17}})
     assert st == 200 and out["status"] == "killed" and out["error"]["type"] == "ResultLimit", out.get("error")
+
+
+# ---- secret set at a terminal ----
+
+def _secret_set_on_a_pty(cli, keys, wait=1.0):
+    """`secret set TTYK` with a terminal for stdin/stdout/stderr; keys are
+    typed one after the other (an int is a signal sent instead: the pty is
+    not the CLI's controlling terminal, so a typed ^C would not be one).
+    -> (exit code, what the terminal showed, the terminal's ECHO flag after
+    the CLI ended)."""
+    import os
+    import pty
+    import select
+    import termios
+    import time
+    fd, slave = pty.openpty()
+    p = subprocess.Popen([str(CLI), "secret", "set", "TTYK"], cwd=cli.cwd, env=cli.env, stdin=slave, stdout=slave,
+                         stderr=slave, start_new_session=True)
+    shown = b""
+
+    def drain(until):
+        nonlocal shown
+        while True:
+            r, _, _ = select.select([fd], [], [], 0.1)
+            if r:
+                try:
+                    shown += os.read(fd, 4096)
+                except OSError:
+                    return
+            elif until():
+                return
+    try:
+        deadline = time.time() + 30
+        drain(lambda: b"TTYK" in shown or time.time() > deadline)
+        for k in keys:
+            if isinstance(k, int):
+                p.send_signal(k)
+            else:
+                os.write(fd, k)
+            t = time.time() + wait
+            drain(lambda: time.time() > t)
+        code = p.wait(timeout=30)
+        drain(lambda: True)
+        echo = bool(termios.tcgetattr(slave)[3] & termios.ECHO)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(slave)
+        os.close(fd)
+    return code, shown.decode(errors="replace"), echo
+
+
+def test_a_secret_typed_at_a_terminal_is_not_shown(cli):
+    """`secret set NAME` at a terminal prompted and echoed the value as it
+    was typed: the secret stood on the screen (and in a screen recording,
+    a shared tmux, the scrollback). Input is read with echo off, as
+    `gh secret set`, `docker login` or ssh-keygen read theirs."""
+    code, shown, echo = _secret_set_on_a_pty(cli, [b"hunter2\n", b"\x04"])
+    assert code == 0, shown
+    assert "hunter2" not in shown, shown
+    assert "not shown" in shown and "secret TTYK set" in shown, shown
+    assert echo, "the terminal was left without echo"
+    cli.write("s.py", "import os\ndef f():\n    return os.environ['TTYK']\n")
+    p = cli("run", "s.py", "--secret", "TTYK", "--json")
+    assert p.returncode == 0 and json.loads(p.stdout) == "hunter2", (p.returncode, p.stdout, p.stderr)
+
+
+def test_ctrl_c_at_the_secret_prompt_gives_the_terminal_its_echo_back(cli):
+    """Interrupted while echo is off, the CLI restores the terminal before
+    it dies as the signal says: a shell left without echo is unusable."""
+    import signal
+    code, shown, echo = _secret_set_on_a_pty(cli, [b"hunt", signal.SIGINT])
+    assert code != 0, shown
+    assert "hunt" not in shown, shown
+    assert echo, "the terminal was left without echo"
+    p = cli("secret", "ls")
+    assert "TTYK" not in p.stdout
