@@ -388,3 +388,66 @@ def test_ctrl_c_at_the_secret_prompt_gives_the_terminal_its_echo_back(cli):
     assert echo, "the terminal was left without echo"
     p = cli("secret", "ls")
     assert "TTYK" not in p.stdout
+
+
+# ---- a version number names one content for good ----
+
+def test_a_removed_versions_number_is_not_given_to_new_content(both, tmp_path):
+    """put a (v1), put b (v2), rm @2, put c: c was "version 2", so
+    `NAME@2` pinned in a pipeline or a `run --data` silently read c where
+    it had read b. Numbers go on from the highest the name ever had, also
+    after the whole dataset was removed, embedded and through a daemon."""
+    files = {}
+    for k in "abc":
+        files[k] = tmp_path / k
+        files[k].write_text(k * 3)
+    for step, want in (("a", "version 1"), ("b", "version 2")):
+        for p in both("data", "put", "explore-nums", files[step], "--as", "f.txt"):
+            assert p.returncode == 0 and want in p.stdout, (p.stdout, p.stderr)
+    same(*both("data", "rm", "explore-nums@2"))
+    for p in both("data", "put", "explore-nums", files["c"], "--as", "f.txt"):
+        assert p.returncode == 0 and "version 3" in p.stdout, (p.stdout, p.stderr)
+    r = same(*both("data", "get", "explore-nums@2"))
+    assert r.returncode == 2 and "has no version 2" in r.stderr, r.stderr
+    same(*both("data", "rm", "explore-nums"))
+    for p in both("data", "put", "explore-nums", files["a"], "--as", "f.txt"):
+        assert p.returncode == 0 and "version 4" in p.stdout, (p.stdout, p.stderr)
+
+
+MAKE_READ = """\
+import os
+from pysprinter import output_dir, data_path
+
+def make():
+    with open(os.path.join(output_dir(), "p.txt"), "w") as f:
+        f.write("made")
+    return 1
+
+def read():
+    return open(os.path.join(data_path("explore-made"), "p.txt")).read()
+"""
+
+MAKE_READ_DAG = """\
+tasks:
+  make: {file: mr.py::make, outputs: explore-made}
+  read: {file: mr.py::read, data: [explore-made]}
+"""
+
+
+def test_a_memoised_output_task_does_not_hand_on_another_contents_version(cli, tmp_path):
+    """A memo hit of an `outputs:` task re-uses the version its run made,
+    "if the dataset still has it". After `data rm NAME@1` and a `data put`
+    of other content, that number was back with the other content: the
+    task showed `cached` and its reader got the wrong files (here a
+    NotADirectoryError)."""
+    cli.write("mr.py", MAKE_READ)
+    cli.write("mr.yaml", MAKE_READ_DAG)
+    p = cli("dag", "run", "mr.yaml")
+    assert p.returncode == 0 and p.stdout.strip() == "made", (p.stdout, p.stderr)
+    assert cli("data", "rm", "explore-made@1").returncode == 0
+    other = tmp_path / "other.txt"
+    other.write_text("not it")
+    assert cli("data", "put", "explore-made", other).returncode == 0
+    p = cli("dag", "run", "mr.yaml")
+    assert p.returncode == 0 and p.stdout.strip() == "made", (p.stdout, p.stderr)
+    assert "make: cached" not in p.stderr, p.stderr
