@@ -47,6 +47,10 @@ int tree_listing(const char *dir, char **ret_hex, uint64_t *ret_size, uint64_t *
 /* chmod the tree read-only (files 0444, dirs 0555) or writable again
  * (files 0644, dirs 0755, so it can be removed). */
 int tree_set_readonly(const char *dir, bool readonly);
+/* The staged tree made read-only (files 0444, directories 0555) and moved
+ * to dst with one rename; -errno of the rename (-EEXIST, -ENOTEMPTY: dst
+ * exists) or of the chmod. */
+int tree_publish(const char *staged, const char *dst);
 /* Copies a tree out (plain files, mode 0644/0755). */
 int tree_copy_out(const char *src, const char *dst);
 /* Sorted entry names of an open directory (not . and ..); dirfd stays open. */

@@ -295,6 +295,21 @@ static int chmod_dir(int dirfd, bool readonly, int depth) {
         return 0;
 }
 
+int tree_publish(const char *staged, const char *dst) {
+        int r = tree_set_readonly(staged, true);
+        if (r < 0)
+                return r;
+        /* rename(2) of a directory to another parent updates its "..": the
+         * mover needs write access to it, which root has anyway; any other
+         * user (every embedded CLI but root's, a daemon not run as root)
+         * failed every put with EACCES. So the top stays writable until it
+         * is in place. */
+        if (chmod(staged, 0755) < 0 || rename(staged, dst) < 0)
+                return -errno;
+        (void) chmod(dst, 0555);
+        return 0;
+}
+
 int tree_set_readonly(const char *dir, bool readonly) {
         _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)

@@ -228,13 +228,8 @@ static int commit_staged(DataCatalog *c, const char *tenant, const char *staged,
         _cleanup_free_ char *dst = path_join(c->objects, hash);
         struct stat st;
         if (stat(dst, &st) < 0) {
-                r = tree_set_readonly(staged, true);
-                if (r < 0) {
-                        *ret_error = xasprintf("cannot make the content read-only: %s", strerror(-r));
-                        return r;
-                }
-                if (rename(staged, dst) < 0 && errno != ENOTEMPTY && errno != EEXIST) {
-                        r = -errno;
+                r = tree_publish(staged, dst);
+                if (r < 0 && r != -ENOTEMPTY && r != -EEXIST) {
                         *ret_error = xasprintf("cannot move the content into %s: %s", dst, strerror(-r));
                         return r;
                 }
