@@ -51,6 +51,11 @@ int tree_set_readonly(const char *dir, bool readonly);
  * to dst with one rename; -errno of the rename (-EEXIST, -ENOTEMPTY: dst
  * exists) or of the chmod. */
 int tree_publish(const char *staged, const char *dst);
+/* Gives the owner read access to every file and directory of the tree at
+ * dir (never group's or others'), best effort: a run's output dir, which
+ * its function may have left unreadable (mode 000) and which is the
+ * caller's to consume. */
+void tree_make_owner_readable(const char *dir);
 /* Copies a tree out (plain files, mode 0644/0755). */
 int tree_copy_out(const char *src, const char *dst);
 /* Sorted entry names of an open directory (not . and ..); dirfd stays open. */

@@ -310,6 +310,43 @@ int tree_publish(const char *staged, const char *dst) {
         return 0;
 }
 
+/* Adds the owner's read (and, on directories, write and search) bits to
+ * what the directory dirfd holds; best effort, to the depth a dataset may
+ * have and one level more (deeper is refused by the copy anyway). */
+static void owner_readable_dir(int dirfd, int depth) {
+        if (depth > DATA_MAX_DEPTH + 1)
+                return;
+        _cleanup_strv_free_ char **names = NULL;
+        size_t n = 0;
+        if (tree_list_sorted(dirfd, &names, &n) < 0)
+                return;
+        for (size_t i = 0; i < n; i++) {
+                struct stat st;
+                if (fstatat(dirfd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue;
+                if (S_ISDIR(st.st_mode)) {
+                        if ((st.st_mode & 0700) != 0700)
+                                (void) fchmodat(dirfd, names[i], (st.st_mode & 07777) | 0700, 0);
+                        _cleanup_close_ int sub = openat(dirfd, names[i],
+                                                         O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        if (sub >= 0)
+                                owner_readable_dir(sub, depth + 1);
+                } else if (S_ISREG(st.st_mode) && !(st.st_mode & 0400))
+                        (void) fchmodat(dirfd, names[i], (st.st_mode & 07777) | 0400, 0);
+        }
+}
+
+void tree_make_owner_readable(const char *dir) {
+        struct stat st;
+        if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+                return;
+        if ((st.st_mode & 0700) != 0700)
+                (void) chmod(dir, (st.st_mode & 07777) | 0700);
+        _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0)
+                owner_readable_dir(fd, 0);
+}
+
 int tree_set_readonly(const char *dir, bool readonly) {
         _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)

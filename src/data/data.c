@@ -840,6 +840,11 @@ int data_store_output(const char *dir, void *userdata, char **ret_outputs_json, 
         DataOutput *o = userdata;
         assert(dir && o && o->catalog && o->name);
         DataInfo *i = NULL;
+        /* What the function made unreadable (chmod 000) is still its
+         * output: without CAP_DAC_OVERRIDE (a daemon that is not root)
+         * the copy failed as an internal error. The modes are not data:
+         * a dataset's files are 0444 whatever they were. */
+        tree_make_owner_readable(dir);
         int r = data_put(o->catalog, o->tenant, o->name, dir, &i, ret_error);
         if (r < 0) {
                 *ret_error = output_error(dir, *ret_error);

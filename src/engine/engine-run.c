@@ -1023,6 +1023,14 @@ static void out_measure_dir(int dirfd, OutMeasure *m, unsigned depth) {
                                 break;
                         }
                         int fd = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        /* A directory the run made unreadable (chmod 000)
+                         * hid its bytes from the caps where this process
+                         * has no CAP_DAC_OVERRIDE (a daemon that is not
+                         * root): its owner (the uid the run's root maps
+                         * to, this one) gives itself access back. */
+                        if (fd < 0 && errno == EACCES &&
+                            fchmodat(dirfd, de->d_name, (st.st_mode & 07777) | 0700, 0) == 0)
+                                fd = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                         if (fd >= 0)
                                 out_measure_dir(fd, m, depth + 1);
                 } else if (S_ISREG(st.st_mode)) {

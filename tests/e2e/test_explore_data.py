@@ -510,6 +510,30 @@ def outputs_empty(home):
     return not os.path.exists(out) or os.listdir(out) == []
 
 
+def test_what_a_run_made_unreadable_in_out_is_still_stored(nobody):
+    """A run left a directory and a file of mode 000 in /out. Storing it
+    (--output-data) failed as an internal error, exit 7, "cannot copy
+    locked: Permission denied", wherever the collector has no
+    CAP_DAC_OVERRIDE (a daemon that is not root, a user's CLI). The tree
+    is the engine's own to consume: it is made readable to its owner
+    first, and stored like any other."""
+    p = nobody("run", "locked.py", "--sandbox=none", "--output-data", "locked")
+    assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
+    p = nobody("data", "ls", "locked", "--json")
+    assert p.returncode == 0 and json.loads(p.stdout)[0]["files"] == 2, (p.stdout, p.stderr)
+    assert outputs_empty(nobody.home)
+
+
+def test_bytes_in_a_directory_a_run_made_unreadable_count_against_the_out_cap(nobody):
+    """The measure skipped a directory it could not open: 2 MiB behind a
+    mode-000 directory passed a 1 MiB cap where the collector has no
+    CAP_DAC_OVERRIDE."""
+    p = nobody("run", "locked.py", "--mb", "2", "--sandbox=none", env={"PYSPRINTER_MAX_OUT_BYTES": "1M"})
+    assert p.returncode == 5, (p.returncode, p.stdout, p.stderr)
+    assert "output dir limit (1 MiB)" in p.stderr, p.stderr
+    assert outputs_empty(nobody.home)
+
+
 def test_a_user_who_is_not_root_can_put_get_and_remove_a_dataset(nobody):
     """Every `data put` of a user who is not root failed: "cannot move the
     content into …/objects/HASH: Permission denied" (exit 6). The staged
