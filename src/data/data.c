@@ -673,10 +673,17 @@ static void gc_object(DataCatalog *c, const char *hash) {
         if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0)
                 return;
         /* Move it aside first so a concurrent put of the same content
-         * either sees it whole or not at all. */
+         * either sees it whole or not at all. Writable for the move: a
+         * directory going to another parent gets a new "..", which
+         * without CAP_DAC_OVERRIDE (any user but root) needs write
+         * access to it; the move failed and the bytes stayed. */
         _cleanup_free_ char *aside = data_staging_dir(c);
-        if (rename(dir, aside) < 0)
+        if (fchmod(fd, 0755) < 0)
                 return;
+        if (rename(dir, aside) < 0) {
+                (void) fchmod(fd, 0555);
+                return;
+        }
         data_staging_remove(aside);
 }
 

@@ -562,3 +562,24 @@ def test_a_user_who_is_not_root_can_put_get_and_remove_a_dataset(nobody):
         assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
     p = nobody("gc")
     assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
+
+
+def test_a_dataset_a_user_who_is_not_root_removes_leaves_no_content(nobody):
+    """`data rm` deletes the content no version references: it moves the
+    object to the staging directory (another parent) first, which failed
+    silently without write access to the read-only object, so a user who
+    is not root kept every removed dataset's bytes on disk."""
+    import os
+    top = os.path.dirname(nobody.home)
+    src = os.path.join(top, "gone")
+    os.makedirs(os.path.join(src, "sub"))
+    with open(os.path.join(src, "sub", "f"), "w") as f:
+        f.write("bytes")
+    subprocess.run(["chmod", "-R", "a+rwX", src], check=True)
+    p = nobody("data", "put", "gone", src)
+    assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
+    objects = os.path.join(nobody.home, "data", "objects")
+    assert len(os.listdir(objects)) == 1
+    p = nobody("data", "rm", "gone")
+    assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
+    assert os.listdir(objects) == []
