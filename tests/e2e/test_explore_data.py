@@ -583,3 +583,25 @@ def test_a_dataset_a_user_who_is_not_root_removes_leaves_no_content(nobody):
     p = nobody("data", "rm", "gone")
     assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
     assert os.listdir(objects) == []
+
+
+def test_a_file_the_user_cannot_read_is_a_usage_error_for_data_put(nobody, daemon):
+    """`data put x FILE` of a file the user may not read exited 6 ("server
+    unreachable or token refused") embedded, where `run FILE` and the same
+    put against a daemon say exit 2."""
+    import os
+    import tempfile
+    d = tempfile.mkdtemp(prefix="explore-data-private-")
+    try:
+        path = os.path.join(d, "f.txt")
+        with open(path, "w") as f:
+            f.write("private")
+        os.chmod(path, 0o600)
+        local = nobody("data", "put", "private", path)
+        remote = nobody("data", "put", "private", path, "--server", daemon.url, env={"PYSPRINTER_TOKEN": TOKENS["alice"]})
+        for p in (local, remote):
+            assert p.returncode == 2, (p.returncode, p.stderr)
+            assert f"data put: cannot read {path}: Permission denied" in p.stderr, p.stderr
+    finally:
+        import shutil
+        shutil.rmtree(d, ignore_errors=True)
