@@ -895,6 +895,12 @@ static int http_data_put(Backend *b, const char *name, const char *source, const
                         q.read = tar_read;
                         q.read_userdata = tar;
                 } else {
+                        /* Checked here as embedded (data_put_as()): a name
+                         * the daemon's query refuses would say so in
+                         * other words. */
+                        _cleanup_free_ char *bad_file = data_file_name_error(filename ?: path_base_name(source));
+                        if (bad_file)
+                                return fail(b, -EINVAL, xasprintf("data put: %s", bad_file));
                         _cleanup_free_ char *fname = http_escape(filename ?: path_base_name(source));
                         path = xasprintf("/v1/data/%s?filename=%s", ename, fname);
                         q.content_type = "application/octet-stream";

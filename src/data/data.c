@@ -313,9 +313,19 @@ int data_put(DataCatalog *c, const char *tenant, const char *name, const char *s
  * run's data paths reach it as JSON text (which holds nothing else; such
  * a name used to leave the dataset silently unattached). NULL when it is
  * one, else the message. */
-static char *file_name_error(const char *filename) {
-        if (!*filename || strchr(filename, '/') || streq(filename, ".") || streq(filename, ".."))
-                return xasprintf("'%s' is not a plain file name", filename);
+char *data_file_name_error(const char *filename) {
+        assert(filename);
+        if (!*filename || strchr(filename, '/') || streq(filename, ".") || streq(filename, "..") ||
+            strlen(filename) > 255)
+                return xasprintf("'%s' is not a plain file name (no '/', not '.' or '..', at most 255 bytes)",
+                                 filename);
+        /* A newline would break the content hash's listing (one line per
+         * entry), and no control character survives a daemon's query
+         * string: refused on both paths alike. */
+        for (const char *p = filename; *p; p++)
+                if ((unsigned char) *p < 0x20 || *p == 0x7f)
+                        return xstrdup("a file name holding a control character (a newline, a tab…) cannot be "
+                                       "stored: store the file under another (--as FILENAME)");
         if (!utf8_is_valid(filename)) {
                 _cleanup_free_ char *shown = utf8_replace_invalid(filename, strlen(filename), NULL);
                 return xasprintf("the file name '%s' is not UTF-8: store the file under another (--as FILENAME)",
@@ -369,7 +379,7 @@ int data_put_as(DataCatalog *c, const char *tenant, const char *name, const char
                 TreeBudget b = { .max_bytes = c->cfg.max_dataset_bytes, .max_files = c->cfg.max_files };
                 _cleanup_free_ char *bad = NULL;
                 const char *as = filename && d.kind[0] == 'f' ? filename : slash ? slash + 1 : d.source;
-                if (d.kind[0] == 'f' && (*ret_error = file_name_error(as)))
+                if (d.kind[0] == 'f' && (*ret_error = data_file_name_error(as)))
                         return -EINVAL;
                 r = tree_copy_in(source, staged, as, &b, &bad);
                 if (r < 0) {
@@ -476,7 +486,7 @@ int data_upload_commit(DataUpload *u, const char *tenant, const char *name, cons
         tenant = tenant ?: "local";
         if ((*ret_error = data_name_error(name)))
                 return -EINVAL;
-        if (filename && (*ret_error = file_name_error(filename)))
+        if (filename && (*ret_error = data_file_name_error(filename)))
                 return -EINVAL;
         if (u->error == -EFBIG) {
                 *ret_error = xasprintf("%s is larger than the dataset cap of %llu bytes", filename ?: "the archive",

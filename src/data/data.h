@@ -75,6 +75,11 @@ char *data_name_error(const char *name);
  * source (the path the user gave) and bad (the entry, relative to it); NULL
  * for any other r. */
 char *data_tree_error(int r, const char *source, const char *bad);
+/* NULL when filename may name a single-file dataset's file (a plain name:
+ * no '/', not "." or "..", at most 255 bytes, UTF-8, no control
+ * character), else what to say (caller frees): the one rule of --as, a
+ * file put's own name and a daemon's ?filename=. */
+char *data_file_name_error(const char *filename);
 /* NULL when source names something to put (a path or URL), else what to
  * say (caller frees): one wording embedded and through a daemon. */
 char *data_source_error(const char *source);

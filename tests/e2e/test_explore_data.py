@@ -605,3 +605,23 @@ def test_a_file_the_user_cannot_read_is_a_usage_error_for_data_put(nobody, daemo
     finally:
         import shutil
         shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.parametrize("as_name", ["a\nb.txt", "tab\there.txt"])
+def test_a_file_name_with_a_control_character_is_refused_on_both_paths(both, tmp_path, as_name):
+    """`data put x FILE --as 'a<newline>b'` stored the file under that name
+    embedded (a newline, which the dataset hash's line-based listing
+    refuses inside a directory), while through a daemon the query string
+    was refused ("the request query holds a control character"). One
+    rule, checked before either backend is asked; a source file so named
+    is refused the same way."""
+    src = tmp_path / "plain.txt"
+    src.write_text("x")
+    r = same(*both("data", "put", "explore-ctl", src, "--as", as_name))
+    assert r.returncode == 2 and "control character" in r.stderr, r.stderr
+    odd = tmp_path / as_name
+    odd.write_text("x")
+    r = same(*both("data", "put", "explore-ctl", odd))
+    assert r.returncode == 2 and "control character" in r.stderr and "--as FILENAME" in r.stderr, r.stderr
+    r = same(*both("data", "ls", "explore-ctl"))
+    assert r.returncode == 2 and "no dataset named 'explore-ctl'" in r.stderr
