@@ -172,6 +172,10 @@ static int data_get_verb(Backend *b, int argc, char **argv) {
         }
         if (!ref)
                 return data_usage("data get NAME[@VERSION] [-o PATH]");
+        /* "-" is stdout, as for curl and tar (and `map`'s stdin): it
+         * wrote a file named "-". */
+        if (out && streq(out, "-"))
+                out = NULL;
         _cleanup_free_ char *dir = NULL;
         int r = b->ops->data_get(b, ref, out, &dir);
         if (r < 0)

@@ -625,3 +625,16 @@ def test_a_file_name_with_a_control_character_is_refused_on_both_paths(both, tmp
     assert r.returncode == 2 and "control character" in r.stderr and "--as FILENAME" in r.stderr, r.stderr
     r = same(*both("data", "ls", "explore-ctl"))
     assert r.returncode == 2 and "no dataset named 'explore-ctl'" in r.stderr
+
+
+def test_data_get_to_dash_writes_to_stdout(cli, both, tmp_path):
+    """`data get NAME -o -` wrote a file named "-" in the current
+    directory, where curl, tar and this CLI's own `map` read "-" as the
+    standard stream: it is stdout, as without -o."""
+    src = tmp_path / "words.txt"
+    src.write_text("hello\n")
+    for p in both("data", "put", "explore-dash", src):
+        assert p.returncode == 0, p.stderr
+    r = same(*both("data", "get", "explore-dash", "-o", "-"))
+    assert r.returncode == 0 and r.stdout == "hello\n", (r.stdout, r.stderr)
+    assert not (cli.cwd / "-").exists()
