@@ -76,6 +76,21 @@ int parse_int(const char *s, int *ret) {
         return 0;
 }
 
+int parse_uint64(const char *s, uint64_t *ret) {
+        /* strtoull would skip leading space and take "-1" as a huge number. */
+        if (!s || !(*s >= '0' && *s <= '9'))
+                return -EINVAL;
+        char *end;
+        errno = 0;
+        unsigned long long x = strtoull(s, &end, 10);
+        if (*end)
+                return -EINVAL;
+        if (errno == ERANGE)
+                return -ERANGE;
+        *ret = (uint64_t) x;
+        return 0;
+}
+
 bool idempotency_key_is_valid(const char *key) {
         if (!key)
                 return false;

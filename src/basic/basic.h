@@ -285,6 +285,9 @@ int parse_size(const char *s, uint64_t *ret);
 /* A whole decimal int (optional '-'), nothing around it; -EINVAL or
  * -ERANGE otherwise, *ret untouched. */
 int parse_int(const char *s, int *ret);
+/* Whole decimal digits, nothing around them (no sign, no space): a count
+ * from the environment. -EINVAL or -ERANGE otherwise, *ret untouched. */
+int parse_uint64(const char *s, uint64_t *ret);
 /* An Idempotency-Key (docs/api.md "Idempotency"): 1..IDEMPOTENCY_KEY_MAX
  * visible ASCII characters ('!'..'~': no space, no control, nothing an
  * HTTP header would trim, fold or need an encoding for). The one rule of

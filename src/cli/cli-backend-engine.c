@@ -1011,9 +1011,16 @@ static json_t *info_json(const DataInfo *i) {
         return j ?: json_object();
 }
 
+/* Embedded there is no server: a path the user may not read or write
+ * (-EACCES, which cli_exit_code() takes for a refused token, exit 6) is a
+ * usage error, exit 2, as `run FILE` and the same verb with --server say. */
 static int data_fail(Backend *b, int r, const char *what, const char *err) {
         backend_set_error(b, "%s: %s", what, err ?: strerror(-r));
-        return r == -EDQUOT ? -EFBIG : r == -ELOOP || r == -EPERM || r == -EMFILE ? -EINVAL : r;
+        if (r == -EDQUOT)
+                return -EFBIG;
+        if (r == -ELOOP || r == -EPERM || r == -EACCES || r == -EILSEQ || r == -ENAMETOOLONG || r == -EMFILE)
+                return -EINVAL;
+        return r;
 }
 
 static int engine_data_put(Backend *b, const char *name, const char *source, const char *filename, json_t **ret) {

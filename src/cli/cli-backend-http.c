@@ -846,12 +846,9 @@ static ssize_t tar_read(void *userdata, void *buf, size_t len) {
 /* The embedded path's words for a tree it cannot store (data_put_as). */
 static int tree_refused(Backend *b, int r, const char *source, const char *bad) {
         /* -EINVAL: the exit code data_fail() gives them embedded. */
-        if (r == -ELOOP)
-                return fail(b, -EINVAL, xasprintf("data put: %s: symbolic links are not supported in datasets (%s)", source,
-                                            bad ?: "?"));
-        if (r == -EPERM)
-                return fail(b, -EINVAL, xasprintf("data put: %s: only regular files and directories can be stored (%s)",
-                                            source, bad ?: "?"));
+        _cleanup_free_ char *why = data_tree_error(r, source, bad);
+        if (why)
+                return fail(b, -EINVAL, xasprintf("data put: %s", why));
         return fail(b, r, xasprintf("data put: cannot read %s: %s", bad ?: source, strerror(-r)));
 }
 
@@ -898,6 +895,12 @@ static int http_data_put(Backend *b, const char *name, const char *source, const
                         q.read = tar_read;
                         q.read_userdata = tar;
                 } else {
+                        /* Checked here as embedded (data_put_as()): a name
+                         * the daemon's query refuses would say so in
+                         * other words. */
+                        _cleanup_free_ char *bad_file = data_file_name_error(filename ?: path_base_name(source));
+                        if (bad_file)
+                                return fail(b, -EINVAL, xasprintf("data put: %s", bad_file));
                         _cleanup_free_ char *fname = http_escape(filename ?: path_base_name(source));
                         path = xasprintf("/v1/data/%s?filename=%s", ename, fname);
                         q.content_type = "application/octet-stream";

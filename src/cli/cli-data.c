@@ -40,10 +40,6 @@ static int data_usage(const char *usage) {
         return EXIT_USAGE;
 }
 
-static bool plain_file_name(const char *s) {
-        return *s && strlen(s) <= 255 && !strchr(s, '/') && !streq(s, ".") && !streq(s, "..");
-}
-
 /* The file name a new version of a single-file dataset is stored under:
  * --as, else the one the dataset's file has now, else the source's. */
 static const char *put_file_name(Backend *b, const char *name, const char *source, const char *as, char **keep) {
@@ -71,8 +67,9 @@ static int data_put_verb(Backend *b, int argc, char **argv, bool json) {
         }
         if (n != 2)
                 return data_usage("data put NAME PATH|URL [--as FILENAME]");
-        if (as && !plain_file_name(as)) {
-                cli_error("--as needs a plain file name (no '/', not '.' or '..')");
+        _cleanup_free_ char *bad_as = as ? data_file_name_error(as) : NULL;
+        if (bad_as) {
+                cli_error("--as needs a plain file name: %s", bad_as);
                 return EXIT_USAGE;
         }
         /* Said here for both backends: through a daemon "" would be
@@ -175,6 +172,10 @@ static int data_get_verb(Backend *b, int argc, char **argv) {
         }
         if (!ref)
                 return data_usage("data get NAME[@VERSION] [-o PATH]");
+        /* "-" is stdout, as for curl and tar (and `map`'s stdin): it
+         * wrote a file named "-". */
+        if (out && streq(out, "-"))
+                out = NULL;
         _cleanup_free_ char *dir = NULL;
         int r = b->ops->data_get(b, ref, out, &dir);
         if (r < 0)

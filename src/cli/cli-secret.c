@@ -4,6 +4,8 @@
  * /proc/PID/cmdline) and lands in shell history. */
 #include <fcntl.h>
 #include <jansson.h>
+#include <signal.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "shared.h"
@@ -12,7 +14,8 @@
 static const char secret_help[] =
         "Usage: pysprinter secret set NAME [--from-file PATH]\n"
         "                                  store NAME's value, read from stdin (one trailing\n"
-        "                                  newline dropped) or PATH (as is)\n"
+        "                                  newline dropped; at a terminal, not shown) or PATH\n"
+        "                                  (as is)\n"
         "       pysprinter secret ls [--json]\n"
         "                                  names and dates, never values\n"
         "       pysprinter secret rm NAME  remove it\n"
@@ -63,6 +66,45 @@ static int read_value(int fd, char **ret, size_t *ret_len) {
         return 0;
 }
 
+/* A value typed at a terminal is read with its echo off, as passwords
+ * are (gh secret set, docker login, ssh-keygen): echoed, it stood on the
+ * screen, in the scrollback and in any recording of the session. An
+ * interrupt meanwhile gives the terminal its echo back before the process
+ * ends as the signal says: a shell left without echo looks dead. */
+static struct termios tty_saved;
+static struct sigaction tty_old_actions[CLI_INTERRUPT_SIGNALS];
+
+static void tty_restore_and_die(int sig) {
+        /* tcsetattr(), sigaction() and raise() are async-signal-safe. The
+         * signal stays blocked until this returns, then ends the process
+         * under the disposition it had before. */
+        (void) tcsetattr(STDIN_FILENO, TCSANOW, &tty_saved);
+        cli_interrupt_restore(tty_old_actions);
+        (void) raise(sig);
+}
+
+/* Turns stdin's echo off; false (nothing changed) when it cannot. */
+static bool tty_echo_off(void) {
+        if (tcgetattr(STDIN_FILENO, &tty_saved) < 0)
+                return false;
+        struct termios quiet = tty_saved;
+        quiet.c_lflag &= ~(tcflag_t) (ECHO | ECHONL);
+        cli_interrupt_catch(tty_restore_and_die, tty_old_actions);
+        if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) < 0) {
+                cli_interrupt_restore(tty_old_actions);
+                return false;
+        }
+        return true;
+}
+
+static void tty_echo_restore(void) {
+        (void) tcsetattr(STDIN_FILENO, TCSANOW, &tty_saved);
+        cli_interrupt_restore(tty_old_actions);
+        /* The Enter and Ctrl-D typed were not shown: what follows starts
+         * on a line of its own. */
+        fputc('\n', stderr);
+}
+
 static int secret_set_verb(Backend *b, int argc, char **argv, bool json) {
         const char *name = NULL, *file = NULL;
         for (int i = 0; i < argc; i++) {
@@ -86,11 +128,14 @@ static int secret_set_verb(Backend *b, int argc, char **argv, bool json) {
                 cli_error("secret set: cannot read %s: %s", file, strerror(errno));
                 return EXIT_USAGE;
         }
-        if (!file && isatty(STDIN_FILENO) && !cli_globals.quiet)
-                fprintf(stderr, "value for %s (end with Ctrl-D):\n", name);
+        bool hidden = !file && isatty(STDIN_FILENO) && tty_echo_off();
+        if (hidden && !cli_globals.quiet)
+                fprintf(stderr, "value for %s (not shown; end with Ctrl-D):\n", name);
         char *value = NULL;
         size_t len = 0;
         int r = read_value(file ? fd : STDIN_FILENO, &value, &len);
+        if (hidden)
+                tty_echo_restore();
         if (r < 0) {
                 cli_error("secret set: cannot read the value: %s", strerror(-r));
                 return EXIT_USAGE;

@@ -9,6 +9,8 @@
 #include "cluster-scripts.h"
 
 #define K_DSREFS CLUSTER_PREFIX "dsrefs"
+/* Each "<tenant>/<name>"'s highest version ever (ds_add_version.lua). */
+#define K_DSLAST CLUSTER_PREFIX "dslast"
 
 typedef struct ClusterDatasets {
         DatasetStore base;
@@ -214,13 +216,15 @@ static int cd_add_version(DatasetStore *ds, const char *tenant, const char *name
         assert(name && hash);
         tenant = tenant_or_local(tenant);
         Args a = { 0 };
-        ARGS_EVAL(&a, ds_add_version, 2);
+        ARGS_EVAL(&a, ds_add_version, 3);
         args_addf(&a, CLUSTER_PREFIX "ds:%s:%s", tenant, name);
         args_add(&a, K_DSREFS);
+        args_add(&a, K_DSLAST);
         args_add(&a, hash);
         args_addf(&a, "%" PRIu64, size);
         args_addf(&a, "%" PRIu64, files);
         args_addf(&a, "%" PRIu64, (uint64_t) now_realtime());
+        args_addf(&a, "%s/%s", tenant, name);
         int k = 0;
         redisReply *rep = run(c, &a, &k);
         if (!rep)

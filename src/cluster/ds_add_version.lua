@@ -1,7 +1,11 @@
 -- ds_add_version: content hash as a version of a dataset, made current:
--- an existing version with that hash is reused, else the next number
--- (the highest + 1) is taken and the hash's reference count goes up.
--- KEYS: ds:<tenant>:<name>, dsrefs   ARGV: hash, size, files, created
+-- an existing version with that hash is reused, else the next number is
+-- taken and the hash's reference count goes up. The next number is past
+-- every number the name ever had (dslast keeps the highest, which
+-- ds_delete.lua leaves alone): a removed version's number is never handed
+-- out again, so NAME@N names one content for good (store-data.c's rule).
+-- KEYS: ds:<tenant>:<name>, dsrefs, dslast
+-- ARGV: hash, size, files, created, <tenant>/<name>
 -- Returns {version, 1 new | 0 reused}, or {-1} when the dataset does not exist.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
 local all = redis.call('HGETALL', KEYS[1])
@@ -17,7 +21,9 @@ for i = 1, #all, 2 do
     end
   end
 end
-local n = top + 1
+local last = tonumber(redis.call('HGET', KEYS[3], ARGV[5]) or '0')
+local n = math.max(top, last) + 1
+redis.call('HSET', KEYS[3], ARGV[5], n)
 redis.call('HSET', KEYS[1], 'v:' .. n, ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[4], 'current', n)
 redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 return {n, 1}

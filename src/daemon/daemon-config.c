@@ -474,7 +474,8 @@ static int parse_cluster(DaemonConfig *cfg, json_t *o, char **ret_error) {
         return 0;
 }
 
-/* data: {max_bytes: N, url_allow: [CIDR…], max_output_bytes: N} */
+/* data: {max_bytes: N, url_allow: [CIDR…], max_output_bytes: N,
+ * max_output_files: N} */
 static int parse_data(DaemonConfig *cfg, json_t *o, char **ret_error) {
         const char *k;
         json_t *v;
@@ -484,14 +485,18 @@ static int parse_data(DaemonConfig *cfg, json_t *o, char **ret_error) {
                 return -EINVAL;
         }
         json_object_foreach(o, k, v) {
-                if (streq(k, "max_bytes") || streq(k, "max_output_bytes")) {
-                        /* max_bytes: a version's cap, uploads included
-                         * (docs/data.md); 0 (absent): PYSPRINTER_DATA_MAX_BYTES,
-                         * else 10 GiB. max_output_bytes: a run's output_dir()
-                         * cap (docs/data.md "Outputs"). */
-                        bool out = streq(k, "max_output_bytes");
-                        int r = json_want_uint(v, out ? "data.max_output_bytes" : "data.max_bytes",
-                                               out ? &cfg->max_out_bytes : &cfg->data_max_bytes, ret_error);
+                /* max_bytes: a version's cap, uploads included
+                 * (docs/data.md); 0 (absent): PYSPRINTER_DATA_MAX_BYTES,
+                 * else 10 GiB. max_output_bytes, max_output_files: a run's
+                 * output_dir() caps (docs/data.md "Outputs"); 0: the
+                 * engine's (its environment, else its default). */
+                uint64_t *u = streq(k, "max_bytes")          ? &cfg->data_max_bytes
+                              : streq(k, "max_output_bytes") ? &cfg->max_out_bytes
+                              : streq(k, "max_output_files") ? &cfg->max_out_files
+                                                             : NULL;
+                if (u) {
+                        _cleanup_free_ char *full = xasprintf("data.%s", k);
+                        int r = json_want_uint(v, full, u, ret_error);
                         if (r < 0)
                                 return r;
                         continue;

@@ -95,10 +95,6 @@ static char *ref_of(const char *name, int version) {
         return version > 0 ? xasprintf("%s@%d", name, version) : xstrdup(name);
 }
 
-static bool upload_name_valid(const char *s) {
-        return s && *s && strlen(s) <= 255 && !strchr(s, '/') && !streq(s, ".") && !streq(s, "..");
-}
-
 /* {"url": "https://…"} with Content-Type application/json is a URL source;
  * any other body is the dataset's single file. */
 static char *url_of_body(const DaemonCall *call) {
@@ -130,11 +126,8 @@ static int upload_begin(const DaemonCall *call, void **ret_sink, char **ret_erro
         if ((*ret_error = data_name_error(call->seg[2])))
                 return -EINVAL;
         const char *fname = daemon_call_query(call, "filename");
-        if (fname && !upload_name_valid(fname)) {
-                /* Said before the body is stored, not after. */
-                *ret_error = xstrdup("query 'filename' must be a plain file name (no '/', not '..')");
+        if (fname && (*ret_error = data_file_name_error(fname))) /* before the body is stored */
                 return -EINVAL;
-        }
         DataUpload *u = NULL;
         int r = data_upload_new(call->d->catalog, &u, ret_error);
         if (r < 0)
@@ -188,9 +181,9 @@ static struct MHD_Response *handle_put(const DaemonCall *call, const char *name,
                 const char *fname = daemon_call_query(call, "filename");
                 if (!fname)
                         fname = name;
-                if (!upload_name_valid(fname))
-                        return daemon_error_response(400, "bad_request", ret_status,
-                                                     "query 'filename' must be a plain file name (no '/', not '..')");
+                _cleanup_free_ char *bad = data_file_name_error(fname);
+                if (bad)
+                        return daemon_error_response(400, "bad_request", ret_status, "%s", bad);
                 r = call->upload ? data_upload_commit(call->upload, call->tenant, name, fname, &info, &err)
                                  : data_put_bytes(d->catalog, call->tenant, name, fname, call->body, call->body_len,
                                                   &info, &err);

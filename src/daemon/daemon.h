@@ -92,6 +92,7 @@ typedef struct DaemonConfig {
         char **data_url_allow;
         uint64_t data_max_bytes;        /* data.max_bytes: a version's (and an upload's) cap; 0: the env's/default */
         uint64_t max_out_bytes;         /* data.max_output_bytes: a run's /out cap; 0 = the engine's */
+        uint64_t max_out_files;         /* data.max_output_files: its entries' cap; 0 = the engine's */
         char *cluster_secret;           /* cluster.secret: what nodes show each other on internal routes */
         char *cluster_redis_password;   /* cluster.redis_password: AUTH when --redis's URL names no password */
         /* retention: and disk: (daemon-gc.c, docs/operations.md) */

@@ -84,6 +84,7 @@ static void keep_started(DaemonConfig *n, DaemonConfig *old, bool listen_from_cm
         KEEP_STARTED(n, old, request_deadline_s, "server.request_deadline_s");
         KEEP_STARTED(n, old, data_max_bytes, "data.max_bytes");
         KEEP_STARTED(n, old, max_out_bytes, "data.max_output_bytes");
+        KEEP_STARTED(n, old, max_out_files, "data.max_output_files");
         KEEP_STARTED(n, old, pool_spares, "pool.spares");
         KEEP_STARTED(n, old, pool_memory_budget, "pool.memory_budget_mb");
         KEEP_STARTED(n, old, pool_worker_idle_s, "pool.worker_idle_s");
@@ -591,6 +592,7 @@ int main(int argc, char **argv) {
                 .instance_ttl_ms = d->cfg.pool_instance_ttl_s * 1000,
                 .validation_cache_bytes = d->cfg.pool_validation_cache_bytes,
                 .max_out_bytes = d->cfg.max_out_bytes,
+                .max_out_files = d->cfg.max_out_files,
         };
         /* The engine holds the home's lock shared for the daemon's life
          * (store_home_lock): no restore under it, no start during one. */

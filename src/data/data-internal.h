@@ -47,6 +47,15 @@ int tree_listing(const char *dir, char **ret_hex, uint64_t *ret_size, uint64_t *
 /* chmod the tree read-only (files 0444, dirs 0555) or writable again
  * (files 0644, dirs 0755, so it can be removed). */
 int tree_set_readonly(const char *dir, bool readonly);
+/* The staged tree made read-only (files 0444, directories 0555) and moved
+ * to dst with one rename; -errno of the rename (-EEXIST, -ENOTEMPTY: dst
+ * exists) or of the chmod. */
+int tree_publish(const char *staged, const char *dst);
+/* Gives the owner read access to every file and directory of the tree at
+ * dir (never group's or others'), best effort: a run's output dir, which
+ * its function may have left unreadable (mode 000) and which is the
+ * caller's to consume. */
+void tree_make_owner_readable(const char *dir);
 /* Copies a tree out (plain files, mode 0644/0755). */
 int tree_copy_out(const char *src, const char *dst);
 /* Sorted entry names of an open directory (not . and ..); dirfd stays open. */

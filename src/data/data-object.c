@@ -315,12 +315,10 @@ int data_object_import(DataCatalog *c, const char *hash, const char *file, char 
                 k = -EBADMSG;
         }
         free(hex);
-        if (k >= 0)
-                k = tree_set_readonly(staged, true);
         if (k >= 0) {
                 _cleanup_free_ char *dst = path_join(c->objects, hash);
-                if (rename(staged, dst) < 0) {
-                        k = -errno;
+                k = tree_publish(staged, dst);
+                if (k < 0) {
                         /* Another fetch of the same content won: fine. */
                         if (data_object_present(c, hash))
                                 k = 0;

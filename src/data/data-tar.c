@@ -14,7 +14,6 @@
 #include "data-internal.h"
 
 #define TAR_CHUNK (64U * 1024)
-#define TAR_MAX_DEPTH 64
 
 /* ---- the writer ------------------------------------------------------------- */
 
@@ -41,8 +40,8 @@ static la_ssize_t tar_out(struct archive *a, void *userdata, const void *p, size
 
 /* Appends the paths under the directory open at dirfd (rel its path) to s. */
 static int tar_walk(DataTarStream *s, int dirfd, const char *rel, int depth) {
-        if (depth > TAR_MAX_DEPTH)
-                return -ELOOP;
+        if (depth > DATA_MAX_DEPTH)
+                return -ENAMETOOLONG;
         _cleanup_strv_free_ char **names = NULL;
         size_t n = 0;
         int r = tree_list_sorted(dirfd, &names, &n);
@@ -55,6 +54,8 @@ static int tar_walk(DataTarStream *s, int dirfd, const char *rel, int depth) {
                 struct stat st;
                 if (fstatat(dirfd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
                         return -errno;
+                if (strchr(names[i], '\n'))
+                        return -EILSEQ;
                 if (S_ISLNK(st.st_mode))
                         return -ELOOP;
                 if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
@@ -220,6 +221,15 @@ static char *member_path(const char *p) {
         return buf_steal(&b);
 }
 
+/* The directories rel (a member_path()) lies in, itself included when it
+ * is one: what DATA_MAX_DEPTH bounds. */
+static size_t member_levels(const char *rel, bool is_dir) {
+        size_t n = is_dir ? 1 : 0;
+        for (const char *p = rel; *p; p++)
+                n += *p == '/';
+        return n;
+}
+
 /* mkdir -p of rel's parent directories inside dirfd. Only this extractor
  * wrote the tree, and it makes no symlinks, so no component can lead out. */
 static int make_parents(int dirfd, const char *rel) {
@@ -272,6 +282,12 @@ static int extract_member(struct archive *a, struct archive_entry *e, int dirfd,
                           uint64_t *files, uint64_t *bytes, char **ret_error) {
         const char *raw = archive_entry_pathname(e);
         _cleanup_free_ char *rel = member_path(raw);
+        if (!rel && raw && strchr(raw, '\n')) {
+                *ret_error = xasprintf("the archive member '%s' has a newline in its name: a dataset cannot hold it "
+                                       "(its hash lists one entry per line)",
+                                       raw);
+                return -EINVAL;
+        }
         if (!rel) {
                 *ret_error = xasprintf("the archive member '%s' is an absolute path or leads out of the directory "
                                        "('..')", raw ?: "");
@@ -290,6 +306,13 @@ static int extract_member(struct archive *a, struct archive_entry *e, int dirfd,
         }
         if (!*rel) /* "./": the root itself */
                 return type == AE_IFDIR ? 0 : -EINVAL;
+        if (member_levels(rel, type == AE_IFDIR) > DATA_MAX_DEPTH) {
+                /* Refused here, not by the hash after the whole tar was
+                 * unpacked ("Too many levels of symbolic links"). */
+                *ret_error = xasprintf("the archive member '%s' is nested deeper than %d directories", raw,
+                                       DATA_MAX_DEPTH);
+                return -EINVAL;
+        }
         (*files)++;
         if (caps->max_files && *files > caps->max_files) {
                 *ret_error = xasprintf("the archive has more than %llu members (the dataset's file cap)",

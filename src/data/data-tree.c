@@ -8,7 +8,6 @@
 #include "data-internal.h"
 
 #define COPY_CHUNK (128 * 1024)
-#define MAX_DEPTH 64
 
 static int cmp_str(const void *a, const void *b) {
         return strcmp(*(char *const *) a, *(char *const *) b);
@@ -78,9 +77,9 @@ static bool name_ok(const char *name) {
 /* Recursive copy of the directory open at src into the directory open at
  * dst. rel is the path shown in errors. */
 static int copy_dir(int src, int dst, const char *rel, int depth, TreeBudget *b, char **ret_path) {
-        if (depth > MAX_DEPTH) {
+        if (depth > DATA_MAX_DEPTH) {
                 *ret_path = xstrdup(rel);
-                return -ELOOP;
+                return -ENAMETOOLONG;
         }
         _cleanup_strv_free_ char **names = NULL;
         size_t n = 0;
@@ -98,7 +97,7 @@ static int copy_dir(int src, int dst, const char *rel, int depth, TreeBudget *b,
                 }
                 if (!name_ok(names[i])) {
                         *ret_path = TAKE_PTR(path);
-                        return -EINVAL;
+                        return -EILSEQ;
                 }
                 if (b) {
                         b->files++;
@@ -189,7 +188,7 @@ static int hash_file(int dirfd, const char *name, char hex[static SHA256_HEX_SIZ
 }
 
 static int hash_dir(int dirfd, const char *rel, int depth, Sha256 *ctx, uint64_t *size, uint64_t *files, Buf *listing) {
-        if (depth > MAX_DEPTH)
+        if (depth > DATA_MAX_DEPTH)
                 return -ELOOP;
         _cleanup_strv_free_ char **names = NULL;
         size_t n = 0;
@@ -264,7 +263,7 @@ int tree_listing(const char *dir, char **ret_hex, uint64_t *ret_size, uint64_t *
 }
 
 static int chmod_dir(int dirfd, bool readonly, int depth) {
-        if (depth > MAX_DEPTH)
+        if (depth > DATA_MAX_DEPTH)
                 return -ELOOP;
         _cleanup_strv_free_ char **names = NULL;
         size_t n = 0;
@@ -294,6 +293,58 @@ static int chmod_dir(int dirfd, bool readonly, int depth) {
         if (readonly && fchmod(dirfd, 0555) < 0)
                 return -errno;
         return 0;
+}
+
+int tree_publish(const char *staged, const char *dst) {
+        int r = tree_set_readonly(staged, true);
+        if (r < 0)
+                return r;
+        /* rename(2) of a directory to another parent updates its "..": the
+         * mover needs write access to it, which root has anyway; any other
+         * user (every embedded CLI but root's, a daemon not run as root)
+         * failed every put with EACCES. So the top stays writable until it
+         * is in place. */
+        if (chmod(staged, 0755) < 0 || rename(staged, dst) < 0)
+                return -errno;
+        (void) chmod(dst, 0555);
+        return 0;
+}
+
+/* Adds the owner's read (and, on directories, write and search) bits to
+ * what the directory dirfd holds; best effort, to the depth a dataset may
+ * have and one level more (deeper is refused by the copy anyway). */
+static void owner_readable_dir(int dirfd, int depth) {
+        if (depth > DATA_MAX_DEPTH + 1)
+                return;
+        _cleanup_strv_free_ char **names = NULL;
+        size_t n = 0;
+        if (tree_list_sorted(dirfd, &names, &n) < 0)
+                return;
+        for (size_t i = 0; i < n; i++) {
+                struct stat st;
+                if (fstatat(dirfd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue;
+                if (S_ISDIR(st.st_mode)) {
+                        if ((st.st_mode & 0700) != 0700)
+                                (void) fchmodat(dirfd, names[i], (st.st_mode & 07777) | 0700, 0);
+                        _cleanup_close_ int sub = openat(dirfd, names[i],
+                                                         O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        if (sub >= 0)
+                                owner_readable_dir(sub, depth + 1);
+                } else if (S_ISREG(st.st_mode) && !(st.st_mode & 0400))
+                        (void) fchmodat(dirfd, names[i], (st.st_mode & 07777) | 0400, 0);
+        }
+}
+
+void tree_make_owner_readable(const char *dir) {
+        struct stat st;
+        if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+                return;
+        if ((st.st_mode & 0700) != 0700)
+                (void) chmod(dir, (st.st_mode & 07777) | 0700);
+        _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0)
+                owner_readable_dir(fd, 0);
 }
 
 int tree_set_readonly(const char *dir, bool readonly) {

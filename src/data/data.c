@@ -91,6 +91,22 @@ bool data_name_valid(const char *name) {
         return true;
 }
 
+char *data_tree_error(int r, const char *source, const char *bad) {
+        bad = bad ?: "?";
+        switch (r) {
+        case -ELOOP:
+                return xasprintf("%s: symbolic links are not supported in datasets (%s)", source, bad);
+        case -EPERM:
+                return xasprintf("%s: only regular files and directories can be stored (%s)", source, bad);
+        case -EILSEQ:
+                return xasprintf("%s: a name holding a newline cannot be stored in a dataset (%s)", source, bad);
+        case -ENAMETOOLONG:
+                return xasprintf("%s: nested deeper than %d directories (%s)", source, DATA_MAX_DEPTH, bad);
+        default:
+                return NULL;
+        }
+}
+
 char *data_name_error(const char *name) {
         if (data_name_valid(name))
                 return NULL;
@@ -212,13 +228,8 @@ static int commit_staged(DataCatalog *c, const char *tenant, const char *staged,
         _cleanup_free_ char *dst = path_join(c->objects, hash);
         struct stat st;
         if (stat(dst, &st) < 0) {
-                r = tree_set_readonly(staged, true);
-                if (r < 0) {
-                        *ret_error = xasprintf("cannot make the content read-only: %s", strerror(-r));
-                        return r;
-                }
-                if (rename(staged, dst) < 0 && errno != ENOTEMPTY && errno != EEXIST) {
-                        r = -errno;
+                r = tree_publish(staged, dst);
+                if (r < 0 && r != -ENOTEMPTY && r != -EEXIST) {
                         *ret_error = xasprintf("cannot move the content into %s: %s", dst, strerror(-r));
                         return r;
                 }
@@ -302,9 +313,19 @@ int data_put(DataCatalog *c, const char *tenant, const char *name, const char *s
  * run's data paths reach it as JSON text (which holds nothing else; such
  * a name used to leave the dataset silently unattached). NULL when it is
  * one, else the message. */
-static char *file_name_error(const char *filename) {
-        if (!*filename || strchr(filename, '/') || streq(filename, ".") || streq(filename, ".."))
-                return xasprintf("'%s' is not a plain file name", filename);
+char *data_file_name_error(const char *filename) {
+        assert(filename);
+        if (!*filename || strchr(filename, '/') || streq(filename, ".") || streq(filename, "..") ||
+            strlen(filename) > 255)
+                return xasprintf("'%s' is not a plain file name (no '/', not '.' or '..', at most 255 bytes)",
+                                 filename);
+        /* A newline would break the content hash's listing (one line per
+         * entry), and no control character survives a daemon's query
+         * string: refused on both paths alike. */
+        for (const char *p = filename; *p; p++)
+                if ((unsigned char) *p < 0x20 || *p == 0x7f)
+                        return xstrdup("a file name holding a control character (a newline, a tab…) cannot be "
+                                       "stored: store the file under another (--as FILENAME)");
         if (!utf8_is_valid(filename)) {
                 _cleanup_free_ char *shown = utf8_replace_invalid(filename, strlen(filename), NULL);
                 return xasprintf("the file name '%s' is not UTF-8: store the file under another (--as FILENAME)",
@@ -358,7 +379,7 @@ int data_put_as(DataCatalog *c, const char *tenant, const char *name, const char
                 TreeBudget b = { .max_bytes = c->cfg.max_dataset_bytes, .max_files = c->cfg.max_files };
                 _cleanup_free_ char *bad = NULL;
                 const char *as = filename && d.kind[0] == 'f' ? filename : slash ? slash + 1 : d.source;
-                if (d.kind[0] == 'f' && (*ret_error = file_name_error(as)))
+                if (d.kind[0] == 'f' && (*ret_error = data_file_name_error(as)))
                         return -EINVAL;
                 r = tree_copy_in(source, staged, as, &b, &bad);
                 if (r < 0) {
@@ -368,12 +389,8 @@ int data_put_as(DataCatalog *c, const char *tenant, const char *name, const char
                         else if (r == -EMFILE)
                                 *ret_error = xasprintf("%s has more than %llu files", source,
                                                        (unsigned long long) c->cfg.max_files);
-                        else if (r == -ELOOP)
-                                *ret_error = xasprintf("%s: symbolic links are not supported in datasets (%s)", source,
-                                                       bad ?: "?");
-                        else if (r == -EPERM)
-                                *ret_error = xasprintf("%s: only regular files and directories can be stored (%s)",
-                                                       source, bad ?: "?");
+                        else if ((*ret_error = data_tree_error(r, source, bad)))
+                                ;
                         else
                                 *ret_error = xasprintf("cannot copy %s: %s", bad ?: source, strerror(-r));
                         data_staging_remove(staged);
@@ -469,7 +486,7 @@ int data_upload_commit(DataUpload *u, const char *tenant, const char *name, cons
         tenant = tenant ?: "local";
         if ((*ret_error = data_name_error(name)))
                 return -EINVAL;
-        if (filename && (*ret_error = file_name_error(filename)))
+        if (filename && (*ret_error = data_file_name_error(filename)))
                 return -EINVAL;
         if (u->error == -EFBIG) {
                 *ret_error = xasprintf("%s is larger than the dataset cap of %llu bytes", filename ?: "the archive",
@@ -666,10 +683,17 @@ static void gc_object(DataCatalog *c, const char *hash) {
         if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0)
                 return;
         /* Move it aside first so a concurrent put of the same content
-         * either sees it whole or not at all. */
+         * either sees it whole or not at all. Writable for the move: a
+         * directory going to another parent gets a new "..", which
+         * without CAP_DAC_OVERRIDE (any user but root) needs write
+         * access to it; the move failed and the bytes stayed. */
         _cleanup_free_ char *aside = data_staging_dir(c);
-        if (rename(dir, aside) < 0)
+        if (fchmod(fd, 0755) < 0)
                 return;
+        if (rename(dir, aside) < 0) {
+                (void) fchmod(fd, 0555);
+                return;
+        }
         data_staging_remove(aside);
 }
 
@@ -833,6 +857,11 @@ int data_store_output(const char *dir, void *userdata, char **ret_outputs_json, 
         DataOutput *o = userdata;
         assert(dir && o && o->catalog && o->name);
         DataInfo *i = NULL;
+        /* What the function made unreadable (chmod 000) is still its
+         * output: without CAP_DAC_OVERRIDE (a daemon that is not root)
+         * the copy failed as an internal error. The modes are not data:
+         * a dataset's files are 0444 whatever they were. */
+        tree_make_owner_readable(dir);
         int r = data_put(o->catalog, o->tenant, o->name, dir, &i, ret_error);
         if (r < 0) {
                 *ret_error = output_error(dir, *ret_error);

@@ -28,6 +28,8 @@
 #define DATA_DEFAULT_MAX_FILES 100000ULL
 #define DATA_DEFAULT_URL_TIMEOUT_MS (60ULL * 1000)
 #define DATA_NAME_MAX 64
+/* Levels of directories a dataset's tree may hold. */
+#define DATA_MAX_DEPTH 64
 
 typedef struct DataConfig {
         const char *root;            /* where objects/ and tmp/ live, e.g. $PYSPRINTER_HOME/data */
@@ -66,6 +68,18 @@ bool data_name_valid(const char *name);
 /* NULL when name is a dataset name, else what to say (caller frees): the
  * one wording of the CLI, the daemon and the API. */
 char *data_name_error(const char *name);
+/* A tree a dataset cannot hold, by why (what the tree walkers return):
+ * -ELOOP a symlink, -EPERM a device, FIFO or socket, -EILSEQ a name
+ * holding a newline (the hash listing is line based), -ENAMETOOLONG
+ * directories nested past DATA_MAX_DEPTH. The one wording of each, for
+ * source (the path the user gave) and bad (the entry, relative to it); NULL
+ * for any other r. */
+char *data_tree_error(int r, const char *source, const char *bad);
+/* NULL when filename may name a single-file dataset's file (a plain name:
+ * no '/', not "." or "..", at most 255 bytes, UTF-8, no control
+ * character), else what to say (caller frees): the one rule of --as, a
+ * file put's own name and a daemon's ?filename=. */
+char *data_file_name_error(const char *filename);
 /* NULL when source names something to put (a path or URL), else what to
  * say (caller frees): one wording embedded and through a daemon. */
 char *data_source_error(const char *source);
@@ -99,8 +113,8 @@ DataInfo *data_info_free(DataInfo *d);
 
 /* Stores the content of source (a file, a directory, or an http(s) URL) as
  * the current version of (tenant, name). -EFBIG / -EDQUOT past the caps,
- * -ELOOP for a symlink inside a directory, -ENOENT for a missing path;
- * *ret_error says what and where. */
+ * data_tree_error()'s codes for a tree it cannot hold, -ENOENT for a
+ * missing path; *ret_error says what and where. */
 int data_put(DataCatalog *c, const char *tenant, const char *name, const char *source, DataInfo **ret,
              char **ret_error);
 /* Stores data (len bytes, one file named filename) as a new version of
@@ -136,7 +150,7 @@ DataUpload *data_upload_free(DataUpload *u);
 
 /* A tar (pax) of the tree at dir, produced as it is read: at most a few
  * 64 KiB chunks in memory whatever the tree's size. Only regular files
- * and directories: -ELOOP for a symlink, -EPERM for another file type
+ * and directories: data_tree_error()'s codes for what it cannot hold
  * (*ret_path, may be NULL, names it). */
 typedef struct DataTarStream DataTarStream;
 int data_tar_stream_new(const char *dir, DataTarStream **ret, char **ret_path);

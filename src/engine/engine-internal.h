@@ -98,6 +98,7 @@ struct Engine {
         char *out_owner;   /* "<pid>-<start time>" of this process: the prefix of
                             * its entries in out_dir, swept once it is gone */
         uint64_t max_out_bytes; /* cap of what a run writes to /out */
+        uint64_t max_out_files; /* cap of the entries it leaves there */
         RunLimits defaults;
         RunLimits maxima;
         char *index_url;

@@ -997,31 +997,75 @@ static void add_output_dir(RunCtx *c, json_t *m) {
         json_object_set_new(sb, "fsize_bytes", json_integer((json_int_t) fsize));
 }
 
-/* Bytes and files under path (never following symlinks); stops counting
- * once past stop_at. */
-static void tree_size(int dirfd, uint64_t stop_at, uint64_t *bytes, uint64_t *files, unsigned depth) {
+/* What a run's output dir holds, measured against the engine's caps. */
+typedef enum OutOver {
+        OUT_WITHIN,
+        OUT_OVER_BYTES,   /* regular files' bytes past max_out_bytes */
+        OUT_OVER_ENTRIES, /* entries of any kind past max_out_files */
+        OUT_OVER_DEPTH,   /* directories nested past RUN_MAX_OUT_DEPTH */
+} OutOver;
+
+typedef struct OutMeasure {
+        uint64_t max_bytes, max_entries;
+        uint64_t bytes, entries;
+        OutOver over;
+} OutMeasure;
+
+/* Adds what the directory dirfd (consumed) holds, never following
+ * symlinks, until a cap is passed. Every entry counts (an empty file or a
+ * directory holds no bytes but one of the host's inodes). A directory
+ * deeper than RUN_MAX_OUT_DEPTH is over the limit itself: the walk holds
+ * an fd per level, so it does not go there, and what it cannot count must
+ * not escape the caps (a run once wrote gigabytes 300 levels down). */
+static void out_measure_dir(int dirfd, OutMeasure *m, unsigned depth) {
         DIR *d = fdopendir(dirfd);
         if (!d) {
                 close(dirfd);
                 return;
         }
         struct dirent *de;
-        while ((de = readdir(d)) && *bytes <= stop_at) {
+        while (m->over == OUT_WITHIN && (de = readdir(d))) {
                 if (streq(de->d_name, ".") || streq(de->d_name, ".."))
                         continue;
+                if (++m->entries > m->max_entries) {
+                        m->over = OUT_OVER_ENTRIES;
+                        break;
+                }
                 struct stat st;
                 if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
                         continue;
-                if (S_ISDIR(st.st_mode) && depth < 256) {
+                if (S_ISDIR(st.st_mode)) {
+                        if (depth + 1 > RUN_MAX_OUT_DEPTH) {
+                                m->over = OUT_OVER_DEPTH;
+                                break;
+                        }
                         int fd = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        /* A directory the run made unreadable (chmod 000)
+                         * hid its bytes from the caps where this process
+                         * has no CAP_DAC_OVERRIDE (a daemon that is not
+                         * root): its owner (the uid the run's root maps
+                         * to, this one) gives itself access back. */
+                        if (fd < 0 && errno == EACCES &&
+                            fchmodat(dirfd, de->d_name, (st.st_mode & 07777) | 0700, 0) == 0)
+                                fd = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                         if (fd >= 0)
-                                tree_size(fd, stop_at, bytes, files, depth + 1);
+                                out_measure_dir(fd, m, depth + 1);
                 } else if (S_ISREG(st.st_mode)) {
-                        *bytes += (uint64_t) st.st_size;
-                        (*files)++;
+                        m->bytes += (uint64_t) st.st_size;
+                        if (m->bytes > m->max_bytes)
+                                m->over = OUT_OVER_BYTES;
                 }
         }
         closedir(d);
+}
+
+/* Which cap the run's output dir is over, if any. */
+static OutOver out_measure(RunCtx *c) {
+        OutMeasure m = { .max_bytes = c->e->max_out_bytes, .max_entries = c->e->max_out_files };
+        int fd = open(c->out_host, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0)
+                out_measure_dir(fd, &m, 0);
+        return m.over;
 }
 
 /* A succeeded run's value, checked by the caller's spec->check_result
@@ -1035,16 +1079,32 @@ static void result_check(RunCtx *c) {
                 set_outcome(c, RUN_FAILED, EXIT_RAISED, type ?: "ResultError", message ?: "the result was refused");
 }
 
-/* What a run over the output dir's cap is told. */
-static char *out_limit_message(uint64_t cap) {
-        return cap % (1ULL << 20) == 0 ? xasprintf("output dir limit (%llu MiB): the run wrote more than that to "
-                                                   "output_dir() (raise it with PYSPRINTER_MAX_OUT_BYTES or the "
-                                                   "daemon's data.max_output_bytes)",
-                                                   (unsigned long long) (cap >> 20))
-                                       : xasprintf("output dir limit (%llu bytes): the run wrote more than that to "
-                                                   "output_dir() (raise it with PYSPRINTER_MAX_OUT_BYTES or the "
-                                                   "daemon's data.max_output_bytes)",
-                                                   (unsigned long long) cap);
+/* What a run over an output dir cap is told. */
+static char *out_limit_message(const RunCtx *c, OutOver over) {
+        uint64_t cap = c->e->max_out_bytes;
+        switch (over) {
+        case OUT_OVER_ENTRIES:
+                return xasprintf("output dir limit (%llu entries): the run left more files and directories than that "
+                                 "in output_dir() (raise it with PYSPRINTER_MAX_OUT_FILES or the daemon's "
+                                 "data.max_output_files)",
+                                 (unsigned long long) c->e->max_out_files);
+        case OUT_OVER_DEPTH:
+                return xasprintf("output dir limit (%u levels): the run nested directories deeper than that in "
+                                 "output_dir()",
+                                 RUN_MAX_OUT_DEPTH);
+        case OUT_OVER_BYTES:
+        case OUT_WITHIN:
+        default:
+                return cap % (1ULL << 20) == 0
+                               ? xasprintf("output dir limit (%llu MiB): the run wrote more than that to "
+                                           "output_dir() (raise it with PYSPRINTER_MAX_OUT_BYTES or the "
+                                           "daemon's data.max_output_bytes)",
+                                           (unsigned long long) (cap >> 20))
+                               : xasprintf("output dir limit (%llu bytes): the run wrote more than that to "
+                                           "output_dir() (raise it with PYSPRINTER_MAX_OUT_BYTES or the "
+                                           "daemon's data.max_output_bytes)",
+                                           (unsigned long long) cap);
+        }
 }
 
 /* After the run: a run over the cap is killed by a limit whatever it
@@ -1059,12 +1119,9 @@ static void output_dir_finish(RunCtx *c) {
                 return;
         const char *u = c->out_host;
         if (c->res->status == RUN_SUCCEEDED) {
-                uint64_t bytes = 0, files = 0;
-                int fd = open(u, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (fd >= 0)
-                        tree_size(fd, c->e->max_out_bytes, &bytes, &files, 0);
-                if (bytes > c->e->max_out_bytes) {
-                        _cleanup_free_ char *m = out_limit_message(c->e->max_out_bytes);
+                OutOver over = out_measure(c);
+                if (over != OUT_WITHIN) {
+                        _cleanup_free_ char *m = out_limit_message(c, over);
                         free(c->res->value_json);
                         c->res->value_json = NULL;
                         set_outcome(c, RUN_KILLED, EXIT_LIMIT, "OutputDirLimit", m);
@@ -1077,9 +1134,11 @@ static void output_dir_finish(RunCtx *c) {
                                 c->res->value_json = NULL;
                                 if (r == -EFBIG || r == -EDQUOT || r == -EMFILE)
                                         set_outcome(c, RUN_KILLED, EXIT_LIMIT, "OutputDirLimit", m);
-                                else if (r == -ELOOP || r == -EPERM)
-                                        /* A symlink or a special file: what the
-                                         * function left there, not our fault. */
+                                else if (r == -ELOOP || r == -EPERM || r == -EILSEQ || r == -ENAMETOOLONG)
+                                        /* A symlink, a special file, a name with
+                                         * a newline, a tree too deep
+                                         * (data_tree_error()): what the function
+                                         * left there, not our fault. */
                                         set_outcome(c, RUN_FAILED, EXIT_RAISED, "OutputError", m);
                                 else
                                         set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "OutputError", m);
@@ -1139,7 +1198,7 @@ typedef struct RunWatch {
         usec_t deadline;      /* monotonic: the time limit (0: not yet set), then the kill's */
         usec_t exit_deadline; /* monotonic: the grace after the exit report (0: none) */
         usec_t out_check_at;  /* monotonic: the next look at the output dir's size (0: not yet set) */
-        bool out_limit;       /* killed: its output dir grew past the cap while it ran */
+        OutOver out_limit;    /* killed: its output dir grew past a cap while it ran */
         Buf result;           /* a forked run's result pipe */
         json_t *result_v;     /* the result object (an instance's "done" carries it) */
 } RunWatch;
@@ -1243,16 +1302,18 @@ static void read_result(RunSandbox *rs, RunWatch *w, int *fd) {
  * writing many files held as much disk as it could write before its time
  * limit (seconds at disk speed: tens of GB), whatever the cap, and was
  * judged only at its end. Measured every OUT_CHECK_USEC while the run
- * lives (an empty dir: one open and one getdents); past the cap the run is
- * killed and classified OutputDirLimit. Returns whether to look again.
+ * lives (an empty dir: one open and one getdents; at most the entry cap's
+ * entries: the walk stops there); past a cap (bytes, entries, depth) the
+ * run is killed and classified OutputDirLimit. Returns whether to look
+ * again.
  * Only in the full sandbox, for hostile code: a --sandbox=none run is
  * trusted, and its watch keeps sleeping until its time limit with no tick
  * (test_cancel_wakes_the_watch). */
 #define OUT_CHECK_USEC (200 * USEC_PER_MSEC)
 
 static bool out_watch(RunCtx *c, RunSandbox *rs, RunWatch *w, usec_t now) {
-        if (!c->out_host || c->inst || c->spec->sandbox != SANDBOX_MODE_FULL || w->exited || w->out_limit ||
-            w->timed_out || w->was_cancelled)
+        if (!c->out_host || c->inst || c->spec->sandbox != SANDBOX_MODE_FULL || w->exited ||
+            w->out_limit != OUT_WITHIN || w->timed_out || w->was_cancelled)
                 return false;
         if (!w->out_check_at) {
                 w->out_check_at = now + OUT_CHECK_USEC;
@@ -1261,13 +1322,9 @@ static bool out_watch(RunCtx *c, RunSandbox *rs, RunWatch *w, usec_t now) {
         if (now < w->out_check_at)
                 return true;
         w->out_check_at = now + OUT_CHECK_USEC;
-        uint64_t bytes = 0, files = 0;
-        int fd = open(c->out_host, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd >= 0)
-                tree_size(fd, c->e->max_out_bytes, &bytes, &files, 0);
-        if (bytes <= c->e->max_out_bytes)
+        w->out_limit = out_measure(c);
+        if (w->out_limit == OUT_WITHIN)
                 return true;
-        w->out_limit = true;
         (void) engine_sandbox_run_kill(rs);
         return false;
 }
@@ -1476,6 +1533,12 @@ static void outcome_from_result(RunCtx *c, RunWatch *w) {
         }
 }
 
+/* The runner found the value larger than RUN_MAX_RESULT_BYTES as JSON
+ * (runner.py _serialise()). */
+static bool result_says_too_big(RunWatch *w) {
+        return json_is_true(json_object_get(watch_result(w), "too_big"));
+}
+
 static bool result_is_success(RunWatch *w) {
         return json_is_true(json_object_get(watch_result(w), "ok"));
 }
@@ -1493,8 +1556,8 @@ static void classify(RunCtx *c, RunSandbox *rs, RunWatch *w) {
                 set_outcome(c, RUN_KILLED, EXIT_LIMIT, "TimeLimit", m);
                 return;
         }
-        if (w->out_limit) {
-                _cleanup_free_ char *m = out_limit_message(c->e->max_out_bytes);
+        if (w->out_limit != OUT_WITHIN) {
+                _cleanup_free_ char *m = out_limit_message(c, w->out_limit);
                 set_outcome(c, RUN_KILLED, EXIT_LIMIT, "OutputDirLimit", m);
                 return;
         }
@@ -1505,7 +1568,7 @@ static void classify(RunCtx *c, RunSandbox *rs, RunWatch *w) {
                 set_outcome(c, RUN_KILLED, EXIT_LIMIT, "OutputLimit", m);
                 return;
         }
-        if (w->result_too_big) {
+        if (w->result_too_big || result_says_too_big(w)) {
                 set_outcome(c, RUN_KILLED, EXIT_LIMIT, "ResultLimit",
                             "result limit (the return value is larger than 16 MiB as JSON)");
                 return;
@@ -1833,7 +1896,7 @@ static int phase_run_begin(EngineRun *run) {
                 pool_worker_measure_new(c->e, c->pw);
         RunWatch *wp = &run->w;
         *wp = (RunWatch) {};
-        buf_init(&wp->result, RUN_MAX_RESULT_BYTES);
+        buf_init(&wp->result, RUN_MAX_RESULT_ANSWER_BYTES);
         run->rs = rs;
         if (r < 0) {
                 set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "WorkerError", "cannot hand the run to the worker");

@@ -246,6 +246,12 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
         }
         if (!e->max_out_bytes)
                 e->max_out_bytes = RUN_DEFAULT_MAX_OUT_BYTES;
+        e->max_out_files = cfg->max_out_files;
+        const char *mf = getenv("PYSPRINTER_MAX_OUT_FILES");
+        if (!e->max_out_files && mf && *mf && parse_uint64(mf, &v) >= 0 && v > 0)
+                e->max_out_files = v;
+        if (!e->max_out_files)
+                e->max_out_files = RUN_DEFAULT_MAX_OUT_FILES;
         limits_fill(&e->defaults, &cfg->defaults);
         e->maxima = cfg->maxima;
         e->index_url = cfg->index_url ? xstrdup(cfg->index_url) : NULL;

@@ -72,9 +72,22 @@ typedef struct RunLimits {
 #define RUN_DEFAULT_MAX_OUTPUT_BYTES (10ULL << 20)
 #define RUN_MAX_SOURCE_BYTES (4ULL << 20)
 #define RUN_MAX_RESULT_BYTES (16ULL << 20)
+/* The runner's answer that holds such a result ({"ok": true, "json":
+ * TEXT}, TEXT a JSON string of the value's JSON): each byte of it escaped
+ * at most once more, and the frame. The runner measures the value itself
+ * (a larger one answers "too_big"). */
+#define RUN_MAX_RESULT_ANSWER_BYTES (2 * RUN_MAX_RESULT_BYTES + (64ULL << 10))
 #define RUN_MAX_ARGS_BYTES (4ULL << 20)
 /* What a run may write to its output dir (/out, pysprinter.output_dir()). */
 #define RUN_DEFAULT_MAX_OUT_BYTES (1ULL << 30)
+/* Entries (files, directories, anything) a run may leave there: a dataset
+ * version's file cap (DATA_DEFAULT_MAX_FILES), what --output-data could
+ * store. Empty ones count no bytes, but each holds one of the host's
+ * inodes. */
+#define RUN_DEFAULT_MAX_OUT_FILES 100000ULL
+/* How deep the output dir is measured; a deeper tree is over the limit
+ * (what lies below could not be counted). */
+#define RUN_MAX_OUT_DEPTH 256u
 
 /* Warm instances kept per instance key when RunSpec.max_instances is 0. */
 #define ENGINE_INSTANCES_DEFAULT 4u
@@ -272,6 +285,9 @@ typedef struct EngineConfig {
         /* Cap of a run's /out in bytes; 0: $PYSPRINTER_MAX_OUT_BYTES, else
          * RUN_DEFAULT_MAX_OUT_BYTES. */
         uint64_t max_out_bytes;
+        /* Cap of the entries in a run's /out; 0: $PYSPRINTER_MAX_OUT_FILES,
+         * else RUN_DEFAULT_MAX_OUT_FILES. */
+        uint64_t max_out_files;
         /* Validation in a worker of its own, no run forked from it
          * (pool_acquire(): a worker's heap, what it validated included,
          * is every run's it forks): the daemon, whose tenants share

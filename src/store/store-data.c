@@ -153,6 +153,10 @@ static int step_one(Store *s, const char *sql, const char *t1, const char *t2, c
         return rc == SQLITE_DONE ? 0 : store_rc_errno(rc);
 }
 
+/* kv's namespace of each (tenant, name)'s highest version ever,
+ * "TENANT/NAME" (neither holds a '/'). */
+#define DATASET_LAST_NS "dataset-last-version"
+
 int store_dataset_add_version(Store *s, const char *tenant, const char *name, const char *hash, uint64_t size,
                               uint64_t files, int *ret_version, bool *ret_new) {
         const char *t = tenant ? tenant : "local";
@@ -170,9 +174,24 @@ int store_dataset_add_version(Store *s, const char *tenant, const char *name, co
         if (r < 0)
                 goto rollback;
         if (!row) {
-                r = step_one(s, "SELECT COALESCE(MAX(version), 0) + 1 FROM dataset_versions WHERE tenant=?1 AND "
-                                "name=?2",
-                             t, name, NULL, 0, &version, NULL);
+                /* Past every number the name ever had: a removed version's
+                 * number (or a removed dataset's) is never handed out again,
+                 * so NAME@N names one content for good (a pipeline pinned to
+                 * it, a memoised DAG task's output). The highest is kept in
+                 * kv, which `data rm` does not touch. */
+                _cleanup_free_ char *key = xasprintf("%s/%s", t, name);
+                r = step_one(s,
+                             "SELECT MAX(COALESCE((SELECT CAST(value AS INTEGER) FROM kv WHERE ns='" DATASET_LAST_NS
+                             "' AND key=?3), 0), COALESCE((SELECT MAX(version) FROM dataset_versions WHERE "
+                             "tenant=?1 AND name=?2), 0)) + 1",
+                             t, name, key, 0, &version, NULL);
+                if (r >= 0)
+                        r = step_one(s,
+                                     "INSERT INTO kv (ns, key, value, updated) VALUES ('" DATASET_LAST_NS
+                                     "', ?3, CAST(?4 AS TEXT), CAST(strftime('%s','now') AS INTEGER) * 1000000) "
+                                     "ON CONFLICT (ns, key) DO UPDATE SET value=excluded.value, "
+                                     "updated=excluded.updated",
+                                     t, name, key, version, NULL, NULL);
                 if (r < 0)
                         goto rollback;
                 sqlite3_stmt *st;

@@ -1339,10 +1339,11 @@ def _serialise(value):
             text = "null" if value is None else "true" if value else "false"
         else:
             text = _VALUE_JSON.encode(_rt.to_jsonable(value))
-        if not text.isascii():  # O(1): CPython's str knows
-            # A lone surrogate is not UTF-8 and has no JSON view: raises
-            # UnicodeEncodeError, and the value takes the repr() path.
-            text.encode()
+        # A lone surrogate is not UTF-8 and has no JSON view: encode()
+        # raises UnicodeEncodeError, and the value takes the repr() path.
+        # isascii() is O(1): CPython's str knows.
+        if (len(text) if text.isascii() else len(text.encode())) > _MAX_RESULT_BYTES:
+            return _TOO_BIG
         return {"ok": True, "json": text}
     except Exception:
         # Not only ConversionError: the table calls the value's own code
@@ -1352,6 +1353,8 @@ def _serialise(value):
             r = repr(value)
         except Exception as e:  # a hostile __repr__
             r = f"<unrepresentable {type(value).__name__}: {type(e).__name__}>"
+        if len(r) > _MAX_RESULT_BYTES:
+            return _TOO_BIG
         return {"ok": True, "json": None, "repr": _shown(r), "type": _shown(type(value).__name__)}
 
 
@@ -2136,9 +2139,18 @@ def _freeze_module_objects():
 
 _json_ascii_string = json.encoder.encode_basestring_ascii  # json.dumps(str)'s bytes
 
-# The largest result as JSON (engine.h RUN_MAX_RESULT_BYTES); the message
-# limit (32 MiB) leaves room for it and the rest of "done".
+# The largest result as JSON (engine.h RUN_MAX_RESULT_BYTES), measured on
+# the value's JSON text (or its repr()) by _serialise(), which answers
+# _TOO_BIG past it. Measured on the answer instead, where that text is a
+# JSON string again and every quote and backslash is escaped once more, a
+# list of one-letter strings was "too big" at 9 MiB.
 _MAX_RESULT_BYTES = 16 << 20
+_TOO_BIG = {"ok": True, "json": None, "too_big": True}
+# The largest answer that holds such a result: twice it (each byte escaped)
+# and its frame (engine.h RUN_MAX_RESULT_ANSWER_BYTES; "done" fits in a
+# message, WORKER_PROTO_MAX_MESSAGE). Only a result whose repr()'s type
+# name is huge comes near it.
+_MAX_ANSWER_BYTES = 2 * _MAX_RESULT_BYTES + 4096
 
 
 def _result_text(result):
@@ -2163,9 +2175,9 @@ def _done_body(invocation_id, result):
     head = '{"type":"done","id":' + (_json_ascii_string(invocation_id)
                                      if type(invocation_id) is str else json.dumps(invocation_id))
     data = b""
-    if result is not None:
+    if result is not None and result is not _TOO_BIG:
         data = _result_text(result).encode("utf-8", "pysprinter-json")
-    if len(data) > _MAX_RESULT_BYTES:
+    if result is _TOO_BIG or len(data) > _MAX_ANSWER_BYTES:
         body = (head + ',"result_too_big":true}').encode()
     elif data:
         body = head.encode() + b',"result":' + data + b"}"

@@ -10,7 +10,10 @@
 
 #include "basic.h"
 
-#define WORKER_PROTO_MAX_MESSAGE (32U << 20)
+/* A warm instance's "done" holds a result of up to 16 MiB as JSON
+ * (RUN_MAX_RESULT_BYTES) as a JSON string: twice that at most (each byte
+ * escaped), and the message's frame. */
+#define WORKER_PROTO_MAX_MESSAGE ((32U << 20) + (64U << 10))
 #define WORKER_PROTO_MAX_FDS 8
 #define WORKER_CTRL_FD 3
 /* A "validate" of a source this large is done in a child of the worker,

@@ -421,7 +421,7 @@ typedef struct InstanceTools {
         PyObject *scan;        /* _MESSAGE_JSON.scan_once */
         PyObject *ascii_text;  /* _json_ascii_string: json.dumps(str)'s text */
         PyObject *text;        /* _json_string: ensure_ascii=False's */
-        Py_ssize_t max_result; /* _MAX_RESULT_BYTES */
+        Py_ssize_t max_answer; /* _MAX_ANSWER_BYTES */
 } InstanceTools;
 
 static bool instance_tools_get(InstanceTools *t) {
@@ -430,10 +430,10 @@ static bool instance_tools_get(InstanceTools *t) {
         Py_XDECREF(decoder);
         t->ascii_text = PyObject_GetAttrString(runner, "_json_ascii_string");
         t->text = PyObject_GetAttrString(runner, "_json_string");
-        PyObject *max = PyObject_GetAttrString(runner, "_MAX_RESULT_BYTES");
-        t->max_result = max ? PyLong_AsSsize_t(max) : -1;
+        PyObject *max = PyObject_GetAttrString(runner, "_MAX_ANSWER_BYTES");
+        t->max_answer = max ? PyLong_AsSsize_t(max) : -1;
         Py_XDECREF(max);
-        return t->scan && t->ascii_text && t->text && t->max_result > 0;
+        return t->scan && t->ascii_text && t->text && t->max_answer > 0;
 }
 
 static void instance_tools_done(InstanceTools *t) {
@@ -478,7 +478,9 @@ static PyObject *instance_done(const InstanceTools *t, PyObject *id, PyObject *r
         static const char head[] = "{\"type\":\"done\",\"id\":", mid[] = ",\"result\":",
                           ok[] = "{\"ok\": true, \"json\": ", end[] = "}}";
         PyObject *body = NULL;
-        if (idj && data && PyBytes_GET_SIZE(data) + (Py_ssize_t) sizeof(ok) <= t->max_result) {
+        /* The result's own cap was checked when it was made (runner's
+         * _serialise(): a larger one is not this common shape). */
+        if (idj && data && PyBytes_GET_SIZE(data) + (Py_ssize_t) sizeof(ok) <= t->max_answer) {
                 size_t n_id = strlen(idj), n_data = (size_t) PyBytes_GET_SIZE(data);
                 body = PyBytes_FromStringAndSize(NULL, (Py_ssize_t) (sizeof(head) - 1 + n_id + sizeof(mid) - 1 +
                                                                      sizeof(ok) - 1 + n_data + sizeof(end) - 1));

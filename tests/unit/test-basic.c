@@ -550,6 +550,19 @@ static void test_parse_int(void **state) {
         assert_int_equal(x, -3); /* untouched on failure */
 }
 
+static void test_parse_uint64(void **state) {
+        uint64_t x = 7;
+        assert_int_equal(parse_uint64("100000", &x), 0);
+        assert_int_equal(x, 100000);
+        assert_int_equal(parse_uint64("18446744073709551615", &x), 0);
+        assert_true(x == UINT64_MAX);
+        static const char *const bad[] = { "", "4x", " 4", "-1", "+1", "1e3", "10 " };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                assert_int_equal(parse_uint64(bad[i], &x), -EINVAL);
+        assert_int_equal(parse_uint64("18446744073709551616", &x), -ERANGE);
+        assert_true(x == UINT64_MAX); /* untouched on failure */
+}
+
 /* A zombie holds its pid but is not running: the cgroup sweep must treat
  * what it owned as an orphan's. */
 static void test_pid_is_running(void **state) {
@@ -632,6 +645,7 @@ int main(void) {
                 cmocka_unit_test(test_utf8_pieces),
                 cmocka_unit_test(test_json_shorten_reals_pass_through_agrees),
                 cmocka_unit_test(test_parse_int),
+                cmocka_unit_test(test_parse_uint64),
                 cmocka_unit_test(test_idempotency_key_is_valid),
                 cmocka_unit_test(test_pid_is_running),
         };

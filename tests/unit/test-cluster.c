@@ -1016,6 +1016,33 @@ static void test_dataset_store(void **state) {
         assert_int_equal(ds->ops->remove(ds, "t1", "d", 1), -ENOENT);
         assert_int_equal(ds->ops->remove(ds, "t1", "d", 0), 0);
         assert_int_equal(ds->ops->get(ds, "t1", "d", &got), -ENOENT);
+        /* A number names one content for good (test-store.c's
+         * test_dataset_numbers_never_come_back, the same rows). */
+        const char *h3 = "3333333333333333333333333333333333333333333333333333333333333333";
+        DatasetRecord n = {
+                .tenant = (char *) "t1", .name = (char *) "nums", .kind = (char *) "file", .source = (char *) "x.txt"
+        };
+        DatasetRecord other = {
+                .tenant = (char *) "t2", .name = (char *) "nums", .kind = (char *) "file", .source = (char *) "x.txt"
+        };
+        assert_int_equal(ds->ops->put(ds, &n), 0);
+        static const struct {
+                int remove; /* -1: none; 0: the dataset, then put again */
+                int hash;
+                int version;
+        } rows[] = { { -1, 1, 1 }, { -1, 2, 2 }, { 2, 3, 3 }, { -1, 2, 4 }, { 0, 1, 5 } };
+        const char *hashes[] = { NULL, h1, h2, h3 };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                if (rows[i].remove >= 0)
+                        assert_int_equal(ds->ops->remove(ds, "t1", "nums", rows[i].remove), 0);
+                if (rows[i].remove == 0)
+                        assert_int_equal(ds->ops->put(ds, &n), 0);
+                assert_int_equal(ds->ops->add_version(ds, "t1", "nums", hashes[rows[i].hash], 1, 1, &v, &is_new), 0);
+                assert_int_equal(v, rows[i].version);
+        }
+        assert_int_equal(ds->ops->put(ds, &other), 0);
+        assert_int_equal(ds->ops->add_version(ds, "t2", "nums", h1, 1, 1, &v, &is_new), 0);
+        assert_int_equal(v, 1);
         dataset_store_free(ds);
         run_queue_free(q);
 }

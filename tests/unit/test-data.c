@@ -193,6 +193,59 @@ static void test_store_output_refusal_names_no_host_dir(void **state) {
         store_close(s);
 }
 
+/* Each reason a tree is refused has its own words: a tree too deep was
+ * "symbolic links are not supported", a name with a newline "cannot copy
+ * a<newline>b: Invalid argument" (an internal error for a run's output). */
+static void test_tree_refusals_say_why(void **state) {
+        static const struct {
+                int r;
+                const char *words;
+        } rows[] = {
+                { -ELOOP, "src: symbolic links are not supported in datasets (x/y)" },
+                { -EPERM, "src: only regular files and directories can be stored (x/y)" },
+                { -EILSEQ, "src: a name holding a newline cannot be stored in a dataset (x/y)" },
+                { -ENAMETOOLONG, "src: nested deeper than 64 directories (x/y)" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                _cleanup_free_ char *m = data_tree_error(rows[i].r, "src", "x/y");
+                assert_string_equal(m, rows[i].words);
+        }
+        assert_null(data_tree_error(-EIO, "src", "x/y"));
+
+        _cleanup_free_ char *base = path_join(dir, "refusals");
+        _cleanup_free_ char *db = path_join(base, "db.sqlite"), *root = path_join(base, "data");
+        _cleanup_free_ char *nl = path_join(base, "nl"), *nlf = path_join(nl, "a\nb");
+        _cleanup_free_ char *deep = path_join(base, "deep");
+        assert_int_equal(mkdir_p(nl, 0755), 0);
+        put_file(nlf, "x");
+        _cleanup_free_ char *p = xstrdup(deep);
+        for (int i = 0; i <= DATA_MAX_DEPTH + 1; i++) {
+                char *q = path_join(p, "a");
+                free(p);
+                p = q;
+        }
+        assert_int_equal(mkdir_p(p, 0755), 0);
+        Store *s = NULL;
+        assert_int_equal(store_open(db, &s), 0);
+        DataConfig cfg = { .root = root };
+        DataCatalog *c = NULL;
+        _cleanup_free_ char *err = NULL;
+        assert_int_equal(data_catalog_new(s, &cfg, &c, &err), 0);
+        DataInfo *info = NULL;
+        assert_int_equal(data_put(c, NULL, "nl", nl, &info, &err), -EILSEQ);
+        assert_non_null(strstr(err, "a name holding a newline cannot be stored in a dataset (a\nb)"));
+        free(err);
+        err = NULL;
+        assert_int_equal(data_put(c, NULL, "deep", deep, &info, &err), -ENAMETOOLONG);
+        assert_non_null(strstr(err, "nested deeper than 64 directories (a/a/"));
+        /* The tar a CLI sends a daemon refuses them before anything is sent. */
+        DataTarStream *t = NULL;
+        assert_int_equal(data_tar_stream_new(nl, &t, NULL), -EILSEQ);
+        assert_int_equal(data_tar_stream_new(deep, &t, NULL), -ENAMETOOLONG);
+        data_catalog_free(c);
+        store_close(s);
+}
+
 static void test_tar_upload(void **state) {
         _cleanup_free_ char *base = path_join(dir, "tar");
         _cleanup_free_ char *db = path_join(base, "db.sqlite"), *root = path_join(base, "data");
@@ -376,6 +429,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_names),
                 cmocka_unit_test(test_tar_upload),
+                cmocka_unit_test(test_tree_refusals_say_why),
                 cmocka_unit_test(test_store_output_refusal_names_no_host_dir),
                 cmocka_unit_test(test_versions),
                 cmocka_unit_test(test_object_wire),

@@ -1008,6 +1008,53 @@ static void test_schedule_last_run_is_in_its_runs(void **state) {
         store_close(s);
 }
 
+/* A version number names one content for good: `NAME@2` pinned in a
+ * pipeline, or recorded as what a memoised DAG task produced, must not come
+ * to mean other bytes. Removing the newest version, or the whole dataset,
+ * used to hand its number to the next put. */
+static void dataset_numbers_never_come_back(DatasetStore *ds) {
+        const char *h1 = "1111111111111111111111111111111111111111111111111111111111111111";
+        const char *h2 = "2222222222222222222222222222222222222222222222222222222222222222";
+        const char *h3 = "3333333333333333333333333333333333333333333333333333333333333333";
+        DatasetRecord d = {
+                .tenant = (char *) "t1", .name = (char *) "nums", .kind = (char *) "file", .source = (char *) "x.txt"
+        };
+        int v = 0;
+        bool is_new = false;
+        assert_int_equal(ds->ops->put(ds, &d), 0);
+        assert_int_equal(ds->ops->add_version(ds, "t1", "nums", h1, 1, 1, &v, &is_new), 0);
+        assert_int_equal(v, 1);
+        assert_int_equal(ds->ops->add_version(ds, "t1", "nums", h2, 1, 1, &v, &is_new), 0);
+        assert_int_equal(v, 2);
+        assert_int_equal(ds->ops->remove(ds, "t1", "nums", 2), 0);
+        assert_int_equal(ds->ops->add_version(ds, "t1", "nums", h3, 1, 1, &v, &is_new), 0);
+        assert_int_equal(v, 3);
+        assert_true(is_new);
+        /* The content of a removed version comes back under a new number. */
+        assert_int_equal(ds->ops->add_version(ds, "t1", "nums", h2, 1, 1, &v, &is_new), 0);
+        assert_int_equal(v, 4);
+        /* Nor after the whole dataset went and came back. */
+        assert_int_equal(ds->ops->remove(ds, "t1", "nums", 0), 0);
+        assert_int_equal(ds->ops->put(ds, &d), 0);
+        assert_int_equal(ds->ops->add_version(ds, "t1", "nums", h1, 1, 1, &v, &is_new), 0);
+        assert_int_equal(v, 5);
+        /* Numbers are per (tenant, name). */
+        DatasetRecord other = {
+                .tenant = (char *) "t2", .name = (char *) "nums", .kind = (char *) "file", .source = (char *) "x.txt"
+        };
+        assert_int_equal(ds->ops->put(ds, &other), 0);
+        assert_int_equal(ds->ops->add_version(ds, "t2", "nums", h1, 1, 1, &v, &is_new), 0);
+        assert_int_equal(v, 1);
+}
+
+static void test_dataset_numbers_never_come_back(void **state) {
+        Store *s = open_fresh();
+        DatasetStore *ds = dataset_store_sqlite_new(s);
+        dataset_numbers_never_come_back(ds);
+        dataset_store_free(ds);
+        store_close(s);
+}
+
 /* The SQLite FunctionStore's URL calls are the endpoints table's: a new
  * version keeps the URL, mode 0 removes it (the daemon removes it with
  * the function, which the table does not follow by itself). */
@@ -5376,6 +5423,7 @@ int main(void) {
                 cmocka_unit_test(test_tx_all_or_nothing),
                 cmocka_unit_test(test_function_signature_and_doc),
                 cmocka_unit_test(test_function_store_url),
+                cmocka_unit_test(test_dataset_numbers_never_come_back),
                 cmocka_unit_test(test_run_lock_and_dataset_usage),
                 cmocka_unit_test(test_group_commit_batches_and_releases_after_commit),
                 cmocka_unit_test(test_writer_flushes_unwaited_starts_on_close),
