@@ -1,6 +1,7 @@
 """Shared fixtures for the end-to-end tests: they run the real binaries.
 
 PYSPRINTER_BUILD names the meson build directory (make check sets it)."""
+import json
 import os
 import pathlib
 import signal
@@ -270,3 +271,41 @@ def no_leftovers():
         time.sleep(0.1)
         left = leftovers()
     assert not left, f"the suite left these on the host: {left}"
+
+
+def sandboxed(cli, name, source, *args, env=None, prefix=()):
+    """Runs source as name through `pysprinter run` with the full sandbox
+    (skips where the kernel cannot run it); prefix wraps the CLI (prlimit)."""
+    cli.write(name, source)
+    e = dict(cli.env)
+    e.update(env or {})
+    p = subprocess.run([*prefix, str(CLI), "run", name, *map(str, args)], capture_output=True, text=True, env=e,
+                       cwd=cli.cwd, timeout=300)
+    if p.returncode != 0 and "--sandbox=none" in p.stderr:
+        pytest.skip("the kernel cannot run the sandbox here: " + p.stderr.strip())
+    return p
+
+
+def value(p):
+    """A successful CLI run's JSON result."""
+    assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
+    return json.loads(p.stdout)
+
+
+@pytest.fixture
+def both(cli, daemon):
+    """both(*args) -> (embedded result, --server result) of `pysprinter
+    ARGS`, against the module's `daemon` (alice's token)."""
+    from daemonlib import TOKENS
+
+    def _both(*args, input=None):
+        local = cli(*args, input=input)
+        remote = cli(*args, "--server", daemon.url, input=input, env={"PYSPRINTER_TOKEN": TOKENS["alice"]})
+        return local, remote
+    return _both
+
+
+def same(local, remote):
+    """The --server result printed what the embedded one did, byte for byte."""
+    assert (remote.returncode, remote.stdout, remote.stderr) == (local.returncode, local.stdout, local.stderr)
+    return local

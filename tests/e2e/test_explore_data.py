@@ -8,26 +8,8 @@ import subprocess
 
 import pytest
 
-from conftest import CLI
+from conftest import CLI, same, sandboxed, value
 from daemonlib import TOKENS, Daemon
-
-
-def sandboxed(cli, name, source, *args, env=None, prefix=()):
-    """Runs source as name through `pysprinter run` with the full sandbox
-    (skips where the kernel cannot run it); prefix wraps the CLI (prlimit)."""
-    cli.write(name, source)
-    e = dict(cli.env)
-    e.update(env or {})
-    p = subprocess.run([*prefix, str(CLI), "run", name, *map(str, args)], capture_output=True, text=True, env=e,
-                       cwd=cli.cwd, timeout=300)
-    if p.returncode != 0 and "--sandbox=none" in p.stderr:
-        pytest.skip("the kernel cannot run the sandbox here: " + p.stderr.strip())
-    return p
-
-
-def value(p):
-    assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
-    return json.loads(p.stdout)
 
 
 def outputs_left(home):
@@ -127,21 +109,6 @@ def test_the_out_entry_cap_is_in_the_daemons_data_config(tmp_path):
 def daemon(tmp_path_factory):
     with Daemon(tmp_path_factory.mktemp("explore-data")).serving() as d:
         yield d
-
-
-@pytest.fixture
-def both(cli, daemon):
-    """both(*args) -> (embedded result, --server result) of `pysprinter ARGS`."""
-    def _both(*args, input=None):
-        local = cli(*args, input=input)
-        remote = cli(*args, "--server", daemon.url, input=input, env={"PYSPRINTER_TOKEN": TOKENS["alice"]})
-        return local, remote
-    return _both
-
-
-def same(local, remote):
-    assert (remote.returncode, remote.stdout, remote.stderr) == (local.returncode, local.stdout, local.stderr)
-    return local
 
 
 def test_a_tree_too_deep_for_a_dataset_is_not_called_a_symlink(both, tmp_path):

@@ -3,32 +3,13 @@ test is an attack a user's code can make, asserting what a user or an
 operator would check (the error the code gets, what is left on the host,
 that the next run works). Attacks already covered by test_isolation.py,
 test_sandbox.py and tests/e2e/attacks/ are not repeated here."""
-import json
 import os
 import signal
 import subprocess
 
 import pytest
 
-from conftest import CLI
-
-
-def sandboxed(cli, name, source, *args, env=None, prefix=()):
-    """Runs source as name through `pysprinter run` with the full sandbox
-    (skips where the kernel cannot run it); prefix wraps the CLI (prlimit)."""
-    cli.write(name, source)
-    e = dict(cli.env)
-    e.update(env or {})
-    p = subprocess.run([*prefix, str(CLI), "run", name, *map(str, args)], capture_output=True, text=True, env=e,
-                       cwd=cli.cwd, timeout=180)
-    if p.returncode != 0 and "--sandbox=none" in p.stderr:
-        pytest.skip("the kernel cannot run the sandbox here: " + p.stderr.strip())
-    return p
-
-
-def value(p):
-    assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
-    return json.loads(p.stdout)
+from conftest import CLI, sandboxed, value
 
 
 # ---- socket families that leave the run's network namespace ----

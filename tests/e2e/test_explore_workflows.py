@@ -4,7 +4,7 @@ the same words and the same exit code on both paths, and a failed command
 leaves the user's files as they were."""
 import pytest
 
-from conftest import sandbox_args
+from conftest import same, sandbox_args
 from daemonlib import TOKENS, Daemon
 
 
@@ -12,21 +12,6 @@ from daemonlib import TOKENS, Daemon
 def daemon(tmp_path_factory):
     with Daemon(tmp_path_factory.mktemp("explore-workflows")).serving() as d:
         yield d
-
-
-@pytest.fixture
-def both(cli, daemon):
-    """both(*args) -> (embedded result, --server result) of `pysprinter ARGS`."""
-    def _both(*args, input=None):
-        local = cli(*args, input=input)
-        remote = cli(*args, "--server", daemon.url, input=input, env={"PYSPRINTER_TOKEN": TOKENS["alice"]})
-        return local, remote
-    return _both
-
-
-def same(local, remote):
-    assert (remote.returncode, remote.stdout, remote.stderr) == (local.returncode, local.stdout, local.stderr)
-    return local
 
 
 # ---- datasets -----------------------------------------------------------
