@@ -749,27 +749,6 @@ static Instance *instance_take_locked(Engine *e, const char *key, unsigned *ret_
         return idle;
 }
 
-Instance *instance_lru_idle_locked(Engine *e, Instance ***ret_link) {
-        Instance *lru = NULL, **lru_link = NULL;
-        for (Instance **p = &e->pool.instances; *p; p = &(*p)->next) {
-                Instance *i = *p;
-                if (i->busy || i->freezing || i->dead || !i->parent || i->sock < 0)
-                        continue;
-                if (!lru || i->last_used < lru->last_used) {
-                        lru = i;
-                        lru_link = p;
-                }
-        }
-        if (ret_link)
-                *ret_link = lru_link;
-        return lru;
-}
-
-bool instance_idle_since_locked(Engine *e, usec_t t) {
-        Instance *lru = instance_lru_idle_locked(e, NULL);
-        return lru && lru->last_used < t;
-}
-
 /* Over the memory budget (pool lock held): the least recently used idle
  * instance, unlinked, when no idle worker was used less recently, else
  * NULL (the budget then stops workers: pool_sweep()). An idle instance
@@ -781,7 +760,7 @@ bool instance_idle_since_locked(Engine *e, usec_t t) {
 static Instance *collect_over_budget(Engine *e) {
         if (!e->pool.memory_budget || pool_pss_total_locked(e) <= e->pool.memory_budget)
                 return NULL;
-        Instance **lru_link = NULL, *lru = instance_lru_idle_locked(e, &lru_link);
+        Instance **lru_link = NULL, *lru = pool_lru_idle_instance_locked(e, &lru_link);
         PoolWorker *idle_worker = pool_lru_idle_locked(e);
         if (!lru || (idle_worker && idle_worker->last_used < lru->last_used))
                 return NULL;

@@ -456,8 +456,8 @@ PoolWorker *pool_lru_idle_locked(Engine *e);
 /* Pool lock held: the least recently used idle instance that the budget
  * may retire (NULL if none; *ret_link: where it is linked); whether one
  * was last used before t. */
-Instance *instance_lru_idle_locked(Engine *e, Instance ***ret_link);
-bool instance_idle_since_locked(Engine *e, usec_t t);
+Instance *pool_lru_idle_instance_locked(Engine *e, Instance ***ret_link);
+bool pool_instance_idle_since_locked(Engine *e, usec_t t);
 /* (janitor) Measures again, at most once a second each, the workers that
  * host warm instances invoked since their last reading: their invocations
  * never hand the worker back, when a worker is otherwise measured

@@ -90,7 +90,7 @@ static PoolWorker *collect_evictions(Engine *e, usec_t now) {
         for (;;) {
                 PoolWorker *lru = pool_lru_idle_locked(e);
                 if (!e->pool.memory_budget || pool_pss_total_locked(e) <= e->pool.memory_budget || !lru ||
-                    instance_idle_since_locked(e, lru->last_used))
+                    pool_instance_idle_since_locked(e, lru->last_used))
                         break;
                 for (PoolWorker **p = &e->pool.workers; *p; p = &(*p)->next)
                         if (*p == lru) {
@@ -117,6 +117,27 @@ PoolWorker *pool_lru_idle_locked(Engine *e) {
                 if (pw->busy == 0 && pw->ready && (!lru || pw->last_used < lru->last_used))
                         lru = pw;
         return lru;
+}
+
+Instance *pool_lru_idle_instance_locked(Engine *e, Instance ***ret_link) {
+        Instance *lru = NULL, **lru_link = NULL;
+        for (Instance **p = &e->pool.instances; *p; p = &(*p)->next) {
+                Instance *i = *p;
+                if (i->busy || i->freezing || i->dead || !i->parent || i->sock < 0)
+                        continue;
+                if (!lru || i->last_used < lru->last_used) {
+                        lru = i;
+                        lru_link = p;
+                }
+        }
+        if (ret_link)
+                *ret_link = lru_link;
+        return lru;
+}
+
+bool pool_instance_idle_since_locked(Engine *e, usec_t t) {
+        Instance *lru = pool_lru_idle_instance_locked(e, NULL);
+        return lru && lru->last_used < t;
 }
 
 #define INSTANCE_HOSTS_MEASURED_MAX 64 /* per janitor tick; the others at the next */
