@@ -2,6 +2,7 @@
  * connection and the full-disk reserve, and on close the writer's stop. It
  * stands above the writer (store-writer.c) and the migrations, which stand
  * on store.c's statement helpers: calls run one way, down. */
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 
 #include "store-internal.h"
@@ -17,14 +18,41 @@ sqlite3 *store_reader_open(const char *path) {
         return db;
 }
 
+/* The database holds every tenant's arguments, results and sources, so
+ * like the logs and the journal beside it it is its owner's: SQLite's unix
+ * VFS creates it 0644 (less the umask), and a data directory an operator
+ * made 0755 let any local user read it. A database this open created
+ * becomes 0600; one that was there (an older binary's 0644) loses its
+ * world bits only, so a group the operator granted stays. Before the first
+ * statement: SQLite creates the -wal and -shm files then, with the
+ * database's mode; ones a crash left are changed too. chmod() by path,
+ * never open()+close(): closing a descriptor of the database would drop
+ * the POSIX locks another connection of this process holds on it. */
+static void store_files_private(const char *path, bool created) {
+        static const char *const suffixes[] = { "", "-wal", "-shm" };
+        for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
+                _cleanup_free_ char *p = xasprintf("%s%s", path, suffixes[i]);
+                struct stat st;
+                if (stat(p, &st) < 0 || !S_ISREG(st.st_mode))
+                        continue;
+                mode_t want = created && i == 0 ? 0600 : st.st_mode & 07770;
+                if ((st.st_mode & 07777) != want)
+                        (void) chmod(p, want);
+        }
+}
+
 static int open_store_once(const char *path, bool allocate_wal, Store **ret_store) {
         sqlite3 *db = NULL;
+        bool on_disk = !streq(path, ":memory:") && !startswith(path, "file:");
+        bool created = on_disk && access(path, F_OK) < 0 && errno == ENOENT;
         int rc = sqlite3_open_v2(path, &db,
                                  SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, store_vfs());
         if (rc != SQLITE_OK) {
                 sqlite3_close(db);
                 return store_sqlite_errno(rc);
         }
+        if (on_disk)
+                store_files_private(path, created);
         sqlite3_busy_timeout(db, 10000);
         /* WAL + synchronous=NORMAL: a crash loses at most the last
          * transactions, never the database (DESIGN §7: kill -9 safe). */
@@ -50,7 +78,7 @@ static int open_store_once(const char *path, bool allocate_wal, Store **ret_stor
         /* After the migrations: the reader sees the final schema. Not for
          * a private (in-memory) database, which a second connection would
          * not share. */
-        if (!streq(path, ":memory:") && !startswith(path, "file:")) {
+        if (on_disk) {
                 s->rdb = store_reader_open(path);
                 store_checkpointer_start(s, path, allocate_wal);
                 s->jpath = store_journal_path(path);

@@ -1,0 +1,66 @@
+"""Operating pysprinter for months, explored as an operator would (round
+"ops"): the files the daemon and the embedded CLI write, and embedded
+commands against a data directory a daemon serves (docs/operations.md)."""
+import os
+import stat
+import subprocess
+
+from conftest import CLI, WORKER
+from daemonlib import Daemon
+
+
+def cli_env(home, **extra):
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+    e["PYSPRINTER_HOME"] = str(home)
+    e["PYSPRINTER_WORKER"] = str(WORKER)
+    e.update({k: str(v) for k, v in extra.items()})
+    return e
+
+
+def pysprinter(*args, home, timeout=120):
+    return subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, env=cli_env(home),
+                          timeout=timeout)
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+# ---- permissions of what the daemon writes -------------------------------------
+
+def test_the_run_database_is_never_world_readable(tmp_path):
+    """The database holds every tenant's arguments, results and function
+    sources. Its logs, journal and secrets key were 0600, but SQLite made
+    pysprinter.db, -wal and -shm 0644: in a data directory an operator made
+    0755 (mkdir /srv/pysprinter) any local user read every tenant's results
+    with sqlite3. A new database is 0600 now, and one an older binary left
+    0644 loses its world bits at the next open."""
+    d = Daemon(tmp_path / "d")
+    d.home.chmod(0o755)
+    d.start()
+    try:
+        st, out = d.run("def f():\n    return 'private result'\n")
+        assert st == 200 and out["result"] == "private result", out
+        for name in ("pysprinter.db", "pysprinter.db-wal", "pysprinter.db-shm"):
+            assert mode(d.home / name) == 0o600, name
+    finally:
+        assert d.stop() == 0
+    # As an older binary left them: 0644, then a restart on them.
+    for name in ("pysprinter.db", "pysprinter.db-wal", "pysprinter.db-shm"):
+        if (d.home / name).exists():
+            (d.home / name).chmod(0o644)
+    d.start()
+    try:
+        st, out = d.run("def f():\n    return 2\n")
+        assert st == 200, out
+        for name in ("pysprinter.db", "pysprinter.db-wal", "pysprinter.db-shm"):
+            assert mode(d.home / name) & 0o007 == 0, (name, oct(mode(d.home / name)))
+    finally:
+        assert d.stop() == 0
+    # The embedded CLI's own home, made 0755 by its user beforehand.
+    home = tmp_path / "cli-home"
+    home.mkdir(mode=0o755)
+    home.chmod(0o755)
+    p = pysprinter("dag", "resume", "dnone", home=home)
+    assert p.returncode == 2 and (home / "pysprinter.db").exists(), p.stderr
+    assert mode(home / "pysprinter.db") == 0o600
