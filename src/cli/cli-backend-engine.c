@@ -608,6 +608,27 @@ static bool run_in_flight(Backend *b, const char *id) {
         return live;
 }
 
+/* Run id has no owning CLI process: a pysprinterd on this home runs it
+ * (or will again at its start, docs/api.md "Delivery"). Its engine watches
+ * no cancel asks, which only a CLI's engine answers: the ask would wait
+ * 10 s, stand for nothing, and the run go on. So the user is told whose
+ * the run is and where to cancel it. */
+static int daemon_run_refused(Backend *b, const char *id) {
+        const char *home = engine_data_dir(b->engine);
+        pid_t pid = 0;
+        if (store_home_daemon(home, &pid))
+                backend_set_error(b,
+                                  "run %s is run by pysprinterd (pid %d), which serves %s: only it can stop it; "
+                                  "cancel it through it: pysprinter --server URL cancel %s",
+                                  id, (int) pid, home, id);
+        else
+                backend_set_error(b,
+                                  "run %s is a pysprinterd's, and no daemon serves %s now: it runs again when one "
+                                  "starts there; cancel it through that daemon then: pysprinter --server URL cancel %s",
+                                  id, home, id);
+        return -EOPNOTSUPP;
+}
+
 /* The run belongs to the CLI process that started it (its recorded
  * owner): only that process's engine can kill it, so it is asked to
  * (engine_cancel_request()), and the record is watched for the end, as
@@ -628,6 +649,9 @@ static int engine_run_cancel(Backend *b, const char *id, json_t **ret) {
         run_record_free(rec);
         if (ended)
                 return -EBUSY;
+        pid_t owner = 0;
+        if (store_run_owner(s, full, &owner) >= 0 && owner == 0)
+                return daemon_run_refused(b, full);
         r = engine_cancel_request(b->engine, full);
         if (r < 0) {
                 backend_set_error(b, "cannot ask for run %s to be cancelled: %s", full, strerror(-r));

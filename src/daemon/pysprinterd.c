@@ -178,7 +178,7 @@ static int take_owner_lock(int fd) {
  * when the holder dies, kill -9 included); the pid is only for the message.
  * Returns the fd to keep open, or an exit code (negated) after logging. */
 static int own_data_dir(const char *data_dir) {
-        _cleanup_free_ char *path = path_join(data_dir, "pysprinterd.pid");
+        _cleanup_free_ char *path = path_join(data_dir, STORE_HOME_PID_FILE);
         _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
         if (fd < 0) {
                 log_error("cannot open %s: %s", path, strerror(errno));

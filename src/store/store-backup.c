@@ -22,6 +22,7 @@
  * content. */
 #include <assert.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 
@@ -292,6 +293,22 @@ int store_home_lock(const char *data_dir, bool exclusive) {
         if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) < 0)
                 return -errno;
         return TAKE_FD(fd);
+}
+
+bool store_home_daemon(const char *data_dir, pid_t *ret_pid) {
+        assert(data_dir && ret_pid);
+        _cleanup_free_ char *path = path_join(data_dir, STORE_HOME_PID_FILE);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        /* A shared lock conflicts with the daemon's exclusive one only;
+         * taken, it is dropped at once by the close. */
+        if (fd < 0 || flock(fd, LOCK_SH | LOCK_NB) == 0 || errno != EWOULDBLOCK)
+                return false;
+        char buf[32] = "";
+        ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+        char *end = NULL;
+        long pid = n > 0 ? strtol(buf, &end, 10) : 0;
+        *ret_pid = pid > 0 && pid <= INT_MAX && end && (*end == '\n' || !*end) ? (pid_t) pid : 0;
+        return true;
 }
 
 char *store_home_lock_message(const char *data_dir, int r) {

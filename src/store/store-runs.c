@@ -190,6 +190,32 @@ int store_run_set_owner(Store *s, const char *id, pid_t pid, uint64_t start_time
         return n ? 0 : -ENOENT;
 }
 
+int store_run_owner(Store *s, const char *id, pid_t *ret_pid) {
+        assert(s && id && ret_pid);
+        store_run_settle(s, id);
+        sqlite3_stmt *st;
+        store_lock(s);
+        int rc = sqlite3_prepare_v2(s->db, "SELECT owner_pid FROM runs WHERE id=?1", -1, &st, NULL);
+        if (rc != SQLITE_OK) {
+                pthread_mutex_unlock(&s->lock);
+                return store_sqlite_errno(rc) ?: -EIO;
+        }
+        store_bind_text(st, 1, id);
+        int r = -ENOENT;
+        pid_t pid = 0;
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+                pid = (pid_t) sqlite3_column_int64(st, 0);
+                r = 0;
+        } else if (rc != SQLITE_DONE)
+                r = store_sqlite_errno(rc) ?: -EIO;
+        sqlite3_finalize(st);
+        pthread_mutex_unlock(&s->lock);
+        if (r >= 0)
+                *ret_pid = pid;
+        return r;
+}
+
 int store_run_get_lock(Store *s, const char *tenant, const char *id, char **ret) {
         assert(s && id && ret);
         store_runs_settle(s);

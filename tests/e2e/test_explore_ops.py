@@ -64,3 +64,44 @@ def test_the_run_database_is_never_world_readable(tmp_path):
     p = pysprinter("dag", "resume", "dnone", home=home)
     assert p.returncode == 2 and (home / "pysprinter.db").exists(), p.stderr
     assert mode(home / "pysprinter.db") == 0o600
+
+
+# ---- embedded commands against a data directory a daemon serves ---------------
+
+SLEEPER = "def f():\n    import time\n    time.sleep(60)\n    return 1\n"
+
+
+def test_an_embedded_cancel_of_a_daemons_run_says_whose_it_is(tmp_path):
+    """`pysprinter cancel ID` embedded, on the home a pysprinterd serves
+    (the default home is the daemon's default data directory): the daemon
+    watches no cancel asks (only a CLI process that runs a run does), so the
+    CLI waited 10 s, printed `run ID: running`, exited 0 and left an ask
+    behind, the run untouched. It now says the run is the daemon's and how
+    to cancel it (exit 2), and leaves nothing behind."""
+    d = Daemon(tmp_path / "d")
+    d.start()
+    try:
+        st, out = d.run(SLEEPER, wait=False)
+        assert st == 202, out
+        rid = out["id"]
+        d.wait_status(rid, ["running"])
+        p = pysprinter("cancel", rid, home=d.home)
+        assert p.returncode == 2, (p.stdout, p.stderr)
+        assert p.stdout == "" and f"run {rid} is run by pysprinterd (pid {d.proc.pid})" in p.stderr, p.stderr
+        assert "--server" in p.stderr, p.stderr
+        assert not (d.home / "cancel" / rid).exists()
+        assert d.call("GET", f"/v1/runs/{rid}")[1]["status"] == "running"
+        d.cancel(rid)
+        # A daemon killed -9: nobody runs it until a daemon starts there.
+        st, out = d.run(SLEEPER, wait=False)
+        rid = out["id"]
+        d.wait_status(rid, ["running"])
+        d.kill9()
+        p = pysprinter("cancel", rid, home=d.home)
+        assert p.returncode == 2 and p.stdout == "", (p.stdout, p.stderr)
+        assert f"run {rid} is a pysprinterd's, and no daemon serves {d.home} now" in p.stderr, p.stderr
+        assert not (d.home / "cancel" / rid).exists()
+        d.start()
+        d.cancel(rid)
+    finally:
+        d.stop()
