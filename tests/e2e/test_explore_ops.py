@@ -1,12 +1,14 @@
 """Operating pysprinter for months, explored as an operator would (round
 "ops"): the files the daemon and the embedded CLI write, and embedded
 commands against a data directory a daemon serves (docs/operations.md)."""
+import json
 import os
 import stat
 import subprocess
+import time
 
-from conftest import CLI, WORKER
-from daemonlib import Daemon
+from conftest import CLI, DAEMON, WORKER
+from daemonlib import Daemon, wait_for
 
 
 def cli_env(home, **extra):
@@ -17,8 +19,8 @@ def cli_env(home, **extra):
     return e
 
 
-def pysprinter(*args, home, timeout=120):
-    return subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, env=cli_env(home),
+def pysprinter(*args, home, timeout=120, **extra):
+    return subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, env=cli_env(home, **extra),
                           timeout=timeout)
 
 
@@ -68,6 +70,7 @@ def test_the_run_database_is_never_world_readable(tmp_path):
 
 # ---- embedded commands against a data directory a daemon serves ---------------
 
+DAY = 86400
 SLEEPER = "def f():\n    import time\n    time.sleep(60)\n    return 1\n"
 
 
@@ -105,3 +108,37 @@ def test_an_embedded_cancel_of_a_daemons_run_says_whose_it_is(tmp_path):
         d.cancel(rid)
     finally:
         d.stop()
+
+
+def test_an_embedded_gc_of_a_home_a_daemon_serves_is_refused(tmp_path):
+    """`pysprinter gc` on the home a pysprinterd serves collected it with
+    the CLI's defaults (30 days, 1G), not the retention the operator wrote
+    in the daemon's config: a tenant kept forever (`max_age_days: 0`) lost
+    its runs past 30 days, and a daemon collecting every 7 days kept them
+    until its own pass. It is refused now while a daemon serves the home
+    (exit 2, nothing removed), naming `pysprinterd gc`, which reads the
+    config; once the daemon is stopped the CLI collects as before."""
+    d = Daemon(tmp_path / "d", config_extra="retention:\n  tenants:\n    alice:\n      max_age_days: 0\n")
+    d.start()
+    try:
+        st, out = d.run("def f():\n    return 1\n")
+        assert st == 200, out
+        rid = out["id"]
+        # Its end reaches the database within ~50 ms (the ended-runs journal).
+        wait_for(lambda: '"succeeded"' in pysprinter("--json", "show", rid, home=d.home).stdout, "the run's end")
+        later = int(time.time() + 40 * DAY)
+        for args in (["gc"], ["gc", "--dry-run"], ["--json", "gc"]):
+            p = pysprinter(*args, home=d.home, PYSPRINTER_TEST_NOW=later)
+            assert p.returncode == 2 and p.stdout == "", (args, p.stdout, p.stderr)
+            assert f"{d.home} is served by pysprinterd (pid {d.proc.pid})" in p.stderr, p.stderr
+            assert "pysprinterd gc" in p.stderr, p.stderr
+        assert d.call("GET", f"/v1/runs/{rid}")[0] == 200
+        # The daemon's own collection, with its config, keeps alice's run.
+        p = subprocess.run([str(DAEMON), "gc", "--json", "--config", str(d.config), "--data-dir", str(d.home)],
+                           capture_output=True, text=True, env=cli_env(d.home, PYSPRINTER_TEST_NOW=later))
+        assert p.returncode == 0 and json.loads(p.stdout)["runs"] == 0, (p.stdout, p.stderr)
+        assert d.call("GET", f"/v1/runs/{rid}")[0] == 200
+    finally:
+        d.stop()
+    p = pysprinter("--json", "gc", home=d.home, PYSPRINTER_TEST_NOW=later)
+    assert p.returncode == 0 and json.loads(p.stdout)["runs"] == 1, (p.stdout, p.stderr)
