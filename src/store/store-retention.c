@@ -383,6 +383,52 @@ static int gc_dags(Gc *g) {
         return r < 0 ? r : 0;
 }
 
+static bool dag_run_recorded(Store *s, const char *id) {
+        sqlite3_stmt *st = NULL;
+        store_lock(s);
+        int rc = sqlite3_prepare_v2(s->db, "SELECT 1 FROM dag_runs WHERE id=?1", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                store_bind_text(st, 1, id);
+                rc = sqlite3_step(st);
+        }
+        sqlite3_finalize(st);
+        pthread_mutex_unlock(&s->lock);
+        /* An error keeps the folder: only a record known absent lets it go. */
+        return rc != SQLITE_DONE;
+}
+
+/* A folder $DATA/dags/<id> no DAG run record names: a daemon makes it,
+ * writes the pipeline's files into it and only then records the DAG run
+ * (a cluster node taking a DAG run over fetches its files first too), so
+ * a daemon killed in between left it, and the pass above, which goes by
+ * records, never removed it. One that no write touched for the grace
+ * period (data/tmp's rule) belongs to no submit in progress: those take
+ * milliseconds. Counted as a DAG folder. */
+static int gc_dag_leftovers(Gc *g) {
+        _cleanup_free_ char *root = path_join(g->data_dir, "dags");
+        DIR *d = opendir(root);
+        if (!d)
+                return errno == ENOENT ? 0 : -errno;
+        struct dirent *de;
+        while ((de = readdir(d)) && !gc_stopped(g)) {
+                if (de->d_name[0] == '.')
+                        continue;
+                usec_t mtime = path_tree_newest_mtime_at(dirfd(d), de->d_name) * USEC_PER_SEC;
+                if (mtime + RETENTION_OBJECT_GRACE_USEC > g->now || dag_run_recorded(g->s, de->d_name))
+                        continue;
+                uint64_t bytes = path_tree_bytes_at(dirfd(d), de->d_name);
+                if (!g->dry_run) {
+                        _cleanup_free_ char *p = path_join(root, de->d_name);
+                        if (rm_rf(p) < 0)
+                                continue;
+                }
+                g->st->dag_dirs++;
+                g->st->dag_dir_bytes += bytes;
+        }
+        closedir(d);
+        return 0;
+}
+
 /* Memo entries whose run is gone: nothing can show where they came from. */
 static int gc_memo(Gc *g) {
         for (;;) {
@@ -561,8 +607,8 @@ int store_gc(Store *s, const RetentionConfig *cfg, const char *data_dir, usec_t 
         usec_t t0 = now_monotonic();
         ret->started = now_realtime();
         int (*const passes[])(Gc *) = {
-                gc_dags,  gc_runs_by_age, gc_runs_by_log_bytes, gc_runs_of_deleted_functions,
-                gc_locks, gc_memo,        gc_data_objects,      gc_data_staging,
+                gc_dags,  gc_dag_leftovers, gc_runs_by_age,  gc_runs_by_log_bytes, gc_runs_of_deleted_functions,
+                gc_locks, gc_memo,          gc_data_objects, gc_data_staging,
         };
         int r = 0;
         for (size_t i = 0; i < ELEMENTSOF(passes) && !gc_stopped(&g); i++) {

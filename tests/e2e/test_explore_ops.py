@@ -142,3 +142,52 @@ def test_an_embedded_gc_of_a_home_a_daemon_serves_is_refused(tmp_path):
         d.stop()
     p = pysprinter("--json", "gc", home=d.home, PYSPRINTER_TEST_NOW=later)
     assert p.returncode == 0 and json.loads(p.stdout)["runs"] == 1, (p.stdout, p.stderr)
+
+
+# ---- garbage a kill leaves -----------------------------------------------------
+
+PIPELINE = "name: one\ntasks:\n  a: {file: steps.py, function: f}\n"
+
+
+def test_a_dag_folder_a_kill_left_without_a_record_is_collected_after_an_hour(tmp_path):
+    """POST /v1/dags makes $DATA/dags/<id>/, writes the pipeline's files and
+    only then records the DAG run; a daemon killed in between left a folder
+    no record names, which no collection removed (the DAG pass goes by
+    records). One that no write touched for an hour (the staging rule of
+    data/tmp) is removed now and counted among the DAG folders; a young one
+    (a submit in progress) and a recorded DAG run's stay."""
+    d = Daemon(tmp_path / "d")
+    d.start()
+    try:
+        st, b = d.call("POST", "/v1/dags?wait=true",
+                       {"pipeline": PIPELINE, "files": {"steps.py": "def f():\n    return 1\n"}})
+        assert st == 200 and b["status"] == "succeeded", b
+        kept = d.home / "dags" / b["id"]
+        assert kept.is_dir()
+    finally:
+        assert d.stop() == 0
+    dags = d.home / "dags"
+    left = dags / "dorphan0000000001"
+    left.mkdir()
+    (left / "pipeline.yaml").write_text(PIPELINE)
+    (left / "steps.py").write_text("x" * 1000)
+    young = dags / "dorphan0000000002"
+    young.mkdir()
+    (young / "steps.py").write_text("y")
+    hour_ago = time.time() - 2 * 3600
+    for p in (left / "pipeline.yaml", left / "steps.py", left):
+        os.utime(p, (hour_ago, hour_ago))
+    for dry in (True, False):
+        p = subprocess.run([str(DAEMON), "gc", "--json", "--data-dir", str(d.home), *(["--dry-run"] if dry else [])],
+                           capture_output=True, text=True, env=cli_env(d.home))
+        assert p.returncode == 0, p.stderr
+        st = json.loads(p.stdout)
+        assert st["dag_runs"] == 0 and st["dag_dirs"] == 1 and st["dag_dir_bytes"] >= 1000, st
+        assert left.exists() == dry
+    assert young.is_dir() and kept.is_dir()
+    d.start()
+    try:
+        st, b = d.call("GET", f"/v1/dags/{kept.name}")
+        assert st == 200 and b["status"] == "succeeded", b
+    finally:
+        d.stop()
