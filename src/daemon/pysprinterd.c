@@ -74,9 +74,16 @@ static void keep_started_strv(char ***n, char ***old, const char *name) {
         *old = NULL;
 }
 
+/* The settings a start took from its command line, where the file's
+ * value is not in use: a reload that changes the file's says nothing. */
+typedef struct FromCmdline {
+        bool listen, data_dir, sandbox;
+} FromCmdline;
+
 /* What the HTTP server, the engine (the index, the package rules, the
- * pool) and the data catalog were started with. */
-static void keep_started(DaemonConfig *n, DaemonConfig *old, bool listen_from_cmdline) {
+ * pool, the sandbox mode) and the data catalog were started with, and
+ * the data directory the daemon owns. */
+static void keep_started(DaemonConfig *n, DaemonConfig *old, const FromCmdline *cmdline) {
         KEEP_STARTED(n, old, max_connections, "server.max_connections");
         KEEP_STARTED(n, old, max_connections_per_ip, "server.max_connections_per_ip");
         KEEP_STARTED(n, old, http_threads, "server.http_threads");
@@ -98,19 +105,30 @@ static void keep_started(DaemonConfig *n, DaemonConfig *old, bool listen_from_cm
         keep_started_strv(&n->allow_packages, &old->allow_packages, "packages.allow");
         keep_started_strv(&n->deny_packages, &old->deny_packages, "packages.deny");
         /* --listen overrides the file's: the file's value is not in use. */
-        if (!listen_from_cmdline && !streq(old->listen, n->listen))
+        if (!cmdline->listen && !streq(old->listen, n->listen))
                 log_warn("reload: 'listen' changes need a restart");
         free(n->listen);
         n->listen = TAKE_PTR(old->listen);
+        /* The engine, the store and the pid file's lock are the started
+         * directory's; without a word, an operator who moved it believed
+         * the daemon had. */
+        if (!cmdline->data_dir && !streq(old->data_dir ?: "", n->data_dir ?: ""))
+                log_warn("reload: 'data_dir' changes need a restart (still %s)", old->data_dir ?: "the default");
         free(n->data_dir);
         n->data_dir = TAKE_PTR(old->data_dir);
+        /* The engine's workers were started in that mode: an operator who
+         * hardened none to full and reloaded must hear that runs are still
+         * not isolated. */
+        if (!cmdline->sandbox && n->sandbox != old->sandbox)
+                log_warn("reload: 'server.sandbox' changes need a restart (still %s)",
+                         old->sandbox == SANDBOX_MODE_NONE ? "none" : "full");
         n->sandbox = old->sandbox;
 }
 
 /* SIGHUP: the tokens, limits, server caps and data.url_allow take effect
  * for new requests; what was bound at start (keep_started) needs a
  * restart. */
-static void reload(Daemon *d, const char *path, bool listen_from_cmdline) {
+static void reload(Daemon *d, const char *path, const FromCmdline *cmdline) {
         DaemonConfig n;
         _cleanup_free_ char *err = NULL;
 
@@ -132,7 +150,7 @@ static void reload(Daemon *d, const char *path, bool listen_from_cmdline) {
         }
         pthread_rwlock_wrlock(&d->cfg_lock);
         /* Swap everything but what is bound at start. */
-        keep_started(&n, &d->cfg, listen_from_cmdline);
+        keep_started(&n, &d->cfg, cmdline);
         if (d->engine)
                 engine_set_maxima(d->engine, &n.maxima);
         pthread_mutex_lock(&d->lock);
@@ -685,13 +703,14 @@ int main(int argc, char **argv) {
                 return r == -EINVAL || r == -EPERM ? EXIT_USAGE : EXIT_SERVER;
         }
 
+        const FromCmdline from_cmdline = { .listen = listen, .data_dir = data_dir, .sandbox = sandbox };
         for (;;) {
                 int sig;
                 if (sigwait(&set, &sig) != 0)
                         continue;
                 if (sig == SIGHUP) {
                         if (config && *config)
-                                reload(d, config, listen != NULL);
+                                reload(d, config, &from_cmdline);
                         else
                                 log_info("SIGHUP: no --config file to reload");
                         continue;

@@ -3,6 +3,7 @@
 commands against a data directory a daemon serves (docs/operations.md)."""
 import json
 import os
+import signal
 import stat
 import subprocess
 import time
@@ -189,5 +190,42 @@ def test_a_dag_folder_a_kill_left_without_a_record_is_collected_after_an_hour(tm
     try:
         st, b = d.call("GET", f"/v1/dags/{kept.name}")
         assert st == 200 and b["status"] == "succeeded", b
+    finally:
+        d.stop()
+
+
+# ---- SIGHUP ----------------------------------------------------------------------
+
+def test_a_reload_says_that_sandbox_and_data_dir_need_a_restart(tmp_path):
+    """A SIGHUP that changed `sandbox:` or `data_dir:` in the file kept the
+    values the daemon started with and said nothing, as it says for
+    `listen`: an operator who hardened `sandbox: none` to `full` and
+    reloaded went on running unsandboxed runs believing them isolated. The
+    reload now logs that each needs a restart, and keeps serving with the
+    started values (a run still says it is unsandboxed)."""
+    d = Daemon(tmp_path / "d", sandbox=None)
+    base = d.config.read_text()
+    d.config.write_text(base + f"server:\n  sandbox: none\ndata_dir: {d.home}\n")
+    d.start()
+    try:
+        d.config.write_text(base + f"server:\n  sandbox: full\ndata_dir: {tmp_path / 'elsewhere'}\n")
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "configuration reloaded" in d.log.read_text(), "the reload")
+        log = d.log.read_text()
+        assert "reload: 'server.sandbox' changes need a restart (still none)" in log, log
+        assert "reload: 'data_dir' changes need a restart" in log, log
+        st, out = d.run("def f():\n    return 1\n")
+        assert st == 200 and out["status"] == "succeeded", out
+        assert not (tmp_path / "elsewhere").exists()
+    finally:
+        d.stop()
+    # Given on the command line, the file's values are not in use: no word.
+    d = Daemon(tmp_path / "d2", sandbox="none", args=["--data-dir", str(tmp_path / "d2" / "home")])
+    d.start()
+    try:
+        d.config.write_text(d.config.read_text() + f"server:\n  sandbox: full\ndata_dir: {tmp_path / 'elsewhere'}\n")
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "configuration reloaded" in d.log.read_text(), "the reload")
+        assert "need a restart" not in d.log.read_text(), d.log.read_text()
     finally:
         d.stop()
