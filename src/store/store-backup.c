@@ -25,6 +25,7 @@
 #include <limits.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "store-internal.h"
 
@@ -45,7 +46,7 @@ static int copy_db(sqlite3 *from, sqlite3 *to, char **ret_error) {
         }
         sqlite3_backup_finish(b);
         if (rc != SQLITE_DONE) {
-                *ret_error = xasprintf("backup failed: %s", sqlite3_errstr(rc));
+                *ret_error = xasprintf("cannot copy the database: %s", sqlite3_errstr(rc));
                 return store_rc_errno(rc);
         }
         return 0;
@@ -105,6 +106,32 @@ static int replay_into(const char *path, const StoreJournalCopy *j, size_t *ret_
         return r;
 }
 
+/* A file: URI naming path as the immutable database (SQLite's URI rules:
+ * '%', '?' and '#' escaped). Newly allocated. */
+static char *immutable_uri(const char *path) {
+        Buf b;
+        buf_init(&b, SIZE_MAX);
+        (void) buf_appends(&b, "file:");
+        for (const char *p = path; *p; p++)
+                (void) (*p == '%' || *p == '?' || *p == '#' ? buf_printf(&b, "%%%02X", (unsigned char) *p)
+                                                            : buf_append(&b, p, 1));
+        (void) buf_appends(&b, "?immutable=1");
+        return buf_steal(&b);
+}
+
+/* Whether db_path is a database a clean close left alone on a read-only
+ * file system (a disk the kernel remounted read-only after errors, a
+ * backup disk mounted ro): no -wal (nothing of it lives outside the main
+ * file) and no -shm, which a reader of a WAL database needs and cannot
+ * create there. Such a file cannot change while it is read. */
+static bool read_only_and_whole(const char *db_path) {
+        struct statvfs v;
+        if (statvfs(db_path, &v) < 0 || !(v.f_flag & ST_RDONLY))
+                return false;
+        _cleanup_free_ char *wal = xasprintf("%s-wal", db_path), *shm = xasprintf("%s-shm", db_path);
+        return access(wal, F_OK) < 0 && errno == ENOENT && access(shm, F_OK) < 0 && errno == ENOENT;
+}
+
 /* db_path copied to tmp: the journal read first (see the top), then the
  * snapshot, then the journal's records replayed into it (*ret_replayed). */
 static int backup_to(const char *db_path, const char *tmp, size_t *ret_replayed, char **ret_error) {
@@ -116,8 +143,14 @@ static int backup_to(const char *db_path, const char *tmp, size_t *ret_replayed,
         }
         sqlite3 *from = NULL;
         /* Read-write open of the source: a reader of a WAL database needs
-         * the -shm file, which a read-only open cannot create. */
-        r = open_db(db_path, SQLITE_OPEN_READWRITE, &from, ret_error);
+         * the -shm file, which a read-only open cannot create. (On a
+         * read-only file system SQLite opens it read-only, and reads it
+         * through the -wal and -shm a crash left there.) */
+        if (read_only_and_whole(db_path)) {
+                _cleanup_free_ char *uri = immutable_uri(db_path);
+                r = open_db(uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, &from, ret_error);
+        } else
+                r = open_db(db_path, SQLITE_OPEN_READWRITE, &from, ret_error);
         if (r >= 0)
                 r = copy_to(from, tmp, ret_error);
         sqlite3_close(from);

@@ -1,12 +1,16 @@
 """Operating pysprinter for months, explored as an operator would (round
 "ops"): the files the daemon and the embedded CLI write, and embedded
 commands against a data directory a daemon serves (docs/operations.md)."""
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import stat
 import subprocess
 import time
+
+import pytest
 
 from conftest import CLI, DAEMON, WORKER
 from daemonlib import Daemon, wait_for
@@ -229,3 +233,65 @@ def test_a_reload_says_that_sandbox_and_data_dir_need_a_restart(tmp_path):
         assert "need a restart" not in d.log.read_text(), d.log.read_text()
     finally:
         d.stop()
+
+
+# ---- a data directory on a read-only disk ------------------------------------------
+
+@contextlib.contextmanager
+def read_only_copy(src, where):
+    """src's files on a tmpfs at where, remounted read-only (what ext4's
+    errors=remount-ro leaves, or a backup disk mounted ro)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    where.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0755", "tmpfs", str(where)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {r.stderr.strip()}")
+    try:
+        subprocess.run(["cp", "-a", f"{src}/.", str(where)], check=True)
+        subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True)
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def run_ids_of(db):
+    c = sqlite3.connect(db)
+    try:
+        return {r[0] for r in c.execute("SELECT id FROM runs")}
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("stop", ["clean", "kill9"])
+def test_a_backup_of_a_data_dir_on_a_read_only_disk(tmp_path, stop):
+    """A disk the kernel remounted read-only after errors is when an operator
+    most wants a backup; `pysprinterd backup` failed there with `backup
+    failed: backup failed: unable to open database file`: SQLite cannot
+    create the -shm file a WAL database's reader needs. It now copies the
+    database: read-only, with the -wal and -shm a crash left beside it, or,
+    when a clean stop left neither, as the immutable file it then is."""
+    d = Daemon(tmp_path / "d")
+    d.start()
+    ids = set()
+    try:
+        for i in range(3):
+            st, out = d.run(f"def f():\n    return {i}\n")
+            assert st == 200, out
+            ids.add(out["id"])
+        # Every end committed to the database (not only in the journal).
+        wait_for(lambda: '"succeeded"' in pysprinter("--json", "show", out["id"], home=d.home).stdout, "the ends")
+    finally:
+        if stop == "kill9":
+            d.kill9()
+        else:
+            assert d.stop() == 0
+    assert (d.home / "pysprinter.db-wal").exists() == (stop == "kill9")
+    with read_only_copy(d.home, tmp_path / "ro") as ro:
+        dest = tmp_path / "backup.db"
+        p = subprocess.run([str(DAEMON), "backup", str(dest), "--data-dir", str(ro)], capture_output=True, text=True,
+                           env=cli_env(ro))
+        assert p.returncode == 0, p.stderr
+        assert ids <= run_ids_of(dest)
+        assert mode(dest) == 0o600
