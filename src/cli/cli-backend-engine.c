@@ -667,20 +667,35 @@ static int engine_run_cancel(Backend *b, const char *id, json_t **ret) {
         return engine_run_get(b, full, ret);
 }
 
+/* A run in flight that a pysprinterd runs (no owning CLI process) while
+ * no daemon serves the home: killed, or stopped, it left the run as it
+ * was, and nothing moves it until a daemon starts there again (which runs
+ * it anew, docs/api.md "Delivery"). */
+static bool daemon_run_stranded(Backend *b, const char *id) {
+        pid_t owner = 0, daemon = 0;
+        return store_run_owner(engine_store(b->engine), id, &owner) >= 0 && owner == 0 &&
+               !store_home_daemon(engine_data_dir(b->engine), &daemon);
+}
+
 /* Replays a run's log; follow: then tails it (whole frames only) until
- * the record ends — or its owner is found gone — or Ctrl-C. */
+ * the record ends — or its owner is found gone — or Ctrl-C. A daemon's
+ * run whose daemon is gone ends the follow as a server gone does (exit
+ * 6): it followed for ever before. Seen at two looks in a row: a CLI's
+ * run is recorded a moment before its owner is. */
 static int engine_run_logs(Backend *b, const char *id, bool follow, Renderer *rd) {
         RunRecord *rec = NULL;
         int r = b->engine ? store_run_get(engine_store(b->engine), NULL, id, &rec) : -ENOENT;
         if (r < 0)
                 return store_error(b, r, id);
         uint64_t off = 0;
+        unsigned stranded = 0;
         for (;;) {
                 bool live = follow && !cli_interrupted && run_in_flight(b, rec->id);
+                stranded = live && daemon_run_stranded(b, rec->id) ? stranded + 1 : 0;
                 r = rec->log_path ? engine_log_replay_from(rec->log_path, off, renderer_event, rd, &off) : 0;
                 if (r == -ENOENT)
                         r = 0;
-                if (r < 0 || !live)
+                if (r < 0 || !live || stranded >= 2)
                         break;
                 usleep(100 * 1000);
                 (void) store_runs_mark_orphaned(engine_store(b->engine), "the process running it is gone");
@@ -689,6 +704,13 @@ static int engine_run_logs(Backend *b, const char *id, bool follow, Renderer *rd
                 backend_set_error(b, "the log of %s is damaged: %s", rec->id, strerror(-r));
         else if (follow && cli_interrupted)
                 r = -EINTR; /* Ctrl-C while following: exit 130, as the server's stream ends */
+        else if (stranded >= 2) {
+                backend_set_error(b,
+                                  "run %s is a pysprinterd's, and no daemon serves %s now: it runs again when one "
+                                  "starts there; pysprinter logs -f %s then",
+                                  rec->id, engine_data_dir(b->engine), rec->id);
+                r = -ECONNREFUSED; /* exit 6, as a server gone while following */
+        }
         run_record_free(rec);
         return r;
 }

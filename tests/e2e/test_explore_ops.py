@@ -115,6 +115,32 @@ def test_an_embedded_cancel_of_a_daemons_run_says_whose_it_is(tmp_path):
         d.stop()
 
 
+def test_an_embedded_logs_f_of_a_dead_daemons_run_ends(tmp_path):
+    """`pysprinter logs -f ID` embedded follows a daemon's run through its
+    log file while the daemon lives. A daemon killed -9 leaves the run
+    `running` until a daemon starts there again, and the follow waited for
+    ever; it now prints what the log holds and ends as a follow of a server
+    that went away ends (exit 6), saying whose the run is."""
+    d = Daemon(tmp_path / "d")
+    d.start()
+    try:
+        st, out = d.run("def f():\n    import time\n    print('started', flush=True)\n    time.sleep(60)\n",
+                        wait=False)
+        rid = out["id"]
+        wait_for(lambda: (d.home / "logs" / f"{rid}.log").exists() and
+                 b"started" in (d.home / "logs" / f"{rid}.log").read_bytes(), "the run's first line")
+        d.kill9()
+        p = pysprinter("logs", "-f", rid, home=d.home, timeout=60)
+        assert p.returncode == 6, (p.stdout, p.stderr)
+        assert p.stdout == "started\n"
+        assert f"run {rid} is a pysprinterd's, and no daemon serves {d.home} now" in p.stderr, p.stderr
+        # Started again, the daemon runs it anew; cancelled, it ends.
+        d.start()
+        d.cancel(rid)
+    finally:
+        d.stop()
+
+
 def test_an_embedded_gc_of_a_home_a_daemon_serves_is_refused(tmp_path):
     """`pysprinter gc` on the home a pysprinterd serves collected it with
     the CLI's defaults (30 days, 1G), not the retention the operator wrote
