@@ -572,6 +572,36 @@ static int store_error(Backend *b, int r, const char *id) {
         return r;
 }
 
+/* A run in flight that a pysprinterd runs (no owning CLI process) while
+ * no daemon serves the home: killed, or stopped, it left the run as it
+ * was, and nothing moves it until a daemon starts there again (which runs
+ * it anew, docs/api.md "Delivery"). */
+static bool daemon_run_stranded(Backend *b, const char *id) {
+        pid_t owner = 0, daemon = 0;
+        return store_run_owner(engine_store(b->engine), id, &owner) >= 0 && owner == 0 &&
+               !store_home_daemon(engine_data_dir(b->engine), &daemon);
+}
+
+static bool record_in_flight(const RunRecord *rec) {
+        return rec->status && (streq(rec->status, "running") || streq(rec->status, "queued"));
+}
+
+/* `show`, `ps`: a daemon's runs left in flight by a daemon that is gone
+ * look like runs going on; a line on stderr says why they do not move
+ * (stdout stays the record, as a server would answer it). */
+static void note_stranded(Backend *b, size_t n, const char *id, const char *status) {
+        if (n == 0)
+                return;
+        if (n == 1 && id)
+                cli_warning("run %s is a pysprinterd's, and no daemon serves %s now: it stays %s until one starts "
+                            "there and runs it again",
+                            id, engine_data_dir(b->engine), status);
+        else
+                cli_warning("%zu runs in flight here are a pysprinterd's, and no daemon serves %s now: they stay so "
+                            "until one starts there and runs them again",
+                            n, engine_data_dir(b->engine));
+}
+
 static int engine_run_get(Backend *b, const char *id, json_t **ret) {
         RunRecord *rec = NULL;
         /* No engine (backend_open_listing()): a home without a database
@@ -579,6 +609,8 @@ static int engine_run_get(Backend *b, const char *id, json_t **ret) {
         int r = b->engine ? store_run_get(engine_store(b->engine), NULL, id, &rec) : -ENOENT;
         if (r < 0)
                 return store_error(b, r, id);
+        if (record_in_flight(rec) && daemon_run_stranded(b, rec->id))
+                note_stranded(b, 1, rec->id, rec->status);
         *ret = cli_run_record_json(rec);
         run_record_free(rec);
         return 0;
@@ -593,8 +625,19 @@ static int engine_run_list(Backend *b, long limit, char *const *statuses, json_t
                 return r;
         }
         json_t *arr = json_array();
-        for (size_t i = 0; i < n; i++)
+        size_t daemons = 0, stranded = 0;
+        const RunRecord *first = NULL;
+        pid_t pid = 0;
+        for (size_t i = 0; i < n; i++) {
                 json_array_append_new(arr, cli_run_record_json(v[i]));
+                if (record_in_flight(v[i]) && store_run_owner(engine_store(b->engine), v[i]->id, &pid) >= 0 && !pid) {
+                        first = first ?: v[i];
+                        daemons++;
+                }
+        }
+        if (daemons > 0 && !store_home_daemon(engine_data_dir(b->engine), &pid))
+                stranded = daemons;
+        note_stranded(b, stranded, first ? first->id : NULL, first ? first->status : NULL);
         run_record_list_free(v, n);
         *ret = arr;
         return 0;
@@ -602,8 +645,7 @@ static int engine_run_list(Backend *b, long limit, char *const *statuses, json_t
 
 static bool run_in_flight(Backend *b, const char *id) {
         RunRecord *rec = NULL;
-        bool live = store_run_get(engine_store(b->engine), NULL, id, &rec) >= 0 && rec->status &&
-                    (streq(rec->status, "running") || streq(rec->status, "queued"));
+        bool live = store_run_get(engine_store(b->engine), NULL, id, &rec) >= 0 && record_in_flight(rec);
         run_record_free(rec);
         return live;
 }
@@ -665,16 +707,6 @@ static int engine_run_cancel(Backend *b, const char *id, json_t **ret) {
         if (!run_in_flight(b, full))
                 engine_cancel_request_clear(b->engine, full);
         return engine_run_get(b, full, ret);
-}
-
-/* A run in flight that a pysprinterd runs (no owning CLI process) while
- * no daemon serves the home: killed, or stopped, it left the run as it
- * was, and nothing moves it until a daemon starts there again (which runs
- * it anew, docs/api.md "Delivery"). */
-static bool daemon_run_stranded(Backend *b, const char *id) {
-        pid_t owner = 0, daemon = 0;
-        return store_run_owner(engine_store(b->engine), id, &owner) >= 0 && owner == 0 &&
-               !store_home_daemon(engine_data_dir(b->engine), &daemon);
 }
 
 /* Replays a run's log; follow: then tails it (whole frames only) until

@@ -115,12 +115,14 @@ def test_an_embedded_cancel_of_a_daemons_run_says_whose_it_is(tmp_path):
         d.stop()
 
 
-def test_an_embedded_logs_f_of_a_dead_daemons_run_ends(tmp_path):
+def test_an_embedded_look_at_a_dead_daemons_run_says_why_it_stays_running(tmp_path):
     """`pysprinter logs -f ID` embedded follows a daemon's run through its
     log file while the daemon lives. A daemon killed -9 leaves the run
     `running` until a daemon starts there again, and the follow waited for
     ever; it now prints what the log holds and ends as a follow of a server
-    that went away ends (exit 6), saying whose the run is."""
+    that went away ends (exit 6), saying whose the run is. `ps` and `show`
+    showed such runs `running` with no word; they now say on stderr that
+    no daemon serves the home (stdout is the record, unchanged)."""
     d = Daemon(tmp_path / "d")
     d.start()
     try:
@@ -129,7 +131,15 @@ def test_an_embedded_logs_f_of_a_dead_daemons_run_ends(tmp_path):
         rid = out["id"]
         wait_for(lambda: (d.home / "logs" / f"{rid}.log").exists() and
                  b"started" in (d.home / "logs" / f"{rid}.log").read_bytes(), "the run's first line")
+        # ps and show print the record as it stands, and say why it stays so.
+        p = pysprinter("show", rid, home=d.home)
+        assert p.returncode == 0 and "is a pysprinterd's" not in p.stderr, p.stderr
         d.kill9()
+        for args in (["show", rid], ["ps"], ["--json", "ps"]):
+            p = pysprinter(*args, home=d.home)
+            assert p.returncode == 0 and rid in p.stdout and "running" in p.stdout, (args, p.stdout, p.stderr)
+            assert (f"warning: run {rid} is a pysprinterd's, and no daemon serves {d.home} now: it stays running "
+                    "until one starts there and runs it again") in p.stderr, (args, p.stderr)
         p = pysprinter("logs", "-f", rid, home=d.home, timeout=60)
         assert p.returncode == 6, (p.stdout, p.stderr)
         assert p.stdout == "started\n"
