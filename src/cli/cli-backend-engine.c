@@ -579,7 +579,7 @@ static int store_error(Backend *b, int r, const char *id) {
 static bool daemon_run_stranded(Backend *b, const char *id) {
         pid_t owner = 0, daemon = 0;
         return store_run_owner(engine_store(b->engine), id, &owner) >= 0 && owner == 0 &&
-               !store_home_daemon(engine_data_dir(b->engine), &daemon);
+               !store_home_daemon(engine_data_dir(b->engine), &daemon, NULL);
 }
 
 static bool record_in_flight(const RunRecord *rec) {
@@ -635,7 +635,7 @@ static int engine_run_list(Backend *b, long limit, char *const *statuses, json_t
                         daemons++;
                 }
         }
-        if (daemons > 0 && !store_home_daemon(engine_data_dir(b->engine), &pid))
+        if (daemons > 0 && !store_home_daemon(engine_data_dir(b->engine), &pid, NULL))
                 stranded = daemons;
         note_stranded(b, stranded, first ? first->id : NULL, first ? first->status : NULL);
         run_record_list_free(v, n);
@@ -658,7 +658,7 @@ static bool run_in_flight(Backend *b, const char *id) {
 static int daemon_run_refused(Backend *b, const char *id) {
         const char *home = engine_data_dir(b->engine);
         pid_t pid = 0;
-        if (store_home_daemon(home, &pid))
+        if (store_home_daemon(home, &pid, NULL))
                 backend_set_error(b,
                                   "run %s is run by pysprinterd (pid %d), which serves %s: only it can stop it; "
                                   "cancel it through it: pysprinter --server URL cancel %s",

@@ -66,11 +66,11 @@ int verb_gc(int argc, char **argv) {
          * collect, as before. */
         _cleanup_free_ char *home = data_dir_default();
         pid_t daemon = 0;
-        if (store_home_daemon(home, &daemon)) {
+        if (store_home_daemon(home, &daemon, NULL)) {
                 cli_error("%s is served by pysprinterd (pid %d), which collects it with the retention of its config; "
-                          "`pysprinterd gc --config FILE` (with `--dry-run` to look first) collects it now with that "
+                          "`pysprinterd gc --data-dir %s` (with `--dry-run` to look first) collects it now with that "
                           "config, where this command would apply its own defaults to every tenant",
-                          home, (int) daemon);
+                          home, (int) daemon, home);
                 return EXIT_USAGE;
         }
         GcStats st = {};

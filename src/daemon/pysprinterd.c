@@ -195,7 +195,7 @@ static int take_owner_lock(int fd) {
  * the first one is running. The flock is the truth (the kernel drops it
  * when the holder dies, kill -9 included); the pid is only for the message.
  * Returns the fd to keep open, or an exit code (negated) after logging. */
-static int own_data_dir(const char *data_dir) {
+static int own_data_dir(const char *data_dir, const char *config) {
         _cleanup_free_ char *path = path_join(data_dir, STORE_HOME_PID_FILE);
         _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
         if (fd < 0) {
@@ -218,9 +218,13 @@ static int own_data_dir(const char *data_dir) {
                           who, data_dir);
                 return -EXIT_USAGE;
         }
-        char buf[32];
-        int len = snprintf(buf, sizeof buf, "%d\n", (int) getpid());
-        if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t) len, 0) != len)
+        /* The config's absolute path too: `pysprinterd gc` beside us
+         * collects with the retention we collect with (ops_gc()). */
+        _cleanup_free_ char *abs = config && *config ? realpath(config, NULL) : NULL;
+        _cleanup_free_ char *text = abs ? xasprintf("%d\nconfig=%s\n", (int) getpid(), abs)
+                                        : xasprintf("%d\n", (int) getpid());
+        ssize_t len = (ssize_t) strlen(text);
+        if (ftruncate(fd, 0) < 0 || pwrite(fd, text, (size_t) len, 0) != len)
                 log_warn("cannot write our pid to %s: %s", path, strerror(errno));
         return TAKE_FD(fd);
 }
@@ -364,6 +368,20 @@ static int ops_main(int argc, char **argv) {
         DaemonConfig cfg;
         _cleanup_free_ char *dir = NULL;
         int code = ops_setup(config, data_dir, &cfg, &dir);
+        /* A gc given no config, of a directory a daemon serves: that
+         * daemon's config, whose retention its own collector applies (a
+         * tenant kept longer, or for ever). The defaults removed what it
+         * keeps. */
+        pid_t pid = 0;
+        _cleanup_free_ char *served_config = NULL;
+        if (code == 0 && streq(verb, "gc") && !(config && *config) && store_home_daemon(dir, &pid, &served_config) &&
+            served_config) {
+                fprintf(stderr, "pysprinterd gc: %s is served by pysprinterd (pid %d): collecting with its config %s\n",
+                        dir, (int) pid, served_config);
+                daemon_config_done(&cfg);
+                _cleanup_free_ char *dir_again = NULL;
+                code = ops_setup(served_config, dir, &cfg, &dir_again);
+        }
         if (code == 0) {
                 if (streq(verb, "gc"))
                         code = ops_gc(&cfg, dir, dry_run, json);
@@ -561,7 +579,7 @@ int main(int argc, char **argv) {
         }
         /* Before anything reads the directory's runs (the journal's
          * replay, the recovery below): one daemon per data directory. */
-        _cleanup_close_ int owner = own_data_dir(d->data_dir);
+        _cleanup_close_ int owner = own_data_dir(d->data_dir, config);
         if (owner < 0)
                 return -owner;
         /* The secrets' key (docs/secrets.md): created, 0600, at first start. */

@@ -328,7 +328,7 @@ int store_home_lock(const char *data_dir, bool exclusive) {
         return TAKE_FD(fd);
 }
 
-bool store_home_daemon(const char *data_dir, pid_t *ret_pid) {
+bool store_home_daemon(const char *data_dir, pid_t *ret_pid, char **ret_config) {
         assert(data_dir && ret_pid);
         _cleanup_free_ char *path = path_join(data_dir, STORE_HOME_PID_FILE);
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -336,11 +336,17 @@ bool store_home_daemon(const char *data_dir, pid_t *ret_pid) {
          * taken, it is dropped at once by the close. */
         if (fd < 0 || flock(fd, LOCK_SH | LOCK_NB) == 0 || errno != EWOULDBLOCK)
                 return false;
-        char buf[32] = "";
+        char buf[PATH_MAX + 64] = "";
         ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+        buf[MAX(n, (ssize_t) 0)] = 0;
         char *end = NULL;
         long pid = n > 0 ? strtol(buf, &end, 10) : 0;
         *ret_pid = pid > 0 && pid <= INT_MAX && end && (*end == '\n' || !*end) ? (pid_t) pid : 0;
+        if (ret_config) {
+                const char *c = strstr(buf, "\nconfig=");
+                size_t len = c ? strcspn(c + 8, "\n") : 0;
+                *ret_config = len > 0 && c[8] == '/' && c[8 + len] == '\n' ? xstrndup(c + 8, len) : NULL;
+        }
         return true;
 }
 

@@ -892,9 +892,11 @@ int store_home_lock(const char *data_dir, bool exclusive);
 #define STORE_HOME_PID_FILE "pysprinterd.pid"
 /* Whether a live pysprinterd serves data_dir (holds STORE_HOME_PID_FILE's
  * flock: a daemon killed -9 holds nothing). *ret_pid: the pid it wrote, 0
- * when unreadable; written only when true. Takes no lock that outlives
- * the call (a starting daemon retries its own for seconds). */
-bool store_home_daemon(const char *data_dir, pid_t *ret_pid);
+ * when unreadable; *ret_config (unless NULL): the absolute path of the
+ * config file it was started with (its `config=` line), NULL when none;
+ * both written only when true. Takes no lock that outlives the call (a
+ * starting daemon retries its own for seconds). */
+bool store_home_daemon(const char *data_dir, pid_t *ret_pid, char **ret_config);
 /* What a shared store_home_lock() that failed with r means, for a user:
  * -EWOULDBLOCK is a restore running. Newly allocated. */
 char *store_home_lock_message(const char *data_dir, int r);

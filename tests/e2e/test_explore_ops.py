@@ -158,7 +158,9 @@ def test_an_embedded_gc_of_a_home_a_daemon_serves_is_refused(tmp_path):
     its runs past 30 days, and a daemon collecting every 7 days kept them
     until its own pass. It is refused now while a daemon serves the home
     (exit 2, nothing removed), naming `pysprinterd gc`, which reads the
-    config; once the daemon is stopped the CLI collects as before."""
+    config; once the daemon is stopped the CLI collects as before.
+    `pysprinterd gc` given no --config applied the defaults the same way;
+    beside a live daemon it now takes that daemon's config."""
     d = Daemon(tmp_path / "d", config_extra="retention:\n  tenants:\n    alice:\n      max_age_days: 0\n")
     d.start()
     try:
@@ -174,11 +176,15 @@ def test_an_embedded_gc_of_a_home_a_daemon_serves_is_refused(tmp_path):
             assert f"{d.home} is served by pysprinterd (pid {d.proc.pid})" in p.stderr, p.stderr
             assert "pysprinterd gc" in p.stderr, p.stderr
         assert d.call("GET", f"/v1/runs/{rid}")[0] == 200
-        # The daemon's own collection, with its config, keeps alice's run.
-        p = subprocess.run([str(DAEMON), "gc", "--json", "--config", str(d.config), "--data-dir", str(d.home)],
-                           capture_output=True, text=True, env=cli_env(d.home, PYSPRINTER_TEST_NOW=later))
-        assert p.returncode == 0 and json.loads(p.stdout)["runs"] == 0, (p.stdout, p.stderr)
-        assert d.call("GET", f"/v1/runs/{rid}")[0] == 200
+        # The daemon's own collection, with its config, keeps alice's run:
+        # given, or (none given) the config of the daemon serving the home,
+        # where the defaults removed the run before.
+        for cfg in (["--config", str(d.config)], []):
+            p = subprocess.run([str(DAEMON), "gc", "--json", *cfg, "--data-dir", str(d.home)],
+                               capture_output=True, text=True, env=cli_env(d.home, PYSPRINTER_TEST_NOW=later))
+            assert p.returncode == 0 and json.loads(p.stdout)["runs"] == 0, (p.stdout, p.stderr)
+            assert d.call("GET", f"/v1/runs/{rid}")[0] == 200
+        assert f"collecting with its config {d.config}" in p.stderr, p.stderr
     finally:
         d.stop()
     p = pysprinter("--json", "gc", home=d.home, PYSPRINTER_TEST_NOW=later)
