@@ -177,14 +177,8 @@ static void *gc_main(void *userdata) {
                 retention_config_done(&rc);
 
                 pthread_mutex_lock(&d->gc->lock);
-                if (!d->gc->stop && wait > 0) {
-                        struct timespec ts;
-                        clock_gettime(CLOCK_REALTIME, &ts);
-                        uint64_t ns = (uint64_t) ts.tv_nsec + (wait % USEC_PER_SEC) * 1000;
-                        ts.tv_sec += (time_t) (wait / USEC_PER_SEC + ns / 1000000000ULL);
-                        ts.tv_nsec = (long) (ns % 1000000000ULL);
-                        pthread_cond_timedwait(&d->gc->wake, &d->gc->lock, &ts);
-                }
+                if (!d->gc->stop && wait > 0)
+                        (void) cond_wait_usec(&d->gc->wake, &d->gc->lock, wait);
                 bool stop = d->gc->stop;
                 pthread_mutex_unlock(&d->gc->lock);
                 if (stop)

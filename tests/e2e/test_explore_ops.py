@@ -4,6 +4,7 @@ commands against a data directory a daemon serves (docs/operations.md)."""
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import stat
@@ -13,7 +14,7 @@ import time
 import pytest
 
 from conftest import CLI, DAEMON, WORKER
-from daemonlib import Daemon, wait_for
+from daemonlib import Daemon, metrics, wait_for
 
 
 def cli_env(home, **extra):
@@ -337,3 +338,68 @@ def test_a_backup_of_a_data_dir_on_a_read_only_disk(tmp_path, stop):
         assert p.returncode == 0, p.stderr
         assert ids <= run_ids_of(dest)
         assert mode(dest) == 0o600
+
+
+# ---- clock steps -------------------------------------------------------------------
+
+# CLOCK_REALTIME as the daemon reads it, OFFSET seconds ahead of the
+# kernel's: every deadline the daemon computes on the wall clock lands
+# OFFSET seconds late, as each one pending when the clock is stepped back
+# by OFFSET (NTP, a VM resumed, `date -s`) does. The machine's clock is
+# shared: it is never touched.
+CLOCK_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <time.h>
+int clock_gettime(clockid_t id, struct timespec *ts) {
+        static int (*real)(clockid_t, struct timespec *);
+        static long offset = -1;
+        if (!real)
+                real = (int (*)(clockid_t, struct timespec *)) dlsym(RTLD_NEXT, "clock_gettime");
+        if (offset < 0) {
+                const char *e = getenv("SHIM_REALTIME_AHEAD_S");
+                offset = e ? atol(e) : 0;
+        }
+        int r = real(id, ts);
+        if (r == 0 && (id == CLOCK_REALTIME || id == CLOCK_REALTIME_COARSE))
+                ts->tv_sec += offset;
+        return r;
+}
+"""
+
+
+class ClockAheadDaemon(Daemon):
+    def __init__(self, root, shim, ahead_s, **kw):
+        super().__init__(root, **kw)
+        self.shim, self.ahead_s = shim, ahead_s
+
+    def env(self):
+        e = super().env()
+        e["LD_PRELOAD"] = str(self.shim)
+        e["SHIM_REALTIME_AHEAD_S"] = str(self.ahead_s)
+        return e
+
+
+def test_timed_waits_do_not_stall_when_the_wall_clock_steps_back(tmp_path):
+    """The daemon's threads waited with pthread_cond_timedwait, whose
+    deadline is on the wall clock: a clock stepped back by an hour held the
+    collector (and the janitor, the DAG ticks, a DAG drain, the install
+    progress, every cond_wait_usec) an hour longer. With a one-hour step
+    simulated, a collector set to run every second ran no collection at
+    all; timed waits are on CLOCK_MONOTONIC now."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        pytest.skip("no C compiler to build the clock shim")
+    src = tmp_path / "clockshim.c"
+    src.write_text(CLOCK_SHIM)
+    shim = tmp_path / "clockshim.so"
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(shim), str(src), "-ldl"], check=True)
+    d = ClockAheadDaemon(tmp_path / "d", shim, 3600, config_extra="retention:\n  interval_s: 1\n")
+    d.start()
+    try:
+        st, out = d.run("def f():\n    return 1\n")
+        assert st == 200 and out["status"] == "succeeded", out
+        wait_for(lambda: metrics(d).get("pysprinter_gc_collections_total", 0) >= 2, "two collections", timeout=60)
+    finally:
+        d.stop()
