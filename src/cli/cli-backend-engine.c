@@ -33,7 +33,7 @@ static void index_from_config(const RunArgs *a, char **ret_index, char ***ret_ex
         }
 }
 
-int cli_engine_open(const RunArgs *a, Engine **ret) {
+int cli_engine_open(const RunArgs *a, bool writes, Engine **ret) {
         _cleanup_free_ char *cfg_index = NULL;
         _cleanup_strv_free_ char **cfg_extra = NULL, **cfg_links = NULL;
         index_from_config(a, &cfg_index, &cfg_extra, &cfg_links);
@@ -64,6 +64,15 @@ int cli_engine_open(const RunArgs *a, Engine **ret) {
                 /* A restore of the home (store_home_lock): the backend is
                  * unavailable for a while, as an unreachable server is. */
                 return r == -EWOULDBLOCK ? EXIT_SERVER : EXIT_INTERNAL;
+        }
+        /* A home on a read-only file system is opened for the verbs that
+         * read it; a run there would go unrecorded. */
+        if (writes && store_read_only(engine_store(*ret))) {
+                cli_error("%s is on a read-only file system: nothing can be run or recorded there (ps, show and logs "
+                          "still read it); give PYSPRINTER_HOME a writable directory",
+                          engine_data_dir(*ret));
+                *ret = engine_free(*ret);
+                return EXIT_INTERNAL;
         }
         return 0;
 }

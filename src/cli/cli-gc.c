@@ -80,7 +80,7 @@ int verb_gc(int argc, char **argv) {
          * `env prepare` filled can be there). */
         Engine *e = NULL;
         if (engine_home_has_records(home)) {
-                int code = cli_engine_open(NULL, &e);
+                int code = cli_engine_open(NULL, true, &e);
                 if (code)
                         return code;
         }

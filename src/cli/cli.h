@@ -237,9 +237,11 @@ int cli_subverb_help(int argc, char **argv, const char *help);
 /* Reads a user's file within the source size cap, saying on stderr what
  * went wrong when it cannot. */
 int cli_read_source(const char *file, char **ret, size_t *ret_len);
-/* Opens the embedded engine with the environment's settings. Returns 0 or
- * the exit code after telling the user. */
-int cli_engine_open(const RunArgs *a, Engine **ret);
+/* Opens the embedded engine with the environment's settings. writes: the
+ * verb runs or records something, refused (exit 7) in a home on a
+ * read-only file system, which the verbs that only read still open.
+ * Returns 0 or the exit code after telling the user. */
+int cli_engine_open(const RunArgs *a, bool writes, Engine **ret);
 /* A "key = value" setting of ~/.config/pysprinter/config ($XDG_CONFIG_HOME
  * honoured), or NULL. Caller frees. Keys: server, token, index_url,
  * extra_index_url, find_links. */

@@ -264,6 +264,12 @@ static int ops_gc(const DaemonConfig *cfg, const char *data_dir, bool dry_run, b
                           r == -EPROTONOSUPPORT ? "its schema is newer than this pysprinterd knows" : strerror(-r));
                 return EXIT_INTERNAL;
         }
+        if (!dry_run && store_read_only(s)) {
+                log_error("%s is on a read-only file system: nothing can be collected there (--dry-run still counts)",
+                          data_dir);
+                store_close(s);
+                return EXIT_INTERNAL;
+        }
         GcStats st = {};
         RetentionConfig rc = cfg->retention;
         rc.batch_pause_usec = 0; /* on demand: no requests of ours to make room for */

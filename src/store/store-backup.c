@@ -25,7 +25,6 @@
 #include <limits.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 
 #include "store-internal.h"
 
@@ -106,32 +105,6 @@ static int replay_into(const char *path, const StoreJournalCopy *j, size_t *ret_
         return r;
 }
 
-/* A file: URI naming path as the immutable database (SQLite's URI rules:
- * '%', '?' and '#' escaped). Newly allocated. */
-static char *immutable_uri(const char *path) {
-        Buf b;
-        buf_init(&b, SIZE_MAX);
-        (void) buf_appends(&b, "file:");
-        for (const char *p = path; *p; p++)
-                (void) (*p == '%' || *p == '?' || *p == '#' ? buf_printf(&b, "%%%02X", (unsigned char) *p)
-                                                            : buf_append(&b, p, 1));
-        (void) buf_appends(&b, "?immutable=1");
-        return buf_steal(&b);
-}
-
-/* Whether db_path is a database a clean close left alone on a read-only
- * file system (a disk the kernel remounted read-only after errors, a
- * backup disk mounted ro): no -wal (nothing of it lives outside the main
- * file) and no -shm, which a reader of a WAL database needs and cannot
- * create there. Such a file cannot change while it is read. */
-static bool read_only_and_whole(const char *db_path) {
-        struct statvfs v;
-        if (statvfs(db_path, &v) < 0 || !(v.f_flag & ST_RDONLY))
-                return false;
-        _cleanup_free_ char *wal = xasprintf("%s-wal", db_path), *shm = xasprintf("%s-shm", db_path);
-        return access(wal, F_OK) < 0 && errno == ENOENT && access(shm, F_OK) < 0 && errno == ENOENT;
-}
-
 /* db_path copied to tmp: the journal read first (see the top), then the
  * snapshot, then the journal's records replayed into it (*ret_replayed). */
 static int backup_to(const char *db_path, const char *tmp, size_t *ret_replayed, char **ret_error) {
@@ -146,8 +119,8 @@ static int backup_to(const char *db_path, const char *tmp, size_t *ret_replayed,
          * the -shm file, which a read-only open cannot create. (On a
          * read-only file system SQLite opens it read-only, and reads it
          * through the -wal and -shm a crash left there.) */
-        if (read_only_and_whole(db_path)) {
-                _cleanup_free_ char *uri = immutable_uri(db_path);
+        if (store_read_only_and_whole(db_path)) {
+                _cleanup_free_ char *uri = store_immutable_uri(db_path);
                 r = open_db(uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, &from, ret_error);
         } else
                 r = open_db(db_path, SQLITE_OPEN_READWRITE, &from, ret_error);
@@ -321,6 +294,15 @@ int store_home_lock(const char *data_dir, bool exclusive) {
         assert(data_dir);
         _cleanup_free_ char *path = path_join(data_dir, "pysprinterd.lock");
         _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        /* A home on a read-only file system (a disk remounted read-only
+         * after errors, a backup mounted ro) can still be read (`ps`,
+         * `show`, `logs`): a shared lock is taken on what is there, the
+         * lock file or the directory. Nothing can restore into it there. */
+        if (fd < 0 && errno == EROFS && !exclusive) {
+                fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0 && errno == ENOENT)
+                        fd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        }
         if (fd < 0)
                 return -errno;
         if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) < 0)

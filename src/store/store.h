@@ -897,6 +897,9 @@ int store_home_lock(const char *data_dir, bool exclusive);
  * both written only when true. Takes no lock that outlives the call (a
  * starting daemon retries its own for seconds). */
 bool store_home_daemon(const char *data_dir, pid_t *ret_pid, char **ret_config);
+/* Whether s was opened read-only: its database on a read-only file system
+ * (store_open() reads it as it stands; every write fails). */
+bool store_read_only(Store *s);
 /* What a shared store_home_lock() that failed with r means, for a user:
  * -EWOULDBLOCK is a restore running. Newly allocated. */
 char *store_home_lock_message(const char *data_dir, int r);

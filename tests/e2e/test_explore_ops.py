@@ -403,3 +403,43 @@ def test_timed_waits_do_not_stall_when_the_wall_clock_steps_back(tmp_path):
         wait_for(lambda: metrics(d).get("pysprinter_gc_collections_total", 0) >= 2, "two collections", timeout=60)
     finally:
         d.stop()
+
+
+@pytest.mark.parametrize("stop", ["clean", "kill9"])
+def test_a_home_on_a_read_only_disk_is_read_and_refuses_runs(tmp_path, stop):
+    """On a home whose disk went read-only every command failed with
+    `cannot lock HOME: Read-only file system`, `ps`, `show` and `logs` too:
+    what an operator reaches for first to see what ran. Those read it now
+    (the database as it stands: through a crash's -wal and -shm, or as an
+    immutable file after a clean stop); a run, `secret set`, `gc` are
+    refused at once with a message that says why, exit 7, where a run
+    could otherwise have gone unrecorded."""
+    d = Daemon(tmp_path / "d")
+    d.start()
+    try:
+        st, out = d.run("def f():\n    print('from the run')\n    return 41\n")
+        assert st == 200, out
+        rid = out["id"]
+        wait_for(lambda: '"succeeded"' in pysprinter("--json", "show", rid, home=d.home).stdout, "the end")
+    finally:
+        if stop == "kill9":
+            d.kill9()
+        else:
+            assert d.stop() == 0
+    with read_only_copy(d.home, tmp_path / "ro") as ro:
+        p = pysprinter("ps", home=ro)
+        assert p.returncode == 0 and rid in p.stdout and "succeeded" in p.stdout, (p.stdout, p.stderr)
+        p = pysprinter("--json", "show", rid, home=ro)
+        assert p.returncode == 0 and json.loads(p.stdout)["result"] == 41, (p.stdout, p.stderr)
+        p = pysprinter("logs", rid, home=ro)
+        assert p.returncode == 0 and p.stdout == "from the run\n", (p.stdout, p.stderr)
+        src = tmp_path / "f.py"
+        src.write_text("def f():\n    return 1\n")
+        for args, stdin in ((["run", "--sandbox=none", src], None), (["secret", "set", "S"], "x"), (["gc"], None)):
+            p = subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, input=stdin,
+                               env=cli_env(ro), timeout=120)
+            assert p.returncode == 7 and p.stdout == "", (args, p.stdout, p.stderr)
+            assert f"{ro} is on a read-only file system: nothing can be run or recorded there" in p.stderr, p.stderr
+        p = subprocess.run([str(DAEMON), "gc", "--data-dir", str(ro)], capture_output=True, text=True,
+                           env=cli_env(ro))
+        assert p.returncode == 7 and "is on a read-only file system" in p.stderr, p.stderr
