@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import CLI, DAEMON, WORKER
-from daemonlib import Daemon, metrics, wait_for
+from daemonlib import Daemon, metrics, sandbox_mode, wait_for
 
 
 def cli_env(home, **extra):
@@ -72,6 +72,45 @@ def test_the_run_database_is_never_world_readable(tmp_path):
     p = pysprinter("dag", "resume", "dnone", home=home)
     assert p.returncode == 2 and (home / "pysprinter.db").exists(), p.stderr
     assert mode(home / "pysprinter.db") == 0o600
+
+
+READ_DATA = """
+import os
+def f(name):
+    return open(f"/data/{name}/c.txt").read()
+"""
+
+
+def test_the_datasets_cannot_be_listed_by_other_local_users(tmp_path):
+    """$DATA/data and data/objects were 0755: in a data directory made 0755
+    any local user listed every tenant's dataset objects and read them.
+    They are 0711 now (a run's sandbox, whose uid may be another, reaches an
+    object by its path, never by listing); a directory an older binary left
+    0755 loses its read bits at the next start. A run still reads its
+    dataset, in the full sandbox too."""
+    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path))
+    d.home.chmod(0o755)
+    d.start()
+    try:
+        st, _ = d.call("PUT", "/v1/data/corpus?filename=c.txt", raw=b"tenant data\n",
+                       headers={"Content-Type": "text/plain"})
+        assert st in (200, 201)
+        for sub in ("data", "data/objects"):
+            assert mode(d.home / sub) == 0o711, (sub, oct(mode(d.home / sub)))
+        st, b = d.run(READ_DATA, kwargs={"name": "corpus"}, data=["corpus"])
+        assert st == 200 and b["status"] == "succeeded" and b["result"] == "tenant data\n", b
+    finally:
+        assert d.stop() == 0
+    for sub in ("data", "data/objects"):
+        (d.home / sub).chmod(0o755)
+    d.start()
+    try:
+        for sub in ("data", "data/objects"):
+            assert mode(d.home / sub) == 0o711, (sub, oct(mode(d.home / sub)))
+        st, b = d.run(READ_DATA, kwargs={"name": "corpus"}, data=["corpus"])
+        assert st == 200 and b["status"] == "succeeded", b
+    finally:
+        d.stop()
 
 
 # ---- embedded commands against a data directory a daemon serves ---------------
