@@ -902,6 +902,39 @@ static int cancel_dag(void *arg) {
 }
 
 /* Resuming: the recorded pipeline, unless its owner still runs it. */
+/* A DAG run a pysprinterd recorded: its folder is the daemon's
+ * DATA/dags/<id> (a CLI's names the user's own directory), which the
+ * daemon drives, cancels and resumes, under its tenant's grants. The CLI
+ * must not: its record's pid is the daemon's, which `dag cancel` sent
+ * SIGTERM (the whole daemon drained and stopped), and `dag resume` ran the
+ * tenant's pipeline as the local user. Says so and returns -EOPNOTSUPP
+ * (exit 2) for such a run, 0 for the CLI's own. */
+static int dag_refuse_a_daemons(Backend *b, const DagRunRecord *rec, const char *verb) {
+        const char *home = engine_data_dir(b->engine);
+        _cleanup_free_ char *mine = path_join_many(home, "dags", rec->id, NULL);
+        /* By the real paths too: the daemon may name its directory
+         * otherwise (a --data-dir through a symlink, a trailing slash). */
+        _cleanup_free_ char *real_mine = realpath(mine, NULL);
+        _cleanup_free_ char *real_base = rec->base_dir ? realpath(rec->base_dir, NULL) : NULL;
+        if (!rec->base_dir || (!streq(rec->base_dir, mine) && !(real_mine && real_base && streq(real_mine, real_base))))
+                return 0;
+        pid_t pid = 0;
+        if (store_home_daemon(home, &pid, NULL))
+                backend_set_error(b,
+                                  "DAG run %s is a pysprinterd's (pid %d serves %s): only it can %s it; through it: "
+                                  "pysprinter --server URL dag %s %s",
+                                  rec->id, (int) pid, home, verb, verb, rec->id);
+        else
+                backend_set_error(b,
+                                  "DAG run %s is a pysprinterd's, and no daemon serves %s now: %s; through it then: "
+                                  "pysprinter --server URL dag %s %s",
+                                  rec->id, home,
+                                  streq(verb, "resume") ? "the next one to start there resumes it"
+                                                        : "the next one to start there drives it",
+                                  verb, rec->id);
+        return -EOPNOTSUPP;
+}
+
 static int dag_resume_load(Backend *b, const char *id, DagOptions *o, Dag **ret, char **ret_id) {
         _cleanup_free_ char *err = NULL;
         DagRunRecord *rec = NULL;
@@ -909,6 +942,12 @@ static int dag_resume_load(Backend *b, const char *id, DagOptions *o, Dag **ret,
         if (r < 0) {
                 backend_set_error(b, "%s", err ?: strerror(-r));
                 return r == -ENOENT ? -ENOENT : -EBADMSG;
+        }
+        r = dag_refuse_a_daemons(b, rec, "resume");
+        if (r < 0) {
+                dag_run_record_free(rec);
+                *ret = dag_free(*ret);
+                return r;
         }
         /* Its lock says whether a driver lives; the recorded pid only
          * names it (a dead driver's pid may be another process's now). */
@@ -1049,6 +1088,11 @@ static int engine_dag_cancel(Backend *b, const char *id, json_t **ret) {
                 backend_set_error(b, "DAG run %s has already finished (%s)", rec->id, rec->status ?: "?");
                 dag_run_record_free(rec);
                 return -EBUSY;
+        }
+        r = dag_refuse_a_daemons(b, rec, "cancel");
+        if (r < 0) {
+                dag_run_record_free(rec);
+                return r;
         }
         pid_t pid = rec->owner ? (pid_t) strtol(rec->owner, NULL, 10) : 0;
         dag_run_record_free(rec);

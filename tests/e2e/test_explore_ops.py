@@ -191,6 +191,41 @@ def test_an_embedded_look_at_a_dead_daemons_run_says_why_it_stays_running(tmp_pa
         d.stop()
 
 
+SLOW_PIPELINE = "name: slow\ntasks:\n  a: {file: steps.py, function: slow}\n"
+SLOW_STEPS = "def slow():\n    import time\n    time.sleep(60)\n    return 1\n"
+
+
+def test_an_embedded_dag_cancel_or_resume_of_a_daemons_dag_run_is_refused(tmp_path):
+    """`pysprinter dag cancel ID` embedded, of a DAG run a pysprinterd
+    drives on the same home, sent SIGTERM to the pid its record names:
+    the daemon's own. The whole daemon drained and stopped serving every
+    tenant. `dag resume ID` of a daemon's DAG run left interrupted ran the
+    tenant's pipeline in the CLI, as the local user. Both are refused now
+    (exit 2), naming the daemon and --server; the daemon serves on."""
+    d = Daemon(tmp_path / "d")
+    d.start()
+    try:
+        st, b = d.call("POST", "/v1/dags", {"pipeline": SLOW_PIPELINE, "files": {"steps.py": SLOW_STEPS}})
+        assert st == 202, b
+        did = b["id"]
+        wait_for(lambda: any(t.get("run_id") for t in d.call("GET", f"/v1/dags/{did}")[1]["tasks"]), "task a")
+        for verb in ("cancel", "resume"):
+            p = pysprinter("dag", verb, did, home=d.home)
+            assert p.returncode == 2 and p.stdout == "", (verb, p.stdout, p.stderr)
+            assert f"DAG run {did} is a pysprinterd's" in p.stderr and "--server" in p.stderr, p.stderr
+        assert d.proc.poll() is None and d.call("GET", "/healthz", token=None)[0] == 200
+        assert d.call("GET", f"/v1/dags/{did}")[1]["status"] == "running"
+        # Killed, the daemon resumes it at its next start: not the CLI's.
+        d.kill9()
+        p = pysprinter("dag", "resume", did, home=d.home)
+        assert p.returncode == 2 and f"DAG run {did} is a pysprinterd's" in p.stderr, (p.stdout, p.stderr)
+        d.start()
+        st, _ = d.call("DELETE", f"/v1/dags/{did}")
+        assert st in (200, 202), st
+    finally:
+        d.stop()
+
+
 def test_an_embedded_gc_of_a_home_a_daemon_serves_is_refused(tmp_path):
     """`pysprinter gc` on the home a pysprinterd serves collected it with
     the CLI's defaults (30 days, 1G), not the retention the operator wrote
