@@ -185,7 +185,8 @@ static void out_dir_sweep(const char *out_dir) {
                 if (sscanf(de->d_name, "%d-%llu-", &pid, &start) != 2 || pid <= 0)
                         continue;
                 uint64_t now_start = 0;
-                if (pid_start_time((pid_t) pid, &now_start) >= 0 && now_start == start)
+                /* A zombie runs nothing: its entries are an orphan's. */
+                if (pid_start_time((pid_t) pid, &now_start) >= 0 && now_start == start && pid_is_running((pid_t) pid))
                         continue;
                 _cleanup_free_ char *p = path_join(out_dir, de->d_name);
                 (void) rm_rf(p);

@@ -255,9 +255,14 @@ typedef struct Owned {
         uint64_t start;
 } Owned;
 
+/* The recorded process, still running: the same start time (a reused pid
+ * is another process), and not a zombie, which keeps its pid and start
+ * time until its parent reaps it but runs nothing (a parent that never
+ * reaps, a container's PID 1 without an init, kept a killed CLI's run
+ * `running` for ever). */
 static bool owner_alive(pid_t pid, uint64_t start) {
         uint64_t now_start;
-        return pid_start_time(pid, &now_start) >= 0 && now_start == start;
+        return pid_start_time(pid, &now_start) >= 0 && now_start == start && pid_is_running(pid);
 }
 
 int store_runs_mark_orphaned(Store *s, const char *message) {

@@ -15,6 +15,7 @@ import pytest
 
 from conftest import CLI, DAEMON, WORKER
 from daemonlib import Daemon, metrics, sandbox_mode, wait_for
+from proctree import child_pids, descendants
 
 
 def cli_env(home, **extra):
@@ -224,6 +225,57 @@ def test_an_embedded_dag_cancel_or_resume_of_a_daemons_dag_run_is_refused(tmp_pa
         assert st in (200, 202), st
     finally:
         d.stop()
+
+
+# A parent that never reaps its orphans (a container's PID 1 without an
+# init, docker run without --init): it adopts them (a subreaper), runs the
+# command, prints its stdout and sleeps.
+NO_REAPER = """
+import ctypes, subprocess, sys, time
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+p = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+print(p.stdout.strip(), flush=True)
+time.sleep(300)
+"""
+
+
+@contextlib.contextmanager
+def detached_under_no_reaper(home, src):
+    """`pysprinter run --detach src` whose owner (the detached child) is
+    adopted by a parent that never reaps it. Yields (run id, owner pid)."""
+    holder = subprocess.Popen(["/usr/bin/python3", "-c", NO_REAPER, str(CLI), "run", "--sandbox=none", "--detach",
+                               str(src)], env=cli_env(home), stdout=subprocess.PIPE, text=True)
+    try:
+        rid = holder.stdout.readline().strip()
+        owners = child_pids(holder.pid)
+        assert rid and len(owners) == 1, (rid, owners)
+        yield rid, owners[0]
+    finally:
+        for pid in descendants(holder.pid):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        holder.kill()
+        holder.wait()
+
+
+def test_a_run_whose_cli_was_killed_is_lost_though_its_zombie_lingers(tmp_path):
+    """A CLI killed -9 leaves its run to the next look, which marks it lost
+    once the owner is gone. The look asked only whether the pid still had
+    its start time, and a zombie has: under a parent that does not reap (a
+    container started without an init), a detached run's owner stayed a
+    zombie, and its run `running` for ever (on this VM, PID 1 reaps an
+    orphan about 1.5 s after its death: as long). A zombie runs nothing:
+    its run is lost at the first look now."""
+    home = tmp_path / "home"
+    src = tmp_path / "dead.py"
+    src.write_text("def f():\n    import time\n    time.sleep(60)\n")
+    with detached_under_no_reaper(home, src) as (rid, owner):
+        for pid in [owner, *descendants(owner)]:
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: open(f"/proc/{owner}/stat").read().split(") ")[1].startswith("Z"), "the zombie")
+        run = json.loads(pysprinter("--json", "show", rid, home=home).stdout)
+        assert run["status"] == "lost", run
+        assert f"the process running it is gone (pid {owner})" in run["error"]["message"], run
 
 
 def test_an_embedded_gc_of_a_home_a_daemon_serves_is_refused(tmp_path):
