@@ -278,6 +278,48 @@ def test_a_run_whose_cli_was_killed_is_lost_though_its_zombie_lingers(tmp_path):
         assert f"the process running it is gone (pid {owner})" in run["error"]["message"], run
 
 
+def test_a_daemon_starting_leaves_a_live_embedded_run_alone(tmp_path):
+    """A daemon starting on a home where an embedded `pysprinter run` was
+    running marked that live run `lost` ("the daemon stopped while this run
+    was in flight (attempt 0 of 1)") and logged that it had lost a run of
+    its own: readers (`show`, `logs -f`, `cancel`) saw it ended until the
+    CLI's end overwrote it. A run an embedded process owns is not the
+    daemon's to recover: it stays running and ends as the CLI ends it; one
+    whose CLI is dead is marked lost with the CLI's words, as the next CLI
+    would."""
+    d = Daemon(tmp_path / "d")
+    src = tmp_path / "slow.py"
+    src.write_text("def f():\n    import time\n    time.sleep(4)\n    return 'cli result'\n")
+    dead_src = tmp_path / "dead.py"
+    dead_src.write_text("def f():\n    import time\n    time.sleep(60)\n")
+    cli = None
+    with detached_under_no_reaper(d.home, dead_src) as (dead_id, owner):
+        try:
+            for pid in [owner, *descendants(owner)]:
+                os.kill(pid, signal.SIGKILL)
+            cli = subprocess.Popen([str(CLI), "run", "--sandbox=none", "--json", str(src)], env=cli_env(d.home),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+            def live():
+                p = pysprinter("--json", "ps", home=d.home)
+                return [r["id"] for r in json.loads(p.stdout or "[]")
+                        if r["status"] == "running" and r["id"] != dead_id]
+            rid = wait_for(live, "the embedded run")[0]
+            d.start()
+            p = pysprinter("--json", "show", rid, home=d.home)
+            assert json.loads(p.stdout)["status"] == "running", p.stdout
+            gone = json.loads(pysprinter("--json", "show", dead_id, home=d.home).stdout)
+            assert gone["status"] == "lost" and "the process running it is gone" in gone["error"]["message"], gone
+            out, err = cli.communicate(timeout=120)
+            assert cli.returncode == 0 and json.loads(out) == "cli result", (out, err)
+            assert "marked lost" not in d.log.read_text(), d.log.read_text()
+        finally:
+            if cli and cli.poll() is None:
+                cli.kill()
+                cli.wait()
+            d.stop()
+
+
 def test_an_embedded_gc_of_a_home_a_daemon_serves_is_refused(tmp_path):
     """`pysprinter gc` on the home a pysprinterd serves collected it with
     the CLI's defaults (30 days, 1G), not the retention the operator wrote
