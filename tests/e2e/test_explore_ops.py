@@ -31,6 +31,16 @@ def pysprinter(*args, home, timeout=120, **extra):
                           timeout=timeout)
 
 
+def ended_run(d, source):
+    """A run of source on daemon d, waited for, whose end the database
+    holds (a synchronous run's end reaches it ~50 ms after the answer, from
+    the ended-runs journal): its id."""
+    st, out = d.run(source)
+    assert st == 200 and out["status"] == "succeeded", out
+    wait_for(lambda: '"succeeded"' in pysprinter("--json", "show", out["id"], home=d.home).stdout, "the run's end")
+    return out["id"]
+
+
 def mode(path):
     return stat.S_IMODE(os.stat(path).st_mode)
 
@@ -333,11 +343,7 @@ def test_an_embedded_gc_of_a_home_a_daemon_serves_is_refused(tmp_path):
     d = Daemon(tmp_path / "d", config_extra="retention:\n  tenants:\n    alice:\n      max_age_days: 0\n")
     d.start()
     try:
-        st, out = d.run("def f():\n    return 1\n")
-        assert st == 200, out
-        rid = out["id"]
-        # Its end reaches the database within ~50 ms (the ended-runs journal).
-        wait_for(lambda: '"succeeded"' in pysprinter("--json", "show", rid, home=d.home).stdout, "the run's end")
+        rid = ended_run(d, "def f():\n    return 1\n")
         later = int(time.time() + 40 * DAY)
         for args in (["gc"], ["gc", "--dry-run"], ["--json", "gc"]):
             p = pysprinter(*args, home=d.home, PYSPRINTER_TEST_NOW=later)
@@ -488,11 +494,7 @@ def test_a_backup_of_a_data_dir_on_a_read_only_disk(tmp_path, stop):
     ids = set()
     try:
         for i in range(3):
-            st, out = d.run(f"def f():\n    return {i}\n")
-            assert st == 200, out
-            ids.add(out["id"])
-        # Every end committed to the database (not only in the journal).
-        wait_for(lambda: '"succeeded"' in pysprinter("--json", "show", out["id"], home=d.home).stdout, "the ends")
+            ids.add(ended_run(d, f"def f():\n    return {i}\n"))
     finally:
         if stop == "kill9":
             d.kill9()
@@ -585,10 +587,7 @@ def test_a_home_on_a_read_only_disk_is_read_and_refuses_runs(tmp_path, stop):
     d = Daemon(tmp_path / "d")
     d.start()
     try:
-        st, out = d.run("def f():\n    print('from the run')\n    return 41\n")
-        assert st == 200, out
-        rid = out["id"]
-        wait_for(lambda: '"succeeded"' in pysprinter("--json", "show", rid, home=d.home).stdout, "the end")
+        rid = ended_run(d, "def f():\n    print('from the run')\n    return 41\n")
     finally:
         if stop == "kill9":
             d.kill9()
