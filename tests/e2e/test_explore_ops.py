@@ -610,3 +610,26 @@ def test_a_home_on_a_read_only_disk_is_read_and_refuses_runs(tmp_path, stop):
         p = subprocess.run([str(DAEMON), "gc", "--data-dir", str(ro)], capture_output=True, text=True,
                            env=cli_env(ro))
         assert p.returncode == 7 and "is on a read-only file system" in p.stderr, p.stderr
+
+
+# ---- /metrics and /healthz ------------------------------------------------------------
+
+def test_a_collection_that_fails_shows_in_metrics_and_healthz(tmp_path):
+    """A collection that failed (a pass that could not read its area) was
+    logged, and counted in pysprinter_gc_collections_total like one that
+    worked: an operator alerting on /metrics or /healthz never learnt that
+    the disk was no longer being collected. pysprinter_gc_failures_total
+    counts them now, and /healthz warns while the last one failed (it stays
+    HTTP 200, as its disk warnings do)."""
+    d = Daemon(tmp_path / "d", config_extra="retention:\n  interval_s: 1\n")
+    (d.home / "dags").write_text("not a directory\n")  # the DAG-folder pass cannot list it
+    d.start()
+    try:
+        wait_for(lambda: metrics(d).get("pysprinter_gc_failures_total", 0) >= 1, "a failed collection", timeout=60)
+        st, h = d.call("GET", "/healthz", token=None)
+        assert st == 200 and any("the last collection failed" in w for w in h["warnings"]), h
+        (d.home / "dags").unlink()
+        wait_for(lambda: not d.call("GET", "/healthz", token=None)[1]["warnings"], "a collection that worked",
+                 timeout=60)
+    finally:
+        d.stop()
