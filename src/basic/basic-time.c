@@ -1,6 +1,7 @@
 /* Clocks, timestamps and ids. */
 #include "basic.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <sys/random.h>
 #include <time.h>
@@ -205,13 +206,14 @@ int random_hex(size_t n, char **ret) {
         return 0;
 }
 
-void cond_wait_usec(pthread_cond_t *cond, pthread_mutex_t *lock, usec_t timeout) {
+int cond_wait_usec(pthread_cond_t *cond, pthread_mutex_t *lock, usec_t timeout) {
+        assert(cond && lock);
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_nsec += (long) (timeout % USEC_PER_SEC) * 1000;
         ts.tv_sec += (time_t) (timeout / USEC_PER_SEC) + ts.tv_nsec / 1000000000;
         ts.tv_nsec %= 1000000000;
-        (void) pthread_cond_timedwait(cond, lock, &ts);
+        return pthread_cond_clockwait(cond, lock, CLOCK_MONOTONIC, &ts);
 }
 
 /* glibc's mktime() and localtime() call tzset(), which with TZ unset

@@ -247,9 +247,13 @@ usec_t now_realtime(void);
  * thread (setenv() is not thread-safe). Workers never see it: they are
  * exec'd with an environment of their own. */
 void tz_local_pin(void);
-/* pthread_cond_timedwait for at most timeout (the lock held); CLOCK_REALTIME
- * as pthread_cond_t's default clock. */
-void cond_wait_usec(pthread_cond_t *cond, pthread_mutex_t *lock, usec_t timeout);
+/* Waits on cond (the lock held) for at most timeout, measured on
+ * CLOCK_MONOTONIC whatever clock cond was made with: a deadline on the
+ * wall clock (pthread_cond_timedwait's) lasted as much longer as the clock
+ * was stepped back meanwhile (NTP, a VM resumed, `date -s`), and the
+ * daemon's collector, janitor and writer stalled for that long. Returns 0
+ * or ETIMEDOUT (not negated: pthread's). */
+int cond_wait_usec(pthread_cond_t *cond, pthread_mutex_t *lock, usec_t timeout);
 /* ISO 8601 UTC with milliseconds into buf (at least 32 bytes). */
 char *format_timestamp(usec_t realtime, char buf[static 32]);
 /* us as milliseconds exact to the microsecond, in the shortest spelling

@@ -33,7 +33,7 @@ static void index_from_config(const RunArgs *a, char **ret_index, char ***ret_ex
         }
 }
 
-int cli_engine_open(const RunArgs *a, Engine **ret) {
+int cli_engine_open(const RunArgs *a, bool writes, Engine **ret) {
         _cleanup_free_ char *cfg_index = NULL;
         _cleanup_strv_free_ char **cfg_extra = NULL, **cfg_links = NULL;
         index_from_config(a, &cfg_index, &cfg_extra, &cfg_links);
@@ -64,6 +64,15 @@ int cli_engine_open(const RunArgs *a, Engine **ret) {
                 /* A restore of the home (store_home_lock): the backend is
                  * unavailable for a while, as an unreachable server is. */
                 return r == -EWOULDBLOCK ? EXIT_SERVER : EXIT_INTERNAL;
+        }
+        /* A home on a read-only file system is opened for the verbs that
+         * read it; a run there would go unrecorded. */
+        if (writes && store_read_only(engine_store(*ret))) {
+                cli_error("%s is on a read-only file system: nothing can be run or recorded there (ps, show and logs "
+                          "still read it); give PYSPRINTER_HOME a writable directory",
+                          engine_data_dir(*ret));
+                *ret = engine_free(*ret);
+                return EXIT_INTERNAL;
         }
         return 0;
 }
@@ -572,6 +581,36 @@ static int store_error(Backend *b, int r, const char *id) {
         return r;
 }
 
+/* A run in flight that a pysprinterd runs (no owning CLI process) while
+ * no daemon serves the home: killed, or stopped, it left the run as it
+ * was, and nothing moves it until a daemon starts there again (which runs
+ * it anew, docs/api.md "Delivery"). */
+static bool daemon_run_stranded(Backend *b, const char *id) {
+        pid_t owner = 0, daemon = 0;
+        return store_run_owner(engine_store(b->engine), id, &owner) >= 0 && owner == 0 &&
+               !store_home_daemon(engine_data_dir(b->engine), &daemon, NULL);
+}
+
+static bool record_in_flight(const RunRecord *rec) {
+        return rec->status && (streq(rec->status, "running") || streq(rec->status, "queued"));
+}
+
+/* `show`, `ps`: a daemon's runs left in flight by a daemon that is gone
+ * look like runs going on; a line on stderr says why they do not move
+ * (stdout stays the record, as a server would answer it). */
+static void note_stranded(Backend *b, size_t n, const char *id, const char *status) {
+        if (n == 0)
+                return;
+        if (n == 1 && id)
+                cli_warning("run %s is a pysprinterd's, and no daemon serves %s now: it stays %s until one starts "
+                            "there and runs it again",
+                            id, engine_data_dir(b->engine), status);
+        else
+                cli_warning("%zu runs in flight here are a pysprinterd's, and no daemon serves %s now: they stay so "
+                            "until one starts there and runs them again",
+                            n, engine_data_dir(b->engine));
+}
+
 static int engine_run_get(Backend *b, const char *id, json_t **ret) {
         RunRecord *rec = NULL;
         /* No engine (backend_open_listing()): a home without a database
@@ -579,6 +618,8 @@ static int engine_run_get(Backend *b, const char *id, json_t **ret) {
         int r = b->engine ? store_run_get(engine_store(b->engine), NULL, id, &rec) : -ENOENT;
         if (r < 0)
                 return store_error(b, r, id);
+        if (record_in_flight(rec) && daemon_run_stranded(b, rec->id))
+                note_stranded(b, 1, rec->id, rec->status);
         *ret = cli_run_record_json(rec);
         run_record_free(rec);
         return 0;
@@ -593,8 +634,19 @@ static int engine_run_list(Backend *b, long limit, char *const *statuses, json_t
                 return r;
         }
         json_t *arr = json_array();
-        for (size_t i = 0; i < n; i++)
+        size_t daemons = 0, stranded = 0;
+        const RunRecord *first = NULL;
+        pid_t pid = 0;
+        for (size_t i = 0; i < n; i++) {
                 json_array_append_new(arr, cli_run_record_json(v[i]));
+                if (record_in_flight(v[i]) && store_run_owner(engine_store(b->engine), v[i]->id, &pid) >= 0 && !pid) {
+                        first = first ?: v[i];
+                        daemons++;
+                }
+        }
+        if (daemons > 0 && !store_home_daemon(engine_data_dir(b->engine), &pid, NULL))
+                stranded = daemons;
+        note_stranded(b, stranded, first ? first->id : NULL, first ? first->status : NULL);
         run_record_list_free(v, n);
         *ret = arr;
         return 0;
@@ -602,10 +654,30 @@ static int engine_run_list(Backend *b, long limit, char *const *statuses, json_t
 
 static bool run_in_flight(Backend *b, const char *id) {
         RunRecord *rec = NULL;
-        bool live = store_run_get(engine_store(b->engine), NULL, id, &rec) >= 0 && rec->status &&
-                    (streq(rec->status, "running") || streq(rec->status, "queued"));
+        bool live = store_run_get(engine_store(b->engine), NULL, id, &rec) >= 0 && record_in_flight(rec);
         run_record_free(rec);
         return live;
+}
+
+/* Run id has no owning CLI process: a pysprinterd on this home runs it
+ * (or will again at its start, docs/api.md "Delivery"). Its engine watches
+ * no cancel asks, which only a CLI's engine answers: the ask would wait
+ * 10 s, stand for nothing, and the run go on. So the user is told whose
+ * the run is and where to cancel it. */
+static int daemon_run_refused(Backend *b, const char *id) {
+        const char *home = engine_data_dir(b->engine);
+        pid_t pid = 0;
+        if (store_home_daemon(home, &pid, NULL))
+                backend_set_error(b,
+                                  "run %s is run by pysprinterd (pid %d), which serves %s: only it can stop it; "
+                                  "cancel it through it: pysprinter --server URL cancel %s",
+                                  id, (int) pid, home, id);
+        else
+                backend_set_error(b,
+                                  "run %s is a pysprinterd's, and no daemon serves %s now: it runs again when one "
+                                  "starts there; cancel it through that daemon then: pysprinter --server URL cancel %s",
+                                  id, home, id);
+        return -EOPNOTSUPP;
 }
 
 /* The run belongs to the CLI process that started it (its recorded
@@ -628,6 +700,9 @@ static int engine_run_cancel(Backend *b, const char *id, json_t **ret) {
         run_record_free(rec);
         if (ended)
                 return -EBUSY;
+        pid_t owner = 0;
+        if (store_run_owner(s, full, &owner) >= 0 && owner == 0)
+                return daemon_run_refused(b, full);
         r = engine_cancel_request(b->engine, full);
         if (r < 0) {
                 backend_set_error(b, "cannot ask for run %s to be cancelled: %s", full, strerror(-r));
@@ -644,19 +719,24 @@ static int engine_run_cancel(Backend *b, const char *id, json_t **ret) {
 }
 
 /* Replays a run's log; follow: then tails it (whole frames only) until
- * the record ends — or its owner is found gone — or Ctrl-C. */
+ * the record ends — or its owner is found gone — or Ctrl-C. A daemon's
+ * run whose daemon is gone ends the follow as a server gone does (exit
+ * 6): it followed for ever before. Seen at two looks in a row: a CLI's
+ * run is recorded a moment before its owner is. */
 static int engine_run_logs(Backend *b, const char *id, bool follow, Renderer *rd) {
         RunRecord *rec = NULL;
         int r = b->engine ? store_run_get(engine_store(b->engine), NULL, id, &rec) : -ENOENT;
         if (r < 0)
                 return store_error(b, r, id);
         uint64_t off = 0;
+        unsigned stranded = 0;
         for (;;) {
                 bool live = follow && !cli_interrupted && run_in_flight(b, rec->id);
+                stranded = live && daemon_run_stranded(b, rec->id) ? stranded + 1 : 0;
                 r = rec->log_path ? engine_log_replay_from(rec->log_path, off, renderer_event, rd, &off) : 0;
                 if (r == -ENOENT)
                         r = 0;
-                if (r < 0 || !live)
+                if (r < 0 || !live || stranded >= 2)
                         break;
                 usleep(100 * 1000);
                 (void) store_runs_mark_orphaned(engine_store(b->engine), "the process running it is gone");
@@ -665,6 +745,13 @@ static int engine_run_logs(Backend *b, const char *id, bool follow, Renderer *rd
                 backend_set_error(b, "the log of %s is damaged: %s", rec->id, strerror(-r));
         else if (follow && cli_interrupted)
                 r = -EINTR; /* Ctrl-C while following: exit 130, as the server's stream ends */
+        else if (stranded >= 2) {
+                backend_set_error(b,
+                                  "run %s is a pysprinterd's, and no daemon serves %s now: it runs again when one "
+                                  "starts there; pysprinter logs -f %s then",
+                                  rec->id, engine_data_dir(b->engine), rec->id);
+                r = -ECONNREFUSED; /* exit 6, as a server gone while following */
+        }
         run_record_free(rec);
         return r;
 }
@@ -815,6 +902,39 @@ static int cancel_dag(void *arg) {
 }
 
 /* Resuming: the recorded pipeline, unless its owner still runs it. */
+/* A DAG run a pysprinterd recorded: its folder is the daemon's
+ * DATA/dags/<id> (a CLI's names the user's own directory), which the
+ * daemon drives, cancels and resumes, under its tenant's grants. The CLI
+ * must not: its record's pid is the daemon's, which `dag cancel` sent
+ * SIGTERM (the whole daemon drained and stopped), and `dag resume` ran the
+ * tenant's pipeline as the local user. Says so and returns -EOPNOTSUPP
+ * (exit 2) for such a run, 0 for the CLI's own. */
+static int dag_refuse_a_daemons(Backend *b, const DagRunRecord *rec, const char *verb) {
+        const char *home = engine_data_dir(b->engine);
+        _cleanup_free_ char *mine = path_join_many(home, "dags", rec->id, NULL);
+        /* By the real paths too: the daemon may name its directory
+         * otherwise (a --data-dir through a symlink, a trailing slash). */
+        _cleanup_free_ char *real_mine = realpath(mine, NULL);
+        _cleanup_free_ char *real_base = rec->base_dir ? realpath(rec->base_dir, NULL) : NULL;
+        if (!rec->base_dir || (!streq(rec->base_dir, mine) && !(real_mine && real_base && streq(real_mine, real_base))))
+                return 0;
+        pid_t pid = 0;
+        if (store_home_daemon(home, &pid, NULL))
+                backend_set_error(b,
+                                  "DAG run %s is a pysprinterd's (pid %d serves %s): only it can %s it; through it: "
+                                  "pysprinter --server URL dag %s %s",
+                                  rec->id, (int) pid, home, verb, verb, rec->id);
+        else
+                backend_set_error(b,
+                                  "DAG run %s is a pysprinterd's, and no daemon serves %s now: %s; through it then: "
+                                  "pysprinter --server URL dag %s %s",
+                                  rec->id, home,
+                                  streq(verb, "resume") ? "the next one to start there resumes it"
+                                                        : "the next one to start there drives it",
+                                  verb, rec->id);
+        return -EOPNOTSUPP;
+}
+
 static int dag_resume_load(Backend *b, const char *id, DagOptions *o, Dag **ret, char **ret_id) {
         _cleanup_free_ char *err = NULL;
         DagRunRecord *rec = NULL;
@@ -822,6 +942,12 @@ static int dag_resume_load(Backend *b, const char *id, DagOptions *o, Dag **ret,
         if (r < 0) {
                 backend_set_error(b, "%s", err ?: strerror(-r));
                 return r == -ENOENT ? -ENOENT : -EBADMSG;
+        }
+        r = dag_refuse_a_daemons(b, rec, "resume");
+        if (r < 0) {
+                dag_run_record_free(rec);
+                *ret = dag_free(*ret);
+                return r;
         }
         /* Its lock says whether a driver lives; the recorded pid only
          * names it (a dead driver's pid may be another process's now). */
@@ -962,6 +1088,11 @@ static int engine_dag_cancel(Backend *b, const char *id, json_t **ret) {
                 backend_set_error(b, "DAG run %s has already finished (%s)", rec->id, rec->status ?: "?");
                 dag_run_record_free(rec);
                 return -EBUSY;
+        }
+        r = dag_refuse_a_daemons(b, rec, "cancel");
+        if (r < 0) {
+                dag_run_record_free(rec);
+                return r;
         }
         pid_t pid = rec->owner ? (pid_t) strtol(rec->owner, NULL, 10) : 0;
         dag_run_record_free(rec);

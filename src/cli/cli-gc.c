@@ -11,7 +11,9 @@ static const char gc_help[] = "Usage: pysprinter gc [--dry-run] [--max-age-days 
                               "dirs no environment references and the cancel requests (`cancel` asks) of\n"
                               "runs no longer in flight. Never a queued or running run.\n"
                               "--dry-run prints what would go and removes nothing. With a server\n"
-                              "configured it is refused (exit 2): the server collects its own store.\n";
+                              "configured it is refused (exit 2): the server collects its own store.\n"
+                              "So is a home a pysprinterd serves: `pysprinterd gc` collects it with the\n"
+                              "retention of the daemon's config.\n";
 
 int verb_gc(int argc, char **argv) {
         RetentionConfig rc;
@@ -57,15 +59,28 @@ int verb_gc(int argc, char **argv) {
                           server);
                 return EXIT_USAGE;
         }
+        /* A daemon serving this home collects it with the retention of
+         * its config (per-tenant ages, a tenant kept forever); the CLI's
+         * defaults would remove what the operator keeps. `pysprinterd gc`
+         * reads that config. A stopped daemon's home is the CLI's to
+         * collect, as before. */
+        _cleanup_free_ char *home = data_dir_default();
+        pid_t daemon = 0;
+        if (store_home_daemon(home, &daemon, NULL)) {
+                cli_error("%s is served by pysprinterd (pid %d), which collects it with the retention of its config; "
+                          "`pysprinterd gc --data-dir %s` (with `--dry-run` to look first) collects it now with that "
+                          "config, where this command would apply its own defaults to every tenant",
+                          home, (int) daemon, home);
+                return EXIT_USAGE;
+        }
         GcStats st = {};
         /* A home without a database has no runs, DAG runs or datasets to
          * collect, dry run or not: it is collected without opening an
          * engine, which would create the home (only a package store that
          * `env prepare` filled can be there). */
-        _cleanup_free_ char *home = data_dir_default();
         Engine *e = NULL;
         if (engine_home_has_records(home)) {
-                int code = cli_engine_open(NULL, &e);
+                int code = cli_engine_open(NULL, true, &e);
                 if (code)
                         return code;
         }

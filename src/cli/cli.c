@@ -134,7 +134,9 @@ int cli_subverb_help(int argc, char **argv, const char *help) {
 
 /* ---- backends and exit codes ---- */
 
-int backend_open(const RunArgs *a, Backend **ret) {
+/* writes: the verb adds to the home (a run, a put), which a home on a
+ * read-only file system refuses at once (cli_engine_open()). */
+static int backend_open_for(const RunArgs *a, bool writes, Backend **ret) {
         _cleanup_free_ char *server = cli_server(), *err = NULL;
         if (server) {
                 int r = backend_http_new(server, ret, &err);
@@ -145,10 +147,14 @@ int backend_open(const RunArgs *a, Backend **ret) {
                 return 0;
         }
         Engine *e = NULL;
-        int code = cli_engine_open(a, &e);
+        int code = cli_engine_open(a, writes, &e);
         if (code)
                 return code;
         return backend_engine_new(e, ret);
+}
+
+int backend_open(const RunArgs *a, Backend **ret) {
+        return backend_open_for(a, true, ret);
 }
 
 int backend_open_listing(bool records, Backend **ret) {
@@ -157,7 +163,7 @@ int backend_open_listing(bool records, Backend **ret) {
                 return backend_open(NULL, ret);
         _cleanup_free_ char *home = data_dir_default();
         if (records && engine_home_has_records(home))
-                return backend_open(NULL, ret);
+                return backend_open_for(NULL, false, ret);
         return backend_engine_new(NULL, ret);
 }
 

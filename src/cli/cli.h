@@ -242,9 +242,11 @@ int cli_read_source(const char *file, char **ret, size_t *ret_len);
 /* The name a run's source goes by: FILE, or "<stdin>" for "-" (what
  * cli_read_source() read from stdin), as Python names it. */
 const char *cli_source_name(const char *file);
-/* Opens the embedded engine with the environment's settings. Returns 0 or
- * the exit code after telling the user. */
-int cli_engine_open(const RunArgs *a, Engine **ret);
+/* Opens the embedded engine with the environment's settings. writes: the
+ * verb runs or records something, refused (exit 7) in a home on a
+ * read-only file system, which the verbs that only read still open.
+ * Returns 0 or the exit code after telling the user. */
+int cli_engine_open(const RunArgs *a, bool writes, Engine **ret);
 /* A "key = value" setting of ~/.config/pysprinter/config ($XDG_CONFIG_HOME
  * honoured), or NULL. Caller frees. Keys: server, token, index_url,
  * extra_index_url, find_links. */

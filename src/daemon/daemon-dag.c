@@ -151,12 +151,7 @@ static int task_wait(Daemon *d, DDag *g, DRun *r, RunResult **ret) {
                         pthread_mutex_lock(&d->lock);
                         continue;
                 }
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 250 * 1000000L;
-                ts.tv_sec += ts.tv_nsec / 1000000000L;
-                ts.tv_nsec %= 1000000000L;
-                pthread_cond_timedwait(&d->change_cond, &d->lock, &ts);
+                (void) cond_wait_usec(&d->change_cond, &d->lock, 250 * USEC_PER_MSEC);
         }
         /* A run the stopping daemon cancelled was not the user's cancel:
          * the task runs again when the DAG resumes. */
@@ -541,16 +536,8 @@ unsigned daemon_dags_drain(Daemon *d, usec_t timeout) {
                 return 0;
         usec_t until = now_monotonic() + timeout;
         pthread_mutex_lock(&d->dags->lock);
-        while (d->dags->active > 0 && now_monotonic() < until) {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 200 * 1000000L;
-                if (ts.tv_nsec >= 1000000000L) {
-                        ts.tv_sec++;
-                        ts.tv_nsec -= 1000000000L;
-                }
-                pthread_cond_timedwait(&d->dags->cond, &d->dags->lock, &ts);
-        }
+        while (d->dags->active > 0 && now_monotonic() < until)
+                (void) cond_wait_usec(&d->dags->cond, &d->dags->lock, 200 * USEC_PER_MSEC);
         unsigned left = d->dags->active;
         pthread_mutex_unlock(&d->dags->lock);
         return left;

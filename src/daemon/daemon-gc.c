@@ -36,6 +36,8 @@ struct DaemonGc {
         /* guarded by lock */
         GcStats last;
         uint64_t collections;
+        uint64_t failures; /* collections that ended in an error */
+        char *last_error;  /* the last collection's, NULL when it worked */
         bool have_last;
         StoreUsage usage;
         bool have_usage;
@@ -109,6 +111,14 @@ void daemon_gc_healthz(Daemon *d, struct json_t *j) {
                 json_array_append_new(w, json_sprintf("only %" PRIu64 " bytes free in the data directory, below "
                                                       "disk.warn_bytes (%" PRIu64 ")",
                                                       avail, warn));
+        if (d->gc) {
+                pthread_mutex_lock(&d->gc->lock);
+                if (d->gc->last_error)
+                        json_array_append_new(w, json_sprintf("the last collection failed (retention is not applied "
+                                                              "until one works): %s",
+                                                              d->gc->last_error));
+                pthread_mutex_unlock(&d->gc->lock);
+        }
         json_object_set_new(j, "warnings", w);
 }
 
@@ -135,6 +145,14 @@ static void collect(Daemon *d, const RetentionConfig *rc) {
         int r = engine_gc(d->store, d->data_dir, rc, false, &d->gc->stop, &st, &err);
         if (r < 0)
                 log_error("collector: %s", err);
+        /* Seen by an operator's alerts, not only in the log: a failure
+         * counts (/metrics) and the last one's reason is a /healthz
+         * warning until a collection works. */
+        pthread_mutex_lock(&d->gc->lock);
+        free(d->gc->last_error);
+        d->gc->last_error = r < 0 ? xstrdup(err ?: strerror(-r)) : NULL;
+        d->gc->failures += r < 0;
+        pthread_mutex_unlock(&d->gc->lock);
         if (st.runs || st.dag_runs || st.data_objects || st.package_bytes || st.memo_entries || st.cancel_requests)
                 log_info("collector: removed %" PRIu64 " runs, %" PRIu64 " DAG runs, %" PRIu64 " memo entries, %" PRIu64
                          " data objects, %" PRIu64 " cancel requests; freed %" PRIu64 " bytes in %.1fs",
@@ -177,14 +195,8 @@ static void *gc_main(void *userdata) {
                 retention_config_done(&rc);
 
                 pthread_mutex_lock(&d->gc->lock);
-                if (!d->gc->stop && wait > 0) {
-                        struct timespec ts;
-                        clock_gettime(CLOCK_REALTIME, &ts);
-                        uint64_t ns = (uint64_t) ts.tv_nsec + (wait % USEC_PER_SEC) * 1000;
-                        ts.tv_sec += (time_t) (wait / USEC_PER_SEC + ns / 1000000000ULL);
-                        ts.tv_nsec = (long) (ns % 1000000000ULL);
-                        pthread_cond_timedwait(&d->gc->wake, &d->gc->lock, &ts);
-                }
+                if (!d->gc->stop && wait > 0)
+                        (void) cond_wait_usec(&d->gc->wake, &d->gc->lock, wait);
                 bool stop = d->gc->stop;
                 pthread_mutex_unlock(&d->gc->lock);
                 if (stop)
@@ -214,6 +226,7 @@ void daemon_gc_stop(Daemon *d) {
         if (d->gc->started)
                 pthread_join(d->gc->thread, NULL);
         store_usage_done(&d->gc->usage);
+        free(d->gc->last_error);
         pthread_mutex_destroy(&d->gc->lock);
         pthread_cond_destroy(&d->gc->wake);
         free(d->gc);
@@ -262,8 +275,10 @@ void daemon_gc_metrics(Daemon *d, Buf *b, bool per_tenant) {
         const GcStats *s = &d->gc->last;
         buf_printf(b,
                    "# HELP pysprinter_gc_collections_total Collections the daemon's collector finished.\n"
-                   "# TYPE pysprinter_gc_collections_total counter\npysprinter_gc_collections_total %" PRIu64 "\n",
-                   d->gc->collections);
+                   "# TYPE pysprinter_gc_collections_total counter\npysprinter_gc_collections_total %" PRIu64 "\n"
+                   "# HELP pysprinter_gc_failures_total Collections that ended in an error (the log says which).\n"
+                   "# TYPE pysprinter_gc_failures_total counter\npysprinter_gc_failures_total %" PRIu64 "\n",
+                   d->gc->collections, d->gc->failures);
         if (d->gc->have_last)
                 buf_printf(b,
                            "# HELP pysprinter_gc_last_removed What the last collection removed, by kind.\n"

@@ -74,9 +74,16 @@ static void keep_started_strv(char ***n, char ***old, const char *name) {
         *old = NULL;
 }
 
+/* The settings a start took from its command line, where the file's
+ * value is not in use: a reload that changes the file's says nothing. */
+typedef struct FromCmdline {
+        bool listen, data_dir, sandbox;
+} FromCmdline;
+
 /* What the HTTP server, the engine (the index, the package rules, the
- * pool) and the data catalog were started with. */
-static void keep_started(DaemonConfig *n, DaemonConfig *old, bool listen_from_cmdline) {
+ * pool, the sandbox mode) and the data catalog were started with, and
+ * the data directory the daemon owns. */
+static void keep_started(DaemonConfig *n, DaemonConfig *old, const FromCmdline *cmdline) {
         KEEP_STARTED(n, old, max_connections, "server.max_connections");
         KEEP_STARTED(n, old, max_connections_per_ip, "server.max_connections_per_ip");
         KEEP_STARTED(n, old, http_threads, "server.http_threads");
@@ -99,19 +106,30 @@ static void keep_started(DaemonConfig *n, DaemonConfig *old, bool listen_from_cm
         keep_started_strv(&n->allow_packages, &old->allow_packages, "packages.allow");
         keep_started_strv(&n->deny_packages, &old->deny_packages, "packages.deny");
         /* --listen overrides the file's: the file's value is not in use. */
-        if (!listen_from_cmdline && !streq(old->listen, n->listen))
+        if (!cmdline->listen && !streq(old->listen, n->listen))
                 log_warn("reload: 'listen' changes need a restart");
         free(n->listen);
         n->listen = TAKE_PTR(old->listen);
+        /* The engine, the store and the pid file's lock are the started
+         * directory's; without a word, an operator who moved it believed
+         * the daemon had. */
+        if (!cmdline->data_dir && !streq(old->data_dir ?: "", n->data_dir ?: ""))
+                log_warn("reload: 'data_dir' changes need a restart (still %s)", old->data_dir ?: "the default");
         free(n->data_dir);
         n->data_dir = TAKE_PTR(old->data_dir);
+        /* The engine's workers were started in that mode: an operator who
+         * hardened none to full and reloaded must hear that runs are still
+         * not isolated. */
+        if (!cmdline->sandbox && n->sandbox != old->sandbox)
+                log_warn("reload: 'server.sandbox' changes need a restart (still %s)",
+                         old->sandbox == SANDBOX_MODE_NONE ? "none" : "full");
         n->sandbox = old->sandbox;
 }
 
 /* SIGHUP: the tokens, limits, server caps and data.url_allow take effect
  * for new requests; what was bound at start (keep_started) needs a
  * restart. */
-static void reload(Daemon *d, const char *path, bool listen_from_cmdline) {
+static void reload(Daemon *d, const char *path, const FromCmdline *cmdline) {
         DaemonConfig n;
         _cleanup_free_ char *err = NULL;
 
@@ -133,7 +151,7 @@ static void reload(Daemon *d, const char *path, bool listen_from_cmdline) {
         }
         pthread_rwlock_wrlock(&d->cfg_lock);
         /* Swap everything but what is bound at start. */
-        keep_started(&n, &d->cfg, listen_from_cmdline);
+        keep_started(&n, &d->cfg, cmdline);
         if (d->engine)
                 engine_set_maxima(d->engine, &n.maxima);
         pthread_mutex_lock(&d->lock);
@@ -178,8 +196,8 @@ static int take_owner_lock(int fd) {
  * the first one is running. The flock is the truth (the kernel drops it
  * when the holder dies, kill -9 included); the pid is only for the message.
  * Returns the fd to keep open, or an exit code (negated) after logging. */
-static int own_data_dir(const char *data_dir) {
-        _cleanup_free_ char *path = path_join(data_dir, "pysprinterd.pid");
+static int own_data_dir(const char *data_dir, const char *config) {
+        _cleanup_free_ char *path = path_join(data_dir, STORE_HOME_PID_FILE);
         _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
         if (fd < 0) {
                 log_error("cannot open %s: %s", path, strerror(errno));
@@ -201,9 +219,13 @@ static int own_data_dir(const char *data_dir) {
                           who, data_dir);
                 return -EXIT_USAGE;
         }
-        char buf[32];
-        int len = snprintf(buf, sizeof buf, "%d\n", (int) getpid());
-        if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t) len, 0) != len)
+        /* The config's absolute path too: `pysprinterd gc` beside us
+         * collects with the retention we collect with (ops_gc()). */
+        _cleanup_free_ char *abs = config && *config ? realpath(config, NULL) : NULL;
+        _cleanup_free_ char *text = abs ? xasprintf("%d\nconfig=%s\n", (int) getpid(), abs)
+                                        : xasprintf("%d\n", (int) getpid());
+        ssize_t len = (ssize_t) strlen(text);
+        if (ftruncate(fd, 0) < 0 || pwrite(fd, text, (size_t) len, 0) != len)
                 log_warn("cannot write our pid to %s: %s", path, strerror(errno));
         return TAKE_FD(fd);
 }
@@ -241,6 +263,12 @@ static int ops_gc(const DaemonConfig *cfg, const char *data_dir, bool dry_run, b
         if (r < 0) {
                 log_error("cannot open %s: %s", db,
                           r == -EPROTONOSUPPORT ? "its schema is newer than this pysprinterd knows" : strerror(-r));
+                return EXIT_INTERNAL;
+        }
+        if (!dry_run && store_read_only(s)) {
+                log_error("%s is on a read-only file system: nothing can be collected there (--dry-run still counts)",
+                          data_dir);
+                store_close(s);
                 return EXIT_INTERNAL;
         }
         GcStats st = {};
@@ -347,6 +375,20 @@ static int ops_main(int argc, char **argv) {
         DaemonConfig cfg;
         _cleanup_free_ char *dir = NULL;
         int code = ops_setup(config, data_dir, &cfg, &dir);
+        /* A gc given no config, of a directory a daemon serves: that
+         * daemon's config, whose retention its own collector applies (a
+         * tenant kept longer, or for ever). The defaults removed what it
+         * keeps. */
+        pid_t pid = 0;
+        _cleanup_free_ char *served_config = NULL;
+        if (code == 0 && streq(verb, "gc") && !(config && *config) && store_home_daemon(dir, &pid, &served_config) &&
+            served_config) {
+                fprintf(stderr, "pysprinterd gc: %s is served by pysprinterd (pid %d): collecting with its config %s\n",
+                        dir, (int) pid, served_config);
+                daemon_config_done(&cfg);
+                _cleanup_free_ char *dir_again = NULL;
+                code = ops_setup(served_config, dir, &cfg, &dir_again);
+        }
         if (code == 0) {
                 if (streq(verb, "gc"))
                         code = ops_gc(&cfg, dir, dry_run, json);
@@ -544,7 +586,7 @@ int main(int argc, char **argv) {
         }
         /* Before anything reads the directory's runs (the journal's
          * replay, the recovery below): one daemon per data directory. */
-        _cleanup_close_ int owner = own_data_dir(d->data_dir);
+        _cleanup_close_ int owner = own_data_dir(d->data_dir, config);
         if (owner < 0)
                 return -owner;
         /* The secrets' key (docs/secrets.md): created, 0600, at first start. */
@@ -687,13 +729,14 @@ int main(int argc, char **argv) {
                 return r == -EINVAL || r == -EPERM ? EXIT_USAGE : EXIT_SERVER;
         }
 
+        const FromCmdline from_cmdline = { .listen = listen, .data_dir = data_dir, .sandbox = sandbox };
         for (;;) {
                 int sig;
                 if (sigwait(&set, &sig) != 0)
                         continue;
                 if (sig == SIGHUP) {
                         if (config && *config)
-                                reload(d, config, listen != NULL);
+                                reload(d, config, &from_cmdline);
                         else
                                 log_info("SIGHUP: no --config file to reload");
                         continue;

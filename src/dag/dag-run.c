@@ -796,14 +796,7 @@ static void schedule(Dag *d, unsigned concurrency, DagEventFn fn, void *ud) {
                                 d->stop = true;
                         continue;
                 }
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += TICK_MS * 1000000L;
-                if (ts.tv_nsec >= 1000000000L) {
-                        ts.tv_sec++;
-                        ts.tv_nsec -= 1000000000L;
-                }
-                int w = pthread_cond_timedwait(&d->cond, &d->lock, &ts);
+                int w = cond_wait_usec(&d->cond, &d->lock, TICK_MS * USEC_PER_MSEC);
                 if (w == ETIMEDOUT) {
                         pthread_mutex_unlock(&d->lock);
                         emit(d, fn, ud, (DagEvent) { .type = DAG_EVENT_TICK });

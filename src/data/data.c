@@ -35,6 +35,18 @@ void data_config_from_env(DataConfig *cfg, const char *home) {
         (void) home; /* root stays the caller's: cfg does not own strings */
 }
 
+/* $DATA/data and data/objects hold every tenant's datasets: searchable
+ * (a run's sandbox, whose uid may be "nobody", reaches its objects by
+ * their path), never listable by another user. They were 0755, so in a
+ * data directory made 0755 any local user listed and read every tenant's
+ * objects; one an older binary made loses its read bits for group and
+ * others. */
+static void unlist(const char *dir) {
+        struct stat st;
+        if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0044))
+                (void) chmod(dir, st.st_mode & 07711);
+}
+
 int data_catalog_new(Store *store, const DataConfig *cfg, DataCatalog **ret, char **ret_error) {
         if (!store || !cfg || !cfg->root)
                 return -EINVAL;
@@ -55,9 +67,12 @@ int data_catalog_new(Store *store, const DataConfig *cfg, DataCatalog **ret, cha
                 c->cfg.max_files = DATA_DEFAULT_MAX_FILES;
         c->objects = path_join(cfg->root, "objects");
         c->tmp = path_join(cfg->root, "tmp");
-        int r = mkdir_p(c->objects, 0755);
-        if (r >= 0)
+        int r = mkdir_p(c->objects, 0711);
+        if (r >= 0) {
+                unlist(cfg->root);
+                unlist(c->objects);
                 r = mkdir_p(c->tmp, 0700);
+        }
         if (r < 0) {
                 *ret_error = xasprintf("cannot create %s: %s", cfg->root, strerror(-r));
                 data_catalog_free(c);

@@ -161,12 +161,8 @@ static void *janitor_main(void *userdata) {
                 }
                 if (e->janitor_stop)
                         break; /* stopping, queue drained: the waits go below */
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                usec_t until = (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / 1000 + (next_reap - now);
-                ts = (struct timespec) { .tv_sec = (time_t) (until / USEC_PER_SEC),
-                                         .tv_nsec = (long) (until % USEC_PER_SEC) * 1000 };
-                (void) pthread_cond_timedwait(&e->janitor_wake, &e->janitor_lock, &ts);
+                if (next_reap > now)
+                        (void) cond_wait_usec(&e->janitor_wake, &e->janitor_lock, next_reap - now);
         }
         /* Stopping: the runs still waiting for their report are finished
          * now (what is left of them killed, their cgroups removed). */

@@ -700,14 +700,7 @@ static void prefetch_report(PkgPrefetch *pf, PkgProgressFn progress, void *userd
                         progress("unpacking", name, ended, all, userdata);
                 free(name);
                 pthread_mutex_lock(&pf->lock);
-                struct timespec until;
-                clock_gettime(CLOCK_REALTIME, &until);
-                until.tv_nsec += 100 * 1000000L;
-                if (until.tv_nsec >= 1000000000L) {
-                        until.tv_sec++;
-                        until.tv_nsec -= 1000000000L;
-                }
-                (void) pthread_cond_timedwait(&pf->changed, &pf->lock, &until);
+                (void) cond_wait_usec(&pf->changed, &pf->lock, 100 * USEC_PER_MSEC);
         }
         pthread_mutex_unlock(&pf->lock);
 }

@@ -22,6 +22,7 @@
  * content. */
 #include <assert.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 
@@ -44,7 +45,7 @@ static int copy_db(sqlite3 *from, sqlite3 *to, char **ret_error) {
         }
         sqlite3_backup_finish(b);
         if (rc != SQLITE_DONE) {
-                *ret_error = xasprintf("backup failed: %s", sqlite3_errstr(rc));
+                *ret_error = xasprintf("cannot copy the database: %s", sqlite3_errstr(rc));
                 return store_rc_errno(rc);
         }
         return 0;
@@ -115,8 +116,14 @@ static int backup_to(const char *db_path, const char *tmp, size_t *ret_replayed,
         }
         sqlite3 *from = NULL;
         /* Read-write open of the source: a reader of a WAL database needs
-         * the -shm file, which a read-only open cannot create. */
-        r = open_db(db_path, SQLITE_OPEN_READWRITE, &from, ret_error);
+         * the -shm file, which a read-only open cannot create. (On a
+         * read-only file system SQLite opens it read-only, and reads it
+         * through the -wal and -shm a crash left there.) */
+        if (store_read_only_and_whole(db_path)) {
+                _cleanup_free_ char *uri = store_immutable_uri(db_path);
+                r = open_db(uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, &from, ret_error);
+        } else
+                r = open_db(db_path, SQLITE_OPEN_READWRITE, &from, ret_error);
         if (r >= 0)
                 r = copy_to(from, tmp, ret_error);
         sqlite3_close(from);
@@ -287,11 +294,42 @@ int store_home_lock(const char *data_dir, bool exclusive) {
         assert(data_dir);
         _cleanup_free_ char *path = path_join(data_dir, "pysprinterd.lock");
         _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        /* A home on a read-only file system (a disk remounted read-only
+         * after errors, a backup mounted ro) can still be read (`ps`,
+         * `show`, `logs`): a shared lock is taken on what is there, the
+         * lock file or the directory. Nothing can restore into it there. */
+        if (fd < 0 && errno == EROFS && !exclusive) {
+                fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0 && errno == ENOENT)
+                        fd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        }
         if (fd < 0)
                 return -errno;
         if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) < 0)
                 return -errno;
         return TAKE_FD(fd);
+}
+
+bool store_home_daemon(const char *data_dir, pid_t *ret_pid, char **ret_config) {
+        assert(data_dir && ret_pid);
+        _cleanup_free_ char *path = path_join(data_dir, STORE_HOME_PID_FILE);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        /* A shared lock conflicts with the daemon's exclusive one only;
+         * taken, it is dropped at once by the close. */
+        if (fd < 0 || flock(fd, LOCK_SH | LOCK_NB) == 0 || errno != EWOULDBLOCK)
+                return false;
+        char buf[PATH_MAX + 64] = "";
+        ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+        buf[MAX(n, (ssize_t) 0)] = 0;
+        char *end = NULL;
+        long pid = n > 0 ? strtol(buf, &end, 10) : 0;
+        *ret_pid = pid > 0 && pid <= INT_MAX && end && (*end == '\n' || !*end) ? (pid_t) pid : 0;
+        if (ret_config) {
+                const char *c = strstr(buf, "\nconfig=");
+                size_t len = c ? strcspn(c + 8, "\n") : 0;
+                *ret_config = len > 0 && c[8] == '/' && c[8 + len] == '\n' ? xstrndup(c + 8, len) : NULL;
+        }
+        return true;
 }
 
 char *store_home_lock_message(const char *data_dir, int r) {

@@ -363,6 +363,16 @@ void store_lock(Store *s);
 /* store-open.c: a read-only connection to the database at path (WAL: it
  * reads the last commit while the writer writes), or NULL. */
 sqlite3 *store_reader_open(const char *path);
+/* Whether db_path is a database a clean close left alone on a read-only
+ * file system (a disk the kernel remounted read-only after errors, a
+ * backup disk mounted ro): no -wal (nothing of it lives outside the main
+ * file) and no -shm, which a reader of a WAL database needs and cannot
+ * create there. Such a file cannot change while it is read: SQLite may
+ * open it as immutable (store_immutable_uri()). */
+bool store_read_only_and_whole(const char *db_path);
+/* A file: URI naming path as the immutable database (SQLite's URI rules:
+ * '%', '?' and '#' escaped), for SQLITE_OPEN_URI. Newly allocated. */
+char *store_immutable_uri(const char *path);
 /* The writer thread's id while it runs (tests: its policy), or 0. */
 pid_t store_writer_tid(Store *s);
 /* A thread's scheduling policy (tid 0: the calling thread). */

@@ -2,6 +2,8 @@
  * connection and the full-disk reserve, and on close the writer's stop. It
  * stands above the writer (store-writer.c) and the migrations, which stand
  * on store.c's statement helpers: calls run one way, down. */
+#include <assert.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 
 #include "store-internal.h"
@@ -17,14 +19,70 @@ sqlite3 *store_reader_open(const char *path) {
         return db;
 }
 
+/* The database holds every tenant's arguments, results and sources, so
+ * like the logs and the journal beside it it is its owner's: SQLite's unix
+ * VFS creates it 0644 (less the umask), and a data directory an operator
+ * made 0755 let any local user read it. A database this open created
+ * becomes 0600; one that was there (an older binary's 0644) loses its
+ * world bits only, so a group the operator granted stays. Before the first
+ * statement: SQLite creates the -wal and -shm files then, with the
+ * database's mode; ones a crash left are changed too. chmod() by path,
+ * never open()+close(): closing a descriptor of the database would drop
+ * the POSIX locks another connection of this process holds on it. */
+static void store_files_private(const char *path, bool created) {
+        static const char *const suffixes[] = { "", "-wal", "-shm" };
+        for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
+                _cleanup_free_ char *p = xasprintf("%s%s", path, suffixes[i]);
+                struct stat st;
+                if (stat(p, &st) < 0 || !S_ISREG(st.st_mode))
+                        continue;
+                mode_t want = created && i == 0 ? 0600 : st.st_mode & 07770;
+                if ((st.st_mode & 07777) != want)
+                        (void) chmod(p, want);
+        }
+}
+
+char *store_immutable_uri(const char *path) {
+        Buf b;
+        buf_init(&b, SIZE_MAX);
+        (void) buf_appends(&b, "file:");
+        for (const char *p = path; *p; p++)
+                (void) (*p == '%' || *p == '?' || *p == '#' ? buf_printf(&b, "%%%02X", (unsigned char) *p)
+                                                            : buf_append(&b, p, 1));
+        (void) buf_appends(&b, "?immutable=1");
+        return buf_steal(&b);
+}
+
+bool store_read_only_and_whole(const char *db_path) {
+        struct statvfs v;
+        if (statvfs(db_path, &v) < 0 || !(v.f_flag & ST_RDONLY))
+                return false;
+        _cleanup_free_ char *wal = xasprintf("%s-wal", db_path), *shm = xasprintf("%s-shm", db_path);
+        return access(wal, F_OK) < 0 && errno == ENOENT && access(shm, F_OK) < 0 && errno == ENOENT;
+}
+
 static int open_store_once(const char *path, bool allocate_wal, Store **ret_store) {
         sqlite3 *db = NULL;
-        int rc = sqlite3_open_v2(path, &db,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, store_vfs());
+        bool on_disk = !streq(path, ":memory:") && !startswith(path, "file:");
+        bool created = on_disk && access(path, F_OK) < 0 && errno == ENOENT;
+        /* On a read-only file system SQLite opens the file read-only, and
+         * reads it through the -wal and -shm a crash left there; with
+         * neither (a clean close) it could not read it at all ("unable to
+         * open database file"), so `ps`, `show` and `logs` of a home on a
+         * disk remounted read-only failed. Such a file is immutable. */
+        bool immutable = on_disk && !created && store_read_only_and_whole(path);
+        _cleanup_free_ char *uri = immutable ? store_immutable_uri(path) : NULL;
+        int rc = immutable ? sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_FULLMUTEX,
+                                             store_vfs())
+                           : sqlite3_open_v2(path, &db,
+                                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                                             store_vfs());
         if (rc != SQLITE_OK) {
                 sqlite3_close(db);
                 return store_sqlite_errno(rc);
         }
+        if (on_disk && !immutable)
+                store_files_private(path, created);
         sqlite3_busy_timeout(db, 10000);
         /* WAL + synchronous=NORMAL: a crash loses at most the last
          * transactions, never the database (DESIGN §7: kill -9 safe). */
@@ -50,13 +108,16 @@ static int open_store_once(const char *path, bool allocate_wal, Store **ret_stor
         /* After the migrations: the reader sees the final schema. Not for
          * a private (in-memory) database, which a second connection would
          * not share. */
-        if (!streq(path, ":memory:") && !startswith(path, "file:")) {
+        /* An immutable one is read through its one connection: nothing
+         * to checkpoint, journal or keep room for. */
+        if (on_disk && !immutable) {
                 s->rdb = store_reader_open(path);
                 store_checkpointer_start(s, path, allocate_wal);
                 s->jpath = store_journal_path(path);
         }
         s->reserve_path = xasprintf("%s-reserve", path);
-        store_reserve_make(s);
+        if (!immutable)
+                store_reserve_make(s);
         *ret_store = s;
         return 0;
 }
@@ -98,6 +159,11 @@ static int open_store(const char *path, bool allocate_wal, Store **ret_store) {
         if (free_bytes_beside(path) < STORE_RESERVE_BYTES)
                 return -ENOSPC;
         return r;
+}
+
+bool store_read_only(Store *s) {
+        assert(s);
+        return sqlite3_db_readonly(s->db, "main") == 1;
 }
 
 int store_open(const char *path, Store **ret_store) {

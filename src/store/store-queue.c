@@ -418,7 +418,8 @@ static int list_queued_locked(Store *s, PendingRun **ret, size_t *ret_n) {
         sqlite3_stmt *st;
         int rc = sqlite3_prepare_v2(s->db,
                                     "SELECT id, tenant, request_json, attempt, max_attempts, created FROM runs "
-                                    "WHERE status IN ('queued','running') AND status='queued' ORDER BY created, id",
+                                    "WHERE status IN ('queued','running') AND status='queued' AND owner_pid = 0 "
+                                    "ORDER BY created, id",
                                     -1, &st, NULL);
         if (rc != SQLITE_OK)
                 return store_rc_errno(rc);
@@ -454,6 +455,12 @@ static int sq_recover(RunQueue *q, const char *lost_message, PendingRun **ret, s
         *ret = NULL;
         *ret_n = 0;
         (void) store_flush(s);
+        /* A run an embedded CLI owns (owner_pid) is never the daemon's to
+         * run again or end: one whose CLI lives goes on under it (a
+         * daemon starting beside it marked it lost, and readers saw it
+         * ended until the CLI's end overwrote it); one whose CLI died is
+         * marked lost as the next CLI marks it. */
+        (void) store_runs_mark_orphaned(s, "the process running it is gone");
         store_lock(s);
 again:
         r = exec_locked(s, "BEGIN IMMEDIATE", NULL, NULL);
@@ -462,24 +469,29 @@ again:
         /* A run that cannot be run again (no request kept: an older
          * database, or the attempts are used up) ends lost, with the
          * attempt it died in. */
-        r = exec_locked(s,
-                        "UPDATE runs SET status='lost', exit_code=7, error_type='Lost', "
-                        "error_message=?1 || ' (attempt ' || attempt || ' of ' || max_attempts || ')', "
-                        "finished=" STORE_TIME_ENC("?2", "created") ", request_json=NULL "
-                        "WHERE status IN ('queued','running') AND status='running' "
-                        "AND (attempt >= max_attempts OR request_json IS NULL)",
-                        lost_message, &lost1);
+        r = exec_locked(
+                s,
+                "UPDATE runs SET status='lost', exit_code=7, error_type='Lost', "
+                "error_message=?1 || ' (attempt ' || attempt || ' of ' || max_attempts || ')', "
+                "finished=" STORE_TIME_ENC(
+                        "?2", "created") ", request_json=NULL "
+                                         "WHERE status IN ('queued','running') AND status='running' AND owner_pid = 0 "
+                                         "AND (attempt >= max_attempts OR request_json IS NULL)",
+                lost_message, &lost1);
         if (r >= 0)
-                r = exec_locked(s,
-                                "UPDATE runs SET status='lost', exit_code=7, error_type='Lost', error_message=?1, "
-                                "finished=" STORE_TIME_ENC("?2", "created") " "
-                                "WHERE status IN ('queued','running') AND status='queued' "
-                                "AND request_json IS NULL",
-                                lost_message, &lost2);
+                r = exec_locked(
+                        s,
+                        "UPDATE runs SET status='lost', exit_code=7, error_type='Lost', error_message=?1, "
+                        "finished=" STORE_TIME_ENC(
+                                "?2",
+                                "created") " "
+                                           "WHERE status IN ('queued','running') AND status='queued' AND owner_pid = 0 "
+                                           "AND request_json IS NULL",
+                        lost_message, &lost2);
         if (r >= 0)
                 r = exec_locked(s,
                                 "UPDATE runs SET status='queued' "
-                                "WHERE status IN ('queued','running') AND status='running'",
+                                "WHERE status IN ('queued','running') AND status='running' AND owner_pid = 0",
                                 NULL, NULL);
         if (r >= 0)
                 r = list_queued_locked(s, ret, ret_n);

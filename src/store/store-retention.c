@@ -383,6 +383,66 @@ static int gc_dags(Gc *g) {
         return r < 0 ? r : 0;
 }
 
+/* Removes each entry of dir (a file or a tree) that no write touched for
+ * the grace period (RETENTION_OBJECT_GRACE_USEC) and keep() (NULL: none)
+ * does not claim, adding to *ret_n and *ret_bytes what went (a dry run:
+ * what would go). The sweeps of what a killed process left behind, whose
+ * live counterparts keep writing their entry. */
+static int gc_stale_entries(Gc *g, const char *dir, bool (*keep)(Gc *, const char *), uint64_t *ret_n,
+                            uint64_t *ret_bytes) {
+        DIR *d = opendir(dir);
+        if (!d)
+                return errno == ENOENT ? 0 : -errno;
+        struct dirent *de;
+        while ((de = readdir(d)) && !gc_stopped(g)) {
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                usec_t mtime = path_tree_newest_mtime_at(dirfd(d), de->d_name) * USEC_PER_SEC;
+                if (mtime + RETENTION_OBJECT_GRACE_USEC > g->now || (keep && keep(g, de->d_name)))
+                        continue;
+                uint64_t bytes = path_tree_bytes_at(dirfd(d), de->d_name);
+                if (!g->dry_run) {
+                        _cleanup_free_ char *p = path_join(dir, de->d_name);
+                        if (rm_rf(p) < 0)
+                                continue;
+                }
+                (*ret_n)++;
+                *ret_bytes += bytes;
+        }
+        closedir(d);
+        return 0;
+}
+
+/* Whether name, in DATA/dags, is a DAG run's folder to keep: a dot name
+ * (none of ours), or one a record names. */
+static bool dag_dir_recorded(Gc *g, const char *name) {
+        if (name[0] == '.')
+                return true;
+        sqlite3_stmt *st = NULL;
+        store_lock(g->s);
+        int rc = sqlite3_prepare_v2(g->s->db, "SELECT 1 FROM dag_runs WHERE id=?1", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                store_bind_text(st, 1, name);
+                rc = sqlite3_step(st);
+        }
+        sqlite3_finalize(st);
+        pthread_mutex_unlock(&g->s->lock);
+        /* An error keeps the folder: only a record known absent lets it go. */
+        return rc != SQLITE_DONE;
+}
+
+/* A folder $DATA/dags/<id> no DAG run record names: a daemon makes it,
+ * writes the pipeline's files into it and only then records the DAG run
+ * (a cluster node taking a DAG run over fetches its files first too), so
+ * a daemon killed in between left it, and the pass above, which goes by
+ * records, never removed it. One that no write touched for the grace
+ * period (data/tmp's rule) belongs to no submit in progress: those take
+ * milliseconds. Counted as a DAG folder. */
+static int gc_dag_leftovers(Gc *g) {
+        _cleanup_free_ char *root = path_join(g->data_dir, "dags");
+        return gc_stale_entries(g, root, dag_dir_recorded, &g->st->dag_dirs, &g->st->dag_dir_bytes);
+}
+
 /* Memo entries whose run is gone: nothing can show where they came from. */
 static int gc_memo(Gc *g) {
         for (;;) {
@@ -492,26 +552,8 @@ static int gc_data_objects(Gc *g) {
  * writing the newest file of its tree. Counted as freed data bytes. */
 static int gc_data_staging(Gc *g) {
         _cleanup_free_ char *tmp = path_join_many(g->data_dir, "data", "tmp", NULL);
-        DIR *d = opendir(tmp);
-        if (!d)
-                return errno == ENOENT ? 0 : -errno;
-        struct dirent *de;
-        while ((de = readdir(d)) && !gc_stopped(g)) {
-                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
-                        continue;
-                usec_t mtime = path_tree_newest_mtime_at(dirfd(d), de->d_name) * USEC_PER_SEC;
-                if (mtime + RETENTION_OBJECT_GRACE_USEC > g->now)
-                        continue;
-                uint64_t bytes = path_tree_bytes_at(dirfd(d), de->d_name);
-                if (!g->dry_run) {
-                        _cleanup_free_ char *p = path_join(tmp, de->d_name);
-                        if (rm_rf(p) < 0)
-                                continue;
-                }
-                g->st->data_bytes += bytes;
-        }
-        closedir(d);
-        return 0;
+        uint64_t n = 0;
+        return gc_stale_entries(g, tmp, NULL, &n, &g->st->data_bytes);
 }
 
 /* An in-memory copy of s's database, as one snapshot (the dry run's
@@ -561,8 +603,8 @@ int store_gc(Store *s, const RetentionConfig *cfg, const char *data_dir, usec_t 
         usec_t t0 = now_monotonic();
         ret->started = now_realtime();
         int (*const passes[])(Gc *) = {
-                gc_dags,  gc_runs_by_age, gc_runs_by_log_bytes, gc_runs_of_deleted_functions,
-                gc_locks, gc_memo,        gc_data_objects,      gc_data_staging,
+                gc_dags,  gc_dag_leftovers, gc_runs_by_age,  gc_runs_by_log_bytes, gc_runs_of_deleted_functions,
+                gc_locks, gc_memo,          gc_data_objects, gc_data_staging,
         };
         int r = 0;
         for (size_t i = 0; i < ELEMENTSOF(passes) && !gc_stopped(&g); i++) {

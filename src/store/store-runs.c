@@ -190,6 +190,32 @@ int store_run_set_owner(Store *s, const char *id, pid_t pid, uint64_t start_time
         return n ? 0 : -ENOENT;
 }
 
+int store_run_owner(Store *s, const char *id, pid_t *ret_pid) {
+        assert(s && id && ret_pid);
+        store_run_settle(s, id);
+        sqlite3_stmt *st;
+        store_lock(s);
+        int rc = sqlite3_prepare_v2(s->db, "SELECT owner_pid FROM runs WHERE id=?1", -1, &st, NULL);
+        if (rc != SQLITE_OK) {
+                pthread_mutex_unlock(&s->lock);
+                return store_sqlite_errno(rc) ?: -EIO;
+        }
+        store_bind_text(st, 1, id);
+        int r = -ENOENT;
+        pid_t pid = 0;
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+                pid = (pid_t) sqlite3_column_int64(st, 0);
+                r = 0;
+        } else if (rc != SQLITE_DONE)
+                r = store_sqlite_errno(rc) ?: -EIO;
+        sqlite3_finalize(st);
+        pthread_mutex_unlock(&s->lock);
+        if (r >= 0)
+                *ret_pid = pid;
+        return r;
+}
+
 int store_run_get_lock(Store *s, const char *tenant, const char *id, char **ret) {
         assert(s && id && ret);
         store_runs_settle(s);
@@ -229,13 +255,19 @@ typedef struct Owned {
         uint64_t start;
 } Owned;
 
-/* Whether the CLI that owns a run may still run it: its pid with the same
- * start time, or a process that cannot be looked at (out of descriptors):
- * a run is marked lost only when its owner is known gone. */
+/* The recorded process, still running: the same start time (a reused pid
+ * is another process), and not a zombie, which keeps its pid and start
+ * time until its parent reaps it but runs nothing (a parent that never
+ * reaps, a container's PID 1 without an init, kept a killed CLI's run
+ * `running` for ever). A process that cannot be looked at (out of
+ * descriptors) is not taken for gone: a run is marked lost only when its
+ * owner is known gone. */
 static bool owner_alive(pid_t pid, uint64_t start) {
         uint64_t now_start;
         int r = pid_start_time(pid, &now_start);
-        return r >= 0 ? now_start == start : r != -ESRCH;
+        if (r < 0)
+                return r != -ESRCH;
+        return now_start == start && pid_is_running(pid);
 }
 
 int store_runs_mark_orphaned(Store *s, const char *message) {

@@ -244,6 +244,10 @@ int store_runs_mark_lost(Store *s, const char *message);
 /* Records the process that runs r (an embedded run): pid and its start
  * time (pid_start_time()). -ENOENT when there is no such run. */
 int store_run_set_owner(Store *s, const char *id, pid_t pid, uint64_t start_time);
+/* The pid store_run_set_owner() recorded for run id (exactly that id) into
+ * *ret_pid: 0 for a run no embedded process owns, a daemon's (whose engine
+ * is the only one that can stop it). -ENOENT when there is no such run. */
+int store_run_owner(Store *s, const char *id, pid_t *ret_pid);
 /* A run's environment lock (RunRecord.lock_json, docs/ui.md) within
  * tenant (NULL: any). -ENOENT when there is no such run; *ret NULL when it
  * recorded none (no requirements, not resolved, or older than the column). */
@@ -883,6 +887,19 @@ int store_restore(const char *src, const char *db_path, char **ret_error);
  * the lock (the caller closes it to drop it), or a negative errno:
  * -EWOULDBLOCK when the other kind is held. */
 int store_home_lock(const char *data_dir, bool exclusive);
+/* DATA/pysprinterd.pid: a daemon holds it under an exclusive flock for its
+ * life and writes its pid in it (src/daemon/pysprinterd.c). */
+#define STORE_HOME_PID_FILE "pysprinterd.pid"
+/* Whether a live pysprinterd serves data_dir (holds STORE_HOME_PID_FILE's
+ * flock: a daemon killed -9 holds nothing). *ret_pid: the pid it wrote, 0
+ * when unreadable; *ret_config (unless NULL): the absolute path of the
+ * config file it was started with (its `config=` line), NULL when none;
+ * both written only when true. Takes no lock that outlives the call (a
+ * starting daemon retries its own for seconds). */
+bool store_home_daemon(const char *data_dir, pid_t *ret_pid, char **ret_config);
+/* Whether s was opened read-only: its database on a read-only file system
+ * (store_open() reads it as it stands; every write fails). */
+bool store_read_only(Store *s);
 /* What a shared store_home_lock() that failed with r means, for a user:
  * -EWOULDBLOCK is a restore running. Newly allocated. */
 char *store_home_lock_message(const char *data_dir, int r);
