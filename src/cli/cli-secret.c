@@ -77,9 +77,14 @@ static struct sigaction tty_old_actions[CLI_INTERRUPT_SIGNALS];
 static void tty_restore_and_die(int sig) {
         /* tcsetattr(), sigaction() and raise() are async-signal-safe. The
          * signal stays blocked until this returns, then ends the process
-         * under the disposition it had before. */
+         * as its default does: not under the disposition it had before,
+         * which may be SIG_IGN (a non-interactive shell ignores SIGINT in
+         * each `cmd &`: `kill -INT` then left the prompt waiting for good,
+         * as the CLI's own catcher does not ignore it) or a catcher that
+         * only sets a flag. */
         (void) tcsetattr(STDIN_FILENO, TCSANOW, &tty_saved);
         cli_interrupt_restore(tty_old_actions);
+        (void) signal(sig, SIG_DFL);
         (void) raise(sig);
 }
 

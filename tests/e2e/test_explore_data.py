@@ -281,7 +281,7 @@ def test_a_deployed_functions_result_under_16_mib_as_json_is_returned(daemon, ki
 
 # ---- secret set at a terminal ----
 
-def _secret_set_on_a_pty(cli, keys, wait=1.0):
+def _secret_set_on_a_pty(cli, keys, wait=1.0, wrapper=()):
     """`secret set TTYK` with a terminal for stdin/stdout/stderr; keys are
     typed one after the other (an int is a signal sent instead: the pty is
     not the CLI's controlling terminal, so a typed ^C would not be one).
@@ -293,7 +293,7 @@ def _secret_set_on_a_pty(cli, keys, wait=1.0):
     import termios
     import time
     fd, slave = pty.openpty()
-    p = subprocess.Popen([str(CLI), "secret", "set", "TTYK"], cwd=cli.cwd, env=cli.env, stdin=slave, stdout=slave,
+    p = subprocess.Popen([*wrapper, str(CLI), "secret", "set", "TTYK"], cwd=cli.cwd, env=cli.env, stdin=slave, stdout=slave,
                          stderr=slave, start_new_session=True)
     shown = b""
 
@@ -345,11 +345,16 @@ def test_a_secret_typed_at_a_terminal_is_not_shown(cli):
     assert p.returncode == 0 and json.loads(p.stdout) == "hunter2", (p.returncode, p.stdout, p.stderr)
 
 
-def test_ctrl_c_at_the_secret_prompt_gives_the_terminal_its_echo_back(cli):
+@pytest.mark.parametrize("sigint", ["default", "ignored"])
+def test_ctrl_c_at_the_secret_prompt_gives_the_terminal_its_echo_back(cli, sigint):
     """Interrupted while echo is off, the CLI restores the terminal before
-    it dies as the signal says: a shell left without echo is unusable."""
+    it dies as the signal says: a shell left without echo is unusable. Also
+    when it was started with SIGINT ignored (a non-interactive shell's `cmd
+    &`, where `kill -INT` still ends the CLI): the prompt then went back to
+    waiting for good."""
     import signal
-    code, shown, echo = _secret_set_on_a_pty(cli, [b"hunt", signal.SIGINT])
+    wrapper = ("/bin/sh", "-c", 'trap "" INT; exec "$0" "$@"') if sigint == "ignored" else ()
+    code, shown, echo = _secret_set_on_a_pty(cli, [b"hunt", signal.SIGINT], wrapper=wrapper)
     assert code != 0, shown
     assert "hunt" not in shown, shown
     assert echo, "the terminal was left without echo"
