@@ -255,21 +255,6 @@ typedef struct Owned {
         uint64_t start;
 } Owned;
 
-/* The recorded process, still running: the same start time (a reused pid
- * is another process), and not a zombie, which keeps its pid and start
- * time until its parent reaps it but runs nothing (a parent that never
- * reaps, a container's PID 1 without an init, kept a killed CLI's run
- * `running` for ever). A process that cannot be looked at (out of
- * descriptors) is not taken for gone: a run is marked lost only when its
- * owner is known gone. */
-static bool owner_alive(pid_t pid, uint64_t start) {
-        uint64_t now_start;
-        int r = pid_start_time(pid, &now_start);
-        if (r < 0)
-                return r != -ESRCH;
-        return now_start == start && pid_is_running(pid);
-}
-
 int store_runs_mark_orphaned(Store *s, const char *message) {
         assert(s && message);
         store_runs_settle(s);
@@ -294,8 +279,11 @@ int store_runs_mark_orphaned(Store *s, const char *message) {
         pthread_mutex_unlock(&s->lock);
         int r = rc == SQLITE_DONE ? 0 : (store_sqlite_errno(rc) ?: -EIO);
         int marked = 0;
+        /* Marked lost only when the owner is known gone: a zombie is (a PID
+         * 1 that never reaps kept a killed CLI's run `running` for ever); a
+         * process that cannot be looked at, out of descriptors, is not. */
         for (size_t i = 0; i < n; i++) {
-                if (r >= 0 && !owner_alive(v[i].pid, v[i].start)) {
+                if (r >= 0 && !pid_alive_since(v[i].pid, v[i].start)) {
                         _cleanup_free_ char *m = xasprintf("%s (pid %d)", message, (int) v[i].pid);
                         store_lock(s);
                         rc = sqlite3_prepare_v2(s->db,
