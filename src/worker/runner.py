@@ -236,6 +236,12 @@ def _literal_requirements(call, filename):
     return value
 
 
+
+def _target_hint(filename):
+    """What the user types to name a function of the file: `-` for the
+    source read from stdin (the CLI names it <stdin>), as `run -::NAME`."""
+    return "-" if filename == "<stdin>" else filename
+
 def _find_function(tree, wanted, filename):
     functions = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
     decorated = []
@@ -268,7 +274,7 @@ def _find_function(tree, wanted, filename):
         listing = ", ".join(f.name for f, _ in decorated[:MAX_FUNCTIONS_LISTED])
         raise ValidationError(
             f"{filename} has several @requirements functions ({listing}); "
-            f"choose one with {filename}::NAME")
+            f"choose one with {_target_hint(filename)}::NAME")
     if len(functions) == 1:
         return functions[0], None
     if not functions:
@@ -276,7 +282,7 @@ def _find_function(tree, wanted, filename):
     listing = ", ".join(names[:MAX_FUNCTIONS_LISTED])
     raise ValidationError(
         f"no function in {filename} is decorated with @requirements; "
-        f"choose one with {filename}::NAME (functions: {listing})")
+        f"choose one with {_target_hint(filename)}::NAME (functions: {listing})")
 
 
 def _source(req):
