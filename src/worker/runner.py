@@ -236,16 +236,40 @@ def _literal_requirements(call, filename):
     return value
 
 
-
 def _target_hint(filename):
     """What the user types to name a function of the file: `-` for the
     source read from stdin (the CLI names it <stdin>), as `run -::NAME`."""
     return "-" if filename == "<stdin>" else filename
 
+
+def _refuse_inner_requirements(tree, aliases):
+    """@requirements marks the top-level function to run: on a method, a
+    nested function or one defined under an `if`, its pins were dropped
+    without a word and another function ran without them."""
+    kinds = {"class": "a method", "def": "a nested function", "block": "not defined at the top of the file"}
+
+    def walk(node, prefix, where):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = prefix + child.name
+                if where and not isinstance(child, ast.ClassDef):
+                    for dec in child.decorator_list:
+                        if _decorator_requirements_call(dec, aliases) is not None or (
+                                isinstance(dec, ast.Name) and dec.id in aliases[0]):
+                            raise ValidationError(
+                                f"@requirements on {name} ({kinds[where]}): it marks the function to run, "
+                                "which is defined at the top of the file", dec.lineno, dec.col_offset + 1)
+                walk(child, name + ".", "class" if isinstance(child, ast.ClassDef) else "def")
+            else:
+                walk(child, prefix, where or "block")
+    walk(tree, "", None)
+
+
 def _find_function(tree, wanted, filename):
     functions = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
     decorated = []
     aliases = _requirements_names(tree)
+    _refuse_inner_requirements(tree, aliases)
     for fn in functions:
         found = False
         for dec in fn.decorator_list:

@@ -452,3 +452,20 @@ def test_an_annotation_that_raises_when_looked_at_leaves_the_value_alone(work, d
         "def f(a: [1] = 1, b: Boom() = 2, c: 'nonexistent.Thing' = 3, d: {'x': 1} = 4):\n    return [a, b, c, d]\n")
     assert both(work, daemon, "weird.py", "--a", "x", "--b", "y", "--c", "z", "--d", "w") == (
         0, b'["x", "y", "z", "w"]\n', b"")
+
+
+def test_requirements_on_a_method_or_a_nested_function_is_refused(work, daemon):
+    # The decorator marks the top-level function to run: on a method its
+    # pins were dropped without a word and the file's other function ran
+    # without them (exit 0).
+    (work / "meth.py").write_text("from pysprinter import requirements\n\n\nclass C:\n"
+                                  "    @requirements({'six': '*'})\n    def m(self):\n        return 1\n\n\n"
+                                  "def helper():\n    return 2\n")
+    (work / "nest.py").write_text("import pysprinter\n\n\ndef outer():\n    @pysprinter.requirements({})\n"
+                                  "    def inner():\n        return 1\n    return inner()\n")
+    assert both(work, daemon, "meth.py") == (
+        3, b"", b"meth.py:5:6: ValidationError: @requirements on C.m (a method): it marks the function to run, "
+                b"which is defined at the top of the file\n")
+    assert both(work, daemon, "nest.py") == (
+        3, b"", b"nest.py:5:6: ValidationError: @requirements on outer.inner (a nested function): it marks the "
+                b"function to run, which is defined at the top of the file\n")
