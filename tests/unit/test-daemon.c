@@ -758,6 +758,33 @@ static void test_config_token_memo(void **state) {
         daemon_config_done(&cfg);
 }
 
+/* A relative data_dir is the config file's neighbour (under systemd the
+ * working directory is /); an absolute one stays as written. */
+static void test_config_data_dir_beside_the_file(void **state) {
+        char dir[] = "/tmp/pysprinter-cfg-XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        _cleanup_free_ char *file = path_join(dir, "d.yaml");
+        _cleanup_free_ char *want = path_join(dir, "state/data");
+        const char *text = "data_dir: state/data\n";
+        DaemonConfig cfg;
+        _cleanup_free_ char *err = NULL;
+        daemon_config_init(&cfg);
+        assert_int_equal(daemon_config_parse(&cfg, text, strlen(text), file, &err), 0);
+        assert_string_equal(cfg.data_dir, want);
+        daemon_config_done(&cfg);
+        text = "data_dir: /srv/p\n";
+        daemon_config_init(&cfg);
+        assert_int_equal(daemon_config_parse(&cfg, text, strlen(text), file, &err), 0);
+        assert_string_equal(cfg.data_dir, "/srv/p");
+        daemon_config_done(&cfg);
+        text = "data_dir: ''\n";
+        daemon_config_init(&cfg);
+        assert_true(daemon_config_parse(&cfg, text, strlen(text), file, &err) < 0);
+        assert_non_null(strstr(err, "data_dir"));
+        daemon_config_done(&cfg);
+        assert_int_equal(rmdir(dir), 0);
+}
+
 static void test_config_values_land(void **state) {
         DaemonConfig cfg;
         _cleanup_free_ char *err = NULL;
@@ -927,6 +954,7 @@ int main(void) {
                 cmocka_unit_test(test_request_retries_become_attempts),
                 cmocka_unit_test(test_config_table),
                 cmocka_unit_test(test_config_values_land),
+                cmocka_unit_test(test_config_data_dir_beside_the_file),
                 cmocka_unit_test(test_config_token_memo),
                 cmocka_unit_test(test_request_json_text_is_jansson),
         };
