@@ -256,6 +256,12 @@ static const char *const migrations[] = {
          * help shows what the record has (the parameters' names). */
         "ALTER TABLE functions ADD COLUMN signature TEXT;"
         "ALTER TABLE functions ADD COLUMN doc TEXT;",
+        /* 21: the pid namespace of an embedded run's owner
+         * (pid_namespace_id()): its pid means something only there. A CLI
+         * in another (a container mounting the host's home, `unshare
+         * --pid`) took every other CLI's running run for a gone owner's and
+         * marked it lost. 0: written before, judged by pid alone. */
+        "ALTER TABLE runs ADD COLUMN owner_pidns INTEGER NOT NULL DEFAULT 0;",
 };
 
 int store_schema_version(void) {

@@ -175,11 +175,13 @@ int store_run_set_owner(Store *s, const char *id, pid_t pid, uint64_t start_time
         store_runs_settle(s);
         sqlite3_stmt *st;
         store_lock(s);
-        int rc = sqlite3_prepare_v2(s->db, "UPDATE runs SET owner_pid=?2, owner_start=?3 WHERE id=?1", -1, &st, NULL);
+        int rc = sqlite3_prepare_v2(s->db, "UPDATE runs SET owner_pid=?2, owner_start=?3, owner_pidns=?4 WHERE id=?1",
+                                    -1, &st, NULL);
         if (rc == SQLITE_OK) {
                 store_bind_text(st, 1, id);
                 sqlite3_bind_int64(st, 2, (sqlite3_int64) pid);
                 sqlite3_bind_int64(st, 3, (sqlite3_int64) start_time);
+                sqlite3_bind_int64(st, 4, (sqlite3_int64) pid_namespace_id());
                 rc = sqlite3_step(st);
                 sqlite3_finalize(st);
         }
@@ -264,10 +266,15 @@ int store_runs_mark_orphaned(Store *s, const char *message) {
         /* Read first, check the processes without the lock, then mark each
          * one only if it is still in flight. */
         store_lock(s);
-        int rc = sqlite3_prepare_v2(s->db, "SELECT id, owner_pid, owner_start FROM runs "
-                                           "WHERE status IN ('queued','running') AND owner_pid > 0",
+        /* An owner of another pid namespace says nothing here: its pid
+         * names another process, or none, in ours. */
+        int rc = sqlite3_prepare_v2(s->db,
+                                    "SELECT id, owner_pid, owner_start FROM runs "
+                                    "WHERE status IN ('queued','running') AND owner_pid > 0 "
+                                    "AND owner_pidns IN (0, ?1)",
                                     -1, &st, NULL);
         if (rc == SQLITE_OK) {
+                sqlite3_bind_int64(st, 1, (sqlite3_int64) pid_namespace_id());
                 while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
                         v = xrealloc(v, (n + 1) * sizeof(Owned));
                         v[n++] = (Owned) { .id = store_col_text(st, 0),
