@@ -616,6 +616,64 @@ struct MHD_Response *daemon_api_lambda_get(const DaemonCall *call, unsigned *ret
         return daemon_call_json(call, 200, j, ret_status);
 }
 
+/* daemon.h. */
+char *lambda_error_message(RunStatus status, const char *type, const char *message) {
+        if (!message)
+                return xstrdup(status == RUN_FAILED ? "" : "the function failed");
+        /* A raised exception's message is the engine's "Type: str(e)", or
+         * "Type" when str(e) is empty; Lambda's is str(e). */
+        if (type && startswith(message, type)) {
+                const char *rest = message + strlen(type);
+                if (startswith(rest, ": "))
+                        return xstrdup(rest + 2);
+                if (!*rest && status == RUN_FAILED)
+                        return xstrdup("");
+        }
+        return xstrdup(message);
+}
+
+/* daemon.h. */
+json_t *lambda_stack_trace(const char *traceback) {
+        json_t *frames = json_array();
+        if (!traceback)
+                return frames;
+        /* The raised exception's own traceback is the last one: those
+         * before it are its causes and contexts. */
+        static const char header[] = "Traceback (most recent call last):\n";
+        const char *p = traceback, *q;
+        if (!startswith(p, header))
+                p = NULL;
+        for (q = traceback; (q = strstr(q, "\nTraceback (most recent call last):\n")); q++)
+                p = q + 1;
+        if (!p)
+                return frames;
+        p += strlen(header);
+        Buf b;
+        buf_init(&b, SIZE_MAX);
+        bool open = false;
+        while (*p) {
+                size_t n = strcspn(p, "\n");
+                size_t len = n + (p[n] == '\n');
+                /* A frame is "  File …" with its indented lines (the code,
+                 * 3.11's carets); the exception's line ends the frames. */
+                bool frame = startswith(p, "  File ");
+                if (!frame && !(open && startswith(p, "  ")))
+                        break;
+                if (frame && open) {
+                        json_array_append_new(frames, json_stringn(b.data, b.len));
+                        b.len = 0;
+                }
+                open = true;
+                if (buf_append(&b, p, n) < 0 || buf_append(&b, "\n", 1) < 0)
+                        break;
+                p += len;
+        }
+        if (open && b.len)
+                json_array_append_new(frames, json_stringn(b.data, b.len));
+        buf_free(&b);
+        return frames;
+}
+
 /* Lambda's log tail (LogType: Tail), base64: the last 4 KB of what
  * Lambda logs for an invocation — START, the function's output, the
  * runtime's [ERROR] line and traceback when it raised, END and REPORT. */
@@ -629,11 +687,12 @@ static char *lambda_log_tail(Daemon *d, DRun *r) {
         buf_append(&b, start, strlen(start));
         buf_append(&b, log, n);
         if (res->status != RUN_SUCCEEDED) {
-                /* The message usually names its type already ("ValueError: x"). */
-                const char *type = res->error_type ?: "Error", *msg = res->error_message ?: "";
-                bool named = startswith(msg, type) && msg[strlen(type)] == ':';
+                /* As Lambda's runtime logs it: "[ERROR] Type: str(e)", or
+                 * "[ERROR] Type" when str(e) is empty. */
+                const char *type = res->error_type ?: "Error";
+                _cleanup_free_ char *msg = lambda_error_message(res->status, type, res->error_message);
                 _cleanup_free_ char *err = xasprintf("%s[ERROR] %s%s%s\n%s%s", n && log[n - 1] != '\n' ? "\n" : "",
-                                                     named ? "" : type, named ? "" : ": ", msg, res->traceback ?: "",
+                                                     type, *msg ? ": " : "", msg, res->traceback ?: "",
                                                      res->traceback && !endswith(res->traceback, "\n") ? "\n" : "");
                 buf_append(&b, err, strlen(err));
         }
@@ -747,7 +806,8 @@ int daemon_lambda_map_event(RunRequest *req, const FunctionRecord *f, json_t *ev
 
 /* A finished synchronous invocation as Lambda answers it: the return value,
  * or the error JSON with X-Amz-Function-Error (still 200). */
-static struct MHD_Response *lambda_result(const DaemonCall *call, const RunResult *res, unsigned *ret_status) {
+static struct MHD_Response *lambda_result(const DaemonCall *call, const RunResult *res, const char *request_id,
+                                          unsigned *ret_status) {
         if (res->status == RUN_SUCCEEDED) {
                 char *payload = NULL;
                 if (res->value_json)
@@ -762,17 +822,12 @@ static struct MHD_Response *lambda_result(const DaemonCall *call, const RunResul
                 size_t n = strlen(payload);
                 return daemon_text_response(200, "application/json", payload, n, ret_status);
         }
-        json_t *trace = json_array();
-        for (const char *line = res->traceback; line && *line;) {
-                size_t n = strcspn(line, "\n");
-                if (n > 0)
-                        json_array_append_new(trace, json_stringn(line, n));
-                line += n + (line[n] == '\n');
-        }
+        /* Lambda's Python runtime: str(e), the class's name, the request
+         * and traceback.format_list() of the exception's frames. */
         const char *type = res->error_type ? res->error_type : run_status_to_string(res->status);
-        json_t *e = json_pack("{s:s, s:s, s:o}", "errorMessage",
-                              res->error_message ? res->error_message : "the function failed", "errorType", type,
-                              "stackTrace", trace);
+        _cleanup_free_ char *msg = lambda_error_message(res->status, type, res->error_message);
+        json_t *e = json_pack("{s:s, s:s, s:s, s:o}", "errorMessage", msg, "errorType", type, "requestId", request_id,
+                              "stackTrace", lambda_stack_trace(res->traceback));
         struct MHD_Response *resp = daemon_call_json(call, 200, e, ret_status);
         daemon_response_headers(resp, (const char *const[]) { "X-Amz-Function-Error", "Unhandled", NULL });
         return resp;
@@ -817,7 +872,7 @@ static struct MHD_Response *lambda_wait_then(const DaemonCall *call, void *p, Da
         else {
                 _cleanup_free_ char *log_tail = w->tail ? lambda_log_tail(d, r) : NULL;
                 /* Set before done, which daemon_run_done() read. */
-                resp = lambda_result(call, r->result, ret_status);
+                resp = lambda_result(call, r->result, w->request_id, ret_status);
                 daemon_response_headers(resp, (const char *const[]) { "X-Amz-Log-Result", log_tail, NULL });
         }
         char ver[16];

@@ -284,6 +284,16 @@ typedef enum LambdaCall {
  * handler(event, context); exactly one -> handler(event); otherwise (NULL,
  * unreadable included) the event's keys are keyword arguments. */
 LambdaCall lambda_call_rule(const char *params_json);
+/* A failed run's errorMessage as Lambda's Python runtime writes it:
+ * str(exception), so a raised run's "Type: text" is "text" and its "Type"
+ * (an empty str()) is ""; other messages as they are. Never NULL. */
+char *lambda_error_message(RunStatus status, const char *type, const char *message);
+/* The stackTrace of Lambda's error body from a run's traceback text: the
+ * last exception's frames as traceback.format_list() gives them, one
+ * string per frame ("  File \"main.py\", line 3, in f\n    code\n"),
+ * without the "Traceback" header, the exception's line or its causes. An
+ * empty array for NULL or text without frames. */
+struct json_t *lambda_stack_trace(const char *traceback);
 
 /* ---- deployed functions in memory (daemon-fncache.c) -------------------- */
 

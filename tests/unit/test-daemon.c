@@ -531,6 +531,56 @@ static void test_lambda_call_rule(void **state) {
                                  cases[i].call);
 }
 
+static void test_lambda_error_body(void **state) {
+        static const struct {
+                RunStatus status;
+                const char *type, *message, *want;
+        } msgs[] = {
+                { RUN_FAILED, "ValueError", "ValueError: bad", "bad" },
+                { RUN_FAILED, "ValueError", "ValueError", "" },
+                { RUN_FAILED, "E", "E: ('a', 2)", "('a', 2)" },
+                { RUN_FAILED, "E", "E: E: twice", "E: twice" },
+                { RUN_FAILED, "E", "Else", "Else" },
+                { RUN_FAILED, "E", NULL, "" },
+                { RUN_KILLED, "TimeLimit", "time limit (1.5s)", "time limit (1.5s)" },
+                { RUN_INVALID, "ValidationError", "ValidationError", "ValidationError" },
+                { RUN_ERROR, NULL, "boom", "boom" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(msgs); i++) {
+                _cleanup_free_ char *m = lambda_error_message(msgs[i].status, msgs[i].type, msgs[i].message);
+                assert_string_equal(m, msgs[i].want);
+        }
+        static const struct {
+                const char *tb, *want; /* want: the frames as a JSON array */
+        } tbs[] = {
+                { NULL, "[]" },
+                { "", "[]" },
+                { "no frames here\n", "[]" },
+                { "Traceback (most recent call last):\n  File \"main.py\", line 4, in f\n    raise E()\nmain.E\n",
+                  "[\"  File \\\"main.py\\\", line 4, in f\\n    raise E()\\n\"]" },
+                /* Two frames, 3.11's carets, no newline at the end. */
+                { "Traceback (most recent call last):\n  File \"a.py\", line 9, in f\n    g()\n"
+                  "  File \"a.py\", line 2, in g\n    1/0\n    ~^~\nZeroDivisionError: division by zero",
+                  "[\"  File \\\"a.py\\\", line 9, in f\\n    g()\\n\","
+                  "\"  File \\\"a.py\\\", line 2, in g\\n    1/0\\n    ~^~\\n\"]" },
+                /* A chain: the last exception's frames only. */
+                { "Traceback (most recent call last):\n  File \"a.py\", line 3, in f\n    {}[1]\nKeyError: 1\n\n"
+                  "The above exception was the direct cause of the following exception:\n\n"
+                  "Traceback (most recent call last):\n  File \"a.py\", line 5, in f\n    raise E() from e\nE\n",
+                  "[\"  File \\\"a.py\\\", line 5, in f\\n    raise E() from e\\n\"]" },
+                /* A frame without its code line. */
+                { "Traceback (most recent call last):\n  File \"<string>\", line 1, in <module>\nE: x\n",
+                  "[\"  File \\\"<string>\\\", line 1, in <module>\\n\"]" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(tbs); i++) {
+                json_t *got = lambda_stack_trace(tbs[i].tb);
+                _cleanup_free_ char *text = json_dumps(got, JSON_COMPACT);
+                json_decref(got);
+                if (!streq(text, tbs[i].want))
+                        fail_msg("case %zu: %s, expected %s", i, text, tbs[i].want);
+        }
+}
+
 /* ---- request bodies (daemon-request.c) --------------------------------------- */
 
 static void test_request_parse_table(void **state) {
@@ -922,6 +972,7 @@ int main(void) {
                 cmocka_unit_test(test_errno_status),
                 cmocka_unit_test(test_lambda_function_ref),
                 cmocka_unit_test(test_lambda_call_rule),
+                cmocka_unit_test(test_lambda_error_body),
                 cmocka_unit_test(test_request_parse_table),
                 cmocka_unit_test(test_request_keeps_nul_where_allowed),
                 cmocka_unit_test(test_request_retries_become_attempts),

@@ -1,0 +1,96 @@
+"""The Lambda-compatible API, function URLs and the Python client, as an
+AWS Lambda user drives them with real clients (Debian's boto3, requests):
+what such a user checks and found different from Lambda."""
+import base64
+import json
+
+import pytest
+
+from conftest import DAEMON
+from daemonlib import KEYS, Daemon, sandbox_mode
+
+boto3 = pytest.importorskip("boto3", reason="python3-boto3 is not installed")
+from botocore.config import Config  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
+
+RAISES = """
+class Refused(Exception):
+    pass
+
+def handler(event, context):
+    if event.get("empty"):
+        raise ValueError()
+    if event.get("chained"):
+        try:
+            {}["missing"]
+        except KeyError as e:
+            raise Refused("no key", 2) from e
+    raise Refused("not today")
+"""
+
+CLIENT_CONTEXT = """
+def handler(event, context):
+    cc = context.client_context
+    if cc is None:
+        return None
+    client = cc.client
+    return {"custom": cc.custom, "env": cc.env,
+            "client": None if client is None else
+                      {k: getattr(client, k) for k in ("installation_id", "app_title", "app_version_name",
+                                                       "app_version_code", "app_package_name")}}
+"""
+
+ECHO = """
+def handler(event, context):
+    return event
+"""
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lambda")
+    with Daemon(root, sandbox=sandbox_mode(root)).serving() as daemon:
+        for name, src in (("raises", RAISES), ("cc", CLIENT_CONTEXT), ("echo", ECHO)):
+            st, b = daemon.call("POST", "/v1/functions", {"name": name, "source": src})
+            assert st == 201, b
+        yield daemon
+
+
+def client(d, who="alice"):
+    key_id, secret = KEYS[who]
+    return boto3.client("lambda", endpoint_url=d.url, region_name="us-east-1",
+                        aws_access_key_id=key_id, aws_secret_access_key=secret,
+                        config=Config(retries={"max_attempts": 0}, read_timeout=120))
+
+
+def test_an_unhandled_error_is_shaped_as_lambdas_runtime_shapes_it(d):
+    """Lambda's Python runtime answers errorMessage = str(exception) and
+    stackTrace = traceback.format_list() of the exception's frames (one
+    entry per frame, "  File …, line N, in f\\n    code\\n"), with the
+    requestId. The daemon sent "Refused: not today" as the message and the
+    traceback's text cut into lines, its header and exception line
+    included."""
+    c = client(d)
+    r = c.invoke(FunctionName="raises", Payload=b"{}")
+    assert r["FunctionError"] == "Unhandled"
+    err = json.loads(r["Payload"].read())
+    assert err["errorType"] == "Refused"
+    assert err["errorMessage"] == "not today"
+    assert err["requestId"] == r["ResponseMetadata"]["RequestId"]
+    assert len(err["stackTrace"]) == 1, err["stackTrace"]
+    frame = err["stackTrace"][0]
+    assert frame.startswith('  File "main.py", line 13, in handler\n'), frame
+    assert 'raise Refused("not today")' in frame and frame.endswith("\n"), frame
+
+    # str() of an exception with two arguments, and of one with none.
+    err = json.loads(c.invoke(FunctionName="raises", Payload=b'{"chained": true}')["Payload"].read())
+    assert err["errorMessage"] == "('no key', 2)"
+    # The frames are the raised exception's own, not its cause's.
+    assert len(err["stackTrace"]) == 1 and "line 12, in handler" in err["stackTrace"][0], err
+    r = c.invoke(FunctionName="raises", Payload=b'{"empty": true}', LogType="Tail")
+    err = json.loads(r["Payload"].read())
+    assert err["errorType"] == "ValueError" and err["errorMessage"] == "", err
+    # The runtime's log line names the type once when there is no message.
+    log = base64.b64decode(r["LogResult"]).decode()
+    assert "[ERROR] ValueError\nTraceback" in log, log
