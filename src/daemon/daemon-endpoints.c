@@ -604,7 +604,7 @@ struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_s
         pthread_rwlock_unlock(&d->cfg_lock);
         if (k >= 0) {
                 req.limits = granted;
-                k = daemon_lambda_map_event(&req, f, event, id);
+                k = daemon_lambda_map_event(&req, f, event, id, NULL);
         } else
                 /* The operator lowered the tenant's grant below what the
                  * version was deployed with: the caller may be anyone, so

@@ -18,6 +18,8 @@
 
 #define LAMBDA_ACCOUNT "000000000000"
 #define LAMBDA_REGION "local"
+/* The largest X-Amz-Client-Context Lambda takes (its base64 text). */
+#define LAMBDA_CLIENT_CONTEXT_MAX 3583
 
 /* "$LATEST"/"latest"/NULL -> 0, "N" -> N; -EINVAL otherwise (aliases are
  * not kept). */
@@ -705,6 +707,10 @@ static char *lambda_log_tail(Daemon *d, DRun *r) {
         return tail;
 }
 
+static int dump_to_buf(const char *data, size_t n, void *p) {
+        return buf_append(p, data, n) < 0 ? -1 : 0;
+}
+
 /* The Lambda context as JSON text, written directly (its schema is
  * fixed): a jansson object and json_dumps() cost ~25k instructions per
  * invoke (docs/performance.md "Invoke path: round 7"), no printf for the
@@ -713,8 +719,10 @@ static char *lambda_log_tail(Daemon *d, DRun *r) {
  * group, deadline), not an object: the instance's JSON scanner read the
  * object's keys at ~15k instructions per invoke, the array's values at
  * ~7k ("The Lambda route's context (round 19)"). The log stream is the
- * request id: the runner fills it in. */
-static char *lambda_context_json(const FunctionRecord *f, const char *request_id, const RunLimits *l) {
+ * request id: the runner fills it in. A client context (boto3's
+ * ClientContext, an object) is an eighth value, only when given. */
+static char *lambda_context_json(const FunctionRecord *f, const char *request_id, const RunLimits *l,
+                                 const json_t *client_context) {
         uint64_t timeout = l->timeout_ms ? l->timeout_ms : RUN_DEFAULT_TIMEOUT_MS;
         uint64_t mem = l->memory_bytes ? l->memory_bytes : RUN_DEFAULT_MEMORY_BYTES;
         char version[16], mb[24], deadline[24];
@@ -747,6 +755,11 @@ static char *lambda_context_json(const FunctionRecord *f, const char *request_id
                 r = buf_appends(&b, ",");
         if (r >= 0)
                 r = buf_appends(&b, deadline);
+        if (r >= 0 && client_context) {
+                r = buf_appends(&b, ",");
+                if (r >= 0 && json_dump_callback(client_context, dump_to_buf, &b, JSON_COMPACT) < 0)
+                        r = -ENOMEM;
+        }
         if (r >= 0)
                 r = buf_append(&b, "]", 1);
         if (r < 0) {
@@ -756,15 +769,12 @@ static char *lambda_context_json(const FunctionRecord *f, const char *request_id
         return buf_steal(&b);
 }
 
-static int dump_to_buf(const char *data, size_t n, void *p) {
-        return buf_append(p, data, n) < 0 ? -1 : 0;
-}
-
 /* Maps the event onto the function's parameters (docs/api.md): exactly
  * two -> handler(event, context); exactly one -> handler(event);
  * otherwise the event's keys are keyword arguments. -EINVAL when the
  * function takes named parameters and the event is not an object. */
-int daemon_lambda_map_event(RunRequest *req, const FunctionRecord *f, json_t *event, const char *request_id) {
+int daemon_lambda_map_event(RunRequest *req, const FunctionRecord *f, json_t *event, const char *request_id,
+                            const json_t *client_context) {
         LambdaCall rule = lambda_call_rule(f->params_json);
         if (rule == LAMBDA_CALL_KWARGS) {
                 if (!json_is_object(event))
@@ -783,7 +793,7 @@ int daemon_lambda_map_event(RunRequest *req, const FunctionRecord *f, json_t *ev
          * LambdaContext object (attributes and
          * get_remaining_time_in_millis()), as Lambda does. */
         if (rule == LAMBDA_CALL_EVENT_CONTEXT) {
-                req->context_json = lambda_context_json(f, request_id, &req->limits);
+                req->context_json = lambda_context_json(f, request_id, &req->limits, client_context);
                 if (!req->context_json)
                         return -ENOMEM;
         }
@@ -887,7 +897,7 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
         _cleanup_free_ char *err = NULL, *id = NULL;
         RunRequest req = {};
         RequestCaps caps = daemon_call_caps(call);
-        json_t *event = NULL;
+        json_t *event = NULL, *client_context = NULL;
         struct MHD_Response *resp = NULL;
         FunctionRecord *f = NULL;
 
@@ -913,6 +923,26 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
                                          "Could not parse request body into json: %s", err);
                 goto out;
         }
+        /* boto3's ClientContext: base64 of a JSON object, at most 3583
+         * bytes (Lambda's cap), the handler's context.client_context. */
+        const char *cch = daemon_call_header(call, "X-Amz-Client-Context");
+        if (cch) {
+                _cleanup_free_ char *raw = NULL;
+                size_t n = 0;
+                if (strlen(cch) > LAMBDA_CLIENT_CONTEXT_MAX) {
+                        resp = daemon_call_error(call, 400, "bad_request", ret_status,
+                                                 "X-Amz-Client-Context holds more than %d bytes",
+                                                 LAMBDA_CLIENT_CONTEXT_MAX);
+                        goto out;
+                }
+                if (base64_decode(cch, strlen(cch), &raw, &n) >= 0)
+                        client_context = json_loadb(raw, n, 0, NULL);
+                if (!json_is_object(client_context)) {
+                        resp = daemon_call_error(call, 400, "bad_request", ret_status,
+                                                 "X-Amz-Client-Context must be a base64-encoded JSON object");
+                        goto out;
+                }
+        }
         if (streq(itype, "DryRun")) {
                 resp = daemon_text_response(204, NULL, xstrdup(""), 0, ret_status);
                 goto out;
@@ -923,7 +953,7 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
         resp = daemon_call_grant_limits(call, "", &req.limits, ret_status);
         if (resp)
                 goto out;
-        int k = daemon_lambda_map_event(&req, f, event, id);
+        int k = daemon_lambda_map_event(&req, f, event, id, client_context);
         if (k < 0) {
                 resp = k == -EINVAL ? daemon_call_error(call, 400, "bad_request", ret_status,
                                                         "function '%s' takes named parameters: the event must be a JSON object",
@@ -955,6 +985,7 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
                                                               NULL });
 out:
         json_decref(event);
+        json_decref(client_context);
         function_record_free(f);
         run_request_done(&req);
         return resp;

@@ -1120,9 +1120,11 @@ int lambda_function_ref_parse(const char *ref, char **ret_name, char **ret_quali
 void daemon_request_from_function(RunRequest *req, const FunctionRecord *f);
 
 /* Maps a Lambda event onto f's parameters (the calling rule above; the
- * context from request_id and req's limits) into req's arguments. -EINVAL
- * when f takes named parameters and the event is not an object. */
-int daemon_lambda_map_event(RunRequest *req, const FunctionRecord *f, struct json_t *event, const char *request_id);
+ * context from request_id, req's limits and client_context — the
+ * invoke's X-Amz-Client-Context object, or NULL) into req's arguments.
+ * -EINVAL when f takes named parameters and the event is not an object. */
+int daemon_lambda_map_event(RunRequest *req, const FunctionRecord *f, struct json_t *event, const char *request_id,
+                            const struct json_t *client_context);
 
 /* ---- HTTP endpoints (daemon-endpoints.c, docs/endpoints.md) ------------- */
 

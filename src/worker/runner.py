@@ -671,6 +671,31 @@ _CONTEXT_FIELDS = ("function_name", "function_version", "invoked_function_arn", 
                    "aws_request_id", "log_group_name", "_deadline_ms")
 
 
+class _ClientContextClient:
+    """context.client_context.client on Lambda (the mobile SDK's fields)."""
+    __slots__ = ("installation_id", "app_title", "app_version_name", "app_version_code", "app_package_name")
+
+    def __init__(self, d):
+        for k in self.__slots__:
+            setattr(self, k, d.get(k))
+
+
+class _ClientContext:
+    """context.client_context on Lambda: the invoke's ClientContext
+    (X-Amz-Client-Context, a JSON object) as .custom, .env and .client."""
+    __slots__ = ("custom", "env", "client")
+
+    def __init__(self, d):
+        self.custom = d.get("custom")
+        self.env = d.get("env")
+        c = d.get("client")
+        self.client = _ClientContextClient(c) if isinstance(c, dict) else c
+
+
+def _client_context(d):
+    return _ClientContext(d) if isinstance(d, dict) else None
+
+
 class LambdaContext:
     """What AWS Lambda passes as `context`: the invocation's metadata and
     get_remaining_time_in_millis(). Made from the daemon's array
@@ -678,14 +703,15 @@ class LambdaContext:
     queued by an older daemon, a client's {"context": {...}} argument)."""
 
     def __init__(self, d):
-        if type(d) is list and len(d) == len(_CONTEXT_FIELDS) and type(d[3]) is int:
+        if type(d) is list and len(d) in (len(_CONTEXT_FIELDS), len(_CONTEXT_FIELDS) + 1) and type(d[3]) is int:
             # The daemon's array: one unpacking, the attributes in the
-            # order the object form gives them.
+            # order the object form gives them; an eighth value is the
+            # invoke's client context.
             (self.function_name, self.function_version, self.invoked_function_arn, self.memory_limit_in_mb,
-             self.aws_request_id, self.log_group_name, deadline_ms) = d
+             self.aws_request_id, self.log_group_name, deadline_ms) = d[:7]
             self.log_stream_name = self.aws_request_id
             self.identity = None
-            self.client_context = None
+            self.client_context = _client_context(d[7]) if len(d) > 7 else None
             self._deadline_ms = deadline_ms
             return
         if not isinstance(d, dict):
@@ -698,7 +724,7 @@ class LambdaContext:
         self.log_group_name = d.get("log_group_name", "")
         self.log_stream_name = d.get("log_stream_name", "")
         self.identity = None
-        self.client_context = d.get("client_context")
+        self.client_context = _client_context(d.get("client_context"))
         self._deadline_ms = d.get("deadline_ms")
 
     def get_remaining_time_in_millis(self):

@@ -94,3 +94,27 @@ def test_an_unhandled_error_is_shaped_as_lambdas_runtime_shapes_it(d):
     # The runtime's log line names the type once when there is no message.
     log = base64.b64decode(r["LogResult"]).decode()
     assert "[ERROR] ValueError\nTraceback" in log, log
+
+
+def test_client_context_reaches_the_handler(d):
+    """boto3's ClientContext (X-Amz-Client-Context, base64 JSON) is
+    context.client_context on Lambda, an object with .custom, .env and
+    .client (whose attributes are the mobile SDK's installation_id,
+    app_title, …). The daemon dropped it: client_context was None."""
+    c = client(d)
+    sent = {"custom": {"tenant": "acme", "n": 1}, "env": {"platform": "linux"},
+            "client": {"installation_id": "i-1", "app_title": "shop"}}
+    r = c.invoke(FunctionName="cc", ClientContext=base64.b64encode(json.dumps(sent).encode()).decode(),
+                 Payload=b"{}")
+    assert "FunctionError" not in r
+    got = json.loads(r["Payload"].read())
+    assert got == {"custom": sent["custom"], "env": sent["env"],
+                   "client": {"installation_id": "i-1", "app_title": "shop", "app_version_name": None,
+                              "app_version_code": None, "app_package_name": None}}
+    # Without one it stays None; a header that is not base64 JSON is refused.
+    assert json.loads(c.invoke(FunctionName="cc", Payload=b"{}")["Payload"].read()) is None
+    too_big = base64.b64encode(json.dumps({"custom": {"k": "x" * 2700}}).encode()).decode()
+    assert len(too_big) > 3583
+    for bad in ("not base64!", base64.b64encode(b"[1]").decode(), base64.b64encode(b"{nope").decode(), too_big):
+        with pytest.raises(c.exceptions.InvalidRequestContentException):
+            c.invoke(FunctionName="cc", ClientContext=bad, Payload=b"{}")
