@@ -20,6 +20,8 @@
 #define LAMBDA_REGION "local"
 /* The largest X-Amz-Client-Context Lambda takes (its base64 text). */
 #define LAMBDA_CLIENT_CONTEXT_MAX 3583
+/* The most functions a ListFunctions page holds, as on Lambda. */
+#define LAMBDA_LIST_PAGE 50
 
 /* "$LATEST"/"latest"/NULL -> 0, "N" -> N; -EINVAL otherwise (aliases are
  * not kept). */
@@ -590,8 +592,37 @@ static json_t *lambda_configuration(const DaemonCall *call, const FunctionRecord
                          "Zip", "Architectures", "x86_64");
 }
 
+/* ListFunctions pages as Lambda's do: at most MaxItems (1..10000; 50 a
+ * page whatever it says, Lambda's cap) functions in name order, after
+ * Marker, the name of the last function of the page before. A page with
+ * more after it has NextMarker. Names, not positions: a function deleted
+ * between two pages moves no other across the cut. */
 struct MHD_Response *daemon_api_lambda_list(const DaemonCall *call, unsigned *ret_status) {
-        return functions_list(call, lambda_configuration, "Functions", ret_status);
+        const char *max_items = daemon_call_query(call, "MaxItems"), *marker = daemon_call_query(call, "Marker");
+        uint64_t max = LAMBDA_LIST_PAGE;
+        if (max_items && (parse_uint64(max_items, &max) < 0 || max < 1 || max > 10000))
+                return daemon_call_lambda_error(call, 400, "bad_request", "InvalidParameterValueException", ret_status,
+                                                "MaxItems must be an integer from 1 to 10000");
+        if (marker && !function_name_is_valid(marker))
+                return daemon_call_lambda_error(call, 400, "bad_request", "InvalidParameterValueException", ret_status,
+                                                "Marker is not one this API gave (NextMarker)");
+        max = MIN(max, (uint64_t) LAMBDA_LIST_PAGE);
+        FunctionRecord **v = NULL;
+        size_t n = 0;
+        int k = function_store_list(call->d->functions, call->tenant, &v, &n);
+        if (k < 0)
+                return daemon_call_errno(call, k, "functions", ret_status);
+        json_t *a = json_array(), *j = json_object();
+        size_t i = 0;
+        while (i < n && marker && strcmp(v[i]->name, marker) <= 0)
+                i++;
+        for (; i < n && json_array_size(a) < max; i++)
+                json_array_append_new(a, lambda_configuration(call, v[i]));
+        json_object_set_new(j, "Functions", a);
+        if (i < n)
+                json_object_set_new(j, "NextMarker", json_string(v[i - 1]->name));
+        function_record_list_free(v, n);
+        return daemon_call_json(call, 200, j, ret_status);
 }
 
 struct MHD_Response *daemon_api_lambda_configuration(const DaemonCall *call, unsigned *ret_status) {

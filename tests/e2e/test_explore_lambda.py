@@ -118,3 +118,30 @@ def test_client_context_reaches_the_handler(d):
     for bad in ("not base64!", base64.b64encode(b"[1]").decode(), base64.b64encode(b"{nope").decode(), too_big):
         with pytest.raises(c.exceptions.InvalidRequestContentException):
             c.invoke(FunctionName="cc", ClientContext=bad, Payload=b"{}")
+
+
+def test_list_functions_pages_by_max_items_and_marker(d):
+    """list_functions(MaxItems=N) answered every function at once without
+    a NextMarker; Marker was ignored. boto3's paginator and a caller asking
+    for a page both expect Lambda's paging."""
+    c = client(d)
+    for i in range(5):
+        st, b = d.call("POST", "/v1/functions", {"name": f"page{i}", "source": ECHO})
+        assert st == 201, b
+    every = [f["FunctionName"] for f in c.list_functions()["Functions"]]
+    assert "NextMarker" not in c.list_functions()
+    first = c.list_functions(MaxItems=2)
+    assert [f["FunctionName"] for f in first["Functions"]] == every[:2]
+    assert first["NextMarker"]
+    second = c.list_functions(MaxItems=2, Marker=first["NextMarker"])
+    assert [f["FunctionName"] for f in second["Functions"]] == every[2:4]
+    pages = c.get_paginator("list_functions").paginate(PaginationConfig={"PageSize": 3})
+    assert [f["FunctionName"] for p in pages for f in p["Functions"]] == every
+    with pytest.raises(c.exceptions.InvalidParameterValueException):
+        c.list_functions(Marker="not a marker!")
+    # The last page has no NextMarker; MaxItems out of Lambda's range is refused.
+    last = c.list_functions(MaxItems=2, Marker=every[-2])
+    assert [f["FunctionName"] for f in last["Functions"]] == every[-1:] and "NextMarker" not in last
+    for bad in ("0", "10001", "x", "-1"):
+        st, b = d.call("GET", "/2015-03-31/functions/?MaxItems=" + bad)
+        assert st == 400 and b["__type"] == "InvalidParameterValueException", (bad, b)
