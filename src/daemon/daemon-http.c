@@ -393,7 +393,7 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
                 c->call.lambda = route->access == ROUTE_LAMBDA;
         if (k == -EOPNOTSUPP) {
                 /* Before auth: a client learns the Allow set without a token. */
-                char a[32];
+                char a[DAEMON_ALLOW_MAX];
                 daemon_route_allow(allow, a);
                 return queue_error(c, 405, "method_not_allowed", (const char *const[]) { "Allow", a, NULL },
                                    "method %s is not allowed here; allowed: %s", c->method, a);

@@ -800,6 +800,8 @@ enum {
         ROUTE_POST = 1U << 1,
         ROUTE_PUT = 1U << 2,
         ROUTE_DELETE = 1U << 3,
+        ROUTE_PATCH = 1U << 4,   /* function URLs only (docs/endpoints.md) */
+        ROUTE_OPTIONS = 1U << 5, /* function URLs only: the function answers a CORS preflight */
 };
 
 typedef enum RouteAccess {
@@ -833,11 +835,14 @@ typedef struct DaemonRoute {
         const DaemonBodySink *sink; /* NULL: bodies are buffered (server.max_body_bytes) */
 } DaemonRoute;
 
+/* The longest Allow value daemon_route_allow() writes, with its NUL. */
+#define DAEMON_ALLOW_MAX 64
+
 const DaemonRoute *daemon_routes(size_t *ret_n);
 /* The ROUTE_* bit of an HTTP method, 0 for one the API never serves. */
 unsigned daemon_route_method(const char *method);
-/* methods as an Allow header value ("GET, DELETE") in buf; returns buf. */
-char *daemon_route_allow(unsigned methods, char buf[static 32]);
+/* methods as an Allow header value ("GET, HEAD, DELETE") in buf; returns buf. */
+char *daemon_route_allow(unsigned methods, char buf[static DAEMON_ALLOW_MAX]);
 /* Resolves method and path: 0 with *ret the row and seg and *ret_n_seg the
  * path's segments; -ENOENT when no row has this path (404); -EOPNOTSUPP
  * when rows have it for other methods only (405), *ret_allow their union. */

@@ -145,3 +145,33 @@ def test_list_functions_pages_by_max_items_and_marker(d):
     for bad in ("0", "10001", "x", "-1"):
         st, b = d.call("GET", "/2015-03-31/functions/?MaxItems=" + bad)
         assert st == 400 and b["__type"] == "InvalidParameterValueException", (bad, b)
+
+
+REST = """
+def handler(event, context):
+    http = event["requestContext"]["http"]
+    if http["method"] == "OPTIONS":
+        return {"statusCode": 204, "headers": {"Access-Control-Allow-Origin": "https://app.example",
+                                               "Access-Control-Allow-Methods": "GET, PATCH"}}
+    return {"statusCode": 200, "body": http["method"] + " " + http["path"] + " " + event.get("body", "")}
+"""
+
+
+def test_a_function_url_serves_patch_and_options(d):
+    """Lambda's function URLs hand every method to the function: PATCH for
+    a REST API's partial update, OPTIONS for the CORS preflight the
+    function answers itself. The daemon answered both 405 before the
+    function saw them."""
+    st, b = d.call("POST", "/v1/functions", {"name": "rest", "source": REST, "url": "public"})
+    assert st == 201, b
+    st, h, body = d.request("PATCH", "/fn/alice/rest/items/7", raw=b'{"qty": 2}', token=None,
+                            headers={"Content-Type": "application/json"})
+    assert (st, body) == (200, b'PATCH /items/7 {"qty": 2}'), (st, body)
+    st, h, body = d.request("OPTIONS", "/fn/alice/rest/items/7", token=None,
+                            headers={"Origin": "https://app.example", "Access-Control-Request-Method": "PATCH"})
+    assert st == 204, (st, body)
+    assert h["access-control-allow-origin"] == "https://app.example"
+    assert h["access-control-allow-methods"] == "GET, PATCH"
+    # A method no function URL serves is still 405, naming those it does.
+    st, h, body = d.request("TRACE", "/fn/alice/rest/items/7", token=None)
+    assert st == 405 and h["allow"] == "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS", (st, h)

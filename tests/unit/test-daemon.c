@@ -380,7 +380,10 @@ static const struct {
         { "DELETE", "/fn/t/f/x/y/z", 0, daemon_api_endpoint, NULL },
         { "GET", "/fn/t", -ENOENT, NULL, NULL },
         { "GET", "/ui/", 0, daemon_ui_handle, NULL },
-        { "PATCH", "/fn/t/f/x", -EOPNOTSUPP, NULL, "GET, HEAD, POST, PUT, DELETE" },
+        { "PATCH", "/fn/t/f/x", 0, daemon_api_endpoint, NULL },
+        { "OPTIONS", "/fn/t/f", 0, daemon_api_endpoint, NULL },
+        { "TRACE", "/fn/t/f/x", -EOPNOTSUPP, NULL, "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS" },
+        { "OPTIONS", "/v1/runs", -EOPNOTSUPP, NULL, "GET, HEAD, POST" },
         { "GET", "/ui/assets/app.js", 0, daemon_ui_handle, NULL },
         { "GET", "/ui", 0, daemon_ui_handle, NULL },
         { "GET", "/uix", -ENOENT, NULL, NULL },
@@ -401,7 +404,7 @@ static void test_routes(void **state) {
                 if (k == 0)
                         assert_ptr_equal(route->handler, route_cases[i].handler);
                 if (k == -EOPNOTSUPP) {
-                        char a[32];
+                        char a[DAEMON_ALLOW_MAX];
                         assert_string_equal(daemon_route_allow(allow, a), route_cases[i].allow);
                 }
         }
@@ -410,7 +413,7 @@ static void test_routes(void **state) {
 /* Every row resolves to itself for each of its methods (no row is
  * shadowed by an earlier one), and its pattern is well formed. */
 static void test_routes_all_resolve(void **state) {
-        static const char *const methods[] = { "GET", "POST", "PUT", "DELETE" };
+        static const char *const methods[] = { "GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS" };
         size_t n_routes;
         const DaemonRoute *routes = daemon_routes(&n_routes);
         assert_true(n_routes >= 20);
