@@ -1114,9 +1114,11 @@ DaemonHandlerFn daemon_api_stack;
 DaemonHandlerFn daemon_api_functions_list, daemon_api_function_deploy, daemon_api_function_get,
         daemon_api_function_delete, daemon_api_function_invoke, daemon_api_function_runs, daemon_api_lambda_list,
         daemon_api_lambda_get, daemon_api_lambda_configuration, daemon_api_lambda_invoke;
-/* A Lambda FunctionName — NAME, NAME:QUALIFIER or
- * arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER] — split into the
- * name and the qualifier (NULL when none). -EINVAL when it is none of those. */
+/* A Lambda FunctionName — NAME, NAME:QUALIFIER,
+ * arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER] or the partial
+ * ARN ACCOUNT:function:NAME[:QUALIFIER] (ACCOUNT 12 digits) — split into
+ * the name and the qualifier (NULL when none). -EINVAL when it is none of
+ * those. */
 int lambda_function_ref_parse(const char *ref, char **ret_name, char **ret_qualifier);
 
 /* Fills req with what runs f (source, file, function, requirements, its

@@ -175,3 +175,18 @@ def test_a_function_url_serves_patch_and_options(d):
     # A method no function URL serves is still 405, naming those it does.
     st, h, body = d.request("TRACE", "/fn/alice/rest/items/7", token=None)
     assert st == 405 and h["allow"] == "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS", (st, h)
+
+
+def test_a_partial_arn_names_a_function(d):
+    """Lambda takes a FunctionName as a name, NAME:QUALIFIER, an ARN or a
+    partial ARN (ACCOUNT:function:NAME[:QUALIFIER]); the daemon answered
+    the partial one ResourceNotFoundException."""
+    c = client(d)
+    for name in ("123456789012:function:echo", "123456789012:function:echo:1",
+                 "000000000000:function:echo:$LATEST"):
+        r = c.invoke(FunctionName=name, Payload=b'{"via": "partial"}')
+        assert json.loads(r["Payload"].read()) == {"via": "partial"}, name
+        assert c.get_function_configuration(FunctionName=name)["FunctionName"] == "echo"
+    with pytest.raises(c.exceptions.ResourceNotFoundException) as e:
+        c.invoke(FunctionName="123456789012:function:echo:9", Payload=b"{}")
+    assert e.value.response["Error"]["Message"].endswith(":function:echo:9"), e.value.response["Error"]
