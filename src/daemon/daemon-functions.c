@@ -561,14 +561,17 @@ static RunLimits function_limits(const DaemonCall *call, const FunctionRecord *f
 }
 
 /* Lambda's FunctionConfiguration for f (the fields AWS SDKs read). */
-static json_t *lambda_configuration(const DaemonCall *call, const FunctionRecord *f) {
-        _cleanup_free_ char *name = NULL, *qualifier = NULL, *sha = NULL, *handler = NULL;
-        /* Asked for a version, the ARN names it, as Lambda's does. */
-        bool qualified = call->n_seg > 2 &&
-                         (daemon_call_query(call, "Qualifier") ||
-                          (lambda_function_ref_parse(call->seg[2], &name, &qualifier) >= 0 && qualifier));
+/* f's FunctionConfiguration; label: its Version (NULL: f's number),
+ * qualified: the ARN ends with it. */
+static json_t *lambda_configuration_as(const DaemonCall *call, const FunctionRecord *f, const char *label,
+                                       bool qualified) {
+        _cleanup_free_ char *sha = NULL, *handler = NULL;
+        char version[16];
+        snprintf(version, sizeof(version), "%d", f->version);
+        if (!label)
+                label = version;
         _cleanup_free_ char *base = lambda_arn(f->name);
-        _cleanup_free_ char *arn = qualified ? xasprintf("%s:%d", base, f->version) : xstrdup(base);
+        _cleanup_free_ char *arn = qualified ? xasprintf("%s:%s", base, label) : xstrdup(base);
         unsigned char digest[32];
         unsigned dlen = 0;
         EVP_Digest(f->source, f->source_len, digest, &dlen, EVP_sha256(), NULL);
@@ -576,20 +579,42 @@ static json_t *lambda_configuration(const DaemonCall *call, const FunctionRecord
         const char *file = f->filename ? f->filename : "main.py";
         size_t stem = endswith(file, ".py") ? strlen(file) - 3 : strlen(file);
         handler = xasprintf("%.*s.%s", (int) stem, file, f->function ? f->function : "handler");
-        char modified[64], version[16];
+        char modified[64];
         time_t secs = (time_t) (f->created / USEC_PER_SEC);
         struct tm tm;
         gmtime_r(&secs, &tm);
         strftime(modified, sizeof(modified), "%Y-%m-%dT%H:%M:%S.000+0000", &tm);
-        snprintf(version, sizeof(version), "%d", f->version);
         RunLimits l = function_limits(call, f);
         return json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:[s]}",
                          "FunctionName", f->name, "FunctionArn", arn, "Runtime", "python3.11", "Handler", handler,
                          "CodeSize", (json_int_t) f->source_len, "Description", f->description ? f->description : "",
                          "Timeout", (json_int_t) ((l.timeout_ms + 999) / 1000), "MemorySize",
-                         (json_int_t) (l.memory_bytes >> 20), "LastModified", modified, "CodeSha256",
-                         sha, "Version", version, "State", "Active", "LastUpdateStatus", "Successful", "PackageType",
-                         "Zip", "Architectures", "x86_64");
+                         (json_int_t) (l.memory_bytes >> 20), "LastModified", modified, "CodeSha256", sha, "Version",
+                         label, "State", "Active", "LastUpdateStatus", "Successful", "PackageType", "Zip",
+                         "Architectures", "x86_64");
+}
+
+/* As the call names f: asked for a version, the ARN names it, as
+ * Lambda's does. */
+static json_t *lambda_configuration(const DaemonCall *call, const FunctionRecord *f) {
+        _cleanup_free_ char *name = NULL, *qualifier = NULL;
+        bool qualified = call->n_seg > 2 &&
+                         (daemon_call_query(call, "Qualifier") ||
+                          (lambda_function_ref_parse(call->seg[2], &name, &qualifier) >= 0 && qualifier));
+        return lambda_configuration_as(call, f, NULL, qualified);
+}
+
+/* A List* call's MaxItems: 1..10000 (400 InvalidParameterValueException
+ * otherwise), LAMBDA_LIST_PAGE when absent and at most that (Lambda's page
+ * cap). NULL, or the refusal. */
+static struct MHD_Response *lambda_max_items(const DaemonCall *call, size_t *ret_max, unsigned *ret_status) {
+        const char *max_items = daemon_call_query(call, "MaxItems");
+        uint64_t max = LAMBDA_LIST_PAGE;
+        if (max_items && (parse_uint64(max_items, &max) < 0 || max < 1 || max > 10000))
+                return daemon_call_lambda_error(call, 400, "bad_request", "InvalidParameterValueException", ret_status,
+                                                "MaxItems must be an integer from 1 to 10000");
+        *ret_max = (size_t) MIN(max, (uint64_t) LAMBDA_LIST_PAGE);
+        return NULL;
 }
 
 /* ListFunctions pages as Lambda's do: at most MaxItems (1..10000; 50 a
@@ -598,15 +623,14 @@ static json_t *lambda_configuration(const DaemonCall *call, const FunctionRecord
  * more after it has NextMarker. Names, not positions: a function deleted
  * between two pages moves no other across the cut. */
 struct MHD_Response *daemon_api_lambda_list(const DaemonCall *call, unsigned *ret_status) {
-        const char *max_items = daemon_call_query(call, "MaxItems"), *marker = daemon_call_query(call, "Marker");
-        uint64_t max = LAMBDA_LIST_PAGE;
-        if (max_items && (parse_uint64(max_items, &max) < 0 || max < 1 || max > 10000))
-                return daemon_call_lambda_error(call, 400, "bad_request", "InvalidParameterValueException", ret_status,
-                                                "MaxItems must be an integer from 1 to 10000");
+        const char *marker = daemon_call_query(call, "Marker");
+        size_t max;
+        struct MHD_Response *resp = lambda_max_items(call, &max, ret_status);
+        if (resp)
+                return resp;
         if (marker && !function_name_is_valid(marker))
                 return daemon_call_lambda_error(call, 400, "bad_request", "InvalidParameterValueException", ret_status,
                                                 "Marker is not one this API gave (NextMarker)");
-        max = MIN(max, (uint64_t) LAMBDA_LIST_PAGE);
         FunctionRecord **v = NULL;
         size_t n = 0;
         int k = function_store_list(call->d->functions, call->tenant, &v, &n);
@@ -622,6 +646,70 @@ struct MHD_Response *daemon_api_lambda_list(const DaemonCall *call, unsigned *re
         if (i < n)
                 json_object_set_new(j, "NextMarker", json_string(v[i - 1]->name));
         function_record_list_free(v, n);
+        return daemon_call_json(call, 200, j, ret_status);
+}
+
+/* ListVersionsByFunction as Lambda answers it: $LATEST (the latest
+ * version's configuration, Version "$LATEST"), then each version in
+ * order, paged by MaxItems and Marker (the previous page's last Version). */
+struct MHD_Response *daemon_api_lambda_versions(const DaemonCall *call, unsigned *ret_status) {
+        const char *marker = daemon_call_query(call, "Marker");
+        _cleanup_free_ char *name = NULL, *qualifier = NULL;
+        size_t max;
+        int after = -1; /* the Marker: -1 none, 0 $LATEST, N a version */
+        struct MHD_Response *resp = lambda_max_items(call, &max, ret_status);
+        if (resp)
+                return resp;
+        if (marker && version_parse(marker, &after) < 0)
+                return daemon_call_lambda_error(call, 400, "bad_request", "InvalidParameterValueException", ret_status,
+                                                "Marker is not one this API gave (NextMarker)");
+        if (lambda_function_ref_parse(call->seg[2], &name, &qualifier) >= 0 && qualifier)
+                return daemon_call_lambda_error(call, 400, "bad_request", "InvalidParameterValueException", ret_status,
+                                                "ListVersionsByFunction takes a function without a qualifier, not '%s'",
+                                                call->seg[2]);
+        FunctionRecord *latest = lambda_function(call, ret_status, &resp);
+        if (!latest)
+                return resp;
+        int *vs = NULL;
+        size_t n = 0;
+        int k = function_store_versions(call->d->functions, call->tenant, latest->name, &vs, &n);
+        if (k < 0) {
+                function_record_free(latest);
+                return daemon_call_errno(call, k, "functions", ret_status);
+        }
+        json_t *a = json_array(), *j = json_object();
+        bool more = false;
+        if (after < 0)
+                json_array_append_new(a, lambda_configuration_as(call, latest, "$LATEST", true));
+        for (size_t i = 0; i < n && k >= 0; i++) {
+                if (vs[i] <= after)
+                        continue;
+                if (json_array_size(a) >= max) {
+                        more = true;
+                        break;
+                }
+                FunctionRecord *f = NULL;
+                k = function_store_get(call->d->functions, call->tenant, latest->name, vs[i], &f);
+                if (k == -ENOENT) { /* deleted meanwhile */
+                        k = 0;
+                        continue;
+                }
+                if (k >= 0)
+                        json_array_append_new(a, lambda_configuration_as(call, f, NULL, true));
+                function_record_free(f);
+        }
+        free(vs);
+        function_record_free(latest);
+        if (k < 0) {
+                json_decref(a);
+                json_decref(j);
+                return daemon_call_errno(call, k, "functions", ret_status);
+        }
+        if (more) {
+                json_t *last = json_array_get(a, json_array_size(a) - 1);
+                json_object_set(j, "NextMarker", json_object_get(last, "Version"));
+        }
+        json_object_set_new(j, "Versions", a);
         return daemon_call_json(call, 200, j, ret_status);
 }
 

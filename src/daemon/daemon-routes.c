@@ -88,6 +88,7 @@ static const DaemonRoute routes[] = {
         { ROUTE_GET, "/2015-03-31/functions", daemon_api_lambda_list, ROUTE_LAMBDA },
         { ROUTE_GET, "/2015-03-31/functions/*", daemon_api_lambda_get, ROUTE_LAMBDA },
         { ROUTE_GET, "/2015-03-31/functions/*/configuration", daemon_api_lambda_configuration, ROUTE_LAMBDA },
+        { ROUTE_GET, "/2015-03-31/functions/*/versions", daemon_api_lambda_versions, ROUTE_LAMBDA },
         { ROUTE_POST, "/2015-03-31/functions/*/invocations", daemon_api_lambda_invoke, ROUTE_LAMBDA },
 };
 

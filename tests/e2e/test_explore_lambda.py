@@ -190,3 +190,30 @@ def test_a_partial_arn_names_a_function(d):
     with pytest.raises(c.exceptions.ResourceNotFoundException) as e:
         c.invoke(FunctionName="123456789012:function:echo:9", Payload=b"{}")
     assert e.value.response["Error"]["Message"].endswith(":function:echo:9"), e.value.response["Error"]
+
+
+def test_list_versions_by_function(d):
+    """list_versions_by_function (how a deploy script finds the version to
+    point at) answered 404 "no such endpoint". Lambda lists $LATEST, then
+    each version, with their qualified ARNs, paged like list_functions."""
+    c = client(d)
+    for i in range(3):
+        st, b = d.call("POST", "/v1/functions", {"name": "versioned", "source": ECHO + f"# v{i}\n"})
+        assert st == 201, b
+    got = c.list_versions_by_function(FunctionName="versioned")
+    assert [v["Version"] for v in got["Versions"]] == ["$LATEST", "1", "2", "3"]
+    assert "NextMarker" not in got
+    arns = [v["FunctionArn"] for v in got["Versions"]]
+    assert arns[0].endswith(":function:versioned:$LATEST") and arns[2].endswith(":function:versioned:2")
+    # $LATEST is the latest version's code; each version keeps its own.
+    shas = {v["Version"]: v["CodeSha256"] for v in got["Versions"]}
+    assert shas["$LATEST"] == shas["3"] and len(set(shas.values())) == 3
+    pages = c.get_paginator("list_versions_by_function").paginate(FunctionName="versioned",
+                                                                  PaginationConfig={"PageSize": 1})
+    assert [v["Version"] for p in pages for v in p["Versions"]] == ["$LATEST", "1", "2", "3"]
+    arn = c.get_function_configuration(FunctionName="versioned")["FunctionArn"]
+    assert len(c.list_versions_by_function(FunctionName=arn)["Versions"]) == 4
+    with pytest.raises(c.exceptions.ResourceNotFoundException):
+        c.list_versions_by_function(FunctionName="never-deployed")
+    with pytest.raises(c.exceptions.InvalidParameterValueException):
+        c.list_versions_by_function(FunctionName="versioned:2")
