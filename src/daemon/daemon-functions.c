@@ -1062,16 +1062,18 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
                         goto out;
                 }
         }
+        daemon_request_from_function(&req, f);
+        resp = daemon_call_grant_limits(call, "", &req.limits, ret_status);
+        if (resp)
+                goto out;
+        /* A dry run answers what the invoke would: the function, the
+         * event, the client context and the grant are checked. */
         if (streq(itype, "DryRun")) {
                 resp = daemon_text_response(204, NULL, xstrdup(""), 0, ret_status);
                 goto out;
         }
 
         id = id_new("r");
-        daemon_request_from_function(&req, f);
-        resp = daemon_call_grant_limits(call, "", &req.limits, ret_status);
-        if (resp)
-                goto out;
         int k = daemon_lambda_map_event(&req, f, event, id, client_context);
         if (k < 0) {
                 resp = k == -EINVAL ? daemon_call_error(call, 400, "bad_request", ret_status,

@@ -3,14 +3,16 @@ AWS Lambda user drives them with real clients (Debian's boto3, requests):
 what such a user checks and found different from Lambda."""
 import base64
 import json
+import signal
 
 import pytest
 
 from conftest import DAEMON
-from daemonlib import KEYS, Daemon, sandbox_mode
+from daemonlib import KEYS, Daemon, config_text, sandbox_mode, wait_for
 
 boto3 = pytest.importorskip("boto3", reason="python3-boto3 is not installed")
 from botocore.config import Config  # noqa: E402
+from botocore.exceptions import ClientError  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
 
@@ -217,3 +219,33 @@ def test_list_versions_by_function(d):
         c.list_versions_by_function(FunctionName="never-deployed")
     with pytest.raises(c.exceptions.InvalidParameterValueException):
         c.list_versions_by_function(FunctionName="versioned:2")
+
+
+def test_dry_run_says_what_the_invoke_would_say_about_the_grant(tmp_path):
+    """InvocationType=DryRun checks that the caller may invoke: it
+    answered 204 for a version whose limits the operator no longer grants,
+    which the real invoke then refused 403 AccessDeniedException."""
+    d = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path), config_extra="""
+        tenants:
+          alice:
+            maxima: {timeout_ms: 30000}
+        """)
+    with d.serving():
+        st, b = d.call("POST", "/v1/functions", {"name": "big", "source": ECHO, "limits": {"timeout_ms": 20000}})
+        assert st == 201, b
+        c = client(d)
+        assert c.invoke(FunctionName="big", InvocationType="DryRun")["StatusCode"] == 204
+        d.config.write_text(config_text("tenants:\n  alice:\n    maxima: {timeout_ms: 10000}\n"))
+        d.proc.send_signal(signal.SIGHUP)
+
+        def refused():
+            try:
+                c.invoke(FunctionName="big", Payload=b"{}")
+            except ClientError as e:
+                return e
+        err = wait_for(refused, "the reload to refuse the deploy's limits")
+        assert err.response["Error"]["Code"] == "AccessDeniedException"
+        with pytest.raises(ClientError) as e:
+            c.invoke(FunctionName="big", InvocationType="DryRun")
+        assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
