@@ -477,6 +477,26 @@ void daemon_request_from_function(RunRequest *req, const FunctionRecord *f) {
         }
 }
 
+static char *lambda_context_json(const FunctionRecord *f, const char *request_id, const RunLimits *l,
+                                 const json_t *client_context);
+
+/* An invoke of a Lambda handler, handler(event, context) by the calling
+ * rule, with one positional argument and no keywords: it may want its
+ * context (the runner decides, by the second parameter's default). */
+static bool lambda_handler_needs_context(const RunRequest *req, const FunctionRecord *f) {
+        if (req->context_json || lambda_call_rule(f->params_json) != LAMBDA_CALL_EVENT_CONTEXT || !req->args_json)
+                return false;
+        json_t *kw = req->kwargs_json ? json_loads(req->kwargs_json, 0, NULL) : NULL;
+        bool no_kwargs = !req->kwargs_json || json_object_size(kw) == 0;
+        json_decref(kw);
+        if (!no_kwargs)
+                return false;
+        json_t *a = json_loads(req->args_json, JSON_ALLOW_NUL, NULL);
+        bool one = json_array_size(a) == 1;
+        json_decref(a);
+        return one;
+}
+
 struct MHD_Response *daemon_api_function_invoke(const DaemonCall *call, unsigned *ret_status) {
         _cleanup_free_ char *err = NULL;
         RunRequest req = {};
@@ -494,8 +514,22 @@ struct MHD_Response *daemon_api_function_invoke(const DaemonCall *call, unsigned
         }
         daemon_request_from_function(&req, f);
         resp = daemon_call_grant_limits(call, "", &req.limits, ret_status);
+        _cleanup_free_ char *id = NULL;
+        if (!resp && lambda_handler_needs_context(&req, f)) {
+                /* handler(event, context) called with the event alone (the
+                 * Python client's invoke(name, event)) gets its context,
+                 * as on the Lambda route; the runner passes it only when
+                 * the second parameter has no default, so every call that
+                 * worked without it means what it did. */
+                id = id_new("r");
+                _cleanup_free_ char *ctx = lambda_context_json(f, id, &req.limits, NULL);
+                if (!ctx)
+                        resp = daemon_call_errno(call, -ENOMEM, "invoke", ret_status);
+                else
+                        req.context_json = xasprintf("{\"if_missing\":%s}", ctx);
+        }
         if (!resp)
-                resp = daemon_call_submit(call, &req, f->name, f->version, ret_status);
+                resp = daemon_call_submit(call, &req, id, f->name, f->version, ret_status);
         function_record_free(f);
         run_request_done(&req);
         return resp;

@@ -1078,9 +1078,10 @@ DaemonHandlerFn daemon_api_runs_list, daemon_api_runs_submit, daemon_api_run_get
 struct MHD_Response *daemon_call_grant_limits(const DaemonCall *call, const char *prefix, RunLimits *l,
                                               unsigned *ret_status);
 /* Submits req as a run of call's tenant (a deployed function's when fn_name)
- * and answers 202 with the run (200 once finished with ?wait=true). */
-struct MHD_Response *daemon_call_submit(const DaemonCall *call, const RunRequest *req, const char *fn_name,
-                                        int fn_version, unsigned *ret_status);
+ * under id (NULL: a new one) and answers 202 with the run (200 once
+ * finished with ?wait=true). */
+struct MHD_Response *daemon_call_submit(const DaemonCall *call, const RunRequest *req, const char *id,
+                                        const char *fn_name, int fn_version, unsigned *ret_status);
 /* Validates req in a worker (arguments too when check_arguments). */
 int daemon_validate(Daemon *d, const char *tenant, const RunRequest *req, bool check_arguments, RunResult **ret);
 

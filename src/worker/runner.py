@@ -1081,13 +1081,29 @@ def _late_args(plan, args, kwargs):
     return args, kwargs
 
 
-def _call_args(req):
+def _call_args(req, fn):
     """The positional arguments of a call; Lambda's handler(event, context)
-    gets the context as the last one."""
+    gets the context as the last one. {"if_missing": CONTEXT} (an invoke
+    that gave the event alone, daemon-functions.c) only when fn's second
+    parameter has no default: a call that worked without it is unchanged."""
     raw_args = list(req.get("args") or [])
-    if req.get("context") is not None:
-        raw_args.append({"context": req["context"]})
+    ctx = req.get("context")
+    if type(ctx) is dict and "if_missing" in ctx:
+        ctx = ctx["if_missing"] if not _has_defaults(fn) else None
+    if ctx is not None:
+        raw_args.append({"context": ctx})
     return raw_args
+
+
+def _has_defaults(fn):
+    """Whether fn (its ast node at validation, the function in a run) has
+    positional parameters with defaults."""
+    a = getattr(fn, "args", None)
+    if isinstance(a, ast.arguments):
+        return bool(a.defaults)
+    while hasattr(fn, "__wrapped__"):
+        fn = fn.__wrapped__
+    return bool(getattr(fn, "__defaults__", None))
 
 
 def _signature_text(fn):
@@ -1142,7 +1158,7 @@ def _analyse(req):
         reqs = _literal_requirements(call, filename) if call is not None else {}
         if req.get("_skip_bind") or req.get("bind") is False:
             return tree, fn, reqs, [], {}
-        args, kwargs = _bind(fn, _call_args(req), req.get("kwargs") or {})
+        args, kwargs = _bind(fn, _call_args(req, fn), req.get("kwargs") or {})
     except ValidationError as e:
         # Found, then refused (its arguments, its requirements): the
         # answer still names the function and its parameters.
@@ -2121,7 +2137,7 @@ def serve_instance(request_json, sock_fd):
                 # The function's binding, call and result, one frame (a
                 # call less per invoke than a helper of its own).
                 try:
-                    args, kwargs = _bind(fn, _call_args(msg), msg.get("kwargs") or {}, plan)
+                    args, kwargs = _bind(fn, _call_args(msg, fn), msg.get("kwargs") or {}, plan)
                     if late is not None:
                         args, kwargs = _late_args(late, args, kwargs)
                 except ValidationError as e:
