@@ -1134,6 +1134,17 @@ void daemon_request_from_function(RunRequest *req, const FunctionRecord *f);
 int daemon_lambda_map_event(RunRequest *req, const FunctionRecord *f, struct json_t *event, const char *request_id,
                             const struct json_t *client_context);
 
+/* AWS SigV4 authentication (daemon-http.c), for the API's routes and a
+ * function URL's caller: the key id names a tokens entry with an
+ * access_key_id, whose secret must verify rq's signature (its headers
+ * through rq->header; daemon_sigv4_header() reads a connection's). 0 with
+ * the entry's role and tenant (in ret_tenant), or -EPERM with *ret_error
+ * and *ret_type, the exception an SDK expects (a malformed Authorization,
+ * an unknown key id, a signature that does not verify). */
+int daemon_sigv4_authenticate(Daemon *d, const SigV4Request *rq, const char *authorization, TokenRole *ret_role,
+                              char *ret_tenant, size_t tenant_size, const char **ret_type, char **ret_error);
+const char *daemon_sigv4_header(void *conn, const char *name);
+
 /* ---- HTTP endpoints (daemon-endpoints.c, docs/endpoints.md) ------------- */
 
 /* /fn/{tenant}/{name}[/path…]: any method; the function's answer. */

@@ -292,3 +292,41 @@ def test_the_python_client_invokes_a_lambda_handler_with_its_context(d):
         assert c.invoke("defaulted", 5, True) == [5, True]
         # Two arguments: the caller's, as before.
         assert c.invoke("ctxecho", {"x": 2}, {"given": 1})["context"] == {"given": 1}
+
+
+def signed(d, method, path, key="alice", body=b"", headers=None, secret=None):
+    """(status, headers, body) of a request SigV4-signed for service lambda
+    with key's access key pair (botocore's signer, as an AWS_IAM function
+    URL's callers sign)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    key_id, key_secret = KEYS[key]
+    req = AWSRequest(method=method, url=d.url + path, data=body, headers=headers or {})
+    SigV4Auth(Credentials(key_id, secret or key_secret), "lambda", "us-east-1").add_auth(req)
+    return d.request(method, path, raw=body or None, token=None, headers=dict(req.headers.items()))
+
+
+def test_a_token_function_url_takes_a_sigv4_signature(d):
+    """docs/api.md: "A SigV4 Authorization is accepted on every route".
+    A function URL deployed with --url (the tenant's credentials needed,
+    AWS_IAM on Lambda, whose callers sign with SigV4) answered a request
+    signed with the tenant's access key 401 Unauthorized."""
+    st, b = d.call("POST", "/v1/functions", {"name": "iam", "source": REST, "url": True})
+    assert st == 201, b
+    st, h, body = signed(d, "POST", "/fn/alice/iam/orders?x=1", body=b"two",
+                         headers={"Content-Type": "text/plain"})
+    assert (st, body) == (200, b"POST /orders two"), (st, body)
+    # Another tenant's key, a wrong secret: 403; the bearer token still works.
+    assert signed(d, "GET", "/fn/alice/iam/orders", key="bob")[0] == 403
+    assert signed(d, "GET", "/fn/alice/iam/orders", secret="wrong-secret-0123456789abcdefXYZ")[0] == 403
+    assert d.request("GET", "/fn/alice/iam/orders")[0] == 200
+    # A body altered after signing does not verify.
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    req = AWSRequest(method="POST", url=d.url + "/fn/alice/iam/x", data=b"signed",
+                     headers={"Content-Type": "text/plain"})
+    SigV4Auth(Credentials(*KEYS["alice"]), "lambda", "us-east-1").add_auth(req)
+    assert d.request("POST", "/fn/alice/iam/x", raw=b"altered", token=None,
+                     headers=dict(req.headers.items()))[0] == 403
