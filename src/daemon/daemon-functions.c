@@ -1100,13 +1100,6 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
         resp = daemon_call_grant_limits(call, "", &req.limits, ret_status);
         if (resp)
                 goto out;
-        /* A dry run answers what the invoke would: the function, the
-         * event, the client context and the grant are checked. */
-        if (streq(itype, "DryRun")) {
-                resp = daemon_text_response(204, NULL, xstrdup(""), 0, ret_status);
-                goto out;
-        }
-
         id = id_new("r");
         int k = daemon_lambda_map_event(&req, f, event, id, client_context);
         if (k < 0) {
@@ -1114,6 +1107,13 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
                                                         "function '%s' takes named parameters: the event must be a JSON object",
                                                         f->function ? f->function : f->name)
                                     : daemon_call_errno(call, k, "invoke", ret_status);
+                goto out;
+        }
+        /* A dry run answers what the invoke would: the function, the
+         * event and its fit to the calling rule, the client context and
+         * the grant are checked; nothing runs. */
+        if (streq(itype, "DryRun")) {
+                resp = daemon_text_response(204, NULL, xstrdup(""), 0, ret_status);
                 goto out;
         }
 

@@ -263,6 +263,28 @@ def test_dry_run_says_what_the_invoke_would_say_about_the_grant(tmp_path):
         assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
 
 
+KWARGS = """
+def add(a: int, b: int, c: int = 0):
+    return a + b + c
+"""
+
+
+def test_dry_run_checks_the_event_as_the_invoke_does(d):
+    """A function whose parameters take the event's keys needs an object:
+    the invoke answered 400 InvalidRequestContentException for [1, 2],
+    while a dry run of the same said 204."""
+    st, b = d.call("POST", "/v1/functions", {"name": "add", "source": KWARGS})
+    assert st == 201, b
+    c = client(d)
+    assert c.invoke(FunctionName="add", InvocationType="DryRun", Payload=b'{"a": 1, "b": 2}')["StatusCode"] == 204
+    for kind in ("RequestResponse", "DryRun"):
+        with pytest.raises(c.exceptions.InvalidRequestContentException):
+            c.invoke(FunctionName="add", InvocationType=kind, Payload=b"[1, 2]")
+    # Nothing ran for the dry runs.
+    st, runs = d.call("GET", "/v1/functions/add/runs")
+    assert st == 200 and runs["runs"] == [], runs
+
+
 DEFAULTED = """
 def handler(event, verbose=False):
     return [event, verbose]
