@@ -16,7 +16,7 @@ from botocore.config import Config  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "python"))
-from pysprinter import Client  # noqa: E402
+from pysprinter import APIError, Client  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
 
@@ -352,3 +352,23 @@ def test_a_token_function_url_takes_a_sigv4_signature(d):
     SigV4Auth(Credentials(*KEYS["alice"]), "lambda", "us-east-1").add_auth(req)
     assert d.request("POST", "/fn/alice/iam/x", raw=b"altered", token=None,
                      headers=dict(req.headers.items()))[0] == 403
+
+
+def test_the_python_client_invokes_a_version(d):
+    """The CLI invokes NAME::VERSION and Lambda's clients NAME:VERSION; the
+    Python client had no way to reach a version but the latest:
+    invoke("vv::1") was 404 "no deployed function 'vv::1'"."""
+    for n in (1, 2):
+        st, b = d.call("POST", "/v1/functions", {"name": "vv", "source": f"def f(x):\n    return [{n}, x]\n"})
+        assert st == 201, b
+    with Client(server=d.url, token=TOKENS["alice"]) as c:
+        assert c.invoke("vv", 0) == [2, 0]
+        assert c.invoke("vv::1", 0) == [1, 0]
+        assert c.invoke("vv:1", 5) == [1, 5]
+        assert c.invoke("vv::$LATEST", 0) == [2, 0]
+        with pytest.raises(APIError) as e:
+            c.invoke("vv::7", 0)
+        assert e.value.status == 404 and "has no version 7" in e.value.message
+        for bad in ("vv::01", "vv::x", "vv::", "vv::-1"):
+            with pytest.raises(ValueError):
+                c.invoke(bad, 0)
