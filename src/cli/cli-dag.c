@@ -201,8 +201,10 @@ static void report_changes(View *v, json_t *dag) {
                         continue;
                 /* A server is polled: a task that ran between two looks is
                  * seen done, never running. Its line comes first anyway, as
-                 * the embedded path (which sees every change) prints it. */
-                bool ran = streq(st, "succeeded") || streq(st, "failed") || streq(st, "cached");
+                 * the embedded path (which sees every change) prints it. A
+                 * memo hit never ran: pending, then cached, on both paths
+                 * (dag-run.c report()). */
+                bool ran = streq(st, "succeeded") || streq(st, "failed");
                 if (ran && !(prev && streq(prev, "running")))
                         fprintf(stderr, "%s: running\n", name);
                 json_object_set_new(v->seen, name, json_string(st));

@@ -34,6 +34,9 @@ typedef struct Task {
 
         /* run state, under Dag.lock */
         DagTaskState state, reported;
+        /* Started, not yet known to run: a memo hit is reported cached
+         * without a "running" before it (report()). */
+        bool deciding;
         char *run_id;
         int attempts;
         int attempts_here;   /* started by this dag_run() (0: adopt a resumed run_id) */

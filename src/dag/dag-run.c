@@ -156,11 +156,17 @@ static void record_task(Dag *d, Task *t) {
 
 static void set_state(Dag *d, Task *t, DagTaskState s) {
         t->state = s;
+        if (s != DAG_TASK_RUNNING)
+                t->deciding = false;
         if (s == DAG_TASK_RUNNING && !t->started)
                 t->started = now_realtime();
         if (dag_task_state_is_done(s) && !t->finished)
                 t->finished = now_realtime();
-        record_task(d, t);
+        /* Deciding: recorded running once its run starts (run_task()), so
+         * a server's view (polled from the record) shows a memo hit go
+         * from pending to cached too. */
+        if (!(s == DAG_TASK_RUNNING && t->deciding))
+                record_task(d, t);
         pthread_cond_broadcast(&d->cond);
 }
 
@@ -535,6 +541,7 @@ static void run_task(Dag *d, Task *t) {
                 pthread_mutex_lock(&d->lock);
                 free(t->run_id);
                 t->run_id = xstrdup(attempt == 1 && adopt ? adopt : run_id);
+                t->deciding = false; /* it runs: report() says so now */
                 t->attempts = attempt;
                 t->attempts_here = attempt;
                 record_task(d, t);
@@ -681,7 +688,9 @@ static void emit(Dag *d, DagEventFn fn, void *ud, DagEvent ev) {
 static void report(Dag *d, DagEventFn fn, void *ud) {
         for (size_t i = 0; i < d->n; i++) {
                 Task *t = &d->tasks[i];
-                if (t->state != t->reported) {
+                /* A task still looking up its memo is not reported
+                 * running yet: a hit goes from pending to cached. */
+                if (t->state != t->reported && !(t->deciding && t->state == DAG_TASK_RUNNING)) {
                         t->reported = t->state;
                         DagTaskState s = t->state;
                         pthread_mutex_unlock(&d->lock);
@@ -765,6 +774,7 @@ static void schedule(Dag *d, unsigned concurrency, DagEventFn fn, void *ud) {
                                         TaskArg *a = xmalloc(sizeof(TaskArg));
                                         *a = (TaskArg) { d, t };
                                         set_error(t, NULL);
+                                        t->deciding = true;
                                         set_state(d, t, DAG_TASK_RUNNING);
                                         if (pthread_create(&t->thread, NULL, task_thread, a) != 0) {
                                                 free(a);

@@ -194,6 +194,19 @@ def test_memoisation_and_no_cache(steps):
     assert fifth["tasks"]["load"]["state"] == "succeeded"
 
 
+def test_a_memo_hit_is_shown_cached_without_running_first(steps, parity_daemon):
+    """A task served from the memo never ran: in a pipe its line says
+    `cached` alone, on both paths. It said `load: running` and then
+    `load: cached`, as if the task had started."""
+    steps.write("quick.yaml", "tasks:\n  a: {file: steps.py, function: load, args: [3]}\n"
+                              "  b: {file: steps.py, function: slow, args: [\"${a.n}\"]}\n")
+    for pre in ([], ["--server", parity_daemon.url]):
+        dag(steps, "run", *pre, "quick.yaml", check=0)
+        p = dag(steps, "run", *pre, "quick.yaml", check=0)
+        lines = [ln for ln in p.stderr.splitlines() if ln.startswith(("a:", "b:"))]
+        assert sorted(lines) == ["a: cached", "b: cached"], (pre, p.stderr)
+        assert "running" not in p.stderr, (pre, p.stderr)
+
 def test_cycle_is_named(steps):
     steps.write("c.yaml", """
         tasks:
