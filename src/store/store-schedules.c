@@ -124,10 +124,21 @@ int store_schedule_update_in_tx(Store *s, const ScheduleRecord *r) {
         return k < 0 ? k : k == 0 ? -ENOENT : 0;
 }
 
-int store_schedule_delete_in_tx(Store *s, const char *tenant, const char *name) {
+/* With s->lock held: the schedule and its runs' tags. The runs stay
+ * (listed by ps); a schedule added again under the name is a new one,
+ * which must not list the removed one's runs as its own. */
+static int schedule_delete_locked(Store *s, const char *tenant, const char *name) {
         ScheduleRecord r = { .tenant = (char *) tenant, .name = (char *) name };
         int k = schedule_exec_locked(s, SCHED_DELETE, &r, 0);
-        return k < 0 ? k : k > 0 ? 0 : -ENOENT;
+        if (k == 0)
+                return -ENOENT;
+        if (k > 0)
+                k = schedule_exec_locked(s, "DELETE FROM schedule_runs WHERE tenant=?1 AND schedule=?2", &r, 0);
+        return k < 0 ? k : 0;
+}
+
+int store_schedule_delete_in_tx(Store *s, const char *tenant, const char *name) {
+        return schedule_delete_locked(s, tenant, name);
 }
 
 static int schedule_record_run_locked(Store *s, const ScheduleRecord *r);
@@ -231,11 +242,12 @@ int store_schedule_list(Store *s, const char *tenant, ScheduleRecord ***ret, siz
 }
 
 int store_schedule_delete(Store *s, const char *tenant, const char *name) {
-        ScheduleRecord r = { .tenant = (char *) tenant, .name = (char *) name };
-        int k = schedule_exec(s, SCHED_DELETE, &r);
+        int k = store_tx_begin(s);
         if (k < 0)
                 return k;
-        return k > 0 ? 0 : -ENOENT;
+        k = schedule_delete_locked(s, tenant, name);
+        int e = store_tx_end(s, k >= 0);
+        return k < 0 ? k : e;
 }
 
 int store_schedule_runs(Store *s, const char *tenant, const char *name, size_t limit, char ***ret) {

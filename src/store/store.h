@@ -942,6 +942,9 @@ int store_schedule_advance(Store *s, const ScheduleRecord *r, int64_t expected_n
 int store_schedule_get(Store *s, const char *tenant, const char *name, ScheduleRecord **ret);
 /* tenant NULL: every tenant's. By tenant, name. */
 int store_schedule_list(Store *s, const char *tenant, ScheduleRecord ***ret, size_t *ret_n);
+/* The schedule and its runs' tags in one transaction (the runs stay): a
+ * schedule added again under the name starts with no runs. -ENOENT when
+ * absent. store_schedule_delete_in_tx() does the same in a stack's. */
 int store_schedule_delete(Store *s, const char *tenant, const char *name);
 /* The ids of the runs the schedule started, newest first, at most limit
  * (a NULL-terminated strv, possibly NULL when none). */

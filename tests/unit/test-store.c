@@ -959,6 +959,19 @@ static void test_schedule_advance_is_fenced(void **state) {
         strv_free(ids);
         assert_int_equal(store_schedule_delete(s, "t", "n"), 0);
         assert_int_equal(store_schedule_delete(s, "t", "n"), -ENOENT);
+        /* A schedule added again under that name is a new one: the runs
+         * of the one removed are not its history (a stack's delete too). */
+        assert_int_equal(store_schedule_insert(s, &r), 0);
+        ids = NULL;
+        assert_int_equal(store_schedule_runs(s, "t", "n", 10, &ids), 0);
+        assert_null(ids);
+        assert_int_equal(store_schedule_advance(s, &fire, 3600), 0);
+        assert_int_equal(store_tx_begin(s), 0);
+        assert_int_equal(store_schedule_delete_in_tx(s, "t", "n"), 0);
+        assert_int_equal(store_tx_end(s, true), 0);
+        assert_int_equal(store_schedule_insert(s, &r), 0);
+        assert_int_equal(store_schedule_runs(s, "t", "n", 10, &ids), 0);
+        assert_null(ids);
         store_close(s);
 }
 
