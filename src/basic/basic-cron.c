@@ -287,14 +287,16 @@ int cron_next_zone(const CronSpec *c, const TzZone *z, int64_t after, int64_t *r
                 return 0;
         }
         /* Walk the wall clock from the next whole minute; each miss jumps to
-         * the start of the next month, day, hour or minute. Five years bound
-         * the search: "0 0 30 2 *" never fires. */
+         * the start of the next month, day, hour or minute. Nine years bound
+         * the search ("0 0 30 2 *" never fires): the longest wait is Feb 29's
+         * across a century year that is not a leap year (2096 to 2104, eight
+         * years); five years made "0 0 29 2 *" pause itself after 2096-02-29. */
         int64_t wall = after + tz_zone_offset(z, after);
         time_t local = (time_t) ((wall - ((wall % 60) + 60) % 60) + 60);
         struct tm t;
         if (!gmtime_r(&local, &t))
                 return -ERANGE;
-        int last_year = t.tm_year + 5;
+        int last_year = t.tm_year + 9;
         while (t.tm_year <= last_year) {
                 if (!(c->month & (1U << (t.tm_mon + 1)))) {
                         t.tm_mon++;

@@ -24,3 +24,21 @@ def test_a_schedule_added_again_under_a_removed_ones_name_has_no_runs_of_the_old
     st, run = d.call("GET", f"/v1/runs/{old}")
     assert st == 200 and run["status"] == "succeeded"
 
+
+def test_a_leap_day_schedule_keeps_firing_across_a_century_year(d):
+    """0 0 29 2 *: after 2096-02-29 the next Feb 29 is 2104's (2100 is not a
+    leap year). The schedule must say so, not pause itself without a word."""
+    deploy(d, "tick", TICK)
+    d.set_time("2096-02-28 12:00:00")
+    st, b = d.call("POST", "/v1/schedules", {"name": "leap", "function": "tick", "cron": "0 0 29 2 *"})
+    assert st == 201, b
+    assert b["next_fire_at"] == iso("2096-02-29 00:00:00")
+    d.set_time("2096-02-29 00:00:00")
+    s = d.wait_schedule("leap", lambda s: s["last_run"] is not None)
+    assert s["paused"] is False, s
+    assert s["next_fire_at"] == iso("2104-02-29 00:00:00")
+    # Added after that fire, too.
+    d.set_time("2097-03-01 00:00:00")
+    st, b = d.call("POST", "/v1/schedules", {"name": "leap2", "function": "tick", "cron": "0 0 29 2 *"})
+    assert st == 201, b
+    assert b["next_fire_at"] == iso("2104-02-29 00:00:00")
