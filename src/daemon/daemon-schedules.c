@@ -573,6 +573,12 @@ struct MHD_Response *daemon_api_schedule(const DaemonCall *call, unsigned *ret_s
                         s->paused = true;
                 set_note(s, NULL);
                 k = store_schedule_update(call->d->store, s);
+                /* Shown as stored: the update keeps the fire state, which a
+                 * fire since the read above may have moved. */
+                if (k >= 0) {
+                        s = schedule_record_free(s);
+                        k = store_schedule_get(call->d->store, call->tenant, name, &s);
+                }
                 resp = k < 0 ? daemon_call_errno(call, k, "schedule", ret_status)
                              : daemon_call_json(call, 200, schedule_json(call->d, s), ret_status);
         } else {

@@ -47,6 +47,7 @@ typedef struct StackChange {
         FunctionRecord *f;      /* STACK_FUNCTION created/updated/unchanged: the stack's version */
         ScheduleRecord *s;      /* STACK_SCHEDULE created/updated */
         int mode;               /* STACK_ENDPOINT: 1 token, 2 public */
+        bool timing;            /* STACK_SCHEDULE updated: its spec, zone or pause changed */
 } StackChange;
 
 /* The cap on a stack's warnings (each file's are at most 100 lines: runner.py). */
@@ -266,14 +267,13 @@ static struct MHD_Response *plan_schedule(const DaemonCall *call, json_t *body, 
                 return daemon_call_errno(call, k, "schedule", ret_status);
         }
         StackAction a = !old ? STACK_CREATED : schedule_same(old, s) ? STACK_UNCHANGED : STACK_UPDATED;
-        if (a == STACK_UPDATED) {
-                /* Its history stays; its next fire moves only when its
-                 * timing (or pause) changed. */
+        /* Its history (last fire, last run) stays: the store's update
+         * keeps the stored one, which a fire between this read and the
+         * write may have moved; so is its next fire unless its timing (or
+         * pause) changed: written back from this read, it ran that fire
+         * time a second time. */
+        if (a == STACK_UPDATED)
                 s->created = old->created;
-                s->last_fire = old->last_fire;
-                s->last_run_id = old->last_run_id ? xstrdup(old->last_run_id) : NULL;
-                s->next_fire = old->next_fire;
-        }
         bool timing = !old || !str_equal(old->spec, s->spec) || !str_equal(old->tz ?: "UTC", s->tz) ||
                       old->paused != s->paused;
         schedule_record_free(old);
@@ -286,6 +286,7 @@ static struct MHD_Response *plan_schedule(const DaemonCall *call, json_t *body, 
         if (!s->created)
                 s->created = now_realtime();
         plan_add(p, STACK_SCHEDULE, a, s->name);
+        plan_last(p)->timing = timing;
         if (a != STACK_UNCHANGED)
                 plan_last(p)->s = s;
         else
@@ -351,9 +352,11 @@ static int plan_apply(Store *st, FunctionStore *fns, const char *tenant, StackPl
                                         k = store_endpoint_put_in_tx(st, tenant, c->name,
                                                                      c->action == STACK_DELETED ? 0 : c->mode);
                                 else
-                                        k = c->action == STACK_DELETED ? store_schedule_delete_in_tx(st, tenant, c->name)
-                                            : c->action == STACK_CREATED ? store_schedule_insert_in_tx(st, c->s)
-                                                                         : store_schedule_update_in_tx(st, c->s);
+                                        k = c->action == STACK_DELETED
+                                                    ? store_schedule_delete_in_tx(st, tenant, c->name)
+                                            : c->action == STACK_CREATED
+                                                    ? store_schedule_insert_in_tx(st, c->s)
+                                                    : store_schedule_update_in_tx(st, c->s, c->timing);
                         }
         int e = store_tx_end(st, k >= 0);
         function_cache_invalidate(fns);

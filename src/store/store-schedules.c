@@ -100,9 +100,13 @@ static int schedule_exec(Store *s, const char *sql, const ScheduleRecord *r) {
 
 #define SCHED_INSERT \
         "INSERT INTO schedules (" SCHED_COLUMNS ") VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?16)"
-#define SCHED_UPDATE                                                                                                  \
-        "UPDATE schedules SET function=?3, spec=?4, tz=?5, invoke_json=?6, dag_json=?16, catch_up=?7, allow_overlap=?8, " \
-        "paused=?9, next_fire=?10, last_fire=?11, last_run_id=?12, last_note=?13 WHERE tenant=?1 AND name=?2"
+/* The settings, and next_fire when ?15 (the timing changed); never the
+ * fire state (last_fire, last_run_id): a fire between the caller's read
+ * and this write keeps its run and its next fire time. */
+#define SCHED_UPDATE                                                                                    \
+        "UPDATE schedules SET function=?3, spec=?4, tz=?5, invoke_json=?6, dag_json=?16, catch_up=?7, " \
+        "allow_overlap=?8, "                                                                            \
+        "paused=?9, next_fire=CASE WHEN ?15 THEN ?10 ELSE next_fire END, last_note=?13 WHERE tenant=?1 AND name=?2"
 #define SCHED_DELETE "DELETE FROM schedules WHERE tenant=?1 AND name=?2"
 
 int store_schedule_insert(Store *s, const ScheduleRecord *r) {
@@ -119,8 +123,8 @@ int store_schedule_insert_in_tx(Store *s, const ScheduleRecord *r) {
         return k < 0 ? k : 0;
 }
 
-int store_schedule_update_in_tx(Store *s, const ScheduleRecord *r) {
-        int k = schedule_exec_locked(s, SCHED_UPDATE, r, 0);
+int store_schedule_update_in_tx(Store *s, const ScheduleRecord *r, bool timing) {
+        int k = schedule_exec_locked(s, SCHED_UPDATE, r, timing);
         return k < 0 ? k : k == 0 ? -ENOENT : 0;
 }
 
@@ -161,7 +165,8 @@ static int schedule_write_with_run(Store *s, const char *sql, const ScheduleReco
 }
 
 int store_schedule_update(Store *s, const ScheduleRecord *r) {
-        return schedule_write_with_run(s, SCHED_UPDATE, r, 0, -ENOENT);
+        int k = schedule_exec_expect(s, SCHED_UPDATE, r, 1);
+        return k < 0 ? k : k == 0 ? -ENOENT : 0;
 }
 
 int store_schedule_advance(Store *s, const ScheduleRecord *r, int64_t expected_next_fire) {

@@ -2,9 +2,17 @@
 user would (docs/schedules.md, docs/stack.md): each test is a defect found
 that way, asserting what such a user checks. Time is the test's clock
 (test_schedules.ClockDaemon), never a sleep."""
+import concurrent.futures
+import os
+import shutil
+import signal
+import subprocess
+
 import pytest
 
 from conftest import CLI, DAEMON
+from daemonlib import wait_for
+from proctree import descendants
 from test_schedules import TERMINAL, TICK, ClockDaemon, d, deploy, iso, rcli  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.skipif(not (DAEMON.exists() and CLI.exists()), reason="pysprinterd or pysprinter not built")
@@ -42,3 +50,65 @@ def test_a_leap_day_schedule_keeps_firing_across_a_century_year(d):
     st, b = d.call("POST", "/v1/schedules", {"name": "leap2", "function": "tick", "cron": "0 0 29 2 *"})
     assert st == 201, b
     assert b["next_fire_at"] == iso("2104-02-29 00:00:00")
+
+
+def _held_worker_request(daemon_pid):
+    """True once a request waits, unread, on a socket of one of the
+    daemon's (stopped) workers: `ss` shows its bytes in Recv-Q."""
+    inodes = set()
+    for p in descendants(daemon_pid):
+        try:
+            for fd in os.listdir(f"/proc/{p}/fd"):
+                t = os.readlink(f"/proc/{p}/fd/{fd}")
+                if t.startswith("socket:["):
+                    inodes.add(t[8:-1])
+        except OSError:
+            pass
+    out = subprocess.run(["ss", "-xa"], capture_output=True, text=True).stdout.splitlines()
+    return any(len(f) > 5 and f[5] in inodes and int(f[2]) > 0 for f in (line.split() for line in out[1:]))
+
+
+def test_a_stack_deploy_during_a_fire_neither_reruns_that_fire_nor_forgets_its_run(d, rcli):
+    """A stack that edits schedule s1 (allow_overlap) is planned, then waits
+    on the validation of s2's new arguments (its worker held with
+    SIGSTOP); s1 fires meanwhile. The stack's write must keep that fire:
+    s1's last run stays that run and the fire time is not run again (the
+    stack wrote back the state it had read: next fire 10:01 again, last run
+    none, and the scheduler ran 10:01 a second time)."""
+    if not shutil.which("ss"):
+        pytest.skip("needs ss (iproute2) to see the held request")
+    rcli.write("fns/tick.py", TICK)
+
+    def stack(s1_extra, s2_arg):
+        rcli.write("stack.yaml", "functions:\n  tick:\n    file: fns/tick.py\n    schedules:\n"
+                   f"      s1: {{every: 1m, args: [a]{s1_extra}}}\n"
+                   f"      s2: {{every: 1h, args: [{s2_arg}]}}\n")
+
+    stack("", "b")
+    rcli("deploy", "-f", "stack.yaml", check=0)
+    stack(", allow_overlap: true", "c")
+    workers = [p for p in descendants(d.proc.pid) if open(f"/proc/{p}/comm").read().startswith(("worker", "pysprinter-wor"))]
+    assert workers
+    for p in workers:
+        os.kill(p, signal.SIGSTOP)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            deploying = pool.submit(rcli, "deploy", "-f", "stack.yaml", timeout=300)
+            wait_for(lambda: _held_worker_request(d.proc.pid), "the stack's validation of s2 to wait on a worker")
+            d.set_time("2026-03-01 10:01:00")
+            fired = d.wait_schedule("s1", lambda s: s["last_run"] is not None)["last_run"]["id"]
+            for p in workers:
+                os.kill(p, signal.SIGCONT)
+            p = deploying.result()
+    finally:
+        for w in workers:
+            try:
+                os.kill(w, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+    assert p.returncode == 0, p.stderr
+    assert "updated schedule s1" in p.stdout
+    s = d.schedule("s1")
+    assert s["allow_overlap"] is True
+    assert s["last_run"] and s["last_run"]["id"] == fired and s["runs"] == [fired], s
+    assert s["last_fire_at"] == iso("2026-03-01 10:01:00") and s["next_fire_at"] == iso("2026-03-01 10:02:00")

@@ -975,6 +975,58 @@ static void test_schedule_advance_is_fenced(void **state) {
         store_close(s);
 }
 
+/* An edit (pause, resume, a stack's update) writes what was read before a
+ * fire that lands in between: it keeps that fire's run and, unless the
+ * timing changed, its next fire time (written back, the fire time ran
+ * twice and the schedule forgot its run). */
+static void test_schedule_edit_keeps_a_fire_in_between(void **state) {
+        Store *s = open_fresh();
+        ScheduleRecord r = { .tenant = (char *) "t",
+                             .name = (char *) "n",
+                             .function = (char *) "f",
+                             .spec = (char *) "@hourly",
+                             .tz = (char *) "UTC",
+                             .catch_up = 1,
+                             .next_fire = 3600 };
+        assert_int_equal(store_schedule_insert(s, &r), 0);
+        ScheduleRecord edit = r; /* read before the fire */
+        edit.allow_overlap = true;
+        ScheduleRecord fire = r;
+        fire.next_fire = 7200;
+        fire.last_fire = 3600;
+        fire.last_run_id = (char *) "r1";
+        assert_int_equal(store_schedule_advance(s, &fire, 3600), 0);
+        assert_int_equal(store_tx_begin(s), 0);
+        assert_int_equal(store_schedule_update_in_tx(s, &edit, false), 0);
+        assert_int_equal(store_tx_end(s, true), 0);
+        ScheduleRecord *got = NULL;
+        assert_int_equal(store_schedule_get(s, "t", "n", &got), 0);
+        assert_true(got->allow_overlap);
+        assert_int_equal(got->next_fire, 7200);
+        assert_int_equal(got->last_fire, 3600);
+        assert_string_equal(got->last_run_id, "r1");
+        got = schedule_record_free(got);
+        /* A new timing is written; the fire state still stays. */
+        edit.spec = (char *) "@daily";
+        edit.next_fire = 86400;
+        assert_int_equal(store_tx_begin(s), 0);
+        assert_int_equal(store_schedule_update_in_tx(s, &edit, true), 0);
+        assert_int_equal(store_tx_end(s, true), 0);
+        assert_int_equal(store_schedule_get(s, "t", "n", &got), 0);
+        assert_int_equal(got->next_fire, 86400);
+        assert_string_equal(got->last_run_id, "r1");
+        got = schedule_record_free(got);
+        /* A pause read before the fire. */
+        edit.paused = true;
+        assert_int_equal(store_schedule_update(s, &edit), 0);
+        assert_int_equal(store_schedule_get(s, "t", "n", &got), 0);
+        assert_true(got->paused);
+        assert_int_equal(got->last_fire, 3600);
+        assert_string_equal(got->last_run_id, "r1");
+        got = schedule_record_free(got);
+        store_close(s);
+}
+
 /* A fire's state and its run's tag are one write: while a scheduler
  * fires, a reader that sees a schedule's last run finds it in the
  * schedule's runs (two separate writes let a GET fall between them). */
@@ -5432,6 +5484,7 @@ int main(void) {
                 cmocka_unit_test(test_secrets_per_tenant_and_bound_to_row),
                 cmocka_unit_test(test_tokens_find_touch_revoke),
                 cmocka_unit_test(test_schedule_advance_is_fenced),
+                cmocka_unit_test(test_schedule_edit_keeps_a_fire_in_between),
                 cmocka_unit_test(test_schedule_last_run_is_in_its_runs),
                 cmocka_unit_test(test_tx_all_or_nothing),
                 cmocka_unit_test(test_function_signature_and_doc),
