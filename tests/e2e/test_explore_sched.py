@@ -112,3 +112,23 @@ def test_a_stack_deploy_during_a_fire_neither_reruns_that_fire_nor_forgets_its_r
     assert s["allow_overlap"] is True
     assert s["last_run"] and s["last_run"]["id"] == fired and s["runs"] == [fired], s
     assert s["last_fire_at"] == iso("2026-03-01 10:01:00") and s["next_fire_at"] == iso("2026-03-01 10:02:00")
+
+
+def test_schedule_add_takes_its_options_as_option_equals_value(d, rcli, tmp_path):
+    """`--every=10m`, `--tz=Europe/Paris`: the GNU spelling that the invoke
+    options after FUNCTION and `dag run --param=…` take; `schedule add`
+    said "unknown option '--every=10m'" (exit 2)."""
+    deploy(d, "tick", TICK)
+    p = rcli("schedule", "add", "eq", "--cron=30 8 * * mon-fri", "--tz=Europe/Paris", "--catch-up=none",
+             "tick", "--n=3")
+    assert p.returncode == 0, p.stderr
+    s = d.schedule("eq")
+    assert (s["schedule"], s["tz"], s["catch_up"]) == ("30 8 * * mon-fri", "Europe/Paris", "none")
+    assert s["next_fire_local"] == "2026-03-02T08:30:00+01:00" and s["raw_kwargs"] == {"n": "3"}
+    (tmp_path / "p.yaml").write_text("tasks:\n  t:\n    file: t.py\n    kwargs: {tag: '${params.day}'}\n")
+    (tmp_path / "t.py").write_text(TICK)
+    p = rcli("schedule", "add", "dg", "--every=10m", "--dag=p.yaml", "--param=day=monday")
+    assert p.returncode == 0, p.stderr
+    assert d.schedule("dg")["dag"] == {"file": "p.yaml"}
+    p = rcli("schedule", "add", "x", "--every=10m", "--paused=yes", "tick")
+    assert p.returncode == 2 and "--paused takes no value" in p.stderr
