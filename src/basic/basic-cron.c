@@ -124,6 +124,21 @@ static const struct {
         { "@hourly", "0 * * * *" },
 };
 
+/* Whether some day of c's months is one of its days: only a restricted
+ * day of month with an unrestricted day of week can miss (with both
+ * restricted, any matching weekday fires: Vixie's either rule). Known
+ * from the fields alone, so "0 0 30 2 *" is a parse error, the same to
+ * every caller, rather than a search that finds nothing. */
+static bool cron_days_meet(const CronSpec *c) {
+        static const int month_days[13] = { 0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+        if (c->dom_star || !c->dow_star)
+                return true;
+        for (int m = 1; m <= 12; m++)
+                if ((c->month & (1U << m)) && (c->dom & (uint32_t) ((2ULL << month_days[m]) - 2)))
+                        return true;
+        return false;
+}
+
 int cron_parse(const char *spec, CronSpec *ret, char **ret_error) {
         assert(spec);
         assert(ret);
@@ -201,6 +216,14 @@ int cron_parse(const char *spec, CronSpec *ret, char **ret_error) {
         c.dow = (uint8_t) ((bits[4] | (bits[4] >> 7)) & 0x7f); /* 7 -> 0 */
         c.dom_star = star[2];
         c.dow_star = star[4];
+        if (!cron_days_meet(&c)) {
+                if (ret_error)
+                        *ret_error = xasprintf("'%s' never fires: no month it names has the day of month it names "
+                                               "(February has 29 days at most; April, June, September and "
+                                               "November 30)",
+                                               spec);
+                return -EINVAL;
+        }
         *ret = c;
         return 0;
 }

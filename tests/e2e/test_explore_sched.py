@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import CLI, DAEMON
+from conftest import CLI, DAEMON, Runner
 from daemonlib import wait_for
 from proctree import descendants
 from test_schedules import TERMINAL, TICK, ClockDaemon, d, deploy, iso, rcli  # noqa: F401 (fixtures)
@@ -132,3 +132,26 @@ def test_schedule_add_takes_its_options_as_option_equals_value(d, rcli, tmp_path
     assert d.schedule("dg")["dag"] == {"file": "p.yaml"}
     p = rcli("schedule", "add", "x", "--every=10m", "--paused=yes", "tick")
     assert p.returncode == 2 and "--paused takes no value" in p.stderr
+
+
+@pytest.mark.parametrize("spec", ["0 0 30 2 *", "0 12 31 4,6,9,11 *"])
+def test_a_cron_expression_that_never_fires_is_a_mistake_of_the_stack_file_at_its_line(d, rcli, spec):
+    """Like every other mistake of a stack's cron (docs/stack.md): at its
+    line, exit 3, the same bytes with and without a server. The server's
+    "schedule 's1' never fires" came without a line and exit 2, and
+    embedded only said that a server is needed."""
+    rcli.write("fns/tick.py", TICK)
+    rcli.write("stack.yaml", f"functions:\n  tick:\n    file: fns/tick.py\n    schedules:\n"
+                             f"      s1:\n        cron: '{spec}'\n")
+    remote = rcli("deploy", "-f", "stack.yaml")
+    local = Runner({k: v for k, v in rcli.env.items() if k != "PYSPRINTER_SERVER"}, rcli.cwd)("deploy", "-f",
+                                                                                              "stack.yaml")
+    assert (remote.returncode, remote.stdout, remote.stderr) == (local.returncode, local.stdout, local.stderr)
+    assert remote.returncode == 3
+    assert remote.stderr.startswith("pysprinter: stack.yaml:6:15: ") and "never fires" in remote.stderr
+    st, fl = d.call("GET", "/v1/functions")
+    assert fl["functions"] == []
+    # schedule add says why, too.
+    deploy(d, "tick", TICK)
+    p = rcli("schedule", "add", "s", "--cron", spec, "tick")
+    assert p.returncode == 2 and "never fires" in p.stderr and "day" in p.stderr, p.stderr
