@@ -155,3 +155,17 @@ def test_a_cron_expression_that_never_fires_is_a_mistake_of_the_stack_file_at_it
     deploy(d, "tick", TICK)
     p = rcli("schedule", "add", "s", "--cron", spec, "tick")
     assert p.returncode == 2 and "never fires" in p.stderr and "day" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("spec", ["*/5 * * * *", "* * * * *"])
+def test_an_unquoted_cron_starting_with_a_star_says_to_quote_it(d, rcli, spec):
+    """`cron: */5 * * * *` is how a crontab line reads, and in YAML a '*'
+    starts an alias: the message said only "did not find expected
+    alphabetic or numeric character while scanning an alias"."""
+    rcli.write("fns/tick.py", TICK)
+    rcli.write("stack.yaml", f"functions:\n  tick:\n    file: fns/tick.py\n    schedules:\n"
+                             f"      s1:\n        cron: {spec}\n")
+    p = rcli("deploy", "-f", "stack.yaml")
+    assert p.returncode == 3
+    assert p.stderr.startswith("pysprinter: stack.yaml:6:") and "alias" in p.stderr
+    assert "quote" in p.stderr and "\"*/5 * * * *\"" in p.stderr, p.stderr
