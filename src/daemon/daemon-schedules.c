@@ -85,8 +85,12 @@ static char *last_run_status(Daemon *d, const char *tenant, const char *id) {
         if (!id)
                 return NULL;
         if (id[0] == 'd') {
+                /* A cluster's DAG runs are read from Redis, as every
+                 * gateway reads them: this node's copy of one that another
+                 * gateway took over (its lease lapsed) stays 'running', and
+                 * every later fire time was skipped as an overlap. */
                 DagRunRecord *g = NULL;
-                if (store_dag_get(d->store, tenant, id, &g) < 0)
+                if (daemon_dag_get(d, tenant, id, &g) < 0)
                         return NULL;
                 char *st = TAKE_PTR(g->status);
                 dag_run_record_free(g);

@@ -10,9 +10,11 @@ import subprocess
 
 import pytest
 
+from clusterlib import CLAIM_TIMEOUT_MS, REDIS, wait_until
 from conftest import CLI, DAEMON, Runner
-from daemonlib import wait_for
+from daemonlib import sandbox_mode, wait_for
 from proctree import descendants
+from test_cluster import DAG_PIPELINE, DAG_TASKS, dag_state, nodes, redis  # noqa: F401 (fixtures)
 from test_schedules import TERMINAL, TICK, ClockDaemon, d, deploy, iso, rcli  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.skipif(not (DAEMON.exists() and CLI.exists()), reason="pysprinterd or pysprinter not built")
@@ -169,3 +171,43 @@ def test_an_unquoted_cron_starting_with_a_star_says_to_quote_it(d, rcli, spec):
     assert p.returncode == 3
     assert p.stderr.startswith("pysprinter: stack.yaml:6:") and "alias" in p.stderr
     assert "quote" in p.stderr and "\"*/5 * * * *\"" in p.stderr, p.stderr
+
+
+@pytest.mark.skipif(not REDIS, reason="redis-server is not installed")
+def test_a_dag_schedule_in_a_cluster_sees_its_dag_run_end_on_the_gateway_that_took_it_over(nodes, redis,
+                                                                                            tmp_path):
+    """A DAG schedule on gateway g1 fires a DAG run; g1 is held (SIGSTOP)
+    past its owner lease, g2 takes the DAG run over and ends it. The
+    schedule read its last run's status from g1's own store, where the run
+    stayed 'running' for good: every later fire time was skipped as
+    overlapping ("run d… was still running") while `dag show` said
+    succeeded."""
+    g1 = ClockDaemon(tmp_path / "g1", sandbox=sandbox_mode(tmp_path),
+                     args=["--redis", redis.url, "--role", "gateway", "--node-id", "g1", "--drain-timeout", "10",
+                           "--claim-timeout", f"{CLAIM_TIMEOUT_MS}ms"])
+    g1.start()
+    try:
+        g2 = nodes("g2", "gateway")
+        nodes("w1", "worker")
+        nodes("w2", "worker")
+        st, b = g1.call("POST", "/v1/schedules", {"name": "etl", "every": "1m", "dag": {
+            "pipeline": DAG_PIPELINE, "filename": "p.yaml", "files": {"t.py": DAG_TASKS}, "no_cache": True}})
+        assert st == 201, b
+        g1.set_time("2026-03-01 10:01:00")
+        dag_id = g1.wait_schedule("etl", lambda s: s["last_run"] is not None)["last_run"]["id"]
+        wait_until(lambda: dag_state(g2, dag_id)[1].get("a", {}).get("state") == "succeeded", 60, "task a done")
+        os.kill(g1.proc.pid, signal.SIGSTOP)
+        try:
+            wait_until(lambda: redis.cli("GET", f"ps:dagowner:{dag_id}") == "g2", 60, "g2 to take the DAG over")
+        finally:
+            os.kill(g1.proc.pid, signal.SIGCONT)
+        wait_until(lambda: dag_state(g2, dag_id)[0]["status"] in ("succeeded", "failed"), 120, "the DAG run to end")
+        assert dag_state(g1, dag_id)[0]["status"] == "succeeded"
+        s = g1.wait_schedule("etl", lambda s: s["last_run"]["status"] != "running", timeout=60)
+        assert s["last_run"] == {"id": dag_id, "status": "succeeded"}, s
+        # The next fire time starts the next DAG run.
+        g1.set_time("2026-03-01 10:02:00")
+        s = g1.wait_schedule("etl", lambda s: s["next_fire_at"] == iso("2026-03-01 10:03:00"))
+        assert len(s["runs"]) == 2 and s["note"] is None, s
+    finally:
+        g1.stop(timeout=30)
