@@ -589,7 +589,7 @@ struct MHD_Response *daemon_api_schedule(const DaemonCall *call, unsigned *ret_s
                 json_t *j = schedule_json(call->d, s);
                 char **ids = NULL;
                 json_t *a = json_array();
-                if (store_schedule_runs(call->d->store, call->tenant, name, 100, &ids) >= 0)
+                if (store_schedule_runs(call->d->store, call->tenant, name, STORE_SCHEDULE_RUNS_MAX, &ids) >= 0)
                         for (char **i = ids; i && *i; i++)
                                 json_array_append_new(a, json_string(*i));
                 strv_free(ids);

@@ -179,6 +179,9 @@ int store_schedule_advance(Store *s, const ScheduleRecord *r, int64_t expected_n
                                        r, expected_next_fire, -ESTALE);
 }
 
+#define RUNS_MAX_TEXT_(n) #n
+#define RUNS_MAX_TEXT(n) RUNS_MAX_TEXT_(n)
+
 /* With s->lock held. */
 static int schedule_record_run_locked(Store *s, const ScheduleRecord *r) {
         if (!r->last_run_id || !r->last_fire)
@@ -195,7 +198,19 @@ static int schedule_record_run_locked(Store *s, const ScheduleRecord *r) {
                 rc = sqlite3_step(st);
                 store_stmt_done(s, st);
         }
-        return rc == SQLITE_DONE ? 0 : store_sqlite_errno(rc) ?: -EIO;
+        if (rc != SQLITE_DONE)
+                return store_sqlite_errno(rc) ?: -EIO;
+        /* Only the newest STORE_SCHEDULE_RUNS_MAX are ever listed: older
+         * tags go (one row per fire, forever, made an `--every 1s`
+         * schedule 86,400 rows a day). */
+        ScheduleRecord key = { .tenant = r->tenant, .name = r->name };
+        int k = schedule_exec_locked(
+                s,
+                "DELETE FROM schedule_runs WHERE tenant=?1 AND schedule=?2 AND rowid NOT IN "
+                "(SELECT rowid FROM schedule_runs WHERE tenant=?1 AND schedule=?2 "
+                "ORDER BY fired DESC, rowid DESC LIMIT " RUNS_MAX_TEXT(STORE_SCHEDULE_RUNS_MAX) ")",
+                &key, 0);
+        return k < 0 ? k : 0;
 }
 
 static int schedule_select(Store *s, const char *sql, const char *tenant, const char *name, ScheduleRecord ***ret,

@@ -950,7 +950,10 @@ int store_schedule_list(Store *s, const char *tenant, ScheduleRecord ***ret, siz
  * absent. store_schedule_delete_in_tx() does the same in a stack's. */
 int store_schedule_delete(Store *s, const char *tenant, const char *name);
 /* The ids of the runs the schedule started, newest first, at most limit
- * (a NULL-terminated strv, possibly NULL when none). */
+ * (a NULL-terminated strv, possibly NULL when none). The store keeps the
+ * newest STORE_SCHEDULE_RUNS_MAX of them; retention (store_gc) removes a
+ * run's id with the run. */
+#define STORE_SCHEDULE_RUNS_MAX 100
 int store_schedule_runs(Store *s, const char *tenant, const char *name, size_t limit, char ***ret);
 
 /* ---- function endpoints (store-endpoints.c, docs/endpoints.md) ------------ */

@@ -3,10 +3,12 @@ user would (docs/schedules.md, docs/stack.md): each test is a defect found
 that way, asserting what such a user checks. Time is the test's clock
 (test_schedules.ClockDaemon), never a sleep."""
 import concurrent.futures
+import json
 import os
 import shutil
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -15,6 +17,7 @@ from conftest import CLI, DAEMON, Runner
 from daemonlib import sandbox_mode, wait_for
 from proctree import descendants
 from test_cluster import DAG_PIPELINE, DAG_TASKS, dag_state, nodes, redis  # noqa: F401 (fixtures)
+from test_ops import DAY, pysprinterd
 from test_schedules import TERMINAL, TICK, ClockDaemon, d, deploy, iso, rcli  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.skipif(not (DAEMON.exists() and CLI.exists()), reason="pysprinterd or pysprinter not built")
@@ -211,3 +214,29 @@ def test_a_dag_schedule_in_a_cluster_sees_its_dag_run_end_on_the_gateway_that_to
         assert len(s["runs"]) == 2 and s["note"] is None, s
     finally:
         g1.stop(timeout=30)
+
+
+def test_a_schedules_runs_removed_by_retention_leave_its_runs_list(d, rcli):
+    """Retention (docs/operations.md) removes runs older than 30 days; the
+    schedule's `runs` kept listing their ids for good (`logs ID`: not
+    found), and its tags were never removed: one row per fire, forever."""
+    deploy(d, "tick", TICK)
+    st, _ = d.call("POST", "/v1/schedules", {"name": "s", "function": "tick", "every": "1m"})
+    assert st == 201
+    for n, t in enumerate(["10:01", "10:02"], 1):
+        d.set_time(f"2026-03-01 {t}:00")
+        s = d.wait_schedule("s", lambda s: len(s["runs"]) == n)
+        d.wait_status(s["last_run"]["id"], TERMINAL)
+    old = s["runs"]
+    d.stop()
+    p = pysprinterd("gc", "--json", "--data-dir", d.home, home=d.home, PYSPRINTER_TEST_NOW=int(time.time() + 31 * DAY))
+    assert p.returncode == 0 and json.loads(p.stdout)["runs"] == 2, (p.stdout, p.stderr)
+    d.start(port=d.port)
+    for rid in old:
+        assert d.call("GET", f"/v1/runs/{rid}")[0] == 404
+    s = d.schedule("s")
+    assert s["runs"] == [], s
+    # The next fire is listed as before.
+    d.set_time("2026-03-01 10:03:00")
+    s = d.wait_schedule("s", lambda s: len(s["runs"]) == 1)
+    assert s["runs"] == [s["last_run"]["id"]]

@@ -1027,6 +1027,48 @@ static void test_schedule_edit_keeps_a_fire_in_between(void **state) {
         store_close(s);
 }
 
+/* A schedule keeps the tags of its newest STORE_SCHEDULE_RUNS_MAX runs,
+ * the most it ever lists: one row per fire, forever, grew the table by
+ * 86,400 rows a day for an `--every 1s` schedule. */
+static void test_schedule_runs_keep_the_newest(void **state) {
+        Store *s = open_fresh();
+        ScheduleRecord r = { .tenant = (char *) "t",
+                             .name = (char *) "n",
+                             .function = (char *) "f",
+                             .spec = (char *) "@every 1s",
+                             .tz = (char *) "UTC",
+                             .catch_up = 1,
+                             .next_fire = 1 };
+        assert_int_equal(store_schedule_insert(s, &r), 0);
+        ScheduleRecord other = r;
+        other.name = (char *) "o";
+        assert_int_equal(store_schedule_insert(s, &other), 0);
+        other.last_fire = 1;
+        other.last_run_id = (char *) "o1";
+        other.next_fire = 2;
+        assert_int_equal(store_schedule_advance(s, &other, 1), 0);
+        for (int i = 1; i <= STORE_SCHEDULE_RUNS_MAX + 50; i++) {
+                _cleanup_free_ char *id = xasprintf("r%d", i);
+                ScheduleRecord fire = r;
+                fire.last_fire = i;
+                fire.last_run_id = id;
+                fire.next_fire = i + 1;
+                assert_int_equal(store_schedule_advance(s, &fire, i), 0);
+        }
+        char **ids = NULL;
+        assert_int_equal(store_schedule_runs(s, "t", "n", 1000, &ids), 0);
+        assert_int_equal(strv_length(ids), STORE_SCHEDULE_RUNS_MAX);
+        assert_string_equal(ids[0], "r150");
+        assert_string_equal(ids[STORE_SCHEDULE_RUNS_MAX - 1], "r51");
+        strv_free(ids);
+        /* Another schedule's are its own. */
+        assert_int_equal(store_schedule_runs(s, "t", "o", 1000, &ids), 0);
+        assert_int_equal(strv_length(ids), 1);
+        strv_free(ids);
+        store_close(s);
+        (void) state;
+}
+
 /* A fire's state and its run's tag are one write: while a scheduler
  * fires, a reader that sees a schedule's last run finds it in the
  * schedule's runs (two separate writes let a GET fall between them). */
@@ -5485,6 +5527,7 @@ int main(void) {
                 cmocka_unit_test(test_tokens_find_touch_revoke),
                 cmocka_unit_test(test_schedule_advance_is_fenced),
                 cmocka_unit_test(test_schedule_edit_keeps_a_fire_in_between),
+                cmocka_unit_test(test_schedule_runs_keep_the_newest),
                 cmocka_unit_test(test_schedule_last_run_is_in_its_runs),
                 cmocka_unit_test(test_tx_all_or_nothing),
                 cmocka_unit_test(test_function_signature_and_doc),
