@@ -11,6 +11,7 @@
  * the file $PYSPRINTER_TEST_CLOCK_FILE names (one integer), so a test moves
  * time forward by writing a number instead of sleeping for minutes. */
 #include <assert.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <stdio.h>
@@ -208,15 +209,30 @@ static void schedule_fire(Daemon *d, ScheduleRecord *s, int64_t now) {
         run_request_done(&req);
 }
 
+/* How late a fire time may be seen and still count as on time. The
+ * scheduler looks once a second; later than this, the fire time was
+ * missed (the machine suspended, the daemon held, its store stalled), as
+ * one missed while the daemon was down is, and catch_up "none" skips it. */
+#define SCHEDULE_LATE_S 60
+
 static void scheduler_tick(Daemon *d) {
         ScheduleRecord **v = NULL;
         size_t n = 0;
         if (store_schedule_list(d->store, NULL, &v, &n) < 0)
                 return;
         int64_t now = daemon_schedules_now();
-        for (size_t i = 0; i < n; i++)
-                if (!v[i]->paused && v[i]->next_fire > 0 && v[i]->next_fire <= now)
-                        schedule_fire(d, v[i], now);
+        for (size_t i = 0; i < n; i++) {
+                ScheduleRecord *s = v[i];
+                if (s->paused || s->next_fire <= 0 || s->next_fire > now)
+                        continue;
+                if (s->catch_up == 0 && now - s->next_fire > SCHEDULE_LATE_S)
+                        (void) schedule_skip(d, s, now,
+                                             xasprintf("skipped a fire time seen %" PRIi64 "s late (catch_up none: "
+                                                       "a fire time missed by more than %ds does not run)",
+                                                       now - s->next_fire, SCHEDULE_LATE_S));
+                else
+                        schedule_fire(d, s, now);
+        }
         schedule_record_list_free(v, n);
 }
 

@@ -240,3 +240,25 @@ def test_a_schedules_runs_removed_by_retention_leave_its_runs_list(d, rcli):
     d.set_time("2026-03-01 10:03:00")
     s = d.wait_schedule("s", lambda s: len(s["runs"]) == 1)
     assert s["runs"] == [s["last_run"]["id"]]
+
+
+def test_catch_up_none_skips_a_fire_time_the_running_daemon_saw_hours_late(d):
+    """The machine suspended overnight, or the daemon held (SIGSTOP): the
+    daemon is up but sees 09:00 at 17:00. `--catch-up none` is "a late run
+    is worse than none" (cron runs nothing it missed while the machine was
+    down): it ran the 09:00 report at 17:00. `one` still runs it once."""
+    deploy(d, "tick", TICK)
+    for name, cu in (("none", "none"), ("one", "one")):
+        st, b = d.call("POST", "/v1/schedules", {"name": name, "function": "tick", "cron": "0 9 * * *",
+                                                 "catch_up": cu})
+        assert st == 201 and b["next_fire_at"] == iso("2026-03-02 09:00:00"), b
+    d.set_time("2026-03-02 17:00:00")
+    one = d.wait_schedule("one", lambda s: s["last_run"] is not None)
+    assert len(one["runs"]) == 1
+    s = d.wait_schedule("none", lambda s: s["next_fire_at"] == iso("2026-03-03 09:00:00"))
+    assert s["runs"] == [] and s["last_run"] is None, s
+    assert "catch_up none" in s["note"] and "late" in s["note"], s
+    # On time, it fires.
+    d.set_time("2026-03-03 09:00:00")
+    s = d.wait_schedule("none", lambda s: s["last_run"] is not None)
+    assert len(s["runs"]) == 1 and s["note"] is None
