@@ -188,7 +188,7 @@ struct MHD_Response *daemon_function_prepare(const DaemonCall *call, const RunRe
 
 struct MHD_Response *daemon_api_function_deploy(const DaemonCall *call, unsigned *ret_status) {
         Daemon *d = call->d;
-        _cleanup_free_ char *err = NULL, *loc = NULL, *warnings = NULL;
+        _cleanup_free_ char *err = NULL, *loc = NULL, *warnings = NULL, *sched = NULL;
         RunRequest req = {};
         RequestCaps caps = daemon_call_caps(call);
         FunctionRecord *f = NULL;
@@ -208,6 +208,14 @@ struct MHD_Response *daemon_api_function_deploy(const DaemonCall *call, unsigned
         if (req.url != ENDPOINT_KEEP && (k = daemon_endpoint_set(d, call->tenant, req.name, req.url)) < 0) {
                 resp = daemon_call_errno(call, k, "endpoint", ret_status);
                 goto out;
+        }
+        /* The schedules its arguments no longer fit: said now, not found
+         * out at the next fire. */
+        sched = daemon_schedules_deploy_warnings(call, f);
+        if (sched) {
+                char *all = xasprintf("%s%s", warnings ?: "", sched);
+                free(warnings);
+                warnings = all;
         }
         loc = xasprintf("/v1/functions/%s", req.name);
         json_t *j = function_json(call, f);

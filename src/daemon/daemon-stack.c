@@ -413,6 +413,15 @@ struct MHD_Response *daemon_api_stack(const DaemonCall *call, unsigned *ret_stat
                 resp = daemon_call_errno(call, k, "stack", ret_status);
                 goto out;
         }
+        /* The stack's schedules fit the versions it deploys (checked
+         * above); a schedule made by hand that fires one of them may not:
+         * said now, as `deploy FILE` says it. */
+        for (i = 0; !dry_run && i < p.n; i++)
+                if (p.v[i].kind == STACK_FUNCTION && p.v[i].action == STACK_UPDATED) {
+                        _cleanup_free_ char *w = daemon_schedules_deploy_warnings(call, p.v[i].f);
+                        if (w)
+                                (void) buf_appends(&p.warnings, w);
+                }
         qsort(p.v, p.n, sizeof(StackChange), change_cmp);
         json_t *changes = json_array();
         for (i = 0; i < p.n; i++) {

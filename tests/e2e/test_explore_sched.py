@@ -262,3 +262,47 @@ def test_catch_up_none_skips_a_fire_time_the_running_daemon_saw_hours_late(d):
     d.set_time("2026-03-03 09:00:00")
     s = d.wait_schedule("none", lambda s: s["last_run"] is not None)
     assert len(s["runs"]) == 1 and s["note"] is None
+
+
+NO_N = """
+def tick(tag: str = "none"):
+    return {"tag": tag}
+"""
+
+
+def test_deploying_a_version_a_schedule_no_longer_fits_says_so(d, rcli):
+    """`deploy FILE` of a version whose signature drops a parameter a
+    schedule passes: the deploy said nothing, and the 02:00 fire ended
+    `invalid`. A stack refuses that pair; a deploy keeps the user's new
+    version and warns, naming the schedule (a pinned one is not affected)."""
+    deploy(d, "tick", TICK)
+    rcli("schedule", "add", "nightly", "--every", "1m", "tick", "--n", "3", check=0)
+    rcli("schedule", "add", "pinned", "--every", "1m", "tick::1", "--n", "3", check=0)
+    rcli("schedule", "add", "fits", "--every", "1m", "tick", "hello", check=0)
+    rcli.write("tick.py", NO_N)
+    p = rcli("deploy", "tick.py", "--name", "tick")
+    assert p.returncode == 0, p.stderr
+    assert "deployed tick version 2" in p.stdout
+    warned = [line for line in p.stderr.splitlines() if "schedule" in line]
+    assert len(warned) == 1 and "schedule 'nightly'" in warned[0] and "ValidationError" in warned[0], p.stderr
+    # What it warns of: the fire is refused.
+    d.set_time("2026-03-01 10:01:00")
+    s = d.wait_schedule("nightly", lambda s: s["last_run"] is not None)
+    assert d.wait_status(s["last_run"]["id"], TERMINAL)["status"] == "invalid"
+    # A version that fits says nothing.
+    rcli.write("tick.py", TICK)
+    p = rcli("deploy", "tick.py", "--name", "tick")
+    assert p.returncode == 0 and "schedule" not in p.stderr, p.stderr
+
+
+def test_a_stack_that_updates_a_function_warns_of_a_schedule_made_by_hand(d, rcli):
+    """The stack checks its own schedules against the version it deploys; a
+    schedule added by hand that fires that function was not looked at."""
+    rcli.write("fns/tick.py", TICK)
+    rcli.write("stack.yaml", "functions:\n  tick:\n    file: fns/tick.py\n")
+    assert rcli("deploy", "-f", "stack.yaml").returncode == 0
+    rcli("schedule", "add", "hand", "--every", "1m", "tick", "--n", "3", check=0)
+    rcli.write("fns/tick.py", NO_N)
+    p = rcli("deploy", "-f", "stack.yaml")
+    assert p.returncode == 0 and p.stdout == "updated function tick\n", (p.stdout, p.stderr)
+    assert "schedule 'hand'" in p.stderr and "unexpected keyword argument 'n'" in p.stderr, p.stderr
