@@ -295,8 +295,9 @@ static struct MHD_Response *plan_schedule(const DaemonCall *call, json_t *body, 
 }
 
 /* --prune: the tenant's functions the stack does not name go, with their
- * endpoints and the schedules that fire them; so do schedules of the
- * stack's functions that the stack no longer lists. */
+ * endpoints; so do the function schedules the stack does not list. DAG
+ * schedules stay: a stack cannot list one (schedule_read), so pruning
+ * them deleted every one at each deploy, whatever the file said. */
 static int plan_prune(const DaemonCall *call, char **fn_names, StackPlan *p) {
         FunctionRecord **fv = NULL;
         ScheduleRecord **sv = NULL;
@@ -317,7 +318,7 @@ static int plan_prune(const DaemonCall *call, char **fn_names, StackPlan *p) {
         if (k < 0)
                 return k;
         for (size_t i = 0; i < ns; i++)
-                if (!plan_has(p, STACK_SCHEDULE, sv[i]->name))
+                if (!sv[i]->dag_json && !plan_has(p, STACK_SCHEDULE, sv[i]->name))
                         plan_add(p, STACK_SCHEDULE, STACK_DELETED, sv[i]->name);
         schedule_record_list_free(sv, ns);
         return 0;

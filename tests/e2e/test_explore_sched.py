@@ -306,3 +306,25 @@ def test_a_stack_that_updates_a_function_warns_of_a_schedule_made_by_hand(d, rcl
     p = rcli("deploy", "-f", "stack.yaml")
     assert p.returncode == 0 and p.stdout == "updated function tick\n", (p.stdout, p.stderr)
     assert "schedule 'hand'" in p.stderr and "unexpected keyword argument 'n'" in p.stderr, p.stderr
+
+
+def test_stack_prune_leaves_dag_schedules_which_a_stack_cannot_list(d, rcli):
+    """A stack's schedules fire its functions; a DAG schedule can only be
+    made with `schedule add --dag`. `deploy -f --prune` deleted every DAG
+    schedule of the tenant, each time, whatever the file said."""
+    rcli.write("fns/tick.py", TICK)
+    rcli.write("stack.yaml", "functions:\n  tick:\n    file: fns/tick.py\n")
+    st, b = d.call("POST", "/v1/schedules", {"name": "etl", "every": "1h", "dag": {
+        "pipeline": "tasks:\n  t: {file: t.py, function: tick}\n", "filename": "p.yaml", "files": {"t.py": TICK}}})
+    assert st == 201, b
+    for extra in (["--dry-run"], []):
+        p = rcli("deploy", "-f", "stack.yaml", "--prune", *extra)
+        assert p.returncode == 0, p.stderr
+        assert p.stdout == "created function tick\n", p.stdout
+    assert d.schedule("etl")["dag"] == {"file": "p.yaml"}
+    # A function schedule the file does not list is still pruned.
+    rcli("schedule", "add", "hand", "--every", "1h", "tick", check=0)
+    p = rcli("deploy", "-f", "stack.yaml", "--prune")
+    assert p.stdout == "unchanged function tick\ndeleted schedule hand\n", p.stdout
+    st, lst = d.call("GET", "/v1/schedules")
+    assert [s["name"] for s in lst["schedules"]] == ["etl"]
