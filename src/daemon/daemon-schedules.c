@@ -569,8 +569,7 @@ static struct MHD_Response *schedule_add(const DaemonCall *call, unsigned *ret_s
         else if (k < 0)
                 resp = daemon_call_error(call, 400, "bad_request", ret_status, "%s", err);
         else if (!s->dag_json && function_store_get(call->d->functions, call->tenant, s->function, 0, &f) < 0)
-                resp = daemon_call_error(call, 404, "not_found", ret_status, "function '%s' is not deployed",
-                                         s->function);
+                resp = daemon_function_missing(call, "", s->function, ret_status);
         else if (!s->dag_json)
                 resp = daemon_schedule_check(call, s, NULL, "", ret_status);
         if (resp) {
@@ -618,6 +617,10 @@ struct MHD_Response *daemon_api_schedule(const DaemonCall *call, unsigned *ret_s
         const char *name = call->seg[2];
         ScheduleRecord *s = NULL;
         int k = function_name_is_valid(name) ? store_schedule_get(call->d->store, call->tenant, name, &s) : -ENOENT;
+        /* Named, as a missing run or function is ("no deployed function
+         * 'NAME'"): the CLI adds where to look. */
+        if (k == -ENOENT)
+                return daemon_call_error(call, 404, "not_found", ret_status, "no schedule '%s'", name);
         if (k < 0)
                 return daemon_call_errno(call, k, "schedule", ret_status);
         struct MHD_Response *resp;

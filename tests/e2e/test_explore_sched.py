@@ -328,3 +328,20 @@ def test_stack_prune_leaves_dag_schedules_which_a_stack_cannot_list(d, rcli):
     assert p.stdout == "unchanged function tick\ndeleted schedule hand\n", p.stdout
     st, lst = d.call("GET", "/v1/schedules")
     assert [s["name"] for s in lst["schedules"]] == ["etl"]
+
+
+def test_a_missing_schedule_or_function_is_named_as_the_other_verbs_name_theirs(d, rcli):
+    """`schedule show zz` said "schedule not found" (which?), where `logs
+    rzzz` says "no run 'rzzz' (see `pysprinter ps`)"; and `schedule add s
+    --every 1m nope` said "function 'nope' is not deployed", where every
+    other verb and route says "no deployed function 'nope'"."""
+    for verb in ("show", "rm", "pause", "resume"):
+        p = rcli("schedule", verb, "zz")
+        assert (p.returncode, p.stdout, p.stderr) == (2, "", "pysprinter: no schedule 'zz' "
+                                                             "(see `pysprinter schedule ls`)\n"), (verb, p)
+    st, b = d.call("GET", "/v1/schedules/zz")
+    assert (st, b["error"]["message"]) == (404, "no schedule 'zz'"), b
+    p = rcli("schedule", "add", "s", "--every", "1m", "nope")
+    assert (p.returncode, p.stderr) == (2, "pysprinter: no deployed function 'nope' (see `pysprinter functions`)\n")
+    st, b = d.call("POST", "/v1/schedules", {"name": "s", "function": "nope", "every": "1m"})
+    assert (st, b["error"]["message"]) == (404, "no deployed function 'nope'"), b
