@@ -331,9 +331,12 @@ struct MHD_Response *daemon_api_function_delete(const DaemonCall *call, unsigned
          * key). Busy ones finish their invocation first. */
         _cleanup_free_ char *prefix = xasprintf("%s/%s@", call->tenant, name);
         unsigned retired = engine_pool_retire(call->d->engine, prefix);
-        return daemon_call_json(call, 200, json_pack("{s:s, s:b, s:i}", "name", name, "deleted", 1, "instances_retired",
-                                                     (int) retired),
-                                ret_status);
+        json_t *j = json_pack("{s:s, s:b, s:i}", "name", name, "deleted", 1, "instances_retired", (int) retired);
+        /* The schedules that fire it: said now, not found out at a fire. */
+        _cleanup_free_ char *warnings = daemon_schedules_delete_warnings(call, name);
+        if (warnings)
+                json_object_set_new(j, "warnings", json_string(warnings));
+        return daemon_call_json(call, 200, j, ret_status);
 }
 
 /* GET /v1/functions/{name}/runs[?limit=N]: its runs, newest first (the

@@ -489,6 +489,26 @@ char *daemon_schedules_deploy_warnings(const DaemonCall *call, const FunctionRec
         return out;
 }
 
+/* daemon.h. */
+char *daemon_schedules_delete_warnings(const DaemonCall *call, const char *name) {
+        assert(call && name);
+        ScheduleRecord **v = NULL;
+        size_t n = 0;
+        if (store_schedule_list(call->d->store, call->tenant, &v, &n) < 0)
+                return NULL;
+        char *out = NULL;
+        for (size_t i = 0; i < n; i++)
+                if (!v[i]->dag_json && streq(v[i]->function, name)) {
+                        char *line = xasprintf("%swarning: schedule '%s' fires %s: its fires start nothing until %s "
+                                               "is deployed again (schedule rm or pause it)\n",
+                                               out ?: "", v[i]->name, name, name);
+                        free(out);
+                        out = line;
+                }
+        schedule_record_list_free(v, n);
+        return out;
+}
+
 /* daemon.h. A schedule whose every fire would be refused is refused when
  * it is made, not accepted and then failed at each fire. Its datasets are
  * left to the fire, which may come after a `data put`. */

@@ -1170,6 +1170,10 @@ int daemon_schedule_from_body(const DaemonCall *call, json_t *j, ScheduleRecord 
  * validation refuses (its fires would end invalid), or NULL when none.
  * The deploy stands: the warnings are the deployer's to read. */
 char *daemon_schedules_deploy_warnings(const DaemonCall *call, const FunctionRecord *f);
+/* After the caller's function name was deleted: a warning line for each of
+ * the caller's schedules that fires it (each fire starts nothing until it
+ * is deployed again), or NULL when none. */
+char *daemon_schedules_delete_warnings(const DaemonCall *call, const char *name);
 struct MHD_Response *daemon_schedule_check(const DaemonCall *call, const ScheduleRecord *s,
                                            const FunctionRecord *latest, const char *prefix, unsigned *ret_status);
 /* s's next fire time strictly after `after` (in its zone); -ENOENT when it

@@ -345,3 +345,17 @@ def test_a_missing_schedule_or_function_is_named_as_the_other_verbs_name_theirs(
     assert (p.returncode, p.stderr) == (2, "pysprinter: no deployed function 'nope' (see `pysprinter functions`)\n")
     st, b = d.call("POST", "/v1/schedules", {"name": "s", "function": "nope", "every": "1m"})
     assert (st, b["error"]["message"]) == (404, "no deployed function 'nope'"), b
+
+
+def test_removing_a_function_a_schedule_fires_says_so(d, rcli):
+    """`functions rm tick` while schedule `nightly` fires it: deleted without
+    a word; each fire then starts nothing (its note says the function is
+    not deployed). The removal stands and names the schedule."""
+    deploy(d, "tick", TICK)
+    rcli("schedule", "add", "nightly", "--every", "1m", "tick", check=0)
+    p = rcli("functions", "rm", "tick")
+    assert p.returncode == 0 and p.stdout == "deleted tick\n"
+    assert "schedule 'nightly'" in p.stderr and "warning" in p.stderr, p.stderr
+    d.set_time("2026-03-01 10:01:00")
+    s = d.wait_schedule("nightly", lambda s: s["note"] is not None)
+    assert s["runs"] == [] and "not deployed" in s["note"]
