@@ -25,6 +25,7 @@ struct DaemonSchedules {
         pthread_mutex_t lock;
         pthread_cond_t wake;
         bool stop;              /* guarded by lock */
+        int64_t last_now;       /* the previous tick's now (the scheduler thread's) */
 };
 
 static const char *test_clock_file(void) {
@@ -215,14 +216,36 @@ static void schedule_fire(Daemon *d, ScheduleRecord *s, int64_t now) {
  * one missed while the daemon was down is, and catch_up "none" skips it. */
 #define SCHEDULE_LATE_S 60
 
+/* When the clock went back (NTP correcting a clock that ran ahead, a VM
+ * restored): a next fire time beyond where s would fire from now is moved
+ * there, so its fire times follow the clock as it now is, as cron's do.
+ * Kept, an `--every 1m` schedule stayed silent for as long as the clock
+ * went back. true when s was moved (or changed meanwhile). */
+static bool schedule_clock_went_back(Daemon *d, ScheduleRecord *s, int64_t now) {
+        int64_t next, expected = s->next_fire;
+        if (s->paused || s->next_fire <= 0 || daemon_schedule_next(s, now, &next) < 0 || next >= s->next_fire)
+                return false;
+        s->next_fire = next;
+        set_note(s, xstrdup("the clock went back: the next fire time was computed again from the new time"));
+        (void) store_schedule_advance(d->store, s, expected);
+        return true;
+}
+
 static void scheduler_tick(Daemon *d) {
+        DaemonSchedules *S = d->schedules;
         ScheduleRecord **v = NULL;
         size_t n = 0;
         if (store_schedule_list(d->store, NULL, &v, &n) < 0)
                 return;
         int64_t now = daemon_schedules_now();
+        /* Looked at only when the clock went back: a next fire time costs
+         * a read of the zone's tz file. */
+        bool back = S->last_now > 0 && now < S->last_now;
+        S->last_now = now;
         for (size_t i = 0; i < n; i++) {
                 ScheduleRecord *s = v[i];
+                if (back && schedule_clock_went_back(d, s, now))
+                        continue;
                 if (s->paused || s->next_fire <= 0 || s->next_fire > now)
                         continue;
                 if (s->catch_up == 0 && now - s->next_fire > SCHEDULE_LATE_S)
@@ -258,7 +281,9 @@ static void *scheduler_main(void *userdata) {
 
 /* At start, before the first tick: fire times missed while the daemon was
  * down are dropped for catch_up "none" schedules; "one" schedules keep
- * their past next_fire, which the first tick fires once. */
+ * their past next_fire, which the first tick fires once. A next fire time
+ * beyond where the schedule fires from now (the clock went back while the
+ * daemon was down) is moved there. */
 static void schedules_catch_up(Daemon *d) {
         ScheduleRecord **v = NULL;
         size_t n = 0;
@@ -266,7 +291,9 @@ static void schedules_catch_up(Daemon *d) {
                 return;
         int64_t now = daemon_schedules_now();
         for (size_t i = 0; i < n; i++)
-                if (!v[i]->paused && v[i]->catch_up == 0 && v[i]->next_fire > 0 && v[i]->next_fire <= now)
+                if (schedule_clock_went_back(d, v[i], now))
+                        continue; /* the clock went back while the daemon was down */
+                else if (!v[i]->paused && v[i]->catch_up == 0 && v[i]->next_fire > 0 && v[i]->next_fire <= now)
                         (void) schedule_skip(d, v[i], now,
                                       xstrdup("fire times missed while the daemon was down were skipped (catch_up none)"));
         schedule_record_list_free(v, n);

@@ -359,3 +359,25 @@ def test_removing_a_function_a_schedule_fires_says_so(d, rcli):
     d.set_time("2026-03-01 10:01:00")
     s = d.wait_schedule("nightly", lambda s: s["note"] is not None)
     assert s["runs"] == [] and "not deployed" in s["note"]
+
+
+def test_a_clock_stepped_back_does_not_silence_a_schedule(d):
+    """The host's clock is corrected back an hour (NTP after a bad RTC, a
+    VM restored): an `--every 1m` schedule whose next fire was 10:01 stayed
+    silent until the clock reached 10:01 again, an hour without a fire.
+    Its fire times follow the clock as it now is, as cron's do."""
+    deploy(d, "tick", TICK)
+    st, b = d.call("POST", "/v1/schedules", {"name": "s", "function": "tick", "every": "1m"})
+    assert st == 201 and b["next_fire_at"] == iso("2026-03-01 10:01:00")
+    d.set_time("2026-03-01 09:00:30")
+    s = d.wait_schedule("s", lambda s: s["next_fire_at"] != iso("2026-03-01 10:01:00"))
+    assert s["next_fire_at"] == iso("2026-03-01 09:01:00") and s["runs"] == [], s
+    d.set_time("2026-03-01 09:01:00")
+    s = d.wait_schedule("s", lambda s: len(s["runs"]) == 1)
+    assert s["last_fire_at"] == iso("2026-03-01 09:01:00")
+    # Stepped back while the daemon was down: the same at start.
+    d.stop()
+    d.set_time("2026-03-01 08:00:30")
+    d.start(port=d.port)
+    s = d.wait_schedule("s", lambda s: s["next_fire_at"] == iso("2026-03-01 08:01:00"))
+    assert len(s["runs"]) == 1
