@@ -204,12 +204,11 @@ static int schedule_record_run_locked(Store *s, const ScheduleRecord *r) {
          * tags go (one row per fire, forever, made an `--every 1s`
          * schedule 86,400 rows a day). */
         ScheduleRecord key = { .tenant = r->tenant, .name = r->name };
-        int k = schedule_exec_locked(
-                s,
-                "DELETE FROM schedule_runs WHERE tenant=?1 AND schedule=?2 AND rowid NOT IN "
-                "(SELECT rowid FROM schedule_runs WHERE tenant=?1 AND schedule=?2 "
-                "ORDER BY fired DESC, rowid DESC LIMIT " RUNS_MAX_TEXT(STORE_SCHEDULE_RUNS_MAX) ")",
-                &key, 0);
+        int k = schedule_exec_locked(s,
+                                     "DELETE FROM schedule_runs WHERE tenant=?1 AND schedule=?2 AND rowid NOT IN "
+                                     "(SELECT rowid FROM schedule_runs WHERE tenant=?1 AND schedule=?2 "
+                                     "ORDER BY rowid DESC LIMIT " RUNS_MAX_TEXT(STORE_SCHEDULE_RUNS_MAX) ")",
+                                     &key, 0);
         return k < 0 ? k : 0;
 }
 
@@ -272,7 +271,11 @@ int store_schedule_delete(Store *s, const char *tenant, const char *name) {
 
 int store_schedule_runs(Store *s, const char *tenant, const char *name, size_t limit, char ***ret) {
         return store_list_ids(s,
+                              /* Newest first is the order they were fired
+                               * in (a row's rowid grows), not their fire
+                               * times: after the clock went back, the
+                               * newest run has the older time. */
                               "SELECT run_id FROM schedule_runs WHERE tenant=?1 AND schedule=?2 "
-                              "ORDER BY fired DESC LIMIT ?3",
+                              "ORDER BY rowid DESC LIMIT ?3",
                               tenant, name, limit, ret);
 }

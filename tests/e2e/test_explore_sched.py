@@ -369,15 +369,19 @@ def test_a_clock_stepped_back_does_not_silence_a_schedule(d):
     deploy(d, "tick", TICK)
     st, b = d.call("POST", "/v1/schedules", {"name": "s", "function": "tick", "every": "1m"})
     assert st == 201 and b["next_fire_at"] == iso("2026-03-01 10:01:00")
+    d.set_time("2026-03-01 10:01:00")
+    first = d.wait_schedule("s", lambda s: len(s["runs"]) == 1)["last_run"]["id"]
     d.set_time("2026-03-01 09:00:30")
-    s = d.wait_schedule("s", lambda s: s["next_fire_at"] != iso("2026-03-01 10:01:00"))
-    assert s["next_fire_at"] == iso("2026-03-01 09:01:00") and s["runs"] == [], s
+    s = d.wait_schedule("s", lambda s: s["next_fire_at"] != iso("2026-03-01 10:02:00"))
+    assert s["next_fire_at"] == iso("2026-03-01 09:01:00") and s["runs"] == [first], s
     d.set_time("2026-03-01 09:01:00")
-    s = d.wait_schedule("s", lambda s: len(s["runs"]) == 1)
+    s = d.wait_schedule("s", lambda s: len(s["runs"]) == 2)
     assert s["last_fire_at"] == iso("2026-03-01 09:01:00")
+    # Newest first is the order they ran in, whatever the clock said.
+    assert s["runs"] == [s["last_run"]["id"], first], s
     # Stepped back while the daemon was down: the same at start.
     d.stop()
     d.set_time("2026-03-01 08:00:30")
     d.start(port=d.port)
     s = d.wait_schedule("s", lambda s: s["next_fire_at"] == iso("2026-03-01 08:01:00"))
-    assert len(s["runs"]) == 1
+    assert len(s["runs"]) == 2

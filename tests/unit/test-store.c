@@ -1061,6 +1061,17 @@ static void test_schedule_runs_keep_the_newest(void **state) {
         assert_string_equal(ids[0], "r150");
         assert_string_equal(ids[STORE_SCHEDULE_RUNS_MAX - 1], "r51");
         strv_free(ids);
+        /* Newest is the last fired, though the clock went back. */
+        ScheduleRecord back = r;
+        back.last_fire = 7;
+        back.last_run_id = (char *) "back";
+        back.next_fire = 8;
+        assert_int_equal(store_schedule_advance(s, &back, STORE_SCHEDULE_RUNS_MAX + 51), 0);
+        assert_int_equal(store_schedule_runs(s, "t", "n", 1000, &ids), 0);
+        assert_int_equal(strv_length(ids), STORE_SCHEDULE_RUNS_MAX);
+        assert_string_equal(ids[0], "back");
+        assert_string_equal(ids[1], "r150");
+        strv_free(ids);
         /* Another schedule's are its own. */
         assert_int_equal(store_schedule_runs(s, "t", "o", 1000, &ids), 0);
         assert_int_equal(strv_length(ids), 1);
