@@ -65,6 +65,26 @@ static void set_note(ScheduleRecord *s, char *note) {
         s->last_note = note;
 }
 
+/* Why s has no next fire time (daemon_schedule_next()'s k): the note of
+ * the pause that follows, after what the fire itself noted (or NULL). A
+ * user who did not pause it reads why it is paused. Takes before. */
+static char *no_next_note(const ScheduleRecord *s, int k, char *before) {
+        _cleanup_free_ char *why = NULL;
+        if (k == -ENOENT)
+                why = xasprintf("paused: '%s' never fires again", s->spec);
+        else {
+                _cleanup_(tz_zone_freep) TzZone *z = NULL;
+                _cleanup_free_ char *err = NULL;
+                CronSpec c;
+                if (cron_parse(s->spec, &c, &err) >= 0)
+                        (void) cron_zone_load(s->tz, &z, &err);
+                why = xasprintf("paused: no next fire time: %s", err ?: "its spec or time zone cannot be read");
+        }
+        char *note = before ? xasprintf("%s; %s", before, why) : TAKE_PTR(why);
+        free(before);
+        return note;
+}
+
 /* Moves s past now without a run, saying why; 0 or -ESTALE (s changed
  * under the scheduler). */
 static int schedule_skip(Daemon *d, ScheduleRecord *s, int64_t now, char *note) {
@@ -72,9 +92,10 @@ static int schedule_skip(Daemon *d, ScheduleRecord *s, int64_t now, char *note) 
         int k = daemon_schedule_next(s, now, &next);
         if (k < 0) {
                 /* Never again (or unreadable): pause, so the scheduler stops
-                 * looking at it and `schedule ls` says so. */
+                 * looking at it and `schedule ls` says so, and why. */
                 s->paused = true;
                 s->next_fire = 0;
+                note = no_next_note(s, k, note);
         } else
                 s->next_fire = next;
         set_note(s, note);
@@ -174,15 +195,13 @@ static void schedule_fire(Daemon *d, ScheduleRecord *s, int64_t now) {
         }
         _cleanup_free_ char *id = id_new(dag ? "d" : "r");
         int64_t next = 0, expected = s->next_fire;
-        if (daemon_schedule_next(s, now, &next) < 0) {
-                s->paused = true;
-                next = 0;
-        }
+        int nk = daemon_schedule_next(s, now, &next);
         free(s->last_run_id);
         s->last_run_id = xstrdup(id);
         s->last_fire = now;
-        s->next_fire = next;
-        set_note(s, NULL);
+        s->next_fire = nk < 0 ? 0 : next;
+        s->paused = nk < 0;
+        set_note(s, nk < 0 ? no_next_note(s, nk, NULL) : NULL);
         int k = store_schedule_advance(d->store, s, expected);
         if (k >= 0 && dag) {
                 _cleanup_free_ char *err = NULL;

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import time
 
@@ -385,3 +386,21 @@ def test_a_clock_stepped_back_does_not_silence_a_schedule(d):
     d.start(port=d.port)
     s = d.wait_schedule("s", lambda s: s["next_fire_at"] == iso("2026-03-01 08:01:00"))
     assert len(s["runs"]) == 2
+
+
+def test_a_schedule_whose_zone_can_no_longer_be_read_says_why_it_paused(d):
+    """A tzdata update removed the zone a schedule names (simulated in its
+    row): its fire paused it, with no note: `schedule ls` said "paused"
+    and nothing said why, nor that a user had not paused it."""
+    deploy(d, "tick", TICK)
+    st, _ = d.call("POST", "/v1/schedules", {"name": "s", "function": "tick", "every": "1m", "tz": "Europe/Paris"})
+    assert st == 201
+    d.stop()
+    db = sqlite3.connect(d.home / "pysprinter.db")
+    db.execute("UPDATE schedules SET tz='Europe/Atlantis' WHERE name='s'")
+    db.commit()
+    db.close()
+    d.set_time("2026-03-01 10:01:00")
+    d.start(port=d.port)
+    s = d.wait_schedule("s", lambda s: s["paused"])
+    assert s["note"] and "Europe/Atlantis" in s["note"] and "paused" in s["note"], s
