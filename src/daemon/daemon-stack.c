@@ -415,10 +415,12 @@ struct MHD_Response *daemon_api_stack(const DaemonCall *call, unsigned *ret_stat
                 goto out;
         }
         /* The stack's schedules fit the versions it deploys (checked
-         * above); a schedule made by hand that fires one of them may not:
-         * said now, as `deploy FILE` says it. */
+         * above); a schedule made by hand that fires one of them may not
+         * (created ones too: a schedule outlives its function's rm): said
+         * now, as `deploy FILE` says it. */
         for (i = 0; !dry_run && i < p.n; i++)
-                if (p.v[i].kind == STACK_FUNCTION && p.v[i].action == STACK_UPDATED) {
+                if (p.v[i].kind == STACK_FUNCTION &&
+                    (p.v[i].action == STACK_UPDATED || p.v[i].action == STACK_CREATED)) {
                         _cleanup_free_ char *w = daemon_schedules_deploy_warnings(call, p.v[i].f);
                         if (w)
                                 (void) buf_appends(&p.warnings, w);
