@@ -307,6 +307,11 @@ def test_a_stack_that_updates_a_function_warns_of_a_schedule_made_by_hand(d, rcl
     p = rcli("deploy", "-f", "stack.yaml")
     assert p.returncode == 0 and p.stdout == "updated function tick\n", (p.stdout, p.stderr)
     assert "schedule 'hand'" in p.stderr and "unexpected keyword argument 'n'" in p.stderr, p.stderr
+    # Removed, then created again by the stack: the schedule outlived it.
+    assert rcli("functions", "rm", "tick").returncode == 0
+    p = rcli("deploy", "-f", "stack.yaml")
+    assert p.returncode == 0 and p.stdout == "created function tick\n", (p.stdout, p.stderr)
+    assert "schedule 'hand'" in p.stderr and "unexpected keyword argument 'n'" in p.stderr, p.stderr
 
 
 def test_stack_prune_leaves_dag_schedules_which_a_stack_cannot_list(d, rcli):
