@@ -212,8 +212,24 @@ static void schedule_fire(Daemon *d, ScheduleRecord *s, int64_t now) {
                         (void) store_schedule_advance(d->store, s, s->next_fire);
                 }
         } else if (k >= 0) {
+                /* A cluster's gateways each keep their own schedules: the
+                 * tenant's schedule NAME added through two of them (a load
+                 * balancer) fired each fire time twice. The run is the
+                 * cluster's, one per fire time: a gateway whose submit
+                 * finds it under this key takes that run as its own. */
+                _cleanup_free_ char *key = d->cluster ? xasprintf("schedule:%s:%" PRIi64, s->name, expected) : NULL;
+                req.idempotency_key = key;
                 DRun *r = NULL;
                 k = daemon_run_submit(d, id, s->tenant, &req, f->name, f->version, false, &r);
+                if (k >= 0 && !streq(r->id, id)) {
+                        (void) store_schedule_forget_run(d->store, s->tenant, s->name, id);
+                        free(s->last_run_id);
+                        s->last_run_id = xstrdup(r->id);
+                        set_note(s, xasprintf("run %s of this fire time was started by another gateway that holds "
+                                              "a schedule '%s' too (schedules are per gateway: docs/cluster.md)",
+                                              r->id, s->name));
+                        (void) store_schedule_advance(d->store, s, s->next_fire);
+                }
                 if (k >= 0)
                         drun_unref(d, r);
                 else {

@@ -2,6 +2,8 @@
  * expression or an interval, its next fire time and its last run; and the
  * runs each schedule started (the tag a run carries). The scheduler itself
  * is the daemon's (src/daemon/daemon-schedules.c). */
+#include <assert.h>
+
 #include "store-internal.h"
 
 ScheduleRecord *schedule_record_free(ScheduleRecord *r) {
@@ -267,6 +269,13 @@ int store_schedule_delete(Store *s, const char *tenant, const char *name) {
         k = schedule_delete_locked(s, tenant, name);
         int e = store_tx_end(s, k >= 0);
         return k < 0 ? k : e;
+}
+
+int store_schedule_forget_run(Store *s, const char *tenant, const char *name, const char *run_id) {
+        assert(tenant && name && run_id);
+        ScheduleRecord r = { .tenant = (char *) tenant, .name = (char *) name, .last_run_id = (char *) run_id };
+        int k = schedule_exec(s, "DELETE FROM schedule_runs WHERE tenant=?1 AND schedule=?2 AND run_id=?12", &r);
+        return k < 0 ? k : 0;
 }
 
 int store_schedule_runs(Store *s, const char *tenant, const char *name, size_t limit, char ***ret) {

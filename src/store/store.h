@@ -955,6 +955,10 @@ int store_schedule_delete(Store *s, const char *tenant, const char *name);
  * run's id with the run. */
 #define STORE_SCHEDULE_RUNS_MAX 100
 int store_schedule_runs(Store *s, const char *tenant, const char *name, size_t limit, char ***ret);
+/* Removes run_id from the schedule's runs (a fire whose run turned out to
+ * be another's: a cluster's other gateway fired the same fire time). 0
+ * also when it was not there. */
+int store_schedule_forget_run(Store *s, const char *tenant, const char *name, const char *run_id);
 
 /* ---- function endpoints (store-endpoints.c, docs/endpoints.md) ------------ */
 

@@ -409,3 +409,40 @@ def test_a_schedule_whose_zone_can_no_longer_be_read_says_why_it_paused(d):
     d.start(port=d.port)
     s = d.wait_schedule("s", lambda s: s["paused"])
     assert s["note"] and "Europe/Atlantis" in s["note"] and "paused" in s["note"], s
+
+
+@pytest.mark.skipif(not REDIS, reason="redis-server is not installed")
+def test_one_schedule_added_through_two_gateways_fires_once_per_fire_time(nodes, redis, tmp_path):
+    """Schedules live on the gateway they were added through (docs/cluster.md):
+    behind a load balancer, `schedule ls` on the other shows nothing, and
+    `schedule add nightly` there succeeds too. Each gateway then fired
+    every fire time: two runs a tick. The function's runs are the
+    cluster's: a fire time of the tenant's schedule NAME makes one run,
+    whichever gateway fires it, and both schedules show that run."""
+    gws = []
+    try:
+        for name in ("g1", "g2"):
+            g = ClockDaemon(tmp_path / name, sandbox=sandbox_mode(tmp_path),
+                            args=["--redis", redis.url, "--role", "gateway", "--node-id", name, "--drain-timeout", "10",
+                                  "--claim-timeout", f"{CLAIM_TIMEOUT_MS}ms"])
+            g.start()
+            gws.append(g)
+        nodes("w1", "worker")
+        g1, g2 = gws
+        st, b = g1.call("POST", "/v1/functions", {"name": "tick", "source": TICK})
+        assert st == 201, b
+        for g in gws:
+            st, b = g.call("POST", "/v1/schedules", {"name": "nightly", "function": "tick", "every": "1m"})
+            assert st == 201, b
+        for g in gws:
+            g.set_time("2026-03-01 10:01:00")
+        shown = [g.wait_schedule("nightly", lambda s: s["last_run"] is not None and s["last_run"]["status"] is not None)
+                 for g in gws]
+        ids = {s["last_run"]["id"] for s in shown}
+        assert len(ids) == 1, shown
+        st, lst = g1.call("GET", "/v1/functions/tick/runs")
+        assert [r["id"] for r in lst["runs"]] == list(ids), lst
+        assert all(s["runs"] == list(ids) for s in shown), shown
+    finally:
+        for g in gws:
+            g.stop(timeout=30)
