@@ -10,6 +10,7 @@
  * (wall_to_instant()). */
 #include <assert.h>
 #include <ctype.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -124,6 +125,41 @@ static const struct {
         { "@hourly", "0 * * * *" },
 };
 
+/* What to write instead of EventBridge's rate(N unit) or cron(6 fields),
+ * which a serverless.yml or EventBridge user writes by habit. */
+static char *eventbridge_hint(const char *spec) {
+        if (startswith(spec, "rate(")) {
+                unsigned long long v = 0;
+                char unit[16] = "";
+                /* minute(s), hour(s), day(s): --every takes s, m, h. */
+                if (sscanf(spec + 5, "%llu %15[a-z])", &v, unit) == 2 && v > 0 && v < 1000000) {
+                        bool day = startswith(unit, "day");
+                        char u = day || startswith(unit, "hour") ? 'h' : startswith(unit, "minute") ? 'm' : 0;
+                        if (u)
+                                return xasprintf("'%s' is EventBridge's syntax: an interval here is --every %llu%c "
+                                                 "(in a stack file, every: %llu%c)",
+                                                 spec, day ? v * 24 : v, u, day ? v * 24 : v, u);
+                }
+                return xasprintf("'%s' is EventBridge's syntax: an interval here is --every 10m (in a stack "
+                                 "file, every: 10m)",
+                                 spec);
+        }
+        /* cron(M H DOM MON DOW YEAR): its first five fields are ours. */
+        _cleanup_free_ char *inner = xstrdup(spec + 5);
+        char *close = strrchr(inner, ')');
+        if (close)
+                *close = 0;
+        size_t end = 0;
+        for (int f = 0; f < 5 && inner[end]; f++) {
+                end += strspn(inner + end, " \t");
+                end += strcspn(inner + end, " \t");
+        }
+        inner[end] = 0;
+        return xasprintf("'%s' is EventBridge's syntax: give its first 5 fields, '%s' (its 6th, the year, is not "
+                         "read)",
+                         spec, inner + strspn(inner, " \t"));
+}
+
 /* Whether some day of c's months is one of its days: only a restricted
  * day of month with an unrestricted day of week can miss (with both
  * restricted, any matching weekday fires: Vixie's either rule). Known
@@ -173,6 +209,11 @@ int cron_parse(const char *spec, CronSpec *ret, char **ret_error) {
                 }
                 spec = expr;
         }
+        if (startswith(spec, "rate(") || startswith(spec, "cron(")) {
+                if (ret_error)
+                        *ret_error = eventbridge_hint(spec);
+                return -EINVAL;
+        }
         char part[5][64];
         int n = 0;
         for (const char *p = spec; *p;) {
@@ -193,8 +234,11 @@ int cron_parse(const char *spec, CronSpec *ret, char **ret_error) {
         if (n != 5) {
                 if (ret_error)
                         *ret_error = xasprintf("'%s': a cron expression has 5 fields (minute hour day-of-month "
-                                               "month day-of-week) or is an @-macro",
-                                               spec);
+                                               "month day-of-week) or is an @-macro%s",
+                                               spec,
+                                               n == 6 ? "; a 6th field (seconds first, as Quartz has, or a year "
+                                                        "last, as EventBridge has) is not read"
+                                                      : "");
                 return -EINVAL;
         }
         uint64_t bits[5];

@@ -446,3 +446,21 @@ def test_one_schedule_added_through_two_gateways_fires_once_per_fire_time(nodes,
     finally:
         for g in gws:
             g.stop(timeout=30)
+
+
+@pytest.mark.parametrize("spec,hint", [
+    ("rate(10 minutes)", "--every 10m"),
+    ("cron(0 12 * * ? *)", "EventBridge's syntax: give its first 5 fields, '0 12 * * ?'"),
+    ("0 12 * * ? *", "6th field"),
+])
+def test_eventbridge_schedule_syntax_says_what_to_write_instead(d, rcli, spec, hint):
+    """A serverless.yml / EventBridge user writes rate(10 minutes) or
+    cron(0 12 * * ? *): refused with only "a cron expression has 5 fields"."""
+    deploy(d, "tick", TICK)
+    p = rcli("schedule", "add", "s", "--cron", spec, "tick")
+    assert p.returncode == 2 and hint in p.stderr, p.stderr
+    rcli.write("fns/tick.py", TICK)
+    rcli.write("stack.yaml", f"functions:\n  tick:\n    file: fns/tick.py\n    schedules:\n"
+                             f"      s1:\n        cron: '{spec}'\n")
+    p = rcli("deploy", "-f", "stack.yaml")
+    assert p.returncode == 3 and p.stderr.startswith("pysprinter: stack.yaml:6:15: ") and hint in p.stderr, p.stderr

@@ -117,6 +117,21 @@ static void test_invalid(void **state) {
         _cleanup_free_ char *err = NULL;
         assert_int_equal(cron_parse("0 25 * * *", &c, &err), -EINVAL);
         assert_non_null(strstr(err, "hour"));
+        /* EventBridge's syntax: what to write instead */
+        static const struct {
+                const char *spec, *says;
+        } aws[] = {
+                { "rate(10 minutes)", "--every 10m" },    { "rate(1 hour)", "--every 1h" },
+                { "rate(2 days)", "--every 48h" },        { "rate(soon)", "--every 10m" },
+                { "cron(0 12 * * ? *)", "'0 12 * * ?'" }, { "cron(15 10 ? * 6L 2026)", "'15 10 ? * 6L'" },
+                { "0 12 * * ? *", "6th field" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(aws); i++) {
+                _cleanup_free_ char *e = NULL;
+                print_message("'%s'\n", aws[i].spec);
+                assert_int_equal(cron_parse(aws[i].spec, &c, &e), -EINVAL);
+                assert_non_null(strstr(e, aws[i].says));
+        }
 }
 
 static void test_tz(void **state) {
