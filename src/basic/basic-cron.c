@@ -10,6 +10,7 @@
  * (wall_to_instant()). */
 #include <assert.h>
 #include <ctype.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -124,6 +125,56 @@ static const struct {
         { "@hourly", "0 * * * *" },
 };
 
+/* What to write instead of EventBridge's rate(N unit) or cron(6 fields),
+ * which a serverless.yml or EventBridge user writes by habit. */
+static char *eventbridge_hint(const char *spec) {
+        if (startswith(spec, "rate(")) {
+                unsigned long long v = 0;
+                char unit[16] = "";
+                /* minute(s), hour(s), day(s): --every takes s, m, h. */
+                if (sscanf(spec + 5, "%llu %15[a-z])", &v, unit) == 2 && v > 0 && v < 1000000) {
+                        bool day = startswith(unit, "day");
+                        char u = day || startswith(unit, "hour") ? 'h' : startswith(unit, "minute") ? 'm' : 0;
+                        if (u)
+                                return xasprintf("'%s' is EventBridge's syntax: an interval here is --every %llu%c "
+                                                 "(in a stack file, every: %llu%c)",
+                                                 spec, day ? v * 24 : v, u, day ? v * 24 : v, u);
+                }
+                return xasprintf("'%s' is EventBridge's syntax: an interval here is --every 10m (in a stack "
+                                 "file, every: 10m)",
+                                 spec);
+        }
+        /* cron(M H DOM MON DOW YEAR): its first five fields are ours. */
+        _cleanup_free_ char *inner = xstrdup(spec + 5);
+        char *close = strrchr(inner, ')');
+        if (close)
+                *close = 0;
+        size_t end = 0;
+        for (int f = 0; f < 5 && inner[end]; f++) {
+                end += strspn(inner + end, " \t");
+                end += strcspn(inner + end, " \t");
+        }
+        inner[end] = 0;
+        return xasprintf("'%s' is EventBridge's syntax: give its first 5 fields, '%s' (its 6th, the year, is not "
+                         "read)",
+                         spec, inner + strspn(inner, " \t"));
+}
+
+/* Whether some day of c's months is one of its days: only a restricted
+ * day of month with an unrestricted day of week can miss (with both
+ * restricted, any matching weekday fires: Vixie's either rule). Known
+ * from the fields alone, so "0 0 30 2 *" is a parse error, the same to
+ * every caller, rather than a search that finds nothing. */
+static bool cron_days_meet(const CronSpec *c) {
+        static const int month_days[13] = { 0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+        if (c->dom_star || !c->dow_star)
+                return true;
+        for (int m = 1; m <= 12; m++)
+                if ((c->month & (1U << m)) && (c->dom & (uint32_t) ((2ULL << month_days[m]) - 2)))
+                        return true;
+        return false;
+}
+
 int cron_parse(const char *spec, CronSpec *ret, char **ret_error) {
         assert(spec);
         assert(ret);
@@ -158,6 +209,11 @@ int cron_parse(const char *spec, CronSpec *ret, char **ret_error) {
                 }
                 spec = expr;
         }
+        if (startswith(spec, "rate(") || startswith(spec, "cron(")) {
+                if (ret_error)
+                        *ret_error = eventbridge_hint(spec);
+                return -EINVAL;
+        }
         char part[5][64];
         int n = 0;
         for (const char *p = spec; *p;) {
@@ -178,8 +234,11 @@ int cron_parse(const char *spec, CronSpec *ret, char **ret_error) {
         if (n != 5) {
                 if (ret_error)
                         *ret_error = xasprintf("'%s': a cron expression has 5 fields (minute hour day-of-month "
-                                               "month day-of-week) or is an @-macro",
-                                               spec);
+                                               "month day-of-week) or is an @-macro%s",
+                                               spec,
+                                               n == 6 ? "; a 6th field (seconds first, as Quartz has, or a year "
+                                                        "last, as EventBridge has) is not read"
+                                                      : "");
                 return -EINVAL;
         }
         uint64_t bits[5];
@@ -201,6 +260,14 @@ int cron_parse(const char *spec, CronSpec *ret, char **ret_error) {
         c.dow = (uint8_t) ((bits[4] | (bits[4] >> 7)) & 0x7f); /* 7 -> 0 */
         c.dom_star = star[2];
         c.dow_star = star[4];
+        if (!cron_days_meet(&c)) {
+                if (ret_error)
+                        *ret_error = xasprintf("'%s' never fires: no month it names has the day of month it names "
+                                               "(February has 29 days at most; April, June, September and "
+                                               "November 30)",
+                                               spec);
+                return -EINVAL;
+        }
         *ret = c;
         return 0;
 }
@@ -287,14 +354,16 @@ int cron_next_zone(const CronSpec *c, const TzZone *z, int64_t after, int64_t *r
                 return 0;
         }
         /* Walk the wall clock from the next whole minute; each miss jumps to
-         * the start of the next month, day, hour or minute. Five years bound
-         * the search: "0 0 30 2 *" never fires. */
+         * the start of the next month, day, hour or minute. Nine years bound
+         * the search ("0 0 30 2 *" never fires): the longest wait is Feb 29's
+         * across a century year that is not a leap year (2096 to 2104, eight
+         * years); five years made "0 0 29 2 *" pause itself after 2096-02-29. */
         int64_t wall = after + tz_zone_offset(z, after);
         time_t local = (time_t) ((wall - ((wall % 60) + 60) % 60) + 60);
         struct tm t;
         if (!gmtime_r(&local, &t))
                 return -ERANGE;
-        int last_year = t.tm_year + 5;
+        int last_year = t.tm_year + 9;
         while (t.tm_year <= last_year) {
                 if (!(c->month & (1U << (t.tm_mon + 1)))) {
                         t.tm_mon++;

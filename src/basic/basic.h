@@ -327,7 +327,8 @@ typedef struct CronSpec {
 /* "M H DOM MON DOW" (lists, ranges, steps, month/day names, 7 = Sunday),
  * @yearly/@annually/@monthly/@weekly/@daily/@midnight/@hourly, or
  * "@every 10m" (whole seconds). -EINVAL with *ret_error (may be NULL)
- * naming the field. */
+ * naming the field, or saying that it never fires (a day of month that
+ * none of its months has: "0 0 30 2 *"). */
 int cron_parse(const char *spec, CronSpec *ret, char **ret_error);
 /* "UTC" (also NULL, "", "Z", "GMT"), "+HH", "+HH:MM", "+HHMM", "UTC+HH:MM",
  * "-…": the offset east of UTC in seconds. Named zones: -EINVAL (they have

@@ -68,9 +68,14 @@ int cli_args_to_api(json_t *req, const RunArgs *a) {
  * it to every refusal, so each route that can name a missing function
  * gets it without saying so. */
 static char *function_missing_hint(char *err) {
-        if (!err || !startswith(err, "no deployed function '"))
+        /* A missing schedule ("no schedule 'NAME'") likewise. */
+        const char *list = !err                                        ? NULL
+                           : startswith(err, "no deployed function '") ? "pysprinter functions"
+                           : startswith(err, "no schedule '")          ? "pysprinter schedule ls"
+                                                                       : NULL;
+        if (!list)
                 return err;
-        char *s = xasprintf("%s (see `pysprinter functions`)", err);
+        char *s = xasprintf("%s (see `%s`)", err, list);
         free(err);
         return s;
 }

@@ -1289,6 +1289,9 @@ int verb_functions(int argc, char **argv) {
         json_t *ans = NULL;
         int r = b->ops->function(b, streq(sub, "rm") ? "DELETE" : "GET", streq(sub, "ls") ? NULL : name, &ans);
         json_t *list = json_object_get(ans, "functions");
+        /* rm: the schedules that fire it, on stderr (as deploy's). */
+        if (r >= 0 && streq(sub, "rm"))
+                renderer_answer_warnings(NULL, ans);
         if (r < 0)
                 code = backend_fail(b, r);
         else if (cli_globals.json)

@@ -94,25 +94,31 @@ static int schedule_add_body(int argc, char **argv, json_t **ret) {
         }
         json_object_set_new(body, "name", json_string(argv[0]));
         for (i = 1; i < argc && argv[i][0] == '-'; i++) {
-                const char *w = argv[i];
+                /* "--cron EXPR" or "--cron=EXPR", as the invoke options
+                 * after FUNCTION and `dag run`'s take them. */
+                const char *eq = startswith(argv[i], "--") ? strchr(argv[i], '=') : NULL;
+                _cleanup_free_ char *w = eq ? xstrndup(argv[i], (size_t) (eq - argv[i])) : xstrdup(argv[i]);
                 const char *key = streq(w, "--cron")       ? "cron"
                                   : streq(w, "--every")    ? "every"
                                   : streq(w, "--tz")       ? "tz"
                                   : streq(w, "--catch-up") ? "catch_up"
                                                            : NULL;
-                if (key) {
-                        if (!(v = opt_value(argc, argv, &i))) {
-                                json_decref(body);
-                                _cleanup_free_ char *m = xasprintf("%s needs a value", w);
-                                return schedule_usage(m);
-                        }
+                bool takes = key || streq(w, "--dag") || streq(w, "--param") || streq(w, "-p");
+                if (eq && !takes) {
+                        json_decref(body);
+                        _cleanup_free_ char *m = streq(w, "--allow-overlap") || streq(w, "--paused")
+                                                         ? xasprintf("%s takes no value", w)
+                                                         : xasprintf("schedule add: unknown option '%s'", argv[i]);
+                        return schedule_usage(m);
+                }
+                if (takes && !(v = eq ? eq + 1 : opt_value(argc, argv, &i))) {
+                        json_decref(body);
+                        _cleanup_free_ char *m = xasprintf("%s needs a value", w);
+                        return schedule_usage(m);
+                }
+                if (key)
                         json_object_set_new(body, key, json_string(v));
-                } else if (streq(w, "--dag") || streq(w, "--param") || streq(w, "-p")) {
-                        if (!(v = opt_value(argc, argv, &i))) {
-                                json_decref(body);
-                                _cleanup_free_ char *m = xasprintf("%s needs a value", w);
-                                return schedule_usage(m);
-                        }
+                else if (takes) {
                         if (streq(w, "--dag"))
                                 dag_file = v;
                         else

@@ -17,16 +17,16 @@
 
 extern const char cli_stack_schema[];
 
-static const char stack_help[] =
-        "Usage: pysprinter deploy -f STACK.yaml [--prune] [--dry-run] [--json]\n\n"
-        "Deploy the functions a stack file names, with their limits, env, secrets,\n"
-        "schedules and URLs, in one transaction: all or nothing (docs/stack.md).\n"
-        "Prints one line per item: created|updated|unchanged|deleted KIND NAME.\n\n"
-        "  -f, --file F   the stack file (YAML; function files are relative to it)\n"
-        "  --prune        delete the functions (their URLs and schedules) the file no\n"
-        "                 longer names, and schedules it no longer lists\n"
-        "  --dry-run      print the plan, change nothing\n"
-        "  --json         print the plan as JSON\n";
+static const char stack_help[] = "Usage: pysprinter deploy -f STACK.yaml [--prune] [--dry-run] [--json]\n\n"
+                                 "Deploy the functions a stack file names, with their limits, env, secrets,\n"
+                                 "schedules and URLs, in one transaction: all or nothing (docs/stack.md).\n"
+                                 "Prints one line per item: created|updated|unchanged|deleted KIND NAME.\n\n"
+                                 "  -f, --file F   the stack file (YAML; function files are relative to it)\n"
+                                 "  --prune        delete the functions (their URLs and schedules) the file no\n"
+                                 "                 longer names, and function schedules it no longer lists\n"
+                                 "                 (DAG schedules stay)\n"
+                                 "  --dry-run      print the plan, change nothing\n"
+                                 "  --json         print the plan as JSON\n";
 
 /* The YAML node of key in mapping n, or NULL. */
 static const YamlNode *node_get(YamlDoc *doc, const YamlNode *n, const char *key) {

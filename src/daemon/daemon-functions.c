@@ -192,7 +192,7 @@ struct MHD_Response *daemon_function_prepare(const DaemonCall *call, const RunRe
 
 struct MHD_Response *daemon_api_function_deploy(const DaemonCall *call, unsigned *ret_status) {
         Daemon *d = call->d;
-        _cleanup_free_ char *err = NULL, *loc = NULL, *warnings = NULL;
+        _cleanup_free_ char *err = NULL, *loc = NULL, *warnings = NULL, *sched = NULL;
         RunRequest req = {};
         RequestCaps caps = daemon_call_caps(call);
         FunctionRecord *f = NULL;
@@ -212,6 +212,14 @@ struct MHD_Response *daemon_api_function_deploy(const DaemonCall *call, unsigned
         if (req.url != ENDPOINT_KEEP && (k = daemon_endpoint_set(d, call->tenant, req.name, req.url)) < 0) {
                 resp = daemon_call_errno(call, k, "endpoint", ret_status);
                 goto out;
+        }
+        /* The schedules its arguments no longer fit: said now, not found
+         * out at the next fire. */
+        sched = daemon_schedules_deploy_warnings(call, f);
+        if (sched) {
+                char *all = xasprintf("%s%s", warnings ?: "", sched);
+                free(warnings);
+                warnings = all;
         }
         loc = xasprintf("/v1/functions/%s", req.name);
         json_t *j = function_json(call, f);
@@ -327,9 +335,12 @@ struct MHD_Response *daemon_api_function_delete(const DaemonCall *call, unsigned
          * key). Busy ones finish their invocation first. */
         _cleanup_free_ char *prefix = xasprintf("%s/%s@", call->tenant, name);
         unsigned retired = engine_pool_retire(call->d->engine, prefix);
-        return daemon_call_json(call, 200, json_pack("{s:s, s:b, s:i}", "name", name, "deleted", 1, "instances_retired",
-                                                     (int) retired),
-                                ret_status);
+        json_t *j = json_pack("{s:s, s:b, s:i}", "name", name, "deleted", 1, "instances_retired", (int) retired);
+        /* The schedules that fire it: said now, not found out at a fire. */
+        _cleanup_free_ char *warnings = daemon_schedules_delete_warnings(call, name);
+        if (warnings)
+                json_object_set_new(j, "warnings", json_string(warnings));
+        return daemon_call_json(call, 200, j, ret_status);
 }
 
 /* GET /v1/functions/{name}/runs[?limit=N]: its runs, newest first (the

@@ -11,6 +11,7 @@
  * the file $PYSPRINTER_TEST_CLOCK_FILE names (one integer), so a test moves
  * time forward by writing a number instead of sleeping for minutes. */
 #include <assert.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@ struct DaemonSchedules {
         pthread_mutex_t lock;
         pthread_cond_t wake;
         bool stop;              /* guarded by lock */
+        int64_t last_now;       /* the previous tick's now (the scheduler thread's) */
 };
 
 static const char *test_clock_file(void) {
@@ -63,6 +65,26 @@ static void set_note(ScheduleRecord *s, char *note) {
         s->last_note = note;
 }
 
+/* Why s has no next fire time (daemon_schedule_next()'s k): the note of
+ * the pause that follows, after what the fire itself noted (or NULL). A
+ * user who did not pause it reads why it is paused. Takes before. */
+static char *no_next_note(const ScheduleRecord *s, int k, char *before) {
+        _cleanup_free_ char *why = NULL;
+        if (k == -ENOENT)
+                why = xasprintf("paused: '%s' never fires again", s->spec);
+        else {
+                _cleanup_(tz_zone_freep) TzZone *z = NULL;
+                _cleanup_free_ char *err = NULL;
+                CronSpec c;
+                if (cron_parse(s->spec, &c, &err) >= 0)
+                        (void) cron_zone_load(s->tz, &z, &err);
+                why = xasprintf("paused: no next fire time: %s", err ?: "its spec or time zone cannot be read");
+        }
+        char *note = before ? xasprintf("%s; %s", before, why) : TAKE_PTR(why);
+        free(before);
+        return note;
+}
+
 /* Moves s past now without a run, saying why; 0 or -ESTALE (s changed
  * under the scheduler). */
 static int schedule_skip(Daemon *d, ScheduleRecord *s, int64_t now, char *note) {
@@ -70,9 +92,10 @@ static int schedule_skip(Daemon *d, ScheduleRecord *s, int64_t now, char *note) 
         int k = daemon_schedule_next(s, now, &next);
         if (k < 0) {
                 /* Never again (or unreadable): pause, so the scheduler stops
-                 * looking at it and `schedule ls` says so. */
+                 * looking at it and `schedule ls` says so, and why. */
                 s->paused = true;
                 s->next_fire = 0;
+                note = no_next_note(s, k, note);
         } else
                 s->next_fire = next;
         set_note(s, note);
@@ -85,8 +108,12 @@ static char *last_run_status(Daemon *d, const char *tenant, const char *id) {
         if (!id)
                 return NULL;
         if (id[0] == 'd') {
+                /* A cluster's DAG runs are read from Redis, as every
+                 * gateway reads them: this node's copy of one that another
+                 * gateway took over (its lease lapsed) stays 'running', and
+                 * every later fire time was skipped as an overlap. */
                 DagRunRecord *g = NULL;
-                if (store_dag_get(d->store, tenant, id, &g) < 0)
+                if (daemon_dag_get(d, tenant, id, &g) < 0)
                         return NULL;
                 char *st = TAKE_PTR(g->status);
                 dag_run_record_free(g);
@@ -168,15 +195,13 @@ static void schedule_fire(Daemon *d, ScheduleRecord *s, int64_t now) {
         }
         _cleanup_free_ char *id = id_new(dag ? "d" : "r");
         int64_t next = 0, expected = s->next_fire;
-        if (daemon_schedule_next(s, now, &next) < 0) {
-                s->paused = true;
-                next = 0;
-        }
+        int nk = daemon_schedule_next(s, now, &next);
         free(s->last_run_id);
         s->last_run_id = xstrdup(id);
         s->last_fire = now;
-        s->next_fire = next;
-        set_note(s, NULL);
+        s->next_fire = nk < 0 ? 0 : next;
+        s->paused = nk < 0;
+        set_note(s, nk < 0 ? no_next_note(s, nk, NULL) : NULL);
         int k = store_schedule_advance(d->store, s, expected);
         if (k >= 0 && dag) {
                 _cleanup_free_ char *err = NULL;
@@ -187,8 +212,24 @@ static void schedule_fire(Daemon *d, ScheduleRecord *s, int64_t now) {
                         (void) store_schedule_advance(d->store, s, s->next_fire);
                 }
         } else if (k >= 0) {
+                /* A cluster's gateways each keep their own schedules: the
+                 * tenant's schedule NAME added through two of them (a load
+                 * balancer) fired each fire time twice. The run is the
+                 * cluster's, one per fire time: a gateway whose submit
+                 * finds it under this key takes that run as its own. */
+                _cleanup_free_ char *key = d->cluster ? xasprintf("schedule:%s:%" PRIi64, s->name, expected) : NULL;
+                req.idempotency_key = key;
                 DRun *r = NULL;
                 k = daemon_run_submit(d, id, s->tenant, &req, f->name, f->version, false, &r);
+                if (k >= 0 && !streq(r->id, id)) {
+                        (void) store_schedule_forget_run(d->store, s->tenant, s->name, id);
+                        free(s->last_run_id);
+                        s->last_run_id = xstrdup(r->id);
+                        set_note(s, xasprintf("run %s of this fire time was started by another gateway that holds "
+                                              "a schedule '%s' too (schedules are per gateway: docs/cluster.md)",
+                                              r->id, s->name));
+                        (void) store_schedule_advance(d->store, s, s->next_fire);
+                }
                 if (k >= 0)
                         drun_unref(d, r);
                 else {
@@ -204,15 +245,52 @@ static void schedule_fire(Daemon *d, ScheduleRecord *s, int64_t now) {
         run_request_done(&req);
 }
 
+/* How late a fire time may be seen and still count as on time. The
+ * scheduler looks once a second; later than this, the fire time was
+ * missed (the machine suspended, the daemon held, its store stalled), as
+ * one missed while the daemon was down is, and catch_up "none" skips it. */
+#define SCHEDULE_LATE_S 60
+
+/* When the clock went back (NTP correcting a clock that ran ahead, a VM
+ * restored): a next fire time beyond where s would fire from now is moved
+ * there, so its fire times follow the clock as it now is, as cron's do.
+ * Kept, an `--every 1m` schedule stayed silent for as long as the clock
+ * went back. true when s was moved (or changed meanwhile). */
+static bool schedule_clock_went_back(Daemon *d, ScheduleRecord *s, int64_t now) {
+        int64_t next, expected = s->next_fire;
+        if (s->paused || s->next_fire <= 0 || daemon_schedule_next(s, now, &next) < 0 || next >= s->next_fire)
+                return false;
+        s->next_fire = next;
+        set_note(s, xstrdup("the clock went back: the next fire time was computed again from the new time"));
+        (void) store_schedule_advance(d->store, s, expected);
+        return true;
+}
+
 static void scheduler_tick(Daemon *d) {
+        DaemonSchedules *S = d->schedules;
         ScheduleRecord **v = NULL;
         size_t n = 0;
         if (store_schedule_list(d->store, NULL, &v, &n) < 0)
                 return;
         int64_t now = daemon_schedules_now();
-        for (size_t i = 0; i < n; i++)
-                if (!v[i]->paused && v[i]->next_fire > 0 && v[i]->next_fire <= now)
-                        schedule_fire(d, v[i], now);
+        /* Looked at only when the clock went back: a next fire time costs
+         * a read of the zone's tz file. */
+        bool back = S->last_now > 0 && now < S->last_now;
+        S->last_now = now;
+        for (size_t i = 0; i < n; i++) {
+                ScheduleRecord *s = v[i];
+                if (back && schedule_clock_went_back(d, s, now))
+                        continue;
+                if (s->paused || s->next_fire <= 0 || s->next_fire > now)
+                        continue;
+                if (s->catch_up == 0 && now - s->next_fire > SCHEDULE_LATE_S)
+                        (void) schedule_skip(d, s, now,
+                                             xasprintf("skipped a fire time seen %" PRIi64 "s late (catch_up none: "
+                                                       "a fire time missed by more than %ds does not run)",
+                                                       now - s->next_fire, SCHEDULE_LATE_S));
+                else
+                        schedule_fire(d, s, now);
+        }
         schedule_record_list_free(v, n);
 }
 
@@ -238,7 +316,9 @@ static void *scheduler_main(void *userdata) {
 
 /* At start, before the first tick: fire times missed while the daemon was
  * down are dropped for catch_up "none" schedules; "one" schedules keep
- * their past next_fire, which the first tick fires once. */
+ * their past next_fire, which the first tick fires once. A next fire time
+ * beyond where the schedule fires from now (the clock went back while the
+ * daemon was down) is moved there. */
 static void schedules_catch_up(Daemon *d) {
         ScheduleRecord **v = NULL;
         size_t n = 0;
@@ -246,7 +326,9 @@ static void schedules_catch_up(Daemon *d) {
                 return;
         int64_t now = daemon_schedules_now();
         for (size_t i = 0; i < n; i++)
-                if (!v[i]->paused && v[i]->catch_up == 0 && v[i]->next_fire > 0 && v[i]->next_fire <= now)
+                if (schedule_clock_went_back(d, v[i], now))
+                        continue; /* the clock went back while the daemon was down */
+                else if (!v[i]->paused && v[i]->catch_up == 0 && v[i]->next_fire > 0 && v[i]->next_fire <= now)
                         (void) schedule_skip(d, v[i], now,
                                       xstrdup("fire times missed while the daemon was down were skipped (catch_up none)"));
         schedule_record_list_free(v, n);
@@ -427,6 +509,68 @@ int daemon_schedule_from_body(const DaemonCall *call, json_t *j, ScheduleRecord 
         return k;
 }
 
+/* A validation that refused the arguments (not one that could not run). */
+static bool arguments_refused(const RunResult *res) {
+        return res->status != RUN_SUCCEEDED && res->exit_code != 0;
+}
+
+/* daemon.h. */
+char *daemon_schedules_deploy_warnings(const DaemonCall *call, const FunctionRecord *f) {
+        assert(call && f && f->name);
+        ScheduleRecord **v = NULL;
+        size_t n = 0;
+        if (store_schedule_list(call->d->store, call->tenant, &v, &n) < 0)
+                return NULL;
+        char *out = NULL;
+        RequestCaps caps = daemon_call_caps(call);
+        for (size_t i = 0; i < n; i++) {
+                const ScheduleRecord *s = v[i];
+                if (s->dag_json || !s->invoke_json || !streq(s->function, f->name))
+                        continue;
+                RunRequest req = {};
+                RunResult *res = NULL;
+                _cleanup_free_ char *err = NULL;
+                /* A pinned version's fires do not change with a deploy. */
+                if (request_parse(REQUEST_INVOKE, s->invoke_json, strlen(s->invoke_json), &caps, &req, &err) >= 0 &&
+                    req.version == 0) {
+                        daemon_request_from_function(&req, f);
+                        if (daemon_validate(call->d, call->tenant, &req, true, &res) >= 0 && arguments_refused(res)) {
+                                char *line = xasprintf("%swarning: schedule '%s' fires %s with arguments version %d "
+                                                       "refuses, so each of its fires will end invalid: %s: %s\n",
+                                                       out ?: "", s->name, f->name, f->version,
+                                                       res->error_type ?: "ValidationError",
+                                                       res->error_message ?: "the arguments do not fit the function");
+                                free(out);
+                                out = line;
+                        }
+                }
+                run_result_free(res);
+                run_request_done(&req);
+        }
+        schedule_record_list_free(v, n);
+        return out;
+}
+
+/* daemon.h. */
+char *daemon_schedules_delete_warnings(const DaemonCall *call, const char *name) {
+        assert(call && name);
+        ScheduleRecord **v = NULL;
+        size_t n = 0;
+        if (store_schedule_list(call->d->store, call->tenant, &v, &n) < 0)
+                return NULL;
+        char *out = NULL;
+        for (size_t i = 0; i < n; i++)
+                if (!v[i]->dag_json && streq(v[i]->function, name)) {
+                        char *line = xasprintf("%swarning: schedule '%s' fires %s: its fires start nothing until %s "
+                                               "is deployed again (schedule rm or pause it)\n",
+                                               out ?: "", v[i]->name, name, name);
+                        free(out);
+                        out = line;
+                }
+        schedule_record_list_free(v, n);
+        return out;
+}
+
 /* daemon.h. A schedule whose every fire would be refused is refused when
  * it is made, not accepted and then failed at each fire. Its datasets are
  * left to the fire, which may come after a `data put`. */
@@ -456,7 +600,7 @@ struct MHD_Response *daemon_schedule_check(const DaemonCall *call, const Schedul
                 k = daemon_validate(call->d, call->tenant, &req, true, &res);
                 if (k < 0)
                         resp = daemon_call_errno(call, k, "validation", ret_status);
-                else if (res->status != RUN_SUCCEEDED && res->exit_code != 0) {
+                else if (arguments_refused(res)) {
                         _cleanup_free_ char *msg = xasprintf(
                                 "%s%s", prefix, res->error_message ?: "the arguments do not fit the function");
                         resp = daemon_call_json(call, 422,
@@ -507,8 +651,7 @@ static struct MHD_Response *schedule_add(const DaemonCall *call, unsigned *ret_s
         else if (k < 0)
                 resp = daemon_call_error(call, 400, "bad_request", ret_status, "%s", err);
         else if (!s->dag_json && function_store_get(call->d->functions, call->tenant, s->function, 0, &f) < 0)
-                resp = daemon_call_error(call, 404, "not_found", ret_status, "function '%s' is not deployed",
-                                         s->function);
+                resp = daemon_function_missing(call, "", s->function, ret_status);
         else if (!s->dag_json)
                 resp = daemon_schedule_check(call, s, NULL, "", ret_status);
         if (resp) {
@@ -556,6 +699,10 @@ struct MHD_Response *daemon_api_schedule(const DaemonCall *call, unsigned *ret_s
         const char *name = call->seg[2];
         ScheduleRecord *s = NULL;
         int k = function_name_is_valid(name) ? store_schedule_get(call->d->store, call->tenant, name, &s) : -ENOENT;
+        /* Named, as a missing run or function is ("no deployed function
+         * 'NAME'"): the CLI adds where to look. */
+        if (k == -ENOENT)
+                return daemon_call_error(call, 404, "not_found", ret_status, "no schedule '%s'", name);
         if (k < 0)
                 return daemon_call_errno(call, k, "schedule", ret_status);
         struct MHD_Response *resp;
@@ -573,13 +720,19 @@ struct MHD_Response *daemon_api_schedule(const DaemonCall *call, unsigned *ret_s
                         s->paused = true;
                 set_note(s, NULL);
                 k = store_schedule_update(call->d->store, s);
+                /* Shown as stored: the update keeps the fire state, which a
+                 * fire since the read above may have moved. */
+                if (k >= 0) {
+                        s = schedule_record_free(s);
+                        k = store_schedule_get(call->d->store, call->tenant, name, &s);
+                }
                 resp = k < 0 ? daemon_call_errno(call, k, "schedule", ret_status)
                              : daemon_call_json(call, 200, schedule_json(call->d, s), ret_status);
         } else {
                 json_t *j = schedule_json(call->d, s);
                 char **ids = NULL;
                 json_t *a = json_array();
-                if (store_schedule_runs(call->d->store, call->tenant, name, 100, &ids) >= 0)
+                if (store_schedule_runs(call->d->store, call->tenant, name, STORE_SCHEDULE_RUNS_MAX, &ids) >= 0)
                         for (char **i = ids; i && *i; i++)
                                 json_array_append_new(a, json_string(*i));
                 strv_free(ids);

@@ -47,6 +47,7 @@ typedef struct StackChange {
         FunctionRecord *f;      /* STACK_FUNCTION created/updated/unchanged: the stack's version */
         ScheduleRecord *s;      /* STACK_SCHEDULE created/updated */
         int mode;               /* STACK_ENDPOINT: 1 token, 2 public */
+        bool timing;            /* STACK_SCHEDULE updated: its spec, zone or pause changed */
 } StackChange;
 
 /* The cap on a stack's warnings (each file's are at most 100 lines: runner.py). */
@@ -266,14 +267,13 @@ static struct MHD_Response *plan_schedule(const DaemonCall *call, json_t *body, 
                 return daemon_call_errno(call, k, "schedule", ret_status);
         }
         StackAction a = !old ? STACK_CREATED : schedule_same(old, s) ? STACK_UNCHANGED : STACK_UPDATED;
-        if (a == STACK_UPDATED) {
-                /* Its history stays; its next fire moves only when its
-                 * timing (or pause) changed. */
+        /* Its history (last fire, last run) stays: the store's update
+         * keeps the stored one, which a fire between this read and the
+         * write may have moved; so is its next fire unless its timing (or
+         * pause) changed: written back from this read, it ran that fire
+         * time a second time. */
+        if (a == STACK_UPDATED)
                 s->created = old->created;
-                s->last_fire = old->last_fire;
-                s->last_run_id = old->last_run_id ? xstrdup(old->last_run_id) : NULL;
-                s->next_fire = old->next_fire;
-        }
         bool timing = !old || !str_equal(old->spec, s->spec) || !str_equal(old->tz ?: "UTC", s->tz) ||
                       old->paused != s->paused;
         schedule_record_free(old);
@@ -286,6 +286,7 @@ static struct MHD_Response *plan_schedule(const DaemonCall *call, json_t *body, 
         if (!s->created)
                 s->created = now_realtime();
         plan_add(p, STACK_SCHEDULE, a, s->name);
+        plan_last(p)->timing = timing;
         if (a != STACK_UNCHANGED)
                 plan_last(p)->s = s;
         else
@@ -294,8 +295,9 @@ static struct MHD_Response *plan_schedule(const DaemonCall *call, json_t *body, 
 }
 
 /* --prune: the tenant's functions the stack does not name go, with their
- * endpoints and the schedules that fire them; so do schedules of the
- * stack's functions that the stack no longer lists. */
+ * endpoints; so do the function schedules the stack does not list. DAG
+ * schedules stay: a stack cannot list one (schedule_read), so pruning
+ * them deleted every one at each deploy, whatever the file said. */
 static int plan_prune(const DaemonCall *call, char **fn_names, StackPlan *p) {
         FunctionRecord **fv = NULL;
         ScheduleRecord **sv = NULL;
@@ -316,7 +318,7 @@ static int plan_prune(const DaemonCall *call, char **fn_names, StackPlan *p) {
         if (k < 0)
                 return k;
         for (size_t i = 0; i < ns; i++)
-                if (!plan_has(p, STACK_SCHEDULE, sv[i]->name))
+                if (!sv[i]->dag_json && !plan_has(p, STACK_SCHEDULE, sv[i]->name))
                         plan_add(p, STACK_SCHEDULE, STACK_DELETED, sv[i]->name);
         schedule_record_list_free(sv, ns);
         return 0;
@@ -351,9 +353,11 @@ static int plan_apply(Store *st, FunctionStore *fns, const char *tenant, StackPl
                                         k = store_endpoint_put_in_tx(st, tenant, c->name,
                                                                      c->action == STACK_DELETED ? 0 : c->mode);
                                 else
-                                        k = c->action == STACK_DELETED ? store_schedule_delete_in_tx(st, tenant, c->name)
-                                            : c->action == STACK_CREATED ? store_schedule_insert_in_tx(st, c->s)
-                                                                         : store_schedule_update_in_tx(st, c->s);
+                                        k = c->action == STACK_DELETED
+                                                    ? store_schedule_delete_in_tx(st, tenant, c->name)
+                                            : c->action == STACK_CREATED
+                                                    ? store_schedule_insert_in_tx(st, c->s)
+                                                    : store_schedule_update_in_tx(st, c->s, c->timing);
                         }
         int e = store_tx_end(st, k >= 0);
         function_cache_invalidate(fns);
@@ -410,6 +414,17 @@ struct MHD_Response *daemon_api_stack(const DaemonCall *call, unsigned *ret_stat
                 resp = daemon_call_errno(call, k, "stack", ret_status);
                 goto out;
         }
+        /* The stack's schedules fit the versions it deploys (checked
+         * above); a schedule made by hand that fires one of them may not
+         * (created ones too: a schedule outlives its function's rm): said
+         * now, as `deploy FILE` says it. */
+        for (i = 0; !dry_run && i < p.n; i++)
+                if (p.v[i].kind == STACK_FUNCTION &&
+                    (p.v[i].action == STACK_UPDATED || p.v[i].action == STACK_CREATED)) {
+                        _cleanup_free_ char *w = daemon_schedules_deploy_warnings(call, p.v[i].f);
+                        if (w)
+                                (void) buf_appends(&p.warnings, w);
+                }
         qsort(p.v, p.n, sizeof(StackChange), change_cmp);
         json_t *changes = json_array();
         for (i = 0; i < p.n; i++) {

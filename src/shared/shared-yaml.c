@@ -251,9 +251,17 @@ int yaml_doc_load(const char *text, size_t len, const char *filename, size_t max
         d->budget = max_nodes ?: YAML_DEFAULT_MAX_NODES;
         if (!yaml_parser_load(&parser, &d->doc)) {
                 int r = parser.error == YAML_MEMORY_ERROR ? -ENOMEM : -EINVAL;
-                *ret_error = xasprintf("%s:%zu:%zu: YAML error: %s%s%s", d->filename, parser.problem_mark.line + 1,
+                /* A crontab line written plain (a cron every five minutes)
+                 * reads as an alias: a plain value that starts with '*'
+                 * names an anchor. */
+                bool alias = (parser.problem && strstr(parser.problem, "alias")) ||
+                             (parser.context && strstr(parser.context, "alias"));
+                *ret_error = xasprintf("%s:%zu:%zu: YAML error: %s%s%s%s", d->filename, parser.problem_mark.line + 1,
                                        parser.problem_mark.column + 1, parser.problem ?: "syntax error",
-                                       parser.context ? " " : "", parser.context ?: "");
+                                       parser.context ? " " : "", parser.context ?: "",
+                                       alias ? " (a value that starts with '*' is an alias in YAML: quote it, "
+                                               "as in cron: \"*/5 * * * *\")"
+                                             : "");
                 yaml_parser_delete(&parser);
                 free(d->filename);
                 free(d);

@@ -147,21 +147,30 @@ static int select_victims(Store *s, const char *sql, const char *a, int64_t b, u
         return rc == SQLITE_DONE ? n : store_rc_errno(rc);
 }
 
-/* Deletes rows `DELETE ... WHERE key=?1` for every id of v[from..to) in one
- * transaction. */
-static int delete_ids(Store *s, const char *sql, char **ids, size_t n) {
+/* Deletes rows `DELETE ... WHERE key=?1` for every id of ids in one
+ * transaction; with `then` (or NULL), that statement too for each id. */
+static int delete_ids(Store *s, const char *sql, const char *then, char **ids, size_t n) {
         store_lock(s);
         int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-        sqlite3_stmt *st = NULL;
+        sqlite3_stmt *st = NULL, *st2 = NULL;
         if (rc == SQLITE_OK)
                 rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+        if (rc == SQLITE_OK && then)
+                rc = sqlite3_prepare_v2(s->db, then, -1, &st2, NULL);
         for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
                 sqlite3_bind_text(st, 1, ids[i], -1, SQLITE_STATIC);
                 rc = sqlite3_step(st);
                 rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
                 sqlite3_reset(st);
+                if (rc == SQLITE_OK && st2) {
+                        sqlite3_bind_text(st2, 1, ids[i], -1, SQLITE_STATIC);
+                        rc = sqlite3_step(st2);
+                        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+                        sqlite3_reset(st2);
+                }
         }
         sqlite3_finalize(st);
+        sqlite3_finalize(st2);
         if (rc == SQLITE_OK)
                 rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
         if (rc != SQLITE_OK)
@@ -169,6 +178,12 @@ static int delete_ids(Store *s, const char *sql, char **ids, size_t n) {
         pthread_mutex_unlock(&s->lock);
         return rc == SQLITE_OK ? 0 : store_rc_errno(rc);
 }
+
+/* A removed run (or DAG run) is no longer one of its schedule's runs
+ * (GET /v1/schedules/NAME listed it for good). The table holds at most
+ * STORE_SCHEDULE_RUNS_MAX rows per schedule (store-schedules.c), so a
+ * look-up by run id without an index of its own stays small. */
+#define DELETE_SCHEDULE_TAG "DELETE FROM schedule_runs WHERE run_id=?1"
 
 typedef struct Gc {
         Store *s;
@@ -193,7 +208,7 @@ static void gc_pause(const Gc *g) {
 static int gc_take_runs(Gc *g, Victims *v) {
         if (v->n == 0)
                 return 0;
-        int r = delete_ids(g->s, "DELETE FROM runs WHERE id=?1 AND " RUN_FINISHED, v->ids, v->n);
+        int r = delete_ids(g->s, "DELETE FROM runs WHERE id=?1 AND " RUN_FINISHED, DELETE_SCHEDULE_TAG, v->ids, v->n);
         if (r < 0)
                 return r;
         g->st->runs += v->n;
@@ -368,7 +383,8 @@ static int gc_dags(Gc *g) {
                                         r = gc_take_runs(g, &runs);
                                 victims_done(&runs);
                                 if (r >= 0)
-                                        r = delete_ids(g->s, "DELETE FROM dag_runs WHERE id=?1", &dags.ids[i], 1);
+                                        r = delete_ids(g->s, "DELETE FROM dag_runs WHERE id=?1", DELETE_SCHEDULE_TAG,
+                                                       &dags.ids[i], 1);
                                 if (r >= 0) {
                                         g->st->dag_runs++;
                                         gc_dag_dir(g, dags.ids[i], dags.logs[i]);

@@ -2,6 +2,8 @@
  * expression or an interval, its next fire time and its last run; and the
  * runs each schedule started (the tag a run carries). The scheduler itself
  * is the daemon's (src/daemon/daemon-schedules.c). */
+#include <assert.h>
+
 #include "store-internal.h"
 
 ScheduleRecord *schedule_record_free(ScheduleRecord *r) {
@@ -100,9 +102,13 @@ static int schedule_exec(Store *s, const char *sql, const ScheduleRecord *r) {
 
 #define SCHED_INSERT \
         "INSERT INTO schedules (" SCHED_COLUMNS ") VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?16)"
-#define SCHED_UPDATE                                                                                                  \
-        "UPDATE schedules SET function=?3, spec=?4, tz=?5, invoke_json=?6, dag_json=?16, catch_up=?7, allow_overlap=?8, " \
-        "paused=?9, next_fire=?10, last_fire=?11, last_run_id=?12, last_note=?13 WHERE tenant=?1 AND name=?2"
+/* The settings, and next_fire when ?15 (the timing changed); never the
+ * fire state (last_fire, last_run_id): a fire between the caller's read
+ * and this write keeps its run and its next fire time. */
+#define SCHED_UPDATE                                                                                    \
+        "UPDATE schedules SET function=?3, spec=?4, tz=?5, invoke_json=?6, dag_json=?16, catch_up=?7, " \
+        "allow_overlap=?8, "                                                                            \
+        "paused=?9, next_fire=CASE WHEN ?15 THEN ?10 ELSE next_fire END, last_note=?13 WHERE tenant=?1 AND name=?2"
 #define SCHED_DELETE "DELETE FROM schedules WHERE tenant=?1 AND name=?2"
 
 int store_schedule_insert(Store *s, const ScheduleRecord *r) {
@@ -119,15 +125,26 @@ int store_schedule_insert_in_tx(Store *s, const ScheduleRecord *r) {
         return k < 0 ? k : 0;
 }
 
-int store_schedule_update_in_tx(Store *s, const ScheduleRecord *r) {
-        int k = schedule_exec_locked(s, SCHED_UPDATE, r, 0);
+int store_schedule_update_in_tx(Store *s, const ScheduleRecord *r, bool timing) {
+        int k = schedule_exec_locked(s, SCHED_UPDATE, r, timing);
         return k < 0 ? k : k == 0 ? -ENOENT : 0;
 }
 
-int store_schedule_delete_in_tx(Store *s, const char *tenant, const char *name) {
+/* With s->lock held: the schedule and its runs' tags. The runs stay
+ * (listed by ps); a schedule added again under the name is a new one,
+ * which must not list the removed one's runs as its own. */
+static int schedule_delete_locked(Store *s, const char *tenant, const char *name) {
         ScheduleRecord r = { .tenant = (char *) tenant, .name = (char *) name };
         int k = schedule_exec_locked(s, SCHED_DELETE, &r, 0);
-        return k < 0 ? k : k > 0 ? 0 : -ENOENT;
+        if (k == 0)
+                return -ENOENT;
+        if (k > 0)
+                k = schedule_exec_locked(s, "DELETE FROM schedule_runs WHERE tenant=?1 AND schedule=?2", &r, 0);
+        return k < 0 ? k : 0;
+}
+
+int store_schedule_delete_in_tx(Store *s, const char *tenant, const char *name) {
+        return schedule_delete_locked(s, tenant, name);
 }
 
 static int schedule_record_run_locked(Store *s, const ScheduleRecord *r);
@@ -150,7 +167,8 @@ static int schedule_write_with_run(Store *s, const char *sql, const ScheduleReco
 }
 
 int store_schedule_update(Store *s, const ScheduleRecord *r) {
-        return schedule_write_with_run(s, SCHED_UPDATE, r, 0, -ENOENT);
+        int k = schedule_exec_expect(s, SCHED_UPDATE, r, 1);
+        return k < 0 ? k : k == 0 ? -ENOENT : 0;
 }
 
 int store_schedule_advance(Store *s, const ScheduleRecord *r, int64_t expected_next_fire) {
@@ -162,6 +180,9 @@ int store_schedule_advance(Store *s, const ScheduleRecord *r, int64_t expected_n
                                        "WHERE tenant=?1 AND name=?2 AND paused=0 AND next_fire=?15",
                                        r, expected_next_fire, -ESTALE);
 }
+
+#define RUNS_MAX_TEXT_(n) #n
+#define RUNS_MAX_TEXT(n) RUNS_MAX_TEXT_(n)
 
 /* With s->lock held. */
 static int schedule_record_run_locked(Store *s, const ScheduleRecord *r) {
@@ -179,7 +200,18 @@ static int schedule_record_run_locked(Store *s, const ScheduleRecord *r) {
                 rc = sqlite3_step(st);
                 store_stmt_done(s, st);
         }
-        return rc == SQLITE_DONE ? 0 : store_sqlite_errno(rc) ?: -EIO;
+        if (rc != SQLITE_DONE)
+                return store_sqlite_errno(rc) ?: -EIO;
+        /* Only the newest STORE_SCHEDULE_RUNS_MAX are ever listed: older
+         * tags go (one row per fire, forever, made an `--every 1s`
+         * schedule 86,400 rows a day). */
+        ScheduleRecord key = { .tenant = r->tenant, .name = r->name };
+        int k = schedule_exec_locked(s,
+                                     "DELETE FROM schedule_runs WHERE tenant=?1 AND schedule=?2 AND rowid NOT IN "
+                                     "(SELECT rowid FROM schedule_runs WHERE tenant=?1 AND schedule=?2 "
+                                     "ORDER BY rowid DESC LIMIT " RUNS_MAX_TEXT(STORE_SCHEDULE_RUNS_MAX) ")",
+                                     &key, 0);
+        return k < 0 ? k : 0;
 }
 
 static int schedule_select(Store *s, const char *sql, const char *tenant, const char *name, ScheduleRecord ***ret,
@@ -231,16 +263,28 @@ int store_schedule_list(Store *s, const char *tenant, ScheduleRecord ***ret, siz
 }
 
 int store_schedule_delete(Store *s, const char *tenant, const char *name) {
-        ScheduleRecord r = { .tenant = (char *) tenant, .name = (char *) name };
-        int k = schedule_exec(s, SCHED_DELETE, &r);
+        int k = store_tx_begin(s);
         if (k < 0)
                 return k;
-        return k > 0 ? 0 : -ENOENT;
+        k = schedule_delete_locked(s, tenant, name);
+        int e = store_tx_end(s, k >= 0);
+        return k < 0 ? k : e;
+}
+
+int store_schedule_forget_run(Store *s, const char *tenant, const char *name, const char *run_id) {
+        assert(tenant && name && run_id);
+        ScheduleRecord r = { .tenant = (char *) tenant, .name = (char *) name, .last_run_id = (char *) run_id };
+        int k = schedule_exec(s, "DELETE FROM schedule_runs WHERE tenant=?1 AND schedule=?2 AND run_id=?12", &r);
+        return k < 0 ? k : 0;
 }
 
 int store_schedule_runs(Store *s, const char *tenant, const char *name, size_t limit, char ***ret) {
         return store_list_ids(s,
+                              /* Newest first is the order they were fired
+                               * in (a row's rowid grows), not their fire
+                               * times: after the clock went back, the
+                               * newest run has the older time. */
                               "SELECT run_id FROM schedule_runs WHERE tenant=?1 AND schedule=?2 "
-                              "ORDER BY fired DESC LIMIT ?3",
+                              "ORDER BY rowid DESC LIMIT ?3",
                               tenant, name, limit, ret);
 }

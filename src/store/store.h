@@ -494,8 +494,10 @@ int store_tx_end(Store *s, bool commit);
 int store_function_put_in_tx(Store *s, const FunctionRecord *f, int *ret_version);
 int store_function_delete_in_tx(Store *s, const char *tenant, const char *name);
 int store_schedule_insert_in_tx(Store *s, const ScheduleRecord *r);
-/* -ENOENT when absent. Does not record r's run (a stack edit has none). */
-int store_schedule_update_in_tx(Store *s, const ScheduleRecord *r);
+/* store_schedule_update() inside the transaction, writing r's next_fire
+ * only with timing (its spec, zone or pause changed): otherwise the stored
+ * one stays, which a fire since the caller's read may have moved. */
+int store_schedule_update_in_tx(Store *s, const ScheduleRecord *r, bool timing);
 int store_schedule_delete_in_tx(Store *s, const char *tenant, const char *name);
 int store_endpoint_put_in_tx(Store *s, const char *tenant, const char *name, int mode);
 /* version 0: the latest. -ENOENT when there is no such function/version. */
@@ -932,9 +934,10 @@ ScheduleRecord *schedule_record_free(ScheduleRecord *r);
 void schedule_record_list_free(ScheduleRecord **v, size_t n);
 /* -EEXIST when (tenant, name) exists. */
 int store_schedule_insert(Store *s, const ScheduleRecord *r);
-/* Overwrites every field but tenant, name and created; when r names a run
- * (last_run_id and last_fire), records that run as this schedule's.
- * -ENOENT when there is no such schedule. */
+/* An edit (pause, resume): writes r's settings (function, spec, tz,
+ * arguments, catch-up, overlap, paused), next_fire and note. Never the
+ * fire state (last_fire, last_run_id): r was read before, and a fire in
+ * between keeps its run. -ENOENT when there is no such schedule. */
 int store_schedule_update(Store *s, const ScheduleRecord *r);
 /* The scheduler's write: r's fire state (paused, next/last fire, last run,
  * note), only when the stored schedule is still active with next_fire
@@ -944,10 +947,20 @@ int store_schedule_advance(Store *s, const ScheduleRecord *r, int64_t expected_n
 int store_schedule_get(Store *s, const char *tenant, const char *name, ScheduleRecord **ret);
 /* tenant NULL: every tenant's. By tenant, name. */
 int store_schedule_list(Store *s, const char *tenant, ScheduleRecord ***ret, size_t *ret_n);
+/* The schedule and its runs' tags in one transaction (the runs stay): a
+ * schedule added again under the name starts with no runs. -ENOENT when
+ * absent. store_schedule_delete_in_tx() does the same in a stack's. */
 int store_schedule_delete(Store *s, const char *tenant, const char *name);
 /* The ids of the runs the schedule started, newest first, at most limit
- * (a NULL-terminated strv, possibly NULL when none). */
+ * (a NULL-terminated strv, possibly NULL when none). The store keeps the
+ * newest STORE_SCHEDULE_RUNS_MAX of them; retention (store_gc) removes a
+ * run's id with the run. */
+#define STORE_SCHEDULE_RUNS_MAX 100
 int store_schedule_runs(Store *s, const char *tenant, const char *name, size_t limit, char ***ret);
+/* Removes run_id from the schedule's runs (a fire whose run turned out to
+ * be another's: a cluster's other gateway fired the same fire time). 0
+ * also when it was not there. */
+int store_schedule_forget_run(Store *s, const char *tenant, const char *name, const char *run_id);
 
 /* ---- function endpoints (store-endpoints.c, docs/endpoints.md) ------------ */
 

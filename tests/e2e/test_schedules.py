@@ -237,7 +237,7 @@ def test_pause_resume_rm(d, rcli):
     st, _ = d.call("GET", "/v1/schedules/s")
     assert st == 404
     p = rcli("schedule", "rm", "s")
-    assert p.returncode != 0 and "not found" in p.stderr.lower()
+    assert p.returncode != 0 and "no schedule 's'" in p.stderr
 
 
 def test_schedules_survive_a_restart_and_belong_to_their_tenant(d):
@@ -263,7 +263,7 @@ def test_schedules_survive_a_restart_and_belong_to_their_tenant(d):
     ({"name": "x", "function": "tick", "cron": "* * * * *", "tz": "../../../etc/passwd"}, 400, "IANA zone name"),
     ({"name": "x", "function": "tick", "cron": "* * * * *", "tz": "/etc/passwd"}, 400, "IANA zone name"),
     ({"name": "x", "function": "tick", "cron": "* * * * *", "catch_up": "all"}, 400, "none"),
-    ({"name": "x", "function": "nope", "cron": "* * * * *"}, 404, "not deployed"),
+    ({"name": "x", "function": "nope", "cron": "* * * * *"}, 404, "no deployed function 'nope'"),
     ({"name": "x", "function": "tick", "cron": "0 0 30 2 *"}, 400, "never fires"),
     ({"name": "x y", "function": "tick", "cron": "* * * * *"}, 400, "name"),
     ({"name": "x", "function": "tick", "cron": "* * * * *", "bogus": 1}, 400, "bogus"),

@@ -959,7 +959,125 @@ static void test_schedule_advance_is_fenced(void **state) {
         strv_free(ids);
         assert_int_equal(store_schedule_delete(s, "t", "n"), 0);
         assert_int_equal(store_schedule_delete(s, "t", "n"), -ENOENT);
+        /* A schedule added again under that name is a new one: the runs
+         * of the one removed are not its history (a stack's delete too). */
+        assert_int_equal(store_schedule_insert(s, &r), 0);
+        ids = NULL;
+        assert_int_equal(store_schedule_runs(s, "t", "n", 10, &ids), 0);
+        assert_null(ids);
+        assert_int_equal(store_schedule_advance(s, &fire, 3600), 0);
+        assert_int_equal(store_tx_begin(s), 0);
+        assert_int_equal(store_schedule_delete_in_tx(s, "t", "n"), 0);
+        assert_int_equal(store_tx_end(s, true), 0);
+        assert_int_equal(store_schedule_insert(s, &r), 0);
+        assert_int_equal(store_schedule_runs(s, "t", "n", 10, &ids), 0);
+        assert_null(ids);
         store_close(s);
+}
+
+/* An edit (pause, resume, a stack's update) writes what was read before a
+ * fire that lands in between: it keeps that fire's run and, unless the
+ * timing changed, its next fire time (written back, the fire time ran
+ * twice and the schedule forgot its run). */
+static void test_schedule_edit_keeps_a_fire_in_between(void **state) {
+        Store *s = open_fresh();
+        ScheduleRecord r = { .tenant = (char *) "t",
+                             .name = (char *) "n",
+                             .function = (char *) "f",
+                             .spec = (char *) "@hourly",
+                             .tz = (char *) "UTC",
+                             .catch_up = 1,
+                             .next_fire = 3600 };
+        assert_int_equal(store_schedule_insert(s, &r), 0);
+        ScheduleRecord edit = r; /* read before the fire */
+        edit.allow_overlap = true;
+        ScheduleRecord fire = r;
+        fire.next_fire = 7200;
+        fire.last_fire = 3600;
+        fire.last_run_id = (char *) "r1";
+        assert_int_equal(store_schedule_advance(s, &fire, 3600), 0);
+        assert_int_equal(store_tx_begin(s), 0);
+        assert_int_equal(store_schedule_update_in_tx(s, &edit, false), 0);
+        assert_int_equal(store_tx_end(s, true), 0);
+        ScheduleRecord *got = NULL;
+        assert_int_equal(store_schedule_get(s, "t", "n", &got), 0);
+        assert_true(got->allow_overlap);
+        assert_int_equal(got->next_fire, 7200);
+        assert_int_equal(got->last_fire, 3600);
+        assert_string_equal(got->last_run_id, "r1");
+        got = schedule_record_free(got);
+        /* A new timing is written; the fire state still stays. */
+        edit.spec = (char *) "@daily";
+        edit.next_fire = 86400;
+        assert_int_equal(store_tx_begin(s), 0);
+        assert_int_equal(store_schedule_update_in_tx(s, &edit, true), 0);
+        assert_int_equal(store_tx_end(s, true), 0);
+        assert_int_equal(store_schedule_get(s, "t", "n", &got), 0);
+        assert_int_equal(got->next_fire, 86400);
+        assert_string_equal(got->last_run_id, "r1");
+        got = schedule_record_free(got);
+        /* A pause read before the fire. */
+        edit.paused = true;
+        assert_int_equal(store_schedule_update(s, &edit), 0);
+        assert_int_equal(store_schedule_get(s, "t", "n", &got), 0);
+        assert_true(got->paused);
+        assert_int_equal(got->last_fire, 3600);
+        assert_string_equal(got->last_run_id, "r1");
+        got = schedule_record_free(got);
+        store_close(s);
+}
+
+/* A schedule keeps the tags of its newest STORE_SCHEDULE_RUNS_MAX runs,
+ * the most it ever lists: one row per fire, forever, grew the table by
+ * 86,400 rows a day for an `--every 1s` schedule. */
+static void test_schedule_runs_keep_the_newest(void **state) {
+        Store *s = open_fresh();
+        ScheduleRecord r = { .tenant = (char *) "t",
+                             .name = (char *) "n",
+                             .function = (char *) "f",
+                             .spec = (char *) "@every 1s",
+                             .tz = (char *) "UTC",
+                             .catch_up = 1,
+                             .next_fire = 1 };
+        assert_int_equal(store_schedule_insert(s, &r), 0);
+        ScheduleRecord other = r;
+        other.name = (char *) "o";
+        assert_int_equal(store_schedule_insert(s, &other), 0);
+        other.last_fire = 1;
+        other.last_run_id = (char *) "o1";
+        other.next_fire = 2;
+        assert_int_equal(store_schedule_advance(s, &other, 1), 0);
+        for (int i = 1; i <= STORE_SCHEDULE_RUNS_MAX + 50; i++) {
+                _cleanup_free_ char *id = xasprintf("r%d", i);
+                ScheduleRecord fire = r;
+                fire.last_fire = i;
+                fire.last_run_id = id;
+                fire.next_fire = i + 1;
+                assert_int_equal(store_schedule_advance(s, &fire, i), 0);
+        }
+        char **ids = NULL;
+        assert_int_equal(store_schedule_runs(s, "t", "n", 1000, &ids), 0);
+        assert_int_equal(strv_length(ids), STORE_SCHEDULE_RUNS_MAX);
+        assert_string_equal(ids[0], "r150");
+        assert_string_equal(ids[STORE_SCHEDULE_RUNS_MAX - 1], "r51");
+        strv_free(ids);
+        /* Newest is the last fired, though the clock went back. */
+        ScheduleRecord back = r;
+        back.last_fire = 7;
+        back.last_run_id = (char *) "back";
+        back.next_fire = 8;
+        assert_int_equal(store_schedule_advance(s, &back, STORE_SCHEDULE_RUNS_MAX + 51), 0);
+        assert_int_equal(store_schedule_runs(s, "t", "n", 1000, &ids), 0);
+        assert_int_equal(strv_length(ids), STORE_SCHEDULE_RUNS_MAX);
+        assert_string_equal(ids[0], "back");
+        assert_string_equal(ids[1], "r150");
+        strv_free(ids);
+        /* Another schedule's are its own. */
+        assert_int_equal(store_schedule_runs(s, "t", "o", 1000, &ids), 0);
+        assert_int_equal(strv_length(ids), 1);
+        strv_free(ids);
+        store_close(s);
+        (void) state;
 }
 
 /* A fire's state and its run's tag are one write: while a scheduler
@@ -5420,6 +5538,8 @@ int main(void) {
                 cmocka_unit_test(test_secrets_per_tenant_and_bound_to_row),
                 cmocka_unit_test(test_tokens_find_touch_revoke),
                 cmocka_unit_test(test_schedule_advance_is_fenced),
+                cmocka_unit_test(test_schedule_edit_keeps_a_fire_in_between),
+                cmocka_unit_test(test_schedule_runs_keep_the_newest),
                 cmocka_unit_test(test_schedule_last_run_is_in_its_runs),
                 cmocka_unit_test(test_tx_all_or_nothing),
                 cmocka_unit_test(test_function_signature_and_doc),
