@@ -261,8 +261,8 @@ static int ops_gc(const DaemonConfig *cfg, const char *data_dir, bool dry_run, b
         Store *s = NULL;
         int r = store_open(db, &s);
         if (r < 0) {
-                log_error("cannot open %s: %s", db,
-                          r == -EPROTONOSUPPORT ? "its schema is newer than this pysprinterd knows" : strerror(-r));
+                _cleanup_free_ char *why = store_open_message(db, r);
+                log_error("%s", why);
                 return EXIT_INTERNAL;
         }
         if (!dry_run && store_read_only(s)) {

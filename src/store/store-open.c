@@ -174,6 +174,22 @@ int store_open_short_lived(const char *path, Store **ret_store) {
         return open_store(path, false, ret_store);
 }
 
+char *store_open_message(const char *path, int r) {
+        assert(path && r < 0);
+        int version = -1;
+        if (r == -EPROTONOSUPPORT && store_file_schema_version(path, &version) >= 0)
+                return xasprintf("cannot open the run database %s: its schema is version %d, newer than this "
+                                 "pysprinter knows (%d): a newer release upgraded it; run that release, or restore "
+                                 "a backup made by this one (docs/operations.md \"Upgrades\")",
+                                 path, version, store_schema_version());
+        if (r == -EPROTONOSUPPORT)
+                return xasprintf("cannot open the run database %s: its schema is newer than this pysprinter knows "
+                                 "(%d): a newer release upgraded it; run that release, or restore a backup made by "
+                                 "this one (docs/operations.md \"Upgrades\")",
+                                 path, store_schema_version());
+        return xasprintf("cannot open the run database %s: %s", path, strerror(-r));
+}
+
 Store *store_close(Store *s) {
         if (!s)
                 return NULL;

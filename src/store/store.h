@@ -13,6 +13,12 @@ typedef struct Store Store;
 
 /* Opens (creating and migrating) the database at path. */
 int store_open(const char *path, Store **ret_store);
+/* What to tell a user whose store_open(path) failed with r: "cannot open
+ * the run database PATH: WHY". A database a newer release upgraded
+ * (-EPROTONOSUPPORT) names both schema versions and the way out; other
+ * errors their errno's text. Every command that opens a database says it
+ * this way (docs/operations.md "Upgrades"). */
+char *store_open_message(const char *path, int r);
 /* The same for a process that writes a few records and exits (a CLI
  * command): the WAL's blocks are not allocated ahead of the commits (a
  * daemon's ~80 MB, store-checkpoint.c), which such a process would
