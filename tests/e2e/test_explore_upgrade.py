@@ -150,3 +150,56 @@ def test_a_newer_data_dir_is_refused_naming_both_versions_by_every_command(cli, 
         assert f"schema is version {newer}, newer than this pysprinter knows ({ours})" in p.stderr, (what, p.stderr)
         assert "Protocol not supported" not in p.stderr, (what, p.stderr)
     assert schema_of(home / "pysprinter.db") == newer
+
+
+def index_with(tmp_path, name="uppkg", version="1.0"):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir(exist_ok=True)
+    index = pkgindex.Index()
+    index.add(pkgindex.build_wheel(wheels, name, version,
+                                   files={f"{name}/__init__.py": f"VALUE = '{version}'\n"}))
+    index.start()
+    return index
+
+
+PKG_SRC = "@requirements({'uppkg': '==1.0'})\ndef f(x: int = 1):\n    import uppkg\n    return [uppkg.VALUE, x]\n"
+
+
+def age(paths, seconds):
+    """Makes paths look untouched for seconds (gc's grace period is an hour)."""
+    t = time.time() - seconds
+    for p in paths:
+        os.utime(p, (t, t), follow_symlinks=False)
+
+
+def test_env_prune_keeps_the_packages_of_an_env_record_it_cannot_read(cli, tmp_path):
+    """A downgrade (or a damaged record): `pysprinter env prune` and `gc`
+    skipped an environment record they could not read (a newer release's
+    "version": 2, say) and then took every store dir and cached wheel only
+    that record names for garbage: the newer release's environment lost its
+    packages, even while a process of it held the record (in use). They
+    are kept now; a run of the same requirements by this build works."""
+    index = index_with(tmp_path)
+    try:
+        cli.env["PIP_INDEX_URL"] = index.url
+        cli.write("p.py", PKG_SRC)
+        assert json.loads(cli("run", "--sandbox=none", "--json", "p.py", check=0).stdout) == ["1.0", 1]
+        home = pathlib.Path(cli.env["PYSPRINTER_HOME"])
+        (record,) = (home / "envs").glob("*.json")
+        rec = json.loads(record.read_text())
+        dirs = [home / "store" / p["sha256"] for p in rec["packages"]]
+        wheels = list((home / "cache" / "wheels").glob("*.whl"))
+        assert dirs and all(d.is_dir() for d in dirs)
+        # What a newer release might write: a format this build does not know.
+        record.write_text(json.dumps(dict(rec, version=2, layout="next")))
+        age([record, *dirs, *wheels, *(p for d in dirs for p in d.rglob("*"))], 7200)
+        with open(record) as held:
+            fcntl.flock(held, fcntl.LOCK_SH)  # a process of that release uses it
+            for verb in (["env", "prune"], ["gc"]):
+                p = cli(*verb, check=0)
+                assert all(d.is_dir() for d in dirs), (verb, p.stdout, p.stderr)
+                assert all(w.exists() for w in wheels), (verb, p.stdout, p.stderr)
+        assert record.exists()
+        assert json.loads(cli("run", "--sandbox=none", "--json", "p.py", check=0).stdout) == ["1.0", 1]
+    finally:
+        index.stop()
