@@ -203,3 +203,254 @@ def test_env_prune_keeps_the_packages_of_an_env_record_it_cannot_read(cli, tmp_p
         assert json.loads(cli("run", "--sandbox=none", "--json", "p.py", check=0).stdout) == ["1.0", 1]
     finally:
         index.stop()
+
+
+# ---- a single node's data directory, from the older release to this one ----
+
+FN = "def handler(x: int = 1):\n    '''Twice x.'''\n    print('handling', x)\n    return x * 2\n"
+SLEEP = "import time\ndef f(tag: str = ''):\n    print('began', tag, flush=True)\n    time.sleep(4)\n    return tag\n"
+PIPE = "tasks:\n  a:\n    file: s.py\n    args: [1]\n  b:\n    file: s.py\n    args: ['${a}']\n"
+PIPE_FILES = {"s.py": "def f(x: int = 0):\n    return x + 1\n"}
+
+
+def test_a_daemons_data_dir_upgrades_with_everything_it_held(old_build, tmp_path):
+    """The older pysprinterd served a data directory (runs that succeeded
+    and failed with their logs, a deployed function kept warm, a function
+    using a secret, an environment with a package, a dataset, a DAG run, a
+    schedule, a token made by `pysprinterd token create`) and was stopped
+    with runs in flight (SIGTERM, then kill -9 past its drain). This build,
+    on the same directory: every run listed with its result and log, the
+    runs in flight end, the functions invoke, the secret decrypts, the
+    environment is reused (nothing fetched), the DAG's results are cached,
+    the schedule fires, the token works; nothing to repair by hand."""
+    from test_schedules import ClockDaemon
+    index = index_with(tmp_path)
+    mode = sandbox_mode(tmp_path)
+    cfg = f"index:\n  url: {index.url}\n"
+    old = ClockDaemon(tmp_path / "d", sandbox=mode, build=old_build, config_extra=cfg)
+    try:
+        old.start()
+        assert old.call("POST", "/v1/functions", {"name": "dbl", "source": FN, "filename": "dbl.py"})[0] == 201
+        st, inv = old.call("POST", "/v1/functions/dbl/invoke?wait=true", {"kwargs": {"x": 3}})
+        assert st == 200 and inv["result"] == 6, inv
+        assert old.call("PUT", "/v1/secrets/API_KEY", {"value": "s3cret"})[0] == 200
+        st, _ = old.call("POST", "/v1/functions", {"name": "sec", "secrets": ["API_KEY"],
+                                                   "source": "import os\ndef f():\n    return os.environ['API_KEY']\n"})
+        assert st == 201
+        st, ok = old.run("def f():\n    print('out line')\n    return {'a': 1}\n")
+        st, bad = old.run("def f():\n    raise ValueError('bad')\n")
+        st, pkg = old.call("POST", "/v1/runs?wait=true", {"source": PKG_SRC, "filename": "p.py"})
+        assert ok["result"] == {"a": 1} and bad["status"] == "failed" and pkg["result"] == ["1.0", 1], (ok, bad, pkg)
+        st, _, ds = old.request("PUT", "/v1/data/greet", raw=b"hello data", headers={"Content-Type": "text/plain"})
+        assert st == 201, ds
+        st, dag = old.call("POST", "/v1/dags?wait=true", {"pipeline": PIPE, "files": PIPE_FILES})
+        assert st == 200 and dag["status"] == "succeeded", dag
+        st, _ = old.call("POST", "/v1/schedules", {"name": "s5", "function": "dbl", "cron": "*/5 * * * *",
+                                                   "kwargs": {"x": 5}})
+        assert st == 201
+        p = subprocess.run([str(old.daemon_bin), "token", "create", "--tenant", "alice", "--config", str(old.config)],
+                           capture_output=True, text=True, env=old.env(), timeout=60)
+        assert p.returncode == 0, p.stderr
+        token = p.stdout.split()[0]
+        # In flight at the stop: one that ends within the drain, one that
+        # outlives it (kill -9), and one with retries 0 (lost, as promised).
+        st, quick = old.run(SLEEP.replace("4", "1"), wait=False, kwargs={"tag": "quick"})
+        st, slow = old.run(SLEEP.replace("4", "600"), wait=False, kwargs={"tag": "slow"})
+        st, once = old.run(SLEEP.replace("4", "600"), wait=False, kwargs={"tag": "once"}, retries=0)
+        for r in (slow, once):
+            old.wait_status(r["id"], ["running"])
+        old.stop(timeout=5)  # SIGTERM; its drain outlasts 5 s, so then kill -9
+        assert not processes_of(old_build), processes_of(old_build)
+        index.requests.clear()
+
+        new = ClockDaemon(tmp_path / "d", sandbox=mode, config_extra=cfg)
+        new.start()
+        try:
+            assert schema_of(new.home / "pysprinter.db") > 19
+            st, listed = new.call("GET", "/v1/runs?limit=100")
+            by_id = {r["id"]: r for r in listed["runs"]}
+            for r in (inv, ok, bad, pkg):
+                assert by_id[r["id"]]["status"] == r["status"] and by_id[r["id"]]["result"] == r["result"], r
+            assert by_id[bad["id"]]["error"]["type"] == "ValueError"
+            st, log = new.call("GET", f"/v1/runs/{ok['id']}/logs")
+            assert st == 200 and "out line" in log, log
+            assert new.wait_status(quick["id"], TERMINAL)["result"] == "quick"
+            assert new.wait_status(once["id"], TERMINAL)["status"] == "lost"
+            st, again = new.call("POST", "/v1/functions/dbl/invoke?wait=true", {"kwargs": {"x": 4}})
+            assert st == 200 and again["result"] == 8, again
+            st, sec = new.call("POST", "/v1/functions/sec/invoke?wait=true", {})
+            assert st == 200 and sec["result"] == "s3cret", sec
+            st, pkg2 = new.call("POST", "/v1/runs?wait=true", {"source": PKG_SRC, "filename": "p.py"})
+            assert st == 200 and pkg2["result"] == ["1.0", 1], pkg2
+            assert index.requests == [], "the environment was installed again: " + repr(index.requests)
+            st, _, got = new.request("GET", "/v1/data/greet/content")
+            assert st == 200 and got == b"hello data", (st, got)
+            st, dag2 = new.call("POST", "/v1/dags?wait=true", {"pipeline": PIPE, "files": PIPE_FILES})
+            assert st == 200 and [t["cached"] for t in dag2["tasks"]] == [True, True], dag2
+            st, _ = new.call("GET", "/v1/runs?limit=1", token=token)
+            assert st == 200
+            new.set_time("2026-03-01 10:05:00")
+            s = new.wait_schedule("s5", lambda s: s["last_run"] is not None)
+            assert new.wait_status(s["last_run"]["id"], TERMINAL)["result"] == 10
+            # The one that outlived the drain ran again, in full.
+            assert new.wait_status(slow["id"], ["running"])["attempt"] == 2
+            new.cancel(slow["id"])
+        finally:
+            assert new.stop() == 0, new.log.read_text()
+    finally:
+        old.stop()
+        index.stop()
+
+
+# ---- the embedded CLI's home ------------------------------------------------
+
+def test_an_embedded_home_upgrades_and_an_older_cli_refuses_it_after(old_build, cli, tmp_path):
+    """The older CLI made a home (runs, one killed -9 mid-run, an
+    environment, a dataset, a secret); this CLI lists every run with its
+    result and log, shows the killed one lost, reuses the environment and
+    reads the dataset and the secret. The older CLI, given the upgraded
+    home back (a downgrade), refuses it with exit 7 and changes nothing:
+    this CLI still reads it all."""
+    index = index_with(tmp_path)
+    try:
+        cli.env["PIP_INDEX_URL"] = index.url
+        old = old_cli(old_build, cli.env, cli.cwd)
+        cli.write("p.py", PKG_SRC)
+        cli.write("s.py", "import os\ndef f():\n    return os.environ['K']\n")
+        cli.write("slow.py", "import time\ndef f():\n    print('began', flush=True)\n    time.sleep(600)\n")
+        cli.write("blob.txt", "some data\n")
+        assert json.loads(old("run", "--sandbox=none", "--json", "p.py", "--x", "3", check=0).stdout) == ["1.0", 3]
+        old("data", "put", "blob", "blob.txt", check=0)
+        old("secret", "set", "K", input="v1", check=0)
+        assert json.loads(old("run", "--sandbox=none", "--json", "s.py", "--secret", "K", check=0).stdout) == "v1"
+        runner = subprocess.Popen([str(old.exe), "run", "--sandbox=none", "slow.py"], cwd=cli.cwd, env=old.env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert runner.stdout.readline() == "began\n"
+        runner.kill()
+        runner.wait()
+        wait_for(lambda: not processes_of(old_build), "the killed CLI's worker to go")
+        index.requests.clear()
+
+        runs = json.loads(cli("ps", "--json", check=0).stdout)
+        assert sorted(r["status"] for r in runs) == ["lost", "succeeded", "succeeded"], runs
+        lost = next(r for r in runs if r["status"] == "lost")
+        assert cli("logs", lost["id"], check=0).stdout == "began\n"
+        assert json.loads(cli("run", "--sandbox=none", "--json", "p.py", "--x", "4", check=0).stdout) == ["1.0", 4]
+        assert index.requests == [], "the environment was installed again: " + repr(index.requests)
+        assert cli("data", "get", "blob", "-o", "-", check=0).stdout == "some data\n"
+        assert json.loads(cli("run", "--sandbox=none", "--json", "s.py", "--secret", "K", check=0).stdout) == "v1"
+        home = pathlib.Path(cli.env["PYSPRINTER_HOME"])
+        ours = schema_of(home / "pysprinter.db")
+
+        for verb in (["ps"], ["run", "--sandbox=none", "p.py"], ["data", "ls"]):
+            p = old(*verb)
+            assert p.returncode == 7 and "newer than this pysprinter knows" in p.stderr, (verb, p.stderr)
+        assert schema_of(home / "pysprinter.db") == ours
+        assert len(json.loads(cli("ps", "--json", check=0).stdout)) == 5
+    finally:
+        index.stop()
+
+
+# ---- an older CLI against this daemon, this CLI against an older daemon -----
+
+def test_clis_and_daemons_of_both_releases_give_the_same_answers(old_build, tmp_path):
+    """An older CLI against this daemon and this CLI against an older one:
+    run, deploy, invoke, ps, data put/get, dag run print what a CLI of the
+    daemon's own release prints (never another result); `invoke NAME
+    --help` against the older daemon, which keeps no signature, shows the
+    parameters' names."""
+    (tmp_path / "f.py").write_text("def h(a: int = 0, b: str = 'x'):\n    '''Triple a.'''\n    print('log', a)\n"
+                                   "    return [a * 3, b]\n")
+    (tmp_path / "p.yaml").write_text("tasks:\n  one:\n    file: f.py\n    kwargs: {a: 2}\n")
+    (tmp_path / "blob.txt").write_text("some data\n")
+    builds = {"old": old_build, "new": BUILD}
+
+    def cli(which, d, *args):
+        e = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+        e.update(PYSPRINTER_SERVER=d.url, PYSPRINTER_TOKEN=TOKENS["alice"], NO_COLOR="1",
+                 PYSPRINTER_HOME=str(tmp_path / f"home-{which}"))
+        p = subprocess.run([str(builds[which] / "src" / "cli" / "pysprinter"), *args], capture_output=True,
+                           text=True, env=e, cwd=tmp_path, timeout=120)
+        return p.returncode, p.stdout, p.stderr
+
+    got = {}
+    for dv in ("old", "new"):
+        d = Daemon(tmp_path / f"d-{dv}", build=builds[dv])
+        with d.serving():
+            for cv in ("old", "new"):
+                got[dv, cv] = [cli(cv, d, "run", "f.py", "--a", "4"),
+                               cli(cv, d, "deploy", "f.py", "--name", f"tri{cv}")[0],
+                               cli(cv, d, "invoke", f"tri{cv}", "--a", "2"),
+                               cli(cv, d, "data", "put", f"blob{cv}", "blob.txt")[0],
+                               cli("new", d, "data", "get", f"blob{cv}", "-o", "-"),
+                               cli(cv, d, "dag", "run", "p.yaml")[0],
+                               cli(cv, d, "invoke", f"tri{cv}", "--help")]
+                runs = json.loads(cli("new", d, "ps", "--json")[1])
+                assert all(r["status"] == "succeeded" for r in runs), runs
+    for dv, cv in got:
+        *same, helped = got[dv, cv]
+        assert same == got[dv, dv][:-1], (dv, cv, same, got[dv, dv])
+        if cv == "new":
+            assert helped[0] == 0 and ("h(a: int = 0, b: str = 'x')" if dv == "new" else "h(a, b)") in helped[1], \
+                (dv, helped)
+    assert got["new", "new"][0] == (0, 'log 4\n[12, "x"]\n', "")
+
+
+# ---- a cluster in a rolling upgrade -----------------------------------------
+
+@pytest.mark.skipif(not REDIS, reason="redis-server is not installed")
+def test_a_cluster_with_one_node_of_each_release_runs_everything_once(old_build, tmp_path):
+    """One Redis, a gateway and a worker of different releases, both ways
+    round (a rolling upgrade's middle): ad-hoc runs and invokes of a
+    function deployed through either end with their own results, readable
+    on both nodes; then the older worker is killed -9 mid-run and this
+    release's takes its place (same node id): the run ends, once."""
+    redis = Redis(tmp_path).start()
+    mode = sandbox_mode(tmp_path)
+    nodes = []
+
+    def node(name, role, build):
+        d = Daemon(tmp_path / name, sandbox=mode, build=build, config_extra="server:\n  max_concurrent_runs: 2\n",
+                   args=["--redis", redis.url, "--role", role, "--node-id", name, "--claim-timeout", "1500ms",
+                         "--drain-timeout", "10"])
+        nodes.append(d)
+        return d.start()
+
+    try:
+        for gw_build, w_build in ((old_build, None), (None, old_build)):
+            redis.cli("FLUSHALL")
+            tag = "old-gw" if gw_build else "new-gw"
+            gw, w = node(f"g-{tag}", "gateway", gw_build), node(f"w-{tag}", "worker", w_build)
+            st, b = gw.run("def f(x: int = 1):\n    print('hi')\n    return x + 1\n", kwargs={"x": 2})
+            assert st == 200 and b["result"] == 3, b
+            assert gw.call("POST", "/v1/functions", {"name": "fn", "source": FN, "filename": "fn.py"})[0] == 201
+            ids = []
+            for x in range(4):
+                st, b = gw.call("POST", "/v1/functions/fn/invoke?wait=true", {"kwargs": {"x": x}})
+                assert st == 200 and b["result"] == 2 * x, b
+                ids.append(b["id"])
+            for d in (gw, w):
+                for x, rid in enumerate(ids):
+                    st, b = d.call("GET", f"/v1/runs/{rid}")
+                    assert st == 200 and b["result"] == 2 * x and b["attempt"] == 1, (d.root.name, b)
+            for d in (w, gw):
+                assert d.stop() == 0, d.log.read_text()
+
+        # The rolling step: the older worker dies mid-run, this release's
+        # takes its node id; the gateway is this release's.
+        redis.cli("FLUSHALL")
+        gw, w = node("g2", "gateway", None), node("w2", "worker", old_build)
+        st, b = gw.run(SLEEP.replace("4", "2"), wait=False, kwargs={"tag": "rolled"})
+        rid = b["id"]
+        gw.wait_status(rid, ["running"])
+        w.kill9()
+        new_w = Daemon(w.root, sandbox=mode, config_extra="server:\n  max_concurrent_runs: 2\n", args=w.args)
+        nodes.append(new_w)
+        new_w.start()
+        end = gw.wait_status(rid, TERMINAL, timeout=120)
+        assert end["status"] == "succeeded" and end["result"] == "rolled", end
+        assert not processes_of(old_build), processes_of(old_build)
+    finally:
+        for d in nodes:
+            d.stop()
+        redis.stop()
