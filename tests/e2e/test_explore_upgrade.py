@@ -454,3 +454,33 @@ def test_a_cluster_with_one_node_of_each_release_runs_everything_once(old_build,
         for d in nodes:
             d.stop()
         redis.stop()
+
+
+def test_a_dataset_number_a_run_named_before_the_upgrade_is_not_given_again(old_build, tmp_path):
+    """docs/data.md: a removed version's number is never given again, so
+    NAME@N names one content for good. The highest number each name had is
+    kept since the release after the older one; a data directory that
+    release upgraded had none kept, so with the older daemon put a, put b,
+    a run that read ds@2 and one that wrote out@2, rm ds@2 and out@2,
+    then a put through this one made "version 2" again: the record of the
+    run that read ds@2 (and a memoised DAG task that produced out@2, which
+    would show cached and hand its reader the new bytes) named other
+    content. The upgrade takes the highest number the records name."""
+    old = Daemon(tmp_path / "d", build=old_build)
+    with old.serving():
+        for ds, body in (("ds", b"aaaaa"), ("out", b"aaaaa"), ("ds", b"bbbbb")):
+            st, _, b = old.request("PUT", f"/v1/data/{ds}", raw=body, headers={"Content-Type": "text/plain"})
+            assert st in (200, 201), b
+        st, b = old.run("def f():\n    return 1\n", data=["ds@2"])
+        assert st == 200, b
+        st, b = old.run("from pysprinter import output_dir\ndef f():\n    open(output_dir() + '/x', 'w').write('x')\n",
+                        output_data="out")
+        assert st == 200 and b["status"] == "succeeded", b
+        for ref in ("ds?version=2", "out?version=2"):
+            st, b = old.call("DELETE", f"/v1/data/{ref}")
+            assert st == 200, (ref, st, b)
+    new = Daemon(tmp_path / "d")
+    with new.serving():
+        for ds in ("ds", "out"):
+            st, _, b = new.request("PUT", f"/v1/data/{ds}", raw=b"ccccc", headers={"Content-Type": "text/plain"})
+            assert st == 201 and json.loads(b)["version"] == 3, (ds, b)
