@@ -484,3 +484,30 @@ def test_a_dataset_number_a_run_named_before_the_upgrade_is_not_given_again(old_
         for ds in ("ds", "out"):
             st, _, b = new.request("PUT", f"/v1/data/{ds}", raw=b"ccccc", headers={"Content-Type": "text/plain"})
             assert st == 201 and json.loads(b)["version"] == 3, (ds, b)
+
+
+def test_this_daemon_refuses_a_data_dir_an_older_daemon_still_serves(old_build, tmp_path):
+    """A daemon refuses a data directory another one serves (docs/api.md),
+    by the flock on pysprinterd.pid, which releases before 2026-12-06 do
+    not take. So this release's daemon started beside an older one still
+    serving the directory (a manual start during the upgrade, another port
+    to try it before switching) ran its recovery over the older one's runs:
+    a run the older one was running started again as attempt 2 beside it,
+    a retries: 0 one ended 'lost' while it ran, and the older one's results
+    were dropped as stale. It is refused now (exit 2, naming the pid), and
+    the older daemon's runs end as they would have."""
+    old = Daemon(tmp_path / "d", build=old_build)
+    with old.serving():
+        st, a = old.run(SLEEP.replace("4", "3"), wait=False, kwargs={"tag": "a"})
+        st, b = old.run(SLEEP.replace("4", "3"), wait=False, kwargs={"tag": "b"}, retries=0)
+        for r in (a, b):
+            old.wait_status(r["id"], ["running"])
+        beside = Daemon(tmp_path / "d")
+        with pytest.raises(RuntimeError) as refused:
+            beside.start()
+            beside.stop()
+        assert beside.proc.returncode == 2, refused.value
+        assert f"pysprinterd (pid {old.proc.pid})" in str(refused.value), refused.value
+        for r, tag in ((a, "a"), (b, "b")):
+            end = old.wait_status(r["id"], TERMINAL)
+            assert (end["status"], end["result"], end["attempt"]) == ("succeeded", tag, 1), end
