@@ -508,6 +508,10 @@ def test_this_daemon_refuses_a_data_dir_an_older_daemon_still_serves(old_build, 
             beside.stop()
         assert beside.proc.returncode == 2, refused.value
         assert f"pysprinterd (pid {old.proc.pid})" in str(refused.value), refused.value
+        # The CLI's gc would collect the daemon's home with its own
+        # defaults (docs/operations.md): refused as beside this release's.
+        p = subprocess.run([str(CLI), "gc"], capture_output=True, text=True, env=old.env(), timeout=60)
+        assert p.returncode == 2 and str(old.proc.pid) in p.stderr, (p.returncode, p.stderr)
         for r, tag in ((a, "a"), (b, "b")):
             end = old.wait_status(r["id"], TERMINAL)
             assert (end["status"], end["result"], end["attempt"]) == ("succeeded", tag, 1), end
