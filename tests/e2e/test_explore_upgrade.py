@@ -515,3 +515,39 @@ def test_this_daemon_refuses_a_data_dir_an_older_daemon_still_serves(old_build, 
         for r, tag in ((a, "a"), (b, "b")):
             end = old.wait_status(r["id"], TERMINAL)
             assert (end["status"], end["result"], end["attempt"]) == ("succeeded", tag, 1), end
+
+
+@pytest.mark.skipif(not REDIS, reason="redis-server is not installed")
+def test_a_newer_worker_tells_an_older_gateway_a_runs_end_in_words_it_reads(old_build, tmp_path):
+    """A worker tells the gateway that accepted a run of its end on the
+    gateway's channel: since round 26 with the ended record ("r:<id>" and
+    the fields), which a gateway of the older release does not read — it
+    then answered each run from its once-a-second look, so in a rolling
+    upgrade of nodes of the default role `all` (both at once: 'gateways
+    first' cannot be followed) every run a new node ran for an old one
+    came back up to a second late. A gateway now says in the run's record
+    that it reads the record form; the others get "d:<id>", which every
+    release reads at once."""
+    redis = Redis(tmp_path).start()
+    mode = sandbox_mode(tmp_path)
+    gw = Daemon(tmp_path / "g", sandbox=mode, build=old_build,
+                args=["--redis", redis.url, "--role", "gateway", "--node-id", "g-old"])
+    w = Daemon(tmp_path / "w", sandbox=mode, args=["--redis", redis.url, "--role", "worker", "--node-id", "w-new"])
+    heard = subprocess.Popen(["redis-cli", "-s", redis.sock, "SUBSCRIBE", "ps:ev:g-old"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL)
+    try:
+        gw.start()
+        w.start()
+        ids = []
+        for x in range(3):
+            st, b = gw.run("def f(x: int = 1):\n    return x + 1\n", kwargs={"x": x})
+            assert st == 200 and b["result"] == x + 1, b
+            ids.append(b["id"])
+    finally:
+        for d in (w, gw):
+            d.stop()
+        heard.terminate()
+        out = heard.communicate(timeout=30)[0].decode(errors="replace")
+        redis.stop()
+    for rid in ids:
+        assert f"d:{rid}" in out and f"r:{rid}" not in out, (rid, out[-2000:])
