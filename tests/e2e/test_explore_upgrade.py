@@ -551,3 +551,27 @@ def test_a_newer_worker_tells_an_older_gateway_a_runs_end_in_words_it_reads(old_
         redis.stop()
     for rid in ids:
         assert f"d:{rid}" in out and f"r:{rid}" not in out, (rid, out[-2000:])
+
+
+def test_a_set_of_states_lists_the_same_runs_against_an_older_daemon(old_build, cli, tmp_path):
+    """`ps --status succeeded,failed` (and `dag ls --status`) asks for a
+    set of states, which a daemon of the older release takes as one state
+    named "succeeded,failed": this CLI printed an empty table against it,
+    exit 0, as if there were no such runs. It lists them now, as against a
+    daemon of its own release."""
+    cli.write("a.py", "def f():\n    return 1\n")
+    cli.write("b.py", "def f():\n    raise ValueError('x')\n")
+    cli.write("p.yaml", "tasks:\n  one:\n    file: a.py\n")
+    got = {}
+    for which, build in (("old", old_build), ("new", None)):
+        d = Daemon(tmp_path / which, build=build)
+        with d.serving():
+            cli.env.update(PYSPRINTER_SERVER=d.url, PYSPRINTER_TOKEN=TOKENS["alice"])
+            cli("run", "a.py", check=0)
+            cli("run", "b.py", check=1)
+            cli("run", "--timeout", "1", "a.py", check=0)
+            cli("dag", "run", "p.yaml", check=0)
+            runs = json.loads(cli("ps", "--json", "--status", "succeeded,failed", check=0).stdout)
+            dags = json.loads(cli("dag", "ls", "--json", "--status", "succeeded,failed", check=0).stdout)
+            got[which] = ([r["status"] for r in runs], [g["status"] for g in dags])
+    assert got["old"] == got["new"] == (["succeeded", "succeeded", "failed", "succeeded"], ["succeeded"]), got
