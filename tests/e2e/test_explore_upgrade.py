@@ -575,3 +575,17 @@ def test_a_set_of_states_lists_the_same_runs_against_an_older_daemon(old_build, 
             dags = json.loads(cli("dag", "ls", "--json", "--status", "succeeded,failed", check=0).stdout)
             got[which] = ([r["status"] for r in runs], [g["status"] for g in dags])
     assert got["old"] == got["new"] == (["succeeded", "succeeded", "failed", "succeeded"], ["succeeded"]), got
+
+
+def test_a_request_an_older_daemon_does_not_know_says_so(old_build, cli, tmp_path):
+    """`pysprinter lock FILE` with a server asks the server's index for the
+    lock (POST /v1/validate with "lock"), which a daemon of the older
+    release refuses as an unknown field: this CLI printed "pysprinter:
+    unknown field 'lock'", a field the user never wrote. It now says the
+    server's release is older than the CLI's and what to do."""
+    cli.write("a.py", "def f():\n    return 1\n")
+    d = Daemon(tmp_path / "d", build=old_build)
+    with d.serving():
+        p = cli("lock", "a.py", env={"PYSPRINTER_SERVER": d.url, "PYSPRINTER_TOKEN": TOKENS["alice"]})
+    assert p.returncode != 0 and p.stdout == "", p
+    assert "older" in p.stderr and "upgrade" in p.stderr and "'lock'" in p.stderr, p.stderr
