@@ -211,6 +211,7 @@ FN = "def handler(x: int = 1):\n    '''Twice x.'''\n    print('handling', x)\n  
 SLEEP = "import time\ndef f(tag: str = ''):\n    print('began', tag, flush=True)\n    time.sleep(4)\n    return tag\n"
 PIPE = "tasks:\n  a:\n    file: s.py\n    args: [1]\n  b:\n    file: s.py\n    args: ['${a}']\n"
 PIPE_FILES = {"s.py": "def f(x: int = 0):\n    return x + 1\n"}
+SLOW_STEP = "import time\ndef f(x: int = 0):\n    time.sleep(2)\n    return x + 1\n"
 
 
 def test_a_daemons_data_dir_upgrades_with_everything_it_held(old_build, tmp_path):
@@ -257,6 +258,8 @@ def test_a_daemons_data_dir_upgrades_with_everything_it_held(old_build, tmp_path
         st, quick = old.run(SLEEP.replace("4", "1"), wait=False, kwargs={"tag": "quick"})
         st, slow = old.run(SLEEP.replace("4", "600"), wait=False, kwargs={"tag": "slow"})
         st, once = old.run(SLEEP.replace("4", "600"), wait=False, kwargs={"tag": "once"}, retries=0)
+        st, flying = old.call("POST", "/v1/dags", {"pipeline": PIPE, "files": {"s.py": SLOW_STEP}})
+        assert st == 202, flying
         for r in (slow, once):
             old.wait_status(r["id"], ["running"])
         old.stop(timeout=5)  # SIGTERM; its drain outlasts 5 s, so then kill -9
@@ -292,6 +295,10 @@ def test_a_daemons_data_dir_upgrades_with_everything_it_held(old_build, tmp_path
             new.set_time("2026-03-01 10:05:00")
             s = new.wait_schedule("s5", lambda s: s["last_run"] is not None)
             assert new.wait_status(s["last_run"]["id"], TERMINAL)["result"] == 10
+            # The DAG run in flight is resumed and ends with its results.
+            flown = wait_for(lambda: (lambda b: b if b["status"] not in ("running", "validating") else None)(
+                new.call("GET", f"/v1/dags/{flying['id']}")[1]), "the DAG run to end", timeout=120)
+            assert flown["status"] == "succeeded" and [t["result"] for t in flown["tasks"]] == [2, 3], flown
             # The one that outlived the drain ran again, in full.
             assert new.wait_status(slow["id"], ["running"])["attempt"] == 2
             new.cancel(slow["id"])
