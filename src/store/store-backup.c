@@ -333,6 +333,11 @@ static bool cmdline_is_daemon(int procfd, const char *pid) {
 pid_t store_home_older_daemon(const char *data_dir) {
         assert(data_dir);
         _cleanup_free_ char *db = path_join(data_dir, "pysprinter.db");
+        return store_db_older_daemon(db);
+}
+
+pid_t store_db_older_daemon(const char *db) {
+        assert(db);
         struct stat want;
         if (stat(db, &want) < 0)
                 return 0;

@@ -298,6 +298,10 @@ static int user_version(sqlite3 *db) {
         return version;
 }
 
+int store_db_schema_version(sqlite3 *db) {
+        return user_version(db);
+}
+
 int store_file_schema_version(const char *path, int *ret_version) {
         sqlite3 *db = NULL;
         int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);

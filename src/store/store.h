@@ -15,9 +15,11 @@ typedef struct Store Store;
 int store_open(const char *path, Store **ret_store);
 /* What to tell a user whose store_open(path) failed with r: "cannot open
  * the run database PATH: WHY". A database a newer release upgraded
- * (-EPROTONOSUPPORT) names both schema versions and the way out; other
- * errors their errno's text. Every command that opens a database says it
- * this way (docs/operations.md "Upgrades"). */
+ * (-EPROTONOSUPPORT) names both schema versions and the way out; one an
+ * older release's daemon serves (-EBUSY: store_open() does not upgrade a
+ * database under such a daemon, store_home_older_daemon()) names it;
+ * other errors their errno's text. Every command that opens a database
+ * says it this way (docs/operations.md "Upgrades"). */
 char *store_open_message(const char *path, int r);
 /* The same for a process that writes a few records and exits (a CLI
  * command): the WAL's blocks are not allocated ahead of the commits (a

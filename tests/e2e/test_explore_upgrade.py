@@ -596,3 +596,28 @@ def test_a_request_an_older_daemon_does_not_know_says_so(old_build, cli, tmp_pat
         p = cli("lock", "a.py", env={"PYSPRINTER_SERVER": d.url, "PYSPRINTER_TOKEN": TOKENS["alice"]})
     assert p.returncode != 0 and p.stdout == "", p
     assert "older" in p.stderr and "upgrade" in p.stderr and "'lock'" in p.stderr, p.stderr
+
+
+def test_the_cli_does_not_upgrade_a_database_an_older_daemon_serves(old_build, tmp_path):
+    """The daemon's default data directory is the CLI's default home: with
+    a daemon of the older release serving it (not restarted yet after the
+    package upgrade, or in a container of the older image), this release's
+    `pysprinter ps` upgraded the database under it (19 -> 21), and that
+    daemon then could not start on it again ("schema is newer than this
+    pysprinter knows"). The CLI leaves it alone now and says what to do;
+    once the older daemon is stopped, it upgrades it as usual."""
+    old = Daemon(tmp_path / "d", build=old_build)
+    env = dict(old.env(), PYSPRINTER_WORKER=str(WORKER))
+    with old.serving():
+        st, b = old.run("def f():\n    return 1\n")
+        assert st == 200
+        p = subprocess.run([str(CLI), "ps"], capture_output=True, text=True, env=env, timeout=60)
+        assert p.returncode == 6, (p.returncode, p.stdout, p.stderr)
+        assert f"pysprinterd (pid {old.proc.pid}), of an older release" in p.stderr, p.stderr
+        assert schema_of(old.home / "pysprinter.db") == 19
+    again = Daemon(tmp_path / "d", build=old_build)
+    with again.serving():
+        assert again.call("GET", f"/v1/runs/{b['id']}")[1]["result"] == 1
+    p = subprocess.run([str(CLI), "ps", "--json"], capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 0 and [r["id"] for r in json.loads(p.stdout)] == [b["id"]], p
+    assert schema_of(old.home / "pysprinter.db") > 19
