@@ -218,9 +218,14 @@ class Client:
     def invoke(self, name, *payload, idempotency_key=None, **kwargs):
         """Invokes a deployed function: invoke("f", event) passes the event
         as its one positional argument (like Lambda's invoke); keyword
-        arguments are passed as keywords. idempotency_key: as run()'s."""
+        arguments are passed as keywords. name may name a version,
+        "f::2" as the CLI writes it or "f:2" as Lambda does ("f::$LATEST":
+        the latest). idempotency_key: as run()'s."""
         key = _idempotency_key(idempotency_key)
+        name, version = _function_version(name)
         body = self._arguments(payload, kwargs)
+        if version:
+            body["version"] = version
         path = f"/v1/functions/{urllib.parse.quote(name, safe='')}/invoke?wait=true"
         return self._finish(*self._call("POST", path, body, idempotency_key=key))
 
@@ -307,6 +312,22 @@ class Client:
                     elif event == "end":
                         return
                     event, data = None, []
+
+
+def _function_version(ref):
+    """(name, version or None) of "NAME", "NAME::VERSION" or "NAME:VERSION"
+    (a function name holds no ':'); VERSION is a version number as the
+    daemon writes it, or $LATEST. ValueError otherwise, before sending."""
+    if not isinstance(ref, str):
+        raise TypeError(f"a function name is a str, not {type(ref).__name__}")
+    name, sep, version = ref.partition("::") if "::" in ref else ref.partition(":")
+    if not sep:
+        return ref, None
+    if version == "$LATEST":
+        return name, None
+    if not version.isascii() or not version.isdigit() or version.startswith("0"):
+        raise ValueError(f"{ref!r}: a version is a number (1, 2, …) or $LATEST, as in 'NAME::2'")
+    return name, int(version)
 
 
 def _idempotency_key(key):

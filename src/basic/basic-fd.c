@@ -160,12 +160,8 @@ static int read_pid_stat(pid_t pid, char **ret_text, const char **ret_fields) {
         return 0;
 }
 
-int pid_start_time(pid_t pid, uint64_t *ret) {
-        _cleanup_free_ char *text = NULL;
-        const char *p;
-        int r = read_pid_stat(pid, &text, &p);
-        if (r < 0)
-                return r;
+/* Field 22 (starttime) of the fields after the command's ')'. */
+static int stat_start_time(const char *p, uint64_t *ret) {
         for (int field = 3; field < 22; field++) {
                 p = strchr(p + 1, ' ');
                 if (!p)
@@ -178,6 +174,21 @@ int pid_start_time(pid_t pid, uint64_t *ret) {
                 return -EIO;
         *ret = v;
         return 0;
+}
+
+/* A zombie (Z) or dead (X) process holds its pid but runs nothing: what
+ * it owned is an orphan's. */
+static bool stat_is_running(const char *p) {
+        return p[1] != 'Z' && p[1] != 'X';
+}
+
+int pid_start_time(pid_t pid, uint64_t *ret) {
+        _cleanup_free_ char *text = NULL;
+        const char *p;
+        int r = read_pid_stat(pid, &text, &p);
+        if (r < 0)
+                return r;
+        return stat_start_time(p, ret);
 }
 
 bool pid_is_running(pid_t pid) {
@@ -193,9 +204,23 @@ bool pid_is_running(pid_t pid) {
          * and must not take a live owner's for an orphan's. */
         if (r < 0)
                 return true;
-        /* A zombie (Z) or dead (X) process holds its pid but runs nothing:
-         * what it owned is an orphan's. */
-        return p[1] != 'Z' && p[1] != 'X';
+        return stat_is_running(p);
+}
+
+bool pid_alive_since(pid_t pid, uint64_t start) {
+        _cleanup_free_ char *text = NULL;
+        const char *p;
+        uint64_t now_start;
+        if (pid <= 0)
+                return false;
+        int r = read_pid_stat(pid, &text, &p);
+        if (r == -ESRCH)
+                return false;
+        if (r < 0) /* not known gone: as pid_is_running() */
+                return true;
+        if (stat_start_time(p, &now_start) < 0)
+                return true;
+        return now_start == start && stat_is_running(p);
 }
 
 unsigned long long pid_namespace_id(void) {

@@ -193,6 +193,11 @@ int pid_start_time(pid_t pid, uint64_t *ret);
  * told (its /proc entry unreadable for want of a descriptor, say): the
  * caller removes what a gone process left. */
 bool pid_is_running(pid_t pid);
+/* The process started at `start` (pid_start_time()) still runs: the same
+ * pid and start time (a reused pid is another process), not a zombie. Also
+ * true when that cannot be told, as pid_is_running(): an owner is gone
+ * only when that is known. One read of /proc/PID/stat. */
+bool pid_alive_since(pid_t pid, uint64_t start);
 /* The calling process's pid namespace (the inode of /proc/self/ns/pid; 0
  * when unknown). A pid written down names a process only in the namespace
  * it was read in: a process in another (a CLI under `unshare --pid`, a

@@ -395,10 +395,11 @@ static int set_target(Ctx *c, const char *w) {
 
 /* A word the run grammar reads as an option or a keyword (or `--`), not
  * as a value: "-" and negative numbers are values, "-.5" too (no
- * parameter's name starts with '.'). */
+ * parameter's name starts with '.'), and so is "-::FUNC", stdin's source
+ * with its function named (nor with ':'). */
 static bool is_option_word(const char *w) {
         const char *num = w[1] == '.' ? w + 2 : w + 1;
-        return w[0] == '-' && w[1] && !(*num >= '0' && *num <= '9');
+        return w[0] == '-' && w[1] && !(*num >= '0' && *num <= '9') && !startswith(w, "-::");
 }
 
 /* A bare word that names a step of chain's grammar: FILE.py, FILE::FUNC. */

@@ -717,7 +717,13 @@ int verb_dag(int argc, char **argv) {
                 for (int i = 1; i < argc; i++) {
                         if (streq(argv[i], "--json") && !streq(sub, "logs"))
                                 json = true;
-                        else
+                        else if (n == 0 && argv[i][0] == '-' && argv[i][1]) {
+                                /* No DAG run's id starts with '-': a typo of
+                                 * an option, not "no DAG run '--jsn'". */
+                                cli_error("dag %s: unknown option '%s' (usage: %s)", sub, argv[i],
+                                          streq(sub, "logs") ? "dag logs ID TASK" : "dag status|cancel ID [--json]");
+                                return EXIT_USAGE;
+                        } else
                                 argv[1 + n++] = argv[i];
                 }
         /* An empty ID (an unset shell variable) names no DAG run on either

@@ -99,6 +99,12 @@ static bool is_help_word(const char *w) {
         return streq(w, "--help") || streq(w, "-h");
 }
 
+/* The first word names a FILE (or stdin's source: `-`, `-::FUNC`), so a
+ * --help after it asks for the function's usage. */
+static bool is_file_word(const char *w) {
+        return w[0] != '-' || streq(w, "-") || startswith(w, "-::");
+}
+
 static bool help_asked(int argc, char **argv) {
         for (int i = 0; i < argc && !streq(argv[i], "--"); i++)
                 if (is_help_word(argv[i]))
@@ -354,11 +360,16 @@ static int run_and_render(Backend *b, RunRequest *q, const char *verb) {
         const char *status = json_string_value(json_object_get(run, "status")) ?: "";
         /* A deployed function's usage is its function object (no run
          * status): it was found, or b->ops->run failed. */
+        /* The source read from stdin is named as the run names it
+         * (`<stdin>:2:12: SyntaxError`), not "-: ok". */
+        _cleanup_free_ char *shown = a->file && streq(a->file, "-") && a->target[0] == '-'
+                                             ? xasprintf("<stdin>%s", a->target + 1)
+                                             : xstrdup(a->target);
         if (q->describe_only && (q->deployed || streq(status, "succeeded"))) {
                 print_function_help(verb, a->target, run, a->json_output);
                 code = 0;
         } else if (q->lock_only && streq(status, "succeeded")) {
-                print_lock(a->target, json_object_get(run, "lock"), a->json_output);
+                print_lock(shown, json_object_get(run, "lock"), a->json_output);
                 code = 0;
         } else if (q->validate_only && a->json_output) {
                 /* The validation's answer, valid or not (docs/api.md
@@ -367,8 +378,7 @@ static int run_and_render(Backend *b, RunRequest *q, const char *verb) {
                 code = streq(status, "succeeded") ? 0 : renderer_run_outcome(&rd, run);
         } else if (q->validate_only && streq(status, "succeeded")) {
                 if (!a->quiet && !cli_globals.quiet)
-                        printf("%s: ok (%s)\n", a->target,
-                               json_string_value(json_object_get(run, "function")) ?: "?");
+                        printf("%s: ok (%s)\n", shown, json_string_value(json_object_get(run, "function")) ?: "?");
                 code = 0;
         } else {
                 code = renderer_run_outcome(&rd, run);
@@ -435,7 +445,7 @@ static int run_or_validate(int argc, char **argv, RunVerb kind) {
         const char *verb = verbs[kind];
         bool validate_only = kind != VERB_RUN;
         /* --help after a FILE: the function's usage (run and validate). */
-        bool describe = help_asked(argc, argv) && kind != VERB_LOCK && argc > 0 && argv[0][0] != '-';
+        bool describe = help_asked(argc, argv) && kind != VERB_LOCK && argc > 0 && is_file_word(argv[0]);
         if (help_asked(argc, argv) && !describe) {
                 fputs(helps[kind], stdout);
                 return 0;

@@ -595,6 +595,33 @@ static int parse_server(DaemonConfig *cfg, json_t *o, char **ret_error) {
         return 0;
 }
 
+/* A relative data_dir is the config file's neighbour, as a Compose file's
+ * paths are: the daemon's working directory is / under systemd, and a
+ * relative path there named a directory at the root. A path given on the
+ * command line (--data-dir) stays relative to where it is typed. */
+static int data_dir_beside_config(const char *config_path, char **data_dir, char **ret_error) {
+        if (!*data_dir || (*data_dir)[0] == '/')
+                return 0;
+        if (!**data_dir) {
+                *ret_error = xstrdup("'data_dir' must not be empty");
+                return -EINVAL;
+        }
+        _cleanup_free_ char *copy = xstrdup(config_path);
+        char *slash = strrchr(copy, '/');
+        const char *base = slash ? (slash == copy ? "/" : (*slash = 0, copy)) : ".";
+        _cleanup_free_ char *real = realpath(base, NULL);
+        if (!real) {
+                *ret_error = xasprintf("'data_dir' %s is relative to the config file's directory, which cannot be "
+                                       "resolved: %s",
+                                       *data_dir, strerror(errno));
+                return -EINVAL;
+        }
+        char *abs = path_join(real, *data_dir);
+        free(*data_dir);
+        *data_dir = abs;
+        return 0;
+}
+
 /* pool: spares, memory_budget_mb, worker_idle_s, instance_ttl_s,
  * validation_cache_mb */
 static int parse_pool(DaemonConfig *cfg, json_t *o, char **ret_error) {
@@ -662,9 +689,11 @@ int daemon_config_parse(DaemonConfig *cfg, const char *text, size_t len, const c
                                                 cfg->listen);
                                 r = -EINVAL;
                         }
-                } else if (streq(k, "data_dir"))
+                } else if (streq(k, "data_dir")) {
                         r = json_want_string(v, k, &cfg->data_dir, &err);
-                else if (streq(k, "tokens"))
+                        if (r >= 0)
+                                r = data_dir_beside_config(path, &cfg->data_dir, &err);
+                } else if (streq(k, "tokens"))
                         r = parse_tokens(cfg, v, &err);
                 else if (streq(k, "tenants"))
                         r = parse_tenants(cfg, v, &err);

@@ -476,12 +476,32 @@ static void split_target(const char *target, char **ret_path, char **ret_query) 
         *ret_query = q ? target_text(q + 1, strlen(q + 1)) : xstrdup("");
 }
 
-/* A bearer token of tenant that may run functions; 0, or the status. */
+/* A bearer token, or an access key's SigV4 signature (what an AWS_IAM
+ * function URL's callers send), of tenant that may run functions; 0, or
+ * the status: 401 without credentials or with an unknown token, 403 for a
+ * signature that does not verify, another tenant's or a read-only one. */
 static unsigned endpoint_auth(const DaemonCall *call, const char *tenant) {
         /* --no-auth: one local user on a loopback address, no tokens. */
         if (call->d->no_auth)
                 return 0;
         const char *h = daemon_call_header(call, "Authorization");
+        if (h && startswith(h, "AWS4-HMAC-SHA256")) {
+                SigV4Request rq = {
+                        .method = call->method,
+                        .raw_target = call->raw_target ? call->raw_target : "/",
+                        .header = daemon_sigv4_header,
+                        .userdata = call->conn,
+                        .body = call->body,
+                        .body_len = call->body_len,
+                };
+                _cleanup_free_ char *err = NULL;
+                const char *type = NULL;
+                char owner[72];
+                TokenRole role = TOKEN_ROLE_READONLY;
+                if (daemon_sigv4_authenticate(call->d, &rq, h, &role, owner, sizeof(owner), &type, &err) < 0)
+                        return 403;
+                return streq(owner, tenant) && role != TOKEN_ROLE_READONLY ? 0 : 403;
+        }
         if (!h || strncasecmp(h, "Bearer ", 7) != 0)
                 return 401;
         _cleanup_free_ char *tok = xstrdup(h + 7);
@@ -604,7 +624,7 @@ struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_s
         pthread_rwlock_unlock(&d->cfg_lock);
         if (k >= 0) {
                 req.limits = granted;
-                k = daemon_lambda_map_event(&req, f, event, id);
+                k = daemon_lambda_map_event(&req, f, event, id, NULL);
         } else
                 /* The operator lowered the tenant's grant below what the
                  * version was deployed with: the caller may be anyone, so

@@ -18,6 +18,10 @@
 
 #define LAMBDA_ACCOUNT "000000000000"
 #define LAMBDA_REGION "local"
+/* The largest X-Amz-Client-Context Lambda takes (its base64 text). */
+#define LAMBDA_CLIENT_CONTEXT_MAX 3583
+/* The most functions a ListFunctions page holds, as on Lambda. */
+#define LAMBDA_LIST_PAGE 50
 
 /* "$LATEST"/"latest"/NULL -> 0, "N" -> N; -EINVAL otherwise (aliases are
  * not kept). */
@@ -473,6 +477,26 @@ void daemon_request_from_function(RunRequest *req, const FunctionRecord *f) {
         }
 }
 
+static char *lambda_context_json(const FunctionRecord *f, const char *request_id, const RunLimits *l,
+                                 const json_t *client_context);
+
+/* An invoke of a Lambda handler, handler(event, context) by the calling
+ * rule, with one positional argument and no keywords: it may want its
+ * context (the runner decides, by the second parameter's default). */
+static bool lambda_handler_needs_context(const RunRequest *req, const FunctionRecord *f) {
+        if (req->context_json || lambda_call_rule(f->params_json) != LAMBDA_CALL_EVENT_CONTEXT || !req->args_json)
+                return false;
+        json_t *kw = req->kwargs_json ? json_loads(req->kwargs_json, 0, NULL) : NULL;
+        bool no_kwargs = !req->kwargs_json || json_object_size(kw) == 0;
+        json_decref(kw);
+        if (!no_kwargs)
+                return false;
+        json_t *a = json_loads(req->args_json, JSON_ALLOW_NUL, NULL);
+        bool one = json_array_size(a) == 1;
+        json_decref(a);
+        return one;
+}
+
 struct MHD_Response *daemon_api_function_invoke(const DaemonCall *call, unsigned *ret_status) {
         _cleanup_free_ char *err = NULL;
         RunRequest req = {};
@@ -490,8 +514,22 @@ struct MHD_Response *daemon_api_function_invoke(const DaemonCall *call, unsigned
         }
         daemon_request_from_function(&req, f);
         resp = daemon_call_grant_limits(call, "", &req.limits, ret_status);
+        _cleanup_free_ char *id = NULL;
+        if (!resp && lambda_handler_needs_context(&req, f)) {
+                /* handler(event, context) called with the event alone (the
+                 * Python client's invoke(name, event)) gets its context,
+                 * as on the Lambda route; the runner passes it only when
+                 * the second parameter has no default, so every call that
+                 * worked without it means what it did. */
+                id = id_new("r");
+                _cleanup_free_ char *ctx = lambda_context_json(f, id, &req.limits, NULL);
+                if (!ctx)
+                        resp = daemon_call_errno(call, -ENOMEM, "invoke", ret_status);
+                else
+                        req.context_json = xasprintf("{\"if_missing\":%s}", ctx);
+        }
         if (!resp)
-                resp = daemon_call_submit(call, &req, f->name, f->version, ret_status);
+                resp = daemon_call_submit(call, &req, id, f->name, f->version, ret_status);
         function_record_free(f);
         run_request_done(&req);
         return resp;
@@ -557,14 +595,17 @@ static RunLimits function_limits(const DaemonCall *call, const FunctionRecord *f
 }
 
 /* Lambda's FunctionConfiguration for f (the fields AWS SDKs read). */
-static json_t *lambda_configuration(const DaemonCall *call, const FunctionRecord *f) {
-        _cleanup_free_ char *name = NULL, *qualifier = NULL, *sha = NULL, *handler = NULL;
-        /* Asked for a version, the ARN names it, as Lambda's does. */
-        bool qualified = call->n_seg > 2 &&
-                         (daemon_call_query(call, "Qualifier") ||
-                          (lambda_function_ref_parse(call->seg[2], &name, &qualifier) >= 0 && qualifier));
+/* f's FunctionConfiguration; label: its Version (NULL: f's number),
+ * qualified: the ARN ends with it. */
+static json_t *lambda_configuration_as(const DaemonCall *call, const FunctionRecord *f, const char *label,
+                                       bool qualified) {
+        _cleanup_free_ char *sha = NULL, *handler = NULL;
+        char version[16];
+        snprintf(version, sizeof(version), "%d", f->version);
+        if (!label)
+                label = version;
         _cleanup_free_ char *base = lambda_arn(f->name);
-        _cleanup_free_ char *arn = qualified ? xasprintf("%s:%d", base, f->version) : xstrdup(base);
+        _cleanup_free_ char *arn = qualified ? xasprintf("%s:%s", base, label) : xstrdup(base);
         unsigned char digest[32];
         unsigned dlen = 0;
         EVP_Digest(f->source, f->source_len, digest, &dlen, EVP_sha256(), NULL);
@@ -572,24 +613,138 @@ static json_t *lambda_configuration(const DaemonCall *call, const FunctionRecord
         const char *file = f->filename ? f->filename : "main.py";
         size_t stem = endswith(file, ".py") ? strlen(file) - 3 : strlen(file);
         handler = xasprintf("%.*s.%s", (int) stem, file, f->function ? f->function : "handler");
-        char modified[64], version[16];
+        char modified[64];
         time_t secs = (time_t) (f->created / USEC_PER_SEC);
         struct tm tm;
         gmtime_r(&secs, &tm);
         strftime(modified, sizeof(modified), "%Y-%m-%dT%H:%M:%S.000+0000", &tm);
-        snprintf(version, sizeof(version), "%d", f->version);
         RunLimits l = function_limits(call, f);
         return json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:[s]}",
                          "FunctionName", f->name, "FunctionArn", arn, "Runtime", "python3.11", "Handler", handler,
                          "CodeSize", (json_int_t) f->source_len, "Description", f->description ? f->description : "",
                          "Timeout", (json_int_t) ((l.timeout_ms + 999) / 1000), "MemorySize",
-                         (json_int_t) (l.memory_bytes >> 20), "LastModified", modified, "CodeSha256",
-                         sha, "Version", version, "State", "Active", "LastUpdateStatus", "Successful", "PackageType",
-                         "Zip", "Architectures", "x86_64");
+                         (json_int_t) (l.memory_bytes >> 20), "LastModified", modified, "CodeSha256", sha, "Version",
+                         label, "State", "Active", "LastUpdateStatus", "Successful", "PackageType", "Zip",
+                         "Architectures", "x86_64");
 }
 
+/* As the call names f: asked for a version, the ARN names it, as
+ * Lambda's does. */
+static json_t *lambda_configuration(const DaemonCall *call, const FunctionRecord *f) {
+        _cleanup_free_ char *name = NULL, *qualifier = NULL;
+        bool qualified = call->n_seg > 2 &&
+                         (daemon_call_query(call, "Qualifier") ||
+                          (lambda_function_ref_parse(call->seg[2], &name, &qualifier) >= 0 && qualifier));
+        return lambda_configuration_as(call, f, NULL, qualified);
+}
+
+/* A List* call's MaxItems: 1..10000 (400 InvalidParameterValueException
+ * otherwise), LAMBDA_LIST_PAGE when absent and at most that (Lambda's page
+ * cap). NULL, or the refusal. */
+static struct MHD_Response *lambda_max_items(const DaemonCall *call, size_t *ret_max, unsigned *ret_status) {
+        const char *max_items = daemon_call_query(call, "MaxItems");
+        uint64_t max = LAMBDA_LIST_PAGE;
+        if (max_items && (parse_uint64(max_items, &max) < 0 || max < 1 || max > 10000))
+                return daemon_call_lambda_error(call, 400, "bad_request", "InvalidParameterValueException", ret_status,
+                                                "MaxItems must be an integer from 1 to 10000");
+        *ret_max = (size_t) MIN(max, (uint64_t) LAMBDA_LIST_PAGE);
+        return NULL;
+}
+
+/* ListFunctions pages as Lambda's do: at most MaxItems (1..10000; 50 a
+ * page whatever it says, Lambda's cap) functions in name order, after
+ * Marker, the name of the last function of the page before. A page with
+ * more after it has NextMarker. Names, not positions: a function deleted
+ * between two pages moves no other across the cut. */
 struct MHD_Response *daemon_api_lambda_list(const DaemonCall *call, unsigned *ret_status) {
-        return functions_list(call, lambda_configuration, "Functions", ret_status);
+        const char *marker = daemon_call_query(call, "Marker");
+        size_t max;
+        struct MHD_Response *resp = lambda_max_items(call, &max, ret_status);
+        if (resp)
+                return resp;
+        if (marker && !function_name_is_valid(marker))
+                return daemon_call_lambda_error(call, 400, "bad_request", "InvalidParameterValueException", ret_status,
+                                                "Marker is not one this API gave (NextMarker)");
+        FunctionRecord **v = NULL;
+        size_t n = 0;
+        int k = function_store_list(call->d->functions, call->tenant, &v, &n);
+        if (k < 0)
+                return daemon_call_errno(call, k, "functions", ret_status);
+        json_t *a = json_array(), *j = json_object();
+        size_t i = 0;
+        while (i < n && marker && strcmp(v[i]->name, marker) <= 0)
+                i++;
+        for (; i < n && json_array_size(a) < max; i++)
+                json_array_append_new(a, lambda_configuration(call, v[i]));
+        json_object_set_new(j, "Functions", a);
+        if (i < n)
+                json_object_set_new(j, "NextMarker", json_string(v[i - 1]->name));
+        function_record_list_free(v, n);
+        return daemon_call_json(call, 200, j, ret_status);
+}
+
+/* ListVersionsByFunction as Lambda answers it: $LATEST (the latest
+ * version's configuration, Version "$LATEST"), then each version in
+ * order, paged by MaxItems and Marker (the previous page's last Version). */
+struct MHD_Response *daemon_api_lambda_versions(const DaemonCall *call, unsigned *ret_status) {
+        const char *marker = daemon_call_query(call, "Marker");
+        _cleanup_free_ char *name = NULL, *qualifier = NULL;
+        size_t max;
+        int after = -1; /* the Marker: -1 none, 0 $LATEST, N a version */
+        struct MHD_Response *resp = lambda_max_items(call, &max, ret_status);
+        if (resp)
+                return resp;
+        if (marker && version_parse(marker, &after) < 0)
+                return daemon_call_lambda_error(call, 400, "bad_request", "InvalidParameterValueException", ret_status,
+                                                "Marker is not one this API gave (NextMarker)");
+        if (lambda_function_ref_parse(call->seg[2], &name, &qualifier) >= 0 && qualifier)
+                return daemon_call_lambda_error(call, 400, "bad_request", "InvalidParameterValueException", ret_status,
+                                                "ListVersionsByFunction takes a function without a qualifier, not '%s'",
+                                                call->seg[2]);
+        FunctionRecord *latest = lambda_function(call, ret_status, &resp);
+        if (!latest)
+                return resp;
+        int *vs = NULL;
+        size_t n = 0;
+        int k = function_store_versions(call->d->functions, call->tenant, latest->name, &vs, &n);
+        if (k < 0) {
+                function_record_free(latest);
+                return daemon_call_errno(call, k, "functions", ret_status);
+        }
+        json_t *a = json_array(), *j = json_object();
+        bool more = false;
+        if (after < 0)
+                json_array_append_new(a, lambda_configuration_as(call, latest, "$LATEST", true));
+        for (size_t i = 0; i < n && k >= 0; i++) {
+                if (vs[i] <= after)
+                        continue;
+                if (json_array_size(a) >= max) {
+                        more = true;
+                        break;
+                }
+                FunctionRecord *f = NULL;
+                k = function_store_get(call->d->functions, call->tenant, latest->name, vs[i], &f);
+                if (k == -ENOENT) { /* deleted meanwhile */
+                        k = 0;
+                        continue;
+                }
+                if (k >= 0)
+                        json_array_append_new(a, lambda_configuration_as(call, f, NULL, true));
+                function_record_free(f);
+        }
+        free(vs);
+        function_record_free(latest);
+        if (k < 0) {
+                json_decref(a);
+                json_decref(j);
+                return daemon_call_errno(call, k, "functions", ret_status);
+        }
+        if (more) {
+                json_t *last = json_array_get(a, json_array_size(a) - 1);
+                json_object_set(j, "NextMarker", json_object_get(last, "Version"));
+        }
+        json_object_set_new(j, "Versions", a);
+        return daemon_call_json(call, 200, j, ret_status);
 }
 
 struct MHD_Response *daemon_api_lambda_configuration(const DaemonCall *call, unsigned *ret_status) {
@@ -616,6 +771,64 @@ struct MHD_Response *daemon_api_lambda_get(const DaemonCall *call, unsigned *ret
         return daemon_call_json(call, 200, j, ret_status);
 }
 
+/* daemon.h. */
+char *lambda_error_message(RunStatus status, const char *type, const char *message) {
+        if (!message)
+                return xstrdup(status == RUN_FAILED ? "" : "the function failed");
+        /* A raised exception's message is the engine's "Type: str(e)", or
+         * "Type" when str(e) is empty; Lambda's is str(e). */
+        if (type && startswith(message, type)) {
+                const char *rest = message + strlen(type);
+                if (startswith(rest, ": "))
+                        return xstrdup(rest + 2);
+                if (!*rest && status == RUN_FAILED)
+                        return xstrdup("");
+        }
+        return xstrdup(message);
+}
+
+/* daemon.h. */
+json_t *lambda_stack_trace(const char *traceback) {
+        json_t *frames = json_array();
+        if (!traceback)
+                return frames;
+        /* The raised exception's own traceback is the last one: those
+         * before it are its causes and contexts. */
+        static const char header[] = "Traceback (most recent call last):\n";
+        const char *p = traceback, *q;
+        if (!startswith(p, header))
+                p = NULL;
+        for (q = traceback; (q = strstr(q, "\nTraceback (most recent call last):\n")); q++)
+                p = q + 1;
+        if (!p)
+                return frames;
+        p += strlen(header);
+        Buf b;
+        buf_init(&b, SIZE_MAX);
+        bool open = false;
+        while (*p) {
+                size_t n = strcspn(p, "\n");
+                size_t len = n + (p[n] == '\n');
+                /* A frame is "  File …" with its indented lines (the code,
+                 * 3.11's carets); the exception's line ends the frames. */
+                bool frame = startswith(p, "  File ");
+                if (!frame && !(open && startswith(p, "  ")))
+                        break;
+                if (frame && open) {
+                        json_array_append_new(frames, json_stringn(b.data, b.len));
+                        b.len = 0;
+                }
+                open = true;
+                if (buf_append(&b, p, n) < 0 || buf_append(&b, "\n", 1) < 0)
+                        break;
+                p += len;
+        }
+        if (open && b.len)
+                json_array_append_new(frames, json_stringn(b.data, b.len));
+        buf_free(&b);
+        return frames;
+}
+
 /* Lambda's log tail (LogType: Tail), base64: the last 4 KB of what
  * Lambda logs for an invocation — START, the function's output, the
  * runtime's [ERROR] line and traceback when it raised, END and REPORT. */
@@ -629,11 +842,12 @@ static char *lambda_log_tail(Daemon *d, DRun *r) {
         buf_append(&b, start, strlen(start));
         buf_append(&b, log, n);
         if (res->status != RUN_SUCCEEDED) {
-                /* The message usually names its type already ("ValueError: x"). */
-                const char *type = res->error_type ?: "Error", *msg = res->error_message ?: "";
-                bool named = startswith(msg, type) && msg[strlen(type)] == ':';
+                /* As Lambda's runtime logs it: "[ERROR] Type: str(e)", or
+                 * "[ERROR] Type" when str(e) is empty. */
+                const char *type = res->error_type ?: "Error";
+                _cleanup_free_ char *msg = lambda_error_message(res->status, type, res->error_message);
                 _cleanup_free_ char *err = xasprintf("%s[ERROR] %s%s%s\n%s%s", n && log[n - 1] != '\n' ? "\n" : "",
-                                                     named ? "" : type, named ? "" : ": ", msg, res->traceback ?: "",
+                                                     type, *msg ? ": " : "", msg, res->traceback ?: "",
                                                      res->traceback && !endswith(res->traceback, "\n") ? "\n" : "");
                 buf_append(&b, err, strlen(err));
         }
@@ -646,6 +860,10 @@ static char *lambda_log_tail(Daemon *d, DRun *r) {
         return tail;
 }
 
+static int dump_to_buf(const char *data, size_t n, void *p) {
+        return buf_append(p, data, n) < 0 ? -1 : 0;
+}
+
 /* The Lambda context as JSON text, written directly (its schema is
  * fixed): a jansson object and json_dumps() cost ~25k instructions per
  * invoke (docs/performance.md "Invoke path: round 7"), no printf for the
@@ -654,8 +872,10 @@ static char *lambda_log_tail(Daemon *d, DRun *r) {
  * group, deadline), not an object: the instance's JSON scanner read the
  * object's keys at ~15k instructions per invoke, the array's values at
  * ~7k ("The Lambda route's context (round 19)"). The log stream is the
- * request id: the runner fills it in. */
-static char *lambda_context_json(const FunctionRecord *f, const char *request_id, const RunLimits *l) {
+ * request id: the runner fills it in. A client context (boto3's
+ * ClientContext, an object) is an eighth value, only when given. */
+static char *lambda_context_json(const FunctionRecord *f, const char *request_id, const RunLimits *l,
+                                 const json_t *client_context) {
         uint64_t timeout = l->timeout_ms ? l->timeout_ms : RUN_DEFAULT_TIMEOUT_MS;
         uint64_t mem = l->memory_bytes ? l->memory_bytes : RUN_DEFAULT_MEMORY_BYTES;
         char version[16], mb[24], deadline[24];
@@ -688,6 +908,11 @@ static char *lambda_context_json(const FunctionRecord *f, const char *request_id
                 r = buf_appends(&b, ",");
         if (r >= 0)
                 r = buf_appends(&b, deadline);
+        if (r >= 0 && client_context) {
+                r = buf_appends(&b, ",");
+                if (r >= 0 && json_dump_callback(client_context, dump_to_buf, &b, JSON_COMPACT) < 0)
+                        r = -ENOMEM;
+        }
         if (r >= 0)
                 r = buf_append(&b, "]", 1);
         if (r < 0) {
@@ -697,15 +922,12 @@ static char *lambda_context_json(const FunctionRecord *f, const char *request_id
         return buf_steal(&b);
 }
 
-static int dump_to_buf(const char *data, size_t n, void *p) {
-        return buf_append(p, data, n) < 0 ? -1 : 0;
-}
-
 /* Maps the event onto the function's parameters (docs/api.md): exactly
  * two -> handler(event, context); exactly one -> handler(event);
  * otherwise the event's keys are keyword arguments. -EINVAL when the
  * function takes named parameters and the event is not an object. */
-int daemon_lambda_map_event(RunRequest *req, const FunctionRecord *f, json_t *event, const char *request_id) {
+int daemon_lambda_map_event(RunRequest *req, const FunctionRecord *f, json_t *event, const char *request_id,
+                            const json_t *client_context) {
         LambdaCall rule = lambda_call_rule(f->params_json);
         if (rule == LAMBDA_CALL_KWARGS) {
                 if (!json_is_object(event))
@@ -724,7 +946,7 @@ int daemon_lambda_map_event(RunRequest *req, const FunctionRecord *f, json_t *ev
          * LambdaContext object (attributes and
          * get_remaining_time_in_millis()), as Lambda does. */
         if (rule == LAMBDA_CALL_EVENT_CONTEXT) {
-                req->context_json = lambda_context_json(f, request_id, &req->limits);
+                req->context_json = lambda_context_json(f, request_id, &req->limits, client_context);
                 if (!req->context_json)
                         return -ENOMEM;
         }
@@ -747,7 +969,8 @@ int daemon_lambda_map_event(RunRequest *req, const FunctionRecord *f, json_t *ev
 
 /* A finished synchronous invocation as Lambda answers it: the return value,
  * or the error JSON with X-Amz-Function-Error (still 200). */
-static struct MHD_Response *lambda_result(const DaemonCall *call, const RunResult *res, unsigned *ret_status) {
+static struct MHD_Response *lambda_result(const DaemonCall *call, const RunResult *res, const char *request_id,
+                                          unsigned *ret_status) {
         if (res->status == RUN_SUCCEEDED) {
                 char *payload = NULL;
                 if (res->value_json)
@@ -762,17 +985,12 @@ static struct MHD_Response *lambda_result(const DaemonCall *call, const RunResul
                 size_t n = strlen(payload);
                 return daemon_text_response(200, "application/json", payload, n, ret_status);
         }
-        json_t *trace = json_array();
-        for (const char *line = res->traceback; line && *line;) {
-                size_t n = strcspn(line, "\n");
-                if (n > 0)
-                        json_array_append_new(trace, json_stringn(line, n));
-                line += n + (line[n] == '\n');
-        }
+        /* Lambda's Python runtime: str(e), the class's name, the request
+         * and traceback.format_list() of the exception's frames. */
         const char *type = res->error_type ? res->error_type : run_status_to_string(res->status);
-        json_t *e = json_pack("{s:s, s:s, s:o}", "errorMessage",
-                              res->error_message ? res->error_message : "the function failed", "errorType", type,
-                              "stackTrace", trace);
+        _cleanup_free_ char *msg = lambda_error_message(res->status, type, res->error_message);
+        json_t *e = json_pack("{s:s, s:s, s:s, s:o}", "errorMessage", msg, "errorType", type, "requestId", request_id,
+                              "stackTrace", lambda_stack_trace(res->traceback));
         struct MHD_Response *resp = daemon_call_json(call, 200, e, ret_status);
         daemon_response_headers(resp, (const char *const[]) { "X-Amz-Function-Error", "Unhandled", NULL });
         return resp;
@@ -817,7 +1035,7 @@ static struct MHD_Response *lambda_wait_then(const DaemonCall *call, void *p, Da
         else {
                 _cleanup_free_ char *log_tail = w->tail ? lambda_log_tail(d, r) : NULL;
                 /* Set before done, which daemon_run_done() read. */
-                resp = lambda_result(call, r->result, ret_status);
+                resp = lambda_result(call, r->result, w->request_id, ret_status);
                 daemon_response_headers(resp, (const char *const[]) { "X-Amz-Log-Result", log_tail, NULL });
         }
         char ver[16];
@@ -832,7 +1050,7 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
         _cleanup_free_ char *err = NULL, *id = NULL;
         RunRequest req = {};
         RequestCaps caps = daemon_call_caps(call);
-        json_t *event = NULL;
+        json_t *event = NULL, *client_context = NULL;
         struct MHD_Response *resp = NULL;
         FunctionRecord *f = NULL;
 
@@ -858,22 +1076,44 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
                                          "Could not parse request body into json: %s", err);
                 goto out;
         }
-        if (streq(itype, "DryRun")) {
-                resp = daemon_text_response(204, NULL, xstrdup(""), 0, ret_status);
-                goto out;
+        /* boto3's ClientContext: base64 of a JSON object, at most 3583
+         * bytes (Lambda's cap), the handler's context.client_context. */
+        const char *cch = daemon_call_header(call, "X-Amz-Client-Context");
+        if (cch) {
+                _cleanup_free_ char *raw = NULL;
+                size_t n = 0;
+                if (strlen(cch) > LAMBDA_CLIENT_CONTEXT_MAX) {
+                        resp = daemon_call_error(call, 400, "bad_request", ret_status,
+                                                 "X-Amz-Client-Context holds more than %d bytes",
+                                                 LAMBDA_CLIENT_CONTEXT_MAX);
+                        goto out;
+                }
+                if (base64_decode(cch, strlen(cch), &raw, &n) >= 0)
+                        client_context = json_loadb(raw, n, 0, NULL);
+                if (!json_is_object(client_context)) {
+                        resp = daemon_call_error(call, 400, "bad_request", ret_status,
+                                                 "X-Amz-Client-Context must be a base64-encoded JSON object");
+                        goto out;
+                }
         }
-
-        id = id_new("r");
         daemon_request_from_function(&req, f);
         resp = daemon_call_grant_limits(call, "", &req.limits, ret_status);
         if (resp)
                 goto out;
-        int k = daemon_lambda_map_event(&req, f, event, id);
+        id = id_new("r");
+        int k = daemon_lambda_map_event(&req, f, event, id, client_context);
         if (k < 0) {
                 resp = k == -EINVAL ? daemon_call_error(call, 400, "bad_request", ret_status,
                                                         "function '%s' takes named parameters: the event must be a JSON object",
                                                         f->function ? f->function : f->name)
                                     : daemon_call_errno(call, k, "invoke", ret_status);
+                goto out;
+        }
+        /* A dry run answers what the invoke would: the function, the
+         * event and its fit to the calling rule, the client context and
+         * the grant are checked; nothing runs. */
+        if (streq(itype, "DryRun")) {
+                resp = daemon_text_response(204, NULL, xstrdup(""), 0, ret_status);
                 goto out;
         }
 
@@ -900,6 +1140,7 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
                                                               NULL });
 out:
         json_decref(event);
+        json_decref(client_context);
         function_record_free(f);
         run_request_done(&req);
         return resp;

@@ -108,22 +108,20 @@ static char *bearer_token(Ctx *c) {
         return xstrdup(strstrip(t));
 }
 
-static const char *sigv4_header(void *userdata, const char *name) {
+/* daemon.h. */
+const char *daemon_sigv4_header(void *userdata, const char *name) {
         return MHD_lookup_connection_value(userdata, MHD_HEADER_KIND, name);
 }
 
-/* AWS SDKs sign with SigV4: the key id names a tokens entry with an
- * access_key_id, whose secret must verify the signature. 0 with the
- * entry's role (tenant in c->tenant_buf), or -EPERM with *ret_error and
- * *ret_type, the exception an SDK expects (a malformed Authorization, an
- * unknown key id, a signature that does not verify): any failure is a
- * 403, as AWS answers. */
-static int authenticate_sigv4(Ctx *c, const char *h, TokenRole *ret_role, const char **ret_type, char **ret_error) {
-        Daemon *d = c->d;
+/* daemon.h. */
+int daemon_sigv4_authenticate(Daemon *d, const SigV4Request *rq, const char *authorization, TokenRole *ret_role,
+                              char *ret_tenant, size_t tenant_size, const char **ret_type, char **ret_error) {
+        assert(d && rq && authorization && ret_role && ret_tenant && ret_type && ret_error);
         _cleanup_free_ char *secret = NULL;
         SigV4Auth a = {};
         TokenRole role = TOKEN_ROLE_READONLY;
-        int k = sigv4_parse_authorization(h, &a, ret_error);
+        char tenant[72] = "";
+        int k = sigv4_parse_authorization(authorization, &a, ret_error);
         *ret_type = "IncompleteSignatureException";
         if (k >= 0) {
                 pthread_rwlock_rdlock(&d->cfg_lock);
@@ -131,7 +129,7 @@ static int authenticate_sigv4(Ctx *c, const char *h, TokenRole *ret_role, const 
                 if (t) {
                         secret = xstrdup(t->secret_access_key);
                         role = t->role;
-                        snprintf(c->tenant_buf, sizeof(c->tenant_buf), "%s", t->tenant);
+                        snprintf(tenant, sizeof(tenant), "%s", t->tenant);
                 }
                 pthread_rwlock_unlock(&d->cfg_lock);
                 if (!secret) {
@@ -142,15 +140,7 @@ static int authenticate_sigv4(Ctx *c, const char *h, TokenRole *ret_role, const 
         }
         if (k >= 0) {
                 *ret_type = "InvalidSignatureException";
-                SigV4Request rq = {
-                        .method = c->method,
-                        .raw_target = c->req && c->req->target ? c->req->target : "/",
-                        .header = sigv4_header,
-                        .userdata = c->conn,
-                        .body = c->req ? c->req->body.data : NULL,
-                        .body_len = c->req ? c->req->body.len : 0,
-                };
-                k = sigv4_verify(&rq, &a, secret, now_realtime(), ret_error);
+                k = sigv4_verify(rq, &a, secret, now_realtime(), ret_error);
         }
         if (secret)
                 OPENSSL_cleanse(secret, strlen(secret));
@@ -158,7 +148,22 @@ static int authenticate_sigv4(Ctx *c, const char *h, TokenRole *ret_role, const 
         if (k < 0)
                 return -EPERM;
         *ret_role = role;
+        snprintf(ret_tenant, tenant_size, "%s", tenant);
         return 0;
+}
+
+/* SigV4 on an API route: the request as the connection holds it. */
+static int authenticate_sigv4(Ctx *c, const char *h, TokenRole *ret_role, const char **ret_type, char **ret_error) {
+        SigV4Request rq = {
+                .method = c->method,
+                .raw_target = c->req && c->req->target ? c->req->target : "/",
+                .header = daemon_sigv4_header,
+                .userdata = c->conn,
+                .body = c->req ? c->req->body.data : NULL,
+                .body_len = c->req ? c->req->body.len : 0,
+        };
+        return daemon_sigv4_authenticate(c->d, &rq, h, ret_role, c->tenant_buf, sizeof(c->tenant_buf), ret_type,
+                                         ret_error);
 }
 
 /* A bearer token's role (tenant in c->tenant_buf); -ENOKEY when none was
@@ -393,7 +398,7 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
                 c->call.lambda = route->access == ROUTE_LAMBDA;
         if (k == -EOPNOTSUPP) {
                 /* Before auth: a client learns the Allow set without a token. */
-                char a[32];
+                char a[DAEMON_ALLOW_MAX];
                 daemon_route_allow(allow, a);
                 return queue_error(c, 405, "method_not_allowed", (const char *const[]) { "Allow", a, NULL },
                                    "method %s is not allowed here; allowed: %s", c->method, a);

@@ -811,6 +811,13 @@ int lambda_function_ref_parse(const char *ref, char **ret_name, char **ret_quali
                         return -EINVAL;
                 name = parts[6];
                 qualifier = n == 8 ? parts[7] : NULL;
+        } else if ((n == 3 || n == 4) && streq(parts[1], "function")) {
+                /* Lambda's partial ARN, ACCOUNT:function:NAME[:QUALIFIER],
+                 * the account 12 digits. */
+                if (strlen(parts[0]) != 12 || strspn(parts[0], "0123456789") != 12)
+                        return -EINVAL;
+                name = parts[2];
+                qualifier = n == 4 ? parts[3] : NULL;
         } else if (n <= 2) {
                 name = parts[0];
                 qualifier = n == 2 ? parts[1] : NULL;

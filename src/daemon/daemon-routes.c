@@ -9,6 +9,10 @@
 #include "daemon.h"
 #include "daemon-ui.h"
 
+/* A function URL takes every method Lambda's function URLs hand their
+ * function, PATCH and OPTIONS (a CORS preflight) included. */
+#define ROUTE_FN_METHODS (ROUTE_GET | ROUTE_POST | ROUTE_PUT | ROUTE_DELETE | ROUTE_PATCH | ROUTE_OPTIONS)
+
 /* "*" matches one non-empty segment. Rows of one path sit together; GET
  * covers HEAD. */
 static const DaemonRoute routes[] = {
@@ -33,8 +37,8 @@ static const DaemonRoute routes[] = {
 
         /* Function URLs (docs/endpoints.md): the handler authenticates,
          * as an endpoint may be public. */
-        { ROUTE_GET | ROUTE_POST | ROUTE_PUT | ROUTE_DELETE, "/fn/*/*", daemon_api_endpoint, ROUTE_PUBLIC },
-        { ROUTE_GET | ROUTE_POST | ROUTE_PUT | ROUTE_DELETE, "/fn/*/*/**", daemon_api_endpoint, ROUTE_PUBLIC },
+        { ROUTE_FN_METHODS, "/fn/*/*", daemon_api_endpoint, ROUTE_PUBLIC },
+        { ROUTE_FN_METHODS, "/fn/*/*/**", daemon_api_endpoint, ROUTE_PUBLIC },
 
         { ROUTE_GET | ROUTE_POST, "/v1/schedules", daemon_api_schedules, ROUTE_USER },
         { ROUTE_GET | ROUTE_DELETE, "/v1/schedules/*", daemon_api_schedule, ROUTE_USER },
@@ -84,6 +88,7 @@ static const DaemonRoute routes[] = {
         { ROUTE_GET, "/2015-03-31/functions", daemon_api_lambda_list, ROUTE_LAMBDA },
         { ROUTE_GET, "/2015-03-31/functions/*", daemon_api_lambda_get, ROUTE_LAMBDA },
         { ROUTE_GET, "/2015-03-31/functions/*/configuration", daemon_api_lambda_configuration, ROUTE_LAMBDA },
+        { ROUTE_GET, "/2015-03-31/functions/*/versions", daemon_api_lambda_versions, ROUTE_LAMBDA },
         { ROUTE_POST, "/2015-03-31/functions/*/invocations", daemon_api_lambda_invoke, ROUTE_LAMBDA },
 };
 
@@ -97,8 +102,9 @@ unsigned daemon_route_method(const char *method) {
                 const char *name;
                 unsigned bit;
         } m[] = {
-                { "GET", ROUTE_GET }, { "HEAD", ROUTE_GET },       { "POST", ROUTE_POST },
-                { "PUT", ROUTE_PUT }, { "DELETE", ROUTE_DELETE },
+                { "GET", ROUTE_GET },         { "HEAD", ROUTE_GET },      { "POST", ROUTE_POST },
+                { "PUT", ROUTE_PUT },         { "DELETE", ROUTE_DELETE }, { "PATCH", ROUTE_PATCH },
+                { "OPTIONS", ROUTE_OPTIONS },
         };
         for (size_t i = 0; method && i < ELEMENTSOF(m); i++)
                 if (streq(method, m[i].name))
@@ -106,14 +112,14 @@ unsigned daemon_route_method(const char *method) {
         return 0;
 }
 
-char *daemon_route_allow(unsigned methods, char buf[static 32]) {
+char *daemon_route_allow(unsigned methods, char buf[static DAEMON_ALLOW_MAX]) {
         /* HEAD is served wherever GET is (daemon_route_method()). */
-        static const char *const names[] = { "GET, HEAD", "POST", "PUT", "DELETE" };
+        static const char *const names[] = { "GET, HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS" };
         size_t n = 0;
         buf[0] = 0;
         for (size_t i = 0; i < ELEMENTSOF(names); i++)
                 if (methods & (1U << i))
-                        n += (size_t) snprintf(buf + n, 32 - n, "%s%s", n ? ", " : "", names[i]);
+                        n += (size_t) snprintf(buf + n, DAEMON_ALLOW_MAX - n, "%s%s", n ? ", " : "", names[i]);
         return buf;
 }
 

@@ -187,8 +187,8 @@ static struct MHD_Response *resubmit_response(const DaemonCall *call, const char
         return resp;
 }
 
-struct MHD_Response *daemon_call_submit(const DaemonCall *call, const RunRequest *req, const char *fn_name,
-                                        int fn_version, unsigned *ret_status) {
+struct MHD_Response *daemon_call_submit(const DaemonCall *call, const RunRequest *req, const char *id,
+                                        const char *fn_name, int fn_version, unsigned *ret_status) {
         Daemon *d = call->d;
         DRun *r;
         /* Another tenant's secret is no secret of this one: 404, before
@@ -219,7 +219,7 @@ struct MHD_Response *daemon_call_submit(const DaemonCall *call, const RunRequest
                         return resubmit_response(call, first, wait, ret_status);
                 }
         }
-        int k = daemon_run_submit(d, NULL, call->tenant, &q, fn_name, fn_version, false, &r);
+        int k = daemon_run_submit(d, id, call->tenant, &q, fn_name, fn_version, false, &r);
         if (keyed)
                 pthread_mutex_unlock(&d->idem_lock);
         if (k < 0)
@@ -242,7 +242,7 @@ struct MHD_Response *daemon_api_runs_submit(const DaemonCall *call, unsigned *re
                 return daemon_call_error(call, 400, "bad_request", ret_status, "%s", err);
         struct MHD_Response *resp = daemon_call_grant_limits(call, "", &req.limits, ret_status);
         if (!resp)
-                resp = daemon_call_submit(call, &req, NULL, 0, ret_status);
+                resp = daemon_call_submit(call, &req, NULL, NULL, 0, ret_status);
         run_request_done(&req);
         return resp;
 }

@@ -1044,6 +1044,7 @@ static RunStep *run_begin(Daemon *d, DRun *r, RunThread *wake, Instance *inst) {
          * end through the queue), not this node's database. */
         st->spec.no_record = r->claimed;
         st->spec.attempt = r->attempt;
+        st->spec.max_attempts = r->max_attempts;
         st->spec.run_id = r->id;
         st->spec.tenant = r->tenant;
         st->spec.data = st->mounts;

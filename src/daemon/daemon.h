@@ -284,6 +284,16 @@ typedef enum LambdaCall {
  * handler(event, context); exactly one -> handler(event); otherwise (NULL,
  * unreadable included) the event's keys are keyword arguments. */
 LambdaCall lambda_call_rule(const char *params_json);
+/* A failed run's errorMessage as Lambda's Python runtime writes it:
+ * str(exception), so a raised run's "Type: text" is "text" and its "Type"
+ * (an empty str()) is ""; other messages as they are. Never NULL. */
+char *lambda_error_message(RunStatus status, const char *type, const char *message);
+/* The stackTrace of Lambda's error body from a run's traceback text: the
+ * last exception's frames as traceback.format_list() gives them, one
+ * string per frame ("  File \"main.py\", line 3, in f\n    code\n"),
+ * without the "Traceback" header, the exception's line or its causes. An
+ * empty array for NULL or text without frames. */
+struct json_t *lambda_stack_trace(const char *traceback);
 
 /* ---- deployed functions in memory (daemon-fncache.c) -------------------- */
 
@@ -790,6 +800,8 @@ enum {
         ROUTE_POST = 1U << 1,
         ROUTE_PUT = 1U << 2,
         ROUTE_DELETE = 1U << 3,
+        ROUTE_PATCH = 1U << 4,   /* function URLs only (docs/endpoints.md) */
+        ROUTE_OPTIONS = 1U << 5, /* function URLs only: the function answers a CORS preflight */
 };
 
 typedef enum RouteAccess {
@@ -823,11 +835,14 @@ typedef struct DaemonRoute {
         const DaemonBodySink *sink; /* NULL: bodies are buffered (server.max_body_bytes) */
 } DaemonRoute;
 
+/* The longest Allow value daemon_route_allow() writes, with its NUL. */
+#define DAEMON_ALLOW_MAX 64
+
 const DaemonRoute *daemon_routes(size_t *ret_n);
 /* The ROUTE_* bit of an HTTP method, 0 for one the API never serves. */
 unsigned daemon_route_method(const char *method);
-/* methods as an Allow header value ("GET, DELETE") in buf; returns buf. */
-char *daemon_route_allow(unsigned methods, char buf[static 32]);
+/* methods as an Allow header value ("GET, HEAD, DELETE") in buf; returns buf. */
+char *daemon_route_allow(unsigned methods, char buf[static DAEMON_ALLOW_MAX]);
 /* Resolves method and path: 0 with *ret the row and seg and *ret_n_seg the
  * path's segments; -ENOENT when no row has this path (404); -EOPNOTSUPP
  * when rows have it for other methods only (405), *ret_allow their union. */
@@ -1063,9 +1078,10 @@ DaemonHandlerFn daemon_api_runs_list, daemon_api_runs_submit, daemon_api_run_get
 struct MHD_Response *daemon_call_grant_limits(const DaemonCall *call, const char *prefix, RunLimits *l,
                                               unsigned *ret_status);
 /* Submits req as a run of call's tenant (a deployed function's when fn_name)
- * and answers 202 with the run (200 once finished with ?wait=true). */
-struct MHD_Response *daemon_call_submit(const DaemonCall *call, const RunRequest *req, const char *fn_name,
-                                        int fn_version, unsigned *ret_status);
+ * under id (NULL: a new one) and answers 202 with the run (200 once
+ * finished with ?wait=true). */
+struct MHD_Response *daemon_call_submit(const DaemonCall *call, const RunRequest *req, const char *id,
+                                        const char *fn_name, int fn_version, unsigned *ret_status);
 /* Validates req in a worker (arguments too when check_arguments). */
 int daemon_validate(Daemon *d, const char *tenant, const RunRequest *req, bool check_arguments, RunResult **ret);
 
@@ -1098,10 +1114,12 @@ struct MHD_Response *daemon_function_missing(const DaemonCall *call, const char 
 DaemonHandlerFn daemon_api_stack;
 DaemonHandlerFn daemon_api_functions_list, daemon_api_function_deploy, daemon_api_function_get,
         daemon_api_function_delete, daemon_api_function_invoke, daemon_api_function_runs, daemon_api_lambda_list,
-        daemon_api_lambda_get, daemon_api_lambda_configuration, daemon_api_lambda_invoke;
-/* A Lambda FunctionName — NAME, NAME:QUALIFIER or
- * arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER] — split into the
- * name and the qualifier (NULL when none). -EINVAL when it is none of those. */
+        daemon_api_lambda_get, daemon_api_lambda_configuration, daemon_api_lambda_invoke, daemon_api_lambda_versions;
+/* A Lambda FunctionName — NAME, NAME:QUALIFIER,
+ * arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER] or the partial
+ * ARN ACCOUNT:function:NAME[:QUALIFIER] (ACCOUNT 12 digits) — split into
+ * the name and the qualifier (NULL when none). -EINVAL when it is none of
+ * those. */
 int lambda_function_ref_parse(const char *ref, char **ret_name, char **ret_qualifier);
 
 /* Fills req with what runs f (source, file, function, requirements, its
@@ -1110,9 +1128,22 @@ int lambda_function_ref_parse(const char *ref, char **ret_name, char **ret_quali
 void daemon_request_from_function(RunRequest *req, const FunctionRecord *f);
 
 /* Maps a Lambda event onto f's parameters (the calling rule above; the
- * context from request_id and req's limits) into req's arguments. -EINVAL
- * when f takes named parameters and the event is not an object. */
-int daemon_lambda_map_event(RunRequest *req, const FunctionRecord *f, struct json_t *event, const char *request_id);
+ * context from request_id, req's limits and client_context — the
+ * invoke's X-Amz-Client-Context object, or NULL) into req's arguments.
+ * -EINVAL when f takes named parameters and the event is not an object. */
+int daemon_lambda_map_event(RunRequest *req, const FunctionRecord *f, struct json_t *event, const char *request_id,
+                            const struct json_t *client_context);
+
+/* AWS SigV4 authentication (daemon-http.c), for the API's routes and a
+ * function URL's caller: the key id names a tokens entry with an
+ * access_key_id, whose secret must verify rq's signature (its headers
+ * through rq->header; daemon_sigv4_header() reads a connection's). 0 with
+ * the entry's role and tenant (in ret_tenant), or -EPERM with *ret_error
+ * and *ret_type, the exception an SDK expects (a malformed Authorization,
+ * an unknown key id, a signature that does not verify). */
+int daemon_sigv4_authenticate(Daemon *d, const SigV4Request *rq, const char *authorization, TokenRole *ret_role,
+                              char *ret_tenant, size_t tenant_size, const char **ret_type, char **ret_error);
+const char *daemon_sigv4_header(void *conn, const char *name);
 
 /* ---- HTTP endpoints (daemon-endpoints.c, docs/endpoints.md) ------------- */
 

@@ -62,6 +62,7 @@ typedef struct RunCtx {
         bool out_daemon_born;     /* out_host was made before any tenant was known (a spare's) */
         json_t *memo_reply;       /* a deployed source's memoized validation, parsed, shared (instance_memo_get) */
         json_t *compiled;         /* validation's code and bound arguments for the run child (runner.py _compiled) */
+        int restarts;             /* started again after its worker died (rerun_after_worker_death()) */
 } RunCtx;
 
 typedef struct RunWatch RunWatch;
@@ -88,6 +89,12 @@ static void set_outcome(RunCtx *c, RunStatus status, int exit_code, const char *
         free(c->res->error_message);
         c->res->error_type = type ? xstrdup(type) : NULL;
         c->res->error_message = message ? xstrdup(message) : NULL;
+}
+
+/* The attempt the caller's queue started (an embedded run's is its
+ * first). */
+static int run_first_attempt(const RunCtx *c) {
+        return MAX(c->spec->attempt, 1);
 }
 
 static void clamp(uint64_t *v, uint64_t def, uint64_t max) {
@@ -1594,7 +1601,10 @@ static void classify(RunCtx *c, RunSandbox *rs, RunWatch *w) {
                 return;
         }
         if (w->worker_gone) {
-                set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "WorkerError", "the worker died during the run");
+                _cleanup_free_ char *m = c->restarts > 0 ? xasprintf("the worker died during the run (%d attempts)",
+                                                                     run_first_attempt(c) + c->restarts)
+                                                         : xstrdup("the worker died during the run");
+                set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "WorkerError", m);
                 return;
         }
         _cleanup_free_ char *m = xasprintf("the process exited with status %d before the function returned", w->code);
@@ -1986,6 +1996,58 @@ static void hand_back(EngineRun *run) {
         pool_release(e, TAKE_PTR(run->back_pw), run->back_broken);
 }
 
+/* An ad-hoc run whose worker died under it (killed from outside: the
+ * host's OOM killer, an operator; the run's code cannot kill it, its pid
+ * namespace is its own) before the function returned, or that could not
+ * be handed to its worker, is started again on a new worker while its
+ * attempts last (RunSpec.max_attempts: never for `retries: 0`), as Ray
+ * retries a task whose worker died. Its stderr says so, and what the
+ * first start printed stays (docs/api.md "Delivery"). A warm instance's
+ * death is not retried: the instance runs the function's own code, which
+ * can end it. true: the run was started again and is watched anew. */
+static bool rerun_after_worker_death(EngineRun *run) {
+        RunCtx *c = &run->c;
+        RunWatch *w = &run->w;
+        if (!run->in_run || c->inst || c->spec->instance_key || !w->worker_gone || w->timed_out || w->was_cancelled ||
+            w->output_limit || has_result(w) || cancelled(c))
+                return false;
+        int max = c->spec->max_attempts > 0 ? c->spec->max_attempts : RUN_DEFAULT_MAX_ATTEMPTS;
+        int attempt = run_first_attempt(c) + c->restarts;
+        if (attempt >= max)
+                return false;
+        _cleanup_free_ char *note = xasprintf("pysprinter: the worker running the run died (attempt %d of %d): "
+                                              "running it again on a new worker\n",
+                                              attempt, max);
+        stderr_note(c, note, strlen(note));
+        log_debug("run %s: its worker died (attempt %d of %d); starting it again", c->res->id, attempt, max);
+
+        pthread_mutex_lock(&c->e->lock);
+        c->active.sandbox = NULL;
+        pthread_mutex_unlock(&c->e->lock);
+        pipes_close(&run->p);
+        buf_free(&w->result);
+        json_decref(w->result_v);
+        *w = (RunWatch){};
+        /* What the dead start wrote to /out is not the run's: the next
+         * start gets a fresh dir. */
+        if (c->out_host) {
+                (void) rm_rf(c->out_host);
+                free(c->out_host);
+                c->out_host = NULL;
+                c->out_daemon_born = false;
+        }
+        run->back_rs = TAKE_PTR(run->rs);
+        run->back_pw = TAKE_PTR(c->pw);
+        run->back_broken = true;
+        hand_back(run);
+        run->in_run = false;
+        run->t2 = 0;
+        c->restarts++;
+        set_outcome(c, RUN_RUNNING, 0, NULL, NULL);
+        (void) phase_run_begin(run);
+        return true;
+}
+
 /* ---- the lifecycle ---- */
 
 char *engine_source_error(const char *filename, const char *source, size_t len) {
@@ -2089,20 +2151,26 @@ EngineRun *engine_run_begin(Engine *e, const RunSpec *spec, RunEventFn fn, void 
 
 bool engine_run_wait(EngineRun *run, usec_t until) {
         assert(run);
-        if (run->watching && !watch_run(&run->c, run->rs, &run->w, &run->p, until))
-                return false;
-        run->watching = false;
-        return true;
+        for (;;) {
+                if (run->watching && !watch_run(&run->c, run->rs, &run->w, &run->p, until))
+                        return false;
+                run->watching = false;
+                if (!rerun_after_worker_death(run))
+                        return true;
+        }
 }
 
 bool engine_run_watch_fds(EngineRun *run, struct pollfd *pf, usec_t *ret_until) {
         assert(run && pf && ret_until);
-        if (run->watching && !watch_check(&run->c, run->rs, &run->w, &run->p, ret_until)) {
-                watch_fds(&run->c, &run->w, &run->p, pf);
-                return false;
+        for (;;) {
+                if (run->watching && !watch_check(&run->c, run->rs, &run->w, &run->p, ret_until)) {
+                        watch_fds(&run->c, &run->w, &run->p, pf);
+                        return false;
+                }
+                run->watching = false;
+                if (!rerun_after_worker_death(run))
+                        return true;
         }
-        run->watching = false;
-        return true;
 }
 
 void engine_run_watch_events(EngineRun *run, const struct pollfd *pf) {

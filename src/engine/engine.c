@@ -190,12 +190,7 @@ static void out_dir_sweep(const char *out_dir) {
                 int n = sscanf(de->d_name, "%d-%llu-n%llu-", &pid, &start, &ns);
                 if (n < 2 || pid <= 0 || (n == 3 && ns != own_ns))
                         continue;
-                uint64_t now_start = 0;
-                /* Alive: the same start time and not a zombie (which runs
-                 * nothing: its entries are an orphan's); or not known gone
-                 * (/proc unreadable for want of a descriptor). */
-                int r = pid_start_time((pid_t) pid, &now_start);
-                if ((r >= 0 && now_start == start && pid_is_running((pid_t) pid)) || (r < 0 && r != -ESRCH))
+                if (pid_alive_since((pid_t) pid, start))
                         continue;
                 _cleanup_free_ char *p = path_join(out_dir, de->d_name);
                 (void) rm_rf(p);

@@ -92,6 +92,10 @@ typedef struct RunLimits {
 /* Warm instances kept per instance key when RunSpec.max_instances is 0. */
 #define ENGINE_INSTANCES_DEFAULT 4u
 
+/* server.max_attempts's default (docs/api.md "Delivery"): a run is
+ * started at most three times. */
+#define RUN_DEFAULT_MAX_ATTEMPTS 3
+
 typedef struct RunSpec {
         const char *run_id;      /* NULL: the engine makes one */
         const char *tenant;      /* NULL: "local" */
@@ -141,6 +145,13 @@ typedef struct RunSpec {
          * (store.h RunQueue). The final write lands only while the record
          * still carries it: a late end of an older attempt is dropped. */
         int attempt;
+        /* How many attempts the run has (store.h RunRecord.max_attempts;
+         * 0: RUN_DEFAULT_MAX_ATTEMPTS). An ad-hoc run whose worker is
+         * killed from outside (the run's code cannot: it has a pid
+         * namespace of its own) is started again on a new worker while
+         * attempt (at least 1) plus the starts so far stay within it; 1
+         * (`retries: 0`): never. */
+        int max_attempts;
         bool validate_only;      /* stop after validation and resolution */
         /* With validate_only: resolve the lock but install nothing
          * (`pysprinter lock`): with PEP 658 metadata no wheel is fetched. */

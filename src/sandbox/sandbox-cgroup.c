@@ -504,10 +504,10 @@ static char *group_leaf(const char *name) {
 }
 
 /* The owner of a group named by group_leaf(): its pid, and whether that
- * pid is this process's to judge (the namespace written before it is this
- * process's; a name without one, made before it was written, is judged as
- * before). 0: not a name with an owner. */
-static pid_t group_owner(const char *leaf, bool *ret_ours) {
+ * pid is this process's to judge (the namespace written before it is
+ * own_ns, this process's; a name without one, made before it was written,
+ * is judged as before). 0: not a name with an owner. */
+static pid_t group_owner(const char *leaf, unsigned long long own_ns, bool *ret_ours) {
         const char *dash = strrchr(leaf, '-');
         char *end;
         long pid = dash ? strtol(dash + 1, &end, 10) : 0;
@@ -520,7 +520,7 @@ static pid_t group_owner(const char *leaf, bool *ret_ours) {
         if (ns > leaf && ns[0] == 'n' && ns + 1 < dash) {
                 unsigned long long v = strtoull(ns + 1, &end, 10);
                 if (end == dash)
-                        *ret_ours = v == pid_namespace_id();
+                        *ret_ours = v == own_ns;
         }
         return (pid_t) pid;
 }
@@ -1061,6 +1061,7 @@ int sandbox_cgroup_sweep_stale(void) {
         if (r < 0)
                 return r;
         int removed = 0;
+        unsigned long long own_ns = pid_namespace_id();
         for (size_t i = 0; i < nh; i++) {
                 DIR *d = opendir(h[i].dir);
                 if (!d)
@@ -1072,7 +1073,7 @@ int sandbox_cgroup_sweep_stale(void) {
                         /* Run cgroups end in "-PID" of the process that made
                          * them; only an orphan's may go. */
                         bool ours = false;
-                        pid_t pid = group_owner(de->d_name, &ours);
+                        pid_t pid = group_owner(de->d_name, own_ns, &ours);
                         if (pid <= 0 || !ours || pid == getpid())
                                 continue;
                         if (pid_is_running(pid))

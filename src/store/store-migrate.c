@@ -256,7 +256,13 @@ static const char *const migrations[] = {
          * help shows what the record has (the parameters' names). */
         "ALTER TABLE functions ADD COLUMN signature TEXT;"
         "ALTER TABLE functions ADD COLUMN doc TEXT;",
-        /* 21: the highest version each dataset name ever had
+        /* 21: the pid namespace of an embedded run's owner
+         * (pid_namespace_id()): its pid means something only there. A CLI
+         * in another (a container mounting the host's home, `unshare
+         * --pid`) took every other CLI's running run for a gone owner's and
+         * marked it lost. 0: written before, judged by pid alone. */
+        "ALTER TABLE runs ADD COLUMN owner_pidns INTEGER NOT NULL DEFAULT 0;",
+        /* 22: the highest version each dataset name ever had
          * (store-data.c's kv "dataset-last-version", which `data rm`
          * leaves alone), for a database from before it was kept: the
          * highest a record names — a version there is, a run's output

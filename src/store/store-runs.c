@@ -175,11 +175,13 @@ int store_run_set_owner(Store *s, const char *id, pid_t pid, uint64_t start_time
         store_runs_settle(s);
         sqlite3_stmt *st;
         store_lock(s);
-        int rc = sqlite3_prepare_v2(s->db, "UPDATE runs SET owner_pid=?2, owner_start=?3 WHERE id=?1", -1, &st, NULL);
+        int rc = sqlite3_prepare_v2(s->db, "UPDATE runs SET owner_pid=?2, owner_start=?3, owner_pidns=?4 WHERE id=?1",
+                                    -1, &st, NULL);
         if (rc == SQLITE_OK) {
                 store_bind_text(st, 1, id);
                 sqlite3_bind_int64(st, 2, (sqlite3_int64) pid);
                 sqlite3_bind_int64(st, 3, (sqlite3_int64) start_time);
+                sqlite3_bind_int64(st, 4, (sqlite3_int64) pid_namespace_id());
                 rc = sqlite3_step(st);
                 sqlite3_finalize(st);
         }
@@ -255,21 +257,6 @@ typedef struct Owned {
         uint64_t start;
 } Owned;
 
-/* The recorded process, still running: the same start time (a reused pid
- * is another process), and not a zombie, which keeps its pid and start
- * time until its parent reaps it but runs nothing (a parent that never
- * reaps, a container's PID 1 without an init, kept a killed CLI's run
- * `running` for ever). A process that cannot be looked at (out of
- * descriptors) is not taken for gone: a run is marked lost only when its
- * owner is known gone. */
-static bool owner_alive(pid_t pid, uint64_t start) {
-        uint64_t now_start;
-        int r = pid_start_time(pid, &now_start);
-        if (r < 0)
-                return r != -ESRCH;
-        return now_start == start && pid_is_running(pid);
-}
-
 int store_runs_mark_orphaned(Store *s, const char *message) {
         assert(s && message);
         store_runs_settle(s);
@@ -279,10 +266,15 @@ int store_runs_mark_orphaned(Store *s, const char *message) {
         /* Read first, check the processes without the lock, then mark each
          * one only if it is still in flight. */
         store_lock(s);
-        int rc = sqlite3_prepare_v2(s->db, "SELECT id, owner_pid, owner_start FROM runs "
-                                           "WHERE status IN ('queued','running') AND owner_pid > 0",
+        /* An owner of another pid namespace says nothing here: its pid
+         * names another process, or none, in ours. */
+        int rc = sqlite3_prepare_v2(s->db,
+                                    "SELECT id, owner_pid, owner_start FROM runs "
+                                    "WHERE status IN ('queued','running') AND owner_pid > 0 "
+                                    "AND owner_pidns IN (0, ?1)",
                                     -1, &st, NULL);
         if (rc == SQLITE_OK) {
+                sqlite3_bind_int64(st, 1, (sqlite3_int64) pid_namespace_id());
                 while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
                         v = xrealloc(v, (n + 1) * sizeof(Owned));
                         v[n++] = (Owned) { .id = store_col_text(st, 0),
@@ -294,8 +286,11 @@ int store_runs_mark_orphaned(Store *s, const char *message) {
         pthread_mutex_unlock(&s->lock);
         int r = rc == SQLITE_DONE ? 0 : (store_sqlite_errno(rc) ?: -EIO);
         int marked = 0;
+        /* Marked lost only when the owner is known gone: a zombie is (a PID
+         * 1 that never reaps kept a killed CLI's run `running` for ever); a
+         * process that cannot be looked at, out of descriptors, is not. */
         for (size_t i = 0; i < n; i++) {
-                if (r >= 0 && !owner_alive(v[i].pid, v[i].start)) {
+                if (r >= 0 && !pid_alive_since(v[i].pid, v[i].start)) {
                         _cleanup_free_ char *m = xasprintf("%s (pid %d)", message, (int) v[i].pid);
                         store_lock(s);
                         rc = sqlite3_prepare_v2(s->db,

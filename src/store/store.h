@@ -250,7 +250,9 @@ void run_record_list_free(RunRecord **v, size_t n);
  * process that owns in-flight runs, i.e. the daemon). Returns how many. */
 int store_runs_mark_lost(Store *s, const char *message);
 /* Records the process that runs r (an embedded run): pid and its start
- * time (pid_start_time()). -ENOENT when there is no such run. */
+ * time (pid_start_time()), and this process's pid namespace, where pid
+ * names it (pid_namespace_id(): pid is of the calling process's). -ENOENT
+ * when there is no such run. */
 int store_run_set_owner(Store *s, const char *id, pid_t pid, uint64_t start_time);
 /* The pid store_run_set_owner() recorded for run id (exactly that id) into
  * *ret_pid: 0 for a run no embedded process owns, a daemon's (whose engine
@@ -262,8 +264,8 @@ int store_run_owner(Store *s, const char *id, pid_t *ret_pid);
 int store_run_get_lock(Store *s, const char *tenant, const char *id, char **ret);
 /* Marks lost every queued/running run whose recorded owner process is gone
  * (no such pid, or a pid reused by another process), with message and
- * " (pid N)". Runs without an owner (a daemon's) are not
- * touched. Returns how many. */
+ * " (pid N)". Runs without an owner (a daemon's), and those whose owner is
+ * of another pid namespace, are not touched. Returns how many. */
 int store_runs_mark_orphaned(Store *s, const char *message);
 
 /* ---- the run queue (store-queue.c) ----------------------------------------

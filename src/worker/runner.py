@@ -236,10 +236,40 @@ def _literal_requirements(call, filename):
     return value
 
 
+def _target_hint(filename):
+    """What the user types to name a function of the file: `-` for the
+    source read from stdin (the CLI names it <stdin>), as `run -::NAME`."""
+    return "-" if filename == "<stdin>" else filename
+
+
+def _refuse_inner_requirements(tree, aliases):
+    """@requirements marks the top-level function to run: on a method, a
+    nested function or one defined under an `if`, its pins were dropped
+    without a word and another function ran without them."""
+    kinds = {"class": "a method", "def": "a nested function", "block": "not defined at the top of the file"}
+
+    def walk(node, prefix, where):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = prefix + child.name
+                if where and not isinstance(child, ast.ClassDef):
+                    for dec in child.decorator_list:
+                        if _decorator_requirements_call(dec, aliases) is not None or (
+                                isinstance(dec, ast.Name) and dec.id in aliases[0]):
+                            raise ValidationError(
+                                f"@requirements on {name} ({kinds[where]}): it marks the function to run, "
+                                "which is defined at the top of the file", dec.lineno, dec.col_offset + 1)
+                walk(child, name + ".", "class" if isinstance(child, ast.ClassDef) else "def")
+            else:
+                walk(child, prefix, where or "block")
+    walk(tree, "", None)
+
+
 def _find_function(tree, wanted, filename):
     functions = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
     decorated = []
     aliases = _requirements_names(tree)
+    _refuse_inner_requirements(tree, aliases)
     for fn in functions:
         found = False
         for dec in fn.decorator_list:
@@ -268,7 +298,7 @@ def _find_function(tree, wanted, filename):
         listing = ", ".join(f.name for f, _ in decorated[:MAX_FUNCTIONS_LISTED])
         raise ValidationError(
             f"{filename} has several @requirements functions ({listing}); "
-            f"choose one with {filename}::NAME")
+            f"choose one with {_target_hint(filename)}::NAME")
     if len(functions) == 1:
         return functions[0], None
     if not functions:
@@ -276,7 +306,7 @@ def _find_function(tree, wanted, filename):
     listing = ", ".join(names[:MAX_FUNCTIONS_LISTED])
     raise ValidationError(
         f"no function in {filename} is decorated with @requirements; "
-        f"choose one with {filename}::NAME (functions: {listing})")
+        f"choose one with {_target_hint(filename)}::NAME (functions: {listing})")
 
 
 def _source(req):
@@ -671,6 +701,31 @@ _CONTEXT_FIELDS = ("function_name", "function_version", "invoked_function_arn", 
                    "aws_request_id", "log_group_name", "_deadline_ms")
 
 
+class _ClientContextClient:
+    """context.client_context.client on Lambda (the mobile SDK's fields)."""
+    __slots__ = ("installation_id", "app_title", "app_version_name", "app_version_code", "app_package_name")
+
+    def __init__(self, d):
+        for k in self.__slots__:
+            setattr(self, k, d.get(k))
+
+
+class _ClientContext:
+    """context.client_context on Lambda: the invoke's ClientContext
+    (X-Amz-Client-Context, a JSON object) as .custom, .env and .client."""
+    __slots__ = ("custom", "env", "client")
+
+    def __init__(self, d):
+        self.custom = d.get("custom")
+        self.env = d.get("env")
+        c = d.get("client")
+        self.client = _ClientContextClient(c) if isinstance(c, dict) else c
+
+
+def _client_context(d):
+    return _ClientContext(d) if isinstance(d, dict) else None
+
+
 class LambdaContext:
     """What AWS Lambda passes as `context`: the invocation's metadata and
     get_remaining_time_in_millis(). Made from the daemon's array
@@ -678,14 +733,15 @@ class LambdaContext:
     queued by an older daemon, a client's {"context": {...}} argument)."""
 
     def __init__(self, d):
-        if type(d) is list and len(d) == len(_CONTEXT_FIELDS) and type(d[3]) is int:
+        if type(d) is list and len(d) in (len(_CONTEXT_FIELDS), len(_CONTEXT_FIELDS) + 1) and type(d[3]) is int:
             # The daemon's array: one unpacking, the attributes in the
-            # order the object form gives them.
+            # order the object form gives them; an eighth value is the
+            # invoke's client context.
             (self.function_name, self.function_version, self.invoked_function_arn, self.memory_limit_in_mb,
-             self.aws_request_id, self.log_group_name, deadline_ms) = d
+             self.aws_request_id, self.log_group_name, deadline_ms) = d[:7]
             self.log_stream_name = self.aws_request_id
             self.identity = None
-            self.client_context = None
+            self.client_context = _client_context(d[7]) if len(d) > 7 else None
             self._deadline_ms = deadline_ms
             return
         if not isinstance(d, dict):
@@ -698,7 +754,7 @@ class LambdaContext:
         self.log_group_name = d.get("log_group_name", "")
         self.log_stream_name = d.get("log_stream_name", "")
         self.identity = None
-        self.client_context = d.get("client_context")
+        self.client_context = _client_context(d.get("client_context"))
         self._deadline_ms = d.get("deadline_ms")
 
     def get_remaining_time_in_millis(self):
@@ -1055,13 +1111,29 @@ def _late_args(plan, args, kwargs):
     return args, kwargs
 
 
-def _call_args(req):
+def _call_args(req, fn):
     """The positional arguments of a call; Lambda's handler(event, context)
-    gets the context as the last one."""
+    gets the context as the last one. {"if_missing": CONTEXT} (an invoke
+    that gave the event alone, daemon-functions.c) only when fn's second
+    parameter has no default: a call that worked without it is unchanged."""
     raw_args = list(req.get("args") or [])
-    if req.get("context") is not None:
-        raw_args.append({"context": req["context"]})
+    ctx = req.get("context")
+    if type(ctx) is dict and "if_missing" in ctx:
+        ctx = ctx["if_missing"] if not _has_defaults(fn) else None
+    if ctx is not None:
+        raw_args.append({"context": ctx})
     return raw_args
+
+
+def _has_defaults(fn):
+    """Whether fn (its ast node at validation, the function in a run) has
+    positional parameters with defaults."""
+    a = getattr(fn, "args", None)
+    if isinstance(a, ast.arguments):
+        return bool(a.defaults)
+    while hasattr(fn, "__wrapped__"):
+        fn = fn.__wrapped__
+    return bool(getattr(fn, "__defaults__", None))
 
 
 def _signature_text(fn):
@@ -1116,7 +1188,7 @@ def _analyse(req):
         reqs = _literal_requirements(call, filename) if call is not None else {}
         if req.get("_skip_bind") or req.get("bind") is False:
             return tree, fn, reqs, [], {}
-        args, kwargs = _bind(fn, _call_args(req), req.get("kwargs") or {})
+        args, kwargs = _bind(fn, _call_args(req, fn), req.get("kwargs") or {})
     except ValidationError as e:
         # Found, then refused (its arguments, its requirements): the
         # answer still names the function and its parameters.
@@ -2095,7 +2167,7 @@ def serve_instance(request_json, sock_fd):
                 # The function's binding, call and result, one frame (a
                 # call less per invoke than a helper of its own).
                 try:
-                    args, kwargs = _bind(fn, _call_args(msg), msg.get("kwargs") or {}, plan)
+                    args, kwargs = _bind(fn, _call_args(msg, fn), msg.get("kwargs") or {}, plan)
                     if late is not None:
                         args, kwargs = _late_args(late, args, kwargs)
                 except ValidationError as e:

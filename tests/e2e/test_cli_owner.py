@@ -87,3 +87,32 @@ def test_a_live_cli_keeps_its_run_running_and_logs_f_follows_it(cli, env, tmp_pa
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_a_cli_in_another_pid_namespace_leaves_the_runs_of_this_one(cli, env, tmp_path):
+    """A CLI in another pid namespace on the same home (a container that
+    mounts the host's home, `unshare --pid`) sees none of this namespace's
+    processes: it took every running run's owner for gone and marked the
+    run lost, while its CLI went on running it."""
+    import pytest
+    if os.geteuid() != 0 or subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"]).returncode:
+        pytest.skip("needs unshare --pid (root)")
+    gate = tmp_path / "gate"
+    proc = start_waiter(cli, env, gate)
+    try:
+        run = wait_for(lambda: running_run(cli) or proc.poll() is not None, "the run to be recorded running")
+        assert proc.poll() is None, proc.communicate()
+        other = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", str(CLI), "ps", "--json"],
+                               cwd=cli.cwd, env=env, capture_output=True, text=True, timeout=120)
+        assert other.returncode == 0, other.stderr
+        seen = [r for r in json.loads(other.stdout) if r["id"] == run["id"]]
+        assert seen and seen[0]["status"] == "running", seen
+        gate.write_text("")
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        shown = json.loads(cli("show", run["id"], "--json").stdout)
+        assert shown["status"] == "succeeded" and shown["result"] == "done", shown
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

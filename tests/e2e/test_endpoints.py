@@ -450,7 +450,7 @@ def test_every_refusal_on_fn_has_the_function_urls_body(d):
     """The router's 404/405 and the body cap's 413 answered the API's
     {"error": {...}} while the handler's answers are {"message",
     "request_id"}: one format for a Function URL's callers."""
-    cases = [("PATCH", "/fn/alice/pub/x", None, 405, "Method Not Allowed"),
+    cases = [("TRACE", "/fn/alice/pub/x", None, 405, "Method Not Allowed"),
              ("GET", "/fn/alice/pub/a/b/c/d/e", None, 404, "Not Found"),
              ("POST", "/fn/alice/echo", b"x" * 70000, 413, "Payload Too Large"),
              ("GET", "/fn/alice/ghost", None, 404, "Not Found")]
@@ -460,7 +460,7 @@ def test_every_refusal_on_fn_has_the_function_urls_body(d):
         assert (st, out["message"]) == (status, message), (path, st, body)
         assert out["request_id"] == h["x-request-id"] and "error" not in out
         assert h["content-security-policy"].startswith("sandbox ")
-    st, h, _ = d.request("PATCH", "/fn/alice/pub/x")
+    st, h, _ = d.request("TRACE", "/fn/alice/pub/x")
     assert "GET" in h["allow"]
 
 

@@ -365,6 +365,50 @@ def test_run_dash_reads_the_file_from_stdin(work, daemon):
                                   b"               ^\n"), got
 
 
+
+def test_stdin_source_is_named_as_run_names_it_and_takes_a_function(work, daemon):
+    # `validate -` printed "-: ok (f)" and `lock -` "-: no requirements"
+    # where a run names the source <stdin>; `run -::g 5` was refused as
+    # "'::g' is not a valid parameter name", `run -::g --help` printed the
+    # CLI's help instead of g's usage, and the hint for a file of several
+    # functions said to type `<stdin>::NAME`.
+    import subprocess
+    from conftest import CLI
+    src = b"def f():\n    return 1\n\n\ndef g(x: int):\n    return x * 2\n"
+    one = b"def f():\n    return 1\n"
+    cases = [(["validate", "-"], one), (["lock", "-"], one), (["run", *sandbox_args(), "-::g", "5"], src),
+             (["validate", "-::g", "5"], src), (["run", "-::g", "--help"], src), (["run", *sandbox_args(), "-"], src)]
+    got = []
+    for pre in ([], ["--server", daemon.url]):
+        got.append([])
+        for args, text in cases:
+            p = subprocess.run([str(CLI), *pre, *args], input=text, capture_output=True, env=cli_env(work), cwd=work,
+                               timeout=120)
+            got[-1].append((p.returncode, p.stdout.decode(), p.stderr.decode()))
+    assert got[0] == got[1], got
+    v, lock, run, vg, helped, several = got[0]
+    assert v == (0, "<stdin>: ok (f)\n", ""), v
+    assert lock == (0, "<stdin>: no requirements\n", ""), lock
+    assert run == (0, "10\n", ""), run
+    assert vg == (0, "<stdin>::g: ok (g)\n", ""), vg
+    assert helped[0] == 0 and helped[1].startswith("Usage: pysprinter run -::g [OPTIONS] [ARGUMENTS]\n\n  g(x: int)"), helped
+    assert several[0] == 3 and "choose one with -::NAME (functions: f, g)" in several[2], several
+
+
+def test_dag_status_of_an_option_says_the_option_is_unknown(work, daemon):
+    # `dag status --bogus` said "no DAG run '--bogus'": a typo of an
+    # option taken for an id.
+    import subprocess
+    from conftest import CLI
+    got = []
+    for pre in ([], ["--server", daemon.url]):
+        p = subprocess.run([str(CLI), *pre, "dag", "status", "--jsn"], capture_output=True, env=cli_env(work),
+                           cwd=work, timeout=120)
+        got.append((p.returncode, p.stdout, p.stderr))
+    assert got[0] == got[1], got
+    assert got[0] == (2, b"", b"pysprinter: dag status: unknown option '--jsn' "
+                              b"(usage: dag status|cancel ID [--json])\n"), got
+
 STDLIB_TYPES = '''
 import datetime as dt
 from decimal import Decimal
@@ -408,3 +452,20 @@ def test_an_annotation_that_raises_when_looked_at_leaves_the_value_alone(work, d
         "def f(a: [1] = 1, b: Boom() = 2, c: 'nonexistent.Thing' = 3, d: {'x': 1} = 4):\n    return [a, b, c, d]\n")
     assert both(work, daemon, "weird.py", "--a", "x", "--b", "y", "--c", "z", "--d", "w") == (
         0, b'["x", "y", "z", "w"]\n', b"")
+
+
+def test_requirements_on_a_method_or_a_nested_function_is_refused(work, daemon):
+    # The decorator marks the top-level function to run: on a method its
+    # pins were dropped without a word and the file's other function ran
+    # without them (exit 0).
+    (work / "meth.py").write_text("from pysprinter import requirements\n\n\nclass C:\n"
+                                  "    @requirements({'six': '*'})\n    def m(self):\n        return 1\n\n\n"
+                                  "def helper():\n    return 2\n")
+    (work / "nest.py").write_text("import pysprinter\n\n\ndef outer():\n    @pysprinter.requirements({})\n"
+                                  "    def inner():\n        return 1\n    return inner()\n")
+    assert both(work, daemon, "meth.py") == (
+        3, b"", b"meth.py:5:6: ValidationError: @requirements on C.m (a method): it marks the function to run, "
+                b"which is defined at the top of the file\n")
+    assert both(work, daemon, "nest.py") == (
+        3, b"", b"nest.py:5:6: ValidationError: @requirements on outer.inner (a nested function): it marks the "
+                b"function to run, which is defined at the top of the file\n")

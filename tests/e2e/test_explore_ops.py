@@ -633,3 +633,31 @@ def test_a_collection_that_fails_shows_in_metrics_and_healthz(tmp_path):
                  timeout=60)
     finally:
         d.stop()
+
+
+def test_a_relative_data_dir_is_beside_the_config_file(tmp_path):
+    # Under systemd the daemon's working directory is /: `data_dir: state`
+    # named /state, and a daemon started from a shell put its data where
+    # the shell happened to be. It is the config file's neighbour now.
+    from daemonlib import config_text, free_port
+    conf_dir, elsewhere = tmp_path / "etc", tmp_path / "elsewhere"
+    conf_dir.mkdir()
+    elsewhere.mkdir()
+    (conf_dir / "d.yaml").write_text(config_text("data_dir: state\n"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+    env["PYSPRINTER_WORKER"] = str(WORKER)
+    check = subprocess.run([str(DAEMON), "--check-config", "../etc/d.yaml"], cwd=elsewhere, env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stderr
+    port = free_port()
+    d = subprocess.Popen([str(DAEMON), "--listen", f"127.0.0.1:{port}", "--config", "../etc/d.yaml",
+                          "--sandbox=none"], cwd=elsewhere, env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: (conf_dir / "state" / "pysprinter.db").exists() or d.poll() is not None,
+                 "the daemon's database")
+        assert d.poll() is None, d.stderr.read()
+        assert not (elsewhere / "state").exists()
+    finally:
+        d.terminate()
+        d.wait(timeout=60)

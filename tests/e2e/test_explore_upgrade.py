@@ -601,7 +601,7 @@ def test_the_cli_does_not_upgrade_a_database_an_older_daemon_serves(old_build, t
     """The daemon's default data directory is the CLI's default home: with
     a daemon of the older release serving it (not restarted yet after the
     package upgrade, or in a container of the older image), this release's
-    `pysprinter ps` upgraded the database under it (19 -> 21), and that
+    `pysprinter ps` upgraded the database under it (19 -> 22), and that
     daemon then could not start on it again ("schema is newer than this
     pysprinter knows"). The CLI leaves it alone now and says what to do;
     once the older daemon is stopped, it upgrades it as usual."""

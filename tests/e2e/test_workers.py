@@ -131,15 +131,16 @@ def test_lambda_context_object(daemon):
 
 
 def test_worker_killed_mid_run_is_replaced(daemon):
+    """The run is started again on a new worker (test_worker_loss.py has
+    the user's view) and the daemon keeps serving."""
     run(daemon, "def f():\n    return 0\n")  # warm
     before = set(worker_pids(daemon))
     result = {}
 
     def slow():
-        st, out = daemon.call("POST", "/v1/runs?wait=true", {"source": "import time\ndef f():\n    time.sleep(20)\n"})
+        st, out = daemon.call("POST", "/v1/runs?wait=true", {"source": "import time\ndef f():\n    time.sleep(3)\n"})
         result["out"] = out
     t = threading.Thread(target=slow)
-    t0 = time.monotonic()
     t.start()
     time.sleep(1.0)
     # Kill the env's worker (the oldest worker process we saw warm).
@@ -150,9 +151,8 @@ def test_worker_killed_mid_run_is_replaced(daemon):
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    t.join(60)
-    assert time.monotonic() - t0 < 15
-    assert result["out"]["status"] != "succeeded"
+    t.join(120)
+    assert result["out"]["status"] == "succeeded", result
     after = run(daemon, "def f():\n    return 'alive'\n")
     assert after["status"] == "succeeded" and after["result"] == "alive"
 

@@ -569,7 +569,11 @@ static void test_pid_is_running(void **state) {
         uint64_t t;
         assert_true(pid_is_running(getpid()));
         assert_int_equal(pid_start_time(getpid(), &t), 0);
+        assert_true(pid_alive_since(getpid(), t));
+        assert_false(pid_alive_since(getpid(), t + 1)); /* a reused pid */
         assert_false(pid_is_running(1 << 23));
+        assert_false(pid_alive_since(1 << 23, t));
+        assert_false(pid_alive_since(0, 0));
         assert_int_equal(pid_start_time(1 << 23, &t), -ESRCH);
         pid_t child = fork();
         assert_true(child >= 0);
@@ -580,6 +584,7 @@ static void test_pid_is_running(void **state) {
         assert_int_equal(waitid(P_PID, child, &si, WEXITED | WNOWAIT), 0);
         assert_false(pid_is_running(child));
         assert_int_equal(pid_start_time(child, &t), 0);
+        assert_false(pid_alive_since(child, t));
         assert_int_equal(waitpid(child, NULL, 0), child);
         assert_false(pid_is_running(child));
         /* A process that cannot be looked at is not taken for gone: the
@@ -594,10 +599,12 @@ static void test_pid_is_running(void **state) {
                 n++;
         assert_int_equal(errno, EMFILE);
         bool seen = pid_is_running(getppid());
+        bool seen_since = pid_alive_since(getppid(), 12345);
         while (n > 0)
                 close(fds[--n]);
         assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
         assert_true(seen);
+        assert_true(seen_since);
 }
 
 /* A daemon started at systemd's soft 1024 raises itself to the hard limit

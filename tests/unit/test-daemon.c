@@ -380,7 +380,10 @@ static const struct {
         { "DELETE", "/fn/t/f/x/y/z", 0, daemon_api_endpoint, NULL },
         { "GET", "/fn/t", -ENOENT, NULL, NULL },
         { "GET", "/ui/", 0, daemon_ui_handle, NULL },
-        { "PATCH", "/fn/t/f/x", -EOPNOTSUPP, NULL, "GET, HEAD, POST, PUT, DELETE" },
+        { "PATCH", "/fn/t/f/x", 0, daemon_api_endpoint, NULL },
+        { "OPTIONS", "/fn/t/f", 0, daemon_api_endpoint, NULL },
+        { "TRACE", "/fn/t/f/x", -EOPNOTSUPP, NULL, "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS" },
+        { "OPTIONS", "/v1/runs", -EOPNOTSUPP, NULL, "GET, HEAD, POST" },
         { "GET", "/ui/assets/app.js", 0, daemon_ui_handle, NULL },
         { "GET", "/ui", 0, daemon_ui_handle, NULL },
         { "GET", "/uix", -ENOENT, NULL, NULL },
@@ -401,7 +404,7 @@ static void test_routes(void **state) {
                 if (k == 0)
                         assert_ptr_equal(route->handler, route_cases[i].handler);
                 if (k == -EOPNOTSUPP) {
-                        char a[32];
+                        char a[DAEMON_ALLOW_MAX];
                         assert_string_equal(daemon_route_allow(allow, a), route_cases[i].allow);
                 }
         }
@@ -410,7 +413,7 @@ static void test_routes(void **state) {
 /* Every row resolves to itself for each of its methods (no row is
  * shadowed by an earlier one), and its pattern is well formed. */
 static void test_routes_all_resolve(void **state) {
-        static const char *const methods[] = { "GET", "POST", "PUT", "DELETE" };
+        static const char *const methods[] = { "GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS" };
         size_t n_routes;
         const DaemonRoute *routes = daemon_routes(&n_routes);
         assert_true(n_routes >= 20);
@@ -462,6 +465,16 @@ static void test_lambda_function_ref(void **state) {
                 { "arn:aws:lambda:us-east-1:123456789012:function:echo", "echo", NULL },
                 { "arn:aws:lambda:eu-west-1:000000000000:function:my-fn_2:7", "my-fn_2", "7" },
                 { "arn:aws-cn:lambda:cn-north-1:1:function:f", "f", NULL },
+                /* Lambda's partial ARN: ACCOUNT:function:NAME[:QUALIFIER]. */
+                { "123456789012:function:echo", "echo", NULL },
+                { "123456789012:function:echo:3", "echo", "3" },
+                { "000000000000:function:echo:$LATEST", "echo", "$LATEST" },
+                { "12345678901:function:echo", NULL, NULL },
+                { "12345678901x:function:echo", NULL, NULL },
+                { "123456789012:layer:echo", NULL, NULL },
+                { "123456789012:function:", NULL, NULL },
+                { "123456789012:function:echo:", NULL, NULL },
+                { "123456789012:function:echo:3:x", NULL, NULL },
                 { "arn:aws:s3:us-east-1:1:function:f", NULL, NULL },
                 { "arn:aws:lambda:us-east-1:1:layer:f", NULL, NULL },
                 { "arn:aws:lambda:us-east-1:1:function:", NULL, NULL },
@@ -529,6 +542,56 @@ static void test_lambda_call_rule(void **state) {
                 if (lambda_call_rule(cases[i].params) != cases[i].call)
                         fail_msg("%s: %d, expected %d", cases[i].params ?: "NULL", lambda_call_rule(cases[i].params),
                                  cases[i].call);
+}
+
+static void test_lambda_error_body(void **state) {
+        static const struct {
+                RunStatus status;
+                const char *type, *message, *want;
+        } msgs[] = {
+                { RUN_FAILED, "ValueError", "ValueError: bad", "bad" },
+                { RUN_FAILED, "ValueError", "ValueError", "" },
+                { RUN_FAILED, "E", "E: ('a', 2)", "('a', 2)" },
+                { RUN_FAILED, "E", "E: E: twice", "E: twice" },
+                { RUN_FAILED, "E", "Else", "Else" },
+                { RUN_FAILED, "E", NULL, "" },
+                { RUN_KILLED, "TimeLimit", "time limit (1.5s)", "time limit (1.5s)" },
+                { RUN_INVALID, "ValidationError", "ValidationError", "ValidationError" },
+                { RUN_ERROR, NULL, "boom", "boom" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(msgs); i++) {
+                _cleanup_free_ char *m = lambda_error_message(msgs[i].status, msgs[i].type, msgs[i].message);
+                assert_string_equal(m, msgs[i].want);
+        }
+        static const struct {
+                const char *tb, *want; /* want: the frames as a JSON array */
+        } tbs[] = {
+                { NULL, "[]" },
+                { "", "[]" },
+                { "no frames here\n", "[]" },
+                { "Traceback (most recent call last):\n  File \"main.py\", line 4, in f\n    raise E()\nmain.E\n",
+                  "[\"  File \\\"main.py\\\", line 4, in f\\n    raise E()\\n\"]" },
+                /* Two frames, 3.11's carets, no newline at the end. */
+                { "Traceback (most recent call last):\n  File \"a.py\", line 9, in f\n    g()\n"
+                  "  File \"a.py\", line 2, in g\n    1/0\n    ~^~\nZeroDivisionError: division by zero",
+                  "[\"  File \\\"a.py\\\", line 9, in f\\n    g()\\n\","
+                  "\"  File \\\"a.py\\\", line 2, in g\\n    1/0\\n    ~^~\\n\"]" },
+                /* A chain: the last exception's frames only. */
+                { "Traceback (most recent call last):\n  File \"a.py\", line 3, in f\n    {}[1]\nKeyError: 1\n\n"
+                  "The above exception was the direct cause of the following exception:\n\n"
+                  "Traceback (most recent call last):\n  File \"a.py\", line 5, in f\n    raise E() from e\nE\n",
+                  "[\"  File \\\"a.py\\\", line 5, in f\\n    raise E() from e\\n\"]" },
+                /* A frame without its code line. */
+                { "Traceback (most recent call last):\n  File \"<string>\", line 1, in <module>\nE: x\n",
+                  "[\"  File \\\"<string>\\\", line 1, in <module>\\n\"]" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(tbs); i++) {
+                json_t *got = lambda_stack_trace(tbs[i].tb);
+                _cleanup_free_ char *text = json_dumps(got, JSON_COMPACT);
+                json_decref(got);
+                if (!streq(text, tbs[i].want))
+                        fail_msg("case %zu: %s, expected %s", i, text, tbs[i].want);
+        }
 }
 
 /* ---- request bodies (daemon-request.c) --------------------------------------- */
@@ -758,6 +821,33 @@ static void test_config_token_memo(void **state) {
         daemon_config_done(&cfg);
 }
 
+/* A relative data_dir is the config file's neighbour (under systemd the
+ * working directory is /); an absolute one stays as written. */
+static void test_config_data_dir_beside_the_file(void **state) {
+        char dir[] = "/tmp/pysprinter-cfg-XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        _cleanup_free_ char *file = path_join(dir, "d.yaml");
+        _cleanup_free_ char *want = path_join(dir, "state/data");
+        const char *text = "data_dir: state/data\n";
+        DaemonConfig cfg;
+        _cleanup_free_ char *err = NULL;
+        daemon_config_init(&cfg);
+        assert_int_equal(daemon_config_parse(&cfg, text, strlen(text), file, &err), 0);
+        assert_string_equal(cfg.data_dir, want);
+        daemon_config_done(&cfg);
+        text = "data_dir: /srv/p\n";
+        daemon_config_init(&cfg);
+        assert_int_equal(daemon_config_parse(&cfg, text, strlen(text), file, &err), 0);
+        assert_string_equal(cfg.data_dir, "/srv/p");
+        daemon_config_done(&cfg);
+        text = "data_dir: ''\n";
+        daemon_config_init(&cfg);
+        assert_true(daemon_config_parse(&cfg, text, strlen(text), file, &err) < 0);
+        assert_non_null(strstr(err, "data_dir"));
+        daemon_config_done(&cfg);
+        assert_int_equal(rmdir(dir), 0);
+}
+
 static void test_config_values_land(void **state) {
         DaemonConfig cfg;
         _cleanup_free_ char *err = NULL;
@@ -922,11 +1012,13 @@ int main(void) {
                 cmocka_unit_test(test_errno_status),
                 cmocka_unit_test(test_lambda_function_ref),
                 cmocka_unit_test(test_lambda_call_rule),
+                cmocka_unit_test(test_lambda_error_body),
                 cmocka_unit_test(test_request_parse_table),
                 cmocka_unit_test(test_request_keeps_nul_where_allowed),
                 cmocka_unit_test(test_request_retries_become_attempts),
                 cmocka_unit_test(test_config_table),
                 cmocka_unit_test(test_config_values_land),
+                cmocka_unit_test(test_config_data_dir_beside_the_file),
                 cmocka_unit_test(test_config_token_memo),
                 cmocka_unit_test(test_request_json_text_is_jansson),
         };

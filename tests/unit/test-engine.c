@@ -250,16 +250,36 @@ static void *killer_main(void *p) {
         return NULL;
 }
 
+/* A worker killed under a run (from outside: the run's code cannot) is
+ * replaced, and the run started again on the new one while its attempts
+ * last; with one attempt (`retries: 0`) it is reported, not hung and not
+ * run again. */
 static void test_worker_killed_mid_run_is_replaced(void **state) {
         Engine *e = engine_for_test(0);
         Killer k = { .e = e };
         pthread_t t;
         pthread_create(&t, NULL, killer_main, &k);
-        RunResult *r = run_source(e, "import time\ndef f():\n    time.sleep(10)\n    return 1\n", NULL, NULL, NULL);
+        RunResult *r = run_source(e, "import time\ndef f():\n    time.sleep(2)\n    return 1\n", NULL, NULL, NULL);
         pthread_join(t, NULL);
         assert_true(k.done);
-        /* The run is reported, not hung: killed with its worker. */
-        assert_int_not_equal(r->status, RUN_SUCCEEDED);
+        assert_ok(r, "1");
+        run_result_free(r);
+
+        k = (Killer){ .e = e };
+        pthread_create(&t, NULL, killer_main, &k);
+        const char *src = "import time\ndef f():\n    time.sleep(10)\n    return 1\n";
+        RunSpec spec = { .source = src,
+                         .source_len = strlen(src),
+                         .filename = "t.py",
+                         .sandbox = SANDBOX_MODE_NONE,
+                         .no_record = true,
+                         .max_attempts = 1 };
+        assert_int_equal(engine_run(e, &spec, NULL, NULL, &r), 0);
+        pthread_join(t, NULL);
+        assert_true(k.done);
+        assert_int_equal(r->status, RUN_ERROR);
+        assert_string_equal(r->error_type, "WorkerError");
+        assert_string_equal(r->error_message, "the worker died during the run");
         assert_true(r->t_run < 8 * USEC_PER_SEC);
         run_result_free(r);
         RunResult *again = run_source(e, "def f():\n    return 'alive'\n", NULL, NULL, NULL);

@@ -2880,6 +2880,7 @@ static void test_tenant_index_pages_stay_full(void **state) {
         /* The same database as schema 17 left it: migrated, the same list. */
         exec_on(path, "DROP INDEX runs_tenant_created; CREATE INDEX runs_tenant_created ON runs(tenant, created DESC);"
                       "ALTER TABLE functions DROP COLUMN signature; ALTER TABLE functions DROP COLUMN doc;"
+                      "ALTER TABLE runs DROP COLUMN owner_pidns;"
                       "PRAGMA user_version=17;");
         assert_int_equal(store_open(path, &s), 0);
         RunRecord **v = NULL;
