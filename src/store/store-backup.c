@@ -310,16 +310,30 @@ int store_home_lock(const char *data_dir, bool exclusive) {
         return TAKE_FD(fd);
 }
 
-/* Whether /proc/PID's command line is a pysprinterd serving (not one of
- * its operations subcommands, which open the database for a moment). */
-static bool cmdline_is_daemon(int procfd, const char *pid) {
-        _cleanup_free_ char *path = xasprintf("%s/cmdline", pid);
+/* /proc/PID/NAME's first bytes, NUL-terminated, into buf; their count,
+ * or -1. */
+static ssize_t proc_read(int procfd, const char *pid, const char *name, char *buf, size_t size) {
+        _cleanup_free_ char *path = xasprintf("%s/%s", pid, name);
         _cleanup_close_ int fd = openat(procfd, path, O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd < 0 ? -1 : read(fd, buf, size - 1);
+        buf[MAX(n, (ssize_t) 0)] = 0;
+        return n;
+}
+
+/* Whether /proc/PID is a pysprinterd serving: its command line, not one of
+ * its operations subcommands (which open the database for a moment), and
+ * not a child of this process between its fork and its exec (a worker
+ * being spawned still has our command line and our database's fd). */
+static bool proc_is_daemon(int procfd, const char *pid) {
+        char stat[512];
+        const char *close_paren = proc_read(procfd, pid, "stat", stat, sizeof stat) > 0 ? strrchr(stat, ')') : NULL;
+        int ppid = 0;
+        if (!close_paren || sscanf(close_paren, ") %*c %d", &ppid) != 1 || ppid == (int) getpid())
+                return false;
         char buf[4096];
-        ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+        ssize_t n = proc_read(procfd, pid, "cmdline", buf, sizeof buf);
         if (n <= 0)
                 return false;
-        buf[n] = 0;
         const char *argv0 = buf, *slash = strrchr(argv0, '/');
         if (!streq(slash ? slash + 1 : argv0, "pysprinterd"))
                 return false;
@@ -367,7 +381,7 @@ pid_t store_db_older_daemon(const char *db) {
                                 st.st_dev == want.st_dev && st.st_ino == want.st_ino;
                 }
                 closedir(d);
-                if (holds && cmdline_is_daemon(dirfd(proc), de->d_name))
+                if (holds && proc_is_daemon(dirfd(proc), de->d_name))
                         found = (pid_t) pid;
         }
         closedir(proc);
