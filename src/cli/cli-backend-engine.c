@@ -61,9 +61,10 @@ int cli_engine_open(const RunArgs *a, bool writes, Engine **ret) {
         int r = engine_new(&cfg, ret, &err);
         if (r < 0) {
                 cli_error("%s", err ? err : strerror(-r));
-                /* A restore of the home (store_home_lock): the backend is
-                 * unavailable for a while, as an unreachable server is. */
-                return r == -EWOULDBLOCK ? EXIT_SERVER : EXIT_INTERNAL;
+                /* A restore of the home (store_home_lock), or a daemon of
+                 * an older release serving it: the backend is unavailable
+                 * for a while, as an unreachable server is. */
+                return r == -EWOULDBLOCK || r == -EBUSY ? EXIT_SERVER : EXIT_INTERNAL;
         }
         /* A home on a read-only file system is opened for the verbs that
          * read it; a run there would go unrecorded. */

@@ -491,10 +491,59 @@ static char *status_query(char *const *statuses) {
         return text;
 }
 
-static int http_run_list(Backend *b, long limit, char *const *statuses, json_t **ret) {
+static int created_desc(const void *a, const void *b) {
+        json_t *x = *(json_t *const *) a, *y = *(json_t *const *) b;
+        /* The API's timestamps have one form (…T12:34:56.789Z): they sort
+         * as text. Newest first, as every listing answers. */
+        int c = strcmp(json_string_value(json_object_get(y, "created_at")) ?: "",
+                       json_string_value(json_object_get(x, "created_at")) ?: "");
+        return c ? c
+                 : strcmp(json_string_value(json_object_get(y, "id")) ?: "",
+                          json_string_value(json_object_get(x, "id")) ?: "");
+}
+
+/* GET "/v1/<what>?limit=N[&status=S,T]" and the array under what. A daemon
+ * of a release before the set filter (2026-12-05) takes "S,T" as one
+ * state and answers nothing for it: an empty answer to a set is asked
+ * again one state at a time, and the answers are merged (newest first,
+ * at most limit), so `ps --status succeeded,failed` against it lists
+ * what it lists against a daemon of this release instead of nothing. */
+static int http_list_states(Backend *b, const char *what, long limit, char *const *statuses, json_t **ret) {
         _cleanup_free_ char *s = status_query(statuses);
-        _cleanup_free_ char *path = xasprintf("/v1/runs?limit=%ld%s", limit, s);
-        return http_list(b, path, "runs", ret);
+        _cleanup_free_ char *path = xasprintf("/v1/%s?limit=%ld%s", what, limit, s);
+        int r = http_list(b, path, what, ret);
+        if (r < 0 || json_array_size(*ret) > 0 || strv_length(statuses) < 2)
+                return r;
+        json_t *all = json_array();
+        for (size_t i = 0; statuses[i]; i++) {
+                _cleanup_free_ char *one = status_query((char *const[]){ statuses[i], NULL });
+                _cleanup_free_ char *p = xasprintf("/v1/%s?limit=%ld%s", what, limit, one);
+                json_t *part = NULL;
+                r = http_list(b, p, what, &part);
+                if (r < 0) {
+                        json_decref(all);
+                        return r;
+                }
+                json_array_extend(all, part);
+                json_decref(part);
+        }
+        size_t n = json_array_size(all);
+        json_t **v = xcalloc(n + 1, sizeof(json_t *));
+        for (size_t i = 0; i < n; i++)
+                v[i] = json_array_get(all, i);
+        qsort(v, n, sizeof(json_t *), created_desc);
+        json_t *out = json_array();
+        for (size_t i = 0; i < n && (long) i < limit; i++)
+                json_array_append(out, v[i]);
+        free(v);
+        json_decref(all);
+        json_decref(*ret);
+        *ret = out;
+        return 0;
+}
+
+static int http_run_list(Backend *b, long limit, char *const *statuses, json_t **ret) {
+        return http_list_states(b, "runs", limit, statuses, ret);
 }
 
 static int http_run_logs(Backend *b, const char *id, bool follow, Renderer *rd) {
@@ -821,9 +870,7 @@ static int http_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void *u
 }
 
 static int http_dag_list(Backend *b, long limit, char *const *statuses, json_t **ret) {
-        _cleanup_free_ char *s = status_query(statuses);
-        _cleanup_free_ char *path = xasprintf("/v1/dags?limit=%ld%s", MIN(limit, 10000L), s);
-        return http_list(b, path, "dags", ret);
+        return http_list_states(b, "dags", MIN(limit, 10000L), statuses, ret);
 }
 
 /* ---- datasets ---------------------------------------------------------------- */

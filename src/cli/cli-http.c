@@ -196,6 +196,14 @@ static char *status_message(const Http *h, long status, const Buf *body) {
                               h->base, m ? m : "unauthorized");
         else if (status == 403)
                 r = xasprintf("the token lacks the right to do this (%s)", m ? m : "forbidden");
+        else if (m && status == 400 && startswith(m, "unknown field '") && endswith(m, "'") &&
+                 !strchr(m + strlen("unknown field '"), ' '))
+                /* Every field this CLI sends, a daemon of its release
+                 * knows: one that does not is of an older release. */
+                r = xasprintf("the server at %s does not know %s of this request (it answered \"%s\"): it runs a "
+                              "pysprinterd older than this pysprinter; upgrade the server, or use the pysprinter of "
+                              "its release",
+                              h->base, m + strlen("unknown "), m);
         else if (m && status < 500)
                 r = xstrdup(m); /* the embedded path's words for the same refusal */
         else

@@ -99,8 +99,11 @@ int cluster_submit_env(RunQueue *q, const RunRecord *r, const char *request_json
         add_field(&a, "request_json", request_json);
         add_field_u(&a, "created", r->created);
         add_field_u(&a, "max_attempts", (uint64_t) MAX(r->max_attempts, 1));
-        /* Whose waiter hears the end (finish.lua publishes on its channel). */
+        /* Whose waiter hears the end (finish.lua publishes on its channel),
+         * and that it reads the ended record in the message ("r:"): a
+         * gateway of an older release, which does not, gets "d:". */
         add_field(&a, "gateway", c->node_id);
+        add_field(&a, "gateway_reads", "r");
         int k = 0;
         _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         if (!rep)

@@ -28,7 +28,8 @@
 -- Returns 1 written, 0 stale.
 -- include log_add.lua
 -- One read of what the script needs (the HSET below writes none of these).
-local h = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'entry', 'stream', 'env', 'gateway', 'id', 'ended_by')
+local h = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'entry', 'stream', 'env', 'gateway', 'id', 'ended_by',
+  'gateway_reads')
 local st, a = h[1], h[2]
 local nlog = tonumber(ARGV[10])
 -- ended_by: the attempt whose finish wrote the end. The same finish asked
@@ -65,7 +66,14 @@ if env then
   redis.call('PEXPIRE', wk, ARGV[7])
 end
 local gw = h[6]
-if gw then
+-- A gateway of a release before round 26 reads "d:<id>" only (an "r:"
+-- message it ignores, and answers from its once-a-second look): the
+-- record form goes to a gateway whose submit said it reads it
+-- (gateway_reads = 'r', cluster-redis.c), so a rolling upgrade's newer
+-- workers tell older gateways at once.
+if gw and h[9] ~= 'r' then
+  redis.call('PUBLISH', ARGV[4] .. 'ev:' .. gw, 'd:' .. h[7])
+elseif gw then
   -- The ended record rides with the message ("r:<id>\n", then each field
   -- and value as "<len>:<bytes>"): the gateway answers from it instead of
   -- reading it back, one round trip fewer per run. Only a small one: a

@@ -370,7 +370,8 @@ int daemon_token_main(int argc, char **argv) {
         if (r >= 0)
                 r = lock < 0 ? lock : store_open(db, &s);
         if (r < 0) {
-                log_error("cannot open %s: %s", db, strerror(-r));
+                _cleanup_free_ char *why = store_open_message(db, r);
+                log_error("%s", why);
                 return EXIT_INTERNAL;
         }
         int code;

@@ -219,6 +219,21 @@ static int own_data_dir(const char *data_dir, const char *config) {
                           who, data_dir);
                 return -EXIT_USAGE;
         }
+        /* A daemon of a release before this lock takes none: one that
+         * still serves the directory (an upgrade that started us beside
+         * it) holds its database open. Looked at for as long as our own
+         * lock is: a killed one closes its files some ms late. */
+        usec_t deadline = now_monotonic() + OWNER_LOCK_WAIT_USEC;
+        pid_t older;
+        while ((older = store_home_older_daemon(data_dir)) > 0 && now_monotonic() < deadline)
+                (void) usleep(50 * 1000);
+        if (older > 0) {
+                log_error("pysprinterd (pid %d) serves %s, a daemon of an older release (it keeps no %s): two daemons "
+                          "on one data directory would each run again what the other is running; stop it first, or "
+                          "give this one its own --data-dir",
+                          (int) older, data_dir, STORE_HOME_PID_FILE);
+                return -EXIT_USAGE;
+        }
         /* The config's absolute path too: `pysprinterd gc` beside us
          * collects with the retention we collect with (ops_gc()). */
         _cleanup_free_ char *abs = config && *config ? realpath(config, NULL) : NULL;
@@ -261,8 +276,8 @@ static int ops_gc(const DaemonConfig *cfg, const char *data_dir, bool dry_run, b
         Store *s = NULL;
         int r = store_open(db, &s);
         if (r < 0) {
-                log_error("cannot open %s: %s", db,
-                          r == -EPROTONOSUPPORT ? "its schema is newer than this pysprinterd knows" : strerror(-r));
+                _cleanup_free_ char *why = store_open_message(db, r);
+                log_error("%s", why);
                 return EXIT_INTERNAL;
         }
         if (!dry_run && store_read_only(s)) {

@@ -334,12 +334,7 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
         _cleanup_free_ char *db = path_join(e->data_dir, ENGINE_DATABASE);
         r = cfg->short_lived ? store_open_short_lived(db, &e->store) : store_open(db, &e->store);
         if (r < 0) {
-                *ret_error = r == -EPROTONOSUPPORT
-                                     ? xasprintf("cannot open the run database %s: its schema is newer than this "
-                                                 "pysprinter knows (version %d); upgrade pysprinter, or restore a "
-                                                 "backup made by this version (docs/operations.md)",
-                                                 db, store_schema_version())
-                                     : xasprintf("cannot open the run database %s: %s", db, strerror(-r));
+                *ret_error = store_open_message(db, r);
                 engine_free(e);
                 return r;
         }

@@ -355,10 +355,17 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
 
 /* ---- env ls / prune ------------------------------------------------------ */
 
+/* A record this binary cannot read (lock NULL) is another release's (a
+ * newer format: a downgrade) or damaged: it is neither listed nor removed,
+ * and what it may name is kept, since nothing here can tell what its
+ * environment needs. Those are the sha256s its text names (names), or,
+ * when even its text could not be read, every store dir and wheel (blind). */
 typedef struct Rec {
         char *path;
         char *key;
         PkgLock *lock;
+        char **names;
+        bool blind;
         uint64_t mtime;
         bool in_use;
 } Rec;
@@ -368,8 +375,26 @@ static void recs_free(Rec *r, size_t n) {
                 free(r[i].path);
                 free(r[i].key);
                 pkg_lock_free(r[i].lock);
+                strv_free(r[i].names);
         }
         free(r);
+}
+
+/* Every run of exactly 64 lowercase hex digits in text: the hashes a
+ * record this binary cannot parse may name. */
+static char **sha256s_named(const char *text) {
+        char **v = NULL;
+        for (const char *p = text; p && *p;) {
+                size_t n = strspn(p, "0123456789abcdef");
+                if (n == 64) {
+                        char h[SHA256_HEX_SIZE];
+                        memcpy(h, p, 64);
+                        h[64] = 0;
+                        v = strv_append(v, h);
+                }
+                p += n ? n : 1;
+        }
+        return v;
 }
 
 static int rec_cmp_newest(const void *a, const void *b) {
@@ -398,9 +423,17 @@ static int load_records(const char *data_dir, Rec **ret, size_t *ret_n) {
                 struct stat st;
                 _cleanup_free_ char *text = NULL, *err = NULL;
                 PkgLock *l = NULL;
-                if (fstat(fd, &st) < 0 || read_fd_all(fd, ENV_RECORD_MAX, &text, NULL) < 0 ||
-                    pkg_lock_from_json(text, &l, &err) < 0)
+                if (fstat(fd, &st) < 0)
                         continue;
+                bool readable = read_fd_all(fd, ENV_RECORD_MAX, &text, NULL) >= 0;
+                if (!readable || pkg_lock_from_json(text, &l, &err) < 0) {
+                        recs = xrealloc(recs, (n + 1) * sizeof(Rec));
+                        recs[n++] = (Rec){ .path = TAKE_PTR(path),
+                                           .key = xstrndup(de->d_name, strlen(de->d_name) - 5),
+                                           .names = readable ? sha256s_named(text) : NULL,
+                                           .blind = !readable };
+                        continue;
+                }
                 bool in_use = false;
                 if (flock(fd, LOCK_EX | LOCK_NB) < 0)
                         in_use = true;
@@ -439,18 +472,22 @@ int pkg_env_list(const char *data_dir, PkgEnvInfo **ret_infos, size_t *ret_n, ch
                 return r;
         }
         PkgEnvInfo *infos = xcalloc(n + 1, sizeof(PkgEnvInfo));
-        for (size_t i = 0; i < n; i++) {
-                infos[i].key = xstrdup(recs[i].key);
-                for (char **q = recs[i].lock->requirements; q && *q; q++)
+        size_t shown = 0;
+        for (size_t j = 0; j < n; j++) {
+                if (!recs[j].lock)
+                        continue; /* not this release's to show */
+                size_t i = shown++;
+                infos[i].key = xstrdup(recs[j].key);
+                for (char **q = recs[j].lock->requirements; q && *q; q++)
                         infos[i].requirements = strv_append(infos[i].requirements, *q);
-                for (size_t k = 0; k < recs[i].lock->n_entries; k++)
-                        infos[i].size_bytes += store_entry_size(data_dir, recs[i].lock->entries[k].sha256);
-                infos[i].last_used = recs[i].mtime;
-                infos[i].in_use = recs[i].in_use;
+                for (size_t k = 0; k < recs[j].lock->n_entries; k++)
+                        infos[i].size_bytes += store_entry_size(data_dir, recs[j].lock->entries[k].sha256);
+                infos[i].last_used = recs[j].mtime;
+                infos[i].in_use = recs[j].in_use;
         }
         recs_free(recs, n);
         *ret_infos = infos;
-        *ret_n = n;
+        *ret_n = shown;
         return 0;
 }
 
@@ -479,6 +516,11 @@ static bool referenced(const Rec *recs, size_t n, const bool *removed, const cha
         for (size_t i = 0; i < n; i++) {
                 if (removed[i])
                         continue;
+                if (!recs[i].lock) {
+                        if (recs[i].blind || strv_contains(recs[i].names, sha))
+                                return true;
+                        continue;
+                }
                 for (size_t k = 0; k < recs[i].lock->n_entries; k++)
                         if (streq(recs[i].lock->entries[k].sha256, sha))
                                 return true;
@@ -573,7 +615,7 @@ int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t *ret_fre
         }
         /* Least recently used first, never one in use. */
         for (size_t i = n; i-- > 0 && total > budget_bytes;) {
-                if (recs[i].in_use)
+                if (recs[i].in_use || !recs[i].lock)
                         continue;
                 _cleanup_close_ int fd = open(recs[i].path, O_RDONLY | O_CLOEXEC);
                 if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0)

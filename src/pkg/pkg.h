@@ -410,7 +410,8 @@ typedef struct PkgEnvInfo {
         uint64_t last_used;    /* realtime, microseconds */
         bool in_use;
 } PkgEnvInfo;
-/* All environment records under data_dir, most recently used first. */
+/* All environment records under data_dir this binary reads, most recently
+ * used first (another release's or a damaged one is not listed). */
 int pkg_env_list(const char *data_dir, PkgEnvInfo **ret_infos, size_t *ret_n, char **ret_error);
 void pkg_env_info_free_many(PkgEnvInfo *infos, size_t n);
 /* info as the API's environment object (docs/api.md GET /v1/envs):
@@ -420,6 +421,9 @@ void pkg_env_info_free_many(PkgEnvInfo *infos, size_t n);
 struct json_t *pkg_env_info_json(const PkgEnvInfo *info);
 /* Removes least recently used environments (never one in use) until the
  * store fits budget_bytes, then every store dir no remaining environment
- * references. Reports what it freed. */
+ * references. A record it cannot read (another release's format, or
+ * damaged) is never removed, and keeps every store dir and cached wheel
+ * whose sha256 its text names (all of them when its text cannot be read).
+ * Reports what it freed. */
 int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t *ret_freed_bytes, size_t *ret_removed_envs,
                   char **ret_error);

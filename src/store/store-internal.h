@@ -165,6 +165,11 @@ bool store_reserve_release_path(const char *reserve_path);
 sqlite3_stmt *store_stmt(Store *s, const char *sql);
 void store_stmt_done(Store *s, sqlite3_stmt *st);
 
+/* store-backup.c: store_home_older_daemon() for the database at db_path. */
+pid_t store_db_older_daemon(const char *db_path);
+/* store-migrate.c: the database's schema version (PRAGMA user_version),
+ * -1 when it cannot be read. */
+int store_db_schema_version(sqlite3 *db);
 /* Applies every migration newer than the database's user_version. */
 int store_migrate(sqlite3 *db, char **ret_error);
 /* Binds s, or NULL when s is NULL. */

@@ -262,6 +262,31 @@ static const char *const migrations[] = {
          * --pid`) took every other CLI's running run for a gone owner's and
          * marked it lost. 0: written before, judged by pid alone. */
         "ALTER TABLE runs ADD COLUMN owner_pidns INTEGER NOT NULL DEFAULT 0;",
+        /* 22: the highest version each dataset name ever had
+         * (store-data.c's kv "dataset-last-version", which `data rm`
+         * leaves alone), for a database from before it was kept: the
+         * highest a record names — a version there is, a run's output
+         * (outputs_json, what a memoised DAG outputs: task hands on) or
+         * a pinned NAME@N a run read (data_json). Without it the first
+         * put after the upgrade gave a removed version's number again,
+         * and those records named other bytes. A number nothing names
+         * any more cannot be known. */
+        "INSERT INTO kv (ns, key, value, updated)"
+        "  SELECT 'dataset-last-version', k, CAST(MAX(v) AS TEXT),"
+        "         CAST(strftime('%s','now') AS INTEGER) * 1000000 FROM ("
+        "    SELECT tenant || '/' || name AS k, version AS v FROM dataset_versions"
+        "    UNION ALL"
+        "    SELECT r.tenant || '/' || j.key, j.value FROM runs r, json_each(r.outputs_json) j"
+        "      WHERE r.outputs_json IS NOT NULL AND json_valid(r.outputs_json) AND j.type = 'integer'"
+        "    UNION ALL"
+        "    SELECT r.tenant || '/' || substr(j.value, 1, instr(j.value, '@') - 1),"
+        "           CAST(substr(j.value, instr(j.value, '@') + 1) AS INTEGER)"
+        "      FROM runs r, json_each(r.data_json) j"
+        "      WHERE r.data_json IS NOT NULL AND json_valid(r.data_json) AND j.type = 'text'"
+        "        AND instr(j.value, '@') > 1)"
+        "  WHERE k IS NOT NULL AND v > 0 GROUP BY k"
+        "  ON CONFLICT (ns, key) DO UPDATE SET"
+        "    value = CAST(MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT);",
 };
 
 int store_schema_version(void) {
@@ -277,6 +302,10 @@ static int user_version(sqlite3 *db) {
                 sqlite3_finalize(st);
         }
         return version;
+}
+
+int store_db_schema_version(sqlite3 *db) {
+        return user_version(db);
 }
 
 int store_file_schema_version(const char *path, int *ret_version) {

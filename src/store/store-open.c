@@ -88,6 +88,16 @@ static int open_store_once(const char *path, bool allocate_wal, Store **ret_stor
          * transactions, never the database (DESIGN §7: kill -9 safe). */
         sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
                      NULL, NULL, NULL);
+        /* A database a daemon of an older release serves is not upgraded
+         * under it: that daemon would go on beside a schema it does not
+         * know, and could not start on it again (a container of the
+         * older release, a rollback). Looked at only when a migration is
+         * due, which a database a daemon of this release serves never is. */
+        int version = on_disk && !created && !immutable ? store_db_schema_version(db) : 0;
+        if (version > 0 && version < store_schema_version() && store_db_older_daemon(path) > 0) {
+                sqlite3_close(db);
+                return -EBUSY;
+        }
         _cleanup_free_ char *err = NULL;
         int r = store_migrate(db, &err);
         if (r < 0) {
@@ -172,6 +182,29 @@ int store_open(const char *path, Store **ret_store) {
 
 int store_open_short_lived(const char *path, Store **ret_store) {
         return open_store(path, false, ret_store);
+}
+
+char *store_open_message(const char *path, int r) {
+        assert(path && r < 0);
+        int version = -1;
+        if (r == -EPROTONOSUPPORT && store_file_schema_version(path, &version) >= 0)
+                return xasprintf("cannot open the run database %s: its schema is version %d, newer than this "
+                                 "pysprinter knows (%d): a newer release upgraded it; run that release, or restore "
+                                 "a backup made by this one (docs/operations.md \"Upgrades\")",
+                                 path, version, store_schema_version());
+        pid_t older = r == -EBUSY ? store_db_older_daemon(path) : 0;
+        if (older > 0 && store_file_schema_version(path, &version) >= 0)
+                return xasprintf("cannot open the run database %s: pysprinterd (pid %d), of an older release, serves "
+                                 "it (schema %d); this pysprinter (schema %d) would upgrade it under that daemon, "
+                                 "which could then not start on it again: ask that daemon (--server URL), or stop it "
+                                 "and start this release's pysprinterd first (docs/operations.md \"Upgrades\")",
+                                 path, (int) older, version, store_schema_version());
+        if (r == -EPROTONOSUPPORT)
+                return xasprintf("cannot open the run database %s: its schema is newer than this pysprinter knows "
+                                 "(%d): a newer release upgraded it; run that release, or restore a backup made by "
+                                 "this one (docs/operations.md \"Upgrades\")",
+                                 path, store_schema_version());
+        return xasprintf("cannot open the run database %s: %s", path, strerror(-r));
 }
 
 Store *store_close(Store *s) {

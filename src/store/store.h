@@ -13,6 +13,14 @@ typedef struct Store Store;
 
 /* Opens (creating and migrating) the database at path. */
 int store_open(const char *path, Store **ret_store);
+/* What to tell a user whose store_open(path) failed with r: "cannot open
+ * the run database PATH: WHY". A database a newer release upgraded
+ * (-EPROTONOSUPPORT) names both schema versions and the way out; one an
+ * older release's daemon serves (-EBUSY: store_open() does not upgrade a
+ * database under such a daemon, store_home_older_daemon()) names it;
+ * other errors their errno's text. Every command that opens a database
+ * says it this way (docs/operations.md "Upgrades"). */
+char *store_open_message(const char *path, int r);
 /* The same for a process that writes a few records and exits (a CLI
  * command): the WAL's blocks are not allocated ahead of the commits (a
  * daemon's ~80 MB, store-checkpoint.c), which such a process would
@@ -901,6 +909,15 @@ int store_home_lock(const char *data_dir, bool exclusive);
  * both written only when true. Takes no lock that outlives the call (a
  * starting daemon retries its own for seconds). */
 bool store_home_daemon(const char *data_dir, pid_t *ret_pid, char **ret_config);
+/* A pysprinterd of a release before STORE_HOME_PID_FILE (2026-12-06: it
+ * takes no lock on it) that serves data_dir: the first process other than
+ * this one that holds DATA/pysprinter.db open and whose command line is a
+ * pysprinterd (not its gc, backup, restore or token subcommands). Its pid,
+ * or 0 when none is seen (processes of other users cannot be looked at).
+ * store_home_daemon() falls back to it when the pid file is unlocked; a
+ * starting daemon asks it after taking its own lock. Walks /proc: a few
+ * ms on a busy host, so only where a daemon's presence matters. */
+pid_t store_home_older_daemon(const char *data_dir);
 /* Whether s was opened read-only: its database on a read-only file system
  * (store_open() reads it as it stands; every write fails). */
 bool store_read_only(Store *s);

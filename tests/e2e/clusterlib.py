@@ -16,7 +16,6 @@ import time
 
 import pytest
 
-from conftest import DAEMON
 from daemonlib import Daemon, free_port, sandbox_mode
 
 REDIS = shutil.which("redis-server")
@@ -239,7 +238,7 @@ class NsDaemon(Daemon):
 
     def start(self, port=None):
         self.port = port or self.port or free_port()
-        cmd = ["nsenter", f"--net=/run/netns/{self.netns.name}", str(DAEMON), "--listen",
+        cmd = ["nsenter", f"--net=/run/netns/{self.netns.name}", str(self.daemon_bin), "--listen",
                f"{self.netns.ns_ip}:{self.port}", "--config", str(self.config), *self.args]
         if self.sandbox:
             cmd.append(f"--sandbox={self.sandbox}")

@@ -48,16 +48,17 @@ def env(home):
 
 
 class Runner:
-    def __init__(self, env, cwd):
+    def __init__(self, env, cwd, exe=CLI):
         self.env = env
         self.cwd = cwd
+        self.exe = exe  # another build's CLI (an older release's: test_explore_upgrade)
         self.prefix = []  # a command the CLI runs under (strace …)
 
     def __call__(self, *args, input=None, timeout=120, env=None, check=None):
         e = dict(self.env)
         if env:
             e.update(env)
-        p = subprocess.run([*self.prefix, str(CLI), *map(str, args)], input=input,
+        p = subprocess.run([*self.prefix, str(self.exe), *map(str, args)], input=input,
                            capture_output=True, text=True, env=e,
                            cwd=self.cwd, timeout=timeout)
         if check is not None:

@@ -150,8 +150,13 @@ def sandbox_mode(tmp):
 
 
 class Daemon:
-    def __init__(self, root, sandbox="none", config_extra="", args=(), home=None):
+    def __init__(self, root, sandbox="none", config_extra="", args=(), home=None, build=None):
+        """build: another meson build directory whose pysprinterd and
+        pysprinter-worker to start (an older release's: test_explore_upgrade);
+        the suite's own by default."""
         self.root = pathlib.Path(root)
+        self.daemon_bin = pathlib.Path(build) / "src" / "daemon" / "pysprinterd" if build else DAEMON
+        self.worker_bin = pathlib.Path(build) / "src" / "worker" / "pysprinter-worker" if build else WORKER
         self.root.mkdir(parents=True, exist_ok=True)
         self.home = pathlib.Path(home) if home else self.root / "home"
         self.home.mkdir(parents=True, exist_ok=True)
@@ -170,12 +175,12 @@ class Daemon:
     def env(self):
         e = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
         e["PYSPRINTER_HOME"] = str(self.home)
-        e["PYSPRINTER_WORKER"] = str(WORKER)
+        e["PYSPRINTER_WORKER"] = str(self.worker_bin)
         return e
 
     def start(self, port=None):
         self.port = port or free_port()
-        cmd = [str(DAEMON), "--listen", f"127.0.0.1:{self.port}", "--config", str(self.config), *self.args]
+        cmd = [str(self.daemon_bin), "--listen", f"127.0.0.1:{self.port}", "--config", str(self.config), *self.args]
         if self.sandbox:
             cmd.append(f"--sandbox={self.sandbox}")
         self.logf = open(self.log, "ab")
