@@ -1119,10 +1119,29 @@ def _call_args(req, fn):
     raw_args = list(req.get("args") or [])
     ctx = req.get("context")
     if type(ctx) is dict and "if_missing" in ctx:
-        ctx = ctx["if_missing"] if not _has_defaults(fn) else None
+        ctx = ctx["if_missing"] if not _has_defaults(fn) and _wants_context(fn) else None
     if ctx is not None:
         raw_args.append({"context": ctx})
     return raw_args
+
+
+def _wants_context(fn):
+    """Whether fn's second parameter is named as a Lambda handler's context
+    is (`context`, `ctx`, `lambda_context`, ...): `def add(a, b)` invoked
+    with one argument is a missing argument, not a handler wanting its
+    context (it got a LambdaContext as b and raised TypeError)."""
+    a = getattr(fn, "args", None)
+    if isinstance(a, ast.arguments):
+        names = [p.arg for p in a.posonlyargs + a.args]
+    else:
+        while hasattr(fn, "__wrapped__"):
+            fn = fn.__wrapped__
+        code = getattr(fn, "__code__", None)
+        names = list(code.co_varnames[:code.co_argcount]) if code else []
+    if len(names) < 2:
+        return False
+    name = names[1].lower().strip("_")
+    return name in ("ctx", "context") or name.endswith("context") or name.endswith("_ctx")
 
 
 def _has_defaults(fn):
