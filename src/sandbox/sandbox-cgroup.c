@@ -490,38 +490,63 @@ static void dir_open(CgDir *d) {
                 d->dfd = -EBADF;
 }
 
-/* A group's directory name: "pysprinter-NAME-nNS-PID", PID this
- * process's and NS its pid namespace (pid_namespace_id()).
- * sandbox_cgroup_sweep_stale() takes the last number of a name for its
- * owner, so the owner is added here, never left to each caller: names that
- * ended in a counter of their own ("bench-PID-155") were read as owned by
- * pid 155, and any engine's sweep killed the processes of such a live
- * group and removed it. The namespace says where that pid means something:
- * a CLI under `unshare --pid --mount-proc` saw no process of the host's,
- * and its sweep took every live engine's groups beside it for orphans. */
+/* A group's directory name: "pysprinter-NAME-nNS-tSTART-PID", PID this
+ * process's, START its start time (pid_start_time()) and NS its pid
+ * namespace (pid_namespace_id()). sandbox_cgroup_sweep_stale() takes the
+ * last number of a name for its owner, so the owner is added here, never
+ * left to each caller: names that ended in a counter of their own
+ * ("bench-PID-155") were read as owned by pid 155, and any engine's sweep
+ * killed the processes of such a live group and removed it. The namespace
+ * says where that pid means something: a CLI under `unshare --pid
+ * --mount-proc` saw no process of the host's, and its sweep took every
+ * live engine's groups beside it for orphans. The start time tells the
+ * owner from a later process given its pid: a killed daemon's groups
+ * stayed for as long as its pid was reused (pid_max 32768 on a busy host). */
 static char *group_leaf(const char *name) {
-        return xasprintf("pysprinter-%s-n%llu-%d", name, pid_namespace_id(), (int) getpid());
+        /* Read each time, not kept: a forked child naming groups is
+         * another process. 0 (not known) is judged by pid alone. */
+        uint64_t start = 0;
+        (void) pid_start_time(getpid(), &start);
+        return xasprintf("pysprinter-%s-n%llu-t%llu-%d", name, pid_namespace_id(), (unsigned long long) start,
+                         (int) getpid());
 }
 
-/* The owner of a group named by group_leaf(): its pid, and whether that
- * pid is this process's to judge (the namespace written before it is
- * own_ns, this process's; a name without one, made before it was written,
- * is judged as before). 0: not a name with an owner. */
-static pid_t group_owner(const char *leaf, unsigned long long own_ns, bool *ret_ours) {
+/* The number after letter at the start of the segment of leaf that ends
+ * at end (a '-'), or -1 when that segment is not letter and digits. */
+static long long segment_number(const char *leaf, const char *end, char letter, const char **ret_start) {
+        const char *seg = end;
+        while (seg > leaf && seg[-1] != '-')
+                seg--;
+        *ret_start = seg;
+        if (seg == leaf || seg[0] != letter || seg + 1 >= end)
+                return -1;
+        char *e;
+        unsigned long long v = strtoull(seg + 1, &e, 10);
+        return e == end && v <= LLONG_MAX ? (long long) v : -1;
+}
+
+/* The owner of a group named by group_leaf(): its pid and start time (0:
+ * not written, judged by pid alone), and whether that pid is this
+ * process's to judge (the namespace written before them is own_ns, this
+ * process's; a name without one, made before it was written, is judged as
+ * before). 0: not a name with an owner. */
+static pid_t group_owner(const char *leaf, unsigned long long own_ns, bool *ret_ours, uint64_t *ret_start) {
         const char *dash = strrchr(leaf, '-');
         char *end;
         long pid = dash ? strtol(dash + 1, &end, 10) : 0;
         if (!dash || *end || pid <= 0 || pid > INT_MAX)
                 return 0;
         *ret_ours = true;
-        const char *ns = dash;
-        while (ns > leaf && ns[-1] != '-')
-                ns--;
-        if (ns > leaf && ns[0] == 'n' && ns + 1 < dash) {
-                unsigned long long v = strtoull(ns + 1, &end, 10);
-                if (end == dash)
-                        *ret_ours = v == own_ns;
+        *ret_start = 0;
+        const char *seg;
+        long long start = segment_number(leaf, dash, 't', &seg);
+        if (start >= 0) {
+                *ret_start = (uint64_t) start;
+                dash = seg - 1;
         }
+        long long ns = dash > leaf ? segment_number(leaf, dash, 'n', &seg) : -1;
+        if (ns >= 0)
+                *ret_ours = (unsigned long long) ns == own_ns;
         return (pid_t) pid;
 }
 
@@ -1073,10 +1098,11 @@ int sandbox_cgroup_sweep_stale(void) {
                         /* Run cgroups end in "-PID" of the process that made
                          * them; only an orphan's may go. */
                         bool ours = false;
-                        pid_t pid = group_owner(de->d_name, own_ns, &ours);
+                        uint64_t start = 0;
+                        pid_t pid = group_owner(de->d_name, own_ns, &ours, &start);
                         if (pid <= 0 || !ours || pid == getpid())
                                 continue;
-                        if (pid_is_running(pid))
+                        if (start ? pid_alive_since(pid, start) : pid_is_running(pid))
                                 continue;
                         _cleanup_free_ char *path = path_join(h[i].dir, de->d_name);
                         for (int t = 0; t < 50 && rmdir(path) < 0 && errno == EBUSY; t++) {

@@ -1160,8 +1160,11 @@ static uint64_t read_limit(SandboxCgroup *cg, const char *name, const char *v1, 
         fclose(f);
         for (size_t i = 0; i < ELEMENTSOF(roots); i++) {
                 const char *rel = i == 0 ? mem : uni;
-                snprintf(path, sizeof(path), "%s%s/pysprinter-%s-n%llu-%d/%s", roots[i], streq(rel, "/") ? "" : rel,
-                         name, pid_namespace_id(), (int) getpid(), i == 0 ? v1 : v2);
+                uint64_t start = 0;
+                assert_int_equal(pid_start_time(getpid(), &start), 0);
+                snprintf(path, sizeof(path), "%s%s/pysprinter-%s-n%llu-t%llu-%d/%s", roots[i],
+                         streq(rel, "/") ? "" : rel, name, pid_namespace_id(), (unsigned long long) start,
+                         (int) getpid(), i == 0 ? v1 : v2);
                 char *s = NULL;
                 if (read_file(path, 4096, &s, NULL) >= 0) {
                         uint64_t v = strtoull(s, NULL, 10);
@@ -1414,8 +1417,11 @@ static void test_cgroup_sweep_spares_a_live_owners_group(void **state) {
                 free(err);
                 skip();
         }
-        char leaf[128];
-        snprintf(leaf, sizeof(leaf), "pysprinter-unittest-sweep-4194305-n%llu-%d", pid_namespace_id(), (int) getpid());
+        char leaf[160];
+        uint64_t start = 0;
+        assert_int_equal(pid_start_time(getpid(), &start), 0);
+        snprintf(leaf, sizeof(leaf), "pysprinter-unittest-sweep-4194305-n%llu-t%llu-%d", pid_namespace_id(),
+                 (unsigned long long) start, (int) getpid());
         _cleanup_free_ char *live = cgroup_dir_named(leaf);
         assert_non_null(live);
         /* What a runner killed with SIGKILL leaves: an empty group whose
@@ -1431,6 +1437,15 @@ static void test_cgroup_sweep_spares_a_live_owners_group(void **state) {
          * every host engine's groups), so it stays. */
         snprintf(strrchr(other_ns, '/') + 1, 64, "pysprinter-unittest-other-n%llu-4194305", pid_namespace_id() + 1);
         assert_true(mkdir(other_ns, 0755) == 0 || errno == EEXIST);
+        /* A killed owner whose pid a later process was given (here our
+         * parent's, alive): the start time says it is another process.
+         * Judged by pid alone, the group stayed while the pid lived on. */
+        _cleanup_free_ char *reused = strdup(live);
+        uint64_t parent_start = 0;
+        assert_int_equal(pid_start_time(getppid(), &parent_start), 0);
+        snprintf(strrchr(reused, '/') + 1, 96, "pysprinter-unittest-reused-n%llu-t%llu-%d", pid_namespace_id(),
+                 (unsigned long long) parent_start + 1, (int) getppid());
+        assert_true(mkdir(reused, 0755) == 0 || errno == EEXIST);
         int hold[2];
         assert_int_equal(pipe2(hold, O_CLOEXEC), 0);
         pid_t member = fork_into_group(cg);
@@ -1440,7 +1455,8 @@ static void test_cgroup_sweep_spares_a_live_owners_group(void **state) {
                 _exit(read(hold[0], &c, 1) == 0 ? 0 : 1);
         }
         close(hold[0]);
-        assert_true(sandbox_cgroup_sweep_stale() >= 2);
+        assert_true(sandbox_cgroup_sweep_stale() >= 3);
+        assert_int_equal(access(reused, F_OK), -1);
         assert_int_equal(access(orphan, F_OK), -1);
         assert_int_equal(access(orphan_ns, F_OK), -1);
         assert_int_equal(access(other_ns, F_OK), 0);
