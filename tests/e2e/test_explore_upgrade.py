@@ -262,7 +262,8 @@ def test_a_daemons_data_dir_upgrades_with_everything_it_held(old_build, tmp_path
         for r in (slow, once):
             old.wait_status(r["id"], ["running"])
         old.stop(timeout=5)  # SIGTERM; its drain outlasts 5 s, so then kill -9
-        assert not processes_of(old_build), processes_of(old_build)
+        # Its workers die of their parent's death (PDEATHSIG) a moment after it.
+        wait_for(lambda: not processes_of(old_build), "the older release's processes to end", timeout=60)
         index.requests.clear()
 
         new = ClockDaemon(tmp_path / "d", sandbox=mode, config_extra=cfg)
@@ -455,7 +456,8 @@ def test_a_cluster_with_one_node_of_each_release_runs_everything_once(old_build,
         new_w.start()
         end = gw.wait_status(rid, TERMINAL, timeout=120)
         assert end["status"] == "succeeded" and end["result"] == "rolled", end
-        assert not processes_of(old_build), processes_of(old_build)
+        # Its workers die of their parent's death (PDEATHSIG) a moment after it.
+        wait_for(lambda: not processes_of(old_build), "the older release's processes to end", timeout=60)
     finally:
         for d in nodes:
             d.stop()
