@@ -215,7 +215,7 @@ struct MHD_Response *daemon_api_function_deploy(const DaemonCall *call, unsigned
         }
         /* The schedules its arguments no longer fit: said now, not found
          * out at the next fire. */
-        sched = daemon_schedules_deploy_warnings(call, f);
+        sched = daemon_function_deploy_schedule_warnings(call, f);
         if (sched) {
                 char *all = xasprintf("%s%s", warnings ?: "", sched);
                 free(warnings);
@@ -337,7 +337,7 @@ struct MHD_Response *daemon_api_function_delete(const DaemonCall *call, unsigned
         unsigned retired = engine_pool_retire(call->d->engine, prefix);
         json_t *j = json_pack("{s:s, s:b, s:i}", "name", name, "deleted", 1, "instances_retired", (int) retired);
         /* The schedules that fire it: said now, not found out at a fire. */
-        _cleanup_free_ char *warnings = daemon_schedules_delete_warnings(call, name);
+        _cleanup_free_ char *warnings = daemon_function_delete_schedule_warnings(call, name);
         if (warnings)
                 json_object_set_new(j, "warnings", json_string(warnings));
         return daemon_call_json(call, 200, j, ret_status);
@@ -1155,4 +1155,69 @@ out:
         function_record_free(f);
         run_request_done(&req);
         return resp;
+}
+
+/* ---- what a deploy or a delete means for the schedules that fire it ---- */
+
+/* daemon.h. */
+bool daemon_arguments_refused(const RunResult *res) {
+        return res->status != RUN_SUCCEEDED && res->exit_code != 0;
+}
+
+/* daemon.h. */
+char *daemon_function_deploy_schedule_warnings(const DaemonCall *call, const FunctionRecord *f) {
+        assert(call && f && f->name);
+        ScheduleRecord **v = NULL;
+        size_t n = 0;
+        if (store_schedule_list(call->d->store, call->tenant, &v, &n) < 0)
+                return NULL;
+        char *out = NULL;
+        RequestCaps caps = daemon_call_caps(call);
+        for (size_t i = 0; i < n; i++) {
+                const ScheduleRecord *s = v[i];
+                if (s->dag_json || !s->invoke_json || !streq(s->function, f->name))
+                        continue;
+                RunRequest req = {};
+                RunResult *res = NULL;
+                _cleanup_free_ char *err = NULL;
+                /* A pinned version's fires do not change with a deploy. */
+                if (request_parse(REQUEST_INVOKE, s->invoke_json, strlen(s->invoke_json), &caps, &req, &err) >= 0 &&
+                    req.version == 0) {
+                        daemon_request_from_function(&req, f);
+                        if (daemon_validate(call->d, call->tenant, &req, true, &res) >= 0 &&
+                            daemon_arguments_refused(res)) {
+                                char *line = xasprintf("%swarning: schedule '%s' fires %s with arguments version %d "
+                                                       "refuses, so each of its fires will end invalid: %s: %s\n",
+                                                       out ?: "", s->name, f->name, f->version,
+                                                       res->error_type ?: "ValidationError",
+                                                       res->error_message ?: "the arguments do not fit the function");
+                                free(out);
+                                out = line;
+                        }
+                }
+                run_result_free(res);
+                run_request_done(&req);
+        }
+        schedule_record_list_free(v, n);
+        return out;
+}
+
+/* daemon.h. */
+char *daemon_function_delete_schedule_warnings(const DaemonCall *call, const char *name) {
+        assert(call && name);
+        ScheduleRecord **v = NULL;
+        size_t n = 0;
+        if (store_schedule_list(call->d->store, call->tenant, &v, &n) < 0)
+                return NULL;
+        char *out = NULL;
+        for (size_t i = 0; i < n; i++)
+                if (!v[i]->dag_json && streq(v[i]->function, name)) {
+                        char *line = xasprintf("%swarning: schedule '%s' fires %s: its fires start nothing until %s "
+                                               "is deployed again (schedule rm or pause it)\n",
+                                               out ?: "", v[i]->name, name, name);
+                        free(out);
+                        out = line;
+                }
+        schedule_record_list_free(v, n);
+        return out;
 }

@@ -509,68 +509,6 @@ int daemon_schedule_from_body(const DaemonCall *call, json_t *j, ScheduleRecord 
         return k;
 }
 
-/* A validation that refused the arguments (not one that could not run). */
-static bool arguments_refused(const RunResult *res) {
-        return res->status != RUN_SUCCEEDED && res->exit_code != 0;
-}
-
-/* daemon.h. */
-char *daemon_schedules_deploy_warnings(const DaemonCall *call, const FunctionRecord *f) {
-        assert(call && f && f->name);
-        ScheduleRecord **v = NULL;
-        size_t n = 0;
-        if (store_schedule_list(call->d->store, call->tenant, &v, &n) < 0)
-                return NULL;
-        char *out = NULL;
-        RequestCaps caps = daemon_call_caps(call);
-        for (size_t i = 0; i < n; i++) {
-                const ScheduleRecord *s = v[i];
-                if (s->dag_json || !s->invoke_json || !streq(s->function, f->name))
-                        continue;
-                RunRequest req = {};
-                RunResult *res = NULL;
-                _cleanup_free_ char *err = NULL;
-                /* A pinned version's fires do not change with a deploy. */
-                if (request_parse(REQUEST_INVOKE, s->invoke_json, strlen(s->invoke_json), &caps, &req, &err) >= 0 &&
-                    req.version == 0) {
-                        daemon_request_from_function(&req, f);
-                        if (daemon_validate(call->d, call->tenant, &req, true, &res) >= 0 && arguments_refused(res)) {
-                                char *line = xasprintf("%swarning: schedule '%s' fires %s with arguments version %d "
-                                                       "refuses, so each of its fires will end invalid: %s: %s\n",
-                                                       out ?: "", s->name, f->name, f->version,
-                                                       res->error_type ?: "ValidationError",
-                                                       res->error_message ?: "the arguments do not fit the function");
-                                free(out);
-                                out = line;
-                        }
-                }
-                run_result_free(res);
-                run_request_done(&req);
-        }
-        schedule_record_list_free(v, n);
-        return out;
-}
-
-/* daemon.h. */
-char *daemon_schedules_delete_warnings(const DaemonCall *call, const char *name) {
-        assert(call && name);
-        ScheduleRecord **v = NULL;
-        size_t n = 0;
-        if (store_schedule_list(call->d->store, call->tenant, &v, &n) < 0)
-                return NULL;
-        char *out = NULL;
-        for (size_t i = 0; i < n; i++)
-                if (!v[i]->dag_json && streq(v[i]->function, name)) {
-                        char *line = xasprintf("%swarning: schedule '%s' fires %s: its fires start nothing until %s "
-                                               "is deployed again (schedule rm or pause it)\n",
-                                               out ?: "", v[i]->name, name, name);
-                        free(out);
-                        out = line;
-                }
-        schedule_record_list_free(v, n);
-        return out;
-}
-
 /* daemon.h. A schedule whose every fire would be refused is refused when
  * it is made, not accepted and then failed at each fire. Its datasets are
  * left to the fire, which may come after a `data put`. */
@@ -600,7 +538,7 @@ struct MHD_Response *daemon_schedule_check(const DaemonCall *call, const Schedul
                 k = daemon_validate(call->d, call->tenant, &req, true, &res);
                 if (k < 0)
                         resp = daemon_call_errno(call, k, "validation", ret_status);
-                else if (arguments_refused(res)) {
+                else if (daemon_arguments_refused(res)) {
                         _cleanup_free_ char *msg = xasprintf(
                                 "%s%s", prefix, res->error_message ?: "the arguments do not fit the function");
                         resp = daemon_call_json(call, 422,

@@ -421,7 +421,7 @@ struct MHD_Response *daemon_api_stack(const DaemonCall *call, unsigned *ret_stat
         for (i = 0; !dry_run && i < p.n; i++)
                 if (p.v[i].kind == STACK_FUNCTION &&
                     (p.v[i].action == STACK_UPDATED || p.v[i].action == STACK_CREATED)) {
-                        _cleanup_free_ char *w = daemon_schedules_deploy_warnings(call, p.v[i].f);
+                        _cleanup_free_ char *w = daemon_function_deploy_schedule_warnings(call, p.v[i].f);
                         if (w)
                                 (void) buf_appends(&p.warnings, w);
                 }

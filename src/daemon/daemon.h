@@ -1104,6 +1104,17 @@ struct MHD_Response *daemon_function_prepare(const DaemonCall *call, const RunRe
  * daemon_function_missing() when it does not exist. */
 struct MHD_Response *daemon_function_find(const DaemonCall *call, const char *prefix, const char *name, int version,
                                           FunctionRecord **ret, unsigned *ret_status);
+/* After a deploy of f (a new latest version): a warning line for each of
+ * the caller's schedules that fires f unpinned with arguments f's
+ * validation refuses (its fires would end invalid), or NULL when none.
+ * The deploy stands: the warnings are the deployer's to read. */
+char *daemon_function_deploy_schedule_warnings(const DaemonCall *call, const FunctionRecord *f);
+/* After the caller's function name was deleted: a warning line for each of
+ * the caller's schedules that fires it (each fire starts nothing until it
+ * is deployed again), or NULL when none. */
+char *daemon_function_delete_schedule_warnings(const DaemonCall *call, const char *name);
+/* A validation that refused the arguments (not one that could not run). */
+bool daemon_arguments_refused(const RunResult *res);
 /* 404 "PREFIXno deployed function 'NAME'": the words of every /v1 route
  * for a function that is not deployed (the CLI's `functions show`,
  * `invoke`, `schedule add` print them). */
@@ -1196,15 +1207,6 @@ int daemon_schedule_from_body(const DaemonCall *call, json_t *j, ScheduleRecord 
  * Messages follow prefix ("" for schedule add, "schedule 'NAME': " for a
  * stack's). NULL when every fire would be accepted. One rule for POST
  * /v1/schedules and POST /v1/stacks. */
-/* After a deploy of f (a new latest version): a warning line for each of
- * the caller's schedules that fires f unpinned with arguments f's
- * validation refuses (its fires would end invalid), or NULL when none.
- * The deploy stands: the warnings are the deployer's to read. */
-char *daemon_schedules_deploy_warnings(const DaemonCall *call, const FunctionRecord *f);
-/* After the caller's function name was deleted: a warning line for each of
- * the caller's schedules that fires it (each fire starts nothing until it
- * is deployed again), or NULL when none. */
-char *daemon_schedules_delete_warnings(const DaemonCall *call, const char *name);
 struct MHD_Response *daemon_schedule_check(const DaemonCall *call, const ScheduleRecord *s,
                                            const FunctionRecord *latest, const char *prefix, unsigned *ret_status);
 /* s's next fire time strictly after `after` (in its zone); -ENOENT when it
