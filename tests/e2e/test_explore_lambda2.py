@@ -1,0 +1,133 @@
+"""The Lambda-compatible API, function URLs and the Python client as an
+AWS Lambda user drives them (boto3, a browser, requests): the second round
+of what such a user found different from Lambda (the first is
+test_explore_lambda.py)."""
+import email.utils
+import json
+import socket
+import sys
+import time
+
+import pytest
+
+from conftest import DAEMON, ROOT
+from daemonlib import KEYS, TOKENS, Daemon, sandbox_mode, wait_for
+from loopback import LoopbackServer, requests_on
+
+boto3 = pytest.importorskip("boto3", reason="python3-boto3 is not installed")
+from botocore.config import Config  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "python"))
+from pysprinter import Client  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
+
+ENDED = ["succeeded", "failed", "killed", "cancelled", "lost", "error", "invalid"]
+
+FAILS = """
+def handler(event, context):
+    print("trying", context.aws_request_id)
+    raise RuntimeError("not today")
+"""
+
+SLOW = """
+import time
+
+def handler(event, context):
+    time.sleep(event.get("s", 4))
+    print("finished")
+    return {"slept": event.get("s", 4)}
+"""
+
+ECHO = """
+def handler(event, context):
+    return event
+"""
+
+GROUP = """
+def handler(event, context):
+    raise ExceptionGroup("many", [ValueError("a"), KeyError("b")])
+"""
+
+KWARGS = """
+def add(a: int, b: int, c: int = 0):
+    return a + b + c
+"""
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lambda2")
+    # Lambda waits ~1 min, then ~2 min, before an Event invocation's
+    # retries; short here.
+    with Daemon(root, sandbox=sandbox_mode(root), config_extra="""
+        server:
+          event_retry_delay_ms: 100
+        """).serving() as daemon:
+        for name, src, extra in (("fails", FAILS, {}), ("once", FAILS, {"retries": 0}), ("slow", SLOW, {}),
+                                 ("echo", ECHO, {"url": "public"}), ("group", GROUP, {}), ("add", KWARGS, {})):
+            st, b = daemon.call("POST", "/v1/functions", {"name": name, "source": src, **extra})
+            assert st == 201, b
+        yield daemon
+
+
+def client(d, who="alice"):
+    key_id, secret = KEYS[who]
+    return boto3.client("lambda", endpoint_url=d.url, region_name="us-east-1",
+                        aws_access_key_id=key_id, aws_secret_access_key=secret,
+                        config=Config(retries={"max_attempts": 0}, read_timeout=120))
+
+
+def log_text(d, run_id):
+    st, h, body = d.request("GET", f"/v1/runs/{run_id}/logs")
+    assert st == 200, (st, body)
+    return body.decode()
+
+
+def test_a_failed_event_invocation_is_retried_twice(d):
+    """Lambda retries an asynchronous invocation whose function raised
+    twice (MaximumRetryAttempts, default 2), after ~1 and ~2 minutes. The
+    daemon ran it once and left it failed. Now it is tried again while the
+    run's attempts last (server.max_attempts, default 3; retries: 0 never),
+    after server.event_retry_delay_ms, doubled each time; the run's
+    attempt and its log show the tries."""
+    c = client(d)
+    r = c.invoke(FunctionName="fails", InvocationType="Event", Payload=b"{}")
+    assert r["StatusCode"] == 202
+    rid = r["ResponseMetadata"]["RequestId"]
+    run = d.wait_status(rid, ENDED, timeout=180)
+    assert run["status"] == "failed" and run["attempt"] == 3, run
+    log = log_text(d, rid)
+    assert log.count("trying " + rid) == 3, log
+    assert "attempt 1 of 3 failed (RuntimeError: not today)" in log, log
+    assert "attempt 2 of 3 failed" in log, log
+
+    # retries: 0 is never again; a RequestResponse caller is told, not retried.
+    r = c.invoke(FunctionName="once", InvocationType="Event", Payload=b"{}")
+    rid = r["ResponseMetadata"]["RequestId"]
+    run = d.wait_status(rid, ENDED, timeout=180)
+    assert run["status"] == "failed" and run["attempt"] == 1, run
+    assert log_text(d, rid).count("trying") == 1
+    r = c.invoke(FunctionName="fails", Payload=b"{}")
+    assert r["FunctionError"] == "Unhandled"
+    rid = r["ResponseMetadata"]["RequestId"]
+    run = d.wait_status(rid, ENDED)
+    assert run["attempt"] == 1 and log_text(d, rid).count("trying") == 1, run
+
+
+def test_a_retry_waiting_for_its_delay_can_be_cancelled(tmp_path):
+    """A run waiting between two tries is queued: a cancel ends it at
+    once, and it is not tried again."""
+    with Daemon(tmp_path, sandbox=sandbox_mode(tmp_path), config_extra="""
+        server:
+          event_retry_delay_ms: 600000
+        """).serving() as d:
+        st, b = d.call("POST", "/v1/functions", {"name": "fails", "source": FAILS})
+        assert st == 201, b
+        r = client(d).invoke(FunctionName="fails", InvocationType="Event", Payload=b"{}")
+        rid = r["ResponseMetadata"]["RequestId"]
+        wait_for(lambda: "trying" in log_text(d, rid), "the first try")
+        run = d.wait_status(rid, ["queued"], timeout=120)
+        assert run["attempt"] == 1, run
+        run = d.cancel(rid)
+        assert log_text(d, rid).count("trying") == 1
