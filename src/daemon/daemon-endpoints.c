@@ -539,7 +539,7 @@ static void endpoint_wait_free(void *p) {
 }
 
 /* The function's answer; 504 at max_wait_s; NULL when the client went
- * away (the run is cancelled). */
+ * away (the run goes on to its end, as a Lambda function URL's does). */
 static struct MHD_Response *endpoint_wait_then(const DaemonCall *call, void *p, DaemonWake why,
                                                unsigned *ret_status) {
         EndpointWait *w = p;
@@ -548,7 +548,7 @@ static struct MHD_Response *endpoint_wait_then(const DaemonCall *call, void *p, 
         if (!done && why == DAEMON_WAKE_EVENT)
                 return DAEMON_SUSPENDED;
         if (!done && why == DAEMON_WAKE_GONE) {
-                daemon_run_cancel(d, w->r);
+                log_info("run %s: its caller went away; the request's run goes on to its end", w->r->id);
                 return NULL;
         }
         if (!done) {

@@ -1024,7 +1024,8 @@ static void lambda_wait_free(void *p) {
 }
 
 /* Answers a RequestResponse invocation once its run ended; NULL when the
- * client went away (the run is cancelled), 504 at max_wait_s. */
+ * client went away (the run goes on to its end, as Lambda's does), 504 at
+ * max_wait_s. */
 static struct MHD_Response *lambda_wait_then(const DaemonCall *call, void *p, DaemonWake why, unsigned *ret_status) {
         LambdaWait *w = p;
         Daemon *d = w->d;
@@ -1034,7 +1035,10 @@ static struct MHD_Response *lambda_wait_then(const DaemonCall *call, void *p, Da
         if (!done && why == DAEMON_WAKE_EVENT)
                 return DAEMON_SUSPENDED;
         if (!done && why == DAEMON_WAKE_GONE) {
-                daemon_run_cancel(d, r);
+                /* Lambda lets an invocation whose caller hung up run to its
+                 * end: boto3 reads for 60 s and then retries, and a long
+                 * function cancelled at each retry would never finish. */
+                log_info("run %s: its caller went away; the invocation goes on to its end", r->id);
                 return NULL;
         }
         if (!done) {

@@ -64,7 +64,7 @@ def d(tmp_path_factory):
         server:
           event_retry_delay_ms: 100
         """).serving() as daemon:
-        for name, src, extra in (("fails", FAILS, {}), ("once", FAILS, {"retries": 0}), ("slow", SLOW, {}),
+        for name, src, extra in (("fails", FAILS, {}), ("once", FAILS, {"retries": 0}), ("slow", SLOW, {"url": "public"}),
                                  ("echo", ECHO, {"url": "public"}), ("group", GROUP, {}), ("add", KWARGS, {})):
             st, b = daemon.call("POST", "/v1/functions", {"name": name, "source": src, **extra})
             assert st == 201, b
@@ -131,3 +131,38 @@ def test_a_retry_waiting_for_its_delay_can_be_cancelled(tmp_path):
         assert run["attempt"] == 1, run
         run = d.cancel(rid)
         assert log_text(d, rid).count("trying") == 1
+
+
+def hang_up_after_sending(d, method, path, body):
+    """Sends the request with the tenant's token and closes the connection
+    before any answer (a client whose read timed out)."""
+    s = socket.create_connection(("127.0.0.1", d.port))
+    head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKENS['alice']}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    s.sendall(head.encode() + body)
+    time.sleep(0.5)
+    s.close()
+
+
+@pytest.mark.parametrize("path,body,slept", [
+    ("/2015-03-31/functions/slow/invocations", b'{"s": 3}', 3),
+    ("/v1/functions/slow/invoke?wait=true", b'{"args": [{"s": 3}]}', 3),
+    ("/fn/alice/slow", b"", 4),
+])
+def test_a_synchronous_invocation_outlives_its_caller(d, path, body, slept):
+    """boto3 reads for 60 s, then retries: on Lambda the first invocation
+    runs to its end anyway, and so does a function URL request whose
+    client went away. The daemon cancelled the run when the caller hung up
+    (status cancelled), and a retried long invoke never finished. Every
+    invocation of a deployed function lets it finish now (an ad-hoc
+    POST /v1/runs?wait=true run is still cancelled: docs/api.md)."""
+    before = {r["id"] for r in d.call("GET", "/v1/functions/slow/runs?limit=100")[1]["runs"]}
+    hang_up_after_sending(d, "POST", path, body)
+
+    def the_run():
+        runs = d.call("GET", "/v1/functions/slow/runs?limit=100")[1]["runs"]
+        return [r for r in runs if r["id"] not in before]
+    rid = wait_for(the_run, "the invocation's run")[0]["id"]
+    run = d.wait_status(rid, ENDED, timeout=120)
+    assert run["status"] == "succeeded" and run["result"] == {"slept": slept}, run
+    assert "finished" in log_text(d, rid)
