@@ -166,3 +166,35 @@ def test_a_synchronous_invocation_outlives_its_caller(d, path, body, slept):
     run = d.wait_status(rid, ENDED, timeout=120)
     assert run["status"] == "succeeded" and run["result"] == {"slept": slept}, run
     assert "finished" in log_text(d, rid)
+
+
+def test_the_python_client_takes_retry_after_as_an_http_date():
+    """RFC 9110: Retry-After is seconds or an HTTP date. The client called
+    float() on it and raised ValueError on a date."""
+    class Busy(LoopbackServer):
+        def __init__(self):
+            self.n = 0
+            super().__init__()
+
+        def serve(self, s):
+            with s:
+                for _ in requests_on(s):
+                    self.n += 1
+                    if self.n == 1:
+                        date = email.utils.formatdate(time.time() + 1, usegmt=True)
+                        s.sendall(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: " + date.encode()
+                                  + b"\r\nContent-Length: 0\r\n\r\n")
+                    elif self.n == 2:
+                        s.sendall(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: Wed, 21 Oct 2015 07:28:00 GMT"
+                                  b"\r\nContent-Length: 0\r\n\r\n")
+                    else:
+                        body = json.dumps({"id": "r1", "status": "succeeded", "result": 7}).encode()
+                        s.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                                  % len(body) + body)
+    srv = Busy()
+    try:
+        with Client(server=srv.url, token="t", timeout=60) as c:
+            assert c.invoke("f", 1) == 7
+        assert srv.n == 3
+    finally:
+        srv.stop()
