@@ -198,3 +198,21 @@ def test_the_python_client_takes_retry_after_as_an_http_date():
         assert srv.n == 3
     finally:
         srv.stop()
+
+
+def test_a_function_url_event_has_the_keys_aws_sends(d):
+    """Payload format 2.0 as AWS documents it for function URLs: no
+    "cookies" without a Cookie header (it was []), no
+    "queryStringParameters" without a query, requestContext's time as
+    "12/Mar/2020:19:03:58 +0000" and its domainPrefix."""
+    st, h, body = d.request("GET", "/fn/alice/echo/items", token=None)
+    assert st == 200, body
+    ev = json.loads(body)
+    assert "cookies" not in ev and "queryStringParameters" not in ev, ev
+    assert ev["rawQueryString"] == "" and ev["isBase64Encoded"] is False and "body" not in ev
+    ctx = ev["requestContext"]
+    time.strptime(ctx["time"], "%d/%b/%Y:%H:%M:%S +0000")
+    assert ctx["domainPrefix"] == ctx["domainName"].split(".")[0], ctx
+    st, h, body = d.request("GET", "/fn/alice/echo/items?x=1", token=None, headers={"Cookie": "a=1; b=2"})
+    ev = json.loads(body)
+    assert ev["cookies"] == ["a=1", "b=2"] and ev["queryStringParameters"] == {"x": "1"}, ev
