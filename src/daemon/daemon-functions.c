@@ -783,9 +783,18 @@ struct MHD_Response *daemon_api_lambda_get(const DaemonCall *call, unsigned *ret
 }
 
 /* daemon.h. */
+/* What the runner (src/worker/runner.py) adds to a missing-argument
+ * ValidationError for the CLI's user: words about -a and --NAME that mean
+ * nothing to a Lambda caller, whose event holds the arguments. */
+static const char cli_argument_hint[] = " (give positional values with -a VALUE, named ones with --NAME VALUE)";
+
 char *lambda_error_message(RunStatus status, const char *type, const char *message) {
         if (!message)
                 return xstrdup(status == RUN_FAILED ? "" : "the function failed");
+        if (status == RUN_INVALID && endswith(message, cli_argument_hint)) {
+                _cleanup_free_ char *plain = xstrndup(message, strlen(message) - strlen(cli_argument_hint));
+                return lambda_error_message(status, type, plain);
+        }
         /* A raised exception's message is the engine's "Type: str(e)", or
          * "Type" when str(e) is empty; Lambda's is str(e). */
         if (type && startswith(message, type)) {
@@ -804,16 +813,41 @@ json_t *lambda_stack_trace(const char *traceback) {
         if (!traceback)
                 return frames;
         /* The raised exception's own traceback is the last one: those
-         * before it are its causes and contexts. */
+         * before it are its causes and contexts. An ExceptionGroup's is
+         * drawn with a margin ("  + Exception Group Traceback …", then
+         * "  | " before each of its lines, its sub-exceptions further in):
+         * its own lines, the margin taken off, are read as a plain one. */
         static const char header[] = "Traceback (most recent call last):\n";
-        const char *p = traceback, *q;
-        if (!startswith(p, header))
-                p = NULL;
-        for (q = traceback; (q = strstr(q, "\nTraceback (most recent call last):\n")); q++)
-                p = q + 1;
+        static const char group[] = "  + Exception Group Traceback (most recent call last):\n";
+        const char *p = NULL, *q;
+        bool in_group = false;
+        for (q = traceback; q; q = strchr(q, '\n'), q = q ? q + 1 : NULL) {
+                if (startswith(q, header) || startswith(q, group)) {
+                        p = q;
+                        in_group = startswith(q, group);
+                }
+        }
         if (!p)
                 return frames;
-        p += strlen(header);
+        _cleanup_free_ char *unmargined = NULL;
+        if (in_group) {
+                Buf u;
+                buf_init(&u, SIZE_MAX);
+                for (p += strlen(group); startswith(p, "  | ");) {
+                        size_t n = strcspn(p, "\n");
+                        size_t len = n + (p[n] == '\n');
+                        if (buf_append(&u, p + 4, len - 4) < 0)
+                                break;
+                        p += len;
+                }
+                if (buf_append(&u, "", 1) < 0) {
+                        buf_free(&u);
+                        return frames;
+                }
+                unmargined = buf_steal(&u);
+                p = unmargined;
+        } else
+                p += strlen(header);
         Buf b;
         buf_init(&b, SIZE_MAX);
         bool open = false;

@@ -216,3 +216,22 @@ def test_a_function_url_event_has_the_keys_aws_sends(d):
     st, h, body = d.request("GET", "/fn/alice/echo/items?x=1", token=None, headers={"Cookie": "a=1; b=2"})
     ev = json.loads(body)
     assert ev["cookies"] == ["a=1", "b=2"] and ev["queryStringParameters"] == {"x": "1"}, ev
+
+
+def test_an_exception_group_has_its_stack_trace(d):
+    """An ExceptionGroup's traceback is drawn with "  | " margins; the
+    Lambda error's stackTrace came out [] for it."""
+    err = json.loads(client(d).invoke(FunctionName="group", Payload=b"{}")["Payload"].read())
+    assert err["errorType"] == "ExceptionGroup" and err["errorMessage"] == "many (2 sub-exceptions)", err
+    assert len(err["stackTrace"]) == 1, err
+    assert err["stackTrace"][0].startswith('  File "main.py", line 3, in handler\n'), err
+    assert "raise ExceptionGroup" in err["stackTrace"][0], err
+
+
+def test_a_validation_error_speaks_to_a_lambda_caller(d):
+    """The CLI's hint "(give positional values with -a VALUE, named ones
+    with --NAME VALUE)" ended a boto3 caller's errorMessage."""
+    r = client(d).invoke(FunctionName="add", Payload=b'{"a": 1}')
+    err = json.loads(r["Payload"].read())
+    assert r["FunctionError"] == "Unhandled" and err["errorType"] == "ValidationError", err
+    assert err["errorMessage"] == "add() missing 1 required argument: 'b'", err
