@@ -639,14 +639,31 @@ static json_t *lambda_configuration_as(const DaemonCall *call, const FunctionRec
                          "Architectures", "x86_64");
 }
 
-/* As the call names f: asked for a version, the ARN names it, as
- * Lambda's does. */
-static json_t *lambda_configuration(const DaemonCall *call, const FunctionRecord *f) {
+/* The qualifier a Lambda call on one function names (in its FunctionName
+ * or as ?Qualifier=), or NULL (lambda_function() checked that the two
+ * agree). */
+static char *lambda_call_qualifier(const DaemonCall *call) {
+        if (call->n_seg <= 2)
+                return NULL;
         _cleanup_free_ char *name = NULL, *qualifier = NULL;
-        bool qualified = call->n_seg > 2 &&
-                         (daemon_call_query(call, "Qualifier") ||
-                          (lambda_function_ref_parse(call->seg[2], &name, &qualifier) >= 0 && qualifier));
-        return lambda_configuration_as(call, f, NULL, qualified);
+        if (lambda_function_ref_parse(call->seg[2], &name, &qualifier) >= 0 && qualifier)
+                return TAKE_PTR(qualifier);
+        const char *q = daemon_call_query(call, "Qualifier");
+        return q ? xstrdup(q) : NULL;
+}
+
+/* Whether the call names $LATEST: Lambda then answers Version "$LATEST"
+ * (and X-Amz-Executed-Version), not the number it is now. */
+static bool lambda_call_names_latest(const DaemonCall *call) {
+        _cleanup_free_ char *q = lambda_call_qualifier(call);
+        return q && streq(q, "$LATEST");
+}
+
+/* As the call names f: asked for a version or $LATEST, the ARN names it,
+ * as Lambda's does. */
+static json_t *lambda_configuration(const DaemonCall *call, const FunctionRecord *f) {
+        _cleanup_free_ char *q = lambda_call_qualifier(call);
+        return lambda_configuration_as(call, f, q && streq(q, "$LATEST") ? "$LATEST" : NULL, q != NULL);
 }
 
 /* A List* call's MaxItems: 1..10000 (400 InvalidParameterValueException
@@ -1047,6 +1064,7 @@ typedef struct LambdaWait {
         DRun *r;                /* a reference */
         bool tail;              /* X-Amz-Log-Type: Tail */
         int version;
+        bool latest; /* the call named $LATEST: the version it reports */
         char *request_id;
 } LambdaWait;
 
@@ -1089,6 +1107,8 @@ static struct MHD_Response *lambda_wait_then(const DaemonCall *call, void *p, Da
         }
         char ver[16];
         snprintf(ver, sizeof(ver), "%d", w->version);
+        if (w->latest)
+                strcpy(ver, "$LATEST");
         daemon_response_headers(resp, (const char *const[]) { "X-Amz-Executed-Version", ver, "X-Amzn-RequestId",
                                                               w->request_id, NULL });
         return resp;
@@ -1175,8 +1195,12 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
         }
         if (!streq(itype, "Event")) {
                 LambdaWait *w = xcalloc(1, sizeof(LambdaWait));
-                *w = (LambdaWait) { .d = d, .r = r, .tail = ltype && streq(ltype, "Tail"), .version = f->version,
-                                    .request_id = xstrdup(id) };
+                *w = (LambdaWait){ .d = d,
+                                   .r = r,
+                                   .tail = ltype && streq(ltype, "Tail"),
+                                   .version = f->version,
+                                   .latest = lambda_call_names_latest(call),
+                                   .request_id = xstrdup(id) };
                 resp = daemon_call_wait(call, DRUN_DONE_KEY(r), (usec_t) d->cfg.max_wait_s * USEC_PER_SEC, lambda_wait_then, w,
                                         lambda_wait_free);
                 goto out;
@@ -1185,6 +1209,8 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
         drun_unref(d, r);
         char ver[16];
         snprintf(ver, sizeof(ver), "%d", f->version);
+        if (lambda_call_names_latest(call))
+                strcpy(ver, "$LATEST");
         daemon_response_headers(resp, (const char *const[]) { "X-Amz-Executed-Version", ver, "X-Amzn-RequestId", id,
                                                               NULL });
 out:

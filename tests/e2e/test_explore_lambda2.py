@@ -235,3 +235,16 @@ def test_a_validation_error_speaks_to_a_lambda_caller(d):
     err = json.loads(r["Payload"].read())
     assert r["FunctionError"] == "Unhandled" and err["errorType"] == "ValidationError", err
     assert err["errorMessage"] == "add() missing 1 required argument: 'b'", err
+
+
+def test_latest_named_is_latest(d):
+    """Qualifier=$LATEST answered Version "1" and an ARN ending ":1", while
+    list_versions_by_function calls it "$LATEST" (as Lambda does)."""
+    c = client(d)
+    for kw in ({"FunctionName": "echo", "Qualifier": "$LATEST"}, {"FunctionName": "echo:$LATEST"}):
+        conf = c.get_function_configuration(**kw)
+        assert conf["Version"] == "$LATEST" and conf["FunctionArn"].endswith(":function:echo:$LATEST"), conf
+        assert c.get_function(**kw)["Configuration"]["Version"] == "$LATEST"
+        r = c.invoke(Payload=b'{"v": 1}', **kw)
+        assert r["ExecutedVersion"] == "$LATEST" and json.loads(r["Payload"].read()) == {"v": 1}
+    assert c.get_function_configuration(FunctionName="echo", Qualifier="1")["Version"] == "1"
