@@ -13,6 +13,7 @@ connections.
 import base64
 import codecs
 import concurrent.futures
+import email.utils
 import http.client
 import inspect
 import json
@@ -55,6 +56,24 @@ class RunError(Exception):
             self.message = self.message[len(self.type) + 2:]
         self.traceback = err.get("traceback") or ""
         super().__init__(f"run {run.get('id')} {self.status}: {self.type}: {self.message}")
+
+
+def _retry_after(value, now=None):
+    """Seconds to wait for a Retry-After header (RFC 9110 10.2.3): a
+    number of seconds or an HTTP date (a date past is 0); 1 when absent or
+    unreadable (a proxy's, not the daemon's, may say anything)."""
+    if not value:
+        return 1.0
+    value = value.strip()
+    if re.fullmatch(r"[0-9]+(\.[0-9]+)?", value):
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return 1.0
+    if when.tzinfo is None:
+        return 1.0
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class Client:
@@ -106,7 +125,7 @@ class Client:
             if 200 <= status < 300:
                 return status, json.loads(raw or b"null")
             if status in (429, 503) and time.monotonic() < deadline:
-                time.sleep(min(float(headers.get("Retry-After") or 1), 5))
+                time.sleep(min(_retry_after(headers.get("Retry-After")), 5))
                 continue
             try:
                 err = json.loads(raw)["error"]

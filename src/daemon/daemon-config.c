@@ -86,6 +86,7 @@ void daemon_config_init(DaemonConfig *cfg) {
                 .request_deadline_s = 60,
                 .max_wait_s = 3600,
                 .max_attempts = 3,
+                .event_retry_delay_ms = 60000,
                 .metrics_public = true,
                 .sandbox = SANDBOX_MODE_FULL,
                 .pool_spares = 2,
@@ -551,6 +552,7 @@ static int parse_server(DaemonConfig *cfg, json_t *o, char **ret_error) {
                         { "request_deadline_s", &cfg->request_deadline_s, NULL, 1, 86400 },
                         { "max_wait_s", &cfg->max_wait_s, NULL, 1, 86400 * 7 },
                         { "max_attempts", &cfg->max_attempts, NULL, 1, RUN_MAX_RETRIES + 1 },
+                        { "event_retry_delay_ms", &cfg->event_retry_delay_ms, NULL, 0, 3600000 },
                         { "endpoint_rate", &cfg->endpoint_rate, NULL, 1, 1000000 },
                         { "endpoint_burst", &cfg->endpoint_burst, NULL, 1, 1000000 },
                 };

@@ -168,6 +168,18 @@ static json_t *event_cookies(const char *header) {
         return cookies;
 }
 
+/* requestContext.time as AWS writes it in payload format 2.0
+ * ("12/Mar/2020:19:03:58 +0000"), in UTC whatever the locale. */
+static void format_clf_time(usec_t t, char buf[static 32]) {
+        static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+        time_t secs = (time_t) (t / USEC_PER_SEC);
+        struct tm tm;
+        gmtime_r(&secs, &tm);
+        snprintf(buf, 32, "%02d/%s/%04d:%02d:%02d:%02d +0000", tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900,
+                 tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
 static json_t *endpoint_event(const DaemonCall *call, const char *raw_path, const char *raw_query,
                               const char *request_id, const char *source_ip) {
         json_t *headers = json_object(), *query = json_object();
@@ -180,17 +192,25 @@ static json_t *endpoint_event(const DaemonCall *call, const char *raw_path, cons
         _cleanup_free_ char *b64 = text ? NULL : base64_encode(call->body, call->body_len);
         char when[32];
         usec_t now = now_realtime();
-        format_timestamp(now, when);
+        format_clf_time(now, when);
+        /* domainPrefix is domainName's first label, as AWS's is the URL id. */
+        const char *host = json_string_value(json_object_get(headers, "host"));
+        _cleanup_free_ char *prefix = host ? xstrndup(host, strcspn(host, ".:")) : NULL;
         json_t *http = json_pack("{s:s, s:s, s:s, s:s, s:s?}", "method", call->method, "path", raw_path, "protocol",
                                  "HTTP/1.1", "sourceIp", source_ip, "userAgent",
                                  json_string_value(json_object_get(headers, "user-agent")));
-        json_t *ctx = json_pack("{s:s, s:s, s:s?, s:o, s:s, s:s, s:s, s:s, s:I}", "accountId", "anonymous", "apiId",
-                                call->seg[2], "domainName", json_string_value(json_object_get(headers, "host")),
-                                "http", http, "requestId", request_id, "routeKey", "$default", "stage", "$default",
-                                "time", when, "timeEpoch", (json_int_t) (now / USEC_PER_MSEC));
-        json_t *ev = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:b}", "version", "2.0", "routeKey", "$default",
+        json_t *ctx = json_pack("{s:s, s:s, s:s?, s:s?, s:o, s:s, s:s, s:s, s:s, s:I}", "accountId", "anonymous",
+                                "apiId", call->seg[2], "domainName", host, "domainPrefix", prefix, "http", http,
+                                "requestId", request_id, "routeKey", "$default", "stage", "$default", "time", when,
+                                "timeEpoch", (json_int_t) (now / USEC_PER_MSEC));
+        json_t *ev = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:b}", "version", "2.0", "routeKey", "$default",
                                "rawPath", raw_path, "rawQueryString", raw_query, "headers", headers, "requestContext",
-                               ctx, "cookies", cookies, "isBase64Encoded", !text);
+                               ctx, "isBase64Encoded", !text);
+        /* Absent without a cookie, as AWS sends it (it was []). */
+        if (json_array_size(cookies))
+                json_object_set_new(ev, "cookies", cookies);
+        else
+                json_decref(cookies);
         if (json_object_size(query))
                 json_object_set_new(ev, "queryStringParameters", query);
         else
@@ -539,7 +559,7 @@ static void endpoint_wait_free(void *p) {
 }
 
 /* The function's answer; 504 at max_wait_s; NULL when the client went
- * away (the run is cancelled). */
+ * away (the run goes on to its end, as a Lambda function URL's does). */
 static struct MHD_Response *endpoint_wait_then(const DaemonCall *call, void *p, DaemonWake why,
                                                unsigned *ret_status) {
         EndpointWait *w = p;
@@ -548,7 +568,7 @@ static struct MHD_Response *endpoint_wait_then(const DaemonCall *call, void *p, 
         if (!done && why == DAEMON_WAKE_EVENT)
                 return DAEMON_SUSPENDED;
         if (!done && why == DAEMON_WAKE_GONE) {
-                daemon_run_cancel(d, w->r);
+                log_info("run %s: its caller went away; the request's run goes on to its end", w->r->id);
                 return NULL;
         }
         if (!done) {

@@ -639,14 +639,31 @@ static json_t *lambda_configuration_as(const DaemonCall *call, const FunctionRec
                          "Architectures", "x86_64");
 }
 
-/* As the call names f: asked for a version, the ARN names it, as
- * Lambda's does. */
-static json_t *lambda_configuration(const DaemonCall *call, const FunctionRecord *f) {
+/* The qualifier a Lambda call on one function names (in its FunctionName
+ * or as ?Qualifier=), or NULL (lambda_function() checked that the two
+ * agree). */
+static char *lambda_call_qualifier(const DaemonCall *call) {
+        if (call->n_seg <= 2)
+                return NULL;
         _cleanup_free_ char *name = NULL, *qualifier = NULL;
-        bool qualified = call->n_seg > 2 &&
-                         (daemon_call_query(call, "Qualifier") ||
-                          (lambda_function_ref_parse(call->seg[2], &name, &qualifier) >= 0 && qualifier));
-        return lambda_configuration_as(call, f, NULL, qualified);
+        if (lambda_function_ref_parse(call->seg[2], &name, &qualifier) >= 0 && qualifier)
+                return TAKE_PTR(qualifier);
+        const char *q = daemon_call_query(call, "Qualifier");
+        return q ? xstrdup(q) : NULL;
+}
+
+/* Whether the call names $LATEST: Lambda then answers Version "$LATEST"
+ * (and X-Amz-Executed-Version), not the number it is now. */
+static bool lambda_call_names_latest(const DaemonCall *call) {
+        _cleanup_free_ char *q = lambda_call_qualifier(call);
+        return q && streq(q, "$LATEST");
+}
+
+/* As the call names f: asked for a version or $LATEST, the ARN names it,
+ * as Lambda's does. */
+static json_t *lambda_configuration(const DaemonCall *call, const FunctionRecord *f) {
+        _cleanup_free_ char *q = lambda_call_qualifier(call);
+        return lambda_configuration_as(call, f, q && streq(q, "$LATEST") ? "$LATEST" : NULL, q != NULL);
 }
 
 /* A List* call's MaxItems: 1..10000 (400 InvalidParameterValueException
@@ -783,9 +800,18 @@ struct MHD_Response *daemon_api_lambda_get(const DaemonCall *call, unsigned *ret
 }
 
 /* daemon.h. */
+/* What the runner (src/worker/runner.py) adds to a missing-argument
+ * ValidationError for the CLI's user: words about -a and --NAME that mean
+ * nothing to a Lambda caller, whose event holds the arguments. */
+static const char cli_argument_hint[] = " (give positional values with -a VALUE, named ones with --NAME VALUE)";
+
 char *lambda_error_message(RunStatus status, const char *type, const char *message) {
         if (!message)
                 return xstrdup(status == RUN_FAILED ? "" : "the function failed");
+        if (status == RUN_INVALID && endswith(message, cli_argument_hint)) {
+                _cleanup_free_ char *plain = xstrndup(message, strlen(message) - strlen(cli_argument_hint));
+                return lambda_error_message(status, type, plain);
+        }
         /* A raised exception's message is the engine's "Type: str(e)", or
          * "Type" when str(e) is empty; Lambda's is str(e). */
         if (type && startswith(message, type)) {
@@ -804,16 +830,41 @@ json_t *lambda_stack_trace(const char *traceback) {
         if (!traceback)
                 return frames;
         /* The raised exception's own traceback is the last one: those
-         * before it are its causes and contexts. */
+         * before it are its causes and contexts. An ExceptionGroup's is
+         * drawn with a margin ("  + Exception Group Traceback …", then
+         * "  | " before each of its lines, its sub-exceptions further in):
+         * its own lines, the margin taken off, are read as a plain one. */
         static const char header[] = "Traceback (most recent call last):\n";
-        const char *p = traceback, *q;
-        if (!startswith(p, header))
-                p = NULL;
-        for (q = traceback; (q = strstr(q, "\nTraceback (most recent call last):\n")); q++)
-                p = q + 1;
+        static const char group[] = "  + Exception Group Traceback (most recent call last):\n";
+        const char *p = NULL, *q;
+        bool in_group = false;
+        for (q = traceback; q; q = strchr(q, '\n'), q = q ? q + 1 : NULL) {
+                if (startswith(q, header) || startswith(q, group)) {
+                        p = q;
+                        in_group = startswith(q, group);
+                }
+        }
         if (!p)
                 return frames;
-        p += strlen(header);
+        _cleanup_free_ char *unmargined = NULL;
+        if (in_group) {
+                Buf u;
+                buf_init(&u, SIZE_MAX);
+                for (p += strlen(group); startswith(p, "  | ");) {
+                        size_t n = strcspn(p, "\n");
+                        size_t len = n + (p[n] == '\n');
+                        if (buf_append(&u, p + 4, len - 4) < 0)
+                                break;
+                        p += len;
+                }
+                if (buf_append(&u, "", 1) < 0) {
+                        buf_free(&u);
+                        return frames;
+                }
+                unmargined = buf_steal(&u);
+                p = unmargined;
+        } else
+                p += strlen(header);
         Buf b;
         buf_init(&b, SIZE_MAX);
         bool open = false;
@@ -1013,6 +1064,7 @@ typedef struct LambdaWait {
         DRun *r;                /* a reference */
         bool tail;              /* X-Amz-Log-Type: Tail */
         int version;
+        bool latest; /* the call named $LATEST: the version it reports */
         char *request_id;
 } LambdaWait;
 
@@ -1024,7 +1076,8 @@ static void lambda_wait_free(void *p) {
 }
 
 /* Answers a RequestResponse invocation once its run ended; NULL when the
- * client went away (the run is cancelled), 504 at max_wait_s. */
+ * client went away (the run goes on to its end, as Lambda's does), 504 at
+ * max_wait_s. */
 static struct MHD_Response *lambda_wait_then(const DaemonCall *call, void *p, DaemonWake why, unsigned *ret_status) {
         LambdaWait *w = p;
         Daemon *d = w->d;
@@ -1034,7 +1087,10 @@ static struct MHD_Response *lambda_wait_then(const DaemonCall *call, void *p, Da
         if (!done && why == DAEMON_WAKE_EVENT)
                 return DAEMON_SUSPENDED;
         if (!done && why == DAEMON_WAKE_GONE) {
-                daemon_run_cancel(d, r);
+                /* Lambda lets an invocation whose caller hung up run to its
+                 * end: boto3 reads for 60 s and then retries, and a long
+                 * function cancelled at each retry would never finish. */
+                log_info("run %s: its caller went away; the invocation goes on to its end", r->id);
                 return NULL;
         }
         if (!done) {
@@ -1051,6 +1107,8 @@ static struct MHD_Response *lambda_wait_then(const DaemonCall *call, void *p, Da
         }
         char ver[16];
         snprintf(ver, sizeof(ver), "%d", w->version);
+        if (w->latest)
+                strcpy(ver, "$LATEST");
         daemon_response_headers(resp, (const char *const[]) { "X-Amz-Executed-Version", ver, "X-Amzn-RequestId",
                                                               w->request_id, NULL });
         return resp;
@@ -1137,8 +1195,12 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
         }
         if (!streq(itype, "Event")) {
                 LambdaWait *w = xcalloc(1, sizeof(LambdaWait));
-                *w = (LambdaWait) { .d = d, .r = r, .tail = ltype && streq(ltype, "Tail"), .version = f->version,
-                                    .request_id = xstrdup(id) };
+                *w = (LambdaWait){ .d = d,
+                                   .r = r,
+                                   .tail = ltype && streq(ltype, "Tail"),
+                                   .version = f->version,
+                                   .latest = lambda_call_names_latest(call),
+                                   .request_id = xstrdup(id) };
                 resp = daemon_call_wait(call, DRUN_DONE_KEY(r), (usec_t) d->cfg.max_wait_s * USEC_PER_SEC, lambda_wait_then, w,
                                         lambda_wait_free);
                 goto out;
@@ -1147,6 +1209,8 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
         drun_unref(d, r);
         char ver[16];
         snprintf(ver, sizeof(ver), "%d", f->version);
+        if (lambda_call_names_latest(call))
+                strcpy(ver, "$LATEST");
         daemon_response_headers(resp, (const char *const[]) { "X-Amz-Executed-Version", ver, "X-Amzn-RequestId", id,
                                                               NULL });
 out:

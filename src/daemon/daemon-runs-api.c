@@ -224,8 +224,12 @@ struct MHD_Response *daemon_call_submit(const DaemonCall *call, const RunRequest
                 pthread_mutex_unlock(&d->idem_lock);
         if (k < 0)
                 return daemon_call_errno(call, k, "run", ret_status);
+        /* A hang-up cancels an ad-hoc ?wait=true run (its caller's
+         * Ctrl-C), not an invocation of a deployed function: that runs to
+         * its end as a Lambda invocation does (a client whose read timed
+         * out, then retried, would cancel a long one at each try). */
         if (wait)
-                return respond_after_wait(call, r, daemon_call_wait_timeout(call), true, true);
+                return respond_after_wait(call, r, daemon_call_wait_timeout(call), !fn_name, true);
         struct MHD_Response *resp = run_response(call, r->id, 202, ret_status);
         _cleanup_free_ char *loc = xasprintf("/v1/runs/%s", r->id);
         daemon_response_headers(resp, (const char *const[]) { "Location", loc, NULL });

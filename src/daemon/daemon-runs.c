@@ -28,6 +28,7 @@ int daemon_runs_init(Daemon *d) {
         pthread_mutex_init(&d->idem_lock, NULL);
         pthread_cond_init(&d->sched_cond, NULL);
         pthread_cond_init(&d->change_cond, NULL);
+        pthread_cond_init(&d->retry_cond, NULL);
         d->watch_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (d->watch_efd < 0)
                 return -errno;
@@ -168,6 +169,7 @@ static DRun *drun_free(DRun *r) {
         strv_free(r->env);
         free(r->phase);
         free(r->idem_key);
+        free(r->retry_note);
         buf_free(&r->log);
         free(r->chunks);
         run_result_free(r->result);
@@ -915,6 +917,116 @@ static int drun_queue_start(Daemon *d, DRun *r) {
         }
 }
 
+/* ---- retries ----------------------------------------------------------------
+ *
+ * Lambda tries a failed asynchronous (Event) invocation twice more, ~1 and
+ * ~2 minutes later (MaximumRetryAttempts, default 2). Here such a run is
+ * tried again while its attempts last (max_attempts: server.max_attempts
+ * or the deploy's and invoke's retries; retries: 0 never), after
+ * server.event_retry_delay_ms, doubled for each try after the second. The
+ * engine leaves a failed attempt's record to the daemon
+ * (RunSpec.record_success_only); the queue puts it back to queued with its
+ * attempt kept (RunQueueOps.requeue), so a restart during the wait runs it
+ * (a queued run) and the next start counts attempt + 1. Between, the run
+ * is queued, in memory on Daemon.retrying, holding no run thread; a thread
+ * (made on the first retry) moves it to the pending queue when its time
+ * comes, or at once when it is cancelled or the daemon drains. */
+
+/* Whether a failure of r's current attempt would be tried again. */
+static bool drun_retry_left(const Daemon *d, const DRun *r) {
+        return r->lambda && !r->answer_waits && !r->endpoint && r->fn_name && !d->cluster && !r->claimed &&
+               r->attempt > 0 && r->attempt < r->max_attempts;
+}
+
+static void *retry_thread(void *p) {
+        Daemon *d = p;
+        (void) pthread_setname_np(pthread_self(), "retry-timer");
+        pthread_mutex_lock(&d->lock);
+        for (;;) {
+                usec_t now = now_monotonic(), next = UINT64_MAX;
+                bool moved = false;
+                for (DRun **q = &d->retrying; *q;) {
+                        DRun *r = *q;
+                        if (r->retry_due > now && !r->cancel_requested && !d->draining) {
+                                next = MIN(next, r->retry_due);
+                                q = &r->next_retry;
+                                continue;
+                        }
+                        *q = r->next_retry;
+                        r->next_retry = NULL;
+                        /* Queued again: the list's reference is now the
+                         * run thread's (run_leave() drops it). */
+                        d->queued++;
+                        tenant_count(d, r->tenant)->queued++;
+                        d->threads++;
+                        if (d->pending_tail)
+                                d->pending_tail->next_pending = r;
+                        else
+                                d->pending = r;
+                        d->pending_tail = r;
+                        moved = true;
+                }
+                if (moved) {
+                        RunThread *wake = pool_kick(d);
+                        pthread_mutex_unlock(&d->lock);
+                        pool_wake(wake);
+                        pthread_mutex_lock(&d->lock);
+                        continue;
+                }
+                if (next == UINT64_MAX)
+                        pthread_cond_wait(&d->retry_cond, &d->lock);
+                else
+                        cond_wait_usec(&d->retry_cond, &d->lock, next - now);
+        }
+        return NULL;
+}
+
+/* After run_end_step(): r's failed attempt is tried again later (true: r
+ * and res are the retry's now, res freed) or not (false: the caller ends
+ * the run with res). d->lock not held. */
+static bool drun_retry(Daemon *d, DRun *r, RunResult *res) {
+        if (res->status != RUN_FAILED && res->status != RUN_KILLED)
+                return false;
+        pthread_mutex_lock(&d->lock);
+        /* The thread first: without it a retry would wait for ever. */
+        if (!d->retry_thread)
+                d->retry_thread = thread_start_detached(retry_thread, d) == 0;
+        bool no = r->cancel_requested || d->draining || !d->retry_thread;
+        pthread_mutex_unlock(&d->lock);
+        if (no)
+                return false;
+        int k = run_queue_requeue(d->queue, r->id, r->attempt);
+        if (k < 0) {
+                if (k != -EOPNOTSUPP)
+                        log_warn("run %s: cannot queue its retry (%s); it ends failed", r->id, strerror(-k));
+                return false;
+        }
+        pthread_rwlock_rdlock(&d->cfg_lock);
+        uint64_t delay_ms = (uint64_t) d->cfg.event_retry_delay_ms << MIN(r->attempt - 1, 16);
+        pthread_rwlock_unlock(&d->cfg_lock);
+        const char *type = res->error_type ? res->error_type : run_status_to_string(res->status);
+        const char *msg = res->error_message ? res->error_message : "";
+        _cleanup_free_ char *why = startswith(msg, type) ? xstrdup(msg) : xasprintf("%s: %s", type, msg);
+        char *note = xasprintf("pysprinter: attempt %d of %d failed (%s); trying again after %" PRIu64 " ms, "
+                               "as Lambda retries a failed Event invocation\n",
+                               r->attempt, r->max_attempts, why, delay_ms);
+        log_info("run %s: attempt %d of %d failed (%s); trying again in %" PRIu64 " ms", r->id, r->attempt,
+                 r->max_attempts, why, delay_ms);
+        run_result_free(res);
+        pthread_mutex_lock(&d->lock);
+        free(r->retry_note);
+        r->retry_note = note;
+        r->status = RUN_QUEUED;
+        r->daemon_writes_result = false;
+        r->retry_due = now_monotonic() + delay_ms * USEC_PER_MSEC;
+        r->refs++;
+        r->next_retry = d->retrying;
+        d->retrying = r;
+        pthread_cond_signal(&d->retry_cond);
+        pthread_mutex_unlock(&d->lock);
+        return true;
+}
+
 /* Starts r, with d->lock held; NULL when r left without running (the
  * daemon stops and keeps it queued; the lock is still held). Otherwise the
  * lock is released and the step returned: the engine began unless r was
@@ -1045,6 +1157,10 @@ static RunStep *run_begin(Daemon *d, DRun *r, RunThread *wake, Instance *inst) {
         st->spec.no_record = r->claimed;
         st->spec.attempt = r->attempt;
         st->spec.max_attempts = r->max_attempts;
+        /* A Lambda Event invocation with tries left: its failure is the
+         * daemon's to write, or to try again (drun_retry()). */
+        st->spec.record_success_only = drun_retry_left(d, r);
+        st->spec.start_note = r->retry_note;
         st->spec.run_id = r->id;
         st->spec.tenant = r->tenant;
         st->spec.data = st->mounts;
@@ -1114,6 +1230,10 @@ static DRun *run_end_step(RunStep *st, RunResult **ret_res) {
                         res->error_message = xasprintf("the engine could not run this: %s", strerror(-k));
                 }
 
+                /* The engine left it to the daemon (drun_retry()). */
+                if (st->spec.record_success_only && res && res->status != RUN_SUCCEEDED)
+                        r->daemon_writes_result = true;
+
                 pthread_mutex_lock(&d->lock);
                 TenantCount *tc = tenant_count(d, r->tenant);
                 d->running--;
@@ -1158,8 +1278,10 @@ static DRun *run_end_step(RunStep *st, RunResult **ret_res) {
 static void run_complete(RunStep *st) {
         Daemon *d = st->d;
         RunResult *res = NULL;
+        bool may_retry = st->spec.record_success_only;
         DRun *r = run_end_step(st, &res);
-        drun_finish(d, r, res);
+        if (!(may_retry && drun_retry(d, r, res)))
+                drun_finish(d, r, res);
         pthread_mutex_lock(&d->lock);
         run_leave(d, r);
 }
@@ -2577,6 +2699,7 @@ int daemon_run_cancel(Daemon *d, DRun *r) {
         r->cancel_requested = true;
         running = r->status == RUN_RUNNING;
         pthread_cond_broadcast(&d->sched_cond);
+        pthread_cond_signal(&d->retry_cond); /* one waiting for its retry ends at once */
         daemon_runs_kick(d); /* a pending run ends at once */
         /* A remote run's look sends it on (remote_look()). */
         if (r->remote)
@@ -2647,6 +2770,7 @@ void daemon_runs_drain(Daemon *d, usec_t timeout) {
 
         pthread_mutex_lock(&d->lock);
         d->draining = true;
+        pthread_cond_signal(&d->retry_cond); /* the retries waiting start (or stay queued) now */
         /* The remote runs nobody waits for here let go at once; the
          * others once they end or the grace period is over
          * (remote_let_go()). */

@@ -76,6 +76,9 @@ typedef struct DaemonConfig {
         unsigned request_deadline_s;    /* headers + body must arrive within this */
         unsigned max_wait_s;            /* cap on ?wait=true */
         unsigned max_attempts;          /* a run's starts when the daemon dies under it (docs/api.md "Delivery") */
+        /* A failed Lambda Event invocation is tried again after this,
+         * doubled for each try after (docs/api.md "Invoke"); 60000. */
+        unsigned event_retry_delay_ms;
         unsigned endpoint_rate;         /* public endpoints: requests/s per client address (docs/endpoints.md) */
         unsigned endpoint_burst;        /* … and the burst above it */
         bool metrics_public;            /* /metrics without a token */
@@ -384,6 +387,12 @@ struct DRun {
          * (written under Daemon.lock, by the holder of the ship lock) */
         size_t log_sent_chunk, log_sent_off;
         char *idem_key;         /* the submit's Idempotency-Key, or NULL */
+        /* A failed Lambda Event invocation waiting to be tried again
+         * (daemon-runs.c "retries"; under Daemon.lock): when (monotonic),
+         * the line its next attempt's log starts with, Daemon.retrying. */
+        usec_t retry_due;
+        char *retry_note;
+        DRun *next_retry;
         DRun *next;
         DRun *next_pending;     /* Daemon.pending: waiting for a run thread (guarded by lock) */
 };
@@ -464,6 +473,12 @@ struct Daemon {
         DRun *runs;                     /* active (queued or running) runs */
         DRun *unwritten;                /* ended, final record not stored yet (a full disk) */
         bool unwritten_writer;
+        /* Failed Lambda Event invocations waiting for their retry's time
+         * (DRun.retry_due), each holding a reference; the thread that
+         * starts them, made on the first; signalled by a cancel and a drain. */
+        DRun *retrying;
+        bool retry_thread;
+        pthread_cond_t retry_cond;
         TenantCount *tenants;
         size_t n_tenants;
         FnCount *fn_counts;             /* functions with a run running, and a few idle ones */

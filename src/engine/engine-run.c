@@ -322,7 +322,10 @@ static void log_output(RunCtx *c, int stream, const char *data, size_t len, usec
         if (c->log_fd < 0 && c->rec.log_path && !c->log_failed) {
                 /* Created on the first output: most invocations print
                  * nothing, and a file per run costs an inode allocation. */
-                c->log_fd = open(c->rec.log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+                c->log_fd = open(c->rec.log_path,
+                                 O_WRONLY | O_CREAT | (c->spec->attempt > 1 ? O_APPEND : O_TRUNC) | O_CLOEXEC |
+                                         O_NOFOLLOW,
+                                 0600);
                 c->log_failed = c->log_fd < 0;
         }
         if (c->log_fd < 0)
@@ -418,7 +421,7 @@ static void record_start(RunCtx *c) {
 }
 
 static void record_finish(RunCtx *c) {
-        if (c->spec->no_record)
+        if (c->spec->no_record || (c->spec->record_success_only && c->res->status != RUN_SUCCEEDED))
                 return;
         RunRecord *r = &c->rec;
         RunResult *res = c->res;
@@ -2123,6 +2126,8 @@ EngineRun *engine_run_begin(Engine *e, const RunSpec *spec, RunEventFn fn, void 
         prepare_data(c);
         active_register(c);
         record_start(c);
+        if (spec->start_note)
+                stderr_note(c, spec->start_note, strlen(spec->start_note));
 
         int r = parse_arguments(c);
         if (r >= 0)

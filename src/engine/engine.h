@@ -167,6 +167,16 @@ typedef struct RunSpec {
          * deploy: the calls bring their own). */
         bool skip_argument_check;
         bool no_record;          /* do not write a run record */
+        /* The engine writes the final record only when the run succeeded
+         * (RunResult.recorded stays false otherwise): the caller writes
+         * any other end itself, or starts the run again (a failed Lambda
+         * Event invocation's retry, daemon-runs.c). */
+        bool record_success_only;
+        /* A line the engine writes first on the run's stderr (its events
+         * and its log), or NULL: why this attempt runs (a retry's reason).
+         * From the second attempt (attempt > 1) the log file is appended
+         * to, not replaced: the tries before stay in it. */
+        const char *start_note;
         /* The caller begins this ad-hoc run on a thread that must not wait
          * (an HTTP thread) because engine_run_ready() said it may: the run
          * does not teach that readiness again (engine-run.c). */

@@ -313,6 +313,28 @@ static int sq_cancel(RunQueue *q, const char *id, const char *message) {
         return k == 0 ? -ESTALE : 0;
 }
 
+/* Behind every enqueued write of the run (its start may still be in the
+ * writer), as a start is: one UPDATE, fenced by the attempt. */
+static int sq_requeue(RunQueue *q, const char *id, int attempt) {
+        Store *s = store_of(q);
+        (void) store_flush(s);
+        store_lock(s);
+        sqlite3_stmt *st = store_stmt(s, "UPDATE runs SET status='queued' "
+                                         "WHERE id=?1 AND attempt=?2 AND status='running'");
+        int rc = st ? SQLITE_OK : sqlite3_errcode(s->db), changes = 0;
+        if (st) {
+                store_bind_text(st, 1, id);
+                sqlite3_bind_int(st, 2, attempt);
+                rc = sqlite3_step(st);
+                changes = sqlite3_changes(s->db);
+                store_stmt_done(s, st);
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE)
+                return store_rc_errno(rc);
+        return changes > 0 ? 0 : -ESTALE;
+}
+
 static int exec_locked(Store *s, const char *sql, const char *text, int *ret_changes) {
         sqlite3_stmt *st;
         int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
@@ -541,6 +563,7 @@ static const RunQueueOps sqlite_queue_ops = {
         .submit_deferred = sq_submit_deferred,
         .reveal = sq_reveal,
         .start = sq_start,
+        .requeue = sq_requeue,
         .finish = sq_finish,
         .cancel = sq_cancel,
         .recover = sq_recover,

@@ -324,6 +324,11 @@ typedef struct RunQueueOps {
         int (*start)(RunQueue *q, const char *id, usec_t started, int *ret_attempt);
         int (*finish)(RunQueue *q, const RunRecord *r, int attempt);
         int (*cancel)(RunQueue *q, const char *id, const char *message);
+        /* Optional (NULL: -EOPNOTSUPP): a running run whose attempt failed
+         * goes back to queued, its attempt kept, for a start later (a
+         * Lambda Event invocation's retry); -ESTALE when attempt is not
+         * the current one or the run is not running. */
+        int (*requeue)(RunQueue *q, const char *id, int attempt);
         int (*recover)(RunQueue *q, const char *lost_message, PendingRun **ret, size_t *ret_n, size_t *ret_lost);
         void (*free)(RunQueue *q);
 } RunQueueOps;
@@ -350,6 +355,9 @@ static inline int run_queue_finish(RunQueue *q, const RunRecord *r, int attempt)
 }
 static inline int run_queue_cancel(RunQueue *q, const char *id, const char *message) {
         return q->ops->cancel(q, id, message);
+}
+static inline int run_queue_requeue(RunQueue *q, const char *id, int attempt) {
+        return q->ops->requeue ? q->ops->requeue(q, id, attempt) : -EOPNOTSUPP;
 }
 static inline int run_queue_recover(RunQueue *q, const char *lost_message, PendingRun **ret, size_t *ret_n,
                                     size_t *ret_lost) {

@@ -558,6 +558,15 @@ static void test_lambda_error_body(void **state) {
                 { RUN_KILLED, "TimeLimit", "time limit (1.5s)", "time limit (1.5s)" },
                 { RUN_INVALID, "ValidationError", "ValidationError", "ValidationError" },
                 { RUN_ERROR, NULL, "boom", "boom" },
+                /* The CLI's hint is not a Lambda caller's. */
+                { RUN_INVALID, "ValidationError",
+                  "add() missing 1 required argument: 'b' (give positional values with -a VALUE, named ones with "
+                  "--NAME VALUE)",
+                  "add() missing 1 required argument: 'b'" },
+                { RUN_INVALID, "ValidationError",
+                  "ValidationError: f() missing 1 required argument: 'x' (give positional values with -a VALUE, "
+                  "named ones with --NAME VALUE)",
+                  "f() missing 1 required argument: 'x'" },
         };
         for (size_t i = 0; i < ELEMENTSOF(msgs); i++) {
                 _cleanup_free_ char *m = lambda_error_message(msgs[i].status, msgs[i].type, msgs[i].message);
@@ -581,6 +590,29 @@ static void test_lambda_error_body(void **state) {
                   "The above exception was the direct cause of the following exception:\n\n"
                   "Traceback (most recent call last):\n  File \"a.py\", line 5, in f\n    raise E() from e\nE\n",
                   "[\"  File \\\"a.py\\\", line 5, in f\\n    raise E() from e\\n\"]" },
+                /* An ExceptionGroup: its own frames, the margin taken off;
+                 * not its sub-exceptions'. */
+                { "  + Exception Group Traceback (most recent call last):\n"
+                  "  |   File \"main.py\", line 3, in handler\n"
+                  "  |     raise ExceptionGroup(\"many\", [ValueError(\"a\")])\n"
+                  "  | ExceptionGroup: many (1 sub-exception)\n"
+                  "  +-+---------------- 1 ----------------\n"
+                  "    | Traceback (most recent call last):\n"
+                  "    |   File \"main.py\", line 9, in g\n"
+                  "    | ValueError: a\n"
+                  "    +------------------------------------\n",
+                  "[\"  File \\\"main.py\\\", line 3, in handler\\n"
+                  "    raise ExceptionGroup(\\\"many\\\", [ValueError(\\\"a\\\")])\\n\"]" },
+                /* A group raised from a plain exception: the group's. */
+                { "Traceback (most recent call last):\n  File \"a.py\", line 2, in f\n    1/0\nZeroDivisionError\n\n"
+                  "During handling of the above exception, another exception occurred:\n\n"
+                  "  + Exception Group Traceback (most recent call last):\n"
+                  "  |   File \"a.py\", line 4, in f\n"
+                  "  | ExceptionGroup: g (1 sub-exception)\n"
+                  "  +-+---------------- 1 ----------------\n"
+                  "    | KeyError: 1\n"
+                  "    +------------------------------------\n",
+                  "[\"  File \\\"a.py\\\", line 4, in f\\n\"]" },
                 /* A frame without its code line. */
                 { "Traceback (most recent call last):\n  File \"<string>\", line 1, in <module>\nE: x\n",
                   "[\"  File \\\"<string>\\\", line 1, in <module>\\n\"]" },

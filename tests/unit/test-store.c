@@ -446,6 +446,42 @@ static void test_queue_start_is_fenced(void **state) {
         store_close(s);
 }
 
+/* A failed attempt's retry (a Lambda Event invocation): back to queued
+ * with its attempt kept, fenced by it; the next start counts one more, a
+ * restart meanwhile finds it queued. */
+static void test_queue_requeue(void **state) {
+        Store *s = open_fresh();
+        RunQueue *q = run_queue_sqlite_new(s);
+        submit(q, "rt1", 3, 1);
+        int attempt = 0;
+        /* Not running: nothing to put back. */
+        assert_int_equal(run_queue_requeue(q, "rt1", 0), -ESTALE);
+        assert_int_equal(run_queue_start(q, "rt1", 5, &attempt), 0);
+        assert_int_equal(attempt, 1);
+        assert_int_equal(run_queue_requeue(q, "rt1", 2), -ESTALE);
+        assert_int_equal(run_queue_requeue(q, "rt1", 1), 0);
+        _cleanup_(run_record_freep) RunRecord *r = get(s, "rt1");
+        assert_string_equal(r->status, "queued");
+        assert_int_equal(r->attempt, 1);
+        assert_int_equal(run_queue_requeue(q, "rt1", 1), -ESTALE);
+        PendingRun *v = NULL;
+        size_t n = 0, lost = 0;
+        assert_int_equal(run_queue_recover(q, "lost", &v, &n, &lost), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(v[0].id, "rt1");
+        pending_run_list_free(v, n);
+        assert_int_equal(run_queue_start(q, "rt1", 7, &attempt), 0);
+        assert_int_equal(attempt, 2);
+        RunRecord fin = { .id = (char *) "rt1", .status = (char *) "failed", .exit_code = 1, .finished = 9 };
+        assert_int_equal(run_queue_finish(q, &fin, 1), -ESTALE);
+        assert_int_equal(run_queue_finish(q, &fin, 2), 0);
+        _cleanup_(run_record_freep) RunRecord *done = get(s, "rt1");
+        assert_string_equal(done->status, "failed");
+        assert_int_equal(done->attempt, 2);
+        run_queue_free(q);
+        store_close(s);
+}
+
 static void test_queue_cancel_before_start(void **state) {
         Store *s = open_fresh();
         RunQueue *q = run_queue_sqlite_new(s);
@@ -5525,6 +5561,7 @@ int main(void) {
                 cmocka_unit_test(test_kv_keys),
                 cmocka_unit_test(test_reopen_keeps_data),
                 cmocka_unit_test(test_queue_start_is_fenced),
+                cmocka_unit_test(test_queue_requeue),
                 cmocka_unit_test(test_queue_cancel_before_start),
                 cmocka_unit_test(test_queue_recover),
                 cmocka_unit_test(test_queue_submit_started),
