@@ -12,6 +12,10 @@ void log_set_prefix(const char *prefix) {
         log_prefix = prefix;
 }
 
+bool log_level_enabled(LogLevel level) {
+        return level <= max_level;
+}
+
 void log_msg(LogLevel level, const char *fmt, ...) {
         if (level > max_level)
                 return;
@@ -22,6 +26,25 @@ void log_msg(LogLevel level, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(line, sizeof(line), fmt, ap);
         va_end(ap);
-        fprintf(stderr, "%s: %s: %s\n", log_prefix, names[level], line);
+        /* One event, one line: a message may carry what a user chose (a
+         * path, a function's error message, a config value), and a line
+         * break or an escape sequence in it would forge a line of its own
+         * in the operator's log or drive their terminal. Control bytes are
+         * written as \n, \r or \xNN; a tab stays. */
+        char out[sizeof(line) * 4];
+        size_t n = 0;
+        for (const unsigned char *p = (const unsigned char *) line; *p; p++) {
+                if (*p >= 0x20 && *p != 0x7f)
+                        out[n++] = (char) *p;
+                else if (*p == '\t')
+                        out[n++] = '\t';
+                else if (*p == '\n' || *p == '\r') {
+                        out[n++] = '\\';
+                        out[n++] = *p == '\n' ? 'n' : 'r';
+                } else
+                        n += (size_t) snprintf(out + n, sizeof(out) - n, "\\x%02x", *p);
+        }
+        out[n] = 0;
+        fprintf(stderr, "%s: %s: %s\n", log_prefix, names[level], out);
         errno = saved;
 }

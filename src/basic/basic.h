@@ -380,6 +380,12 @@ char *json_shorten_reals(const char *json_text);
 typedef enum LogLevel { LOG_ERR, LOG_WARN, LOG_INFO, LOG_DEBUG } LogLevel;
 void log_set_level(LogLevel level);
 void log_set_prefix(const char *prefix);
+/* Whether a message of this level is written (so a caller skips building
+ * one nobody reads). */
+bool log_level_enabled(LogLevel level);
+/* Writes "PREFIX: LEVEL: MESSAGE\n" to stderr as one line: control bytes
+ * of the message (a user's path or text) are escaped as \n, \r, \xNN, so
+ * each call is one line of the log. Keeps errno. */
 void log_msg(LogLevel level, const char *fmt, ...) _printf_(2, 3);
 #define log_error(...) log_msg(LOG_ERR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)

@@ -622,6 +622,35 @@ static void test_fd_limit_raise(void **state) {
         assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
 }
 
+/* A log message is one line whatever it carries: control bytes are
+ * escaped, a tab and UTF-8 stay. */
+static void test_log_msg_is_one_line(void **state) {
+        char path[] = "/tmp/test-basic-log-XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        (void) unlink(path);
+        fflush(stderr);
+        int saved = dup(STDERR_FILENO);
+        assert_true(saved >= 0);
+        assert_true(dup2(fd, STDERR_FILENO) >= 0);
+        log_set_prefix("t");
+        log_set_level(LOG_INFO);
+        assert_false(log_level_enabled(LOG_DEBUG));
+        assert_true(log_level_enabled(LOG_WARN));
+        errno = EIO;
+        log_warn("a\nt: error: forged\r\x1b[31m\x7f\tend \xc3\xa9");
+        assert_int_equal(errno, EIO);
+        log_debug("not written");
+        fflush(stderr);
+        assert_true(dup2(saved, STDERR_FILENO) >= 0);
+        close(saved);
+        char got[256] = {};
+        assert_true(pread(fd, got, sizeof(got) - 1, 0) > 0);
+        close(fd);
+        assert_string_equal(got, "t: warning: a\\nt: error: forged\\r\\x1b[31m\\x7f\tend \xc3\xa9\n");
+        log_set_prefix("pysprinter");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_buf_cap),
@@ -648,6 +677,7 @@ int main(void) {
                 cmocka_unit_test(test_parse_uint64),
                 cmocka_unit_test(test_idempotency_key_is_valid),
                 cmocka_unit_test(test_pid_is_running),
+                cmocka_unit_test(test_log_msg_is_one_line),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,157 @@
+"""Observability as an SRE running pysprinterd sees it: the /metrics
+exposition read by a strict parser, /healthz, the daemon's own log lines,
+`ps`/`show`/`logs` and the dashboard's views of the same runs."""
+import json
+import math
+import re
+import signal
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from daemonlib import Daemon, metrics, wait_for
+
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"'
+                     r'(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*")*)?\})? (\S+)$')
+
+
+def exposition(text):
+    """/metrics text checked as a Prometheus scraper reads it (text format
+    0.0.4), strictly: every family has one HELP and one TYPE before its
+    samples, which are contiguous; a series appears once; a counter only
+    has _total names; a histogram's buckets are cumulative, end at +Inf
+    and equal its _count. -> {series: value}."""
+    assert text.endswith("\n"), text[-200:]
+    list(text_string_to_metric_families(text))  # the client library's parser takes it
+    help_, type_, seen, values = {}, {}, set(), {}
+    current = None
+    for ln in text.splitlines():
+        assert ln.strip(), "an empty line in the exposition"
+        if ln.startswith("# HELP "):
+            name = ln.split(" ", 3)[2]
+            assert name not in help_, f"two HELP lines for {name}"
+            help_[name] = ln
+            continue
+        if ln.startswith("# TYPE "):
+            _, _, name, kind = ln.split(" ")
+            assert name not in type_, f"two TYPE lines for {name}"
+            assert name in help_, f"TYPE before HELP for {name}"
+            assert kind in ("counter", "gauge", "histogram", "summary", "untyped"), ln
+            type_[name] = kind
+            assert name not in seen, f"{name}'s samples came before its TYPE"
+            current = name
+            continue
+        assert not ln.startswith("#"), ln
+        m = _SAMPLE.match(ln)
+        assert m, f"not a sample line: {ln!r}"
+        name, labels, value = m.group(1), m.group(2) or "", m.group(3)
+        fam = name
+        for suffix in ("_bucket", "_sum", "_count"):
+            if name.endswith(suffix) and type_.get(name[: -len(suffix)]) == "histogram":
+                fam = name[: -len(suffix)]
+        assert fam == current, f"{ln!r} is not under its own family's TYPE (under {current})"
+        if type_[fam] == "counter":
+            assert name.endswith("_total"), ln
+        v = float(value)
+        assert not math.isnan(v) and v >= 0, ln
+        series = name + labels
+        assert series not in values, f"{series} twice"
+        values[series] = v
+        seen.add(fam)
+    for fam, kind in type_.items():
+        if kind != "histogram":
+            continue
+        groups = {}
+        for series, v in values.items():
+            if series.startswith(fam + "_bucket{"):
+                labels = series[len(fam + "_bucket{"):-1]
+                le = re.search(r'le="([^"]*)"', labels).group(1)
+                rest = re.sub(r',?le="[^"]*"', "", labels).strip(",")
+                groups.setdefault(rest, []).append((math.inf if le == "+Inf" else float(le), v))
+        assert groups, f"histogram {fam} has no buckets"
+        for rest, buckets in groups.items():
+            bounds = [b for b, _ in buckets]
+            assert bounds == sorted(bounds) and bounds[-1] == math.inf, (fam, rest, bounds)
+            counts = [c for _, c in buckets]
+            assert counts == sorted(counts), f"{fam}{{{rest}}} buckets are not cumulative: {counts}"
+            suffix = "{" + rest + "}" if rest else ""
+            assert values[fam + "_count" + suffix] == counts[-1], (fam, rest)
+            assert fam + "_sum" + suffix in values
+    return values
+
+
+# ---- /metrics ----------------------------------------------------------------------------
+
+def test_metrics_parse_strictly_and_counters_survive_a_reload(tmp_path):
+    """After runs of every ending, an invoke and a collection, /metrics as
+    anyone, a tenant and an admin read it is valid Prometheus text; after a
+    SIGHUP no counter went down."""
+    d = Daemon(tmp_path / "d", config_extra="retention:\n  interval_s: 1\n")
+    with d.serving():
+        assert d.run("def f():\n    print('hi')\n    return 1\n")[1]["status"] == "succeeded"
+        assert d.run("def f():\n    raise ValueError('no')\n")[1]["status"] == "failed"
+        st, b = d.run("def f():\n    return 1\n", limits={"timeout_ms": 1}, token="bob")
+        st, b = d.run("import time\ndef f():\n    time.sleep(60)\n", wait=False)
+        d.wait_status(b["id"], ["running"])
+        d.cancel(b["id"])
+        st, out = d.call("POST", "/v1/functions", {"name": "echo", "source": "def h(x=None):\n    return x\n",
+                                                   "filename": "h.py"})
+        assert st == 201, out
+        st, out = d.call("POST", "/v1/functions/echo/invoke?wait=true", {"kwargs": {"x": 1}})
+        assert st == 200 and out["status"] == "succeeded", out
+        wait_for(lambda: "pysprinter_gc_last_timestamp_seconds" in d.call("GET", "/metrics", token="admin")[1]
+                 and 'tenant="bob"' in d.call("GET", "/metrics", token="admin")[1], "a collection", timeout=60)
+        before = {}
+        for who in (None, "alice", "admin"):
+            st, hdrs, body = d.request("GET", "/metrics", token=who)
+            assert st == 200 and hdrs["content-type"].startswith("text/plain; version=0.0.4"), (st, hdrs)
+            before[who] = exposition(body.decode())
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "configuration reloaded" in d.log.read_text(), "the reload")
+        st, _, body = d.request("GET", "/metrics", token="admin")
+        after = exposition(body.decode())
+        kinds = {f.name: f.type for f in text_string_to_metric_families(body.decode())}
+        for series, v in before["admin"].items():
+            fam = series.split("{")[0]
+            base = re.sub(r"_(total|bucket|count|sum)$", "", fam)
+            if kinds.get(base) in ("counter", "histogram"):
+                assert after.get(series, -1) >= v, (series, v, after.get(series))
+
+
+# ---- the daemon's own log -------------------------------------------------------------
+
+def test_verbose_logs_every_request_once_with_its_status(tmp_path):
+    """`--verbose` says it logs every request. It logged only those that
+    reached a handler, without their status: a burst of 401s (someone
+    guessing tokens), a 400 or a 404 left no line, and a 500 looked like a
+    200. Now each response is one line with its method, path (no query),
+    status and tenant; a forged line break stays inside its line, and no
+    token or query value reaches the log."""
+    d = Daemon(tmp_path / "d", args=["--verbose"])
+    with d.serving():
+        asks = [
+            ("GET", "/v1/runs?limit=1&q=QUERYVALUE", "alice", 200),
+            ("GET", "/v1/runs", "wrong-token-0123456789abcdef", 401),
+            ("GET", "/v1/nothing-here", "alice", 404),
+            ("PUT", "/v1/runs", "alice", 405),
+            ("GET", "/v1/runs/abc%0Apysprinterd:%20error:%20forged", "alice", 400),
+            ("DELETE", "/v1/runs/rnosuchrun", "bob", 404),
+        ]
+        for method, path, token, want in asks:
+            st, _, _ = d.request(method, path, token=token)
+            assert st == want, (method, path, st)
+        st, b = d.run("def f():\n    return 1\n")
+        assert st == 200, b
+        d.call("GET", "/healthz", token=None)  # the last request: its line marks the end
+    lines = d.log.read_text().splitlines()
+    req = [ln for ln in lines if ln.startswith("pysprinterd: debug: ")]
+    for method, path, token, want in asks:
+        shown = path.split("?")[0]
+        got = [ln for ln in req if f" {method} {shown} {want} " in ln + " "]
+        assert len(got) == 1, (method, path, want, req)
+    assert any(" POST /v1/runs 200 alice" in ln for ln in req), req
+    assert any(" GET /v1/runs 401 -" in ln for ln in req), req
+    assert any(" DELETE /v1/runs/rnosuchrun 404 bob" in ln for ln in req), req
+    text = "\n".join(lines)
+    assert not any(ln.startswith("pysprinterd: error: forged") for ln in lines), lines
+    for secret in ("QUERYVALUE", "wrong-token", "alice-token", "bob-token"):
+        assert secret not in text, (secret, lines)
