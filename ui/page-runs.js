@@ -67,7 +67,14 @@ export function runsPage(main, _params, query, session) {
     setQuery('/runs', { status: status.value, function: fn.value, q: text.value, page: page || '' });
     render();
   }
-  status.addEventListener('change', () => { page = 0; sync(); });
+  // The status is the server's filter (GET /v1/runs?status=), as `ps
+  // --status` has it: the newest 1000 runs in that state, however many
+  // runs of another state came since. Function and text filter those.
+  status.addEventListener('change', () => {
+    page = 0;
+    sync();
+    load().catch((e) => body.append(errorBox(e)));
+  });
   fn.addEventListener('change', () => { page = 0; sync(); });
   text.addEventListener('input', debounce(() => { page = 0; sync(); }, 150));
   const onKey = (e) => {
@@ -78,8 +85,12 @@ export function runsPage(main, _params, query, session) {
   };
   document.addEventListener('keydown', onKey);
 
+  let loads = 0;
   async function load() {
-    const data = await api('/v1/runs?limit=1000');
+    const mine = ++loads;
+    const want = status.value ? `&status=${encodeURIComponent(status.value)}` : '';
+    const data = await api(`/v1/runs?limit=1000${want}`);
+    if (mine !== loads) return; // a later filter's list is on its way
     runs.clear();
     for (const r of data.runs) runs.set(r.id, r);
     functions();

@@ -5,10 +5,13 @@ import json
 import math
 import re
 import signal
+import threading
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemonlib import Daemon, metrics, wait_for
+from daemonlib import TOKENS, Daemon, join
+from uilib import start_browser, ui_login, wait_for
 
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"'
                      r'(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*")*)?\})? (\S+)$')
@@ -99,14 +102,14 @@ def test_metrics_parse_strictly_and_counters_survive_a_reload(tmp_path):
         st, out = d.call("POST", "/v1/functions/echo/invoke?wait=true", {"kwargs": {"x": 1}})
         assert st == 200 and out["status"] == "succeeded", out
         wait_for(lambda: "pysprinter_gc_last_timestamp_seconds" in d.call("GET", "/metrics", token="admin")[1]
-                 and 'tenant="bob"' in d.call("GET", "/metrics", token="admin")[1], "a collection", timeout=60)
+                 and 'tenant="bob"' in d.call("GET", "/metrics", token="admin")[1], what="a collection", timeout=60)
         before = {}
         for who in (None, "alice", "admin"):
             st, hdrs, body = d.request("GET", "/metrics", token=who)
             assert st == 200 and hdrs["content-type"].startswith("text/plain; version=0.0.4"), (st, hdrs)
             before[who] = exposition(body.decode())
         d.proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: "configuration reloaded" in d.log.read_text(), "the reload")
+        wait_for(lambda: "configuration reloaded" in d.log.read_text(), what="the reload")
         st, _, body = d.request("GET", "/metrics", token="admin")
         after = exposition(body.decode())
         kinds = {f.name: f.type for f in text_string_to_metric_families(body.decode())}
@@ -155,3 +158,63 @@ def test_verbose_logs_every_request_once_with_its_status(tmp_path):
     assert not any(ln.startswith("pysprinterd: error: forged") for ln in lines), lines
     for secret in ("QUERYVALUE", "wrong-token", "alice-token", "bob-token"):
         assert secret not in text, (secret, lines)
+
+
+# ---- the dashboard ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def browser():
+    drv = start_browser()
+    try:
+        yield drv
+    finally:
+        drv.quit()
+
+
+def runs_rows(drv):
+    from selenium.webdriver.common.by import By
+    return [tr.get_attribute("data-run") for tr in drv.find_elements(By.CSS_SELECTOR, "#runs-body tr[data-run]")]
+
+
+def test_the_runs_pages_status_filter_finds_a_failure_older_than_the_newest_1000_runs(tmp_path, browser):
+    """The runs page's status filter looked only among the newest 1000
+    runs it had loaded: with 1000 invokes since, `status=failed` said "No
+    run matches the filters." while `pysprinter ps --status failed` (and
+    the API's ?status=failed) showed the failure. The page now asks the
+    server for the newest runs in that status."""
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        st, bad = d.run("def f():\n    raise RuntimeError('the one to find')\n")
+        assert st == 200 and bad["status"] == "failed", bad
+        st, out = d.call("POST", "/v1/functions", {"name": "ok", "source": "def h():\n    return 1\n",
+                                                   "filename": "ok.py"})
+        assert st == 201, out
+
+        def invokes(n):
+            c = d.conn()
+            try:
+                for _ in range(n):
+                    c.request("POST", "/v1/functions/ok/invoke?wait=true", body=b"{}",
+                              headers={"Authorization": "Bearer " + TOKENS["alice"],
+                                       "Content-Type": "application/json"})
+                    r = c.getresponse()
+                    assert r.status == 200, r.read()
+                    r.read()
+            finally:
+                c.close()
+        threads = [threading.Thread(target=invokes, args=(250,)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        join(threads)
+        st, b = d.call("GET", "/v1/runs?status=failed&limit=5")
+        assert st == 200 and [r["id"] for r in b["runs"]] == [bad["id"]], b
+        ui_login(browser, d, TOKENS["alice"], "alice")
+        browser.get(d.url + "/ui/#/runs?status=failed")
+        wait_for(lambda: runs_rows(browser) == [bad["id"]], what="the failed run listed")
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import Select
+        Select(browser.find_element(By.ID, "f-status")).select_by_value("")
+        wait_for(lambda: len(runs_rows(browser)) == 50 and bad["id"] not in runs_rows(browser),
+                 what="the newest runs, any status")
+        Select(browser.find_element(By.ID, "f-status")).select_by_value("failed")
+        wait_for(lambda: runs_rows(browser) == [bad["id"]], what="the failed run listed again")
