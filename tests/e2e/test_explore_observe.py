@@ -218,3 +218,52 @@ def test_the_runs_pages_status_filter_finds_a_failure_older_than_the_newest_1000
                  what="the newest runs, any status")
         Select(browser.find_element(By.ID, "f-status")).select_by_value("failed")
         wait_for(lambda: runs_rows(browser) == [bad["id"]], what="the failed run listed again")
+
+
+PROGRESS = r'''
+import sys, time
+def f(delay: float = 0.05):
+    sys.stdout.write("first\r\nstart\rprogress 1\rprogress 2\rdone\n")
+    sys.stdout.flush()
+    for i in range(6):
+        sys.stdout.write(f"\rbar {i}/5")
+        sys.stdout.flush()
+        time.sleep(delay)
+    sys.stdout.write("\r\n")
+    sys.stderr.write("warn 1\rwarn 2\n")
+    sys.stdout.write("last\n")
+    return 1
+'''
+
+
+def log_text(drv, stream):
+    """The run page's log of one stream as a reader sees it, without the
+    arrival times."""
+    return drv.execute_script(
+        "return [...document.querySelectorAll('#log span.' + arguments[0])].map((s) => s.textContent).join('')",
+        stream)
+
+
+@pytest.mark.parametrize("live", [False, True], ids=["replayed", "live"])
+def test_the_run_pages_log_shows_a_progress_bars_last_state(tmp_path, browser, live):
+    """A line holding a carriage return (a tqdm bar rewriting itself) was
+    put into the run page's log as it came, and the browser renders a \\r
+    as a space: every state of the bar sat on one long line ("start
+    progress 1 progress 2 done"). The page now shows what `pysprinter run`
+    shows on a terminal: what follows a line's last \\r, a CRLF's \\r
+    dropped. The download keeps the exact bytes."""
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        ui_login(browser, d, TOKENS["alice"], "alice")
+        # Live: the page follows the bar as it is drawn, a piece per \r.
+        st, run = d.run(PROGRESS, wait=not live, kwargs={"delay": 0.4 if live else 0.01})
+        assert st in (200, 202) and run["status"] in ("queued", "running", "succeeded"), run
+        browser.get(d.url + f"/ui/#/runs/{run['id']}")
+        from selenium.webdriver.common.by import By
+        wait_for(lambda: browser.find_element(By.ID, "log-state").text == "ended", what="the log's end", timeout=60)
+        assert d.wait_status(run["id"], ["succeeded"])
+        assert log_text(browser, "stdout") == "first\ndone\nbar 5/5\nlast\n", repr(log_text(browser, "stdout"))
+        assert log_text(browser, "stderr") == "warn 2\n", repr(log_text(browser, "stderr"))
+        assert "\r" not in browser.find_element(By.ID, "log").text
+        st, _, raw = d.request("GET", f"/v1/runs/{run['id']}/logs")
+        assert st == 200 and b"start\rprogress 1\rprogress 2\rdone\n" in raw, raw
