@@ -267,3 +267,22 @@ def test_the_run_pages_log_shows_a_progress_bars_last_state(tmp_path, browser, l
         assert "\r" not in browser.find_element(By.ID, "log").text
         st, _, raw = d.request("GET", f"/v1/runs/{run['id']}/logs")
         assert st == 200 and b"start\rprogress 1\rprogress 2\rdone\n" in raw, raw
+
+
+def test_the_dashboards_durations_never_show_sixty_seconds(tmp_path, browser):
+    """The dashboard's duration format (the runs table, the phase
+    waterfall, a function's p50/p99, a DAG task) rounded the seconds of a
+    minute on their own: a run of 1 min 59.6 s read "1 min 60 s", one of
+    59.97 s "60.0 s" and 999.6 ms "1000 ms". Each now rounds to the unit it
+    is shown in first."""
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        ui_login(browser, d, TOKENS["alice"], "alice")
+        browser.get(d.url + "/ui/#/runs")
+        shown = browser.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "const lib = document.querySelector('script[type=module]').src.replace(/app\\.js$/, 'lib.js');"
+            "import(lib).then((m) => done([0.5, 999.4, 999.6, 9999, 59970, 60000, 119600, 3599700]"
+            ".map((ms) => m.fmtMs(ms))), (e) => done(String(e)));")
+    assert shown == ["0.50 ms", "999 ms", "1.00 s", "10.0 s", "1 min 0 s", "1 min 0 s", "2 min 0 s",
+                     "60 min 0 s"], shown
