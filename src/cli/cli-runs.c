@@ -958,6 +958,19 @@ static int logs_function(const char *name, bool follow) {
                 r = b->ops->function_runs(b, name, first ? LOGS_FUNCTION_RECENT : 50, &runs);
                 if (r < 0)
                         break;
+                /* No runs: a name the tenant never deployed (a typo,
+                 * another tenant's function) is refused as invoke refuses
+                 * it, rather than printing nothing or following nothing
+                 * for ever. A deleted function's runs still list. */
+                if (first && json_array_size(runs) == 0) {
+                        json_t *fn = NULL;
+                        r = b->ops->function(b, "GET", name, &fn);
+                        json_decref(fn);
+                        if (r < 0) {
+                                json_decref(runs);
+                                break;
+                        }
+                }
                 /* newest first from the server: added oldest first */
                 for (size_t i = json_array_size(runs); i-- > 0;) {
                         const char *id = json_string_value(json_object_get(json_array_get(runs, i), "id"));

@@ -286,3 +286,32 @@ def test_the_dashboards_durations_never_show_sixty_seconds(tmp_path, browser):
             ".map((ms) => m.fmtMs(ms))), (e) => done(String(e)));")
     assert shown == ["0.50 ms", "999 ms", "1.00 s", "10.0 s", "1 min 0 s", "1 min 0 s", "2 min 0 s",
                      "60 min 0 s"], shown
+
+
+# ---- the CLI's views of runs ----------------------------------------------------------
+
+def test_logs_of_a_function_that_is_not_deployed_says_so(tmp_path, cli):
+    """`pysprinter logs --function NAME` printed nothing and exited 0 for a
+    name no function has (a typo, another tenant's function), and with -f
+    it followed that nothing for ever. It now says so, as `invoke` does
+    (exit 2); a deleted function's past invocations are still shown."""
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        st, out = d.call("POST", "/v1/functions", {"name": "hello", "filename": "h.py",
+                                                   "source": "def h():\n    print('hi from hello')\n"})
+        assert st == 201, out
+        st, run = d.call("POST", "/v1/functions/hello/invoke?wait=true", {})
+        assert st == 200 and run["status"] == "succeeded", run
+        server = {"PYSPRINTER_SERVER": d.url, "PYSPRINTER_TOKEN": TOKENS["alice"]}
+        p = cli("logs", "--function", "hello", env=server, check=0)
+        assert p.stdout == f"[{run['id']}] hi from hello\n", p.stdout
+        for args, token in ((["--function", "helo"], "alice"), (["--function", "helo", "-f"], "alice"),
+                            (["--function", "hello", "-f"], "bob")):
+            p = cli("logs", *args, env=dict(server, PYSPRINTER_TOKEN=TOKENS[token]), timeout=60)
+            name = args[1]
+            assert p.returncode == 2 and p.stdout == "", (args, token, p.returncode, p.stdout, p.stderr)
+            assert f"no deployed function '{name}' (see `pysprinter functions`)" in p.stderr, p.stderr
+        st, out = d.call("DELETE", "/v1/functions/hello")
+        assert st == 200, out
+        p = cli("logs", "--function", "hello", env=server, check=0)
+        assert p.stdout == f"[{run['id']}] hi from hello\n", p.stdout
