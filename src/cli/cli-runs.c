@@ -926,7 +926,10 @@ static int tail_print(Backend *b, Tail *t) {
                 size_t n = 0;
                 while (i + n < end && log.data[i + n] != '\n')
                         n++;
-                printf("[%s] %.*s\n", t->id, (int) n, log.data + i);
+                /* The line's bytes as written, a NUL too (%.*s stopped there). */
+                printf("[%s] ", t->id);
+                fwrite(log.data + i, 1, n, stdout);
+                putchar('\n');
                 i += n + 1;
         }
         fflush(stdout);

@@ -5,11 +5,13 @@ import json
 import math
 import re
 import signal
+import subprocess
 import threading
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from conftest import CLI
 from daemonlib import TOKENS, Daemon, join
 from uilib import start_browser, ui_login, wait_for
 
@@ -315,3 +317,21 @@ def test_logs_of_a_function_that_is_not_deployed_says_so(tmp_path, cli):
         assert st == 200, out
         p = cli("logs", "--function", "hello", env=server, check=0)
         assert p.stdout == f"[{run['id']}] hi from hello\n", p.stdout
+
+
+def test_logs_of_a_function_keep_each_lines_bytes(tmp_path, cli):
+    """`logs --function` cut a line at its first NUL byte (printf's %s):
+    'a\\0b' came out as 'a'. Every byte of a line is printed now, behind its
+    run's tag, as `logs RUN` prints them."""
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        src = "import os\ndef h():\n    os.write(1, b'a\\x00b \\xff\\xfe end\\nsecond\\n')\n"
+        st, out = d.call("POST", "/v1/functions", {"name": "raw", "filename": "r.py", "source": src})
+        assert st == 201, out
+        st, run = d.call("POST", "/v1/functions/raw/invoke?wait=true", {})
+        assert st == 200 and run["status"] == "succeeded", run
+        e = dict(cli.env, PYSPRINTER_SERVER=d.url, PYSPRINTER_TOKEN=TOKENS["alice"])
+        p = subprocess.run([str(CLI), "logs", "--function", "raw"], capture_output=True, env=e, timeout=60)
+        assert p.returncode == 0, p.stderr
+        tag = f"[{run['id']}] ".encode()
+        assert p.stdout == tag + b"a\x00b \xff\xfe end\n" + tag + b"second\n", p.stdout
