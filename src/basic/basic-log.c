@@ -32,19 +32,7 @@ void log_msg(LogLevel level, const char *fmt, ...) {
          * in the operator's log or drive their terminal. Control bytes are
          * written as \n, \r or \xNN; a tab stays. */
         char out[sizeof(line) * 4];
-        size_t n = 0;
-        for (const unsigned char *p = (const unsigned char *) line; *p; p++) {
-                if (*p >= 0x20 && *p != 0x7f)
-                        out[n++] = (char) *p;
-                else if (*p == '\t')
-                        out[n++] = '\t';
-                else if (*p == '\n' || *p == '\r') {
-                        out[n++] = '\\';
-                        out[n++] = *p == '\n' ? 'n' : 'r';
-                } else
-                        n += (size_t) snprintf(out + n, sizeof(out) - n, "\\x%02x", *p);
-        }
-        out[n] = 0;
+        (void) str_escape_controls(line, true, out, sizeof(out));
         fprintf(stderr, "%s: %s: %s\n", log_prefix, names[level], out);
         errno = saved;
 }

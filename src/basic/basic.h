@@ -131,6 +131,13 @@ size_t utf8_complete_prefix(const char *s, size_t n);
  * *ret_len unless NULL, as s may hold NULs): each byte that does not begin
  * a valid sequence becomes U+FFFD, as a lossy decoder shows it. */
 char *utf8_replace_invalid(const char *s, size_t n, size_t *ret_len);
+/* s with its control bytes (below 0x20, and 0x7f) spelled out so it shows
+ * as one line and drives no terminal: \n, \r, \t (a tab kept as it is
+ * with keep_tab) and \xNN; other bytes as they are. Written NUL-terminated
+ * into buf[0..size) (size > 0), cut before an escape or a byte that would
+ * not fit; returns the length written.
+ * Example: ("a\x1b[2J\n", false) -> "a\\x1b[2J\\n". */
+size_t str_escape_controls(const char *s, bool keep_tab, char *buf, size_t size);
 /* NULL (an absent field) or valid UTF-8: a string JSON can hold. */
 bool utf8_is_valid_or_null(const char *s);
 /* 1-based line and column (in characters) of byte offset `offset` in s:

@@ -667,8 +667,12 @@ static void run_target(json_t *run, char buf[static 256]) {
         const char *f = json_string_value(json_object_get(run, "filename"));
         const char *fn = json_string_value(json_object_get(run, "function"));
         /* Never "file.py::?": a run that failed before its function was
-         * known shows the file alone. */
-        snprintf(buf, 256, "%s%s%s", f ?: "-", fn ? "::" : "", fn ?: "");
+         * known shows the file alone. A file's name may hold any byte but
+         * '/': its control bytes are spelled out (\xNN), so a name made
+         * of escape sequences neither drives the terminal of whoever
+         * lists the runs nor breaks the columns. */
+        _cleanup_free_ char *t = xasprintf("%s%s%s", f ?: "-", fn ? "::" : "", fn ?: "");
+        (void) str_escape_controls(t, false, buf, 256);
 }
 
 static void run_duration(json_t *run, char buf[static 32]) {

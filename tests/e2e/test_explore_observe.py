@@ -11,7 +11,7 @@ import threading
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import CLI
+from conftest import CLI, sandbox_args
 from daemonlib import TOKENS, Daemon, join
 from uilib import start_browser, ui_login, wait_for
 
@@ -335,3 +335,33 @@ def test_logs_of_a_function_keep_each_lines_bytes(tmp_path, cli):
         assert p.returncode == 0, p.stderr
         tag = f"[{run['id']}] ".encode()
         assert p.stdout == tag + b"a\x00b \xff\xfe end\n" + tag + b"second\n", p.stdout
+
+
+def test_ps_and_show_never_send_a_files_control_characters_to_the_terminal(tmp_path, cli):
+    """A run's file name went into `ps`'s and `show`'s TARGET as it was: a
+    file named with an escape sequence ('\\x1b]0;…\\x07', '\\x1b[2J') retitled
+    or cleared the terminal of whoever listed the runs (on a daemon's home,
+    the operator's `pysprinter ps` lists every tenant's), and a tab broke
+    the columns. The CLI shows such bytes as \\xNN now, and the API refuses
+    a filename holding one (it refused only a newline)."""
+    name = "\x1b]0;owned\x07\tx\x1b[2J.py"
+    src = tmp_path / name
+    src.write_text("def f():\n    return 1\n")
+    p = cli("run", *sandbox_args(), src)
+    assert p.returncode == 0, p.stderr
+    p = cli("ps", check=0)
+    row = p.stdout.splitlines()[1]
+    assert "\x1b" not in p.stdout and "\x07" not in p.stdout and "\t" not in p.stdout, repr(p.stdout)
+    assert row.endswith("\\x1b]0;owned\\x07\\tx\\x1b[2J.py::f"), repr(row)
+    rid = row.split()[0]
+    p = cli("show", rid, check=0)
+    assert "target:    \\x1b]0;owned\\x07\\tx\\x1b[2J.py::f\n" in p.stdout, repr(p.stdout)
+    p = cli("ps", "--json", check=0)
+    assert json.loads(p.stdout)[0]["filename"] == name  # the record keeps the name as it was
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        for bad in ("\x1b[31mred.py", "tab\t.py", "cr\r.py", "del\x7f.py"):
+            st, b = d.call("POST", "/v1/runs", {"source": "def f():\n    return 1\n", "filename": bad})
+            assert st == 400 and "filename" in b["error"]["message"], (bad, st, b)
+        st, b = d.call("POST", "/v1/runs?wait=true", {"source": "def f():\n    return 1\n", "filename": "é ok.py"})
+        assert st == 200 and b["filename"] == "é ok.py", b

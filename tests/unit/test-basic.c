@@ -622,6 +622,34 @@ static void test_fd_limit_raise(void **state) {
         assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
 }
 
+static void test_str_escape_controls(void **state) {
+        static const struct {
+                const char *in;
+                bool keep_tab;
+                size_t size;
+                const char *out;
+        } rows[] = {
+                { "plain é", false, 64, "plain é" },
+                { "a\nb\rc\td", false, 64, "a\\nb\\rc\\td" },
+                { "a\td", true, 64, "a\td" },
+                { "\x1b]0;t\x07\x1b[2J\x7f", false, 64, "\\x1b]0;t\\x07\\x1b[2J\\x7f" },
+                { "ab\x1b", false, 5, "ab" }, /* an escape is never cut */
+                { "a\xc3\xa9"
+                  "b",
+                  false, 3, "a" }, /* nor a character */
+                { "a\xc3\xa9"
+                  "b",
+                  false, 4, "a\xc3\xa9" },
+                { "", false, 1, "" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                char buf[64];
+                size_t n = str_escape_controls(rows[i].in, rows[i].keep_tab, buf, rows[i].size);
+                assert_string_equal(buf, rows[i].out);
+                assert_int_equal(n, strlen(rows[i].out));
+        }
+}
+
 /* A log message is one line whatever it carries: control bytes are
  * escaped, a tab and UTF-8 stay. */
 static void test_log_msg_is_one_line(void **state) {
@@ -678,6 +706,7 @@ int main(void) {
                 cmocka_unit_test(test_idempotency_key_is_valid),
                 cmocka_unit_test(test_pid_is_running),
                 cmocka_unit_test(test_log_msg_is_one_line),
+                cmocka_unit_test(test_str_escape_controls),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
