@@ -486,9 +486,20 @@ static char *status_query(char *const *statuses) {
         return text;
 }
 
-static int http_run_list(Backend *b, long limit, char *const *statuses, json_t **ret) {
-        _cleanup_free_ char *s = status_query(statuses);
-        _cleanup_free_ char *path = xasprintf("/v1/runs?limit=%ld%s", limit, s);
+static int http_run_list(Backend *b, long limit, char *const *statuses, const char *before, json_t **ret) {
+        _cleanup_free_ char *s = status_query(statuses), *cursor = NULL;
+        if (before) {
+                /* The cursor is found as show finds a run: a prefix, and
+                 * the same words for one that is not the caller's. */
+                json_t *run = NULL;
+                int r = http_run_get(b, before, &run);
+                if (r < 0)
+                        return r;
+                _cleanup_free_ char *e = http_escape(json_string_value(json_object_get(run, "id")) ?: before);
+                cursor = xasprintf("&before=%s", e);
+                json_decref(run);
+        }
+        _cleanup_free_ char *path = xasprintf("/v1/runs?limit=%ld%s%s", limit, s, cursor ?: "");
         return http_list(b, path, "runs", ret);
 }
 

@@ -697,9 +697,11 @@ int verb_ps(int argc, char **argv) {
         long limit;
         _cleanup_strv_free_ char **status = NULL;
         if (help_asked(argc, argv)) {
-                printf("Usage: pysprinter ps [--json] [-n N] [--status STATE[,STATE...]]\n\n"
+                printf("Usage: pysprinter ps [--json] [-n N] [--status STATE[,STATE...]] [--before RUN]\n\n"
                        "List the most recent runs (default 20).\n\n"
                        "  -n, --limit N    the newest N runs (1 to 10000)\n"
+                       "  --before RUN     the runs listed after RUN (an id or a prefix): the\n"
+                       "                   next page, past any limit\n"
                        "  --status STATE   the newest N runs in STATE, or in any of several\n"
                        "                   (failed,killed; the option may repeat):\n"
                        "                   queued, running, succeeded, failed, invalid, deps_failed,\n"
@@ -710,6 +712,21 @@ int verb_ps(int argc, char **argv) {
         int k = cli_take_status(&argc, argv, "ps", "ps", run_status_table(), RUN_STATUS_NAMES, &status);
         if (k)
                 return k;
+        /* --before RUN (or --before=RUN): taken out before the common
+         * list options are read. */
+        const char *before = NULL;
+        int kept = 0;
+        for (int i = 0; i < argc; i++) {
+                if (streq(argv[i], "--before") || startswith(argv[i], "--before=")) {
+                        const char *v = argv[i][8] == '=' ? argv[i] + 9 : i + 1 < argc ? argv[++i] : NULL;
+                        if (!v || !*v)
+                                return usage_error("ps", "--before needs a run's id (or a prefix of one)");
+                        before = v;
+                        continue;
+                }
+                argv[kept++] = argv[i];
+        }
+        argc = kept;
         k = cli_parse_list_args(argc, argv, "ps", PS_MAX_RUNS, &json, &limit);
         if (k)
                 return k;
@@ -718,7 +735,7 @@ int verb_ps(int argc, char **argv) {
         if (code)
                 return code;
         json_t *runs = NULL;
-        int r = b->ops->run_list(b, limit, status, &runs);
+        int r = b->ops->run_list(b, limit, status, before, &runs);
         if (r < 0)
                 code = backend_fail(b, r);
         else if (json || cli_globals.json)

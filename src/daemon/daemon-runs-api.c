@@ -255,6 +255,12 @@ static int record_newer_first(const void *a, const void *b) {
 }
 
 /* daemon.h. */
+bool daemon_run_record_newer(const RunRecord *a, const RunRecord *b) {
+        assert(a && b);
+        return record_newer_first(&a, &b) < 0;
+}
+
+/* daemon.h. */
 RunRecord **daemon_runs_merge_in_flight(Daemon *d, RunRecord **f, size_t nf, RunRecord **v, size_t *n, size_t limit) {
         for (size_t i = 0; i < *n; i++)
                 if (streq(v[i]->status, "queued") || streq(v[i]->status, "running"))
@@ -357,6 +363,7 @@ struct MHD_Response *daemon_call_after_settle(const DaemonCall *call, DaemonSett
 typedef struct RunsList {
         size_t limit;
         char **statuses;
+        char *before; /* ?before=: the cursor run's whole id, or NULL */
         RunRecord **f;
         size_t nf;
 } RunsList;
@@ -365,6 +372,7 @@ static void runs_list_free(void *p) {
         RunsList *l = p;
         run_record_list_free(l->f, l->nf);
         strv_free(l->statuses);
+        free(l->before);
         free(l);
 }
 
@@ -372,7 +380,9 @@ static struct MHD_Response *runs_list_then(const DaemonCall *call, void *p, uint
         RunsList *l = p;
         RunRecord **v = NULL;
         size_t n = 0;
-        int k = store_run_list_settled(call->d->store, ticket, call->tenant, l->statuses, l->limit, &v, &n);
+        int k = l->before ? store_run_list_before(call->d->store, ticket, call->tenant, l->statuses, l->before,
+                                                  l->limit, &v, &n)
+                          : store_run_list_settled(call->d->store, ticket, call->tenant, l->statuses, l->limit, &v, &n);
         if (k < 0)
                 return daemon_call_errno(call, k, "runs", ret_status);
         v = daemon_runs_merge_in_flight(call->d, TAKE_PTR(l->f), l->nf, v, &n, l->limit);
@@ -390,27 +400,43 @@ struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_
         bad = daemon_call_query_states(call, run_status_table(), RUN_STATUS_NAMES, &statuses, ret_status);
         if (bad)
                 return bad;
+        /* ?before=RUN: the next page, the runs listed after RUN (an id
+         * or a unique prefix of one of the caller's runs: another
+         * tenant's is 404, as its GET is). */
+        _cleanup_(run_record_freep) RunRecord *cursor = NULL;
+        const char *before = daemon_call_query(call, "before");
+        if (before) {
+                int k = daemon_run_record_get(d, call->tenant, before, &cursor);
+                if (k < 0)
+                        return daemon_call_errno(call, k, "run", ret_status);
+        }
         RunRecord **v = NULL, **f = NULL;
         size_t n = 0, nf = 0;
         if (d->cluster) {
-                int k = daemon_run_record_list(d, call->tenant, statuses, limit, &v, &n);
+                int k = daemon_run_record_list(d, call->tenant, statuses, cursor, limit, &v, &n);
                 if (k < 0)
                         return daemon_call_errno(call, k, "runs", ret_status);
                 return daemon_runs_list_answer(call, v, n, statuses, ret_status);
         }
         if (daemon_run_list_in_flight(d, call->tenant, NULL, &f, &nf) < 0)
                 nf = 0;
-        /* Only the runs in hand in those states take a place in the list
-         * (a stored one shown in another is dropped from the answer). */
+        /* Only the runs in hand in those states (and after the cursor)
+         * take a place in the list (a stored one shown in another is
+         * dropped from the answer). */
         size_t kept = 0;
         for (size_t i = 0; i < nf; i++)
-                if (!statuses || strv_contains(statuses, f[i]->status ?: ""))
+                if ((!statuses || strv_contains(statuses, f[i]->status ?: "")) &&
+                    (!cursor || daemon_run_record_newer(cursor, f[i])))
                         f[kept++] = f[i];
                 else
                         run_record_free(f[i]);
         nf = kept;
         RunsList *w = xcalloc(1, sizeof(RunsList));
-        *w = (RunsList){ .limit = limit, .statuses = TAKE_PTR(statuses), .f = f, .nf = nf };
+        *w = (RunsList){ .limit = limit,
+                         .statuses = TAKE_PTR(statuses),
+                         .before = cursor ? xstrdup(cursor->id) : NULL,
+                         .f = f,
+                         .nf = nf };
         return daemon_call_after_settle(call, runs_list_then, w, runs_list_free);
 }
 

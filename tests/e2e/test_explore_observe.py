@@ -365,3 +365,70 @@ def test_ps_and_show_never_send_a_files_control_characters_to_the_terminal(tmp_p
             assert st == 400 and "filename" in b["error"]["message"], (bad, st, b)
         st, b = d.call("POST", "/v1/runs?wait=true", {"source": "def f():\n    return 1\n", "filename": "é ok.py"})
         assert st == 200 and b["filename"] == "é ok.py", b
+
+
+def test_ps_pages_back_past_the_newest_10000_runs(tmp_path, cli):
+    """`ps -n` stops at 10000 (the API's most): a run older than a tenant's
+    newest 10000 could not be listed at all, by `ps` or `GET /v1/runs`.
+    `ps --before ID` (`?before=ID`) lists the runs after ID in the same
+    order, so a script pages back through every run; ID must be one of the
+    caller's runs (another tenant's is 'no run', as `show` says)."""
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        st, oldest = d.run("def f():\n    raise RuntimeError('long ago')\n")
+        assert st == 200 and oldest["status"] == "failed", oldest
+        st, out = d.call("POST", "/v1/functions", {"name": "ok", "source": "def h():\n    return 1\n",
+                                                   "filename": "ok.py"})
+        assert st == 201, out
+
+        def invokes(n):
+            c = d.conn()
+            try:
+                for _ in range(n):
+                    c.request("POST", "/v1/functions/ok/invoke?wait=true", body=b"{}",
+                              headers={"Authorization": "Bearer " + TOKENS["alice"],
+                                       "Content-Type": "application/json"})
+                    r = c.getresponse()
+                    assert r.status == 200, r.read()
+                    r.read()
+            finally:
+                c.close()
+        threads = [threading.Thread(target=invokes, args=(2525,)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        join(threads)
+        server = {"PYSPRINTER_SERVER": d.url, "PYSPRINTER_TOKEN": TOKENS["alice"]}
+        seen, before = [], []
+        while True:
+            p = cli("ps", "-n", "10000", "--json", *before, env=server, check=0)
+            page = [r["id"] for r in json.loads(p.stdout)]
+            if not page:
+                break
+            seen += page
+            before = ["--before", page[-1]]
+        assert len(seen) == 10101 and len(set(seen)) == 10101, len(seen)
+        assert seen[-1] == oldest["id"], seen[-5:]
+        st, b = d.call("GET", f"/v1/runs?limit=3&before={seen[9999][:12]}")
+        assert st == 200 and [r["id"] for r in b["runs"]] == seen[10000:10003], b
+        st, b = d.call("GET", f"/v1/runs?status=failed&before={seen[5000]}")
+        assert st == 200 and [r["id"] for r in b["runs"]] == [oldest["id"]], b
+        p = cli("ps", "-n", "5", "--before", seen[10], env=server, check=0)
+        assert [ln.split()[0] for ln in p.stdout.splitlines()[1:]] == seen[11:16], p.stdout
+        # Another tenant's run is no cursor: nothing of it shows.
+        p = cli("ps", "--before", seen[100], env=dict(server, PYSPRINTER_TOKEN=TOKENS["bob"]))
+        q = cli("show", seen[100], env=dict(server, PYSPRINTER_TOKEN=TOKENS["bob"]))
+        assert p.returncode == q.returncode == 2 and p.stdout == "", (p.returncode, p.stdout, p.stderr)
+        assert p.stderr == q.stderr, (p.stderr, q.stderr)
+        st, b = d.call("GET", f"/v1/runs?before={seen[100]}", token="bob")
+        assert st == 404, b
+    # Embedded, the same option over the home's store.
+    src = cli.write("one.py", "def f(i: int):\n    return i\n")
+    ids = []
+    for i in range(3):
+        p = cli("run", *sandbox_args(), src, "-a", str(i), check=0)
+    ids = [r["id"] for r in json.loads(cli("ps", "--json", check=0).stdout)]
+    assert len(ids) == 3
+    p = cli("ps", "--json", "-n", "1", "--before", ids[0], check=0)
+    assert [r["id"] for r in json.loads(p.stdout)] == [ids[1]], p.stdout
+    p = cli("ps", "--json", "--before", ids[2], check=0)
+    assert json.loads(p.stdout) == [], p.stdout
