@@ -432,3 +432,47 @@ def test_ps_pages_back_past_the_newest_10000_runs(tmp_path, cli):
     assert [r["id"] for r in json.loads(p.stdout)] == [ids[1]], p.stdout
     p = cli("ps", "--json", "--before", ids[2], check=0)
     assert json.loads(p.stdout) == [], p.stdout
+
+
+def test_the_runs_page_reaches_runs_older_than_the_newest_1000(tmp_path, browser):
+    """The runs page loaded the newest 1000 runs and its "Older →" stopped
+    at their last page: an older run could not be reached from the page.
+    Past the last page of those loaded, "Older →" now loads the next 1000
+    (GET /v1/runs?before=), down to the oldest run."""
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        st, oldest = d.run("def f():\n    raise RuntimeError('long ago')\n")
+        assert st == 200, oldest
+        st, out = d.call("POST", "/v1/functions", {"name": "ok", "source": "def h():\n    return 1\n",
+                                                   "filename": "ok.py"})
+        assert st == 201, out
+
+        def invokes(n):
+            c = d.conn()
+            try:
+                for _ in range(n):
+                    c.request("POST", "/v1/functions/ok/invoke?wait=true", body=b"{}",
+                              headers={"Authorization": "Bearer " + TOKENS["alice"],
+                                       "Content-Type": "application/json"})
+                    r = c.getresponse()
+                    assert r.status == 200, r.read()
+                    r.read()
+            finally:
+                c.close()
+        threads = [threading.Thread(target=invokes, args=(275,)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        join(threads)
+        ui_login(browser, d, TOKENS["alice"], "alice")
+        browser.get(d.url + "/ui/#/runs?page=19")
+        from selenium.webdriver.common.by import By
+
+        def pager():
+            return browser.find_element(By.CSS_SELECTOR, ".pager span").text
+        wait_for(lambda: "page 20 of 20" in pager() and len(runs_rows(browser)) == 50, what="the 20th page")
+        for want in (21, 22, 23):
+            browser.find_element(By.ID, "older").click()
+            wait_for(lambda: f"page {want} of" in pager(), what=f"page {want}")
+        assert "page 23 of 23 · 1101 run(s)" in pager(), pager()
+        assert runs_rows(browser) == [oldest["id"]], runs_rows(browser)
+        assert not browser.find_element(By.ID, "older").is_enabled()
