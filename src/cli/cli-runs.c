@@ -675,13 +675,29 @@ static void run_target(json_t *run, char buf[static 256]) {
         (void) str_escape_controls(t, false, buf, 256);
 }
 
+/* The run's own time, from its start to its end ("-" for a run that never
+ * started or has not ended), as the dashboard and a Lambda's Duration
+ * count it: a wait for a slot is not the run's (run_queued()). */
 static void run_duration(json_t *run, char buf[static 32]) {
-        usec_t c = cli_parse_timestamp(json_string_value(json_object_get(run, "created_at")));
+        usec_t s = cli_parse_timestamp(json_string_value(json_object_get(run, "started_at")));
         usec_t f = cli_parse_timestamp(json_string_value(json_object_get(run, "finished_at")));
-        if (!c || !f || f < c)
+        if (!s || !f || f < s)
                 snprintf(buf, 32, "-");
         else
-                format_duration_us(f - c, buf);
+                format_duration_us(f - s, buf);
+}
+
+/* How long the run waited before it started (or, never started, before it
+ * ended): false when it did not wait a millisecond or is still queued. */
+static bool run_queued(json_t *run, char buf[static 32]) {
+        usec_t c = cli_parse_timestamp(json_string_value(json_object_get(run, "created_at")));
+        usec_t s = cli_parse_timestamp(json_string_value(json_object_get(run, "started_at")));
+        if (!s)
+                s = cli_parse_timestamp(json_string_value(json_object_get(run, "finished_at")));
+        if (!c || !s || s < c + 1000)
+                return false;
+        format_duration_us(s - c, buf);
+        return true;
 }
 
 static void run_exit(json_t *run, char buf[static 16]) {
@@ -826,6 +842,9 @@ int verb_show(int argc, char **argv) {
                        json_string_value(json_object_get(run, "id")) ?: "?", "target:", target, "status:",
                        json_string_value(json_object_get(run, "status")) ?: "?", "exit code:", ec, "created:", created,
                        "duration:", dur);
+                char queued[32];
+                if (run_queued(run, queued))
+                        printf("%-10s %s\n", "queued:", queued);
                 /* The arguments as the user gave them. */
                 show_value("args:", json_object_get(run, "args") ?: json_array());
                 show_value("kwargs:", json_object_get(run, "kwargs") ?: json_object());

@@ -476,3 +476,39 @@ def test_the_runs_page_reaches_runs_older_than_the_newest_1000(tmp_path, browser
         assert "page 23 of 23 · 1101 run(s)" in pager(), pager()
         assert runs_rows(browser) == [oldest["id"]], runs_rows(browser)
         assert not browser.find_element(By.ID, "older").is_enabled()
+
+
+def test_ps_show_and_the_dashboard_give_a_queued_run_the_same_duration(tmp_path, cli, browser):
+    """A run that waited for a slot showed two durations: `ps` and `show`
+    counted from its submit (its wait in the queue included), the
+    dashboard from its start. A run queued 3 s behind another and running
+    for a few ms read "3.05s" in `ps` and "12 ms" on the runs page. Both
+    give the run's own time now (started → finished, as the dashboard and
+    a Lambda's Duration do); `show` tells the wait apart ("queued:")."""
+    d = Daemon(tmp_path / "d", config_extra="server:\n  max_concurrent_per_tenant: 1\n")
+    with d.serving():
+        st, slow = d.run("import time\ndef f():\n    time.sleep(3)\n", wait=False)
+        assert st == 202, slow
+        d.wait_status(slow["id"], ["running"])
+        st, quick = d.run("def f():\n    return 1\n", wait=False)
+        assert st == 202, quick
+        quick = d.wait_status(quick["id"], ["succeeded"], timeout=120)
+        from datetime import datetime
+        t = {k: datetime.fromisoformat(quick[k].replace("Z", "+00:00")) for k in ("created_at", "started_at",
+                                                                                 "finished_at")}
+        queued = (t["started_at"] - t["created_at"]).total_seconds()
+        ran_ms = (t["finished_at"] - t["started_at"]).total_seconds() * 1000
+        assert queued > 1, quick  # it waited for the slow run
+        server = {"PYSPRINTER_SERVER": d.url, "PYSPRINTER_TOKEN": TOKENS["alice"]}
+        p = cli("ps", "-n", "5", env=server, check=0)
+        row = next(ln for ln in p.stdout.splitlines() if ln.startswith(quick["id"]))
+        assert f" {round(ran_ms)}ms " in row, (row, ran_ms)
+        p = cli("show", quick["id"], env=server, check=0)
+        assert f"duration:  {round(ran_ms)}ms\n" in p.stdout, p.stdout
+        assert f"queued:    {queued:.2f}s\n" in p.stdout, p.stdout
+        ui_login(browser, d, TOKENS["alice"], "alice")
+        browser.get(d.url + "/ui/#/runs")
+        from selenium.webdriver.common.by import By
+        cell = wait_for(lambda: browser.find_element(By.CSS_SELECTOR, f'tr[data-run="{quick["id"]}"] td:nth-child(6)'),
+                        what="the run's row")
+        assert cell.text == f"{round(ran_ms)} ms", (cell.text, ran_ms)
