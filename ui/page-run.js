@@ -96,10 +96,12 @@ export function runPage(main, [id], _query, session) {
   // waits for the next one (a CRLF cut between two pieces).
   let lineSpans = [];
   const pendingCR = { stdout: false, stderr: false };
-  function output(streamName, text) {
+  function output(streamName, text, time) {
     if (!text) return;
     const cls = streamName === 'stderr' ? 'stderr' : 'stdout';
-    const now = Date.now();
+    // When the run wrote it (the event's "time"), else when it came.
+    const written = time ? Date.parse(time) : NaN;
+    const now = Number.isNaN(written) ? Date.now() : written;
     const wipe = () => {
       for (const sp of lineSpans.filter((x) => x.className === cls)) sp.remove();
       lineSpans = lineSpans.filter((x) => x.parentNode);
@@ -177,7 +179,7 @@ export function runPage(main, [id], _query, session) {
   function openLogs() {
     logState.textContent = 'streaming…';
     es = stream(`/v1/runs/${encodeURIComponent(id)}/logs?follow=1`, {
-      output: (d) => output(d.stream, outputText(d)),
+      output: (d) => output(d.stream, outputText(d), d.time),
       phase: (d) => {
         if (run && ACTIVE.has(run.status)) { run.phase = d.phase; renderRun(run); }
         // Resolved: the lock is known from here on.

@@ -118,11 +118,14 @@ static void on_sse(const char *event, const char *data, size_t len, void *userda
                 if (json_is_string(b64))
                         (void) base64_decode(json_string_value(b64), json_string_length(b64), &bytes, &n);
                 if (bytes || json_is_string(text)) {
+                        /* When the run wrote it, as embedded (a server
+                         * without "time": when it came). */
+                        usec_t ts = cli_parse_timestamp(json_string_value(json_object_get(j, "time")));
                         RunEvent ev = { .type = RUN_EVENT_OUTPUT,
                                         .stream = stream && streq(stream, "stderr") ? 2 : 1,
                                         .data = bytes ?: json_string_value(text),
                                         .len = bytes ? n : json_string_length(text),
-                                        .timestamp = now_realtime() };
+                                        .timestamp = ts ?: now_realtime() };
                         renderer_event(&ev, f->rd);
                 }
         } else if (streq(event, "phase") || streq(event, "warning")) {

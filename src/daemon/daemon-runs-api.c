@@ -504,7 +504,7 @@ static void log_collect(const RunEvent *ev, void *userdata) {
  * "base64", beside a "text" with U+FFFD for each byte that is not, so that
  * a client that shows text still can and one that prints bytes (the CLI)
  * prints what the run wrote, as it does embedded. */
-static void sse_output(Buf *out, int stream, const char *data, size_t len) {
+static void sse_output(Buf *out, int stream, const char *data, size_t len, usec_t ts) {
         const char *name = stream == 2 ? "stderr" : "stdout";
         /* jansson checks the UTF-8 itself: one walk over valid output. */
         json_t *j = json_pack("{s:s, s:s#}", "stream", name, "text", data, (int) len);
@@ -513,6 +513,11 @@ static void sse_output(Buf *out, int stream, const char *data, size_t len) {
                 _cleanup_free_ char *lossy = utf8_replace_invalid(data, len, &n), *b64 = base64_encode(data, len);
                 j = json_pack("{s:s, s:s#, s:s}", "stream", name, "text", lossy, (int) n, "base64", b64);
         }
+        /* When the run wrote it (the log keeps it): a replay shows a
+         * finished run's lines at their own times, not at the replay's. */
+        char stamp[32];
+        if (j && ts)
+                json_object_set_new(j, "time", json_string(format_timestamp(ts, stamp)));
         _cleanup_free_ char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
         json_decref(j);
         if (s)
@@ -521,7 +526,7 @@ static void sse_output(Buf *out, int stream, const char *data, size_t len) {
 
 static void log_collect_sse(const RunEvent *ev, void *userdata) {
         if (ev->type == RUN_EVENT_OUTPUT)
-                sse_output(userdata, ev->stream, ev->data, ev->len);
+                sse_output(userdata, ev->stream, ev->data, ev->len, ev->timestamp);
 }
 
 /* The run as its GET spells it: an error naming a server path (storing
@@ -579,7 +584,7 @@ static bool sse_copy_new(SseStream *s) {
                 /* Chunks grow while the run writes; this one may get
                  * longer, so remember how far we got. */
                 if (n > 0)
-                        sse_output(&s->out.buf, ch->stream, r->log.data + ch->offset + s->chunk_off, n);
+                        sse_output(&s->out.buf, ch->stream, r->log.data + ch->offset + s->chunk_off, n, ch->timestamp);
                 s->chunk_off += n;
                 if (chunk_final) {
                         if (s->chunk_off >= ch->len) {
@@ -662,7 +667,7 @@ static struct MHD_Response *live_log_events(const DaemonCall *call, DRun *r, uns
                         size_t n = MIN(ch->len - off, (size_t) 64 * 1024);
                         if (n < ch->len - off) /* events of 64 KiB at most, cut between characters */
                                 n = utf8_complete_prefix(log + ch->offset + off, n) ?: n;
-                        sse_output(&b, ch->stream, log + ch->offset + off, n);
+                        sse_output(&b, ch->stream, log + ch->offset + off, n, ch->timestamp);
                         off += n;
                 }
         }
@@ -722,7 +727,7 @@ static bool cluster_log_render(Buf *out, const ClusterLogEntry *v, size_t n, boo
                 case CLUSTER_LOG_STDOUT:
                 case CLUSTER_LOG_STDERR:
                         if (sse)
-                                sse_output(out, (int) v[i].kind, v[i].data, v[i].len);
+                                sse_output(out, (int) v[i].kind, v[i].data, v[i].len, 0); /* Redis keeps no time */
                         else
                                 (void) buf_append(out, v[i].data, v[i].len);
                         break;

@@ -512,3 +512,53 @@ def test_ps_show_and_the_dashboard_give_a_queued_run_the_same_duration(tmp_path,
         cell = wait_for(lambda: browser.find_element(By.CSS_SELECTOR, f'tr[data-run="{quick["id"]}"] td:nth-child(6)'),
                         what="the run's row")
         assert cell.text == f"{round(ran_ms)} ms", (cell.text, ran_ms)
+
+
+TIMED = r'''
+import time
+def f():
+    print("early", flush=True)
+    time.sleep(2.5)
+    print("late", flush=True)
+    return 1
+'''
+
+
+def test_a_replayed_log_shows_when_each_line_was_written(tmp_path, cli, browser):
+    """Replayed through a server, a finished run's log had no times: `logs
+    RUN` on a terminal stamped every line with the moment it was replayed
+    (embedded, the same command showed when each line was written), and
+    the dashboard showed the page's load time on every line. Each output
+    event now carries its write time ("time", ISO 8601 UTC), which both
+    show: the lines of yesterday's run say yesterday."""
+    from conftest import run_on_pty
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        st, run = d.run(TIMED)
+        assert st == 200 and run["status"] == "succeeded", run
+        st, _, body = d.request("GET", f"/v1/runs/{run['id']}/logs?events=1")
+        events = [json.loads(ln[6:]) for ln in body.decode().splitlines() if ln.startswith("data: {\"stream")]
+        from datetime import datetime
+        times = [datetime.fromisoformat(e["time"].replace("Z", "+00:00")) for e in events]
+        assert [e["text"] for e in events] == ["early\n", "late\n"], events
+        assert (times[1] - times[0]).total_seconds() >= 2, times
+        started = datetime.fromisoformat(run["started_at"].replace("Z", "+00:00"))
+        assert 0 <= (times[0] - started).total_seconds() < 2.5, (times, run["started_at"])
+        # A while later, as a reader of the log comes to it:
+        import time
+        time.sleep(1.5)
+        env = dict(cli.env, PYSPRINTER_SERVER=d.url, PYSPRINTER_TOKEN=TOKENS["alice"], TZ="UTC")
+        code, out = run_on_pty(tmp_path, [CLI, "logs", run["id"]], env)
+        assert code == 0, out
+        stamps = [t.strftime("%H:%M:%S.%f")[:12] for t in times]
+        want = [f"{stamps[0]} out | early", f"{stamps[1]} out | late"]
+        got = [ln.strip() for ln in out.splitlines() if " out | " in ln]
+        assert got == want, (got, want)
+        ui_login(browser, d, TOKENS["alice"], "alice")
+        browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": "UTC"})
+        browser.get(d.url + f"/ui/#/runs/{run['id']}")
+        from selenium.webdriver.common.by import By
+        wait_for(lambda: browser.find_element(By.ID, "log-state").text == "ended", what="the log replayed")
+        shown = browser.execute_script(
+            "return [...document.querySelectorAll('#log span.ts')].map((s) => s.textContent.trim())")
+        assert shown == [t.strftime("%H:%M:%S.%f")[:12] for t in times], (shown, times)
