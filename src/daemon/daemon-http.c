@@ -82,9 +82,24 @@ static void log_request(const Ctx *c, unsigned status) {
                 return;
         const char *target = c->req && c->req->target ? c->req->target : "?";
         int len = (int) MIN(strcspn(target, "?"), (size_t) 1024);
+        /* A Function URL's path past the function is its caller's data (a
+         * webhook's path may hold its secret): /fn/TENANT/NAME/… only. */
+        const char *more = "";
+        if (startswith(target, "/fn/")) {
+                const char *p = target + 4;
+                for (int seg = 0; seg < 2 && p < target + len; seg++) {
+                        p += strcspn(p, "/?");
+                        if (seg == 0 && *p == '/')
+                                p++;
+                }
+                if (p < target + len) {
+                        len = (int) (p - target);
+                        more = "/…";
+                }
+        }
         double ms = c->req && c->req->t0 ? (double) (now_monotonic() - c->req->t0) / USEC_PER_MSEC : 0;
-        log_debug("%s %.*s %u %s %.1fms", c->method ?: "?", len, target, status, c->call.tenant ? c->call.tenant : "-",
-                  ms);
+        log_debug("%s %.*s%s %u %s %.1fms", c->method ?: "?", len, target, more, status,
+                  c->call.tenant ? c->call.tenant : "-", ms);
 }
 
 /* Queues resp (NULL: drop the connection) and counts it. */

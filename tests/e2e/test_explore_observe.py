@@ -140,12 +140,20 @@ def test_verbose_logs_every_request_once_with_its_status(tmp_path):
             ("PUT", "/v1/runs", "alice", 405),
             ("GET", "/v1/runs/abc%0Apysprinterd:%20error:%20forged", "alice", 400),
             ("DELETE", "/v1/runs/rnosuchrun", "bob", 404),
+            ("GET", "/fn/alice/nohook", None, 401),
         ]
         for method, path, token, want in asks:
             st, _, _ = d.request(method, path, token=token)
             assert st == want, (method, path, st)
         st, b = d.run("def f():\n    return 1\n")
         assert st == 200, b
+        # A Function URL's path past the function is its callers' data (a
+        # webhook's secret): it stays out of the operator's log.
+        st, out = d.call("POST", "/v1/functions", {"name": "hook", "filename": "h.py", "url": "public",
+                                                   "source": "def h(event, context):\n    return 'ok'\n"})
+        assert st == 201, out
+        st, _, _ = d.request("GET", "/fn/alice/hook/PATHSECRET/x?QUERYSECRET=1", token=None)
+        assert st == 200, st
         d.call("GET", "/healthz", token=None)  # the last request: its line marks the end
     lines = d.log.read_text().splitlines()
     req = [ln for ln in lines if ln.startswith("pysprinterd: debug: ")]
@@ -158,7 +166,8 @@ def test_verbose_logs_every_request_once_with_its_status(tmp_path):
     assert any(" DELETE /v1/runs/rnosuchrun 404 bob" in ln for ln in req), req
     text = "\n".join(lines)
     assert not any(ln.startswith("pysprinterd: error: forged") for ln in lines), lines
-    for secret in ("QUERYVALUE", "wrong-token", "alice-token", "bob-token"):
+    assert any(" GET /fn/alice/hook/… 200 " in ln for ln in req), req
+    for secret in ("QUERYVALUE", "wrong-token", "alice-token", "bob-token", "PATHSECRET", "QUERYSECRET"):
         assert secret not in text, (secret, lines)
 
 
