@@ -752,9 +752,10 @@ static int engine_run_logs(Backend *b, const char *id, bool follow, Renderer *rd
                 usleep(100 * 1000);
                 (void) store_runs_mark_orphaned(engine_store(b->engine), "the process running it is gone");
         }
-        if (r < 0)
-                backend_set_error(b, "the log of %s is damaged: %s", rec->id, strerror(-r));
-        else if (follow && cli_interrupted)
+        if (r < 0) {
+                backend_set_error(b, "cannot read the log of run %s: %s", rec->id, strerror(-r));
+                r = -EUCLEAN; /* exit 7, internal (-EBADMSG reads as a validation's 3, -EIO as a server's 6) */
+        } else if (follow && cli_interrupted)
                 r = -EINTR; /* Ctrl-C while following: exit 130, as the server's stream ends */
         else if (stranded >= 2) {
                 backend_set_error(b,

@@ -946,14 +946,21 @@ struct MHD_Response *daemon_api_run_logs(const DaemonCall *call, unsigned *ret_s
                 follow = true;
         Buf b;
         buf_init(&b, 256U << 20);
+        /* No file: the run printed nothing. One that cannot be read
+         * (damaged, a directory in its place) is an error, as the embedded
+         * CLI and a DAG task's log say, not an empty log; what was read
+         * before a damaged frame is served. */
+        k = rec->log_path ? engine_log_replay(rec->log_path, follow ? log_collect_sse : log_collect, &b) : 0;
+        if (k < 0 && k != -ENOENT && b.len == 0) {
+                buf_free(&b);
+                return daemon_call_error(call, 500, "internal", ret_status, "cannot read the log of run %s: %s",
+                                         rec->id, strerror(-k));
+        }
         if (follow) {
-                if (rec->log_path)
-                        (void) engine_log_replay(rec->log_path, log_collect_sse, &b);
                 json_t *j = run_json(rec, NULL);
                 sse_end(&b, j, daemon_call_shows_paths(call));
                 json_decref(j);
-        } else if (rec->log_path)
-                (void) engine_log_replay(rec->log_path, log_collect, &b);
+        }
         size_t n = b.len;
         struct MHD_Response *resp = daemon_text_response(200, follow ? "text/event-stream" : "text/plain; charset=utf-8",
                                                          buf_steal(&b), n, ret_status);

@@ -571,3 +571,38 @@ def test_a_replayed_log_shows_when_each_line_was_written(tmp_path, cli, browser)
         shown = browser.execute_script(
             "return [...document.querySelectorAll('#log span.ts')].map((s) => s.textContent.trim())")
         assert shown == [t.strftime("%H:%M:%S.%f")[:12] for t in times], (shown, times)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "directory"])
+def test_a_log_that_cannot_be_read_is_an_error_not_an_empty_log(tmp_path, cli, damage):
+    """A run's log file that could not be read (damaged, or a directory in
+    its place after a bad restore) was served as an empty log, 200: `logs
+    RUN` through a server printed nothing and exited 0, as for a run that
+    printed nothing, while embedded it said the log was damaged; and no
+    line of the daemon's log told the operator. It is a 500 now, with the
+    words the embedded CLI prints, and a daemon's 500 is always logged."""
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        st, run = d.run("def f():\n    print('precious output')\n    return 1\n")
+        assert st == 200 and run["status"] == "succeeded", run
+        log = d.home / "logs" / f"{run['id']}.log"
+        assert log.exists()
+        log.unlink()
+        if damage == "garbage":
+            log.write_bytes(b"this is not a log frame\n")
+        else:
+            log.mkdir()
+        why = "Bad message" if damage == "garbage" else "Is a directory"
+        for q in ("", "?events=1"):
+            st, b = d.call("GET", f"/v1/runs/{run['id']}/logs{q}")
+            assert st == 500 and b["error"]["message"] == f"cannot read the log of run {run['id']}: {why}", (q, st, b)
+        server = {"PYSPRINTER_SERVER": d.url, "PYSPRINTER_TOKEN": TOKENS["alice"]}
+        remote = cli("logs", run["id"], env=server)
+        local = cli("logs", run["id"], env={"PYSPRINTER_HOME": str(d.home)})
+        # The server's failure is exit 6 (as any 5xx), the engine's own 7.
+        for p, code in ((remote, 6), (local, 7)):
+            assert p.returncode == code and p.stdout == "", (p.returncode, p.stdout, p.stderr)
+            assert f"pysprinter: cannot read the log of run {run['id']}: {why}" in p.stderr, p.stderr
+    errors = [ln for ln in d.log.read_text().splitlines() if ln.startswith("pysprinterd: error: ")]
+    assert any(f"GET /v1/runs/{run['id']}/logs" in ln and f"cannot read the log of run {run['id']}" in ln
+               for ln in errors), d.log.read_text()
