@@ -524,11 +524,11 @@ def test_ps_show_and_the_dashboard_give_a_queued_run_the_same_duration(tmp_path,
 
 
 TIMED = r'''
-import time
+import os, time
 def f():
-    print("early", flush=True)
+    os.write(1, b"early\n")  # one write each: one output event each
     time.sleep(2.5)
-    print("late", flush=True)
+    os.write(1, b"late\n")
     return 1
 '''
 
