@@ -675,12 +675,14 @@ static void run_target(json_t *run, char buf[static 256]) {
         (void) str_escape_controls(t, false, buf, 256);
 }
 
-/* The run's own time, from its start to its end ("-" for a run that never
- * started or has not ended), as the dashboard and a Lambda's Duration
- * count it: a wait for a slot is not the run's (run_queued()). */
+/* The run's own time, from its start to its end, or so far while it runs
+ * ("-" for a run that never started), as the dashboard and a Lambda's
+ * Duration count it: a wait for a slot is not the run's (run_queued()). */
 static void run_duration(json_t *run, char buf[static 32]) {
         usec_t s = cli_parse_timestamp(json_string_value(json_object_get(run, "started_at")));
         usec_t f = cli_parse_timestamp(json_string_value(json_object_get(run, "finished_at")));
+        if (!f && streq(json_string_value(json_object_get(run, "status")) ?: "", "running"))
+                f = now_realtime(); /* the stuck run an operator looks for shows how long */
         if (!s || !f || f < s)
                 snprintf(buf, 32, "-");
         else

@@ -606,3 +606,26 @@ def test_a_log_that_cannot_be_read_is_an_error_not_an_empty_log(tmp_path, cli, d
     errors = [ln for ln in d.log.read_text().splitlines() if ln.startswith("pysprinterd: error: ")]
     assert any(f"GET /v1/runs/{run['id']}/logs" in ln and f"cannot read the log of run {run['id']}" in ln
                for ln in errors), d.log.read_text()
+
+
+def test_ps_shows_how_long_a_running_run_has_run(tmp_path, cli):
+    """A running run's DURATION in `ps` (and `show`) was "-", where the
+    dashboard shows its time so far, ticking: the run an operator looks
+    for — the one stuck for an hour — looked like every other. It shows
+    the time since its start now."""
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        st, run = d.run("import time\ndef f():\n    time.sleep(60)\n", wait=False)
+        assert st == 202, run
+        d.wait_status(run["id"], ["running"])
+        import time
+        time.sleep(2)
+        server = {"PYSPRINTER_SERVER": d.url, "PYSPRINTER_TOKEN": TOKENS["alice"]}
+        p = cli("ps", env=server, check=0)
+        row = next(ln for ln in p.stdout.splitlines() if ln.startswith(run["id"]))
+        cols = row.split()
+        assert cols[1] == "running" and cols[-2].endswith("s") and float(cols[-2][:-1]) >= 2, row
+        p = cli("show", run["id"], env=server, check=0)
+        line = next(ln for ln in p.stdout.splitlines() if ln.startswith("duration:"))
+        assert float(line.split()[1][:-1]) >= 2, p.stdout
+        d.cancel(run["id"])
