@@ -629,3 +629,25 @@ def test_ps_shows_how_long_a_running_run_has_run(tmp_path, cli):
         line = next(ln for ln in p.stdout.splitlines() if ln.startswith("duration:"))
         assert float(line.split()[1][:-1]) >= 2, p.stdout
         d.cancel(run["id"])
+
+
+def test_dag_listings_never_send_a_pipelines_control_characters_to_the_terminal(tmp_path, cli):
+    """A pipeline's `name:` went into `dag ls`, `dag status` and `dag run`'s
+    header as written: a name holding escape sequences ("\\e]0;…\\a",
+    "\\e[2J") retitled or cleared the terminal of whoever listed the DAG
+    runs. Its control bytes are shown as \\xNN now, as a run's file name in
+    `ps`; `--json` keeps the name as it is."""
+    cli.write("t.py", "def f():\n    return 1\n")
+    cli.write("p.yaml", 'name: "\\e]0;owned\\a\\tboom\\e[2J"\ntasks:\n  a:\n    file: t.py\n')
+    p = cli("dag", "run", *sandbox_args(), "p.yaml")
+    assert p.returncode == 0, p.stderr
+    shown = "\\x1b]0;owned\\x07\\tboom\\x1b[2J"
+    assert "\x1b]" not in p.stderr and f"({shown})" in p.stderr, repr(p.stderr)
+    p = cli("dag", "ls", check=0)
+    assert "\x1b" not in p.stdout and "\x07" not in p.stdout and p.stdout.splitlines()[1].endswith(shown), \
+        repr(p.stdout)
+    did = p.stdout.splitlines()[1].split()[0]
+    p = cli("dag", "status", did, check=0)
+    assert "\x1b" not in p.stdout and p.stdout.startswith(f"dag {did} ({shown}): succeeded\n"), repr(p.stdout)
+    p = cli("dag", "ls", "--json", check=0)
+    assert json.loads(p.stdout)[0]["name"] == "\x1b]0;owned\x07\tboom\x1b[2J"
