@@ -651,3 +651,36 @@ def test_dag_listings_never_send_a_pipelines_control_characters_to_the_terminal(
     assert "\x1b" not in p.stdout and p.stdout.startswith(f"dag {did} ({shown}): succeeded\n"), repr(p.stdout)
     p = cli("dag", "ls", "--json", check=0)
     assert json.loads(p.stdout)[0]["name"] == "\x1b]0;owned\x07\tboom\x1b[2J"
+
+
+def test_metrics_hold_every_tenant_of_a_large_daemon(tmp_path):
+    """/metrics was built in a 1 MiB buffer: an admin's scrape of a daemon
+    with a few thousand tenants (a token per customer) had its per-tenant
+    series cut off where the buffer filled, and everything after them —
+    pysprinter_gc_collections_total, pysprinter_gc_failures_total, the
+    alerts' series — silently missing from a 200. Every series is there
+    now."""
+    import sqlite3
+    tenants = 6000
+    d = Daemon(tmp_path / "d", config_extra="retention:\n  interval_s: 0\n")
+    with d.serving():
+        assert d.run("def f():\n    return 1\n")[1]["status"] == "succeeded"
+    db = sqlite3.connect(d.home / "pysprinter.db")
+    with db:
+        db.executemany("INSERT INTO runs (id, tenant, filename, status, exit_code, created, started, finished, "
+                       "attempt, max_attempts, owner_pid, owner_start) "
+                       "VALUES (?, ?, 'f.py', 'succeeded', 0, ?, 0, 0, 1, 1, 0, 0)",
+                       [(f"rtenant{i:06d}", f"customer-{i:06d}", 1_700_000_000_000_000 + i) for i in range(tenants)])
+    db.close()
+    with d.serving():
+        def scrape():
+            st, _, body = d.request("GET", "/metrics", token="admin")
+            assert st == 200
+            return body.decode()
+        text = wait_for(lambda: (lambda t: t if "customer-000000" in t else None)(scrape()),
+                        what="the usage snapshot", timeout=120)
+        values = exposition(text)
+        for i in (0, tenants // 2, tenants - 1):
+            assert values[f'pysprinter_tenant_run_records{{tenant="customer-{i:06d}"}}'] == 1, i
+        for name in ("pysprinter_gc_collections_total", "pysprinter_gc_failures_total"):
+            assert name in values, name
