@@ -186,6 +186,10 @@ void drun_unref(Daemon *d, DRun *r) {
 }
 
 /* Appends to the run's in-memory log; called with d->lock held. */
+/* Output pieces of a run in the daemon's hands that keep their own write
+ * time (drun_log_append()). */
+#define LOG_CHUNKS_TIMED 4096
+
 static void drun_log_append(DRun *r, int stream, const char *data, size_t len) {
         if (len == 0 && stream != 0)
                 return;
@@ -198,14 +202,22 @@ static void drun_log_append(DRun *r, int stream, const char *data, size_t len) {
                 r->alloc_chunks = MAX(16u, r->alloc_chunks * 2);
                 r->chunks = xrealloc(r->chunks, r->alloc_chunks * sizeof(LogChunk));
         }
-        /* Merge consecutive output of one stream: fewer SSE events. */
+        /* Merge consecutive output of one stream written within a
+         * millisecond (a flood of small writes): fewer SSE events. A piece
+         * written later keeps its own time, which each output event
+         * carries ("time"): merged, a line printed a minute after the
+         * chunk's first showed that first one's time. Past
+         * LOG_CHUNKS_TIMED pieces they merge whatever their times, as
+         * before: a run writing a byte every 2 ms must not hold a piece's
+         * bookkeeping per byte (its log file keeps every write's time). */
+        usec_t now = now_realtime();
         if (stream != 0 && r->n_chunks > 0 && r->chunks[r->n_chunks - 1].stream == stream &&
-            r->chunks[r->n_chunks - 1].offset + r->chunks[r->n_chunks - 1].len == off) {
+            r->chunks[r->n_chunks - 1].offset + r->chunks[r->n_chunks - 1].len == off &&
+            (now - r->chunks[r->n_chunks - 1].timestamp < USEC_PER_MSEC || r->n_chunks >= LOG_CHUNKS_TIMED)) {
                 r->chunks[r->n_chunks - 1].len += len;
                 return;
         }
-        r->chunks[r->n_chunks++] = (LogChunk) { .stream = stream, .offset = off, .len = len,
-                                                .timestamp = now_realtime() };
+        r->chunks[r->n_chunks++] = (LogChunk){ .stream = stream, .offset = off, .len = len, .timestamp = now };
 }
 
 /* The key under which a tenant's use of an environment is recorded: the

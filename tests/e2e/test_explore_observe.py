@@ -684,3 +684,33 @@ def test_metrics_hold_every_tenant_of_a_large_daemon(tmp_path):
             assert values[f'pysprinter_tenant_run_records{{tenant="customer-{i:06d}"}}'] == 1, i
         for name in ("pysprinter_gc_collections_total", "pysprinter_gc_failures_total"):
             assert name in values, name
+
+
+def test_a_running_runs_log_shows_when_each_line_was_written(tmp_path):
+    """Read while the run still runs (`logs RUN`, the dashboard opened
+    late), a run's output came from the daemon's memory, where the writes
+    of one stream that follow each other were merged into one piece with
+    the first one's time: three lines printed 0.5 s apart all carried the
+    first line's time. Pieces written apart keep their own times now."""
+    src = ("import os, time\ndef f():\n    for i in range(3):\n        os.write(1, b'tick %d\\n' % i)\n"
+           "        time.sleep(0.5)\n    time.sleep(60)\n")
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        st, run = d.run(src, wait=False)
+        assert st == 202, run
+
+        def events():
+            st, _, body = d.request("GET", f"/v1/runs/{run['id']}/logs?events=1")
+            assert st == 200
+            return [json.loads(ln[6:]) for ln in body.decode().splitlines() if ln.startswith('data: {"stream')]
+        got = wait_for(lambda: (lambda e: e if "".join(x["text"] for x in e).count("tick") == 3 else None)(events()),
+                       what="three ticks", timeout=60)
+        d.cancel(run["id"])
+    from datetime import datetime
+    lines = []
+    for e in got:
+        t = datetime.fromisoformat(e["time"].replace("Z", "+00:00"))
+        lines += [(t, ln) for ln in e["text"].splitlines()]
+    assert [ln for _, ln in lines] == ["tick 0", "tick 1", "tick 2"], got
+    assert (lines[1][0] - lines[0][0]).total_seconds() >= 0.4, got
+    assert (lines[2][0] - lines[1][0]).total_seconds() >= 0.4, got
