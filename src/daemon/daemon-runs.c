@@ -185,11 +185,11 @@ void drun_unref(Daemon *d, DRun *r) {
                 drun_free(r);
 }
 
-/* Appends to the run's in-memory log; called with d->lock held. */
 /* Output pieces of a run in the daemon's hands that keep their own write
  * time (drun_log_append()). */
 #define LOG_CHUNKS_TIMED 4096
 
+/* Appends to the run's in-memory log; called with d->lock held. */
 static void drun_log_append(DRun *r, int stream, const char *data, size_t len) {
         if (len == 0 && stream != 0)
                 return;
