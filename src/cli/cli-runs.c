@@ -690,13 +690,14 @@ static void run_duration(json_t *run, char buf[static 32]) {
 }
 
 /* How long the run waited before it started (or, never started, before it
- * ended): false when it did not wait a millisecond or is still queued. */
+ * ended): false while it is still queued. Shown whatever its length, so
+ * that show prints the same lines for a run embedded and on a server. */
 static bool run_queued(json_t *run, char buf[static 32]) {
         usec_t c = cli_parse_timestamp(json_string_value(json_object_get(run, "created_at")));
         usec_t s = cli_parse_timestamp(json_string_value(json_object_get(run, "started_at")));
         if (!s)
                 s = cli_parse_timestamp(json_string_value(json_object_get(run, "finished_at")));
-        if (!c || !s || s < c + 1000)
+        if (!c || !s || s < c)
                 return false;
         format_duration_us(s - c, buf);
         return true;

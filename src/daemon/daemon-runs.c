@@ -209,12 +209,15 @@ static void drun_log_append(DRun *r, int stream, const char *data, size_t len) {
          * chunk's first showed that first one's time. Past
          * LOG_CHUNKS_TIMED pieces they merge whatever their times, as
          * before: a run writing a byte every 2 ms must not hold a piece's
-         * bookkeeping per byte (its log file keeps every write's time). */
+         * bookkeeping per byte (its log file keeps every write's time).
+         * A piece that ends inside a character is always continued: the
+         * events are cut between characters (docs/api.md). */
         usec_t now = now_realtime();
-        if (stream != 0 && r->n_chunks > 0 && r->chunks[r->n_chunks - 1].stream == stream &&
-            r->chunks[r->n_chunks - 1].offset + r->chunks[r->n_chunks - 1].len == off &&
-            (now - r->chunks[r->n_chunks - 1].timestamp < USEC_PER_MSEC || r->n_chunks >= LOG_CHUNKS_TIMED)) {
-                r->chunks[r->n_chunks - 1].len += len;
+        LogChunk *last = r->n_chunks > 0 ? &r->chunks[r->n_chunks - 1] : NULL;
+        if (stream != 0 && last && last->stream == stream && last->offset + last->len == off &&
+            (now - last->timestamp < USEC_PER_MSEC || r->n_chunks >= LOG_CHUNKS_TIMED ||
+             utf8_complete_prefix(r->log.data + last->offset, last->len) < last->len)) {
+                last->len += len;
                 return;
         }
         r->chunks[r->n_chunks++] = (LogChunk){ .stream = stream, .offset = off, .len = len, .timestamp = now };
