@@ -3,7 +3,9 @@
 # when they are all present. nodejs provides npm (for ui/); strace lets the
 # e2e tests count system calls; chromium,
 # chromium-driver and python3-selenium drive the dashboard's browser tests
-# (tests/e2e/test_ui.py): nothing downloads a browser of its own. Runs as root (or through sudo when available).
+# (tests/e2e/test_ui.py): nothing downloads a browser of its own;
+# python3-prometheus-client's parser reads /metrics as a scraper does
+# (tests/e2e/test_explore_observe.py). Runs as root (or through sudo when available).
 set -eu
 PKGS="meson ninja-build pkg-config gcc python3 python3-dev
 libjansson-dev libcurl4-openssl-dev libsqlite3-dev libseccomp-dev
@@ -13,7 +15,7 @@ python3-requests python3-urllib3 python3-idna python3-certifi
 python3-charset-normalizer python3-six python3-numpy python3-yaml
 python3-boto3 redis-server clang libclang-rt-14-dev iproute2 procps wrk
 zsh fish strace
-chromium chromium-driver python3-selenium nodejs"
+chromium chromium-driver python3-selenium nodejs python3-prometheus-client"
 
 missing=""
 for p in $PKGS; do

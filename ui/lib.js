@@ -54,13 +54,17 @@ export function fmtClock(ms) {
   return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
 }
 
+// Each unit is chosen by the value as it rounds for that unit: 119.6 s
+// is "2 min 0 s", not "1 min 60 s"; 999.6 ms "1.00 s", not "1000 ms".
 export function fmtMs(ms) {
   if (ms === null || ms === undefined || isNaN(ms)) return '—';
   if (ms < 1) return `${ms.toFixed(2)} ms`;
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 60000) return `${(ms / 1000).toFixed(ms < 10000 ? 2 : 1)} s`;
-  const m = Math.floor(ms / 60000);
-  return `${m} min ${Math.round((ms % 60000) / 1000)} s`;
+  if (Math.round(ms) < 1000) return `${Math.round(ms)} ms`;
+  const s = ms / 1000;
+  if (s.toFixed(2) !== '10.00' && s < 10) return `${s.toFixed(2)} s`;
+  if (s.toFixed(1) !== '60.0' && s < 60) return `${s.toFixed(1)} s`;
+  const total = Math.round(s);
+  return `${Math.floor(total / 60)} min ${total % 60} s`;
 }
 
 export function fmtBytes(n) {

@@ -88,17 +88,55 @@ export function runPage(main, [id], _query, session) {
     return dec.decode(Uint8Array.from(atob(d.base64), (c) => c.charCodeAt(0)), { stream: true });
   }
 
-  function output(streamName, text) {
+  // A line holding a carriage return (a progress bar rewriting itself)
+  // shows what follows its last one, a CRLF's \r dropped, as `pysprinter
+  // run` draws it on a terminal (docs/cli.md "Output"); a browser would
+  // show each \r as a space, every state of the bar on one line. The spans
+  // of the line not yet ended are kept to be cut; a \r that ends a piece
+  // waits for the next one (a CRLF cut between two pieces).
+  let lineSpans = [];
+  const pendingCR = { stdout: false, stderr: false };
+  function output(streamName, text, time) {
     if (!text) return;
-    const frag = document.createDocumentFragment();
-    const now = Date.now();
+    const cls = streamName === 'stderr' ? 'stderr' : 'stdout';
+    // When the run wrote it (the event's "time"), else when it came.
+    const written = time ? Date.parse(time) : NaN;
+    const now = Number.isNaN(written) ? Date.now() : written;
+    const wipe = () => {
+      for (const sp of lineSpans.filter((x) => x.className === cls)) sp.remove();
+      lineSpans = lineSpans.filter((x) => x.parentNode);
+    };
     for (const part of text.split(/(?<=\n)/)) {
       if (!part) continue;
-      if (atLineStart) frag.appendChild(h('span', { class: 'ts' }, fmtClock(now) + ' '));
-      frag.appendChild(h('span', { class: streamName === 'stderr' ? 'stderr' : 'stdout' }, part));
-      atLineStart = part.endsWith('\n');
+      const ends = part.endsWith('\n');
+      let content = ends ? part.slice(0, -1) : part;
+      if (pendingCR[cls]) {
+        pendingCR[cls] = false;
+        if (content || !ends) wipe();
+      }
+      if (ends) content = content.replace(/\r+$/, '');
+      else if (content.endsWith('\r')) {
+        pendingCR[cls] = true;
+        content = content.replace(/\r+$/, '');
+      }
+      const cr = content.lastIndexOf('\r');
+      if (cr >= 0) {
+        wipe();
+        content = content.slice(cr + 1);
+      }
+      if (atLineStart) {
+        const ts = h('span', { class: 'ts' }, fmtClock(now) + ' ');
+        logBox.appendChild(ts);
+        lineSpans = [ts];
+      }
+      if (content || ends) {
+        const sp = h('span', { class: cls }, content + (ends ? '\n' : ''));
+        logBox.appendChild(sp);
+        lineSpans.push(sp);
+      }
+      atLineStart = ends;
+      if (ends) lineSpans = [];
     }
-    logBox.appendChild(frag);
     if (follow.checked) bottom();
   }
 
@@ -141,7 +179,7 @@ export function runPage(main, [id], _query, session) {
   function openLogs() {
     logState.textContent = 'streaming…';
     es = stream(`/v1/runs/${encodeURIComponent(id)}/logs?follow=1`, {
-      output: (d) => output(d.stream, outputText(d)),
+      output: (d) => output(d.stream, outputText(d), d.time),
       phase: (d) => {
         if (run && ACTIVE.has(run.status)) { run.phase = d.phase; renderRun(run); }
         // Resolved: the lock is known from here on.

@@ -60,14 +60,22 @@ export function runsPage(main, _params, query, session) {
     fill(pager,
       h('button', { type: 'button', disabled: page === 0, onclick: () => { page--; sync(); } }, '← Newer'),
       h('span', {}, ` page ${page + 1} of ${pages} · ${shown.length} run(s) `),
-      h('button', { type: 'button', disabled: page >= pages - 1, onclick: () => { page++; sync(); } }, 'Older →'));
+      h('button', { type: 'button', id: 'older', disabled: page >= pages - 1 && !cursor,
+        onclick: () => older().catch((e) => body.append(errorBox(e))) }, 'Older →'));
   }
 
   function sync() {
     setQuery('/runs', { status: status.value, function: fn.value, q: text.value, page: page || '' });
     render();
   }
-  status.addEventListener('change', () => { page = 0; sync(); });
+  // The status is the server's filter (GET /v1/runs?status=), as `ps
+  // --status` has it: the newest 1000 runs in that state, however many
+  // runs of another state came since. Function and text filter those.
+  status.addEventListener('change', () => {
+    page = 0;
+    sync();
+    load().catch((e) => body.append(errorBox(e)));
+  });
   fn.addEventListener('change', () => { page = 0; sync(); });
   text.addEventListener('input', debounce(() => { page = 0; sync(); }, 150));
   const onKey = (e) => {
@@ -78,12 +86,39 @@ export function runsPage(main, _params, query, session) {
   };
   document.addEventListener('keydown', onKey);
 
+  // The server's list comes 1000 runs at a time: past the last page of
+  // those loaded, "Older →" asks for the next 1000 (GET /v1/runs?before=
+  // the oldest listed), so every run can be reached. cursor: that id while
+  // the server may hold older ones, else null.
+  const BATCH = 1000;
+  let loads = 0;
+  let cursor = null;
+  const statusQuery = () => (status.value ? `&status=${encodeURIComponent(status.value)}` : '');
   async function load() {
-    const data = await api('/v1/runs?limit=1000');
+    const mine = ++loads;
+    const data = await api(`/v1/runs?limit=${BATCH}${statusQuery()}`);
+    if (mine !== loads) return; // a later filter's list is on its way
     runs.clear();
     for (const r of data.runs) runs.set(r.id, r);
+    cursor = data.runs.length === BATCH ? data.runs[data.runs.length - 1].id : null;
     functions();
     render();
+  }
+  async function older() {
+    const shownPages = Math.max(1, Math.ceil([...runs.values()].filter(matches).length / PAGE));
+    if (page < shownPages - 1 || !cursor) {
+      page++;
+      sync();
+      return;
+    }
+    const mine = loads;
+    const data = await api(`/v1/runs?limit=${BATCH}${statusQuery()}&before=${encodeURIComponent(cursor)}`);
+    if (mine !== loads) return; // the filter changed meanwhile
+    for (const r of data.runs) if (!runs.has(r.id)) runs.set(r.id, r);
+    cursor = data.runs.length === BATCH ? data.runs[data.runs.length - 1].id : null;
+    functions();
+    if (data.runs.length) page++;
+    sync();
   }
   const renderSoon = debounce(render, 50);
   let greeted = false;

@@ -137,3 +137,29 @@ bool identifier_is_valid(const char *s) {
         }
         return true;
 }
+
+size_t str_escape_controls(const char *s, bool keep_tab, char *buf, size_t size) {
+        assert(s && buf && size > 0);
+        size_t n = 0;
+        for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
+                char esc[5];
+                size_t k;
+                if ((*p >= 0x20 && *p != 0x7f) || (*p == '\t' && keep_tab)) {
+                        esc[0] = (char) *p;
+                        k = 1;
+                } else if (*p == '\n' || *p == '\r' || *p == '\t') {
+                        esc[0] = '\\';
+                        esc[1] = *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't';
+                        k = 2;
+                } else
+                        k = (size_t) snprintf(esc, sizeof(esc), "\\x%02x", *p);
+                if (n + k >= size) {
+                        n = utf8_complete_prefix(buf, n); /* no character cut in two */
+                        break;
+                }
+                memcpy(buf + n, esc, k);
+                n += k;
+        }
+        buf[n] = 0;
+        return n;
+}

@@ -131,6 +131,13 @@ size_t utf8_complete_prefix(const char *s, size_t n);
  * *ret_len unless NULL, as s may hold NULs): each byte that does not begin
  * a valid sequence becomes U+FFFD, as a lossy decoder shows it. */
 char *utf8_replace_invalid(const char *s, size_t n, size_t *ret_len);
+/* s with its control bytes (below 0x20, and 0x7f) spelled out so it shows
+ * as one line and drives no terminal: \n, \r, \t (a tab kept as it is
+ * with keep_tab) and \xNN; other bytes as they are. Written NUL-terminated
+ * into buf[0..size) (size > 0), cut before an escape or a byte that would
+ * not fit; returns the length written.
+ * Example: ("a\x1b[2J\n", false) -> "a\\x1b[2J\\n". */
+size_t str_escape_controls(const char *s, bool keep_tab, char *buf, size_t size);
 /* NULL (an absent field) or valid UTF-8: a string JSON can hold. */
 bool utf8_is_valid_or_null(const char *s);
 /* 1-based line and column (in characters) of byte offset `offset` in s:
@@ -386,6 +393,12 @@ char *json_shorten_reals(const char *json_text);
 typedef enum LogLevel { LOG_ERR, LOG_WARN, LOG_INFO, LOG_DEBUG } LogLevel;
 void log_set_level(LogLevel level);
 void log_set_prefix(const char *prefix);
+/* Whether a message of this level is written (so a caller skips building
+ * one nobody reads). */
+bool log_level_enabled(LogLevel level);
+/* Writes "PREFIX: LEVEL: MESSAGE\n" to stderr as one line: control bytes
+ * of the message (a user's path or text) are escaped as \n, \r, \xNN, so
+ * each call is one line of the log. Keeps errno. */
 void log_msg(LogLevel level, const char *fmt, ...) _printf_(2, 3);
 #define log_error(...) log_msg(LOG_ERR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)

@@ -626,10 +626,21 @@ static int engine_run_get(Backend *b, const char *id, json_t **ret) {
         return 0;
 }
 
-static int engine_run_list(Backend *b, long limit, char *const *statuses, json_t **ret) {
+static int engine_run_list(Backend *b, long limit, char *const *statuses, const char *before, json_t **ret) {
         RunRecord **v = NULL;
         size_t n = 0;
-        int r = b->engine ? store_run_list(engine_store(b->engine), NULL, statuses, (size_t) limit, &v, &n) : 0;
+        int r = 0;
+        if (before) {
+                /* The cursor is found as show finds a run (a fresh home
+                 * has none). */
+                _cleanup_(run_record_freep) RunRecord *cursor = NULL;
+                r = b->engine ? store_run_get(engine_store(b->engine), NULL, before, &cursor) : -ENOENT;
+                if (r < 0)
+                        return store_error(b, r, before);
+                r = store_run_list_before(engine_store(b->engine), 0, NULL, statuses, cursor->id, (size_t) limit, &v,
+                                          &n);
+        } else if (b->engine)
+                r = store_run_list(engine_store(b->engine), NULL, statuses, (size_t) limit, &v, &n);
         if (r < 0) {
                 backend_set_error(b, "cannot list runs: %s", strerror(-r));
                 return r;
@@ -742,9 +753,10 @@ static int engine_run_logs(Backend *b, const char *id, bool follow, Renderer *rd
                 usleep(100 * 1000);
                 (void) store_runs_mark_orphaned(engine_store(b->engine), "the process running it is gone");
         }
-        if (r < 0)
-                backend_set_error(b, "the log of %s is damaged: %s", rec->id, strerror(-r));
-        else if (follow && cli_interrupted)
+        if (r < 0) {
+                backend_set_error(b, "cannot read the log of run %s: %s", rec->id, strerror(-r));
+                r = -EUCLEAN; /* exit 7, internal (-EBADMSG reads as a validation's 3, -EIO as a server's 6) */
+        } else if (follow && cli_interrupted)
                 r = -EINTR; /* Ctrl-C while following: exit 130, as the server's stream ends */
         else if (stranded >= 2) {
                 backend_set_error(b,

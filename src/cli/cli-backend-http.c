@@ -123,11 +123,14 @@ static void on_sse(const char *event, const char *data, size_t len, void *userda
                 if (json_is_string(b64))
                         (void) base64_decode(json_string_value(b64), json_string_length(b64), &bytes, &n);
                 if (bytes || json_is_string(text)) {
+                        /* When the run wrote it, as embedded (a server
+                         * without "time": when it came). */
+                        usec_t ts = cli_parse_timestamp(json_string_value(json_object_get(j, "time")));
                         RunEvent ev = { .type = RUN_EVENT_OUTPUT,
                                         .stream = stream && streq(stream, "stderr") ? 2 : 1,
                                         .data = bytes ?: json_string_value(text),
                                         .len = bytes ? n : json_string_length(text),
-                                        .timestamp = now_realtime() };
+                                        .timestamp = ts ?: now_realtime() };
                         renderer_event(&ev, f->rd);
                 }
         } else if (streq(event, "phase") || streq(event, "warning")) {
@@ -502,22 +505,23 @@ static int created_desc(const void *a, const void *b) {
                           json_string_value(json_object_get(x, "id")) ?: "");
 }
 
-/* GET "/v1/<what>?limit=N[&status=S,T]" and the array under what. A daemon
+/* GET "/v1/<what>?limit=N[&status=S,T]EXTRA" and the array under what. A daemon
  * of a release before the set filter (2026-12-05) takes "S,T" as one
  * state and answers nothing for it: an empty answer to a set is asked
  * again one state at a time, and the answers are merged (newest first,
  * at most limit), so `ps --status succeeded,failed` against it lists
  * what it lists against a daemon of this release instead of nothing. */
-static int http_list_states(Backend *b, const char *what, long limit, char *const *statuses, json_t **ret) {
+static int http_list_states(Backend *b, const char *what, long limit, char *const *statuses, const char *extra,
+                            json_t **ret) {
         _cleanup_free_ char *s = status_query(statuses);
-        _cleanup_free_ char *path = xasprintf("/v1/%s?limit=%ld%s", what, limit, s);
+        _cleanup_free_ char *path = xasprintf("/v1/%s?limit=%ld%s%s", what, limit, s, extra ?: "");
         int r = http_list(b, path, what, ret);
         if (r < 0 || json_array_size(*ret) > 0 || strv_length(statuses) < 2)
                 return r;
         json_t *all = json_array();
         for (size_t i = 0; statuses[i]; i++) {
                 _cleanup_free_ char *one = status_query((char *const[]){ statuses[i], NULL });
-                _cleanup_free_ char *p = xasprintf("/v1/%s?limit=%ld%s", what, limit, one);
+                _cleanup_free_ char *p = xasprintf("/v1/%s?limit=%ld%s%s", what, limit, one, extra ?: "");
                 json_t *part = NULL;
                 r = http_list(b, p, what, &part);
                 if (r < 0) {
@@ -542,8 +546,20 @@ static int http_list_states(Backend *b, const char *what, long limit, char *cons
         return 0;
 }
 
-static int http_run_list(Backend *b, long limit, char *const *statuses, json_t **ret) {
-        return http_list_states(b, "runs", limit, statuses, ret);
+static int http_run_list(Backend *b, long limit, char *const *statuses, const char *before, json_t **ret) {
+        _cleanup_free_ char *cursor = NULL;
+        if (before) {
+                /* The cursor is found as show finds a run: a prefix, and
+                 * the same words for one that is not the caller's. */
+                json_t *run = NULL;
+                int r = http_run_get(b, before, &run);
+                if (r < 0)
+                        return r;
+                _cleanup_free_ char *e = http_escape(json_string_value(json_object_get(run, "id")) ?: before);
+                cursor = xasprintf("&before=%s", e);
+                json_decref(run);
+        }
+        return http_list_states(b, "runs", limit, statuses, cursor, ret);
 }
 
 static int http_run_logs(Backend *b, const char *id, bool follow, Renderer *rd) {
@@ -870,7 +886,7 @@ static int http_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void *u
 }
 
 static int http_dag_list(Backend *b, long limit, char *const *statuses, json_t **ret) {
-        return http_list_states(b, "dags", MIN(limit, 10000L), statuses, ret);
+        return http_list_states(b, "dags", MIN(limit, 10000L), statuses, NULL, ret);
 }
 
 /* ---- datasets ---------------------------------------------------------------- */

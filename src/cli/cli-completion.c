@@ -28,7 +28,7 @@ static const struct {
                     "--dry-run" },
         { "schedule", "--cron --every --tz --catch-up --allow-overlap --paused --dag --param" },
         { "logs", "-f --follow" },
-        { "ps", "-n --limit --status" },
+        { "ps", "-n --limit --status --before" },
 };
 
 static void verbs_line(FILE *f) {
@@ -202,7 +202,7 @@ static int list_names(const char *kind) {
                 r = b->ops->schedule(b, "GET", "", NULL, &ans);
                 list = json_object_get(ans, "schedules");
         } else {
-                r = b->ops->run_list(b, 50, NULL, &ans);
+                r = b->ops->run_list(b, 50, NULL, NULL, &ans);
                 list = ans;
                 key = "id";
         }

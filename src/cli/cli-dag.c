@@ -22,6 +22,13 @@
 #define C_CYAN "\033[36m"
 #define C_RESET "\033[0m"
 
+/* A pipeline's name as a listing shows it: its `name:` is the user's text,
+ * and its control bytes (an escape sequence, a tab) are spelled out so
+ * that listing DAG runs never drives the terminal ("-": none). */
+static void dag_name_shown(const char *name, char buf[static 256]) {
+        (void) str_escape_controls(name ?: "-", false, buf, 256);
+}
+
 static const char dag_help[] =
         "Usage: pysprinter dag run PIPELINE.yaml [--param NAME=VALUE]… [OPTIONS]\n"
         "       pysprinter dag resume ID [OPTIONS]   run the tasks of ID that did not finish (embedded)\n"
@@ -249,8 +256,9 @@ static void on_view(Dag *shape, json_t *dag, void *userdata) {
                 return;
         if (!v->header) {
                 v->header = true;
-                fprintf(stderr, "%sdag %s (%s)\n", v->progress ? "\r\033[K" : "", json_get_string(dag, "id"),
-                        json_get_string(dag, "name") ?: dag_name(shape));
+                char name[256];
+                dag_name_shown(json_get_string(dag, "name") ?: dag_name(shape), name);
+                fprintf(stderr, "%sdag %s (%s)\n", v->progress ? "\r\033[K" : "", json_get_string(dag, "id"), name);
                 v->progress = false;
         }
         if (v->cursor)
@@ -595,7 +603,9 @@ static int dag_status_verb(Backend *b, int argc, char **argv, bool json) {
         if (json)
                 print_dag_json(dag, NULL);
         else {
-                printf("dag %s (%s): %s\n", json_get_string(dag, "id") ?: argv[0], json_get_string(dag, "name") ?: "-", status);
+                char name[256];
+                dag_name_shown(json_get_string(dag, "name"), name);
+                printf("dag %s (%s): %s\n", json_get_string(dag, "id") ?: argv[0], name, status);
                 if (json_get_string(dag, "error"))
                         printf("error: %s\n", json_get_string(dag, "error"));
                 printf("%-24s %-10s %9s %8s  %s\n", "TASK", "STATE", "DURATION", "ATTEMPTS", "RUN");
@@ -660,13 +670,14 @@ static int dag_ls_verb(Backend *b, long limit, char *const *statuses, bool json)
         size_t i;
         if (!json)
                 json_array_foreach(list, i, g) {
-                        char created[32], dur[32] = "-";
+                        char created[32], dur[32] = "-", name[256];
                         format_local_time(json_get_string(g, "created_at"), created);
+                        dag_name_shown(json_get_string(g, "name"), name);
                         json_t *ms = json_object_get(g, "duration_ms");
                         if (json_is_number(ms))
                                 format_duration_us((usec_t) (json_number_value(ms) * 1000.0), dur);
-                        printf("%-18s %-10s %-19s %9s  %s\n", json_get_string(g, "id") ?: "?", json_get_string(g, "status") ?: "?", created,
-                               dur, json_get_string(g, "name") ?: "-");
+                        printf("%-18s %-10s %-19s %9s  %s\n", json_get_string(g, "id") ?: "?",
+                               json_get_string(g, "status") ?: "?", created, dur, name);
                 }
         json_decref(list);
         return 0;

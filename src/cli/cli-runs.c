@@ -677,17 +677,40 @@ static void run_target(json_t *run, char buf[static 256]) {
         const char *f = json_string_value(json_object_get(run, "filename"));
         const char *fn = json_string_value(json_object_get(run, "function"));
         /* Never "file.py::?": a run that failed before its function was
-         * known shows the file alone. */
-        snprintf(buf, 256, "%s%s%s", f ?: "-", fn ? "::" : "", fn ?: "");
+         * known shows the file alone. A file's name may hold any byte but
+         * '/': its control bytes are spelled out (\xNN), so a name made
+         * of escape sequences neither drives the terminal of whoever
+         * lists the runs nor breaks the columns. */
+        _cleanup_free_ char *t = xasprintf("%s%s%s", f ?: "-", fn ? "::" : "", fn ?: "");
+        (void) str_escape_controls(t, false, buf, 256);
 }
 
+/* The run's own time, from its start to its end, or so far while it runs
+ * ("-" for a run that never started), as the dashboard and a Lambda's
+ * Duration count it: a wait for a slot is not the run's (run_queued()). */
 static void run_duration(json_t *run, char buf[static 32]) {
-        usec_t c = cli_parse_timestamp(json_string_value(json_object_get(run, "created_at")));
+        usec_t s = cli_parse_timestamp(json_string_value(json_object_get(run, "started_at")));
         usec_t f = cli_parse_timestamp(json_string_value(json_object_get(run, "finished_at")));
-        if (!c || !f || f < c)
+        if (!f && streq(json_string_value(json_object_get(run, "status")) ?: "", "running"))
+                f = now_realtime(); /* the stuck run an operator looks for shows how long */
+        if (!s || !f || f < s)
                 snprintf(buf, 32, "-");
         else
-                format_duration_us(f - c, buf);
+                format_duration_us(f - s, buf);
+}
+
+/* How long the run waited before it started (or, never started, before it
+ * ended): false while it is still queued. Shown whatever its length, so
+ * that show prints the same lines for a run embedded and on a server. */
+static bool run_queued(json_t *run, char buf[static 32]) {
+        usec_t c = cli_parse_timestamp(json_string_value(json_object_get(run, "created_at")));
+        usec_t s = cli_parse_timestamp(json_string_value(json_object_get(run, "started_at")));
+        if (!s)
+                s = cli_parse_timestamp(json_string_value(json_object_get(run, "finished_at")));
+        if (!c || !s || s < c)
+                return false;
+        format_duration_us(s - c, buf);
+        return true;
 }
 
 static void run_exit(json_t *run, char buf[static 16]) {
@@ -703,9 +726,11 @@ int verb_ps(int argc, char **argv) {
         long limit;
         _cleanup_strv_free_ char **status = NULL;
         if (help_asked(argc, argv)) {
-                printf("Usage: pysprinter ps [--json] [-n N] [--status STATE[,STATE...]]\n\n"
+                printf("Usage: pysprinter ps [--json] [-n N] [--status STATE[,STATE...]] [--before RUN]\n\n"
                        "List the most recent runs (default 20).\n\n"
                        "  -n, --limit N    the newest N runs (1 to 10000)\n"
+                       "  --before RUN     the runs listed after RUN (an id or a prefix): the\n"
+                       "                   next page, past any limit\n"
                        "  --status STATE   the newest N runs in STATE, or in any of several\n"
                        "                   (failed,killed; the option may repeat):\n"
                        "                   queued, running, succeeded, failed, invalid, deps_failed,\n"
@@ -716,6 +741,21 @@ int verb_ps(int argc, char **argv) {
         int k = cli_take_status(&argc, argv, "ps", "ps", run_status_table(), RUN_STATUS_NAMES, &status);
         if (k)
                 return k;
+        /* --before RUN (or --before=RUN): taken out before the common
+         * list options are read. */
+        const char *before = NULL;
+        int kept = 0;
+        for (int i = 0; i < argc; i++) {
+                if (streq(argv[i], "--before") || startswith(argv[i], "--before=")) {
+                        const char *v = argv[i][8] == '=' ? argv[i] + 9 : i + 1 < argc ? argv[++i] : NULL;
+                        if (!v || !*v)
+                                return usage_error("ps", "--before needs a run's id (or a prefix of one)");
+                        before = v;
+                        continue;
+                }
+                argv[kept++] = argv[i];
+        }
+        argc = kept;
         k = cli_parse_list_args(argc, argv, "ps", PS_MAX_RUNS, &json, &limit);
         if (k)
                 return k;
@@ -724,7 +764,7 @@ int verb_ps(int argc, char **argv) {
         if (code)
                 return code;
         json_t *runs = NULL;
-        int r = b->ops->run_list(b, limit, status, &runs);
+        int r = b->ops->run_list(b, limit, status, before, &runs);
         if (r < 0)
                 code = backend_fail(b, r);
         else if (json || cli_globals.json)
@@ -815,6 +855,9 @@ int verb_show(int argc, char **argv) {
                        json_string_value(json_object_get(run, "id")) ?: "?", "target:", target, "status:",
                        json_string_value(json_object_get(run, "status")) ?: "?", "exit code:", ec, "created:", created,
                        "duration:", dur);
+                char queued[32];
+                if (run_queued(run, queued))
+                        printf("%-10s %s\n", "queued:", queued);
                 /* The arguments as the user gave them. */
                 show_value("args:", json_object_get(run, "args") ?: json_array());
                 show_value("kwargs:", json_object_get(run, "kwargs") ?: json_object());
@@ -936,7 +979,10 @@ static int tail_print(Backend *b, Tail *t) {
                 size_t n = 0;
                 while (i + n < end && log.data[i + n] != '\n')
                         n++;
-                printf("[%s] %.*s\n", t->id, (int) n, log.data + i);
+                /* The line's bytes as written, a NUL too (%.*s stopped there). */
+                printf("[%s] ", t->id);
+                fwrite(log.data + i, 1, n, stdout);
+                putchar('\n');
                 i += n + 1;
         }
         fflush(stdout);
@@ -968,6 +1014,19 @@ static int logs_function(const char *name, bool follow) {
                 r = b->ops->function_runs(b, name, first ? LOGS_FUNCTION_RECENT : 50, &runs);
                 if (r < 0)
                         break;
+                /* No runs: a name the tenant never deployed (a typo,
+                 * another tenant's function) is refused as invoke refuses
+                 * it, rather than printing nothing or following nothing
+                 * for ever. A deleted function's runs still list. */
+                if (first && json_array_size(runs) == 0) {
+                        json_t *fn = NULL;
+                        r = b->ops->function(b, "GET", name, &fn);
+                        json_decref(fn);
+                        if (r < 0) {
+                                json_decref(runs);
+                                break;
+                        }
+                }
                 /* newest first from the server: added oldest first */
                 for (size_t i = json_array_size(runs); i-- > 0;) {
                         const char *id = json_string_value(json_object_get(json_array_get(runs, i), "id"));

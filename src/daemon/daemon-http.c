@@ -50,6 +50,7 @@ typedef struct Req {
         bool started;           /* the first access-handler call happened */
         char *bad_url;          /* why the raw request target is refused (400) */
         char *target;           /* the request target as sent (SigV4 signs it) */
+        usec_t t0;              /* when its request line came (the --verbose log's duration) */
         const DaemonBodySink *sink_ops; /* the route streams its body (DaemonRoute.sink) */
         void *sink;             /* … to this, instead of body */
 } Req;
@@ -72,6 +73,35 @@ static void count_status(Daemon *d, unsigned status) {
                 __atomic_add_fetch(&d->metrics.http_errors_4xx, 1, __ATOMIC_RELAXED);
 }
 
+/* --verbose: one line per response, where its status is known (a 401,
+ * 404 or 400 answered before any handler too): method, path as sent
+ * without its query (a query may hold what a caller sends a function),
+ * status, tenant, milliseconds since the request line. No header. */
+static void log_request(const Ctx *c, unsigned status) {
+        if (!log_level_enabled(LOG_DEBUG))
+                return;
+        const char *target = c->req && c->req->target ? c->req->target : "?";
+        int len = (int) MIN(strcspn(target, "?"), (size_t) 1024);
+        /* A Function URL's path past the function is its caller's data (a
+         * webhook's path may hold its secret): /fn/TENANT/NAME/… only. */
+        const char *more = "";
+        if (startswith(target, "/fn/")) {
+                const char *p = target + 4;
+                for (int seg = 0; seg < 2 && p < target + len; seg++) {
+                        p += strcspn(p, "/?");
+                        if (seg == 0 && *p == '/')
+                                p++;
+                }
+                if (p < target + len) {
+                        len = (int) (p - target);
+                        more = "/…";
+                }
+        }
+        double ms = c->req && c->req->t0 ? (double) (now_monotonic() - c->req->t0) / USEC_PER_MSEC : 0;
+        log_debug("%s %.*s%s %u %s %.1fms", c->method ?: "?", len, target, more, status,
+                  c->call.tenant ? c->call.tenant : "-", ms);
+}
+
 /* Queues resp (NULL: drop the connection) and counts it. */
 static enum MHD_Result queue(Ctx *c, struct MHD_Response *resp, unsigned status) {
         if (!resp)
@@ -79,6 +109,7 @@ static enum MHD_Result queue(Ctx *c, struct MHD_Response *resp, unsigned status)
         enum MHD_Result ret = MHD_queue_response(c->conn, status, resp);
         MHD_destroy_response(resp);
         count_status(c->d, status);
+        log_request(c, status);
         return ret;
 }
 
@@ -319,6 +350,7 @@ static enum MHD_Result wait_step(Ctx *c, Req *req) {
                 if (resp != DAEMON_SUSPENDED) {
                         k->answered = true;
                         c->call.lambda = k->call.lambda;
+                        c->call.tenant = k->call.tenant; /* for the --verbose line */
                         return queue(c, resp, status);
                 }
                 if (why != DAEMON_WAKE_EVENT && why != DAEMON_WAKE_NONE) {
@@ -910,9 +942,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
          * hour, and SIGHUP must not wait for it. authenticate() copies what
          * it needs under the lock. */
         c.call.upload = req->sink;
-        enum MHD_Result ret = dispatch(&c, url, &req->body);
-        log_debug("%s %s -> %s", method, url, c.call.tenant ? c.call.tenant : "-");
-        return ret;
+        return dispatch(&c, url, &req->body);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum MHD_RequestTerminationCode toe) {
@@ -1010,6 +1040,7 @@ static int http_framing_check(struct MHD_Connection *conn, char **ret_error) {
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
         Daemon *d = cls;
         Req *req = xcalloc(1, sizeof(Req));
+        req->t0 = now_monotonic();
         buf_init(&req->body, d->cfg.max_body_bytes);
         if (uri) {
                 (void) http_target_check(uri, &req->bad_url);

@@ -31,6 +31,10 @@ struct MHD_Response *daemon_api_healthz(const DaemonCall *call, unsigned *ret_st
         return resp;
 }
 
+#define METRICS_MAX_BYTES ((size_t) 256 << 20)
+/* No series is longer: a text closer than this to the cap may lack some. */
+#define METRICS_MARGIN_BYTES ((size_t) 64 << 10)
+
 static uint64_t file_size(const char *dir, const char *name) {
         _cleanup_free_ char *p = path_join(dir, name);
         return path_file_bytes(p);
@@ -52,7 +56,12 @@ struct MHD_Response *daemon_api_metrics(const DaemonCall *call, unsigned *ret_st
         threads = d->threads;
         pthread_mutex_unlock(&d->lock);
 
-        buf_init(&b, 1 << 20);
+        /* An admin's scrape lists every tenant (four series each, a few
+         * hundred bytes): 1 MiB cut a daemon of a few thousand tenants
+         * short, and every series after theirs (the collector's) was
+         * missing from a 200. The cap is room for ~500,000 tenants; a
+         * scrape that reaches it is an error, never a silent cut. */
+        buf_init(&b, METRICS_MAX_BYTES);
         buf_appends(&b, "# HELP pysprinter_runs_total Runs finished since the daemon started, by final status.\n"
                         "# TYPE pysprinter_runs_total counter\n");
         for (int s = 0; s < _RUN_STATUS_MAX; s++)
@@ -191,6 +200,12 @@ struct MHD_Response *daemon_api_metrics(const DaemonCall *call, unsigned *ret_st
         /* The tenants' names and usage: an admin's (or --no-auth's one
          * user), not anyone's who reaches a public /metrics. */
         daemon_gc_metrics(d, &b, d->no_auth || (call->tenant && call->role == TOKEN_ROLE_ADMIN));
+        if (b.len + METRICS_MARGIN_BYTES > b.max) {
+                buf_free(&b);
+                return daemon_call_error(call, 500, "internal", ret_status,
+                                         "the metrics do not fit in %u MiB: too many tenants' series",
+                                         (unsigned) (METRICS_MAX_BYTES >> 20));
+        }
         size_t n = b.len;
         return daemon_text_response(200, "text/plain; version=0.0.4; charset=utf-8", buf_steal(&b), n, ret_status);
 }

@@ -407,6 +407,14 @@ static int dup_string(json_t *obj, const char *key, size_t max, char **ret, char
 /* data.h's rule (data_name_valid), kept here so request parsing — the
  * fuzzer's target — links nothing beyond basic: NAME is
  * [A-Za-z0-9][A-Za-z0-9._-]{0,63}, VERSION a positive integer. */
+/* A byte below 0x20 or 0x7f: what a name shown in a listing must not hold. */
+static bool has_control_char(const char *s) {
+        for (; *s; s++)
+                if ((unsigned char) *s < 0x20 || *s == 0x7f)
+                        return true;
+        return false;
+}
+
 static bool data_ref_is_valid(const char *ref) {
         size_t n = strcspn(ref, "@");
         if (n == 0 || n > 64 || !isalnum((unsigned char) ref[0]))
@@ -617,8 +625,9 @@ int request_parse(RequestKind kind, const char *body, size_t len, const RequestC
                 r = -EINVAL;
                 goto fail;
         }
-        if (req.filename && (strchr(req.filename, '\n') || !*req.filename)) {
-                *ret_error = xstrdup("field 'filename' must be a non-empty single line");
+        if (req.filename && (!*req.filename || has_control_char(req.filename))) {
+                *ret_error = xstrdup("field 'filename' must be a non-empty name without control characters "
+                                     "(a line break, a tab, an escape sequence)");
                 r = -EINVAL;
                 goto fail;
         }

@@ -220,6 +220,16 @@ static struct MHD_Response *call_verror(const DaemonCall *call, unsigned status,
          * bytes show as U+FFFD rather than the whole message becoming the
          * bare code ("not_found"). */
         _cleanup_free_ char *valid = msg ? utf8_replace_invalid(msg, strlen(msg), NULL) : NULL;
+        /* The daemon's own failure: the operator reads it in the log, not
+         * only the client in its answer (a 5xx counted in /metrics had no
+         * line to say why). The other 5xx are states /healthz and the log
+         * tell already (draining, Redis lost, a full disk) or a run's
+         * (a timed-out wait). */
+        if (status == 500 && call) {
+                const char *target = call->raw_target ?: "?";
+                log_error("%s %.*s (tenant %s): %s", call->method ?: "?",
+                          (int) MIN(strcspn(target, "?"), (size_t) 1024), target, call->tenant ?: "-", valid ?: code);
+        }
         json_t *j = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", valid ? valid : code);
         const char *type = NULL;
         if (call && call->lambda && j) {

@@ -259,6 +259,12 @@ static int record_newer_first(const void *a, const void *b) {
 }
 
 /* daemon.h. */
+bool daemon_run_record_newer(const RunRecord *a, const RunRecord *b) {
+        assert(a && b);
+        return record_newer_first(&a, &b) < 0;
+}
+
+/* daemon.h. */
 RunRecord **daemon_runs_merge_in_flight(Daemon *d, RunRecord **f, size_t nf, RunRecord **v, size_t *n, size_t limit) {
         for (size_t i = 0; i < *n; i++)
                 if (streq(v[i]->status, "queued") || streq(v[i]->status, "running"))
@@ -361,6 +367,7 @@ struct MHD_Response *daemon_call_after_settle(const DaemonCall *call, DaemonSett
 typedef struct RunsList {
         size_t limit;
         char **statuses;
+        char *before; /* ?before=: the cursor run's whole id, or NULL */
         RunRecord **f;
         size_t nf;
 } RunsList;
@@ -369,6 +376,7 @@ static void runs_list_free(void *p) {
         RunsList *l = p;
         run_record_list_free(l->f, l->nf);
         strv_free(l->statuses);
+        free(l->before);
         free(l);
 }
 
@@ -376,7 +384,9 @@ static struct MHD_Response *runs_list_then(const DaemonCall *call, void *p, uint
         RunsList *l = p;
         RunRecord **v = NULL;
         size_t n = 0;
-        int k = store_run_list_settled(call->d->store, ticket, call->tenant, l->statuses, l->limit, &v, &n);
+        int k = l->before ? store_run_list_before(call->d->store, ticket, call->tenant, l->statuses, l->before,
+                                                  l->limit, &v, &n)
+                          : store_run_list_settled(call->d->store, ticket, call->tenant, l->statuses, l->limit, &v, &n);
         if (k < 0)
                 return daemon_call_errno(call, k, "runs", ret_status);
         v = daemon_runs_merge_in_flight(call->d, TAKE_PTR(l->f), l->nf, v, &n, l->limit);
@@ -394,27 +404,43 @@ struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_
         bad = daemon_call_query_states(call, run_status_table(), RUN_STATUS_NAMES, &statuses, ret_status);
         if (bad)
                 return bad;
+        /* ?before=RUN: the next page, the runs listed after RUN (an id
+         * or a unique prefix of one of the caller's runs: another
+         * tenant's is 404, as its GET is). */
+        _cleanup_(run_record_freep) RunRecord *cursor = NULL;
+        const char *before = daemon_call_query(call, "before");
+        if (before) {
+                int k = daemon_run_record_get(d, call->tenant, before, &cursor);
+                if (k < 0)
+                        return daemon_call_errno(call, k, "run", ret_status);
+        }
         RunRecord **v = NULL, **f = NULL;
         size_t n = 0, nf = 0;
         if (d->cluster) {
-                int k = daemon_run_record_list(d, call->tenant, statuses, limit, &v, &n);
+                int k = daemon_run_record_list(d, call->tenant, statuses, cursor, limit, &v, &n);
                 if (k < 0)
                         return daemon_call_errno(call, k, "runs", ret_status);
                 return daemon_runs_list_answer(call, v, n, statuses, ret_status);
         }
         if (daemon_run_list_in_flight(d, call->tenant, NULL, &f, &nf) < 0)
                 nf = 0;
-        /* Only the runs in hand in those states take a place in the list
-         * (a stored one shown in another is dropped from the answer). */
+        /* Only the runs in hand in those states (and after the cursor)
+         * take a place in the list (a stored one shown in another is
+         * dropped from the answer). */
         size_t kept = 0;
         for (size_t i = 0; i < nf; i++)
-                if (!statuses || strv_contains(statuses, f[i]->status ?: ""))
+                if ((!statuses || strv_contains(statuses, f[i]->status ?: "")) &&
+                    (!cursor || daemon_run_record_newer(cursor, f[i])))
                         f[kept++] = f[i];
                 else
                         run_record_free(f[i]);
         nf = kept;
         RunsList *w = xcalloc(1, sizeof(RunsList));
-        *w = (RunsList){ .limit = limit, .statuses = TAKE_PTR(statuses), .f = f, .nf = nf };
+        *w = (RunsList){ .limit = limit,
+                         .statuses = TAKE_PTR(statuses),
+                         .before = cursor ? xstrdup(cursor->id) : NULL,
+                         .f = f,
+                         .nf = nf };
         return daemon_call_after_settle(call, runs_list_then, w, runs_list_free);
 }
 
@@ -482,7 +508,7 @@ static void log_collect(const RunEvent *ev, void *userdata) {
  * "base64", beside a "text" with U+FFFD for each byte that is not, so that
  * a client that shows text still can and one that prints bytes (the CLI)
  * prints what the run wrote, as it does embedded. */
-static void sse_output(Buf *out, int stream, const char *data, size_t len) {
+static void sse_output(Buf *out, int stream, const char *data, size_t len, usec_t ts) {
         const char *name = stream == 2 ? "stderr" : "stdout";
         /* jansson checks the UTF-8 itself: one walk over valid output. */
         json_t *j = json_pack("{s:s, s:s#}", "stream", name, "text", data, (int) len);
@@ -491,6 +517,11 @@ static void sse_output(Buf *out, int stream, const char *data, size_t len) {
                 _cleanup_free_ char *lossy = utf8_replace_invalid(data, len, &n), *b64 = base64_encode(data, len);
                 j = json_pack("{s:s, s:s#, s:s}", "stream", name, "text", lossy, (int) n, "base64", b64);
         }
+        /* When the run wrote it (the log keeps it): a replay shows a
+         * finished run's lines at their own times, not at the replay's. */
+        char stamp[32];
+        if (j && ts)
+                json_object_set_new(j, "time", json_string(format_timestamp(ts, stamp)));
         _cleanup_free_ char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
         json_decref(j);
         if (s)
@@ -499,7 +530,7 @@ static void sse_output(Buf *out, int stream, const char *data, size_t len) {
 
 static void log_collect_sse(const RunEvent *ev, void *userdata) {
         if (ev->type == RUN_EVENT_OUTPUT)
-                sse_output(userdata, ev->stream, ev->data, ev->len);
+                sse_output(userdata, ev->stream, ev->data, ev->len, ev->timestamp);
 }
 
 /* The run as its GET spells it: an error naming a server path (storing
@@ -557,7 +588,7 @@ static bool sse_copy_new(SseStream *s) {
                 /* Chunks grow while the run writes; this one may get
                  * longer, so remember how far we got. */
                 if (n > 0)
-                        sse_output(&s->out.buf, ch->stream, r->log.data + ch->offset + s->chunk_off, n);
+                        sse_output(&s->out.buf, ch->stream, r->log.data + ch->offset + s->chunk_off, n, ch->timestamp);
                 s->chunk_off += n;
                 if (chunk_final) {
                         if (s->chunk_off >= ch->len) {
@@ -640,7 +671,7 @@ static struct MHD_Response *live_log_events(const DaemonCall *call, DRun *r, uns
                         size_t n = MIN(ch->len - off, (size_t) 64 * 1024);
                         if (n < ch->len - off) /* events of 64 KiB at most, cut between characters */
                                 n = utf8_complete_prefix(log + ch->offset + off, n) ?: n;
-                        sse_output(&b, ch->stream, log + ch->offset + off, n);
+                        sse_output(&b, ch->stream, log + ch->offset + off, n, ch->timestamp);
                         off += n;
                 }
         }
@@ -700,7 +731,7 @@ static bool cluster_log_render(Buf *out, const ClusterLogEntry *v, size_t n, boo
                 case CLUSTER_LOG_STDOUT:
                 case CLUSTER_LOG_STDERR:
                         if (sse)
-                                sse_output(out, (int) v[i].kind, v[i].data, v[i].len);
+                                sse_output(out, (int) v[i].kind, v[i].data, v[i].len, 0); /* Redis keeps no time */
                         else
                                 (void) buf_append(out, v[i].data, v[i].len);
                         break;
@@ -919,14 +950,21 @@ struct MHD_Response *daemon_api_run_logs(const DaemonCall *call, unsigned *ret_s
                 follow = true;
         Buf b;
         buf_init(&b, 256U << 20);
+        /* No file: the run printed nothing. One that cannot be read
+         * (damaged, a directory in its place) is an error, as the embedded
+         * CLI and a DAG task's log say, not an empty log; what was read
+         * before a damaged frame is served. */
+        k = rec->log_path ? engine_log_replay(rec->log_path, follow ? log_collect_sse : log_collect, &b) : 0;
+        if (k < 0 && k != -ENOENT && b.len == 0) {
+                buf_free(&b);
+                return daemon_call_error(call, 500, "internal", ret_status, "cannot read the log of run %s: %s",
+                                         rec->id, strerror(-k));
+        }
         if (follow) {
-                if (rec->log_path)
-                        (void) engine_log_replay(rec->log_path, log_collect_sse, &b);
                 json_t *j = run_json(rec, NULL);
                 sse_end(&b, j, daemon_call_shows_paths(call));
                 json_decref(j);
-        } else if (rec->log_path)
-                (void) engine_log_replay(rec->log_path, log_collect, &b);
+        }
         size_t n = b.len;
         struct MHD_Response *resp = daemon_text_response(200, follow ? "text/event-stream" : "text/plain; charset=utf-8",
                                                          buf_steal(&b), n, ret_status);

@@ -187,6 +187,10 @@ void drun_unref(Daemon *d, DRun *r) {
                 drun_free(r);
 }
 
+/* Output pieces of a run in the daemon's hands that keep their own write
+ * time (drun_log_append()). */
+#define LOG_CHUNKS_TIMED 4096
+
 /* Appends to the run's in-memory log; called with d->lock held. */
 static void drun_log_append(DRun *r, int stream, const char *data, size_t len) {
         if (len == 0 && stream != 0)
@@ -200,14 +204,25 @@ static void drun_log_append(DRun *r, int stream, const char *data, size_t len) {
                 r->alloc_chunks = MAX(16u, r->alloc_chunks * 2);
                 r->chunks = xrealloc(r->chunks, r->alloc_chunks * sizeof(LogChunk));
         }
-        /* Merge consecutive output of one stream: fewer SSE events. */
-        if (stream != 0 && r->n_chunks > 0 && r->chunks[r->n_chunks - 1].stream == stream &&
-            r->chunks[r->n_chunks - 1].offset + r->chunks[r->n_chunks - 1].len == off) {
-                r->chunks[r->n_chunks - 1].len += len;
+        /* Merge consecutive output of one stream written within a
+         * millisecond (a flood of small writes): fewer SSE events. A piece
+         * written later keeps its own time, which each output event
+         * carries ("time"): merged, a line printed a minute after the
+         * chunk's first showed that first one's time. Past
+         * LOG_CHUNKS_TIMED pieces they merge whatever their times, as
+         * before: a run writing a byte every 2 ms must not hold a piece's
+         * bookkeeping per byte (its log file keeps every write's time).
+         * A piece that ends inside a character is always continued: the
+         * events are cut between characters (docs/api.md). */
+        usec_t now = now_realtime();
+        LogChunk *last = r->n_chunks > 0 ? &r->chunks[r->n_chunks - 1] : NULL;
+        if (stream != 0 && last && last->stream == stream && last->offset + last->len == off &&
+            (now - last->timestamp < USEC_PER_MSEC || r->n_chunks >= LOG_CHUNKS_TIMED ||
+             utf8_complete_prefix(r->log.data + last->offset, last->len) < last->len)) {
+                last->len += len;
                 return;
         }
-        r->chunks[r->n_chunks++] = (LogChunk) { .stream = stream, .offset = off, .len = len,
-                                                .timestamp = now_realtime() };
+        r->chunks[r->n_chunks++] = (LogChunk){ .stream = stream, .offset = off, .len = len, .timestamp = now };
 }
 
 /* The key under which a tenant's use of an environment is recorded: the

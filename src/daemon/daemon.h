@@ -683,10 +683,14 @@ int daemon_run_lock_get(Daemon *d, const char *tenant, const char *id, char **re
 /* GET /v1/runs's most runs in one answer. */
 #define DAEMON_RUNS_LIST_MAX 10000
 /* The newest limit runs of tenant in one of statuses (NULL-terminated;
- * NULL: any), from the same place (a cluster's: the states among the
- * newest DAEMON_RUNS_LIST_MAX). */
-int daemon_run_record_list(Daemon *d, const char *tenant, char *const *statuses, size_t limit, RunRecord ***ret,
-                           size_t *ret_n);
+ * NULL: any), listed after before when not NULL (a run of tenant: the
+ * next page), from the same place (a cluster's: among the newest
+ * DAEMON_RUNS_LIST_MAX). */
+int daemon_run_record_list(Daemon *d, const char *tenant, char *const *statuses, const RunRecord *before, size_t limit,
+                           RunRecord ***ret, size_t *ret_n);
+/* Whether a is listed before b (GET /v1/runs's order: created, then id,
+ * descending). */
+bool daemon_run_record_newer(const RunRecord *a, const RunRecord *b);
 /* Cluster mode: the runs of tenant's deployed function name, newest first
  * (Redis's index of them). */
 int daemon_cluster_function_run_list(Daemon *d, const char *tenant, const char *name, size_t limit, RunRecord ***ret,

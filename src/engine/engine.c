@@ -458,6 +458,11 @@ int engine_log_replay_from(const char *path, uint64_t offset, RunEventFn fn, voi
                                 .len = data.len, .timestamp = ts };
                 fn(&ev, userdata);
         }
+        /* A read that failed is not the log's end (a directory in its
+         * place reads EISDIR): the caller says the log cannot be read
+         * rather than show it empty. */
+        if (r == 0 && ferror(f))
+                r = errno > 0 ? -errno : -EIO;
         buf_free(&data);
         if (ret_offset)
                 *ret_offset = whole;

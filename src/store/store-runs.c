@@ -90,8 +90,8 @@ int store_run_insert_idempotent(Store *s, const RunRecord *r, const char *key, u
 }
 
 /* The list, read as it is committed. */
-static int run_list_read(Store *s, const char *tenant, char *const *statuses, size_t limit, RunRecord ***ret_records,
-                         size_t *ret_n) {
+static int run_list_read(Store *s, const char *tenant, char *const *statuses, const char *before, size_t limit,
+                         RunRecord ***ret_records, size_t *ret_n) {
         sqlite3_stmt *st;
         store_lock(s);
         /* Both walk runs_tenant_created (there is no index on created
@@ -100,10 +100,14 @@ static int run_list_read(Store *s, const char *tenant, char *const *statuses, si
          * statement with "?1 IS NULL OR tenant = ?1" would use no index on
          * tenant at all. The states (?3, a JSON array) are filtered in the
          * walk, so LIMIT counts the runs in them: the newest N failed runs,
-         * not the failed ones among the newest N. */
+         * not the failed ones among the newest N. ?4, a run's id: only the
+         * runs listed after it, in the same order (the next page); an id
+         * no run has lists nothing. */
         int rc = sqlite3_prepare_v2(s->db,
                                     tenant ? "SELECT " RUN_SELECT_COLUMNS " FROM runs WHERE tenant = ?1 "
                                              "AND (?3 IS NULL OR status IN (SELECT value FROM json_each(?3))) "
+                                             "AND (?4 IS NULL OR (created, id) < (SELECT created, id FROM runs "
+                                             "WHERE id = ?4)) "
                                              "ORDER BY created DESC, id DESC LIMIT ?2"
                                            : "WITH RECURSIVE t(x) AS (SELECT (SELECT min(tenant) FROM runs) "
                                              "UNION ALL SELECT (SELECT min(tenant) FROM runs WHERE tenant > t.x) "
@@ -111,6 +115,8 @@ static int run_list_read(Store *s, const char *tenant, char *const *statuses, si
                                              "SELECT " RUN_SELECT_COLUMNS " FROM t JOIN runs ON runs.rowid IN "
                                              "(SELECT rowid FROM runs WHERE tenant = t.x "
                                              "AND (?3 IS NULL OR status IN (SELECT value FROM json_each(?3))) "
+                                             "AND (?4 IS NULL OR (created, id) < (SELECT created, id FROM runs "
+                                             "WHERE id = ?4)) "
                                              "ORDER BY created DESC, id DESC LIMIT ?2) "
                                              "WHERE ?1 IS NULL ORDER BY created DESC, id DESC LIMIT ?2",
                                     -1, &st, NULL);
@@ -121,6 +127,7 @@ static int run_list_read(Store *s, const char *tenant, char *const *statuses, si
         store_bind_text(st, 1, tenant);
         sqlite3_bind_int64(st, 2, (sqlite3_int64) (limit ? limit : 20));
         store_bind_set(st, 3, statuses);
+        store_bind_text(st, 4, before);
         RunRecord **v = NULL;
         size_t n = 0;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -141,13 +148,23 @@ static int run_list_read(Store *s, const char *tenant, char *const *statuses, si
 int store_run_list(Store *s, const char *tenant, char *const *statuses, size_t limit, RunRecord ***ret_records,
                    size_t *ret_n) {
         store_runs_settle(s);
-        return run_list_read(s, tenant, statuses, limit, ret_records, ret_n);
+        return run_list_read(s, tenant, statuses, NULL, limit, ret_records, ret_n);
 }
 
 int store_run_list_settled(Store *s, uint64_t ticket, const char *tenant, char *const *statuses, size_t limit,
                            RunRecord ***ret_records, size_t *ret_n) {
         store_runs_settle_through(s, ticket);
-        return run_list_read(s, tenant, statuses, limit, ret_records, ret_n);
+        return run_list_read(s, tenant, statuses, NULL, limit, ret_records, ret_n);
+}
+
+int store_run_list_before(Store *s, uint64_t ticket, const char *tenant, char *const *statuses, const char *before,
+                          size_t limit, RunRecord ***ret_records, size_t *ret_n) {
+        assert(s && before);
+        if (ticket)
+                store_runs_settle_through(s, ticket);
+        else
+                store_runs_settle(s);
+        return run_list_read(s, tenant, statuses, before, limit, ret_records, ret_n);
 }
 
 int store_runs_mark_lost(Store *s, const char *message) {

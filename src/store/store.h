@@ -245,6 +245,13 @@ int store_run_list(Store *s, const char *tenant, char *const *statuses, size_t l
 /* The same after store_runs_settle_ask() (ticket: its answer). */
 int store_run_list_settled(Store *s, uint64_t ticket, const char *tenant, char *const *statuses, size_t limit,
                            RunRecord ***ret_records, size_t *ret_n);
+/* The next page of such a list: the runs listed after run before (its
+ * whole id; a run of tenant, which the caller checked), in the same order
+ * (created, then id, descending), so that a caller pages back through
+ * every run, past any limit. An id no run has lists nothing. ticket: as
+ * store_run_list_settled()'s, or 0 to settle as store_run_list() does. */
+int store_run_list_before(Store *s, uint64_t ticket, const char *tenant, char *const *statuses, const char *before,
+                          size_t limit, RunRecord ***ret_records, size_t *ret_n);
 void run_record_list_free(RunRecord **v, size_t n);
 /* Mark every queued/running run as lost (called at startup by the one
  * process that owns in-flight runs, i.e. the daemon). Returns how many. */

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import DAEMON
 from daemonlib import TOKENS, Daemon
-from uilib import start_browser, wait_for
+from uilib import start_browser, ui_login, wait_for
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
 
@@ -425,17 +425,6 @@ def browser():
         yield drv
     finally:
         drv.quit()
-
-
-def ui_login(drv, d, token, who):
-    from selenium.webdriver.common.by import By
-    drv.delete_all_cookies()
-    drv.get(d.url + "/ui/login")
-    tok = drv.find_element(By.ID, "token")
-    tok.clear()
-    tok.send_keys(token)
-    drv.find_element(By.ID, "login-submit").click()
-    wait_for(lambda: drv.find_element(By.ID, "who").text.startswith(who), what=f"logged in as {who}")
 
 
 def live_text(drv):

@@ -210,8 +210,9 @@ def test_logs_function_tags_every_invocation_and_follows_new_ones(cli, env, tmp_
             p.wait(10)
         assert p.returncode == 130
         # Bob does not see alice's function's runs; no server: a clear error.
-        p = cli("logs", "--function", "pr", env={"PYSPRINTER_TOKEN": TOKENS["bob"]}, check=0)
-        assert "line" not in p.stdout
+        # (for bob no function 'pr' exists: refused as invoke refuses it)
+        p = cli("logs", "--function", "pr", env={"PYSPRINTER_TOKEN": TOKENS["bob"]}, check=2)
+        assert "line" not in p.stdout and "no deployed function 'pr'" in p.stderr, p.stderr
     finally:
         d.stop()
     p = subprocess.run([str(CLI), "logs", "--function", "pr"], capture_output=True, text=True, env=env)

@@ -45,3 +45,16 @@ def start_browser():
     drv = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     drv.set_page_load_timeout(30)
     return drv
+
+
+def ui_login(drv, d, token, who):
+    """Logs browser drv in to daemon d's dashboard with token (a clean
+    cookie jar first); waits for the header to name who."""
+    from selenium.webdriver.common.by import By
+    drv.delete_all_cookies()
+    drv.get(d.url + "/ui/login")
+    tok = drv.find_element(By.ID, "token")
+    tok.clear()
+    tok.send_keys(token)
+    drv.find_element(By.ID, "login-submit").click()
+    wait_for(lambda: drv.find_element(By.ID, "who").text.startswith(who), what=f"logged in as {who}")

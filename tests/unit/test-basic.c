@@ -629,6 +629,63 @@ static void test_fd_limit_raise(void **state) {
         assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
 }
 
+static void test_str_escape_controls(void **state) {
+        static const struct {
+                const char *in;
+                bool keep_tab;
+                size_t size;
+                const char *out;
+        } rows[] = {
+                { "plain é", false, 64, "plain é" },
+                { "a\nb\rc\td", false, 64, "a\\nb\\rc\\td" },
+                { "a\td", true, 64, "a\td" },
+                { "\x1b]0;t\x07\x1b[2J\x7f", false, 64, "\\x1b]0;t\\x07\\x1b[2J\\x7f" },
+                { "ab\x1b", false, 5, "ab" }, /* an escape is never cut */
+                { "a\xc3\xa9"
+                  "b",
+                  false, 3, "a" }, /* nor a character */
+                { "a\xc3\xa9"
+                  "b",
+                  false, 4, "a\xc3\xa9" },
+                { "", false, 1, "" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                char buf[64];
+                size_t n = str_escape_controls(rows[i].in, rows[i].keep_tab, buf, rows[i].size);
+                assert_string_equal(buf, rows[i].out);
+                assert_int_equal(n, strlen(rows[i].out));
+        }
+}
+
+/* A log message is one line whatever it carries: control bytes are
+ * escaped, a tab and UTF-8 stay. */
+static void test_log_msg_is_one_line(void **state) {
+        char path[] = "/tmp/test-basic-log-XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        (void) unlink(path);
+        fflush(stderr);
+        int saved = dup(STDERR_FILENO);
+        assert_true(saved >= 0);
+        assert_true(dup2(fd, STDERR_FILENO) >= 0);
+        log_set_prefix("t");
+        log_set_level(LOG_INFO);
+        assert_false(log_level_enabled(LOG_DEBUG));
+        assert_true(log_level_enabled(LOG_WARN));
+        errno = EIO;
+        log_warn("a\nt: error: forged\r\x1b[31m\x7f\tend \xc3\xa9");
+        assert_int_equal(errno, EIO);
+        log_debug("not written");
+        fflush(stderr);
+        assert_true(dup2(saved, STDERR_FILENO) >= 0);
+        close(saved);
+        char got[256] = {};
+        assert_true(pread(fd, got, sizeof(got) - 1, 0) > 0);
+        close(fd);
+        assert_string_equal(got, "t: warning: a\\nt: error: forged\\r\\x1b[31m\\x7f\tend \xc3\xa9\n");
+        log_set_prefix("pysprinter");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_buf_cap),
@@ -655,6 +712,8 @@ int main(void) {
                 cmocka_unit_test(test_parse_uint64),
                 cmocka_unit_test(test_idempotency_key_is_valid),
                 cmocka_unit_test(test_pid_is_running),
+                cmocka_unit_test(test_log_msg_is_one_line),
+                cmocka_unit_test(test_str_escape_controls),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -297,6 +297,49 @@ static void test_prefix_and_tenants(void **state) {
         store_close(s);
 }
 
+/* Paging: the runs after a cursor run, in the list's own order (created,
+ * then id, descending: runs of one microsecond are neither skipped nor
+ * repeated), for one tenant or all, with states too. */
+static void test_run_list_before(void **state) {
+        Store *s = open_fresh();
+        insert(s, "r1", "a", "failed", 10);
+        insert(s, "r2", "a", "succeeded", 20);
+        insert(s, "r3", "a", "succeeded", 20); /* same time as r2 */
+        insert(s, "r4", "b", "failed", 25);
+        insert(s, "r5", "a", "failed", 30);
+        static const struct {
+                const char *tenant, *before, *states[3];
+                size_t limit;
+                const char *want;
+        } rows[] = {
+                { "a", "r5", { NULL }, 10, "r3 r2 r1" },
+                { "a", "r3", { NULL }, 10, "r2 r1" },
+                { "a", "r3", { NULL }, 1, "r2" },
+                { "a", "r2", { NULL }, 10, "r1" },
+                { "a", "r1", { NULL }, 10, "" },
+                { "a", "r5", { "failed", NULL }, 10, "r1" },
+                { NULL, "r5", { NULL }, 10, "r4 r3 r2 r1" },
+                { NULL, "r4", { "failed", NULL }, 10, "r1" },
+                { "a", "rnone", { NULL }, 10, "" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                RunRecord **v = NULL;
+                size_t n = 0;
+                assert_int_equal(store_run_list_before(s, 0, rows[i].tenant,
+                                                       rows[i].states[0] ? (char *const *) rows[i].states : NULL,
+                                                       rows[i].before, rows[i].limit, &v, &n),
+                                 0);
+                char got[64] = "";
+                for (size_t j = 0; j < n; j++) {
+                        strcat(got, j ? " " : "");
+                        strcat(got, v[j]->id);
+                }
+                assert_string_equal(got, rows[i].want);
+                run_record_list_free(v, n);
+        }
+        store_close(s);
+}
+
 /* The states are filtered in the walk: the newest N runs in them, however
  * many newer runs are in others (GET /v1/runs?status=failed&limit=1), one
  * state or several (?status=failed,killed). */
@@ -5555,6 +5598,7 @@ int main(void) {
                 cmocka_unit_test(test_insert_get_update),
                 cmocka_unit_test(test_prefix_and_tenants),
                 cmocka_unit_test(test_run_list_by_status),
+                cmocka_unit_test(test_run_list_before),
                 cmocka_unit_test(test_mark_lost),
                 cmocka_unit_test(test_orphaned_runs_are_marked_lost),
                 cmocka_unit_test(test_kv),
