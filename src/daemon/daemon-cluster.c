@@ -464,7 +464,7 @@ int daemon_run_record_list(Daemon *d, const char *tenant, char *const *statuses,
         size_t n = 0;
         for (size_t i = 0; i < *ret_n; i++)
                 if (n < limit && (!statuses || ((*ret)[i]->status && strv_contains(statuses, (*ret)[i]->status))) &&
-                    (!before || daemon_run_record_newer(before, (*ret)[i])))
+                    (!before || run_record_newer(before, (*ret)[i])))
                         (*ret)[n++] = (*ret)[i];
                 else
                         run_record_free((*ret)[i]);

@@ -251,19 +251,6 @@ struct MHD_Response *daemon_api_runs_submit(const DaemonCall *call, unsigned *re
         return resp;
 }
 
-static int record_newer_first(const void *a, const void *b) {
-        const RunRecord *x = *(RunRecord *const *) a, *y = *(RunRecord *const *) b;
-        if (x->created != y->created)
-                return x->created > y->created ? -1 : 1;
-        return strcmp(y->id, x->id);
-}
-
-/* daemon.h. */
-bool daemon_run_record_newer(const RunRecord *a, const RunRecord *b) {
-        assert(a && b);
-        return record_newer_first(&a, &b) < 0;
-}
-
 /* daemon.h. */
 RunRecord **daemon_runs_merge_in_flight(Daemon *d, RunRecord **f, size_t nf, RunRecord **v, size_t *n, size_t limit) {
         for (size_t i = 0; i < *n; i++)
@@ -300,7 +287,7 @@ RunRecord **daemon_runs_merge_in_flight(Daemon *d, RunRecord **f, size_t nf, Run
                 record_show_start(stored, streq(f[j]->status, "running"), f[j]->attempt, f[j]->started);
         }
         run_record_list_free(f, nf);
-        qsort(m, k, sizeof(RunRecord *), record_newer_first);
+        qsort(m, k, sizeof(RunRecord *), run_record_cmp_newer_first);
         while (k > limit)
                 run_record_free(m[--k]);
         *n = k;
@@ -430,7 +417,7 @@ struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_
         size_t kept = 0;
         for (size_t i = 0; i < nf; i++)
                 if ((!statuses || strv_contains(statuses, f[i]->status ?: "")) &&
-                    (!cursor || daemon_run_record_newer(cursor, f[i])))
+                    (!cursor || run_record_newer(cursor, f[i])))
                         f[kept++] = f[i];
                 else
                         run_record_free(f[i]);

@@ -688,9 +688,6 @@ int daemon_run_lock_get(Daemon *d, const char *tenant, const char *id, char **re
  * DAEMON_RUNS_LIST_MAX). */
 int daemon_run_record_list(Daemon *d, const char *tenant, char *const *statuses, const RunRecord *before, size_t limit,
                            RunRecord ***ret, size_t *ret_n);
-/* Whether a is listed before b (GET /v1/runs's order: created, then id,
- * descending). */
-bool daemon_run_record_newer(const RunRecord *a, const RunRecord *b);
 /* Cluster mode: the runs of tenant's deployed function name, newest first
  * (Redis's index of them). */
 int daemon_cluster_function_run_list(Daemon *d, const char *tenant, const char *name, size_t limit, RunRecord ***ret,

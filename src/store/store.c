@@ -157,6 +157,20 @@ void run_record_freep(RunRecord **r) {
         *r = run_record_free(*r);
 }
 
+/* store.h. */
+int run_record_cmp_newer_first(const void *a, const void *b) {
+        const RunRecord *x = *(RunRecord *const *) a, *y = *(RunRecord *const *) b;
+        if (x->created != y->created)
+                return x->created > y->created ? -1 : 1;
+        return strcmp(y->id, x->id);
+}
+
+/* store.h. */
+bool run_record_newer(const RunRecord *a, const RunRecord *b) {
+        assert(a && b);
+        return run_record_cmp_newer_first(&a, &b) < 0;
+}
+
 void run_record_list_free(RunRecord **v, size_t n) {
         for (size_t i = 0; i < n; i++)
                 run_record_free(v[i]);

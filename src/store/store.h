@@ -253,6 +253,11 @@ int store_run_list_settled(Store *s, uint64_t ticket, const char *tenant, char *
 int store_run_list_before(Store *s, uint64_t ticket, const char *tenant, char *const *statuses, const char *before,
                           size_t limit, RunRecord ***ret_records, size_t *ret_n);
 void run_record_list_free(RunRecord **v, size_t n);
+/* Whether a is listed before b (every run listing's order, GET /v1/runs's:
+ * created, then id, descending). */
+bool run_record_newer(const RunRecord *a, const RunRecord *b);
+/* That order as a qsort() comparator of RunRecord pointers. */
+int run_record_cmp_newer_first(const void *a, const void *b);
 /* Mark every queued/running run as lost (called at startup by the one
  * process that owns in-flight runs, i.e. the daemon). Returns how many. */
 int store_runs_mark_lost(Store *s, const char *message);
