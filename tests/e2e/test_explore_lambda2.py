@@ -11,11 +11,11 @@ import time
 import pytest
 
 from conftest import DAEMON, ROOT
-from daemonlib import KEYS, TOKENS, Daemon, sandbox_mode, wait_for
+from daemonlib import TOKENS, Daemon, sandbox_mode, wait_for
 from loopback import LoopbackServer, requests_on
+from test_explore_lambda import client
 
 boto3 = pytest.importorskip("boto3", reason="python3-boto3 is not installed")
-from botocore.config import Config  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "python"))
 from pysprinter import Client  # noqa: E402
@@ -71,11 +71,6 @@ def d(tmp_path_factory):
         yield daemon
 
 
-def client(d, who="alice"):
-    key_id, secret = KEYS[who]
-    return boto3.client("lambda", endpoint_url=d.url, region_name="us-east-1",
-                        aws_access_key_id=key_id, aws_secret_access_key=secret,
-                        config=Config(retries={"max_attempts": 0}, read_timeout=120))
 
 
 def log_text(d, run_id):

@@ -19,6 +19,31 @@ _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="
                      r'(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*")*)?\})? (\S+)$')
 
 
+def invoke_ok_many(d, total):
+    """Deploys the function ok and invokes it total times, on four
+    keep-alive connections at once: a tenant with that many runs behind
+    it."""
+    st, out = d.call("POST", "/v1/functions", {"name": "ok", "source": "def h():\n    return 1\n",
+                                               "filename": "ok.py"})
+    assert st == 201, out
+    def invokes(n):
+        c = d.conn()
+        try:
+            for _ in range(n):
+                c.request("POST", "/v1/functions/ok/invoke?wait=true", body=b"{}",
+                          headers={"Authorization": "Bearer " + TOKENS["alice"],
+                                   "Content-Type": "application/json"})
+                r = c.getresponse()
+                assert r.status == 200, r.read()
+                r.read()
+        finally:
+            c.close()
+    threads = [threading.Thread(target=invokes, args=(total // 4,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    join(threads)
+
+
 def exposition(text):
     """/metrics text checked as a Prometheus scraper reads it (text format
     0.0.4), strictly: every family has one HELP and one TYPE before its
@@ -197,26 +222,7 @@ def test_the_runs_pages_status_filter_finds_a_failure_older_than_the_newest_1000
     with d.serving():
         st, bad = d.run("def f():\n    raise RuntimeError('the one to find')\n")
         assert st == 200 and bad["status"] == "failed", bad
-        st, out = d.call("POST", "/v1/functions", {"name": "ok", "source": "def h():\n    return 1\n",
-                                                   "filename": "ok.py"})
-        assert st == 201, out
-
-        def invokes(n):
-            c = d.conn()
-            try:
-                for _ in range(n):
-                    c.request("POST", "/v1/functions/ok/invoke?wait=true", body=b"{}",
-                              headers={"Authorization": "Bearer " + TOKENS["alice"],
-                                       "Content-Type": "application/json"})
-                    r = c.getresponse()
-                    assert r.status == 200, r.read()
-                    r.read()
-            finally:
-                c.close()
-        threads = [threading.Thread(target=invokes, args=(250,)) for _ in range(4)]
-        for t in threads:
-            t.start()
-        join(threads)
+        invoke_ok_many(d, 4 * 250)
         st, b = d.call("GET", "/v1/runs?status=failed&limit=5")
         assert st == 200 and [r["id"] for r in b["runs"]] == [bad["id"]], b
         ui_login(browser, d, TOKENS["alice"], "alice")
@@ -386,26 +392,7 @@ def test_ps_pages_back_past_the_newest_10000_runs(tmp_path, cli):
     with d.serving():
         st, oldest = d.run("def f():\n    raise RuntimeError('long ago')\n")
         assert st == 200 and oldest["status"] == "failed", oldest
-        st, out = d.call("POST", "/v1/functions", {"name": "ok", "source": "def h():\n    return 1\n",
-                                                   "filename": "ok.py"})
-        assert st == 201, out
-
-        def invokes(n):
-            c = d.conn()
-            try:
-                for _ in range(n):
-                    c.request("POST", "/v1/functions/ok/invoke?wait=true", body=b"{}",
-                              headers={"Authorization": "Bearer " + TOKENS["alice"],
-                                       "Content-Type": "application/json"})
-                    r = c.getresponse()
-                    assert r.status == 200, r.read()
-                    r.read()
-            finally:
-                c.close()
-        threads = [threading.Thread(target=invokes, args=(2525,)) for _ in range(4)]
-        for t in threads:
-            t.start()
-        join(threads)
+        invoke_ok_many(d, 4 * 2525)
         server = {"PYSPRINTER_SERVER": d.url, "PYSPRINTER_TOKEN": TOKENS["alice"]}
         seen, before = [], []
         while True:
@@ -452,26 +439,7 @@ def test_the_runs_page_reaches_runs_older_than_the_newest_1000(tmp_path, browser
     with d.serving():
         st, oldest = d.run("def f():\n    raise RuntimeError('long ago')\n")
         assert st == 200, oldest
-        st, out = d.call("POST", "/v1/functions", {"name": "ok", "source": "def h():\n    return 1\n",
-                                                   "filename": "ok.py"})
-        assert st == 201, out
-
-        def invokes(n):
-            c = d.conn()
-            try:
-                for _ in range(n):
-                    c.request("POST", "/v1/functions/ok/invoke?wait=true", body=b"{}",
-                              headers={"Authorization": "Bearer " + TOKENS["alice"],
-                                       "Content-Type": "application/json"})
-                    r = c.getresponse()
-                    assert r.status == 200, r.read()
-                    r.read()
-            finally:
-                c.close()
-        threads = [threading.Thread(target=invokes, args=(275,)) for _ in range(4)]
-        for t in threads:
-            t.start()
-        join(threads)
+        invoke_ok_many(d, 4 * 275)
         ui_login(browser, d, TOKENS["alice"], "alice")
         browser.get(d.url + "/ui/#/runs?page=19")
         from selenium.webdriver.common.by import By
