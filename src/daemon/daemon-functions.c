@@ -1075,6 +1075,12 @@ static void lambda_wait_free(void *p) {
         free(w);
 }
 
+/* X-Amz-Executed-Version: "$LATEST" when the call named it (Qualifier or
+ * NAME:$LATEST), else the version's number. */
+static void lambda_executed_version(char ver[static 16], int version, bool latest) {
+        snprintf(ver, 16, latest ? "$LATEST" : "%d", version);
+}
+
 /* Answers a RequestResponse invocation once its run ended; NULL when the
  * client went away (the run goes on to its end, as Lambda's does), 504 at
  * max_wait_s. */
@@ -1106,9 +1112,7 @@ static struct MHD_Response *lambda_wait_then(const DaemonCall *call, void *p, Da
                 daemon_response_headers(resp, (const char *const[]) { "X-Amz-Log-Result", log_tail, NULL });
         }
         char ver[16];
-        snprintf(ver, sizeof(ver), "%d", w->version);
-        if (w->latest)
-                strcpy(ver, "$LATEST");
+        lambda_executed_version(ver, w->version, w->latest);
         daemon_response_headers(resp, (const char *const[]) { "X-Amz-Executed-Version", ver, "X-Amzn-RequestId",
                                                               w->request_id, NULL });
         return resp;
@@ -1208,9 +1212,7 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
         resp = daemon_text_response(202, "application/json", xstrdup(""), 0, ret_status);
         drun_unref(d, r);
         char ver[16];
-        snprintf(ver, sizeof(ver), "%d", f->version);
-        if (lambda_call_names_latest(call))
-                strcpy(ver, "$LATEST");
+        lambda_executed_version(ver, f->version, lambda_call_names_latest(call));
         daemon_response_headers(resp, (const char *const[]) { "X-Amz-Executed-Version", ver, "X-Amzn-RequestId", id,
                                                               NULL });
 out:

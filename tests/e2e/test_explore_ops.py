@@ -13,17 +13,13 @@ import time
 
 import pytest
 
-from conftest import CLI, DAEMON, WORKER
+from conftest import CLI, DAEMON
 from daemonlib import Daemon, metrics, sandbox_mode, wait_for
 from proctree import child_pids, descendants
+from test_ops import ops_env
 
 
-def cli_env(home, **extra):
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
-    e["PYSPRINTER_HOME"] = str(home)
-    e["PYSPRINTER_WORKER"] = str(WORKER)
-    e.update({k: str(v) for k, v in extra.items()})
-    return e
+cli_env = ops_env
 
 
 def pysprinter(*args, home, timeout=120, **extra):
@@ -644,8 +640,8 @@ def test_a_relative_data_dir_is_beside_the_config_file(tmp_path):
     conf_dir.mkdir()
     elsewhere.mkdir()
     (conf_dir / "d.yaml").write_text(config_text("data_dir: state\n"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
-    env["PYSPRINTER_WORKER"] = str(WORKER)
+    # The config's data_dir wins over the home the environment names.
+    env = cli_env(tmp_path / "unused-home")
     check = subprocess.run([str(DAEMON), "--check-config", "../etc/d.yaml"], cwd=elsewhere, env=env,
                            capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stderr
