@@ -207,30 +207,34 @@ def test_a_first_install_reads_the_time_zone_once_and_runs_see_no_tz(env, tmp_pa
 def _process_clones(trace_text):
     """[(flags, pid)] of every clone that made a process (not a thread) in
     the traced program's own process: its first pid and the threads it
-    made (strace -f lines, a call split into "unfinished" and "resumed")."""
-    own, pending, made = set(), {}, []
+    made (strace -f lines, a call split into "unfinished" and "resumed").
+    Two passes: strace may print a new thread's first call before the line
+    of the clone that returns its id, so which pids are the program's own
+    is known only once every call is joined."""
+    calls, pending, first = [], {}, None
     for line in trace_text.splitlines():
         pid, _, rest = line.partition(" ")
         rest = rest.strip()
-        if not own:
-            own.add(pid)
-        if pid not in own:
-            continue
+        first = first or pid
         if rest.startswith(("clone", "fork", "vfork")) and "<unfinished" in rest:
             pending[pid] = rest
             continue
-        if rest.startswith("<... clone") or rest.startswith("<... fork") or rest.startswith("<... vfork"):
+        if rest.startswith(("<... clone", "<... fork", "<... vfork")):
             rest = pending.pop(pid, "") + rest
         elif not rest.startswith(("clone", "fork", "vfork")):
             continue
         result = rest.rsplit("=", 1)[-1].strip().split()[0]
-        if not result.isdigit():
-            continue
-        if "CLONE_THREAD" in rest:
-            own.add(result)
-        else:
-            made.append((rest, result))
-    return made
+        if result.isdigit():
+            calls.append((pid, rest, result))
+    own = {first}
+    grew = True
+    while grew:
+        grew = False
+        for pid, call, result in calls:
+            if pid in own and "CLONE_THREAD" in call and result not in own:
+                own.add(result)
+                grew = True
+    return [(call, result) for pid, call, result in calls if pid in own and "CLONE_THREAD" not in call]
 
 
 def test_the_engine_starts_its_processes_without_copying_itself(env, tmp_path):
