@@ -106,6 +106,8 @@ static int detach_interrupted(Backend *b, bool dag, const char *id) {
 typedef struct Follow {
         Renderer *rd;
         json_t *end;    /* the "end" event's run */
+        uint64_t at;    /* the id of the last output event: the log's bytes printed */
+        usec_t away_since; /* monotonic: the server was first found away (server_away()) */
 } Follow;
 
 static void on_sse(const char *event, const char *data, size_t len, void *userdata) {
@@ -166,13 +168,59 @@ static bool server_away(Renderer *rd, const char *id, usec_t *away_since) {
                 *away_since = now;
                 _cleanup_free_ char *msg = xasprintf(
                         "lost the connection to the server; run %s was accepted and runs again when it is "
-                        "back: waiting up to %llu s (its new output: `pysprinter logs %s`)",
-                        id, (unsigned long long) (reconnect_wait() / USEC_PER_SEC), id);
+                        "back: waiting up to %llu s",
+                        id, (unsigned long long) (reconnect_wait() / USEC_PER_SEC));
                 renderer_clear_status(rd);
                 RunEvent ev = { .type = RUN_EVENT_WARNING, .message = msg, .timestamp = now_realtime() };
                 renderer_event(&ev, rd);
         }
         return now - *away_since < reconnect_wait();
+}
+
+/* Streams run id's events (path: its ?follow=1 log) into f until the end
+ * event. A stream that broke off is asked for again from where it stood
+ * (Last-Event-ID: nothing printed twice, nothing missed): at once, or,
+ * from a server that went away, once it is back within reconnect_wait()
+ * (server_away()). A record that is not the end (a gateway that does not
+ * hold the run ends its stream with the record as it stands) is no end
+ * either. 0 at the end; a negative errno (-EINTR, -ECONNREFUSED after the
+ * wait, a refusal) with *ret_err. */
+static int follow_log(Backend *b, const char *id, const char *path, Follow *f, char **ret_err) {
+        usec_t wait = 20 * USEC_PER_MSEC;
+        for (;;) {
+                _cleanup_free_ char *resume = f->at ? xasprintf("Last-Event-ID: %llu", (unsigned long long) f->at)
+                                                    : NULL;
+                uint64_t at = f->at;
+                Buf body;
+                free(*ret_err);
+                *ret_err = NULL;
+                int r = http_request(&b->http,
+                                     &(HttpRequest){ .method = "GET",
+                                                     .path = path,
+                                                     .header = resume,
+                                                     .sse = on_sse,
+                                                     .sse_userdata = f,
+                                                     .last_event_id = &f->at },
+                                     NULL, &body, ret_err);
+                buf_free(&body);
+                const char *st = json_string_value(json_object_get(f->end, "status"));
+                if (f->end && st && (streq(st, "queued") || streq(st, "running"))) {
+                        json_decref(f->end);
+                        f->end = NULL;
+                } else if (f->end)
+                        return 0;
+                if (r == -EINTR || cli_interrupted)
+                        return -EINTR;
+                if (r == -ECONNREFUSED && !server_away(f->rd, id, &f->away_since))
+                        return r;
+                if (r < 0 && r != -ECONNREFUSED)
+                        return r;
+                /* A stream that got further is asked again at once. */
+                wait = f->at > at ? 0 : wait ? MIN(wait * 2, 250 * USEC_PER_MSEC) : 20 * USEC_PER_MSEC;
+                if (r >= 0)
+                        f->away_since = 0;
+                usleep(wait);
+        }
 }
 
 /* Streams a run's events into rd until it ends; *ret is the final run.
@@ -181,17 +229,7 @@ static int follow_run(Backend *b, const char *id, Renderer *rd, json_t **ret) {
         _cleanup_free_ char *eid = http_escape(id), *err = NULL;
         _cleanup_free_ char *lpath = xasprintf("/v1/runs/%s/logs?follow=1", eid), *rpath = xasprintf("/v1/runs/%s", eid);
         Follow f = { .rd = rd };
-        int r = 0;
-        for (int attempt = 0; attempt < 3 && !f.end; attempt++) {
-                Buf body;
-                free(err);
-                err = NULL;
-                r = http_request(&b->http, &(HttpRequest) { .method = "GET", .path = lpath, .sse = on_sse, .sse_userdata = &f },
-                                 NULL, &body, &err);
-                buf_free(&body);
-                if (r < 0)
-                        break;
-        }
+        int r = follow_log(b, id, lpath, &f, &err);
         if (r == -EINTR) {
                 /* Handled: further requests must not stop at once. The
                  * end prints "cancelled", as embedded: no line of its own. */
@@ -203,25 +241,18 @@ static int follow_run(Backend *b, const char *id, Renderer *rd, json_t **ret) {
                 (void) http_json(&b->http, "DELETE", rpath, NULL, &x, &err);
                 json_decref(x);
         }
-        /* A gateway that does not hold the run (the one we followed died and
-         * the stream was asked of the next) ends the stream with the record
-         * as it is, possibly still running: the end is the record's to tell. */
-        const char *st = json_string_value(json_object_get(f.end, "status"));
-        if (f.end && st && (streq(st, "queued") || streq(st, "running"))) {
-                json_decref(f.end);
-                f.end = NULL;
-        }
         if (f.end) {
                 *ret = f.end;
                 return 0;
         }
-        /* The stream broke off (or was cancelled): the record has the end.
-         * The gateway may have died: with --server URL,URL the GET goes to
-         * the next one, which reads the same record (docs/cluster.md), and
+        /* Cancelled, or the server stayed away or refused the stream: the
+         * record has the end. With --server URL,URL the GET goes to the
+         * next gateway, which reads the same record (docs/cluster.md), and
          * is repeated until the run has ended. A lone server that went
-         * away is waited for (reconnect_wait()): the run was accepted, and
-         * a restarted daemon runs it again to its end. */
-        usec_t wait = 20 * USEC_PER_MSEC, away_since = 0;
+         * away is waited for (reconnect_wait(), from when it was first
+         * found away): the run was accepted, and a restarted daemon runs
+         * it again to its end. */
+        usec_t wait = 20 * USEC_PER_MSEC, away_since = f.away_since;
         for (;;) {
                 free(err);
                 err = NULL;
@@ -575,6 +606,18 @@ static int http_run_logs(Backend *b, const char *id, bool follow, Renderer *rd) 
         _cleanup_free_ char *path = xasprintf("/v1/runs/%s/logs?%s=1", eid, follow ? "follow" : "events");
         json_decref(run);
         Follow f = { .rd = rd };
+        if (follow) {
+                /* As `run` follows it: through a cut stream and a server
+                 * that went away and came back, to the run's end. */
+                r = follow_log(b, id, path, &f, &err);
+                json_decref(f.end);
+                if (r == -ECONNREFUSED)
+                        return fail(b, r,
+                                    xasprintf("%s; run %s was accepted and ends there: `pysprinter logs %s` has its "
+                                              "output once the server is back",
+                                              err, id, id));
+                return r < 0 ? fail(b, r, TAKE_PTR(err)) : 0;
+        }
         Buf body;
         r = http_request(&b->http, &(HttpRequest) { .method = "GET", .path = path, .sse = on_sse, .sse_userdata = &f },
                          NULL, &body, &err);

@@ -43,6 +43,7 @@ typedef struct HttpRequest {
         FILE *download;            /* a 2xx answer's body is streamed here */
         HttpSseFn sse;             /* a 2xx answer is an event stream */
         void *sse_userdata;
+        uint64_t *last_event_id;   /* set to each handled event's numeric id: field */
         Buf *headers;              /* the answer's header lines, when set */
         const char *header;        /* one more request header line, when set */
         /* Goes through whole after an interrupt, as when the caller set

@@ -82,6 +82,7 @@ typedef struct Xfer {
         /* SSE parsing state */
         Buf line, data;
         char event[32];
+        char id[32]; /* the event's id: field, "" without one */
 } Xfer;
 
 static bool ok_status(CURL *c) {
@@ -97,9 +98,17 @@ static void sse_line(Xfer *x) {
                 if (x->event[0] || x->data.len)
                         x->q->sse(x->event[0] ? x->event : "message", x->data.data ? x->data.data : "", x->data.len,
                                   x->q->sse_userdata);
+                /* Only once the event was handled: a stream cut inside one
+                 * resumes before it. */
+                uint64_t id;
+                if (x->id[0] && x->q->last_event_id && parse_uint64(x->id, &id) >= 0)
+                        *x->q->last_event_id = id;
                 x->event[0] = 0;
+                x->id[0] = 0;
                 buf_reset(&x->data);
-        } else if (startswith(l, "event:"))
+        } else if (startswith(l, "id:"))
+                snprintf(x->id, sizeof(x->id), "%s", l[3] == ' ' ? l + 4 : l + 3);
+        else if (startswith(l, "event:"))
                 snprintf(x->event, sizeof(x->event), "%s", l[6] == ' ' ? l + 7 : l + 6);
         else if (startswith(l, "data:")) {
                 if (x->data.len)

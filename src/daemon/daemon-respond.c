@@ -526,6 +526,12 @@ void daemon_sse_event(Buf *out, const char *name, const char *data) {
         (void) buf_printf(out, "event: %s\ndata: %s\n\n", name, data);
 }
 
+void daemon_sse_event_id(Buf *out, const char *name, uint64_t id, const char *data) {
+        assert(out && name && data);
+        assert(!strchr(data, '\n'));
+        (void) buf_printf(out, "event: %s\nid: %llu\ndata: %s\n\n", name, (unsigned long long) id, data);
+}
+
 void daemon_sse_keepalive(Buf *out) {
         assert(out);
         (void) buf_appends(out, ": keep-alive\n\n");

@@ -495,7 +495,7 @@ static void log_collect(const RunEvent *ev, void *userdata) {
  * "base64", beside a "text" with U+FFFD for each byte that is not, so that
  * a client that shows text still can and one that prints bytes (the CLI)
  * prints what the run wrote, as it does embedded. */
-static void sse_output(Buf *out, int stream, const char *data, size_t len, usec_t ts) {
+static void sse_output(Buf *out, int stream, const char *data, size_t len, usec_t ts, uint64_t end) {
         const char *name = stream == 2 ? "stderr" : "stdout";
         /* jansson checks the UTF-8 itself: one walk over valid output. */
         json_t *j = json_pack("{s:s, s:s#}", "stream", name, "text", data, (int) len);
@@ -512,12 +512,54 @@ static void sse_output(Buf *out, int stream, const char *data, size_t len, usec_
         _cleanup_free_ char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
         json_decref(j);
         if (s)
-                daemon_sse_event(out, "output", s);
+                daemon_sse_event_id(out, "output", end, s);
 }
 
+/* Where an event stream of a run's log stands. Each output event's id is
+ * how many bytes of the log it ends at (stdout and stderr as the log
+ * interleaves them, every attempt's), so a follower whose connection broke
+ * off reconnects with Last-Event-ID and gets only what it had not, as an
+ * EventSource does (docs/api.md "Following a run's output"). */
+typedef struct LogPos {
+        uint64_t at;   /* the log's bytes before the next piece */
+        uint64_t skip; /* the follower's Last-Event-ID: bytes it has */
+} LogPos;
+
+/* The Last-Event-ID a follower reconnects with; 0 without one (or one
+ * that is not a number: the whole stream, as for a first connection). */
+static uint64_t log_resume_at(const DaemonCall *call) {
+        const char *v = daemon_call_header(call, "Last-Event-ID");
+        uint64_t n = 0;
+        return v && parse_uint64(v, &n) >= 0 ? n : 0;
+}
+
+/* One piece of output at p->at: what of it lies past p->skip, as an event. */
+static void sse_output_at(Buf *out, LogPos *p, int stream, const char *data, size_t len, usec_t ts) {
+        uint64_t start = p->at, end = p->at + len;
+        p->at = end;
+        if (end <= p->skip)
+                return;
+        size_t cut = p->skip > start ? (size_t) (p->skip - start) : 0;
+        sse_output(out, stream, data + cut, len - cut, ts, end);
+}
+
+/* A phase at p->at: not again to a follower that had the output after it. */
+static void sse_phase_at(Buf *out, const LogPos *p, const char *phase) {
+        if (p->at < p->skip)
+                return;
+        _cleanup_free_ char *j = xasprintf("{\"phase\":\"%s\"}", phase);
+        daemon_sse_event(out, "phase", j);
+}
+
+typedef struct LogReplay {
+        Buf *out;
+        LogPos pos;
+} LogReplay;
+
 static void log_collect_sse(const RunEvent *ev, void *userdata) {
+        LogReplay *l = userdata;
         if (ev->type == RUN_EVENT_OUTPUT)
-                sse_output(userdata, ev->stream, ev->data, ev->len, ev->timestamp);
+                sse_output_at(l->out, &l->pos, ev->stream, ev->data, ev->len, ev->timestamp);
 }
 
 /* The run as its GET spells it: an error naming a server path (storing
@@ -536,6 +578,7 @@ typedef struct SseStream {
         bool show_paths; /* the caller is an admin */
         size_t next_chunk;
         size_t chunk_off;       /* bytes of next_chunk already sent */
+        uint64_t skip;          /* Last-Event-ID: the follower has the log up to here */
         SseOut out;
         DaemonCred cred; /* what opened the stream: its end ends the stream */
         bool ended;
@@ -557,9 +600,9 @@ static bool sse_copy_new(SseStream *s) {
         DRun *r = s->r;
         while (s->next_chunk < r->n_chunks && s->out.buf.len < 256 * 1024) {
                 const LogChunk *ch = &r->chunks[s->next_chunk];
+                LogPos pos = { .at = ch->offset + s->chunk_off, .skip = s->skip };
                 if (ch->stream == 0) {
-                        _cleanup_free_ char *phase = xasprintf("{\"phase\":\"%s\"}", ch->phase);
-                        daemon_sse_event(&s->out.buf, "phase", phase);
+                        sse_phase_at(&s->out.buf, &pos, ch->phase);
                         s->next_chunk++;
                         continue;
                 }
@@ -575,7 +618,8 @@ static bool sse_copy_new(SseStream *s) {
                 /* Chunks grow while the run writes; this one may get
                  * longer, so remember how far we got. */
                 if (n > 0)
-                        sse_output(&s->out.buf, ch->stream, r->log.data + ch->offset + s->chunk_off, n, ch->timestamp);
+                        sse_output_at(&s->out.buf, &pos, ch->stream, r->log.data + ch->offset + s->chunk_off, n,
+                                      ch->timestamp);
                 s->chunk_off += n;
                 if (chunk_final) {
                         if (s->chunk_off >= ch->len) {
@@ -638,6 +682,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
  * it), then the run as it stands. A piece cut inside a character keeps
  * its exact bytes in base64 (sse_output). */
 static struct MHD_Response *live_log_events(const DaemonCall *call, DRun *r, unsigned *ret_status) {
+        LogPos pos = { .skip = log_resume_at(call) };
         Daemon *d = call->d;
         pthread_mutex_lock(&d->lock);
         size_t n_chunks = r->n_chunks, len = r->log.len;
@@ -650,15 +695,14 @@ static struct MHD_Response *live_log_events(const DaemonCall *call, DRun *r, uns
         buf_init(&b, SIZE_MAX);
         for (size_t i = 0; i < n_chunks; i++) {
                 const LogChunk *ch = &chunks[i];
-                if (ch->stream == 0) {
-                        _cleanup_free_ char *phase = xasprintf("{\"phase\":\"%s\"}", ch->phase);
-                        daemon_sse_event(&b, "phase", phase);
-                }
+                pos.at = ch->offset;
+                if (ch->stream == 0)
+                        sse_phase_at(&b, &pos, ch->phase);
                 for (size_t off = 0; ch->stream != 0 && off < ch->len;) {
                         size_t n = MIN(ch->len - off, (size_t) 64 * 1024);
                         if (n < ch->len - off) /* events of 64 KiB at most, cut between characters */
                                 n = utf8_complete_prefix(log + ch->offset + off, n) ?: n;
-                        sse_output(&b, ch->stream, log + ch->offset + off, n, ch->timestamp);
+                        sse_output_at(&b, &pos, ch->stream, log + ch->offset + off, n, ch->timestamp);
                         off += n;
                 }
         }
@@ -692,6 +736,7 @@ static struct MHD_Response *live_log(const DaemonCall *call, DRun *r, bool follo
         s->tenant = xstrdup(call->tenant);
         s->show_paths = daemon_call_shows_paths(call);
         s->cred = call->cred;
+        s->skip = log_resume_at(call);
         buf_init(&s->out.buf, SIZE_MAX);
         struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, sse_read, s, sse_free);
         if (!resp) {
@@ -706,19 +751,19 @@ static struct MHD_Response *live_log(const DaemonCall *call, DRun *r, bool follo
 
 /* Appends entries to out as SSE events (follow) or as plain text; returns
  * whether the end marker was among them. */
-static bool cluster_log_render(Buf *out, const ClusterLogEntry *v, size_t n, bool sse) {
+static bool cluster_log_render(Buf *out, LogPos *pos, const ClusterLogEntry *v, size_t n, bool sse) {
         for (size_t i = 0; i < n; i++)
                 switch (v[i].kind) {
                 case CLUSTER_LOG_END:
                         return true;
                 case CLUSTER_LOG_PHASE:
                         if (sse)
-                                buf_printf(out, "event: phase\ndata: {\"phase\":\"%s\"}\n\n", v[i].data);
+                                sse_phase_at(out, pos, v[i].data);
                         break;
                 case CLUSTER_LOG_STDOUT:
                 case CLUSTER_LOG_STDERR:
-                        if (sse)
-                                sse_output(out, (int) v[i].kind, v[i].data, v[i].len, 0); /* Redis keeps no time */
+                        if (sse) /* Redis keeps no time */
+                                sse_output_at(out, pos, (int) v[i].kind, v[i].data, v[i].len, 0);
                         else
                                 (void) buf_append(out, v[i].data, v[i].len);
                         break;
@@ -730,7 +775,7 @@ static bool cluster_log_render(Buf *out, const ClusterLogEntry *v, size_t n, boo
 
 /* Everything the log holds now, without waiting; true when its end
  * marker was read. */
-static int cluster_log_drain(ClusterLogReader *rd, Buf *out, bool sse, bool *ret_end) {
+static int cluster_log_drain(ClusterLogReader *rd, Buf *out, LogPos *pos, bool sse, bool *ret_end) {
         *ret_end = false;
         for (;;) {
                 ClusterLogEntry *v = NULL;
@@ -738,7 +783,7 @@ static int cluster_log_drain(ClusterLogReader *rd, Buf *out, bool sse, bool *ret
                 int k = cluster_log_read(rd, 0, &v, &n);
                 if (k < 0)
                         return k;
-                bool end = cluster_log_render(out, v, n, sse);
+                bool end = cluster_log_render(out, pos, v, n, sse);
                 cluster_log_entries_free(v, n);
                 if (end)
                         *ret_end = true;
@@ -766,6 +811,7 @@ typedef struct ClusterSse {
         char *tenant, *id;
         bool show_paths; /* the caller is an admin */
         ClusterLogReader *rd;
+        LogPos pos; /* where the stream stands in the log */
         SseOut out;
         usec_t end_deadline;    /* monotonic: the end marker was read; 0: not yet */
         usec_t last_sent;       /* monotonic: when output or a keep-alive went last */
@@ -795,12 +841,12 @@ static int cluster_sse_look(ClusterSse *s) {
                 int k = cluster_log_read(s->rd, 0, &v, &n);
                 if (k < 0)
                         return k;
-                bool end = cluster_log_render(&s->out.buf, v, n, true);
+                bool end = cluster_log_render(&s->out.buf, &s->pos, v, n, true);
                 cluster_log_entries_free(v, n);
                 /* The record ends after its log is complete: what is
                  * there now is all of it. */
                 if (!end && n == 0 && record_ended(s->d, s->tenant, s->id) &&
-                    cluster_log_drain(s->rd, &s->out.buf, true, &end) >= 0)
+                    cluster_log_drain(s->rd, &s->out.buf, &s->pos, true, &end) >= 0)
                         end = true;
                 if (end)
                         s->end_deadline = now_monotonic() + CLUSTER_SSE_END_WAIT_S * USEC_PER_SEC;
@@ -850,7 +896,7 @@ int daemon_cluster_log_text(Daemon *d, const char *id, Buf *out) {
         if (k < 0)
                 return k;
         bool end;
-        k = cluster_log_drain(rd, out, false, &end);
+        k = cluster_log_drain(rd, out, &(LogPos){ 0 }, false, &end);
         cluster_log_reader_free(rd);
         return k;
 }
@@ -866,7 +912,7 @@ static struct MHD_Response *cluster_log(const DaemonCall *call, const RunRecord 
                 bool end;
                 int k = cluster_log_reader_new(d->queue, rec->id, &rd);
                 if (k >= 0)
-                        k = cluster_log_drain(rd, &b, true, &end);
+                        k = cluster_log_drain(rd, &b, &(LogPos){ .skip = log_resume_at(call) }, true, &end);
                 cluster_log_reader_free(rd);
                 json_t *j = NULL;
                 if (k >= 0 && (k = run_lookup_json(d, call->tenant, rec->id, &j)) >= 0) {
@@ -906,6 +952,7 @@ static struct MHD_Response *cluster_log(const DaemonCall *call, const RunRecord 
         s->show_paths = daemon_call_shows_paths(call);
         s->id = xstrdup(rec->id);
         s->rd = rd;
+        s->pos.skip = log_resume_at(call);
         s->cred = call->cred;
         buf_init(&s->out.buf, SIZE_MAX);
         struct MHD_Response *resp =
@@ -941,7 +988,10 @@ struct MHD_Response *daemon_api_run_logs(const DaemonCall *call, unsigned *ret_s
          * (damaged, a directory in its place) is an error, as the embedded
          * CLI and a DAG task's log say, not an empty log; what was read
          * before a damaged frame is served. */
-        k = rec->log_path ? engine_log_replay(rec->log_path, follow ? log_collect_sse : log_collect, &b) : 0;
+        LogReplay replay = { .out = &b, .pos.skip = log_resume_at(call) };
+        k = rec->log_path ? engine_log_replay(rec->log_path, follow ? log_collect_sse : log_collect,
+                                              follow ? (void *) &replay : (void *) &b)
+                          : 0;
         if (k < 0 && k != -ENOENT && b.len == 0) {
                 buf_free(&b);
                 return daemon_call_error(call, 500, "internal", ret_status, "cannot read the log of run %s: %s",

@@ -191,8 +191,9 @@ void drun_unref(Daemon *d, DRun *r) {
  * time (drun_log_append()). */
 #define LOG_CHUNKS_TIMED 4096
 
-/* Appends to the run's in-memory log; called with d->lock held. */
-static void drun_log_append(DRun *r, int stream, const char *data, size_t len) {
+/* Appends to the run's in-memory log what was written at now (realtime);
+ * called with d->lock held (or before the run is shared). */
+static void drun_log_append_at(DRun *r, int stream, const char *data, size_t len, usec_t now) {
         if (len == 0 && stream != 0)
                 return;
         size_t off = r->log.len;
@@ -214,7 +215,6 @@ static void drun_log_append(DRun *r, int stream, const char *data, size_t len) {
          * bookkeeping per byte (its log file keeps every write's time).
          * A piece that ends inside a character is always continued: the
          * events are cut between characters (docs/api.md). */
-        usec_t now = now_realtime();
         LogChunk *last = r->n_chunks > 0 ? &r->chunks[r->n_chunks - 1] : NULL;
         if (stream != 0 && last && last->stream == stream && last->offset + last->len == off &&
             (now - last->timestamp < USEC_PER_MSEC || r->n_chunks >= LOG_CHUNKS_TIMED ||
@@ -223,6 +223,30 @@ static void drun_log_append(DRun *r, int stream, const char *data, size_t len) {
                 return;
         }
         r->chunks[r->n_chunks++] = (LogChunk){ .stream = stream, .offset = off, .len = len, .timestamp = now };
+}
+
+static void drun_log_append(DRun *r, int stream, const char *data, size_t len) {
+        drun_log_append_at(r, stream, data, len, now_realtime());
+}
+
+static void drun_log_prefill_one(const RunEvent *ev, void *userdata) {
+        if (ev->type == RUN_EVENT_OUTPUT)
+                drun_log_append_at(userdata, ev->stream, ev->data, ev->len, ev->timestamp);
+}
+
+/* A run started again after the daemon died under it: its log file holds
+ * the earlier attempts' output, and the new attempt's goes on after it.
+ * The in-memory log starts with it too, so that what a follower reads
+ * while it runs (`logs`, a stream, Last-Event-ID offsets) is the stored
+ * log, not only this attempt's. Its own cap stays whole. In a cluster the
+ * earlier output is in the run's Redis log already. */
+static void drun_log_prefill(Daemon *d, DRun *r) {
+        _cleanup_free_ char *path = engine_run_log_path(d->engine, r->id);
+        struct stat st;
+        if (!path || stat(path, &st) < 0 || st.st_size == 0)
+                return;
+        r->log.max += (size_t) st.st_size;
+        (void) engine_log_replay(path, drun_log_prefill_one, r);
 }
 
 /* The key under which a tenant's use of an environment is recorded: the
@@ -2629,6 +2653,8 @@ static int drun_resume(Daemon *d, const PendingRun *p, bool claimed) {
                 log_info("run %s: its limits are lowered to what the config grants tenant %s now", r->id,
                          r->tenant);
         drun_init_log(d, r);
+        if (!claimed && !d->cluster)
+                drun_log_prefill(d, r);
         if (claimed) {
                 r->claimed = true;
                 r->daemon_writes_result = true;

@@ -1019,6 +1019,8 @@ typedef struct SseOut {
 struct MHD_Response *daemon_sse_response(struct MHD_Response *resp);
 /* Appends "event: NAME\ndata: DATA\n\n" (data: one line, e.g. compact JSON). */
 void daemon_sse_event(Buf *out, const char *name, const char *data);
+/* The same with "id: ID": the Last-Event-ID a client that reconnects sends. */
+void daemon_sse_event_id(Buf *out, const char *name, uint64_t id, const char *data);
 /* Appends a comment: keeps proxies from timing out and finds a client that
  * went away (the write fails). */
 void daemon_sse_keepalive(Buf *out);

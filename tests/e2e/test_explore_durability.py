@@ -326,7 +326,8 @@ def test_a_cli_waiting_on_a_server_run_sees_its_end_across_a_daemon_restart(tmp_
         d.kill9()
         d.start(port=d.port)
         out, err = p.communicate(timeout=120)
-        assert p.returncode == 0 and out == "slept\n", (p.returncode, out, err)
+        # Attempt 2's output streams too (test_logs_resume.py).
+        assert p.returncode == 0 and out == "began\nslept\n", (p.returncode, out, err)
         st, runs = d.call("GET", "/v1/runs")
         [run] = runs["runs"]
         assert run["status"] == "succeeded" and run["attempt"] == 2, run

@@ -1,0 +1,257 @@
+"""A follower of a run's output (`logs -f --server`, `run --server`) that
+loses its connection picks the stream up where it broke off: every output
+event carries an SSE `id:` (how many bytes of the run's log it ends at) and
+a reconnect sends `Last-Event-ID`, as an EventSource does. So the follower
+prints what `pysprinter logs` prints once the run ended: nothing twice,
+nothing missing, across a cut connection and across a daemon killed with
+-9 and started again (whose new attempt's output is streamed too).
+Real daemon, real worker, a real TCP proxy on loopback to cut connections."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import CLI, DAEMON
+from daemonlib import TOKENS, Daemon, wait_for
+
+pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
+
+THREE = """
+import sys, time
+def main():
+    for word in ("one", "two", "three"):
+        sys.stdout.write(word + "\\n")  # one write each: one event each
+        sys.stdout.flush()
+        time.sleep(0.05)
+"""
+
+TICKS = """
+import sys, time
+def main(n: int = 30):
+    for i in range(n):
+        print(f"tick {i}", flush=True)
+        if i % 5 == 0:
+            print(f"note {i}", file=sys.stderr, flush=True)
+        time.sleep(0.1)
+    return n
+"""
+
+RESTARTED = """
+import time
+def main():
+    print("first", flush=True)
+    time.sleep(3)
+    print("second", flush=True)
+    return 5
+"""
+
+
+def events(raw):
+    """[(event, id or None, data)] of an event stream's text."""
+    out = []
+    for block in raw.split("\n\n"):
+        fields = {}
+        for line in block.split("\n"):
+            name, _, value = line.partition(": ")
+            fields[name] = value
+        if "event" in fields:
+            out.append((fields["event"], fields.get("id"), fields.get("data")))
+    return out
+
+
+def cli_env(d, **extra):
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+    e.update(PYSPRINTER_TOKEN=TOKENS["alice"], NO_COLOR="1", PYSPRINTER_HOME=str(d.root / "cli-home"), **extra)
+    return e
+
+
+class CuttingProxy:
+    """Forwards 127.0.0.1:port to the daemon; cut() closes every connection
+    it carries (the client sees its stream end without an end event)."""
+
+    def __init__(self, target_port):
+        self.target = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.lock = threading.Lock()
+        self.socks = []
+        self.cuts = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.listener.accept()
+            except OSError:
+                return
+            s = socket.create_connection(("127.0.0.1", self.target))
+            with self.lock:
+                self.socks += [c, s]
+            threading.Thread(target=self._pipe, args=(c, s), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(s, c), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        for x in (a, b):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        with self.lock:
+            socks, self.socks = self.socks, []
+            self.cuts += 1
+        for x in socks:
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            x.close()
+
+    def close(self):
+        self.listener.close()
+        self.cut()
+
+
+def test_every_output_event_has_an_id_and_last_event_id_resumes_after_it(tmp_path):
+    d = Daemon(tmp_path).start()
+    try:
+        st, run = d.run(THREE)
+        assert st == 200 and run["status"] == "succeeded", run
+        st, hdrs, raw = d.request("GET", f"/v1/runs/{run['id']}/logs?follow=1")
+        assert st == 200
+        evs = events(raw.decode())
+        outputs = [e for e in evs if e[0] == "output"]
+        assert [json.loads(data)["text"] for _, _, data in outputs] == ["one\n", "two\n", "three\n"]
+        # The id is how many bytes of the log the event ends at.
+        assert [i for _, i, _ in outputs] == ["4", "8", "14"]
+        assert evs[-1][0] == "end"
+        # A reconnect after the first event gets the rest, then the end.
+        st, _, raw = d.request("GET", f"/v1/runs/{run['id']}/logs?follow=1", headers={"Last-Event-ID": "4"})
+        evs = events(raw.decode())
+        assert [json.loads(data)["text"] for e, _, data in evs if e == "output"] == ["two\n", "three\n"]
+        assert evs[-1][0] == "end"
+        # An id inside an event (a client of another server's numbering)
+        # gets that event's rest; beyond the end, nothing but the end.
+        st, _, raw = d.request("GET", f"/v1/runs/{run['id']}/logs?follow=1", headers={"Last-Event-ID": "10"})
+        evs = events(raw.decode())
+        assert [json.loads(data)["text"] for e, _, data in evs if e == "output"] == ["ree\n"]
+        st, _, raw = d.request("GET", f"/v1/runs/{run['id']}/logs?follow=1", headers={"Last-Event-ID": "99"})
+        assert [e for e, _, _ in events(raw.decode())] == ["end"]
+        # Not a number: the whole stream, as without one.
+        st, _, raw = d.request("GET", f"/v1/runs/{run['id']}/logs?follow=1", headers={"Last-Event-ID": "x"})
+        assert st == 200 and len([e for e in events(raw.decode()) if e[0] == "output"]) == 3
+    finally:
+        d.stop()
+
+
+def test_a_live_stream_resumed_with_last_event_id_skips_what_was_sent(tmp_path):
+    d = Daemon(tmp_path).start()
+    try:
+        st, run = d.run(TICKS, wait=False, kwargs={"n": 20})
+        assert st == 202
+        rid = run["id"]
+        wait_for(lambda: "tick 3" in d.call("GET", f"/v1/runs/{rid}/logs")[1], "four ticks")
+        st, _, raw = d.request("GET", f"/v1/runs/{rid}/logs?follow=1", headers={"Last-Event-ID": "7"})
+        assert st == 200
+        text = "".join(json.loads(data)["text"] for e, _, data in events(raw.decode()) if e == "output")
+        st, whole = d.call("GET", f"/v1/runs/{rid}/logs")
+        assert text == whole.encode()[7:].decode()
+    finally:
+        d.stop()
+
+
+def test_logs_follow_through_a_cut_connection_prints_the_log_once(tmp_path):
+    d = Daemon(tmp_path).start()
+    proxy = CuttingProxy(d.port)
+    try:
+        st, run = d.run(TICKS, wait=False, kwargs={"n": 30})
+        rid = run["id"]
+        p = subprocess.Popen([str(CLI), "logs", "-f", "--server", f"http://127.0.0.1:{proxy.port}", rid],
+                             env=cli_env(d), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        seen = []
+        for _ in range(2):  # cut twice, a few lines apart
+            for _ in range(4):
+                seen.append(p.stdout.readline())
+            proxy.cut()
+        out, err = p.communicate(timeout=120)
+        out = "".join(seen) + out
+        assert p.returncode == 0, (out, err)
+        st, whole = d.call("GET", f"/v1/runs/{rid}/logs")
+        expected_out = "".join(f"tick {i}\n" for i in range(30))
+        assert out == expected_out, out
+        assert err == "".join(f"note {i}\n" for i in range(0, 30, 5)), err
+    finally:
+        proxy.close()
+        d.stop()
+
+
+def test_run_follows_through_a_cut_connection_printing_the_output_once(tmp_path):
+    d = Daemon(tmp_path).start()
+    proxy = CuttingProxy(d.port)
+    src = tmp_path / "ticks.py"
+    src.write_text(TICKS)
+    try:
+        p = subprocess.Popen([str(CLI), "run", "--server", f"http://127.0.0.1:{proxy.port}", str(src), "--n", "20"],
+                             env=cli_env(d), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        seen = [p.stdout.readline() for _ in range(5)]
+        proxy.cut()
+        out, err = p.communicate(timeout=120)
+        out = "".join(seen) + out
+        assert p.returncode == 0, (out, err)
+        assert out == "".join(f"tick {i}\n" for i in range(20)) + "20\n", out
+        assert err == "".join(f"note {i}\n" for i in range(0, 20, 5)), err
+    finally:
+        proxy.close()
+        d.stop()
+
+
+def test_followers_across_a_daemon_killed_and_started_again_print_the_whole_log(tmp_path):
+    """The restarted daemon runs the run again (attempt 2): `logs -f` and the
+    `run` that waited go on streaming, its new output included, and print
+    what `logs` prints after the end; `logs` of the running attempt 2 already
+    shows attempt 1's output, as the stored log does."""
+    d = Daemon(tmp_path).start()
+    src = tmp_path / "restarted.py"
+    src.write_text(RESTARTED)
+    env = cli_env(d)
+    try:
+        runner = subprocess.Popen([str(CLI), "run", "--server", d.url, str(src)], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert runner.stdout.readline() == "first\n"
+        st, runs = d.call("GET", "/v1/runs")
+        [run] = runs["runs"]
+        rid = run["id"]
+        follower = subprocess.Popen([str(CLI), "logs", "-f", "--server", d.url, rid], env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert follower.stdout.readline() == "first\n"
+        d.kill9()
+        d.start(port=d.port)
+        b = d.wait_status(rid, ["running"])
+        assert b["attempt"] == 2
+        wait_for(lambda: d.call("GET", f"/v1/runs/{rid}/logs")[1].count("first") == 2, "attempt 2's output")
+        st, live = d.call("GET", f"/v1/runs/{rid}/logs")
+        assert live.startswith("first\n"), live
+        out, err = runner.communicate(timeout=120)
+        assert runner.returncode == 0, (out, err)
+        st, whole = d.call("GET", f"/v1/runs/{rid}/logs")
+        assert whole == "first\nfirst\nsecond\n", whole
+        assert "first\n" + out == "first\nfirst\nsecond\n5\n", out
+        assert "lost the connection" in err and rid in err, err
+        fout, ferr = follower.communicate(timeout=120)
+        assert follower.returncode == 0, (fout, ferr)
+        assert "first\n" + fout == whole, fout
+        assert "lost the connection" in ferr and rid in ferr, ferr
+    finally:
+        d.stop()
