@@ -189,6 +189,12 @@ static int status_errno(long status) {
                 return -EBADMSG;
         case 429:
                 return -EAGAIN;
+        case 500:
+                /* The server's own failure (a store or log it cannot
+                 * read): exit 7, internal, as the embedded CLI's for the
+                 * same failure, not 6 (unreachable), which would send the
+                 * user after the network. */
+                return -EUCLEAN;
         default:
                 return status >= 400 && status < 500 ? -EINVAL : -EIO;
         }
