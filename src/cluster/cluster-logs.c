@@ -24,10 +24,12 @@ void cluster_log_args(Args *a, const ClusterLogEntry *v, size_t n, bool end) {
                 assert(v[i].kind <= CLUSTER_LOG_END);
                 args_add(a, kind_names[v[i].kind]);
                 args_addb(a, v[i].data ? v[i].data : "", v[i].len);
+                args_addf(a, "%llu", (unsigned long long) v[i].timestamp);
         }
         if (end) {
                 args_add(a, kind_names[CLUSTER_LOG_END]);
                 args_add(a, "");
+                args_add(a, "0");
         }
 }
 
@@ -80,17 +82,25 @@ ClusterLogReader *cluster_log_reader_free(ClusterLogReader *r) {
         return NULL;
 }
 
-/* The log entries a stream entry holds (f: its fields): each (k, d) pair in
- * order, appended to v (room for f->elements / 4 more). A batch written by
- * log_append.lua holds several; one written before batching held one. */
+/* The log entries a stream entry holds (f: its fields): each (k, d, t)
+ * triple in order, appended to v (room for f->elements / 4 more). A batch
+ * written by log_append.lua holds several; one written before batching
+ * held one. An entry an older node wrote has no t (its time is 0); an
+ * older reader skips t. */
 static void entries_from_reply(const redisReply *f, ClusterLogEntry *v, size_t *n) {
         const redisReply *kind = NULL;
+        size_t first = *n;
         for (size_t j = 0; j + 1 < f->elements; j += 2) {
                 const redisReply *name = f->element[j], *value = f->element[j + 1];
                 if (name->type != REDIS_REPLY_STRING || value->type != REDIS_REPLY_STRING)
                         continue;
                 if (streq(name->str, "k")) {
                         kind = value;
+                        continue;
+                }
+                uint64_t t;
+                if (streq(name->str, "t") && !kind && *n > first && parse_uint64(value->str, &t) >= 0) {
+                        v[*n - 1].timestamp = t;
                         continue;
                 }
                 if (!streq(name->str, "d") || !kind)

@@ -158,7 +158,7 @@ int cluster_finish_with_log(RunQueue *q, const RunRecord *r, int attempt, const 
         args_addf(&a, "%u", c->warm_ms);
         args_add(&a, r->lock_json ? r->lock_json : "");
         args_addf(&a, "%d", CLUSTER_LOG_MAX_ENTRIES);
-        args_addf(&a, "%zu", 2 * (n + (end ? 1 : 0)));
+        args_addf(&a, "%zu", (size_t) CLUSTER_LOG_ARGS_PER_ENTRY * (n + (end ? 1 : 0)));
         cluster_log_args(&a, v, n, end);
         add_field(&a, "function", r->function);
         add_field(&a, "status", r->status);

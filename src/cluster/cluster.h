@@ -169,7 +169,10 @@ typedef struct ClusterLogEntry {
         ClusterLogKind kind;
         char *data;     /* owned; NUL-terminated, may hold NULs within len */
         size_t len;
+        usec_t timestamp; /* realtime, when the run wrote it; 0: not known (written by an older node) */
 } ClusterLogEntry;
+/* Arguments a log entry takes in log_add.lua: kind, data, time. */
+#define CLUSTER_LOG_ARGS_PER_ENTRY 3
 
 void cluster_log_entries_free(ClusterLogEntry *v, size_t n);
 

@@ -14,7 +14,7 @@
 -- ttl_s after their end). An existing text is not written again (its AOF
 -- entry is an EXPIRE).
 -- The last of the run's log comes with it (ARGV[11 .. 10 + ARGV[10]], (kind,
--- data) pairs as log_append.lua's, the end marker last) and goes in first,
+-- data, time) triples as log_append.lua's, the end marker last) and goes in first,
 -- also when the result is stale (a log holds what every attempt printed):
 -- a reader that sees the run ended has its whole log, and a run's end is
 -- one script call, not two.

@@ -202,8 +202,10 @@ static void log_collect_new(DRun *r, ClusterLogEntry **v, size_t *n) {
                 const LogChunk *ch = &r->chunks[r->log_sent_chunk];
                 if (ch->stream == 0) {
                         *v = xrealloc(*v, (*n + 1) * sizeof(ClusterLogEntry));
-                        (*v)[(*n)++] = (ClusterLogEntry) { .kind = CLUSTER_LOG_PHASE, .data = xstrdup(ch->phase),
-                                                           .len = strlen(ch->phase) };
+                        (*v)[(*n)++] = (ClusterLogEntry){ .kind = CLUSTER_LOG_PHASE,
+                                                          .data = xstrdup(ch->phase),
+                                                          .len = strlen(ch->phase),
+                                                          .timestamp = ch->timestamp };
                         r->log_sent_chunk++;
                         r->log_sent_off = 0;
                         continue;
@@ -211,10 +213,11 @@ static void log_collect_new(DRun *r, ClusterLogEntry **v, size_t *n) {
                 while (r->log_sent_off < ch->len) {
                         size_t m = MIN(ch->len - r->log_sent_off, (size_t) CLUSTER_LOG_ENTRY_BYTES);
                         *v = xrealloc(*v, (*n + 1) * sizeof(ClusterLogEntry));
-                        (*v)[(*n)++] = (ClusterLogEntry) {
+                        (*v)[(*n)++] = (ClusterLogEntry){
                                 .kind = ch->stream == 2 ? CLUSTER_LOG_STDERR : CLUSTER_LOG_STDOUT,
                                 .data = xmemdupz(r->log.data + ch->offset + r->log_sent_off, m),
                                 .len = m,
+                                .timestamp = ch->timestamp,
                         };
                         r->log_sent_off += m;
                 }

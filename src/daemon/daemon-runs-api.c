@@ -762,8 +762,8 @@ static bool cluster_log_render(Buf *out, LogPos *pos, const ClusterLogEntry *v, 
                         break;
                 case CLUSTER_LOG_STDOUT:
                 case CLUSTER_LOG_STDERR:
-                        if (sse) /* Redis keeps no time */
-                                sse_output_at(out, pos, (int) v[i].kind, v[i].data, v[i].len, 0);
+                        if (sse) /* 0 from an older node: no "time" */
+                                sse_output_at(out, pos, (int) v[i].kind, v[i].data, v[i].len, v[i].timestamp);
                         else
                                 (void) buf_append(out, v[i].data, v[i].len);
                         break;

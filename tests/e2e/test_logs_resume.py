@@ -255,3 +255,38 @@ def test_followers_across_a_daemon_killed_and_started_again_print_the_whole_log(
         assert "lost the connection" in ferr and rid in ferr, ferr
     finally:
         d.stop()
+
+
+def test_a_cluster_log_keeps_write_times_and_resumes_after_last_event_id(tmp_path):
+    """In a cluster the log is the run's Redis stream, read by any gateway:
+    its output events now carry when the run wrote each piece (they had no
+    "time": a replay showed the replay's times), and a reconnect with
+    Last-Event-ID gets only the rest there too."""
+    from test_cluster import Redis, REDIS  # a real redis-server with AOF on
+    if not REDIS:
+        pytest.skip("redis-server is not installed")
+    redis = Redis(tmp_path)
+    redis.start()
+    nodes = []
+    try:
+        for name, role in (("g1", "gateway"), ("w1", "worker"), ("g2", "gateway")):
+            d = Daemon(tmp_path / name, args=["--redis", redis.url, "--role", role, "--node-id", name])
+            nodes.append(d.start())
+        g1, _, g2 = nodes
+        st, run = g1.run(THREE.replace("0.05", "0.3"), wait=False)
+        assert st == 202, run
+        rid = run["id"]
+        wait_for(lambda: g1.call("GET", f"/v1/runs/{rid}")[1]["status"] == "succeeded", "the run's end")
+        st, _, raw = g2.request("GET", f"/v1/runs/{rid}/logs?follow=1")
+        outputs = [(i, json.loads(data)) for e, i, data in events(raw.decode()) if e == "output"]
+        assert [(i, o["text"]) for i, o in outputs] == [("4", "one\n"), ("8", "two\n"), ("14", "three\n")]
+        times = [o["time"] for _, o in outputs]
+        assert times == sorted(times) and len(set(times)) == 3, times
+        st, _, raw = g1.request("GET", f"/v1/runs/{rid}/logs?follow=1", headers={"Last-Event-ID": "8"})
+        evs = events(raw.decode())
+        assert [json.loads(data)["text"] for e, _, data in evs if e == "output"] == ["three\n"]
+        assert evs[-1][0] == "end" and json.loads(evs[-1][2])["status"] == "succeeded"
+    finally:
+        for d in nodes:
+            d.stop()
+        redis.stop()

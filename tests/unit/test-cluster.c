@@ -1062,7 +1062,7 @@ static void test_log_stream(void **state) {
         RunQueue *q = queue("logs", 0);
         ClusterLogEntry a[] = {
                 { .kind = CLUSTER_LOG_PHASE, .data = (char *) "run", .len = 3 },
-                { .kind = CLUSTER_LOG_STDOUT, .data = (char *) "a\0b\n", .len = 4 },
+                { .kind = CLUSTER_LOG_STDOUT, .data = (char *) "a\0b\n", .len = 4, .timestamp = 1765000000123456 },
         };
         ClusterLogEntry b[] = { { .kind = CLUSTER_LOG_STDERR, .data = (char *) "oops\n", .len = 5 } };
         assert_int_equal(cluster_log_append(q, "r1", a, ELEMENTSOF(a), false), 0);
@@ -1075,6 +1075,8 @@ static void test_log_stream(void **state) {
         assert_int_equal(v[0].kind, CLUSTER_LOG_PHASE);
         assert_int_equal(v[1].len, 4);
         assert_memory_equal(v[1].data, "a\0b\n", 4);
+        /* When the run wrote it comes along (a replay shows its times). */
+        assert_true(v[1].timestamp == 1765000000123456);
         cluster_log_entries_free(v, n);
         /* Nothing new: a short block returns empty. */
         assert_int_equal(cluster_log_read(rd, 50, &v, &n), 0);
@@ -1113,6 +1115,16 @@ static void test_log_stream(void **state) {
         assert_int_equal(v[big].kind, CLUSTER_LOG_END);
         cluster_log_entries_free(v, n);
         cluster_log_entries_free(w, big);
+
+        /* An entry an older node wrote (no time) is read, its time 0. */
+        _cleanup_free_ char *added = cli_line("XADD ps:log:r3 '*' k 1 d old k 2 d err");
+        assert_non_null(added);
+        n = log_read_all(q, "r3", &v);
+        assert_int_equal(n, 2);
+        assert_memory_equal(v[0].data, "old", 3);
+        assert_int_equal(v[1].kind, CLUSTER_LOG_STDERR);
+        assert_true(v[0].timestamp == 0 && v[1].timestamp == 0);
+        cluster_log_entries_free(v, n);
         run_queue_free(q);
 }
 
