@@ -290,3 +290,37 @@ def test_a_cluster_log_keeps_write_times_and_resumes_after_last_event_id(tmp_pat
         for d in nodes:
             d.stop()
         redis.stop()
+
+
+def test_the_dashboards_log_shows_each_line_once_after_its_stream_is_cut(tmp_path):
+    """The run page follows the log with an EventSource, which reconnects by
+    itself after a cut with Last-Event-ID: the daemon replayed the whole log
+    then, and the page showed every line printed so far twice."""
+    import re
+    import types
+    from uilib import start_browser, ui_login
+    from uilib import wait_for as ui_wait
+    d = Daemon(tmp_path).start()
+    proxy = CuttingProxy(d.port)
+    drv = start_browser()
+    try:
+        st, run = d.run(TICKS, wait=False, kwargs={"n": 40})
+        assert st == 202
+        via = types.SimpleNamespace(url=f"http://127.0.0.1:{proxy.port}")
+        ui_login(drv, via, TOKENS["alice"], "alice")
+        drv.get(f"{via.url}/ui/#/runs/{run['id']}")
+        from selenium.webdriver.common.by import By
+        # The text as the page shows it (innerText: WebDriver's .text
+        # drops a line break that came as an event of its own).
+        log = lambda: drv.execute_script("return document.getElementById('log').innerText")  # noqa: E731
+        ui_wait(lambda: "tick 5" in log(), timeout=60, what="tick 5 on the page")
+        proxy.cut()
+        ui_wait(lambda: "ended" in drv.find_element(By.ID, "log-state").text, timeout=120, what="the stream's end")
+        ticks = re.findall(r"tick \d+", log())
+        assert ticks == [f"tick {i}" for i in range(40)], ticks
+        notes = re.findall(r"note \d+", log())
+        assert notes == [f"note {i}" for i in range(0, 40, 5)], notes
+    finally:
+        drv.quit()
+        proxy.close()
+        d.stop()
