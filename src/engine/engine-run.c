@@ -1834,7 +1834,13 @@ static int phase_run_begin(EngineRun *run) {
                         spare_tag = TAKE_PTR(slot->tag);
                         spare_out = TAKE_PTR(slot->out_host);
                         pool_slot_free(slot);
-                        (void) engine_sandbox_run_set_limits(rs, &c->limits);
+                        r = engine_sandbox_run_set_limits(rs, &c->limits);
+                        if (r < 0) {
+                                /* Never run under limits other than its own. */
+                                err = xasprintf("cannot set the run's limits in its cgroup: %s", strerror(-r));
+                                (void) engine_sandbox_run_kill(rs);
+                                rs = engine_sandbox_run_finish(rs);
+                        }
                 } else if (r >= 0)
                         r = engine_sandbox_run_prepare(c->e, c->res->id, c->spec->sandbox, &c->limits, &rs, &err);
         }

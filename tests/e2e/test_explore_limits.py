@@ -1,0 +1,85 @@
+"""Resource limits and quotas of runs, as a Lambda or Modal user and a
+multi-tenant operator check them: a limit hit ends the run with exit 5 and
+words naming the limit, the same embedded and through `--server`; a
+request can lower what the operator granted its tenant, never raise it,
+whatever value it gives; odd values are clear errors (docs/sandbox.md
+"Limits", docs/api.md "Limits")."""
+import pytest
+
+from conftest import same, sandbox_args
+from daemonlib import TOKENS, Daemon, sandbox_mode
+from pkgindex import build_wheel
+
+# A package whose import registers an after-fork hook that fills 40 MiB:
+# every process forked from a worker that imported it (a pre-forked spare
+# too) holds that much before the run's code starts.
+FORKHOG = ("import os\n_keep = []\n"
+           "os.register_at_fork(after_in_child=lambda: _keep.append(b'x' * (40 << 20)))\n")
+HOG_RUN = ("@requirements({'forkhog': ''})\ndef f(mb: int = 40):\n"
+           "    x = b'y' * (mb << 20)\n    return len(x) >> 20\n")
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory):
+    d = tmp_path_factory.mktemp("limits-wheels")
+    build_wheel(d, "forkhog", "1.0", files={"forkhog/__init__.py": FORKHOG})
+    return d
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory, wheels):
+    root = tmp_path_factory.mktemp("explore-limits")
+    mode = sandbox_mode(root)
+    if mode == "none":
+        pytest.skip("limits are the sandbox's")
+    extra = f"index:\n  find_links: [{wheels}]\ntenants:\n  bob:\n    maxima: {{memory_bytes: 268435456}}\n"
+    with Daemon(root / "d", sandbox=mode, config_extra=extra).serving() as d:
+        yield d
+
+
+def remote(cli, daemon, *args, token="alice"):
+    return cli(*args, "--server", daemon.url, env={"PYSPRINTER_TOKEN": TOKENS[token]})
+
+
+# ---- memory ----------------------------------------------------------------
+
+def test_a_memory_limit_below_what_a_prepared_spare_holds_is_still_enforced(cli, daemon, wheels):
+    """A daemon's run is handed to a spare forked ahead of time, which sits
+    in the run's cgroup already; the run's memory limit is written then. v1
+    refuses a limit below what the group holds (EBUSY), the write's error
+    was ignored, and the run went on under the spare's limit (the
+    defaults: 512 MiB): `--memory 32M` ran 80 MiB and succeeded, where the
+    embedded run of the same file is killed. Every run is killed now."""
+    if sandbox_args():
+        pytest.skip("limits are the sandbox's")
+    cli.write("hog.py", HOG_RUN)
+    local = cli("run", "hog.py", "--find-links", wheels, "--memory", "32M")
+    assert (local.returncode, local.stdout, local.stderr) == (5, "", "pysprinter: memory limit (32 MiB)\n")
+    # Enough runs that some take a spare (the first ones start the worker).
+    for _ in range(6):
+        same(local, remote(cli, daemon, "run", "hog.py", "--memory", "32M"))
+
+
+def test_limits_a_run_cannot_have_are_refused_by_name_not_ignored(daemon):
+    """The API took `memory_bytes: 1` (the CLI's --memory wants 16M at
+    least) and `max_procs: 10**12` (the CLI's --max-procs stops at 100000),
+    and the kernel refused to write them: the run went on under other
+    limits than asked — 1 byte of memory ran 50 MiB under the defaults, a
+    trillion processes were 64. Both are a 400 naming the field now, for a
+    run, a deploy and an invoke alike."""
+    src = "def f():\n    return len(b'x' * (50 << 20))\n"
+    bad = [({"memory_bytes": 1}, "field 'limits.memory_bytes' must be 0 (the default) or at least 16777216 (16 MiB)"),
+           ({"memory_bytes": (16 << 20) - 1},
+            "field 'limits.memory_bytes' must be 0 (the default) or at least 16777216 (16 MiB)"),
+           ({"max_procs": 10 ** 12}, "field 'limits.max_procs' must be 0 (the default) or at most 100000")]
+    st, out = daemon.call("POST", "/v1/functions", {"name": "lim-ok", "source": src, "filename": "lim.py"})
+    assert st in (200, 201), out
+    for limits, message in bad:
+        for method, path, body in (("POST", "/v1/runs?wait=true", {"source": src, "limits": limits}),
+                                   ("POST", "/v1/functions", {"name": "lim", "source": src, "filename": "lim.py",
+                                                              "limits": limits}),
+                                   ("POST", "/v1/functions/lim-ok/invoke", {"limits": limits})):
+            st, out = daemon.call(method, path, body)
+            assert (st, out) == (400, {"error": {"code": "bad_request", "message": message}}), (path, limits)
+    st, out = daemon.call("POST", "/v1/runs?wait=true", {"source": src, "limits": {"memory_bytes": 16 << 20}})
+    assert (st, out["status"], out["error"]["message"]) == (200, "killed", "memory limit (16 MiB)")
