@@ -1159,10 +1159,19 @@ int verb_deploy(int argc, char **argv) {
                                 : li == 0     ? cli_parse_duration_ms(argv[i + 1], &x)
                                 : li == 1     ? cli_parse_size(argv[i + 1], &x)
                                               : parse_count(argv[i + 1], &x);
-                        if (k < 0 || x == 0) {
+                        if (k < 0 || x == 0 || (li == 1 && x < RUN_MIN_MEMORY_BYTES) ||
+                            (li == 2 && x > RUN_MAX_PROCS)) {
                                 json_decref(limits);
                                 json_decref(url);
-                                _cleanup_free_ char *m = xasprintf("deploy: %s needs a positive value", argv[i]);
+                                /* run's words for the same options */
+                                _cleanup_free_ char *m =
+                                        li == 1 ? xasprintf("--memory needs a size of at least 16M such as 256M or 1G, "
+                                                            "got '%s'",
+                                                            i + 1 < argc ? argv[i + 1] : "")
+                                        : li == 2 ? xasprintf("--max-procs needs a number from 1 to %llu, got '%s'",
+                                                              (unsigned long long) RUN_MAX_PROCS,
+                                                              i + 1 < argc ? argv[i + 1] : "")
+                                                  : xasprintf("deploy: %s needs a positive value", argv[i]);
                                 return usage_error("deploy", m);
                         }
                         json_object_set_new(limits, li == 0 ? "timeout_ms" : li == 1 ? "memory_bytes" : "max_procs",

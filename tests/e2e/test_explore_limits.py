@@ -83,3 +83,21 @@ def test_limits_a_run_cannot_have_are_refused_by_name_not_ignored(daemon):
             assert (st, out) == (400, {"error": {"code": "bad_request", "message": message}}), (path, limits)
     st, out = daemon.call("POST", "/v1/runs?wait=true", {"source": src, "limits": {"memory_bytes": 16 << 20}})
     assert (st, out["status"], out["error"]["message"]) == (200, "killed", "memory limit (16 MiB)")
+
+
+def test_a_pipeline_or_deploy_limit_a_run_cannot_have_is_refused_up_front(cli, both):
+    """A DAG task's `memory: 1K` ran and was killed ("memory limit (1
+    KiB)", exit 5) and `max_procs: 1000000000000` was taken; `deploy
+    --memory 1K` was sent to the server. They are the run's usage errors
+    now, with `run`'s words for the option."""
+    cli.write("m.py", "def f():\n    return 1\n")
+    for limits, message in (("{memory: 1K}", "p.yaml:4:22: task 'a': limit 'memory' must be at least 16M, got '1K'"),
+                            ("{max_procs: 1000000000000}",
+                             "p.yaml:4:25: task 'a': limit 'max_procs' must be a number from 1 to 100000, "
+                             "got '1000000000000'")):
+        cli.write("p.yaml", f"tasks:\n  a:\n    file: m.py\n    limits: {limits}\n")
+        r = same(*both("dag", "run", "p.yaml"))
+        assert (r.returncode, r.stderr) == (3, f"pysprinter: {message}\n"), r.stderr
+    r = same(*both("deploy", "m.py", "--name", "tiny", "--memory", "1K"))
+    assert r.returncode == 2 and r.stderr.startswith(
+        "pysprinter: --memory needs a size of at least 16M such as 256M or 1G, got '1K'\n"), r.stderr
