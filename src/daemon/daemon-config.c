@@ -885,17 +885,20 @@ int daemon_limits_grant(const DaemonConfig *cfg, const char *tenant, const RunLi
                 const char *name;
                 uint64_t asked, def, max;
                 uint64_t *out;
+                uint64_t global; /* limits.maxima's (0: none) */
         } f[] = {
                 { "timeout_ms", asked->timeout_ms, cfg->defaults.timeout_ms ?: RUN_DEFAULT_TIMEOUT_MS,
                   cap_min(RUN_MAX_TIMEOUT_MS, cap_min(cfg->maxima.timeout_ms, t ? t->maxima.timeout_ms : 0)),
-                  &out.timeout_ms },
+                  &out.timeout_ms, cap_min(RUN_MAX_TIMEOUT_MS, cfg->maxima.timeout_ms) },
                 { "memory_bytes", asked->memory_bytes, cfg->defaults.memory_bytes ?: RUN_DEFAULT_MEMORY_BYTES,
-                  cap_min(cfg->maxima.memory_bytes, t ? t->maxima.memory_bytes : 0), &out.memory_bytes },
+                  cap_min(cfg->maxima.memory_bytes, t ? t->maxima.memory_bytes : 0), &out.memory_bytes,
+                  cfg->maxima.memory_bytes },
                 { "max_procs", asked->max_procs, cfg->defaults.max_procs ?: RUN_DEFAULT_MAX_PROCS,
-                  cap_min(cfg->maxima.max_procs, t ? t->maxima.max_procs : 0), &out.max_procs },
+                  cap_min(cfg->maxima.max_procs, t ? t->maxima.max_procs : 0), &out.max_procs, cfg->maxima.max_procs },
                 { "max_output_bytes", asked->max_output_bytes,
                   cfg->defaults.max_output_bytes ?: RUN_DEFAULT_MAX_OUTPUT_BYTES,
-                  cap_min(cfg->maxima.max_output_bytes, t ? t->maxima.max_output_bytes : 0), &out.max_output_bytes },
+                  cap_min(cfg->maxima.max_output_bytes, t ? t->maxima.max_output_bytes : 0), &out.max_output_bytes,
+                  cfg->maxima.max_output_bytes },
         };
         for (size_t i = 0; i < ELEMENTSOF(f); i++) {
                 if (f[i].out == &out.timeout_ms && f[i].asked > RUN_MAX_TIMEOUT_MS) {
@@ -906,9 +909,19 @@ int daemon_limits_grant(const DaemonConfig *cfg, const char *tenant, const RunLi
                         return -EPERM;
                 }
                 if (f[i].max && f[i].asked > f[i].max) {
-                        *ret_error = xasprintf("limits.%s is %" PRIu64 ", above the %" PRIu64
-                                               " this tenant may have (ask the operator: config 'tenants.%s.maxima')",
-                                               f[i].name, f[i].asked, f[i].max, tenant);
+                        /* The key that binds: a tenant's maxima only lower
+                         * the global ones, so asking for a higher
+                         * `tenants.NAME.maxima` would not help when
+                         * `limits.maxima` is the lower. */
+                        bool tenant_binds = f[i].max != f[i].global;
+                        *ret_error = tenant_binds ? xasprintf("limits.%s is %" PRIu64 ", above the %" PRIu64
+                                                              " this tenant may have (ask the operator: config "
+                                                              "'tenants.%s.maxima')",
+                                                              f[i].name, f[i].asked, f[i].max, tenant)
+                                                  : xasprintf("limits.%s is %" PRIu64 ", above the %" PRIu64
+                                                              " this tenant may have (ask the operator: config "
+                                                              "'limits.maxima')",
+                                                              f[i].name, f[i].asked, f[i].max);
                         return -EPERM;
                 }
                 /* An absent limit is the default, lowered to the tenant's

@@ -32,7 +32,8 @@ def daemon(tmp_path_factory, wheels):
     mode = sandbox_mode(root)
     if mode == "none":
         pytest.skip("limits are the sandbox's")
-    extra = f"index:\n  find_links: [{wheels}]\ntenants:\n  bob:\n    maxima: {{memory_bytes: 268435456}}\n"
+    extra = (f"index:\n  find_links: [{wheels}]\nlimits:\n  maxima: {{timeout_ms: 600000}}\n"
+             "tenants:\n  bob:\n    maxima: {memory_bytes: 268435456, timeout_ms: 900000}\n")
     with Daemon(root / "d", sandbox=mode, config_extra=extra).serving() as d:
         yield d
 
@@ -101,3 +102,19 @@ def test_a_pipeline_or_deploy_limit_a_run_cannot_have_is_refused_up_front(cli, b
     r = same(*both("deploy", "m.py", "--name", "tiny", "--memory", "1K"))
     assert r.returncode == 2 and r.stderr.startswith(
         "pysprinter: --memory needs a size of at least 16M such as 256M or 1G, got '1K'\n"), r.stderr
+
+
+def test_a_refused_limit_names_the_config_key_that_refused_it(cli, daemon):
+    """A request above `limits.maxima` (every tenant's cap) told the user
+    to ask for `tenants.NAME.maxima`, which cannot raise it: a tenant's
+    maxima only lower the global ones. The 403 names the key that binds."""
+    cli.write("m.py", "def f():\n    return 1\n")
+    r = remote(cli, daemon, "run", "m.py", "--timeout", "700s")
+    assert (r.returncode, r.stderr) == (6, "pysprinter: the token lacks the right to do this (limits.timeout_ms is "
+                                           "700000, above the 600000 this tenant may have (ask the operator: config "
+                                           "'limits.maxima'))\n")
+    # bob's own 900 s is above the global cap: the global one binds too.
+    r = remote(cli, daemon, "run", "m.py", "--timeout", "700s", token="bob")
+    assert "above the 600000 this tenant may have (ask the operator: config 'limits.maxima')" in r.stderr
+    r = remote(cli, daemon, "run", "m.py", "--memory", "512M", token="bob")
+    assert "above the 268435456 this tenant may have (ask the operator: config 'tenants.bob.maxima')" in r.stderr
