@@ -118,3 +118,23 @@ def test_a_refused_limit_names_the_config_key_that_refused_it(cli, daemon):
     assert "above the 600000 this tenant may have (ask the operator: config 'limits.maxima')" in r.stderr
     r = remote(cli, daemon, "run", "m.py", "--memory", "512M", token="bob")
     assert "above the 268435456 this tenant may have (ask the operator: config 'tenants.bob.maxima')" in r.stderr
+
+
+# ---- time -------------------------------------------------------------------
+
+def test_a_warm_instance_is_not_killed_by_the_cpu_time_of_its_past_invocations(cli, daemon):
+    """A run's RLIMIT_CPU backstop (its timeout + 5 s of CPU) was set in a
+    warm instance too, which serves every invocation in one process: its
+    CPU time adds up across them, and after ~10 s of them in total an
+    invocation of a function deployed with `--timeout 5s` died "crashed:
+    SIGKILL" (exit 5), however short it was itself."""
+    cli.write("burn.py", "def f(s: float = 0.5):\n    import os, time\n    t = time.process_time() + s\n"
+                         "    while time.process_time() < t:\n        pass\n    return os.getpid()\n")
+    r = remote(cli, daemon, "deploy", "burn.py", "--name", "burn", "--timeout", "5s")
+    assert r.returncode == 0, r.stderr
+    pids = set()
+    for _ in range(24):  # 12 s of CPU in all, each invocation 0.5 s
+        r = remote(cli, daemon, "invoke", "burn")
+        assert (r.returncode, r.stderr) == (0, ""), r.stderr
+        pids.add(r.stdout)
+    assert len(pids) == 1  # one warm instance served them all
