@@ -138,3 +138,18 @@ def test_a_warm_instance_is_not_killed_by_the_cpu_time_of_its_past_invocations(c
         assert (r.returncode, r.stderr) == (0, ""), r.stderr
         pids.add(r.stdout)
     assert len(pids) == 1  # one warm instance served them all
+
+
+def test_lambda_get_function_shows_the_memory_and_timeout_an_invocation_gets(daemon):
+    """GetFunction's MemorySize and Timeout were the config's defaults
+    (512 MB) for a function deployed without limits, while each
+    invocation ran with the tenant's grant (bob: 256 MiB), which its own
+    `context.memory_limit_in_mb` said. Both say what is enforced now."""
+    src = "def handler(event, context):\n    return context.memory_limit_in_mb\n"
+    st, out = daemon.call("POST", "/v1/functions", {"name": "ctx", "source": src, "filename": "ctx.py"}, token="bob")
+    assert st in (200, 201), out
+    st, out = daemon.call("POST", "/2015-03-31/functions/ctx/invocations", {}, token="bob")
+    assert (st, out) == (200, 256)
+    st, out = daemon.call("GET", "/2015-03-31/functions/ctx", token="bob")
+    assert st == 200, out
+    assert (out["Configuration"]["MemorySize"], out["Configuration"]["Timeout"]) == (256, 60)
