@@ -200,11 +200,24 @@ static int parse_limits(json_t *o, const char *key, RunLimits *l, char **ret_err
                                                        (unsigned long long) RUN_MAX_TIMEOUT_MS);
                                 return -EINVAL;
                         }
-                } else if (streq(k, "memory_bytes"))
+                } else if (streq(k, "memory_bytes")) {
+                        /* The bounds a request has (RUN_MIN_MEMORY_BYTES,
+                         * RUN_MAX_PROCS): a default or maximum past them was
+                         * every run's, and the kernel refused it. */
                         r = json_want_uint(v, full, &l->memory_bytes, ret_error);
-                else if (streq(k, "max_procs"))
+                        if (r >= 0 && l->memory_bytes && l->memory_bytes < RUN_MIN_MEMORY_BYTES) {
+                                *ret_error = xasprintf("'%s' must be 0 or at least %llu (16 MiB)", full,
+                                                       (unsigned long long) RUN_MIN_MEMORY_BYTES);
+                                return -EINVAL;
+                        }
+                } else if (streq(k, "max_procs")) {
                         r = json_want_uint(v, full, &l->max_procs, ret_error);
-                else if (streq(k, "max_output_bytes"))
+                        if (r >= 0 && l->max_procs > RUN_MAX_PROCS) {
+                                *ret_error = xasprintf("'%s' must be at most %llu", full,
+                                                       (unsigned long long) RUN_MAX_PROCS);
+                                return -EINVAL;
+                        }
+                } else if (streq(k, "max_output_bytes"))
                         r = json_want_uint(v, full, &l->max_output_bytes, ret_error);
                 else if (streq(k, "network")) {
                         if (!json_is_boolean(v)) {

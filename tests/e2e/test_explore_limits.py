@@ -153,3 +153,22 @@ def test_lambda_get_function_shows_the_memory_and_timeout_an_invocation_gets(dae
     st, out = daemon.call("GET", "/2015-03-31/functions/ctx", token="bob")
     assert st == 200, out
     assert (out["Configuration"]["MemorySize"], out["Configuration"]["Timeout"]) == (256, 60)
+
+
+def test_the_config_refuses_limits_a_run_cannot_have(tmp_path):
+    """`limits.defaults.memory_bytes: 1` passed --check-config and became
+    every run's memory limit (a maximum of 1000 bytes lowered every
+    default to it); a trillion processes passed as a maximum. The config
+    now has the bounds a request has, checked as a start checks them."""
+    import subprocess
+    from conftest import DAEMON
+    for text, message in (("limits:\n  defaults: {memory_bytes: 1}\n",
+                           "c.yaml:2: 'limits.defaults.memory_bytes' must be 0 or at least 16777216 (16 MiB)\n"),
+                          ("limits:\n  maxima: {memory_bytes: 1000}\n",
+                           "c.yaml:2: 'limits.maxima.memory_bytes' must be 0 or at least 16777216 (16 MiB)\n"),
+                          ("tenants:\n  x:\n    maxima: {max_procs: 1000000000000}\n",
+                           "c.yaml:3: 'tenants.x.maxima.max_procs' must be at most 100000\n")):
+        (tmp_path / "c.yaml").write_text(text)
+        r = subprocess.run([str(DAEMON), "--check-config", "c.yaml"], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=60)
+        assert (r.returncode, r.stdout, r.stderr) == (2, "", message)
