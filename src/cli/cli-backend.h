@@ -45,6 +45,7 @@ typedef struct HttpRequest {
         void *sse_userdata;
         Buf *headers;              /* the answer's header lines, when set */
         const char *header;        /* one more request header line, when set */
+        const char *header2;       /* and another */
         /* Goes through whole after an interrupt, as when the caller set
          * cli_interrupt_handled (for INTERRUPTED_REQUEST_USEC at most): a
          * submit the server may have read already, which a request cut

@@ -1201,6 +1201,11 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
 
         DRun *r;
         req.answer_waits = !streq(itype, "Event");
+        /* An Event the caller follows to its end (pysprinter invoke
+         * --payload in the foreground): its failure is told, not retried
+         * minutes later while the caller waits. */
+        const char *cw = daemon_call_header(call, "X-Pysprinter-Caller-Waits");
+        req.caller_waits = cw && streq(cw, "true");
         k = daemon_run_submit(d, id, call->tenant, &req, f->name, f->version, true, &r);
         if (k < 0) {
                 resp = daemon_call_errno(call, k, "invoke", ret_status);

@@ -949,8 +949,8 @@ static int drun_queue_start(Daemon *d, DRun *r) {
 
 /* Whether a failure of r's current attempt would be tried again. */
 static bool drun_retry_left(const Daemon *d, const DRun *r) {
-        return r->lambda && !r->answer_waits && !r->endpoint && r->fn_name && !d->cluster && !r->claimed &&
-               r->attempt > 0 && r->attempt < r->max_attempts;
+        return r->lambda && !r->answer_waits && !r->caller_waits && !r->endpoint && r->fn_name && !d->cluster &&
+               !r->claimed && r->attempt > 0 && r->attempt < r->max_attempts;
 }
 
 static void *retry_thread(void *p) {
@@ -2537,6 +2537,7 @@ int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRe
         r->fn_version = fn_version;
         r->lambda = lambda;
         r->answer_waits = req->answer_waits;
+        r->caller_waits = req->caller_waits;
         r->endpoint = req->endpoint;
         if (req->max_attempts > 0)
                 r->max_attempts = req->max_attempts;

@@ -33,7 +33,8 @@ def daemon(tmp_path_factory, wheels):
     if mode == "none":
         pytest.skip("limits are the sandbox's")
     extra = (f"index:\n  find_links: [{wheels}]\nlimits:\n  maxima: {{timeout_ms: 600000}}\n"
-             "tenants:\n  bob:\n    maxima: {memory_bytes: 268435456, timeout_ms: 900000}\n")
+             "tenants:\n  bob:\n    maxima: {memory_bytes: 268435456, timeout_ms: 900000}\n"
+             "server:\n  event_retry_delay_ms: 200\n")
     with Daemon(root / "d", sandbox=mode, config_extra=extra).serving() as d:
         yield d
 
@@ -172,3 +173,24 @@ def test_the_config_refuses_limits_a_run_cannot_have(tmp_path):
         r = subprocess.run([str(DAEMON), "--check-config", "c.yaml"], cwd=tmp_path, capture_output=True, text=True,
                            timeout=60)
         assert (r.returncode, r.stdout, r.stderr) == (2, "", message)
+
+
+def test_a_foreground_invoke_with_a_payload_ends_at_its_first_limit(cli, daemon):
+    """`invoke NAME --payload` in the foreground was sent as a Lambda Event
+    invocation and followed, so a try killed by a limit was tried twice
+    more, `server.event_retry_delay_ms` (60 s by default) and twice that
+    apart: the user's terminal waited three minutes, the function ran three
+    times, and the answer was the same limit. The caller waits and hears
+    the failure, as from a RequestResponse invocation: no retry, as `invoke
+    NAME ARGS` has none."""
+    cli.write("slow.py", "def handler(event, context):\n    import time\n    time.sleep(30)\n")
+    r = remote(cli, daemon, "deploy", "slow.py", "--name", "slow", "--timeout", "1s")
+    assert r.returncode == 0, r.stderr
+    r = remote(cli, daemon, "invoke", "slow", "--payload", "{}")
+    assert (r.returncode, r.stdout, r.stderr) == (5, "", "pysprinter: time limit (1s)\n")
+    st, runs = daemon.call("GET", "/v1/functions/slow/runs")
+    assert st == 200 and [x["attempt"] for x in runs["runs"]] == [1], runs
+    # A Lambda client's own Event invocation is still tried again.
+    st, _, _ = daemon.request("POST", "/2015-03-31/functions/slow/invocations", {},
+                              headers={"X-Amz-Invocation-Type": "Event"})
+    assert st == 202
