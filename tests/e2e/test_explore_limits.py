@@ -34,6 +34,7 @@ def daemon(tmp_path_factory, wheels):
         pytest.skip("limits are the sandbox's")
     extra = (f"index:\n  find_links: [{wheels}]\nlimits:\n  maxima: {{timeout_ms: 600000}}\n"
              "tenants:\n  bob:\n    maxima: {memory_bytes: 268435456, timeout_ms: 900000}\n"
+             "  alice:\n    network: true\n"
              "server:\n  event_retry_delay_ms: 200\n")
     with Daemon(root / "d", sandbox=mode, config_extra=extra).serving() as d:
         yield d
@@ -194,3 +195,34 @@ def test_a_foreground_invoke_with_a_payload_ends_at_its_first_limit(cli, daemon)
     st, _, _ = daemon.request("POST", "/2015-03-31/functions/slow/invocations", {},
                               headers={"X-Amz-Invocation-Type": "Event"})
     assert st == 202
+
+
+# ---- deploy ------------------------------------------------------------------
+
+def test_deploy_takes_every_limit_run_takes(cli, daemon, tmp_path):
+    """`deploy` knew --timeout, --memory and --max-procs only, spelt
+    `--timeout 5s`: `--network`, `--max-output` and `--timeout=5s` were
+    "unexpected argument" (exit 2), and a stack file had no `network` or
+    `max_output`. A function behind the Lambda route or a URL runs with its
+    deploy's limits alone, so it could never reach the network its tenant
+    was granted."""
+    cli.write("net.py", "def handler(event, context):\n    import socket\n    s = socket.socket()\n"
+                        "    try:\n        s.connect(('127.0.0.1', event['port']))\n        return True\n"
+                        "    except OSError:\n        return False\n")
+    r = remote(cli, daemon, "deploy", "net.py", "--name", "net", "--network", "--max-output=2M", "--timeout=20s")
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr
+    st, f = daemon.call("GET", "/v1/functions/net")
+    assert f["limits"] == {"network": True, "max_output_bytes": 2 << 20, "timeout_ms": 20000}
+    st, out = daemon.call("POST", "/2015-03-31/functions/net/invocations", {"port": daemon.port})
+    assert (st, out) == (200, True)
+    (tmp_path / "stack.yaml").write_text("functions:\n  net2:\n    file: net.py\n    network: true\n"
+                                         "    max_output: 1M\n")
+    r = remote(cli, daemon, "deploy", "-f", "stack.yaml")
+    assert r.returncode == 0, r.stderr
+    st, f = daemon.call("GET", "/v1/functions/net2")
+    assert f["limits"] == {"network": True, "max_output_bytes": 1 << 20}
+    st, out = daemon.call("POST", "/2015-03-31/functions/net2/invocations", {"port": daemon.port})
+    assert (st, out) == (200, True)
+    # bob is not granted the network: refused at deploy, as a run's --network.
+    r = remote(cli, daemon, "deploy", "net.py", "--name", "net", "--network", token="bob")
+    assert r.returncode == 6 and "limits.network: this tenant may not give its runs network access" in r.stderr
