@@ -1572,9 +1572,9 @@ static void classify(RunCtx *c, RunSandbox *rs, RunWatch *w) {
                 return;
         }
         if (w->output_limit) {
-                uint64_t b = c->limits.max_output_bytes;
-                _cleanup_free_ char *m = b % (1 << 20) == 0 ? xasprintf("output limit (%llu MiB)", (unsigned long long) (b >> 20))
-                                       : xasprintf("output limit (%llu bytes)", (unsigned long long) b);
+                /* The words and units of the memory limit's (one formatter). */
+                _cleanup_free_ char *b = sandbox_format_bytes(c->limits.max_output_bytes);
+                _cleanup_free_ char *m = xasprintf("output limit (%s)", b);
                 set_outcome(c, RUN_KILLED, EXIT_LIMIT, "OutputLimit", m);
                 return;
         }

@@ -226,3 +226,22 @@ def test_deploy_takes_every_limit_run_takes(cli, daemon, tmp_path):
     # bob is not granted the network: refused at deploy, as a run's --network.
     r = remote(cli, daemon, "deploy", "net.py", "--name", "net", "--network", token="bob")
     assert r.returncode == 6 and "limits.network: this tenant may not give its runs network access" in r.stderr
+
+
+# ---- output ------------------------------------------------------------------
+
+def test_limit_messages_spell_the_limit_exactly_and_alike(cli, both):
+    """An output limit was spelt in whole MiB or in bytes (`--max-output 1K`:
+    "output limit (1024 bytes)") and a memory limit rounded to MiB
+    (`--memory 40.5M`: "memory limit (41 MiB)", a limit that was not the
+    run's). Both say the limit exactly now, in the largest unit that holds
+    it whole, the same embedded and through a server."""
+    if sandbox_args():
+        pytest.skip("limits are the sandbox's")
+    cli.write("flood.py", "def f():\n    import sys\n    while True:\n        sys.stdout.write('x' * 4096)\n")
+    for size, words in (("1K", "1 KiB"), ("1536K", "1536 KiB"), ("2M", "2 MiB")):
+        r = same(*both("run", "flood.py", "--max-output", size))
+        assert (r.returncode, r.stderr) == (5, f"pysprinter: output limit ({words})\n")
+    cli.write("mem.py", "def f():\n    return len(b'x' * (200 << 20))\n")
+    r = same(*both("run", "mem.py", "--memory", "40.5M"))
+    assert (r.returncode, r.stderr) == (5, "pysprinter: memory limit (41472 KiB)\n")
