@@ -2287,8 +2287,8 @@ static void run_adhoc_inline(Daemon *d, DRun *r) {
                            &d->metrics.adhoc_watched);
 }
 
-/* Counts r as queued (unless the queue is full: -EBUSY, or the daemon is
- * draining: -ESHUTDOWN) and starts its thread. A resumed run was
+/* Counts r as queued (unless the queue is full: -EBUSY, or r's tenant's
+ * share of it: -EUSERS, or the daemon is draining: -ESHUTDOWN) and starts its thread. A resumed run was
  * acknowledged before the restart, so no limit turns it away. On failure r
  * is gone. */
 static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
@@ -2309,12 +2309,15 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
         unsigned tenant_free = tc->running < d->cfg.max_concurrent_per_tenant
                                        ? MIN(d->cfg.max_concurrent_per_tenant - tc->running, free_slots)
                                        : 0;
-        if (!resumed && (d->queued >= free_slots + d->cfg.max_queued_runs ||
-                         tc->queued >= tenant_free + daemon_config_queued_per_tenant(&d->cfg))) {
+        bool all_full = d->queued >= free_slots + d->cfg.max_queued_runs;
+        if (!resumed && (all_full || tc->queued >= tenant_free + daemon_config_queued_per_tenant(&d->cfg))) {
                 d->metrics.rejected_429++;
                 pthread_mutex_unlock(&d->lock);
                 drun_free(r);
-                return -EBUSY;
+                /* -EUSERS: this tenant's share, so the 429 can say whose
+                 * backlog turned the run away (the tenant's own, or the
+                 * daemon's) and which cap the operator would raise. */
+                return all_full ? -EBUSY : -EUSERS;
         }
         /* Whether an ad-hoc run may begin on this thread below
          * (run_inline_startable() decides, under the lock again): looked at

@@ -4,6 +4,8 @@ words naming the limit, the same embedded and through `--server`; a
 request can lower what the operator granted its tenant, never raise it,
 whatever value it gives; odd values are clear errors (docs/sandbox.md
 "Limits", docs/api.md "Limits")."""
+import json
+
 import pytest
 
 from conftest import same, sandbox_args
@@ -245,3 +247,31 @@ def test_limit_messages_spell_the_limit_exactly_and_alike(cli, both):
     cli.write("mem.py", "def f():\n    return len(b'x' * (200 << 20))\n")
     r = same(*both("run", "mem.py", "--memory", "40.5M"))
     assert (r.returncode, r.stderr) == (5, "pysprinter: memory limit (41472 KiB)\n")
+
+
+# ---- quotas ------------------------------------------------------------------
+
+def test_a_tenant_turned_away_for_its_own_share_is_told_so(tmp_path):
+    """One tenant's share of the queue full answered what a full queue
+    does, "run: the queue is full; retry later": the tenant could not tell
+    its own backlog (server.max_queued_per_tenant) from a daemon full of
+    other tenants' runs, nor the operator which cap to raise. Still a 429
+    with Retry-After; the words name the tenant's share."""
+    extra = ("server:\n  max_concurrent_runs: 4\n  max_concurrent_per_tenant: 1\n  max_queued_runs: 8\n"
+             "  max_queued_per_tenant: 1\n")
+    src = "def f():\n    import time\n    time.sleep(20)\n"
+    with Daemon(tmp_path / "d", config_extra=extra).serving() as d:
+        ids = []
+        for _ in range(2):  # one running, one queued: alice's share
+            st, out = d.call("POST", "/v1/runs", {"source": src})
+            assert st == 202, out
+            ids.append(out["id"])
+        st, hdrs, body = d.request("POST", "/v1/runs", {"source": src})
+        assert (st, hdrs.get("retry-after")) == (429, "2")
+        assert json.loads(body) == {"error": {"code": "too_many_requests", "message": (
+            "run: this tenant's share of the queue is full (server.max_queued_per_tenant); retry later")}}
+        # bob is not turned away by alice's backlog.
+        st, out = d.call("POST", "/v1/runs", {"source": "def f():\n    return 1\n"}, token="bob")
+        assert st == 202, out
+        for i in ids:
+            d.cancel(i)
