@@ -280,7 +280,7 @@ static int runner_option(Ctx *c, int argc, char **argv, int *i) {
                         return usage(c, "--timeout needs a duration such as 30, 2.5s, 500ms or 5m, got '%s'", val);
                 a->limits.timeout_ms = u;
         } else if (streq(name, "--memory")) {
-                if (cli_parse_size(val, &u) < 0 || u < (16 << 20))
+                if (cli_parse_size(val, &u) < 0 || u < RUN_MIN_MEMORY_BYTES)
                         return usage(c, "--memory needs a size of at least 16M such as 256M or 1G, got '%s'", val);
                 a->limits.memory_bytes = u;
         } else if (streq(name, "--max-output")) {
@@ -291,7 +291,7 @@ static int runner_option(Ctx *c, int argc, char **argv, int *i) {
                 char *end;
                 errno = 0;
                 unsigned long long v = strtoull(val, &end, 10);
-                if (errno || *end || v < 1 || v > 100000 || val[0] == '-')
+                if (errno || *end || v < 1 || v > RUN_MAX_PROCS || val[0] == '-')
                         return usage(c, "--max-procs needs a number from 1 to 100000, got '%s'", val);
                 a->limits.max_procs = v;
         } else if (streq(name, "--network")) {

@@ -330,7 +330,11 @@ static int invoke_event(Backend *b, const RunRequest *q, Renderer *rd, json_t **
                           .body = body,
                           .body_len = strlen(body),
                           .headers = &hdrs,
+                          /* Followed here unless detached: a failure
+                           * is this caller's to hear at once, not the
+                           * Event's to try again minutes later. */
                           .header = "X-Amz-Invocation-Type: Event",
+                          .header2 = q->detach ? NULL : "X-Pysprinter-Caller-Waits: true",
                           .whole = true };
         int r = http_request(&b->http, &h, NULL, &ans, &err);
         buf_free(&ans);

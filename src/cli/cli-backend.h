@@ -46,6 +46,7 @@ typedef struct HttpRequest {
         uint64_t *last_event_id;   /* set to each handled event's numeric id: field */
         Buf *headers;              /* the answer's header lines, when set */
         const char *header;        /* one more request header line, when set */
+        const char *header2;       /* and another */
         /* Goes through whole after an interrupt, as when the caller set
          * cli_interrupt_handled (for INTERRUPTED_REQUEST_USEC at most): a
          * submit the server may have read already, which a request cut

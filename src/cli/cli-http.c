@@ -248,6 +248,8 @@ static struct curl_slist *headers_for(const Http *h, const HttpRequest *q) {
         }
         if (q->header)
                 l = curl_slist_append(l, q->header);
+        if (q->header2)
+                l = curl_slist_append(l, q->header2);
         /* A streamed body (a file, a tar) or a big one waits for "100
          * Continue", so the daemon refuses it (401, 413 over data.max_bytes
          * or max_body_bytes) before a byte is sent: a refusal that arrives

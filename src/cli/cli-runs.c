@@ -1146,28 +1146,51 @@ int verb_deploy(int argc, char **argv) {
         _cleanup_strv_free_ char **secrets = NULL, **env = NULL;
         json_t *url = NULL, *limits = json_object();
         for (int i = 0; i < argc; i++) {
-                /* --timeout/--memory/--max-procs: the function's limits
-                 * (granted again at each invoke by the tenant's config). */
-                static const char *const lim[] = { "--timeout", "--memory", "--max-procs" };
+                /* --timeout/--memory/--max-procs/--max-output and
+                 * --network/--no-network: the function's limits (granted
+                 * again at each invoke by the tenant's config), spelt as
+                 * `run` takes them (--OPT=VALUE too). A function
+                 * behind a URL or the Lambda route gets no limits but its
+                 * deploy's, so a deploy that could not say --network left
+                 * it without the network for good. */
+                static const char *const lim[] = { "--timeout", "--memory", "--max-procs", "--max-output" };
                 int li = -1;
-                for (int j = 0; j < 3; j++)
-                        if (streq(argv[i], lim[j]))
+                const char *val = NULL;
+                for (int j = 0; j < 4; j++) {
+                        size_t n = strlen(lim[j]);
+                        if (streq(argv[i], lim[j])) {
                                 li = j;
+                                val = i + 1 < argc ? argv[++i] : NULL;
+                        } else if (strneq(argv[i], lim[j], n) && argv[i][n] == '=') {
+                                li = j;
+                                val = argv[i] + n + 1;
+                        }
+                }
                 if (li >= 0) {
                         uint64_t x = 0;
-                        int k = i + 1 >= argc ? -EINVAL
-                                : li == 0     ? cli_parse_duration_ms(argv[i + 1], &x)
-                                : li == 1     ? cli_parse_size(argv[i + 1], &x)
-                                              : parse_count(argv[i + 1], &x);
-                        if (k < 0 || x == 0) {
+                        int k = !val      ? -EINVAL
+                                : li == 0 ? cli_parse_duration_ms(val, &x)
+                                : li == 2 ? parse_count(val, &x)
+                                          : cli_parse_size(val, &x);
+                        if (k < 0 || x == 0 || (li == 1 && x < RUN_MIN_MEMORY_BYTES) ||
+                            (li == 2 && x > RUN_MAX_PROCS)) {
                                 json_decref(limits);
                                 json_decref(url);
-                                _cleanup_free_ char *m = xasprintf("deploy: %s needs a positive value", argv[i]);
+                                /* run's words for the same options */
+                                static const char *const want[] = {
+                                        "--timeout needs a duration such as 30, 2.5s, 500ms or 5m",
+                                        "--memory needs a size of at least 16M such as 256M or 1G",
+                                        "--max-procs needs a number from 1 to 100000",
+                                        "--max-output needs a size such as 10M or 512K",
+                                };
+                                _cleanup_free_ char *m = xasprintf("%s, got '%s'", want[li], val ? val : "");
                                 return usage_error("deploy", m);
                         }
-                        json_object_set_new(limits, li == 0 ? "timeout_ms" : li == 1 ? "memory_bytes" : "max_procs",
-                                            json_integer((json_int_t) x));
-                        i++;
+                        static const char *const field[] = { "timeout_ms", "memory_bytes", "max_procs",
+                                                             "max_output_bytes" };
+                        json_object_set_new(limits, field[li], json_integer((json_int_t) x));
+                } else if (streq(argv[i], "--network") || streq(argv[i], "--no-network")) {
+                        json_object_set_new(limits, "network", json_boolean(streq(argv[i], "--network")));
                 } else if (streq(argv[i], "--url") || streq(argv[i], "--public") || streq(argv[i], "--no-url")) {
                         /* --public is --url for anyone, in either order;
                          * --no-url beside either says two things. */
@@ -1211,7 +1234,8 @@ int verb_deploy(int argc, char **argv) {
                         printf("Usage: pysprinter deploy FILE[::FUNC] [--name NAME] [--description TEXT]\n"
                                "                         [--secret NAME]... [--env KEY=VALUE]...\n"
                                "                         [--url [--public] | --no-url] [--timeout D] [--memory S]\n"
-                               "                         [--max-procs N] [--json]\n"
+                               "                         [--max-procs N] [--max-output S] [--network | --no-network]\n"
+                               "                         [--json]\n"
                                "       pysprinter deploy -f STACK.yaml [--prune] [--dry-run] [--json]\n\n"
                                "Deploy a function to the server; each deploy is a new version. NAME defaults\n"
                                "to the file's stem. An unknown package is exit 4, as for run.\n\n"
@@ -1223,6 +1247,9 @@ int verb_deploy(int argc, char **argv) {
                                "  --timeout D    the function's wall-clock limit (30s, 2m)\n"
                                "  --memory S     its memory limit (256M, 1G)\n"
                                "  --max-procs N  its process limit\n"
+                               "  --max-output S its output limit (10M)\n"
+                               "  --network      its runs reach the host's network, if the tenant is granted it\n"
+                               "                 (--no-network: not even where the server's default gives it)\n"
                                "  -f STACK.yaml  deploy a stack file's functions, schedules and URLs in one\n"
                                "                 transaction (docs/stack.md; deploy -f x --help)\n");
                         json_decref(limits);

@@ -79,6 +79,10 @@ static int function_body(YamlDoc *doc, const YamlNode *fnode, const char *name, 
                 json_object_set_new(limits, "memory_bytes", limit_value(v, false));
         if ((v = json_object_get(fn, "max_procs")))
                 json_object_set(limits, "max_procs", v);
+        if ((v = json_object_get(fn, "max_output")))
+                json_object_set_new(limits, "max_output_bytes", limit_value(v, false));
+        if ((v = json_object_get(fn, "network")))
+                json_object_set(limits, "network", v);
         if (json_object_size(limits))
                 json_object_set(b, "limits", limits);
         json_decref(limits);

@@ -200,11 +200,24 @@ static int parse_limits(json_t *o, const char *key, RunLimits *l, char **ret_err
                                                        (unsigned long long) RUN_MAX_TIMEOUT_MS);
                                 return -EINVAL;
                         }
-                } else if (streq(k, "memory_bytes"))
+                } else if (streq(k, "memory_bytes")) {
+                        /* The bounds a request has (RUN_MIN_MEMORY_BYTES,
+                         * RUN_MAX_PROCS): a default or maximum past them was
+                         * every run's, and the kernel refused it. */
                         r = json_want_uint(v, full, &l->memory_bytes, ret_error);
-                else if (streq(k, "max_procs"))
+                        if (r >= 0 && l->memory_bytes && l->memory_bytes < RUN_MIN_MEMORY_BYTES) {
+                                *ret_error = xasprintf("'%s' must be 0 or at least %llu (16 MiB)", full,
+                                                       (unsigned long long) RUN_MIN_MEMORY_BYTES);
+                                return -EINVAL;
+                        }
+                } else if (streq(k, "max_procs")) {
                         r = json_want_uint(v, full, &l->max_procs, ret_error);
-                else if (streq(k, "max_output_bytes"))
+                        if (r >= 0 && l->max_procs > RUN_MAX_PROCS) {
+                                *ret_error = xasprintf("'%s' must be at most %llu", full,
+                                                       (unsigned long long) RUN_MAX_PROCS);
+                                return -EINVAL;
+                        }
+                } else if (streq(k, "max_output_bytes"))
                         r = json_want_uint(v, full, &l->max_output_bytes, ret_error);
                 else if (streq(k, "network")) {
                         if (!json_is_boolean(v)) {
@@ -885,17 +898,20 @@ int daemon_limits_grant(const DaemonConfig *cfg, const char *tenant, const RunLi
                 const char *name;
                 uint64_t asked, def, max;
                 uint64_t *out;
+                uint64_t global; /* limits.maxima's (0: none) */
         } f[] = {
                 { "timeout_ms", asked->timeout_ms, cfg->defaults.timeout_ms ?: RUN_DEFAULT_TIMEOUT_MS,
                   cap_min(RUN_MAX_TIMEOUT_MS, cap_min(cfg->maxima.timeout_ms, t ? t->maxima.timeout_ms : 0)),
-                  &out.timeout_ms },
+                  &out.timeout_ms, cap_min(RUN_MAX_TIMEOUT_MS, cfg->maxima.timeout_ms) },
                 { "memory_bytes", asked->memory_bytes, cfg->defaults.memory_bytes ?: RUN_DEFAULT_MEMORY_BYTES,
-                  cap_min(cfg->maxima.memory_bytes, t ? t->maxima.memory_bytes : 0), &out.memory_bytes },
+                  cap_min(cfg->maxima.memory_bytes, t ? t->maxima.memory_bytes : 0), &out.memory_bytes,
+                  cfg->maxima.memory_bytes },
                 { "max_procs", asked->max_procs, cfg->defaults.max_procs ?: RUN_DEFAULT_MAX_PROCS,
-                  cap_min(cfg->maxima.max_procs, t ? t->maxima.max_procs : 0), &out.max_procs },
+                  cap_min(cfg->maxima.max_procs, t ? t->maxima.max_procs : 0), &out.max_procs, cfg->maxima.max_procs },
                 { "max_output_bytes", asked->max_output_bytes,
                   cfg->defaults.max_output_bytes ?: RUN_DEFAULT_MAX_OUTPUT_BYTES,
-                  cap_min(cfg->maxima.max_output_bytes, t ? t->maxima.max_output_bytes : 0), &out.max_output_bytes },
+                  cap_min(cfg->maxima.max_output_bytes, t ? t->maxima.max_output_bytes : 0), &out.max_output_bytes,
+                  cfg->maxima.max_output_bytes },
         };
         for (size_t i = 0; i < ELEMENTSOF(f); i++) {
                 if (f[i].out == &out.timeout_ms && f[i].asked > RUN_MAX_TIMEOUT_MS) {
@@ -906,9 +922,19 @@ int daemon_limits_grant(const DaemonConfig *cfg, const char *tenant, const RunLi
                         return -EPERM;
                 }
                 if (f[i].max && f[i].asked > f[i].max) {
-                        *ret_error = xasprintf("limits.%s is %" PRIu64 ", above the %" PRIu64
-                                               " this tenant may have (ask the operator: config 'tenants.%s.maxima')",
-                                               f[i].name, f[i].asked, f[i].max, tenant);
+                        /* The key that binds: a tenant's maxima only lower
+                         * the global ones, so asking for a higher
+                         * `tenants.NAME.maxima` would not help when
+                         * `limits.maxima` is the lower. */
+                        bool tenant_binds = f[i].max != f[i].global;
+                        *ret_error = tenant_binds ? xasprintf("limits.%s is %" PRIu64 ", above the %" PRIu64
+                                                              " this tenant may have (ask the operator: config "
+                                                              "'tenants.%s.maxima')",
+                                                              f[i].name, f[i].asked, f[i].max, tenant)
+                                                  : xasprintf("limits.%s is %" PRIu64 ", above the %" PRIu64
+                                                              " this tenant may have (ask the operator: config "
+                                                              "'limits.maxima')",
+                                                              f[i].name, f[i].asked, f[i].max);
                         return -EPERM;
                 }
                 /* An absent limit is the default, lowered to the tenant's

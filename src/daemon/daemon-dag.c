@@ -259,7 +259,7 @@ static int dag_task_run(const DagTaskRun *tr, void *userdata, RunResult **ret_re
                 int k = daemon_run_submit(d, submit_id, g->tenant, &req, NULL, 0, false, &r);
                 if (k == -ESHUTDOWN)
                         return -ESHUTDOWN;
-                if (k != -EBUSY) {
+                if (k != -EBUSY && k != -EUSERS) {
                         if (k < 0)
                                 return k;
                         break;

@@ -654,7 +654,7 @@ struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_s
         DRun *r = NULL;
         if (k >= 0)
                 k = daemon_run_submit(d, id, tenant, &req, f->name, f->version, true, &r);
-        if (k == -EBUSY) {
+        if (k == -EBUSY || k == -EUSERS) {
                 resp = daemon_endpoint_error(429, id, ret_status);
                 daemon_response_headers(resp, (const char *const[]) { "Retry-After", "1", NULL });
         } else if (k == -ESHUTDOWN) {

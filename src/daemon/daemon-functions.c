@@ -594,13 +594,22 @@ static FunctionRecord *lambda_function(const DaemonCall *call, unsigned *ret_sta
 }
 
 /* The timeout and memory an invocation of f gets when it asks for nothing:
- * the deploy's, else the config's defaults, else the engine's. */
+ * the deploy's, else the config's defaults, else the engine's, granted to
+ * the tenant as an invoke is (a default above its maxima is lowered to
+ * them; the defaults alone said 512 MB where bob's invocations had 256).
+ * A deploy whose own limits the config no longer grants (its invokes are
+ * refused) shows them lowered to the grant. */
 static RunLimits function_limits(const DaemonCall *call, const FunctionRecord *f) {
-        RunLimits l = {};
-        merge_limits(&l, f->limits_json);
+        RunLimits asked = {}, l;
+        merge_limits(&asked, f->limits_json);
+        _cleanup_free_ char *err = NULL;
         pthread_rwlock_rdlock(&call->d->cfg_lock);
-        l.timeout_ms = l.timeout_ms ?: call->d->cfg.defaults.timeout_ms ?: RUN_DEFAULT_TIMEOUT_MS;
-        l.memory_bytes = l.memory_bytes ?: call->d->cfg.defaults.memory_bytes ?: RUN_DEFAULT_MEMORY_BYTES;
+        if (daemon_limits_grant(&call->d->cfg, call->tenant, &asked, &l, &err) < 0) {
+                l = asked;
+                l.timeout_ms = l.timeout_ms ?: call->d->cfg.defaults.timeout_ms ?: RUN_DEFAULT_TIMEOUT_MS;
+                l.memory_bytes = l.memory_bytes ?: call->d->cfg.defaults.memory_bytes ?: RUN_DEFAULT_MEMORY_BYTES;
+                (void) daemon_limits_clamp(&call->d->cfg, call->tenant, &l);
+        }
         pthread_rwlock_unlock(&call->d->cfg_lock);
         return l;
 }
@@ -1192,6 +1201,11 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
 
         DRun *r;
         req.answer_waits = !streq(itype, "Event");
+        /* An Event the caller follows to its end (pysprinter invoke
+         * --payload in the foreground): its failure is told, not retried
+         * minutes later while the caller waits. */
+        const char *cw = daemon_call_header(call, "X-Pysprinter-Caller-Waits");
+        req.caller_waits = cw && streq(cw, "true");
         k = daemon_run_submit(d, id, call->tenant, &req, f->name, f->version, true, &r);
         if (k < 0) {
                 resp = daemon_call_errno(call, k, "invoke", ret_status);

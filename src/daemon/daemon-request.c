@@ -261,6 +261,18 @@ static int parse_limits(json_t *obj, RunLimits *ret, char **ret_error) {
                 if (v)
                         *t[i].field = (uint64_t) json_integer_value(v);
         }
+        /* The CLI's bounds: past them the kernel refused the cgroup write
+         * and the run went on under other limits than it asked for. */
+        if (l.memory_bytes && l.memory_bytes < RUN_MIN_MEMORY_BYTES) {
+                *ret_error = xasprintf("field 'limits.memory_bytes' must be 0 (the default) or at least %llu (16 MiB)",
+                                       (unsigned long long) RUN_MIN_MEMORY_BYTES);
+                return -EINVAL;
+        }
+        if (l.max_procs > RUN_MAX_PROCS) {
+                *ret_error = xasprintf("field 'limits.max_procs' must be 0 (the default) or at most %llu",
+                                       (unsigned long long) RUN_MAX_PROCS);
+                return -EINVAL;
+        }
         json_t *net = json_object_get(obj, "network");
         if (net) {
                 l.network = json_is_true(net);

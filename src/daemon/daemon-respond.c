@@ -322,13 +322,21 @@ unsigned daemon_errno_status(int r, const char **ret_code) {
                 unsigned status;
                 const char *code;
         } map[] = {
-                { -EINVAL, 400, "bad_request" },      { -EEXIST, 400, "bad_request" },
-                { -EPERM, 403, "forbidden" },         { -EACCES, 403, "forbidden" },
-                { -ENOENT, 404, "not_found" },        { -EALREADY, 409, "conflict" },
-                { -EFBIG, 413, "payload_too_large" }, { -EDQUOT, 413, "payload_too_large" },
-                { -EBUSY, 429, "too_many_requests" }, { -ENOSPC, 507, "insufficient_storage" },
-                { -ESHUTDOWN, 503, "shutting_down" }, { -ETIMEDOUT, 504, "timeout" },
-                { -ELOOP, 400, "bad_request" },       { -EHOSTUNREACH, 502, "bad_gateway" },
+                { -EINVAL, 400, "bad_request" },
+                { -EEXIST, 400, "bad_request" },
+                { -EPERM, 403, "forbidden" },
+                { -EACCES, 403, "forbidden" },
+                { -ENOENT, 404, "not_found" },
+                { -EALREADY, 409, "conflict" },
+                { -EFBIG, 413, "payload_too_large" },
+                { -EDQUOT, 413, "payload_too_large" },
+                { -EBUSY, 429, "too_many_requests" },
+                { -EUSERS, 429, "too_many_requests" },
+                { -ENOSPC, 507, "insufficient_storage" },
+                { -ESHUTDOWN, 503, "shutting_down" },
+                { -ETIMEDOUT, 504, "timeout" },
+                { -ELOOP, 400, "bad_request" },
+                { -EHOSTUNREACH, 502, "bad_gateway" },
                 { -ECONNREFUSED, 502, "bad_gateway" },
         };
         for (size_t i = 0; i < ELEMENTSOF(map); i++)
@@ -357,6 +365,13 @@ struct MHD_Response *daemon_call_errno(const DaemonCall *call, int r, const char
         case -EBUSY:
                 resp = daemon_call_error(call, status, code, ret_status, "%s: the queue is full; retry later", what);
                 daemon_response_headers(resp, (const char *const[]) { "Retry-After", "2", NULL });
+                return resp;
+        case -EUSERS:
+                resp = daemon_call_error(call, status, code, ret_status,
+                                         "%s: this tenant's share of the queue is full "
+                                         "(server.max_queued_per_tenant); retry later",
+                                         what);
+                daemon_response_headers(resp, (const char *const[]){ "Retry-After", "2", NULL });
                 return resp;
         case -ESHUTDOWN:
                 /* A load balancer reads 503 + Retry-After as "this backend

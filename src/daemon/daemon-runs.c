@@ -973,8 +973,8 @@ static int drun_queue_start(Daemon *d, DRun *r) {
 
 /* Whether a failure of r's current attempt would be tried again. */
 static bool drun_retry_left(const Daemon *d, const DRun *r) {
-        return r->lambda && !r->answer_waits && !r->endpoint && r->fn_name && !d->cluster && !r->claimed &&
-               r->attempt > 0 && r->attempt < r->max_attempts;
+        return r->lambda && !r->answer_waits && !r->caller_waits && !r->endpoint && r->fn_name && !d->cluster &&
+               !r->claimed && r->attempt > 0 && r->attempt < r->max_attempts;
 }
 
 static void *retry_thread(void *p) {
@@ -2311,8 +2311,8 @@ static void run_adhoc_inline(Daemon *d, DRun *r) {
                            &d->metrics.adhoc_watched);
 }
 
-/* Counts r as queued (unless the queue is full: -EBUSY, or the daemon is
- * draining: -ESHUTDOWN) and starts its thread. A resumed run was
+/* Counts r as queued (unless the queue is full: -EBUSY, or r's tenant's
+ * share of it: -EUSERS, or the daemon is draining: -ESHUTDOWN) and starts its thread. A resumed run was
  * acknowledged before the restart, so no limit turns it away. On failure r
  * is gone. */
 static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
@@ -2333,12 +2333,15 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
         unsigned tenant_free = tc->running < d->cfg.max_concurrent_per_tenant
                                        ? MIN(d->cfg.max_concurrent_per_tenant - tc->running, free_slots)
                                        : 0;
-        if (!resumed && (d->queued >= free_slots + d->cfg.max_queued_runs ||
-                         tc->queued >= tenant_free + daemon_config_queued_per_tenant(&d->cfg))) {
+        bool all_full = d->queued >= free_slots + d->cfg.max_queued_runs;
+        if (!resumed && (all_full || tc->queued >= tenant_free + daemon_config_queued_per_tenant(&d->cfg))) {
                 d->metrics.rejected_429++;
                 pthread_mutex_unlock(&d->lock);
                 drun_free(r);
-                return -EBUSY;
+                /* -EUSERS: this tenant's share, so the 429 can say whose
+                 * backlog turned the run away (the tenant's own, or the
+                 * daemon's) and which cap the operator would raise. */
+                return all_full ? -EBUSY : -EUSERS;
         }
         /* Whether an ad-hoc run may begin on this thread below
          * (run_inline_startable() decides, under the lock again): looked at
@@ -2561,6 +2564,7 @@ int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRe
         r->fn_version = fn_version;
         r->lambda = lambda;
         r->answer_waits = req->answer_waits;
+        r->caller_waits = req->caller_waits;
         r->endpoint = req->endpoint;
         if (req->max_attempts > 0)
                 r->max_attempts = req->max_attempts;

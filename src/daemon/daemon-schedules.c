@@ -234,7 +234,10 @@ static void schedule_fire(Daemon *d, ScheduleRecord *s, int64_t now) {
                         drun_unref(d, r);
                 else {
                         /* The fire state was written: note why there is no run. */
-                        set_note(s, xasprintf("the run could not be queued: %s", strerror(-k)));
+                        set_note(s, xasprintf("the run could not be queued: %s",
+                                              k == -EBUSY    ? "the queue is full"
+                                              : k == -EUSERS ? "this tenant's share of the queue is full"
+                                                             : strerror(-k)));
                         (void) store_schedule_advance(d->store, s, s->next_fire);
                 }
         }

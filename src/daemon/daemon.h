@@ -250,6 +250,11 @@ typedef struct RunRequest {
          * RequestResponse): a warm invoke may then run on the caller's
          * thread while it is quick (daemon-runs.c, run_inline()). */
         bool answer_waits;
+        /* A Lambda Event invocation whose caller follows it to its end
+         * (the CLI's `invoke NAME --payload`, header
+         * X-Pysprinter-Caller-Waits: true): its failure is the caller's to
+         * hear, not tried again (drun_retry_left()). */
+        bool caller_waits;
         /* A Function URL's run (daemon-endpoints.c): its return value is
          * the HTTP answer, checked before its end is recorded
          * (daemon_endpoint_response_check()). */
@@ -343,6 +348,7 @@ struct DRun {
         int fn_version;
         bool lambda;            /* Lambda calling convention: adds START/END lines */
         bool answer_waits;      /* RunRequest.answer_waits */
+        bool caller_waits;      /* RunRequest.caller_waits (not kept across a restart) */
         bool endpoint;          /* RunRequest.endpoint */
         bool begun_here;        /* an ad-hoc run begun on its HTTP thread (drun_adhoc_eligible()) */
         char **data;            /* dataset refs, resolved per tenant when the run starts */

@@ -373,15 +373,25 @@ static int parse_limits(Yaml *y, const YamlNode *n, Task *t) {
                 int r = 0;
                 if (streq(k, "timeout"))
                         r = dag_parse_duration_ms(v, &t->limits.timeout_ms);
-                else if (streq(k, "memory"))
+                else if (streq(k, "memory")) {
                         r = dag_parse_size(v, &t->limits.memory_bytes);
-                else if (streq(k, "max_output") || streq(k, "max-output"))
+                        /* The CLI's --memory floor (a run below it was
+                         * killed before its code ran, or on a server's
+                         * spare not limited at all). */
+                        if (r >= 0 && t->limits.memory_bytes < RUN_MIN_MEMORY_BYTES)
+                                return yerr(y, vn, "task '%s': limit 'memory' must be at least 16M, got '%s'", t->name,
+                                            v);
+                } else if (streq(k, "max_output") || streq(k, "max-output"))
                         r = dag_parse_size(v, &t->limits.max_output_bytes);
                 else if (streq(k, "max_procs") || streq(k, "max-procs")) {
                         char *end;
                         errno = 0;
                         unsigned long long x = strtoull(v, &end, 10);
-                        r = errno || *end || x == 0 ? -EINVAL : 0;
+                        r = errno || *end || x == 0 || v[0] == '-' ? -EINVAL : 0;
+                        if (r >= 0 && x > RUN_MAX_PROCS)
+                                return yerr(y, vn,
+                                            "task '%s': limit 'max_procs' must be a number from 1 to %llu, got '%s'",
+                                            t->name, (unsigned long long) RUN_MAX_PROCS, v);
                         t->limits.max_procs = x;
                 } else if (streq(k, "network")) {
                         json_t *b = yjson(y, vn);

@@ -253,6 +253,8 @@ int engine_sandbox_sweep(void);
 /* Spares made ahead of their runs (engine-pool.c): a run cgroup exists
  * and a spare has joined it; these let the run's own limits in first. */
 bool engine_sandbox_run_has_cgroup(const RunSandbox *rs);
+/* < 0: the limits could not be set even after the spare was killed (its
+ * group emptied); the run must not start in that group. */
 int engine_sandbox_run_set_limits(RunSandbox *rs, const RunLimits *limits);
 /* The "sandbox" JSON of a run whose child joined its cgroups already. */
 void engine_sandbox_run_prejoined_json(RunSandbox *rs, char **ret_json);

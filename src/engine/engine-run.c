@@ -1572,9 +1572,9 @@ static void classify(RunCtx *c, RunSandbox *rs, RunWatch *w) {
                 return;
         }
         if (w->output_limit) {
-                uint64_t b = c->limits.max_output_bytes;
-                _cleanup_free_ char *m = b % (1 << 20) == 0 ? xasprintf("output limit (%llu MiB)", (unsigned long long) (b >> 20))
-                                       : xasprintf("output limit (%llu bytes)", (unsigned long long) b);
+                /* The words and units of the memory limit's (one formatter). */
+                _cleanup_free_ char *b = sandbox_format_bytes(c->limits.max_output_bytes);
+                _cleanup_free_ char *m = xasprintf("output limit (%s)", b);
                 set_outcome(c, RUN_KILLED, EXIT_LIMIT, "OutputLimit", m);
                 return;
         }
@@ -1834,7 +1834,13 @@ static int phase_run_begin(EngineRun *run) {
                         spare_tag = TAKE_PTR(slot->tag);
                         spare_out = TAKE_PTR(slot->out_host);
                         pool_slot_free(slot);
-                        (void) engine_sandbox_run_set_limits(rs, &c->limits);
+                        r = engine_sandbox_run_set_limits(rs, &c->limits);
+                        if (r < 0) {
+                                /* Never run under limits other than its own. */
+                                err = xasprintf("cannot set the run's limits in its cgroup: %s", strerror(-r));
+                                (void) engine_sandbox_run_kill(rs);
+                                rs = engine_sandbox_run_finish(rs);
+                        }
                 } else if (r >= 0)
                         r = engine_sandbox_run_prepare(c->e, c->res->id, c->spec->sandbox, &c->limits, &rs, &err);
         }

@@ -348,6 +348,16 @@ int engine_sandbox_run_set_limits(RunSandbox *rs, const RunLimits *limits) {
         if (!engine_sandbox_run_has_cgroup(rs) || same)
                 return 0;
         SandboxLimits l = sandbox_limits_of(limits);
+        int r = sandbox_cgroup_set_limits(rs->cg, &l);
+        if (r >= 0)
+                return 0;
+        /* The spare in the group holds more than the run's memory limit
+         * (a package's after-fork hook, a small limit): v1 refused the
+         * limit and the group kept the spare's, the defaults. Ignored, the
+         * run went on under them, above its grant. The spare goes; the
+         * worker forks the run into the emptied group itself, as for a
+         * spare that died before its run (worker.c). */
+        (void) sandbox_cgroup_kill(rs->cg);
         return sandbox_cgroup_set_limits(rs->cg, &l);
 }
 

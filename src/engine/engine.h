@@ -68,7 +68,13 @@ typedef struct RunLimits {
  * deadline in microseconds overflows (the run was killed at once). */
 #define RUN_MAX_TIMEOUT_MS (7ULL * 24 * 3600 * 1000)
 #define RUN_DEFAULT_MEMORY_BYTES (512ULL << 20)
+/* The least memory a run may ask for (the CLI's --memory floor): below it
+ * the interpreter's own pages do not fit, and a spare's group refuses it. */
+#define RUN_MIN_MEMORY_BYTES (16ULL << 20)
 #define RUN_DEFAULT_MAX_PROCS 64ULL
+/* The most processes a run may ask for (the CLI's --max-procs bound):
+ * pids.max takes nothing near 2^64, and a refused write kept the last. */
+#define RUN_MAX_PROCS 100000ULL
 #define RUN_DEFAULT_MAX_OUTPUT_BYTES (10ULL << 20)
 #define RUN_MAX_SOURCE_BYTES (4ULL << 20)
 #define RUN_MAX_RESULT_BYTES (16ULL << 20)

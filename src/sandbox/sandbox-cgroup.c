@@ -415,13 +415,19 @@ static int find_hierarchies(Hier *out, size_t max, size_t *ret_n) {
  * limit (memory, memsw, pids max; v1 cpu.cfs_period_us is 100000 and the
  * quota -1): its first memory limit is a lowering, the period needs no
  * write. v2's swap.max and oom.group are written with its first memory
- * limit only: nothing resets them. */
-static void apply_limits(CgDir *d, const SandboxLimits *l) {
+ * limit only: nothing resets them. Returns the memory limit's write error:
+ * v1 refuses (EBUSY) a limit below what a group with a process in it
+ * holds and cannot reclaim (a spare's memory), and the group then keeps
+ * its old, higher limit (recorded as such: a later call writes it
+ * again). The other writes cannot fail that way (pids.max and the cpu
+ * quota may be set below current use). */
+static int apply_limits(CgDir *d, const SandboxLimits *l) {
         char buf[64];
+        int r = 0;
         if (d->ctrls & CTRL_MEMORY && l->memory_bytes && l->memory_bytes != d->memory_bytes) {
                 snprintf(buf, sizeof(buf), "%llu", (unsigned long long) l->memory_bytes);
                 if (d->v2) {
-                        (void) cg_write(d, "memory.max", buf);
+                        r = cg_write(d, "memory.max", buf);
                         if (!d->memory_bytes) {
                                 /* "With swap": no swap at all beyond the limit. */
                                 (void) cg_write(d, "memory.swap.max", "0");
@@ -434,13 +440,14 @@ static void apply_limits(CgDir *d, const SandboxLimits *l) {
                         bool raising = d->memory_bytes && l->memory_bytes > d->memory_bytes;
                         if (raising)
                                 (void) cg_write(d, "memory.memsw.limit_in_bytes", buf);
-                        (void) cg_write(d, "memory.limit_in_bytes", buf);
-                        if (!raising)
+                        r = cg_write(d, "memory.limit_in_bytes", buf);
+                        if (!raising && r >= 0)
                                 (void) cg_write(d, "memory.memsw.limit_in_bytes", buf);
-                        if (!d->memory_bytes)
+                        if (!d->memory_bytes && r >= 0)
                                 (void) cg_write(d, "memory.swappiness", "0");
                 }
-                d->memory_bytes = l->memory_bytes;
+                if (r >= 0)
+                        d->memory_bytes = l->memory_bytes;
         }
         /* A group used again (sandbox_cgroup_recycle()) keeps the limits
          * of its last run: "none" for this one is written, not skipped. */
@@ -470,6 +477,7 @@ static void apply_limits(CgDir *d, const SandboxLimits *l) {
                 }
                 d->cpu_millis = l->cpu_millis;
         }
+        return r;
 }
 
 static bool name_ok(const char *name) {
@@ -568,7 +576,7 @@ static int add_dir(SandboxCgroup *cg, const char *parent, const char *name, bool
         CgDir *d = &cg->dirs[cg->n++];
         *d = (CgDir) { .path = path, .v2 = v2, .ctrls = ctrls, .procs_fd = -EBADF, .freeze_fd = -EBADF };
         dir_open(d);
-        apply_limits(d, l);
+        (void) apply_limits(d, l); /* empty: nothing to refuse */
         d->procs_fd = open_at(d->dfd, d->path, "cgroup.procs", O_WRONLY);
         if (d->procs_fd < 0)
                 return d->procs_fd == -1 ? -errno : d->procs_fd;
@@ -1121,9 +1129,13 @@ int sandbox_cgroup_sweep_stale(void) {
 int sandbox_cgroup_set_limits(SandboxCgroup *cg, const SandboxLimits *limits) {
         if (!cg)
                 return -EINVAL;
-        for (size_t i = 0; i < cg->n; i++)
-                apply_limits(&cg->dirs[i], limits);
-        return 0;
+        int r = 0;
+        for (size_t i = 0; i < cg->n; i++) {
+                int k = apply_limits(&cg->dirs[i], limits);
+                if (k < 0 && r >= 0)
+                        r = k;
+        }
+        return r;
 }
 
 /* ---- a group used again ----
@@ -1281,7 +1293,7 @@ int sandbox_cgroup_renew(SandboxCgroup *cg, const char *name, const SandboxLimit
                         if (cg_read_key(d, "pids.events", "max", &v) >= 0)
                                 d->pids_max_base = v;
                 }
-                apply_limits(d, limits);
+                (void) apply_limits(d, limits); /* empty: nothing to refuse */
         }
         return 0;
 }

@@ -303,11 +303,13 @@ char *sandbox_format_duration_ms(uint64_t ms) {
 }
 
 char *sandbox_format_bytes(uint64_t b) {
+        /* Exact: the largest unit that holds it whole. Rounded to MiB, a
+         * 40.5M limit said "41 MiB", a limit the run did not have. */
         if (b >= (1ULL << 30) && b % (1ULL << 30) == 0)
                 return xasprintf("%llu GiB", (unsigned long long) (b >> 30));
-        if (b >= (1ULL << 20))
-                return xasprintf("%llu MiB", (unsigned long long) ((b + (1ULL << 19)) >> 20));
-        if (b >= 1024)
+        if (b >= (1ULL << 20) && b % (1ULL << 20) == 0)
+                return xasprintf("%llu MiB", (unsigned long long) (b >> 20));
+        if (b >= 1024 && b % 1024 == 0)
                 return xasprintf("%llu KiB", (unsigned long long) (b >> 10));
         return xasprintf("%llu bytes", (unsigned long long) b);
 }

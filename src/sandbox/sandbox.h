@@ -348,7 +348,11 @@ SandboxCgroup *sandbox_cgroup_free(SandboxCgroup *cg);
  * and sandbox_cgroup_renew() add). Returns how many went. */
 int sandbox_cgroup_sweep_stale(void);
 /* Sets new limits on an existing run cgroup (a spare's, made ahead of its
- * run with defaults: the run's own limits go in before its code runs). */
+ * run with defaults: the run's own limits go in before its code runs).
+ * -EBUSY (or another write's error) when the memory limit was not taken:
+ * v1 refuses one below what the group's processes hold; the group then
+ * keeps its old limit, so the caller must not run under it (empty the
+ * group, sandbox_cgroup_kill(), and set the limits again). */
 int sandbox_cgroup_set_limits(SandboxCgroup *cg, const SandboxLimits *limits);
 /* A finished run's groups, to be used again (the next spare's): kills
  * what is left, keeps the groups that are empty — a v1 memory group only

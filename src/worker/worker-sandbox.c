@@ -161,6 +161,8 @@ int worker_sandbox_child(const char *run_json, const int *extra_fds, size_t n_ex
         uint64_t memory = (uint64_t) json_integer_value(json_object_get(lim, "memory_bytes"));
         uint64_t timeout_ms = (uint64_t) json_integer_value(json_object_get(lim, "timeout_ms"));
         bool network = json_is_true(json_object_get(lim, "network"));
+        /* A warm instance serves many invocations in one process. */
+        bool instance = streq(json_string_value(json_object_get(m, "type")) ?: "", "instance");
         size_t n_cg = (size_t) json_integer_value(json_object_get(sb, "cgroup_fds"));
         bool memory_cgroup = json_is_true(json_object_get(sb, "memory_cgroup"));
         /* The run's output dir (engine: a dir of its own under the out root)
@@ -179,8 +181,13 @@ int worker_sandbox_child(const char *run_json, const int *extra_fds, size_t n_ex
                 .keep_fds = keep,
                 .n_keep_fds = 3,
                 /* CPU time can never exceed the wall clock at one CPU; this
-                 * is a backstop should the engine's timer not fire. */
-                .cpu_seconds = timeout_ms ? timeout_ms / 1000 + 5 : 0,
+                 * is a backstop should the engine's timer not fire. Not in
+                 * a warm instance: RLIMIT_CPU counts the process's CPU
+                 * time since it began, all its invocations together, and
+                 * once they added up to the timeout + 5 s an invocation
+                 * died "crashed: SIGKILL" however short it was. The
+                 * engine's timer and cgroup kill bound each invocation. */
+                .cpu_seconds = timeout_ms && !instance ? timeout_ms / 1000 + 5 : 0,
                 /* Without a memory cgroup, the address-space rlimit is the
                  * only bound (generous: Python maps more than it uses). */
                 .fallback_as_bytes = memory_cgroup ? 0 : (memory ? memory * 2 + (256ULL << 20) : 0),
