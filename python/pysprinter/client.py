@@ -22,6 +22,7 @@ import re
 import select
 import socket
 import ssl
+import sys
 import threading
 import time
 import urllib.error
@@ -58,6 +59,17 @@ class RunError(Exception):
         super().__init__(f"run {run.get('id')} {self.status}: {self.type}: {self.message}")
 
 
+def _api_error(status, raw):
+    """The APIError of a refused answer: its {"error": {code, message}}
+    when the body is one (the daemon's), else code "http" and the body's
+    first 500 characters (a proxy's page)."""
+    try:
+        err = json.loads(raw)["error"]
+        return APIError(status, err.get("code"), err.get("message"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return APIError(status, "http", raw.decode(errors="replace")[:500])
+
+
 def _retry_after(value, now=None):
     """Seconds to wait for a Retry-After header (RFC 9110 10.2.3): a
     number of seconds or an HTTP date (a date past is 0); 1 when absent or
@@ -91,6 +103,11 @@ class Client:
             raise ValueError("no server: pass server=URL or set PYSPRINTER_SERVER")
         self.server = server.rstrip("/")
         self.token = token if token is not None else os.environ.get("PYSPRINTER_TOKEN")
+        if self.token and any(ch in self.token for ch in "\r\n\0"):
+            # It would end the Authorization header early; the message
+            # names the cause, never the token.
+            raise ValueError("the token holds a line break (CR or LF) or a NUL: a token read from a file keeps "
+                             "the file's last line break; strip() it")
         self.timeout = timeout
         self._conns = _Connections(self.server)
         # Opt-in: results a function sent as pysprinter.pickled(value) come
@@ -119,19 +136,15 @@ class Client:
 
     def _call(self, method, path, body=None, idempotency_key=None):
         """-> (status, decoded JSON); a 429/503 is retried after Retry-After."""
-        deadline = time.monotonic() + self.timeout
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
         while True:
             status, headers, raw = self._request(method, path, body, idempotency_key=idempotency_key)
             if 200 <= status < 300:
                 return status, json.loads(raw or b"null")
-            if status in (429, 503) and time.monotonic() < deadline:
+            if status in (429, 503) and (deadline is None or time.monotonic() < deadline):
                 time.sleep(min(_retry_after(headers.get("Retry-After")), 5))
                 continue
-            try:
-                err = json.loads(raw)["error"]
-                raise APIError(status, err.get("code"), err.get("message")) from None
-            except (ValueError, KeyError, TypeError):
-                raise APIError(status, "http", raw.decode(errors="replace")[:500]) from None
+            raise _api_error(status, raw)
 
     def close(self):
         """Closes the client's connections: the idle ones now, those in use
@@ -176,18 +189,72 @@ class Client:
     def _arguments(args, kwargs):
         body = {}
         if args:
-            body["args"] = [to_jsonable(a) for a in args]
+            body["args"] = [_sendable(to_jsonable(a), f"argument {i + 1}") for i, a in enumerate(args)]
         if kwargs:
-            body["kwargs"] = {k: to_jsonable(v) for k, v in kwargs.items()}
+            body["kwargs"] = {k: _sendable(to_jsonable(v), f"argument {k!r}") for k, v in kwargs.items()}
         return body
 
-    def _finish(self, status, run):
-        """Waits for a run the daemon answered 202 on; returns its value."""
+    def _wait_query(self):
+        """The query of a request that waits for a run's end: the daemon
+        answers within `timeout=` seconds, a 202 with the run still going
+        when it has not ended by then, so that no answer takes longer than
+        the client's own timeout (which bounds one answer, not a run)."""
+        if self.timeout is None:
+            return "wait=true"
+        return f"wait=true&timeout={max(1, int(self.timeout) - 1)}"
+
+    def _wait_run(self, run):
+        """The run object once it has ended: asked again with ?wait=true
+        (a long poll, each answer within the client's timeout)."""
         while run.get("status") not in TERMINAL:
-            _, run = self._call("GET", f"/v1/runs/{run['id']}")
-            if run.get("status") not in TERMINAL:
-                time.sleep(0.1)
+            _, run = self._call("GET", f"/v1/runs/{urllib.parse.quote(run['id'], safe='')}?{self._wait_query()}")
+        return run
+
+    def _finish(self, status, run):
+        """Waits for a run the daemon answered 202 on; returns its value.
+        Ctrl-C while it waits cancels the run, as the CLI's Ctrl-C does
+        (a hang-up while the POST waited already did, for a run)."""
+        try:
+            run = self._wait_run(run)
+        except KeyboardInterrupt:
+            self._cancel_quietly(run["id"])
+            raise
         return self.result(run)
+
+    def _cancel_quietly(self, run_id):
+        """Cancels a run this call started and is giving up on (Ctrl-C):
+        best effort, the interrupt is what the caller sees."""
+        try:
+            self._request("DELETE", f"/v1/runs/{urllib.parse.quote(run_id, safe='')}")
+        except Exception:
+            pass
+
+    def get(self, run_id):
+        """The run object of run_id (an id or a unique prefix of one), as it
+        stands: `pysprinter show --json`."""
+        return self._call("GET", f"/v1/runs/{urllib.parse.quote(_run_id(run_id), safe='')}")[1]
+
+    def wait(self, run):
+        """Waits for a run (its id or its object, as submit() returns it) to
+        end and returns its value as run() does: a RunError if it did not
+        succeed. Ctrl-C here stops waiting and leaves the run going."""
+        rid = _run_id(run)
+        return self.result(self._wait_run({"id": rid}))
+
+    def cancel(self, run):
+        """Cancels a queued or running run (its id or its object): `pysprinter
+        cancel`. Returns the run object, ended `cancelled` (or still ending
+        when that takes the daemon over 10 s); a run that had already ended
+        is an APIError 409."""
+        return self._call("DELETE", f"/v1/runs/{urllib.parse.quote(_run_id(run), safe='')}")[1]
+
+    def runs(self, limit=100, status=None):
+        """The tenant's run objects, newest first (`pysprinter ps --json`);
+        status: a state or a list of states to list only those."""
+        query = f"limit={int(limit)}"
+        if status is not None:
+            query += "&status=" + urllib.parse.quote(status if isinstance(status, str) else ",".join(status))
+        return self._call("GET", f"/v1/runs?{query}")[1]["runs"]
 
     def result(self, run):
         """A finished run object's value: the JSON result with bytes read
@@ -197,7 +264,7 @@ class Client:
             raise RunError(run)
         if run.get("result") is None and run.get("result_repr") is not None:
             warnings.warn(f"run {run.get('id')}: the result cannot be represented as JSON; "
-                          "this is its repr()", stacklevel=3)
+                          "this is its repr()", stacklevel=_caller_stacklevel())
             return run["result_repr"]
         return from_jsonable(run.get("result"), unpickle=self.unpickle)
 
@@ -223,7 +290,7 @@ class Client:
         body = {"source": source, "filename": filename, **self._arguments(args, kwargs)}
         if function:
             body["function"] = function
-        return self._finish(*self._call("POST", "/v1/runs?wait=true", body, idempotency_key=key))
+        return self._finish(*self._call("POST", f"/v1/runs?{self._wait_query()}", body, idempotency_key=key))
 
     def deploy(self, name, path_or_function):
         """Deploys a file's function (or a function object's) as `name`;
@@ -245,7 +312,7 @@ class Client:
         body = self._arguments(payload, kwargs)
         if version:
             body["version"] = version
-        path = f"/v1/functions/{urllib.parse.quote(name, safe='')}/invoke?wait=true"
+        path = f"/v1/functions/{urllib.parse.quote(name, safe='')}/invoke?{self._wait_query()}"
         return self._finish(*self._call("POST", path, body, idempotency_key=key))
 
     def map(self, path_or_function, iterable, concurrency=8, return_exceptions=False):
@@ -256,17 +323,36 @@ class Client:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         source, filename, function = self._source(path_or_function)
-        items = list(iterable)
-
-        def one(item):
+        # Every item is converted first: one JSON cannot carry refuses the
+        # map before any call starts (the CLI's map reads all its input first).
+        bodies = []
+        for item in iterable:
             body = {"source": source, "filename": filename, **self._arguments([item], {})}
             if function:
                 body["function"] = function
-            return self._finish(*self._call("POST", "/v1/runs?wait=true", body))
+            bodies.append(body)
+        # Each call is submitted, then waited for: its run id is known while
+        # it runs, so that an interrupt (Ctrl-C) cancels the calls in flight
+        # as the CLI's map does. Before, the calls ran on to their end and
+        # map() returned only then.
+        lock = threading.Lock()
+        in_flight, stopping = set(), []
 
-        results = [None] * len(items)
+        def one(body):
+            run = self._call("POST", "/v1/runs", body)[1]
+            with lock:
+                if stopping:
+                    self._cancel_quietly(run["id"])
+                in_flight.add(run["id"])
+            try:
+                return self.result(self._wait_run(run))
+            finally:
+                with lock:
+                    in_flight.discard(run["id"])
+
+        results = [None] * len(bodies)
         with concurrent.futures.ThreadPoolExecutor(max_workers=concurrency) as pool:
-            futures = {pool.submit(one, item): i for i, item in enumerate(items)}
+            futures = {pool.submit(one, body): i for i, body in enumerate(bodies)}
             try:
                 for fut in concurrent.futures.as_completed(futures):
                     i = futures[fut]
@@ -276,9 +362,15 @@ class Client:
                         if not return_exceptions:
                             raise
                         results[i] = e
-            except BaseException:
+            except BaseException as e:
                 for fut in futures:
                     fut.cancel()
+                if not isinstance(e, (RunError, APIError)):
+                    with lock:
+                        stopping.append(e)
+                        running = list(in_flight)
+                    for rid in running:
+                        self._cancel_quietly(rid)
                 raise
         return results
 
@@ -292,7 +384,7 @@ class Client:
         if not follow:
             status, _, raw = self._request("GET", f"/v1/runs/{rid}/logs")
             if not 200 <= status < 300:
-                raise APIError(status, "http", raw.decode(errors="replace")[:500])
+                raise _api_error(status, raw)
             yield raw.decode("utf-8", "replace")
             return
         # The stream holds its own connection for as long as it lasts: the
@@ -300,7 +392,7 @@ class Client:
         r = self._request("GET", f"/v1/runs/{rid}/logs?follow=1", stream=True)
         if not 200 <= r.status < 300:
             with r:
-                raise APIError(r.status, "http", r.read().decode(errors="replace")[:500])
+                raise _api_error(r.status, r.read())
         # A piece that is not UTF-8 carries its bytes in "base64" (docs/api.md):
         # one incremental decoder per stream joins a character cut between
         # two pieces; other bytes show as U+FFFD, as with follow=False.
@@ -331,6 +423,56 @@ class Client:
                     elif event == "end":
                         return
                     event, data = None, []
+
+
+def _run_id(run):
+    """A run's id from its id or its object (what submit() returns)."""
+    if isinstance(run, dict):
+        run = run.get("id")
+    if not isinstance(run, str) or not run:
+        raise TypeError(f"a run is its id (str) or its object (dict with an 'id'), not {type(run).__name__}")
+    return run
+
+
+# Integers the daemon reads as JSON numbers (64-bit, jansson's json_int_t).
+_INT_MIN, _INT_MAX = -2 ** 63, 2 ** 63 - 1
+
+
+def _sendable(value, what):
+    """value, checked to be JSON the daemon reads: no NaN or infinity (not
+    JSON at all) and no integer beyond 64 bits (the daemon's JSON holds 64
+    bits). ValueError naming the argument otherwise, before anything is
+    sent: the daemon's "invalid JSON at line 1 column 503" names a column
+    of a body the caller never saw."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        t = type(v)
+        if t is dict:
+            stack.extend(v.values())
+        elif t is list:
+            stack.extend(v)
+        elif t is float:
+            if v != v or v in (_INF, -_INF):
+                raise ValueError(f"{what} holds {v!r}, which JSON cannot carry: pass it as a string")
+        elif t is int and not _INT_MIN <= v <= _INT_MAX:
+            raise ValueError(f"{what} holds an integer outside the 64-bit range the daemon reads "
+                             f"({v}): pass it as a string, str(n)")
+    return value
+
+
+_INF = float("inf")
+
+
+def _caller_stacklevel():
+    """The stacklevel of a warning raised in this module that names the
+    first frame outside it: the caller's own line, for `warnings` to show
+    and filter by module (a fixed stacklevel named a line of this file when
+    run() and invoke() reached result() through _finish())."""
+    f, level = sys._getframe(1), 1
+    while f is not None and f.f_code.co_filename == __file__:
+        f, level = f.f_back, level + 1
+    return level
 
 
 def _function_version(ref):
@@ -836,12 +978,28 @@ class _Connections:
         self.lock = threading.Lock()
         self.idle = []          # [(connection, monotonic time it became idle)]
         self.generation = 0     # close() moves it on: older connections are not kept
+        self.pid = os.getpid()  # a fork's child keeps none of its parent's connections
 
     def _new(self):
         return _Conn(self.proxy or (self.host, self.port), self.tls, self.tunnel, self.generation)
 
+    def _forked(self):
+        """In a child of os.fork() (multiprocessing's default on Linux):
+        forgets the parent's connections. Their sockets are the parent's
+        too, and two processes writing requests and reading answers on one
+        connection get each other's answers. The lock is made again: a
+        thread of the parent may have held it at the fork."""
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        idle, self.idle = self.idle, []
+        self.generation += 1
+        for c, _ in idle:
+            c.close()           # this process's descriptor only: no FIN, the parent's goes on
+
     def _take(self):
         """-> (connection, whether it carried a request before)."""
+        if self.pid != os.getpid():
+            self._forked()
         with self.lock:
             now = time.monotonic()
             # The oldest lie at the bottom of the stack: close the ones past
@@ -856,6 +1014,8 @@ class _Connections:
             return self._new(), False
 
     def _give_back(self, c):
+        if self.pid != os.getpid():
+            self._forked()
         with self.lock:
             if c.sock is not None and c.generation == self.generation and len(self.idle) < _MAX_KEPT:
                 self.idle.append((c, time.monotonic()))
@@ -880,7 +1040,9 @@ class _Connections:
         # or forge another: one line per field, or the request is refused.
         n = len(headers)
         if fields.count("\n") != n or fields.count("\r") != n or "\0" in fields:
-            raise ValueError(f"a header name or value holds CR, LF or NUL: {headers!r}")
+            # Names only: a value may be a credential (Authorization).
+            bad = [k for k, v in headers.items() if any(ch in f"{k}{v}" for ch in "\r\n\0")]
+            raise ValueError(f"the header {', '.join(bad)} holds CR, LF or NUL in its name or value")
         if data is not None:
             length = f"Content-Length: {len(data)}\r\n"
         else:

@@ -1,0 +1,269 @@
+"""pysprinter.Client explored as a user of the Modal, Ray or boto3 SDKs
+would use it, against a real pysprinterd (docs/python.md "The client"):
+after a fork, with no timeout, with a run longer than the client's
+timeout, with a token read from a file, with arguments JSON cannot carry,
+with a submitted run to wait for or cancel, and with Ctrl-C in a map."""
+import os
+import signal
+import sys
+import threading
+import warnings
+
+import pytest
+
+from conftest import ROOT
+import daemonlib
+
+sys.path.insert(0, str(ROOT / "python"))
+import pysprinter  # noqa: E402
+
+JOB = '''
+import sys, time
+
+@requirements({})
+def ident(x):
+    return x
+
+def big():
+    return 2 ** 64
+
+def sleepy(s: float):
+    print("sleeping", flush=True)
+    time.sleep(s)
+    return s
+
+def boom(x=1):
+    print("to stderr", file=sys.stderr)
+    raise ValueError(f"bad {x}")
+'''
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("d")
+    with daemonlib.Daemon(tmp, sandbox=daemonlib.sandbox_mode(tmp)).serving_function("ident", JOB, "job.py") as d:
+        yield d
+
+
+@pytest.fixture
+def job(tmp_path):
+    p = tmp_path / "job.py"
+    p.write_text(JOB)
+    return str(p)
+
+
+def client(d, **kw):
+    return pysprinter.Client(server=d.url, token=daemonlib.TOKENS["alice"], **kw)
+
+
+def run_statuses(d, runs):
+    """{run id: status} of these run ids, as the daemon records them."""
+    out = {}
+    for rid in runs:
+        st, r = d.call("GET", f"/v1/runs/{rid}")
+        assert st == 200, r
+        out[rid] = r["status"]
+    return out
+
+
+# ---- a client used on both sides of a fork ------------------------------------
+
+def test_fork_does_not_share_kept_alive_connections(daemon):
+    """A Client made before os.fork() (multiprocessing's default start
+    method on Linux) and used in both processes: each call gets its own
+    answer. Before, parent and child read each other's answers on the one
+    inherited socket (wrong values, Disconnected)."""
+    c = client(daemon)
+    assert c.invoke("ident", -1) == -1                 # a kept-alive connection now exists
+    r, w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        os.close(go_w)
+        bad = 0
+        try:
+            os.read(go_r, 1)                           # both sides start together
+            for i in range(300):
+                bad += c.invoke("ident", 100000 + i) != 100000 + i
+        except BaseException:
+            bad += 1000
+        os.write(w, str(bad).encode())
+        os._exit(0)
+    os.close(w)
+    os.close(go_r)
+    bad = []
+    try:
+        os.write(go_w, b"g")
+        for i in range(300):
+            try:
+                got = c.invoke("ident", i)
+            except Exception as e:
+                got = e
+            if got != i:
+                bad.append((i, got))
+    finally:
+        os.close(go_w)
+        child = b""
+        while True:
+            piece = os.read(r, 100)
+            if not piece:
+                break
+            child += piece
+        os.close(r)
+        os.waitpid(pid, 0)
+    assert bad == [] and child == b"0"
+
+
+# ---- timeouts -----------------------------------------------------------------
+
+def test_timeout_none_waits_without_a_limit(daemon, job):
+    """timeout=None is "no timeout", as with socket, urllib and requests.
+    Before: TypeError (float + NoneType) on the first call."""
+    c = client(daemon, timeout=None)
+    assert c.run(job + "::ident", 5) == 5
+    assert c.invoke("ident", 6) == 6
+
+
+def test_a_run_longer_than_the_client_timeout_is_waited_for(daemon, job):
+    """The client's timeout bounds its wait for any one answer, not the
+    run's length (that is the run's own limit): a run of 4 s with
+    timeout=2 returns its value. Before: TimeoutError after 2 s, and the
+    hang-up cancelled the run."""
+    c = client(daemon, timeout=2)
+    assert c.run(job + "::sleepy", 4) == 4
+    assert c.invoke("ident", 7) == 7
+    st, runs = daemon.call("GET", "/v1/runs?limit=5")
+    assert [r["status"] for r in runs["runs"] if r["function"] == "sleepy"][:1] == ["succeeded"]
+
+
+# ---- errors --------------------------------------------------------------------
+
+def test_token_with_a_line_break_is_not_echoed(daemon, job):
+    """token=open(file).read() keeps the file's last line break: the
+    error says so and does not print the token. Before, the ValueError
+    quoted every header, the bearer token included."""
+    secret = daemonlib.TOKENS["alice"]
+    with pytest.raises(ValueError) as e:
+        pysprinter.Client(server=daemon.url, token=secret + "\n").run(job + "::ident", 1)
+    assert secret not in str(e.value) and "line break" in str(e.value)
+
+
+def test_logs_errors_are_api_errors_like_the_others(daemon):
+    """logs() of a run that does not exist: APIError(404, "not_found",
+    "run not found") as every other call raises it. Before, code "http"
+    and the raw JSON body as the message."""
+    c = client(daemon)
+    for follow in (False, True):
+        with pytest.raises(pysprinter.APIError) as e:
+            list(c.logs("rnosuchrun", follow=follow))
+        assert (e.value.status, e.value.code, e.value.message) == (404, "not_found", "run not found")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 2 ** 64, -2 ** 63 - 1, [1, {"a": float("-inf")}]])
+def test_argument_json_cannot_carry_is_refused_before_sending(daemon, job, value):
+    """NaN, an infinity or an int beyond 64 bits as an argument: a
+    ValueError naming the argument before anything is sent. Before, the
+    client sent invalid JSON and raised the daemon's APIError 400
+    "invalid JSON at line 1 column 503: invalid token near 'NaN'"."""
+    c = client(daemon)
+    with pytest.raises(ValueError) as e:
+        c.run(job + "::ident", value)
+    assert not isinstance(e.value, pysprinter.APIError)
+    assert "argument 1" in str(e.value)
+    with pytest.raises(ValueError) as e:
+        c.invoke("ident", x=value)
+    assert "argument 'x'" in str(e.value)
+
+
+def test_repr_warning_points_at_the_callers_line(daemon, job):
+    """The UserWarning of a result with no JSON view names the user's own
+    line, where `warnings` shows it and filters by module. Before, it
+    named a line of pysprinter/client.py."""
+    c = client(daemon)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        assert c.run(job + "::big") == "18446744073709551616"
+        assert c.invoke("ident", 1) == 1
+    assert [x.filename for x in w] == [__file__]
+
+
+# ---- a submitted run: wait for it, look at it, cancel it ------------------------
+
+def test_submitted_run_can_be_waited_for_shown_listed_and_cancelled(daemon, job):
+    """submit() returns a run object; the client can wait for its value
+    (Modal's FunctionCall.get(), Ray's ray.get()), show it, list it and
+    cancel it, as the CLI's show, ps and cancel do. Before, it had no
+    method for any of these: a submitted run's value could not be had
+    through the client."""
+    c = client(daemon)
+    quick = c.submit(job + "::ident", {"n": [1, None, "\u00e9"]})
+    assert c.wait(quick) == {"n": [1, None, "\u00e9"]}
+    assert c.wait(quick["id"]) == {"n": [1, None, "\u00e9"]}
+    assert c.get(quick["id"])["status"] == "succeeded"
+    failing = c.submit(job + "::boom", 4)
+    with pytest.raises(pysprinter.RunError) as e:
+        c.wait(failing)
+    assert (e.value.status, e.value.type, e.value.message) == ("failed", "ValueError", "bad 4")
+    slow = c.submit(job + "::sleepy", 60)
+    ended = c.cancel(slow)
+    daemon.wait_status(slow["id"], ["cancelled"])
+    assert ended["id"] == slow["id"]
+    with pytest.raises(pysprinter.RunError) as e:
+        c.wait(slow)
+    assert e.value.status == "cancelled"
+    assert slow["id"] in [r["id"] for r in c.runs(status="cancelled")]
+    assert [r["id"] for r in c.runs(limit=3)] == [slow["id"], failing["id"], quick["id"]]
+    with pytest.raises(pysprinter.APIError) as e:
+        c.cancel(quick)                              # it had ended: 409, as the API says
+    assert e.value.status == 409
+
+
+def interrupt_when(d, cond):
+    """Sends this process SIGINT (Ctrl-C) from a thread once cond(runs of
+    daemon d) holds; the main thread's call sees KeyboardInterrupt."""
+    def watch():
+        daemonlib.wait_for(lambda: cond(d.call("GET", "/v1/runs?limit=20")[1]["runs"]), "runs to start", 120)
+        os.kill(os.getpid(), signal.SIGINT)
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t
+
+
+def test_ctrl_c_in_run_cancels_the_run(daemon, tmp_path):
+    """Ctrl-C in run() cancels the run, as the CLI's Ctrl-C does, also once
+    the client waits for it in steps (a run longer than its timeout)."""
+    (tmp_path / "ctrlc.py").write_text(JOB)
+    c = client(daemon, timeout=2)
+    t = interrupt_when(daemon, lambda runs: any(r["filename"] == "ctrlc.py" and r["status"] == "running"
+                                                for r in runs))
+    with pytest.raises(KeyboardInterrupt):
+        c.run(str(tmp_path / "ctrlc.py") + "::sleepy", 60)
+    t.join()
+    run = [r for r in daemon.call("GET", "/v1/runs?limit=20")[1]["runs"] if r["filename"] == "ctrlc.py"][0]
+    assert daemon.wait_status(run["id"], ["cancelled", "succeeded"])["status"] == "cancelled"
+
+
+def test_ctrl_c_in_map_cancels_the_calls_in_flight(daemon, tmp_path):
+    """Ctrl-C in map(): no call starts after it and the calls in flight are
+    cancelled, as the CLI's map does. Before, map() went on waiting for
+    the running calls (Ctrl-C answered only when they ended) and they ran
+    to their end."""
+    (tmp_path / "mapc.py").write_text(JOB)
+    c = client(daemon)
+    t = interrupt_when(daemon, lambda runs: sum(r["filename"] == "mapc.py" and r["status"] == "running"
+                                                for r in runs) == 2)
+    with pytest.raises(KeyboardInterrupt):
+        c.map(str(tmp_path / "mapc.py") + "::sleepy", [60] * 5, concurrency=2)
+    t.join()
+    runs = [r for r in daemon.call("GET", "/v1/runs?limit=20")[1]["runs"] if r["filename"] == "mapc.py"]
+    assert len(runs) == 2
+    assert [daemon.wait_status(r["id"], ["cancelled", "succeeded"])["status"] for r in runs] == ["cancelled"] * 2
+
+
+def test_map_refuses_an_item_json_cannot_carry_before_any_call(daemon, tmp_path):
+    (tmp_path / "mapnan.py").write_text(JOB)
+    c = client(daemon)
+    with pytest.raises(ValueError, match="argument 1"):
+        c.map(str(tmp_path / "mapnan.py") + "::ident", [1, 2, float("nan")])
+    assert not [r for r in daemon.call("GET", "/v1/runs?limit=20")[1]["runs"] if r["filename"] == "mapnan.py"]
