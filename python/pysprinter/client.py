@@ -1081,6 +1081,16 @@ class _Connections:
                         c.timeout = timeout
                     c.sock.sendall(wire)
                 except OSError as e:
+                    # A server may answer before it has read the whole
+                    # request and close (the daemon's 413 for a body over
+                    # its limit, announced by Content-Length): the send then
+                    # fails with a reset, and the answer is still there to
+                    # read. Before, that was URLError "Connection reset by
+                    # peer" in place of the daemon's 413.
+                    early = _early_answer(c, method) if isinstance(e, _STALE) and not stream else None
+                    if early is not None:
+                        c.close()
+                        return early
                     if reused and attempt == 1 and isinstance(e, _STALE):
                         raise
                     raise urllib.error.URLError(e)
@@ -1103,6 +1113,16 @@ class _Connections:
             else:
                 self._give_back(c)
             return r.status, r.headers, body
+
+
+def _early_answer(c, method):
+    """(status, headers, body) of an answer a server sent on c before a
+    request's send failed, or None when there is none whole."""
+    try:
+        r = c.response(method)
+        return r.status, r.headers, r.read()
+    except Exception:
+        return None
 
 
 _BAD_TARGET = re.compile(r"[\x00-\x20\x7f]").search

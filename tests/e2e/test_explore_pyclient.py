@@ -267,3 +267,16 @@ def test_map_refuses_an_item_json_cannot_carry_before_any_call(daemon, tmp_path)
     with pytest.raises(ValueError, match="argument 1"):
         c.map(str(tmp_path / "mapnan.py") + "::ident", [1, 2, float("nan")])
     assert not [r for r in daemon.call("GET", "/v1/runs?limit=20")[1]["runs"] if r["filename"] == "mapnan.py"]
+
+
+# ---- large payloads ---------------------------------------------------------------
+
+def test_body_over_the_daemons_limit_is_its_413(daemon, job):
+    """A body over the daemon's 12 MiB limit: the daemon answers 413 as soon
+    as it reads the length and closes; the client reads that answer.
+    Before, URLError "Connection reset by peer" (the send failed first)."""
+    c = client(daemon)
+    with pytest.raises(pysprinter.APIError) as e:
+        c.run(job + "::ident", "x" * 13_000_000)
+    assert (e.value.status, e.value.code) == (413, "payload_too_large")
+    assert c.run(job + "::ident", "small") == "small"      # the client goes on
