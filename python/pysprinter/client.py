@@ -110,6 +110,7 @@ class Client:
                              "the file's last line break; strip() it")
         self.timeout = timeout
         self._conns = _Connections(self.server)
+        self._options = {}
         # Opt-in: results a function sent as pysprinter.pickled(value) come
         # back with their Python type (unpickled here, in this process).
         self.unpickle = unpickle
@@ -158,6 +159,36 @@ class Client:
 
     def __exit__(self, *exc):
         self.close()
+
+    def options(self, **fields):
+        """A client like this one (the same server, token and connections)
+        whose runs and invokes carry these request fields (docs/api.md), as
+        Ray's f.options(...) does: the CLI's run options, which a run's own
+        keyword arguments leave no room for.
+
+            c.options(data=["words"]).run("job.py", 3)           # --data words
+            c.options(limits={"timeout_ms": 5000, "network": True}).invoke("f", e)
+
+        run/submit/map take limits, data, retries, secrets, env (a dict),
+        output_data, no_cache; invoke takes limits, data, retries. A field
+        not among those is a TypeError here, one the call does not take a
+        TypeError when it is made."""
+        unknown = sorted(set(fields) - set(_RUN_OPTIONS))
+        if unknown:
+            raise TypeError(f"options() takes {', '.join(_RUN_OPTIONS)}, not {', '.join(unknown)}")
+        other = object.__new__(type(self))
+        other.__dict__.update(self.__dict__)
+        other._options = {**self._options, **{k: v for k, v in fields.items() if v is not None}}
+        return other
+
+    def _with_options(self, body, call):
+        """body with this client's options() fields that `call` takes."""
+        allowed = _INVOKE_OPTIONS if call == "invoke" else _RUN_OPTIONS
+        refused = sorted(set(self._options) - set(allowed))
+        if refused:
+            raise TypeError(f"{call}() takes the options {', '.join(allowed)}, not {', '.join(refused)}")
+        body.update(self._options)
+        return body
 
     # ---- runs ----------------------------------------------------------------
 
@@ -278,7 +309,7 @@ class Client:
         body = {"source": source, "filename": filename, **self._arguments(args, kwargs)}
         if function:
             body["function"] = function
-        return self._call("POST", "/v1/runs", body, idempotency_key=key)[1]
+        return self._call("POST", "/v1/runs", self._with_options(body, "submit"), idempotency_key=key)[1]
 
     def run(self, path_or_function, *args, idempotency_key=None, **kwargs):
         """Runs a file's function (or a function object's, from its file) on
@@ -290,15 +321,25 @@ class Client:
         body = {"source": source, "filename": filename, **self._arguments(args, kwargs)}
         if function:
             body["function"] = function
-        return self._finish(*self._call("POST", f"/v1/runs?{self._wait_query()}", body, idempotency_key=key))
+        return self._finish(*self._call("POST", f"/v1/runs?{self._wait_query()}", self._with_options(body, "run"),
+                                        idempotency_key=key))
 
-    def deploy(self, name, path_or_function):
+    def deploy(self, name, path_or_function, *, description=None, limits=None, requirements=None, env=None,
+               secrets=None, retries=None, url=None):
         """Deploys a file's function (or a function object's) as `name`;
-        returns the function record (its "version")."""
+        returns the function record (its "version"). The keywords are the
+        deploy's fields (docs/api.md `POST /v1/functions`, the CLI's
+        `deploy` options): description, limits (its invocations'
+        defaults), requirements ({"pkg": "specifier"} for a file without
+        @requirements), env (a dict), secrets (names), retries, url (True
+        or "public": a function URL)."""
         source, filename, function = self._source(path_or_function)
         body = {"name": name, "source": source, "filename": filename}
         if function:
             body["function"] = function
+        fields = {"description": description, "limits": limits, "requirements": requirements, "env": env,
+                  "secrets": secrets, "retries": retries, "url": url}
+        body.update({k: v for k, v in fields.items() if v is not None})
         return self._call("POST", "/v1/functions", body)[1]
 
     def invoke(self, name, *payload, idempotency_key=None, **kwargs):
@@ -309,7 +350,7 @@ class Client:
         the latest). idempotency_key: as run()'s."""
         key = _idempotency_key(idempotency_key)
         name, version = _function_version(name)
-        body = self._arguments(payload, kwargs)
+        body = self._with_options(self._arguments(payload, kwargs), "invoke")
         if version:
             body["version"] = version
         path = f"/v1/functions/{urllib.parse.quote(name, safe='')}/invoke?{self._wait_query()}"
@@ -330,7 +371,7 @@ class Client:
             body = {"source": source, "filename": filename, **self._arguments([item], {})}
             if function:
                 body["function"] = function
-            bodies.append(body)
+            bodies.append(self._with_options(body, "map"))
         # Each call is submitted, then waited for: its run id is known while
         # it runs, so that an interrupt (Ctrl-C) cancels the calls in flight
         # as the CLI's map does. Before, the calls ran on to their end and
@@ -423,6 +464,12 @@ class Client:
                     elif event == "end":
                         return
                     event, data = None, []
+
+
+# The request fields options() adds to a run (POST /v1/runs) and to an
+# invoke (POST /v1/functions/NAME/invoke).
+_RUN_OPTIONS = ("limits", "data", "retries", "secrets", "env", "output_data", "no_cache")
+_INVOKE_OPTIONS = ("limits", "data", "retries")
 
 
 def _run_id(run):

@@ -35,6 +35,15 @@ def sleepy(s: float):
 def boom(x=1):
     print("to stderr", file=sys.stderr)
     raise ValueError(f"bad {x}")
+
+def words(name="words"):
+    from pysprinter import data_path
+    with open(data_path(name)) as f:
+        return f.read()
+
+def getenv(name):
+    import os
+    return os.environ.get(name)
 '''
 
 
@@ -280,3 +289,35 @@ def test_body_over_the_daemons_limit_is_its_413(daemon, job):
         c.run(job + "::ident", "x" * 13_000_000)
     assert (e.value.status, e.value.code) == (413, "payload_too_large")
     assert c.run(job + "::ident", "small") == "small"      # the client goes on
+
+
+# ---- the CLI's run and deploy options ---------------------------------------------
+
+def test_options_carry_a_runs_datasets_and_limits(daemon, job):
+    """c.options(data=..., limits=..., env=...) gives runs and invokes the
+    CLI's --data, --timeout, --env (Ray's f.options()); deploy() takes the
+    deploy's fields as keywords. Before, neither existed: a run through the
+    client could not see a dataset (data_path() raised KeyError), have a
+    lower limit or an environment variable, and deploy() could not set a
+    description or env."""
+    st, _, body = daemon.request("PUT", "/v1/data/words?filename=words.txt", raw=b"alpha beta\n",
+                                 headers={"Content-Type": "application/octet-stream"})
+    assert st in (200, 201), body
+    c = client(daemon)
+    with pytest.raises(pysprinter.RunError) as e:
+        c.run(job + "::words")
+    assert e.value.type == "KeyError"
+    with_words = c.options(data=["words"])
+    assert with_words.run(job + "::words") == "alpha beta\n"
+    assert with_words.map(job + "::words", ["words", "words"]) == ["alpha beta\n"] * 2
+    assert c.options(env={"GREETING": "hi"}).run(job + "::getenv", "GREETING") == "hi"
+    with pytest.raises(pysprinter.RunError) as e:
+        c.options(limits={"timeout_ms": 1000}).run(job + "::sleepy", 60)
+    assert e.value.status == "killed"
+    rec = c.deploy("words", job + "::words", description="reads a dataset", env={"GREETING": "hi"})
+    assert rec["description"] == "reads a dataset"
+    assert with_words.invoke("words") == "alpha beta\n"
+    with pytest.raises(TypeError, match="env"):
+        c.options(env={"A": "1"}).invoke("words")       # an invoke takes no env: said before sending
+    with pytest.raises(TypeError, match="bogus"):
+        c.options(bogus=1)
