@@ -44,12 +44,17 @@ class APIError(Exception):
 
 
 class RunError(Exception):
-    """A run did not succeed: .run is the run object; .type, .message and
-    .traceback are its error's (the function's exception when it raised)."""
+    """A run did not succeed: .run is the run object, .run_id its id,
+    .exit_code the CLI's exit code for it (1 the function raised, 3
+    invalid, 4 dependencies, 5 killed by a limit or cancelled, 7
+    internal); .type, .message and .traceback are its error's (the
+    function's exception when it raised)."""
 
     def __init__(self, run):
         err = run.get("error") or {}
         self.run = run
+        self.run_id = run.get("id")
+        self.exit_code = run.get("exit_code")
         self.status = run.get("status")
         self.type = err.get("type") or self.status
         self.message = err.get("message") or ""
@@ -291,6 +296,9 @@ class Client:
         """A finished run object's value: the JSON result with bytes read
         back; repr() text (with a warning) when it had no JSON view; a
         RunError when the run did not succeed."""
+        if run.get("status") not in TERMINAL:
+            # A submitted run's object: it has not failed, it has not ended.
+            raise ValueError(f"run {run.get('id')} is {run.get('status')}, not ended: wait() for it")
         if run.get("status") != "succeeded":
             raise RunError(run)
         if run.get("result") is None and run.get("result_repr") is not None:
@@ -420,8 +428,8 @@ class Client:
     def logs(self, run_id, follow=True):
         """Yields the run's output text as it is written (stdout and stderr
         interleaved) until the run ends; follow=False yields what there is
-        now, once."""
-        rid = urllib.parse.quote(run_id, safe="")
+        now, once. run_id: the run's id or its object."""
+        rid = urllib.parse.quote(_run_id(run_id), safe="")
         if not follow:
             status, _, raw = self._request("GET", f"/v1/runs/{rid}/logs")
             if not 200 <= status < 300:

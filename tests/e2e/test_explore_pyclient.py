@@ -321,3 +321,23 @@ def test_options_carry_a_runs_datasets_and_limits(daemon, job):
         c.options(env={"A": "1"}).invoke("words")       # an invoke takes no env: said before sending
     with pytest.raises(TypeError, match="bogus"):
         c.options(bogus=1)
+
+
+def test_run_error_carries_the_run_id_and_exit_code(daemon, job):
+    """RunError has the run's id and the CLI's exit code for it (1 raised,
+    3 invalid, 5 killed), beside its type, message and traceback; result()
+    of a run not ended yet says so instead of raising RunError for a run
+    that has not failed; logs() takes the run object as wait() does."""
+    c = client(daemon)
+    with pytest.raises(pysprinter.RunError) as e:
+        c.run(job + "::boom", 2)
+    assert e.value.run_id == e.value.run["id"] and e.value.exit_code == 1
+    assert "to stderr" in "".join(c.logs(e.value.run_id, follow=False))
+    with pytest.raises(pysprinter.RunError) as e:
+        c.run(job + "::ident", 1, 2)                        # too many arguments: invalid
+    assert (e.value.status, e.value.exit_code) == ("invalid", 3)
+    run = c.submit(job + "::sleepy", 0.5)
+    with pytest.raises(ValueError, match="wait"):
+        c.result(run)
+    assert "".join(c.logs(run)) == "sleeping\n"
+    assert c.wait(run) == 0.5
