@@ -95,7 +95,8 @@ def _retry_after(value, now=None):
 
 class Client:
     """Talks to one daemon as one tenant. server defaults to
-    $PYSPRINTER_SERVER, token to $PYSPRINTER_TOKEN. unpickle=True: a
+    $PYSPRINTER_SERVER, token to $PYSPRINTER_TOKEN, each else to the CLI's
+    config file (~/.config/pysprinter/config), as the CLI reads them. unpickle=True: a
     result sent as pysprinter.pickled(value) is unpickled (only for runs you
     trust: unpickling runs code); otherwise its JSON view is returned.
     It keeps its HTTP/1.1 connections open between calls (one per thread
@@ -103,11 +104,17 @@ class Client:
     block closes them."""
 
     def __init__(self, server=None, token=None, timeout=600.0, unpickle=False):
-        server = server or os.environ.get("PYSPRINTER_SERVER")
+        # The CLI's order (docs/cli.md): the argument, the environment,
+        # then ~/.config/pysprinter/config ("server = URL", "token = T").
+        server = server or os.environ.get("PYSPRINTER_SERVER") or _config_value("server")
         if not server:
-            raise ValueError("no server: pass server=URL or set PYSPRINTER_SERVER")
-        self.server = server.rstrip("/")
-        self.token = token if token is not None else os.environ.get("PYSPRINTER_TOKEN")
+            raise ValueError("no server: pass server=URL, set PYSPRINTER_SERVER, or write 'server = URL' in "
+                             "~/.config/pysprinter/config")
+        # A list (the CLI's failover, "URL1,URL2"): the client uses the first.
+        self.server = server.split(",")[0].strip().rstrip("/")
+        if token is None:
+            token = os.environ.get("PYSPRINTER_TOKEN") or _config_value("token")
+        self.token = token
         if self.token and any(ch in self.token for ch in "\r\n\0"):
             # It would end the Authorization header early; the message
             # names the cause, never the token.
@@ -478,6 +485,33 @@ class Client:
 # invoke (POST /v1/functions/NAME/invoke).
 _RUN_OPTIONS = ("limits", "data", "retries", "secrets", "env", "output_data", "no_cache")
 _INVOKE_OPTIONS = ("limits", "data", "retries")
+
+
+def _config_value(key):
+    """KEY's value in the CLI's config file ($XDG_CONFIG_HOME/pysprinter/
+    config, else ~/.config/pysprinter/config): the first line "KEY = VALUE"
+    (or "KEY: VALUE") not commented out with '#', read as the CLI reads it
+    (cli_config_value() in src/cli/cli-common.c); None without one."""
+    xdg, home = os.environ.get("XDG_CONFIG_HOME"), os.environ.get("HOME")
+    if xdg:
+        path = os.path.join(xdg, "pysprinter", "config")
+    elif home:
+        path = os.path.join(home, ".config", "pysprinter", "config")
+    else:
+        return None
+    try:
+        with open(path, "rb") as f:
+            text = f.read(64 * 1024).decode("utf-8", "replace")
+    except OSError:
+        return None
+    for line in text.split("\n"):
+        line = line.strip()
+        if line.startswith("#") or not line.startswith(key):
+            continue
+        rest = line[len(key):].strip()
+        if rest[:1] in ("=", ":"):
+            return rest[1:].strip()
+    return None
 
 
 def _run_id(run):

@@ -341,3 +341,22 @@ def test_run_error_carries_the_run_id_and_exit_code(daemon, job):
         c.result(run)
     assert "".join(c.logs(run)) == "sleeping\n"
     assert c.wait(run) == 0.5
+
+
+def test_server_and_token_from_the_clis_config_file(daemon, job, tmp_path, monkeypatch):
+    """Client() with no arguments finds the server and token where the CLI
+    does: the environment, else ~/.config/pysprinter/config (boto3 reads
+    ~/.aws/config, Modal ~/.modal.toml). Before, a machine set up for the
+    CLI by its config file got ValueError "no server"."""
+    monkeypatch.delenv("PYSPRINTER_SERVER", raising=False)
+    monkeypatch.delenv("PYSPRINTER_TOKEN", raising=False)
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".config" / "pysprinter").mkdir(parents=True)
+    (tmp_path / ".config" / "pysprinter" / "config").write_text(
+        f"# the CLI's settings\nserver = {daemon.url}/\ntoken = {daemonlib.TOKENS['alice']}\n")
+    assert pysprinter.Client().run(job + "::ident", 8) == 8
+    monkeypatch.setenv("PYSPRINTER_TOKEN", "not-a-token")          # the environment comes first
+    with pytest.raises(pysprinter.APIError) as e:
+        pysprinter.Client().run(job + "::ident", 8)
+    assert e.value.status == 401
