@@ -129,15 +129,19 @@ class Client:
 
     # ---- HTTP ----------------------------------------------------------------
 
-    def _request(self, method, path, body=None, stream=False, idempotency_key=None):
+    def _request(self, method, path, body=None, stream=False, idempotency_key=None, content=None):
         """One request on a kept-alive connection. -> (status, headers,
         body bytes); with stream=True -> the unread response, on a connection
         of its own that closing the response closes. Statuses outside 2xx
-        come back like any other: the caller maps them."""
-        data = json.dumps(body).encode() if body is not None else None
+        come back like any other: the caller maps them. content: (bytes,
+        content type) sent in place of a JSON body."""
+        if content is not None:
+            data, ctype = content
+        else:
+            data, ctype = (json.dumps(body).encode() if body is not None else None), "application/json"
         headers = {"User-Agent": "pysprinter-python/0.1.0"}
         if data is not None:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = ctype
         if self.token:
             headers["Authorization"] = "Bearer " + self.token
         if idempotency_key is not None:
@@ -147,13 +151,15 @@ class Client:
             headers["Idempotency-Key"] = idempotency_key
         return self._conns.request(method, path, data, headers, self.timeout, stream)
 
-    def _call(self, method, path, body=None, idempotency_key=None):
-        """-> (status, decoded JSON); a 429/503 is retried after Retry-After."""
+    def _call(self, method, path, body=None, idempotency_key=None, content=None, decode=True):
+        """-> (status, decoded JSON, or the body's bytes without decode); a
+        429/503 is retried after Retry-After."""
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         while True:
-            status, headers, raw = self._request(method, path, body, idempotency_key=idempotency_key)
+            status, headers, raw = self._request(method, path, body, idempotency_key=idempotency_key,
+                                                 content=content)
             if 200 <= status < 300:
-                return status, json.loads(raw or b"null")
+                return status, (json.loads(raw or b"null") if decode else raw)
             if status in (429, 503) and (deadline is None or time.monotonic() < deadline):
                 time.sleep(min(_retry_after(headers.get("Retry-After")), 5))
                 continue
@@ -430,6 +436,72 @@ class Client:
                 raise
         return results
 
+    # ---- functions, secrets, datasets (the CLI's functions, secret, data) -----
+
+    def functions(self):
+        """The latest version of each deployed function (`pysprinter functions`)."""
+        return self._call("GET", "/v1/functions")[1]["functions"]
+
+    def function(self, name, version=None):
+        """One deployed function's record with its `versions` (`functions
+        show`); version: that version's, default the latest."""
+        q = f"?version={int(version)}" if version is not None else ""
+        return self._call("GET", f"/v1/functions/{_segment(name)}{q}")[1]
+
+    def delete_function(self, name):
+        """Deletes every version of a deployed function (`functions rm`)."""
+        return self._call("DELETE", f"/v1/functions/{_segment(name)}")[1]
+
+    def secrets(self):
+        """The tenant's secrets, names and times, never values (`secret ls`)."""
+        return self._call("GET", "/v1/secrets")[1]["secrets"]
+
+    def set_secret(self, name, value):
+        """Sets a secret (`secret set`); runs see it as an environment
+        variable when they ask for it: options(secrets=[name])."""
+        return self._call("PUT", f"/v1/secrets/{_segment(name)}", {"value": value})[1]
+
+    def delete_secret(self, name):
+        return self._call("DELETE", f"/v1/secrets/{_segment(name)}")[1]
+
+    def datasets(self):
+        """The tenant's datasets (`data ls`)."""
+        return self._call("GET", "/v1/data")[1]["datasets"]
+
+    def dataset(self, name, version=None):
+        """One dataset's metadata with its versions (`data ls NAME`)."""
+        q = f"?version={int(version)}" if version is not None else ""
+        return self._call("GET", f"/v1/data/{_segment(name)}{q}")[1]
+
+    def put_data(self, name, source, filename=None):
+        """Stores the next version of dataset NAME (`data put NAME
+        FILE|URL`): source is bytes, a file's path, or an http(s):// URL
+        the daemon fetches and caches. Returns the version's metadata. The
+        body is held in memory (a file up to the daemon's limits)."""
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            content, fname = (bytes(source), "application/octet-stream"), filename
+        elif isinstance(source, str) and source.startswith(("http://", "https://")):
+            return self._call("PUT", f"/v1/data/{_segment(name)}", {"url": source})[1]
+        else:
+            path = os.fspath(source)
+            if os.path.isdir(path):
+                raise IsADirectoryError(f"{path}: a directory dataset is put with the CLI's `data put` (a tar)")
+            with open(path, "rb") as f:
+                content = (f.read(), "application/octet-stream")
+            fname = filename or os.path.basename(path)
+        q = f"?filename={urllib.parse.quote(fname, safe='')}" if fname else ""
+        return self._call("PUT", f"/v1/data/{_segment(name)}{q}", content=content)[1]
+
+    def get_data(self, name, version=None):
+        """A single-file dataset's bytes (`data get NAME`)."""
+        q = f"?version={int(version)}" if version is not None else ""
+        return self._call("GET", f"/v1/data/{_segment(name)}/content{q}", decode=False)[1]
+
+    def delete_data(self, name, version=None):
+        """Removes a dataset's every version, or one (`data rm`)."""
+        q = f"?version={int(version)}" if version is not None else ""
+        return self._call("DELETE", f"/v1/data/{_segment(name)}{q}")[1]
+
     # ---- logs ----------------------------------------------------------------
 
     def logs(self, run_id, follow=True):
@@ -512,6 +584,13 @@ def _config_value(key):
         if rest[:1] in ("=", ":"):
             return rest[1:].strip()
     return None
+
+
+def _segment(name):
+    """name as one path segment of a URL."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"a name is a non-empty str, not {name!r}")
+    return urllib.parse.quote(name, safe="")
 
 
 def _run_id(run):

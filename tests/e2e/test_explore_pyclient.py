@@ -360,3 +360,37 @@ def test_server_and_token_from_the_clis_config_file(daemon, job, tmp_path, monke
     with pytest.raises(pysprinter.APIError) as e:
         pysprinter.Client().run(job + "::ident", 8)
     assert e.value.status == 401
+
+
+def test_functions_secrets_and_datasets_verbs(daemon, job, tmp_path):
+    """The CLI's functions, secret and data verbs have their counterparts
+    (boto3's list_functions/delete_function, Modal's Secret and Volume).
+    Before, the client had none: a program could deploy a function but not
+    list or delete it, and could not set a secret or put a dataset its runs
+    then read."""
+    c = client(daemon)
+    c.deploy("tmpfn", job + "::ident")
+    c.deploy("tmpfn", job + "::ident")
+    assert "tmpfn" in [f["name"] for f in c.functions()]
+    assert c.function("tmpfn")["versions"] == [1, 2] and c.function("tmpfn", version=1)["version"] == 1
+    assert c.delete_function("tmpfn")["deleted"] is True
+    with pytest.raises(pysprinter.APIError) as e:
+        c.invoke("tmpfn", 1)
+    assert e.value.status == 404
+    c.set_secret("API_KEY", "s3cr\u00e9t")
+    assert "API_KEY" in [s["name"] for s in c.secrets()]
+    assert c.options(secrets=["API_KEY"]).run(job + "::getenv", "API_KEY") == "s3cr\u00e9t"
+    c.delete_secret("API_KEY")
+    assert "API_KEY" not in [s["name"] for s in c.secrets()]
+    blob = bytes(range(256)) * 100
+    c.put_data("blob", blob, filename="blob.bin")
+    (tmp_path / "words.txt").write_text("one two\n")
+    c.put_data("pyc-words", tmp_path / "words.txt")
+    assert c.get_data("blob") == blob
+    assert c.options(data=["pyc-words"]).run(job + "::words", "pyc-words") == "one two\n"
+    assert c.dataset("pyc-words")["filename"] == "words.txt"
+    assert {"blob", "pyc-words"} <= {d["name"] for d in c.datasets()}
+    c.delete_data("blob")
+    with pytest.raises(pysprinter.APIError) as e:
+        c.get_data("blob")
+    assert e.value.status == 404
