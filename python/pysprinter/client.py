@@ -120,6 +120,11 @@ class Client:
             # names the cause, never the token.
             raise ValueError("the token holds a line break (CR or LF) or a NUL: a token read from a file keeps "
                              "the file's last line break; strip() it")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or not timeout > 0):
+            # 0 made the sockets non-blocking (URLError "Operation now in
+            # progress"), "5" a TypeError at the first call.
+            raise ValueError(f"timeout is a number of seconds above 0, or None for none; not {timeout!r}")
         self.timeout = timeout
         self._conns = _Connections(self.server)
         self._options = {}
@@ -171,6 +176,22 @@ class Client:
         stream holds its own, closed when the stream ends or its generator
         is closed. The client stays usable: a later call connects again."""
         self._conns.close()
+
+    def __getstate__(self):
+        """A client pickles as its settings, not its connections (they are
+        this process's): it can be handed to a multiprocessing worker under
+        the spawn or forkserver start method, or to concurrent.futures'
+        ProcessPoolExecutor, which connects again."""
+        return {"server": self.server, "token": self.token, "timeout": self.timeout, "unpickle": self.unpickle,
+                "options": self._options}
+
+    def __setstate__(self, state):
+        self.server, self.token, self.timeout = state["server"], state["token"], state["timeout"]
+        self.unpickle, self._options = state["unpickle"], state["options"]
+        self._conns = _Connections(self.server)
+
+    def __repr__(self):
+        return f"Client(server={self.server!r})"      # never the token
 
     def __enter__(self):
         return self

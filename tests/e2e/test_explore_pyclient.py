@@ -394,3 +394,33 @@ def test_functions_secrets_and_datasets_verbs(daemon, job, tmp_path):
     with pytest.raises(pysprinter.APIError) as e:
         c.get_data("blob")
     assert e.value.status == 404
+
+
+def square_in_a_worker(args):
+    c, x = args
+    return c.invoke("ident", x * x)
+
+
+def test_client_goes_to_a_spawned_process_pool(daemon):
+    """A Client passed to a process pool under the spawn start method
+    (macOS's default, and what multiprocessing warns to use with threads)
+    pickles as its settings and connects again there; its repr shows no
+    token. Before: TypeError "cannot pickle '_thread.lock' object"."""
+    import concurrent.futures
+    import multiprocessing
+    c = client(daemon).options(limits={"timeout_ms": 60000})
+    assert daemonlib.TOKENS["alice"] not in repr(c)
+    assert c.invoke("ident", 2) == 2
+    import pickle
+    assert pickle.loads(pickle.dumps(c)).invoke("ident", 3) == 3
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        assert list(pool.map(square_in_a_worker, [(c, i) for i in range(6)])) == [i * i for i in range(6)]
+
+
+@pytest.mark.parametrize("bad", [0, -1, "5", True])
+def test_timeout_that_is_no_timeout_is_refused_when_made(daemon, bad):
+    """timeout=0 made the sockets non-blocking (URLError "Operation now in
+    progress" at the first call), "5" raised TypeError there: a ValueError
+    when the Client is made, as a bad server URL is."""
+    with pytest.raises(ValueError, match="timeout"):
+        client(daemon, timeout=bad)
