@@ -154,7 +154,13 @@ class Client:
             # (_Connections.request): the daemon answers a repeat with the
             # first run.
             headers["Idempotency-Key"] = idempotency_key
-        return self._conns.request(method, path, data, headers, self.timeout, stream)
+        timeout = self.timeout
+        if stream and timeout is not None:
+            # A follow stream is silent while the run is: the daemon sends a
+            # keep-alive comment every 5 s of silence, so a shorter timeout
+            # would end a healthy stream (TimeoutError with timeout=2).
+            timeout = max(timeout, _STREAM_TIMEOUT_MIN)
+        return self._conns.request(method, path, data, headers, timeout, stream)
 
     def _call(self, method, path, body=None, idempotency_key=None, content=None, decode=True):
         """-> (status, decoded JSON, or the body's bytes without decode); a
@@ -573,6 +579,10 @@ class Client:
                         return
                     event, data = None, []
 
+
+# The least read timeout of a follow stream: three of the daemon's 5 s
+# keep-alives.
+_STREAM_TIMEOUT_MIN = 15.0
 
 # The request fields options() adds to a run (POST /v1/runs) and to an
 # invoke (POST /v1/functions/NAME/invoke).

@@ -424,3 +424,14 @@ def test_timeout_that_is_no_timeout_is_refused_when_made(daemon, bad):
     when the Client is made, as a bad server URL is."""
     with pytest.raises(ValueError, match="timeout"):
         client(daemon, timeout=bad)
+
+
+def test_follow_stream_outlives_a_short_client_timeout(daemon, job):
+    """logs(follow=True) of a run silent longer than the client's timeout:
+    the daemon's keep-alives (every 5 s) hold the stream, and the output
+    comes. Before, with timeout=2 the stream raised TimeoutError in the
+    run's first silence."""
+    c = client(daemon, timeout=2)
+    run = c.submit(job + "::sleepy", 7)
+    assert "".join(c.logs(run)) == "sleeping\n"
+    assert c.wait(run) == 7
