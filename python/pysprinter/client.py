@@ -142,6 +142,12 @@ class Client:
         content type) sent in place of a JSON body."""
         if content is not None:
             data, ctype = content
+        elif isinstance(body, dict) and isinstance(body.get("source"), _RawSource):
+            # A file that is not UTF-8 goes as its bytes, as the CLI sends
+            # it: the daemon answers those in `source` with the validation
+            # error FILE:LINE:COL: not valid UTF-8 (docs/api.md).
+            data = json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogateescape")
+            ctype = "application/json"
         else:
             data, ctype = (json.dumps(body).encode() if body is not None else None), "application/json"
         headers = {"User-Agent": "pysprinter-python/0.1.0"}
@@ -255,11 +261,9 @@ class Client:
             path = inspect.getsourcefile(fn)
             if not path:
                 raise ValueError(f"cannot find the source file of {fn!r}")
-            with open(path, encoding="utf-8") as f:
-                return f.read(), os.path.basename(path), fn.__name__
+            return _read_source(path), os.path.basename(path), fn.__name__
         path, _, name = os.fspath(path_or_function).partition("::")
-        with open(path, encoding="utf-8") as f:
-            return f.read(), os.path.basename(path), name or None
+        return _read_source(path), os.path.basename(path), name or None
 
     @staticmethod
     def _arguments(args, kwargs):
@@ -615,6 +619,26 @@ def _config_value(key):
         if rest[:1] in ("=", ":"):
             return rest[1:].strip()
     return None
+
+
+class _RawSource(str):
+    """A source file's text that is not UTF-8: its bytes decoded with
+    surrogateescape, sent back as those bytes."""
+
+
+def _read_source(path):
+    """A file's text exactly as its bytes say (the CLI sends the bytes: no
+    newline translation, a CRLF file keeps its CRs and its sha256); a file
+    that is not UTF-8 as a _RawSource. Before, the file was read in text
+    mode (CRLF became LF, the deploy's source_sha256 differed from the
+    CLI's) and one that was not UTF-8 raised UnicodeDecodeError, which
+    named no file."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return _RawSource(raw.decode("utf-8", "surrogateescape"))
 
 
 def _segment(name):

@@ -435,3 +435,29 @@ def test_follow_stream_outlives_a_short_client_timeout(daemon, job):
     run = c.submit(job + "::sleepy", 7)
     assert "".join(c.logs(run)) == "sleeping\n"
     assert c.wait(run) == 7
+
+
+def test_source_file_goes_as_its_bytes_like_the_clis(daemon, tmp_path, cli):
+    """The client sends a file's bytes as the CLI does: a CRLF file keeps
+    its CRs (the deploy's source_sha256 is the file's, the CLI's), and a
+    file that is not UTF-8 is the run's validation error FILE:LINE:COL, exit
+    code 3, as `pysprinter run` says. Before, the file was read in text
+    mode (another sha256 than the CLI's deploy of the same file) and a
+    byte that is not UTF-8 raised UnicodeDecodeError naming no file."""
+    import hashlib
+    crlf = tmp_path / "crlf.py"
+    crlf.write_bytes(b"@requirements({})\r\ndef f(x):\r\n    return x\r\n")
+    c = client(daemon)
+    rec = c.deploy("crlf", str(crlf))
+    assert rec["source_sha256"] == hashlib.sha256(crlf.read_bytes()).hexdigest()
+    p = cli("deploy", str(crlf), "--name", "crlf", "--server", daemon.url, "--token", daemonlib.TOKENS["alice"],
+            "--json", check=0)
+    assert __import__("json").loads(p.stdout)["source_sha256"] == rec["source_sha256"]
+    bad = tmp_path / "latin.py"
+    bad.write_bytes(b"@requirements({})\ndef f(x):\n    # caf\xe9\n    return x\n")
+    with pytest.raises(pysprinter.RunError) as e:
+        c.run(str(bad), 1)
+    assert (e.value.status, e.value.exit_code) == ("invalid", 3)
+    p = cli("run", str(bad), "-a", "1", "--server", daemon.url, "--token", daemonlib.TOKENS["alice"], check=3)
+    assert e.value.message == "latin.py:3:10: not valid UTF-8"
+    assert p.stderr == "latin.py:3:10: ValidationError: not valid UTF-8\n"
