@@ -401,12 +401,25 @@ class Client:
         "f::2" as the CLI writes it or "f:2" as Lambda does ("f::$LATEST":
         the latest). idempotency_key: as run()'s."""
         key = _idempotency_key(idempotency_key)
+        path, body = self._invoke_request(name, payload, kwargs)
+        return self._finish(*self._call("POST", f"{path}?{self._wait_query()}", body, idempotency_key=key))
+
+    def submit_invoke(self, name, *payload, idempotency_key=None, **kwargs):
+        """Starts an invocation of a deployed function without waiting
+        (`pysprinter invoke NAME --detach`, a Lambda Event invocation,
+        Modal's .spawn()) and returns its run object: wait() for its value,
+        logs() for its output, cancel() to stop it. Arguments as invoke()'s."""
+        key = _idempotency_key(idempotency_key)
+        path, body = self._invoke_request(name, payload, kwargs)
+        return self._call("POST", path, body, idempotency_key=key)[1]
+
+    def _invoke_request(self, name, payload, kwargs):
+        """(path, body) of an invoke of name ("f", "f::2", "f:2")."""
         name, version = _function_version(name)
         body = self._with_options(self._arguments(payload, kwargs), "invoke")
         if version:
             body["version"] = version
-        path = f"/v1/functions/{urllib.parse.quote(name, safe='')}/invoke?{self._wait_query()}"
-        return self._finish(*self._call("POST", path, body, idempotency_key=key))
+        return f"/v1/functions/{urllib.parse.quote(name, safe='')}/invoke", body
 
     def map(self, path_or_function, iterable, concurrency=8, return_exceptions=False):
         """Calls the function once per item (the item is its one argument),
@@ -1246,6 +1259,8 @@ class _Connections:
         c.close()
 
     def close(self):
+        if self.pid != os.getpid():
+            self._forked()
         with self.lock:
             self.generation += 1
             idle, self.idle = self.idle, []

@@ -461,3 +461,15 @@ def test_source_file_goes_as_its_bytes_like_the_clis(daemon, tmp_path, cli):
     p = cli("run", str(bad), "-a", "1", "--server", daemon.url, "--token", daemonlib.TOKENS["alice"], check=3)
     assert e.value.message == "latin.py:3:10: not valid UTF-8"
     assert p.stderr == "latin.py:3:10: ValidationError: not valid UTF-8\n"
+
+
+def test_invoke_without_waiting(daemon):
+    """submit_invoke() is `pysprinter invoke NAME --detach` (a Lambda Event
+    invocation, Modal's .spawn()): the run object at once, its value by
+    wait(). Before, a deployed function could only be invoked and waited
+    for."""
+    c = client(daemon)
+    runs = [c.submit_invoke("ident", i) for i in range(4)]
+    assert all(r["status"] in ("queued", "running", "succeeded") for r in runs)
+    assert [c.wait(r) for r in runs] == [0, 1, 2, 3]
+    assert c.submit_invoke("ident::1", x="v")["id"]
