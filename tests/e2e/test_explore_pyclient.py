@@ -1,8 +1,11 @@
 """pysprinter.Client explored as a user of the Modal, Ray or boto3 SDKs
 would use it, against a real pysprinterd (docs/python.md "The client"):
-after a fork, with no timeout, with a run longer than the client's
-timeout, with a token read from a file, with arguments JSON cannot carry,
-with a submitted run to wait for or cancel, and with Ctrl-C in a map."""
+after a fork and in a spawned process pool, with no timeout or a short
+one, with a run longer than the client's timeout, with a token read from
+a file or the CLI's config file, with arguments JSON cannot carry, a body
+over the daemon's limit, a file that is CRLF or not UTF-8, a submitted
+run or invocation to wait for, list or cancel, Ctrl-C in run and map, the
+CLI's run options and its functions, secret and data verbs."""
 import os
 import signal
 import sys
