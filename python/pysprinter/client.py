@@ -392,7 +392,7 @@ class Client:
         fields = {"description": description, "limits": limits, "requirements": requirements, "env": env,
                   "secrets": secrets, "retries": retries, "url": url}
         body.update({k: v for k, v in fields.items() if v is not None})
-        return self._call("POST", "/v1/functions", body)[1]
+        return _warn_of(self._call("POST", "/v1/functions", body)[1])
 
     def invoke(self, name, *payload, idempotency_key=None, **kwargs):
         """Invokes a deployed function: invoke("f", event) passes the event
@@ -494,7 +494,7 @@ class Client:
 
     def delete_function(self, name):
         """Deletes every version of a deployed function (`functions rm`)."""
-        return self._call("DELETE", f"/v1/functions/{_segment(name)}")[1]
+        return _warn_of(self._call("DELETE", f"/v1/functions/{_segment(name)}")[1])
 
     def secrets(self):
         """The tenant's secrets, names and times, never values (`secret ls`)."""
@@ -652,6 +652,20 @@ def _read_source(path):
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return _RawSource(raw.decode("utf-8", "surrogateescape"))
+
+
+def _warn_of(answer):
+    """answer, after its "warnings" text (a deploy's: what CPython's parser
+    said of the file, a schedule the new version refuses; a delete's: the
+    schedules that fire the function) is shown as a UserWarning naming the
+    caller's line, as the CLI prints it on stderr. Before, it was only a
+    field of the returned record, which nobody reads."""
+    text = answer.get("warnings") if isinstance(answer, dict) else None
+    if isinstance(text, list):
+        text = "\n".join(str(t) for t in text)
+    if isinstance(text, str) and text.strip():
+        warnings.warn(text.rstrip("\n"), UserWarning, stacklevel=_caller_stacklevel())
+    return answer
 
 
 def _segment(name):

@@ -476,3 +476,24 @@ def test_invoke_without_waiting(daemon):
     assert all(r["status"] in ("queued", "running", "succeeded") for r in runs)
     assert [c.wait(r) for r in runs] == [0, 1, 2, 3]
     assert c.submit_invoke("ident::1", x="v")["id"]
+
+
+def test_deploy_warnings_are_python_warnings(daemon, tmp_path):
+    """What CPython's parser said of a deployed file (the CLI prints it on
+    stderr) is a UserWarning naming the caller's line. Before, it was only
+    the record's "warnings" field: `x is 1` deployed without a word."""
+    f = tmp_path / "warn.py"
+    f.write_text('@requirements({})\ndef f(x):\n    return x is 1\n')
+    c = client(daemon)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        c.deploy("warned", str(f))
+    assert [(x.filename, x.category) for x in w] == [(__file__, UserWarning)]
+    assert 'warn.py:3: SyntaxWarning: "is" with a literal' in str(w[0].message)
+    clean = tmp_path / "clean.py"
+    clean.write_text('@requirements({})\ndef f(x):\n    return x == 1\n')
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        c.deploy("warned", str(clean))                  # nothing to say: no warning
+        c.delete_function("warned")
+    assert w == []
