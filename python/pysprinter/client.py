@@ -286,8 +286,27 @@ class Client:
     def _wait_run(self, run):
         """The run object once it has ended: asked again with ?wait=true
         (a long poll, each answer within the client's timeout)."""
+        path = f"/v1/runs/{urllib.parse.quote(run['id'], safe='')}?{self._wait_query()}"
+        failing_since, pause = None, 0.2
         while run.get("status") not in TERMINAL:
-            _, run = self._call("GET", f"/v1/runs/{urllib.parse.quote(run['id'], safe='')}?{self._wait_query()}")
+            try:
+                _, run = self._call("GET", path)
+            except (OSError, http.client.HTTPException) as e:
+                # The run is the daemon's, recorded: a daemon restarting (an
+                # upgrade, a crash: it runs the run again, docs/api.md
+                # "Delivery") or a network blip does not lose it. Asked again
+                # for up to the client's timeout of failures in a row, as
+                # Ray's and Modal's clients reconnect; then the error.
+                now = time.monotonic()
+                failing_since = failing_since or now
+                limit = self.timeout if self.timeout is not None else _RECONNECT_FOR_S
+                if now - failing_since >= limit:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+                del e
+                continue
+            failing_since, pause = None, 0.2
         return run
 
     def _finish(self, status, run):
@@ -596,6 +615,10 @@ class Client:
                         return
                     event, data = None, []
 
+
+# How long a wait for a run goes on asking a daemon that does not answer,
+# with timeout=None.
+_RECONNECT_FOR_S = 600.0
 
 # The least read timeout of a follow stream: three of the daemon's 5 s
 # keep-alives.

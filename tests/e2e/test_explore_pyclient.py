@@ -497,3 +497,25 @@ def test_deploy_warnings_are_python_warnings(daemon, tmp_path):
         c.deploy("warned", str(clean))                  # nothing to say: no warning
         c.delete_function("warned")
     assert w == []
+
+
+def test_wait_survives_a_daemon_restart(tmp_path, job):
+    """A daemon killed while a run is waited for runs it again at its next
+    start (docs/api.md "Delivery"); the client's wait asks again until it
+    answers and returns the value. Before, wait() (and run() past its
+    first answer) raised the refused connection, and the run's value was
+    the caller's to go and find."""
+    d = daemonlib.Daemon(tmp_path / "d", sandbox=daemonlib.sandbox_mode(tmp_path)).start()
+    try:
+        c = client(d, timeout=30)
+        run = c.submit(job + "::sleepy", 3)
+        d.wait_status(run["id"], ["running"])
+        got = []
+        t = threading.Thread(target=lambda: got.append(c.wait(run)), daemon=True)
+        t.start()
+        d.kill9()
+        d.start(port=d.port)
+        t.join(120)
+        assert got == [3]
+    finally:
+        d.stop()
