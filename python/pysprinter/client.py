@@ -64,15 +64,46 @@ class RunError(Exception):
         super().__init__(f"run {run.get('id')} {self.status}: {self.type}: {self.message}")
 
 
+class AuthError(APIError):
+    """401: the daemon knows no such token (missing, mistyped, revoked)."""
+
+    def __init__(self, status, code, message):
+        super().__init__(status, code, message)
+        # What the CLI says of a 401: where the token comes from.
+        self.args = (f"{status} {code}: {message} (the daemon refused the token: pass token=, or set "
+                     "PYSPRINTER_TOKEN, or 'token = …' in ~/.config/pysprinter/config)",)
+
+
+class ForbiddenError(APIError):
+    """403: the token is known but lacks the right (a read-only token's
+    POST, a limit above the tenant's maximum)."""
+
+
+class NotFoundError(APIError):
+    """404: no such run, function, version, dataset or secret for this
+    tenant (another tenant's is the same 404)."""
+
+
+class ConflictError(APIError):
+    """409: the thing is not in a state for this (cancelling a run that
+    had already ended)."""
+
+
+# The APIError subclass of a status; others are APIError itself. Each is an
+# APIError, so `except APIError` and .status go on working.
+_API_ERRORS = {401: AuthError, 403: ForbiddenError, 404: NotFoundError, 409: ConflictError}
+
+
 def _api_error(status, raw):
     """The APIError of a refused answer: its {"error": {code, message}}
     when the body is one (the daemon's), else code "http" and the body's
-    first 500 characters (a proxy's page)."""
+    first 500 characters (a proxy's page); of the subclass of its status."""
+    cls = _API_ERRORS.get(status, APIError)
     try:
         err = json.loads(raw)["error"]
-        return APIError(status, err.get("code"), err.get("message"))
+        return cls(status, err.get("code"), err.get("message"))
     except (ValueError, KeyError, TypeError, AttributeError):
-        return APIError(status, "http", raw.decode(errors="replace")[:500])
+        return cls(status, "http", raw.decode(errors="replace")[:500])
 
 
 def _retry_after(value, now=None):

@@ -519,3 +519,26 @@ def test_wait_survives_a_daemon_restart(tmp_path, job):
         assert got == [3]
     finally:
         d.stop()
+
+
+def test_refusals_are_typed_by_status(daemon, job):
+    """A refusal's class says which (boto3's error codes, Modal's AuthError,
+    NotFoundError): a token the daemon does not know is an AuthError whose
+    message says where a token comes from, as the CLI's 401 does; a
+    read-only token's run a ForbiddenError; a missing function a
+    NotFoundError; cancelling an ended run a ConflictError. Each is an
+    APIError with its .status, as before."""
+    with pytest.raises(pysprinter.AuthError) as e:
+        pysprinter.Client(server=daemon.url, token="not-a-token").run(job + "::ident", 1)
+    assert e.value.status == 401 and "PYSPRINTER_TOKEN" in str(e.value)
+    with pytest.raises(pysprinter.ForbiddenError) as e:
+        pysprinter.Client(server=daemon.url, token=daemonlib.TOKENS["reader"]).run(job + "::ident", 1)
+    assert e.value.status == 403
+    c = client(daemon)
+    with pytest.raises(pysprinter.NotFoundError):
+        c.invoke("no-such-function", 1)
+    run = c.submit(job + "::ident", 1)
+    c.wait(run)
+    with pytest.raises(pysprinter.ConflictError):
+        c.cancel(run)
+    assert issubclass(pysprinter.NotFoundError, pysprinter.APIError)
