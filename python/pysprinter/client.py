@@ -322,7 +322,7 @@ class Client:
         while run.get("status") not in TERMINAL:
             try:
                 _, run = self._call("GET", path)
-            except (OSError, http.client.HTTPException) as e:
+            except (OSError, http.client.HTTPException):
                 # The run is the daemon's, recorded: a daemon restarting (an
                 # upgrade, a crash: it runs the run again, docs/api.md
                 # "Delivery") or a network blip does not lose it. Asked again
@@ -335,7 +335,6 @@ class Client:
                     raise
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)
-                del e
                 continue
             failing_since, pause = None, 0.2
         return run
