@@ -377,12 +377,16 @@ class Client:
         is an APIError 409."""
         return self._call("DELETE", f"/v1/runs/{urllib.parse.quote(_run_id(run), safe='')}")[1]
 
-    def runs(self, limit=100, status=None):
+    def runs(self, limit=100, status=None, before=None):
         """The tenant's run objects, newest first (`pysprinter ps --json`);
-        status: a state or a list of states to list only those."""
+        status: a state or a list of states to list only those; before: a
+        run (id or object) to list the runs after it in this order, a page
+        further back (`ps --before ID`)."""
         query = f"limit={int(limit)}"
         if status is not None:
             query += "&status=" + urllib.parse.quote(status if isinstance(status, str) else ",".join(status))
+        if before is not None:
+            query += "&before=" + urllib.parse.quote(_run_id(before), safe="")
         return self._call("GET", f"/v1/runs?{query}")[1]["runs"]
 
     def result(self, run):

@@ -226,6 +226,7 @@ def test_submitted_run_can_be_waited_for_shown_listed_and_cancelled(daemon, job)
     assert e.value.status == "cancelled"
     assert slow["id"] in [r["id"] for r in c.runs(status="cancelled")]
     assert [r["id"] for r in c.runs(limit=3)] == [slow["id"], failing["id"], quick["id"]]
+    assert [r["id"] for r in c.runs(limit=2, before=slow)] == [failing["id"], quick["id"]]   # the next page
     with pytest.raises(pysprinter.APIError) as e:
         c.cancel(quick)                              # it had ended: 409, as the API says
     assert e.value.status == 409
