@@ -22,6 +22,7 @@ import re
 import select
 import socket
 import ssl
+import sys
 import threading
 import time
 import urllib.error
@@ -43,12 +44,17 @@ class APIError(Exception):
 
 
 class RunError(Exception):
-    """A run did not succeed: .run is the run object; .type, .message and
-    .traceback are its error's (the function's exception when it raised)."""
+    """A run did not succeed: .run is the run object, .run_id its id,
+    .exit_code the CLI's exit code for it (1 the function raised, 3
+    invalid, 4 dependencies, 5 killed by a limit or cancelled, 7
+    internal); .type, .message and .traceback are its error's (the
+    function's exception when it raised)."""
 
     def __init__(self, run):
         err = run.get("error") or {}
         self.run = run
+        self.run_id = run.get("id")
+        self.exit_code = run.get("exit_code")
         self.status = run.get("status")
         self.type = err.get("type") or self.status
         self.message = err.get("message") or ""
@@ -56,6 +62,48 @@ class RunError(Exception):
             self.message = self.message[len(self.type) + 2:]
         self.traceback = err.get("traceback") or ""
         super().__init__(f"run {run.get('id')} {self.status}: {self.type}: {self.message}")
+
+
+class AuthError(APIError):
+    """401: the daemon knows no such token (missing, mistyped, revoked)."""
+
+    def __init__(self, status, code, message):
+        super().__init__(status, code, message)
+        # What the CLI says of a 401: where the token comes from.
+        self.args = (f"{status} {code}: {message} (the daemon refused the token: pass token=, or set "
+                     "PYSPRINTER_TOKEN, or 'token = …' in ~/.config/pysprinter/config)",)
+
+
+class ForbiddenError(APIError):
+    """403: the token is known but lacks the right (a read-only token's
+    POST, a limit above the tenant's maximum)."""
+
+
+class NotFoundError(APIError):
+    """404: no such run, function, version, dataset or secret for this
+    tenant (another tenant's is the same 404)."""
+
+
+class ConflictError(APIError):
+    """409: the thing is not in a state for this (cancelling a run that
+    had already ended)."""
+
+
+# The APIError subclass of a status; others are APIError itself. Each is an
+# APIError, so `except APIError` and .status go on working.
+_API_ERRORS = {401: AuthError, 403: ForbiddenError, 404: NotFoundError, 409: ConflictError}
+
+
+def _api_error(status, raw):
+    """The APIError of a refused answer: its {"error": {code, message}}
+    when the body is one (the daemon's), else code "http" and the body's
+    first 500 characters (a proxy's page); of the subclass of its status."""
+    cls = _API_ERRORS.get(status, APIError)
+    try:
+        err = json.loads(raw)["error"]
+        return cls(status, err.get("code"), err.get("message"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return cls(status, "http", raw.decode(errors="replace")[:500])
 
 
 def _retry_after(value, now=None):
@@ -78,7 +126,8 @@ def _retry_after(value, now=None):
 
 class Client:
     """Talks to one daemon as one tenant. server defaults to
-    $PYSPRINTER_SERVER, token to $PYSPRINTER_TOKEN. unpickle=True: a
+    $PYSPRINTER_SERVER, token to $PYSPRINTER_TOKEN, each else to the CLI's
+    config file (~/.config/pysprinter/config), as the CLI reads them. unpickle=True: a
     result sent as pysprinter.pickled(value) is unpickled (only for runs you
     trust: unpickling runs code); otherwise its JSON view is returned.
     It keeps its HTTP/1.1 connections open between calls (one per thread
@@ -86,28 +135,55 @@ class Client:
     block closes them."""
 
     def __init__(self, server=None, token=None, timeout=600.0, unpickle=False):
-        server = server or os.environ.get("PYSPRINTER_SERVER")
+        # The CLI's order (docs/cli.md): the argument, the environment,
+        # then ~/.config/pysprinter/config ("server = URL", "token = T").
+        server = server or os.environ.get("PYSPRINTER_SERVER") or _config_value("server")
         if not server:
-            raise ValueError("no server: pass server=URL or set PYSPRINTER_SERVER")
-        self.server = server.rstrip("/")
-        self.token = token if token is not None else os.environ.get("PYSPRINTER_TOKEN")
+            raise ValueError("no server: pass server=URL, set PYSPRINTER_SERVER, or write 'server = URL' in "
+                             "~/.config/pysprinter/config")
+        # A list (the CLI's failover, "URL1,URL2"): the client uses the first.
+        self.server = server.split(",")[0].strip().rstrip("/")
+        if token is None:
+            token = os.environ.get("PYSPRINTER_TOKEN") or _config_value("token")
+        self.token = token
+        if self.token and any(ch in self.token for ch in "\r\n\0"):
+            # It would end the Authorization header early; the message
+            # names the cause, never the token.
+            raise ValueError("the token holds a line break (CR or LF) or a NUL: a token read from a file keeps "
+                             "the file's last line break; strip() it")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or not timeout > 0):
+            # 0 made the sockets non-blocking (URLError "Operation now in
+            # progress"), "5" a TypeError at the first call.
+            raise ValueError(f"timeout is a number of seconds above 0, or None for none; not {timeout!r}")
         self.timeout = timeout
         self._conns = _Connections(self.server)
+        self._options = {}
         # Opt-in: results a function sent as pysprinter.pickled(value) come
         # back with their Python type (unpickled here, in this process).
         self.unpickle = unpickle
 
     # ---- HTTP ----------------------------------------------------------------
 
-    def _request(self, method, path, body=None, stream=False, idempotency_key=None):
+    def _request(self, method, path, body=None, stream=False, idempotency_key=None, content=None):
         """One request on a kept-alive connection. -> (status, headers,
         body bytes); with stream=True -> the unread response, on a connection
         of its own that closing the response closes. Statuses outside 2xx
-        come back like any other: the caller maps them."""
-        data = json.dumps(body).encode() if body is not None else None
+        come back like any other: the caller maps them. content: (bytes,
+        content type) sent in place of a JSON body."""
+        if content is not None:
+            data, ctype = content
+        elif isinstance(body, dict) and isinstance(body.get("source"), _RawSource):
+            # A file that is not UTF-8 goes as its bytes, as the CLI sends
+            # it: the daemon answers those in `source` with the validation
+            # error FILE:LINE:COL: not valid UTF-8 (docs/api.md).
+            data = json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogateescape")
+            ctype = "application/json"
+        else:
+            data, ctype = (json.dumps(body).encode() if body is not None else None), "application/json"
         headers = {"User-Agent": "pysprinter-python/0.1.0"}
         if data is not None:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = ctype
         if self.token:
             headers["Authorization"] = "Bearer " + self.token
         if idempotency_key is not None:
@@ -115,23 +191,27 @@ class Client:
             # (_Connections.request): the daemon answers a repeat with the
             # first run.
             headers["Idempotency-Key"] = idempotency_key
-        return self._conns.request(method, path, data, headers, self.timeout, stream)
+        timeout = self.timeout
+        if stream and timeout is not None:
+            # A follow stream is silent while the run is: the daemon sends a
+            # keep-alive comment every 5 s of silence, so a shorter timeout
+            # would end a healthy stream (TimeoutError with timeout=2).
+            timeout = max(timeout, _STREAM_TIMEOUT_MIN)
+        return self._conns.request(method, path, data, headers, timeout, stream)
 
-    def _call(self, method, path, body=None, idempotency_key=None):
-        """-> (status, decoded JSON); a 429/503 is retried after Retry-After."""
-        deadline = time.monotonic() + self.timeout
+    def _call(self, method, path, body=None, idempotency_key=None, content=None, decode=True):
+        """-> (status, decoded JSON, or the body's bytes without decode); a
+        429/503 is retried after Retry-After."""
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
         while True:
-            status, headers, raw = self._request(method, path, body, idempotency_key=idempotency_key)
+            status, headers, raw = self._request(method, path, body, idempotency_key=idempotency_key,
+                                                 content=content)
             if 200 <= status < 300:
-                return status, json.loads(raw or b"null")
-            if status in (429, 503) and time.monotonic() < deadline:
+                return status, (json.loads(raw or b"null") if decode else raw)
+            if status in (429, 503) and (deadline is None or time.monotonic() < deadline):
                 time.sleep(min(_retry_after(headers.get("Retry-After")), 5))
                 continue
-            try:
-                err = json.loads(raw)["error"]
-                raise APIError(status, err.get("code"), err.get("message")) from None
-            except (ValueError, KeyError, TypeError):
-                raise APIError(status, "http", raw.decode(errors="replace")[:500]) from None
+            raise _api_error(status, raw)
 
     def close(self):
         """Closes the client's connections: the idle ones now, those in use
@@ -140,11 +220,57 @@ class Client:
         is closed. The client stays usable: a later call connects again."""
         self._conns.close()
 
+    def __getstate__(self):
+        """A client pickles as its settings, not its connections (they are
+        this process's): it can be handed to a multiprocessing worker under
+        the spawn or forkserver start method, or to concurrent.futures'
+        ProcessPoolExecutor, which connects again."""
+        return {"server": self.server, "token": self.token, "timeout": self.timeout, "unpickle": self.unpickle,
+                "options": self._options}
+
+    def __setstate__(self, state):
+        self.server, self.token, self.timeout = state["server"], state["token"], state["timeout"]
+        self.unpickle, self._options = state["unpickle"], state["options"]
+        self._conns = _Connections(self.server)
+
+    def __repr__(self):
+        return f"Client(server={self.server!r})"      # never the token
+
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+    def options(self, **fields):
+        """A client like this one (the same server, token and connections)
+        whose runs and invokes carry these request fields (docs/api.md), as
+        Ray's f.options(...) does: the CLI's run options, which a run's own
+        keyword arguments leave no room for.
+
+            c.options(data=["words"]).run("job.py", 3)           # --data words
+            c.options(limits={"timeout_ms": 5000, "network": True}).invoke("f", e)
+
+        run/submit/map take limits, data, retries, secrets, env (a dict),
+        output_data, no_cache; invoke takes limits, data, retries. A field
+        not among those is a TypeError here, one the call does not take a
+        TypeError when it is made."""
+        unknown = sorted(set(fields) - set(_RUN_OPTIONS))
+        if unknown:
+            raise TypeError(f"options() takes {', '.join(_RUN_OPTIONS)}, not {', '.join(unknown)}")
+        other = object.__new__(type(self))
+        other.__dict__.update(self.__dict__)
+        other._options = {**self._options, **{k: v for k, v in fields.items() if v is not None}}
+        return other
+
+    def _with_options(self, body, call):
+        """body with this client's options() fields that `call` takes."""
+        allowed = _INVOKE_OPTIONS if call == "invoke" else _RUN_OPTIONS
+        refused = sorted(set(self._options) - set(allowed))
+        if refused:
+            raise TypeError(f"{call}() takes the options {', '.join(allowed)}, not {', '.join(refused)}")
+        body.update(self._options)
+        return body
 
     # ---- runs ----------------------------------------------------------------
 
@@ -166,38 +292,115 @@ class Client:
             path = inspect.getsourcefile(fn)
             if not path:
                 raise ValueError(f"cannot find the source file of {fn!r}")
-            with open(path, encoding="utf-8") as f:
-                return f.read(), os.path.basename(path), fn.__name__
+            return _read_source(path), os.path.basename(path), fn.__name__
         path, _, name = os.fspath(path_or_function).partition("::")
-        with open(path, encoding="utf-8") as f:
-            return f.read(), os.path.basename(path), name or None
+        return _read_source(path), os.path.basename(path), name or None
 
     @staticmethod
     def _arguments(args, kwargs):
         body = {}
         if args:
-            body["args"] = [to_jsonable(a) for a in args]
+            body["args"] = [_sendable(to_jsonable(a), f"argument {i + 1}") for i, a in enumerate(args)]
         if kwargs:
-            body["kwargs"] = {k: to_jsonable(v) for k, v in kwargs.items()}
+            body["kwargs"] = {k: _sendable(to_jsonable(v), f"argument {k!r}") for k, v in kwargs.items()}
         return body
 
-    def _finish(self, status, run):
-        """Waits for a run the daemon answered 202 on; returns its value."""
+    def _wait_query(self):
+        """The query of a request that waits for a run's end: the daemon
+        answers within `timeout=` seconds, a 202 with the run still going
+        when it has not ended by then, so that no answer takes longer than
+        the client's own timeout (which bounds one answer, not a run)."""
+        if self.timeout is None:
+            return "wait=true"
+        return f"wait=true&timeout={max(1, int(self.timeout) - 1)}"
+
+    def _wait_run(self, run):
+        """The run object once it has ended: asked again with ?wait=true
+        (a long poll, each answer within the client's timeout)."""
+        path = f"/v1/runs/{urllib.parse.quote(run['id'], safe='')}?{self._wait_query()}"
+        failing_since, pause = None, 0.2
         while run.get("status") not in TERMINAL:
-            _, run = self._call("GET", f"/v1/runs/{run['id']}")
-            if run.get("status") not in TERMINAL:
-                time.sleep(0.1)
+            try:
+                _, run = self._call("GET", path)
+            except (OSError, http.client.HTTPException):
+                # The run is the daemon's, recorded: a daemon restarting (an
+                # upgrade, a crash: it runs the run again, docs/api.md
+                # "Delivery") or a network blip does not lose it. Asked again
+                # for up to the client's timeout of failures in a row, as
+                # Ray's and Modal's clients reconnect; then the error.
+                now = time.monotonic()
+                failing_since = failing_since or now
+                limit = self.timeout if self.timeout is not None else _RECONNECT_FOR_S
+                if now - failing_since >= limit:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+                continue
+            failing_since, pause = None, 0.2
+        return run
+
+    def _finish(self, status, run):
+        """Waits for a run the daemon answered 202 on; returns its value.
+        Ctrl-C while it waits cancels the run, as the CLI's Ctrl-C does
+        (a hang-up while the POST waited already did, for a run)."""
+        try:
+            run = self._wait_run(run)
+        except KeyboardInterrupt:
+            self._cancel_quietly(run["id"])
+            raise
         return self.result(run)
+
+    def _cancel_quietly(self, run_id):
+        """Cancels a run this call started and is giving up on (Ctrl-C):
+        best effort, the interrupt is what the caller sees."""
+        try:
+            self._request("DELETE", f"/v1/runs/{urllib.parse.quote(run_id, safe='')}")
+        except Exception:
+            pass
+
+    def get(self, run_id):
+        """The run object of run_id (an id or a unique prefix of one), as it
+        stands: `pysprinter show --json`."""
+        return self._call("GET", f"/v1/runs/{urllib.parse.quote(_run_id(run_id), safe='')}")[1]
+
+    def wait(self, run):
+        """Waits for a run (its id or its object, as submit() returns it) to
+        end and returns its value as run() does: a RunError if it did not
+        succeed. Ctrl-C here stops waiting and leaves the run going."""
+        rid = _run_id(run)
+        return self.result(self._wait_run({"id": rid}))
+
+    def cancel(self, run):
+        """Cancels a queued or running run (its id or its object): `pysprinter
+        cancel`. Returns the run object, ended `cancelled` (or still ending
+        when that takes the daemon over 10 s); a run that had already ended
+        is an APIError 409."""
+        return self._call("DELETE", f"/v1/runs/{urllib.parse.quote(_run_id(run), safe='')}")[1]
+
+    def runs(self, limit=100, status=None, before=None):
+        """The tenant's run objects, newest first (`pysprinter ps --json`);
+        status: a state or a list of states to list only those; before: a
+        run (id or object) to list the runs after it in this order, a page
+        further back (`ps --before ID`)."""
+        query = f"limit={int(limit)}"
+        if status is not None:
+            query += "&status=" + urllib.parse.quote(status if isinstance(status, str) else ",".join(status))
+        if before is not None:
+            query += "&before=" + urllib.parse.quote(_run_id(before), safe="")
+        return self._call("GET", f"/v1/runs?{query}")[1]["runs"]
 
     def result(self, run):
         """A finished run object's value: the JSON result with bytes read
         back; repr() text (with a warning) when it had no JSON view; a
         RunError when the run did not succeed."""
+        if run.get("status") not in TERMINAL:
+            # A submitted run's object: it has not failed, it has not ended.
+            raise ValueError(f"run {run.get('id')} is {run.get('status')}, not ended: wait() for it")
         if run.get("status") != "succeeded":
             raise RunError(run)
         if run.get("result") is None and run.get("result_repr") is not None:
             warnings.warn(f"run {run.get('id')}: the result cannot be represented as JSON; "
-                          "this is its repr()", stacklevel=3)
+                          "this is its repr()", stacklevel=_caller_stacklevel())
             return run["result_repr"]
         return from_jsonable(run.get("result"), unpickle=self.unpickle)
 
@@ -211,7 +414,7 @@ class Client:
         body = {"source": source, "filename": filename, **self._arguments(args, kwargs)}
         if function:
             body["function"] = function
-        return self._call("POST", "/v1/runs", body, idempotency_key=key)[1]
+        return self._call("POST", "/v1/runs", self._with_options(body, "submit"), idempotency_key=key)[1]
 
     def run(self, path_or_function, *args, idempotency_key=None, **kwargs):
         """Runs a file's function (or a function object's, from its file) on
@@ -223,16 +426,26 @@ class Client:
         body = {"source": source, "filename": filename, **self._arguments(args, kwargs)}
         if function:
             body["function"] = function
-        return self._finish(*self._call("POST", "/v1/runs?wait=true", body, idempotency_key=key))
+        return self._finish(*self._call("POST", f"/v1/runs?{self._wait_query()}", self._with_options(body, "run"),
+                                        idempotency_key=key))
 
-    def deploy(self, name, path_or_function):
+    def deploy(self, name, path_or_function, *, description=None, limits=None, requirements=None, env=None,
+               secrets=None, retries=None, url=None):
         """Deploys a file's function (or a function object's) as `name`;
-        returns the function record (its "version")."""
+        returns the function record (its "version"). The keywords are the
+        deploy's fields (docs/api.md `POST /v1/functions`, the CLI's
+        `deploy` options): description, limits (its invocations'
+        defaults), requirements ({"pkg": "specifier"} for a file without
+        @requirements), env (a dict), secrets (names), retries, url (True
+        or "public": a function URL)."""
         source, filename, function = self._source(path_or_function)
         body = {"name": name, "source": source, "filename": filename}
         if function:
             body["function"] = function
-        return self._call("POST", "/v1/functions", body)[1]
+        fields = {"description": description, "limits": limits, "requirements": requirements, "env": env,
+                  "secrets": secrets, "retries": retries, "url": url}
+        body.update({k: v for k, v in fields.items() if v is not None})
+        return _warn_of(self._call("POST", "/v1/functions", body)[1])
 
     def invoke(self, name, *payload, idempotency_key=None, **kwargs):
         """Invokes a deployed function: invoke("f", event) passes the event
@@ -241,12 +454,25 @@ class Client:
         "f::2" as the CLI writes it or "f:2" as Lambda does ("f::$LATEST":
         the latest). idempotency_key: as run()'s."""
         key = _idempotency_key(idempotency_key)
+        path, body = self._invoke_request(name, payload, kwargs)
+        return self._finish(*self._call("POST", f"{path}?{self._wait_query()}", body, idempotency_key=key))
+
+    def submit_invoke(self, name, *payload, idempotency_key=None, **kwargs):
+        """Starts an invocation of a deployed function without waiting
+        (`pysprinter invoke NAME --detach`, a Lambda Event invocation,
+        Modal's .spawn()) and returns its run object: wait() for its value,
+        logs() for its output, cancel() to stop it. Arguments as invoke()'s."""
+        key = _idempotency_key(idempotency_key)
+        path, body = self._invoke_request(name, payload, kwargs)
+        return self._call("POST", path, body, idempotency_key=key)[1]
+
+    def _invoke_request(self, name, payload, kwargs):
+        """(path, body) of an invoke of name ("f", "f::2", "f:2")."""
         name, version = _function_version(name)
-        body = self._arguments(payload, kwargs)
+        body = self._with_options(self._arguments(payload, kwargs), "invoke")
         if version:
             body["version"] = version
-        path = f"/v1/functions/{urllib.parse.quote(name, safe='')}/invoke?wait=true"
-        return self._finish(*self._call("POST", path, body, idempotency_key=key))
+        return f"/v1/functions/{urllib.parse.quote(name, safe='')}/invoke", body
 
     def map(self, path_or_function, iterable, concurrency=8, return_exceptions=False):
         """Calls the function once per item (the item is its one argument),
@@ -256,17 +482,36 @@ class Client:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         source, filename, function = self._source(path_or_function)
-        items = list(iterable)
-
-        def one(item):
+        # Every item is converted first: one JSON cannot carry refuses the
+        # map before any call starts (the CLI's map reads all its input first).
+        bodies = []
+        for item in iterable:
             body = {"source": source, "filename": filename, **self._arguments([item], {})}
             if function:
                 body["function"] = function
-            return self._finish(*self._call("POST", "/v1/runs?wait=true", body))
+            bodies.append(self._with_options(body, "map"))
+        # Each call is submitted, then waited for: its run id is known while
+        # it runs, so that an interrupt (Ctrl-C) cancels the calls in flight
+        # as the CLI's map does. Before, the calls ran on to their end and
+        # map() returned only then.
+        lock = threading.Lock()
+        in_flight, stopping = set(), []
 
-        results = [None] * len(items)
+        def one(body):
+            run = self._call("POST", "/v1/runs", body)[1]
+            with lock:
+                if stopping:
+                    self._cancel_quietly(run["id"])
+                in_flight.add(run["id"])
+            try:
+                return self.result(self._wait_run(run))
+            finally:
+                with lock:
+                    in_flight.discard(run["id"])
+
+        results = [None] * len(bodies)
         with concurrent.futures.ThreadPoolExecutor(max_workers=concurrency) as pool:
-            futures = {pool.submit(one, item): i for i, item in enumerate(items)}
+            futures = {pool.submit(one, body): i for i, body in enumerate(bodies)}
             try:
                 for fut in concurrent.futures.as_completed(futures):
                     i = futures[fut]
@@ -276,23 +521,95 @@ class Client:
                         if not return_exceptions:
                             raise
                         results[i] = e
-            except BaseException:
+            except BaseException as e:
                 for fut in futures:
                     fut.cancel()
+                if not isinstance(e, (RunError, APIError)):
+                    with lock:
+                        stopping.append(e)
+                        running = list(in_flight)
+                    for rid in running:
+                        self._cancel_quietly(rid)
                 raise
         return results
+
+    # ---- functions, secrets, datasets (the CLI's functions, secret, data) -----
+
+    def functions(self):
+        """The latest version of each deployed function (`pysprinter functions`)."""
+        return self._call("GET", "/v1/functions")[1]["functions"]
+
+    def function(self, name, version=None):
+        """One deployed function's record with its `versions` (`functions
+        show`); version: that version's, default the latest."""
+        q = f"?version={int(version)}" if version is not None else ""
+        return self._call("GET", f"/v1/functions/{_segment(name)}{q}")[1]
+
+    def delete_function(self, name):
+        """Deletes every version of a deployed function (`functions rm`)."""
+        return _warn_of(self._call("DELETE", f"/v1/functions/{_segment(name)}")[1])
+
+    def secrets(self):
+        """The tenant's secrets, names and times, never values (`secret ls`)."""
+        return self._call("GET", "/v1/secrets")[1]["secrets"]
+
+    def set_secret(self, name, value):
+        """Sets a secret (`secret set`); runs see it as an environment
+        variable when they ask for it: options(secrets=[name])."""
+        return self._call("PUT", f"/v1/secrets/{_segment(name)}", {"value": value})[1]
+
+    def delete_secret(self, name):
+        return self._call("DELETE", f"/v1/secrets/{_segment(name)}")[1]
+
+    def datasets(self):
+        """The tenant's datasets (`data ls`)."""
+        return self._call("GET", "/v1/data")[1]["datasets"]
+
+    def dataset(self, name, version=None):
+        """One dataset's metadata with its versions (`data ls NAME`)."""
+        q = f"?version={int(version)}" if version is not None else ""
+        return self._call("GET", f"/v1/data/{_segment(name)}{q}")[1]
+
+    def put_data(self, name, source, filename=None):
+        """Stores the next version of dataset NAME (`data put NAME
+        FILE|URL`): source is bytes, a file's path, or an http(s):// URL
+        the daemon fetches and caches. Returns the version's metadata. The
+        body is held in memory (a file up to the daemon's limits)."""
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            content, fname = (bytes(source), "application/octet-stream"), filename
+        elif isinstance(source, str) and source.startswith(("http://", "https://")):
+            return self._call("PUT", f"/v1/data/{_segment(name)}", {"url": source})[1]
+        else:
+            path = os.fspath(source)
+            if os.path.isdir(path):
+                raise IsADirectoryError(f"{path}: a directory dataset is put with the CLI's `data put` (a tar)")
+            with open(path, "rb") as f:
+                content = (f.read(), "application/octet-stream")
+            fname = filename or os.path.basename(path)
+        q = f"?filename={urllib.parse.quote(fname, safe='')}" if fname else ""
+        return self._call("PUT", f"/v1/data/{_segment(name)}{q}", content=content)[1]
+
+    def get_data(self, name, version=None):
+        """A single-file dataset's bytes (`data get NAME`)."""
+        q = f"?version={int(version)}" if version is not None else ""
+        return self._call("GET", f"/v1/data/{_segment(name)}/content{q}", decode=False)[1]
+
+    def delete_data(self, name, version=None):
+        """Removes a dataset's every version, or one (`data rm`)."""
+        q = f"?version={int(version)}" if version is not None else ""
+        return self._call("DELETE", f"/v1/data/{_segment(name)}{q}")[1]
 
     # ---- logs ----------------------------------------------------------------
 
     def logs(self, run_id, follow=True):
         """Yields the run's output text as it is written (stdout and stderr
         interleaved) until the run ends; follow=False yields what there is
-        now, once."""
-        rid = urllib.parse.quote(run_id, safe="")
+        now, once. run_id: the run's id or its object."""
+        rid = urllib.parse.quote(_run_id(run_id), safe="")
         if not follow:
             status, _, raw = self._request("GET", f"/v1/runs/{rid}/logs")
             if not 200 <= status < 300:
-                raise APIError(status, "http", raw.decode(errors="replace")[:500])
+                raise _api_error(status, raw)
             yield raw.decode("utf-8", "replace")
             return
         # The stream holds its own connection for as long as it lasts: the
@@ -300,7 +617,7 @@ class Client:
         r = self._request("GET", f"/v1/runs/{rid}/logs?follow=1", stream=True)
         if not 200 <= r.status < 300:
             with r:
-                raise APIError(r.status, "http", r.read().decode(errors="replace")[:500])
+                raise _api_error(r.status, r.read())
         # A piece that is not UTF-8 carries its bytes in "base64" (docs/api.md):
         # one incremental decoder per stream joins a character cut between
         # two pieces; other bytes show as U+FFFD, as with follow=False.
@@ -331,6 +648,138 @@ class Client:
                     elif event == "end":
                         return
                     event, data = None, []
+
+
+# How long a wait for a run goes on asking a daemon that does not answer,
+# with timeout=None.
+_RECONNECT_FOR_S = 600.0
+
+# The least read timeout of a follow stream: three of the daemon's 5 s
+# keep-alives.
+_STREAM_TIMEOUT_MIN = 15.0
+
+# The request fields options() adds to a run (POST /v1/runs) and to an
+# invoke (POST /v1/functions/NAME/invoke).
+_RUN_OPTIONS = ("limits", "data", "retries", "secrets", "env", "output_data", "no_cache")
+_INVOKE_OPTIONS = ("limits", "data", "retries")
+
+
+def _config_value(key):
+    """KEY's value in the CLI's config file ($XDG_CONFIG_HOME/pysprinter/
+    config, else ~/.config/pysprinter/config): the first line "KEY = VALUE"
+    (or "KEY: VALUE") not commented out with '#', read as the CLI reads it
+    (cli_config_value() in src/cli/cli-common.c); None without one."""
+    xdg, home = os.environ.get("XDG_CONFIG_HOME"), os.environ.get("HOME")
+    if xdg:
+        path = os.path.join(xdg, "pysprinter", "config")
+    elif home:
+        path = os.path.join(home, ".config", "pysprinter", "config")
+    else:
+        return None
+    try:
+        with open(path, "rb") as f:
+            text = f.read(64 * 1024).decode("utf-8", "replace")
+    except OSError:
+        return None
+    for line in text.split("\n"):
+        line = line.strip()
+        if line.startswith("#") or not line.startswith(key):
+            continue
+        rest = line[len(key):].strip()
+        if rest[:1] in ("=", ":"):
+            return rest[1:].strip()
+    return None
+
+
+class _RawSource(str):
+    """A source file's text that is not UTF-8: its bytes decoded with
+    surrogateescape, sent back as those bytes."""
+
+
+def _read_source(path):
+    """A file's text exactly as its bytes say (the CLI sends the bytes: no
+    newline translation, a CRLF file keeps its CRs and its sha256); a file
+    that is not UTF-8 as a _RawSource. Before, the file was read in text
+    mode (CRLF became LF, the deploy's source_sha256 differed from the
+    CLI's) and one that was not UTF-8 raised UnicodeDecodeError, which
+    named no file."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return _RawSource(raw.decode("utf-8", "surrogateescape"))
+
+
+def _warn_of(answer):
+    """answer, after its "warnings" text (a deploy's: what CPython's parser
+    said of the file, a schedule the new version refuses; a delete's: the
+    schedules that fire the function) is shown as a UserWarning naming the
+    caller's line, as the CLI prints it on stderr. Before, it was only a
+    field of the returned record, which nobody reads."""
+    text = answer.get("warnings") if isinstance(answer, dict) else None
+    if isinstance(text, list):
+        text = "\n".join(str(t) for t in text)
+    if isinstance(text, str) and text.strip():
+        warnings.warn(text.rstrip("\n"), UserWarning, stacklevel=_caller_stacklevel())
+    return answer
+
+
+def _segment(name):
+    """name as one path segment of a URL."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"a name is a non-empty str, not {name!r}")
+    return urllib.parse.quote(name, safe="")
+
+
+def _run_id(run):
+    """A run's id from its id or its object (what submit() returns)."""
+    if isinstance(run, dict):
+        run = run.get("id")
+    if not isinstance(run, str) or not run:
+        raise TypeError(f"a run is its id (str) or its object (dict with an 'id'), not {type(run).__name__}")
+    return run
+
+
+# Integers the daemon reads as JSON numbers (64-bit, jansson's json_int_t).
+_INT_MIN, _INT_MAX = -2 ** 63, 2 ** 63 - 1
+
+
+def _sendable(value, what):
+    """value, checked to be JSON the daemon reads: no NaN or infinity (not
+    JSON at all) and no integer beyond 64 bits (the daemon's JSON holds 64
+    bits). ValueError naming the argument otherwise, before anything is
+    sent: the daemon's "invalid JSON at line 1 column 503" names a column
+    of a body the caller never saw."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        t = type(v)
+        if t is dict:
+            stack.extend(v.values())
+        elif t is list:
+            stack.extend(v)
+        elif t is float:
+            if v != v or v in (_INF, -_INF):
+                raise ValueError(f"{what} holds {v!r}, which JSON cannot carry: pass it as a string")
+        elif t is int and not _INT_MIN <= v <= _INT_MAX:
+            raise ValueError(f"{what} holds an integer outside the 64-bit range the daemon reads "
+                             f"({v}): pass it as a string, str(n)")
+    return value
+
+
+_INF = float("inf")
+
+
+def _caller_stacklevel():
+    """The stacklevel of a warning raised in this module that names the
+    first frame outside it: the caller's own line, for `warnings` to show
+    and filter by module (a fixed stacklevel named a line of this file when
+    run() and invoke() reached result() through _finish())."""
+    f, level = sys._getframe(1), 1
+    while f is not None and f.f_code.co_filename == __file__:
+        f, level = f.f_back, level + 1
+    return level
 
 
 def _function_version(ref):
@@ -836,12 +1285,28 @@ class _Connections:
         self.lock = threading.Lock()
         self.idle = []          # [(connection, monotonic time it became idle)]
         self.generation = 0     # close() moves it on: older connections are not kept
+        self.pid = os.getpid()  # a fork's child keeps none of its parent's connections
 
     def _new(self):
         return _Conn(self.proxy or (self.host, self.port), self.tls, self.tunnel, self.generation)
 
+    def _forked(self):
+        """In a child of os.fork() (multiprocessing's default on Linux):
+        forgets the parent's connections. Their sockets are the parent's
+        too, and two processes writing requests and reading answers on one
+        connection get each other's answers. The lock is made again: a
+        thread of the parent may have held it at the fork."""
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        idle, self.idle = self.idle, []
+        self.generation += 1
+        for c, _ in idle:
+            c.close()           # this process's descriptor only: no FIN, the parent's goes on
+
     def _take(self):
         """-> (connection, whether it carried a request before)."""
+        if self.pid != os.getpid():
+            self._forked()
         with self.lock:
             now = time.monotonic()
             # The oldest lie at the bottom of the stack: close the ones past
@@ -856,6 +1321,8 @@ class _Connections:
             return self._new(), False
 
     def _give_back(self, c):
+        if self.pid != os.getpid():
+            self._forked()
         with self.lock:
             if c.sock is not None and c.generation == self.generation and len(self.idle) < _MAX_KEPT:
                 self.idle.append((c, time.monotonic()))
@@ -863,6 +1330,8 @@ class _Connections:
         c.close()
 
     def close(self):
+        if self.pid != os.getpid():
+            self._forked()
         with self.lock:
             self.generation += 1
             idle, self.idle = self.idle, []
@@ -880,7 +1349,9 @@ class _Connections:
         # or forge another: one line per field, or the request is refused.
         n = len(headers)
         if fields.count("\n") != n or fields.count("\r") != n or "\0" in fields:
-            raise ValueError(f"a header name or value holds CR, LF or NUL: {headers!r}")
+            # Names only: a value may be a credential (Authorization).
+            bad = [k for k, v in headers.items() if any(ch in f"{k}{v}" for ch in "\r\n\0")]
+            raise ValueError(f"the header {', '.join(bad)} holds CR, LF or NUL in its name or value")
         if data is not None:
             length = f"Content-Length: {len(data)}\r\n"
         else:
@@ -919,6 +1390,16 @@ class _Connections:
                         c.timeout = timeout
                     c.sock.sendall(wire)
                 except OSError as e:
+                    # A server may answer before it has read the whole
+                    # request and close (the daemon's 413 for a body over
+                    # its limit, announced by Content-Length): the send then
+                    # fails with a reset, and the answer is still there to
+                    # read. Before, that was URLError "Connection reset by
+                    # peer" in place of the daemon's 413.
+                    early = _early_answer(c, method) if isinstance(e, _STALE) and not stream else None
+                    if early is not None:
+                        c.close()
+                        return early
                     if reused and attempt == 1 and isinstance(e, _STALE):
                         raise
                     raise urllib.error.URLError(e)
@@ -941,6 +1422,16 @@ class _Connections:
             else:
                 self._give_back(c)
             return r.status, r.headers, body
+
+
+def _early_answer(c, method):
+    """(status, headers, body) of an answer a server sent on c before a
+    request's send failed, or None when there is none whole."""
+    try:
+        r = c.response(method)
+        return r.status, r.headers, r.read()
+    except Exception:
+        return None
 
 
 _BAD_TARGET = re.compile(r"[\x00-\x20\x7f]").search

@@ -251,7 +251,7 @@ def test_answer_lost_after_the_request_was_read_is_not_sent_again():
         assert c.invoke("f", 1) == 2
         with pytest.raises(ConnectionError):
             c.invoke("f", 2)
-        assert [ln for ln, _, _ in srv.seen].count("POST /v1/functions/f/invoke?wait=true HTTP/1.1") == 2
+        assert [ln for ln, _, _ in srv.seen].count("POST /v1/functions/f/invoke?wait=true&timeout=599 HTTP/1.1") == 2
         assert c.invoke("f", 3) == 4                   # a new connection
         st, run = c._call("GET", "/v1/runs/r1")        # read whole, dropped, sent again
         assert st == 200 and [ln.split()[0] for ln, _, _ in srv.seen] == ["POST", "POST", "POST", "GET", "GET"]
@@ -271,7 +271,7 @@ def test_request_refused_while_sent_is_sent_again(tmp_path):
         assert c.invoke("f", 1) == 2
         assert c.submit(str(big), 5)["status"] == "succeeded"
         assert [(ln, n > 16 << 20) for ln, _, n in srv.seen] == [
-            ("POST /v1/functions/f/invoke?wait=true HTTP/1.1", False), ("POST /v1/runs HTTP/1.1", True)]
+            ("POST /v1/functions/f/invoke?wait=true&timeout=599 HTTP/1.1", False), ("POST /v1/runs HTTP/1.1", True)]
         assert srv.connections == 2
     finally:
         srv.stop()
@@ -303,14 +303,14 @@ def test_http_proxy_from_the_environment(monkeypatch):
         c = pysprinter.Client(server="http://daemon.invalid:8080", token="t")
         assert [c.invoke("f", i) for i in range(3)] == [1, 2, 3]
         line, headers, _ = srv.seen[0]
-        assert line == "POST http://daemon.invalid:8080/v1/functions/f/invoke?wait=true HTTP/1.1"
+        assert line == "POST http://daemon.invalid:8080/v1/functions/f/invoke?wait=true&timeout=599 HTTP/1.1"
         assert headers["proxy-authorization"] == "Basic " + base64.b64encode(b"u@x:p").decode()
         assert headers["host"] == "daemon.invalid:8080"
         assert srv.connections == 1
         monkeypatch.setenv("no_proxy", "127.0.0.1")
         c = pysprinter.Client(server=srv.url, token="t")
         assert c.invoke("f", 9) == 10
-        assert srv.seen[-1][0] == "POST /v1/functions/f/invoke?wait=true HTTP/1.1"
+        assert srv.seen[-1][0] == "POST /v1/functions/f/invoke?wait=true&timeout=599 HTTP/1.1"
     finally:
         srv.stop()
 
@@ -402,7 +402,7 @@ def test_answer_lost_with_an_idempotency_key_is_sent_again():
         assert c.invoke("f", 1) == 2
         assert c.invoke("f", 2, idempotency_key="k-1") == 3
         posts = [(ln, h.get("idempotency-key")) for ln, h, _ in srv.seen]
-        assert posts[1:] == [("POST /v1/functions/f/invoke?wait=true HTTP/1.1", "k-1")] * 2
+        assert posts[1:] == [("POST /v1/functions/f/invoke?wait=true&timeout=599 HTTP/1.1", "k-1")] * 2
         assert srv.connections == 2
     finally:
         srv.stop()

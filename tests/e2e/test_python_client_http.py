@@ -324,7 +324,7 @@ def test_https_through_a_connect_proxy(serve, tmp_path, monkeypatch):
     line, headers, _ = tunnels[0]
     assert line == "CONNECT daemon.test:8443 HTTP/1.1" and headers["host"] == "daemon.test:8443"
     assert headers["proxy-authorization"] == "Basic " + base64.b64encode(b"who:pw").decode()
-    assert len(tunnels) == 1 and [ln for ln, _, _ in daemon.seen] == ["POST /v1/functions/f/invoke?wait=true HTTP/1.1"] * 3
+    assert len(tunnels) == 1 and [ln for ln, _, _ in daemon.seen] == ["POST /v1/functions/f/invoke?wait=true&timeout=4 HTTP/1.1"] * 3
     assert "proxy-authorization" not in daemon.seen[0][1]      # the credentials stay with the proxy
     monkeypatch.delenv("SSL_CERT_FILE")
     with pytest.raises(pysprinter.client.urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
@@ -366,7 +366,7 @@ def test_one_sendall_per_request_to_the_daemon(daemon, monkeypatch, tmp_path):
     c = pysprinter.Client(server=daemon.url, token=daemonlib.TOKENS["alice"])
     assert [c.invoke("inc", i) for i in range(20)] == list(range(1, 21))
     assert len(sends) == 20
-    assert all(s.startswith(b"POST /v1/functions/inc/invoke?wait=true HTTP/1.1\r\n") and s.endswith(b"]}")
+    assert all(s.startswith(b"POST /v1/functions/inc/invoke?wait=true&timeout=599 HTTP/1.1\r\n") and s.endswith(b"]}")
                for s in sends)
     (tmp_path / "tick.py").write_text(
         "import time\ndef f(n: int):\n    for i in range(n):\n"
