@@ -165,12 +165,13 @@ class Client:
 
     # ---- HTTP ----------------------------------------------------------------
 
-    def _request(self, method, path, body=None, stream=False, idempotency_key=None, content=None):
+    def _request(self, method, path, body=None, stream=False, idempotency_key=None, content=None, headers=None):
         """One request on a kept-alive connection. -> (status, headers,
         body bytes); with stream=True -> the unread response, on a connection
         of its own that closing the response closes. Statuses outside 2xx
         come back like any other: the caller maps them. content: (bytes,
-        content type) sent in place of a JSON body."""
+        content type) sent in place of a JSON body. headers: more request
+        headers."""
         if content is not None:
             data, ctype = content
         elif isinstance(body, dict) and isinstance(body.get("source"), _RawSource):
@@ -181,7 +182,7 @@ class Client:
             ctype = "application/json"
         else:
             data, ctype = (json.dumps(body).encode() if body is not None else None), "application/json"
-        headers = {"User-Agent": "pysprinter-python/0.1.0"}
+        headers = {"User-Agent": "pysprinter-python/0.1.0", **(headers or {})}
         if data is not None:
             headers["Content-Type"] = ctype
         if self.token:
@@ -613,11 +614,14 @@ class Client:
             yield raw.decode("utf-8", "replace")
             return
         # The stream holds its own connection for as long as it lasts: the
-        # client's other calls (other threads) go on beside it.
-        r = self._request("GET", f"/v1/runs/{rid}/logs?follow=1", stream=True)
-        if not 200 <= r.status < 300:
-            with r:
-                raise _api_error(r.status, r.read())
+        # client's other calls (other threads) go on beside it. A stream
+        # that breaks off (a proxy's timeout, a daemon restarting: it runs
+        # the run again, docs/api.md "Delivery") is asked for again from
+        # where it stood: each output event's id is how many bytes of the
+        # log it ends at, sent back as Last-Event-ID, so nothing is yielded
+        # twice or missed (docs/api.md "Following a run's output across a
+        # cut connection or a restart"). A daemon that does not answer is
+        # asked again as _wait_run() asks it.
         # A piece that is not UTF-8 carries its bytes in "base64" (docs/api.md):
         # one incremental decoder per stream joins a character cut between
         # two pieces; other bytes show as U+FFFD, as with follow=False.
@@ -629,25 +633,50 @@ class Client:
                 return dec.decode(base64.b64decode(d["base64"]))
             return dec.decode(b"", final=True) + d.get("text", "")
 
-        with r:
-            event, data = None, []
-            for raw in r:
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                if line.startswith(":"):
-                    continue
-                if line.startswith("event:"):
-                    event = line[6:].strip()
-                elif line.startswith("data:"):
-                    value = line[5:]
-                    data.append(value[1:] if value.startswith(" ") else value)  # one space, per SSE
-                elif line == "":
-                    if event == "output" and data:
-                        text = piece(json.loads("\n".join(data)))
-                        if text:
-                            yield text
-                    elif event == "end":
-                        return
-                    event, data = None, []
+        at, failing_since, pause = 0, None, 0.2
+        while True:
+            try:
+                r = self._request("GET", f"/v1/runs/{rid}/logs?follow=1", stream=True,
+                                  headers={"Last-Event-ID": str(at)} if at else None)
+            except (OSError, http.client.HTTPException):
+                now = time.monotonic()
+                failing_since = failing_since or now
+                if now - failing_since >= (self.timeout if self.timeout is not None else _RECONNECT_FOR_S):
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+                continue
+            if not 200 <= r.status < 300:
+                with r:
+                    raise _api_error(r.status, r.read())
+            failing_since, pause = None, 0.2
+            with r:
+                event, data, event_id = None, [], None
+                try:
+                    for raw in r:
+                        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                        if line.startswith(":"):
+                            continue
+                        if line.startswith("event:"):
+                            event = line[6:].strip()
+                        elif line.startswith("id:"):
+                            event_id = line[3:].strip()
+                        elif line.startswith("data:"):
+                            value = line[5:]
+                            data.append(value[1:] if value.startswith(" ") else value)  # one space, per SSE
+                        elif line == "":
+                            if event == "output" and data:
+                                text = piece(json.loads("\n".join(data)))
+                                if event_id and event_id.isdigit():
+                                    at = int(event_id)
+                                if text:
+                                    yield text
+                            elif event == "end":
+                                return
+                            event, data, event_id = None, [], None
+                except (OSError, http.client.HTTPException):
+                    pass  # cut: asked again below, from `at`
+            time.sleep(0.05)
 
 
 # How long a wait for a run goes on asking a daemon that does not answer,

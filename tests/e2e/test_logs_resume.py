@@ -324,3 +324,42 @@ def test_the_dashboards_log_shows_each_line_once_after_its_stream_is_cut(tmp_pat
         drv.quit()
         proxy.close()
         d.stop()
+
+
+def test_the_python_clients_log_stream_resumes_through_a_cut_and_a_restart(tmp_path):
+    """Client.logs(follow=True) picks its stream up as the CLI does: through
+    a cut connection without a word, and through a daemon killed with -9
+    and started again (it yields the new attempt's output too): what it
+    yields is what GET /v1/runs/ID/logs holds at the end."""
+    import sys
+    from conftest import ROOT
+    sys.path.insert(0, str(ROOT / "python"))
+    import pysprinter
+    d = Daemon(tmp_path).start()
+    proxy = CuttingProxy(d.port)
+    try:
+        st, run = d.run(TICKS, wait=False, kwargs={"n": 30})
+        client = pysprinter.Client(f"http://127.0.0.1:{proxy.port}", token=TOKENS["alice"], timeout=60)
+        got, cut = [], False
+        for text in client.logs(run["id"]):
+            got.append(text)
+            if not cut and "tick 8" in "".join(got):
+                proxy.cut()
+                cut = True
+        st, whole = d.call("GET", f"/v1/runs/{run['id']}/logs")
+        assert "".join(got) == whole and whole.count("tick 29") == 1, "".join(got)
+
+        st, run = d.run(RESTARTED, wait=False)
+        client = pysprinter.Client(d.url, token=TOKENS["alice"], timeout=60)
+        got, killed = [], False
+        for text in client.logs(run["id"]):
+            got.append(text)
+            if not killed and "first" in "".join(got):
+                d.kill9()
+                d.start(port=d.port)
+                killed = True
+        st, whole = d.call("GET", f"/v1/runs/{run['id']}/logs")
+        assert whole == "first\nfirst\nsecond\n" and "".join(got) == whole, "".join(got)
+    finally:
+        proxy.close()
+        d.stop()
