@@ -353,7 +353,7 @@ static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret)
         if (!q->deployed && (json_object_set_new(req, "source", json_stringn(q->source, q->source_len)) < 0 ||
                              json_object_set_new(req, "filename", json_string(path_base_name(q->filename))) < 0 ||
                              (a->function && json_object_set_new(req, "function", json_string(a->function)) < 0))) {
-                /* The source was checked (check_source): a name is not UTF-8. */
+                /* The source was checked (cli_check_source): a name is not UTF-8. */
                 json_decref(req);
                 return fail(b, -EBADMSG, xasprintf("%s: the file or function name is not valid UTF-8", q->filename));
         }

@@ -1,0 +1,177 @@
+"""`pysprinter map` and `pysprinter chain` as a user of Ray's map, Modal's
+Function.map, xargs -P or GNU parallel drives them: the options' usual
+spellings, a file that cannot run failing once instead of once per input,
+whole lines of the calls' output, memory that does not grow with the
+results printed, and the same bytes and exit codes embedded and against a
+daemon."""
+import json
+import re
+import subprocess
+
+import pytest
+
+from conftest import CLI, same, sandbox_args
+from daemonlib import TOKENS, Daemon
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    with Daemon(tmp_path_factory.mktemp("explore-map")).serving() as d:
+        yield d
+
+
+SQ = """
+def f(x: int, y: int = 0):
+    if x == 3:
+        raise ValueError("unlucky")
+    return {"x": x, "sq": x * x + y}
+"""
+
+
+def lines(p):
+    """map's stdout as JSON objects, without their run ids (which differ
+    between two runs of the same thing)."""
+    out = []
+    for line in p.stdout.splitlines():
+        o = json.loads(line)
+        o.pop("run_id", None)
+        out.append(o)
+    return out
+
+
+def test_map_options_take_their_equals_and_attached_forms(cli, both):
+    """`--over=F`, `--concurrency=N` and `-jN` are how GNU parallel, xargs
+    and every getopt_long program take them (and how map's run options,
+    `--timeout=5`, are taken). Before, `--over=F` was "map needs --over"
+    and `--concurrency=2`, `-j2` were "map takes the arguments from
+    --over, not from the command line": exit 2 for a correct command."""
+    cli.write("sq.py", SQ)
+    cli.write("in.jsonl", "1\n2\n")
+    want = [{"index": 0, "status": "succeeded", "result": {"x": 1, "sq": 1}},
+            {"index": 1, "status": "succeeded", "result": {"x": 2, "sq": 4}}]
+    for words in (["--over=in.jsonl"], ["--over", "in.jsonl", "--concurrency=2"],
+                  ["--over", "in.jsonl", "-j2"]):
+        local, remote = both("map", "sq.py", *words, *sandbox_args())
+        for p in (local, remote):
+            assert p.returncode == 0, (words, p.stdout, p.stderr)
+            assert lines(p) == want, words
+        assert local.stderr == remote.stderr
+    r = same(*both("map", "sq.py", "--over=in.jsonl", "--concurrency=0"))
+    assert r.returncode == 2
+    assert r.stderr == "pysprinter: --concurrency must be 1..256, not '0'\n"
+
+
+def test_map_source_and_inputs_both_from_stdin_is_a_usage_error(cli, both):
+    """`map - --over -` cannot read two things from one stdin: the source
+    took it all and the inputs were empty, so map ran nothing and exited
+    0, silently. Now exit 2 saying so, before anything runs."""
+    r = same(*both("map", "-", "--over", "-", input=SQ + "\n"))
+    assert r.returncode == 2, r
+    assert r.stdout == ""
+    assert r.stderr == ("pysprinter: map: the source (FILE -) and the inputs (--over -) cannot both come from "
+                        "stdin\n")
+
+
+@pytest.mark.parametrize("name, source, target, message", [
+    ("syn.py", "def f(x):\n    return x +\n", "syn.py",
+     "syn.py:2:15: SyntaxError: invalid syntax\n        return x +\n                  ^\n"),
+    ("fn.py", SQ, "fn.py::nope", "ValidationError: no top-level function 'nope' in fn.py (functions: f)\n"),
+])
+def test_map_of_a_file_that_cannot_run_fails_once_before_any_call(cli, both, daemon, name, source, target,
+                                                                   message):
+    """A file with a syntax error, or without the function named, cannot
+    run with any input: Ray or Modal say so once. map started one run per
+    input line instead, each recorded `invalid` and printed as a JSON line
+    (10 000 inputs: 10 000 runs, 10 000 lines of the same error). Now the
+    file is checked first, as `run` checks it: its one message, exit 3, no
+    line on stdout and no run recorded, on both paths."""
+    cli.write(name, source)
+    cli.write("in.jsonl", "1\n2\n3\n")
+    r = same(*both("map", target, "--over", "in.jsonl", *sandbox_args()))
+    assert r.returncode == 3, r
+    assert r.stdout == ""
+    assert r.stderr == message
+    assert cli("ps", "--json").stdout.strip() == "[]"
+    st, runs = daemon.call("GET", "/v1/runs")
+    assert not [x for x in runs["runs"] if x.get("filename") == name]
+
+
+def test_map_of_a_file_that_is_not_utf8_same_on_both_paths(cli, both):
+    """Embedded, a source that is not UTF-8 gave one `invalid` line per
+    input ("nu.py:2:13: not valid UTF-8", exit 3); with --server, one
+    `"status": "error"`, ClientError line per input ("the file or
+    function name is not valid UTF-8"). `run` says the same line on both
+    paths; map now does too, once."""
+    (cli.cwd / "nu.py").write_bytes(b'def f(x):\n    return "\xff"\n')
+    cli.write("in.jsonl", "1\n2\n")
+    r = same(*both("map", "nu.py", "--over", "in.jsonl", *sandbox_args()))
+    assert r.returncode == 3, r
+    assert r.stdout == ""
+    assert r.stderr == "nu.py:2:13: ValidationError: not valid UTF-8\n"
+
+
+def test_map_against_a_server_that_is_away_fails_once(cli):
+    """An unreachable server answered every input with its own
+    ClientError line: 10 000 lines of "cannot reach". Now one message and
+    exit 6, as `run` gives."""
+    cli.write("sq.py", SQ)
+    cli.write("in.jsonl", "1\n2\n3\n")
+    p = cli("map", "sq.py", "--over", "in.jsonl", "--server", "http://127.0.0.1:1")
+    assert p.returncode == 6, p
+    assert p.stdout == ""
+    assert p.stderr.count("cannot reach http://127.0.0.1:1") == 1, p.stderr
+
+
+def test_map_writes_the_calls_output_in_whole_lines(cli, both):
+    """Calls run at once, their output goes to stderr as written: a line a
+    function wrote in pieces (print's separate writes, a progress message
+    flushed before its end) came out cut into by the other calls' pieces,
+    `hellohello 2\\n 1` (GNU parallel and Ray both keep a line whole).
+    Now each call's lines are written whole."""
+    cli.write("pieces.py", """
+        import sys, time
+        def f(x):
+            for k in range(3):
+                for ch in f"call {x:02d} line {k} " + "=" * 20:
+                    sys.stdout.write(ch)
+                    sys.stdout.flush()
+                    time.sleep(0.001)
+                sys.stdout.write("\\n")
+            return x
+        """)
+    cli.write("in.jsonl", "".join(f"{i}\n" for i in range(8)))
+    want = sorted(f"call {i:02d} line {k} " + "=" * 20 for i in range(8) for k in range(3))
+    for p in both("map", "pieces.py", "--over", "in.jsonl", "-j", "8", *sandbox_args()):
+        assert p.returncode == 0, p
+        got = [line for line in p.stderr.splitlines() if not line.startswith("pieces.py: ")]
+        assert sorted(got) == want, p.stderr
+
+
+def test_map_does_not_keep_every_result_until_the_end(cli, daemon, tmp_path):
+    """map held every call's run object, result included, until the last
+    call ended: 60 results of 5 MiB took 300 MiB of the CLI's memory (and
+    a million small ones as much), where xargs or Ray's map keep what is
+    in flight. A result is now let go once its line is printed: the same
+    map runs within 200 MB of data segment, which it could not before
+    (glibc's malloc failed and the CLI died halfway)."""
+    cli.write("big.py", """
+        def f(x):
+            return "y" * (5 << 20)
+        """)
+    cli.write("in.jsonl", "".join(f"{i}\n" for i in range(60)))
+    e = dict(cli.env, PYSPRINTER_TOKEN=TOKENS["alice"])
+    p = subprocess.run(["prlimit", "--data=200000000", str(CLI), "map", "big.py", "--over", "in.jsonl",
+                        "--server", daemon.url], cwd=cli.cwd, env=e, capture_output=True, timeout=600)
+    assert p.returncode == 0, (p.returncode, p.stderr[-2000:])
+    out = p.stdout.decode().splitlines()
+    assert len(out) == 60
+    assert all(json.loads(line)["result"] == "y" * (5 << 20) for line in out)
+
+
+def test_map_summary_says_call_for_one(cli, both):
+    """"sq.py: 1 calls, 0 failed": the summary now says "1 call"."""
+    cli.write("sq.py", SQ)
+    cli.write("one.jsonl", "1\n")
+    for p in both("map", "sq.py", "--over", "one.jsonl", *sandbox_args()):
+        assert p.returncode == 0, p
+        assert p.stderr == "sq.py: 1 call, 0 failed\n"
