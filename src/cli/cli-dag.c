@@ -140,8 +140,13 @@ static void task_duration(json_t *t, char buf[static 32]) {
         format_duration_us(f > s ? f - s : 0, buf);
 }
 
+/* A succeeded task's error is a note on its success: its result had no
+ * JSON view and dependents got its repr (a chain's next step a string
+ * "<m.A object at 0x…>"), or a dataset's warning. Said, as `run` warns of
+ * a repr result: before, the view said only "succeeded". */
 static bool shows_error(json_t *t) {
-        return json_get_string(t, "error") && (state_is(t, "failed") || state_is(t, "skipped") || state_is(t, "cancelled"));
+        return json_get_string(t, "error") && (state_is(t, "failed") || state_is(t, "skipped") ||
+                                               state_is(t, "cancelled") || state_is(t, "succeeded"));
 }
 
 /* One line of the tree (no newline). */

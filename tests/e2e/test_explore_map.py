@@ -175,3 +175,44 @@ def test_map_summary_says_call_for_one(cli, both):
     for p in both("map", "sq.py", "--over", "one.jsonl", *sandbox_args()):
         assert p.returncode == 0, p
         assert p.stderr == "sq.py: 1 call, 0 failed\n"
+
+
+def test_chain_says_when_a_step_passes_on_the_repr_of_its_result(cli, both):
+    """A step whose result has no JSON view (an object of the user's
+    class) hands the next step its repr() string (docs/dag.md): the next
+    step got "<d.A object at 0x…>" where it expected the object, and the
+    chain's view said only "step2: succeeded" (`run` warns of a repr
+    result). Now the step's line says it, on both paths."""
+    cli.write("a.py", "def f(x: int):\n    return x + 1\n")
+    cli.write("d.py", "class A:\n    pass\n\ndef h(x):\n    return A()\n")
+    cli.write("e.py", "def k(x):\n    return [x, type(x).__name__]\n")
+    for p in both("chain", "a.py", "d.py", "e.py", "-a", "1", "--no-cache", *sandbox_args()):
+        assert p.returncode == 0, p
+        assert re.fullmatch(r'\["<d\.A object at 0x[0-9a-f]+>", "str"\]\n', p.stdout), p.stdout
+        assert re.search(r"^step2: succeeded \S+: the result is not JSON \(<d\.A object at 0x[0-9a-f]+>\); "
+                         r"dependents get its repr$", p.stderr, re.M), p.stderr
+
+
+def test_dag_task_that_succeeded_on_a_retry_has_no_error(cli, both, tmp_path):
+    """A task that failed its first attempt and succeeded on its retry
+    kept the failed attempt's error in its task object (`dag status
+    --json`: "state": "succeeded", "error": "ValueError: flaky once"),
+    which the view (that now shows a succeeded task's note) would print
+    as if the success had one."""
+    count = tmp_path / "count"
+    cli.write("flaky.py", f"""
+        import os
+        def f():
+            p = {str(count)!r}
+            n = int(open(p).read()) if os.path.exists(p) else 0
+            open(p, "w").write(str(n + 1))
+            if n % 2 == 0:
+                raise ValueError("flaky once")
+            return n
+        """)
+    cli.write("fl.yaml", "tasks:\n  t:\n    file: flaky.py\n    retries: {count: 1, backoff: 10ms}\n")
+    for p in both("dag", "run", "fl.yaml", "--json", "--no-cache", "--sandbox=none"):
+        assert p.returncode == 0, p
+        t = json.loads(p.stdout)["tasks"]["t"]
+        assert (t["state"], t["attempts"], t["error"]) == ("succeeded", 2, None), t
+        assert re.search(r"^t: succeeded \S+$", p.stderr, re.M), p.stderr
