@@ -106,10 +106,12 @@ static int detach_interrupted(Backend *b, bool dag, const char *id) {
 typedef struct Follow {
         Renderer *rd;
         json_t *end;    /* the "end" event's run */
+        bool heard;     /* an event came (the stream was taken) */
 } Follow;
 
 static void on_sse(const char *event, const char *data, size_t len, void *userdata) {
         Follow *f = userdata;
+        f->heard = true;
         json_t *j = json_loadb(data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
         if (!j)
                 return;
@@ -152,6 +154,11 @@ static void on_sse(const char *event, const char *data, size_t len, void *userda
  * RestartSec=2), and the restarted daemon runs the accepted run again
  * (docs/api.md "Delivery"). PYSPRINTER_TEST_RECONNECT_S shortens it for
  * the tests. */
+/* How long a stream turned away unread is asked again (follow_run()),
+ * at most: map's calls past a server's connections wait for the ones in
+ * flight, which may run for seconds. */
+#define FOLLOW_REFUSED_USEC (10 * USEC_PER_SEC)
+
 static usec_t reconnect_wait(void) {
         const char *t = getenv("PYSPRINTER_TEST_RECONNECT_S");
         return (t && *t ? strtoull(t, NULL, 10) : 60) * USEC_PER_SEC;
@@ -182,6 +189,7 @@ static int follow_run(Backend *b, const char *id, Renderer *rd, json_t **ret) {
         _cleanup_free_ char *lpath = xasprintf("/v1/runs/%s/logs?follow=1", eid), *rpath = xasprintf("/v1/runs/%s", eid);
         Follow f = { .rd = rd };
         int r = 0;
+        usec_t refused_since = 0, pause = 20 * USEC_PER_MSEC;
         for (int attempt = 0; attempt < 3 && !f.end; attempt++) {
                 Buf body;
                 free(err);
@@ -189,6 +197,23 @@ static int follow_run(Backend *b, const char *id, Renderer *rd, json_t **ret) {
                 r = http_request(&b->http, &(HttpRequest) { .method = "GET", .path = lpath, .sse = on_sse, .sse_userdata = &f },
                                  NULL, &body, &err);
                 buf_free(&body);
+                /* Turned away before a byte of it came: a server past its
+                 * connections from this client (map's many calls: 64 by
+                 * default, server.max_connections_per_ip) resets the ones
+                 * over, unread. Nothing was printed, so the stream is asked
+                 * again from its start for a moment before the server is
+                 * taken to be away (below): the run's output is not lost
+                 * and no "lost the connection" is said of a server there. */
+                if (r == -ECONNREFUSED && !f.heard && !cli_interrupted) {
+                        usec_t now = now_monotonic();
+                        refused_since = refused_since ?: now;
+                        if (now - refused_since < MIN(FOLLOW_REFUSED_USEC, reconnect_wait())) {
+                                usleep((useconds_t) pause);
+                                pause = MIN(pause * 2, 250 * USEC_PER_MSEC);
+                                attempt--;
+                                continue;
+                        }
+                }
                 if (r < 0)
                         break;
         }

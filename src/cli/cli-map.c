@@ -20,6 +20,13 @@
 #define MAP_MAX_INPUT_BYTES (256u << 20)
 #define MAP_MAX_INPUTS 1000000u
 #define MAP_MAX_CONCURRENCY 256u
+/* Calls in flight against a server, at most: each holds a connection (its
+ * output stream) and a daemon admits 64 from one address by default
+ * (server.max_connections_per_ip), resetting the ones past it; half of
+ * that leaves room for each call's submit and other clients. */
+#define MAP_MAX_REMOTE_CONCURRENCY 32u
+/* How long a server may turn every submit away before the calls fail. */
+#define MAP_REFUSED_USEC (60 * USEC_PER_SEC)
 
 static const char map_help[] =
         "Usage: pysprinter map FILE[::FUNC] --over INPUTS.jsonl [--concurrency N] [options]\n"
@@ -52,6 +59,11 @@ typedef struct MapJob {
         bool *ended;         /* per input: the call is over (its line may be printed) */
         char **errors;
         size_t n, next, done, failed;
+        /* Against a server: this map's part of each call's Idempotency-Key,
+         * and since when the server has turned every submit away (0: it
+         * took the last one). */
+        char *key;
+        usec_t refused_since;
         pthread_mutex_t lock;
         pthread_cond_t cond;
 } MapJob;
@@ -156,6 +168,34 @@ static int wait_until_ended(Backend *b, json_t **run) {
         return 0;
 }
 
+/* One call. A server past its connections (server.max_connections_per_ip:
+ * 64 by default, where --concurrency goes to 256) resets the ones over,
+ * unread: such a call is submitted again, after a pause, while the server
+ * takes other calls of the map (for MAP_REFUSED_USEC after it took the
+ * last). The call's Idempotency-Key makes that safe: a submit the server
+ * did read cannot start a second run, the server answers with the first. */
+static int map_submit(MapJob *job, Backend *b, const RunRequest *q, Renderer *rd, json_t **ret) {
+        for (unsigned k = 0;; k++) {
+                int r = b->ops->run(b, q, rd, ret);
+                bool refused = r == -ECONNREFUSED && !*ret && job->key && !cli_interrupted;
+                pthread_mutex_lock(&job->lock);
+                if (!refused)
+                        job->refused_since = 0;
+                else if (!job->refused_since)
+                        job->refused_since = now_monotonic();
+                bool again = refused && now_monotonic() - job->refused_since < MAP_REFUSED_USEC;
+                pthread_mutex_unlock(&job->lock);
+                if (!again)
+                        return r;
+                free(b->error);
+                b->error = NULL;
+                /* 50 ms, doubling to 1 s, spread so the calls turned away
+                 * together do not come back together. */
+                usec_t pause = (50 * USEC_PER_MSEC) << MIN(k, 4u);
+                usleep((useconds_t) (pause / 2 + (usec_t) rand() % (pause / 2 + 1)));
+        }
+}
+
 static void *map_thread(void *userdata) {
         MapJob *job = userdata;
         /* The backend's state is shared (the engine, which runs calls from
@@ -187,7 +227,9 @@ static void *map_thread(void *userdata) {
                 rd.tty_err = rd.cursor = rd.color = false;
                 rd.whole_lines = true;
                 json_t *run = NULL;
-                int r = mine.ops->run(&mine, &q, &rd, &run);
+                _cleanup_free_ char *key = job->key ? xasprintf("%s-%zu", job->key, i) : NULL;
+                a.idempotency_key = key;
+                int r = map_submit(job, &mine, &q, &rd, &run);
                 renderer_done(&rd);
                 if (r >= 0)
                         r = wait_until_ended(&mine, &run);
@@ -324,6 +366,13 @@ static int run_map(Backend *b, MapJob *job, unsigned conc) {
         job->exits = xcalloc(job->n ?: 1, sizeof(int));
         job->ended = xcalloc(job->n ?: 1, sizeof(bool));
         job->b = b;
+        if (b->remote && conc > MAP_MAX_REMOTE_CONCURRENCY) {
+                if (!cli_globals.quiet)
+                        cli_error("note: --concurrency %u with a server: %u calls at a time (each holds one of the "
+                                  "connections the server admits from this address)",
+                                  conc, MAP_MAX_REMOTE_CONCURRENCY);
+                conc = MAP_MAX_REMOTE_CONCURRENCY;
+        }
         unsigned nt = conc < job->n ? conc : (unsigned) job->n;
         pthread_t *th = xcalloc(nt ?: 1, sizeof(pthread_t));
         unsigned started = 0;
@@ -420,6 +469,7 @@ static void map_job_done(MapJob *job) {
         free(job->exits);
         free(job->ended);
         free(job->errors);
+        free(job->key);
 }
 
 int verb_map(int argc, char **argv) {
@@ -476,6 +526,11 @@ int verb_map(int argc, char **argv) {
         job.shown = shown;
         if (!code && job.n > 0)
                 code = map_check_file(b, &a, source, len);
+        if (!code && b->remote) {
+                _cleanup_free_ char *hex = NULL;
+                if (random_hex(8, &hex) >= 0)
+                        job.key = xasprintf("map-%s", hex);
+        }
         if (!code) {
                 backend_note_options(b, &a, a.sandbox, "this code runs");
                 job.source = source;

@@ -216,3 +216,32 @@ def test_dag_task_that_succeeded_on_a_retry_has_no_error(cli, both, tmp_path):
         t = json.loads(p.stdout)["tasks"]["t"]
         assert (t["state"], t["attempts"], t["error"]) == ("succeeded", 2, None), t
         assert re.search(r"^t: succeeded \S+$", p.stderr, re.M), p.stderr
+
+
+def test_map_with_high_concurrency_against_a_daemon_runs_every_call(cli, daemon):
+    """--concurrency goes to 256, but a daemon admits 64 connections from
+    one address (server.max_connections_per_ip) and resets the ones past
+    it: `map -j 128 --server URL` over 300 inputs failed about a third of
+    its calls, each a "cannot reach URL: Recv failure: Connection reset by
+    peer" line, exit 6, though the server was there all along. map now
+    keeps at most 32 calls in flight against a server (and says so when
+    asked for more), and a call the
+    server turned away unread is now submitted again (each call carries
+    an Idempotency-Key: a submit that did reach it cannot start a second
+    run) while the server keeps answering the map's other calls. A call
+    whose output stream was turned away said "lost the connection to the
+    server; run … runs again when it is back" of a server that was there,
+    and its output was lost (the record was polled instead): the stream is
+    now asked again, so every call's output is printed and nothing warns."""
+    cli.write("id.py", "import time\n\ndef f(x):\n    print('out', x)\n    time.sleep(0.2)\n    return x\n")
+    cli.write("in.jsonl", "".join(f"{i}\n" for i in range(300)))
+    p = cli("map", "id.py", "--over", "in.jsonl", "-j", "128", "--server", daemon.url,
+            env={"PYSPRINTER_TOKEN": TOKENS["alice"]}, timeout=600)
+    assert p.returncode == 0, (p.returncode, p.stdout[-3000:], p.stderr[-3000:])
+    assert [json.loads(line)["result"] for line in p.stdout.splitlines()] == list(range(300))
+    want = [f"out {i}" for i in range(300)] + ["id.py: 300 calls, 0 failed"]
+    want.append("pysprinter: note: --concurrency 128 with a server: 32 calls at a time (each holds one of the "
+                "connections the server admits from this address)")
+    assert sorted(p.stderr.splitlines()) == sorted(want), set(p.stderr.splitlines()) ^ set(want)
+    st, body = daemon.call("GET", "/v1/runs?limit=1000")
+    assert sum(1 for r in body["runs"] if r.get("filename") == "id.py") == 300
