@@ -245,3 +245,21 @@ def test_map_with_high_concurrency_against_a_daemon_runs_every_call(cli, daemon)
     assert sorted(p.stderr.splitlines()) == sorted(want), set(p.stderr.splitlines()) ^ set(want)
     st, body = daemon.call("GET", "/v1/runs?limit=1000")
     assert sum(1 for r in body["runs"] if r.get("filename") == "id.py") == 300
+
+
+@pytest.mark.parametrize("steps, message", [
+    (["a.py", "gone.py"], "pysprinter: chain: task 'step2': cannot read gone.py: No such file or directory\n"),
+    (["a.py", "a.py", "syn.py"], "pysprinter: chain: task 'step3' (syn.py): syn.py:2:15: SyntaxError: invalid "
+                                 "syntax\n        return x +\n                  ^\n"),
+    (["a.py", "a.py::nope"], "pysprinter: chain: task 'step2' (a.py): no top-level function 'nope' in a.py "
+                             "(functions: f)\n"),
+])
+def test_chain_errors_name_no_pipeline_file_the_user_never_wrote(cli, both, steps, message):
+    """chain builds its pipeline in memory, yet its refusals began
+    "chain.yaml:1:83: task 'step2': …" (embedded and with a server): a file
+    and a column the user cannot open. They now begin "chain: ", naming
+    the step, on both paths, exit 3 as before."""
+    cli.write("a.py", "def f(x: int):\n    return x + 1\n")
+    cli.write("syn.py", "def f(x):\n    return x +\n")
+    r = same(*both("chain", *steps, "-a", "1", *sandbox_args()))
+    assert (r.returncode, r.stdout, r.stderr) == (3, "", message)
