@@ -64,6 +64,8 @@ typedef struct MapJob {
          * took the last one). */
         char *key;
         usec_t refused_since;
+        bool bar; /* a progress bar is drawn on stderr (a terminal) */
+        usec_t t0;
         pthread_mutex_t lock;
         pthread_cond_t cond;
 } MapJob;
@@ -168,6 +170,22 @@ static int wait_until_ended(Backend *b, json_t **run) {
         return 0;
 }
 
+static void draw_progress(MapJob *job, usec_t t0);
+
+/* A call's whole lines of output: on the terminal that holds the progress
+ * bar, the bar is erased first and drawn again below them (before, the
+ * lines began on the bar's own line: "[....] 0/6  failed 0  0msline 2"). */
+static void map_write_lines(void *userdata, FILE *f, const char *data, size_t len) {
+        MapJob *job = userdata;
+        pthread_mutex_lock(&job->lock);
+        if (job->bar && f == stderr)
+                fputs("\r\033[K", stderr);
+        fwrite(data, 1, len, f);
+        if (job->bar && f == stderr)
+                draw_progress(job, job->t0);
+        pthread_mutex_unlock(&job->lock);
+}
+
 /* One call. A server past its connections (server.max_connections_per_ip:
  * 64 by default, where --concurrency goes to 256) resets the ones over,
  * unread: such a call is submitted again, after a pause, while the server
@@ -226,6 +244,8 @@ static void *map_thread(void *userdata) {
                 renderer_init(&rd, true);
                 rd.tty_err = rd.cursor = rd.color = false;
                 rd.whole_lines = true;
+                rd.write_lines = map_write_lines;
+                rd.write_lines_userdata = job;
                 json_t *run = NULL;
                 _cleanup_free_ char *key = job->key ? xasprintf("%s-%zu", job->key, i) : NULL;
                 a.idempotency_key = key;
@@ -377,13 +397,15 @@ static int run_map(Backend *b, MapJob *job, unsigned conc) {
         pthread_t *th = xcalloc(nt ?: 1, sizeof(pthread_t));
         unsigned started = 0;
         cli_catch_interrupt();
+        bool bar = isatty(STDERR_FILENO) && !cli_globals.quiet;
+        usec_t t0 = now_monotonic();
+        job->bar = bar;
+        job->t0 = t0;
         for (; started < nt; started++)
                 if (pthread_create(&th[started], NULL, map_thread, job) != 0)
                         break;
         if (started == 0 && job->n > 0)
                 map_thread(job); /* no thread could start: run them here, one by one */
-        bool bar = isatty(STDERR_FILENO) && !cli_globals.quiet;
-        usec_t t0 = now_monotonic();
         size_t printed = 0;
         pthread_mutex_lock(&job->lock);
         for (;;) {

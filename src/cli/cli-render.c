@@ -167,6 +167,13 @@ static void flush_noting(Renderer *r, FILE *f) {
                 r->out_errno = errno;
 }
 
+static void lines_out(Renderer *r, FILE *f, const char *data, size_t len) {
+        if (r->write_lines)
+                r->write_lines(r->write_lines_userdata, f, data, len);
+        else
+                fwrite(data, 1, len, f);
+}
+
 /* Adds n bytes to stream s's unfinished line and writes what ends in a
  * newline with one fwrite (stdio locks f for it: another thread's line
  * cannot come between). A line longer than the buffer is written in
@@ -182,7 +189,7 @@ static void write_whole_lines(Renderer *r, int s, FILE *f, const char *data, siz
                 size_t upto = nl ? (size_t) (nl - b->data) + 1 : b->len >= b->max ? b->len : 0;
                 if (upto == 0)
                         continue;
-                fwrite(b->data, 1, upto, f);
+                lines_out(r, f, b->data, upto);
                 memmove(b->data, b->data + upto, b->len - upto);
                 b->len -= upto;
                 b->data[b->len] = 0;
@@ -289,7 +296,7 @@ void renderer_done(Renderer *r) {
                         flush_partial(r, i, now_realtime());
                 else if (r->whole_lines && r->partial[i].len > 0) {
                         FILE *f = i == 2 ? stderr : r->out;
-                        fwrite(r->partial[i].data, 1, r->partial[i].len, f);
+                        lines_out(r, f, r->partial[i].data, r->partial[i].len);
                         flush_noting(r, f);
                 }
                 buf_free(&r->partial[i]);

@@ -154,6 +154,10 @@ typedef struct Renderer {
          * share stderr, and a line one wrote in pieces would be cut into
          * by the others' (GNU parallel's --line-buffer). */
         bool whole_lines;
+        /* With whole_lines, when set: writes the lines instead of an fwrite
+         * to f (map erases its progress bar first and draws it again). */
+        void (*write_lines)(void *userdata, FILE *f, const char *data, size_t len);
+        void *write_lines_userdata;
 } Renderer;
 
 void renderer_init(Renderer *r, bool json_output);

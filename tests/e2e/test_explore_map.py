@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import CLI, same, sandbox_args
+from conftest import CLI, run_on_pty, same, sandbox_args
 from daemonlib import TOKENS, Daemon
 
 
@@ -263,3 +263,35 @@ def test_chain_errors_name_no_pipeline_file_the_user_never_wrote(cli, both, step
     cli.write("syn.py", "def f(x):\n    return x +\n")
     r = same(*both("chain", *steps, "-a", "1", *sandbox_args()))
     assert (r.returncode, r.stdout, r.stderr) == (3, "", message)
+
+
+def screen_lines(out):
+    """What a terminal shows of each line: the text after its last
+    carriage return (the progress bar erases itself with "\\r\\033[K")."""
+    shown = []
+    for line in out.split("\r\n"):
+        shown.append(line.rsplit("\r", 1)[-1].replace("\x1b[K", ""))
+    return shown
+
+
+def test_map_output_on_a_terminal_does_not_land_on_the_progress_bar(cli, daemon):
+    """On a terminal map draws its progress bar on stderr, where the
+    calls' output goes too: a call's line was written after the bar
+    without erasing it, so the terminal showed
+    "[.....] 0/6  failed 0  0msline 2". The bar is now erased before a
+    call's lines and drawn again below them, on both paths."""
+    cli.write("pt.py", """
+        import time
+        def f(x):
+            time.sleep(0.3)
+            print("line", x)
+            time.sleep(0.3)
+            return x
+        """)
+    cli.write("six.jsonl", "".join(f"{i}\n" for i in range(6)))
+    base = [CLI, "map", "pt.py", "--over", "six.jsonl", "-j", "2", *sandbox_args()]
+    for argv, env in ((base, cli.env), ([*base, "--server", daemon.url], dict(cli.env, PYSPRINTER_TOKEN=TOKENS["alice"]))):
+        code, out = run_on_pty(cli.cwd, argv, env)
+        assert code == 0, out
+        shown = screen_lines(out)
+        assert sorted(x for x in shown if "line" in x) == [f"line {i}" for i in range(6)], shown
