@@ -530,6 +530,13 @@ int verb_map(int argc, char **argv) {
         } else if (a.idempotency_key) {
                 cli_error("map: --idempotency-key is run's and invoke's: one key would name one run of many");
                 code = EXIT_USAGE;
+        } else if (a.output_file) {
+                /* Each call's output goes to stderr as it comes, the results
+                 * to stdout: a file for "the" output has no one call to hold.
+                 * Before, it was taken and nothing was written to it. */
+                cli_error("map: --output-file is run's option: map's results are on stdout (`> FILE`), "
+                          "the calls' output on stderr");
+                code = EXIT_USAGE;
         } else if (streq(a.file, "-") && streq(over, "-")) {
                 /* The source would take all of stdin, leaving no input:
                  * map would run nothing and say nothing. */

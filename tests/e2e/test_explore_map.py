@@ -295,3 +295,17 @@ def test_map_output_on_a_terminal_does_not_land_on_the_progress_bar(cli, daemon)
         assert code == 0, out
         shown = screen_lines(out)
         assert sorted(x for x in shown if "line" in x) == [f"line {i}" for i in range(6)], shown
+
+
+def test_map_refuses_output_file_it_would_not_write(cli, both):
+    """`map … --output-file out.txt` was taken without a word and wrote
+    nothing: out.txt did not exist afterwards, the results went to
+    stdout as ever (`chain` refuses the option). Now exit 2 before
+    anything runs, on both paths."""
+    cli.write("sq.py", SQ)
+    cli.write("in.jsonl", "1\n")
+    r = same(*both("map", "sq.py", "--over", "in.jsonl", "--output-file", "out.txt"))
+    assert (r.returncode, r.stdout) == (2, "")
+    assert r.stderr == ("pysprinter: map: --output-file is run's option: map's results are on stdout (`> FILE`), "
+                        "the calls' output on stderr\n")
+    assert not (cli.cwd / "out.txt").exists()
