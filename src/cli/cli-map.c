@@ -65,6 +65,12 @@ typedef struct MapJob {
         char *key;
         usec_t refused_since;
         bool bar; /* a progress bar is drawn on stderr (a terminal) */
+        /* The lines printed so far; while paced (the main thread prints),
+         * a call starts only once every line that can be printed is: a
+         * reader gone (`map … | head -1`) is seen at that write, before
+         * the next call starts (docs/cli.md: map starts none it had not). */
+        size_t printed;
+        bool paced;
         usec_t t0;
         pthread_mutex_t lock;
         pthread_cond_t cond;
@@ -224,10 +230,20 @@ static void *map_thread(void *userdata) {
         mine.error = NULL;
         for (;;) {
                 pthread_mutex_lock(&job->lock);
+                while (job->paced && !cli_interrupted && job->printed < job->n && job->ended[job->printed])
+                        pthread_cond_wait(&job->cond, &job->lock);
+                /* A reader that left while no line was due (a later call
+                 * ended first) is asked of the pipe: no call starts for
+                 * nobody. As a failed write, this cancels the calls in
+                 * flight (cli_output_check()). */
+                if (job->paced && !cli_interrupted)
+                        cli_output_check();
                 size_t i = job->next;
                 bool stop = i >= job->n || cli_interrupted;
                 if (!stop)
                         job->next++;
+                else
+                        pthread_cond_broadcast(&job->cond); /* the printer may be waiting for no call */
                 pthread_mutex_unlock(&job->lock);
                 if (stop)
                         break;
@@ -401,22 +417,28 @@ static int run_map(Backend *b, MapJob *job, unsigned conc) {
         usec_t t0 = now_monotonic();
         job->bar = bar;
         job->t0 = t0;
+        job->paced = true;
         for (; started < nt; started++)
                 if (pthread_create(&th[started], NULL, map_thread, job) != 0)
                         break;
-        if (started == 0 && job->n > 0)
-                map_thread(job); /* no thread could start: run them here, one by one */
-        size_t printed = 0;
+        if (started == 0 && job->n > 0) {
+                job->paced = false; /* nobody prints while it runs */
+                map_thread(job);    /* no thread could start: run them here, one by one */
+        }
         pthread_mutex_lock(&job->lock);
         for (;;) {
-                while (printed < job->n && job->ended[printed]) {
+                bool any = false;
+                while (job->printed < job->n && job->ended[job->printed]) {
                         if (bar)
                                 fputs("\r\033[K", stderr);
-                        print_line(job, printed++);
+                        print_line(job, job->printed++);
                         if (bar)
                                 draw_progress(job, t0);
+                        any = true;
                 }
-                if (printed >= job->n || (job->done >= job->next && (cli_interrupted || job->next >= job->n)))
+                if (any)
+                        pthread_cond_broadcast(&job->cond); /* the calls waiting for these lines */
+                if (job->printed >= job->n || (job->done >= job->next && (cli_interrupted || job->next >= job->n)))
                         break;
                 if (bar)
                         draw_progress(job, t0);

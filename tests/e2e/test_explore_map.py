@@ -309,3 +309,26 @@ def test_map_refuses_output_file_it_would_not_write(cli, both):
     assert r.stderr == ("pysprinter: map: --output-file is run's option: map's results are on stdout (`> FILE`), "
                         "the calls' output on stderr\n")
     assert not (cli.cwd / "out.txt").exists()
+
+
+def test_map_whose_reader_is_gone_starts_no_more_calls(cli, daemon):
+    """docs/cli.md: once the reader of the output is gone, map "starts
+    none of the calls it had not started yet". A reader gone from the
+    start (`map … | head -c 0`, a consumer that died) was only noticed at
+    the first result's write: two calls ran to their end and more were
+    started and cancelled. Now map asks the pipe before each call starts,
+    and a call starts only once every line due is written: here no call
+    runs at all, and the CLI ends by SIGPIPE, on both paths."""
+    import os
+    cli.write("gone.py", "import time\n\ndef f(x):\n    time.sleep(2)\n    return x\n")
+    cli.write("in.jsonl", "".join(f"{i}\n" for i in range(6)))
+    for extra, env in (([], cli.env), (["--server", daemon.url], dict(cli.env, PYSPRINTER_TOKEN=TOKENS["alice"]))):
+        r, w = os.pipe()
+        os.close(r)
+        p = subprocess.run([str(CLI), "map", "gone.py", "--over", "in.jsonl", "-j", "2", *sandbox_args(), *extra],
+                           cwd=cli.cwd, env=env, stdout=w, stderr=subprocess.PIPE, timeout=120)
+        os.close(w)
+        assert p.returncode == -13, (p.returncode, p.stderr)
+    assert cli("ps", "--json").stdout.strip() == "[]"
+    st, runs = daemon.call("GET", "/v1/runs?limit=1000")
+    assert not [x for x in runs["runs"] if x.get("filename") == "gone.py"]
