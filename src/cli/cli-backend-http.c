@@ -108,10 +108,12 @@ typedef struct Follow {
         json_t *end;    /* the "end" event's run */
         uint64_t at;    /* the id of the last output event: the log's bytes printed */
         usec_t away_since; /* monotonic: the server was first found away (server_away()) */
+        bool heard;        /* an event came (the stream was taken) */
 } Follow;
 
 static void on_sse(const char *event, const char *data, size_t len, void *userdata) {
         Follow *f = userdata;
+        f->heard = true;
         json_t *j = json_loadb(data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
         if (!j)
                 return;
@@ -148,6 +150,11 @@ static void on_sse(const char *event, const char *data, size_t len, void *userda
         }
         json_decref(j);
 }
+
+/* How long a stream turned away unread is asked again (follow_log()),
+ * at most: map's calls past a server's connections wait for the ones in
+ * flight, which may run for seconds. */
+#define FOLLOW_REFUSED_USEC (10 * USEC_PER_SEC)
 
 /* How long a CLI following a run waits for a server that went away: a
  * supervisor restarts a killed daemon within seconds (the shipped unit:
@@ -186,7 +193,7 @@ static bool server_away(Renderer *rd, const char *id, usec_t *away_since) {
  * either. 0 at the end; a negative errno (-EINTR, -ECONNREFUSED after the
  * wait, a refusal) with *ret_err. */
 static int follow_log(Backend *b, const char *id, const char *path, Follow *f, char **ret_err) {
-        usec_t wait = 20 * USEC_PER_MSEC;
+        usec_t wait = 20 * USEC_PER_MSEC, refused_since = 0;
         for (;;) {
                 _cleanup_free_ char *resume = f->at ? xasprintf("Last-Event-ID: %llu", (unsigned long long) f->at)
                                                     : NULL;
@@ -211,6 +218,21 @@ static int follow_log(Backend *b, const char *id, const char *path, Follow *f, c
                         return 0;
                 if (r == -EINTR || cli_interrupted)
                         return -EINTR;
+                /* Turned away before a byte of it came: a server past its
+                 * connections from this client (map's many calls: 64 by
+                 * default, server.max_connections_per_ip) resets the ones
+                 * over, unread. The stream is asked again for a moment
+                 * before the server is taken to be away: no "lost the
+                 * connection" is said of a server that is there. */
+                if (r == -ECONNREFUSED && !f->heard) {
+                        usec_t now = now_monotonic();
+                        refused_since = refused_since ?: now;
+                        if (now - refused_since < MIN(FOLLOW_REFUSED_USEC, reconnect_wait())) {
+                                wait = wait ? MIN(wait * 2, 250 * USEC_PER_MSEC) : 20 * USEC_PER_MSEC;
+                                usleep(wait);
+                                continue;
+                        }
+                }
                 if (r == -ECONNREFUSED && !server_away(f->rd, id, &f->away_since))
                         return r;
                 if (r < 0 && r != -ECONNREFUSED)
@@ -388,7 +410,7 @@ static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret)
         if (!q->deployed && (json_object_set_new(req, "source", json_stringn(q->source, q->source_len)) < 0 ||
                              json_object_set_new(req, "filename", json_string(path_base_name(q->filename))) < 0 ||
                              (a->function && json_object_set_new(req, "function", json_string(a->function)) < 0))) {
-                /* The source was checked (check_source): a name is not UTF-8. */
+                /* The source was checked (cli_check_source): a name is not UTF-8. */
                 json_decref(req);
                 return fail(b, -EBADMSG, xasprintf("%s: the file or function name is not valid UTF-8", q->filename));
         }

@@ -140,8 +140,13 @@ static void task_duration(json_t *t, char buf[static 32]) {
         format_duration_us(f > s ? f - s : 0, buf);
 }
 
+/* A succeeded task's error is a note on its success: its result had no
+ * JSON view and dependents got its repr (a chain's next step a string
+ * "<m.A object at 0x…>"), or a dataset's warning. Said, as `run` warns of
+ * a repr result: before, the view said only "succeeded". */
 static bool shows_error(json_t *t) {
-        return json_get_string(t, "error") && (state_is(t, "failed") || state_is(t, "skipped") || state_is(t, "cancelled"));
+        return json_get_string(t, "error") && (state_is(t, "failed") || state_is(t, "skipped") ||
+                                               state_is(t, "cancelled") || state_is(t, "succeeded"));
 }
 
 /* One line of the tree (no newline). */
@@ -490,6 +495,21 @@ static int parse_dag_args(int argc, char **argv, bool resume, DagArgs *a) {
         return -EINVAL;
 }
 
+/* A chain's pipeline is built in memory (chain_pipeline()): a message about
+ * it names no file the user wrote. "chain.yaml:1:83: task 'step2': …", as
+ * the parser and the validation (here or a server's) put it, is "chain:
+ * task 'step2': …". Caller frees. */
+static char *chain_message(const char *msg) {
+        static const char prefix[] = "chain.yaml:", digits[] = "0123456789";
+        if (!startswith(msg, prefix) || !strchr(digits, msg[strlen(prefix)]) || !msg[strlen(prefix)])
+                return xstrdup(msg);
+        const char *p = msg + strlen(prefix);
+        p += strspn(p, digits);
+        if (p[0] == ':' && p[1] && strchr(digits, p[1]))
+                p += 1 + strspn(p + 1, digits);
+        return startswith(p, ": ") ? xasprintf("chain: %s", p + 2) : xstrdup(msg);
+}
+
 /* Runs q on b, draws it, prints its outcome; returns the exit code. json:
  * the DAG run as JSON, or with results_only (chain) its result as JSON. */
 static int run_dag(Backend *b, DagRequest *q, bool json, bool results_only) {
@@ -504,6 +524,10 @@ static int run_dag(Backend *b, DagRequest *q, bool json, bool results_only) {
         int r = b->ops->dag_run(b, q, on_view, &v, &dag);
         if (r < 0) {
                 view_done(&v);
+                if (results_only && b->error) {
+                        _cleanup_free_ char *m = chain_message(b->error);
+                        backend_set_error(b, "%s", m);
+                }
                 return backend_fail(b, r);
         }
         if (q->detach && (b->remote || !cli_interrupted)) {
@@ -904,7 +928,8 @@ int verb_chain(int argc, char **argv) {
         }
         int r = dag_parse(text, strlen(text), "chain.yaml", ".", NULL, &d, &err);
         if (r < 0) {
-                cli_error("%s", err ?: strerror(-r));
+                _cleanup_free_ char *m = chain_message(err ?: strerror(-r));
+                cli_error("%s", m);
                 code = r == -ENOENT ? EXIT_USAGE : EXIT_VALIDATION;
                 goto out;
         }

@@ -20,6 +20,13 @@
 #define MAP_MAX_INPUT_BYTES (256u << 20)
 #define MAP_MAX_INPUTS 1000000u
 #define MAP_MAX_CONCURRENCY 256u
+/* Calls in flight against a server, at most: each holds a connection (its
+ * output stream) and a daemon admits 64 from one address by default
+ * (server.max_connections_per_ip), resetting the ones past it; half of
+ * that leaves room for each call's submit and other clients. */
+#define MAP_MAX_REMOTE_CONCURRENCY 32u
+/* How long a server may turn every submit away before the calls fail. */
+#define MAP_REFUSED_USEC (60 * USEC_PER_SEC)
 
 static const char map_help[] =
         "Usage: pysprinter map FILE[::FUNC] --over INPUTS.jsonl [--concurrency N] [options]\n"
@@ -41,14 +48,30 @@ static const char map_help[] =
 typedef struct MapJob {
         Backend *b;
         const RunArgs *a;
+        const char *shown; /* the target as messages name it ("<stdin>::f" for FILE -) */
         const char *source;
         size_t source_len;
         char **args_json;    /* per input, engine format */
         char **kwargs_json;
-        json_t **runs;       /* per input: the final run object, or NULL */
+        json_t **runs;       /* per input: the final run object until its line is printed */
         int *codes;          /* per input: the backend's error code when no run */
+        int *exits;          /* per input: the call's exit code (0: it succeeded) */
+        bool *ended;         /* per input: the call is over (its line may be printed) */
         char **errors;
         size_t n, next, done, failed;
+        /* Against a server: this map's part of each call's Idempotency-Key,
+         * and since when the server has turned every submit away (0: it
+         * took the last one). */
+        char *key;
+        usec_t refused_since;
+        bool bar; /* a progress bar is drawn on stderr (a terminal) */
+        /* The lines printed so far; while paced (the main thread prints),
+         * a call starts only once every line that can be printed is: a
+         * reader gone (`map … | head -1`) is seen at that write, before
+         * the next call starts (docs/cli.md: map starts none it had not). */
+        size_t printed;
+        bool paced;
+        usec_t t0;
         pthread_mutex_t lock;
         pthread_cond_t cond;
 } MapJob;
@@ -153,6 +176,50 @@ static int wait_until_ended(Backend *b, json_t **run) {
         return 0;
 }
 
+static void draw_progress(MapJob *job, usec_t t0);
+
+/* A call's whole lines of output: on the terminal that holds the progress
+ * bar, the bar is erased first and drawn again below them (before, the
+ * lines began on the bar's own line: "[....] 0/6  failed 0  0msline 2"). */
+static void map_write_lines(void *userdata, FILE *f, const char *data, size_t len) {
+        MapJob *job = userdata;
+        pthread_mutex_lock(&job->lock);
+        if (job->bar && f == stderr)
+                fputs("\r\033[K", stderr);
+        fwrite(data, 1, len, f);
+        if (job->bar && f == stderr)
+                draw_progress(job, job->t0);
+        pthread_mutex_unlock(&job->lock);
+}
+
+/* One call. A server past its connections (server.max_connections_per_ip:
+ * 64 by default, where --concurrency goes to 256) resets the ones over,
+ * unread: such a call is submitted again, after a pause, while the server
+ * takes other calls of the map (for MAP_REFUSED_USEC after it took the
+ * last). The call's Idempotency-Key makes that safe: a submit the server
+ * did read cannot start a second run, the server answers with the first. */
+static int map_submit(MapJob *job, Backend *b, const RunRequest *q, Renderer *rd, json_t **ret) {
+        for (unsigned k = 0;; k++) {
+                int r = b->ops->run(b, q, rd, ret);
+                bool refused = r == -ECONNREFUSED && !*ret && job->key && !cli_interrupted;
+                pthread_mutex_lock(&job->lock);
+                if (!refused)
+                        job->refused_since = 0;
+                else if (!job->refused_since)
+                        job->refused_since = now_monotonic();
+                bool again = refused && now_monotonic() - job->refused_since < MAP_REFUSED_USEC;
+                pthread_mutex_unlock(&job->lock);
+                if (!again)
+                        return r;
+                free(b->error);
+                b->error = NULL;
+                /* 50 ms, doubling to 1 s, spread so the calls turned away
+                 * together do not come back together. */
+                usec_t pause = (50 * USEC_PER_MSEC) << MIN(k, 4u);
+                usleep((useconds_t) (pause / 2 + (usec_t) rand() % (pause / 2 + 1)));
+        }
+}
+
 static void *map_thread(void *userdata) {
         MapJob *job = userdata;
         /* The backend's state is shared (the engine, which runs calls from
@@ -163,10 +230,20 @@ static void *map_thread(void *userdata) {
         mine.error = NULL;
         for (;;) {
                 pthread_mutex_lock(&job->lock);
+                while (job->paced && !cli_interrupted && job->printed < job->n && job->ended[job->printed])
+                        pthread_cond_wait(&job->cond, &job->lock);
+                /* A reader that left while no line was due (a later call
+                 * ended first) is asked of the pipe: no call starts for
+                 * nobody. As a failed write, this cancels the calls in
+                 * flight (cli_output_check()). */
+                if (job->paced && !cli_interrupted)
+                        cli_output_check();
                 size_t i = job->next;
                 bool stop = i >= job->n || cli_interrupted;
                 if (!stop)
                         job->next++;
+                else
+                        pthread_cond_broadcast(&job->cond); /* the printer may be waiting for no call */
                 pthread_mutex_unlock(&job->lock);
                 if (stop)
                         break;
@@ -182,8 +259,13 @@ static void *map_thread(void *userdata) {
                 Renderer rd;
                 renderer_init(&rd, true);
                 rd.tty_err = rd.cursor = rd.color = false;
+                rd.whole_lines = true;
+                rd.write_lines = map_write_lines;
+                rd.write_lines_userdata = job;
                 json_t *run = NULL;
-                int r = mine.ops->run(&mine, &q, &rd, &run);
+                _cleanup_free_ char *key = job->key ? xasprintf("%s-%zu", job->key, i) : NULL;
+                a.idempotency_key = key;
+                int r = map_submit(job, &mine, &q, &rd, &run);
                 renderer_done(&rd);
                 if (r >= 0)
                         r = wait_until_ended(&mine, &run);
@@ -192,8 +274,16 @@ static void *map_thread(void *userdata) {
                 job->codes[i] = r;
                 if (r < 0)
                         job->errors[i] = xstrdup(mine.error ?: strerror(-r));
-                if (r < 0 || !streq(json_get_string(run, "status") ?: "", "succeeded"))
+                if (r < 0)
+                        job->exits[i] = cli_exit_code(r);
+                else if (!streq(json_get_string(run, "status") ?: "", "succeeded")) {
+                        json_t *ec = json_object_get(run, "exit_code");
+                        job->exits[i] = json_is_integer(ec) && json_integer_value(ec) ? (int) json_integer_value(ec)
+                                                                                      : 1;
+                }
+                if (job->exits[i])
                         job->failed++;
+                job->ended[i] = true;
                 job->done++;
                 pthread_cond_broadcast(&job->cond);
                 pthread_mutex_unlock(&job->lock);
@@ -229,6 +319,12 @@ static void print_line(MapJob *job, size_t i) {
         }
         render_json(o);
         json_decref(o);
+        /* Printed: only its exit code is needed any more. A million calls
+         * (or a few with large results) must not all stay in memory. */
+        json_decref(run);
+        job->runs[i] = NULL;
+        free(job->errors[i]);
+        job->errors[i] = NULL;
 }
 
 static void draw_progress(MapJob *job, usec_t t0) {
@@ -244,23 +340,49 @@ static void draw_progress(MapJob *job, usec_t t0) {
         fflush(stderr);
 }
 
+/* The value of map's option w (--over, --concurrency, -j) when w is
+ * one, in any of getopt_long's spellings: "--over F", "--over=F", "-j N",
+ * "-jN"; *i moves past a separate value. NULL with *ret_missing when the
+ * value is not there; NULL when w is none of them. */
+static const char *map_option_value(int argc, char **argv, int *i, const char *name, bool *ret_missing) {
+        const char *w = argv[*i];
+        size_t n = strlen(name);
+        if (!strneq(w, name, n))
+                return NULL;
+        if (w[n] == '=')
+                return w + n + 1;
+        if (w[n])
+                return streq(name, "-j") ? w + n : NULL; /* -jN */
+        if (*i + 1 >= argc) {
+                *ret_missing = true;
+                return NULL;
+        }
+        return argv[++*i];
+}
+
 /* Takes --over and --concurrency out of argv (they are map's, not run's). */
 static int take_map_options(int *argc, char **argv, const char **ret_over, unsigned *ret_conc) {
         int out = 0;
         for (int i = 0; i < *argc; i++) {
                 const char *w = argv[i];
-                if ((streq(w, "--over") || streq(w, "--concurrency") || streq(w, "-j")) && i + 1 >= *argc) {
+                bool missing = false;
+                const char *over = map_option_value(*argc, argv, &i, "--over", &missing);
+                const char *conc = over || missing ? NULL
+                                                   : map_option_value(*argc, argv, &i, "--concurrency", &missing);
+                if (!over && !conc && !missing)
+                        conc = map_option_value(*argc, argv, &i, "-j", &missing);
+                if (missing) {
                         cli_error("option %s needs a value", w);
                         return EXIT_USAGE;
                 }
-                if (streq(w, "--over"))
-                        *ret_over = argv[++i];
-                else if (streq(w, "--concurrency") || streq(w, "-j")) {
+                if (over)
+                        *ret_over = over;
+                else if (conc) {
                         char *end;
                         errno = 0;
-                        unsigned long v = strtoul(argv[++i], &end, 10);
-                        if (errno || *end || v < 1 || v > MAP_MAX_CONCURRENCY) {
-                                cli_error("--concurrency must be 1..%u, not '%s'", MAP_MAX_CONCURRENCY, argv[i]);
+                        unsigned long v = strtoul(conc, &end, 10);
+                        if (errno || *end || !*conc || conc[0] == '-' || v < 1 || v > MAP_MAX_CONCURRENCY) {
+                                cli_error("--concurrency must be 1..%u, not '%s'", MAP_MAX_CONCURRENCY, conc);
                                 return EXIT_USAGE;
                         }
                         *ret_conc = (unsigned) v;
@@ -277,29 +399,46 @@ static int run_map(Backend *b, MapJob *job, unsigned conc) {
         job->runs = xcalloc(job->n ?: 1, sizeof(json_t *));
         job->codes = xcalloc(job->n ?: 1, sizeof(int));
         job->errors = xcalloc(job->n ?: 1, sizeof(char *));
+        job->exits = xcalloc(job->n ?: 1, sizeof(int));
+        job->ended = xcalloc(job->n ?: 1, sizeof(bool));
         job->b = b;
+        if (b->remote && conc > MAP_MAX_REMOTE_CONCURRENCY) {
+                if (!cli_globals.quiet)
+                        cli_error("note: --concurrency %u with a server: %u calls at a time (each holds one of the "
+                                  "connections the server admits from this address)",
+                                  conc, MAP_MAX_REMOTE_CONCURRENCY);
+                conc = MAP_MAX_REMOTE_CONCURRENCY;
+        }
         unsigned nt = conc < job->n ? conc : (unsigned) job->n;
         pthread_t *th = xcalloc(nt ?: 1, sizeof(pthread_t));
         unsigned started = 0;
         cli_catch_interrupt();
+        bool bar = isatty(STDERR_FILENO) && !cli_globals.quiet;
+        usec_t t0 = now_monotonic();
+        job->bar = bar;
+        job->t0 = t0;
+        job->paced = true;
         for (; started < nt; started++)
                 if (pthread_create(&th[started], NULL, map_thread, job) != 0)
                         break;
-        if (started == 0 && job->n > 0)
-                map_thread(job); /* no thread could start: run them here, one by one */
-        bool bar = isatty(STDERR_FILENO) && !cli_globals.quiet;
-        usec_t t0 = now_monotonic();
-        size_t printed = 0;
+        if (started == 0 && job->n > 0) {
+                job->paced = false; /* nobody prints while it runs */
+                map_thread(job);    /* no thread could start: run them here, one by one */
+        }
         pthread_mutex_lock(&job->lock);
         for (;;) {
-                while (printed < job->n && (job->runs[printed] || job->codes[printed] < 0)) {
+                bool any = false;
+                while (job->printed < job->n && job->ended[job->printed]) {
                         if (bar)
                                 fputs("\r\033[K", stderr);
-                        print_line(job, printed++);
+                        print_line(job, job->printed++);
                         if (bar)
                                 draw_progress(job, t0);
+                        any = true;
                 }
-                if (printed >= job->n || (job->done >= job->next && (cli_interrupted || job->next >= job->n)))
+                if (any)
+                        pthread_cond_broadcast(&job->cond); /* the calls waiting for these lines */
+                if (job->printed >= job->n || (job->done >= job->next && (cli_interrupted || job->next >= job->n)))
                         break;
                 if (bar)
                         draw_progress(job, t0);
@@ -314,19 +453,47 @@ static int run_map(Backend *b, MapJob *job, unsigned conc) {
                 fflush(stderr);
         }
         int code = 0;
-        for (size_t i = 0; i < job->n && !code; i++) {
-                if (job->codes[i] < 0)
-                        code = cli_exit_code(job->codes[i]);
-                else if (job->runs[i] && !streq(json_get_string(job->runs[i], "status") ?: "", "succeeded")) {
-                        json_t *ec = json_object_get(job->runs[i], "exit_code");
-                        code = json_is_integer(ec) && json_integer_value(ec) ? (int) json_integer_value(ec) : 1;
-                }
-        }
+        for (size_t i = 0; i < job->n && !code; i++)
+                if (job->ended[i])
+                        code = job->exits[i];
         if (!cli_globals.quiet && job->n && job->done < job->n)
-                fprintf(stderr, "%s: interrupted: %zu of %zu calls ran, %zu failed\n", job->a->target, job->done,
-                        job->n, job->failed);
+                fprintf(stderr, "%s: interrupted: %zu of %zu calls ran, %zu failed\n", job->shown, job->done, job->n,
+                        job->failed);
         else if (!cli_globals.quiet && job->n)
-                fprintf(stderr, "%s: %zu calls, %zu failed\n", job->a->target, job->n, job->failed);
+                fprintf(stderr, "%s: %zu call%s, %zu failed\n", job->shown, job->n, job->n == 1 ? "" : "s",
+                        job->failed);
+        return cli_interrupted ? EXIT_INTERRUPTED : code;
+}
+
+/* A file that cannot run with any input (a syntax error, no such
+ * function, a source a server cannot take, a server that is away) fails
+ * once, as `run` says it, before any call: not once per input line, each
+ * a recorded run. The check is run's describe: the file parsed and its
+ * function found, nothing resolved, no argument looked at, no run. */
+static int map_check_file(Backend *b, const RunArgs *a, const char *source, size_t len) {
+        if (b->remote) {
+                int code = cli_check_source(cli_source_name(a->file), source, len);
+                if (code)
+                        return code;
+        }
+        RunRequest q = { .a = a,
+                         .source = source,
+                         .source_len = len,
+                         .filename = cli_source_name(a->file),
+                         .validate_only = true,
+                         .describe_only = true };
+        Renderer rd;
+        renderer_init(&rd, false);
+        rd.no_output = true;
+        json_t *ans = NULL;
+        cli_catch_interrupt();
+        int r = b->ops->run(b, &q, &rd, &ans), code = 0;
+        if (r < 0)
+                code = backend_fail(b, r);
+        else if (!streq(json_get_string(ans, "status") ?: "", "succeeded"))
+                code = renderer_run_outcome(&rd, ans);
+        renderer_done(&rd);
+        json_decref(ans);
         return cli_interrupted ? EXIT_INTERRUPTED : code;
 }
 
@@ -343,7 +510,10 @@ static void map_job_done(MapJob *job) {
         free(job->kwargs_json);
         free(job->runs);
         free(job->codes);
+        free(job->exits);
+        free(job->ended);
         free(job->errors);
+        free(job->key);
 }
 
 int verb_map(int argc, char **argv) {
@@ -382,6 +552,18 @@ int verb_map(int argc, char **argv) {
         } else if (a.idempotency_key) {
                 cli_error("map: --idempotency-key is run's and invoke's: one key would name one run of many");
                 code = EXIT_USAGE;
+        } else if (a.output_file) {
+                /* Each call's output goes to stderr as it comes, the results
+                 * to stdout: a file for "the" output has no one call to hold.
+                 * Before, it was taken and nothing was written to it. */
+                cli_error("map: --output-file is run's option: map's results are on stdout (`> FILE`), "
+                          "the calls' output on stderr");
+                code = EXIT_USAGE;
+        } else if (streq(a.file, "-") && streq(over, "-")) {
+                /* The source would take all of stdin, leaving no input:
+                 * map would run nothing and say nothing. */
+                cli_error("map: the source (FILE -) and the inputs (--over -) cannot both come from stdin");
+                code = EXIT_USAGE;
         } else if (cli_read_source(a.file, &source, &len) < 0)
                 code = EXIT_USAGE;
         else
@@ -389,6 +571,17 @@ int verb_map(int argc, char **argv) {
         a.worker_now = true;
         if (!code)
                 code = backend_open(&a, &b);
+        /* The source read from stdin is named as a run names it. */
+        _cleanup_free_ char *shown = streq(a.file, "-") && a.target[0] == '-' ? xasprintf("<stdin>%s", a.target + 1)
+                                                                              : xstrdup(a.target);
+        job.shown = shown;
+        if (!code && job.n > 0)
+                code = map_check_file(b, &a, source, len);
+        if (!code && b->remote) {
+                _cleanup_free_ char *hex = NULL;
+                if (random_hex(8, &hex) >= 0)
+                        job.key = xasprintf("map-%s", hex);
+        }
         if (!code) {
                 backend_note_options(b, &a, a.sandbox, "this code runs");
                 job.source = source;

@@ -167,6 +167,36 @@ static void flush_noting(Renderer *r, FILE *f) {
                 r->out_errno = errno;
 }
 
+static void lines_out(Renderer *r, FILE *f, const char *data, size_t len) {
+        if (r->write_lines)
+                r->write_lines(r->write_lines_userdata, f, data, len);
+        else
+                fwrite(data, 1, len, f);
+}
+
+/* Adds n bytes to stream s's unfinished line and writes what ends in a
+ * newline with one fwrite (stdio locks f for it: another thread's line
+ * cannot come between). A line longer than the buffer is written in
+ * pieces of its size. */
+static void write_whole_lines(Renderer *r, int s, FILE *f, const char *data, size_t n) {
+        Buf *b = &r->partial[s];
+        while (n > 0) {
+                size_t take = MIN(n, b->max - b->len);
+                (void) buf_append(b, data, take);
+                data += take;
+                n -= take;
+                const char *nl = memrchr(b->data, '\n', b->len);
+                size_t upto = nl ? (size_t) (nl - b->data) + 1 : b->len >= b->max ? b->len : 0;
+                if (upto == 0)
+                        continue;
+                lines_out(r, f, b->data, upto);
+                memmove(b->data, b->data + upto, b->len - upto);
+                b->len -= upto;
+                b->data[b->len] = 0;
+        }
+        flush_noting(r, f);
+}
+
 /* Whether the function's stdout goes to a terminal (stdout, or stderr
  * with --json; an --output-file is none): its lines are decorated there. */
 static bool out_is_terminal(const Renderer *r) {
@@ -181,6 +211,10 @@ static void render_output(Renderer *r, const RunEvent *ev) {
          * err.log`, `2>/dev/null`) as it came, as in a pipe. */
         if (!out_is_terminal(r) || (s == 2 && !r->tty_err)) {
                 FILE *f = s == 2 ? stderr : r->out;
+                if (r->whole_lines) {
+                        write_whole_lines(r, s, f, ev->data, ev->len);
+                        return;
+                }
                 fwrite(ev->data, 1, ev->len, f);
                 if (f == stdout && ev->len > 0)
                         r->midline = ev->data[ev->len - 1] != '\n';
@@ -260,6 +294,11 @@ void renderer_done(Renderer *r) {
         for (int i = 1; i < 3; i++) {
                 if (out_is_terminal(r))
                         flush_partial(r, i, now_realtime());
+                else if (r->whole_lines && r->partial[i].len > 0) {
+                        FILE *f = i == 2 ? stderr : r->out;
+                        lines_out(r, f, r->partial[i].data, r->partial[i].len);
+                        flush_noting(r, f);
+                }
                 buf_free(&r->partial[i]);
         }
         buf_free(&r->partial[0]);

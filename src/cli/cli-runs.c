@@ -168,12 +168,7 @@ static int check_suspects(Backend *b, RunRequest *q) {
         return code;
 }
 
-/* A server gets the source as a JSON string, which must be UTF-8: refuse
- * a file before sending it as the engine refuses it embedded (its own
- * check: a NUL byte first, then where the first byte that is not UTF-8
- * is; the same invalid run, rendered the same way, exit 3), under the
- * file's base name as every other message of a run names it. */
-static int check_source(const char *file, const char *source, size_t len) {
+int cli_check_source(const char *file, const char *source, size_t len) {
         _cleanup_free_ char *msg = engine_source_error(path_base_name(file), source, len);
         if (!msg)
                 return 0;
@@ -489,7 +484,7 @@ static int run_or_validate(int argc, char **argv, RunVerb kind) {
                 code = backend_open(&a, &b);
         }
         if (!code && b->remote)
-                code = check_source(cli_source_name(a.file), source, len);
+                code = cli_check_source(cli_source_name(a.file), source, len);
         if (!code) {
                 /* A lock or a function's usage runs no code of the file:
                  * no note about its sandbox, only about what a server
@@ -1286,7 +1281,7 @@ int verb_deploy(int argc, char **argv) {
                 name = stem;
         }
         Backend *b = NULL;
-        int code = check_source(file, source, len);
+        int code = cli_check_source(file, source, len);
         if (!code) /* embedded: "needs a server", nothing opened */
                 code = backend_open_listing(false, &b);
         if (code)

@@ -149,6 +149,15 @@ typedef struct Renderer {
         bool no_output;   /* drop the run's output (a validation asked only for its verdict) */
         bool midline;     /* the function's output on stdout (a pipe, a file) ends without a newline */
         int out_errno;    /* why a write to out (not stdout: --output-file) failed first */
+        /* Where the output is no terminal, write it in whole lines (the
+         * rest when the renderer is done), not as it comes: map's calls
+         * share stderr, and a line one wrote in pieces would be cut into
+         * by the others' (GNU parallel's --line-buffer). */
+        bool whole_lines;
+        /* With whole_lines, when set: writes the lines instead of an fwrite
+         * to f (map erases its progress bar first and draws it again). */
+        void (*write_lines)(void *userdata, FILE *f, const char *data, size_t len);
+        void *write_lines_userdata;
 } Renderer;
 
 void renderer_init(Renderer *r, bool json_output);
@@ -242,6 +251,13 @@ int cli_read_source(const char *file, char **ret, size_t *ret_len);
 /* The name a run's source goes by: FILE, or "<stdin>" for "-" (what
  * cli_read_source() read from stdin), as Python names it. */
 const char *cli_source_name(const char *file);
+/* A server gets the source as a JSON string, which must be UTF-8: refuse
+ * a file before sending it as the engine refuses it embedded (its own
+ * check: a NUL byte first, then where the first byte that is not UTF-8
+ * is; the same invalid run, rendered the same way, exit 3), under the
+ * file's base name as every other message of a run names it. Returns 0
+ * when the source may be sent, else the exit code (the error said). */
+int cli_check_source(const char *file, const char *source, size_t len);
 /* Opens the embedded engine with the environment's settings. writes: the
  * verb runs or records something, refused (exit 7) in a home on a
  * read-only file system, which the verbs that only read still open.

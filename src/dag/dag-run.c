@@ -610,6 +610,9 @@ static void run_task(Dag *d, Task *t) {
                         if (t->outputs)
                                 t->out_version = outputs_version(res->outputs_json, t->outputs);
                         json_decref(t->value);
+                        /* An earlier attempt's error is not this success's:
+                         * only the dataset's warning, or the note below. */
+                        set_error(t, warn);
                         /* A result without a JSON view (NaN, an int past 64
                          * bits, …) reaches dependents as its repr string
                          * (docs/python.md), never as null. */
