@@ -346,10 +346,19 @@ static bool retriable(RunStatus s) {
         return s == RUN_FAILED || s == RUN_KILLED || s == RUN_ERROR || s == RUN_LOST;
 }
 
+/* Whether no new attempt of a task may start: the DAG run is cancelled,
+ * fail-fast stopped it, or its runner's process stops. */
+static bool stopping(Dag *d) {
+        pthread_mutex_lock(&d->lock);
+        bool s = d->cancel_requested || d->stop;
+        pthread_mutex_unlock(&d->lock);
+        return s;
+}
+
 /* Sleeps ms in slices, returning early when the run is being stopped. */
 static void backoff_sleep(Dag *d, uint64_t ms) {
         usec_t until = now_monotonic() + ms * USEC_PER_MSEC;
-        while (!d->cancel_requested && now_monotonic() < until) {
+        while (!stopping(d) && now_monotonic() < until) {
                 struct timespec ts = { 0, 50 * 1000 * 1000 };
                 nanosleep(&ts, NULL);
         }
@@ -657,6 +666,26 @@ static void run_task(Dag *d, Task *t) {
                 pthread_mutex_unlock(&d->lock);
                 uint64_t delay = t->backoff_ms << MIN(attempt - 1, 16);
                 backoff_sleep(d, MIN(delay, MAX_BACKOFF_MS));
+                /* Stopped while it waited: no next attempt. The task ends
+                 * with the failure it had (cancelled when the DAG run
+                 * is), or, when the runner's process stops, is left for
+                 * the resume as an interrupted run is. Before, the next
+                 * attempt started anyway, after the whole backoff. */
+                pthread_mutex_lock(&d->lock);
+                bool cancelled = d->cancel_requested, shutdown = d->interrupted, stop = d->stop;
+                pthread_mutex_unlock(&d->lock);
+                if (shutdown && !cancelled) {
+                        pthread_mutex_lock(&d->lock);
+                        set_error(t, NULL);
+                        t->started = 0;
+                        set_state(d, t, DAG_TASK_PENDING);
+                        pthread_mutex_unlock(&d->lock);
+                        return;
+                }
+                if (cancelled || stop) {
+                        finish(d, t, cancelled ? DAG_TASK_CANCELLED : DAG_TASK_FAILED, m, code);
+                        return;
+                }
         }
 }
 

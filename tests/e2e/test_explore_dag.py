@@ -1,0 +1,108 @@
+"""DAG pipelines as a user of Airflow, Prefect or Dagster drives them:
+retries against fail-fast and cancel, resuming, wide fan-outs, parameters,
+embedded and against a real pysprinterd (`--server`), with the same words
+and exit codes on both paths (docs/dag.md)."""
+import json
+import subprocess
+import time
+
+import pytest
+
+from conftest import CLI, sandbox_args
+from daemonlib import TOKENS, Daemon
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    with Daemon(tmp_path_factory.mktemp("explore-dag")).serving() as d:
+        yield d
+
+
+FLAKY = """
+import time
+
+def flaky():
+    time.sleep(0.2)
+    raise RuntimeError("flaky")
+
+def late():
+    time.sleep(1.5)
+    raise ValueError("late")
+
+def one():
+    return 1
+
+def add(a, b=0):
+    return a + b
+
+def echo(x=None):
+    return x
+"""
+
+
+def newest_dag(cli, *server):
+    return json.loads(cli("dag", "ls", "--json", *server).stdout)[0]["id"]
+
+
+def status(cli, did, *server):
+    p = cli("dag", "status", did, "--json", *server)
+    return json.loads(p.stdout)
+
+
+# ---- retries against fail-fast and cancel ---------------------------------
+
+
+def test_fail_fast_does_not_start_another_attempt_of_a_task_waiting_to_retry(cli, both, daemon):
+    """A task waiting out its retry backoff when another task failed went
+    on to start a new attempt once the backoff ended (the DAG run had
+    already failed, fail-fast): `dag run` waited the whole backoff (up to
+    60 s) to report the failure, and ran code nobody wanted any more."""
+    cli.write("f.py", FLAKY)
+    cli.write("p.yaml", """
+        tasks:
+          r: {file: f.py::flaky, retries: {count: 3, backoff: 3s}}
+          f: {file: f.py::late}
+    """)
+    for p in both("dag", "run", "p.yaml", "--no-cache", *sandbox_args()):
+        assert p.returncode == 1, p.stderr
+        assert "f failed (exit 1): ValueError: late" in p.stderr
+        assert "r failed (exit 1): RuntimeError: flaky" in p.stderr, p.stderr
+    server = ("--server", daemon.url)
+    env = {"PYSPRINTER_TOKEN": TOKENS["alice"]}
+    for where in ((), server):
+        did = json.loads(cli("dag", "ls", "--json", *where, env=env).stdout)[0]["id"]
+        st = json.loads(cli("dag", "status", did, "--json", *where, env=env).stdout)
+        r = st["tasks"]["r"]
+        assert (r["state"], r["attempts"]) == ("failed", 1), (where, r)
+
+
+def test_cancel_during_a_retry_backoff_starts_no_new_attempt(cli):
+    """`dag cancel` of a DAG run whose task waited to retry started one
+    more attempt (a new run, cancelled at once): the task showed attempt 2
+    and the error "cancelled" instead of why it failed."""
+    cli.write("f.py", FLAKY)
+    cli.write("p.yaml", """
+        tasks:
+          r: {file: f.py::flaky, retries: {count: 3, backoff: 5s}}
+    """)
+    p = cli("dag", "run", "p.yaml", "--no-cache", "--detach", *sandbox_args())
+    assert p.returncode == 0, p.stderr
+    did = p.stdout.strip()
+    for _ in range(300):
+        st = status(cli, did)
+        if st["tasks"]["r"]["error"]:
+            break
+        time.sleep(0.1)
+    assert st["tasks"]["r"]["state"] == "running" and "flaky" in st["tasks"]["r"]["error"], st
+    assert cli("dag", "cancel", did).returncode == 0
+    for _ in range(300):
+        st = status(cli, did)
+        if st["status"] != "running":
+            break
+        time.sleep(0.1)
+    r = st["tasks"]["r"]
+    assert st["status"] == "cancelled", st
+    assert (r["state"], r["attempts"]) == ("cancelled", 1), r
+    assert "RuntimeError: flaky" in r["error"], r
+    runs = json.loads(cli("ps", "--json", "-n", "50").stdout)
+    assert sum(1 for x in runs if x.get("function") == "flaky") == 1, runs
