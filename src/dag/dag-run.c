@@ -1222,6 +1222,36 @@ void dag_task_info(Dag *d, size_t i, DagTaskInfo *ret) {
         pthread_mutex_unlock(&d->lock);
 }
 
+char *dag_progress_json(Dag *d) {
+        assert(d);
+        json_t *tasks = json_array();
+        pthread_mutex_lock(&d->lock);
+        for (size_t i = 0; i < d->n; i++) {
+                const Task *t = &d->tasks[i];
+                /* A task still looking up its memo is pending to a viewer
+                 * (report()): a hit goes from pending to cached. */
+                DagTaskState st = t->deciding && t->state == DAG_TASK_RUNNING ? DAG_TASK_PENDING : t->state;
+                json_t *o = json_pack("{s:s, s:s, s:i, s:b}", "name", t->name, "state", dag_task_state_to_string(st),
+                                      "attempts", t->attempts, "cached", t->cached);
+                json_object_set_new(o, "run_id", t->run_id ? json_string(t->run_id) : json_null());
+                json_object_set_new(o, "exit_code", t->finished ? json_integer(t->exit_code) : json_null());
+                json_object_set_new(o, "error", t->error ? json_string(t->error) : json_null());
+                json_object_set_new(o, "started_us", t->started ? json_integer((json_int_t) t->started) : json_null());
+                json_object_set_new(o, "finished_us",
+                                    t->finished ? json_integer((json_int_t) t->finished) : json_null());
+                json_array_append_new(tasks, o);
+        }
+        json_t *j = json_object();
+        json_object_set_new(j, "id", d->id ? json_string(d->id) : json_null());
+        json_object_set_new(j, "name", d->name ? json_string(d->name) : json_null());
+        json_object_set_new(j, "status", json_string(d->status ?: "running"));
+        pthread_mutex_unlock(&d->lock);
+        json_object_set_new(j, "tasks", tasks);
+        char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+        json_decref(j);
+        return text;
+}
+
 void dag_task_set_limits(Dag *d, size_t i, const RunLimits *limits) {
         if (i >= d->n)
                 return;

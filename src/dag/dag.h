@@ -239,6 +239,15 @@ typedef struct DagTaskInfo {
         char *const *secrets;    /* `secrets:` names, or NULL */
 } DagTaskInfo;
 void dag_task_info(Dag *d, size_t i, DagTaskInfo *ret);
+/* The DAG run in flight as the API's DAG object (docs/api.md "DAG runs"),
+ * from memory: id, name, status and per task name, state, attempts,
+ * cached, run_id, exit_code, error, started_us, finished_us — no results
+ * and nothing read from the store, so a view may ask at every event of a
+ * wide DAG run or one of large results (the store's object, with every
+ * result, costs that much each time). A snapshot taken under the Dag's
+ * lock (task threads change it meanwhile). Compact JSON text; the
+ * caller frees it. */
+char *dag_progress_json(Dag *d);
 /* Replaces task i's limits before dag_run() (a daemon applies what its
  * config grants the tenant). */
 void dag_task_set_limits(Dag *d, size_t i, const RunLimits *limits);

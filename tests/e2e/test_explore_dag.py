@@ -106,3 +106,29 @@ def test_cancel_during_a_retry_backoff_starts_no_new_attempt(cli):
     assert "RuntimeError: flaky" in r["error"], r
     runs = json.loads(cli("ps", "--json", "-n", "50").stdout)
     assert sum(1 for x in runs if x.get("function") == "flaky") == 1, runs
+
+
+# ---- wide and heavy DAG runs --------------------------------------------------
+
+
+def test_a_dag_of_large_results_runs_embedded_as_fast_as_it_computes(cli):
+    """Embedded, the view got the DAG run from the store at every task
+    change and tick: every task's result read and parsed again each time,
+    on the scheduler's thread, which started nothing meanwhile. Thirty
+    tasks of 3 MB results took minutes where a daemon took seconds. The
+    timeout is a guard far above what the tasks need."""
+    cli.write("big.py", """
+        def big(i: int):
+            return str(i) * 3_000_000
+
+        def sink():
+            return "done"
+    """)
+    n = 30
+    tasks = "".join(f"  b{i}: {{file: big.py::big, args: [{i}]}}\n" for i in range(n))
+    deps = ", ".join(f"b{i}" for i in range(n))
+    cli.write("p.yaml", "tasks:\n" + tasks + f"  sink: {{file: big.py::sink, depends: [{deps}]}}\n")
+    p = cli("dag", "run", "p.yaml", "--no-cache", *sandbox_args(), timeout=90)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == 'done\n'
+    assert f"succeeded: {n + 1} tasks, {n + 1} succeeded" in p.stderr, p.stderr
