@@ -549,6 +549,8 @@ static int dag_run_verb(int argc, char **argv, bool resume) {
                 const char *slash = strrchr(a.file, '/');
                 base = slash ? xstrndup(a.file, (size_t) (slash - a.file) + 1) : xstrdup(".");
                 r = dag_parse(text, len, a.file, base, a.params, &d, &err);
+                if (r >= 0)
+                        r = dag_check_params(d, a.params, &err);
                 if (r < 0) {
                         cli_error("%s", err ?: strerror(-r));
                         code = r == -ENOENT ? EXIT_USAGE : EXIT_VALIDATION;

@@ -58,6 +58,7 @@ struct Dag {
         char *base_dir;
         char *text;
         json_t *params;      /* object */
+        json_t *declared_params; /* `params:` as the file declares them (before --param) */
         char *params_json;   /* the --param overrides as given, for resume */
         Task *tasks;
         size_t n;

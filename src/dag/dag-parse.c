@@ -3,6 +3,8 @@
  * a user wrote is checked here, with FILE:LINE:COL in the message, before
  * anything runs. */
 
+#include <assert.h>
+
 #include "dag-internal.h"
 
 #define MAX_JSON_NODES 1000000 /* alias expansion ("billion laughs") cap */
@@ -325,6 +327,7 @@ Dag *dag_free(Dag *d) {
         free(d->base_dir);
         free(d->text);
         json_decref(d->params);
+        json_decref(d->declared_params);
         free(d->params_json);
         free(d->id);
         free(d->tenant);
@@ -701,6 +704,44 @@ static int apply_params(Dag *d, char *const *params, char **ret_error) {
         return 0;
 }
 
+static int param_ref(const Ref *r, void *ud) {
+        /* Stops the walk (-EEXIST) at a reference to the parameter named ud. */
+        return r->param && streq(r->task, ud) ? -EEXIST : 0;
+}
+
+/* Whether a task's arguments reference ${params.name}. */
+static bool param_used(Dag *d, const char *name) {
+        for (size_t i = 0; i < d->n; i++) {
+                _cleanup_free_ char *err = NULL;
+                if (template_walk(d->tasks[i].args, param_ref, (void *) name, &err) == -EEXIST ||
+                    template_walk(d->tasks[i].kwargs, param_ref, (void *) name, &err) == -EEXIST)
+                        return true;
+        }
+        return false;
+}
+
+int dag_check_params(Dag *d, char *const *params, char **ret_error) {
+        assert(d && ret_error);
+        json_t *declared = d->declared_params;
+        for (char *const *p = params; p && *p; p++) {
+                _cleanup_free_ char *name = xstrndup(*p, strcspn(*p, "="));
+                if (json_object_get(declared, name) || param_used(d, name))
+                        continue;
+                Buf b;
+                buf_init(&b, 64 * 1024);
+                const char *k;
+                json_t *v;
+                json_object_foreach(declared, k, v)
+                        buf_printf(&b, "%s%s", b.len ? ", " : "", k);
+                *ret_error = xasprintf("cannot set parameter '%s': %s has no parameter of that name (%s%s)", name,
+                                       d->filename,
+                                       b.len ? "its parameters: " : "it declares none under params:", b.data ?: "");
+                buf_free(&b);
+                return -ENOENT;
+        }
+        return 0;
+}
+
 int dag_parse(const char *text, size_t len, const char *filename, const char *base_dir, char *const *params,
               Dag **ret, char **ret_error) {
         return dag_parse_with(text, len, filename, base_dir, params, NULL, NULL, ret, ret_error);
@@ -823,6 +864,7 @@ int dag_parse_with(const char *text, size_t len, const char *filename, const cha
         }
         for (size_t i = 0; i < n && r >= 0; i++)
                 r = parse_task(&y, d, &d->tasks[i], defs[i], &depends[i]);
+        d->declared_params = json_copy(d->params);
         if (r >= 0)
                 r = apply_params(d, params, ret_error);
         /* Dependencies: references, then depends:. */

@@ -66,6 +66,12 @@ typedef struct Dag Dag;
 int dag_parse(const char *text, size_t len, const char *filename, const char *base_dir, char *const *params,
               Dag **ret, char **ret_error);
 Dag *dag_free(Dag *d);
+/* Refuses a "NAME=VALUE" override that names no parameter of d: neither
+ * declared under `params:` nor referenced by a task (a typo, --param
+ * limt=5, was taken without a word and the task ran with the default).
+ * For what a user gives now (`dag run`, POST /v1/dags), not for a
+ * recorded DAG run being loaded again. 0, or -ENOENT with *ret_error. */
+int dag_check_params(Dag *d, char *const *params, char **ret_error);
 
 size_t dag_n_tasks(const Dag *d);
 /* The pipeline's `name:` (or the file name). */

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import CLI, sandbox_args
+from conftest import CLI, same, sandbox_args
 from daemonlib import TOKENS, Daemon
 
 
@@ -132,3 +132,33 @@ def test_a_dag_of_large_results_runs_embedded_as_fast_as_it_computes(cli):
     assert p.returncode == 0, p.stderr
     assert p.stdout == 'done\n'
     assert f"succeeded: {n + 1} tasks, {n + 1} succeeded" in p.stderr, p.stderr
+
+
+# ---- parameters ----------------------------------------------------------------
+
+
+def test_a_param_the_pipeline_does_not_have_is_refused_on_both_paths(cli, both, daemon):
+    """`--param limt=5` (a typo of `limit`) was taken without a word: the
+    task ran with the default, exit 0, and the DAG run recorded the typo."""
+    cli.write("f.py", FLAKY)
+    cli.write("p.yaml", """
+        params:
+          limit: 3
+        tasks:
+          a: {file: f.py::echo, args: ["${params.limit}"]}
+    """)
+    local, remote = both("dag", "run", "p.yaml", "--param", "limt=5", *sandbox_args())
+    same(local, remote)
+    assert local.returncode == 2 and local.stdout == ""
+    assert local.stderr == ("pysprinter: cannot set parameter 'limt': p.yaml has no parameter of that name "
+                            "(its parameters: limit)\n")
+    # A parameter a task references without declaring it is one.
+    cli.write("q.yaml", """
+        tasks:
+          a: {file: f.py::echo, args: ["${params.n}"]}
+    """)
+    for p in both("dag", "run", "q.yaml", "--param", "n=5", *sandbox_args()):
+        assert (p.returncode, p.stdout) == (0, "5\n"), p.stderr
+    st, body = daemon.call("POST", "/v1/dags", {"pipeline": "tasks:\n  a: {file: f.py::one}\n",
+                                                 "files": {"f.py": FLAKY}, "params": {"zz": 1}})
+    assert st == 400 and "cannot set parameter 'zz'" in body["error"]["message"], body
