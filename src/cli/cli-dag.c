@@ -83,6 +83,10 @@ typedef struct View {
         size_t drawn;       /* lines of the tree on screen */
         json_t *seen;       /* task name -> the state last reported (line mode) */
         json_t *leaves;     /* the names of the tasks nothing depends on */
+        /* Resuming: when the resume began (realtime µs). A task that
+         * finished before it is kept from the run resumed: it did not run
+         * now, so no "running" line is made up for it. */
+        usec_t since;
 } View;
 
 static usec_t jusec(json_t *o, const char *k) {
@@ -211,7 +215,9 @@ static void report_changes(View *v, json_t *dag) {
                  * the embedded path (which sees every change) prints it. A
                  * memo hit never ran: pending, then cached, on both paths
                  * (dag-run.c report()). */
-                bool ran = streq(st, "succeeded") || streq(st, "failed");
+                usec_t finished = jusec(t, "finished_us");
+                bool kept = v->since && finished && finished < v->since;
+                bool ran = (streq(st, "succeeded") || streq(st, "failed")) && !kept;
                 if (ran && !(prev && streq(prev, "running")))
                         fprintf(stderr, "%s: running\n", name);
                 json_object_set_new(v->seen, name, json_string(st));
@@ -501,6 +507,8 @@ static int run_dag(Backend *b, DagRequest *q, bool json, bool results_only) {
          * its parent forwarded before this, cli-detach.c.) */
         cli_interrupt_handled = false;
         cli_catch_interrupt();
+        if (q->resume_id)
+                v.since = t0;
         int r = b->ops->dag_run(b, q, on_view, &v, &dag);
         if (r < 0) {
                 view_done(&v);

@@ -162,3 +162,39 @@ def test_a_param_the_pipeline_does_not_have_is_refused_on_both_paths(cli, both, 
     st, body = daemon.call("POST", "/v1/dags", {"pipeline": "tasks:\n  a: {file: f.py::one}\n",
                                                  "files": {"f.py": FLAKY}, "params": {"zz": 1}})
     assert st == 400 and "cannot set parameter 'zz'" in body["error"]["message"], body
+
+
+# ---- resuming ------------------------------------------------------------------
+
+
+def test_resume_does_not_show_the_tasks_it_keeps_as_running_again(cli):
+    """`dag resume` of a failed DAG run printed `a: running` for every task
+    that had succeeded before and is kept (not run again): the log of the
+    resume said it ran tasks it did not."""
+    cli.write("f.py", FLAKY)
+    cli.write("m.py", """
+        import os
+        def maybe(x):
+            raise RuntimeError("not yet")
+    """)
+    cli.write("p.yaml", """
+        tasks:
+          a: {file: f.py::one}
+          m: {file: m.py::maybe, args: ["${a}"]}
+          n: {file: f.py::echo, args: ["${m}"]}
+    """)
+    p = cli("dag", "run", "p.yaml", "--no-cache", *sandbox_args())
+    assert p.returncode == 1 and "a: running\na: succeeded" in p.stderr, p.stderr
+    did = newest_dag(cli)
+    a_run = status(cli, did)["tasks"]["a"]["run_id"]
+    cli.write("m.py", """
+        def maybe(x):
+            return x + 1
+    """)
+    p = cli("dag", "resume", did, *sandbox_args())
+    assert (p.returncode, p.stdout) == (0, "2\n"), p.stderr
+    lines = p.stderr.splitlines()
+    assert "a: running" not in lines, p.stderr
+    assert [line.split()[0] for line in lines[1:-1]] == ["a:", "m:", "m:", "n:", "n:"], p.stderr
+    assert lines[1].startswith("a: succeeded") and "m: running" in lines and "n: running" in lines
+    assert status(cli, did)["tasks"]["a"]["run_id"] == a_run
