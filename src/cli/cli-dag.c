@@ -217,7 +217,9 @@ static void report_changes(View *v, json_t *dag) {
                  * (dag-run.c report()). */
                 usec_t finished = jusec(t, "finished_us");
                 bool kept = v->since && finished && finished < v->since;
-                bool ran = (streq(st, "succeeded") || streq(st, "failed")) && !kept;
+                /* A task that failed before it ran (its arguments could
+                 * not be made) has no run: it was never running. */
+                bool ran = (streq(st, "succeeded") || streq(st, "failed")) && !kept && json_get_string(t, "run_id");
                 if (ran && !(prev && streq(prev, "running")))
                         fprintf(stderr, "%s: running\n", name);
                 json_object_set_new(v->seen, name, json_string(st));

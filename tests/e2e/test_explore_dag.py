@@ -198,3 +198,22 @@ def test_resume_does_not_show_the_tasks_it_keeps_as_running_again(cli):
     assert [line.split()[0] for line in lines[1:-1]] == ["a:", "m:", "m:", "n:", "n:"], p.stderr
     assert lines[1].startswith("a: succeeded") and "m: running" in lines and "n: running" in lines
     assert status(cli, did)["tasks"]["a"]["run_id"] == a_run
+
+
+def test_a_task_that_failed_before_it_ran_is_not_shown_running(cli, both):
+    """A task whose arguments could not be made (its upstream's result has
+    no such key) never ran — it has no run, and the summary says so by not
+    pointing at `dag logs` — yet the view printed `b: running` before
+    `b: failed`, on both paths."""
+    cli.write("f.py", FLAKY)
+    cli.write("p.yaml", """
+        tasks:
+          a: {file: f.py::echo, kwargs: {x: {n: 1}}}
+          b: {file: f.py::echo, args: ["${a.m}"]}
+    """)
+    local, remote = both("dag", "run", "p.yaml", "--no-cache", *sandbox_args())
+    for p in (local, remote):
+        assert p.returncode == 3, p.stderr
+        lines = p.stderr.splitlines()
+        assert "b: running" not in lines, p.stderr
+        assert any(line.startswith("b: failed") and "result has no key 'm'" in line for line in lines), p.stderr
