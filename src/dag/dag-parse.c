@@ -519,7 +519,12 @@ static int parse_task(Yaml *y, Dag *d, Task *t, const YamlNode *n, char ***ret_d
                                 const char *sep = strstr(v, "::");
                                 free(t->file); /* NULL: yaml_doc_load() refuses a key given twice */
                                 t->file = sep ? xstrndup(v, (size_t) (sep - v)) : xstrdup(v);
-                                if (sep && sep[2]) {
+                                if (sep && sep[2] && t->function && !streq(t->function, sep + 2))
+                                        r = yerr(y, vn,
+                                                 "task '%s': file names function '%s' and function: '%s'; "
+                                                 "give one",
+                                                 t->name, sep + 2, t->function);
+                                else if (sep && sep[2]) {
                                         free(t->function);
                                         t->function = xstrdup(sep + 2);
                                 }
@@ -528,6 +533,11 @@ static int parse_task(Yaml *y, Dag *d, Task *t, const YamlNode *n, char ***ret_d
                         const char *v = yscalar(vn);
                         if (!v || !ident_ok(v, strlen(v)) || strchr(v, '-'))
                                 r = yerr(y, vn, "task '%s': function must be a Python identifier", t->name);
+                        /* Set: by file's FILE::FUNC (a key is given once).
+                         * Which one won depended on the keys' order. */
+                        else if (t->function && !streq(t->function, v))
+                                r = yerr(y, vn, "task '%s': file names function '%s' and function: '%s'; give one",
+                                         t->name, t->function, v);
                         else {
                                 free(t->function);
                                 t->function = xstrdup(v);

@@ -217,3 +217,22 @@ def test_a_task_that_failed_before_it_ran_is_not_shown_running(cli, both):
         lines = p.stderr.splitlines()
         assert "b: running" not in lines, p.stderr
         assert any(line.startswith("b: failed") and "result has no key 'm'" in line for line in lines), p.stderr
+
+
+# ---- the pipeline file -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", ["{file: f.py::one, function: echo}", "{function: echo, file: f.py::one}"])
+def test_file_func_and_a_different_function_key_are_refused(cli, both, task):
+    """`file: f.py::one` with `function: echo` ran whichever key came
+    last (`one` written one way, `echo` the other), silently."""
+    cli.write("f.py", FLAKY)
+    cli.write("p.yaml", "tasks:\n  a: " + task + "\n")
+    local, remote = both("dag", "run", "p.yaml", *sandbox_args())
+    same(local, remote)
+    assert local.returncode == 3 and local.stdout == ""
+    assert local.stderr.startswith("pysprinter: p.yaml:2:")
+    assert local.stderr.endswith(": task 'a': file names function 'one' and function: 'echo'; give one\n")
+    cli.write("q.yaml", "tasks:\n  a: {file: f.py::one, function: one}\n")
+    for p in both("dag", "run", "q.yaml", *sandbox_args()):
+        assert (p.returncode, p.stdout) == (0, "1\n"), p.stderr
