@@ -977,6 +977,25 @@ static int dag_refuse_a_daemons(Backend *b, const DagRunRecord *rec, const char 
         return -EOPNOTSUPP;
 }
 
+/* A resume runs the pipeline as recorded (its task files are read
+ * again): when the pipeline file was edited since, say so, or the fix the
+ * user made to it is silently not what runs. */
+static void dag_resume_note_edits(const DagRunRecord *rec) {
+        if (!rec->file || !rec->base_dir || !rec->spec_text)
+                return;
+        _cleanup_free_ char *path = rec->file[0] == '/' ? xstrdup(rec->file)
+                                                        : path_join(rec->base_dir, path_base_name(rec->file));
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+        if (read_file(path, DAG_MAX_FILE_BYTES, &text, &len) < 0)
+                return;
+        if (len == strlen(rec->spec_text) && memcmp(text, rec->spec_text, len) == 0)
+                return;
+        cli_warning("%s changed since DAG run %s began: a resume runs the pipeline as it was recorded "
+                    "(its task files as they are now); `pysprinter dag run %s` runs the edited one",
+                    path, rec->id, rec->file);
+}
+
 static int dag_resume_load(Backend *b, const char *id, DagOptions *o, Dag **ret, char **ret_id) {
         _cleanup_free_ char *err = NULL;
         DagRunRecord *rec = NULL;
@@ -1007,6 +1026,8 @@ static int dag_resume_load(Backend *b, const char *id, DagOptions *o, Dag **ret,
                 o->sandbox = SANDBOX_MODE_NONE;
         json_decref(opts);
         dag_options_restore(rec->options_json, o);
+        if (r >= 0)
+                dag_resume_note_edits(rec);
         *ret_id = xstrdup(rec->id);
         dag_run_record_free(rec);
         if (r < 0)

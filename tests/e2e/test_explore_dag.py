@@ -236,3 +236,32 @@ def test_file_func_and_a_different_function_key_are_refused(cli, both, task):
     cli.write("q.yaml", "tasks:\n  a: {file: f.py::one, function: one}\n")
     for p in both("dag", "run", "q.yaml", *sandbox_args()):
         assert (p.returncode, p.stdout) == (0, "1\n"), p.stderr
+
+
+def test_resume_says_when_the_pipeline_file_was_edited_since(cli, tmp_path):
+    """A user who fixed the pipeline (a wrong literal argument) and ran
+    `dag resume` got the same failure again without a word: a resume runs
+    the pipeline as recorded. It now says so, and what runs the edit."""
+    cli.write("f.py", FLAKY)
+    cli.write("p.yaml", """
+        tasks:
+          a: {file: f.py::one}
+          b: {file: f.py::add, args: ["${a}", "x"]}
+    """)
+    p = cli("dag", "run", "p.yaml", *sandbox_args())
+    assert p.returncode == 1 and "TypeError" in p.stderr, p.stderr
+    did = newest_dag(cli)
+    p = cli("dag", "resume", did, *sandbox_args())
+    assert p.returncode == 1 and "warning" not in p.stderr, p.stderr
+    cli.write("p.yaml", """
+        tasks:
+          a: {file: f.py::one}
+          b: {file: f.py::add, args: ["${a}", 2]}
+    """)
+    p = cli("dag", "resume", did, *sandbox_args())
+    assert p.returncode == 1, p.stderr
+    assert p.stderr.startswith(f"pysprinter: warning: {tmp_path / 'p.yaml'} changed since DAG run {did} began: "
+                               "a resume runs the pipeline as it was recorded (its task files as they are now); "
+                               "`pysprinter dag run p.yaml` runs the edited one\n"), p.stderr
+    p = cli("dag", "run", "p.yaml", *sandbox_args())
+    assert (p.returncode, p.stdout) == (0, "3\n"), p.stderr
