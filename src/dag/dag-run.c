@@ -379,6 +379,11 @@ static char *memo_key(Dag *d, Task *t, const char *args, const char *kwargs, con
                 json_object_set_new(k, "env", json_strv_new(t->env));
         if (t->outputs)
                 json_object_set_new(k, "outputs", json_string(t->outputs));
+        /* Network access is an input too: what a task sees (a fetch, a
+         * fallback when offline) differs with it. A result memoised
+         * without it was served to the same task asking for it. */
+        if (t->limits.network)
+                json_object_set_new(k, "network", json_true());
         _cleanup_free_ char *text = json_dumps(k, JSON_COMPACT | JSON_SORT_KEYS);
         json_decref(k);
         if (!text) /* a value jansson cannot encode (not UTF-8) */

@@ -14,7 +14,13 @@ from daemonlib import TOKENS, Daemon
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    with Daemon(tmp_path_factory.mktemp("explore-dag")).serving() as d:
+    # alice may give her runs network access (a task's `network: true`).
+    extra = """
+        tenants:
+          alice:
+            network: true
+    """
+    with Daemon(tmp_path_factory.mktemp("explore-dag"), config_extra=extra).serving() as d:
         yield d
 
 
@@ -265,3 +271,30 @@ def test_resume_says_when_the_pipeline_file_was_edited_since(cli, tmp_path):
                                "`pysprinter dag run p.yaml` runs the edited one\n"), p.stderr
     p = cli("dag", "run", "p.yaml", *sandbox_args())
     assert (p.returncode, p.stdout) == (0, "3\n"), p.stderr
+
+
+# ---- memoisation -------------------------------------------------------------------
+
+
+def test_a_result_memoised_without_network_is_not_served_to_a_task_with_it(cli, both):
+    """The memo key left the task's network out: a task that ran offline
+    (an empty result, a fallback) was served from the memo when the
+    pipeline then gave it `network: true`, where it would see another
+    world (the sandbox's interfaces: only `lo` without network)."""
+    cli.write("net.py", """
+        import socket
+        def ifs():
+            return sorted(n for _, n in socket.if_nameindex())
+    """)
+    cli.write("off.yaml", "tasks:\n  a: {file: net.py::ifs, limits: {network: false}}\n")
+    cli.write("on.yaml", "tasks:\n  a: {file: net.py::ifs, limits: {network: true}}\n")
+    for p in both("dag", "run", "off.yaml", *sandbox_args()):
+        assert p.returncode == 0, p.stderr
+    for p in both("dag", "run", "on.yaml", "--json", *sandbox_args()):
+        assert p.returncode == 0, p.stderr
+        assert json.loads(p.stdout)["tasks"]["a"]["cached"] is False, p.stdout
+    if not sandbox_args():
+        local = json.loads(both("dag", "run", "on.yaml", "--json")[0].stdout)["tasks"]["a"]
+        assert local["cached"] is True and local["result"] != ["lo"], local
+    for p in both("dag", "run", "off.yaml", "--json", *sandbox_args()):
+        assert json.loads(p.stdout)["tasks"]["a"]["cached"] is True, p.stdout
