@@ -670,7 +670,23 @@ static void run_task(Dag *d, Task *t) {
                 record_task(d, t);
                 pthread_mutex_unlock(&d->lock);
                 uint64_t delay = t->backoff_ms << MIN(attempt - 1, 16);
+                /* A task waiting to retry runs nothing: its slot goes to
+                 * another task meanwhile (with --concurrency 1, one flaky
+                 * task's backoff held the whole DAG run still). It waits
+                 * for a free slot again before its next attempt. */
+                pthread_mutex_lock(&d->lock);
+                d->running--;
+                d->backing_off++;
+                pthread_cond_broadcast(&d->cond);
+                pthread_mutex_unlock(&d->lock);
                 backoff_sleep(d, MIN(delay, MAX_BACKOFF_MS));
+                pthread_mutex_lock(&d->lock);
+                while (d->running >= d->slots && !d->cancel_requested && !d->stop)
+                        pthread_cond_wait(&d->cond, &d->lock);
+                d->backing_off--;
+                d->running++;
+                pthread_cond_broadcast(&d->cond);
+                pthread_mutex_unlock(&d->lock);
                 /* Stopped while it waited: no next attempt. The task ends
                  * with the failure it had (cancelled when the DAG run
                  * is), or, when the runner's process stops, is left for
@@ -756,6 +772,7 @@ static bool deps_ok(Dag *d, Task *t) {
 
 static void schedule(Dag *d, unsigned concurrency, DagEventFn fn, void *ud) {
         pthread_mutex_lock(&d->lock);
+        d->slots = concurrency;
         usec_t cancel_sent = 0;
         for (;;) {
                 /* Sent again every tick while a task runs: a task
@@ -826,9 +843,12 @@ static void schedule(Dag *d, unsigned concurrency, DagEventFn fn, void *ud) {
                 bool pending = false;
                 for (size_t i = 0; i < d->n; i++)
                         pending = pending || d->tasks[i].state == DAG_TASK_PENDING;
-                if (d->running == 0 && (!pending || (d->interrupted && !d->cancel_requested)))
+                /* A task waiting to retry is still going: it may start
+                 * its next attempt, and its dependents after it. */
+                bool idle = d->running == 0 && d->backing_off == 0;
+                if (idle && (!pending || (d->interrupted && !d->cancel_requested)))
                         break;
-                if (d->running == 0 && pending && !d->stop) {
+                if (idle && pending && !d->stop) {
                         /* report() dropped the lock, so a task may have
                          * finished meanwhile: go round again when something
                          * can start. Nothing startable with nothing running

@@ -114,6 +114,28 @@ def test_cancel_during_a_retry_backoff_starts_no_new_attempt(cli):
     assert sum(1 for x in runs if x.get("function") == "flaky") == 1, runs
 
 
+def test_a_task_waiting_to_retry_does_not_hold_a_concurrency_slot(cli, both, daemon):
+    """With `--concurrency 1`, a task waiting out its retry backoff kept the
+    one slot: an independent task waited for the whole backoff and the
+    retries (as Airflow's up_for_retry does not). It runs meanwhile now."""
+    cli.write("f.py", FLAKY)
+    cli.write("p.yaml", """
+        tasks:
+          r: {file: f.py::flaky, retries: {count: 1, backoff: 3s}}
+          q: {file: f.py::one}
+    """)
+    for p in both("dag", "run", "p.yaml", "--no-cache", "--concurrency", "1", *sandbox_args()):
+        assert p.returncode == 1 and "r failed (exit 1): RuntimeError: flaky" in p.stderr, p.stderr
+    env = {"PYSPRINTER_TOKEN": TOKENS["alice"]}
+    for where in ((), ("--server", daemon.url)):
+        did = json.loads(cli("dag", "ls", "--json", *where, env=env).stdout)[0]["id"]
+        t = json.loads(cli("dag", "status", did, "--json", *where, env=env).stdout)["tasks"]
+        r, q = t["r"], t["q"]
+        assert (r["attempts"], q["state"]) == (2, "succeeded"), (where, t)
+        # q ran while r waited to retry: between r's start and its end.
+        assert r["started_us"] < q["started_us"] and q["finished_us"] < r["finished_us"], (where, t)
+
+
 # ---- wide and heavy DAG runs --------------------------------------------------
 
 
