@@ -861,8 +861,10 @@ int dag_parse_with(const char *text, size_t len, const char *filename, const cha
                                  name ?: "");
                         break;
                 }
-                if (task_index(d, name) >= 0) {
-                        r = yerr(&y, def, "task '%s' is defined twice", name);
+                ssize_t first = task_index(d, name);
+                if (first >= 0) {
+                        /* As a key given twice in a mapping says it. */
+                        r = yerr(&y, def, "task '%s' is defined twice (first at line %d)", name, d->tasks[first].line);
                         break;
                 }
                 t->name = xstrdup(name);
