@@ -117,8 +117,12 @@ static int build_args(Dag *d, Task *t, const char *placeholder, char **ret_args,
                         free(kw);
                         r = -EINVAL;
                 } else if (strlen(a) + strlen(kw) > RUN_MAX_ARGS_BYTES) {
-                        *ret_error = xasprintf("task '%s': its arguments are larger than %llu bytes", t->name,
-                                               (unsigned long long) RUN_MAX_ARGS_BYTES);
+                        /* An upstream's large result meets the argument
+                         * cap only now, after it ran: say what carries it. */
+                        *ret_error = xasprintf("task '%s': its arguments are larger than %llu bytes; pass a large "
+                                               "value through a dataset (the upstream task's outputs:, this "
+                                               "one's data:, docs/dag.md)",
+                                               t->name, (unsigned long long) RUN_MAX_ARGS_BYTES);
                         free(a);
                         free(kw);
                         r = -E2BIG;

@@ -320,3 +320,26 @@ def test_a_result_memoised_without_network_is_not_served_to_a_task_with_it(cli, 
         assert local["cached"] is True and local["result"] != ["lo"], local
     for p in both("dag", "run", "off.yaml", "--json", *sandbox_args()):
         assert json.loads(p.stdout)["tasks"]["a"]["cached"] is True, p.stdout
+
+
+def test_a_result_too_large_to_pass_downstream_says_what_carries_it(cli, both):
+    """An upstream result over the 4 MiB argument cap failed its dependent
+    with "its arguments are larger than 4194304 bytes" and no way out; it
+    now points at datasets (outputs: / data:), the same words on both
+    paths."""
+    cli.write("big.py", """
+        def big():
+            return "x" * 5_000_000
+
+        def size(s):
+            return len(s)
+    """)
+    cli.write("p.yaml", """
+        tasks:
+          b: {file: big.py::big}
+          s: {file: big.py::size, args: ["${b}"]}
+    """)
+    for p in both("dag", "run", "p.yaml", "--no-cache", *sandbox_args()):
+        assert p.returncode == 3, p.stderr
+        assert ("  s failed (exit 3): task 's': its arguments are larger than 4194304 bytes; pass a large value "
+                "through a dataset (the upstream task's outputs:, this one's data:, docs/dag.md)\n") in p.stderr
