@@ -388,6 +388,10 @@ static char *memo_key(Dag *d, Task *t, const char *args, const char *kwargs, con
          * without it was served to the same task asking for it. */
         if (t->limits.network)
                 json_object_set_new(k, "network", json_true());
+        /* So is the sandbox: unsandboxed, a task sees the host (its files,
+         * its network), which a sandboxed run of it does not. */
+        if (d->opts.sandbox == SANDBOX_MODE_NONE)
+                json_object_set_new(k, "sandbox", json_string("none"));
         _cleanup_free_ char *text = json_dumps(k, JSON_COMPACT | JSON_SORT_KEYS);
         json_decref(k);
         if (!text) /* a value jansson cannot encode (not UTF-8) */

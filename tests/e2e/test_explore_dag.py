@@ -343,3 +343,25 @@ def test_a_result_too_large_to_pass_downstream_says_what_carries_it(cli, both):
         assert p.returncode == 3, p.stderr
         assert ("  s failed (exit 3): task 's': its arguments are larger than 4194304 bytes; pass a large value "
                 "through a dataset (the upstream task's outputs:, this one's data:, docs/dag.md)\n") in p.stderr
+
+
+def test_a_result_memoised_unsandboxed_is_not_served_to_a_sandboxed_task(cli, tmp_path):
+    """The memo key left out the sandbox: a task run with `--sandbox=none`
+    (it sees the host: its files, its network) was served from the memo
+    to the same task run in the sandbox, where it sees none of that."""
+    if sandbox_args():
+        pytest.skip("the sandbox does not run on this machine: both runs would be unsandboxed")
+    cli.write("hostf.py", f"""
+        import os
+        def seen():
+            return os.path.exists({str(tmp_path / 'hostf.py')!r})
+    """)
+    cli.write("p.yaml", "tasks:\n  a: {file: hostf.py::seen}\n")
+    p = cli("dag", "run", "p.yaml", "--sandbox=none")
+    assert (p.returncode, p.stdout) == (0, "true\n"), p.stderr
+    p = cli("dag", "run", "p.yaml", "--json")
+    a = json.loads(p.stdout)["tasks"]["a"]
+    assert (a["cached"], a["result"]) == (False, False), a
+    for sandbox in ("--sandbox=none", "--sandbox=full"):
+        a = json.loads(cli("dag", "run", "p.yaml", "--json", sandbox).stdout)["tasks"]["a"]
+        assert (a["cached"], a["result"]) == (True, sandbox == "--sandbox=none"), (sandbox, a)
