@@ -389,8 +389,10 @@ static char *memo_key(Dag *d, Task *t, const char *args, const char *kwargs, con
         if (t->limits.network)
                 json_object_set_new(k, "network", json_true());
         /* So is the sandbox: unsandboxed, a task sees the host (its files,
-         * its network), which a sandboxed run of it does not. */
-        if (d->opts.sandbox == SANDBOX_MODE_NONE)
+         * its network), which a sandboxed run of it does not. Embedded,
+         * where --sandbox is each command's; a daemon's is its operator's,
+         * for all its runs (and memos it made before this keep hitting). */
+        if (d->opts.sandbox == SANDBOX_MODE_NONE && d->opts.run == dag_engine_runner)
                 json_object_set_new(k, "sandbox", json_string("none"));
         _cleanup_free_ char *text = json_dumps(k, JSON_COMPACT | JSON_SORT_KEYS);
         json_decref(k);
