@@ -3,12 +3,11 @@ retries against fail-fast and cancel, resuming, wide fan-outs, parameters,
 embedded and against a real pysprinterd (`--server`), with the same words
 and exit codes on both paths (docs/dag.md)."""
 import json
-import subprocess
 import time
 
 import pytest
 
-from conftest import CLI, same, sandbox_args
+from conftest import same, sandbox_args
 from daemonlib import TOKENS, Daemon
 
 
