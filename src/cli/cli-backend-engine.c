@@ -877,7 +877,13 @@ typedef struct DagFollow {
         DagViewFn view;
         void *userdata;
         bool detach, handed;
+        usec_t drawn; /* when the view last got the DAG (monotonic) */
+        bool dirty;   /* a change since */
 } DagFollow;
+
+/* How often at most the view gets the DAG run while tasks change: each
+ * time costs O(tasks), and a wide fan-out changes thousands of times. */
+#define DAG_VIEW_EVERY_USEC (100 * USEC_PER_MSEC)
 
 /* The view sees what a daemon's client sees: the recorded DAG object. */
 static void on_dag_event(const Dag *cd, const DagEvent *ev, void *userdata) {
@@ -892,15 +898,38 @@ static void on_dag_event(const Dag *cd, const DagEvent *ev, void *userdata) {
                 cli_warning("%s", ev->message);
                 break;
         default:
-                if (dag_id(d) && dag_object(f->b, dag_id(d), &obj) >= 0) {
+                if (!dag_id(d))
+                        break;
+                if (f->detach && !f->handed) {
                         /* Recorded: a detached DAG run's parent may tell its id. */
-                        if (f->detach && !f->handed) {
-                                f->handed = true;
-                                cli_detach_submitted(obj, false);
-                        }
-                        f->view(d, obj, f->userdata);
+                        if (dag_object(f->b, dag_id(d), &obj) < 0)
+                                break;
+                        f->handed = true;
+                        cli_detach_submitted(obj, false);
                         json_decref(obj);
                 }
+                /* A change seen within DAG_VIEW_EVERY_USEC of the last
+                 * drawing waits for the next event (a tick, another
+                 * change, the end): the view is built for what it sees
+                 * differ, as a daemon's client polls. A tick (~5/s)
+                 * always draws: a terminal's tree shows running times. */
+                if (ev->type == DAG_EVENT_TASK && now_monotonic() < f->drawn + DAG_VIEW_EVERY_USEC) {
+                        f->dirty = true;
+                        break;
+                }
+                f->dirty = false;
+                f->drawn = now_monotonic();
+                /* The view draws states, never results: the Dag's own
+                 * snapshot, not the store's object, which reads every
+                 * task's result again at every event (a wide DAG run, or
+                 * one of large results, spent minutes in it while the
+                 * scheduler, waiting for this, started nothing). The
+                 * whole object comes once, at the end. */
+                _cleanup_free_ char *text = dag_progress_json(d);
+                obj = text ? json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
+                if (obj)
+                        f->view(d, obj, f->userdata);
+                json_decref(obj);
                 break;
         }
 }
@@ -948,6 +977,25 @@ static int dag_refuse_a_daemons(Backend *b, const DagRunRecord *rec, const char 
         return -EOPNOTSUPP;
 }
 
+/* A resume runs the pipeline as recorded (its task files are read
+ * again): when the pipeline file was edited since, say so, or the fix the
+ * user made to it is silently not what runs. */
+static void dag_resume_note_edits(const DagRunRecord *rec) {
+        if (!rec->file || !rec->base_dir || !rec->spec_text)
+                return;
+        _cleanup_free_ char *path = rec->file[0] == '/' ? xstrdup(rec->file)
+                                                        : path_join(rec->base_dir, path_base_name(rec->file));
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+        if (read_file(path, DAG_MAX_FILE_BYTES, &text, &len) < 0)
+                return;
+        if (len == strlen(rec->spec_text) && memcmp(text, rec->spec_text, len) == 0)
+                return;
+        cli_warning("%s changed since DAG run %s began: a resume runs the pipeline as it was recorded "
+                    "(its task files as they are now); `pysprinter dag run %s` runs the edited one",
+                    path, rec->id, rec->file);
+}
+
 static int dag_resume_load(Backend *b, const char *id, DagOptions *o, Dag **ret, char **ret_id) {
         _cleanup_free_ char *err = NULL;
         DagRunRecord *rec = NULL;
@@ -978,6 +1026,8 @@ static int dag_resume_load(Backend *b, const char *id, DagOptions *o, Dag **ret,
                 o->sandbox = SANDBOX_MODE_NONE;
         json_decref(opts);
         dag_options_restore(rec->options_json, o);
+        if (r >= 0)
+                dag_resume_note_edits(rec);
         *ret_id = xstrdup(rec->id);
         dag_run_record_free(rec);
         if (r < 0)

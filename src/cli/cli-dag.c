@@ -83,6 +83,10 @@ typedef struct View {
         size_t drawn;       /* lines of the tree on screen */
         json_t *seen;       /* task name -> the state last reported (line mode) */
         json_t *leaves;     /* the names of the tasks nothing depends on */
+        /* Resuming: when the resume began (realtime µs). A task that
+         * finished before it is kept from the run resumed: it did not run
+         * now, so no "running" line is made up for it. */
+        usec_t since;
 } View;
 
 static usec_t jusec(json_t *o, const char *k) {
@@ -216,7 +220,11 @@ static void report_changes(View *v, json_t *dag) {
                  * the embedded path (which sees every change) prints it. A
                  * memo hit never ran: pending, then cached, on both paths
                  * (dag-run.c report()). */
-                bool ran = streq(st, "succeeded") || streq(st, "failed");
+                usec_t finished = jusec(t, "finished_us");
+                bool kept = v->since && finished && finished < v->since;
+                /* A task that failed before it ran (its arguments could
+                 * not be made) has no run: it was never running. */
+                bool ran = (streq(st, "succeeded") || streq(st, "failed")) && !kept && json_get_string(t, "run_id");
                 if (ran && !(prev && streq(prev, "running")))
                         fprintf(stderr, "%s: running\n", name);
                 json_object_set_new(v->seen, name, json_string(st));
@@ -521,6 +529,8 @@ static int run_dag(Backend *b, DagRequest *q, bool json, bool results_only) {
          * its parent forwarded before this, cli-detach.c.) */
         cli_interrupt_handled = false;
         cli_catch_interrupt();
+        if (q->resume_id)
+                v.since = t0;
         int r = b->ops->dag_run(b, q, on_view, &v, &dag);
         if (r < 0) {
                 view_done(&v);
@@ -573,6 +583,8 @@ static int dag_run_verb(int argc, char **argv, bool resume) {
                 const char *slash = strrchr(a.file, '/');
                 base = slash ? xstrndup(a.file, (size_t) (slash - a.file) + 1) : xstrdup(".");
                 r = dag_parse(text, len, a.file, base, a.params, &d, &err);
+                if (r >= 0)
+                        r = dag_check_params(d, a.params, &err);
                 if (r < 0) {
                         cli_error("%s", err ?: strerror(-r));
                         code = r == -ENOENT ? EXIT_USAGE : EXIT_VALIDATION;

@@ -67,6 +67,8 @@ static int dag_body(const char *file, char **params, json_t **ret) {
         base = slash ? xstrndup(file, (size_t) (slash - file) + 1) : xstrdup(".");
         Dag *d = NULL;
         r = dag_parse(text, len, file, base, params, &d, &err);
+        if (r >= 0 && (r = dag_check_params(d, params, &err)) < 0)
+                d = dag_free(d);
         if (r < 0) {
                 cli_error("%s", err ?: strerror(-r));
                 return r == -ENOENT ? EXIT_USAGE : EXIT_VALIDATION;

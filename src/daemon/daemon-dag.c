@@ -834,6 +834,10 @@ static int dag_submit(Daemon *d, const char *tenant, json_t *j, const char *want
                 }
         }
         r = dag_parse_with(text, text_len, filename, dir, params, dag_load_confined, NULL, &dag, &err);
+        /* What a client sends now; a schedule's fire sends what it kept
+         * (refusing it later would fail a schedule an older daemon took). */
+        if (r >= 0 && !schedule && (r = dag_check_params(dag, params, &err)) < 0)
+                dag = dag_free(dag);
         if (r < 0) {
                 (void) rm_rf(dir);
                 *ret_error = err ? TAKE_PTR(err) : xstrdup(strerror(-r));

@@ -58,6 +58,7 @@ struct Dag {
         char *base_dir;
         char *text;
         json_t *params;      /* object */
+        json_t *declared_params; /* `params:` as the file declares them (before --param) */
         char *params_json;   /* the --param overrides as given, for resume */
         Task *tasks;
         size_t n;
@@ -72,7 +73,9 @@ struct Dag {
         bool stop;
         bool interrupted;    /* the runner stops (-ESHUTDOWN): leave the rest for the resume */
         int lock_fd;         /* the flock that says this process drives the run */
-        unsigned running;
+        unsigned running;    /* task threads holding a slot */
+        unsigned backing_off; /* task threads waiting to retry: they hold none */
+        unsigned slots;       /* the concurrency of the dag_run() in progress */
         Engine *engine;
         DataCatalog *catalog;
         DagOptions opts;

@@ -3,6 +3,8 @@
  * a user wrote is checked here, with FILE:LINE:COL in the message, before
  * anything runs. */
 
+#include <assert.h>
+
 #include "dag-internal.h"
 
 #define MAX_JSON_NODES 1000000 /* alias expansion ("billion laughs") cap */
@@ -325,6 +327,7 @@ Dag *dag_free(Dag *d) {
         free(d->base_dir);
         free(d->text);
         json_decref(d->params);
+        json_decref(d->declared_params);
         free(d->params_json);
         free(d->id);
         free(d->tenant);
@@ -526,7 +529,12 @@ static int parse_task(Yaml *y, Dag *d, Task *t, const YamlNode *n, char ***ret_d
                                 const char *sep = strstr(v, "::");
                                 free(t->file); /* NULL: yaml_doc_load() refuses a key given twice */
                                 t->file = sep ? xstrndup(v, (size_t) (sep - v)) : xstrdup(v);
-                                if (sep && sep[2]) {
+                                if (sep && sep[2] && t->function && !streq(t->function, sep + 2))
+                                        r = yerr(y, vn,
+                                                 "task '%s': file names function '%s' and function: '%s'; "
+                                                 "give one",
+                                                 t->name, sep + 2, t->function);
+                                else if (sep && sep[2]) {
                                         free(t->function);
                                         t->function = xstrdup(sep + 2);
                                 }
@@ -535,6 +543,11 @@ static int parse_task(Yaml *y, Dag *d, Task *t, const YamlNode *n, char ***ret_d
                         const char *v = yscalar(vn);
                         if (!v || !ident_ok(v, strlen(v)) || strchr(v, '-'))
                                 r = yerr(y, vn, "task '%s': function must be a Python identifier", t->name);
+                        /* Set: by file's FILE::FUNC (a key is given once).
+                         * Which one won depended on the keys' order. */
+                        else if (t->function && !streq(t->function, v))
+                                r = yerr(y, vn, "task '%s': file names function '%s' and function: '%s'; give one",
+                                         t->name, t->function, v);
                         else {
                                 free(t->function);
                                 t->function = xstrdup(v);
@@ -711,6 +724,44 @@ static int apply_params(Dag *d, char *const *params, char **ret_error) {
         return 0;
 }
 
+static int param_ref(const Ref *r, void *ud) {
+        /* Stops the walk (-EEXIST) at a reference to the parameter named ud. */
+        return r->param && streq(r->task, ud) ? -EEXIST : 0;
+}
+
+/* Whether a task's arguments reference ${params.name}. */
+static bool param_used(Dag *d, const char *name) {
+        for (size_t i = 0; i < d->n; i++) {
+                _cleanup_free_ char *err = NULL;
+                if (template_walk(d->tasks[i].args, param_ref, (void *) name, &err) == -EEXIST ||
+                    template_walk(d->tasks[i].kwargs, param_ref, (void *) name, &err) == -EEXIST)
+                        return true;
+        }
+        return false;
+}
+
+int dag_check_params(Dag *d, char *const *params, char **ret_error) {
+        assert(d && ret_error);
+        json_t *declared = d->declared_params;
+        for (char *const *p = params; p && *p; p++) {
+                _cleanup_free_ char *name = xstrndup(*p, strcspn(*p, "="));
+                if (json_object_get(declared, name) || param_used(d, name))
+                        continue;
+                Buf b;
+                buf_init(&b, 64 * 1024);
+                const char *k;
+                json_t *v;
+                json_object_foreach(declared, k, v)
+                        buf_printf(&b, "%s%s", b.len ? ", " : "", k);
+                *ret_error = xasprintf("cannot set parameter '%s': %s has no parameter of that name (%s%s)", name,
+                                       d->filename,
+                                       b.len ? "its parameters: " : "it declares none under params:", b.data ?: "");
+                buf_free(&b);
+                return -ENOENT;
+        }
+        return 0;
+}
+
 int dag_parse(const char *text, size_t len, const char *filename, const char *base_dir, char *const *params,
               Dag **ret, char **ret_error) {
         return dag_parse_with(text, len, filename, base_dir, params, NULL, NULL, ret, ret_error);
@@ -820,8 +871,10 @@ int dag_parse_with(const char *text, size_t len, const char *filename, const cha
                                  name ?: "");
                         break;
                 }
-                if (task_index(d, name) >= 0) {
-                        r = yerr(&y, def, "task '%s' is defined twice", name);
+                ssize_t first = task_index(d, name);
+                if (first >= 0) {
+                        /* As a key given twice in a mapping says it. */
+                        r = yerr(&y, def, "task '%s' is defined twice (first at line %d)", name, d->tasks[first].line);
                         break;
                 }
                 t->name = xstrdup(name);
@@ -833,6 +886,7 @@ int dag_parse_with(const char *text, size_t len, const char *filename, const cha
         }
         for (size_t i = 0; i < n && r >= 0; i++)
                 r = parse_task(&y, d, &d->tasks[i], defs[i], &depends[i]);
+        d->declared_params = json_copy(d->params);
         if (r >= 0)
                 r = apply_params(d, params, ret_error);
         /* Dependencies: references, then depends:. */

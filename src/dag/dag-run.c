@@ -117,8 +117,12 @@ static int build_args(Dag *d, Task *t, const char *placeholder, char **ret_args,
                         free(kw);
                         r = -EINVAL;
                 } else if (strlen(a) + strlen(kw) > RUN_MAX_ARGS_BYTES) {
-                        *ret_error = xasprintf("task '%s': its arguments are larger than %llu bytes", t->name,
-                                               (unsigned long long) RUN_MAX_ARGS_BYTES);
+                        /* An upstream's large result meets the argument
+                         * cap only now, after it ran: say what carries it. */
+                        *ret_error = xasprintf("task '%s': its arguments are larger than %llu bytes; pass a large "
+                                               "value through a dataset (the upstream task's outputs:, this "
+                                               "one's data:, docs/dag.md)",
+                                               t->name, (unsigned long long) RUN_MAX_ARGS_BYTES);
                         free(a);
                         free(kw);
                         r = -E2BIG;
@@ -346,10 +350,19 @@ static bool retriable(RunStatus s) {
         return s == RUN_FAILED || s == RUN_KILLED || s == RUN_ERROR || s == RUN_LOST;
 }
 
+/* Whether no new attempt of a task may start: the DAG run is cancelled,
+ * fail-fast stopped it, or its runner's process stops. */
+static bool stopping(Dag *d) {
+        pthread_mutex_lock(&d->lock);
+        bool s = d->cancel_requested || d->stop;
+        pthread_mutex_unlock(&d->lock);
+        return s;
+}
+
 /* Sleeps ms in slices, returning early when the run is being stopped. */
 static void backoff_sleep(Dag *d, uint64_t ms) {
         usec_t until = now_monotonic() + ms * USEC_PER_MSEC;
-        while (!d->cancel_requested && now_monotonic() < until) {
+        while (!stopping(d) && now_monotonic() < until) {
                 struct timespec ts = { 0, 50 * 1000 * 1000 };
                 nanosleep(&ts, NULL);
         }
@@ -370,6 +383,17 @@ static char *memo_key(Dag *d, Task *t, const char *args, const char *kwargs, con
                 json_object_set_new(k, "env", json_strv_new(t->env));
         if (t->outputs)
                 json_object_set_new(k, "outputs", json_string(t->outputs));
+        /* Network access is an input too: what a task sees (a fetch, a
+         * fallback when offline) differs with it. A result memoised
+         * without it was served to the same task asking for it. */
+        if (t->limits.network)
+                json_object_set_new(k, "network", json_true());
+        /* So is the sandbox: unsandboxed, a task sees the host (its files,
+         * its network), which a sandboxed run of it does not. Embedded,
+         * where --sandbox is each command's; a daemon's is its operator's,
+         * for all its runs (and memos it made before this keep hitting). */
+        if (d->opts.sandbox == SANDBOX_MODE_NONE && d->opts.run == dag_engine_runner)
+                json_object_set_new(k, "sandbox", json_string("none"));
         _cleanup_free_ char *text = json_dumps(k, JSON_COMPACT | JSON_SORT_KEYS);
         json_decref(k);
         if (!text) /* a value jansson cannot encode (not UTF-8) */
@@ -659,7 +683,43 @@ static void run_task(Dag *d, Task *t) {
                 record_task(d, t);
                 pthread_mutex_unlock(&d->lock);
                 uint64_t delay = t->backoff_ms << MIN(attempt - 1, 16);
+                /* A task waiting to retry runs nothing: its slot goes to
+                 * another task meanwhile (with --concurrency 1, one flaky
+                 * task's backoff held the whole DAG run still). It waits
+                 * for a free slot again before its next attempt. */
+                pthread_mutex_lock(&d->lock);
+                d->running--;
+                d->backing_off++;
+                pthread_cond_broadcast(&d->cond);
+                pthread_mutex_unlock(&d->lock);
                 backoff_sleep(d, MIN(delay, MAX_BACKOFF_MS));
+                pthread_mutex_lock(&d->lock);
+                while (d->running >= d->slots && !d->cancel_requested && !d->stop)
+                        pthread_cond_wait(&d->cond, &d->lock);
+                d->backing_off--;
+                d->running++;
+                pthread_cond_broadcast(&d->cond);
+                pthread_mutex_unlock(&d->lock);
+                /* Stopped while it waited: no next attempt. The task ends
+                 * with the failure it had (cancelled when the DAG run
+                 * is), or, when the runner's process stops, is left for
+                 * the resume as an interrupted run is. Before, the next
+                 * attempt started anyway, after the whole backoff. */
+                pthread_mutex_lock(&d->lock);
+                bool cancelled = d->cancel_requested, shutdown = d->interrupted, stop = d->stop;
+                pthread_mutex_unlock(&d->lock);
+                if (shutdown && !cancelled) {
+                        pthread_mutex_lock(&d->lock);
+                        set_error(t, NULL);
+                        t->started = 0;
+                        set_state(d, t, DAG_TASK_PENDING);
+                        pthread_mutex_unlock(&d->lock);
+                        return;
+                }
+                if (cancelled || stop) {
+                        finish(d, t, cancelled ? DAG_TASK_CANCELLED : DAG_TASK_FAILED, m, code);
+                        return;
+                }
         }
 }
 
@@ -725,6 +785,7 @@ static bool deps_ok(Dag *d, Task *t) {
 
 static void schedule(Dag *d, unsigned concurrency, DagEventFn fn, void *ud) {
         pthread_mutex_lock(&d->lock);
+        d->slots = concurrency;
         usec_t cancel_sent = 0;
         for (;;) {
                 /* Sent again every tick while a task runs: a task
@@ -795,9 +856,12 @@ static void schedule(Dag *d, unsigned concurrency, DagEventFn fn, void *ud) {
                 bool pending = false;
                 for (size_t i = 0; i < d->n; i++)
                         pending = pending || d->tasks[i].state == DAG_TASK_PENDING;
-                if (d->running == 0 && (!pending || (d->interrupted && !d->cancel_requested)))
+                /* A task waiting to retry is still going: it may start
+                 * its next attempt, and its dependents after it. */
+                bool idle = d->running == 0 && d->backing_off == 0;
+                if (idle && (!pending || (d->interrupted && !d->cancel_requested)))
                         break;
-                if (d->running == 0 && pending && !d->stop) {
+                if (idle && pending && !d->stop) {
                         /* report() dropped the lock, so a task may have
                          * finished meanwhile: go round again when something
                          * can start. Nothing startable with nothing running
@@ -1194,6 +1258,36 @@ void dag_task_info(Dag *d, size_t i, DagTaskInfo *ret) {
                 .secrets = t->secrets,
         };
         pthread_mutex_unlock(&d->lock);
+}
+
+char *dag_progress_json(Dag *d) {
+        assert(d);
+        json_t *tasks = json_array();
+        pthread_mutex_lock(&d->lock);
+        for (size_t i = 0; i < d->n; i++) {
+                const Task *t = &d->tasks[i];
+                /* A task still looking up its memo is pending to a viewer
+                 * (report()): a hit goes from pending to cached. */
+                DagTaskState st = t->deciding && t->state == DAG_TASK_RUNNING ? DAG_TASK_PENDING : t->state;
+                json_t *o = json_pack("{s:s, s:s, s:i, s:b}", "name", t->name, "state", dag_task_state_to_string(st),
+                                      "attempts", t->attempts, "cached", t->cached);
+                json_object_set_new(o, "run_id", t->run_id ? json_string(t->run_id) : json_null());
+                json_object_set_new(o, "exit_code", t->finished ? json_integer(t->exit_code) : json_null());
+                json_object_set_new(o, "error", t->error ? json_string(t->error) : json_null());
+                json_object_set_new(o, "started_us", t->started ? json_integer((json_int_t) t->started) : json_null());
+                json_object_set_new(o, "finished_us",
+                                    t->finished ? json_integer((json_int_t) t->finished) : json_null());
+                json_array_append_new(tasks, o);
+        }
+        json_t *j = json_object();
+        json_object_set_new(j, "id", d->id ? json_string(d->id) : json_null());
+        json_object_set_new(j, "name", d->name ? json_string(d->name) : json_null());
+        json_object_set_new(j, "status", json_string(d->status ?: "running"));
+        pthread_mutex_unlock(&d->lock);
+        json_object_set_new(j, "tasks", tasks);
+        char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+        json_decref(j);
+        return text;
 }
 
 void dag_task_set_limits(Dag *d, size_t i, const RunLimits *limits) {

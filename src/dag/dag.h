@@ -66,6 +66,12 @@ typedef struct Dag Dag;
 int dag_parse(const char *text, size_t len, const char *filename, const char *base_dir, char *const *params,
               Dag **ret, char **ret_error);
 Dag *dag_free(Dag *d);
+/* Refuses a "NAME=VALUE" override that names no parameter of d: neither
+ * declared under `params:` nor referenced by a task (a typo, --param
+ * limt=5, was taken without a word and the task ran with the default).
+ * For what a user gives now (`dag run`, POST /v1/dags), not for a
+ * recorded DAG run being loaded again. 0, or -ENOENT with *ret_error. */
+int dag_check_params(Dag *d, char *const *params, char **ret_error);
 
 size_t dag_n_tasks(const Dag *d);
 /* The pipeline's `name:` (or the file name). */
@@ -239,6 +245,15 @@ typedef struct DagTaskInfo {
         char *const *secrets;    /* `secrets:` names, or NULL */
 } DagTaskInfo;
 void dag_task_info(Dag *d, size_t i, DagTaskInfo *ret);
+/* The DAG run in flight as the API's DAG object (docs/api.md "DAG runs"),
+ * from memory: id, name, status and per task name, state, attempts,
+ * cached, run_id, exit_code, error, started_us, finished_us — no results
+ * and nothing read from the store, so a view may ask at every event of a
+ * wide DAG run or one of large results (the store's object, with every
+ * result, costs that much each time). A snapshot taken under the Dag's
+ * lock (task threads change it meanwhile). Compact JSON text; the
+ * caller frees it. */
+char *dag_progress_json(Dag *d);
 /* Replaces task i's limits before dag_run() (a daemon applies what its
  * config grants the tenant). */
 void dag_task_set_limits(Dag *d, size_t i, const RunLimits *limits);

@@ -68,7 +68,11 @@ static const struct {
         /* A task name twice: in a mapping a YAML key given twice, in a
          * list the same name: field. */
         { "tasks:\n  a: {file: f.py}\n  a: {file: f.py}\n", "p.yaml:3:3: duplicate key 'a' (first at line 2)" },
-        { "tasks:\n  - {name: a, file: f.py}\n  - {name: a, file: f.py}\n", "p.yaml:3:5: task 'a' is defined twice" },
+        { "tasks:\n  - {name: a, file: f.py}\n  - {name: a, file: f.py}\n",
+          "p.yaml:3:5: task 'a' is defined twice (first at line 2)" },
+        /* FILE::FUNC and another function: ran whichever key came last. */
+        { "tasks:\n  a: {file: f.py::x, function: y}\n", "file names function 'x' and function: 'y'" },
+        { "tasks:\n  a: {function: y, file: f.py::x}\n", "file names function 'x' and function: 'y'" },
         { "tasks:\n  a: {file: f.py, args: ['${a b}']}\n", "not a reference" },
         { "tasks:\n  a: {file: f.py, args: ['${x']}\n", "unterminated" },
         { "tasks:\n  a: {file: f.py, limits: {timeout: soon}}\n", "bad value 'soon'" },
@@ -112,6 +116,26 @@ static void test_bad(void **state) {
                         fail_msg("row %zu: r=%d err=%s (wanted %s)", i, r, err ?: "(null)", bad[i].message);
                 assert_true(startswith(err, "p.yaml"));
         }
+}
+
+/* A --param the pipeline neither declares nor references is refused
+ * (dag_check_params); a referenced undeclared one is a parameter. */
+static void test_given_params(void **state) {
+        Dag *d = NULL;
+        _cleanup_free_ char *err = NULL;
+        char *typo[] = { (char *) "limt=5", NULL }, *used[] = { (char *) "n=5", (char *) "limit=2", NULL };
+        const char *yaml = "params: {limit: 3}\ntasks:\n  a: {file: f.py, args: ['${params.limit}', 'x${params.n}']}\n";
+        assert_int_equal(
+                parse("params: {limit: 3}\ntasks:\n  a: {file: f.py, args: ['${params.limit}']}\n", typo, &d, &err), 0);
+        assert_int_equal(dag_check_params(d, typo, &err), -ENOENT);
+        assert_string_equal(
+                err, "cannot set parameter 'limt': p.yaml has no parameter of that name (its parameters: limit)");
+        d = dag_free(d);
+        free(err);
+        err = NULL;
+        assert_int_equal(parse(yaml, used, &d, &err), 0);
+        assert_int_equal(dag_check_params(d, used, &err), 0);
+        dag_free(d);
 }
 
 static void test_cycle_names_tasks(void **state) {
@@ -352,6 +376,7 @@ int main(void) {
                 cmocka_unit_test(test_diamond),
                 cmocka_unit_test(test_bad),
                 cmocka_unit_test(test_outputs_make_edges),
+                cmocka_unit_test(test_given_params),
                 cmocka_unit_test(test_cycle_names_tasks),
                 cmocka_unit_test(test_params),
                 cmocka_unit_test(test_states),
