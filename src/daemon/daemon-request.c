@@ -116,8 +116,9 @@ int request_json_parse(const char *body, size_t len, const RequestCaps *caps, vo
                 return r;
         json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
         if (!j) {
-                *ret_error = xasprintf("invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
-                                       json_error_text(&jerr));
+                const char *why = json_error_text(&jerr), *near = caps->no_quote ? strstr(why, " near ") : NULL;
+                *ret_error = xasprintf("invalid JSON at line %d column %d: %.*s", jerr.line, jerr.column,
+                                       near ? (int) (near - why) : (int) strlen(why), why);
                 return -EINVAL;
         }
         /* The walk only when the text can hold a NUL (a few bytes of

@@ -43,6 +43,7 @@ static struct MHD_Response *daemon_api_secret_put(const DaemonCall *call, unsign
                                          "'%s' is not a secret name: it becomes an environment variable, "
                                          "[A-Za-z_][A-Za-z0-9_]{0,127}", name);
         RequestCaps caps = daemon_call_caps(call);
+        caps.no_quote = true;
         json_t *j = NULL;
         _cleanup_free_ char *err = NULL;
         int r = request_json_parse(call->body, call->body_len, &caps, (void **) &j, &err);
