@@ -472,16 +472,13 @@ static bool env_name_is_valid(const char *s) {
         return true;
 }
 
-#define RUN_MAX_ENV 64
-#define RUN_MAX_ENV_BYTES (64U << 10)
-
 /* "secrets": ["NAME", …] and "env": {"KEY": "VALUE", …}. */
 static int parse_env(json_t *secrets, json_t *env, char ***ret_secrets, char ***ret_env, char **ret_error) {
         size_t i, total = 0;
         json_t *v;
         const char *k;
-        if (json_array_size(secrets) > RUN_MAX_ENV || json_object_size(env) > RUN_MAX_ENV) {
-                *ret_error = xasprintf("fields 'secrets' and 'env' hold at most %d entries each", RUN_MAX_ENV);
+        if (json_array_size(secrets) > RUN_ENV_MAX_ENTRIES || json_object_size(env) > RUN_ENV_MAX_ENTRIES) {
+                *ret_error = xasprintf("fields 'secrets' and 'env' hold at most %d entries each", RUN_ENV_MAX_ENTRIES);
                 return -EINVAL;
         }
         json_array_foreach(secrets, i, v) {
@@ -500,8 +497,8 @@ static int parse_env(json_t *secrets, json_t *env, char ***ret_secrets, char ***
                         return -EINVAL;
                 }
                 total += strlen(k) + json_string_length(v) + 2;
-                if (total > RUN_MAX_ENV_BYTES) {
-                        *ret_error = xasprintf("field 'env' is larger than %u bytes", RUN_MAX_ENV_BYTES);
+                if (total > RUN_ENV_MAX_BYTES) {
+                        *ret_error = xasprintf("field 'env' is larger than %u bytes", RUN_ENV_MAX_BYTES);
                         return -EINVAL;
                 }
                 _cleanup_free_ char *kv = xasprintf("%s=%s", k, json_string_value(v));

@@ -410,6 +410,12 @@ int store_kv_keys(Store *s, const char *ns, size_t limit, char ***ret_keys);
  * [A-Za-z_][A-Za-z0-9_]{0,127}. */
 bool secret_name_is_valid(const char *name);
 #define SECRET_MAX_BYTES (64U << 10)
+/* What one run, deploy or task may name: secrets and variables, at most
+ * RUN_ENV_MAX_ENTRIES of each, the variables' "KEY=VALUE\0" at most
+ * RUN_ENV_MAX_BYTES (docs/api.md; the daemon's request parser and the CLI
+ * refuse more in their own words). */
+#define RUN_ENV_MAX_ENTRIES 64
+#define RUN_ENV_MAX_BYTES (64U << 10)
 
 typedef struct SecretInfo {
         char *name;

@@ -44,3 +44,44 @@ def test_a_malformed_secret_body_is_not_echoed_back(daemon, body):
     for piece in (SHORT, "Pa55"):
         assert piece not in text, text
     assert daemon.call("GET", "/v1/secrets")[1]["secrets"] == []
+
+
+# ---- the same limits on both paths --------------------------------------------
+
+ECHO_ENV = """
+    import os
+    def main():
+        return sorted(k for k in os.environ if k.startswith("E_"))
+"""
+
+
+@pytest.mark.parametrize("case", ["65 variables", "65 secrets", "70 KiB of variables"])
+def test_env_and_secret_limits_are_the_same_on_both_paths(cli, both, case):
+    """docs/api.md: `secrets` and `env` hold at most 64 entries each, env
+    at most 64 KiB. A daemon refused more with the API's words ("fields
+    'secrets' and 'env' hold at most 64 entries each", "field 'env' is
+    larger than 65536 bytes"), embedded ran it (exit 0)."""
+    cli.write("f.py", ECHO_ENV)
+    if case == "65 variables":
+        opts = [w for i in range(65) for w in ("--env", f"E_{i}=1")]
+        words = "at most 64 --env variables"
+    elif case == "65 secrets":
+        opts = [w for i in range(65) for w in ("--secret", f"S_{i}")]
+        words = "at most 64 --secret names"
+    else:
+        opts = ["--env", "E_A=" + "a" * 40000, "--env", "E_B=" + "b" * 30000]
+        words = "the --env variables hold more than 64 KiB"
+    r = same(*both("run", *sandbox_args(), "f.py", *opts))
+    assert (r.returncode, r.stdout) == (2, ""), r
+    assert words in r.stderr, r.stderr
+
+
+def test_env_and_secret_repeats_count_once_on_both_paths(cli, both):
+    """A variable given again replaces the first (the last wins, as in a
+    shell) and a secret named twice is one: 64 distinct ones still run."""
+    cli.write("f.py", ECHO_ENV)
+    opts = [w for i in range(64) for w in ("--env", f"E_{i:02}=1")] + ["--env", "E_00=2", "--env", "E_01=3"]
+    local, remote = both("run", *sandbox_args(), "f.py", *opts)
+    for r in (local, remote):
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout) == [f"E_{i:02}" for i in range(64)]
