@@ -85,3 +85,33 @@ def test_env_and_secret_repeats_count_once_on_both_paths(cli, both):
     for r in (local, remote):
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout) == [f"E_{i:02}" for i in range(64)]
+
+
+# ---- rotation --------------------------------------------------------------
+
+def test_a_dag_task_sees_a_rotated_secret_not_its_memo(cli, both):
+    """A task's memo key held its secrets' names only: after `secret set`
+    gave a new value, the next `dag run` answered "t: cached" with the
+    result computed with the old one (the old database, the revoked key's
+    account), on both paths, until --no-cache. The value was in its key
+    the way an `env:` value is; a rotation now recomputes, and a run
+    without a rotation is still a memo hit."""
+    cli.write("t.py", """
+        import os
+        def show():
+            return {"v": os.environ["EXPLORE_ROT"][::-1]}
+    """)
+    cli.write("p.yaml", """
+        tasks:
+          t: {file: t.py::show, secrets: [EXPLORE_ROT]}
+    """)
+    for value in ("one", "two"):
+        local, remote = both("secret", "set", "EXPLORE_ROT", input=value + "\n")
+        assert local.returncode == 0 and remote.returncode == 0, (local.stderr, remote.stderr)
+        for r in both("dag", "run", "p.yaml", *sandbox_args()):
+            assert r.returncode == 0, r.stderr
+            assert json.loads(r.stdout) == {"v": value[::-1]}, (value, r.stdout, r.stderr)
+            assert "cached" not in r.stderr, r.stderr
+    for r in both("dag", "run", "p.yaml", *sandbox_args()):
+        assert (r.returncode, json.loads(r.stdout)) == (0, {"v": "owt"}), r.stderr
+        assert "t: cached" in r.stderr, r.stderr
