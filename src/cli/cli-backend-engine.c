@@ -322,6 +322,12 @@ static int engine_secret_set(Backend *b, const char *name, const char *value, si
                 return r;
         r = store_secret_set(engine_store(b->engine), key, "local", name, value, len);
         explicit_bzero(key, sizeof key);
+        if (r == -EDQUOT) {
+                /* A daemon's 409, in its words. */
+                _cleanup_free_ char *why = store_secret_error(name, r);
+                backend_set_error(b, "secret set: %s", why);
+                return -EBUSY;
+        }
         if (r < 0) {
                 backend_set_error(b,
                                   r == -EINVAL  ? "'%s' is not a secret name ([A-Za-z_][A-Za-z0-9_]*)"

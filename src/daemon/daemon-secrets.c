@@ -67,6 +67,10 @@ static struct MHD_Response *daemon_api_secret_put(const DaemonCall *call, unsign
         /* jansson's copy of the value: wiped before it is freed. */
         explicit_bzero((char *) json_string_value(v), len);
         json_decref(j);
+        if (r == -EDQUOT) {
+                _cleanup_free_ char *why = store_secret_error(name, r);
+                return daemon_call_error(call, 409, "conflict", ret_status, "%s", why);
+        }
         if (r < 0)
                 return daemon_call_errno(call, r, "secret", ret_status);
         SecretInfo *list = NULL;

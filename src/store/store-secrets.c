@@ -56,10 +56,27 @@ int store_secret_set(Store *s, const uint8_t *key, const char *tenant, const cha
         usec_t now = now_realtime();
         sqlite3_stmt *st;
         store_lock(s);
-        int rc = sqlite3_prepare_v2(s->db,
-                                    "INSERT INTO secrets (tenant, name, sealed, created, updated) VALUES (?1,?2,?3,?4,?4) "
-                                    "ON CONFLICT(tenant, name) DO UPDATE SET sealed=?3, updated=?4",
-                                    -1, &st, NULL);
+        /* A new name counts against the tenant's SECRET_MAX_COUNT: every
+         * other thing a tenant makes is capped, and 64 KiB a secret
+         * unbounded let one tenant fill the daemon's database. */
+        int rc = sqlite3_prepare_v2(s->db, "SELECT count(*), sum(name = ?2) FROM secrets WHERE tenant=?1", -1, &st,
+                                    NULL);
+        if (rc == SQLITE_OK) {
+                store_bind_text(st, 1, tenant);
+                store_bind_text(st, 2, name);
+                rc = sqlite3_step(st);
+                bool full = rc == SQLITE_ROW && sqlite3_column_int64(st, 0) >= SECRET_MAX_COUNT &&
+                            sqlite3_column_int64(st, 1) == 0;
+                sqlite3_finalize(st);
+                if (full) {
+                        pthread_mutex_unlock(&s->lock);
+                        return -EDQUOT;
+                }
+        }
+        rc = sqlite3_prepare_v2(s->db,
+                                "INSERT INTO secrets (tenant, name, sealed, created, updated) VALUES (?1,?2,?3,?4,?4) "
+                                "ON CONFLICT(tenant, name) DO UPDATE SET sealed=?3, updated=?4",
+                                -1, &st, NULL);
         if (rc == SQLITE_OK) {
                 store_bind_text(st, 1, tenant);
                 store_bind_text(st, 2, name);
@@ -161,6 +178,10 @@ int store_secret_delete(Store *s, const char *tenant, const char *name) {
 char *store_secret_error(const char *name, int r) {
         if (r == -ENOENT)
                 return xasprintf("no secret named '%s' (pysprinter secret set %s)", name, name);
+        if (r == -EDQUOT)
+                return xasprintf("cannot add secret '%s': a tenant holds at most %d secrets (remove one with: "
+                                 "pysprinter secret rm NAME)",
+                                 name, SECRET_MAX_COUNT);
         if (r == -EBADMSG)
                 return xasprintf("secret '%s' cannot be opened: it was sealed with another key (a different "
                                  "secrets.key?)",

@@ -115,3 +115,44 @@ def test_a_dag_task_sees_a_rotated_secret_not_its_memo(cli, both):
     for r in both("dag", "run", "p.yaml", *sandbox_args()):
         assert (r.returncode, json.loads(r.stdout)) == (0, {"v": "owt"}), r.stderr
         assert "t: cached" in r.stderr, r.stderr
+
+
+# ---- how many ----------------------------------------------------------------
+
+def test_a_tenant_holds_at_most_1000_secrets_on_both_paths(cli, both, daemon, home):
+    """Every other thing a tenant makes is capped; secrets were not: any
+    number of 64 KiB values, one PUT each, into the daemon's database. Now
+    a new name past 1000 is refused (409; exit 2) in the same words on both
+    paths, and replacing one that exists still works."""
+    import sqlite3
+    r = cli("secret", "set", "EXPLORE_S0000", input="v\n")
+    assert r.returncode == 0, r.stderr
+    db = sqlite3.connect(home / "pysprinter.db")
+    with db:
+        db.executemany("INSERT INTO secrets (tenant, name, sealed, created, updated) VALUES ('local', ?, x'00', 1, 1)",
+                       [(f"EXPLORE_S{i:04}",) for i in range(1, 1000)])
+    db.close()
+    have = {s["name"] for s in daemon.call("GET", "/v1/secrets")[1]["secrets"]}
+    for i in range(1000):
+        if len(have) >= 1000:
+            break
+        if f"EXPLORE_S{i:04}" not in have:
+            st, out = daemon.call("PUT", f"/v1/secrets/EXPLORE_S{i:04}", {"value": "v"})
+            assert st == 200, out
+            have.add(f"EXPLORE_S{i:04}")
+    r = same(*both("secret", "set", "EXPLORE_ONE_MORE", input="v\n"))
+    assert (r.returncode, r.stdout) == (2, ""), r
+    assert ("cannot add secret 'EXPLORE_ONE_MORE': a tenant holds at most 1000 secrets "
+            "(remove one with: pysprinter secret rm NAME)") in r.stderr
+    st, out = daemon.call("PUT", "/v1/secrets/EXPLORE_ONE_MORE", {"value": "v"})
+    assert st == 409, out
+    local, remote = both("secret", "set", "EXPLORE_S0000", input="w\n")
+    assert local.returncode == 0 and remote.returncode == 0, (local.stderr, remote.stderr)
+    # Room again after a removal; and bob is not alice.
+    assert daemon.call("PUT", "/v1/secrets/EXPLORE_BOB", {"value": "v"}, token="bob")[0] == 200
+    local, remote = both("secret", "rm", "EXPLORE_S0001")
+    assert local.returncode == 0 and remote.returncode == 0, (local.stderr, remote.stderr)
+    local, remote = both("secret", "set", "EXPLORE_ONE_MORE", input="v\n")
+    assert local.returncode == 0 and remote.returncode == 0, (local.stderr, remote.stderr)
+    for name in sorted(have | {"EXPLORE_ONE_MORE"}):
+        daemon.call("DELETE", f"/v1/secrets/{name}")
