@@ -35,6 +35,17 @@ struct MHD_Response *daemon_api_secrets_list(const DaemonCall *call, unsigned *r
         return daemon_call_json(call, 200, json_pack("{s:o}", "secrets", arr), ret_status);
 }
 
+/* A warm instance holds the environment it started with (docs/secrets.md):
+ * after a secret of the tenant changed or went, the instances that hold an
+ * environment ("#" in their key, drun_instance_key()) stop, idle ones now,
+ * busy ones when their invocation ends, rather than keep the old value in
+ * memory until their idle time runs out. The next invocation starts one
+ * with the value of now. */
+static void retire_instances_with_env(const DaemonCall *call) {
+        _cleanup_free_ char *prefix = xasprintf("%s/", call->tenant);
+        (void) engine_pool_retire_holding(call->d->engine, prefix, "#");
+}
+
 /* PUT /v1/secrets/{name} {"value": "…"}: creates or replaces. */
 static struct MHD_Response *daemon_api_secret_put(const DaemonCall *call, unsigned *ret_status) {
         const char *name = call->seg[2];
@@ -73,6 +84,7 @@ static struct MHD_Response *daemon_api_secret_put(const DaemonCall *call, unsign
         }
         if (r < 0)
                 return daemon_call_errno(call, r, "secret", ret_status);
+        retire_instances_with_env(call);
         SecretInfo *list = NULL;
         size_t n = 0;
         json_t *ans = NULL;
@@ -91,6 +103,7 @@ static struct MHD_Response *daemon_api_secret_delete(const DaemonCall *call, uns
                 return daemon_call_error(call, 404, "not_found", ret_status, "no secret named '%s'", name);
         if (r < 0)
                 return daemon_call_errno(call, r, "secret", ret_status);
+        retire_instances_with_env(call);
         return daemon_call_json(call, 200, json_pack("{s:s, s:b}", "name", name, "deleted", true), ret_status);
 }
 

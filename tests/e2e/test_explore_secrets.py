@@ -156,3 +156,48 @@ def test_a_tenant_holds_at_most_1000_secrets_on_both_paths(cli, both, daemon, ho
     assert local.returncode == 0 and remote.returncode == 0, (local.stderr, remote.stderr)
     for name in sorted(have | {"EXPLORE_ONE_MORE"}):
         daemon.call("DELETE", f"/v1/secrets/{name}")
+
+
+def instances(daemon):
+    st, out = daemon.call("GET", "/v1/workers")
+    assert st == 200, out
+    return out["pool"]["instances"]
+
+
+def test_a_rotated_or_removed_secret_leaves_no_warm_instance_holding_it(cli, daemon):
+    """A deployed function's warm instance holds the environment it started
+    with, and a changed secret starts a new one (docs/secrets.md) — but the
+    old one stayed warm, the old (perhaps leaked, revoked) value in its
+    memory, until its idle time ran out; so did every instance after a
+    `secret rm`. Setting or removing a secret now retires the tenant's
+    instances that hold an environment; the next invocation starts one
+    with the value of now."""
+    cli.write("h.py", """
+        import os
+        def handler(event=None, context=None):
+            return {"v": os.environ.get("EXPLORE_WARM")}
+    """)
+    env = {"PYSPRINTER_TOKEN": TOKENS["alice"]}
+    srv = ["--server", daemon.url]
+    assert cli("secret", "set", "EXPLORE_WARM", *srv, input="first\n", env=env).returncode == 0
+    r = cli("deploy", "h.py", "--name", "explore-warm", "--secret", "EXPLORE_WARM", *srv, env=env)
+    assert r.returncode == 0, r.stderr
+    before = instances(daemon)
+    for _ in range(2):
+        r = cli("invoke", "explore-warm", *srv, env=env)
+        assert (r.returncode, json.loads(r.stdout)) == (0, {"v": "first"}), r.stderr
+    assert instances(daemon) == before + 1
+    assert cli("secret", "set", "EXPLORE_WARM", *srv, input="second\n", env=env).returncode == 0
+    assert instances(daemon) == before
+    r = cli("invoke", "explore-warm", *srv, env=env)
+    assert (r.returncode, json.loads(r.stdout)) == (0, {"v": "second"}), r.stderr
+    assert instances(daemon) == before + 1
+    assert cli("secret", "rm", "EXPLORE_WARM", *srv, env=env).returncode == 0
+    assert instances(daemon) == before
+    r = cli("invoke", "explore-warm", *srv, env=env)
+    assert r.returncode == 2 and "no secret named 'EXPLORE_WARM'" in r.stderr
+    # Another tenant's secrets leave alice's instances alone.
+    assert cli("secret", "set", "EXPLORE_WARM", *srv, input="third\n", env=env).returncode == 0
+    assert json.loads(cli("invoke", "explore-warm", *srv, env=env).stdout) == {"v": "third"}
+    assert daemon.call("PUT", "/v1/secrets/EXPLORE_WARM", {"value": "bob's"}, token="bob")[0] == 200
+    assert instances(daemon) == before + 1
