@@ -96,6 +96,36 @@ static struct MHD_Response *daemon_api_secret_put(const DaemonCall *call, unsign
         return daemon_call_json(call, 200, ans ?: json_pack("{s:s}", "name", name), ret_status);
 }
 
+/* One line a function of the tenant whose current version names the
+ * secret: as `functions rm` names the schedules that fire the function, a
+ * removal says what it breaks now, not at the next invocation (a fire, a
+ * Lambda client's call) that fails with SecretError. NULL: none. */
+static char *secret_delete_warnings(const DaemonCall *call, const char *name) {
+        FunctionRecord **v = NULL;
+        size_t n = 0;
+        if (function_store_list(call->d->functions, call->tenant, &v, &n) < 0)
+                return NULL;
+        char *out = NULL;
+        for (size_t i = 0; i < n; i++) {
+                json_t *e = v[i]->env_json ? json_loads(v[i]->env_json, 0, NULL) : NULL, *s;
+                size_t k;
+                bool names = false;
+                json_array_foreach(json_object_get(e, "secrets"), k, s)
+                        names = names || streq(json_string_value(s) ?: "", name);
+                json_decref(e);
+                if (!names)
+                        continue;
+                char *line = xasprintf("%swarning: function '%s' names secret '%s': its invocations fail until it "
+                                       "is set again (pysprinter secret set %s) or the function is deployed "
+                                       "without it\n",
+                                       out ?: "", v[i]->name, name, name);
+                free(out);
+                out = line;
+        }
+        function_record_list_free(v, n);
+        return out;
+}
+
 static struct MHD_Response *daemon_api_secret_delete(const DaemonCall *call, unsigned *ret_status) {
         const char *name = call->seg[2];
         int r = store_secret_delete(call->d->store, call->tenant, name);
@@ -104,7 +134,11 @@ static struct MHD_Response *daemon_api_secret_delete(const DaemonCall *call, uns
         if (r < 0)
                 return daemon_call_errno(call, r, "secret", ret_status);
         retire_instances_with_env(call);
-        return daemon_call_json(call, 200, json_pack("{s:s, s:b}", "name", name, "deleted", true), ret_status);
+        json_t *j = json_pack("{s:s, s:b}", "name", name, "deleted", true);
+        _cleanup_free_ char *warnings = secret_delete_warnings(call, name);
+        if (warnings)
+                json_object_set_new(j, "warnings", json_string(warnings));
+        return daemon_call_json(call, 200, j, ret_status);
 }
 
 int daemon_secrets_env(Daemon *d, const char *tenant, char *const *names, char *const *env, char ***ret_env,

@@ -201,3 +201,48 @@ def test_a_rotated_or_removed_secret_leaves_no_warm_instance_holding_it(cli, dae
     assert json.loads(cli("invoke", "explore-warm", *srv, env=env).stdout) == {"v": "third"}
     assert daemon.call("PUT", "/v1/secrets/EXPLORE_WARM", {"value": "bob's"}, token="bob")[0] == 200
     assert instances(daemon) == before + 1
+
+
+# ---- removal while in use ------------------------------------------------------
+
+def test_removing_a_secret_a_deployed_function_names_says_so(cli, daemon):
+    """`secret rm` of a secret a deployed function uses said only "removed
+    secret NAME": the function's next invocation (a schedule's fire, a
+    Lambda client's call) failed with SecretError, found out there. As
+    `functions rm` names the schedules that fire a function, `secret rm`
+    now names the functions whose current version uses the secret (the
+    answer's `warnings`); it still removes it, exit 0."""
+    cli.write("h.py", """
+        import os
+        def handler(event=None, context=None):
+            return {"n": len(os.environ["EXPLORE_RM"])}
+    """)
+    env = {"PYSPRINTER_TOKEN": TOKENS["alice"]}
+    srv = ["--server", daemon.url]
+    assert cli("secret", "set", "EXPLORE_RM", *srv, input="v\n", env=env).returncode == 0
+    assert cli("secret", "set", "EXPLORE_RM2", *srv, input="v\n", env=env).returncode == 0
+    for name, secrets in (("explore-rm-a", ["EXPLORE_RM"]), ("explore-rm-b", ["EXPLORE_RM2", "EXPLORE_RM"]),
+                          ("explore-rm-c", ["EXPLORE_RM2"])):
+        r = cli("deploy", "h.py", "--name", name, *[w for s in secrets for w in ("--secret", s)], *srv, env=env)
+        assert r.returncode == 0, r.stderr
+    # bob's function of the same name is none of alice's business.
+    assert daemon.call("PUT", "/v1/secrets/EXPLORE_RM", {"value": "b"}, token="bob")[0] == 200
+    st, out = daemon.call("POST", "/v1/functions", {"name": "explore-rm-bob", "source": "def f():\n    return 1\n",
+                                                    "filename": "f.py", "secrets": ["EXPLORE_RM"]}, token="bob")
+    assert st in (200, 201), out
+    r = cli("secret", "rm", "EXPLORE_RM", *srv, env=env)
+    assert (r.returncode, r.stdout) == (0, "removed secret EXPLORE_RM\n"), r
+    assert r.stderr == (
+        "warning: function 'explore-rm-a' names secret 'EXPLORE_RM': its invocations fail until it is set again "
+        "(pysprinter secret set EXPLORE_RM) or the function is deployed without it\n"
+        "warning: function 'explore-rm-b' names secret 'EXPLORE_RM': its invocations fail until it is set again "
+        "(pysprinter secret set EXPLORE_RM) or the function is deployed without it\n"), r.stderr
+    st, out = daemon.call("DELETE", "/v1/secrets/EXPLORE_RM2")
+    assert st == 200 and out["deleted"] is True and "explore-rm-c" in out["warnings"], out
+    st, out = daemon.call("DELETE", "/v1/secrets/EXPLORE_RM", token="bob")
+    assert st == 200 and "explore-rm-bob" in out["warnings"] and "explore-rm-a" not in out["warnings"], out
+    assert cli("secret", "set", "EXPLORE_UNUSED", *srv, input="v\n", env=env).returncode == 0
+    r = cli("secret", "rm", "EXPLORE_UNUSED", *srv, env=env)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "removed secret EXPLORE_UNUSED\n", ""), r
+    st, out = daemon.call("GET", "/v1/functions/explore-rm-a")
+    assert st == 200 and out["secrets"] == ["EXPLORE_RM"]
