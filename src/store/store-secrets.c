@@ -175,6 +175,38 @@ int store_secret_delete(Store *s, const char *tenant, const char *name) {
         return changed > 0 ? 0 : -ENOENT;
 }
 
+int store_secret_count_unopenable(Store *s, const uint8_t *key, size_t *ret_n, size_t *ret_total) {
+        assert(s);
+        assert(key);
+        size_t bad = 0, total = 0;
+        sqlite3_stmt *st;
+        store_lock(s);
+        int rc = sqlite3_prepare_v2(s->db, "SELECT tenant, name, sealed FROM secrets", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                        _cleanup_free_ char *tenant = store_col_text(st, 0), *name = store_col_text(st, 1);
+                        size_t aad_len, len;
+                        _cleanup_free_ char *aad = aad_of(tenant ?: "", name ?: "", &aad_len);
+                        char *v = NULL;
+                        total++;
+                        if (seal_decrypt(key, aad, aad_len, sqlite3_column_blob(st, 2),
+                                         (size_t) sqlite3_column_bytes(st, 2), &v, &len) < 0)
+                                bad++;
+                        else {
+                                explicit_bzero(v, len);
+                                free(v);
+                        }
+                }
+                sqlite3_finalize(st);
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE)
+                return store_rc_errno(rc);
+        *ret_n = bad;
+        *ret_total = total;
+        return 0;
+}
+
 char *store_secret_error(const char *name, int r) {
         if (r == -ENOENT)
                 return xasprintf("no secret named '%s' (pysprinter secret set %s)", name, name);

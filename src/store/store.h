@@ -437,6 +437,10 @@ int store_secret_set(Store *s, const uint8_t *key, const char *tenant, const cha
  * secret, -EBADMSG when it does not open under key. */
 int store_secret_get(Store *s, const uint8_t *key, const char *tenant, const char *name, char **ret_value,
                      size_t *ret_len);
+/* How many of the secrets of every tenant key cannot open (*ret_n; sealed
+ * under another key: a database restored without its secrets.key) and how
+ * many there are (*ret_total). */
+int store_secret_count_unopenable(Store *s, const uint8_t *key, size_t *ret_n, size_t *ret_total);
 /* What store_secret_get()'s (or store_secret_set()'s -EDQUOT) failure r
  * for name says to a user, in the one wording of every path (embedded,
  * daemon, DAG task): what to do included. */

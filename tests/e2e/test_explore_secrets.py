@@ -246,3 +246,30 @@ def test_removing_a_secret_a_deployed_function_names_says_so(cli, daemon):
     assert (r.returncode, r.stdout, r.stderr) == (0, "removed secret EXPLORE_UNUSED\n", ""), r
     st, out = daemon.call("GET", "/v1/functions/explore-rm-a")
     assert st == 200 and out["secrets"] == ["EXPLORE_RM"]
+
+
+# ---- the key ------------------------------------------------------------------
+
+def test_a_daemon_started_without_the_key_its_secrets_need_says_so(tmp_path):
+    """A database restored without its secrets.key (docs/operations.md asks
+    to back both up) started silently with a new key: `secret ls` listed
+    every secret, and each run that named one failed later with "cannot be
+    opened". The start now says how many secrets the key cannot open and
+    what to do, in the daemon's log."""
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        for name in ("EXPLORE_K1", "EXPLORE_K2"):
+            assert d.call("PUT", f"/v1/secrets/{name}", {"value": "v"})[0] == 200
+        assert d.call("PUT", "/v1/secrets/EXPLORE_K1", {"value": "v"}, token="bob")[0] == 200
+    with d.serving():
+        pass
+    assert "sealed with another key" not in d.log.read_text()
+    (d.home / "secrets.key").unlink()
+    with d.serving():
+        st, out = d.run("def f():\n    import os\n    return 1\n", secrets=["EXPLORE_K1"])
+        assert st == 404, out
+        assert "secret 'EXPLORE_K1' cannot be opened: it was sealed with another key" in out["error"]["message"]
+    log = d.log.read_text()
+    assert (f"warning: 3 of the 3 secrets in the database were sealed with another key than "
+            f"{d.home / 'secrets.key'}: runs that name them fail (\"cannot be opened\"); restore the key "
+            f"backed up with this database, or set each again (pysprinter secret set NAME)") in log, log
