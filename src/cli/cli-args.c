@@ -48,7 +48,7 @@ char *cli_env_assignment_error(const char *word) {
         const char *sep = strchr(word, '=');
         _cleanup_free_ char *key = sep ? xstrndup(word, (size_t) (sep - word)) : NULL;
         if (!key || !secret_name_is_valid(key))
-                return xasprintf("--env needs KEY=VALUE (KEY: [A-Za-z_][A-Za-z0-9_]*), got '%s'",
+                return xasprintf("--env needs KEY=VALUE (KEY: [A-Za-z_][A-Za-z0-9_]{0,127}), got '%s'",
                                  utf8_is_valid(word) ? word : "?");
         /* Another value used to vanish from the run unsaid. */
         if (!utf8_is_valid(sep + 1))
@@ -353,7 +353,7 @@ static int runner_option(Ctx *c, int argc, char **argv, int *i) {
         }
         else if (streq(name, "--secret")) {
                 if (!secret_name_is_valid(val))
-                        return usage(c, "--secret needs a secret's name ([A-Za-z_][A-Za-z0-9_]*), got '%s'", val);
+                        return usage(c, "--secret needs a secret's name ([A-Za-z_][A-Za-z0-9_]{0,127}), got '%s'", val);
                 /* A name given twice is one; the limits are a daemon's
                  * (docs/api.md), said here so both paths say the same. */
                 if (strv_contains(a->secrets, val))

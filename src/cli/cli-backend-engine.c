@@ -330,7 +330,7 @@ static int engine_secret_set(Backend *b, const char *name, const char *value, si
         }
         if (r < 0) {
                 backend_set_error(b,
-                                  r == -EINVAL  ? "'%s' is not a secret name ([A-Za-z_][A-Za-z0-9_]*)"
+                                  r == -EINVAL  ? "'%s' is not a secret name ([A-Za-z_][A-Za-z0-9_]{0,127})"
                                   : r == -EFBIG ? "secret '%s' is larger than 64 KiB"
                                                 : "cannot store secret '%s'",
                                   name);

@@ -25,7 +25,7 @@ static const char secret_help[] =
         "sets a plain variable. Values are encrypted at rest (AES-256-GCM) with a key\n"
         "file created at first use, mode 0600: $PYSPRINTER_HOME/secrets.key embedded,\n"
         "$DATA/secrets.key on a server. Secrets belong to a tenant: another tenant\n"
-        "can neither read nor use them. Names: [A-Za-z_][A-Za-z0-9_]*, values up to 64 KiB.\n";
+        "can neither read nor use them. Names: [A-Za-z_][A-Za-z0-9_]{0,127}, values up to 64 KiB.\n";
 
 static int secret_usage(const char *usage) {
         cli_error("usage: %s", usage);
@@ -38,7 +38,7 @@ static int secret_usage(const char *usage) {
 static bool secret_name_checked(const char *name) {
         if (secret_name_is_valid(name))
                 return true;
-        cli_error("'%s' is not a secret name: it becomes an environment variable, [A-Za-z_][A-Za-z0-9_]*", name);
+        cli_error("'%s' is not a secret name: it becomes an environment variable, [A-Za-z_][A-Za-z0-9_]{0,127}", name);
         return false;
 }
 
@@ -119,10 +119,19 @@ static int secret_set_verb(Backend *b, int argc, char **argv, bool json) {
                         file = argv[i] + 12;
                 else if (!name && argv[i][0] != '-')
                         name = argv[i];
-                else {
+                else if (streq(argv[i], "--from-file")) {
+                        /* Not "never from the command line": the user
+                         * asked for a file and forgot which. */
+                        cli_error("secret set: --from-file needs a PATH");
+                        return EXIT_USAGE;
+                } else {
                         cli_error("secret set takes the value from stdin or --from-file, never from the command line");
                         return EXIT_USAGE;
                 }
+        }
+        if (file && !*file) {
+                cli_error("secret set: --from-file needs a PATH");
+                return EXIT_USAGE;
         }
         if (!name)
                 return secret_usage("secret set NAME [--from-file PATH]  (the value on stdin)");

@@ -483,7 +483,8 @@ static int parse_env(json_t *secrets, json_t *env, char ***ret_secrets, char ***
         }
         json_array_foreach(secrets, i, v) {
                 if (!json_is_string(v) || !env_name_is_valid(json_string_value(v))) {
-                        *ret_error = xasprintf("field 'secrets[%zu]' must be a secret's name ([A-Za-z_][A-Za-z0-9_]*)", i);
+                        *ret_error = xasprintf(
+                                "field 'secrets[%zu]' must be a secret's name ([A-Za-z_][A-Za-z0-9_]{0,127})", i);
                         return -EINVAL;
                 }
                 if (!strv_contains(*ret_secrets, json_string_value(v)))
@@ -492,8 +493,10 @@ static int parse_env(json_t *secrets, json_t *env, char ***ret_secrets, char ***
         json_object_foreach(env, k, v) {
                 if (!env_name_is_valid(k) || !json_is_string(v) ||
                     memchr(json_string_value(v), 0, json_string_length(v))) {
-                        *ret_error = xasprintf("field 'env' maps names ([A-Za-z_][A-Za-z0-9_]*) to strings without "
-                                               "NUL bytes: '%.64s' is not one", k);
+                        *ret_error = xasprintf(
+                                "field 'env' maps names ([A-Za-z_][A-Za-z0-9_]{0,127}) to strings without "
+                                "NUL bytes: '%.64s' is not one",
+                                k);
                         return -EINVAL;
                 }
                 total += strlen(k) + json_string_length(v) + 2;

@@ -273,3 +273,31 @@ def test_a_daemon_started_without_the_key_its_secrets_need_says_so(tmp_path):
     assert (f"warning: 3 of the 3 secrets in the database were sealed with another key than "
             f"{d.home / 'secrets.key'}: runs that name them fail (\"cannot be opened\"); restore the key "
             f"backed up with this database, or set each again (pysprinter secret set NAME)") in log, log
+
+
+# ---- words ---------------------------------------------------------------------
+
+def test_from_file_without_a_path_says_so_on_both_paths(both):
+    """`secret set NAME --from-file` (the path forgotten) said "secret set
+    takes the value from stdin or --from-file, never from the command
+    line" — the user had asked for a file."""
+    for args in (["--from-file"], ["--from-file="]):
+        r = same(*both("secret", "set", "EXPLORE_FF", *args, input=""))
+        assert (r.returncode, r.stdout) == (2, ""), r
+        assert r.stderr == "pysprinter: secret set: --from-file needs a PATH\n", r.stderr
+
+
+def test_a_name_too_long_is_refused_with_the_rule_it_breaks(cli, both):
+    """A 129-character name was refused with "[A-Za-z_][A-Za-z0-9_]*", a
+    pattern it matches: the rule is at most 128 characters (docs/api.md's
+    {0,127}), which every message now says."""
+    long = "A" * 129
+    cli.write("f.py", ECHO_ENV)
+    for args in (["secret", "set", long], ["secret", "rm", long], ["run", "f.py", "--secret", long],
+                 ["run", "f.py", "--env", long + "=1"]):
+        r = same(*both(*args, input="v\n"))
+        assert (r.returncode, r.stdout) == (2, ""), r
+        assert "[A-Za-z_][A-Za-z0-9_]{0,127}" in r.stderr, r.stderr
+    r = same(*both("secret", "set", "A" * 128, input="v\n"))
+    assert r.returncode == 0, r.stderr
+    assert same(*both("secret", "rm", "A" * 128)).returncode == 0
