@@ -301,3 +301,28 @@ def test_a_name_too_long_is_refused_with_the_rule_it_breaks(cli, both):
     r = same(*both("secret", "set", "A" * 128, input="v\n"))
     assert r.returncode == 0, r.stderr
     assert same(*both("secret", "rm", "A" * 128)).returncode == 0
+
+
+def test_a_stack_past_the_limits_is_refused_at_its_line(cli, daemon):
+    """`deploy -f` of a function with 65 `env:` keys or 65 `secrets:` was
+    refused by the server with "fields 'secrets' and 'env' hold at most 64
+    entries each", naming neither the file, the line nor the function. The
+    schema now says it at the line (exit 3, as any schema mistake), and
+    what only the server checks (64 KiB of variables) names the function."""
+    cli.write("h.py", "def handler(event=None, context=None):\n    return 1\n")
+    env = {"PYSPRINTER_TOKEN": TOKENS["alice"]}
+    keys = ", ".join(f"E{i}: 1" for i in range(65))
+    names = ", ".join(f"S{i}" for i in range(65))
+    cli.write("s1.yaml", f"functions:\n  fa:\n    file: h.py\n    env: {{{keys}}}\n")
+    cli.write("s2.yaml", f"functions:\n  fb:\n    file: h.py\n    secrets: [{names}]\n")
+    big = "a" * 40000
+    cli.write("s3.yaml", f"functions:\n  fc:\n    file: h.py\n    env: {{A: {big}, B: {big}}}\n")
+    r = cli("deploy", "-f", "s1.yaml", "--server", daemon.url, env=env)
+    assert (r.returncode, r.stdout) == (3, ""), r
+    assert "s1.yaml:4:10: has more than 64 keys" in r.stderr, r.stderr
+    r = cli("deploy", "-f", "s2.yaml", "--server", daemon.url, env=env)
+    assert (r.returncode, r.stdout) == (3, ""), r
+    assert "s2.yaml:4:14: has more than 64 items" in r.stderr, r.stderr
+    r = cli("deploy", "-f", "s3.yaml", "--server", daemon.url, env=env)
+    assert (r.returncode, r.stdout) == (2, ""), r
+    assert "function 'fc': field 'env' is larger than 65536 bytes" in r.stderr, r.stderr
