@@ -246,11 +246,18 @@ static json_t *time_json(usec_t t);
 /* ---- secrets (docs/secrets.md): tenant "local", the key beside the
  * database in $PYSPRINTER_HOME, created on first use ---- */
 
+/* A key file that cannot be used (others may read it, it is not a key,
+ * it cannot be made) is the installation's problem: -EKEYREJECTED, exit 7.
+ * Its errno said otherwise: -EPERM was exit 6 ("server unreachable/auth",
+ * with no server involved: a script that retries on 6 retried for ever),
+ * -EBADMSG exit 3 (a validation error). */
 static int secret_key(Backend *b, uint8_t key[static SEAL_KEY_SIZE]) {
         _cleanup_free_ char *path = path_join(engine_data_dir(b->engine), "secrets.key"), *err = NULL;
         int r = seal_key_load(path, key, &err);
-        if (r < 0)
+        if (r < 0) {
                 backend_set_error(b, "%s", err ?: strerror(-r));
+                return -EKEYREJECTED;
+        }
         return r;
 }
 

@@ -326,3 +326,27 @@ def test_a_stack_past_the_limits_is_refused_at_its_line(cli, daemon):
     r = cli("deploy", "-f", "s3.yaml", "--server", daemon.url, env=env)
     assert (r.returncode, r.stdout) == (2, ""), r
     assert "function 'fc': field 'env' is larger than 65536 bytes" in r.stderr, r.stderr
+
+
+def test_an_unusable_key_file_is_not_reported_as_a_server_problem(cli, home):
+    """Embedded, a secrets.key that others may read (or that is not a key)
+    ended `secret set`, `run --secret` and `dag run` with exit 6 — "server
+    unreachable/auth" in docs/cli.md, with no server involved; a script
+    that retries on 6 retried for ever. And a key of the wrong size was
+    exit 3, a validation error. Both are now 7 (the installation's
+    problem), with the message that says what to do."""
+    cli.write("f.py", ECHO_ENV)
+    cli.write("p.yaml", "tasks:\n  t: {file: f.py, secrets: [EXPLORE_KEY]}\n")
+    assert cli("secret", "set", "EXPLORE_KEY", input="v\n").returncode == 0
+    key = home / "secrets.key"
+    key.chmod(0o644)
+    for args in (["secret", "set", "EXPLORE_KEY"], ["run", *sandbox_args(), "f.py", "--secret", "EXPLORE_KEY"],
+                 ["dag", "run", *sandbox_args(), "p.yaml"]):
+        r = cli(*args, input="v\n")
+        assert (r.returncode, r.stdout) == (7, ""), (args, r)
+        assert f"{key}: mode 0644 lets others read the key; chmod 600 it" in r.stderr, r.stderr
+    key.chmod(0o600)
+    key.write_bytes(b"short")
+    r = cli("run", *sandbox_args(), "f.py", "--secret", "EXPLORE_KEY")
+    assert (r.returncode, r.stdout) == (7, ""), r
+    assert f"{key}: not a 32-byte key file" in r.stderr, r.stderr
