@@ -143,7 +143,9 @@ static int secret_set_verb(Backend *b, int argc, char **argv, bool json) {
                 return EXIT_USAGE;
         }
         bool hidden = !file && isatty(STDIN_FILENO) && tty_echo_off();
-        if (hidden && !cli_globals.quiet)
+        /* Even with -q: the command waits for this input with echo off,
+         * and without a prompt the terminal looked hung. */
+        if (hidden)
                 fprintf(stderr, "value for %s (not shown; end with Ctrl-D):\n", name);
         char *value = NULL;
         size_t len = 0;

@@ -350,3 +350,18 @@ def test_an_unusable_key_file_is_not_reported_as_a_server_problem(cli, home):
     r = cli("run", *sandbox_args(), "f.py", "--secret", "EXPLORE_KEY")
     assert (r.returncode, r.stdout) == (7, ""), r
     assert f"{key}: not a 32-byte key file" in r.stderr, r.stderr
+
+
+def test_quiet_secret_set_at_a_terminal_still_prompts(cli):
+    """`pysprinter -q secret set NAME` at a terminal turned echo off and
+    waited without a word: nothing showed, typed keys did not appear, the
+    terminal looked hung. -q keeps to results and errors, but a prompt for
+    input the command cannot go on without is neither: it shows (on
+    stderr), and the "secret NAME set" line stays quiet."""
+    from test_explore_data import _secret_set_on_a_pty
+    code, shown, echo = _secret_set_on_a_pty(cli, [b"hunter2\n", b"\x04"],
+                                             wrapper=["sh", "-c", 'exec "$0" -q "$@"'])
+    assert code == 0, shown
+    assert "value for TTYK (not shown; end with Ctrl-D):" in shown, shown
+    assert "hunter2" not in shown and "secret TTYK set" not in shown, shown
+    assert echo, "the terminal was left without echo"
