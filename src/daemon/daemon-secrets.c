@@ -123,6 +123,32 @@ static char *secret_delete_warnings(const DaemonCall *call, const char *name) {
                 out = line;
         }
         function_record_list_free(v, n);
+        /* And the schedules that fire a DAG file: its check (POST /v1/dags
+         * without a run) now refuses the task that names the secret. */
+        ScheduleRecord **sv = NULL;
+        size_t sn = 0;
+        if (store_schedule_list(call->d->store, call->tenant, &sv, &sn) < 0)
+                return out;
+        _cleanup_free_ char *missing = xasprintf("': no secret named '%s' ", name);
+        for (size_t i = 0; i < sn; i++) {
+                if (!sv[i]->dag_json)
+                        continue;
+                json_t *dag = json_loads(sv[i]->dag_json, JSON_ALLOW_NUL, NULL);
+                unsigned status = 0;
+                _cleanup_free_ char *err = NULL;
+                int k = dag ? daemon_dag_submit(call->d, call->tenant, dag, NULL, NULL, true, &status, &err) : 0;
+                json_decref(dag);
+                /* "task 'T': no secret named 'NAME' (…)" */
+                const char *at = k < 0 && err && startswith(err, "task '") ? strstr(err, missing) : NULL;
+                if (!at)
+                        continue;
+                char *line = xasprintf("%swarning: schedule '%s' fires a DAG whose task '%.*s' names secret '%s': its "
+                                       "fires fail until it is set again (pysprinter secret set %s)\n",
+                                       out ?: "", sv[i]->name, (int) (at - err - 6), err + 6, name, name);
+                free(out);
+                out = line;
+        }
+        schedule_record_list_free(sv, sn);
         return out;
 }
 

@@ -365,3 +365,21 @@ def test_quiet_secret_set_at_a_terminal_still_prompts(cli):
     assert "value for TTYK (not shown; end with Ctrl-D):" in shown, shown
     assert "hunter2" not in shown and "secret TTYK set" not in shown, shown
     assert echo, "the terminal was left without echo"
+
+
+def test_removing_a_secret_a_scheduled_dag_names_says_so(cli, daemon):
+    """The same for a schedule that fires a DAG file (`schedule add --dag`)
+    whose task names the secret: its fires fail with "no secret named"
+    from then on, which `secret rm` now says."""
+    cli.write("t.py", "import os\ndef f():\n    return len(os.environ['EXPLORE_SD'])\n")
+    cli.write("p.yaml", "tasks:\n  pull: {file: t.py::f, secrets: [EXPLORE_SD]}\n")
+    env = {"PYSPRINTER_TOKEN": TOKENS["alice"]}
+    srv = ["--server", daemon.url]
+    assert cli("secret", "set", "EXPLORE_SD", *srv, input="v\n", env=env).returncode == 0
+    r = cli("schedule", "add", "explore-sd", "--cron", "0 3 * * *", "--dag", "p.yaml", *srv, env=env)
+    assert r.returncode == 0, r.stderr
+    r = cli("secret", "rm", "EXPLORE_SD", *srv, env=env)
+    assert (r.returncode, r.stdout) == (0, "removed secret EXPLORE_SD\n"), r
+    assert r.stderr == ("warning: schedule 'explore-sd' fires a DAG whose task 'pull' names secret 'EXPLORE_SD': "
+                        "its fires fail until it is set again (pysprinter secret set EXPLORE_SD)\n"), r.stderr
+    assert cli("schedule", "rm", "explore-sd", *srv, env=env).returncode == 0
