@@ -196,12 +196,19 @@ static int secret_ls_verb(Backend *b, bool json) {
                 return backend_fail(b, r);
         size_t k;
         if (render_list_start(list, json, "no secrets (add one with: pysprinter secret set NAME < file)")) {
-                printf("%-32s %-20s %s\n", "NAME", "CREATED", "UPDATED");
+                /* As wide as the widest name (up to 128): a longer one
+                 * pushed its dates out of line with the others'. */
+                int width = 32;
+                json_array_foreach(list, k, v) {
+                        size_t n = strlen(json_get_string(v, "name") ?: "?");
+                        width = MAX(width, (int) MIN(n, (size_t) 128));
+                }
+                printf("%-*s %-20s %s\n", width, "NAME", "CREATED", "UPDATED");
                 json_array_foreach(list, k, v) {
                         char created[32], updated[32];
                         format_local_time(json_get_string(v, "created_at"), created);
                         format_local_time(json_get_string(v, "updated_at"), updated);
-                        printf("%-32s %-20s %s\n", json_get_string(v, "name") ?: "?", created, updated);
+                        printf("%-*s %-20s %s\n", width, json_get_string(v, "name") ?: "?", created, updated);
                 }
         }
         json_decref(list);

@@ -383,3 +383,20 @@ def test_removing_a_secret_a_scheduled_dag_names_says_so(cli, daemon):
     assert r.stderr == ("warning: schedule 'explore-sd' fires a DAG whose task 'pull' names secret 'EXPLORE_SD': "
                         "its fires fail until it is set again (pysprinter secret set EXPLORE_SD)\n"), r.stderr
     assert cli("schedule", "rm", "explore-sd", *srv, env=env).returncode == 0
+
+
+def test_secret_ls_keeps_its_columns_with_a_long_name_on_both_paths(both):
+    """NAME was 32 characters wide and a name may have 128: a longer one
+    pushed its CREATED and UPDATED out of line with every other row's."""
+    long = "EXPLORE_" + "L" * 52
+    for name in (long, "EXPLORE_S"):
+        local, remote = both("secret", "set", name, input="v\n")
+        assert local.returncode == 0 and remote.returncode == 0, (local.stderr, remote.stderr)
+    for r in both("secret", "ls"):
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert lines[0].index("CREATED") == len(long) + 1, lines
+        for line in lines[1:]:
+            assert line[len(long)] == " " and line[len(long) + 1:len(long) + 3] == "20", lines
+    for name in (long, "EXPLORE_S"):
+        both("secret", "rm", name)
