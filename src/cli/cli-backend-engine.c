@@ -290,7 +290,10 @@ static int run_env(Backend *b, const RunArgs *a, char ***ret) {
                                 env_wipe_free(env);
                                 _cleanup_free_ char *why = store_secret_error(*n, r);
                                 backend_set_error(b, "%s", why);
-                                return r == -ENOENT ? -ENOENT : r;
+                                /* Sealed with another key: refused before
+                                 * anything runs, exit 2, as a daemon's 404
+                                 * (-EBADMSG was exit 3). */
+                                return r == -EBADMSG ? -ENOENT : r;
                         }
                         char *kv = xasprintf("%s=%s", *n, v);
                         env = strv_append(env, kv);
@@ -1011,7 +1014,8 @@ static int check_task_secrets(Backend *b, Dag *d, const uint8_t *key) {
                         if (r < 0) {
                                 _cleanup_free_ char *why = store_secret_error(*n, r);
                                 backend_set_error(b, "task '%s': %s", ti.name, why);
-                                return r == -ENOENT ? -ENOENT : r;
+                                /* As run_env(): a daemon's 404, exit 2. */
+                                return r == -EBADMSG ? -ENOENT : r;
                         }
                         explicit_bzero(v, len);
                 }

@@ -400,3 +400,27 @@ def test_secret_ls_keeps_its_columns_with_a_long_name_on_both_paths(both):
             assert line[len(long)] == " " and line[len(long) + 1:len(long) + 3] == "20", lines
     for name in (long, "EXPLORE_S"):
         both("secret", "rm", name)
+
+
+def test_a_secret_sealed_with_another_key_is_refused_alike_on_both_paths(cli, home, tmp_path):
+    """A secret that the key cannot open (the key replaced, the database
+    restored without it) was exit 2 against a daemon (refused at submit)
+    and exit 3 embedded, in the same words: now exit 2 on both paths, as
+    for a secret that is not there, for `run` and for `dag run`."""
+    import os
+    cli.write("f.py", ECHO_ENV)
+    cli.write("p.yaml", "tasks:\n  t: {file: f.py, secrets: [EXPLORE_SEALED]}\n")
+    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path))
+    with d.serving():
+        assert d.call("PUT", "/v1/secrets/EXPLORE_SEALED", {"value": "v"})[0] == 200
+    assert cli("secret", "set", "EXPLORE_SEALED", input="v\n").returncode == 0
+    for key in (home / "secrets.key", d.home / "secrets.key"):
+        key.write_bytes(os.urandom(32))
+    with d.serving():
+        for args in (["run", *sandbox_args(), "f.py", "--secret", "EXPLORE_SEALED"],
+                     ["dag", "run", *sandbox_args(), "p.yaml"]):
+            local = cli(*args)
+            remote = cli(*args, "--server", d.url, env={"PYSPRINTER_TOKEN": TOKENS["alice"]})
+            r = same(local, remote)
+            assert (r.returncode, r.stdout) == (2, ""), r
+            assert "secret 'EXPLORE_SEALED' cannot be opened: it was sealed with another key" in r.stderr, r.stderr
