@@ -48,7 +48,7 @@ char *cli_env_assignment_error(const char *word) {
         const char *sep = strchr(word, '=');
         _cleanup_free_ char *key = sep ? xstrndup(word, (size_t) (sep - word)) : NULL;
         if (!key || !secret_name_is_valid(key))
-                return xasprintf("--env needs KEY=VALUE (KEY: [A-Za-z_][A-Za-z0-9_]*), got '%s'",
+                return xasprintf("--env needs KEY=VALUE (KEY: [A-Za-z_][A-Za-z0-9_]{0,127}), got '%s'",
                                  utf8_is_valid(word) ? word : "?");
         /* Another value used to vanish from the run unsaid. */
         if (!utf8_is_valid(sep + 1))
@@ -62,6 +62,31 @@ int cli_parse_duration_ms(const char *s, uint64_t *ret) {
 
 int cli_parse_size(const char *s, uint64_t *ret) {
         return parse_size(s, ret);
+}
+
+/* KEY=VALUE onto the run's --env: one given again replaces the first (the
+ * last wins, as a daemon's JSON object keeps it), within the limits a
+ * daemon sets (docs/api.md), which embedded runs keep too. 1 when added. */
+static int env_add(Ctx *c, const char *kv) {
+        RunArgs *a = c->a;
+        size_t klen = (size_t) (strchr(kv, '=') - kv), total = strlen(kv) + 1;
+        char **slot = NULL;
+        for (char **e = a->env; e && *e; e++) {
+                if (strneq(*e, kv, klen + 1))
+                        slot = e;
+                else
+                        total += strlen(*e) + 1;
+        }
+        if (!slot && strv_length(a->env) >= RUN_ENV_MAX_ENTRIES)
+                return usage(c, "at most 64 --env variables%s", "");
+        if (total > RUN_ENV_MAX_BYTES)
+                return usage(c, "the --env variables hold more than 64 KiB%s", "");
+        if (slot) {
+                free(*slot);
+                *slot = xstrdup(kv);
+        } else
+                a->env = strv_append(a->env, kv);
+        return 1;
 }
 
 static int add_kwarg(Ctx *c, const char *name, size_t n, json_t *value) {
@@ -328,7 +353,13 @@ static int runner_option(Ctx *c, int argc, char **argv, int *i) {
         }
         else if (streq(name, "--secret")) {
                 if (!secret_name_is_valid(val))
-                        return usage(c, "--secret needs a secret's name ([A-Za-z_][A-Za-z0-9_]*), got '%s'", val);
+                        return usage(c, "--secret needs a secret's name ([A-Za-z_][A-Za-z0-9_]{0,127}), got '%s'", val);
+                /* A name given twice is one; the limits are a daemon's
+                 * (docs/api.md), said here so both paths say the same. */
+                if (strv_contains(a->secrets, val))
+                        return 1;
+                if (strv_length(a->secrets) >= RUN_ENV_MAX_ENTRIES)
+                        return usage(c, "at most 64 --secret names%s", "");
                 a->secrets = strv_append(a->secrets, val);
         } else if (streq(name, "--env")) {
                 char *e = cli_env_assignment_error(val);
@@ -336,7 +367,7 @@ static int runner_option(Ctx *c, int argc, char **argv, int *i) {
                         *c->error = e;
                         return -EINVAL;
                 }
-                a->env = strv_append(a->env, val);
+                return env_add(c, val);
         }
         else if (streq(name, "--server")) {
                 free(a->server);

@@ -246,11 +246,18 @@ static json_t *time_json(usec_t t);
 /* ---- secrets (docs/secrets.md): tenant "local", the key beside the
  * database in $PYSPRINTER_HOME, created on first use ---- */
 
+/* A key file that cannot be used (others may read it, it is not a key,
+ * it cannot be made) is the installation's problem: -EKEYREJECTED, exit 7.
+ * Its errno said otherwise: -EPERM was exit 6 ("server unreachable/auth",
+ * with no server involved: a script that retries on 6 retried for ever),
+ * -EBADMSG exit 3 (a validation error). */
 static int secret_key(Backend *b, uint8_t key[static SEAL_KEY_SIZE]) {
         _cleanup_free_ char *path = path_join(engine_data_dir(b->engine), "secrets.key"), *err = NULL;
         int r = seal_key_load(path, key, &err);
-        if (r < 0)
+        if (r < 0) {
                 backend_set_error(b, "%s", err ?: strerror(-r));
+                return -EKEYREJECTED;
+        }
         return r;
 }
 
@@ -283,7 +290,10 @@ static int run_env(Backend *b, const RunArgs *a, char ***ret) {
                                 env_wipe_free(env);
                                 _cleanup_free_ char *why = store_secret_error(*n, r);
                                 backend_set_error(b, "%s", why);
-                                return r == -ENOENT ? -ENOENT : r;
+                                /* Sealed with another key: refused before
+                                 * anything runs, exit 2, as a daemon's 404
+                                 * (-EBADMSG was exit 3). */
+                                return r == -EBADMSG ? -ENOENT : r;
                         }
                         char *kv = xasprintf("%s=%s", *n, v);
                         env = strv_append(env, kv);
@@ -322,9 +332,15 @@ static int engine_secret_set(Backend *b, const char *name, const char *value, si
                 return r;
         r = store_secret_set(engine_store(b->engine), key, "local", name, value, len);
         explicit_bzero(key, sizeof key);
+        if (r == -EDQUOT) {
+                /* A daemon's 409, in its words. */
+                _cleanup_free_ char *why = store_secret_error(name, r);
+                backend_set_error(b, "secret set: %s", why);
+                return -EBUSY;
+        }
         if (r < 0) {
                 backend_set_error(b,
-                                  r == -EINVAL  ? "'%s' is not a secret name ([A-Za-z_][A-Za-z0-9_]*)"
+                                  r == -EINVAL  ? "'%s' is not a secret name ([A-Za-z_][A-Za-z0-9_]{0,127})"
                                   : r == -EFBIG ? "secret '%s' is larger than 64 KiB"
                                                 : "cannot store secret '%s'",
                                   name);
@@ -1048,7 +1064,8 @@ static int check_task_secrets(Backend *b, Dag *d, const uint8_t *key) {
                         if (r < 0) {
                                 _cleanup_free_ char *why = store_secret_error(*n, r);
                                 backend_set_error(b, "task '%s': %s", ti.name, why);
-                                return r == -ENOENT ? -ENOENT : r;
+                                /* As run_env(): a daemon's 404, exit 2. */
+                                return r == -EBADMSG ? -ENOENT : r;
                         }
                         explicit_bzero(v, len);
                 }

@@ -1252,6 +1252,9 @@ static int http_secret_rm(Backend *b, const char *name) {
         _cleanup_free_ char *path = xasprintf("/v1/secrets/%s", ename);
         json_t *ans = NULL;
         int r = http_json(&b->http, "DELETE", path, NULL, &ans, &err);
+        /* The functions that name it (docs/secrets.md), on stderr. */
+        if (r >= 0)
+                renderer_answer_warnings(NULL, ans);
         json_decref(ans);
         return r < 0 ? fail(b, r, err ? TAKE_PTR(err) : xstrdup(strerror(-r))) : 0;
 }

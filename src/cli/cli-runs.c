@@ -1206,10 +1206,11 @@ int verb_deploy(int argc, char **argv) {
                          * request's "secrets" and "env" (docs/secrets.md). */
                         bool secret = streq(argv[i], "--secret");
                         const char *v = argv[++i];
-                        _cleanup_free_ char *bad = !secret ? cli_env_assignment_error(v)
-                                                   : secret_name_is_valid(v)
-                                                           ? NULL
-                                                           : xstrdup("--secret needs a secret's name ([A-Za-z_][A-Za-z0-9_]*)");
+                        _cleanup_free_ char *bad =
+                                !secret ? cli_env_assignment_error(v)
+                                : secret_name_is_valid(v)
+                                        ? NULL
+                                        : xstrdup("--secret needs a secret's name ([A-Za-z_][A-Za-z0-9_]{0,127})");
                         if (bad) {
                                 json_decref(limits);
                                 json_decref(url);

@@ -25,7 +25,7 @@ static const char secret_help[] =
         "sets a plain variable. Values are encrypted at rest (AES-256-GCM) with a key\n"
         "file created at first use, mode 0600: $PYSPRINTER_HOME/secrets.key embedded,\n"
         "$DATA/secrets.key on a server. Secrets belong to a tenant: another tenant\n"
-        "can neither read nor use them. Names: [A-Za-z_][A-Za-z0-9_]*, values up to 64 KiB.\n";
+        "can neither read nor use them. Names: [A-Za-z_][A-Za-z0-9_]{0,127}, values up to 64 KiB.\n";
 
 static int secret_usage(const char *usage) {
         cli_error("usage: %s", usage);
@@ -38,7 +38,7 @@ static int secret_usage(const char *usage) {
 static bool secret_name_checked(const char *name) {
         if (secret_name_is_valid(name))
                 return true;
-        cli_error("'%s' is not a secret name: it becomes an environment variable, [A-Za-z_][A-Za-z0-9_]*", name);
+        cli_error("'%s' is not a secret name: it becomes an environment variable, [A-Za-z_][A-Za-z0-9_]{0,127}", name);
         return false;
 }
 
@@ -119,10 +119,19 @@ static int secret_set_verb(Backend *b, int argc, char **argv, bool json) {
                         file = argv[i] + 12;
                 else if (!name && argv[i][0] != '-')
                         name = argv[i];
-                else {
+                else if (streq(argv[i], "--from-file")) {
+                        /* Not "never from the command line": the user
+                         * asked for a file and forgot which. */
+                        cli_error("secret set: --from-file needs a PATH");
+                        return EXIT_USAGE;
+                } else {
                         cli_error("secret set takes the value from stdin or --from-file, never from the command line");
                         return EXIT_USAGE;
                 }
+        }
+        if (file && !*file) {
+                cli_error("secret set: --from-file needs a PATH");
+                return EXIT_USAGE;
         }
         if (!name)
                 return secret_usage("secret set NAME [--from-file PATH]  (the value on stdin)");
@@ -134,7 +143,9 @@ static int secret_set_verb(Backend *b, int argc, char **argv, bool json) {
                 return EXIT_USAGE;
         }
         bool hidden = !file && isatty(STDIN_FILENO) && tty_echo_off();
-        if (hidden && !cli_globals.quiet)
+        /* Even with -q: the command waits for this input with echo off,
+         * and without a prompt the terminal looked hung. */
+        if (hidden)
                 fprintf(stderr, "value for %s (not shown; end with Ctrl-D):\n", name);
         char *value = NULL;
         size_t len = 0;
@@ -185,12 +196,19 @@ static int secret_ls_verb(Backend *b, bool json) {
                 return backend_fail(b, r);
         size_t k;
         if (render_list_start(list, json, "no secrets (add one with: pysprinter secret set NAME < file)")) {
-                printf("%-32s %-20s %s\n", "NAME", "CREATED", "UPDATED");
+                /* As wide as the widest name (up to 128): a longer one
+                 * pushed its dates out of line with the others'. */
+                int width = 32;
+                json_array_foreach(list, k, v) {
+                        size_t n = strlen(json_get_string(v, "name") ?: "?");
+                        width = MAX(width, (int) MIN(n, (size_t) 128));
+                }
+                printf("%-*s %-20s %s\n", width, "NAME", "CREATED", "UPDATED");
                 json_array_foreach(list, k, v) {
                         char created[32], updated[32];
                         format_local_time(json_get_string(v, "created_at"), created);
                         format_local_time(json_get_string(v, "updated_at"), updated);
-                        printf("%-32s %-20s %s\n", json_get_string(v, "name") ?: "?", created, updated);
+                        printf("%-*s %-20s %s\n", width, json_get_string(v, "name") ?: "?", created, updated);
                 }
         }
         json_decref(list);

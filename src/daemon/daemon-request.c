@@ -116,8 +116,9 @@ int request_json_parse(const char *body, size_t len, const RequestCaps *caps, vo
                 return r;
         json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
         if (!j) {
-                *ret_error = xasprintf("invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
-                                       json_error_text(&jerr));
+                const char *why = json_error_text(&jerr), *near = caps->no_quote ? strstr(why, " near ") : NULL;
+                *ret_error = xasprintf("invalid JSON at line %d column %d: %.*s", jerr.line, jerr.column,
+                                       near ? (int) (near - why) : (int) strlen(why), why);
                 return -EINVAL;
         }
         /* The walk only when the text can hold a NUL (a few bytes of
@@ -483,21 +484,19 @@ static bool env_name_is_valid(const char *s) {
         return true;
 }
 
-#define RUN_MAX_ENV 64
-#define RUN_MAX_ENV_BYTES (64U << 10)
-
 /* "secrets": ["NAME", …] and "env": {"KEY": "VALUE", …}. */
 static int parse_env(json_t *secrets, json_t *env, char ***ret_secrets, char ***ret_env, char **ret_error) {
         size_t i, total = 0;
         json_t *v;
         const char *k;
-        if (json_array_size(secrets) > RUN_MAX_ENV || json_object_size(env) > RUN_MAX_ENV) {
-                *ret_error = xasprintf("fields 'secrets' and 'env' hold at most %d entries each", RUN_MAX_ENV);
+        if (json_array_size(secrets) > RUN_ENV_MAX_ENTRIES || json_object_size(env) > RUN_ENV_MAX_ENTRIES) {
+                *ret_error = xasprintf("fields 'secrets' and 'env' hold at most %d entries each", RUN_ENV_MAX_ENTRIES);
                 return -EINVAL;
         }
         json_array_foreach(secrets, i, v) {
                 if (!json_is_string(v) || !env_name_is_valid(json_string_value(v))) {
-                        *ret_error = xasprintf("field 'secrets[%zu]' must be a secret's name ([A-Za-z_][A-Za-z0-9_]*)", i);
+                        *ret_error = xasprintf(
+                                "field 'secrets[%zu]' must be a secret's name ([A-Za-z_][A-Za-z0-9_]{0,127})", i);
                         return -EINVAL;
                 }
                 if (!strv_contains(*ret_secrets, json_string_value(v)))
@@ -506,13 +505,15 @@ static int parse_env(json_t *secrets, json_t *env, char ***ret_secrets, char ***
         json_object_foreach(env, k, v) {
                 if (!env_name_is_valid(k) || !json_is_string(v) ||
                     memchr(json_string_value(v), 0, json_string_length(v))) {
-                        *ret_error = xasprintf("field 'env' maps names ([A-Za-z_][A-Za-z0-9_]*) to strings without "
-                                               "NUL bytes: '%.64s' is not one", k);
+                        *ret_error = xasprintf(
+                                "field 'env' maps names ([A-Za-z_][A-Za-z0-9_]{0,127}) to strings without "
+                                "NUL bytes: '%.64s' is not one",
+                                k);
                         return -EINVAL;
                 }
                 total += strlen(k) + json_string_length(v) + 2;
-                if (total > RUN_MAX_ENV_BYTES) {
-                        *ret_error = xasprintf("field 'env' is larger than %u bytes", RUN_MAX_ENV_BYTES);
+                if (total > RUN_ENV_MAX_BYTES) {
+                        *ret_error = xasprintf("field 'env' is larger than %u bytes", RUN_ENV_MAX_BYTES);
                         return -EINVAL;
                 }
                 _cleanup_free_ char *kv = xasprintf("%s=%s", k, json_string_value(v));

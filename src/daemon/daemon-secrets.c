@@ -35,6 +35,17 @@ struct MHD_Response *daemon_api_secrets_list(const DaemonCall *call, unsigned *r
         return daemon_call_json(call, 200, json_pack("{s:o}", "secrets", arr), ret_status);
 }
 
+/* A warm instance holds the environment it started with (docs/secrets.md):
+ * after a secret of the tenant changed or went, the instances that hold an
+ * environment ("#" in their key, drun_instance_key()) stop, idle ones now,
+ * busy ones when their invocation ends, rather than keep the old value in
+ * memory until their idle time runs out. The next invocation starts one
+ * with the value of now. */
+static void retire_instances_with_env(const DaemonCall *call) {
+        _cleanup_free_ char *prefix = xasprintf("%s/", call->tenant);
+        (void) engine_pool_retire_holding(call->d->engine, prefix, "#");
+}
+
 /* PUT /v1/secrets/{name} {"value": "…"}: creates or replaces. */
 static struct MHD_Response *daemon_api_secret_put(const DaemonCall *call, unsigned *ret_status) {
         const char *name = call->seg[2];
@@ -43,6 +54,7 @@ static struct MHD_Response *daemon_api_secret_put(const DaemonCall *call, unsign
                                          "'%s' is not a secret name: it becomes an environment variable, "
                                          "[A-Za-z_][A-Za-z0-9_]{0,127}", name);
         RequestCaps caps = daemon_call_caps(call);
+        caps.no_quote = true;
         json_t *j = NULL;
         _cleanup_free_ char *err = NULL;
         int r = request_json_parse(call->body, call->body_len, &caps, (void **) &j, &err);
@@ -66,8 +78,13 @@ static struct MHD_Response *daemon_api_secret_put(const DaemonCall *call, unsign
         /* jansson's copy of the value: wiped before it is freed. */
         explicit_bzero((char *) json_string_value(v), len);
         json_decref(j);
+        if (r == -EDQUOT) {
+                _cleanup_free_ char *why = store_secret_error(name, r);
+                return daemon_call_error(call, 409, "conflict", ret_status, "%s", why);
+        }
         if (r < 0)
                 return daemon_call_errno(call, r, "secret", ret_status);
+        retire_instances_with_env(call);
         SecretInfo *list = NULL;
         size_t n = 0;
         json_t *ans = NULL;
@@ -79,6 +96,62 @@ static struct MHD_Response *daemon_api_secret_put(const DaemonCall *call, unsign
         return daemon_call_json(call, 200, ans ?: json_pack("{s:s}", "name", name), ret_status);
 }
 
+/* One line a function of the tenant whose current version names the
+ * secret: as `functions rm` names the schedules that fire the function, a
+ * removal says what it breaks now, not at the next invocation (a fire, a
+ * Lambda client's call) that fails with SecretError. NULL: none. */
+static char *secret_delete_warnings(const DaemonCall *call, const char *name) {
+        FunctionRecord **v = NULL;
+        size_t n = 0;
+        if (function_store_list(call->d->functions, call->tenant, &v, &n) < 0)
+                return NULL;
+        char *out = NULL;
+        for (size_t i = 0; i < n; i++) {
+                json_t *e = v[i]->env_json ? json_loads(v[i]->env_json, 0, NULL) : NULL, *s;
+                size_t k;
+                bool names = false;
+                json_array_foreach(json_object_get(e, "secrets"), k, s)
+                        names = names || streq(json_string_value(s) ?: "", name);
+                json_decref(e);
+                if (!names)
+                        continue;
+                char *line = xasprintf("%swarning: function '%s' names secret '%s': its invocations fail until it "
+                                       "is set again (pysprinter secret set %s) or the function is deployed "
+                                       "without it\n",
+                                       out ?: "", v[i]->name, name, name);
+                free(out);
+                out = line;
+        }
+        function_record_list_free(v, n);
+        /* And the schedules that fire a DAG file: its check (POST /v1/dags
+         * without a run) now refuses the task that names the secret. */
+        ScheduleRecord **sv = NULL;
+        size_t sn = 0;
+        if (store_schedule_list(call->d->store, call->tenant, &sv, &sn) < 0)
+                return out;
+        _cleanup_free_ char *missing = xasprintf("': no secret named '%s' ", name);
+        for (size_t i = 0; i < sn; i++) {
+                if (!sv[i]->dag_json)
+                        continue;
+                json_t *dag = json_loads(sv[i]->dag_json, JSON_ALLOW_NUL, NULL);
+                unsigned status = 0;
+                _cleanup_free_ char *err = NULL;
+                int k = dag ? daemon_dag_submit(call->d, call->tenant, dag, NULL, NULL, true, &status, &err) : 0;
+                json_decref(dag);
+                /* "task 'T': no secret named 'NAME' (…)" */
+                const char *at = k < 0 && err && startswith(err, "task '") ? strstr(err, missing) : NULL;
+                if (!at)
+                        continue;
+                char *line = xasprintf("%swarning: schedule '%s' fires a DAG whose task '%.*s' names secret '%s': its "
+                                       "fires fail until it is set again (pysprinter secret set %s)\n",
+                                       out ?: "", sv[i]->name, (int) (at - err - 6), err + 6, name, name);
+                free(out);
+                out = line;
+        }
+        schedule_record_list_free(sv, sn);
+        return out;
+}
+
 static struct MHD_Response *daemon_api_secret_delete(const DaemonCall *call, unsigned *ret_status) {
         const char *name = call->seg[2];
         int r = store_secret_delete(call->d->store, call->tenant, name);
@@ -86,7 +159,12 @@ static struct MHD_Response *daemon_api_secret_delete(const DaemonCall *call, uns
                 return daemon_call_error(call, 404, "not_found", ret_status, "no secret named '%s'", name);
         if (r < 0)
                 return daemon_call_errno(call, r, "secret", ret_status);
-        return daemon_call_json(call, 200, json_pack("{s:s, s:b}", "name", name, "deleted", true), ret_status);
+        retire_instances_with_env(call);
+        json_t *j = json_pack("{s:s, s:b}", "name", name, "deleted", true);
+        _cleanup_free_ char *warnings = secret_delete_warnings(call, name);
+        if (warnings)
+                json_object_set_new(j, "warnings", json_string(warnings));
+        return daemon_call_json(call, 200, j, ret_status);
 }
 
 int daemon_secrets_env(Daemon *d, const char *tenant, char *const *names, char *const *env, char ***ret_env,

@@ -174,7 +174,13 @@ static struct MHD_Response *plan_function(const DaemonCall *call, json_t *body, 
         struct MHD_Response *resp = NULL;
         int k = text ? request_parse(REQUEST_DEPLOY, text, strlen(text), &caps, &req, &err) : -EINVAL;
         if (k < 0) {
-                resp = daemon_call_error(call, 400, "bad_request", ret_status, "%s", err ?: "invalid function");
+                /* Which of the stack's functions, when it has a name: the
+                 * request's words alone ("fields 'secrets' and 'env' hold
+                 * at most 64 entries each") named none. */
+                const char *fname = json_string_value(json_object_get(body, "name"));
+                resp = fname ? daemon_call_error(call, 400, "bad_request", ret_status, "function '%s': %s", fname,
+                                                 err ?: "invalid function")
+                             : daemon_call_error(call, 400, "bad_request", ret_status, "%s", err ?: "invalid function");
                 goto out;
         }
         if (strv_contains(*names, req.name)) {

@@ -197,6 +197,10 @@ typedef struct RequestCaps {
          * event). Everywhere else C reads names, which a NUL would cut. */
         const char *const *nul_members;
         bool nul_anywhere;
+        /* The body holds a credential (a secret's value): a parse error
+         * names its line and column only, never the text near it (jansson
+         * quotes up to 20 bytes there: a password whole). */
+        bool no_quote;
 } RequestCaps;
 
 #define RUN_MAX_RETRIES 10

@@ -659,6 +659,14 @@ int main(int argc, char **argv) {
                 return r == -EWOULDBLOCK ? EXIT_USAGE : EXIT_INTERNAL;
         }
         d->store = engine_store(d->engine);
+        /* A database restored without its key: said now, not by each run
+         * that names a secret (docs/secrets.md). */
+        size_t unopenable = 0, n_secrets = 0;
+        if (store_secret_count_unopenable(d->store, d->secret_key, &unopenable, &n_secrets) >= 0 && unopenable)
+                log_warn("%zu of the %zu secrets in the database were sealed with another key than %s: runs that "
+                         "name them fail (\"cannot be opened\"); restore the key backed up with this database, or "
+                         "set each again (pysprinter secret set NAME)",
+                         unopenable, n_secrets, key_path);
         /* Tests only: a long linger keeps a synchronous invoke's deferred
          * submit uncommitted while it runs (docs/api.md "Delivery"). */
         const char *linger = getenv("PYSPRINTER_TEST_STORE_LINGER_MS");

@@ -491,8 +491,10 @@ static int parse_env(Yaml *y, const YamlNode *n, Task *t) {
                 if (!secret_name_is_valid(k) || !text) {
                         /* The message names k, which v owns: v goes after
                          * it (found by fuzz/fuzz-dag.c). */
-                        int r = yerr(y, n, "task '%s': env maps names ([A-Za-z_][A-Za-z0-9_]*) to scalar values; "
-                                           "'%s' is not one", t->name, k);
+                        int r = yerr(y, n,
+                                     "task '%s': env maps names ([A-Za-z_][A-Za-z0-9_]{0,127}) to scalar values; "
+                                     "'%s' is not one",
+                                     t->name, k);
                         json_decref(v);
                         strv_free(env);
                         return r;
@@ -610,7 +612,8 @@ static int parse_task(Yaml *y, Dag *d, Task *t, const YamlNode *n, char ***ret_d
                 r = yerr(y, n, "task '%s' has no file", t->name);
         for (char **p = t->secrets; r >= 0 && p && *p; p++)
                 if (!secret_name_is_valid(*p))
-                        r = yerr(y, n, "task '%s': '%s' is not a secret's name ([A-Za-z_][A-Za-z0-9_]*)", t->name, *p);
+                        r = yerr(y, n, "task '%s': '%s' is not a secret's name ([A-Za-z_][A-Za-z0-9_]{0,127})", t->name,
+                                 *p);
         for (char **p = t->data; r >= 0 && p && *p; p++) {
                 _cleanup_free_ char *nm = NULL;
                 int ver;

@@ -368,6 +368,25 @@ static void backoff_sleep(Dag *d, uint64_t ms) {
         }
 }
 
+/* When each of the task's secrets was last set in the DAG's tenant
+ * (microseconds; 0 for one the tenant lacks, which the run then refuses):
+ * a rotated secret gives another memo key, its value never enters one. */
+static json_t *secrets_updated(Dag *d, Task *t) {
+        SecretInfo *v = NULL;
+        size_t n = 0;
+        json_t *stamps = json_array();
+        (void) store_secret_list(engine_store(d->engine), d->tenant, &v, &n);
+        for (char **name = t->secrets; name && *name; name++) {
+                usec_t at = 0;
+                for (size_t i = 0; i < n; i++)
+                        if (streq(v[i].name, *name))
+                                at = v[i].updated;
+                json_array_append_new(stamps, json_integer((json_int_t) at));
+        }
+        secret_info_list_free(v, n);
+        return stamps;
+}
+
 static char *memo_key(Dag *d, Task *t, const char *args, const char *kwargs, const char *data_fp) {
         _cleanup_free_ char *src = sha256_hex_dup(t->source, t->source_len);
         /* The lock id: until the engine exposes the resolved lock, the
@@ -376,9 +395,13 @@ static char *memo_key(Dag *d, Task *t, const char *args, const char *kwargs, con
                               "args", args, "kwargs", kwargs, "lock", src, "data", data_fp ?: "", "v", 1);
         /* Secret names and env values are inputs too (added only when
          * present: older memos keep their keys). A secret's value is not:
-         * it never leaves the place that opens it (docs/secrets.md). */
-        if (t->secrets)
+         * it never leaves the place that opens it (docs/secrets.md); when
+         * it was last set is, so a rotation is not answered from the memo
+         * of a run that saw the old value. */
+        if (t->secrets) {
                 json_object_set_new(k, "secrets", json_strv_new(t->secrets));
+                json_object_set_new(k, "secrets_updated", secrets_updated(d, t));
+        }
         if (t->env)
                 json_object_set_new(k, "env", json_strv_new(t->env));
         if (t->outputs)

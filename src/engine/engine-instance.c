@@ -788,6 +788,10 @@ void engine_pool_sweep(Engine *e) {
 }
 
 unsigned engine_pool_retire(Engine *e, const char *key_prefix) {
+        return engine_pool_retire_holding(e, key_prefix, NULL);
+}
+
+unsigned engine_pool_retire_holding(Engine *e, const char *key_prefix, const char *key_part) {
         assert(e);
         assert(key_prefix);
         unsigned n = 0;
@@ -795,7 +799,8 @@ unsigned engine_pool_retire(Engine *e, const char *key_prefix) {
         /* Dead: never handed out again; collect_retired() takes the idle
          * ones now and instance_release() the busy ones when they end. */
         for (Instance *i = e->pool.instances; i; i = i->next)
-                if (startswith(i->key, key_prefix) && !i->dead) {
+                if (startswith(i->key, key_prefix) && (!key_part || strstr(i->key + strlen(key_prefix), key_part)) &&
+                    !i->dead) {
                         i->dead = true;
                         n++;
                 }

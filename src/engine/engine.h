@@ -477,6 +477,10 @@ void engine_pool_sweep(Engine *e);
  * deleted function): idle ones stop now, busy ones when their invocation
  * ends; none is handed another invocation. Returns how many. */
 unsigned engine_pool_retire(Engine *e, const char *key_prefix);
+/* engine_pool_retire() of the instances whose key also holds key_part
+ * after the prefix (the daemon's "#" before an environment's digest:
+ * instances started with secrets or --env). */
+unsigned engine_pool_retire_holding(Engine *e, const char *key_prefix, const char *key_part);
 
 /* ---- garbage collection (engine-gc.c) ------------------------------------ */
 

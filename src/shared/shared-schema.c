@@ -4,8 +4,8 @@
  * read with the project's one scalar rule (yaml_scalar_to_json).
  *
  * Supported: type (a name or a list), enum, const, properties, required,
- * additionalProperties (false or a schema), propertyNames, items,
- * minItems, maxItems, uniqueItems, minLength, maxLength, pattern (POSIX
+ * additionalProperties (false or a schema), propertyNames, maxProperties,
+ * items, minItems, maxItems, uniqueItems, minLength, maxLength, pattern (POSIX
  * extended, searched as JSON Schema does), minimum, maximum, oneOf, anyOf,
  * $ref to "#/$defs/NAME", description/title/$schema/$id/default/examples
  * (ignored), and the formats "duration" (parse_duration_ms), "size"
@@ -125,10 +125,11 @@ static size_t count_mistakes(Checker *c, const json_t *schema, const YamlNode *n
 }
 
 static const char *const known_keywords[] = {
-        "type", "enum", "const", "properties", "required", "additionalProperties", "propertyNames", "items",
-        "minItems", "maxItems", "uniqueItems", "minLength", "maxLength", "pattern", "minimum", "maximum", "oneOf",
-        "anyOf", "$ref", "format", "description", "title", "$schema", "$id", "$defs", "default", "examples",
-        "$comment", NULL,
+        "type",          "enum",          "const",   "properties",  "required", "additionalProperties",
+        "propertyNames", "maxProperties", "items",   "minItems",    "maxItems", "uniqueItems",
+        "minLength",     "maxLength",     "pattern", "minimum",     "maximum",  "oneOf",
+        "anyOf",         "$ref",          "format",  "description", "title",    "$schema",
+        "$id",           "$defs",         "default", "examples",    "$comment", NULL,
 };
 
 static bool keyword_known(const char *k) {
@@ -197,8 +198,10 @@ static const char *key_text(const YamlNode *k) {
 
 static void check_object(Checker *c, const json_t *schema, const YamlNode *n) {
         const json_t *props = json_object_get(schema, "properties"), *addl = json_object_get(schema, "additionalProperties");
-        const json_t *names = json_object_get(schema, "propertyNames");
+        const json_t *names = json_object_get(schema, "propertyNames"), *max = json_object_get(schema, "maxProperties");
         size_t count = yaml_node_count(n), i;
+        if (max && count > (size_t) json_integer_value(max))
+                report(c, n, "has more than %lld keys", (long long) json_integer_value(max));
         for (i = 0; i < count; i++) {
                 const YamlNode *k = yaml_node_key(c->doc, n, i), *v = yaml_node_value(c->doc, n, i);
                 const char *key = key_text(k);

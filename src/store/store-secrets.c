@@ -56,10 +56,27 @@ int store_secret_set(Store *s, const uint8_t *key, const char *tenant, const cha
         usec_t now = now_realtime();
         sqlite3_stmt *st;
         store_lock(s);
-        int rc = sqlite3_prepare_v2(s->db,
-                                    "INSERT INTO secrets (tenant, name, sealed, created, updated) VALUES (?1,?2,?3,?4,?4) "
-                                    "ON CONFLICT(tenant, name) DO UPDATE SET sealed=?3, updated=?4",
-                                    -1, &st, NULL);
+        /* A new name counts against the tenant's SECRET_MAX_COUNT: every
+         * other thing a tenant makes is capped, and 64 KiB a secret
+         * unbounded let one tenant fill the daemon's database. */
+        int rc = sqlite3_prepare_v2(s->db, "SELECT count(*), sum(name = ?2) FROM secrets WHERE tenant=?1", -1, &st,
+                                    NULL);
+        if (rc == SQLITE_OK) {
+                store_bind_text(st, 1, tenant);
+                store_bind_text(st, 2, name);
+                rc = sqlite3_step(st);
+                bool full = rc == SQLITE_ROW && sqlite3_column_int64(st, 0) >= SECRET_MAX_COUNT &&
+                            sqlite3_column_int64(st, 1) == 0;
+                sqlite3_finalize(st);
+                if (full) {
+                        pthread_mutex_unlock(&s->lock);
+                        return -EDQUOT;
+                }
+        }
+        rc = sqlite3_prepare_v2(s->db,
+                                "INSERT INTO secrets (tenant, name, sealed, created, updated) VALUES (?1,?2,?3,?4,?4) "
+                                "ON CONFLICT(tenant, name) DO UPDATE SET sealed=?3, updated=?4",
+                                -1, &st, NULL);
         if (rc == SQLITE_OK) {
                 store_bind_text(st, 1, tenant);
                 store_bind_text(st, 2, name);
@@ -158,9 +175,45 @@ int store_secret_delete(Store *s, const char *tenant, const char *name) {
         return changed > 0 ? 0 : -ENOENT;
 }
 
+int store_secret_count_unopenable(Store *s, const uint8_t *key, size_t *ret_n, size_t *ret_total) {
+        assert(s);
+        assert(key);
+        size_t bad = 0, total = 0;
+        sqlite3_stmt *st;
+        store_lock(s);
+        int rc = sqlite3_prepare_v2(s->db, "SELECT tenant, name, sealed FROM secrets", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                        _cleanup_free_ char *tenant = store_col_text(st, 0), *name = store_col_text(st, 1);
+                        size_t aad_len, len;
+                        _cleanup_free_ char *aad = aad_of(tenant ?: "", name ?: "", &aad_len);
+                        char *v = NULL;
+                        total++;
+                        if (seal_decrypt(key, aad, aad_len, sqlite3_column_blob(st, 2),
+                                         (size_t) sqlite3_column_bytes(st, 2), &v, &len) < 0)
+                                bad++;
+                        else {
+                                explicit_bzero(v, len);
+                                free(v);
+                        }
+                }
+                sqlite3_finalize(st);
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE)
+                return store_rc_errno(rc);
+        *ret_n = bad;
+        *ret_total = total;
+        return 0;
+}
+
 char *store_secret_error(const char *name, int r) {
         if (r == -ENOENT)
                 return xasprintf("no secret named '%s' (pysprinter secret set %s)", name, name);
+        if (r == -EDQUOT)
+                return xasprintf("cannot add secret '%s': a tenant holds at most %d secrets (remove one with: "
+                                 "pysprinter secret rm NAME)",
+                                 name, SECRET_MAX_COUNT);
         if (r == -EBADMSG)
                 return xasprintf("secret '%s' cannot be opened: it was sealed with another key (a different "
                                  "secrets.key?)",

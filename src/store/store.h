@@ -410,6 +410,15 @@ int store_kv_keys(Store *s, const char *ns, size_t limit, char ***ret_keys);
  * [A-Za-z_][A-Za-z0-9_]{0,127}. */
 bool secret_name_is_valid(const char *name);
 #define SECRET_MAX_BYTES (64U << 10)
+/* What one run, deploy or task may name: secrets and variables, at most
+ * RUN_ENV_MAX_ENTRIES of each, the variables' "KEY=VALUE\0" at most
+ * RUN_ENV_MAX_BYTES (docs/api.md; the daemon's request parser and the CLI
+ * refuse more in their own words). */
+/* Secrets one tenant may hold (GitHub allows 100 a repository, 1000 an
+ * organization): a new name past it is -EDQUOT, a replaced one is not. */
+#define SECRET_MAX_COUNT 1000
+#define RUN_ENV_MAX_ENTRIES 64
+#define RUN_ENV_MAX_BYTES (64U << 10)
 
 typedef struct SecretInfo {
         char *name;
@@ -420,16 +429,21 @@ void secret_info_list_free(SecretInfo *v, size_t n);
 /* Seals value[0..len) under key (32 bytes, shared.h seal_key_load) with
  * "tenant\0name" as the authenticated data, so a row moved to another
  * tenant or name does not open. Replaces an existing secret of that name.
- * -EINVAL for a bad name, -EFBIG above SECRET_MAX_BYTES. */
+ * -EINVAL for a bad name, -EFBIG above SECRET_MAX_BYTES, -EDQUOT for a new
+ * name when the tenant holds SECRET_MAX_COUNT already. */
 int store_secret_set(Store *s, const uint8_t *key, const char *tenant, const char *name, const char *value,
                      size_t len);
 /* The value (caller frees; wipe it). -ENOENT when tenant has no such
  * secret, -EBADMSG when it does not open under key. */
 int store_secret_get(Store *s, const uint8_t *key, const char *tenant, const char *name, char **ret_value,
                      size_t *ret_len);
-/* What store_secret_get()'s failure r for name says to a user, in the
- * one wording of every path (embedded, daemon, DAG task): what to do
- * included. */
+/* How many of the secrets of every tenant key cannot open (*ret_n; sealed
+ * under another key: a database restored without its secrets.key) and how
+ * many there are (*ret_total). */
+int store_secret_count_unopenable(Store *s, const uint8_t *key, size_t *ret_n, size_t *ret_total);
+/* What store_secret_get()'s (or store_secret_set()'s -EDQUOT) failure r
+ * for name says to a user, in the one wording of every path (embedded,
+ * daemon, DAG task): what to do included. */
 char *store_secret_error(const char *name, int r);
 /* Names and dates of tenant's secrets, by name. */
 int store_secret_list(Store *s, const char *tenant, SecretInfo **ret, size_t *ret_n);
