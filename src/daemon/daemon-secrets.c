@@ -1,5 +1,7 @@
 /* The secrets API: /v1/secrets[/{name}] (docs/secrets.md, docs/api.md
- * "Secrets"), and opening a run's secrets when it starts.
+ * "Secrets"). Opening a run's secrets when it starts is
+ * daemon-secrets-env.c's: runs and DAG runs use it, and this API (whose
+ * removal warns of the DAG schedules a secret breaks) stands above them.
  *
  * Every call passes the caller's tenant to the store, so another tenant's
  * secret is simply not found (404). Values are sealed with the daemon's key
@@ -165,45 +167,6 @@ static struct MHD_Response *daemon_api_secret_delete(const DaemonCall *call, uns
         if (warnings)
                 json_object_set_new(j, "warnings", json_string(warnings));
         return daemon_call_json(call, 200, j, ret_status);
-}
-
-int daemon_secrets_env(Daemon *d, const char *tenant, char *const *names, char *const *env, char ***ret_env,
-                       char **ret_error) {
-        assert(d);
-        assert(tenant);
-        char **out = NULL;
-        for (char *const *e = env; e && *e; e++)
-                out = strv_append(out, *e);
-        for (char *const *n = names; n && *n; n++) {
-                _cleanup_free_ char *v = NULL;
-                size_t len;
-                int r = store_secret_get(d->store, d->secret_key, tenant, *n, &v, &len);
-                if (r < 0) {
-                        daemon_env_free(out);
-                        *ret_error = store_secret_error(*n, r);
-                        return r;
-                }
-                char *kv = xasprintf("%s=%s", *n, v);
-                out = strv_append(out, kv);
-                explicit_bzero(kv, strlen(kv));
-                free(kv);
-                explicit_bzero(v, len);
-        }
-        *ret_env = out;
-        return 0;
-}
-
-void daemon_env_free(char **env) {
-        for (char **e = env; e && *e; e++)
-                explicit_bzero(*e, strlen(*e));
-        strv_free(env);
-}
-
-int daemon_secrets_check(Daemon *d, const char *tenant, char *const *names, char **ret_error) {
-        char **env = NULL;
-        int r = daemon_secrets_env(d, tenant, names, NULL, &env, ret_error);
-        daemon_env_free(env);
-        return r;
 }
 
 struct MHD_Response *daemon_api_secret_put_or_delete(const DaemonCall *call, unsigned *ret_status) {

@@ -1245,7 +1245,7 @@ int daemon_schedule_next(const ScheduleRecord *s, int64_t after, int64_t *ret);
 
 DaemonHandlerFn daemon_api_workers, daemon_api_envs;
 
-/* ---- secrets and tokens (daemon-secrets.c, daemon-tokens.c; docs/secrets.md) */
+/* ---- secrets and tokens (daemon-secrets.c, daemon-secrets-env.c, daemon-tokens.c; docs/secrets.md) */
 
 /* /v1/secrets (GET), /v1/secrets/{name} (PUT, DELETE). */
 DaemonHandlerFn daemon_api_secrets_list, daemon_api_secret_put_or_delete;
