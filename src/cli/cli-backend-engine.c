@@ -261,49 +261,29 @@ static int secret_key(Backend *b, uint8_t key[static SEAL_KEY_SIZE]) {
         return r;
 }
 
-/* Frees an environment that holds opened secrets, wiping the values. */
-static void env_wipe_free(char **env) {
-        for (char **e = env; e && *e; e++)
-                explicit_bzero(*e, strlen(*e));
-        strv_free(env);
-}
-
 /* --env KEY=VALUE entries, then each --secret NAME as NAME=value: a
  * secret wins over an --env of the same name. -ENOENT names the secret. */
 static int run_env(Backend *b, const RunArgs *a, char ***ret) {
-        char **env = NULL;
-        for (char **e = a->env; e && *e; e++)
-                env = strv_append(env, *e);
-        if (a->secrets) {
-                uint8_t key[SEAL_KEY_SIZE];
-                int r = secret_key(b, key);
-                if (r < 0) {
-                        strv_free(env);
-                        return r;
-                }
-                for (char **n = a->secrets; *n; n++) {
-                        _cleanup_free_ char *v = NULL;
-                        size_t len;
-                        r = store_secret_get(engine_store(b->engine), key, "local", *n, &v, &len);
-                        if (r < 0) {
-                                explicit_bzero(key, sizeof key);
-                                env_wipe_free(env);
-                                _cleanup_free_ char *why = store_secret_error(*n, r);
-                                backend_set_error(b, "%s", why);
-                                /* Sealed with another key: refused before
-                                 * anything runs, exit 2, as a daemon's 404
-                                 * (-EBADMSG was exit 3). */
-                                return r == -EBADMSG ? -ENOENT : r;
-                        }
-                        char *kv = xasprintf("%s=%s", *n, v);
-                        env = strv_append(env, kv);
-                        explicit_bzero(kv, strlen(kv));
-                        free(kv);
-                        explicit_bzero(v, len);
-                }
-                explicit_bzero(key, sizeof key);
+        if (!a->secrets) {
+                char **env = NULL;
+                for (char **e = a->env; e && *e; e++)
+                        env = strv_append(env, *e);
+                *ret = env;
+                return 0;
         }
-        *ret = env;
+        uint8_t key[SEAL_KEY_SIZE];
+        int r = secret_key(b, key);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *why = NULL;
+        r = store_secrets_env(engine_store(b->engine), key, "local", a->secrets, a->env, ret, &why);
+        explicit_bzero(key, sizeof key);
+        if (r < 0) {
+                backend_set_error(b, "%s", why);
+                /* Sealed with another key: refused before anything runs,
+                 * exit 2, as a daemon's 404 (-EBADMSG was exit 3). */
+                return r == -EBADMSG ? -ENOENT : r;
+        }
         return 0;
 }
 
@@ -527,7 +507,7 @@ static int engine_run_op(Backend *b, const RunRequest *q, Renderer *rd, json_t *
         if (a->output_data && !q->validate_only) {
                 int r = catalog(b, &out.catalog);
                 if (r < 0) {
-                        env_wipe_free(env);
+                        store_env_free(env);
                         return detach_refused(b, q, id, claimed, "DataError", r);
                 }
         }
@@ -568,7 +548,7 @@ static int engine_run_op(Backend *b, const RunRequest *q, Renderer *rd, json_t *
         /* A run that ended without an event still has its record now. */
         if (q->detach && r >= 0)
                 detach_hand_over(&detached, id);
-        env_wipe_free(env);
+        store_env_free(env);
         free(out.hash);
         interrupt_unregister(&watch);
         if (r < 0) {
@@ -1057,17 +1037,14 @@ static int check_task_secrets(Backend *b, Dag *d, const uint8_t *key) {
         for (size_t i = 0; i < dag_n_tasks(d); i++) {
                 DagTaskInfo ti;
                 dag_task_info(d, i, &ti);
-                for (char *const *n = ti.secrets; n && *n; n++) {
-                        _cleanup_free_ char *v = NULL;
-                        size_t len;
-                        int r = store_secret_get(engine_store(b->engine), key, "local", *n, &v, &len);
-                        if (r < 0) {
-                                _cleanup_free_ char *why = store_secret_error(*n, r);
-                                backend_set_error(b, "task '%s': %s", ti.name, why);
-                                /* As run_env(): a daemon's 404, exit 2. */
-                                return r == -EBADMSG ? -ENOENT : r;
-                        }
-                        explicit_bzero(v, len);
+                char **env = NULL;
+                _cleanup_free_ char *why = NULL;
+                int r = store_secrets_env(engine_store(b->engine), key, "local", ti.secrets, NULL, &env, &why);
+                store_env_free(env);
+                if (r < 0) {
+                        backend_set_error(b, "task '%s': %s", ti.name, why);
+                        /* As run_env(): a daemon's 404, exit 2. */
+                        return r == -EBADMSG ? -ENOENT : r;
                 }
         }
         return 0;

@@ -432,36 +432,13 @@ static void finish(Dag *d, Task *t, DagTaskState s, const char *error, int exit_
         pthread_mutex_unlock(&d->lock);
 }
 
-static void env_wipe_free(char **env) {
-        for (char **e = env; e && *e; e++)
-                explicit_bzero(*e, strlen(*e));
-        strv_free(env);
-}
-
 /* The task's env, then its secrets opened with opts.secret_key in the DAG's
  * tenant (embedded). -ENOENT with *ret_error naming a missing one. */
 static int task_env(Dag *d, Task *t, char ***ret, char **ret_error) {
-        char **env = NULL;
-        for (char **e = t->env; e && *e; e++)
-                env = strv_append(env, *e);
-        for (char **n = t->secrets; n && *n; n++) {
-                _cleanup_free_ char *v = NULL;
-                size_t len;
-                int r = store_secret_get(engine_store(d->engine), d->opts.secret_key, d->tenant, *n, &v, &len);
-                if (r < 0) {
-                        env_wipe_free(env);
-                        free(*ret_error);
-                        *ret_error = store_secret_error(*n, r);
-                        return r;
-                }
-                char *kv = xasprintf("%s=%s", *n, v);
-                env = strv_append(env, kv);
-                explicit_bzero(kv, strlen(kv));
-                free(kv);
-                explicit_bzero(v, len);
-        }
-        *ret = env;
-        return 0;
+        free(*ret_error);
+        *ret_error = NULL;
+        return store_secrets_env(engine_store(d->engine), d->opts.secret_key, d->tenant, t->secrets, t->env, ret,
+                                 ret_error);
 }
 
 /* The version of `name` a run's RunResult/RunRecord.outputs_json names,
@@ -621,7 +598,7 @@ static void run_task(Dag *d, Task *t) {
                 tr.spec.env = env;
                 RunResult *res = NULL;
                 r = d->opts.run(&tr, d->opts.run_userdata, &res);
-                env_wipe_free(env);
+                store_env_free(env);
                 free(out.hash);
                 if (r == -ESHUTDOWN) {
                         /* The runner's process stops: the task runs again

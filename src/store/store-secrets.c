@@ -207,6 +207,37 @@ int store_secret_count_unopenable(Store *s, const uint8_t *key, size_t *ret_n, s
         return 0;
 }
 
+int store_secrets_env(Store *s, const uint8_t *key, const char *tenant, char *const *names, char *const *env,
+                      char ***ret_env, char **ret_error) {
+        assert(s && key && tenant && ret_env && ret_error);
+        char **out = NULL;
+        for (char *const *e = env; e && *e; e++)
+                out = strv_append(out, *e);
+        for (char *const *n = names; n && *n; n++) {
+                _cleanup_free_ char *v = NULL;
+                size_t len;
+                int r = store_secret_get(s, key, tenant, *n, &v, &len);
+                if (r < 0) {
+                        store_env_free(out);
+                        *ret_error = store_secret_error(*n, r);
+                        return r;
+                }
+                char *kv = xasprintf("%s=%s", *n, v);
+                out = strv_append(out, kv);
+                explicit_bzero(kv, strlen(kv));
+                free(kv);
+                explicit_bzero(v, len);
+        }
+        *ret_env = out;
+        return 0;
+}
+
+void store_env_free(char **env) {
+        for (char **e = env; e && *e; e++)
+                explicit_bzero(*e, strlen(*e));
+        strv_free(env);
+}
+
 char *store_secret_error(const char *name, int r) {
         if (r == -ENOENT)
                 return xasprintf("no secret named '%s' (pysprinter secret set %s)", name, name);

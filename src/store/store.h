@@ -441,6 +441,15 @@ int store_secret_get(Store *s, const uint8_t *key, const char *tenant, const cha
  * under another key: a database restored without its secrets.key) and how
  * many there are (*ret_total). */
 int store_secret_count_unopenable(Store *s, const uint8_t *key, size_t *ret_n, size_t *ret_total);
+/* A run's environment: env ("KEY=VALUE", copied), then each of names as
+ * NAME=its value opened in tenant (a secret after an env entry of its
+ * name wins). The one way every path opens a run's secrets (embedded,
+ * daemon, DAG task). On a failure (-ENOENT, -EBADMSG, …) *ret_error is
+ * store_secret_error()'s words for the secret and *ret_env is untouched.
+ * Free with store_env_free(), which wipes the values first. */
+int store_secrets_env(Store *s, const uint8_t *key, const char *tenant, char *const *names, char *const *env,
+                      char ***ret_env, char **ret_error);
+void store_env_free(char **env);
 /* What store_secret_get()'s (or store_secret_set()'s -EDQUOT) failure r
  * for name says to a user, in the one wording of every path (embedded,
  * daemon, DAG task): what to do included. */

@@ -90,3 +90,18 @@ def requests_on(s, at_head=None):
             return
         body, buf = got
         yield line, headers, body
+
+
+def relay(a, b):
+    """Copies what socket a receives to b until a ends or either fails,
+    then shuts both down (one direction of a TCP proxy)."""
+    try:
+        while data := a.recv(65536):
+            b.sendall(data)
+    except OSError:
+        pass
+    for x in (a, b):
+        try:
+            x.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass

@@ -8,16 +8,15 @@ nothing missing, across a cut connection and across a daemon killed with
 Real daemon, real worker, a real TCP proxy on loopback to cut connections."""
 import json
 import os
-import signal
 import socket
 import subprocess
 import threading
-import time
 
 import pytest
 
 from conftest import CLI, DAEMON
 from daemonlib import TOKENS, Daemon, wait_for
+from loopback import LoopbackServer, relay
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
 
@@ -42,7 +41,6 @@ def main(n: int = 30):
 """
 
 RESTARTED = """
-import time
 def main():
     print("first", flush=True)
     time.sleep(3)
@@ -70,48 +68,26 @@ def cli_env(d, **extra):
     return e
 
 
-class CuttingProxy:
+class CuttingProxy(LoopbackServer):
     """Forwards 127.0.0.1:port to the daemon; cut() closes every connection
     it carries (the client sees its stream end without an end event)."""
 
     def __init__(self, target_port):
         self.target = target_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
         self.lock = threading.Lock()
         self.socks = []
-        self.cuts = 0
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.listener.accept()
-            except OSError:
-                return
-            s = socket.create_connection(("127.0.0.1", self.target))
-            with self.lock:
-                self.socks += [c, s]
-            threading.Thread(target=self._pipe, args=(c, s), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(s, c), daemon=True).start()
-
-    @staticmethod
-    def _pipe(a, b):
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-        except OSError:
-            pass
-        for x in (a, b):
-            try:
-                x.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    def serve(self, c):
+        s = socket.create_connection(("127.0.0.1", self.target))
+        with self.lock:
+            self.socks += [c, s]
+        threading.Thread(target=relay, args=(s, c), daemon=True).start()
+        relay(c, s)
 
     def cut(self):
         with self.lock:
             socks, self.socks = self.socks, []
-            self.cuts += 1
         for x in socks:
             try:
                 x.shutdown(socket.SHUT_RDWR)
@@ -120,7 +96,7 @@ class CuttingProxy:
             x.close()
 
     def close(self):
-        self.listener.close()
+        self.stop()
         self.cut()
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from conftest import ROOT
 import daemonlib
-from loopback import LoopbackServer, requests_on
+from loopback import LoopbackServer, relay, requests_on
 
 sys.path.insert(0, str(ROOT / "python"))
 import pysprinter  # noqa: E402
@@ -291,21 +291,6 @@ def test_https_through_a_connect_proxy(serve, tmp_path, monkeypatch):
     daemon.wrap = lambda s: ctx.wrap_socket(s, server_side=True)
 
     tunnels = []
-
-    def relay(a, b):
-        try:
-            while True:
-                d = a.recv(65536)
-                if not d:
-                    break
-                b.sendall(d)
-        except OSError:
-            pass
-        for x in (a, b):
-            try:
-                x.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def proxy_answer(n, req, s):
         tunnels.append(req)
