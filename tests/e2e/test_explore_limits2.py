@@ -34,3 +34,35 @@ def test_a_started_run_does_not_show_the_queued_phase(daemon):
         seen.append((got["status"], got.get("phase")))
         daemon.wait_status(out["id"], ["succeeded"])
     assert [s for s in seen if s[1] == "queued" and s[0] != "queued"] == [], seen
+
+
+def test_a_tenant_maximum_above_the_global_one_is_warned_about(tmp_path):
+    """`tenants.bob.maxima.timeout_ms: 900000` under `limits.maxima:
+    {timeout_ms: 600000}` passed --check-config and a start without a word,
+    and bob's runs were capped at 600000: a tenant's maxima only lower the
+    global ones (docs/api.md "Limits"), where the operator meant to grant
+    bob more. --check-config, a start and a SIGHUP reload warn on stderr,
+    naming both keys and the cap that holds; the config still loads."""
+    import signal
+    import subprocess
+    from conftest import DAEMON
+    text = ("limits:\n  maxima: {timeout_ms: 600000, memory_bytes: 1073741824}\n"
+            "tenants:\n  bob:\n    maxima: {timeout_ms: 900000, memory_bytes: 536870912}\n")
+    warning = ("'tenants.bob.maxima.timeout_ms' (900000) is above 'limits.maxima.timeout_ms' (600000): a tenant's "
+               "maxima only lower the global ones, so bob's runs get at most 600000; raise "
+               "'limits.maxima.timeout_ms' to grant more")
+    (tmp_path / "c.yaml").write_text(text)
+    r = subprocess.run([str(DAEMON), "--check-config", "c.yaml"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=60)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "c.yaml: ok\n", f"pysprinterd: warning: c.yaml:5: {warning}\n")
+    d = Daemon(tmp_path / "d", config_extra=text)
+    with d.serving():
+        assert d.log.read_text().count(warning) == 1, d.log.read_text()
+        d.proc.send_signal(signal.SIGHUP)
+        st, out = d.call("POST", "/v1/runs?wait=true", {"source": "def f():\n    return 1\n"}, token="bob")
+        assert st == 200, out
+        import time
+        deadline = time.time() + 30
+        while d.log.read_text().count(warning) < 2 and time.time() < deadline:
+            time.sleep(0.1)
+        assert d.log.read_text().count(warning) == 2, d.log.read_text()
