@@ -14,6 +14,25 @@ def daemon(tmp_path_factory):
         yield d
 
 
+def test_a_time_limit_is_spelled_exactly(cli, both):
+    """A time limit was spelt to three significant digits while validating
+    (`--timeout 1001ms` on a file whose validation outlasts it: "time
+    limit (1s) while validating big.py", a limit the run did not have) and
+    to six while running (%g: a 1000.001 s timeout said "1000s"). One
+    formatter now, exact to the millisecond, embedded and through a
+    server alike, as the memory and output limits are."""
+    if sandbox_args():
+        pytest.skip("limits are the sandbox's")
+    # Some MiB of statements: validating them takes seconds.
+    cli.write("big.py", "def f():\n    return 1\n" + "".join(
+        f"v{i} = [" + ",".join(str(j) for j in range(60)) + "]\n" for i in range(20000)))
+    r = same(*both("run", "big.py", "--timeout", "1001ms", "--memory", "4G"))
+    assert (r.returncode, r.stdout, r.stderr) == (5, "", "pysprinter: time limit (1.001s) while validating big.py\n")
+    cli.write("nap.py", "def f():\n    import time\n    time.sleep(30)\n")
+    r = same(*both("run", "nap.py", "--timeout", "1234ms"))
+    assert (r.returncode, r.stdout, r.stderr) == (5, "", "pysprinter: time limit (1.234s)\n")
+
+
 def test_a_started_run_does_not_show_the_queued_phase(daemon):
     """The 202 of POST /v1/runs (and of an invoke) said `"status":
     "running"` with `"phase": "queued"`: the daemon answers a run it starts
