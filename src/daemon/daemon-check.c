@@ -8,6 +8,7 @@
  * checks that need the machine (the data directory). */
 #include <assert.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <sys/stat.h>
 
 #include "daemon.h"
@@ -120,6 +121,37 @@ static int check_data_dir(const char *dir, char **ret_why) {
         return 0;
 }
 
+/* A tenant's maxima only lower the global ones (daemon_config_grant()):
+ * one above limits.maxima is capped to it without a word where the
+ * operator meant to grant more. A warning for each. */
+static void warn_tenant_maxima(DaemonConfig *cfg, const char *path, const char *text, size_t len) {
+        for (size_t i = 0; i < cfg->n_tenants; i++) {
+                const DaemonTenant *t = &cfg->tenants[i];
+                const struct {
+                        const char *key;
+                        uint64_t tenant, global;
+                } v[] = {
+                        { "timeout_ms", t->maxima.timeout_ms, cfg->maxima.timeout_ms },
+                        { "memory_bytes", t->maxima.memory_bytes, cfg->maxima.memory_bytes },
+                        { "max_procs", t->maxima.max_procs, cfg->maxima.max_procs },
+                        { "max_output_bytes", t->maxima.max_output_bytes, cfg->maxima.max_output_bytes },
+                };
+                for (size_t j = 0; j < ELEMENTSOF(v); j++) {
+                        if (!v[j].global || v[j].tenant <= v[j].global)
+                                continue;
+                        _cleanup_free_ char *key = xasprintf("tenants.%s.maxima.%s", t->name, v[j].key);
+                        unsigned line = line_in_file(text, len, path, key);
+                        cfg->warnings = strv_append_take(
+                                cfg->warnings,
+                                xasprintf("%s:%u: '%s' (%" PRIu64 ") is above 'limits.maxima.%s' (%" PRIu64
+                                          "): a tenant's maxima only lower the global ones, so %s's runs get at "
+                                          "most %" PRIu64 "; raise 'limits.maxima.%s' to grant more",
+                                          path, line ?: 1, key, v[j].tenant, v[j].key, v[j].global, t->name,
+                                          v[j].global, v[j].key));
+                }
+        }
+}
+
 int daemon_config_check(DaemonConfig *cfg, const char *path, char **ret_error) {
         assert(cfg && path && ret_error);
         _cleanup_free_ char *text = NULL, *err = NULL;
@@ -143,5 +175,6 @@ int daemon_config_check(DaemonConfig *cfg, const char *path, char **ret_error) {
                         return r;
                 }
         }
+        warn_tenant_maxima(cfg, path, text, len);
         return 0;
 }

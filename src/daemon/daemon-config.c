@@ -129,6 +129,7 @@ void daemon_config_done(DaemonConfig *cfg) {
         strv_free(cfg->allow_packages);
         strv_free(cfg->deny_packages);
         retention_config_done(&cfg->retention);
+        strv_free(cfg->warnings);
         *cfg = (DaemonConfig) {};
 }
 

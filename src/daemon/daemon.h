@@ -83,6 +83,10 @@ typedef struct DaemonConfig {
         unsigned endpoint_burst;        /* … and the burst above it */
         bool metrics_public;            /* /metrics without a token */
         bool empty_file;                /* the file held nothing (no key, not even {}) */
+        /* What loads but does not do what it says ("FILE:LINE: what"),
+         * filled by daemon_config_check(): a start, a SIGHUP and
+         * --check-config print each as a warning. */
+        char **warnings;
         SandboxMode sandbox;
         /* pool: (docs/workers.md); 0 = the engine's default */
         unsigned pool_spares;

@@ -149,6 +149,8 @@ static void reload(Daemon *d, const char *path, const FromCmdline *cmdline) {
                 daemon_config_done(&n);
                 return;
         }
+        for (char **w = n.warnings; w && *w; w++)
+                log_warn("%s", *w);
         pthread_rwlock_wrlock(&d->cfg_lock);
         /* Swap everything but what is bound at start. */
         keep_started(&n, &d->cfg, cmdline);
@@ -421,6 +423,8 @@ static int check_config(const char *path) {
         _cleanup_free_ char *err = NULL;
         daemon_config_init(&cfg);
         int r = daemon_config_check(&cfg, path, &err);
+        for (char **w = cfg.warnings; w && *w; w++)
+                log_warn("%s", *w);
         daemon_config_done(&cfg);
         if (r < 0) {
                 fprintf(stderr, "%s\n", err);
@@ -576,6 +580,8 @@ int main(int argc, char **argv) {
                 log_error("%s", err);
                 return EXIT_USAGE;
         }
+        for (char **w = d->cfg.warnings; w && *w; w++)
+                log_warn("%s", *w);
         if (listen) {
                 free(d->cfg.listen);
                 d->cfg.listen = xstrdup(listen);

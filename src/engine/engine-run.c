@@ -1562,7 +1562,10 @@ static void classify(RunCtx *c, RunSandbox *rs, RunWatch *w) {
                 return;
         }
         if (w->timed_out) {
-                _cleanup_free_ char *m = xasprintf("time limit (%gs)", c->limits.timeout_ms / 1000.0);
+                /* The words and units of sandbox_classify()'s (one
+                 * formatter, exact: %g kept six digits). */
+                _cleanup_free_ char *d = sandbox_format_duration_ms(c->limits.timeout_ms);
+                _cleanup_free_ char *m = xasprintf("time limit (%s)", d);
                 set_outcome(c, RUN_KILLED, EXIT_LIMIT, "TimeLimit", m);
                 return;
         }

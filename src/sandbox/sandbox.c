@@ -297,9 +297,15 @@ const char *sandbox_signal_name(int sig) {
 }
 
 char *sandbox_format_duration_ms(uint64_t ms) {
+        /* Exact to the millisecond, as a limit is given: to three
+         * significant digits, a 1001 ms limit said "1s". */
         if (ms % 1000 == 0)
                 return xasprintf("%llus", (unsigned long long) (ms / 1000));
-        return xasprintf("%.3gs", ms / 1000.0);
+        char frac[4];
+        snprintf(frac, sizeof(frac), "%03u", (unsigned) (ms % 1000));
+        for (size_t n = 3; n > 1 && frac[n - 1] == '0'; n--)
+                frac[n - 1] = 0;
+        return xasprintf("%llu.%ss", (unsigned long long) (ms / 1000), frac);
 }
 
 char *sandbox_format_bytes(uint64_t b) {

@@ -403,7 +403,8 @@ typedef struct SandboxEnd {
  * SIGSEGV"…) the caller frees. */
 SandboxOutcome sandbox_classify(const SandboxEnd *end, char **ret_type, char **ret_message);
 
-/* How sandbox_classify()'s messages spell a limit: "2s", "1.5s";
+/* How sandbox_classify()'s messages spell a limit, exactly: "2s", "1.5s",
+ * "1234.567s";
  * "64 MiB", "1 GiB", "512 KiB". The caller frees. */
 char *sandbox_format_duration_ms(uint64_t ms);
 char *sandbox_format_bytes(uint64_t b);

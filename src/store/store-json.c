@@ -26,9 +26,20 @@ static json_t *args_as_given(const char *text, bool keyword) {
         return out;
 }
 
+/* The phase a record shows: "queued" is the phase a run is made with, a
+ * queued run's alone. A run answered as started (a submit that starts it
+ * at once is stored running) shows the engine's first phase until the
+ * engine says its own, never "running" with "queued". */
+static const char *phase_shown(const RunRecord *r, const char *phase) {
+        if (phase && streq(phase, "queued") && r->status && streq(r->status, "running"))
+                return "validate";
+        return phase;
+}
+
 /* The run object's fields before "timings" (id … error). */
 static json_t *run_record_head(const RunRecord *r, const char *phase) {
         json_t *j = json_object();
+        phase = phase_shown(r, phase);
         json_object_set_new(j, "id", json_string(r->id));
         json_object_set_new(j, "status", json_string(r->status ?: "queued"));
         if (phase)
@@ -151,6 +162,7 @@ static int append_value(Buf *b, json_t *v) {
  * string is not UTF-8 (jansson would drop the field): the caller takes
  * the jansson way then. */
 static char *run_record_head_text(const RunRecord *r, const char *phase) {
+        phase = phase_shown(r, phase);
         const char *texts[] = { r->status,     phase,         r->filename, r->function,
                                 r->value_repr, r->error_type, r->error_message, r->traceback };
         if (!r->id || !utf8_is_valid(r->id))
