@@ -232,9 +232,20 @@ def test_submitted_run_can_be_waited_for_shown_listed_and_cancelled(daemon, job)
     assert e.value.status == 409
 
 
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT raises KeyboardInterrupt for the test, as at a terminal: a
+    pytest started in the background (`cmd &` in a script: SIGINT ignored,
+    and Python then installs no handler) would ignore the test's Ctrl-C."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
 def interrupt_when(d, cond):
     """Sends this process SIGINT (Ctrl-C) from a thread once cond(runs of
-    daemon d) holds; the main thread's call sees KeyboardInterrupt."""
+    daemon d) holds; the main thread's call sees KeyboardInterrupt (with
+    the ctrl_c_raises fixture)."""
     def watch():
         daemonlib.wait_for(lambda: cond(d.call("GET", "/v1/runs?limit=20")[1]["runs"]), "runs to start", 120)
         os.kill(os.getpid(), signal.SIGINT)
@@ -243,7 +254,7 @@ def interrupt_when(d, cond):
     return t
 
 
-def test_ctrl_c_in_run_cancels_the_run(daemon, tmp_path):
+def test_ctrl_c_in_run_cancels_the_run(daemon, tmp_path, ctrl_c_raises):
     """Ctrl-C in run() cancels the run, as the CLI's Ctrl-C does, also once
     the client waits for it in steps (a run longer than its timeout)."""
     (tmp_path / "ctrlc.py").write_text(JOB)
@@ -257,7 +268,7 @@ def test_ctrl_c_in_run_cancels_the_run(daemon, tmp_path):
     assert daemon.wait_status(run["id"], ["cancelled", "succeeded"])["status"] == "cancelled"
 
 
-def test_ctrl_c_in_map_cancels_the_calls_in_flight(daemon, tmp_path):
+def test_ctrl_c_in_map_cancels_the_calls_in_flight(daemon, tmp_path, ctrl_c_raises):
     """Ctrl-C in map(): no call starts after it and the calls in flight are
     cancelled, as the CLI's map does. Before, map() went on waiting for
     the running calls (Ctrl-C answered only when they ended) and they ran

@@ -41,6 +41,7 @@ def main(n: int = 30):
 """
 
 RESTARTED = """
+import time
 def main():
     print("first", flush=True)
     time.sleep(3)
