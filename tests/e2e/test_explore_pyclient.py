@@ -246,8 +246,14 @@ def interrupt_when(d, cond):
     """Sends this process SIGINT (Ctrl-C) from a thread once cond(runs of
     daemon d) holds; the main thread's call sees KeyboardInterrupt (with
     the ctrl_c_raises fixture)."""
+    def look():
+        try:
+            return cond(d.call("GET", "/v1/runs?limit=20")[1]["runs"])
+        except (OSError, KeyError, TypeError):
+            return False  # a look that failed (a loaded machine) is taken again, not the watcher's end
+
     def watch():
-        daemonlib.wait_for(lambda: cond(d.call("GET", "/v1/runs?limit=20")[1]["runs"]), "runs to start", 120)
+        daemonlib.wait_for(look, "runs to start", 120)
         os.kill(os.getpid(), signal.SIGINT)
     t = threading.Thread(target=watch, daemon=True)
     t.start()
