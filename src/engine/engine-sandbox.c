@@ -17,7 +17,6 @@
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "engine-internal.h"
@@ -264,85 +263,6 @@ void engine_sandbox_run_exited(RunSandbox *rs) {
         rs->child_pid = 0;
 }
 
-/* Whether pid is in the first n of v. */
-static bool pid_listed(const pid_t *v, size_t n, pid_t pid) {
-        for (size_t i = 0; i < n; i++)
-                if (v[i] == pid)
-                        return true;
-        return false;
-}
-
-/* Without a sandbox a run has no cgroup and no pid namespace: its kill
- * was its process group's, and a child in a session of its own
- * (`setsid`, `start_new_session=True`) outlived the run for good. Every
- * descendant of root is stopped as it is found (a stopped one forks no
- * more), by parent links in /proc until a pass finds none new, then all
- * are killed. One that was orphaned before (a double fork) is init's and
- * is not found: that takes a cgroup (--sandbox=full). parent: the worker
- * root must be a child of. Every signal goes through a pidfd opened
- * before the process's parent was read: a pid the kernel gave anew
- * meanwhile (the run reaped by its worker while the walk ran, then the id
- * of another process's new thread, whose SIGKILL is that whole
- * process's) is never signalled. No pidfds (a kernel before 5.3): the
- * process group's kill alone, as before. */
-typedef struct PidSet {
-        pid_t *pids;
-        int *pidfds;
-        size_t n, cap;
-} PidSet;
-
-/* Adds pid, stopped, when its parent is want (or, want 0, one of set's):
- * the pidfd is opened before the parent is read, so the process checked
- * is the one signalled. */
-static bool pid_set_take(PidSet *set, pid_t pid, pid_t want) {
-        int pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
-        if (pidfd < 0)
-                return false;
-        _cleanup_close_ int fd = proc_status_open(pid);
-        pid_t ppid = fd >= 0 ? proc_status_ppid(fd) : fd;
-        if (ppid <= 0 || (want ? ppid != want : !pid_listed(set->pids, set->n, ppid))) {
-                (void) close(pidfd);
-                return false;
-        }
-        (void) syscall(SYS_pidfd_send_signal, pidfd, SIGSTOP, NULL, 0);
-        if (set->n == set->cap) {
-                set->cap = set->cap ? set->cap * 2 : 64;
-                set->pids = xrealloc(set->pids, set->cap * sizeof(pid_t));
-                set->pidfds = xrealloc(set->pidfds, set->cap * sizeof(int));
-        }
-        set->pids[set->n] = pid;
-        set->pidfds[set->n++] = pidfd;
-        return true;
-}
-
-static void kill_descendants(pid_t root, pid_t parent) {
-        PidSet set = { 0 };
-        if (parent <= 0 || !pid_set_take(&set, root, parent))
-                return;
-        for (int pass = 0; pass < 16; pass++) {
-                DIR *proc = opendir("/proc");
-                if (!proc)
-                        break;
-                size_t before = set.n;
-                struct dirent *de;
-                while ((de = readdir(proc))) {
-                        char *end;
-                        long pid = strtol(de->d_name, &end, 10);
-                        if (!*end && pid > 0 && !pid_listed(set.pids, set.n, (pid_t) pid))
-                                (void) pid_set_take(&set, (pid_t) pid, 0);
-                }
-                closedir(proc);
-                if (set.n == before)
-                        break;
-        }
-        for (size_t i = 0; i < set.n; i++) {
-                (void) syscall(SYS_pidfd_send_signal, set.pidfds[i], SIGKILL, NULL, 0);
-                (void) close(set.pidfds[i]);
-        }
-        free(set.pids);
-        free(set.pidfds);
-}
-
 int engine_sandbox_run_kill(RunSandbox *rs) {
         if (rs->mode == SANDBOX_MODE_FULL) {
                 if (rs->cg)
@@ -356,7 +276,6 @@ int engine_sandbox_run_kill(RunSandbox *rs) {
         }
         if (rs->child_pid <= 0)
                 return -ESRCH;
-        kill_descendants(rs->child_pid, rs->worker_pid);
         (void) kill(-rs->child_pid, SIGKILL);
         (void) kill(rs->child_pid, SIGKILL);
         return 0;
