@@ -225,10 +225,14 @@ def test_map_whose_reader_left_cancels_its_calls_and_starts_no_more_on_both_path
         # the calls' own output (stderr, interleaved), nothing of the CLI's
         assert not [l for l in err if "calls" in l or "pysprinter" in l], (server, err)
         statuses = sorted(r["status"] for r in runs_of(steps, server, "mapped.py"))
-        # calls 0 and 1 ended, 2 and 3 (and 4, when its thread took it
-        # before the main thread's write failed) cancelled; 5 never ran
-        assert statuses[-2:] == ["succeeded", "succeeded"], (server, statuses)
-        assert set(statuses[:-2]) == {"cancelled"} and len(statuses) in (4, 5), (server, statuses)
+        # call 0 ended; call 1 ended too when its last line came before
+        # the CLI found its reader gone, else it was cancelled in flight
+        # (map looks at the pipe before each call and as a call's output
+        # comes); 2 and 3 (and 4, when its thread took it first) were
+        # cancelled; 5 never ran
+        ended = statuses.count("succeeded")
+        assert ended in (1, 2), (server, statuses)
+        assert set(statuses[:-ended]) == {"cancelled"} and len(statuses) in (3, 4, 5), (server, statuses)
         if not server:
             assert no_process_left(steps[0]), "a process of a cancelled call is left"
         seen[server] = ({k: v for k, v in json.loads(line).items() if k != "run_id"}, code)
