@@ -1162,7 +1162,8 @@ static RunStep *run_begin(Daemon *d, DRun *r, RunThread *wake, Instance *inst) {
         /* Secrets open now, in the run's tenant, and live only in this
          * spec until the engine hands them to the run's child. */
         if (dk >= 0 && (r->secrets || r->env))
-                dk = daemon_secrets_env(d, r->tenant, r->secrets, r->env, &st->env, &st->secret_error);
+                dk = store_secrets_env(d->store, d->secret_key, r->tenant, r->secrets, r->env, &st->env,
+                                       &st->secret_error);
         if (st->secret_error) {
                 free(st->data_error);
                 st->data_error = xstrdup(st->secret_error);
@@ -1243,7 +1244,7 @@ static DRun *run_end_step(RunStep *st, RunResult **ret_res) {
         RunResult *res = NULL;
         if (st->started) {
                 res = st->er ? engine_run_end(st->er) : NULL;
-                daemon_env_free(st->env);
+                store_env_free(st->env);
                 st->env = NULL;
                 /* In a cluster the run's output stays on this node, as a
                  * put's does (daemon-data.c): its peers fetch it by hash,
@@ -1304,7 +1305,7 @@ static DRun *run_end_step(RunStep *st, RunResult **ret_res) {
         free(st->instance_key);
         strv_free(st->mounts);
         data_holds_release(st->holds); /* the run ended: its content may go */
-        daemon_env_free(st->env);
+        store_env_free(st->env);
         free(st->data_error);
         free(st->secret_error);
         free(st);

@@ -1253,14 +1253,9 @@ DaemonHandlerFn daemon_api_workers, daemon_api_envs;
 
 /* /v1/secrets (GET), /v1/secrets/{name} (PUT, DELETE). */
 DaemonHandlerFn daemon_api_secrets_list, daemon_api_secret_put_or_delete;
-/* The environment a run of tenant gets: env ("KEY=VALUE") then each
- * secret in names as NAME=value, opened with d->secret_key. -ENOENT when
- * tenant has no such secret (another tenant's is none), with *ret_error
- * naming it. Free *ret_env with daemon_env_free() (it wipes the values). */
-int daemon_secrets_env(Daemon *d, const char *tenant, char *const *names, char *const *env, char ***ret_env,
-                       char **ret_error);
-void daemon_env_free(char **env);
-/* Submit's check: every name opens (the value is wiped at once). */
+/* Submit's check: every name opens in tenant with d->secret_key (the
+ * values are wiped at once; a run's start opens them with
+ * store_secrets_env()). -ENOENT with *ret_error naming the first missing. */
 int daemon_secrets_check(Daemon *d, const char *tenant, char *const *names, char **ret_error);
 
 /* /v1/tokens (GET, POST), /v1/tokens/{id} (DELETE): admin tokens only. */
