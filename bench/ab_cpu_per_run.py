@@ -6,7 +6,7 @@ Usage: /usr/bin/python3 bench/ab_cpu_per_run.py BUILD_A BUILD_B [SECONDS] [ROUND
 
 bench_cpu_per_run.py measures one daemon; alternating two builds with it
 on a 2-CPU machine where others work moved each figure by +-15% between
-runs (docs/performance.md, round 25), more than the changes it judged.
+runs (docs/internals/performance-log.md, round 25), more than the changes it judged.
 Here both daemons run at once, each in a v1 cpuacct cgroup of its own,
 each under `wrk -c4` on `/v1/runs?wait=true` (env with requests, trivial
 function) for the same SECONDS: whatever else the machine does, both

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Cost of `pysprinterd backup` with N ended runs only in the journal
-(docs/performance.md "Backup holds the journal's runs (round 14)").
+(docs/internals/performance-log.md "Backup holds the journal's runs (round 14)").
 
 A daemon of DAEMON_BUILD (its journal's batches held back by
 PYSPRINTER_TEST_JOURNAL_LINGER_MS, so every answered run's end stays in

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Runs answered before `pysprinterd backup` began that the backup lacks,
-under load (docs/performance.md "Backup holds the journal's runs (round
+under load (docs/internals/performance-log.md "Backup holds the journal's runs (round
 14)"): a daemon of BUILD serves 4 clients of synchronous invokes with
 the journal's default batches (50 ms); every ~30 ms the ids answered so
 far are taken, a backup is made, and the answered runs it does not hold

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Instructions the store writer's journal batches spend per record (issue
-15 b, docs/performance.md "Invoke path: the -c1 tail (round 13)"): the
+15 b, docs/internals/performance-log.md "Invoke path: the -c1 tail (round 13)"): the
 daemon under `valgrind --tool=callgrind --toggle-collect=lead_locked`,
 N sequential invokes on one route, then SIGTERM (the drain commits the
 rest). Prints the instructions counted inside lead_locked() (the batch: its commit, inlined, and its ops freed) and per

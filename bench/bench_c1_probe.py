@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The -c1 tail's mechanism (docs/performance.md "Invoke path: the -c1 tail
+"""The -c1 tail's mechanism (docs/internals/performance-log.md "Invoke path: the -c1 tail
 (round 13)"): wrk on one route with `perf record -a -e
 sched:sched_switch,sched:sched_wakeup` beside it, then
   - the daemon's instances' wake-ups (comm "worker", processes under the

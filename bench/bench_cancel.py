@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """A cancel while a run installs, and the wake-ups of a run that sleeps
-(docs/performance.md "a cancel during an install, and no 100 ms tick").
+(docs/internals/performance-log.md "a cancel during an install, and no 100 ms tick").
 
 usage: bench_cancel.py BUILD_OR_BIN_DIR [BASELINE_DIR]
 

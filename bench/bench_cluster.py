@@ -10,7 +10,7 @@ daemon measured in the same run.
       of each request outside its run (the client's latency minus the
       engine's own total_ms from the answer's timings). The run's own time
       differs between two daemons by several ms at p50 in one sitting on a
-      slow host (docs/performance.md, round 38), and the figure above moves
+      slow host (docs/internals/performance-log.md, round 38), and the figure above moves
       with it; the part outside the run is the hop's own.
   (b) throughput with 1, 2, 3 worker nodes (+ one gateway) at concurrency 8:
       runs/s per busy core (CPU seconds of every pysprinterd process tree and
@@ -168,7 +168,7 @@ def alternated(phases, seconds, slices, conc=8):
     """Each (port, roots) phase for `seconds` in all, in `slices` slices
     taken in turn (A B A B ...), so the host's changing speed falls on all
     alike: the single-node rate moved by a third between two phases a
-    minute apart on a shared 2-CPU VM (docs/performance.md, rounds 27 and
+    minute apart on a shared 2-CPU VM (docs/internals/performance-log.md, rounds 27 and
     43). -> per phase (runs/s, runs per busy core second, cores busy)."""
     tot = [[0, 0.0, 0.0] for _ in phases]
     for _ in range(slices):
@@ -252,7 +252,7 @@ def main():
             # slices, as the hop alternates its batches: measured once up
             # front, or in one phase before each cluster phase, it moved by
             # a third within one sitting on a shared 2-CPU VM
-            # (docs/performance.md, rounds 27 and 43) and the ratio with it.
+            # (docs/internals/performance-log.md, rounds 27 and 43) and the ratio with it.
             # The nodes not measured sit idle meanwhile (a lease a second).
             roots = [gw.proc.pid, redis.pid] + [x.proc.pid for x in workers]
             (rate1, per_core1, busy1), (rate, per_core, busy) = alternated(

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The daemon's connection model (docs/performance.md "Connections"):
+"""The daemon's connection model (docs/internals/performance-log.md "Connections"):
   - invoke of a deployed trivial function at concurrency 8, by wrk:
     p50 / p99 latency and invokes/s;
   - 50 SSE log followers + 50 ?wait=true waiters of 10 running runs: the

@@ -1,7 +1,7 @@
 """How long the instance freezer's freeze writes take (strace -T on the
 inst-freezer thread, 8 s) while 6 clients invoke one function with 25-45 ms
 gaps, so that its instances are frozen and thawed all the time. Before
-round 8 each was a hold of the pool lock (docs/performance.md "Invoke path:
+round 8 each was a hold of the pool lock (docs/internals/performance-log.md "Invoke path:
 the instance's doom check, freezer and wake-ups").
 Usage: /usr/bin/python3 bench/bench_freeze_writes.py BUILD
 Benchmarks are not tests."""

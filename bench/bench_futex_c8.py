@@ -1,7 +1,7 @@
 """The daemon per invoke under wrk -c8 (4 s): futex syscalls (the
 syscalls:sys_enter_futex tracepoint, counted by perf stat), context
 switches and task-clock, with wrk's rate, p50 and p99 (round 8,
-docs/performance.md "Invoke path: the instance's doom check, freezer and
+docs/internals/performance-log.md "Invoke path: the instance's doom check, freezer and
 wake-ups"). Alternate two builds: base, yours, base, yours...
 Usage: /usr/bin/python3 bench/bench_futex_c8.py BUILD [REPEATS] [v1|lambda]
 Benchmarks are not tests."""

@@ -24,7 +24,7 @@ Usage: /usr/bin/python3 bench/bench_runpath.py BUILD_DIR [--strace] [--perf-stat
   write-back; wchar, every write(2), its HTTP answers included) and the
   share of the phase the host paused the VM (bench/vm_pauses.py; needs
   root for perf record -a): on this VM the p99 of a disk home is those
-  pauses (docs/performance.md, round 12). BENCH_DIR: where the daemon's
+  pauses (docs/internals/performance-log.md, round 12). BENCH_DIR: where the daemon's
   home is made (default: the system's temporary directory; /dev/shm for
   a home on tmpfs).
 Benchmarks are not tests: figures move with the machine's load."""

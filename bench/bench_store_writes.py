@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""SQLite writes per invoke and invokes/s (docs/performance.md "Run records:
+"""SQLite writes per invoke and invokes/s (docs/internals/performance-log.md "Run records:
 group commit"). For each build, alternately (A, B, A, B, …):
   - N sequential invokes of a deployed trivial function under
     `strace -f -p PID` (fcntl, pwrite64, fdatasync, fsync): per invoke, the

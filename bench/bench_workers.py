@@ -343,7 +343,7 @@ def main():
         # Its first invoke starts an instance (~30 ms), and wrk's latency
         # correction for coordinated omission turns one such stall into
         # ~1% of a 3 s -c1 run's samples: p99 would be the cold start
-        # (docs/performance.md "Invoke path: the tail, round 7").
+        # (docs/internals/performance-log.md "Invoke path: the tail, round 7").
         for _ in range(10):
             st, out = c.call("POST", "/2015-03-31/functions/benchlam/invocations", {"x": 1})
             if st != 200 or out != 2:
@@ -352,7 +352,7 @@ def main():
         # throughput runs) before its measured -c8 run; benchlam had met
         # only sequential invokes, so its measured -c8 run started 3 more
         # instances (1 -> 4: pysprinter_pool_instances) inside the window it
-        # measured (docs/performance.md, round 10b). The same warm-up here.
+        # measured (docs/internals/performance-log.md, round 10b). The same warm-up here.
         wrk_throughput(d.port, 1, 8, {"x": 1}, "/2015-03-31/functions/benchlam/invocations")
         secs = 3 if quick else 5
         for label, path, ev in (("/v1/functions/NAME/invoke", "/v1/functions/benchfn/invoke?wait=true", inv),

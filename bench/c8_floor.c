@@ -2,7 +2,7 @@
  * hops with every stage's own work replaced by a CPU spin of a chosen
  * length, to tell what p99 this host allows a design at a given CPU cost
  * per invoke. Not a test; bench/c8_floor.py builds it, runs wrk against it
- * and prints the table (docs/performance.md "The -c8 floor (round 23)").
+ * and prints the table (docs/internals/performance-log.md "The -c8 floor (round 23)").
  *
  *   c8_floor MODE PORT HTTP_US INST_US WATCH_US WRITER_US
  *

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The -c8 floor of the invoke's shape (issue 15 b, docs/performance.md
+"""The -c8 floor of the invoke's shape (issue 15 b, docs/internals/performance-log.md
 "The -c8 floor (round 23)"): builds bench/c8_floor.c (a model of
 pysprinterd's hops whose stages spin a chosen CPU time instead of their
 work) and runs `wrk -t2 -c8` against each design and cost given, in

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The hand-offs of a warm invoke at wrk -c8 (issue 15 b, docs/performance.md
+"""The hand-offs of a warm invoke at wrk -c8 (issue 15 b, docs/internals/performance-log.md
 "Invoke path: the -c8 chain (round 15)"): per daemon thread (by name), its
 context switches and the system calls that carry the chain's hand-offs
 (read, write, poll, epoll_wait, futex) per invoke over 5 s of wrk -c8 on one

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""A shorter EEVDF slice for the invoke chain (issue 15 b, docs/performance.md
+"""A shorter EEVDF slice for the invoke chain (issue 15 b, docs/internals/performance-log.md
 "Invoke path: the -c8 chain (round 15)"): one daemon, wrk -c8 5 s per route,
 alternated in the same daemon between the kernel's default slice and a
 custom one (sched_setattr(2) sched_runtime, Linux >= 6.12: a task with a

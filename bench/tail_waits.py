@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """What the daemon's threads and instances wait for to run (issue 15 b,
-docs/performance.md "Invoke path: the slowest 1% (round 14)"): wrk on one
+docs/internals/performance-log.md "Invoke path: the slowest 1% (round 14)"): wrk on one
 route with `perf record -a -e sched:sched_switch,sched:sched_wakeup,
 syscalls:sys_enter_sched_setscheduler` beside it, then every wake-up of
 the daemon's tree (its threads, its instances) that waited > 0.2 ms to

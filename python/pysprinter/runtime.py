@@ -262,7 +262,7 @@ def from_jsonable(value: object, unpickle: bool = False) -> object:
             import pickle
             return pickle.loads(base64.b64decode(value[PICKLE_MARKER], validate=True))
         # A scalar member is itself: no call per member for it (a Lambda
-        # event read in a warm instance, docs/performance.md round 19).
+        # event read in a warm instance, docs/internals/performance-log.md round 19).
         return {k: x if type(x) in _JSON_SCALARS else from_jsonable(x, unpickle) for k, x in value.items()}
     if isinstance(value, list):
         return [x if type(x) in _JSON_SCALARS else from_jsonable(x, unpickle) for x in value]

@@ -31,7 +31,7 @@ char *format_timestamp(usec_t t, char buf[static 32]) {
         unsigned year = (unsigned) tm.tm_year + 1900;
         if (tm.tm_year >= -1900 && year <= 9999) {
                 /* Digit by digit: strftime + snprintf were ~2k instructions a
-                 * timestamp, three per answer (docs/performance.md "Invoke
+                 * timestamp, three per answer (docs/internals/performance-log.md "Invoke
                  * path: round 7"). */
                 char *p = digits(buf, year, 4);
                 *p++ = '-';
@@ -57,7 +57,7 @@ char *format_timestamp(usec_t t, char buf[static 32]) {
 
 size_t format_ms(usec_t us, char buf[static FORMAT_MS_MAX]) {
         /* Digit by digit from the integer: two printf calls per field cost
-         * ~27k instructions per run (docs/performance.md "Invoke path:
+         * ~27k instructions per run (docs/internals/performance-log.md "Invoke path:
          * round 7"). Built from the end, then moved to the front. */
         char t[FORMAT_MS_MAX], *e = t + sizeof(t), *p = e;
         unsigned f = (unsigned) (us % 1000);
@@ -94,7 +94,7 @@ static int fill_random(void *p, size_t n) {
 
 /* An id's random bits come from a per-thread pool filled by one
  * getrandom() for ID_POOL_IDS ids: a getrandom() per id was a system call
- * per invoke on the daemon's request path (docs/performance.md "Invoke
+ * per invoke on the daemon's request path (docs/internals/performance-log.md "Invoke
  * path: the kernel's share per invoke (round 11)"). The bytes are the
  * kernel's CSPRNG output either way. A fork()ed child (the forking thread
  * is its only thread) forgets its copy of the pool, so parent and child
@@ -222,7 +222,7 @@ int cond_wait_usec(pthread_cond_t *cond, pthread_mutex_t *lock, usec_t timeout) 
  * zip reader calls mktime() for every entry's DOS time: a first install of
  * requests + numpy + six made 5,623 of those stats, its unpacking threads
  * taking glibc's time-zone lock in turn, ~10% of the install's wall time
- * (113 -> 99 ms, docs/performance.md round 27). The zone is the same file,
+ * (113 -> 99 ms, docs/internals/performance-log.md round 27). The zone is the same file,
  * read once; a change of the machine's zone is seen at the next start. */
 void tz_local_pin(void) {
         if (!getenv("TZ"))

@@ -6,7 +6,7 @@
  * 30 MB of data, libstdc++, ...), which the dynamic loader maps,
  * relocates and runs the constructors of at every start: measured on this
  * VM, an empty main() linked against our libraries takes 8.8 ms, 1.7 ms
- * without these two (docs/performance.md "CLI start-up (seen set again)").
+ * without these two (docs/internals/performance-log.md "CLI start-up (seen set again)").
  * libcrypto alone has ~21,000 relocations, a third of the CLI's own CPU
  * in a one-shot `pysprinter run` (round 40: `_dl_relocate_object`, each
  * written page a copy-on-write fault). Most verbs never touch the

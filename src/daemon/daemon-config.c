@@ -800,7 +800,7 @@ const DaemonToken *daemon_config_find_token(const DaemonConfig *cfg, const char 
 
         /* The shared one-shot digest (built-in below 64 KiB): EVP_Digest()
          * with EVP_sha256() fetched the algorithm from the provider on
-         * every request (~5k instructions, docs/performance.md "Invoke
+         * every request (~5k instructions, docs/internals/performance-log.md "Invoke
          * path: round 7"). No branch of SHA-256 depends on the data. */
         sha256_digest(token, strlen(token), md);
         /* Compare against every entry so the time does not depend on which

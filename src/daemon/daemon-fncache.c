@@ -1,5 +1,5 @@
 /* A FunctionStore that remembers the function versions it read
- * (issue 15 b, docs/performance.md "Invoke path: round 4").
+ * (issue 15 b, docs/internals/performance-log.md "Invoke path: round 4").
  *
  * Every invoke looked its function up in SQLite: the version's whole row,
  * source included, on the read connection, whose page cache every commit

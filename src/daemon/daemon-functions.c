@@ -937,7 +937,7 @@ static int dump_to_buf(const char *data, size_t n, void *p) {
 
 /* The Lambda context as JSON text, written directly (its schema is
  * fixed): a jansson object and json_dumps() cost ~25k instructions per
- * invoke (docs/performance.md "Invoke path: round 7"), no printf for the
+ * invoke (docs/internals/performance-log.md "Invoke path: round 7"), no printf for the
  * numbers (round 10b). An array of its inputs in LambdaContext's order
  * (runner.py _CONTEXT_FIELDS: name, version, ARN, memory, request id, log
  * group, deadline), not an object: the instance's JSON scanner read the

@@ -11,7 +11,7 @@
  * suspend it (daemon_call_wait(), daemon-wait.c) and are resumed by the
  * run's events, their deadline, their client hanging up or the drain. A
  * thousand waiting clients cost a thousand suspended sockets, not a
- * thousand threads (docs/performance.md). */
+ * thousand threads (docs/internals/performance-log.md). */
 #include <arpa/inet.h>
 #include <assert.h>
 #include <fcntl.h>

@@ -755,7 +755,7 @@ fail:
 /* params_json as the worker writes it, ["name", …] of ASCII names without
  * escapes: its item count and plain (unstarred, non-empty) names without
  * parsing it into jansson values (a json_loads() per Lambda invoke was
- * ~4k instructions; docs/performance.md, round 10b). -EINVAL for anything
+ * ~4k instructions; docs/internals/performance-log.md, round 10b). -EINVAL for anything
  * else, which jansson then reads. */
 static int params_scan(const char *s, size_t *ret_n, size_t *ret_plain) {
         static const char ws[] = " \t\r\n";

@@ -152,7 +152,7 @@ static int split_path(const char *url, char seg[][DAEMON_SEGMENT_MAX], int max) 
  * The pattern is walked in place, not split into copies: every request
  * tried the table's rows in order, and splitting each row's pattern cost
  * ~50k instructions per request for a row near the end (the Lambda
- * route's; docs/performance.md "Invoke path: round 7"). */
+ * route's; docs/internals/performance-log.md "Invoke path: round 7"). */
 static bool pattern_matches(const char *pattern, char seg[][DAEMON_SEGMENT_MAX], int n) {
         const char *p = pattern;
         int i = 0;

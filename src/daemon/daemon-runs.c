@@ -52,7 +52,7 @@ static TenantCount *tenant_count(Daemon *d, const char *tenant) {
  * in instance_acquire() until an instance came free, and each release
  * wakes every such thread (a broadcast) for one to win it — at wrk -c8
  * over 4 instances, ~1.4 futex wakes and ~0.9 contended-lock wakes per
- * invoke (docs/performance.md "Invoke path: hand-offs under concurrency").
+ * invoke (docs/internals/performance-log.md "Invoke path: hand-offs under concurrency").
  * Held here, the invoke starts when its function's count drops, on the
  * run thread that ended the run before it (pool_thread takes the next
  * pending run itself): no thread waits for an instance and none is woken
@@ -817,7 +817,7 @@ static void *pool_thread(void *p);
  * the word (pool_wake()). One waiter per word: a shared condition variable
  * made the signaller itself wait under concurrent invokes (glibc's condvar
  * lock and its group switch, ~0.24 context switches per invoke at wrk -c8;
- * docs/performance.md "Invoke path: hand-offs under concurrency"). */
+ * docs/internals/performance-log.md "Invoke path: hand-offs under concurrency"). */
 typedef struct RunThread {
         struct RunThread *next;
         uint32_t wake; /* 1: taken off the list, look at the queue */
@@ -1394,7 +1394,7 @@ static void *pool_thread(void *p) {
  * woken, the connection resumed), several per wake-up under load. It then
  * begins the function's next queued invoke on the instance that came free.
  * No run thread is woken for such an invoke and none sleeps on its answer
- * (docs/performance.md "Invoke path: an event loop for warm invokes (round
+ * (docs/internals/performance-log.md "Invoke path: an event loop for warm invokes (round
  * 9)"). Time limits, cancels and output limits act inside the engine's
  * watch as on a run thread; the watcher sleeps until a run's fd is ready
  * (a cancel signals the run's eventfd, one of them) or its next deadline
@@ -2054,7 +2054,7 @@ static void append_key_strv(Buf *b, const char *key, char *const *v) {
 /* The queued request as text, byte for byte what drun_request_json_jansson()
  * dumps (keys in its order, JSON_COMPACT): its jansson objects and their
  * json_dumps() cost ~34k instructions per /v1 invoke and ~63k per Lambda
- * invoke (docs/performance.md "Invoke path: round 7"). What the text way
+ * invoke (docs/internals/performance-log.md "Invoke path: round 7"). What the text way
  * does not write the same — a string that is not UTF-8 (json_pack refuses
  * it), a source holding NUL or needing base64 — takes jansson's way. */
 char *drun_request_json(const DRun *r, bool by_ref) {
@@ -2436,7 +2436,7 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
          * concurrency it stays a run thread's: the run watcher ends its
          * runs one after another, each record its own transaction, where
          * run threads share one (group commit: at wrk -c8 1.2 pwrite64
-         * and 2.2 fcntl more per run on the watcher, docs/performance.md
+         * and 2.2 fcntl more per run on the watcher, docs/internals/performance-log.md
          * "Ad-hoc runs: the daemon's share, round 10"). */
         r->begun_here = quiet && !resumed && !warm && drun_adhoc_eligible(d, r);
         Instance *inst = NULL;

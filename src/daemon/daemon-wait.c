@@ -164,7 +164,7 @@ void daemon_wait_kick(const void *key) {
          * thread wakes at once and takes W.lock itself (its waiter's end,
          * or its next park); resumed under the lock, it found it held and
          * slept on it until we let go: a futex wait and wake and a context
-         * switch per resumed invoke (docs/performance.md "Invoke path: the
+         * switch per resumed invoke (docs/internals/performance-log.md "Invoke path: the
          * kernel's share per invoke (round 11)"). In passes of KICK_BATCH
          * waiters. */
         enum { KICK_BATCH = 32 };

@@ -464,7 +464,7 @@ static void free_retired(Engine *e, Instance *list) {
  * the same task's (state, flags, the thread's own pending set: field 31
  * is task->pending in both), and it skips the sums over the thread group
  * (times, faults) that /proc/PID/stat adds (round 8: 4% less per read,
- * docs/performance.md). */
+ * docs/internals/performance-log.md). */
 int instance_stat_open(pid_t pid) {
         char path[64];
         snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int) pid, (int) pid);
@@ -530,7 +530,7 @@ bool instance_stat_text_doomed(const char *stat) {
  * or exiting; its memory is released there and then, as the OOM reaper
  * would), ESRCH when it has exited, EINVAL while it lives. ~0.3 µs
  * against ~6.5 µs for the stat read (do_task_stat formats ~50 fields), and
- * two of them came before every warm invocation (docs/performance.md
+ * two of them came before every warm invocation (docs/internals/performance-log.md
  * "Invoke path: the kernel's share per invoke (round 11)"). Usable where
  * the call exists and is allowed (a seccomp filter may deny it): probed
  * once on ourselves (alive: EINVAL); elsewhere the stat file is read. */

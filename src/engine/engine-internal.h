@@ -521,7 +521,7 @@ Instance *instance_free(Instance *i);
  * source checks and validation, by its validation key without the source
  * (key) and the source's exact bytes: a warm invoke checks the bytes with
  * one memcmp instead of hashing, scanning and copying the whole source
- * (docs/performance.md "Invoke path: round 5"). NULL when not memoized. */
+ * (docs/internals/performance-log.md "Invoke path: round 5"). NULL when not memoized. */
 /* The reply is kept parsed (round 7: a warm invoke parsed its text again,
  * ~40k instructions): the one returned is a reference to read, never to
  * change (jansson's reference counts are atomic; readers share it). */

@@ -34,7 +34,7 @@
  * saves the spare's mkdir + chown and the rmdir of the dir it replaces:
  * ~20 µs of the janitor's CPU per run in a fresh $DATA on ext4, ~115 µs
  * in one with a long history, as inode allocation walks the recently
- * deleted inodes this churn leaves (docs/performance.md). */
+ * deleted inodes this churn leaves (docs/internals/performance-log.md). */
 #define OUT_SPARES_MAX 64
 
 struct OutSpare {

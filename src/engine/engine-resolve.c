@@ -188,7 +188,7 @@ static void emit_lock(const char *run_id, RunEventFn fn, void *userdata, const c
 
 static char *pin_key(const char *instance_key, json_t *reqs_json) {
         /* No requirements (most functions): "{}" without printing it, per
-         * invoke (docs/performance.md "Invoke path: round 7"). */
+         * invoke (docs/internals/performance-log.md "Invoke path: round 7"). */
         bool none = !reqs_json || (json_is_object(reqs_json) && json_object_size(reqs_json) == 0);
         _cleanup_free_ char *reqs = none ? NULL : json_dumps(reqs_json, JSON_COMPACT | JSON_SORT_KEYS);
         return xasprintf("env\x1f%s\x1f%s", instance_key, reqs ?: "{}");

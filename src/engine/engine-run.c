@@ -1727,7 +1727,7 @@ static int instance_pipes(Instance *i, int ret_w[2]) {
  * own JSON texts, which parse_arguments() has parsed (an array, an object)
  * and the instance parses again, so they are copied, not parsed into
  * jansson values and printed back (~17k instructions per /v1 invoke, ~100k
- * with the Lambda route's context; docs/performance.md "Invoke path: round
+ * with the Lambda route's context; docs/internals/performance-log.md "Invoke path: round
  * 7"). The context is the daemon's own JSON text (RunSpec.context_json). */
 static char *invoke_message(RunCtx *c, size_t *ret_len) {
         const char *args = c->spec->args_json ?: "[]", *kwargs = c->spec->kwargs_json ?: "{}";

@@ -50,7 +50,7 @@ struct RunSandbox {
  * the page tables of the whole multithreaded daemon and write-protected
  * its memory, so that every thread of the daemon took a page fault (and
  * the machine a TLB shoot-down) at its next write to each page until the
- * child exec'd: a stall of every running invoke (docs/performance.md,
+ * child exec'd: a stall of every running invoke (docs/internals/performance-log.md,
  * round 28). */
 static int spawn_worker_process(const WorkerSpawn *ws, char **argv, char **envp, pid_t *ret_pid) {
         posix_spawn_file_actions_t fa;

@@ -347,7 +347,7 @@ Engine *engine_free(Engine *e);
 /* Waits up to timeout for the prewarmed worker (EngineConfig.prewarm) to
  * be ready in the pool (or to have failed); true once it is. The daemon
  * calls it before it listens: a request sent the moment /healthz answers
- * would otherwise wait for that worker's start (docs/performance.md,
+ * would otherwise wait for that worker's start (docs/internals/performance-log.md,
  * "Cold env: the sandbox on the first run's path"). */
 bool engine_prewarm_wait(Engine *e, usec_t timeout);
 /* Replaces EngineConfig.maxima for runs that start from now on: the
@@ -381,7 +381,7 @@ int engine_run(Engine *e, const RunSpec *spec, RunEventFn fn, void *userdata, Ru
 
 /* engine_run() in steps, so that a caller can run a warm invoke on its own
  * thread while it is quick and hand it to another when it is not
- * (docs/performance.md "Invoke path: round 4"): engine_run_begin() does
+ * (docs/internals/performance-log.md "Invoke path: round 4"): engine_run_begin() does
  * everything up to the hand-off to the worker or instance (it blocks as
  * engine_run() does until then); engine_run_wait() watches the run until
  * it ended (true) or until the monotonic time `until` passed (false: call
@@ -400,7 +400,7 @@ EngineRun *engine_run_begin(Engine *e, const RunSpec *spec, RunEventFn fn, void 
 bool engine_run_wait(EngineRun *run, usec_t until);
 RunResult *engine_run_end(EngineRun *run);
 
-/* engine_run_wait() as an event loop's (docs/performance.md "Invoke path:
+/* engine_run_wait() as an event loop's (docs/internals/performance-log.md "Invoke path:
  * an event loop for warm invokes"): one thread watches many runs with one
  * poll(). engine_run_watch_fds() looks at the run first (deadlines and
  * cancels act as in engine_run_wait()): true when its watch is over (call

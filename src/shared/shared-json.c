@@ -129,7 +129,7 @@ static const unsigned char json_escape_len[256] = {
 /* Two passes: the escaped length first, then the bytes written in place
  * into one buf_extend(). A JSON text held as a string (a queued request's
  * args and Lambda context) has a quote every few bytes, and an append per
- * escape cost ~4k instructions per such string (docs/performance.md,
+ * escape cost ~4k instructions per such string (docs/internals/performance-log.md,
  * round 10b). */
 int json_buf_append_string(Buf *b, const char *s) {
         if (!s)

@@ -210,7 +210,7 @@ json_t *json_strv_new(char *const *v);
  * byte for byte as json_dumps() without JSON_ENSURE_ASCII escapes it
  * (\" \\ \b \f \n \r \t, other controls as \u00XX): for texts whose
  * schema is fixed and written directly, where a jansson object and its
- * json_dumps() cost more than the text (docs/performance.md "Invoke
+ * json_dumps() cost more than the text (docs/internals/performance-log.md "Invoke
  * path: round 7"). NULL appends null. Returns buf_append()'s result. */
 int json_buf_append_string(Buf *b, const char *s);
 /* Appends member (an object member's name with its punctuation, e.g.

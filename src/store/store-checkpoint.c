@@ -90,7 +90,7 @@
  * rest: after a pass of 4000 frames (~11 MiB of pages at wrk -c8) that
  * was ~2 s at twice the daemon's mean write rate and up to four tail
  * passes back to back, ~30 MiB and ~7 flushes in the 3 s around each
- * restart, the burst the host paused the VM for (docs/performance.md
+ * restart, the burst the host paused the VM for (docs/internals/performance-log.md
  * "the WAL's restart without a burst"). A pass per 1000 frames near the
  * cap leaves ~1000 frames' pages, written back at the append rate like
  * any pass's, and the tail after the restart's short drain is near the
@@ -201,7 +201,7 @@ static void read_ahead_wal(Store *s, int from) {
  * beside a daemon that writes nothing, paused the VM 0.23-0.34% of the
  * time as recorded, 0.05% with the same requests spread evenly over the
  * same seconds, ~0.00-0.04% with its small writes or its flushes alone
- * (bench/disk_replay.py, docs/performance.md "what the host charges for
+ * (bench/disk_replay.py, docs/internals/performance-log.md "what the host charges for
  * the disk"). A pass used to start the write-back of every frame since
  * the last one at once (4 MiB and more at 1000 frames a pass), its WAL
  * sync's flush right behind them. Started a span at a time as the
@@ -299,7 +299,7 @@ static int wal_frames(Store *s, int log) {
  * held up the WAL's trickle (this one thread), which then went out 4-5
  * MiB at once: 100 ms bins of 2-5 MiB against a mean of 0.74
  * (bench/disk_replay.py bins). The host pauses this VM for such bursts
- * at a granularity of ~100 ms (docs/performance.md "an even write
+ * at a granularity of ~100 ms (docs/internals/performance-log.md "an even write
  * stream"). Now each tick (STORE_CKPT_TICK_USEC) writes back the WAL's
  * new frames and a share of the database pages that follows the append
  * rate: the pass's pages spread over three quarters of the frames it
@@ -657,7 +657,7 @@ static void *checkpointer_main(void *p) {
  * for writing), and the write-back of earlier frames holds that semaphore
  * while it allocates their blocks, reading bitmaps from the disk: a sync
  * of this thread's then stalls a committing invoke for as long (4–162 ms,
- * 9 requests in one 4-s sequential run, docs/performance.md "the stalls of
+ * 9 requests in one 4-s sequential run, docs/internals/performance-log.md "the stalls of
  * a sequential invoke"). Into allocated (unwritten) blocks a commit's write
  * looks the block up and takes no lock for writing. FALLOC_FL_KEEP_SIZE:
  * the file's size, which SQLite's recovery reads, stays. Once, before any

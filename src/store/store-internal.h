@@ -197,7 +197,7 @@ char *store_col_text(sqlite3_stmt *st, int i);
  * none): created - t - 1 when t > 0 and t >= created, else t. Why: every
  * invoke writes its row, and each of its bytes reaches the disk twice (the
  * WAL, the checkpoint), ~1 ms of p99 per KiB per invoke on the disk home
- * (docs/performance.md, "Run rows: started and finished relative to
+ * (docs/internals/performance-log.md, "Run rows: started and finished relative to
  * created (round 21)"); absolute µs (~1.8e15) take 8 bytes each, the few
  * µs after created an invoke starts and ends 1 (a 10 s run 4). Negative,
  * so that rows written before (absolute, >= 0) read as they did with no
@@ -284,7 +284,7 @@ int store_write_run_or_replace(Store *s, const char *sql, const RunRecord *r, co
  * request (?21) as one record of sql's kind (-EOPNOTSUPP: a statement the
  * journal does not hold; -ENOBUFS: too big); write: appends it to the file
  * appended to, returns that file (0 or 1) or -errno; done frees it. The
- * queue lock covers only the write (docs/performance.md round 14). */
+ * queue lock covers only the write (docs/internals/performance-log.md round 14). */
 typedef struct StoreJournalRecord {
         uint8_t *data;
         size_t len;

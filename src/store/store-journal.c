@@ -7,7 +7,7 @@
  *
  * Why: one transaction per invoke wrote ~5 whole 4 KiB pages to the WAL
  * (~21 KB per invoke) and the checkpointer's syncs of them made the host
- * pause the VM (docs/performance.md, round 12). A record here is a few
+ * pause the VM (docs/internals/performance-log.md, round 12). A record here is a few
  * hundred bytes in the page cache; emptied within ~100 ms by ftruncate,
  * its pages never reach the disk. Durability is the WAL's with
  * synchronous=NORMAL: a process crash loses nothing (the page cache keeps

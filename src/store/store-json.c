@@ -158,7 +158,7 @@ static int append_value(Buf *b, json_t *v) {
  * jansson's printer agrees with (json_buf_append_string()), its JSON
  * values printed alone. The whole head as one jansson object and one
  * json_dumps() cost ~25k instructions per answer (loop check and a hash
- * per container; docs/performance.md "Invoke path: round 7"). NULL when a
+ * per container; docs/internals/performance-log.md "Invoke path: round 7"). NULL when a
  * string is not UTF-8 (jansson would drop the field): the caller takes
  * the jansson way then. */
 static char *run_record_head_text(const RunRecord *r, const char *phase) {

@@ -7,7 +7,7 @@
  * meaning (no log), and any other path (another home, a path the engine
  * spelled otherwise, older records) is kept as it is. Every page of a
  * run's row reaches the disk twice, in the WAL and at the checkpoint
- * (docs/performance.md "Invoke path: bytes to the disk per invoke (round
+ * (docs/internals/performance-log.md "Invoke path: bytes to the disk per invoke (round
  * 15)"). */
 #include "store-internal.h"
 

@@ -213,7 +213,7 @@ static const char *const migrations[] = {
          * for queued/running runs, which runs_pending holds; the index
          * cost each run ~2 WAL pages per status change (issue 15 b). */
         "DROP INDEX runs_status;",
-        /* 16: fewer pages per run (docs/performance.md "Run records: pages
+        /* 16: fewer pages per run (docs/internals/performance-log.md "Run records: pages
          * per run (round 5)"). The submit's INSERT fills fn_name and
          * data_json itself (store-queue.c): the trigger's UPDATE of the
          * row just inserted parsed the request and sought the row again.
@@ -238,7 +238,7 @@ static const char *const migrations[] = {
          * left end of its tenant's range, where SQLite splits a full page
          * in halves: the index's pages stayed half empty (618 pages for
          * 56k runs against 311), and each batch rewrote more of them
-         * (docs/performance.md "Invoke path: bytes to the disk per invoke
+         * (docs/internals/performance-log.md "Invoke path: bytes to the disk per invoke
          * (round 15)"). Appended at the right end, a full page is left
          * full; the queries walk it backwards for created DESC (the same
          * plans, EXPLAIN QUERY PLAN). */

@@ -6,7 +6,7 @@
  * that just woke, and the idle other CPU does not pull it (cache-hot).
  * That wait was the -c1 p99. A SCHED_IDLE thread yields at once to any
  * other that wakes. Measured on one daemon, the writer switched with chrt
- * between 4 s wrk phases (docs/performance.md "Where issue 15 stands (end
+ * between 4 s wrk phases (docs/internals/performance-log.md "Where issue 15 stands (end
  * of round 13)"): -c1 p99 1.85-1.88 -> 1.16-1.49 ms on tmpfs, 1.98-2.05 ->
  * 1.58-1.84 ms on a disk home; -c8 p99 on tmpfs 3.83-4.03 -> 1.84-2.76 ms.
  *
@@ -36,7 +36,7 @@
  * lowered for the whole bound (~1 per 1000 invokes under wrk -c1 and -c8).
  * An idle store never arms it. A guard woken by a condition variable at
  * each lowering and at each deadline cost ~190 wake-ups a second under
- * load (docs/performance.md, round 14). The writer changes its own policy
+ * load (docs/internals/performance-log.md, round 14). The writer changes its own policy
  * only without wprio held (lowered after it, raised before it): a thread
  * at SCHED_IDLE holding wprio would hold up the guard and every waiter.
  * wlowered is cleared before a raise's policy change and read after the
@@ -48,7 +48,7 @@
  * batch's next reschedule: its policy raise at the end, or the tick, ~1 ms
  * each, the largest part of the -c1 p99. So the lowered batch calls
  * sched_yield(2) every few records (store_writer_yield()): a reschedule
- * point that costs one syscall when nobody waits (docs/performance.md
+ * point that costs one syscall when nobody waits (docs/internals/performance-log.md
  * "Invoke path: the slowest 1% (round 14)"). */
 #include <errno.h>
 #include <pthread.h>
@@ -62,7 +62,7 @@
 /* The batch's own CPU is 2-3 ms; it is lowered for the wake-ups it lets
  * pass, which come within a few ms of each other under -c8. 15 ms keeps
  * the journal's ~50 ms promise to other processes with room for the
- * batch itself (docs/performance.md, round 14). */
+ * batch itself (docs/internals/performance-log.md, round 14). */
 #define STORE_STARVE_BOUND_USEC (15 * USEC_PER_MSEC)
 
 bool store_thread_set_policy(pid_t tid, int policy) {
@@ -243,7 +243,7 @@ void store_writer_raise(Store *s) {
  * thread woken on its CPU run first. Under wrk -c8 the CPUs are full and
  * most lowered batches reach the bound: yielding only while still lowered
  * left their raised rest in one stretch (p99 -c8 /v1 2.69-2.70 ms against
- * 1.68-1.78, docs/performance.md, round 14). */
+ * 1.68-1.78, docs/internals/performance-log.md, round 14). */
 void store_writer_yield(Store *s) {
         if (!lowered_self)
                 return;

@@ -92,8 +92,9 @@ void pending_run_list_free(PendingRun *v, size_t n) {
  * Bound as the caller gave them (RunRecord.request_given: ?24, fn_name
  * ?25, idem_key ?26, whether the request has "data" ?27): the daemon wrote
  * the request from these values, and reading them back out of it was ~8.6k
- * of a journal batch's ~41k instructions per record on /v1 (docs/
- * performance.md "Invoke path: the -c1 tail (round 13)"). data_json is
+ * of a journal batch's ~41k instructions per record on /v1
+ * (docs/internals/performance-log.md "Invoke path: the -c1 tail (round
+ * 13)"). data_json is
  * still read from the request, only when it has one (a CASE evaluates
  * only the branch it takes): its text is SQLite's rendering of the value.
  * Not given (?24 NULL): read from ?21 as before. SQLite parses ?21 once

@@ -2,7 +2,7 @@
  * object with the same eleven names in the same order for every run
  * (timings_json() in engine-run.c): 181 bytes of a trivial run's ~355, two
  * thirds of them the names. Every page of a run's row reaches the disk
- * twice, in the WAL and at the checkpoint (docs/performance.md "Invoke
+ * twice, in the WAL and at the checkpoint (docs/internals/performance-log.md "Invoke
  * path: bytes to the disk per invoke (round 15)"), and on a disk home the
  * host charges ~1 ms of -c8 p99 per KiB written per invoke (round 20).
  *

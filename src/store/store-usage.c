@@ -8,7 +8,7 @@
  *   the write connection's lock (Store.lock), which every group commit
  *   takes. It did, for each batch of 2,000 rows, and every answered invoke
  *   waited for it: 2–7 ms stalls of all of them at once, a -c8 phase's p99
- *   from 1.5 to 3–5 ms whenever a walk fell in it (docs/performance.md,
+ *   from 1.5 to 3–5 ms whenever a walk fell in it (docs/internals/performance-log.md,
  *   round 28). WAL: the reader sees the last commit; each batch is a read
  *   transaction of its own, so the walk does not hold the WAL back either;
  * - lists the logs directory once instead of stat()ing each run's log

@@ -1,5 +1,5 @@
 /* The store's VFS: SQLite's "unix" VFS with each WAL frame written in one
- * system call instead of two (issue 15 b, docs/performance.md "Run
+ * system call instead of two (issue 15 b, docs/internals/performance-log.md "Run
  * records: syscalls per commit (round 8)").
  *
  * SQLite writes a WAL frame as two xWrite calls: its 24-byte header, then
@@ -197,7 +197,7 @@ static const sqlite3_io_methods wal_methods = {
  * walCheckpoint: xFileControl(SQLITE_FCNTL_CKPT_DONE), then xTruncate and
  * xSync), and that sync sends every page the pass copied in at once: ~10
  * MiB in one 100 ms at wrk -c8, the largest burst the host paused the VM
- * for (docs/performance.md "the database's sync paced"). A file marked by
+ * for (docs/internals/performance-log.md "the database's sync paced"). A file marked by
  * its connection calls its pacer before that sync; every other call, and
  * every unmarked file, is the unix file's own. */
 typedef struct DbFile {

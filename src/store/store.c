@@ -201,7 +201,7 @@ void store_bind_set(sqlite3_stmt *st, int i, char *const *set) {
 /* Without a copy (SQLITE_STATIC): the text must stay as it is until the
  * statement's bindings are cleared. The writer's batch binds ~20 texts per
  * run, and a copy and its free each were ~13% of a batch's instructions
- * (docs/performance.md "Invoke path: the -c1 tail (round 13)"). */
+ * (docs/internals/performance-log.md "Invoke path: the -c1 tail (round 13)"). */
 static void bind_text_uncopied(sqlite3_stmt *st, int i, const char *s) {
         if (s)
                 sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);

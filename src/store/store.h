@@ -29,7 +29,7 @@ int store_open_short_lived(const char *path, Store **ret_store);
 /* Commits whatever the writer holds (store_flush), then closes. */
 Store *store_close(Store *s);
 
-/* ---- group commit (store-writer.c, docs/performance.md) -------------------
+/* ---- group commit (store-writer.c, docs/internals/performance-log.md) -------------------
  *
  * Every write of a run record (insert, update, the queue's submit, start,
  * finish, cancel) goes through one writer queue per Store, committed all
@@ -116,7 +116,7 @@ void store_writer_state(Store *s, bool *ret_leading, unsigned *ret_waiting);
  * B, a list under that load (it waits for the writer to commit what was
  * pending: store_runs_settle_ask()) p50 unchanged (23-24 against 23-28
  * ms), its slowest ~120 against ~50 ms; another process sees an ended run
- * ~120 ms after its answer instead of ~50 (docs/performance.md "Where
+ * ~120 ms after its answer instead of ~50 (docs/internals/performance-log.md "Where
  * issue 15 stands (end of round 21)"; rounds 17-18 measured the same
  * batch when a list committed it in its own thread and kept 512 / 50 ms).
  * An end whose run's submit or start is in the batch being committed is
@@ -142,7 +142,7 @@ int store_journal_start(Store *s, bool journal, size_t *ret_replayed);
 /* A read of runs (a list) that can wait without its thread (an HTTP
  * request): instead of committing the pending batch in that thread, ask
  * the writer's thread to commit what is queued now, at normal priority
- * (docs/performance.md round 18). ask returns a ticket, or 0: nothing to
+ * (docs/internals/performance-log.md round 18). ask returns a ticket, or 0: nothing to
  * wait for (nothing journaled is pending; a store without a writer's
  * thread has settled in the call); settled: whether everything queued up
  * to ticket is committed (0: yes); the hook (set once, before
@@ -197,7 +197,7 @@ typedef struct RunRecord {
          * caller that wrote the request (request_given), the submit's
          * INSERT binds them as they are instead of reading them back out
          * of the text with SQLite's JSON functions (~a sixth of a journal
-         * batch's instructions per record, docs/performance.md round 14).
+         * batch's instructions per record, docs/internals/performance-log.md round 14).
          * When given they must be the request's own: its top-level
          * "fn_name" and "idem_key" strings (NULL: no such key) and
          * whether it has a "data" key (data_json is still read from the

@@ -608,7 +608,7 @@ def _convert_raw(param, conv, raw):
 def _typed_mismatch(param, expected, v):
     """_check_typed's error; module-level, not a closure made on every
     call (a function object per argument per invoke showed in the warm
-    instance's profile, docs/performance.md round 19)."""
+    instance's profile, docs/internals/performance-log.md round 19)."""
     raise ValidationError(f"argument '{param}': expected {expected}, got {json.dumps(v)[:80]}")
 
 
@@ -695,7 +695,7 @@ def _holds_pickle(v):
 # The daemon's context (daemon-functions.c lambda_context_json()): an array
 # of these inputs, in LambdaContext's attribute order. An array, not an
 # object: the instance's JSON scanner read an object's keys at ~15k
-# instructions per invoke, these values at ~7k (docs/performance.md "The
+# instructions per invoke, these values at ~7k (docs/internals/performance-log.md "The
 # Lambda route's context (round 19)"). The log stream is the request id.
 _CONTEXT_FIELDS = ("function_name", "function_version", "invoked_function_arn", "memory_limit_in_mb",
                    "aws_request_id", "log_group_name", "_deadline_ms")
@@ -815,7 +815,7 @@ class _BindPlan:
     """What _bind reads of a signature, worked out once: a warm instance
     binds every invocation to the same function, and deriving the parameter
     sets and converters from the AST each time was ~40% of its Python time
-    per invoke (docs/performance.md, round 7). Converters are never mutated
+    per invoke (docs/internals/performance-log.md, round 7). Converters are never mutated
     once made, so one per parameter serves every call; each is made when a
     call first binds its parameter, as before (an annotation no call uses
     is never looked at)."""

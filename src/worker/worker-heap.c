@@ -184,7 +184,7 @@ void worker_pack_free_zeroed(void *p) {
  * fork() copies a page-table entry for every resident page of the
  * zygote's private anonymous memory, and every run's exit tears its copy
  * down: ~37 ns a page of a large folio, ~150 ns a small one, fork and
- * exit together (docs/performance.md, round 13). Some of those pages hold
+ * exit together (docs/internals/performance-log.md, round 13). Some of those pages hold
  * nothing but zeroes: pymalloc's huge-page chunks are resident whole
  * (round 10: the unused half of the last chunk, pools never carved), the
  * heap has a few. Dropped (MADV_DONTNEED), such a page still reads as

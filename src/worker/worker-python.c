@@ -77,7 +77,7 @@ static PyObject *py_exec_embedded(const char *name, const char *filename, const 
  * reference and mapcount update for all of its pages), not one page at a
  * time. Every run is a fork of the zygote and ends with the teardown of
  * its copy, so both get cheaper (issue 15 (c); measured in
- * docs/performance.md, round 10: fork -30%, a child's writes and exit
+ * docs/internals/performance-log.md, round 10: fork -30%, a child's writes and exit
  * -12% on an 8 MiB region). The first write after a fork splits the huge
  * mapping into page-table entries (copy-on-write stays per 4 KiB page);
  * the folio stays large. Cost: up to one chunk's unused half is resident
@@ -354,7 +354,7 @@ void py_spare_warm(void) {
 
 /* Before the instance's recvmsg(): poll() sleeps for POLLIN only, where a
  * reader asleep in recvmsg() is also woken by the engine's read of each
- * "done" (docs/performance.md, round 8 hand-offs). */
+ * "done" (docs/internals/performance-log.md, round 8 hand-offs). */
 static int instance_wait(int sock, void *userdata) {
         (void) userdata;
         struct pollfd p = { .fd = sock, .events = POLLIN };

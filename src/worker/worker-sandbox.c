@@ -14,7 +14,7 @@
  * data dir). The engine starts the full sandbox through the small
  * launcher (worker-launch.c), which does not load libpython: the ~9 ms of
  * loading and relocating it in a process that never runs Python (round
- * 40, docs/performance.md "One-shot embedded run").
+ * 40, docs/internals/performance-log.md "One-shot embedded run").
  *
  * Contract with worker.c: worker_sandbox_child() receives extra_fds
  * pointing into the run message's fd array just past stdout, stderr and

@@ -3,7 +3,7 @@ ad-hoc run whose caller waits for it and whose begin would not wait on a
 worker (its arguments' validation cached, its environment resolved, its
 worker ready: engine_run_ready()) is begun on the HTTP thread that received
 it and ended there, or, past 3 ms, by the run watcher, as warm invokes are:
-no run thread hand-off in its path (docs/performance.md "Ad-hoc runs: the
+no run thread hand-off in its path (docs/internals/performance-log.md "Ad-hoc runs: the
 daemon's share, round 10"). Every guarantee of a run holds on that path: its
 answer is its record and log, the time limit, cancel. A run that is not
 ready yet (its first, a new argument) and concurrent runs go to run threads

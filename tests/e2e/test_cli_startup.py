@@ -1,5 +1,5 @@
 """The CLI loads libcurl and libarchive (and the ~40 libraries behind them)
-only when a verb needs them (docs/performance.md "CLI start-up (seen set
+only when a verb needs them (docs/internals/performance-log.md "CLI start-up (seen set
 again)"): a first install downloads and unpacks through them, loaded on
 first use; preparing the same set again needs neither, and prints the same
 bytes. What a user checks: glibc's loader trace (LD_DEBUG=files) of each

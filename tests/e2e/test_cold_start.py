@@ -1,5 +1,5 @@
 """A fresh daemon's start-up and its first request (issue 15's cold env
-figure, docs/performance.md "Cold env: the sandbox on the first run's path
+figure, docs/internals/performance-log.md "Cold env: the sandbox on the first run's path
 (round 9, second part)"): the daemon listens only once its validating
 worker is ready, so a request sent the moment /healthz first answers does
 not wait for that worker's start."""

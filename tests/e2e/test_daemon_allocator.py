@@ -1,4 +1,4 @@
-"""The daemon's malloc (docs/performance.md "The daemon's CPU per invoke
+"""The daemon's malloc (docs/internals/performance-log.md "The daemon's CPU per invoke
 (round 19)"): pysprinterd runs on the allocator the build chose
 (`-Dallocator=`, mimalloc by default; glibc's with `system` or under a
 sanitizer), and only pysprinterd does: the

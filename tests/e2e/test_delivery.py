@@ -256,7 +256,7 @@ def test_a_recovered_run_gets_the_limits_the_config_grants_now(tmp_path):
         d.stop()
 
 
-# ---- group commit (src/store/store-writer.c, docs/performance.md) ----------
+# ---- group commit (src/store/store-writer.c, docs/internals/performance-log.md) ----------
 
 
 def wait_until(cond, timeout, what):

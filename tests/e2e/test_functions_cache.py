@@ -1,5 +1,5 @@
 """Issue 15 (b): a deployed function's versions are kept in the daemon's
-memory after their first lookup (docs/performance.md "Invoke path: round
+memory after their first lookup (docs/internals/performance-log.md "Invoke path: round
 4"). A redeployed, deleted, re-created or stack-replaced function is never
 served from that memory, on the /v1 route or the Lambda route, by name
 ("latest") or by version."""
@@ -158,7 +158,7 @@ def big(value, pad=300_000):
 
 def test_shared_source_of_a_large_module_is_never_mixed_or_freed_under_a_run(d, tmp_path):
     """The request and the run share the cached version's bytes instead of
-    copying them (docs/performance.md "Invoke path: round 6"). Redeploys and
+    copying them (docs/internals/performance-log.md "Invoke path: round 6"). Redeploys and
     a delete empty the cache while invokes on both routes hold those bytes:
     every answer is one version whole."""
     st, b = d.call("POST", "/v1/functions", {"name": "bigm", "source": big(0), "function": "main"})

@@ -242,7 +242,7 @@ def test_the_engine_starts_its_processes_without_copying_itself(env, tmp_path):
     (CLONE_VM | CLONE_VFORK), not fork(): a fork() of the multithreaded
     daemon copied its page tables and write-protected its memory, and every
     one of its threads then faulted (with TLB shoot-downs) on its next
-    writes, a stall of every invoke in flight (docs/performance.md, round
+    writes, a stall of every invoke in flight (docs/internals/performance-log.md, round
     28). Here the CLI's embedded engine (the same code) installs a package
     (its byte-compile) and runs a function (its worker)."""
     strace = shutil.which("strace")

@@ -1,5 +1,5 @@
 """End-to-end: a warm instance's "done" (issue 15 b, round 19,
-docs/performance.md "The warm instance's CPU per invoke (round 19)").
+docs/internals/performance-log.md "The warm instance's CPU per invoke (round 19)").
 
 The instance's loop is C since round 19: it makes "done" itself for the
 common result (a string id, {"ok": true, "json": TEXT}) and leaves the rest

@@ -1,5 +1,5 @@
 """End-to-end: what a warm instance does per invocation (issue 15 b, round 7,
-docs/performance.md "Invoke path: the warm instance's CPU (round 7)").
+docs/internals/performance-log.md "Invoke path: the warm instance's CPU (round 7)").
 
 The instance works out its function's binding once (parameter sets,
 converters) and reads each invoke message with one recvmsg(): these tests

@@ -1,7 +1,7 @@
 """Issue 15 (b): an invoke's answer is the run object GET /v1/runs/ID shows,
 byte for byte in its timings, although the answer puts the stored timings
 text in as it is rather than parsing and re-printing it
-(docs/performance.md "Invoke path: round 6"). Reals are spelled shortest
+(docs/internals/performance-log.md "Invoke path: round 6"). Reals are spelled shortest
 (0.01, not 0.010 or 0.010000000000000000208), as every real in an answer."""
 import json
 import re

@@ -1,6 +1,6 @@
 """Issue 15 (b), round 7: the invoke path writes its worker message, the
 Lambda context and the answers as text instead of jansson objects
-(docs/performance.md "Invoke path: round 7"). Its answers must stay byte for
+(docs/internals/performance-log.md "Invoke path: round 7"). Its answers must stay byte for
 byte those of the build before (main 88d814d): a corpus of invokes on both
 routes — results of every JSON type, unicode and control characters, big
 values, reals, exceptions, bad arguments, timeouts, a missing function —

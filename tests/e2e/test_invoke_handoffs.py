@@ -3,7 +3,7 @@ concurrency. Invokes of a function beyond its warm instances wait in the
 daemon's queue, not on a run thread blocked in the engine for an instance
 (each instance release woke every such thread for one to win it): they
 start on the run thread that ended the run before them
-(docs/performance.md "Invoke path: hand-offs under concurrency")."""
+(docs/internals/performance-log.md "Invoke path: hand-offs under concurrency")."""
 import threading
 
 import pytest

@@ -1,7 +1,7 @@
 """Issue 15 (b): a warm invoke whose caller waits, arriving while no other run
 is in flight, runs on the HTTP thread that received it (no hand-off to a run
 thread and back, no suspension of its connection); one still running after
-1 ms is handed to the run watcher (docs/performance.md "Invoke path: round 4",
+1 ms is handed to the run watcher (docs/internals/performance-log.md "Invoke path: round 4",
 "an event loop for warm invokes (round 9)").
 Either way every guarantee of a run holds: its record and log, the time
 limit, cancel, the concurrency limits, Lambda's log tail."""

@@ -2,7 +2,7 @@
 received them (or, queued behind their function's busy instances, by the
 run watcher when one comes free) and watched to their end by the run
 watcher, one poll() over every run in flight: no run thread takes them
-(docs/performance.md "Invoke path: an event loop for warm invokes (round
+(docs/internals/performance-log.md "Invoke path: an event loop for warm invokes (round
 9)"). Every guarantee of a run holds on that path: its answer, record and
 log, the time limit, cancel, an instance that dies mid-invoke."""
 import json

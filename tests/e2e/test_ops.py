@@ -630,7 +630,7 @@ def test_backup_holds_runs_whose_ends_are_only_in_the_journal(tmp_path, daemon):
         # Their ends are in the journal only, not in the database file. Not
         # every one for certain: an end that finds its run's submit still
         # queued (under load, before the writer's group commit) replaces it
-        # in SQLite instead (docs/performance.md, round 13 "wait13").
+        # in SQLite instead (docs/internals/performance-log.md, round 13 "wait13").
         assert held > 0
         in_file = succeeded_in_file(d.home, ids)
         assert len(in_file) < len(ids)

@@ -2508,7 +2508,7 @@ static void test_database_pages_side_by_side_written_back_as_one_range(void **st
  * daemon's mean rate, for ~2 s) so that up to four tail passes could
  * shrink the uncopied tail before the backstop's pass, each a sync of the
  * WAL and often of the database: ~7 flushes and ~30 MiB in the 3 s around
- * each restart at wrk -c8 (docs/performance.md "the WAL's restart without
+ * each restart at wrk -c8 (docs/internals/performance-log.md "the WAL's restart without
  * a burst"). Now the last 4000 frames before the cap are copied by a pass
  * every 1000: commits at ~2000 frames a second, the daemon's order at wrk
  * -c8, from an empty WAL until it restarted: the pass that reached the cap
