@@ -33,6 +33,7 @@ import warnings
 from .runtime import from_jsonable, to_jsonable
 
 TERMINAL = {"succeeded", "failed", "invalid", "deps_failed", "killed", "cancelled", "error", "lost"}
+DAG_TERMINAL = {"succeeded", "failed", "cancelled", "invalid", "deps_failed"}
 
 
 class APIError(Exception):
@@ -62,6 +63,26 @@ class RunError(Exception):
             self.message = self.message[len(self.type) + 2:]
         self.traceback = err.get("traceback") or ""
         super().__init__(f"run {run.get('id')} {self.status}: {self.type}: {self.message}")
+
+
+class DagError(Exception):
+    """A DAG run did not succeed (failed, cancelled, invalid, deps_failed):
+    .dag is the DAG-run object, .dag_id its id, .status its state, .failed
+    the names of the tasks that failed, .message its error."""
+
+    def __init__(self, dag):
+        self.dag = dag
+        self.dag_id = dag.get("id")
+        self.status = dag.get("status")
+        self.failed = [t.get("name") for t in dag.get("tasks") or [] if t.get("state") == "failed"]
+        err = dag.get("error")
+        self.message = (err.get("message") if isinstance(err, dict) else err) or ""
+        why = [self.message] if self.message else []
+        for t in dag.get("tasks") or []:
+            terr = t.get("error")
+            if t.get("state") == "failed" and terr:
+                why.append(f"{t.get('name')}: " + (terr.get("message") if isinstance(terr, dict) else str(terr)))
+        super().__init__(f"DAG run {self.dag_id} {self.status}" + (": " + "; ".join(why) if why else ""))
 
 
 class AuthError(APIError):
@@ -600,6 +621,129 @@ class Client:
         q = f"?version={int(version)}" if version is not None else ""
         return self._call("DELETE", f"/v1/data/{_segment(name)}{q}")[1]
 
+    # ---- pipelines and schedules (the CLI's dag and schedule verbs) ----------
+
+    def submit_dag(self, pipeline, params=None, *, concurrency=None, keep_going=None, no_cache=None, files=None):
+        """Starts a pipeline (a YAML file, docs/dag.md) on the daemon without
+        waiting and returns its DAG-run object, as `pysprinter dag run
+        --server` sends it: the pipeline's text and its tasks' files, read
+        relative to the pipeline's directory (files: those paths instead of
+        the ones found in its `file:` keys). params override its params:."""
+        return self._call("POST", "/v1/dags", _dag_body(pipeline, params, concurrency, keep_going, no_cache,
+                                                        files))[1]
+
+    def run_dag(self, pipeline, params=None, *, concurrency=None, keep_going=None, no_cache=None, files=None):
+        """Runs a pipeline as submit_dag() starts it and returns the ended
+        DAG-run object (each task's `result` in `tasks`); a DagError when
+        it did not succeed. Ctrl-C while it waits cancels the DAG run, as
+        the CLI's Ctrl-C does."""
+        dag = self.submit_dag(pipeline, params, concurrency=concurrency, keep_going=keep_going,
+                              no_cache=no_cache, files=files)
+        try:
+            return self.wait_dag(dag)
+        except KeyboardInterrupt:
+            try:
+                self._request("DELETE", f"/v1/dags/{_segment(dag['id'])}")
+            except Exception:
+                pass
+            raise
+
+    def wait_dag(self, dag):
+        """Waits for a DAG run (its id or its object) to end and returns its
+        object; a DagError when it did not succeed. Ctrl-C here stops
+        waiting and leaves it going."""
+        dag = {"id": _run_id(dag)} if isinstance(dag, str) else dag
+        path = f"/v1/dags/{_segment(_run_id(dag))}?{self._wait_query()}"
+        failing_since, pause = None, 0.2
+        while dag.get("status") not in DAG_TERMINAL:
+            try:
+                _, dag = self._call("GET", path)
+            except (OSError, http.client.HTTPException):
+                # A daemon restarting resumes the DAG run (docs/api.md
+                # "Restarts"): asked again as _wait_run() asks for a run.
+                now = time.monotonic()
+                failing_since = failing_since or now
+                if now - failing_since >= (self.timeout if self.timeout is not None else _RECONNECT_FOR_S):
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+                continue
+            failing_since, pause = None, 0.2
+        if dag.get("status") != "succeeded":
+            raise DagError(dag)
+        return dag
+
+    def get_dag(self, dag):
+        """A DAG run's object as it stands (`dag status --json`): its id, a
+        unique prefix of it, or its object."""
+        return self._call("GET", f"/v1/dags/{_segment(_run_id(dag))}")[1]
+
+    def dags(self, limit=100, status=None):
+        """The tenant's DAG runs, newest first, without their tasks (`dag
+        ls`); status: a state or a list of states."""
+        query = f"limit={int(limit)}"
+        if status is not None:
+            query += "&status=" + urllib.parse.quote(status if isinstance(status, str) else ",".join(status))
+        return self._call("GET", f"/v1/dags?{query}")[1]["dags"]
+
+    def cancel_dag(self, dag):
+        """Cancels a DAG run (`dag cancel`): no task starts any more, running
+        ones are cancelled. Returns its object; one that had already ended
+        is a ConflictError (409)."""
+        return self._call("DELETE", f"/v1/dags/{_segment(_run_id(dag))}")[1]
+
+    def dag_logs(self, dag, task):
+        """The output of a task's last attempt (`dag logs ID TASK`), as text;
+        a ConflictError when the task has not run."""
+        raw = self._call("GET", f"/v1/dags/{_segment(_run_id(dag))}/tasks/{_segment(task)}/logs", decode=False)[1]
+        return raw.decode("utf-8", "replace")
+
+    def schedules(self):
+        """The tenant's schedules (`schedule ls`)."""
+        return self._call("GET", "/v1/schedules")[1]["schedules"]
+
+    def schedule(self, name):
+        """One schedule with the ids of the runs it started, newest first
+        (`schedule show`)."""
+        return self._call("GET", f"/v1/schedules/{_segment(name)}")[1]
+
+    def add_schedule(self, name, function=None, *, cron=None, every=None, tz=None, catch_up=None,
+                     allow_overlap=None, paused=None, args=None, kwargs=None, version=None, limits=None, data=None,
+                     dag=None, params=None, concurrency=None, keep_going=None, no_cache=None):
+        """Adds a schedule (`schedule add`, docs/schedules.md): of a deployed
+        function (its name; what each fire's invoke carries: args, kwargs,
+        version, limits, data) or of a pipeline (dag: its file, sent with
+        its tasks' files as run_dag() sends them; params, concurrency,
+        keep_going, no_cache). Exactly one of cron ("0 2 * * *") and every
+        ("10m", or seconds as a number). Returns the schedule."""
+        if (function is None) == (dag is None):
+            raise ValueError("add_schedule() takes a function's name or dag=PIPELINE, one of the two")
+        if (cron is None) == (every is None):
+            raise ValueError("add_schedule() takes cron= or every=, one of the two")
+        body = {"name": name}
+        if dag is not None:
+            body["dag"] = _dag_body(dag, params, concurrency, keep_going, no_cache, None)
+        else:
+            body["function"] = function
+            if args is not None or kwargs is not None:
+                body.update(self._arguments(list(args or ()), dict(kwargs or {})))
+            fields = {"version": version, "limits": limits, "data": data}
+            body.update({k: v for k, v in fields.items() if v is not None})
+        fields = {"cron": cron, "every": f"{every}s" if isinstance(every, (int, float)) else every, "tz": tz,
+                  "catch_up": catch_up, "allow_overlap": allow_overlap, "paused": paused}
+        body.update({k: v for k, v in fields.items() if v is not None})
+        return _warn_of(self._call("POST", "/v1/schedules", body)[1])
+
+    def delete_schedule(self, name):
+        """Removes a schedule (`schedule rm`); the runs it started stay."""
+        return self._call("DELETE", f"/v1/schedules/{_segment(name)}")[1]
+
+    def pause_schedule(self, name):
+        return self._call("POST", f"/v1/schedules/{_segment(name)}/pause")[1]
+
+    def resume_schedule(self, name):
+        return self._call("POST", f"/v1/schedules/{_segment(name)}/resume")[1]
+
     # ---- logs ----------------------------------------------------------------
 
     def logs(self, run_id, follow=True):
@@ -738,6 +882,74 @@ def _read_source(path):
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return _RawSource(raw.decode("utf-8", "surrogateescape"))
+
+
+# A `file:` key of a pipeline and its value (plain, "double" or 'single'
+# quoted): the client has no YAML parser (standard library only), so it
+# looks for the key anywhere; a value that names no file beside the
+# pipeline is not a task file (a task's `kwargs: {file: x}`) and is not
+# sent — a task's that is missing is then the daemon's 400 naming it.
+_FILE_KEY = re.compile(r"""(?:^|[\s{,-])file\s*:\s*("(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[^\s,}\]#]+)""", re.M)
+
+
+def _task_files(text):
+    """The relative paths the `file:` keys of a pipeline's text name
+    (FILE::FUNC gives FILE), in their order, once each."""
+    out = []
+    for m in _FILE_KEY.finditer(text):
+        v = m.group(1)
+        if v[:1] == '"':
+            try:
+                v = json.loads(v)
+            except ValueError:
+                continue
+        elif v[:1] == "'":
+            v = v[1:-1].replace("''", "'")
+        v = v.partition("::")[0]
+        if v and v not in out:
+            out.append(v)
+    return out
+
+
+def _inside(base, rel):
+    """rel's path under base, or None when it is absolute, has a . or ..
+    part, or resolves (through a symlink) outside base: the daemon only
+    ever sees the pipeline's own files (docs/dag.md "Against a daemon")."""
+    if not rel or os.path.isabs(rel) or any(part in (".", "..") for part in rel.replace("\\", "/").split("/")):
+        return None
+    path = os.path.join(base, rel)
+    real, root = os.path.realpath(path), os.path.realpath(base)
+    if not real.startswith(root.rstrip(os.sep) + os.sep):
+        return None
+    return path
+
+
+def _dag_body(pipeline, params, concurrency, keep_going, no_cache, files):
+    """The body of POST /v1/dags (and a DAG schedule's `dag`) for the
+    pipeline file at path `pipeline`: its text and the files its tasks
+    name, as `dag run --server` sends them."""
+    path = os.fspath(pipeline)
+    with open(path, "rb") as f:
+        text = f.read().decode("utf-8")
+    base = os.path.dirname(os.path.abspath(path))
+    sent = {}
+    for rel in (_task_files(text) if files is None else [os.fspath(x) for x in files]):
+        where = _inside(base, rel)
+        if where is None:
+            if files is not None:
+                raise ValueError(f"{rel}: a pipeline's files are relative paths inside its directory "
+                                 f"({base}), without . or .. parts")
+            continue
+        if not os.path.isfile(where):
+            if files is not None:
+                raise FileNotFoundError(f"{where}: no such file")
+            continue
+        with open(where, "rb") as f:
+            sent[rel] = f.read().decode("utf-8")
+    body = {"pipeline": text, "filename": os.path.basename(path), "files": sent}
+    fields = {"params": params, "concurrency": concurrency, "keep_going": keep_going, "no_cache": no_cache}
+    body.update({k: v for k, v in fields.items() if v is not None})
+    return body
 
 
 def _warn_of(answer):
