@@ -49,3 +49,42 @@ def test_secret_put_of_an_empty_value_needs_allow_empty(daemon):
     assert (st, body["name"]) == (200, "LEADS_API_EMPTY")
     st, body = daemon.call("PUT", "/v1/secrets/LEADS_API_EMPTY", {"value": "x", "allow_empty": "yes"})
     assert st == 400, body
+
+
+SEALED = ("pysprinter: secret 'LEADS_K' cannot be opened: it was sealed with another key "
+          "(a different secrets.key?)\n")
+
+
+def test_a_secret_sealed_with_another_key_is_a_conflict_not_a_404(cli, tmp_path):
+    """A secret the key cannot open was a 404 "not_found" at submit,
+    deploy and DAG submit: the secret is there (`secret ls` lists it); it
+    is the key that does not fit. Now 409 "conflict" naming the secret,
+    exit 2 on both paths, the same words."""
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        assert d.call("PUT", "/v1/secrets/LEADS_K", {"value": "v"})[0] == 200
+    (d.home / "secrets.key").unlink()  # restored without its key: a new one
+    r = cli("secret", "set", "LEADS_K", input="v\n")
+    assert r.returncode == 0, r.stderr
+    key = cli.env["PYSPRINTER_HOME"] + "/secrets.key"
+    os.unlink(key)
+    cli("secret", "ls", check=0)  # creates no key; the next verb that needs one does
+    cli.write("k.py", "def f():\n    return 1\n")
+    cli.write("p.yaml", "tasks:\n  a:\n    file: k.py\n    secrets: [LEADS_K]\n")
+    with d.serving():
+        src = "def f():\n    return 1\n"
+        st, body = d.call("POST", "/v1/runs", {"source": src, "secrets": ["LEADS_K"]})
+        assert (st, body["error"]["code"]) == (409, "conflict"), body
+        assert body["error"]["message"] == SEALED[len("pysprinter: "):-1]
+        st, body = d.call("POST", "/v1/functions", {"name": "leadsk", "source": src, "secrets": ["LEADS_K"]})
+        assert (st, body["error"]["code"]) == (409, "conflict"), body
+        st, body = d.call("POST", "/v1/dags", {"pipeline": "tasks:\n  a:\n    file: k.py\n    secrets: [LEADS_K]\n",
+                                               "files": {"k.py": src}})
+        assert (st, body["error"]["code"]) == (409, "conflict"), body
+        remote_env = {"PYSPRINTER_TOKEN": TOKENS["alice"]}
+        for args in (("run", "k.py", "--secret", "LEADS_K"), ("dag", "run", "p.yaml")):
+            local = cli(*args)
+            remote = cli(*args, "--server", d.url, env=remote_env)
+            r = same(local, remote)
+            assert r.returncode == 2, r.stderr
+            assert r.stderr.endswith(SEALED.replace("pysprinter: ", "")), r.stderr
