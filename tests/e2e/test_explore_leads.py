@@ -88,3 +88,57 @@ def test_a_secret_sealed_with_another_key_is_a_conflict_not_a_404(cli, tmp_path)
             r = same(local, remote)
             assert r.returncode == 2, r.stderr
             assert r.stderr.endswith(SEALED.replace("pysprinter: ", "")), r.stderr
+
+
+# ---- connections past server.max_connections_per_ip ---------------------------
+
+def raw_get(sock, path="/healthz"):
+    """One HTTP/1.1 request on sock: (status line, headers text, body)."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, data
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(next((ln.split(b":")[1] for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length:")), 0))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, body
+        body += chunk
+    lines = head.decode().split("\r\n")
+    return lines[0], "\n".join(lines[1:]).lower(), body
+
+
+def test_a_connection_past_the_per_address_limit_is_told_to_retry(tmp_path):
+    """Past server.max_connections_per_ip the daemon reset the connection:
+    curl said "Connection reset by peer", the Python client raised a
+    ConnectionError, nothing told the client to back off. Now its request
+    is answered 429 with Retry-After (which the CLI and the Python client
+    honour) and the connection is closed."""
+    import json
+    import socket
+    with Daemon(tmp_path / "d", config_extra="""
+        server:
+          max_connections_per_ip: 3
+        """).serving() as d:
+        held = [socket.create_connection(("127.0.0.1", d.port), timeout=30) for _ in range(3)]
+        try:
+            for s in held:  # each counted: it was answered
+                assert raw_get(s)[0] == "HTTP/1.1 200 OK"
+            extra = socket.create_connection(("127.0.0.1", d.port), timeout=30)
+            status, headers, body = raw_get(extra)
+            assert status == "HTTP/1.1 429 Too Many Requests", (status, body)
+            assert "retry-after: 1" in headers.splitlines(), headers
+            assert json.loads(body)["error"] == {
+                "code": "too_many_requests",
+                "message": "too many connections from this address (server.max_connections_per_ip is 3): "
+                           "close some and retry"}
+            assert extra.recv(1) == b""  # closed after the answer
+            extra.close()
+        finally:
+            for s in held:
+                s.close()
+        # The places come back as the held connections close.
+        from daemonlib import wait_for
+        wait_for(lambda: d.call("GET", "/healthz", token=None)[0] == 200, "a place for a new connection")
