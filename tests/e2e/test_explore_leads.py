@@ -49,6 +49,16 @@ def test_secret_put_of_an_empty_value_needs_allow_empty(daemon):
     assert (st, body["name"]) == (200, "LEADS_API_EMPTY")
     st, body = daemon.call("PUT", "/v1/secrets/LEADS_API_EMPTY", {"value": "x", "allow_empty": "yes"})
     assert st == 400, body
+    # The Python client asks the same way.
+    import sys
+    from conftest import ROOT
+    sys.path.insert(0, str(ROOT / "python"))
+    from pysprinter.client import APIError, Client
+    c = Client(daemon.url, token=TOKENS["alice"])
+    with pytest.raises(APIError) as e:
+        c.set_secret("LEADS_PY_EMPTY", "")
+    assert (e.value.status, e.value.code) == (400, "bad_request")
+    assert c.set_secret("LEADS_PY_EMPTY", "", allow_empty=True)["name"] == "LEADS_PY_EMPTY"
 
 
 SEALED = ("pysprinter: secret 'LEADS_K' cannot be opened: it was sealed with another key "
