@@ -575,10 +575,15 @@ class Client:
         """The tenant's secrets, names and times, never values (`secret ls`)."""
         return self._call("GET", "/v1/secrets")[1]["secrets"]
 
-    def set_secret(self, name, value):
+    def set_secret(self, name, value, allow_empty=False):
         """Sets a secret (`secret set`); runs see it as an environment
-        variable when they ask for it: options(secrets=[name])."""
-        return self._call("PUT", f"/v1/secrets/{_segment(name)}", {"value": value})[1]
+        variable when they ask for it: options(secrets=[name]). An empty
+        value is refused (400) unless allow_empty, as `secret set
+        --allow-empty`."""
+        body = {"value": value}
+        if allow_empty:
+            body["allow_empty"] = True
+        return self._call("PUT", f"/v1/secrets/{_segment(name)}", body)[1]
 
     def delete_secret(self, name):
         return self._call("DELETE", f"/v1/secrets/{_segment(name)}")[1]

@@ -1238,6 +1238,10 @@ static int http_secret_set(Backend *b, const char *name, const char *value, size
         if (!v) /* secret_set_verb() checked it is UTF-8 */
                 return fail(b, -EINVAL, xstrdup("secret set: the value cannot be sent as JSON"));
         json_t *req = json_pack("{s:o}", "value", v);
+        /* secret_set_verb() lets an empty value through only when asked
+         * (--allow-empty): the API asks for it in words too. */
+        if (len == 0)
+                json_object_set_new(req, "allow_empty", json_true());
         int r = http_json(&b->http, "PUT", path, req, ret, &err);
         json_decref(req);
         return r < 0 ? fail(b, r, xasprintf("secret set: %s", err ?: strerror(-r))) : 0;

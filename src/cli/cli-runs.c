@@ -51,7 +51,8 @@ static const char run_help[] =
         "  --token TOKEN         the server's bearer token (also PYSPRINTER_TOKEN)\n"
         "\n"
         "Exit codes: 0 ok, 1 function raised, 2 usage, 3 validation, 4 dependencies,\n"
-        "5 killed by a limit, 6 server unreachable/auth, 7 internal, 130 Ctrl-C.\n";
+        "5 killed by a limit or cancelled, 6 server unreachable/auth, 7 internal,\n"
+        "130 interrupted (Ctrl-C: the run is cancelled; its record says 5).\n";
 
 static const char validate_help[] =
         "Usage: pysprinter validate FILE[::FUNC] [ARGUMENTS]\n"

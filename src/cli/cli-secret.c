@@ -12,10 +12,11 @@
 #include "cli-backend.h"
 
 static const char secret_help[] =
-        "Usage: pysprinter secret set NAME [--from-file PATH]\n"
+        "Usage: pysprinter secret set NAME [--from-file PATH] [--allow-empty]\n"
         "                                  store NAME's value, read from stdin (one trailing\n"
         "                                  newline dropped; at a terminal, not shown) or PATH\n"
-        "                                  (as is)\n"
+        "                                  (as is); an empty value is refused unless\n"
+        "                                  --allow-empty\n"
         "       pysprinter secret ls [--json]\n"
         "                                  names and dates, never values\n"
         "       pysprinter secret rm NAME  remove it\n"
@@ -112,8 +113,11 @@ static void tty_echo_restore(void) {
 
 static int secret_set_verb(Backend *b, int argc, char **argv, bool json) {
         const char *name = NULL, *file = NULL;
+        bool allow_empty = false;
         for (int i = 0; i < argc; i++) {
-                if (streq(argv[i], "--from-file") && i + 1 < argc)
+                if (streq(argv[i], "--allow-empty"))
+                        allow_empty = true;
+                else if (streq(argv[i], "--from-file") && i + 1 < argc)
                         file = argv[++i];
                 else if (startswith(argv[i], "--from-file="))
                         file = argv[i] + 12;
@@ -134,7 +138,7 @@ static int secret_set_verb(Backend *b, int argc, char **argv, bool json) {
                 return EXIT_USAGE;
         }
         if (!name)
-                return secret_usage("secret set NAME [--from-file PATH]  (the value on stdin)");
+                return secret_usage("secret set NAME [--from-file PATH] [--allow-empty]  (the value on stdin)");
         if (!secret_name_checked(name))
                 return EXIT_USAGE;
         _cleanup_close_ int fd = file ? open(file, O_RDONLY | O_CLOEXEC) : -EBADF;
@@ -160,6 +164,17 @@ static int secret_set_verb(Backend *b, int argc, char **argv, bool json) {
          * limit applies after the newline is dropped. */
         if (!file && len > 0 && value[len - 1] == '\n')
                 value[--len] = 0;
+        /* Nothing on stdin is far more often a mistake (a redirect from
+         * the wrong file, a pipe whose producer failed) than a wish for
+         * an empty variable: stored, every run saw '' and nothing said
+         * so. Checked here for both paths; the http backend then sends
+         * the API's allow_empty. */
+        if (len == 0 && !allow_empty) {
+                free(value);
+                cli_error("secret set: the value of %s is empty: nothing stored (an empty secret takes --allow-empty)",
+                          name);
+                return EXIT_USAGE;
+        }
         if (len > SECRET_MAX_BYTES) {
                 explicit_bzero(value, len);
                 free(value);

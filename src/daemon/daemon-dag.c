@@ -852,7 +852,8 @@ static int dag_submit(Daemon *d, const char *tenant, json_t *j, const char *want
                 return -EPERM;
         }
         /* A task naming a secret the tenant does not have (another
-         * tenant's included) is 404 before anything runs, as for a run. */
+         * tenant's included) is 404 before anything runs, as for a run;
+         * one sealed with another key 409 (daemon_secret_status()). */
         for (size_t i = 0; i < dag_n_tasks(dag) && r >= 0; i++) {
                 DagTaskInfo ti;
                 _cleanup_free_ char *serr = NULL;
@@ -860,7 +861,7 @@ static int dag_submit(Daemon *d, const char *tenant, json_t *j, const char *want
                 r = ti.secrets ? daemon_secrets_check(d, tenant, ti.secrets, &serr) : 0;
                 if (r < 0) {
                         /* ti points into dag: say it before freeing it. */
-                        *ret_status = 404;
+                        *ret_status = daemon_secret_status(r);
                         *ret_error = xasprintf("task '%s': %s", ti.name, serr ?: "secret not found");
                         dag_free(dag);
                         (void) rm_rf(dir);
@@ -985,6 +986,7 @@ static struct MHD_Response *handle_post(const DaemonCall *call, unsigned *ret_st
                 const char *code = status == 400   ? "bad_request"
                                    : status == 403 ? "forbidden"
                                    : status == 404 ? "not_found"
+                                   : status == 409 ? "conflict"
                                    : status == 429 ? "too_many_requests"
                                    : status == 503 ? "unavailable"
                                                    : "internal";

@@ -157,8 +157,9 @@ struct MHD_Response *daemon_function_prepare(const DaemonCall *call, const RunRe
                 return daemon_call_error(call, 403, "forbidden", ret_status, "%s%s", prefix, err);
         /* Its secrets must be the tenant's now (404), and are opened again
          * at each invocation. */
-        if (req->secrets && daemon_secrets_check(d, call->tenant, req->secrets, &err) < 0)
-                return daemon_call_error(call, 404, "not_found", ret_status, "%s%s", prefix, err);
+        if (req->secrets && (k = daemon_secrets_check(d, call->tenant, req->secrets, &err)) < 0)
+                return daemon_call_error(call, daemon_secret_status(k), daemon_secret_code(k), ret_status, "%s%s",
+                                         prefix, err);
         /* A deploy has no arguments yet: check the file and resolve its
          * requirements (kept beside it, not spliced into it), not a call. */
         k = daemon_validate(d, call->tenant, req, false, &res);

@@ -586,6 +586,9 @@ typedef struct ConnTrack {
         int fd;
         usec_t since;           /* start of the request being received */
         bool handling;          /* the request arrived; no deadline */
+        bool over;              /* past server.max_connections_per_ip: answered 429, then closed */
+        uint8_t addr_len;       /* the client's address: 4 (IPv4) or 16 bytes; 0 unknown */
+        uint8_t addr[16];
         struct ConnTrack *prev, *next;
 } ConnTrack;
 
@@ -594,6 +597,7 @@ static struct {
         pthread_cond_t cond;
         ConnTrack *head;
         usec_t deadline;
+        unsigned per_ip; /* server.max_connections_per_ip */
         bool stop;
         bool running;
         pthread_t thread;
@@ -748,6 +752,40 @@ unsigned daemon_http_thread_connections(unsigned *ret, unsigned max) {
         return n;
 }
 
+/* The client's address of conn into t (IPv4-mapped IPv6 as IPv4, as
+ * libmicrohttpd's own per-IP table counts it). */
+static void conn_track_addr(struct MHD_Connection *conn, ConnTrack *t) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+        if (sa && sa->sa_family == AF_INET) {
+                memcpy(t->addr, &((const struct sockaddr_in *) sa)->sin_addr, 4);
+                t->addr_len = 4;
+        } else if (sa && sa->sa_family == AF_INET6) {
+                const struct in6_addr *a = &((const struct sockaddr_in6 *) sa)->sin6_addr;
+                bool mapped = IN6_IS_ADDR_V4MAPPED(a);
+                memcpy(t->addr, mapped ? a->s6_addr + 12 : a->s6_addr, mapped ? 4 : 16);
+                t->addr_len = mapped ? 4 : 16;
+        }
+}
+
+/* With track.lock held: whether t's address already holds
+ * server.max_connections_per_ip connections. Past that, the connection's
+ * request is answered 429 with Retry-After and the connection closed, so
+ * a client can back off and come again; libmicrohttpd resets only those
+ * past twice the limit (a client that ignores the answers), as it reset
+ * every one past the limit before, which a client reads as "the server is
+ * away" (curl: "Connection reset by peer"). A walk of the open
+ * connections: at most server.max_connections, once per new connection. */
+static bool conn_track_over(const ConnTrack *t) {
+        if (t->addr_len == 0 || track.per_ip == 0)
+                return false;
+        unsigned n = 0;
+        for (const ConnTrack *o = track.head; o; o = o->next)
+                if (!o->over && o->addr_len == t->addr_len && memcmp(o->addr, t->addr, t->addr_len) == 0)
+                        n++;
+        return n >= track.per_ip;
+}
+
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode code) {
         if (code == MHD_CONNECTION_NOTIFY_STARTED) {
@@ -755,7 +793,9 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
                 ConnTrack *t = xcalloc(1, sizeof(ConnTrack));
                 t->fd = ci ? ci->connect_fd : -1;
                 t->since = now_monotonic();
+                conn_track_addr(conn, t);
                 pthread_mutex_lock(&track.lock);
+                t->over = conn_track_over(t);
                 t->next = track.head;
                 if (track.head)
                         track.head->prev = t;
@@ -876,6 +916,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 if (req->bad_url) {
                         req->responded = true;
                         return queue_error(&c, 400, "bad_request", NULL, "%s", req->bad_url);
+                }
+                ConnTrack *t = conn_track(conn);
+                if (t && t->over) {
+                        /* conn_track_over(): answered, then closed (its
+                         * body, if any, unread). */
+                        req->responded = true;
+                        call_kind_from_url(&c.call, url);
+                        return queue_error(&c, 429, "too_many_requests",
+                                           (const char *const[]){ "Retry-After", "1", "Connection", "close", NULL },
+                                           "too many connections from this address (server.max_connections_per_ip "
+                                           "is %u): close some and retry",
+                                           track.per_ip);
                 }
                 enum MHD_Result ret;
                 if (sink_begin(&c, req, url, &ret)) {
@@ -1105,14 +1157,17 @@ int daemon_http_start(Daemon *d, const char *address, void **ret_mhd, char **ret
         /* Through the acceptor, each thread may hold them all (it
          * holds the total). */
         unsigned mhd_connection_limit = d->cfg.max_connections * (accepting ? threads : 1);
+        /* Before the first connection can be counted (conn_track_over()). */
+        pthread_mutex_lock(&track.lock);
+        track.per_ip = (unsigned) d->cfg.max_connections_per_ip;
+        pthread_mutex_unlock(&track.lock);
         struct MHD_OptionItem listen_opt[] = { { accepting ? MHD_OPTION_END : MHD_OPTION_LISTEN_SOCKET, fd, NULL },
                                                { MHD_OPTION_END, 0, NULL } };
         struct MHD_Daemon *mhd = MHD_start_daemon(
-                flags, 0, NULL, NULL, on_request, d, MHD_OPTION_ARRAY, listen_opt, MHD_OPTION_THREAD_POOL_SIZE,
-                threads,
+                flags, 0, NULL, NULL, on_request, d, MHD_OPTION_ARRAY, listen_opt, MHD_OPTION_THREAD_POOL_SIZE, threads,
                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) d->cfg.read_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-                mhd_connection_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-                (unsigned) d->cfg.max_connections_per_ip, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                mhd_connection_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT, 2 * (unsigned) d->cfg.max_connections_per_ip,
+                /* conn_track_over() answers those between */ MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
                 MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_URI_LOG_CALLBACK, on_uri, d,
                 MHD_OPTION_END);
         if (!mhd) {

@@ -192,10 +192,13 @@ struct MHD_Response *daemon_call_submit(const DaemonCall *call, const RunRequest
         Daemon *d = call->d;
         DRun *r;
         /* Another tenant's secret is no secret of this one: 404, before
-         * anything is queued. */
+         * anything is queued; one sealed with another key is there but
+         * cannot be opened: 409 (daemon_secret_status()). */
         _cleanup_free_ char *serr = NULL;
-        if (req->secrets && daemon_secrets_check(d, call->tenant, req->secrets, &serr) < 0)
-                return daemon_call_error(call, 404, "not_found", ret_status, "%s", serr ?: "secret not found");
+        int sk = req->secrets ? daemon_secrets_check(d, call->tenant, req->secrets, &serr) : 0;
+        if (sk < 0)
+                return daemon_call_error(call, daemon_secret_status(sk), daemon_secret_code(sk), ret_status, "%s",
+                                         serr ?: "secret not found");
         RunRequest q = *req;
         q.idempotency_key = daemon_call_header(call, "Idempotency-Key");
         /* The CLI's --idempotency-key and the Python client check the same

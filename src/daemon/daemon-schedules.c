@@ -586,6 +586,7 @@ static struct MHD_Response *schedule_add(const DaemonCall *call, unsigned *ret_s
                 resp = daemon_call_error(call, dag_status,
                                          dag_status == 403   ? "forbidden"
                                          : dag_status == 404 ? "not_found"
+                                         : dag_status == 409 ? "conflict"
                                          : dag_status == 422 ? "invalid_dag"
                                                              : "internal",
                                          ret_status, "%s", err);

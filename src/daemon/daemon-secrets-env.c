@@ -13,3 +13,11 @@ int daemon_secrets_check(Daemon *d, const char *tenant, char *const *names, char
         store_env_free(env);
         return r;
 }
+
+unsigned daemon_secret_status(int r) {
+        return r == -EBADMSG ? 409 : 404;
+}
+
+const char *daemon_secret_code(int r) {
+        return r == -EBADMSG ? "conflict" : "not_found";
+}

@@ -62,13 +62,24 @@ static struct MHD_Response *daemon_api_secret_put(const DaemonCall *call, unsign
         int r = request_json_parse(call->body, call->body_len, &caps, (void **) &j, &err);
         if (r < 0)
                 return daemon_call_error(call, 400, "bad_request", ret_status, "%s", err ?: "invalid JSON");
-        json_t *v = json_object_get(j, "value");
-        if (!json_is_object(j) || json_object_size(j) != 1 || !json_is_string(v)) {
+        json_t *v = json_object_get(j, "value"), *allow = json_object_get(j, "allow_empty");
+        if (!json_is_object(j) || json_object_size(j) != 1 + (allow != NULL) || !json_is_string(v) ||
+            (allow && !json_is_boolean(allow))) {
                 json_decref(j);
                 return daemon_call_error(call, 400, "bad_request", ret_status,
-                                         "the body is {\"value\": \"…\"} (a string, nothing else)");
+                                         "the body is {\"value\": \"…\"} (a string; \"allow_empty\": true "
+                                         "for an empty one, nothing else)");
         }
         size_t len = json_string_length(v);
+        /* An empty value is more often a client's mistake (an unset
+         * variable, a failed read) than a wish: stored, every run saw ''. */
+        if (len == 0 && !json_is_true(allow)) {
+                json_decref(j);
+                return daemon_call_error(call, 400, "bad_request", ret_status,
+                                         "the value of %s is empty: nothing stored (an empty secret takes "
+                                         "\"allow_empty\": true)",
+                                         name);
+        }
         if (memchr(json_string_value(v), 0, len) || len > SECRET_MAX_BYTES) {
                 json_decref(j);
                 return daemon_call_error(call, len > SECRET_MAX_BYTES ? 413 : 400,

@@ -1257,6 +1257,12 @@ DaemonHandlerFn daemon_api_secrets_list, daemon_api_secret_put_or_delete;
  * values are wiped at once; a run's start opens them with
  * store_secrets_env()). -ENOENT with *ret_error naming the first missing. */
 int daemon_secrets_check(Daemon *d, const char *tenant, char *const *names, char **ret_error);
+/* The answer to daemon_secrets_check()'s failure r: a secret the tenant
+ * does not have is 404 "not_found"; one it has that the daemon's key cannot
+ * open (sealed with another: a database restored without its key) is 409
+ * "conflict" — it is there (`secret ls` lists it), the key does not fit. */
+unsigned daemon_secret_status(int r);
+const char *daemon_secret_code(int r);
 
 /* /v1/tokens (GET, POST), /v1/tokens/{id} (DELETE): admin tokens only. */
 DaemonHandlerFn daemon_api_tokens_list, daemon_api_token_create, daemon_api_token_revoke;
