@@ -406,6 +406,13 @@ static void record_start(RunCtx *c) {
         r->status = (char *) "running";
         r->exit_code = -1;
         r->created = r->started = now_realtime();
+        /* What a record this inserts says: the run started once (a
+         * caller's queue inserted and counts its own), within the attempts
+         * a worker's death may use (rerun_after_worker_death()), as a
+         * daemon's record says. Left 0 of 1, an embedded run read as never
+         * started and never to be run again. */
+        r->attempt = run_first_attempt(c);
+        r->max_attempts = c->spec->max_attempts > 0 ? c->spec->max_attempts : RUN_DEFAULT_MAX_ATTEMPTS;
         r->log_path = engine_run_log_path(c->e, c->res->id);
         /* A caller's queue that inserted the record (with this log path)
          * and started this attempt (RunQueueOps.start: running, started)

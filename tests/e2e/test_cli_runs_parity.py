@@ -603,3 +603,17 @@ def test_gc_removes_cancel_asks_of_runs_no_longer_in_flight(workdir):
     r = run_cli(workdir, ["gc"])
     assert r.returncode == 0, r
     assert sorted(p.name for p in asks.iterdir()) == [], list(asks.iterdir())
+
+
+def test_a_run_that_ran_records_its_attempt_on_both_paths(daemon, workdir):
+    """`show --json` of a run that ran says attempt 1 of its attempts on
+    both paths (docs/api.md: 0 is "never started"); embedded recorded 0
+    of 1, which read as a run never started and never to be run again."""
+    (workdir / "once.py").write_text("def f():\n    return 1\n")
+    seen = []
+    for server in (None, daemon.url):
+        run_cli(workdir, ["run", "once.py", *SB], server=server)
+        rid = newest_run(workdir, server)["id"]
+        rec = json.loads(run_cli(workdir, ["show", rid, "--json"], server=server).stdout)
+        seen.append((rec["status"], rec["attempt"], rec["max_attempts"]))
+    assert seen[0] == seen[1] == ("succeeded", 1, 3), seen
