@@ -17,6 +17,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "engine-internal.h"
@@ -254,13 +255,103 @@ void engine_sandbox_run_extra(RunSandbox *rs, int *fds, size_t *n_fds, size_t ma
                               sandbox_cgroup_has_memory(rs->cg) ? "true" : "false");
 }
 
+/* child_pid is written by the run's thread (started, exited) and read by
+ * a cancel's thread (engine_cancel() → engine_sandbox_run_kill()): each
+ * reader loads it once. Read twice, a run that ended between the check
+ * and the kill made it kill(-0, SIGKILL): the caller's own process group
+ * (the engine and everything its shell started with it). */
+static pid_t run_child_pid(const RunSandbox *rs) {
+        return __atomic_load_n(&rs->child_pid, __ATOMIC_ACQUIRE);
+}
+
 void engine_sandbox_run_started(RunSandbox *rs, pid_t worker_pid, pid_t child_pid) {
         rs->worker_pid = worker_pid;
-        rs->child_pid = child_pid;
+        __atomic_store_n(&rs->child_pid, child_pid, __ATOMIC_RELEASE);
 }
 
 void engine_sandbox_run_exited(RunSandbox *rs) {
-        rs->child_pid = 0;
+        __atomic_store_n(&rs->child_pid, 0, __ATOMIC_RELEASE);
+}
+
+/* Whether pid is in the first n of v. */
+static bool pid_listed(const pid_t *v, size_t n, pid_t pid) {
+        for (size_t i = 0; i < n; i++)
+                if (v[i] == pid)
+                        return true;
+        return false;
+}
+
+/* Without a sandbox a run has no cgroup and no pid namespace: its kill
+ * was its process group's, and a child in a session of its own
+ * (`setsid`, `start_new_session=True`) outlived the run for good. Every
+ * descendant of root is stopped as it is found (a stopped one forks no
+ * more), by parent links in /proc until a pass finds none new, then all
+ * are killed. One that was orphaned before (a double fork) is init's and
+ * is not found: that takes a cgroup (--sandbox=full). parent: the worker
+ * root must be a child of. Every signal goes through a pidfd opened
+ * before the process's parent was read: a pid the kernel gave anew
+ * meanwhile (the run reaped by its worker while the walk ran, then the id
+ * of another process's new thread, whose SIGKILL is that whole
+ * process's) is never signalled. No pidfds (a kernel before 5.3): the
+ * process group's kill alone, as before. kill_descendants() is true when
+ * it held root by a pidfd (and killed it). */
+typedef struct PidSet {
+        pid_t *pids;
+        int *pidfds;
+        size_t n, cap;
+} PidSet;
+
+/* Adds pid, stopped, when its parent is want (or, want 0, one of set's):
+ * the pidfd is opened before the parent is read, so the process checked
+ * is the one signalled. */
+static bool pid_set_take(PidSet *set, pid_t pid, pid_t want) {
+        int pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
+        if (pidfd < 0)
+                return false;
+        _cleanup_close_ int fd = proc_status_open(pid);
+        pid_t ppid = fd >= 0 ? proc_status_ppid(fd) : fd;
+        if (ppid <= 0 || (want ? ppid != want : !pid_listed(set->pids, set->n, ppid))) {
+                (void) close(pidfd);
+                return false;
+        }
+        (void) syscall(SYS_pidfd_send_signal, pidfd, SIGSTOP, NULL, 0);
+        if (set->n == set->cap) {
+                set->cap = set->cap ? set->cap * 2 : 64;
+                set->pids = xrealloc(set->pids, set->cap * sizeof(pid_t));
+                set->pidfds = xrealloc(set->pidfds, set->cap * sizeof(int));
+        }
+        set->pids[set->n] = pid;
+        set->pidfds[set->n++] = pidfd;
+        return true;
+}
+
+static bool kill_descendants(pid_t root, pid_t parent) {
+        PidSet set = { 0 };
+        if (parent <= 0 || !pid_set_take(&set, root, parent))
+                return false;
+        for (int pass = 0; pass < 16; pass++) {
+                DIR *proc = opendir("/proc");
+                if (!proc)
+                        break;
+                size_t before = set.n;
+                struct dirent *de;
+                while ((de = readdir(proc))) {
+                        char *end;
+                        long pid = strtol(de->d_name, &end, 10);
+                        if (!*end && pid > 0 && !pid_listed(set.pids, set.n, (pid_t) pid))
+                                (void) pid_set_take(&set, (pid_t) pid, 0);
+                }
+                closedir(proc);
+                if (set.n == before)
+                        break;
+        }
+        for (size_t i = 0; i < set.n; i++) {
+                (void) syscall(SYS_pidfd_send_signal, set.pidfds[i], SIGKILL, NULL, 0);
+                (void) close(set.pidfds[i]);
+        }
+        free(set.pids);
+        free(set.pidfds);
+        return true;
 }
 
 int engine_sandbox_run_kill(RunSandbox *rs) {
@@ -274,10 +365,16 @@ int engine_sandbox_run_kill(RunSandbox *rs) {
                         (void) kill(rs->worker_pid, SIGKILL);
                 return 0;
         }
-        if (rs->child_pid <= 0)
+        pid_t child = run_child_pid(rs);
+        if (child <= 0)
                 return -ESRCH;
-        (void) kill(-rs->child_pid, SIGKILL);
-        (void) kill(rs->child_pid, SIGKILL);
+        /* The group's kill stays: a pgid is not given to another process
+         * while a member holds it. The run's own pid is signalled by
+         * number only when the walk could not hold it by a pidfd. */
+        bool held = kill_descendants(child, rs->worker_pid);
+        (void) kill(-child, SIGKILL);
+        if (!held)
+                (void) kill(child, SIGKILL);
         return 0;
 }
 
@@ -317,8 +414,11 @@ RunSandbox *engine_sandbox_run_finish(RunSandbox *rs) {
                 cg_spare_put(rs->e, TAKE_PTR(rs->cg));
         else if (rs->mode == SANDBOX_MODE_FULL)
                 rs->cg = sandbox_cgroup_free(rs->cg);
-        else if (rs->child_pid > 0)
-                (void) kill(-rs->child_pid, SIGKILL);
+        else {
+                pid_t child = run_child_pid(rs);
+                if (child > 0)
+                        (void) kill(-child, SIGKILL);
+        }
         free(rs);
         return NULL;
 }

@@ -85,3 +85,42 @@ def test_a_tenant_maximum_above_the_global_one_is_warned_about(tmp_path):
         while d.log.read_text().count(warning) < 2 and time.time() < deadline:
             time.sleep(0.1)
         assert d.log.read_text().count(warning) == 2, d.log.read_text()
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def test_a_timed_out_unsandboxed_run_takes_its_new_session_children_along(cli, tmp_path):
+    """With --sandbox=none a run's timeout killed its process group only: a
+    subprocess started in a session of its own (`start_new_session=True`,
+    `setsid`) outlived the run, for good, embedded and in a daemon alike.
+    The kill takes the run's descendants now, whatever their session."""
+    import os
+    import signal
+    import time
+    from daemonlib import TOKENS
+    cli.write("esc.py", "def f():\n    import subprocess, time\n"
+                        "    p = subprocess.Popen(['sleep', '600'], start_new_session=True)\n"
+                        "    print(p.pid, flush=True)\n    time.sleep(60)\n")
+    pids = []
+    try:
+        r = cli("run", "esc.py", "--timeout", "2s", "--sandbox=none")
+        assert r.returncode == 5, r.stderr
+        pids.append(int(r.stdout.split()[0]))
+        with Daemon(tmp_path / "d", sandbox="none").serving() as d:
+            r = cli("run", "esc.py", "--timeout", "2s", "--server", d.url, env={"PYSPRINTER_TOKEN": TOKENS["alice"]})
+            assert r.returncode == 5, r.stderr
+            pids.append(int(r.stdout.split()[0]))
+            deadline = time.time() + 30  # a guard: the kill is at the timeout
+            while any(_alive(p) for p in pids) and time.time() < deadline:
+                time.sleep(0.1)
+            assert [p for p in pids if _alive(p)] == []
+    finally:
+        for p in pids:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)
