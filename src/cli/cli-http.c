@@ -66,7 +66,18 @@ static void http_failover(Http *h) {
 
 char *http_escape(const char *s) {
         char *e = curl_easy_escape(NULL, s, 0);
-        char *r = xstrdup(e ? e : "");
+        /* '.' too: curl leaves it as it is, and then removes the dot
+         * segments of the path it sends (RFC 3986), so an id "." or ".."
+         * asked for another resource (`show .` read GET /v1/runs/, the
+         * list). The server decodes %2E back into the name it was given. */
+        const char *in = e ? e : "";
+        char *r = xmalloc(3 * strlen(in) + 1), *o = r;
+        for (const char *p = in; *p; p++)
+                if (*p == '.')
+                        o = stpcpy(o, "%2E");
+                else
+                        *o++ = *p;
+        *o = 0;
         curl_free(e);
         return r;
 }

@@ -1,0 +1,84 @@
+"""The same command embedded and against a daemon (`--server URL`) prints
+the same bytes and exits with the same code (README: "One product"). The
+error paths the other parity files leave out: ids and names no run, DAG
+run or function can have (empty, `.`, `..`, `a/b`), which reached the
+daemon as another path of its API."""
+import pytest
+
+from conftest import same
+from daemonlib import TOKENS, Daemon
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    with Daemon(tmp_path_factory.mktemp("explore-parity")).serving() as d:
+        yield d
+
+
+def remote(cli, daemon, *args, input=None):
+    return cli(*args, "--server", daemon.url, input=input, env={"PYSPRINTER_TOKEN": TOKENS["alice"]})
+
+
+NO_RUN = "pysprinter: no run '{}' (see `pysprinter ps`)\n"
+
+
+@pytest.mark.parametrize("verb", [["show"], ["show", "--json"], ["logs"], ["logs", "-f"], ["cancel"],
+                                  ["cancel", "--json"]], ids=" ".join)
+def test_an_empty_run_id_is_no_run_on_both_paths(both, verb):
+    """`pysprinter show "$ID"` with an unset variable: a daemon read GET
+    /v1/runs/ as its list and `show` printed it as a run ("id: ?"), exit
+    0; `logs` said "no such endpoint: /v1/runs//logs"; embedded both said
+    "cannot read run '': Invalid argument", and `cancel` "unexpected
+    argument ''" (`dag status ""` says "no DAG run ''")."""
+    r = same(*both(verb[0], "", *verb[1:]))
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", NO_RUN.format(""))
+
+
+@pytest.mark.parametrize("verb", [["show"], ["logs"], ["cancel"], ["ps", "--before"]], ids=" ".join)
+@pytest.mark.parametrize("rid", [".", ".."])
+def test_a_dot_run_id_is_no_run_on_both_paths(both, verb, rid):
+    """`show .` went to GET /v1/runs/. , which the HTTP client reads as
+    /v1/runs/: a daemon's list of runs, printed as a run, exit 0
+    (`cancel .`: "method DELETE is not allowed here"; `logs .`: "run not
+    found"). Embedded: no run '.'."""
+    r = same(*both(*verb, rid))
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", NO_RUN.format(rid))
+
+
+@pytest.mark.parametrize("verb", [["status"], ["show"], ["cancel"], ["status", "--json"]], ids=" ".join)
+def test_a_dot_dag_run_id_is_no_dag_run_on_both_paths(both, verb):
+    """`dag status .` printed a daemon's DAG run list as an empty DAG run
+    ("dag . (-): ?"), exit 0."""
+    r = same(*both("dag", verb[0], ".", *verb[1:]))
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", "pysprinter: no DAG run '.' (see `pysprinter dag ls`)\n")
+
+
+NO_FUNCTION = "pysprinter: no deployed function '{}' (see `pysprinter functions`)\n"
+
+
+@pytest.mark.parametrize("args", [["functions", "show", "{}"], ["functions", "rm", "{}"], ["invoke", "{}"],
+                                  ["invoke", "{}", "--payload", "{{}}"], ["invoke", "{}", "--help"],
+                                  ["logs", "--function", "{}"]], ids=" ".join)
+@pytest.mark.parametrize("name", ["", ".", "a/b", "../runs"])
+def test_a_name_no_function_can_have_is_no_deployed_function(cli, daemon, args, name):
+    """`functions show ""` printed the tenant's function list, exit 0
+    (`rm`: "method DELETE is not allowed here"); `invoke a/b` said "no
+    such endpoint: /v1/functions/a/b/invoke"; and `logs --function ..`
+    asked /v1/functions/../runs, which is /v1/runs: it printed the
+    output of the tenant's last runs, of any function or none, and -f
+    followed every new one."""
+    if name == "" and args[0] in ("logs", "invoke"):
+        pytest.skip("a usage error before any server is asked (test_invoke_without_a_name_…)")
+    words = [a.format(name) for a in args]
+    r = remote(cli, daemon, *words)
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", NO_FUNCTION.format(name)), r
+
+
+@pytest.mark.parametrize("args", [[], [""], ["::3"], ["", "--payload", "{}"]], ids=repr)
+def test_invoke_without_a_name_asks_for_one_on_both_paths(both, args):
+    """`invoke "$FN"` with an unset variable said "no file given in ''"
+    (`invoke` alone: "no file given"): invoke takes a deployed function's
+    NAME, no file."""
+    r = same(*both("invoke", *args))
+    assert (r.returncode, r.stdout) == (2, ""), r
+    assert r.stderr.startswith("pysprinter: invoke needs a deployed function's NAME (see `pysprinter functions`)\n")
