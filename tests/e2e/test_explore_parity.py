@@ -3,6 +3,9 @@ the same bytes and exits with the same code (README: "One product"). The
 error paths the other parity files leave out: ids and names no run, DAG
 run or function can have (empty, `.`, `..`, `a/b`), which reached the
 daemon as another path of its API."""
+import os
+import subprocess
+
 import pytest
 
 from conftest import same
@@ -17,6 +20,18 @@ def daemon(tmp_path_factory):
 
 def remote(cli, daemon, *args, input=None):
     return cli(*args, "--server", daemon.url, input=input, env={"PYSPRINTER_TOKEN": TOKENS["alice"]})
+
+
+def both_bytes(cli, daemon, *args):
+    """(exit code, stdout, stderr) as bytes, embedded then with --server:
+    a message may hold a byte that is not UTF-8, as the user gave it."""
+    out = []
+    for extra, env in (([], {}), (["--server", daemon.url], {"PYSPRINTER_TOKEN": TOKENS["alice"]})):
+        p = subprocess.run([str(cli.exe), *map(os.fsencode, args), *extra], capture_output=True, cwd=cli.cwd,
+                           env={**cli.env, **env}, timeout=120)
+        out.append((p.returncode, p.stdout, p.stderr))
+    assert out[0] == out[1], out
+    return out[0]
 
 
 NO_RUN = "pysprinter: no run '{}' (see `pysprinter ps`)\n"
@@ -82,3 +97,21 @@ def test_invoke_without_a_name_asks_for_one_on_both_paths(both, args):
     r = same(*both("invoke", *args))
     assert (r.returncode, r.stdout) == (2, ""), r
     assert r.stderr.startswith("pysprinter: invoke needs a deployed function's NAME (see `pysprinter functions`)\n")
+
+
+@pytest.mark.parametrize("ref", ["a b", "x@0", "a\udcffb"], ids=["space", "version0", "not-utf8"])
+@pytest.mark.parametrize("verb", [["run", "f.py"], ["map", "f.py", "--over", "in.jsonl"], ["chain", "f.py"]],
+                         ids=lambda v: v[0])
+def test_a_data_reference_that_cannot_be_is_one_usage_error_on_both_paths(cli, daemon, verb, ref):
+    """`run f.py --data 'a b'` said "'a b' is not a dataset reference"
+    embedded and "field 'data[0]' must be a dataset name …" through a
+    daemon (map: a ClientError line per input, in those two wordings);
+    a name that is not UTF-8 fell out of the request's JSON, and the run
+    went on without its dataset, exit 0, through a daemon (chain:
+    embedded too)."""
+    cli.write("f.py", "def f(x=1):\n    return x\n")
+    cli.write("in.jsonl", "[1]\n")
+    code, out, err = both_bytes(cli, daemon, *verb, "--data", ref)
+    assert (code, out) == (2, b""), err
+    assert err.startswith(b"pysprinter: --data needs a dataset reference (NAME or NAME@VERSION), got '"
+                          + os.fsencode(ref) + b"'\n"), err
