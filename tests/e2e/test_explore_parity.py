@@ -115,3 +115,21 @@ def test_a_data_reference_that_cannot_be_is_one_usage_error_on_both_paths(cli, d
     assert (code, out) == (2, b""), err
     assert err.startswith(b"pysprinter: --data needs a dataset reference (NAME or NAME@VERSION), got '"
                           + os.fsencode(ref) + b"'\n"), err
+
+
+def test_map_names_a_missing_dataset_once_before_any_call_on_both_paths(cli, both):
+    """`map --data nope` printed one line per input, not the same one:
+    through a daemon each call was a recorded run ending in a DataError,
+    embedded a ClientError line with no run id. A dataset that is not
+    there fails every call: it is said once, as `run` says it, exit 3,
+    and nothing is run (as a file that cannot run with any input)."""
+    cli.write("f.py", "def f(x=1):\n    return x\n")
+    cli.write("in.jsonl", "[1]\n[2]\n")
+    cli.write("w.txt", "words\n")
+    same(*both("data", "put", "words", "w.txt"))
+    for ref, msg in [("nope", "no dataset named 'nope' (add it with: pysprinter data put nope PATH|URL)"),
+                     ("words@7", "dataset 'words' has no version 7 (see `pysprinter data ls words`)")]:
+        r = same(*both("map", "f.py", "--over", "in.jsonl", "--data", ref))
+        assert (r.returncode, r.stdout, r.stderr) == (3, "", f"pysprinter: {msg}\n"), r
+    local, remote = both("map", "f.py", "--over", "in.jsonl", "--data", "words@1")
+    assert local.returncode == remote.returncode == 0, (local, remote)
