@@ -3,6 +3,7 @@ the same bytes and exits with the same code (README: "One product"). The
 error paths the other parity files leave out: ids and names no run, DAG
 run or function can have (empty, `.`, `..`, `a/b`), which reached the
 daemon as another path of its API."""
+import json
 import os
 import subprocess
 
@@ -133,3 +134,20 @@ def test_map_names_a_missing_dataset_once_before_any_call_on_both_paths(cli, bot
         assert (r.returncode, r.stdout, r.stderr) == (3, "", f"pysprinter: {msg}\n"), r
     local, remote = both("map", "f.py", "--over", "in.jsonl", "--data", "words@1")
     assert local.returncode == remote.returncode == 0, (local, remote)
+
+
+def test_a_run_refused_for_its_data_is_listed_as_a_server_lists_it(cli, both):
+    """`run f.py --data nope` printed the same words on both paths, but a
+    daemon had recorded the run (`error`, exit 3, DataError: it finds the
+    dataset missing when the run starts) and embedded nothing: `ps` and
+    `show` of the two homes told different stories."""
+    cli.write("f.py", "def f(x=1):\n    return x\n")
+    r = same(*both("run", "f.py", "--data", "nope"))
+    assert r.returncode == 3, r
+    seen = []
+    for p in both("ps", "-n", "1", "--status", "error", "--json"):
+        [run] = json.loads(p.stdout)
+        seen.append((run["status"], run["exit_code"], run["filename"], run["function"], run["error"]["type"],
+                     run["error"]["message"]))
+    assert seen[0] == seen[1] == ("error", 3, "f.py", None, "DataError",
+                                  "no dataset named 'nope' (add it with: pysprinter data put nope PATH|URL)"), seen
