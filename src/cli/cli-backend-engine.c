@@ -392,6 +392,9 @@ static RunRecord local_record(const RunRequest *q, const char *id, const char *s
                             .exit_code = -1,
                             .created = now,
                             .started = now,
+                            /* Started, or ended refused: attempt 1, as a
+                             * server's run object counts it. */
+                            .attempt = 1,
                             .max_attempts = 1 };
 }
 

@@ -406,6 +406,10 @@ static void record_start(RunCtx *c) {
         r->status = (char *) "running";
         r->exit_code = -1;
         r->created = r->started = now_realtime();
+        /* A record made here is of a run starting now: its first attempt,
+         * as a queue's start counts it (a daemon's run object says 1; an
+         * embedded one said 0). A queue's own record keeps its count. */
+        r->attempt = run_first_attempt(c);
         r->log_path = engine_run_log_path(c->e, c->res->id);
         /* A caller's queue that inserted the record (with this log path)
          * and started this attempt (RunQueueOps.start: running, started)

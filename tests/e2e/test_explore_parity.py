@@ -151,3 +151,14 @@ def test_a_run_refused_for_its_data_is_listed_as_a_server_lists_it(cli, both):
                      run["error"]["message"]))
     assert seen[0] == seen[1] == ("error", 3, "f.py", None, "DataError",
                                   "no dataset named 'nope' (add it with: pysprinter data put nope PATH|URL)"), seen
+
+
+def test_a_run_object_counts_its_first_attempt_as_1_on_both_paths(cli, both):
+    """`show RUN --json` of a run that ran once said "attempt": 0 embedded
+    and 1 through a daemon (the API's example, and a queue's count of its
+    starts): a script reading .attempt saw a run that never started."""
+    cli.write("f.py", "def f(x=1):\n    return x\n")
+    same(*both("run", "f.py"))
+    same(*both("run", "f.py", "--data", "nope"))
+    for p in both("ps", "-n", "2", "--json"):
+        assert [(r["status"], r["attempt"]) for r in json.loads(p.stdout)] == [("error", 1), ("succeeded", 1)], p
