@@ -525,10 +525,12 @@ const char *cli_source_name(const char *file) {
 int cli_read_source(const char *file, char **ret, size_t *ret_len) {
         /* "-": the source on stdin, as `python3 -` and `uv run -` read it. */
         int r = read_file(streq(file, "-") ? "/dev/stdin" : file, RUN_MAX_SOURCE_BYTES, ret, ret_len);
+        /* Stdin is named as the run names it ("- is larger…" read as a
+         * file called "-"). */
         if (r == -EFBIG)
-                cli_error("%s is larger than the 4 MiB source limit", file);
+                cli_error("%s is larger than the 4 MiB source limit", cli_source_name(file));
         else if (r < 0)
-                cli_error("cannot read %s: %s", file, strerror(-r));
+                cli_error("cannot read %s: %s", cli_source_name(file), strerror(-r));
         return r;
 }
 

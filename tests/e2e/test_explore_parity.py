@@ -162,3 +162,12 @@ def test_a_run_object_counts_its_first_attempt_as_1_on_both_paths(cli, both):
     same(*both("run", "f.py", "--data", "nope"))
     for p in both("ps", "-n", "2", "--json"):
         assert [(r["status"], r["attempt"]) for r in json.loads(p.stdout)] == [("error", 1), ("succeeded", 1)], p
+
+
+@pytest.mark.parametrize("verb", ["run", "validate", "lock"])
+def test_a_source_on_stdin_too_large_is_named_stdin_on_both_paths(both, verb):
+    """`run - < big.py` said "- is larger than the 4 MiB source limit", a
+    file called "-": the run names its stdin `<stdin>` everywhere else."""
+    big = "X = 1\n" * (5 * 1024 * 1024 // 6 + 1) + "def f():\n    return 1\n"
+    r = same(*both(verb, "-", input=big))
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", "pysprinter: <stdin> is larger than the 4 MiB source limit\n")
