@@ -29,8 +29,15 @@ int http_open(const char *server, Http *ret, char **ret_error) {
                 size_t n = strlen(base);
                 while (n > 0 && base[n - 1] == '/')
                         base[--n] = 0;
-                if (!startswith(base, "http://") && !startswith(base, "https://")) {
-                        *ret_error = xasprintf("--server needs an http:// or https:// URL, not '%s'", base);
+                /* A query or a fragment would end up before each path
+                 * the CLI adds (URL?x=1/v1/runs: "no such endpoint: /"),
+                 * and a URL without a host names no server at all. */
+                const char *host = strstr(base, "://");
+                if ((!startswith(base, "http://") && !startswith(base, "https://")) || strpbrk(base, "?# \t") ||
+                    !host[3] || host[3] == '/') {
+                        *ret_error = xasprintf(
+                                "--server needs an http:// or https:// URL (a host, no query or fragment), not '%s'",
+                                base);
                         free(base);
                         strv_free(servers);
                         return -EINVAL;

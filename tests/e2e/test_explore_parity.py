@@ -171,3 +171,14 @@ def test_a_source_on_stdin_too_large_is_named_stdin_on_both_paths(both, verb):
     big = "X = 1\n" * (5 * 1024 * 1024 // 6 + 1) + "def f():\n    return 1\n"
     r = same(*both(verb, "-", input=big))
     assert (r.returncode, r.stdout, r.stderr) == (2, "", "pysprinter: <stdin> is larger than the 4 MiB source limit\n")
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:1?x=1", "http://127.0.0.1:1#top", "http:///v1", "https://"])
+def test_a_server_url_with_a_query_or_no_host_is_a_usage_error(cli, url):
+    """`--server 'http://host:port?x=1'` sent GET http://host:port?x=1/v1/runs:
+    "no such endpoint: /", exit 2, from a server that was there; a URL
+    with no host said "cannot reach", exit 6 (the server unreachable)."""
+    r = cli("ps", "--server", url)
+    assert (r.returncode, r.stdout) == (2, ""), r
+    assert r.stderr.startswith("pysprinter: --server needs an http:// or https:// URL (a host, no query or "
+                               "fragment), not '"), r
