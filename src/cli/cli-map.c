@@ -413,7 +413,9 @@ static int run_map(Backend *b, MapJob *job, unsigned conc) {
         pthread_t *th = xcalloc(nt ?: 1, sizeof(pthread_t));
         unsigned started = 0;
         cli_catch_interrupt();
-        bool bar = isatty(STDERR_FILENO) && !cli_globals.quiet;
+        /* Redrawn in place: not where the cursor cannot move (TERM=dumb
+         * got "\r\033[K[....] 0/6" before every line). */
+        bool bar = cli_stderr_can_redraw() && !cli_globals.quiet;
         usec_t t0 = now_monotonic();
         job->bar = bar;
         job->t0 = t0;

@@ -5,11 +5,12 @@ run or function can have (empty, `.`, `..`, `a/b`), which reached the
 daemon as another path of its API."""
 import json
 import os
+import re
 import subprocess
 
 import pytest
 
-from conftest import same
+from conftest import CLI, run_on_pty, same
 from daemonlib import TOKENS, Daemon
 
 
@@ -182,3 +183,19 @@ def test_a_server_url_with_a_query_or_no_host_is_a_usage_error(cli, url):
     assert (r.returncode, r.stdout) == (2, ""), r
     assert r.stderr.startswith("pysprinter: --server needs an http:// or https:// URL (a host, no query or "
                                "fragment), not '"), r
+
+
+def test_map_on_a_dumb_terminal_draws_no_bar_on_both_paths(cli, daemon):
+    """docs/cli.md: where the cursor cannot move (TERM=dumb) nothing is
+    redrawn. map drew its bar there all the same, "\\r\\033[K[....] 0/1"
+    before each line, embedded as through a daemon (the DAG view and the
+    progress line already asked TERM)."""
+    cli.write("f.py", "def f(x=1):\n    print('hi')\n    return x\n")
+    cli.write("in.jsonl", "[1]\n")
+    got = []
+    for extra, env in (([], {}), (["--server", daemon.url], {"PYSPRINTER_TOKEN": TOKENS["alice"]})):
+        code, out = run_on_pty(cli.cwd, [CLI, "map", "f.py", "--over", "in.jsonl", *extra],
+                               {**cli.env, **env, "TERM": "dumb"})
+        got.append((code, re.sub(r'"run_id":"r[0-9a-z]+"', '"run_id":"ID"', out)))
+    assert got[0] == got[1] == (0, 'hi\r\n{"index":0,"run_id":"ID","status":"succeeded","result":1}\r\n'
+                                   'f.py: 1 call, 0 failed\r\n'), got
