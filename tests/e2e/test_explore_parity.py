@@ -75,7 +75,8 @@ NO_FUNCTION = "pysprinter: no deployed function '{}' (see `pysprinter functions`
 
 @pytest.mark.parametrize("args", [["functions", "show", "{}"], ["functions", "rm", "{}"], ["invoke", "{}"],
                                   ["invoke", "{}", "--payload", "{{}}"], ["invoke", "{}", "--help"],
-                                  ["logs", "--function", "{}"]], ids=" ".join)
+                                  ["logs", "--function", "{}"], ["schedule", "add", "s1", "--every", "1h", "{}"]],
+                         ids=" ".join)
 @pytest.mark.parametrize("name", ["", ".", "a/b", "../runs"])
 def test_a_name_no_function_can_have_is_no_deployed_function(cli, daemon, args, name):
     """`functions show ""` printed the tenant's function list, exit 0
@@ -83,7 +84,8 @@ def test_a_name_no_function_can_have_is_no_deployed_function(cli, daemon, args, 
     such endpoint: /v1/functions/a/b/invoke"; and `logs --function ..`
     asked /v1/functions/../runs, which is /v1/runs: it printed the
     output of the tenant's last runs, of any function or none, and -f
-    followed every new one."""
+    followed every new one. `schedule add S --every 1h a/b` said "field
+    'function' must name a deployed function" ("" : "no file given")."""
     if name == "" and args[0] in ("logs", "invoke"):
         pytest.skip("a usage error before any server is asked (test_invoke_without_a_name_…)")
     words = [a.format(name) for a in args]
