@@ -201,3 +201,35 @@ def test_map_on_a_dumb_terminal_draws_no_bar_on_both_paths(cli, daemon):
         got.append((code, re.sub(r'"run_id":"r[0-9a-z]+"', '"run_id":"ID"', out)))
     assert got[0] == got[1] == (0, 'hi\r\n{"index":0,"run_id":"ID","status":"succeeded","result":1}\r\n'
                                    'f.py: 1 call, 0 failed\r\n'), got
+
+
+def test_data_get_into_a_device_or_a_fifo_writes_into_it_on_both_paths(cli, both, daemon, tmp_path):
+    """`data get NAME -o /dev/null` renamed a temporary file over the
+    device, embedded as through a daemon: as root, /dev/null became a
+    regular file holding the dataset, for every process of the machine;
+    `-o FIFO` replaced the pipe with a file its reader never saw. A
+    device node of the test's own (the null device) and a FIFO stand in
+    for /dev/null here: it must stay a device, and the FIFO's reader
+    gets the bytes."""
+    import stat
+    import threading
+    cli.write("w.txt", "the words\n")
+    same(*both("data", "put", "explore-dev", "w.txt"))
+    dev = tmp_path / "null"
+    os.mknod(dev, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for extra, env in (([], {}), (["--server", daemon.url], {"PYSPRINTER_TOKEN": TOKENS["alice"]})):
+        r = cli("data", "get", "explore-dev", "-o", dev, *extra, env=env)
+        assert (r.returncode, r.stdout, r.stderr) == (0, "", ""), r
+        assert stat.S_ISCHR(os.lstat(dev).st_mode), "the device was replaced"
+        got = []
+        reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+        reader.start()
+        r = cli("data", "get", "explore-dev", "-o", fifo, *extra, env=env, timeout=60)
+        if reader.is_alive():  # the CLI never opened the FIFO: let the reader go
+            with open(fifo, "wb"):
+                pass
+        reader.join(30)
+        assert (r.returncode, r.stdout, r.stderr) == (0, "", ""), r
+        assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and got == [b"the words\n"], got
