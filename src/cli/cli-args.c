@@ -31,6 +31,28 @@ static _printf_(2, 0) int usage(Ctx *c, const char *fmt, const char *word) {
         return -EINVAL;
 }
 
+/* data_name_valid()'s rule for the n bytes at s (this library does not
+ * link src/data/). */
+static bool dataset_name_ok(const char *s, size_t n) {
+        bool ok = n > 0 && n <= 64 && isalnum((unsigned char) s[0]);
+        for (size_t i = 0; ok && i < n; i++)
+                ok = isalnum((unsigned char) s[i]) || strchr("._-", s[i]);
+        return ok;
+}
+
+/* NAME or NAME@VERSION, VERSION 1..1000000000: data_parse_ref()'s rule. */
+static bool dataset_ref_ok(const char *ref) {
+        const char *at = strchr(ref, '@');
+        if (!dataset_name_ok(ref, at ? (size_t) (at - ref) : strlen(ref)))
+                return false;
+        if (!at)
+                return true;
+        char *end;
+        errno = 0;
+        long v = strtol(at + 1, &end, 10);
+        return !errno && end != at + 1 && !*end && v >= 1 && v <= 1000000000 && isdigit((unsigned char) at[1]);
+}
+
 int cli_sandbox_mode_parse(const char *val, SandboxMode *ret_mode, char **ret_error) {
         if (streq(val, "none"))
                 *ret_mode = SANDBOX_MODE_NONE;
@@ -338,20 +360,20 @@ static int runner_option(Ctx *c, int argc, char **argv, int *i) {
                 a->index_url = xstrdup(val);
         } else if (streq(name, "--find-links"))
                 a->find_links = strv_append(a->find_links, val);
-        else if (streq(name, "--data"))
+        else if (streq(name, "--data")) {
+                /* data_parse_ref()'s rule, checked before any backend: a
+                 * daemon said it in other words ("field 'data[0]' must
+                 * be…"), and a name that is not UTF-8 left the request's
+                 * JSON without a word, the run going on without its data. */
+                if (!dataset_ref_ok(val))
+                        return usage(c, "--data needs a dataset reference (NAME or NAME@VERSION), got '%s'", val);
                 a->data = strv_append(a->data, val);
-        else if (streq(name, "--output-data")) {
-                /* data_name_valid()'s rule, checked before the run (this
-                 * library does not link src/data/). */
-                bool ok = isalnum((unsigned char) val[0]) && strlen(val) <= 64;
-                for (const char *p = val; ok && *p; p++)
-                        ok = isalnum((unsigned char) *p) || strchr("._-", *p);
-                if (!ok)
+        } else if (streq(name, "--output-data")) {
+                if (!dataset_name_ok(val, strlen(val)))
                         return usage(c, "--output-data needs a dataset name ([A-Za-z0-9][A-Za-z0-9._-]*), got '%s'", val);
                 free(a->output_data);
                 a->output_data = xstrdup(val);
-        }
-        else if (streq(name, "--secret")) {
+        } else if (streq(name, "--secret")) {
                 if (!secret_name_is_valid(val))
                         return usage(c, "--secret needs a secret's name ([A-Za-z_][A-Za-z0-9_]{0,127}), got '%s'", val);
                 /* A name given twice is one; the limits are a daemon's
@@ -368,8 +390,7 @@ static int runner_option(Ctx *c, int argc, char **argv, int *i) {
                         return -EINVAL;
                 }
                 return env_add(c, val);
-        }
-        else if (streq(name, "--server")) {
+        } else if (streq(name, "--server")) {
                 free(a->server);
                 a->server = xstrdup(val);
         } else if (streq(name, "--quiet") || streq(name, "-q"))

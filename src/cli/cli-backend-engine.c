@@ -392,6 +392,9 @@ static RunRecord local_record(const RunRequest *q, const char *id, const char *s
                             .exit_code = -1,
                             .created = now,
                             .started = now,
+                            /* Started, or ended refused: attempt 1, as a
+                             * server's run object counts it. */
+                            .attempt = 1,
                             .max_attempts = 1 };
 }
 
@@ -400,9 +403,12 @@ static RunRecord local_record(const RunRequest *q, const char *id, const char *s
  * error, exit 3, the message the caller would have read. Both paths then
  * give an id whose run says why (docs/cli.md "--detach"). So is a run
  * whose --idempotency-key claimed its record already (claimed): a
- * resubmission of the key shows why, as a server's does. Returns r. */
+ * resubmission of the key shows why, as a server's does. And so is a
+ * foreground run refused for its data (type "DataError"): a server takes
+ * the run and finds the dataset missing when it starts, so `ps` and `show`
+ * list that `error` run there; embedded they listed nothing. Returns r. */
 static int detach_refused(Backend *b, const RunRequest *q, const char *id, bool claimed, const char *type, int r) {
-        if (!q->detach && !claimed)
+        if (!q->detach && !claimed && !streq(type, "DataError"))
                 return r;
         RunRecord rec = local_record(q, id, "error");
         rec.exit_code = EXIT_VALIDATION;

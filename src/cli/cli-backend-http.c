@@ -318,6 +318,17 @@ static int follow_run(Backend *b, const char *id, Renderer *rd, json_t **ret) {
 
 static int http_run_get(Backend *b, const char *id, json_t **ret);
 
+/* A NAME no function can have (function_name_is_valid(): a deploy takes
+ * no other) is no deployed function, said before any request: sent, "",
+ * ".", "..", "a/b" became other routes of the API (`functions show ""`
+ * printed the list, `invoke a/b` "no such endpoint", `logs --function ..`
+ * read /v1/runs, the output of every run). -ENOENT after saying so. */
+static int function_name_refused(Backend *b, const char *name) {
+        if (function_name_is_valid(name))
+                return 0;
+        return fail(b, -ENOENT, xasprintf("no deployed function '%s'", name));
+}
+
 /* Why the invoke API finds no function name (escaped) at version (0:
  * latest), in its words (daemon_function_find(): "function 'tick' has no
  * version 9", "no deployed function 'tick'"), or NULL when it finds one. */
@@ -402,6 +413,8 @@ static int describe_deployed(Backend *b, const RunRequest *q, json_t **ret) {
 
 static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret) {
         const RunArgs *a = q->a;
+        if (q->deployed && function_name_refused(b, q->deployed) < 0)
+                return -ENOENT;
         if (q->deployed && q->describe_only)
                 return describe_deployed(b, q, ret);
         _cleanup_free_ char *err = NULL, *path = NULL;
@@ -703,6 +716,8 @@ static int http_stack(Backend *b, json_t *req, json_t **ret) {
 }
 
 static int http_function(Backend *b, const char *method, const char *name, json_t **ret) {
+        if (name && function_name_refused(b, name) < 0)
+                return -ENOENT;
         _cleanup_free_ char *err = NULL, *ename = name ? http_escape(name) : NULL;
         _cleanup_free_ char *path = name ? xasprintf("/v1/functions/%s", ename) : xstrdup("/v1/functions");
         int r = http_json(&b->http, method, path, NULL, ret, &err);
@@ -732,6 +747,8 @@ static int http_schedule(Backend *b, const char *method, const char *path, json_
 }
 
 static int http_function_runs(Backend *b, const char *name, long limit, json_t **ret_array) {
+        if (function_name_refused(b, name) < 0)
+                return -ENOENT;
         _cleanup_free_ char *err = NULL, *ename = http_escape(name);
         _cleanup_free_ char *path = xasprintf("/v1/functions/%s/runs?limit=%ld", ename, limit);
         json_t *ans = NULL;

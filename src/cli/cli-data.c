@@ -1,7 +1,10 @@
 /* `data put|ls|get|rm`: the named, versioned datasets runs mount at
  * /data/NAME, written once against a Backend (both answer with the API's
  * dataset objects, docs/api.md "Datasets"). */
+#include <fcntl.h>
 #include <jansson.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "shared.h"
 #include "cli-backend.h"
@@ -176,10 +179,35 @@ static int data_get_verb(Backend *b, int argc, char **argv) {
          * wrote a file named "-". */
         if (out && streq(out, "-"))
                 out = NULL;
+        /* A device, a FIFO or a socket (-o /dev/null, /dev/stderr, a named
+         * pipe) is written into, as `curl -o` and `cp` write into one: both
+         * backends renamed a temporary file over it, which replaced the
+         * FIFO with a file, and as root replaced /dev/null itself with a
+         * regular file holding the dataset (every later write to
+         * /dev/null on the machine went there). Its bytes go to it as they
+         * go to stdout. */
+        struct stat st;
+        bool special = out && stat(out, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
+        if (special) {
+                int fd = open(out, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+                if (fd < 0 || fflush(stdout) != 0 || dup2(fd, STDOUT_FILENO) < 0) {
+                        cli_error("data get: cannot write %s: %s", out, strerror(errno));
+                        if (fd >= 0)
+                                close(fd);
+                        return EXIT_USAGE;
+                }
+                close(fd);
+        }
         _cleanup_free_ char *dir = NULL;
-        int r = b->ops->data_get(b, ref, out, &dir);
+        int r = b->ops->data_get(b, ref, special ? NULL : out, &dir);
         if (r < 0)
                 return backend_fail(b, r);
+        if (special && dir) {
+                /* Embedded, a directory's answer is its read-only path:
+                 * nothing to write into a device, as with a server. */
+                cli_error("data get: %s is a directory dataset: copy it out with -o DIR", ref);
+                return EXIT_USAGE;
+        }
         if (dir)
                 printf("%s\n", dir);
         return 0;

@@ -29,8 +29,15 @@ int http_open(const char *server, Http *ret, char **ret_error) {
                 size_t n = strlen(base);
                 while (n > 0 && base[n - 1] == '/')
                         base[--n] = 0;
-                if (!startswith(base, "http://") && !startswith(base, "https://")) {
-                        *ret_error = xasprintf("--server needs an http:// or https:// URL, not '%s'", base);
+                /* A query or a fragment would end up before each path
+                 * the CLI adds (URL?x=1/v1/runs: "no such endpoint: /"),
+                 * and a URL without a host names no server at all. */
+                const char *host = strstr(base, "://");
+                if ((!startswith(base, "http://") && !startswith(base, "https://")) || strpbrk(base, "?# \t") ||
+                    !host[3] || host[3] == '/') {
+                        *ret_error = xasprintf(
+                                "--server needs an http:// or https:// URL (a host, no query or fragment), not '%s'",
+                                base);
                         free(base);
                         strv_free(servers);
                         return -EINVAL;
@@ -66,7 +73,18 @@ static void http_failover(Http *h) {
 
 char *http_escape(const char *s) {
         char *e = curl_easy_escape(NULL, s, 0);
-        char *r = xstrdup(e ? e : "");
+        /* '.' too: curl leaves it as it is, and then removes the dot
+         * segments of the path it sends (RFC 3986), so an id "." or ".."
+         * asked for another resource (`show .` read GET /v1/runs/, the
+         * list). The server decodes %2E back into the name it was given. */
+        const char *in = e ? e : "";
+        char *r = xmalloc(3 * strlen(in) + 1), *o = r;
+        for (const char *p = in; *p; p++)
+                if (*p == '.')
+                        o = stpcpy(o, "%2E");
+                else
+                        *o++ = *p;
+        *o = 0;
         curl_free(e);
         return r;
 }

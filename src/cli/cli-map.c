@@ -413,7 +413,9 @@ static int run_map(Backend *b, MapJob *job, unsigned conc) {
         pthread_t *th = xcalloc(nt ?: 1, sizeof(pthread_t));
         unsigned started = 0;
         cli_catch_interrupt();
-        bool bar = isatty(STDERR_FILENO) && !cli_globals.quiet;
+        /* Redrawn in place: not where the cursor cannot move (TERM=dumb
+         * got "\r\033[K[....] 0/6" before every line). */
+        bool bar = cli_stderr_can_redraw() && !cli_globals.quiet;
         usec_t t0 = now_monotonic();
         job->bar = bar;
         job->t0 = t0;
@@ -497,6 +499,28 @@ static int map_check_file(Backend *b, const RunArgs *a, const char *source, size
         return cli_interrupted ? EXIT_INTERRUPTED : code;
 }
 
+/* A dataset the calls name that is not there (or not that version) fails
+ * every call alike: said once, in run's words and with its exit code,
+ * before any call. Before, each input was a line of its own, and not the
+ * same line: through a daemon a recorded run's DataError, embedded a
+ * ClientError with no run. */
+static int map_check_data(Backend *b, const RunArgs *a) {
+        for (char **d = a->data; d && *d; d++) {
+                json_t *info = NULL;
+                int r = b->ops->data_info(b, *d, &info);
+                json_decref(info);
+                if (r == -ENOENT) {
+                        /* data_info()'s words are `data ls`'s ("data: …"). */
+                        const char *e = b->error ?: "";
+                        cli_error("%s", startswith(e, "data: ") ? e + strlen("data: ") : e);
+                        return EXIT_VALIDATION;
+                }
+                if (r < 0)
+                        return backend_fail(b, r);
+        }
+        return 0;
+}
+
 static void map_job_done(MapJob *job) {
         for (size_t i = 0; i < job->n; i++) {
                 free(job->args_json[i]);
@@ -577,6 +601,8 @@ int verb_map(int argc, char **argv) {
         job.shown = shown;
         if (!code && job.n > 0)
                 code = map_check_file(b, &a, source, len);
+        if (!code && job.n > 0)
+                code = map_check_data(b, &a);
         if (!code && b->remote) {
                 _cleanup_free_ char *hex = NULL;
                 if (random_hex(8, &hex) >= 0)

@@ -541,6 +541,11 @@ void format_local_time(const char *iso, char buf[static 32]) {
         strftime(buf, 32, "%Y-%m-%d %H:%M:%S", &tm);
 }
 
+bool cli_stderr_can_redraw(void) {
+        const char *term = getenv("TERM");
+        return isatty(STDERR_FILENO) && !(term && streq(term, "dumb"));
+}
+
 static _printf_(3, 0) void say(const char *color, const char *what, const char *fmt, va_list ap) {
         bool c = isatty(STDERR_FILENO) && !getenv("NO_COLOR") && !cli_globals.no_color && color;
         const char *term = getenv("TERM");

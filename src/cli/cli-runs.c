@@ -526,10 +526,12 @@ const char *cli_source_name(const char *file) {
 int cli_read_source(const char *file, char **ret, size_t *ret_len) {
         /* "-": the source on stdin, as `python3 -` and `uv run -` read it. */
         int r = read_file(streq(file, "-") ? "/dev/stdin" : file, RUN_MAX_SOURCE_BYTES, ret, ret_len);
+        /* Stdin is named as the run names it ("- is larger…" read as a
+         * file called "-"). */
         if (r == -EFBIG)
-                cli_error("%s is larger than the 4 MiB source limit", file);
+                cli_error("%s is larger than the 4 MiB source limit", cli_source_name(file));
         else if (r < 0)
-                cli_error("cannot read %s: %s", file, strerror(-r));
+                cli_error("cannot read %s: %s", cli_source_name(file), strerror(-r));
         return r;
 }
 
@@ -605,6 +607,12 @@ int verb_invoke(int argc, char **argv) {
         int code = take_payload(&argc, argv, &payload);
         if (code)
                 return code;
+        /* No NAME (`invoke "$FN"` with an unset variable, `invoke ::3`):
+         * the run grammar would ask for a file, which invoke takes none of. */
+        if (argc == 0 || !*argv[0] || startswith(argv[0], "::")) {
+                json_decref(payload);
+                return usage_error("invoke", "invoke needs a deployed function's NAME (see `pysprinter functions`)");
+        }
         /* NAME::VERSION: the version is ours, not the run grammar's ::FUNC. */
         long version = 0;
         _cleanup_free_ char *name = NULL;
@@ -784,6 +792,8 @@ int verb_ps(int argc, char **argv) {
         return code;
 }
 
+#define NO_RUN_EMPTY "no run '' (see `pysprinter ps`)"
+
 /* `show RUN`, `logs RUN [-f]`: RUN is an id or a unique prefix. */
 static int one_run_args(const char *verb, int argc, char **argv, bool *json, bool *follow, const char **ret_id) {
         *ret_id = NULL;
@@ -815,6 +825,13 @@ static int one_run_args(const char *verb, int argc, char **argv, bool *json, boo
         if (!*ret_id) {
                 _cleanup_free_ char *m = xasprintf("%s needs a run id (see `pysprinter ps`)", verb);
                 return usage_error(verb, m);
+        }
+        /* An empty RUN (an unset shell variable) names no run on either
+         * path: a daemon would read GET /v1/runs/ as its list, which
+         * `show` printed as a run with exit 0. */
+        if (!**ret_id) {
+                cli_error(NO_RUN_EMPTY);
+                return EXIT_USAGE;
         }
         return 0;
 }
@@ -906,7 +923,7 @@ int verb_cancel(int argc, char **argv) {
         for (int i = 0; i < argc; i++) {
                 if (streq(argv[i], "--json"))
                         json = true;
-                else if (argv[i][0] != '-' && argv[i][0])
+                else if (argv[i][0] != '-')
                         argv[n++] = argv[i];
                 else {
                         _cleanup_free_ char *m = xasprintf("cancel: unexpected argument '%s'", argv[i]);
@@ -924,6 +941,12 @@ int verb_cancel(int argc, char **argv) {
         /* Every run gets its line; the first failure's code is the exit. */
         for (int i = 0; i < n; i++) {
                 json_t *run = NULL;
+                if (!*argv[i]) {
+                        /* As show's and logs': DELETE /v1/runs/ is no run. */
+                        cli_error(NO_RUN_EMPTY);
+                        code = code ?: EXIT_USAGE;
+                        continue;
+                }
                 int r = b->ops->run_cancel(b, argv[i], &run);
                 if (r < 0) {
                         int k = backend_fail(b, r);

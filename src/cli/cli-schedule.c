@@ -166,6 +166,15 @@ static int schedule_add_body(int argc, char **argv, json_t **ret) {
                 json_decref(body);
                 return schedule_usage("the part after '::' must be a version number");
         }
+        /* A name no function can have is no deployed function, in the
+         * words of one that is not deployed (the server said "field
+         * 'function' must name a deployed function"; "" was "no file given
+         * in ''"), as invoke and `functions show` say it. */
+        if (!function_name_is_valid(fname)) {
+                json_decref(body);
+                cli_error("no deployed function '%s' (see `pysprinter functions`)", fname);
+                return EXIT_USAGE;
+        }
         json_object_set_new(body, "function", json_string(fname));
         if (version)
                 json_object_set_new(body, "version", json_integer(version));

@@ -170,6 +170,10 @@ void renderer_done(Renderer *r);
 void renderer_answer_warnings(Renderer *r, json_t *ans);
 /* Erases the progress line, if one is drawn: call before any other output. */
 void renderer_clear_status(Renderer *r);
+/* Whether the cursor can move on stderr: a terminal whose TERM is not
+ * "dumb". What may be redrawn in place (a progress line, the DAG tree,
+ * map's bar) is drawn only then. */
+bool cli_stderr_can_redraw(void);
 /* An engine event: output is streamed, warnings shown, progress on one
  * line that is erased before anything else is written. */
 void renderer_event(const RunEvent *ev, void *userdata);
