@@ -408,6 +408,15 @@ struct MHD_Response *daemon_api_stack(const DaemonCall *call, unsigned *ret_stat
                 resp = daemon_call_error(call, 400, "bad_request", ret_status, "unknown field '%s'", key);
                 goto out;
         }
+        /* Read as a deploy's fields are: a flag that is not a boolean
+         * ("dry_run": "yes", 1) was taken for false, and the plan the
+         * caller asked for was a deploy. */
+        for (const char *const *flag = (const char *const[]){ "prune", "dry_run", NULL }; *flag; flag++)
+                if ((v = json_object_get(j, *flag)) && !json_is_boolean(v)) {
+                        resp = daemon_call_error(call, 400, "bad_request", ret_status, "field '%s' must be a boolean",
+                                                 *flag);
+                        goto out;
+                }
         size_t i;
         json_array_foreach(functions, i, v) if ((resp = plan_function(call, v, &p, &fn_names, ret_status))) goto out;
         json_array_foreach(schedules, i, v) if ((resp = plan_schedule(call, v, fn_names, &p, ret_status))) goto out;

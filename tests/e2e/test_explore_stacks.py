@@ -1,0 +1,72 @@
+"""Stacks and function URLs explored as a user of SAM/CloudFormation,
+Lambda function URLs, API Gateway and Modal web endpoints would
+(docs/stack.md, docs/endpoints.md): each test is a defect found that way,
+asserting what such a user checks (printed plan, exit codes, the HTTP
+answer, the API's JSON). One daemon serves the module."""
+import json
+
+import pytest
+
+from conftest import CLI, DAEMON, Runner
+from daemonlib import TOKENS, Daemon, sandbox_mode
+
+pytestmark = pytest.mark.skipif(not (DAEMON.exists() and CLI.exists()), reason="pysprinterd or pysprinter not built")
+
+STATUS = """
+def handler(event):
+    q = event.get("queryStringParameters") or {}
+    return {"statusCode": int(q.get("code", "200")), "body": q.get("body", "")}
+"""
+
+ECHO = """
+def handler(event):
+    return {"rawPath": event["rawPath"], "path": event["requestContext"]["http"]["path"],
+            "query": event["rawQueryString"]}
+"""
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stacks")
+    daemon = Daemon(root, sandbox=sandbox_mode(root))
+    with daemon.serving(clean_exit=False) as running:
+        for name, src in [("status", STATUS), ("echo", ECHO)]:
+            st, b = running.call("POST", "/v1/functions", {"name": name, "source": src, "url": "public"})
+            assert st == 201, b
+        yield running
+
+
+@pytest.fixture
+def rcli(cli, d, tmp_path):
+    """The CLI pointed at d as alice."""
+    cli.env = dict(cli.env, PYSPRINTER_SERVER=d.url, PYSPRINTER_TOKEN=TOKENS["alice"], HOME=str(tmp_path))
+    return cli
+
+
+def embedded(rcli):
+    """The same CLI without a server."""
+    return Runner({k: v for k, v in rcli.env.items() if k not in ("PYSPRINTER_SERVER", "PYSPRINTER_TOKEN")},
+                  rcli.cwd)
+
+
+def functions(d):
+    st, b = d.call("GET", "/v1/functions")
+    assert st == 200, b
+    return {f["name"]: f["version"] for f in b["functions"]}
+
+
+# ---- the API's flags --------------------------------------------------------
+
+
+@pytest.mark.parametrize("flag", ["dry_run", "prune"])
+@pytest.mark.parametrize("value", ["yes", 1, "true", None])
+def test_a_stack_flag_that_is_not_a_boolean_is_refused(d, flag, value):
+    """`"dry_run": "yes"` (or 1, as many JSON clients send a flag) was read
+    as false: the caller asked for a plan and got a deploy. Now a 400 that
+    names the field, and nothing is written."""
+    body = {"functions": [{"name": "flagged", "source": "def f():\n    return 1\n", "url": False}],
+            flag: value}
+    st, b = d.call("POST", "/v1/stacks", body)
+    assert st == 400, (st, b)
+    assert b["error"]["message"] == f"field '{flag}' must be a boolean", b
+    assert "flagged" not in functions(d)
