@@ -413,9 +413,12 @@ static int endpoint_answer_parse(const char *value_json, const char *value_repr,
         bool b64 = json_is_true(json_object_get(a.v, "isBase64Encoded"));
         json_int_t status = json_integer_value(sc);
         int r = -EINVAL;
-        if (!json_is_integer(sc) || status < 100 || status > 599) {
+        /* Not 1xx: an interim response (RFC 9110 15.2) sent as the answer
+         * left the client waiting for the final one (100) or reading a
+         * protocol switch that never came (101). */
+        if (!json_is_integer(sc) || status < 200 || status > 599) {
                 _cleanup_free_ char *got = json_dumps(sc, JSON_ENCODE_ANY | JSON_COMPACT);
-                *ret_error = xasprintf("statusCode must be an integer from 100 to 599, not %.64s", got ?: "?");
+                *ret_error = xasprintf("statusCode must be an integer from 200 to 599, not %.64s", got ?: "?");
         } else if (a.headers && !json_is_object(a.headers))
                 *ret_error = xstrdup("headers must be an object");
         else if (a.cookies && !json_is_array(a.cookies))

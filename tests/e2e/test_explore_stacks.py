@@ -70,3 +70,25 @@ def test_a_stack_flag_that_is_not_a_boolean_is_refused(d, flag, value):
     assert st == 400, (st, b)
     assert b["error"]["message"] == f"field '{flag}' must be a boolean", b
     assert "flagged" not in functions(d)
+
+
+# ---- function URLs: the answer ------------------------------------------------
+
+
+@pytest.mark.parametrize("code", [100, 101, 103, 199])
+def test_a_1xx_status_is_not_a_final_answer(d, code):
+    """A 1xx is an interim response (RFC 9110 15.2): sent as the answer, a
+    client waits for the final one (http.client, a browser: 100 hung until
+    the client's timeout) or reads a protocol switch that never happens
+    (101). The function's response is malformed: 502, and its run says
+    why."""
+    st, h, body = d.request("GET", f"/fn/alice/status?code={code}", token=None, timeout=30)
+    assert st == 502, (st, h, body)
+    rid = h["x-request-id"]
+    assert json.loads(body) == {"message": "Internal Server Error", "request_id": rid}
+    run = d.wait_status(rid, ["failed"])
+    assert run["error"]["type"] == "MalformedResponse", run
+    assert f"statusCode must be an integer from 200 to 599, not {code}" in run["error"]["message"], run
+    # 200 and 599 stay answers.
+    for ok in (200, 599):
+        assert d.request("GET", f"/fn/alice/status?code={ok}", token=None)[0] == ok
