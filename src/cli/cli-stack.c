@@ -75,8 +75,22 @@ static int function_body(YamlDoc *doc, const YamlNode *fnode, const char *name, 
                 json_object_set(b, "description", v);
         if ((v = json_object_get(fn, "timeout")))
                 json_object_set_new(limits, "timeout_ms", limit_value(v, true));
-        if ((v = json_object_get(fn, "memory")))
-                json_object_set_new(limits, "memory_bytes", limit_value(v, false));
+        if ((v = json_object_get(fn, "memory"))) {
+                json_t *bytes = limit_value(v, false);
+                /* The schema's minimum holds for a bare number of MiB; "8M"
+                 * passed it, and the server's refusal named a field the
+                 * file does not have, at no line (and only with a server). */
+                if (json_integer_value(bytes) < (json_int_t) RUN_MIN_MEMORY_BYTES) {
+                        _cleanup_free_ char *t = scalar_text(v);
+                        json_decref(bytes);
+                        json_decref(limits);
+                        json_decref(b);
+                        return yaml_node_error(doc, node_get(doc, fnode, "memory"), ret_error,
+                                               "'%s' is below the minimum %lluM", t,
+                                               (unsigned long long) (RUN_MIN_MEMORY_BYTES >> 20));
+                }
+                json_object_set_new(limits, "memory_bytes", bytes);
+        }
         if ((v = json_object_get(fn, "max_procs")))
                 json_object_set(limits, "max_procs", v);
         if ((v = json_object_get(fn, "max_output")))
@@ -193,8 +207,10 @@ int cli_deploy_stack(int argc, char **argv) {
         const char *file = NULL;
         bool prune = false, dry_run = false, json = cli_globals.json;
         for (int i = 0; i < argc; i++) {
-                if ((streq(argv[i], "-f") || streq(argv[i], "--file")) && i + 1 < argc)
-                        file = argv[++i];
+                /* A -f last on the line is a missing value (it was
+                 * "unexpected argument '-f'", the option the user gave). */
+                if (streq(argv[i], "-f") || streq(argv[i], "--file"))
+                        file = i + 1 < argc ? argv[++i] : "";
                 else if (startswith(argv[i], "--file="))
                         file = argv[i] + 7;
                 else if (streq(argv[i], "--prune"))
@@ -212,8 +228,9 @@ int cli_deploy_stack(int argc, char **argv) {
                         return EXIT_USAGE;
                 }
         }
-        if (!file) {
-                cli_error("deploy -f needs a stack file");
+        if (!file || !*file) {
+                cli_error("deploy -f needs a stack file: deploy -f STACK.yaml");
+                fputs("Try 'pysprinter deploy --help'.\n", stderr);
                 return EXIT_USAGE;
         }
         json_t *req = NULL, *ans = NULL;

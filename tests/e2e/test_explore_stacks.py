@@ -92,3 +92,44 @@ def test_a_1xx_status_is_not_a_final_answer(d, code):
     # 200 and 599 stay answers.
     for ok in (200, 599):
         assert d.request("GET", f"/fn/alice/status?code={ok}", token=None)[0] == ok
+
+
+# ---- the stack file's mistakes, the same with and without a server -------------
+
+
+def both_ways(rcli, *args):
+    """(--server result, embedded result) of `pysprinter ARGS`; asserts they
+    printed the same bytes and exit code."""
+    remote, local = rcli(*args), embedded(rcli)(*args)
+    assert (remote.returncode, remote.stdout, remote.stderr) == (local.returncode, local.stdout, local.stderr)
+    return remote
+
+
+@pytest.mark.parametrize("memory", ["1K", "8M", "15M"])
+def test_a_memory_below_16M_is_a_mistake_of_the_stack_file_at_its_line(d, rcli, memory):
+    """`memory: 8M` passed the file's check (the schema's minimum 16 holds
+    for a bare number of MiB only), then the server refused it as "field
+    'limits.memory_bytes' must be 0 (the default) or at least 16777216" —
+    a field the file does not have, at no line, exit 2 — and without a
+    server it was "this needs a server". Now a mistake of the file, at
+    its line, exit 3, the same both ways (as `deploy --memory 8M` is a
+    usage error on both)."""
+    rcli.write("fns/add.py", "def add(a: int = 1):\n    return a\n")
+    rcli.write("stack.yaml", f"functions:\n  smallmem:\n    file: fns/add.py\n    memory: {memory}\n")
+    p = both_ways(rcli, "deploy", "-f", "stack.yaml")
+    assert (p.returncode, p.stdout) == (3, ""), p
+    assert p.stderr == f"pysprinter: stack.yaml:4:13: '{memory}' is below the minimum 16M\n", p.stderr
+    assert "smallmem" not in functions(d)
+    # 16M is fine.
+    rcli.write("stack.yaml", "functions:\n  smallmem:\n    file: fns/add.py\n    memory: 16M\n")
+    assert rcli("deploy", "-f", "stack.yaml", "--dry-run").returncode == 0
+
+
+@pytest.mark.parametrize("args", [["-f"], ["--file"], ["--prune", "-f"], ["--file="]])
+def test_f_without_a_file_says_so(rcli, args):
+    """`deploy -f` at the end of the line said "unexpected argument '-f'
+    (a stack file says everything else)": the option the user did give
+    called unexpected. Now it says what is missing, exit 2, both ways."""
+    p = both_ways(rcli, "deploy", *args)
+    assert p.returncode == 2, p
+    assert p.stderr.startswith("pysprinter: deploy -f needs a stack file: deploy -f STACK.yaml\n"), p.stderr
