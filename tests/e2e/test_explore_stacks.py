@@ -133,3 +133,26 @@ def test_f_without_a_file_says_so(rcli, args):
     p = both_ways(rcli, "deploy", *args)
     assert p.returncode == 2, p
     assert p.stderr.startswith("pysprinter: deploy -f needs a stack file: deploy -f STACK.yaml\n"), p.stderr
+
+
+# ---- function URLs: the path ---------------------------------------------------
+
+
+@pytest.mark.parametrize("rest", ["/v1/users/42/orders/7", "/a/b/c/d/e/f/g/h/i/j", "/" + "k" * 300 + "/x",
+                                  "/files//double", "/a%2Fb/c/d/e"],
+                         ids=["rest-route", "deep", "long-segment", "double-slash", "encoded-slash"])
+def test_a_function_url_takes_any_path_below_the_name(d, rest):
+    """A REST route (`/users/42/orders/7`), a long segment (a token, a
+    file name) or `//` reach the function as its rawPath, as a Lambda
+    function URL passes any path on; they were 404 — the router's limit
+    of 6 segments of at most 255 bytes, none empty, applied to the
+    function's own path."""
+    st, h, body = d.request("GET", f"/fn/alice/echo{rest}?q=1", token=None)
+    assert st == 200, (st, body)
+    assert json.loads(body) == {"rawPath": rest, "path": rest, "query": "q=1"}
+    # A method the URL does not take is still 405 there, with Allow.
+    st, h, _ = d.request("TRACE", f"/fn/alice/echo{rest}", token=None)
+    assert st == 405 and "GET" in h["allow"], (st, h)
+    # The tenant and the name are still whole segments.
+    for bad in ["/fn/alice//echo/x", "/fn//alice/echo/x"]:
+        assert d.request("GET", bad, token=None)[0] == 404, bad

@@ -378,6 +378,13 @@ static const struct {
         /* "**" rows: one or more segments after the prefix, not none. */
         { "GET", "/fn/t/f/x", 0, daemon_api_endpoint, NULL },
         { "DELETE", "/fn/t/f/x/y/z", 0, daemon_api_endpoint, NULL },
+        /* Below the name, the function's own path: any depth, "//" too. */
+        { "GET", "/fn/t/f/a/b/c/d/e/f/g/h", 0, daemon_api_endpoint, NULL },
+        { "GET", "/fn/t/f/a//b", 0, daemon_api_endpoint, NULL },
+        { "GET", "/fn/t/f//", 0, daemon_api_endpoint, NULL },
+        { "GET", "/fn/t//f/a", -ENOENT, NULL, NULL },
+        { "GET", "/fn//t/f", -ENOENT, NULL, NULL },
+        { "TRACE", "/fn/t/f/a/b/c/d/e", -EOPNOTSUPP, NULL, "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS" },
         { "GET", "/fn/t", -ENOENT, NULL, NULL },
         { "GET", "/ui/", 0, daemon_ui_handle, NULL },
         { "PATCH", "/fn/t/f/x", 0, daemon_api_endpoint, NULL },
