@@ -3,12 +3,18 @@ Lambda function URLs, API Gateway and Modal web endpoints would
 (docs/stack.md, docs/endpoints.md): each test is a defect found that way,
 asserting what such a user checks (printed plan, exit codes, the HTTP
 answer, the API's JSON). One daemon serves the module."""
+import concurrent.futures
 import json
+import os
+import shutil
+import signal
 
 import pytest
 
 from conftest import CLI, DAEMON, Runner
-from daemonlib import TOKENS, Daemon, sandbox_mode
+from daemonlib import TOKENS, Daemon, sandbox_mode, wait_for
+from proctree import descendants
+from test_explore_sched import _held_worker_request
 
 pytestmark = pytest.mark.skipif(not (DAEMON.exists() and CLI.exists()), reason="pysprinterd or pysprinter not built")
 
@@ -156,3 +162,52 @@ def test_a_function_url_takes_any_path_below_the_name(d, rest):
     # The tenant and the name are still whole segments.
     for bad in ["/fn/alice//echo/x", "/fn//alice/echo/x"]:
         assert d.request("GET", bad, token=None)[0] == 404, bad
+
+
+# ---- two deploys at once ---------------------------------------------------------
+
+
+def test_a_stack_planned_while_another_deploy_wrote_still_deploys_its_own_code(d, rcli):
+    """The stack is planned (each item compared with what is stored) while
+    its files are validated, before its transaction. A deploy of f that
+    lands meanwhile (here while the stack's validation of g waits on a
+    held worker) left f with that deploy's code, and the stack said
+    "unchanged function f": the file's code was not what ran. The stack
+    plans again inside its transaction: f gets the file's code back, as
+    the last deploy to end, and the plan printed says so."""
+    if not shutil.which("ss"):
+        pytest.skip("needs ss (iproute2) to see the held request")
+    f1, f2 = "def f():\n    return 'file'\n", "def f():\n    return 'other'\n"
+    rcli.write("fns/f.py", f1)
+    rcli.write("fns/g.py", "def g():\n    return 1\n")
+    rcli.write("stack.yaml", "functions:\n  racef:\n    file: fns/f.py\n  raceg:\n    file: fns/g.py\n")
+    rcli("deploy", "-f", "stack.yaml", check=0)
+    # The other deploy's source, validated once (its validation is then
+    # answered without a worker).
+    st, b = d.call("POST", "/v1/functions", {"name": "racef-warm", "source": f2, "filename": "f.py"})
+    assert st == 201, b
+    rcli.write("fns/g.py", "def g():\n    return 2\n")
+    workers = [p for p in descendants(d.proc.pid)
+               if open(f"/proc/{p}/comm").read().startswith(("worker", "pysprinter-wor"))]
+    assert workers
+    for p in workers:
+        os.kill(p, signal.SIGSTOP)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            deploying = pool.submit(rcli, "deploy", "-f", "stack.yaml", timeout=300)
+            wait_for(lambda: _held_worker_request(d.proc.pid), "the stack's validation of g to wait on a worker")
+            st, b = d.call("POST", "/v1/functions", {"name": "racef", "source": f2, "filename": "f.py"})
+            assert st == 201 and b["version"] == 2, b
+            for p in workers:
+                os.kill(p, signal.SIGCONT)
+            p = deploying.result()
+    finally:
+        for w in workers:
+            try:
+                os.kill(w, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == ["updated function racef", "updated function raceg"], p.stdout
+    st, f = d.call("GET", "/v1/functions/racef?source=true")
+    assert (f["version"], f["source"]) == (3, f1), f
