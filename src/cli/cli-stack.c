@@ -123,9 +123,19 @@ static int function_body(YamlDoc *doc, const YamlNode *fnode, const char *name, 
         return 0;
 }
 
-/* The request body of the whole stack. Schedule names are the tenant's:
- * one named under two functions is a mistake of the file. */
-static int stack_body(YamlDoc *doc, json_t *stack, const char *dir, json_t **ret, char **ret_error) {
+/* places["function 'NAME'"] = "FILE:LINE:COL" of key: where the server's
+ * refusals about it, which name it so first, point in the file. */
+static void place_add(YamlDoc *doc, json_t *places, const char *kind, const YamlNode *key) {
+        _cleanup_free_ char *who = xasprintf("%s '%s'", kind, yaml_node_scalar(key));
+        json_object_set_new(
+                places, who,
+                json_sprintf("%s:%u:%u", yaml_doc_filename(doc), yaml_node_line(key), yaml_node_column(key)));
+}
+
+/* The request body of the whole stack, and the places of its functions
+ * and schedules (place_add). Schedule names are the tenant's: one named
+ * under two functions is a mistake of the file. */
+static int stack_body(YamlDoc *doc, json_t *stack, const char *dir, json_t *places, json_t **ret, char **ret_error) {
         const YamlNode *fnodes = node_get(doc, yaml_doc_root(doc), "functions");
         json_t *functions = json_array(), *schedules = json_array();
         json_t *body = json_pack("{s:o, s:o}", "functions", functions, "schedules", schedules);
@@ -138,6 +148,7 @@ static int stack_body(YamlDoc *doc, json_t *stack, const char *dir, json_t **ret
                 r = function_body(doc, fnode, name, fn, dir, &b, ret_error);
                 if (r < 0)
                         break;
+                place_add(doc, places, "function", yaml_node_key(doc, fnodes, i));
                 json_array_append_new(functions, b);
                 const YamlNode *snodes = node_get(doc, fnode, "schedules");
                 for (size_t j = 0; j < yaml_node_count(snodes); j++) {
@@ -150,6 +161,7 @@ static int stack_body(YamlDoc *doc, json_t *stack, const char *dir, json_t **ret
                                 break;
                         }
                         names = strv_append(names, sname);
+                        place_add(doc, places, "schedule", key);
                         json_t *s = json_deep_copy(json_object_get(json_object_get(fn, "schedules"), sname));
                         json_object_set_new(s, "name", json_string(sname));
                         json_object_set_new(s, "function", json_string(name));
@@ -164,9 +176,10 @@ static int stack_body(YamlDoc *doc, json_t *stack, const char *dir, json_t **ret
         return 0;
 }
 
-/* Reads and checks the stack file: 0 and its request body, or the exit
- * code after saying why (every mistake, one per line). */
-static int stack_load(const char *file, json_t **ret) {
+/* Reads and checks the stack file: 0, its request body and the places
+ * of its items (stack_body), or the exit code after saying why (every
+ * mistake, one per line). */
+static int stack_load(const char *file, json_t *places, json_t **ret) {
         _cleanup_free_ char *text = NULL, *err = NULL, *copy = xstrdup(file);
         _cleanup_(yaml_doc_freep) YamlDoc *doc = NULL;
         size_t len = 0;
@@ -188,7 +201,7 @@ static int stack_load(const char *file, json_t **ret) {
         if (r >= 0)
                 r = yaml_doc_json(doc, NULL, &stack, &err);
         if (r >= 0)
-                r = stack_body(doc, stack, dirname(copy), ret, &err);
+                r = stack_body(doc, stack, dirname(copy), places, ret, &err);
         json_decref(stack);
         if (r < 0) {
                 /* One "pysprinter: FILE:LINE:COL: …" line per mistake. */
@@ -201,6 +214,18 @@ static int stack_load(const char *file, json_t **ret) {
                 return r == -ENOTSUP ? EXIT_INTERNAL : EXIT_VALIDATION;
         }
         return 0;
+}
+
+/* The server's refusal at the place in the file of what it names first
+ * ("function 'add': …", "schedule 'x': …"); NULL when it names none of
+ * the stack's. */
+static char *error_at_place(json_t *places, const char *error) {
+        const char *q = error ? strstr(error, "': ") : NULL;
+        if (!q)
+                return NULL;
+        _cleanup_free_ char *who = xstrndup(error, (size_t) (q + 1 - error));
+        const char *at = json_string_value(json_object_get(places, who));
+        return at ? xasprintf("%s: %s", at, error) : NULL;
 }
 
 int cli_deploy_stack(int argc, char **argv) {
@@ -233,21 +258,33 @@ int cli_deploy_stack(int argc, char **argv) {
                 fputs("Try 'pysprinter deploy --help'.\n", stderr);
                 return EXIT_USAGE;
         }
-        json_t *req = NULL, *ans = NULL;
-        int code = stack_load(file, &req);
-        if (code)
+        json_t *req = NULL, *ans = NULL, *places = json_object();
+        int code = stack_load(file, places, &req);
+        if (code) {
+                json_decref(places);
                 return code;
+        }
         json_object_set_new(req, "prune", json_boolean(prune));
         json_object_set_new(req, "dry_run", json_boolean(dry_run));
         Backend *b = NULL;
         code = backend_open_listing(false, &b); /* embedded: "needs a server" */
         if (code) {
                 json_decref(req);
+                json_decref(places);
                 return code;
         }
         int r = b->ops->stack(b, req, &ans);
         if (r >= 0)
                 renderer_answer_warnings(NULL, ans);
+        else {
+                /* cfn-lint's habit: a refusal about a function or a
+                 * schedule is said where the file names it. */
+                char *placed = error_at_place(places, b->error);
+                if (placed) {
+                        free(b->error);
+                        b->error = placed;
+                }
+        }
         if (r == -EBADMSG || r == -ENOPKG) {
                 /* A function did not validate: its message as deploy prints it. */
                 cli_error("%s", b->error ?: "invalid");
@@ -265,6 +302,7 @@ int cli_deploy_stack(int argc, char **argv) {
         }
         json_decref(req);
         json_decref(ans);
+        json_decref(places);
         backend_free(b);
         return code;
 }

@@ -211,3 +211,35 @@ def test_a_stack_planned_while_another_deploy_wrote_still_deploys_its_own_code(d
     assert p.stdout.splitlines() == ["updated function racef", "updated function raceg"], p.stdout
     st, f = d.call("GET", "/v1/functions/racef?source=true")
     assert (f["version"], f["source"]) == (3, f1), f
+
+
+# ---- the server's refusals, at their place in the file ----------------------------
+
+
+@pytest.mark.parametrize("edit, place, message", [
+    (("    file: fns/two.py\n", "    file: fns/two.py\n    secrets: [NO_SUCH]\n"), "stack.yaml:5:3:",
+     "function 'two': no secret named 'NO_SUCH'"),
+    (("    file: fns/two.py\n", "    file: fns/two.py\n    function: nope\n"), "stack.yaml:5:3:",
+     "function 'two': ValidationError: no top-level function 'nope' in two.py"),
+    (("every: 1h", "every: 1h, tz: Mars/Olympus"), "stack.yaml:9:7:",
+     "schedule 'two-hourly': time zone 'Mars/Olympus' is not in the tz database"),
+    (("args: [2]", "args: [2, 3]"), "stack.yaml:9:7:",
+     "schedule 'two-hourly': ValidationError: two() takes 1 positional argument but 2 were given"),
+], ids=["secret", "function", "tz", "arguments"])
+def test_a_refusal_of_the_server_names_its_place_in_the_stack_file(d, rcli, edit, place, message):
+    """The file's own mistakes are at FILE:LINE:COL; the server's — a
+    secret the tenant lacks, a function not in its file, a time zone, a
+    schedule's arguments — named the function or schedule only, and in a
+    long stack the user searched for it. Now at the place of its name in
+    the file, as cfn-lint and `sam validate` point at a resource."""
+    rcli.write("fns/one.py", "def one():\n    return 1\n")
+    rcli.write("fns/two.py", "def two(n: int = 1):\n    return n\n")
+    stack = ("functions:\n  one:\n    file: fns/one.py\n    url: true\n  two:\n    file: fns/two.py\n"
+             "    schedules:\n      # hourly\n      two-hourly: {every: 1h, args: [2]}\n")
+    assert edit[0] in stack
+    rcli.write("stack.yaml", stack.replace(*edit))
+    before = functions(d)
+    p = rcli("deploy", "-f", "stack.yaml")
+    assert p.returncode != 0 and p.stdout == "", p
+    assert p.stderr.startswith(f"pysprinter: {place} {message}"), p.stderr
+    assert functions(d) == before
