@@ -318,6 +318,22 @@ static int response_headers_check(json_t *headers, json_t *cookies, char **ret_e
                         *ret_error = xasprintf("header %s: sets the dashboard's cookie " UI_SESSION_COOKIE, q);
                         return -EINVAL;
                 }
+                /* Field names are case-insensitive (RFC 9110 5.1): two
+                 * keys of one name went out as two fields ("Content-Type:
+                 * text/plain" and "content-type: text/html"), which a
+                 * browser may read either way. */
+                const char *k2;
+                size_t k2len;
+                json_t *hv2;
+                json_object_keylen_foreach(headers, k2, k2len, hv2) {
+                        if (k2 == k)
+                                break;
+                        if (k2len == klen && strncasecmp(k2, k, klen) == 0) {
+                                _cleanup_free_ char *q2 = quoted(k2, k2len);
+                                *ret_error = xasprintf("header %s: named twice (as %s too)", q, q2);
+                                return -EINVAL;
+                        }
+                }
         }
         size_t i;
         json_array_foreach(cookies, i, hv) {

@@ -24,6 +24,14 @@ def handler(event):
     return {"statusCode": int(q.get("code", "200")), "body": q.get("body", "")}
 """
 
+TWICE = """
+def handler(event):
+    headers = {"Content-Type": "text/plain", "content-type": "text/html"}
+    if event["rawPath"] == "/fine":
+        headers = {"Content-Type": "text/plain", "X-A": "1"}
+    return {"statusCode": 200, "headers": headers, "body": "<b>x</b>"}
+"""
+
 ECHO = """
 def handler(event):
     return {"rawPath": event["rawPath"], "path": event["requestContext"]["http"]["path"],
@@ -36,7 +44,7 @@ def d(tmp_path_factory):
     root = tmp_path_factory.mktemp("stacks")
     daemon = Daemon(root, sandbox=sandbox_mode(root))
     with daemon.serving(clean_exit=False) as running:
-        for name, src in [("status", STATUS), ("echo", ECHO)]:
+        for name, src in [("status", STATUS), ("echo", ECHO), ("twice", TWICE)]:
             st, b = running.call("POST", "/v1/functions", {"name": name, "source": src, "url": "public"})
             assert st == 201, b
         yield running
@@ -139,6 +147,20 @@ def test_f_without_a_file_says_so(rcli, args):
     p = both_ways(rcli, "deploy", *args)
     assert p.returncode == 2, p
     assert p.stderr.startswith("pysprinter: deploy -f needs a stack file: deploy -f STACK.yaml\n"), p.stderr
+
+
+def test_a_header_named_twice_in_two_cases_is_a_malformed_response(d):
+    """Field names are case-insensitive (RFC 9110 5.1): {"Content-Type":
+    "text/plain", "content-type": "text/html"} went out as two
+    Content-Type fields, which a browser may read either way (text shown
+    as HTML). The function's mistake: 502, and its run says which."""
+    st, h, body = d.request("GET", "/fn/alice/twice", token=None)
+    assert st == 502, (st, h, body)
+    run = d.wait_status(h["x-request-id"], ["failed"])
+    assert run["error"]["type"] == "MalformedResponse", run
+    assert 'header "content-type": named twice (as "Content-Type" too)' in run["error"]["message"], run
+    st, h, body = d.request("GET", "/fn/alice/twice/fine", token=None)
+    assert (st, h["content-type"], body) == (200, "text/plain", b"<b>x</b>")
 
 
 # ---- function URLs: the path ---------------------------------------------------
