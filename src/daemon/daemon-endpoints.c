@@ -82,6 +82,10 @@ static enum MHD_Result add_value(void *cls, enum MHD_ValueKind kind, const char 
         json_t *obj = cls;
         if (!key)
                 return MHD_YES;
+        /* "a=1&&b=2": the empty pair is a separator's repeat, not a
+         * parameter named "" (parse_qs skips it too); "=x" is one. */
+        if (kind == MHD_GET_ARGUMENT_KIND && !*key && (!value || !*value))
+                return MHD_YES;
         _cleanup_free_ char *k = utf8_replace_invalid(key, strlen(key), NULL);
         if (kind == MHD_HEADER_KIND)
                 for (char *p = k; *p; p++)
