@@ -106,14 +106,15 @@ static int function_body(YamlDoc *doc, const YamlNode *fnode, const char *name, 
                 json_object_set(b, "requirements", v);
         if ((v = json_object_get(fn, "retries")))
                 json_object_set(b, "retries", v);
-        if ((v = json_object_get(fn, "env"))) {
+        if (json_object_get(fn, "env")) {
+                /* "Sent as text": the scalar as the file writes it, not its
+                 * JSON number again (3.10 was "3.1000000000000001", 01234
+                 * "1234", 0x1F "31"). */
+                const YamlNode *enode = node_get(doc, fnode, "env");
                 json_t *env = json_object();
-                const char *k;
-                json_t *x;
-                json_object_foreach(v, k, x) {
-                        _cleanup_free_ char *t = scalar_text(x);
-                        json_object_set_new(env, k, json_string(t ?: ""));
-                }
+                for (size_t i = 0; i < yaml_node_count(enode); i++)
+                        json_object_set_new(env, yaml_node_scalar(yaml_node_key(doc, enode, i)),
+                                            json_string(yaml_node_scalar(yaml_node_value(doc, enode, i)) ?: ""));
                 json_object_set_new(b, "env", env);
         }
         /* A stack says whether there is a URL: absent means none. */

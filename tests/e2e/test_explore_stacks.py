@@ -250,6 +250,32 @@ def test_a_stack_planned_while_another_deploy_wrote_still_deploys_its_own_code(d
     assert (f["version"], f["source"]) == (3, f1), f
 
 
+def test_env_values_are_sent_as_the_text_written(d, rcli):
+    """"values are sent as text" (docs/stack.md), but the text sent was the
+    number's JSON: `VERSION: 3.10` reached the function as
+    "3.1000000000000001", `ZIP: 01234` as "1234", `MASK: 0x1F` as "31",
+    `N: 1e3` as "1000.0". Now the scalar as the file writes it."""
+    rcli.write("fns/envv.py", "import os\n\ndef envv():\n"
+                              "    return {k: os.environ.get(k) for k in 'VERSION ZIP MASK FLAG N HALF S'.split()}\n")
+    rcli.write("stack.yaml", "functions:\n  envv:\n    file: fns/envv.py\n"
+                             "    env: {VERSION: 3.10, ZIP: 01234, MASK: 0x1F, FLAG: True, N: 1e3, HALF: 1.50, S: 'x y'}\n")
+    rcli("deploy", "-f", "stack.yaml", check=0)
+    p = rcli("invoke", "envv", "--json", check=0)
+    assert json.loads(p.stdout) == {"VERSION": "3.10", "ZIP": "01234", "MASK": "0x1F", "FLAG": "True", "N": "1e3",
+                                    "HALF": "1.50", "S": "x y"}, p.stdout
+
+
+def test_a_scalar_out_of_range_is_reported_once_at_its_place(rcli):
+    """A number beyond what JSON holds was reported with its place twice:
+    "stack.yaml:4:14: stack.yaml:4:14: '1234…' is out of range"."""
+    rcli.write("fns/add.py", "def add(a: int = 1):\n    return a\n")
+    rcli.write("stack.yaml", "functions:\n  big:\n    file: fns/add.py\n    env: {B: 12345678901234567890}\n")
+    p = both_ways(rcli, "deploy", "-f", "stack.yaml")
+    assert (p.returncode, p.stdout) == (3, ""), p
+    assert p.stderr == ("pysprinter: stack.yaml:4:14: '12345678901234567890' is out of range for a JSON number "
+                        "(quote it to keep the text)\n"), p.stderr
+
+
 # ---- the server's refusals, at their place in the file ----------------------------
 
 
