@@ -5,15 +5,12 @@ asserting what such a user checks (printed plan, exit codes, the HTTP
 answer, the API's JSON). One daemon serves the module."""
 import concurrent.futures
 import json
-import os
 import shutil
-import signal
 
 import pytest
 
 from conftest import CLI, DAEMON, Runner
-from daemonlib import TOKENS, Daemon, sandbox_mode, wait_for
-from proctree import descendants
+from daemonlib import TOKENS, Daemon, sandbox_mode, wait_for, workers_held
 from test_explore_sched import _held_worker_request
 
 pytestmark = pytest.mark.skipif(not (DAEMON.exists() and CLI.exists()), reason="pysprinterd or pysprinter not built")
@@ -224,26 +221,13 @@ def test_a_stack_planned_while_another_deploy_wrote_still_deploys_its_own_code(d
     st, b = d.call("POST", "/v1/functions", {"name": "racef-warm", "source": f2, "filename": "f.py"})
     assert st == 201, b
     rcli.write("fns/g.py", "def g():\n    return 2\n")
-    workers = [p for p in descendants(d.proc.pid)
-               if open(f"/proc/{p}/comm").read().startswith(("worker", "pysprinter-wor"))]
-    assert workers
-    for p in workers:
-        os.kill(p, signal.SIGSTOP)
-    try:
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        with workers_held(d):
             deploying = pool.submit(rcli, "deploy", "-f", "stack.yaml", timeout=300)
             wait_for(lambda: _held_worker_request(d.proc.pid), "the stack's validation of g to wait on a worker")
             st, b = d.call("POST", "/v1/functions", {"name": "racef", "source": f2, "filename": "f.py"})
             assert st == 201 and b["version"] == 2, b
-            for p in workers:
-                os.kill(p, signal.SIGCONT)
-            p = deploying.result()
-    finally:
-        for w in workers:
-            try:
-                os.kill(w, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
+        p = deploying.result()
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines() == ["updated function racef", "updated function raceg"], p.stdout
     st, f = d.call("GET", "/v1/functions/racef?source=true")
