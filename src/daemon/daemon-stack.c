@@ -231,6 +231,12 @@ static struct MHD_Response *plan_function(const DaemonCall *call, json_t *body, 
                                                                 : STACK_UPDATED,
                          req.name);
                 plan_last(p)->mode = mode;
+        } else {
+                /* None, as the stack says: a delete that finds nothing
+                 * unless a deploy --url gave it one before the
+                 * transaction (change_write_in_tx), not reported then. */
+                plan_add(p, STACK_ENDPOINT, STACK_DELETED, req.name);
+                plan_last(p)->gone = true;
         }
 out:
         function_record_free(f);
@@ -394,8 +400,10 @@ static int change_write_in_tx(Store *st, const char *tenant, StackChange *c) {
                 if (c->action == STACK_DELETED) {
                         int had = 0;
                         k = store_endpoint_get_in_tx(st, tenant, c->name, &had);
-                        if (k >= 0)
+                        if (k >= 0) {
+                                c->gone = false;
                                 k = store_endpoint_put_in_tx(st, tenant, c->name, 0);
+                        }
                 } else if (c->action != STACK_UNCHANGED)
                         k = store_endpoint_put_in_tx(st, tenant, c->name, c->mode);
                 break;

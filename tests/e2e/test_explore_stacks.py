@@ -39,7 +39,9 @@ def handler(event):
 @pytest.fixture(scope="module")
 def d(tmp_path_factory):
     root = tmp_path_factory.mktemp("stacks")
-    daemon = Daemon(root, sandbox=sandbox_mode(root))
+    # The module's many public requests stay under the rate limit.
+    daemon = Daemon(root, sandbox=sandbox_mode(root),
+                    config_extra="server:\n  endpoint_rate: 1000\n  endpoint_burst: 1000\n")
     with daemon.serving(clean_exit=False) as running:
         for name, src in [("status", STATUS), ("echo", ECHO), ("twice", TWICE)]:
             st, b = running.call("POST", "/v1/functions", {"name": name, "source": src, "url": "public"})
@@ -205,10 +207,11 @@ def test_a_stack_planned_while_another_deploy_wrote_still_deploys_its_own_code(d
     """The stack is planned (each item compared with what is stored) while
     its files are validated, before its transaction. A deploy of f that
     lands meanwhile (here while the stack's validation of g waits on a
-    held worker) left f with that deploy's code, and the stack said
-    "unchanged function f": the file's code was not what ran. The stack
-    plans again inside its transaction: f gets the file's code back, as
-    the last deploy to end, and the plan printed says so."""
+    held worker) left f with that deploy's code (and the URL it gave f),
+    and the stack said "unchanged function f": the file's code was not
+    what ran, and f had a URL the file does not give it. The stack plans
+    again inside its transaction: f gets the file's code back and no URL,
+    as the last deploy to end, and the plan printed says so."""
     if not shutil.which("ss"):
         pytest.skip("needs ss (iproute2) to see the held request")
     f1, f2 = "def f():\n    return 'file'\n", "def f():\n    return 'other'\n"
@@ -225,13 +228,15 @@ def test_a_stack_planned_while_another_deploy_wrote_still_deploys_its_own_code(d
         with workers_held(d):
             deploying = pool.submit(rcli, "deploy", "-f", "stack.yaml", timeout=300)
             wait_for(lambda: _held_worker_request(d.proc.pid), "the stack's validation of g to wait on a worker")
-            st, b = d.call("POST", "/v1/functions", {"name": "racef", "source": f2, "filename": "f.py"})
+            st, b = d.call("POST", "/v1/functions", {"name": "racef", "source": f2, "filename": "f.py",
+                                                     "url": True})
             assert st == 201 and b["version"] == 2, b
         p = deploying.result()
     assert p.returncode == 0, p.stderr
-    assert p.stdout.splitlines() == ["updated function racef", "updated function raceg"], p.stdout
+    assert p.stdout.splitlines() == ["updated function racef", "updated function raceg",
+                                     "deleted endpoint racef"], p.stdout
     st, f = d.call("GET", "/v1/functions/racef?source=true")
-    assert (f["version"], f["source"]) == (3, f1), f
+    assert (f["version"], f["source"], f["url"]) == (3, f1, None), f
 
 
 def test_env_values_are_sent_as_the_text_written(d, rcli):
