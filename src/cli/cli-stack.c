@@ -75,8 +75,22 @@ static int function_body(YamlDoc *doc, const YamlNode *fnode, const char *name, 
                 json_object_set(b, "description", v);
         if ((v = json_object_get(fn, "timeout")))
                 json_object_set_new(limits, "timeout_ms", limit_value(v, true));
-        if ((v = json_object_get(fn, "memory")))
-                json_object_set_new(limits, "memory_bytes", limit_value(v, false));
+        if ((v = json_object_get(fn, "memory"))) {
+                json_t *bytes = limit_value(v, false);
+                /* The schema's minimum holds for a bare number of MiB; "8M"
+                 * passed it, and the server's refusal named a field the
+                 * file does not have, at no line (and only with a server). */
+                if (json_integer_value(bytes) < (json_int_t) RUN_MIN_MEMORY_BYTES) {
+                        _cleanup_free_ char *t = scalar_text(v);
+                        json_decref(bytes);
+                        json_decref(limits);
+                        json_decref(b);
+                        return yaml_node_error(doc, node_get(doc, fnode, "memory"), ret_error,
+                                               "'%s' is below the minimum %lluM", t,
+                                               (unsigned long long) (RUN_MIN_MEMORY_BYTES >> 20));
+                }
+                json_object_set_new(limits, "memory_bytes", bytes);
+        }
         if ((v = json_object_get(fn, "max_procs")))
                 json_object_set(limits, "max_procs", v);
         if ((v = json_object_get(fn, "max_output")))
@@ -92,14 +106,15 @@ static int function_body(YamlDoc *doc, const YamlNode *fnode, const char *name, 
                 json_object_set(b, "requirements", v);
         if ((v = json_object_get(fn, "retries")))
                 json_object_set(b, "retries", v);
-        if ((v = json_object_get(fn, "env"))) {
+        if (json_object_get(fn, "env")) {
+                /* "Sent as text": the scalar as the file writes it, not its
+                 * JSON number again (3.10 was "3.1000000000000001", 01234
+                 * "1234", 0x1F "31"). */
+                const YamlNode *enode = node_get(doc, fnode, "env");
                 json_t *env = json_object();
-                const char *k;
-                json_t *x;
-                json_object_foreach(v, k, x) {
-                        _cleanup_free_ char *t = scalar_text(x);
-                        json_object_set_new(env, k, json_string(t ?: ""));
-                }
+                for (size_t i = 0; i < yaml_node_count(enode); i++)
+                        json_object_set_new(env, yaml_node_scalar(yaml_node_key(doc, enode, i)),
+                                            json_string(yaml_node_scalar(yaml_node_value(doc, enode, i)) ?: ""));
                 json_object_set_new(b, "env", env);
         }
         /* A stack says whether there is a URL: absent means none. */
@@ -109,9 +124,19 @@ static int function_body(YamlDoc *doc, const YamlNode *fnode, const char *name, 
         return 0;
 }
 
-/* The request body of the whole stack. Schedule names are the tenant's:
- * one named under two functions is a mistake of the file. */
-static int stack_body(YamlDoc *doc, json_t *stack, const char *dir, json_t **ret, char **ret_error) {
+/* places["function 'NAME'"] = "FILE:LINE:COL" of key: where the server's
+ * refusals about it, which name it so first, point in the file. */
+static void place_add(YamlDoc *doc, json_t *places, const char *kind, const YamlNode *key) {
+        _cleanup_free_ char *who = xasprintf("%s '%s'", kind, yaml_node_scalar(key));
+        json_object_set_new(
+                places, who,
+                json_sprintf("%s:%u:%u", yaml_doc_filename(doc), yaml_node_line(key), yaml_node_column(key)));
+}
+
+/* The request body of the whole stack, and the places of its functions
+ * and schedules (place_add). Schedule names are the tenant's: one named
+ * under two functions is a mistake of the file. */
+static int stack_body(YamlDoc *doc, json_t *stack, const char *dir, json_t *places, json_t **ret, char **ret_error) {
         const YamlNode *fnodes = node_get(doc, yaml_doc_root(doc), "functions");
         json_t *functions = json_array(), *schedules = json_array();
         json_t *body = json_pack("{s:o, s:o}", "functions", functions, "schedules", schedules);
@@ -124,6 +149,7 @@ static int stack_body(YamlDoc *doc, json_t *stack, const char *dir, json_t **ret
                 r = function_body(doc, fnode, name, fn, dir, &b, ret_error);
                 if (r < 0)
                         break;
+                place_add(doc, places, "function", yaml_node_key(doc, fnodes, i));
                 json_array_append_new(functions, b);
                 const YamlNode *snodes = node_get(doc, fnode, "schedules");
                 for (size_t j = 0; j < yaml_node_count(snodes); j++) {
@@ -136,6 +162,7 @@ static int stack_body(YamlDoc *doc, json_t *stack, const char *dir, json_t **ret
                                 break;
                         }
                         names = strv_append(names, sname);
+                        place_add(doc, places, "schedule", key);
                         json_t *s = json_deep_copy(json_object_get(json_object_get(fn, "schedules"), sname));
                         json_object_set_new(s, "name", json_string(sname));
                         json_object_set_new(s, "function", json_string(name));
@@ -150,9 +177,10 @@ static int stack_body(YamlDoc *doc, json_t *stack, const char *dir, json_t **ret
         return 0;
 }
 
-/* Reads and checks the stack file: 0 and its request body, or the exit
- * code after saying why (every mistake, one per line). */
-static int stack_load(const char *file, json_t **ret) {
+/* Reads and checks the stack file: 0, its request body and the places
+ * of its items (stack_body), or the exit code after saying why (every
+ * mistake, one per line). */
+static int stack_load(const char *file, json_t *places, json_t **ret) {
         _cleanup_free_ char *text = NULL, *err = NULL, *copy = xstrdup(file);
         _cleanup_(yaml_doc_freep) YamlDoc *doc = NULL;
         size_t len = 0;
@@ -174,7 +202,7 @@ static int stack_load(const char *file, json_t **ret) {
         if (r >= 0)
                 r = yaml_doc_json(doc, NULL, &stack, &err);
         if (r >= 0)
-                r = stack_body(doc, stack, dirname(copy), ret, &err);
+                r = stack_body(doc, stack, dirname(copy), places, ret, &err);
         json_decref(stack);
         if (r < 0) {
                 /* One "pysprinter: FILE:LINE:COL: …" line per mistake. */
@@ -189,12 +217,26 @@ static int stack_load(const char *file, json_t **ret) {
         return 0;
 }
 
+/* The server's refusal at the place in the file of what it names first
+ * ("function 'add': …", "schedule 'x': …"); NULL when it names none of
+ * the stack's. */
+static char *error_at_place(json_t *places, const char *error) {
+        const char *q = error ? strstr(error, "': ") : NULL;
+        if (!q)
+                return NULL;
+        _cleanup_free_ char *who = xstrndup(error, (size_t) (q + 1 - error));
+        const char *at = json_string_value(json_object_get(places, who));
+        return at ? xasprintf("%s: %s", at, error) : NULL;
+}
+
 int cli_deploy_stack(int argc, char **argv) {
         const char *file = NULL;
         bool prune = false, dry_run = false, json = cli_globals.json;
         for (int i = 0; i < argc; i++) {
-                if ((streq(argv[i], "-f") || streq(argv[i], "--file")) && i + 1 < argc)
-                        file = argv[++i];
+                /* A -f last on the line is a missing value (it was
+                 * "unexpected argument '-f'", the option the user gave). */
+                if (streq(argv[i], "-f") || streq(argv[i], "--file"))
+                        file = i + 1 < argc ? argv[++i] : "";
                 else if (startswith(argv[i], "--file="))
                         file = argv[i] + 7;
                 else if (streq(argv[i], "--prune"))
@@ -212,25 +254,38 @@ int cli_deploy_stack(int argc, char **argv) {
                         return EXIT_USAGE;
                 }
         }
-        if (!file) {
-                cli_error("deploy -f needs a stack file");
+        if (!file || !*file) {
+                cli_error("deploy -f needs a stack file: deploy -f STACK.yaml");
+                fputs("Try 'pysprinter deploy --help'.\n", stderr);
                 return EXIT_USAGE;
         }
-        json_t *req = NULL, *ans = NULL;
-        int code = stack_load(file, &req);
-        if (code)
+        json_t *req = NULL, *ans = NULL, *places = json_object();
+        int code = stack_load(file, places, &req);
+        if (code) {
+                json_decref(places);
                 return code;
+        }
         json_object_set_new(req, "prune", json_boolean(prune));
         json_object_set_new(req, "dry_run", json_boolean(dry_run));
         Backend *b = NULL;
         code = backend_open_listing(false, &b); /* embedded: "needs a server" */
         if (code) {
                 json_decref(req);
+                json_decref(places);
                 return code;
         }
         int r = b->ops->stack(b, req, &ans);
         if (r >= 0)
                 renderer_answer_warnings(NULL, ans);
+        else {
+                /* cfn-lint's habit: a refusal about a function or a
+                 * schedule is said where the file names it. */
+                char *placed = error_at_place(places, b->error);
+                if (placed) {
+                        free(b->error);
+                        b->error = placed;
+                }
+        }
         if (r == -EBADMSG || r == -ENOPKG) {
                 /* A function did not validate: its message as deploy prints it. */
                 cli_error("%s", b->error ?: "invalid");
@@ -248,6 +303,7 @@ int cli_deploy_stack(int argc, char **argv) {
         }
         json_decref(req);
         json_decref(ans);
+        json_decref(places);
         backend_free(b);
         return code;
 }

@@ -82,6 +82,10 @@ static enum MHD_Result add_value(void *cls, enum MHD_ValueKind kind, const char 
         json_t *obj = cls;
         if (!key)
                 return MHD_YES;
+        /* "a=1&&b=2": the empty pair is a separator's repeat, not a
+         * parameter named "" (parse_qs skips it too); "=x" is one. */
+        if (kind == MHD_GET_ARGUMENT_KIND && !*key && (!value || !*value))
+                return MHD_YES;
         _cleanup_free_ char *k = utf8_replace_invalid(key, strlen(key), NULL);
         if (kind == MHD_HEADER_KIND)
                 for (char *p = k; *p; p++)
@@ -318,6 +322,22 @@ static int response_headers_check(json_t *headers, json_t *cookies, char **ret_e
                         *ret_error = xasprintf("header %s: sets the dashboard's cookie " UI_SESSION_COOKIE, q);
                         return -EINVAL;
                 }
+                /* Field names are case-insensitive (RFC 9110 5.1): two
+                 * keys of one name went out as two fields ("Content-Type:
+                 * text/plain" and "content-type: text/html"), which a
+                 * browser may read either way. */
+                const char *k2;
+                size_t k2len;
+                json_t *hv2;
+                json_object_keylen_foreach(headers, k2, k2len, hv2) {
+                        if (k2 == k)
+                                break;
+                        if (k2len == klen && strncasecmp(k2, k, klen) == 0) {
+                                _cleanup_free_ char *q2 = quoted(k2, k2len);
+                                *ret_error = xasprintf("header %s: named twice (as %s too)", q, q2);
+                                return -EINVAL;
+                        }
+                }
         }
         size_t i;
         json_array_foreach(cookies, i, hv) {
@@ -413,9 +433,12 @@ static int endpoint_answer_parse(const char *value_json, const char *value_repr,
         bool b64 = json_is_true(json_object_get(a.v, "isBase64Encoded"));
         json_int_t status = json_integer_value(sc);
         int r = -EINVAL;
-        if (!json_is_integer(sc) || status < 100 || status > 599) {
+        /* Not 1xx: an interim response (RFC 9110 15.2) sent as the answer
+         * left the client waiting for the final one (100) or reading a
+         * protocol switch that never came (101). */
+        if (!json_is_integer(sc) || status < 200 || status > 599) {
                 _cleanup_free_ char *got = json_dumps(sc, JSON_ENCODE_ANY | JSON_COMPACT);
-                *ret_error = xasprintf("statusCode must be an integer from 100 to 599, not %.64s", got ?: "?");
+                *ret_error = xasprintf("statusCode must be an integer from 200 to 599, not %.64s", got ?: "?");
         } else if (a.headers && !json_is_object(a.headers))
                 *ret_error = xstrdup("headers must be an object");
         else if (a.cookies && !json_is_array(a.cookies))

@@ -125,8 +125,11 @@ char *daemon_route_allow(unsigned methods, char buf[static DAEMON_ALLOW_MAX]) {
 
 /* Splits "/a/b/c" into at most max segments; returns the count, or -1 when
  * there are more or a segment is empty or too long. A trailing slash is
- * allowed (AWS SDKs list functions at "/2015-03-31/functions/"). */
-static int split_path(const char *url, char seg[][DAEMON_SEGMENT_MAX], int max) {
+ * allowed (AWS SDKs list functions at "/2015-03-31/functions/"). With
+ * tail, whatever follows the max-th segment (past a '/', not only a
+ * trailing one) is one more segment, left empty, whatever its length,
+ * depth or empty segments: a "**" row matches it. */
+static int split_path(const char *url, char seg[][DAEMON_SEGMENT_MAX], int max, bool tail) {
         int n = 0;
         const char *p = url;
         if (!p || *p != '/')
@@ -135,6 +138,10 @@ static int split_path(const char *url, char seg[][DAEMON_SEGMENT_MAX], int max) 
                 p++;
                 if (!*p)
                         break;
+                if (tail && n == max) {
+                        seg[n][0] = 0;
+                        return n + 1;
+                }
                 const char *e = strchr(p, '/');
                 size_t len = e ? (size_t) (e - p) : strlen(p);
                 if (len == 0 || len >= DAEMON_SEGMENT_MAX || n >= max)
@@ -183,7 +190,12 @@ int daemon_route_find(const char *method, const char *path, char seg[][DAEMON_SE
         assert(path);
         assert(ret);
         unsigned want = daemon_route_method(method), allow = 0;
-        int n = split_path(path, seg, DAEMON_MAX_SEGMENTS);
+        /* A function URL's path below /fn/TENANT/NAME is the function's
+         * own (its event's rawPath, from the raw target): any depth or
+         * length, "//" too, as a Lambda function URL passes it on. The
+         * router's limits held it to 3 segments of 255 bytes, none empty. */
+        bool fn = startswith(path, "/fn/");
+        int n = split_path(path, seg, fn ? 3 : DAEMON_MAX_SEGMENTS, fn);
         if (n < 0)
                 return -ENOENT;
         for (size_t i = 0; i < ELEMENTSOF(routes); i++) {

@@ -48,6 +48,7 @@ typedef struct StackChange {
         ScheduleRecord *s;      /* STACK_SCHEDULE created/updated */
         int mode;               /* STACK_ENDPOINT: 1 token, 2 public */
         bool timing;            /* STACK_SCHEDULE updated: its spec, zone or pause changed */
+        bool gone;              /* a delete that found nothing to delete (plan_apply): not reported */
 } StackChange;
 
 /* The cap on a stack's warnings (each file's are at most 100 lines: runner.py). */
@@ -115,6 +116,13 @@ static bool schedule_same(const ScheduleRecord *old, const ScheduleRecord *s) {
         return str_equal(old->function, s->function) && str_equal(old->spec, s->spec) &&
                str_equal(old->tz ?: "UTC", s->tz) && json_text_equal(old->invoke_json, s->invoke_json) &&
                old->catch_up == s->catch_up && old->allow_overlap == s->allow_overlap && old->paused == s->paused;
+}
+
+/* Whether s fires at other times than old (or old is none): its next fire
+ * is then s's own, else the stored one stays. */
+static bool schedule_timing_changed(const ScheduleRecord *old, const ScheduleRecord *s) {
+        return !old || !str_equal(old->spec, s->spec) || !str_equal(old->tz ?: "UTC", s->tz) ||
+               old->paused != s->paused;
 }
 
 /* ---- reading the body ------------------------------------------------------ */
@@ -223,6 +231,12 @@ static struct MHD_Response *plan_function(const DaemonCall *call, json_t *body, 
                                                                 : STACK_UPDATED,
                          req.name);
                 plan_last(p)->mode = mode;
+        } else {
+                /* None, as the stack says: a delete that finds nothing
+                 * unless a deploy --url gave it one before the
+                 * transaction (change_write_in_tx), not reported then. */
+                plan_add(p, STACK_ENDPOINT, STACK_DELETED, req.name);
+                plan_last(p)->gone = true;
         }
 out:
         function_record_free(f);
@@ -280,8 +294,7 @@ static struct MHD_Response *plan_schedule(const DaemonCall *call, json_t *body, 
          * time a second time. */
         if (a == STACK_UPDATED)
                 s->created = old->created;
-        bool timing = !old || !str_equal(old->spec, s->spec) || !str_equal(old->tz ?: "UTC", s->tz) ||
-                      old->paused != s->paused;
+        bool timing = schedule_timing_changed(old, s);
         schedule_record_free(old);
         if (a != STACK_UNCHANGED && timing && schedule_first_fire(s, now) < 0) {
                 struct MHD_Response *resp = daemon_call_error(call, 400, "bad_request", ret_status,
@@ -293,10 +306,9 @@ static struct MHD_Response *plan_schedule(const DaemonCall *call, json_t *body, 
                 s->created = now_realtime();
         plan_add(p, STACK_SCHEDULE, a, s->name);
         plan_last(p)->timing = timing;
-        if (a != STACK_UNCHANGED)
-                plan_last(p)->s = s;
-        else
-                schedule_record_free(s);
+        /* Kept unchanged too: plan_apply plans it again in its
+         * transaction, and may then write it. */
+        plan_last(p)->s = s;
         return NULL;
 }
 
@@ -332,8 +344,91 @@ static int plan_prune(const DaemonCall *call, char **fn_names, StackPlan *p) {
 
 /* ---- applying it --------------------------------------------------------------- */
 
-/* Every write of the plan inside one transaction: deletes first (a
- * schedule, then what it fired), then functions, endpoints, schedules. */
+/* c planned again inside the transaction, against what is stored now.
+ * The plan was made before it, while the stack's files were validated
+ * (a worker's time), and another deploy, `schedule add` or `functions rm`
+ * may have written meanwhile: a function planned "unchanged" then kept
+ * the other deploy's code while this stack said it deployed its own, and
+ * a delete that found the item gone failed the whole stack. A delete of
+ * something gone is marked gone (not reported); the rest get the action
+ * that makes the stored state the stack's. */
+static int change_replan_in_tx(Store *st, const char *tenant, StackChange *c) {
+        int k = 0;
+        if (c->action == STACK_DELETED)
+                return 0; /* the delete itself says whether there was one */
+        if (c->kind == STACK_FUNCTION) {
+                FunctionRecord *old = NULL;
+                k = store_function_get_in_tx(st, tenant, c->name, &old);
+                if (k >= 0 || k == -ENOENT)
+                        c->action = !old ? STACK_CREATED : function_same(old, c->f) ? STACK_UNCHANGED : STACK_UPDATED;
+                function_record_free(old);
+        } else if (c->kind == STACK_ENDPOINT) {
+                int had = 0;
+                k = store_endpoint_get_in_tx(st, tenant, c->name, &had);
+                if (k >= 0 || k == -ENOENT)
+                        c->action = !had ? STACK_CREATED : had == c->mode ? STACK_UNCHANGED : STACK_UPDATED;
+        } else {
+                ScheduleRecord *old = NULL;
+                k = store_schedule_get_in_tx(st, tenant, c->name, &old);
+                if (k >= 0 || k == -ENOENT) {
+                        c->action = !old ? STACK_CREATED : schedule_same(old, c->s) ? STACK_UNCHANGED : STACK_UPDATED;
+                        c->timing = schedule_timing_changed(old, c->s);
+                        if (old)
+                                c->s->created = old->created;
+                        /* Planned unchanged or not timing: its next fire
+                         * was not computed. */
+                        if (c->action != STACK_UNCHANGED && c->timing &&
+                            daemon_schedule_next(c->s, daemon_schedules_now(), &c->s->next_fire) < 0)
+                                k = -EINVAL;
+                }
+                schedule_record_free(old);
+        }
+        return k == -ENOENT ? 0 : k;
+}
+
+/* One change written inside the transaction (unchanged: nothing). */
+static int change_write_in_tx(Store *st, const char *tenant, StackChange *c) {
+        int k = 0;
+        switch (c->kind) {
+        case STACK_FUNCTION:
+                if (c->action == STACK_DELETED)
+                        k = store_function_delete_in_tx(st, tenant, c->name);
+                else if (c->action != STACK_UNCHANGED)
+                        k = store_function_put_in_tx(st, c->f, &c->f->version);
+                break;
+        case STACK_ENDPOINT:
+                if (c->action == STACK_DELETED) {
+                        int had = 0;
+                        k = store_endpoint_get_in_tx(st, tenant, c->name, &had);
+                        if (k >= 0) {
+                                c->gone = false;
+                                k = store_endpoint_put_in_tx(st, tenant, c->name, 0);
+                        }
+                } else if (c->action != STACK_UNCHANGED)
+                        k = store_endpoint_put_in_tx(st, tenant, c->name, c->mode);
+                break;
+        case STACK_SCHEDULE:
+                if (c->action == STACK_DELETED)
+                        k = store_schedule_delete_in_tx(st, tenant, c->name);
+                else if (c->action == STACK_CREATED)
+                        k = store_schedule_insert_in_tx(st, c->s);
+                else if (c->action == STACK_UPDATED)
+                        k = store_schedule_update_in_tx(st, c->s, c->timing);
+                break;
+        default:
+                assert(false);
+                return -EINVAL;
+        }
+        if (k == -ENOENT && c->action == STACK_DELETED) {
+                c->gone = true;
+                k = 0;
+        }
+        return k;
+}
+
+/* Every write of the plan inside one transaction, each change planned
+ * again there first (change_replan_in_tx): deletes first (a schedule,
+ * then what it fired), then functions, endpoints, schedules. */
 static int plan_apply(Store *st, FunctionStore *fns, const char *tenant, StackPlan *p) {
         /* The functions table is written behind the in-memory versions'
          * back: emptied before (no lookup keeps what it reads meanwhile)
@@ -344,26 +439,14 @@ static int plan_apply(Store *st, FunctionStore *fns, const char *tenant, StackPl
                 function_cache_invalidate(fns);
                 return k;
         }
+        for (size_t i = 0; i < p->n && k >= 0; i++)
+                k = change_replan_in_tx(st, tenant, &p->v[i]);
         for (int pass = 0; pass < 2 && k >= 0; pass++)
                 for (StackKind kind = STACK_FUNCTION; kind <= STACK_ENDPOINT && k >= 0; kind++)
                         for (size_t i = 0; i < p->n && k >= 0; i++) {
                                 StackChange *c = &p->v[i];
-                                if (c->kind != kind || c->action == STACK_UNCHANGED ||
-                                    (c->action == STACK_DELETED) != (pass == 0))
-                                        continue;
-                                if (kind == STACK_FUNCTION)
-                                        k = c->action == STACK_DELETED
-                                                    ? store_function_delete_in_tx(st, tenant, c->name)
-                                                    : store_function_put_in_tx(st, c->f, &c->f->version);
-                                else if (kind == STACK_ENDPOINT)
-                                        k = store_endpoint_put_in_tx(st, tenant, c->name,
-                                                                     c->action == STACK_DELETED ? 0 : c->mode);
-                                else
-                                        k = c->action == STACK_DELETED
-                                                    ? store_schedule_delete_in_tx(st, tenant, c->name)
-                                            : c->action == STACK_CREATED
-                                                    ? store_schedule_insert_in_tx(st, c->s)
-                                                    : store_schedule_update_in_tx(st, c->s, c->timing);
+                                if (c->kind == kind && (c->action == STACK_DELETED) == (pass == 0))
+                                        k = change_write_in_tx(st, tenant, c);
                         }
         int e = store_tx_end(st, k >= 0);
         function_cache_invalidate(fns);
@@ -408,6 +491,15 @@ struct MHD_Response *daemon_api_stack(const DaemonCall *call, unsigned *ret_stat
                 resp = daemon_call_error(call, 400, "bad_request", ret_status, "unknown field '%s'", key);
                 goto out;
         }
+        /* Read as a deploy's fields are: a flag that is not a boolean
+         * ("dry_run": "yes", 1) was taken for false, and the plan the
+         * caller asked for was a deploy. */
+        for (const char *const *flag = (const char *const[]){ "prune", "dry_run", NULL }; *flag; flag++)
+                if ((v = json_object_get(j, *flag)) && !json_is_boolean(v)) {
+                        resp = daemon_call_error(call, 400, "bad_request", ret_status, "field '%s' must be a boolean",
+                                                 *flag);
+                        goto out;
+                }
         size_t i;
         json_array_foreach(functions, i, v) if ((resp = plan_function(call, v, &p, &fn_names, ret_status))) goto out;
         json_array_foreach(schedules, i, v) if ((resp = plan_schedule(call, v, fn_names, &p, ret_status))) goto out;
@@ -434,6 +526,8 @@ struct MHD_Response *daemon_api_stack(const DaemonCall *call, unsigned *ret_stat
         qsort(p.v, p.n, sizeof(StackChange), change_cmp);
         json_t *changes = json_array();
         for (i = 0; i < p.n; i++) {
+                if (p.v[i].gone)
+                        continue;
                 json_array_append_new(changes, json_pack("{s:s, s:s, s:s}", "action", action_names[p.v[i].action],
                                                          "kind", kind_names[p.v[i].kind], "name", p.v[i].name));
                 /* Deleted functions' warm instances hold deleted code. */

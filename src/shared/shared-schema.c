@@ -50,6 +50,13 @@ static void report(Checker *c, const YamlNode *n, const char *fmt, ...) {
         free(m);
 }
 
+/* A mistake whose text names its place already (yaml_doc_json's). */
+static void report_placed(Checker *c, const char *m) {
+        c->n_errors++;
+        if (c->errors && c->n_errors <= SCHEMA_MAX_ERRORS)
+                c->errors = strv_append(c->errors, m);
+}
+
 /* A mistake of the schema, not of the file: "the schema: WHAT 'DETAIL'". */
 static void schema_mistake(Checker *c, const char *what, const char *detail) {
         if (c->schema_error)
@@ -64,7 +71,9 @@ static json_t *node_value(Checker *c, const YamlNode *n) {
         _cleanup_free_ char *err = NULL;
         json_t *v = NULL;
         if (yaml_doc_json(c->doc, n, &v, &err) < 0) {
-                report(c, n, "%s", err);
+                /* Its place is in err: it was said twice ("f.yaml:4:14:
+                 * f.yaml:4:14: … is out of range"). */
+                report_placed(c, err ?: "invalid");
                 return NULL;
         }
         return v;

@@ -28,8 +28,14 @@ int store_endpoint_put(Store *s, const char *tenant, const char *name, int mode)
 }
 
 int store_endpoint_get(Store *s, const char *tenant, const char *name, int *ret_mode) {
-        int mode = 0;
         store_lock(s);
+        int k = store_endpoint_get_in_tx(s, tenant, name, ret_mode);
+        pthread_mutex_unlock(&s->lock);
+        return k;
+}
+
+int store_endpoint_get_in_tx(Store *s, const char *tenant, const char *name, int *ret_mode) {
+        int mode = 0;
         sqlite3_stmt *st = store_stmt(s, "SELECT mode FROM endpoints WHERE tenant=?1 AND name=?2");
         int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
         if (st) {
@@ -40,7 +46,6 @@ int store_endpoint_get(Store *s, const char *tenant, const char *name, int *ret_
                         mode = sqlite3_column_int(st, 0);
                 store_stmt_done(s, st);
         }
-        pthread_mutex_unlock(&s->lock);
         if (rc == SQLITE_ROW) {
                 *ret_mode = mode;
                 return 0;

@@ -139,6 +139,29 @@ int store_function_get(Store *s, const char *tenant, const char *name, int versi
         return rc == SQLITE_DONE ? -ENOENT : (store_sqlite_errno(rc) ?: -EIO);
 }
 
+int store_function_get_in_tx(Store *s, const char *tenant, const char *name, FunctionRecord **ret) {
+        assert(s && tenant && name && ret);
+        FunctionRecord *f = NULL;
+        /* The write connection, whose transaction holds the write lock:
+         * what it reads no other writer can change before the commit. */
+        sqlite3_stmt *st = store_stmt(s, "SELECT " FN_COLUMNS " FROM functions WHERE tenant=?1 AND name=?2 "
+                                         "ORDER BY version DESC LIMIT 1");
+        int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
+        if (st) {
+                store_bind_text(st, 1, tenant);
+                store_bind_text(st, 2, name);
+                rc = sqlite3_step(st);
+                if (rc == SQLITE_ROW)
+                        f = function_from_row(st);
+                store_stmt_done(s, st);
+        }
+        if (f) {
+                *ret = f;
+                return 0;
+        }
+        return rc == SQLITE_DONE ? -ENOENT : (store_sqlite_errno(rc) ?: -EIO);
+}
+
 int store_function_describe(Store *s, const char *tenant, const char *name, int version, char **ret_signature,
                             char **ret_doc) {
         assert(s && tenant && name && version > 0 && ret_signature && ret_doc);

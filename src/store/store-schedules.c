@@ -214,11 +214,11 @@ static int schedule_record_run_locked(Store *s, const ScheduleRecord *r) {
         return k < 0 ? k : 0;
 }
 
-static int schedule_select(Store *s, const char *sql, const char *tenant, const char *name, ScheduleRecord ***ret,
-                           size_t *ret_n) {
+/* With s->lock held. */
+static int schedule_select_locked(Store *s, const char *sql, const char *tenant, const char *name,
+                                  ScheduleRecord ***ret, size_t *ret_n) {
         ScheduleRecord **v = NULL;
         size_t n = 0;
-        store_lock(s);
         sqlite3_stmt *st = store_stmt(s, sql);
         int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
         if (st) {
@@ -230,7 +230,6 @@ static int schedule_select(Store *s, const char *sql, const char *tenant, const 
                 }
                 store_stmt_done(s, st);
         }
-        pthread_mutex_unlock(&s->lock);
         if (rc != SQLITE_DONE) {
                 schedule_record_list_free(v, n);
                 return store_sqlite_errno(rc) ?: -EIO;
@@ -240,11 +239,20 @@ static int schedule_select(Store *s, const char *sql, const char *tenant, const 
         return 0;
 }
 
-int store_schedule_get(Store *s, const char *tenant, const char *name, ScheduleRecord **ret) {
+static int schedule_select(Store *s, const char *sql, const char *tenant, const char *name, ScheduleRecord ***ret,
+                           size_t *ret_n) {
+        store_lock(s);
+        int k = schedule_select_locked(s, sql, tenant, name, ret, ret_n);
+        pthread_mutex_unlock(&s->lock);
+        return k;
+}
+
+static int schedule_get(Store *s, bool locked, const char *tenant, const char *name, ScheduleRecord **ret) {
         ScheduleRecord **v = NULL;
         size_t n = 0;
-        int k = schedule_select(s, "SELECT " SCHED_COLUMNS " FROM schedules WHERE tenant=?1 AND name=?2", tenant, name,
-                                &v, &n);
+        static const char sql[] = "SELECT " SCHED_COLUMNS " FROM schedules WHERE tenant=?1 AND name=?2";
+        int k = locked ? schedule_select_locked(s, sql, tenant, name, &v, &n)
+                       : schedule_select(s, sql, tenant, name, &v, &n);
         if (k < 0)
                 return k;
         if (n == 0) {
@@ -254,6 +262,14 @@ int store_schedule_get(Store *s, const char *tenant, const char *name, ScheduleR
         *ret = v[0];
         free(v);
         return 0;
+}
+
+int store_schedule_get(Store *s, const char *tenant, const char *name, ScheduleRecord **ret) {
+        return schedule_get(s, false, tenant, name, ret);
+}
+
+int store_schedule_get_in_tx(Store *s, const char *tenant, const char *name, ScheduleRecord **ret) {
+        return schedule_get(s, true, tenant, name, ret);
 }
 
 int store_schedule_list(Store *s, const char *tenant, ScheduleRecord ***ret, size_t *ret_n) {

@@ -551,6 +551,13 @@ int store_schedule_insert_in_tx(Store *s, const ScheduleRecord *r);
 int store_schedule_update_in_tx(Store *s, const ScheduleRecord *r, bool timing);
 int store_schedule_delete_in_tx(Store *s, const char *tenant, const char *name);
 int store_endpoint_put_in_tx(Store *s, const char *tenant, const char *name, int mode);
+/* Reads inside the transaction, of what is there now: what the caller
+ * planned before store_tx_begin() may have changed meanwhile (another
+ * deploy), and nothing changes it before store_tx_end(). Each is its
+ * namesake without _in_tx (the function's latest version). */
+int store_function_get_in_tx(Store *s, const char *tenant, const char *name, FunctionRecord **ret);
+int store_schedule_get_in_tx(Store *s, const char *tenant, const char *name, ScheduleRecord **ret);
+int store_endpoint_get_in_tx(Store *s, const char *tenant, const char *name, int *ret_mode);
 /* version 0: the latest. -ENOENT when there is no such function/version. */
 int store_function_get(Store *s, const char *tenant, const char *name, int version, FunctionRecord **ret);
 /* The signature and docstring kept with version (> 0) of (tenant, name)

@@ -52,6 +52,28 @@ def strace_daemon(d, syscalls, trace):
         s.wait(timeout=30)
 
 
+@contextlib.contextmanager
+def workers_held(d):
+    """Daemon d's worker processes stopped (SIGSTOP) for the with block and
+    continued after it, however it ends: a request that needs a worker
+    waits meanwhile (one answered from a cache does not). Yields their
+    pids."""
+    from proctree import descendants
+    workers = [p for p in descendants(d.proc.pid)
+               if open(f"/proc/{p}/comm").read().startswith(("worker", "pysprinter-wor"))]
+    assert workers, "the daemon has no worker to hold"
+    for p in workers:
+        os.kill(p, signal.SIGSTOP)
+    try:
+        yield workers
+    finally:
+        for p in workers:
+            try:
+                os.kill(p, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+
 def metrics(d):
     """Daemon d's /metrics as {series (name with labels): value}."""
     st, text = d.call("GET", "/metrics", token="admin")

@@ -271,9 +271,9 @@ def test_a_schedule_names_the_datasets_each_fire_reads(stack, d, tmp_path):
 
 @pytest.mark.parametrize("edit, message", [
     (("args: [2, 3]", "args: [2, 3, 4]"),
-     "schedule 'add-often': ValidationError: add() takes 2 positional arguments but 3 were given"),
+     "bad.yaml:18:7: schedule 'add-often': ValidationError: add() takes 2 positional arguments but 3 were given"),
     (("kwargs: {event: {rawPath: night}}", "kwargs: {evnt: 1}"),
-     "schedule 'hello-nightly': ValidationError: hello() got an unexpected keyword argument 'evnt'"),
+     "bad.yaml:11:7: schedule 'hello-nightly': ValidationError: hello() got an unexpected keyword argument 'evnt'"),
 ])
 def test_a_schedules_arguments_are_checked_against_its_function(stack, d, tmp_path, edit, message):
     """`schedule add` refuses arguments its function refuses (422, exit 3);
