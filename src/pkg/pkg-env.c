@@ -171,6 +171,27 @@ static int env_key(PkgRequirement *const *reqs, size_t n, const char *mm, const 
         return 0;
 }
 
+/* A record in use (a process holds its flock) that is about to be written
+ * again (`run --no-cache`, or two processes resolving the same new set at
+ * once): the new record is a new file renamed over the path, and the
+ * holders' locks stay on the old one, which nothing would then show as in
+ * use — prune removed its store dirs under the running functions. So the
+ * old file keeps a second name, ENV_HELD_PREFIX<key>-<random>.json, which
+ * prune reads as one more record: its dirs stay while it is held, and it
+ * goes once nobody holds it (nobody opens it again by that name). */
+#define ENV_HELD_PREFIX ".held-"
+
+static void record_set_aside_if_held(const char *envs, const char *record, const char *key) {
+        _cleanup_close_ int fd = open(record, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) >= 0)
+                return; /* none, or nobody uses it: replaced as it is */
+        _cleanup_free_ char *rnd = NULL;
+        if (random_hex(6, &rnd) < 0)
+                return;
+        _cleanup_free_ char *aside = xasprintf("%s/" ENV_HELD_PREFIX "%s-%s.json", envs, key, rnd);
+        (void) link(record, aside);
+}
+
 static int open_locked(const char *path) {
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
@@ -344,6 +365,7 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
                 *ret_error = xasprintf("cannot create %s: %s", envs, strerror(-r));
                 return r;
         }
+        record_set_aside_if_held(envs, record, env->key);
         r = write_record(record, env->key, python, o->index, l, ret_error);
         if (r < 0)
                 return r;
@@ -368,6 +390,7 @@ typedef struct Rec {
         bool blind;
         uint64_t mtime;
         bool in_use;
+        bool held; /* an ENV_HELD_PREFIX record: not listed, removed once unused */
 } Rec;
 
 static void recs_free(Rec *r, size_t n) {
@@ -414,7 +437,13 @@ static int load_records(const char *data_dir, Rec **ret, size_t *ret_n) {
         }
         struct dirent *de;
         while ((de = readdir(d))) {
-                if (!endswith(de->d_name, ".json") || de->d_name[0] == '.')
+                bool held = startswith(de->d_name, ENV_HELD_PREFIX);
+                if (!endswith(de->d_name, ".json") || (de->d_name[0] == '.' && !held))
+                        continue;
+                /* The key of a held record: its name up to the random tail. */
+                const char *kb = held ? de->d_name + strlen(ENV_HELD_PREFIX) : de->d_name;
+                const char *ke = held ? strrchr(kb, '-') : de->d_name + strlen(de->d_name) - 5;
+                if (!ke || ke <= kb)
                         continue;
                 _cleanup_free_ char *path = path_join(envs, de->d_name);
                 _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -429,9 +458,10 @@ static int load_records(const char *data_dir, Rec **ret, size_t *ret_n) {
                 if (!readable || pkg_lock_from_json(text, &l, &err) < 0) {
                         recs = xrealloc(recs, (n + 1) * sizeof(Rec));
                         recs[n++] = (Rec){ .path = TAKE_PTR(path),
-                                           .key = xstrndup(de->d_name, strlen(de->d_name) - 5),
+                                           .key = xstrndup(kb, (size_t) (ke - kb)),
                                            .names = readable ? sha256s_named(text) : NULL,
-                                           .blind = !readable };
+                                           .blind = !readable,
+                                           .held = held };
                         continue;
                 }
                 bool in_use = false;
@@ -440,13 +470,21 @@ static int load_records(const char *data_dir, Rec **ret, size_t *ret_n) {
                 else
                         (void) flock(fd, LOCK_UN);
                 recs = xrealloc(recs, (n + 1) * sizeof(Rec));
-                recs[n++] = (Rec) { .path = TAKE_PTR(path), .key = xstrndup(de->d_name, strlen(de->d_name) - 5),
-                                    .lock = l,
-                                    .mtime = (uint64_t) st.st_mtim.tv_sec * USEC_PER_SEC +
-                                             (uint64_t) st.st_mtim.tv_nsec / 1000,
-                                    .in_use = in_use };
+                recs[n++] = (Rec){ .path = TAKE_PTR(path),
+                                   .key = xstrndup(kb, (size_t) (ke - kb)),
+                                   .lock = l,
+                                   .held = held,
+                                   .mtime = (uint64_t) st.st_mtim.tv_sec * USEC_PER_SEC +
+                                            (uint64_t) st.st_mtim.tv_nsec / 1000,
+                                   .in_use = in_use };
         }
         closedir(d);
+        /* A process holding an environment's earlier record uses the
+         * environment: its record is in use too (listed so, never pruned). */
+        for (size_t i = 0; i < n; i++)
+                for (size_t k = 0; recs[i].held && recs[i].in_use && k < n; k++)
+                        if (!recs[k].held && streq(recs[k].key, recs[i].key))
+                                recs[k].in_use = true;
         qsort(recs, n, sizeof(Rec), rec_cmp_newest);
         *ret = recs;
         *ret_n = n;
@@ -474,8 +512,8 @@ int pkg_env_list(const char *data_dir, PkgEnvInfo **ret_infos, size_t *ret_n, ch
         PkgEnvInfo *infos = xcalloc(n + 1, sizeof(PkgEnvInfo));
         size_t shown = 0;
         for (size_t j = 0; j < n; j++) {
-                if (!recs[j].lock)
-                        continue; /* not this release's to show */
+                if (!recs[j].lock || recs[j].held)
+                        continue; /* not this release's to show; a held one below */
                 size_t i = shown++;
                 infos[i].key = xstrdup(recs[j].key);
                 for (char **q = recs[j].lock->requirements; q && *q; q++)
@@ -588,6 +626,17 @@ int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t *ret_fre
         size_t n_removed = 0;
         usec_t now = now_realtime();
 
+        /* Held records (record_set_aside_if_held()) nobody holds any more:
+         * no process can take them again, so they go, and what only they
+         * named with them. */
+        for (size_t i = 0; i < n; i++) {
+                if (!recs[i].held || recs[i].in_use)
+                        continue;
+                _cleanup_close_ int fd = open(recs[i].path, O_RDONLY | O_CLOEXEC);
+                if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) >= 0 && unlink(recs[i].path) >= 0)
+                        removed[i] = true;
+        }
+
         /* Size of the store, and garbage: dirs no record references (and
          * stale temp dirs of crashed installers), past the grace period. */
         DIR *d = opendir(store);
@@ -615,7 +664,7 @@ int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t *ret_fre
         }
         /* Least recently used first, never one in use. */
         for (size_t i = n; i-- > 0 && total > budget_bytes;) {
-                if (recs[i].in_use || !recs[i].lock)
+                if (recs[i].in_use || !recs[i].lock || recs[i].held)
                         continue;
                 _cleanup_close_ int fd = open(recs[i].path, O_RDONLY | O_CLOEXEC);
                 if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0)
