@@ -611,6 +611,29 @@ static uint64_t sweep_wheel_cache(const char *data_dir, const Rec *recs, size_t 
         return freed;
 }
 
+/* What a removal of a store dir moved aside (store_dir_remove()) and did
+ * not finish removing. */
+#define STORE_GC_PREFIX ".gc-"
+
+/* Removes the package dir store/<sha> (its size is size): moved aside to a
+ * private name first, then emptied. Removed in place, a removal cut short
+ * (a prune killed midway, a file it could not remove) left a half-emptied
+ * dir under the name the store takes for an installed wheel: every later
+ * run of a set naming it imported from it and failed. Aside, the store no
+ * longer has the wheel (the next run installs it again), and the next
+ * prune removes what is left. Returns the bytes freed: 0 when it could not
+ * be moved (it stays whole) or not emptied. */
+static uint64_t store_dir_remove(const char *store, const char *sha, uint64_t size) {
+        _cleanup_free_ char *rnd = NULL;
+        if (random_hex(6, &rnd) < 0)
+                return 0;
+        _cleanup_free_ char *p = path_join(store, sha);
+        _cleanup_free_ char *aside = xasprintf("%s/" STORE_GC_PREFIX "%s-%s", store, sha, rnd);
+        if (rename(p, aside) < 0)
+                return 0;
+        return rm_rf(aside) >= 0 ? size : 0;
+}
+
 int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t *ret_freed_bytes, size_t *ret_removed_envs,
                   char **ret_error) {
         Rec *recs = NULL;
@@ -650,11 +673,25 @@ int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t *ret_fre
                                 continue;
                         uint64_t size = path_tree_bytes_at(dirfd(d), de->d_name);
                         uint64_t age = now - MIN(now, (uint64_t) st.st_mtim.tv_sec * USEC_PER_SEC);
-                        bool garbage = startswith(de->d_name, ".tmp-") || !referenced(recs, n, removed, de->d_name);
-                        if (garbage && age > GC_GRACE_USEC) {
+                        /* A removal cut short: nothing uses it, whatever its age. */
+                        if (startswith(de->d_name, STORE_GC_PREFIX)) {
                                 _cleanup_free_ char *p = path_join(store, de->d_name);
                                 if (rm_rf(p) >= 0) {
                                         freed += size;
+                                        continue;
+                                }
+                        } else if (de->d_name[0] == '.' && age > GC_GRACE_USEC) {
+                                /* A crashed installer's .tmp- dir, or nothing of ours. */
+                                _cleanup_free_ char *p = path_join(store, de->d_name);
+                                if (rm_rf(p) >= 0) {
+                                        freed += size;
+                                        continue;
+                                }
+                        } else if (de->d_name[0] != '.' && !referenced(recs, n, removed, de->d_name) &&
+                                   age > GC_GRACE_USEC) {
+                                uint64_t f = store_dir_remove(store, de->d_name, size);
+                                if (f > 0) {
+                                        freed += f;
                                         continue;
                                 }
                         }
@@ -678,9 +715,8 @@ int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t *ret_fre
                         if (referenced(recs, n, removed, sha))
                                 continue;
                         /* Another removed env may have listed it too. */
-                        _cleanup_free_ char *p = path_join(store, sha);
                         uint64_t size = store_entry_size(data_dir, sha);
-                        if (size > 0 && rm_rf(p) >= 0) {
+                        if (size > 0 && store_dir_remove(store, sha, size) > 0) {
                                 freed += size;
                                 total -= MIN(total, size);
                         }

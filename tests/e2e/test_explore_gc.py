@@ -96,3 +96,35 @@ def test_prune_keeps_an_env_a_run_holds_after_its_record_was_written_again(cli, 
     envs = cli.env["PYSPRINTER_HOME"] + "/envs"
     assert os.listdir(envs) == []
     assert [x for x in os.listdir(cli.env["PYSPRINTER_HOME"] + "/store") if not x.startswith(".")] == []
+
+
+def store_dirs(home):
+    return sorted(x for x in os.listdir(home / "store") if not x.startswith("."))
+
+
+def test_a_prune_cut_short_leaves_no_half_removed_package_in_the_store(cli, index, home):
+    """Prune removed a store dir in place, file by file: cut short (killed,
+    or a file it could not remove) it left `store/<sha256>/` half empty,
+    and the store took it for installed: the next run of those
+    requirements imported from it and failed (ModuleNotFoundError) for
+    good. The dir is now moved aside (`store/.gc-…`) before it is emptied,
+    so the next run installs the package again, and the next prune
+    finishes removing what is left."""
+    write_fn(cli, ["cc"])
+    assert json.loads(cli("run", NOSANDBOX, "--index-url", index.url, "f.py", check=0).stdout) == ["cc data"]
+    [cc] = store_dirs(home)
+    # A file prune cannot remove stands for a prune killed midway.
+    stuck = home / "store" / cc / "cc-1.0.dist-info" / "METADATA"
+    r = subprocess.run(["chattr", "+i", str(stuck)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"chattr +i does not work here: {r.stderr.strip()}")
+    try:
+        cli("env", "prune", check=0)
+        p = cli("run", NOSANDBOX, "--index-url", index.url, "f.py")
+        assert (p.returncode, p.stdout) == (0, '["cc data"]\n'), p.stderr
+        assert store_dirs(home) == [cc]
+    finally:
+        for s in (home / "store").glob("*/cc-1.0.dist-info/METADATA"):
+            subprocess.run(["chattr", "-i", str(s)], check=False)
+    cli("env", "prune", check=0)
+    assert os.listdir(home / "store") == []
