@@ -10,7 +10,8 @@ static const char gc_help[] = "Usage: pysprinter gc [--dry-run] [--max-age-days 
                               "whose run is gone, data objects no dataset references, package store\n"
                               "dirs no environment references and the cancel requests (`cancel` asks) of\n"
                               "runs no longer in flight. Never a queued or running run.\n"
-                              "--dry-run prints what would go and removes nothing. With a server\n"
+                              "--dry-run prints what would go (package store dirs too) and removes\n"
+                              "nothing. With a server\n"
                               "configured it is refused (exit 2): the server collects its own store.\n"
                               "So is a home a pysprinterd serves: `pysprinterd gc` collects it with the\n"
                               "retention of the daemon's config.\n";

@@ -586,7 +586,8 @@ static bool wheel_cache_temp(const char *name) {
  * and the private files of downloads a kill cut (wheel_cache_temp()). Past
  * the grace period, as the store's garbage: a resolver may be reading one
  * it just fetched, an installer writing one. */
-static uint64_t sweep_wheel_cache(const char *data_dir, const Rec *recs, size_t n, const bool *removed, usec_t now) {
+static uint64_t sweep_wheel_cache(const char *data_dir, const Rec *recs, size_t n, const bool *removed, usec_t now,
+                                  bool dry_run) {
         _cleanup_free_ char *cache = xasprintf("%s/cache/wheels", data_dir);
         DIR *d = opendir(cache);
         if (!d)
@@ -604,7 +605,7 @@ static uint64_t sweep_wheel_cache(const char *data_dir, const Rec *recs, size_t 
                     fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
                         continue;
                 uint64_t age = now - MIN(now, (uint64_t) st.st_mtim.tv_sec * USEC_PER_SEC);
-                if (age > GC_GRACE_USEC && unlinkat(dirfd(d), de->d_name, 0) >= 0)
+                if (age > GC_GRACE_USEC && (dry_run || unlinkat(dirfd(d), de->d_name, 0) >= 0))
                         freed += (uint64_t) st.st_blocks * 512;
         }
         closedir(d);
@@ -634,8 +635,8 @@ static uint64_t store_dir_remove(const char *store, const char *sha, uint64_t si
         return rm_rf(aside) >= 0 ? size : 0;
 }
 
-int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t *ret_freed_bytes, size_t *ret_removed_envs,
-                  char **ret_error) {
+int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, bool dry_run, uint64_t *ret_freed_bytes,
+                  size_t *ret_removed_envs, char **ret_error) {
         Rec *recs = NULL;
         size_t n = 0;
         int r = load_records(data_dir, &recs, &n);
@@ -648,6 +649,9 @@ int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t *ret_fre
         uint64_t freed = 0, total = 0;
         size_t n_removed = 0;
         usec_t now = now_realtime();
+        /* A dry run removes nothing: the store dirs it counted, so a dir
+         * two removed environments list is counted once. */
+        _cleanup_strv_free_ char **counted = NULL;
 
         /* Held records (record_set_aside_if_held()) nobody holds any more:
          * no process can take them again, so they go, and what only they
@@ -656,7 +660,7 @@ int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t *ret_fre
                 if (!recs[i].held || recs[i].in_use)
                         continue;
                 _cleanup_close_ int fd = open(recs[i].path, O_RDONLY | O_CLOEXEC);
-                if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) >= 0 && unlink(recs[i].path) >= 0)
+                if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) >= 0 && (dry_run || unlink(recs[i].path) >= 0))
                         removed[i] = true;
         }
 
@@ -673,6 +677,13 @@ int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t *ret_fre
                                 continue;
                         uint64_t size = path_tree_bytes_at(dirfd(d), de->d_name);
                         uint64_t age = now - MIN(now, (uint64_t) st.st_mtim.tv_sec * USEC_PER_SEC);
+                        bool garbage = startswith(de->d_name, STORE_GC_PREFIX) ||
+                                       (age > GC_GRACE_USEC &&
+                                        (de->d_name[0] == '.' || !referenced(recs, n, removed, de->d_name)));
+                        if (dry_run && garbage) {
+                                freed += size;
+                                continue;
+                        }
                         /* A removal cut short: nothing uses it, whatever its age. */
                         if (startswith(de->d_name, STORE_GC_PREFIX)) {
                                 _cleanup_free_ char *p = path_join(store, de->d_name);
@@ -706,23 +717,25 @@ int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t *ret_fre
                 _cleanup_close_ int fd = open(recs[i].path, O_RDONLY | O_CLOEXEC);
                 if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0)
                         continue; /* taken since we looked */
-                if (unlink(recs[i].path) < 0)
+                if (!dry_run && unlink(recs[i].path) < 0)
                         continue;
                 removed[i] = true;
                 n_removed++;
                 for (size_t k = 0; k < recs[i].lock->n_entries; k++) {
                         const char *sha = recs[i].lock->entries[k].sha256;
-                        if (referenced(recs, n, removed, sha))
+                        if (referenced(recs, n, removed, sha) || strv_contains(counted, sha))
                                 continue;
                         /* Another removed env may have listed it too. */
                         uint64_t size = store_entry_size(data_dir, sha);
-                        if (size > 0 && store_dir_remove(store, sha, size) > 0) {
+                        if (size > 0 && dry_run)
+                                counted = strv_append(counted, sha);
+                        if (size > 0 && (dry_run || store_dir_remove(store, sha, size) > 0)) {
                                 freed += size;
                                 total -= MIN(total, size);
                         }
                 }
         }
-        freed += sweep_wheel_cache(data_dir, recs, n, removed, now);
+        freed += sweep_wheel_cache(data_dir, recs, n, removed, now, dry_run);
         recs_free(recs, n);
         if (ret_freed_bytes)
                 *ret_freed_bytes = freed;

@@ -65,9 +65,8 @@ char *gc_stats_summary(const GcStats *st, bool dry_run, bool json) {
                          dry_run ? "would remove" : "removed", st->runs, st->logs, format_bytes(st->log_bytes, b1),
                          st->dag_runs, st->dag_dirs, format_bytes(st->dag_dir_bytes, b2), st->memo_entries,
                          st->data_objects, format_bytes(st->data_bytes, b3), st->cancel_requests,
-                         dry_run ? "not counted in a dry run" : format_bytes(st->package_bytes, b4),
-                         dry_run ? "would free" : "freed", format_bytes(gc_stats_bytes(st), b5),
-                         (double) st->duration_usec / USEC_PER_SEC);
+                         format_bytes(st->package_bytes, b4), dry_run ? "would free" : "freed",
+                         format_bytes(gc_stats_bytes(st), b5), (double) st->duration_usec / USEC_PER_SEC);
 }
 
 usec_t retention_now(void) {

@@ -128,3 +128,44 @@ def test_a_prune_cut_short_leaves_no_half_removed_package_in_the_store(cli, inde
             subprocess.run(["chattr", "-i", str(s)], check=False)
     cli("env", "prune", check=0)
     assert os.listdir(home / "store") == []
+
+
+def age_store(home, hours=2):
+    old = time.time() - hours * 3600
+    for x in (home / "store").iterdir():
+        os.utime(x, (old, old))
+
+
+def test_a_dry_run_counts_the_packages_the_collection_then_frees(cli, index, home):
+    """`gc --dry-run` said `unreferenced packages: not counted in a dry
+    run` and `would free 0 B`, and the collection right after freed the
+    package store's garbage: the one figure a user looks at to decide was
+    wrong. It now counts them, for `pysprinter gc` and `pysprinterd gc`
+    alike, and `env prune --dry-run` says what `env prune` does."""
+    from test_ops import pysprinterd
+    write_fn(cli, ["aa"])
+    assert json.loads(cli("run", NOSANDBOX, "--index-url", index.url, "f.py", check=0).stdout) == ["aa data"]
+    [aa] = store_dirs(home)
+    write_fn(cli, ["bb"], "g.py")
+    assert json.loads(cli("run", NOSANDBOX, "--index-url", index.url, "g.py", check=0).stdout) == ["bb data"]
+    # aa's environment goes (as a user may delete a record): its dir is garbage.
+    for rec in (home / "envs").iterdir():
+        if aa in rec.read_text():
+            rec.unlink()
+    age_store(home)
+    dry = json.loads(cli("--json", "gc", "--dry-run", check=0).stdout)
+    d2 = pysprinterd("gc", "--json", "--dry-run", "--data-dir", home, home=home)
+    assert d2.returncode == 0, d2.stderr
+    assert json.loads(d2.stdout)["package_bytes"] == dry["package_bytes"] > 0, (dry, d2.stdout)
+    text = cli("gc", "--dry-run", check=0).stdout
+    assert "unreferenced packages: not counted" not in text and "would free 0 B" not in text, text
+    assert len(store_dirs(home)) == 2
+    real = json.loads(cli("--json", "gc", check=0).stdout)
+    assert real["package_bytes"] == dry["package_bytes"], (dry, real)
+    assert len(store_dirs(home)) == 1
+    # env prune: the dry run's line is the real one's, with nothing removed.
+    dry = cli("env", "prune", "--dry-run", check=0).stdout
+    assert len(store_dirs(home)) == 1 and len(list((home / "envs").iterdir())) == 1
+    real = cli("env", "prune", check=0).stdout
+    assert dry.replace("would remove", "removed").replace("would free", "freed") == real, (dry, real)
+    assert real.startswith("removed 1 environment, freed ") and store_dirs(home) == []
