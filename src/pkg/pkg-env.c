@@ -201,6 +201,15 @@ static int open_locked(const char *path) {
                 close(fd);
                 return r;
         }
+        /* The lock waited for a prune that held the record to remove it:
+         * a record no name reaches any more is a miss. Used, it kept no
+         * store dir (prune removed them; installed again, no record named
+         * them) and `env ls` saw nothing in use. */
+        struct stat st;
+        if (fstat(fd, &st) < 0 || st.st_nlink == 0) {
+                close(fd);
+                return -ENOENT;
+        }
         return fd;
 }
 

@@ -169,3 +169,40 @@ def test_a_dry_run_counts_the_packages_the_collection_then_frees(cli, index, hom
     real = cli("env", "prune", check=0).stdout
     assert dry.replace("would remove", "removed").replace("would free", "freed") == real, (dry, real)
     assert real.startswith("removed 1 environment, freed ") and store_dirs(home) == []
+
+
+def test_a_run_that_waited_on_a_record_prune_removed_records_its_env_again(cli, index, home, tmp_path):
+    """A run opening its environment's record waits for its shared lock
+    while a prune holds the record exclusively; the prune then unlinks it
+    and removes its store dirs. The run went on with the unlinked record:
+    it installed the dirs again and used them, while no record named them —
+    `env ls` showed no environment in use, and the next prune past the
+    grace hour removed them under the running function
+    (FileNotFoundError). A record found unlinked once locked is now a miss:
+    the run resolves again and records the environment it uses."""
+    import fcntl
+    write_fn(cli, ["aa"])
+    assert json.loads(cli("run", NOSANDBOX, "--index-url", index.url, "f.py", check=0).stdout) == ["aa data"]
+    [rec] = list((home / "envs").iterdir())
+    go = tmp_path / "go"
+    # What a prune does, one step at a time: lock, (the run waits), unlink, remove.
+    held = open(rec)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        a = start(cli, "run", NOSANDBOX, "--index-url", index.url, "f.py", "--wait", go)
+        wait_for(lambda: any(str(rec) in os.readlink(f"/proc/{a.pid}/fd/{fd}")
+                             for fd in os.listdir(f"/proc/{a.pid}/fd")), "the run to open the record")
+        rec.unlink()
+        for x in (home / "store").iterdir():
+            subprocess.run(["chmod", "-R", "u+w", str(x)], check=True)
+            subprocess.run(["rm", "-rf", str(x)], check=True)
+    finally:
+        held.close()
+    try:
+        wait_for(lambda: env_in_use(cli) == [True], "the run to hold a recorded environment", timeout=20)
+        age_store(home)
+        cli("env", "prune", check=0)
+    finally:
+        go.touch()
+        out, err = a.communicate(timeout=60)
+    assert (a.returncode, json.loads(out or "null")) == (0, ["aa data"]), err
