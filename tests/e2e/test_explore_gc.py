@@ -206,3 +206,22 @@ def test_a_run_that_waited_on_a_record_prune_removed_records_its_env_again(cli, 
         go.touch()
         out, err = a.communicate(timeout=60)
     assert (a.returncode, json.loads(out or "null")) == (0, ["aa data"]), err
+
+
+def test_the_packages_area_of_the_disk_metrics_counts_the_cached_wheels(tmp_path):
+    """`pysprinter_disk_bytes{area="packages"}` counted `store/` alone;
+    the wheels kept in `cache/wheels/` (a cluster node keeps every wheel it
+    installed for its peers; a resolve against an index without PEP 658
+    leaves those it read for their metadata) were in no area, though the
+    collector's `pysprinter_gc_last_freed_bytes{area="packages"}` counts
+    them when it removes them: the areas did not add up to what `du`
+    shows."""
+    from daemonlib import Daemon, metrics
+    d = Daemon(tmp_path / "d")
+    wheels = d.home / "cache" / "wheels"
+    wheels.mkdir(parents=True)
+    (wheels / ("ab" * 32 + ".whl")).write_bytes(os.urandom(3 << 20))
+    with d.serving():
+        key = 'pysprinter_disk_bytes{area="packages"}'
+        wait_for(lambda: key in metrics(d), "the first usage snapshot", timeout=30)
+        assert metrics(d)[key] >= 3 << 20, metrics(d)
