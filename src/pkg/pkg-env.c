@@ -621,6 +621,44 @@ static uint64_t sweep_wheel_cache(const char *data_dir, const Rec *recs, size_t 
         return freed;
 }
 
+/* cache/locks/<sha256>: the per-wheel lock files installers take
+ * (pkg-store.c lock_wheels()), one per wheel ever installed; nothing
+ * removed them, so a long-lived store held an inode per wheel it had
+ * ever seen, installed or pruned long ago. One nobody holds and that is
+ * older than the grace period goes: an installer opening it right after
+ * (before the unlink) holds an unlinked file, and another one at the same
+ * time makes a new one; both install the wheel then, each into its own
+ * temp dir, and the first rename wins (store_install()): a duplicate
+ * download at worst. And envs/<key>.json.tmp.<pid>.<tid>: a record write
+ * a kill cut between its write and its rename. */
+static void sweep_install_leftovers(const char *data_dir, usec_t now, bool dry_run) {
+        if (dry_run)
+                return; /* no bytes to count: empty files and small records */
+        static const char *const dirs[] = { "cache/locks", "envs" };
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+                _cleanup_free_ char *dir = path_join(data_dir, dirs[i]);
+                DIR *d = opendir(dir);
+                if (!d)
+                        continue;
+                struct dirent *de;
+                while ((de = readdir(d))) {
+                        bool lockfile = i == 0 && strlen(de->d_name) == 64 && sha256_hex_is_valid(de->d_name);
+                        bool tmp = i == 1 && strstr(de->d_name, ".json.tmp.") != NULL;
+                        struct stat st;
+                        if ((!lockfile && !tmp) || fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+                            !S_ISREG(st.st_mode))
+                                continue;
+                        uint64_t age = now - MIN(now, (uint64_t) st.st_mtim.tv_sec * USEC_PER_SEC);
+                        if (age <= GC_GRACE_USEC)
+                                continue;
+                        _cleanup_close_ int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                        if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) >= 0)
+                                (void) unlinkat(dirfd(d), de->d_name, 0);
+                }
+                closedir(d);
+        }
+}
+
 /* What a removal of a store dir moved aside (store_dir_remove()) and did
  * not finish removing. */
 #define STORE_GC_PREFIX ".gc-"
@@ -745,6 +783,7 @@ int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, bool dry_run, uin
                 }
         }
         freed += sweep_wheel_cache(data_dir, recs, n, removed, now, dry_run);
+        sweep_install_leftovers(data_dir, now, dry_run);
         recs_free(recs, n);
         if (ret_freed_bytes)
                 *ret_freed_bytes = freed;

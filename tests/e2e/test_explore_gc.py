@@ -225,3 +225,29 @@ def test_the_packages_area_of_the_disk_metrics_counts_the_cached_wheels(tmp_path
         key = 'pysprinter_disk_bytes{area="packages"}'
         wait_for(lambda: key in metrics(d), "the first usage snapshot", timeout=30)
         assert metrics(d)[key] >= 3 << 20, metrics(d)
+
+
+def test_prune_removes_the_lock_files_and_record_temps_installs_leave(cli, index, home):
+    """Each wheel ever installed left its lock file in `cache/locks/` (and a
+    record write cut by a kill its `envs/KEY.json.tmp.PID.TID`) for good:
+    neither `env prune` nor `gc` removed them, so a long-lived store kept an
+    inode per wheel it had ever seen. Past the grace hour, one no installer
+    holds now goes."""
+    write_fn(cli, ["aa", "bb"])
+    assert json.loads(cli("run", NOSANDBOX, "--index-url", index.url, "f.py", check=0).stdout) == ["aa data", "bb data"]
+    locks = home / "cache" / "locks"
+    assert len(os.listdir(locks)) == 2
+    [rec] = list((home / "envs").iterdir())
+    tmp = home / "envs" / (rec.name + ".tmp.4242.4242")
+    tmp.write_text(rec.read_text()[:10])
+    young = locks / ("cd" * 32)
+    young.touch()  # an installer's, just made: stays
+    old = time.time() - 2 * 3600
+    for x in [*locks.iterdir(), tmp]:
+        if x != young:
+            os.utime(x, (old, old))
+    cli("gc", check=0)
+    assert os.listdir(locks) == [young.name]
+    assert [x.name for x in (home / "envs").iterdir()] == [rec.name]
+    # The environment itself stays, and still runs.
+    assert json.loads(cli("run", NOSANDBOX, "--index-url", index.url, "f.py", check=0).stdout) == ["aa data", "bb data"]
