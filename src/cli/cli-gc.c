@@ -5,16 +5,16 @@
 
 static const char gc_help[] = "Usage: pysprinter gc [--dry-run] [--max-age-days N] [--max-log-bytes SIZE] [--json]\n"
                               "\n"
-                              "Removes finished runs older than N days (default 30) and the oldest runs\n"
-                              "beyond SIZE of logs (default 1G), DAG runs with their runs, memo entries\n"
-                              "whose run is gone, data objects no dataset references, package store\n"
-                              "dirs no environment references and the cancel requests (`cancel` asks) of\n"
-                              "runs no longer in flight. Never a queued or running run.\n"
+                              "Removes finished runs older than N days (default 30; 0: keep forever) and\n"
+                              "the oldest runs beyond SIZE of logs (bytes, or 512M, 1G; default 1G; 0: no\n"
+                              "limit), DAG runs with their runs, memo entries whose run is gone, data\n"
+                              "objects no dataset references, package store dirs no environment\n"
+                              "references and the cancel requests (`cancel` asks) of runs no longer in\n"
+                              "flight. Never a queued or running run.\n"
                               "--dry-run prints what would go (package store dirs too) and removes\n"
-                              "nothing. With a server\n"
-                              "configured it is refused (exit 2): the server collects its own store.\n"
-                              "So is a home a pysprinterd serves: `pysprinterd gc` collects it with the\n"
-                              "retention of the daemon's config.\n";
+                              "nothing. With a server configured it is refused (exit 2): the server\n"
+                              "collects its own store. So is a home a pysprinterd serves: `pysprinterd\n"
+                              "gc` collects it with the retention of the daemon's config.\n";
 
 int verb_gc(int argc, char **argv) {
         RetentionConfig rc;
@@ -35,8 +35,10 @@ int verb_gc(int argc, char **argv) {
                         rc.defaults.max_age_usec = days * 86400 * USEC_PER_SEC;
                         i++;
                 } else if (streq(argv[i], "--max-log-bytes") && v) {
-                        if (cli_parse_size(v, &rc.defaults.max_log_bytes) < 0) {
-                                cli_error("invalid size '%s'", v);
+                        if (cli_parse_bytes(v, &rc.defaults.max_log_bytes) < 0) {
+                                cli_error("--max-log-bytes takes a number of bytes or a size like 512M, 1G (0: no "
+                                          "limit), not '%s'",
+                                          v);
                                 return EXIT_USAGE;
                         }
                         i++;

@@ -89,12 +89,12 @@ static int env_prune(int argc, char **argv) {
                 if (streq(argv[i], "--dry-run"))
                         dry_run = true;
                 else if (streq(argv[i], "--budget") && i + 1 < argc) {
-                        if (cli_parse_size(argv[++i], &budget) < 0) {
+                        if (cli_parse_bytes(argv[++i], &budget) < 0) {
                                 fprintf(stderr, "pysprinter: invalid size '%s'\n", argv[i]);
                                 return EXIT_USAGE;
                         }
                 } else if (startswith(argv[i], "--budget=")) {
-                        if (cli_parse_size(argv[i] + 9, &budget) < 0) {
+                        if (cli_parse_bytes(argv[i] + 9, &budget) < 0) {
                                 fprintf(stderr, "pysprinter: invalid size '%s'\n", argv[i] + 9);
                                 return EXIT_USAGE;
                         }

@@ -251,3 +251,27 @@ def test_prune_removes_the_lock_files_and_record_temps_installs_leave(cli, index
     assert [x.name for x in (home / "envs").iterdir()] == [rec.name]
     # The environment itself stays, and still runs.
     assert json.loads(cli("run", NOSANDBOX, "--index-url", index.url, "f.py", check=0).stdout) == ["aa data", "bb data"]
+
+
+def test_byte_options_take_a_bare_number_as_bytes(cli, index, home):
+    """`gc --max-log-bytes 4000` took 4000 as MiB (a bare size is MiB for
+    `--memory`), so a 4 KB log budget kept 4 GB of logs and nothing was
+    collected; `--max-log-bytes 0` and `env prune --budget 0` (the
+    documented default) were refused as `invalid size '0'`, and `env prune
+    --budget 1000000000` (1 GB) as out of range. A bare number is now
+    bytes, as the options' names say."""
+    cli.write("loud.py", "def f():\n    print('x' * 3000)\n    return 1\n")
+    for _ in range(2):
+        cli("run", NOSANDBOX, "loud.py", check=0)
+    ids = lambda: [r["id"] for r in json.loads(cli("ps", "--json", check=0).stdout)]  # noqa: E731
+    newest = ids()[0]
+    assert len(ids()) == 2
+    p = cli("gc", "--max-log-bytes", "0", check=0)
+    assert p.stdout.startswith("removed 0 runs"), p.stdout
+    p = cli("gc", "--max-log-bytes", "4000", check=0)
+    assert p.stdout.startswith("removed 1 runs (1 logs, "), p.stdout
+    assert ids() == [newest]
+    write_fn(cli, ["aa"])
+    assert json.loads(cli("run", NOSANDBOX, "--index-url", index.url, "f.py", check=0).stdout) == ["aa data"]
+    assert cli("env", "prune", "--budget", "1000000000", check=0).stdout == "removed 0 environments, freed 0B\n"
+    assert cli("env", "prune", "--budget=0", check=0).stdout.startswith("removed 1 environment, freed ")
