@@ -275,3 +275,27 @@ def test_byte_options_take_a_bare_number_as_bytes(cli, index, home):
     assert json.loads(cli("run", NOSANDBOX, "--index-url", index.url, "f.py", check=0).stdout) == ["aa data"]
     assert cli("env", "prune", "--budget", "1000000000", check=0).stdout == "removed 0 environments, freed 0B\n"
     assert cli("env", "prune", "--budget=0", check=0).stdout.startswith("removed 1 environment, freed ")
+
+
+def test_gc_removes_the_logs_of_runs_the_store_no_longer_has(cli, home):
+    """A collection deletes a run's row, then its log file: killed in
+    between (a daemon's kill -9 mid-collection) it left the log for good —
+    no pass went by files, and the disk metrics count logs by run. Logs
+    whose run is gone, untouched for the grace hour, now go, counted
+    among the logs removed, by a dry run too."""
+    cli.write("loud.py", "def f():\n    print('x' * 3000)\n    return 1\n")
+    cli("run", NOSANDBOX, "loud.py", check=0)
+    logs = home / "logs"
+    [mine] = list(logs.iterdir())
+    orphan = logs / "rorphanedrun00001.log"
+    orphan.write_text("y" * 5000)
+    young = logs / "rorphanedrun00002.log"
+    young.write_text("z")
+    old = time.time() - 2 * 3600
+    for x in (orphan, mine):
+        os.utime(x, (old, old))
+    dry = json.loads(cli("--json", "gc", "--dry-run", check=0).stdout)
+    assert (dry["runs"], dry["logs"], dry["log_bytes"]) == (0, 1, 5000), dry
+    p = cli("gc", check=0)
+    assert p.stdout.startswith("removed 0 runs (1 logs, 4.9 KiB)"), p.stdout
+    assert sorted(x.name for x in logs.iterdir()) == sorted([mine.name, young.name])
