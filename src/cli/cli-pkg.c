@@ -98,6 +98,9 @@ static int env_prune(int argc, char **argv) {
                                 fprintf(stderr, "pysprinter: invalid size '%s'\n", argv[i] + 9);
                                 return EXIT_USAGE;
                         }
+                } else if (streq(argv[i], "--budget")) {
+                        fprintf(stderr, "pysprinter: --budget needs a value\n%s", env_help);
+                        return EXIT_USAGE;
                 } else {
                         fprintf(stderr, "pysprinter: unknown option '%s'\n%s", argv[i], env_help);
                         return EXIT_USAGE;

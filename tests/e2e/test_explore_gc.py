@@ -299,3 +299,18 @@ def test_gc_removes_the_logs_of_runs_the_store_no_longer_has(cli, home):
     p = cli("gc", check=0)
     assert p.stdout.startswith("removed 0 runs (1 logs, 4.9 KiB)"), p.stdout
     assert sorted(x.name for x in logs.iterdir()) == sorted([mine.name, young.name])
+
+
+def test_gc_options_take_name_equals_value_and_say_a_missing_value(cli, home):
+    """`gc --max-age-days=0` was `unknown option '--max-age-days=0'` (every
+    other verb, `env prune --budget=` too, takes --NAME=VALUE), and an
+    option given without its value, `gc --max-age-days` or `env prune
+    --budget`, said `unknown option` of an option the help lists."""
+    p = cli("gc", "--max-age-days=0", "--max-log-bytes=1G", "--dry-run")
+    assert (p.returncode, p.stderr) == (0, ""), p.stderr
+    assert p.stdout.startswith("would remove 0 runs"), p.stdout
+    for args, name in ((("gc", "--max-age-days"), "--max-age-days"), (("gc", "--dry-run", "--max-log-bytes"),
+                       "--max-log-bytes"), (("env", "prune", "--budget"), "--budget")):
+        p = cli(*args)
+        assert p.returncode == 2 and p.stderr.startswith(f"pysprinter: {name} needs a value\n"), (args, p.stderr)
+    assert not (home / "pysprinter.db").exists()
