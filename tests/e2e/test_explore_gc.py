@@ -314,3 +314,21 @@ def test_gc_options_take_name_equals_value_and_say_a_missing_value(cli, home):
         p = cli(*args)
         assert p.returncode == 2 and p.stderr.startswith(f"pysprinter: {name} needs a value\n"), (args, p.stderr)
     assert not (home / "pysprinter.db").exists()
+
+
+def test_a_declared_package_that_cannot_be_imported_is_not_told_to_be_declared(cli, home, tmp_path):
+    """A module missing from a package the function declares (a wheel that
+    names its module otherwise, or its store dir damaged) got the hint
+    `to install it, declare it: @requirements({'ee': ''})` — what the user
+    had written. The note now says it is declared and what may be wrong."""
+    ix = pkgindex.Index()
+    ix.add(pkgindex.build_wheel(tmp_path / "w", "ee", "1.0", files={"eex/__init__.py": ""}))
+    ix.start()
+    try:
+        cli.write("e.py", "@requirements({'ee': ''})\ndef f():\n    import ee\n    return 1\n")
+        p = cli("run", NOSANDBOX, "--index-url", ix.url, "e.py")
+    finally:
+        ix.stop()
+    assert p.returncode == 1 and "ModuleNotFoundError: No module named 'ee'" in p.stderr, p.stderr
+    assert "declare it" not in p.stderr, p.stderr
+    assert "pysprinter: 'ee' is declared in @requirements, but no module ee was installed with it" in p.stderr
