@@ -428,22 +428,25 @@ static int gc_stale_entries(Gc *g, const char *dir, bool (*keep)(Gc *, const cha
         return 0;
 }
 
-/* Whether name, in DATA/dags, is a DAG run's folder to keep: a dot name
- * (none of ours), or one a record names. */
-static bool dag_dir_recorded(Gc *g, const char *name) {
-        if (name[0] == '.')
-                return true;
+/* Whether sql (`SELECT 1 FROM … WHERE id=?1`) may find id: true also on
+ * an error, so that only a record known absent lets a file go. */
+static bool maybe_recorded(Gc *g, const char *sql, const char *id) {
         sqlite3_stmt *st = NULL;
         store_lock(g->s);
-        int rc = sqlite3_prepare_v2(g->s->db, "SELECT 1 FROM dag_runs WHERE id=?1", -1, &st, NULL);
+        int rc = sqlite3_prepare_v2(g->s->db, sql, -1, &st, NULL);
         if (rc == SQLITE_OK) {
-                store_bind_text(st, 1, name);
+                store_bind_text(st, 1, id);
                 rc = sqlite3_step(st);
         }
         sqlite3_finalize(st);
         pthread_mutex_unlock(&g->s->lock);
-        /* An error keeps the folder: only a record known absent lets it go. */
         return rc != SQLITE_DONE;
+}
+
+/* Whether name, in DATA/dags, is a DAG run's folder to keep: a dot name
+ * (none of ours), or one a record names. */
+static bool dag_dir_recorded(Gc *g, const char *name) {
+        return name[0] == '.' || maybe_recorded(g, "SELECT 1 FROM dag_runs WHERE id=?1", name);
 }
 
 /* A folder $DATA/dags/<id> no DAG run record names: a daemon makes it,
@@ -465,17 +468,7 @@ static bool log_of_a_run(Gc *g, const char *name) {
         if (name[0] == '.' || len <= 4 || !endswith(name, ".log"))
                 return true;
         _cleanup_free_ char *id = xstrndup(name, len - 4);
-        sqlite3_stmt *st = NULL;
-        store_lock(g->s);
-        int rc = sqlite3_prepare_v2(g->s->db, "SELECT 1 FROM runs WHERE id=?1", -1, &st, NULL);
-        if (rc == SQLITE_OK) {
-                store_bind_text(st, 1, id);
-                rc = sqlite3_step(st);
-        }
-        sqlite3_finalize(st);
-        pthread_mutex_unlock(&g->s->lock);
-        /* An error keeps the log: only a record known absent lets it go. */
-        return rc != SQLITE_DONE;
+        return maybe_recorded(g, "SELECT 1 FROM runs WHERE id=?1", id);
 }
 
 /* Logs (DATA/logs/ID.log) whose run the store no longer has: a run's row
