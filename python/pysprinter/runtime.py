@@ -36,10 +36,16 @@ def requirements(reqs: "dict[str, str] | None" = None, /):
     def decorate(fn):
         try:
             fn.__pysprinter_requirements__ = dict(reqs or {})
+            _declared.update(k for k in (reqs or {}) if isinstance(k, str))
         except Exception:
             pass
         return fn
     return decorate
+
+
+# The project names the module's @requirements declared (the runner's hint
+# for a module that cannot be imported though its package is declared).
+_declared = set()
 
 
 # Filled by the runner from the run request: {NAME: path seen by the run}.

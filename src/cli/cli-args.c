@@ -86,6 +86,20 @@ int cli_parse_size(const char *s, uint64_t *ret) {
         return parse_size(s, ret);
 }
 
+int cli_parse_bytes(const char *s, uint64_t *ret) {
+        assert(s && ret);
+        if (*s && s[strspn(s, "0123456789")] == 0) {
+                char *end = NULL;
+                errno = 0;
+                unsigned long long v = strtoull(s, &end, 10);
+                if (errno || v > (1ULL << 60))
+                        return -ERANGE;
+                *ret = v;
+                return 0;
+        }
+        return parse_size(s, ret);
+}
+
 /* KEY=VALUE onto the run's --env: one given again replaces the first (the
  * last wins, as a daemon's JSON object keeps it), within the limits a
  * daemon sets (docs/api.md), which embedded runs keep too. 1 when added. */

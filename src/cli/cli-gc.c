@@ -5,15 +5,16 @@
 
 static const char gc_help[] = "Usage: pysprinter gc [--dry-run] [--max-age-days N] [--max-log-bytes SIZE] [--json]\n"
                               "\n"
-                              "Removes finished runs older than N days (default 30) and the oldest runs\n"
-                              "beyond SIZE of logs (default 1G), DAG runs with their runs, memo entries\n"
-                              "whose run is gone, data objects no dataset references, package store\n"
-                              "dirs no environment references and the cancel requests (`cancel` asks) of\n"
-                              "runs no longer in flight. Never a queued or running run.\n"
-                              "--dry-run prints what would go and removes nothing. With a server\n"
-                              "configured it is refused (exit 2): the server collects its own store.\n"
-                              "So is a home a pysprinterd serves: `pysprinterd gc` collects it with the\n"
-                              "retention of the daemon's config.\n";
+                              "Removes finished runs older than N days (default 30; 0: keep forever) and\n"
+                              "the oldest runs beyond SIZE of logs (bytes, or 512M, 1G; default 1G; 0: no\n"
+                              "limit), DAG runs with their runs, memo entries whose run is gone, data\n"
+                              "objects no dataset references, package store dirs no environment\n"
+                              "references and the cancel requests (`cancel` asks) of runs no longer in\n"
+                              "flight. Never a queued or running run.\n"
+                              "--dry-run prints what would go (package store dirs too) and removes\n"
+                              "nothing. With a server configured it is refused (exit 2): the server\n"
+                              "collects its own store. So is a home a pysprinterd serves: `pysprinterd\n"
+                              "gc` collects it with the retention of the daemon's config.\n";
 
 int verb_gc(int argc, char **argv) {
         RetentionConfig rc;
@@ -21,24 +22,34 @@ int verb_gc(int argc, char **argv) {
         retention_config_init(&rc);
         rc.batch_pause_usec = 0; /* nothing else waits on this process's store */
         for (int i = 0; i < argc; i++) {
-                const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+                /* --NAME VALUE or --NAME=VALUE, as every verb's options. */
+                const char *eq = startswith(argv[i], "--max-") ? strchr(argv[i], '=') : NULL;
+                _cleanup_free_ char *name = eq ? xstrndup(argv[i], (size_t) (eq - argv[i])) : xstrdup(argv[i]);
+                bool takes = streq(name, "--max-age-days") || streq(name, "--max-log-bytes");
+                const char *v = eq ? eq + 1 : i + 1 < argc ? argv[i + 1] : NULL;
                 char *end = NULL;
-                if (streq(argv[i], "--dry-run"))
+                if (takes && !v) {
+                        cli_error("%s needs a value\n%s", name, gc_help);
+                        return EXIT_USAGE;
+                }
+                if (takes && !eq)
+                        i++;
+                if (streq(name, "--dry-run"))
                         dry_run = true;
-                else if (streq(argv[i], "--max-age-days") && v) {
+                else if (streq(name, "--max-age-days")) {
                         unsigned long long days = strtoull(v, &end, 10);
-                        if (!*v || *end || days > 100000) {
+                        if (!*v || *end || *v == '-' || days > 100000) {
                                 cli_error("--max-age-days takes a whole number of days (0: keep forever)");
                                 return EXIT_USAGE;
                         }
                         rc.defaults.max_age_usec = days * 86400 * USEC_PER_SEC;
-                        i++;
-                } else if (streq(argv[i], "--max-log-bytes") && v) {
-                        if (cli_parse_size(v, &rc.defaults.max_log_bytes) < 0) {
-                                cli_error("invalid size '%s'", v);
+                } else if (streq(name, "--max-log-bytes")) {
+                        if (cli_parse_bytes(v, &rc.defaults.max_log_bytes) < 0) {
+                                cli_error("--max-log-bytes takes a number of bytes or a size like 512M, 1G (0: no "
+                                          "limit), not '%s'",
+                                          v);
                                 return EXIT_USAGE;
                         }
-                        i++;
                 } else if (streq(argv[i], "-h") || streq(argv[i], "--help")) {
                         fputs(gc_help, stdout);
                         return 0;

@@ -7,7 +7,7 @@
 #include "shared.h"
 
 static const char env_help[] = "Usage: pysprinter env ls [--json]\n"
-                               "       pysprinter env prune [--budget SIZE]\n"
+                               "       pysprinter env prune [--budget SIZE] [--dry-run]\n"
                                "       pysprinter env prepare [--index-url URL] [--find-links DIR]… [--time] REQ…\n"
                                "\n"
                                "prepare  resolve and install PEP 508 requirements (\"requests==2.28.1\");\n"
@@ -17,7 +17,8 @@ static const char env_help[] = "Usage: pysprinter env ls [--json]\n"
                                "       --server, the server's (a tenant sees the ones its runs resolved)\n"
                                "prune  remove least recently used environments until the package store fits\n"
                                "       SIZE (default 0: every environment no running process uses), then\n"
-                               "       every store dir no remaining environment references\n"
+                               "       every store dir no remaining environment references (--dry-run: say\n"
+                               "       what would go, remove nothing)\n"
                                "prepare and prune act on this machine's package store, also with --server.\n";
 
 /* prepare and prune have no server form (the API has no route for them):
@@ -83,17 +84,23 @@ static int env_ls(int argc, char **argv) {
 
 static int env_prune(int argc, char **argv) {
         uint64_t budget = 0;
+        bool dry_run = false;
         for (int i = 0; i < argc; i++) {
-                if (streq(argv[i], "--budget") && i + 1 < argc) {
-                        if (cli_parse_size(argv[++i], &budget) < 0) {
+                if (streq(argv[i], "--dry-run"))
+                        dry_run = true;
+                else if (streq(argv[i], "--budget") && i + 1 < argc) {
+                        if (cli_parse_bytes(argv[++i], &budget) < 0) {
                                 fprintf(stderr, "pysprinter: invalid size '%s'\n", argv[i]);
                                 return EXIT_USAGE;
                         }
                 } else if (startswith(argv[i], "--budget=")) {
-                        if (cli_parse_size(argv[i] + 9, &budget) < 0) {
+                        if (cli_parse_bytes(argv[i] + 9, &budget) < 0) {
                                 fprintf(stderr, "pysprinter: invalid size '%s'\n", argv[i] + 9);
                                 return EXIT_USAGE;
                         }
+                } else if (streq(argv[i], "--budget")) {
+                        fprintf(stderr, "pysprinter: --budget needs a value\n%s", env_help);
+                        return EXIT_USAGE;
                 } else {
                         fprintf(stderr, "pysprinter: unknown option '%s'\n%s", argv[i], env_help);
                         return EXIT_USAGE;
@@ -103,14 +110,15 @@ static int env_prune(int argc, char **argv) {
         uint64_t freed = 0;
         size_t removed = 0;
         _cleanup_free_ char *err = NULL;
-        int r = pkg_env_prune(data, budget, &freed, &removed, &err);
+        int r = pkg_env_prune(data, budget, dry_run, &freed, &removed, &err);
         if (r < 0) {
                 fprintf(stderr, "pysprinter: %s\n", err);
                 return EXIT_INTERNAL;
         }
         char size[32];
         format_size(freed, size);
-        printf("removed %zu environment%s, freed %s\n", removed, removed == 1 ? "" : "s", size);
+        printf("%s %zu environment%s, %s %s\n", dry_run ? "would remove" : "removed", removed, removed == 1 ? "" : "s",
+               dry_run ? "would free" : "freed", size);
         return 0;
 }
 

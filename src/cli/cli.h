@@ -115,6 +115,10 @@ int cli_take_status(int *argc, char **argv, const char *verb, const char *help_v
 int cli_parse_duration_ms(const char *s, uint64_t *ret);
 /* "256" (MiB) "256M" "1G" "512KiB" "100B" -> bytes. */
 int cli_parse_size(const char *s, uint64_t *ret);
+/* A number of bytes, as an option named for bytes or a byte budget takes
+ * it: a bare number is bytes ("0" too, which each option gives its own
+ * meaning), else a size as cli_parse_size() reads it ("512M", "1G"). */
+int cli_parse_bytes(const char *s, uint64_t *ret);
 /* A --env word (run and deploy): NULL when it is KEY=VALUE with KEY a
  * variable's name and VALUE UTF-8 (a run's environment travels as JSON
  * text), else what is wrong with it (caller frees). */

@@ -171,6 +171,27 @@ static int env_key(PkgRequirement *const *reqs, size_t n, const char *mm, const 
         return 0;
 }
 
+/* A record in use (a process holds its flock) that is about to be written
+ * again (`run --no-cache`, or two processes resolving the same new set at
+ * once): the new record is a new file renamed over the path, and the
+ * holders' locks stay on the old one, which nothing would then show as in
+ * use — prune removed its store dirs under the running functions. So the
+ * old file keeps a second name, ENV_HELD_PREFIX<key>-<random>.json, which
+ * prune reads as one more record: its dirs stay while it is held, and it
+ * goes once nobody holds it (nobody opens it again by that name). */
+#define ENV_HELD_PREFIX ".held-"
+
+static void record_set_aside_if_held(const char *envs, const char *record, const char *key) {
+        _cleanup_close_ int fd = open(record, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) >= 0)
+                return; /* none, or nobody uses it: replaced as it is */
+        _cleanup_free_ char *rnd = NULL;
+        if (random_hex(6, &rnd) < 0)
+                return;
+        _cleanup_free_ char *aside = xasprintf("%s/" ENV_HELD_PREFIX "%s-%s.json", envs, key, rnd);
+        (void) link(record, aside);
+}
+
 static int open_locked(const char *path) {
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
@@ -179,6 +200,15 @@ static int open_locked(const char *path) {
                 int r = -errno;
                 close(fd);
                 return r;
+        }
+        /* The lock waited for a prune that held the record to remove it:
+         * a record no name reaches any more is a miss. Used, it kept no
+         * store dir (prune removed them; installed again, no record named
+         * them) and `env ls` saw nothing in use. */
+        struct stat st;
+        if (fstat(fd, &st) < 0 || st.st_nlink == 0) {
+                close(fd);
+                return -ENOENT;
         }
         return fd;
 }
@@ -344,6 +374,7 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
                 *ret_error = xasprintf("cannot create %s: %s", envs, strerror(-r));
                 return r;
         }
+        record_set_aside_if_held(envs, record, env->key);
         r = write_record(record, env->key, python, o->index, l, ret_error);
         if (r < 0)
                 return r;
@@ -368,6 +399,7 @@ typedef struct Rec {
         bool blind;
         uint64_t mtime;
         bool in_use;
+        bool held; /* an ENV_HELD_PREFIX record: not listed, removed once unused */
 } Rec;
 
 static void recs_free(Rec *r, size_t n) {
@@ -414,7 +446,13 @@ static int load_records(const char *data_dir, Rec **ret, size_t *ret_n) {
         }
         struct dirent *de;
         while ((de = readdir(d))) {
-                if (!endswith(de->d_name, ".json") || de->d_name[0] == '.')
+                bool held = startswith(de->d_name, ENV_HELD_PREFIX);
+                if (!endswith(de->d_name, ".json") || (de->d_name[0] == '.' && !held))
+                        continue;
+                /* The key of a held record: its name up to the random tail. */
+                const char *kb = held ? de->d_name + strlen(ENV_HELD_PREFIX) : de->d_name;
+                const char *ke = held ? strrchr(kb, '-') : de->d_name + strlen(de->d_name) - 5;
+                if (!ke || ke <= kb)
                         continue;
                 _cleanup_free_ char *path = path_join(envs, de->d_name);
                 _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -429,9 +467,10 @@ static int load_records(const char *data_dir, Rec **ret, size_t *ret_n) {
                 if (!readable || pkg_lock_from_json(text, &l, &err) < 0) {
                         recs = xrealloc(recs, (n + 1) * sizeof(Rec));
                         recs[n++] = (Rec){ .path = TAKE_PTR(path),
-                                           .key = xstrndup(de->d_name, strlen(de->d_name) - 5),
+                                           .key = xstrndup(kb, (size_t) (ke - kb)),
                                            .names = readable ? sha256s_named(text) : NULL,
-                                           .blind = !readable };
+                                           .blind = !readable,
+                                           .held = held };
                         continue;
                 }
                 bool in_use = false;
@@ -440,13 +479,21 @@ static int load_records(const char *data_dir, Rec **ret, size_t *ret_n) {
                 else
                         (void) flock(fd, LOCK_UN);
                 recs = xrealloc(recs, (n + 1) * sizeof(Rec));
-                recs[n++] = (Rec) { .path = TAKE_PTR(path), .key = xstrndup(de->d_name, strlen(de->d_name) - 5),
-                                    .lock = l,
-                                    .mtime = (uint64_t) st.st_mtim.tv_sec * USEC_PER_SEC +
-                                             (uint64_t) st.st_mtim.tv_nsec / 1000,
-                                    .in_use = in_use };
+                recs[n++] = (Rec){ .path = TAKE_PTR(path),
+                                   .key = xstrndup(kb, (size_t) (ke - kb)),
+                                   .lock = l,
+                                   .held = held,
+                                   .mtime = (uint64_t) st.st_mtim.tv_sec * USEC_PER_SEC +
+                                            (uint64_t) st.st_mtim.tv_nsec / 1000,
+                                   .in_use = in_use };
         }
         closedir(d);
+        /* A process holding an environment's earlier record uses the
+         * environment: its record is in use too (listed so, never pruned). */
+        for (size_t i = 0; i < n; i++)
+                for (size_t k = 0; recs[i].held && recs[i].in_use && k < n; k++)
+                        if (!recs[k].held && streq(recs[k].key, recs[i].key))
+                                recs[k].in_use = true;
         qsort(recs, n, sizeof(Rec), rec_cmp_newest);
         *ret = recs;
         *ret_n = n;
@@ -474,8 +521,8 @@ int pkg_env_list(const char *data_dir, PkgEnvInfo **ret_infos, size_t *ret_n, ch
         PkgEnvInfo *infos = xcalloc(n + 1, sizeof(PkgEnvInfo));
         size_t shown = 0;
         for (size_t j = 0; j < n; j++) {
-                if (!recs[j].lock)
-                        continue; /* not this release's to show */
+                if (!recs[j].lock || recs[j].held)
+                        continue; /* not this release's to show; a held one below */
                 size_t i = shown++;
                 infos[i].key = xstrdup(recs[j].key);
                 for (char **q = recs[j].lock->requirements; q && *q; q++)
@@ -548,7 +595,8 @@ static bool wheel_cache_temp(const char *name) {
  * and the private files of downloads a kill cut (wheel_cache_temp()). Past
  * the grace period, as the store's garbage: a resolver may be reading one
  * it just fetched, an installer writing one. */
-static uint64_t sweep_wheel_cache(const char *data_dir, const Rec *recs, size_t n, const bool *removed, usec_t now) {
+static uint64_t sweep_wheel_cache(const char *data_dir, const Rec *recs, size_t n, const bool *removed, usec_t now,
+                                  bool dry_run) {
         _cleanup_free_ char *cache = xasprintf("%s/cache/wheels", data_dir);
         DIR *d = opendir(cache);
         if (!d)
@@ -566,15 +614,76 @@ static uint64_t sweep_wheel_cache(const char *data_dir, const Rec *recs, size_t 
                     fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
                         continue;
                 uint64_t age = now - MIN(now, (uint64_t) st.st_mtim.tv_sec * USEC_PER_SEC);
-                if (age > GC_GRACE_USEC && unlinkat(dirfd(d), de->d_name, 0) >= 0)
+                if (age > GC_GRACE_USEC && (dry_run || unlinkat(dirfd(d), de->d_name, 0) >= 0))
                         freed += (uint64_t) st.st_blocks * 512;
         }
         closedir(d);
         return freed;
 }
 
-int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t *ret_freed_bytes, size_t *ret_removed_envs,
-                  char **ret_error) {
+/* cache/locks/<sha256>: the per-wheel lock files installers take
+ * (pkg-store.c lock_wheels()), one per wheel ever installed; nothing
+ * removed them, so a long-lived store held an inode per wheel it had
+ * ever seen, installed or pruned long ago. One nobody holds and that is
+ * older than the grace period goes: an installer opening it right after
+ * (before the unlink) holds an unlinked file, and another one at the same
+ * time makes a new one; both install the wheel then, each into its own
+ * temp dir, and the first rename wins (store_install()): a duplicate
+ * download at worst. And envs/<key>.json.tmp.<pid>.<tid>: a record write
+ * a kill cut between its write and its rename. */
+static void sweep_install_leftovers(const char *data_dir, usec_t now, bool dry_run) {
+        if (dry_run)
+                return; /* no bytes to count: empty files and small records */
+        static const char *const dirs[] = { "cache/locks", "envs" };
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+                _cleanup_free_ char *dir = path_join(data_dir, dirs[i]);
+                DIR *d = opendir(dir);
+                if (!d)
+                        continue;
+                struct dirent *de;
+                while ((de = readdir(d))) {
+                        bool lockfile = i == 0 && strlen(de->d_name) == 64 && sha256_hex_is_valid(de->d_name);
+                        bool tmp = i == 1 && strstr(de->d_name, ".json.tmp.") != NULL;
+                        struct stat st;
+                        if ((!lockfile && !tmp) || fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+                            !S_ISREG(st.st_mode))
+                                continue;
+                        uint64_t age = now - MIN(now, (uint64_t) st.st_mtim.tv_sec * USEC_PER_SEC);
+                        if (age <= GC_GRACE_USEC)
+                                continue;
+                        _cleanup_close_ int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                        if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) >= 0)
+                                (void) unlinkat(dirfd(d), de->d_name, 0);
+                }
+                closedir(d);
+        }
+}
+
+/* What a removal of a store dir moved aside (store_dir_remove()) and did
+ * not finish removing. */
+#define STORE_GC_PREFIX ".gc-"
+
+/* Removes the package dir store/<sha> (its size is size): moved aside to a
+ * private name first, then emptied. Removed in place, a removal cut short
+ * (a prune killed midway, a file it could not remove) left a half-emptied
+ * dir under the name the store takes for an installed wheel: every later
+ * run of a set naming it imported from it and failed. Aside, the store no
+ * longer has the wheel (the next run installs it again), and the next
+ * prune removes what is left. Returns the bytes freed: 0 when it could not
+ * be moved (it stays whole) or not emptied. */
+static uint64_t store_dir_remove(const char *store, const char *sha, uint64_t size) {
+        _cleanup_free_ char *rnd = NULL;
+        if (random_hex(6, &rnd) < 0)
+                return 0;
+        _cleanup_free_ char *p = path_join(store, sha);
+        _cleanup_free_ char *aside = xasprintf("%s/" STORE_GC_PREFIX "%s-%s", store, sha, rnd);
+        if (rename(p, aside) < 0)
+                return 0;
+        return rm_rf(aside) >= 0 ? size : 0;
+}
+
+int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, bool dry_run, uint64_t *ret_freed_bytes,
+                  size_t *ret_removed_envs, char **ret_error) {
         Rec *recs = NULL;
         size_t n = 0;
         int r = load_records(data_dir, &recs, &n);
@@ -587,6 +696,20 @@ int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t *ret_fre
         uint64_t freed = 0, total = 0;
         size_t n_removed = 0;
         usec_t now = now_realtime();
+        /* A dry run removes nothing: the store dirs it counted, so a dir
+         * two removed environments list is counted once. */
+        _cleanup_strv_free_ char **counted = NULL;
+
+        /* Held records (record_set_aside_if_held()) nobody holds any more:
+         * no process can take them again, so they go, and what only they
+         * named with them. */
+        for (size_t i = 0; i < n; i++) {
+                if (!recs[i].held || recs[i].in_use)
+                        continue;
+                _cleanup_close_ int fd = open(recs[i].path, O_RDONLY | O_CLOEXEC);
+                if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) >= 0 && (dry_run || unlink(recs[i].path) >= 0))
+                        removed[i] = true;
+        }
 
         /* Size of the store, and garbage: dirs no record references (and
          * stale temp dirs of crashed installers), past the grace period. */
@@ -601,11 +724,32 @@ int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t *ret_fre
                                 continue;
                         uint64_t size = path_tree_bytes_at(dirfd(d), de->d_name);
                         uint64_t age = now - MIN(now, (uint64_t) st.st_mtim.tv_sec * USEC_PER_SEC);
-                        bool garbage = startswith(de->d_name, ".tmp-") || !referenced(recs, n, removed, de->d_name);
-                        if (garbage && age > GC_GRACE_USEC) {
+                        bool garbage = startswith(de->d_name, STORE_GC_PREFIX) ||
+                                       (age > GC_GRACE_USEC &&
+                                        (de->d_name[0] == '.' || !referenced(recs, n, removed, de->d_name)));
+                        if (dry_run && garbage) {
+                                freed += size;
+                                continue;
+                        }
+                        /* A removal cut short: nothing uses it, whatever its age. */
+                        if (startswith(de->d_name, STORE_GC_PREFIX)) {
                                 _cleanup_free_ char *p = path_join(store, de->d_name);
                                 if (rm_rf(p) >= 0) {
                                         freed += size;
+                                        continue;
+                                }
+                        } else if (de->d_name[0] == '.' && age > GC_GRACE_USEC) {
+                                /* A crashed installer's .tmp- dir, or nothing of ours. */
+                                _cleanup_free_ char *p = path_join(store, de->d_name);
+                                if (rm_rf(p) >= 0) {
+                                        freed += size;
+                                        continue;
+                                }
+                        } else if (de->d_name[0] != '.' && !referenced(recs, n, removed, de->d_name) &&
+                                   age > GC_GRACE_USEC) {
+                                uint64_t f = store_dir_remove(store, de->d_name, size);
+                                if (f > 0) {
+                                        freed += f;
                                         continue;
                                 }
                         }
@@ -615,29 +759,31 @@ int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t *ret_fre
         }
         /* Least recently used first, never one in use. */
         for (size_t i = n; i-- > 0 && total > budget_bytes;) {
-                if (recs[i].in_use || !recs[i].lock)
+                if (recs[i].in_use || !recs[i].lock || recs[i].held)
                         continue;
                 _cleanup_close_ int fd = open(recs[i].path, O_RDONLY | O_CLOEXEC);
                 if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0)
                         continue; /* taken since we looked */
-                if (unlink(recs[i].path) < 0)
+                if (!dry_run && unlink(recs[i].path) < 0)
                         continue;
                 removed[i] = true;
                 n_removed++;
                 for (size_t k = 0; k < recs[i].lock->n_entries; k++) {
                         const char *sha = recs[i].lock->entries[k].sha256;
-                        if (referenced(recs, n, removed, sha))
+                        if (referenced(recs, n, removed, sha) || strv_contains(counted, sha))
                                 continue;
                         /* Another removed env may have listed it too. */
-                        _cleanup_free_ char *p = path_join(store, sha);
                         uint64_t size = store_entry_size(data_dir, sha);
-                        if (size > 0 && rm_rf(p) >= 0) {
+                        if (size > 0 && dry_run)
+                                counted = strv_append(counted, sha);
+                        if (size > 0 && (dry_run || store_dir_remove(store, sha, size) > 0)) {
                                 freed += size;
                                 total -= MIN(total, size);
                         }
                 }
         }
-        freed += sweep_wheel_cache(data_dir, recs, n, removed, now);
+        freed += sweep_wheel_cache(data_dir, recs, n, removed, now, dry_run);
+        sweep_install_leftovers(data_dir, now, dry_run);
         recs_free(recs, n);
         if (ret_freed_bytes)
                 *ret_freed_bytes = freed;

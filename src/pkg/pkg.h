@@ -424,6 +424,7 @@ struct json_t *pkg_env_info_json(const PkgEnvInfo *info);
  * references. A record it cannot read (another release's format, or
  * damaged) is never removed, and keeps every store dir and cached wheel
  * whose sha256 its text names (all of them when its text cannot be read).
- * Reports what it freed. */
-int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t *ret_freed_bytes, size_t *ret_removed_envs,
-                  char **ret_error);
+ * Reports what it freed; dry_run: what it would remove and free at this
+ * moment, removing nothing. */
+int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, bool dry_run, uint64_t *ret_freed_bytes,
+                  size_t *ret_removed_envs, char **ret_error);

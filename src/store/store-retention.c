@@ -65,9 +65,8 @@ char *gc_stats_summary(const GcStats *st, bool dry_run, bool json) {
                          dry_run ? "would remove" : "removed", st->runs, st->logs, format_bytes(st->log_bytes, b1),
                          st->dag_runs, st->dag_dirs, format_bytes(st->dag_dir_bytes, b2), st->memo_entries,
                          st->data_objects, format_bytes(st->data_bytes, b3), st->cancel_requests,
-                         dry_run ? "not counted in a dry run" : format_bytes(st->package_bytes, b4),
-                         dry_run ? "would free" : "freed", format_bytes(gc_stats_bytes(st), b5),
-                         (double) st->duration_usec / USEC_PER_SEC);
+                         format_bytes(st->package_bytes, b4), dry_run ? "would free" : "freed",
+                         format_bytes(gc_stats_bytes(st), b5), (double) st->duration_usec / USEC_PER_SEC);
 }
 
 usec_t retention_now(void) {
@@ -429,22 +428,25 @@ static int gc_stale_entries(Gc *g, const char *dir, bool (*keep)(Gc *, const cha
         return 0;
 }
 
-/* Whether name, in DATA/dags, is a DAG run's folder to keep: a dot name
- * (none of ours), or one a record names. */
-static bool dag_dir_recorded(Gc *g, const char *name) {
-        if (name[0] == '.')
-                return true;
+/* Whether sql (`SELECT 1 FROM … WHERE id=?1`) may find id: true also on
+ * an error, so that only a record known absent lets a file go. */
+static bool maybe_recorded(Gc *g, const char *sql, const char *id) {
         sqlite3_stmt *st = NULL;
         store_lock(g->s);
-        int rc = sqlite3_prepare_v2(g->s->db, "SELECT 1 FROM dag_runs WHERE id=?1", -1, &st, NULL);
+        int rc = sqlite3_prepare_v2(g->s->db, sql, -1, &st, NULL);
         if (rc == SQLITE_OK) {
-                store_bind_text(st, 1, name);
+                store_bind_text(st, 1, id);
                 rc = sqlite3_step(st);
         }
         sqlite3_finalize(st);
         pthread_mutex_unlock(&g->s->lock);
-        /* An error keeps the folder: only a record known absent lets it go. */
         return rc != SQLITE_DONE;
+}
+
+/* Whether name, in DATA/dags, is a DAG run's folder to keep: a dot name
+ * (none of ours), or one a record names. */
+static bool dag_dir_recorded(Gc *g, const char *name) {
+        return name[0] == '.' || maybe_recorded(g, "SELECT 1 FROM dag_runs WHERE id=?1", name);
 }
 
 /* A folder $DATA/dags/<id> no DAG run record names: a daemon makes it,
@@ -457,6 +459,48 @@ static bool dag_dir_recorded(Gc *g, const char *name) {
 static int gc_dag_leftovers(Gc *g) {
         _cleanup_free_ char *root = path_join(g->data_dir, "dags");
         return gc_stale_entries(g, root, dag_dir_recorded, &g->st->dag_dirs, &g->st->dag_dir_bytes);
+}
+
+/* Whether name, in the logs directory, is to keep: anything but ID.log,
+ * or the log of a run the store has. */
+static bool log_of_a_run(Gc *g, const char *name) {
+        size_t len = strlen(name);
+        if (name[0] == '.' || len <= 4 || !endswith(name, ".log"))
+                return true;
+        _cleanup_free_ char *id = xstrndup(name, len - 4);
+        return maybe_recorded(g, "SELECT 1 FROM runs WHERE id=?1", id);
+}
+
+/* Logs (DATA/logs/ID.log) whose run the store no longer has: a run's row
+ * is deleted before its log file, outside the store's lock, so a
+ * collection killed in between (a daemon's kill -9 during a pass over
+ * thousands of runs) left the log for good, counted in no area of the
+ * disk metrics, and no later pass went by files. One no write touched for
+ * the grace period belongs to no run being recorded now. Runs first, so
+ * that a dry run, whose copy of the database loses the runs it would
+ * remove, counts each log once. Counted among the logs removed. */
+static int gc_log_orphans(Gc *g) {
+        if (g->cfg->keep_data_objects)
+                return 0; /* a cluster's runs are not in this store */
+        _cleanup_free_ char *dir = g->s->copy_log_dir ? xstrdup(g->s->copy_log_dir) : store_log_dir(g->s->db);
+        DIR *d = dir ? opendir(dir) : NULL;
+        if (!d)
+                return !dir || errno == ENOENT ? 0 : -errno;
+        struct dirent *de;
+        while ((de = readdir(d)) && !gc_stopped(g)) {
+                struct stat st;
+                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+                    (usec_t) st.st_mtim.tv_sec * USEC_PER_SEC + RETENTION_OBJECT_GRACE_USEC > g->now ||
+                    log_of_a_run(g, de->d_name))
+                        continue;
+                if (!g->dry_run && unlinkat(dirfd(d), de->d_name, 0) < 0)
+                        continue;
+                /* Bytes as the runs' logs count them: their length. */
+                g->st->logs++;
+                g->st->log_bytes += (uint64_t) st.st_size;
+        }
+        closedir(d);
+        return 0;
 }
 
 /* Memo entries whose run is gone: nothing can show where they came from. */
@@ -619,8 +663,16 @@ int store_gc(Store *s, const RetentionConfig *cfg, const char *data_dir, usec_t 
         usec_t t0 = now_monotonic();
         ret->started = now_realtime();
         int (*const passes[])(Gc *) = {
-                gc_dags,  gc_dag_leftovers, gc_runs_by_age,  gc_runs_by_log_bytes, gc_runs_of_deleted_functions,
-                gc_locks, gc_memo,          gc_data_objects, gc_data_staging,
+                gc_log_orphans,
+                gc_dags,
+                gc_dag_leftovers,
+                gc_runs_by_age,
+                gc_runs_by_log_bytes,
+                gc_runs_of_deleted_functions,
+                gc_locks,
+                gc_memo,
+                gc_data_objects,
+                gc_data_staging,
         };
         int r = 0;
         for (size_t i = 0; i < ELEMENTSOF(passes) && !gc_stopped(&g); i++) {

@@ -206,7 +206,11 @@ int store_usage(Store *s, const char *data_dir, StoreUsage *ret) {
         _cleanup_free_ char *packages = path_join(data_dir, "store");
         _cleanup_free_ char *dags = path_join(data_dir, "dags");
         u.data_bytes = path_tree_bytes(objects);
-        u.package_bytes = path_tree_bytes(packages);
+        /* The package store and the wheels cache/wheels keeps (a cluster
+         * node's for its peers, those read for their metadata): both are
+         * what `env prune` and the collector free as packages. */
+        _cleanup_free_ char *wheels = path_join_many(data_dir, "cache", "wheels", NULL);
+        u.package_bytes = path_tree_bytes(packages) + path_tree_bytes(wheels);
         u.dag_bytes = path_tree_bytes(dags);
         *ret = u;
         return 0;

@@ -866,7 +866,8 @@ typedef struct RetentionConfig {
         uint64_t reserve_bytes;     /* free space below which new runs are refused (507) */
         uint64_t warn_bytes;        /* free space below which /healthz warns */
         /* Data objects are referenced from elsewhere (a cluster's catalogue
-         * in Redis, not this store): none is collected here. */
+         * in Redis, not this store): none is collected here, nor a log
+         * file for want of a run in this store (its run is Redis's). */
         bool keep_data_objects;
 } RetentionConfig;
 

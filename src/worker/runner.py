@@ -1905,7 +1905,19 @@ def _hint(e):
         if top in sys.stdlib_module_names:
             return
         package = _PACKAGE_OF_MODULE.get(top)
-        if package:
+
+        def norm(n):  # PEP 503, extras dropped
+            return n.split("[")[0].strip().lower().replace("_", "-").replace(".", "-")
+        declared = {norm(k) for k in getattr(_rt, "_declared", ())}
+        named = next((n for n in (package, top) if n and norm(n) in declared), None)
+        if named:
+            # Telling the user to declare what they declared sent them
+            # looking at their decorator.
+            e.add_note(f"pysprinter: {named!r} is declared in @requirements, but no module {top} was installed "
+                       f"with it: its wheel may name its module otherwise, or its copy in the package store is "
+                       f"damaged (`pysprinter env prune` removes the environments no process uses; the next run "
+                       f"installs them again)")
+        elif package:
             e.add_note(f"pysprinter: to install it, declare it: @requirements({{'{package}': ''}}) "
                        f"(the module {top} comes from the package {package})")
         else:

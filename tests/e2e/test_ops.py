@@ -226,7 +226,7 @@ def test_gc_counts_the_cancel_requests_it_removes_on_both_commands(tmp_path):
     text = [pysprinter("gc", "--dry-run", home=home), pysprinterd("gc", "--dry-run", "--data-dir", home, home=home)]
     assert [t.stdout.splitlines()[0] for t in text] == [
         "would remove 0 runs (0 logs, 0 B), 0 DAG runs (0 folders, 0 B), 0 memo entries, 0 data objects (0 B), "
-        "2 cancel requests; unreferenced packages: not counted in a dry run"] * 2, text
+        "2 cancel requests; unreferenced packages: 0 B"] * 2, text
     p = pysprinter("gc", home=home)
     assert p.returncode == 0, p.stderr
     assert ", 2 cancel requests; unreferenced packages: " in p.stdout.splitlines()[0], p.stdout
