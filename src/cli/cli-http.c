@@ -195,6 +195,15 @@ static int status_errno(long status) {
                  * same failure, not 6 (unreachable), which would send the
                  * user after the network. */
                 return -EUCLEAN;
+        case 502:
+        case 503:
+        case 504:
+                /* A server there but unable to serve now (a cluster's
+                 * gateway cut from its Redis, a draining daemon): exit 6
+                 * as unreachable, and told apart from a refusal, so that a
+                 * client waiting for an accepted run waits on through it
+                 * (cli-backend-http.c follow_log()). */
+                return -EHOSTUNREACH;
         default:
                 return status >= 400 && status < 500 ? -EINVAL : -EIO;
         }
@@ -348,6 +357,17 @@ int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body,
                 if (status == 429 && attempt < MAX_RETRIES && !cli_interrupted && !q->read) {
                         buf_reset(ret_body);
                         sleep((unsigned) MAX(1, MIN(x.retry_after, 10)));
+                        continue;
+                }
+                /* A gateway that cannot serve now (502-504: cut from the
+                 * cluster's Redis) did nothing: a read goes to the next
+                 * gateway as after a refused connection. */
+                bool unavailable = status >= 502 && status <= 504;
+                bool rereadable = streq(q->method, "GET") && !q->download;
+                if (unavailable && rereadable && tried < h->n_servers && !cli_interrupted) {
+                        http_failover(h);
+                        tried++;
+                        buf_reset(ret_body);
                         continue;
                 }
                 if (ret_status)

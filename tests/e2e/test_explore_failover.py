@@ -1,0 +1,96 @@
+"""Cluster mode under failures (docs/cluster.md), as an operator of Ray or
+Modal meets them: Redis restarted or unreachable while clients wait, a node
+killed or frozen mid-run, gateways dying. The promise under test: a run that
+got an id ends in a terminal state with its result, and whoever waits for it
+hears that end. Each test is a defect found exploring these failures."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from clusterlib import CLAIM_TIMEOUT_MS, TERMINAL, wait_until
+from conftest import CLI, WORKER
+from daemonlib import TOKENS, Daemon, sandbox_mode
+from test_cluster import pytestmark, redis  # noqa: F401 (skips without the daemon or redis-server; a fixture)
+
+# Prints a line, sleeps, prints another: what a user watches in a terminal.
+TWO_LINES = """
+import time
+def f(seconds: float = 4):
+    print('before', flush=True)
+    time.sleep(seconds)
+    print('after', flush=True)
+    return 'x'
+"""
+
+
+@pytest.fixture
+def cluster(tmp_path, redis):
+    """start(name, role) -> a started pysprinterd on the test's Redis."""
+    mode = sandbox_mode(tmp_path)
+    started = []
+
+    def start(name, role, extra=()):
+        d = Daemon(tmp_path / name, sandbox=mode, config_extra="server:\n  max_concurrent_runs: 2\n",
+                   args=["--redis", redis.url, "--role", role, "--node-id", name, "--claim-timeout",
+                         f"{CLAIM_TIMEOUT_MS}ms", "--drain-timeout", "5", *extra])
+        d.start()
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        if d.proc and d.proc.poll() is None:
+            d.proc.send_signal(signal.SIGCONT)
+        d.stop(timeout=30)
+
+
+def cli_env(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+    env["PYSPRINTER_HOME"] = str(tmp_path / "cli-home")
+    env["PYSPRINTER_WORKER"] = str(WORKER)
+    env["NO_COLOR"] = "1"
+    return env
+
+
+def cli(tmp_path, servers, *args, **kw):
+    return subprocess.Popen([str(CLI), "--server", ",".join(d.url for d in servers), "--token", TOKENS["alice"],
+                             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=cli_env(tmp_path), cwd=tmp_path, **kw)
+
+
+def running_ids(redis):
+    return [k.split(":")[-1] for k in redis.cli("KEYS", "ps:run:*").split()
+            if redis.cli("HGET", k, "status") == "running"]
+
+
+def test_a_client_waiting_on_a_gateway_waits_through_a_redis_restart(cluster, redis, tmp_path):
+    """`pysprinter run` and `pysprinter logs -f` follow a run through the one
+    gateway they know; Redis is killed and started again on its AOF while
+    the run runs on a worker. The gateway answers 502 (it cannot reach
+    Redis, Retry-After: 5) meanwhile; the run goes on and its end is stored
+    once Redis is back. The clients wait through the outage, as through a
+    restart of the daemon they talk to, and print the output and the
+    result, exit 0. Before, both gave up at the first 502 with exit 6 ("this
+    node cannot reach the cluster's Redis") while the run went on to
+    succeed."""
+    gw = cluster("gw", "gateway")
+    cluster("w1", "worker")
+    (tmp_path / "job.py").write_text(TWO_LINES)
+    run = cli(tmp_path, [gw], "run", "job.py")
+    rid = wait_until(lambda: running_ids(redis), 60, "the run running on w1")[0]
+    follow = cli(tmp_path, [gw], "logs", "-f", rid)
+    wait_until(lambda: "before" in redis.cli("XRANGE", f"ps:log:{rid}", "-", "+"), 30, "the run's first line")
+    redis.kill9()
+    st, _ = gw.call("GET", f"/v1/runs/{rid}")
+    assert st == 502
+    time.sleep(2)
+    redis.start()
+    out, err = run.communicate(timeout=120)
+    assert (run.returncode, out) == (0, "before\nafter\nx\n"), (run.returncode, out, err)
+    assert "cannot serve run" in err and "502" in err, err
+    out, err = follow.communicate(timeout=120)
+    assert (follow.returncode, out) == (0, "before\nafter\n"), (follow.returncode, out, err)
