@@ -94,3 +94,35 @@ def test_a_client_waiting_on_a_gateway_waits_through_a_redis_restart(cluster, re
     assert "cannot serve run" in err and "502" in err, err
     out, err = follow.communicate(timeout=120)
     assert (follow.returncode, out) == (0, "before\nafter\n"), (follow.returncode, out, err)
+
+
+def test_a_frozen_nodes_late_end_does_not_cut_the_log_of_the_attempt_that_won(cluster, redis, tmp_path):
+    """A worker frozen (SIGSTOP) mid-run past its lease loses the run to
+    another worker, which runs it again (attempt 2). Its own run process
+    was not frozen and ended meanwhile; resumed, the frozen node sends that
+    late end, which is dropped as stale. Its output stays in the log (a log
+    holds what every attempt printed), but not as the log's end: readers
+    stop at the first end entry, so the attempt that won lost the rest of
+    its output from `pysprinter logs`, `logs -f` and `run`. Before, the log
+    read 'before before after': attempt 2's 'after' was never shown."""
+    gw = cluster("gw", "gateway")
+    w1 = cluster("w1", "worker")
+    st, b = gw.run(TWO_LINES, wait=False, kwargs={"seconds": 2})
+    assert st == 202, b
+    rid = b["id"]
+    wait_until(lambda: redis.cli("HGET", f"ps:run:{rid}", "status") == "running", 60, "the run running on w1")
+    cluster("w2", "worker")
+    os.kill(w1.proc.pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: redis.cli("HGET", f"ps:run:{rid}", "node") == "w2", 60, "w2 to take the run over")
+    finally:
+        os.kill(w1.proc.pid, signal.SIGCONT)
+    follow = cli(tmp_path, [gw], "logs", "-f", rid)
+    b = gw.wait_status(rid, TERMINAL, timeout=60)
+    assert b["status"] == "succeeded" and b["attempt"] == 2 and b["result"] == "x", b
+    wait_until(lambda: int(redis.cli("GET", "ps:stale") or 0) >= 1, 30, "w1's late end dropped as stale")
+    out, err = follow.communicate(timeout=60)
+    assert follow.returncode == 0 and sorted(out.splitlines()) == ["after", "after", "before", "before"], (out, err)
+    logs = cli(tmp_path, [gw], "logs", rid)
+    out, err = logs.communicate(timeout=60)
+    assert logs.returncode == 0 and sorted(out.splitlines()) == ["after", "after", "before", "before"], (out, err)
