@@ -126,3 +126,24 @@ def test_a_frozen_nodes_late_end_does_not_cut_the_log_of_the_attempt_that_won(cl
     logs = cli(tmp_path, [gw], "logs", rid)
     out, err = logs.communicate(timeout=60)
     assert logs.returncode == 0 and sorted(out.splitlines()) == ["after", "after", "before", "before"], (out, err)
+
+
+def test_a_redis_outage_is_logged_once_not_at_every_try(cluster, redis):
+    """Redis down for a few seconds: a worker's log says its claim and its
+    lease fail when they start failing and that they work again when Redis
+    is back, not at every try. Before, each node logged every try, the
+    claim's five a second: 30 lines for a 6 s outage, 18,000 an hour in
+    the journal of every node."""
+    gw = cluster("gw", "gateway")
+    w1 = cluster("w1", "worker")
+    redis.kill9()
+    time.sleep(4)
+    redis.start()
+    for what in ("claim runs", "refresh this node's lease"):
+        wait_until(lambda: f"can {what} again" in w1.log.read_text(), 30, f"w1 saying it can {what} again")
+    st, b = gw.run(TWO_LINES, kwargs={"seconds": 0})
+    assert st == 200 and b["result"] == "x", b
+    log = w1.log.read_text()
+    assert log.count("cannot claim runs") == 1, log
+    assert log.count("cannot refresh this node's lease") == 1, log
+    assert gw.log.read_text().count("cannot refresh this node's lease") == 1, gw.log.read_text()
