@@ -323,12 +323,16 @@ class Client:
         while run.get("status") not in TERMINAL:
             try:
                 _, run = self._call("GET", path)
-            except (OSError, http.client.HTTPException):
+            except (OSError, http.client.HTTPException, APIError) as e:
                 # The run is the daemon's, recorded: a daemon restarting (an
                 # upgrade, a crash: it runs the run again, docs/api.md
-                # "Delivery") or a network blip does not lose it. Asked again
-                # for up to the client's timeout of failures in a row, as
-                # Ray's and Modal's clients reconnect; then the error.
+                # "Delivery"), a network blip or a cluster's gateway cut
+                # from its Redis for a while (502, docs/cluster.md) does
+                # not lose it. Asked again for up to the client's timeout
+                # of failures in a row, as Ray's and Modal's clients
+                # reconnect; then the error. Any other refusal is final.
+                if isinstance(e, APIError) and e.status not in (502, 503, 504):
+                    raise
                 now = time.monotonic()
                 failing_since = failing_since or now
                 limit = self.timeout if self.timeout is not None else _RECONNECT_FOR_S

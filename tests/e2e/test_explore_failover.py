@@ -7,12 +7,13 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
 
 from clusterlib import CLAIM_TIMEOUT_MS, TERMINAL, wait_until
-from conftest import CLI, WORKER
+from conftest import CLI, ROOT, WORKER
 from daemonlib import TOKENS, Daemon, sandbox_mode
 from test_cluster import pytestmark, redis  # noqa: F401 (skips without the daemon or redis-server; a fixture)
 
@@ -76,13 +77,20 @@ def test_a_client_waiting_on_a_gateway_waits_through_a_redis_restart(cluster, re
     restart of the daemon they talk to, and print the output and the
     result, exit 0. Before, both gave up at the first 502 with exit 6 ("this
     node cannot reach the cluster's Redis") while the run went on to
-    succeed."""
+    succeed, and the Python client's wait() raised APIError 502."""
     gw = cluster("gw", "gateway")
     cluster("w1", "worker")
     (tmp_path / "job.py").write_text(TWO_LINES)
     run = cli(tmp_path, [gw], "run", "job.py")
     rid = wait_until(lambda: running_ids(redis), 60, "the run running on w1")[0]
     follow = cli(tmp_path, [gw], "logs", "-f", rid)
+    # The Python client's wait for a run it submitted (a long poll, ?wait=true).
+    py = subprocess.Popen([sys.executable, "-c", f"""
+import sys
+sys.path.insert(0, {str(ROOT / 'python')!r})
+from pysprinter.client import Client
+print(Client({gw.url!r}, token={TOKENS['alice']!r}).wait({rid!r}))
+"""], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_until(lambda: "before" in redis.cli("XRANGE", f"ps:log:{rid}", "-", "+"), 30, "the run's first line")
     redis.kill9()
     st, _ = gw.call("GET", f"/v1/runs/{rid}")
@@ -94,6 +102,8 @@ def test_a_client_waiting_on_a_gateway_waits_through_a_redis_restart(cluster, re
     assert "cannot serve run" in err and "502" in err, err
     out, err = follow.communicate(timeout=120)
     assert (follow.returncode, out) == (0, "before\nafter\n"), (follow.returncode, out, err)
+    out, err = py.communicate(timeout=120)
+    assert (py.returncode, out) == (0, "x\n"), (py.returncode, out, err)
 
 
 def test_a_frozen_nodes_late_end_does_not_cut_the_log_of_the_attempt_that_won(cluster, redis, tmp_path):
