@@ -393,6 +393,11 @@ int daemon_cluster_attempt_current(Daemon *d, const char *id, int attempt) {
         return cluster_run_attempt_current(d->cluster->queue, id, attempt);
 }
 
+const char *daemon_cluster_node_id(Daemon *d) {
+        assert(d && d->cluster);
+        return d->cluster->opt.node_id;
+}
+
 bool daemon_cluster_redis_lost(Daemon *d) {
         if (!d->cluster)
                 return false;

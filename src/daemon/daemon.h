@@ -697,6 +697,8 @@ typedef struct DaemonOutage {
 void daemon_outage_failed(DaemonOutage *o, const char *what, int err);
 void daemon_outage_over(DaemonOutage *o, const char *what);
 const char *daemon_cluster_role_to_string(DaemonClusterRole role);
+/* This node's id (--node-id); cluster mode only. */
+const char *daemon_cluster_node_id(Daemon *d);
 int daemon_cluster_role_from_string(const char *s, DaemonClusterRole *ret);
 /* Replaces d->queue by Redis's, after the durability check (unless
  * volatile_ok), and starts the lease and (worker, all) claim threads. */

@@ -157,3 +157,27 @@ def test_a_redis_outage_is_logged_once_not_at_every_try(cluster, redis):
     assert log.count("cannot claim runs") == 1, log
     assert log.count("cannot refresh this node's lease") == 1, log
     assert gw.log.read_text().count("cannot refresh this node's lease") == 1, gw.log.read_text()
+
+
+def test_a_run_taken_over_from_a_killed_node_says_so_in_its_output(cluster, redis, tmp_path):
+    """kill -9 of the worker running a run: another worker runs it again
+    (attempt 2), and its output holds both attempts' lines. Its stderr says
+    why the first lines come twice, as a worker's death within one attempt
+    says "the worker running the run died (attempt 1 of 3): running it
+    again" (docs/api.md). Before, the output read before/before/after with
+    nothing between."""
+    gw = cluster("gw", "gateway")
+    w1 = cluster("w1", "worker")
+    st, b = gw.run(TWO_LINES, wait=False, kwargs={"seconds": 2})
+    assert st == 202, b
+    rid = b["id"]
+    wait_until(lambda: "before" in redis.cli("XRANGE", f"ps:log:{rid}", "-", "+"), 60, "the run's first line on w1")
+    cluster("w2", "worker")
+    w1.kill9()
+    b = gw.wait_status(rid, TERMINAL, timeout=60)
+    assert b["status"] == "succeeded" and b["attempt"] == 2 and b["result"] == "x", b
+    logs = cli(tmp_path, [gw], "logs", rid)
+    out, err = logs.communicate(timeout=60)
+    assert (logs.returncode, out) == (0, "before\nbefore\nafter\n"), (out, err)
+    assert err == ("pysprinter: attempt 1 of 3 did not end (the node running it stopped or lost Redis while it "
+                   "ran): running it again on node w2\n"), err
