@@ -181,3 +181,30 @@ def test_a_run_taken_over_from_a_killed_node_says_so_in_its_output(cluster, redi
     assert (logs.returncode, out) == (0, "before\nbefore\nafter\n"), (out, err)
     assert err == ("pysprinter: attempt 1 of 3 did not end (the node running it stopped or lost Redis while it "
                    "ran): running it again on node w2\n"), err
+
+
+def test_a_frozen_gateway_does_not_hold_a_waiting_cli_for_ever(cluster, redis, tmp_path):
+    """`pysprinter --server GW1,GW2 run` follows its run's stream on GW1;
+    GW1 freezes (SIGSTOP: a paused VM, a host gone without a reset), so its
+    connection stays open and silent. A daemon's stream sends a keep-alive
+    every 5 s of silence: after 4 missed (PYSPRINTER_TEST_SILENCE_S here)
+    the CLI gives the stream up as broken and asks GW2 for the run by id,
+    printing the output and the result. Before, it waited on GW1 for ever."""
+    gw1 = cluster("gw1", "gateway")
+    gw2 = cluster("gw2", "gateway")
+    cluster("w1", "worker")
+    (tmp_path / "job.py").write_text(TWO_LINES)
+    env = {**cli_env(tmp_path), "PYSPRINTER_TEST_SILENCE_S": "6"}
+    run = subprocess.Popen([str(CLI), "--server", f"{gw1.url},{gw2.url}", "--token", TOKENS["alice"], "run",
+                            "job.py", "--seconds", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=env, cwd=tmp_path)
+    rid = wait_until(lambda: running_ids(redis), 60, "the run running on w1")[0]
+    wait_until(lambda: "before" in redis.cli("XRANGE", f"ps:log:{rid}", "-", "+"), 30, "the run's first line")
+    os.kill(gw1.proc.pid, signal.SIGSTOP)
+    try:
+        out, err = run.communicate(timeout=60)
+    finally:
+        os.kill(gw1.proc.pid, signal.SIGCONT)
+        if run.poll() is None:
+            run.kill()
+    assert (run.returncode, out) == (0, "before\nafter\nx\n"), (run.returncode, out, err)
