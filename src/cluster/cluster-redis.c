@@ -513,6 +513,7 @@ static int reclaim(ClusterQueue *c, size_t max, char *const *held, PendingRun **
         args_add(&a, CLUSTER_PREFIX);
         args_addf(&a, "%u", c->affinity_delay_ms);
         args_addf(&a, "%" PRIu64, now_ms());
+        args_addf(&a, "%u", c->lease_ttl_ms);
         for (char *const *h = held; h && *h; h++)
                 args_add(&a, *h);
         int k = 0;

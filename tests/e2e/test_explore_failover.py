@@ -208,3 +208,34 @@ def test_a_frozen_gateway_does_not_hold_a_waiting_cli_for_ever(cluster, redis, t
         if run.poll() is None:
             run.kill()
     assert (run.returncode, out) == (0, "before\nafter\nx\n"), (run.returncode, out, err)
+
+
+def test_a_redis_restart_does_not_move_running_runs_off_live_workers(cluster, redis, tmp_path):
+    """Redis down for longer than a node lease (3 s) and started again on
+    its AOF: every lease expired meanwhile, also those of the workers that
+    are alive and still running their runs. Those runs stay theirs and end
+    once, attempt 1, their output printed once. Before, the first other
+    worker to look took them over and ran them again from the start
+    (attempt 2, the first attempt's end dropped as stale): a Redis restart
+    re-ran every long job in the cluster."""
+    gw = cluster("gw", "gateway")
+    cluster("w1", "worker")
+    rids = []
+    for _ in range(2):  # w1's two slots
+        st, b = gw.run(TWO_LINES, wait=False, kwargs={"seconds": 10})
+        assert st == 202, b
+        rids.append(b["id"])
+    for rid in rids:
+        wait_until(lambda: "before" in redis.cli("XRANGE", f"ps:log:{rid}", "-", "+"), 60, "the runs' first lines on w1")
+    cluster("w2", "worker")  # idle: free to take what it finds
+    time.sleep(1)
+    redis.kill9()
+    time.sleep(6)
+    redis.start()
+    for rid in rids:
+        b = gw.wait_status(rid, TERMINAL, timeout=60)
+        assert b["status"] == "succeeded" and b["attempt"] == 1 and b["result"] == "x", b
+        assert redis.cli("HGET", f"ps:run:{rid}", "node") == "w1"
+        st, logs = gw.call("GET", f"/v1/runs/{rid}/logs")
+        assert st == 200 and logs == "before\nafter\n", logs
+    assert redis.cli("GET", "ps:stale") in ("", "0")
