@@ -93,7 +93,12 @@ static void *lease_thread(void *p) {
                 _cleanup_free_ char *s = node_status_json(d);
                 _cleanup_strv_free_ char **held = claimed_run_ids(d);
                 bool draining = false;
-                int k = cluster_lease_refresh(d->cluster->queue, s, held, &draining);
+                _cleanup_strv_free_ char **cancel = NULL;
+                int k = cluster_lease_refresh(d->cluster->queue, s, held, &draining, &cancel);
+                /* Cancels whose message this node missed (its channel was
+                 * down): the record has them. */
+                for (size_t i = 0; k >= 0 && cancel && cancel[i]; i++)
+                        d->cluster->opt.hooks.cancel_here(d, cancel[i]);
                 if (k >= 0)
                         __atomic_store_n(&d->cluster->lease_ok_at, now_monotonic(), __ATOMIC_RELAXED);
                 if (k < 0)

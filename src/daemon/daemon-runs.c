@@ -2773,6 +2773,14 @@ void daemon_run_cancel_id(Daemon *d, const char *id) {
         DRun *r = NULL;
         if (daemon_run_find(d, NULL, id, &r) < 0)
                 return;
+        /* Heard again (the lease's look, after the message): once is enough. */
+        pthread_mutex_lock(&d->lock);
+        bool again = r->cancel_requested || r->done;
+        pthread_mutex_unlock(&d->lock);
+        if (again) {
+                drun_unref(d, r);
+                return;
+        }
         log_info("run %s: cancelled from another node", id);
         (void) daemon_run_cancel(d, r);
         drun_unref(d, r);

@@ -239,3 +239,27 @@ def test_a_redis_restart_does_not_move_running_runs_off_live_workers(cluster, re
         st, logs = gw.call("GET", f"/v1/runs/{rid}/logs")
         assert st == 200 and logs == "before\nafter\n", logs
     assert redis.cli("GET", "ps:stale") in ("", "0")
+
+
+def test_a_cancel_asked_as_redis_comes_back_reaches_the_running_node(cluster, redis):
+    """A cancel of a run running on a worker is a message on that node's
+    channel (pub/sub), which keeps nothing for a subscriber that is not
+    there: asked right after a Redis restart, while the worker's events
+    connection comes back, it reached nobody. The record says
+    cancel_requested, and the worker now finds it there (its lease's look,
+    about once a second): the run ends cancelled. Before, the DELETE
+    answered 202 after 10 s and the run went on to succeed."""
+    gw = cluster("gw", "gateway")
+    cluster("w1", "worker")
+    st, b = gw.run(TWO_LINES, wait=False, kwargs={"seconds": 20})
+    assert st == 202, b
+    rid = b["id"]
+    wait_until(lambda: redis.cli("HGET", f"ps:run:{rid}", "status") == "running", 60, "the run running on w1")
+    redis.kill9()
+    time.sleep(1.5)
+    redis.start()
+    st, b = wait_until(lambda: (lambda r: r if r[0] != 502 else None)(gw.call("DELETE", f"/v1/runs/{rid}")), 30,
+                       "the gateway serving again")
+    assert st in (200, 202), b
+    b = gw.wait_status(rid, TERMINAL, timeout=30)
+    assert b["status"] == "cancelled", b
