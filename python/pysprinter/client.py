@@ -431,8 +431,34 @@ class Client:
         body = {"source": source, "filename": filename, **self._arguments(args, kwargs)}
         if function:
             body["function"] = function
-        return self._finish(*self._call("POST", f"/v1/runs?{self._wait_query()}", self._with_options(body, "run"),
-                                        idempotency_key=key))
+        return self._finish(*self._submit_waiting(f"/v1/runs?{self._wait_query()}", self._with_options(body, "run"),
+                                                  key))
+
+    def _submit_waiting(self, path, body, key):
+        """A POST that waits for the run's end (?wait=true): its answer
+        brings the run's id, so a daemon that dies or restarts while it
+        waits (a cluster's gateway killed, an upgrade) would leave the
+        caller with neither the id nor the value, and the run going on.
+        Sent with an Idempotency-Key (the caller's, or one made here), it
+        is sent again while the daemon does not answer, as _wait_run() asks
+        again: the daemon answers a repeat with the first run, waiting for
+        its end. Before, the first lost connection was raised."""
+        key = key or "pyclient-" + base64.b32encode(os.urandom(15)).decode().lower()
+        failing_since, pause = None, 0.2
+        while True:
+            try:
+                return self._call("POST", path, body, idempotency_key=key)
+            except (OSError, http.client.HTTPException) as e:
+                # Refused before anything was sent: no daemon there, no run.
+                if failing_since is None and isinstance(e, ConnectionRefusedError):
+                    raise
+                now = time.monotonic()
+                failing_since = failing_since or now
+                limit = self.timeout if self.timeout is not None else _RECONNECT_FOR_S
+                if now - failing_since >= limit:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
     def deploy(self, name, path_or_function, *, description=None, limits=None, requirements=None, env=None,
                secrets=None, retries=None, url=None):

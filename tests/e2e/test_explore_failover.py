@@ -263,3 +263,32 @@ def test_a_cancel_asked_as_redis_comes_back_reaches_the_running_node(cluster, re
     assert st in (200, 202), b
     b = gw.wait_status(rid, TERMINAL, timeout=30)
     assert b["status"] == "cancelled", b
+
+
+def test_the_python_clients_run_survives_a_kill9_of_its_gateway(cluster, redis, tmp_path):
+    """Client.run() waits for its run's end in its POST (?wait=true), whose
+    answer is the first to carry the run's id. The gateway is killed with
+    -9 mid-run and comes back (systemd's Restart=): the client sends the
+    POST again under the same Idempotency-Key (its own when the caller gave
+    none), the gateway answers with the first run once it ends, and run()
+    returns its value; the run ran once. Before, run() raised
+    Disconnected: the caller had neither the value nor the id, and the run
+    went on unobserved."""
+    gw = cluster("gw", "gateway")
+    cluster("w1", "worker")
+    (tmp_path / "job.py").write_text(TWO_LINES)
+    py = subprocess.Popen([sys.executable, "-c", f"""
+import sys
+sys.path.insert(0, {str(ROOT / 'python')!r})
+from pysprinter.client import Client
+print(Client({gw.url!r}, token={TOKENS['alice']!r}).run({str(tmp_path / 'job.py')!r}, seconds=3))
+"""], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    rid = wait_until(lambda: running_ids(redis), 60, "the run running on w1")[0]
+    port = gw.port
+    gw.kill9()
+    gw.start(port=port)
+    out, err = py.communicate(timeout=120)
+    assert (py.returncode, out) == (0, "x\n"), (py.returncode, out, err)
+    st, b = gw.call("GET", "/v1/runs")
+    assert st == 200 and [r["id"] for r in b["runs"]] == [rid], b
+    assert redis.cli("HGET", f"ps:run:{rid}", "attempt") == "1"
