@@ -344,12 +344,16 @@ class Client:
         while run.get("status") not in TERMINAL:
             try:
                 _, run = self._call("GET", path)
-            except (OSError, http.client.HTTPException):
+            except (OSError, http.client.HTTPException, APIError) as e:
                 # The run is the daemon's, recorded: a daemon restarting (an
                 # upgrade, a crash: it runs the run again, docs/api.md
-                # "Delivery") or a network blip does not lose it. Asked again
-                # for up to the client's timeout of failures in a row, as
-                # Ray's and Modal's clients reconnect; then the error.
+                # "Delivery"), a network blip or a cluster's gateway cut
+                # from its Redis for a while (502, docs/cluster.md) does
+                # not lose it. Asked again for up to the client's timeout
+                # of failures in a row, as Ray's and Modal's clients
+                # reconnect; then the error. Any other refusal is final.
+                if isinstance(e, APIError) and e.status not in (502, 503, 504):
+                    raise
                 now = time.monotonic()
                 failing_since = failing_since or now
                 limit = self.timeout if self.timeout is not None else _RECONNECT_FOR_S
@@ -448,8 +452,34 @@ class Client:
         body = {"source": source, "filename": filename, **self._arguments(args, kwargs)}
         if function:
             body["function"] = function
-        return self._finish(*self._call("POST", f"/v1/runs?{self._wait_query()}", self._with_options(body, "run"),
-                                        idempotency_key=key))
+        return self._finish(*self._submit_waiting(f"/v1/runs?{self._wait_query()}", self._with_options(body, "run"),
+                                                  key))
+
+    def _submit_waiting(self, path, body, key):
+        """A POST that waits for the run's end (?wait=true): its answer
+        brings the run's id, so a daemon that dies or restarts while it
+        waits (a cluster's gateway killed, an upgrade) would leave the
+        caller with neither the id nor the value, and the run going on.
+        Sent with an Idempotency-Key (the caller's, or one made here), it
+        is sent again while the daemon does not answer, as _wait_run() asks
+        again: the daemon answers a repeat with the first run, waiting for
+        its end. Before, the first lost connection was raised."""
+        key = key or "pyclient-" + base64.b32encode(os.urandom(15)).decode().lower()
+        failing_since, pause = None, 0.2
+        while True:
+            try:
+                return self._call("POST", path, body, idempotency_key=key)
+            except (OSError, http.client.HTTPException) as e:
+                # Refused before anything was sent: no daemon there, no run.
+                if failing_since is None and isinstance(e, ConnectionRefusedError):
+                    raise
+                now = time.monotonic()
+                failing_since = failing_since or now
+                limit = self.timeout if self.timeout is not None else _RECONNECT_FOR_S
+                if now - failing_since >= limit:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
     def deploy(self, name, path_or_function, *, description=None, limits=None, requirements=None, env=None,
                secrets=None, retries=None, url=None):

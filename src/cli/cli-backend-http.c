@@ -166,22 +166,34 @@ static usec_t reconnect_wait(void) {
         return (t && *t ? strtoull(t, NULL, 10) : 60) * USEC_PER_SEC;
 }
 
-/* The server following run id answered nothing: says so once, and
- * returns whether to keep asking (within reconnect_wait() of *away_since,
- * the first time it was away, set here). */
-static bool server_away(Renderer *rd, const char *id, usec_t *away_since) {
+/* The server following run id answered nothing, or that it cannot serve
+ * now (why: its words, a cluster's gateway cut from its Redis; NULL: no
+ * answer): says so once, and returns whether to keep asking (within
+ * reconnect_wait() of *away_since, the first time it was away, set here). */
+static bool server_away(Renderer *rd, const char *id, const char *why, usec_t *away_since) {
         usec_t now = now_monotonic();
         if (*away_since == 0) {
                 *away_since = now;
-                _cleanup_free_ char *msg = xasprintf(
-                        "lost the connection to the server; run %s was accepted and runs again when it is "
-                        "back: waiting up to %llu s",
-                        id, (unsigned long long) (reconnect_wait() / USEC_PER_SEC));
+                _cleanup_free_ char *msg =
+                        why ? xasprintf("the server cannot serve run %s now (%s); it was accepted and ends there: "
+                                        "waiting up to %llu s",
+                                        id, why, (unsigned long long) (reconnect_wait() / USEC_PER_SEC))
+                            : xasprintf("lost the connection to the server; run %s was accepted and runs again "
+                                        "when it is back: waiting up to %llu s",
+                                        id, (unsigned long long) (reconnect_wait() / USEC_PER_SEC));
                 renderer_clear_status(rd);
                 RunEvent ev = { .type = RUN_EVENT_WARNING, .message = msg, .timestamp = now_realtime() };
                 renderer_event(&ev, rd);
         }
         return now - *away_since < reconnect_wait();
+}
+
+/* A request's failure that a wait for an accepted run waits through: no
+ * answer (-ECONNREFUSED), or a server that cannot serve now (-EHOSTUNREACH,
+ * HTTP 502-504: a gateway cut from the cluster's Redis, which holds the
+ * run). */
+static bool server_gone(int r) {
+        return r == -ECONNREFUSED || r == -EHOSTUNREACH;
 }
 
 /* Streams run id's events (path: its ?follow=1 log) into f until the end
@@ -233,9 +245,9 @@ static int follow_log(Backend *b, const char *id, const char *path, Follow *f, c
                                 continue;
                         }
                 }
-                if (r == -ECONNREFUSED && !server_away(f->rd, id, &f->away_since))
+                if (server_gone(r) && !server_away(f->rd, id, r == -EHOSTUNREACH ? *ret_err : NULL, &f->away_since))
                         return r;
-                if (r < 0 && r != -ECONNREFUSED)
+                if (r < 0 && !server_gone(r))
                         return r;
                 /* A stream that got further is asked again at once. */
                 wait = f->at > at ? 0 : wait ? MIN(wait * 2, 250 * USEC_PER_MSEC) : 20 * USEC_PER_MSEC;
@@ -280,7 +292,8 @@ static int follow_run(Backend *b, const char *id, Renderer *rd, json_t **ret) {
                 err = NULL;
                 json_t *run = NULL;
                 r = http_json(&b->http, "GET", rpath, NULL, &run, &err);
-                if (r == -ECONNREFUSED && !cli_interrupted && server_away(rd, id, &away_since)) {
+                if (server_gone(r) && !cli_interrupted &&
+                    server_away(rd, id, r == -EHOSTUNREACH ? err : NULL, &away_since)) {
                         usleep(wait);
                         wait = MIN(wait * 2, 250 * USEC_PER_MSEC);
                         continue;
@@ -298,7 +311,7 @@ static int follow_run(Backend *b, const char *id, Renderer *rd, json_t **ret) {
                         renderer_event(&ev, rd);
                         return fail(b, -EINTR, TAKE_PTR(err));
                 }
-                if (r == -ECONNREFUSED)
+                if (server_gone(r))
                         return fail(b, r,
                                     xasprintf("%s; run %s was accepted and ends there: `pysprinter show %s` shows its "
                                               "end once the server is back",
@@ -650,7 +663,7 @@ static int http_run_logs(Backend *b, const char *id, bool follow, Renderer *rd) 
                  * that went away and came back, to the run's end. */
                 r = follow_log(b, id, path, &f, &err);
                 json_decref(f.end);
-                if (r == -ECONNREFUSED)
+                if (server_gone(r))
                         return fail(b, r,
                                     xasprintf("%s; run %s was accepted and ends there: `pysprinter logs %s` has its "
                                               "output once the server is back",
@@ -946,7 +959,7 @@ static int http_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void *u
                         continue;
                 if (r < 0) {
                         /* A daemon restart resumes the run: wait a little. */
-                        if ((r == -ECONNREFUSED || r == -EIO) && ++failures < 20) {
+                        if ((server_gone(r) || r == -EIO) && ++failures < 20) {
                                 sleep(1);
                                 continue;
                         }

@@ -93,6 +93,7 @@ int cli_exit_code(int r) {
         case -EACCES:
         case -EPERM:
         case -ECONNREFUSED:
+        case -EHOSTUNREACH:
         case -EAGAIN:
         case -EIO:
         case -EPROTO:

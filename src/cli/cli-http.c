@@ -213,6 +213,15 @@ static int status_errno(long status) {
                  * same failure, not 6 (unreachable), which would send the
                  * user after the network. */
                 return -EUCLEAN;
+        case 502:
+        case 503:
+        case 504:
+                /* A server there but unable to serve now (a cluster's
+                 * gateway cut from its Redis, a draining daemon): exit 6
+                 * as unreachable, and told apart from a refusal, so that a
+                 * client waiting for an accepted run waits on through it
+                 * (cli-backend-http.c follow_log()). */
+                return -EHOSTUNREACH;
         default:
                 return status >= 400 && status < 500 ? -EINVAL : -EIO;
         }
@@ -279,6 +288,14 @@ static struct curl_slist *headers_for(const Http *h, const HttpRequest *q) {
         return curl_slist_append(l, wait_for_continue ? "Expect: 100-continue" : "Expect:");
 }
 
+/* How long an event stream may stay silent (seconds): 4 of the daemon's
+ * keep-alives missed. PYSPRINTER_TEST_SILENCE_S for the tests. */
+static long stream_silence_s(void) {
+        const char *t = getenv("PYSPRINTER_TEST_SILENCE_S");
+        long v = t && *t ? strtol(t, NULL, 10) : 0;
+        return v > 0 ? v : 20;
+}
+
 int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body, char **ret_error) {
         assert(h && h->base && q && q->method && q->path && ret_body);
         buf_init(ret_body, MAX_RESPONSE_BYTES);
@@ -303,6 +320,17 @@ int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body,
                 curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
                 curl_easy_setopt(c, CURLOPT_HEADERDATA, &x);
                 curl_easy_setopt(c, CURLOPT_XFERINFODATA, &x);
+                if (q->sse) {
+                        /* A daemon's event stream is never silent for long:
+                         * a comment every 5 s of silence. Silent for
+                         * stream_silence_s() is a server frozen (SIGSTOP, a
+                         * VM paused) or cut off without a reset: the stream
+                         * is given up as one that broke off, and its caller
+                         * asks again, on the next gateway of a cluster.
+                         * Without it a frozen gateway held the CLI for ever. */
+                        curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+                        curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, stream_silence_s());
+                }
                 if (q->read) {
                         /* Its size is unknown: HTTP/1.1 chunked. */
                         hdrs = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
@@ -366,6 +394,17 @@ int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body,
                 if (status == 429 && attempt < MAX_RETRIES && !cli_interrupted && !q->read) {
                         buf_reset(ret_body);
                         sleep((unsigned) MAX(1, MIN(x.retry_after, 10)));
+                        continue;
+                }
+                /* A gateway that cannot serve now (502-504: cut from the
+                 * cluster's Redis) did nothing: a read goes to the next
+                 * gateway as after a refused connection. */
+                bool unavailable = status >= 502 && status <= 504;
+                bool rereadable = streq(q->method, "GET") && !q->download;
+                if (unavailable && rereadable && tried < h->n_servers && !cli_interrupted) {
+                        http_failover(h);
+                        tried++;
+                        buf_reset(ret_body);
                         continue;
                 }
                 if (ret_status)

@@ -513,6 +513,7 @@ static int reclaim(ClusterQueue *c, size_t max, char *const *held, PendingRun **
         args_add(&a, CLUSTER_PREFIX);
         args_addf(&a, "%u", c->affinity_delay_ms);
         args_addf(&a, "%" PRIu64, now_ms());
+        args_addf(&a, "%u", c->lease_ttl_ms);
         for (char *const *h = held; h && *h; h++)
                 args_add(&a, *h);
         int k = 0;
@@ -604,7 +605,8 @@ int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, char *const *held,
         return 0;
 }
 
-int cluster_lease_refresh(RunQueue *q, const char *status_json, char *const *held, bool *ret_draining) {
+int cluster_lease_refresh(RunQueue *q, const char *status_json, char *const *held, bool *ret_draining,
+                          char ***ret_cancel) {
         ClusterQueue *c = cq(q);
         _cleanup_args_ Args a = { 0 };
         ARGS_EVAL(&a, lease, 6);
@@ -626,8 +628,18 @@ int cluster_lease_refresh(RunQueue *q, const char *status_json, char *const *hel
         _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         if (!rep)
                 return k;
+        /* {drain 0/1, {ids whose cancel was asked}} (lease.lua) */
+        bool arr = rep->type == REDIS_REPLY_ARRAY && rep->elements == 2;
         if (ret_draining)
-                *ret_draining = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
+                *ret_draining = arr && rep->element[0]->type == REDIS_REPLY_INTEGER && rep->element[0]->integer == 1;
+        if (ret_cancel) {
+                char **v = NULL;
+                for (size_t i = 0; arr && rep->element[1]->type == REDIS_REPLY_ARRAY && i < rep->element[1]->elements;
+                     i++)
+                        if (rep->element[1]->element[i]->type == REDIS_REPLY_STRING)
+                                v = strv_append(v, rep->element[1]->element[i]->str);
+                *ret_cancel = v;
+        }
         return 0;
 }
 

@@ -86,8 +86,11 @@ int cluster_hand_back(RunQueue *q, const char *id);
  * so they do not look idle: an entry pending on this node for a run it
  * does not hold (its delivery's reply lost, or the run dropped) goes idle
  * and is claimed again. Sets *ret_draining when someone asked this node to
- * drain. */
-int cluster_lease_refresh(RunQueue *q, const char *status_json, char *const *held, bool *ret_draining);
+ * drain, and *ret_cancel (when not NULL; NULL-terminated, NULL for none) to
+ * the ids of held whose cancel was asked (its message may never have come:
+ * pub/sub keeps nothing for a subscriber that is reconnecting). */
+int cluster_lease_refresh(RunQueue *q, const char *status_json, char *const *held, bool *ret_draining,
+                          char ***ret_cancel);
 
 /* Whether attempt is still run id's current one on this node (the record
  * `running`, that attempt, this node): 1 yes, 0 no (taken over by another

@@ -15,7 +15,8 @@
 -- entry is an EXPIRE).
 -- The last of the run's log comes with it (ARGV[11 .. 10 + ARGV[10]], (kind,
 -- data, time) triples as log_append.lua's, the end marker last) and goes in first,
--- also when the result is stale (a log holds what every attempt printed):
+-- also when the result is stale (a log holds what every attempt printed;
+-- a stale one's without its end marker):
 -- a reader that sees the run ended has its whole log, and a run's end is
 -- one script call, not two.
 -- KEYS: run:<id>, runs, stale, log:<id>
@@ -34,8 +35,14 @@ local st, a = h[1], h[2]
 local nlog = tonumber(ARGV[10])
 -- ended_by: the attempt whose finish wrote the end. The same finish asked
 -- again (its answer was lost) finds its own end: its log is in already.
-if h[8] ~= ARGV[1] then log_add(KEYS[4], ARGV[9], ARGV[3], 11, 10 + nlog) end
-if (st ~= 'queued' and st ~= 'running') or a ~= ARGV[1] then
+local stale = (st ~= 'queued' and st ~= 'running') or a ~= ARGV[1]
+-- A stale attempt's output stays in the log, but not its end marker:
+-- readers stop at the first end, and the attempt that won (another node's,
+-- still running or ended) would lose the rest of its output after it.
+local last = 10 + nlog
+if stale and nlog >= 3 and ARGV[last - 2] == 'end' then last = last - 3 end
+if h[8] ~= ARGV[1] then log_add(KEYS[4], ARGV[9], ARGV[3], 11, last) end
+if stale then
   redis.call('INCR', KEYS[3])
   return 0
 end

@@ -19,11 +19,17 @@
 --    Redis ~2.5 ms a call with a few thousand runs kept.
 -- KEYS: node:<id>, runs, nodes, drain:<id>, tenants, runs:<id> (this node's own stream)
 -- ARGV: ttl_ms, status_json, group, node_id, prefix, idx_batch, then the ids of the runs this node holds
--- Returns 1 when the node was asked to drain.
+-- Returns {1 when the node was asked to drain (else 0), the held ids whose
+-- cancel was asked (cancel.lua's cancel_requested)}.
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1])
 redis.call('SADD', KEYS[3], ARGV[4])
+local cancels = {}
 for i = 7, #ARGV do
-  local f = redis.call('HMGET', ARGV[5] .. 'run:' .. ARGV[i], 'entry', 'stream')
+  local f = redis.call('HMGET', ARGV[5] .. 'run:' .. ARGV[i], 'entry', 'stream', 'cancel_requested')
+  -- A cancel asked while this node's channel was down (Redis restarting,
+  -- the events connection coming back) reached nobody: it is in the
+  -- record, and this node hears it here.
+  if f[3] == '1' then cancels[#cancels + 1] = ARGV[i] end
   local e = f[1]
   if e then
     local s = f[2] or KEYS[2]
@@ -72,4 +78,4 @@ for _, idx in ipairs(redis.call('SMEMBERS', KEYS[5])) do
     end
   end
 end
-return redis.call('EXISTS', KEYS[4])
+return { redis.call('EXISTS', KEYS[4]), cancels }

@@ -10,13 +10,24 @@
 -- stream after the affinity delay (its node busy, stopped or gone) is moved
 -- to the shared stream, where any node takes it.
 -- KEYS: runs, dead, nodes
--- ARGV: group, me, min_idle_ms, count, now_us, ttl_s, prefix, affinity_delay_ms, now_ms, then the
--- ids of the runs this node holds (one it holds stays as it is: its lease
--- may not have touched it yet after a Redis restart)
+-- A Redis that was down past the lease lifetime comes back with every
+-- node's lease expired, the live nodes' too: they could not refresh it.
+-- Until it has been up for a lease lifetime plus the claim timeout (the
+-- live nodes have refreshed their leases and entries by then), no other
+-- node's entry is taken: before, the first node to look took the runs the
+-- others were still running and ran them again from the start. Redis's
+-- uptime is INFO's; a Redis (an ACL) that refuses INFO to the node is
+-- taken as up for long (the previous behaviour).
+-- ARGV: group, me, min_idle_ms, count, now_us, ttl_s, prefix, affinity_delay_ms, now_ms, lease_ttl_ms,
+-- then the ids of the runs this node holds (one it holds stays as it is: its
+-- lease may not have touched it yet after a Redis restart)
 -- Returns the ids this node should start.
 local out = {}
 local held = {}
-for i = 10, #ARGV do held[ARGV[i]] = true end
+for i = 11, #ARGV do held[ARGV[i]] = true end
+local info = redis.pcall('INFO', 'server')
+local up = type(info) == 'string' and tonumber(string.match(info, 'uptime_in_seconds:(%d+)')) or nil
+local restarted = up ~= nil and up * 1000 < tonumber(ARGV[10]) + tonumber(ARGV[3])
 local streams = { KEYS[1] }
 for _, n in ipairs(redis.call('SMEMBERS', KEYS[3])) do streams[#streams + 1] = ARGV[7] .. 'runs:' .. n end
 
@@ -31,7 +42,7 @@ for _, s in ipairs(streams) do
     for _, p in ipairs(pend) do
       local eid, owner = p[1], p[2]
       local mine = owner == ARGV[2]
-      if mine or redis.call('EXISTS', ARGV[7] .. 'node:' .. owner) == 0 then
+      if mine or (not restarted and redis.call('EXISTS', ARGV[7] .. 'node:' .. owner) == 0) then
         local got = redis.call('XCLAIM', s, ARGV[1], ARGV[2], ARGV[3], eid)
         local id = nil
         if got[1] and got[1][2] then

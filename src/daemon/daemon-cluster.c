@@ -41,6 +41,31 @@ static char *node_status_json(Daemon *d) {
         return s;
 }
 
+#define OUTAGE_REPEAT_USEC (60 * USEC_PER_SEC)
+
+void daemon_outage_failed(DaemonOutage *o, const char *what, int err) {
+        assert(o && what && err < 0);
+        usec_t now = now_monotonic();
+        if (o->since == 0) {
+                o->since = now;
+                log_warn("cluster: cannot %s: %s (trying again; said again once a minute while it lasts)", what,
+                         strerror(-err));
+        } else if (now - o->said_at >= OUTAGE_REPEAT_USEC)
+                log_warn("cluster: cannot %s: %s (for %llu s)", what, strerror(-err),
+                         (unsigned long long) ((now - o->since) / USEC_PER_SEC));
+        else
+                return;
+        o->said_at = now;
+}
+
+void daemon_outage_over(DaemonOutage *o, const char *what) {
+        assert(o && what);
+        if (o->since == 0)
+                return;
+        log_info("cluster: can %s again, after %.1f s", what, (double) (now_monotonic() - o->since) / USEC_PER_SEC);
+        *o = (DaemonOutage){};
+}
+
 /* The ids of the runs this node claimed and has not ended in Redis yet
  * (running, or their end still unwritten), NULL-terminated: what its lease
  * keeps fresh and its reclaim leaves alone (cluster_claim()). A claimed
@@ -63,16 +88,24 @@ static char **claimed_run_ids(Daemon *d) {
  * altogether under SIGSTOP, loses its entries after the claim timeout). */
 static void *lease_thread(void *p) {
         Daemon *d = p;
+        DaemonOutage out = {};
         for (;;) {
                 _cleanup_free_ char *s = node_status_json(d);
                 _cleanup_strv_free_ char **held = claimed_run_ids(d);
                 bool draining = false;
-                int k = cluster_lease_refresh(d->cluster->queue, s, held, &draining);
+                _cleanup_strv_free_ char **cancel = NULL;
+                int k = cluster_lease_refresh(d->cluster->queue, s, held, &draining, &cancel);
+                /* Cancels whose message this node missed (its channel was
+                 * down): the record has them. */
+                for (size_t i = 0; k >= 0 && cancel && cancel[i]; i++)
+                        d->cluster->opt.hooks.cancel_here(d, cancel[i]);
                 if (k >= 0)
                         __atomic_store_n(&d->cluster->lease_ok_at, now_monotonic(), __ATOMIC_RELAXED);
                 if (k < 0)
-                        log_warn("cluster: cannot refresh this node's lease: %s", strerror(-k));
-                else if (draining) {
+                        daemon_outage_failed(&out, "refresh this node's lease", k);
+                else
+                        daemon_outage_over(&out, "refresh this node's lease");
+                if (k >= 0 && draining) {
                         pthread_mutex_lock(&d->lock);
                         if (!d->cluster->draining)
                                 log_info("cluster: asked to drain: claiming no more runs");
@@ -127,6 +160,7 @@ static size_t adopt_claimed(Daemon *d, PendingRun *v, size_t n) {
 static void *claim_thread(void *p) {
         Daemon *d = p;
         DaemonCluster *c = d->cluster;
+        DaemonOutage out = {};
         for (;;) {
                 pthread_mutex_lock(&d->lock);
                 unsigned slots = d->cfg.max_concurrent_runs, busy = d->cluster_claimed;
@@ -150,10 +184,11 @@ static void *claim_thread(void *p) {
                 _cleanup_strv_free_ char **held = claimed_run_ids(d);
                 int k = cluster_claim(c->queue, slots - busy, 500, held, &v, &n);
                 if (k < 0) {
-                        log_warn("cluster: cannot claim runs: %s", strerror(-k));
+                        daemon_outage_failed(&out, "claim runs", k);
                         usleep(200 * 1000);
                         continue;
                 }
+                daemon_outage_over(&out, "claim runs");
                 size_t back = adopt_claimed(d, v, n);
                 pending_run_list_free(v, n);
                 if (back > 0) {
@@ -361,6 +396,11 @@ static void lock_put(void *userdata, const char *key, const char *json) {
 int daemon_cluster_attempt_current(Daemon *d, const char *id, int attempt) {
         assert(d->cluster);
         return cluster_run_attempt_current(d->cluster->queue, id, attempt);
+}
+
+const char *daemon_cluster_node_id(Daemon *d) {
+        assert(d && d->cluster);
+        return d->cluster->opt.node_id;
 }
 
 bool daemon_cluster_redis_lost(Daemon *d) {

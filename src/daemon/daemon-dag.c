@@ -1263,10 +1263,13 @@ void daemon_dags_cluster_tick(Daemon *d, bool take) {
                 return;
         _cleanup_strv_free_ char **owned = daemon_dags_active_ids(d), **taken = NULL, **cancel = NULL;
         int k = daemon_dag_cluster_leases(d, owned, take, &taken, &cancel);
+        /* Called by the lease thread alone: one state for it. */
+        static DaemonOutage out;
         if (k < 0) {
-                log_warn("cluster: cannot refresh the DAG leases: %s", strerror(-k));
+                daemon_outage_failed(&out, "refresh the DAG leases", k);
                 return;
         }
+        daemon_outage_over(&out, "refresh the DAG leases");
         for (size_t i = 0; taken && taken[i]; i++)
                 if (dag_take_over(d, taken[i]) < 0)
                         daemon_dag_cluster_release(d, taken[i]);

@@ -1127,6 +1127,20 @@ static RunStep *run_begin(Daemon *d, DRun *r, RunThread *wake, Instance *inst) {
          * stays pending: this node claims it again once it no longer holds
          * the run, or another node once this one stopped (reclaim.lua). */
         r->start_unanswered = r->claimed && st->sk < 0 && st->sk != -ESTALE;
+        /* Started again after its last attempt was cut short (reclaim.lua:
+         * its node died, froze or lost Redis past its lease): its output
+         * says so before this attempt's, as a worker's death within one
+         * attempt does (engine-run.c), so the earlier attempt's lines
+         * printed again are not a mystery. */
+        if (st->sk >= 0 && r->claimed && r->attempt > 1 && d->cluster) {
+                char *note = xasprintf("pysprinter: attempt %d of %d did not end (the node running it stopped or "
+                                       "lost Redis while it ran): running it again on node %s\n",
+                                       r->attempt - 1, r->max_attempts, daemon_cluster_node_id(d));
+                pthread_mutex_lock(&d->lock);
+                free(r->retry_note);
+                r->retry_note = note;
+                pthread_mutex_unlock(&d->lock);
+        }
 
         /* Granted by the config of its submit: a SIGHUP since, while it
          * waited in the queue, may have lowered its tenant's caps (never
@@ -2760,6 +2774,14 @@ void daemon_run_cancel_id(Daemon *d, const char *id) {
         DRun *r = NULL;
         if (daemon_run_find(d, NULL, id, &r) < 0)
                 return;
+        /* Heard again (the lease's look, after the message): once is enough. */
+        pthread_mutex_lock(&d->lock);
+        bool again = r->cancel_requested || r->done;
+        pthread_mutex_unlock(&d->lock);
+        if (again) {
+                drun_unref(d, r);
+                return;
+        }
         log_info("run %s: cancelled from another node", id);
         (void) daemon_run_cancel(d, r);
         drun_unref(d, r);

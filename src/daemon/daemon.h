@@ -685,7 +685,20 @@ typedef struct DaemonClusterOptions {
 } DaemonClusterOptions;
 typedef struct DaemonCluster DaemonCluster;
 
+/* A cluster step that fails at every try while Redis is away (the claim,
+ * five tries a second; the lease and the DAG leases, one): its warning is
+ * said when it starts failing, again once a minute while it lasts (with
+ * its latest error and for how long), and an info line when it works
+ * again, not at every try. One per step, used by one thread. */
+typedef struct DaemonOutage {
+        usec_t since;   /* monotonic: the first failure in a row; 0: working */
+        usec_t said_at; /* monotonic: its last warning */
+} DaemonOutage;
+void daemon_outage_failed(DaemonOutage *o, const char *what, int err);
+void daemon_outage_over(DaemonOutage *o, const char *what);
 const char *daemon_cluster_role_to_string(DaemonClusterRole role);
+/* This node's id (--node-id); cluster mode only. */
+const char *daemon_cluster_node_id(Daemon *d);
 int daemon_cluster_role_from_string(const char *s, DaemonClusterRole *ret);
 /* Replaces d->queue by Redis's, after the durability check (unless
  * volatile_ok), and starts the lease and (worker, all) claim threads. */

@@ -360,7 +360,7 @@ static void test_live_lease_keeps_entries(void **state) {
         usec_t until = now_monotonic() + 800 * USEC_PER_MSEC;
         while (now_monotonic() < until) {
                 bool draining = true;
-                assert_int_equal(cluster_lease_refresh(a, "{\"slots\":1}", held, &draining), 0);
+                assert_int_equal(cluster_lease_refresh(a, "{\"slots\":1}", held, &draining, NULL), 0);
                 assert_false(draining);
                 size_t n = 0;
                 assert_int_equal(cluster_claim(b, 1, 50, NULL, &v, &n), 0);
@@ -368,7 +368,7 @@ static void test_live_lease_keeps_entries(void **state) {
         }
         assert_int_equal(cluster_drain(b, "live-a"), 0);
         bool draining = false;
-        assert_int_equal(cluster_lease_refresh(a, NULL, NULL, &draining), 0);
+        assert_int_equal(cluster_lease_refresh(a, NULL, NULL, &draining, NULL), 0);
         assert_true(draining);
         assert_int_equal(cluster_drain(b, "no-such-node"), -ENOENT);
         assert_int_equal(run_queue_cancel(a, "r-kept", "x"), 0);
@@ -389,7 +389,7 @@ static void test_dead_nodes_entry_waits_the_claim_timeout(void **state) {
                 /* Before the call: Redis made the entry fresh at some point
                  * between it and the reply, which a slow reply delays. */
                 last = now_monotonic();
-                assert_int_equal(cluster_lease_refresh(a, "{}", held, NULL), 0);
+                assert_int_equal(cluster_lease_refresh(a, "{}", held, NULL, NULL), 0);
                 (void) usleep(50 * 1000);
         }
         /* a dies: its lease (300 ms) expires long before its entry is idle */
@@ -434,7 +434,7 @@ static size_t claim_holding(RunQueue *q, char **held, usec_t for_usec, PendingRu
         size_t n = 0;
         *ret = NULL;
         while (n == 0 && now_monotonic() < until) {
-                assert_int_equal(cluster_lease_refresh(q, "{}", held, NULL), 0);
+                assert_int_equal(cluster_lease_refresh(q, "{}", held, NULL, NULL), 0);
                 assert_int_equal(cluster_claim(q, 1, 50, held, ret, &n), 0);
         }
         return n;
@@ -792,7 +792,7 @@ static void test_placement_warm_node_then_fallback(void **state) {
                 ClusterOptions o = { .url = url, .node_id = names[i], .claim_timeout_ms = 5000, .lease_ttl_ms = 5000,
                                      .affinity_delay_ms = 300 };
                 assert_int_equal(cluster_queue_new(&o, &q[i], NULL), 0);
-                assert_int_equal(cluster_lease_refresh(q[i], "{\"slots\":2}", NULL, NULL), 0);
+                assert_int_equal(cluster_lease_refresh(q[i], "{\"slots\":2}", NULL, NULL, NULL), 0);
         }
         PendingRun *v = NULL;
         submit_env(q[0], "r-place-1", "envA");
@@ -840,7 +840,7 @@ static void test_claim_over_two_streams_keeps_to_free_slots(void **state) {
         ClusterOptions o = { .url = url, .node_id = "two-a", .claim_timeout_ms = 5000, .lease_ttl_ms = 5000 };
         RunQueue *a = NULL, *b = queue("two-b", 5000);
         assert_int_equal(cluster_queue_new(&o, &a, NULL), 0);
-        assert_int_equal(cluster_lease_refresh(a, "{\"slots\":1}", NULL, NULL), 0);
+        assert_int_equal(cluster_lease_refresh(a, "{\"slots\":1}", NULL, NULL, NULL), 0);
         PendingRun *v = NULL;
         submit_env(a, "r-two-1", "envC");
         assert_int_equal(claim_until(a, 1, 1, &v), 1);
@@ -1243,7 +1243,7 @@ static void test_lease_trims_indexes_from_the_oldest(void **state) {
         }
         redis_cli("DEL ps:run:r-trim-100");
         redis_cli("CONFIG RESETSTAT");
-        assert_int_equal(cluster_lease_refresh(a, "{}", NULL, NULL), 0);
+        assert_int_equal(cluster_lease_refresh(a, "{}", NULL, NULL, NULL), 0);
         /* idx and ridx: 11 looks each, not 200; the script's own EXISTS
          * (the streams, the drain key) besides. */
         assert_in_range(command_calls("exists"), 22, 40);
