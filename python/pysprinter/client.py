@@ -340,7 +340,7 @@ class Client:
         """The run object once it has ended: asked again with ?wait=true
         (a long poll, each answer within the client's timeout)."""
         path = f"/v1/runs/{urllib.parse.quote(run['id'], safe='')}?{self._wait_query()}"
-        failing_since, pause = None, 0.2
+        patience = _Patience(self.timeout)
         while run.get("status") not in TERMINAL:
             try:
                 _, run = self._call("GET", path)
@@ -352,17 +352,10 @@ class Client:
                 # not lose it. Asked again for up to the client's timeout
                 # of failures in a row, as Ray's and Modal's clients
                 # reconnect; then the error. Any other refusal is final.
-                if isinstance(e, APIError) and e.status not in (502, 503, 504):
+                if not _daemon_away(e) or not patience.failed():
                     raise
-                now = time.monotonic()
-                failing_since = failing_since or now
-                limit = self.timeout if self.timeout is not None else _RECONNECT_FOR_S
-                if now - failing_since >= limit:
-                    raise
-                time.sleep(pause)
-                pause = min(pause * 2, 2.0)
                 continue
-            failing_since, pause = None, 0.2
+            patience.ok()
         return run
 
     def _finish(self, status, run):
@@ -465,21 +458,16 @@ class Client:
         again: the daemon answers a repeat with the first run, waiting for
         its end. Before, the first lost connection was raised."""
         key = key or "pyclient-" + base64.b32encode(os.urandom(15)).decode().lower()
-        failing_since, pause = None, 0.2
+        patience = _Patience(self.timeout)
         while True:
             try:
                 return self._call("POST", path, body, idempotency_key=key)
             except (OSError, http.client.HTTPException) as e:
                 # Refused before anything was sent: no daemon there, no run.
-                if failing_since is None and isinstance(e, ConnectionRefusedError):
+                if patience.since is None and isinstance(e, ConnectionRefusedError):
                     raise
-                now = time.monotonic()
-                failing_since = failing_since or now
-                limit = self.timeout if self.timeout is not None else _RECONNECT_FOR_S
-                if now - failing_since >= limit:
+                if not patience.failed():
                     raise
-                time.sleep(pause)
-                pause = min(pause * 2, 2.0)
 
     def deploy(self, name, path_or_function, *, description=None, limits=None, requirements=None, env=None,
                secrets=None, retries=None, url=None):
@@ -689,21 +677,17 @@ class Client:
         waiting and leaves it going."""
         dag = {"id": _run_id(dag)} if isinstance(dag, str) else dag
         path = f"/v1/dags/{_segment(_run_id(dag))}?{self._wait_query()}"
-        failing_since, pause = None, 0.2
+        patience = _Patience(self.timeout)
         while dag.get("status") not in DAG_TERMINAL:
             try:
                 _, dag = self._call("GET", path)
-            except (OSError, http.client.HTTPException):
+            except (OSError, http.client.HTTPException, APIError) as e:
                 # A daemon restarting resumes the DAG run (docs/api.md
                 # "Restarts"): asked again as _wait_run() asks for a run.
-                now = time.monotonic()
-                failing_since = failing_since or now
-                if now - failing_since >= (self.timeout if self.timeout is not None else _RECONNECT_FOR_S):
+                if not _daemon_away(e) or not patience.failed():
                     raise
-                time.sleep(pause)
-                pause = min(pause * 2, 2.0)
                 continue
-            failing_since, pause = None, 0.2
+            patience.ok()
         if dag.get("status") != "succeeded":
             raise DagError(dag)
         return dag
@@ -812,23 +796,19 @@ class Client:
                 return dec.decode(base64.b64decode(d["base64"]))
             return dec.decode(b"", final=True) + d.get("text", "")
 
-        at, failing_since, pause = 0, None, 0.2
+        at, patience = 0, _Patience(self.timeout)
         while True:
             try:
                 r = self._request("GET", f"/v1/runs/{rid}/logs?follow=1", stream=True,
                                   headers={"Last-Event-ID": str(at)} if at else None)
             except (OSError, http.client.HTTPException):
-                now = time.monotonic()
-                failing_since = failing_since or now
-                if now - failing_since >= (self.timeout if self.timeout is not None else _RECONNECT_FOR_S):
+                if not patience.failed():
                     raise
-                time.sleep(pause)
-                pause = min(pause * 2, 2.0)
                 continue
             if not 200 <= r.status < 300:
                 with r:
                     raise _api_error(r.status, r.read())
-            failing_since, pause = None, 0.2
+            patience.ok()
             with r:
                 event, data, event_id = None, [], None
                 try:
@@ -861,6 +841,38 @@ class Client:
 # How long a wait for a run goes on asking a daemon that does not answer,
 # with timeout=None.
 _RECONNECT_FOR_S = 600.0
+
+class _Patience:
+    """Asking a daemon that does not answer again (a restart, a network
+    blip, a cluster's gateway cut from its Redis), as Ray's and Modal's
+    clients reconnect: for up to the client's timeout of failures in a row
+    (_RECONNECT_FOR_S with none), pausing 0.2 s, doubling up to 2 s."""
+
+    def __init__(self, timeout):
+        self.limit = timeout if timeout is not None else _RECONNECT_FOR_S
+        self.ok()
+
+    def ok(self):
+        """An answer came: the next failure starts a new count."""
+        self.since, self.pause = None, 0.2
+
+    def failed(self):
+        """After a failure: pauses and is true (ask again), or is false when
+        the failures have lasted the limit (the caller raises)."""
+        now = time.monotonic()
+        self.since = self.since or now
+        if now - self.since >= self.limit:
+            return False
+        time.sleep(self.pause)
+        self.pause = min(self.pause * 2, 2.0)
+        return True
+
+
+def _daemon_away(e):
+    """Whether e says the daemon is away for now, not that it refused: a
+    connection that failed, or a gateway's 502-504 (docs/cluster.md)."""
+    return not isinstance(e, APIError) or e.status in (502, 503, 504)
+
 
 # The least read timeout of a follow stream: three of the daemon's 5 s
 # keep-alives.
