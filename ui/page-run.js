@@ -39,6 +39,16 @@ export function lockView(data) {
     table(['Package', 'Version', 'sha256', 'Depends on'], rows, { empty: 'No packages.' }));
 }
 
+// A run's error as `run` prints it: the message names its type already
+// when the function raised ("ValueError: boom") or the source did not
+// parse ("main.py:1:7: SyntaxError: …", with the line and a caret under
+// the column: its lines are kept); else the type goes first.
+function errorLine(e) {
+  const type = e.type || 'Error', msg = e.message || '';
+  const named = msg === type || msg.startsWith(`${type}:`) || msg.includes(` ${type}:`);
+  return h('p', { class: 'error-type' }, named ? msg : [h('strong', {}, type), msg ? `: ${msg}` : '']);
+}
+
 export function runPage(main, [id], _query, session) {
   const head = h('div', { id: 'run-head' });
   const details = h('div', { id: 'run-details' });
@@ -169,8 +179,8 @@ export function runPage(main, [id], _query, session) {
     if (r.result !== null && r.result !== undefined) parts.push(section('Result', json(r.result)));
     else if (r.result_repr) parts.push(section('Result (repr)', h('pre', { class: 'json' }, r.result_repr)));
     if (r.error) {
-      parts.push(section('Error', h('p', { class: 'error-type' }, h('strong', {}, r.error.type || 'Error'), ': ',
-        r.error.message || ''), r.error.traceback ? h('pre', { class: 'traceback' }, r.error.traceback) : null));
+      parts.push(section('Error', errorLine(r.error),
+        r.error.traceback ? h('pre', { class: 'traceback' }, r.error.traceback) : null));
     }
     parts.push(section('Phases', waterfall(r.timings)));
     fill(details, ...parts);
