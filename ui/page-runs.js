@@ -25,11 +25,16 @@ export function runsPage(main, _params, query, session) {
     h('form', { class: 'filters', role: 'search', onsubmit: (e) => e.preventDefault() }, status, fn, text),
     body, pager);
 
+  // The function filter as the user set it (first from the URL): the
+  // options are rebuilt as runs of new functions arrive, and keep it. A
+  // name no listed run has stays an option, so the filter shows what the
+  // URL says (before, a link's function came back after "any function"
+  // was picked, at the next run of a new function).
+  let wantFn = query.get('function') || '';
   function functions() {
-    const names = [...new Set([...runs.values()].map((r) => r.function).filter(Boolean))].sort();
-    const want = query.get('function') || fn.value;
+    const names = [...new Set([...runs.values()].map((r) => r.function).filter(Boolean).concat(wantFn || []))].sort();
     fill(fn, h('option', { value: '' }, 'any function'), ...names.map((x) => h('option', { value: x }, x)));
-    fn.value = names.includes(want) ? want : '';
+    fn.value = wantFn;
   }
 
   function matches(r) {
@@ -76,7 +81,7 @@ export function runsPage(main, _params, query, session) {
     sync();
     load().catch((e) => body.append(errorBox(e)));
   });
-  fn.addEventListener('change', () => { page = 0; sync(); });
+  fn.addEventListener('change', () => { wantFn = fn.value; page = 0; sync(); });
   text.addEventListener('input', debounce(() => { page = 0; sync(); }, 150));
   const onKey = (e) => {
     if (e.key === '/' && document.activeElement.tagName !== 'INPUT') {

@@ -79,3 +79,27 @@ def test_a_failed_runs_error_names_its_type_once(drv, d):
     # its lines kept.
     assert text_of(drv, ".error-type") == bad["error"]["message"], bad
     assert "    def f(:\n          ^" in text_of(drv, ".error-type")
+
+
+# ---- the runs table ---------------------------------------------------------------------
+
+
+def test_the_function_filter_stays_as_the_user_set_it(drv, d):
+    """Opened at #/runs?function=NAME, the table kept that function as a
+    default for ever: after the user picked "any function" (the URL said
+    so too), the next run of a function new to the list put the filter
+    back to NAME and hid every other run."""
+    from selenium.webdriver.support.ui import Select
+    first = run(d, "def alpha():\n    return 1\n")
+    run(d, "def beta():\n    return 2\n")
+    go(drv, d, "#/runs?function=alpha")
+    wait_for(lambda: "●" in text_of(drv, "#live"), what="the live table")
+    wait_for(lambda: [r.get_attribute("data-run") for r in css(drv, "tr[data-run]")] == [first["id"]],
+             what="alpha's run alone")
+    Select(css(drv, "#f-function")[0]).select_by_value("")
+    wait_for(lambda: len(css(drv, "tr[data-run]")) >= 2, what="every run")
+    new = run(d, "def gamma():\n    return 3\n")
+    wait_for(lambda: css(drv, f'tr[data-run="{new["id"]}"]'), what="gamma's run, live")
+    assert drv.execute_script("return document.getElementById('f-function').value") == ""
+    assert css(drv, f'tr[data-run="{first["id"]}"]')
+    assert "function=" not in drv.current_url
