@@ -7,9 +7,13 @@
 // panel, Escape closes it and gives the focus back to the node.
 import dagre from './vendor/dagre.js';
 import { api, stream, HttpError } from './api.js';
-import { h, fill, append, s, clear, badge, fmtTime, fmtMs, json, section, table, errorBox, setQuery, canAct } from './lib.js';
+import { h, fill, append, s, clear, badge, fmtTime, fmtMs, json, section, table, errorBox, setQuery, canAct,
+  parseExact } from './lib.js';
 
 const MAX_GRAPH = 300;
+// A task state's mark in the tasks × runs grid: a first letter told
+// succeeded from skipped (and cached from cancelled) by colour alone.
+const MARKS = { succeeded: '✓', cached: '≡', failed: '✗', cancelled: '⊘', skipped: '–', running: '▶', pending: '○' };
 const LIVE = new Set(['running', 'validating']);
 
 export function dagsPage(main) {
@@ -83,7 +87,9 @@ export function dagPage(main, [id], query, session) {
       h('dt', {}, 'duration'), h('dd', {}, fmtMs(t.duration_ms)),
       h('dt', {}, 'exit code'), h('dd', {}, t.exit_code ?? '—')));
     if (t.error) panel.append(h('h3', {}, 'Error'), h('pre', { class: 'traceback' }, t.error));
-    if (t.result !== null && t.result !== undefined) panel.append(h('h3', {}, 'Result'), json(t.result));
+    // The result as the API wrote it (its numbers as `run` prints them).
+    const exact = state.exact && state.exact.tasks ? state.exact.tasks.find((x) => x.name === selected) : null;
+    if (t.result !== null && t.result !== undefined) panel.append(h('h3', {}, 'Result'), json(exact ? exact.result : t.result));
     const log = h('pre', { class: 'log', id: 'task-log' }, '…');
     panel.append(h('h3', {}, 'Logs'), log);
     if (!t.run_id) { log.textContent = '(not run yet)'; return; }
@@ -177,7 +183,11 @@ export function dagPage(main, [id], query, session) {
 
   function follow() {
     es = stream(`/v1/dags/${encodeURIComponent(id)}/events`, {
-      dag: (d) => { if (d && d.tasks) update(d); },
+      dag: (d, _src, raw) => {
+        if (!d || !d.tasks) return;
+        try { d.exact = parseExact(raw); } catch { /* shown as parsed */ }
+        update(d);
+      },
       end: (_d, src) => {
         src.close(); // over: no reconnect
         grid().catch(() => {});
@@ -198,13 +208,15 @@ export function dagPage(main, [id], query, session) {
         const st = x ? x.state : '';
         return h('td', { class: `cell st-${st.replace(/[^a-z_]/g, '')}`, title: `${r.id}: ${st || 'absent'}` },
           h('a', { href: `#/dags/${encodeURIComponent(r.id)}?task=${encodeURIComponent(t.name)}`,
-            'aria-label': `${t.name} in ${r.id}: ${st || 'absent'}` }, st ? st[0] : '·'));
+            'aria-label': `${t.name} in ${r.id}: ${st || 'absent'}` }, MARKS[st] || st.slice(0, 2) || '·'));
       })));
+    const legend = h('p', { class: 'dim', id: 'dag-grid-legend' },
+      Object.entries(MARKS).map(([k, m], i) => `${i ? ' · ' : ''}${m} ${k}`), ' · · absent');
     fill(gridBox, section('Tasks × recent runs',
-      table(['Task', ...cols.map((r) => fmtTime(r.created_at).slice(5))], rows)));
+      h('div', { id: 'dag-grid' }, table(['Task', ...cols.map((r) => fmtTime(r.created_at).slice(5))], rows)), legend));
   }
 
-  Promise.all([api(`/v1/dags/${encodeURIComponent(id)}/graph`), api(`/v1/dags/${encodeURIComponent(id)}`)])
+  Promise.all([api(`/v1/dags/${encodeURIComponent(id)}/graph`), api(`/v1/dags/${encodeURIComponent(id)}`, { exact: true })])
     .then(([gr, st]) => {
       graph = gr;
       state = st;

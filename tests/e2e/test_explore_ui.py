@@ -103,3 +103,160 @@ def test_the_function_filter_stays_as_the_user_set_it(drv, d):
     assert drv.execute_script("return document.getElementById('f-function').value") == ""
     assert css(drv, f'tr[data-run="{first["id"]}"]')
     assert "function=" not in drv.current_url
+
+
+# ---- a run's page -----------------------------------------------------------------------
+
+WAITS = """
+import os, time
+def waits(flag: str):
+    print("started", flush=True)
+    while not os.path.exists(flag):
+        time.sleep(0.05)
+    return "done"
+"""
+
+
+def test_a_queued_runs_page_shows_it_running_once_it_starts(drv, d, tmp_path):
+    """A run opened while it waited in the queue kept saying "queued",
+    attempt 0, never started, while its log showed it printing: the page
+    only learned its status at its end."""
+    blocker_flag, flag = tmp_path / "blocker", tmp_path / "flag"
+    st, blocker = d.run(WAITS, wait=False, kwargs={"flag": str(blocker_flag)})
+    assert st == 202, blocker
+    d.wait_status(blocker["id"], ["running"])
+    st, queued = d.run(WAITS, wait=False, kwargs={"flag": str(flag)})
+    assert st == 202, queued
+    assert d.call("GET", f"/v1/runs/{queued['id']}")[1]["status"] == "queued"
+    try:
+        go(drv, d, f"#/runs/{queued['id']}")
+        wait_for(lambda: text_of(drv, "#run-head .badge") == "queued", what="the queued run's page")
+        blocker_flag.touch()
+        wait_for(lambda: "started" in text_of(drv, "#log"), timeout=60, what="its output")
+        assert d.call("GET", f"/v1/runs/{queued['id']}")[1]["status"] == "running"
+        wait_for(lambda: text_of(drv, "#run-head .badge") == "running", what="'running' on its page")
+        assert "1 of" in text_of(drv, "#run-head")
+        assert css(drv, "#cancel")
+    finally:
+        blocker_flag.touch()
+        flag.touch()
+    wait_for(lambda: text_of(drv, "#run-head .badge") == "succeeded", timeout=60, what="its end")
+
+
+BIG = """
+def big(x):
+    return {"n": 2**63 - 1, "m": 2**53 + 1, "f": 1.0, "x": x}
+"""
+
+
+def test_a_result_shows_the_numbers_the_cli_prints(drv, d, tmp_path):
+    """The page parsed the run with JSON.parse and showed numbers as
+    JavaScript's doubles: 2**53 + 1 read 9007199254740992, 2**63 - 1
+    9223372036854775807 as 9223372036854776000, and 1.0 as 1, where the API
+    and `pysprinter run` say 9007199254740993, 9223372036854775807 and 1.0.
+    Same for an argument, and for a DAG task's result in its panel."""
+    src = tmp_path / "big.py"
+    src.write_text(BIG)
+    cli = subprocess.run([str(CLI), "run", "--server", d.url, "--token", TOKENS["alice"], "--json", str(src),
+                          "--json-args", "[9007199254740993]"], capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    assert cli.stdout.strip() == \
+        '{"n":9223372036854775807,"m":9007199254740993,"f":1.0,"x":9007199254740993}', cli.stdout
+    r = run(d, BIG, args=[9007199254740993])
+    ended(drv, d, r["id"])
+    shown = text_of(drv, "#run-details")
+    for want in ('"n": 9223372036854775807', '"m": 9007199254740993', '"f": 1.0', '"x": 9007199254740993'):
+        assert want in shown, shown
+    assert "9007199254740993" in text_of(drv, "#run-details section")  # the argument
+    pipe = "tasks:\n  t: {file: big.py, function: big, args: [9007199254740993]}\n"
+    st, g = d.call("POST", "/v1/dags?wait=true", {"pipeline": pipe, "files": {"big.py": BIG}})
+    assert st == 200 and g["status"] == "succeeded", g
+    go(drv, d, f"#/dags/{g['id']}?task=t")
+    wait_for(lambda: '"m": 9007199254740993' in text_of(drv, "#task-panel"), what="the task's exact result")
+    assert '"f": 1.0' in text_of(drv, "#task-panel")
+
+
+def test_a_long_log_opens_and_shows_its_end(drv, d):
+    """A run that printed a long log froze its page: each piece of output
+    was added to the page and scrolled into view on its own, at a cost
+    growing with the page (20 000 lines took 10 s, the 200 000 of a run
+    stopped at its 10 MiB output limit some 15 minutes). The page now
+    draws the output in batches and keeps its last 5000 lines, saying how
+    many earlier ones only the download has."""
+    r = run(d, "def big(n: int = 100000):\n    for i in range(n):\n        print('line', i, 'x' * 40)\n")
+    assert r["status"] == "succeeded", r
+    go(drv, d, f"#/runs/{r['id']}")
+    wait_for(lambda: "ended" in text_of(drv, "#log-state"), timeout=90, what="the whole log")
+    last = drv.execute_script("const l = document.getElementById('log'); return l.lastChild.textContent")
+    st, _, raw = d.request("GET", f"/v1/runs/{r['id']}/logs")
+    assert st == 200
+    want_last = raw.rstrip(b"\n").rsplit(b"\n", 1)[-1].decode()
+    assert last.rstrip("\n").endswith(want_last), (last, want_last)
+    note = text_of(drv, "#log-trimmed")
+    assert note.startswith("95000 earlier lines") and "Download" in note, note
+    assert drv.execute_script("return document.querySelectorAll('#log .ts').length") == 5000
+
+
+# ---- DAG runs and functions ---------------------------------------------------------------
+
+PIPE = """
+tasks:
+  ok: {file: steps.py, function: ok}
+  bad: {file: steps.py, function: bad, args: ["${ok}"]}
+  after: {file: steps.py, function: ok, args: ["${bad}"]}
+"""
+STEPS = """
+def ok(*a):
+    return 1
+def bad(x):
+    raise RuntimeError("no")
+"""
+
+
+def test_the_dag_grid_tells_each_task_state_apart(drv, d):
+    """The tasks × runs grid wrote a state's first letter: a succeeded
+    task and a skipped one both read "s" (and cached and cancelled both
+    "c"), so the grid could not tell a pipeline that ran from one that
+    stopped. Each state has its own mark, and a legend says which."""
+    st, g = d.call("POST", "/v1/dags?wait=true", {"pipeline": PIPE, "files": {"steps.py": STEPS}})
+    assert st == 200 and g["status"] == "failed", g
+    assert {t["name"]: t["state"] for t in g["tasks"]} == {"ok": "succeeded", "bad": "failed", "after": "skipped"}
+    go(drv, d, f"#/dags/{g['id']}")
+    wait_for(lambda: len(css(drv, "td.cell")) >= 3, what="the grid")
+    marks = {}
+    for row in css(drv, "#dag-grid tbody tr"):
+        name = row.find_element("css selector", "th").get_attribute("textContent")
+        marks[name] = row.find_elements("css selector", "td.cell")[0].text
+    assert len(set(marks.values())) == 3, marks
+    legend = text_of(drv, "#dag-grid-legend")
+    for state in ("succeeded", "failed", "skipped", "cached", "cancelled"):
+        assert state in legend, legend
+    assert f"{marks['after']} skipped" in legend and f"{marks['ok']} succeeded" in legend, (marks, legend)
+
+
+def test_the_invoke_form_sends_the_numbers_typed(drv, d):
+    """The invoke form read its JSON with JSON.parse and sent it again:
+    9007199254740993 typed went as 9007199254740992, 1.0 as 1 (a float
+    parameter without annotation got an int). The text typed is sent as it
+    is (once it parses)."""
+    st, fn = d.call("POST", "/v1/functions", {"name": "echo", "source": "def echo(a, b):\n    return [a, b]\n"})
+    assert st in (200, 201), fn
+    go(drv, d, "#/functions/echo")
+    box = wait_for(lambda: css(drv, "#inv-args"), what="the invoke form")[0]
+    box.clear()
+    box.send_keys("[9007199254740993, 1.0]")
+    css(drv, "form.invoke button")[0].click()
+    wait_for(lambda: "#/runs/" in drv.current_url, what="the new run's page")
+    run_id = drv.current_url.split("#/runs/")[1]
+    st, _, raw = d.request("GET", f"/v1/runs/{run_id}?wait=true")
+    assert st == 200, raw
+    assert b'"args":[9007199254740993,1.0]' in raw and b'"result":[9007199254740993,1.0]' in raw, raw
+
+
+def test_a_run_that_returned_none_shows_its_result(drv, d):
+    """A succeeded run whose function returned None (`run` prints null)
+    had no Result at all on its page, as if it had none yet."""
+    r = run(d, "def nothing():\n    return None\n")
+    assert r["status"] == "succeeded" and r["result"] is None, r
+    ended(drv, d, r["id"])
+    assert "Result\nnull" in text_of(drv, "#run-details"), text_of(drv, "#run-details")
