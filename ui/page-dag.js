@@ -24,9 +24,11 @@ export function dagsPage(main) {
     const rows = data.dags.map((g) => h('tr', {},
       h('td', {}, h('a', { href: `#/dags/${encodeURIComponent(g.id)}`, class: 'mono' }, g.id)),
       h('td', {}, g.name || '—'), h('td', {}, badge(g.status)),
-      h('td', {}, Object.entries(g.counts || {}).map(([k, v]) => `${k} ${v}`).join(', ') || '—'),
       h('td', {}, fmtTime(g.started_at || g.created_at)), h('td', { class: 'num' }, fmtMs(g.duration_ms))));
-    fill(body, table(['DAG run', 'Name', 'Status', 'Tasks', 'Started', 'Duration'], rows,
+    // No task counts: the list (GET /v1/dags) has none, as `dag ls` shows
+    // none; the column read "—" for every DAG run, as if it had no task.
+    // A DAG run's page has them.
+    fill(body, table(['DAG run', 'Name', 'Status', 'Started', 'Duration'], rows,
       { empty: 'No DAG runs yet: `pysprinter dag run pipeline.yaml --server …`.' }));
   }
   load().catch((e) => body.append(errorBox(e)));

@@ -260,3 +260,22 @@ def test_a_run_that_returned_none_shows_its_result(drv, d):
     assert r["status"] == "succeeded" and r["result"] is None, r
     ended(drv, d, r["id"])
     assert "Result\nnull" in text_of(drv, "#run-details"), text_of(drv, "#run-details")
+
+
+def test_the_dag_list_shows_no_empty_task_column(drv, d):
+    """The DAG runs list had a Tasks column filled from counts the list
+    (GET /v1/dags) never carries: it read "—" for every DAG run, as if none
+    had a task."""
+    st, g = d.call("POST", "/v1/dags?wait=true", {"pipeline": PIPE, "files": {"steps.py": STEPS}})
+    assert st == 200, g
+    st, listed = d.call("GET", "/v1/dags?limit=1")
+    assert st == 200 and listed["dags"][0]["id"] == g["id"] and "counts" not in listed["dags"][0], listed
+    go(drv, d, "#/dags")
+    row = wait_for(lambda: css(drv, f'a[href="#/dags/{g["id"]}"]'), what="the DAG run's row")[0]
+    heads = [th.get_attribute("textContent") for th in css(drv, "main thead th")]
+    cells = [td.get_attribute("textContent") for td in row.find_element("xpath", "ancestor::tr").find_elements(
+        "css selector", "td")]
+    assert len(heads) == len(cells), (heads, cells)
+    shown = dict(zip(heads, cells))
+    assert shown.get("Tasks", "x") != "—", shown
+    assert shown["Status"] == "failed", shown
