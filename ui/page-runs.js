@@ -60,8 +60,16 @@ export function runsPage(main, _params, query, session) {
       h('td', {}, fmtTime(r.started_at || r.created_at)),
       h('td', { class: 'num' }, fmtMs(runDuration(r, now))),
       h('td', { class: 'num' }, r.exit_code ?? '—')));
+    // The table is drawn anew (every second while a run runs, and at each
+    // live change): the link that had the keyboard focus gets it back, or
+    // the focus fell to the page's start each time.
+    const focused = body.contains(document.activeElement) ? document.activeElement.getAttribute('href') : null;
     fill(body, table(['Run', 'Status', 'Function', 'Tenant', 'Started', 'Duration', 'Exit'], rows,
       { empty: runs.size ? 'No run matches the filters.' : 'No runs yet: submit one with `pysprinter run --server …`.' }));
+    if (focused) {
+      const again = [...body.querySelectorAll('a')].find((a) => a.getAttribute('href') === focused);
+      if (again) again.focus({ preventScroll: true });
+    }
     fill(pager,
       h('button', { type: 'button', disabled: page === 0, onclick: () => { page--; sync(); } }, '← Newer'),
       h('span', {}, ` page ${page + 1} of ${pages} · ${shown.length} run(s) `),

@@ -279,3 +279,26 @@ def test_the_dag_list_shows_no_empty_task_column(drv, d):
     shown = dict(zip(heads, cells))
     assert shown.get("Tasks", "x") != "—", shown
     assert shown["Status"] == "failed", shown
+
+
+def test_the_runs_table_keeps_the_keyboard_focus_while_runs_tick(drv, d, tmp_path):
+    """While a run ran, the runs table was drawn anew every second (its
+    duration ticks) and at every live change: a keyboard user's focus on a
+    run's link fell back to the page's start each time, so Tab and Enter
+    could not reach a run while any was running."""
+    flag = tmp_path / "flag"
+    st, r = d.run(WAITS, wait=False, kwargs={"flag": str(flag)})
+    assert st == 202, r
+    try:
+        d.wait_status(r["id"], ["running"])
+        go(drv, d, "#/runs")
+        wait_for(lambda: css(drv, f'tr[data-run="{r["id"]}"] a'), what="the running run's row")
+        drv.execute_script("document.querySelector(arguments[0]).focus()", f'tr[data-run="{r["id"]}"] a')
+        before = text_of(drv, f'tr[data-run="{r["id"]}"] td.num')
+        wait_for(lambda: text_of(drv, f'tr[data-run="{r["id"]}"] td.num') != before, what="the duration ticking")
+        assert drv.execute_script("return document.activeElement.getAttribute('href')") == f"#/runs/{r['id']}"
+    finally:
+        flag.touch()
+    d.wait_status(r["id"], ["succeeded"])
+    wait_for(lambda: text_of(drv, f'tr[data-run="{r["id"]}"] .badge') == "succeeded", what="its end, live")
+    assert drv.execute_script("return document.activeElement.getAttribute('href')") == f"#/runs/{r['id']}"
