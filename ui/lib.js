@@ -225,3 +225,14 @@ export function jsonText(v, indent = '') {
   if (!keys.length) return '{}';
   return `{\n${keys.map((k) => `${inner}${JSON.stringify(k)}: ${jsonText(v[k], inner)}`).join(',\n')}\n${indent}}`;
 }
+
+// Runs draw(), which draws el's content anew, and gives the keyboard focus
+// back to the link that had it in el (the same href): a table redrawn
+// every few seconds otherwise dropped the focus to the page's start.
+export function keepFocus(el, draw) {
+  const focused = el.contains(document.activeElement) ? document.activeElement.getAttribute('href') : null;
+  draw();
+  if (!focused) return;
+  const again = [...el.querySelectorAll('a')].find((a) => a.getAttribute('href') === focused);
+  if (again) again.focus({ preventScroll: true });
+}

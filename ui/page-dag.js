@@ -8,7 +8,7 @@
 import dagre from './vendor/dagre.js';
 import { api, stream, HttpError } from './api.js';
 import { h, fill, append, s, clear, badge, fmtTime, fmtMs, json, section, table, errorBox, setQuery, canAct,
-  parseExact } from './lib.js';
+  parseExact, keepFocus } from './lib.js';
 
 const MAX_GRAPH = 300;
 // A task state's mark in the tasks × runs grid: a first letter told
@@ -28,8 +28,9 @@ export function dagsPage(main) {
     // No task counts: the list (GET /v1/dags) has none, as `dag ls` shows
     // none; the column read "—" for every DAG run, as if it had no task.
     // A DAG run's page has them.
-    fill(body, table(['DAG run', 'Name', 'Status', 'Started', 'Duration'], rows,
-      { empty: 'No DAG runs yet: `pysprinter dag run pipeline.yaml --server …`.' }));
+    // Drawn anew every 2 s: the focused DAG run's link keeps the focus.
+    keepFocus(body, () => fill(body, table(['DAG run', 'Name', 'Status', 'Started', 'Duration'], rows,
+      { empty: 'No DAG runs yet: `pysprinter dag run pipeline.yaml --server …`.' })));
   }
   load().catch((e) => body.append(errorBox(e)));
   const t = setInterval(() => load().catch(() => {}), 2000);

@@ -1,7 +1,7 @@
 // Runs: the tenant's runs, newest first, filtered and paged; new runs and
 // status changes arrive over GET /v1/events (SSE) without a reload.
 import { api, stream } from './api.js';
-import { h, fill, append, clear, badge, fmtTime, fmtMs, runDuration, table, errorBox, debounce, setQuery, ACTIVE } from './lib.js';
+import { h, fill, append, clear, badge, fmtTime, fmtMs, runDuration, table, errorBox, debounce, setQuery, ACTIVE, keepFocus } from './lib.js';
 
 const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'invalid', 'deps_failed', 'killed', 'cancelled',
   'error', 'lost'];
@@ -63,13 +63,8 @@ export function runsPage(main, _params, query, session) {
     // The table is drawn anew (every second while a run runs, and at each
     // live change): the link that had the keyboard focus gets it back, or
     // the focus fell to the page's start each time.
-    const focused = body.contains(document.activeElement) ? document.activeElement.getAttribute('href') : null;
-    fill(body, table(['Run', 'Status', 'Function', 'Tenant', 'Started', 'Duration', 'Exit'], rows,
-      { empty: runs.size ? 'No run matches the filters.' : 'No runs yet: submit one with `pysprinter run --server …`.' }));
-    if (focused) {
-      const again = [...body.querySelectorAll('a')].find((a) => a.getAttribute('href') === focused);
-      if (again) again.focus({ preventScroll: true });
-    }
+    keepFocus(body, () => fill(body, table(['Run', 'Status', 'Function', 'Tenant', 'Started', 'Duration', 'Exit'], rows,
+      { empty: runs.size ? 'No run matches the filters.' : 'No runs yet: submit one with `pysprinter run --server …`.' })));
     fill(pager,
       h('button', { type: 'button', disabled: page === 0, onclick: () => { page--; sync(); } }, '← Newer'),
       h('span', {}, ` page ${page + 1} of ${pages} · ${shown.length} run(s) `),

@@ -302,3 +302,18 @@ def test_the_runs_table_keeps_the_keyboard_focus_while_runs_tick(drv, d, tmp_pat
     d.wait_status(r["id"], ["succeeded"])
     wait_for(lambda: text_of(drv, f'tr[data-run="{r["id"]}"] .badge') == "succeeded", what="its end, live")
     assert drv.execute_script("return document.activeElement.getAttribute('href')") == f"#/runs/{r['id']}"
+
+
+def test_the_dag_list_keeps_the_keyboard_focus_across_its_refresh(drv, d):
+    """The DAG runs list is drawn anew every 2 s: a keyboard user's focus
+    on a DAG run's link fell to the page's start at each refresh."""
+    st, g = d.call("POST", "/v1/dags?wait=true", {"pipeline": PIPE, "files": {"steps.py": STEPS}})
+    assert st == 200, g
+    go(drv, d, "#/dags")
+    sel = f'a[href="#/dags/{g["id"]}"]'
+    wait_for(lambda: css(drv, sel), what="the DAG run's row")
+    drv.execute_script("window.firstTable = document.querySelector('main table'); "
+                       "document.querySelector(arguments[0]).focus()", sel)
+    wait_for(lambda: drv.execute_script("return document.querySelector('main table') !== window.firstTable"),
+             what="the list's refresh")
+    assert drv.execute_script("return document.activeElement.getAttribute('href')") == f"#/dags/{g['id']}"
