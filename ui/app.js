@@ -50,6 +50,11 @@ function route() {
       // router and left an empty page (and an uncaught URIError).
       break;
     }
+    // Each view its own title: the tab, the history (back's list) and a
+    // bookmark named every page "pysprinter".
+    const what = { runs: ['Runs', 'Run'], dags: ['DAG runs', 'DAG run'], functions: ['Functions', 'Function'],
+      data: ['Data', 'Dataset'], workers: ['Workers', 'Workers'] }[sectionName];
+    document.title = `${params.length ? `${what[1]} ${params[0]}` : what[0]} · pysprinter`;
     try {
       cleanup = page(main, params, query, session) || null;
     } catch (e) {
@@ -57,6 +62,7 @@ function route() {
     }
     return;
   }
+  document.title = 'Not found · pysprinter';
   main.appendChild(h('h1', { id: 'not-found' }, 'Not found'));
   main.appendChild(h('p', {}, 'No page at ', h('code', {}, path), '. ', h('a', { href: '#/runs' }, 'Back to the runs')));
 }

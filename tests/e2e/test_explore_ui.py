@@ -331,3 +331,21 @@ def test_a_link_with_a_cut_escape_says_not_found(drv, d):
     assert "#/runs" in [a.get_attribute("href") for a in css(drv, "main a")][0]
     go(drv, d, "#/runs/%E0%A4%A")
     wait_for(lambda: text_of(drv, "#not-found") == "Not found", what="the not-found page, opened")
+
+
+def test_each_view_has_its_own_title(drv, d):
+    """Every page was titled "pysprinter": a tab, the back button's list of
+    pages and a bookmark could not tell a run from the runs list. Each view
+    names itself, and back and forward bring its title back with it."""
+    r = run(d, "def titled():\n    return 1\n")
+    go(drv, d, "#/runs")
+    wait_for(lambda: drv.title == "Runs · pysprinter", what="the runs page's title")
+    drv.execute_script("location.hash = arguments[0]", f"#/runs/{r['id']}")
+    wait_for(lambda: drv.title == f"Run {r['id']} · pysprinter", what="the run page's title")
+    drv.execute_script("location.hash = '#/functions/echo'")
+    wait_for(lambda: drv.title == "Function echo · pysprinter", what="the function page's title")
+    drv.back()
+    wait_for(lambda: drv.title == f"Run {r['id']} · pysprinter", what="the run page's title, back")
+    wait_for(lambda: "ended" in text_of(drv, "#log-state"), what="the run page itself")
+    drv.forward()
+    wait_for(lambda: drv.title == "Function echo · pysprinter", what="forward")
