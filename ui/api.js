@@ -1,5 +1,7 @@
 // The daemon's JSON API, as the logged-in browser calls it: the session
 // cookie authenticates, the CSRF header lets state-changing calls through.
+import { parseExact } from './lib.js';
+
 export class HttpError extends Error {
   constructor(status, message) {
     super(message);
@@ -11,11 +13,14 @@ export function toLogin() {
   location.assign('/ui/login#' + encodeURIComponent(location.hash));
 }
 
-export async function api(path, { method = 'GET', body, text = false } = {}) {
+// exact: the answer also keeps its JSON numbers as written (lib.js
+// parseExact), as data.exact, for showing a run's values.
+// rawBody: JSON text sent as it is (what a user typed keeps its numbers).
+export async function api(path, { method = 'GET', body, rawBody, text = false, exact = false } = {}) {
   const opts = { method, credentials: 'same-origin', headers: { 'X-Pysprinter-CSRF': '1' } };
-  if (body !== undefined) {
+  if (body !== undefined || rawBody !== undefined) {
     opts.headers['Content-Type'] = 'application/json';
-    opts.body = JSON.stringify(body);
+    opts.body = rawBody !== undefined ? rawBody : JSON.stringify(body);
   }
   const r = await fetch(path, opts);
   if (r.status === 401) {
@@ -23,7 +28,12 @@ export async function api(path, { method = 'GET', body, text = false } = {}) {
     throw new HttpError(401, 'not logged in');
   }
   const ct = r.headers.get('Content-Type') || '';
-  const data = !text && ct.startsWith('application/json') ? await r.json() : await r.text();
+  const isJson = !text && ct.startsWith('application/json');
+  const raw = await r.text();
+  const data = isJson ? JSON.parse(raw) : raw;
+  if (isJson && exact && r.ok && data && typeof data === 'object') {
+    Object.defineProperty(data, 'exact', { value: parseExact(raw), enumerable: false, writable: true });
+  }
   if (!r.ok) {
     const msg = data && data.error ? data.error.message : `HTTP ${r.status}`;
     throw new HttpError(r.status, msg);
@@ -42,7 +52,7 @@ export function stream(path, handlers) {
     es.addEventListener(name, (ev) => {
       let data = null;
       try { data = JSON.parse(ev.data); } catch { data = ev.data; }
-      fn(data, es);
+      fn(data, es, ev.data);
     });
   }
   es.addEventListener('revoked', () => {

@@ -42,7 +42,19 @@ function route() {
       if (a.dataset.section === sectionName) a.setAttribute('aria-current', 'page');
       else a.removeAttribute('aria-current');
     }
-    const params = m.slice(1).map(decodeURIComponent);
+    let params;
+    try {
+      params = m.slice(1).map(decodeURIComponent);
+    } catch {
+      // A cut escape ("%E0%A4%A", a link cut short): it threw out of the
+      // router and left an empty page (and an uncaught URIError).
+      break;
+    }
+    // Each view its own title: the tab, the history (back's list) and a
+    // bookmark named every page "pysprinter".
+    const what = { runs: ['Runs', 'Run'], dags: ['DAG runs', 'DAG run'], functions: ['Functions', 'Function'],
+      data: ['Data', 'Dataset'], workers: ['Workers', 'Workers'] }[sectionName];
+    document.title = `${params.length ? `${what[1]} ${params[0]}` : what[0]} · pysprinter`;
     try {
       cleanup = page(main, params, query, session) || null;
     } catch (e) {
@@ -50,7 +62,8 @@ function route() {
     }
     return;
   }
-  main.appendChild(h('h1', {}, 'Not found'));
+  document.title = 'Not found · pysprinter';
+  main.appendChild(h('h1', { id: 'not-found' }, 'Not found'));
   main.appendChild(h('p', {}, 'No page at ', h('code', {}, path), '. ', h('a', { href: '#/runs' }, 'Back to the runs')));
 }
 

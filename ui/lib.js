@@ -95,8 +95,9 @@ export function badge(status) {
   return h('span', { class: `badge st-${String(status).replace(/[^a-z_]/g, '')}` }, status || '—');
 }
 
+// value as pretty JSON; a value from parseExact keeps its numbers' text.
 export function json(value) {
-  return h('pre', { class: 'json' }, JSON.stringify(value, null, 2));
+  return h('pre', { class: 'json' }, jsonText(value));
 }
 
 export function section(title, ...children) {
@@ -140,4 +141,98 @@ export function setQuery(path, params) {
 // Empties el and appends children (null/false skipped, strings as text).
 export function fill(el, ...children) {
   return append(clear(el), children);
+}
+
+// JSON as the API wrote it, for showing values: JSON.parse makes every
+// number a double, so 2**53 + 1 read 9007199254740992, 2**63 - 1
+// 9223372036854775807 as 9223372036854776000 and 1.0 as 1, where the API
+// and `pysprinter run` say what the function returned. parseExact keeps
+// each number's text (a RawNumber); jsonText writes a value as
+// JSON.stringify(v, null, 2) does, those numbers as they came.
+export class RawNumber {
+  constructor(text) { this.text = text; }
+}
+
+export function parseExact(text) {
+  let i = 0;
+  const ws = () => { while (i < text.length && ' \t\n\r'.includes(text[i])) i++; };
+  const fail = () => { throw new SyntaxError(`bad JSON at ${i}`); };
+  function value() {
+    ws();
+    const c = text[i];
+    if (c === '{') {
+      i++;
+      const o = {};
+      ws();
+      if (text[i] === '}') { i++; return o; }
+      for (;;) {
+        ws();
+        const k = str();
+        ws();
+        if (text[i++] !== ':') fail();
+        o[k] = value();
+        ws();
+        const sep = text[i++];
+        if (sep === '}') return o;
+        if (sep !== ',') fail();
+      }
+    }
+    if (c === '[') {
+      i++;
+      const a = [];
+      ws();
+      if (text[i] === ']') { i++; return a; }
+      for (;;) {
+        a.push(value());
+        ws();
+        const sep = text[i++];
+        if (sep === ']') return a;
+        if (sep !== ',') fail();
+      }
+    }
+    if (c === '"') return str();
+    for (const [word, v] of [['true', true], ['false', false], ['null', null]]) {
+      if (text.startsWith(word, i)) { i += word.length; return v; }
+    }
+    const m = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/.exec(text.slice(i, i + 400));
+    if (!m) fail();
+    i += m[0].length;
+    return new RawNumber(m[0]);
+  }
+  function str() {
+    if (text[i] !== '"') fail();
+    let j = i + 1;
+    while (j < text.length && text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+    const s = JSON.parse(text.slice(i, j + 1));
+    i = j + 1;
+    return s;
+  }
+  const v = value();
+  ws();
+  if (i !== text.length) fail();
+  return v;
+}
+
+export function jsonText(v, indent = '') {
+  if (v instanceof RawNumber) return v.text;
+  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
+  const inner = indent + '  ';
+  if (Array.isArray(v)) {
+    if (!v.length) return '[]';
+    return `[\n${v.map((x) => inner + jsonText(x, inner)).join(',\n')}\n${indent}]`;
+  }
+  const keys = Object.keys(v);
+  if (!keys.length) return '{}';
+  return `{\n${keys.map((k) => `${inner}${JSON.stringify(k)}: ${jsonText(v[k], inner)}`).join(',\n')}\n${indent}}`;
+}
+
+// Runs draw(), which draws el's content anew, and gives the keyboard focus
+// back to the link that had it in el (the same href): a table redrawn
+// every few seconds otherwise dropped the focus to the page's start.
+export function keepFocus(el, draw) {
+  const focused = el.contains(document.activeElement) ? document.activeElement.getAttribute('href') : null;
+  draw();
+  if (!focused) return;
+  const again = [...el.querySelectorAll('a')].find((a) => a.getAttribute('href') === focused);
+  if (again) again.focus({ preventScroll: true });
 }

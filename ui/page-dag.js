@@ -7,9 +7,13 @@
 // panel, Escape closes it and gives the focus back to the node.
 import dagre from './vendor/dagre.js';
 import { api, stream, HttpError } from './api.js';
-import { h, fill, append, s, clear, badge, fmtTime, fmtMs, json, section, table, errorBox, setQuery, canAct } from './lib.js';
+import { h, fill, append, s, clear, badge, fmtTime, fmtMs, json, section, table, errorBox, setQuery, canAct,
+  parseExact, keepFocus } from './lib.js';
 
 const MAX_GRAPH = 300;
+// A task state's mark in the tasks × runs grid: a first letter told
+// succeeded from skipped (and cached from cancelled) by colour alone.
+const MARKS = { succeeded: '✓', cached: '≡', failed: '✗', cancelled: '⊘', skipped: '–', running: '▶', pending: '○' };
 const LIVE = new Set(['running', 'validating']);
 
 export function dagsPage(main) {
@@ -20,10 +24,13 @@ export function dagsPage(main) {
     const rows = data.dags.map((g) => h('tr', {},
       h('td', {}, h('a', { href: `#/dags/${encodeURIComponent(g.id)}`, class: 'mono' }, g.id)),
       h('td', {}, g.name || '—'), h('td', {}, badge(g.status)),
-      h('td', {}, Object.entries(g.counts || {}).map(([k, v]) => `${k} ${v}`).join(', ') || '—'),
       h('td', {}, fmtTime(g.started_at || g.created_at)), h('td', { class: 'num' }, fmtMs(g.duration_ms))));
-    fill(body, table(['DAG run', 'Name', 'Status', 'Tasks', 'Started', 'Duration'], rows,
-      { empty: 'No DAG runs yet: `pysprinter dag run pipeline.yaml --server …`.' }));
+    // No task counts: the list (GET /v1/dags) has none, as `dag ls` shows
+    // none; the column read "—" for every DAG run, as if it had no task.
+    // A DAG run's page has them.
+    // Drawn anew every 2 s: the focused DAG run's link keeps the focus.
+    keepFocus(body, () => fill(body, table(['DAG run', 'Name', 'Status', 'Started', 'Duration'], rows,
+      { empty: 'No DAG runs yet: `pysprinter dag run pipeline.yaml --server …`.' })));
   }
   load().catch((e) => body.append(errorBox(e)));
   const t = setInterval(() => load().catch(() => {}), 2000);
@@ -83,7 +90,9 @@ export function dagPage(main, [id], query, session) {
       h('dt', {}, 'duration'), h('dd', {}, fmtMs(t.duration_ms)),
       h('dt', {}, 'exit code'), h('dd', {}, t.exit_code ?? '—')));
     if (t.error) panel.append(h('h3', {}, 'Error'), h('pre', { class: 'traceback' }, t.error));
-    if (t.result !== null && t.result !== undefined) panel.append(h('h3', {}, 'Result'), json(t.result));
+    // The result as the API wrote it (its numbers as `run` prints them).
+    const exact = state.exact && state.exact.tasks ? state.exact.tasks.find((x) => x.name === selected) : null;
+    if (t.result !== null && t.result !== undefined) panel.append(h('h3', {}, 'Result'), json(exact ? exact.result : t.result));
     const log = h('pre', { class: 'log', id: 'task-log' }, '…');
     panel.append(h('h3', {}, 'Logs'), log);
     if (!t.run_id) { log.textContent = '(not run yet)'; return; }
@@ -177,7 +186,11 @@ export function dagPage(main, [id], query, session) {
 
   function follow() {
     es = stream(`/v1/dags/${encodeURIComponent(id)}/events`, {
-      dag: (d) => { if (d && d.tasks) update(d); },
+      dag: (d, _src, raw) => {
+        if (!d || !d.tasks) return;
+        try { d.exact = parseExact(raw); } catch { /* shown as parsed */ }
+        update(d);
+      },
       end: (_d, src) => {
         src.close(); // over: no reconnect
         grid().catch(() => {});
@@ -198,13 +211,15 @@ export function dagPage(main, [id], query, session) {
         const st = x ? x.state : '';
         return h('td', { class: `cell st-${st.replace(/[^a-z_]/g, '')}`, title: `${r.id}: ${st || 'absent'}` },
           h('a', { href: `#/dags/${encodeURIComponent(r.id)}?task=${encodeURIComponent(t.name)}`,
-            'aria-label': `${t.name} in ${r.id}: ${st || 'absent'}` }, st ? st[0] : '·'));
+            'aria-label': `${t.name} in ${r.id}: ${st || 'absent'}` }, MARKS[st] || st.slice(0, 2) || '·'));
       })));
+    const legend = h('p', { class: 'dim', id: 'dag-grid-legend' },
+      Object.entries(MARKS).map(([k, m], i) => `${i ? ' · ' : ''}${m} ${k}`), ' · · absent');
     fill(gridBox, section('Tasks × recent runs',
-      table(['Task', ...cols.map((r) => fmtTime(r.created_at).slice(5))], rows)));
+      h('div', { id: 'dag-grid' }, table(['Task', ...cols.map((r) => fmtTime(r.created_at).slice(5))], rows)), legend));
   }
 
-  Promise.all([api(`/v1/dags/${encodeURIComponent(id)}/graph`), api(`/v1/dags/${encodeURIComponent(id)}`)])
+  Promise.all([api(`/v1/dags/${encodeURIComponent(id)}/graph`), api(`/v1/dags/${encodeURIComponent(id)}`, { exact: true })])
     .then(([gr, st]) => {
       graph = gr;
       state = st;

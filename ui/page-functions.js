@@ -171,9 +171,13 @@ export function functionPage(main, [name], query, session) {
       ev.preventDefault();
       out.textContent = '';
       try {
-        const body = { args: JSON.parse(args.value || '[]'), kwargs: JSON.parse(kwargs.value || '{}') };
-        if (call.pinned) body.version = f.version;
-        const r = await api(`/v1/functions/${encodeURIComponent(name)}/invoke`, { method: 'POST', body });
+        // The text typed goes as it is, once it parses: JSON.parse and
+        // stringify again sent 9007199254740993 as 9007199254740992, 1.0 as 1.
+        const a = (args.value || '').trim() || '[]', k = (kwargs.value || '').trim() || '{}';
+        JSON.parse(a);
+        JSON.parse(k);
+        const body = `{"args": ${a}, "kwargs": ${k}${call.pinned ? `, "version": ${f.version}` : ''}}`;
+        const r = await api(`/v1/functions/${encodeURIComponent(name)}/invoke`, { method: 'POST', rawBody: body });
         location.hash = `#/runs/${encodeURIComponent(r.id)}`;
       } catch (e) {
         out.textContent = e.message;

@@ -2,7 +2,8 @@
 // its timings, its live log (GET /v1/runs/{id}/logs?follow=1, SSE) and a
 // cancel button. Output is appended as text nodes, never as HTML.
 import { api, stream, HttpError } from './api.js';
-import { h, fill, append, clear, badge, fmtTime, fmtMs, fmtClock, json, section, table, errorBox, ACTIVE, canAct } from './lib.js';
+import { h, fill, append, clear, badge, fmtTime, fmtMs, fmtClock, json, section, table, errorBox, ACTIVE, canAct,
+  parseExact } from './lib.js';
 
 const PHASES = [['validate', 'validate_ms'], ['resolve', 'resolve_ms'], ['install', 'install_ms'],
   ['acquire', 'start_ms'], ['run', 'run_ms']];
@@ -39,6 +40,16 @@ export function lockView(data) {
     table(['Package', 'Version', 'sha256', 'Depends on'], rows, { empty: 'No packages.' }));
 }
 
+// A run's error as `run` prints it: the message names its type already
+// when the function raised ("ValueError: boom") or the source did not
+// parse ("main.py:1:7: SyntaxError: …", with the line and a caret under
+// the column: its lines are kept); else the type goes first.
+function errorLine(e) {
+  const type = e.type || 'Error', msg = e.message || '';
+  const named = msg === type || msg.startsWith(`${type}:`) || msg.includes(` ${type}:`);
+  return h('p', { class: 'error-type' }, named ? msg : [h('strong', {}, type), msg ? `: ${msg}` : '']);
+}
+
 export function runPage(main, [id], _query, session) {
   const head = h('div', { id: 'run-head' });
   const details = h('div', { id: 'run-details' });
@@ -61,6 +72,57 @@ export function runPage(main, [id], _query, session) {
   let run = null;
 
   const bottom = () => { logBox.scrollTop = logBox.scrollHeight; };
+  // Output is drawn in batches (each piece added and scrolled into view on
+  // its own forced a layout per piece, at a cost growing with the log: a
+  // run that printed its 10 MiB froze the page for minutes), and the page
+  // keeps the last MAX_LINES lines; Download has them all.
+  const MAX_LINES = 5000;
+  const trimmed = h('p', { id: 'log-trimmed', class: 'dim', hidden: true });
+  const pending = document.createDocumentFragment();
+  const lineStarts = []; // each kept line's first node (its time), oldest first
+  let dropped = 0;
+  let flushing = false;
+  let pause = 100;
+  function flush() {
+    flushing = false;
+    if (lineStarts.length > MAX_LINES) {
+      // The lines cut go at once (a Range), before the batch is added:
+      // the batch's own are cut where they are not drawn.
+      const cut = lineStarts.length - MAX_LINES;
+      const keep = lineStarts[cut];
+      const range = document.createRange();
+      if (keep.parentNode === logBox) {
+        range.setStart(logBox, 0);
+        range.setEndBefore(keep);
+        range.deleteContents();
+      } else {
+        if (logBox.firstChild) {
+          range.selectNodeContents(logBox);
+          range.deleteContents();
+        }
+        range.setStart(pending, 0);
+        range.setEndBefore(keep);
+        range.deleteContents();
+      }
+      lineStarts.splice(0, cut);
+      dropped += cut;
+      trimmed.hidden = false;
+      trimmed.textContent = `${dropped} earlier lines are not shown here: Download has the whole log.`;
+    }
+    const t0 = performance.now();
+    logBox.appendChild(pending); // moves the batch's nodes, leaving it empty
+    if (follow.checked) bottom();
+    // A long log costs a long layout: the next batch waits for it more, so
+    // that laying out stays a small part of the time (a replayed 10 MiB
+    // log comes in as fast as it is read).
+    pause = Math.min(1000, Math.max(100, 4 * (performance.now() - t0)));
+  }
+  const later = () => {
+    if (!flushing) {
+      flushing = true;
+      setTimeout(flush, pause);
+    }
+  };
   const logCard = section('Logs',
     h('div', { class: 'log-tools' },
       h('label', {}, follow, ' follow'),
@@ -68,7 +130,7 @@ export function runPage(main, [id], _query, session) {
       h('button', { type: 'button', onclick: bottom }, 'Bottom'),
       h('button', { type: 'button', id: 'download', onclick: download }, 'Download'),
       logState),
-    logBox);
+    trimmed, logBox);
 
   // The log's bytes as the API keeps them (GET /v1/runs/{id}/logs): what the
   // page shows is decoded text, lossy for output that is not UTF-8.
@@ -126,23 +188,24 @@ export function runPage(main, [id], _query, session) {
       }
       if (atLineStart) {
         const ts = h('span', { class: 'ts' }, fmtClock(now) + ' ');
-        logBox.appendChild(ts);
+        pending.appendChild(ts);
+        lineStarts.push(ts);
         lineSpans = [ts];
       }
       if (content || ends) {
         const sp = h('span', { class: cls }, content + (ends ? '\n' : ''));
-        logBox.appendChild(sp);
+        pending.appendChild(sp);
         lineSpans.push(sp);
       }
       atLineStart = ends;
       if (ends) lineSpans = [];
     }
-    if (follow.checked) bottom();
+    later();
   }
 
   async function cancel() {
     try {
-      renderRun(await api(`/v1/runs/${encodeURIComponent(run.id)}`, { method: 'DELETE' }));
+      renderRun(await api(`/v1/runs/${encodeURIComponent(run.id)}`, { method: 'DELETE', exact: true }));
     } catch (e) {
       head.append(errorBox(e));
     }
@@ -164,31 +227,61 @@ export function runPage(main, [id], _query, session) {
         h('dt', {}, 'created'), h('dd', {}, fmtTime(r.created_at)),
         h('dt', {}, 'started'), h('dd', {}, fmtTime(r.started_at)),
         h('dt', {}, 'finished'), h('dd', {}, fmtTime(r.finished_at))));
-    const parts = [section('Arguments', h('h3', {}, 'args'), json(r.args ?? []), h('h3', {}, 'kwargs'),
-      json(r.kwargs ?? {}))];
-    if (r.result !== null && r.result !== undefined) parts.push(section('Result', json(r.result)));
+    // The values as the API wrote them (api's exact): numbers as `run` prints them.
+    const x = r.exact || r;
+    const parts = [section('Arguments', h('h3', {}, 'args'), json(x.args ?? []), h('h3', {}, 'kwargs'),
+      json(x.kwargs ?? {}))];
+    // A function that returned None succeeded with null (`run` prints it).
+    if ((r.result !== null && r.result !== undefined) || (r.status === 'succeeded' && !r.result_repr)) {
+      parts.push(section('Result', json(x.result ?? null)));
+    }
     else if (r.result_repr) parts.push(section('Result (repr)', h('pre', { class: 'json' }, r.result_repr)));
     if (r.error) {
-      parts.push(section('Error', h('p', { class: 'error-type' }, h('strong', {}, r.error.type || 'Error'), ': ',
-        r.error.message || ''), r.error.traceback ? h('pre', { class: 'traceback' }, r.error.traceback) : null));
+      parts.push(section('Error', errorLine(r.error),
+        r.error.traceback ? h('pre', { class: 'traceback' }, r.error.traceback) : null));
     }
     parts.push(section('Phases', waterfall(r.timings)));
     fill(details, ...parts);
   }
 
+  // The log's stream says the phase, not the status: a run opened while
+  // it waited in the queue said "queued", attempt 0, never started, until
+  // its end. While the page says queued, a phase or output means it may
+  // have started: the run is asked for again (once at a time).
+  let asking = false, ended = false;
+  async function refreshQueued() {
+    if (asking || ended || !run || run.status !== 'queued') return;
+    asking = true;
+    try {
+      const r = await api(`/v1/runs/${encodeURIComponent(id)}`, { exact: true });
+      if (!ended) renderRun(r);
+    } catch { /* the stream's end brings the run anyway */ }
+    asking = false;
+    if (run.status === 'queued' && !ended) setTimeout(refreshQueued, 500);
+  }
+
   function openLogs() {
     logState.textContent = 'streaming…';
     es = stream(`/v1/runs/${encodeURIComponent(id)}/logs?follow=1`, {
-      output: (d) => output(d.stream, outputText(d), d.time),
+      output: (d) => {
+        output(d.stream, outputText(d), d.time);
+        refreshQueued();
+      },
       phase: (d) => {
         if (run && ACTIVE.has(run.status)) { run.phase = d.phase; renderRun(run); }
+        refreshQueued();
         // Resolved: the lock is known from here on.
         if (d.phase !== 'validate' && d.phase !== 'resolve' && !lockShown) loadLock();
       },
-      end: (r, src) => {
+      end: (r, src, raw) => {
         src.close(); // the stream is over: no reconnect
+        ended = true;
+        flush(); // what came last is on the page when it says ended
         logState.textContent = 'ended';
-        if (r && r.id) renderRun(r);
+        if (r && r.id) {
+          try { r.exact = parseExact(raw); } catch { /* shown as parsed */ }
+          renderRun(r);
+        }
         if (!lockShown) loadLock();
       },
     });
@@ -196,7 +289,7 @@ export function runPage(main, [id], _query, session) {
   }
 
   main.append(head, details, section('Environment', lockBox), logCard);
-  api(`/v1/runs/${encodeURIComponent(id)}`).then((r) => {
+  api(`/v1/runs/${encodeURIComponent(id)}`, { exact: true }).then((r) => {
     renderRun(r);
     loadLock();
     openLogs();
@@ -207,5 +300,8 @@ export function runPage(main, [id], _query, session) {
         h('p', {}, 'No run ', h('code', {}, id), ' is visible to you. ', h('a', { href: '#/runs' }, 'All runs')));
     } else main.append(errorBox(e));
   });
-  return () => { if (es) es.close(); };
+  return () => {
+    ended = true; // no more asking for the run
+    if (es) es.close();
+  };
 }

@@ -1,7 +1,7 @@
 // Runs: the tenant's runs, newest first, filtered and paged; new runs and
 // status changes arrive over GET /v1/events (SSE) without a reload.
 import { api, stream } from './api.js';
-import { h, fill, append, clear, badge, fmtTime, fmtMs, runDuration, table, errorBox, debounce, setQuery, ACTIVE } from './lib.js';
+import { h, fill, append, clear, badge, fmtTime, fmtMs, runDuration, table, errorBox, debounce, setQuery, ACTIVE, keepFocus } from './lib.js';
 
 const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'invalid', 'deps_failed', 'killed', 'cancelled',
   'error', 'lost'];
@@ -25,11 +25,16 @@ export function runsPage(main, _params, query, session) {
     h('form', { class: 'filters', role: 'search', onsubmit: (e) => e.preventDefault() }, status, fn, text),
     body, pager);
 
+  // The function filter as the user set it (first from the URL): the
+  // options are rebuilt as runs of new functions arrive, and keep it. A
+  // name no listed run has stays an option, so the filter shows what the
+  // URL says (before, a link's function came back after "any function"
+  // was picked, at the next run of a new function).
+  let wantFn = query.get('function') || '';
   function functions() {
-    const names = [...new Set([...runs.values()].map((r) => r.function).filter(Boolean))].sort();
-    const want = query.get('function') || fn.value;
+    const names = [...new Set([...runs.values()].map((r) => r.function).filter(Boolean).concat(wantFn || []))].sort();
     fill(fn, h('option', { value: '' }, 'any function'), ...names.map((x) => h('option', { value: x }, x)));
-    fn.value = names.includes(want) ? want : '';
+    fn.value = wantFn;
   }
 
   function matches(r) {
@@ -55,8 +60,11 @@ export function runsPage(main, _params, query, session) {
       h('td', {}, fmtTime(r.started_at || r.created_at)),
       h('td', { class: 'num' }, fmtMs(runDuration(r, now))),
       h('td', { class: 'num' }, r.exit_code ?? '—')));
-    fill(body, table(['Run', 'Status', 'Function', 'Tenant', 'Started', 'Duration', 'Exit'], rows,
-      { empty: runs.size ? 'No run matches the filters.' : 'No runs yet: submit one with `pysprinter run --server …`.' }));
+    // The table is drawn anew (every second while a run runs, and at each
+    // live change): the link that had the keyboard focus gets it back, or
+    // the focus fell to the page's start each time.
+    keepFocus(body, () => fill(body, table(['Run', 'Status', 'Function', 'Tenant', 'Started', 'Duration', 'Exit'], rows,
+      { empty: runs.size ? 'No run matches the filters.' : 'No runs yet: submit one with `pysprinter run --server …`.' })));
     fill(pager,
       h('button', { type: 'button', disabled: page === 0, onclick: () => { page--; sync(); } }, '← Newer'),
       h('span', {}, ` page ${page + 1} of ${pages} · ${shown.length} run(s) `),
@@ -76,7 +84,7 @@ export function runsPage(main, _params, query, session) {
     sync();
     load().catch((e) => body.append(errorBox(e)));
   });
-  fn.addEventListener('change', () => { page = 0; sync(); });
+  fn.addEventListener('change', () => { wantFn = fn.value; page = 0; sync(); });
   text.addEventListener('input', debounce(() => { page = 0; sync(); }, 150));
   const onKey = (e) => {
     if (e.key === '/' && document.activeElement.tagName !== 'INPUT') {
