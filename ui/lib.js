@@ -170,7 +170,9 @@ export function parseExact(text) {
         const k = str();
         ws();
         if (text[i++] !== ':') fail();
-        o[k] = value();
+        // Defined, not assigned: a key "__proto__" is data, as JSON.parse
+        // makes it (an assignment set the object's prototype instead).
+        Object.defineProperty(o, k, { value: value(), enumerable: true, writable: true, configurable: true });
         ws();
         const sep = text[i++];
         if (sep === '}') return o;

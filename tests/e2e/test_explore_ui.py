@@ -349,3 +349,14 @@ def test_each_view_has_its_own_title(drv, d):
     wait_for(lambda: "ended" in text_of(drv, "#log-state"), what="the run page itself")
     drv.forward()
     wait_for(lambda: drv.title == "Function echo · pysprinter", what="forward")
+
+
+def test_a_result_with_a_key_named_proto_shows_it(drv, d):
+    """A result dict whose key is "__proto__" (a user's data can hold any
+    key): the page's exact JSON reader assigned it as the object's
+    prototype, so the key vanished from the result shown."""
+    r = run(d, 'def protoish():\n    return {"__proto__": {"polluted": 1}, "a": 2}\n')
+    ended(drv, d, r["id"])
+    shown = text_of(drv, "#run-details")
+    assert '"__proto__": {' in shown and '"polluted": 1' in shown and '"a": 2' in shown, shown
+    assert drv.execute_script("return ({}).polluted === undefined")
