@@ -62,13 +62,13 @@ static int env_ls(int argc, char **argv) {
         else if (json_array_size(envs) == 0)
                 printf("no environments in %s\n", where ?: "the server's package store");
         else
-                printf("%-12s %8s  %-24s %-6s %s\n", "ENV", "SIZE", "LAST USED", "IN USE", "REQUIREMENTS");
+                printf("%-12s %10s  %-24s %-6s %s\n", "ENV", "SIZE", "LAST USED", "IN USE", "REQUIREMENTS");
         size_t i;
         if (!json)
                 json_array_foreach(envs, i, e) {
                         char size[32];
                         format_size((uint64_t) json_integer_value(json_object_get(e, "size_bytes")), size);
-                        printf("%-12.12s %8s  %-24s %-6s ", json_get_string(e, "key") ?: "?", size,
+                        printf("%-12.12s %10s  %-24s %-6s ", json_get_string(e, "key") ?: "?", size,
                                json_get_string(e, "last_used") ?: "-",
                                json_is_true(json_object_get(e, "in_use")) ? "yes" : "no");
                         size_t k;

@@ -24,21 +24,6 @@
 #define RUN_FINISHED "status NOT IN ('queued','running')"
 #define DAG_FINISHED "status NOT IN ('queued','pending','running')"
 
-static char *format_bytes(uint64_t n, char buf[static 32]) {
-        static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-        double v = (double) n;
-        size_t u = 0;
-        while (v >= 1024 && u + 1 < ELEMENTSOF(units)) {
-                v /= 1024;
-                u++;
-        }
-        if (u == 0)
-                snprintf(buf, 32, "%" PRIu64 " B", n);
-        else
-                snprintf(buf, 32, "%.1f %s", v, units[u]);
-        return buf;
-}
-
 char *gc_stats_summary(const GcStats *st, bool dry_run, bool json) {
         assert(st);
         if (json) {
@@ -62,11 +47,11 @@ char *gc_stats_summary(const GcStats *st, bool dry_run, bool json) {
                          " folders, %s), %" PRIu64 " memo entries, %" PRIu64 " data objects (%s), %" PRIu64
                          " cancel requests; unreferenced packages: %s\n"
                          "%s %s in %.1fs\n",
-                         dry_run ? "would remove" : "removed", st->runs, st->logs, format_bytes(st->log_bytes, b1),
-                         st->dag_runs, st->dag_dirs, format_bytes(st->dag_dir_bytes, b2), st->memo_entries,
-                         st->data_objects, format_bytes(st->data_bytes, b3), st->cancel_requests,
-                         format_bytes(st->package_bytes, b4), dry_run ? "would free" : "freed",
-                         format_bytes(gc_stats_bytes(st), b5), (double) st->duration_usec / USEC_PER_SEC);
+                         dry_run ? "would remove" : "removed", st->runs, st->logs, format_size(st->log_bytes, b1),
+                         st->dag_runs, st->dag_dirs, format_size(st->dag_dir_bytes, b2), st->memo_entries,
+                         st->data_objects, format_size(st->data_bytes, b3), st->cancel_requests,
+                         format_size(st->package_bytes, b4), dry_run ? "would free" : "freed",
+                         format_size(gc_stats_bytes(st), b5), (double) st->duration_usec / USEC_PER_SEC);
 }
 
 usec_t retention_now(void) {
