@@ -250,6 +250,14 @@ static int64_t cutoff(const Gc *g, uint64_t max_age) {
         return max_age && max_age < g->now ? (int64_t) (g->now - max_age) : (max_age ? 0 : INT64_MIN);
 }
 
+/* A run a DAG run's task names goes with the last DAG run that names it
+ * (gc_dags), not by its own age: a memo hit makes a new DAG run's task
+ * name the run an older DAG run made, and that run, older than the DAG
+ * run that shows it, went while the newer DAG run was kept (`dag logs` of
+ * it lost the task's output). A task's own run is never older than its
+ * DAG run, so for the others nothing changes. */
+#define RUN_NOT_A_TASKS "NOT EXISTS (SELECT 1 FROM dag_tasks t WHERE t.run_id=runs.id)"
+
 /* Finished runs older than their tenant's max_age. */
 static int gc_runs_by_age(Gc *g) {
         _cleanup_strv_free_ char **tenants = NULL;
@@ -260,7 +268,7 @@ static int gc_runs_by_age(Gc *g) {
                         continue;
                 r = gc_runs_query(g,
                                   "SELECT id, log_path FROM runs WHERE tenant=?1 AND created < ?2 AND " RUN_FINISHED
-                                  " ORDER BY created LIMIT ?3 OFFSET ?4",
+                                  " AND " RUN_NOT_A_TASKS " ORDER BY created LIMIT ?3 OFFSET ?4",
                                   *t, cutoff(g, p.max_age_usec));
         }
         return r;
@@ -359,9 +367,13 @@ static int gc_dags(Gc *g) {
                         size_t got = r > 0 ? (size_t) r : 0;
                         for (size_t i = 0; r >= 0 && i < dags.n; i++) {
                                 Victims runs = {};
+                                /* Not a run another DAG run's task names
+                                 * (a memo hit): it goes with the last. */
                                 r = select_victims(g->s,
                                                    "SELECT t.run_id, r.log_path FROM dag_tasks t JOIN runs r ON "
-                                                   "r.id=t.run_id WHERE t.dag_id=?1 AND ?2=?2 LIMIT ?3 OFFSET ?4",
+                                                   "r.id=t.run_id WHERE t.dag_id=?1 AND ?2=?2 AND NOT EXISTS (SELECT 1 "
+                                                   "FROM dag_tasks o WHERE o.run_id=t.run_id AND o.dag_id<>t.dag_id) "
+                                                   "LIMIT ?3 OFFSET ?4",
                                                    dags.ids[i], 0, UINT32_MAX, 0, &runs);
                                 if (r >= 0)
                                         r = gc_take_runs(g, &runs);

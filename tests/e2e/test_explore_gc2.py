@@ -23,3 +23,42 @@ def test_gc_and_env_prune_spell_sizes_alike(cli, home):
     p = cli("gc", "--max-log-bytes", "1", "--dry-run")
     sizes = re.findall(r"\(\d+ logs, ([^)]*)\)", p.stdout)
     assert sizes == ["4.9 KiB"], p.stdout
+
+
+DAY_US = 86400 * 10**6
+
+
+def age(home, table, ids, days=40):
+    import sqlite3
+    db = sqlite3.connect(home / "pysprinter.db")
+    with db:
+        for i in ids:
+            db.execute(f"UPDATE {table} SET created = created - ? WHERE id = ?", (days * DAY_US, i))
+    db.close()
+
+
+def test_a_kept_dag_runs_memoised_task_keeps_the_run_it_shows(cli, home):
+    """A memo hit makes a new DAG run's task name the run an older DAG run
+    made. The age rule removed the older DAG run with that run and its log
+    while the newer DAG run was kept: `dag logs NEW a` lost the output
+    (and `show` the run). The run now goes with the last DAG run that
+    names it."""
+    cli.write("hello.py", "def f():\n    print('hello from the first run')\n    return 1\n")
+    cli.write("p.yaml", "tasks:\n  a: {file: hello.py::f}\n")
+    dag = lambda: json.loads(cli("dag", "run", "p.yaml", "--json", NOSANDBOX, check=0).stdout)  # noqa: E731
+    old = dag()
+    [rid] = [r["id"] for r in json.loads(cli("ps", "--json", check=0).stdout)]
+    age(home, "dag_runs", [old["id"]])
+    age(home, "runs", [rid])
+    new = dag()
+    assert new["tasks"]["a"]["cached"] is True, new
+    p = cli("gc")
+    assert p.returncode == 0 and ", 1 DAG runs (" in p.stdout, p.stdout
+    p = cli("dag", "logs", new["id"], "a")
+    assert (p.returncode, p.stdout) == (0, "hello from the first run\n"), p
+    assert cli("show", rid).returncode == 0
+    # Once the last DAG run naming it goes, so does the run.
+    age(home, "dag_runs", [new["id"]])
+    p = cli("gc")
+    assert p.stdout.startswith("removed 1 runs (1 logs, ") and ", 1 DAG runs (" in p.stdout, p.stdout
+    assert json.loads(cli("ps", "--json", check=0).stdout) == []
