@@ -7,7 +7,7 @@
 #include "shared.h"
 
 static const char env_help[] = "Usage: pysprinter env ls [--json]\n"
-                               "       pysprinter env prune [--budget SIZE] [--dry-run]\n"
+                               "       pysprinter env prune [--budget SIZE] [--dry-run] [--json]\n"
                                "       pysprinter env prepare [--index-url URL] [--find-links DIR]… [--time] REQ…\n"
                                "\n"
                                "prepare  resolve and install PEP 508 requirements (\"requests==2.28.1\");\n"
@@ -114,6 +114,15 @@ static int env_prune(int argc, char **argv) {
         if (r < 0) {
                 fprintf(stderr, "pysprinter: %s\n", err);
                 return EXIT_INTERNAL;
+        }
+        if (cli_globals.json) {
+                /* As `gc --json` answers: what a script reads, where the
+                 * global --json printed the sentence before. */
+                json_t *j = json_pack("{sbsIsI}", "dry_run", dry_run, "environments", (json_int_t) removed,
+                                      "freed_bytes", (json_int_t) freed);
+                render_json(j);
+                json_decref(j);
+                return 0;
         }
         char size[32];
         format_size(freed, size);

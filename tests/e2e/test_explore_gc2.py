@@ -62,3 +62,13 @@ def test_a_kept_dag_runs_memoised_task_keeps_the_run_it_shows(cli, home):
     p = cli("gc")
     assert p.stdout.startswith("removed 1 runs (1 logs, ") and ", 1 DAG runs (" in p.stdout, p.stdout
     assert json.loads(cli("ps", "--json", check=0).stdout) == []
+
+
+def test_env_prune_json_prints_an_object(cli, home):
+    """`pysprinter --json env prune` (and `env prune --json`) printed the
+    sentence meant for a person, where `--json gc` prints an object: a
+    script reading the space freed had to parse prose."""
+    for args in (("--json", "env", "prune", "--dry-run"), ("env", "prune", "--json")):
+        p = cli(*args)
+        assert p.returncode == 0, p.stderr
+        assert json.loads(p.stdout) == {"dry_run": "--dry-run" in args, "environments": 0, "freed_bytes": 0}, p.stdout
