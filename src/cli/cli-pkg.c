@@ -110,7 +110,7 @@ static int env_prune(int argc, char **argv) {
         uint64_t freed = 0;
         size_t removed = 0;
         _cleanup_free_ char *err = NULL;
-        int r = pkg_env_prune(data, budget, dry_run, &freed, &removed, &err);
+        int r = pkg_env_prune(data, budget, 0, dry_run, &freed, &removed, &err);
         if (r < 0) {
                 fprintf(stderr, "pysprinter: %s\n", err);
                 return EXIT_INTERNAL;

@@ -72,3 +72,44 @@ def test_env_prune_json_prints_an_object(cli, home):
         p = cli(*args)
         assert p.returncode == 0, p.stderr
         assert json.loads(p.stdout) == {"dry_run": "--dry-run" in args, "environments": 0, "freed_bytes": 0}, p.stdout
+
+
+def test_the_collector_removes_environments_unused_for_env_max_idle_days(cli, home, tmp_path):
+    """The collector (`pysprinterd gc`, the daemon's pass) removed store
+    dirs no environment named, never an environment: every requirement set
+    a host ever ran kept its record and its packages until someone typed
+    `env prune`, so the store only grew. `retention.env_max_idle_days`
+    now removes the environments no process holds that were not used for
+    that long (uv's `cache prune`, Docker's `image prune --filter until=`),
+    with the packages only they name."""
+    import os
+    import time
+    from test_ops import pysprinterd
+    import pkgindex
+    ix = pkgindex.Index()
+    for n in ("aa", "bb"):
+        ix.add(pkgindex.build_wheel(tmp_path / "w", n, "1.0", files={f"{n}/__init__.py": "X = 1\n",
+                                                                      f"{n}/data.txt": f"{n} data\n"}))
+    ix.start()
+    try:
+        write_fn(cli, ["aa"])
+        assert json.loads(cli("run", NOSANDBOX, "--index-url", ix.url, "f.py", check=0).stdout) == ["aa data"]
+        write_fn(cli, ["bb"], "g.py")
+        assert json.loads(cli("run", NOSANDBOX, "--index-url", ix.url, "g.py", check=0).stdout) == ["bb data"]
+    finally:
+        ix.stop()
+    envs = {json.loads(cli("env", "ls", "--json", check=0).stdout)[i]["requirements"][0]: i for i in range(2)}
+    assert sorted(envs) == ["aa", "bb"], envs
+    # aa's environment was last used 10 days ago (its record's mtime), its store dir as old.
+    old = time.time() - 10 * 86400
+    for rec in (home / "envs").iterdir():
+        if '"aa"' in rec.read_text() or "aa-1.0" in rec.read_text():
+            os.utime(rec, (old, old))
+    for d in (home / "store").iterdir():
+        os.utime(d, (old, old))
+    config = tmp_path / "d.yaml"
+    config.write_text("retention:\n  env_max_idle_days: 7\n")
+    p = pysprinterd("gc", "--json", "--config", config, "--data-dir", home, home=home)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["package_bytes"] > 0, p.stdout
+    assert [e["requirements"] for e in json.loads(cli("env", "ls", "--json", check=0).stdout)] == [["bb"]]
