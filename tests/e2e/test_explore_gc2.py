@@ -74,12 +74,13 @@ def test_env_prune_json_prints_an_object(cli, home):
         assert json.loads(p.stdout) == {"dry_run": "--dry-run" in args, "environments": 0, "freed_bytes": 0}, p.stdout
 
 
-def test_the_collector_removes_environments_unused_for_env_max_idle_days(cli, home, tmp_path):
+@pytest.mark.parametrize("collector", ["pysprinterd", "pysprinter"])
+def test_the_collector_removes_environments_unused_for_env_max_idle_days(cli, home, tmp_path, collector):
     """The collector (`pysprinterd gc`, the daemon's pass) removed store
     dirs no environment named, never an environment: every requirement set
     a host ever ran kept its record and its packages until someone typed
     `env prune`, so the store only grew. `retention.env_max_idle_days`
-    now removes the environments no process holds that were not used for
+    (`pysprinter gc --env-max-idle-days`) now removes the environments no process holds that were not used for
     that long (uv's `cache prune`, Docker's `image prune --filter until=`),
     with the packages only they name."""
     import os
@@ -107,9 +108,12 @@ def test_the_collector_removes_environments_unused_for_env_max_idle_days(cli, ho
             os.utime(rec, (old, old))
     for d in (home / "store").iterdir():
         os.utime(d, (old, old))
-    config = tmp_path / "d.yaml"
-    config.write_text("retention:\n  env_max_idle_days: 7\n")
-    p = pysprinterd("gc", "--json", "--config", config, "--data-dir", home, home=home)
+    if collector == "pysprinterd":
+        config = tmp_path / "d.yaml"
+        config.write_text("retention:\n  env_max_idle_days: 7\n")
+        p = pysprinterd("gc", "--json", "--config", config, "--data-dir", home, home=home)
+    else:
+        p = cli("--json", "gc", "--env-max-idle-days", "7")
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["package_bytes"] > 0, p.stdout
     assert [e["requirements"] for e in json.loads(cli("env", "ls", "--json", check=0).stdout)] == [["bb"]]
