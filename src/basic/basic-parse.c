@@ -2,7 +2,9 @@
  * DAG files, config, Redis replies). */
 #include <ctype.h>
 #include <limits.h>
+#include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 
 #include "basic.h"
 
@@ -109,4 +111,19 @@ bool function_name_is_valid(const char *name) {
                 if (!(isalnum((unsigned char) *p) || *p == '_' || *p == '-'))
                         return false;
         return true;
+}
+
+char *format_size(uint64_t n, char buf[static 32]) {
+        static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+        double v = (double) n;
+        size_t u = 0;
+        while (v >= 1024 && u + 1 < ELEMENTSOF(units)) {
+                v /= 1024;
+                u++;
+        }
+        if (u == 0)
+                snprintf(buf, 32, "%" PRIu64 " B", n);
+        else
+                snprintf(buf, 32, "%.1f %s", v, units[u]);
+        return buf;
 }

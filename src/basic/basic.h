@@ -298,6 +298,10 @@ int parse_duration_ms(const char *s, bool allow_zero, uint64_t *ret);
 /* "256" (MiB), "256M"/"256MiB", "1G", "512K", "100B", "10MB" (powers of
  * 1000 for KB/MB/GB) -> bytes (at most 1e15). */
 int parse_size(const char *s, uint64_t *ret);
+/* n bytes as every report prints a size (`gc`, `env prune`, `env ls`,
+ * `data ls`, `workers`): "0 B" … "1023 B", then one decimal and an IEC
+ * unit, "4.9 KiB", "1.2 MiB", "3.0 GiB", "1.5 TiB". Returns buf. */
+char *format_size(uint64_t n, char buf[static 32]);
 /* A whole decimal int (optional '-'), nothing around it; -EINVAL or
  * -ERANGE otherwise, *ret untouched. */
 int parse_int(const char *s, int *ret);

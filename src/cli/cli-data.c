@@ -116,7 +116,7 @@ static int data_versions_verb(Backend *b, const char *name, bool json) {
         long long current = jint(info, "current_version");
         size_t k;
         if (!json)
-                printf("%-8s %-14s %8s %7s  %s\n", "VERSION", "SHA256", "SIZE", "FILES", "CREATED");
+                printf("%-8s %-14s %10s %7s  %s\n", "VERSION", "SHA256", "SIZE", "FILES", "CREATED");
         json_array_foreach(json_object_get(info, "versions"), k, v) {
                 bool cur = jint(v, "version") == current;
                 if (json) {
@@ -127,8 +127,9 @@ static int data_versions_verb(Backend *b, const char *name, bool json) {
                         char sz[32], created[32];
                         format_size((uint64_t) jint(v, "size"), sz);
                         format_local_time(json_get_string(v, "created_at"), created);
-                        printf("%-8lld %-14.12s %8s %7lld  %s%s\n", jint(v, "version"), json_get_string(v, "hash") ?: "", sz,
-                               jint(v, "files"), created, cur ? "  (current)" : "");
+                        printf("%-8lld %-14.12s %10s %7lld  %s%s\n", jint(v, "version"),
+                               json_get_string(v, "hash") ?: "", sz, jint(v, "files"), created,
+                               cur ? "  (current)" : "");
                 }
         }
         if (json)
@@ -149,14 +150,14 @@ static int data_ls_verb(Backend *b, int argc, char **argv, bool json) {
                 return backend_fail(b, r);
         size_t k;
         if (render_list_start(list, json, "no datasets (add one with: pysprinter data put NAME PATH|URL)")) {
-                printf("%-20s %7s %8s %8s %7s  %-5s %s\n", "NAME", "VERSION", "VERSIONS", "SIZE", "FILES", "KIND",
+                printf("%-20s %7s %8s %10s %7s  %-5s %s\n", "NAME", "VERSION", "VERSIONS", "SIZE", "FILES", "KIND",
                        "SOURCE");
                 json_array_foreach(list, k, v) {
                         char sz[32];
                         format_size((uint64_t) jint(v, "size"), sz);
-                        printf("%-20s %7lld %8lld %8s %7lld  %-5s %s\n", json_get_string(v, "name") ?: "?", jint(v, "version"),
-                               jint(v, "versions"), sz, jint(v, "files"), json_get_string(v, "kind") ?: "file",
-                               json_get_string(v, "source") ?: "-");
+                        printf("%-20s %7lld %8lld %10s %7lld  %-5s %s\n", json_get_string(v, "name") ?: "?",
+                               jint(v, "version"), jint(v, "versions"), sz, jint(v, "files"),
+                               json_get_string(v, "kind") ?: "file", json_get_string(v, "source") ?: "-");
                 }
         }
         json_decref(list);

@@ -3,14 +3,17 @@
 #include "cli.h"
 #include "store.h"
 
-static const char gc_help[] = "Usage: pysprinter gc [--dry-run] [--max-age-days N] [--max-log-bytes SIZE] [--json]\n"
+static const char gc_help[] = "Usage: pysprinter gc [--dry-run] [--max-age-days N] [--max-log-bytes SIZE]\n"
+                              "                     [--env-max-idle-days N] [--json]\n"
                               "\n"
                               "Removes finished runs older than N days (default 30; 0: keep forever) and\n"
                               "the oldest runs beyond SIZE of logs (bytes, or 512M, 1G; default 1G; 0: no\n"
                               "limit), DAG runs with their runs, memo entries whose run is gone, data\n"
                               "objects no dataset references, package store dirs no environment\n"
                               "references and the cancel requests (`cancel` asks) of runs no longer in\n"
-                              "flight. Never a queued or running run.\n"
+                              "flight. Never a queued or running run. --env-max-idle-days N also removes\n"
+                              "the environments no process uses that were not used for N days (default\n"
+                              "0: none; `env prune` removes them by size).\n"
                               "--dry-run prints what would go (package store dirs too) and removes\n"
                               "nothing. With a server configured it is refused (exit 2): the server\n"
                               "collects its own store. So is a home a pysprinterd serves: `pysprinterd\n"
@@ -23,9 +26,11 @@ int verb_gc(int argc, char **argv) {
         rc.batch_pause_usec = 0; /* nothing else waits on this process's store */
         for (int i = 0; i < argc; i++) {
                 /* --NAME VALUE or --NAME=VALUE, as every verb's options. */
-                const char *eq = startswith(argv[i], "--max-") ? strchr(argv[i], '=') : NULL;
+                const char *eq = startswith(argv[i], "--max-") || startswith(argv[i], "--env-") ? strchr(argv[i], '=')
+                                                                                                : NULL;
                 _cleanup_free_ char *name = eq ? xstrndup(argv[i], (size_t) (eq - argv[i])) : xstrdup(argv[i]);
-                bool takes = streq(name, "--max-age-days") || streq(name, "--max-log-bytes");
+                bool takes = streq(name, "--max-age-days") || streq(name, "--max-log-bytes") ||
+                             streq(name, "--env-max-idle-days");
                 const char *v = eq ? eq + 1 : i + 1 < argc ? argv[i + 1] : NULL;
                 char *end = NULL;
                 if (takes && !v) {
@@ -36,13 +41,18 @@ int verb_gc(int argc, char **argv) {
                         i++;
                 if (streq(name, "--dry-run"))
                         dry_run = true;
-                else if (streq(name, "--max-age-days")) {
+                else if (streq(name, "--max-age-days") || streq(name, "--env-max-idle-days")) {
+                        bool env = streq(name, "--env-max-idle-days");
                         unsigned long long days = strtoull(v, &end, 10);
                         if (!*v || *end || *v == '-' || days > 100000) {
-                                cli_error("--max-age-days takes a whole number of days (0: keep forever)");
+                                cli_error("%s takes a whole number of days (0: %s)", name,
+                                          env ? "no environment goes by age" : "keep forever");
                                 return EXIT_USAGE;
                         }
-                        rc.defaults.max_age_usec = days * 86400 * USEC_PER_SEC;
+                        if (env)
+                                rc.env_max_idle_usec = days * 86400 * USEC_PER_SEC;
+                        else
+                                rc.defaults.max_age_usec = days * 86400 * USEC_PER_SEC;
                 } else if (streq(name, "--max-log-bytes")) {
                         if (cli_parse_bytes(v, &rc.defaults.max_log_bytes) < 0) {
                                 cli_error("--max-log-bytes takes a number of bytes or a size like 512M, 1G (0: no "

@@ -7,7 +7,7 @@
 #include "shared.h"
 
 static const char env_help[] = "Usage: pysprinter env ls [--json]\n"
-                               "       pysprinter env prune [--budget SIZE] [--dry-run]\n"
+                               "       pysprinter env prune [--budget SIZE] [--dry-run] [--json]\n"
                                "       pysprinter env prepare [--index-url URL] [--find-links DIR]… [--time] REQ…\n"
                                "\n"
                                "prepare  resolve and install PEP 508 requirements (\"requests==2.28.1\");\n"
@@ -62,13 +62,13 @@ static int env_ls(int argc, char **argv) {
         else if (json_array_size(envs) == 0)
                 printf("no environments in %s\n", where ?: "the server's package store");
         else
-                printf("%-12s %8s  %-24s %-6s %s\n", "ENV", "SIZE", "LAST USED", "IN USE", "REQUIREMENTS");
+                printf("%-12s %10s  %-24s %-6s %s\n", "ENV", "SIZE", "LAST USED", "IN USE", "REQUIREMENTS");
         size_t i;
         if (!json)
                 json_array_foreach(envs, i, e) {
                         char size[32];
                         format_size((uint64_t) json_integer_value(json_object_get(e, "size_bytes")), size);
-                        printf("%-12.12s %8s  %-24s %-6s ", json_get_string(e, "key") ?: "?", size,
+                        printf("%-12.12s %10s  %-24s %-6s ", json_get_string(e, "key") ?: "?", size,
                                json_get_string(e, "last_used") ?: "-",
                                json_is_true(json_object_get(e, "in_use")) ? "yes" : "no");
                         size_t k;
@@ -110,10 +110,19 @@ static int env_prune(int argc, char **argv) {
         uint64_t freed = 0;
         size_t removed = 0;
         _cleanup_free_ char *err = NULL;
-        int r = pkg_env_prune(data, budget, dry_run, &freed, &removed, &err);
+        int r = pkg_env_prune(data, budget, 0, dry_run, &freed, &removed, &err);
         if (r < 0) {
                 fprintf(stderr, "pysprinter: %s\n", err);
                 return EXIT_INTERNAL;
+        }
+        if (cli_globals.json) {
+                /* As `gc --json` answers: what a script reads, where the
+                 * global --json printed the sentence before. */
+                json_t *j = json_pack("{sbsIsI}", "dry_run", dry_run, "environments", (json_int_t) removed,
+                                      "freed_bytes", (json_int_t) freed);
+                render_json(j);
+                json_decref(j);
+                return 0;
         }
         char size[32];
         format_size(freed, size);

@@ -506,17 +506,6 @@ void format_duration_us(usec_t us, char buf[static 32]) {
                 snprintf(buf, 32, "%lldm%02llds", (long long) s / 60, (long long) s % 60);
 }
 
-void format_size(uint64_t n, char buf[static 32]) {
-        if (n < 1024)
-                snprintf(buf, 32, "%lluB", (unsigned long long) n);
-        else if (n < (1ULL << 20))
-                snprintf(buf, 32, "%.1fK", (double) n / 1024);
-        else if (n < (1ULL << 30))
-                snprintf(buf, 32, "%.1fM", (double) n / (1 << 20));
-        else
-                snprintf(buf, 32, "%.1fG", (double) n / (1 << 30));
-}
-
 usec_t cli_parse_timestamp(const char *iso) {
         struct tm tm = {};
         unsigned ms = 0;

@@ -1459,7 +1459,7 @@ int verb_workers(int argc, char **argv) {
                        (long long) json_integer_value(json_object_get(p, "hits")),
                        (long long) json_integer_value(json_object_get(p, "misses")),
                        (long long) json_integer_value(json_object_get(p, "evictions")));
-                printf("%-9s %8s %5s %9s %8s  %s\n", "KIND", "PID", "BUSY", "PSS", "IDLE", "ENV / FUNCTION");
+                printf("%-9s %8s %5s %10s %8s  %s\n", "KIND", "PID", "BUSY", "PSS", "IDLE", "ENV / FUNCTION");
                 size_t i;
                 json_t *w;
                 json_array_foreach(json_object_get(ans, "workers"), i, w) {
@@ -1476,9 +1476,10 @@ int verb_workers(int argc, char **argv) {
                         char wpss[32], idle[32];
                         format_size((uint64_t) json_integer_value(json_object_get(w, "pss_bytes")), wpss);
                         format_duration_us((usec_t) (json_number_value(json_object_get(w, "idle_s")) * 1e6), idle);
-                        printf("%-9s %8lld %5lld %9s %8s  %s\n", kind, (long long) json_integer_value(json_object_get(w, "pid")),
-                               (long long) (json_is_boolean(busy) ? json_is_true(busy) : json_integer_value(busy)), wpss,
-                               idle, what);
+                        printf("%-9s %8lld %5lld %10s %8s  %s\n", kind,
+                               (long long) json_integer_value(json_object_get(w, "pid")),
+                               (long long) (json_is_boolean(busy) ? json_is_true(busy) : json_integer_value(busy)),
+                               wpss, idle, what);
                 }
         }
         json_decref(ans);

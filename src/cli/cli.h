@@ -206,10 +206,9 @@ char *cli_json_text(json_t *v);
 /* Re-format compact JSON text: indent 0 = Python's json.dumps default
  * separators on one line; indent > 0 = pretty. Numbers are kept verbatim. */
 char *json_reformat(const char *compact, int indent);
-/* The one place durations and sizes are spelled: "850ms", "2.35s",
- * "3m05s"; "512B", "1.5K", "2.0M", "1.1G". */
+/* The one place durations are spelled: "850ms", "2.35s", "3m05s" (sizes:
+ * basic's format_size(), shared with the store's gc report). */
 void format_duration_us(usec_t us, char buf[static 32]);
-void format_size(uint64_t n, char buf[static 32]);
 /* An API time stamp ("2026-01-02T03:04:05.678Z") as realtime µs, or 0. */
 usec_t cli_parse_timestamp(const char *iso);
 /* The local time of an API time stamp, "YYYY-MM-DD HH:MM:SS", or "-". */

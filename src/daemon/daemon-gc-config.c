@@ -65,6 +65,9 @@ static int parse_retention(RetentionConfig *rc, json_t *o, char **ret_error) {
                 if (streq(k, "interval_s")) {
                         r = want_count(v, full, 0, 86400 * 30, &x, ret_error);
                         rc->interval_usec = x * USEC_PER_SEC;
+                } else if (streq(k, "env_max_idle_days")) {
+                        r = want_count(v, full, 0, 100000, &x, ret_error);
+                        rc->env_max_idle_usec = x * 86400 * USEC_PER_SEC;
                 } else if (streq(k, "batch_rows")) {
                         r = want_count(v, full, 1, 100000, &x, ret_error);
                         rc->batch_rows = (unsigned) x;

@@ -54,7 +54,7 @@ int engine_gc(Store *s, const char *data_dir, const RetentionConfig *cfg, bool d
         }
         uint64_t freed = 0;
         _cleanup_free_ char *err = NULL;
-        r = pkg_env_prune(data_dir, UINT64_MAX, dry_run, &freed, NULL, &err);
+        r = pkg_env_prune(data_dir, UINT64_MAX, cfg->env_max_idle_usec, dry_run, &freed, NULL, &err);
         if (r < 0) {
                 *ret_error = xasprintf("cannot collect the package store: %s", err ? err : strerror(-r));
                 return r;

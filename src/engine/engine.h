@@ -491,7 +491,8 @@ typedef struct GcStats GcStats;
  * cancel requests ($DATA/cancel) of runs no longer in flight (dry_run:
  * counted, not removed), then, unless dry_run, the package store's dirs no environment references
  * (pkg_env_prune() without a budget: the shared lock a process holds on an
- * environment it uses keeps that environment's dirs). Adds to *ret;
+ * environment it uses keeps that environment's dirs), and the environments
+ * unused for cfg->env_max_idle_usec, when set. Adds to *ret;
  * *ret_error says which area failed. s NULL: a home without a run store
  * (engine_home_has_records() false), whose package store alone is
  * collected, creating nothing when there is none. Both `pysprinterd gc`,

@@ -682,8 +682,8 @@ static uint64_t store_dir_remove(const char *store, const char *sha, uint64_t si
         return rm_rf(aside) >= 0 ? size : 0;
 }
 
-int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, bool dry_run, uint64_t *ret_freed_bytes,
-                  size_t *ret_removed_envs, char **ret_error) {
+int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t max_idle_usec, bool dry_run,
+                  uint64_t *ret_freed_bytes, size_t *ret_removed_envs, char **ret_error) {
         Rec *recs = NULL;
         size_t n = 0;
         int r = load_records(data_dir, &recs, &n);
@@ -757,8 +757,12 @@ int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, bool dry_run, uin
                 }
                 closedir(d);
         }
-        /* Least recently used first, never one in use. */
-        for (size_t i = n; i-- > 0 && total > budget_bytes;) {
+        /* Least recently used first, never one in use: past the budget,
+         * or idle too long. */
+        for (size_t i = n; i-- > 0;) {
+                bool idle = max_idle_usec && recs[i].mtime + max_idle_usec < now;
+                if (total <= budget_bytes && !idle)
+                        continue;
                 if (recs[i].in_use || !recs[i].lock || recs[i].held)
                         continue;
                 _cleanup_close_ int fd = open(recs[i].path, O_RDONLY | O_CLOEXEC);

@@ -420,11 +420,12 @@ void pkg_env_info_free_many(PkgEnvInfo *infos, size_t n);
  * text that is not UTF-8. Caller decrefs. */
 struct json_t *pkg_env_info_json(const PkgEnvInfo *info);
 /* Removes least recently used environments (never one in use) until the
- * store fits budget_bytes, then every store dir no remaining environment
- * references. A record it cannot read (another release's format, or
+ * store fits budget_bytes, and those not used for max_idle_usec (0: no
+ * such rule; last use: the record's mtime), then every store dir no
+ * remaining environment references. A record it cannot read (another release's format, or
  * damaged) is never removed, and keeps every store dir and cached wheel
  * whose sha256 its text names (all of them when its text cannot be read).
  * Reports what it freed; dry_run: what it would remove and free at this
  * moment, removing nothing. */
-int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, bool dry_run, uint64_t *ret_freed_bytes,
-                  size_t *ret_removed_envs, char **ret_error);
+int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t max_idle_usec, bool dry_run,
+                  uint64_t *ret_freed_bytes, size_t *ret_removed_envs, char **ret_error);

@@ -24,21 +24,6 @@
 #define RUN_FINISHED "status NOT IN ('queued','running')"
 #define DAG_FINISHED "status NOT IN ('queued','pending','running')"
 
-static char *format_bytes(uint64_t n, char buf[static 32]) {
-        static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-        double v = (double) n;
-        size_t u = 0;
-        while (v >= 1024 && u + 1 < ELEMENTSOF(units)) {
-                v /= 1024;
-                u++;
-        }
-        if (u == 0)
-                snprintf(buf, 32, "%" PRIu64 " B", n);
-        else
-                snprintf(buf, 32, "%.1f %s", v, units[u]);
-        return buf;
-}
-
 char *gc_stats_summary(const GcStats *st, bool dry_run, bool json) {
         assert(st);
         if (json) {
@@ -62,11 +47,11 @@ char *gc_stats_summary(const GcStats *st, bool dry_run, bool json) {
                          " folders, %s), %" PRIu64 " memo entries, %" PRIu64 " data objects (%s), %" PRIu64
                          " cancel requests; unreferenced packages: %s\n"
                          "%s %s in %.1fs\n",
-                         dry_run ? "would remove" : "removed", st->runs, st->logs, format_bytes(st->log_bytes, b1),
-                         st->dag_runs, st->dag_dirs, format_bytes(st->dag_dir_bytes, b2), st->memo_entries,
-                         st->data_objects, format_bytes(st->data_bytes, b3), st->cancel_requests,
-                         format_bytes(st->package_bytes, b4), dry_run ? "would free" : "freed",
-                         format_bytes(gc_stats_bytes(st), b5), (double) st->duration_usec / USEC_PER_SEC);
+                         dry_run ? "would remove" : "removed", st->runs, st->logs, format_size(st->log_bytes, b1),
+                         st->dag_runs, st->dag_dirs, format_size(st->dag_dir_bytes, b2), st->memo_entries,
+                         st->data_objects, format_size(st->data_bytes, b3), st->cancel_requests,
+                         format_size(st->package_bytes, b4), dry_run ? "would free" : "freed",
+                         format_size(gc_stats_bytes(st), b5), (double) st->duration_usec / USEC_PER_SEC);
 }
 
 usec_t retention_now(void) {
@@ -265,6 +250,14 @@ static int64_t cutoff(const Gc *g, uint64_t max_age) {
         return max_age && max_age < g->now ? (int64_t) (g->now - max_age) : (max_age ? 0 : INT64_MIN);
 }
 
+/* A run a DAG run's task names goes with the last DAG run that names it
+ * (gc_dags), not by its own age: a memo hit makes a new DAG run's task
+ * name the run an older DAG run made, and that run, older than the DAG
+ * run that shows it, went while the newer DAG run was kept (`dag logs` of
+ * it lost the task's output). A task's own run is never older than its
+ * DAG run, so for the others nothing changes. */
+#define RUN_NOT_A_TASKS "NOT EXISTS (SELECT 1 FROM dag_tasks t WHERE t.run_id=runs.id)"
+
 /* Finished runs older than their tenant's max_age. */
 static int gc_runs_by_age(Gc *g) {
         _cleanup_strv_free_ char **tenants = NULL;
@@ -275,7 +268,7 @@ static int gc_runs_by_age(Gc *g) {
                         continue;
                 r = gc_runs_query(g,
                                   "SELECT id, log_path FROM runs WHERE tenant=?1 AND created < ?2 AND " RUN_FINISHED
-                                  " ORDER BY created LIMIT ?3 OFFSET ?4",
+                                  " AND " RUN_NOT_A_TASKS " ORDER BY created LIMIT ?3 OFFSET ?4",
                                   *t, cutoff(g, p.max_age_usec));
         }
         return r;
@@ -374,9 +367,13 @@ static int gc_dags(Gc *g) {
                         size_t got = r > 0 ? (size_t) r : 0;
                         for (size_t i = 0; r >= 0 && i < dags.n; i++) {
                                 Victims runs = {};
+                                /* Not a run another DAG run's task names
+                                 * (a memo hit): it goes with the last. */
                                 r = select_victims(g->s,
                                                    "SELECT t.run_id, r.log_path FROM dag_tasks t JOIN runs r ON "
-                                                   "r.id=t.run_id WHERE t.dag_id=?1 AND ?2=?2 LIMIT ?3 OFFSET ?4",
+                                                   "r.id=t.run_id WHERE t.dag_id=?1 AND ?2=?2 AND NOT EXISTS (SELECT 1 "
+                                                   "FROM dag_tasks o WHERE o.run_id=t.run_id AND o.dag_id<>t.dag_id) "
+                                                   "LIMIT ?3 OFFSET ?4",
                                                    dags.ids[i], 0, UINT32_MAX, 0, &runs);
                                 if (r >= 0)
                                         r = gc_take_runs(g, &runs);

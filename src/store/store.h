@@ -863,6 +863,10 @@ typedef struct RetentionConfig {
         unsigned batch_rows;        /* rows deleted per transaction */
         uint64_t batch_pause_usec;  /* the store is free for requests between batches */
         uint64_t interval_usec;     /* the daemon's collector runs this often (0: never) */
+        /* Environments (package store records) no process holds and none
+         * used for this long go, with the store dirs only they name
+         * (retention.env_max_idle_days; 0: only unreferenced dirs go). */
+        uint64_t env_max_idle_usec;
         uint64_t reserve_bytes;     /* free space below which new runs are refused (507) */
         uint64_t warn_bytes;        /* free space below which /healthz warns */
         /* Data objects are referenced from elsewhere (a cluster's catalogue

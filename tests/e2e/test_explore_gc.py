@@ -84,7 +84,7 @@ def test_prune_keeps_an_env_a_run_holds_after_its_record_was_written_again(cli, 
         cli("run", NOSANDBOX, "--index-url", index.url, "--no-cache", f, check=0)
         assert env_in_use(cli) == [True]
         p = cli("env", "prune", check=0)
-        assert p.stdout == "removed 0 environments, freed 0B\n", p.stdout
+        assert p.stdout == "removed 0 environments, freed 0 B\n", p.stdout
     finally:
         go.touch()
         out, err = a.communicate(timeout=60)
@@ -273,7 +273,7 @@ def test_byte_options_take_a_bare_number_as_bytes(cli, index, home):
     assert ids() == [newest]
     write_fn(cli, ["aa"])
     assert json.loads(cli("run", NOSANDBOX, "--index-url", index.url, "f.py", check=0).stdout) == ["aa data"]
-    assert cli("env", "prune", "--budget", "1000000000", check=0).stdout == "removed 0 environments, freed 0B\n"
+    assert cli("env", "prune", "--budget", "1000000000", check=0).stdout == "removed 0 environments, freed 0 B\n"
     assert cli("env", "prune", "--budget=0", check=0).stdout.startswith("removed 1 environment, freed ")
 
 
