@@ -118,6 +118,15 @@ int backend_fail(Backend *b, int r) {
  * goes away — rather than left to end the CLI and its run `lost`. */
 const int cli_interrupt_signals[CLI_INTERRUPT_SIGNALS] = { SIGINT, SIGTERM, SIGHUP };
 
+char *cli_endpoint_text(const Backend *b, const json_t *url) {
+        assert(b);
+        if (!json_is_object(url))
+                return NULL;
+        return xasprintf("%s%s (%s)", b->remote ? b->http.base : "",
+                         json_string_value(json_object_get(url, "path")) ?: "?",
+                         json_is_true(json_object_get(url, "public")) ? "public" : "bearer token");
+}
+
 void cli_interrupt_catch(void (*handler)(int), struct sigaction *ret_old) {
         assert(handler);
         struct sigaction sa = { .sa_handler = handler };

@@ -1354,11 +1354,9 @@ int verb_deploy(int argc, char **argv) {
                 printf("deployed %s version %lld (%s::%s)\n", json_string_value(json_object_get(ans, "name")) ?: name,
                        (long long) json_integer_value(json_object_get(ans, "version")), base,
                        json_string_value(json_object_get(ans, "function")) ?: "-");
-        if (r >= 0 && !cli_globals.json && json_is_object(json_object_get(ans, "url")))
-                printf("url: %s%s (%s)\n", b->remote ? b->http.base : "",
-                       json_string_value(json_object_get(json_object_get(ans, "url"), "path")) ?: "?",
-                       json_is_true(json_object_get(json_object_get(ans, "url"), "public")) ? "public"
-                                                                                           : "bearer token");
+        _cleanup_free_ char *address = r >= 0 ? cli_endpoint_text(b, json_object_get(ans, "url")) : NULL;
+        if (address && !cli_globals.json)
+                printf("url: %s\n", address);
         json_decref(req);
         json_decref(ans);
         backend_free(b);

@@ -528,8 +528,16 @@ struct MHD_Response *daemon_api_stack(const DaemonCall *call, unsigned *ret_stat
         for (i = 0; i < p.n; i++) {
                 if (p.v[i].gone)
                         continue;
-                json_array_append_new(changes, json_pack("{s:s, s:s, s:s}", "action", action_names[p.v[i].action],
-                                                         "kind", kind_names[p.v[i].kind], "name", p.v[i].name));
+                json_t *c = json_pack("{s:s, s:s, s:s}", "action", action_names[p.v[i].action], "kind",
+                                      kind_names[p.v[i].kind], "name", p.v[i].name);
+                /* An endpoint the stack leaves in place carries its address,
+                 * as a deploy's answer does ("url"): the user's next step. */
+                if (p.v[i].kind == STACK_ENDPOINT && p.v[i].mode) {
+                        _cleanup_free_ char *path = xasprintf("/fn/%s/%s", call->tenant, p.v[i].name);
+                        json_object_set_new(c, "url",
+                                            json_pack("{s:s, s:b}", "path", path, "public", p.v[i].mode == 2));
+                }
+                json_array_append_new(changes, c);
                 /* Deleted functions' warm instances hold deleted code. */
                 if (!dry_run && p.v[i].kind == STACK_FUNCTION && p.v[i].action == STACK_DELETED) {
                         _cleanup_free_ char *prefix = xasprintf("%s/%s@", call->tenant, p.v[i].name);
