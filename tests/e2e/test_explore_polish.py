@@ -69,3 +69,23 @@ def test_stack_prints_the_address_of_each_endpoint_it_keeps(remote, daemon):
                                    "  upub:\n    file: fns/add.py\n    url: public\n")
     p = remote("deploy", "-f", f)
     assert "deleted endpoint uadd\n" in p.stdout
+
+
+def test_map_over_no_input_still_checks_the_file(cli, both):
+    """`map FILE --over /dev/null` exited 0 on a FILE that does not parse:
+    no call, no check; run says the SyntaxError, exit 3."""
+    cli.write("bad.py", "def g(:\n")
+    r = same(*both("map", "bad.py", "--over", "/dev/null"))
+    assert r.returncode == 3 and "bad.py:1:7: SyntaxError: invalid syntax" in r.stderr and r.stdout == ""
+
+
+def test_map_names_a_missing_secret_once_before_any_call(cli, both):
+    """Each input printed its own ClientError line ("no secret named
+    'NOPE'"); a missing dataset is said once, up front: so is a secret,
+    in run's words and with its exit code."""
+    cli.write("g.py", "def g(x):\n    return x\n")
+    cli.write("in.jsonl", "1\n2\n3\n")
+    r = same(*both("map", "g.py", "--over", "in.jsonl", "--secret", "NOPE"))
+    ref = same(*both("run", "g.py", "-a", "1", "--secret", "NOPE"))
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", ref.stderr)
+    assert ref.stderr == "pysprinter: no secret named 'NOPE' (pysprinter secret set NOPE)\n"
