@@ -85,6 +85,7 @@ int cli_exit_code(int r) {
         case -EBUSY:
         case -EFBIG:
         case -EOPNOTSUPP:
+        case -ENXIO: /* no such endpoint: a server URL with a wrong path */
                 return EXIT_USAGE;
         case -EBADMSG:
                 return EXIT_VALIDATION;

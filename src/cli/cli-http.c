@@ -411,6 +411,13 @@ int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body,
                         *ret_status = status;
                 if (status < 200 || status >= 300) {
                         *ret_error = status_message(h, status, ret_body);
+                        /* A path the server has no route for is a wrong
+                         * server URL (--server URL/prefix), not a missing
+                         * run, function or dataset: its own errno, so the
+                         * verbs that say "no run 'ID'" of a 404 pass the
+                         * server's words on, as `ps` does. */
+                        if (status == 404 && startswith(*ret_error, "no such endpoint: "))
+                                return -ENXIO;
                         return status_errno(status);
                 }
                 return 0;

@@ -89,3 +89,14 @@ def test_map_names_a_missing_secret_once_before_any_call(cli, both):
     ref = same(*both("run", "g.py", "-a", "1", "--secret", "NOPE"))
     assert (r.returncode, r.stdout, r.stderr) == (2, "", ref.stderr)
     assert ref.stderr == "pysprinter: no secret named 'NOPE' (pysprinter secret set NOPE)\n"
+
+
+@pytest.mark.parametrize("verb", [("show", "r123"), ("logs", "r123"), ("cancel", "r123"), ("functions", "show", "x"),
+                                  ("dag", "status", "d1"), ("ps",)])
+def test_a_server_url_with_a_wrong_path_is_said_by_every_verb(cli, daemon, verb):
+    """--server URL/prefix: `ps` said "no such endpoint: /prefix/v1/runs",
+    `show ID` "no run 'ID'" and `functions show` "no deployed function":
+    the user went looking for a run that was never the problem."""
+    r = cli(*verb, "--server", daemon.url + "/prefix", env={"PYSPRINTER_TOKEN": TOKENS["alice"]})
+    assert (r.returncode, r.stdout) == (2, "")
+    assert r.stderr.startswith("pysprinter: no such endpoint: /prefix/v1/"), r.stderr
