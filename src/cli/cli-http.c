@@ -231,11 +231,16 @@ static int status_errno(long status) {
 static char *status_message(const Http *h, long status, const Buf *body) {
         json_t *j = body->len ? json_loadb(body->data, body->len, JSON_ALLOW_NUL, NULL) : NULL;
         const char *m = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+        const char *code = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
         char *r;
         if (status == 401)
                 r = xasprintf("%s refused the token (%s): set PYSPRINTER_TOKEN, --token, or 'token = …' in "
                               "~/.config/pysprinter/config",
                               h->base, m ? m : "unauthorized");
+        else if (status == 403 && m && code && !streq(code, "forbidden"))
+                /* A refusal that is not the token's (url_refused: an
+                 * address the server's policy does not fetch): its words. */
+                r = xstrdup(m);
         else if (status == 403)
                 r = xasprintf("the token lacks the right to do this (%s)", m ? m : "forbidden");
         else if (m && status == 400 && startswith(m, "unknown field '") && endswith(m, "'") &&

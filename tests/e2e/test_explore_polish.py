@@ -100,3 +100,16 @@ def test_a_server_url_with_a_wrong_path_is_said_by_every_verb(cli, daemon, verb)
     r = cli(*verb, "--server", daemon.url + "/prefix", env={"PYSPRINTER_TOKEN": TOKENS["alice"]})
     assert (r.returncode, r.stdout) == (2, "")
     assert r.stderr.startswith("pysprinter: no such endpoint: /prefix/v1/"), r.stderr
+
+
+def test_a_url_dataset_the_servers_policy_refuses_says_so_not_the_token(remote, daemon):
+    """A loopback URL: "the token lacks the right to do this (refused to
+    fetch …)", exit 6 — any token gets the same refusal; the address is what
+    the daemon's policy refuses, and the API says so by its code."""
+    url = "http://127.0.0.1:9/x"
+    r = remote("data", "put", "pol", url)
+    assert (r.returncode, r.stdout) == (6, "")
+    assert r.stderr == (f"pysprinter: data put: refused to fetch {url}: 127.0.0.1 is a loopback address "
+                        "(the operator can allow it with config 'data.url_allow')\n")
+    st, body = daemon.call("PUT", "/v1/data/pol", {"url": url})
+    assert body["error"]["code"] == "url_refused" and st == 403, (st, body)
