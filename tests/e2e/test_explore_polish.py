@@ -113,3 +113,18 @@ def test_a_url_dataset_the_servers_policy_refuses_says_so_not_the_token(remote, 
                         "(the operator can allow it with config 'data.url_allow')\n")
     st, body = daemon.call("PUT", "/v1/data/pol", {"url": url})
     assert body["error"]["code"] == "url_refused" and st == 403, (st, body)
+
+
+def test_invoke_says_a_mistyped_option_as_run_does(remote, daemon):
+    """`run FILE --timout 3` is "unknown option '--timout' (did you mean
+    --timeout?)…", exit 2; `invoke NAME --timout 3` was the function's
+    ValidationError, exit 3, the option never named."""
+    remote.write("one.py", "def one(x: int = 1):\n    return x\n")
+    assert remote("deploy", "one.py", "--name", "one").returncode == 0
+    ref = remote("run", "one.py", "--timout", "3", env={"PYSPRINTER_SERVER": ""})
+    assert ref.returncode == 2 and "did you mean --timeout?" in ref.stderr
+    r = remote("invoke", "one", "--timout", "3")
+    assert (r.returncode, r.stdout, r.stderr) == (ref.returncode, ref.stdout, ref.stderr)
+    # A keyword that looks like no option stays the function's refusal.
+    r = remote("invoke", "one", "--y", "3")
+    assert r.returncode == 3 and "unexpected keyword argument 'y'" in r.stderr
