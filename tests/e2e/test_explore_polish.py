@@ -128,3 +128,20 @@ def test_invoke_says_a_mistyped_option_as_run_does(remote, daemon):
     # A keyword that looks like no option stays the function's refusal.
     r = remote("invoke", "one", "--y", "3")
     assert r.returncode == 3 and "unexpected keyword argument 'y'" in r.stderr
+
+
+def test_stack_secrets_in_another_order_are_no_new_version(remote, daemon):
+    """Each secret is an env var of its own name: their order means
+    nothing, and reordering `env` was unchanged, but `secrets: [S2, S1]`
+    after `[S1, S2]` said "updated function" and made version 2."""
+    for n in ("S1", "S2"):
+        assert daemon.call("PUT", f"/v1/secrets/{n}", {"value": "v"})[0] in (200, 201)
+    body = "functions:\n  sec:\n    file: fns/add.py\n    secrets: {}\n"
+    p = remote("deploy", "-f", stack_file(remote, "sec", body.format("[S1, S2]")))
+    assert p.stdout == "created function sec\n", p.stderr
+    p = remote("deploy", "-f", stack_file(remote, "sec", body.format("[S2, S1]")))
+    assert (p.returncode, p.stdout) == (0, "unchanged function sec\n")
+    p = remote("deploy", "-f", stack_file(remote, "sec", body.format("[S2]")))
+    assert (p.returncode, p.stdout) == (0, "updated function sec\n")
+    st, g = daemon.call("GET", "/v1/functions/sec")
+    assert sorted(g["versions"]) == [1, 2], g["versions"]
