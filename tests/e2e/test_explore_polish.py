@@ -145,3 +145,30 @@ def test_stack_secrets_in_another_order_are_no_new_version(remote, daemon):
     assert (p.returncode, p.stdout) == (0, "updated function sec\n")
     st, g = daemon.call("GET", "/v1/functions/sec")
     assert sorted(g["versions"]) == [1, 2], g["versions"]
+
+
+def test_a_name_holding_a_slash_reaches_its_handler(cli, daemon):
+    """The daemon matched routes on MHD's decoded path, so `a%2Fb` was two
+    segments: `cluster drain a/b` (and any /v1/X/{name} with a '/') was
+    "no such endpoint: /v1/cluster/nodes/a/b/drain", never the handler's
+    own answer."""
+    admin = {"PYSPRINTER_TOKEN": TOKENS["admin"]}
+    ref = cli("cluster", "drain", "n1", "--server", daemon.url, env=admin)
+    r = cli("cluster", "drain", "a/b", "--server", daemon.url, env=admin)
+    assert (r.returncode, r.stdout, r.stderr) == (ref.returncode, ref.stdout, ref.stderr)
+    assert r.stderr == "pysprinter: this pysprinterd is not in a cluster (start it with --redis URL)\n"
+    st, body = daemon.call("GET", "/v1/functions/a%2Fb")
+    assert (st, body["error"]["message"]) == (404, "no deployed function 'a/b'")
+    st, body = daemon.call("GET", "/v1/runs/abc%2Flogs")
+    assert (st, body["error"]["message"]) == (404, "run not found")
+    # An encoded NUL still cuts no name short.
+    st, body = daemon.call("GET", "/v1/functions/a%00b")
+    assert st == 400
+
+
+def test_cluster_drain_of_an_empty_node_is_a_usage_error_on_both_paths(both):
+    """`cluster drain "$NODE"` unset: "no such endpoint:
+    /v1/cluster/nodes//drain" via a daemon, "needs a server" embedded."""
+    r = same(*both("cluster", "drain", ""))
+    assert (r.returncode, r.stdout) == (2, "")
+    assert r.stderr == "pysprinter: cluster drain needs a NODE id (see `pysprinter cluster status`)\n"
