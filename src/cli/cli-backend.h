@@ -258,6 +258,10 @@ void backend_note_options(const Backend *b, const RunArgs *a, SandboxMode sandbo
 Backend *backend_free(Backend *b);
 /* Says b->error (or strerror) on stderr and returns the exit code for r. */
 int backend_fail(Backend *b, int r);
+/* A function's URL as the API answers it ({"path", "public"}) as the user
+ * calls it: "http://HOST:PORT/fn/TENANT/NAME (bearer token)" (or "public");
+ * NULL when url is not an object. Owned by the caller. */
+char *cli_endpoint_text(const Backend *b, const json_t *url);
 /* Replaces b->error. */
 void backend_set_error(Backend *b, const char *fmt, ...) _printf_(2, 3);
 

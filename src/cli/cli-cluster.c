@@ -45,6 +45,12 @@ int verb_cluster(int argc, char **argv) {
                 cli_error("cluster: expected 'status' or 'drain NODE'\n%s", cluster_help);
                 return EXIT_USAGE;
         }
+        /* `cluster drain "$NODE"` with an unset variable: no node has no
+         * name (it was "no such endpoint: /v1/cluster/nodes//drain"). */
+        if (drain && !*argv[1]) {
+                cli_error("cluster drain needs a NODE id (see `pysprinter cluster status`)");
+                return EXIT_USAGE;
+        }
         Backend *b = NULL;
         int code = backend_open_listing(false, &b); /* embedded: no engine to say it needs a server */
         if (code)

@@ -85,6 +85,7 @@ int cli_exit_code(int r) {
         case -EBUSY:
         case -EFBIG:
         case -EOPNOTSUPP:
+        case -ENXIO: /* no such endpoint: a server URL with a wrong path */
                 return EXIT_USAGE;
         case -EBADMSG:
                 return EXIT_VALIDATION;
@@ -117,6 +118,15 @@ int backend_fail(Backend *b, int r) {
  * SIGTERM cancels it — what Modal's or Ray's client does when its terminal
  * goes away — rather than left to end the CLI and its run `lost`. */
 const int cli_interrupt_signals[CLI_INTERRUPT_SIGNALS] = { SIGINT, SIGTERM, SIGHUP };
+
+char *cli_endpoint_text(const Backend *b, const json_t *url) {
+        assert(b);
+        if (!json_is_object(url))
+                return NULL;
+        return xasprintf("%s%s (%s)", b->remote ? b->http.base : "",
+                         json_string_value(json_object_get(url, "path")) ?: "?",
+                         json_is_true(json_object_get(url, "public")) ? "public" : "bearer token");
+}
 
 void cli_interrupt_catch(void (*handler)(int), struct sigaction *ret_old) {
         assert(handler);

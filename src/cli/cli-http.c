@@ -231,11 +231,16 @@ static int status_errno(long status) {
 static char *status_message(const Http *h, long status, const Buf *body) {
         json_t *j = body->len ? json_loadb(body->data, body->len, JSON_ALLOW_NUL, NULL) : NULL;
         const char *m = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+        const char *code = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
         char *r;
         if (status == 401)
                 r = xasprintf("%s refused the token (%s): set PYSPRINTER_TOKEN, --token, or 'token = …' in "
                               "~/.config/pysprinter/config",
                               h->base, m ? m : "unauthorized");
+        else if (status == 403 && m && code && !streq(code, "forbidden"))
+                /* A refusal that is not the token's (url_refused: an
+                 * address the server's policy does not fetch): its words. */
+                r = xstrdup(m);
         else if (status == 403)
                 r = xasprintf("the token lacks the right to do this (%s)", m ? m : "forbidden");
         else if (m && status == 400 && startswith(m, "unknown field '") && endswith(m, "'") &&
@@ -411,6 +416,13 @@ int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body,
                         *ret_status = status;
                 if (status < 200 || status >= 300) {
                         *ret_error = status_message(h, status, ret_body);
+                        /* A path the server has no route for is a wrong
+                         * server URL (--server URL/prefix), not a missing
+                         * run, function or dataset: its own errno, so the
+                         * verbs that say "no run 'ID'" of a 404 pass the
+                         * server's words on, as `ps` does. */
+                        if (status == 404 && startswith(*ret_error, "no such endpoint: "))
+                                return -ENXIO;
                         return status_errno(status);
                 }
                 return 0;

@@ -16,6 +16,7 @@
 #include "cli.h"
 #include "data.h"
 #include "shared.h"
+#include "store.h"
 
 #define MAP_MAX_INPUT_BYTES (256u << 20)
 #define MAP_MAX_INPUTS 1000000u
@@ -521,6 +522,34 @@ static int map_check_data(Backend *b, const RunArgs *a) {
         return 0;
 }
 
+/* A --secret the tenant does not hold fails every call alike, as a missing
+ * dataset does: said once, in run's words ("no secret named …") and with
+ * its exit code (2), before any call. Before, each input printed its own
+ * ClientError line. */
+static int map_check_secrets(Backend *b, const RunArgs *a) {
+        if (!a->secrets)
+                return 0;
+        json_t *list = NULL;
+        int r = b->ops->secret_list(b, &list);
+        if (r < 0)
+                return backend_fail(b, r);
+        int code = 0;
+        for (char **n = a->secrets; n && *n && !code; n++) {
+                bool held = false;
+                size_t i;
+                json_t *v;
+                json_array_foreach(list, i, v)
+                        held = held || streq(json_string_value(json_object_get(v, "name")) ?: "", *n);
+                if (!held) {
+                        _cleanup_free_ char *e = store_secret_error(*n, -ENOENT);
+                        cli_error("%s", e);
+                        code = EXIT_USAGE;
+                }
+        }
+        json_decref(list);
+        return code;
+}
+
 static void map_job_done(MapJob *job) {
         for (size_t i = 0; i < job->n; i++) {
                 free(job->args_json[i]);
@@ -599,10 +628,14 @@ int verb_map(int argc, char **argv) {
         _cleanup_free_ char *shown = streq(a.file, "-") && a.target[0] == '-' ? xasprintf("<stdin>%s", a.target + 1)
                                                                               : xstrdup(a.target);
         job.shown = shown;
-        if (!code && job.n > 0)
+        /* Checked with no input too: `map FILE --over /dev/null` said
+         * nothing of a FILE that cannot run, exit 0. */
+        if (!code)
                 code = map_check_file(b, &a, source, len);
-        if (!code && job.n > 0)
+        if (!code)
                 code = map_check_data(b, &a);
+        if (!code)
+                code = map_check_secrets(b, &a);
         if (!code && b->remote) {
                 _cleanup_free_ char *hex = NULL;
                 if (random_hex(8, &hex) >= 0)

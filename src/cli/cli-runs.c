@@ -129,27 +129,14 @@ static char **without_help(int argc, char **argv, int *ret_argc) {
 }
 
 /* A keyword argument spelled like a runner option ("--timout 5") that the
- * function has no parameter for is a typo: say which option was meant.
- * Only when the validation refuses that very name (runner.py's "unexpected
- * keyword argument 'NAME'"): any other message quoting it ("argument
- * 'timout': …", a positional value 'n') is the run's own error, exit 3. */
-static int check_suspects(Backend *b, RunRequest *q) {
-        if (!q->a->suspects || q->lock_only || q->describe_only) /* these check no arguments */
-                return 0;
-        RunRequest v = *q;
-        v.validate_only = true;
-        Renderer quiet;
-        renderer_init(&quiet, false);
-        /* The parser's warnings are the run's to print, once. */
-        quiet.no_output = true;
-        json_t *run = NULL;
-        int r = b->ops->run(b, &v, &quiet, &run);
-        renderer_done(&quiet);
-        if (r < 0)
-                return 0; /* the real run reports it */
+ * function has no parameter for is a typo: say which option was meant, and
+ * return exit 2 (0 when run's refusal is not of a suspect). Only when the
+ * validation refuses that very name (runner.py's "unexpected keyword
+ * argument 'NAME'"): any other message quoting it ("argument 'timout': …",
+ * a positional value 'n') is the run's own error, exit 3. */
+static int suspect_refused(const RunArgs *a, const json_t *run) {
         const char *msg = json_string_value(json_object_get(json_object_get(run, "error"), "message"));
-        int code = 0;
-        for (char **s = q->a->suspects; msg && *s && !code; s++) {
+        for (char **s = a->suspects; msg && s && *s; s++) {
                 _cleanup_free_ char *quoted = xasprintf("unexpected keyword argument '%s'", *s);
                 const char *at = strstr(msg, quoted);
                 if (at) {
@@ -162,9 +149,30 @@ static int check_suspects(Backend *b, RunRequest *q) {
                          * them mistyped rather than the option. */
                         cli_error("unknown option '%s' (did you mean %s?); the function has no parameter '%s'%s",
                                   dashed, cli_runner_option_near(dashed) ?: "?", *s, at + strlen(quoted));
-                        code = EXIT_USAGE;
+                        return EXIT_USAGE;
                 }
         }
+        return 0;
+}
+
+/* suspect_refused() before a file's run, by a validation of its arguments.
+ * A deployed function's (invoke) is validated by the invoke itself, which
+ * runs nothing when the arguments are refused: run_and_render() asks then. */
+static int check_suspects(Backend *b, RunRequest *q) {
+        if (!q->a->suspects || q->lock_only || q->describe_only || q->deployed) /* these check no arguments */
+                return 0;
+        RunRequest v = *q;
+        v.validate_only = true;
+        Renderer quiet;
+        renderer_init(&quiet, false);
+        /* The parser's warnings are the run's to print, once. */
+        quiet.no_output = true;
+        json_t *run = NULL;
+        int r = b->ops->run(b, &v, &quiet, &run);
+        renderer_done(&quiet);
+        if (r < 0)
+                return 0; /* the real run reports it */
+        int code = suspect_refused(q->a, run);
         json_decref(run);
         return code;
 }
@@ -376,6 +384,9 @@ static int run_and_render(Backend *b, RunRequest *q, const char *verb) {
                 if (!a->quiet && !cli_globals.quiet)
                         printf("%s: ok (%s)\n", shown, json_string_value(json_object_get(run, "function")) ?: "?");
                 code = 0;
+        } else if (q->deployed && streq(status, "invalid") && (code = suspect_refused(a, run))) {
+                /* `invoke NAME --timout 3`: run's words and exit 2 (it was
+                 * the ValidationError of a keyword 'timout', exit 3). */
         } else {
                 code = renderer_run_outcome(&rd, run);
                 if (!q->deployed && a->file)
@@ -1354,11 +1365,9 @@ int verb_deploy(int argc, char **argv) {
                 printf("deployed %s version %lld (%s::%s)\n", json_string_value(json_object_get(ans, "name")) ?: name,
                        (long long) json_integer_value(json_object_get(ans, "version")), base,
                        json_string_value(json_object_get(ans, "function")) ?: "-");
-        if (r >= 0 && !cli_globals.json && json_is_object(json_object_get(ans, "url")))
-                printf("url: %s%s (%s)\n", b->remote ? b->http.base : "",
-                       json_string_value(json_object_get(json_object_get(ans, "url"), "path")) ?: "?",
-                       json_is_true(json_object_get(json_object_get(ans, "url"), "public")) ? "public"
-                                                                                           : "bearer token");
+        _cleanup_free_ char *address = r >= 0 ? cli_endpoint_text(b, json_object_get(ans, "url")) : NULL;
+        if (address && !cli_globals.json)
+                printf("url: %s\n", address);
         json_decref(req);
         json_decref(ans);
         backend_free(b);

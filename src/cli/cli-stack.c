@@ -297,9 +297,11 @@ int cli_deploy_stack(int argc, char **argv) {
         else {
                 size_t i;
                 json_t *c;
-                json_array_foreach(json_object_get(ans, "changes"), i, c)
-                        printf("%s %s %s\n", json_get_string(c, "action") ?: "?", json_get_string(c, "kind") ?: "?",
-                               json_get_string(c, "name") ?: "?");
+                json_array_foreach(json_object_get(ans, "changes"), i, c) {
+                        _cleanup_free_ char *url = cli_endpoint_text(b, json_object_get(c, "url"));
+                        printf("%s %s %s%s%s\n", json_get_string(c, "action") ?: "?", json_get_string(c, "kind") ?: "?",
+                               json_get_string(c, "name") ?: "?", url ? ": " : "", url ?: "");
+                }
         }
         json_decref(req);
         json_decref(ans);

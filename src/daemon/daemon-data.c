@@ -66,6 +66,12 @@ static struct MHD_Response *data_errno(int r, const char *name, const char *err,
                 r = -EINVAL;
         const char *code;
         unsigned status = daemon_errno_status(r, &code);
+        /* A URL the daemon would not fetch (an address its policy
+         * refuses) is no fault of the token: its own code, so a client
+         * says what happened ("refused to fetch …: 127.0.0.1 is a
+         * loopback address"), not "the token lacks the right". */
+        if (r == -EACCES && err)
+                code = "url_refused";
         if (err)
                 return daemon_error_response(status, code, ret_status, "%s", err);
         switch (r) {

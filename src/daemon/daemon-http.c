@@ -416,6 +416,18 @@ static void call_kind_from_url(DaemonCall *call, const char *url) {
 
 /* ---- routing ---------------------------------------------------------------- */
 
+/* The row for the request: matched on the target's path as sent, each
+ * segment decoded after the split (daemon_route_find), so that a name
+ * holding an encoded '/' (a%2Fb) is one segment its handler refuses in its
+ * own words. MHD's url has %2F decoded already: `cluster drain a/b` was
+ * "no such endpoint: /v1/cluster/nodes/a/b/drain". */
+static int find_route(const Req *req, const char *method, const char *url, char seg[][DAEMON_SEGMENT_MAX], int *ret_n,
+                      const DaemonRoute **ret, unsigned *ret_allow) {
+        const char *target = req && req->target && req->target[0] == '/' ? req->target : NULL;
+        _cleanup_free_ char *path = target ? xstrndup(target, strcspn(target, "?")) : NULL;
+        return daemon_route_find(method, path ?: url, seg, ret_n, ret, ret_allow);
+}
+
 /* Resolves the request against the route table, authenticates it as its
  * row says and hands it to the row's handler. */
 static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
@@ -423,7 +435,7 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
         const DaemonRoute *route = NULL;
         unsigned allow = 0;
         int n = 0;
-        int k = daemon_route_find(c->method, url, seg, &n, &route, &allow);
+        int k = find_route(c->req, c->method, url, seg, &n, &route, &allow);
 
         call_kind_from_url(&c->call, url);
         if (route)
@@ -528,7 +540,7 @@ static bool early_auth_refuses(Ctx *c, Req *req, const char *url, enum MHD_Resul
                 return false;
         if (req->body_due <= EARLY_AUTH_BODY_BYTES && !MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Expect"))
                 return false;
-        if (daemon_route_find(c->method, url, seg, &n, &route, &allow) < 0 || route->access != ROUTE_USER)
+        if (find_route(req, c->method, url, seg, &n, &route, &allow) < 0 || route->access != ROUTE_USER)
                 return false; /* 404/405 and public routes: dispatch() answers them */
         call_kind_from_url(&c->call, url);
         return !authenticate(c, !(daemon_route_method(c->method) & ROUTE_GET), ret);
@@ -546,8 +558,7 @@ static bool sink_begin(Ctx *c, Req *req, const char *url, enum MHD_Result *ret) 
         int n = 0;
         if (!(daemon_route_method(c->method) & (ROUTE_PUT | ROUTE_POST)))
                 return false; /* no body to stream */
-        if (daemon_route_find(c->method, url, seg, &n, &route, &allow) < 0 || !route->sink ||
-            route->access != ROUTE_USER)
+        if (find_route(req, c->method, url, seg, &n, &route, &allow) < 0 || !route->sink || route->access != ROUTE_USER)
                 return false;
         if (!authenticate(c, !(daemon_route_method(c->method) & ROUTE_GET), ret))
                 return true;

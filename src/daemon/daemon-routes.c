@@ -123,8 +123,9 @@ char *daemon_route_allow(unsigned methods, char buf[static DAEMON_ALLOW_MAX]) {
         return buf;
 }
 
-/* Splits "/a/b/c" into at most max segments; returns the count, or -1 when
- * there are more or a segment is empty or too long. A trailing slash is
+/* Splits "/a/b/c" (percent-encoded as sent) into at most max segments,
+ * each decoded; returns the count, or -1 when there are more or a segment
+ * is empty, too long or holds a NUL. A trailing slash is
  * allowed (AWS SDKs list functions at "/2015-03-31/functions/"). With
  * tail, whatever follows the max-th segment (past a '/', not only a
  * trailing one) is one more segment, left empty, whatever its length,
@@ -143,11 +144,23 @@ static int split_path(const char *url, char seg[][DAEMON_SEGMENT_MAX], int max, 
                         return n + 1;
                 }
                 const char *e = strchr(p, '/');
-                size_t len = e ? (size_t) (e - p) : strlen(p);
-                if (len == 0 || len >= DAEMON_SEGMENT_MAX || n >= max)
+                size_t len = e ? (size_t) (e - p) : strlen(p), out = 0;
+                if (len == 0 || n >= max)
                         return -1;
-                memcpy(seg[n], p, len);
-                seg[n][len] = 0;
+                /* Decoded after the split: an encoded '/' is the
+                 * segment's own byte, not a separator. */
+                for (size_t i = 0; i < len; i++) {
+                        char ch = p[i];
+                        if (ch == '%' && i + 2 < len && hex_digit_value(p[i + 1]) >= 0 &&
+                            hex_digit_value(p[i + 2]) >= 0) {
+                                ch = (char) (hex_digit_value(p[i + 1]) * 16 + hex_digit_value(p[i + 2]));
+                                i += 2;
+                        }
+                        if (ch == 0 || out + 1 >= DAEMON_SEGMENT_MAX)
+                                return -1;
+                        seg[n][out++] = ch;
+                }
+                seg[n][out] = 0;
                 n++;
                 p += len;
         }

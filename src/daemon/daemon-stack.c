@@ -103,13 +103,52 @@ static bool str_equal(const char *a, const char *b) {
         return (!a && !b) || (a && b && streq(a, b));
 }
 
+static int string_cmp(const void *a, const void *b) {
+        return strcmp(json_string_value(*(json_t *const *) a), json_string_value(*(json_t *const *) b));
+}
+
+/* The env_json's secret names in order, so that two lists of the same
+ * names compare equal: an env var per name, whose order means nothing. */
+static json_t *env_sorted(const char *text) {
+        json_t *e = json_parse_or_string(text), *names = json_object_get(e, "secrets");
+        size_t n = json_array_size(names), i;
+        if (n < 2)
+                return e;
+        json_t **v = xcalloc(n, sizeof *v), *sorted = json_array();
+        for (i = 0; i < n; i++)
+                v[i] = json_is_string(json_array_get(names, i)) ? json_array_get(names, i) : NULL;
+        bool all = true;
+        for (i = 0; i < n; i++)
+                all = all && v[i];
+        if (all) {
+                qsort(v, n, sizeof *v, string_cmp);
+                for (i = 0; i < n; i++)
+                        json_array_append(sorted, v[i]);
+                json_object_set(e, "secrets", sorted);
+        }
+        json_decref(sorted);
+        free(v);
+        return e;
+}
+
+/* The same env and secrets: secrets as a set (the env is a JSON object,
+ * compared as one already). `secrets: [B, A]` after `[A, B]` made a new
+ * version, where reordering `env` did not. */
+static bool env_same(const char *a, const char *b) {
+        json_t *x = env_sorted(a), *y = env_sorted(b);
+        bool eq = json_equal(x, y) || (json_is_null(x) && json_is_null(y));
+        json_decref(x);
+        json_decref(y);
+        return eq;
+}
+
 /* "Unchanged": the same source bytes and the same settings. */
 static bool function_same(const FunctionRecord *old, const FunctionRecord *f) {
         return old->source_len == f->source_len && memcmp(old->source, f->source, f->source_len) == 0 &&
                str_equal(old->filename, f->filename) && str_equal(old->function, f->function) &&
                str_equal(old->description, f->description) &&
                json_text_equal(old->requirements_json, f->requirements_json) &&
-               json_text_equal(old->limits_json, f->limits_json) && json_text_equal(old->env_json, f->env_json);
+               json_text_equal(old->limits_json, f->limits_json) && env_same(old->env_json, f->env_json);
 }
 
 static bool schedule_same(const ScheduleRecord *old, const ScheduleRecord *s) {
@@ -528,8 +567,16 @@ struct MHD_Response *daemon_api_stack(const DaemonCall *call, unsigned *ret_stat
         for (i = 0; i < p.n; i++) {
                 if (p.v[i].gone)
                         continue;
-                json_array_append_new(changes, json_pack("{s:s, s:s, s:s}", "action", action_names[p.v[i].action],
-                                                         "kind", kind_names[p.v[i].kind], "name", p.v[i].name));
+                json_t *c = json_pack("{s:s, s:s, s:s}", "action", action_names[p.v[i].action], "kind",
+                                      kind_names[p.v[i].kind], "name", p.v[i].name);
+                /* An endpoint the stack leaves in place carries its address,
+                 * as a deploy's answer does ("url"): the user's next step. */
+                if (p.v[i].kind == STACK_ENDPOINT && p.v[i].mode) {
+                        _cleanup_free_ char *path = xasprintf("/fn/%s/%s", call->tenant, p.v[i].name);
+                        json_object_set_new(c, "url",
+                                            json_pack("{s:s, s:b}", "path", path, "public", p.v[i].mode == 2));
+                }
+                json_array_append_new(changes, c);
                 /* Deleted functions' warm instances hold deleted code. */
                 if (!dry_run && p.v[i].kind == STACK_FUNCTION && p.v[i].action == STACK_DELETED) {
                         _cleanup_free_ char *prefix = xasprintf("%s/%s@", call->tenant, p.v[i].name);

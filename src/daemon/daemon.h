@@ -886,8 +886,9 @@ const DaemonRoute *daemon_routes(size_t *ret_n);
 unsigned daemon_route_method(const char *method);
 /* methods as an Allow header value ("GET, HEAD, DELETE") in buf; returns buf. */
 char *daemon_route_allow(unsigned methods, char buf[static DAEMON_ALLOW_MAX]);
-/* Resolves method and path: 0 with *ret the row and seg and *ret_n_seg the
- * path's segments; -ENOENT when no row has this path (404); -EOPNOTSUPP
+/* Resolves method and path (the target's path as sent: each segment is
+ * percent-decoded after the split, so %2F stays inside its segment): 0
+ * with *ret the row and seg and *ret_n_seg the path's decoded segments; -ENOENT when no row has this path (404); -EOPNOTSUPP
  * when rows have it for other methods only (405), *ret_allow their union. */
 int daemon_route_find(const char *method, const char *path, char seg[][DAEMON_SEGMENT_MAX], int *ret_n_seg,
                       const DaemonRoute **ret, unsigned *ret_allow);

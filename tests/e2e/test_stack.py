@@ -94,7 +94,9 @@ def test_deploy_redeploy_edit_prune(stack, d, tmp_path):
     assert lines(p) == [
         "created function add", "created function envf", "created function hello",
         "created schedule add-often", "created schedule hello-nightly",
-        "created endpoint add", "created endpoint hello",
+        # The address to call, as `deploy FILE --url` prints it ("url: …").
+        f"created endpoint add: {d.url}/fn/alice/add (bearer token)",
+        f"created endpoint hello: {d.url}/fn/alice/hello (public)",
     ]
     fns, scheds = state(d)
     assert fns["hello"][1] == {"timeout_ms": 20000, "memory_bytes": 256 << 20, "max_procs": 16,
@@ -227,7 +229,8 @@ def test_settings_only_changes(stack, d, tmp_path):
     (tmp_path / "edited.yaml").write_text(edited)
     p = stack("deploy", "-f", "edited.yaml", check=0)
     changed = [l for l in lines(p) if not l.startswith("unchanged")]
-    assert changed == ["updated schedule hello-nightly", "deleted endpoint add", "updated endpoint hello"], p.stdout
+    assert changed == ["updated schedule hello-nightly", "deleted endpoint add",
+                       f"updated endpoint hello: {d.url}/fn/alice/hello (bearer token)"], p.stdout
     fns, scheds = state(d)
     assert [v[0] for v in fns.values()] == [[1], [1], [1]]
     assert fns["hello"][2] == {"path": "/fn/alice/hello", "public": False} and fns["add"][2] is None

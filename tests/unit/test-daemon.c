@@ -336,6 +336,10 @@ static const struct {
         { "DELETE", "/v1/runs/r123", 0, daemon_api_run_cancel, NULL },
         { "POST", "/v1/runs/r123", -EOPNOTSUPP, NULL, "GET, HEAD, DELETE" },
         { "GET", "/v1/runs/r123/logs", 0, daemon_api_run_logs, NULL },
+        /* Split as sent, then decoded: an encoded '/' stays in its segment. */
+        { "GET", "/v1/runs/r1%2Flogs", 0, daemon_api_run_get, NULL },
+        { "GET", "/v1/r%75ns/r123", 0, daemon_api_run_get, NULL },
+        { "GET", "/v1/runs/r%001", -ENOENT, NULL, NULL },
         { "POST", "/v1/runs/r123/logs", -EOPNOTSUPP, NULL, "GET, HEAD" },
         { "GET", "/v1/runs/r123/other", -ENOENT, NULL, NULL },
         { "POST", "/v1/validate", 0, daemon_api_validate, NULL },
@@ -410,6 +414,8 @@ static void test_routes(void **state) {
                                  route_cases[i].expect);
                 if (k == 0)
                         assert_ptr_equal(route->handler, route_cases[i].handler);
+                if (k == 0 && strstr(route_cases[i].path, "%2F"))
+                        assert_string_equal(seg[2], "r1/logs");
                 if (k == -EOPNOTSUPP) {
                         char a[DAEMON_ALLOW_MAX];
                         assert_string_equal(daemon_route_allow(allow, a), route_cases[i].allow);
