@@ -871,6 +871,18 @@ int verb_show(int argc, char **argv) {
                 char queued[32];
                 if (run_queued(run, queued))
                         printf("%-10s %s\n", "queued:", queued);
+                /* Where it came from, as Lambda's and Modal's consoles
+                 * show each invocation's function and version. */
+                const char *fn_name = json_string_value(json_object_get(run, "fn_name"));
+                json_t *fn_version = json_object_get(run, "fn_version");
+                if (fn_name && json_is_integer(fn_version))
+                        printf("%-10s %s v%" JSON_INTEGER_FORMAT "\n", "deployed:", fn_name,
+                               json_integer_value(fn_version));
+                else if (fn_name)
+                        printf("%-10s %s\n", "deployed:", fn_name);
+                const char *schedule = json_string_value(json_object_get(run, "schedule"));
+                if (schedule)
+                        printf("%-10s %s\n", "schedule:", schedule);
                 /* The arguments as the user gave them. */
                 show_value("args:", json_object_get(run, "args") ?: json_array());
                 show_value("kwargs:", json_object_get(run, "kwargs") ?: json_object());

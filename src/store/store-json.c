@@ -64,6 +64,9 @@ static json_t *run_record_tail(json_t *j, const RunRecord *r) {
                 json_object_set_new(j, "outputs", json_parse_or_string(r->outputs_json));
         json_object_set_new(j, "attempt", json_integer(r->attempt));
         json_object_set_new(j, "max_attempts", json_integer(r->max_attempts));
+        json_object_set_new(j, "fn_name", r->fn_name ? json_string(r->fn_name) : json_null());
+        json_object_set_new(j, "fn_version", r->fn_version > 0 ? json_integer(r->fn_version) : json_null());
+        json_object_set_new(j, "schedule", r->schedule ? json_string(r->schedule) : json_null());
         json_object_set_new(j, "created_at", time_json(r->created));
         json_object_set_new(j, "started_at", time_json(r->started));
         json_object_set_new(j, "finished_at", time_json(r->finished));
@@ -104,9 +107,10 @@ static bool timings_spliceable(const char *t) {
         }
 }
 
-/* run_record_tail() as text when it holds no outputs: integers and
- * timestamps (format_timestamp(): digits, '-', ':', '.', 'T', 'Z'), nothing
- * to escape, so no JSON tree and no json_dumps (~18k instructions). */
+/* run_record_tail() as text when it holds no outputs: integers,
+ * timestamps (format_timestamp(): digits, '-', ':', '.', 'T', 'Z') and the
+ * origin's names (escaped as jansson prints them), so no JSON tree and no
+ * json_dumps (~18k instructions). */
 static void append_time(Buf *b, const char *name, usec_t t) {
         char buf[32];
         (void) buf_appends(b, name);
@@ -123,6 +127,12 @@ static char *tail_text(const RunRecord *r) {
         Buf b;
         buf_init(&b, SIZE_MAX / 4);
         (void) buf_printf(&b, "{\"attempt\":%d,\"max_attempts\":%d", r->attempt, r->max_attempts);
+        (void) json_buf_append_member(&b, ",\"fn_name\":", r->fn_name);
+        if (r->fn_version > 0)
+                (void) buf_printf(&b, ",\"fn_version\":%d", r->fn_version);
+        else
+                (void) buf_appends(&b, ",\"fn_version\":null");
+        (void) json_buf_append_member(&b, ",\"schedule\":", r->schedule);
         append_time(&b, ",\"created_at\":", r->created);
         append_time(&b, ",\"started_at\":", r->started);
         append_time(&b, ",\"finished_at\":", r->finished);

@@ -1,0 +1,114 @@
+"""Where a run came from: the deployed function and version an invoke
+started it from (fn_name, fn_version) and the schedule that fired it
+(schedule), in the run object (GET /v1/runs/ID, `show --json`), in `show`'s
+text on both backends, and on the web UI's run page."""
+import json
+
+import pytest
+
+from conftest import CLI, DAEMON, same
+from daemonlib import TOKENS, sandbox_mode
+from test_schedules import TERMINAL, TICK, ClockDaemon, deploy
+
+pytestmark = pytest.mark.skipif(not (DAEMON.exists() and CLI.exists()), reason="pysprinterd or pysprinter not built")
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("origin")
+    daemon = ClockDaemon(tmp / "d", sandbox=sandbox_mode(tmp))
+    with daemon.serving(clean_exit=False) as running:
+        deploy(running, "tick", TICK)
+        deploy(running, "tick", TICK + "\n# v2\n")
+        yield running
+
+
+@pytest.fixture(scope="module")
+def runs(d):
+    """An invoke of version 1, one of the current version (2), an ad-hoc
+    run and a run fired by schedule 'every5': their ids."""
+    ids = {}
+    st, b = d.call("POST", "/v1/functions/tick/invoke?wait=true", {"args": ["a"], "version": 1})
+    assert st == 200, (st, b)
+    ids["v1"] = b["id"]
+    st, b = d.call("POST", "/v1/functions/tick/invoke?wait=true", {"args": ["b"]})
+    assert st == 200, (st, b)
+    ids["v2"] = b["id"]
+    st, b = d.call("POST", "/v1/runs?wait=true", {"source": TICK})
+    assert st == 200, (st, b)
+    ids["adhoc"] = b["id"]
+    st, b = d.call("POST", "/v1/schedules", {"name": "every5", "function": "tick", "cron": "*/5 * * * *"})
+    assert st == 201, (st, b)
+    d.set_time("2026-03-01 10:05:00")
+    s = d.wait_schedule("every5", lambda s: s["last_run"] is not None)
+    ids["sched"] = s["last_run"]["id"]
+    d.wait_status(ids["sched"], TERMINAL)
+    return ids
+
+
+def get(d, rid):
+    st, b = d.call("GET", f"/v1/runs/{rid}")
+    assert st == 200, (st, b)
+    return b
+
+
+def origin(run):
+    return run.get("fn_name", "absent"), run.get("fn_version", "absent"), run.get("schedule", "absent")
+
+
+def test_invoked_run_names_its_function_and_version(d, runs):
+    assert origin(get(d, runs["v1"])) == ("tick", 1, None)
+    assert origin(get(d, runs["v2"])) == ("tick", 2, None)
+
+
+def test_adhoc_run_has_no_origin(d, runs):
+    assert origin(get(d, runs["adhoc"])) == (None, None, None)
+
+
+def test_scheduled_run_names_its_schedule(d, runs):
+    assert origin(get(d, runs["sched"])) == ("tick", 2, "every5")
+
+
+def test_listing_carries_the_origin(d, runs):
+    st, b = d.call("GET", "/v1/runs?limit=50")
+    assert st == 200, (st, b)
+    listed = {r["id"]: origin(r) for r in (b["runs"] if isinstance(b, dict) else b)}
+    assert listed[runs["v1"]] == ("tick", 1, None)
+    assert listed[runs["sched"]] == ("tick", 2, "every5")
+
+
+def test_show_prints_the_origin_on_both_backends(d, runs, cli):
+    """`show` embedded (the daemon's home) and through the server print the
+    same bytes, with the function, its version and the schedule."""
+    def both(*args):
+        local = cli(*args, env={"PYSPRINTER_HOME": str(d.home)})
+        remote = cli(*args, "--server", d.url, env={"PYSPRINTER_TOKEN": TOKENS["alice"]})
+        return local, remote
+
+    p = same(*both("show", runs["sched"]))
+    assert p.returncode == 0, p.stderr
+    assert "deployed:  tick v2\n" in p.stdout
+    assert "schedule:  every5\n" in p.stdout
+    p = same(*both("show", runs["v1"]))
+    assert "deployed:  tick v1\n" in p.stdout and "schedule:" not in p.stdout
+    p = same(*both("show", runs["adhoc"]))
+    assert "deployed:" not in p.stdout and "schedule:" not in p.stdout
+    p = same(*both("show", runs["v1"], "--json"))
+    assert origin(json.loads(p.stdout)) == ("tick", 1, None)
+
+
+def test_run_page_links_the_function_and_names_the_schedule(d, runs):
+    from uilib import start_browser, ui_login, wait_for
+    drv = start_browser()
+    try:
+        ui_login(drv, d, TOKENS["alice"], "alice")
+        drv.get(d.url + "/ui/#/runs/" + runs["sched"])
+        link = wait_for(lambda: drv.find_elements("css selector", "#run-deployed a"), what="the deployed link")[0]
+        assert link.text == "tick v2"
+        assert link.get_attribute("href").endswith("#/functions/tick?version=2")
+        assert drv.find_element("css selector", "#run-schedule").text == "every5"
+        drv.get(d.url + "/ui/#/runs/" + runs["adhoc"])
+        wait_for(lambda: runs["adhoc"] in drv.find_element("css selector", "h1").text, what="the ad-hoc run's page")
+        assert drv.find_elements("css selector", "#run-deployed, #run-schedule") == []
+    finally:
+        drv.quit()
