@@ -112,3 +112,62 @@ def test_run_page_links_the_function_and_names_the_schedule(d, runs):
         assert drv.find_elements("css selector", "#run-deployed, #run-schedule") == []
     finally:
         drv.quit()
+
+
+def test_lambda_invoke_names_its_function(d, runs):
+    st, b = d.call("POST", "/2015-03-31/functions/tick/invocations?Qualifier=1", {"tag": "l"})
+    assert st == 200, (st, b)
+    st, listed = d.call("GET", "/v1/runs?limit=1")
+    rows = listed["runs"] if isinstance(listed, dict) else listed
+    assert origin(rows[0]) == ("tick", 1, None), rows[0]
+
+
+def test_a_database_from_before_the_origin_loads(tmp_path, cli):
+    """A home whose runs table predates migration 23 (its columns dropped,
+    user_version 22): its runs still show, with null fn_version and
+    schedule, and the columns are added."""
+    import sqlite3
+    home = tmp_path / "oldhome"
+    env = {"PYSPRINTER_HOME": str(home)}
+    cli.write("t.py", TICK)
+    p = cli("run", "t.py", "--json", "--sandbox=none", env=env)
+    assert p.returncode == 0, p.stderr
+    rid = json.loads(cli("ps", "--json", env=env).stdout)[0]["id"]
+    db = sqlite3.connect(home / "pysprinter.db")
+    db.executescript("ALTER TABLE runs DROP COLUMN fn_version; ALTER TABLE runs DROP COLUMN schedule;"
+                     "PRAGMA user_version=22;")
+    db.close()
+    p = cli("show", rid, "--json", env=env)
+    assert p.returncode == 0, p.stderr
+    run = json.loads(p.stdout)
+    assert run["status"] == "succeeded" and origin(run) == (None, None, None)
+    db = sqlite3.connect(home / "pysprinter.db")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 23
+    db.close()
+
+
+def test_cluster_record_carries_the_origin(tmp_path):
+    from clusterlib import REDIS
+    if not REDIS:
+        pytest.skip("redis-server is not installed")
+    from clusterlib import Redis
+    from daemonlib import Daemon
+    redis = Redis(tmp_path).start()
+    started = []
+    try:
+        for name, role in (("g1", "gateway"), ("w1", "worker")):
+            n = Daemon(tmp_path / name, sandbox=sandbox_mode(tmp_path),
+                       args=["--redis", redis.url, "--role", role, "--node-id", name])
+            n.start()
+            started.append(n)
+        g = started[0]
+        deploy(g, "tick", TICK)
+        st, b = g.call("POST", "/v1/functions/tick/invoke?wait=true", {"args": ["c"]})
+        assert st == 200, (st, b)
+        st, run = g.call("GET", f"/v1/runs/{b['id']}")
+        assert st == 200 and origin(run) == ("tick", 1, None), run
+        assert origin(b) == ("tick", 1, None), b
+    finally:
+        for n in started:
+            n.stop()
+        redis.stop()
