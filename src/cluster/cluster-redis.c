@@ -106,6 +106,7 @@ int cluster_submit_env(RunQueue *q, const RunRecord *r, const char *request_json
         if (r->fn_version > 0)
                 add_field_u(&a, "fn_version", (uint64_t) r->fn_version);
         add_field(&a, "schedule", r->schedule);
+        add_field(&a, "limits_json", r->limits_json);
         /* Whose waiter hears the end (finish.lua publishes on its channel),
          * and that it reads the ended record in the message ("r:"): a
          * gateway of an older release, which does not, gets "d:". */
@@ -673,6 +674,7 @@ static void record_set(RunRecord *r, const char *name, const char *value) {
                 { "outputs_json", &r->outputs_json },
                 { "fn_name", &r->fn_name },
                 { "schedule", &r->schedule },
+                { "limits_json", &r->limits_json },
         };
         for (size_t j = 0; j < ELEMENTSOF(text); j++)
                 if (streq(name, text[j].name)) {

@@ -162,6 +162,7 @@ static DRun *drun_free(DRun *r) {
                 free(r->source);
         free(r->fn_name);
         free(r->schedule);
+        free(r->limits_json);
         free(r->context_json);
         free(r->requirements_json);
         strv_free(r->data);
@@ -453,7 +454,19 @@ static void record_from_drun(const DRun *r, RunRecord *rec, const char *status) 
                 .fn_name = r->fn_name,
                 .fn_version = r->fn_name ? r->fn_version : 0,
                 .schedule = r->schedule,
+                .limits_json = r->limits_json,
         };
+}
+
+/* r's limits, as granted, the way its record keeps them (the run object's
+ * "limits", store.h RunRecord.limits_json): set once they are final. */
+static void drun_set_limits_json(DRun *r) {
+        free(r->limits_json);
+        r->limits_json = xasprintf("{\"timeout_ms\":%" PRIu64 ",\"memory_bytes\":%" PRIu64 ",\"max_procs\":%" PRIu64
+                                   ",\"max_output_bytes\":%" PRIu64 ",\"network\":%s}",
+                                   (uint64_t) r->limits.timeout_ms, (uint64_t) r->limits.memory_bytes,
+                                   (uint64_t) r->limits.max_procs, (uint64_t) r->limits.max_output_bytes,
+                                   r->limits.network ? "true" : "false");
 }
 
 static void metrics_observe(Daemon *d, int idx, usec_t us) {
@@ -2585,6 +2598,7 @@ int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRe
                 r->env = strv_append(r->env, *x);
         r->fn_version = fn_version;
         r->schedule = req->schedule ? xstrdup(req->schedule) : NULL;
+        drun_set_limits_json(r);
         r->lambda = lambda;
         r->answer_waits = req->answer_waits;
         r->caller_waits = req->caller_waits;
@@ -2679,6 +2693,7 @@ static int drun_resume(Daemon *d, const PendingRun *p, bool claimed) {
         if (daemon_limits_clamp(&d->cfg, r->tenant, &r->limits))
                 log_info("run %s: its limits are lowered to what the config grants tenant %s now", r->id,
                          r->tenant);
+        drun_set_limits_json(r);
         drun_init_log(d, r);
         if (!claimed && !d->cluster)
                 drun_log_prefill(d, r);
@@ -2810,6 +2825,7 @@ static RunRecord *drun_record_now(const DRun *r) {
         c->status = xstrdup(rec.status);
         c->fn_name = xstrdup_or_null(rec.fn_name);
         c->schedule = xstrdup_or_null(rec.schedule);
+        c->limits_json = xstrdup_or_null(rec.limits_json);
         c->attempt = r->attempt;
         c->max_attempts = r->max_attempts;
         return c;

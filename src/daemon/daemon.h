@@ -358,6 +358,7 @@ struct DRun {
         char *requirements_json; /* a deployed function's, kept beside its source (RunSpec) */
         int fn_version;
         char *schedule;         /* the schedule that fired it, or NULL */
+        char *limits_json;      /* limits as its record keeps them (drun_set_limits_json()) */
         bool lambda;            /* Lambda calling convention: adds START/END lines */
         bool answer_waits;      /* RunRequest.answer_waits */
         bool caller_waits;      /* RunRequest.caller_waits (not kept across a restart) */

@@ -19,9 +19,10 @@
  *
  * A record: u32 length of the payload, u64 FNV-1a of the payload, the
  * payload: the run's integers, then its texts, each a u32 length
- * (UINT32_MAX: NULL) and its bytes, then the run's origin (an i64
- * fn_version and the schedule's text: store.h RunRecord), which records
- * written before it was kept end without and replay with none. A torn last record (a crash in the
+ * (UINT32_MAX: NULL) and its bytes, then the run's origin and limits (an
+ * i64 fn_version, the schedule's and limits_json's texts: store.h
+ * RunRecord), which records written before they were kept end without and
+ * replay with none. A torn last record (a crash in the
  * middle of its write) fails its length or checksum and ends the replay
  * of its file. */
 #include <fcntl.h>
@@ -89,7 +90,7 @@ static int record_encode(int64_t kind, const RunRecord *r, const char *arg21, ui
         for (size_t i = 0; i < ELEMENTSOF(texts); i++)
                 n += text_size(*texts[i]);
         int64_t fn_version = r->fn_version;
-        n += sizeof(fn_version) + text_size(r->schedule);
+        n += sizeof(fn_version) + text_size(r->schedule) + text_size(r->limits_json);
         if (n - JOURNAL_HEADER > JOURNAL_MAX_RECORD)
                 /* Too big for a record: committed as before. */
                 return -ENOBUFS;
@@ -101,6 +102,7 @@ static int record_encode(int64_t kind, const RunRecord *r, const char *arg21, ui
         memcpy(p, &fn_version, sizeof(fn_version));
         p += sizeof(fn_version);
         p = put_text(p, r->schedule);
+        p = put_text(p, r->limits_json);
         uint32_t len = (uint32_t) (n - JOURNAL_HEADER);
         uint64_t sum = fnv1a(buf + JOURNAL_HEADER, len);
         memcpy(buf, &len, sizeof(len));
@@ -217,7 +219,8 @@ static bool record_parse(uint8_t *p, size_t n, const char **ret_sql, RunRecord *
                 memcpy(&fn_version, p + off, sizeof(fn_version));
                 p[off] = 0; /* ends the request */
                 off += sizeof(fn_version);
-                if (fn_version < 0 || fn_version > INT_MAX || !parse_text(p, n, &off, false, &r->schedule))
+                if (fn_version < 0 || fn_version > INT_MAX || !parse_text(p, n, &off, false, &r->schedule) ||
+                    !parse_text(p, n, &off, true, &r->limits_json))
                         return false;
                 r->fn_version = (int) fn_version;
         }

@@ -294,6 +294,10 @@ static const char *const migrations[] = {
          * past the run's end (request_json), and are not known. */
         "ALTER TABLE runs ADD COLUMN fn_version INTEGER;"
         "ALTER TABLE runs ADD COLUMN schedule TEXT;",
+        /* 24: the limits a run was given (the run object's "limits"),
+         * which its request_json held only until its end. NULL: recorded
+         * before, or by an embedded CLI. */
+        "ALTER TABLE runs ADD COLUMN limits_json TEXT;",
 };
 
 int store_schema_version(void) {

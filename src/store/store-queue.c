@@ -105,10 +105,11 @@ void pending_run_list_free(PendingRun *v, size_t n) {
 #define FN_NAME_FIELD "CASE WHEN ?24 THEN ?25 ELSE " REQUEST_FIELD("$.fn_name") " END"
 #define DATA_FIELD "CASE WHEN ?24 AND NOT ?27 THEN NULL ELSE " REQUEST_FIELD("$.data") " END"
 /* The run's origin (migration 23): its deployed function's version and
- * the schedule that fired it, bound from the record (?28, ?29; NULL for a
- * run of neither, store_run_bind()). */
-#define ORIGIN_COLUMNS "fn_version, schedule"
-#define ORIGIN_VALUES "?28,?29"
+ * the schedule that fired it, and the limits it was given (migration 24),
+ * bound from the record (?28, ?29, ?30; NULL for a run of neither,
+ * store_run_bind()). */
+#define ORIGIN_COLUMNS "fn_version, schedule, limits_json"
+#define ORIGIN_VALUES "?28,?29,?30"
 /* What an ended record's INSERT writes beyond RUN_COLUMNS. */
 #define ENDED_COLUMNS "outputs_json, lock_sha256, fn_name, data_json, " ORIGIN_COLUMNS
 #define IDEM_FIELD                                                                     \

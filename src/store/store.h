@@ -194,6 +194,11 @@ typedef struct RunRecord {
         char *fn_name;
         int fn_version;
         char *schedule;
+        /* The limits the run was given, {"timeout_ms", "memory_bytes",
+         * "max_procs", "max_output_bytes", "network"} as compact JSON (the
+         * writer's own text), or NULL (an embedded run, a run recorded
+         * before they were kept). Written by the same INSERTs (?30). */
+        char *limits_json;
         /* The environment's lock (pkg_lock_to_json() text) the engine ran
          * in: written by the final update when not NULL (docs/ui.md), once
          * per distinct text (the locks table, keyed by its sha256); not

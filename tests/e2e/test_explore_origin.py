@@ -103,10 +103,11 @@ def test_run_page_links_the_function_and_names_the_schedule(d, runs):
     try:
         ui_login(drv, d, TOKENS["alice"], "alice")
         drv.get(d.url + "/ui/#/runs/" + runs["sched"])
-        link = wait_for(lambda: drv.find_elements("css selector", "#run-deployed a"), what="the deployed link")[0]
-        assert link.text == "tick v2"
-        assert link.get_attribute("href").endswith("#/functions/tick?version=2")
-        assert drv.find_element("css selector", "#run-schedule").text == "every5"
+        # Read in one script: the page draws the run again as it loads.
+        seen = wait_for(lambda: drv.execute_script(
+            "const a = document.querySelector('#run-deployed a'), s = document.querySelector('#run-schedule');"
+            "return a && s ? [a.textContent, a.getAttribute('href'), s.textContent] : null"), what="the deployed link")
+        assert seen == ["tick v2", "#/functions/tick?version=2", "every5"]
         drv.get(d.url + "/ui/#/runs/" + runs["adhoc"])
         wait_for(lambda: runs["adhoc"] in drv.find_element("css selector", "h1").text, what="the ad-hoc run's page")
         assert drv.find_elements("css selector", "#run-deployed, #run-schedule") == []
@@ -135,6 +136,7 @@ def test_a_database_from_before_the_origin_loads(tmp_path, cli):
     rid = json.loads(cli("ps", "--json", env=env).stdout)[0]["id"]
     db = sqlite3.connect(home / "pysprinter.db")
     db.executescript("ALTER TABLE runs DROP COLUMN fn_version; ALTER TABLE runs DROP COLUMN schedule;"
+                     "ALTER TABLE runs DROP COLUMN limits_json;"
                      "PRAGMA user_version=22;")
     db.close()
     p = cli("show", rid, "--json", env=env)
@@ -142,7 +144,7 @@ def test_a_database_from_before_the_origin_loads(tmp_path, cli):
     run = json.loads(p.stdout)
     assert run["status"] == "succeeded" and origin(run) == (None, None, None)
     db = sqlite3.connect(home / "pysprinter.db")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 23
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 24
     db.close()
 
 
@@ -171,3 +173,24 @@ def test_cluster_record_carries_the_origin(tmp_path):
         for n in started:
             n.stop()
         redis.stop()
+
+
+def test_run_keeps_the_limits_it_was_given(d, cli):
+    """The limits a run was given stay in its record after its end (they
+    were dropped with request_json): the run object's `limits`, and
+    `show`'s limits line on both backends."""
+    st, b = d.call("POST", "/v1/functions/tick/invoke?wait=true",
+                   {"limits": {"timeout_ms": 7000, "max_procs": 33}})
+    assert st == 200, (st, b)
+    run = get(d, b["id"])
+    lim = run.get("limits")
+    assert isinstance(lim, dict), run
+    assert (lim["timeout_ms"], lim["max_procs"], lim["network"]) == (7000, 33, False), lim
+    assert set(lim) == {"timeout_ms", "memory_bytes", "max_procs", "max_output_bytes", "network"}
+    local = cli("show", b["id"], env={"PYSPRINTER_HOME": str(d.home)})
+    remote = cli("show", b["id"], "--server", d.url, env={"PYSPRINTER_TOKEN": TOKENS["alice"]})
+    p = same(local, remote)
+    assert "limits:    timeout 7.00s, memory " in p.stdout and "processes 33, " in p.stdout, p.stdout
+    assert "network off\n" in p.stdout
+    st, b2 = d.call("POST", "/v1/runs?wait=true", {"source": TICK, "limits": {"timeout_ms": 9000}})
+    assert st == 200 and get(d, b2["id"])["limits"]["timeout_ms"] == 9000, b2

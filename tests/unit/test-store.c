@@ -3079,6 +3079,7 @@ static void test_tenant_index_pages_stay_full(void **state) {
                       "ALTER TABLE functions DROP COLUMN signature; ALTER TABLE functions DROP COLUMN doc;"
                       "ALTER TABLE runs DROP COLUMN owner_pidns;"
                       "ALTER TABLE runs DROP COLUMN fn_version; ALTER TABLE runs DROP COLUMN schedule;"
+                      "ALTER TABLE runs DROP COLUMN limits_json;"
                       "PRAGMA user_version=17;");
         assert_int_equal(store_open(path, &s), 0);
         RunRecord **v = NULL;
@@ -3144,7 +3145,8 @@ static void submit_sync(RunQueue *q, const char *id, usec_t created, bool deferr
                         .log_path = (char *) "/logs/x.log",
                         .fn_name = (char *) "fx",
                         .fn_version = 1,
-                        .schedule = (char *) "nightly" };
+                        .schedule = (char *) "nightly",
+                        .limits_json = (char *) "{\"timeout_ms\":1}" };
         const char *request = "{\"fn_name\":\"fx\",\"fn_version\":1}";
         assert_int_equal(deferred ? run_queue_submit_deferred(q, &r, request) : run_queue_submit(q, &r, request), 0);
 }
@@ -3174,6 +3176,7 @@ static void assert_ended_with_everything(Store *s, const char *id, int finished)
         assert_string_equal(r->fn_name, "fx");
         assert_int_equal(r->fn_version, 1);
         assert_string_equal(r->schedule, "nightly");
+        assert_string_equal(r->limits_json, "{\"timeout_ms\":1}");
         assert_string_equal(r->args_json, "[1]");
         assert_string_equal(r->log_path, "/logs/x.log");
         assert_int_equal(r->created, 10);
@@ -3332,7 +3335,8 @@ static void test_queued_synchronous_run_start_and_end_are_one_write(void **state
                         .log_path = (char *) "/logs/x.log",
                         .fn_name = (char *) "fx",
                         .fn_version = 1,
-                        .schedule = (char *) "nightly" };
+                        .schedule = (char *) "nightly",
+                        .limits_json = (char *) "{\"timeout_ms\":1}" };
         uint64_t commits = store_commits(s);
         assert_int_equal(run_queue_submit_deferred(q, &r, "{\"fn_name\":\"fx\",\"fn_version\":1}"), 0);
         assert_int_equal(store_commits(s) - commits, 0); /* deferred, as a started one */
@@ -4729,7 +4733,8 @@ static void run_in_held_batch(Store *s, RunQueue *q, CommitGate *g, const char *
                         .log_path = (char *) "/logs/x.log",
                         .fn_name = (char *) "fx",
                         .fn_version = 1,
-                        .schedule = (char *) "nightly" };
+                        .schedule = (char *) "nightly",
+                        .limits_json = (char *) "{\"timeout_ms\":1}" };
         if (holds != BATCH_HOLDS_SUBMIT)
                 r.status = (char *) "queued";
         assert_int_equal(run_queue_submit_deferred(q, &r, "{\"fn_name\":\"fx\",\"fn_version\":1}"), 0);
@@ -5603,6 +5608,7 @@ static void test_journal_of_base14_replays(void **state) {
                 /* A record from before the origin was kept: none. */
                 assert_int_equal(r->fn_version, 0);
                 assert_null(r->schedule);
+                assert_null(r->limits_json);
         }
         store_close(s);
         sqlite3 *db = NULL;
