@@ -222,6 +222,12 @@ export function runPage(main, [id], _query, session) {
       h('dl', { class: 'facts' },
         h('dt', {}, 'function'), h('dd', {}, r.function || '—'),
         h('dt', {}, 'file'), h('dd', {}, r.filename || '—'),
+        // Where it came from (docs/api.md "The run object"): the deployed
+        // function and the version it ran, linked, and the schedule.
+        ...(r.fn_name ? [h('dt', {}, 'deployed'), h('dd', { id: 'run-deployed' },
+          h('a', { href: `#/functions/${encodeURIComponent(r.fn_name)}${r.fn_version ? `?version=${r.fn_version}` : ''}` },
+            r.fn_version ? `${r.fn_name} v${r.fn_version}` : r.fn_name))] : []),
+        ...(r.schedule ? [h('dt', {}, 'schedule'), h('dd', { id: 'run-schedule' }, r.schedule)] : []),
         h('dt', {}, 'exit code'), h('dd', {}, r.exit_code ?? '—'),
         h('dt', {}, 'attempt'), h('dd', {}, `${r.attempt ?? '—'} of ${r.max_attempts ?? '—'}`),
         h('dt', {}, 'created'), h('dd', {}, fmtTime(r.created_at)),

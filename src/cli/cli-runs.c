@@ -853,6 +853,28 @@ static void show_value(const char *label, json_t *v) {
         printf("%-10s %s\n", label, f);
 }
 
+/* The limits the run was given (the run object's "limits"), one line;
+ * nothing for a run whose record has none (0: none of that kind). */
+static void show_limits(json_t *l) {
+        if (!json_is_object(l))
+                return;
+        json_int_t t = json_integer_value(json_object_get(l, "timeout_ms")),
+                   m = json_integer_value(json_object_get(l, "memory_bytes")),
+                   p = json_integer_value(json_object_get(l, "max_procs")),
+                   o = json_integer_value(json_object_get(l, "max_output_bytes"));
+        char ts[32] = "none", ms[32] = "none", os[32] = "none", ps[32] = "none";
+        if (p > 0)
+                snprintf(ps, sizeof(ps), "%" JSON_INTEGER_FORMAT, p);
+        if (t > 0)
+                format_duration_us((usec_t) t * USEC_PER_MSEC, ts);
+        if (m > 0)
+                format_size((uint64_t) m, ms);
+        if (o > 0)
+                format_size((uint64_t) o, os);
+        printf("%-10s timeout %s, memory %s, processes %s, output %s, network %s\n", "limits:", ts, ms, ps, os,
+               json_is_true(json_object_get(l, "network")) ? "on" : "off");
+}
+
 int verb_show(int argc, char **argv) {
         bool json = cli_globals.json;
         const char *id;
@@ -882,6 +904,19 @@ int verb_show(int argc, char **argv) {
                 char queued[32];
                 if (run_queued(run, queued))
                         printf("%-10s %s\n", "queued:", queued);
+                /* Where it came from, as Lambda's and Modal's consoles
+                 * show each invocation's function and version. */
+                const char *fn_name = json_string_value(json_object_get(run, "fn_name"));
+                json_t *fn_version = json_object_get(run, "fn_version");
+                if (fn_name && json_is_integer(fn_version))
+                        printf("%-10s %s v%" JSON_INTEGER_FORMAT "\n", "deployed:", fn_name,
+                               json_integer_value(fn_version));
+                else if (fn_name)
+                        printf("%-10s %s\n", "deployed:", fn_name);
+                const char *schedule = json_string_value(json_object_get(run, "schedule"));
+                if (schedule)
+                        printf("%-10s %s\n", "schedule:", schedule);
+                show_limits(json_object_get(run, "limits"));
                 /* The arguments as the user gave them. */
                 show_value("args:", json_object_get(run, "args") ?: json_array());
                 show_value("kwargs:", json_object_get(run, "kwargs") ?: json_object());

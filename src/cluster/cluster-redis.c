@@ -99,6 +99,14 @@ int cluster_submit_env(RunQueue *q, const RunRecord *r, const char *request_json
         add_field(&a, "request_json", request_json);
         add_field_u(&a, "created", r->created);
         add_field_u(&a, "max_attempts", (uint64_t) MAX(r->max_attempts, 1));
+        /* Where it came from (the run object's fn_name, fn_version,
+         * schedule), kept for the record's life as the runs table keeps
+         * them. */
+        add_field(&a, "fn_name", r->fn_name);
+        if (r->fn_version > 0)
+                add_field_u(&a, "fn_version", (uint64_t) r->fn_version);
+        add_field(&a, "schedule", r->schedule);
+        add_field(&a, "limits_json", r->limits_json);
         /* Whose waiter hears the end (finish.lua publishes on its channel),
          * and that it reads the ended record in the message ("r:"): a
          * gateway of an older release, which does not, gets "d:". */
@@ -664,6 +672,9 @@ static void record_set(RunRecord *r, const char *name, const char *value) {
                 { "timings_json", &r->timings_json },
                 { "log_path", &r->log_path },
                 { "outputs_json", &r->outputs_json },
+                { "fn_name", &r->fn_name },
+                { "schedule", &r->schedule },
+                { "limits_json", &r->limits_json },
         };
         for (size_t j = 0; j < ELEMENTSOF(text); j++)
                 if (streq(name, text[j].name)) {
@@ -677,6 +688,8 @@ static void record_set(RunRecord *r, const char *name, const char *value) {
                 (void) parse_int(value, &r->attempt);
         else if (streq(name, "max_attempts"))
                 (void) parse_int(value, &r->max_attempts);
+        else if (streq(name, "fn_version"))
+                (void) parse_int(value, &r->fn_version);
         else if (streq(name, "created"))
                 r->created = strtoull(value, NULL, 10);
         else if (streq(name, "started"))

@@ -161,6 +161,8 @@ static DRun *drun_free(DRun *r) {
         else
                 free(r->source);
         free(r->fn_name);
+        free(r->schedule);
+        free(r->limits_json);
         free(r->context_json);
         free(r->requirements_json);
         strv_free(r->data);
@@ -438,7 +440,7 @@ static void on_event(const RunEvent *ev, void *userdata) {
 }
 
 static void record_from_drun(const DRun *r, RunRecord *rec, const char *status) {
-        *rec = (RunRecord) {
+        *rec = (RunRecord){
                 .id = r->id,
                 .tenant = r->tenant,
                 .filename = r->filename,
@@ -449,7 +451,22 @@ static void record_from_drun(const DRun *r, RunRecord *rec, const char *status) 
                 .exit_code = -1,
                 .created = r->created,
                 .started = r->started,
+                .fn_name = r->fn_name,
+                .fn_version = r->fn_name ? r->fn_version : 0,
+                .schedule = r->schedule,
+                .limits_json = r->limits_json,
         };
+}
+
+/* r's limits, as granted, the way its record keeps them (the run object's
+ * "limits", store.h RunRecord.limits_json): set once they are final. */
+static void drun_set_limits_json(DRun *r) {
+        free(r->limits_json);
+        r->limits_json = xasprintf("{\"timeout_ms\":%" PRIu64 ",\"memory_bytes\":%" PRIu64 ",\"max_procs\":%" PRIu64
+                                   ",\"max_output_bytes\":%" PRIu64 ",\"network\":%s}",
+                                   (uint64_t) r->limits.timeout_ms, (uint64_t) r->limits.memory_bytes,
+                                   (uint64_t) r->limits.max_procs, (uint64_t) r->limits.max_output_bytes,
+                                   r->limits.network ? "true" : "false");
 }
 
 static void metrics_observe(Daemon *d, int idx, usec_t us) {
@@ -1969,7 +1986,7 @@ void daemon_runs_remote_resync(Daemon *d) {
 typedef struct RequestField {
         const char *key, *value;
 } RequestField;
-#define REQUEST_FIELDS 7
+#define REQUEST_FIELDS 8
 
 static void request_fields(const DRun *r, RequestField ret[static REQUEST_FIELDS]) {
         ret[0] = (RequestField) { "function", r->function };
@@ -1980,6 +1997,8 @@ static void request_fields(const DRun *r, RequestField ret[static REQUEST_FIELDS
         ret[5] = (RequestField) { "requirements_json", r->requirements_json };
         /* Kept with the run by the submit's INSERT (store-queue.c). */
         ret[6] = (RequestField) { "idem_key", r->idem_key };
+        /* Its origin, which a run started again keeps. */
+        ret[7] = (RequestField){ "schedule", r->schedule };
 }
 
 char *drun_request_json_jansson(const DRun *r, bool by_ref) {
@@ -2166,6 +2185,7 @@ static int drun_fill_from_request_json(DRun *r, const char *text) {
         r->args_json = json_strdup_or_null(j, "args_json");
         r->kwargs_json = json_strdup_or_null(j, "kwargs_json");
         r->fn_name = json_strdup_or_null(j, "fn_name");
+        r->schedule = json_strdup_or_null(j, "schedule");
         r->context_json = json_strdup_or_null(j, "context_json");
         r->requirements_json = json_strdup_or_null(j, "requirements_json");
         r->lambda = json_is_true(json_object_get(j, "lambda"));
@@ -2577,6 +2597,8 @@ int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRe
         for (char **x = req->env; x && *x; x++)
                 r->env = strv_append(r->env, *x);
         r->fn_version = fn_version;
+        r->schedule = req->schedule ? xstrdup(req->schedule) : NULL;
+        drun_set_limits_json(r);
         r->lambda = lambda;
         r->answer_waits = req->answer_waits;
         r->caller_waits = req->caller_waits;
@@ -2671,6 +2693,7 @@ static int drun_resume(Daemon *d, const PendingRun *p, bool claimed) {
         if (daemon_limits_clamp(&d->cfg, r->tenant, &r->limits))
                 log_info("run %s: its limits are lowered to what the config grants tenant %s now", r->id,
                          r->tenant);
+        drun_set_limits_json(r);
         drun_init_log(d, r);
         if (!claimed && !d->cluster)
                 drun_log_prefill(d, r);
@@ -2800,6 +2823,9 @@ static RunRecord *drun_record_now(const DRun *r) {
         c->args_json = xstrdup_or_null(rec.args_json);
         c->kwargs_json = xstrdup_or_null(rec.kwargs_json);
         c->status = xstrdup(rec.status);
+        c->fn_name = xstrdup_or_null(rec.fn_name);
+        c->schedule = xstrdup_or_null(rec.schedule);
+        c->limits_json = xstrdup_or_null(rec.limits_json);
         c->attempt = r->attempt;
         c->max_attempts = r->max_attempts;
         return c;

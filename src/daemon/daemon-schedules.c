@@ -219,6 +219,7 @@ static void schedule_fire(Daemon *d, ScheduleRecord *s, int64_t now) {
                  * finds it under this key takes that run as its own. */
                 _cleanup_free_ char *key = d->cluster ? xasprintf("schedule:%s:%" PRIi64, s->name, expected) : NULL;
                 req.idempotency_key = key;
+                req.schedule = s->name;
                 DRun *r = NULL;
                 k = daemon_run_submit(d, id, s->tenant, &req, f->name, f->version, false, &r);
                 if (k >= 0 && !streq(r->id, id)) {

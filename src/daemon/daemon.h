@@ -254,6 +254,9 @@ typedef struct RunRequest {
         /* The Idempotency-Key header (not owned; NULL: none), docs/api.md
          * "Idempotency". */
         const char *idempotency_key;
+        /* The schedule firing it (not owned; NULL: none), kept with the
+         * run (its record's "schedule"). */
+        const char *schedule;
         /* The caller answers once the run ended (?wait=true, a Lambda
          * RequestResponse): a warm invoke may then run on the caller's
          * thread while it is quick (daemon-runs.c, run_inline()). */
@@ -354,6 +357,8 @@ struct DRun {
         char *context_json;
         char *requirements_json; /* a deployed function's, kept beside its source (RunSpec) */
         int fn_version;
+        char *schedule;         /* the schedule that fired it, or NULL */
+        char *limits_json;      /* limits as its record keeps them (drun_set_limits_json()) */
         bool lambda;            /* Lambda calling convention: adds START/END lines */
         bool answer_waits;      /* RunRequest.answer_waits */
         bool caller_waits;      /* RunRequest.caller_waits (not kept across a restart) */

@@ -188,8 +188,10 @@ char *store_col_text(sqlite3_stmt *st, int i);
         "value_repr, error_type, error_message, traceback, timings_json, log_path, created, "    \
         "started, finished, attempt, max_attempts"
 /* What store_run_from_row() reads: RUN_COLUMNS, then the columns no
- * insert binds (outputs_json, written with the run's end as ?22). */
-#define RUN_SELECT_COLUMNS RUN_COLUMNS ", outputs_json"
+ * insert binds (outputs_json, written with the run's end as ?22) and the
+ * run's origin (fn_name, fn_version, schedule: migrations 8 and 23) and its limits
+ * (limits_json: migration 24). */
+#define RUN_SELECT_COLUMNS RUN_COLUMNS ", outputs_json, fn_name, fn_version, schedule, limits_json"
 
 /* A run's started or finished time t as its row keeps it, created the
  * row's created (both SQL expressions: in an INSERT the bound ?16, in an

@@ -19,10 +19,14 @@
  *
  * A record: u32 length of the payload, u64 FNV-1a of the payload, the
  * payload: the run's integers, then its texts, each a u32 length
- * (UINT32_MAX: NULL) and its bytes. A torn last record (a crash in the
+ * (UINT32_MAX: NULL) and its bytes, then the run's origin and limits (an
+ * i64 fn_version, the schedule's and limits_json's texts: store.h
+ * RunRecord), which records written before they were kept end without and
+ * replay with none. A torn last record (a crash in the
  * middle of its write) fails its length or checksum and ends the replay
  * of its file. */
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/stat.h>
 
 #include "store-internal.h"
@@ -85,6 +89,8 @@ static int record_encode(int64_t kind, const RunRecord *r, const char *arg21, ui
         size_t n = JOURNAL_HEADER + sizeof(v);
         for (size_t i = 0; i < ELEMENTSOF(texts); i++)
                 n += text_size(*texts[i]);
+        int64_t fn_version = r->fn_version;
+        n += sizeof(fn_version) + text_size(r->schedule) + text_size(r->limits_json);
         if (n - JOURNAL_HEADER > JOURNAL_MAX_RECORD)
                 /* Too big for a record: committed as before. */
                 return -ENOBUFS;
@@ -93,6 +99,10 @@ static int record_encode(int64_t kind, const RunRecord *r, const char *arg21, ui
         p += sizeof(v);
         for (size_t i = 0; i < ELEMENTSOF(texts); i++)
                 p = put_text(p, *texts[i]);
+        memcpy(p, &fn_version, sizeof(fn_version));
+        p += sizeof(fn_version);
+        p = put_text(p, r->schedule);
+        p = put_text(p, r->limits_json);
         uint32_t len = (uint32_t) (n - JOURNAL_HEADER);
         uint64_t sum = fnv1a(buf + JOURNAL_HEADER, len);
         memcpy(buf, &len, sizeof(len));
@@ -159,6 +169,28 @@ void store_journal_trimmed_locked(Store *s, unsigned file) {
         s->jsize[file] = 0;
 }
 
+/* One text of a record at *off (its u32 length, then its bytes) into
+ * *ret, borrowed from p. end_previous: the length's first byte ends the
+ * text before it (read first). */
+static bool parse_text(uint8_t *p, size_t n, size_t *off, bool end_previous, char **ret) {
+        uint32_t len;
+        if (*off + sizeof(len) > n)
+                return false;
+        memcpy(&len, p + *off, sizeof(len));
+        if (end_previous)
+                p[*off] = 0;
+        *off += sizeof(len);
+        if (len == JOURNAL_NULL) {
+                *ret = NULL;
+                return true;
+        }
+        if (len > n - *off)
+                return false;
+        *ret = (char *) p + *off;
+        *off += len;
+        return true;
+}
+
 /* Parses one record's payload into its statement, r and *ret_request
  * (borrowed from the payload, NUL-terminated in place: every text is
  * followed by the next field's length, whose first byte is overwritten
@@ -176,23 +208,21 @@ static bool record_parse(uint8_t *p, size_t n, const char **ret_sql, RunRecord *
         *ret_request = NULL;
         char **texts[] = JOURNAL_TEXTS(r, ret_request);
         size_t off = sizeof(v);
-        for (size_t i = 0; i < ELEMENTSOF(texts); i++) {
-                uint32_t len;
-                if (off + sizeof(len) > n)
+        for (size_t i = 0; i < ELEMENTSOF(texts); i++)
+                if (!parse_text(p, n, &off, i > 0, texts[i]))
                         return false;
-                memcpy(&len, p + off, sizeof(len));
-                /* The byte before the length ends the previous text. */
-                if (i > 0)
-                        p[off] = 0;
-                off += sizeof(len);
-                if (len == JOURNAL_NULL) {
-                        *texts[i] = NULL;
-                        continue;
-                }
-                if (len > n - off)
+        /* The origin, in records written since it is kept. */
+        if (off < n) {
+                int64_t fn_version;
+                if (off + sizeof(fn_version) > n)
                         return false;
-                *texts[i] = (char *) p + off;
-                off += len;
+                memcpy(&fn_version, p + off, sizeof(fn_version));
+                p[off] = 0; /* ends the request */
+                off += sizeof(fn_version);
+                if (fn_version < 0 || fn_version > INT_MAX || !parse_text(p, n, &off, false, &r->schedule) ||
+                    !parse_text(p, n, &off, true, &r->limits_json))
+                        return false;
+                r->fn_version = (int) fn_version;
         }
         return off == n && r->id;
 }

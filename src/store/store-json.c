@@ -64,6 +64,10 @@ static json_t *run_record_tail(json_t *j, const RunRecord *r) {
                 json_object_set_new(j, "outputs", json_parse_or_string(r->outputs_json));
         json_object_set_new(j, "attempt", json_integer(r->attempt));
         json_object_set_new(j, "max_attempts", json_integer(r->max_attempts));
+        json_object_set_new(j, "fn_name", r->fn_name ? json_string(r->fn_name) : json_null());
+        json_object_set_new(j, "fn_version", r->fn_version > 0 ? json_integer(r->fn_version) : json_null());
+        json_object_set_new(j, "schedule", r->schedule ? json_string(r->schedule) : json_null());
+        json_object_set_new(j, "limits", json_parse_or_string(r->limits_json));
         json_object_set_new(j, "created_at", time_json(r->created));
         json_object_set_new(j, "started_at", time_json(r->started));
         json_object_set_new(j, "finished_at", time_json(r->finished));
@@ -104,9 +108,10 @@ static bool timings_spliceable(const char *t) {
         }
 }
 
-/* run_record_tail() as text when it holds no outputs: integers and
- * timestamps (format_timestamp(): digits, '-', ':', '.', 'T', 'Z'), nothing
- * to escape, so no JSON tree and no json_dumps (~18k instructions). */
+/* run_record_tail() as text when it holds no outputs: integers,
+ * timestamps (format_timestamp(): digits, '-', ':', '.', 'T', 'Z') and the
+ * origin's names (escaped as jansson prints them), so no JSON tree and no
+ * json_dumps (~18k instructions). */
 static void append_time(Buf *b, const char *name, usec_t t) {
         char buf[32];
         (void) buf_appends(b, name);
@@ -119,10 +124,51 @@ static void append_time(Buf *b, const char *name, usec_t t) {
         (void) buf_append(b, "\"", 1);
 }
 
+/* Limits text fit to go into an answer as it is: what the daemon writes
+ * (drun_limits_json()), one flat object of names [a-z_] and integers or
+ * booleans, which jansson would print back the same. */
+static bool limits_spliceable(const char *t) {
+        if (!t)
+                return true;
+        if (*t++ != '{')
+                return false;
+        if (*t == '}')
+                return t[1] == 0;
+        for (;;) {
+                if (*t++ != '"')
+                        return false;
+                size_t n = strspn(t, "abcdefghijklmnopqrstuvwxyz_");
+                if (n == 0 || t[n] != '"' || t[n + 1] != ':')
+                        return false;
+                t += n + 2;
+                size_t d = strspn(t, "0123456789");
+                if (d > 0 && d <= 18 && (*t != '0' || d == 1))
+                        t += d;
+                else if (startswith(t, "true"))
+                        t += 4;
+                else if (startswith(t, "false"))
+                        t += 5;
+                else
+                        return false;
+                if (*t == '}')
+                        return t[1] == 0;
+                if (*t++ != ',')
+                        return false;
+        }
+}
+
 static char *tail_text(const RunRecord *r) {
         Buf b;
         buf_init(&b, SIZE_MAX / 4);
         (void) buf_printf(&b, "{\"attempt\":%d,\"max_attempts\":%d", r->attempt, r->max_attempts);
+        (void) json_buf_append_member(&b, ",\"fn_name\":", r->fn_name);
+        if (r->fn_version > 0)
+                (void) buf_printf(&b, ",\"fn_version\":%d", r->fn_version);
+        else
+                (void) buf_appends(&b, ",\"fn_version\":null");
+        (void) json_buf_append_member(&b, ",\"schedule\":", r->schedule);
+        (void) buf_appends(&b, ",\"limits\":");
+        (void) buf_appends(&b, r->limits_json ?: "null");
         append_time(&b, ",\"created_at\":", r->created);
         append_time(&b, ",\"started_at\":", r->started);
         append_time(&b, ",\"finished_at\":", r->finished);
@@ -230,7 +276,7 @@ char *run_record_to_json(const RunRecord *r, const char *phase) {
          * and printing its ten reals again with 17 digits (strtod,
          * __printf_fp) was ~2% of the daemon's CPU per invoke. The text goes
          * in as stored, between the fields before and after it. */
-        if (!timings_spliceable(r->timings_json))
+        if (!timings_spliceable(r->timings_json) || !limits_spliceable(r->limits_json))
                 return dump17(run_record_json(r, phase));
         _cleanup_free_ char *head = run_record_head_text(r, phase);
         if (!head)

@@ -287,6 +287,17 @@ static const char *const migrations[] = {
         "  WHERE k IS NOT NULL AND v > 0 GROUP BY k"
         "  ON CONFLICT (ns, key) DO UPDATE SET"
         "    value = CAST(MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT);",
+        /* 23: where a run came from, beside fn_name (8): the deployed
+         * version an invoke ran and the schedule that fired it (the run
+         * object's fn_version and schedule, docs/api.md). Rows written
+         * before have NULL: their version and schedule were not kept
+         * past the run's end (request_json), and are not known. */
+        "ALTER TABLE runs ADD COLUMN fn_version INTEGER;"
+        "ALTER TABLE runs ADD COLUMN schedule TEXT;",
+        /* 24: the limits a run was given (the run object's "limits"),
+         * which its request_json held only until its end. NULL: recorded
+         * before, or by an embedded CLI. */
+        "ALTER TABLE runs ADD COLUMN limits_json TEXT;",
 };
 
 int store_schema_version(void) {

@@ -104,6 +104,14 @@ void pending_run_list_free(PendingRun *v, size_t n) {
 #define REQUEST_FIELD(path) "CASE WHEN json_valid(?21) THEN json_extract(?21, '" path "') END"
 #define FN_NAME_FIELD "CASE WHEN ?24 THEN ?25 ELSE " REQUEST_FIELD("$.fn_name") " END"
 #define DATA_FIELD "CASE WHEN ?24 AND NOT ?27 THEN NULL ELSE " REQUEST_FIELD("$.data") " END"
+/* The run's origin (migration 23): its deployed function's version and
+ * the schedule that fired it, and the limits it was given (migration 24),
+ * bound from the record (?28, ?29, ?30; NULL for a run of neither,
+ * store_run_bind()). */
+#define ORIGIN_COLUMNS "fn_version, schedule, limits_json"
+#define ORIGIN_VALUES "?28,?29,?30"
+/* What an ended record's INSERT writes beyond RUN_COLUMNS. */
+#define ENDED_COLUMNS "outputs_json, lock_sha256, fn_name, data_json, " ORIGIN_COLUMNS
 #define IDEM_FIELD                                                                     \
         "CASE WHEN ?24 THEN ?26 WHEN instr(?21, '\"idem_key\"') > 0 AND json_valid(?21) " \
         "THEN json_extract(?21, '$.idem_key') END"
@@ -119,16 +127,15 @@ static bool submit_started(const RunRecord *r) {
         return r->status && streq(r->status, "running") && r->max_attempts > 1;
 }
 
-#define SUBMIT_STARTED_SQL                                                                       \
-        "INSERT INTO runs (" RUN_COLUMNS ", request_json, fn_name, data_json, idem_key) VALUES " \
-        "(?1,?2,?3,?4,?5,?6,'running',-1,NULL,NULL,NULL,NULL,NULL,NULL,?15,?16,"                 \
-        STORE_TIME_ENC("?17", "?16") ",0,1,?20,?21,"                                             \
-        FN_NAME_FIELD "," DATA_FIELD "," IDEM_FIELD ")"
+#define SUBMIT_STARTED_SQL                                                                                           \
+        "INSERT INTO runs (" RUN_COLUMNS ", request_json, fn_name, data_json, idem_key, " ORIGIN_COLUMNS ") VALUES " \
+        "(?1,?2,?3,?4,?5,?6,'running',-1,NULL,NULL,NULL,NULL,NULL,NULL,?15,?16," STORE_TIME_ENC(                     \
+                "?17", "?16") ",0,1,?20,?21," FN_NAME_FIELD "," DATA_FIELD "," IDEM_FIELD "," ORIGIN_VALUES ")"
 
-#define SUBMIT_QUEUED_SQL                                                                        \
-        "INSERT INTO runs (" RUN_COLUMNS ", request_json, fn_name, data_json, idem_key) "          \
-        "VALUES (?1,?2,?3,?4,?5,?6,'queued',-1,NULL,NULL,NULL,NULL,NULL,NULL,?15,?16,0,0,0,"      \
-        "?20,?21," FN_NAME_FIELD "," DATA_FIELD "," IDEM_FIELD ")"
+#define SUBMIT_QUEUED_SQL                                                                                     \
+        "INSERT INTO runs (" RUN_COLUMNS ", request_json, fn_name, data_json, idem_key, " ORIGIN_COLUMNS ") " \
+        "VALUES (?1,?2,?3,?4,?5,?6,'queued',-1,NULL,NULL,NULL,NULL,NULL,NULL,?15,?16,0,0,0,"                  \
+        "?20,?21," FN_NAME_FIELD "," DATA_FIELD "," IDEM_FIELD "," ORIGIN_VALUES ")"
 
 static int sq_submit(RunQueue *q, const RunRecord *r, const char *request_json) {
         /* Waited: the client hears the id only once the run is durable. */
@@ -254,22 +261,26 @@ const char store_run_finish_update_sql[] =
         "lock_sha256=COALESCE(?23, lock_sha256) "
         "WHERE id=?1 AND attempt=CAST(?21 AS INTEGER) AND status IN ('queued','running')";
 
+/* Not formatted: clang-format folds these SQL texts into the macros'
+ * argument lists. */
+/* clang-format off */
 const char store_run_ended_insert_sql[] =
-        "INSERT INTO runs (" RUN_COLUMNS ", outputs_json, lock_sha256, fn_name, data_json) VALUES "
+        "INSERT INTO runs (" RUN_COLUMNS ", " ENDED_COLUMNS ") VALUES "
         "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16," STORE_TIME_ENC("?17", "?16") ","
         STORE_TIME_ENC("?18", "?16") ",?19,?20,?22,?23,"
-        FN_NAME_FIELD "," DATA_FIELD ")";
+        FN_NAME_FIELD "," DATA_FIELD "," ORIGIN_VALUES ")";
 
 #define END_FENCE STORE_END_FENCE("?19")
 const char store_run_ended_upsert_sql[] =
-        "INSERT INTO runs (" RUN_COLUMNS ", outputs_json, lock_sha256, fn_name, data_json) VALUES "
+        "INSERT INTO runs (" RUN_COLUMNS ", " ENDED_COLUMNS ") VALUES "
         "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16," STORE_TIME_ENC("?17", "?16") ","
         STORE_TIME_ENC("?18", "?16") ",?19,?20,?22,?23,"
-        FN_NAME_FIELD "," DATA_FIELD ") ON CONFLICT(id) DO UPDATE SET function=?4, status=?7, exit_code=?8, "
-        "value_json=?9, value_repr=?10, error_type=?11, error_message=?12, traceback=?13, timings_json=?14, "
-        "log_path=COALESCE(?15, log_path), started=" STORE_TIME_ENC("?17", "created") ", "
+        FN_NAME_FIELD "," DATA_FIELD "," ORIGIN_VALUES ") ON CONFLICT(id) DO UPDATE SET function=?4, status=?7, "
+        "exit_code=?8, value_json=?9, value_repr=?10, error_type=?11, error_message=?12, traceback=?13, "
+        "timings_json=?14, log_path=COALESCE(?15, log_path), started=" STORE_TIME_ENC("?17", "created") ", "
         "finished=" STORE_TIME_ENC("?18", "created") ", attempt=?19, request_json=NULL, "
         "outputs_json=?22, lock_sha256=COALESCE(?23, lock_sha256) WHERE " END_FENCE;
+/* clang-format on */
 
 const char store_run_end_update_sql[] =
         "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, value_repr=?10, error_type=?11, "

@@ -95,6 +95,9 @@ static RunRecord *run_record_copy(const RunRecord *r) {
         c->lock_json = xstrdup_or_null(r->lock_json);
         c->request_fn_name = xstrdup_or_null(r->request_fn_name);
         c->request_idem_key = xstrdup_or_null(r->request_idem_key);
+        c->fn_name = xstrdup_or_null(r->fn_name);
+        c->schedule = xstrdup_or_null(r->schedule);
+        c->limits_json = xstrdup_or_null(r->limits_json);
         return c;
 }
 

@@ -148,6 +148,9 @@ RunRecord *run_record_free(RunRecord *r) {
         free(r->outputs_json);
         free(r->lock_json);
         free(r->request_fn_name);
+        free(r->fn_name);
+        free(r->schedule);
+        free(r->limits_json);
         free(r->request_idem_key);
         free(r);
         return NULL;
@@ -257,6 +260,14 @@ void store_run_bind(sqlite3_stmt *st, const RunRecord *r) {
                 bind_text_uncopied(st, 26, r->request_idem_key);
                 sqlite3_bind_int(st, 27, r->request_has_data);
         }
+        /* ?28, ?29: the run's origin, ?30 its limits, which the INSERTs
+         * keep. */
+        if (n >= 30) {
+                if (r->fn_version > 0)
+                        sqlite3_bind_int(st, 28, r->fn_version);
+                bind_text_uncopied(st, 29, r->schedule);
+                bind_text_uncopied(st, 30, r->limits_json);
+        }
 }
 
 int store_run_exec_locked(Store *s, const char *sql, const RunRecord *r, const char *arg21, bool retry_full) {
@@ -320,6 +331,10 @@ RunRecord *store_run_from_row(sqlite3_stmt *st) {
         r->attempt = sqlite3_column_int(st, 18);
         r->max_attempts = sqlite3_column_int(st, 19);
         r->outputs_json = store_col_text(st, 20);
+        r->fn_name = store_col_text(st, 21);
+        r->fn_version = sqlite3_column_int(st, 22);
+        r->schedule = store_col_text(st, 23);
+        r->limits_json = store_col_text(st, 24);
         return r;
 }
 

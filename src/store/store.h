@@ -187,6 +187,18 @@ typedef struct RunRecord {
         int attempt;         /* attempts started so far (RunQueue; 0: never started) */
         int max_attempts;    /* how many the queue may start (1: never run again) */
         char *outputs_json;  /* {"NAME": VERSION}: datasets its output_dir() became */
+        /* Where it came from (docs/api.md "The run object"): the deployed
+         * function and version an invoke started it from (NULL, 0: none)
+         * and the schedule that fired it (NULL: none). Written by the
+         * INSERTs that make the record (?28, ?29), read back with it. */
+        char *fn_name;
+        int fn_version;
+        char *schedule;
+        /* The limits the run was given, {"timeout_ms", "memory_bytes",
+         * "max_procs", "max_output_bytes", "network"} as compact JSON (the
+         * writer's own text), or NULL (an embedded run, a run recorded
+         * before they were kept). Written by the same INSERTs (?30). */
+        char *limits_json;
         /* The environment's lock (pkg_lock_to_json() text) the engine ran
          * in: written by the final update when not NULL (docs/ui.md), once
          * per distinct text (the locks table, keyed by its sha256); not

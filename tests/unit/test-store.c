@@ -3078,6 +3078,8 @@ static void test_tenant_index_pages_stay_full(void **state) {
         exec_on(path, "DROP INDEX runs_tenant_created; CREATE INDEX runs_tenant_created ON runs(tenant, created DESC);"
                       "ALTER TABLE functions DROP COLUMN signature; ALTER TABLE functions DROP COLUMN doc;"
                       "ALTER TABLE runs DROP COLUMN owner_pidns;"
+                      "ALTER TABLE runs DROP COLUMN fn_version; ALTER TABLE runs DROP COLUMN schedule;"
+                      "ALTER TABLE runs DROP COLUMN limits_json;"
                       "PRAGMA user_version=17;");
         assert_int_equal(store_open(path, &s), 0);
         RunRecord **v = NULL;
@@ -3132,9 +3134,19 @@ static void test_wal_pages_per_run(void **state) {
 
 /* deferred: run_queue_submit_deferred(), else the waited submit. */
 static void submit_sync(RunQueue *q, const char *id, usec_t created, bool deferred) {
-        RunRecord r = { .id = (char *) id, .tenant = (char *) "a", .filename = (char *) "f.py",
-                        .args_json = (char *) "[1]", .status = (char *) "running", .created = created,
-                        .started = created + 1, .max_attempts = 3, .log_path = (char *) "/logs/x.log" };
+        RunRecord r = { .id = (char *) id,
+                        .tenant = (char *) "a",
+                        .filename = (char *) "f.py",
+                        .args_json = (char *) "[1]",
+                        .status = (char *) "running",
+                        .created = created,
+                        .started = created + 1,
+                        .max_attempts = 3,
+                        .log_path = (char *) "/logs/x.log",
+                        .fn_name = (char *) "fx",
+                        .fn_version = 1,
+                        .schedule = (char *) "nightly",
+                        .limits_json = (char *) "{\"timeout_ms\":1}" };
         const char *request = "{\"fn_name\":\"fx\",\"fn_version\":1}";
         assert_int_equal(deferred ? run_queue_submit_deferred(q, &r, request) : run_queue_submit(q, &r, request), 0);
 }
@@ -3160,6 +3172,11 @@ static void assert_ended_with_everything(Store *s, const char *id, int finished)
         assert_string_equal(r->timings_json, "{\"run_ms\":1.0}");
         assert_string_equal(r->outputs_json, "{\"o\":1}");
         assert_string_equal(r->filename, "f.py");
+        /* Its origin, whichever way its end went (the journal's too). */
+        assert_string_equal(r->fn_name, "fx");
+        assert_int_equal(r->fn_version, 1);
+        assert_string_equal(r->schedule, "nightly");
+        assert_string_equal(r->limits_json, "{\"timeout_ms\":1}");
         assert_string_equal(r->args_json, "[1]");
         assert_string_equal(r->log_path, "/logs/x.log");
         assert_int_equal(r->created, 10);
@@ -3308,9 +3325,18 @@ static void test_queued_synchronous_run_start_and_end_are_one_write(void **state
         Store *s = open_at(&path);
         RunQueue *q = run_queue_sqlite_new(s);
         store_writer_set_linger(s, 3600 * USEC_PER_SEC);
-        RunRecord r = { .id = (char *) "qs1", .tenant = (char *) "a", .filename = (char *) "f.py",
-                        .args_json = (char *) "[1]", .status = (char *) "queued", .created = 10,
-                        .max_attempts = 3, .log_path = (char *) "/logs/x.log" };
+        RunRecord r = { .id = (char *) "qs1",
+                        .tenant = (char *) "a",
+                        .filename = (char *) "f.py",
+                        .args_json = (char *) "[1]",
+                        .status = (char *) "queued",
+                        .created = 10,
+                        .max_attempts = 3,
+                        .log_path = (char *) "/logs/x.log",
+                        .fn_name = (char *) "fx",
+                        .fn_version = 1,
+                        .schedule = (char *) "nightly",
+                        .limits_json = (char *) "{\"timeout_ms\":1}" };
         uint64_t commits = store_commits(s);
         assert_int_equal(run_queue_submit_deferred(q, &r, "{\"fn_name\":\"fx\",\"fn_version\":1}"), 0);
         assert_int_equal(store_commits(s) - commits, 0); /* deferred, as a started one */
@@ -4696,9 +4722,19 @@ typedef enum {
  * in *ret_flusher, held at its COMMIT by g) holds what `holds` says. */
 static void run_in_held_batch(Store *s, RunQueue *q, CommitGate *g, const char *id, BatchHolds holds,
                               pthread_t *ret_flusher) {
-        RunRecord r = { .id = (char *) id, .tenant = (char *) "a", .filename = (char *) "f.py",
-                        .args_json = (char *) "[1]", .status = (char *) "running", .created = 10,
-                        .started = 11, .max_attempts = 3, .log_path = (char *) "/logs/x.log" };
+        RunRecord r = { .id = (char *) id,
+                        .tenant = (char *) "a",
+                        .filename = (char *) "f.py",
+                        .args_json = (char *) "[1]",
+                        .status = (char *) "running",
+                        .created = 10,
+                        .started = 11,
+                        .max_attempts = 3,
+                        .log_path = (char *) "/logs/x.log",
+                        .fn_name = (char *) "fx",
+                        .fn_version = 1,
+                        .schedule = (char *) "nightly",
+                        .limits_json = (char *) "{\"timeout_ms\":1}" };
         if (holds != BATCH_HOLDS_SUBMIT)
                 r.status = (char *) "queued";
         assert_int_equal(run_queue_submit_deferred(q, &r, "{\"fn_name\":\"fx\",\"fn_version\":1}"), 0);
@@ -5569,6 +5605,10 @@ static void test_journal_of_base14_replays(void **state) {
                 assert_string_equal(r->value_json, "42");
                 assert_string_equal(r->log_path, "/logs/x.log");
                 assert_int_equal(r->attempt, 1);
+                /* A record from before the origin was kept: none. */
+                assert_int_equal(r->fn_version, 0);
+                assert_null(r->schedule);
+                assert_null(r->limits_json);
         }
         store_close(s);
         sqlite3 *db = NULL;
