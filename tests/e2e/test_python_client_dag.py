@@ -14,6 +14,7 @@ import pytest
 
 from conftest import DAEMON, ROOT
 import daemonlib
+from test_explore_pyclient import daemon  # noqa: F401 (a daemon serving the function "ident")
 
 sys.path.insert(0, str(ROOT / "python"))
 import pysprinter  # noqa: E402
@@ -42,11 +43,6 @@ def slow(delay: float = 60.0):
     return delay
 '''
 
-JOB = '''
-@requirements({})
-def ident(x=0):
-    return x
-'''
 
 PIPELINE = '''
 name: sums
@@ -59,13 +55,6 @@ tasks:
     args: ["${load}"]
   double: {file: 'steps/more.py', function: double, args: ["${total}"], kwargs: {file: not-a-file.txt}}
 '''
-
-
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("d")
-    with daemonlib.Daemon(tmp, sandbox=daemonlib.sandbox_mode(tmp)).serving_function("ident", JOB, "job.py") as d:
-        yield d
 
 
 @pytest.fixture
@@ -209,7 +198,7 @@ def test_schedules_of_a_function_and_of_a_dag(daemon, pipeline):
         assert c.resume_schedule("pyc-every")["paused"] is False
         assert c.pause_schedule("pyc-every")["paused"] is True
         with pytest.raises(pysprinter.ConflictError):
-            c.add_schedule("pyc-every", "ident", every="1h")
+            c.add_schedule("pyc-every", "ident", every="1h", args=[1])
         with pytest.raises(pysprinter.NotFoundError):
             c.add_schedule("pyc-missing", "no-such-function", cron="0 2 * * *")
         with pytest.raises(ValueError):
