@@ -510,6 +510,18 @@ static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret)
         /* The key checked by the verb's parser (idempotency_key_is_valid():
          * nothing a header line would break on). */
         _cleanup_free_ char *key = a->idempotency_key ? xasprintf("Idempotency-Key: %s", a->idempotency_key) : NULL;
+        /* With --server URL,URL the submit carries a key of its own when
+         * the user gave none: a gateway that takes it and never answers
+         * (frozen, killed before its answer, cut from Redis) is then left
+         * for the next one, which answers with the run the first one may
+         * have started (http_request()). Before, such a submit hung on a
+         * frozen gateway for ever, and one whose answer was lost ended the
+         * command with exit 6 while its run went on. A lone server gets
+         * none: nothing else could be asked, and a keyed submit skips a
+         * single node's synchronous shortcut (docs/api.md "Idempotency"). */
+        _cleanup_free_ char *hex = NULL;
+        if (!key && b->http.n_servers > 1 && random_hex(16, &hex) >= 0)
+                key = xasprintf("Idempotency-Key: cli-%s", hex);
         /* Whole, interrupt or not (`map | head -1`: the reader goes away
          * while a call is submitted); cli_interrupted is seen below and the
          * run the answer names is cancelled. */

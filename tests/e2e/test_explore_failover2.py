@@ -1,0 +1,87 @@
+"""Cluster mode under failures, second pass (docs/cluster.md): what a
+client with several gateways, and the gateways themselves, do when one of
+them freezes or dies, or Redis restarts under DAG runs. Each test is a
+defect found exploring these failures."""
+import os
+import signal
+import subprocess
+
+from clusterlib import TERMINAL, wait_until
+from conftest import CLI
+from daemonlib import TOKENS
+from test_cluster import pytestmark, redis  # noqa: F401 (skips without the daemon or redis-server; a fixture)
+from test_explore_failover import TWO_LINES, cli_env, cluster  # noqa: F401 (cluster: a fixture)
+
+
+def run_cli(tmp_path, servers, *args, silence="3"):
+    env = {**cli_env(tmp_path), "PYSPRINTER_TEST_SILENCE_S": silence}
+    return subprocess.Popen([str(CLI), "--server", ",".join(d.url for d in servers), "--token", TOKENS["alice"],
+                             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=tmp_path)
+
+
+def connected(port):
+    """Whether a connection to port is established (the kernel of a
+    stopped daemon still accepts it)."""
+    rows = [l.split() for l in open("/proc/net/tcp").read().splitlines()[1:]]
+    return any(r[2].endswith(f":{port:04X}") and r[3] == "01" for r in rows)
+
+
+def run_ids(gw):
+    st, b = gw.call("GET", "/v1/runs")
+    assert st == 200, b
+    return [r["id"] for r in b["runs"]]
+
+
+def test_a_submit_to_a_frozen_gateway_goes_to_the_next_one(cluster, redis, tmp_path):
+    """`pysprinter --server GW1,GW2 run` whose GW1 is frozen (SIGSTOP: its
+    kernel still takes the connection and the request, nobody answers).
+    The submit goes with a key of the CLI's own, so after the stream's
+    silence limit it is sent to GW2, which runs it; GW1, resumed, reads the
+    same submit and starts no second run. Before, the CLI waited on GW1 for
+    ever (no timeout on a submit), GW2 listed or not."""
+    gw1 = cluster("gw1", "gateway")
+    gw2 = cluster("gw2", "gateway")
+    cluster("w1", "worker")
+    (tmp_path / "job.py").write_text(TWO_LINES)
+    os.kill(gw1.proc.pid, signal.SIGSTOP)
+    try:
+        run = run_cli(tmp_path, [gw1, gw2], "run", "job.py", "--seconds", "0")
+        try:
+            out, err = run.communicate(timeout=60)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.communicate()
+    finally:
+        os.kill(gw1.proc.pid, signal.SIGCONT)
+    assert (run.returncode, out) == (0, "before\nafter\nx\n"), (run.returncode, out, err)
+    # GW1 now answers, after the submit it held: that one found the key.
+    wait_until(lambda: gw1.call("GET", "/healthz", token=None)[0] == 200, 30, "GW1 serving again")
+    ids = run_ids(gw2)
+    assert len(ids) == 1 and run_ids(gw1) == ids, ids
+
+
+def test_a_submit_whose_gateway_dies_before_answering_goes_to_the_next_one(cluster, redis, tmp_path):
+    """The gateway a `pysprinter --server GW1,GW2 run` submits to dies (kill
+    -9) holding the submit unanswered: the keyed submit is sent to GW2 at
+    once, and the run's output and result are printed, exit 0. Before, the
+    command ended at the lost answer, exit 6 "cannot reach GW1", when the
+    run may have been started."""
+    gw1 = cluster("gw1", "gateway")
+    gw2 = cluster("gw2", "gateway")
+    cluster("w1", "worker")
+    (tmp_path / "job.py").write_text(TWO_LINES)
+    os.kill(gw1.proc.pid, signal.SIGSTOP)
+    run = run_cli(tmp_path, [gw1, gw2], "run", "job.py", "--seconds", "0", silence="60")
+    try:
+        # The request is in GW1's socket once the CLI waits for its answer.
+        wait_until(lambda: connected(gw1.port) or run.poll() is not None, 30, "the CLI's connection to GW1")
+        gw1.kill9()
+        out, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert (run.returncode, out) == (0, "before\nafter\nx\n"), (run.returncode, out, err)
+    assert len(run_ids(gw2)) == 1
