@@ -5,11 +5,13 @@ defect found exploring these failures."""
 import os
 import signal
 import subprocess
+import threading
+import time
 
 from clusterlib import TERMINAL, wait_until
 from conftest import CLI
 from daemonlib import TOKENS
-from test_cluster import pytestmark, redis  # noqa: F401 (skips without the daemon or redis-server; a fixture)
+from test_cluster import DAG_TASKS, pytestmark, redis  # noqa: F401 (skips without the daemon or redis-server; a fixture)
 from test_explore_failover import TWO_LINES, cli_env, cluster  # noqa: F401 (cluster: a fixture)
 
 
@@ -85,3 +87,43 @@ def test_a_submit_whose_gateway_dies_before_answering_goes_to_the_next_one(clust
             run.communicate()
     assert (run.returncode, out) == (0, "before\nafter\nx\n"), (run.returncode, out, err)
     assert len(run_ids(gw2)) == 1
+
+
+def test_a_redis_restart_leaves_each_dag_run_with_the_gateway_that_drives_it(cluster, redis, tmp_path):
+    """A DAG run driven by GW1, whose client waits on GW1 (`POST /v1/dags
+    ?wait=true`). Redis goes down past the owner lease (3 s) and comes back
+    on its AOF: every owner lease expired meanwhile, the live GW1's too.
+    GW2 ticking first (GW1 held a moment longer here: one of the two is
+    first) must not take the DAG run from the live GW1: it stays GW1's, the
+    client's wait answers 200 with the succeeded DAG run, its task ran once.
+    Before, the first gateway to look took every DAG run ("its gateway is
+    gone; this node resumes it"), and GW1, fenced, answered its waiting
+    client before the DAG run had ended."""
+    gw1 = cluster("gw1", "gateway")
+    gw2 = cluster("gw2", "gateway")
+    cluster("w1", "worker")
+    pipeline = "tasks:\n  a: {file: t.py, function: f, args: [a], kwargs: {seconds: 9}}\n"
+    answer = {}
+
+    def post():
+        answer["r"] = gw1.call("POST", "/v1/dags?wait=true&timeout=90",
+                               {"pipeline": pipeline, "files": {"t.py": DAG_TASKS}, "no_cache": True}, timeout=120)
+
+    t = threading.Thread(target=post, daemon=True)
+    t.start()
+    wait_until(lambda: any(redis.cli("HGET", k, "status") == "running" for k in redis.cli("KEYS", "ps:run:*").split()),
+               60, "the DAG's task running on w1")
+    redis.kill9()
+    time.sleep(4)
+    os.kill(gw1.proc.pid, signal.SIGSTOP)
+    try:
+        redis.start()
+        wait_until(lambda: gw2.call("GET", "/healthz", token=None)[0] == 200, 30, "GW2 back on Redis")
+        time.sleep(1.5)  # GW2's DAG lease tick (about once a second) has looked
+    finally:
+        os.kill(gw1.proc.pid, signal.SIGCONT)
+    t.join(timeout=100)
+    st, b = answer["r"]
+    assert st == 200 and b["status"] == "succeeded", (st, b)
+    assert [(x["name"], x.get("result"), x.get("attempts")) for x in b["tasks"]] == [("a", "a", 1)], b
+    assert "this node resumes it" not in gw2.log.read_text()
