@@ -8,9 +8,9 @@ import subprocess
 import threading
 import time
 
-from clusterlib import TERMINAL, wait_until
+from clusterlib import CLAIM_TIMEOUT_MS, SLEEPER, TERMINAL, wait_until
 from conftest import CLI
-from daemonlib import TOKENS
+from daemonlib import TOKENS, Daemon, sandbox_mode
 from test_cluster import DAG_TASKS, pytestmark, redis  # noqa: F401 (skips without the daemon or redis-server; a fixture)
 from test_explore_failover import TWO_LINES, cli_env, cluster  # noqa: F401 (cluster: a fixture)
 
@@ -127,3 +127,51 @@ def test_a_redis_restart_leaves_each_dag_run_with_the_gateway_that_drives_it(clu
     assert st == 200 and b["status"] == "succeeded", (st, b)
     assert [(x["name"], x.get("result"), x.get("attempts")) for x in b["tasks"]] == [("a", "a", 1)], b
     assert "this node resumes it" not in gw2.log.read_text()
+
+
+class SkewedDaemon(Daemon):
+    """A node whose clock is behind by an hour (an NTP-less VM)."""
+
+    def env(self):
+        return {**super().env(), "PYSPRINTER_TEST_CLOCK_SKEW_MS": str(-3600 * 1000)}
+
+
+def test_a_run_placed_on_a_busy_node_moves_on_when_the_other_nodes_clock_is_behind(cluster, redis, tmp_path):
+    """An invoke goes to the stream of the node that has its function warm
+    (w1), and moves to the shared stream when it is still there after the
+    affinity delay (200 ms): w1 is busy (both slots taken by long ad-hoc
+    runs), so idle w2 takes it. w2's clock is an hour behind. The delay is
+    measured by Redis's clock, which wrote the entry's id, not by the clock
+    of the node that looks: the invoke runs on w2 at once. Before, w2
+    compared Redis's entry ids with its own clock and left the invoke
+    waiting for an hour (here: until w1 had a free slot)."""
+    gw = cluster("gw", "gateway")
+    cluster("w1", "worker")
+    st, b = gw.call("POST", "/v1/functions", {"name": "hot", "source": "def f():\n    return 7\n"})
+    assert st in (200, 201), b
+    st, b = gw.call("POST", "/v1/functions/hot/invoke?wait=true", {})
+    assert st == 200 and b["result"] == 7, b  # w1 now has it warm
+    long_ids = []
+    for i in range(2):  # w1's two slots
+        st, b = gw.run(SLEEPER, wait=False, kwargs={"seconds": 60, "tag": str(i)})
+        assert st == 202, b
+        long_ids.append(b["id"])
+    for rid in long_ids:
+        wait_until(lambda: redis.cli("HGET", f"ps:run:{rid}", "status") == "running", 60, "w1 full")
+    w2 = SkewedDaemon(tmp_path / "w2", sandbox=sandbox_mode(tmp_path),
+                      config_extra="server:\n  max_concurrent_runs: 2\n",
+                      args=["--redis", redis.url, "--role", "worker", "--node-id", "w2", "--claim-timeout",
+                            f"{CLAIM_TIMEOUT_MS}ms", "--drain-timeout", "5"])
+    w2.start()
+    try:
+        st, b = gw.call("POST", "/v1/functions/hot/invoke", {})
+        assert st == 202, b
+        rid = b["id"]
+        assert redis.cli("HGET", f"ps:run:{rid}", "stream") == "ps:runs:w1"  # placed on the warm node
+        end = gw.wait_status(rid, TERMINAL, timeout=30)
+        assert end["status"] == "succeeded" and end["result"] == 7, end
+        assert redis.cli("HGET", f"ps:run:{rid}", "node") == "w2"
+    finally:
+        for r in long_ids:
+            gw.call("DELETE", f"/v1/runs/{r}")
+        w2.stop(timeout=30)
