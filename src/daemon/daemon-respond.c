@@ -337,7 +337,12 @@ unsigned daemon_errno_status(int r, const char **ret_code) {
                 { -ETIMEDOUT, 504, "timeout" },
                 { -ELOOP, 400, "bad_request" },
                 { -EHOSTUNREACH, 502, "bad_gateway" },
-                { -ECONNREFUSED, 502, "bad_gateway" },
+                /* A cluster node cut from its Redis: nothing was done, ask
+                 * again later or elsewhere (503 + Retry-After, which
+                 * clients retry); -ECONNRESET: Redis went away with the
+                 * request sent, it may have been done (502). */
+                { -ECONNREFUSED, 503, "redis_unreachable" },
+                { -ECONNRESET, 502, "bad_gateway" },
         };
         for (size_t i = 0; i < ELEMENTSOF(map); i++)
                 if (map[i].err == r) {
@@ -397,6 +402,14 @@ struct MHD_Response *daemon_call_errno(const DaemonCall *call, int r, const char
                         daemon_response_headers(resp, (const char *const[]){ "Retry-After", "5", NULL });
                         return resp;
                 }
+                return daemon_call_error(call, status, code, ret_status, "%s: %s", what, strerror(-r));
+        case -ECONNRESET:
+                if (call && call->d && call->d->cluster)
+                        return daemon_call_error(call, status, code, ret_status,
+                                                 "%s: this node lost the cluster's Redis before its answer (%s): what "
+                                                 "was asked may have been done; look before asking again, or ask "
+                                                 "with an Idempotency-Key",
+                                                 what, strerror(-r));
                 return daemon_call_error(call, status, code, ret_status, "%s: %s", what, strerror(-r));
         default:
                 return daemon_call_error(call, status, code, ret_status, "%s: %s", what, strerror(-r));

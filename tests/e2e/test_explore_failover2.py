@@ -2,14 +2,16 @@
 client with several gateways, and the gateways themselves, do when one of
 them freezes or dies, or Redis restarts under DAG runs. Each test is a
 defect found exploring these failures."""
+import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 
 from clusterlib import CLAIM_TIMEOUT_MS, SLEEPER, TERMINAL, wait_until
-from conftest import CLI
+from conftest import CLI, ROOT
 from daemonlib import TOKENS, Daemon, sandbox_mode
 from test_cluster import DAG_TASKS, pytestmark, redis  # noqa: F401 (skips without the daemon or redis-server; a fixture)
 from test_explore_failover import TWO_LINES, cli_env, cluster  # noqa: F401 (cluster: a fixture)
@@ -175,3 +177,43 @@ def test_a_run_placed_on_a_busy_node_moves_on_when_the_other_nodes_clock_is_behi
         for r in long_ids:
             gw.call("DELETE", f"/v1/runs/{r}")
         w2.stop(timeout=30)
+
+
+def test_a_gateway_cut_from_redis_answers_503_with_retry_after_which_clients_wait_through(cluster, redis, tmp_path):
+    """A gateway that cannot reach Redis did nothing with the request: it
+    answers 503 `redis_unreachable` with Retry-After (RFC 9110 gives
+    Retry-After its meaning on a 503; urllib3's Retry, load balancers and
+    the Python client's own retry honour it there), the same for a run and
+    a DAG run, the same as its /healthz. The Python client's submit() and
+    run() wait through the outage (a 503 is retried as Retry-After asks)
+    and return once Redis is back. Before, runs were 502 `bad_gateway` (the
+    client raised APIError at once), DAG runs 503 with the code
+    `bad_gateway`, no Retry-After and just "Connection refused"."""
+    gw = cluster("gw", "gateway")
+    cluster("w1", "worker")
+    (tmp_path / "job.py").write_text(TWO_LINES)
+    redis.kill9()
+    for path, body in (("/v1/runs", {"source": TWO_LINES}),
+                       ("/v1/dags", {"pipeline": "tasks:\n  a: {file: t.py, function: f, args: [a]}\n",
+                                     "files": {"t.py": DAG_TASKS}})):
+        st, hdrs, raw = gw.request("POST", path, body)
+        err = json.loads(raw)["error"]
+        assert (st, err["code"], hdrs.get("retry-after")) == (503, "redis_unreachable", "5"), (path, st, hdrs, raw)
+        assert "this node cannot reach the cluster's Redis" in err["message"], (path, err)
+    py = subprocess.Popen([sys.executable, "-c", f"""
+import sys
+sys.path.insert(0, {str(ROOT / 'python')!r})
+from pysprinter.client import Client
+c = Client({gw.url!r}, token={TOKENS['alice']!r}, timeout=60)
+print(c.submit({str(tmp_path / 'job.py')!r}, seconds=0)["status"])
+print(c.run({str(tmp_path / 'job.py')!r}, seconds=0))
+"""], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2)  # the client meets the outage
+        redis.start()
+        out, err = py.communicate(timeout=90)
+    finally:
+        if py.poll() is None:
+            py.kill()
+            py.communicate()
+    assert (py.returncode, out) == (0, "queued\nx\n"), (py.returncode, out, err)
