@@ -138,6 +138,12 @@ class SkewedDaemon(Daemon):
         return {**super().env(), "PYSPRINTER_TEST_CLOCK_SKEW_MS": str(-3600 * 1000)}
 
 
+def skewed_worker(redis, tmp_path, name):
+    return SkewedDaemon(tmp_path / name, sandbox=sandbox_mode(tmp_path), config_extra="server:\n  max_concurrent_runs: 2\n",
+                        args=["--redis", redis.url, "--role", "worker", "--node-id", name, "--claim-timeout",
+                              f"{CLAIM_TIMEOUT_MS}ms", "--drain-timeout", "5"])
+
+
 def test_a_run_placed_on_a_busy_node_moves_on_when_the_other_nodes_clock_is_behind(cluster, redis, tmp_path):
     """An invoke goes to the stream of the node that has its function warm
     (w1), and moves to the shared stream when it is still there after the
@@ -160,10 +166,7 @@ def test_a_run_placed_on_a_busy_node_moves_on_when_the_other_nodes_clock_is_behi
         long_ids.append(b["id"])
     for rid in long_ids:
         wait_until(lambda: redis.cli("HGET", f"ps:run:{rid}", "status") == "running", 60, "w1 full")
-    w2 = SkewedDaemon(tmp_path / "w2", sandbox=sandbox_mode(tmp_path),
-                      config_extra="server:\n  max_concurrent_runs: 2\n",
-                      args=["--redis", redis.url, "--role", "worker", "--node-id", "w2", "--claim-timeout",
-                            f"{CLAIM_TIMEOUT_MS}ms", "--drain-timeout", "5"])
+    w2 = skewed_worker(redis, tmp_path, "w2")
     w2.start()
     try:
         st, b = gw.call("POST", "/v1/functions/hot/invoke", {})
@@ -217,3 +220,30 @@ print(c.run({str(tmp_path / 'job.py')!r}, seconds=0))
             py.kill()
             py.communicate()
     assert (py.returncode, out) == (0, "queued\nx\n"), (py.returncode, out, err)
+
+
+def test_invokes_go_to_the_warm_node_whose_clock_is_behind(cluster, redis, tmp_path):
+    """Placement: a deployed function's invokes go to the node that has its
+    instance warm (its hint, written when it ended a run there, lives 5
+    minutes). w1's clock is an hour behind: the hint is still its, by the
+    one clock every node shares, Redis's. Every invoke runs on w1, warm.
+    Before, w1 wrote its hint's expiry by its own clock (already past for
+    the gateway, which dropped it by its own), so the invokes went to the
+    shared stream: idle w2 took some, each a cold start there."""
+    gw = cluster("gw", "gateway")
+    w1 = skewed_worker(redis, tmp_path, "w1")
+    w1.start()
+    try:
+        st, b = gw.call("POST", "/v1/functions", {"name": "hot", "source": "def f():\n    return 7\n"})
+        assert st in (200, 201), b
+        st, b = gw.call("POST", "/v1/functions/hot/invoke?wait=true", {})
+        assert st == 200 and b["result"] == 7, b  # w1 now has it warm
+        cluster("w2", "worker")
+        seen = []
+        for _ in range(6):
+            st, b = gw.call("POST", "/v1/functions/hot/invoke?wait=true", {})
+            assert st == 200 and b["result"] == 7, b
+            seen.append((redis.cli("HGET", f"ps:run:{b['id']}", "node"), b["timings"].get("cold")))
+        assert seen == [("w1", False)] * 6, seen
+    finally:
+        w1.stop(timeout=30)
