@@ -190,7 +190,7 @@ redisReply *conn_command_len(Conn *c, size_t n, const char *const *argv, const s
          * run: told apart from one that never went (-ECONNREFUSED), which
          * a client may ask again as it is (a gateway's 503, docs/api.md). */
         if (!rep && ret_error)
-                *ret_error = sent && k != -EACCES ? -ECONNRESET : k < 0 ? k : -EIO;
+                *ret_error = sent && k != -EACCES ? -ECOMM : k < 0 ? k : -EIO;
         return rep;
 }
 

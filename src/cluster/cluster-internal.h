@@ -32,7 +32,7 @@ void conn_done(Conn *c);
 /* Runs one command (argv of n strings, NUL-terminated); on an I/O error
  * reconnects and retries once. Returns the reply (freeReplyObject it) or
  * NULL with *ret_error when Redis cannot be reached: -ECONNREFUSED when the
- * command was never sent, -ECONNRESET when it was and no answer came (it
+ * command was never sent, -ECOMM when it was and no answer came (it
  * may have run), -EACCES when Redis refused the password; a Redis error
  * reply is returned as the reply (REDIS_REPLY_ERROR). */
 redisReply *conn_command(Conn *c, size_t n, const char *const *argv, int *ret_error);

@@ -920,7 +920,7 @@ static int dag_submit(Daemon *d, const char *tenant, json_t *j, const char *want
         if (r < 0) {
                 dag_free(dag);
                 (void) rm_rf(dir);
-                *ret_status = r == -EEXIST ? 409 : r == -ECONNREFUSED || r == -EIO ? 503 : r == -ECONNRESET ? 502 : 500;
+                *ret_status = r == -EEXIST ? 409 : r == -ECONNREFUSED || r == -EIO ? 503 : r == -ECOMM ? 502 : 500;
                 *ret_error = xasprintf("cannot record the DAG run: %s", strerror(-r));
                 return r;
         }
@@ -982,7 +982,7 @@ static struct MHD_Response *handle_post(const DaemonCall *call, unsigned *ret_st
         DDag *g = NULL;
         unsigned status = 0;
         r = dag_submit(d, call->tenant, j, NULL, NULL, false, &id, &g, &status, &err);
-        if (r < 0 && d->cluster && (r == -ECONNREFUSED || r == -ECONNRESET)) {
+        if (r < 0 && d->cluster && (r == -ECONNREFUSED || r == -ECOMM)) {
                 /* Redis out of reach: answered as a run's submit is (503
                  * and Retry-After, or 502 when it may have been recorded),
                  * not 503 "bad_gateway" without Retry-After. */

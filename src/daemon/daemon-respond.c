@@ -339,10 +339,10 @@ unsigned daemon_errno_status(int r, const char **ret_code) {
                 { -EHOSTUNREACH, 502, "bad_gateway" },
                 /* A cluster node cut from its Redis: nothing was done, ask
                  * again later or elsewhere (503 + Retry-After, which
-                 * clients retry); -ECONNRESET: Redis went away with the
+                 * clients retry); -ECOMM: Redis went away with the
                  * request sent, it may have been done (502). */
                 { -ECONNREFUSED, 503, "redis_unreachable" },
-                { -ECONNRESET, 502, "bad_gateway" },
+                { -ECOMM, 502, "bad_gateway" },
         };
         for (size_t i = 0; i < ELEMENTSOF(map); i++)
                 if (map[i].err == r) {
@@ -403,14 +403,14 @@ struct MHD_Response *daemon_call_errno(const DaemonCall *call, int r, const char
                         return resp;
                 }
                 return daemon_call_error(call, status, code, ret_status, "%s: %s", what, strerror(-r));
-        case -ECONNRESET:
-                if (call && call->d && call->d->cluster)
-                        return daemon_call_error(call, status, code, ret_status,
-                                                 "%s: this node lost the cluster's Redis before its answer (%s): what "
-                                                 "was asked may have been done; look before asking again, or ask "
-                                                 "with an Idempotency-Key",
-                                                 what, strerror(-r));
-                return daemon_call_error(call, status, code, ret_status, "%s: %s", what, strerror(-r));
+        case -ECOMM:
+                /* Only the cluster's Redis connection says this
+                 * (cluster-conn.c): its answer was lost. */
+                return daemon_call_error(call, status, code, ret_status,
+                                         "%s: this node lost the cluster's Redis before its answer: what was asked "
+                                         "may have been done; look before asking again, or ask with an "
+                                         "Idempotency-Key",
+                                         what);
         default:
                 return daemon_call_error(call, status, code, ret_status, "%s: %s", what, strerror(-r));
         }
