@@ -673,6 +673,9 @@ static struct MHD_Response *dag_response(Daemon *d, const char *tenant, const ch
         int r = daemon_dag_get(d, tenant, id, &rec);
         if (r < 0)
                 return dag_errno(r, id, ret_status);
+        /* 0: 200 once it ended, else 202 (a wait that stopped short). */
+        if (status == 0)
+                status = dag_status_ended(rec->status) ? 200 : 202;
         json_t *j = dag_record_json(d, rec, true);
         dag_run_record_free(rec);
         struct MHD_Response *resp = daemon_json_response(status, j, ret_status);
@@ -716,7 +719,12 @@ static struct MHD_Response *dag_wait_then(const DaemonCall *call, void *p, Daemo
                 dag_cancel(w->g->dag);
                 return NULL;
         }
-        return dag_response(d, call->tenant, w->id, done || w->cancel ? 200 : 202, ret_status);
+        /* Done is this node's DAG thread stopping: in a cluster also when
+         * it was fenced (another gateway took the DAG run over while this
+         * one was stopped or cut off), the DAG run going on there. Its
+         * answer is then 202, in flight, as at a timeout: before, 200 with
+         * the DAG run `running`, which a client took as its end. */
+        return dag_response(d, call->tenant, w->id, w->cancel ? 200 : done ? 0 : 202, ret_status);
 }
 
 /* ---- cluster: waiting for a DAG run another node drives ---------------------

@@ -247,3 +247,43 @@ def test_invokes_go_to_the_warm_node_whose_clock_is_behind(cluster, redis, tmp_p
         assert seen == [("w1", False)] * 6, seen
     finally:
         w1.stop(timeout=30)
+
+
+def test_a_fenced_dag_owner_does_not_answer_its_waiting_client_with_an_unended_dag_run(cluster, redis, tmp_path):
+    """`POST /v1/dags?wait=true` to GW1, which drives the DAG run; GW1 is
+    stopped (SIGSTOP) past its owner lease, GW2 takes the DAG run over,
+    GW1 resumes, finds itself fenced and stops driving it. Its answer to
+    the waiting client is 202 (in flight, as at a timeout), and the DAG
+    run ends succeeded through GW2 (its second task run by GW2). Before,
+    GW1 answered 200 with the DAG
+    run `running`: a 200 is the DAG run's end (docs/api.md), and a client
+    took that running DAG run as finished."""
+    gw1 = cluster("gw1", "gateway")
+    gw2 = cluster("gw2", "gateway")
+    cluster("w1", "worker")
+    # past dagleases.lua's grace after Redis's start: a takeover is allowed
+    wait_until(lambda: int(redis.cli("INFO", "server").split("uptime_in_seconds:")[1].split()[0]) >= 7, 30,
+               "Redis up for two lease lifetimes")
+    pipeline = ("tasks:\n  a: {file: t.py, function: f, args: [a], kwargs: {seconds: 6}}\n"
+                "  b: {file: t.py, function: f, args: ['${a}-b'], kwargs: {seconds: 6}}\n")
+    answer = {}
+
+    def post():
+        answer["r"] = gw1.call("POST", "/v1/dags?wait=true&timeout=90",
+                               {"pipeline": pipeline, "files": {"t.py": DAG_TASKS}, "no_cache": True}, timeout=120)
+
+    t = threading.Thread(target=post, daemon=True)
+    t.start()
+    wait_until(lambda: any(redis.cli("HGET", k, "status") == "running" for k in redis.cli("KEYS", "ps:run:*").split()),
+               60, "the DAG's task running on w1")
+    os.kill(gw1.proc.pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: "this node resumes it" in gw2.log.read_text(), 30, "GW2 taking the DAG run over")
+    finally:
+        os.kill(gw1.proc.pid, signal.SIGCONT)
+    t.join(timeout=100)
+    st, b = answer["r"]
+    assert (st, b["status"]) == (202, "running") or (st, b["status"]) == (200, "succeeded"), (st, b)
+    st, b = gw2.call("GET", f"/v1/dags/{b['id']}?wait=true&timeout=60")
+    assert st == 200 and b["status"] == "succeeded", (st, b)
+    assert sorted((x["name"], x.get("result")) for x in b["tasks"]) == [("a", "a"), ("b", "a-b")], b
