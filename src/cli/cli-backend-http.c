@@ -663,7 +663,21 @@ static int http_run_logs(Backend *b, const char *id, bool follow, Renderer *rd) 
          * one stream). Without follow, ?events=1: what a run still going
          * wrote so far, without waiting for its end, as embedded. */
         json_t *run = NULL;
-        int r = http_run_get(b, id, &run);
+        int r;
+        /* Following, a server that answers it cannot serve now (a gateway
+         * cut from its Redis: 502/503) is waited for as follow_log() waits
+         * for it, from the first look on: before, `logs -f` begun during
+         * a Redis restart ended at once with exit 6, where one begun a
+         * moment earlier waited through it. No answer at all (no daemon
+         * there) still fails at once. */
+        usec_t wait = 20 * USEC_PER_MSEC, away_since = 0;
+        while ((r = http_run_get(b, id, &run)) == -EHOSTUNREACH && follow && !cli_interrupted &&
+               server_away(rd, id, b->error, &away_since)) {
+                free(b->error);
+                b->error = NULL;
+                usleep(wait);
+                wait = MIN(wait * 2, 250 * USEC_PER_MSEC);
+        }
         if (r < 0)
                 return r;
         _cleanup_free_ char *eid = http_escape(json_string_value(json_object_get(run, "id")) ?: id), *err = NULL;

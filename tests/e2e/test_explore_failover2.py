@@ -287,3 +287,29 @@ def test_a_fenced_dag_owner_does_not_answer_its_waiting_client_with_an_unended_d
     st, b = gw2.call("GET", f"/v1/dags/{b['id']}?wait=true&timeout=60")
     assert st == 200 and b["status"] == "succeeded", (st, b)
     assert sorted((x["name"], x.get("result")) for x in b["tasks"]) == [("a", "a"), ("b", "a-b")], b
+
+
+def test_logs_follow_begun_while_the_gateway_is_cut_from_redis_waits_for_it(cluster, redis, tmp_path):
+    """`pysprinter logs -f ID` begun while its gateway cannot reach Redis
+    (a Redis restart: every request answered 503) waits for the gateway,
+    as one begun a moment earlier does, and prints the run's output once
+    Redis is back, exit 0. Before, its first look at the run got the 503
+    (502 then) and it ended at once with exit 6."""
+    gw = cluster("gw", "gateway")
+    cluster("w1", "worker")
+    st, b = gw.run(TWO_LINES, wait=False, kwargs={"seconds": 3})
+    assert st == 202, b
+    rid = b["id"]
+    wait_until(lambda: "before" in redis.cli("XRANGE", f"ps:log:{rid}", "-", "+"), 60, "the run's first line")
+    redis.kill9()
+    follow = run_cli(tmp_path, [gw], "logs", "-f", rid)
+    try:
+        wait_until(lambda: "cannot serve run" in (follow.stderr.readline() or "x") or follow.poll() is not None, 30,
+                   "the CLI meeting the outage")
+        redis.start()
+        out, err = follow.communicate(timeout=90)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.communicate()
+    assert (follow.returncode, out) == (0, "before\nafter\n"), (follow.returncode, out, err)
