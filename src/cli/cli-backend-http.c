@@ -510,6 +510,18 @@ static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret)
         /* The key checked by the verb's parser (idempotency_key_is_valid():
          * nothing a header line would break on). */
         _cleanup_free_ char *key = a->idempotency_key ? xasprintf("Idempotency-Key: %s", a->idempotency_key) : NULL;
+        /* With --server URL,URL the submit carries a key of its own when
+         * the user gave none: a gateway that takes it and never answers
+         * (frozen, killed before its answer, cut from Redis) is then left
+         * for the next one, which answers with the run the first one may
+         * have started (http_request()). Before, such a submit hung on a
+         * frozen gateway for ever, and one whose answer was lost ended the
+         * command with exit 6 while its run went on. A lone server gets
+         * none: nothing else could be asked, and a keyed submit skips a
+         * single node's synchronous shortcut (docs/api.md "Idempotency"). */
+        _cleanup_free_ char *hex = NULL;
+        if (!key && b->http.n_servers > 1 && random_hex(16, &hex) >= 0)
+                key = xasprintf("Idempotency-Key: cli-%s", hex);
         /* Whole, interrupt or not (`map | head -1`: the reader goes away
          * while a call is submitted); cli_interrupted is seen below and the
          * run the answer names is cancelled. */
@@ -651,7 +663,21 @@ static int http_run_logs(Backend *b, const char *id, bool follow, Renderer *rd) 
          * one stream). Without follow, ?events=1: what a run still going
          * wrote so far, without waiting for its end, as embedded. */
         json_t *run = NULL;
-        int r = http_run_get(b, id, &run);
+        int r;
+        /* Following, a server that answers it cannot serve now (a gateway
+         * cut from its Redis: 502/503) is waited for as follow_log() waits
+         * for it, from the first look on: before, `logs -f` begun during
+         * a Redis restart ended at once with exit 6, where one begun a
+         * moment earlier waited through it. No answer at all (no daemon
+         * there) still fails at once. */
+        usec_t wait = 20 * USEC_PER_MSEC, away_since = 0;
+        while ((r = http_run_get(b, id, &run)) == -EHOSTUNREACH && follow && !cli_interrupted &&
+               server_away(rd, id, b->error, &away_since)) {
+                free(b->error);
+                b->error = NULL;
+                usleep(wait);
+                wait = MIN(wait * 2, 250 * USEC_PER_MSEC);
+        }
         if (r < 0)
                 return r;
         _cleanup_free_ char *eid = http_escape(json_string_value(json_object_get(run, "id")) ?: id), *err = NULL;

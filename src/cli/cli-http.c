@@ -336,6 +336,15 @@ int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body,
                         curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
                         curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, stream_silence_s());
                 }
+                /* A keyed submit to one gateway of several: a gateway that
+                 * stays silent (frozen by SIGSTOP, a paused VM) is given up
+                 * as a stream is, and the next one asked; the key makes
+                 * that safe (cli-backend-http.c http_run()). */
+                bool keyed = q->header && startswith(q->header, "Idempotency-Key:") && !q->read;
+                if (keyed && h->n_servers > 1 && !q->sse) {
+                        curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+                        curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, stream_silence_s());
+                }
                 if (q->read) {
                         /* Its size is unknown: HTTP/1.1 chunked. */
                         hdrs = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
@@ -385,7 +394,7 @@ int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body,
                         /* A submit with an Idempotency-Key cannot start a
                          * second run: the next gateway answers with the
                          * first (docs/cluster.md). */
-                        reads = reads || (q->header && startswith(q->header, "Idempotency-Key:") && !q->read);
+                        reads = reads || keyed;
                         if (tried < h->n_servers && (nothing_sent || reads) && !cli_interrupted) {
                                 http_failover(h);
                                 tried++;
@@ -405,7 +414,9 @@ int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body,
                  * cluster's Redis) did nothing: a read goes to the next
                  * gateway as after a refused connection. */
                 bool unavailable = status >= 502 && status <= 504;
-                bool rereadable = streq(q->method, "GET") && !q->download;
+                /* So does a keyed submit: the next gateway answers with the
+                 * run if this one started it after all. */
+                bool rereadable = (streq(q->method, "GET") && !q->download) || keyed;
                 if (unavailable && rereadable && tried < h->n_servers && !cli_interrupted) {
                         http_failover(h);
                         tried++;

@@ -146,6 +146,21 @@ static int conn_connect(Conn *c) {
         return 0;
 }
 
+/* redisCommandArgv(), saying whether the command went out whole (*sent):
+ * one whose write failed (a Redis killed: its socket is closed) did not
+ * run; one written, whose answer did not come, may have. */
+static redisReply *command_sent(redisContext *x, size_t n, const char *const *argv, const size_t *len, bool *sent) {
+        if (redisAppendCommandArgv(x, (int) n, (const char **) argv, len) != REDIS_OK)
+                return NULL;
+        int done = 0;
+        while (!done)
+                if (redisBufferWrite(x, &done) != REDIS_OK)
+                        return NULL;
+        *sent = true;
+        void *reply = NULL;
+        return redisGetReply(x, &reply) == REDIS_OK ? reply : NULL;
+}
+
 redisReply *conn_command(Conn *c, size_t n, const char *const *argv, int *ret_error) {
         return conn_command_len(c, n, argv, NULL, ret_error);
 }
@@ -157,6 +172,7 @@ redisReply *conn_command_len(Conn *c, size_t n, const char *const *argv, const s
                 len[i] = lens ? lens[i] : strlen(argv[i]);
         redisReply *rep = NULL;
         int k = 0;
+        bool sent = false;
         for (int attempt = 0; attempt < 2 && !rep; attempt++) {
                 if (!c->ctx || c->ctx->err) {
                         k = conn_connect(c);
@@ -165,13 +181,16 @@ redisReply *conn_command_len(Conn *c, size_t n, const char *const *argv, const s
                         if (k < 0)
                                 continue;
                 }
-                rep = redisCommandArgv(c->ctx, (int) n, (const char **) argv, len);
+                rep = command_sent(c->ctx, n, argv, len, &sent);
                 if (!rep)
                         k = -EIO;
         }
         free(len);
+        /* A command that went out without its answer coming back may have
+         * run: told apart from one that never went (-ECONNREFUSED), which
+         * a client may ask again as it is (a gateway's 503, docs/api.md). */
         if (!rep && ret_error)
-                *ret_error = k < 0 ? k : -EIO;
+                *ret_error = sent && k != -EACCES ? -ECOMM : k < 0 ? k : -EIO;
         return rep;
 }
 

@@ -31,8 +31,10 @@ int conn_set_password(Conn *c, const char *password);
 void conn_done(Conn *c);
 /* Runs one command (argv of n strings, NUL-terminated); on an I/O error
  * reconnects and retries once. Returns the reply (freeReplyObject it) or
- * NULL with *ret_error (-ECONNREFUSED, -EIO) when Redis cannot be reached;
- * a Redis error reply is returned as the reply (REDIS_REPLY_ERROR). */
+ * NULL with *ret_error when Redis cannot be reached: -ECONNREFUSED when the
+ * command was never sent, -ECOMM when it was and no answer came (it
+ * may have run), -EACCES when Redis refused the password; a Redis error
+ * reply is returned as the reply (REDIS_REPLY_ERROR). */
 redisReply *conn_command(Conn *c, size_t n, const char *const *argv, int *ret_error);
 /* Each connection authenticates itself with c's password (AUTH) before its
  * first command: -EACCES when Redis refuses it. */

@@ -6,6 +6,13 @@
 -- (dagcancel.lua): the node cancels those as a local cancel would}.
 -- KEYS: dags:running
 -- ARGV: node, lease ttl ms, key prefix, take (1/0), then the ids it drives
+-- A Redis that was down past the lease lifetime comes back with every
+-- owner lease expired, the live owners' too: until it has been up for two
+-- lease lifetimes (each live owner has refreshed its own by then, above),
+-- nothing is taken, as reclaim.lua takes no other node's run. Before, the
+-- first gateway to look took every DAG run the others still drove, and
+-- they, fenced, answered their waiting clients with the DAG run unended.
+-- A Redis (an ACL) that refuses INFO is taken as up for long.
 local mine = {}
 for i = 5, #ARGV do
   local k = ARGV[3] .. 'dagowner:' .. ARGV[i]
@@ -19,7 +26,10 @@ for i = 5, #ARGV do
   end
 end
 local taken = {}
-if ARGV[4] == '1' then
+local info = redis.pcall('INFO', 'server')
+local up = type(info) == 'string' and tonumber(string.match(info, 'uptime_in_seconds:(%d+)')) or nil
+local restarted = up ~= nil and up * 1000 < 2 * tonumber(ARGV[2])
+if ARGV[4] == '1' and not restarted then
   for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     if not mine[id] then
       if redis.call('EXISTS', ARGV[3] .. 'dag:' .. id) == 0 then

@@ -20,7 +20,7 @@
 -- a reader that sees the run ended has its whole log, and a run's end is
 -- one script call, not two.
 -- KEYS: run:<id>, runs, stale, log:<id>
--- ARGV: attempt, group, ttl_s, prefix, node, now_ms, warm_ms, lock, log_maxlen, nlog, nlog log
+-- ARGV: attempt, group, ttl_s, prefix, node, (unused: was now_ms), warm_ms, lock, log_maxlen, nlog, nlog log
 -- arguments, then field, value, ...
 -- The fields (cluster-redis.c cq_finish): function, status, exit_code,
 -- value_json, value_repr, error_type, error_message, traceback,
@@ -69,7 +69,10 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 local env = h[5]
 if env then
   local wk = ARGV[4] .. 'warm:' .. env
-  redis.call('ZADD', wk, tonumber(ARGV[6]) + tonumber(ARGV[7]), ARGV[5])
+  -- Redis's clock, as submit.lua's look at the hints: nodes' clocks may
+  -- differ by minutes (ARGV[6], the node's, is no longer read).
+  local t = redis.call('TIME')
+  redis.call('ZADD', wk, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[7]), ARGV[5])
   redis.call('PEXPIRE', wk, ARGV[7])
 end
 local gw = h[6]

@@ -18,16 +18,16 @@
 -- others were still running and ran them again from the start. Redis's
 -- uptime is INFO's; a Redis (an ACL) that refuses INFO to the node is
 -- taken as up for long (the previous behaviour).
--- ARGV: group, me, min_idle_ms, count, now_us, ttl_s, prefix, affinity_delay_ms, now_ms, lease_ttl_ms,
+-- ARGV: group, me, min_idle_ms, count, now_us, ttl_s, prefix, affinity_delay_ms, lease_ttl_ms,
 -- then the ids of the runs this node holds (one it holds stays as it is: its
 -- lease may not have touched it yet after a Redis restart)
 -- Returns the ids this node should start.
 local out = {}
 local held = {}
-for i = 11, #ARGV do held[ARGV[i]] = true end
+for i = 10, #ARGV do held[ARGV[i]] = true end
 local info = redis.pcall('INFO', 'server')
 local up = type(info) == 'string' and tonumber(string.match(info, 'uptime_in_seconds:(%d+)')) or nil
-local restarted = up ~= nil and up * 1000 < tonumber(ARGV[10]) + tonumber(ARGV[3])
+local restarted = up ~= nil and up * 1000 < tonumber(ARGV[9]) + tonumber(ARGV[3])
 local streams = { KEYS[1] }
 for _, n in ipairs(redis.call('SMEMBERS', KEYS[3])) do streams[#streams + 1] = ARGV[7] .. 'runs:' .. n end
 
@@ -88,8 +88,13 @@ for _, s in ipairs(streams) do
 end
 
 -- The affinity fallback: undelivered entries are those after the group's
--- last delivered id; an id's first part is its XADD time in ms.
-local cutoff = tostring(tonumber(ARGV[9]) - tonumber(ARGV[8]))
+-- last delivered id; an id's first part is its XADD time in ms, by Redis's
+-- clock: so is the cutoff (TIME), not by this node's, which may be off by
+-- any amount (before, a node whose clock was an hour behind left entries
+-- on a busy or dead node's stream for an hour). Scripts replicate their
+-- effects (Redis >= 5), so TIME may precede writes.
+local t = redis.call('TIME')
+local cutoff = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[8]))
 for i = 2, #streams do
   local s = streams[i]
   if s ~= ARGV[7] .. 'runs:' .. ARGV[2] and redis.call('EXISTS', s) == 1 then

@@ -12,7 +12,7 @@
 -- tenant's ids in id order, all scored 0: a prefix of an id is a ZRANGEBYLEX;
 -- ids begin with their creation time, so its first members are its oldest and
 -- the lease script trims it as it trims idx)
--- ARGV: id, has_idem ('1'/'0'), idem_ttl_s, created, env, prefix, now_ms, has_fn ('1'/'0'), field, value, ...
+-- ARGV: id, has_idem ('1'/'0'), idem_ttl_s, created, env, prefix, (unused: was now_ms), has_fn ('1'/'0'), field, value, ...
 -- Returns {0, id} for a new run, {1, id} for one that exists already (an
 -- idempotent resubmission, or a retried submit whose first try landed).
 if ARGV[2] == '1' then
@@ -25,7 +25,11 @@ for i = 9, #ARGV do fv[#fv + 1] = ARGV[i] end
 local stream = KEYS[2]
 if ARGV[5] ~= '' then
   local wk = ARGV[6] .. 'warm:' .. ARGV[5]
-  redis.call('ZREMRANGEBYSCORE', wk, '-inf', '(' .. ARGV[7])
+  -- Expired hints by Redis's clock, the one finish.lua wrote them with: a
+  -- gateway's own clock minutes off dropped every live hint, or kept dead
+  -- ones (ARGV[7], the gateway's, is no longer read).
+  local t = redis.call('TIME')
+  redis.call('ZREMRANGEBYSCORE', wk, '-inf', '(' .. (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)))
   local best, bestq = nil, nil
   for _, node in ipairs(redis.call('ZRANGE', wk, 0, -1)) do
     local lease = redis.call('GET', ARGV[6] .. 'node:' .. node)

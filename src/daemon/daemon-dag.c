@@ -673,6 +673,9 @@ static struct MHD_Response *dag_response(Daemon *d, const char *tenant, const ch
         int r = daemon_dag_get(d, tenant, id, &rec);
         if (r < 0)
                 return dag_errno(r, id, ret_status);
+        /* 0: 200 once it ended, else 202 (a wait that stopped short). */
+        if (status == 0)
+                status = dag_status_ended(rec->status) ? 200 : 202;
         json_t *j = dag_record_json(d, rec, true);
         dag_run_record_free(rec);
         struct MHD_Response *resp = daemon_json_response(status, j, ret_status);
@@ -716,7 +719,12 @@ static struct MHD_Response *dag_wait_then(const DaemonCall *call, void *p, Daemo
                 dag_cancel(w->g->dag);
                 return NULL;
         }
-        return dag_response(d, call->tenant, w->id, done || w->cancel ? 200 : 202, ret_status);
+        /* Done is this node's DAG thread stopping: in a cluster also when
+         * it was fenced (another gateway took the DAG run over while this
+         * one was stopped or cut off), the DAG run going on there. Its
+         * answer is then 202, in flight, as at a timeout: before, 200 with
+         * the DAG run `running`, which a client took as its end. */
+        return dag_response(d, call->tenant, w->id, w->cancel ? 200 : done ? 0 : 202, ret_status);
 }
 
 /* ---- cluster: waiting for a DAG run another node drives ---------------------
@@ -920,7 +928,7 @@ static int dag_submit(Daemon *d, const char *tenant, json_t *j, const char *want
         if (r < 0) {
                 dag_free(dag);
                 (void) rm_rf(dir);
-                *ret_status = r == -EEXIST ? 409 : r == -ECONNREFUSED || r == -EIO ? 503 : 500;
+                *ret_status = r == -EEXIST ? 409 : r == -ECONNREFUSED || r == -EIO ? 503 : r == -ECOMM ? 502 : 500;
                 *ret_error = xasprintf("cannot record the DAG run: %s", strerror(-r));
                 return r;
         }
@@ -982,6 +990,13 @@ static struct MHD_Response *handle_post(const DaemonCall *call, unsigned *ret_st
         DDag *g = NULL;
         unsigned status = 0;
         r = dag_submit(d, call->tenant, j, NULL, NULL, false, &id, &g, &status, &err);
+        if (r < 0 && d->cluster && (r == -ECONNREFUSED || r == -ECOMM)) {
+                /* Redis out of reach: answered as a run's submit is (503
+                 * and Retry-After, or 502 when it may have been recorded),
+                 * not 503 "bad_gateway" without Retry-After. */
+                resp = daemon_call_errno(call, r, "DAG run", ret_status);
+                goto out;
+        }
         if (r < 0) {
                 const char *code = status == 400   ? "bad_request"
                                    : status == 403 ? "forbidden"

@@ -337,7 +337,12 @@ unsigned daemon_errno_status(int r, const char **ret_code) {
                 { -ETIMEDOUT, 504, "timeout" },
                 { -ELOOP, 400, "bad_request" },
                 { -EHOSTUNREACH, 502, "bad_gateway" },
-                { -ECONNREFUSED, 502, "bad_gateway" },
+                /* A cluster node cut from its Redis: nothing was done, ask
+                 * again later or elsewhere (503 + Retry-After, which
+                 * clients retry); -ECOMM: Redis went away with the
+                 * request sent, it may have been done (502). */
+                { -ECONNREFUSED, 503, "redis_unreachable" },
+                { -ECOMM, 502, "bad_gateway" },
         };
         for (size_t i = 0; i < ELEMENTSOF(map); i++)
                 if (map[i].err == r) {
@@ -398,6 +403,14 @@ struct MHD_Response *daemon_call_errno(const DaemonCall *call, int r, const char
                         return resp;
                 }
                 return daemon_call_error(call, status, code, ret_status, "%s: %s", what, strerror(-r));
+        case -ECOMM:
+                /* Only the cluster's Redis connection says this
+                 * (cluster-conn.c): its answer was lost. */
+                return daemon_call_error(call, status, code, ret_status,
+                                         "%s: this node lost the cluster's Redis before its answer: what was asked "
+                                         "may have been done; look before asking again, or ask with an "
+                                         "Idempotency-Key",
+                                         what);
         default:
                 return daemon_call_error(call, status, code, ret_status, "%s: %s", what, strerror(-r));
         }

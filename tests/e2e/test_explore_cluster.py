@@ -238,7 +238,7 @@ def test_a_cluster_units_node_keeps_waiting_for_redis_at_boot():
 
 def test_a_node_cut_from_redis_says_so_on_healthz(redis, tmp_path):
     """A load balancer asks /healthz which gateways to send clients to. A
-    node that cannot reach Redis answers every run 502 and, past its lease,
+    node that cannot reach Redis answers every run 503 and, past its lease,
     is no longer in the cluster (its runs are taken over): its /healthz is
     503 `redis_unreachable` (with Retry-After) until Redis answers again,
     then 200 `ok`. Before, it stayed 200 `ok` throughout."""
@@ -378,7 +378,7 @@ def test_a_gateways_queue_limit_counts_runs_waiting_not_runs_running_on_workers(
 
 
 def test_a_gateway_without_redis_says_redis_is_what_it_cannot_reach(redis, tmp_path):
-    """With Redis down, a submit through a gateway cannot be accepted: 502,
+    """With Redis down, a submit through a gateway cannot be accepted: 503,
     exit 6 from the CLI, as before. The message must name what is
     unreachable, and say to retry: it said `run: Connection refused (HTTP
     502)`, which reads as the gateway refusing the client."""
@@ -387,7 +387,7 @@ def test_a_gateway_without_redis_says_redis_is_what_it_cannot_reach(redis, tmp_p
     try:
         redis.kill9()
         st, hdrs, body = gw.request("POST", "/v1/runs", {"source": "def f():\n    return 1\n"})
-        assert st == 502 and hdrs.get("retry-after") == "5", (st, hdrs, body)
+        assert st == 503 and hdrs.get("retry-after") == "5", (st, hdrs, body)
         assert "cannot reach the cluster's Redis" in json.loads(body)["error"]["message"], body
         (tmp_path / "f.py").write_text("def f():\n    return 1\n")
         p = subprocess.run([str(CLI), "--server", gw.url, "--token", TOKENS["alice"], "run", "f.py"],

@@ -71,7 +71,7 @@ def running_ids(redis):
 def test_a_client_waiting_on_a_gateway_waits_through_a_redis_restart(cluster, redis, tmp_path):
     """`pysprinter run` and `pysprinter logs -f` follow a run through the one
     gateway they know; Redis is killed and started again on its AOF while
-    the run runs on a worker. The gateway answers 502 (it cannot reach
+    the run runs on a worker. The gateway answers 503 (it cannot reach
     Redis, Retry-After: 5) meanwhile; the run goes on and its end is stored
     once Redis is back. The clients wait through the outage, as through a
     restart of the daemon they talk to, and print the output and the
@@ -94,12 +94,12 @@ print(Client({gw.url!r}, token={TOKENS['alice']!r}).wait({rid!r}))
     wait_until(lambda: "before" in redis.cli("XRANGE", f"ps:log:{rid}", "-", "+"), 30, "the run's first line")
     redis.kill9()
     st, _ = gw.call("GET", f"/v1/runs/{rid}")
-    assert st == 502
+    assert st == 503
     time.sleep(2)
     redis.start()
     out, err = run.communicate(timeout=120)
     assert (run.returncode, out) == (0, "before\nafter\nx\n"), (run.returncode, out, err)
-    assert "cannot serve run" in err and "502" in err, err
+    assert "cannot serve run" in err and "503" in err, err
     out, err = follow.communicate(timeout=120)
     assert (follow.returncode, out) == (0, "before\nafter\n"), (follow.returncode, out, err)
     out, err = py.communicate(timeout=120)
@@ -258,7 +258,7 @@ def test_a_cancel_asked_as_redis_comes_back_reaches_the_running_node(cluster, re
     redis.kill9()
     time.sleep(1.5)
     redis.start()
-    st, b = wait_until(lambda: (lambda r: r if r[0] != 502 else None)(gw.call("DELETE", f"/v1/runs/{rid}")), 30,
+    st, b = wait_until(lambda: (lambda r: r if r[0] not in (502, 503) else None)(gw.call("DELETE", f"/v1/runs/{rid}")), 30,
                        "the gateway serving again")
     assert st in (200, 202), b
     b = gw.wait_status(rid, TERMINAL, timeout=30)
