@@ -160,7 +160,10 @@ def test_ctrl_c_in_run_dag_cancels_the_dag_run(daemon, tmp_path):
     (tmp_path / "s.py").write_text(STEPS)
     p = tmp_path / "slow.yaml"
     p.write_text("name: interrupted\ntasks:\n  s: {file: s.py, function: slow}\n")
+    # Python's own SIGINT handler, set here: a child of a shell's background
+    # job (CI's `nohup … &`) starts with SIGINT ignored, which Python keeps.
     script = (f"import sys; sys.path.insert(0, {str(ROOT / 'python')!r})\n"
+              "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
               "import pysprinter\n"
               f"c = pysprinter.Client(server={daemon.url!r}, token={daemonlib.TOKENS['alice']!r})\n"
               "try:\n"
