@@ -462,11 +462,7 @@ static void record_from_drun(const DRun *r, RunRecord *rec, const char *status) 
  * "limits", store.h RunRecord.limits_json): set once they are final. */
 static void drun_set_limits_json(DRun *r) {
         free(r->limits_json);
-        r->limits_json = xasprintf("{\"timeout_ms\":%" PRIu64 ",\"memory_bytes\":%" PRIu64 ",\"max_procs\":%" PRIu64
-                                   ",\"max_output_bytes\":%" PRIu64 ",\"network\":%s}",
-                                   (uint64_t) r->limits.timeout_ms, (uint64_t) r->limits.memory_bytes,
-                                   (uint64_t) r->limits.max_procs, (uint64_t) r->limits.max_output_bytes,
-                                   r->limits.network ? "true" : "false");
+        r->limits_json = run_limits_json(&r->limits);
 }
 
 static void metrics_observe(Daemon *d, int idx, usec_t us) {

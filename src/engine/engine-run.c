@@ -2,6 +2,7 @@
  * record. One function per phase; engine_run() reads as the list of them. */
 #include <assert.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <poll.h>
 #include <signal.h>
@@ -54,6 +55,7 @@ typedef struct RunCtx {
         char *requirements_json; /* the file's @requirements dict */
         char **sys_path;
         char *lock_json;          /* the environment's lock, for the record (NULL: none) */
+        char *limits_json;        /* the limits it runs with, for a record it writes (NULL: the queue's) */
         char **data_binds;        /* "NAME=/host/dir": what the sandbox mounts */
         char **data_seen;         /* per binding, the path data_path() returns */
         uint64_t output_bytes;
@@ -155,6 +157,13 @@ static void active_unregister(RunCtx *c) {
         }
         pthread_mutex_unlock(&e->lock);
         fd_close(fd);
+}
+
+char *run_limits_json(const RunLimits *l) {
+        return xasprintf("{\"timeout_ms\":%" PRIu64 ",\"memory_bytes\":%" PRIu64 ",\"max_procs\":%" PRIu64
+                         ",\"max_output_bytes\":%" PRIu64 ",\"network\":%s}",
+                         (uint64_t) l->timeout_ms, (uint64_t) l->memory_bytes, (uint64_t) l->max_procs,
+                         (uint64_t) l->max_output_bytes, l->network ? "true" : "false");
 }
 
 char *engine_run_log_path(Engine *e, const char *run_id) {
@@ -419,6 +428,13 @@ static void record_start(RunCtx *c) {
          * has written all a running record holds: one SQLite write less
          * per invoke (issue 15). */
         bool started_by_queue = c->spec->record_exists && c->spec->attempt > 0;
+        /* The limits it runs with, as a daemon's record keeps those it
+         * granted: `show` printed a limits line through a daemon only. */
+        if (!started_by_queue) {
+                free(c->limits_json);
+                c->limits_json = run_limits_json(&c->limits);
+                r->limits_json = c->limits_json;
+        }
         /* A daemon may have inserted the record as queued already. */
         if (!started_by_queue && (c->spec->record_exists || store_run_insert(c->e->store, r) == -EEXIST))
                 (void) store_run_update(c->e->store, r);
@@ -2219,6 +2235,7 @@ RunResult *engine_run_end(EngineRun *run) {
         active_unregister(c);
         c->log_fd = fd_close(c->log_fd);
         free(c->rec.log_path);
+        free(c->limits_json);
         json_decref(run->reqs);
         json_decref(c->args);
         json_decref(c->kwargs);

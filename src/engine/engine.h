@@ -451,6 +451,9 @@ Store *engine_store(Engine *e);
  * caller that inserts the record first (the daemon's queue) stores it at
  * once and the engine need not write the record again at the start. */
 char *engine_run_log_path(Engine *e, const char *run_id);
+/* The run object's "limits" (store.h RunRecord.limits_json) of limits as
+ * they were given: what a daemon's and an embedded run's records keep. */
+char *run_limits_json(const RunLimits *l);
 
 /* Replays a run's stored output (RunRecord.log_path) as OUTPUT events.
  * The log format is frames of "<stream> <realtime-usec> <len>\n<bytes>\n". */

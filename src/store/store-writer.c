@@ -1393,17 +1393,24 @@ static int exec_record(Store *s, const char *sql, const RunRecord *r, bool must_
 }
 
 int store_run_insert(Store *s, const RunRecord *r) {
-        return exec_record(s, "INSERT INTO runs (" RUN_COLUMNS ") VALUES "
-                              "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,"
-                              STORE_TIME_ENC("?17", "?16") "," STORE_TIME_ENC("?18", "?16") ",?19,?20)",
+        return exec_record(s,
+                           "INSERT INTO runs (" RUN_COLUMNS ", limits_json) VALUES "
+                           "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16," STORE_TIME_ENC(
+                                   "?17", "?16") "," STORE_TIME_ENC("?18", "?16") ",?19,?20,?30)",
                            r, false);
 }
 
 int store_run_update(Store *s, const RunRecord *r) {
-        return exec_record(s, "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, "
-                              "value_repr=?10, error_type=?11, error_message=?12, traceback=?13, "
-                              "timings_json=?14, log_path=?15, started=" STORE_TIME_ENC("?17", "created") ", "
-                              "finished=" STORE_TIME_ENC("?18", "created") ", outputs_json=?22, "
-                              "lock_sha256=COALESCE(?23, lock_sha256) WHERE id=?1",
-                           r, true);
+        return exec_record(
+                s,
+                "UPDATE runs SET function=?4, status=?7, exit_code=?8, value_json=?9, "
+                "value_repr=?10, error_type=?11, error_message=?12, traceback=?13, "
+                "timings_json=?14, log_path=?15, started=" STORE_TIME_ENC(
+                        "?17", "created") ", "
+                                          "finished=" STORE_TIME_ENC(
+                                                  "?18", "created") ", outputs_json=?22, "
+                                                                    "lock_sha256=COALESCE(?23, lock_sha256), "
+                                                                    "limits_json=COALESCE(?30, limits_json) "
+                                                                    "WHERE id=?1",
+                r, true);
 }
