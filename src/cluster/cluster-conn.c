@@ -3,6 +3,7 @@
  * command on one of the queue's connections (cluster_cmd(): the shared one
  * locked, an EVALSHA Redis lacks sent again as EVAL), which the queue
  * (cluster-redis.c) and the logs (cluster-logs.c) both send through. */
+#include <poll.h>
 #include <stdarg.h>
 #include <sys/time.h>
 
@@ -146,6 +147,17 @@ static int conn_connect(Conn *c) {
         return 0;
 }
 
+/* Whether Redis already closed x (killed, restarted, an idle timeout):
+ * its FIN is there before anything is written. A command written on it
+ * could not run, yet its write succeeds and only the read fails, which
+ * reads as "sent, no answer: may have run" (a gateway's 502) where the
+ * truth is "never ran" (503, asked again by clients). One poll, no wait;
+ * only the peer's close counts, not data waiting to be read. */
+static bool conn_closed_by_peer(const redisContext *x) {
+        struct pollfd p = { .fd = x->fd, .events = POLLRDHUP };
+        return x->fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
 /* redisCommandArgv(), saying whether the command went out whole (*sent):
  * one whose write failed (a Redis killed: its socket is closed) did not
  * run; one written, whose answer did not come, may have. */
@@ -174,7 +186,7 @@ redisReply *conn_command_len(Conn *c, size_t n, const char *const *argv, const s
         int k = 0;
         bool sent = false;
         for (int attempt = 0; attempt < 2 && !rep; attempt++) {
-                if (!c->ctx || c->ctx->err) {
+                if (!c->ctx || c->ctx->err || conn_closed_by_peer(c->ctx)) {
                         k = conn_connect(c);
                         if (k == -EACCES)
                                 break; /* the same password again would be refused again */
