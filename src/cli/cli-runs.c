@@ -134,9 +134,9 @@ static char **without_help(int argc, char **argv, int *ret_argc) {
  * validation refuses that very name (runner.py's "unexpected keyword
  * argument 'NAME'"): any other message quoting it ("argument 'timout': …",
  * a positional value 'n') is the run's own error, exit 3. */
-static int suspect_refused(const RunArgs *a, const json_t *run) {
+int cli_suspect_refused(char *const *suspects, const json_t *run) {
         const char *msg = json_string_value(json_object_get(json_object_get(run, "error"), "message"));
-        for (char **s = a->suspects; msg && s && *s; s++) {
+        for (char *const *s = suspects; msg && s && *s; s++) {
                 _cleanup_free_ char *quoted = xasprintf("unexpected keyword argument '%s'", *s);
                 const char *at = strstr(msg, quoted);
                 if (at) {
@@ -155,7 +155,7 @@ static int suspect_refused(const RunArgs *a, const json_t *run) {
         return 0;
 }
 
-/* suspect_refused() before a file's run, by a validation of its arguments.
+/* cli_suspect_refused() before a file's run, by a validation of its arguments.
  * A deployed function's (invoke) is validated by the invoke itself, which
  * runs nothing when the arguments are refused: run_and_render() asks then. */
 static int check_suspects(Backend *b, RunRequest *q) {
@@ -172,7 +172,7 @@ static int check_suspects(Backend *b, RunRequest *q) {
         renderer_done(&quiet);
         if (r < 0)
                 return 0; /* the real run reports it */
-        int code = suspect_refused(q->a, run);
+        int code = cli_suspect_refused(q->a->suspects, run);
         json_decref(run);
         return code;
 }
@@ -384,7 +384,7 @@ static int run_and_render(Backend *b, RunRequest *q, const char *verb) {
                 if (!a->quiet && !cli_globals.quiet)
                         printf("%s: ok (%s)\n", shown, json_string_value(json_object_get(run, "function")) ?: "?");
                 code = 0;
-        } else if (q->deployed && streq(status, "invalid") && (code = suspect_refused(a, run))) {
+        } else if (q->deployed && streq(status, "invalid") && (code = cli_suspect_refused(a->suspects, run))) {
                 /* `invoke NAME --timout 3`: run's words and exit 2 (it was
                  * the ValidationError of a keyword 'timout', exit 3). */
         } else {

@@ -85,7 +85,7 @@ static int dag_body(const char *file, char **params, json_t **ret) {
 
 /* schedule add: its own options, then FUNCTION and the invoke arguments
  * (or --dag FILE and no FUNCTION). */
-static int schedule_add_body(int argc, char **argv, json_t **ret) {
+static int schedule_add_body(int argc, char **argv, json_t **ret, char ***ret_suspects) {
         json_t *body = json_object();
         int i = 0;
         const char *v, *dag_file = NULL;
@@ -204,6 +204,8 @@ static int schedule_add_body(int argc, char **argv, json_t **ret) {
                         code = -1;
                 } else if (cli_args_to_api(body, &a) < 0)
                         code = schedule_usage("a raw (-a) argument cannot follow a typed one");
+                /* A refusal of one of them is said as invoke says it. */
+                *ret_suspects = TAKE_PTR(a.suspects);
                 run_args_done(&a);
         }
         strv_free(rest);
@@ -294,6 +296,7 @@ int verb_schedule(int argc, char **argv) {
         }
         const char *sub = argv[0];
         json_t *body = NULL;
+        _cleanup_strv_free_ char **suspects = NULL;
         _cleanup_free_ char *path = NULL;
         const char *method = "GET";
         for (int i = 1; i < argc && !streq(sub, "add"); i++)
@@ -306,7 +309,7 @@ int verb_schedule(int argc, char **argv) {
                         fputs(schedule_help, stdout);
                         return 0;
                 }
-                int code = schedule_add_body(argc - 1, argv + 1, &body);
+                int code = schedule_add_body(argc - 1, argv + 1, &body, &suspects);
                 if (code)
                         return code < 0 ? 0 : code; /* -1: the help, asked after FUNCTION */
                 method = "POST";
@@ -352,10 +355,13 @@ int verb_schedule(int argc, char **argv) {
         if (r == -EBADMSG && ans) {
                 /* Arguments the function refuses: the same lines and exit
                  * code as `invoke` with them (its refused run's outcome). */
-                Renderer rd;
-                renderer_init(&rd, false);
-                code = renderer_run_outcome(&rd, ans);
-                renderer_done(&rd);
+                code = cli_suspect_refused(suspects, ans);
+                if (!code) {
+                        Renderer rd;
+                        renderer_init(&rd, false);
+                        code = renderer_run_outcome(&rd, ans);
+                        renderer_done(&rd);
+                }
         } else if (r < 0)
                 code = backend_fail(b, r);
         else if (cli_globals.json)

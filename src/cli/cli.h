@@ -91,6 +91,10 @@ int cli_parse_deployed_name(const char *word, char **ret_name, long *ret_version
  * ("--sandbox cannot go with invoke: …"; verb names the verb). Caller
  * frees. */
 char *cli_invoke_option_error(const RunArgs *a, const char *verb, bool scheduled);
+/* A refused run (invalid) whose validation refused one of suspects (the
+ * RunArgs' keyword names close to a runner option, "timout"): says which
+ * option was meant and returns exit 2; else 0 (the run's own error). */
+int cli_suspect_refused(char *const *suspects, const json_t *run);
 /* The runner option a mistyped word is closest to (edit distance <= 2,
  * "--timout" -> "--timeout"), or NULL. */
 const char *cli_runner_option_near(const char *word);

@@ -7,7 +7,9 @@ values, reals, exceptions, bad arguments, timeouts, a missing function —
 each answer's status, its headers a client reads and its body, with what
 changes per call (ids, times, timings' values) masked, compared with the
 corpus recorded from that build (tests/e2e/data/invoke_corpus.json).
-Re-record (from a build you trust): PYSPRINTER_RECORD_CORPUS=1."""
+Re-record (from a build you trust): PYSPRINTER_RECORD_CORPUS=1. Re-recorded
+once when run objects gained fn_name, fn_version, schedule and limits
+(round 49): only those fields differ from the 88d814d corpus."""
 import json
 import os
 import pathlib
