@@ -219,7 +219,10 @@ print(c.run({str(tmp_path / 'job.py')!r}, seconds=0))
         if py.poll() is None:
             py.kill()
             py.communicate()
-    assert (py.returncode, out) == (0, "queued\nx\n"), (py.returncode, out, err)
+    # The submitted run is queued, or already claimed by w1 when the answer
+    # is made (CI75 saw "running"): either is a run accepted once.
+    assert py.returncode == 0 and out.split("\n")[0] in ("queued", "running"), (py.returncode, out, err)
+    assert out.split("\n")[1:] == ["x", ""], (out, err)
 
 
 def test_invokes_go_to_the_warm_node_whose_clock_is_behind(cluster, redis, tmp_path):
