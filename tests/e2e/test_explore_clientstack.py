@@ -3,6 +3,7 @@ run() and invoke() before the daemon's first answer (docs/python.md), a
 stack's files sent by their path relative to the stack file (docs/cli.md
 "stack"), and a token Function URL's CORS preflight answered by the daemon
 (docs/api.md "Function URLs")."""
+import json
 import signal
 import subprocess
 import sys
@@ -87,3 +88,76 @@ def test_ctrl_c_in_run_before_the_answer_cancels_the_run(daemon, tmp_path):
     rec = daemon.wait_status(rid, ["cancelled", "succeeded", "failed", "killed"], timeout=30)
     assert rec["status"] == "cancelled", rec
 
+
+# ---- a stack's function files: their path relative to the stack file --------
+
+@pytest.fixture
+def stack(cli, daemon, tmp_path):
+    """The CLI pointed at the module's daemon as alice, in tmp_path."""
+    cli.env = dict(cli.env, PYSPRINTER_SERVER=daemon.url, PYSPRINTER_TOKEN=daemonlib.TOKENS["alice"],
+                   HOME=str(tmp_path))
+    return cli
+
+
+def test_a_stack_names_its_files_by_their_path_from_the_stack_file(stack, daemon, tmp_path):
+    """Before: a stack sent the base name, so the error said `add.py:3:` for
+    fns/add.py, and a/handler.py and b/handler.py were both `handler.py`."""
+    stack.write("fns/sub.py", "def sub(a: int, b: int):\n    x = 1\n    return a - b +\n")
+    (tmp_path / "stack.yaml").write_text("functions:\n  cs-sub: {file: ./fns/sub.py}\n")
+    p = stack("deploy", "-f", "stack.yaml")
+    assert p.returncode == 3, (p.stdout, p.stderr)
+    assert "fns/sub.py:3:" in p.stderr, p.stderr
+
+    stack.write("a/handler.py", "def handler(event=None):\n    return 'a'\n")
+    stack.write("b/handler.py", "def handler(event=None):\n    raise ValueError('b says no')\n")
+    (tmp_path / "two.yaml").write_text("functions:\n  cs-a: {file: a/handler.py}\n  cs-b: {file: b/handler.py}\n")
+    p = stack("deploy", "-f", "two.yaml", check=0)
+    assert p.stdout.splitlines() == ["created function cs-a", "created function cs-b"], p.stdout
+    assert daemon.call("GET", "/v1/functions/cs-a")[1]["filename"] == "a/handler.py"
+    assert daemon.call("GET", "/v1/functions/cs-b")[1]["filename"] == "b/handler.py"
+    p = stack("invoke", "cs-a")
+    assert p.returncode == 0 and p.stdout == "a\n", (p.stdout, p.stderr)
+    p = stack("invoke", "cs-b")
+    assert p.returncode == 1 and 'File "b/handler.py", line 2, in handler' in p.stderr, p.stderr
+
+
+def test_a_stack_deployed_by_an_older_cli_stays_unchanged(stack, daemon, tmp_path):
+    """An older CLI sent the base name: the same file and settings are no
+    new version now that the path goes (no `updated` for every function at
+    the first deploy after an upgrade). A file moved later is an update."""
+    src = "def mul(a: int = 2, b: int = 3):\n    return a * b\n"
+    st, out = daemon.call("POST", "/v1/functions", {"name": "cs-mul", "source": src, "filename": "mul.py"})
+    assert st in (200, 201), out
+    stack.write("fns/mul.py", src)
+    (tmp_path / "stack.yaml").write_text("functions:\n  cs-mul: {file: fns/mul.py}\n")
+    p = stack("deploy", "-f", "stack.yaml", check=0)
+    assert p.stdout.splitlines() == ["unchanged function cs-mul"], p.stdout
+    assert daemon.call("GET", "/v1/functions/cs-mul")[1]["versions"] == [1]
+    # Edited: the new version has the path; moved then: a version more.
+    stack.write("fns/mul.py", src.replace("a * b", "b * a"))
+    p = stack("deploy", "-f", "stack.yaml", check=0)
+    assert p.stdout.splitlines() == ["updated function cs-mul"], p.stdout
+    assert daemon.call("GET", "/v1/functions/cs-mul")[1]["filename"] == "fns/mul.py"
+    stack.write("lib/mul.py", src.replace("a * b", "b * a"))
+    (tmp_path / "stack.yaml").write_text("functions:\n  cs-mul: {file: lib/mul.py}\n")
+    p = stack("deploy", "-f", "stack.yaml", check=0)
+    assert p.stdout.splitlines() == ["updated function cs-mul"], p.stdout
+    got = daemon.call("GET", "/v1/functions/cs-mul")[1]
+    assert got["filename"] == "lib/mul.py" and got["versions"] == [1, 2, 3], got
+
+
+def test_a_stack_path_outside_its_directory_sends_the_base_name(stack, daemon, tmp_path):
+    """No directory of the user's machine reaches the server (docs/cli.md):
+    a file above the stack's directory, or absolute, goes by its base name;
+    `./` and empty components are dropped."""
+    d = tmp_path / "proj"
+    d.mkdir()
+    stack.write("shared/up.py", "def up():\n    return 1\n")
+    stack.write("proj/fns/here.py", "def here():\n    return 2\n")
+    (d / "stack.yaml").write_text("functions:\n  cs-up: {file: ../shared/up.py}\n"
+                                  f"  cs-abs: {{file: {tmp_path / 'shared' / 'up.py'}}}\n"
+                                  "  cs-here: {file: .//fns/./here.py}\n")
+    stack("deploy", "-f", "proj/stack.yaml", check=0)
+    assert daemon.call("GET", "/v1/functions/cs-up")[1]["filename"] == "up.py"
+    assert daemon.call("GET", "/v1/functions/cs-abs")[1]["filename"] == "up.py"
+    assert daemon.call("GET", "/v1/functions/cs-here")[1]["filename"] == "fns/here.py"
