@@ -161,3 +161,79 @@ def test_a_stack_path_outside_its_directory_sends_the_base_name(stack, daemon, t
     assert daemon.call("GET", "/v1/functions/cs-up")[1]["filename"] == "up.py"
     assert daemon.call("GET", "/v1/functions/cs-abs")[1]["filename"] == "up.py"
     assert daemon.call("GET", "/v1/functions/cs-here")[1]["filename"] == "fns/here.py"
+
+
+# ---- a token Function URL's CORS preflight ----------------------------------
+
+CORS_FN = '''
+def handler(event, context):
+    if event["requestContext"]["http"]["method"] == "OPTIONS":
+        return {"statusCode": 204, "headers": {"access-control-allow-origin": "https://fn.example",
+                                               "x-answered-by": "function"}}
+    return {"statusCode": 200, "headers": {"access-control-allow-origin": "https://app.example"},
+            "body": "hi " + event["rawPath"]}
+'''
+
+PREFLIGHT = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+             "Access-Control-Request-Headers": "authorization, content-type"}
+
+
+def cors_view(hdrs):
+    """The headers a browser reads from a preflight's answer (not the id)."""
+    return {k: v for k, v in hdrs.items() if k.startswith("access-control-") or k in ("vary", "allow")}
+
+
+def test_a_token_urls_preflight_is_answered_by_the_daemon(daemon):
+    """A browser's CORS preflight carries no Authorization: before, a token
+    URL answered it 401, so no page of another origin could call it. Now
+    the daemon answers it (the function is not run), the same for every
+    token URL, a function without one and no function at all."""
+    for name, url in (("cs-cors", True), ("cs-cors-pub", "public"), ("cs-nourl", False)):
+        st, out = daemon.call("POST", "/v1/functions", {"name": name, "source": CORS_FN, "filename": "cors.py",
+                                                        "url": url})
+        assert st in (200, 201), out
+    st, hdrs, body = daemon.request("OPTIONS", "/fn/alice/cs-cors/items", token=None, headers=PREFLIGHT)
+    assert st == 204, (st, hdrs, body)
+    assert body == b""
+    assert hdrs["access-control-allow-origin"] == "https://app.example"
+    assert "POST" in hdrs["access-control-allow-methods"].split(", ")
+    assert hdrs["access-control-allow-headers"] == "authorization, content-type"
+    assert "access-control-allow-credentials" not in hdrs
+    assert "content-security-policy" in hdrs and "x-answered-by" not in hdrs
+    # Never the function's: no run.
+    assert daemon.call("GET", "/v1/functions/cs-cors/runs")[1]["runs"] == []
+    # Nothing tells a token URL from a function without one or none at all.
+    for other in ("/fn/alice/cs-nourl/items", "/fn/alice/no-such-fn/items", "/fn/bob/cs-cors/items",
+                  "/fn/alice/bad%20name"):
+        st2, hdrs2, body2 = daemon.request("OPTIONS", other, token=None, headers=PREFLIGHT)
+        assert (st2, cors_view(hdrs2), body2) == (st, cors_view(hdrs), body), other
+    # The call itself still takes the token; the function's headers answer it.
+    st, hdrs, body = daemon.request("POST", "/fn/alice/cs-cors/items", token=None,
+                                    headers={"Origin": "https://app.example"})
+    assert st == 401
+    st, hdrs, body = daemon.request("POST", "/fn/alice/cs-cors/items", headers={"Origin": "https://app.example"})
+    assert (st, body) == (200, b"hi /items") and hdrs["access-control-allow-origin"] == "https://app.example"
+    # An OPTIONS that is no preflight (no Origin, or no requested method) is
+    # the function's, as before: the token first.
+    assert daemon.request("OPTIONS", "/fn/alice/cs-cors/items", token=None)[0] == 401
+    st, hdrs, _ = daemon.request("OPTIONS", "/fn/alice/cs-cors/items", headers={"Origin": "https://app.example"})
+    assert st == 204 and hdrs["x-answered-by"] == "function"
+    # A public URL's preflight is its function's, as before.
+    st, hdrs, _ = daemon.request("OPTIONS", "/fn/alice/cs-cors-pub/x", token=None, headers=PREFLIGHT)
+    assert st == 204 and hdrs["x-answered-by"] == "function", hdrs
+    assert hdrs["access-control-allow-origin"] == "https://fn.example"
+
+
+def test_a_preflights_odd_headers_are_not_echoed(daemon):
+    """Only a list of header names is echoed back; anything else is left out
+    (a browser then refuses the call), never copied into the answer."""
+    st, out = daemon.call("POST", "/v1/functions", {"name": "cs-cors2", "source": CORS_FN, "filename": "cors.py",
+                                                    "url": True})
+    assert st in (200, 201), out
+    st, hdrs, _ = daemon.request("OPTIONS", "/fn/alice/cs-cors2", token=None,
+                                 headers={"Origin": "https://app.example", "Access-Control-Request-Method": "PUT",
+                                          "Access-Control-Request-Headers": "x-a, <script>"})
+    assert st == 204 and "access-control-allow-headers" not in hdrs, hdrs
+    st, hdrs, _ = daemon.request("OPTIONS", "/fn/alice/cs-cors2", token=None,
+                                 headers={"Origin": "null", "Access-Control-Request-Method": "GET"})
+    assert st == 204 and hdrs["access-control-allow-origin"] == "null", hdrs
