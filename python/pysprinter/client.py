@@ -221,13 +221,14 @@ class Client:
             timeout = max(timeout, _STREAM_TIMEOUT_MIN)
         return self._conns.request(method, path, data, headers, timeout, stream)
 
-    def _call(self, method, path, body=None, idempotency_key=None, content=None, decode=True):
+    def _call(self, method, path, body=None, idempotency_key=None, content=None, decode=True, headers=None):
         """-> (status, decoded JSON, or the body's bytes without decode); a
-        429/503 is retried after Retry-After."""
+        429/503 is retried after Retry-After. headers: more request headers."""
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        extra = headers
         while True:
             status, headers, raw = self._request(method, path, body, idempotency_key=idempotency_key,
-                                                 content=content)
+                                                 content=content, headers=extra)
             if 200 <= status < 300:
                 return status, (json.loads(raw or b"null") if decode else raw)
             if status in (429, 503) and (deadline is None or time.monotonic() < deadline):
@@ -495,7 +496,13 @@ class Client:
         the latest). idempotency_key: as run()'s."""
         key = _idempotency_key(idempotency_key)
         path, body = self._invoke_request(name, payload, kwargs)
-        return self._finish(*self._call("POST", f"{path}?{self._wait_query()}", body, idempotency_key=key))
+        # Ctrl-C before the daemon's answer has no run id to cancel by: the
+        # interrupt closes the connection (_Connections.request), and this
+        # header asks the daemon to cancel the invocation on that hang-up,
+        # as it does a run()'s. Without it an invocation runs to its end,
+        # as Lambda's does (docs/api.md).
+        return self._finish(*self._call("POST", f"{path}?{self._wait_query()}", body, idempotency_key=key,
+                                        headers=_CANCEL_ON_HANGUP))
 
     def submit_invoke(self, name, *payload, idempotency_key=None, **kwargs):
         """Starts an invocation of a deployed function without waiting
@@ -877,6 +884,10 @@ def _daemon_away(e):
 # The least read timeout of a follow stream: three of the daemon's 5 s
 # keep-alives.
 _STREAM_TIMEOUT_MIN = 15.0
+
+# Sent with invoke()'s waiting POST: the daemon cancels the invocation when
+# this client hangs up before its answer (Ctrl-C), as it does a run()'s.
+_CANCEL_ON_HANGUP = {"X-Pysprinter-Cancel-On-Hangup": "true"}
 
 # The request fields options() adds to a run (POST /v1/runs) and to an
 # invoke (POST /v1/functions/NAME/invoke).

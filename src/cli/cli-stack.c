@@ -53,6 +53,37 @@ static json_t *limit_value(const json_t *v, bool duration) {
         return k < 0 ? NULL : json_integer((json_int_t) x);
 }
 
+/* The file name a stack's function is deployed with, which its errors and
+ * tracebacks show: its path inside the stack file's directory, "." and
+ * empty components dropped (./fns//add.py: fns/add.py). Before, the base
+ * name: add.py for fns/add.py, and a/handler.py and b/handler.py both read
+ * handler.py. A path that leaves that directory (a "..", an absolute
+ * path) sends its base name, as `deploy FILE` does: no directory of the
+ * user's machine reaches the server (docs/cli.md). */
+static char *stack_file_name(const char *file) {
+        const char *base = path_base_name(file);
+        if (file[0] == '/' || !*base)
+                return xstrdup(base);
+        Buf b;
+        buf_init(&b, strlen(file) + 1);
+        for (const char *p = file; *p;) {
+                size_t n = strcspn(p, "/");
+                if (n == 2 && strneq(p, "..", 2)) {
+                        buf_free(&b);
+                        return xstrdup(base);
+                }
+                if (n > 0 && !(n == 1 && p[0] == '.')) {
+                        if (b.len)
+                                (void) buf_append(&b, "/", 1);
+                        (void) buf_append(&b, p, n);
+                }
+                p += n + (p[n] == '/');
+        }
+        char *name = xstrdup(b.len ? b.data : base);
+        buf_free(&b);
+        return name;
+}
+
 /* One function of the stack as a deploy request body; -errno and a
  * positioned message (exit 3) when its file cannot be read. */
 static int function_body(YamlDoc *doc, const YamlNode *fnode, const char *name, json_t *fn, const char *dir,
@@ -66,8 +97,8 @@ static int function_body(YamlDoc *doc, const YamlNode *fnode, const char *name, 
                                        r == -EFBIG ? "larger than the 4 MiB source limit" : strerror(-r));
         if (utf8_invalid_offset(source, len) < len)
                 return yaml_node_error(doc, node_get(doc, fnode, "file"), ret_error, "%s is not valid UTF-8", file);
-        const char *base = path_base_name(file);
-        json_t *b = json_pack("{s:s, s:s%, s:s}", "name", name, "source", source, len, "filename", base);
+        _cleanup_free_ char *filename = stack_file_name(file);
+        json_t *b = json_pack("{s:s, s:s%, s:s}", "name", name, "source", source, len, "filename", filename);
         json_t *v, *limits = json_object();
         if ((v = json_object_get(fn, "function")))
                 json_object_set(b, "function", v);

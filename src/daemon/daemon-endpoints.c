@@ -565,6 +565,87 @@ static unsigned endpoint_auth(const DaemonCall *call, const char *tenant) {
         return streq(owner, tenant) && role != TOKEN_ROLE_READONLY ? 0 : 403;
 }
 
+/* ---- the CORS preflight of a URL that takes a token ---------------------------
+ *
+ * A browser asks before a cross-origin call that carries Authorization
+ * (OPTIONS with Origin and Access-Control-Request-Method), and sends no
+ * credentials with that question: a token URL answered it 401, so no page
+ * of another origin could call one. As Lambda answers a function URL's
+ * preflight itself from the URL's CORS settings, whatever its AuthType, the
+ * daemon answers it here, without a token and without running the function;
+ * a URL has no CORS settings, so the answer is the one that lets the call
+ * be sent and nothing more (docs/endpoints.md "CORS"). It grants nothing:
+ * the call still needs the token, which a browser never adds by itself (no
+ * Access-Control-Allow-Credentials, and the dashboard's cookie is no
+ * credential here), and reading its answer still needs the function's own
+ * Access-Control-Allow-Origin. Every name answers alike (a token URL, a
+ * function without one, none at all, another tenant's), so a preflight
+ * tells no more than the 401 does. */
+
+/* Every method a function URL takes (daemon-routes.c ROUTE_FN_METHODS). */
+#define ENDPOINT_METHODS "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"
+/* How long a browser may keep the answer (Lambda's MaxAge; Chrome keeps
+ * at most 7200 s). */
+#define ENDPOINT_PREFLIGHT_MAX_AGE "600"
+#define ENDPOINT_PREFLIGHT_MAX_FIELD 1024
+
+static bool is_cors_preflight(const DaemonCall *call) {
+        return streq(call->method, "OPTIONS") && daemon_call_header(call, "Origin") &&
+               daemon_call_header(call, "Access-Control-Request-Method");
+}
+
+/* An Origin as browsers send it: "null" or scheme://host[:port] (RFC 6454
+ * 6.1), nothing that could be more than one origin or another field. */
+static bool origin_is_valid(const char *o) {
+        if (streq(o, "null"))
+                return true;
+        const char *sep = strstr(o, "://");
+        if (!sep || sep == o || strlen(o) > ENDPOINT_PREFLIGHT_MAX_FIELD)
+                return false;
+        for (const char *p = o; p < sep; p++)
+                if (!isalnum((unsigned char) *p) && !strchr("+-.", *p))
+                        return false;
+        if (!sep[3])
+                return false;
+        for (const char *p = sep + 3; *p; p++)
+                if (!isalnum((unsigned char) *p) && !strchr("-._~:[]%", *p))
+                        return false;
+        return true;
+}
+
+/* Access-Control-Request-Headers when it is a list of field names (tokens
+ * separated by commas and blanks), to be allowed as asked; else NULL. */
+static const char *requested_headers(const char *h) {
+        if (!h || strlen(h) > ENDPOINT_PREFLIGHT_MAX_FIELD)
+                return NULL;
+        size_t names = 0;
+        for (const char *p = h; *p;) {
+                p += strspn(p, " \t,");
+                size_t n = strcspn(p, " \t,");
+                if (!n)
+                        break;
+                if (!header_name_is_valid(p, n))
+                        return NULL;
+                names++;
+                p += n;
+        }
+        return names ? h : NULL;
+}
+
+static struct MHD_Response *endpoint_preflight(const DaemonCall *call, const char *request_id, unsigned *ret_status) {
+        const char *origin = daemon_call_header(call, "Origin");
+        struct MHD_Response *resp = daemon_text_response(204, NULL, xstrdup(""), 0, ret_status);
+        daemon_endpoint_headers(resp, request_id);
+        daemon_response_headers(
+                resp,
+                (const char *const[]){ "Access-Control-Allow-Origin", origin_is_valid(origin) ? origin : NULL,
+                                       "Access-Control-Allow-Methods", ENDPOINT_METHODS, "Access-Control-Allow-Headers",
+                                       requested_headers(daemon_call_header(call, "Access-Control-Request-Headers")),
+                                       "Access-Control-Max-Age", ENDPOINT_PREFLIGHT_MAX_AGE, "Vary",
+                                       "Origin, Access-Control-Request-Method, Access-Control-Request-Headers", NULL });
+        return resp;
+}
+
 /* A public endpoint's request waiting for its run (daemon_call_wait()). */
 typedef struct EndpointWait {
         Daemon *d;
@@ -622,6 +703,10 @@ struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_s
         char addr[INET6_ADDRSTRLEN];
         client_address(call, addr);
         if (!has_url || mode != 2) {
+                /* A browser's preflight carries no token: the daemon's
+                 * answer (a public URL's function answers its own). */
+                if (is_cors_preflight(call))
+                        return endpoint_preflight(call, id, ret_status);
                 /* The token is checked before existence: a caller without
                  * the tenant's token gets the same 401 or 403 for a token
                  * URL, a function without one and no function at all, so

@@ -230,9 +230,15 @@ struct MHD_Response *daemon_call_submit(const DaemonCall *call, const RunRequest
         /* A hang-up cancels an ad-hoc ?wait=true run (its caller's
          * Ctrl-C), not an invocation of a deployed function: that runs to
          * its end as a Lambda invocation does (a client whose read timed
-         * out, then retried, would cancel a long one at each try). */
+         * out, then retried, would cancel a long one at each try) unless
+         * its caller asks for it with X-Pysprinter-Cancel-On-Hangup: true.
+         * The Python client's invoke() does: its Ctrl-C before the answer
+         * has no run id to cancel by, and closing its connection is the one
+         * thing it can still say. */
+        const char *coh = daemon_call_header(call, "X-Pysprinter-Cancel-On-Hangup");
         if (wait)
-                return respond_after_wait(call, r, daemon_call_wait_timeout(call), !fn_name, true);
+                return respond_after_wait(call, r, daemon_call_wait_timeout(call),
+                                          !fn_name || (coh && streq(coh, "true")), true);
         struct MHD_Response *resp = run_response(call, r->id, 202, ret_status);
         _cleanup_free_ char *loc = xasprintf("/v1/runs/%s", r->id);
         daemon_response_headers(resp, (const char *const[]) { "Location", loc, NULL });

@@ -142,10 +142,18 @@ static bool env_same(const char *a, const char *b) {
         return eq;
 }
 
+/* The same file name; or f's path (fns/add.py, a stack's file relative to
+ * the stack file) where old has its base name (add.py): what a stack sent
+ * before it sent the path, and `deploy FILE` sends. Else the first stack
+ * deploy after the CLI's upgrade made a new version of every function. */
+static bool filename_same(const char *old, const char *f) {
+        return str_equal(old, f) || (old && f && streq(old, path_base_name(f)));
+}
+
 /* "Unchanged": the same source bytes and the same settings. */
 static bool function_same(const FunctionRecord *old, const FunctionRecord *f) {
         return old->source_len == f->source_len && memcmp(old->source, f->source, f->source_len) == 0 &&
-               str_equal(old->filename, f->filename) && str_equal(old->function, f->function) &&
+               filename_same(old->filename, f->filename) && str_equal(old->function, f->function) &&
                str_equal(old->description, f->description) &&
                json_text_equal(old->requirements_json, f->requirements_json) &&
                json_text_equal(old->limits_json, f->limits_json) && env_same(old->env_json, f->env_json);

@@ -272,7 +272,7 @@ def test_a_scalar_out_of_range_is_reported_once_at_its_place(rcli):
     (("    file: fns/two.py\n", "    file: fns/two.py\n    secrets: [NO_SUCH]\n"), "stack.yaml:5:3:",
      "function 'two': no secret named 'NO_SUCH'"),
     (("    file: fns/two.py\n", "    file: fns/two.py\n    function: nope\n"), "stack.yaml:5:3:",
-     "function 'two': ValidationError: no top-level function 'nope' in two.py"),
+     "function 'two': ValidationError: no top-level function 'nope' in fns/two.py"),
     (("every: 1h", "every: 1h, tz: Mars/Olympus"), "stack.yaml:9:7:",
      "schedule 'two-hourly': time zone 'Mars/Olympus' is not in the tz database"),
     (("args: [2]", "args: [2, 3]"), "stack.yaml:9:7:",
