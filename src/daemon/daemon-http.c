@@ -53,6 +53,14 @@ typedef struct Req {
         usec_t t0;              /* when its request line came (the --verbose log's duration) */
         const DaemonBodySink *sink_ops; /* the route streams its body (DaemonRoute.sink) */
         void *sink;             /* … to this, instead of body */
+        /* find_route()'s answer, looked up once: the early checks and
+         * dispatch() all ask it of one request. */
+        bool routed;
+        int route_k; /* daemon_route_find()'s return */
+        int n_seg;
+        unsigned allow;
+        const DaemonRoute *route;
+        char seg[DAEMON_MAX_SEGMENTS][DAEMON_SEGMENT_MAX];
 } Req;
 
 /* What the router knows of a request while it authenticates it. */
@@ -60,7 +68,7 @@ typedef struct Ctx {
         Daemon *d;
         struct MHD_Connection *conn;
         const char *method;
-        const Req *req;
+        Req *req;
         DaemonCall call;        /* what the handler gets */
         char tenant_buf[72];
 } Ctx;
@@ -421,21 +429,25 @@ static void call_kind_from_url(DaemonCall *call, const char *url) {
  * holding an encoded '/' (a%2Fb) is one segment its handler refuses in its
  * own words. MHD's url has %2F decoded already: `cluster drain a/b` was
  * "no such endpoint: /v1/cluster/nodes/a/b/drain". */
-static int find_route(const Req *req, const char *method, const char *url, char seg[][DAEMON_SEGMENT_MAX], int *ret_n,
-                      const DaemonRoute **ret, unsigned *ret_allow) {
-        const char *target = req && req->target && req->target[0] == '/' ? req->target : NULL;
-        _cleanup_free_ char *path = target ? xstrndup(target, strcspn(target, "?")) : NULL;
-        return daemon_route_find(method, path ?: url, seg, ret_n, ret, ret_allow);
+static int find_route(Req *req, const char *method, const char *url, const DaemonRoute **ret) {
+        assert(req && method && url && ret);
+        /* One method and target per Req (on_uri() makes one a request):
+         * the answer of the first look holds for the next. */
+        if (!req->routed) {
+                const char *target = req->target && req->target[0] == '/' ? req->target : NULL;
+                _cleanup_free_ char *path = target ? xstrndup(target, strcspn(target, "?")) : NULL;
+                req->route_k = daemon_route_find(method, path ?: url, req->seg, &req->n_seg, &req->route, &req->allow);
+                req->routed = true;
+        }
+        *ret = req->route;
+        return req->route_k;
 }
 
 /* Resolves the request against the route table, authenticates it as its
  * row says and hands it to the row's handler. */
 static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
-        char seg[DAEMON_MAX_SEGMENTS][DAEMON_SEGMENT_MAX];
         const DaemonRoute *route = NULL;
-        unsigned allow = 0;
-        int n = 0;
-        int k = find_route(c->req, c->method, url, seg, &n, &route, &allow);
+        int k = find_route(c->req, c->method, url, &route);
 
         call_kind_from_url(&c->call, url);
         if (route)
@@ -443,7 +455,7 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
         if (k == -EOPNOTSUPP) {
                 /* Before auth: a client learns the Allow set without a token. */
                 char a[DAEMON_ALLOW_MAX];
-                daemon_route_allow(allow, a);
+                daemon_route_allow(c->req->allow, a);
                 return queue_error(c, 405, "method_not_allowed", (const char *const[]) { "Allow", a, NULL },
                                    "method %s is not allowed here; allowed: %s", c->method, a);
         }
@@ -493,14 +505,14 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
                         return ret;
                 break;
         }
-        c->call.seg = seg;
-        c->call.n_seg = n;
+        c->call.seg = c->req->seg;
+        c->call.n_seg = c->req->n_seg;
         c->call.body = body->data ? body->data : "";
         c->call.body_len = body->len;
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         c->call.client_fd = ci ? ci->connect_fd : -1;
         c->call.raw_target = c->req && c->req->target ? c->req->target : url;
-        c->call.http_req = (void *) c->req;
+        c->call.http_req = c->req;
         unsigned status = 500;
         /* Only the API's own routes: a Function URL's query is its
          * function's, and Lambda's has its own words. A target without a
@@ -513,7 +525,7 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
         if (!resp)
                 resp = route->handler(&c->call, &status);
         if (resp == DAEMON_SUSPENDED)
-                return wait_step(c, (Req *) c->req);
+                return wait_step(c, c->req);
         return queue(c, resp, status);
 }
 
@@ -532,15 +544,12 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn);
  * pays nothing more. Routes that stream their body did this already
  * (sink_begin()); a Lambda route's SigV4 signs the body, so it waits. */
 static bool early_auth_refuses(Ctx *c, Req *req, const char *url, enum MHD_Result *ret) {
-        char seg[DAEMON_MAX_SEGMENTS][DAEMON_SEGMENT_MAX];
         const DaemonRoute *route = NULL;
-        unsigned allow = 0;
-        int n = 0;
         if (req->body_due == 0)
                 return false;
         if (req->body_due <= EARLY_AUTH_BODY_BYTES && !MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Expect"))
                 return false;
-        if (find_route(req, c->method, url, seg, &n, &route, &allow) < 0 || route->access != ROUTE_USER)
+        if (find_route(req, c->method, url, &route) < 0 || route->access != ROUTE_USER)
                 return false; /* 404/405 and public routes: dispatch() answers them */
         call_kind_from_url(&c->call, url);
         return !authenticate(c, !(daemon_route_method(c->method) & ROUTE_GET), ret);
@@ -552,18 +561,15 @@ static void conn_set_handling(struct MHD_Connection *conn, bool handling);
  * authenticated now, before a byte is stored, and the sink opened. True
  * when a refusal was queued instead (*ret). */
 static bool sink_begin(Ctx *c, Req *req, const char *url, enum MHD_Result *ret) {
-        char seg[DAEMON_MAX_SEGMENTS][DAEMON_SEGMENT_MAX];
         const DaemonRoute *route = NULL;
-        unsigned allow = 0;
-        int n = 0;
         if (!(daemon_route_method(c->method) & (ROUTE_PUT | ROUTE_POST)))
                 return false; /* no body to stream */
-        if (find_route(req, c->method, url, seg, &n, &route, &allow) < 0 || !route->sink || route->access != ROUTE_USER)
+        if (find_route(req, c->method, url, &route) < 0 || !route->sink || route->access != ROUTE_USER)
                 return false;
         if (!authenticate(c, !(daemon_route_method(c->method) & ROUTE_GET), ret))
                 return true;
-        c->call.seg = seg;
-        c->call.n_seg = n;
+        c->call.seg = req->seg;
+        c->call.n_seg = req->n_seg;
         c->call.raw_target = req->target ? req->target : url;
         _cleanup_free_ char *err = NULL;
         int r = route->sink->begin(&c->call, &req->sink, &err);
@@ -918,6 +924,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!req) { /* not reached: on_uri() made it; kept for safety */
                 req = on_uri(d, NULL, conn);
                 *req_cls = req;
+                c.req = req;
         }
         if (!req->started) {
                 req->started = true;
