@@ -89,3 +89,32 @@ def test_a_method_not_allowed_with_a_large_body_is_405_with_its_allow_set(d):
     allow = [ln.partition(b":")[2].strip().decode() for ln in final.split(b"\r\n") if ln.lower().startswith(b"allow:")]
     assert allow == [ref_h["allow"]], (allow, ref_h)
     assert error_of(final)["code"] == "method_not_allowed"
+
+
+@pytest.fixture
+def tcp_redis(tmp_path):
+    from clusterlib import REDIS, Redis
+    from daemonlib import free_port
+    if not REDIS:
+        pytest.skip("redis-server is not installed")
+    r = Redis(tmp_path, bind=["127.0.0.1"], port=free_port()).start()
+    yield r
+    r.stop()
+
+
+def test_a_gateway_whose_redis_died_right_after_a_command_answers_503(tmp_path, tcp_redis):
+    """Redis killed a moment after the gateway's last command on its
+    connection (a busy gateway): the next request still finds the close
+    (its FIN) before writing, and answers 503 `redis_unreachable` with
+    Retry-After (nothing done, ask again), not 502 (sent, may have run).
+    Over TCP, where a FIN does not fail a write."""
+    gw = Daemon(tmp_path / "gw", args=["--redis", f"redis://127.0.0.1:{tcp_redis.port}", "--role", "gateway",
+                                        "--node-id", "gw"])
+    with gw.serving(clean_exit=False):
+        body = {"source": "def f():\n    return 1\n"}
+        st, out = gw.call("POST", "/v1/runs", body)
+        assert st == 202, out
+        tcp_redis.kill9()
+        st, hdrs, raw = gw.request("POST", "/v1/runs", body)
+        err = json.loads(raw)["error"]
+        assert (st, err["code"], hdrs.get("retry-after")) == (503, "redis_unreachable", "5"), (st, hdrs, raw)
