@@ -118,3 +118,53 @@ def test_a_gateway_whose_redis_died_right_after_a_command_answers_503(tmp_path, 
         st, hdrs, raw = gw.request("POST", "/v1/runs", body)
         err = json.loads(raw)["error"]
         assert (st, err["code"], hdrs.get("retry-after")) == (503, "redis_unreachable", "5"), (st, hdrs, raw)
+
+
+# ---- server.max_connections_per_ip counts each address apart ----------------
+
+def held_get(d, source):
+    """A connection from source (a loopback address) and the status line
+    of one GET /healthz on it: (socket, status)."""
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=30, source_address=(source, 0))
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    return s, read_answer(s).split(b"\r\n", 1)[0].decode()
+
+
+def test_the_per_address_limit_counts_each_address_and_gives_places_back(tmp_path):
+    """Two connections each from 127.0.0.2 and 127.0.0.3 with a limit of
+    2: a third from either is 429; one address's connections do not use up
+    the other's; the refused ones take no place; a closed one gives its
+    place back."""
+    from daemonlib import wait_for
+    with Daemon(tmp_path / "d", config_extra="""
+        server:
+          max_connections_per_ip: 2
+        """).serving() as d:
+        held = []
+        try:
+            for src in ("127.0.0.2", "127.0.0.3"):
+                for _ in range(2):
+                    s, status = held_get(d, src)
+                    held.append(s)
+                    assert status == "HTTP/1.1 200 OK", (src, status)
+            for src in ("127.0.0.2", "127.0.0.3", "127.0.0.2"):
+                s, status = held_get(d, src)
+                assert status == "HTTP/1.1 429 Too Many Requests", (src, status)
+                assert s.recv(1) == b""  # closed after the answer
+                s.close()
+            held.pop(0).close()  # one of 127.0.0.2's
+
+            def place_back():
+                s, status = held_get(d, "127.0.0.2")
+                if status == "HTTP/1.1 200 OK":
+                    held.append(s)
+                    return True
+                s.close()
+                return False
+            wait_for(place_back, "127.0.0.2's place back")
+            s, status = held_get(d, "127.0.0.3")
+            s.close()
+            assert status == "HTTP/1.1 429 Too Many Requests", status
+        finally:
+            for s in held:
+                s.close()
