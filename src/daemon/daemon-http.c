@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <openssl/crypto.h>
 #include <unistd.h>
 
@@ -53,6 +54,14 @@ typedef struct Req {
         usec_t t0;              /* when its request line came (the --verbose log's duration) */
         const DaemonBodySink *sink_ops; /* the route streams its body (DaemonRoute.sink) */
         void *sink;             /* … to this, instead of body */
+        /* find_route()'s answer, looked up once: the early checks and
+         * dispatch() all ask it of one request. */
+        bool routed;
+        int route_k; /* daemon_route_find()'s return */
+        int n_seg;
+        unsigned allow;
+        const DaemonRoute *route;
+        char seg[DAEMON_MAX_SEGMENTS][DAEMON_SEGMENT_MAX];
 } Req;
 
 /* What the router knows of a request while it authenticates it. */
@@ -60,7 +69,7 @@ typedef struct Ctx {
         Daemon *d;
         struct MHD_Connection *conn;
         const char *method;
-        const Req *req;
+        Req *req;
         DaemonCall call;        /* what the handler gets */
         char tenant_buf[72];
 } Ctx;
@@ -421,21 +430,25 @@ static void call_kind_from_url(DaemonCall *call, const char *url) {
  * holding an encoded '/' (a%2Fb) is one segment its handler refuses in its
  * own words. MHD's url has %2F decoded already: `cluster drain a/b` was
  * "no such endpoint: /v1/cluster/nodes/a/b/drain". */
-static int find_route(const Req *req, const char *method, const char *url, char seg[][DAEMON_SEGMENT_MAX], int *ret_n,
-                      const DaemonRoute **ret, unsigned *ret_allow) {
-        const char *target = req && req->target && req->target[0] == '/' ? req->target : NULL;
-        _cleanup_free_ char *path = target ? xstrndup(target, strcspn(target, "?")) : NULL;
-        return daemon_route_find(method, path ?: url, seg, ret_n, ret, ret_allow);
+static int find_route(Req *req, const char *method, const char *url, const DaemonRoute **ret) {
+        assert(req && method && url && ret);
+        /* One method and target per Req (on_uri() makes one a request):
+         * the answer of the first look holds for the next. */
+        if (!req->routed) {
+                const char *target = req->target && req->target[0] == '/' ? req->target : NULL;
+                _cleanup_free_ char *path = target ? xstrndup(target, strcspn(target, "?")) : NULL;
+                req->route_k = daemon_route_find(method, path ?: url, req->seg, &req->n_seg, &req->route, &req->allow);
+                req->routed = true;
+        }
+        *ret = req->route;
+        return req->route_k;
 }
 
 /* Resolves the request against the route table, authenticates it as its
  * row says and hands it to the row's handler. */
 static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
-        char seg[DAEMON_MAX_SEGMENTS][DAEMON_SEGMENT_MAX];
         const DaemonRoute *route = NULL;
-        unsigned allow = 0;
-        int n = 0;
-        int k = find_route(c->req, c->method, url, seg, &n, &route, &allow);
+        int k = find_route(c->req, c->method, url, &route);
 
         call_kind_from_url(&c->call, url);
         if (route)
@@ -443,7 +456,7 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
         if (k == -EOPNOTSUPP) {
                 /* Before auth: a client learns the Allow set without a token. */
                 char a[DAEMON_ALLOW_MAX];
-                daemon_route_allow(allow, a);
+                daemon_route_allow(c->req->allow, a);
                 return queue_error(c, 405, "method_not_allowed", (const char *const[]) { "Allow", a, NULL },
                                    "method %s is not allowed here; allowed: %s", c->method, a);
         }
@@ -493,14 +506,14 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
                         return ret;
                 break;
         }
-        c->call.seg = seg;
-        c->call.n_seg = n;
+        c->call.seg = c->req->seg;
+        c->call.n_seg = c->req->n_seg;
         c->call.body = body->data ? body->data : "";
         c->call.body_len = body->len;
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         c->call.client_fd = ci ? ci->connect_fd : -1;
         c->call.raw_target = c->req && c->req->target ? c->req->target : url;
-        c->call.http_req = (void *) c->req;
+        c->call.http_req = c->req;
         unsigned status = 500;
         /* Only the API's own routes: a Function URL's query is its
          * function's, and Lambda's has its own words. A target without a
@@ -513,7 +526,7 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
         if (!resp)
                 resp = route->handler(&c->call, &status);
         if (resp == DAEMON_SUSPENDED)
-                return wait_step(c, (Req *) c->req);
+                return wait_step(c, c->req);
         return queue(c, resp, status);
 }
 
@@ -532,15 +545,12 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn);
  * pays nothing more. Routes that stream their body did this already
  * (sink_begin()); a Lambda route's SigV4 signs the body, so it waits. */
 static bool early_auth_refuses(Ctx *c, Req *req, const char *url, enum MHD_Result *ret) {
-        char seg[DAEMON_MAX_SEGMENTS][DAEMON_SEGMENT_MAX];
         const DaemonRoute *route = NULL;
-        unsigned allow = 0;
-        int n = 0;
         if (req->body_due == 0)
                 return false;
         if (req->body_due <= EARLY_AUTH_BODY_BYTES && !MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Expect"))
                 return false;
-        if (find_route(req, c->method, url, seg, &n, &route, &allow) < 0 || route->access != ROUTE_USER)
+        if (find_route(req, c->method, url, &route) < 0 || route->access != ROUTE_USER)
                 return false; /* 404/405 and public routes: dispatch() answers them */
         call_kind_from_url(&c->call, url);
         return !authenticate(c, !(daemon_route_method(c->method) & ROUTE_GET), ret);
@@ -552,18 +562,15 @@ static void conn_set_handling(struct MHD_Connection *conn, bool handling);
  * authenticated now, before a byte is stored, and the sink opened. True
  * when a refusal was queued instead (*ret). */
 static bool sink_begin(Ctx *c, Req *req, const char *url, enum MHD_Result *ret) {
-        char seg[DAEMON_MAX_SEGMENTS][DAEMON_SEGMENT_MAX];
         const DaemonRoute *route = NULL;
-        unsigned allow = 0;
-        int n = 0;
         if (!(daemon_route_method(c->method) & (ROUTE_PUT | ROUTE_POST)))
                 return false; /* no body to stream */
-        if (find_route(req, c->method, url, seg, &n, &route, &allow) < 0 || !route->sink || route->access != ROUTE_USER)
+        if (find_route(req, c->method, url, &route) < 0 || !route->sink || route->access != ROUTE_USER)
                 return false;
         if (!authenticate(c, !(daemon_route_method(c->method) & ROUTE_GET), ret))
                 return true;
-        c->call.seg = seg;
-        c->call.n_seg = n;
+        c->call.seg = req->seg;
+        c->call.n_seg = req->n_seg;
         c->call.raw_target = req->target ? req->target : url;
         _cleanup_free_ char *err = NULL;
         int r = route->sink->begin(&c->call, &req->sink, &err);
@@ -593,6 +600,15 @@ static bool sink_begin(Ctx *c, Req *req, const char *url, enum MHD_Result *ret) 
  * handled (a ?wait=true may take an hour) the clock stops, and it restarts
  * when the response is done (the next request on a kept-alive connection). */
 
+/* One client address's open connections that count towards
+ * server.max_connections_per_ip (those not over it). */
+typedef struct IpCount {
+        uint8_t addr_len;
+        uint8_t addr[16];
+        unsigned n;
+        struct IpCount *next; /* in its bucket of track.ips */
+} IpCount;
+
 typedef struct ConnTrack {
         int fd;
         usec_t since;           /* start of the request being received */
@@ -600,6 +616,7 @@ typedef struct ConnTrack {
         bool over;              /* past server.max_connections_per_ip: answered 429, then closed */
         uint8_t addr_len;       /* the client's address: 4 (IPv4) or 16 bytes; 0 unknown */
         uint8_t addr[16];
+        IpCount *ip; /* its address's count, when it is counted there */
         struct ConnTrack *prev, *next;
 } ConnTrack;
 
@@ -612,6 +629,13 @@ static struct {
         bool stop;
         bool running;
         pthread_t thread;
+        /* The addresses with connections counted (conn_track_over()), a
+         * hash table of n_ips entries in n_buckets (a power of two, or 0)
+         * chains, keyed with a random seed: a client picks its (IPv6)
+         * addresses, not their buckets. */
+        IpCount **ips;
+        size_t n_buckets, n_ips;
+        uint64_t seed;
 } track = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 
 /* ---- the acceptor ----------------------------------------------------------------
@@ -779,22 +803,89 @@ static void conn_track_addr(struct MHD_Connection *conn, ConnTrack *t) {
         }
 }
 
+/* With track.lock held: the bucket of an address (FNV-1a from the seed,
+ * then a 64-bit finalizer so that the low bits depend on every byte). */
+static size_t ip_bucket(const uint8_t *addr, uint8_t len) {
+        uint64_t h = track.seed ^ 0xcbf29ce484222325ULL ^ len;
+        for (size_t i = 0; i < len; i++) {
+                h ^= addr[i];
+                h *= 0x100000001b3ULL;
+        }
+        h ^= h >> 33;
+        h *= 0xff51afd7ed558ccdULL;
+        h ^= h >> 33;
+        return (size_t) h & (track.n_buckets - 1);
+}
+
+/* With track.lock held: twice the buckets (64 at first), the entries
+ * moved to theirs, so chains stay short as addresses come. */
+static void ip_table_grow(void) {
+        size_t n_old = track.n_buckets;
+        IpCount **old = track.ips;
+        track.n_buckets = n_old ? 2 * n_old : 64;
+        track.ips = xcalloc(track.n_buckets, sizeof(IpCount *));
+        for (size_t i = 0; i < n_old; i++)
+                for (IpCount *e = old[i], *next; e; e = next) {
+                        next = e->next;
+                        size_t b = ip_bucket(e->addr, e->addr_len);
+                        e->next = track.ips[b];
+                        track.ips[b] = e;
+                }
+        free(old);
+}
+
+/* With track.lock held: the count of t's (known) address, made (0) when
+ * it has none. */
+static IpCount *ip_count_get(const ConnTrack *t) {
+        if (track.n_ips >= track.n_buckets)
+                ip_table_grow();
+        size_t b = ip_bucket(t->addr, t->addr_len);
+        for (IpCount *e = track.ips[b]; e; e = e->next)
+                if (e->addr_len == t->addr_len && memcmp(e->addr, t->addr, t->addr_len) == 0)
+                        return e;
+        IpCount *e = xcalloc(1, sizeof(IpCount));
+        e->addr_len = t->addr_len;
+        memcpy(e->addr, t->addr, t->addr_len);
+        e->next = track.ips[b];
+        track.ips[b] = e;
+        track.n_ips++;
+        return e;
+}
+
+/* With track.lock held: one connection fewer at ip's address; an address
+ * left with none leaves the table. */
+static void ip_count_drop(IpCount *ip) {
+        assert(ip && ip->n > 0);
+        if (--ip->n > 0)
+                return;
+        for (IpCount **p = &track.ips[ip_bucket(ip->addr, ip->addr_len)]; *p; p = &(*p)->next)
+                if (*p == ip) {
+                        *p = ip->next;
+                        break;
+                }
+        track.n_ips--;
+        free(ip);
+}
+
 /* With track.lock held: whether t's address already holds
- * server.max_connections_per_ip connections. Past that, the connection's
+ * server.max_connections_per_ip connections; if not, t is counted there
+ * (until on_connection() sees it closed). Past the limit, the connection's
  * request is answered 429 with Retry-After and the connection closed, so
  * a client can back off and come again; libmicrohttpd resets only those
  * past twice the limit (a client that ignores the answers), as it reset
  * every one past the limit before, which a client reads as "the server is
- * away" (curl: "Connection reset by peer"). A walk of the open
- * connections: at most server.max_connections, once per new connection. */
-static bool conn_track_over(const ConnTrack *t) {
-        if (t->addr_len == 0 || track.per_ip == 0)
+ * away" (curl: "Connection reset by peer"). One look in a table of the
+ * addresses' counts, not a walk of the open connections (up to
+ * server.max_connections of them) per new connection. */
+static bool conn_track_over(ConnTrack *t) {
+        if (t->addr_len == 0)
                 return false;
-        unsigned n = 0;
-        for (const ConnTrack *o = track.head; o; o = o->next)
-                if (!o->over && o->addr_len == t->addr_len && memcmp(o->addr, t->addr, t->addr_len) == 0)
-                        n++;
-        return n >= track.per_ip;
+        IpCount *ip = ip_count_get(t);
+        if (track.per_ip > 0 && ip->n >= track.per_ip)
+                return true; /* not counted: ip->n > 0, so it stays */
+        ip->n++;
+        t->ip = ip;
+        return false;
 }
 
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
@@ -827,6 +918,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
                         track.head = t->next;
                 if (t->next)
                         t->next->prev = t->prev;
+                if (t->ip)
+                        ip_count_drop(t->ip);
                 pthread_mutex_unlock(&track.lock);
                 free(t);
                 *socket_context = NULL;
@@ -918,6 +1011,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!req) { /* not reached: on_uri() made it; kept for safety */
                 req = on_uri(d, NULL, conn);
                 *req_cls = req;
+                c.req = req;
         }
         if (!req->started) {
                 req->started = true;
@@ -1171,6 +1265,8 @@ int daemon_http_start(Daemon *d, const char *address, void **ret_mhd, char **ret
         /* Before the first connection can be counted (conn_track_over()). */
         pthread_mutex_lock(&track.lock);
         track.per_ip = (unsigned) d->cfg.max_connections_per_ip;
+        if (!track.ips && getrandom(&track.seed, sizeof(track.seed), GRND_NONBLOCK) != sizeof(track.seed))
+                track.seed = (uint64_t) now_realtime() ^ (uint64_t) getpid() << 32;
         pthread_mutex_unlock(&track.lock);
         struct MHD_OptionItem listen_opt[] = { { accepting ? MHD_OPTION_END : MHD_OPTION_LISTEN_SOCKET, fd, NULL },
                                                { MHD_OPTION_END, 0, NULL } };

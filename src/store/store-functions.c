@@ -112,17 +112,22 @@ int store_function_put(Store *s, const FunctionRecord *f, int *ret_version) {
         return 0;
 }
 
-int store_function_get(Store *s, const char *tenant, const char *name, int version, FunctionRecord **ret) {
-        sqlite3_stmt *st;
-        FunctionRecord *f = NULL;
-        int rc;
+/* The SELECTs of a get, one per shape: store_stmt() and store_read()
+ * cache statements by the SQL's address. */
+static const char fn_get_latest_sql[] = "SELECT " FN_COLUMNS " FROM functions WHERE tenant=?1 AND name=?2 "
+                                        "ORDER BY version DESC LIMIT 1";
+static const char fn_get_version_sql[] = "SELECT " FN_COLUMNS
+                                         " FROM functions WHERE tenant=?1 AND name=?2 AND version=?3";
 
-        /* Every invoke looks its function up: on the read connection. */
-        st = store_read(s, version > 0 ? "SELECT " FN_COLUMNS " FROM functions WHERE tenant=?1 AND name=?2 AND version=?3"
-                                       : "SELECT " FN_COLUMNS " FROM functions WHERE tenant=?1 AND name=?2 "
-                                         "ORDER BY version DESC LIMIT 1");
-        rc = st ? SQLITE_OK : SQLITE_IOERR;
-        if (rc == SQLITE_OK) {
+/* store_function_get() on the read connection, or with in_tx on the write
+ * connection with s->lock held (store_function_get_in_tx()). */
+static int function_get(Store *s, bool in_tx, const char *tenant, const char *name, int version, FunctionRecord **ret) {
+        assert(s && ret);
+        FunctionRecord *f = NULL;
+        const char *sql = version > 0 ? fn_get_version_sql : fn_get_latest_sql;
+        sqlite3_stmt *st = in_tx ? store_stmt(s, sql) : store_read(s, sql);
+        int rc = st ? SQLITE_OK : in_tx ? sqlite3_errcode(s->db) : SQLITE_IOERR;
+        if (st) {
                 store_bind_text(st, 1, tenant);
                 store_bind_text(st, 2, name);
                 if (version > 0)
@@ -130,7 +135,10 @@ int store_function_get(Store *s, const char *tenant, const char *name, int versi
                 rc = sqlite3_step(st);
                 if (rc == SQLITE_ROW)
                         f = function_from_row(st);
-                store_read_done(s, st);
+                if (in_tx)
+                        store_stmt_done(s, st);
+                else
+                        store_read_done(s, st);
         }
         if (f) {
                 *ret = f;
@@ -139,27 +147,16 @@ int store_function_get(Store *s, const char *tenant, const char *name, int versi
         return rc == SQLITE_DONE ? -ENOENT : (store_sqlite_errno(rc) ?: -EIO);
 }
 
+int store_function_get(Store *s, const char *tenant, const char *name, int version, FunctionRecord **ret) {
+        /* Every invoke looks its function up: on the read connection. */
+        return function_get(s, false, tenant, name, version, ret);
+}
+
 int store_function_get_in_tx(Store *s, const char *tenant, const char *name, FunctionRecord **ret) {
-        assert(s && tenant && name && ret);
-        FunctionRecord *f = NULL;
+        assert(tenant && name);
         /* The write connection, whose transaction holds the write lock:
          * what it reads no other writer can change before the commit. */
-        sqlite3_stmt *st = store_stmt(s, "SELECT " FN_COLUMNS " FROM functions WHERE tenant=?1 AND name=?2 "
-                                         "ORDER BY version DESC LIMIT 1");
-        int rc = st ? SQLITE_OK : sqlite3_errcode(s->db);
-        if (st) {
-                store_bind_text(st, 1, tenant);
-                store_bind_text(st, 2, name);
-                rc = sqlite3_step(st);
-                if (rc == SQLITE_ROW)
-                        f = function_from_row(st);
-                store_stmt_done(s, st);
-        }
-        if (f) {
-                *ret = f;
-                return 0;
-        }
-        return rc == SQLITE_DONE ? -ENOENT : (store_sqlite_errno(rc) ?: -EIO);
+        return function_get(s, true, tenant, name, 0, ret);
 }
 
 int store_function_describe(Store *s, const char *tenant, const char *name, int version, char **ret_signature,

@@ -1370,6 +1370,44 @@ static void test_tx_all_or_nothing(void **state) {
         store_close(s);
 }
 
+/* A get inside the transaction reads the write connection, so it sees the
+ * transaction's own writes; a get outside reads the last commit. Both
+ * answer -ENOENT for a name with no version. */
+static void test_function_get_in_tx(void **state) {
+        Store *s = open_fresh();
+        FunctionRecord f = { .tenant = (char *) "t", .name = (char *) "a", .source = (char *) "def a(): pass\n" };
+        FunctionRecord *got = NULL;
+        int v = 0;
+        assert_int_equal(store_function_put(s, &f, &v), 0);
+
+        assert_int_equal(store_tx_begin(s), 0);
+        f.source = (char *) "def a(): return 2\n";
+        assert_int_equal(store_function_put_in_tx(s, &f, &v), 0);
+        assert_int_equal(v, 2);
+        assert_int_equal(store_function_get_in_tx(s, "t", "a", &got), 0);
+        assert_int_equal(got->version, 2);
+        assert_string_equal(got->source, "def a(): return 2\n");
+        function_record_free(got);
+        got = NULL;
+        assert_int_equal(store_function_get_in_tx(s, "t", "b", &got), -ENOENT);
+        assert_int_equal(store_function_get_in_tx(s, "u", "a", &got), -ENOENT);
+        assert_null(got);
+        assert_int_equal(store_tx_end(s, false), 0);
+
+        assert_int_equal(store_function_get(s, "t", "a", 0, &got), 0);
+        assert_int_equal(got->version, 1);
+        assert_string_equal(got->source, "def a(): pass\n");
+        function_record_free(got);
+        assert_int_equal(store_function_get(s, "t", "a", 1, &got), 0);
+        assert_int_equal(got->version, 1);
+        function_record_free(got);
+        got = NULL;
+        assert_int_equal(store_function_get(s, "t", "a", 2, &got), -ENOENT);
+        assert_int_equal(store_function_get(s, "t", "b", 0, &got), -ENOENT);
+        assert_null(got);
+        store_close(s);
+}
+
 /* ---- the dashboard's reads (docs/ui.md): a run's lock, where data is used ---- */
 
 static void submit_req(RunQueue *q, const char *id, const char *tenant, usec_t created, const char *request) {
@@ -5663,6 +5701,7 @@ int main(void) {
                 cmocka_unit_test(test_schedule_runs_keep_the_newest),
                 cmocka_unit_test(test_schedule_last_run_is_in_its_runs),
                 cmocka_unit_test(test_tx_all_or_nothing),
+                cmocka_unit_test(test_function_get_in_tx),
                 cmocka_unit_test(test_function_signature_and_doc),
                 cmocka_unit_test(test_function_store_url),
                 cmocka_unit_test(test_dataset_numbers_never_come_back),
