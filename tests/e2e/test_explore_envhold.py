@@ -1,6 +1,8 @@
-"""Environment holds of a long-running daemon: it releases an environment
-nothing of it uses any more (so `env prune` and the collector may free it
-while the daemon runs), never one a run or a warm worker uses."""
+"""Environment holds of a long-running daemon, and the store's own check:
+a daemon releases an environment nothing of it uses any more (so `env
+prune` and the collector may free it while the daemon runs), never one a
+run or a warm worker uses; `env verify` finds an installed package whose
+files were damaged, and `--repair` has the next run install it again."""
 import json
 import os
 import time
@@ -10,7 +12,7 @@ import pytest
 from conftest import CLI, DAEMON, WORKER
 import pkgindex
 from daemonlib import Daemon, sandbox_mode, wait_for
-from test_explore_gc import SOURCE
+from test_explore_gc import NOSANDBOX, SOURCE, write_fn
 
 pytestmark = pytest.mark.skipif(not CLI.exists() or not WORKER.exists() or not DAEMON.exists(),
                                 reason="pysprinter/pysprinterd/pysprinter-worker not built")
@@ -131,3 +133,56 @@ def test_an_environment_a_run_or_a_warm_worker_uses_stays_held(cli, index, tmp_p
     finally:
         go.touch()
         d.stop()
+
+
+# ---- env verify -------------------------------------------------------------
+
+def writable(path):
+    """The store is read-only: make path's dir tree writable (a test's damage)."""
+    for root, dirs, files in os.walk(path):
+        os.chmod(root, 0o755)
+        for f in files:
+            os.chmod(os.path.join(root, f), 0o644)
+
+
+def test_env_verify_finds_and_repairs_a_damaged_package(cli, index, home):
+    """A file of an installed package deleted or changed in the store
+    failed every run of its set with an import error (or read the wrong
+    bytes) for ever: nothing checked an installed package. `env verify`
+    checks each against its wheel's RECORD (hash and size of every file),
+    names the damaged ones (exit 1), and `--repair` removes them so the
+    next run installs them again."""
+    write_fn(cli, ["aa", "bb"])
+    assert json.loads(cli("run", NOSANDBOX, "--index-url", index.url, "f.py", check=0).stdout) == ["aa data", "bb data"]
+    p = cli("env", "verify", check=0)
+    assert (p.returncode, p.stdout) == (0, "checked 2 packages, 0 damaged\n"), p
+    (aa,) = [d for d in (home / "store").iterdir() if (d / "aa").is_dir()]
+    (bb,) = [d for d in (home / "store").iterdir() if (d / "bb").is_dir()]
+    writable(aa)
+    (aa / "aa" / "data.txt").write_text("garbage\n")
+    writable(bb)
+    (bb / "bb" / "__init__.py").unlink()
+    p = cli("env", "verify")
+    assert p.returncode == 1, p
+    assert p.stdout.splitlines() == [
+        f"damaged: aa 1.0 ({aa.name[:12]}): aa/data.txt: content does not match RECORD",
+        f"damaged: bb 1.0 ({bb.name[:12]}): bb/__init__.py: missing",
+        "checked 2 packages, 2 damaged (pysprinter env verify --repair removes them; the next run installs them again)",
+    ], p.stdout
+    j = json.loads(cli("env", "verify", "--json", check=1).stdout)
+    assert j["checked"] == 2 and j["repaired"] == 0, j
+    assert [(x["name"], x["version"], x["sha256"], x["problem"]) for x in j["damaged"]] == [
+        ("aa", "1.0", aa.name, "aa/data.txt: content does not match RECORD"),
+        ("bb", "1.0", bb.name, "bb/__init__.py: missing")]
+    p = cli("env", "verify", "--repair", check=0)
+    assert p.stdout.splitlines()[-1] == "checked 2 packages, 2 damaged, 2 removed", p.stdout
+    assert not aa.exists() and not bb.exists()
+    assert json.loads(cli("run", NOSANDBOX, "--index-url", index.url, "f.py", check=0).stdout) == ["aa data", "bb data"]
+    assert cli("env", "verify", check=0).stdout == "checked 2 packages, 0 damaged\n"
+
+
+def test_env_verify_rejects_unknown_options(cli, home):
+    p = cli("env", "verify", "--fix")
+    assert p.returncode == 2 and "unknown option '--fix'" in p.stderr, p
+    p = cli("env", "verify")
+    assert (p.returncode, p.stdout) == (0, "checked 0 packages, 0 damaged\n"), p
