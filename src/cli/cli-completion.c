@@ -78,7 +78,7 @@ static void print_bash(FILE *f) {
               "COMPREPLY=($(compgen -f -- \"$cur\")); return; };;\n"
               "        data) [ \"$COMP_CWORD\" -eq 2 ] && words=\"put ls get rm\" || { COMPREPLY=($(compgen -f -- "
               "\"$cur\")); return; };;\n"
-              "        env) words=\"ls prune\";;\n"
+              "        env) words=\"ls prune prepare verify\";;\n"
               "        *) COMPREPLY=($(compgen -f -- \"$cur\")); return;;\n"
               "    esac\n"
               "    COMPREPLY=($(compgen -W \"$words\" -- \"$cur\"))\n"

@@ -1,5 +1,5 @@
-/* Package verbs: `env ls`, `env prepare` and `env prune` (environments in
- * the data dir). `lock` is a run-family verb (cli-runs.c). */
+/* Package verbs: `env ls`, `env prepare`, `env prune` and `env verify`
+ * (environments in the data dir). `lock` is a run-family verb (cli-runs.c). */
 #include <time.h>
 
 #include "cli-backend.h"
@@ -9,6 +9,7 @@
 static const char env_help[] = "Usage: pysprinter env ls [--json]\n"
                                "       pysprinter env prune [--budget SIZE] [--dry-run] [--json]\n"
                                "       pysprinter env prepare [--index-url URL] [--find-links DIR]… [--time] REQ…\n"
+                               "       pysprinter env verify [--repair] [--json]\n"
                                "\n"
                                "prepare  resolve and install PEP 508 requirements (\"requests==2.28.1\");\n"
                                "       print the environment's store dirs in sys.path order (--time: the\n"
@@ -19,9 +20,13 @@ static const char env_help[] = "Usage: pysprinter env ls [--json]\n"
                                "       SIZE (default 0: every environment no running process uses), then\n"
                                "       every store dir no remaining environment references (--dry-run: say\n"
                                "       what would go, remove nothing)\n"
-                               "prepare and prune act on this machine's package store, also with --server.\n";
+                               "verify check every installed package against its wheel's RECORD (each\n"
+                               "       file's hash and size); exit 1 when one is damaged (--repair: remove\n"
+                               "       the damaged ones, the next run installs them again)\n"
+                               "prepare, prune and verify act on this machine's package store, also with\n"
+                               "--server.\n";
 
-/* prepare and prune have no server form (the API has no route for them):
+/* prepare, prune and verify have no server form (the API has no route for them):
  * they act on this machine's package store and index settings. Said aloud
  * with a server configured, where every other verb acts on the server. */
 static void note_local(const char *verb) {
@@ -131,6 +136,64 @@ static int env_prune(int argc, char **argv) {
         return 0;
 }
 
+/* `env verify [--repair]`: pkg_store_verify(), one line per damaged
+ * package, then the count; exit 1 while a damaged one stays. */
+static int env_verify(int argc, char **argv) {
+        bool repair = false, json = cli_globals.json;
+        for (int i = 0; i < argc; i++) {
+                if (streq(argv[i], "--repair"))
+                        repair = true;
+                else if (streq(argv[i], "--json"))
+                        json = true;
+                else {
+                        fprintf(stderr, "pysprinter: unknown option '%s'\n%s", argv[i], env_help);
+                        return EXIT_USAGE;
+                }
+        }
+        _cleanup_free_ char *data = data_dir_default();
+        _cleanup_free_ char *err = NULL;
+        size_t checked = 0, n = 0, removed = 0;
+        PkgDamaged *damaged = NULL;
+        int r = pkg_store_verify(data, repair, &checked, &damaged, &n, &err);
+        if (r < 0) {
+                fprintf(stderr, "pysprinter: %s\n", err);
+                return EXIT_INTERNAL;
+        }
+        json_t *list = json_array();
+        for (size_t i = 0; i < n; i++) {
+                const PkgDamaged *d = &damaged[i];
+                removed += d->removed;
+                if (json) {
+                        json_t *o = json_pack("{s:s, s:o, s:o, s:s, s:b}", "sha256", d->sha256, "name",
+                                              d->name ? json_string(d->name) : json_null(), "version",
+                                              d->version ? json_string(d->version) : json_null(), "problem",
+                                              d->problem ?: "", "removed", d->removed);
+                        json_array_append_new(list, o);
+                        continue;
+                }
+                printf("damaged: %s %s (%.12s): %s\n", d->name ?: "?", d->version ?: "?", d->sha256, d->problem ?: "?");
+                if (repair && !d->removed)
+                        fprintf(stderr, "pysprinter: cannot remove %s/store/%s; remove it by hand\n", data, d->sha256);
+        }
+        if (json) {
+                json_t *j = json_pack("{s:I, s:o, s:I}", "checked", (json_int_t) checked, "damaged", list, "repaired",
+                                      (json_int_t) removed);
+                render_json(j);
+                json_decref(j);
+        } else {
+                json_decref(list);
+                printf("checked %zu package%s, %zu damaged", checked, checked == 1 ? "" : "s", n);
+                if (repair)
+                        printf(", %zu removed\n", removed);
+                else
+                        printf(n ? " (pysprinter env verify --repair removes them; the next run installs them "
+                                   "again)\n"
+                                 : "\n");
+        }
+        pkg_damaged_free_many(damaged, n);
+        return removed < n ? 1 : 0;
+}
+
 static int env_prepare(int argc, char **argv) {
         const char *index_url = NULL;
         char **find_links = NULL;
@@ -204,7 +267,11 @@ int verb_env(int argc, char **argv) {
         static const struct {
                 const char *name;
                 int (*verb)(int argc, char **argv);
-        } verbs[] = { { "ls", env_ls }, { "list", env_ls }, { "prune", env_prune }, { "prepare", env_prepare } };
+        } verbs[] = { { "ls", env_ls },
+                      { "list", env_ls },
+                      { "prune", env_prune },
+                      { "prepare", env_prepare },
+                      { "verify", env_verify } };
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
                 if (streq(argv[0], verbs[i].name)) {
                         _cleanup_free_ char *verb = xasprintf("env %s", argv[0]);

@@ -25,7 +25,7 @@ static const Verb verbs[] = {
         { "data", verb_data, "named, versioned datasets: data put|ls|get|rm" },
         { "secret", verb_secret, "the tenant's secrets, seen by runs as env vars: secret set|ls|rm" },
         { "lock", verb_lock, "resolve a file's requirements and print the lock" },
-        { "env", verb_env, "environments: env ls, env prune" },
+        { "env", verb_env, "environments: env ls, env prune, env verify" },
         { "gc", verb_gc, "remove old runs, logs and unreferenced data (retention)" },
         { "deploy", verb_deploy, "deploy a function to a server: deploy FILE[::FUNC] --name N" },
         { "invoke", verb_invoke, "invoke a deployed function: invoke NAME [--payload JSON] [-a V]…" },

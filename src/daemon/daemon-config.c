@@ -639,7 +639,7 @@ static int data_dir_beside_config(const char *config_path, char **data_dir, char
 }
 
 /* pool: spares, memory_budget_mb, worker_idle_s, instance_ttl_s,
- * validation_cache_mb */
+ * env_idle_s, validation_cache_mb */
 static int parse_pool(DaemonConfig *cfg, json_t *o, char **ret_error) {
         if (!json_is_object(o)) {
                 *ret_error = xstrdup("'pool' must be a mapping");
@@ -661,6 +661,8 @@ static int parse_pool(DaemonConfig *cfg, json_t *o, char **ret_error) {
                         cfg->pool_worker_idle_s = x;
                 else if (streq(k, "instance_ttl_s") && x >= 1)
                         cfg->pool_instance_ttl_s = x;
+                else if (streq(k, "env_idle_s") && x >= 1 && x <= UINT32_MAX)
+                        cfg->pool_env_idle_s = x;
                 else if (streq(k, "validation_cache_mb") && x >= 1 && x <= (1ULL << 20))
                         cfg->pool_validation_cache_bytes = x << 20;
                 else {

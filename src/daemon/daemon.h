@@ -93,6 +93,7 @@ typedef struct DaemonConfig {
         uint64_t pool_memory_budget;
         uint64_t pool_worker_idle_s;
         uint64_t pool_instance_ttl_s;
+        uint64_t pool_env_idle_s;             /* 0: the engine's default */
         uint64_t pool_validation_cache_bytes; /* pool.validation_cache_mb */
         /* data: URL sources may reach these CIDRs even when they are
          * loopback/private/link-local (data.url_allow). */

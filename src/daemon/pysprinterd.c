@@ -96,6 +96,7 @@ static void keep_started(DaemonConfig *n, DaemonConfig *old, const FromCmdline *
         KEEP_STARTED(n, old, pool_memory_budget, "pool.memory_budget_mb");
         KEEP_STARTED(n, old, pool_worker_idle_s, "pool.worker_idle_s");
         KEEP_STARTED(n, old, pool_instance_ttl_s, "pool.instance_ttl_s");
+        KEEP_STARTED(n, old, pool_env_idle_s, "pool.env_idle_s");
         KEEP_STARTED(n, old, pool_validation_cache_bytes, "pool.validation_cache_mb");
         if (!(n->index_url && old->index_url ? streq(n->index_url, old->index_url) : n->index_url == old->index_url))
                 log_warn("reload: 'index.url' changes need a restart");
@@ -653,6 +654,7 @@ int main(int argc, char **argv) {
                 .pool_memory_budget = d->cfg.pool_memory_budget,
                 .worker_idle_timeout_ms = d->cfg.pool_worker_idle_s * 1000,
                 .instance_ttl_ms = d->cfg.pool_instance_ttl_s * 1000,
+                .env_idle_timeout_ms = d->cfg.pool_env_idle_s * 1000,
                 .validation_cache_bytes = d->cfg.pool_validation_cache_bytes,
                 .max_out_bytes = d->cfg.max_out_bytes,
                 .max_out_files = d->cfg.max_out_files,

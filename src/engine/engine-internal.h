@@ -117,6 +117,12 @@ struct Engine {
         Pool pool;
         ValidationCache *vcache;
         ValidationCache *envcache; /* engine-resolve.c: pinned environments */
+        /* engine-resolve.c: the environments held (struct EnvHold, under
+         * holds_lock; taken before the pool lock, never under it), and how
+         * long one nothing uses stays held (EngineConfig.env_idle_timeout_ms). */
+        pthread_mutex_t holds_lock;
+        struct EnvHold *holds;
+        usec_t env_idle_usec;
         /* Ad-hoc runs known to begin without waiting (engine_run_ready()):
          * network flag + validation key -> the pool key of the ready
          * worker a run of them took. */
@@ -297,19 +303,40 @@ RunSandbox *engine_sandbox_run_finish(RunSandbox *rs);
  * refresh: resolve against the index again, not from a cached lock (run
  * --no-cache). cancel: the run's cancel flag (PkgEnvOptions.cancel; NULL:
  * none); a cancelled resolution or install is -ECANCELED. On failure
- * *ret_error is the user-facing reason (exit 4). */
+ * *ret_error is the user-facing reason (exit 4). *ret_env_key: the
+ * environment the answer holds (see "Holds" below) with one use taken for
+ * the caller, who gives it back with engine_env_unuse() once the run is
+ * over; NULL when nothing is held (no requirements). */
 int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool resolve_only, bool refresh,
                        const char *run_id, const bool *cancel, RunEventFn fn, void *userdata, char ***ret_sys_path,
-                       size_t *ret_n_entries, char **ret_lock_json, char ***ret_warnings, char **ret_error);
+                       size_t *ret_n_entries, char **ret_lock_json, char ***ret_warnings, char **ret_env_key,
+                       char **ret_error);
 /* A deployed version's environment, remembered per (instance key,
- * requirements) once it resolved: 1 and *ret_sys_path and *ret_lock_json
- * set (fn hears "cached lock: N packages", without the lock), 0 when not
- * pinned yet. */
+ * requirements) once it resolved: 1 and *ret_sys_path, *ret_lock_json and
+ * *ret_env_key (a use taken, as engine_resolve_env's) set (fn hears
+ * "cached lock: N packages", without the lock), 0 when not pinned yet or
+ * when the engine released the environment since (the caller resolves). */
 int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, const char *run_id, RunEventFn fn,
-                      void *userdata, char ***ret_sys_path, char **ret_lock_json);
-/* Remembers what engine_resolve_env answered for (instance_key, reqs). */
-void engine_env_pin(Engine *e, const char *instance_key, json_t *reqs_json, char *const *sys_path,
+                      void *userdata, char ***ret_sys_path, char **ret_lock_json, char **ret_env_key);
+/* Remembers what engine_resolve_env answered for (instance_key, reqs);
+ * env_key its *ret_env_key (NULL: no environment). */
+void engine_env_pin(Engine *e, const char *instance_key, json_t *reqs_json, const char *env_key, char *const *sys_path,
                     size_t n_entries, const char *lock_json);
+/* Holds (engine-resolve.c, docs/packages.md "Environments"): the engine
+ * keeps the record of each environment it uses flock'ed (LOCK_SH), so
+ * `env prune` and the collector leave its store dirs alone, and remembers
+ * answers (the pins above, the seen sets) only while it holds them. A
+ * hold lives while a run uses it (resolve to engine_env_unuse()) or a
+ * warm worker has its dirs on its sys.path; engine_env_release_idle() (the
+ * janitor, each tick) lets go of those with neither for
+ * Engine.env_idle_usec. engine_env_unuse(NULL) does nothing. */
+void engine_env_unuse(Engine *e, const char *env_key);
+void engine_env_release_idle(Engine *e);
+/* engine_free(), after the pool is down: every hold released. */
+void engine_env_holds_free(Engine *e);
+/* Whether a worker of the pool (ready, starting or dead, not yet stopped)
+ * has one of dirs on its sys.path. Takes the pool lock. */
+bool pool_uses_dirs(Engine *e, char *const *dirs);
 
 /* ---- engine-worker.c: one worker process ---- */
 

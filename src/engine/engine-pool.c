@@ -602,6 +602,16 @@ void pool_reap(Engine *e) {
                 pool_blank_publish(e, pool_blank_start(e), false);
 }
 
+bool pool_uses_dirs(Engine *e, char *const *dirs) {
+        bool used = false;
+        pthread_mutex_lock(&e->pool.lock);
+        for (PoolWorker *pw = e->pool.workers; pw && !used; pw = pw->next)
+                for (char *const *d = dirs; d && *d && !used; d++)
+                        used = strv_contains(pw->sys_path, *d);
+        pthread_mutex_unlock(&e->pool.lock);
+        return used;
+}
+
 void pool_sweep(Engine *e) {
         pthread_mutex_lock(&e->pool.lock);
         PoolWorker *victims = collect_evictions(e, now_monotonic());

@@ -38,51 +38,157 @@ static void on_progress(const char *phase, const char *what, uint64_t done, uint
         p->fn(&ev, p->userdata);
 }
 
-/* Environments this process has used stay marked in use (their record
- * flock'ed) for the life of the process, so `env prune` never removes the
- * dirs a worker of this process may still have on its sys.path. One fd per
- * distinct environment, and when its record's mtime (the env's last use,
- * for `env ls` / prune) was last set by this process. */
-static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
-static char **held_keys;
-static int *held_fds;
-static usec_t *held_touched;
-static size_t n_held;
+/* ---- holds ----------------------------------------------------------------
+ * An environment this engine uses stays marked in use (its record
+ * flock'ed), so `env prune` and the collector never remove the dirs a run
+ * or a warm worker of this process has on its sys.path. A hold keeps the
+ * record's fd (more than one when the record was written again while held:
+ * the old file keeps the earlier holders' dirs, pkg-env.c
+ * record_set_aside_if_held()), the store dirs its answers named, the runs
+ * using it (resolve to engine_env_unuse()), when it was last used and
+ * when its record's mtime (the env's last use, for `env ls` / prune) was
+ * last set by this process. It was held for the process's life before: a
+ * daemon kept every environment it had ever run until it exited, and
+ * neither prune nor retention.env_max_idle_days could free one.
+ * engine_env_release_idle() now lets go of one no run uses, no pool worker
+ * has on its sys.path, and none used for env_idle_usec; what this process
+ * remembered of it (pins, seen sets) is then a miss (use_hold() fails), so
+ * its next use opens the record again and holds it anew. */
+typedef struct EnvHold {
+        char *key;
+        int *fds;
+        size_t n_fds;
+        char **dirs;
+        unsigned users;
+        usec_t last_used;
+        usec_t touched;
+        struct EnvHold *next;
+} EnvHold;
 
-static void hold_env(PkgEnv *env) {
-        if (env->fd < 0)
-                return;
-        pthread_mutex_lock(&held_lock);
-        bool have = strv_contains(held_keys, env->key);
-        if (!have) {
-                held_keys = strv_append(held_keys, env->key);
-                held_fds = xrealloc(held_fds, (n_held + 1) * sizeof(int));
-                held_touched = xrealloc(held_touched, (n_held + 1) * sizeof(usec_t));
-                held_fds[n_held] = TAKE_FD(env->fd);
-                held_touched[n_held++] = now_monotonic(); /* pkg_env_prepare just set it */
-        }
-        pthread_mutex_unlock(&held_lock);
+static EnvHold *hold_find(Engine *e, const char *key) {
+        for (EnvHold *h = e->holds; h; h = h->next)
+                if (streq(h->key, key))
+                        return h;
+        return NULL;
 }
 
-/* Marks a held environment used now: its record's mtime, at most once a
- * second per environment (a record write per run would be a journal
- * write per run). false when this process does not hold it. */
-#define ENV_TOUCH_EVERY_USEC USEC_PER_SEC
-static bool touch_held_env(const char *key) {
-        bool held = false;
-        usec_t now = now_monotonic();
-        pthread_mutex_lock(&held_lock);
-        for (size_t i = 0; i < n_held; i++)
-                if (streq(held_keys[i], key)) {
-                        held = true;
-                        if (now - held_touched[i] >= ENV_TOUCH_EVERY_USEC) {
-                                (void) futimens(held_fds[i], NULL);
-                                held_touched[i] = now;
-                        }
-                        break;
+static EnvHold *hold_free(EnvHold *h) {
+        for (size_t i = 0; i < h->n_fds; i++)
+                (void) fd_close(h->fds[i]);
+        free(h->fds);
+        free(h->key);
+        strv_free(h->dirs);
+        free(h);
+        return NULL;
+}
+
+static bool same_file(int a, int b) {
+        struct stat sa, sb;
+        return fstat(a, &sa) >= 0 && fstat(b, &sb) >= 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* Holds env (its fd taken when this engine did not hold that file yet)
+ * with its dirs, and takes one use of it. false when nothing is held: no
+ * record fd and no hold of the key (the record could not be opened again
+ * after it was written). */
+static bool hold_env(Engine *e, PkgEnv *env, char *const *dirs) {
+        bool held = true;
+        pthread_mutex_lock(&e->holds_lock);
+        EnvHold *h = hold_find(e, env->key);
+        if (!h && env->fd < 0)
+                held = false;
+        else {
+                if (!h) {
+                        h = xcalloc(1, sizeof(EnvHold));
+                        h->key = xstrdup(env->key);
+                        h->touched = now_monotonic(); /* pkg_env_prepare just set it */
+                        h->next = e->holds;
+                        e->holds = h;
                 }
-        pthread_mutex_unlock(&held_lock);
+                bool have = env->fd < 0;
+                for (size_t i = 0; !have && i < h->n_fds; i++)
+                        have = same_file(h->fds[i], env->fd);
+                if (!have) {
+                        h->fds = xrealloc(h->fds, (h->n_fds + 1) * sizeof(int));
+                        h->fds[h->n_fds++] = TAKE_FD(env->fd);
+                }
+                for (char *const *d = dirs; d && *d; d++)
+                        if (!strv_contains(h->dirs, *d))
+                                h->dirs = strv_append(h->dirs, *d);
+                h->users++;
+                h->last_used = now_monotonic();
+        }
+        pthread_mutex_unlock(&e->holds_lock);
         return held;
+}
+
+/* Takes one use of a held environment and marks it used now: its
+ * record's mtime, at most once a second per environment (a record write
+ * per run would be a journal write per run). false when this engine does
+ * not hold it (never did, or released it): what was remembered of it is
+ * not to be used. */
+#define ENV_TOUCH_EVERY_USEC USEC_PER_SEC
+static bool use_hold(Engine *e, const char *key) {
+        usec_t now = now_monotonic();
+        pthread_mutex_lock(&e->holds_lock);
+        EnvHold *h = hold_find(e, key);
+        if (h) {
+                h->users++;
+                h->last_used = now;
+                if (now - h->touched >= ENV_TOUCH_EVERY_USEC) {
+                        /* The record's current file: the last one held. */
+                        (void) futimens(h->fds[h->n_fds - 1], NULL);
+                        h->touched = now;
+                }
+        }
+        pthread_mutex_unlock(&e->holds_lock);
+        return h != NULL;
+}
+
+void engine_env_unuse(Engine *e, const char *env_key) {
+        assert(e);
+        if (!env_key)
+                return;
+        pthread_mutex_lock(&e->holds_lock);
+        EnvHold *h = hold_find(e, env_key);
+        if (h && h->users > 0) {
+                h->users--;
+                h->last_used = now_monotonic();
+        }
+        pthread_mutex_unlock(&e->holds_lock);
+}
+
+void engine_env_release_idle(Engine *e) {
+        assert(e);
+        if (!e->env_idle_usec)
+                return;
+        usec_t now = now_monotonic();
+        /* The holds lock stays held across the pool's check: a run takes
+         * a use (under it) before it asks the pool for a worker of the
+         * dirs, so a hold with no use and no worker cannot gain either
+         * before it is gone. */
+        pthread_mutex_lock(&e->holds_lock);
+        for (EnvHold **p = &e->holds; *p;) {
+                EnvHold *h = *p;
+                if (h->users > 0 || now - h->last_used < e->env_idle_usec || pool_uses_dirs(e, h->dirs)) {
+                        p = &h->next;
+                        continue;
+                }
+                *p = h->next;
+                hold_free(h);
+        }
+        pthread_mutex_unlock(&e->holds_lock);
+}
+
+void engine_env_holds_free(Engine *e) {
+        assert(e);
+        pthread_mutex_lock(&e->holds_lock);
+        while (e->holds) {
+                EnvHold *h = e->holds;
+                e->holds = h->next;
+                hold_free(h);
+        }
+        pthread_mutex_unlock(&e->holds_lock);
 }
 
 /* Byte-compiles a freshly unpacked wheel with the embedded interpreter
@@ -171,16 +277,19 @@ static void emit_lock(const char *run_id, RunEventFn fn, void *userdata, const c
 
 /* ---- pinned environments ------------------------------------------------
  * A deployed version's requirements never change, and neither does the
- * lock they resolved to: this process holds the env record flock'ed for
- * its whole life (hold_env), so `env prune` and the GC leave its store dirs
+ * lock they resolved to: while this engine holds the env record
+ * flock'ed (holds, above), `env prune` and the GC leave its store dirs
  * alone, and the index, allow and deny lists are fixed for an Engine's
  * life. So the answer is remembered per (instance key, requirements) and an
  * invoke does no per-package work: no tag list, no record read, no stat per
  * store dir, no policy check per dependency (issue 15: this cost 0.5–1 ms
- * per invoke with `requests`). The value, in a ValidationCache (the one
- * string cache, engine-vcache.c), is "N\n", the lock as compact JSON (no
- * newline: JSON escapes them) and "\n", then the store dirs one a line
- * (store paths hold no newline: they are the data dir plus hex digests).
+ * per invoke with `requests`); it takes a use of the hold (a lock and a
+ * look-up), and is a miss once the hold was released. The value, in a
+ * ValidationCache (the one string cache, engine-vcache.c), is the env key
+ * and "\n" (an empty key: no requirements, nothing held), "N\n", the
+ * lock as compact JSON (no newline: JSON escapes them) and "\n", then the
+ * store dirs one a line (store paths hold no newline: they are the data
+ * dir plus hex digests).
  * The lock is kept for the run record (docs/ui.md), not re-emitted.
  * A pinned hit reports "cached lock: N packages" without the lock itself:
  * whoever needed the lock (the daemon's tenant note) had it when the pin
@@ -194,8 +303,15 @@ static char *pin_key(const char *instance_key, json_t *reqs_json) {
         return xasprintf("env\x1f%s\x1f%s", instance_key, reqs ?: "{}");
 }
 
-/* Parses "N\n<lock>\n<dir>\n<dir>\n..." (text is modified). */
-static bool env_entry_parse(char *text, size_t *ret_n, char **ret_lock, char ***ret_sys_path) {
+/* Parses "<env key>\nN\n<lock>\n<dir>\n<dir>\n..." (text is modified;
+ * *ret_key points into it). */
+static bool env_entry_parse(char *text, const char **ret_key, size_t *ret_n, char **ret_lock, char ***ret_sys_path) {
+        char *key_end = strchr(text, '\n');
+        if (!key_end)
+                return false;
+        *key_end = 0;
+        *ret_key = text;
+        text = key_end + 1;
         char *line = strchr(text, '\n');
         if (!line)
                 return false;
@@ -219,13 +335,13 @@ static bool env_entry_parse(char *text, size_t *ret_n, char **ret_lock, char ***
         return true;
 }
 
-/* The same text, or NULL when a lock or dir holds a newline. */
-static char *env_entry_format(char *const *sys_path, size_t n_entries, const char *lock_json) {
-        if (lock_json && strchr(lock_json, '\n'))
+/* The same text, or NULL when the key, the lock or a dir holds a newline. */
+static char *env_entry_format(const char *env_key, char *const *sys_path, size_t n_entries, const char *lock_json) {
+        if ((lock_json && strchr(lock_json, '\n')) || (env_key && strchr(env_key, '\n')))
                 return NULL;
         Buf b;
         buf_init(&b, SIZE_MAX);
-        buf_printf(&b, "%zu\n%s\n", n_entries, lock_json ? lock_json : "");
+        buf_printf(&b, "%s\n%zu\n%s\n", env_key ?: "", n_entries, lock_json ? lock_json : "");
         for (char *const *p = sys_path; p && *p; p++) {
                 if (strchr(*p, '\n')) {
                         buf_free(&b);
@@ -237,17 +353,25 @@ static char *env_entry_format(char *const *sys_path, size_t n_entries, const cha
 }
 
 int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, const char *run_id, RunEventFn fn,
-                      void *userdata, char ***ret_sys_path, char **ret_lock_json) {
+                      void *userdata, char ***ret_sys_path, char **ret_lock_json, char **ret_env_key) {
         assert(e);
         assert(instance_key);
         assert(ret_sys_path);
         assert(ret_lock_json);
+        assert(ret_env_key);
         _cleanup_free_ char *key = pin_key(instance_key, reqs_json);
         _cleanup_free_ char *text = vcache_get(e->envcache, key);
         size_t n_entries;
+        const char *env_key;
         char *lock, **sys_path;
-        if (!text || !env_entry_parse(text, &n_entries, &lock, &sys_path))
+        if (!text || !env_entry_parse(text, &env_key, &n_entries, &lock, &sys_path))
                 return 0;
+        /* Released since it was pinned: its dirs may be gone (pruned). */
+        if (*env_key && !use_hold(e, env_key)) {
+                free(lock);
+                strv_free(sys_path);
+                return 0;
+        }
         if (fn && n_entries > 0) {
                 _cleanup_free_ char *msg = xasprintf("cached lock: %zu packages", n_entries);
                 RunEvent ev = {
@@ -261,14 +385,18 @@ int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, co
         }
         *ret_sys_path = sys_path;
         *ret_lock_json = lock;
+        *ret_env_key = *env_key ? xstrdup(env_key) : NULL;
         return 1;
 }
 
-void engine_env_pin(Engine *e, const char *instance_key, json_t *reqs_json, char *const *sys_path,
+void engine_env_pin(Engine *e, const char *instance_key, json_t *reqs_json, const char *env_key, char *const *sys_path,
                     size_t n_entries, const char *lock_json) {
         assert(e);
         assert(instance_key);
-        _cleanup_free_ char *text = env_entry_format(sys_path, n_entries, lock_json);
+        /* Dirs with no hold to check a hit against are not remembered. */
+        if (n_entries > 0 && !env_key)
+                return;
+        _cleanup_free_ char *text = env_entry_format(env_key, sys_path, n_entries, lock_json);
         if (!text)
                 return; /* not representable: stays unpinned */
         _cleanup_free_ char *key = pin_key(instance_key, reqs_json);
@@ -282,14 +410,15 @@ void engine_env_pin(Engine *e, const char *instance_key, json_t *reqs_json, char
  * and JSON parse, its mtime, a stat per store dir, and the lock printed
  * back to JSON: ~0.2 ms of the daemon's CPU per run, most of an ad-hoc
  * run's resolve phase. The answer only changes when the record or its
- * dirs do, and neither can while this process holds the record (hold_env:
- * `env prune` and the store GC skip a held env; the index, allow and deny
- * lists are fixed for an Engine's life), so it is remembered per set of
- * requirement strings (as the env key sorts them): "<env key>\n" then
- * the pinned format above. A hit still checks that each store dir exists
- * (a stat each: a dir removed by hand is installed again by the slow
- * path), sets the record's mtime at most once a second, and reports the
- * same "cached lock" event with the lock as the record's path did. */
+ * dirs do, and neither can while this engine holds the record (holds,
+ * above: `env prune` and the store GC skip a held env; the index, allow
+ * and deny lists are fixed for an Engine's life), so it is remembered per
+ * set of requirement strings (as the env key sorts them), in the pinned
+ * format above. A hit still checks that each store dir exists (a stat
+ * each: a dir removed by hand is installed again by the slow path), takes
+ * a use of the hold (a miss once it was released), sets the record's mtime
+ * at most once a second, and reports the same "cached lock" event with the
+ * lock as the record's path did. */
 
 static char *seen_key(PkgRequirement **reqs, size_t n) {
         char **v = pkg_requirements_sorted(reqs, n);
@@ -311,18 +440,14 @@ static bool dirs_exist(char *const *dirs) {
 }
 
 static bool env_seen(Engine *e, const char *key, const char *run_id, RunEventFn fn, void *userdata,
-                     char ***ret_sys_path, size_t *ret_n_entries, char **ret_lock_json) {
+                     char ***ret_sys_path, size_t *ret_n_entries, char **ret_lock_json, char **ret_env_key) {
         _cleanup_free_ char *text = vcache_get(e->envcache, key);
-        char *rest = text ? strchr(text, '\n') : NULL;
-        if (!rest)
-                return false;
-        *rest++ = 0;
         size_t n_entries;
+        const char *env_key;
         char *lock, **sys_path;
-        if (!env_entry_parse(rest, &n_entries, &lock, &sys_path))
+        if (!text || !env_entry_parse(text, &env_key, &n_entries, &lock, &sys_path))
                 return false;
-        /* text now holds the env key alone. */
-        if (!lock || !dirs_exist(sys_path) || !touch_held_env(text)) {
+        if (!lock || !*env_key || !dirs_exist(sys_path) || !use_hold(e, env_key)) {
                 free(lock);
                 strv_free(sys_path);
                 return false;
@@ -336,21 +461,23 @@ static bool env_seen(Engine *e, const char *key, const char *run_id, RunEventFn 
         if (ret_n_entries)
                 *ret_n_entries = n_entries;
         *ret_sys_path = sys_path;
+        *ret_env_key = xstrdup(env_key);
         return true;
 }
 
 static void env_seen_put(Engine *e, const char *key, const char *env_key, char *const *sys_path, size_t n_entries,
                          const char *lock_json) {
-        _cleanup_free_ char *text = env_entry_format(sys_path, n_entries, lock_json);
-        if (!text || !lock_json || strchr(env_key, '\n'))
+        if (!lock_json)
                 return;
-        _cleanup_free_ char *entry = xasprintf("%s\n%s", env_key, text);
-        vcache_put(e->envcache, key, entry);
+        _cleanup_free_ char *text = env_entry_format(env_key, sys_path, n_entries, lock_json);
+        if (text)
+                vcache_put(e->envcache, key, text);
 }
 
 static int resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool resolve_only, bool refresh,
                        const char *run_id, const bool *cancel, RunEventFn fn, void *userdata, char ***ret_sys_path,
-                       size_t *ret_n_entries, char **ret_lock_json, char ***ret_warnings, char **ret_error) {
+                       size_t *ret_n_entries, char **ret_lock_json, char ***ret_warnings, char **ret_env_key,
+                       char **ret_error) {
         if (n_reqs == 0) {
                 *ret_sys_path = xcalloc(1, sizeof(char *));
                 /* A run without requirements records no lock; `lock` of
@@ -366,7 +493,8 @@ static int resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool res
                         return k;
         }
         _cleanup_free_ char *seen = resolve_only ? NULL : seen_key(reqs, n_reqs);
-        if (seen && !refresh && env_seen(e, seen, run_id, fn, userdata, ret_sys_path, ret_n_entries, ret_lock_json))
+        if (seen && !refresh &&
+            env_seen(e, seen, run_id, fn, userdata, ret_sys_path, ret_n_entries, ret_lock_json, ret_env_key))
                 return 0;
         PkgIndexConfig *cfg = NULL;
         int r = pkg_index_config_new(e->index_url, e->extra_index_urls, e->find_links, &cfg, ret_error);
@@ -415,18 +543,23 @@ static int resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool res
                 *ret_warnings = TAKE_PTR(env->lock->warnings);
         size_t n_entries = env->lock->n_entries;
         *ret_sys_path = env->store_dirs ? TAKE_PTR(env->store_dirs) : xcalloc(1, sizeof(char *));
-        hold_env(env);
+        bool held = hold_env(e, env, *ret_sys_path);
         pkg_env_free(env);
-        if (seen)
+        if (held)
+                *ret_env_key = xstrdup(env_key);
+        if (seen && held)
                 env_seen_put(e, seen, env_key, *ret_sys_path, n_entries, ret_lock_json ? *ret_lock_json : lock);
         return 0;
 }
 
 int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool resolve_only, bool refresh,
                        const char *run_id, const bool *cancel, RunEventFn fn, void *userdata, char ***ret_sys_path,
-                       size_t *ret_n_entries, char **ret_lock_json, char ***ret_warnings, char **ret_error) {
+                       size_t *ret_n_entries, char **ret_lock_json, char ***ret_warnings, char **ret_env_key,
+                       char **ret_error) {
+        assert(ret_env_key);
+        *ret_env_key = NULL;
         int r = resolve_env(e, reqs, n_reqs, resolve_only, refresh, run_id, cancel, fn, userdata, ret_sys_path,
-                            ret_n_entries, ret_lock_json, ret_warnings, ret_error);
+                            ret_n_entries, ret_lock_json, ret_warnings, ret_env_key, ret_error);
         /* Its messages name index URLs: a run's error reaches its tenant,
          * and the operator's index password must not. */
         if (r < 0 && *ret_error) {

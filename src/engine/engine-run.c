@@ -54,6 +54,7 @@ typedef struct RunCtx {
         json_t *args, *kwargs;
         char *requirements_json; /* the file's @requirements dict */
         char **sys_path;
+        char *env_key;            /* the environment whose hold it uses (engine_env_unuse() at its end), or NULL */
         char *lock_json;          /* the environment's lock, for the record (NULL: none) */
         char *limits_json;        /* the limits it runs with, for a record it writes (NULL: the queue's) */
         char **data_binds;        /* "NAME=/host/dir": what the sandbox mounts */
@@ -818,7 +819,7 @@ static int phase_resolve(RunCtx *c, json_t *reqs_json) {
         if (c->spec->instance_key) {
                 usec_t t0 = now_monotonic();
                 int k = engine_env_pinned(c->e, c->spec->instance_key, reqs_json, c->res->id, c->fn, c->userdata,
-                                          &c->sys_path, &c->lock_json);
+                                          &c->sys_path, &c->lock_json, &c->env_key);
                 c->res->t_resolve = now_monotonic() - t0;
                 if (k > 0)
                         return 0;
@@ -834,10 +835,11 @@ static int phase_resolve(RunCtx *c, json_t *reqs_json) {
         bool resolve_only = c->spec->validate_only && c->spec->resolve_only;
         _cleanup_strv_free_ char **warnings = NULL;
         r = engine_resolve_env(c->e, reqs, n, resolve_only, c->spec->no_cache, c->res->id, &c->active.cancelled, c->fn,
-                               c->userdata, &c->sys_path, &n_entries, &c->lock_json, &warnings, &err);
+                               c->userdata, &c->sys_path, &n_entries, &c->lock_json, &warnings, &c->env_key, &err);
         resolver_warnings(c, warnings);
         if (r >= 0 && c->spec->instance_key)
-                engine_env_pin(c->e, c->spec->instance_key, reqs_json, c->sys_path, n_entries, c->lock_json);
+                engine_env_pin(c->e, c->spec->instance_key, reqs_json, c->env_key, c->sys_path, n_entries,
+                               c->lock_json);
         c->res->t_resolve = now_monotonic() - t0;
         for (size_t i = 0; i < n; i++)
                 pkg_requirement_free(reqs[i]);
@@ -2231,6 +2233,10 @@ RunResult *engine_run_end(EngineRun *run) {
         if (c->e->record_owner && !c->spec->no_record)
                 engine_cancel_request_clear(c->e, c->res->id);
         hand_back(run);
+        /* Its worker (or instance) is back in the pool: the pool keeps the
+         * environment held from here while the worker lives. */
+        engine_env_unuse(c->e, c->env_key);
+        free(c->env_key);
         emit_phase(c, "done");
         active_unregister(c);
         c->log_fd = fd_close(c->log_fd);

@@ -160,6 +160,8 @@ static void out_dir_sweep(const char *out_dir);
 static void engine_tick(Engine *e, void *unused) {
         pool_reap(e);
         engine_pool_sweep(e);
+        /* After the sweep: a worker it stopped keeps no env held. */
+        engine_env_release_idle(e);
         /* What a runner killed with SIGKILL left (run and spare cgroups,
          * output dirs) is removed at start; its processes may take longer
          * than that sweep waits to die (a loaded machine), so look again
@@ -280,6 +282,9 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
                                                                  : ENGINE_VALIDATION_CACHE_BYTES_DEFAULT);
         /* Pinned environments: a lock's text, a few KB each. */
         e->envcache = vcache_new(1024, 64ULL << 20);
+        pthread_mutex_init(&e->holds_lock, NULL);
+        e->env_idle_usec = (cfg->env_idle_timeout_ms ? cfg->env_idle_timeout_ms : ENGINE_ENV_IDLE_MS_DEFAULT) *
+                           USEC_PER_MSEC;
         e->readycache = vcache_new(1024, 4ULL << 20);
         e->janitor_tick = engine_tick;
         pthread_mutex_init(&e->janitor_lock, NULL);
@@ -383,6 +388,8 @@ Engine *engine_free(Engine *e) {
         pool_shutdown(e);
         vcache_free(e->vcache);
         vcache_free(e->envcache);
+        engine_env_holds_free(e);
+        pthread_mutex_destroy(&e->holds_lock);
         vcache_free(e->readycache);
         engine_out_spares_free(e);
         engine_sandbox_cgroups_free(e);

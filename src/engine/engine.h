@@ -286,6 +286,7 @@ RunResult *run_result_free(RunResult *r);
 struct json_t *run_result_validation_json(const RunResult *res);
 
 #define ENGINE_VALIDATION_CACHE_BYTES_DEFAULT (64ULL << 20)
+#define ENGINE_ENV_IDLE_MS_DEFAULT (60ULL * 1000)
 
 typedef struct EngineConfig {
         const char *data_dir;     /* NULL: data_dir_default() */
@@ -297,6 +298,11 @@ typedef struct EngineConfig {
         uint64_t pool_memory_budget;   /* bytes of PSS over all workers */
         uint64_t worker_idle_timeout_ms;
         uint64_t instance_ttl_ms;
+        /* How long an environment no run uses and no warm worker has on its
+         * sys.path stays held (its record flock'ed, so `env prune` and the
+         * collector keep it) before the engine lets go of it;
+         * 0: ENGINE_ENV_IDLE_MS_DEFAULT (docs/packages.md "Environments"). */
+        uint64_t env_idle_timeout_ms;
         bool no_spares;                /* the CLI: one run per process */
         /* The CLI: a few runs, then exit. store_open_short_lived(), and
          * workers that settle (worker.c) only when a second run comes:

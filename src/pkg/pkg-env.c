@@ -795,3 +795,81 @@ int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t max_idle
                 *ret_removed_envs = n_removed;
         return 0;
 }
+
+/* ---- env verify --------------------------------------------------------- */
+
+void pkg_damaged_free_many(PkgDamaged *d, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free(d[i].sha256);
+                free(d[i].name);
+                free(d[i].version);
+                free(d[i].problem);
+        }
+        free(d);
+}
+
+static int damaged_cmp(const void *a, const void *b) {
+        const PkgDamaged *x = a, *y = b;
+        int c = strcmp(x->name ?: "", y->name ?: "");
+        if (c == 0)
+                c = strcmp(x->version ?: "", y->version ?: "");
+        return c ? c : strcmp(x->sha256, y->sha256);
+}
+
+int pkg_store_verify(const char *data_dir, bool repair, size_t *ret_checked, PkgDamaged **ret_damaged,
+                     size_t *ret_n_damaged, char **ret_error) {
+        assert(data_dir && ret_checked && ret_damaged && ret_n_damaged && ret_error);
+        _cleanup_free_ char *store = xasprintf("%s/store", data_dir);
+        PkgDamaged *damaged = NULL;
+        size_t n = 0, checked = 0;
+        DIR *d = opendir(store);
+        if (!d && errno != ENOENT) {
+                int r = -errno;
+                *ret_error = xasprintf("cannot read %s: %s", store, strerror(-r));
+                return r;
+        }
+        /* Only installed wheels: <sha256>/. What starts with a dot is an
+         * install in progress or a removal (prune's), not the store's. */
+        struct dirent *de;
+        while (d && (de = readdir(d))) {
+                struct stat st;
+                if (!sha256_hex_is_valid(de->d_name) || fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+                    !S_ISDIR(st.st_mode))
+                        continue;
+                checked++;
+                _cleanup_free_ char *dir = path_join(store, de->d_name);
+                char *name = NULL, *version = NULL, *problem = NULL;
+                int r = pkg_wheel_verify_installed(dir, &name, &version, &problem);
+                if (r == -ENOENT) { /* removed since the listing (a prune) */
+                        checked--;
+                        free(name);
+                        free(version);
+                        free(problem);
+                        continue;
+                }
+                if (r >= 0)
+                        continue;
+                damaged = xrealloc(damaged, (n + 1) * sizeof(PkgDamaged));
+                damaged[n++] = (PkgDamaged){
+                        .sha256 = xstrdup(de->d_name), .name = name, .version = version, .problem = problem
+                };
+        }
+        if (d)
+                closedir(d);
+        if (n > 0)
+                qsort(damaged, n, sizeof(PkgDamaged), damaged_cmp);
+        for (size_t i = 0; repair && i < n; i++) {
+                /* Moved aside first: a run that looks now finds no dir and
+                 * installs the wheel again rather than import from half of
+                 * one. */
+                _cleanup_free_ char *p = path_join(store, damaged[i].sha256);
+                (void) store_dir_remove(store, damaged[i].sha256, 0);
+                /* Gone from its name is removed for the store (what a cut
+                 * emptying left aside goes at the next prune). */
+                damaged[i].removed = access(p, F_OK) < 0 && errno == ENOENT;
+        }
+        *ret_checked = checked;
+        *ret_damaged = damaged;
+        *ret_n_damaged = n;
+        return 0;
+}

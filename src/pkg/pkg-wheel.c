@@ -5,6 +5,8 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <assert.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -821,4 +823,107 @@ int pkg_wheel_read_metadata(const char *wheel_path, char **ret_text, char **ret_
         if (r == -ENOENT)
                 return fail(ret_error, -EBADMSG, wheel_path, NULL, "no .dist-info/METADATA");
         return r;
+}
+
+/* ---- an installed wheel checked again (env verify) ---- */
+
+/* The one NAME-VERSION.dist-info directory at the root of an installed
+ * wheel (pkg_wheel_unpack() refuses a second one), or NULL. */
+static char *installed_distinfo(int dfd) {
+        int fd = fcntl(dfd, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0)
+                return NULL;
+        DIR *d = fdopendir(fd);
+        if (!d) {
+                close(fd);
+                return NULL;
+        }
+        char *found = NULL;
+        struct dirent *de;
+        while ((de = readdir(d)) && !found)
+                if (endswith(de->d_name, ".dist-info") && strlen(de->d_name) > strlen(".dist-info"))
+                        found = xstrdup(de->d_name);
+        closedir(d);
+        return found;
+}
+
+/* Whether the file dest under dfd is RECORD's: a regular file of its size
+ * and hash. NULL when it is, else what is wrong. */
+static const char *installed_file_problem(int dfd, const char *dest, const char *hash, const char *size) {
+        struct stat st;
+        if (fstatat(dfd, dest, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return errno == ENOENT || errno == ENOTDIR ? "missing" : "cannot be read";
+        if (!S_ISREG(st.st_mode))
+                return "not a regular file";
+        if (size && *size) {
+                char *end;
+                errno = 0;
+                unsigned long long sz = strtoull(size, &end, 10);
+                if (errno || *end || sz != (unsigned long long) st.st_size)
+                        return "content does not match RECORD";
+        }
+        const char *eq = strchr(hash, '=');
+        _cleanup_free_ char *algo = eq ? xstrndup(hash, (size_t) (eq - hash)) : NULL;
+        const char *evp_name = !algo ? NULL : streq(algo, "sha256") ? "SHA256" : record_algorithm(algo);
+        if (!evp_name)
+                return "its RECORD hash cannot be checked";
+        _cleanup_free_ char *got = NULL;
+        int r = record_hash_of_written(dfd, dest, algo, evp_name, &got);
+        if (r < 0)
+                return r == -ENOENT ? "missing" : "cannot be read";
+        return streq(got, hash) ? NULL : "content does not match RECORD";
+}
+
+int pkg_wheel_verify_installed(const char *dir, char **ret_name, char **ret_version, char **ret_problem) {
+        assert(dir && ret_name && ret_version && ret_problem);
+        _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (dfd < 0) {
+                int r = -errno;
+                *ret_problem = xasprintf("cannot open %s: %s", dir, strerror(-r));
+                return r;
+        }
+        _cleanup_free_ char *distinfo = installed_distinfo(dfd);
+        if (!distinfo) {
+                *ret_problem = xstrdup("no .dist-info directory");
+                return -EBADMSG;
+        }
+        /* NAME-VERSION.dist-info: the name's '-' are '_' there (PEP 427). */
+        size_t stem = strlen(distinfo) - strlen(".dist-info");
+        const char *dash = memchr(distinfo, '-', stem);
+        *ret_name = xstrndup(distinfo, dash ? (size_t) (dash - distinfo) : stem);
+        *ret_version = dash ? xstrndup(dash + 1, (size_t) (distinfo + stem - dash - 1)) : NULL;
+        _cleanup_free_ char *rec_path = xasprintf("%s/RECORD", distinfo);
+        _cleanup_close_ int fd = openat(dfd, rec_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        _cleanup_free_ char *text = NULL;
+        if (fd < 0 || read_fd_all(fd, 64U << 20, &text, NULL) < 0) {
+                *ret_problem = xasprintf("%s: %s", rec_path, fd < 0 && errno == ENOENT ? "missing" : "cannot be read");
+                return -EBADMSG;
+        }
+        const char *p = text;
+        while (*p) {
+                char *fields[3] = {};
+                int nf = csv_row(&p, fields);
+                if (nf < 0) {
+                        *ret_problem = xasprintf("%s: malformed", rec_path);
+                        return -EBADMSG;
+                }
+                _cleanup_free_ char *path = fields[0], *hash = nf > 1 ? fields[1] : NULL,
+                                    *size = nf > 2 ? fields[2] : NULL;
+                /* RECORD itself and its signatures carry no hash. */
+                if (!path || !*path || !hash || !*hash || is_record_sig(path, distinfo))
+                        continue;
+                bool is_dir = false;
+                const char *why = NULL;
+                _cleanup_free_ char *dest = map_path(path, &is_dir, &why);
+                if (!dest || is_dir || !*dest) {
+                        *ret_problem = xasprintf("%s: %s", rec_path, why ? why : "malformed");
+                        return -EBADMSG;
+                }
+                why = installed_file_problem(dfd, dest, hash, size);
+                if (why) {
+                        *ret_problem = xasprintf("%s: %s", dest, why);
+                        return -EBADMSG;
+                }
+        }
+        return 0;
 }

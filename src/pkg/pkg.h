@@ -277,6 +277,17 @@ int pkg_wheel_unpack_cancellable(const char *wheel_path, const char *display_nam
                                  const bool *cancel, char **ret_error);
 /* The .dist-info/METADATA of a wheel file. */
 int pkg_wheel_read_metadata(const char *wheel_path, char **ret_text, char **ret_error);
+/* Checks a wheel pkg_wheel_unpack() installed in dir against the RECORD
+ * its .dist-info keeps: every file listed there present, a regular file,
+ * of RECORD's size and hash (files RECORD does not list, such as the
+ * byte-compiled __pycache__, are not checked). *ret_name and *ret_version
+ * (NULL when unknown) come from the .dist-info directory's name, set
+ * whenever it was found. 0 when whole; -EBADMSG with *ret_problem naming
+ * the first damage ("aa/data.txt: missing", "aa/data.txt: content does not
+ * match RECORD", "aa-1.0.dist-info/RECORD: missing", "no .dist-info
+ * directory"); another negative errno with a message when dir cannot be
+ * opened. */
+int pkg_wheel_verify_installed(const char *dir, char **ret_name, char **ret_version, char **ret_problem);
 
 /* A lock: the exact files an environment is made of, in sys.path order
  * (sorted by name: deterministic). */
@@ -419,6 +430,23 @@ void pkg_env_info_free_many(PkgEnvInfo *infos, size_t n);
  * One place for the daemon's answer and the CLI's `env ls`. NULL only for
  * text that is not UTF-8. Caller decrefs. */
 struct json_t *pkg_env_info_json(const PkgEnvInfo *info);
+/* One package of the store pkg_store_verify() found damaged. */
+typedef struct PkgDamaged {
+        char *sha256;  /* its store dir's name: the wheel's sha256 */
+        char *name;    /* from its .dist-info; NULL when unknown */
+        char *version; /* NULL when unknown */
+        char *problem; /* pkg_wheel_verify_installed()'s */
+        bool removed;  /* repair removed it */
+} PkgDamaged;
+void pkg_damaged_free_many(PkgDamaged *d, size_t n);
+/* Checks every package installed in <data_dir>/store (each store dir,
+ * pkg_wheel_verify_installed()); the damaged ones in *ret_damaged, sorted
+ * by name, version and sha256. With repair each is removed (moved aside,
+ * then emptied, as prune removes one): the next run of an environment
+ * naming it installs it again from its lock. *ret_checked: how many
+ * packages were checked. */
+int pkg_store_verify(const char *data_dir, bool repair, size_t *ret_checked, PkgDamaged **ret_damaged,
+                     size_t *ret_n_damaged, char **ret_error);
 /* Removes least recently used environments (never one in use) until the
  * store fits budget_bytes, and those not used for max_idle_usec (0: no
  * such rule; last use: the record's mtime), then every store dir no

@@ -176,6 +176,50 @@ static char *make_zip(const char *dir, const char *name, const Ent *ents, size_t
         { "w-1.0.dist-info/METADATA", "Name: w\nVersion: 1.0\n", 0 }, \
         { "w-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\n", 0 }
 
+/* env verify: an installed wheel against its RECORD, the purelib file
+ * where the unpack put it (the root). */
+static void test_wheel_verify_installed(void **state) {
+        char tmpl[] = "/tmp/test-pkg-manager-XXXXXX";
+        assert_non_null(mkdtemp(tmpl));
+        const Ent good[] = { BASE_ENTS,
+                             { "w/__init__.py", "x = 1\n", 0 },
+                             { "w-1.0.data/purelib/extra.py", "y = 2\n", 0 } };
+        _cleanup_free_ char *gp = make_zip(tmpl, "w-1.0-py3-none-any.whl", good, ELEMENTSOF(good), true);
+        _cleanup_free_ char *dest = path_join(tmpl, "out");
+        _cleanup_free_ char *err = NULL;
+        assert_int_equal(pkg_wheel_unpack(gp, "w-1.0-py3-none-any.whl", dest, &err), 0);
+        static const struct {
+                const char *damage; /* removed, or rewritten when data is set */
+                const char *data;
+                const char *problem;
+        } rows[] = {
+                { NULL, NULL, NULL },
+                { "extra.py", "y = 3\n", "extra.py: content does not match RECORD" },
+                { "extra.py", "y = 33\n", "extra.py: content does not match RECORD" },
+                { "w/__init__.py", NULL, "w/__init__.py: missing" },
+                { "w-1.0.dist-info/RECORD", NULL, "w-1.0.dist-info/RECORD: missing" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                if (rows[i].damage) {
+                        _cleanup_free_ char *f = path_join(dest, rows[i].damage);
+                        assert_int_equal(unlink(f), 0);
+                        if (rows[i].data)
+                                assert_int_equal(write_file_atomic(f, rows[i].data, strlen(rows[i].data), 0444), 0);
+                }
+                _cleanup_free_ char *name = NULL, *version = NULL, *problem = NULL;
+                int r = pkg_wheel_verify_installed(dest, &name, &version, &problem);
+                assert_string_equal(name, "w");
+                assert_string_equal(version, "1.0");
+                if (!rows[i].problem)
+                        assert_int_equal(r, 0);
+                else {
+                        assert_int_equal(r, -EBADMSG);
+                        assert_string_equal(problem, rows[i].problem);
+                }
+        }
+        (void) rm_rf(tmpl);
+}
+
 static void test_wheel_unpack(void **state) {
         char tmpl[] = "/tmp/test-pkg-manager-XXXXXX";
         assert_non_null(mkdtemp(tmpl));
@@ -483,6 +527,7 @@ int main(void) {
                 cmocka_unit_test(test_record_hash),
                 cmocka_unit_test(test_lock_roundtrip),
                 cmocka_unit_test(test_wheel_unpack),
+                cmocka_unit_test(test_wheel_verify_installed),
                 cmocka_unit_test(test_wheel_entry_cap_from_central_directory),
                 cmocka_unit_test(test_env_info_json),
         };
