@@ -301,6 +301,13 @@ RunSandbox *engine_sandbox_run_finish(RunSandbox *rs);
 int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool resolve_only, bool refresh,
                        const char *run_id, const bool *cancel, RunEventFn fn, void *userdata, char ***ret_sys_path,
                        size_t *ret_n_entries, char **ret_lock_json, char ***ret_warnings, char **ret_error);
+/* A deployed version's environment from the lock kept since its deploy
+ * (RunSpec.lock_json): exactly its wheels, nothing resolved; the same
+ * outputs and errors as engine_resolve_env (exit 4), a wheel that can no
+ * longer be had named in *ret_error. */
+int engine_env_from_lock(Engine *e, const char *lock_json, const char *run_id, const bool *cancel, RunEventFn fn,
+                         void *userdata, char ***ret_sys_path, size_t *ret_n_entries, char **ret_lock_json,
+                         char **ret_error);
 /* A deployed version's environment, remembered per (instance key,
  * requirements) once it resolved: 1 and *ret_sys_path and *ret_lock_json
  * set (fn hears "cached lock: N packages", without the lock), 0 when not
