@@ -44,6 +44,8 @@ static int cf_put(FunctionStore *fs, const FunctionRecord *f, int *ret_version) 
         meta_set(m, "params_json", f->params_json);
         meta_set(m, "description", f->description);
         meta_set(m, "env_json", f->env_json);
+        /* In meta: every invoke reads it (FunctionRecord.lock_json). */
+        meta_set(m, "lock_json", f->lock_json);
         json_object_set_new(m, "created", json_integer((json_int_t) (f->created ? f->created : now_realtime())));
         char *meta = json_dumps(m, JSON_COMPACT);
         json_decref(m);
@@ -139,6 +141,7 @@ static int cf_get(FunctionStore *fs, const char *tenant, const char *name, int v
         f->params_json = dup_or_null(meta_get(m, "params_json"));
         f->description = dup_or_null(meta_get(m, "description"));
         f->env_json = dup_or_null(meta_get(m, "env_json"));
+        f->lock_json = dup_or_null(meta_get(m, "lock_json"));
         f->created = (usec_t) json_integer_value(json_object_get(m, "created"));
         json_decref(m);
         freeReplyObject(rep);

@@ -54,7 +54,7 @@ static size_t sz(const char *s) {
 static size_t record_bytes(const FunctionRecord *f) {
         return sizeof(*f) + sizeof(FnEntry) + sz(f->tenant) + sz(f->name) + sz(f->filename) + sz(f->function) +
                f->source_len + 1 + sz(f->requirements_json) + sz(f->limits_json) + sz(f->params_json) +
-               sz(f->description) + sz(f->env_json);
+               sz(f->description) + sz(f->env_json) + sz(f->lock_json);
 }
 
 /* FNV-1a over tenant NUL name NUL version. */

@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 
 #include "daemon.h"
+#include "pkg.h"
 
 #define LAMBDA_ACCOUNT "000000000000"
 #define LAMBDA_REGION "local"
@@ -79,6 +80,8 @@ static char *deploy_env_json(const RunRequest *req) {
 static json_t *function_json(const DaemonCall *call, const FunctionRecord *f) {
         json_t *j = function_json_base(call, f);
         add_env_names(j, f->env_json);
+        /* The packages the version is pinned to (null: none kept). */
+        json_object_set_new(j, "lock", pkg_lock_shown(f->lock_json));
         _cleanup_free_ char *sig = NULL, *doc = NULL;
         if (!f->signature && f->tenant)
                 (void) function_store_describe(call->d->functions, f->tenant, f->name, f->version, &sig, &doc);
@@ -161,8 +164,13 @@ struct MHD_Response *daemon_function_prepare(const DaemonCall *call, const RunRe
                 return daemon_call_error(call, daemon_secret_status(k), daemon_secret_code(k), ret_status, "%s%s",
                                          prefix, err);
         /* A deploy has no arguments yet: check the file and resolve its
-         * requirements (kept beside it, not spliced into it), not a call. */
-        k = daemon_validate(d, call->tenant, req, false, &res);
+         * requirements (kept beside it, not spliced into it), not a call.
+         * Against the index as it is now, not a lock cached by an earlier
+         * run or deploy: the version keeps what this resolves to for
+         * good, and a new deploy is how a version gets newer packages. */
+        RunRequest fresh = *req;
+        fresh.no_cache = true;
+        k = daemon_validate(d, call->tenant, &fresh, false, &res);
         if (k < 0)
                 resp = daemon_call_errno(call, k, "validation", ret_status);
         else if (res->exit_code != 0)
@@ -176,6 +184,11 @@ struct MHD_Response *daemon_function_prepare(const DaemonCall *call, const RunRe
                 f->source = xmemdupz(req->source, req->source_len);
                 f->source_len = req->source_len;
                 f->requirements_json = xstrdup_or_null(req->requirements_json);
+                /* The validation resolved (and installed) the
+                 * requirements, beside the file or its @requirements: the
+                 * version keeps that lock, and its invokes run exactly it
+                 * (FunctionRecord.lock_json). NULL: it has none. */
+                f->lock_json = xstrdup_or_null(res->lock_json);
                 f->limits_json = deploy_limits_json(req);
                 f->params_json = xstrdup_or_null(res->params_json);
                 /* validate_only: the engine's result has them. */

@@ -1058,6 +1058,8 @@ int daemon_validate(Daemon *d, const char *tenant, const RunRequest *req, bool c
                 .filename = req->filename ? req->filename : "main.py",
                 .function = req->function,
                 .requirements_json = req->requirements_json,
+                /* A deployed version's call: its deploy's lock. */
+                .lock_json = req->fn ? req->fn->lock_json : NULL,
                 .args_json = req->args_json,
                 .kwargs_json = req->kwargs_json,
                 .limits = req->limits,

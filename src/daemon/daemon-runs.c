@@ -165,6 +165,7 @@ static DRun *drun_free(DRun *r) {
         free(r->limits_json);
         free(r->context_json);
         free(r->requirements_json);
+        free(r->lock_json);
         strv_free(r->data);
         free(r->output_data);
         strv_free(r->secrets);
@@ -700,13 +701,21 @@ static void run_leave(Daemon *d, DRun *r) {
         pthread_mutex_lock(&d->lock);
 }
 
-/* "~s" and 12 hex digits of a sha256 over r's source, file name, function
- * and requirements (each with a NUL after it) into buf. */
+/* The lock r's deployed version was deployed with (NULL: none kept, or
+ * not a deployed function's run). */
+static const char *drun_lock_json(const DRun *r) {
+        return r->fn ? r->fn->lock_json : r->lock_json;
+}
+
+/* "~s" and 12 hex digits of a sha256 over r's source, file name, function,
+ * requirements and lock (each with a NUL after it) into buf. */
 static void drun_code_digest(const DRun *r, char *buf, size_t size) {
         Sha256 *h = sha256_new();
         sha256_update(h, r->source ?: "", r->source_len);
         sha256_update(h, "", 1);
-        const char *parts[] = { r->filename, r->function, r->requirements_json };
+        /* The lock too: a name deleted and deployed again with the same
+         * file may be pinned to other packages. */
+        const char *parts[] = { r->filename, r->function, r->requirements_json, drun_lock_json(r) };
         for (size_t k = 0; k < ELEMENTSOF(parts); k++)
                 sha256_update(h, parts[k] ?: "", strlen(parts[k] ?: "") + 1);
         char hex[SHA256_HEX_SIZE];
@@ -940,6 +949,7 @@ static RunSpec drun_code_spec(const Daemon *d, const DRun *r) {
                 .sandbox = d->cfg.sandbox,
                 .context_json = r->context_json,
                 .requirements_json = r->requirements_json,
+                .lock_json = drun_lock_json(r),
                 .no_cache = r->no_cache,
         };
 }
@@ -1982,9 +1992,9 @@ void daemon_runs_remote_resync(Daemon *d) {
 typedef struct RequestField {
         const char *key, *value;
 } RequestField;
-#define REQUEST_FIELDS 8
+#define REQUEST_FIELDS 9
 
-static void request_fields(const DRun *r, RequestField ret[static REQUEST_FIELDS]) {
+static void request_fields(const DRun *r, bool by_ref, RequestField ret[static REQUEST_FIELDS]) {
         ret[0] = (RequestField) { "function", r->function };
         ret[1] = (RequestField) { "args_json", r->args_json };
         ret[2] = (RequestField) { "kwargs_json", r->kwargs_json };
@@ -1995,6 +2005,10 @@ static void request_fields(const DRun *r, RequestField ret[static REQUEST_FIELDS
         ret[6] = (RequestField) { "idem_key", r->idem_key };
         /* Its origin, which a run started again keeps. */
         ret[7] = (RequestField){ "schedule", r->schedule };
+        /* The version's lock: by_ref, its row holds it as it holds the
+         * source; else (a cluster's queue) the node that runs it reads it
+         * here. */
+        ret[8] = (RequestField){ "lock_json", by_ref ? NULL : drun_lock_json(r) };
 }
 
 char *drun_request_json_jansson(const DRun *r, bool by_ref) {
@@ -2017,7 +2031,7 @@ char *drun_request_json_jansson(const DRun *r, bool by_ref) {
                 json_object_set_new(j, utf8 ? "source" : "source_b64",
                                     utf8 ? json_stringn(r->source, r->source_len) : json_string(b64));
         RequestField opt[REQUEST_FIELDS];
-        request_fields(r, opt);
+        request_fields(r, by_ref, opt);
         for (size_t i = 0; i < ELEMENTSOF(opt); i++)
                 if (opt[i].value)
                         json_object_set_new(j, opt[i].key, json_string(opt[i].value));
@@ -2091,7 +2105,7 @@ char *drun_request_json(const DRun *r, bool by_ref) {
         bool plain_source = by_ref || (r->source && !memchr(r->source, 0, r->source_len) &&
                                        utf8_invalid_offset(r->source, r->source_len) == r->source_len);
         RequestField opt[REQUEST_FIELDS];
-        request_fields(r, opt);
+        request_fields(r, by_ref, opt);
         if (!plain_source || !request_texts_valid(r, opt))
                 return drun_request_json_jansson(r, by_ref);
 
@@ -2184,6 +2198,7 @@ static int drun_fill_from_request_json(DRun *r, const char *text) {
         r->schedule = json_strdup_or_null(j, "schedule");
         r->context_json = json_strdup_or_null(j, "context_json");
         r->requirements_json = json_strdup_or_null(j, "requirements_json");
+        r->lock_json = json_strdup_or_null(j, "lock_json");
         r->lambda = json_is_true(json_object_get(j, "lambda"));
         r->fn_version = (int) json_integer_value(json_object_get(j, "fn_version"));
         r->limits = (RunLimits) {

@@ -156,7 +156,10 @@ static bool function_same(const FunctionRecord *old, const FunctionRecord *f) {
                filename_same(old->filename, f->filename) && str_equal(old->function, f->function) &&
                str_equal(old->description, f->description) &&
                json_text_equal(old->requirements_json, f->requirements_json) &&
-               json_text_equal(old->limits_json, f->limits_json) && env_same(old->env_json, f->env_json);
+               /* What they resolve to now: a new release on the index
+                * is a new version, as any deploy picks it up. */
+               json_text_equal(old->lock_json, f->lock_json) && json_text_equal(old->limits_json, f->limits_json) &&
+               env_same(old->env_json, f->env_json);
 }
 
 static bool schedule_same(const ScheduleRecord *old, const ScheduleRecord *s) {

@@ -357,6 +357,9 @@ struct DRun {
         char *fn_name;          /* deployed function name, or NULL */
         char *context_json;
         char *requirements_json; /* a deployed function's, kept beside its source (RunSpec) */
+        /* A claimed run's deployed-version lock, from its request (RunSpec.lock_json);
+         * NULL when fn is set: fn's is used (drun_lock_json()). */
+        char *lock_json;
         int fn_version;
         char *schedule;         /* the schedule that fired it, or NULL */
         char *limits_json;      /* limits as its record keeps them (drun_set_limits_json()) */

@@ -311,6 +311,13 @@ int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool res
                        const char *run_id, const bool *cancel, RunEventFn fn, void *userdata, char ***ret_sys_path,
                        size_t *ret_n_entries, char **ret_lock_json, char ***ret_warnings, char **ret_env_key,
                        char **ret_error);
+/* A deployed version's environment from the lock kept since its deploy
+ * (RunSpec.lock_json): exactly its wheels, nothing resolved; the same
+ * outputs, hold and errors as engine_resolve_env (exit 4), a wheel that
+ * can no longer be had named in *ret_error. */
+int engine_env_from_lock(Engine *e, const char *lock_json, const char *run_id, const bool *cancel, RunEventFn fn,
+                         void *userdata, char ***ret_sys_path, size_t *ret_n_entries, char **ret_lock_json,
+                         char **ret_env_key, char **ret_error);
 /* A deployed version's environment, remembered per (instance key,
  * requirements) once it resolved: 1 and *ret_sys_path, *ret_lock_json and
  * *ret_env_key (a use taken, as engine_resolve_env's) set (fn hears

@@ -569,3 +569,107 @@ int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool res
         }
         return r;
 }
+
+/* ---- a deployed version's lock ----------------------------------------
+ * Its requirements were resolved at its deploy: the lock is installed as
+ * it is (pkg_env_from_lock), never resolved again, so a restart, a prune
+ * or a new release on the index changes nothing that runs. Remembered as
+ * a seen set is, under the lock's text. */
+
+static int env_from_lock(Engine *e, const char *lock_json, const char *run_id, const bool *cancel, RunEventFn fn,
+                         void *userdata, char ***ret_sys_path, size_t *ret_n_entries, char **ret_lock_json,
+                         char **ret_env_key, char **ret_error) {
+        PkgLock *lock = NULL;
+        _cleanup_free_ char *perr = NULL;
+        int r = pkg_lock_from_json(lock_json, &lock, &perr);
+        if (r < 0) {
+                *ret_error = xasprintf("its text cannot be read (%s)", perr ?: strerror(-r));
+                return r;
+        }
+        /* The policy of now: a package denied since the deploy is not run. */
+        for (size_t i = 0; i < lock->n_entries; i++) {
+                _cleanup_free_ char *n = pkg_name_normalize(lock->entries[i].name);
+                r = check_policy(e, n, " (locked at the deploy)", ret_error);
+                if (r < 0) {
+                        pkg_lock_free(lock);
+                        return r;
+                }
+        }
+        if (lock->n_entries == 0) {
+                pkg_lock_free(lock);
+                *ret_sys_path = xcalloc(1, sizeof(char *));
+                if (ret_n_entries)
+                        *ret_n_entries = 0;
+                return 0;
+        }
+        _cleanup_free_ char *seen = xasprintf("locked\x1f%s", lock_json);
+        if (env_seen(e, seen, run_id, fn, userdata, ret_sys_path, ret_n_entries, ret_lock_json, ret_env_key)) {
+                pkg_lock_free(lock);
+                return 0;
+        }
+        PkgIndexConfig *cfg = NULL;
+        r = pkg_index_config_new(e->index_url, e->extra_index_urls, e->find_links, &cfg, ret_error);
+        if (r < 0) {
+                pkg_lock_free(lock);
+                return r;
+        }
+        cfg->peers = e->peers;
+        ProgressCtx pc = { .fn = fn, .userdata = userdata, .run_id = run_id };
+        CompileCtx cc = { .e = e, .cancel = cancel };
+        PkgEnvOptions o = {
+                .data_dir = e->data_dir,
+                .index = cfg,
+                .progress = on_progress,
+                .userdata = &pc,
+                .compile = compile_dir,
+                .compile_userdata = &cc,
+                .cancel = cancel,
+        };
+        PkgEnv *env = NULL;
+        r = pkg_env_from_lock(&o, lock, &env, ret_error);
+        pkg_index_config_free(cfg);
+        pkg_lock_free(lock);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *text = pkg_lock_to_json(env->lock, false);
+        if (fn)
+                emit_lock(run_id, fn, userdata, text, env->lock->n_entries, true);
+        size_t n_entries = env->lock->n_entries;
+        _cleanup_free_ char *env_key = xstrdup(env->key);
+        *ret_sys_path = env->store_dirs ? TAKE_PTR(env->store_dirs) : xcalloc(1, sizeof(char *));
+        bool held = hold_env(e, env, *ret_sys_path);
+        pkg_env_free(env);
+        if (held) {
+                *ret_env_key = xstrdup(env_key);
+                env_seen_put(e, seen, env_key, *ret_sys_path, n_entries, text);
+        }
+        if (ret_n_entries)
+                *ret_n_entries = n_entries;
+        if (ret_lock_json)
+                *ret_lock_json = TAKE_PTR(text);
+        return 0;
+}
+
+int engine_env_from_lock(Engine *e, const char *lock_json, const char *run_id, const bool *cancel, RunEventFn fn,
+                         void *userdata, char ***ret_sys_path, size_t *ret_n_entries, char **ret_lock_json,
+                         char **ret_env_key, char **ret_error) {
+        assert(e && lock_json && ret_sys_path && ret_env_key && ret_error);
+        *ret_env_key = NULL;
+        int r = env_from_lock(e, lock_json, run_id, cancel, fn, userdata, ret_sys_path, ret_n_entries, ret_lock_json,
+                              ret_env_key, ret_error);
+        if (r < 0 && r != -ECANCELED && r != -EPERM && *ret_error) {
+                char *why = *ret_error;
+                *ret_error = xasprintf("the lock this version was deployed with cannot be installed: %s; a deployed "
+                                       "version never runs other packages: deploy it again to lock its "
+                                       "requirements anew",
+                                       why);
+                free(why);
+        }
+        /* As engine_resolve_env's: no index password in a run's error. */
+        if (r < 0 && *ret_error) {
+                char *shown = pkg_url_redact(*ret_error);
+                free(*ret_error);
+                *ret_error = shown;
+        }
+        return r;
+}

@@ -834,8 +834,15 @@ static int phase_resolve(RunCtx *c, json_t *reqs_json) {
         size_t n_entries = 0;
         bool resolve_only = c->spec->validate_only && c->spec->resolve_only;
         _cleanup_strv_free_ char **warnings = NULL;
-        r = engine_resolve_env(c->e, reqs, n, resolve_only, c->spec->no_cache, c->res->id, &c->active.cancelled, c->fn,
-                               c->userdata, &c->sys_path, &n_entries, &c->lock_json, &warnings, &c->env_key, &err);
+        /* A deployed version runs the lock of its deploy, never a new
+         * resolution of its requirements. */
+        if (c->spec->lock_json && !resolve_only)
+                r = engine_env_from_lock(c->e, c->spec->lock_json, c->res->id, &c->active.cancelled, c->fn, c->userdata,
+                                         &c->sys_path, &n_entries, &c->lock_json, &c->env_key, &err);
+        else
+                r = engine_resolve_env(c->e, reqs, n, resolve_only, c->spec->no_cache, c->res->id, &c->active.cancelled,
+                                       c->fn, c->userdata, &c->sys_path, &n_entries, &c->lock_json, &warnings,
+                                       &c->env_key, &err);
         resolver_warnings(c, warnings);
         if (r >= 0 && c->spec->instance_key)
                 engine_env_pin(c->e, c->spec->instance_key, reqs_json, c->env_key, c->sys_path, n_entries,

@@ -113,6 +113,16 @@ typedef struct RunSpec {
          * JSON object name -> specifier; NULL: the file's @requirements.
          * A file that declares its own as well is invalid (one or the other). */
         const char *requirements_json;
+        /* A deployed version's lock (pkg_lock_to_json() text), resolved
+         * from its requirements at its deploy: the run's environment is
+         * exactly these wheels, installed from the store or fetched by
+         * the lock's URL and sha256, and the requirements are never
+         * resolved again (a wheel that can no longer be had fails the run,
+         * naming it). NULL: the requirements are resolved (ad-hoc runs,
+         * versions deployed before locks were kept, a deploy's own
+         * validation). A validation of a call of the version (a schedule's
+         * arguments) uses it too; resolve_only ignores it. */
+        const char *lock_json;
         /* Arguments, as JSON text. args: an array whose items are
          * {"raw": "5"} (a CLI string, converted by the parameter's
          * annotation) or {"value": <json>} (already typed). kwargs: an

@@ -384,6 +384,123 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
         return 0;
 }
 
+/* ---- an environment from a given lock ------------------------------------ */
+
+/* A pinned lock's record key: the lock's text and the interpreter, not
+ * requirements (nothing is resolved), so it never stands in for a
+ * requirement set's cached lock, and a set's re-resolution never replaces
+ * it. */
+static char *lock_env_key(const PkgLock *lock, const char *python) {
+        _cleanup_free_ char *text = pkg_lock_to_json(lock, false);
+        _cleanup_free_ char *head = xasprintf("pysprinter-env-lock 1\npython %s\n", python);
+        Sha256Small h;
+        sha256_small_init(&h);
+        sha256_small_update(&h, head, strlen(head));
+        sha256_small_update(&h, text, strlen(text));
+        char *key = xmalloc(SHA256_HEX_SIZE);
+        sha256_small_final_hex(&h, key);
+        return key;
+}
+
+/* The entries of lock whose store dir is missing, "name version, …". */
+static char *lock_missing(const char *data_dir, const PkgLock *lock) {
+        Buf b;
+        buf_init(&b, SIZE_MAX / 2);
+        struct stat st;
+        for (size_t i = 0; i < lock->n_entries; i++) {
+                _cleanup_free_ char *dir = pkg_store_dir(data_dir, lock->entries[i].sha256);
+                if (stat(dir, &st) >= 0 && S_ISDIR(st.st_mode))
+                        continue;
+                buf_printf(&b, "%s%s %s (%s)", b.len ? ", " : "", lock->entries[i].name, lock->entries[i].version,
+                           lock->entries[i].filename);
+        }
+        if (!b.len) {
+                buf_free(&b);
+                return NULL;
+        }
+        return buf_steal(&b);
+}
+
+int pkg_env_from_lock(const PkgEnvOptions *o, const PkgLock *lock, PkgEnv **ret_env, char **ret_error) {
+        assert(o && o->data_dir && o->index && lock && ret_env && ret_error);
+        assert(!o->resolve_only);
+        const char *python = o->python_full_version ? o->python_full_version : PKG_DEFAULT_PYTHON;
+        _cleanup_(pkg_env_freep) PkgEnv *env = xcalloc(1, sizeof(*env));
+        env->fd = -EBADF;
+        env->key = lock_env_key(lock, python);
+        _cleanup_free_ char *envs = xasprintf("%s/envs", o->data_dir);
+        _cleanup_free_ char *record = xasprintf("%s/%s.json", envs, env->key);
+        _cleanup_free_ char *text = pkg_lock_to_json(lock, false);
+        _cleanup_(pkg_lock_freep) PkgLock *l = NULL;
+        _cleanup_free_ char *err = NULL;
+        int r = pkg_lock_from_json(text, &l, &err); /* a copy the env owns */
+        if (r < 0) {
+                *ret_error = xasprintf("the lock cannot be read: %s", err ?: strerror(-r));
+                return r;
+        }
+        r = admit_lock(o, l, ret_error);
+        if (r < 0)
+                return r;
+
+        /* Installed before and its record still there: one open, one stat
+         * per store dir, as a cached lock. */
+        int fd = open_locked(record);
+        if (fd >= 0) {
+                env->store_dirs = lock_dirs(o->data_dir, l);
+                if (dirs_present(env->store_dirs)) {
+                        env->fd = fd;
+                        env->cached = true;
+                        (void) futimens(fd, NULL); /* last use, for env ls / prune */
+                        env->lock = TAKE_PTR(l);
+                        *ret_env = TAKE_PTR(env);
+                        return 0;
+                }
+                env->store_dirs = strv_free(env->store_dirs);
+                close(fd);
+        }
+        r = env_cancelled(o, ret_error);
+        if (r < 0)
+                return r;
+        prefetch_lock(o, l);
+        r = pkg_store_materialize(o->data_dir, o->index, l, o->progress, o->userdata, o->compile, o->compile_userdata,
+                                  o->cancel, &env->store_dirs, ret_error);
+        if (r < 0) {
+                /* Never another version instead: the caller pinned these
+                 * files. Which of them could not be had, by name. */
+                _cleanup_free_ char *missing = r == -ECANCELED ? NULL : lock_missing(o->data_dir, l);
+                if (missing) {
+                        char *why = *ret_error;
+                        /* One failed download ends the others: with more
+                         * than one missing, the error says which failed. */
+                        *ret_error = strchr(missing, ',')
+                                             ? xasprintf("not all of %s could be had from the store or the index (%s)",
+                                                         missing, why ?: strerror(-r))
+                                             : xasprintf("%s is in neither the store nor the index (%s)", missing,
+                                                         why ?: strerror(-r));
+                        free(why);
+                }
+                return r;
+        }
+        r = env_cancelled(o, ret_error);
+        if (r < 0)
+                return r;
+        r = mkdir_p(envs, 0755);
+        if (r < 0) {
+                *ret_error = xasprintf("cannot create %s: %s", envs, strerror(-r));
+                return r;
+        }
+        /* The record makes it an environment like any other: `env ls`
+         * lists it, prune keeps its dirs while a process holds it. */
+        record_set_aside_if_held(envs, record, env->key);
+        r = write_record(record, env->key, python, o->index, l, ret_error);
+        if (r < 0)
+                return r;
+        env->fd = open_locked(record);
+        env->lock = TAKE_PTR(l);
+        *ret_env = TAKE_PTR(env);
+        return 0;
+}
+
 /* ---- env ls / prune ------------------------------------------------------ */
 
 /* A record this binary cannot read (lock NULL) is another release's (a

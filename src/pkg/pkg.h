@@ -414,6 +414,17 @@ typedef struct PkgEnvOptions {
 int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t n_reqs, PkgEnv **ret_env,
                     char **ret_error);
 
+/* An environment of exactly lock's wheels, nothing resolved (a deployed
+ * version's lock, kept since its deploy): the store's dirs when present,
+ * else each wheel fetched by the lock's URL (a cluster's peers first) and
+ * verified against its sha256. A record is written under a key of the
+ * lock itself ($DATA/envs, as pkg_env_prepare's), so `env ls` lists it and
+ * prune keeps its dirs while it is held. o->resolve_only must be false;
+ * o->refresh is ignored. A wheel that can be had from neither fails
+ * the call naming each missing entry ("name version (filename)"), never
+ * with another version. Errors carry a message for the user. */
+int pkg_env_from_lock(const PkgEnvOptions *o, const PkgLock *lock, PkgEnv **ret_env, char **ret_error);
+
 typedef struct PkgEnvInfo {
         char *key;
         char **requirements;

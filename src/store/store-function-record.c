@@ -30,6 +30,7 @@ FunctionRecord *function_record_free(FunctionRecord *f) {
         free(f->doc);
         free(f->description);
         free(f->env_json);
+        free(f->lock_json);
         free(f);
         return NULL;
 }

@@ -4,7 +4,9 @@
 
 #include "store-internal.h"
 
-#define FN_COLUMNS "tenant, name, version, filename, function, source, requirements_json, limits_json, description, created, params_json, env_json"
+#define FN_COLUMNS                                                                                                  \
+        "tenant, name, version, filename, function, source, requirements_json, limits_json, description, created, " \
+        "params_json, env_json, lock_json"
 
 static FunctionRecord *function_from_row(sqlite3_stmt *st) {
         FunctionRecord *f = xcalloc(1, sizeof(FunctionRecord));
@@ -21,6 +23,7 @@ static FunctionRecord *function_from_row(sqlite3_stmt *st) {
         f->created = (usec_t) sqlite3_column_int64(st, 9);
         f->params_json = store_col_text(st, 10);
         f->env_json = store_col_text(st, 11);
+        f->lock_json = store_col_text(st, 12);
         return f;
 }
 
@@ -67,7 +70,7 @@ int store_function_put_in_tx(Store *s, const FunctionRecord *f, int *ret_version
 
         rc = sqlite3_prepare_v2(s->db,
                                 "INSERT INTO functions (" FN_COLUMNS ", signature, doc) "
-                                "VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
+                                "VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
                                 -1, &st, NULL);
         if (rc != SQLITE_OK)
                 goto fail;
@@ -84,8 +87,9 @@ int store_function_put_in_tx(Store *s, const FunctionRecord *f, int *ret_version
         sqlite3_bind_int64(st, 10, (sqlite3_int64) (f->created ? f->created : now_realtime()));
         store_bind_text(st, 11, f->params_json);
         store_bind_text(st, 12, f->env_json);
-        store_bind_text(st, 13, f->signature);
-        store_bind_text(st, 14, f->doc);
+        store_bind_text(st, 13, f->lock_json);
+        store_bind_text(st, 14, f->signature);
+        store_bind_text(st, 15, f->doc);
         rc = sqlite3_step(st);
         if (rc != SQLITE_DONE)
                 goto fail;

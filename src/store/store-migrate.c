@@ -298,6 +298,11 @@ static const char *const migrations[] = {
          * which its request_json held only until its end. NULL: recorded
          * before, or by an embedded CLI. */
         "ALTER TABLE runs ADD COLUMN limits_json TEXT;",
+        /* 25: the lock a deployed version's requirements resolved to at
+         * its deploy (FunctionRecord.lock_json): its invokes install it
+         * and never resolve again. Versions deployed before have NULL and
+         * resolve at their invokes, as they did. */
+        "ALTER TABLE functions ADD COLUMN lock_json TEXT;",
 };
 
 int store_schema_version(void) {

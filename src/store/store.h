@@ -510,6 +510,12 @@ typedef struct FunctionRecord {
         char *source;
         size_t source_len;
         char *requirements_json; /* requirements kept beside the source (RunSpec.requirements_json), or NULL */
+        /* What the requirements resolved to at the deploy (pkg.h's lock
+         * JSON, RunSpec.lock_json): every invoke of the version installs
+         * exactly these wheels and never resolves again. NULL: a version
+         * without requirements, or deployed before locks were kept (its
+         * invokes resolve, as they did). */
+        char *lock_json;
         char *limits_json;       /* the deploy's limits object, or NULL */
         /* The function's parameters as its validation read them
          * (RunResult.params_json); NULL for a version deployed before they

@@ -1314,6 +1314,33 @@ static void test_function_signature_and_doc(void **state) {
         store_close(s);
 }
 
+/* A version keeps the lock of its deploy (FunctionRecord.lock_json): every
+ * get hands it back, as the invoke path needs it; a version without one
+ * has NULL. */
+static void test_function_lock_kept(void **state) {
+        Store *s = open_fresh();
+        FunctionStore *fs = function_store_sqlite_new(s);
+        const char *lock = "{\"version\":1,\"requirements\":[\"tinypkg>=1.0\"],\"packages\":[]}";
+        FunctionRecord f = { .tenant = (char *) "t",
+                             .name = (char *) "a",
+                             .source = (char *) "def a(): pass\n",
+                             .lock_json = (char *) lock };
+        FunctionRecord none = { .tenant = (char *) "t", .name = (char *) "a", .source = (char *) "def a(): pass\n" };
+        int v = 0;
+        assert_int_equal(function_store_put(fs, &f, &v), 0);
+        assert_int_equal(function_store_put(fs, &none, &v), 0);
+        FunctionRecord *got = NULL;
+        assert_int_equal(function_store_get(fs, "t", "a", 1, &got), 0);
+        assert_string_equal(got->lock_json, lock);
+        function_record_free(got);
+        assert_int_equal(function_store_get(fs, "t", "a", 0, &got), 0);
+        assert_int_equal(got->version, 2);
+        assert_null(got->lock_json);
+        function_record_free(got);
+        function_store_free(fs);
+        store_close(s);
+}
+
 /* A stack's writes share one transaction: a failure anywhere in it leaves
  * nothing of it; a commit keeps all of it (docs/stack.md). */
 static void test_tx_all_or_nothing(void **state) {
@@ -3115,6 +3142,7 @@ static void test_tenant_index_pages_stay_full(void **state) {
         /* The same database as schema 17 left it: migrated, the same list. */
         exec_on(path, "DROP INDEX runs_tenant_created; CREATE INDEX runs_tenant_created ON runs(tenant, created DESC);"
                       "ALTER TABLE functions DROP COLUMN signature; ALTER TABLE functions DROP COLUMN doc;"
+                      "ALTER TABLE functions DROP COLUMN lock_json;"
                       "ALTER TABLE runs DROP COLUMN owner_pidns;"
                       "ALTER TABLE runs DROP COLUMN fn_version; ALTER TABLE runs DROP COLUMN schedule;"
                       "ALTER TABLE runs DROP COLUMN limits_json;"
@@ -5703,6 +5731,7 @@ int main(void) {
                 cmocka_unit_test(test_tx_all_or_nothing),
                 cmocka_unit_test(test_function_get_in_tx),
                 cmocka_unit_test(test_function_signature_and_doc),
+                cmocka_unit_test(test_function_lock_kept),
                 cmocka_unit_test(test_function_store_url),
                 cmocka_unit_test(test_dataset_numbers_never_come_back),
                 cmocka_unit_test(test_run_lock_and_dataset_usage),
