@@ -298,6 +298,12 @@ static const char *const migrations[] = {
          * which its request_json held only until its end. NULL: recorded
          * before, or by an embedded CLI. */
         "ALTER TABLE runs ADD COLUMN limits_json TEXT;",
+        /* 25: a schedule's runs are a seek (GET /v1/runs?schedule=NAME,
+         * `ps --schedule`), as a function's are in runs_fn_name (16):
+         * without it the list walked every run of the tenant for a
+         * schedule's few. Partial, so a run no schedule fired writes no
+         * page of it. */
+        "CREATE INDEX runs_schedule ON runs(tenant, schedule, created) WHERE schedule IS NOT NULL;",
 };
 
 int store_schema_version(void) {
