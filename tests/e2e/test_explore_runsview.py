@@ -142,3 +142,21 @@ def test_the_python_client_lists_by_function_and_schedule(d, runs):
     c = pysprinter.Client(server=d.url, token=TOKENS["alice"])
     assert [r["id"] for r in c.runs(schedule="every5")] == [runs["sched"]]
     assert {r["id"] for r in c.runs(function="tick")} == {runs["v1"], runs["v2"], runs["sched"]}
+
+
+def test_the_run_page_shows_the_limits_as_show_prints_them(d, runs, cli):
+    from uilib import start_browser, ui_login, wait_for
+    p = both(d, cli, "show", runs["v1"])
+    [line] = [x for x in p.stdout.splitlines() if x.startswith("limits:")]
+    want = line[len("limits:"):].strip()
+    assert "processes 33" in want
+    drv = start_browser()
+    try:
+        ui_login(drv, d, TOKENS["alice"], "alice")
+        drv.get(d.url + "/ui/#/runs/" + runs["v1"])
+        seen = wait_for(lambda: drv.execute_script(
+            "const e = document.querySelector('#run-limits'); return e ? e.textContent : null"),
+            what="the run's limits")
+        assert seen == want
+    finally:
+        drv.quit()
