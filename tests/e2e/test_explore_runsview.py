@@ -160,3 +160,35 @@ def test_the_run_page_shows_the_limits_as_show_prints_them(d, runs, cli):
         assert seen == want
     finally:
         drv.quit()
+
+
+def test_a_deep_link_past_the_first_1000_runs_shows_its_page(tmp_path):
+    """#/runs?page=22 (runs 1101 to 1130 of 1130) landed on page 20, the
+    last of the 1000 runs the first list holds."""
+    from uilib import start_browser, ui_login, wait_for
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        assert d.run("def f():\n    return 1\n")[1]["status"] == "succeeded"
+    n = 1130
+    db = sqlite3.connect(d.home / "pysprinter.db")
+    with db:
+        db.executemany("INSERT INTO runs (id, tenant, filename, status, exit_code, created, started, finished, "
+                       "attempt, max_attempts, owner_pid, owner_start) "
+                       "VALUES (?, 'alice', 'f.py', 'succeeded', 0, ?, 0, 0, 1, 1, 0, 0)",
+                       [(f"rpage{i:05d}", 1_700_000_000_000_000 + i) for i in range(n)])
+    db.close()
+    # Newest first: the real run, then rpage01129 … rpage00000.
+    with d.serving():
+        drv = start_browser()
+        try:
+            ui_login(drv, d, TOKENS["alice"], "alice")
+            drv.get(d.url + "/ui/#/runs?page=22")
+            drv.refresh()
+            pager = wait_for(lambda: (lambda t: t if "of 23" in t else None)(
+                drv.find_element("css selector", ".pager").text), what="the pager of 23 pages", timeout=60)
+            assert "page 23 of 23" in pager and "1131 run(s)" in pager, pager
+            first = drv.execute_script("const r = document.querySelector('#runs-body tr[data-run]');"
+                                       "return r && r.dataset.run")
+            assert first == f"rpage{n - 1 - 1099:05d}", first
+        finally:
+            drv.quit()
