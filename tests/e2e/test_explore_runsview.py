@@ -192,3 +192,18 @@ def test_a_deep_link_past_the_first_1000_runs_shows_its_page(tmp_path):
             assert first == f"rpage{n - 1 - 1099:05d}", first
         finally:
             drv.quit()
+
+
+def test_another_tabs_login_as_another_tenant_redraws_this_one(d):
+    from uilib import start_browser, ui_login, wait_for
+    drv = start_browser()
+    try:
+        ui_login(drv, d, TOKENS["alice"], "alice")
+        first = drv.current_window_handle
+        drv.switch_to.new_window("tab")
+        ui_login(drv, d, TOKENS["bob"], "bob")
+        drv.switch_to.window(first)
+        wait_for(lambda: drv.find_element("css selector", "#who").text.startswith("bob"),
+                 what="the first tab naming bob")
+    finally:
+        drv.quit()
