@@ -9,6 +9,10 @@ export class HttpError extends Error {
   }
 }
 
+// The localStorage key a login or a logout writes, so that the
+// dashboard's other tabs (one cookie jar) notice the session changed.
+export const SESSION_KEY = 'pysprinter-session';
+
 export function toLogin() {
   location.assign('/ui/login#' + encodeURIComponent(location.hash));
 }

@@ -1,7 +1,7 @@
 // The dashboard's shell: who is logged in, and a hash router. Each page
 // is a function (main, params, query) that renders into main and returns
 // a cleanup (closing its event streams and timers) for when we leave it.
-import { api, toLogin } from './api.js';
+import { api, toLogin, SESSION_KEY } from './api.js';
 import { h, clear, errorBox } from './lib.js';
 import { runsPage } from './page-runs.js';
 import { runPage } from './page-run.js';
@@ -78,8 +78,27 @@ async function start() {
   if (session.no_auth) logout.hidden = true;
   logout.addEventListener('click', async () => {
     await api('/logout', { method: 'POST' });
+    try { localStorage.setItem(SESSION_KEY, String(Date.now())); } catch { /* the others check when shown */ }
     location.assign('/ui/login');
   });
+  // The tabs of one browser share the session cookie: a login in another
+  // tab as another tenant left this one naming the old tenant while its
+  // requests went as the new one. A login or logout there writes
+  // SESSION_KEY (a 'storage' event here); a tab shown again checks too.
+  // Another tenant or role: the page is drawn again as that session's;
+  // none: the login page.
+  async function sessionChanged() {
+    let now;
+    try {
+      now = await api('/ui/session');
+    } catch {
+      return; // a 401 went to the login page; the daemon unreachable: later
+    }
+    if (!now.tenant) toLogin();
+    else if (now.tenant !== session.tenant || now.role !== session.role) location.reload();
+  }
+  window.addEventListener('storage', (e) => { if (e.key === SESSION_KEY) sessionChanged(); });
+  document.addEventListener('visibilitychange', () => { if (!document.hidden) sessionChanged(); });
   window.addEventListener('hashchange', () => {
     route();
     // A keyboard user lands on the new page, not back at the top.

@@ -75,6 +75,48 @@ export function fmtBytes(n) {
   return `${i ? n.toFixed(1) : n} ${u[i]}`;
 }
 
+// x with d decimals as C's printf("%.*f") writes it: toFixed rounds an
+// exact tie (1.125 to 2 decimals) up, printf to the even digit ("1.12").
+// A double is such a tie only when x * 2^(d+1) is an integer and x * 2^d
+// is not (the tie (2k+1) / (2 * 10^d) must be a binary fraction).
+function printfFixed(x, d) {
+  const t = x.toFixed(d);
+  const p = 2 ** d;
+  if (!(Number.isInteger(x * p * 2) && !Number.isInteger(x * p))) return t;
+  const last = t.charCodeAt(t.length - 1) - 48;
+  return last % 2 ? t.slice(0, -1) + String(last - 1) : t;
+}
+
+// The CLI's units (src/cli/cli-render.c format_duration_us, src/basic
+// format_size), so that the dashboard prints a run's limits as `pysprinter
+// show` does.
+function cliDuration(us) {
+  const s = us / 1e6;
+  if (s < 1) return `${printfFixed(s * 1000, 0)}ms`;
+  if (s < 120) return `${printfFixed(s, 2)}s`;
+  const t = Math.trunc(s);
+  return `${Math.trunc(t / 60)}m${String(t % 60).padStart(2, '0')}s`;
+}
+
+function cliSize(n) {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n, u = 0;
+  while (v >= 1024 && u + 1 < units.length) { v /= 1024; u++; }
+  return u === 0 ? `${n} B` : `${printfFixed(v, 1)} ${units[u]}`;
+}
+
+// A run's limits (the run object's "limits") as `pysprinter show` prints
+// them after "limits:": "timeout 60.00s, memory 512.0 MiB, processes 64,
+// output 10.0 MiB, network off" ("none": 0, no limit of that kind); null
+// for a run whose record has none.
+export function fmtLimits(l) {
+  if (!l || typeof l !== 'object' || Array.isArray(l)) return null;
+  const pos = (k) => (Number.isFinite(l[k]) && l[k] > 0 ? l[k] : 0);
+  const t = pos('timeout_ms'), m = pos('memory_bytes'), p = pos('max_procs'), o = pos('max_output_bytes');
+  return `timeout ${t ? cliDuration(t * 1000) : 'none'}, memory ${m ? cliSize(m) : 'none'}, ` +
+    `processes ${p ? String(p) : 'none'}, output ${o ? cliSize(o) : 'none'}, network ${l.network === true ? 'on' : 'off'}`;
+}
+
 // A run's duration: finished - started, or so far while it runs.
 export function runDuration(run, now = Date.now()) {
   if (!run.started_at) return null;

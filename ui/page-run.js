@@ -2,8 +2,8 @@
 // its timings, its live log (GET /v1/runs/{id}/logs?follow=1, SSE) and a
 // cancel button. Output is appended as text nodes, never as HTML.
 import { api, stream, HttpError } from './api.js';
-import { h, fill, append, clear, badge, fmtTime, fmtMs, fmtClock, json, section, table, errorBox, ACTIVE, canAct,
-  parseExact } from './lib.js';
+import { h, fill, append, clear, badge, fmtTime, fmtMs, fmtClock, fmtLimits, json, section, table, errorBox, ACTIVE,
+  canAct, parseExact } from './lib.js';
 
 const PHASES = [['validate', 'validate_ms'], ['resolve', 'resolve_ms'], ['install', 'install_ms'],
   ['acquire', 'start_ms'], ['run', 'run_ms']];
@@ -228,6 +228,8 @@ export function runPage(main, [id], _query, session) {
           h('a', { href: `#/functions/${encodeURIComponent(r.fn_name)}${r.fn_version ? `?version=${r.fn_version}` : ''}` },
             r.fn_version ? `${r.fn_name} v${r.fn_version}` : r.fn_name))] : []),
         ...(r.schedule ? [h('dt', {}, 'schedule'), h('dd', { id: 'run-schedule' }, r.schedule)] : []),
+        // The limits it was given, as `pysprinter show` prints them.
+        ...(fmtLimits(r.limits) ? [h('dt', {}, 'limits'), h('dd', { id: 'run-limits' }, fmtLimits(r.limits))] : []),
         h('dt', {}, 'exit code'), h('dd', {}, r.exit_code ?? '—'),
         h('dt', {}, 'attempt'), h('dd', {}, `${r.attempt ?? '—'} of ${r.max_attempts ?? '—'}`),
         h('dt', {}, 'created'), h('dd', {}, fmtTime(r.created_at)),

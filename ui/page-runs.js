@@ -50,9 +50,12 @@ export function runsPage(main, _params, query, session) {
     const all = [...runs.values()].sort((a, b) => (b.created_at || '').localeCompare(a.created_at || ''));
     const shown = all.filter(matches);
     const pages = Math.max(1, Math.ceil(shown.length / PAGE));
-    page = Math.min(page, pages - 1);
+    // A page past those loaded (a link's ?page=) is kept while the older
+    // runs are fetched to reach it (reach()); drawn meanwhile as the last.
+    const at = Math.min(page, pages - 1);
+    if (!reaching) page = at;
     const now = Date.now();
-    const rows = shown.slice(page * PAGE, (page + 1) * PAGE).map((r) => h('tr', { 'data-run': r.id },
+    const rows = shown.slice(at * PAGE, (at + 1) * PAGE).map((r) => h('tr', { 'data-run': r.id },
       h('td', {}, h('a', { href: `#/runs/${encodeURIComponent(r.id)}`, class: 'mono' }, r.id)),
       h('td', {}, badge(r.status), r.phase && ACTIVE.has(r.status) ? h('span', { class: 'phase' }, r.phase) : null),
       h('td', {}, r.function || '—', r.filename ? h('span', { class: 'dim' }, ` ${r.filename}`) : null),
@@ -66,9 +69,9 @@ export function runsPage(main, _params, query, session) {
     keepFocus(body, () => fill(body, table(['Run', 'Status', 'Function', 'Tenant', 'Started', 'Duration', 'Exit'], rows,
       { empty: runs.size ? 'No run matches the filters.' : 'No runs yet: submit one with `pysprinter run --server …`.' })));
     fill(pager,
-      h('button', { type: 'button', disabled: page === 0, onclick: () => { page--; sync(); } }, '← Newer'),
-      h('span', {}, ` page ${page + 1} of ${pages} · ${shown.length} run(s) `),
-      h('button', { type: 'button', id: 'older', disabled: page >= pages - 1 && !cursor,
+      h('button', { type: 'button', disabled: at === 0, onclick: () => { page = at - 1; sync(); } }, '← Newer'),
+      h('span', {}, ` page ${at + 1} of ${pages}${reaching ? '+' : ''} · ${shown.length} run(s) `),
+      h('button', { type: 'button', id: 'older', disabled: at >= pages - 1 && !cursor,
         onclick: () => older().catch((e) => body.append(errorBox(e))) }, 'Older →'));
   }
 
@@ -97,35 +100,57 @@ export function runsPage(main, _params, query, session) {
   // The server's list comes 1000 runs at a time: past the last page of
   // those loaded, "Older →" asks for the next 1000 (GET /v1/runs?before=
   // the oldest listed), so every run can be reached. cursor: that id while
-  // the server may hold older ones, else null.
+  // the server may hold older ones, else null. A page asked for past those
+  // loaded (a link or a reload of #/runs?page=30) is reached the same way,
+  // batch after batch: it landed on the last page of the first 1000 runs.
   const BATCH = 1000;
   let loads = 0;
   let cursor = null;
+  let reaching = false;
   const statusQuery = () => (status.value ? `&status=${encodeURIComponent(status.value)}` : '');
+  const shownPages = () => Math.max(1, Math.ceil([...runs.values()].filter(matches).length / PAGE));
+  // The next batch of older runs into runs: false when a later list (a
+  // filter's, a reconnect's) took over meanwhile.
+  async function fetchOlder(mine) {
+    const data = await api(`/v1/runs?limit=${BATCH}${statusQuery()}&before=${encodeURIComponent(cursor)}`);
+    if (mine !== loads) return false;
+    for (const r of data.runs) if (!runs.has(r.id)) runs.set(r.id, r);
+    cursor = data.runs.length === BATCH ? data.runs[data.runs.length - 1].id : null;
+    functions();
+    return true;
+  }
+  async function reach(mine) {
+    if (page < shownPages() || !cursor) return;
+    reaching = true;
+    render();
+    try {
+      while (cursor && page >= shownPages()) if (!(await fetchOlder(mine))) return;
+    } finally {
+      if (mine === loads) reaching = false;
+    }
+  }
   async function load() {
     const mine = ++loads;
+    reaching = false;
     const data = await api(`/v1/runs?limit=${BATCH}${statusQuery()}`);
     if (mine !== loads) return; // a later filter's list is on its way
     runs.clear();
     for (const r of data.runs) runs.set(r.id, r);
     cursor = data.runs.length === BATCH ? data.runs[data.runs.length - 1].id : null;
     functions();
-    render();
+    await reach(mine);
+    if (mine === loads) render();
   }
   async function older() {
-    const shownPages = Math.max(1, Math.ceil([...runs.values()].filter(matches).length / PAGE));
-    if (page < shownPages - 1 || !cursor) {
+    if (page < shownPages() - 1 || !cursor) {
       page++;
       sync();
       return;
     }
     const mine = loads;
-    const data = await api(`/v1/runs?limit=${BATCH}${statusQuery()}&before=${encodeURIComponent(cursor)}`);
-    if (mine !== loads) return; // the filter changed meanwhile
-    for (const r of data.runs) if (!runs.has(r.id)) runs.set(r.id, r);
-    cursor = data.runs.length === BATCH ? data.runs[data.runs.length - 1].id : null;
-    functions();
-    if (data.runs.length) page++;
+    const before = runs.size;
+    if (!(await fetchOlder(mine))) return; // the filter changed meanwhile
+    if (runs.size > before) page++;
     sync();
   }
   const renderSoon = debounce(render, 50);

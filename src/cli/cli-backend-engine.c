@@ -628,7 +628,7 @@ static int engine_run_get(Backend *b, const char *id, json_t **ret) {
         return 0;
 }
 
-static int engine_run_list(Backend *b, long limit, char *const *statuses, const char *before, json_t **ret) {
+static int engine_run_list(Backend *b, long limit, const RunFilter *filter, const char *before, json_t **ret) {
         RunRecord **v = NULL;
         size_t n = 0;
         int r = 0;
@@ -639,10 +639,9 @@ static int engine_run_list(Backend *b, long limit, char *const *statuses, const 
                 r = b->engine ? store_run_get(engine_store(b->engine), NULL, before, &cursor) : -ENOENT;
                 if (r < 0)
                         return store_error(b, r, before);
-                r = store_run_list_before(engine_store(b->engine), 0, NULL, statuses, cursor->id, (size_t) limit, &v,
-                                          &n);
+                r = store_run_list_before(engine_store(b->engine), 0, NULL, filter, cursor->id, (size_t) limit, &v, &n);
         } else if (b->engine)
-                r = store_run_list(engine_store(b->engine), NULL, statuses, (size_t) limit, &v, &n);
+                r = store_run_list(engine_store(b->engine), NULL, filter, (size_t) limit, &v, &n);
         if (r < 0) {
                 backend_set_error(b, "cannot list runs: %s", strerror(-r));
                 return r;

@@ -641,8 +641,20 @@ static int http_list_states(Backend *b, const char *what, long limit, char *cons
         return 0;
 }
 
-static int http_run_list(Backend *b, long limit, char *const *statuses, const char *before, json_t **ret) {
-        _cleanup_free_ char *cursor = NULL;
+/* Whether run object run is of the function and the schedule f names. */
+static bool run_json_of(json_t *run, const RunFilter *f) {
+        const char *fn = json_string_value(json_object_get(run, "fn_name")),
+                   *sched = json_string_value(json_object_get(run, "schedule"));
+        return (!f->fn_name || (fn && streq(fn, f->fn_name))) && (!f->schedule || (sched && streq(sched, f->schedule)));
+}
+
+static int http_run_list(Backend *b, long limit, const RunFilter *filter, const char *before, json_t **ret) {
+        _cleanup_free_ char *cursor = NULL, *origin = NULL;
+        if (filter && (filter->fn_name || filter->schedule)) {
+                _cleanup_free_ char *fe = filter->fn_name ? http_escape(filter->fn_name) : NULL,
+                                    *se = filter->schedule ? http_escape(filter->schedule) : NULL;
+                origin = xasprintf("%s%s%s%s", fe ? "&function=" : "", fe ?: "", se ? "&schedule=" : "", se ?: "");
+        }
         if (before) {
                 /* The cursor is found as show finds a run: a prefix, and
                  * the same words for one that is not the caller's. */
@@ -651,10 +663,20 @@ static int http_run_list(Backend *b, long limit, char *const *statuses, const ch
                 if (r < 0)
                         return r;
                 _cleanup_free_ char *e = http_escape(json_string_value(json_object_get(run, "id")) ?: before);
-                cursor = xasprintf("&before=%s", e);
+                cursor = xasprintf("%s&before=%s", origin ?: "", e);
                 json_decref(run);
         }
-        return http_list_states(b, "runs", limit, statuses, cursor, ret);
+        int r = http_list_states(b, "runs", limit, filter ? filter->statuses : NULL, cursor ?: origin, ret);
+        if (r < 0 || !origin)
+                return r;
+        /* A daemon of a release before these queries (2026-12-07) ignores
+         * them and lists every run: what it answers is filtered here, so
+         * that nothing of another function or schedule is shown as this
+         * one's. */
+        for (size_t i = json_array_size(*ret); i-- > 0;)
+                if (!run_json_of(json_array_get(*ret, i), filter))
+                        json_array_remove(*ret, i);
+        return 0;
 }
 
 static int http_run_logs(Backend *b, const char *id, bool follow, Renderer *rd) {

@@ -143,13 +143,13 @@ typedef struct BackendOps {
          * function, error}). Ctrl-C cancels the run and still returns it. */
         int (*run)(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret);
         int (*run_get)(Backend *b, const char *id, json_t **ret);
-        /* The newest limit runs in one of statuses (NULL-terminated, the
-         * API's spellings; NULL: any), as GET /v1/runs?limit=N&status=S,T
-         * lists them. */
+        /* The newest limit runs filter keeps (NULL: all; its statuses the
+         * API's spellings), as GET /v1/runs?limit=N&status=S,T&function=F&
+         * schedule=S lists them. */
         /* before (NULL: the newest): an id or unique prefix of a run the
          * caller sees; the runs listed after it (the next page), or the
          * errors run_get gives for it. */
-        int (*run_list)(Backend *b, long limit, char *const *statuses, const char *before, json_t **ret_array);
+        int (*run_list)(Backend *b, long limit, const RunFilter *filter, const char *before, json_t **ret_array);
         /* Cancels a queued or running run (id or a unique prefix): *ret is
          * the run once it ended, or as it stands when that takes more than
          * 10 s (the cancel stands). One that had ended is -EBUSY, "run ID

@@ -28,7 +28,7 @@ static const struct {
                     "--dry-run" },
         { "schedule", "--cron --every --tz --catch-up --allow-overlap --paused --dag --param" },
         { "logs", "-f --follow" },
-        { "ps", "-n --limit --status --before" },
+        { "ps", "-n --limit --status --before --function --schedule" },
 };
 
 static void verbs_line(FILE *f) {

@@ -728,6 +728,19 @@ static bool run_queued(json_t *run, char buf[static 32]) {
         return true;
 }
 
+/* Where the run came from, for ps's FUNCTION column: the deployed
+ * function and version an invoke (or a schedule's fire) ran, NAME@N;
+ * NAME alone for a run recorded before versions were kept; "-" for an
+ * ad-hoc run. Control bytes spelled out, as run_target() does. */
+static void run_origin(json_t *run, char buf[static 160]) {
+        const char *fn = json_string_value(json_object_get(run, "fn_name"));
+        json_t *v = json_object_get(run, "fn_version");
+        _cleanup_free_ char *t = !fn                  ? xstrdup("-")
+                                 : json_is_integer(v) ? xasprintf("%s@%" JSON_INTEGER_FORMAT, fn, json_integer_value(v))
+                                                      : xstrdup(fn);
+        (void) str_escape_controls(t, false, buf, 160);
+}
+
 static void run_exit(json_t *run, char buf[static 16]) {
         json_t *ec = json_object_get(run, "exit_code");
         snprintf(buf, 16, json_is_integer(ec) ? "%lld" : "-", (long long) json_integer_value(ec));
@@ -741,11 +754,16 @@ int verb_ps(int argc, char **argv) {
         long limit;
         _cleanup_strv_free_ char **status = NULL;
         if (help_asked(argc, argv)) {
-                printf("Usage: pysprinter ps [--json] [-n N] [--status STATE[,STATE...]] [--before RUN]\n\n"
-                       "List the most recent runs (default 20).\n\n"
+                printf("Usage: pysprinter ps [--json] [-n N] [--status STATE[,STATE...]] [--before RUN]\n"
+                       "                     [--function NAME] [--schedule NAME]\n\n"
+                       "List the most recent runs (default 20). FUNCTION is the deployed function\n"
+                       "and version a run was invoked from (NAME@N), `-` for an ad-hoc run.\n\n"
                        "  -n, --limit N    the newest N runs (1 to 10000)\n"
                        "  --before RUN     the runs listed after RUN (an id or a prefix): the\n"
                        "                   next page, past any limit\n"
+                       "  --function NAME  the newest N runs of deployed function NAME (any version;\n"
+                       "                   its invokes and its schedules' fires)\n"
+                       "  --schedule NAME  the newest N runs schedule NAME fired\n"
                        "  --status STATE   the newest N runs in STATE, or in any of several\n"
                        "                   (failed,killed; the option may repeat):\n"
                        "                   queued, running, succeeded, failed, invalid, deps_failed,\n"
@@ -759,16 +777,30 @@ int verb_ps(int argc, char **argv) {
         /* --before RUN (or --before=RUN): taken out before the common
          * list options are read. */
         const char *before = NULL;
+        RunFilter filter = { .statuses = status };
+        static const struct {
+                const char *name, *needs;
+        } takes[] = {
+                { "--before", "--before needs a run's id (or a prefix of one)" },
+                { "--function", "--function needs a deployed function's name" },
+                { "--schedule", "--schedule needs a schedule's name" },
+        };
+        const char **values[] = { &before, &filter.fn_name, &filter.schedule };
         int kept = 0;
         for (int i = 0; i < argc; i++) {
-                if (streq(argv[i], "--before") || startswith(argv[i], "--before=")) {
-                        const char *v = argv[i][8] == '=' ? argv[i] + 9 : i + 1 < argc ? argv[++i] : NULL;
-                        if (!v || !*v)
-                                return usage_error("ps", "--before needs a run's id (or a prefix of one)");
-                        before = v;
+                size_t t = 0;
+                while (t < ELEMENTSOF(takes) && !streq(argv[i], takes[t].name) &&
+                       !(startswith(argv[i], takes[t].name) && argv[i][strlen(takes[t].name)] == '='))
+                        t++;
+                if (t == ELEMENTSOF(takes)) {
+                        argv[kept++] = argv[i];
                         continue;
                 }
-                argv[kept++] = argv[i];
+                size_t len = strlen(takes[t].name);
+                const char *v = argv[i][len] == '=' ? argv[i] + len + 1 : i + 1 < argc ? argv[++i] : NULL;
+                if (!v || !*v)
+                        return usage_error("ps", takes[t].needs);
+                *values[t] = v;
         }
         argc = kept;
         k = cli_parse_list_args(argc, argv, "ps", PS_MAX_RUNS, &json, &limit);
@@ -779,23 +811,35 @@ int verb_ps(int argc, char **argv) {
         if (code)
                 return code;
         json_t *runs = NULL;
-        int r = b->ops->run_list(b, limit, status, before, &runs);
+        int r = b->ops->run_list(b, limit, &filter, before, &runs);
         if (r < 0)
                 code = backend_fail(b, r);
         else if (json || cli_globals.json)
                 render_json(runs);
         else {
-                printf("%-18s %-11s %4s %-19s %8s  %s\n", "ID", "STATUS", "EXIT", "CREATED", "DURATION", "TARGET");
+                /* FUNCTION as wide as its longest (a deployed function's
+                 * name is at most 64 bytes), so that TARGET stays a column. */
                 size_t i;
                 json_t *run;
+                int width = (int) strlen("FUNCTION");
                 json_array_foreach(runs, i, run) {
-                        char created[32], dur[32], ec[16], target[256];
+                        char origin[160];
+                        run_origin(run, origin);
+                        width = MAX(width, (int) strlen(origin));
+                }
+                printf("%-18s %-11s %4s %-19s %8s  %-*s  %s\n", "ID", "STATUS", "EXIT", "CREATED", "DURATION", width,
+                       "FUNCTION", "TARGET");
+                json_array_foreach(runs, i, run) {
+                        char created[32], dur[32], ec[16], target[256], origin[160];
                         format_local_time(json_string_value(json_object_get(run, "created_at")), created);
                         run_duration(run, dur);
                         run_exit(run, ec);
                         run_target(run, target);
-                        printf("%-18s %-11s %4s %-19s %8s  %s\n", json_string_value(json_object_get(run, "id")) ?: "?",
-                               json_string_value(json_object_get(run, "status")) ?: "?", ec, created, dur, target);
+                        run_origin(run, origin);
+                        printf("%-18s %-11s %4s %-19s %8s  %-*s  %s\n",
+                               json_string_value(json_object_get(run, "id")) ?: "?",
+                               json_string_value(json_object_get(run, "status")) ?: "?", ec, created, dur, width,
+                               origin, target);
                 }
         }
         json_decref(runs);

@@ -492,21 +492,22 @@ int daemon_run_lock_get(Daemon *d, const char *tenant, const char *id, char **re
         return store_run_get_lock(d->store, tenant, id, ret);
 }
 
-int daemon_run_record_list(Daemon *d, const char *tenant, char *const *statuses, const RunRecord *before, size_t limit,
-                           RunRecord ***ret, size_t *ret_n) {
+int daemon_run_record_list(Daemon *d, const char *tenant, const RunFilter *filter, const RunRecord *before,
+                           size_t limit, RunRecord ***ret, size_t *ret_n) {
         if (!d->cluster)
-                return before ? store_run_list_before(d->store, 0, tenant, statuses, before->id, limit, ret, ret_n)
-                              : store_run_list(d->store, tenant, statuses, limit, ret, ret_n);
-        /* Redis indexes a tenant's runs by time only: the states and the
-         * page after a cursor are looked for among its newest
-         * DAEMON_RUNS_LIST_MAX. */
-        int k = cluster_run_list(d->cluster->queue, tenant, statuses || before ? DAEMON_RUNS_LIST_MAX : limit, ret,
+                return before ? store_run_list_before(d->store, 0, tenant, filter, before->id, limit, ret, ret_n)
+                              : store_run_list(d->store, tenant, filter, limit, ret, ret_n);
+        /* Redis indexes a tenant's runs by time only: the states, the
+         * function, the schedule and the page after a cursor are looked
+         * for among its newest DAEMON_RUNS_LIST_MAX. */
+        bool filtered = filter && (filter->statuses || filter->fn_name || filter->schedule);
+        int k = cluster_run_list(d->cluster->queue, tenant, filtered || before ? DAEMON_RUNS_LIST_MAX : limit, ret,
                                  ret_n);
-        if (k < 0 || (!statuses && !before))
+        if (k < 0 || (!filtered && !before))
                 return k;
         size_t n = 0;
         for (size_t i = 0; i < *ret_n; i++)
-                if (n < limit && (!statuses || ((*ret)[i]->status && strv_contains(statuses, (*ret)[i]->status))) &&
+                if (n < limit && run_filter_match(filter, (*ret)[i]) &&
                     (!before || run_record_newer(before, (*ret)[i])))
                         (*ret)[n++] = (*ret)[i];
                 else

@@ -304,11 +304,11 @@ RunRecord **daemon_runs_merge_in_flight(Daemon *d, RunRecord **f, size_t nf, Run
 }
 
 /* daemon.h. */
-struct MHD_Response *daemon_runs_list_answer(const DaemonCall *call, RunRecord **v, size_t n, char *const *statuses,
+struct MHD_Response *daemon_runs_list_answer(const DaemonCall *call, RunRecord **v, size_t n, const RunFilter *filter,
                                              unsigned *ret_status) {
         json_t *a = json_array();
         for (size_t i = 0; i < n; i++)
-                if (!statuses || (v[i]->status && strv_contains(statuses, v[i]->status)))
+                if (run_filter_match(filter, v[i]))
                         json_array_append_new(a, run_json(v[i], NULL));
         run_record_list_free(v, n);
         return daemon_call_json(call, 200, json_pack("{so}", "runs", a), ret_status);
@@ -363,7 +363,9 @@ struct MHD_Response *daemon_call_after_settle(const DaemonCall *call, DaemonSett
 typedef struct RunsList {
         size_t limit;
         char **statuses;
-        char *before; /* ?before=: the cursor run's whole id, or NULL */
+        char *fn_name;  /* ?function= */
+        char *schedule; /* ?schedule= */
+        char *before;   /* ?before=: the cursor run's whole id, or NULL */
         RunRecord **f;
         size_t nf;
 } RunsList;
@@ -372,6 +374,8 @@ static void runs_list_free(void *p) {
         RunsList *l = p;
         run_record_list_free(l->f, l->nf);
         strv_free(l->statuses);
+        free(l->fn_name);
+        free(l->schedule);
         free(l->before);
         free(l);
 }
@@ -380,14 +384,15 @@ static struct MHD_Response *runs_list_then(const DaemonCall *call, void *p, uint
         RunsList *l = p;
         RunRecord **v = NULL;
         size_t n = 0;
-        int k = l->before ? store_run_list_before(call->d->store, ticket, call->tenant, l->statuses, l->before,
-                                                  l->limit, &v, &n)
-                          : store_run_list_settled(call->d->store, ticket, call->tenant, l->statuses, l->limit, &v, &n);
+        RunFilter filter = { .statuses = l->statuses, .fn_name = l->fn_name, .schedule = l->schedule };
+        int k = l->before ? store_run_list_before(call->d->store, ticket, call->tenant, &filter, l->before, l->limit,
+                                                  &v, &n)
+                          : store_run_list_settled(call->d->store, ticket, call->tenant, &filter, l->limit, &v, &n);
         if (k < 0)
                 return daemon_call_errno(call, k, "runs", ret_status);
         v = daemon_runs_merge_in_flight(call->d, TAKE_PTR(l->f), l->nf, v, &n, l->limit);
         l->nf = 0;
-        return daemon_runs_list_answer(call, v, n, l->statuses, ret_status);
+        return daemon_runs_list_answer(call, v, n, &filter, ret_status);
 }
 
 struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_status) {
@@ -400,6 +405,15 @@ struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_
         bad = daemon_call_query_states(call, run_status_table(), RUN_STATUS_NAMES, &statuses, ret_status);
         if (bad)
                 return bad;
+        /* ?function=NAME, ?schedule=NAME: the runs started from that
+         * deployed function (any version), fired by that schedule. A name
+         * nothing has lists nothing (a deleted function's runs still
+         * list); an empty one is a mistake, as an empty state is. */
+        const char *fn_name = daemon_call_query(call, "function"), *schedule = daemon_call_query(call, "schedule");
+        if ((fn_name && !*fn_name) || (schedule && !*schedule))
+                return daemon_call_error(call, 400, "bad_request", ret_status,
+                                         "%s= needs a name (a deployed function's, a schedule's)",
+                                         fn_name && !*fn_name ? "function" : "schedule");
         /* ?before=RUN: the next page, the runs listed after RUN (an id
          * or a unique prefix of one of the caller's runs: another
          * tenant's is 404, as its GET is). */
@@ -412,21 +426,21 @@ struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_
         }
         RunRecord **v = NULL, **f = NULL;
         size_t n = 0, nf = 0;
+        RunFilter filter = { .statuses = statuses, .fn_name = fn_name, .schedule = schedule };
         if (d->cluster) {
-                int k = daemon_run_record_list(d, call->tenant, statuses, cursor, limit, &v, &n);
+                int k = daemon_run_record_list(d, call->tenant, &filter, cursor, limit, &v, &n);
                 if (k < 0)
                         return daemon_call_errno(call, k, "runs", ret_status);
-                return daemon_runs_list_answer(call, v, n, statuses, ret_status);
+                return daemon_runs_list_answer(call, v, n, &filter, ret_status);
         }
         if (daemon_run_list_in_flight(d, call->tenant, NULL, &f, &nf) < 0)
                 nf = 0;
-        /* Only the runs in hand in those states (and after the cursor)
-         * take a place in the list (a stored one shown in another is
-         * dropped from the answer). */
+        /* Only the runs in hand the filter keeps (and after the cursor)
+         * take a place in the list (a stored one shown in another state
+         * is dropped from the answer). */
         size_t kept = 0;
         for (size_t i = 0; i < nf; i++)
-                if ((!statuses || strv_contains(statuses, f[i]->status ?: "")) &&
-                    (!cursor || run_record_newer(cursor, f[i])))
+                if (run_filter_match(&filter, f[i]) && (!cursor || run_record_newer(cursor, f[i])))
                         f[kept++] = f[i];
                 else
                         run_record_free(f[i]);
@@ -434,6 +448,8 @@ struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_
         RunsList *w = xcalloc(1, sizeof(RunsList));
         *w = (RunsList){ .limit = limit,
                          .statuses = TAKE_PTR(statuses),
+                         .fn_name = xstrdup_or_null(fn_name),
+                         .schedule = xstrdup_or_null(schedule),
                          .before = cursor ? xstrdup(cursor->id) : NULL,
                          .f = f,
                          .nf = nf };

@@ -718,12 +718,11 @@ int daemon_run_record_get(Daemon *d, const char *tenant, const char *id, RunReco
 int daemon_run_lock_get(Daemon *d, const char *tenant, const char *id, char **ret);
 /* GET /v1/runs's most runs in one answer. */
 #define DAEMON_RUNS_LIST_MAX 10000
-/* The newest limit runs of tenant in one of statuses (NULL-terminated;
- * NULL: any), listed after before when not NULL (a run of tenant: the
- * next page), from the same place (a cluster's: among the newest
- * DAEMON_RUNS_LIST_MAX). */
-int daemon_run_record_list(Daemon *d, const char *tenant, char *const *statuses, const RunRecord *before, size_t limit,
-                           RunRecord ***ret, size_t *ret_n);
+/* The newest limit runs of tenant that filter keeps (NULL: all), listed
+ * after before when not NULL (a run of tenant: the next page), from the
+ * same place (a cluster's: among the newest DAEMON_RUNS_LIST_MAX). */
+int daemon_run_record_list(Daemon *d, const char *tenant, const RunFilter *filter, const RunRecord *before,
+                           size_t limit, RunRecord ***ret, size_t *ret_n);
 /* Cluster mode: the runs of tenant's deployed function name, newest first
  * (Redis's index of them). */
 int daemon_cluster_function_run_list(Daemon *d, const char *tenant, const char *name, size_t limit, RunRecord ***ret,
@@ -1036,8 +1035,8 @@ typedef struct MHD_Response *DaemonSettledThen(const DaemonCall *call, void *sta
 struct MHD_Response *daemon_call_after_settle(const DaemonCall *call, DaemonSettledThen *then, void *state,
                                               void (*state_free)(void *));
 /* The answer of a listing ({"runs": [run objects]}): v (n records,
- * taken), only the runs in one of statuses (NULL: all). */
-struct MHD_Response *daemon_runs_list_answer(const DaemonCall *call, RunRecord **v, size_t n, char *const *statuses,
+ * taken), only the runs filter keeps (NULL: all). */
+struct MHD_Response *daemon_runs_list_answer(const DaemonCall *call, RunRecord **v, size_t n, const RunFilter *filter,
                                              unsigned *ret_status);
 
 /* Adds NULL-terminated name/value pairs (a NULL value is skipped). */

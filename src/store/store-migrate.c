@@ -303,6 +303,12 @@ static const char *const migrations[] = {
          * and never resolve again. Versions deployed before have NULL and
          * resolve at their invokes, as they did. */
         "ALTER TABLE functions ADD COLUMN lock_json TEXT;",
+        /* 26: a schedule's runs are a seek (GET /v1/runs?schedule=NAME,
+         * `ps --schedule`), as a function's are in runs_fn_name (16):
+         * without it the list walked every run of the tenant for a
+         * schedule's few. Partial, so a run no schedule fired writes no
+         * page of it. */
+        "CREATE INDEX runs_schedule ON runs(tenant, schedule, created) WHERE schedule IS NOT NULL;",
 };
 
 int store_schema_version(void) {

@@ -90,10 +90,9 @@ int store_run_insert_idempotent(Store *s, const RunRecord *r, const char *key, u
 }
 
 /* The list, read as it is committed. */
-static int run_list_read(Store *s, const char *tenant, char *const *statuses, const char *before, size_t limit,
+static int run_list_read(Store *s, const char *tenant, const RunFilter *f, const char *before, size_t limit,
                          RunRecord ***ret_records, size_t *ret_n) {
         sqlite3_stmt *st;
-        store_lock(s);
         /* Both walk runs_tenant_created (there is no index on created
          * alone: migration 16). Every tenant's runs: the tenants one by one
          * (each a seek in that index), each one's newest LIMIT, merged. One
@@ -102,32 +101,48 @@ static int run_list_read(Store *s, const char *tenant, char *const *statuses, co
          * walk, so LIMIT counts the runs in them: the newest N failed runs,
          * not the failed ones among the newest N. ?4, a run's id: only the
          * runs listed after it, in the same order (the next page); an id
-         * no run has lists nothing. */
-        int rc = sqlite3_prepare_v2(s->db,
-                                    tenant ? "SELECT " RUN_SELECT_COLUMNS " FROM runs WHERE tenant = ?1 "
-                                             "AND (?3 IS NULL OR status IN (SELECT value FROM json_each(?3))) "
-                                             "AND (?4 IS NULL OR (created, id) < (SELECT created, id FROM runs "
-                                             "WHERE id = ?4)) "
-                                             "ORDER BY created DESC, id DESC LIMIT ?2"
-                                           : "WITH RECURSIVE t(x) AS (SELECT (SELECT min(tenant) FROM runs) "
-                                             "UNION ALL SELECT (SELECT min(tenant) FROM runs WHERE tenant > t.x) "
-                                             "FROM t WHERE t.x IS NOT NULL) "
-                                             "SELECT " RUN_SELECT_COLUMNS " FROM t JOIN runs ON runs.rowid IN "
-                                             "(SELECT rowid FROM runs WHERE tenant = t.x "
-                                             "AND (?3 IS NULL OR status IN (SELECT value FROM json_each(?3))) "
-                                             "AND (?4 IS NULL OR (created, id) < (SELECT created, id FROM runs "
-                                             "WHERE id = ?4)) "
-                                             "ORDER BY created DESC, id DESC LIMIT ?2) "
-                                             "WHERE ?1 IS NULL ORDER BY created DESC, id DESC LIMIT ?2",
-                                    -1, &st, NULL);
+         * no run has lists nothing. A function (?5) or a schedule (?6) is
+         * a term of the text only when asked for: "fn_name = ?5" lets
+         * SQLite walk the partial index runs_fn_name (tenant, fn_name,
+         * created; migration 16), "schedule = ?6" runs_schedule (25),
+         * where "?5 IS NULL OR …" would use neither and walk every run of
+         * the tenant to find a function's few. */
+        const char *origin = f && f->fn_name
+                                     ? (f->schedule ? "AND fn_name = ?5 AND schedule = ?6 " : "AND fn_name = ?5 ")
+                             : f && f->schedule ? "AND schedule = ?6 "
+                                                : "";
+        _cleanup_free_ char *sql =
+                tenant ? xasprintf("SELECT " RUN_SELECT_COLUMNS " FROM runs WHERE tenant = ?1 %s"
+                                   "AND (?3 IS NULL OR status IN (SELECT value FROM json_each(?3))) "
+                                   "AND (?4 IS NULL OR (created, id) < (SELECT created, id FROM runs "
+                                   "WHERE id = ?4)) "
+                                   "ORDER BY created DESC, id DESC LIMIT ?2",
+                                   origin)
+                       : xasprintf("WITH RECURSIVE t(x) AS (SELECT (SELECT min(tenant) FROM runs) "
+                                   "UNION ALL SELECT (SELECT min(tenant) FROM runs WHERE tenant > t.x) "
+                                   "FROM t WHERE t.x IS NOT NULL) "
+                                   "SELECT " RUN_SELECT_COLUMNS " FROM t JOIN runs ON runs.rowid IN "
+                                   "(SELECT rowid FROM runs WHERE tenant = t.x %s"
+                                   "AND (?3 IS NULL OR status IN (SELECT value FROM json_each(?3))) "
+                                   "AND (?4 IS NULL OR (created, id) < (SELECT created, id FROM runs "
+                                   "WHERE id = ?4)) "
+                                   "ORDER BY created DESC, id DESC LIMIT ?2) "
+                                   "WHERE ?1 IS NULL ORDER BY created DESC, id DESC LIMIT ?2",
+                                   origin);
+        store_lock(s);
+        int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
         if (rc != SQLITE_OK) {
                 pthread_mutex_unlock(&s->lock);
                 return store_sqlite_errno(rc);
         }
         store_bind_text(st, 1, tenant);
         sqlite3_bind_int64(st, 2, (sqlite3_int64) (limit ? limit : 20));
-        store_bind_set(st, 3, statuses);
+        store_bind_set(st, 3, f ? f->statuses : NULL);
         store_bind_text(st, 4, before);
+        if (f && f->fn_name)
+                store_bind_text(st, 5, f->fn_name);
+        if (f && f->schedule)
+                store_bind_text(st, 6, f->schedule);
         RunRecord **v = NULL;
         size_t n = 0;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -145,26 +160,26 @@ static int run_list_read(Store *s, const char *tenant, char *const *statuses, co
         return 0;
 }
 
-int store_run_list(Store *s, const char *tenant, char *const *statuses, size_t limit, RunRecord ***ret_records,
+int store_run_list(Store *s, const char *tenant, const RunFilter *filter, size_t limit, RunRecord ***ret_records,
                    size_t *ret_n) {
         store_runs_settle(s);
-        return run_list_read(s, tenant, statuses, NULL, limit, ret_records, ret_n);
+        return run_list_read(s, tenant, filter, NULL, limit, ret_records, ret_n);
 }
 
-int store_run_list_settled(Store *s, uint64_t ticket, const char *tenant, char *const *statuses, size_t limit,
+int store_run_list_settled(Store *s, uint64_t ticket, const char *tenant, const RunFilter *filter, size_t limit,
                            RunRecord ***ret_records, size_t *ret_n) {
         store_runs_settle_through(s, ticket);
-        return run_list_read(s, tenant, statuses, NULL, limit, ret_records, ret_n);
+        return run_list_read(s, tenant, filter, NULL, limit, ret_records, ret_n);
 }
 
-int store_run_list_before(Store *s, uint64_t ticket, const char *tenant, char *const *statuses, const char *before,
+int store_run_list_before(Store *s, uint64_t ticket, const char *tenant, const RunFilter *filter, const char *before,
                           size_t limit, RunRecord ***ret_records, size_t *ret_n) {
         assert(s && before);
         if (ticket)
                 store_runs_settle_through(s, ticket);
         else
                 store_runs_settle(s);
-        return run_list_read(s, tenant, statuses, before, limit, ret_records, ret_n);
+        return run_list_read(s, tenant, filter, before, limit, ret_records, ret_n);
 }
 
 int store_runs_mark_lost(Store *s, const char *message) {

@@ -174,6 +174,16 @@ bool run_record_newer(const RunRecord *a, const RunRecord *b) {
         return run_record_cmp_newer_first(&a, &b) < 0;
 }
 
+/* store.h. */
+bool run_filter_match(const RunFilter *f, const RunRecord *r) {
+        assert(r);
+        if (!f)
+                return true;
+        return (!f->statuses || (r->status && strv_contains(f->statuses, r->status))) &&
+               (!f->fn_name || (r->fn_name && streq(r->fn_name, f->fn_name))) &&
+               (!f->schedule || (r->schedule && streq(r->schedule, f->schedule)));
+}
+
 void run_record_list_free(RunRecord **v, size_t n) {
         for (size_t i = 0; i < n; i++)
                 run_record_free(v[i]);

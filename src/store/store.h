@@ -249,20 +249,31 @@ int store_run_find_idempotent(Store *s, const char *tenant, const char *key, use
  * statement, atomic for every process on the store (the CLI's embedded
  * --idempotency-key, docs/cli.md). 0 inserted, 1 found, negative errno. */
 int store_run_insert_idempotent(Store *s, const RunRecord *r, const char *key, usec_t window, char **ret_first_id);
-/* The newest limit runs of tenant (NULL: any) in one of the states
- * statuses lists (NULL-terminated; NULL: any), most recent first: the
- * newest limit failed or killed runs, not those among the newest limit. */
-int store_run_list(Store *s, const char *tenant, char *const *statuses, size_t limit, RunRecord ***ret_records,
+/* Which runs a list keeps (GET /v1/runs's status, function and schedule
+ * queries, `ps --status/--function/--schedule`); a NULL filter, or a NULL
+ * field, keeps every run. */
+typedef struct RunFilter {
+        char *const *statuses; /* in one of these states (NULL-terminated, the API's spellings) */
+        const char *fn_name;   /* started from this deployed function (the run object's fn_name) */
+        const char *schedule;  /* fired by this schedule (the run object's schedule) */
+} RunFilter;
+/* Whether r passes f (f NULL: every run does). */
+bool run_filter_match(const RunFilter *f, const RunRecord *r);
+/* The newest limit runs of tenant (NULL: any) that filter keeps (NULL:
+ * all), most recent first: filtered in the walk, so the newest limit
+ * failed or killed runs, not those among the newest limit. A function's
+ * runs are a seek in runs_fn_name, a schedule's in runs_schedule. */
+int store_run_list(Store *s, const char *tenant, const RunFilter *filter, size_t limit, RunRecord ***ret_records,
                    size_t *ret_n);
 /* The same after store_runs_settle_ask() (ticket: its answer). */
-int store_run_list_settled(Store *s, uint64_t ticket, const char *tenant, char *const *statuses, size_t limit,
+int store_run_list_settled(Store *s, uint64_t ticket, const char *tenant, const RunFilter *filter, size_t limit,
                            RunRecord ***ret_records, size_t *ret_n);
 /* The next page of such a list: the runs listed after run before (its
  * whole id; a run of tenant, which the caller checked), in the same order
  * (created, then id, descending), so that a caller pages back through
  * every run, past any limit. An id no run has lists nothing. ticket: as
  * store_run_list_settled()'s, or 0 to settle as store_run_list() does. */
-int store_run_list_before(Store *s, uint64_t ticket, const char *tenant, char *const *statuses, const char *before,
+int store_run_list_before(Store *s, uint64_t ticket, const char *tenant, const RunFilter *filter, const char *before,
                           size_t limit, RunRecord ***ret_records, size_t *ret_n);
 void run_record_list_free(RunRecord **v, size_t n);
 /* Whether a is listed before b (every run listing's order, GET /v1/runs's:

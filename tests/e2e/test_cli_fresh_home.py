@@ -95,7 +95,7 @@ def test_a_writer_with_nothing_to_act_on_in_a_fresh_home_answers_as_an_empty_hom
 def test_what_an_empty_home_answers(opened):
     """The answers the parity above holds the fresh home to, spelled out
     for the listings and the misses a user meets first."""
-    header = "ID                 STATUS      EXIT CREATED             DURATION  TARGET\n"
+    header = "ID                 STATUS      EXIT CREATED             DURATION  FUNCTION  TARGET\n"
     assert opened[("ps",)] == (0, header, "")
     assert opened[("ps", "--json")] == (0, "[]\n", "")
     assert opened[("show", "rabc")] == (2, "", "pysprinter: no run 'rabc' (see `pysprinter ps`)\n")

@@ -325,9 +325,8 @@ static void test_run_list_before(void **state) {
         for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
                 RunRecord **v = NULL;
                 size_t n = 0;
-                assert_int_equal(store_run_list_before(s, 0, rows[i].tenant,
-                                                       rows[i].states[0] ? (char *const *) rows[i].states : NULL,
-                                                       rows[i].before, rows[i].limit, &v, &n),
+                RunFilter f = { .statuses = rows[i].states[0] ? (char *const *) rows[i].states : NULL };
+                assert_int_equal(store_run_list_before(s, 0, rows[i].tenant, &f, rows[i].before, rows[i].limit, &v, &n),
                                  0);
                 char got[64] = "";
                 for (size_t j = 0; j < n; j++) {
@@ -372,14 +371,81 @@ static void test_run_list_by_status(void **state) {
         for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
                 RunRecord **v = NULL;
                 size_t n = 0;
-                assert_int_equal(
-                        store_run_list(s, rows[i].tenant, (char *const *) rows[i].states, rows[i].limit, &v, &n), 0);
+                RunFilter f = { .statuses = (char *const *) rows[i].states };
+                assert_int_equal(store_run_list(s, rows[i].tenant, &f, rows[i].limit, &v, &n), 0);
                 size_t want = 0;
                 while (want < ELEMENTSOF(rows[i].want) && rows[i].want[want])
                         want++;
                 assert_int_equal(n, want);
                 for (size_t k = 0; k < n; k++)
                         assert_string_equal(v[k]->id, rows[i].want[k]);
+                run_record_list_free(v, n);
+        }
+        store_close(s);
+}
+
+/* By origin (GET /v1/runs?function=&schedule=, `ps --function/--schedule`):
+ * a deployed function's runs, any version, a schedule's, both, with the
+ * states and a cursor too, for one tenant or all; the schema has the
+ * schedule's index (migration 26). */
+static void test_run_list_by_origin(void **state) {
+        Store *s = open_fresh();
+        insert(s, "r1", "a", "succeeded", 1); /* tick v1 */
+        insert(s, "r2", "a", "failed", 2);    /* tick v2, nightly */
+        insert(s, "r3", "a", "succeeded", 3); /* ad hoc */
+        insert(s, "r4", "b", "succeeded", 4); /* tick v1 (b's) */
+        insert(s, "r5", "a", "succeeded", 5); /* other v1, nightly */
+        insert(s, "r6", "a", "succeeded", 6); /* tick v2 */
+        store_lock(s);
+        assert_int_equal(sqlite3_exec(s->db,
+                                      "UPDATE runs SET fn_name='tick', fn_version=1 WHERE id IN ('r1','r4');"
+                                      "UPDATE runs SET fn_name='tick', fn_version=2 WHERE id IN ('r2','r6');"
+                                      "UPDATE runs SET fn_name='other', fn_version=1 WHERE id='r5';"
+                                      "UPDATE runs SET schedule='nightly' WHERE id IN ('r2','r5');",
+                                      NULL, NULL, NULL),
+                         SQLITE_OK);
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(
+                sqlite3_prepare_v2(s->db, "SELECT 1 FROM sqlite_master WHERE name='runs_schedule'", -1, &st, NULL),
+                SQLITE_OK);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        sqlite3_finalize(st);
+        pthread_mutex_unlock(&s->lock);
+        static const struct {
+                const char *tenant, *fn, *sched, *state, *before;
+                size_t limit;
+                const char *want;
+        } rows[] = {
+                { "a", "tick", NULL, NULL, NULL, 10, "r6 r2 r1" },
+                { NULL, "tick", NULL, NULL, NULL, 10, "r6 r4 r2 r1" },
+                { "a", "tick", NULL, NULL, NULL, 1, "r6" },
+                { "a", NULL, "nightly", NULL, NULL, 10, "r5 r2" },
+                { NULL, NULL, "nightly", NULL, NULL, 10, "r5 r2" },
+                { "a", "tick", "nightly", NULL, NULL, 10, "r2" },
+                { "a", "tick", NULL, "failed", NULL, 10, "r2" },
+                { "a", "tick", NULL, NULL, "r6", 10, "r2 r1" },
+                { NULL, "tick", NULL, NULL, "r4", 10, "r2 r1" },
+                { "b", NULL, "nightly", NULL, NULL, 10, "" },
+                { "a", "nope", NULL, NULL, NULL, 10, "" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                char *states[] = { (char *) rows[i].state, NULL };
+                RunFilter f = { .statuses = rows[i].state ? states : NULL,
+                                .fn_name = rows[i].fn,
+                                .schedule = rows[i].sched };
+                RunRecord **v = NULL;
+                size_t n = 0;
+                assert_int_equal(rows[i].before ? store_run_list_before(s, 0, rows[i].tenant, &f, rows[i].before,
+                                                                        rows[i].limit, &v, &n)
+                                                : store_run_list(s, rows[i].tenant, &f, rows[i].limit, &v, &n),
+                                 0);
+                char got[64] = "";
+                for (size_t j = 0; j < n; j++) {
+                        strcat(got, j ? " " : "");
+                        strcat(got, v[j]->id);
+                        assert_true(run_filter_match(&f, v[j]));
+                }
+                assert_string_equal(got, rows[i].want);
                 run_record_list_free(v, n);
         }
         store_close(s);
@@ -3140,7 +3206,8 @@ static void test_tenant_index_pages_stay_full(void **state) {
         assert_true(unused * 4 < pages * 4096);
 
         /* The same database as schema 17 left it: migrated, the same list. */
-        exec_on(path, "DROP INDEX runs_tenant_created; CREATE INDEX runs_tenant_created ON runs(tenant, created DESC);"
+        exec_on(path, "DROP INDEX runs_schedule;"
+                      "DROP INDEX runs_tenant_created; CREATE INDEX runs_tenant_created ON runs(tenant, created DESC);"
                       "ALTER TABLE functions DROP COLUMN signature; ALTER TABLE functions DROP COLUMN doc;"
                       "ALTER TABLE functions DROP COLUMN lock_json;"
                       "ALTER TABLE runs DROP COLUMN owner_pidns;"
@@ -3295,11 +3362,14 @@ static void test_deferred_submit_finished_within_linger_is_one_write(void **stat
         assert_int_equal(store_commits(s) - commits, 1);
         sqlite3_int64 one = wal_frames(path) - frames;
         assert_ended_with_everything(s, "dw1", 20);
-        /* Against a submit that commits before its finish: fewer pages. */
+        /* Against a submit that commits before its finish: fewer pages.
+         * The same run (a schedule's fire of a deployed function: its
+         * index entries, runs_fn_name's and runs_schedule's, are written
+         * either way). */
         store_writer_set_linger(s, 0);
         frames = wal_frames(path);
         commits = store_commits(s);
-        submit_running(q, "dw-two", 3, 10);
+        submit_sync(q, "dw-two", 10, false);
         RunRecord fin2 = ended("dw-two", 21);
         assert_int_equal(run_queue_finish(q, &fin2, 1), 0);
         assert_int_equal(store_commits(s) - commits, 2);
@@ -5704,6 +5774,7 @@ int main(void) {
                 cmocka_unit_test(test_insert_get_update),
                 cmocka_unit_test(test_prefix_and_tenants),
                 cmocka_unit_test(test_run_list_by_status),
+                cmocka_unit_test(test_run_list_by_origin),
                 cmocka_unit_test(test_run_list_before),
                 cmocka_unit_test(test_mark_lost),
                 cmocka_unit_test(test_orphaned_runs_are_marked_lost),
