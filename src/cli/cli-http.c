@@ -12,6 +12,8 @@
  * goes through whole, the cancel that follows it: cli-backend-http.c) waits
  * for a server that does not answer: Ctrl-C never leaves the CLI hanging. */
 #define INTERRUPTED_REQUEST_USEC (10 * USEC_PER_SEC)
+/* How long a request answered 503 + Retry-After is asked again. */
+#define UNAVAILABLE_WAIT_USEC (60 * USEC_PER_SEC)
 
 int http_open(const char *server, Http *ret, char **ret_error) {
         static bool curl_ready;
@@ -305,6 +307,7 @@ int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body,
         assert(h && h->base && q && q->method && q->path && ret_body);
         buf_init(ret_body, MAX_RESPONSE_BYTES);
         size_t tried = 1;
+        usec_t unavailable_since = 0;
         for (int attempt = 0;; attempt++) {
                 CURL *c = curl_easy_init();
                 if (!c) {
@@ -422,6 +425,35 @@ int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body,
                         tried++;
                         buf_reset(ret_body);
                         continue;
+                }
+                /* A 503 with Retry-After (a gateway cut from the
+                 * cluster's Redis, or Redis still loading) says nothing
+                 * was done: with no other gateway left to ask, the request
+                 * is asked again as it asks, for up to a minute, saying so
+                 * once. Reads other than a submit's wait for it themselves
+                 * (follow_log(), server_away()): only other methods here.
+                 * Before, only a 429 was asked again, and a lone gateway's
+                 * 503 ended `run` with exit 6 while nothing had run. */
+                if (status == 503 && x.retry_after > 0 && !streq(q->method, "GET") && !q->read && !cli_interrupted) {
+                        usec_t now = now_monotonic();
+                        if (!unavailable_since) {
+                                unavailable_since = now;
+                                _cleanup_free_ char *why = status_message(h, status, ret_body);
+                                cli_warning("%s cannot serve this now (%s): waiting up to %llu s for it, as its "
+                                            "Retry-After asks",
+                                            h->base, why, (unsigned long long) (UNAVAILABLE_WAIT_USEC / USEC_PER_SEC));
+                        }
+                        if (now - unavailable_since < UNAVAILABLE_WAIT_USEC) {
+                                usec_t left = UNAVAILABLE_WAIT_USEC - (now - unavailable_since);
+                                usec_t pause = MIN((usec_t) MIN(x.retry_after, 10) * USEC_PER_SEC, left);
+                                buf_reset(ret_body);
+                                struct timespec ts = { .tv_sec = (time_t) (pause / USEC_PER_SEC),
+                                                       .tv_nsec = (long) (pause % USEC_PER_SEC) * 1000L };
+                                (void) nanosleep(&ts, NULL); /* Ctrl-C ends it early */
+                                http_failover(h);            /* a gateway of the list may serve by now */
+                                tried = 1;
+                                continue;
+                        }
                 }
                 if (ret_status)
                         *ret_status = status;
