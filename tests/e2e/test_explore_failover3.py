@@ -47,3 +47,33 @@ def test_a_cli_with_one_gateway_waits_through_its_503(cluster, redis, tmp_path):
             run.kill()
             run.communicate()
     assert (run.returncode, out) == (0, "before\nafter\nx\n"), (run.returncode, out, err)
+
+
+def test_a_redis_loading_its_aof_is_503_like_an_unreachable_one(cluster, redis, tmp_path):
+    """Redis restarted on a big AOF answers every command `-LOADING` until
+    it has read it all (here: 20,000 keys read 0.5 ms each, and events
+    served every KiB, as a big data set's every 2 MiB). Nothing was done:
+    a gateway answers 503 `redis_unreachable` with Retry-After, as for a
+    Redis it cannot reach, and a run submitted once Redis has loaded runs.
+    Before, the LOADING error was a 500 `internal`."""
+    gw = cluster("gw", "gateway")
+    cluster("w1", "worker")
+    cmds = "".join(f"*3\r\n$3\r\nSET\r\n${len(k)}\r\n{k}\r\n$1\r\nx\r\n" for k in (f"junk:{i}" for i in range(20000)))
+    subprocess.run(["redis-cli", "-s", redis.sock, "--pipe"], input=cmds, text=True, capture_output=True, check=True)
+    redis.cli("BGREWRITEAOF")
+    wait_until(lambda: "aof_rewrite_in_progress:0" in redis.cli("INFO", "persistence")
+               and "aof_rewrite_scheduled:0" in redis.cli("INFO", "persistence"), 60, "the AOF rewritten")
+    redis.kill9()
+    redis.proc = subprocess.Popen(
+        [REDIS, "--port", "0", "--unixsocket", redis.sock, "--dir", str(redis.dir), "--appendonly", "yes",
+         "--appendfsync", "always", "--auto-aof-rewrite-percentage", "0", "--save", "", "--loglevel", "warning",
+         "--key-load-delay", "500", "--loading-process-events-interval-bytes", "1024"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(lambda: redis.cli("PING").startswith("LOADING"), 30, "Redis loading its AOF")
+    st, hdrs, raw = gw.request("POST", "/v1/runs", {"source": TWO_LINES, "kwargs": {"seconds": 0}})
+    loading = redis.cli("PING").startswith("LOADING")
+    err = json.loads(raw)["error"]
+    assert loading, "Redis loaded before the request was answered: load more keys"
+    assert (st, err["code"], hdrs.get("retry-after")) == (503, "redis_unreachable", "5"), (st, hdrs, raw)
+    wait_until(lambda: redis.cli("PING") == "PONG", 60, "Redis loaded")
+    wait_until(lambda: gw.run(TWO_LINES, kwargs={"seconds": 0})[0] == 200, 30, "a run through the gateway")
