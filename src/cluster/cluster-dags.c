@@ -67,6 +67,7 @@ int cluster_dag_put(RunQueue *q, const char *id, const char *rec_json, char *con
         args_add(&a, final ? "1" : "0");
         args_addf(&a, "%u", cq(q)->record_ttl_s);
         args_add(&a, id);
+        args_addf(&a, "%u", cq(q)->lease_ttl_ms);
         args_add(&a, rec_json);
         for (size_t i = 0; i < n; i++) {
                 args_add(&a, names[i]);

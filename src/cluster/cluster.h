@@ -241,8 +241,10 @@ int cluster_dag_create(RunQueue *q, const char *id, const char *tenant, usec_t c
                        const char *files_json);
 /* The owner's write of the record and of n tasks (names[i] -> jsons[i]);
  * final: the run ended (it leaves the running set, its lease is dropped,
- * its keys expire after the record TTL). -ESTALE when this node does not
- * hold the lease: nothing was written. */
+ * its keys expire after the record TTL). A lease that lapsed with nobody
+ * taking it, the run still running, is taken back first (dagput.lua).
+ * -ESTALE when another node holds the lease or the run ended: nothing was
+ * written. */
 int cluster_dag_put(RunQueue *q, const char *id, const char *rec_json, char *const *names, char *const *jsons,
                     size_t n, bool final);
 /* The DAG run id: its record JSON, files JSON (may be NULL) and task JSONs

@@ -77,3 +77,40 @@ def test_a_redis_loading_its_aof_is_503_like_an_unreachable_one(cluster, redis, 
     assert (st, err["code"], hdrs.get("retry-after")) == (503, "redis_unreachable", "5"), (st, hdrs, raw)
     wait_until(lambda: redis.cli("PING") == "PONG", 60, "Redis loaded")
     wait_until(lambda: gw.run(TWO_LINES, kwargs={"seconds": 0})[0] == 200, 30, "a run through the gateway")
+
+
+def test_a_dag_owner_whose_lease_lapsed_unseen_keeps_driving_its_dag_run(cluster, redis, tmp_path):
+    """The owner lease of a DAG run lapses with nobody taking it (Redis
+    down past the lease's 3 s comes back with it expired; here: the lease
+    key deleted, again and again). The owner's next write (dagput.lua)
+    finds no lease: still its own, as its lease tick (dagleases.lua) takes
+    it back; the DAG run goes on there, each task run once. Before, the
+    write read an absent lease as another owner's: the live owner stopped
+    driving its DAG run ("no longer holds its lease") and a takeover had
+    to resume it."""
+    gw = cluster("gw1", "gateway")
+    cluster("w1", "worker")
+    pipeline = ("tasks:\n  a: {file: t.py, function: f, args: [a], kwargs: {seconds: 3}}\n"
+                "  b: {file: t.py, function: f, args: ['${a}-b'], kwargs: {seconds: 0}}\n")
+    st, b = gw.call("POST", "/v1/dags", {"pipeline": pipeline, "files": {"t.py": DAG_TASKS}, "no_cache": True})
+    assert st == 202, b
+    did = b["id"]
+    stop = threading.Event()
+
+    def lapse():
+        while not stop.is_set():
+            redis.cli("DEL", f"ps:dagowner:{did}")
+            time.sleep(0.01)
+
+    t = threading.Thread(target=lapse, daemon=True)
+    t.start()
+    try:
+        st, b = gw.call("GET", f"/v1/dags/{did}?wait=true&timeout=60")
+    finally:
+        stop.set()
+        t.join()
+    assert (st, b["status"]) == (200, "succeeded"), (st, b)
+    assert sorted((x["name"], x.get("result"), x.get("attempts")) for x in b["tasks"]) == [
+        ("a", "a", 1), ("b", "a-b", 1)], b
+    log = gw.log.read_text()
+    assert "no longer holds its lease" not in log and "this node resumes it" not in log, log[-3000:]
