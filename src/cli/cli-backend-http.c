@@ -940,8 +940,17 @@ static int http_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void *u
         int r = dag_request_body(q, &req, &err);
         if (r < 0)
                 return fail(b, r, TAKE_PTR(err));
+        /* With --server URL,URL the submit carries a key of the CLI's own,
+         * as a run's does (http_run()): a gateway that takes it and never
+         * answers (frozen, killed before its answer, answering 502-504) is
+         * left for the next one, which answers with the DAG run the first
+         * may have started. Before, a DAG submit to a frozen gateway
+         * waited for ever, and one sent again could run the DAG twice. */
+        _cleanup_free_ char *hex = NULL, *key = NULL;
+        if (b->http.n_servers > 1 && random_hex(16, &hex) >= 0)
+                key = xasprintf("Idempotency-Key: cli-%s", hex);
         json_t *dag = NULL;
-        r = http_json_submit(&b->http, "/v1/dags", NULL, req, &dag, &err); /* whole, as a run's */
+        r = http_json_submit(&b->http, "/v1/dags", key, req, &dag, &err); /* whole, as a run's */
         json_decref(req);
         if (r == -EINVAL)
                 r = -EBADMSG; /* the server refused the pipeline, as dag_parse() would */

@@ -26,6 +26,93 @@ def dag_ids(gw):
     return [x["id"] for x in b["dags"]]
 
 
+def test_a_dag_run_submitted_to_a_frozen_gateway_goes_to_the_next_one_once(cluster, redis, tmp_path):
+    """`pysprinter --server GW1,GW2 dag run p.yaml` whose GW1 is frozen
+    (SIGSTOP: its kernel takes the connection and the request, nobody
+    answers). The DAG submit carries a key of the CLI's own, as a run's
+    does: after the silence limit it goes to GW2, which runs the DAG run;
+    GW1, resumed, reads the submit it held and starts no second DAG run.
+    Before, the CLI waited on GW1 for ever (POST /v1/dags took no
+    Idempotency-Key, so the CLI could not send it again)."""
+    gw1 = cluster("gw1", "gateway")
+    gw2 = cluster("gw2", "gateway")
+    cluster("w1", "worker")
+    (tmp_path / "t.py").write_text(DAG_TASKS)
+    (tmp_path / "p.yaml").write_text(PIPELINE)
+    os.kill(gw1.proc.pid, signal.SIGSTOP)
+    try:
+        run = run_cli(tmp_path, [gw1, gw2], "dag", "run", "p.yaml", "--json")
+        try:
+            out, err = run.communicate(timeout=60)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.communicate()
+    finally:
+        os.kill(gw1.proc.pid, signal.SIGCONT)
+    assert run.returncode == 0, (run.returncode, out, err)
+    assert json.loads(out)["status"] == "succeeded", out
+    wait_until(lambda: gw1.call("GET", "/healthz", token=None)[0] == 200, 30, "GW1 serving again")
+    time.sleep(1)  # GW1 answers the submit it held
+    ids = dag_ids(gw2)
+    assert len(ids) == 1 and dag_ids(gw1) == ids, ids
+
+
+def test_a_dag_submit_with_an_idempotency_key_starts_one_dag_run_on_any_gateway(cluster, redis, tmp_path):
+    """POST /v1/dags with an Idempotency-Key, then the same key again
+    through another gateway (a client whose answer was lost): the second
+    answers with the first DAG run (202 and its Location; with ?wait=true
+    its end), nothing more runs. Another tenant's same key is its own.
+    Before, the header was ignored: each POST started a DAG run."""
+    gw1 = cluster("gw1", "gateway")
+    gw2 = cluster("gw2", "gateway")
+    cluster("w1", "worker")
+    body = {"pipeline": PIPELINE, "files": {"t.py": DAG_TASKS}, "no_cache": True}
+    hdr = {"Idempotency-Key": "dag-k1"}
+    st, h, raw = gw1.request("POST", "/v1/dags", body, headers=hdr)
+    assert st == 202, raw
+    first = json.loads(raw)["id"]
+    st, h, raw = gw2.request("POST", "/v1/dags", body, headers=hdr)
+    assert (st, json.loads(raw)["id"], h.get("location")) == (202, first, f"/v1/dags/{first}"), (st, h, raw)
+    st, b = gw2.call("POST", "/v1/dags?wait=true&timeout=60", body, headers=hdr)
+    assert (st, b["id"], b["status"]) == (200, first, "succeeded"), (st, b)
+    assert dag_ids(gw1) == [first]
+    st, b = gw1.call("POST", "/v1/dags", body, token="bob", headers=hdr)
+    assert st == 202 and b["id"] != first, b
+    st, b = gw1.call("POST", "/v1/dags", body, headers={"Idempotency-Key": "bad key"})
+    assert st == 400, b
+
+
+def test_a_dag_submit_with_an_idempotency_key_starts_one_dag_run_on_one_node(tmp_path):
+    """The same on a single node (its SQLite store), and through the Python
+    client's submit_dag(idempotency_key=) and run_dag(idempotency_key=)."""
+    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path))
+    d.start()
+    try:
+        (tmp_path / "t.py").write_text(DAG_TASKS)
+        (tmp_path / "p.yaml").write_text(PIPELINE)
+        body = {"pipeline": PIPELINE, "files": {"t.py": DAG_TASKS}}
+        st, b = d.call("POST", "/v1/dags", body, headers={"Idempotency-Key": "one"})
+        assert st == 202, b
+        first = b["id"]
+        st, b = d.call("POST", "/v1/dags?wait=true&timeout=60", body, headers={"Idempotency-Key": "one"})
+        assert (st, b["id"], b["status"]) == (200, first, "succeeded"), (st, b)
+        py = subprocess.run([sys.executable, "-c", f"""
+import sys
+sys.path.insert(0, {str(ROOT / 'python')!r})
+from pysprinter.client import Client
+c = Client({d.url!r}, token={TOKENS['alice']!r}, timeout=60)
+p = {str(tmp_path / 'p.yaml')!r}
+print(c.submit_dag(p, idempotency_key="one")["id"])
+print(c.run_dag(p, idempotency_key="two")["id"] == c.run_dag(p, idempotency_key="two")["id"])
+"""], capture_output=True, text=True, timeout=120)
+        assert py.stdout.split() == [first, "True"], (py.stdout, py.stderr)
+        st, b = d.call("GET", "/v1/dags")
+        assert len(b["dags"]) == 2, b
+    finally:
+        d.stop()
+
+
 def test_a_cli_with_one_gateway_waits_through_its_503(cluster, redis, tmp_path):
     """`pysprinter --server GW run` while GW cannot reach Redis: GW answers
     503 `redis_unreachable` with Retry-After (nothing was done). The CLI
