@@ -12,8 +12,11 @@
  * goes through whole, the cancel that follows it: cli-backend-http.c) waits
  * for a server that does not answer: Ctrl-C never leaves the CLI hanging. */
 #define INTERRUPTED_REQUEST_USEC (10 * USEC_PER_SEC)
-/* How long a request answered 503 + Retry-After is asked again. */
-#define UNAVAILABLE_WAIT_USEC (60 * USEC_PER_SEC)
+
+usec_t http_reconnect_wait(void) {
+        const char *t = getenv("PYSPRINTER_TEST_RECONNECT_S");
+        return (t && *t ? strtoull(t, NULL, 10) : 60) * USEC_PER_SEC;
+}
 
 int http_open(const char *server, Http *ret, char **ret_error) {
         static bool curl_ready;
@@ -441,15 +444,17 @@ int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body,
                                 _cleanup_free_ char *why = status_message(h, status, ret_body);
                                 cli_warning("%s cannot serve this now (%s): waiting up to %llu s for it, as its "
                                             "Retry-After asks",
-                                            h->base, why, (unsigned long long) (UNAVAILABLE_WAIT_USEC / USEC_PER_SEC));
+                                            h->base, why, (unsigned long long) (http_reconnect_wait() / USEC_PER_SEC));
                         }
-                        if (now - unavailable_since < UNAVAILABLE_WAIT_USEC) {
-                                usec_t left = UNAVAILABLE_WAIT_USEC - (now - unavailable_since);
+                        if (now - unavailable_since < http_reconnect_wait()) {
+                                usec_t left = http_reconnect_wait() - (now - unavailable_since);
                                 usec_t pause = MIN((usec_t) MIN(x.retry_after, 10) * USEC_PER_SEC, left);
                                 buf_reset(ret_body);
                                 struct timespec ts = { .tv_sec = (time_t) (pause / USEC_PER_SEC),
                                                        .tv_nsec = (long) (pause % USEC_PER_SEC) * 1000L };
                                 (void) nanosleep(&ts, NULL); /* Ctrl-C ends it early */
+                                if (cli_interrupted)
+                                        return -EINTR;       /* nothing was done there */
                                 http_failover(h);            /* a gateway of the list may serve by now */
                                 tried = 1;
                                 continue;
