@@ -936,9 +936,9 @@ static int dag_submit(Daemon *d, const char *tenant, json_t *j, const char *want
                  * and its local record ends at once, never resumed. */
                 dag_free(dag);
                 (void) rm_rf(dir);
-                rec.status = "cancelled";
+                rec.status = (char *) "cancelled";
                 rec.owner = NULL;
-                rec.error = "its Idempotency-Key names an earlier DAG run";
+                rec.error = (char *) "its Idempotency-Key names an earlier DAG run";
                 rec.finished = now_realtime();
                 (void) store_dag_update(d->store, &rec);
                 *ret_id = TAKE_PTR(first);
@@ -1159,11 +1159,10 @@ static struct MHD_Response *handle_delete(const DaemonCall *call, const char *id
         return daemon_call_wait(call, g, 30 * USEC_PER_SEC, dag_wait_then, w, dag_wait_free);
 }
 
-/* GET /v1/dags/ID[?wait=true[&timeout=S]]: with wait, 200 once the DAG run
- * ended, 202 at the timeout; this node's own DAG runs are waited on by
- * their DDag, in a cluster the others by their record in Redis. */
 /* Waits up to timeout (> 0) for DAG run id (or a prefix) to end, without
- * cancelling it on a hang-up: 200 once it ended, 202 at the timeout. */
+ * cancelling it on a hang-up: 200 once it ended, 202 at the timeout; this
+ * node's own DAG runs are waited on by their DDag, in a cluster the others
+ * by their record in Redis. */
 static struct MHD_Response *wait_for_dag(const DaemonCall *call, const char *id, usec_t timeout, unsigned *ret_status) {
         Daemon *d = call->d;
         DagRunRecord *rec = NULL;
@@ -1184,6 +1183,7 @@ static struct MHD_Response *wait_for_dag(const DaemonCall *call, const char *id,
         return dag_response(d, call->tenant, full, 200, ret_status);
 }
 
+/* GET /v1/dags/ID[?wait=true[&timeout=S]] (wait_for_dag()). */
 static struct MHD_Response *handle_get(const DaemonCall *call, const char *id, unsigned *ret_status) {
         usec_t timeout = wait_timeout(call);
         if (timeout == 0)
