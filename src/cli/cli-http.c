@@ -347,7 +347,13 @@ int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body,
                  * as a stream is, and the next one asked; the key makes
                  * that safe (cli-backend-http.c http_run()). */
                 bool keyed = q->header && startswith(q->header, "Idempotency-Key:") && !q->read;
-                if (keyed && h->n_servers > 1 && !q->sse) {
+                /* So is a read (`dag run` asking how its DAG run stands,
+                 * `show`): no read of the CLI waits on the server (no
+                 * ?wait=true), so 20 s of silence is a frozen gateway, and
+                 * the next one answers the same from Redis. Before, a
+                 * gateway frozen after `dag run`'s submit held it for ever. */
+                bool plain_read = streq(q->method, "GET") && !q->download;
+                if ((keyed || plain_read) && h->n_servers > 1 && !q->sse) {
                         curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
                         curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, stream_silence_s());
                 }

@@ -201,3 +201,35 @@ def test_a_dag_owner_whose_lease_lapsed_unseen_keeps_driving_its_dag_run(cluster
         ("a", "a", 1), ("b", "a-b", 1)], b
     log = gw.log.read_text()
     assert "no longer holds its lease" not in log and "this node resumes it" not in log, log[-3000:]
+
+
+def test_a_dag_run_whose_gateway_freezes_while_the_cli_waits_ends_through_the_next_one(cluster, redis, tmp_path):
+    """`pysprinter --server GW1,GW2 dag run` submitted to GW1, which freezes
+    (SIGSTOP) while the CLI asks it how the DAG run stands. A look that
+    hears nothing for the silence limit is given up, as a stream's is, and
+    asked of GW2, which takes the DAG run over (GW1's lease lapsed) and
+    ends it: exit 0, succeeded. Before, the CLI's GET waited on GW1 for
+    ever (no limit on a plain read)."""
+    gw1 = cluster("gw1", "gateway")
+    gw2 = cluster("gw2", "gateway")
+    cluster("w1", "worker")
+    # past dagleases.lua's grace after Redis's start: a takeover is allowed
+    wait_until(lambda: int(redis.cli("INFO", "server").split("uptime_in_seconds:")[1].split()[0]) >= 7, 30,
+               "Redis up for two lease lifetimes")
+    (tmp_path / "t.py").write_text(DAG_TASKS)
+    (tmp_path / "p.yaml").write_text("tasks:\n  a: {file: t.py, function: f, args: [a], kwargs: {seconds: 4}}\n")
+    run = run_cli(tmp_path, [gw1, gw2], "dag", "run", "p.yaml", "--json")
+    try:
+        wait_until(lambda: any(redis.cli("HGET", k, "status") == "running" for k in redis.cli("KEYS", "ps:run:*").split())
+                   or run.poll() is not None, 60, "the DAG's task running on w1")
+        os.kill(gw1.proc.pid, signal.SIGSTOP)
+        try:
+            out, err = run.communicate(timeout=60)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.communicate()
+    finally:
+        os.kill(gw1.proc.pid, signal.SIGCONT)
+    assert run.returncode == 0, (run.returncode, out, err)
+    assert json.loads(out)["status"] == "succeeded", out
