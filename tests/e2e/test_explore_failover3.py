@@ -162,6 +162,15 @@ def test_a_redis_loading_its_aof_is_503_like_an_unreachable_one(cluster, redis, 
     err = json.loads(raw)["error"]
     assert loading, "Redis loaded before the request was answered: load more keys"
     assert (st, err["code"], hdrs.get("retry-after")) == (503, "redis_unreachable", "5"), (st, hdrs, raw)
+    # A node started meanwhile says Redis does not serve yet, exit 6 (its
+    # unit starts it again); before: "cannot reach Redis …: Input/output error".
+    try:
+        cluster("gw2", "gateway")
+        started = None
+    except RuntimeError as e:
+        started = str(e)
+    assert started and started.startswith("pysprinterd exited 6") and "does not serve yet" in started, started
+    assert redis.cli("PING").startswith("LOADING"), "Redis loaded before the node started: load more keys"
     wait_until(lambda: redis.cli("PING") == "PONG", 60, "Redis loaded")
     wait_until(lambda: gw.run(TWO_LINES, kwargs={"seconds": 0})[0] == 200, 30, "a run through the gateway")
 
