@@ -245,6 +245,10 @@ int daemon_dag_idempotent_put(Daemon *d, const char *tenant, const char *key, co
         assert(d && !d->cluster && tenant && key && id);
         _cleanup_free_ char *k = xasprintf("%s/%s", tenant, key);
         _cleanup_free_ char *v = xasprintf("%llu %s", (unsigned long long) created, id);
+        /* The keys past their 24 h go as new ones come: the table holds
+         * about a day's keyed DAG submits, not every one ever made. */
+        if (created > IDEMPOTENCY_WINDOW_USEC)
+                (void) store_kv_prune(d->store, DAG_IDEM_NS, created - IDEMPOTENCY_WINDOW_USEC);
         return store_kv_put(d->store, DAG_IDEM_NS, k, v);
 }
 
