@@ -2,6 +2,7 @@
 submitted through a gateway that freezes, a lone gateway that cannot serve
 for a while, a Redis still loading its AOF, a DAG owner whose lease lapsed
 unseen. Each test is a defect found exploring these failures."""
+import contextlib
 import json
 import os
 import signal
@@ -18,6 +19,33 @@ from test_explore_failover import TWO_LINES, cluster  # noqa: F401 (cluster: a f
 from test_explore_failover2 import run_cli
 
 PIPELINE = "tasks:\n  a: {file: t.py, function: f, args: [a], kwargs: {seconds: 0}}\n"
+
+
+@contextlib.contextmanager
+def stopped(daemon):
+    """daemon frozen (SIGSTOP: its kernel still takes connections and
+    requests, nobody answers) for the with-block."""
+    os.kill(daemon.proc.pid, signal.SIGSTOP)
+    try:
+        yield daemon
+    finally:
+        os.kill(daemon.proc.pid, signal.SIGCONT)
+
+
+def finish(proc, timeout=60):
+    """proc's (returncode, stdout, stderr); killed past timeout (then
+    communicate()'s TimeoutExpired is raised)."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, out, err
+
+
+def a_task_running(redis):
+    return any(redis.cli("HGET", k, "status") == "running" for k in redis.cli("KEYS", "ps:run:*").split())
 
 
 def dag_ids(gw):
@@ -39,18 +67,9 @@ def test_a_dag_run_submitted_to_a_frozen_gateway_goes_to_the_next_one_once(clust
     cluster("w1", "worker")
     (tmp_path / "t.py").write_text(DAG_TASKS)
     (tmp_path / "p.yaml").write_text(PIPELINE)
-    os.kill(gw1.proc.pid, signal.SIGSTOP)
-    try:
-        run = run_cli(tmp_path, [gw1, gw2], "dag", "run", "p.yaml", "--json")
-        try:
-            out, err = run.communicate(timeout=60)
-        finally:
-            if run.poll() is None:
-                run.kill()
-                run.communicate()
-    finally:
-        os.kill(gw1.proc.pid, signal.SIGCONT)
-    assert run.returncode == 0, (run.returncode, out, err)
+    with stopped(gw1):
+        code, out, err = finish(run_cli(tmp_path, [gw1, gw2], "dag", "run", "p.yaml", "--json"))
+    assert code == 0, (code, out, err)
     assert json.loads(out)["status"] == "succeeded", out
     wait_until(lambda: gw1.call("GET", "/healthz", token=None)[0] == 200, 30, "GW1 serving again")
     time.sleep(1)  # GW1 answers the submit it held
@@ -124,16 +143,11 @@ def test_a_cli_with_one_gateway_waits_through_its_503(cluster, redis, tmp_path):
     (tmp_path / "job.py").write_text(TWO_LINES)
     redis.kill9()
     run = run_cli(tmp_path, [gw], "run", "job.py", "--seconds", "0")
-    try:
-        wait_until(lambda: "waiting" in (run.stderr.readline() or "x") or run.poll() is not None, 30,
-                   "the CLI meeting the 503")
-        redis.start()
-        out, err = run.communicate(timeout=90)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.communicate()
-    assert (run.returncode, out) == (0, "before\nafter\nx\n"), (run.returncode, out, err)
+    line = run.stderr.readline()
+    redis.start()
+    code, out, err = finish(run, 90)
+    assert "cannot serve this now" in line and "waiting up to 60 s" in line, (line, err)
+    assert (code, out) == (0, "before\nafter\nx\n"), (code, out, err)
 
 
 def test_a_redis_loading_its_aof_is_503_like_an_unreachable_one(cluster, redis, tmp_path):
@@ -229,16 +243,12 @@ def test_a_dag_run_whose_gateway_freezes_while_the_cli_waits_ends_through_the_ne
     (tmp_path / "p.yaml").write_text("tasks:\n  a: {file: t.py, function: f, args: [a], kwargs: {seconds: 4}}\n")
     run = run_cli(tmp_path, [gw1, gw2], "dag", "run", "p.yaml", "--json")
     try:
-        wait_until(lambda: any(redis.cli("HGET", k, "status") == "running" for k in redis.cli("KEYS", "ps:run:*").split())
-                   or run.poll() is not None, 60, "the DAG's task running on w1")
-        os.kill(gw1.proc.pid, signal.SIGSTOP)
-        try:
-            out, err = run.communicate(timeout=60)
-        finally:
-            if run.poll() is None:
-                run.kill()
-                run.communicate()
+        wait_until(lambda: a_task_running(redis) or run.poll() is not None, 60, "the DAG's task running on w1")
+        with stopped(gw1):
+            code, out, err = finish(run)
     finally:
-        os.kill(gw1.proc.pid, signal.SIGCONT)
-    assert run.returncode == 0, (run.returncode, out, err)
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert code == 0, (code, out, err)
     assert json.loads(out)["status"] == "succeeded", out
