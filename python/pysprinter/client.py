@@ -456,8 +456,8 @@ class Client:
                                                   key))
 
     def _submit_waiting(self, path, body, key):
-        """A POST that waits for the run's end (?wait=true): its answer
-        brings the run's id, so a daemon that dies or restarts while it
+        """A submit's POST (a run's that waits for its end, ?wait=true; a
+        DAG run's, run_dag()): its answer brings the id, so a daemon that dies or restarts while it
         waits (a cluster's gateway killed, an upgrade) would leave the
         caller with neither the id nor the value, and the run going on.
         Sent with an Idempotency-Key (the caller's, or one made here), it
@@ -659,22 +659,31 @@ class Client:
 
     # ---- pipelines and schedules (the CLI's dag and schedule verbs) ----------
 
-    def submit_dag(self, pipeline, params=None, *, concurrency=None, keep_going=None, no_cache=None, files=None):
+    def submit_dag(self, pipeline, params=None, *, concurrency=None, keep_going=None, no_cache=None, files=None,
+                   idempotency_key=None):
         """Starts a pipeline (a YAML file, docs/dag.md) on the daemon without
         waiting and returns its DAG-run object, as `pysprinter dag run
         --server` sends it: the pipeline's text and its tasks' files, read
         relative to the pipeline's directory (files: those paths instead of
-        the ones found in its `file:` keys). params override its params:."""
+        the ones found in its `file:` keys). params override its params:.
+        idempotency_key: a submit of a key this tenant used within 24 h
+        starts nothing and returns that key's DAG run, as submit()'s."""
+        key = _idempotency_key(idempotency_key)
         return self._call("POST", "/v1/dags", _dag_body(pipeline, params, concurrency, keep_going, no_cache,
-                                                        files))[1]
+                                                        files), idempotency_key=key)[1]
 
-    def run_dag(self, pipeline, params=None, *, concurrency=None, keep_going=None, no_cache=None, files=None):
+    def run_dag(self, pipeline, params=None, *, concurrency=None, keep_going=None, no_cache=None, files=None,
+                idempotency_key=None):
         """Runs a pipeline as submit_dag() starts it and returns the ended
         DAG-run object (each task's `result` in `tasks`); a DagError when
         it did not succeed. Ctrl-C while it waits cancels the DAG run, as
-        the CLI's Ctrl-C does."""
-        dag = self.submit_dag(pipeline, params, concurrency=concurrency, keep_going=keep_going,
-                              no_cache=no_cache, files=files)
+        the CLI's Ctrl-C does. The submit carries an Idempotency-Key (the
+        caller's, or one made here) and is sent again while the daemon
+        does not answer it, as run()'s: a repeat starts no second DAG
+        run. Before, a lost answer raised, the DAG run going on."""
+        key = _idempotency_key(idempotency_key)
+        dag = self._submit_waiting("/v1/dags", _dag_body(pipeline, params, concurrency, keep_going, no_cache,
+                                                         files), key)[1]
         try:
             return self.wait_dag(dag)
         except KeyboardInterrupt:

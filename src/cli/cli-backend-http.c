@@ -156,20 +156,10 @@ static void on_sse(const char *event, const char *data, size_t len, void *userda
  * flight, which may run for seconds. */
 #define FOLLOW_REFUSED_USEC (10 * USEC_PER_SEC)
 
-/* How long a CLI following a run waits for a server that went away: a
- * supervisor restarts a killed daemon within seconds (the shipped unit:
- * RestartSec=2), and the restarted daemon runs the accepted run again
- * (docs/api.md "Delivery"). PYSPRINTER_TEST_RECONNECT_S shortens it for
- * the tests. */
-static usec_t reconnect_wait(void) {
-        const char *t = getenv("PYSPRINTER_TEST_RECONNECT_S");
-        return (t && *t ? strtoull(t, NULL, 10) : 60) * USEC_PER_SEC;
-}
-
 /* The server following run id answered nothing, or that it cannot serve
  * now (why: its words, a cluster's gateway cut from its Redis; NULL: no
  * answer): says so once, and returns whether to keep asking (within
- * reconnect_wait() of *away_since, the first time it was away, set here). */
+ * http_reconnect_wait() of *away_since, the first time it was away, set here). */
 static bool server_away(Renderer *rd, const char *id, const char *why, usec_t *away_since) {
         usec_t now = now_monotonic();
         if (*away_since == 0) {
@@ -177,15 +167,15 @@ static bool server_away(Renderer *rd, const char *id, const char *why, usec_t *a
                 _cleanup_free_ char *msg =
                         why ? xasprintf("the server cannot serve run %s now (%s); it was accepted and ends there: "
                                         "waiting up to %llu s",
-                                        id, why, (unsigned long long) (reconnect_wait() / USEC_PER_SEC))
+                                        id, why, (unsigned long long) (http_reconnect_wait() / USEC_PER_SEC))
                             : xasprintf("lost the connection to the server; run %s was accepted and runs again "
                                         "when it is back: waiting up to %llu s",
-                                        id, (unsigned long long) (reconnect_wait() / USEC_PER_SEC));
+                                        id, (unsigned long long) (http_reconnect_wait() / USEC_PER_SEC));
                 renderer_clear_status(rd);
                 RunEvent ev = { .type = RUN_EVENT_WARNING, .message = msg, .timestamp = now_realtime() };
                 renderer_event(&ev, rd);
         }
-        return now - *away_since < reconnect_wait();
+        return now - *away_since < http_reconnect_wait();
 }
 
 /* A request's failure that a wait for an accepted run waits through: no
@@ -199,7 +189,7 @@ static bool server_gone(int r) {
 /* Streams run id's events (path: its ?follow=1 log) into f until the end
  * event. A stream that broke off is asked for again from where it stood
  * (Last-Event-ID: nothing printed twice, nothing missed): at once, or,
- * from a server that went away, once it is back within reconnect_wait()
+ * from a server that went away, once it is back within http_reconnect_wait()
  * (server_away()). A record that is not the end (a gateway that does not
  * hold the run ends its stream with the record as it stands) is no end
  * either. 0 at the end; a negative errno (-EINTR, -ECONNREFUSED after the
@@ -239,7 +229,7 @@ static int follow_log(Backend *b, const char *id, const char *path, Follow *f, c
                 if (r == -ECONNREFUSED && !f->heard) {
                         usec_t now = now_monotonic();
                         refused_since = refused_since ?: now;
-                        if (now - refused_since < MIN(FOLLOW_REFUSED_USEC, reconnect_wait())) {
+                        if (now - refused_since < MIN(FOLLOW_REFUSED_USEC, http_reconnect_wait())) {
                                 wait = wait ? MIN(wait * 2, 250 * USEC_PER_MSEC) : 20 * USEC_PER_MSEC;
                                 usleep(wait);
                                 continue;
@@ -283,7 +273,7 @@ static int follow_run(Backend *b, const char *id, Renderer *rd, json_t **ret) {
          * record has the end. With --server URL,URL the GET goes to the
          * next gateway, which reads the same record (docs/cluster.md), and
          * is repeated until the run has ended. A lone server that went
-         * away is waited for (reconnect_wait(), from when it was first
+         * away is waited for (http_reconnect_wait(), from when it was first
          * found away): the run was accepted, and a restarted daemon runs
          * it again to its end. */
         usec_t wait = 20 * USEC_PER_MSEC, away_since = f.away_since;
@@ -962,8 +952,17 @@ static int http_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void *u
         int r = dag_request_body(q, &req, &err);
         if (r < 0)
                 return fail(b, r, TAKE_PTR(err));
+        /* With --server URL,URL the submit carries a key of the CLI's own,
+         * as a run's does (http_run()): a gateway that takes it and never
+         * answers (frozen, killed before its answer, answering 502-504) is
+         * left for the next one, which answers with the DAG run the first
+         * may have started. Before, a DAG submit to a frozen gateway
+         * waited for ever, and one sent again could run the DAG twice. */
+        _cleanup_free_ char *hex = NULL, *key = NULL;
+        if (b->http.n_servers > 1 && random_hex(16, &hex) >= 0)
+                key = xasprintf("Idempotency-Key: cli-%s", hex);
         json_t *dag = NULL;
-        r = http_json_submit(&b->http, "/v1/dags", NULL, req, &dag, &err); /* whole, as a run's */
+        r = http_json_submit(&b->http, "/v1/dags", key, req, &dag, &err); /* whole, as a run's */
         json_decref(req);
         if (r == -EINVAL)
                 r = -EBADMSG; /* the server refused the pipeline, as dag_parse() would */

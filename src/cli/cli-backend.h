@@ -58,13 +58,21 @@ typedef struct HttpRequest {
  * -EINVAL for a URL that is not http(s). */
 int http_open(const char *server, Http *ret, char **ret_error);
 void http_close(Http *h);
-/* One request, retried on 429 as Retry-After asks (a few times). Stops on
+/* One request, retried on 429 as Retry-After asks (a few times), and on a
+ * 503 with Retry-After from the last server to ask (not a GET: reads wait
+ * for themselves) for up to http_reconnect_wait(), warning once. Stops on
  * Ctrl-C (-EINTR). *ret_body (initialised here; caller frees) holds the
  * answer unless it was streamed. A non-2xx answer is a negative errno
  * (400 -EINVAL, 401 -EACCES, 403 -EPERM, 404 -ENOENT, 409 -EBUSY,
  * 413 -EFBIG, 422 -EBADMSG, 429 -EAGAIN, 5xx -EIO) with the server's
  * message in *ret_error; an unreachable server is -ECONNREFUSED. */
 int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body, char **ret_error);
+/* How long the CLI waits for a server that went away or cannot serve now
+ * (a 503 + Retry-After asked again, a run followed through a restart): a
+ * supervisor restarts a killed daemon within seconds (the shipped unit:
+ * RestartSec=2), a gateway cut from Redis serves once Redis is back.
+ * PYSPRINTER_TEST_RECONNECT_S shortens it for the tests; 60 s. */
+usec_t http_reconnect_wait(void);
 /* A JSON request (body may be NULL) and its JSON answer. */
 int http_json(Http *h, const char *method, const char *path, json_t *body, json_t **ret, char **ret_error);
 /* http_json(), where a refusal's answer is kept too: on a non-2xx answer

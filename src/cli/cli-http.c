@@ -13,6 +13,11 @@
  * for a server that does not answer: Ctrl-C never leaves the CLI hanging. */
 #define INTERRUPTED_REQUEST_USEC (10 * USEC_PER_SEC)
 
+usec_t http_reconnect_wait(void) {
+        const char *t = getenv("PYSPRINTER_TEST_RECONNECT_S");
+        return (t && *t ? strtoull(t, NULL, 10) : 60) * USEC_PER_SEC;
+}
+
 int http_open(const char *server, Http *ret, char **ret_error) {
         static bool curl_ready;
         assert(server);
@@ -305,6 +310,7 @@ int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body,
         assert(h && h->base && q && q->method && q->path && ret_body);
         buf_init(ret_body, MAX_RESPONSE_BYTES);
         size_t tried = 1;
+        usec_t unavailable_since = 0;
         for (int attempt = 0;; attempt++) {
                 CURL *c = curl_easy_init();
                 if (!c) {
@@ -341,7 +347,13 @@ int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body,
                  * as a stream is, and the next one asked; the key makes
                  * that safe (cli-backend-http.c http_run()). */
                 bool keyed = q->header && startswith(q->header, "Idempotency-Key:") && !q->read;
-                if (keyed && h->n_servers > 1 && !q->sse) {
+                /* So is a read (`dag run` asking how its DAG run stands,
+                 * `show`): no read of the CLI waits on the server (no
+                 * ?wait=true), so 20 s of silence is a frozen gateway, and
+                 * the next one answers the same from Redis. Before, a
+                 * gateway frozen after `dag run`'s submit held it for ever. */
+                bool plain_read = streq(q->method, "GET") && !q->download;
+                if ((keyed || plain_read) && h->n_servers > 1 && !q->sse) {
                         curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
                         curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, stream_silence_s());
                 }
@@ -422,6 +434,37 @@ int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body,
                         tried++;
                         buf_reset(ret_body);
                         continue;
+                }
+                /* A 503 with Retry-After (a gateway cut from the
+                 * cluster's Redis, or Redis still loading) says nothing
+                 * was done: with no other gateway left to ask, the request
+                 * is asked again as it asks, for up to a minute, saying so
+                 * once. Reads other than a submit's wait for it themselves
+                 * (follow_log(), server_away()): only other methods here.
+                 * Before, only a 429 was asked again, and a lone gateway's
+                 * 503 ended `run` with exit 6 while nothing had run. */
+                if (status == 503 && x.retry_after > 0 && !streq(q->method, "GET") && !q->read && !cli_interrupted) {
+                        usec_t now = now_monotonic();
+                        if (!unavailable_since) {
+                                unavailable_since = now;
+                                _cleanup_free_ char *why = status_message(h, status, ret_body);
+                                cli_warning("%s cannot serve this now (%s): waiting up to %llu s for it, as its "
+                                            "Retry-After asks",
+                                            h->base, why, (unsigned long long) (http_reconnect_wait() / USEC_PER_SEC));
+                        }
+                        if (now - unavailable_since < http_reconnect_wait()) {
+                                usec_t left = http_reconnect_wait() - (now - unavailable_since);
+                                usec_t pause = MIN((usec_t) MIN(x.retry_after, 10) * USEC_PER_SEC, left);
+                                buf_reset(ret_body);
+                                struct timespec ts = { .tv_sec = (time_t) (pause / USEC_PER_SEC),
+                                                       .tv_nsec = (long) (pause % USEC_PER_SEC) * 1000L };
+                                (void) nanosleep(&ts, NULL); /* Ctrl-C ends it early */
+                                if (cli_interrupted)
+                                        return -EINTR;       /* nothing was done there */
+                                http_failover(h);            /* a gateway of the list may serve by now */
+                                tried = 1;
+                                continue;
+                        }
                 }
                 if (ret_status)
                         *ret_status = status;

@@ -4,6 +4,7 @@
  * locked, an EVALSHA Redis lacks sent again as EVAL), which the queue
  * (cluster-redis.c) and the logs (cluster-logs.c) both send through. */
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <sys/time.h>
 
@@ -267,6 +268,26 @@ static redisReply *eval_text(Conn *conn, const Args *a, int *ret_error) {
         return r;
 }
 
+/* When a refusal below was last logged (monotonic µs; 0: never). */
+static _Atomic usec_t refused_logged;
+
+/* cluster-internal.h. */
+bool cluster_reply_refused_unrun(const char *error) {
+        assert(error);
+        /* LOADING: Redis reads its AOF or RDB after a start (a big one
+         * takes minutes) and answers every data command so. BUSY: a script
+         * ran past lua-time-limit; Redis runs nothing else until it ends.
+         * MASTERDOWN: a replica cut from its master. Each refuses before
+         * running the command. (BUSYGROUP, an XGROUP CREATE's, is no
+         * refusal: its word ends at the space.) */
+        static const char *const words[] = { "LOADING", "BUSY", "MASTERDOWN" };
+        size_t n = strcspn(error, " ");
+        for (size_t i = 0; i < ELEMENTSOF(words); i++)
+                if (n == strlen(words[i]) && strncmp(error, words[i], n) == 0)
+                        return true;
+        return false;
+}
+
 redisReply *cluster_cmd(ClusterQueue *c, Conn *conn, const Args *a, int *ret_error) {
         bool shared = conn == &c->conn;
         if (shared)
@@ -283,6 +304,22 @@ redisReply *cluster_cmd(ClusterQueue *c, Conn *conn, const Args *a, int *ret_err
                 pthread_mutex_unlock(&c->lock);
         if (!r) {
                 *ret_error = k;
+                return NULL;
+        }
+        if (r->type == REDIS_REPLY_ERROR && cluster_reply_refused_unrun(r->str)) {
+                /* Redis there but refusing to run anything yet: what was
+                 * asked was not done, as with a Redis out of reach
+                 * (-ECONNREFUSED: a gateway's 503 + Retry-After, which
+                 * clients ask again). Before, LOADING was -EIO: a 500
+                 * "internal" for every request while Redis read its AOF. */
+                usec_t now = now_monotonic(), last = atomic_load(&refused_logged);
+                if (!last || now - last > 60 * USEC_PER_SEC) {
+                        atomic_store(&refused_logged, now);
+                        log_warn("redis: %s: %s (nothing was done; said again once a minute while it lasts)", a->v[0],
+                                 r->str);
+                }
+                *ret_error = -ECONNREFUSED;
+                freeReplyObject(r);
                 return NULL;
         }
         if (r->type == REDIS_REPLY_ERROR) {

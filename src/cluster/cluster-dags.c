@@ -33,25 +33,51 @@ static int run_int(RunQueue *q, const Args *a, long long *ret) {
 }
 
 int cluster_dag_create(RunQueue *q, const char *id, const char *tenant, usec_t created, const char *rec_json,
-                       const char *files_json) {
+                       const char *files_json, const char *idem_key, char **ret_first) {
         assert(id && tenant && rec_json);
+        assert(!idem_key || ret_first);
         _cleanup_args_ Args a = { 0 };
-        ARGS_EVAL(&a, dagcreate, 4);
+        ARGS_EVAL(&a, dagcreate, idem_key ? 5 : 4);
         args_addf(&a, CLUSTER_PREFIX "dagowner:%s", id);
         args_addf(&a, CLUSTER_PREFIX "dag:%s", id);
         args_add(&a, K_DAGS_RUNNING);
         args_addf(&a, CLUSTER_PREFIX "dagidx:%s", tenant);
+        if (idem_key)
+                args_addf(&a, CLUSTER_PREFIX "dagidem:%s:%s", tenant, idem_key);
         args_add(&a, cq(q)->node_id);
         args_addf(&a, "%u", cq(q)->lease_ttl_ms);
         args_add(&a, id);
         args_addf(&a, "%" PRIu64, (uint64_t) created);
         args_add(&a, rec_json);
         args_add(&a, files_json ? files_json : "{}");
-        long long v = 0;
-        int k = run_int(q, &a, &v);
-        if (k < 0)
+        if (idem_key)
+                args_addf(&a, "%llu", (unsigned long long) (IDEMPOTENCY_WINDOW_USEC / USEC_PER_SEC));
+        int k = 0;
+        _cleanup_reply_ redisReply *rep = cluster_cmd(cq(q), &cq(q)->conn, &a, &k);
+        if (!rep)
                 return k;
-        return v == 1 ? 0 : -EEXIST;
+        if (rep->type == REDIS_REPLY_STRING) {
+                *ret_first = xstrdup(rep->str);
+                return 1;
+        }
+        if (rep->type != REDIS_REPLY_INTEGER)
+                return -EIO;
+        return rep->integer == 1 ? 0 : -EEXIST;
+}
+
+int cluster_dag_idempotent_first(RunQueue *q, const char *tenant, const char *idem_key, char **ret_id) {
+        assert(tenant && idem_key && ret_id);
+        int k = 0;
+        _cleanup_args_ Args a = { 0 };
+        args_add(&a, "GET");
+        args_addf(&a, CLUSTER_PREFIX "dagidem:%s:%s", tenant, idem_key);
+        _cleanup_reply_ redisReply *rep = cluster_cmd(cq(q), &cq(q)->conn, &a, &k);
+        if (!rep)
+                return k;
+        if (rep->type != REDIS_REPLY_STRING)
+                return -ENOENT;
+        *ret_id = xstrdup(rep->str);
+        return 0;
 }
 
 int cluster_dag_put(RunQueue *q, const char *id, const char *rec_json, char *const *names, char *const *jsons,
@@ -67,6 +93,7 @@ int cluster_dag_put(RunQueue *q, const char *id, const char *rec_json, char *con
         args_add(&a, final ? "1" : "0");
         args_addf(&a, "%u", cq(q)->record_ttl_s);
         args_add(&a, id);
+        args_addf(&a, "%u", cq(q)->lease_ttl_ms);
         args_add(&a, rec_json);
         for (size_t i = 0; i < n; i++) {
                 args_add(&a, names[i]);

@@ -91,6 +91,13 @@ static inline ClusterQueue *cq(RunQueue *q) {
 int cq_conn_parse(ClusterQueue *c, Conn *ret);
 
 /* A command on conn (the shared one is locked; cluster-conn.c). NULL with *ret_error on I/O
- * errors; an error reply becomes NULL with -EIO (-ENOENT for NOGROUP), logged. */
+ * errors; an error reply becomes NULL with -EIO (-ENOENT for NOGROUP), logged;
+ * one that Redis answers without running it (cluster_reply_refused_unrun())
+ * -ECONNREFUSED, as a Redis out of reach: nothing was done. */
 redisReply *cluster_cmd(ClusterQueue *c, Conn *conn, const Args *a, int *ret_error);
 
+/* Whether Redis's error reply (its text, "LOADING Redis is loading …")
+ * refuses a command before running it: LOADING (reading its AOF after a
+ * start), BUSY (a script past its time limit), MASTERDOWN. Not BUSYGROUP,
+ * NOSCRIPT, WRONGTYPE or a script's own error. */
+bool cluster_reply_refused_unrun(const char *error);

@@ -50,9 +50,11 @@ static int ensure_group(ClusterQueue *c, Conn *conn, const char *stream) {
         if (!r)
                 return k;
         /* BUSYGROUP: another node made it first. NOAUTH: Redis wants a
-         * password none was given for; NOPERM: the ACL user may not. */
+         * password none was given for; NOPERM: the ACL user may not.
+         * LOADING (and the like): Redis not serving yet (open_error()). */
         k = r->type != REDIS_REPLY_ERROR || strstr(r->str, "BUSYGROUP")              ? 0
             : strncmp(r->str, "NOAUTH", 6) == 0 || strncmp(r->str, "NOPERM", 6) == 0 ? -EACCES
+            : cluster_reply_refused_unrun(r->str)                                    ? -EAGAIN
                                                                                      : -EIO;
         freeReplyObject(r);
         return k;
@@ -270,6 +272,12 @@ static char *open_error(const ClusterOptions *o, const Conn *conn, int k) {
         if (k == -EACCES)
                 return xasprintf("Redis at %s refused the password (or its ACL user may not run the cluster's "
                                  "commands): check the URL's USER:PASSWORD or cluster.redis_password",
+                                 shown);
+        if (k == -EAGAIN)
+                /* Before, "cannot reach Redis at …: Input/output error". */
+                return xasprintf("Redis at %s does not serve yet (it answers LOADING while it reads its data after "
+                                 "a start, or is busy): start this node again once it does (the shipped units do, "
+                                 "every 2 s)",
                                  shown);
         return xasprintf("cannot reach Redis at %s: %s", shown, strerror(-k));
 }

@@ -236,13 +236,21 @@ int cluster_peer_urls(RunQueue *q, char ***ret_urls);
  * (zset of ids by creation time). The JSON is the caller's: this module
  * stores text. Writes are fenced by the owner lease. */
 
-/* Records a new DAG run owned by this node. -EEXIST when the id is taken. */
+/* Records a new DAG run owned by this node: 0, or -EEXIST when the id is
+ * taken. With idem_key (a POST's Idempotency-Key, checked by the caller;
+ * NULL: none) the key names it for 24 h, and a key the tenant used within
+ * them creates nothing: 1 with *ret_first, that key's DAG run id. */
 int cluster_dag_create(RunQueue *q, const char *id, const char *tenant, usec_t created, const char *rec_json,
-                       const char *files_json);
+                       const char *files_json, const char *idem_key, char **ret_first);
+/* The DAG run id tenant's idem_key names (within 24 h of its submit), or
+ * -ENOENT. */
+int cluster_dag_idempotent_first(RunQueue *q, const char *tenant, const char *idem_key, char **ret_id);
 /* The owner's write of the record and of n tasks (names[i] -> jsons[i]);
  * final: the run ended (it leaves the running set, its lease is dropped,
- * its keys expire after the record TTL). -ESTALE when this node does not
- * hold the lease: nothing was written. */
+ * its keys expire after the record TTL). A lease that lapsed with nobody
+ * taking it, the run still running, is taken back first (dagput.lua).
+ * -ESTALE when another node holds the lease or the run ended: nothing was
+ * written. */
 int cluster_dag_put(RunQueue *q, const char *id, const char *rec_json, char *const *names, char *const *jsons,
                     size_t n, bool final);
 /* The DAG run id: its record JSON, files JSON (may be NULL) and task JSONs

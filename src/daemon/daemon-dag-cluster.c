@@ -208,11 +208,48 @@ int daemon_dag_list(Daemon *d, const char *tenant, char *const *statuses, size_t
 
 /* ---- writes: the owner mirrors its store ---- */
 
-int daemon_dag_cluster_create(Daemon *d, const DagRunRecord *rec, const char *files_json) {
+int daemon_dag_cluster_create(Daemon *d, const DagRunRecord *rec, const char *files_json, const char *idem_key,
+                              char **ret_first) {
         assert(d->cluster && rec);
         _cleanup_free_ char *text = rec_to_json(rec);
         return cluster_dag_create(queue(d), rec->id, rec->tenant ? rec->tenant : "local", rec->created, text,
-                                  files_json);
+                                  files_json, idem_key, ret_first);
+}
+
+/* ---- Idempotency-Key: Redis's in cluster mode, else the local store's ---- */
+
+/* kv's namespace of a single node's keyed DAG submits: "TENANT/KEY" ->
+ * "CREATED_USEC ID". */
+#define DAG_IDEM_NS "dag-idempotency"
+
+int daemon_dag_idempotent_first(Daemon *d, const char *tenant, const char *key, char **ret_id) {
+        assert(d && tenant && key && ret_id);
+        if (d->cluster)
+                return cluster_dag_idempotent_first(queue(d), tenant, key, ret_id);
+        _cleanup_free_ char *k = xasprintf("%s/%s", tenant, key), *v = NULL;
+        int r = store_kv_get(d->store, DAG_IDEM_NS, k, &v);
+        if (r < 0)
+                return r;
+        const char *sp = strchr(v, ' ');
+        uint64_t created;
+        _cleanup_free_ char *num = sp ? xstrndup(v, (size_t) (sp - v)) : NULL;
+        if (!num || parse_uint64(num, &created) < 0 || !sp[1])
+                return -ENOENT;
+        if (now_realtime() - created > IDEMPOTENCY_WINDOW_USEC)
+                return -ENOENT; /* past its 24 h: the key is free again */
+        *ret_id = xstrdup(sp + 1);
+        return 0;
+}
+
+int daemon_dag_idempotent_put(Daemon *d, const char *tenant, const char *key, const char *id, usec_t created) {
+        assert(d && !d->cluster && tenant && key && id);
+        _cleanup_free_ char *k = xasprintf("%s/%s", tenant, key);
+        _cleanup_free_ char *v = xasprintf("%llu %s", (unsigned long long) created, id);
+        /* The keys past their 24 h go as new ones come: the table holds
+         * about a day's keyed DAG submits, not every one ever made. */
+        if (created > IDEMPOTENCY_WINDOW_USEC)
+                (void) store_kv_prune(d->store, DAG_IDEM_NS, created - IDEMPOTENCY_WINDOW_USEC);
+        return store_kv_put(d->store, DAG_IDEM_NS, k, v);
 }
 
 int daemon_dag_cluster_sync(Daemon *d, const char *id, bool final) {

@@ -766,9 +766,13 @@ static const char *const dag_fields[] = { "pipeline", "filename", "params", "fil
 /* The start of a DAG run from a POST /v1/dags body j (fields checked by the
  * caller): its files, parse, limits, secrets, record and thread. One path
  * for the API and for schedules (daemon_dag_submit()). On failure an HTTP
- * status and the reason; on success the running DDag (a reference). */
+ * status and the reason; on success the running DDag (a reference). In a
+ * cluster, 1 with *ret_id and no DDag when idem_key (an Idempotency-Key,
+ * NULL: none) names an earlier DAG run: nothing was started (the key's
+ * look-up and the record are one step in Redis, dagcreate.lua). */
 static int dag_submit(Daemon *d, const char *tenant, json_t *j, const char *want_id, const char *schedule,
-                      bool dry_run, char **ret_id, DDag **ret_g, unsigned *ret_status, char **ret_error) {
+                      const char *idem_key, bool dry_run, char **ret_id, DDag **ret_g, unsigned *ret_status,
+                      char **ret_error) {
         _cleanup_free_ char *err = NULL, *id = NULL, *root = NULL, *dir = NULL, *params_json = NULL, *opts_json = NULL,
                             *owner = NULL;
         _cleanup_strv_free_ char **params = NULL;
@@ -921,9 +925,25 @@ static int dag_submit(Daemon *d, const char *tenant, json_t *j, const char *want
                 .started = now_realtime(),
         };
         r = store_dag_insert(d->store, &rec);
+        _cleanup_free_ char *first = NULL;
         if (r >= 0 && d->cluster) {
                 _cleanup_free_ char *files_json = files ? json_dumps(files, JSON_COMPACT) : NULL;
-                r = daemon_dag_cluster_create(d, &rec, files_json);
+                r = daemon_dag_cluster_create(d, &rec, files_json, idem_key, &first);
+        }
+        if (r == 1) {
+                /* The key's first DAG run came in meanwhile (the same
+                 * submit through another gateway): this one is not run,
+                 * and its local record ends at once, never resumed. */
+                dag_free(dag);
+                (void) rm_rf(dir);
+                rec.status = (char *) "cancelled";
+                rec.owner = NULL;
+                rec.error = (char *) "its Idempotency-Key names an earlier DAG run";
+                rec.finished = now_realtime();
+                (void) store_dag_update(d->store, &rec);
+                *ret_id = TAKE_PTR(first);
+                *ret_g = NULL;
+                return 1;
         }
         if (r < 0) {
                 dag_free(dag);
@@ -953,10 +973,22 @@ int daemon_dag_submit(Daemon *d, const char *tenant, json_t *body, const char *i
         assert(d && tenant && body && ret_status && ret_error);
         _cleanup_free_ char *got = NULL;
         DDag *g = NULL;
-        int r = dag_submit(d, tenant, body, id, schedule, dry_run, &got, &g, ret_status, ret_error);
+        int r = dag_submit(d, tenant, body, id, schedule, NULL, dry_run, &got, &g, ret_status, ret_error);
         if (r >= 0 && g)
                 ddag_unref(d, g);
         return r;
+}
+
+static struct MHD_Response *wait_for_dag(const DaemonCall *call, const char *id, usec_t timeout, unsigned *ret_status);
+
+/* A POST whose Idempotency-Key names DAG run id answers as its first POST
+ * did: 202 with it and its Location, or with ?wait=true its end (200) or
+ * 202 at the timeout. Its hang-up cancels nothing: it started nothing. */
+static struct MHD_Response *resubmit_response(const DaemonCall *call, const char *id, usec_t timeout,
+                                              unsigned *ret_status) {
+        if (timeout == 0)
+                return dag_response(call->d, call->tenant, id, 202, ret_status);
+        return wait_for_dag(call, id, timeout, ret_status);
 }
 
 static struct MHD_Response *handle_post(const DaemonCall *call, unsigned *ret_status) {
@@ -987,9 +1019,46 @@ static struct MHD_Response *handle_post(const DaemonCall *call, unsigned *ret_st
                         goto out;
                 }
         }
+        /* Idempotency-Key, as for a run (docs/api.md "Idempotency"): the
+         * same submit sent again — its answer lost, its gateway frozen
+         * (the CLI's own key with --server URL,URL) — answers with the
+         * first DAG run and starts nothing. A single node's look-up and
+         * record hold d->idem_lock; a cluster's are one Redis step
+         * (dagcreate.lua), with a look-up first that spares a repeat the
+         * files and the parse. Before, the header was ignored. */
+        const char *idem = daemon_call_header(call, "Idempotency-Key");
+        if (idem && !idempotency_key_is_valid(idem)) {
+                resp = daemon_error_response(400, "bad_request", ret_status,
+                                             "the Idempotency-Key header takes " IDEMPOTENCY_KEY_RULE);
+                goto out;
+        }
+        usec_t timeout = wait_timeout(call);
+        bool locked = idem && !d->cluster;
+        if (locked)
+                pthread_mutex_lock(&d->idem_lock);
+        if (idem) {
+                _cleanup_free_ char *first = NULL;
+                r = daemon_dag_idempotent_first(d, call->tenant, idem, &first);
+                if (r != -ENOENT) {
+                        if (locked)
+                                pthread_mutex_unlock(&d->idem_lock);
+                        resp = r >= 0 ? resubmit_response(call, first, timeout, ret_status)
+                                      : daemon_call_errno(call, r, "DAG run", ret_status);
+                        goto out;
+                }
+        }
         DDag *g = NULL;
         unsigned status = 0;
-        r = dag_submit(d, call->tenant, j, NULL, NULL, false, &id, &g, &status, &err);
+        r = dag_submit(d, call->tenant, j, NULL, NULL, idem, false, &id, &g, &status, &err);
+        if (locked) {
+                if (r == 0)
+                        (void) daemon_dag_idempotent_put(d, call->tenant, idem, id, now_realtime());
+                pthread_mutex_unlock(&d->idem_lock);
+        }
+        if (r == 1) {
+                resp = resubmit_response(call, id, timeout, ret_status);
+                goto out;
+        }
         if (r < 0 && d->cluster && (r == -ECONNREFUSED || r == -ECOMM)) {
                 /* Redis out of reach: answered as a run's submit is (503
                  * and Retry-After, or 502 when it may have been recorded),
@@ -1010,7 +1079,6 @@ static struct MHD_Response *handle_post(const DaemonCall *call, unsigned *ret_st
                 resp = daemon_error_response(status, code, ret_status, "%s", err);
                 goto out;
         }
-        usec_t timeout = wait_timeout(call);
         if (timeout > 0) {
                 DagWait *dw = xcalloc(1, sizeof(DagWait));
                 *dw = (DagWait) { .d = d, .g = g, .id = xstrdup(id) };
@@ -1091,14 +1159,12 @@ static struct MHD_Response *handle_delete(const DaemonCall *call, const char *id
         return daemon_call_wait(call, g, 30 * USEC_PER_SEC, dag_wait_then, w, dag_wait_free);
 }
 
-/* GET /v1/dags/ID[?wait=true[&timeout=S]]: with wait, 200 once the DAG run
- * ended, 202 at the timeout; this node's own DAG runs are waited on by
- * their DDag, in a cluster the others by their record in Redis. */
-static struct MHD_Response *handle_get(const DaemonCall *call, const char *id, unsigned *ret_status) {
+/* Waits up to timeout (> 0) for DAG run id (or a prefix) to end, without
+ * cancelling it on a hang-up: 200 once it ended, 202 at the timeout; this
+ * node's own DAG runs are waited on by their DDag, in a cluster the others
+ * by their record in Redis. */
+static struct MHD_Response *wait_for_dag(const DaemonCall *call, const char *id, usec_t timeout, unsigned *ret_status) {
         Daemon *d = call->d;
-        usec_t timeout = wait_timeout(call);
-        if (timeout == 0)
-                return dag_response(d, call->tenant, id, 200, ret_status);
         DagRunRecord *rec = NULL;
         int r = daemon_dag_get(d, call->tenant, id, &rec);
         if (r < 0)
@@ -1115,6 +1181,14 @@ static struct MHD_Response *handle_get(const DaemonCall *call, const char *id, u
         if (!ended && d->cluster)
                 return remote_wait(call, full, timeout);
         return dag_response(d, call->tenant, full, 200, ret_status);
+}
+
+/* GET /v1/dags/ID[?wait=true[&timeout=S]] (wait_for_dag()). */
+static struct MHD_Response *handle_get(const DaemonCall *call, const char *id, unsigned *ret_status) {
+        usec_t timeout = wait_timeout(call);
+        if (timeout == 0)
+                return dag_response(call->d, call->tenant, id, 200, ret_status);
+        return wait_for_dag(call, id, timeout, ret_status);
 }
 
 static void log_collect(const RunEvent *ev, void *userdata) {

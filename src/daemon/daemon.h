@@ -1336,8 +1336,17 @@ int daemon_dag_tasks(Daemon *d, const char *id, DagTaskRecord ***ret, size_t *re
 int daemon_dag_list(Daemon *d, const char *tenant, char *const *statuses, size_t limit, DagRunRecord ***ret,
                     size_t *ret_n);
 /* Cluster mode: records a new DAG run (and its task files, a JSON object
- * of name -> text, or NULL) in Redis, owned by this node. */
-int daemon_dag_cluster_create(Daemon *d, const DagRunRecord *rec, const char *files_json);
+ * of name -> text, or NULL) in Redis, owned by this node. With idem_key
+ * (NULL: none), 1 and *ret_first when the tenant's key names an earlier
+ * DAG run: nothing was recorded (cluster_dag_create()). */
+int daemon_dag_cluster_create(Daemon *d, const DagRunRecord *rec, const char *files_json, const char *idem_key,
+                              char **ret_first);
+/* POST /v1/dags's Idempotency-Key (docs/api.md "Idempotency"): the DAG run
+ * id that tenant's key names, submitted within 24 h (Redis's dagidem: key in
+ * cluster mode, else the store's kv), or -ENOENT. _put records a single
+ * node's (the caller holds d->idem_lock from the look-up to it). */
+int daemon_dag_idempotent_first(Daemon *d, const char *tenant, const char *key, char **ret_id);
+int daemon_dag_idempotent_put(Daemon *d, const char *tenant, const char *key, const char *id, usec_t created);
 /* Cluster mode: writes the local store's state of DAG run id to Redis
  * (final: it ended). -ESTALE when this node lost its lease (it must stop
  * driving it); 0 in single-node mode. */

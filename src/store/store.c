@@ -395,6 +395,21 @@ int store_kv_keys(Store *s, const char *ns, size_t limit, char ***ret_keys) {
                               NULL, limit, ret_keys);
 }
 
+int store_kv_prune(Store *s, const char *ns, usec_t before) {
+        assert(s && ns);
+        sqlite3_stmt *st;
+        store_lock(s);
+        int rc = sqlite3_prepare_v2(s->db, "DELETE FROM kv WHERE ns=?1 AND updated < ?2", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                store_bind_text(st, 1, ns);
+                sqlite3_bind_int64(st, 2, (sqlite3_int64) before);
+                rc = sqlite3_step(st);
+                sqlite3_finalize(st);
+        }
+        pthread_mutex_unlock(&s->lock);
+        return rc == SQLITE_DONE ? 0 : (store_sqlite_errno(rc) ?: -EIO);
+}
+
 int store_list_ids(Store *s, const char *sql, const char *tenant, const char *name, size_t limit, char ***ret) {
         char **v = NULL;
         store_lock(s);

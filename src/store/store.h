@@ -426,6 +426,8 @@ int store_kv_get(Store *s, const char *ns, const char *key, char **ret_value);
 int store_kv_put(Store *s, const char *ns, const char *key, const char *value);
 /* The keys of namespace ns, the most recently updated first, at most limit. */
 int store_kv_keys(Store *s, const char *ns, size_t limit, char ***ret_keys);
+/* Deletes namespace ns's keys last put before `before` (realtime µs). */
+int store_kv_prune(Store *s, const char *ns, usec_t before);
 
 /* ---- secrets (store-secrets.c, docs/secrets.md) -------------------------- */
 

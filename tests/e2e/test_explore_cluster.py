@@ -379,9 +379,10 @@ def test_a_gateways_queue_limit_counts_runs_waiting_not_runs_running_on_workers(
 
 def test_a_gateway_without_redis_says_redis_is_what_it_cannot_reach(redis, tmp_path):
     """With Redis down, a submit through a gateway cannot be accepted: 503,
-    exit 6 from the CLI, as before. The message must name what is
-    unreachable, and say to retry: it said `run: Connection refused (HTTP
-    502)`, which reads as the gateway refusing the client."""
+    and exit 6 from the CLI once its wait for the gateway (60 s; 2 here)
+    is over (test_explore_failover3.py: it waits). The message must name
+    what is unreachable, and say to retry: it said `run: Connection
+    refused (HTTP 502)`, which reads as the gateway refusing the client."""
     gw = Daemon(tmp_path / "gw", sandbox="none", args=["--redis", redis.url, "--role", "gateway", "--node-id", "gw"])
     gw.start()
     try:
@@ -391,8 +392,10 @@ def test_a_gateway_without_redis_says_redis_is_what_it_cannot_reach(redis, tmp_p
         assert "cannot reach the cluster's Redis" in json.loads(body)["error"]["message"], body
         (tmp_path / "f.py").write_text("def f():\n    return 1\n")
         p = subprocess.run([str(CLI), "--server", gw.url, "--token", TOKENS["alice"], "run", "f.py"],
-                           capture_output=True, text=True, env=_cli_env(tmp_path), cwd=tmp_path, timeout=60)
+                           capture_output=True, text=True, env={**_cli_env(tmp_path), "PYSPRINTER_TEST_RECONNECT_S": "2"},
+                           cwd=tmp_path, timeout=60)
         assert p.returncode == 6 and "cannot reach the cluster's Redis" in p.stderr, p
+        assert p.stderr.count("waiting up to 2 s") == 1, p.stderr
     finally:
         gw.stop()
 

@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "cluster.h"
+#include "cluster-internal.h"
 
 /* On tmpfs where there is one: the AOF is still written and fsync'd on
  * every write, but no fsync waits for a disk that the other unit tests
@@ -170,6 +171,30 @@ static void test_submit_start_finish_fenced(void **state) {
         assert_int_equal(json_integer_value(json_object_get(j, "stale_results")), 2);
         json_decref(j);
         run_queue_free(a);
+}
+
+/* Which error replies say Redis did not run the command (a gateway's 503,
+ * asked again) rather than that it failed (500): LOADING was a 500. */
+static void test_reply_refused_unrun(void **state) {
+        (void) state;
+        static const struct {
+                const char *error;
+                bool refused;
+        } rows[] = {
+                { "LOADING Redis is loading the dataset in memory", true },
+                { "LOADING", true },
+                { "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.", true },
+                { "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.", true },
+                { "BUSYGROUP Consumer Group name already exists", false },
+                { "NOSCRIPT No matching script. Please use EVAL.", false },
+                { "WRONGTYPE Operation against a key holding the wrong kind of value", false },
+                { "ERR Error running script (call to f_x): @user_script:1: LOADING", false },
+                { "LOADINGX", false },
+                { "", false },
+        };
+        for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+                if (cluster_reply_refused_unrun(rows[i].error) != rows[i].refused)
+                        fail_msg("'%s': expected %s", rows[i].error, rows[i].refused ? "refused" : "failed");
 }
 
 static void test_idempotency_key(void **state) {
@@ -1460,6 +1485,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 TEST(test_submit_start_finish_fenced),
                 TEST(test_idempotency_key),
+                cmocka_unit_test(test_reply_refused_unrun),
                 TEST(test_run_find_by_prefix),
                 TEST(test_claim_counts_free_slots_only),
                 TEST(test_hand_back),

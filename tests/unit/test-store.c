@@ -480,6 +480,17 @@ static void test_kv(void **state) {
         assert_int_equal(store_kv_get(s, "other", "k", &v), -ENOENT);
         assert_int_equal(store_kv_put(s, "lock", "k", NULL), 0);
         assert_int_equal(store_kv_get(s, "lock", "k", &v), -ENOENT);
+        /* prune: only the namespace's keys put before the time */
+        assert_int_equal(store_kv_put(s, "lock", "old", "1"), 0);
+        assert_int_equal(store_kv_put(s, "other", "old", "1"), 0);
+        usec_t cut = now_realtime() + 1;
+        assert_int_equal(store_kv_prune(s, "lock", cut - 3600 * USEC_PER_SEC), 0);
+        assert_int_equal(store_kv_get(s, "lock", "old", &v), 0);
+        free(v);
+        assert_int_equal(store_kv_prune(s, "lock", cut), 0);
+        assert_int_equal(store_kv_get(s, "lock", "old", &v), -ENOENT);
+        assert_int_equal(store_kv_get(s, "other", "old", &v), 0);
+        free(v);
         store_close(s);
 }
 
