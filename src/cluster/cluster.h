@@ -206,6 +206,14 @@ int cluster_log_read(ClusterLogReader *r, unsigned block_ms, ClusterLogEntry **r
  * connection: q must outlive it. */
 FunctionStore *cluster_function_store_new(RunQueue *q);
 
+/* ---- secrets (cluster-secrets.c, docs/cluster.md "Secrets") ---------------
+ * The Redis SecretStore (store.h): sec:<tenant> (hash: name -> the box the
+ * node sealed; never a value), secdates:<tenant> (hash: name -> "CREATED
+ * UPDATED", µs), sectenants (set of the tenants holding one), seckey (the
+ * key check: a box the first node sealed with its key). A set and a
+ * removal are one script each. Uses q's connection: q must outlive it. */
+SecretStore *cluster_secret_store_new(RunQueue *q);
+
 /* ---- datasets (cluster-datasets.c) ---------------------------------------
  * The Redis DatasetStore (store.h): ds:<tenant>:<name> (hash: kind, source,
  * etag, last_modified, checked, created, current, v:<n> = "HASH SIZE FILES

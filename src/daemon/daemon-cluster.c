@@ -463,6 +463,25 @@ int daemon_cluster_start(Daemon *d, const DaemonClusterOptions *o, char **ret_er
         d->queue = q;
         function_store_free(d->functions);
         d->functions = cluster_function_store_new(q);
+        /* Secrets: Redis's, sealed by each node with its own key, which
+         * must therefore be every node's (docs/cluster.md "Secrets"). */
+        size_t unused = 0, local = 0;
+        (void) store_secret_count_unopenable(d->store, d->secret_key, &unused, &local);
+        k = store_secrets_use(d->store, cluster_secret_store_new(q), d->secret_key);
+        if (k == -EKEYREJECTED)
+                log_warn("cluster: this node's secrets key (%s) is not the one the cluster's secrets are sealed "
+                         "with: setting a secret through it is refused (409), and runs that name one fail "
+                         "(\"cannot be opened\"); give it the other nodes' key and restart it (docs/cluster.md "
+                         "\"Secrets\")",
+                         d->secret_key_path);
+        else if (k < 0) {
+                *ret_error = xasprintf("cannot read the cluster's secrets key check: %s", strerror(-k));
+                return k;
+        }
+        if (local > 0)
+                log_warn("cluster: the %zu secret(s) in this node's database are not used in cluster mode (the "
+                         "cluster's are in Redis): set them again through any node (pysprinter secret set NAME)",
+                         local);
 
         k = -pthread_create(&c->lease_thread, NULL, lease_thread, d);
         if (k == 0)

@@ -122,6 +122,7 @@ void daemon_config_done(DaemonConfig *cfg) {
         tenants_free(cfg->tenants, cfg->n_tenants);
         strv_free(cfg->data_url_allow);
         free(cfg->cluster_secret);
+        free(cfg->secrets_key_file);
         free(cfg->cluster_redis_password);
         free(cfg->index_url);
         strv_free(cfg->extra_index_urls);
@@ -489,6 +490,31 @@ static int parse_cluster(DaemonConfig *cfg, json_t *o, char **ret_error) {
         return 0;
 }
 
+/* secrets: {key_file: PATH} — the secrets' key (docs/secrets.md) read
+ * from PATH, an absolute path, instead of $DATA/secrets.key; never
+ * created there: a cluster's nodes all need the one key. */
+static int parse_secrets(DaemonConfig *cfg, json_t *o, char **ret_error) {
+        const char *k;
+        json_t *v;
+        if (!json_is_object(o)) {
+                *ret_error = xstrdup("'secrets' must be a mapping");
+                return -EINVAL;
+        }
+        json_object_foreach(o, k, v) {
+                if (!streq(k, "key_file")) {
+                        *ret_error = xasprintf("unknown key 'secrets.%s'", k);
+                        return -EINVAL;
+                }
+                if (!json_is_string(v) || json_string_value(v)[0] != '/') {
+                        *ret_error = xstrdup("'secrets.key_file' must be an absolute path");
+                        return -EINVAL;
+                }
+                free(cfg->secrets_key_file);
+                cfg->secrets_key_file = xstrdup(json_string_value(v));
+        }
+        return 0;
+}
+
 /* data: {max_bytes: N, url_allow: [CIDR…], max_output_bytes: N,
  * max_output_files: N} */
 static int parse_data(DaemonConfig *cfg, json_t *o, char **ret_error) {
@@ -719,6 +745,8 @@ int daemon_config_parse(DaemonConfig *cfg, const char *text, size_t len, const c
                         r = parse_data(cfg, v, &err);
                 else if (streq(k, "cluster"))
                         r = parse_cluster(cfg, v, &err);
+                else if (streq(k, "secrets"))
+                        r = parse_secrets(cfg, v, &err);
                 else if (streq(k, "server"))
                         r = parse_server(cfg, v, &err);
                 else if (streq(k, "retention") || streq(k, "disk"))

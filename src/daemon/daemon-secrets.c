@@ -91,7 +91,9 @@ static struct MHD_Response *daemon_api_secret_put(const DaemonCall *call, unsign
         /* jansson's copy of the value: wiped before it is freed. */
         explicit_bzero((char *) json_string_value(v), len);
         json_decref(j);
-        if (r == -EDQUOT) {
+        /* -EKEYREJECTED: a cluster node whose key is not the others'
+         * (docs/cluster.md "Secrets"): what it sealed would open nowhere. */
+        if (r == -EDQUOT || r == -EKEYREJECTED) {
                 _cleanup_free_ char *why = store_secret_error(name, r);
                 return daemon_call_error(call, 409, "conflict", ret_status, "%s", why);
         }

@@ -103,6 +103,7 @@ typedef struct DaemonConfig {
         uint64_t max_out_files;         /* data.max_output_files: its entries' cap; 0 = the engine's */
         char *cluster_secret;           /* cluster.secret: what nodes show each other on internal routes */
         char *cluster_redis_password;   /* cluster.redis_password: AUTH when --redis's URL names no password */
+        char *secrets_key_file;         /* secrets.key_file: the secrets' key, never created (every node's one) */
         /* retention: and disk: (daemon-gc.c, docs/operations.md) */
         RetentionConfig retention;
 } DaemonConfig;
@@ -564,7 +565,8 @@ struct Daemon {
          * stops (drain, DAG tasks). Lock-free: a race costs a statvfs. */
         _Atomic uint64_t disk_free_avail;
         _Atomic uint64_t disk_free_stamp; /* monotonic usec; 0: none yet */
-        uint8_t secret_key[32];         /* $DATA/secrets.key (daemon-secrets.c), loaded at start */
+        uint8_t secret_key[32];           /* secret_key_path's (daemon-secrets.c), loaded at start */
+        char *secret_key_path;            /* secrets.key_file, or $DATA/secrets.key */
         struct DaemonSchedules *schedules; /* the scheduler (daemon-schedules.c) */
         struct DaemonCluster *cluster;  /* daemon-cluster.c; NULL in single-node mode */
         unsigned cluster_claimed;       /* runs this node claimed and has not ended (guarded by lock) */

@@ -125,6 +125,11 @@ static void keep_started(DaemonConfig *n, DaemonConfig *old, const FromCmdline *
                 log_warn("reload: 'server.sandbox' changes need a restart (still %s)",
                          old->sandbox == SANDBOX_MODE_NONE ? "none" : "full");
         n->sandbox = old->sandbox;
+        /* The key the secrets are opened with was read at start. */
+        if (!streq(old->secrets_key_file ?: "", n->secrets_key_file ?: ""))
+                log_warn("reload: 'secrets.key_file' changes need a restart");
+        free(n->secrets_key_file);
+        n->secrets_key_file = TAKE_PTR(old->secrets_key_file);
 }
 
 /* SIGHUP: the tokens, limits, server caps and data.url_allow take effect
@@ -611,8 +616,19 @@ int main(int argc, char **argv) {
         _cleanup_close_ int owner = own_data_dir(d->data_dir, config);
         if (owner < 0)
                 return -owner;
-        /* The secrets' key (docs/secrets.md): created, 0600, at first start. */
-        _cleanup_free_ char *key_path = path_join(d->data_dir, "secrets.key");
+        /* The secrets' key (docs/secrets.md): created, 0600, at first start
+         * in the data directory; secrets.key_file names one that must be
+         * there (the cluster's, copied to every node: made here, it would
+         * be this node's only). */
+        d->secret_key_path = d->cfg.secrets_key_file ? xstrdup(d->cfg.secrets_key_file)
+                                                     : path_join(d->data_dir, "secrets.key");
+        const char *key_path = d->secret_key_path;
+        if (d->cfg.secrets_key_file && access(key_path, F_OK) < 0) {
+                log_error("secrets.key_file %s: %s (it is never created: copy the key every node uses there, "
+                          "docs/cluster.md \"Secrets\")",
+                          key_path, strerror(errno));
+                return EXIT_USAGE;
+        }
         r = seal_key_load(key_path, d->secret_key, &err);
         if (r < 0) {
                 log_error("%s", err);
@@ -667,14 +683,6 @@ int main(int argc, char **argv) {
                 return r == -EWOULDBLOCK ? EXIT_USAGE : EXIT_INTERNAL;
         }
         d->store = engine_store(d->engine);
-        /* A database restored without its key: said now, not by each run
-         * that names a secret (docs/secrets.md). */
-        size_t unopenable = 0, n_secrets = 0;
-        if (store_secret_count_unopenable(d->store, d->secret_key, &unopenable, &n_secrets) >= 0 && unopenable)
-                log_warn("%zu of the %zu secrets in the database were sealed with another key than %s: runs that "
-                         "name them fail (\"cannot be opened\"); restore the key backed up with this database, or "
-                         "set each again (pysprinter secret set NAME)",
-                         unopenable, n_secrets, key_path);
         /* Tests only: a long linger keeps a synchronous invoke's deferred
          * submit uncommitted while it runs (docs/api.md "Delivery"). */
         const char *linger = getenv("PYSPRINTER_TEST_STORE_LINGER_MS");
@@ -716,6 +724,18 @@ int main(int argc, char **argv) {
                         return r == -EPERM || r == -EINVAL ? EXIT_USAGE : EXIT_SERVER;
                 }
         }
+
+        /* A database restored without its key, or a cluster node given
+         * another key than the others': said now, not by each run that
+         * names a secret (docs/secrets.md). */
+        size_t unopenable = 0, n_secrets = 0;
+        if (store_secret_count_unopenable(d->store, d->secret_key, &unopenable, &n_secrets) >= 0 && unopenable)
+                log_warn("%zu of the %zu secrets in %s were sealed with another key than %s: runs that name them "
+                         "fail (\"cannot be opened\"); %s",
+                         unopenable, n_secrets, d->cluster ? "the cluster's Redis" : "the database", key_path,
+                         d->cluster ? "give this node the other nodes' key (docs/cluster.md \"Secrets\")"
+                                    : "restore the key backed up with this database, or set each again (pysprinter "
+                                      "secret set NAME)");
 
         pthread_rwlock_init(&d->cfg_lock, NULL);
         daemon_runs_init(d);

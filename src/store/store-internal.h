@@ -33,6 +33,11 @@ struct Store {
         } rcache[8];
         size_t n_rcache;
         char *reserve_path;     /* store_reserve_make() */
+        /* store_secrets_use(): the secrets' backend (NULL: the secrets
+         * table), and whether it keeps the check of another key than the
+         * caller's (its sets are refused). */
+        SecretStore *secrets;
+        bool secrets_key_foreign;
         /* An in-memory copy (store_snapshot(), gc --dry-run) has no file
          * to find the default log paths beside: the original's logs dir. */
         char *copy_log_dir;

@@ -231,6 +231,8 @@ Store *store_close(Store *s) {
         pthread_mutex_destroy(&s->wprio);
         pthread_cond_destroy(&s->wcond);
         pthread_cond_destroy(&s->wdone);
+        if (s->secrets)
+                s->secrets->ops->free(s->secrets);
         free(s->reserve_path);
         free(s->copy_log_dir);
         free(s->jpath);

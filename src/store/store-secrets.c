@@ -1,5 +1,6 @@
 /* Secrets (docs/secrets.md): per tenant, sealed with AES-256-GCM
- * (shared.h seal_*) before they reach SQLite. A row holds nonce ||
+ * (shared.h seal_*) before they reach SQLite, or the backend
+ * store_secrets_use() gave (Redis in a cluster). A row holds nonce ||
  * ciphertext || tag; the key lives in a file beside the database (the
  * caller loads it), so a copy of the database alone reveals names and
  * dates, never values. The run records never hold a value: a run names
@@ -37,23 +38,8 @@ static char *aad_of(const char *tenant, const char *name, size_t *ret_len) {
         return s;
 }
 
-int store_secret_set(Store *s, const uint8_t *key, const char *tenant, const char *name, const char *value,
-                     size_t len) {
-        assert(s);
-        assert(key);
-        assert(tenant);
-        if (!secret_name_is_valid(name))
-                return -EINVAL;
-        if (len > SECRET_MAX_BYTES)
-                return -EFBIG;
-        size_t aad_len;
-        _cleanup_free_ char *aad = aad_of(tenant, name, &aad_len);
-        _cleanup_free_ uint8_t *box = NULL;
-        size_t box_len;
-        int r = seal_encrypt(key, aad, aad_len, value, len, &box, &box_len);
-        if (r < 0)
-                return r;
-        usec_t now = now_realtime();
+/* The secrets table's put (SecretStoreOps.put's contract). */
+static int sql_put(Store *s, const char *tenant, const char *name, const uint8_t *box, size_t box_len, usec_t now) {
         sqlite3_stmt *st;
         store_lock(s);
         /* A new name counts against the tenant's SECRET_MAX_COUNT: every
@@ -89,15 +75,32 @@ int store_secret_set(Store *s, const uint8_t *key, const char *tenant, const cha
         return rc == SQLITE_DONE ? 0 : store_rc_errno(rc);
 }
 
-int store_secret_get(Store *s, const uint8_t *key, const char *tenant, const char *name, char **ret_value,
-                     size_t *ret_len) {
+int store_secret_set(Store *s, const uint8_t *key, const char *tenant, const char *name, const char *value,
+                     size_t len) {
         assert(s);
         assert(key);
         assert(tenant);
         if (!secret_name_is_valid(name))
-                return -ENOENT;
+                return -EINVAL;
+        if (len > SECRET_MAX_BYTES)
+                return -EFBIG;
+        if (s->secrets_key_foreign)
+                return -EKEYREJECTED;
+        size_t aad_len;
+        _cleanup_free_ char *aad = aad_of(tenant, name, &aad_len);
         _cleanup_free_ uint8_t *box = NULL;
-        size_t box_len = 0;
+        size_t box_len;
+        int r = seal_encrypt(key, aad, aad_len, value, len, &box, &box_len);
+        if (r < 0)
+                return r;
+        usec_t now = now_realtime();
+        if (s->secrets)
+                return s->secrets->ops->put(s->secrets, tenant, name, box, box_len, now);
+        return sql_put(s, tenant, name, box, box_len, now);
+}
+
+/* The secrets table's get (SecretStoreOps.get's contract). */
+static int sql_get(Store *s, const char *tenant, const char *name, uint8_t **ret_box, size_t *ret_len) {
         sqlite3_stmt *st;
         store_lock(s);
         int rc = sqlite3_prepare_v2(s->db, "SELECT sealed FROM secrets WHERE tenant=?1 AND name=?2", -1, &st, NULL);
@@ -107,10 +110,12 @@ int store_secret_get(Store *s, const uint8_t *key, const char *tenant, const cha
                 store_bind_text(st, 2, name);
                 rc = sqlite3_step(st);
                 if (rc == SQLITE_ROW) {
-                        box_len = (size_t) sqlite3_column_bytes(st, 0);
-                        box = xmalloc(box_len + 1);
-                        if (box_len)
-                                memcpy(box, sqlite3_column_blob(st, 0), box_len);
+                        size_t len = (size_t) sqlite3_column_bytes(st, 0);
+                        uint8_t *box = xmalloc(len + 1);
+                        if (len)
+                                memcpy(box, sqlite3_column_blob(st, 0), len);
+                        *ret_box = box;
+                        *ret_len = len;
                         r = 0;
                 } else if (rc != SQLITE_DONE)
                         r = store_rc_errno(rc);
@@ -118,6 +123,20 @@ int store_secret_get(Store *s, const uint8_t *key, const char *tenant, const cha
         } else
                 r = store_sqlite_errno(rc);
         pthread_mutex_unlock(&s->lock);
+        return r;
+}
+
+int store_secret_get(Store *s, const uint8_t *key, const char *tenant, const char *name, char **ret_value,
+                     size_t *ret_len) {
+        assert(s);
+        assert(key);
+        assert(tenant);
+        if (!secret_name_is_valid(name))
+                return -ENOENT;
+        _cleanup_free_ uint8_t *box = NULL;
+        size_t box_len = 0;
+        int r = s->secrets ? s->secrets->ops->get(s->secrets, tenant, name, &box, &box_len)
+                           : sql_get(s, tenant, name, &box, &box_len);
         if (r < 0)
                 return r;
         size_t aad_len;
@@ -128,6 +147,8 @@ int store_secret_get(Store *s, const uint8_t *key, const char *tenant, const cha
 int store_secret_list(Store *s, const char *tenant, SecretInfo **ret, size_t *ret_n) {
         assert(s);
         assert(tenant);
+        if (s->secrets)
+                return s->secrets->ops->list(s->secrets, tenant, ret, ret_n);
         SecretInfo *v = NULL;
         size_t n = 0;
         sqlite3_stmt *st;
@@ -158,6 +179,8 @@ int store_secret_list(Store *s, const char *tenant, SecretInfo **ret, size_t *re
 int store_secret_delete(Store *s, const char *tenant, const char *name) {
         assert(s);
         assert(tenant);
+        if (s->secrets)
+                return s->secrets->ops->remove(s->secrets, tenant, name);
         sqlite3_stmt *st;
         store_lock(s);
         int rc = sqlite3_prepare_v2(s->db, "DELETE FROM secrets WHERE tenant=?1 AND name=?2", -1, &st, NULL);
@@ -175,36 +198,82 @@ int store_secret_delete(Store *s, const char *tenant, const char *name) {
         return changed > 0 ? 0 : -ENOENT;
 }
 
+typedef struct Unopenable {
+        const uint8_t *key;
+        size_t bad, total;
+} Unopenable;
+
+static void count_one(const char *tenant, const char *name, const uint8_t *box, size_t len, void *userdata) {
+        Unopenable *u = userdata;
+        size_t aad_len, n;
+        _cleanup_free_ char *aad = aad_of(tenant ?: "", name ?: "", &aad_len);
+        char *v = NULL;
+        u->total++;
+        if (seal_decrypt(u->key, aad, aad_len, box, len, &v, &n) < 0)
+                u->bad++;
+        else {
+                explicit_bzero(v, n);
+                free(v);
+        }
+}
+
 int store_secret_count_unopenable(Store *s, const uint8_t *key, size_t *ret_n, size_t *ret_total) {
         assert(s);
         assert(key);
-        size_t bad = 0, total = 0;
-        sqlite3_stmt *st;
-        store_lock(s);
-        int rc = sqlite3_prepare_v2(s->db, "SELECT tenant, name, sealed FROM secrets", -1, &st, NULL);
-        if (rc == SQLITE_OK) {
-                while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                        _cleanup_free_ char *tenant = store_col_text(st, 0), *name = store_col_text(st, 1);
-                        size_t aad_len, len;
-                        _cleanup_free_ char *aad = aad_of(tenant ?: "", name ?: "", &aad_len);
-                        char *v = NULL;
-                        total++;
-                        if (seal_decrypt(key, aad, aad_len, sqlite3_column_blob(st, 2),
-                                         (size_t) sqlite3_column_bytes(st, 2), &v, &len) < 0)
-                                bad++;
-                        else {
-                                explicit_bzero(v, len);
-                                free(v);
+        Unopenable u = { .key = key };
+        int rc = SQLITE_DONE;
+        if (s->secrets) {
+                int r = s->secrets->ops->each(s->secrets, count_one, &u);
+                if (r < 0)
+                        return r;
+        } else {
+                sqlite3_stmt *st;
+                store_lock(s);
+                rc = sqlite3_prepare_v2(s->db, "SELECT tenant, name, sealed FROM secrets", -1, &st, NULL);
+                if (rc == SQLITE_OK) {
+                        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                                _cleanup_free_ char *tenant = store_col_text(st, 0), *name = store_col_text(st, 1);
+                                count_one(tenant, name, sqlite3_column_blob(st, 2),
+                                          (size_t) sqlite3_column_bytes(st, 2), &u);
                         }
+                        sqlite3_finalize(st);
                 }
-                sqlite3_finalize(st);
+                pthread_mutex_unlock(&s->lock);
         }
-        pthread_mutex_unlock(&s->lock);
         if (rc != SQLITE_DONE)
                 return store_rc_errno(rc);
-        *ret_n = bad;
-        *ret_total = total;
+        *ret_n = u.bad;
+        *ret_total = u.total;
         return 0;
+}
+
+/* What the key check seals: nothing secret, under its own authenticated
+ * data (no tenant holds a name with a NUL byte). */
+#define KEY_CHECK_AAD "\0pysprinter secrets key check"
+
+int store_secrets_use(Store *s, SecretStore *ss, const uint8_t *key) {
+        assert(s && ss && key);
+        if (s->secrets)
+                s->secrets->ops->free(s->secrets);
+        s->secrets = ss;
+        s->secrets_key_foreign = false;
+        _cleanup_free_ uint8_t *mine = NULL, *kept = NULL;
+        size_t mine_len, kept_len;
+        int r = seal_encrypt(key, KEY_CHECK_AAD, sizeof KEY_CHECK_AAD - 1, "ok", 2, &mine, &mine_len);
+        if (r < 0)
+                return r;
+        r = ss->ops->key_check(ss, mine, mine_len, &kept, &kept_len);
+        if (r < 0)
+                return r;
+        char *v = NULL;
+        size_t n;
+        r = seal_decrypt(key, KEY_CHECK_AAD, sizeof KEY_CHECK_AAD - 1, kept, kept_len, &v, &n);
+        free(v);
+        if (r == -EBADMSG) {
+                s->secrets_key_foreign = true;
+                return -EKEYREJECTED;
+        }
+        return r;
 }
 
 int store_secrets_env(Store *s, const uint8_t *key, const char *tenant, char *const *names, char *const *env,
@@ -248,6 +317,11 @@ char *store_secret_error(const char *name, int r) {
         if (r == -EBADMSG)
                 return xasprintf("secret '%s' cannot be opened: it was sealed with another key (a different "
                                  "secrets.key?)",
+                                 name);
+        if (r == -EKEYREJECTED)
+                return xasprintf("cannot set secret '%s': this node's secrets.key is not the one the cluster's "
+                                 "secrets are sealed with (give every node the same key: docs/cluster.md "
+                                 "\"Secrets\")",
                                  name);
         return xasprintf("secret '%s' cannot be opened: %s", name, strerror(-r));
 }

@@ -475,7 +475,8 @@ int store_secret_count_unopenable(Store *s, const uint8_t *key, size_t *ret_n, s
 int store_secrets_env(Store *s, const uint8_t *key, const char *tenant, char *const *names, char *const *env,
                       char ***ret_env, char **ret_error);
 void store_env_free(char **env);
-/* What store_secret_get()'s (or store_secret_set()'s -EDQUOT) failure r
+/* What store_secret_get()'s (or store_secret_set()'s -EDQUOT or
+ * -EKEYREJECTED) failure r
  * for name says to a user, in the one wording of every path (embedded,
  * daemon, DAG task): what to do included. */
 char *store_secret_error(const char *name, int r);
@@ -483,6 +484,44 @@ char *store_secret_error(const char *name, int r);
 int store_secret_list(Store *s, const char *tenant, SecretInfo **ret, size_t *ret_n);
 /* -ENOENT when absent. */
 int store_secret_delete(Store *s, const char *tenant, const char *name);
+
+/* Where the sealed secrets live: the database's secrets table (the
+ * default), or Redis in a cluster (src/cluster), so that a secret set
+ * through any node opens on every node holding the same key. A backend
+ * keeps sealed boxes and dates only: sealing and opening stay in the
+ * store_secret_*() calls above, with their caller's key, so no plaintext
+ * ever reaches one. Same contracts as those calls. */
+typedef struct SecretStore SecretStore;
+typedef void (*SecretEachFn)(const char *tenant, const char *name, const uint8_t *box, size_t len, void *userdata);
+typedef struct SecretStoreOps {
+        const char *name;
+        /* Keeps box as (tenant, name), updated now (created too when new).
+         * -EDQUOT: a new name when the tenant holds SECRET_MAX_COUNT. */
+        int (*put)(SecretStore *ss, const char *tenant, const char *name, const uint8_t *box, size_t len, usec_t now);
+        /* -ENOENT when absent. */
+        int (*get)(SecretStore *ss, const char *tenant, const char *name, uint8_t **ret_box, size_t *ret_len);
+        /* By name. */
+        int (*list)(SecretStore *ss, const char *tenant, SecretInfo **ret, size_t *ret_n);
+        /* -ENOENT when absent. */
+        int (*remove)(SecretStore *ss, const char *tenant, const char *name);
+        /* fn for each secret of every tenant. */
+        int (*each)(SecretStore *ss, SecretEachFn fn, void *userdata);
+        /* The store's key check: check (a box the caller sealed) is kept
+         * when none is yet; *ret is the one kept (caller frees). */
+        int (*key_check)(SecretStore *ss, const uint8_t *check, size_t len, uint8_t **ret, size_t *ret_len);
+        void (*free)(SecretStore *ss);
+} SecretStoreOps;
+struct SecretStore {
+        const SecretStoreOps *ops;
+};
+
+/* From now on the secrets of s are ss's (s owns it; freed by
+ * store_close()). key is the caller's: when ss keeps the key check of
+ * another key (the one its secrets are sealed with), -EKEYREJECTED, and
+ * every later store_secret_set() on s is -EKEYREJECTED too (a value sealed
+ * with a key no other node holds would open nowhere else); reads go on
+ * (and fail -EBADMSG). Call before any other thread uses s's secrets. */
+int store_secrets_use(Store *s, SecretStore *ss, const uint8_t *key);
 
 /* ---- tokens made by `pysprinterd token` (store-tokens.c) ---------------- */
 

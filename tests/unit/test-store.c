@@ -89,6 +89,146 @@ static void test_secrets_per_tenant_and_bound_to_row(void **state) {
         store_close(s);
 }
 
+/* A backend of one slot (store.h SecretStoreOps): what a cluster's Redis
+ * is to the store. */
+typedef struct OneSecret {
+        SecretStore base;
+        char *tenant, *name;
+        uint8_t *box, *check;
+        size_t len, check_len;
+        usec_t updated;
+} OneSecret;
+
+static int one_put(SecretStore *ss, const char *tenant, const char *name, const uint8_t *box, size_t len, usec_t now) {
+        OneSecret *o = (OneSecret *) ss;
+        free(o->tenant);
+        free(o->name);
+        free(o->box);
+        o->tenant = xstrdup(tenant);
+        o->name = xstrdup(name);
+        o->box = (uint8_t *) xmemdupz(box, len);
+        o->len = len;
+        o->updated = now;
+        return 0;
+}
+
+static int one_get(SecretStore *ss, const char *tenant, const char *name, uint8_t **ret, size_t *ret_len) {
+        OneSecret *o = (OneSecret *) ss;
+        if (!o->name || !streq(o->tenant, tenant) || !streq(o->name, name))
+                return -ENOENT;
+        *ret = (uint8_t *) xmemdupz((const char *) o->box, o->len);
+        *ret_len = o->len;
+        return 0;
+}
+
+static int one_list(SecretStore *ss, const char *tenant, SecretInfo **ret, size_t *ret_n) {
+        OneSecret *o = (OneSecret *) ss;
+        *ret = NULL;
+        *ret_n = 0;
+        if (o->name && streq(o->tenant, tenant)) {
+                *ret = xcalloc(1, sizeof(SecretInfo));
+                (*ret)[0] = (SecretInfo){ xstrdup(o->name), o->updated, o->updated };
+                *ret_n = 1;
+        }
+        return 0;
+}
+
+static int one_remove(SecretStore *ss, const char *tenant, const char *name) {
+        OneSecret *o = (OneSecret *) ss;
+        if (!o->name || !streq(o->tenant, tenant) || !streq(o->name, name))
+                return -ENOENT;
+        free(o->name);
+        o->name = NULL;
+        return 0;
+}
+
+static int one_each(SecretStore *ss, SecretEachFn fn, void *userdata) {
+        OneSecret *o = (OneSecret *) ss;
+        if (o->name)
+                fn(o->tenant, o->name, o->box, o->len, userdata);
+        return 0;
+}
+
+static int one_key_check(SecretStore *ss, const uint8_t *check, size_t len, uint8_t **ret, size_t *ret_len) {
+        OneSecret *o = (OneSecret *) ss;
+        if (!o->check) {
+                o->check = (uint8_t *) xmemdupz(check, len);
+                o->check_len = len;
+        }
+        *ret = (uint8_t *) xmemdupz((const char *) o->check, o->check_len);
+        *ret_len = o->check_len;
+        return 0;
+}
+
+static void one_free(SecretStore *ss) {
+        OneSecret *o = (OneSecret *) ss;
+        free(o->tenant);
+        free(o->name);
+        free(o->box);
+        free(o->check);
+        free(o);
+}
+
+static const SecretStoreOps one_ops = {
+        .name = "one",
+        .put = one_put,
+        .get = one_get,
+        .list = one_list,
+        .remove = one_remove,
+        .each = one_each,
+        .key_check = one_key_check,
+        .free = one_free,
+};
+
+/* store_secrets_use(): the backend gets sealed boxes only, the table is
+ * not read any more, and a key other than the one the backend's key check
+ * names may read but not set. */
+static void test_secrets_in_another_backend(void **state) {
+        Store *s = open_fresh(), *t = open_fresh();
+        uint8_t key[32] = { 7 }, other[32] = { 8 };
+        assert_int_equal(store_secret_set(s, key, "alice", "LOCAL", "local", 5), 0);
+        OneSecret *o = xcalloc(1, sizeof(OneSecret));
+        o->base.ops = &one_ops;
+        assert_int_equal(store_secrets_use(s, &o->base, key), 0);
+        char *v = NULL;
+        size_t len = 0, bad = 0, total = 0;
+        assert_int_equal(store_secret_get(s, key, "alice", "LOCAL", &v, &len), -ENOENT);
+        assert_int_equal(store_secret_set(s, key, "alice", "API_KEY", "plain-value", 11), 0);
+        assert_non_null(o->box);
+        assert_null(memmem(o->box, o->len, "plain-value", 11));
+        assert_int_equal(store_secret_get(s, key, "alice", "API_KEY", &v, &len), 0);
+        assert_string_equal(v, "plain-value");
+        free(v);
+        SecretInfo *list = NULL;
+        size_t nl = 0;
+        assert_int_equal(store_secret_list(s, "alice", &list, &nl), 0);
+        assert_int_equal(nl, 1);
+        assert_string_equal(list[0].name, "API_KEY");
+        secret_info_list_free(list, nl);
+        assert_int_equal(store_secret_count_unopenable(s, other, &bad, &total), 0);
+        assert_int_equal(bad, 1);
+        assert_int_equal(total, 1);
+
+        /* A second store (another node) on the same backend with another
+         * key: it reads (and cannot open), it does not set. */
+        OneSecret *shared = xcalloc(1, sizeof(OneSecret));
+        *shared = *o;
+        shared->tenant = xstrdup(o->tenant);
+        shared->name = xstrdup(o->name);
+        shared->box = (uint8_t *) xmemdupz(o->box, o->len);
+        shared->check = (uint8_t *) xmemdupz(o->check, o->check_len);
+        assert_int_equal(store_secrets_use(t, &shared->base, other), -EKEYREJECTED);
+        assert_int_equal(store_secret_get(t, other, "alice", "API_KEY", &v, &len), -EBADMSG);
+        assert_int_equal(store_secret_set(t, other, "alice", "API_KEY", "x", 1), -EKEYREJECTED);
+        char *why = store_secret_error("API_KEY", -EKEYREJECTED);
+        assert_non_null(strstr(why, "secrets.key"));
+        free(why);
+        assert_int_equal(store_secret_delete(s, "alice", "API_KEY"), 0);
+        assert_int_equal(store_secret_delete(s, "alice", "API_KEY"), -ENOENT);
+        store_close(s);
+        store_close(t);
+}
+
 static void test_tokens_find_touch_revoke(void **state) {
         Store *s = open_fresh();
         TokenRecord a = { .id = (char *) "abcdef012345", .sha256 = (char *) "11", .tenant = (char *) "alice",
@@ -5805,6 +5945,7 @@ int main(void) {
                 cmocka_unit_test(test_gc_tenant_policy),
                 cmocka_unit_test(test_backup_restore),
                 cmocka_unit_test(test_secrets_per_tenant_and_bound_to_row),
+                cmocka_unit_test(test_secrets_in_another_backend),
                 cmocka_unit_test(test_tokens_find_touch_revoke),
                 cmocka_unit_test(test_schedule_advance_is_fenced),
                 cmocka_unit_test(test_schedule_edit_keeps_a_fire_in_between),

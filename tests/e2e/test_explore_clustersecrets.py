@@ -1,0 +1,170 @@
+"""Cluster mode, secrets (docs/cluster.md "Secrets", docs/secrets.md): a
+secret set through one gateway is the tenant's on every node. Before, each
+node kept its own in its SQLite: a run through another gateway was refused
+404 "no secret named", and one claimed by a worker without a copy failed
+with SecretError. The value reaches Redis sealed only, with the key every
+node shares (its secrets.key); a node holding another key answers 409.
+A real redis-server with AOF on (test_cluster's fixtures), nodes on
+loopback."""
+import hashlib
+import os
+import secrets as pysecrets
+import subprocess
+
+from daemonlib import Daemon, sandbox_mode
+from test_cluster import nodes, node_of, pytestmark, redis, submit, wait_until  # noqa: F401 (fixtures)
+
+DIGEST = """
+import hashlib, os
+def f():
+    return hashlib.sha256(os.environ["CS_TOKEN"].encode()).hexdigest()
+"""
+
+
+def share_key(tmp_path, src, *names):
+    """The operator's step (docs/cluster.md "Secrets"): every node gets the
+    first node's secrets.key before its start."""
+    key = (tmp_path / src / "home" / "secrets.key").read_bytes()
+    assert len(key) == 32
+    for n in names:
+        home = tmp_path / n / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        p = home / "secrets.key"
+        p.write_bytes(key)
+        os.chmod(p, 0o600)
+
+
+def redis_bytes(redis):
+    """Everything Redis holds and every write it was sent: each key's DUMP
+    (redis-cli --scan) and the AOF's raw bytes."""
+    out = []
+    keys = redis.cli("--scan").split()
+    assert keys
+    for k in keys:
+        out.append(subprocess.run(["redis-cli", "-s", redis.sock, "--raw", "DUMP", k], capture_output=True).stdout)
+    d = redis.dir / "appendonlydir"
+    for p in d.iterdir():
+        out.append(p.read_bytes())
+    return keys, b"\n".join(out)
+
+
+def test_a_secret_set_through_one_gateway_is_the_tenants_on_every_node(tmp_path, nodes, redis):
+    g1 = nodes("g1", "gateway")
+    share_key(tmp_path, "g1", "g2", "w1")
+    g2 = nodes("g2", "gateway")
+    nodes("w1", "worker", slots=1)
+    value = "plain-" + pysecrets.token_hex(20)
+    want = hashlib.sha256(value.encode()).hexdigest()
+
+    st, b = g1.call("PUT", "/v1/secrets/CS_TOKEN", {"value": value})
+    assert st == 200 and b["name"] == "CS_TOKEN", b
+    for gw in (g1, g2):
+        st, b = gw.call("GET", "/v1/secrets")
+        assert st == 200 and [s["name"] for s in b["secrets"]] == ["CS_TOKEN"], (gw, b)
+    # Another tenant sees none of it.
+    st, b = g2.call("GET", "/v1/secrets", token="bob")
+    assert st == 200 and b["secrets"] == [], b
+
+    # A run through the other gateway, on the worker: the same value.
+    st, b = g2.run(DIGEST, secrets=["CS_TOKEN"])
+    assert st == 200 and b["status"] == "succeeded" and b["result"] == want, b
+    assert node_of(redis, b["id"]) == "w1"
+    # A deploy through g2 that names it is allowed (checked in Redis).
+    st, b = g2.call("POST", "/v1/functions", {"name": "digest", "source": DIGEST, "secrets": ["CS_TOKEN"]})
+    assert st == 201, b
+    st, b = g1.call("POST", "/v1/functions/digest/invoke?wait=true", {})
+    assert st == 200 and b["result"] == want, b
+
+    # A DAG through g2 whose task names it: checked in Redis, run on w1.
+    pipeline = "tasks:\n  d: {file: t.py, function: f, secrets: [CS_TOKEN]}\n"
+    st, b = g2.call("POST", "/v1/dags?wait=true", {"pipeline": pipeline, "files": {"t.py": DIGEST},
+                                                   "no_cache": True})
+    assert st == 200 and b["status"] == "succeeded", b
+    assert [t["result"] for t in b["tasks"]] == [want], b
+
+    # Never the plaintext in Redis: not in any key, not in any write.
+    keys, data = redis_bytes(redis)
+    assert "ps:sec:alice" in keys, keys
+    assert value.encode() not in data
+    assert value[6:].encode() not in data
+
+    # Removed through g2 while a run naming it waits for the worker's one
+    # slot: that run fails with SecretError when it starts (no node keeps a
+    # copy), and the next submit is refused at once on every gateway.
+    blocker = submit(g1, 600, "blocker")
+    g1.wait_status(blocker, {"running"})
+    st, b = g1.run(DIGEST, wait=False, secrets=["CS_TOKEN"])
+    assert st == 202, b
+    queued = b["id"]
+    st, b = g2.call("DELETE", "/v1/secrets/CS_TOKEN")
+    assert st == 200 and b["deleted"] is True and "digest" in b.get("warnings", ""), b
+    g1.cancel(blocker)
+    b = g1.wait_status(queued, {"failed", "error", "succeeded", "invalid"}, timeout=120)
+    assert b["status"] != "succeeded", b
+    assert b["error"]["type"] == "SecretError" and "CS_TOKEN" in b["error"]["message"], b
+    for gw in (g1, g2):
+        st, b = gw.call("GET", "/v1/secrets")
+        assert st == 200 and b["secrets"] == [], b
+        st, b = gw.run(DIGEST, secrets=["CS_TOKEN"])
+        assert st == 404 and "no secret named 'CS_TOKEN'" in b["error"]["message"], b
+        st, b = gw.call("POST", "/v1/dags", {"pipeline": pipeline, "files": {"t.py": DIGEST}})
+        assert st == 404 and "task 'd': no secret named 'CS_TOKEN'" in b["error"]["message"], b
+    assert redis.cli("EXISTS", "ps:sec:alice") == "0"
+
+
+def test_a_node_with_another_key_answers_409_and_overwrites_nothing(tmp_path, nodes, redis):
+    g1 = nodes("g1", "gateway")
+    share_key(tmp_path, "g1", "w1")
+    nodes("w1", "worker")
+    value = "plain-" + pysecrets.token_hex(20)
+    st, b = g1.call("PUT", "/v1/secrets/CS_TOKEN", {"value": value})
+    assert st == 200, b
+    # g3 was given no key: it made its own at its start, and says so.
+    g3 = nodes("g3", "gateway")
+    log = (tmp_path / "g3" / "daemon.log").read_text()
+    assert "sealed with another key" in log and "secrets.key" in log, log
+    st, b = g3.call("GET", "/v1/secrets")
+    assert st == 200 and [s["name"] for s in b["secrets"]] == ["CS_TOKEN"], b
+    st, b = g3.run(DIGEST, secrets=["CS_TOKEN"])
+    assert st == 409 and b["error"]["code"] == "conflict" and "CS_TOKEN" in b["error"]["message"], b
+    assert "another key" in b["error"]["message"], b
+    # Its set would seal with a key no other node holds: refused, and the
+    # cluster's value stays.
+    st, b = g3.call("PUT", "/v1/secrets/CS_TOKEN", {"value": "other"})
+    assert st == 409 and b["error"]["code"] == "conflict" and "secrets.key" in b["error"]["message"], b
+    st, b = g3.call("PUT", "/v1/secrets/CS_NEW", {"value": "other"})
+    assert st == 409, b
+    st, b = g1.run(DIGEST, secrets=["CS_TOKEN"])
+    assert st == 200 and b["result"] == hashlib.sha256(value.encode()).hexdigest(), b
+
+
+def test_secrets_key_file_names_the_key_every_node_reads(tmp_path, nodes, redis):
+    """secrets.key_file: the operator's one key file (a mounted secret, a
+    config-managed file) rather than a copy in each data directory. It is
+    never created: a node whose file is missing refuses to start."""
+    g1 = nodes("g1", "gateway")
+    share_key(tmp_path, "g1", "w1")
+    nodes("w1", "worker")
+    value = "plain-" + pysecrets.token_hex(20)
+    assert g1.call("PUT", "/v1/secrets/CS_TOKEN", {"value": value})[0] == 200
+    shared = tmp_path / "keys" / "cluster.key"
+    shared.parent.mkdir()
+    shared.write_bytes((tmp_path / "g1" / "home" / "secrets.key").read_bytes())
+    os.chmod(shared, 0o600)
+    args = ["--redis", redis.url, "--role", "gateway", "--drain-timeout", "10"]
+    g4 = Daemon(tmp_path / "g4", sandbox=sandbox_mode(tmp_path), args=[*args, "--node-id", "g4"],
+                config_extra=f"secrets:\n  key_file: {shared}\n")
+    with g4.serving():
+        assert not (g4.home / "secrets.key").exists()
+        st, b = g4.call("PUT", "/v1/secrets/CS_OTHER", {"value": "x"})
+        assert st == 200, b
+        st, b = g4.run(DIGEST, secrets=["CS_TOKEN"])
+        assert st == 200 and b["result"] == hashlib.sha256(value.encode()).hexdigest(), b
+    missing = tmp_path / "keys" / "missing.key"
+    g5 = Daemon(tmp_path / "g5", sandbox=sandbox_mode(tmp_path), args=[*args, "--node-id", "g5"],
+                config_extra=f"secrets:\n  key_file: {missing}\n")
+    r = subprocess.run([str(g5.daemon_bin), "--listen", "127.0.0.1:0", "--config", str(g5.config), *g5.args],
+                       env=g5.env(), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r
+    assert f"secrets.key_file {missing}: No such file or directory (it is never created" in r.stderr, r.stderr
+    assert not missing.exists()
