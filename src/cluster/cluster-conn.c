@@ -340,3 +340,34 @@ int cq_conn_parse(ClusterQueue *c, Conn *ret) {
                 return k;
         return conn_set_password(ret, c->password);
 }
+
+int cluster_cmd_int(ClusterQueue *c, Args *a, long long *ret) {
+        assert(c && a && ret);
+        int k = 0;
+        redisReply *rep = cluster_cmd(c, &c->conn, a, &k);
+        args_done(a);
+        if (!rep)
+                return k;
+        if (rep->type == REDIS_REPLY_INTEGER)
+                *ret = rep->integer;
+        else
+                k = -EBADMSG;
+        freeReplyObject(rep);
+        return k;
+}
+
+int cluster_cmd_bytes(ClusterQueue *c, Args *a, uint8_t **ret, size_t *ret_len) {
+        assert(c && a && ret && ret_len);
+        int k = 0;
+        redisReply *rep = cluster_cmd(c, &c->conn, a, &k);
+        args_done(a);
+        if (!rep)
+                return k;
+        if (rep->type == REDIS_REPLY_STRING) {
+                *ret = (uint8_t *) xmemdupz(rep->str, rep->len);
+                *ret_len = rep->len;
+        } else
+                k = -ENOENT;
+        freeReplyObject(rep);
+        return k;
+}

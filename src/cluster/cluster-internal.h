@@ -95,6 +95,11 @@ int cq_conn_parse(ClusterQueue *c, Conn *ret);
  * one that Redis answers without running it (cluster_reply_refused_unrun())
  * -ECONNREFUSED, as a Redis out of reach: nothing was done. */
 redisReply *cluster_cmd(ClusterQueue *c, Conn *conn, const Args *a, int *ret_error);
+/* cluster_cmd() of a on c's shared connection, a emptied after: its
+ * integer reply in *ret (-EBADMSG for another reply), or its string reply
+ * copied, NUL-terminated (-ENOENT for none). */
+int cluster_cmd_int(ClusterQueue *c, Args *a, long long *ret);
+int cluster_cmd_bytes(ClusterQueue *c, Args *a, uint8_t **ret, size_t *ret_len);
 
 /* Whether Redis's error reply (its text, "LOADING Redis is loading …")
  * refuses a command before running it: LOADING (reading its AOF after a

@@ -36,30 +36,9 @@ static int cs_put(SecretStore *ss, const char *tenant, const char *name, const u
         args_addb(&a, (const char *) box, len);
         args_addf(&a, "%" PRIu64, (uint64_t) now);
         args_addf(&a, "%d", SECRET_MAX_COUNT);
-        int k = 0;
-        redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
-        args_done(&a);
-        if (!rep)
-                return k;
-        k = rep->type == REDIS_REPLY_INTEGER ? (rep->integer == 1 ? 0 : -EDQUOT) : -EBADMSG;
-        freeReplyObject(rep);
-        return k;
-}
-
-/* Runs a (and empties it); its string reply, copied. -ENOENT: none. */
-static int bytes_reply(ClusterQueue *c, Args *a, uint8_t **ret, size_t *ret_len) {
-        int k = 0;
-        redisReply *rep = cluster_cmd(c, &c->conn, a, &k);
-        args_done(a);
-        if (!rep)
-                return k;
-        if (rep->type == REDIS_REPLY_STRING) {
-                *ret = (uint8_t *) xmemdupz(rep->str, rep->len);
-                *ret_len = rep->len;
-        } else
-                k = -ENOENT;
-        freeReplyObject(rep);
-        return k;
+        long long ok = 0;
+        int k = cluster_cmd_int(c, &a, &ok);
+        return k < 0 ? k : ok == 1 ? 0 : -EDQUOT;
 }
 
 static int cs_get(SecretStore *ss, const char *tenant, const char *name, uint8_t **ret_box, size_t *ret_len) {
@@ -68,7 +47,7 @@ static int cs_get(SecretStore *ss, const char *tenant, const char *name, uint8_t
         args_add(&a, "HGET");
         args_addf(&a, CLUSTER_PREFIX "sec:%s", tenant);
         args_add(&a, name);
-        return bytes_reply(sq(ss), &a, ret_box, ret_len);
+        return cluster_cmd_bytes(sq(ss), &a, ret_box, ret_len);
 }
 
 static int cmp_info(const void *a, const void *b) {
@@ -118,14 +97,9 @@ static int cs_remove(SecretStore *ss, const char *tenant, const char *name) {
         add_keys(&a, tenant);
         args_add(&a, tenant);
         args_add(&a, name);
-        int k = 0;
-        redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
-        args_done(&a);
-        if (!rep)
-                return k;
-        k = rep->type == REDIS_REPLY_INTEGER ? (rep->integer == 1 ? 0 : -ENOENT) : -EBADMSG;
-        freeReplyObject(rep);
-        return k;
+        long long ok = 0;
+        int k = cluster_cmd_int(c, &a, &ok);
+        return k < 0 ? k : ok == 1 ? 0 : -ENOENT;
 }
 
 static int cs_each(SecretStore *ss, SecretEachFn fn, void *userdata) {
@@ -160,26 +134,27 @@ static int cs_each(SecretStore *ss, SecretEachFn fn, void *userdata) {
         return k < 0 ? k : 0;
 }
 
-/* seckey: the first node's check stays (SET NX); every node reads the one
- * that stayed, its own or another's. */
+/* seckey: the first check recorded stays (SET NX); every node reads the
+ * one that stayed, its own or another's. */
 static int cs_key_check(SecretStore *ss, const uint8_t *check, size_t len, uint8_t **ret, size_t *ret_len) {
         ClusterQueue *c = sq(ss);
-        assert(check && ret && ret_len);
+        assert(ret && ret_len);
         Args a = { 0 };
-        args_add(&a, "SET");
-        args_add(&a, CLUSTER_PREFIX "seckey");
-        args_addb(&a, (const char *) check, len);
-        args_add(&a, "NX");
         int k = 0;
-        redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
-        args_done(&a);
-        if (!rep)
-                return k;
-        freeReplyObject(rep);
+        if (check) {
+                args_add(&a, "SET");
+                args_add(&a, CLUSTER_PREFIX "seckey");
+                args_addb(&a, (const char *) check, len);
+                args_add(&a, "NX");
+                redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+                args_done(&a);
+                if (!rep)
+                        return k;
+                freeReplyObject(rep);
+        }
         args_add(&a, "GET");
         args_add(&a, CLUSTER_PREFIX "seckey");
-        k = bytes_reply(c, &a, ret, ret_len);
-        return k == -ENOENT ? -EBADMSG : k; /* gone between the two: a DEL by hand */
+        return cluster_cmd_bytes(c, &a, ret, ret_len);
 }
 
 static void cs_free(SecretStore *ss) {

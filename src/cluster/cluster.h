@@ -214,6 +214,13 @@ FunctionStore *cluster_function_store_new(RunQueue *q);
  * removal are one script each. Uses q's connection: q must outlive it. */
 SecretStore *cluster_secret_store_new(RunQueue *q);
 
+/* ---- tokens (cluster-tokens.c, docs/cluster.md "Tokens") -----------------
+ * The Redis TokenStore (store.h): tok:<sha256> (hash: id, tenant, role,
+ * created, expires, last_used; never the token), tokids (hash: id ->
+ * sha256). Made, revoked and touched by one script each. q must outlive
+ * it. */
+TokenStore *cluster_token_store_new(RunQueue *q);
+
 /* ---- datasets (cluster-datasets.c) ---------------------------------------
  * The Redis DatasetStore (store.h): ds:<tenant>:<name> (hash: kind, source,
  * etag, last_modified, checked, created, current, v:<n> = "HASH SIZE FILES

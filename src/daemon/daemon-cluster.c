@@ -478,6 +478,9 @@ int daemon_cluster_start(Daemon *d, const DaemonClusterOptions *o, char **ret_er
                 *ret_error = xasprintf("cannot read the cluster's secrets key check: %s", strerror(-k));
                 return k;
         }
+        /* API tokens too (docs/cluster.md "Tokens"); `pysprinterd token`'s
+         * stay the node's. */
+        store_tokens_use(d->store, cluster_token_store_new(q));
         if (local > 0)
                 log_warn("cluster: the %zu secret(s) in this node's database are not used in cluster mode (the "
                          "cluster's are in Redis): set them again through any node (pysprinter secret set NAME)",

@@ -207,7 +207,8 @@ static int authenticate_sigv4(Ctx *c, const char *h, TokenRole *ret_role, const 
 }
 
 /* A bearer token's role (tenant in c->tenant_buf); -ENOKEY when none was
- * sent, -EPERM when it is unknown. */
+ * sent, -EPERM when it is unknown, -ECONNREFUSED when the cluster's Redis
+ * cannot say (daemon_token_lookup_hash()). */
 static int authenticate_bearer(Ctx *c, TokenRole *ret_role) {
         _cleanup_free_ char *tok = bearer_token(c);
         if (!tok || !*tok)
@@ -272,6 +273,15 @@ static bool authenticate(Ctx *c, bool mutating, enum MHD_Result *ret) {
                         return false;
                 }
         } else if ((k = authenticate_bearer(c, &role)) < 0) {
+                if (k == -ECONNREFUSED) {
+                        /* Not "invalid token": a token made through the API
+                         * lives in the cluster's Redis, which this node cannot
+                         * reach now (503 + Retry-After: ask again). */
+                        unsigned st;
+                        struct MHD_Response *resp = daemon_call_errno(&c->call, k, "token", &st);
+                        *ret = queue(c, resp, st);
+                        return false;
+                }
                 bool none = k == -ENOKEY;
                 *ret = queue_error(c, 401, "unauthorized",
                                    (const char *const[]) { "WWW-Authenticate",

@@ -105,6 +105,8 @@ int daemon_token_lookup_hash(Daemon *d, const uint8_t sha[static 32], TokenRole 
         hash[64] = 0;
         TokenRecord t = {};
         int r = store_token_find(d->store, hash, &t);
+        if (r == -ECONNREFUSED || r == -ECOMM) /* Redis (cluster-conn.c): a read, safe to ask again */
+                return -ECONNREFUSED;
         if (r < 0)
                 return -EPERM;
         usec_t now = now_realtime();

@@ -176,8 +176,10 @@ static int token_by_hash(Daemon *d, const uint8_t token_sha256[static 32], char 
         }
         pthread_rwlock_unlock(&d->cfg_lock);
         /* or one made by `pysprinterd token` and not revoked since */
-        if (r < 0 && daemon_token_lookup_hash(d, token_sha256, ret_role, ret_tenant, tenant_size) >= 0)
-                r = 0;
+        if (r < 0) {
+                int k = daemon_token_lookup_hash(d, token_sha256, ret_role, ret_tenant, tenant_size);
+                r = k >= 0 ? 0 : k == -ECONNREFUSED ? k : r;
+        }
         return r;
 }
 
@@ -237,8 +239,14 @@ bool daemon_sse_cred_revoked(Daemon *d, DaemonCred *cred, const char *tenant, Bu
                 token = session_token;
                 cred->revoked = session_find(cred->sha256, false, session_token) < 0;
         }
-        if (!cred->revoked)
-                cred->revoked = token_by_hash(d, token, who, sizeof(who), &role) < 0 || !streq(who, tenant);
+        if (!cred->revoked) {
+                int k = token_by_hash(d, token, who, sizeof(who), &role);
+                /* A cluster's Redis that cannot answer now revoked nothing:
+                 * looked at again in a second. */
+                if (k == -ECONNREFUSED)
+                        return false;
+                cred->revoked = k < 0 || !streq(who, tenant);
+        }
         if (!cred->revoked)
                 return false;
         daemon_sse_event(out, "revoked",

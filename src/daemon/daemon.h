@@ -1293,7 +1293,9 @@ DaemonHandlerFn daemon_api_tokens_list, daemon_api_token_create, daemon_api_toke
 /* A bearer token the config does not list, looked up by its sha256 among
  * the tokens made by `pysprinterd token create` / POST /v1/tokens: 0 with
  * its role and tenant (in tenant_buf), -EPERM when unknown, revoked or
- * expired. Records the use. */
+ * expired, -ECONNREFUSED when the store cannot say (a cluster node cut
+ * from Redis, where the API's tokens are: not an answer "unknown"). Records
+ * the use. */
 int daemon_token_lookup(Daemon *d, const char *token, TokenRole *ret_role, char *tenant_buf, size_t size);
 /* The same by the token's sha256 (the dashboard's sessions keep only it). */
 int daemon_token_lookup_hash(Daemon *d, const uint8_t sha[static 32], TokenRole *ret_role, char *tenant_buf,

@@ -37,7 +37,8 @@ struct Store {
          * table), and whether it keeps the check of another key than the
          * caller's (its sets are refused). */
         SecretStore *secrets;
-        bool secrets_key_foreign;
+        bool secrets_key_checked, secrets_key_foreign; /* under lock */
+        TokenStore *tokens;                            /* store_tokens_use(); NULL: the tokens table only */
         /* An in-memory copy (store_snapshot(), gc --dry-run) has no file
          * to find the default log paths beside: the original's logs dir. */
         char *copy_log_dir;

@@ -233,6 +233,8 @@ Store *store_close(Store *s) {
         pthread_cond_destroy(&s->wdone);
         if (s->secrets)
                 s->secrets->ops->free(s->secrets);
+        if (s->tokens)
+                s->tokens->ops->free(s->tokens);
         free(s->reserve_path);
         free(s->copy_log_dir);
         free(s->jpath);

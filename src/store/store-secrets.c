@@ -38,6 +38,8 @@ static char *aad_of(const char *tenant, const char *name, size_t *ret_len) {
         return s;
 }
 
+static int key_check(Store *s, const uint8_t *key, bool record);
+
 /* The secrets table's put (SecretStoreOps.put's contract). */
 static int sql_put(Store *s, const char *tenant, const char *name, const uint8_t *box, size_t box_len, usec_t now) {
         sqlite3_stmt *st;
@@ -84,7 +86,18 @@ int store_secret_set(Store *s, const uint8_t *key, const char *tenant, const cha
                 return -EINVAL;
         if (len > SECRET_MAX_BYTES)
                 return -EFBIG;
-        if (s->secrets_key_foreign)
+        /* The first set in a cluster records its key's check; every set
+         * compares with the one kept (store_secrets_use()). */
+        store_lock(s);
+        bool checked = s->secrets_key_checked, foreign = s->secrets_key_foreign;
+        pthread_mutex_unlock(&s->lock);
+        if (s->secrets && !checked) {
+                int k = key_check(s, key, true);
+                if (k < 0 && k != -EKEYREJECTED)
+                        return k;
+                foreign = k == -EKEYREJECTED;
+        }
+        if (foreign)
                 return -EKEYREJECTED;
         size_t aad_len;
         _cleanup_free_ char *aad = aad_of(tenant, name, &aad_len);
@@ -251,29 +264,39 @@ int store_secret_count_unopenable(Store *s, const uint8_t *key, size_t *ret_n, s
  * data (no tenant holds a name with a NUL byte). */
 #define KEY_CHECK_AAD "\0pysprinter secrets key check"
 
-int store_secrets_use(Store *s, SecretStore *ss, const uint8_t *key) {
-        assert(s && ss && key);
-        if (s->secrets)
-                s->secrets->ops->free(s->secrets);
-        s->secrets = ss;
-        s->secrets_key_foreign = false;
+/* Compares key with the backend's key check, recording key's own first
+ * when record and none is kept: 0 the same, -EKEYREJECTED another,
+ * -ENOENT none kept (not record). Remembers a verdict for later sets. */
+static int key_check(Store *s, const uint8_t *key, bool record) {
         _cleanup_free_ uint8_t *mine = NULL, *kept = NULL;
         size_t mine_len, kept_len;
         int r = seal_encrypt(key, KEY_CHECK_AAD, sizeof KEY_CHECK_AAD - 1, "ok", 2, &mine, &mine_len);
         if (r < 0)
                 return r;
-        r = ss->ops->key_check(ss, mine, mine_len, &kept, &kept_len);
+        r = s->secrets->ops->key_check(s->secrets, record ? mine : NULL, mine_len, &kept, &kept_len);
         if (r < 0)
                 return r;
         char *v = NULL;
         size_t n;
         r = seal_decrypt(key, KEY_CHECK_AAD, sizeof KEY_CHECK_AAD - 1, kept, kept_len, &v, &n);
         free(v);
-        if (r == -EBADMSG) {
-                s->secrets_key_foreign = true;
-                return -EKEYREJECTED;
-        }
-        return r;
+        if (r < 0 && r != -EBADMSG)
+                return r;
+        store_lock(s);
+        s->secrets_key_checked = true;
+        s->secrets_key_foreign = r == -EBADMSG;
+        pthread_mutex_unlock(&s->lock);
+        return r == -EBADMSG ? -EKEYREJECTED : 0;
+}
+
+int store_secrets_use(Store *s, SecretStore *ss, const uint8_t *key) {
+        assert(s && ss && key);
+        if (s->secrets)
+                s->secrets->ops->free(s->secrets);
+        s->secrets = ss;
+        s->secrets_key_checked = s->secrets_key_foreign = false;
+        int r = key_check(s, key, false);
+        return r == -ENOENT ? 0 : r;
 }
 
 int store_secrets_env(Store *s, const uint8_t *key, const char *tenant, char *const *names, char *const *env,

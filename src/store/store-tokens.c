@@ -1,7 +1,9 @@
 /* Bearer tokens made by `pysprinterd token create` or POST /v1/tokens
  * (docs/secrets.md "Tokens"). Only the token's sha256 is stored; the daemon
  * looks a presented token up here when its config's tokens do not match,
- * so a new or revoked token counts from the next request, no SIGHUP. */
+ * so a new or revoked token counts from the next request, no SIGHUP. In a
+ * cluster the API's tokens are a backend's (store_tokens_use(): Redis);
+ * the table keeps those `pysprinterd token` made on the node. */
 #include <assert.h>
 
 #include "store-internal.h"
@@ -34,7 +36,7 @@ static void token_from_row(sqlite3_stmt *st, TokenRecord *t) {
         t->last_used = (usec_t) sqlite3_column_int64(st, 6);
 }
 
-int store_token_insert(Store *s, const TokenRecord *t) {
+static int sql_insert(Store *s, const TokenRecord *t) {
         assert(s);
         assert(t && t->id && t->sha256 && t->tenant && t->role);
         sqlite3_stmt *st;
@@ -55,7 +57,7 @@ int store_token_insert(Store *s, const TokenRecord *t) {
         return rc == SQLITE_DONE ? 0 : store_rc_errno(rc);
 }
 
-int store_token_find(Store *s, const char *hash, TokenRecord *ret) {
+static int sql_find(Store *s, const char *hash, TokenRecord *ret) {
         assert(s);
         assert(hash);
         sqlite3_stmt *st;
@@ -77,7 +79,7 @@ int store_token_find(Store *s, const char *hash, TokenRecord *ret) {
         return r;
 }
 
-int store_token_list(Store *s, TokenRecord **ret, size_t *ret_n) {
+static int sql_list(Store *s, TokenRecord **ret, size_t *ret_n) {
         assert(s);
         TokenRecord *v = NULL;
         size_t n = 0;
@@ -102,7 +104,7 @@ int store_token_list(Store *s, TokenRecord **ret, size_t *ret_n) {
         return 0;
 }
 
-int store_token_revoke(Store *s, const char *id, char **ret_id) {
+static int sql_revoke(Store *s, const char *id, char **ret_id) {
         assert(s);
         if (!id || strlen(id) < 4 || strlen(id) > 64 || strspn(id, "0123456789abcdef") != strlen(id))
                 return -ENOENT;
@@ -139,7 +141,7 @@ int store_token_revoke(Store *s, const char *id, char **ret_id) {
         return r;
 }
 
-int store_token_touch(Store *s, const char *id, usec_t now) {
+static int sql_touch(Store *s, const char *id, usec_t now) {
         assert(s);
         assert(id);
         sqlite3_stmt *st;
@@ -156,4 +158,68 @@ int store_token_touch(Store *s, const char *id, usec_t now) {
         }
         pthread_mutex_unlock(&s->lock);
         return rc == SQLITE_DONE ? 0 : store_rc_errno(rc);
+}
+
+int store_token_insert(Store *s, const TokenRecord *t) {
+        assert(s);
+        return s->tokens ? s->tokens->ops->insert(s->tokens, t) : sql_insert(s, t);
+}
+
+int store_token_find(Store *s, const char *hash, TokenRecord *ret) {
+        assert(s);
+        int r = s->tokens ? s->tokens->ops->find(s->tokens, hash, ret) : -ENOENT;
+        return r == -ENOENT ? sql_find(s, hash, ret) : r;
+}
+
+static int cmp_created(const void *a, const void *b) {
+        const TokenRecord *x = a, *y = b;
+        return x->created != y->created ? (x->created > y->created) - (x->created < y->created) : strcmp(x->id, y->id);
+}
+
+int store_token_list(Store *s, TokenRecord **ret, size_t *ret_n) {
+        assert(s);
+        TokenRecord *v = NULL, *w = NULL;
+        size_t n = 0, m = 0;
+        int r = sql_list(s, &v, &n);
+        if (r < 0 || !s->tokens) {
+                if (r >= 0) {
+                        *ret = v;
+                        *ret_n = n;
+                }
+                return r;
+        }
+        r = s->tokens->ops->list(s->tokens, &w, &m);
+        if (r < 0) {
+                token_record_list_free(v, n);
+                return r;
+        }
+        v = xrealloc(v, (n + m + 1) * sizeof *v);
+        if (m)
+                memcpy(v + n, w, m * sizeof *w);
+        free(w);
+        n += m;
+        if (n > 1)
+                qsort(v, n, sizeof *v, cmp_created);
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+int store_token_revoke(Store *s, const char *id, char **ret_id) {
+        assert(s);
+        int r = s->tokens ? s->tokens->ops->revoke(s->tokens, id, ret_id) : -ENOENT;
+        return r == -ENOENT ? sql_revoke(s, id, ret_id) : r;
+}
+
+int store_token_touch(Store *s, const char *id, usec_t now) {
+        assert(s);
+        int r = s->tokens ? s->tokens->ops->touch(s->tokens, id, now) : -ENOENT;
+        return r == -ENOENT ? sql_touch(s, id, now) : r;
+}
+
+void store_tokens_use(Store *s, TokenStore *ts) {
+        assert(s && ts);
+        if (s->tokens)
+                s->tokens->ops->free(s->tokens);
+        s->tokens = ts;
 }

@@ -506,8 +506,9 @@ typedef struct SecretStoreOps {
         int (*remove)(SecretStore *ss, const char *tenant, const char *name);
         /* fn for each secret of every tenant. */
         int (*each)(SecretStore *ss, SecretEachFn fn, void *userdata);
-        /* The store's key check: check (a box the caller sealed) is kept
-         * when none is yet; *ret is the one kept (caller frees). */
+        /* The store's key check: check (a box the caller sealed; NULL:
+         * only read) is kept when none is yet; *ret is the one kept
+         * (caller frees), -ENOENT when none is. */
         int (*key_check)(SecretStore *ss, const uint8_t *check, size_t len, uint8_t **ret, size_t *ret_len);
         void (*free)(SecretStore *ss);
 } SecretStoreOps;
@@ -516,11 +517,13 @@ struct SecretStore {
 };
 
 /* From now on the secrets of s are ss's (s owns it; freed by
- * store_close()). key is the caller's: when ss keeps the key check of
- * another key (the one its secrets are sealed with), -EKEYREJECTED, and
- * every later store_secret_set() on s is -EKEYREJECTED too (a value sealed
- * with a key no other node holds would open nowhere else); reads go on
- * (and fail -EBADMSG). Call before any other thread uses s's secrets. */
+ * store_close()). key is the caller's. The first store_secret_set() on a
+ * backend that keeps no key check records key's; when ss keeps the check
+ * of another key (the one its secrets are sealed with), -EKEYREJECTED here
+ * or at that set, and every later store_secret_set() on s is -EKEYREJECTED
+ * too (a value sealed with a key no other node holds would open nowhere
+ * else); reads go on (and fail -EBADMSG). Call before any other thread
+ * uses s's secrets. */
 int store_secrets_use(Store *s, SecretStore *ss, const uint8_t *key);
 
 /* ---- tokens made by `pysprinterd token` (store-tokens.c) ---------------- */
@@ -546,6 +549,31 @@ int store_token_list(Store *s, TokenRecord **ret, size_t *ret_n);
 int store_token_revoke(Store *s, const char *id, char **ret_id);
 /* Records a use (at most once a minute is written). */
 int store_token_touch(Store *s, const char *id, usec_t now);
+
+/* Where the tokens live besides the tokens table: Redis in a cluster
+ * (src/cluster), so that a token made or revoked through any gateway is
+ * every gateway's. Same contracts as the store_token_*() calls; touch is
+ * -ENOENT when the backend has no such id. */
+typedef struct TokenStore TokenStore;
+typedef struct TokenStoreOps {
+        const char *name;
+        int (*insert)(TokenStore *ts, const TokenRecord *t);
+        int (*find)(TokenStore *ts, const char *hash, TokenRecord *ret);
+        int (*list)(TokenStore *ts, TokenRecord **ret, size_t *ret_n);
+        int (*revoke)(TokenStore *ts, const char *id, char **ret_id);
+        int (*touch)(TokenStore *ts, const char *id, usec_t now);
+        void (*free)(TokenStore *ts);
+} TokenStoreOps;
+struct TokenStore {
+        const TokenStoreOps *ops;
+};
+
+/* From now on a token s inserts goes to ts (s owns it; freed by
+ * store_close()). The table's tokens still count (`pysprinterd token`
+ * writes it without a backend: a node's own): find, touch and revoke ask
+ * ts first, then the table; list gives both, by creation. Call before any
+ * other thread uses s's tokens. */
+void store_tokens_use(Store *s, TokenStore *ts);
 
 /* ---- deployed functions (store-functions.c) ------------------------------ */
 

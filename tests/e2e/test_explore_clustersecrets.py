@@ -168,3 +168,54 @@ def test_secrets_key_file_names_the_key_every_node_reads(tmp_path, nodes, redis)
     assert r.returncode == 2, r
     assert f"secrets.key_file {missing}: No such file or directory (it is never created" in r.stderr, r.stderr
     assert not missing.exists()
+
+
+def test_an_api_token_made_through_one_gateway_is_every_gateways(tmp_path, nodes, redis):
+    """POST /v1/tokens (docs/secrets.md "Tokens") wrote the accepting
+    gateway's SQLite: the token was 401 on every other gateway, and a
+    revoke through another gateway was 404. In a cluster they are Redis's,
+    by their sha256 only."""
+    g1 = nodes("g1", "gateway")
+    g2 = nodes("g2", "gateway")
+    st, b = g1.call("POST", "/v1/tokens", {"tenant": "carol"}, token="admin")
+    assert st == 201, b
+    token, tid = b["token"], b["id"]
+    for gw in (g1, g2):
+        st, r = gw.call("GET", "/v1/runs", token=token)
+        assert st == 200, (gw, r)
+        st, lst = gw.call("GET", "/v1/tokens", token="admin")
+        assert st == 200 and [t["id"] for t in lst["tokens"]] == [tid], lst
+        assert lst["tokens"][0]["tenant"] == "carol", lst
+    _, data = redis_bytes(redis)
+    assert token.encode() not in data and token[4:].encode() not in data
+    assert redis.cli("HGET", f"ps:tok:{hashlib.sha256(token.encode()).hexdigest()}", "tenant") == "carol"
+    # A token `pysprinterd token create` made on g1's machine is g1's.
+    r = subprocess.run([str(g1.daemon_bin), "token", "create", "--tenant", "dave", "--config", str(g1.config)],
+                       env=g1.env(), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r
+    local = r.stdout.split()[0]
+    assert g1.call("GET", "/v1/runs", token=local)[0] == 200
+    assert g2.call("GET", "/v1/runs", token=local)[0] == 401
+    # Revoked through g2 (by a prefix): gone on g1 at its next request.
+    st, b = g2.call("DELETE", f"/v1/tokens/{tid[:6]}", token="admin")
+    assert st == 200 and b == {"id": tid, "revoked": True}, b
+    for gw in (g1, g2):
+        assert gw.call("GET", "/v1/runs", token=token)[0] == 401
+    st, b = g1.call("DELETE", f"/v1/tokens/{tid}", token="admin")
+    assert st == 404, b
+    st, lst = g2.call("GET", "/v1/tokens", token="admin")
+    assert st == 200 and lst["tokens"] == [], lst
+    # Redis away: such a token is not "invalid" (401, which a client takes
+    # as final) but not known now: 503 + Retry-After, as every request that
+    # needs Redis.
+    st, b = g1.call("POST", "/v1/tokens", {"tenant": "carol"}, token="admin")
+    assert st == 201, b
+    token = b["token"]
+    redis.kill9()
+    try:
+        st, h, body = g2.request("GET", "/v1/runs", token=token)
+        assert st == 503 and h.get("retry-after") == "5", (st, h, body)
+        assert b"redis_unreachable" in body, body
+    finally:
+        redis.start()
+    wait_until(lambda: g2.call("GET", "/v1/runs", token=token)[0] == 200, 30, "the token to work again")

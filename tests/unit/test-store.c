@@ -151,6 +151,8 @@ static int one_each(SecretStore *ss, SecretEachFn fn, void *userdata) {
 
 static int one_key_check(SecretStore *ss, const uint8_t *check, size_t len, uint8_t **ret, size_t *ret_len) {
         OneSecret *o = (OneSecret *) ss;
+        if (!o->check && !check)
+                return -ENOENT;
         if (!o->check) {
                 o->check = (uint8_t *) xmemdupz(check, len);
                 o->check_len = len;
@@ -193,7 +195,9 @@ static void test_secrets_in_another_backend(void **state) {
         char *v = NULL;
         size_t len = 0, bad = 0, total = 0;
         assert_int_equal(store_secret_get(s, key, "alice", "LOCAL", &v, &len), -ENOENT);
+        assert_null(o->check); /* recorded by the first set, not before */
         assert_int_equal(store_secret_set(s, key, "alice", "API_KEY", "plain-value", 11), 0);
+        assert_non_null(o->check);
         assert_non_null(o->box);
         assert_null(memmem(o->box, o->len, "plain-value", 11));
         assert_int_equal(store_secret_get(s, key, "alice", "API_KEY", &v, &len), 0);
@@ -227,6 +231,128 @@ static void test_secrets_in_another_backend(void **state) {
         assert_int_equal(store_secret_delete(s, "alice", "API_KEY"), -ENOENT);
         store_close(s);
         store_close(t);
+}
+
+/* A token backend holding one token (store.h TokenStoreOps). */
+typedef struct OneToken {
+        TokenStore base;
+        TokenRecord t;
+        bool held;
+        usec_t touched;
+} OneToken;
+
+static void token_copy(const TokenRecord *from, TokenRecord *to) {
+        *to = (TokenRecord){ .id = xstrdup(from->id),
+                             .sha256 = xstrdup(from->sha256),
+                             .tenant = xstrdup(from->tenant),
+                             .role = xstrdup(from->role),
+                             .created = from->created,
+                             .expires = from->expires };
+}
+
+static int onet_insert(TokenStore *ts, const TokenRecord *t) {
+        OneToken *o = (OneToken *) ts;
+        token_record_done(&o->t);
+        token_copy(t, &o->t);
+        o->held = true;
+        return 0;
+}
+
+static int onet_find(TokenStore *ts, const char *hash, TokenRecord *ret) {
+        OneToken *o = (OneToken *) ts;
+        if (!o->held || !streq(o->t.sha256, hash))
+                return -ENOENT;
+        token_copy(&o->t, ret);
+        return 0;
+}
+
+static int onet_list(TokenStore *ts, TokenRecord **ret, size_t *ret_n) {
+        OneToken *o = (OneToken *) ts;
+        *ret = o->held ? xcalloc(1, sizeof(TokenRecord)) : NULL;
+        *ret_n = o->held;
+        if (o->held)
+                token_copy(&o->t, &(*ret)[0]);
+        return 0;
+}
+
+static int onet_revoke(TokenStore *ts, const char *id, char **ret_id) {
+        OneToken *o = (OneToken *) ts;
+        if (!o->held || !startswith(o->t.id, id))
+                return -ENOENT;
+        o->held = false;
+        if (ret_id)
+                *ret_id = xstrdup(o->t.id);
+        return 0;
+}
+
+static int onet_touch(TokenStore *ts, const char *id, usec_t now) {
+        OneToken *o = (OneToken *) ts;
+        if (!o->held || !streq(o->t.id, id))
+                return -ENOENT;
+        o->touched = now;
+        return 0;
+}
+
+static void onet_free(TokenStore *ts) {
+        OneToken *o = (OneToken *) ts;
+        token_record_done(&o->t);
+        free(o);
+}
+
+static const TokenStoreOps one_token_ops = {
+        .name = "one",
+        .insert = onet_insert,
+        .find = onet_find,
+        .list = onet_list,
+        .revoke = onet_revoke,
+        .touch = onet_touch,
+        .free = onet_free,
+};
+
+/* store_tokens_use(): new tokens go to the backend; the table's (a node's
+ * own) still authenticate, list (by creation) and revoke. */
+static void test_tokens_in_another_backend(void **state) {
+        Store *s = open_fresh();
+        TokenRecord mine = { .id = (char *) "aaaa00000001",
+                             .sha256 = (char *) "11",
+                             .tenant = (char *) "alice",
+                             .role = (char *) "user",
+                             .created = 2 };
+        TokenRecord theirs = { .id = (char *) "bbbb00000002",
+                               .sha256 = (char *) "22",
+                               .tenant = (char *) "bob",
+                               .role = (char *) "admin",
+                               .created = 1 };
+        assert_int_equal(store_token_insert(s, &mine), 0);
+        OneToken *o = xcalloc(1, sizeof(OneToken));
+        o->base.ops = &one_token_ops;
+        store_tokens_use(s, &o->base);
+        assert_int_equal(store_token_insert(s, &theirs), 0);
+        assert_true(o->held);
+        TokenRecord t = {};
+        assert_int_equal(store_token_find(s, "22", &t), 0);
+        assert_string_equal(t.tenant, "bob");
+        token_record_done(&t);
+        assert_int_equal(store_token_find(s, "11", &t), 0);
+        assert_string_equal(t.tenant, "alice");
+        token_record_done(&t);
+        assert_int_equal(store_token_touch(s, "bbbb00000002", 5 * USEC_PER_SEC), 0);
+        assert_int_equal(o->touched, 5 * USEC_PER_SEC);
+        TokenRecord *v = NULL;
+        size_t n = 0;
+        assert_int_equal(store_token_list(s, &v, &n), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(v[0].id, "bbbb00000002");
+        assert_string_equal(v[1].id, "aaaa00000001");
+        token_record_list_free(v, n);
+        char *full = NULL;
+        assert_int_equal(store_token_revoke(s, "bbbb", &full), 0);
+        assert_string_equal(full, "bbbb00000002");
+        free(full);
+        assert_false(o->held);
+        assert_int_equal(store_token_revoke(s, "aaaa", NULL), 0);
+        assert_int_equal(store_token_find(s, "11", &t), -ENOENT);
+        store_close(s);
 }
 
 static void test_tokens_find_touch_revoke(void **state) {
@@ -5946,6 +6072,7 @@ int main(void) {
                 cmocka_unit_test(test_backup_restore),
                 cmocka_unit_test(test_secrets_per_tenant_and_bound_to_row),
                 cmocka_unit_test(test_secrets_in_another_backend),
+                cmocka_unit_test(test_tokens_in_another_backend),
                 cmocka_unit_test(test_tokens_find_touch_revoke),
                 cmocka_unit_test(test_schedule_advance_is_fenced),
                 cmocka_unit_test(test_schedule_edit_keeps_a_fire_in_between),
