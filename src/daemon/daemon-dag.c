@@ -877,7 +877,8 @@ static int dag_submit(Daemon *d, const char *tenant, json_t *j, const char *want
                         *ret_error = xasprintf("task '%s': %s", ti.name, serr ?: "secret not found");
                         dag_free(dag);
                         (void) rm_rf(dir);
-                        return -ENOENT;
+                        /* Redis out of reach: the caller's 503 (handle_post). */
+                        return r == -ECONNREFUSED ? r : -ENOENT;
                 }
         }
         if (dry_run) {

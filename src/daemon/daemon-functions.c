@@ -161,8 +161,7 @@ struct MHD_Response *daemon_function_prepare(const DaemonCall *call, const RunRe
         /* Its secrets must be the tenant's now (404), and are opened again
          * at each invocation. */
         if (req->secrets && (k = daemon_secrets_check(d, call->tenant, req->secrets, &err)) < 0)
-                return daemon_call_error(call, daemon_secret_status(k), daemon_secret_code(k), ret_status, "%s%s",
-                                         prefix, err);
+                return daemon_secret_refusal(call, k, prefix, err, ret_status);
         /* A deploy has no arguments yet: check the file and resolve its
          * requirements (kept beside it, not spliced into it), not a call.
          * Against the index as it is now, not a lock cached by an earlier

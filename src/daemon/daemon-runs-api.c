@@ -197,8 +197,7 @@ struct MHD_Response *daemon_call_submit(const DaemonCall *call, const RunRequest
         _cleanup_free_ char *serr = NULL;
         int sk = req->secrets ? daemon_secrets_check(d, call->tenant, req->secrets, &serr) : 0;
         if (sk < 0)
-                return daemon_call_error(call, daemon_secret_status(sk), daemon_secret_code(sk), ret_status, "%s",
-                                         serr ?: "secret not found");
+                return daemon_secret_refusal(call, sk, NULL, serr, ret_status);
         RunRequest q = *req;
         q.idempotency_key = daemon_call_header(call, "Idempotency-Key");
         /* The CLI's --idempotency-key and the Python client check the same

@@ -1284,9 +1284,15 @@ int daemon_secrets_check(Daemon *d, const char *tenant, char *const *names, char
 /* The answer to daemon_secrets_check()'s failure r: a secret the tenant
  * does not have is 404 "not_found"; one it has that the daemon's key cannot
  * open (sealed with another: a database restored without its key) is 409
- * "conflict" — it is there (`secret ls` lists it), the key does not fit. */
+ * "conflict" — it is there (`secret ls` lists it), the key does not fit;
+ * -ECONNREFUSED (a cluster node cut from the Redis the secrets are in) is
+ * 503 "redis_unreachable": not an answer about the secret. */
 unsigned daemon_secret_status(int r);
 const char *daemon_secret_code(int r);
+/* That answer as the response (prefix, then why; the 503 with its
+ * Retry-After, as daemon_call_errno() gives it). */
+struct MHD_Response *daemon_secret_refusal(const DaemonCall *call, int r, const char *prefix, const char *why,
+                                           unsigned *ret_status);
 
 /* /v1/tokens (GET, POST), /v1/tokens/{id} (DELETE): admin tokens only. */
 DaemonHandlerFn daemon_api_tokens_list, daemon_api_token_create, daemon_api_token_revoke;

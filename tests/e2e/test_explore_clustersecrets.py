@@ -219,3 +219,23 @@ def test_an_api_token_made_through_one_gateway_is_every_gateways(tmp_path, nodes
     finally:
         redis.start()
     wait_until(lambda: g2.call("GET", "/v1/runs", token=token)[0] == 200, 30, "the token to work again")
+
+
+def test_a_node_cut_from_redis_says_so_for_a_run_that_names_a_secret(tmp_path, nodes, redis):
+    """The secrets check at submit, deploy and POST /v1/dags reads Redis: a
+    node that cannot reach it must not answer 404 "no secret" (or "cannot
+    be opened: Connection refused") for a secret that is there, but 503 +
+    Retry-After, as to every request that needs Redis."""
+    g1 = nodes("g1", "gateway")
+    assert g1.call("PUT", "/v1/secrets/CS_TOKEN", {"value": "v"})[0] == 200
+    redis.kill9()
+    try:
+        st, h, body = g1.request("POST", "/v1/runs", {"source": DIGEST, "secrets": ["CS_TOKEN"]})
+        assert st == 503 and h.get("retry-after") == "5" and b"redis_unreachable" in body, (st, h, body)
+        st, h, body = g1.request("POST", "/v1/functions", {"name": "d", "source": DIGEST, "secrets": ["CS_TOKEN"]})
+        assert st == 503 and h.get("retry-after") == "5" and b"redis_unreachable" in body, (st, h, body)
+        pipeline = "tasks:\n  d: {file: t.py, function: f, secrets: [CS_TOKEN]}\n"
+        st, h, body = g1.request("POST", "/v1/dags", {"pipeline": pipeline, "files": {"t.py": DIGEST}})
+        assert st == 503 and b"redis_unreachable" in body, (st, h, body)
+    finally:
+        redis.start()
