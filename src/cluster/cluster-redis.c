@@ -1103,6 +1103,8 @@ static void event_dispatch(const redisReply *m, ClusterEventFn fn, void *userdat
                 fn(CLUSTER_EVENT_DONE, p + 2, NULL, userdata);
         else if (startswith(p, "c:"))
                 fn(CLUSTER_EVENT_CANCEL, p + 2, NULL, userdata);
+        else if (startswith(p, "s:"))
+                fn(CLUSTER_EVENT_SECRETS, p + 2, NULL, userdata);
 }
 
 void cluster_events_listen(RunQueue *q, ClusterEventFn fn, void *userdata) {

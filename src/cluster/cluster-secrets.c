@@ -23,19 +23,21 @@ static void add_keys(Args *a, const char *tenant) {
         args_addf(a, CLUSTER_PREFIX "sec:%s", tenant);
         args_addf(a, CLUSTER_PREFIX "secdates:%s", tenant);
         args_add(a, CLUSTER_PREFIX "sectenants");
+        args_add(a, CLUSTER_PREFIX "nodes");
 }
 
 static int cs_put(SecretStore *ss, const char *tenant, const char *name, const uint8_t *box, size_t len, usec_t now) {
         ClusterQueue *c = sq(ss);
         assert(tenant && name && box);
         Args a = { 0 };
-        ARGS_EVAL(&a, secret_put, 3);
+        ARGS_EVAL(&a, secret_put, 4);
         add_keys(&a, tenant);
         args_add(&a, tenant);
         args_add(&a, name);
         args_addb(&a, (const char *) box, len);
         args_addf(&a, "%" PRIu64, (uint64_t) now);
         args_addf(&a, "%d", SECRET_MAX_COUNT);
+        args_add(&a, CLUSTER_PREFIX);
         long long ok = 0;
         int k = cluster_cmd_int(c, &a, &ok);
         return k < 0 ? k : ok == 1 ? 0 : -EDQUOT;
@@ -93,10 +95,11 @@ static int cs_remove(SecretStore *ss, const char *tenant, const char *name) {
         ClusterQueue *c = sq(ss);
         assert(tenant && name);
         Args a = { 0 };
-        ARGS_EVAL(&a, secret_delete, 3);
+        ARGS_EVAL(&a, secret_delete, 4);
         add_keys(&a, tenant);
         args_add(&a, tenant);
         args_add(&a, name);
+        args_add(&a, CLUSTER_PREFIX);
         long long ok = 0;
         int k = cluster_cmd_int(c, &a, &ok);
         return k < 0 ? k : ok == 1 ? 0 : -ENOENT;

@@ -139,9 +139,10 @@ typedef enum ClusterEventKind {
         CLUSTER_EVENT_DONE,   /* a run this node submitted ended */
         CLUSTER_EVENT_CANCEL, /* cancel a run this node runs */
         CLUSTER_EVENT_RESYNC, /* (re)subscribed: messages may have been missed */
+        CLUSTER_EVENT_SECRETS, /* a secret of tenant (the id argument) was set or removed */
 } ClusterEventKind;
 /* rec: for DONE, the ended record when the message carried it (the
- * callee's to free), else NULL (read it). */
+ * callee's to free), else NULL (read it). id: for SECRETS, the tenant. */
 typedef void (*ClusterEventFn)(ClusterEventKind kind, const char *id, RunRecord *rec, void *userdata);
 
 /* Listens on this node's channel (<prefix>ev:<node>, one connection of its
@@ -211,7 +212,8 @@ FunctionStore *cluster_function_store_new(RunQueue *q);
  * node sealed; never a value), secdates:<tenant> (hash: name -> "CREATED
  * UPDATED", µs), sectenants (set of the tenants holding one), seckey (the
  * key check: a box the first node sealed with its key). A set and a
- * removal are one script each. Uses q's connection: q must outlive it. */
+ * removal are one script each, which tells every node (CLUSTER_EVENT_SECRETS).
+ * Uses q's connection: q must outlive it. */
 SecretStore *cluster_secret_store_new(RunQueue *q);
 
 /* ---- tokens (cluster-tokens.c, docs/cluster.md "Tokens") -----------------

@@ -1,8 +1,12 @@
 -- secret_put: a tenant's secret, sealed by the node (never plaintext here),
--- created or replaced; the count check and the write in one step.
+-- created or replaced; the count check and the write in one step. Every
+-- node hears of it ('s:<tenant>' on its ev:<node>): it retires the
+-- tenant's warm instances that hold an environment.
 -- KEYS: sec:<tenant> (hash: name -> sealed box), secdates:<tenant> (hash:
---       name -> "CREATED UPDATED", realtime µs), sectenants (set of tenants)
--- ARGV: tenant, name, box, now (µs), the most secrets a tenant holds.
+--       name -> "CREATED UPDATED", realtime µs), sectenants (set of tenants),
+--       nodes (every node seen)
+-- ARGV: tenant, name, box, now (µs), the most secrets a tenant holds, the
+--       key prefix.
 -- Returns 1 stored, 0 refused: a new name when the tenant holds the most.
 local dates = redis.call('HGET', KEYS[2], ARGV[2])
 local created = ARGV[4]
@@ -14,4 +18,7 @@ end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 redis.call('HSET', KEYS[2], ARGV[2], created .. ' ' .. ARGV[4])
 redis.call('SADD', KEYS[3], ARGV[1])
+for _, n in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+  redis.call('PUBLISH', ARGV[6] .. 'ev:' .. n, 's:' .. ARGV[1])
+end
 return 1

@@ -203,8 +203,9 @@ static void *claim_thread(void *p) {
         return NULL;
 }
 
-/* This node's channel: a run it waits for ended, or a run it runs is to be
- * cancelled (cancel.lua told the node the record names). */
+/* This node's channel: a run it waits for ended, a run it runs is to be
+ * cancelled (cancel.lua told the node the record names), or a tenant's
+ * secrets changed. */
 static void on_cluster_event(ClusterEventKind kind, const char *id, RunRecord *rec, void *userdata) {
         Daemon *d = userdata;
         const struct DaemonClusterHooks *h = &d->cluster->opt.hooks;
@@ -214,6 +215,12 @@ static void on_cluster_event(ClusterEventKind kind, const char *id, RunRecord *r
                 break;
         case CLUSTER_EVENT_CANCEL:
                 h->cancel_here(d, id);
+                break;
+        case CLUSTER_EVENT_SECRETS:
+                /* Set or removed through any node: this one's instances
+                 * holding the tenant's old values stop (docs/cluster.md
+                 * "Secrets"). */
+                daemon_secrets_retire(d, id);
                 break;
         case CLUSTER_EVENT_RESYNC:
         default:

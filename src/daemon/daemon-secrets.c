@@ -43,9 +43,10 @@ struct MHD_Response *daemon_api_secrets_list(const DaemonCall *call, unsigned *r
  * busy ones when their invocation ends, rather than keep the old value in
  * memory until their idle time runs out. The next invocation starts one
  * with the value of now. */
-static void retire_instances_with_env(const DaemonCall *call) {
-        _cleanup_free_ char *prefix = xasprintf("%s/", call->tenant);
-        (void) engine_pool_retire_holding(call->d->engine, prefix, "#");
+void daemon_secrets_retire(Daemon *d, const char *tenant) {
+        assert(d && tenant);
+        _cleanup_free_ char *prefix = xasprintf("%s/", tenant);
+        (void) engine_pool_retire_holding(d->engine, prefix, "#");
 }
 
 /* PUT /v1/secrets/{name} {"value": "…"}: creates or replaces. */
@@ -99,7 +100,7 @@ static struct MHD_Response *daemon_api_secret_put(const DaemonCall *call, unsign
         }
         if (r < 0)
                 return daemon_call_errno(call, r, "secret", ret_status);
-        retire_instances_with_env(call);
+        daemon_secrets_retire(call->d, call->tenant);
         SecretInfo *list = NULL;
         size_t n = 0;
         json_t *ans = NULL;
@@ -174,7 +175,7 @@ static struct MHD_Response *daemon_api_secret_delete(const DaemonCall *call, uns
                 return daemon_call_error(call, 404, "not_found", ret_status, "no secret named '%s'", name);
         if (r < 0)
                 return daemon_call_errno(call, r, "secret", ret_status);
-        retire_instances_with_env(call);
+        daemon_secrets_retire(call->d, call->tenant);
         json_t *j = json_pack("{s:s, s:b}", "name", name, "deleted", true);
         _cleanup_free_ char *warnings = secret_delete_warnings(call, name);
         if (warnings)

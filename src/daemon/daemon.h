@@ -1277,6 +1277,9 @@ DaemonHandlerFn daemon_api_workers, daemon_api_envs;
 
 /* /v1/secrets (GET), /v1/secrets/{name} (PUT, DELETE). */
 DaemonHandlerFn daemon_api_secrets_list, daemon_api_secret_put_or_delete;
+/* Retires tenant's warm instances that hold an environment (a secret of
+ * the tenant was set or removed: here, or in a cluster through any node). */
+void daemon_secrets_retire(Daemon *d, const char *tenant);
 /* Submit's check: every name opens in tenant with d->secret_key (the
  * values are wiped at once; a run's start opens them with
  * store_secrets_env()). -ENOENT with *ret_error naming the first missing. */

@@ -239,3 +239,34 @@ def test_a_node_cut_from_redis_says_so_for_a_run_that_names_a_secret(tmp_path, n
         assert st == 503 and b"redis_unreachable" in body, (st, h, body)
     finally:
         redis.start()
+
+
+def instances(node):
+    st, out = node.call("GET", "/v1/workers")
+    assert st == 200, out
+    return out["pool"]["instances"]
+
+
+def test_a_secret_set_or_removed_through_a_gateway_retires_the_workers_instances(tmp_path, nodes, redis):
+    """A set or rm retires the tenant's warm instances that hold an
+    environment (docs/secrets.md), so that no old, perhaps revoked, value
+    stays in a process's memory: on the node that answered it only, where
+    the instances are on the workers. Every node now hears of it."""
+    g1 = nodes("g1", "gateway")
+    share_key(tmp_path, "g1", "w1")
+    w1 = nodes("w1", "worker")
+    assert g1.call("PUT", "/v1/secrets/CS_TOKEN", {"value": "first"})[0] == 200
+    st, b = g1.call("POST", "/v1/functions", {"name": "digest", "source": DIGEST, "secrets": ["CS_TOKEN"]})
+    assert st == 201, b
+    before = instances(w1)
+    for _ in range(2):
+        st, b = g1.call("POST", "/v1/functions/digest/invoke?wait=true", {})
+        assert st == 200 and b["result"] == hashlib.sha256(b"first").hexdigest(), b
+    assert instances(w1) == before + 1
+    assert g1.call("PUT", "/v1/secrets/CS_TOKEN", {"value": "second"})[0] == 200
+    wait_until(lambda: instances(w1) == before, 30, "w1's instance holding the old value to stop")
+    st, b = g1.call("POST", "/v1/functions/digest/invoke?wait=true", {})
+    assert st == 200 and b["result"] == hashlib.sha256(b"second").hexdigest(), b
+    assert instances(w1) == before + 1
+    assert g1.call("DELETE", "/v1/secrets/CS_TOKEN")[0] == 200
+    wait_until(lambda: instances(w1) == before, 30, "w1's instance to stop after the rm")
