@@ -2,6 +2,7 @@
 open for an environment it re-resolves, and where verify reads."""
 import json
 import os
+import shutil
 
 import pytest
 
@@ -56,3 +57,34 @@ def test_no_cache_runs_of_a_held_set_do_not_pile_up_record_fds(index, tmp_path):
     finally:
         d.stop()
 
+
+def test_env_verify_does_not_read_through_a_symlink_in_a_store_dir(cli, index, home, tmp_path):
+    """verify opened each RECORD path under the package's dir refusing a
+    symlink only as the path's last component: a directory of the package
+    replaced by a symlink (here to a copy elsewhere, with the same bytes)
+    was read through, outside the store, and called sound. A wheel never
+    installs a symlink: one in the path is damage."""
+    write_fn(cli, ["aa"])
+    assert json.loads(cli("run", NOSANDBOX, "--index-url", index.url, "f.py", check=0).stdout) == ["aa data"]
+    (aa,) = [d for d in (home / "store").iterdir() if (d / "aa").is_dir()]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for f in ("__init__.py", "data.txt"):
+        (outside / f).write_bytes((aa / "aa" / f).read_bytes())
+    writable(aa)
+    for f in os.listdir(aa / "aa"):
+        p = aa / "aa" / f
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+    (aa / "aa").rmdir()
+    (aa / "aa").symlink_to(outside)
+    p = cli("env", "verify")
+    assert p.returncode == 1, p
+    assert p.stdout.splitlines()[0] == \
+        f"damaged: aa 1.0 ({aa.name[:12]}): aa/__init__.py: its path goes through a symlink", p.stdout
+    p = cli("env", "verify", "--repair", check=0)
+    assert p.stdout.splitlines()[-1] == "checked 1 package, 1 damaged, 1 removed", p.stdout
+    assert not aa.exists()
+    assert sorted(os.listdir(outside)) == ["__init__.py", "data.txt"]
