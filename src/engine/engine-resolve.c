@@ -42,12 +42,13 @@ static void on_progress(const char *phase, const char *what, uint64_t done, uint
  * An environment this engine uses stays marked in use (its record
  * flock'ed), so `env prune` and the collector never remove the dirs a run
  * or a warm worker of this process has on its sys.path. A hold keeps the
- * record's fd (more than one when the record was written again while held:
- * the old file keeps the earlier holders' dirs, pkg-env.c
- * record_set_aside_if_held()), the store dirs its answers named, the runs
- * using it (resolve to engine_env_unuse()), when it was last used and
- * when its record's mtime (the env's last use, for `env ls` / prune) was
- * last set by this process. It was held for the process's life before: a
+ * record's fd (more than one when the record was written again while held
+ * and no longer names every dir the hold names: the old file keeps the
+ * earlier holders' dirs, pkg-env.c record_set_aside_if_held()), the store
+ * dirs its answers named, the runs using it (resolve to
+ * engine_env_unuse()), when it was last used and when its record's mtime
+ * (the env's last use, for `env ls` / prune) was last set by this process.
+ * It was held for the process's life before: a
  * daemon kept every environment it had ever run until it exited, and
  * neither prune nor retention.env_max_idle_days could free one.
  * engine_env_release_idle() now lets go of one no run uses, no pool worker
@@ -87,6 +88,14 @@ static bool same_file(int a, int b) {
         return fstat(a, &sa) >= 0 && fstat(b, &sb) >= 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
+/* Whether every dir of held is one of dirs. */
+static bool dirs_cover(char *const *dirs, char *const *held) {
+        for (char *const *d = held; d && *d; d++)
+                if (!strv_contains(dirs, *d))
+                        return false;
+        return true;
+}
+
 /* Holds env (its fd taken when this engine did not hold that file yet)
  * with its dirs, and takes one use of it. false when nothing is held: no
  * record fd and no hold of the key (the record could not be opened again
@@ -108,6 +117,15 @@ static bool hold_env(Engine *e, PkgEnv *env, char *const *dirs) {
                 bool have = env->fd < 0;
                 for (size_t i = 0; !have && i < h->n_fds; i++)
                         have = same_file(h->fds[i], env->fd);
+                if (!have && dirs_cover(dirs, h->dirs)) {
+                        /* The record written again names every dir the
+                         * older files kept: they keep nothing more, and
+                         * held they would pile up, an fd (and a set-aside
+                         * record) per `--no-cache` run while this lasts. */
+                        for (size_t i = 0; i < h->n_fds; i++)
+                                (void) fd_close(h->fds[i]);
+                        h->n_fds = 0;
+                }
                 if (!have) {
                         h->fds = xrealloc(h->fds, (h->n_fds + 1) * sizeof(int));
                         h->fds[h->n_fds++] = TAKE_FD(env->fd);

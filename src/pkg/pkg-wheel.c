@@ -847,11 +847,53 @@ static char *installed_distinfo(int dfd) {
         return found;
 }
 
+/* The directory holding path's last component (*ret_base) under dfd,
+ * opened one component at a time without following a symlink: openat()'s
+ * O_NOFOLLOW looks at the last component only, and a directory of the
+ * package replaced by a symlink had verify read (and call sound) files
+ * outside the store. A wheel installs no symlink (pkg_wheel_unpack()
+ * refuses them). -ELOOP when a component is one. path holds no empty,
+ * "." or ".." component (map_path()). */
+static int open_parent_beneath(int dfd, const char *path, const char **ret_base) {
+        const char *last = strrchr(path, '/');
+        *ret_base = last ? last + 1 : path;
+        int cur = fcntl(dfd, F_DUPFD_CLOEXEC, 3);
+        if (cur < 0)
+                return -errno;
+        for (const char *s = path; last && s < last;) {
+                size_t n = strcspn(s, "/");
+                _cleanup_free_ char *name = xstrndup(s, n);
+                int next = openat(cur, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (next < 0) {
+                        int r = -errno;
+                        struct stat st;
+                        if (fstatat(cur, name, &st, AT_SYMLINK_NOFOLLOW) >= 0 && S_ISLNK(st.st_mode))
+                                r = -ELOOP;
+                        close(cur);
+                        return r;
+                }
+                close(cur);
+                cur = next;
+                s += n + 1;
+        }
+        return cur;
+}
+
+static const char *open_problem(int r) {
+        return r == -ELOOP                     ? "its path goes through a symlink"
+               : r == -ENOENT || r == -ENOTDIR ? "missing"
+                                               : "cannot be read";
+}
+
 /* Whether the file dest under dfd is RECORD's: a regular file of its size
  * and hash. NULL when it is, else what is wrong. */
 static const char *installed_file_problem(int dfd, const char *dest, const char *hash, const char *size) {
+        const char *base;
+        _cleanup_close_ int pfd = open_parent_beneath(dfd, dest, &base);
+        if (pfd < 0)
+                return open_problem(pfd);
         struct stat st;
-        if (fstatat(dfd, dest, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0)
                 return errno == ENOENT || errno == ENOTDIR ? "missing" : "cannot be read";
         if (!S_ISREG(st.st_mode))
                 return "not a regular file";
@@ -868,7 +910,7 @@ static const char *installed_file_problem(int dfd, const char *dest, const char 
         if (!evp_name)
                 return "its RECORD hash cannot be checked";
         _cleanup_free_ char *got = NULL;
-        int r = record_hash_of_written(dfd, dest, algo, evp_name, &got);
+        int r = record_hash_of_written(pfd, base, algo, evp_name, &got);
         if (r < 0)
                 return r == -ENOENT ? "missing" : "cannot be read";
         return streq(got, hash) ? NULL : "content does not match RECORD";
@@ -893,7 +935,13 @@ int pkg_wheel_verify_installed(const char *dir, char **ret_name, char **ret_vers
         *ret_name = xstrndup(distinfo, dash ? (size_t) (dash - distinfo) : stem);
         *ret_version = dash ? xstrndup(dash + 1, (size_t) (distinfo + stem - dash - 1)) : NULL;
         _cleanup_free_ char *rec_path = xasprintf("%s/RECORD", distinfo);
-        _cleanup_close_ int fd = openat(dfd, rec_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        const char *rec_base;
+        _cleanup_close_ int rec_dfd = open_parent_beneath(dfd, rec_path, &rec_base);
+        if (rec_dfd < 0) {
+                *ret_problem = xasprintf("%s: %s", rec_path, open_problem(rec_dfd));
+                return -EBADMSG;
+        }
+        _cleanup_close_ int fd = openat(rec_dfd, rec_base, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         _cleanup_free_ char *text = NULL;
         if (fd < 0 || read_fd_all(fd, 64U << 20, &text, NULL) < 0) {
                 *ret_problem = xasprintf("%s: %s", rec_path, fd < 0 && errno == ENOENT ? "missing" : "cannot be read");
