@@ -20,6 +20,9 @@
  * progress whose record is not written yet. */
 #define GC_GRACE_USEC (3600ULL * USEC_PER_SEC)
 
+void (*pkg_test_hook)(PkgTestPoint point, void *userdata) = NULL;
+void *pkg_test_hook_userdata = NULL;
+
 PkgEnv *pkg_env_free(PkgEnv *e) {
         if (!e)
                 return NULL;
@@ -213,6 +216,31 @@ static int open_locked(const char *path) {
         return fd;
 }
 
+static void store_unlockp(int **locks) {
+        pkg_store_unlock(*locks);
+}
+
+/* Writes env's record (l, under record in envs) and takes its shared lock
+ * (env->fd). The caller holds the wheel locks of l's store dirs
+ * (pkg_store_materialize_held()) and lets go of them only after: a remover
+ * that takes a wheel's lock exclusively then reads this record, or took it
+ * before we found the dir and so removed it before we decided. */
+static int record_publish(const char *envs, const char *record, PkgEnv *env, const char *python,
+                          const PkgIndexConfig *cfg, const PkgLock *l, char **ret_error) {
+        int r = mkdir_p(envs, 0755);
+        if (r < 0) {
+                *ret_error = xasprintf("cannot create %s: %s", envs, strerror(-r));
+                return r;
+        }
+        pkg_test_point(PKG_TEST_RECORD_WRITE);
+        record_set_aside_if_held(envs, record, env->key);
+        r = write_record(record, env->key, python, cfg, l, ret_error);
+        if (r < 0)
+                return r;
+        env->fd = open_locked(record);
+        return 0;
+}
+
 /* Puts the lock's wheels in the store through the early-fetch pool: each
  * is unpacked as soon as its own download is verified, not after all of
  * them (pkg_store_materialize then has nothing left, or reports). */
@@ -355,12 +383,14 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
         r = env_cancelled(o, ret_error);
         if (r < 0)
                 return r;
+        _cleanup_(store_unlockp) int *wheel_locks = NULL; /* till the record is written */
         if (!o->resolve_only) {
                 r = admit_lock(o, l, ret_error); /* a peer's lock was not resolved here */
                 if (r < 0)
                         return r;
-                r = pkg_store_materialize(o->data_dir, o->index, l, o->progress, o->userdata, o->compile,
-                                          o->compile_userdata, o->cancel, &env->store_dirs, ret_error);
+                r = pkg_store_materialize_held(o->data_dir, o->index, l, o->progress, o->userdata, o->compile,
+                                               o->compile_userdata, o->cancel, &env->store_dirs, &wheel_locks,
+                                               ret_error);
                 if (r < 0)
                         return r;
         }
@@ -369,16 +399,9 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
         r = env_cancelled(o, ret_error);
         if (r < 0)
                 return r;
-        r = mkdir_p(envs, 0755);
-        if (r < 0) {
-                *ret_error = xasprintf("cannot create %s: %s", envs, strerror(-r));
-                return r;
-        }
-        record_set_aside_if_held(envs, record, env->key);
-        r = write_record(record, env->key, python, o->index, l, ret_error);
+        r = record_publish(envs, record, env, python, o->index, l, ret_error);
         if (r < 0)
                 return r;
-        env->fd = open_locked(record);
         env->lock = TAKE_PTR(l);
         *ret_env = TAKE_PTR(env);
         return 0;
@@ -462,8 +485,9 @@ int pkg_env_from_lock(const PkgEnvOptions *o, const PkgLock *lock, PkgEnv **ret_
         if (r < 0)
                 return r;
         prefetch_lock(o, l);
-        r = pkg_store_materialize(o->data_dir, o->index, l, o->progress, o->userdata, o->compile, o->compile_userdata,
-                                  o->cancel, &env->store_dirs, ret_error);
+        _cleanup_(store_unlockp) int *wheel_locks = NULL; /* till the record is written */
+        r = pkg_store_materialize_held(o->data_dir, o->index, l, o->progress, o->userdata, o->compile,
+                                       o->compile_userdata, o->cancel, &env->store_dirs, &wheel_locks, ret_error);
         if (r < 0) {
                 /* Never another version instead: the caller pinned these
                  * files. Which of them could not be had, by name. */
@@ -484,18 +508,11 @@ int pkg_env_from_lock(const PkgEnvOptions *o, const PkgLock *lock, PkgEnv **ret_
         r = env_cancelled(o, ret_error);
         if (r < 0)
                 return r;
-        r = mkdir_p(envs, 0755);
-        if (r < 0) {
-                *ret_error = xasprintf("cannot create %s: %s", envs, strerror(-r));
-                return r;
-        }
         /* The record makes it an environment like any other: `env ls`
          * lists it, prune keeps its dirs while a process holds it. */
-        record_set_aside_if_held(envs, record, env->key);
-        r = write_record(record, env->key, python, o->index, l, ret_error);
+        r = record_publish(envs, record, env, python, o->index, l, ret_error);
         if (r < 0)
                 return r;
-        env->fd = open_locked(record);
         env->lock = TAKE_PTR(l);
         *ret_env = TAKE_PTR(env);
         return 0;
@@ -742,11 +759,10 @@ static uint64_t sweep_wheel_cache(const char *data_dir, const Rec *recs, size_t 
  * (pkg-store.c lock_wheels()), one per wheel ever installed; nothing
  * removed them, so a long-lived store held an inode per wheel it had
  * ever seen, installed or pruned long ago. One nobody holds and that is
- * older than the grace period goes: an installer opening it right after
- * (before the unlink) holds an unlinked file, and another one at the same
- * time makes a new one; both install the wheel then, each into its own
- * temp dir, and the first rename wins (store_install()): a duplicate
- * download at worst. And envs/<key>.json.tmp.<pid>.<tid>: a record write
+ * older than the grace period goes: a process that opened it right before
+ * the unlink finds, once it has the lock, a file no name reaches, and
+ * opens the path again (pkg_wheel_lock()), so installers and removers
+ * still exclude each other. And envs/<key>.json.tmp.<pid>.<tid>: a record write
  * a kill cut between its write and its rename. */
 static void sweep_install_leftovers(const char *data_dir, usec_t now, bool dry_run) {
         if (dry_run)
@@ -776,27 +792,71 @@ static void sweep_install_leftovers(const char *data_dir, usec_t now, bool dry_r
         }
 }
 
-/* What a removal of a store dir moved aside (store_dir_remove()) and did
+/* What a removal of a store dir moved aside (store_dirs_remove()) and did
  * not finish removing. */
 #define STORE_GC_PREFIX ".gc-"
 
-/* Removes the package dir store/<sha> (its size is size): moved aside to a
- * private name first, then emptied. Removed in place, a removal cut short
- * (a prune killed midway, a file it could not remove) left a half-emptied
- * dir under the name the store takes for an installed wheel: every later
- * run of a set naming it imported from it and failed. Aside, the store no
- * longer has the wheel (the next run installs it again), and the next
- * prune removes what is left. Returns the bytes freed: 0 when it could not
- * be moved (it stays whole) or not emptied. */
-static uint64_t store_dir_remove(const char *store, const char *sha, uint64_t size) {
-        _cleanup_free_ char *rnd = NULL;
-        if (random_hex(6, &rnd) < 0)
+/* Removes the store dirs store/<shas[i]>, i < n: the one way a store dir
+ * goes (prune, gc's collector, env verify --repair). Each under its wheel
+ * lock, taken exclusively (pkg_wheel_lock()) and, but for damaged dirs,
+ * without waiting: an installer holding it is installing the wheel, or
+ * found it present and has not yet written the record naming it, so it
+ * stays. Damaged dirs (env verify --repair; n must be 1, as an installer
+ * waits for wheel locks while it holds others) go once the installer lets
+ * go of the lock, whatever records name them. Otherwise the records are
+ * read again under those locks, and a dir one names stays:
+ * the caller read them before, and an install may have recorded an
+ * environment naming it since (it found the dir and wrote its record,
+ * then let go of the lock). Before, prune removed the dir of an
+ * environment recorded while it ran, whose runs then failed to import.
+ * Each dir is moved aside to a private name first, then emptied. Removed
+ * in place, a removal cut short (a prune killed midway, a file it could
+ * not remove) left a half-emptied dir under the name the store takes for
+ * an installed wheel: every later run of a set naming it imported from it
+ * and failed. Aside, the store no longer has the wheel (the next run
+ * installs it again), and the next prune removes what is left.
+ * ret_removed[i] (may be NULL): whether shas[i] was moved aside. Returns
+ * the bytes freed: sizes[i] (NULL: 0) for each dir moved and emptied. */
+static uint64_t store_dirs_remove(const char *data_dir, char *const *shas, const uint64_t *sizes, size_t n,
+                                  bool damaged, bool *ret_removed) {
+        assert(data_dir && (shas || n == 0));
+        assert(!damaged || n == 1);
+        bool unless_referenced = !damaged;
+        if (n == 0)
                 return 0;
-        _cleanup_free_ char *p = path_join(store, sha);
-        _cleanup_free_ char *aside = xasprintf("%s/" STORE_GC_PREFIX "%s-%s", store, sha, rnd);
-        if (rename(p, aside) < 0)
-                return 0;
-        return rm_rf(aside) >= 0 ? size : 0;
+        pkg_test_point(PKG_TEST_STORE_REMOVE);
+        _cleanup_free_ char *store = path_join(data_dir, "store");
+        _cleanup_free_ int *fds = xcalloc(n, sizeof(int));
+        for (size_t i = 0; i < n; i++)
+                if (pkg_wheel_lock(data_dir, shas[i], damaged ? LOCK_EX : LOCK_EX | LOCK_NB, NULL, &fds[i]) < 0)
+                        fds[i] = -EBADF;
+        Rec *recs = NULL;
+        size_t n_recs = 0;
+        bool readable = !unless_referenced || load_records(data_dir, &recs, &n_recs) >= 0;
+        pkg_test_point(PKG_TEST_STORE_LOCKED);
+        _cleanup_free_ bool *none = xcalloc(n_recs + 1, sizeof(bool));
+        uint64_t freed = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (ret_removed)
+                        ret_removed[i] = false;
+                _cleanup_close_ int fd = TAKE_FD(fds[i]);
+                _cleanup_free_ char *rnd = NULL;
+                if (fd < 0 || !readable || (unless_referenced && referenced(recs, n_recs, none, shas[i])) ||
+                    random_hex(6, &rnd) < 0)
+                        continue;
+                _cleanup_free_ char *p = path_join(store, shas[i]);
+                _cleanup_free_ char *aside = xasprintf("%s/" STORE_GC_PREFIX "%s-%s", store, shas[i], rnd);
+                if (rename(p, aside) < 0)
+                        continue;
+                if (ret_removed)
+                        ret_removed[i] = true;
+                /* Gone from its name: an installer may put it back. */
+                fd = fd_close(fd);
+                if (rm_rf(aside) >= 0 && sizes)
+                        freed += sizes[i];
+        }
+        recs_free(recs, n_recs);
+        return freed;
 }
 
 int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t max_idle_usec, bool dry_run,
@@ -830,6 +890,9 @@ int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t max_idle
 
         /* Size of the store, and garbage: dirs no record references (and
          * stale temp dirs of crashed installers), past the grace period. */
+        char **unused = NULL; /* unreferenced store dirs past the grace period */
+        uint64_t *unused_sizes = NULL;
+        size_t n_unused = 0;
         DIR *d = opendir(store);
         if (d) {
                 struct dirent *de;
@@ -864,16 +927,26 @@ int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t max_idle
                                 }
                         } else if (de->d_name[0] != '.' && !referenced(recs, n, removed, de->d_name) &&
                                    age > GC_GRACE_USEC) {
-                                uint64_t f = store_dir_remove(store, de->d_name, size);
-                                if (f > 0) {
-                                        freed += f;
-                                        continue;
-                                }
+                                unused = xrealloc(unused, (n_unused + 1) * sizeof(char *));
+                                unused_sizes = xrealloc(unused_sizes, (n_unused + 1) * sizeof(uint64_t));
+                                unused[n_unused] = xstrdup(de->d_name);
+                                unused_sizes[n_unused++] = size;
+                                continue;
                         }
                         total += size;
                 }
                 closedir(d);
         }
+        /* Together: the records are read once more for all of them. */
+        _cleanup_free_ bool *gone = xcalloc(n_unused + 1, sizeof(bool));
+        freed += store_dirs_remove(data_dir, unused, unused_sizes, n_unused, false, gone);
+        for (size_t i = 0; i < n_unused; i++) {
+                if (!gone[i])
+                        total += unused_sizes[i];
+                free(unused[i]);
+        }
+        free(unused);
+        free(unused_sizes);
         /* Least recently used first, never one in use: past the budget,
          * or idle too long. */
         for (size_t i = n; i-- > 0;) {
@@ -889,19 +962,34 @@ int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t max_idle
                         continue;
                 removed[i] = true;
                 n_removed++;
-                for (size_t k = 0; k < recs[i].lock->n_entries; k++) {
-                        const char *sha = recs[i].lock->entries[k].sha256;
+                size_t m = recs[i].lock->n_entries, n_dirs = 0;
+                _cleanup_free_ char **dirs = xcalloc(m + 1, sizeof(char *));
+                _cleanup_free_ uint64_t *sizes = xcalloc(m + 1, sizeof(uint64_t));
+                for (size_t k = 0; k < m; k++) {
+                        char *sha = recs[i].lock->entries[k].sha256;
                         if (referenced(recs, n, removed, sha) || strv_contains(counted, sha))
                                 continue;
                         /* Another removed env may have listed it too. */
                         uint64_t size = store_entry_size(data_dir, sha);
-                        if (size > 0 && dry_run)
+                        if (size == 0)
+                                continue;
+                        if (dry_run) {
                                 counted = strv_append(counted, sha);
-                        if (size > 0 && (dry_run || store_dir_remove(store, sha, size) > 0)) {
                                 freed += size;
                                 total -= MIN(total, size);
+                                continue;
+                        }
+                        bool dup = false;
+                        for (size_t j = 0; j < n_dirs; j++)
+                                dup = dup || streq(dirs[j], sha);
+                        if (!dup) {
+                                dirs[n_dirs] = sha;
+                                sizes[n_dirs++] = size;
                         }
                 }
+                uint64_t f = store_dirs_remove(data_dir, dirs, sizes, n_dirs, false, NULL);
+                freed += f;
+                total -= MIN(total, f);
         }
         freed += sweep_wheel_cache(data_dir, recs, n, removed, now, dry_run);
         sweep_install_leftovers(data_dir, now, dry_run);
@@ -980,7 +1068,7 @@ int pkg_store_verify(const char *data_dir, bool repair, size_t *ret_checked, Pkg
                  * installs the wheel again rather than import from half of
                  * one. */
                 _cleanup_free_ char *p = path_join(store, damaged[i].sha256);
-                (void) store_dir_remove(store, damaged[i].sha256, 0);
+                (void) store_dirs_remove(data_dir, &damaged[i].sha256, NULL, 1, true, NULL);
                 /* Gone from its name is removed for the store (what a cut
                  * emptying left aside goes at the next prune). */
                 damaged[i].removed = access(p, F_OK) < 0 && errno == ENOENT;

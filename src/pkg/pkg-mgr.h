@@ -33,10 +33,38 @@ static inline bool pkg_cancelled(const bool *cancel) {
         return cancel && __atomic_load_n(cancel, __ATOMIC_ACQUIRE);
 }
 
-/* flock(fd, LOCK_EX) that gives up with -ECANCELED once *cancel is set,
- * looked at every 50 ms while another installer holds the lock (no cancel:
- * a plain blocking flock). Other failures are negative errno. */
-int pkg_flock_cancellable(int fd, const bool *cancel);
+/* flock(fd, op) (LOCK_SH or LOCK_EX) that gives up with -ECANCELED once
+ * *cancel is set, looked at every 50 ms while another process holds the
+ * lock (no cancel: a plain blocking flock). Other failures are negative
+ * errno. */
+int pkg_flock_cancellable(int fd, int op, const bool *cancel);
+
+/* The wheel lock of sha256, flock(op) on <data_dir>/cache/locks/<sha256>
+ * (made if missing), the lock that orders everything that puts the wheel's
+ * store dir in place, decides it is there, or removes it (docs/packages.md
+ * "Environments"): installers take LOCK_EX to install a missing wheel and
+ * LOCK_SH on one present until the record naming it is written; removers
+ * take LOCK_EX | LOCK_NB. op may carry LOCK_NB: -EWOULDBLOCK while another
+ * holds it; without it, pkg_flock_cancellable(). A file prune's sweep
+ * unlinked between the open and the lock is opened again. *ret_fd: the
+ * locked fd, closing it unlocks. */
+int pkg_wheel_lock(const char *data_dir, const char *sha256, int op, const bool *cancel, int *ret_fd);
+
+/* Tests only (tests/unit/test-pkg-manager.c): when set, called at the points
+ * of the store's locking where another process may come between two steps,
+ * so a test can be that process, deterministically. NULL in every binary. */
+typedef enum PkgTestPoint {
+        PKG_TEST_STORE_REMOVE, /* a remover chose store dirs to remove, before it locked any */
+        PKG_TEST_STORE_LOCKED, /* ... locked them and read the records, before it moved any */
+        PKG_TEST_RECORD_WRITE, /* an installer's wheels are in the store, its record not yet written */
+} PkgTestPoint;
+extern void (*pkg_test_hook)(PkgTestPoint point, void *userdata);
+extern void *pkg_test_hook_userdata;
+
+static inline void pkg_test_point(PkgTestPoint point) {
+        if (pkg_test_hook)
+                pkg_test_hook(point, pkg_test_hook_userdata);
+}
 
 typedef struct PkgHttpResponse {
         long status;            /* 0 for file:// */
@@ -90,6 +118,18 @@ int pkg_index_file_path(PkgIndex *ix, const PkgFile *f, char **ret_path, char **
 int pkg_index_file_sha256(PkgIndex *ix, const PkgFile *f, const char **ret_sha256, char **ret_error);
 /* The index's wheel cache dir, or NULL if it never needed one. */
 const char *pkg_index_cache_dir(const PkgIndex *ix);
+
+/* pkg_store_materialize(), returning with the wheel locks of the lock's
+ * wheels still held (*ret_locks, on success only): an installer writes the
+ * record naming the wheels before it lets go of them, so a remover, which
+ * takes each lock exclusively and then reads the records, sees the record
+ * or finds the dir gone before the installer decided. */
+int pkg_store_materialize_held(const char *data_dir, const PkgIndexConfig *cfg, const PkgLock *lock,
+                               PkgProgressFn progress, void *userdata, PkgCompileFn compile, void *compile_userdata,
+                               const bool *cancel, char ***ret_dirs, int **ret_locks, char **ret_error);
+/* Releases the locks pkg_store_materialize_held() returned (NULL: none);
+ * returns NULL. */
+int *pkg_store_unlock(int *locks);
 
 /* "<data_dir>/store/<sha256>". Caller frees. */
 char *pkg_store_dir(const char *data_dir, const char *sha256);

@@ -314,10 +314,11 @@ static int sha_cmp(const void *a, const void *b) {
         return strcmp((*(const PkgLockEntry *const *) a)->sha256, (*(const PkgLockEntry *const *) b)->sha256);
 }
 
-int pkg_flock_cancellable(int fd, const bool *cancel) {
+int pkg_flock_cancellable(int fd, int op, const bool *cancel) {
         assert(fd >= 0);
+        assert(op == LOCK_SH || op == LOCK_EX);
         for (;;) {
-                if (flock(fd, cancel ? LOCK_EX | LOCK_NB : LOCK_EX) >= 0)
+                if (flock(fd, cancel ? op | LOCK_NB : op) >= 0)
                         return 0;
                 if (errno == EINTR)
                         continue;
@@ -332,18 +333,48 @@ int pkg_flock_cancellable(int fd, const bool *cancel) {
         }
 }
 
-/* Takes flock(LOCK_EX) on <data_dir>/cache/locks/<sha256> for each entry
- * missing from the store, in sha256 order (two installers of overlapping
- * sets never wait on each other in a cycle). A second installer of the
- * same wheel waits here, then finds the store dir made by the first. The
- * fds are returned, -EBADF terminated; closing them unlocks. */
-static int lock_wheels(const char *data_dir, const PkgLock *lock, const bool *cancel, int **ret_fds, char **ret_error) {
-        _cleanup_free_ char *dir = xasprintf("%s/cache/locks", data_dir);
-        int r = mkdir_p(dir, 0755);
-        if (r < 0) {
-                *ret_error = xasprintf("cannot create %s: %s", dir, strerror(-r));
-                return r;
+int pkg_wheel_lock(const char *data_dir, const char *sha256, int op, const bool *cancel, int *ret_fd) {
+        assert(data_dir && sha256 && ret_fd);
+        _cleanup_free_ char *path = xasprintf("%s/cache/locks/%s", data_dir, sha256);
+        for (;;) {
+                _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+                if (fd < 0 && errno == ENOENT) {
+                        _cleanup_free_ char *dir = xasprintf("%s/cache/locks", data_dir);
+                        int r = mkdir_p(dir, 0755);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                if (fd < 0)
+                        return -errno;
+                int r;
+                if (op & LOCK_NB)
+                        r = flock(fd, op) < 0 ? -errno : 0;
+                else
+                        r = pkg_flock_cancellable(fd, op, cancel);
+                if (r < 0)
+                        return r;
+                /* Prune's sweep of idle lock files unlinked this one between
+                 * our open and our lock: a lock on a file no one else can
+                 * open excludes no one. */
+                struct stat st;
+                if (fstat(fd, &st) < 0)
+                        return -errno;
+                if (st.st_nlink > 0) {
+                        *ret_fd = TAKE_FD(fd);
+                        return 0;
+                }
         }
+}
+
+/* Locks every wheel of the lock (cache/locks/<sha256>), in sha256 order so
+ * two installers of overlapping sets never wait on each other in a cycle:
+ * LOCK_SH on one in the store (a remover, which takes LOCK_EX, leaves it
+ * until the caller has written the record naming it), LOCK_EX on one
+ * missing (a second installer of the same wheel waits here, then finds the
+ * store dir made by the first). One lock call per wheel; the fds are
+ * returned, -EBADF terminated; closing them unlocks. */
+static int lock_wheels(const char *data_dir, const PkgLock *lock, const bool *cancel, int **ret_fds, char **ret_error) {
         size_t n = lock->n_entries;
         _cleanup_free_ const PkgLockEntry **sorted = xcalloc(n + 1, sizeof(PkgLockEntry *));
         for (size_t i = 0; i < n; i++)
@@ -352,16 +383,23 @@ static int lock_wheels(const char *data_dir, const PkgLock *lock, const bool *ca
         int *fds = xcalloc(n + 1, sizeof(int));
         size_t k = 0;
         for (size_t i = 0; i < n; i++) {
-                if ((i > 0 && streq(sorted[i]->sha256, sorted[i - 1]->sha256)) || store_has(data_dir, sorted[i]->sha256))
+                const char *sha = sorted[i]->sha256;
+                if (i > 0 && streq(sha, sorted[i - 1]->sha256))
                         continue;
-                _cleanup_free_ char *path = xasprintf("%s/%s", dir, sorted[i]->sha256);
-                int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-                r = fd < 0 ? -errno : pkg_flock_cancellable(fd, cancel);
+                int fd = -EBADF, op = store_has(data_dir, sha) ? LOCK_SH : LOCK_EX;
+                int r = pkg_wheel_lock(data_dir, sha, op, cancel, &fd);
+                if (r >= 0 && op == LOCK_SH && !store_has(data_dir, sha)) {
+                        /* Removed while we waited for the shared lock: this
+                         * installer puts it back, under the exclusive one
+                         * (taken anew: flock's conversion unlocks first). */
+                        close(fd);
+                        fd = -EBADF;
+                        r = pkg_wheel_lock(data_dir, sha, LOCK_EX, cancel, &fd);
+                }
                 if (r < 0) {
-                        if (fd >= 0)
-                                close(fd);
                         *ret_error = r == -ECANCELED ? xstrdup("cancelled")
-                                                     : xasprintf("cannot lock %s: %s", path, strerror(-r));
+                                                     : xasprintf("cannot lock %s/cache/locks/%s: %s", data_dir, sha,
+                                                                 strerror(-r));
                         for (size_t j = 0; j < k; j++)
                                 close(fds[j]);
                         free(fds);
@@ -374,15 +412,26 @@ static int lock_wheels(const char *data_dir, const PkgLock *lock, const bool *ca
         return 0;
 }
 
-static void unlock_wheels(int *fds) {
+int *pkg_store_unlock(int *fds) {
         for (int *f = fds; f && *f >= 0; f++)
                 close(*f);
         free(fds);
+        return NULL;
 }
 
 int pkg_store_materialize(const char *data_dir, const PkgIndexConfig *cfg, const PkgLock *lock, PkgProgressFn progress,
                           void *userdata, PkgCompileFn compile, void *compile_userdata, const bool *cancel,
                           char ***ret_dirs, char **ret_error) {
+        int *fds = NULL;
+        int r = pkg_store_materialize_held(data_dir, cfg, lock, progress, userdata, compile, compile_userdata, cancel,
+                                           ret_dirs, &fds, ret_error);
+        pkg_store_unlock(fds);
+        return r;
+}
+
+int pkg_store_materialize_held(const char *data_dir, const PkgIndexConfig *cfg, const PkgLock *lock,
+                               PkgProgressFn progress, void *userdata, PkgCompileFn compile, void *compile_userdata,
+                               const bool *cancel, char ***ret_dirs, int **ret_locks, char **ret_error) {
         _cleanup_free_ char *store = xasprintf("%s/store", data_dir);
         _cleanup_free_ char *cache = xasprintf("%s/cache/wheels", data_dir);
         int r = make_store_dir(data_dir);
@@ -488,6 +537,7 @@ int pkg_store_materialize(const char *data_dir, const PkgIndexConfig *cfg, const
         for (size_t i = 0; i < n; i++)
                 dirs[i] = pkg_store_dir(data_dir, lock->entries[i].sha256);
         *ret_dirs = dirs;
+        *ret_locks = TAKE_PTR(fds);
         r = 0;
 out:
         for (size_t i = 0; i < n_jobs; i++) {
@@ -497,7 +547,7 @@ out:
         }
         free(jobs);
         free(dl);
-        unlock_wheels(fds);
+        pkg_store_unlock(fds);
         return r;
 }
 
@@ -578,9 +628,12 @@ static void prefetch_progress(const char *phase, const char *what, uint64_t done
 }
 
 static void prefetch_one(PkgPrefetch *pf, PrefetchJob *j) {
-        _cleanup_free_ char *lockpath = xasprintf("%s/cache/locks/%s", pf->data_dir, j->sha256);
-        _cleanup_close_ int fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-        if (fd < 0 || pkg_flock_cancellable(fd, pf->cancel) < 0)
+        /* In the store already: no wait for an installer that holds its
+         * lock shared until its record is written. */
+        if (store_has(pf->data_dir, j->sha256))
+                return;
+        _cleanup_close_ int fd = -EBADF;
+        if (pkg_wheel_lock(pf->data_dir, j->sha256, LOCK_EX, pf->cancel, &fd) < 0)
                 return;
         _cleanup_free_ char *shared = xasprintf("%s/cache/wheels/%s.whl", pf->data_dir, j->sha256);
         if (store_has(pf->data_dir, j->sha256) || access(shared, F_OK) == 0)

@@ -453,7 +453,8 @@ void pkg_damaged_free_many(PkgDamaged *d, size_t n);
 /* Checks every package installed in <data_dir>/store (each store dir,
  * pkg_wheel_verify_installed()); the damaged ones in *ret_damaged, sorted
  * by name, version and sha256. With repair each is removed (moved aside,
- * then emptied, as prune removes one): the next run of an environment
+ * then emptied, as prune removes one, once no installer holds its wheel
+ * lock: waited for): the next run of an environment
  * naming it installs it again from its lock. *ret_checked: how many
  * packages were checked. */
 int pkg_store_verify(const char *data_dir, bool repair, size_t *ret_checked, PkgDamaged **ret_damaged,
@@ -464,7 +465,9 @@ int pkg_store_verify(const char *data_dir, bool repair, size_t *ret_checked, Pkg
  * remaining environment references. A record it cannot read (another release's format, or
  * damaged) is never removed, and keeps every store dir and cached wheel
  * whose sha256 its text names (all of them when its text cannot be read).
- * Reports what it freed; dry_run: what it would remove and free at this
- * moment, removing nothing. */
+ * A store dir goes under its wheel lock, and only if no record names it
+ * once that lock is held (an environment recorded meanwhile keeps it; one
+ * an installer holds is left). Reports what it freed; dry_run: what it
+ * would remove and free at this moment, removing nothing. */
 int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t max_idle_usec, bool dry_run,
                   uint64_t *ret_freed_bytes, size_t *ret_removed_envs, char **ret_error);

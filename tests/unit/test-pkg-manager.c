@@ -1,7 +1,9 @@
 /* Unit tests of the package manager's pure parts: URL joining, typo
  * suggestions, core metadata, RECORD hashes, lock JSON, and the wheel
- * unpacker against hostile archives written here with libarchive; and the
- * store's cancel (PkgEnvOptions.cancel) against a slow local HTTP server. */
+ * unpacker against hostile archives written here with libarchive; the
+ * store's cancel (PkgEnvOptions.cancel) against a slow local HTTP server;
+ * and prune against installers, each step of one played between two of
+ * the other's (pkg_test_hook). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +13,7 @@
 #include <cmocka.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 
@@ -516,10 +519,224 @@ static void test_materialize_cancelled_mid_extraction(void **state) {
         rm_rf(tmpl);
 }
 
+/* ---- prune and installers at once ---------------------------------------- */
+
+static PkgEnvOptions race_options(const char *data) {
+        static PkgIndexConfig none;
+        return (PkgEnvOptions){ .data_dir = data, .index = &none };
+}
+
+/* The other process, played at a pkg_test_hook point: at
+ * PKG_TEST_STORE_REMOVE it installs the environment of lock (and holds
+ * it, as a running function would); at PKG_TEST_STORE_LOCKED it starts
+ * that install on a thread and lets the remover go on once the install
+ * ended or waits for a wheel lock; at PKG_TEST_RECORD_WRITE it prunes
+ * every environment not in use. Once. */
+typedef struct Other {
+        PkgTestPoint at;
+        const char *data;
+        const PkgLock *lock;
+        PkgEnv *env;
+        bool done;
+        pthread_t thread;
+        bool ended; /* atomic: the thread's install returned */
+        char *error;
+} Other;
+
+static void *other_install(void *userdata) {
+        Other *x = userdata;
+        PkgEnvOptions o = race_options(x->data);
+        if (pkg_env_from_lock(&o, x->lock, &x->env, &x->error) >= 0) {
+                free(x->error);
+                x->error = NULL;
+        }
+        __atomic_store_n(&x->ended, true, __ATOMIC_RELEASE);
+        return NULL;
+}
+
+/* Whether someone waits for an flock on the file at path: a "->" line of
+ * /proc/locks for its inode. */
+static bool flock_waited_for(const char *path) {
+        struct stat st;
+        _cleanup_free_ char *text = NULL;
+        if (stat(path, &st) < 0 || read_file("/proc/locks", 1 << 20, &text, NULL) < 0)
+                return false;
+        _cleanup_free_ char *ino = xasprintf(":%llu ", (unsigned long long) st.st_ino);
+        for (char *line = text; line && *line;) {
+                char *end = strchr(line, '\n');
+                if (end)
+                        *end = 0;
+                if (strstr(line, "->") && strstr(line, "FLOCK") && strstr(line, ino))
+                        return true;
+                line = end ? end + 1 : NULL;
+        }
+        return false;
+}
+
+static void other_hook(PkgTestPoint point, void *userdata) {
+        Other *x = userdata;
+        if (point != x->at || x->done)
+                return;
+        x->done = true;
+        _cleanup_free_ char *err = NULL;
+        if (point == PKG_TEST_STORE_LOCKED) {
+                assert_int_equal(pthread_create(&x->thread, NULL, other_install, x), 0);
+                _cleanup_free_ char *lockp = xasprintf("%s/cache/locks/%s", x->data, x->lock->entries[0].sha256);
+                for (usec_t until = now_monotonic() + 30 * USEC_PER_SEC;
+                     !__atomic_load_n(&x->ended, __ATOMIC_ACQUIRE) && !flock_waited_for(lockp);)
+                        if (now_monotonic() > until)
+                                fail_msg("the install neither ended nor waited for the wheel lock");
+                        else
+                                usleep(1000);
+        } else if (point == PKG_TEST_STORE_REMOVE) {
+                PkgEnvOptions o = race_options(x->data);
+                if (pkg_env_from_lock(&o, x->lock, &x->env, &err) < 0)
+                        fail_msg("the install between prune's steps: %s", err);
+        } else if (pkg_env_prune(x->data, 0, 0, false, NULL, NULL, &err) < 0)
+                fail_msg("the prune between the install's steps: %s", err);
+}
+
+/* A store holding one environment, let go of: w-1.0 (a file:// wheel) under
+ * the requirement "w==1.0" (old, recorded at record, its dir dir). new: a
+ * lock of the same wheel under "w", another environment's key. */
+typedef struct RaceStore {
+        char tmpl[32];
+        char *data, *dir, *record;
+        PkgLock *old, *new;
+} RaceStore;
+
+static void race_store_init(RaceStore *rs) {
+        strcpy(rs->tmpl, "/tmp/test-pkg-race-XXXXXX");
+        assert_non_null(mkdtemp(rs->tmpl));
+        _cleanup_free_ char *wheel = make_big_wheel(rs->tmpl, 2, 64);
+        char sha[SHA256_HEX_SIZE];
+        assert_int_equal(sha256_file_hex(wheel, sha), 0);
+        _cleanup_free_ char *url = xasprintf("file://%s", wheel);
+        rs->data = path_join(rs->tmpl, "data");
+        rs->old = one_entry_lock(url, sha);
+        rs->old->requirements = strv_append(NULL, "w==1.0");
+        rs->new = one_entry_lock(url, sha);
+        rs->new->requirements = strv_append(NULL, "w");
+        PkgEnvOptions o = race_options(rs->data);
+        PkgEnv *env = NULL;
+        _cleanup_free_ char *err = NULL;
+        if (pkg_env_from_lock(&o, rs->old, &env, &err) < 0)
+                fail_msg("the first install: %s", err);
+        rs->dir = xstrdup(env->store_dirs[0]);
+        rs->record = xasprintf("%s/envs/%s.json", rs->data, env->key);
+        pkg_env_free(env);
+}
+
+static void race_store_done(RaceStore *rs) {
+        rm_rf(rs->tmpl);
+        free(rs->data);
+        free(rs->dir);
+        free(rs->record);
+        pkg_lock_free(rs->old);
+        pkg_lock_free(rs->new);
+}
+
+static void assert_env_whole(const PkgEnv *env) {
+        assert_non_null(env);
+        for (char **d = env->store_dirs; d && *d; d++)
+                if (access(*d, F_OK) < 0)
+                        fail_msg("%s: removed under the environment using it", *d);
+}
+
+/* An install that finds a wheel in the store (so takes no lock to install
+ * it) and records its environment while prune, which read the records
+ * before, removes that wheel's dir as no environment's: whether prune
+ * removes it with the environment it names (lru), or as garbage past the
+ * grace hour (garbage). The new environment must stay whole. */
+static void test_prune_keeps_a_dir_an_install_just_recorded(void **state) {
+        static const char *const rows[] = { "lru", "garbage" };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                RaceStore rs;
+                race_store_init(&rs);
+                bool garbage = streq(rows[i], "garbage");
+                if (garbage) {
+                        /* No record names it, and older than the hour. */
+                        assert_int_equal(unlink(rs.record), 0);
+                        struct timespec ts[2] = { { .tv_sec = time(NULL) - 7200 }, { .tv_sec = time(NULL) - 7200 } };
+                        assert_int_equal(utimensat(AT_FDCWD, rs.dir, ts, 0), 0);
+                }
+                Other x = { .at = PKG_TEST_STORE_REMOVE, .data = rs.data, .lock = rs.new };
+                pkg_test_hook = other_hook;
+                pkg_test_hook_userdata = &x;
+                size_t removed = 0;
+                _cleanup_free_ char *err = NULL;
+                int r = pkg_env_prune(rs.data, garbage ? UINT64_MAX : 0, 0, false, NULL, &removed, &err);
+                pkg_test_hook = NULL;
+                assert_int_equal(r, 0);
+                assert_true(x.done);
+                assert_int_equal(removed, garbage ? 0 : 1);
+                assert_env_whole(x.env);
+                /* Once the new environment is let go, it and its dir go. */
+                x.env = pkg_env_free(x.env);
+                assert_int_equal(pkg_env_prune(rs.data, 0, 0, false, NULL, &removed, &err), 0);
+                assert_int_equal(removed, 1);
+                assert_int_equal(access(rs.dir, F_OK), -1);
+                race_store_done(&rs);
+        }
+}
+
+/* An install that looks for a wheel in the store once prune has locked it
+ * and read the records: it must wait for prune to be done with it, and
+ * then find it gone and install it again, not take it for present and
+ * record an environment whose dir prune moves away next. */
+static void test_an_install_waits_for_prune_holding_a_wheel(void **state) {
+        RaceStore rs;
+        race_store_init(&rs);
+        Other x = { .at = PKG_TEST_STORE_LOCKED, .data = rs.data, .lock = rs.new };
+        pkg_test_hook = other_hook;
+        pkg_test_hook_userdata = &x;
+        size_t removed = 0;
+        _cleanup_free_ char *err = NULL;
+        int r = pkg_env_prune(rs.data, 0, 0, false, NULL, &removed, &err);
+        pkg_test_hook = NULL;
+        assert_int_equal(r, 0);
+        assert_true(x.done);
+        assert_int_equal(pthread_join(x.thread, NULL), 0);
+        if (!x.env)
+                fail_msg("the install: %s", x.error);
+        assert_int_equal(removed, 1);
+        assert_env_whole(x.env);
+        pkg_env_free(x.env);
+        race_store_done(&rs);
+}
+
+/* The reverse: an install puts a missing wheel in the store and, before it
+ * writes its record, prune removes the only recorded environment naming
+ * that wheel (whose dir was gone, so the install made it): the dir must
+ * stay, the new environment whole. */
+static void test_prune_keeps_a_dir_an_install_is_recording(void **state) {
+        RaceStore rs;
+        race_store_init(&rs);
+        assert_int_equal(rm_rf(rs.dir), 0); /* its record stays: a pruned dir */
+        Other x = { .at = PKG_TEST_RECORD_WRITE, .data = rs.data };
+        pkg_test_hook = other_hook;
+        pkg_test_hook_userdata = &x;
+        PkgEnvOptions o = race_options(rs.data);
+        PkgEnv *env = NULL;
+        _cleanup_free_ char *err = NULL;
+        int r = pkg_env_from_lock(&o, rs.new, &env, &err);
+        pkg_test_hook = NULL;
+        if (r < 0)
+                fail_msg("the install: %s", err);
+        assert_true(x.done);
+        assert_int_equal(access(rs.record, F_OK), -1); /* the prune ran */
+        assert_env_whole(env);
+        pkg_env_free(env);
+        race_store_done(&rs);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_materialize_cancelled_mid_download),
                 cmocka_unit_test(test_materialize_cancelled_mid_extraction),
+                cmocka_unit_test(test_prune_keeps_a_dir_an_install_just_recorded),
+                cmocka_unit_test(test_prune_keeps_a_dir_an_install_is_recording),
+                cmocka_unit_test(test_an_install_waits_for_prune_holding_a_wheel),
                 cmocka_unit_test(test_url_join),
                 cmocka_unit_test(test_url_redact),
                 cmocka_unit_test(test_close_names),
