@@ -402,14 +402,18 @@ static char *lock_env_key(const PkgLock *lock, const char *python) {
         return key;
 }
 
+static bool store_has_dir(const char *data_dir, const char *sha256) {
+        _cleanup_free_ char *dir = pkg_store_dir(data_dir, sha256);
+        struct stat st;
+        return dir && stat(dir, &st) >= 0 && S_ISDIR(st.st_mode);
+}
+
 /* The entries of lock whose store dir is missing, "name version, …". */
 static char *lock_missing(const char *data_dir, const PkgLock *lock) {
         Buf b;
         buf_init(&b, SIZE_MAX / 2);
-        struct stat st;
         for (size_t i = 0; i < lock->n_entries; i++) {
-                _cleanup_free_ char *dir = pkg_store_dir(data_dir, lock->entries[i].sha256);
-                if (stat(dir, &st) >= 0 && S_ISDIR(st.st_mode))
+                if (store_has_dir(data_dir, lock->entries[i].sha256))
                         continue;
                 buf_printf(&b, "%s%s %s (%s)", b.len ? ", " : "", lock->entries[i].name, lock->entries[i].version,
                            lock->entries[i].filename);
@@ -419,6 +423,92 @@ static char *lock_missing(const char *data_dir, const PkgLock *lock) {
                 return NULL;
         }
         return buf_steal(&b);
+}
+
+/* The sources configured now, each a PkgIndex of its own: a locked file is
+ * looked for on every one, not only on the first that has its project. */
+static PkgIndex **sources_each(const PkgEnvOptions *o, const char *cache) {
+        size_t n = strv_length(o->index->find_links) + strv_length(o->index->index_urls), k = 0;
+        PkgIndex **v = xcalloc(n + 1, sizeof(PkgIndex *));
+        for (char **f = o->index->find_links; f && *f; f++) {
+                char *one[] = { *f, NULL };
+                PkgIndexConfig c = { .find_links = one,
+                                     .timeout_ms = o->index->timeout_ms,
+                                     .retries = o->index->retries };
+                if (pkg_index_new(&c, cache, &v[k]) >= 0)
+                        pkg_index_set_cancel(v[k++], o->cancel);
+        }
+        for (char **u = o->index->index_urls; u && *u; u++) {
+                char *one[] = { *u, NULL };
+                PkgIndexConfig c = { .index_urls = one,
+                                     .timeout_ms = o->index->timeout_ms,
+                                     .retries = o->index->retries };
+                if (pkg_index_new(&c, cache, &v[k]) >= 0)
+                        pkg_index_set_cancel(v[k++], o->cancel);
+        }
+        return v;
+}
+
+/* Where the sources configured now serve each entry of l the store lacks,
+ * when its URL failed (the operator moved the index since the deploy:
+ * config index.url): the same filename with the same sha256, and l's URL
+ * is changed to it. Never another build: a file of that name with another
+ * sha256 is not taken. 1 when a URL changed, 0 when none did (the first
+ * error stands), or -EBADMSG and "NAME VERSION (FILE): sha256 mismatch:
+ * the lock says X, SOURCE serves Y" when a source serves an entry's
+ * filename only with another sha256. */
+static int lock_relocate(const PkgEnvOptions *o, PkgLock *l, char **ret_error) {
+        _cleanup_free_ char *cache = xasprintf("%s/cache/wheels", o->data_dir);
+        PkgIndex **ix = sources_each(o, cache);
+        _cleanup_free_ char *mismatch = NULL;
+        int moved = 0;
+        for (size_t i = 0; i < l->n_entries && !pkg_cancelled(o->cancel); i++) {
+                PkgLockEntry *e = &l->entries[i];
+                if (store_has_dir(o->data_dir, e->sha256))
+                        continue;
+                bool found = false;
+                _cleanup_free_ char *other = NULL;
+                for (size_t s = 0; ix[s] && !found; s++) {
+                        const PkgProject *p = NULL;
+                        _cleanup_free_ char *err = NULL;
+                        if (pkg_index_project(ix[s], e->name, &p, &err) < 0)
+                                continue;
+                        for (size_t k = 0; k < p->n_files && !found; k++) {
+                                const PkgFile *f = &p->files[k];
+                                const char *sha = NULL;
+                                if (!streq(f->filename, e->filename))
+                                        continue;
+                                free(err);
+                                err = NULL;
+                                if (pkg_index_file_sha256(ix[s], f, &sha, &err) < 0)
+                                        continue;
+                                if (!streq(sha, e->sha256)) {
+                                        if (!other)
+                                                other = xasprintf("%s %s (%s): sha256 mismatch: the lock says %s, %s "
+                                                                  "serves %s",
+                                                                  e->name, e->version, e->filename, e->sha256,
+                                                                  p->source ?: "the index", sha);
+                                        continue;
+                                }
+                                found = true;
+                                if (!streq(f->url, e->url)) {
+                                        free(e->url);
+                                        e->url = xstrdup(f->url);
+                                        moved = 1;
+                                }
+                        }
+                }
+                if (!found && other && !mismatch)
+                        mismatch = TAKE_PTR(other);
+        }
+        for (size_t s = 0; ix[s]; s++)
+                pkg_index_free(ix[s]);
+        free(ix);
+        if (mismatch) {
+                *ret_error = TAKE_PTR(mismatch);
+                return -EBADMSG;
+        }
+        return moved;
 }
 
 int pkg_env_from_lock(const PkgEnvOptions *o, const PkgLock *lock, PkgEnv **ret_env, char **ret_error) {
@@ -464,6 +554,23 @@ int pkg_env_from_lock(const PkgEnvOptions *o, const PkgLock *lock, PkgEnv **ret_
         prefetch_lock(o, l);
         r = pkg_store_materialize(o->data_dir, o->index, l, o->progress, o->userdata, o->compile, o->compile_userdata,
                                   o->cancel, &env->store_dirs, ret_error);
+        if (r < 0 && r != -ECANCELED) {
+                /* The lock's URLs are where the files were at the deploy:
+                 * the same files (same sha256) on the sources of now. */
+                _cleanup_free_ char *why = NULL;
+                int m = lock_relocate(o, l, &why);
+                if (m != 0) {
+                        free(*ret_error);
+                        *ret_error = NULL;
+                }
+                if (m > 0)
+                        r = pkg_store_materialize(o->data_dir, o->index, l, o->progress, o->userdata, o->compile,
+                                                  o->compile_userdata, o->cancel, &env->store_dirs, ret_error);
+                else if (m < 0) {
+                        *ret_error = TAKE_PTR(why);
+                        return m;
+                }
+        }
         if (r < 0) {
                 /* Never another version instead: the caller pinned these
                  * files. Which of them could not be had, by name. */

@@ -417,7 +417,10 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
 /* An environment of exactly lock's wheels, nothing resolved (a deployed
  * version's lock, kept since its deploy): the store's dirs when present,
  * else each wheel fetched by the lock's URL (a cluster's peers first) and
- * verified against its sha256. A record is written under a key of the
+ * verified against its sha256; when that URL fails, the same filename with
+ * the same sha256 from the sources configured now (the index moved since
+ * the lock was made), never another build of it (-EBADMSG, "…: sha256
+ * mismatch: the lock says X, SOURCE serves Y"). A record is written under a key of the
  * lock itself ($DATA/envs, as pkg_env_prepare's), so `env ls` lists it and
  * prune keeps its dirs while it is held. o->resolve_only must be false;
  * o->refresh is ignored. A wheel that can be had from neither fails
