@@ -121,6 +121,30 @@ def test_a_moved_index_serving_another_build_of_the_file_is_refused(moved, tmp_p
     assert "rebuilt" not in json.dumps(r)
 
 
+# ---- a failed migration ------------------------------------------------------
+
+def test_a_failing_migration_says_which_and_why(tmp_path):
+    d = Daemon(tmp_path / "d")
+    d.start()
+    d.stop()
+    db = sqlite3.connect(d.home / "pysprinter.db")
+    # Schema 24 on paper, yet functions.lock_json is there: migration 25
+    # (ADD COLUMN lock_json) fails with "duplicate column name".
+    db.execute("PRAGMA user_version=24")
+    db.commit()
+    db.close()
+    want = "could not be upgraded to schema 25: duplicate column name: lock_json"
+    p = Runner(d)("ps")
+    assert p.returncode != 0, p.stdout
+    assert want in p.stderr, p.stderr
+    assert "full" not in p.stderr and "Input/output" not in p.stderr, p.stderr
+    daemon = subprocess.run([str(d.daemon_bin), "--listen", "127.0.0.1:0", "--config", str(d.config),
+                             "--sandbox=none"], env=d.env(), capture_output=True, text=True, timeout=60)
+    assert daemon.returncode != 0, daemon.stderr
+    assert want in daemon.stderr, daemon.stderr
+    assert "full" not in daemon.stderr and "Input/output" not in daemon.stderr, daemon.stderr
+
+
 # ---- no index password with a lock ---------------------------------------------
 
 def test_an_index_password_never_shows_with_a_lock(tmp_path, index):
