@@ -60,12 +60,15 @@ static char **lock_dirs(const char *data_dir, const PkgLock *l) {
 }
 
 static int write_record(const char *path, const char *key, const char *python, const PkgIndexConfig *cfg,
-                        const PkgLock *l, char **ret_error) {
+                        const PkgLock *l, bool pinned, char **ret_error) {
         _cleanup_free_ char *text = pkg_lock_to_json(l, false);
         json_t *root = json_loads(text, 0, NULL);
         if (!root)
                 return -EBADMSG;
         json_object_set_new(root, "key", json_string(key));
+        /* Installed from a given lock, keyed by it (env ls: "pinned"). */
+        if (pinned)
+                json_object_set_new(root, "pinned", json_true());
         json_object_set_new(root, "python", json_string(python));
         json_t *ix = json_array();
         for (char **u = cfg->index_urls; u && *u; u++)
@@ -375,7 +378,7 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
                 return r;
         }
         record_set_aside_if_held(envs, record, env->key);
-        r = write_record(record, env->key, python, o->index, l, ret_error);
+        r = write_record(record, env->key, python, o->index, l, false, ret_error);
         if (r < 0)
                 return r;
         env->fd = open_locked(record);
@@ -599,7 +602,7 @@ int pkg_env_from_lock(const PkgEnvOptions *o, const PkgLock *lock, PkgEnv **ret_
         /* The record makes it an environment like any other: `env ls`
          * lists it, prune keeps its dirs while a process holds it. */
         record_set_aside_if_held(envs, record, env->key);
-        r = write_record(record, env->key, python, o->index, l, ret_error);
+        r = write_record(record, env->key, python, o->index, l, true, ret_error);
         if (r < 0)
                 return r;
         env->fd = open_locked(record);
@@ -624,6 +627,7 @@ typedef struct Rec {
         uint64_t mtime;
         bool in_use;
         bool held; /* an ENV_HELD_PREFIX record: not listed, removed once unused */
+        bool pinned; /* pkg_env_from_lock's */
 } Rec;
 
 static void recs_free(Rec *r, size_t n) {
@@ -697,6 +701,9 @@ static int load_records(const char *data_dir, Rec **ret, size_t *ret_n) {
                                            .held = held };
                         continue;
                 }
+                json_t *root = json_loads(text, 0, NULL);
+                bool pinned = json_is_true(json_object_get(root, "pinned"));
+                json_decref(root);
                 bool in_use = false;
                 if (flock(fd, LOCK_EX | LOCK_NB) < 0)
                         in_use = true;
@@ -707,6 +714,7 @@ static int load_records(const char *data_dir, Rec **ret, size_t *ret_n) {
                                    .key = xstrndup(kb, (size_t) (ke - kb)),
                                    .lock = l,
                                    .held = held,
+                                   .pinned = pinned,
                                    .mtime = (uint64_t) st.st_mtim.tv_sec * USEC_PER_SEC +
                                             (uint64_t) st.st_mtim.tv_nsec / 1000,
                                    .in_use = in_use };
@@ -751,8 +759,13 @@ int pkg_env_list(const char *data_dir, PkgEnvInfo **ret_infos, size_t *ret_n, ch
                 infos[i].key = xstrdup(recs[j].key);
                 for (char **q = recs[j].lock->requirements; q && *q; q++)
                         infos[i].requirements = strv_append(infos[i].requirements, *q);
-                for (size_t k = 0; k < recs[j].lock->n_entries; k++)
-                        infos[i].size_bytes += store_entry_size(data_dir, recs[j].lock->entries[k].sha256);
+                for (size_t k = 0; k < recs[j].lock->n_entries; k++) {
+                        const PkgLockEntry *e = &recs[j].lock->entries[k];
+                        infos[i].size_bytes += store_entry_size(data_dir, e->sha256);
+                        infos[i].packages = strv_append_take(infos[i].packages,
+                                                             xasprintf("%s==%s", e->name, e->version));
+                }
+                infos[i].pinned = recs[j].pinned;
                 infos[i].last_used = recs[j].mtime;
                 infos[i].in_use = recs[j].in_use;
         }
@@ -768,8 +781,12 @@ json_t *pkg_env_info_json(const PkgEnvInfo *info) {
         json_t *reqs = json_array();
         for (char **r = info->requirements; r && *r; r++)
                 json_array_append_new(reqs, json_string(*r));
-        json_t *j = json_pack("{s:s, s:o, s:I, s:o, s:b}", "key", info->key, "requirements", reqs, "size_bytes",
-                              (json_int_t) info->size_bytes, "last_used",
+        json_t *pkgs = json_array();
+        for (char **p = info->packages; p && *p; p++)
+                json_array_append_new(pkgs, json_string(*p));
+        json_t *j = json_pack("{s:s, s:s, s:o, s:o, s:I, s:o, s:b}", "key", info->key, "kind",
+                              info->pinned ? "pinned" : "resolved", "requirements", reqs, "packages", pkgs,
+                              "size_bytes", (json_int_t) info->size_bytes, "last_used",
                               info->last_used ? json_string(format_timestamp(info->last_used, ts)) : json_null(),
                               "in_use", info->in_use);
         return j;
@@ -779,6 +796,7 @@ void pkg_env_info_free_many(PkgEnvInfo *infos, size_t n) {
         for (size_t i = 0; i < n; i++) {
                 free(infos[i].key);
                 strv_free(infos[i].requirements);
+                strv_free(infos[i].packages);
         }
         free(infos);
 }

@@ -145,6 +145,33 @@ def test_a_failing_migration_says_which_and_why(tmp_path):
     assert "full" not in daemon.stderr and "Input/output" not in daemon.stderr, daemon.stderr
 
 
+# ---- env ls ----------------------------------------------------------------------
+
+def test_env_ls_tells_a_versions_pinned_environment_from_a_resolution(tmp_path, index):
+    d = Daemon(tmp_path / "d", config_extra=f"index:\n  url: {index.url}\n")
+    d.start()
+    try:
+        deploy(d)
+        assert invoke(d)["result"] == "1.0"
+        st, b = d.call("GET", "/v1/envs", token="admin")
+        assert st == 200, b
+        mine = [e for e in b["envs"] if e["requirements"] == ["tinypkg>=1.0"]]
+        assert sorted(e["kind"] for e in mine) == ["pinned", "resolved"], b["envs"]
+        r = Runner(d)
+        p = r("env", "ls", "--server", d.url, env={"PYSPRINTER_TOKEN": TOKENS["admin"]})
+        assert p.returncode == 0, p.stderr
+        lines = [ln for ln in p.stdout.splitlines() if "tinypkg" in ln]
+        assert len(lines) == 2, p.stdout
+        assert sum("pinned by a deployed version: tinypkg==1.0" in ln for ln in lines) == 1, p.stdout
+    finally:
+        d.stop()
+    # Embedded, the same store reads the same.
+    p = Runner(d)("env", "ls", "--json", env={"PYSPRINTER_SERVER": ""})
+    assert p.returncode == 0, p.stderr
+    kinds = sorted(e["kind"] for e in json.loads(p.stdout) if e["requirements"] == ["tinypkg>=1.0"])
+    assert kinds == ["pinned", "resolved"], p.stdout
+
+
 # ---- no index password with a lock ---------------------------------------------
 
 def test_an_index_password_never_shows_with_a_lock(tmp_path, index):
