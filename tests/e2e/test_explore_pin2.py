@@ -112,12 +112,14 @@ def test_a_moved_index_serving_another_build_of_the_file_is_refused(moved, tmp_p
     assert other.name == wheel.name and other.read_bytes() != wheel.read_bytes()
     b = serve(other)
     started.append(b)
-    move_index(d, b.url)
+    # With credentials in the URL: the message names the index, hidden.
+    move_index(d, b.url.replace("http://", "http://op:hunter2@"))
     r = invoke(d)
     assert r["status"] != "succeeded", r
     msg = r["error"]["message"]
     assert r["error"]["type"] == "DependencyError", r
-    assert "tinypkg-1.0-py3-none-any.whl" in msg and "sha256" in msg and "mismatch" in msg, msg
+    assert "tinypkg-1.0-py3-none-any.whl" in msg and "sha256 mismatch" in msg, msg
+    assert "op:****@" in msg and "hunter2" not in json.dumps(r), msg
     assert "rebuilt" not in json.dumps(r)
 
 
@@ -184,11 +186,15 @@ def test_an_index_password_never_shows_with_a_lock(tmp_path, index):
         assert b["lock"]["packages"][0]["url"].startswith("http://op:****@"), b["lock"]
         r = invoke(d)
         assert r["result"] == "1.0", r
-        for path in ("/v1/functions/pinned", "/v1/functions/pinned/versions", f"/v1/runs/{r['id']}",
-                     f"/v1/runs/{r['id']}/lock", f"/v1/runs/{r['id']}/events", "/v1/envs",
+        for path in ("/v1/functions/pinned", "/v1/functions/pinned?source=1", "/v1/functions/pinned/runs",
+                     f"/v1/runs/{r['id']}", f"/v1/runs/{r['id']}/lock", f"/v1/runs/{r['id']}/logs?events=1",
+                     "/v1/envs", "/v1/workers",
                      "/2015-03-31/functions/pinned", "/2015-03-31/functions/pinned/configuration"):
-            st, body = d.request("GET", path, token="admin" if path == "/v1/envs" else "alice")[:2]
-            shown.append(f"{path} {st} {body}")
+            st, _, body = d.request("GET", path, token="admin" if path == "/v1/envs" else "alice")
+            assert st == 200, (path, st, body)
+            shown.append(f"{path} {body.decode()}")
+        run_lock = next(t for t in shown if t.startswith(f"/v1/runs/{r['id']}/lock "))
+        assert "op:****@" in run_lock, run_lock
         p = Runner(d)("functions", "show", "pinned", "--server", d.url, env={"PYSPRINTER_TOKEN": TOKENS["alice"]})
         assert p.returncode == 0 and "op:****@" in p.stdout, (p.stdout, p.stderr)
         shown.append(p.stdout + p.stderr)
