@@ -562,6 +562,8 @@ int pkg_env_from_lock(const PkgEnvOptions *o, const PkgLock *lock, PkgEnv **ret_
                  * the same files (same sha256) on the sources of now. */
                 _cleanup_free_ char *why = NULL;
                 int m = lock_relocate(o, l, &why);
+                if (pkg_cancelled(o->cancel))
+                        return env_cancelled(o, ret_error);
                 if (m != 0) {
                         free(*ret_error);
                         *ret_error = NULL;
