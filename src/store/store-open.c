@@ -63,7 +63,8 @@ bool store_read_only_and_whole(const char *db_path) {
 
 /* Why this thread's last store_open() of a path failed in a migration,
  * for store_open_message(): its callers hold only the errno, and the
- * errno of a step's failed SQL says nothing ("Structure needs cleaning").
+ * errno of a step's failed SQL (-EUCLEAN) says nothing ("Structure needs
+ * cleaning").
  * Replaced by the next failure, dropped by the next open of that path. */
 static _Thread_local struct {
         char *path;
@@ -120,7 +121,11 @@ static int open_store_once(const char *path, bool allocate_wal, Store **ret_stor
         int r = store_migrate(db, &err);
         if (r < 0) {
                 sqlite3_close(db);
-                migrate_failure_set(path, r, TAKE_PTR(err));
+                /* A step's SQL that failed: its errno says nothing. An
+                 * I/O error or a full disk keeps the errno's words (the
+                 * reserve's retry, -ENOSPC: "No space left on device"). */
+                if (r == -EUCLEAN)
+                        migrate_failure_set(path, r, TAKE_PTR(err));
                 return r;
         }
         Store *s = xcalloc(1, sizeof(Store));
