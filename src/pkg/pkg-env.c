@@ -429,26 +429,23 @@ static char *lock_missing(const char *data_dir, const PkgLock *lock) {
 }
 
 /* The sources configured now, each a PkgIndex of its own: a locked file is
- * looked for on every one, not only on the first that has its project. */
+ * looked for on every one, not only on the first that has its project.
+ * Find-links directories first, then the indexes, as pkg_index_project()
+ * asks them. */
 static PkgIndex **sources_each(const PkgEnvOptions *o, const char *cache) {
-        size_t n = strv_length(o->index->find_links) + strv_length(o->index->index_urls), k = 0;
+        char **lists[] = { o->index->find_links, o->index->index_urls };
+        size_t n = strv_length(lists[0]) + strv_length(lists[1]), k = 0;
         PkgIndex **v = xcalloc(n + 1, sizeof(PkgIndex *));
-        for (char **f = o->index->find_links; f && *f; f++) {
-                char *one[] = { *f, NULL };
-                PkgIndexConfig c = { .find_links = one,
-                                     .timeout_ms = o->index->timeout_ms,
-                                     .retries = o->index->retries };
-                if (pkg_index_new(&c, cache, &v[k]) >= 0)
-                        pkg_index_set_cancel(v[k++], o->cancel);
-        }
-        for (char **u = o->index->index_urls; u && *u; u++) {
-                char *one[] = { *u, NULL };
-                PkgIndexConfig c = { .index_urls = one,
-                                     .timeout_ms = o->index->timeout_ms,
-                                     .retries = o->index->retries };
-                if (pkg_index_new(&c, cache, &v[k]) >= 0)
-                        pkg_index_set_cancel(v[k++], o->cancel);
-        }
+        for (size_t li = 0; li < ELEMENTSOF(lists); li++)
+                for (char **u = lists[li]; u && *u; u++) {
+                        char *one[] = { *u, NULL };
+                        PkgIndexConfig c = { .find_links = li == 0 ? one : NULL,
+                                             .index_urls = li == 1 ? one : NULL,
+                                             .timeout_ms = o->index->timeout_ms,
+                                             .retries = o->index->retries };
+                        if (pkg_index_new(&c, cache, &v[k]) >= 0)
+                                pkg_index_set_cancel(v[k++], o->cancel);
+                }
         return v;
 }
 
