@@ -80,6 +80,14 @@ static int env_ls(int argc, char **argv) {
                         json_t *q;
                         json_array_foreach(json_object_get(e, "requirements"), k, q)
                                 printf("%s%s", k ? ", " : "", json_string_value(q) ?: "");
+                        /* A deployed version's lock shares its requirements
+                         * with its deploy's resolution: which one is which. */
+                        if (streq(json_get_string(e, "kind") ?: "", "pinned")) {
+                                printf(" (pinned by a deployed version: ");
+                                json_array_foreach(json_object_get(e, "packages"), k, q)
+                                        printf("%s%s", k ? ", " : "", json_string_value(q) ?: "");
+                                putchar(')');
+                        }
                         putchar('\n');
                 }
         json_decref(ans);

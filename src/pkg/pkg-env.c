@@ -63,12 +63,15 @@ static char **lock_dirs(const char *data_dir, const PkgLock *l) {
 }
 
 static int write_record(const char *path, const char *key, const char *python, const PkgIndexConfig *cfg,
-                        const PkgLock *l, char **ret_error) {
+                        const PkgLock *l, bool pinned, char **ret_error) {
         _cleanup_free_ char *text = pkg_lock_to_json(l, false);
         json_t *root = json_loads(text, 0, NULL);
         if (!root)
                 return -EBADMSG;
         json_object_set_new(root, "key", json_string(key));
+        /* Installed from a given lock, keyed by it (env ls: "pinned"). */
+        if (pinned)
+                json_object_set_new(root, "pinned", json_true());
         json_object_set_new(root, "python", json_string(python));
         json_t *ix = json_array();
         for (char **u = cfg->index_urls; u && *u; u++)
@@ -226,7 +229,7 @@ static void store_unlockp(int **locks) {
  * that takes a wheel's lock exclusively then reads this record, or took it
  * before we found the dir and so removed it before we decided. */
 static int record_publish(const char *envs, const char *record, PkgEnv *env, const char *python,
-                          const PkgIndexConfig *cfg, const PkgLock *l, char **ret_error) {
+                          const PkgIndexConfig *cfg, const PkgLock *l, bool pinned, char **ret_error) {
         int r = mkdir_p(envs, 0755);
         if (r < 0) {
                 *ret_error = xasprintf("cannot create %s: %s", envs, strerror(-r));
@@ -234,7 +237,7 @@ static int record_publish(const char *envs, const char *record, PkgEnv *env, con
         }
         pkg_test_point(PKG_TEST_RECORD_WRITE);
         record_set_aside_if_held(envs, record, env->key);
-        r = write_record(record, env->key, python, cfg, l, ret_error);
+        r = write_record(record, env->key, python, cfg, l, pinned, ret_error);
         if (r < 0)
                 return r;
         env->fd = open_locked(record);
@@ -399,7 +402,7 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
         r = env_cancelled(o, ret_error);
         if (r < 0)
                 return r;
-        r = record_publish(envs, record, env, python, o->index, l, ret_error);
+        r = record_publish(envs, record, env, python, o->index, l, false, ret_error);
         if (r < 0)
                 return r;
         env->lock = TAKE_PTR(l);
@@ -425,14 +428,18 @@ static char *lock_env_key(const PkgLock *lock, const char *python) {
         return key;
 }
 
+static bool store_has_dir(const char *data_dir, const char *sha256) {
+        _cleanup_free_ char *dir = pkg_store_dir(data_dir, sha256);
+        struct stat st;
+        return dir && stat(dir, &st) >= 0 && S_ISDIR(st.st_mode);
+}
+
 /* The entries of lock whose store dir is missing, "name version, …". */
 static char *lock_missing(const char *data_dir, const PkgLock *lock) {
         Buf b;
         buf_init(&b, SIZE_MAX / 2);
-        struct stat st;
         for (size_t i = 0; i < lock->n_entries; i++) {
-                _cleanup_free_ char *dir = pkg_store_dir(data_dir, lock->entries[i].sha256);
-                if (stat(dir, &st) >= 0 && S_ISDIR(st.st_mode))
+                if (store_has_dir(data_dir, lock->entries[i].sha256))
                         continue;
                 buf_printf(&b, "%s%s %s (%s)", b.len ? ", " : "", lock->entries[i].name, lock->entries[i].version,
                            lock->entries[i].filename);
@@ -442,6 +449,89 @@ static char *lock_missing(const char *data_dir, const PkgLock *lock) {
                 return NULL;
         }
         return buf_steal(&b);
+}
+
+/* The sources configured now, each a PkgIndex of its own: a locked file is
+ * looked for on every one, not only on the first that has its project.
+ * Find-links directories first, then the indexes, as pkg_index_project()
+ * asks them. */
+static PkgIndex **sources_each(const PkgEnvOptions *o, const char *cache) {
+        char **lists[] = { o->index->find_links, o->index->index_urls };
+        size_t n = strv_length(lists[0]) + strv_length(lists[1]), k = 0;
+        PkgIndex **v = xcalloc(n + 1, sizeof(PkgIndex *));
+        for (size_t li = 0; li < ELEMENTSOF(lists); li++)
+                for (char **u = lists[li]; u && *u; u++) {
+                        char *one[] = { *u, NULL };
+                        PkgIndexConfig c = { .find_links = li == 0 ? one : NULL,
+                                             .index_urls = li == 1 ? one : NULL,
+                                             .timeout_ms = o->index->timeout_ms,
+                                             .retries = o->index->retries };
+                        if (pkg_index_new(&c, cache, &v[k]) >= 0)
+                                pkg_index_set_cancel(v[k++], o->cancel);
+                }
+        return v;
+}
+
+/* Where the sources configured now serve each entry of l the store lacks,
+ * when its URL failed (the operator moved the index since the deploy:
+ * config index.url): the same filename with the same sha256, and l's URL
+ * is changed to it. Never another build: a file of that name with another
+ * sha256 is not taken. 1 when a URL changed, 0 when none did (the first
+ * error stands), or -EBADMSG and "NAME VERSION (FILE): sha256 mismatch:
+ * the lock says X, SOURCE serves Y" when a source serves an entry's
+ * filename only with another sha256. */
+static int lock_relocate(const PkgEnvOptions *o, PkgLock *l, char **ret_error) {
+        _cleanup_free_ char *cache = xasprintf("%s/cache/wheels", o->data_dir);
+        PkgIndex **ix = sources_each(o, cache);
+        _cleanup_free_ char *mismatch = NULL;
+        int moved = 0;
+        for (size_t i = 0; i < l->n_entries && !pkg_cancelled(o->cancel); i++) {
+                PkgLockEntry *e = &l->entries[i];
+                if (store_has_dir(o->data_dir, e->sha256))
+                        continue;
+                bool found = false;
+                _cleanup_free_ char *other = NULL;
+                for (size_t s = 0; ix[s] && !found; s++) {
+                        const PkgProject *p = NULL;
+                        _cleanup_free_ char *err = NULL;
+                        if (pkg_index_project(ix[s], e->name, &p, &err) < 0)
+                                continue;
+                        for (size_t k = 0; k < p->n_files && !found; k++) {
+                                const PkgFile *f = &p->files[k];
+                                const char *sha = NULL;
+                                if (!streq(f->filename, e->filename))
+                                        continue;
+                                free(err);
+                                err = NULL;
+                                if (pkg_index_file_sha256(ix[s], f, &sha, &err) < 0)
+                                        continue;
+                                if (!streq(sha, e->sha256)) {
+                                        if (!other)
+                                                other = xasprintf("%s %s (%s): sha256 mismatch: the lock says %s, %s "
+                                                                  "serves %s",
+                                                                  e->name, e->version, e->filename, e->sha256,
+                                                                  p->source ?: "the index", sha);
+                                        continue;
+                                }
+                                found = true;
+                                if (!streq(f->url, e->url)) {
+                                        free(e->url);
+                                        e->url = xstrdup(f->url);
+                                        moved = 1;
+                                }
+                        }
+                }
+                if (!found && other && !mismatch)
+                        mismatch = TAKE_PTR(other);
+        }
+        for (size_t s = 0; ix[s]; s++)
+                pkg_index_free(ix[s]);
+        free(ix);
+        if (mismatch) {
+                *ret_error = TAKE_PTR(mismatch);
+                return -EBADMSG;
+        }
+        return moved;
 }
 
 int pkg_env_from_lock(const PkgEnvOptions *o, const PkgLock *lock, PkgEnv **ret_env, char **ret_error) {
@@ -488,6 +578,26 @@ int pkg_env_from_lock(const PkgEnvOptions *o, const PkgLock *lock, PkgEnv **ret_
         _cleanup_(store_unlockp) int *wheel_locks = NULL; /* till the record is written */
         r = pkg_store_materialize_held(o->data_dir, o->index, l, o->progress, o->userdata, o->compile,
                                        o->compile_userdata, o->cancel, &env->store_dirs, &wheel_locks, ret_error);
+        if (r < 0 && r != -ECANCELED) {
+                /* The lock's URLs are where the files were at the deploy:
+                 * the same files (same sha256) on the sources of now. */
+                _cleanup_free_ char *why = NULL;
+                int m = lock_relocate(o, l, &why);
+                if (pkg_cancelled(o->cancel))
+                        return env_cancelled(o, ret_error);
+                if (m != 0) {
+                        free(*ret_error);
+                        *ret_error = NULL;
+                }
+                if (m > 0)
+                        r = pkg_store_materialize_held(o->data_dir, o->index, l, o->progress, o->userdata, o->compile,
+                                                       o->compile_userdata, o->cancel, &env->store_dirs, &wheel_locks,
+                                                       ret_error);
+                else if (m < 0) {
+                        *ret_error = TAKE_PTR(why);
+                        return m;
+                }
+        }
         if (r < 0) {
                 /* Never another version instead: the caller pinned these
                  * files. Which of them could not be had, by name. */
@@ -510,7 +620,7 @@ int pkg_env_from_lock(const PkgEnvOptions *o, const PkgLock *lock, PkgEnv **ret_
                 return r;
         /* The record makes it an environment like any other: `env ls`
          * lists it, prune keeps its dirs while a process holds it. */
-        r = record_publish(envs, record, env, python, o->index, l, ret_error);
+        r = record_publish(envs, record, env, python, o->index, l, true, ret_error);
         if (r < 0)
                 return r;
         env->lock = TAKE_PTR(l);
@@ -534,6 +644,7 @@ typedef struct Rec {
         uint64_t mtime;
         bool in_use;
         bool held; /* an ENV_HELD_PREFIX record: not listed, removed once unused */
+        bool pinned; /* pkg_env_from_lock's */
 } Rec;
 
 static void recs_free(Rec *r, size_t n) {
@@ -607,6 +718,9 @@ static int load_records(const char *data_dir, Rec **ret, size_t *ret_n) {
                                            .held = held };
                         continue;
                 }
+                json_t *root = json_loads(text, 0, NULL);
+                bool pinned = json_is_true(json_object_get(root, "pinned"));
+                json_decref(root);
                 bool in_use = false;
                 if (flock(fd, LOCK_EX | LOCK_NB) < 0)
                         in_use = true;
@@ -617,6 +731,7 @@ static int load_records(const char *data_dir, Rec **ret, size_t *ret_n) {
                                    .key = xstrndup(kb, (size_t) (ke - kb)),
                                    .lock = l,
                                    .held = held,
+                                   .pinned = pinned,
                                    .mtime = (uint64_t) st.st_mtim.tv_sec * USEC_PER_SEC +
                                             (uint64_t) st.st_mtim.tv_nsec / 1000,
                                    .in_use = in_use };
@@ -661,8 +776,13 @@ int pkg_env_list(const char *data_dir, PkgEnvInfo **ret_infos, size_t *ret_n, ch
                 infos[i].key = xstrdup(recs[j].key);
                 for (char **q = recs[j].lock->requirements; q && *q; q++)
                         infos[i].requirements = strv_append(infos[i].requirements, *q);
-                for (size_t k = 0; k < recs[j].lock->n_entries; k++)
-                        infos[i].size_bytes += store_entry_size(data_dir, recs[j].lock->entries[k].sha256);
+                for (size_t k = 0; k < recs[j].lock->n_entries; k++) {
+                        const PkgLockEntry *e = &recs[j].lock->entries[k];
+                        infos[i].size_bytes += store_entry_size(data_dir, e->sha256);
+                        infos[i].packages = strv_append_take(infos[i].packages,
+                                                             xasprintf("%s==%s", e->name, e->version));
+                }
+                infos[i].pinned = recs[j].pinned;
                 infos[i].last_used = recs[j].mtime;
                 infos[i].in_use = recs[j].in_use;
         }
@@ -678,8 +798,12 @@ json_t *pkg_env_info_json(const PkgEnvInfo *info) {
         json_t *reqs = json_array();
         for (char **r = info->requirements; r && *r; r++)
                 json_array_append_new(reqs, json_string(*r));
-        json_t *j = json_pack("{s:s, s:o, s:I, s:o, s:b}", "key", info->key, "requirements", reqs, "size_bytes",
-                              (json_int_t) info->size_bytes, "last_used",
+        json_t *pkgs = json_array();
+        for (char **p = info->packages; p && *p; p++)
+                json_array_append_new(pkgs, json_string(*p));
+        json_t *j = json_pack("{s:s, s:s, s:o, s:o, s:I, s:o, s:b}", "key", info->key, "kind",
+                              info->pinned ? "pinned" : "resolved", "requirements", reqs, "packages", pkgs,
+                              "size_bytes", (json_int_t) info->size_bytes, "last_used",
                               info->last_used ? json_string(format_timestamp(info->last_used, ts)) : json_null(),
                               "in_use", info->in_use);
         return j;
@@ -689,6 +813,7 @@ void pkg_env_info_free_many(PkgEnvInfo *infos, size_t n) {
         for (size_t i = 0; i < n; i++) {
                 free(infos[i].key);
                 strv_free(infos[i].requirements);
+                strv_free(infos[i].packages);
         }
         free(infos);
 }

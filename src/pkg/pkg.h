@@ -417,7 +417,10 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
 /* An environment of exactly lock's wheels, nothing resolved (a deployed
  * version's lock, kept since its deploy): the store's dirs when present,
  * else each wheel fetched by the lock's URL (a cluster's peers first) and
- * verified against its sha256. A record is written under a key of the
+ * verified against its sha256; when that URL fails, the same filename with
+ * the same sha256 from the sources configured now (the index moved since
+ * the lock was made), never another build of it (-EBADMSG, "…: sha256
+ * mismatch: the lock says X, SOURCE serves Y"). A record is written under a key of the
  * lock itself ($DATA/envs, as pkg_env_prepare's), so `env ls` lists it and
  * prune keeps its dirs while it is held. o->resolve_only must be false;
  * o->refresh is ignored. A wheel that can be had from neither fails
@@ -428,16 +431,23 @@ int pkg_env_from_lock(const PkgEnvOptions *o, const PkgLock *lock, PkgEnv **ret_
 typedef struct PkgEnvInfo {
         char *key;
         char **requirements;
+        char **packages;       /* "name==version", the lock's order */
         uint64_t size_bytes;   /* of its store dirs */
         uint64_t last_used;    /* realtime, microseconds */
         bool in_use;
+        /* Installed from a given lock (pkg_env_from_lock: a deployed
+         * version's), not resolved from requirements, which it shares
+         * with its deploy's resolution. */
+        bool pinned;
 } PkgEnvInfo;
 /* All environment records under data_dir this binary reads, most recently
  * used first (another release's or a damaged one is not listed). */
 int pkg_env_list(const char *data_dir, PkgEnvInfo **ret_infos, size_t *ret_n, char **ret_error);
 void pkg_env_info_free_many(PkgEnvInfo *infos, size_t n);
 /* info as the API's environment object (docs/api.md GET /v1/envs):
- * {key, requirements, size_bytes, last_used (null when unknown), in_use}.
+ * {key, kind ("resolved", or "pinned" for a deployed version's lock),
+ * requirements, packages, size_bytes, last_used (null when unknown),
+ * in_use}.
  * One place for the daemon's answer and the CLI's `env ls`. NULL only for
  * text that is not UTF-8. Caller decrefs. */
 struct json_t *pkg_env_info_json(const PkgEnvInfo *info);

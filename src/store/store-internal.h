@@ -176,7 +176,10 @@ pid_t store_db_older_daemon(const char *db_path);
 /* store-migrate.c: the database's schema version (PRAGMA user_version),
  * -1 when it cannot be read. */
 int store_db_schema_version(sqlite3 *db);
-/* Applies every migration newer than the database's user_version. */
+/* Applies every migration newer than the database's user_version. On a
+ * step that fails, "the database could not be upgraded to schema N:
+ * SQLITE'S MESSAGE" and -EUCLEAN when its SQL failed (SQLITE_ERROR), else
+ * the errno of SQLite's code; the steps before it stay applied. */
 int store_migrate(sqlite3 *db, char **ret_error);
 /* Binds s, or NULL when s is NULL. */
 void store_bind_text(sqlite3_stmt *st, int i, const char *s);

@@ -353,6 +353,14 @@ int store_file_schema_version(const char *path, int *ret_version) {
         return 0;
 }
 
+/* A step's SQL that fails as SQL (SQLITE_ERROR: a column that is there
+ * already, a table that is not) is -EUCLEAN, not the -EIO of an I/O
+ * error: nothing about the disk, and the opener must not take it for a
+ * full one (store-open.c gives the reserve back on -EIO). */
+static int migrate_errno(int rc) {
+        return (rc & 0xff) == SQLITE_ERROR ? -EUCLEAN : store_rc_errno(rc);
+}
+
 int store_migrate(sqlite3 *db, char **ret_error) {
         int version = user_version(db);
         if (version > store_schema_version()) {
@@ -367,8 +375,9 @@ int store_migrate(sqlite3 *db, char **ret_error) {
                  * same database may have applied this step meanwhile. */
                 int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
                 if (rc != SQLITE_OK) {
-                        *ret_error = xasprintf("migration %d: %s", i + 1, sqlite3_errmsg(db));
-                        return store_sqlite_errno(rc);
+                        *ret_error = xasprintf("the database could not be upgraded to schema %d: %s", i + 1,
+                                               sqlite3_errmsg(db));
+                        return migrate_errno(rc);
                 }
                 if (user_version(db) > i) {
                         sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
@@ -379,9 +388,10 @@ int store_migrate(sqlite3 *db, char **ret_error) {
                 rc = sqlite3_exec(db, sql, NULL, NULL, &err);
                 if (rc != SQLITE_OK) {
                         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-                        *ret_error = xasprintf("migration %d: %s", i + 1, err ? err : sqlite3_errstr(rc));
+                        *ret_error = xasprintf("the database could not be upgraded to schema %d: %s", i + 1,
+                                               err ? err : sqlite3_errstr(rc));
                         sqlite3_free(err);
-                        return store_sqlite_errno(rc);
+                        return migrate_errno(rc);
                 }
         }
         return 0;

@@ -61,6 +61,25 @@ bool store_read_only_and_whole(const char *db_path) {
         return access(wal, F_OK) < 0 && errno == ENOENT && access(shm, F_OK) < 0 && errno == ENOENT;
 }
 
+/* Why this thread's last store_open() of a path failed in a migration,
+ * for store_open_message(): its callers hold only the errno, and the
+ * errno of a step's failed SQL (-EUCLEAN) says nothing ("Structure needs
+ * cleaning").
+ * Replaced by the next failure, dropped by the next open of that path. */
+static _Thread_local struct {
+        char *path;
+        int r;
+        char *message;
+} migrate_failure;
+
+static void migrate_failure_set(const char *path, int r, char *message) {
+        free(migrate_failure.path);
+        free(migrate_failure.message);
+        migrate_failure.path = path ? xstrdup(path) : NULL;
+        migrate_failure.r = r;
+        migrate_failure.message = message;
+}
+
 static int open_store_once(const char *path, bool allocate_wal, Store **ret_store) {
         sqlite3 *db = NULL;
         bool on_disk = !streq(path, ":memory:") && !startswith(path, "file:");
@@ -102,6 +121,11 @@ static int open_store_once(const char *path, bool allocate_wal, Store **ret_stor
         int r = store_migrate(db, &err);
         if (r < 0) {
                 sqlite3_close(db);
+                /* A step's SQL that failed: its errno says nothing. An
+                 * I/O error or a full disk keeps the errno's words (the
+                 * reserve's retry, -ENOSPC: "No space left on device"). */
+                if (r == -EUCLEAN)
+                        migrate_failure_set(path, r, TAKE_PTR(err));
                 return r;
         }
         Store *s = xcalloc(1, sizeof(Store));
@@ -154,6 +178,7 @@ static uint64_t free_bytes_beside(const char *path) {
  * disk has less than the reserve's size free is -ENOSPC: what callers
  * print then says why. */
 static int open_store(const char *path, bool allocate_wal, Store **ret_store) {
+        migrate_failure_set(NULL, 0, NULL);
         int r = open_store_once(path, allocate_wal, ret_store);
         if ((r != -EIO && r != -ENOSPC) || streq(path, ":memory:") || startswith(path, "file:"))
                 return r;
@@ -199,6 +224,12 @@ char *store_open_message(const char *path, int r) {
                                  "which could then not start on it again: ask that daemon (--server URL), or stop it "
                                  "and start this release's pysprinterd first (docs/operations.md \"Upgrades\")",
                                  path, (int) older, version, store_schema_version());
+        /* A migration's own words: which step and SQLite's reason. */
+        if (migrate_failure.path && streq(migrate_failure.path, path) && migrate_failure.r == r &&
+            migrate_failure.message)
+                return xasprintf("cannot open the run database %s: %s; restore a backup (docs/operations.md "
+                                 "\"Upgrades\") or report it",
+                                 path, migrate_failure.message);
         if (r == -EPROTONOSUPPORT)
                 return xasprintf("cannot open the run database %s: its schema is newer than this pysprinter knows "
                                  "(%d): a newer release upgraded it; run that release, or restore a backup made by "

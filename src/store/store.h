@@ -18,7 +18,10 @@ int store_open(const char *path, Store **ret_store);
  * (-EPROTONOSUPPORT) names both schema versions and the way out; one an
  * older release's daemon serves (-EBUSY: store_open() does not upgrade a
  * database under such a daemon, store_home_older_daemon()) names it;
- * other errors their errno's text. Every command that opens a database
+ * a migration that failed in this thread's last store_open() of path
+ * says which and why ("the database could not be upgraded to schema 25:
+ * duplicate column name: lock_json"); other errors their errno's text.
+ * Every command that opens a database
  * says it this way (docs/operations.md "Upgrades"). */
 char *store_open_message(const char *path, int r);
 /* The same for a process that writes a few records and exits (a CLI

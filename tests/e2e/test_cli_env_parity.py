@@ -66,7 +66,7 @@ def test_env_ls_on_a_server_prints_what_embedded_prints_for_the_same_store(home,
     assert lines[1].endswith("envp==1.0"), lines
     envs = json.loads(local[("--json",)].stdout)
     assert [e["requirements"] for e in envs] == [["envp==1.0"]], envs
-    assert set(envs[0]) == {"key", "requirements", "size_bytes", "last_used", "in_use"}, envs
+    assert set(envs[0]) == {"key", "kind", "requirements", "packages", "size_bytes", "last_used", "in_use"}, envs
 
 
 def test_env_ls_in_a_fresh_home_creates_nothing(tmp_path):

@@ -336,18 +336,22 @@ static char *env_info_text(const PkgEnvInfo *info) {
  * `env ls`: a last use never recorded is null, not 1970. */
 static void test_env_info_json(void **state) {
         char *reqs[] = { (char *) "lib==1.0", (char *) "a\"b", NULL };
+        char *pkgs[] = { (char *) "lib==1.0", NULL };
         PkgEnvInfo info = { .key = (char *) "k1",
                             .requirements = reqs,
+                            .packages = pkgs,
                             .size_bytes = 4096,
                             .last_used = 1767225600ULL * 1000000ULL,
-                            .in_use = true };
+                            .in_use = true,
+                            .pinned = true };
         _cleanup_free_ char *t = env_info_text(&info);
-        assert_string_equal(t, "{\"key\":\"k1\",\"requirements\":[\"lib==1.0\",\"a\\\"b\"],\"size_bytes\":4096,"
+        assert_string_equal(t, "{\"key\":\"k1\",\"kind\":\"pinned\",\"requirements\":[\"lib==1.0\",\"a\\\"b\"],"
+                               "\"packages\":[\"lib==1.0\"],\"size_bytes\":4096,"
                                "\"last_used\":\"2026-01-01T00:00:00.000Z\",\"in_use\":true}");
         PkgEnvInfo none = { .key = (char *) "k2" };
         _cleanup_free_ char *u = env_info_text(&none);
-        assert_string_equal(u, "{\"key\":\"k2\",\"requirements\":[],\"size_bytes\":0,\"last_used\":null,"
-                               "\"in_use\":false}");
+        assert_string_equal(u, "{\"key\":\"k2\",\"kind\":\"resolved\",\"requirements\":[],\"packages\":[],"
+                               "\"size_bytes\":0,\"last_used\":null,\"in_use\":false}");
 }
 
 /* ---- cancel --------------------------------------------------------------- */
