@@ -217,10 +217,56 @@ void data_staging_remove(const char *dir) {
         (void) rm_rf(dir);
 }
 
+/* A shared lock on the object dst for a put that records a version of it:
+ * dst as it is (another put's content) or, when it is not there, staged
+ * moved into its place. A gc_object() (a `data rm` of another name holding
+ * this content) counts no reference to it until the version is recorded:
+ * without the lock it moved the content away under the put, whose new
+ * version then named bytes that were gone. The gc holds its exclusive lock
+ * while it moves the object aside, so the put waits for it and then stores
+ * its own copy. Returns the fd holding the lock. */
+static int hold_or_publish(const char *staged, const char *dst, char **ret_error) {
+        for (int attempt = 0; attempt < 100; attempt++) {
+                _cleanup_close_ int fd = open(dst, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (fd >= 0) {
+                        struct stat held, now;
+                        if (flock(fd, LOCK_SH) == 0 && fstat(fd, &held) == 0 && stat(dst, &now) == 0 &&
+                            held.st_ino == now.st_ino && held.st_dev == now.st_dev)
+                                return TAKE_FD(fd);
+                        continue; /* moved aside meanwhile: store ours */
+                }
+                int r = -errno;
+                if (r != -ENOENT) {
+                        *ret_error = xasprintf("cannot open %s: %s", dst, strerror(-r));
+                        return r;
+                }
+                /* Locked before it enters the store: the lock is the
+                 * inode's, and no gc can take it between the two. */
+                fd = open(staged, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (fd < 0 || flock(fd, LOCK_SH) < 0) {
+                        r = -errno;
+                        *ret_error = xasprintf("cannot lock the staged content: %s", strerror(-r));
+                        return r;
+                }
+                r = tree_publish(staged, dst);
+                if (r >= 0)
+                        return TAKE_FD(fd);
+                if (r != -ENOTEMPTY && r != -EEXIST) {
+                        *ret_error = xasprintf("cannot move the content into %s: %s", dst, strerror(-r));
+                        return r;
+                }
+                /* Another put of the same content came first: hold its. */
+        }
+        *ret_error = xasprintf("cannot store the content in %s: it keeps being removed", dst);
+        return -EBUSY;
+}
+
 /* Hashes the staged tree, checks the tenant cap, and moves it into the
- * object store (or drops it when that content is there already). */
+ * object store (or drops it when that content is there already).
+ * ret_hold: an fd with a shared lock on the stored object, which the
+ * caller closes once the version naming it is recorded (hold_or_publish). */
 static int commit_staged(DataCatalog *c, const char *tenant, const char *staged, char **ret_hash, uint64_t *ret_size,
-                         uint64_t *ret_files, char **ret_error) {
+                         uint64_t *ret_files, int *ret_hold, char **ret_error) {
         _cleanup_free_ char *hash = NULL;
         uint64_t size = 0, files = 0;
         int r = tree_hash(staged, &hash, &size, &files);
@@ -241,14 +287,10 @@ static int commit_staged(DataCatalog *c, const char *tenant, const char *staged,
                 return -EDQUOT;
         }
         _cleanup_free_ char *dst = path_join(c->objects, hash);
-        struct stat st;
-        if (stat(dst, &st) < 0) {
-                r = tree_publish(staged, dst);
-                if (r < 0 && r != -ENOTEMPTY && r != -EEXIST) {
-                        *ret_error = xasprintf("cannot move the content into %s: %s", dst, strerror(-r));
-                        return r;
-                }
-        }
+        int hold = hold_or_publish(staged, dst, ret_error);
+        if (hold < 0)
+                return hold;
+        *ret_hold = hold;
         *ret_hash = TAKE_PTR(hash);
         *ret_size = size;
         *ret_files = files;
@@ -300,7 +342,8 @@ static int add_staged_version(DataCatalog *c, const char *tenant, const DatasetR
                               DataInfo **ret, char **ret_error) {
         _cleanup_free_ char *hash = NULL;
         uint64_t size = 0, files = 0;
-        int r = commit_staged(c, tenant, staged, &hash, &size, &files, ret_error);
+        _cleanup_close_ int hold = -EBADF; /* until the version is recorded */
+        int r = commit_staged(c, tenant, staged, &hash, &size, &files, &hold, ret_error);
         if (r < 0)
                 return r;
         r = c->ds->ops->put(c->ds, d);
