@@ -4,7 +4,50 @@
 not cover, embedded and against a real pysprinterd (`--server`)."""
 import subprocess
 
-from conftest import CLI
+import pytest
+
+from conftest import CLI, same, sandbox_args
+from daemonlib import Daemon
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    with Daemon(tmp_path_factory.mktemp("explore-chaindata")).serving() as d:
+        yield d
+
+
+# ---- chain ----
+
+def test_chain_steps_outside_the_working_directory_run_on_both_paths(both, cli, tmp_path):
+    """`chain ../lib/a.py /abs/b.py` ran embedded, but with --server it was
+    refused, exit 3: "task file '../lib/a.py' must be a relative path
+    inside the pipeline's directory" (a chain has no pipeline file; the
+    user named the files on the command line). `run ../lib/a.py --server`
+    runs it. The steps now run on both paths, with the same output."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "a.py").write_text("def a(x: int):\n    return x + 1\n")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "b.py").write_text("def b(x):\n    return x * 10\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    cli.cwd = work
+    r = same(*both("chain", "../lib/a.py", tmp_path / "other" / "b.py", "../lib/a.py::a", *sandbox_args(), "-a", "1",
+                   "-q", "--no-cache"))
+    assert (r.returncode, r.stdout) == (0, "21\n"), r
+    # A step the user can name is one the server can run: the same file
+    # twice, by two spellings, is still its own step each.
+    r = same(*both("chain", "../lib/a.py", f"{lib}/a.py", *sandbox_args(), "-a", "1", "-q"))
+    assert (r.returncode, r.stdout) == (0, "3\n"), r
+    # `./c.py` (a "." component) and a symlink to a file outside.
+    (work / "c.py").write_text("def c(x):\n    return [x]\n")
+    (work / "link.py").symlink_to(lib / "a.py")
+    r = same(*both("chain", "link.py", "./c.py", *sandbox_args(), "-a", "1", "-q"))
+    assert (r.returncode, r.stdout) == (0, "[2]\n"), r
+    # A step that is not there is named as the user wrote it.
+    r = same(*both("chain", "../lib/a.py", "../lib/nope.py", "-a", "1"))
+    assert (r.returncode, r.stderr) == (3, "pysprinter: chain: task 'step2': cannot read ../lib/nope.py: "
+                                           "No such file or directory\n"), r
 
 
 # ---- datasets ----
