@@ -337,9 +337,37 @@ static int fetch_url_staged(DataCatalog *c, const char *url, const char *etag, c
         return 0;
 }
 
+/* A dataset's kind is the dataset's, not a version's: every version is
+ * mounted, fetched and shown as one file or as a directory by it. A put
+ * of the other kind made every earlier version the new kind (`data get
+ * NAME@1` of a file printed a directory's path); it is refused. */
+static int check_same_kind(DataCatalog *c, const char *tenant, const DatasetRecord *d, char **ret_error) {
+        DatasetRecord *had = NULL;
+        DatasetVersion *v = NULL;
+        size_t n = 0;
+        /* No version left (`data rm NAME@N` of each): nothing to keep. */
+        if (c->ds->ops->versions(c->ds, tenant, d->name, &v, &n) < 0 || n == 0)
+                return 0;
+        dataset_version_list_free(v, n);
+        if (c->ds->ops->get(c->ds, tenant, d->name, &had) < 0 || !had)
+                return 0;
+        bool was_dir = had->kind && streq(had->kind, "dir"), is_dir = d->kind && streq(d->kind, "dir");
+        dataset_record_free(had);
+        if (was_dir == is_dir)
+                return 0;
+        const char *held = was_dir ? "a directory" : "a single file", *put = is_dir ? "a directory" : "a single file";
+        *ret_error = xasprintf("dataset '%s' holds %s, not %s: store %s under another name, or remove the dataset "
+                               "first (pysprinter data rm %s)",
+                               d->name, held, put, put, d->name);
+        return -EINVAL;
+}
+
 /* Records the staged content as a version of (tenant, name) and returns it. */
 static int add_staged_version(DataCatalog *c, const char *tenant, const DatasetRecord *d, const char *staged,
                               DataInfo **ret, char **ret_error) {
+        int k = check_same_kind(c, tenant, d, ret_error);
+        if (k < 0)
+                return k;
         _cleanup_free_ char *hash = NULL;
         uint64_t size = 0, files = 0;
         _cleanup_close_ int hold = -EBADF; /* until the version is recorded */

@@ -2,6 +2,7 @@
 (helper "chaindata"): each test is a case the earlier rounds' tests
 (test_dag*.py, test_data*.py, test_cli_parity.py, test_explore_*.py) do
 not cover, embedded and against a real pysprinterd (`--server`)."""
+import json
 import subprocess
 
 import pytest
@@ -75,3 +76,41 @@ def test_a_put_of_content_a_concurrent_rm_drops_keeps_its_content(cli, tmp_path)
         assert (got.returncode, got.stderr) == (0, b""), (i, got.stderr)
         assert got.stdout == blob.read_bytes(), i
         cli("data", "rm", "race-b", check=0)
+
+
+@pytest.mark.parametrize("first", ["file", "dir"])
+def test_a_put_that_would_change_a_datasets_kind_is_refused_on_both_paths(both, cli, tmp_path, first):
+    """A dataset's kind (one file, or a directory) is the dataset's, not a
+    version's: `data put NAME DIR` over a single-file dataset recorded the
+    directory as version 2 and made every version a directory. `data get
+    NAME@1` printed the object's path embedded and said "NAME@1 is a
+    directory dataset" through a daemon, and `run --data NAME@1` saw
+    /data/NAME a directory where version 1 was a file; the put warned of
+    "keeping the file name" of a directory. Such a put is now refused,
+    exit 2, the same words on both paths, and version 1 stays as it was."""
+    (tmp_path / "one.txt").write_text("one\n")
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "in.txt").write_text("in\n")
+    src = {"file": tmp_path / "one.txt", "dir": tmp_path / "tree"}
+    then = "dir" if first == "file" else "file"
+    name = f"kind-{first}"
+    local, remote = both("data", "put", name, src[first])
+    assert local.returncode == remote.returncode == 0, (local, remote)
+    r = same(*both("data", "put", name, src[then]))
+    holds = {"file": "a single file", "dir": "a directory"}
+    assert (r.returncode, r.stdout) == (2, ""), r
+    assert r.stderr == (f"pysprinter: data put: dataset '{name}' holds {holds[first]}, not {holds[then]}: store "
+                        f"{holds[then]} under another name, or remove the dataset first (pysprinter data rm {name})\n"), r
+    local, remote = both("data", "ls", name, "--json")
+    assert len(json.loads(local.stdout)) == len(json.loads(remote.stdout)) == 1, (local.stdout, remote.stdout)
+    if first == "file":
+        r = same(*both("data", "get", f"{name}@1"))
+        assert (r.returncode, r.stdout) == (0, "one\n"), r
+        # A run's output_dir() is a directory: the function's output is
+        # refused in the same words (exit 1, not an internal error's 7).
+        cli.write("mk.py", "from pysprinter import output_dir\ndef mk():\n"
+                           "    open(output_dir() + '/o.txt', 'w').write('o')\n    return 1\n")
+        for p in both("run", "mk.py", *sandbox_args(), "--output-data", name):
+            assert p.returncode == 1, (p.returncode, p.stderr)
+            assert (f"OutputError: storing output_dir(): dataset '{name}' holds a single file, not a directory"
+                    in p.stderr), p.stderr
