@@ -505,7 +505,9 @@ static int parse_dag_args(int argc, char **argv, bool resume, DagArgs *a) {
 /* A chain's pipeline is built in memory (chain_pipeline()): a message about
  * it names no file the user wrote. "chain.yaml:1:83: task 'step2': …", as
  * the parser and the validation (here or a server's) put it, is "chain:
- * task 'step2': …". Caller frees. */
+ * task 'step2': …". A later step's missing argument cannot be given with
+ * -a or --NAME (they are the first step's): its hint says what can be
+ * done. Caller frees. */
 static char *chain_message(const char *msg) {
         static const char prefix[] = "chain.yaml:", digits[] = "0123456789";
         if (!startswith(msg, prefix) || !strchr(digits, msg[strlen(prefix)]) || !msg[strlen(prefix)])
@@ -514,7 +516,15 @@ static char *chain_message(const char *msg) {
         p += strspn(p, digits);
         if (p[0] == ':' && p[1] && strchr(digits, p[1]))
                 p += 1 + strspn(p + 1, digits);
-        return startswith(p, ": ") ? xasprintf("chain: %s", p + 2) : xstrdup(msg);
+        if (!startswith(p, ": "))
+                return xstrdup(msg);
+        p += 2;
+        long n = startswith(p, "task 'step") ? strtol(p + strlen("task 'step"), NULL, 10) : 0;
+        if (n > 1 && endswith(p, RUN_ARGUMENT_HINT))
+                return xasprintf("chain: %.*s (a chain gives step%ld one argument, step%ld's result: give its other "
+                                 "parameters defaults)",
+                                 (int) (strlen(p) - strlen(RUN_ARGUMENT_HINT)), p, n, n - 1);
+        return xasprintf("chain: %s", p);
 }
 
 /* Runs q on b, draws it, prints its outcome; returns the exit code. json:

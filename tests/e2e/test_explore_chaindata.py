@@ -51,6 +51,21 @@ def test_chain_steps_outside_the_working_directory_run_on_both_paths(both, cli, 
                                            "No such file or directory\n"), r
 
 
+def test_a_later_steps_missing_argument_is_not_hinted_at_with_a_on_both_paths(both, cli):
+    """A later step's parameter without a default: the message said "give
+    positional values with -a VALUE, named ones with --NAME VALUE", but
+    those go to the first step (`chain f.py g.py -a 1 --y 2` is then "f()
+    got an unexpected keyword argument 'y'"). It now says what a chain
+    gives that step. The first step keeps run's hint."""
+    cli.write("two.py", "def first(x: int):\n    return x\n\ndef second(x, y: int):\n    return x + y\n")
+    r = same(*both("chain", "two.py::first", "two.py::second", *sandbox_args(), "-a", "1"))
+    assert (r.returncode, r.stdout) == (3, ""), r
+    assert r.stderr == ("pysprinter: chain: task 'step2' (two.py): second() missing 1 required argument: 'y' (a chain "
+                        "gives step2 one argument, step1's result: give its other parameters defaults)\n"), r
+    r = same(*both("chain", "two.py::second", "two.py::first", *sandbox_args(), "-a", "1"))
+    assert r.stderr.endswith("(give positional values with -a VALUE, named ones with --NAME VALUE)\n"), r
+
+
 # ---- datasets ----
 
 def test_a_put_of_content_a_concurrent_rm_drops_keeps_its_content(cli, tmp_path):
