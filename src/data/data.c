@@ -732,7 +732,10 @@ int data_use(DataCatalog *c, const char *tenant, const char *ref, DataInfo **ret
 int data_export(DataCatalog *c, const char *tenant, const char *ref, const char *out_path, char **ret_warning,
                 char **ret_error) {
         DataInfo *i = NULL;
-        int r = data_use(c, tenant, ref, &i, ret_warning, ret_error);
+        /* Held while it is copied: a `data rm` meanwhile deleted the files
+         * not copied yet. */
+        _cleanup_(data_holds_releasep) DataHolds *holds = NULL;
+        int r = data_use_held(c, tenant, ref, &i, &holds, ret_warning, ret_error);
         if (r < 0)
                 return r;
         struct stat st;
@@ -818,6 +821,38 @@ void data_holds_release(DataHolds *h) {
         strv_free(h->hashes);
         free(h->fds);
         free(h);
+}
+
+int data_use_held(DataCatalog *c, const char *tenant, const char *ref, DataInfo **ret, DataHolds **ret_holds,
+                  char **ret_warning, char **ret_error) {
+        assert(c && ref && ret && ret_holds && ret_error);
+        /* The lookup and the lock are two steps: a removal between them
+         * moved the content away (hold_object() says -ENOENT); the next
+         * lookup sees the catalogue after it. */
+        for (int attempt = 0;; attempt++) {
+                DataInfo *i = NULL;
+                _cleanup_free_ char *warning = NULL;
+                int r = data_use(c, tenant, ref, &i, &warning, ret_error);
+                if (r < 0)
+                        return r;
+                DataHolds *h = xcalloc(1, sizeof(DataHolds));
+                h->catalog = c;
+                r = hold_object(c, i->hash, h);
+                if (r >= 0) {
+                        *ret = i;
+                        *ret_holds = h;
+                        if (ret_warning)
+                                *ret_warning = TAKE_PTR(warning);
+                        return 0;
+                }
+                data_holds_release(h);
+                if (attempt == 2) {
+                        *ret_error = xasprintf("dataset '%s' was removed while it was read", i->name);
+                        data_info_free(i);
+                        return -ENOENT;
+                }
+                data_info_free(i);
+        }
 }
 
 int data_remove_unknown(const char *ref, char **ret_error) {

@@ -3,7 +3,9 @@
 (test_dag*.py, test_data*.py, test_cli_parity.py, test_explore_*.py) do
 not cover, embedded and against a real pysprinterd (`--server`)."""
 import json
+import pathlib
 import subprocess
+import time
 
 import pytest
 
@@ -129,3 +131,53 @@ def test_a_put_that_would_change_a_datasets_kind_is_refused_on_both_paths(both, 
             assert p.returncode == 1, (p.returncode, p.stderr)
             assert (f"OutputError: storing output_dir(): dataset '{name}' holds a single file, not a directory"
                     in p.stderr), p.stderr
+
+
+@pytest.mark.parametrize("server", [False, True], ids=["embedded", "server"])
+def test_a_dataset_removed_while_data_get_copies_it_out_arrives_whole(cli, daemon, tmp_path, server):
+    """A run holds the content its --data names, so a `data rm` meanwhile
+    leaves it whole for that run; `data get -o DIR` held nothing. An rm
+    while it copied a directory dataset out deleted the files not copied
+    yet: embedded the get failed with "cannot copy dataset 'd' to DIR: No
+    such file or directory (the target must not hold files of the same
+    names)" and left DIR half-filled, through a daemon with "the archive
+    is truncated or damaged at 'f123'". The get now holds the content as
+    a run does: it arrives whole, and the rm's content goes once the get
+    is done."""
+    from daemonlib import TOKENS
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for i in range(200):
+        (tree / f"f{i:03}").write_bytes(bytes([i]) * (512 * 1024))
+    pre = ["--server", daemon.url] if server else []
+    env = dict(cli.env, PYSPRINTER_TOKEN=TOKENS["alice"])
+    home = daemon.home if server else pathlib.Path(cli.env["PYSPRINTER_HOME"])
+    put = subprocess.run([str(CLI), *pre, "data", "put", "held-get", str(tree), "--json"], env=env, cwd=cli.cwd,
+                         capture_output=True, text=True, timeout=120)
+    assert put.returncode == 0, put.stderr
+    obj = home / "data" / "objects" / json.loads(put.stdout)["hash"]
+    assert obj.is_dir()
+    got = tmp_path / "got"
+    got.mkdir()
+    get = subprocess.Popen([str(CLI), *pre, "data", "get", "held-get", "-o", str(got / "d")], env=env, cwd=cli.cwd,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(got.iterdir()) and get.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        rm = subprocess.run([str(CLI), *pre, "data", "rm", "held-get"], env=env, cwd=cli.cwd, capture_output=True,
+                            text=True, timeout=60)
+        assert rm.returncode == 0, rm.stderr
+        out, err = get.communicate(timeout=120)
+    finally:
+        if get.poll() is None:
+            get.kill()
+            get.wait()
+    assert (get.returncode, err) == (0, ""), err
+    assert sorted(p.name for p in (got / "d").iterdir()) == sorted(p.name for p in tree.iterdir())
+    assert (got / "d" / "f199").read_bytes() == bytes([199]) * (512 * 1024)
+    # The removed dataset's content does not outlive the get.
+    deadline = time.monotonic() + 30
+    while obj.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not obj.exists()
