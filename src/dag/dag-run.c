@@ -1238,9 +1238,10 @@ void dag_cancel(Dag *d) {
 void dag_task_info(Dag *d, size_t i, DagTaskInfo *ret) {
         pthread_mutex_lock(&d->lock);
         Task *t = &d->tasks[i];
-        *ret = (DagTaskInfo) {
+        *ret = (DagTaskInfo){
                 .name = t->name,
                 .file = t->file,
+                .line = t->line,
                 .state = t->state,
                 .depth = t->depth,
                 .run_id = t->run_id,

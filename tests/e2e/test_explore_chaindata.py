@@ -68,6 +68,20 @@ def test_a_later_steps_missing_argument_is_not_hinted_at_with_a_on_both_paths(bo
     assert r.stderr.endswith("(give positional values with -a VALUE, named ones with --NAME VALUE)\n"), r
 
 
+def test_a_step_file_not_in_utf8_is_named_in_the_same_words_on_both_paths(both, cli):
+    """A task file in Latin-1: embedded, `chain`/`dag run` said where the
+    first bad byte is ("task 'step2' (bin.py): bin.py:2:9: not valid
+    UTF-8", as `run` says it on both paths); with --server the CLI said
+    only "./bin.py: not valid UTF-8", before it sent anything."""
+    cli.write("a.py", "def a(x: int):\n    return x\n")
+    (cli.cwd / "bin.py").write_bytes(b"def b(x):\n    return 'caf\xe9'\n")
+    r = same(*both("chain", "a.py", "bin.py", *sandbox_args(), "-a", "1"))
+    assert (r.returncode, r.stderr) == (3, "pysprinter: chain: task 'step2' (bin.py): bin.py:2:16: not valid UTF-8\n"), r
+    cli.write("p.yaml", 'tasks:\n  one: {file: a.py, args: [1]}\n  two: {file: bin.py, args: ["${one}"]}\n')
+    r = same(*both("dag", "run", "p.yaml", *sandbox_args()))
+    assert (r.returncode, r.stderr) == (3, "pysprinter: p.yaml:3: task 'two' (bin.py): bin.py:2:16: not valid UTF-8\n"), r
+
+
 # ---- datasets ----
 
 def test_a_put_of_content_a_concurrent_rm_drops_keeps_its_content(cli, tmp_path):
