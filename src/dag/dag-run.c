@@ -662,10 +662,12 @@ static void run_task(Dag *d, Task *t) {
                 }
                 _cleanup_free_ char *m = NULL;
                 /* "KeyError: 3", never "KeyError: KeyError: 3": the
-                 * message may already start with its type. */
+                 * message may already start with its type, or be it
+                 * alone (`raise ValueError()`: "ValueError", not
+                 * "ValueError: ValueError"). */
                 size_t tl = res->error_type ? strlen(res->error_type) : 0;
                 bool typed = res->error_message && tl && strneq(res->error_message, res->error_type, tl) &&
-                             res->error_message[tl] == ':';
+                             (res->error_message[tl] == ':' || res->error_message[tl] == 0);
                 if (res->status == RUN_FAILED && res->error_type && !typed)
                         m = xasprintf("%s: %s", res->error_type, res->error_message ?: "");
                 else

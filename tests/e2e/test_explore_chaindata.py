@@ -82,6 +82,17 @@ def test_a_step_file_not_in_utf8_is_named_in_the_same_words_on_both_paths(both, 
     assert (r.returncode, r.stderr) == (3, "pysprinter: p.yaml:3: task 'two' (bin.py): bin.py:2:16: not valid UTF-8\n"), r
 
 
+def test_a_step_that_raises_without_a_message_is_named_once_on_both_paths(both, cli):
+    """`raise ValueError()` (or a bare KeyboardInterrupt) in a middle step:
+    the run's error is "ValueError" (the engine's "Type: str(e)", "Type"
+    when str(e) is empty) and the step said "ValueError: ValueError". It
+    now says the type once, as `run` does, and the exit code stays 1."""
+    cli.write("a.py", "def a(x: int):\n    return x\n")
+    cli.write("ve.py", "def ve(x):\n    raise ValueError()\n")
+    for r in both("chain", "a.py", "ve.py", "a.py", *sandbox_args(), "-a", "1", "-q"):
+        assert (r.returncode, r.stderr.splitlines()[0]) == (1, "  step2 failed (exit 1): ValueError"), r
+
+
 # ---- datasets ----
 
 def test_a_put_of_content_a_concurrent_rm_drops_keeps_its_content(cli, tmp_path):
