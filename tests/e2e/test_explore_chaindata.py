@@ -93,6 +93,58 @@ def test_a_step_that_raises_without_a_message_is_named_once_on_both_paths(both, 
         assert (r.returncode, r.stderr.splitlines()[0]) == (1, "  step2 failed (exit 1): ValueError"), r
 
 
+SNAP = """\
+import time
+from pysprinter import data_path
+
+def snap(prev=None, nap: float = 0):
+    seen = open(data_path("snap")).read().strip()
+    time.sleep(nap)
+    return (prev or []) + [seen]
+"""
+
+
+@pytest.mark.parametrize("server", [False, True], ids=["embedded", "server"])
+def test_every_step_of_a_chain_reads_one_version_of_its_data(cli, daemon, tmp_path, server):
+    """`chain snap.py snap.py --data snap`: a `data put snap` while step1
+    ran gave step2 the new version: one chain saw ["v1", "v2"], a mix no
+    single version of the dataset holds. Every step (every task of a DAG
+    run) now reads the version its first reader did."""
+    from daemonlib import TOKENS
+    cli.write("snap.py", SNAP)
+    pre = ["--server", daemon.url] if server else []
+    env = dict(cli.env, PYSPRINTER_TOKEN=TOKENS["alice"])
+    src = tmp_path / "s.txt"
+
+    def put(text):
+        src.write_text(text)
+        p = subprocess.run([str(CLI), *pre, "data", "put", "snap", str(src)], env=env, cwd=cli.cwd,
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+
+    put("v1\n")
+    chain = subprocess.Popen([str(CLI), *pre, "chain", "snap.py", "snap.py", *sandbox_args(), "--nap", "2",
+                              "--data", "snap", "--no-cache", "-q"], env=env, cwd=cli.cwd, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        # -q draws no view: step1 runs once its run exists.
+        deadline = time.monotonic() + 60
+        ls = []
+        while not ls and time.monotonic() < deadline:
+            time.sleep(0.05)
+            p = subprocess.run([str(CLI), *pre, "ps", "--json"], env=env, cwd=cli.cwd, capture_output=True, text=True,
+                               timeout=60)
+            ls = [r for r in json.loads(p.stdout or "[]") if r.get("status") == "running"]
+        assert ls, "step1 never ran"
+        put("v2\n")
+        out, err = chain.communicate(timeout=120)
+    finally:
+        if chain.poll() is None:
+            chain.kill()
+            chain.wait()
+    assert (chain.returncode, json.loads(out)) == (0, ["v1", "v1"]), (out, err)
+
+
 # ---- datasets ----
 
 def test_a_put_of_content_a_concurrent_rm_drops_keeps_its_content(cli, tmp_path):
