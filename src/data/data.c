@@ -741,12 +741,10 @@ int data_export(DataCatalog *c, const char *tenant, const char *ref, const char 
         struct stat st;
         bool out_is_dir = stat(out_path, &st) >= 0 && S_ISDIR(st.st_mode);
         if (i->file) {
-                _cleanup_free_ char *content = NULL;
-                size_t len = 0;
-                r = read_file(i->file, SIZE_MAX / 2, &content, &len);
+                /* Streamed: a dataset may hold GiBs, which a read whole
+                 * took from the CLI's memory (or killed it). */
                 _cleanup_free_ char *dst = out_is_dir ? path_join(out_path, strrchr(i->file, '/') + 1) : xstrdup(out_path);
-                if (r >= 0)
-                        r = write_file_atomic(dst, content, len, 0644);
+                r = tree_copy_file_out(i->file, dst);
                 if (r < 0)
                         *ret_error = xasprintf("cannot write %s: %s", dst, strerror(-r));
         } else {

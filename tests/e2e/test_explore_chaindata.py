@@ -258,3 +258,42 @@ def test_a_dataset_removed_while_data_get_copies_it_out_arrives_whole(cli, daemo
     while obj.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not obj.exists()
+
+
+@pytest.mark.parametrize("server", [False, True], ids=["embedded", "server"])
+def test_data_get_to_a_file_streams_a_large_dataset(cli, daemon, tmp_path, server):
+    """Embedded, `data get NAME -o FILE` read the whole file into memory
+    before it wrote it: a 200 MiB dataset took 200 MiB of the CLI's heap
+    (a dataset may hold 10 GiB), and under a 96 MiB data limit the CLI
+    died "out of memory", exit 134. It streams now, as stdout and the
+    server's download do; the file still appears whole or not at all."""
+    from daemonlib import TOKENS
+    import resource
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        f.truncate(200 << 20)
+        f.seek(100 << 20)
+        f.write(b"middle")
+    pre = ["--server", daemon.url] if server else []
+    env = dict(cli.env, PYSPRINTER_TOKEN=TOKENS["alice"])
+    put = subprocess.run([str(CLI), *pre, "data", "put", "big-get", str(big)], env=env, cwd=cli.cwd,
+                         capture_output=True, text=True, timeout=120)
+    assert put.returncode == 0, put.stderr
+    out = tmp_path / "got.bin"
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_DATA, (96 << 20, 96 << 20))
+    try:
+        get = subprocess.run([str(CLI), *pre, "data", "get", "big-get", "-o", str(out)], env=env, cwd=cli.cwd,
+                             capture_output=True, text=True, timeout=120, preexec_fn=limited)
+        assert (get.returncode, get.stderr) == (0, ""), get
+        assert out.stat().st_size == 200 << 20
+        with open(out, "rb") as f:
+            f.seek(100 << 20)
+            assert f.read(6) == b"middle"
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith("got.bin")] == ["got.bin"]
+    finally:
+        out.unlink(missing_ok=True)
+        big.unlink()
+        subprocess.run([str(CLI), *pre, "data", "rm", "big-get"], env=env, cwd=cli.cwd, capture_output=True,
+                       timeout=60)
