@@ -475,16 +475,27 @@ static int memo_output_version(Dag *d, Task *t, const char *run_id) {
  * tasks (two steps of a chain) gave them two versions of one input.
  * NULL when the name cannot be resolved: the mount says why.
  * *ret_warning: a URL dataset's failed revalidation (data_use()). */
-static char *data_pin(Dag *d, const char *name, char **ret_warning) {
+/* The pin of name already made, or with mine the one made now; a copy.
+ * NULL when there is none and mine is NULL. */
+static char *data_pin_take(Dag *d, const char *name, const char *mine) {
         size_t n = strlen(name);
+        char *pin = NULL;
         pthread_mutex_lock(&d->lock);
-        for (char **p = d->data_pins; p && *p; p++)
-                if (strneq(*p, name, n) && (*p)[n] == '@') {
-                        char *pin = xstrdup(*p);
-                        pthread_mutex_unlock(&d->lock);
-                        return pin;
-                }
+        for (char **p = d->data_pins; p && *p && !pin; p++)
+                if (strneq(*p, name, n) && (*p)[n] == '@')
+                        pin = xstrdup(*p);
+        if (!pin && mine) {
+                d->data_pins = strv_append(d->data_pins, mine);
+                pin = xstrdup(mine);
+        }
         pthread_mutex_unlock(&d->lock);
+        return pin;
+}
+
+static char *data_pin(Dag *d, const char *name, char **ret_warning) {
+        char *pin = data_pin_take(d, name, NULL);
+        if (pin)
+                return pin;
         /* Resolved unlocked (a URL dataset revalidates over the network);
          * of two tasks that got here at once, the first to pin wins. */
         DataInfo *i = NULL;
@@ -493,16 +504,7 @@ static char *data_pin(Dag *d, const char *name, char **ret_warning) {
                 return NULL;
         _cleanup_free_ char *mine = xasprintf("%s@%d", name, i->version);
         data_info_free(i);
-        pthread_mutex_lock(&d->lock);
-        for (char **p = d->data_pins; p && *p; p++)
-                if (strneq(*p, name, n) && (*p)[n] == '@') {
-                        char *pin = xstrdup(*p);
-                        pthread_mutex_unlock(&d->lock);
-                        return pin;
-                }
-        d->data_pins = strv_append(d->data_pins, mine);
-        pthread_mutex_unlock(&d->lock);
-        return TAKE_PTR(mine);
+        return data_pin_take(d, name, mine);
 }
 
 /* t's `data:` with each dataset an upstream task outputs pinned to the
