@@ -4,6 +4,7 @@
 not cover, embedded and against a real pysprinterd (`--server`)."""
 import json
 import pathlib
+import shutil
 import subprocess
 import time
 
@@ -253,6 +254,8 @@ def test_a_dataset_removed_while_data_get_copies_it_out_arrives_whole(cli, daemo
     assert (get.returncode, err) == (0, ""), err
     assert sorted(p.name for p in (got / "d").iterdir()) == sorted(p.name for p in tree.iterdir())
     assert (got / "d" / "f199").read_bytes() == bytes([199]) * (512 * 1024)
+    shutil.rmtree(got)
+    shutil.rmtree(tree)
     # The removed dataset's content does not outlive the get.
     deadline = time.monotonic() + 30
     while obj.exists() and time.monotonic() < deadline:
