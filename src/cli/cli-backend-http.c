@@ -831,8 +831,9 @@ static int http_workers(Backend *b, json_t **ret) {
 /* ---- DAG runs ------------------------------------------------------------ */
 
 /* Adds each task's file (read from base) to files, refusing any outside
- * base: the daemon gets the pipeline's directory, nothing else. */
-static int collect_files(Dag *d, const char *base, json_t *files, char **ret_error) {
+ * base: the daemon gets the pipeline's directory, nothing else. filename:
+ * the pipeline's, for messages. */
+static int collect_files(Dag *d, const char *filename, const char *base, json_t *files, char **ret_error) {
         for (size_t i = 0; i < dag_n_tasks(d); i++) {
                 DagTaskInfo ti;
                 dag_task_info(d, i, &ti);
@@ -856,7 +857,11 @@ static int collect_files(Dag *d, const char *base, json_t *files, char **ret_err
                 }
                 json_t *t = json_stringn(text, len);
                 if (!t) {
-                        *ret_error = xasprintf("%s: not valid UTF-8", path);
+                        /* JSON cannot carry it: said here as the engine
+                         * says it embedded, where the first bad byte is. */
+                        _cleanup_free_ char *bad = engine_source_error(ti.file, text, len);
+                        *ret_error = xasprintf("%s:%d: task '%s' (%s): %s", filename, ti.line, ti.name, ti.file,
+                                               bad ?: "not valid UTF-8");
                         return -EBADMSG;
                 }
                 json_object_set_new(files, ti.file, t);
@@ -906,7 +911,7 @@ int dag_request_body(const DagRequest *q, json_t **ret, char **ret_error) {
                  * dag_parse() read it here. */
                 json_object_set_new(params, k, json_string(eq ? eq + 1 : ""));
         }
-        int r = collect_files(q->dag, q->base_dir, files, ret_error);
+        int r = collect_files(q->dag, q->filename, q->base_dir, files, ret_error);
         if (r < 0) {
                 json_decref(req);
                 return r;

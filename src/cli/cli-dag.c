@@ -505,7 +505,9 @@ static int parse_dag_args(int argc, char **argv, bool resume, DagArgs *a) {
 /* A chain's pipeline is built in memory (chain_pipeline()): a message about
  * it names no file the user wrote. "chain.yaml:1:83: task 'step2': …", as
  * the parser and the validation (here or a server's) put it, is "chain:
- * task 'step2': …". Caller frees. */
+ * task 'step2': …". A later step's missing argument cannot be given with
+ * -a or --NAME (they are the first step's): its hint says what can be
+ * done. Caller frees. */
 static char *chain_message(const char *msg) {
         static const char prefix[] = "chain.yaml:", digits[] = "0123456789";
         if (!startswith(msg, prefix) || !strchr(digits, msg[strlen(prefix)]) || !msg[strlen(prefix)])
@@ -514,7 +516,15 @@ static char *chain_message(const char *msg) {
         p += strspn(p, digits);
         if (p[0] == ':' && p[1] && strchr(digits, p[1]))
                 p += 1 + strspn(p + 1, digits);
-        return startswith(p, ": ") ? xasprintf("chain: %s", p + 2) : xstrdup(msg);
+        if (!startswith(p, ": "))
+                return xstrdup(msg);
+        p += 2;
+        long n = startswith(p, "task 'step") ? strtol(p + strlen("task 'step"), NULL, 10) : 0;
+        if (n > 1 && endswith(p, RUN_ARGUMENT_HINT))
+                return xasprintf("chain: %.*s (a chain gives step%ld one argument, step%ld's result: give its other "
+                                 "parameters defaults)",
+                                 (int) (strlen(p) - strlen(RUN_ARGUMENT_HINT)), p, n, n - 1);
+        return xasprintf("chain: %s", p);
 }
 
 /* Runs q on b, draws it, prints its outcome; returns the exit code. json:
@@ -899,6 +909,50 @@ static char *chain_pipeline(char **files, int n_files, const RunArgs *a) {
         return text;
 }
 
+/* The directory a chain's steps are read from. A chain has no pipeline
+ * file whose directory holds its tasks: the user names each step where it
+ * is (`chain ../lib/a.py /srv/b.py`), and `run` reads such a file on both
+ * paths. When a step is not inside the working directory (dag_file_check(),
+ * the rule a pipeline sent to a server is held to, which refused such a
+ * chain with --server only), every step is named relative to the deepest
+ * directory holding them all, read through symlinks, embedded and with
+ * --server alike. Rewrites steps in place; returns the directory (caller
+ * frees), "." with the steps as written when all are inside or one cannot
+ * be resolved (dag_parse() then says why). */
+static char *chain_base_dir(char **steps) {
+        bool inside = true;
+        for (char **s = steps; s && *s && inside; s++) {
+                const char *sep = strstr(*s, "::");
+                _cleanup_free_ char *file = sep ? xstrndup(*s, (size_t) (sep - *s)) : xstrdup(*s), *why = NULL;
+                inside = dag_file_check(".", file, &why) >= 0;
+        }
+        if (inside)
+                return xstrdup(".");
+        _cleanup_strv_free_ char **real = NULL;
+        for (char **s = steps; *s; s++) {
+                const char *sep = strstr(*s, "::");
+                _cleanup_free_ char *file = sep ? xstrndup(*s, (size_t) (sep - *s)) : xstrdup(*s);
+                char *r = realpath(file, NULL);
+                if (!r)
+                        return xstrdup(".");
+                real = strv_append_take(real, r);
+        }
+        /* The deepest directory holding them all ("/" is length 0). */
+        size_t common = (size_t) (strrchr(real[0], '/') - real[0]);
+        for (char **r = real; *r; r++)
+                while (common > 0 && !(strneq(*r, real[0], common) && (*r)[common] == '/')) {
+                        const char *up = memrchr(real[0], '/', common);
+                        common = up ? (size_t) (up - real[0]) : 0;
+                }
+        for (size_t i = 0; steps[i]; i++) {
+                const char *sep = strstr(steps[i], "::");
+                char *named = xasprintf("%s%s", real[i] + common + 1, sep ?: "");
+                free(steps[i]);
+                steps[i] = named;
+        }
+        return common ? xstrndup(real[0], common) : xstrdup("/");
+}
+
 int verb_chain(int argc, char **argv) {
         for (int i = 0; i < argc; i++)
                 if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
@@ -912,7 +966,7 @@ int verb_chain(int argc, char **argv) {
         /* The steps, the options and the first step's arguments: run's
          * grammar, where a word naming a step starts the next one. */
         RunArgs a;
-        _cleanup_free_ char *err = NULL, *text = NULL;
+        _cleanup_free_ char *err = NULL, *text = NULL, *base = NULL;
         if (cli_parse_chain_args(argc, argv, &a, &err) < 0) {
                 cli_error("%s", err);
                 fprintf(stderr, "Try 'pysprinter chain --help'.\n");
@@ -931,13 +985,14 @@ int verb_chain(int argc, char **argv) {
                 run_args_done(&a);
                 return EXIT_USAGE;
         }
+        base = chain_base_dir(a.steps);
         text = chain_pipeline(a.steps, (int) strv_length(a.steps), &a);
         if (!text) {
                 cli_error("chain: a file name or argument is not valid UTF-8");
                 code = EXIT_USAGE;
                 goto out;
         }
-        int r = dag_parse(text, strlen(text), "chain.yaml", ".", NULL, &d, &err);
+        int r = dag_parse(text, strlen(text), "chain.yaml", base, NULL, &d, &err);
         if (r < 0) {
                 _cleanup_free_ char *m = chain_message(err ?: strerror(-r));
                 cli_error("%s", m);
@@ -949,8 +1004,13 @@ int verb_chain(int argc, char **argv) {
         if (code)
                 goto out;
         backend_note_options(b, &a, a.sandbox, "these tasks run");
-        DagRequest q = { .dag = d, .text = text, .len = strlen(text), .filename = "chain.yaml", .base_dir = ".",
-                         .sandbox = a.sandbox, .no_cache = a.no_cache };
+        DagRequest q = { .dag = d,
+                         .text = text,
+                         .len = strlen(text),
+                         .filename = "chain.yaml",
+                         .base_dir = base,
+                         .sandbox = a.sandbox,
+                         .no_cache = a.no_cache };
         code = run_dag(b, &q, a.json_output || cli_globals.json, true);
 out:
         backend_free(b);

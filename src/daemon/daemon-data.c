@@ -219,8 +219,10 @@ static struct MHD_Response *handle_list(const DaemonCall *call, unsigned *ret_st
 }
 
 /* The dataset the call names at its ?version= (0: the current one), for
- * reading; NULL with *ret_resp the answer when it cannot be had. */
-static DataInfo *dataset_for_read(const DaemonCall *call, const char *name, char **ret_warning,
+ * reading; NULL with *ret_resp the answer when it cannot be had. With
+ * ret_holds, its content is held until they are released (data_use_held():
+ * a download that a `data rm` cut short). */
+static DataInfo *dataset_for_read(const DaemonCall *call, const char *name, char **ret_warning, DataHolds **ret_holds,
                                   struct MHD_Response **ret_resp, unsigned *ret_status) {
         _cleanup_free_ char *err = NULL, *ref = NULL;
         int version;
@@ -231,7 +233,8 @@ static DataInfo *dataset_for_read(const DaemonCall *call, const char *name, char
         }
         ref = ref_of(name, version);
         DataInfo *info = NULL;
-        int r = data_use(call->d->catalog, call->tenant, ref, &info, ret_warning, &err);
+        int r = ret_holds ? data_use_held(call->d->catalog, call->tenant, ref, &info, ret_holds, ret_warning, &err)
+                          : data_use(call->d->catalog, call->tenant, ref, &info, ret_warning, &err);
         if (r < 0) {
                 *ret_resp = data_errno(r, name, err, ret_status);
                 return NULL;
@@ -243,7 +246,7 @@ static struct MHD_Response *handle_get(const DaemonCall *call, const char *name,
         Daemon *d = call->d;
         _cleanup_free_ char *warning = NULL;
         struct MHD_Response *resp = NULL;
-        DataInfo *info = dataset_for_read(call, name, &warning, &resp, ret_status);
+        DataInfo *info = dataset_for_read(call, name, &warning, NULL, &resp, ret_status);
         if (!info)
                 return resp;
         json_t *j = info_json(info);
@@ -273,6 +276,7 @@ static struct MHD_Response *handle_get(const DaemonCall *call, const char *name,
 typedef struct TarRead {
         DataTarStream *s;
         struct MHD_Connection *conn; /* cut when the tree cannot be read */
+        DataHolds *holds;            /* the tree stays while it is sent */
 } TarRead;
 
 static ssize_t tar_reader(void *cls, uint64_t pos, char *buf, size_t max) {
@@ -284,6 +288,7 @@ static ssize_t tar_reader(void *cls, uint64_t pos, char *buf, size_t max) {
 static void tar_reader_free(void *cls) {
         TarRead *t = cls;
         data_tar_stream_free(t->s);
+        data_holds_release(t->holds);
         free(t);
 }
 
@@ -301,18 +306,19 @@ static void content_headers(struct MHD_Response *resp, const DataInfo *info, con
 }
 
 /* The version's tree as a tar produced while MHD sends it (a dataset may
- * be GiBs: never a whole buffer). Takes info. */
-static struct MHD_Response *tar_response(struct MHD_Connection *conn, DataInfo *info, const char *warning,
-                                         unsigned *ret_status) {
+ * be GiBs: never a whole buffer). Takes info and holds. */
+static struct MHD_Response *tar_response(struct MHD_Connection *conn, DataInfo *info, DataHolds *holds,
+                                         const char *warning, unsigned *ret_status) {
         DataTarStream *s = NULL;
         int r = data_tar_stream_new(info->path, &s, NULL);
         if (r < 0) {
                 struct MHD_Response *resp = data_errno(r, info->name, NULL, ret_status);
                 data_info_free(info);
+                data_holds_release(holds);
                 return resp;
         }
         TarRead *t = xcalloc(1, sizeof(TarRead));
-        *t = (TarRead){ .s = s, .conn = conn };
+        *t = (TarRead){ .s = s, .conn = conn, .holds = holds };
         struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, tar_reader, t,
                                                                       tar_reader_free);
         if (!resp) {
@@ -330,7 +336,9 @@ static struct MHD_Response *tar_response(struct MHD_Connection *conn, DataInfo *
 static struct MHD_Response *handle_content(const DaemonCall *call, const char *name, unsigned *ret_status) {
         _cleanup_free_ char *warning = NULL;
         struct MHD_Response *resp = NULL;
-        DataInfo *info = dataset_for_read(call, name, &warning, &resp, ret_status);
+        /* Held until it is sent (an open file is read whole anyway). */
+        _cleanup_(data_holds_releasep) DataHolds *holds = NULL;
+        DataInfo *info = dataset_for_read(call, name, &warning, &holds, &resp, ret_status);
         if (!info)
                 return resp;
         const char *format = daemon_call_query(call, "format");
@@ -342,7 +350,7 @@ static struct MHD_Response *handle_content(const DaemonCall *call, const char *n
         /* ?format=tar: any dataset as a tar; a directory also when the
          * client accepts one (the CLI's `data get -o` asks for either). */
         if (format || (!info->file && accept && strstr(accept, "application/x-tar")))
-                return tar_response(call->conn, info, warning, ret_status);
+                return tar_response(call->conn, info, TAKE_PTR(holds), warning, ret_status);
         if (!info->file) {
                 data_info_free(info);
                 return daemon_error_response(409, "conflict", ret_status,

@@ -822,10 +822,9 @@ struct MHD_Response *daemon_api_lambda_get(const DaemonCall *call, unsigned *ret
 }
 
 /* daemon.h. */
-/* What the runner (src/worker/runner.py) adds to a missing-argument
- * ValidationError for the CLI's user: words about -a and --NAME that mean
- * nothing to a Lambda caller, whose event holds the arguments. */
-static const char cli_argument_hint[] = " (give positional values with -a VALUE, named ones with --NAME VALUE)";
+/* RUN_ARGUMENT_HINT: words about -a and --NAME that mean nothing to a
+ * Lambda caller, whose event holds the arguments. */
+static const char cli_argument_hint[] = RUN_ARGUMENT_HINT;
 
 char *lambda_error_message(RunStatus status, const char *type, const char *message) {
         if (!message)

@@ -50,6 +50,8 @@ int dag_file_check(const char *base_dir, const char *file, char **ret_error) {
                 return r;
         }
         size_t nb = strlen(real_base);
+        if (streq(real_base, "/"))
+                nb = 0; /* every path is inside "/", after its '/' */
         if (!strneq(real, real_base, nb) || real[nb] != '/') {
                 *ret_error = xasprintf("task file '%s' resolves outside the pipeline's directory (a relative path "
                                        "inside it is required)",

@@ -80,6 +80,10 @@ struct Dag {
         DataCatalog *catalog;
         DagOptions opts;
         char *tenant;
+        /* "NAME@V" per dataset a task's `data:` names as NAME (not an
+         * output of this run): the version its first reader resolved,
+         * which every later task reads too (pinned_data_refs()). */
+        char **data_pins;
 };
 
 /* dag-parse.c: the reference grammar. */

@@ -331,6 +331,7 @@ Dag *dag_free(Dag *d) {
         free(d->params_json);
         free(d->id);
         free(d->tenant);
+        strv_free(d->data_pins);
         pthread_mutex_destroy(&d->lock);
         pthread_cond_destroy(&d->cond);
         free(d);

@@ -469,15 +469,62 @@ static int memo_output_version(Dag *d, Task *t, const char *run_id) {
         return v;
 }
 
+/* The pin of dataset name (a `data:` entry without @VERSION that no task
+ * of this run outputs): "NAME@V" of the version the run's first reader
+ * resolved, made now when this is the first. A `data put` between two
+ * tasks (two steps of a chain) gave them two versions of one input.
+ * NULL when the name cannot be resolved: the mount says why.
+ * *ret_warning: a URL dataset's failed revalidation (data_use()). */
+/* The pin of name already made, or with mine the one made now; a copy.
+ * NULL when there is none and mine is NULL. */
+static char *data_pin_take(Dag *d, const char *name, const char *mine) {
+        size_t n = strlen(name);
+        char *pin = NULL;
+        pthread_mutex_lock(&d->lock);
+        for (char **p = d->data_pins; p && *p && !pin; p++)
+                if (strneq(*p, name, n) && (*p)[n] == '@')
+                        pin = xstrdup(*p);
+        if (!pin && mine) {
+                d->data_pins = strv_append(d->data_pins, mine);
+                pin = xstrdup(mine);
+        }
+        pthread_mutex_unlock(&d->lock);
+        return pin;
+}
+
+static char *data_pin(Dag *d, const char *name, char **ret_warning) {
+        char *pin = data_pin_take(d, name, NULL);
+        if (pin)
+                return pin;
+        /* Resolved unlocked (a URL dataset revalidates over the network);
+         * of two tasks that got here at once, the first to pin wins. */
+        DataInfo *i = NULL;
+        _cleanup_free_ char *err = NULL;
+        if (data_use(d->catalog, d->tenant, name, &i, ret_warning, &err) < 0)
+                return NULL;
+        _cleanup_free_ char *mine = xasprintf("%s@%d", name, i->version);
+        data_info_free(i);
+        return data_pin_take(d, name, mine);
+}
+
 /* t's `data:` with each dataset an upstream task outputs pinned to the
  * version it produced in this DAG run (not the current one, which another
- * DAG run may have moved). -ENOENT when the producer left none. */
-static int pinned_data_refs(Dag *d, Task *t, char ***ret, char **ret_error) {
+ * DAG run may have moved), and any other one named without @VERSION to
+ * the version the run's first reader of it read (data_pin(), whose
+ * warnings go to *ret_warning). -ENOENT when the producer left none. */
+static int pinned_data_refs(Dag *d, Task *t, char ***ret, char **ret_warning, char **ret_error) {
         char **refs = NULL;
         for (size_t k = 0; t->data && t->data[k]; k++) {
                 ssize_t j = t->data_producer ? t->data_producer[k] : -1;
                 if (j < 0) {
-                        refs = strv_append(refs, t->data[k]);
+                        _cleanup_free_ char *warn = NULL;
+                        _cleanup_free_ char *pin = strchr(t->data[k], '@') ? NULL : data_pin(d, t->data[k], &warn);
+                        refs = strv_append(refs, pin ?: t->data[k]);
+                        if (warn) {
+                                char *all = *ret_warning ? xasprintf("%s\n%s", *ret_warning, warn) : TAKE_PTR(warn);
+                                free(*ret_warning);
+                                *ret_warning = all;
+                        }
                         continue;
                 }
                 pthread_mutex_lock(&d->lock);
@@ -508,9 +555,15 @@ static void run_task(Dag *d, Task *t) {
                 return;
         }
         _cleanup_strv_free_ char **refs = NULL;
-        r = pinned_data_refs(d, t, &refs, &err);
+        _cleanup_free_ char *pin_warn = NULL;
+        r = pinned_data_refs(d, t, &refs, &pin_warn, &err);
         if (r >= 0)
                 r = data_resolve_mounts(d->catalog, d->tenant, refs, &mounts, &holds, &fp, &warn, &err);
+        if (r >= 0 && pin_warn) {
+                char *all = warn ? xasprintf("%s\n%s", pin_warn, warn) : TAKE_PTR(pin_warn);
+                free(warn);
+                warn = all;
+        }
         if (r < 0) {
                 finish(d, t, DAG_TASK_FAILED, err, EXIT_VALIDATION);
                 return;
@@ -662,10 +715,12 @@ static void run_task(Dag *d, Task *t) {
                 }
                 _cleanup_free_ char *m = NULL;
                 /* "KeyError: 3", never "KeyError: KeyError: 3": the
-                 * message may already start with its type. */
+                 * message may already start with its type, or be it
+                 * alone (`raise ValueError()`: "ValueError", not
+                 * "ValueError: ValueError"). */
                 size_t tl = res->error_type ? strlen(res->error_type) : 0;
                 bool typed = res->error_message && tl && strneq(res->error_message, res->error_type, tl) &&
-                             res->error_message[tl] == ':';
+                             (res->error_message[tl] == ':' || res->error_message[tl] == 0);
                 if (res->status == RUN_FAILED && res->error_type && !typed)
                         m = xasprintf("%s: %s", res->error_type, res->error_message ?: "");
                 else
@@ -1238,9 +1293,10 @@ void dag_cancel(Dag *d) {
 void dag_task_info(Dag *d, size_t i, DagTaskInfo *ret) {
         pthread_mutex_lock(&d->lock);
         Task *t = &d->tasks[i];
-        *ret = (DagTaskInfo) {
+        *ret = (DagTaskInfo){
                 .name = t->name,
                 .file = t->file,
+                .line = t->line,
                 .state = t->state,
                 .depth = t->depth,
                 .run_id = t->run_id,

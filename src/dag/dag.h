@@ -229,6 +229,7 @@ bool dag_cancelled(const Dag *d);
 typedef struct DagTaskInfo {
         const char *name;
         const char *file;
+        int line; /* where the pipeline file names the task */
         DagTaskState state;
         int depth;               /* longest path from a root: 0 for roots */
         const char *run_id;

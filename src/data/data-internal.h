@@ -58,6 +58,10 @@ int tree_publish(const char *staged, const char *dst);
 void tree_make_owner_readable(const char *dir);
 /* Copies a tree out (plain files, mode 0644/0755). */
 int tree_copy_out(const char *src, const char *dst);
+/* Copies the regular file src to dst (0644 less the umask) through a
+ * temporary file beside it, fsynced and renamed: dst appears whole or not
+ * at all, and the bytes are streamed, never held in memory. */
+int tree_copy_file_out(const char *src, const char *dst);
 /* Sorted entry names of an open directory (not . and ..); dirfd stays open. */
 int tree_list_sorted(int dirfd, char ***ret, size_t *ret_n);
 /* The one regular file at the top of dir when dir holds exactly that. */

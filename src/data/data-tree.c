@@ -1,6 +1,7 @@
 /* Trees on disk: import copies with caps, the content hash, read-only
  * marking, export copies. Every walk uses dir fds and O_NOFOLLOW so a
  * symlink swapped in mid-walk is never followed. */
+#include <assert.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -365,6 +366,25 @@ int tree_copy_out(const char *src, const char *dst) {
                 return -errno;
         _cleanup_free_ char *bad = NULL;
         return copy_dir(in, out, "", 0, NULL, &bad);
+}
+
+int tree_copy_file_out(const char *src, const char *dst) {
+        assert(src && dst);
+        _cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC);
+        if (in < 0)
+                return -errno;
+        /* pid and thread id, as write_file_atomic(): two threads of one
+         * process writing the same path must not share a temp file. */
+        _cleanup_free_ char *tmp = xasprintf("%s.tmp.%d.%d", dst, (int) getpid(), (int) gettid());
+        int r = copy_fd(in, AT_FDCWD, tmp, 0644, NULL);
+        if (r >= 0) {
+                _cleanup_close_ int out = open(tmp, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+                if (out < 0 || fsync(out) < 0 || rename(tmp, dst) < 0)
+                        r = -errno;
+        }
+        if (r < 0 && r != -EEXIST)
+                (void) unlink(tmp);
+        return r;
 }
 
 int tree_single_file(const char *dir, char **ret_path) {

@@ -217,10 +217,56 @@ void data_staging_remove(const char *dir) {
         (void) rm_rf(dir);
 }
 
+/* A shared lock on the object dst for a put that records a version of it:
+ * dst as it is (another put's content) or, when it is not there, staged
+ * moved into its place. A gc_object() (a `data rm` of another name holding
+ * this content) counts no reference to it until the version is recorded:
+ * without the lock it moved the content away under the put, whose new
+ * version then named bytes that were gone. The gc holds its exclusive lock
+ * while it moves the object aside, so the put waits for it and then stores
+ * its own copy. Returns the fd holding the lock. */
+static int hold_or_publish(const char *staged, const char *dst, char **ret_error) {
+        for (int attempt = 0; attempt < 100; attempt++) {
+                _cleanup_close_ int fd = open(dst, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (fd >= 0) {
+                        struct stat held, now;
+                        if (flock(fd, LOCK_SH) == 0 && fstat(fd, &held) == 0 && stat(dst, &now) == 0 &&
+                            held.st_ino == now.st_ino && held.st_dev == now.st_dev)
+                                return TAKE_FD(fd);
+                        continue; /* moved aside meanwhile: store ours */
+                }
+                int r = -errno;
+                if (r != -ENOENT) {
+                        *ret_error = xasprintf("cannot open %s: %s", dst, strerror(-r));
+                        return r;
+                }
+                /* Locked before it enters the store: the lock is the
+                 * inode's, and no gc can take it between the two. */
+                fd = open(staged, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (fd < 0 || flock(fd, LOCK_SH) < 0) {
+                        r = -errno;
+                        *ret_error = xasprintf("cannot lock the staged content: %s", strerror(-r));
+                        return r;
+                }
+                r = tree_publish(staged, dst);
+                if (r >= 0)
+                        return TAKE_FD(fd);
+                if (r != -ENOTEMPTY && r != -EEXIST) {
+                        *ret_error = xasprintf("cannot move the content into %s: %s", dst, strerror(-r));
+                        return r;
+                }
+                /* Another put of the same content came first: hold its. */
+        }
+        *ret_error = xasprintf("cannot store the content in %s: it keeps being removed", dst);
+        return -EBUSY;
+}
+
 /* Hashes the staged tree, checks the tenant cap, and moves it into the
- * object store (or drops it when that content is there already). */
+ * object store (or drops it when that content is there already).
+ * ret_hold: an fd with a shared lock on the stored object, which the
+ * caller closes once the version naming it is recorded (hold_or_publish). */
 static int commit_staged(DataCatalog *c, const char *tenant, const char *staged, char **ret_hash, uint64_t *ret_size,
-                         uint64_t *ret_files, char **ret_error) {
+                         uint64_t *ret_files, int *ret_hold, char **ret_error) {
         _cleanup_free_ char *hash = NULL;
         uint64_t size = 0, files = 0;
         int r = tree_hash(staged, &hash, &size, &files);
@@ -241,14 +287,10 @@ static int commit_staged(DataCatalog *c, const char *tenant, const char *staged,
                 return -EDQUOT;
         }
         _cleanup_free_ char *dst = path_join(c->objects, hash);
-        struct stat st;
-        if (stat(dst, &st) < 0) {
-                r = tree_publish(staged, dst);
-                if (r < 0 && r != -ENOTEMPTY && r != -EEXIST) {
-                        *ret_error = xasprintf("cannot move the content into %s: %s", dst, strerror(-r));
-                        return r;
-                }
-        }
+        int hold = hold_or_publish(staged, dst, ret_error);
+        if (hold < 0)
+                return hold;
+        *ret_hold = hold;
         *ret_hash = TAKE_PTR(hash);
         *ret_size = size;
         *ret_files = files;
@@ -295,12 +337,41 @@ static int fetch_url_staged(DataCatalog *c, const char *url, const char *etag, c
         return 0;
 }
 
+/* A dataset's kind is the dataset's, not a version's: every version is
+ * mounted, fetched and shown as one file or as a directory by it. A put
+ * of the other kind made every earlier version the new kind (`data get
+ * NAME@1` of a file printed a directory's path); it is refused. */
+static int check_same_kind(DataCatalog *c, const char *tenant, const DatasetRecord *d, char **ret_error) {
+        DatasetRecord *had = NULL;
+        DatasetVersion *v = NULL;
+        size_t n = 0;
+        /* No version left (`data rm NAME@N` of each): nothing to keep. */
+        if (c->ds->ops->versions(c->ds, tenant, d->name, &v, &n) < 0 || n == 0)
+                return 0;
+        dataset_version_list_free(v, n);
+        if (c->ds->ops->get(c->ds, tenant, d->name, &had) < 0 || !had)
+                return 0;
+        bool was_dir = had->kind && streq(had->kind, "dir"), is_dir = d->kind && streq(d->kind, "dir");
+        dataset_record_free(had);
+        if (was_dir == is_dir)
+                return 0;
+        const char *held = was_dir ? "a directory" : "a single file", *put = is_dir ? "a directory" : "a single file";
+        *ret_error = xasprintf("dataset '%s' holds %s, not %s: store %s under another name, or remove the dataset "
+                               "first (pysprinter data rm %s)",
+                               d->name, held, put, put, d->name);
+        return -EINVAL;
+}
+
 /* Records the staged content as a version of (tenant, name) and returns it. */
 static int add_staged_version(DataCatalog *c, const char *tenant, const DatasetRecord *d, const char *staged,
                               DataInfo **ret, char **ret_error) {
+        int k = check_same_kind(c, tenant, d, ret_error);
+        if (k < 0)
+                return k;
         _cleanup_free_ char *hash = NULL;
         uint64_t size = 0, files = 0;
-        int r = commit_staged(c, tenant, staged, &hash, &size, &files, ret_error);
+        _cleanup_close_ int hold = -EBADF; /* until the version is recorded */
+        int r = commit_staged(c, tenant, staged, &hash, &size, &files, &hold, ret_error);
         if (r < 0)
                 return r;
         r = c->ds->ops->put(c->ds, d);
@@ -661,18 +732,19 @@ int data_use(DataCatalog *c, const char *tenant, const char *ref, DataInfo **ret
 int data_export(DataCatalog *c, const char *tenant, const char *ref, const char *out_path, char **ret_warning,
                 char **ret_error) {
         DataInfo *i = NULL;
-        int r = data_use(c, tenant, ref, &i, ret_warning, ret_error);
+        /* Held while it is copied: a `data rm` meanwhile deleted the files
+         * not copied yet. */
+        _cleanup_(data_holds_releasep) DataHolds *holds = NULL;
+        int r = data_use_held(c, tenant, ref, &i, &holds, ret_warning, ret_error);
         if (r < 0)
                 return r;
         struct stat st;
         bool out_is_dir = stat(out_path, &st) >= 0 && S_ISDIR(st.st_mode);
         if (i->file) {
-                _cleanup_free_ char *content = NULL;
-                size_t len = 0;
-                r = read_file(i->file, SIZE_MAX / 2, &content, &len);
+                /* Streamed: a dataset may hold GiBs, which a read whole
+                 * took from the CLI's memory (or killed it). */
                 _cleanup_free_ char *dst = out_is_dir ? path_join(out_path, strrchr(i->file, '/') + 1) : xstrdup(out_path);
-                if (r >= 0)
-                        r = write_file_atomic(dst, content, len, 0644);
+                r = tree_copy_file_out(i->file, dst);
                 if (r < 0)
                         *ret_error = xasprintf("cannot write %s: %s", dst, strerror(-r));
         } else {
@@ -747,6 +819,38 @@ void data_holds_release(DataHolds *h) {
         strv_free(h->hashes);
         free(h->fds);
         free(h);
+}
+
+int data_use_held(DataCatalog *c, const char *tenant, const char *ref, DataInfo **ret, DataHolds **ret_holds,
+                  char **ret_warning, char **ret_error) {
+        assert(c && ref && ret && ret_holds && ret_error);
+        /* The lookup and the lock are two steps: a removal between them
+         * moved the content away (hold_object() says -ENOENT); the next
+         * lookup sees the catalogue after it. */
+        for (int attempt = 0;; attempt++) {
+                DataInfo *i = NULL;
+                _cleanup_free_ char *warning = NULL;
+                int r = data_use(c, tenant, ref, &i, &warning, ret_error);
+                if (r < 0)
+                        return r;
+                DataHolds *h = xcalloc(1, sizeof(DataHolds));
+                h->catalog = c;
+                r = hold_object(c, i->hash, h);
+                if (r >= 0) {
+                        *ret = i;
+                        *ret_holds = h;
+                        if (ret_warning)
+                                *ret_warning = TAKE_PTR(warning);
+                        return 0;
+                }
+                data_holds_release(h);
+                if (attempt == 2) {
+                        *ret_error = xasprintf("dataset '%s' was removed while it was read", i->name);
+                        data_info_free(i);
+                        return -ENOENT;
+                }
+                data_info_free(i);
+        }
 }
 
 int data_remove_unknown(const char *ref, char **ret_error) {

@@ -239,6 +239,14 @@ static inline void data_holds_releasep(DataHolds **h) {
         data_holds_release(*h);
 }
 
+/* data_use() and a hold on the content it names, for a reader that is
+ * not a run (`data get`, a daemon's download): a `data rm` meanwhile
+ * deletes it only when *ret_holds is released, as for a run. -ENOENT when
+ * there is no such dataset or version, also when it was removed between
+ * the lookup and the hold. */
+int data_use_held(DataCatalog *c, const char *tenant, const char *ref, DataInfo **ret, DataHolds **ret_holds,
+                  char **ret_warning, char **ret_error);
+
 /* "NAME=/host/path" for each ref (RunSpec.data), in order, NULL-terminated:
  * the content directory, or for a single-file dataset (a file or a URL put)
  * the file itself, which pysprinter.data_path(NAME) then returns.

@@ -1176,11 +1176,15 @@ static void output_dir_finish(RunCtx *c) {
                                 c->res->value_json = NULL;
                                 if (r == -EFBIG || r == -EDQUOT || r == -EMFILE)
                                         set_outcome(c, RUN_KILLED, EXIT_LIMIT, "OutputDirLimit", m);
-                                else if (r == -ELOOP || r == -EPERM || r == -EILSEQ || r == -ENAMETOOLONG)
+                                else if (r == -ELOOP || r == -EPERM || r == -EILSEQ || r == -ENAMETOOLONG ||
+                                         r == -EINVAL)
                                         /* A symlink, a special file, a name with
                                          * a newline, a tree too deep
                                          * (data_tree_error()): what the function
-                                         * left there, not our fault. */
+                                         * left there, not our fault; or a
+                                         * dataset that holds a single file
+                                         * named for a directory (-EINVAL):
+                                         * the caller's. */
                                         set_outcome(c, RUN_FAILED, EXIT_RAISED, "OutputError", m);
                                 else
                                         set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "OutputError", m);

@@ -35,6 +35,10 @@ typedef enum RunStatus {
         RUN_LOST,       /* the runner died while it was in flight */
         _RUN_STATUS_MAX,
 } RunStatus;
+/* What the runner (src/worker/runner.py) adds to a missing-argument
+ * ValidationError for the CLI's user; a caller whose arguments are not
+ * -a and --NAME (a Lambda event, a chain's later step) replaces it. */
+#define RUN_ARGUMENT_HINT " (give positional values with -a VALUE, named ones with --NAME VALUE)"
 const char *run_status_to_string(RunStatus s);
 /* Every status's name in enum order, as messages list them. */
 #define RUN_STATUS_NAMES "queued, running, succeeded, failed, invalid, deps_failed, killed, cancelled, error, lost"

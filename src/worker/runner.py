@@ -914,7 +914,7 @@ def _bind(fn, args, kwargs, plan=None):
         which = ", ".join(f"'{p}'" for p in missing)
         raise ValidationError(
             f"{fn.name}() missing {len(missing)} required argument{'s' if len(missing) > 1 else ''}: {which}"
-            f" (give positional values with -a VALUE, named ones with --NAME VALUE)")
+            f" (give positional values with -a VALUE, named ones with --NAME VALUE)")  # RUN_ARGUMENT_HINT
     return out_args, out_kwargs
 
 

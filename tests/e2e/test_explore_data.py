@@ -410,15 +410,16 @@ def test_a_memoised_output_task_does_not_hand_on_another_contents_version(cli, t
     """A memo hit of an `outputs:` task re-uses the version its run made,
     "if the dataset still has it". After `data rm NAME@1` and a `data put`
     of other content, that number was back with the other content: the
-    task showed `cached` and its reader got the wrong files (here a
-    NotADirectoryError)."""
+    task showed `cached` and its reader got the wrong files (a
+    NotADirectoryError when the other content was one file)."""
     cli.write("mr.py", MAKE_READ)
     cli.write("mr.yaml", MAKE_READ_DAG)
     p = cli("dag", "run", "mr.yaml")
     assert p.returncode == 0 and p.stdout.strip() == "made", (p.stdout, p.stderr)
     assert cli("data", "rm", "explore-made@1").returncode == 0
-    other = tmp_path / "other.txt"
-    other.write_text("not it")
+    other = tmp_path / "other"  # a directory, as the task's output is (another kind is refused)
+    other.mkdir()
+    (other / "other.txt").write_text("not it")
     assert cli("data", "put", "explore-made", other).returncode == 0
     p = cli("dag", "run", "mr.yaml")
     assert p.returncode == 0 and p.stdout.strip() == "made", (p.stdout, p.stderr)

@@ -265,8 +265,8 @@ def test_dag_outputs_flow_downstream_and_memoise(pcli):
     # A new version of parts made elsewhere does not reach this DAG's
     # summarise, which reads the version its upstream produced... and a
     # memo hit of make re-uses version 1, so summarise is a hit too.
-    pcli.write("x.txt", "not parts")
-    pcli("data", "put", "parts", str(pcli.cwd / "x.txt"), check=0)
+    pcli.write("other/x.txt", "not parts")  # a directory, as parts is (a file is refused)
+    pcli("data", "put", "parts", str(pcli.cwd / "other"), check=0)
     assert versions(pcli, "parts") == [1, 2]
     third = json.loads(pcli("dag", "run", *pcli.sandbox, "p.yaml", "--json", check=0).stdout)
     assert all(t["state"] == "cached" for t in third["tasks"].values()), third

@@ -341,6 +341,9 @@ static void test_file_check_symlink_and_loader(void **state) {
         assert_int_equal(dag_file_check(dir, "missing.py", &err), -ENOENT);
         free(err);
         err = NULL;
+        /* Every file is inside "/" (the base of a chain's steps that share
+         * no deeper directory): "/etc" was compared as "/" + 'e'. */
+        assert_int_equal(dag_file_check("/", "etc/hostname", &err), 0);
         Dag *d = NULL;
         const char *text = "tasks:\n  a: {file: /etc/hostname}\n";
         assert_int_equal(dag_parse_with(text, strlen(text), "p.yaml", dir, NULL, dag_load_confined, NULL, &d, &err),
