@@ -194,7 +194,13 @@ export function functionPage(main, [name], query, session) {
         h('dt', {}, 'signature'), h('dd', {}, h('code', { id: 'fn-signature' }, signatureOf(f))),
         h('dt', {}, 'docstring'), h('dd', {}, f.doc ? h('pre', { id: 'fn-doc', class: 'doc' }, f.doc) : '—'),
         h('dt', {}, 'deployed'), h('dd', {}, fmtTime(f.created_at)),
-        h('dt', {}, 'description'), h('dd', {}, f.description || '—')),
+        h('dt', {}, 'description'), h('dd', {}, f.description || '—'),
+        // The packages the version is pinned to (its lock, as `functions
+        // show` prints it), name==version each; none for a version without.
+        f.lock && Array.isArray(f.lock.packages) ? [h('dt', {}, 'packages'),
+          h('dd', { id: 'fn-lock', class: 'pkgs' }, f.lock.packages.length
+            ? f.lock.packages.map((p, i) => [i ? ' ' : '', h('code', {}, `${p.name}==${p.version}`)])
+            : '—')] : null),
       section(call.pinned ? `How to call version ${f.version}` : 'How to call',
         h('h3', {}, 'CLI'), h('pre', { id: 'fn-call-cli', class: 'json' }, call.cli),
         h('h3', {}, 'HTTP'), h('pre', { id: 'fn-call-http', class: 'json' }, call.http),

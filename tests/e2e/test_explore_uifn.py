@@ -1,0 +1,158 @@
+"""The dashboard (docs/ui.md) as an operator uses it, in Debian's chromium
+(tests/e2e/uilib.py) against one real pysprinterd for the module: the runs
+table's function and schedule filters asked of the server (a function's
+runs older than the tenant's newest 1000 are found), and a function
+version's pinned packages as `pysprinter functions show` has them."""
+import json
+import sqlite3
+
+import pytest
+
+from conftest import CLI, DAEMON
+from daemonlib import TOKENS, Daemon
+from uilib import start_browser, ui_login, wait_for
+
+pytestmark = pytest.mark.skipif(not (DAEMON.exists() and CLI.exists()), reason="pysprinterd or pysprinter not built")
+
+TICK = "def tick(tag: str = 'none'):\n    return tag\n"
+PINNED = "def pinned():\n    import uipkg\n    return uipkg.V\n"
+FILLER = 1100  # ad-hoc runs newer than tick's: more than one list (1000) holds
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    import pkgindex
+    wheels = tmp_path_factory.mktemp("wheels")
+    idx = pkgindex.Index()
+    idx.add(pkgindex.build_wheel(wheels, "uidep", "2.0", files={"uidep/__init__.py": "V = 2\n"}))
+    idx.add(pkgindex.build_wheel(wheels, "uipkg", "1.3", files={"uipkg/__init__.py": "import uidep\nV = 13\n"},
+                                 requires=["uidep>=2"]))
+    idx.start()
+    try:
+        yield idx
+    finally:
+        idx.stop()
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory, index):
+    """Deployed: tick, pinned v1 (uipkg, its lock) and v2 (no
+    requirements, no lock); schedule 'yearly' fires tick (never during the
+    tests). Then alice's runs: three of tick (the middle one fired by
+    yearly), older than FILLER ad-hoc runs, written to the store as the
+    daemon writes them."""
+    daemon = Daemon(tmp_path_factory.mktemp("uifn"), config_extra=f"index:\n  url: {index.url}\n")
+    with daemon.serving(clean_exit=False) as running:
+        for name, src, extra in (("tick", TICK, {}), ("pinned", PINNED, {"requirements": {"uipkg": ">=1"}}),
+                                 ("pinned", "def pinned():\n    return 2\n", {})):
+            st, b = running.call("POST", "/v1/functions", {"name": name, "source": src, **extra})
+            assert st == 201, (st, b)
+        st, b = running.call("POST", "/v1/schedules", {"name": "yearly", "function": "tick", "cron": "0 0 1 1 *"})
+        assert st == 201, (st, b)
+    rows = [(f"rtick{i}", 1_600_000_000_000_000 + i, "tick", 1, "yearly" if i == 1 else None) for i in range(3)]
+    rows += [(f"rfill{i:05d}", 1_700_000_000_000_000 + i, None, None, None) for i in range(FILLER)]
+    db = sqlite3.connect(daemon.home / "pysprinter.db")
+    with db:
+        db.executemany("INSERT INTO runs (id, tenant, filename, status, exit_code, created, started, finished, "
+                       "attempt, max_attempts, owner_pid, owner_start) "
+                       "VALUES (?, 'alice', 'f.py', 'succeeded', 0, ?, 0, 0, 1, 1, 0, 0)",
+                       [(r[0], r[1]) for r in rows])
+        db.executemany("UPDATE runs SET fn_name = ?, fn_version = ?, schedule = ? WHERE id = ?",
+                       [(r[2], r[3], r[4], r[0]) for r in rows])
+    db.close()
+    with daemon.serving(clean_exit=False) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def drv(d):
+    b = start_browser()
+    try:
+        ui_login(b, d, TOKENS["alice"], "alice")
+        yield b
+    finally:
+        b.quit()
+
+
+def go(drv, d, route):
+    """Opens route (a hash route) as a fresh page load: a deep link."""
+    drv.get(d.url + "/ui/" + route)
+    drv.refresh()
+
+
+def css(drv, sel):
+    return drv.find_elements("css selector", sel)
+
+
+def text_of(drv, sel):
+    return drv.execute_script("const e = document.querySelector(arguments[0]); return e ? e.innerText : ''", sel)
+
+
+def shown_runs(drv):
+    return drv.execute_script("return [...document.querySelectorAll('#runs-body tr[data-run]')]"
+                              ".map((r) => r.dataset.run)")
+
+
+# ---- the runs table's filters -------------------------------------------------------------
+
+
+def test_a_functions_runs_older_than_the_newest_1000_are_listed(drv, d):
+    """#/runs?function=tick filtered the newest 1000 runs in the browser:
+    tick's runs, older than those, were not among them ("No run matches the
+    filters.") though GET /v1/runs?function=tick lists them."""
+    st, b = d.call("GET", "/v1/runs?function=tick")
+    assert st == 200 and [r["id"] for r in b["runs"]] == ["rtick2", "rtick1", "rtick0"], (st, b)
+    go(drv, d, "#/runs?function=tick")
+    wait_for(lambda: shown_runs(drv) == ["rtick2", "rtick1", "rtick0"], what="tick's three runs", timeout=40)
+    assert drv.execute_script("return document.getElementById('f-function').value") == "tick"
+    assert "3 run(s)" in text_of(drv, ".pager")
+    # The column names the deployed function and its version, as ps does.
+    assert "tick@1" in text_of(drv, 'tr[data-run="rtick0"]')
+    # New runs come live: tick's are listed, another function's are not.
+    wait_for(lambda: "●" in text_of(drv, "#live"), what="the live table")
+    st, other = d.call("POST", "/v1/functions/pinned/invoke?wait=true", {})
+    assert st == 200, other
+    st, new = d.call("POST", "/v1/functions/tick/invoke?wait=true", {"args": ["x"]})
+    assert st == 200, new
+    wait_for(lambda: shown_runs(drv) == [new["id"], "rtick2", "rtick1", "rtick0"], what="tick's new run, live: " + new["id"])
+
+
+def test_the_schedule_filter_is_the_servers_and_kept_in_the_link(drv, d):
+    from selenium.webdriver.support.ui import Select
+    go(drv, d, "#/runs")
+    wait_for(lambda: len(shown_runs(drv)) == 50, what="the first page", timeout=40)
+    sel = wait_for(lambda: css(drv, "#f-schedule"), what="a schedule filter")[0]
+    wait_for(lambda: "yearly" in [o.get_attribute("value") for o in Select(sel).options],
+             what="the schedule among the choices")
+    Select(sel).select_by_value("yearly")
+    wait_for(lambda: shown_runs(drv) == ["rtick1"], what="yearly's run", timeout=40)
+    assert "schedule=yearly" in drv.current_url, drv.current_url
+    # The link opened anew shows the same.
+    go(drv, d, "#/runs?schedule=yearly")
+    wait_for(lambda: shown_runs(drv) == ["rtick1"], what="yearly's run from the link", timeout=40)
+    assert drv.execute_script("return document.getElementById('f-schedule').value") == "yearly"
+    # Deployed functions are choices of the function filter, runs or not.
+    fns = [o.get_attribute("value") for o in Select(css(drv, "#f-function")[0]).options]
+    assert {"tick", "pinned"} <= set(fns), fns
+
+
+# ---- a function version's lock -------------------------------------------------------------
+
+
+def test_the_function_page_shows_the_versions_pinned_packages(drv, d, cli):
+    """GET /v1/functions/NAME has the version's lock (what `functions show`
+    prints); the page showed its requirements only, not what they resolved
+    to."""
+    p = cli("functions", "show", "pinned", "--server", d.url, "--json", env={"PYSPRINTER_TOKEN": TOKENS["alice"]})
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["lock"] is None  # v2, the latest: no requirements
+    st, v1 = d.call("GET", "/v1/functions/pinned?version=1")
+    assert st == 200, v1
+    want = " ".join(f"{x['name']}=={x['version']}" for x in v1["lock"]["packages"])
+    assert "uipkg==1.3" in want and "uidep==2.0" in want, want
+    go(drv, d, "#/functions/pinned?version=1")
+    got = wait_for(lambda: text_of(drv, "#fn-lock"), what="the version's packages")
+    assert " ".join(got.split()) == want, got
+    go(drv, d, "#/functions/pinned")
+    wait_for(lambda: "(latest)" in text_of(drv, "#fn-version"), what="the latest version")
+    assert not css(drv, "#fn-lock")
