@@ -11,9 +11,10 @@ export function functionsPage(main) {
   main.append(h('h1', {}, 'Functions'), body);
   api('/v1/functions').then((data) => {
     const rows = data.functions.map((f) => h('tr', {},
-      h('td', {}, h('a', { href: `#/functions/${encodeURIComponent(f.name)}` }, f.name)),
-      h('td', { class: 'num' }, f.version), h('td', {}, f.function || '—'), h('td', {}, f.filename || '—'),
-      h('td', {}, f.description || ''), h('td', {}, fmtTime(f.created_at))));
+      h('td', { class: 'wrap' }, h('a', { href: `#/functions/${encodeURIComponent(f.name)}` }, f.name)),
+      h('td', { class: 'num' }, f.version), h('td', { class: 'wrap' }, f.function || '—'),
+      h('td', { class: 'wrap' }, f.filename || '—'), h('td', { class: 'wrap' }, f.description || ''),
+      h('td', {}, fmtTime(f.created_at))));
     body.append(table(['Name', 'Version', 'Function', 'File', 'Description', 'Deployed'], rows,
       { empty: 'No functions deployed: `pysprinter deploy NAME file.py --server …`.' }));
   }).catch((e) => body.append(errorBox(e)));

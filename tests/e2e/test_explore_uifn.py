@@ -156,3 +156,47 @@ def test_the_function_page_shows_the_versions_pinned_packages(drv, d, cli):
     go(drv, d, "#/functions/pinned")
     wait_for(lambda: "(latest)" in text_of(drv, "#fn-version"), what="the latest version")
     assert not css(drv, "#fn-lock")
+
+
+# ---- long values, the workers' idle times ------------------------------------------------------
+
+LONG_NAME = "n" * 64
+
+
+def overflow(drv):
+    return drv.execute_script("const e = document.documentElement; return e.scrollWidth - e.clientWidth")
+
+
+def test_long_unbroken_values_wrap_inside_the_page(drv, d):
+    """A 64-character name, a long default, docstring or description (one
+    word each) and an error message of 3000 x's pushed the function page,
+    the functions list and the run page 10 to 20 screens wide: the facts and
+    the error line did not wrap."""
+    src = ("def " + "g" * 60 + "(a: str = '" + "d" * 300 + "'):\n    '''" + "doc" * 400 + "'''\n"
+           "    raise ValueError('x' * 3000)\n")
+    st, b = d.call("POST", "/v1/functions", {"name": LONG_NAME, "source": src, "description": "desc" * 200})
+    assert st == 201, (st, b)
+    st, r = d.call("POST", f"/v1/functions/{LONG_NAME}/invoke?wait=true", {})
+    assert st == 200 and r["status"] == "failed", (st, r)
+    for route, ready in ((f"#/functions/{LONG_NAME}", "#fn-doc"), ("#/functions", f'a[href="#/functions/{LONG_NAME}"]'),
+                         (f"#/runs/{r['id']}", ".error-type")):
+        go(drv, d, route)
+        wait_for(lambda: css(drv, ready), what=ready)
+        assert overflow(drv) <= 0, (route, overflow(drv))
+
+
+def test_the_workers_idle_times_read_as_durations(drv, d):
+    """IDLE S showed the API's float as it came: 33.607076."""
+    import re
+    st, b = d.call("POST", "/v1/functions/tick/invoke?wait=true", {})
+    assert st == 200, b
+    go(drv, d, "#/workers")
+    cells = wait_for(lambda: drv.execute_script("""
+        const out = [];
+        for (const t of document.querySelectorAll('#main table')) {
+          const col = [...t.querySelectorAll('th')].findIndex((th) => th.innerText.toUpperCase().startsWith('IDLE'));
+          if (col >= 0) for (const tr of t.querySelectorAll('tbody tr')) if (tr.cells.length > col) out.push(tr.cells[col].innerText);
+        }
+        return out;"""), what="idle times")
+    for t in cells:
+        assert re.fullmatch(r"\d+ ms|\d+\.\d\d? s|\d+(\.\d)? s|\d+ min \d+ s|0\.\d\d ms|—", t), cells
