@@ -200,3 +200,29 @@ def test_the_workers_idle_times_read_as_durations(drv, d):
         return out;"""), what="idle times")
     for t in cells:
         assert re.fullmatch(r"\d+ ms|\d+\.\d\d? s|\d+(\.\d)? s|\d+ min \d+ s|0\.\d\d ms|—", t), cells
+
+
+# ---- a DAG run's page ------------------------------------------------------------------------
+
+
+def test_a_dags_task_names_show_as_written_and_fit_their_nodes(drv, d):
+    """The grid's row headers were upper-cased (tasks "Load" and "load"
+    read alike, "LOAD"), and a 60-character task name ran out of its node's
+    box on both sides (the box stops at 260 px)."""
+    long_task = "t" * 60
+    pipe = (f"name: casing\ntasks:\n  Load: {{file: s.py, function: f}}\n"
+            f"  {long_task}: {{file: s.py, function: f, args: [\"${{Load}}\"]}}\n")
+    st, g = d.call("POST", "/v1/dags", {"pipeline": pipe, "files": {"s.py": "def f(x=1):\n    return x\n"}})
+    assert st == 202, (st, g)
+    go(drv, d, f"#/dags/{g['id']}")
+    wait_for(lambda: css(drv, f'g.node[data-task="{long_task}"]'), what="the graph")
+    heads = wait_for(lambda: drv.execute_script(
+        "return [...document.querySelectorAll('th[scope=row]')].map((e) => e.innerText)"), what="the grid")
+    assert set(heads) == {"Load", long_task}, heads
+    fits = drv.execute_script("""
+        const g = document.querySelector(arguments[0]);
+        const box = g.querySelector('rect').getBBox(), text = g.querySelector('text').getBBox();
+        return [text.x >= box.x, text.x + text.width <= box.x + box.width, g.textContent];""",
+                              f'g.node[data-task="{long_task}"]')
+    assert fits[0] and fits[1], fits
+    assert long_task in fits[2]  # the whole name is still there (its title)
