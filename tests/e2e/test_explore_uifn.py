@@ -103,7 +103,7 @@ def test_a_functions_runs_older_than_the_newest_1000_are_listed(drv, d):
     st, b = d.call("GET", "/v1/runs?function=tick")
     assert st == 200 and [r["id"] for r in b["runs"]] == ["rtick2", "rtick1", "rtick0"], (st, b)
     go(drv, d, "#/runs?function=tick")
-    wait_for(lambda: shown_runs(drv) == ["rtick2", "rtick1", "rtick0"], what="tick's three runs", timeout=40)
+    wait_for(lambda: shown_runs(drv) == ["rtick2", "rtick1", "rtick0"], what="tick's three runs", timeout=60)
     assert drv.execute_script("return document.getElementById('f-function').value") == "tick"
     assert "3 run(s)" in text_of(drv, ".pager")
     # The column names the deployed function and its version, as ps does.
@@ -114,22 +114,22 @@ def test_a_functions_runs_older_than_the_newest_1000_are_listed(drv, d):
     assert st == 200, other
     st, new = d.call("POST", "/v1/functions/tick/invoke?wait=true", {"args": ["x"]})
     assert st == 200, new
-    wait_for(lambda: shown_runs(drv) == [new["id"], "rtick2", "rtick1", "rtick0"], what="tick's new run, live: " + new["id"])
+    wait_for(lambda: shown_runs(drv) == [new["id"], "rtick2", "rtick1", "rtick0"], what="tick's new run, live: " + new["id"], timeout=60)
 
 
 def test_the_schedule_filter_is_the_servers_and_kept_in_the_link(drv, d):
     from selenium.webdriver.support.ui import Select
     go(drv, d, "#/runs")
-    wait_for(lambda: len(shown_runs(drv)) == 50, what="the first page", timeout=40)
+    wait_for(lambda: len(shown_runs(drv)) == 50, what="the first page", timeout=60)
     sel = wait_for(lambda: css(drv, "#f-schedule"), what="a schedule filter")[0]
     wait_for(lambda: "yearly" in [o.get_attribute("value") for o in Select(sel).options],
              what="the schedule among the choices")
     Select(sel).select_by_value("yearly")
-    wait_for(lambda: shown_runs(drv) == ["rtick1"], what="yearly's run", timeout=40)
+    wait_for(lambda: shown_runs(drv) == ["rtick1"], what="yearly's run", timeout=60)
     assert "schedule=yearly" in drv.current_url, drv.current_url
     # The link opened anew shows the same.
     go(drv, d, "#/runs?schedule=yearly")
-    wait_for(lambda: shown_runs(drv) == ["rtick1"], what="yearly's run from the link", timeout=40)
+    wait_for(lambda: shown_runs(drv) == ["rtick1"], what="yearly's run from the link", timeout=60)
     assert drv.execute_script("return document.getElementById('f-schedule').value") == "yearly"
     # Deployed functions are choices of the function filter, runs or not.
     fns = [o.get_attribute("value") for o in Select(css(drv, "#f-function")[0]).options]
