@@ -114,7 +114,8 @@ def test_a_functions_runs_older_than_the_newest_1000_are_listed(drv, d):
     assert st == 200, other
     st, new = d.call("POST", "/v1/functions/tick/invoke?wait=true", {"args": ["x"]})
     assert st == 200, new
-    wait_for(lambda: shown_runs(drv) == [new["id"], "rtick2", "rtick1", "rtick0"], what="tick's new run, live: " + new["id"], timeout=60)
+    wait_for(lambda: shown_runs(drv) == [new["id"], "rtick2", "rtick1", "rtick0"],
+             what="tick's new run, live: " + new["id"], timeout=60)
 
 
 def test_the_schedule_filter_is_the_servers_and_kept_in_the_link(drv, d):
@@ -195,7 +196,8 @@ def test_the_workers_idle_times_read_as_durations(drv, d):
         const out = [];
         for (const t of document.querySelectorAll('#main table')) {
           const col = [...t.querySelectorAll('th')].findIndex((th) => th.innerText.toUpperCase().startsWith('IDLE'));
-          if (col >= 0) for (const tr of t.querySelectorAll('tbody tr')) if (tr.cells.length > col) out.push(tr.cells[col].innerText);
+          if (col < 0) continue;
+          for (const tr of t.querySelectorAll('tbody tr')) if (tr.cells.length > col) out.push(tr.cells[col].innerText);
         }
         return out;"""), what="idle times")
     for t in cells:
@@ -226,3 +228,27 @@ def test_a_dags_task_names_show_as_written_and_fit_their_nodes(drv, d):
                               f'g.node[data-task="{long_task}"]')
     assert fits[0] and fits[1], fits
     assert long_task in fits[2]  # the whole name is still there (its title)
+
+
+# ---- a daemon that went away -------------------------------------------------------------------
+
+
+def test_a_page_opened_while_the_daemon_is_down_says_so(tmp_path):
+    """Each page said the browser's "Failed to fetch" (the login page says
+    "The daemon cannot be reached.")."""
+    own = Daemon(tmp_path / "d")
+    own.start()
+    b = start_browser()
+    try:
+        ui_login(b, own, TOKENS["alice"], "alice")
+        b.get(own.url + "/ui/#/runs")
+        wait_for(lambda: "●" in text_of(b, "#live"), what="the live table")
+        own.stop()
+        for route in ("#/functions", "#/dags", "#/workers"):
+            b.execute_script("location.hash = arguments[0]", route)
+            said = wait_for(lambda: text_of(b, "#main .error"), what=f"{route}: an error")
+            assert "cannot be reached" in said and "Failed to fetch" not in said, (route, said)
+    finally:
+        b.quit()
+        if own.proc and own.proc.poll() is None:
+            own.stop()
