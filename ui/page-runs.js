@@ -95,7 +95,11 @@ export function runsPage(main, _params, query, session) {
         onclick: () => older().catch((e) => body.append(errorBox(e))) }, 'Older →'));
   }
 
+  // A search typed just before the page was left (type, Tab, Enter within
+  // the debounce's 150 ms) wrote #/runs?… over the next page's URL.
+  let gone = false;
   function sync() {
+    if (gone) return;
     setQuery('/runs', { status: status.value, function: fn.value, schedule: sched.value, q: text.value,
       page: page || '' });
     render();
@@ -201,6 +205,7 @@ export function runsPage(main, _params, query, session) {
   const tick = setInterval(() => { if ([...runs.values()].some((r) => r.status === 'running')) render(); }, 1000);
   load().catch((e) => body.append(errorBox(e)));
   return () => {
+    gone = true;
     es.close();
     clearInterval(tick);
     document.removeEventListener('keydown', onKey);

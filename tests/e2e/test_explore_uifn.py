@@ -252,3 +252,21 @@ def test_a_page_opened_while_the_daemon_is_down_says_so(tmp_path):
         b.quit()
         if own.proc and own.proc.poll() is None:
             own.stop()
+
+
+def test_leaving_the_runs_table_as_its_search_is_typed_keeps_the_new_pages_link(drv, d):
+    """The search applies 150 ms after the last key; a link followed
+    within those (type, Tab, Enter) was shown, but the search's late update
+    wrote #/runs?… over its URL: a reload or a copied link gave the runs
+    table, and Back skipped a page."""
+    go(drv, d, "#/runs")
+    wait_for(lambda: "●" in text_of(drv, "#live"), what="the live table")
+    drv.execute_script("""
+        const t = document.getElementById('f-text');
+        t.value = 'tick';
+        t.dispatchEvent(new Event('input'));
+        location.hash = '#/functions';""")
+    wait_for(lambda: css(drv, 'a[href="#/functions/tick"]'), what="the functions")
+    import time
+    time.sleep(0.5)  # past the search's 150 ms
+    assert drv.current_url.endswith("#/functions"), drv.current_url
