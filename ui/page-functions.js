@@ -219,12 +219,16 @@ export function functionPage(main, [name], query, session) {
     // Its invocations, all versions (the newest 1000): not the runs that
     // share the shown version's file and function name, which counted ad-hoc
     // runs of that file and missed versions whose function is named anew.
-    const runs = (await api(`${path}/runs?limit=1000`)).runs;
+    const LIMIT = 1000;
+    const runs = (await api(`${path}/runs?limit=${LIMIT}`)).runs;
     const sr = series(runs);
     if (!sr) { stats.append(h('p', { class: 'dim' }, 'No invocations yet.')); return; }
     const total = runs.length, failed = runs.filter((r) => !['succeeded', 'queued', 'running'].includes(r.status)).length;
     const all = runs.map((r) => r.timings && r.timings.total_ms).filter((x) => typeof x === 'number').sort((a, b) => a - b);
-    stats.append(h('p', {}, `${total} invocation(s), error rate ${((100 * failed) / total).toFixed(1)} %, ` +
+    // A full list may not be all of them: said so (it read "1000
+    // invocation(s)" for a function with many more).
+    const counted = total >= LIMIT ? `the newest ${total} invocations` : `${total} invocation(s)`;
+    stats.append(h('p', {}, `${counted}, error rate ${((100 * failed) / total).toFixed(1)} %, ` +
       `p50 ${fmtMs(percentile(all, 50))}, p99 ${fmtMs(percentile(all, 99))}`));
     const w = Math.max(320, Math.min(900, main.clientWidth - 40));
     const c1 = h('div'), c2 = h('div'), c3 = h('div');

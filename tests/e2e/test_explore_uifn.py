@@ -17,6 +17,7 @@ pytestmark = pytest.mark.skipif(not (DAEMON.exists() and CLI.exists()), reason="
 TICK = "def tick(tag: str = 'none'):\n    return tag\n"
 PINNED = "def pinned():\n    import uipkg\n    return uipkg.V\n"
 FILLER = 1100  # ad-hoc runs newer than tick's: more than one list (1000) holds
+BUSY = 1200  # runs of function busy, older than all
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +37,15 @@ def index(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def d(tmp_path_factory, index):
-    """Deployed: tick, pinned v1 (uipkg, its lock) and v2 (no
+    """Deployed: tick, busy, pinned v1 (uipkg, its lock) and v2 (no
     requirements, no lock); schedule 'yearly' fires tick (never during the
-    tests). Then alice's runs: three of tick (the middle one fired by
-    yearly), older than FILLER ad-hoc runs, written to the store as the
-    daemon writes them."""
+    tests). Then alice's runs, written to the store as the daemon writes
+    them: three of tick (the middle one fired by yearly), older than FILLER
+    ad-hoc runs, and BUSY of busy, the oldest."""
     daemon = Daemon(tmp_path_factory.mktemp("uifn"), config_extra=f"index:\n  url: {index.url}\n")
     with daemon.serving(clean_exit=False) as running:
-        for name, src, extra in (("tick", TICK, {}), ("pinned", PINNED, {"requirements": {"uipkg": ">=1"}}),
+        for name, src, extra in (("tick", TICK, {}), ("busy", TICK, {}),
+                                 ("pinned", PINNED, {"requirements": {"uipkg": ">=1"}}),
                                  ("pinned", "def pinned():\n    return 2\n", {})):
             st, b = running.call("POST", "/v1/functions", {"name": name, "source": src, **extra})
             assert st == 201, (st, b)
@@ -51,6 +53,7 @@ def d(tmp_path_factory, index):
         assert st == 201, (st, b)
     rows = [(f"rtick{i}", 1_600_000_000_000_000 + i, "tick", 1, "yearly" if i == 1 else None) for i in range(3)]
     rows += [(f"rfill{i:05d}", 1_700_000_000_000_000 + i, None, None, None) for i in range(FILLER)]
+    rows += [(f"rbusy{i:05d}", 1_500_000_000_000_000 + i * 1_000_000, "busy", 1, None) for i in range(BUSY)]
     db = sqlite3.connect(daemon.home / "pysprinter.db")
     with db:
         db.executemany("INSERT INTO runs (id, tenant, filename, status, exit_code, created, started, finished, "
@@ -270,3 +273,14 @@ def test_leaving_the_runs_table_as_its_search_is_typed_keeps_the_new_pages_link(
     import time
     time.sleep(0.5)  # past the search's 150 ms
     assert drv.current_url.endswith("#/functions"), drv.current_url
+
+
+def test_the_function_page_says_when_it_counts_only_the_newest_1000(drv, d):
+    """busy has 1200 runs; its page said "1000 invocation(s)" as if that
+    were all of them (the page reads the newest 1000)."""
+    go(drv, d, "#/functions/busy")
+    said = wait_for(lambda: text_of(drv, "#fn-charts p"), what="the invocations' summary", timeout=60)
+    assert said.startswith("the newest 1000 invocations"), said
+    go(drv, d, "#/functions/tick")
+    said = wait_for(lambda: text_of(drv, "#fn-charts p"), what="the invocations' summary", timeout=60)
+    assert said.split()[1] == "invocation(s)," and int(said.split()[0]) < 1000, said
