@@ -87,7 +87,10 @@ export function runsPage(main, _params, query, session) {
     // live change): the link that had the keyboard focus gets it back, or
     // the focus fell to the page's start each time.
     keepFocus(body, () => fill(body, table(['Run', 'Status', 'Function', 'Tenant', 'Started', 'Duration', 'Exit'], rows,
-      { empty: runs.size ? 'No run matches the filters.' : 'No runs yet: submit one with `pysprinter run --server …`.' })));
+      // A filter the server applied that nothing matches lists no run at
+      // all: that is not "No runs yet" (said to a tenant with thousands).
+      { empty: runs.size || status.value || wantFn || wantSched ? 'No run matches the filters.'
+        : 'No runs yet: submit one with `pysprinter run --server …`.' })));
     fill(pager,
       h('button', { type: 'button', disabled: at === 0, onclick: () => { page = at - 1; sync(); } }, '← Newer'),
       h('span', {}, ` page ${at + 1} of ${pages}${reaching ? '+' : ''} · ${shown.length} run(s) `),

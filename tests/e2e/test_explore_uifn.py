@@ -284,3 +284,13 @@ def test_the_function_page_says_when_it_counts_only_the_newest_1000(drv, d):
     go(drv, d, "#/functions/tick")
     said = wait_for(lambda: text_of(drv, "#fn-charts p"), what="the invocations' summary", timeout=60)
     assert said.split()[1] == "invocation(s)," and int(said.split()[0]) < 1000, said
+
+
+def test_a_filter_nothing_matches_says_so_not_no_runs_yet(drv, d):
+    """A status, function or schedule asked of the server that nothing has
+    left the list empty, and the table said "No runs yet: submit one…" to
+    a tenant with 1100 runs."""
+    for route in ("#/runs?status=lost", "#/runs?function=nope", "#/runs?schedule=yearly&status=failed"):
+        go(drv, d, route)
+        said = wait_for(lambda: text_of(drv, "#runs-body td.empty"), what=f"{route}: the empty table", timeout=60)
+        assert said == "No run matches the filters.", (route, said)
