@@ -294,3 +294,20 @@ def test_a_filter_nothing_matches_says_so_not_no_runs_yet(drv, d):
         go(drv, d, route)
         said = wait_for(lambda: text_of(drv, "#runs-body td.empty"), what=f"{route}: the empty table", timeout=60)
         assert said == "No run matches the filters.", (route, said)
+
+
+def test_a_narrow_window_keeps_every_section_and_log_out_on_screen(drv, d):
+    """At 420 px the header ran off the right edge: Workers, who is logged
+    in and Log out were past it, and every page scrolled sideways."""
+    drv.set_window_size(420, 900)
+    try:
+        go(drv, d, "#/functions/tick")
+        wait_for(lambda: css(drv, "#fn-signature"), what="the function page")
+        right = drv.execute_script("""
+            const w = document.documentElement.clientWidth;
+            return ['#logout', 'a[data-section=workers]', '#who']
+              .map((s) => document.querySelector(s).getBoundingClientRect().right <= w);""")
+        assert right == [True, True, True], right
+        assert overflow(drv) <= 0, overflow(drv)
+    finally:
+        drv.set_window_size(1366, 900)
