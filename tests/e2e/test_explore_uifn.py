@@ -311,3 +311,15 @@ def test_a_narrow_window_keeps_every_section_and_log_out_on_screen(drv, d):
         assert overflow(drv) <= 0, overflow(drv)
     finally:
         drv.set_window_size(1366, 900)
+
+
+def test_a_scheduled_runs_page_links_the_schedules_runs(drv, d):
+    """The run page named the schedule that fired it as plain text; it now
+    opens the runs that schedule fired (the table's schedule filter)."""
+    go(drv, d, "#/runs/rtick1")
+    link = wait_for(lambda: drv.execute_script(
+        "const a = document.querySelector('#run-schedule a'); return a && [a.innerText, a.getAttribute('href')]"),
+        what="the schedule's link")
+    assert link == ["yearly", "#/runs?schedule=yearly"], link
+    drv.execute_script("document.querySelector('#run-schedule a').click()")
+    wait_for(lambda: shown_runs(drv) == ["rtick1"], what="yearly's runs", timeout=60)
