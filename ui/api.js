@@ -26,7 +26,15 @@ export async function api(path, { method = 'GET', body, rawBody, text = false, e
     opts.headers['Content-Type'] = 'application/json';
     opts.body = rawBody !== undefined ? rawBody : JSON.stringify(body);
   }
-  const r = await fetch(path, opts);
+  let r;
+  try {
+    r = await fetch(path, opts);
+  } catch {
+    // No answer at all (the daemon down or restarting, the network gone):
+    // the pages said the browser's "Failed to fetch". Said as the login
+    // page says it.
+    throw new Error('The daemon cannot be reached: try again once it is back (a restart also ends the session).');
+  }
   if (r.status === 401) {
     toLogin();
     throw new HttpError(401, 'not logged in');

@@ -37,8 +37,14 @@ export function dagsPage(main) {
   return () => clearInterval(t);
 }
 
+const NODE_CHARS = 30; // what a node's 260 px hold at 7.5 px a character
 function nodeWidth(name) {
   return Math.min(260, 28 + name.length * 7.5);
+}
+// A node's label: a longer name is cut with an ellipsis (it ran out of the
+// box on both sides); the whole name is the node's title and aria-label.
+function nodeLabel(name) {
+  return name.length > NODE_CHARS ? `${name.slice(0, NODE_CHARS - 1)}…` : name;
 }
 
 export function dagPage(main, [id], query, session) {
@@ -141,7 +147,7 @@ export function dagPage(main, [id], query, session) {
         transform: `translate(${(n.x - n.width / 2).toFixed(1)},${(n.y - n.height / 2).toFixed(1)})`,
         'aria-label': `task ${t.name}` });
       grp.append(s('rect', { width: n.width, height: n.height, rx: 6 }),
-        s('text', { x: n.width / 2, y: n.height / 2 + 4, 'text-anchor': 'middle' }, t.name),
+        s('text', { x: n.width / 2, y: n.height / 2 + 4, 'text-anchor': 'middle' }, nodeLabel(t.name)),
         s('title', {}, t.name));
       grp.addEventListener('click', () => select(t.name));
       grp.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); select(t.name); } });

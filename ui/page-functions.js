@@ -11,9 +11,10 @@ export function functionsPage(main) {
   main.append(h('h1', {}, 'Functions'), body);
   api('/v1/functions').then((data) => {
     const rows = data.functions.map((f) => h('tr', {},
-      h('td', {}, h('a', { href: `#/functions/${encodeURIComponent(f.name)}` }, f.name)),
-      h('td', { class: 'num' }, f.version), h('td', {}, f.function || '—'), h('td', {}, f.filename || '—'),
-      h('td', {}, f.description || ''), h('td', {}, fmtTime(f.created_at))));
+      h('td', { class: 'wrap' }, h('a', { href: `#/functions/${encodeURIComponent(f.name)}` }, f.name)),
+      h('td', { class: 'num' }, f.version), h('td', { class: 'wrap' }, f.function || '—'),
+      h('td', { class: 'wrap' }, f.filename || '—'), h('td', { class: 'wrap' }, f.description || ''),
+      h('td', {}, fmtTime(f.created_at))));
     body.append(table(['Name', 'Version', 'Function', 'File', 'Description', 'Deployed'], rows,
       { empty: 'No functions deployed: `pysprinter deploy NAME file.py --server …`.' }));
   }).catch((e) => body.append(errorBox(e)));
@@ -194,7 +195,13 @@ export function functionPage(main, [name], query, session) {
         h('dt', {}, 'signature'), h('dd', {}, h('code', { id: 'fn-signature' }, signatureOf(f))),
         h('dt', {}, 'docstring'), h('dd', {}, f.doc ? h('pre', { id: 'fn-doc', class: 'doc' }, f.doc) : '—'),
         h('dt', {}, 'deployed'), h('dd', {}, fmtTime(f.created_at)),
-        h('dt', {}, 'description'), h('dd', {}, f.description || '—')),
+        h('dt', {}, 'description'), h('dd', {}, f.description || '—'),
+        // The packages the version is pinned to (its lock, as `functions
+        // show` prints it), name==version each; none for a version without.
+        f.lock && Array.isArray(f.lock.packages) ? [h('dt', {}, 'packages'),
+          h('dd', { id: 'fn-lock', class: 'pkgs' }, f.lock.packages.length
+            ? f.lock.packages.map((p, i) => [i ? ' ' : '', h('code', {}, `${p.name}==${p.version}`)])
+            : '—')] : null),
       section(call.pinned ? `How to call version ${f.version}` : 'How to call',
         h('h3', {}, 'CLI'), h('pre', { id: 'fn-call-cli', class: 'json' }, call.cli),
         h('h3', {}, 'HTTP'), h('pre', { id: 'fn-call-http', class: 'json' }, call.http),
@@ -212,12 +219,16 @@ export function functionPage(main, [name], query, session) {
     // Its invocations, all versions (the newest 1000): not the runs that
     // share the shown version's file and function name, which counted ad-hoc
     // runs of that file and missed versions whose function is named anew.
-    const runs = (await api(`${path}/runs?limit=1000`)).runs;
+    const LIMIT = 1000;
+    const runs = (await api(`${path}/runs?limit=${LIMIT}`)).runs;
     const sr = series(runs);
     if (!sr) { stats.append(h('p', { class: 'dim' }, 'No invocations yet.')); return; }
     const total = runs.length, failed = runs.filter((r) => !['succeeded', 'queued', 'running'].includes(r.status)).length;
     const all = runs.map((r) => r.timings && r.timings.total_ms).filter((x) => typeof x === 'number').sort((a, b) => a - b);
-    stats.append(h('p', {}, `${total} invocation(s), error rate ${((100 * failed) / total).toFixed(1)} %, ` +
+    // A full list may not be all of them: said so (it read "1000
+    // invocation(s)" for a function with many more).
+    const counted = total >= LIMIT ? `the newest ${total} invocations` : `${total} invocation(s)`;
+    stats.append(h('p', {}, `${counted}, error rate ${((100 * failed) / total).toFixed(1)} %, ` +
       `p50 ${fmtMs(percentile(all, 50))}, p99 ${fmtMs(percentile(all, 99))}`));
     const w = Math.max(320, Math.min(900, main.clientWidth - 40));
     const c1 = h('div'), c2 = h('div'), c3 = h('div');

@@ -227,7 +227,9 @@ export function runPage(main, [id], _query, session) {
         ...(r.fn_name ? [h('dt', {}, 'deployed'), h('dd', { id: 'run-deployed' },
           h('a', { href: `#/functions/${encodeURIComponent(r.fn_name)}${r.fn_version ? `?version=${r.fn_version}` : ''}` },
             r.fn_version ? `${r.fn_name} v${r.fn_version}` : r.fn_name))] : []),
-        ...(r.schedule ? [h('dt', {}, 'schedule'), h('dd', { id: 'run-schedule' }, r.schedule)] : []),
+        // The schedule opens the runs it fired (the runs table's filter).
+        ...(r.schedule ? [h('dt', {}, 'schedule'), h('dd', { id: 'run-schedule' },
+          h('a', { href: `#/runs?schedule=${encodeURIComponent(r.schedule)}` }, r.schedule))] : []),
         // The limits it was given, as `pysprinter show` prints them.
         ...(fmtLimits(r.limits) ? [h('dt', {}, 'limits'), h('dd', { id: 'run-limits' }, fmtLimits(r.limits))] : []),
         h('dt', {}, 'exit code'), h('dd', {}, r.exit_code ?? '—'),

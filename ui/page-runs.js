@@ -13,6 +13,7 @@ export function runsPage(main, _params, query, session) {
   const status = h('select', { id: 'f-status', 'aria-label': 'Status' },
     h('option', { value: '' }, 'any status'), STATUSES.map((x) => h('option', { value: x }, x)));
   const fn = h('select', { id: 'f-function', 'aria-label': 'Function' }, h('option', { value: '' }, 'any function'));
+  const sched = h('select', { id: 'f-schedule', 'aria-label': 'Schedule' }, h('option', { value: '' }, 'any schedule'));
   const text = h('input', { id: 'f-text', type: 'search', placeholder: 'Search id, file, function… ( / )',
     'aria-label': 'Search' });
   status.value = query.get('status') || '';
@@ -22,26 +23,42 @@ export function runsPage(main, _params, query, session) {
   const pager = h('div', { class: 'pager' });
   main.append(
     h('div', { class: 'title-row' }, h('h1', {}, 'Runs'), live),
-    h('form', { class: 'filters', role: 'search', onsubmit: (e) => e.preventDefault() }, status, fn, text),
+    h('form', { class: 'filters', role: 'search', onsubmit: (e) => e.preventDefault() }, status, fn, sched, text),
     body, pager);
 
-  // The function filter as the user set it (first from the URL): the
-  // options are rebuilt as runs of new functions arrive, and keep it. A
-  // name no listed run has stays an option, so the filter shows what the
-  // URL says (before, a link's function came back after "any function"
-  // was picked, at the next run of a new function).
+  // The function and schedule filters as the user set them (first from
+  // the URL): the deployed function (the run's fn_name) and the schedule
+  // that fired it, as `ps --function/--schedule`. The choices are the
+  // tenant's functions and schedules (GET /v1/functions, /v1/schedules)
+  // and the names listed runs have (a deleted function's runs keep it),
+  // rebuilt as runs of new ones arrive, keeping the choice. A name none
+  // has stays a choice, so the filter shows what the URL says (before, a
+  // link's function came back after "any function" was picked, at the
+  // next run of a new function).
   let wantFn = query.get('function') || '';
+  let wantSched = query.get('schedule') || '';
+  const known = { fn: [], sched: [] };
   function functions() {
-    const names = [...new Set([...runs.values()].map((r) => r.function).filter(Boolean).concat(wantFn || []))].sort();
-    fill(fn, h('option', { value: '' }, 'any function'), ...names.map((x) => h('option', { value: x }, x)));
-    fn.value = wantFn;
+    const choices = (sel, field, extra, want, any) => {
+      const names = [...new Set([...runs.values()].map((r) => r[field]).filter(Boolean).concat(extra, want || []))].sort();
+      fill(sel, h('option', { value: '' }, any), ...names.map((x) => h('option', { value: x }, x)));
+      sel.value = want;
+    };
+    choices(fn, 'fn_name', known.fn, wantFn, 'any function');
+    choices(sched, 'schedule', known.sched, wantSched, 'any schedule');
   }
+  Promise.all([
+    api('/v1/functions').then((b) => { known.fn = b.functions.map((f) => f.name); }),
+    api('/v1/schedules').then((b) => { known.sched = b.schedules.map((x) => x.name); }),
+  ].map((p) => p.catch(() => {}))).then(functions);
 
   function matches(r) {
     if (status.value && r.status !== status.value) return false;
-    if (fn.value && r.function !== fn.value) return false;
+    if (wantFn && r.fn_name !== wantFn) return false;
+    if (wantSched && r.schedule !== wantSched) return false;
     const q = text.value.trim().toLowerCase();
-    if (q && ![r.id, r.function, r.filename, r.status].some((x) => x && String(x).toLowerCase().includes(q)))
+    if (q && ![r.id, r.function, r.fn_name, r.schedule, r.filename, r.status]
+      .some((x) => x && String(x).toLowerCase().includes(q)))
       return false;
     return true;
   }
@@ -58,7 +75,10 @@ export function runsPage(main, _params, query, session) {
     const rows = shown.slice(at * PAGE, (at + 1) * PAGE).map((r) => h('tr', { 'data-run': r.id },
       h('td', {}, h('a', { href: `#/runs/${encodeURIComponent(r.id)}`, class: 'mono' }, r.id)),
       h('td', {}, badge(r.status), r.phase && ACTIVE.has(r.status) ? h('span', { class: 'phase' }, r.phase) : null),
-      h('td', {}, r.function || '—', r.filename ? h('span', { class: 'dim' }, ` ${r.filename}`) : null),
+      // A deployed function's run names it and the version it ran, as
+      // ps's FUNCTION column (tick@2); an ad-hoc run its file's function.
+      h('td', {}, r.fn_name ? `${r.fn_name}${r.fn_version ? `@${r.fn_version}` : ''}` : r.function || '—',
+        r.filename ? h('span', { class: 'dim' }, ` ${r.filename}`) : null),
       h('td', {}, session.tenant),
       h('td', {}, fmtTime(r.started_at || r.created_at)),
       h('td', { class: 'num' }, fmtMs(runDuration(r, now))),
@@ -67,7 +87,10 @@ export function runsPage(main, _params, query, session) {
     // live change): the link that had the keyboard focus gets it back, or
     // the focus fell to the page's start each time.
     keepFocus(body, () => fill(body, table(['Run', 'Status', 'Function', 'Tenant', 'Started', 'Duration', 'Exit'], rows,
-      { empty: runs.size ? 'No run matches the filters.' : 'No runs yet: submit one with `pysprinter run --server …`.' })));
+      // A filter the server applied that nothing matches lists no run at
+      // all: that is not "No runs yet" (said to a tenant with thousands).
+      { empty: runs.size || status.value || wantFn || wantSched ? 'No run matches the filters.'
+        : 'No runs yet: submit one with `pysprinter run --server …`.' })));
     fill(pager,
       h('button', { type: 'button', disabled: at === 0, onclick: () => { page = at - 1; sync(); } }, '← Newer'),
       h('span', {}, ` page ${at + 1} of ${pages}${reaching ? '+' : ''} · ${shown.length} run(s) `),
@@ -75,19 +98,28 @@ export function runsPage(main, _params, query, session) {
         onclick: () => older().catch((e) => body.append(errorBox(e))) }, 'Older →'));
   }
 
+  // A search typed just before the page was left (type, Tab, Enter within
+  // the debounce's 150 ms) wrote #/runs?… over the next page's URL.
+  let gone = false;
   function sync() {
-    setQuery('/runs', { status: status.value, function: fn.value, q: text.value, page: page || '' });
+    if (gone) return;
+    setQuery('/runs', { status: status.value, function: fn.value, schedule: sched.value, q: text.value,
+      page: page || '' });
     render();
   }
-  // The status is the server's filter (GET /v1/runs?status=), as `ps
-  // --status` has it: the newest 1000 runs in that state, however many
-  // runs of another state came since. Function and text filter those.
-  status.addEventListener('change', () => {
+  // The status, function and schedule are the server's filters (GET
+  // /v1/runs?status=&function=&schedule=), as `ps` has them: the newest
+  // 1000 runs that match, however many others came since (the function's
+  // was the browser's among the newest 1000 runs: a function's older runs
+  // were not found). The text filters those.
+  const refilter = () => {
+    wantFn = fn.value;
+    wantSched = sched.value;
     page = 0;
     sync();
     load().catch((e) => body.append(errorBox(e)));
-  });
-  fn.addEventListener('change', () => { wantFn = fn.value; page = 0; sync(); });
+  };
+  for (const sel of [status, fn, sched]) sel.addEventListener('change', refilter);
   text.addEventListener('input', debounce(() => { page = 0; sync(); }, 150));
   const onKey = (e) => {
     if (e.key === '/' && document.activeElement.tagName !== 'INPUT') {
@@ -107,12 +139,13 @@ export function runsPage(main, _params, query, session) {
   let loads = 0;
   let cursor = null;
   let reaching = false;
-  const statusQuery = () => (status.value ? `&status=${encodeURIComponent(status.value)}` : '');
+  const filterQuery = () => [['status', status.value], ['function', wantFn], ['schedule', wantSched]]
+    .filter(([, v]) => v).map(([k, v]) => `&${k}=${encodeURIComponent(v)}`).join('');
   const shownPages = () => Math.max(1, Math.ceil([...runs.values()].filter(matches).length / PAGE));
   // The next batch of older runs into runs: false when a later list (a
   // filter's, a reconnect's) took over meanwhile.
   async function fetchOlder(mine) {
-    const data = await api(`/v1/runs?limit=${BATCH}${statusQuery()}&before=${encodeURIComponent(cursor)}`);
+    const data = await api(`/v1/runs?limit=${BATCH}${filterQuery()}&before=${encodeURIComponent(cursor)}`);
     if (mine !== loads) return false;
     for (const r of data.runs) if (!runs.has(r.id)) runs.set(r.id, r);
     cursor = data.runs.length === BATCH ? data.runs[data.runs.length - 1].id : null;
@@ -132,7 +165,7 @@ export function runsPage(main, _params, query, session) {
   async function load() {
     const mine = ++loads;
     reaching = false;
-    const data = await api(`/v1/runs?limit=${BATCH}${statusQuery()}`);
+    const data = await api(`/v1/runs?limit=${BATCH}${filterQuery()}`);
     if (mine !== loads) return; // a later filter's list is on its way
     runs.clear();
     for (const r of data.runs) runs.set(r.id, r);
@@ -175,6 +208,7 @@ export function runsPage(main, _params, query, session) {
   const tick = setInterval(() => { if ([...runs.values()].some((r) => r.status === 'running')) render(); }, 1000);
   load().catch((e) => body.append(errorBox(e)));
   return () => {
+    gone = true;
     es.close();
     clearInterval(tick);
     document.removeEventListener('keydown', onKey);

@@ -3,7 +3,7 @@
 // says so) the cluster's nodes, their leases and the shared queue
 // (GET /v1/cluster).
 import { api } from './api.js';
-import { h, fill, append, clear, fmtBytes, fmtTime, table, errorBox, section } from './lib.js';
+import { h, fill, append, clear, fmtBytes, fmtMs, fmtTime, table, errorBox, section } from './lib.js';
 
 function clusterView(c) {
   const rows = (c.nodes || []).map((n) => h('tr', { 'data-node': n.id },
@@ -17,6 +17,10 @@ function clusterView(c) {
     table(['Node', 'Lease', 'Drain', 'Lease age ms'], rows, { empty: 'No node.' }));
 }
 
+// The API's idle seconds (33.607076) as a duration, as `pysprinter
+// workers` prints them (33.6 s).
+const idle = (x) => (typeof x === 'number' ? fmtMs(x * 1000) : '—');
+
 export function workersPage(main, _params, _query, session) {
   const body = h('div');
   main.append(h('h1', {}, 'Workers'), body);
@@ -27,10 +31,10 @@ export function workersPage(main, _params, _query, session) {
     const workers = w.workers.filter((x) => x.kind !== 'instance').map((x) => h('tr', {},
       h('td', { class: 'num' }, x.pid), h('td', {}, x.ready === false ? 'starting' : 'ready'),
       h('td', { class: 'num' }, x.busy), h('td', { class: 'num' }, fmtBytes(x.pss_bytes)),
-      h('td', { class: 'num' }, x.idle_s ?? '—'), h('td', {}, x.network ? 'yes' : 'no')));
+      h('td', { class: 'num' }, idle(x.idle_s)), h('td', {}, x.network ? 'yes' : 'no')));
     const inst = w.workers.filter((x) => x.kind === 'instance').map((x) => h('tr', {},
       h('td', {}, x.function), h('td', { class: 'num' }, x.pid), h('td', {}, x.busy ? 'busy' : 'idle'),
-      h('td', { class: 'num' }, x.invocations), h('td', { class: 'num' }, x.idle_s ?? '—')));
+      h('td', { class: 'num' }, x.invocations), h('td', { class: 'num' }, idle(x.idle_s))));
     const envs = e.envs.map((x) => h('tr', {}, h('td', { class: 'mono' }, (x.key || '').slice(0, 12)),
       h('td', {}, (x.requirements || []).join(', ') || '(base)'), h('td', { class: 'num' }, fmtBytes(x.size_bytes)),
       h('td', {}, fmtTime(x.last_used)), h('td', {}, x.in_use ? 'yes' : 'no')));

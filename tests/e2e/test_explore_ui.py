@@ -90,15 +90,24 @@ def test_the_function_filter_stays_as_the_user_set_it(drv, d):
     so too), the next run of a function new to the list put the filter
     back to NAME and hid every other run."""
     from selenium.webdriver.support.ui import Select
-    first = run(d, "def alpha():\n    return 1\n")
-    run(d, "def beta():\n    return 2\n")
+
+    # The filter is the deployed function (the run's fn_name), as `ps
+    # --function` has it.
+    def invoked(name, src):
+        st, b = d.call("POST", "/v1/functions", {"name": name, "source": src})
+        assert st == 201, (st, b)
+        st, b = d.call("POST", f"/v1/functions/{name}/invoke?wait=true", {})
+        assert st == 200, (st, b)
+        return b
+    first = invoked("alpha", "def alpha():\n    return 1\n")
+    invoked("beta", "def beta():\n    return 2\n")
     go(drv, d, "#/runs?function=alpha")
     wait_for(lambda: "●" in text_of(drv, "#live"), what="the live table")
     wait_for(lambda: [r.get_attribute("data-run") for r in css(drv, "tr[data-run]")] == [first["id"]],
              what="alpha's run alone")
     Select(css(drv, "#f-function")[0]).select_by_value("")
     wait_for(lambda: len(css(drv, "tr[data-run]")) >= 2, what="every run")
-    new = run(d, "def gamma():\n    return 3\n")
+    new = invoked("gamma", "def gamma():\n    return 3\n")
     wait_for(lambda: css(drv, f'tr[data-run="{new["id"]}"]'), what="gamma's run, live")
     assert drv.execute_script("return document.getElementById('f-function').value") == ""
     assert css(drv, f'tr[data-run="{first["id"]}"]')
