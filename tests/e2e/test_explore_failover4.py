@@ -3,11 +3,17 @@ cannot reach Redis answers 503 with Retry-After (nothing was done: ask
 again) wherever its answer depends on Redis, never a 401 or 404 a client
 takes as final. A real redis-server with AOF (test_cluster's fixture),
 nodes on loopback."""
+import hashlib
 import json
+import os
+import socket
+import threading
+import time
 
 from clusterlib import wait_until
 from daemonlib import TOKENS
-from test_cluster import pytestmark, redis  # noqa: F401 (skips without the daemon or redis-server; a fixture)
+from test_cluster import nodes, pytestmark, redis  # noqa: F401 (skips without the daemon or redis-server; fixtures)
+from test_explore_clustersecrets import DIGEST, share_key
 from test_explore_failover import cluster  # noqa: F401 (a fixture)
 
 ECHO = "def handler(event, context):\n    return {'statusCode': 200, 'body': 'hi'}\n"
@@ -87,3 +93,119 @@ def test_dashboard_sessions_of_a_made_token_are_503_while_redis_is_away(cluster,
     assert json.loads(body)["tenant"] == "alice", body
     st, _, body = gw.request("GET", "/v1/functions", token=None, headers=cookie)
     assert st == 200, body
+
+
+class Blip:
+    """A unix-socket proxy to Redis for one node that, once armed, cuts
+    that node from Redis (its connections closed, new ones refused) the
+    moment it sends a command naming `trigger`, for `seconds`: a Redis
+    blip at exactly that point of the node's work."""
+
+    def __init__(self, redis, path, trigger, seconds=1.0):
+        self.target, self.path, self.trigger, self.seconds = redis.sock, str(path), trigger, seconds
+        self.armed = self.fired = False
+        self.down = threading.Event()
+        self.conns = []
+        self.lock = threading.Lock()
+        self.stop = False
+        self.listener = self._listen()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self):
+        return "unix:" + self.path
+
+    def _listen(self):
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(self.path)
+        s.listen(64)
+        s.settimeout(0.05)
+        return s
+
+    def _accept(self):
+        while not self.stop:
+            with self.lock:
+                if not self.down.is_set() and not self.listener:
+                    self.listener = self._listen()
+                listener = self.listener
+            if not listener:
+                time.sleep(0.05)
+                continue
+            try:
+                c, _ = listener.accept()
+            except (socket.timeout, OSError):
+                continue
+            u = socket.socket(socket.AF_UNIX)
+            u.connect(self.target)
+            with self.lock:
+                self.conns += [c, u]
+            threading.Thread(target=self._pipe, args=(c, u, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(u, c, False), daemon=True).start()
+
+    def _pipe(self, src, dst, from_node):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if from_node and self.armed and not self.fired and self.trigger in data:
+                    self.fired = True
+                    self._cut()
+                    return
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _cut(self):
+        self.down.set()
+        with self.lock:
+            # Refused from now: the socket file stays, nobody listens on it.
+            self.listener.close()
+            self.listener = None
+            for s in self.conns:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.conns = []
+        threading.Timer(self.seconds, self.down.clear).start()
+
+    def close(self):
+        self.stop = True
+        self.thread.join()
+        if self.listener:
+            self.listener.close()
+
+
+def test_a_redis_blip_as_a_worker_opens_a_runs_secrets_does_not_fail_the_run(tmp_path, nodes, redis):
+    """A worker claims and starts a run that names a secret; as it opens
+    the secret (sealed, in Redis) it loses Redis for a second. That is no
+    answer about the secret: the worker asks again once Redis is back and
+    the run succeeds with the value. Before, the run ended at once with
+    SecretError "secret 'CS_TOKEN' cannot be opened: Connection refused"."""
+    g1 = nodes("g1", "gateway")
+    share_key(tmp_path, "g1", "w1")
+    blip = Blip(redis, tmp_path / "blip.sock", b"ps:sec:alice")
+    try:
+        nodes("w1", "worker", slots=1, redis_url=blip.url)
+        value = "v-" + hashlib.sha256(b"x").hexdigest()[:16]
+        st, b = g1.call("PUT", "/v1/secrets/CS_TOKEN", {"value": value})
+        assert st == 200, b
+        blip.armed = True
+        st, b = g1.run(DIGEST, secrets=["CS_TOKEN"])
+        assert blip.fired, "the worker never read its secret through the proxy"
+        assert st == 200 and b["status"] == "succeeded", b
+        assert b["result"] == hashlib.sha256(value.encode()).hexdigest(), b
+        assert b["attempt"] == 1, b
+        log = (tmp_path / "w1" / "daemon.log").read_text()
+        assert "secret 'CS_TOKEN' cannot be opened" in log and "did not answer); asking again" in log, log
+    finally:
+        blip.close()
