@@ -11,7 +11,7 @@ import threading
 import time
 
 from clusterlib import wait_until
-from daemonlib import TOKENS
+from daemonlib import TOKENS, Daemon
 from test_cluster import nodes, pytestmark, redis  # noqa: F401 (skips without the daemon or redis-server; fixtures)
 from test_explore_clustersecrets import DIGEST, share_key
 from test_explore_failover import cluster  # noqa: F401 (a fixture)
@@ -209,3 +209,46 @@ def test_a_redis_blip_as_a_worker_opens_a_runs_secrets_does_not_fail_the_run(tmp
         assert "secret 'CS_TOKEN' cannot be opened" in log and "did not answer); asking again" in log, log
     finally:
         blip.close()
+
+
+def token_ids(d):
+    st, b = d.call("GET", "/v1/tokens", token="admin")
+    assert st == 200, b
+    return {t["id"] for t in b["tokens"]}
+
+
+def test_an_expired_token_is_deleted_from_the_database(tmp_path):
+    """A token made with `expires` is deleted by the daemon's collector once
+    it has expired (its row gone; a token without expiry stays). Before,
+    expired rows stayed in the tokens table for ever."""
+    d = Daemon(tmp_path / "d", config_extra="retention:\n  interval_s: 1\n")
+    with d.serving():
+        st, short = d.call("POST", "/v1/tokens", {"tenant": "gina", "expires": "2s"}, token="admin")
+        assert st == 201, short
+        st, kept = d.call("POST", "/v1/tokens", {"tenant": "gina"}, token="admin")
+        assert st == 201, kept
+        assert d.call("GET", "/v1/runs", token=short["token"])[0] == 200
+        assert {short["id"], kept["id"]} <= token_ids(d)
+        wait_until(lambda: short["id"] not in token_ids(d), 30, "the expired token deleted")
+        assert kept["id"] in token_ids(d)
+        assert d.call("GET", "/v1/runs", token=short["token"])[0] == 401
+
+
+def test_an_expired_token_leaves_redis(cluster, redis):
+    """In a cluster a token made with `expires` lives in Redis until then
+    only: its key expires with it (PEXPIREAT), and its id leaves the id
+    index at the next token made. Before, both stayed for ever."""
+    gw = cluster("gw", "gateway")
+    st, short = gw.call("POST", "/v1/tokens", {"tenant": "gina", "expires": "2s"}, token="admin")
+    assert st == 201, short
+    key = "ps:tok:" + hashlib.sha256(short["token"].encode()).hexdigest()
+    ttl = int(redis.cli("PTTL", key))
+    assert 0 < ttl <= 2000, ttl
+    assert gw.call("GET", "/v1/runs", token=short["token"])[0] == 200
+    wait_until(lambda: redis.cli("EXISTS", key) == "0", 30, "the expired token's key gone")
+    assert gw.call("GET", "/v1/runs", token=short["token"])[0] == 401
+    st, kept = gw.call("POST", "/v1/tokens", {"tenant": "gina"}, token="admin")
+    assert st == 201, kept
+    assert redis.cli("HKEYS", "ps:tokids").split() == [kept["id"]]
+    assert redis.cli("PTTL", "ps:tok:" + hashlib.sha256(kept["token"].encode()).hexdigest()) == "-1"
+    assert token_ids(gw) == {kept["id"]}
