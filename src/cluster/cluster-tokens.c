@@ -30,6 +30,7 @@ static int ct_insert(TokenStore *ts, const TokenRecord *t) {
         args_add(&a, t->role);
         args_addf(&a, "%" PRIu64, (uint64_t) t->created);
         args_addf(&a, "%" PRIu64, (uint64_t) t->expires);
+        args_add(&a, CLUSTER_PREFIX);
         long long ok = 0;
         int k = cluster_cmd_int(tq(ts), &a, &ok);
         return k < 0 ? k : ok == 1 ? 0 : -EEXIST;

@@ -522,7 +522,9 @@ static void split_target(const char *target, char **ret_path, char **ret_query) 
 /* A bearer token, or an access key's SigV4 signature (what an AWS_IAM
  * function URL's callers send), of tenant that may run functions; 0, or
  * the status: 401 without credentials or with an unknown token, 403 for a
- * signature that does not verify, another tenant's or a read-only one. */
+ * signature that does not verify, another tenant's or a read-only one,
+ * 503 when a token made through the API cannot be looked up (a cluster
+ * node cut from the Redis it lives in: not an answer "unknown"). */
 static unsigned endpoint_auth(const DaemonCall *call, const char *tenant) {
         /* --no-auth: one local user on a loopback address, no tokens. */
         if (call->d->no_auth)
@@ -560,8 +562,13 @@ static unsigned endpoint_auth(const DaemonCall *call, const char *tenant) {
         pthread_rwlock_unlock(&d->cfg_lock);
         /* Or one made by `pysprinterd token create` / POST /v1/tokens, as
          * the API's routes take it (before, only the config's were). */
-        if (!t && daemon_token_lookup(d, strstrip(tok), &role, owner, sizeof(owner)) < 0)
-                return 401;
+        if (!t) {
+                int k = daemon_token_lookup(d, strstrip(tok), &role, owner, sizeof(owner));
+                if (k == -ECONNREFUSED)
+                        return 503;
+                if (k < 0)
+                        return 401;
+        }
         return streq(owner, tenant) && role != TOKEN_ROLE_READONLY ? 0 : 403;
 }
 
@@ -646,6 +653,21 @@ static struct MHD_Response *endpoint_preflight(const DaemonCall *call, const cha
         return resp;
 }
 
+/* 503 with Retry-After: nothing was done, ask again (a draining daemon,
+ * or a cluster node cut from its Redis, where the function, its URL and
+ * the tokens made through the API are); what a load balancer and the
+ * clients read as "retry, here later or on another instance". */
+static struct MHD_Response *endpoint_unavailable(const char *request_id, unsigned *ret_status) {
+        struct MHD_Response *resp = daemon_endpoint_error(503, request_id, ret_status);
+        daemon_response_headers(resp, (const char *const[]){ "Retry-After", "5", NULL });
+        return resp;
+}
+
+/* Redis (cluster-conn.c) that did not answer a read: asking again is safe. */
+static bool redis_away(int r) {
+        return r == -ECONNREFUSED || r == -ECOMM;
+}
+
 /* A public endpoint's request waiting for its run (daemon_call_wait()). */
 typedef struct EndpointWait {
         Daemon *d;
@@ -699,7 +721,13 @@ struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_s
         _cleanup_free_ char *id = id_new("r"), *raw_path = NULL, *raw_query = NULL;
         int mode = 0;
         FunctionRecord *f = NULL;
-        bool has_url = function_name_is_valid(name) && function_store_url_get(d->functions, tenant, name, &mode) >= 0;
+        int k = function_name_is_valid(name) ? function_store_url_get(d->functions, tenant, name, &mode) : -ENOENT;
+        /* Whether the name has a URL, and which, is in a cluster's Redis:
+         * without it, no answer about the name (a 401 or 404 is final to
+         * a client), the same for every name and caller. */
+        if (redis_away(k))
+                return endpoint_unavailable(id, ret_status);
+        bool has_url = k >= 0;
         char addr[INET6_ADDRSTRLEN];
         client_address(call, addr);
         if (!has_url || mode != 2) {
@@ -712,6 +740,8 @@ struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_s
                  * URL, a function without one and no function at all, so
                  * it cannot tell which names exist. */
                 unsigned st = endpoint_auth(call, tenant);
+                if (st == 503)
+                        return endpoint_unavailable(id, ret_status);
                 if (st) {
                         struct MHD_Response *resp = daemon_endpoint_error(st, id, ret_status);
                         if (st == 401)
@@ -721,7 +751,10 @@ struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_s
                         return resp;
                 }
         }
-        if (!has_url || function_store_get(d->functions, tenant, name, 0, &f) < 0)
+        k = has_url ? function_store_get(d->functions, tenant, name, 0, &f) : -ENOENT;
+        if (redis_away(k))
+                return endpoint_unavailable(id, ret_status);
+        if (k < 0)
                 return daemon_endpoint_error(404, id, ret_status);
         if (mode == 2) {
                 pthread_rwlock_rdlock(&d->cfg_lock);
@@ -748,7 +781,7 @@ struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_s
         req.answer_waits = true;
         RunLimits granted;
         pthread_rwlock_rdlock(&d->cfg_lock);
-        int k = daemon_limits_grant(&d->cfg, tenant, &req.limits, &granted, &err);
+        k = daemon_limits_grant(&d->cfg, tenant, &req.limits, &granted, &err);
         pthread_rwlock_unlock(&d->cfg_lock);
         if (k >= 0) {
                 req.limits = granted;
@@ -765,12 +798,12 @@ struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_s
         if (k == -EBUSY || k == -EUSERS) {
                 resp = daemon_endpoint_error(429, id, ret_status);
                 daemon_response_headers(resp, (const char *const[]) { "Retry-After", "1", NULL });
-        } else if (k == -ESHUTDOWN) {
-                /* As the API's drain answer: a load balancer reads 503 +
-                 * Retry-After as "send it to another instance". */
-                resp = daemon_endpoint_error(503, id, ret_status);
-                daemon_response_headers(resp, (const char *const[]){ "Retry-After", "5", NULL });
-        } else if (k == -EPERM)
+        } else if (k == -ESHUTDOWN || k == -ECONNREFUSED)
+                /* As the API's drain answer; -ECONNREFUSED: the cluster's
+                 * Redis refused the submit, nothing was queued (-ECOMM: it
+                 * may have been, the 502 below). */
+                resp = endpoint_unavailable(id, ret_status);
+        else if (k == -EPERM)
                 resp = daemon_endpoint_error(403, id, ret_status);
         else if (k < 0)
                 resp = bad_gateway(id, ret_status);

@@ -254,6 +254,13 @@ static bool authenticate(Ctx *c, bool mutating, enum MHD_Result *ret) {
                 const char *msg = NULL;
                 k = daemon_ui_session_auth(c->d, c->conn, mutating, c->tenant_buf, sizeof(c->tenant_buf), &role, &st,
                                            &msg, &c->call.cred);
+                if (k == -ECONNREFUSED) {
+                        /* daemon_call_errno(): 503 redis_unreachable, Retry-After */
+                        unsigned status;
+                        struct MHD_Response *resp = daemon_call_errno(&c->call, k, "session", &status);
+                        *ret = queue(c, resp, status);
+                        return false;
+                }
                 if (k < 0) {
                         *ret = queue_error(c, st, st == 401 ? "unauthorized" : "forbidden", NULL, "%s", msg);
                         return false;

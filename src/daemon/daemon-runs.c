@@ -979,6 +979,39 @@ static int drun_queue_start(Daemon *d, DRun *r) {
         }
 }
 
+/* The environment of r's run with its secrets opened (store_secrets_env()),
+ * d->lock not held. A claimed run's secrets are in the cluster's Redis:
+ * one that did not answer (-ECONNREFUSED; -ECOMM, the connection lost
+ * with the read sent: a read, safe to ask again) said nothing about them,
+ * and the run has started (drun_queue_start()), so ending it with
+ * SecretError would make a blip its final answer. Asked again until Redis
+ * answers, as its start is; given up only when the run is cancelled (its
+ * end is then "cancelled", run_end_step()) or the daemon stops (nothing is
+ * written: the run goes to reclaim.lua with the node, start_unanswered). */
+static int drun_secrets_env(Daemon *d, DRun *r, char ***ret_env, char **ret_error) {
+        usec_t pause = 50 * USEC_PER_MSEC;
+        for (;;) {
+                char *why = NULL;
+                int k = store_secrets_env(d->store, d->secret_key, r->tenant, r->secrets, r->env, ret_env, &why);
+                if (k >= 0 || !r->claimed || (k != -ECONNREFUSED && k != -ECOMM)) {
+                        *ret_error = why;
+                        return k;
+                }
+                pthread_mutex_lock(&d->lock);
+                bool cancelled = r->cancel_requested, stopping = d->leave_queued;
+                pthread_mutex_unlock(&d->lock);
+                if (cancelled || stopping) {
+                        r->start_unanswered = stopping && !cancelled;
+                        *ret_error = why;
+                        return k;
+                }
+                log_warn("run %s: %s (the cluster's Redis did not answer); asking again", r->id, why);
+                free(why);
+                (void) usleep(pause);
+                pause = MIN(pause * 2, USEC_PER_SEC);
+        }
+}
+
 /* ---- retries ----------------------------------------------------------------
  *
  * Lambda tries a failed asynchronous (Event) invocation twice more, ~1 and
@@ -1199,8 +1232,7 @@ static RunStep *run_begin(Daemon *d, DRun *r, RunThread *wake, Instance *inst) {
         /* Secrets open now, in the run's tenant, and live only in this
          * spec until the engine hands them to the run's child. */
         if (dk >= 0 && (r->secrets || r->env))
-                dk = store_secrets_env(d->store, d->secret_key, r->tenant, r->secrets, r->env, &st->env,
-                                       &st->secret_error);
+                dk = drun_secrets_env(d, r, &st->env, &st->secret_error);
         if (st->secret_error) {
                 free(st->data_error);
                 st->data_error = xstrdup(st->secret_error);

@@ -200,7 +200,16 @@ int daemon_ui_session_auth(Daemon *d, struct MHD_Connection *conn, bool mutating
                 *ret_message = "the session has expired or was revoked: log in again";
                 return -EPERM;
         }
-        if (token_by_hash(d, tok, ret_tenant, tenant_size, ret_role) < 0) {
+        int r = token_by_hash(d, tok, ret_tenant, tenant_size, ret_role);
+        if (r == -ECONNREFUSED) {
+                /* The token was made through the API and lives in the
+                 * cluster's Redis, which this node cannot reach now: no
+                 * answer about it, and the session stays for when it can. */
+                *ret_status = 503;
+                *ret_message = "this node cannot reach the cluster's Redis, where the session's token is; retry later";
+                return r;
+        }
+        if (r < 0) {
                 (void) session_get(cookie, true, tok, NULL);
                 *ret_status = 401;
                 *ret_message = "the session's token is no longer valid: log in again";
@@ -260,6 +269,15 @@ bool daemon_sse_cred_revoked(Daemon *d, DaemonCred *cred, const char *tenant, Bu
 static struct MHD_Response *json_error(unsigned status, const char *code, const char *message,
                                        unsigned *ret_status) {
         struct MHD_Response *resp = daemon_error_response(status, code, ret_status, "%s", message);
+        if (resp)
+                daemon_ui_security_headers(resp);
+        return resp;
+}
+
+/* 503 redis_unreachable with Retry-After (daemon_call_errno()): a token
+ * made through the API that this cluster node cannot look up now. */
+static struct MHD_Response *unreachable(const DaemonCall *call, const char *what, unsigned *ret_status) {
+        struct MHD_Response *resp = daemon_call_errno(call, -ECONNREFUSED, what, ret_status);
         if (resp)
                 daemon_ui_security_headers(resp);
         return resp;
@@ -348,11 +366,14 @@ static struct MHD_Response *handle_login(const DaemonCall *call, unsigned *ret_s
         }
         pthread_rwlock_unlock(&d->cfg_lock);
         bool ok = t != NULL;
-        if (!ok && daemon_token_lookup(d, token, &role, tenant, sizeof(tenant)) >= 0) {
+        int k = ok ? 0 : daemon_token_lookup(d, token, &role, tenant, sizeof(tenant));
+        if (!ok && k >= 0) {
                 sha256_digest(token, strlen(token), tok);
                 ok = true;
         }
         json_decref(j);
+        if (k == -ECONNREFUSED)
+                return unreachable(call, "token", ret_status);
         if (!ok)
                 return json_error(401, "unauthorized", "invalid token", ret_status);
 
@@ -406,6 +427,9 @@ static struct MHD_Response *handle_session(const DaemonCall *call, unsigned *ret
         /* Not logged in is an answer here, not an error: the page asks
          * before it knows, and a 401 would be logged in the console. */
         int r = daemon_ui_session_auth(call->d, call->conn, false, tenant, sizeof(tenant), &role, &status, &msg, NULL);
+        /* Not an answer "not logged in": the page would show its login. */
+        if (r == -ECONNREFUSED)
+                return unreachable(call, "session", ret_status);
         if (r <= 0)
                 return daemon_json_response(200, json_pack("{s:n, s:s}", "tenant", "reason", msg), ret_status);
         struct MHD_Response *resp =

@@ -42,7 +42,9 @@ const UiAsset *ui_asset_find(const char *name);
  * negative errno when it is not, with *ret_status and *ret_message saying
  * why: 401 for an unknown, expired or revoked session (the token it was
  * made from is no longer in the config: SIGHUP revokes it), 403 for a
- * mutating request without the CSRF header (UI_CSRF_HEADER: 1). When
+ * mutating request without the CSRF header (UI_CSRF_HEADER: 1),
+ * -ECONNREFUSED and 503 when its token, made through the API, lives in a
+ * cluster's Redis this node cannot reach now (the session stays). When
  * valid and ret_cred is not NULL, *ret_cred names the session (its
  * streams look at it again). */
 int daemon_ui_session_auth(Daemon *d, struct MHD_Connection *conn, bool mutating, char *ret_tenant, size_t tenant_size,

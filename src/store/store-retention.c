@@ -351,6 +351,23 @@ static int gc_locks(Gc *g) {
         return rc == SQLITE_OK ? 0 : store_rc_errno(rc);
 }
 
+/* Tokens (`pysprinterd token`, POST /v1/tokens) past their expiry: they
+ * authenticate nothing any more (daemon_token_lookup_hash()), and were
+ * kept for ever. A listing no longer shows them. */
+static int gc_tokens(Gc *g) {
+        Store *s = g->s;
+        sqlite3_stmt *st;
+        store_lock(s);
+        int rc = sqlite3_prepare_v2(s->db, "DELETE FROM tokens WHERE expires > 0 AND expires <= ?1", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                sqlite3_bind_int64(st, 1, (sqlite3_int64) g->now);
+                rc = sqlite3_step(st);
+                sqlite3_finalize(st);
+        }
+        pthread_mutex_unlock(&s->lock);
+        return rc == SQLITE_DONE || rc == SQLITE_OK ? 0 : store_rc_errno(rc);
+}
+
 static int gc_dags(Gc *g) {
         _cleanup_strv_free_ char **tenants = NULL;
         int r = distinct_tenants(g->s, "SELECT DISTINCT tenant FROM dag_runs", &tenants);
@@ -667,6 +684,7 @@ int store_gc(Store *s, const RetentionConfig *cfg, const char *data_dir, usec_t 
                 gc_runs_by_log_bytes,
                 gc_runs_of_deleted_functions,
                 gc_locks,
+                gc_tokens,
                 gc_memo,
                 gc_data_objects,
                 gc_data_staging,

@@ -1009,7 +1009,8 @@ usec_t retention_now(void);
  * of each tenant whose logs exceed its byte budget, finished runs of
  * deleted functions, DAG runs past the age (their task runs and their
  * folder DATA/dags/<id>), memo entries whose run is gone, and data objects
- * (DATA/data/objects/<hash>) no version references. Never a queued or
+ * (DATA/data/objects/<hash>) no version references, tokens past their
+ * expiry. Never a queued or
  * running run or DAG run. Deletes at most cfg->batch_rows rows per
  * transaction and sleeps batch_pause_usec between them, so requests get the
  * store in between. *stop (may be NULL) ends it early between batches.
