@@ -1056,6 +1056,7 @@ static int check_task_secrets(Backend *b, Dag *d, const uint8_t *key) {
 }
 
 static int engine_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void *userdata, json_t **ret) {
+        assert(!q->idempotency_key); /* refused by the verb: embedded DAG runs keep no keys */
         DataCatalog *dc = NULL;
         int r = catalog(b, &dc);
         if (r < 0)

@@ -1,0 +1,71 @@
+"""Small leads (helper "leads2"): `dag run`/`chain --idempotency-key`,
+`chain --data X --output-data X`, an embedded DAG's memory with a large
+result."""
+import json
+import uuid
+
+import pytest
+
+from conftest import sandbox_args
+from daemonlib import Daemon, TOKENS
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    with Daemon(tmp_path_factory.mktemp("explore-leads2")).serving() as d:
+        yield d
+
+
+def remote(cli, daemon, *args):
+    return cli(*args, "--server", daemon.url, env={"PYSPRINTER_TOKEN": TOKENS["alice"]})
+
+
+def dag_ids(cli, daemon):
+    p = remote(cli, daemon, "dag", "ls", "--json")
+    assert p.returncode == 0, p
+    return [d["id"] for d in json.loads(p.stdout)]
+
+
+# ---- --idempotency-key for dag run and chain ----
+
+def test_dag_run_and_chain_take_an_idempotency_key_with_a_server(cli, daemon):
+    """`run --idempotency-key KEY` submits once; `dag run` and `chain` had
+    no such option ("dag: unknown option", exit 2; chain: "a chain is many
+    runs"), though POST /v1/dags honours Idempotency-Key. With --server the
+    key now goes as that header: the same KEY again starts nothing and
+    shows the first DAG run."""
+    cli.write("a.py", "def a(x: int = 1):\n    return x + 1\n")
+    cli.write("b.py", "def b(x):\n    return x * 10\n")
+    cli.write("p.yaml", "tasks:\n  one: {file: a.py}\n  two: {file: b.py, args: ['${one}']}\n")
+    key = "leads2-" + uuid.uuid4().hex
+    first = remote(cli, daemon, "dag", "run", "p.yaml", "--no-cache", "--idempotency-key", key, "--detach",
+                   *sandbox_args())
+    assert first.returncode == 0, first
+    again = remote(cli, daemon, "dag", "run", "p.yaml", "--no-cache", "--idempotency-key", key, "--detach",
+                   *sandbox_args())
+    assert (again.returncode, again.stdout) == (0, first.stdout), again
+    # Followed to its end, the same DAG run's outcome.
+    p = remote(cli, daemon, "dag", "run", "p.yaml", "--no-cache", "--idempotency-key", key, "-q", *sandbox_args())
+    assert (p.returncode, p.stdout) == (0, "20\n"), p
+    before = dag_ids(cli, daemon)
+    assert first.stdout.strip() in before
+    # chain: one DAG run for two submits of one key.
+    key = "leads2-" + uuid.uuid4().hex
+    for _ in range(2):
+        p = remote(cli, daemon, "chain", "a.py", "b.py", "-a", "4", "--no-cache", "--idempotency-key", key, "-q",
+                   *sandbox_args())
+        assert (p.returncode, p.stdout) == (0, "50\n"), p
+    assert len(dag_ids(cli, daemon)) == len(before) + 1
+
+
+def test_dag_run_and_chain_refuse_an_idempotency_key_embedded(cli):
+    """Embedded DAG runs keep no keys: the option is refused before anything
+    runs (exit 2) with what to do, not taken and ignored."""
+    cli.write("a.py", "def a(x: int = 1):\n    return x + 1\n")
+    cli.write("p.yaml", "tasks:\n  one: {file: a.py}\n")
+    for args in (("dag", "run", "p.yaml"), ("chain", "a.py", "a.py")):
+        p = cli(*args, "--idempotency-key", "k1")
+        assert p.returncode == 2, p
+        assert "--idempotency-key needs --server" in p.stderr, p
+        p = cli(*args, "--idempotency-key", "bad key")
+        assert (p.returncode, p.stderr.count("--idempotency-key takes 1..200 visible ASCII")) == (2, 1), p
