@@ -12,6 +12,7 @@
  * `chain a.py b.py` is a linear pipeline built in memory (DESIGN §8). */
 #include <jansson.h>
 
+#include "data.h"
 #include "pkg.h"
 #include "shared.h"
 #include "cli-backend.h"
@@ -74,7 +75,9 @@ static const char chain_help[] = "Usage: pysprinter chain FILE[::FUNC] FILE[::FU
                                  "`pysprinter dag logs ID stepN` shows a step's output. Run options:\n"
                                  "--timeout, --memory, --max-procs, --max-output, --network, --data,\n"
                                  "--secret, --env (every step), --output-data (the last step's\n"
-                                 "output_dir()), --no-cache (run every step again), --sandbox, --json, -q,\n"
+                                 "output_dir(); with --data of the same name every step reads the version\n"
+                                 "current at the start), --no-cache (run every step again), --sandbox,\n"
+                                 "--json, -q,\n"
                                  "--idempotency-key KEY (with --server: the same KEY again within 24 h runs\n"
                                  "nothing and shows KEY's first chain; refused embedded).\n";
 
@@ -987,6 +990,46 @@ static char *chain_base_dir(char **steps) {
         return common ? xstrndup(real[0], common) : xstrdup("/");
 }
 
+/* The index in a->data of the dataset --output-data names, read at its
+ * current version (no @VERSION); -1 when there is none. */
+static ssize_t chain_reads_its_output(const RunArgs *a) {
+        for (size_t k = 0; a->output_data && a->data && a->data[k]; k++) {
+                _cleanup_free_ char *name = NULL;
+                int version = 0;
+                if (data_parse_ref(a->data[k], &name, &version) >= 0 && version == 0 && streq(name, a->output_data))
+                        return (ssize_t) k;
+        }
+        return -1;
+}
+
+/* `chain … --data X --output-data X`, as `run f.py --data X --output-data
+ * X`: every step reads X as it is now and the last stores X's next
+ * version. In a pipeline, a task's `data: X` where a task outputs X is the
+ * version that task produced (docs/dag.md "Outputs between tasks"): the
+ * last step would read its own output and the steps before it would wait
+ * for it (refused, exit 3). So the steps read X at its current version,
+ * named: a->data[k] becomes X@VERSION. Returns 0, else the exit code once
+ * said why. */
+static int chain_pin_output(Backend *b, RunArgs *a, size_t k) {
+        json_t *info = NULL;
+        int r = b->ops->data_info(b, a->output_data, &info);
+        if (r == -ENOENT) {
+                /* run's words (data_use()) for a --data it cannot find. */
+                cli_error("no dataset named '%s' (add it with: pysprinter data put %s PATH|URL)", a->output_data,
+                          a->output_data);
+                return EXIT_VALIDATION;
+        }
+        if (r < 0)
+                return backend_fail(b, r);
+        json_int_t version = json_integer_value(json_object_get(info, "current_version"));
+        json_decref(info);
+        if (version > 0) {
+                free(a->data[k]);
+                a->data[k] = xasprintf("%s@%lld", a->output_data, (long long) version);
+        }
+        return 0;
+}
+
 int verb_chain(int argc, char **argv) {
         for (int i = 0; i < argc; i++)
                 if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
@@ -1022,6 +1065,15 @@ int verb_chain(int argc, char **argv) {
                 run_args_done(&a);
                 return code;
         }
+        ssize_t k = chain_reads_its_output(&a);
+        if (k >= 0) {
+                a.worker_now = true;
+                code = backend_open(&a, &b);
+                if (!code)
+                        code = chain_pin_output(b, &a, (size_t) k);
+                if (code)
+                        goto out;
+        }
         base = chain_base_dir(a.steps);
         text = chain_pipeline(a.steps, (int) strv_length(a.steps), &a);
         if (!text) {
@@ -1037,7 +1089,7 @@ int verb_chain(int argc, char **argv) {
                 goto out;
         }
         a.worker_now = true;
-        code = backend_open(&a, &b);
+        code = b ? 0 : backend_open(&a, &b);
         if (code)
                 goto out;
         backend_note_options(b, &a, a.sandbox, "these tasks run");

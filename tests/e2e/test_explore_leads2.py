@@ -69,3 +69,53 @@ def test_dag_run_and_chain_refuse_an_idempotency_key_embedded(cli):
         assert "--idempotency-key needs --server" in p.stderr, p
         p = cli(*args, "--idempotency-key", "bad key")
         assert (p.returncode, p.stderr.count("--idempotency-key takes 1..200 visible ASCII")) == (2, 1), p
+
+
+# ---- chain --data X --output-data X ----
+
+READ = """\
+from pysprinter import data_path
+def a():
+    return int(open(data_path("cnt") + "/n.txt").read())
+"""
+
+BUMP = """\
+import os
+from pysprinter import data_path, output_dir
+def f(prev):
+    n = int(open(data_path("cnt") + "/n.txt").read())
+    open(os.path.join(output_dir(), "n.txt"), "w").write(str(n + 1))
+    return [prev, n]
+"""
+
+
+@pytest.mark.parametrize("server", [False, True], ids=["embedded", "server"])
+def test_a_chain_may_output_the_dataset_it_reads(cli, daemon, tmp_path, server):
+    """`run f.py --data X --output-data X` reads X and stores its next
+    version; `chain a.py f.py --data X --output-data X` was refused, exit 3
+    ("task 'step2' reads the dataset 'X' it outputs"): chain gives --data
+    to every step. Every step now reads the version current when the chain
+    starts (as run's one step does), and the last stores the next one."""
+    name = "cnt" if not server else "cnt"
+    pre = ["--server", daemon.url] if server else []
+    env = {"PYSPRINTER_TOKEN": TOKENS["alice"]}
+    cli.write("a.py", READ)
+    cli.write("f.py", BUMP)
+    src = tmp_path / "cnt"
+    src.mkdir()
+    (src / "n.txt").write_text("1")
+    p = cli(*pre, "data", "put", name, str(src), env=env)
+    assert p.returncode == 0, p
+    for want in ([1, 1], [2, 2]):
+        p = cli(*pre, "chain", "a.py", "f.py", *sandbox_args(), "--data", name, "--output-data", name, "--json",
+                "--no-cache", "-q", env=env)
+        assert (p.returncode, p.stderr) == (0, ""), p
+        assert json.loads(p.stdout) == want, p
+    out = tmp_path / "out"
+    p = cli(*pre, "data", "get", name, "-o", str(out), env=env)
+    assert p.returncode == 0, p
+    assert (out / "n.txt").read_text() == "3"
+    # A dataset that is not there is named as run names it.
+    p = cli(*pre, "chain", "a.py", "f.py", *sandbox_args(), "--data", "nope", "--output-data", "nope", env=env)
+    assert p.returncode == 3, p
+    assert p.stderr.startswith("pysprinter: no dataset named 'nope'"), p
