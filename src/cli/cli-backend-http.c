@@ -964,7 +964,9 @@ static int http_dag_run(Backend *b, const DagRequest *q, DagViewFn view, void *u
          * may have started. Before, a DAG submit to a frozen gateway
          * waited for ever, and one sent again could run the DAG twice. */
         _cleanup_free_ char *hex = NULL, *key = NULL;
-        if (b->http.n_servers > 1 && random_hex(16, &hex) >= 0)
+        if (q->idempotency_key) /* checked by the verb: nothing a header line breaks on */
+                key = xasprintf("Idempotency-Key: %s", q->idempotency_key);
+        else if (b->http.n_servers > 1 && random_hex(16, &hex) >= 0)
                 key = xasprintf("Idempotency-Key: cli-%s", hex);
         json_t *dag = NULL;
         r = http_json_submit(&b->http, "/v1/dags", key, req, &dag, &err); /* whole, as a run's */

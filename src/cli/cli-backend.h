@@ -130,6 +130,9 @@ typedef struct DagRequest {
         bool keep_going, no_cache;
         SandboxMode sandbox;
         const char *resume_id;     /* embedded: continue this DAG run */
+        /* --idempotency-key KEY, with a server only (the verb refuses it
+         * embedded): POST /v1/dags's Idempotency-Key header */
+        const char *idempotency_key;
         /* dag run --detach: *ret is the DAG run as submitted, as for
          * RunRequest.detach (embedded: handed to cli_detach_submitted()
          * once recorded, then run to its end). */

@@ -21,7 +21,8 @@ static const struct {
         const char *opts;
 } verb_opts[] = {
         { "run", RUN_OPTIONS " --detach --idempotency-key" },
-        { "validate chain", RUN_OPTIONS },
+        { "validate", RUN_OPTIONS },
+        { "chain", RUN_OPTIONS " --idempotency-key" },
         { "invoke", "-a -k --json-args --json-kwargs --payload --payload-file --timeout --memory --detach "
                     "--idempotency-key" },
         { "deploy", "--name --description --url --public --no-url --timeout --memory --max-procs -f --file --prune "

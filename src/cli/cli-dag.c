@@ -12,6 +12,7 @@
  * `chain a.py b.py` is a linear pipeline built in memory (DESIGN §8). */
 #include <jansson.h>
 
+#include "data.h"
 #include "pkg.h"
 #include "shared.h"
 #include "cli-backend.h"
@@ -54,6 +55,8 @@ static const char dag_help[] =
         "  --json                print the DAG run (tasks, states, results) as JSON\n"
         "  --detach              print the DAG run's id and return; it goes on (`dag status\n"
         "                        ID` shows it, `dag cancel ID` stops it)\n"
+        "  --idempotency-key KEY with --server: the same KEY again within 24 h starts\n"
+        "                        nothing and shows KEY's first DAG run (refused embedded)\n"
         "  -q, --quiet           no progress: results and errors only\n"
         "  --index-url URL, --find-links DIR   package index settings, as for run\n"
         "  --server URL          run on a pysprinterd (also PYSPRINTER_SERVER)\n"
@@ -72,7 +75,11 @@ static const char chain_help[] = "Usage: pysprinter chain FILE[::FUNC] FILE[::FU
                                  "`pysprinter dag logs ID stepN` shows a step's output. Run options:\n"
                                  "--timeout, --memory, --max-procs, --max-output, --network, --data,\n"
                                  "--secret, --env (every step), --output-data (the last step's\n"
-                                 "output_dir()), --no-cache (run every step again), --sandbox, --json, -q.\n";
+                                 "output_dir(); with --data of the same name every step reads the version\n"
+                                 "current at the start), --no-cache (run every step again), --sandbox,\n"
+                                 "--json, -q,\n"
+                                 "--idempotency-key KEY (with --server: the same KEY again within 24 h runs\n"
+                                 "nothing and shows KEY's first chain; refused embedded).\n";
 
 /* ---- the view ---------------------------------------------------------------- */
 
@@ -415,6 +422,7 @@ typedef struct DagArgs {
         char **params;
         unsigned concurrency;
         bool no_cache, keep_going, json, detach;
+        char *idempotency_key; /* --idempotency-key KEY (with --server only: key_needs_server()) */
         SandboxMode sandbox;
         RunArgs ra;   /* index settings only */
 } DagArgs;
@@ -422,6 +430,7 @@ typedef struct DagArgs {
 static void dag_args_done(DagArgs *a) {
         free(a->file);
         free(a->resume);
+        free(a->idempotency_key);
         strv_free(a->params);
         free(a->ra.index_url);
         strv_free(a->ra.find_links);
@@ -435,7 +444,7 @@ static int parse_dag_args(int argc, char **argv, bool resume, DagArgs *a) {
                 _cleanup_free_ char *opt = eq ? xstrndup(w, (size_t) (eq - w)) : xstrdup(w);
                 bool needs = streq(opt, "--param") || streq(opt, "-p") || streq(opt, "--concurrency") ||
                              streq(opt, "-j") || streq(opt, "--sandbox") || streq(opt, "--index-url") ||
-                             streq(opt, "--find-links");
+                             streq(opt, "--find-links") || (!resume && streq(opt, "--idempotency-key"));
                 const char *val = eq ? eq + 1 : needs && i + 1 < argc ? argv[++i] : NULL;
                 if (needs && !val) {
                         cli_error("%s needs a value", opt);
@@ -465,7 +474,15 @@ static int parse_dag_args(int argc, char **argv, bool resume, DagArgs *a) {
                         a->json = true;
                 else if (streq(opt, "--detach"))
                         a->detach = true;
-                else if (streq(opt, "--sandbox")) {
+                else if (!resume && streq(opt, "--idempotency-key")) {
+                        /* run's rule and words (cli-args.c); the key is not echoed. */
+                        if (!idempotency_key_is_valid(val)) {
+                                cli_error("--idempotency-key takes " IDEMPOTENCY_KEY_RULE);
+                                return -EINVAL;
+                        }
+                        free(a->idempotency_key);
+                        a->idempotency_key = xstrdup(val);
+                } else if (streq(opt, "--sandbox")) {
                         _cleanup_free_ char *why = NULL;
                         if (cli_sandbox_mode_parse(val, &a->sandbox, &why) < 0) {
                                 cli_error("%s", why);
@@ -527,6 +544,23 @@ static char *chain_message(const char *msg) {
         return xasprintf("chain: %s", p);
 }
 
+/* A DAG run's --idempotency-key goes to a server as POST /v1/dags's
+ * Idempotency-Key header, which the server keeps per tenant for 24 h.
+ * Embedded DAG runs keep no keys: taken and ignored, a retried command
+ * would run the pipeline twice; refused (exit 2) before anything runs.
+ * Returns 0, or EXIT_USAGE once said why. */
+static int key_needs_server(const char *verb, const char *key) {
+        if (!key)
+                return 0;
+        _cleanup_free_ char *server = cli_server();
+        if (server)
+                return 0;
+        cli_error("%s: --idempotency-key needs --server URL: embedded DAG runs keep no keys (docs/cli.md "
+                  "\"--idempotency-key\")",
+                  verb);
+        return EXIT_USAGE;
+}
+
 /* Runs q on b, draws it, prints its outcome; returns the exit code. json:
  * the DAG run as JSON, or with results_only (chain) its result as JSON. */
 static int run_dag(Backend *b, DagRequest *q, bool json, bool results_only) {
@@ -580,7 +614,9 @@ static int dag_run_verb(int argc, char **argv, bool resume) {
         size_t len = 0;
         Dag *d = NULL;
         Backend *b = NULL;
-        int code = 0;
+        int code = key_needs_server("dag run", a.idempotency_key);
+        if (code)
+                goto out;
         if (!resume) {
                 int r = read_file(a.file, DAG_MAX_FILE_BYTES, &text, &len);
                 if (r < 0) {
@@ -624,6 +660,7 @@ static int dag_run_verb(int argc, char **argv, bool resume) {
                          .no_cache = a.no_cache,
                          .sandbox = a.sandbox,
                          .resume_id = a.resume,
+                         .idempotency_key = a.idempotency_key,
                          .detach = a.detach };
         code = run_dag(b, &q, a.json, false);
 out:
@@ -953,6 +990,46 @@ static char *chain_base_dir(char **steps) {
         return common ? xstrndup(real[0], common) : xstrdup("/");
 }
 
+/* The index in a->data of the dataset --output-data names, read at its
+ * current version (no @VERSION); -1 when there is none. */
+static ssize_t chain_reads_its_output(const RunArgs *a) {
+        for (size_t k = 0; a->output_data && a->data && a->data[k]; k++) {
+                _cleanup_free_ char *name = NULL;
+                int version = 0;
+                if (data_parse_ref(a->data[k], &name, &version) >= 0 && version == 0 && streq(name, a->output_data))
+                        return (ssize_t) k;
+        }
+        return -1;
+}
+
+/* `chain … --data X --output-data X`, as `run f.py --data X --output-data
+ * X`: every step reads X as it is now and the last stores X's next
+ * version. In a pipeline, a task's `data: X` where a task outputs X is the
+ * version that task produced (docs/dag.md "Outputs between tasks"): the
+ * last step would read its own output and the steps before it would wait
+ * for it (refused, exit 3). So the steps read X at its current version,
+ * named: a->data[k] becomes X@VERSION. Returns 0, else the exit code once
+ * said why. */
+static int chain_pin_output(Backend *b, RunArgs *a, size_t k) {
+        json_t *info = NULL;
+        int r = b->ops->data_info(b, a->output_data, &info);
+        if (r == -ENOENT) {
+                /* run's words (data_use()) for a --data it cannot find. */
+                cli_error("no dataset named '%s' (add it with: pysprinter data put %s PATH|URL)", a->output_data,
+                          a->output_data);
+                return EXIT_VALIDATION;
+        }
+        if (r < 0)
+                return backend_fail(b, r);
+        json_int_t version = json_integer_value(json_object_get(info, "current_version"));
+        json_decref(info);
+        if (version > 0) {
+                free(a->data[k]);
+                a->data[k] = xasprintf("%s@%lld", a->output_data, (long long) version);
+        }
+        return 0;
+}
+
 int verb_chain(int argc, char **argv) {
         for (int i = 0; i < argc; i++)
                 if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
@@ -975,15 +1052,27 @@ int verb_chain(int argc, char **argv) {
         Dag *d = NULL;
         Backend *b = NULL;
         int code = 0;
-        if (a.output_file || a.detach || a.idempotency_key) {
+        if (a.output_file || a.detach) {
                 /* A chain prints its last result; its steps' output is
                  * `dag logs ID stepN`, not a stream to send to a file. */
                 cli_error(a.detach ? "chain: --detach is run's and invoke's: a chain prints its last result"
-                          : a.idempotency_key
-                                  ? "chain: --idempotency-key is run's and invoke's: a chain is many runs"
-                                  : "chain: --output-file is run's option (see `pysprinter dag logs ID stepN`)");
+                                   : "chain: --output-file is run's option (see `pysprinter dag logs ID stepN`)");
                 run_args_done(&a);
                 return EXIT_USAGE;
+        }
+        code = key_needs_server("chain", a.idempotency_key);
+        if (code) {
+                run_args_done(&a);
+                return code;
+        }
+        ssize_t k = chain_reads_its_output(&a);
+        if (k >= 0) {
+                a.worker_now = true;
+                code = backend_open(&a, &b);
+                if (!code)
+                        code = chain_pin_output(b, &a, (size_t) k);
+                if (code)
+                        goto out;
         }
         base = chain_base_dir(a.steps);
         text = chain_pipeline(a.steps, (int) strv_length(a.steps), &a);
@@ -1000,7 +1089,7 @@ int verb_chain(int argc, char **argv) {
                 goto out;
         }
         a.worker_now = true;
-        code = backend_open(&a, &b);
+        code = b ? 0 : backend_open(&a, &b);
         if (code)
                 goto out;
         backend_note_options(b, &a, a.sandbox, "these tasks run");
@@ -1010,6 +1099,7 @@ int verb_chain(int argc, char **argv) {
                          .filename = "chain.yaml",
                          .base_dir = base,
                          .sandbox = a.sandbox,
+                         .idempotency_key = a.idempotency_key,
                          .no_cache = a.no_cache };
         code = run_dag(b, &q, a.json_output || cli_globals.json, true);
 out:

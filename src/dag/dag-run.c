@@ -698,7 +698,8 @@ static void run_task(Dag *d, Task *t) {
                         free(t->value_json);
                         /* Keep the worker's text: re-encoding through jansson
                          * would respell floats (4.2 -> 4.2000000000000002). */
-                        t->value_json = v ? xstrdup(res->value_json) : json_dumps(t->value, JSON_COMPACT | JSON_ENCODE_ANY);
+                        t->value_json = v ? TAKE_PTR(res->value_json)
+                                          : json_dumps(t->value, JSON_COMPACT | JSON_ENCODE_ANY);
                         if (!v && res->value_repr) {
                                 _cleanup_free_ char *m = xasprintf("the result is not JSON (%.200s); dependents get %s",
                                                                    res->value_repr, repr ? "its repr" : "null");
@@ -707,8 +708,11 @@ static void run_task(Dag *d, Task *t) {
                         t->exit_code = 0;
                         set_state(d, t, DAG_TASK_SUCCEEDED);
                         pthread_mutex_unlock(&d->lock);
+                        /* t->value_json, the worker's text taken above (not
+                         * a copy): only this thread replaces it, and only
+                         * dag_release_results() after the run frees it. */
                         if (v)
-                                (void) store_dag_memo_put(engine_store(d->engine), d->tenant, key, res->value_json,
+                                (void) store_dag_memo_put(engine_store(d->engine), d->tenant, key, t->value_json,
                                                           res->id ?: run_id);
                         run_result_free(res);
                         return;
@@ -1081,6 +1085,16 @@ static void owner_unlock(Dag *d, bool finished) {
 
 bool dag_cancelled(const Dag *d) {
         return d->cancel_requested;
+}
+
+void dag_release_results(Dag *d) {
+        assert(d);
+        for (size_t i = 0; i < d->n; i++) {
+                json_decref(d->tasks[i].value);
+                d->tasks[i].value = NULL;
+                free(d->tasks[i].value_json);
+                d->tasks[i].value_json = NULL;
+        }
 }
 
 int dag_run(Dag *d, Engine *e, DataCatalog *dc, const DagOptions *o, DagEventFn fn, void *userdata, char **ret_error) {

@@ -195,6 +195,12 @@ typedef void (*DagEventFn)(const Dag *d, const DagEvent *ev, void *userdata);
 #define DAG_LOCK_WAIT_MS 10000
 int dag_run(Dag *d, Engine *e, DataCatalog *dc, const DagOptions *o, DagEventFn fn, void *userdata, char **ret_error);
 
+/* Frees the results d's tasks hold (a value and its JSON text each) once
+ * dag_run() has returned: the store keeps them, and a caller that reads
+ * the DAG run back from it (the CLI's final object) held every result
+ * three times over. dag_task_info()'s value_json is NULL after it. */
+void dag_release_results(Dag *d);
+
 /* What dag_run() validates before it runs anything, its tasks only (file,
  * function, arguments; datasets are left to the run: a schedule's may be
  * put before it fires): 0, or -EINVAL (-ENOPKG for a requirement) with

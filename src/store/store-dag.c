@@ -193,6 +193,16 @@ int store_dag_list(Store *s, const char *tenant, char *const *statuses, size_t l
         "dag_id, name, position, state, run_id, attempts, memo_key, cached, value_json, error, exit_code, " \
         "started, finished"
 
+/* A result, bound without SQLite's copy of it (SQLITE_STATIC): the
+ * statements that bind it are finalized before the caller's text can go.
+ * A task's result may be many megabytes; store_bind_text() copied each. */
+static void bind_result(sqlite3_stmt *st, int i, const char *s) {
+        if (s)
+                sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+        else
+                sqlite3_bind_null(st, i);
+}
+
 int store_dag_task_put(Store *s, const DagTaskRecord *t) {
         if (!t->dag_id || !t->name)
                 return -EINVAL;
@@ -211,7 +221,7 @@ int store_dag_task_put(Store *s, const DagTaskRecord *t) {
                 sqlite3_bind_int(st, 6, t->attempts);
                 store_bind_text(st, 7, t->memo_key);
                 sqlite3_bind_int(st, 8, t->cached);
-                store_bind_text(st, 9, t->value_json);
+                bind_result(st, 9, t->value_json);
                 store_bind_text(st, 10, t->error);
                 sqlite3_bind_int(st, 11, t->exit_code);
                 sqlite3_bind_int64(st, 12, (sqlite3_int64) t->started);
@@ -223,13 +233,21 @@ int store_dag_task_put(Store *s, const DagTaskRecord *t) {
         return rc == SQLITE_DONE ? 0 : store_rc_errno(rc);
 }
 
+static int task_position_cmp(const void *a, const void *b) {
+        const DagTaskRecord *x = *(DagTaskRecord *const *) a, *y = *(DagTaskRecord *const *) b;
+        return (x->position > y->position) - (x->position < y->position);
+}
+
 int store_dag_tasks(Store *s, const char *dag_id, DagTaskRecord ***ret, size_t *ret_n) {
         sqlite3_stmt *st;
         DagTaskRecord **v = NULL;
         size_t n = 0;
         store_lock(s);
-        int rc = sqlite3_prepare_v2(s->db, "SELECT " TASK_COLUMNS " FROM dag_tasks WHERE dag_id=?1 ORDER BY position",
-                                    -1, &st, NULL);
+        /* In position order, sorted here: no index holds (dag_id,
+         * position), and SQLite's ORDER BY sorted whole rows, results
+         * included, through its sorter: a task's 15 MB result was held
+         * five times over (~75 MB) before the first row came back. */
+        int rc = sqlite3_prepare_v2(s->db, "SELECT " TASK_COLUMNS " FROM dag_tasks WHERE dag_id=?1", -1, &st, NULL);
         if (rc == SQLITE_OK) {
                 store_bind_text(st, 1, dag_id);
                 while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -257,6 +275,8 @@ int store_dag_tasks(Store *s, const char *dag_id, DagTaskRecord ***ret, size_t *
                 dag_task_record_list_free(v, n);
                 return store_rc_errno(rc);
         }
+        if (n > 1)
+                qsort(v, n, sizeof(*v), task_position_cmp);
         *ret = v;
         *ret_n = n;
         return 0;
@@ -303,7 +323,7 @@ int store_dag_memo_put(Store *s, const char *tenant, const char *key, const char
         if (rc == SQLITE_OK) {
                 store_bind_text(st, 1, tenant ? tenant : "local");
                 store_bind_text(st, 2, key);
-                store_bind_text(st, 3, value_json);
+                bind_result(st, 3, value_json);
                 store_bind_text(st, 4, run_id);
                 sqlite3_bind_int64(st, 5, (sqlite3_int64) now_realtime());
                 rc = sqlite3_step(st);

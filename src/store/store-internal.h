@@ -179,7 +179,10 @@ int store_db_schema_version(sqlite3 *db);
 /* Applies every migration newer than the database's user_version. On a
  * step that fails, "the database could not be upgraded to schema N:
  * SQLITE'S MESSAGE" and -EUCLEAN when its SQL failed (SQLITE_ERROR), else
- * the errno of SQLite's code; the steps before it stay applied. */
+ * the errno of SQLite's code; the steps before it stay applied. A schema
+ * version that cannot be read (PRAGMA user_version) fails it before any
+ * step: "its schema version (PRAGMA user_version) could not be read:
+ * SQLITE'S MESSAGE" and the errno of SQLite's code. */
 int store_migrate(sqlite3 *db, char **ret_error);
 /* Binds s, or NULL when s is NULL. */
 void store_bind_text(sqlite3_stmt *st, int i, const char *s);

@@ -317,7 +317,7 @@ static json_t *task_json(const DagTaskRecord *t) {
         return o;
 }
 
-char *dag_record_to_json(const DagRunRecord *r, DagTaskRecord *const *tasks, size_t n_tasks, bool with_tasks) {
+json_t *dag_record_object(const DagRunRecord *r, DagTaskRecord *const *tasks, size_t n_tasks, bool with_tasks) {
         json_t *j = json_object();
         json_object_set_new(j, "id", json_string(r->id));
         json_object_set_new(j, "name", r->name ? json_string(r->name) : json_null());
@@ -340,6 +340,11 @@ char *dag_record_to_json(const DagRunRecord *r, DagTaskRecord *const *tasks, siz
                 json_object_set_new(j, "tasks", a);
                 json_object_set_new(j, "counts", counts);
         }
+        return j;
+}
+
+char *dag_record_to_json(const DagRunRecord *r, DagTaskRecord *const *tasks, size_t n_tasks, bool with_tasks) {
+        json_t *j = dag_record_object(r, tasks, n_tasks, with_tasks);
         char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
         json_decref(j);
         return text;

@@ -315,15 +315,26 @@ int store_schema_version(void) {
         return (int) ELEMENTSOF(migrations);
 }
 
-static int user_version(sqlite3 *db) {
-        sqlite3_stmt *st;
-        int version = -1;
-        if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
-                if (sqlite3_step(st) == SQLITE_ROW)
-                        version = sqlite3_column_int(st, 0);
-                sqlite3_finalize(st);
+/* Reads PRAGMA user_version into *ret_version; returns SQLite's code
+ * (SQLITE_OK or why it could not be read: a locked file, an I/O error). */
+static int user_version_read(sqlite3 *db, int *ret_version) {
+        sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                rc = sqlite3_step(st);
+                if (rc == SQLITE_ROW) {
+                        *ret_version = sqlite3_column_int(st, 0);
+                        rc = SQLITE_OK;
+                } else if (rc == SQLITE_DONE)
+                        rc = SQLITE_ERROR;
         }
-        return version;
+        sqlite3_finalize(st);
+        return rc;
+}
+
+static int user_version(sqlite3 *db) {
+        int version = -1;
+        return user_version_read(db, &version) == SQLITE_OK ? version : -1;
 }
 
 int store_db_schema_version(sqlite3 *db) {
@@ -361,8 +372,18 @@ static int migrate_errno(int rc) {
         return (rc & 0xff) == SQLITE_ERROR ? -EUCLEAN : store_rc_errno(rc);
 }
 
+/* A version that cannot be read is not 0: taken for it, every step would
+ * be replayed from schema 1 on a database that has them all. */
+static int version_unread(sqlite3 *db, int rc, char **ret_error) {
+        *ret_error = xasprintf("its schema version (PRAGMA user_version) could not be read: %s", sqlite3_errmsg(db));
+        return store_rc_errno(rc);
+}
+
 int store_migrate(sqlite3 *db, char **ret_error) {
-        int version = user_version(db);
+        int version = 0;
+        int rc = user_version_read(db, &version);
+        if (rc != SQLITE_OK)
+                return version_unread(db, rc, ret_error);
         if (version > store_schema_version()) {
                 *ret_error = xasprintf("the database's schema is version %d, newer than this pysprinter knows (%d): "
                                        "upgrade pysprinter, or restore a backup made by this version",
@@ -373,13 +394,20 @@ int store_migrate(sqlite3 *db, char **ret_error) {
                 /* Forward only, one transaction per step. The version is read
                  * again under the write lock: another process opening the
                  * same database may have applied this step meanwhile. */
-                int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+                rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
                 if (rc != SQLITE_OK) {
                         *ret_error = xasprintf("the database could not be upgraded to schema %d: %s", i + 1,
                                                sqlite3_errmsg(db));
                         return migrate_errno(rc);
                 }
-                if (user_version(db) > i) {
+                int now = 0;
+                rc = user_version_read(db, &now);
+                if (rc != SQLITE_OK) {
+                        int r = version_unread(db, rc, ret_error);
+                        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+                        return r;
+                }
+                if (now > i) {
                         sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
                         continue;
                 }

@@ -121,10 +121,12 @@ static int open_store_once(const char *path, bool allocate_wal, Store **ret_stor
         int r = store_migrate(db, &err);
         if (r < 0) {
                 sqlite3_close(db);
-                /* A step's SQL that failed: its errno says nothing. An
+                /* A step's SQL that failed: its errno says nothing; nor
+                 * does a schema version that could not be read (a locked
+                 * or unreadable file: which read, SQLite's reason). An
                  * I/O error or a full disk keeps the errno's words (the
                  * reserve's retry, -ENOSPC: "No space left on device"). */
-                if (r == -EUCLEAN)
+                if (r != -EIO && r != -ENOSPC)
                         migrate_failure_set(path, r, TAKE_PTR(err));
                 return r;
         }

@@ -787,6 +787,10 @@ void dag_task_record_list_free(DagTaskRecord **v, size_t n);
  * with its tasks (position order) and their counts by state. NULL only
  * when the records hold text that is not UTF-8. */
 char *dag_record_to_json(const DagRunRecord *r, DagTaskRecord *const *tasks, size_t n_tasks, bool with_tasks);
+/* The same as a jansson object (a new reference), as run_record_json():
+ * a large result is not printed to text and parsed back (two more copies
+ * of it, the text's buffer doubling as it grows). */
+struct json_t *dag_record_object(const DagRunRecord *r, DagTaskRecord *const *tasks, size_t n_tasks, bool with_tasks);
 
 int store_dag_insert(Store *s, const DagRunRecord *r);
 /* Overwrites status, error, owner, params, options, started, finished. -ENOENT if none. */

@@ -6043,12 +6043,47 @@ static void test_journal_of_base14_replays(void **state) {
         sqlite3_close(db);
 }
 
+/* An authorizer that refuses reading PRAGMA user_version (its second
+ * argument NULL), as a locked or unreadable database fails that read. */
+static int deny_user_version_read(void *data, int action, const char *a, const char *b, const char *c, const char *d) {
+        (void) data, (void) c, (void) d;
+        return action == SQLITE_PRAGMA && a && strcasecmp(a, "user_version") == 0 && !b ? SQLITE_DENY : SQLITE_OK;
+}
+
+/* A schema version that cannot be read fails the migration with a clear
+ * message; it was taken for 0, and every step replayed from schema 1 on
+ * a database that had them all. */
+static void test_migrate_unreadable_version(void **state) {
+        (void) state;
+        _cleanup_free_ char *path = xasprintf("%s/unreadable-version.sqlite", dir);
+        Store *s = NULL;
+        assert_int_equal(store_open(path, &s), 0);
+        store_close(s);
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        assert_int_equal(store_db_schema_version(db), store_schema_version());
+        sqlite3_set_authorizer(db, deny_user_version_read, NULL);
+        char *err = NULL;
+        int r = store_migrate(db, &err);
+        assert_int_equal(r, -EACCES);
+        assert_non_null(err);
+        assert_non_null(strstr(err, "schema version (PRAGMA user_version) could not be read: not authorized"));
+        assert_null(strstr(err, "upgraded to schema 1"));
+        free(err);
+        sqlite3_set_authorizer(db, NULL, NULL);
+        assert_int_equal(store_db_schema_version(db), store_schema_version());
+        sqlite3_close(db);
+        assert_int_equal(store_open(path, &s), 0);
+        store_close(s);
+}
+
 int main(void) {
         assert_non_null(mkdtemp(dir));
         /* Before any Store: the store's VFS wraps the default one, this. */
         counting_vfs_install();
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_insert_get_update),
+                cmocka_unit_test(test_migrate_unreadable_version),
                 cmocka_unit_test(test_prefix_and_tenants),
                 cmocka_unit_test(test_run_list_by_status),
                 cmocka_unit_test(test_run_list_by_origin),
