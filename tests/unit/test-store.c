@@ -2341,7 +2341,7 @@ static long long reads_outside_checkpointer(void) {
  * the old frames ahead of the writes are evicted (as reclaim would) just
  * after a restart; until the next one the committing threads read
  * (almost) nothing of it back from the disk. */
-static void test_wal_reuse_reads_nothing_in_the_committing_thread(void **state) {
+static bool wal_reuse_read_little(void) {
         _cleanup_free_ char *path = NULL;
         Store *s = open_at(&path);
         _cleanup_free_ char *wal = xasprintf("%s-wal", path);
@@ -2389,9 +2389,20 @@ static void test_wal_reuse_reads_nothing_in_the_committing_thread(void **state) 
          * checkpointer starved at SCHED_IDLE lets the writes overtake its
          * read-ahead for a while (measured 0.5–4.7 MiB at load average 10
          * with other tests running): at most an eighth. */
-        assert_true(reads < evicted / 8);
         run_queue_free(q);
         store_close(s);
+        return reads < evicted / 8;
+}
+
+static void within_bound_in_three_tries(bool (*measure)(void));
+
+/* Taken again up to three times in all before it fails: a checkpointer
+ * starved for long by other work on the machine (ASan's suites beside it,
+ * CI74 and CI77 with helpers' tests running) read 21 MiB back once; a
+ * store that does not read ahead reads the whole span every time. */
+static void test_wal_reuse_reads_nothing_in_the_committing_thread(void **state) {
+        (void) state;
+        within_bound_in_three_tries(wal_reuse_read_little);
 }
 
 /* ---- the checkpointer is a background thread (round 6: the tail) ----
