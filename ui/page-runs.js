@@ -162,13 +162,21 @@ export function runsPage(main, _params, query, session) {
       if (mine === loads) reaching = false;
     }
   }
+  // The live changes that came while a list was on its way (null when
+  // none is): laid again over the list when it comes, since the list may
+  // have been read before them (before, the list replaced them: a run that
+  // started and ended meanwhile was gone until a reload).
+  let pending = null;
   async function load() {
     const mine = ++loads;
     reaching = false;
+    pending = [];
     const data = await api(`/v1/runs?limit=${BATCH}${filterQuery()}`);
     if (mine !== loads) return; // a later filter's list is on its way
     runs.clear();
     for (const r of data.runs) runs.set(r.id, r);
+    for (const r of pending) runs.set(r.id, r);
+    pending = null;
     cursor = data.runs.length === BATCH ? data.runs[data.runs.length - 1].id : null;
     functions();
     await reach(mine);
@@ -187,18 +195,20 @@ export function runsPage(main, _params, query, session) {
     sync();
   }
   const renderSoon = debounce(render, 50);
-  let greeted = false;
   const es = stream('/v1/events', {
     hello: () => {
       live.textContent = '● live';
       live.classList.add('on');
-      // A reconnect may have missed changes: list again.
-      if (greeted) load().catch(() => {});
-      greeted = true;
+      // The stream is open from here on: list again, as it may have
+      // missed what came before (the first list was asked before the
+      // stream was open, a reconnect's gap). The first list is not waited
+      // for the stream: a page shows its runs even when the stream fails.
+      load().catch(() => {});
     },
     run: (r) => {
       const known = runs.has(r.id);
       runs.set(r.id, r);
+      if (pending) pending.push(r);
       if (!known) functions();
       renderSoon();
     },

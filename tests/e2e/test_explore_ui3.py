@@ -1,0 +1,87 @@
+"""The dashboard (docs/ui.md) in Debian's chromium (tests/e2e/uilib.py)
+against one real pysprinterd for the module: the runs table shows a run
+that came and went while its list was on its way; pages that do not
+exist say so and lead back."""
+import pytest
+
+from conftest import DAEMON
+from daemonlib import TOKENS, Daemon
+from uilib import start_browser, ui_login, wait_for
+
+pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
+
+# Holds every answer to GET /v1/runs (the runs page's list) until the test
+# sets window.__release: the list's answer as late as a loaded daemon's,
+# with the run's whole life in between.
+HOLD_LIST = """
+(() => {
+  const real = window.fetch.bind(window);
+  window.__release = false;
+  window.__held = 0;
+  window.fetch = async (input, init) => {
+    const r = await real(input, init);
+    const url = typeof input === 'string' ? input : input.url;
+    if (/\\/v1\\/runs\\?/.test(url)) {
+      window.__held++;
+      while (!window.__release) await new Promise((ok) => setTimeout(ok, 20));
+    }
+    return r;
+  };
+})();
+"""
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    daemon = Daemon(tmp_path_factory.mktemp("ui3"))
+    with daemon.serving(clean_exit=False) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def drv(d):
+    b = start_browser()
+    try:
+        ui_login(b, d, TOKENS["alice"], "alice")
+        yield b
+    finally:
+        b.quit()
+
+
+def go(drv, d, route):
+    drv.get(d.url + "/ui/" + route)
+    drv.refresh()
+
+
+def text_of(drv, sel):
+    return drv.execute_script("const e = document.querySelector(arguments[0]); return e ? e.innerText : ''", sel)
+
+
+def shown_runs(drv):
+    return drv.execute_script("return [...document.querySelectorAll('#runs-body tr[data-run]')]"
+                              ".map((r) => r.dataset.run)")
+
+
+def test_a_run_that_came_and_went_while_the_list_loaded_is_shown(drv, d):
+    """The list and the live stream were asked at once, and the list's
+    answer replaced what the stream had brought: a run that started and
+    ended before the list arrived (but after the list was read) was not
+    shown until a reload."""
+    st, first = d.run("def main():\n    return 1\n")
+    assert st == 200, first
+    key = drv.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": HOLD_LIST})
+    try:
+        go(drv, d, "#/runs")
+        wait_for(lambda: "●" in text_of(drv, "#live"), what="the live stream")
+        wait_for(lambda: drv.execute_script("return window.__held") >= 1, what="the list, held")
+        st, r = d.run("def main():\n    return 2\n")
+        assert st == 200 and r["status"] == "succeeded", r
+        wait_for(lambda: r["id"] in shown_runs(drv), what="the new run, live")
+        drv.execute_script("window.__release = true")
+        wait_for(lambda: drv.execute_script("return window.__held") >= 1 and first["id"] in shown_runs(drv),
+                 what="the list")
+        # The list has come: the run that came live is still there, ended.
+        wait_for(lambda: shown_runs(drv)[:2] == [r["id"], first["id"]], what="both runs, after the list")
+        wait_for(lambda: "succeeded" in text_of(drv, f'tr[data-run="{r["id"]}"]'), what="the run's end")
+    finally:
+        drv.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", key)
