@@ -85,3 +85,30 @@ def test_a_run_that_came_and_went_while_the_list_loaded_is_shown(drv, d):
         wait_for(lambda: "succeeded" in text_of(drv, f'tr[data-run="{r["id"]}"]'), what="the run's end")
     finally:
         drv.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", key)
+
+
+def test_a_page_past_the_last_says_so(drv, d):
+    """#/runs?page=40 with one page of runs showed the last page as if it
+    were page 40, without a word."""
+    st, r = d.run("def main():\n    return 3\n")
+    assert st == 200, r
+    go(drv, d, "#/runs?page=40")
+    wait_for(lambda: r["id"] in shown_runs(drv), what="the last page")
+    note = wait_for(lambda: text_of(drv, "#page-missing"), what="the note")
+    assert "?page=40 is past the last page" in note and "page 1 of 1" in note, note
+    assert drv.execute_script("return document.querySelector('#page-missing a').getAttribute('href')") == "#/runs"
+    # Moving on (a filter, a page button) is the user's page: no note.
+    drv.find_element("id", "f-text").send_keys(r["id"])
+    wait_for(lambda: not text_of(drv, "#page-missing"), what="the note gone")
+
+
+def test_function_not_found_links_back(drv, d):
+    """"Function not found" had no way back (a run's not-found has "All
+    runs")."""
+    go(drv, d, "#/functions/nosuchfn")
+    wait_for(lambda: text_of(drv, "#not-found") == "Function not found", what="the not-found page")
+    link = wait_for(lambda: drv.execute_script(
+        "const a = document.querySelector('main a[href=\"#/functions\"]'); return a ? a.innerText : ''"),
+        what="the link back")
+    assert link == "All functions"
+    assert "nosuchfn" in text_of(drv, "main")
