@@ -112,3 +112,24 @@ def test_function_not_found_links_back(drv, d):
         what="the link back")
     assert link == "All functions"
     assert "nosuchfn" in text_of(drv, "main")
+
+
+def test_a_warm_runs_duration_is_its_timings_total(drv, d):
+    """A warm invoke starts and ends within the same millisecond of its
+    timestamps: the Duration column said "0.00 ms", a precision the
+    timestamps do not have, where its timings.total_ms (the run page's
+    total) has the time it took."""
+    st, b = d.call("POST", "/v1/functions", {"name": "warm", "source": "def warm():\n    return 1\n"})
+    assert st == 201, (st, b)
+    warm = None
+    for _ in range(50):
+        st, r = d.call("POST", "/v1/functions/warm/invoke?wait=true", {})
+        assert st == 200 and r["status"] == "succeeded", r
+        if r["started_at"] == r["finished_at"] and 0 < r["timings"]["total_ms"] < 1:
+            warm = r
+            break
+    assert warm, "no invoke began and ended within one millisecond"
+    go(drv, d, "#/runs")
+    cell = f'tr[data-run="{warm["id"]}"] td:nth-child(6)'
+    want = f'{warm["timings"]["total_ms"]:.2f} ms'
+    wait_for(lambda: text_of(drv, cell) == want, what=f"the duration {want}")
