@@ -87,6 +87,51 @@ def test_a_run_that_came_and_went_while_the_list_loaded_is_shown(drv, d):
         drv.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", key)
 
 
+# Holds the page's live streams (EventSource) unopened until the test calls
+# window.__openStreams(): the stream as slow to open as a loaded daemon's.
+HOLD_STREAM = """
+(() => {
+  const Real = window.EventSource;
+  const held = [];
+  class Held {
+    constructor(url) { this.url = url; this.ls = []; this.readyState = 0; this.es = null; held.push(this); }
+    addEventListener(n, f) { this.ls.push([n, f]); if (this.es) this.es.addEventListener(n, f); }
+    set onerror(f) { this.err = f; if (this.es) this.es.onerror = f; }
+    get onerror() { return this.err; }
+    close() { this.readyState = 2; if (this.es) this.es.close(); }
+    open() {
+      if (this.readyState === 2) return;
+      this.es = new Real(this.url);
+      for (const [n, f] of this.ls) this.es.addEventListener(n, f);
+      if (this.err) this.es.onerror = this.err;
+    }
+  }
+  Held.CONNECTING = 0; Held.OPEN = 1; Held.CLOSED = 2;
+  window.EventSource = Held;
+  window.__openStreams = () => held.forEach((x) => x.open());
+})();
+"""
+
+
+def test_a_run_that_came_and_went_before_the_stream_opened_is_shown(drv, d):
+    """The list answered, then a run started and ended, then the live
+    stream opened: nothing brought that run until a reload (the list was
+    asked again only at a reconnect)."""
+    st, first = d.run("def main():\n    return 4\n")
+    assert st == 200, first
+    key = drv.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": HOLD_STREAM})
+    try:
+        go(drv, d, "#/runs")
+        wait_for(lambda: first["id"] in shown_runs(drv), what="the list")
+        st, r = d.run("def main():\n    return 5\n")
+        assert st == 200 and r["status"] == "succeeded", r
+        drv.execute_script("window.__openStreams()")
+        wait_for(lambda: "●" in text_of(drv, "#live"), what="the live stream")
+        wait_for(lambda: shown_runs(drv)[:2] == [r["id"], first["id"]], what="the run that came meanwhile")
+    finally:
+        drv.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", key)
+
+
 def test_a_page_past_the_last_says_so(drv, d):
     """#/runs?page=40 with one page of runs showed the last page as if it
     were page 40, without a word."""
