@@ -117,9 +117,14 @@ export function fmtLimits(l) {
     `processes ${p ? String(p) : 'none'}, output ${o ? cliSize(o) : 'none'}, network ${l.network === true ? 'on' : 'off'}`;
 }
 
-// A run's duration: finished - started, or so far while it runs.
+// A run's duration: finished - started, or so far while it runs. An ended
+// run's timings.total_ms (the run page's total) where it has one: the
+// timestamps count whole milliseconds, and a warm invoke that began and
+// ended within one read "0.00 ms".
 export function runDuration(run, now = Date.now()) {
-  if (!run.started_at) return null;
+  if (!run.started_at) return null; // never started: "—", as ps's "-"
+  const total = run.timings && run.timings.total_ms;
+  if (run.finished_at && typeof total === 'number' && Number.isFinite(total)) return total;
   const end = run.finished_at ? Date.parse(run.finished_at) : now;
   return end - Date.parse(run.started_at);
 }

@@ -239,7 +239,10 @@ export function functionPage(main, [name], query, session) {
   }).catch((e) => {
     const missing = e instanceof HttpError && (e.status === 404 || (asked && e.status === 400));
     if (!missing) main.append(errorBox(e));
-    else if (!asked) main.append(h('h1', { id: 'not-found' }, 'Function not found'));
+    // As a run's not-found: what was asked for, and the way back.
+    else if (!asked) main.append(h('h1', { id: 'not-found' }, 'Function not found'),
+      h('p', {}, 'No function ', h('code', {}, name), ' is deployed for you. ',
+        h('a', { href: '#/functions' }, 'All functions')));
     // A version it does not have: the API's words, and the way to the latest.
     else main.append(h('h1', { id: 'not-found' }, 'Function ', name), errorBox(e),
       h('p', {}, h('a', { href: `#/functions/${encodeURIComponent(name)}` }, 'Its latest version')));

@@ -21,10 +21,16 @@ export function runsPage(main, _params, query, session) {
   const live = h('span', { class: 'live', id: 'live' }, 'connecting…');
   const body = h('div', { id: 'runs-body' });
   const pager = h('div', { class: 'pager' });
+  // A page asked for by the URL (a link, a reload) that the runs do not
+  // reach: said so over the last page shown in its place (it was shown
+  // as if it were the page asked for). null once the user moves on.
+  let askedPage = page || null;
+  let loaded = false;
+  const missing = h('p', { id: 'page-missing', class: 'dim' });
   main.append(
     h('div', { class: 'title-row' }, h('h1', {}, 'Runs'), live),
     h('form', { class: 'filters', role: 'search', onsubmit: (e) => e.preventDefault() }, status, fn, sched, text),
-    body, pager);
+    missing, body, pager);
 
   // The function and schedule filters as the user set them (first from
   // the URL): the deployed function (the run's fn_name) and the schedule
@@ -71,6 +77,13 @@ export function runsPage(main, _params, query, session) {
     // runs are fetched to reach it (reach()); drawn meanwhile as the last.
     const at = Math.min(page, pages - 1);
     if (!reaching) page = at;
+    if (loaded && !reaching && askedPage !== null && askedPage > at) {
+      // Named as the URL has it (from 0), not as the pager counts (from 1).
+      const first = new URLSearchParams(query);
+      first.delete('page');
+      fill(missing, `?page=${askedPage} is past the last page: showing page ${at + 1} of ${pages}. `,
+        h('a', { href: `#/runs${first.toString() ? `?${first}` : ''}` }, 'First page'));
+    } else clear(missing);
     const now = Date.now();
     const rows = shown.slice(at * PAGE, (at + 1) * PAGE).map((r) => h('tr', { 'data-run': r.id },
       h('td', {}, h('a', { href: `#/runs/${encodeURIComponent(r.id)}`, class: 'mono' }, r.id)),
@@ -103,6 +116,7 @@ export function runsPage(main, _params, query, session) {
   let gone = false;
   function sync() {
     if (gone) return;
+    askedPage = null;
     setQuery('/runs', { status: status.value, function: fn.value, schedule: sched.value, q: text.value,
       page: page || '' });
     render();
@@ -162,17 +176,27 @@ export function runsPage(main, _params, query, session) {
       if (mine === loads) reaching = false;
     }
   }
+  // The live changes that came while a list was on its way (null when
+  // none is): laid again over the list when it comes, since the list may
+  // have been read before them (before, the list replaced them: a run that
+  // started and ended meanwhile was gone until a reload).
+  let pending = null;
   async function load() {
     const mine = ++loads;
     reaching = false;
+    pending = [];
     const data = await api(`/v1/runs?limit=${BATCH}${filterQuery()}`);
     if (mine !== loads) return; // a later filter's list is on its way
     runs.clear();
     for (const r of data.runs) runs.set(r.id, r);
+    for (const r of pending) runs.set(r.id, r);
+    pending = null;
     cursor = data.runs.length === BATCH ? data.runs[data.runs.length - 1].id : null;
     functions();
     await reach(mine);
-    if (mine === loads) render();
+    if (mine !== loads) return;
+    loaded = true;
+    render();
   }
   async function older() {
     if (page < shownPages() - 1 || !cursor) {
@@ -187,18 +211,20 @@ export function runsPage(main, _params, query, session) {
     sync();
   }
   const renderSoon = debounce(render, 50);
-  let greeted = false;
   const es = stream('/v1/events', {
     hello: () => {
       live.textContent = '● live';
       live.classList.add('on');
-      // A reconnect may have missed changes: list again.
-      if (greeted) load().catch(() => {});
-      greeted = true;
+      // The stream is open from here on: list again, as it may have
+      // missed what came before (the first list was asked before the
+      // stream was open, a reconnect's gap). The first list is not waited
+      // for the stream: a page shows its runs even when the stream fails.
+      load().catch(() => {});
     },
     run: (r) => {
       const known = runs.has(r.id);
       runs.set(r.id, r);
+      if (pending) pending.push(r);
       if (!known) functions();
       renderSoon();
     },
