@@ -220,7 +220,7 @@ static void on_cluster_event(ClusterEventKind kind, const char *id, RunRecord *r
                 /* Set or removed through any node: this one's instances
                  * holding the tenant's old values stop (docs/cluster.md
                  * "Secrets"). */
-                daemon_secrets_retire(d, id);
+                h->secrets_changed(d, id);
                 break;
         case CLUSTER_EVENT_RESYNC:
         default:

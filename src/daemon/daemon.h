@@ -692,6 +692,7 @@ typedef struct DaemonClusterOptions {
                 void (*resync)(Daemon *d);                          /* daemon_runs_remote_resync */
                 void (*run_unref)(Daemon *d, DRun *r);              /* drun_unref */
                 void (*lease_tick)(Daemon *d, bool take);           /* daemon_dags_cluster_tick */
+                void (*secrets_changed)(Daemon *d, const char *tenant); /* daemon_secrets_retire */
         } hooks;
 } DaemonClusterOptions;
 typedef struct DaemonCluster DaemonCluster;

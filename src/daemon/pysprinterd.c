@@ -709,13 +709,14 @@ int main(int argc, char **argv) {
                         cluster.node_id = node;
                 free(err);
                 err = NULL;
-                cluster.hooks = (struct DaemonClusterHooks) {
+                cluster.hooks = (struct DaemonClusterHooks){
                         .adopt = daemon_run_adopt,
                         .ended_elsewhere = daemon_run_remote_ended,
                         .cancel_here = daemon_run_cancel_id,
                         .resync = daemon_runs_remote_resync,
                         .run_unref = drun_unref,
                         .lease_tick = daemon_dags_cluster_tick,
+                        .secrets_changed = daemon_secrets_retire,
                 };
                 r = daemon_cluster_start(d, &cluster, &err);
                 if (r < 0) {

@@ -20,9 +20,6 @@
  * progress whose record is not written yet. */
 #define GC_GRACE_USEC (3600ULL * USEC_PER_SEC)
 
-void (*pkg_test_hook)(PkgTestPoint point, void *userdata) = NULL;
-void *pkg_test_hook_userdata = NULL;
-
 PkgEnv *pkg_env_free(PkgEnv *e) {
         if (!e)
                 return NULL;
