@@ -492,6 +492,29 @@ static void env_seen_put(Engine *e, const char *key, const char *env_key, char *
                 vcache_put(e->envcache, key, text);
 }
 
+/* The index configuration of this engine (its peers, a cluster's, asked
+ * first for wheels). */
+static int index_config(Engine *e, PkgIndexConfig **ret, char **ret_error) {
+        int r = pkg_index_config_new(e->index_url, e->extra_index_urls, e->find_links, ret, ret_error);
+        if (r >= 0)
+                (*ret)->peers = e->peers;
+        return r;
+}
+
+/* What every install of this engine tells the package manager: where, from
+ * which index, whom to tell of its progress, how to compile. */
+static PkgEnvOptions env_options(Engine *e, PkgIndexConfig *cfg, ProgressCtx *pc, CompileCtx *cc, const bool *cancel) {
+        return (PkgEnvOptions){
+                .data_dir = e->data_dir,
+                .index = cfg,
+                .progress = on_progress,
+                .userdata = pc,
+                .compile = compile_dir,
+                .compile_userdata = cc,
+                .cancel = cancel,
+        };
+}
+
 static int resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool resolve_only, bool refresh,
                        const char *run_id, const bool *cancel, RunEventFn fn, void *userdata, char ***ret_sys_path,
                        size_t *ret_n_entries, char **ret_lock_json, char ***ret_warnings, char **ret_env_key,
@@ -515,25 +538,16 @@ static int resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool res
             env_seen(e, seen, run_id, fn, userdata, ret_sys_path, ret_n_entries, ret_lock_json, ret_env_key))
                 return 0;
         PkgIndexConfig *cfg = NULL;
-        int r = pkg_index_config_new(e->index_url, e->extra_index_urls, e->find_links, &cfg, ret_error);
+        int r = index_config(e, &cfg, ret_error);
         if (r < 0)
                 return r;
-        cfg->peers = e->peers;
         ProgressCtx pc = { .fn = fn, .userdata = userdata, .run_id = run_id };
         CompileCtx cc = { .e = e, .cancel = cancel };
-        PkgEnvOptions o = {
-                .data_dir = e->data_dir,
-                .index = cfg,
-                .progress = on_progress,
-                .userdata = &pc,
-                .compile = compile_dir,
-                .compile_userdata = &cc,
-                .resolve_only = resolve_only,
-                .refresh = refresh,
-                .admit = e->deny_packages || e->allow_packages ? admit_dependency : NULL,
-                .admit_userdata = e,
-                .cancel = cancel,
-        };
+        PkgEnvOptions o = env_options(e, cfg, &pc, &cc, cancel);
+        o.resolve_only = resolve_only;
+        o.refresh = refresh;
+        o.admit = e->deny_packages || e->allow_packages ? admit_dependency : NULL;
+        o.admit_userdata = e;
         PkgEnv *env = NULL;
         r = pkg_env_prepare(&o, reqs, n_reqs, &env, ret_error);
         pkg_index_config_free(cfg);
@@ -626,23 +640,14 @@ static int env_from_lock(Engine *e, const char *lock_json, const char *run_id, c
                 return 0;
         }
         PkgIndexConfig *cfg = NULL;
-        r = pkg_index_config_new(e->index_url, e->extra_index_urls, e->find_links, &cfg, ret_error);
+        r = index_config(e, &cfg, ret_error);
         if (r < 0) {
                 pkg_lock_free(lock);
                 return r;
         }
-        cfg->peers = e->peers;
         ProgressCtx pc = { .fn = fn, .userdata = userdata, .run_id = run_id };
         CompileCtx cc = { .e = e, .cancel = cancel };
-        PkgEnvOptions o = {
-                .data_dir = e->data_dir,
-                .index = cfg,
-                .progress = on_progress,
-                .userdata = &pc,
-                .compile = compile_dir,
-                .compile_userdata = &cc,
-                .cancel = cancel,
-        };
+        PkgEnvOptions o = env_options(e, cfg, &pc, &cc, cancel);
         PkgEnv *env = NULL;
         r = pkg_env_from_lock(&o, lock, &env, ret_error);
         pkg_index_config_free(cfg);
