@@ -740,7 +740,8 @@ static int load_records(const char *data_dir, Rec **ret, size_t *ret_n) {
                 for (size_t k = 0; recs[i].held && recs[i].in_use && k < n; k++)
                         if (!recs[k].held && streq(recs[k].key, recs[i].key))
                                 recs[k].in_use = true;
-        qsort(recs, n, sizeof(Rec), rec_cmp_newest);
+        if (n > 1)
+                qsort(recs, n, sizeof(Rec), rec_cmp_newest);
         *ret = recs;
         *ret_n = n;
         return 0;

@@ -140,8 +140,8 @@ def test_a_home_with_runs_still_shows_them(tmp_path):
 def test_gc_in_a_home_without_a_database_still_collects_its_package_store(tmp_path):
     """`env prepare` fills a package store without opening an engine: a
     home can hold one and no database. gc collects the store's
-    unreferenced dirs (past the hour's grace) there and creates nothing
-    else: no database, no run directories."""
+    unreferenced dirs (past the hour's grace) there and creates no
+    database and no run directories."""
     home = tmp_path / "home"
     orphan = home / "store" / ("ab" * 32)
     orphan.mkdir(parents=True)
@@ -152,5 +152,8 @@ def test_gc_in_a_home_without_a_database_still_collects_its_package_store(tmp_pa
     code, out, err = cli(home, tmp_path, ["gc", "--json"])
     assert code == 0, err
     assert int(re.search(r'"package_bytes":([0-9]+)', out)[1]) > 0, out
-    assert sorted(p.name for p in home.iterdir()) == ["store"]
+    # The removal took the dir's wheel lock (cache/locks/, the store's
+    # locking with installers: docs/packages.md); nothing else is made.
+    assert sorted(p.name for p in home.iterdir()) == ["cache", "store"]
+    assert sorted(p.name for p in (home / "cache").iterdir()) == ["locks"]
     assert list((home / "store").iterdir()) == []
