@@ -11,12 +11,14 @@ reuses it: PYSPRINTER_OLD_BUILDS names where (default
 clone) these tests skip and say so."""
 import contextlib
 import fcntl
+import io
 import json
 import os
 import pathlib
 import shutil
 import sqlite3
 import subprocess
+import tarfile
 import time
 
 import pytest
@@ -487,10 +489,18 @@ def test_a_dataset_number_a_run_named_before_the_upgrade_is_not_given_again(old_
         for ref in ("ds?version=2", "out?version=2"):
             st, b = old.call("DELETE", f"/v1/data/{ref}")
             assert st == 200, (ref, st, b)
+    # out's run made it a directory dataset (the older release let a run's
+    # output turn a single-file dataset into one; this one refuses a put of
+    # the other kind, docs/data.md): its next version is a directory too.
+    tree = io.BytesIO()
+    with tarfile.open(fileobj=tree, mode="w") as t:
+        info = tarfile.TarInfo("x")
+        info.size = 5
+        t.addfile(info, io.BytesIO(b"ccccc"))
     new = Daemon(tmp_path / "d")
     with new.serving():
-        for ds in ("ds", "out"):
-            st, _, b = new.request("PUT", f"/v1/data/{ds}", raw=b"ccccc", headers={"Content-Type": "text/plain"})
+        for ds, body, kind in (("ds", b"ccccc", "text/plain"), ("out", tree.getvalue(), "application/x-tar")):
+            st, _, b = new.request("PUT", f"/v1/data/{ds}", raw=body, headers={"Content-Type": kind})
             assert st == 201 and json.loads(b)["version"] == 3, (ds, b)
 
 
