@@ -20,6 +20,24 @@ def child_pids(pid):
     return out
 
 
+def open_fds(pid):
+    """{fd: target} of pid's open descriptors ("socket:[INODE]", a path…).
+    An fd closed between the listing and its readlink is left out, and a
+    process gone gives {}: the processes read here open and close files
+    (wheel locks, records) while a test looks."""
+    out = {}
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return out
+    for f in names:
+        try:
+            out[int(f)] = os.readlink(f"/proc/{pid}/fd/{f}")
+        except OSError:
+            pass
+    return out
+
+
 def descendants(pid):
     """Every process under pid (children first, then theirs), as child_pids
     finds them."""

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import CLI, DAEMON
 from daemonlib import Daemon, TOKENS, config_text, free_port, sandbox_mode, wait_for
-from proctree import child_pids, descendants
+from proctree import child_pids, descendants, open_fds
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
 
@@ -823,25 +823,12 @@ def _comm(pid):
         return ""
 
 
-def _fds(pid):
-    out = {}
-    try:
-        for f in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                out[int(f)] = os.readlink(f"/proc/{pid}/fd/{f}")
-            except OSError:
-                pass
-    except OSError:
-        pass
-    return out
-
-
 def _spares(daemon_pid):
     """{worker pid: [its spares]}: a spare is a child of an env's worker
     (the one holding a signalfd) that is not a run's init."""
     out = {}
     for p in descendants(daemon_pid):
-        if _comm(p) == "worker" and any("signalfd" in t for t in _fds(p).values()):
+        if _comm(p) == "worker" and any("signalfd" in t for t in open_fds(p).values()):
             out[p] = [k for k in child_pids(p) if _comm(k) == "worker"]
     return out
 
@@ -859,7 +846,7 @@ def _hang_up(pid):
         time.sleep(0.01)
     pidfd = os.pidfd_open(pid)
     try:
-        for n, target in _fds(pid).items():
+        for n, target in open_fds(pid).items():
             if not target.startswith("socket:"):
                 continue
             fd = libc.syscall(438, pidfd, n, 0)  # pidfd_getfd

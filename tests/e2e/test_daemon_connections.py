@@ -14,6 +14,7 @@ import time
 import pytest
 
 from daemonlib import TOKENS, Daemon, metrics, wait_for
+from proctree import open_fds
 
 AUTH = {"Authorization": "Bearer " + TOKENS["alice"]}
 HTTP_THREADS = 2
@@ -51,13 +52,7 @@ def fds(d):
 
 def fd_targets(d):
     """What each of the daemon's fds points at ("socket:[INODE]", a path…)."""
-    out = {}
-    for fd in os.listdir(f"/proc/{d.proc.pid}/fd"):
-        try:
-            out[int(fd)] = os.readlink(f"/proc/{d.proc.pid}/fd/{fd}")
-        except FileNotFoundError:
-            pass  # closed while listed
-    return out
+    return open_fds(d.proc.pid)
 
 
 TCP_STATES = {"01": "ESTABLISHED", "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT",

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import CLI, WORKER
 import pkgindex
+from proctree import open_fds
 
 pytestmark = pytest.mark.skipif(not CLI.exists() or not WORKER.exists(),
                                 reason="pysprinter/pysprinter-worker not built")
@@ -190,8 +191,7 @@ def test_a_run_that_waited_on_a_record_prune_removed_records_its_env_again(cli, 
     fcntl.flock(held, fcntl.LOCK_EX)
     try:
         a = start(cli, "run", NOSANDBOX, "--index-url", index.url, "f.py", "--wait", go)
-        wait_for(lambda: any(str(rec) in os.readlink(f"/proc/{a.pid}/fd/{fd}")
-                             for fd in os.listdir(f"/proc/{a.pid}/fd")), "the run to open the record")
+        wait_for(lambda: any(str(rec) in t for t in open_fds(a.pid).values()), "the run to open the record")
         rec.unlink()
         for x in (home / "store").iterdir():
             subprocess.run(["chmod", "-R", "u+w", str(x)], check=True)

@@ -9,6 +9,7 @@ import pytest
 from conftest import CLI, DAEMON, WORKER
 import pkgindex
 from daemonlib import wait_for
+from proctree import open_fds
 from test_explore_envhold import daemon, source, writable
 from test_explore_gc import NOSANDBOX, write_fn
 
@@ -30,15 +31,7 @@ def index(tmp_path_factory):
 
 def record_fds(pid, envs):
     """The daemon's open descriptors on environment records."""
-    n = 0
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith(str(envs) + "/"):
-            n += 1
-    return n
+    return sum(t.startswith(str(envs) + "/") for t in open_fds(pid).values())
 
 
 def test_no_cache_runs_of_a_held_set_do_not_pile_up_record_fds(index, tmp_path):
