@@ -10,7 +10,7 @@ import pytest
 
 from conftest import CLI, DAEMON
 from daemonlib import TOKENS, Daemon
-from uilib import start_browser, ui_login, wait_for
+from uilib import css, drv, text_of, wait_for  # noqa: F401 (drv: the fixture)
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
 
@@ -23,30 +23,10 @@ def d(tmp_path_factory):
         yield running
 
 
-@pytest.fixture(scope="module")
-def drv(d):
-    b = start_browser()
-    try:
-        ui_login(b, d, TOKENS["alice"], "alice")
-        yield b
-    finally:
-        b.quit()
-
-
 def go(drv, d, route):
     """Opens route (a hash route) as a fresh page load: what a deep link or
     a reload does."""
     drv.get(d.url + "/ui/" + route)
-
-
-def css(drv, sel):
-    return drv.find_elements("css selector", sel)
-
-
-def text_of(drv, sel):
-    """innerText of the first element sel names ('' when there is none):
-    the text as the page lays it out, white space included."""
-    return drv.execute_script("const e = document.querySelector(arguments[0]); return e ? e.innerText : ''", sel)
 
 
 def ended(drv, d, run_id):

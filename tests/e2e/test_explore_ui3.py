@@ -5,8 +5,8 @@ exist say so and lead back."""
 import pytest
 
 from conftest import DAEMON
-from daemonlib import TOKENS, Daemon
-from uilib import start_browser, ui_login, wait_for
+from daemonlib import Daemon
+from uilib import drv, shown_runs, text_of, wait_for  # noqa: F401 (drv: the fixture)
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
 
@@ -38,28 +38,9 @@ def d(tmp_path_factory):
         yield running
 
 
-@pytest.fixture(scope="module")
-def drv(d):
-    b = start_browser()
-    try:
-        ui_login(b, d, TOKENS["alice"], "alice")
-        yield b
-    finally:
-        b.quit()
-
-
 def go(drv, d, route):
     drv.get(d.url + "/ui/" + route)
     drv.refresh()
-
-
-def text_of(drv, sel):
-    return drv.execute_script("const e = document.querySelector(arguments[0]); return e ? e.innerText : ''", sel)
-
-
-def shown_runs(drv):
-    return drv.execute_script("return [...document.querySelectorAll('#runs-body tr[data-run]')]"
-                              ".map((r) => r.dataset.run)")
 
 
 def test_a_run_that_came_and_went_while_the_list_loaded_is_shown(drv, d):

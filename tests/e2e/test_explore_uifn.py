@@ -10,7 +10,7 @@ import pytest
 
 from conftest import CLI, DAEMON
 from daemonlib import TOKENS, Daemon
-from uilib import start_browser, ui_login, wait_for
+from uilib import css, drv, index, shown_runs, start_browser, text_of, ui_login, wait_for  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.skipif(not (DAEMON.exists() and CLI.exists()), reason="pysprinterd or pysprinter not built")
 
@@ -18,21 +18,6 @@ TICK = "def tick(tag: str = 'none'):\n    return tag\n"
 PINNED = "def pinned():\n    import uipkg\n    return uipkg.V\n"
 FILLER = 1100  # ad-hoc runs newer than tick's: more than one list (1000) holds
 BUSY = 1200  # runs of function busy, older than all
-
-
-@pytest.fixture(scope="module")
-def index(tmp_path_factory):
-    import pkgindex
-    wheels = tmp_path_factory.mktemp("wheels")
-    idx = pkgindex.Index()
-    idx.add(pkgindex.build_wheel(wheels, "uidep", "2.0", files={"uidep/__init__.py": "V = 2\n"}))
-    idx.add(pkgindex.build_wheel(wheels, "uipkg", "1.3", files={"uipkg/__init__.py": "import uidep\nV = 13\n"},
-                                 requires=["uidep>=2"]))
-    idx.start()
-    try:
-        yield idx
-    finally:
-        idx.stop()
 
 
 @pytest.fixture(scope="module")
@@ -67,33 +52,10 @@ def d(tmp_path_factory, index):
         yield running
 
 
-@pytest.fixture(scope="module")
-def drv(d):
-    b = start_browser()
-    try:
-        ui_login(b, d, TOKENS["alice"], "alice")
-        yield b
-    finally:
-        b.quit()
-
-
 def go(drv, d, route):
     """Opens route (a hash route) as a fresh page load: a deep link."""
     drv.get(d.url + "/ui/" + route)
     drv.refresh()
-
-
-def css(drv, sel):
-    return drv.find_elements("css selector", sel)
-
-
-def text_of(drv, sel):
-    return drv.execute_script("const e = document.querySelector(arguments[0]); return e ? e.innerText : ''", sel)
-
-
-def shown_runs(drv):
-    return drv.execute_script("return [...document.querySelectorAll('#runs-body tr[data-run]')]"
-                              ".map((r) => r.dataset.run)")
 
 
 # ---- the runs table's filters -------------------------------------------------------------

@@ -18,28 +18,11 @@ import pytest
 
 from conftest import BUILD, CLI, DAEMON
 from daemonlib import TOKENS, Daemon
-from uilib import start_browser, wait_for
+from uilib import index, start_browser, wait_for  # noqa: F401 (index: the fixture)
 
 SHOTS = BUILD / "ui-screenshots"
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
-
-
-@pytest.fixture(scope="module")
-def index(tmp_path_factory):
-    """A local package index (tests/e2e/pkgindex.py): a run's lock has
-    something to show."""
-    import pkgindex
-    wheels = tmp_path_factory.mktemp("wheels")
-    idx = pkgindex.Index()
-    idx.add(pkgindex.build_wheel(wheels, "uidep", "2.0", files={"uidep/__init__.py": "V = 2\n"}))
-    idx.add(pkgindex.build_wheel(wheels, "uipkg", "1.3", files={"uipkg/__init__.py": "import uidep\nV = 13\n"},
-                                 requires=["uidep>=2"]))
-    idx.start()
-    try:
-        yield idx
-    finally:
-        idx.stop()
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from daemonlib import TOKENS
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
@@ -58,3 +60,52 @@ def ui_login(drv, d, token, who):
     tok.send_keys(token)
     drv.find_element(By.ID, "login-submit").click()
     wait_for(lambda: drv.find_element(By.ID, "who").text.startswith(who), what=f"logged in as {who}")
+
+
+# The fixtures the dashboard test files share: a file imports the ones it
+# uses (`from uilib import drv  # noqa: F401 (the fixture)`).
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    """A local package index (tests/e2e/pkgindex.py) with uipkg 1.3, which
+    requires uidep>=2: a run's lock has something to show."""
+    import pkgindex
+    wheels = tmp_path_factory.mktemp("wheels")
+    idx = pkgindex.Index()
+    idx.add(pkgindex.build_wheel(wheels, "uidep", "2.0", files={"uidep/__init__.py": "V = 2\n"}))
+    idx.add(pkgindex.build_wheel(wheels, "uipkg", "1.3", files={"uipkg/__init__.py": "import uidep\nV = 13\n"},
+                                 requires=["uidep>=2"]))
+    idx.start()
+    try:
+        yield idx
+    finally:
+        idx.stop()
+
+
+@pytest.fixture(scope="module")
+def drv(d):
+    """A browser logged in as alice to the module's daemon (its fixture d),
+    for the whole module."""
+    b = start_browser()
+    try:
+        ui_login(b, d, TOKENS["alice"], "alice")
+        yield b
+    finally:
+        b.quit()
+
+
+def css(drv, sel):
+    return drv.find_elements("css selector", sel)
+
+
+def text_of(drv, sel):
+    """innerText of the first element sel names ('' when there is none):
+    the text as the page lays it out, white space included."""
+    return drv.execute_script("const e = document.querySelector(arguments[0]); return e ? e.innerText : ''", sel)
+
+
+def shown_runs(drv):
+    """The ids of the runs the runs table shows, top to bottom."""
+    return drv.execute_script("return [...document.querySelectorAll('#runs-body tr[data-run]')]"
+                              ".map((r) => r.dataset.run)")
