@@ -5,6 +5,7 @@ only), a load generator that submits runs while a nemesis acts, and the
 checker that reads every acknowledged run back afterwards (Jepsen's "total
 queue": every acknowledged run ends in exactly one terminal state with its
 own result, completed once; duplicate executions are reported)."""
+import contextlib
 import http.client
 import os
 import random
@@ -323,6 +324,28 @@ def cluster(tmp_path):
         yield c
     finally:
         c.close()
+
+
+@contextlib.contextmanager
+def loopback_cluster(tmp_path, nodes=(("g1", "gateway"), ("w1", "worker"))):
+    """Redis (in tmp_path) and a pysprinterd for each (name, role) of nodes
+    on loopback, started in that order, sharing it: the started daemons,
+    stopped with Redis on leaving. Skips the test without redis-server."""
+    if not REDIS:
+        pytest.skip("redis-server is not installed")
+    redis = Redis(tmp_path).start()
+    started = []
+    try:
+        for name, role in nodes:
+            n = Daemon(tmp_path / name, sandbox=sandbox_mode(tmp_path),
+                       args=["--redis", redis.url, "--role", role, "--node-id", name])
+            n.start()
+            started.append(n)
+        yield started
+    finally:
+        for n in started:
+            n.stop()
+        redis.stop()
 
 
 class Load:

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from clusterlib import loopback_cluster
 from conftest import CLI, DAEMON, same
 from daemonlib import TOKENS, sandbox_mode
 from test_schedules import TERMINAL, TICK, ClockDaemon, deploy
@@ -150,30 +151,13 @@ def test_a_database_from_before_the_origin_loads(tmp_path, cli):
 
 
 def test_cluster_record_carries_the_origin(tmp_path):
-    from clusterlib import REDIS
-    if not REDIS:
-        pytest.skip("redis-server is not installed")
-    from clusterlib import Redis
-    from daemonlib import Daemon
-    redis = Redis(tmp_path).start()
-    started = []
-    try:
-        for name, role in (("g1", "gateway"), ("w1", "worker")):
-            n = Daemon(tmp_path / name, sandbox=sandbox_mode(tmp_path),
-                       args=["--redis", redis.url, "--role", role, "--node-id", name])
-            n.start()
-            started.append(n)
-        g = started[0]
+    with loopback_cluster(tmp_path) as (g, _):
         deploy(g, "tick", TICK)
         st, b = g.call("POST", "/v1/functions/tick/invoke?wait=true", {"args": ["c"]})
         assert st == 200, (st, b)
         st, run = g.call("GET", f"/v1/runs/{b['id']}")
         assert st == 200 and origin(run) == ("tick", 1, None), run
         assert origin(b) == ("tick", 1, None), b
-    finally:
-        for n in started:
-            n.stop()
-        redis.stop()
 
 
 def test_run_keeps_the_limits_it_was_given(d, cli):

@@ -8,6 +8,7 @@ import sqlite3
 
 import pytest
 
+from clusterlib import loopback_cluster
 from conftest import CLI, DAEMON, ROOT, same
 from daemonlib import TOKENS, Daemon, sandbox_mode
 from test_schedules import TERMINAL, TICK, ClockDaemon, deploy
@@ -107,19 +108,7 @@ def test_the_list_route_filters_by_function_and_schedule(d, runs):
 
 
 def test_a_cluster_lists_by_function(tmp_path):
-    from clusterlib import REDIS
-    if not REDIS:
-        pytest.skip("redis-server is not installed")
-    from clusterlib import Redis
-    redis = Redis(tmp_path).start()
-    started = []
-    try:
-        for name, role in (("g1", "gateway"), ("w1", "worker")):
-            n = Daemon(tmp_path / name, sandbox=sandbox_mode(tmp_path),
-                       args=["--redis", redis.url, "--role", role, "--node-id", name])
-            n.start()
-            started.append(n)
-        g = started[0]
+    with loopback_cluster(tmp_path) as (g, _):
         deploy(g, "tick", TICK)
         st, b = g.call("POST", "/v1/functions/tick/invoke?wait=true", {"args": ["c"]})
         assert st == 200, (st, b)
@@ -129,10 +118,6 @@ def test_a_cluster_lists_by_function(tmp_path):
         assert listed(g, "function=nope") == []
         assert listed(g, "schedule=every5") == []
         assert adhoc["id"] in listed(g, "limit=10")
-    finally:
-        for n in started:
-            n.stop()
-        redis.stop()
 
 
 def test_the_python_client_lists_by_function_and_schedule(d, runs):
