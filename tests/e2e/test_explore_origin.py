@@ -26,10 +26,15 @@ def d(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def runs(d):
-    """An invoke of version 1, one of the current version (2), an ad-hoc
-    run and a run fired by schedule 'every5': their ids."""
+    return tick_runs(d)
+
+
+def tick_runs(d, **v1):
+    """An invoke of version 1 (v1: more fields of its request), one of the
+    current version (2), an ad-hoc run and a run fired by schedule 'every5':
+    their ids."""
     ids = {}
-    st, b = d.call("POST", "/v1/functions/tick/invoke?wait=true", {"args": ["a"], "version": 1})
+    st, b = d.call("POST", "/v1/functions/tick/invoke?wait=true", {"args": ["a"], "version": 1, **v1})
     assert st == 200, (st, b)
     ids["v1"] = b["id"]
     st, b = d.call("POST", "/v1/functions/tick/invoke?wait=true", {"args": ["b"]})

@@ -10,44 +10,17 @@ import pytest
 
 from clusterlib import loopback_cluster
 from conftest import CLI, DAEMON, ROOT, same
-from daemonlib import TOKENS, Daemon, sandbox_mode
-from test_schedules import TERMINAL, TICK, ClockDaemon, deploy
+from daemonlib import TOKENS, Daemon
+from test_explore_origin import d, tick_runs  # noqa: F401 (d: the fixture)
+from test_schedules import TICK, deploy
 
 pytestmark = pytest.mark.skipif(not (DAEMON.exists() and CLI.exists()), reason="pysprinterd or pysprinter not built")
 
 
 @pytest.fixture(scope="module")
-def d(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("runsview")
-    daemon = ClockDaemon(tmp / "d", sandbox=sandbox_mode(tmp))
-    with daemon.serving(clean_exit=False) as running:
-        deploy(running, "tick", TICK)
-        deploy(running, "tick", TICK + "\n# v2\n")
-        yield running
-
-
-@pytest.fixture(scope="module")
 def runs(d):
-    """Invokes of versions 1 and 2, an ad-hoc run, and a run fired by
-    schedule 'every5' (of version 2): their ids."""
-    ids = {}
-    st, b = d.call("POST", "/v1/functions/tick/invoke?wait=true",
-                   {"args": ["a"], "version": 1, "limits": {"timeout_ms": 7000, "max_procs": 33}})
-    assert st == 200, (st, b)
-    ids["v1"] = b["id"]
-    st, b = d.call("POST", "/v1/functions/tick/invoke?wait=true", {"args": ["b"]})
-    assert st == 200, (st, b)
-    ids["v2"] = b["id"]
-    st, b = d.call("POST", "/v1/runs?wait=true", {"source": TICK})
-    assert st == 200, (st, b)
-    ids["adhoc"] = b["id"]
-    st, b = d.call("POST", "/v1/schedules", {"name": "every5", "function": "tick", "cron": "*/5 * * * *"})
-    assert st == 201, (st, b)
-    d.set_time("2026-03-01 10:05:00")
-    s = d.wait_schedule("every5", lambda s: s["last_run"] is not None)
-    ids["sched"] = s["last_run"]["id"]
-    d.wait_status(ids["sched"], TERMINAL)
-    return ids
+    """test_explore_origin's runs; version 1's with limits."""
+    return tick_runs(d, limits={"timeout_ms": 7000, "max_procs": 33})
 
 
 def both(d, cli, *args):
