@@ -7,26 +7,13 @@ import shutil
 import pytest
 
 from conftest import CLI, DAEMON, WORKER
-import pkgindex
 from daemonlib import wait_for
 from proctree import open_fds
-from test_explore_envhold import daemon, source, writable
+from test_explore_envhold import daemon, index, source, writable  # noqa: F401 (index: the fixture)
 from test_explore_gc import NOSANDBOX, write_fn
 
 pytestmark = pytest.mark.skipif(not CLI.exists() or not WORKER.exists() or not DAEMON.exists(),
                                 reason="pysprinter/pysprinterd/pysprinter-worker not built")
-
-
-@pytest.fixture(scope="module")
-def index(tmp_path_factory):
-    w = tmp_path_factory.mktemp("wheels")
-    ix = pkgindex.Index()
-    for n in ("aa", "bb"):
-        ix.add(pkgindex.build_wheel(w, n, "1.0", files={f"{n}/__init__.py": "X = 1\n",
-                                                        f"{n}/data.txt": f"{n} data\n"}))
-    ix.start()
-    yield ix
-    ix.stop()
 
 
 def record_fds(pid, envs):
