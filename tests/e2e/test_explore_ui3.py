@@ -6,6 +6,7 @@ import pytest
 
 from conftest import DAEMON
 from daemonlib import Daemon
+from uilib import deep_link as go
 from uilib import drv, shown_runs, text_of, wait_for  # noqa: F401 (drv: the fixture)
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
@@ -36,11 +37,6 @@ def d(tmp_path_factory):
     daemon = Daemon(tmp_path_factory.mktemp("ui3"))
     with daemon.serving(clean_exit=False) as running:
         yield running
-
-
-def go(drv, d, route):
-    drv.get(d.url + "/ui/" + route)
-    drv.refresh()
 
 
 def test_a_run_that_came_and_went_while_the_list_loaded_is_shown(drv, d):

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import CLI, DAEMON
 from daemonlib import TOKENS, Daemon
+from uilib import deep_link as go
 from uilib import css, drv, index, shown_runs, start_browser, text_of, ui_login, wait_for  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.skipif(not (DAEMON.exists() and CLI.exists()), reason="pysprinterd or pysprinter not built")
@@ -50,12 +51,6 @@ def d(tmp_path_factory, index):
     db.close()
     with daemon.serving(clean_exit=False) as running:
         yield running
-
-
-def go(drv, d, route):
-    """Opens route (a hash route) as a fresh page load: a deep link."""
-    drv.get(d.url + "/ui/" + route)
-    drv.refresh()
 
 
 # ---- the runs table's filters -------------------------------------------------------------

@@ -95,6 +95,14 @@ def drv(d):
         b.quit()
 
 
+def deep_link(drv, d, route):
+    """Opens route (a hash route) of daemon d's dashboard as a fresh page
+    load, as a deep link does: the reload after get, which only moves the
+    hash of a dashboard page already open."""
+    drv.get(d.url + "/ui/" + route)
+    drv.refresh()
+
+
 def css(drv, sel):
     return drv.find_elements("css selector", sel)
 
