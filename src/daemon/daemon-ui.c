@@ -249,7 +249,8 @@ bool daemon_sse_cred_revoked(Daemon *d, DaemonCred *cred, const char *tenant, Bu
                 cred->revoked = session_find(cred->sha256, false, session_token) < 0;
         }
         if (!cred->revoked) {
-                int k = token_by_hash(d, token, who, sizeof(who), &role);
+                int k = cred->kind == DAEMON_CRED_SIGV4 ? daemon_access_key_by_sha256(d, token, &role, who, sizeof(who))
+                                                        : token_by_hash(d, token, who, sizeof(who), &role);
                 /* A cluster's Redis that cannot answer now revoked nothing:
                  * looked at again in a second. */
                 if (k == -ECONNREFUSED)

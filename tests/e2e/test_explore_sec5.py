@@ -1,0 +1,65 @@
+"""helper-202's adversarial review of the tokens, secrets, function URLs,
+env verify/prune and datasets against the isolation promise: a credential
+the operator took back grants nothing more, and a tenant reaches nothing
+of another's. Each test is named after what an attacker tries."""
+import socket
+
+import pytest
+
+from conftest import DAEMON
+from daemonlib import KEYS, TOKENS, Daemon
+from test_explore_tenants import read_until, reload, stream_ends
+
+pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
+
+
+def sigv4_headers(d, method, path, key="alice"):
+    """The headers of a SigV4-signed request (the access key of daemonlib's
+    KEYS), as an AWS SDK sends them."""
+    pytest.importorskip("botocore")
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    req = AWSRequest(method=method, url=f"{d.url}{path}")
+    key_id, secret = KEYS[key]
+    SigV4Auth(Credentials(key_id, secret), "lambda", "us-east-1").add_auth(req)
+    return dict(req.headers.items())
+
+
+def open_signed_stream(d, path):
+    """A raw SigV4-signed GET of an SSE route (its Host the one signed):
+    the socket once its 200 head arrived."""
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=30)
+    head = "".join(f"{k}: {v}\r\n" for k, v in sigv4_headers(d, "GET", path).items())
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{d.port}\r\n{head}\r\n".encode())
+    got = b""
+    while b"\r\n\r\n" not in got:
+        chunk = s.recv(65536)
+        assert chunk, got
+        got += chunk
+    assert got.startswith(b"HTTP/1.1 200"), got
+    return s, got
+
+
+def test_an_access_key_removed_from_the_config_ends_the_stream_it_opened(tmp_path):
+    """docs/api.md: a stream open with a credential ends once it is removed
+    from the config (SIGHUP). A SigV4 access key is accepted on every route,
+    /v1/events included; a stream it opened was never looked at again and
+    went on streaming the tenant's runs after the operator took the key
+    back."""
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        s, got = open_signed_stream(d, "/v1/events")
+        try:
+            read_until(s, got, b"event: hello")
+            key_id, secret = KEYS["alice"]
+            text = d.config.read_text()
+            assert key_id in text and secret in text
+            reload(d, text.replace(key_id, "AKIDALICE00000000009"))
+            st, _, _ = d.request("GET", "/v1/runs", token=None, headers=sigv4_headers(d, "GET", "/v1/runs"))
+            assert st == 403
+            end = stream_ends(s)
+            assert end is not None, "the stream went on after its access key was removed"
+            assert b"event: revoked" in end, end[-2000:]
+        finally:
+            s.close()
