@@ -188,10 +188,31 @@ static bool has_csrf_header(struct MHD_Connection *conn) {
         return v && streq(v, "1");
 }
 
+static enum MHD_Result session_cookie_named(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+        const char **ret = cls;
+        (void) kind;
+        if (key && value && streq(key, UI_SESSION_COOKIE)) {
+                *ret = value;
+                return MHD_NO;
+        }
+        return MHD_YES;
+}
+
+/* The value of the request's session cookie, NULL when it sent none. By
+ * its exact name: libmicrohttpd's lookup ignores case, and a browser keeps
+ * PYSPRINTER_SESSION beside ours, a cookie a function URL on this origin
+ * may set (its Set-Cookie check refuses our name only): read as the
+ * session, it logged the visitor in as the function's tenant. */
+static const char *session_cookie(struct MHD_Connection *conn) {
+        const char *value = NULL;
+        (void) MHD_get_connection_values(conn, MHD_COOKIE_KIND, session_cookie_named, &value);
+        return value;
+}
+
 int daemon_ui_session_auth(Daemon *d, struct MHD_Connection *conn, bool mutating, char *ret_tenant, size_t tenant_size,
                            TokenRole *ret_role, unsigned *ret_status, const char **ret_message, DaemonCred *ret_cred) {
         assert(d && conn && ret_tenant && ret_role && ret_status && ret_message);
-        const char *cookie = MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, UI_SESSION_COOKIE);
+        const char *cookie = session_cookie(conn);
         if (!cookie)
                 return 0;
         uint8_t tok[32];
@@ -400,7 +421,7 @@ static struct MHD_Response *handle_login(const DaemonCall *call, unsigned *ret_s
 static struct MHD_Response *handle_logout(const DaemonCall *call, unsigned *ret_status) {
         if (!has_csrf_header(call->conn))
                 return json_error(403, "forbidden", "POST /logout needs the header " UI_CSRF_HEADER ": 1", ret_status);
-        const char *cookie = MHD_lookup_connection_value(call->conn, MHD_COOKIE_KIND, UI_SESSION_COOKIE);
+        const char *cookie = session_cookie(call->conn);
         uint8_t tok[32];
         if (cookie)
                 (void) session_get(cookie, true, tok, NULL);

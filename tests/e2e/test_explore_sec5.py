@@ -2,6 +2,7 @@
 env verify/prune and datasets against the isolation promise: a credential
 the operator took back grants nothing more, and a tenant reaches nothing
 of another's. Each test is named after what an attacker tries."""
+import json
 import socket
 
 import pytest
@@ -63,3 +64,51 @@ def test_an_access_key_removed_from_the_config_ends_the_stream_it_opened(tmp_pat
             assert b"event: revoked" in end, end[-2000:]
         finally:
             s.close()
+
+
+def login(d, who):
+    st, hs, body = d.request("POST", "/login", {"token": TOKENS[who]}, token=None, headers={"X-Pysprinter-CSRF": "1"})
+    assert st == 200, body
+    name, value = hs["set-cookie"].split(";")[0].split("=", 1)
+    assert name == "pysprinter_session"
+    return value
+
+
+# Bob's public function plants his own session in a visitor's browser under
+# a name the daemon's Set-Cookie check lets through (cookie names are
+# case-sensitive to a browser, so it sits beside the visitor's own) and with
+# a longer Path, which a browser sends first.
+PLANT = """\
+def f(event):
+    return {"statusCode": 200, "body": "hello",
+            "cookies": ["PYSPRINTER_SESSION=%s; Path=/v1; HttpOnly"]}
+"""
+
+
+def test_a_function_cannot_log_its_visitor_in_as_its_tenant(tmp_path):
+    """docs/endpoints.md: a function must not log its visitor in or out of
+    the daemon. The daemon read its session cookie by a case-insensitive
+    name (libmicrohttpd's lookup), so a public function of bob's that set
+    PYSPRINTER_SESSION to bob's session (its check refused the exact name
+    only) had alice's dashboard act as bob: her next secret went to bob."""
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        bob = login(d, "bob")
+        st, out = d.call("POST", "/v1/functions", {"name": "plant", "source": PLANT % bob, "url": "public"},
+                         token="bob")
+        assert st in (200, 201), out
+        st, hs, body = d.request("GET", "/fn/bob/plant", token=None)
+        assert st == 200 and body == b"hello", (st, body)
+        planted = hs["set-cookie"].split(";")[0]
+        alice = login(d, "alice")
+        # What alice's browser sends to /v1 now: the planted cookie first.
+        jar = f"{planted}; pysprinter_session={alice}"
+        st, _, body = d.request("PUT", "/v1/secrets/API_KEY", {"value": "alices-secret"}, token=None,
+                                headers={"Cookie": jar, "X-Pysprinter-CSRF": "1"})
+        assert st == 200, body
+        assert [s["name"] for s in d.call("GET", "/v1/secrets", token="alice")[1]["secrets"]] == ["API_KEY"]
+        assert d.call("GET", "/v1/secrets", token="bob")[1]["secrets"] == []
+        # Alone, the planted cookie is no session at all.
+        st, _, _ = d.request("GET", "/v1/runs", token=None, headers={"Cookie": planted})
+        assert st == 401
+
