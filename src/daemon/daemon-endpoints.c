@@ -322,6 +322,15 @@ static int response_headers_check(json_t *headers, json_t *cookies, char **ret_e
                         *ret_error = xasprintf("header %s: sets the dashboard's cookie " UI_SESSION_COOKIE, q);
                         return -EINVAL;
                 }
+                /* The browser clears what it names for the whole origin,
+                 * the dashboard's session cookie and storage included: a
+                 * function would log its visitor out. */
+                if (strcasecmp(k, "clear-site-data") == 0) {
+                        *ret_error = xasprintf("header %s: would clear the dashboard's session, which shares "
+                                               "this origin",
+                                               q);
+                        return -EINVAL;
+                }
                 /* Field names are case-insensitive (RFC 9110 5.1): two
                  * keys of one name went out as two fields ("Content-Type:
                  * text/plain" and "content-type: text/html"), which a

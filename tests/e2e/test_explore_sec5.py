@@ -112,3 +112,27 @@ def test_a_function_cannot_log_its_visitor_in_as_its_tenant(tmp_path):
         st, _, _ = d.request("GET", "/v1/runs", token=None, headers={"Cookie": planted})
         assert st == 401
 
+
+CLEAR = """\
+def f(event):
+    return {"statusCode": 200, "headers": {"Clear-Site-Data": '"cookies", "storage"'}, "body": "bye"}
+"""
+
+
+def test_a_function_cannot_log_its_visitor_out_of_the_dashboard(tmp_path):
+    """The same rule the other way: Clear-Site-Data "cookies" on a /fn/
+    answer makes the browser drop every cookie of the origin (127.0.0.1 and
+    localhost count as secure), the dashboard's session included. It went
+    out as the function set it; now such an answer is the function's
+    malformed response (502, the reason in its run), as a Set-Cookie of the
+    session is."""
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        st, out = d.call("POST", "/v1/functions", {"name": "clear", "source": CLEAR, "url": "public"}, token="bob")
+        assert st in (200, 201), out
+        st, hs, body = d.request("GET", "/fn/bob/clear", token=None)
+        assert st == 502 and "clear-site-data" not in {k.lower() for k in hs}, (st, hs, body)
+        st, b = d.call("GET", "/v1/functions/clear/runs", token="bob")
+        (run,) = b["runs"]
+        st, r = d.call("GET", f"/v1/runs/{run['id']}", token="bob")
+        assert "Clear-Site-Data" in json.dumps(r.get("error")), r
