@@ -74,43 +74,52 @@ def login(d, who):
     return value
 
 
-# Bob's public function plants his own session in a visitor's browser under
-# a name the daemon's Set-Cookie check lets through (cookie names are
-# case-sensitive to a browser, so it sits beside the visitor's own) and with
-# a longer Path, which a browser sends first.
+# A cookie a browser would send as "pysprinter_session=…" or keep beside
+# it: another case, or no name and a value that is the pair (RFC 6265bis:
+# a nameless cookie is sent as its value).
+PLANTS = ["PYSPRINTER_SESSION=%s; Path=/v1; HttpOnly", "Pysprinter_Session=%s", "=pysprinter_session=%s; Path=/v1",
+          " = PYSPRINTER_session = %s"]
 PLANT = """\
 def f(event):
-    return {"statusCode": 200, "body": "hello",
-            "cookies": ["PYSPRINTER_SESSION=%s; Path=/v1; HttpOnly"]}
+    return {"statusCode": 200, "body": "hello", %s: %r}
 """
 
 
 def test_a_function_cannot_log_its_visitor_in_as_its_tenant(tmp_path):
     """docs/endpoints.md: a function must not log its visitor in or out of
     the daemon. The daemon read its session cookie by a case-insensitive
-    name (libmicrohttpd's lookup), so a public function of bob's that set
+    name (libmicrohttpd's lookup), and a public function of bob's could set
     PYSPRINTER_SESSION to bob's session (its check refused the exact name
-    only) had alice's dashboard act as bob: her next secret went to bob."""
+    only; a browser keeps both, the one of the longer Path sent first):
+    alice's dashboard then acted as bob, and her next secret went to bob.
+    Now the daemon reads the exact name only, and a function's cookie that
+    a browser could send under the session's name in any case is refused."""
     d = Daemon(tmp_path / "d")
     with d.serving():
-        bob = login(d, "bob")
-        st, out = d.call("POST", "/v1/functions", {"name": "plant", "source": PLANT % bob, "url": "public"},
-                         token="bob")
-        assert st in (200, 201), out
-        st, hs, body = d.request("GET", "/fn/bob/plant", token=None)
-        assert st == 200 and body == b"hello", (st, body)
-        planted = hs["set-cookie"].split(";")[0]
-        alice = login(d, "alice")
-        # What alice's browser sends to /v1 now: the planted cookie first.
-        jar = f"{planted}; pysprinter_session={alice}"
+        bob, alice = login(d, "bob"), login(d, "alice")
+        jar = f"PYSPRINTER_SESSION={bob}; pysprinter_session={alice}"
         st, _, body = d.request("PUT", "/v1/secrets/API_KEY", {"value": "alices-secret"}, token=None,
                                 headers={"Cookie": jar, "X-Pysprinter-CSRF": "1"})
         assert st == 200, body
         assert [s["name"] for s in d.call("GET", "/v1/secrets", token="alice")[1]["secrets"]] == ["API_KEY"]
         assert d.call("GET", "/v1/secrets", token="bob")[1]["secrets"] == []
-        # Alone, the planted cookie is no session at all.
-        st, _, _ = d.request("GET", "/v1/runs", token=None, headers={"Cookie": planted})
+        # Alone, a cookie of another case is no session at all.
+        st, _, _ = d.request("GET", "/v1/runs", token=None, headers={"Cookie": f"PYSPRINTER_SESSION={bob}"})
         assert st == 401
+        for i, plant in enumerate(PLANTS):
+            for how in ('"cookies"', '"headers"'):
+                value = [plant % bob] if how == '"cookies"' else {"Set-Cookie": plant % bob}
+                st, out = d.call("POST", "/v1/functions", {"name": f"plant{i}", "source": PLANT % (how, value),
+                                                           "url": "public"}, token="bob")
+                assert st in (200, 201), out
+                st, hs, body = d.request("GET", f"/fn/bob/plant{i}", token=None)
+                assert st == 502 and "set-cookie" not in hs, (plant, how, st, hs, body)
+        # Other cookies still go out.
+        st, out = d.call("POST", "/v1/functions", {"name": "other", "source": PLANT % ('"cookies"', ["theme=dark"]),
+                                                   "url": "public"}, token="bob")
+        assert st in (200, 201), out
+        st, hs, body = d.request("GET", "/fn/bob/other", token=None)
+        assert st == 200 and hs["set-cookie"] == "theme=dark", (st, hs, body)
 
 
 CLEAR = """\
