@@ -97,12 +97,23 @@ def test_a_function_cannot_log_its_visitor_in_as_its_tenant(tmp_path):
     d = Daemon(tmp_path / "d")
     with d.serving():
         bob, alice = login(d, "bob"), login(d, "alice")
-        jar = f"PYSPRINTER_SESSION={bob}; pysprinter_session={alice}"
-        st, _, body = d.request("PUT", "/v1/secrets/API_KEY", {"value": "alices-secret"}, token=None,
-                                headers={"Cookie": jar, "X-Pysprinter-CSRF": "1"})
+        # What alice's browser sends once bob's function set its cookie: it
+        # comes first (the longer Path). A comma is no cookie separator
+        # (RFC 6265: "; " only), so "x=v, pysprinter_session=…" is the one
+        # cookie x, whose value a function may set (libmicrohttpd split it
+        # in two, and the second was read as the session).
+        for i, jar in enumerate([f"PYSPRINTER_SESSION={bob}; pysprinter_session={alice}",
+                                 f"x=v, pysprinter_session={bob}; pysprinter_session={alice}",
+                                 f"x=v,pysprinter_session={bob};pysprinter_session={alice}"]):
+            st, _, body = d.request("PUT", f"/v1/secrets/KEY{i}", {"value": "alices-secret"}, token=None,
+                                    headers={"Cookie": jar, "X-Pysprinter-CSRF": "1"})
+            assert st == 200, (jar, body)
+            assert f"KEY{i}" in [s["name"] for s in d.call("GET", "/v1/secrets", token="alice")[1]["secrets"]], jar
+            assert d.call("GET", "/v1/secrets", token="bob")[1]["secrets"] == [], jar
+        # Nor does an empty one planted so log her out.
+        st, _, body = d.request("GET", "/v1/runs", token=None,
+                                headers={"Cookie": f"x=v, pysprinter_session=; pysprinter_session={alice}"})
         assert st == 200, body
-        assert [s["name"] for s in d.call("GET", "/v1/secrets", token="alice")[1]["secrets"]] == ["API_KEY"]
-        assert d.call("GET", "/v1/secrets", token="bob")[1]["secrets"] == []
         # Alone, a cookie of another case is no session at all.
         st, _, _ = d.request("GET", "/v1/runs", token=None, headers={"Cookie": f"PYSPRINTER_SESSION={bob}"})
         assert st == 401
