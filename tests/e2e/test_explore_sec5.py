@@ -11,6 +11,8 @@ from conftest import DAEMON
 from daemonlib import KEYS, TOKENS, Daemon
 from test_explore_tenants import read_until, reload, stream_ends
 
+QUICK = "def f():\n    return 1\n"
+
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
 
 
@@ -156,3 +158,58 @@ def test_a_function_cannot_log_its_visitor_out_of_the_dashboard(tmp_path):
         (run,) = b["runs"]
         st, r = d.call("GET", f"/v1/runs/{run['id']}", token="bob")
         assert "Clear-Site-Data" in json.dumps(r.get("error")), r
+
+
+def test_no_route_hands_a_tenant_what_is_anothers(tmp_path):
+    """What held (helper-202): every route that names a dataset, run,
+    function, schedule, DAG run or secret of bob's answers alice as if it
+    did not exist, changes nothing of bob's, and a run of hers can neither
+    mount his dataset nor name his secret; her output of the same name is
+    a dataset of her own."""
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        st, _, b = d.request("PUT", "/v1/data/shared?filename=x.txt", raw=b"bobdata", token="bob",
+                             headers={"Content-Type": "application/octet-stream"})
+        assert st == 201, b
+        st, run = d.run("def f():\n    print('boblog')\n    return 'bobresult'\n", token="bob")
+        assert st == 200, run
+        assert d.call("POST", "/v1/functions", {"name": "bfn", "source": QUICK, "url": True}, token="bob")[0] == 201
+        st, b = d.call("POST", "/v1/schedules", {"name": "bsch", "cron": "0 0 1 1 *", "function": "bfn"}, token="bob")
+        assert st == 201, b
+        st, dag = d.call("POST", "/v1/dags", {"pipeline": "tasks:\n  t: {file: s.py, function: f}\n",
+                                              "files": {"s.py": QUICK}}, token="bob")
+        assert st in (200, 201, 202), dag
+        assert d.call("PUT", "/v1/secrets/BOBS", {"value": "bobs-value"}, token="bob")[0] == 200
+        rid, did = run["id"], dag["id"]
+        for method, path in [("GET", "/v1/data/shared"), ("GET", "/v1/data/shared/content"),
+                             ("GET", "/v1/data/shared/usage"), ("DELETE", "/v1/data/shared"),
+                             ("GET", f"/v1/runs/{rid}"), ("GET", f"/v1/runs/{rid[:6]}"),
+                             ("GET", f"/v1/runs/{rid}/logs"), ("GET", f"/v1/runs/{rid}/lock"),
+                             ("DELETE", f"/v1/runs/{rid}"), ("GET", "/v1/functions/bfn"),
+                             ("POST", "/v1/functions/bfn/invoke"), ("DELETE", "/v1/functions/bfn"),
+                             ("GET", "/v1/schedules/bsch"), ("POST", "/v1/schedules/bsch/pause"),
+                             ("DELETE", "/v1/schedules/bsch"), ("GET", f"/v1/dags/{did}"),
+                             ("GET", f"/v1/dags/{did}/graph"), ("GET", f"/v1/dags/{did}/tasks/t/logs"),
+                             ("DELETE", f"/v1/dags/{did}"), ("DELETE", "/v1/secrets/BOBS"),
+                             ("GET", "/2015-03-31/functions/bfn"),
+                             ("POST", "/2015-03-31/functions/bfn/invocations")]:
+            st, _, body = d.request(method, path, {} if method == "POST" else None, token="alice")
+            assert st == 404 and b"bob" not in body, (method, path, st, body)
+        st, _, body = d.request("POST", "/fn/bob/bfn", {}, token="alice")
+        assert st == 403, (st, body)
+        for listing in ("/v1/data", "/v1/runs", "/v1/functions", "/v1/schedules", "/v1/dags", "/v1/secrets"):
+            st, _, body = d.request("GET", listing, token="alice")
+            assert st == 200 and b"bob" not in body and b"shared" not in body, (listing, body)
+        st, r = d.run("import os\ndef f():\n    return os.listdir('/data')\n", token="alice", data=["shared"])
+        assert r["status"] == "error" and r["error"]["type"] == "DataError", r
+        st, r = d.run(QUICK, token="alice", secrets=["BOBS"])
+        assert st == 404, r
+        st, r = d.run(QUICK, token="alice", output_data="shared")
+        assert r["status"] == "succeeded", r
+        st, mine = d.call("GET", "/v1/data/shared", token="alice")
+        st, his = d.call("GET", "/v1/data/shared", token="bob")
+        assert his["versions"][0]["size"] == 7 and len(his["versions"]) == 1 and mine["hash"] != his["hash"], (mine, his)
+        # bob's things are all still there.
+        assert d.call("GET", f"/v1/runs/{rid}", token="bob")[1]["result"] == "bobresult"
+        assert d.call("GET", "/v1/schedules/bsch", token="bob")[1]["paused"] is False
+        assert [s["name"] for s in d.call("GET", "/v1/secrets", token="bob")[1]["secrets"]] == ["BOBS"]
