@@ -155,6 +155,28 @@ static bool cookie_is_named(const char *cookie, size_t len, const char *name) {
         return n == strlen(name) && memcmp(cookie, name, n) == 0;
 }
 
+/* Whether a cookie a function sets (its Set-Cookie line) could come back
+ * from a browser as the dashboard's session: named UI_SESSION_COOKIE in
+ * any case (a browser keeps PYSPRINTER_SESSION beside ours, and sends the
+ * one of the longer Path first), or nameless with a value that starts so
+ * ("=pysprinter_session=…": a browser sends a nameless cookie as its value,
+ * RFC 6265bis 5.7). */
+static bool cookie_sets_session(const char *cookie, size_t len) {
+        size_t blanks = strspn(cookie, " \t");
+        if (blanks < len && cookie[blanks] == '=') {
+                cookie += blanks + 1;
+                len -= blanks + 1;
+        }
+        while (len && (*cookie == ' ' || *cookie == '\t'))
+                cookie++, len--;
+        size_t n = 0;
+        while (n < len && cookie[n] != '=' && cookie[n] != ';')
+                n++;
+        while (n && (cookie[n - 1] == ' ' || cookie[n - 1] == '\t'))
+                n--;
+        return n == strlen(UI_SESSION_COOKIE) && strncasecmp(cookie, UI_SESSION_COOKIE, n) == 0;
+}
+
 /* The request's cookies as the event's list. The dashboard's session
  * cookie is sent by a browser to every path of the daemon's origin, /fn
  * included: a function (another tenant's, a public one) must never see it,
@@ -318,8 +340,17 @@ static int response_headers_check(json_t *headers, json_t *cookies, char **ret_e
                         *ret_error = xasprintf("header %s: its value holds a control character", q);
                         return -EINVAL;
                 }
-                if (strcasecmp(k, "set-cookie") == 0 && cookie_is_named(s, strlen(s), UI_SESSION_COOKIE)) {
+                if (strcasecmp(k, "set-cookie") == 0 && cookie_sets_session(s, strlen(s))) {
                         *ret_error = xasprintf("header %s: sets the dashboard's cookie " UI_SESSION_COOKIE, q);
+                        return -EINVAL;
+                }
+                /* The browser clears what it names for the whole origin,
+                 * the dashboard's session cookie and storage included: a
+                 * function would log its visitor out. */
+                if (strcasecmp(k, "clear-site-data") == 0) {
+                        *ret_error = xasprintf("header %s: would clear the dashboard's session, which shares "
+                                               "this origin",
+                                               q);
                         return -EINVAL;
                 }
                 /* Field names are case-insensitive (RFC 9110 5.1): two
@@ -349,7 +380,7 @@ static int response_headers_check(json_t *headers, json_t *cookies, char **ret_e
                         *ret_error = xasprintf("cookies[%zu]: the cookie holds a control character", i);
                         return -EINVAL;
                 }
-                if (cookie_is_named(json_string_value(hv), json_string_length(hv), UI_SESSION_COOKIE)) {
+                if (cookie_sets_session(json_string_value(hv), json_string_length(hv))) {
                         *ret_error = xasprintf("cookies[%zu]: sets the dashboard's cookie " UI_SESSION_COOKIE, i);
                         return -EINVAL;
                 }

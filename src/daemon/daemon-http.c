@@ -154,9 +154,44 @@ const char *daemon_sigv4_header(void *userdata, const char *name) {
 }
 
 /* daemon.h. */
-int daemon_sigv4_authenticate(Daemon *d, const SigV4Request *rq, const char *authorization, TokenRole *ret_role,
-                              char *ret_tenant, size_t tenant_size, const char **ret_type, char **ret_error) {
+void daemon_access_key_sha256(const char *access_key_id, const char *secret_access_key,
+                              uint8_t ret[static SHA256_DIGEST_SIZE]) {
+        Sha256Small h;
+        sha256_small_init(&h);
+        sha256_small_update(&h, access_key_id, strlen(access_key_id) + 1);
+        sha256_small_update(&h, secret_access_key, strlen(secret_access_key));
+        sha256_small_final(&h, ret);
+        OPENSSL_cleanse(&h, sizeof(h));
+}
+
+/* daemon.h. */
+int daemon_access_key_by_sha256(Daemon *d, const uint8_t sha[static SHA256_DIGEST_SIZE], TokenRole *ret_role,
+                                char *ret_tenant, size_t tenant_size) {
+        int r = -ENOENT;
+        pthread_rwlock_rdlock(&d->cfg_lock);
+        for (size_t i = 0; i < d->cfg.n_tokens && r < 0; i++) {
+                const DaemonToken *t = &d->cfg.tokens[i];
+                if (!t->access_key_id || !t->secret_access_key)
+                        continue;
+                uint8_t h[SHA256_DIGEST_SIZE];
+                daemon_access_key_sha256(t->access_key_id, t->secret_access_key, h);
+                if (CRYPTO_memcmp(h, sha, sizeof(h)) != 0)
+                        continue;
+                *ret_role = t->role;
+                snprintf(ret_tenant, tenant_size, "%s", t->tenant);
+                r = 0;
+        }
+        pthread_rwlock_unlock(&d->cfg_lock);
+        return r;
+}
+
+/* daemon_sigv4_authenticate(), and the access key's
+ * daemon_access_key_sha256() into ret_key_sha256 (may be NULL) on success. */
+static int sigv4_authenticate(Daemon *d, const SigV4Request *rq, const char *authorization, TokenRole *ret_role,
+                              char *ret_tenant, size_t tenant_size, const char **ret_type, char **ret_error,
+                              uint8_t *ret_key_sha256) {
         assert(d && rq && authorization && ret_role && ret_tenant && ret_type && ret_error);
+        uint8_t key_sha256[SHA256_DIGEST_SIZE] = {};
         _cleanup_free_ char *secret = NULL;
         SigV4Auth a = {};
         TokenRole role = TOKEN_ROLE_READONLY;
@@ -168,6 +203,7 @@ int daemon_sigv4_authenticate(Daemon *d, const SigV4Request *rq, const char *aut
                 const DaemonToken *t = daemon_config_find_access_key(&d->cfg, a.access_key_id);
                 if (t) {
                         secret = xstrdup(t->secret_access_key);
+                        daemon_access_key_sha256(t->access_key_id, t->secret_access_key, key_sha256);
                         role = t->role;
                         snprintf(tenant, sizeof(tenant), "%s", t->tenant);
                 }
@@ -189,7 +225,15 @@ int daemon_sigv4_authenticate(Daemon *d, const SigV4Request *rq, const char *aut
                 return -EPERM;
         *ret_role = role;
         snprintf(ret_tenant, tenant_size, "%s", tenant);
+        if (ret_key_sha256)
+                memcpy(ret_key_sha256, key_sha256, sizeof(key_sha256));
         return 0;
+}
+
+/* daemon.h. */
+int daemon_sigv4_authenticate(Daemon *d, const SigV4Request *rq, const char *authorization, TokenRole *ret_role,
+                              char *ret_tenant, size_t tenant_size, const char **ret_type, char **ret_error) {
+        return sigv4_authenticate(d, rq, authorization, ret_role, ret_tenant, tenant_size, ret_type, ret_error, NULL);
 }
 
 /* SigV4 on an API route: the request as the connection holds it. */
@@ -202,8 +246,12 @@ static int authenticate_sigv4(Ctx *c, const char *h, TokenRole *ret_role, const 
                 .body = c->req ? c->req->body.data : NULL,
                 .body_len = c->req ? c->req->body.len : 0,
         };
-        return daemon_sigv4_authenticate(c->d, &rq, h, ret_role, c->tenant_buf, sizeof(c->tenant_buf), ret_type,
-                                         ret_error);
+        /* Kept for the streams this request may open: removing the key
+         * (SIGHUP) or changing its secret ends them, as a token's revoke
+         * does (daemon_sse_cred_revoked()). */
+        c->call.cred = (DaemonCred){ .kind = DAEMON_CRED_SIGV4 };
+        return sigv4_authenticate(c->d, &rq, h, ret_role, c->tenant_buf, sizeof(c->tenant_buf), ret_type, ret_error,
+                                  c->call.cred.sha256);
 }
 
 /* A bearer token's role (tenant in c->tenant_buf); -ENOKEY when none was

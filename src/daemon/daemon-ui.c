@@ -188,10 +188,57 @@ static bool has_csrf_header(struct MHD_Connection *conn) {
         return v && streq(v, "1");
 }
 
+static enum MHD_Result session_cookie_scan(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+        char **ret = cls;
+        (void) kind;
+        if (!key || !value || strcasecmp(key, "Cookie") != 0)
+                return MHD_YES;
+        static const size_t name_len = sizeof(UI_SESSION_COOKIE) - 1;
+        for (const char *p = value; *p;) {
+                p += strspn(p, " \t;");
+                size_t n = strcspn(p, ";");
+                const char *eq = memchr(p, '=', n), *end = p + n;
+                size_t k = eq ? (size_t) (eq - p) : 0;
+                while (k && (p[k - 1] == ' ' || p[k - 1] == '\t'))
+                        k--;
+                if (eq && k == name_len && memcmp(p, UI_SESSION_COOKIE, name_len) == 0) {
+                        const char *v = eq + 1;
+                        while (v < end && (*v == ' ' || *v == '\t'))
+                                v++;
+                        while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+                                end--;
+                        *ret = xstrndup(v, (size_t) (end - v));
+                        return MHD_NO;
+                }
+                p += n;
+        }
+        return MHD_YES;
+}
+
+/* The value of the request's first session cookie (caller frees), NULL
+ * when it sent none: read from the Cookie header as RFC 6265 writes it,
+ * pairs separated by ";" and the exact name. libmicrohttpd's parse also
+ * splits at "," and its lookup ignores case: a function URL on this origin
+ * that set PYSPRINTER_SESSION, or a cookie x of value "v,
+ * pysprinter_session=…" (its Set-Cookie check refuses our name only), had
+ * the visitor's browser send what was read as the session, logging the
+ * visitor in as the function's tenant. */
+static char *session_cookie(struct MHD_Connection *conn) {
+        char *value = NULL;
+        (void) MHD_get_connection_values(conn, MHD_HEADER_KIND, session_cookie_scan, &value);
+        return value;
+}
+
+static void cookie_forget(char **p) {
+        if (*p)
+                OPENSSL_cleanse(*p, strlen(*p));
+        free(*p);
+}
+
 int daemon_ui_session_auth(Daemon *d, struct MHD_Connection *conn, bool mutating, char *ret_tenant, size_t tenant_size,
                            TokenRole *ret_role, unsigned *ret_status, const char **ret_message, DaemonCred *ret_cred) {
         assert(d && conn && ret_tenant && ret_role && ret_status && ret_message);
-        const char *cookie = MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, UI_SESSION_COOKIE);
+        _cleanup_(cookie_forget) char *cookie = session_cookie(conn);
         if (!cookie)
                 return 0;
         uint8_t tok[32];
@@ -249,7 +296,8 @@ bool daemon_sse_cred_revoked(Daemon *d, DaemonCred *cred, const char *tenant, Bu
                 cred->revoked = session_find(cred->sha256, false, session_token) < 0;
         }
         if (!cred->revoked) {
-                int k = token_by_hash(d, token, who, sizeof(who), &role);
+                int k = cred->kind == DAEMON_CRED_SIGV4 ? daemon_access_key_by_sha256(d, token, &role, who, sizeof(who))
+                                                        : token_by_hash(d, token, who, sizeof(who), &role);
                 /* A cluster's Redis that cannot answer now revoked nothing:
                  * looked at again in a second. */
                 if (k == -ECONNREFUSED)
@@ -399,7 +447,7 @@ static struct MHD_Response *handle_login(const DaemonCall *call, unsigned *ret_s
 static struct MHD_Response *handle_logout(const DaemonCall *call, unsigned *ret_status) {
         if (!has_csrf_header(call->conn))
                 return json_error(403, "forbidden", "POST /logout needs the header " UI_CSRF_HEADER ": 1", ret_status);
-        const char *cookie = MHD_lookup_connection_value(call->conn, MHD_COOKIE_KIND, UI_SESSION_COOKIE);
+        _cleanup_(cookie_forget) char *cookie = session_cookie(call->conn);
         uint8_t tok[32];
         if (cookie)
                 (void) session_get(cookie, true, tok, NULL);

@@ -810,9 +810,10 @@ struct json_t;
  * (daemon_sse_cred_revoked). Authentication is per request, and a stream
  * is one request that lasts. */
 typedef enum DaemonCredKind {
-        DAEMON_CRED_NONE = 0, /* --no-auth, SigV4: nothing to look at again */
+        DAEMON_CRED_NONE = 0, /* --no-auth: nothing to look at again */
         DAEMON_CRED_BEARER,   /* sha256: the bearer token's */
         DAEMON_CRED_SESSION,  /* sha256: the session cookie's id's */
+        DAEMON_CRED_SIGV4,    /* sha256: the access key's (daemon_access_key_sha256()) */
 } DaemonCredKind;
 
 typedef struct DaemonCred {
@@ -1211,6 +1212,15 @@ int daemon_lambda_map_event(RunRequest *req, const FunctionRecord *f, struct jso
  * an unknown key id, a signature that does not verify). */
 int daemon_sigv4_authenticate(Daemon *d, const SigV4Request *rq, const char *authorization, TokenRole *ret_role,
                               char *ret_tenant, size_t tenant_size, const char **ret_type, char **ret_error);
+/* What a stream opened with an access key keeps of it (DAEMON_CRED_SIGV4):
+ * a digest of its id and its secret, so that removing the key or
+ * changing its secret ends the stream. */
+void daemon_access_key_sha256(const char *access_key_id, const char *secret_access_key,
+                              uint8_t ret[static SHA256_DIGEST_SIZE]);
+/* The tenant and role of the config's access key whose
+ * daemon_access_key_sha256() is sha; -ENOENT when the config has none. */
+int daemon_access_key_by_sha256(Daemon *d, const uint8_t sha[static SHA256_DIGEST_SIZE], TokenRole *ret_role,
+                                char *ret_tenant, size_t tenant_size);
 const char *daemon_sigv4_header(void *conn, const char *name);
 
 /* ---- HTTP endpoints (daemon-endpoints.c, docs/endpoints.md) ------------- */
