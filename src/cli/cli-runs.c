@@ -702,10 +702,19 @@ static void run_target(json_t *run, char buf[static 256]) {
 
 /* The run's own time, from its start to its end, or so far while it runs
  * ("-" for a run that never started), as the dashboard and a Lambda's
- * Duration count it: a wait for a slot is not the run's (run_queued()). */
+ * Duration count it: a wait for a slot is not the run's (run_queued()).
+ * An ended run that has its timings.total_ms is that total, as the
+ * dashboard's Duration is (runDuration() in ui/lib.js): the timestamps
+ * are whole milliseconds, and a warm invoke that began and ended within
+ * one read "0ms". */
 static void run_duration(json_t *run, char buf[static 32]) {
         usec_t s = cli_parse_timestamp(json_string_value(json_object_get(run, "started_at")));
         usec_t f = cli_parse_timestamp(json_string_value(json_object_get(run, "finished_at")));
+        json_t *total = json_object_get(json_object_get(run, "timings"), "total_ms");
+        if (s && f && json_is_number(total) && json_number_value(total) >= 0 && json_number_value(total) < 1e12) {
+                format_duration_us((usec_t) (json_number_value(total) * 1000.0 + 0.5), buf);
+                return;
+        }
         if (!f && streq(json_string_value(json_object_get(run, "status")) ?: "", "running"))
                 f = now_realtime(); /* the stuck run an operator looks for shows how long */
         if (!s || !f || f < s)

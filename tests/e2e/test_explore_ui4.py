@@ -1,9 +1,10 @@
 """The runs table (docs/ui.md) in Debian's chromium (tests/e2e/uilib.py)
-against one real pysprinterd for the module: the page in the URL is the
-pager's, the table fits a phone."""
+and `ps`/`show` (docs/cli.md) against one real pysprinterd for the module:
+the page in the URL is the pager's, the table fits a phone, a warm
+invoke's duration is its timings' total on both CLI paths."""
 import pytest
 
-from conftest import DAEMON
+from conftest import DAEMON, WORKER, Runner
 from daemonlib import TOKENS, Daemon
 from uilib import start_browser, ui_login, wait_for
 
@@ -116,3 +117,41 @@ def test_the_runs_table_fits_a_phone(drv, d, two_pages):
         assert any(x.startswith("warm@") for x in seen), seen
     finally:
         drv.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def warm_run(d):
+    """An invoke that began and ended within one millisecond of its
+    timestamps (a warm instance's)."""
+    for _ in range(100):
+        r = invoke(d)
+        if r["started_at"] == r["finished_at"] and 0 < r["timings"]["total_ms"] < 1:
+            return r
+    pytest.fail("no invoke began and ended within one millisecond")
+
+
+def test_ps_and_show_give_a_warm_invoke_its_timings_total(d, tmp_path):
+    """`ps` and `show` printed "0ms" for a warm invoke (its timestamps are
+    whole milliseconds, and it began and ended within one), where the
+    dashboard shows its timings.total_ms. Both paths print that total now,
+    the same bytes."""
+    r = warm_run(d)
+    want = f'{r["timings"]["total_ms"]:.2f}ms'
+    env = d.env()
+    env.update(NO_COLOR="1", TZ="UTC", PYSPRINTER_WORKER=str(WORKER))
+    embedded = Runner(env, tmp_path)
+    server = Runner(dict(env, PYSPRINTER_SERVER=d.url, PYSPRINTER_TOKEN=TOKENS["alice"]), tmp_path)
+    for args in (("ps", "-n", "3"), ("show", r["id"])):
+        # The daemon commits its runs' records in groups: its answer
+        # (GET /v1/runs settles them first) comes before the file's.
+        def both():
+            remote = server(*args)
+            local = embedded(*args)
+            return (local, remote) if (remote.returncode, remote.stdout, remote.stderr) == \
+                (local.returncode, local.stdout, local.stderr) else None
+        local, remote = wait_for(both, what=f"{args[0]}: the same bytes on both paths")
+        assert local.returncode == 0, local
+        if args[0] == "ps":
+            row = next(ln for ln in local.stdout.splitlines() if ln.startswith(r["id"]))
+            assert f" {want} " in row, (row, want)
+        else:
+            assert f"duration:  {want}\n" in local.stdout, (local.stdout, want)
