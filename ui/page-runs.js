@@ -61,13 +61,19 @@ export function runsPage(main, _params, query, session) {
     api('/v1/schedules').then((b) => { known.sched = b.schedules.map((x) => x.name); }),
   ].map((p) => p.catch(() => {}))).then(functions);
 
+  // The search as the server has it (GET /v1/runs?q=): a part of the
+  // run's id, file name, function, deployed function or schedule, ASCII
+  // letters in either case (the server's lower() folds no other). The
+  // live runs that come meanwhile are tested here the same way.
+  let wantText = text.value.trim();
+  const lowerAscii = (x) => String(x).replace(/[A-Z]+/g, (c) => c.toLowerCase());
   function matches(r) {
     if (status.value && r.status !== status.value) return false;
     if (wantFn && r.fn_name !== wantFn) return false;
     if (wantSched && r.schedule !== wantSched) return false;
-    const q = text.value.trim().toLowerCase();
-    if (q && ![r.id, r.function, r.fn_name, r.schedule, r.filename, r.status]
-      .some((x) => x && String(x).toLowerCase().includes(q)))
+    const q = lowerAscii(wantText);
+    if (q && ![r.id, r.filename, r.function, r.fn_name, r.schedule]
+      .some((x) => x && lowerAscii(x).includes(q)))
       return false;
     return true;
   }
@@ -109,7 +115,7 @@ export function runsPage(main, _params, query, session) {
       { text: 'Exit', class: 'lesser' }], rows,
       // A filter the server applied that nothing matches lists no run at
       // all: that is not "No runs yet" (said to a tenant with thousands).
-      { empty: runs.size || status.value || wantFn || wantSched ? 'No run matches the filters.'
+      { empty: runs.size || status.value || wantFn || wantSched || wantText ? 'No run matches the filters.'
         : 'No runs yet: submit one with `pysprinter run --server …`.' })));
     fill(pager,
       h('button', { type: 'button', disabled: at === 0, onclick: () => { page = at - 1; sync(); } }, '← Newer'),
@@ -128,20 +134,22 @@ export function runsPage(main, _params, query, session) {
       page: page ? page + 1 : '' });
     render();
   }
-  // The status, function and schedule are the server's filters (GET
-  // /v1/runs?status=&function=&schedule=), as `ps` has them: the newest
+  // The status, function, schedule and text are the server's filters (GET
+  // /v1/runs?status=&function=&schedule=&q=), as `ps` has them: the newest
   // 1000 runs that match, however many others came since (the function's
   // was the browser's among the newest 1000 runs: a function's older runs
-  // were not found). The text filters those.
+  // were not found; the text's among those listed: a search for an older
+  // run's id found nothing).
   const refilter = () => {
     wantFn = fn.value;
     wantSched = sched.value;
+    wantText = text.value.trim();
     page = 0;
     sync();
     load().catch((e) => body.append(errorBox(e)));
   };
   for (const sel of [status, fn, sched]) sel.addEventListener('change', refilter);
-  text.addEventListener('input', debounce(() => { page = 0; sync(); }, 150));
+  text.addEventListener('input', debounce(() => { if (!gone && text.value.trim() !== wantText) refilter(); }, 150));
   const onKey = (e) => {
     if (e.key === '/' && document.activeElement.tagName !== 'INPUT') {
       e.preventDefault();
@@ -160,7 +168,7 @@ export function runsPage(main, _params, query, session) {
   let loads = 0;
   let cursor = null;
   let reaching = false;
-  const filterQuery = () => [['status', status.value], ['function', wantFn], ['schedule', wantSched]]
+  const filterQuery = () => [['status', status.value], ['function', wantFn], ['schedule', wantSched], ['q', wantText]]
     .filter(([, v]) => v).map(([k, v]) => `&${k}=${encodeURIComponent(v)}`).join('');
   const shownPages = () => Math.max(1, Math.ceil([...runs.values()].filter(matches).length / PAGE));
   // The next batch of older runs into runs: false when a later list (a

@@ -764,7 +764,7 @@ int verb_ps(int argc, char **argv) {
         _cleanup_strv_free_ char **status = NULL;
         if (help_asked(argc, argv)) {
                 printf("Usage: pysprinter ps [--json] [-n N] [--status STATE[,STATE...]] [--before RUN]\n"
-                       "                     [--function NAME] [--schedule NAME]\n\n"
+                       "                     [--function NAME] [--schedule NAME] [--grep TEXT]\n\n"
                        "List the most recent runs (default 20). FUNCTION is the deployed function\n"
                        "and version a run was invoked from (NAME@N), `-` for an ad-hoc run.\n\n"
                        "  -n, --limit N    the newest N runs (1 to 10000)\n"
@@ -773,6 +773,9 @@ int verb_ps(int argc, char **argv) {
                        "  --function NAME  the newest N runs of deployed function NAME (any version;\n"
                        "                   its invokes and its schedules' fires)\n"
                        "  --schedule NAME  the newest N runs schedule NAME fired\n"
+                       "  --grep TEXT      the newest N runs with TEXT in their id, file name,\n"
+                       "                   function, deployed function or schedule (ASCII letters\n"
+                       "                   in either case; the dashboard's search)\n"
                        "  --status STATE   the newest N runs in STATE, or in any of several\n"
                        "                   (failed,killed; the option may repeat):\n"
                        "                   queued, running, succeeded, failed, invalid, deps_failed,\n"
@@ -793,8 +796,9 @@ int verb_ps(int argc, char **argv) {
                 { "--before", "--before needs a run's id (or a prefix of one)" },
                 { "--function", "--function needs a deployed function's name" },
                 { "--schedule", "--schedule needs a schedule's name" },
+                { "--grep", "--grep needs a text (a part of a run's id, file or function name)" },
         };
-        const char **values[] = { &before, &filter.fn_name, &filter.schedule };
+        const char **values[] = { &before, &filter.fn_name, &filter.schedule, &filter.text };
         int kept = 0;
         for (int i = 0; i < argc; i++) {
                 size_t t = 0;
@@ -810,6 +814,12 @@ int verb_ps(int argc, char **argv) {
                 if (!v || !*v)
                         return usage_error("ps", takes[t].needs);
                 *values[t] = v;
+        }
+        /* As the server refuses it (GET /v1/runs?q=), before either path
+         * reads a run. */
+        if (filter.text && strlen(filter.text) > RUN_FILTER_TEXT_MAX) {
+                _cleanup_free_ char *m = xasprintf("--grep takes at most %d bytes", RUN_FILTER_TEXT_MAX);
+                return usage_error("ps", m);
         }
         argc = kept;
         k = cli_parse_list_args(argc, argv, "ps", PS_MAX_RUNS, &json, &limit);

@@ -1,7 +1,10 @@
 """The runs table (docs/ui.md) in Debian's chromium (tests/e2e/uilib.py)
 and `ps`/`show` (docs/cli.md) against one real pysprinterd for the module:
 the page in the URL is the pager's, the table fits a phone, a warm
-invoke's duration is its timings' total on both CLI paths."""
+invoke's duration is its timings' total on both CLI paths, and a search
+finds runs older than those loaded (GET /v1/runs?q=, `ps --grep`)."""
+import sqlite3
+
 import pytest
 
 from conftest import DAEMON, WORKER, Runner
@@ -129,6 +132,19 @@ def warm_run(d):
     pytest.fail("no invoke began and ended within one millisecond")
 
 
+def same_on_both(embedded, server, args):
+    """`pysprinter ARGS` embedded on the daemon's home and through the
+    daemon: the same exit code and bytes (the embedded result). The daemon
+    commits its runs' records in groups: its answer (GET /v1/runs settles
+    them first) may come before the file has them."""
+    def both():
+        remote = server(*args)
+        local = embedded(*args)
+        same = (remote.returncode, remote.stdout, remote.stderr) == (local.returncode, local.stdout, local.stderr)
+        return local if same else None
+    return wait_for(both, what=f"{args}: the same bytes on both paths")
+
+
 def test_ps_and_show_give_a_warm_invoke_its_timings_total(d, tmp_path):
     """`ps` and `show` printed "0ms" for a warm invoke (its timestamps are
     whole milliseconds, and it began and ended within one), where the
@@ -141,17 +157,88 @@ def test_ps_and_show_give_a_warm_invoke_its_timings_total(d, tmp_path):
     embedded = Runner(env, tmp_path)
     server = Runner(dict(env, PYSPRINTER_SERVER=d.url, PYSPRINTER_TOKEN=TOKENS["alice"]), tmp_path)
     for args in (("ps", "-n", "3"), ("show", r["id"])):
-        # The daemon commits its runs' records in groups: its answer
-        # (GET /v1/runs settles them first) comes before the file's.
-        def both():
-            remote = server(*args)
-            local = embedded(*args)
-            return (local, remote) if (remote.returncode, remote.stdout, remote.stderr) == \
-                (local.returncode, local.stdout, local.stderr) else None
-        local, remote = wait_for(both, what=f"{args[0]}: the same bytes on both paths")
+        local = same_on_both(embedded, server, args)
         assert local.returncode == 0, local
         if args[0] == "ps":
             row = next(ln for ln in local.stdout.splitlines() if ln.startswith(r["id"]))
             assert f" {want} " in row, (row, want)
         else:
             assert f"duration:  {want}\n" in local.stdout, (local.stdout, want)
+
+
+NEEDLE = "def Needle_in_hay():\n    return 1\n"
+
+
+def test_q_lists_the_runs_with_a_text_however_old(d, tmp_path):
+    """GET /v1/runs had no text filter: the dashboard searched only the
+    runs it had loaded (the newest 1000), and `ps` had no search at all.
+    ?q= (and `ps --grep`) lists the newest runs with the text in their id,
+    file name, function, deployed function or schedule, ASCII letters in
+    either case."""
+    st, old = d.run(NEEDLE)
+    assert st == 200 and old["status"] == "succeeded", old
+    for _ in range(3):
+        invoke(d)
+    st, b = d.call("GET", "/v1/runs?limit=1&q=needle_IN")
+    assert st == 200 and [r["id"] for r in b["runs"]] == [old["id"]], b
+    st, b = d.call("GET", f"/v1/runs?limit=5&q={old['id'][3:12].upper()}")
+    assert st == 200 and [r["id"] for r in b["runs"]] == [old["id"]], b
+    st, b = d.call("GET", "/v1/runs?limit=2&q=warm&status=succeeded")
+    assert st == 200 and len(b["runs"]) == 2 and all(r["fn_name"] == "warm" for r in b["runs"]), b
+    st, b = d.call("GET", "/v1/runs?q=no-run-has-this")
+    assert st == 200 and b["runs"] == [], b
+    for bad in ("", "x" * 257):
+        st, b = d.call("GET", f"/v1/runs?q={bad}")
+        assert st == 400 and "q=" in b["error"]["message"], (st, b)
+    env = d.env()
+    env.update(NO_COLOR="1", TZ="UTC")
+    embedded = Runner(env, tmp_path)
+    server = Runner(dict(env, PYSPRINTER_SERVER=d.url, PYSPRINTER_TOKEN=TOKENS["alice"]), tmp_path)
+    for args, code in ((("ps", "-n", "1", "--grep", "NEEDLE"), 0), (("ps", "--grep=" + "x" * 257), 2),
+                       (("ps", "--grep", ""), 2)):
+        local = same_on_both(embedded, server, args)
+        assert local.returncode == code, local
+        if code == 0:
+            rows = local.stdout.splitlines()[1:]
+            assert len(rows) == 1 and rows[0].startswith(old["id"]), local.stdout
+
+
+def test_the_dashboards_search_finds_a_run_older_than_those_loaded(tmp_path):
+    """The runs page loads the newest 1000 runs, and its search looked only
+    among them: a run 1100 runs ago was not found by its function's name
+    or its id. The search is the server's now (GET /v1/runs?q=)."""
+    import time
+    dm = Daemon(tmp_path / "d")
+    with dm.serving():
+        st, old = dm.run(NEEDLE)
+        assert st == 200 and old["status"] == "succeeded", old
+    n = 1100
+    now = int(time.time() * 1e6)
+    db = sqlite3.connect(dm.home / "pysprinter.db")
+    with db:
+        db.executemany("INSERT INTO runs (id, tenant, filename, function, status, exit_code, created, started, "
+                       "finished, attempt, max_attempts, owner_pid, owner_start) "
+                       "VALUES (?, 'alice', 'f.py', 'main', 'succeeded', 0, ?, 0, 0, 1, 1, 0, 0)",
+                       [(f"rhay{i:05d}", now + 1000 + i) for i in range(n)])
+    db.close()
+    with dm.serving():
+        b = start_browser()
+        try:
+            ui_login(b, dm, TOKENS["alice"], "alice")
+            go(b, dm, "#/runs")
+            wait_for(lambda: "of 20" in pager(b) and len(shown_runs(b)) == 50, what="the newest 1000 runs",
+                     timeout=60)
+            b.find_element("id", "f-text").send_keys("needle_in")
+            wait_for(lambda: shown_runs(b) == [old["id"]], what="the old run, by its function", timeout=60)
+            assert "page 1 of 1 · 1 run(s)" in pager(b), pager(b)
+            assert "q=needle_in" in b.current_url, b.current_url
+            # A link to the search (a reload) finds it too, by a part of its id.
+            go(b, dm, f"#/runs?q={old['id'][2:10]}")
+            wait_for(lambda: shown_runs(b) == [old["id"]], what="the old run, by its id", timeout=60)
+            # Emptied, the search lists the newest runs again.
+            b.find_element("id", "f-text").clear()
+            b.execute_script("document.getElementById('f-text').dispatchEvent(new Event('input'))")
+            wait_for(lambda: "of 20" in pager(b) and shown_runs(b)[0] == f"rhay{n - 1:05d}", what="the newest runs",
+                     timeout=60)
+        finally:
+            b.quit()
