@@ -7,9 +7,10 @@ import sqlite3
 
 import pytest
 
-from conftest import DAEMON, WORKER, Runner
+from conftest import DAEMON, ROOT, WORKER, Runner
 from daemonlib import TOKENS, Daemon
 from uilib import start_browser, ui_login, wait_for
+from test_cluster import REDIS, nodes, redis  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
 
@@ -190,6 +191,12 @@ def test_q_lists_the_runs_with_a_text_however_old(d, tmp_path):
     for bad in ("", "x" * 257):
         st, b = d.call("GET", f"/v1/runs?q={bad}")
         assert st == 400 and "q=" in b["error"]["message"], (st, b)
+    import sys
+    sys.path.insert(0, str(ROOT / "python"))
+    import pysprinter
+    c = pysprinter.Client(server=d.url, token=TOKENS["alice"])
+    assert [r["id"] for r in c.runs(limit=1, grep="Needle In")] == []
+    assert [r["id"] for r in c.runs(limit=1, grep="needle_IN")] == [old["id"]]
     env = d.env()
     env.update(NO_COLOR="1", TZ="UTC")
     embedded = Runner(env, tmp_path)
@@ -201,6 +208,25 @@ def test_q_lists_the_runs_with_a_text_however_old(d, tmp_path):
         if code == 0:
             rows = local.stdout.splitlines()[1:]
             assert len(rows) == 1 and rows[0].startswith(old["id"]), local.stdout
+
+
+@pytest.mark.skipif(not REDIS, reason="redis-server is not installed")
+def test_q_in_a_cluster(nodes, redis):
+    """A cluster's list (Redis's, filtered by the gateway) keeps the runs
+    with the text, as the store's does."""
+    g1 = nodes("g1", "gateway")
+    nodes("w1", "worker")
+    st, old = g1.run(NEEDLE)
+    assert st == 200 and old["status"] == "succeeded", old
+    for _ in range(3):
+        st, r = g1.run("def straw():\n    return 1\n")
+        assert st == 200 and r["status"] == "succeeded", r
+    st, b = g1.call("GET", "/v1/runs?limit=1&q=needle_IN")
+    assert st == 200 and [r["id"] for r in b["runs"]] == [old["id"]], b
+    st, b = g1.call("GET", "/v1/runs?limit=10&q=STRAW")
+    assert st == 200 and len(b["runs"]) == 3, b
+    st, b = g1.call("GET", "/v1/runs?q=")
+    assert st == 400, b
 
 
 def test_the_dashboards_search_finds_a_run_older_than_those_loaded(tmp_path):
