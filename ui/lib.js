@@ -154,7 +154,8 @@ export function section(title, ...children) {
 export function table(headers, rows, { caption, empty = 'Nothing yet.' } = {}) {
   const t = h('table', {},
     caption ? h('caption', {}, caption) : null,
-    h('thead', {}, h('tr', {}, headers.map((x) => h('th', { scope: 'col' }, x)))),
+    h('thead', {}, h('tr', {}, headers.map((x) => (typeof x === 'string' ? h('th', { scope: 'col' }, x)
+      : h('th', { scope: 'col', class: x.class }, x.text))))),
     h('tbody', {}, rows.length ? rows : h('tr', {}, h('td', { colspan: headers.length, class: 'empty' }, empty))));
   return t;
 }

@@ -9,7 +9,10 @@ const PAGE = 50;
 
 export function runsPage(main, _params, query, session) {
   const runs = new Map();
-  let page = Math.max(0, parseInt(query.get('page') || '0', 10) || 0);
+  // The page in the URL counts from 1, as the pager does (#/runs?page=2
+  // is "page 2 of N"): it counted from 0, so a shared "page 3" opened
+  // page 4. page counts from 0 inside; a page below 1 (or none) is 1.
+  let page = Math.max(1, parseInt(query.get('page') || '1', 10) || 1) - 1;
   const status = h('select', { id: 'f-status', 'aria-label': 'Status' },
     h('option', { value: '' }, 'any status'), STATUSES.map((x) => h('option', { value: x }, x)));
   const fn = h('select', { id: 'f-function', 'aria-label': 'Function' }, h('option', { value: '' }, 'any function'));
@@ -58,13 +61,19 @@ export function runsPage(main, _params, query, session) {
     api('/v1/schedules').then((b) => { known.sched = b.schedules.map((x) => x.name); }),
   ].map((p) => p.catch(() => {}))).then(functions);
 
+  // The search as the server has it (GET /v1/runs?q=): a part of the
+  // run's id, file name, function, deployed function or schedule, ASCII
+  // letters in either case (the server's lower() folds no other). The
+  // live runs that come meanwhile are tested here the same way.
+  let wantText = text.value.trim();
+  const lowerAscii = (x) => String(x).replace(/[A-Z]+/g, (c) => c.toLowerCase());
   function matches(r) {
     if (status.value && r.status !== status.value) return false;
     if (wantFn && r.fn_name !== wantFn) return false;
     if (wantSched && r.schedule !== wantSched) return false;
-    const q = text.value.trim().toLowerCase();
-    if (q && ![r.id, r.function, r.fn_name, r.schedule, r.filename, r.status]
-      .some((x) => x && String(x).toLowerCase().includes(q)))
+    const q = lowerAscii(wantText);
+    if (q && ![r.id, r.filename, r.function, r.fn_name, r.schedule]
+      .some((x) => x && lowerAscii(x).includes(q)))
       return false;
     return true;
   }
@@ -78,13 +87,15 @@ export function runsPage(main, _params, query, session) {
     const at = Math.min(page, pages - 1);
     if (!reaching) page = at;
     if (loaded && !reaching && askedPage !== null && askedPage > at) {
-      // Named as the URL has it (from 0), not as the pager counts (from 1).
       const first = new URLSearchParams(query);
       first.delete('page');
-      fill(missing, `?page=${askedPage} is past the last page: showing page ${at + 1} of ${pages}. `,
+      fill(missing, `?page=${askedPage + 1} is past the last page: showing page ${at + 1} of ${pages}. `,
         h('a', { href: `#/runs${first.toString() ? `?${first}` : ''}` }, 'First page'));
     } else clear(missing);
     const now = Date.now();
+    // On a phone (docs/ui.md) the lesser columns (tenant, start, exit
+    // code: the run's page has them) are hidden, so that the table fits
+    // the screen: at 390 px it pushed the page sideways.
     const rows = shown.slice(at * PAGE, (at + 1) * PAGE).map((r) => h('tr', { 'data-run': r.id },
       h('td', {}, h('a', { href: `#/runs/${encodeURIComponent(r.id)}`, class: 'mono' }, r.id)),
       h('td', {}, badge(r.status), r.phase && ACTIVE.has(r.status) ? h('span', { class: 'phase' }, r.phase) : null),
@@ -92,17 +103,19 @@ export function runsPage(main, _params, query, session) {
       // ps's FUNCTION column (tick@2); an ad-hoc run its file's function.
       h('td', {}, r.fn_name ? `${r.fn_name}${r.fn_version ? `@${r.fn_version}` : ''}` : r.function || '—',
         r.filename ? h('span', { class: 'dim' }, ` ${r.filename}`) : null),
-      h('td', {}, session.tenant),
-      h('td', {}, fmtTime(r.started_at || r.created_at)),
+      h('td', { class: 'lesser' }, session.tenant),
+      h('td', { class: 'lesser' }, fmtTime(r.started_at || r.created_at)),
       h('td', { class: 'num' }, fmtMs(runDuration(r, now))),
-      h('td', { class: 'num' }, r.exit_code ?? '—')));
+      h('td', { class: 'num lesser' }, r.exit_code ?? '—')));
     // The table is drawn anew (every second while a run runs, and at each
     // live change): the link that had the keyboard focus gets it back, or
     // the focus fell to the page's start each time.
-    keepFocus(body, () => fill(body, table(['Run', 'Status', 'Function', 'Tenant', 'Started', 'Duration', 'Exit'], rows,
+    keepFocus(body, () => fill(body, table(['Run', 'Status', 'Function',
+      { text: 'Tenant', class: 'lesser' }, { text: 'Started', class: 'lesser' }, 'Duration',
+      { text: 'Exit', class: 'lesser' }], rows,
       // A filter the server applied that nothing matches lists no run at
       // all: that is not "No runs yet" (said to a tenant with thousands).
-      { empty: runs.size || status.value || wantFn || wantSched ? 'No run matches the filters.'
+      { empty: runs.size || status.value || wantFn || wantSched || wantText ? 'No run matches the filters.'
         : 'No runs yet: submit one with `pysprinter run --server …`.' })));
     fill(pager,
       h('button', { type: 'button', disabled: at === 0, onclick: () => { page = at - 1; sync(); } }, '← Newer'),
@@ -118,23 +131,25 @@ export function runsPage(main, _params, query, session) {
     if (gone) return;
     askedPage = null;
     setQuery('/runs', { status: status.value, function: fn.value, schedule: sched.value, q: text.value,
-      page: page || '' });
+      page: page ? page + 1 : '' });
     render();
   }
-  // The status, function and schedule are the server's filters (GET
-  // /v1/runs?status=&function=&schedule=), as `ps` has them: the newest
+  // The status, function, schedule and text are the server's filters (GET
+  // /v1/runs?status=&function=&schedule=&q=), as `ps` has them: the newest
   // 1000 runs that match, however many others came since (the function's
   // was the browser's among the newest 1000 runs: a function's older runs
-  // were not found). The text filters those.
+  // were not found; the text's among those listed: a search for an older
+  // run's id found nothing).
   const refilter = () => {
     wantFn = fn.value;
     wantSched = sched.value;
+    wantText = text.value.trim();
     page = 0;
     sync();
     load().catch((e) => body.append(errorBox(e)));
   };
   for (const sel of [status, fn, sched]) sel.addEventListener('change', refilter);
-  text.addEventListener('input', debounce(() => { page = 0; sync(); }, 150));
+  text.addEventListener('input', debounce(() => { if (!gone && text.value.trim() !== wantText) refilter(); }, 150));
   const onKey = (e) => {
     if (e.key === '/' && document.activeElement.tagName !== 'INPUT') {
       e.preventDefault();
@@ -153,7 +168,7 @@ export function runsPage(main, _params, query, session) {
   let loads = 0;
   let cursor = null;
   let reaching = false;
-  const filterQuery = () => [['status', status.value], ['function', wantFn], ['schedule', wantSched]]
+  const filterQuery = () => [['status', status.value], ['function', wantFn], ['schedule', wantSched], ['q', wantText]]
     .filter(([, v]) => v).map(([k, v]) => `&${k}=${encodeURIComponent(v)}`).join('');
   const shownPages = () => Math.max(1, Math.ceil([...runs.values()].filter(matches).length / PAGE));
   // The next batch of older runs into runs: false when a later list (a

@@ -397,13 +397,16 @@ class Client:
         is an APIError 409."""
         return self._call("DELETE", f"/v1/runs/{urllib.parse.quote(_run_id(run), safe='')}")[1]
 
-    def runs(self, limit=100, status=None, before=None, function=None, schedule=None):
+    def runs(self, limit=100, status=None, before=None, function=None, schedule=None, grep=None):
         """The tenant's run objects, newest first (`pysprinter ps --json`);
         status: a state or a list of states to list only those; before: a
         run (id or object) to list the runs after it in this order, a page
         further back (`ps --before ID`); function: only the runs of that
         deployed function (any version; `ps --function NAME`); schedule:
-        only the runs that schedule fired (`ps --schedule NAME`)."""
+        only the runs that schedule fired (`ps --schedule NAME`); grep: only
+        the runs with that text in their id, file name, function, deployed
+        function or schedule, ASCII letters in either case (`ps --grep
+        TEXT`, the API's q=)."""
         query = f"limit={int(limit)}"
         if status is not None:
             query += "&status=" + urllib.parse.quote(status if isinstance(status, str) else ",".join(status))
@@ -411,6 +414,8 @@ class Client:
             query += "&function=" + urllib.parse.quote(function, safe="")
         if schedule is not None:
             query += "&schedule=" + urllib.parse.quote(schedule, safe="")
+        if grep is not None:
+            query += "&q=" + urllib.parse.quote(grep, safe="")
         if before is not None:
             query += "&before=" + urllib.parse.quote(_run_id(before), safe="")
         return self._call("GET", f"/v1/runs?{query}")[1]["runs"]

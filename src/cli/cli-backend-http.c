@@ -631,19 +631,28 @@ static int http_list_states(Backend *b, const char *what, long limit, char *cons
         return 0;
 }
 
-/* Whether run object run is of the function and the schedule f names. */
+/* Whether run object run is of the function and the schedule f names,
+ * and has its text. */
 static bool run_json_of(json_t *run, const RunFilter *f) {
         const char *fn = json_string_value(json_object_get(run, "fn_name")),
                    *sched = json_string_value(json_object_get(run, "schedule"));
-        return (!f->fn_name || (fn && streq(fn, f->fn_name))) && (!f->schedule || (sched && streq(sched, f->schedule)));
+        RunRecord r = { .id = (char *) json_string_value(json_object_get(run, "id")),
+                        .filename = (char *) json_string_value(json_object_get(run, "filename")),
+                        .function = (char *) json_string_value(json_object_get(run, "function")),
+                        .fn_name = (char *) fn,
+                        .schedule = (char *) sched };
+        return (!f->fn_name || (fn && streq(fn, f->fn_name))) &&
+               (!f->schedule || (sched && streq(sched, f->schedule))) && run_filter_text_match(f->text, &r);
 }
 
 static int http_run_list(Backend *b, long limit, const RunFilter *filter, const char *before, json_t **ret) {
         _cleanup_free_ char *cursor = NULL, *origin = NULL;
-        if (filter && (filter->fn_name || filter->schedule)) {
+        if (filter && (filter->fn_name || filter->schedule || filter->text)) {
                 _cleanup_free_ char *fe = filter->fn_name ? http_escape(filter->fn_name) : NULL,
-                                    *se = filter->schedule ? http_escape(filter->schedule) : NULL;
-                origin = xasprintf("%s%s%s%s", fe ? "&function=" : "", fe ?: "", se ? "&schedule=" : "", se ?: "");
+                                    *se = filter->schedule ? http_escape(filter->schedule) : NULL,
+                                    *qe = filter->text ? http_escape(filter->text) : NULL;
+                origin = xasprintf("%s%s%s%s%s%s", fe ? "&function=" : "", fe ?: "", se ? "&schedule=" : "", se ?: "",
+                                   qe ? "&q=" : "", qe ?: "");
         }
         if (before) {
                 /* The cursor is found as show finds a run: a prefix, and
@@ -659,10 +668,10 @@ static int http_run_list(Backend *b, long limit, const RunFilter *filter, const 
         int r = http_list_states(b, "runs", limit, filter ? filter->statuses : NULL, cursor ?: origin, ret);
         if (r < 0 || !origin)
                 return r;
-        /* A daemon of a release before these queries (2026-12-07) ignores
-         * them and lists every run: what it answers is filtered here, so
-         * that nothing of another function or schedule is shown as this
-         * one's. */
+        /* A daemon of a release before these queries (2026-12-07; q=:
+         * later) ignores them and lists every run: what it answers is
+         * filtered here, so that nothing of another function or schedule,
+         * nor a run without the text, is shown as this one's. */
         for (size_t i = json_array_size(*ret); i-- > 0;)
                 if (!run_json_of(json_array_get(*ret, i), filter))
                         json_array_remove(*ret, i);

@@ -702,10 +702,19 @@ static void run_target(json_t *run, char buf[static 256]) {
 
 /* The run's own time, from its start to its end, or so far while it runs
  * ("-" for a run that never started), as the dashboard and a Lambda's
- * Duration count it: a wait for a slot is not the run's (run_queued()). */
+ * Duration count it: a wait for a slot is not the run's (run_queued()).
+ * An ended run that has its timings.total_ms is that total, as the
+ * dashboard's Duration is (runDuration() in ui/lib.js): the timestamps
+ * are whole milliseconds, and a warm invoke that began and ended within
+ * one read "0ms". */
 static void run_duration(json_t *run, char buf[static 32]) {
         usec_t s = cli_parse_timestamp(json_string_value(json_object_get(run, "started_at")));
         usec_t f = cli_parse_timestamp(json_string_value(json_object_get(run, "finished_at")));
+        json_t *total = json_object_get(json_object_get(run, "timings"), "total_ms");
+        if (s && f && json_is_number(total) && json_number_value(total) >= 0 && json_number_value(total) < 1e12) {
+                format_duration_us((usec_t) (json_number_value(total) * 1000.0 + 0.5), buf);
+                return;
+        }
         if (!f && streq(json_string_value(json_object_get(run, "status")) ?: "", "running"))
                 f = now_realtime(); /* the stuck run an operator looks for shows how long */
         if (!s || !f || f < s)
@@ -755,7 +764,7 @@ int verb_ps(int argc, char **argv) {
         _cleanup_strv_free_ char **status = NULL;
         if (help_asked(argc, argv)) {
                 printf("Usage: pysprinter ps [--json] [-n N] [--status STATE[,STATE...]] [--before RUN]\n"
-                       "                     [--function NAME] [--schedule NAME]\n\n"
+                       "                     [--function NAME] [--schedule NAME] [--grep TEXT]\n\n"
                        "List the most recent runs (default 20). FUNCTION is the deployed function\n"
                        "and version a run was invoked from (NAME@N), `-` for an ad-hoc run.\n\n"
                        "  -n, --limit N    the newest N runs (1 to 10000)\n"
@@ -764,6 +773,9 @@ int verb_ps(int argc, char **argv) {
                        "  --function NAME  the newest N runs of deployed function NAME (any version;\n"
                        "                   its invokes and its schedules' fires)\n"
                        "  --schedule NAME  the newest N runs schedule NAME fired\n"
+                       "  --grep TEXT      the newest N runs with TEXT in their id, file name,\n"
+                       "                   function, deployed function or schedule (ASCII letters\n"
+                       "                   in either case; the dashboard's search)\n"
                        "  --status STATE   the newest N runs in STATE, or in any of several\n"
                        "                   (failed,killed; the option may repeat):\n"
                        "                   queued, running, succeeded, failed, invalid, deps_failed,\n"
@@ -784,8 +796,9 @@ int verb_ps(int argc, char **argv) {
                 { "--before", "--before needs a run's id (or a prefix of one)" },
                 { "--function", "--function needs a deployed function's name" },
                 { "--schedule", "--schedule needs a schedule's name" },
+                { "--grep", "--grep needs a text (a part of a run's id, file or function name)" },
         };
-        const char **values[] = { &before, &filter.fn_name, &filter.schedule };
+        const char **values[] = { &before, &filter.fn_name, &filter.schedule, &filter.text };
         int kept = 0;
         for (int i = 0; i < argc; i++) {
                 size_t t = 0;
@@ -801,6 +814,12 @@ int verb_ps(int argc, char **argv) {
                 if (!v || !*v)
                         return usage_error("ps", takes[t].needs);
                 *values[t] = v;
+        }
+        /* As the server refuses it (GET /v1/runs?q=), before either path
+         * reads a run. */
+        if (filter.text && strlen(filter.text) > RUN_FILTER_TEXT_MAX) {
+                _cleanup_free_ char *m = xasprintf("--grep takes at most %d bytes", RUN_FILTER_TEXT_MAX);
+                return usage_error("ps", m);
         }
         argc = kept;
         k = cli_parse_list_args(argc, argv, "ps", PS_MAX_RUNS, &json, &limit);

@@ -210,7 +210,7 @@ char *cli_json_text(json_t *v);
 /* Re-format compact JSON text: indent 0 = Python's json.dumps default
  * separators on one line; indent > 0 = pretty. Numbers are kept verbatim. */
 char *json_reformat(const char *compact, int indent);
-/* The one place durations are spelled: "850ms", "2.35s", "3m05s" (sizes:
+/* The one place durations are spelled: "0.14ms", "850ms", "2.35s", "3m05s" (sizes:
  * basic's format_size(), shared with the store's gc report). */
 void format_duration_us(usec_t us, char buf[static 32]);
 /* An API time stamp ("2026-01-02T03:04:05.678Z") as realtime µs, or 0. */

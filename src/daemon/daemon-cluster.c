@@ -527,9 +527,9 @@ int daemon_run_record_list(Daemon *d, const char *tenant, const RunFilter *filte
                 return before ? store_run_list_before(d->store, 0, tenant, filter, before->id, limit, ret, ret_n)
                               : store_run_list(d->store, tenant, filter, limit, ret, ret_n);
         /* Redis indexes a tenant's runs by time only: the states, the
-         * function, the schedule and the page after a cursor are looked
-         * for among its newest DAEMON_RUNS_LIST_MAX. */
-        bool filtered = filter && (filter->statuses || filter->fn_name || filter->schedule);
+         * function, the schedule, the text and the page after a cursor are
+         * looked for among its newest DAEMON_RUNS_LIST_MAX. */
+        bool filtered = filter && (filter->statuses || filter->fn_name || filter->schedule || filter->text);
         int k = cluster_run_list(d->cluster->queue, tenant, filtered || before ? DAEMON_RUNS_LIST_MAX : limit, ret,
                                  ret_n);
         if (k < 0 || (!filtered && !before))

@@ -364,6 +364,7 @@ typedef struct RunsList {
         char **statuses;
         char *fn_name;  /* ?function= */
         char *schedule; /* ?schedule= */
+        char *text;     /* ?q= */
         char *before;   /* ?before=: the cursor run's whole id, or NULL */
         RunRecord **f;
         size_t nf;
@@ -375,6 +376,7 @@ static void runs_list_free(void *p) {
         strv_free(l->statuses);
         free(l->fn_name);
         free(l->schedule);
+        free(l->text);
         free(l->before);
         free(l);
 }
@@ -383,7 +385,7 @@ static struct MHD_Response *runs_list_then(const DaemonCall *call, void *p, uint
         RunsList *l = p;
         RunRecord **v = NULL;
         size_t n = 0;
-        RunFilter filter = { .statuses = l->statuses, .fn_name = l->fn_name, .schedule = l->schedule };
+        RunFilter filter = { .statuses = l->statuses, .fn_name = l->fn_name, .schedule = l->schedule, .text = l->text };
         int k = l->before ? store_run_list_before(call->d->store, ticket, call->tenant, &filter, l->before, l->limit,
                                                   &v, &n)
                           : store_run_list_settled(call->d->store, ticket, call->tenant, &filter, l->limit, &v, &n);
@@ -413,6 +415,16 @@ struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_
                 return daemon_call_error(call, 400, "bad_request", ret_status,
                                          "%s= needs a name (a deployed function's, a schedule's)",
                                          fn_name && !*fn_name ? "function" : "schedule");
+        /* ?q=TEXT: the runs that have TEXT in their id, file name,
+         * function, deployed function or schedule, ASCII letters in
+         * either case (the dashboard's search, `ps --grep`): looked for
+         * among all the caller's runs, not only the newest. */
+        const char *text = daemon_call_query(call, "q");
+        if (text && (!*text || strlen(text) > RUN_FILTER_TEXT_MAX))
+                return daemon_call_error(
+                        call, 400, "bad_request", ret_status,
+                        "q= needs a text of 1 to %d bytes (a part of a run's id, file or function name)",
+                        RUN_FILTER_TEXT_MAX);
         /* ?before=RUN: the next page, the runs listed after RUN (an id
          * or a unique prefix of one of the caller's runs: another
          * tenant's is 404, as its GET is). */
@@ -425,7 +437,7 @@ struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_
         }
         RunRecord **v = NULL, **f = NULL;
         size_t n = 0, nf = 0;
-        RunFilter filter = { .statuses = statuses, .fn_name = fn_name, .schedule = schedule };
+        RunFilter filter = { .statuses = statuses, .fn_name = fn_name, .schedule = schedule, .text = text };
         if (d->cluster) {
                 int k = daemon_run_record_list(d, call->tenant, &filter, cursor, limit, &v, &n);
                 if (k < 0)
@@ -449,6 +461,7 @@ struct MHD_Response *daemon_api_runs_list(const DaemonCall *call, unsigned *ret_
                          .statuses = TAKE_PTR(statuses),
                          .fn_name = xstrdup_or_null(fn_name),
                          .schedule = xstrdup_or_null(schedule),
+                         .text = xstrdup_or_null(text),
                          .before = cursor ? xstrdup(cursor->id) : NULL,
                          .f = f,
                          .nf = nf };

@@ -107,10 +107,20 @@ static int run_list_read(Store *s, const char *tenant, const RunFilter *f, const
          * created; migration 16), "schedule = ?6" runs_schedule (25),
          * where "?5 IS NULL OR …" would use neither and walk every run of
          * the tenant to find a function's few. */
-        const char *origin = f && f->fn_name
-                                     ? (f->schedule ? "AND fn_name = ?5 AND schedule = ?6 " : "AND fn_name = ?5 ")
-                             : f && f->schedule ? "AND schedule = ?6 "
-                                                : "";
+        const char *origin0 = f && f->fn_name
+                                      ? (f->schedule ? "AND fn_name = ?5 AND schedule = ?6 " : "AND fn_name = ?5 ")
+                              : f && f->schedule ? "AND schedule = ?6 "
+                                                 : "";
+        /* A text (?7, its ASCII letters lowered) is looked for in the
+         * walk, as the states are (no index helps a part of a word): the
+         * newest N runs that have it, however old (run_filter_text_match()
+         * is the same test in C). */
+        bool text = f && f->text && *f->text;
+        _cleanup_free_ char *origin = xasprintf("%s%s", origin0,
+                                                text ? "AND (instr(lower(id), ?7) OR instr(lower(filename), ?7) OR "
+                                                       "instr(lower(function), ?7) OR instr(lower(fn_name), ?7) OR "
+                                                       "instr(lower(schedule), ?7)) "
+                                                     : "");
         _cleanup_free_ char *sql =
                 tenant ? xasprintf("SELECT " RUN_SELECT_COLUMNS " FROM runs WHERE tenant = ?1 %s"
                                    "AND (?3 IS NULL OR status IN (SELECT value FROM json_each(?3))) "
@@ -143,6 +153,13 @@ static int run_list_read(Store *s, const char *tenant, const RunFilter *f, const
                 store_bind_text(st, 5, f->fn_name);
         if (f && f->schedule)
                 store_bind_text(st, 6, f->schedule);
+        if (text) {
+                _cleanup_free_ char *lowered = xstrdup(f->text);
+                for (char *c = lowered; *c; c++)
+                        if (*c >= 'A' && *c <= 'Z')
+                                *c = (char) (*c - 'A' + 'a');
+                store_bind_text(st, 7, lowered);
+        }
         RunRecord **v = NULL;
         size_t n = 0;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {

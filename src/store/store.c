@@ -175,13 +175,28 @@ bool run_record_newer(const RunRecord *a, const RunRecord *b) {
 }
 
 /* store.h. */
+bool run_filter_text_match(const char *text, const RunRecord *r) {
+        assert(r);
+        if (!text || !*text)
+                return true;
+        /* strcasestr() folds case by the locale, and neither binary sets
+         * one (the C locale: ASCII letters only), as SQLite's lower() in
+         * run_list_read()'s term does: both paths keep the same runs. */
+        const char *fields[] = { r->id, r->filename, r->function, r->fn_name, r->schedule };
+        for (size_t i = 0; i < ELEMENTSOF(fields); i++)
+                if (fields[i] && strcasestr(fields[i], text))
+                        return true;
+        return false;
+}
+
+/* store.h. */
 bool run_filter_match(const RunFilter *f, const RunRecord *r) {
         assert(r);
         if (!f)
                 return true;
         return (!f->statuses || (r->status && strv_contains(f->statuses, r->status))) &&
                (!f->fn_name || (r->fn_name && streq(r->fn_name, f->fn_name))) &&
-               (!f->schedule || (r->schedule && streq(r->schedule, f->schedule)));
+               (!f->schedule || (r->schedule && streq(r->schedule, f->schedule))) && run_filter_text_match(f->text, r);
 }
 
 void run_record_list_free(RunRecord **v, size_t n) {

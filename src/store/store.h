@@ -252,14 +252,23 @@ int store_run_find_idempotent(Store *s, const char *tenant, const char *key, use
  * statement, atomic for every process on the store (the CLI's embedded
  * --idempotency-key, docs/cli.md). 0 inserted, 1 found, negative errno. */
 int store_run_insert_idempotent(Store *s, const RunRecord *r, const char *key, usec_t window, char **ret_first_id);
-/* Which runs a list keeps (GET /v1/runs's status, function and schedule
- * queries, `ps --status/--function/--schedule`); a NULL filter, or a NULL
- * field, keeps every run. */
+/* Which runs a list keeps (GET /v1/runs's status, function, schedule and
+ * q queries, `ps --status/--function/--schedule/--grep`); a NULL filter,
+ * or a NULL field, keeps every run. */
 typedef struct RunFilter {
         char *const *statuses; /* in one of these states (NULL-terminated, the API's spellings) */
         const char *fn_name;   /* started from this deployed function (the run object's fn_name) */
         const char *schedule;  /* fired by this schedule (the run object's schedule) */
+        const char *text;      /* a part of its id, file name, function, fn_name or schedule, ASCII
+                                * letters in either case (run_filter_text_match()); "" keeps every run */
 } RunFilter;
+/* RunFilter.text's longest (GET /v1/runs?q=, `ps --grep`): a search
+ * box's words, not a document. */
+#define RUN_FILTER_TEXT_MAX 256
+/* Whether text is a part of r's id, filename, function, fn_name or
+ * schedule, ASCII letters matched in either case (the dashboard's search,
+ * `ps --grep`); text NULL or "": every run is. */
+bool run_filter_text_match(const char *text, const RunRecord *r);
 /* Whether r passes f (f NULL: every run does). */
 bool run_filter_match(const RunFilter *f, const RunRecord *r);
 /* The newest limit runs of tenant (NULL: any) that filter keeps (NULL:

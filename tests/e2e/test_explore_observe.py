@@ -441,7 +441,7 @@ def test_the_runs_page_reaches_runs_older_than_the_newest_1000(tmp_path, browser
         assert st == 200, oldest
         invoke_ok_many(d, 4 * 275)
         ui_login(browser, d, TOKENS["alice"], "alice")
-        browser.get(d.url + "/ui/#/runs?page=19")
+        browser.get(d.url + "/ui/#/runs?page=20")
         from selenium.webdriver.common.by import By
 
         def pager():

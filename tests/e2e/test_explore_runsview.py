@@ -121,7 +121,7 @@ def test_the_run_page_shows_the_limits_as_show_prints_them(d, runs, cli):
 
 
 def test_a_deep_link_past_the_first_1000_runs_shows_its_page(tmp_path):
-    """#/runs?page=22 (runs 1101 to 1130 of 1130) landed on page 20, the
+    """#/runs?page=23 (runs 1101 to 1130 of 1130) landed on page 20, the
     last of the 1000 runs the first list holds."""
     from uilib import start_browser, ui_login, wait_for
     d = Daemon(tmp_path / "d")
@@ -140,7 +140,7 @@ def test_a_deep_link_past_the_first_1000_runs_shows_its_page(tmp_path):
         drv = start_browser()
         try:
             ui_login(drv, d, TOKENS["alice"], "alice")
-            drv.get(d.url + "/ui/#/runs?page=22")
+            drv.get(d.url + "/ui/#/runs?page=23")
             drv.refresh()
             pager = wait_for(lambda: (lambda t: t if "of 23" in t else None)(
                 drv.find_element("css selector", ".pager").text), what="the pager of 23 pages", timeout=60)

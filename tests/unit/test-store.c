@@ -650,6 +650,25 @@ static void test_run_list_by_status(void **state) {
         store_close(s);
 }
 
+/* The ids store_run_list() (store_run_list_before() with before) lists
+ * under f are want's, space-separated, and run_filter_match() keeps each. */
+static void assert_listed(Store *s, const char *tenant, const RunFilter *f, const char *before, size_t limit,
+                          const char *want) {
+        RunRecord **v = NULL;
+        size_t n = 0;
+        assert_int_equal(before ? store_run_list_before(s, 0, tenant, f, before, limit, &v, &n)
+                                : store_run_list(s, tenant, f, limit, &v, &n),
+                         0);
+        char got[64] = "";
+        for (size_t j = 0; j < n; j++) {
+                strcat(got, j ? " " : "");
+                strcat(got, v[j]->id);
+                assert_true(run_filter_match(f, v[j]));
+        }
+        assert_string_equal(got, want);
+        run_record_list_free(v, n);
+}
+
 /* By origin (GET /v1/runs?function=&schedule=, `ps --function/--schedule`):
  * a deployed function's runs, any version, a schedule's, both, with the
  * states and a cursor too, for one tenant or all; the schema has the
@@ -699,21 +718,63 @@ static void test_run_list_by_origin(void **state) {
                 RunFilter f = { .statuses = rows[i].state ? states : NULL,
                                 .fn_name = rows[i].fn,
                                 .schedule = rows[i].sched };
-                RunRecord **v = NULL;
-                size_t n = 0;
-                assert_int_equal(rows[i].before ? store_run_list_before(s, 0, rows[i].tenant, &f, rows[i].before,
-                                                                        rows[i].limit, &v, &n)
-                                                : store_run_list(s, rows[i].tenant, &f, rows[i].limit, &v, &n),
-                                 0);
-                char got[64] = "";
-                for (size_t j = 0; j < n; j++) {
-                        strcat(got, j ? " " : "");
-                        strcat(got, v[j]->id);
-                        assert_true(run_filter_match(&f, v[j]));
-                }
-                assert_string_equal(got, rows[i].want);
-                run_record_list_free(v, n);
+                assert_listed(s, rows[i].tenant, &f, rows[i].before, rows[i].limit, rows[i].want);
         }
+        store_close(s);
+}
+
+/* By text (GET /v1/runs?q=, `ps --grep`, the dashboard's search): a part
+ * of the id, file name, function, deployed function or schedule, ASCII
+ * letters in either case, filtered in the walk (the newest N that have
+ * it, however old), and run_filter_match() keeps the same runs. */
+static void test_run_list_by_text(void **state) {
+        Store *s = open_fresh();
+        insert(s, "rOld1", "a", "succeeded", 1);
+        insert(s, "r2", "a", "failed", 2);
+        insert(s, "r3", "a", "succeeded", 3);
+        insert(s, "r4", "b", "succeeded", 4);
+        insert(s, "r5", "a", "succeeded", 5);
+        store_lock(s);
+        assert_int_equal(sqlite3_exec(s->db,
+                                      "UPDATE runs SET function='Needle' WHERE id='rOld1';"
+                                      "UPDATE runs SET filename='Report.py', function='main' WHERE id='r2';"
+                                      "UPDATE runs SET fn_name='tick', fn_version=1 WHERE id IN ('r3','r4');"
+                                      "UPDATE runs SET schedule='nightly' WHERE id='r5';",
+                                      NULL, NULL, NULL),
+                         SQLITE_OK);
+        pthread_mutex_unlock(&s->lock);
+        static const struct {
+                const char *tenant, *text, *state, *before;
+                size_t limit;
+                const char *want;
+        } rows[] = {
+                { "a", "needle", NULL, NULL, 1, "rOld1" }, /* the function, past newer runs */
+                { "a", "NEEDLE", NULL, NULL, 10, "rOld1" }, { "a", "old", NULL, NULL, 10, "rOld1" }, /* the id */
+                { "a", "report", NULL, NULL, 10, "r2" },                                             /* the file */
+                { "a", "TICK", NULL, NULL, 10, "r3" }, /* the deployed function */
+                { NULL, "tick", NULL, NULL, 10, "r4 r3" },  { "a", "night", NULL, NULL, 10, "r5" }, /* the schedule */
+                { "a", "f.py", NULL, NULL, 2, "r5 r3" },    { "a", "f.py", "failed", NULL, 10, "" },
+                { "a", ".py", "failed", NULL, 10, "r2" },   { "a", "f.py", NULL, "r3", 10, "rOld1" },
+                { "a", "%", NULL, NULL, 10, "" }, /* no wildcards */
+                { "a", "_", NULL, NULL, 10, "" },           { "a", "nothing", NULL, NULL, 10, "" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                char *states[] = { (char *) rows[i].state, NULL };
+                RunFilter f = { .statuses = rows[i].state ? states : NULL, .text = rows[i].text };
+                assert_listed(s, rows[i].tenant, &f, rows[i].before, rows[i].limit, rows[i].want);
+        }
+        /* The C test alone, on the runs it leaves out. */
+        RunRecord **v = NULL;
+        size_t n = 0;
+        assert_int_equal(store_run_list(s, NULL, NULL, 10, &v, &n), 0);
+        assert_int_equal(n, 5);
+        size_t kept = 0;
+        for (size_t j = 0; j < n; j++)
+                kept += run_filter_text_match("TiCk", v[j]);
+        assert_int_equal(kept, 2);
+        assert_true(run_filter_text_match("", v[0]));
+        assert_true(run_filter_text_match(NULL, v[0]));
+        run_record_list_free(v, n);
         store_close(s);
 }
 
@@ -6098,6 +6159,7 @@ int main(void) {
                 cmocka_unit_test(test_prefix_and_tenants),
                 cmocka_unit_test(test_run_list_by_status),
                 cmocka_unit_test(test_run_list_by_origin),
+                cmocka_unit_test(test_run_list_by_text),
                 cmocka_unit_test(test_run_list_before),
                 cmocka_unit_test(test_mark_lost),
                 cmocka_unit_test(test_orphaned_runs_are_marked_lost),
