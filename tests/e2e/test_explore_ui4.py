@@ -9,7 +9,7 @@ import pytest
 
 from conftest import DAEMON, ROOT, WORKER, Runner
 from daemonlib import TOKENS, Daemon
-from uilib import start_browser, ui_login, wait_for
+from uilib import deep_link as go, drv, shown_runs, start_browser, text_of, ui_login, wait_for  # noqa: F401 (drv)
 from test_cluster import REDIS, nodes, redis  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
@@ -26,16 +26,6 @@ def d(tmp_path_factory):
         yield running
 
 
-@pytest.fixture(scope="module")
-def drv(d):
-    b = start_browser()
-    try:
-        ui_login(b, d, TOKENS["alice"], "alice")
-        yield b
-    finally:
-        b.quit()
-
-
 def invoke(d):
     st, r = d.call("POST", "/v1/functions/warm/invoke?wait=true", {})
     assert st == 200 and r["status"] == "succeeded", r
@@ -46,20 +36,6 @@ def invoke(d):
 def two_pages(d):
     """More than one page of runs (50 a page): 60 warm invokes."""
     return [invoke(d) for _ in range(60)]
-
-
-def go(drv, d, route):
-    drv.get(d.url + "/ui/" + route)
-    drv.refresh()
-
-
-def text_of(drv, sel):
-    return drv.execute_script("const e = document.querySelector(arguments[0]); return e ? e.innerText : ''", sel)
-
-
-def shown_runs(drv):
-    return drv.execute_script("return [...document.querySelectorAll('#runs-body tr[data-run]')]"
-                              ".map((r) => r.dataset.run)")
 
 
 def click(drv, sel):
