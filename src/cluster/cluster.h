@@ -32,6 +32,8 @@ typedef struct ClusterOptions {
         unsigned warm_ms;          /* a node counts as warm for an environment this long after a run of it (default 5 min) */
         unsigned reclaim_interval_ms; /* the reclaim scan runs at most this often (default: the affinity delay,
                                        * at most a quarter of the claim timeout; cluster_claim()) */
+        bool client;                  /* not a node (`pysprinterd token --redis`): no stream of its own is made;
+                                    * use the stores and reads only, never claim */
 } ClusterOptions;
 
 /* url with its password replaced by "***" (for messages and logs); a URL
