@@ -970,13 +970,16 @@ static int dag_submit(Daemon *d, const char *tenant, json_t *j, const char *want
 }
 
 int daemon_dag_submit(Daemon *d, const char *tenant, json_t *body, const char *id, const char *schedule,
-                      bool dry_run, unsigned *ret_status, char **ret_error) {
+                      const char *idem_key, bool dry_run, char **ret_first, unsigned *ret_status, char **ret_error) {
         assert(d && tenant && body && ret_status && ret_error);
+        assert(!idem_key || ret_first);
         _cleanup_free_ char *got = NULL;
         DDag *g = NULL;
-        int r = dag_submit(d, tenant, body, id, schedule, NULL, dry_run, &got, &g, ret_status, ret_error);
+        int r = dag_submit(d, tenant, body, id, schedule, idem_key, dry_run, &got, &g, ret_status, ret_error);
         if (r >= 0 && g)
                 ddag_unref(d, g);
+        if (r == 1)
+                *ret_first = TAKE_PTR(got);
         return r;
 }
 

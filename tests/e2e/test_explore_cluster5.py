@@ -73,3 +73,78 @@ def test_pysprinterd_token_with_redis_manages_the_clusters_tokens(tmp_path, node
                         str(tmp_path / "ops-home")], env=Daemon(tmp_path / "ops").env(), capture_output=True,
                        text=True, timeout=60)
     assert p.returncode != 0 and "cannot reach Redis at unix:" in p.stderr, p
+
+
+STEP = """
+def f(n: int = 1):
+    return n * 2
+"""
+PIPELINE = "name: tick\ntasks:\n  a: {file: t.py, function: f}\n"
+
+
+class ClockGateway(Daemon):
+    """A gateway whose scheduler reads the time from the test's clock file
+    (one file for every gateway: the same instant on each)."""
+
+    def __init__(self, root, clock, **kw):
+        super().__init__(root, **kw)
+        self.clock = clock
+
+    def env(self):
+        return {**super().env(), "PYSPRINTER_TEST_CLOCK_FILE": str(self.clock)}
+
+
+def set_clock(clock, s):
+    tmp = clock.with_suffix(".tmp")
+    tmp.write_text(str(calendar.timegm(time.strptime(s, "%Y-%m-%d %H:%M:%S"))))
+    tmp.rename(clock)
+
+
+def test_a_dag_schedule_on_two_gateways_runs_one_dag_run_per_fire_time(tmp_path, nodes, redis):
+    """The tenant's schedule NAME for a DAG added through two gateways (a
+    load balancer sent each add to another): both fire each fire time, and
+    one DAG run starts for it; the other gateway's schedule names that run
+    as its last. The fire's Idempotency-Key is (schedule, fire time), as a
+    function schedule's. Before, each gateway started its own DAG run: two
+    per fire time."""
+    clock = tmp_path / "clock"
+    set_clock(clock, "2026-03-01 10:00:00")
+    nodes("w1", "worker")
+    gws = []
+    try:
+        for name in ("g1", "g2"):
+            g = ClockGateway(tmp_path / name, clock, sandbox=sandbox_mode(tmp_path),
+                             args=["--redis", redis.url, "--role", "gateway", "--node-id", name, "--claim-timeout",
+                                   f"{CLAIM_TIMEOUT_MS}ms", "--drain-timeout", "10"])
+            g.start()
+            gws.append(g)
+        body = {"name": "tick", "cron": "*/5 * * * *",
+                "dag": {"pipeline": PIPELINE, "filename": "pipeline.yaml", "files": {"t.py": STEP}}}
+        for g in gws:
+            st, b = g.call("POST", "/v1/schedules", body)
+            assert st == 201, b
+        for fire in ("2026-03-01 10:05:00", "2026-03-01 10:10:00"):
+            set_clock(clock, fire)
+            last = []
+            for g in gws:
+                def fired(g=g):
+                    st, s = g.call("GET", "/v1/schedules/tick")
+                    return st == 200 and s["last_fire_at"] and s["last_fire_at"].startswith(fire.replace(" ", "T")) \
+                        and s["last_run"] and s["last_run"]["id"]
+                last.append(wait_until(fired, 60, f"{g.root.name} firing at {fire}"))
+            assert last[0] == last[1], last
+            notes = [g.call("GET", "/v1/schedules/tick")[1]["note"] or "" for g in gws]
+            assert any(f"DAG run {last[0]} of this fire time was started by another gateway" in n for n in notes), \
+                notes
+        st, b = gws[0].call("GET", "/v1/dags")
+        assert st == 200, b
+        ids = [g["id"] for g in b["dags"]]
+        assert len(set(ids)) == 2, b
+        assert redis.cli("ZCARD", "ps:dagidx:alice") == "2"
+        for i in ids:
+            end = wait_until(lambda: (lambda r: r[1] if r[0] == 200 and r[1]["status"] != "running" else None)(
+                gws[1].call("GET", f"/v1/dags/{i}")), 60, "the DAG run's end")
+            assert end["status"] == "succeeded", end
+    finally:
+        for g in gws:
+            g.stop(timeout=30)
