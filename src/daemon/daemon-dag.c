@@ -275,6 +275,16 @@ static int dag_task_run(const DagTaskRun *tr, void *userdata, RunResult **ret_re
         return k;
 }
 
+/* DagStoppingFn: past the drain, the runs not started stay queued and a
+ * DAG run's task that waits for Redis is left for the resume. */
+static bool dag_caller_stopping(void *userdata) {
+        DDag *g = userdata;
+        pthread_mutex_lock(&g->d->lock);
+        bool stopping = g->d->leave_queued;
+        pthread_mutex_unlock(&g->d->lock);
+        return stopping;
+}
+
 static void dag_task_cancel(const char *run_id, void *userdata) {
         DDag *g = userdata;
         DRun *r = NULL;
@@ -385,6 +395,7 @@ static int ddag_start(Daemon *d, const char *id, const char *tenant, Dag *dag, c
         g->opts.dag_id = NULL;
         g->opts.run = dag_task_run;
         g->opts.cancel = dag_task_cancel;
+        g->opts.stopping = dag_caller_stopping;
         g->opts.run_userdata = g;
         g->next = d->dags->list;
         d->dags->list = g;
