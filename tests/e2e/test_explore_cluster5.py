@@ -185,3 +185,41 @@ def test_a_redis_blip_on_the_gateway_driving_a_dag_whose_task_names_a_secret(tmp
         assert f"DAG run {dag_id}: succeeded" in log and ": failed" not in log and "resumes" not in log, log
     finally:
         blip.close()
+
+
+CHAIN = """
+def a():
+    return "submit" + "mark"
+
+def b(x):
+    return x + "!"
+"""
+
+
+def test_a_redis_blip_as_the_gateway_submits_a_dag_tasks_run(tmp_path, nodes, redis):
+    """The gateway driving a DAG run loses Redis for a second as it goes
+    to submit task b's run (the first command that carries task a's result,
+    which only b's submit and the DAG run's state hold). The submit is
+    asked again under the same run id once Redis answers, and b runs once.
+    Before, the task failed ("the engine could not run the task:
+    Connection refused"), and with it the DAG run on that gateway."""
+    blip = Blip(redis, tmp_path / "blip.sock", b"submitmark")
+    try:
+        g1 = nodes("g1", "gateway", redis_url=blip.url)
+        nodes("w1", "worker", slots=1)
+        blip.armed = True
+        pipeline = "tasks:\n  a: {file: t.py, function: a}\n  b: {file: t.py, function: b, args: [\"${a}\"]}\n"
+        st, b = g1.call("POST", "/v1/dags", {"pipeline": pipeline, "files": {"t.py": CHAIN}, "no_cache": True})
+        assert st == 202, b
+        dag_id = b["id"]
+        b = wait_until(lambda: (lambda r: r[1] if r[0] == 200 and r[1]["status"] not in ("running", "validating")
+                                else None)(g1.call("GET", f"/v1/dags/{dag_id}")), 60, "the DAG run's end")
+        assert blip.fired, ("the gateway never sent task a's result through the proxy", b)
+        assert b["status"] == "succeeded", b
+        tasks = {t["name"]: t for t in b["tasks"]}
+        assert tasks["b"]["result"] == "submitmark!" and tasks["b"]["attempts"] == 1, tasks
+        log = (tmp_path / "g1" / "daemon.log").read_text()
+        assert f"DAG run {dag_id}: succeeded" in log and ": failed" not in log and "resumes" not in log, log
+        assert "did not answer the submit of task b's run" in log, log
+    finally:
+        blip.close()
