@@ -225,6 +225,21 @@ SecretStore *cluster_secret_store_new(RunQueue *q);
  * it. */
 TokenStore *cluster_token_store_new(RunQueue *q);
 
+/* ---- dashboard sessions (cluster-tokens.c, docs/cluster.md "Dashboard
+ * sessions") ----------------------------------------------------------------
+ * uis:<id hash> (the sha256 of the session's token, in hex; PX its
+ * lifetime) and uistok:<token hash> (zset: the token's session id hashes by
+ * expiry, at most max_per_token: ui_session_put.lua drops the token's own
+ * closest to expiry). Hashes are 64 hex digits; the cookie's value and the
+ * token never reach Redis. Each returns -ECONNREFUSED/-ECOMM when Redis did
+ * not answer (cluster-conn.c). */
+int cluster_ui_session_put(RunQueue *q, const char *id_hash, const char *token_hash, uint64_t ttl_ms,
+                           unsigned max_per_token);
+/* The token hash of the live session id_hash into ret (65 bytes); -ENOENT. */
+int cluster_ui_session_get(RunQueue *q, const char *id_hash, char ret[static 65]);
+/* Ends it: 0, or -ENOENT when there was none. */
+int cluster_ui_session_del(RunQueue *q, const char *id_hash);
+
 /* ---- datasets (cluster-datasets.c) ---------------------------------------
  * The Redis DatasetStore (store.h): ds:<tenant>:<name> (hash: kind, source,
  * etag, last_modified, checked, created, current, v:<n> = "HASH SIZE FILES

@@ -11,7 +11,7 @@ import time
 
 from clusterlib import CLAIM_TIMEOUT_MS, wait_until
 from conftest import DAEMON
-from daemonlib import Daemon, sandbox_mode
+from daemonlib import TOKENS, Daemon, sandbox_mode
 from test_cluster import nodes, pytestmark, redis  # noqa: F401 (skips without the daemon or redis-server; fixtures)
 from test_explore_clustersecrets import DIGEST, share_key
 from test_explore_failover4 import Blip
@@ -223,3 +223,70 @@ def test_a_redis_blip_as_the_gateway_submits_a_dag_tasks_run(tmp_path, nodes, re
         assert "did not answer the submit of task b's run" in log, log
     finally:
         blip.close()
+
+
+CSRF = {"X-Pysprinter-CSRF": "1"}
+
+
+def ui_login(gw, token):
+    st, hdrs, body = gw.request("POST", "/login", {"token": token}, token=None, headers=CSRF)
+    return st, hdrs, json.loads(body)
+
+
+def ui_session(gw, cookie):
+    st, hdrs, body = gw.request("GET", "/ui/session", token=None, headers={"Cookie": cookie})
+    return st, hdrs, json.loads(body)
+
+
+def test_a_dashboard_session_made_through_one_gateway_holds_on_every_gateway(nodes, redis):
+    """Behind a load balancer the dashboard's next request goes to another
+    gateway: the session a login made through g1 is the cluster's (in
+    Redis, by the sha256 of its id, expiring with it), so g2 knows it, and
+    a logout through g2 ends it on g1 too. A gateway that cannot reach
+    Redis answers 503 redis_unreachable with Retry-After to a login and to
+    a session's request, and the session is still there once it can.
+    Before, sessions were each gateway's (in memory): g2 answered 401
+    "the session has expired or was revoked: log in again"."""
+    g1 = nodes("g1", "gateway")
+    g2 = nodes("g2", "gateway")
+    st, hdrs, b = ui_login(g1, TOKENS["alice"])
+    assert st == 200 and b["tenant"] == "alice", b
+    cookie = hdrs["set-cookie"].split(";")[0]
+    value = cookie.split("=", 1)[1]
+    for gw in (g2, g1):
+        st, _, b = ui_session(gw, cookie)
+        assert st == 200 and b["tenant"] == "alice", (gw, b)
+        st, _, body = gw.request("GET", "/v1/runs", token=None, headers={"Cookie": cookie})
+        assert st == 200, body
+    # Kept hashed, expiring with the session (12 h).
+    key = "ps:uis:" + hashlib.sha256(bytes.fromhex(value)).hexdigest()
+    assert 0 < int(redis.cli("PTTL", key)) <= 12 * 3600 * 1000
+    assert not any(value in k for k in redis.cli("--scan").split())
+    assert value not in redis.cli("GET", key)
+
+    redis.kill9()
+    for gw in (g1, g2):
+        st, hdrs, b = ui_session(gw, cookie)
+        assert (st, b["error"]["code"], hdrs.get("retry-after")) == (503, "redis_unreachable", "5"), (gw, b)
+        st, hdrs, b = ui_login(gw, TOKENS["bob"])
+        assert (st, b["error"]["code"], hdrs.get("retry-after")) == (503, "redis_unreachable", "5"), (gw, b)
+    redis.start()
+    wait_until(lambda: ui_session(g2, cookie)[0] == 200, 60, "the session served again")
+
+    st, _, body = g2.request("POST", "/logout", token=None, headers={"Cookie": cookie, **CSRF})
+    assert st == 200, body
+    for gw in (g1, g2):
+        st, _, b = ui_session(gw, cookie)
+        assert st == 200 and b["tenant"] is None and "log in again" in b["reason"], (gw, b)
+    assert redis.cli("EXISTS", key) == "0"
+
+    # A token holds at most 64 sessions, counted across the gateways: its
+    # own oldest goes first.
+    cookies = []
+    for i in range(65):
+        st, hdrs, b = ui_login((g1, g2)[i % 2], TOKENS["bob"])
+        assert st == 200, b
+        cookies.append(hdrs["set-cookie"].split(";")[0])
+    assert ui_session(g2, cookies[0])[2]["tenant"] is None
+    assert ui_session(g2, cookies[1])[2]["tenant"] == "bob"
+    assert redis.cli("ZCARD", "ps:uistok:" + hashlib.sha256(TOKENS["bob"].encode()).hexdigest()) == "64"
