@@ -324,7 +324,7 @@ int cluster_queue_new(const ClusterOptions *o, RunQueue **ret, char **ret_error)
                 return -EINVAL;
         }
         int k = ensure_group(c, &c->conn, K_STREAM);
-        if (k >= 0)
+        if (k >= 0 && !o->client)
                 k = ensure_group(c, &c->conn, c->k_own);
         if (k < 0) {
                 if (ret_error)

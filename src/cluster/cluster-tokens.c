@@ -1,6 +1,8 @@
 /* The Redis TokenStore (cluster.h "tokens"): a token made or revoked
  * through the API of any gateway is every gateway's from its next request.
- * Only the token's sha256 is kept, as in SQLite. */
+ * Only the token's sha256 is kept, as in SQLite. And the dashboard's
+ * sessions, which stand for a token: a login through one gateway holds on
+ * every other. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,6 +180,61 @@ static const TokenStoreOps cluster_token_ops = {
         .touch = ct_touch,
         .free = ct_free,
 };
+
+/* ---- dashboard sessions ---------------------------------------------------- */
+
+static bool hash_valid(const char *h) {
+        return h && strlen(h) == 64 && strspn(h, "0123456789abcdef") == 64;
+}
+
+int cluster_ui_session_put(RunQueue *q, const char *id_hash, const char *token_hash, uint64_t ttl_ms,
+                           unsigned max_per_token) {
+        assert(hash_valid(id_hash) && hash_valid(token_hash) && ttl_ms > 0 && max_per_token > 0);
+        Args a = { 0 };
+        ARGS_EVAL(&a, ui_session_put, 2);
+        args_addf(&a, CLUSTER_PREFIX "uis:%s", id_hash);
+        args_addf(&a, CLUSTER_PREFIX "uistok:%s", token_hash);
+        args_add(&a, id_hash);
+        args_add(&a, token_hash);
+        args_addf(&a, "%" PRIu64, (uint64_t) (now_realtime() / USEC_PER_MSEC));
+        args_addf(&a, "%" PRIu64, ttl_ms);
+        args_addf(&a, "%u", max_per_token);
+        args_add(&a, CLUSTER_PREFIX);
+        long long ok = 0;
+        int k = cluster_cmd_int(cq(q), &a, &ok);
+        return k < 0 ? k : 0;
+}
+
+int cluster_ui_session_get(RunQueue *q, const char *id_hash, char ret[static 65]) {
+        ClusterQueue *c = cq(q);
+        assert(hash_valid(id_hash));
+        Args a = { 0 };
+        args_add(&a, "GET");
+        args_addf(&a, CLUSTER_PREFIX "uis:%s", id_hash);
+        int k = 0;
+        redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+        args_done(&a);
+        if (!rep)
+                return k;
+        if (rep->type == REDIS_REPLY_STRING && hash_valid(rep->str))
+                memcpy(ret, rep->str, 65);
+        else
+                k = -ENOENT;
+        freeReplyObject(rep);
+        return k;
+}
+
+int cluster_ui_session_del(RunQueue *q, const char *id_hash) {
+        assert(hash_valid(id_hash));
+        Args a = { 0 };
+        ARGS_EVAL(&a, ui_session_del, 1);
+        args_addf(&a, CLUSTER_PREFIX "uis:%s", id_hash);
+        args_add(&a, id_hash);
+        args_add(&a, CLUSTER_PREFIX);
+        long long ok = 0;
+        int k = cluster_cmd_int(cq(q), &a, &ok);
+        return k < 0 ? k : ok == 1 ? 0 : -ENOENT;
+}
 
 TokenStore *cluster_token_store_new(RunQueue *q) {
         ClusterTokens *t = xcalloc(1, sizeof(ClusterTokens));

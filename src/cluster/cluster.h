@@ -32,6 +32,8 @@ typedef struct ClusterOptions {
         unsigned warm_ms;          /* a node counts as warm for an environment this long after a run of it (default 5 min) */
         unsigned reclaim_interval_ms; /* the reclaim scan runs at most this often (default: the affinity delay,
                                        * at most a quarter of the claim timeout; cluster_claim()) */
+        bool client;                  /* not a node (`pysprinterd token --redis`): no stream of its own is made;
+                                    * use the stores and reads only, never claim */
 } ClusterOptions;
 
 /* url with its password replaced by "***" (for messages and logs); a URL
@@ -222,6 +224,21 @@ SecretStore *cluster_secret_store_new(RunQueue *q);
  * sha256). Made, revoked and touched by one script each. q must outlive
  * it. */
 TokenStore *cluster_token_store_new(RunQueue *q);
+
+/* ---- dashboard sessions (cluster-tokens.c, docs/cluster.md "Dashboard
+ * sessions") ----------------------------------------------------------------
+ * uis:<id hash> (the sha256 of the session's token, in hex; PX its
+ * lifetime) and uistok:<token hash> (zset: the token's session id hashes by
+ * expiry, at most max_per_token: ui_session_put.lua drops the token's own
+ * closest to expiry). Hashes are 64 hex digits; the cookie's value and the
+ * token never reach Redis. Each returns -ECONNREFUSED/-ECOMM when Redis did
+ * not answer (cluster-conn.c). */
+int cluster_ui_session_put(RunQueue *q, const char *id_hash, const char *token_hash, uint64_t ttl_ms,
+                           unsigned max_per_token);
+/* The token hash of the live session id_hash into ret (65 bytes); -ENOENT. */
+int cluster_ui_session_get(RunQueue *q, const char *id_hash, char ret[static 65]);
+/* Ends it: 0, or -ENOENT when there was none. */
+int cluster_ui_session_del(RunQueue *q, const char *id_hash);
 
 /* ---- datasets (cluster-datasets.c) ---------------------------------------
  * The Redis DatasetStore (store.h): ds:<tenant>:<name> (hash: kind, source,

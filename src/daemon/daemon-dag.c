@@ -199,6 +199,16 @@ static int remote_task_wait(Daemon *d, DDag *g, const char *id, RunResult **ret)
         }
 }
 
+/* DagStoppingFn: past the drain, the runs not started stay queued and a
+ * DAG run's task that waits for Redis is left for the resume. */
+static bool dag_caller_stopping(void *userdata) {
+        DDag *g = userdata;
+        pthread_mutex_lock(&g->d->lock);
+        bool stopping = g->d->leave_queued;
+        pthread_mutex_unlock(&g->d->lock);
+        return stopping;
+}
+
 /* DagRunFn: the task as a run of the daemon's queue (see the top). */
 static int dag_task_run(const DagTaskRun *tr, void *userdata, RunResult **ret_result) {
         DDag *g = userdata;
@@ -259,11 +269,24 @@ static int dag_task_run(const DagTaskRun *tr, void *userdata, RunResult **ret_re
                 int k = daemon_run_submit(d, submit_id, g->tenant, &req, NULL, 0, false, &r);
                 if (k == -ESHUTDOWN)
                         return -ESHUTDOWN;
-                if (k != -EBUSY && k != -EUSERS) {
+                /* A cluster's Redis that did not answer the submit: asked
+                 * again under the same id (submit.lua answers a submit that
+                 * landed with its run), as for a full queue, until it
+                 * answers, the DAG run is cancelled or the daemon stops.
+                 * Before, a blip failed the task ("the engine could not run
+                 * the task: Connection refused"), and the DAG run. */
+                bool unanswered = d->cluster && (k == -ECONNREFUSED || k == -ECOMM);
+                if (unanswered && dag_caller_stopping(g))
+                        return -ESHUTDOWN;
+                if (k != -EBUSY && k != -EUSERS && !unanswered) {
                         if (k < 0)
                                 return k;
                         break;
                 }
+                if (unanswered)
+                        log_warn("DAG run %s: the cluster's Redis did not answer the submit of task %s's run (%s); "
+                                 "asking again",
+                                 g->id, tr->task, strerror(-k));
                 /* The queue is full: a task waits like a client that got
                  * 429 would retry. */
                 struct timespec ts = { 0, (long) backoff_ms * 1000000L };
@@ -385,6 +408,7 @@ static int ddag_start(Daemon *d, const char *id, const char *tenant, Dag *dag, c
         g->opts.dag_id = NULL;
         g->opts.run = dag_task_run;
         g->opts.cancel = dag_task_cancel;
+        g->opts.stopping = dag_caller_stopping;
         g->opts.run_userdata = g;
         g->next = d->dags->list;
         d->dags->list = g;
@@ -970,13 +994,16 @@ static int dag_submit(Daemon *d, const char *tenant, json_t *j, const char *want
 }
 
 int daemon_dag_submit(Daemon *d, const char *tenant, json_t *body, const char *id, const char *schedule,
-                      bool dry_run, unsigned *ret_status, char **ret_error) {
+                      const char *idem_key, bool dry_run, char **ret_first, unsigned *ret_status, char **ret_error) {
         assert(d && tenant && body && ret_status && ret_error);
+        assert(!idem_key || ret_first);
         _cleanup_free_ char *got = NULL;
         DDag *g = NULL;
-        int r = dag_submit(d, tenant, body, id, schedule, NULL, dry_run, &got, &g, ret_status, ret_error);
+        int r = dag_submit(d, tenant, body, id, schedule, idem_key, dry_run, &got, &g, ret_status, ret_error);
         if (r >= 0 && g)
                 ddag_unref(d, g);
+        if (r == 1)
+                *ret_first = TAKE_PTR(got);
         return r;
 }
 

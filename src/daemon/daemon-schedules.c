@@ -167,6 +167,19 @@ static int fire_request(Daemon *d, const ScheduleRecord *s, RunRequest *req, Fun
         return 0;
 }
 
+/* The run (or DAG run) first of this fire time, started by another gateway
+ * that fired a schedule of the same name: s names it as its last instead of
+ * mine, the id s was advanced with (which started nothing). */
+static void schedule_took_run(Daemon *d, ScheduleRecord *s, const char *mine, const char *first) {
+        (void) store_schedule_forget_run(d->store, s->tenant, s->name, mine);
+        free(s->last_run_id);
+        s->last_run_id = xstrdup(first);
+        set_note(s, xasprintf("%s %s of this fire time was started by another gateway that holds a schedule '%s' "
+                              "too (schedules are per gateway: docs/cluster.md)",
+                              first[0] == 'd' ? "DAG run" : "run", first, s->name));
+        (void) store_schedule_advance(d->store, s, s->next_fire);
+}
+
 /* One due fire time of s: a run (or a DAG run), unless the previous one
  * still runs (no overlap) or the run cannot be made; either way s moves
  * past now, so however many fire times were missed, at most one starts. */
@@ -203,34 +216,28 @@ static void schedule_fire(Daemon *d, ScheduleRecord *s, int64_t now) {
         s->paused = nk < 0;
         set_note(s, nk < 0 ? no_next_note(s, nk, NULL) : NULL);
         int k = store_schedule_advance(d->store, s, expected);
+        /* A cluster's gateways each keep their own schedules: the
+         * tenant's schedule NAME added through two of them (a load
+         * balancer) fired each fire time twice. The run (or DAG run) is
+         * the cluster's, one per fire time: a gateway whose submit finds
+         * it under this key takes that run as its own. */
+        _cleanup_free_ char *key = d->cluster ? xasprintf("schedule:%s:%" PRIi64, s->name, expected) : NULL;
         if (k >= 0 && dag) {
-                _cleanup_free_ char *err = NULL;
+                _cleanup_free_ char *err = NULL, *first = NULL;
                 unsigned status;
-                k = daemon_dag_submit(d, s->tenant, dag, id, s->name, false, &status, &err);
+                k = daemon_dag_submit(d, s->tenant, dag, id, s->name, key, false, &first, &status, &err);
                 if (k < 0) {
                         set_note(s, xasprintf("the DAG run could not start: %s", err ?: strerror(-k)));
                         (void) store_schedule_advance(d->store, s, s->next_fire);
-                }
+                } else if (k == 1)
+                        schedule_took_run(d, s, id, first);
         } else if (k >= 0) {
-                /* A cluster's gateways each keep their own schedules: the
-                 * tenant's schedule NAME added through two of them (a load
-                 * balancer) fired each fire time twice. The run is the
-                 * cluster's, one per fire time: a gateway whose submit
-                 * finds it under this key takes that run as its own. */
-                _cleanup_free_ char *key = d->cluster ? xasprintf("schedule:%s:%" PRIi64, s->name, expected) : NULL;
                 req.idempotency_key = key;
                 req.schedule = s->name;
                 DRun *r = NULL;
                 k = daemon_run_submit(d, id, s->tenant, &req, f->name, f->version, false, &r);
-                if (k >= 0 && !streq(r->id, id)) {
-                        (void) store_schedule_forget_run(d->store, s->tenant, s->name, id);
-                        free(s->last_run_id);
-                        s->last_run_id = xstrdup(r->id);
-                        set_note(s, xasprintf("run %s of this fire time was started by another gateway that holds "
-                                              "a schedule '%s' too (schedules are per gateway: docs/cluster.md)",
-                                              r->id, s->name));
-                        (void) store_schedule_advance(d->store, s, s->next_fire);
-                }
+                if (k >= 0 && !streq(r->id, id))
+                        schedule_took_run(d, s, id, r->id);
                 if (k >= 0)
                         drun_unref(d, r);
                 else {
@@ -580,7 +587,7 @@ static struct MHD_Response *schedule_add(const DaemonCall *call, unsigned *ret_s
                 /* Checked now as POST /v1/dags would check it (files, parse,
                  * limits, secrets), so a bad DAG is refused at add time. */
                 json_t *dag = json_loads(s->dag_json, JSON_ALLOW_NUL, NULL);
-                k = daemon_dag_submit(call->d, call->tenant, dag, NULL, NULL, true, &dag_status, &err);
+                k = daemon_dag_submit(call->d, call->tenant, dag, NULL, NULL, NULL, true, NULL, &dag_status, &err);
                 json_decref(dag);
         }
         if (k < 0 && dag_status > 400)

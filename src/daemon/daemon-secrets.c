@@ -152,7 +152,8 @@ static char *secret_delete_warnings(const DaemonCall *call, const char *name) {
                 json_t *dag = json_loads(sv[i]->dag_json, JSON_ALLOW_NUL, NULL);
                 unsigned status = 0;
                 _cleanup_free_ char *err = NULL;
-                int k = dag ? daemon_dag_submit(call->d, call->tenant, dag, NULL, NULL, true, &status, &err) : 0;
+                int k = dag ? daemon_dag_submit(call->d, call->tenant, dag, NULL, NULL, NULL, true, NULL, &status, &err)
+                            : 0;
                 json_decref(dag);
                 /* "task 'T': no secret named 'NAME' (…)" */
                 const char *at = k < 0 && err && startswith(err, "task '") ? strstr(err, missing) : NULL;

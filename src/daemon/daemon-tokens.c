@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
+#include "cluster.h"
 #include "daemon.h"
 
 /* store_token_touch() writes a use only when the last is a minute old
@@ -249,7 +250,9 @@ static const char token_usage[] =
         "usage: pysprinterd token create --tenant NAME [--role user|readonly|admin] [--expires 30d]\n"
         "       pysprinterd token ls [--json]\n"
         "       pysprinterd token revoke ID\n"
-        "  (each also takes --config FILE and --data-dir DIR; docs/secrets.md \"Tokens\")\n";
+        "  (each also takes --config FILE and --data-dir DIR; docs/secrets.md \"Tokens\")\n"
+        "  --redis URL   a cluster's tokens (in its Redis; docs/cluster.md \"Tokens\"), as the nodes'\n"
+        "                --redis (the password: the URL's or the config's cluster.redis_password)\n";
 
 static int token_cli_create(Store *s, const char *tenant, const char *role_s, const char *expires, bool json) {
         TokenRole role = TOKEN_ROLE_USER;
@@ -320,7 +323,15 @@ static int token_cli_ls(Store *s, bool json) {
 }
 
 int daemon_token_main(int argc, char **argv) {
-        enum { ARG_CONFIG = 0x100, ARG_DATA_DIR, ARG_TENANT, ARG_ROLE, ARG_EXPIRES, ARG_JSON };
+        enum {
+                ARG_CONFIG = 0x100,
+                ARG_DATA_DIR,
+                ARG_TENANT,
+                ARG_ROLE,
+                ARG_EXPIRES,
+                ARG_JSON,
+                ARG_REDIS
+        };
         static const struct option options[] = {
                 { "config", required_argument, NULL, ARG_CONFIG },
                 { "data-dir", required_argument, NULL, ARG_DATA_DIR },
@@ -328,11 +339,12 @@ int daemon_token_main(int argc, char **argv) {
                 { "role", required_argument, NULL, ARG_ROLE },
                 { "expires", required_argument, NULL, ARG_EXPIRES },
                 { "json", no_argument, NULL, ARG_JSON },
+                { "redis", required_argument, NULL, ARG_REDIS },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
         const char *config = getenv("PYSPRINTER_DAEMON_CONFIG"), *data_dir = NULL, *tenant = NULL, *role = NULL,
-                   *expires = NULL;
+                   *expires = NULL, *redis = NULL;
         bool json = false;
         int c;
         optind = 1;
@@ -344,6 +356,9 @@ int daemon_token_main(int argc, char **argv) {
                 case ARG_ROLE: role = optarg; break;
                 case ARG_EXPIRES: expires = optarg; break;
                 case ARG_JSON: json = true; break;
+                case ARG_REDIS:
+                        redis = optarg;
+                        break;
                 case 'h': fputs(token_usage, stdout); return 0;
                 default: fputs(token_usage, stderr); return EXIT_USAGE;
                 }
@@ -366,6 +381,25 @@ int daemon_token_main(int argc, char **argv) {
         }
         _cleanup_free_ char *dir = data_dir ? xstrdup(data_dir) : cfg.data_dir ? xstrdup(cfg.data_dir)
                                                                                : data_dir_default();
+        /* A cluster's tokens are its Redis's, reached as the nodes reach it
+         * (--redis URL, the config's cluster.redis_password). Before, the
+         * command had no --redis: the operator could make, list and revoke
+         * only a node's own, which authenticate on that node alone. */
+        RunQueue *q = NULL;
+        if (redis) {
+                ClusterOptions co = {
+                        .url = redis,
+                        .password = cfg.cluster_redis_password,
+                        .node_id = "pysprinterd-token",
+                        .client = true,
+                };
+                int k = cluster_queue_new(&co, &q, &err);
+                if (k < 0) {
+                        log_error("%s", err);
+                        daemon_config_done(&cfg);
+                        return EXIT_INTERNAL;
+                }
+        }
         daemon_config_done(&cfg);
         int r = mkdir_p(dir, 0750);
         _cleanup_free_ char *db = path_join(dir, "pysprinter.db");
@@ -375,6 +409,7 @@ int daemon_token_main(int argc, char **argv) {
         if (lock == -EWOULDBLOCK) {
                 _cleanup_free_ char *why = store_home_lock_message(dir, lock);
                 log_error("%s", why);
+                run_queue_free(q);
                 return EXIT_USAGE;
         }
         Store *s = NULL;
@@ -383,8 +418,13 @@ int daemon_token_main(int argc, char **argv) {
         if (r < 0) {
                 _cleanup_free_ char *why = store_open_message(db, r);
                 log_error("%s", why);
+                run_queue_free(q);
                 return EXIT_INTERNAL;
         }
+        /* As a node's API does: made in Redis; listed and revoked in
+         * Redis and in this data directory's database. */
+        if (q)
+                store_tokens_use(s, cluster_token_store_new(q));
         int code;
         if (create)
                 code = token_cli_create(s, tenant, role, expires, json);
@@ -405,5 +445,6 @@ int daemon_token_main(int argc, char **argv) {
                         printf("revoked %s\n", argv[optind + 1]);
         }
         store_close(s);
+        run_queue_free(q); /* after the store: its token store uses q */
         return code;
 }

@@ -7,7 +7,9 @@
  * sha256, the sha256 of the token the session was made from, and an expiry.
  * Every use looks that token up in the current config, so a token removed
  * by SIGHUP revokes its sessions at their next request, and a role change
- * applies at once. */
+ * applies at once. A cluster node keeps the same in Redis instead
+ * (cluster.h "dashboard sessions"), so a session made through one gateway
+ * holds on every other (a load balancer sends the next request anywhere). */
 #include <assert.h>
 #include <errno.h>
 #include <jansson.h>
@@ -17,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cluster.h"
 #include "daemon-ui.h"
 
 /* script and style from our own origin only: nothing inline, no eval.
@@ -79,7 +82,7 @@ static int hex_decode32(const char *hex, uint8_t out[static 32]) {
  * its own closest to expiry; else a full table drops the session closest
  * to expiry. Without the first rule, one tenant logging in 4096 times
  * logged every other tenant's dashboard out. */
-static int session_new(const uint8_t token_sha256[static 32], char **ret_id) {
+static int session_new(Daemon *d, const uint8_t token_sha256[static 32], char **ret_id) {
         _cleanup_free_ char *id = NULL;
         uint8_t raw[32];
         int r = random_hex(32, &id);
@@ -88,6 +91,22 @@ static int session_new(const uint8_t token_sha256[static 32], char **ret_id) {
         r = hex_decode32(id, raw);
         if (r < 0)
                 return r;
+        if (d->cluster) {
+                /* Redis's: the same hashes and rules, made in one step
+                 * (ui_session_put.lua); Redis expires it. */
+                uint8_t h[32];
+                char hh[65], th[65];
+                SHA256(raw, sizeof(raw), h);
+                OPENSSL_cleanse(raw, sizeof(raw));
+                hex_encode(h, sizeof(h), hh);
+                hex_encode(token_sha256, 32, th);
+                r = cluster_ui_session_put(d->queue, hh, th, UI_SESSION_TTL_USEC / USEC_PER_MSEC,
+                                           UI_MAX_SESSIONS_PER_TOKEN);
+                if (r < 0) /* -ECOMM too: no cookie is sent, so none that may have landed is used */
+                        return r == -ECOMM ? -ECONNREFUSED : r;
+                *ret_id = TAKE_PTR(id);
+                return 0;
+        }
         usec_t now = now_realtime();
         pthread_mutex_lock(&sessions_lock);
         UiSession *slot = NULL, *free_slot = NULL, *own_oldest = NULL;
@@ -123,8 +142,19 @@ static int session_new(const uint8_t token_sha256[static 32], char **ret_id) {
 
 /* The live session whose id's sha256 is h: its token hash into
  * ret_token_sha256. -ENOENT when unknown or expired. remove: forget it
- * (logout). */
-static int session_find(const uint8_t h[static 32], bool remove, uint8_t ret_token_sha256[static 32]) {
+ * (logout). A cluster's Redis that did not answer: -ECONNREFUSED, no
+ * answer about the session. */
+static int session_find(Daemon *d, const uint8_t h[static 32], bool remove, uint8_t ret_token_sha256[static 32]) {
+        if (d->cluster) {
+                char hh[65], th[65];
+                hex_encode(h, 32, hh);
+                int k = cluster_ui_session_get(d->queue, hh, th);
+                if (k >= 0 && remove)
+                        k = cluster_ui_session_del(d->queue, hh);
+                if (k >= 0 && hex_decode32(th, ret_token_sha256) < 0)
+                        k = -ENOENT;
+                return k == -ECOMM ? -ECONNREFUSED : k;
+        }
         usec_t now = now_realtime();
         int r = -ENOENT;
         pthread_mutex_lock(&sessions_lock);
@@ -147,13 +177,14 @@ static int session_find(const uint8_t h[static 32], bool remove, uint8_t ret_tok
 
 /* session_find() of the session the cookie value names; its id's sha256
  * into ret_id_sha256 (may be NULL). */
-static int session_get(const char *cookie, bool remove, uint8_t ret_token_sha256[static 32], uint8_t *ret_id_sha256) {
+static int session_get(Daemon *d, const char *cookie, bool remove, uint8_t ret_token_sha256[static 32],
+                       uint8_t *ret_id_sha256) {
         uint8_t raw[32], h[32];
         if (hex_decode32(cookie, raw) < 0)
                 return -ENOENT;
         SHA256(raw, sizeof(raw), h);
         OPENSSL_cleanse(raw, sizeof(raw));
-        int r = session_find(h, remove, ret_token_sha256);
+        int r = session_find(d, h, remove, ret_token_sha256);
         if (r >= 0 && ret_id_sha256)
                 memcpy(ret_id_sha256, h, 32);
         return r;
@@ -242,12 +273,19 @@ int daemon_ui_session_auth(Daemon *d, struct MHD_Connection *conn, bool mutating
         if (!cookie)
                 return 0;
         uint8_t tok[32];
-        if (session_get(cookie, false, tok, ret_cred ? ret_cred->sha256 : NULL) < 0) {
+        int r = session_get(d, cookie, false, tok, ret_cred ? ret_cred->sha256 : NULL);
+        if (r == -ECONNREFUSED) {
+                /* A cluster's session is in Redis: no answer about it. */
+                *ret_status = 503;
+                *ret_message = "this node cannot reach the cluster's Redis, where the session is; retry later";
+                return r;
+        }
+        if (r < 0) {
                 *ret_status = 401;
                 *ret_message = "the session has expired or was revoked: log in again";
                 return -EPERM;
         }
-        int r = token_by_hash(d, tok, ret_tenant, tenant_size, ret_role);
+        r = token_by_hash(d, tok, ret_tenant, tenant_size, ret_role);
         if (r == -ECONNREFUSED) {
                 /* The token was made through the API and lives in the
                  * cluster's Redis, which this node cannot reach now: no
@@ -257,7 +295,7 @@ int daemon_ui_session_auth(Daemon *d, struct MHD_Connection *conn, bool mutating
                 return r;
         }
         if (r < 0) {
-                (void) session_get(cookie, true, tok, NULL);
+                (void) session_get(d, cookie, true, tok, NULL);
                 *ret_status = 401;
                 *ret_message = "the session's token is no longer valid: log in again";
                 return -EPERM;
@@ -293,7 +331,10 @@ bool daemon_sse_cred_revoked(Daemon *d, DaemonCred *cred, const char *tenant, Bu
         TokenRole role;
         if (cred->kind == DAEMON_CRED_SESSION) {
                 token = session_token;
-                cred->revoked = session_find(cred->sha256, false, session_token) < 0;
+                int k = session_find(d, cred->sha256, false, session_token);
+                if (k == -ECONNREFUSED) /* as below */
+                        return false;
+                cred->revoked = k < 0;
         }
         if (!cred->revoked) {
                 int k = cred->kind == DAEMON_CRED_SIGV4 ? daemon_access_key_by_sha256(d, token, &role, who, sizeof(who))
@@ -426,7 +467,9 @@ static struct MHD_Response *handle_login(const DaemonCall *call, unsigned *ret_s
                 return json_error(401, "unauthorized", "invalid token", ret_status);
 
         _cleanup_free_ char *id = NULL;
-        int r = session_new(tok, &id);
+        int r = session_new(call->d, tok, &id);
+        if (r == -ECONNREFUSED)
+                return unreachable(call, "session", ret_status);
         if (r < 0)
                 return json_error(500, "internal", "cannot create a session", ret_status);
         _cleanup_free_ char *cookie = xasprintf(UI_SESSION_COOKIE "=%s; Path=/; Max-Age=%llu; HttpOnly; SameSite=Strict%s",
@@ -449,8 +492,10 @@ static struct MHD_Response *handle_logout(const DaemonCall *call, unsigned *ret_
                 return json_error(403, "forbidden", "POST /logout needs the header " UI_CSRF_HEADER ": 1", ret_status);
         _cleanup_(cookie_forget) char *cookie = session_cookie(call->conn);
         uint8_t tok[32];
-        if (cookie)
-                (void) session_get(cookie, true, tok, NULL);
+        /* A cluster's session that Redis could not end is not ended:
+         * 503, and the cookie kept for the retry. */
+        if (cookie && session_get(call->d, cookie, true, tok, NULL) == -ECONNREFUSED)
+                return unreachable(call, "session", ret_status);
         struct MHD_Response *resp = daemon_json_response(200, json_pack("{s:b}", "logged_out", 1), ret_status);
         if (resp) {
                 MHD_add_response_header(resp, "Set-Cookie",

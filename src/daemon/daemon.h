@@ -1408,9 +1408,12 @@ DaemonHandlerFn daemon_dag_handle;
  * files, params, concurrency, keep_going, no_cache) for tenant, as POST
  * /v1/dags does: id names it (NULL: a new id), schedule tags it (NULL:
  * none). dry_run: every check (files, parse, limits, secrets), then nothing
- * kept. On failure *ret_status is the HTTP status and *ret_error why. */
+ * kept. In a cluster, idem_key (NULL: none) is its Idempotency-Key: 1 with
+ * *ret_first (the DAG run the key named within 24 h; nothing started) when
+ * the key was used, else 0 (ret_first may be NULL without a key). On
+ * failure *ret_status is the HTTP status and *ret_error why. */
 int daemon_dag_submit(Daemon *d, const char *tenant, json_t *body, const char *id, const char *schedule,
-                      bool dry_run, unsigned *ret_status, char **ret_error);
+                      const char *idem_key, bool dry_run, char **ret_first, unsigned *ret_status, char **ret_error);
 /* /v1/data[/{name}[/content]] — GET, PUT, DELETE. */
 DaemonHandlerFn daemon_data_handle, daemon_data_usage;
 /* PUT /v1/data/{name}'s bodies (not JSON ones) stream to a staging file

@@ -368,14 +368,36 @@ static void backoff_sleep(Dag *d, uint64_t ms) {
         }
 }
 
+/* Whether the runner's caller stops (DagOptions.stopping). */
+static bool caller_stopping(Dag *d) {
+        return d->opts.stopping && d->opts.stopping(d->opts.run_userdata);
+}
+
 /* When each of the task's secrets was last set in the DAG's tenant
  * (microseconds; 0 for one the tenant lacks, which the run then refuses):
- * a rotated secret gives another memo key, its value never enters one. */
-static json_t *secrets_updated(Dag *d, Task *t) {
+ * a rotated secret gives another memo key, its value never enters one.
+ * A store that did not answer (a cluster's Redis: -ECONNREFUSED, or
+ * -ECOMM, a read whose answer was lost) said nothing about them: asked
+ * again until it answers, as a worker asks again for a run's secrets;
+ * that error only when the DAG run is cancelled or stopped, or the
+ * runner's caller stops, meanwhile. Before, such a read counted as "no
+ * secret" (a memo key of its own) and the task's run was then submitted
+ * into the same outage: the task failed ("the engine could not run the
+ * task: Connection refused") with the DAG run. */
+static int secrets_updated(Dag *d, Task *t, json_t **ret) {
         SecretInfo *v = NULL;
         size_t n = 0;
+        uint64_t pause_ms = 50;
+        for (;;) {
+                int k = store_secret_list(engine_store(d->engine), d->tenant, &v, &n);
+                if (k != -ECONNREFUSED && k != -ECOMM)
+                        break; /* another error: as before, none is known */
+                if (stopping(d) || caller_stopping(d))
+                        return k;
+                backoff_sleep(d, pause_ms);
+                pause_ms = MIN(pause_ms * 2, 1000u);
+        }
         json_t *stamps = json_array();
-        (void) store_secret_list(engine_store(d->engine), d->tenant, &v, &n);
         for (char **name = t->secrets; name && *name; name++) {
                 usec_t at = 0;
                 for (size_t i = 0; i < n; i++)
@@ -384,10 +406,12 @@ static json_t *secrets_updated(Dag *d, Task *t) {
                 json_array_append_new(stamps, json_integer((json_int_t) at));
         }
         secret_info_list_free(v, n);
-        return stamps;
+        *ret = stamps;
+        return 0;
 }
 
-static char *memo_key(Dag *d, Task *t, const char *args, const char *kwargs, const char *data_fp) {
+/* stamps: secrets_updated()'s, taken (NULL for a task without secrets). */
+static char *memo_key(Dag *d, Task *t, const char *args, const char *kwargs, const char *data_fp, json_t *stamps) {
         _cleanup_free_ char *src = sha256_hex_dup(t->source, t->source_len);
         /* The lock id: until the engine exposes the resolved lock, the
          * source hash stands for it (it holds the requirements dict). */
@@ -400,8 +424,10 @@ static char *memo_key(Dag *d, Task *t, const char *args, const char *kwargs, con
          * of a run that saw the old value. */
         if (t->secrets) {
                 json_object_set_new(k, "secrets", json_strv_new(t->secrets));
-                json_object_set_new(k, "secrets_updated", secrets_updated(d, t));
+                json_object_set_new(k, "secrets_updated", stamps);
+                stamps = NULL;
         }
+        json_decref(stamps);
         if (t->env)
                 json_object_set_new(k, "env", json_strv_new(t->env));
         if (t->outputs)
@@ -568,7 +594,27 @@ static void run_task(Dag *d, Task *t) {
                 finish(d, t, DAG_TASK_FAILED, err, EXIT_VALIDATION);
                 return;
         }
-        _cleanup_free_ char *key = memo_key(d, t, args, kwargs, fp);
+        json_t *stamps = NULL;
+        if (t->secrets && (r = secrets_updated(d, t, &stamps)) < 0) {
+                /* Stopped while the store did not answer: cancelled, or
+                 * left for the resume as an interrupted task is. */
+                pthread_mutex_lock(&d->lock);
+                bool cancelled = d->cancel_requested, stop = d->stop && !d->interrupted;
+                if (!cancelled && !stop) {
+                        d->interrupted = true;
+                        d->stop = true;
+                        t->started = 0;
+                        set_state(d, t, DAG_TASK_PENDING);
+                }
+                pthread_mutex_unlock(&d->lock);
+                if (cancelled || stop) {
+                        _cleanup_free_ char *m = xasprintf("the task's secrets could not be read: %s", strerror(-r));
+                        finish(d, t, cancelled ? DAG_TASK_CANCELLED : DAG_TASK_FAILED, m,
+                               cancelled ? EXIT_LIMIT : EXIT_INTERNAL);
+                }
+                return;
+        }
+        _cleanup_free_ char *key = memo_key(d, t, args, kwargs, fp, stamps);
         if (!key) {
                 finish(d, t, DAG_TASK_FAILED, "the task's function name or data cannot be encoded as JSON",
                        EXIT_VALIDATION);

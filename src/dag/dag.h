@@ -111,6 +111,9 @@ typedef struct DagTaskRun {
 typedef int (*DagRunFn)(const DagTaskRun *tr, void *userdata, RunResult **ret_result);
 /* Cancels a run the runner started (the DAG run is being cancelled). */
 typedef void (*DagCancelFn)(const char *run_id, void *userdata);
+/* Whether the runner's caller stops (a daemon past its drain): a task that
+ * waits for the store to answer gives up and is left for the resume. */
+typedef bool (*DagStoppingFn)(void *userdata);
 /* Reads a task's file: file as written in the pipeline, base_dir the
  * pipeline's directory. 0 with the text, or a negative errno with
  * *ret_error saying why (shown after "task 'NAME': "). */
@@ -148,6 +151,7 @@ typedef struct DagOptions {
          * (ast only, no user code) always uses the engine directly. */
         DagRunFn run;
         DagCancelFn cancel;      /* NULL with run NULL: engine_cancel() */
+        DagStoppingFn stopping;  /* NULL: never (given run_userdata) */
         void *run_userdata;
         unsigned concurrency;    /* 0: pipeline's `concurrency:`, else DAG_DEFAULT_CONCURRENCY */
         bool no_cache;           /* run every task even when its memo exists */

@@ -213,6 +213,39 @@ static void test_idempotency_key(void **state) {
         run_queue_free(a);
 }
 
+/* Dashboard sessions: a token's past the cap drop its own oldest only; a
+ * session ends with its del, once; a client queue makes no stream. */
+static void test_ui_sessions(void **state) {
+        RunQueue *q = NULL;
+        ClusterOptions o = { .url = url, .node_id = "ui-client", .client = true };
+        assert_int_equal(cluster_queue_new(&o, &q, NULL), 0);
+        char ids[4][65], tok_a[65], tok_b[65], got[65];
+        memset(tok_a, 'a', 64);
+        memset(tok_b, 'b', 64);
+        tok_a[64] = tok_b[64] = 0;
+        for (int i = 0; i < 4; i++) {
+                memset(ids[i], "0123"[i], 64);
+                ids[i][64] = 0;
+        }
+        assert_int_equal(cluster_ui_session_put(q, ids[3], tok_b, 60000, 2), 0);
+        for (int i = 0; i < 3; i++) {
+                assert_int_equal(cluster_ui_session_put(q, ids[i], tok_a, 60000, 2), 0);
+                usleep(2000); /* a later expiry than the one before */
+        }
+        assert_int_equal(cluster_ui_session_get(q, ids[0], got), -ENOENT); /* a's oldest dropped */
+        assert_int_equal(cluster_ui_session_get(q, ids[1], got), 0);
+        assert_string_equal(got, tok_a);
+        assert_int_equal(cluster_ui_session_get(q, ids[3], got), 0); /* b's untouched */
+        assert_string_equal(got, tok_b);
+        assert_int_equal(cluster_ui_session_del(q, ids[1]), 0);
+        assert_int_equal(cluster_ui_session_del(q, ids[1]), -ENOENT);
+        assert_int_equal(cluster_ui_session_get(q, ids[1], got), -ENOENT);
+        assert_int_equal(cluster_ui_session_get(q, ids[2], got), 0);
+        run_queue_free(q);
+        _cleanup_free_ char *c = xasprintf("test \"$(redis-cli -s %s/redis.sock EXISTS ps:runs:ui-client)\" = 0", dir);
+        assert_int_equal(system(c), 0);
+}
+
 /* A run by full id or unique prefix within its tenant (cluster_run_find()),
  * as store_run_get() finds one on a single node. */
 static void test_run_find_by_prefix(void **state) {
@@ -1515,6 +1548,7 @@ int main(void) {
                 TEST(test_claim_reads_no_record_of_a_fresh_entry),
                 TEST(test_finish_publishes_its_record),
                 TEST(test_finish_with_log),
+                TEST(test_ui_sessions),
                 /* last: switching AOF off and on leaves it rewriting */
                 TEST(test_durability_check),
                 TEST(test_bad_url),
