@@ -327,8 +327,11 @@ static int parse_json_page(const char *body, const char *base, PkgProject *p, ch
                         pf.yanked = xstrdup("");
                 else if (json_is_string(y))
                         pf.yanked = xstrdup(json_string_value(y));
+                /* PEP 714: the new key when present, false included (an
+                 * index that says false has no file, whatever the legacy
+                 * key says); the legacy one only in its absence. */
                 json_t *cm = json_object_get(f, "core-metadata");
-                if (!cm || json_is_false(cm) || json_is_null(cm))
+                if (!cm)
                         cm = json_object_get(f, "dist-info-metadata");
                 if (cm && (json_is_true(cm) || json_is_object(cm))) {
                         pf.metadata_url = xasprintf("%s.metadata", pf.url);
@@ -379,11 +382,13 @@ static char *html_unescape(const char *s, size_t n) {
         return buf_steal(&b);
 }
 
-/* Finds attribute `name` inside a tag's text [tag, end). Returns its
- * unescaped value ("" for a bare attribute) or NULL if absent. */
+/* Finds attribute `name` inside a tag's text [tag, end), end at its '>'.
+ * Returns its unescaped value ("" for a bare attribute) or NULL if absent.
+ * A bare attribute may be the tag's last (`<a href=… data-yanked>`, PEP
+ * 592's yanked file without a reason): its name ends at end itself. */
 static char *html_attr(const char *tag, const char *end, const char *name) {
         size_t nl = strlen(name);
-        for (const char *p = tag; p + nl < end; p++) {
+        for (const char *p = tag; p + nl <= end; p++) {
                 if (strncasecmp(p, name, nl) != 0 || !(p[-1] == ' ' || p[-1] == '\t' || p[-1] == '\n' || p[-1] == '\r'))
                         continue;
                 const char *q = p + nl;
