@@ -161,7 +161,8 @@ def test_lock_reads_only_metadata_files_whatever_the_style(cli, home, tree_wheel
 
 def sparse_wheel(outdir, name, version, size):
     """A wheel holding one stored entry of `size` zero bytes, written with
-    a hole where the zeros are: a 200 MB wheel that costs the disk ~nothing."""
+    a hole where the zeros are: a 200 MB wheel that costs the disk ~nothing.
+    Its METADATA (deflated) comes after the blob."""
     outdir = pathlib.Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     dist = name.replace("-", "_")
@@ -197,7 +198,9 @@ def sparse_wheel(outdir, name, version, size):
                 chunk = bytes(1 << 20)
                 for _ in range(size // len(chunk)):
                     out.write(chunk)
-            z.writestr(f"{dist}-{version}.dist-info/METADATA", meta)
+            mi = zipfile.ZipInfo(f"{dist}-{version}.dist-info/METADATA", date_time=(2020, 1, 1, 0, 0, 0))
+            mi.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(mi, meta)
             z.writestr(f"{dist}-{version}.dist-info/WHEEL", wheel)
             z.writestr(f"{dist}-{version}.dist-info/RECORD", "")
     return path
@@ -251,6 +254,145 @@ def test_core_metadata_false_wins_over_the_legacy_name(cli, home, tree_wheels, m
         p = lock(cli, ix, {"leaf": ""}, check=None)
         assert p.returncode == 0, (p.stdout, p.stderr)
         assert metadata_fetched(ix) == [], ix.requests
+    finally:
+        ix.stop()
+
+
+# ---- an index without metadata ------------------------------------------------
+
+def whole_wheel_gets(ix):
+    """The GETs of a wheel that asked for all of it (no Range header)."""
+    ranged = [p for p, _ in ix.ranged]
+    out = list(wheels_fetched(ix))
+    for p in ranged:
+        out.remove(p)
+    return out
+
+
+@pytest.mark.parametrize("mode", ["html", "json"])
+def test_an_index_without_metadata_is_read_by_ranges(cli, home, tree_wheels, big_wheel, mode):
+    """No PEP 658 file: as uv does, the wheel's METADATA is read with HTTP
+    range requests (its end records, its central directory, the one entry)
+    when the server answers them; the 200 MB wheel costs a few small GETs."""
+    ix = make_index(tree_wheels + [(big_wheel, None)], mode, metadata=False)
+    ix.ranges = True
+    try:
+        p = lock(cli, ix, {"web[perf]": "", "bigpkg": ""}, "--json", check=0)
+        got = {e["name"]: e["version"] for e in json.loads(p.stdout)["packages"]}
+        assert got == {"web": "1.0", "core": "2.0", "leaf": "3.0", "fast": "1.0", "accel": "1.0",
+                       "newpy": "1.0", "bigpkg": "1.0"}, got
+        assert metadata_fetched(ix) == [] and whole_wheel_gets(ix) == [], (ix.requests, ix.ranged)
+        big = [r for pth, r in ix.ranged if "bigpkg" in pth]
+        assert 2 <= len(big) <= 4, big
+        assert store_entries(home) == []
+        # The run installs what the lock says: the wheels, whole and verified.
+        f = cli.write("g.py", """
+            @requirements({"web[perf]": ""})
+            def g():
+                import web, core, leaf, accel
+                return [web.__version__, core.__version__, accel.__version__]
+            """)
+        r = cli("run", NOSANDBOX, "--json", "--index-url", ix.url, f, check=0)
+        assert json.loads(r.stdout) == ["1.0", "2.0", "1.0"], r.stdout
+    finally:
+        ix.stop()
+
+
+def test_a_central_directory_larger_than_the_tail_is_fetched_by_its_range(cli, home, tmp_path):
+    """A wheel of 4000 files: its central directory (~350 KB) is more than
+    the first GET of the file's last 128 KiB holds, so it is asked for by
+    its own range: three GETs (tail, directory, entry)."""
+    files = {f"many/sub/module_number_{i:05d}.py": "" for i in range(4000)}
+    w = pkgindex.build_wheel(tmp_path / "many", "many", "1.0", files=files)
+    ix = make_index([(w, None)], "html", metadata=False)
+    ix.ranges = True
+    try:
+        p = lock(cli, ix, {"many": ""}, "--json", check=0)
+        assert [e["version"] for e in json.loads(p.stdout)["packages"]] == ["1.0"]
+        assert whole_wheel_gets(ix) == [] and len(ix.ranged) == 3, ix.ranged
+    finally:
+        ix.stop()
+
+
+def zip64_wheel(path, name, version, hole):
+    """A wheel written by hand as a streaming ZIP64 writer writes one: a
+    stored entry of `hole` bytes (a hole in the file: sparse, and its CRC
+    not computed — nothing here reads it), then METADATA deflated with its
+    sizes and CRC in a ZIP64 data descriptor (flag bit 3), a central
+    directory whose offsets past 4 GiB are in ZIP64 extra fields, and the
+    ZIP64 end record and locator."""
+    import struct
+    import zlib
+    meta = pkgindex.metadata_text(name, version).encode()
+    co = zlib.compressobj(9, zlib.DEFLATED, -15)
+    deflated = co.compress(meta) + co.flush()
+    entries = []
+    with open(path, "wb") as fh:
+        def local(fname, flags, method, crc, csize, usize, extra):
+            fh.write(struct.pack("<IHHHHHIIIHH", 0x04034b50, 45, flags, method, 0, 0x21, crc,
+                                 csize, usize, len(fname), len(extra)) + fname + extra)
+        blob = f"{name}/blob.bin".encode()
+        off = fh.tell()
+        local(blob, 0, 0, 0, 0xFFFFFFFF, 0xFFFFFFFF, struct.pack("<HHQQ", 1, 16, hole, hole))
+        fh.seek(hole, os.SEEK_CUR)
+        entries.append((blob, 0, 0, 0, hole, hole, off))
+        mname = f"{name}-{version}.dist-info/METADATA".encode()
+        off = fh.tell()
+        local(mname, 0x08, 8, 0, 0, 0, b"")
+        fh.write(deflated)
+        crc = zlib.crc32(meta)
+        fh.write(struct.pack("<IIQQ", 0x08074b50, crc, len(deflated), len(meta)))
+        entries.append((mname, 0x08, 8, crc, len(deflated), len(meta), off))
+        cd = fh.tell()
+        for fname, flags, method, crc, csize, usize, off in entries:
+            big = [v for v in (usize, csize, off) if v >= 0xFFFFFFFF]
+            extra = struct.pack("<HH", 1, 8 * len(big)) + b"".join(struct.pack("<Q", v) for v in big) if big else b""
+            f32 = lambda v: 0xFFFFFFFF if v >= 0xFFFFFFFF else v
+            fh.write(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014b50, 45, 45, flags, method, 0, 0x21, crc,
+                                 f32(csize), f32(usize), len(fname), len(extra), 0, 0, 0, 0o644 << 16,
+                                 f32(off)) + fname + extra)
+        cd_size = fh.tell() - cd
+        z64 = fh.tell()
+        fh.write(struct.pack("<IQHHIIQQQQ", 0x06064b50, 44, 45, 45, 0, 0, len(entries), len(entries),
+                             cd_size, cd))
+        fh.write(struct.pack("<IIQI", 0x07064b50, 0, z64, 1))
+        fh.write(struct.pack("<IHHHHIIH", 0x06054b50, 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0))
+    return path
+
+
+def test_a_zip64_wheel_past_4_gib_is_read_by_ranges(cli, home, tmp_path, monkeypatch):
+    """The central directory's ZIP64 fields (METADATA's offset past 4 GiB,
+    the ZIP64 end records) and a deflated entry whose sizes and CRC are in
+    a data descriptor: a 4.1 GiB sparse wheel, read with a few small GETs."""
+    w = zip64_wheel(tmp_path / "hugepkg-1.0-py3-none-any.whl", "hugepkg", "1.0", (4 << 30) + (100 << 20))
+    with zipfile.ZipFile(w) as z:  # what a zip reader makes of it
+        mi = z.getinfo("hugepkg-1.0.dist-info/METADATA")
+        assert mi.header_offset > (4 << 30) and mi.flag_bits & 0x08, (mi.header_offset, mi.flag_bits)
+        assert b"Name: hugepkg" in z.read(mi)
+    # The index's sha256 of it, without reading 4 GiB of zeros.
+    monkeypatch.setattr(pkgindex, "sha256_file", lambda p: hashlib.sha256(str(p).encode()).hexdigest())
+    ix = make_index([(w, None)], "json", metadata=False)
+    ix.ranges = True
+    try:
+        p = lock(cli, ix, {"hugepkg": ""}, "--json", check=0)
+        assert [e["version"] for e in json.loads(p.stdout)["packages"]] == ["1.0"]
+        assert whole_wheel_gets(ix) == [] and len(ix.ranged) <= 4, ix.ranged
+    finally:
+        ix.stop()
+
+
+@pytest.mark.parametrize("mode", ["html", "json"])
+def test_an_index_without_metadata_or_ranges_downloads_but_installs_nothing(cli, home, tree_wheels, mode):
+    """A server that answers a range with the whole file: one such GET is
+    cut short, then every wheel is downloaded whole (kept for the run) and
+    its METADATA read; nothing is installed."""
+    ix = make_index(tree_wheels, mode, metadata=False)
+    try:
+        p = lock(cli, ix, {"core": ""}, "--json", check=0)
+        got = {e["name"]: e["version"] for e in json.loads(p.stdout)["packages"]}
+        assert got == {"core": "2.0", "leaf": "3.0"}
+        assert metadata_fetched(ix) == [] and len(ix.ranged) == 1, (ix.requests, ix.ranged)
+        assert store_entries(home) == []
     finally:
         ix.stop()
 
