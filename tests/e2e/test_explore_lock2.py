@@ -314,6 +314,48 @@ def test_a_central_directory_larger_than_the_tail_is_fetched_by_its_range(cli, h
         ix.stop()
 
 
+def test_hostile_zip_structures_read_by_ranges_fail_cleanly(cli, home, tmp_path):
+    """The zip structures a range read parses come from the server: a
+    wheel whose end record, central directory or local header lies (bytes
+    flipped at random there, offsets past the end, lengths that overflow)
+    is either read or refused by the whole-wheel reader it falls back to —
+    exit 0 or 4, never a crash or a hang."""
+    import random
+    import struct
+    base = pkgindex.build_wheel(tmp_path / "base", "hz", "1.0").read_bytes()
+    eocd = base.rindex(b"PK\x05\x06")
+    cd = struct.unpack_from("<I", base, eocd + 16)[0]
+    meta_lh = base.index(b".dist-info/METADATA") - 30 - len("hz-1.0")  # METADATA's local header
+    variants = {
+        "garbage": os.urandom(len(base)),
+        "cd-past-end": base[:eocd + 16] + struct.pack("<I", len(base) + 1000) + base[eocd + 20:],
+        "cd-size-huge": base[:eocd + 12] + struct.pack("<I", 0xFFFFFFF0) + base[eocd + 16:],
+        "zip64-locator-far": base[:eocd] + b"PK\x06\x07" + struct.pack("<IQI", 0, 2 ** 64 - 16, 1)
+        + base[eocd:eocd + 12] + b"\xff" * 8 + base[eocd + 20:],
+        "name-length-huge": base[:cd + 28] + b"\xff\xff" + base[cd + 30:],
+        "truncated-tail": base[:eocd + 10],
+    }
+    rnd = random.Random(1658)
+    for i in range(10):
+        b = bytearray(base)
+        for _ in range(rnd.randint(1, 4)):
+            lo = rnd.choice([cd, eocd, meta_lh])
+            b[rnd.randrange(lo, min(len(b), lo + 64))] = rnd.randrange(256)
+        variants[f"flip{i}"] = bytes(b)
+    for name, data in variants.items():
+        d = tmp_path / name
+        d.mkdir()
+        (d / "hz-1.0-py3-none-any.whl").write_bytes(data)
+        ix = make_index([(d / "hz-1.0-py3-none-any.whl", None)], "json", metadata=False)
+        ix.ranges = True
+        try:
+            p = lock(cli, ix, {"hz": ""})
+            assert p.returncode in (0, 4), (name, p.returncode, p.stderr)
+            assert p.returncode == 0 or ("hz" in p.stderr and "Traceback" not in p.stderr), (name, p.stderr)
+        finally:
+            ix.stop()
+
+
 def zip64_wheel(path, name, version, hole):
     """A wheel written by hand as a streaming ZIP64 writer writes one: a
     stored entry of `hole` bytes (a hole in the file: sparse, and its CRC
@@ -521,6 +563,8 @@ def test_yanked_only_when_pinned_and_requires_python_respected(cli, tmp_path, mo
         p = lock(cli, ix, {"yk": ">=1.5"})
         assert p.returncode == 4 and "yk" in p.stderr, (p.returncode, p.stderr)
         assert got({"yk": "==2.0"}) == {"yk": "2.0"}
+        assert got({"yk": "===2.0"}) == {"yk": "2.0"}   # PEP 592: == or ===
+        assert lock(cli, ix, {"yk": "==2.*"}).returncode == 4   # a wildcard is no pin (pip, uv)
         assert got({"rp": ""}) == {"rp": "1.5"}
         p = lock(cli, ix, {"rp": "==2.0"})
         assert p.returncode == 4 and "3.12" in p.stderr, (p.returncode, p.stderr)
