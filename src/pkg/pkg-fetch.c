@@ -4,7 +4,9 @@
 #include "pkg-mgr.h"
 
 #include <curl/curl.h>
+#include <assert.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -129,8 +131,27 @@ static bool code_retryable(CURLcode cc) {
         }
 }
 
-int pkg_http_get(const char *url, const char *accept, size_t max, const PkgHttpOptions *o, PkgHttpResponse *ret,
-                 char **ret_error) {
+typedef struct ContentRange {
+        uint64_t first, total; /* total 0: no (readable) Content-Range */
+} ContentRange;
+
+/* A ranged GET's "Content-Range: bytes FIRST-LAST/TOTAL". */
+static size_t range_header(char *ptr, size_t size, size_t nmemb, void *userdata) {
+        size_t n = size * nmemb;
+        ContentRange *cr = userdata;
+        if (n > 14 && strncasecmp(ptr, "content-range:", 14) == 0) {
+                _cleanup_free_ char *h = xstrndup(ptr + 14, n - 14);
+                unsigned long long first, last, total;
+                if (sscanf(h, " bytes %llu-%llu/%llu", &first, &last, &total) == 3 && first <= last && last < total)
+                        *cr = (ContentRange){ first, total };
+        }
+        return n;
+}
+
+/* pkg_http_get(), or with range ("FIRST-LAST" or "-SUFFIX") the part of
+ * the file a 206 answers, its file's size in *ret_total. */
+static int http_get(const char *url, const char *accept, const char *range, size_t max, const PkgHttpOptions *o,
+                    PkgHttpResponse *ret, ContentRange *ret_range, char **ret_error) {
         pthread_once(&curl_once, curl_init_once);
         unsigned retries = o ? o->retries : PKG_DEFAULT_RETRIES;
         bool is_file = startswith(url, "file://");
@@ -155,6 +176,15 @@ int pkg_http_get(const char *url, const char *accept, size_t max, const PkgHttpO
                 curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
                 curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, mem_write);
                 curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
+                ContentRange cr = {};
+                if (range) {
+                        /* Ranges of the file's bytes, not of a compressed
+                         * representation of them. */
+                        curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, NULL);
+                        curl_easy_setopt(c, CURLOPT_RANGE, range);
+                        curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, range_header);
+                        curl_easy_setopt(c, CURLOPT_HEADERDATA, &cr);
+                }
                 if (o && o->cancel_all) {
                         curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, get_xferinfo);
                         curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *) o->cancel_all);
@@ -165,7 +195,15 @@ int pkg_http_get(const char *url, const char *accept, size_t max, const PkgHttpO
                 curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
                 int r = 0;
                 bool retry = false;
-                if (sink.overflow) {
+                if (range && !is_file && (status == 200 || (sink.overflow && status < 300))) {
+                        /* The server sends the whole file (or had to be
+                         * cut off sending it): it does not serve ranges. */
+                        *ret_error = xasprintf("GET %s: the server does not answer range requests", url);
+                        r = -EOPNOTSUPP;
+                } else if (range && !is_file && status == 206 && cr.total == 0) {
+                        *ret_error = xasprintf("GET %s: HTTP 206 without a Content-Range size", url);
+                        r = -EOPNOTSUPP;
+                } else if (sink.overflow) {
                         *ret_error = xasprintf("GET %s: response larger than %zu bytes", url, max);
                         r = -EFBIG;
                 } else if (cc != CURLE_OK) {
@@ -191,6 +229,8 @@ int pkg_http_get(const char *url, const char *accept, size_t max, const PkgHttpO
                         ret->body = buf_steal(&sink.buf);
                         ret->content_type = ct ? xstrdup(ct) : NULL;
                         ret->effective_url = xstrdup(eff ? eff : url);
+                        if (ret_range)
+                                *ret_range = cr;
                 }
                 buf_free(&sink.buf);
                 curl_slist_free_all(hdrs);
@@ -213,6 +253,37 @@ int pkg_http_get(const char *url, const char *accept, size_t max, const PkgHttpO
                 if (o && pkg_cancelled(o->cancel_all))
                         return cancelled_error(ret_error);
         }
+}
+
+int pkg_http_get(const char *url, const char *accept, size_t max, const PkgHttpOptions *o, PkgHttpResponse *ret,
+                 char **ret_error) {
+        return http_get(url, accept, NULL, max, o, ret, NULL, ret_error);
+}
+
+int pkg_http_get_range(const char *url, int64_t first, uint64_t len, const PkgHttpOptions *o, PkgHttpResponse *ret,
+                       uint64_t *ret_total, char **ret_error) {
+        assert(url && len > 0 && len <= PKG_RANGE_MAX && ret && ret_total && ret_error);
+        if (!startswith(url, "http://") && !startswith(url, "https://")) {
+                *ret_error = xasprintf("%s: ranges are read over HTTP only", url);
+                return -EOPNOTSUPP;
+        }
+        _cleanup_free_ char *range = first < 0 ? xasprintf("-%" PRIu64, len)
+                                               : xasprintf("%" PRId64 "-%" PRIu64, first, (uint64_t) first + len - 1);
+        ContentRange cr = {};
+        int r = http_get(url, NULL, range, (size_t) len, o, ret, &cr, ret_error);
+        if (r < 0)
+                return r;
+        /* The bytes must be the ones asked for: a suffix ends the file. */
+        uint64_t want = first >= 0 ? (uint64_t) first : cr.total - MIN(len, cr.total);
+        if (cr.first != want || ret->len > cr.total - cr.first) {
+                pkg_http_response_done(ret);
+                *ret_error = xasprintf("GET %s: HTTP 206 with bytes %" PRIu64 "- of %" PRIu64
+                                       ", not the range asked for",
+                                       url, cr.first, cr.total);
+                return -EOPNOTSUPP;
+        }
+        *ret_total = cr.total;
+        return 0;
 }
 
 /* ---- parallel downloads ------------------------------------------------ */

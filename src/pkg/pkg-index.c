@@ -134,6 +134,7 @@ struct PkgIndex {
         Meta *metas;
         size_t n_metas;
         const bool *cancel; /* pkg_index_set_cancel() */
+        bool no_ranges;     /* a wheel server answered a range with the whole file */
 };
 
 void pkg_index_set_cancel(PkgIndex *ix, const bool *cancel) {
@@ -327,8 +328,11 @@ static int parse_json_page(const char *body, const char *base, PkgProject *p, ch
                         pf.yanked = xstrdup("");
                 else if (json_is_string(y))
                         pf.yanked = xstrdup(json_string_value(y));
+                /* PEP 714: the new key when present, false included (an
+                 * index that says false has no file, whatever the legacy
+                 * key says); the legacy one only in its absence. */
                 json_t *cm = json_object_get(f, "core-metadata");
-                if (!cm || json_is_false(cm) || json_is_null(cm))
+                if (!cm)
                         cm = json_object_get(f, "dist-info-metadata");
                 if (cm && (json_is_true(cm) || json_is_object(cm))) {
                         pf.metadata_url = xasprintf("%s.metadata", pf.url);
@@ -379,11 +383,13 @@ static char *html_unescape(const char *s, size_t n) {
         return buf_steal(&b);
 }
 
-/* Finds attribute `name` inside a tag's text [tag, end). Returns its
- * unescaped value ("" for a bare attribute) or NULL if absent. */
+/* Finds attribute `name` inside a tag's text [tag, end), end at its '>'.
+ * Returns its unescaped value ("" for a bare attribute) or NULL if absent.
+ * A bare attribute may be the tag's last (`<a href=… data-yanked>`, PEP
+ * 592's yanked file without a reason): its name ends at end itself. */
 static char *html_attr(const char *tag, const char *end, const char *name) {
         size_t nl = strlen(name);
-        for (const char *p = tag; p + nl < end; p++) {
+        for (const char *p = tag; p + nl <= end; p++) {
                 if (strncasecmp(p, name, nl) != 0 || !(p[-1] == ' ' || p[-1] == '\t' || p[-1] == '\n' || p[-1] == '\r'))
                         continue;
                 const char *q = p + nl;
@@ -716,6 +722,27 @@ const char *pkg_index_cache_dir(const PkgIndex *ix) {
         return ix->cache_dir;
 }
 
+/* No PEP 658 file: the wheel's METADATA read by HTTP ranges (uv's way),
+ * unless the wheel is here already or its server answered a range request
+ * with the whole file once (then every wheel is downloaded whole, as before:
+ * one aborted GET per client, not one per wheel). Any failure leaves the
+ * caller to download the wheel, which also reports what is wrong with it. */
+static int metadata_by_ranges(PkgIndex *ix, const PkgFile *f, char **ret_text) {
+        if (ix->no_ranges || f->sha256_malformed || !(startswith(f->url, "http://") || startswith(f->url, "https://")))
+                return -EOPNOTSUPP;
+        if (f->sha256 && ix->cache_dir) {
+                _cleanup_free_ char *cached = xasprintf("%s/%s.whl", ix->cache_dir, f->sha256);
+                if (access(cached, F_OK) == 0)
+                        return -EEXIST;
+        }
+        _cleanup_free_ char *err = NULL;
+        PkgHttpOptions o = http_opts(ix);
+        int r = pkg_wheel_read_metadata_ranged(f->url, &o, ret_text, &err);
+        if (r == -EOPNOTSUPP)
+                ix->no_ranges = true;
+        return r;
+}
+
 int pkg_index_metadata(PkgIndex *ix, const PkgFile *f, char **ret_text, char **ret_error) {
         for (size_t i = 0; i < ix->n_metas; i++)
                 if (streq(ix->metas[i].url, f->url)) {
@@ -744,7 +771,7 @@ int pkg_index_metadata(PkgIndex *ix, const PkgFile *f, char **ret_text, char **r
                 }
                 text = TAKE_PTR(resp.body);
                 pkg_http_response_done(&resp);
-        } else {
+        } else if (metadata_by_ranges(ix, f, &text) < 0) {
                 _cleanup_free_ char *path = NULL;
                 r = pkg_index_file_path(ix, f, &path, ret_error);
                 if (r < 0)

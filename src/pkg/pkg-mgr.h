@@ -82,6 +82,28 @@ void pkg_http_response_done(PkgHttpResponse *r);
 int pkg_http_get(const char *url, const char *accept, size_t max, const PkgHttpOptions *o, PkgHttpResponse *ret,
                  char **ret_error);
 
+/* The most one pkg_http_get_range() reads. */
+#define PKG_RANGE_MAX (64U << 20)
+
+/* GET the len bytes of url from offset first (first < 0: its last len
+ * bytes) with an HTTP range request; the file's whole size in *ret_total.
+ * A server that answers with the whole file (200), or a URL that is not
+ * http(s), is -EOPNOTSUPP without reading more than len bytes of it; other
+ * errors as pkg_http_get()'s. A 206 may hold fewer bytes than asked (the
+ * file's end). */
+int pkg_http_get_range(const char *url, int64_t first, uint64_t len, const PkgHttpOptions *o, PkgHttpResponse *ret,
+                       uint64_t *ret_total, char **ret_error);
+
+/* The .dist-info/METADATA of the wheel at url, read with HTTP range
+ * requests (its zip end records, its central directory, that one entry:
+ * two or three small GETs, whatever the wheel's size), as uv reads a wheel
+ * an index gives no PEP 658 file for. -EOPNOTSUPP when the server does not
+ * answer ranges; -EBADMSG, -ENOENT or -EFBIG when the zip cannot be read
+ * this way (the caller then downloads it); network errors as
+ * pkg_http_get()'s. The bytes are not verified against the wheel's sha256
+ * (only the whole file can be): the installer verifies the wheel. */
+int pkg_wheel_read_metadata_ranged(const char *url, const PkgHttpOptions *o, char **ret_text, char **ret_error);
+
 typedef struct PkgDownload {
         const char *url;
         const char *dest;      /* final path; written via dest.part-XXXX + rename */

@@ -825,6 +825,250 @@ int pkg_wheel_read_metadata(const char *wheel_path, char **ret_text, char **ret_
         return r;
 }
 
+/* ---- the METADATA of a wheel on a server, read by ranges ---- */
+
+static uint64_t le_field(const uint8_t *p, unsigned n) {
+        uint64_t v = 0;
+        for (unsigned k = n; k-- > 0;)
+                v = v << 8 | p[k];
+        return v;
+}
+
+static void le_put32(uint8_t *p, uint32_t v) {
+        for (unsigned k = 0; k < 4; k++)
+                p[k] = (uint8_t) (v >> (8 * k));
+}
+
+static bool is_metadata_path(const uint8_t *name, size_t n) {
+        const uint8_t *slash = memchr(name, '/', n);
+        size_t dir = slash ? (size_t) (slash - name) : 0;
+        return slash && dir > 10 && memcmp(slash - 10, ".dist-info", 10) == 0 && n - dir - 1 == 8 &&
+               memcmp(slash + 1, "METADATA", 8) == 0;
+}
+
+typedef struct CdEntry {
+        uint64_t csize, usize, offset;
+        uint32_t crc;
+        char *name;
+} CdEntry;
+
+/* The first NAME.dist-info/METADATA of a central directory [cd, cd + n),
+ * its sizes and local header offset (a ZIP64 extra field's when the
+ * 32-bit fields say 0xFFFFFFFF). */
+static int cd_find_metadata(const uint8_t *cd, size_t n, CdEntry *ret) {
+        enum {
+                CDH = 46
+        };
+        for (size_t i = 0; i + CDH <= n;) {
+                const uint8_t *h = cd + i;
+                if (le_field(h, 4) != 0x02014b50)
+                        return -EBADMSG;
+                size_t nl = le_field(h + 28, 2), xl = le_field(h + 30, 2), cl = le_field(h + 32, 2);
+                if (i + CDH + nl + xl + cl > n)
+                        return -EBADMSG;
+                if (is_metadata_path(h + CDH, nl)) {
+                        CdEntry e = { .csize = le_field(h + 20, 4),
+                                      .usize = le_field(h + 24, 4),
+                                      .offset = le_field(h + 42, 4),
+                                      .crc = (uint32_t) le_field(h + 16, 4) };
+                        const uint8_t *x = h + CDH + nl, *xe = x + xl;
+                        while (x + 4 <= xe) {
+                                size_t id = le_field(x, 2), len = le_field(x + 2, 2);
+                                const uint8_t *v = x + 4, *ve = v + len;
+                                if (ve > xe)
+                                        break;
+                                if (id == 0x0001) {
+                                        uint64_t *fields[] = { &e.usize, &e.csize, &e.offset };
+                                        for (size_t k = 0; k < ELEMENTSOF(fields); k++)
+                                                if (*fields[k] == 0xFFFFFFFF && v + 8 <= ve) {
+                                                        *fields[k] = le_field(v, 8);
+                                                        v += 8;
+                                                }
+                                }
+                                x = ve;
+                        }
+                        e.name = xstrndup((const char *) h + CDH, nl);
+                        *ret = e;
+                        return 0;
+                }
+                i += CDH + nl + xl + cl;
+        }
+        return -ENOENT;
+}
+
+/* The zip's central directory [*ret_offset, + *ret_size) from its end
+ * records in tail (the file's last bytes). */
+static int zip_central_directory(const char *url, const PkgHttpOptions *o, const uint8_t *tail, size_t n,
+                                 uint64_t total, uint64_t *ret_offset, uint64_t *ret_size, char **ret_error) {
+        enum {
+                EOCD = 22,
+                LOCATOR = 20,
+                ZIP64_EOCD = 56
+        };
+        uint64_t tail_first = total - n;
+        for (size_t i = n >= EOCD ? n - EOCD + 1 : 0; i-- > 0;) {
+                const uint8_t *e = tail + i;
+                if (le_field(e, 4) != 0x06054b50)
+                        continue;
+                uint64_t size = le_field(e + 12, 4), offset = le_field(e + 16, 4);
+                if (size == 0xFFFFFFFF || offset == 0xFFFFFFFF) {
+                        if (i < LOCATOR || le_field(e - LOCATOR, 4) != 0x07064b50)
+                                return -EBADMSG;
+                        uint64_t z64 = le_field(e - LOCATOR + 8, 8);
+                        if (total < ZIP64_EOCD || z64 > total - ZIP64_EOCD)
+                                return -EBADMSG;
+                        PkgHttpResponse zr = {};
+                        const uint8_t *z;
+                        uint64_t t = 0;
+                        if (z64 >= tail_first)
+                                z = tail + (z64 - tail_first);
+                        else {
+                                int r = pkg_http_get_range(url, (int64_t) z64, ZIP64_EOCD, o, &zr, &t, ret_error);
+                                if (r < 0)
+                                        return r;
+                                if (zr.len < ZIP64_EOCD) {
+                                        pkg_http_response_done(&zr);
+                                        return -EBADMSG;
+                                }
+                                z = (const uint8_t *) zr.body;
+                        }
+                        bool ok = le_field(z, 4) == 0x06064b50;
+                        size = le_field(z + 40, 8);
+                        offset = le_field(z + 48, 8);
+                        pkg_http_response_done(&zr);
+                        if (!ok)
+                                return -EBADMSG;
+                }
+                if (offset > total || size > total - offset)
+                        return -EBADMSG;
+                *ret_offset = offset;
+                *ret_size = size;
+                return 0;
+        }
+        return -EBADMSG;
+}
+
+int pkg_wheel_read_metadata_ranged(const char *url, const PkgHttpOptions *o, char **ret_text, char **ret_error) {
+        assert(url && ret_text && ret_error);
+        /* The end record with the longest comment, the ZIP64 locator and
+         * end record, and most wheels' whole central directory. */
+        enum {
+                TAIL = 128 * 1024,
+                LFH = 30,
+                SLACK = 1024
+        };
+        PkgHttpResponse tr = {}, cr = {}, er = {};
+        struct archive *a = NULL;
+        CdEntry e = {};
+        uint64_t total = 0, t = 0, cd_off = 0, cd_size = 0;
+        int r = pkg_http_get_range(url, -1, TAIL, o, &tr, &total, ret_error);
+        if (r < 0)
+                return r;
+        if (tr.len > total) {
+                r = -EBADMSG;
+                goto out;
+        }
+        r = zip_central_directory(url, o, (const uint8_t *) tr.body, tr.len, total, &cd_off, &cd_size, ret_error);
+        if (r < 0)
+                goto out;
+        const uint8_t *cd;
+        if (cd_off >= total - tr.len)
+                cd = (const uint8_t *) tr.body + (cd_off - (total - tr.len));
+        else if (cd_size > PKG_RANGE_MAX) {
+                r = -EFBIG;
+                goto out;
+        } else {
+                r = pkg_http_get_range(url, (int64_t) cd_off, cd_size, o, &cr, &t, ret_error);
+                if (r < 0)
+                        goto out;
+                if (cr.len < cd_size) {
+                        r = -EBADMSG;
+                        goto out;
+                }
+                cd = (const uint8_t *) cr.body;
+        }
+        r = cd_find_metadata(cd, cd_size, &e);
+        if (r < 0)
+                goto out;
+        if (e.csize > PKG_METADATA_MAX || e.usize > PKG_METADATA_MAX || e.offset >= total) {
+                r = -EFBIG;
+                goto out;
+        }
+        /* The local header's extra field may differ from the central
+         * directory's: ask for some slack, and again if it was not enough. */
+        uint64_t want = MIN(total - e.offset, LFH + strlen(e.name) + SLACK + e.csize);
+        for (int attempt = 0; attempt < 2; attempt++) {
+                r = pkg_http_get_range(url, (int64_t) e.offset, want, o, &er, &t, ret_error);
+                if (r < 0)
+                        goto out;
+                if (er.len < LFH || le_field((uint8_t *) er.body, 4) != 0x04034b50) {
+                        r = -EBADMSG;
+                        goto out;
+                }
+                uint64_t need = LFH + le_field((uint8_t *) er.body + 26, 2) + le_field((uint8_t *) er.body + 28, 2) +
+                                e.csize;
+                if (need <= er.len) {
+                        er.len = need;
+                        break;
+                }
+                pkg_http_response_done(&er);
+                if (attempt == 1 || need > total - e.offset) {
+                        r = -EBADMSG;
+                        goto out;
+                }
+                want = need;
+        }
+        /* The central directory's sizes and CRC (the local header's may be
+         * deferred to a data descriptor), so the streaming reader stops at
+         * the entry's end and checks its CRC. */
+        uint8_t *lh = (uint8_t *) er.body;
+        lh[6] &= (uint8_t) ~0x08;
+        le_put32(lh + 14, e.crc);
+        le_put32(lh + 18, (uint32_t) e.csize);
+        le_put32(lh + 22, (uint32_t) e.usize);
+        a = archive_read_new();
+        if (!a) {
+                r = -ENOMEM;
+                goto out;
+        }
+        archive_read_support_format_zip_streamable(a);
+        struct archive_entry *ae;
+        if (archive_read_open_memory(a, er.body, er.len) != ARCHIVE_OK ||
+            archive_read_next_header(a, &ae) != ARCHIVE_OK || !streq(archive_entry_pathname(ae) ?: "", e.name)) {
+                r = -EBADMSG;
+                goto out;
+        }
+        Buf b;
+        buf_init(&b, PKG_METADATA_MAX);
+        char chunk[16384];
+        for (;;) {
+                la_ssize_t n = archive_read_data(a, chunk, sizeof(chunk));
+                if (n == 0)
+                        break;
+                if (n < 0 || buf_append(&b, chunk, (size_t) n) < 0) {
+                        buf_free(&b);
+                        r = n < 0 ? -EBADMSG : -EFBIG;
+                        goto out;
+                }
+        }
+        *ret_text = buf_steal(&b);
+        buf_free(&b);
+        r = 0;
+out:
+        if (r < 0 && !*ret_error)
+                *ret_error = xasprintf("%s: %s", url,
+                                       r == -ENOENT  ? "no .dist-info/METADATA in its central directory"
+                                       : r == -EFBIG ? "METADATA or central directory too large to read by ranges"
+                                                     : "not a zip archive read by ranges");
+        if (a)
+                archive_read_free(a);
+        free(e.name);
+        pkg_http_response_done(&tr);
+        pkg_http_response_done(&cr);
+        pkg_http_response_done(&er);
+        return r;
+}
+
 /* ---- an installed wheel checked again (env verify) ---- */
 
 /* The one NAME-VERSION.dist-info directory at the root of an installed

@@ -6,8 +6,8 @@
   /usr/lib/python3/dist-packages into a proper wheel (cached on disk).
 - Index: a PEP 503 (HTML) + PEP 691 (JSON) simple index served over HTTP on
   127.0.0.1 from a thread of the calling process, with optional PEP 658/714
-  .metadata files, yanked files, requires-python, wrong hashes and injected
-  failures.
+  .metadata files, yanked files, requires-python, wrong hashes, HTTP range
+  requests (opt-in: Index.ranges) and injected failures.
 
 Run as a script it builds the benchmark's index and serves it:
     python3 pkgindex.py serve DIR   (prints the URL, serves until killed)
@@ -273,6 +273,8 @@ class Index:
         self.truncate = {}          # path -> bytes sent before closing early
         self.slow = {}              # path -> seconds its body is spread over (a slow mirror)
         self.sent = {}              # path -> body bytes written so far (slow paths)
+        self.ranges = False         # answer a file's Range: bytes=… with 206 (else the whole file)
+        self.ranged = []            # (path, Range header) of each ranged GET of a file
         self.server = None
         self.thread = None
 
@@ -368,6 +370,31 @@ class Index:
                     with open(path, "rb") as fh:
                         shutil.copyfileobj(fh, self.wfile, 1 << 20)
 
+            def send_range(self, path, rng):
+                # One "bytes=FIRST-LAST" or "bytes=-SUFFIX" range, as a
+                # static file server answers it (206, Content-Range).
+                size = path.stat().st_size
+                m = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip())
+                if not m or (m.group(1) == "" and m.group(2) == ""):
+                    return self.send(416, b"bad range", "text/plain")
+                if m.group(1) == "":
+                    first, last = max(0, size - int(m.group(2))), size - 1
+                else:
+                    first = int(m.group(1))
+                    last = min(size - 1, int(m.group(2))) if m.group(2) else size - 1
+                if first >= size or first > last:
+                    return self.send(416, b"unsatisfiable range", "text/plain")
+                with open(path, "rb") as fh:
+                    fh.seek(first)
+                    data = fh.read(last - first + 1)
+                self.send_response(206)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
             def send_truncated(self, path, cut):
                 # Promises the whole file, sends `cut` bytes, hangs up: a
                 # transfer cut mid-download.
@@ -447,6 +474,11 @@ class Index:
                                 if not f.metadata:
                                     break
                                 return self.send(200, f.core_metadata(), "application/octet-stream")
+                            rng = self.headers.get("Range")
+                            if rng:
+                                index.ranged.append((path, rng))
+                            if rng and index.ranges:
+                                return self.send_range(f.path, rng)
                             cut = index.truncate.get(path)
                             if cut is not None:
                                 return self.send_truncated(f.path, cut)
