@@ -315,6 +315,12 @@ PkgLock *pkg_lock_free(PkgLock *l);
  * "filename","url","sha256","dependencies":[…]}…]}. Caller frees. */
 char *pkg_lock_to_json(const PkgLock *l, bool pretty);
 int pkg_lock_from_json(const char *json, PkgLock **ret_lock, char **ret_error);
+/* Whether two locks' JSON texts lock the same files: the same requirements
+ * and the same packages by name, version and sha256, in any order. Where a
+ * file is fetched from (its URL: a moved index, a signed URL that expires)
+ * is not what a lock pins. Both NULL: true; one NULL, or a text that does
+ * not parse: whether the texts are equal. */
+bool pkg_lock_json_same_files(const char *a, const char *b);
 /* A lock's JSON text as every answer shows it and `pysprinter lock` prints
  * it: each wheel URL with an index URL's credentials hidden
  * (pkg_url_redact), as uv keeps them out of uv.lock. NULL text: JSON null.

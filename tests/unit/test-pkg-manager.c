@@ -124,6 +124,37 @@ static void test_lock_roundtrip(void **state) {
                                        &l, &err) < 0);
 }
 
+/* Locks compared by the files they pin (a stack's redeploy): not by
+ * where an index serves them from. */
+static void test_lock_same_files(void **state) {
+#define LOCK(url, sha, ver)                                                                           \
+        "{\"version\":1,\"requirements\":[\"a>=1\"],\"packages\":[{\"name\":\"a\",\"version\":\"" ver \
+        "\",\"filename\":\"a-1.0-py3-none-any.whl\",\"url\":\"" url "\",\"sha256\":\"" sha "\",\"dependencies\":[]}]}"
+#define SHA1 "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+#define SHA2 "ca7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        static const struct {
+                const char *a, *b;
+                bool same;
+        } rows[] = {
+                { NULL, NULL, true },
+                { LOCK("http://x/a.whl", SHA1, "1.0"), NULL, false },
+                { LOCK("http://x/a.whl", SHA1, "1.0"), LOCK("http://x/a.whl", SHA1, "1.0"), true },
+                { LOCK("http://x/a.whl", SHA1, "1.0"), LOCK("http://y/a.whl?sig=2", SHA1, "1.0"), true },
+                { LOCK("http://x/a.whl", SHA1, "1.0"), LOCK("http://x/a.whl", SHA2, "1.0"), false },
+                { LOCK("http://x/a.whl", SHA1, "1.0"), LOCK("http://x/a.whl", SHA1, "1.1"), false },
+                { LOCK("http://x/a.whl", SHA1, "1.0"), "{\"version\":1,\"packages\":[]}", false },
+                { "not json", "not json", true },
+                { "not json", "{}", false },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                assert_int_equal(pkg_lock_json_same_files(rows[i].a, rows[i].b), rows[i].same);
+                assert_int_equal(pkg_lock_json_same_files(rows[i].b, rows[i].a), rows[i].same);
+        }
+#undef LOCK
+#undef SHA1
+#undef SHA2
+}
+
 /* ---- wheels ---- */
 
 typedef struct Ent {
@@ -747,6 +778,7 @@ int main(void) {
                 cmocka_unit_test(test_metadata),
                 cmocka_unit_test(test_record_hash),
                 cmocka_unit_test(test_lock_roundtrip),
+                cmocka_unit_test(test_lock_same_files),
                 cmocka_unit_test(test_wheel_unpack),
                 cmocka_unit_test(test_wheel_verify_installed),
                 cmocka_unit_test(test_wheel_entry_cap_from_central_directory),

@@ -1,0 +1,68 @@
+"""More of a deployed version's lock (test_explore_pin.py, test_explore_pin2.py):
+
+- a wheel found on a moved index (same filename, same sha256) is saved back
+  to the version's lock: the stale URL is not tried first after every prune
+  or restart, and the version's identity stays what it was;
+- `env verify --repair` removing a package of a version's environment has
+  the next invoke install it again, without a restart of the daemon;
+- the set-aside record of an environment rewritten while held goes once
+  nothing holds it, not at the next prune;
+- a stack deploy compares locks by name, version and sha256, not by the
+  URLs a moved index serves them from."""
+import json
+import os
+
+import pytest
+
+from conftest import CLI, DAEMON
+from daemonlib import Daemon, wait_for
+from test_explore_envhold import writable
+from test_explore_pin2 import REQS, SOURCE, build, deploy, invoke, move_index, serve
+
+pytestmark = pytest.mark.skipif(not (DAEMON.exists() and CLI.exists()), reason="pysprinterd or pysprinter not built")
+
+
+def Runner(d):
+    from conftest import Runner as R
+    return R(d.env(), d.root)
+
+
+def wheel_path(ix, wheel):
+    return f"/files/{wheel.name}"
+
+
+# ---- stack redeploys across a moved index ----------------------------------------------
+
+def test_a_stack_redeploy_on_a_moved_index_is_unchanged(tmp_path):
+    wheel = build(tmp_path, "a", "1.0")
+    a = serve(wheel)
+    b = serve(wheel)
+    d = Daemon(tmp_path / "d", config_extra=f"index:\n  url: {a.url}\n")
+    d.index_url = a.url
+    d.start()
+    body = {"functions": [{"name": "pinned", "source": SOURCE, "requirements": REQS}]}
+    try:
+        st, r = d.call("POST", "/v1/stacks", body)
+        assert st == 200, r
+        assert [(c["action"], c["kind"]) for c in r["changes"]] == [("created", "function")], r
+        move_index(d, b.url)
+        st, r = d.call("POST", "/v1/stacks", body)
+        assert st == 200, r
+        assert [(c["action"], c["kind"]) for c in r["changes"]] == [("unchanged", "function")], r
+        st, f = d.call("GET", "/v1/functions/pinned")
+        assert f["versions"] == [1], f
+        assert invoke(d)["result"] == "1.0"
+        # A new build of the wheel (another sha256) is a new version.
+        other = build(tmp_path, "c", "1.0", text="V = 'rebuilt'\n")
+        c = serve(other)
+        try:
+            move_index(d, c.url)
+            st, r = d.call("POST", "/v1/stacks", body)
+            assert st == 200, r
+            assert [(c_["action"], c_["kind"]) for c_ in r["changes"]] == [("updated", "function")], r
+        finally:
+            c.stop()
+    finally:
+        d.stop()
+        a.stop()
+        b.stop()
