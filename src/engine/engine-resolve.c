@@ -101,7 +101,7 @@ static bool dirs_cover(char *const *dirs, char *const *held) {
  * record fd and no hold of the key (the record could not be opened again
  * after it was written). */
 static bool hold_env(Engine *e, PkgEnv *env, char *const *dirs) {
-        bool held = true;
+        bool held = true, let_go = false;
         pthread_mutex_lock(&e->holds_lock);
         EnvHold *h = hold_find(e, env->key);
         if (!h && env->fd < 0)
@@ -124,6 +124,7 @@ static bool hold_env(Engine *e, PkgEnv *env, char *const *dirs) {
                          * record) per `--no-cache` run while this lasts. */
                         for (size_t i = 0; i < h->n_fds; i++)
                                 (void) fd_close(h->fds[i]);
+                        let_go = h->n_fds > 0;
                         h->n_fds = 0;
                 }
                 if (!have) {
@@ -137,6 +138,10 @@ static bool hold_env(Engine *e, PkgEnv *env, char *const *dirs) {
                 h->last_used = now_monotonic();
         }
         pthread_mutex_unlock(&e->holds_lock);
+        /* The older files went: their set-aside names with them, now
+         * rather than at the next prune (outside the lock: a readdir). */
+        if (let_go)
+                pkg_env_held_sweep(e->data_dir, env->key);
         return held;
 }
 
@@ -181,6 +186,9 @@ void engine_env_release_idle(Engine *e) {
         if (!e->env_idle_usec)
                 return;
         usec_t now = now_monotonic();
+        /* Their set-aside records (this engine's older files, or its
+         * only one when another process wrote the record again) go too. */
+        char **released = NULL;
         /* The holds lock stays held across the pool's check: a run takes
          * a use (under it) before it asks the pool for a worker of the
          * dirs, so a hold with no use and no worker cannot gain either
@@ -193,9 +201,13 @@ void engine_env_release_idle(Engine *e) {
                         continue;
                 }
                 *p = h->next;
+                released = strv_append(released, h->key);
                 hold_free(h);
         }
         pthread_mutex_unlock(&e->holds_lock);
+        for (char **k = released; k && *k; k++)
+                pkg_env_held_sweep(e->data_dir, *k);
+        strv_free(released);
 }
 
 void engine_env_holds_free(Engine *e) {

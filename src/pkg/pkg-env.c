@@ -181,10 +181,42 @@ static int env_key(PkgRequirement *const *reqs, size_t n, const char *mm, const 
  * use — prune removed its store dirs under the running functions. So the
  * old file keeps a second name, ENV_HELD_PREFIX<key>-<random>.json, which
  * prune reads as one more record: its dirs stay while it is held, and it
- * goes once nobody holds it (nobody opens it again by that name). */
+ * goes once nobody holds it (nobody opens it again by that name): its
+ * holder removes it when it lets go (pkg_env_held_sweep()), the next write
+ * of the record removes those no one holds, and prune what is left (a
+ * holder killed). Before, only prune removed them: a daemon's `--no-cache`
+ * runs of a set it held left one per run in envs/. */
 #define ENV_HELD_PREFIX ".held-"
 
+static void held_sweep(const char *envs, const char *key) {
+        _cleanup_free_ char *prefix = xasprintf(ENV_HELD_PREFIX "%s-", key);
+        DIR *d = opendir(envs);
+        if (!d)
+                return;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                if (!startswith(de->d_name, prefix) || !endswith(de->d_name, ".json"))
+                        continue;
+                /* A holder's shared lock, of this process too (flock
+                 * locks belong to the open file): still held, stays. */
+                _cleanup_close_ int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) >= 0)
+                        (void) unlinkat(dirfd(d), de->d_name, 0);
+        }
+        closedir(d);
+}
+
+void pkg_env_held_sweep(const char *data_dir, const char *key) {
+        assert(data_dir && key);
+        _cleanup_free_ char *envs = path_join(data_dir, "envs");
+        held_sweep(envs, key);
+}
+
 static void record_set_aside_if_held(const char *envs, const char *record, const char *key) {
+        /* Those of earlier writes whose holders are gone (a CLI that
+         * exited holds nothing and sweeps nothing): at most one per
+         * holder is left, not one per write. */
+        held_sweep(envs, key);
         _cleanup_close_ int fd = open(record, O_RDONLY | O_CLOEXEC);
         if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) >= 0)
                 return; /* none, or nobody uses it: replaced as it is */

@@ -434,6 +434,14 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
  * with another version. Errors carry a message for the user. */
 int pkg_env_from_lock(const PkgEnvOptions *o, const PkgLock *lock, PkgEnv **ret_env, char **ret_error);
 
+/* Removes the set-aside records of the environment key (a record written
+ * again while a process held it keeps its old file under a second name,
+ * envs/.held-<key>-<random>.json, for its holders) that no process holds
+ * any more: its holders call it when they let go of such a file, so they
+ * do not pile up until the next `env prune`. One that is still held
+ * (flock) stays. Errors are ignored: prune removes what is left. */
+void pkg_env_held_sweep(const char *data_dir, const char *key);
+
 typedef struct PkgEnvInfo {
         char *key;
         char **requirements;

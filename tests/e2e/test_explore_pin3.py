@@ -31,6 +31,53 @@ def wheel_path(ix, wheel):
     return f"/files/{wheel.name}"
 
 
+# ---- set-aside records ----------------------------------------------------------------
+
+def test_set_aside_records_go_once_nothing_holds_them(tmp_path):
+    wheel = build(tmp_path, "w", "1.0")
+    ix = serve(wheel)
+    d = Daemon(tmp_path / "d", config_extra=f"index:\n  url: {ix.url}\npool:\n  env_idle_s: 600\n")
+    d.start()
+    try:
+        for _ in range(5):
+            st, out = d.run("@requirements({'tinypkg': '>=1.0'})\n" + SOURCE, filename="f.py", no_cache=True)
+            assert st == 200 and out["status"] == "succeeded" and out["result"] == "1.0", out
+
+        def held():
+            return sorted(n for n in os.listdir(d.home / "envs") if n.startswith(".held-"))
+        # Each run wrote the record again while the daemon held the one
+        # before; the daemon then let go of it.
+        wait_for(lambda: held() == [], "no set-aside record left", timeout=20)
+    finally:
+        d.stop()
+        ix.stop()
+
+
+def test_a_record_set_aside_by_another_process_goes_when_the_daemon_lets_go(tmp_path):
+    """A CLI's `run --no-cache` of a set the daemon holds sets the daemon's
+    record aside; the daemon, once idle, lets go of it and removes it."""
+    wheel = build(tmp_path, "w", "1.0")
+    ix = serve(wheel)
+    d = Daemon(tmp_path / "d", config_extra=f"index:\n  url: {ix.url}\npool:\n  env_idle_s: 5\n  worker_idle_s: 1\n")
+    d.start()
+    src = "@requirements({'tinypkg': '>=1.0'})\n" + SOURCE
+    try:
+        st, out = d.run(src, filename="f.py")
+        assert st == 200 and out["result"] == "1.0", out
+        (tmp_path / "f.py").write_text(src)
+        p = Runner(d)("run", "--sandbox=none", "--no-cache", "--index-url", ix.url, str(tmp_path / "f.py"),
+                      env={"PYSPRINTER_SERVER": ""})
+        assert p.returncode == 0 and p.stdout.strip() == "1.0", (p.stdout, p.stderr)
+
+        def held():
+            return sorted(n for n in os.listdir(d.home / "envs") if n.startswith(".held-"))
+        assert len(held()) == 1, held()  # the daemon's, still held
+        wait_for(lambda: held() == [], "the daemon's set-aside record gone", timeout=30)
+    finally:
+        d.stop()
+        ix.stop()
+
+
 # ---- stack redeploys across a moved index ----------------------------------------------
 
 def test_a_stack_redeploy_on_a_moved_index_is_unchanged(tmp_path):

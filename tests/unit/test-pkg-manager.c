@@ -155,6 +155,34 @@ static void test_lock_same_files(void **state) {
 #undef SHA2
 }
 
+/* A set-aside record goes once nobody holds it, not at the next prune;
+ * one held (by this process too) or of another key stays. */
+static void test_env_held_sweep(void **state) {
+        char tmpl[] = "/tmp/test-pkg-held-XXXXXX";
+        assert_non_null(mkdtemp(tmpl));
+        _cleanup_free_ char *envs = path_join(tmpl, "envs");
+        assert_int_equal(mkdir_p(envs, 0755), 0);
+        const char *names[] = { ".held-k1-aaaa.json", ".held-k1-bbbb.json", ".held-k2-cccc.json", "k1.json" };
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                _cleanup_free_ char *p = path_join(envs, names[i]);
+                assert_int_equal(write_file_atomic(p, "{}", 2, 0644), 0);
+        }
+        _cleanup_free_ char *held = path_join(envs, names[1]);
+        int fd = open(held, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(flock(fd, LOCK_SH), 0);
+        pkg_env_held_sweep(tmpl, "k1");
+        bool present[] = { false, true, true, true };
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                _cleanup_free_ char *p = path_join(envs, names[i]);
+                assert_int_equal(access(p, F_OK) == 0, present[i]);
+        }
+        close(fd);
+        pkg_env_held_sweep(tmpl, "k1");
+        assert_int_equal(access(held, F_OK), -1);
+        rm_rf(tmpl);
+}
+
 /* ---- wheels ---- */
 
 typedef struct Ent {
@@ -779,6 +807,7 @@ int main(void) {
                 cmocka_unit_test(test_record_hash),
                 cmocka_unit_test(test_lock_roundtrip),
                 cmocka_unit_test(test_lock_same_files),
+                cmocka_unit_test(test_env_held_sweep),
                 cmocka_unit_test(test_wheel_unpack),
                 cmocka_unit_test(test_wheel_verify_installed),
                 cmocka_unit_test(test_wheel_entry_cap_from_central_directory),
