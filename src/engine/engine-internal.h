@@ -123,6 +123,11 @@ struct Engine {
         pthread_mutex_t holds_lock;
         struct EnvHold *holds;
         usec_t env_idle_usec;
+        /* engine-resolve.c: pkg_store_repair_stamp() as the pinned
+         * environments last saw it, and their generation (part of a pin's
+         * key: a repair's store removals make every pin a miss). Atomics. */
+        uint64_t repair_stamp;
+        unsigned pin_gen;
         /* Ad-hoc runs known to begin without waiting (engine_run_ready()):
          * network flag + validation key -> the pool key of the ready
          * worker a run of them took. */

@@ -325,12 +325,28 @@ static void emit_lock(const char *run_id, RunEventFn fn, void *userdata, const c
  * whoever needed the lock (the daemon's tenant note) had it when the pin
  * was made, within the same engine's life. */
 
-static char *pin_key(const char *instance_key, json_t *reqs_json) {
+static char *pin_key(Engine *e, const char *instance_key, json_t *reqs_json) {
         /* No requirements (most functions): "{}" without printing it, per
          * invoke (docs/internals/performance-log.md "Invoke path: round 7"). */
         bool none = !reqs_json || (json_is_object(reqs_json) && json_object_size(reqs_json) == 0);
         _cleanup_free_ char *reqs = none ? NULL : json_dumps(reqs_json, JSON_COMPACT | JSON_SORT_KEYS);
-        return xasprintf("env\x1f%s\x1f%s", instance_key, reqs ?: "{}");
+        return xasprintf("env\x1f%u\x1f%s\x1f%s", __atomic_load_n(&e->pin_gen, __ATOMIC_ACQUIRE), instance_key,
+                         reqs ?: "{}");
+}
+
+/* A hold keeps prune and the collector off a pinned env's dirs, not
+ * `env verify --repair`, which removes a damaged package whoever holds it
+ * (from any process: the CLI's, beside a running daemon). Such a removal
+ * changes the store's repair stamp (one stat): every pin is then a miss
+ * (its key's generation moves on), and the next invoke installs its lock
+ * again. Before, a pinned version ran from the removed dirs (an import
+ * error or a missing file at each invoke) until the daemon restarted. */
+static void pins_check_repair(Engine *e) {
+        uint64_t stamp = pkg_store_repair_stamp(e->data_dir);
+        if (stamp == __atomic_load_n(&e->repair_stamp, __ATOMIC_ACQUIRE))
+                return;
+        __atomic_store_n(&e->repair_stamp, stamp, __ATOMIC_RELEASE);
+        __atomic_add_fetch(&e->pin_gen, 1, __ATOMIC_ACQ_REL);
 }
 
 /* Parses "<env key>\nN\n<lock>\n<dir>\n<dir>\n..." (text is modified;
@@ -389,7 +405,8 @@ int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, co
         assert(ret_sys_path);
         assert(ret_lock_json);
         assert(ret_env_key);
-        _cleanup_free_ char *key = pin_key(instance_key, reqs_json);
+        pins_check_repair(e);
+        _cleanup_free_ char *key = pin_key(e, instance_key, reqs_json);
         _cleanup_free_ char *text = vcache_get(e->envcache, key);
         size_t n_entries;
         const char *env_key;
@@ -429,7 +446,7 @@ void engine_env_pin(Engine *e, const char *instance_key, json_t *reqs_json, cons
         _cleanup_free_ char *text = env_entry_format(env_key, sys_path, n_entries, lock_json);
         if (!text)
                 return; /* not representable: stays unpinned */
-        _cleanup_free_ char *key = pin_key(instance_key, reqs_json);
+        _cleanup_free_ char *key = pin_key(e, instance_key, reqs_json);
         vcache_put(e->envcache, key, text);
 }
 

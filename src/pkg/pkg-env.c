@@ -1158,6 +1158,21 @@ int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t max_idle
 
 /* ---- env verify --------------------------------------------------------- */
 
+/* Rewritten (a new file: a new inode and mtime) after each repair that
+ * removed a package. In envs/, not store/: prune removes dot names of the
+ * store as a crashed installer's; records are *.json. */
+#define STORE_REPAIRED "envs/.store-repaired"
+
+uint64_t pkg_store_repair_stamp(const char *data_dir) {
+        assert(data_dir);
+        _cleanup_free_ char *p = path_join(data_dir, STORE_REPAIRED);
+        struct stat st;
+        if (stat(p, &st) < 0)
+                return 0;
+        return ((uint64_t) st.st_mtim.tv_sec * 1000000000ULL + (uint64_t) st.st_mtim.tv_nsec) ^
+               ((uint64_t) st.st_ino << 32) ^ 1;
+}
+
 void pkg_damaged_free_many(PkgDamaged *d, size_t n) {
         for (size_t i = 0; i < n; i++) {
                 free(d[i].sha256);
@@ -1218,6 +1233,7 @@ int pkg_store_verify(const char *data_dir, bool repair, size_t *ret_checked, Pkg
                 closedir(d);
         if (n > 0)
                 qsort(damaged, n, sizeof(PkgDamaged), damaged_cmp);
+        bool removed_any = false;
         for (size_t i = 0; repair && i < n; i++) {
                 /* Moved aside first: a run that looks now finds no dir and
                  * installs the wheel again rather than import from half of
@@ -1227,6 +1243,17 @@ int pkg_store_verify(const char *data_dir, bool repair, size_t *ret_checked, Pkg
                 /* Gone from its name is removed for the store (what a cut
                  * emptying left aside goes at the next prune). */
                 damaged[i].removed = access(p, F_OK) < 0 && errno == ENOENT;
+                removed_any = removed_any || damaged[i].removed;
+        }
+        if (removed_any) {
+                /* Told to whoever remembers store dirs without looking
+                 * (pkg_store_repair_stamp()): a daemon's pinned versions
+                 * ran from the removed dirs until it restarted. */
+                _cleanup_free_ char *envs = path_join(data_dir, "envs");
+                _cleanup_free_ char *mark = path_join(data_dir, STORE_REPAIRED);
+                _cleanup_free_ char *rnd = NULL;
+                if (mkdir_p(envs, 0755) >= 0 && random_hex(8, &rnd) >= 0)
+                        (void) write_file_atomic(mark, rnd, strlen(rnd), 0644);
         }
         *ret_checked = checked;
         *ret_damaged = damaged;

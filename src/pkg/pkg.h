@@ -483,6 +483,14 @@ void pkg_damaged_free_many(PkgDamaged *d, size_t n);
  * packages were checked. */
 int pkg_store_verify(const char *data_dir, bool repair, size_t *ret_checked, PkgDamaged **ret_damaged,
                      size_t *ret_n_damaged, char **ret_error);
+/* A number that changes each time pkg_store_verify() with repair removes
+ * a package from <data_dir>/store (0: none ever did): whoever remembers
+ * which store dirs an environment has without looking (the engine's
+ * pinned environments) compares it, one stat(), and looks again when it
+ * changed. A repair may run in another process (`pysprinter env verify
+ * --repair` beside a running daemon), and it removes dirs whoever holds
+ * them. */
+uint64_t pkg_store_repair_stamp(const char *data_dir);
 /* Removes least recently used environments (never one in use) until the
  * store fits budget_bytes, and those not used for max_idle_usec (0: no
  * such rule; last use: the record's mtime), then every store dir no

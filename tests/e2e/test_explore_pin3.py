@@ -31,6 +31,41 @@ def wheel_path(ix, wheel):
     return f"/files/{wheel.name}"
 
 
+# ---- env verify --repair under a running daemon -------------------------------------
+
+DATA_SOURCE = ("def f():\n    import os, tinypkg\n"
+               "    with open(os.path.join(os.path.dirname(tinypkg.__file__), 'data.txt')) as fh:\n"
+               "        return fh.read()\n")
+
+
+def test_a_repaired_package_of_a_pinned_version_is_installed_again_without_a_restart(tmp_path):
+    import pkgindex
+    w = tmp_path / "w"
+    w.mkdir()
+    wheel = pkgindex.build_wheel(w, "tinypkg", "1.0", files={"tinypkg/__init__.py": "V = '1.0'\n",
+                                                             "tinypkg/data.txt": "tiny data\n"})
+    ix = serve(wheel)
+    d = Daemon(tmp_path / "d", config_extra=f"index:\n  url: {ix.url}\n")
+    d.start()
+    try:
+        st, b = d.call("POST", "/v1/functions", {"name": "pinned", "source": DATA_SOURCE, "requirements": REQS})
+        assert st == 201, b
+        assert invoke(d)["result"] == "tiny data\n"
+        assert invoke(d)["result"] == "tiny data\n"  # pinned now
+        (pkg,) = [x for x in (d.home / "store").iterdir() if (x / "tinypkg").is_dir()]
+        writable(pkg)
+        (pkg / "tinypkg" / "data.txt").write_text("garbage\n")
+        p = Runner(d)("env", "verify", "--repair", env={"PYSPRINTER_SERVER": ""})
+        assert p.stdout.splitlines()[-1] == "checked 1 package, 1 damaged, 1 removed", (p.stdout, p.stderr)
+        assert not pkg.exists()
+        r = invoke(d)
+        assert r["status"] == "succeeded" and r["result"] == "tiny data\n", r
+        assert pkg.is_dir()
+    finally:
+        d.stop()
+        ix.stop()
+
+
 # ---- set-aside records ----------------------------------------------------------------
 
 def test_set_aside_records_go_once_nothing_holds_them(tmp_path):

@@ -711,6 +711,46 @@ static void assert_env_whole(const PkgEnv *env) {
  * before, removes that wheel's dir as no environment's: whether prune
  * removes it with the environment it names (lru), or as garbage past the
  * grace hour (garbage). The new environment must stay whole. */
+/* A repair that removes a package changes the store's repair stamp (what
+ * a daemon's pinned environments compare); one that removes none does not. */
+static void test_repair_changes_the_repair_stamp(void **state) {
+        RaceStore rs;
+        race_store_init(&rs);
+        assert_int_equal(pkg_store_repair_stamp(rs.data), 0);
+        size_t checked = 0, n = 0;
+        PkgDamaged *damaged = NULL;
+        _cleanup_free_ char *err = NULL;
+        assert_int_equal(pkg_store_verify(rs.data, true, &checked, &damaged, &n, &err), 0);
+        assert_int_equal(n, 0);
+        pkg_damaged_free_many(damaged, n);
+        assert_int_equal(pkg_store_repair_stamp(rs.data), 0);
+        /* Damaged: a file of the package gone. */
+        _cleanup_free_ char *record = NULL;
+        DIR *d = opendir(rs.dir);
+        assert_non_null(d);
+        struct dirent *de;
+        while ((de = readdir(d)))
+                if (endswith(de->d_name, ".dist-info"))
+                        record = xasprintf("%s/%s/RECORD", rs.dir, de->d_name);
+        closedir(d);
+        assert_non_null(record);
+        assert_int_equal(chmod(rs.dir, 0755), 0);
+        _cleanup_free_ char *info = xstrndup(record, strlen(record) - strlen("/RECORD"));
+        assert_int_equal(chmod(info, 0755), 0);
+        _cleanup_free_ char *victim = xasprintf("%s/METADATA", info);
+        assert_int_equal(unlink(victim), 0);
+        assert_int_equal(pkg_store_verify(rs.data, true, &checked, &damaged, &n, &err), 0);
+        assert_int_equal(n, 1);
+        assert_true(damaged[0].removed);
+        pkg_damaged_free_many(damaged, n);
+        uint64_t stamp = pkg_store_repair_stamp(rs.data);
+        assert_true(stamp != 0);
+        assert_int_equal(pkg_store_verify(rs.data, true, &checked, &damaged, &n, &err), 0);
+        pkg_damaged_free_many(damaged, n);
+        assert_true(pkg_store_repair_stamp(rs.data) == stamp);
+        race_store_done(&rs);
+}
+
 static void test_prune_keeps_a_dir_an_install_just_recorded(void **state) {
         static const char *const rows[] = { "lru", "garbage" };
         for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
@@ -808,6 +848,7 @@ int main(void) {
                 cmocka_unit_test(test_lock_roundtrip),
                 cmocka_unit_test(test_lock_same_files),
                 cmocka_unit_test(test_env_held_sweep),
+                cmocka_unit_test(test_repair_changes_the_repair_stamp),
                 cmocka_unit_test(test_wheel_unpack),
                 cmocka_unit_test(test_wheel_verify_installed),
                 cmocka_unit_test(test_wheel_entry_cap_from_central_directory),
