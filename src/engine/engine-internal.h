@@ -319,7 +319,9 @@ int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool res
 /* A deployed version's environment from the lock kept since its deploy
  * (RunSpec.lock_json): exactly its wheels, nothing resolved; the same
  * outputs, hold and errors as engine_resolve_env (exit 4), a wheel that
- * can no longer be had named in *ret_error. */
+ * can no longer be had named in *ret_error. *ret_lock_json names where
+ * the files were had: the same files as lock_json, at other URLs when the
+ * index moved (the daemon saves it to the version, daemon-runs.c). */
 int engine_env_from_lock(Engine *e, const char *lock_json, const char *run_id, const bool *cancel, RunEventFn fn,
                          void *userdata, char ***ret_sys_path, size_t *ret_n_entries, char **ret_lock_json,
                          char **ret_env_key, char **ret_error);

@@ -444,10 +444,21 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
 /* A pinned lock's record key: the lock's text and the interpreter, not
  * requirements (nothing is resolved), so it never stands in for a
  * requirement set's cached lock, and a set's re-resolution never replaces
- * it. */
+ * it. Not the wheels' URLs (version 2 of the key): where a file is fetched
+ * from is not which file, and a version whose lock was saved with the URLs
+ * of a moved index (store_function_lock_update()) keeps its environment
+ * and record rather than writing a second one. */
 static char *lock_env_key(const PkgLock *lock, const char *python) {
-        _cleanup_free_ char *text = pkg_lock_to_json(lock, false);
-        _cleanup_free_ char *head = xasprintf("pysprinter-env-lock 1\npython %s\n", python);
+        PkgLockEntry *v = xcalloc(lock->n_entries + 1, sizeof(PkgLockEntry));
+        for (size_t i = 0; i < lock->n_entries; i++) {
+                v[i] = lock->entries[i];
+                v[i].url = (char *) "";
+        }
+        PkgLock files = *lock;
+        files.entries = v;
+        _cleanup_free_ char *text = pkg_lock_to_json(&files, false);
+        free(v);
+        _cleanup_free_ char *head = xasprintf("pysprinter-env-lock 2\npython %s\n", python);
         Sha256Small h;
         sha256_small_init(&h);
         sha256_small_update(&h, head, strlen(head));

@@ -426,8 +426,9 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
  * verified against its sha256; when that URL fails, the same filename with
  * the same sha256 from the sources configured now (the index moved since
  * the lock was made), never another build of it (-EBADMSG, "…: sha256
- * mismatch: the lock says X, SOURCE serves Y"). A record is written under a key of the
- * lock itself ($DATA/envs, as pkg_env_prepare's), so `env ls` lists it and
+ * mismatch: the lock says X, SOURCE serves Y"); (*ret_env)->lock then
+ * names the URLs the files were had from. A record is written under a key
+ * of the lock's files, not their URLs ($DATA/envs, as pkg_env_prepare's), so `env ls` lists it and
  * prune keeps its dirs while it is held. o->resolve_only must be false;
  * o->refresh is ignored. A wheel that can be had from neither fails
  * the call naming each missing entry ("name version (filename)"), never

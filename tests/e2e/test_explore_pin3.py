@@ -31,6 +31,87 @@ def wheel_path(ix, wheel):
     return f"/files/{wheel.name}"
 
 
+# ---- a moved index, saved back ---------------------------------------------------
+
+def test_a_wheel_found_on_a_moved_index_is_saved_to_the_versions_lock(tmp_path):
+    wheel = build(tmp_path, "a", "1.0")
+    a = serve(wheel)
+    b = serve(wheel)
+    d = Daemon(tmp_path / "d", config_extra=f"index:\n  url: {a.url}\n")
+    d.index_url = a.url
+    d.start()
+    try:
+        deploy(d)
+        assert invoke(d)["result"] == "1.0"
+        st, before = d.call("GET", "/v1/functions/pinned")
+        assert st == 200, before
+        a_base = a.url.replace("/simple/", "/")
+        assert before["lock"]["packages"][0]["url"].startswith(a_base), before["lock"]
+        # Index A no longer serves the file (the operator moved to B).
+        a.fail_next(wheel_path(a, wheel), 404, count=1000)
+        move_index(d, b.url)
+        assert invoke(d)["result"] == "1.0"
+        tried = a.requests.count(wheel_path(a, wheel))
+        assert tried >= 1, a.requests
+        st, after = d.call("GET", "/v1/functions/pinned")
+        assert st == 200, after
+        b_base = b.url.replace("/simple/", "/")
+        assert after["lock"]["packages"][0]["url"].startswith(b_base), after["lock"]
+        # The same version, the same files: only where they are changed.
+        assert after["versions"] == before["versions"] == [1], (before, after)
+        assert after["source_sha256"] == before["source_sha256"]
+        for k in ("name", "version", "filename", "sha256"):
+            assert after["lock"]["packages"][0][k] == before["lock"]["packages"][0][k]
+        # Its next invoke runs the saved lock in the same environment: one
+        # pinned record, not one per URL the files had.
+        assert invoke(d)["result"] == "1.0"
+        st, envs = d.call("GET", "/v1/envs", token="admin")
+        assert st == 200, envs
+        assert [e["kind"] for e in envs["envs"]].count("pinned") == 1, envs
+        # Pruned and restarted: B's URL first, A's never again.
+        move_index(d, b.url)
+        assert invoke(d)["result"] == "1.0"
+        assert a.requests.count(wheel_path(a, wheel)) == tried, a.requests
+    finally:
+        d.stop()
+        a.stop()
+        b.stop()
+
+
+def test_in_a_cluster_the_moved_lock_is_saved_where_every_gateway_reads_it(tmp_path):
+    """A cluster keeps its functions in Redis: the worker that found the
+    files elsewhere saves the lock there, and a gateway shows it."""
+    from clusterlib import REDIS, Redis
+    if not REDIS:
+        pytest.skip("redis-server not installed")
+    redis = Redis(tmp_path).start()
+    wheel = build(tmp_path, "a", "1.0")
+    a = serve(wheel)
+    b = serve(wheel)
+    d = Daemon(tmp_path / "d", config_extra=f"index:\n  url: {a.url}\n",
+               args=["--redis", redis.url, "--role", "all", "--node-id", "n1"])
+    d.index_url = a.url
+    d.start()
+    try:
+        deploy(d)
+        assert invoke(d)["result"] == "1.0"
+        a.fail_next(wheel_path(a, wheel), 404, count=1000)
+        move_index(d, b.url)
+        assert invoke(d)["result"] == "1.0"
+        tried = a.requests.count(wheel_path(a, wheel))
+        st, f = d.call("GET", "/v1/functions/pinned")
+        assert st == 200 and f["versions"] == [1], f
+        assert f["lock"]["packages"][0]["url"].startswith(b.url.replace("/simple/", "/")), f["lock"]
+        move_index(d, b.url)
+        assert invoke(d)["result"] == "1.0"
+        assert a.requests.count(wheel_path(a, wheel)) == tried, a.requests
+    finally:
+        d.stop()
+        a.stop()
+        b.stop()
+        redis.stop()
+
+
 # ---- env verify --repair under a running daemon -------------------------------------
 
 DATA_SOURCE = ("def f():\n    import os, tinypkg\n"
