@@ -340,13 +340,16 @@ static char *pin_key(Engine *e, const char *instance_key, json_t *reqs_json) {
  * changes the store's repair stamp (one stat): every pin is then a miss
  * (its key's generation moves on), and the next invoke installs its lock
  * again. Before, a pinned version ran from the removed dirs (an import
- * error or a missing file at each invoke) until the daemon restarted. */
-static void pins_check_repair(Engine *e) {
+ * error or a missing file at each invoke) until the daemon restarted.
+ * Asked only by a pin that has dirs: a function without requirements (most)
+ * pays no stat. true: the store was repaired since the pins were made. */
+static bool pins_repaired(Engine *e) {
         uint64_t stamp = pkg_store_repair_stamp(e->data_dir);
         if (stamp == __atomic_load_n(&e->repair_stamp, __ATOMIC_ACQUIRE))
-                return;
+                return false;
         __atomic_store_n(&e->repair_stamp, stamp, __ATOMIC_RELEASE);
         __atomic_add_fetch(&e->pin_gen, 1, __ATOMIC_ACQ_REL);
+        return true;
 }
 
 /* Parses "<env key>\nN\n<lock>\n<dir>\n<dir>\n..." (text is modified;
@@ -405,7 +408,6 @@ int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, co
         assert(ret_sys_path);
         assert(ret_lock_json);
         assert(ret_env_key);
-        pins_check_repair(e);
         _cleanup_free_ char *key = pin_key(e, instance_key, reqs_json);
         _cleanup_free_ char *text = vcache_get(e->envcache, key);
         size_t n_entries;
@@ -413,8 +415,9 @@ int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, co
         char *lock, **sys_path;
         if (!text || !env_entry_parse(text, &env_key, &n_entries, &lock, &sys_path))
                 return 0;
-        /* Released since it was pinned: its dirs may be gone (pruned). */
-        if (*env_key && !use_hold(e, env_key)) {
+        /* Released since it was pinned: its dirs may be gone (pruned);
+         * or a repair removed some. */
+        if (*env_key && (pins_repaired(e) || !use_hold(e, env_key))) {
                 free(lock);
                 strv_free(sys_path);
                 return 0;

@@ -213,13 +213,13 @@ void pkg_env_held_sweep(const char *data_dir, const char *key) {
 }
 
 static void record_set_aside_if_held(const char *envs, const char *record, const char *key) {
+        _cleanup_close_ int fd = open(record, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) >= 0)
+                return; /* none, or nobody uses it: replaced as it is */
         /* Those of earlier writes whose holders are gone (a CLI that
          * exited holds nothing and sweeps nothing): at most one per
          * holder is left, not one per write. */
         held_sweep(envs, key);
-        _cleanup_close_ int fd = open(record, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) >= 0)
-                return; /* none, or nobody uses it: replaced as it is */
         _cleanup_free_ char *rnd = NULL;
         if (random_hex(6, &rnd) < 0)
                 return;
