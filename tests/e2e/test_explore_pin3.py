@@ -9,7 +9,6 @@
   nothing holds it, not at the next prune;
 - a stack deploy compares locks by name, version and sha256, not by the
   URLs a moved index serves them from."""
-import json
 import os
 
 import pytest
