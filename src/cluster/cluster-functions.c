@@ -316,6 +316,49 @@ static int cf_url_get(FunctionStore *fs, const char *tenant, const char *name, i
         return k;
 }
 
+/* The version's meta read, its lock_json checked and replaced in C, and
+ * written back only if the meta is still what was read (fn_lock.lua). */
+static int cf_lock_update(FunctionStore *fs, const char *tenant, const char *name, int version, const char *old_lock,
+                          const char *new_lock) {
+        ClusterQueue *c = fq(fs);
+        assert(tenant && name && version > 0 && old_lock && new_lock);
+        Args a = { 0 };
+        args_add(&a, "HGET");
+        args_addf(&a, CLUSTER_PREFIX "fn:%s:%s", tenant, name);
+        args_addf(&a, "meta:%d", version);
+        int k = 0;
+        redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+        args_done(&a);
+        if (!rep)
+                return k;
+        _cleanup_free_ char *old_meta = rep->type == REDIS_REPLY_STRING ? xmemdupz(rep->str, rep->len) : NULL;
+        freeReplyObject(rep);
+        json_t *m = old_meta ? json_loads(old_meta, 0, NULL) : NULL;
+        const char *locked = json_is_object(m) ? meta_get(m, "lock_json") : NULL;
+        if (!locked || !streq(locked, old_lock)) {
+                json_decref(m);
+                return -ESTALE;
+        }
+        meta_set(m, "lock_json", new_lock);
+        _cleanup_free_ char *meta = json_dumps(m, JSON_COMPACT);
+        json_decref(m);
+        if (!meta)
+                return -ENOMEM;
+        Args b = { 0 };
+        ARGS_EVAL(&b, fn_lock, 1);
+        args_addf(&b, CLUSTER_PREFIX "fn:%s:%s", tenant, name);
+        args_addf(&b, "%d", version);
+        args_add(&b, old_meta);
+        args_add(&b, meta);
+        rep = cluster_cmd(c, &c->conn, &b, &k);
+        args_done(&b);
+        if (!rep)
+                return k;
+        k = rep->type == REDIS_REPLY_INTEGER ? (rep->integer == 1 ? 0 : -ESTALE) : -EBADMSG;
+        freeReplyObject(rep);
+        return k;
+}
+
 static void cf_free(FunctionStore *fs) {
         free(fs);
 }
@@ -330,6 +373,7 @@ static const FunctionStoreOps cluster_function_ops = {
         .remove = cf_remove,
         .url_put = cf_url_put,
         .url_get = cf_url_get,
+        .lock_update = cf_lock_update,
         .free = cf_free,
 };
 

@@ -186,6 +186,16 @@ static int cache_url_get(FunctionStore *fs, const char *tenant, const char *name
         return function_store_url_get(((FunctionCache *) fs)->inner, tenant, name, ret_mode);
 }
 
+/* A write like the others: what a lookup kept of the version goes. */
+static int cache_lock_update(FunctionStore *fs, const char *tenant, const char *name, int version, const char *old_lock,
+                             const char *new_lock) {
+        FunctionCache *c = (FunctionCache *) fs;
+        function_cache_invalidate(fs);
+        int k = function_store_lock_update(c->inner, tenant, name, version, old_lock, new_lock);
+        function_cache_invalidate(fs);
+        return k;
+}
+
 static void cache_free(FunctionStore *fs) {
         FunctionCache *c = (FunctionCache *) fs;
         clear_locked(c);
@@ -204,6 +214,7 @@ static const FunctionStoreOps function_cache_ops = {
         .remove = cache_remove,
         .url_put = cache_url_put,
         .url_get = cache_url_get,
+        .lock_update = cache_lock_update,
         .free = cache_free,
 };
 

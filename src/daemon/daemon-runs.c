@@ -17,6 +17,7 @@
 
 #include "daemon.h"
 #include "data.h"
+#include "pkg.h"
 
 static const double hist_bounds[15] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
                                         2.5,   5,    10,    30,   60,  120, 300 };
@@ -634,6 +635,30 @@ static void drun_log_close(DRun *r) {
         }
 }
 
+static const char *drun_lock_json(const DRun *r);
+
+/* A deployed version's lock whose wheels the engine found at other URLs
+ * (the index moved since the deploy: pkg_env_from_lock): the run's lock
+ * names the same files (name, version, sha256) where they are now. Saved
+ * to the version (its record in SQLite, or in Redis for every gateway of
+ * a cluster), so its later invokes fetch from there first: before, after
+ * every prune or restart the stale URL was tried and failed first. The
+ * version keeps its number, source and the files it runs. */
+static void drun_save_moved_lock(Daemon *d, DRun *r, const RunResult *res) {
+        const char *locked = drun_lock_json(r);
+        if (!r->fn_name || r->fn_version <= 0 || !d->functions || !locked || !res->lock_json ||
+            streq(locked, res->lock_json) || !pkg_lock_json_same_files(locked, res->lock_json))
+                return;
+        int k = function_store_lock_update(d->functions, r->tenant, r->fn_name, r->fn_version, locked, res->lock_json);
+        if (k >= 0)
+                log_info("function %s/%s version %d: its locked wheels were found at other URLs (the index moved); "
+                         "its lock names them now",
+                         r->tenant, r->fn_name, r->fn_version);
+        else if (k != -ESTALE)
+                log_warn("function %s/%s version %d: cannot save where its locked wheels are now: %s", r->tenant,
+                         r->fn_name, r->fn_version, strerror(-k));
+}
+
 static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
         /* The whole log is in Redis before the record ends: a gateway that
          * sees the run ended serves all of it. Otherwise the last lines go
@@ -654,6 +679,7 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
                         log_warn("cluster: run %s: cannot send its log to Redis: %s", r->id, strerror(-k));
         }
 
+        drun_save_moved_lock(d, r, res);
         r->finished = now_realtime();
         r->result = res;
         /* The engine recorded the run and its log file; the daemon writes

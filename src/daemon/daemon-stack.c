@@ -22,6 +22,7 @@
 #include <microhttpd.h>
 
 #include "daemon.h"
+#include "pkg.h"
 
 typedef enum StackKind {
         STACK_FUNCTION,
@@ -157,9 +158,11 @@ static bool function_same(const FunctionRecord *old, const FunctionRecord *f) {
                str_equal(old->description, f->description) &&
                json_text_equal(old->requirements_json, f->requirements_json) &&
                /* What they resolve to now: a new release on the index
-                * is a new version, as any deploy picks it up. */
-               json_text_equal(old->lock_json, f->lock_json) && json_text_equal(old->limits_json, f->limits_json) &&
-               env_same(old->env_json, f->env_json);
+                * is a new version, as any deploy picks it up; the same
+                * files served from other URLs (a moved index, signed
+                * URLs that expire) are not. */
+               pkg_lock_json_same_files(old->lock_json, f->lock_json) &&
+               json_text_equal(old->limits_json, f->limits_json) && env_same(old->env_json, f->env_json);
 }
 
 static bool schedule_same(const ScheduleRecord *old, const ScheduleRecord *s) {

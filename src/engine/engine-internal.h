@@ -123,6 +123,11 @@ struct Engine {
         pthread_mutex_t holds_lock;
         struct EnvHold *holds;
         usec_t env_idle_usec;
+        /* engine-resolve.c: pkg_store_repair_stamp() as the pinned
+         * environments last saw it, and their generation (part of a pin's
+         * key: a repair's store removals make every pin a miss). Atomics. */
+        uint64_t repair_stamp;
+        unsigned pin_gen;
         /* Ad-hoc runs known to begin without waiting (engine_run_ready()):
          * network flag + validation key -> the pool key of the ready
          * worker a run of them took. */
@@ -314,7 +319,9 @@ int engine_resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool res
 /* A deployed version's environment from the lock kept since its deploy
  * (RunSpec.lock_json): exactly its wheels, nothing resolved; the same
  * outputs, hold and errors as engine_resolve_env (exit 4), a wheel that
- * can no longer be had named in *ret_error. */
+ * can no longer be had named in *ret_error. *ret_lock_json names where
+ * the files were had: the same files as lock_json, at other URLs when the
+ * index moved (the daemon saves it to the version, daemon-runs.c). */
 int engine_env_from_lock(Engine *e, const char *lock_json, const char *run_id, const bool *cancel, RunEventFn fn,
                          void *userdata, char ***ret_sys_path, size_t *ret_n_entries, char **ret_lock_json,
                          char **ret_env_key, char **ret_error);

@@ -101,7 +101,7 @@ static bool dirs_cover(char *const *dirs, char *const *held) {
  * record fd and no hold of the key (the record could not be opened again
  * after it was written). */
 static bool hold_env(Engine *e, PkgEnv *env, char *const *dirs) {
-        bool held = true;
+        bool held = true, let_go = false;
         pthread_mutex_lock(&e->holds_lock);
         EnvHold *h = hold_find(e, env->key);
         if (!h && env->fd < 0)
@@ -124,6 +124,7 @@ static bool hold_env(Engine *e, PkgEnv *env, char *const *dirs) {
                          * record) per `--no-cache` run while this lasts. */
                         for (size_t i = 0; i < h->n_fds; i++)
                                 (void) fd_close(h->fds[i]);
+                        let_go = h->n_fds > 0;
                         h->n_fds = 0;
                 }
                 if (!have) {
@@ -137,6 +138,10 @@ static bool hold_env(Engine *e, PkgEnv *env, char *const *dirs) {
                 h->last_used = now_monotonic();
         }
         pthread_mutex_unlock(&e->holds_lock);
+        /* The older files went: their set-aside names with them, now
+         * rather than at the next prune (outside the lock: a readdir). */
+        if (let_go)
+                pkg_env_held_sweep(e->data_dir, env->key);
         return held;
 }
 
@@ -181,6 +186,9 @@ void engine_env_release_idle(Engine *e) {
         if (!e->env_idle_usec)
                 return;
         usec_t now = now_monotonic();
+        /* Their set-aside records (this engine's older files, or its
+         * only one when another process wrote the record again) go too. */
+        char **released = NULL;
         /* The holds lock stays held across the pool's check: a run takes
          * a use (under it) before it asks the pool for a worker of the
          * dirs, so a hold with no use and no worker cannot gain either
@@ -193,9 +201,13 @@ void engine_env_release_idle(Engine *e) {
                         continue;
                 }
                 *p = h->next;
+                released = strv_append(released, h->key);
                 hold_free(h);
         }
         pthread_mutex_unlock(&e->holds_lock);
+        for (char **k = released; k && *k; k++)
+                pkg_env_held_sweep(e->data_dir, *k);
+        strv_free(released);
 }
 
 void engine_env_holds_free(Engine *e) {
@@ -313,12 +325,31 @@ static void emit_lock(const char *run_id, RunEventFn fn, void *userdata, const c
  * whoever needed the lock (the daemon's tenant note) had it when the pin
  * was made, within the same engine's life. */
 
-static char *pin_key(const char *instance_key, json_t *reqs_json) {
+static char *pin_key(Engine *e, const char *instance_key, json_t *reqs_json) {
         /* No requirements (most functions): "{}" without printing it, per
          * invoke (docs/internals/performance-log.md "Invoke path: round 7"). */
         bool none = !reqs_json || (json_is_object(reqs_json) && json_object_size(reqs_json) == 0);
         _cleanup_free_ char *reqs = none ? NULL : json_dumps(reqs_json, JSON_COMPACT | JSON_SORT_KEYS);
-        return xasprintf("env\x1f%s\x1f%s", instance_key, reqs ?: "{}");
+        return xasprintf("env\x1f%u\x1f%s\x1f%s", __atomic_load_n(&e->pin_gen, __ATOMIC_ACQUIRE), instance_key,
+                         reqs ?: "{}");
+}
+
+/* A hold keeps prune and the collector off a pinned env's dirs, not
+ * `env verify --repair`, which removes a damaged package whoever holds it
+ * (from any process: the CLI's, beside a running daemon). Such a removal
+ * changes the store's repair stamp (one stat): every pin is then a miss
+ * (its key's generation moves on), and the next invoke installs its lock
+ * again. Before, a pinned version ran from the removed dirs (an import
+ * error or a missing file at each invoke) until the daemon restarted.
+ * Asked only by a pin that has dirs: a function without requirements (most)
+ * pays no stat. true: the store was repaired since the pins were made. */
+static bool pins_repaired(Engine *e) {
+        uint64_t stamp = pkg_store_repair_stamp(e->data_dir);
+        if (stamp == __atomic_load_n(&e->repair_stamp, __ATOMIC_ACQUIRE))
+                return false;
+        __atomic_store_n(&e->repair_stamp, stamp, __ATOMIC_RELEASE);
+        __atomic_add_fetch(&e->pin_gen, 1, __ATOMIC_ACQ_REL);
+        return true;
 }
 
 /* Parses "<env key>\nN\n<lock>\n<dir>\n<dir>\n..." (text is modified;
@@ -377,15 +408,16 @@ int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, co
         assert(ret_sys_path);
         assert(ret_lock_json);
         assert(ret_env_key);
-        _cleanup_free_ char *key = pin_key(instance_key, reqs_json);
+        _cleanup_free_ char *key = pin_key(e, instance_key, reqs_json);
         _cleanup_free_ char *text = vcache_get(e->envcache, key);
         size_t n_entries;
         const char *env_key;
         char *lock, **sys_path;
         if (!text || !env_entry_parse(text, &env_key, &n_entries, &lock, &sys_path))
                 return 0;
-        /* Released since it was pinned: its dirs may be gone (pruned). */
-        if (*env_key && !use_hold(e, env_key)) {
+        /* Released since it was pinned: its dirs may be gone (pruned);
+         * or a repair removed some. */
+        if (*env_key && (pins_repaired(e) || !use_hold(e, env_key))) {
                 free(lock);
                 strv_free(sys_path);
                 return 0;
@@ -417,7 +449,7 @@ void engine_env_pin(Engine *e, const char *instance_key, json_t *reqs_json, cons
         _cleanup_free_ char *text = env_entry_format(env_key, sys_path, n_entries, lock_json);
         if (!text)
                 return; /* not representable: stays unpinned */
-        _cleanup_free_ char *key = pin_key(instance_key, reqs_json);
+        _cleanup_free_ char *key = pin_key(e, instance_key, reqs_json);
         vcache_put(e->envcache, key, text);
 }
 

@@ -282,6 +282,7 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
                                                                  : ENGINE_VALIDATION_CACHE_BYTES_DEFAULT);
         /* Pinned environments: a lock's text, a few KB each. */
         e->envcache = vcache_new(1024, 64ULL << 20);
+        e->repair_stamp = pkg_store_repair_stamp(e->data_dir);
         pthread_mutex_init(&e->holds_lock, NULL);
         e->env_idle_usec = (cfg->env_idle_timeout_ms ? cfg->env_idle_timeout_ms : ENGINE_ENV_IDLE_MS_DEFAULT) *
                            USEC_PER_MSEC;

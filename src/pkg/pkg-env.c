@@ -181,13 +181,45 @@ static int env_key(PkgRequirement *const *reqs, size_t n, const char *mm, const 
  * use — prune removed its store dirs under the running functions. So the
  * old file keeps a second name, ENV_HELD_PREFIX<key>-<random>.json, which
  * prune reads as one more record: its dirs stay while it is held, and it
- * goes once nobody holds it (nobody opens it again by that name). */
+ * goes once nobody holds it (nobody opens it again by that name): its
+ * holder removes it when it lets go (pkg_env_held_sweep()), the next write
+ * of the record removes those no one holds, and prune what is left (a
+ * holder killed). Before, only prune removed them: a daemon's `--no-cache`
+ * runs of a set it held left one per run in envs/. */
 #define ENV_HELD_PREFIX ".held-"
+
+static void held_sweep(const char *envs, const char *key) {
+        _cleanup_free_ char *prefix = xasprintf(ENV_HELD_PREFIX "%s-", key);
+        DIR *d = opendir(envs);
+        if (!d)
+                return;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                if (!startswith(de->d_name, prefix) || !endswith(de->d_name, ".json"))
+                        continue;
+                /* A holder's shared lock, of this process too (flock
+                 * locks belong to the open file): still held, stays. */
+                _cleanup_close_ int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) >= 0)
+                        (void) unlinkat(dirfd(d), de->d_name, 0);
+        }
+        closedir(d);
+}
+
+void pkg_env_held_sweep(const char *data_dir, const char *key) {
+        assert(data_dir && key);
+        _cleanup_free_ char *envs = path_join(data_dir, "envs");
+        held_sweep(envs, key);
+}
 
 static void record_set_aside_if_held(const char *envs, const char *record, const char *key) {
         _cleanup_close_ int fd = open(record, O_RDONLY | O_CLOEXEC);
         if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) >= 0)
                 return; /* none, or nobody uses it: replaced as it is */
+        /* Those of earlier writes whose holders are gone (a CLI that
+         * exited holds nothing and sweeps nothing): at most one per
+         * holder is left, not one per write. */
+        held_sweep(envs, key);
         _cleanup_free_ char *rnd = NULL;
         if (random_hex(6, &rnd) < 0)
                 return;
@@ -412,10 +444,21 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
 /* A pinned lock's record key: the lock's text and the interpreter, not
  * requirements (nothing is resolved), so it never stands in for a
  * requirement set's cached lock, and a set's re-resolution never replaces
- * it. */
+ * it. Not the wheels' URLs (version 2 of the key): where a file is fetched
+ * from is not which file, and a version whose lock was saved with the URLs
+ * of a moved index (store_function_lock_update()) keeps its environment
+ * and record rather than writing a second one. */
 static char *lock_env_key(const PkgLock *lock, const char *python) {
-        _cleanup_free_ char *text = pkg_lock_to_json(lock, false);
-        _cleanup_free_ char *head = xasprintf("pysprinter-env-lock 1\npython %s\n", python);
+        PkgLockEntry *v = xcalloc(lock->n_entries + 1, sizeof(PkgLockEntry));
+        for (size_t i = 0; i < lock->n_entries; i++) {
+                v[i] = lock->entries[i];
+                v[i].url = (char *) "";
+        }
+        PkgLock files = *lock;
+        files.entries = v;
+        _cleanup_free_ char *text = pkg_lock_to_json(&files, false);
+        free(v);
+        _cleanup_free_ char *head = xasprintf("pysprinter-env-lock 2\npython %s\n", python);
         Sha256Small h;
         sha256_small_init(&h);
         sha256_small_update(&h, head, strlen(head));
@@ -1126,6 +1169,21 @@ int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t max_idle
 
 /* ---- env verify --------------------------------------------------------- */
 
+/* Rewritten (a new file: a new inode and mtime) after each repair that
+ * removed a package. In envs/, not store/: prune removes dot names of the
+ * store as a crashed installer's; records are *.json. */
+#define STORE_REPAIRED "envs/.store-repaired"
+
+uint64_t pkg_store_repair_stamp(const char *data_dir) {
+        assert(data_dir);
+        _cleanup_free_ char *p = path_join(data_dir, STORE_REPAIRED);
+        struct stat st;
+        if (stat(p, &st) < 0)
+                return 0;
+        return ((uint64_t) st.st_mtim.tv_sec * 1000000000ULL + (uint64_t) st.st_mtim.tv_nsec) ^
+               ((uint64_t) st.st_ino << 32) ^ 1;
+}
+
 void pkg_damaged_free_many(PkgDamaged *d, size_t n) {
         for (size_t i = 0; i < n; i++) {
                 free(d[i].sha256);
@@ -1186,6 +1244,7 @@ int pkg_store_verify(const char *data_dir, bool repair, size_t *ret_checked, Pkg
                 closedir(d);
         if (n > 0)
                 qsort(damaged, n, sizeof(PkgDamaged), damaged_cmp);
+        bool removed_any = false;
         for (size_t i = 0; repair && i < n; i++) {
                 /* Moved aside first: a run that looks now finds no dir and
                  * installs the wheel again rather than import from half of
@@ -1195,6 +1254,17 @@ int pkg_store_verify(const char *data_dir, bool repair, size_t *ret_checked, Pkg
                 /* Gone from its name is removed for the store (what a cut
                  * emptying left aside goes at the next prune). */
                 damaged[i].removed = access(p, F_OK) < 0 && errno == ENOENT;
+                removed_any = removed_any || damaged[i].removed;
+        }
+        if (removed_any) {
+                /* Told to whoever remembers store dirs without looking
+                 * (pkg_store_repair_stamp()): a daemon's pinned versions
+                 * ran from the removed dirs until it restarted. */
+                _cleanup_free_ char *envs = path_join(data_dir, "envs");
+                _cleanup_free_ char *mark = path_join(data_dir, STORE_REPAIRED);
+                _cleanup_free_ char *rnd = NULL;
+                if (mkdir_p(envs, 0755) >= 0 && random_hex(8, &rnd) >= 0)
+                        (void) write_file_atomic(mark, rnd, strlen(rnd), 0644);
         }
         *ret_checked = checked;
         *ret_damaged = damaged;

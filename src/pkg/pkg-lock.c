@@ -48,6 +48,35 @@ json_t *pkg_lock_shown(const char *lock_json) {
         return json_parse_or_string(shown);
 }
 
+static bool entry_in(const PkgLock *l, const PkgLockEntry *e) {
+        for (size_t i = 0; i < l->n_entries; i++)
+                if (streq(l->entries[i].sha256, e->sha256) && streq(l->entries[i].name, e->name) &&
+                    streq(l->entries[i].version, e->version))
+                        return true;
+        return false;
+}
+
+bool pkg_lock_json_same_files(const char *a, const char *b) {
+        if (!a || !b)
+                return !a && !b;
+        if (streq(a, b))
+                return true;
+        _cleanup_(pkg_lock_freep) PkgLock *x = NULL, *y = NULL;
+        _cleanup_free_ char *ex = NULL, *ey = NULL;
+        if (pkg_lock_from_json(a, &x, &ex) < 0 || pkg_lock_from_json(b, &y, &ey) < 0)
+                return false;
+        size_t nx = strv_length(x->requirements);
+        if (x->n_entries != y->n_entries || nx != strv_length(y->requirements))
+                return false;
+        for (size_t i = 0; i < nx; i++)
+                if (!streq(x->requirements[i], y->requirements[i]))
+                        return false;
+        for (size_t i = 0; i < x->n_entries; i++)
+                if (!entry_in(y, &x->entries[i]) || !entry_in(x, &y->entries[i]))
+                        return false;
+        return true;
+}
+
 /* An absent list is an empty one; the callers word the error. */
 static int json_strv(json_t *a, char ***ret) {
         _cleanup_free_ char *ignored = NULL;

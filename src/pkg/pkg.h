@@ -315,6 +315,12 @@ PkgLock *pkg_lock_free(PkgLock *l);
  * "filename","url","sha256","dependencies":[…]}…]}. Caller frees. */
 char *pkg_lock_to_json(const PkgLock *l, bool pretty);
 int pkg_lock_from_json(const char *json, PkgLock **ret_lock, char **ret_error);
+/* Whether two locks' JSON texts lock the same files: the same requirements
+ * and the same packages by name, version and sha256, in any order. Where a
+ * file is fetched from (its URL: a moved index, a signed URL that expires)
+ * is not what a lock pins. Both NULL: true; one NULL, or a text that does
+ * not parse: whether the texts are equal. */
+bool pkg_lock_json_same_files(const char *a, const char *b);
 /* A lock's JSON text as every answer shows it and `pysprinter lock` prints
  * it: each wheel URL with an index URL's credentials hidden
  * (pkg_url_redact), as uv keeps them out of uv.lock. NULL text: JSON null.
@@ -420,13 +426,22 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
  * verified against its sha256; when that URL fails, the same filename with
  * the same sha256 from the sources configured now (the index moved since
  * the lock was made), never another build of it (-EBADMSG, "…: sha256
- * mismatch: the lock says X, SOURCE serves Y"). A record is written under a key of the
- * lock itself ($DATA/envs, as pkg_env_prepare's), so `env ls` lists it and
+ * mismatch: the lock says X, SOURCE serves Y"); (*ret_env)->lock then
+ * names the URLs the files were had from. A record is written under a key
+ * of the lock's files, not their URLs ($DATA/envs, as pkg_env_prepare's), so `env ls` lists it and
  * prune keeps its dirs while it is held. o->resolve_only must be false;
  * o->refresh is ignored. A wheel that can be had from neither fails
  * the call naming each missing entry ("name version (filename)"), never
  * with another version. Errors carry a message for the user. */
 int pkg_env_from_lock(const PkgEnvOptions *o, const PkgLock *lock, PkgEnv **ret_env, char **ret_error);
+
+/* Removes the set-aside records of the environment key (a record written
+ * again while a process held it keeps its old file under a second name,
+ * envs/.held-<key>-<random>.json, for its holders) that no process holds
+ * any more: its holders call it when they let go of such a file, so they
+ * do not pile up until the next `env prune`. One that is still held
+ * (flock) stays. Errors are ignored: prune removes what is left. */
+void pkg_env_held_sweep(const char *data_dir, const char *key);
 
 typedef struct PkgEnvInfo {
         char *key;
@@ -469,6 +484,14 @@ void pkg_damaged_free_many(PkgDamaged *d, size_t n);
  * packages were checked. */
 int pkg_store_verify(const char *data_dir, bool repair, size_t *ret_checked, PkgDamaged **ret_damaged,
                      size_t *ret_n_damaged, char **ret_error);
+/* A number that changes each time pkg_store_verify() with repair removes
+ * a package from <data_dir>/store (0: none ever did): whoever remembers
+ * which store dirs an environment has without looking (the engine's
+ * pinned environments) compares it, one stat(), and looks again when it
+ * changed. A repair may run in another process (`pysprinter env verify
+ * --repair` beside a running daemon), and it removes dirs whoever holds
+ * them. */
+uint64_t pkg_store_repair_stamp(const char *data_dir);
 /* Removes least recently used environments (never one in use) until the
  * store fits budget_bytes, and those not used for max_idle_usec (0: no
  * such rule; last use: the record's mtime), then every store dir no

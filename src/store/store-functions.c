@@ -269,6 +269,32 @@ int store_function_delete(Store *s, const char *tenant, const char *name) {
         return k;
 }
 
+int store_function_lock_update(Store *s, const char *tenant, const char *name, int version, const char *old_lock,
+                               const char *new_lock) {
+        assert(s && tenant && name && version > 0 && old_lock && new_lock);
+        sqlite3_stmt *st;
+        int rc, changes = 0;
+        store_lock(s);
+        rc = sqlite3_prepare_v2(s->db,
+                                "UPDATE functions SET lock_json=?5 WHERE tenant=?1 AND name=?2 AND version=?3 "
+                                "AND lock_json=?4",
+                                -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                store_bind_text(st, 1, tenant);
+                store_bind_text(st, 2, name);
+                sqlite3_bind_int(st, 3, version);
+                store_bind_text(st, 4, old_lock);
+                store_bind_text(st, 5, new_lock);
+                rc = sqlite3_step(st);
+                sqlite3_finalize(st);
+                changes = sqlite3_changes(s->db);
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE)
+                return store_sqlite_errno(rc) ?: -EIO;
+        return changes > 0 ? 0 : -ESTALE;
+}
+
 /* ---- the SQLite FunctionStore (store.h): the calls above ---------------- */
 
 typedef struct SqliteFunctions {
@@ -304,6 +330,10 @@ static int sf_url_put(FunctionStore *fs, const char *tenant, const char *name, i
 static int sf_url_get(FunctionStore *fs, const char *tenant, const char *name, int *ret_mode) {
         return store_endpoint_get(fs_store(fs), tenant, name, ret_mode);
 }
+static int sf_lock_update(FunctionStore *fs, const char *tenant, const char *name, int version, const char *old_lock,
+                          const char *new_lock) {
+        return store_function_lock_update(fs_store(fs), tenant, name, version, old_lock, new_lock);
+}
 static void sf_free(FunctionStore *fs) {
         free(fs);
 }
@@ -318,6 +348,7 @@ static const FunctionStoreOps sqlite_function_ops = {
         .remove = sf_remove,
         .url_put = sf_url_put,
         .url_get = sf_url_get,
+        .lock_update = sf_lock_update,
         .free = sf_free,
 };
 

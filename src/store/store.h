@@ -682,6 +682,17 @@ int store_function_list(Store *s, const char *tenant, FunctionRecord ***ret, siz
 int store_function_versions(Store *s, const char *tenant, const char *name, int **ret, size_t *ret_n);
 /* Deletes every version. -ENOENT when none. */
 int store_function_delete(Store *s, const char *tenant, const char *name);
+/* Replaces version (> 0) of (tenant, name)'s lock (FunctionRecord.lock_json)
+ * with new_lock only while it is still old_lock (compare and set: two
+ * invokes that found the same files elsewhere race, and a version's lock
+ * is otherwise never changed). The one change a deployed version gets: its
+ * wheels found at other URLs (an index moved since the deploy), the same
+ * files by name, version and sha256 (the caller checks,
+ * pkg_lock_json_same_files()), so its invokes fetch from there first. 0
+ * when replaced; -ESTALE when the version's lock is not old_lock (changed
+ * meanwhile) or there is no such version. */
+int store_function_lock_update(Store *s, const char *tenant, const char *name, int version, const char *old_lock,
+                               const char *new_lock);
 
 /* The function store the daemon deploys to and reads from: SQLite's (the
  * functions table, the store_function_* calls above) on one node, Redis's
@@ -707,6 +718,10 @@ typedef struct FunctionStoreOps {
         int (*url_put)(FunctionStore *fs, const char *tenant, const char *name, int mode);
         /* -ENOENT when the function has no URL. */
         int (*url_get)(FunctionStore *fs, const char *tenant, const char *name, int *ret_mode);
+        /* store_function_lock_update()'s contract; Redis's changes the
+         * version's record every gateway reads. */
+        int (*lock_update)(FunctionStore *fs, const char *tenant, const char *name, int version, const char *old_lock,
+                           const char *new_lock);
         void (*free)(FunctionStore *fs);
 } FunctionStoreOps;
 struct FunctionStore {
@@ -741,6 +756,10 @@ static inline int function_store_url_put(FunctionStore *fs, const char *tenant, 
 }
 static inline int function_store_url_get(FunctionStore *fs, const char *tenant, const char *name, int *ret_mode) {
         return fs->ops->url_get(fs, tenant, name, ret_mode);
+}
+static inline int function_store_lock_update(FunctionStore *fs, const char *tenant, const char *name, int version,
+                                             const char *old_lock, const char *new_lock) {
+        return fs->ops->lock_update(fs, tenant, name, version, old_lock, new_lock);
 }
 static inline FunctionStore *function_store_free(FunctionStore *fs) {
         if (fs)

@@ -124,6 +124,65 @@ static void test_lock_roundtrip(void **state) {
                                        &l, &err) < 0);
 }
 
+/* Locks compared by the files they pin (a stack's redeploy): not by
+ * where an index serves them from. */
+static void test_lock_same_files(void **state) {
+#define LOCK(url, sha, ver)                                                                           \
+        "{\"version\":1,\"requirements\":[\"a>=1\"],\"packages\":[{\"name\":\"a\",\"version\":\"" ver \
+        "\",\"filename\":\"a-1.0-py3-none-any.whl\",\"url\":\"" url "\",\"sha256\":\"" sha "\",\"dependencies\":[]}]}"
+#define SHA1 "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+#define SHA2 "ca7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        static const struct {
+                const char *a, *b;
+                bool same;
+        } rows[] = {
+                { NULL, NULL, true },
+                { LOCK("http://x/a.whl", SHA1, "1.0"), NULL, false },
+                { LOCK("http://x/a.whl", SHA1, "1.0"), LOCK("http://x/a.whl", SHA1, "1.0"), true },
+                { LOCK("http://x/a.whl", SHA1, "1.0"), LOCK("http://y/a.whl?sig=2", SHA1, "1.0"), true },
+                { LOCK("http://x/a.whl", SHA1, "1.0"), LOCK("http://x/a.whl", SHA2, "1.0"), false },
+                { LOCK("http://x/a.whl", SHA1, "1.0"), LOCK("http://x/a.whl", SHA1, "1.1"), false },
+                { LOCK("http://x/a.whl", SHA1, "1.0"), "{\"version\":1,\"packages\":[]}", false },
+                { "not json", "not json", true },
+                { "not json", "{}", false },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                assert_int_equal(pkg_lock_json_same_files(rows[i].a, rows[i].b), rows[i].same);
+                assert_int_equal(pkg_lock_json_same_files(rows[i].b, rows[i].a), rows[i].same);
+        }
+#undef LOCK
+#undef SHA1
+#undef SHA2
+}
+
+/* A set-aside record goes once nobody holds it, not at the next prune;
+ * one held (by this process too) or of another key stays. */
+static void test_env_held_sweep(void **state) {
+        char tmpl[] = "/tmp/test-pkg-held-XXXXXX";
+        assert_non_null(mkdtemp(tmpl));
+        _cleanup_free_ char *envs = path_join(tmpl, "envs");
+        assert_int_equal(mkdir_p(envs, 0755), 0);
+        const char *names[] = { ".held-k1-aaaa.json", ".held-k1-bbbb.json", ".held-k2-cccc.json", "k1.json" };
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                _cleanup_free_ char *p = path_join(envs, names[i]);
+                assert_int_equal(write_file_atomic(p, "{}", 2, 0644), 0);
+        }
+        _cleanup_free_ char *held = path_join(envs, names[1]);
+        int fd = open(held, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(flock(fd, LOCK_SH), 0);
+        pkg_env_held_sweep(tmpl, "k1");
+        bool present[] = { false, true, true, true };
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                _cleanup_free_ char *p = path_join(envs, names[i]);
+                assert_int_equal(access(p, F_OK) == 0, present[i]);
+        }
+        close(fd);
+        pkg_env_held_sweep(tmpl, "k1");
+        assert_int_equal(access(held, F_OK), -1);
+        rm_rf(tmpl);
+}
+
 /* ---- wheels ---- */
 
 typedef struct Ent {
@@ -652,6 +711,46 @@ static void assert_env_whole(const PkgEnv *env) {
  * before, removes that wheel's dir as no environment's: whether prune
  * removes it with the environment it names (lru), or as garbage past the
  * grace hour (garbage). The new environment must stay whole. */
+/* A repair that removes a package changes the store's repair stamp (what
+ * a daemon's pinned environments compare); one that removes none does not. */
+static void test_repair_changes_the_repair_stamp(void **state) {
+        RaceStore rs;
+        race_store_init(&rs);
+        assert_int_equal(pkg_store_repair_stamp(rs.data), 0);
+        size_t checked = 0, n = 0;
+        PkgDamaged *damaged = NULL;
+        _cleanup_free_ char *err = NULL;
+        assert_int_equal(pkg_store_verify(rs.data, true, &checked, &damaged, &n, &err), 0);
+        assert_int_equal(n, 0);
+        pkg_damaged_free_many(damaged, n);
+        assert_int_equal(pkg_store_repair_stamp(rs.data), 0);
+        /* Damaged: a file of the package gone. */
+        _cleanup_free_ char *record = NULL;
+        DIR *d = opendir(rs.dir);
+        assert_non_null(d);
+        struct dirent *de;
+        while ((de = readdir(d)))
+                if (endswith(de->d_name, ".dist-info"))
+                        record = xasprintf("%s/%s/RECORD", rs.dir, de->d_name);
+        closedir(d);
+        assert_non_null(record);
+        assert_int_equal(chmod(rs.dir, 0755), 0);
+        _cleanup_free_ char *info = xstrndup(record, strlen(record) - strlen("/RECORD"));
+        assert_int_equal(chmod(info, 0755), 0);
+        _cleanup_free_ char *victim = xasprintf("%s/METADATA", info);
+        assert_int_equal(unlink(victim), 0);
+        assert_int_equal(pkg_store_verify(rs.data, true, &checked, &damaged, &n, &err), 0);
+        assert_int_equal(n, 1);
+        assert_true(damaged[0].removed);
+        pkg_damaged_free_many(damaged, n);
+        uint64_t stamp = pkg_store_repair_stamp(rs.data);
+        assert_true(stamp != 0);
+        assert_int_equal(pkg_store_verify(rs.data, true, &checked, &damaged, &n, &err), 0);
+        pkg_damaged_free_many(damaged, n);
+        assert_true(pkg_store_repair_stamp(rs.data) == stamp);
+        race_store_done(&rs);
+}
+
 static void test_prune_keeps_a_dir_an_install_just_recorded(void **state) {
         static const char *const rows[] = { "lru", "garbage" };
         for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
@@ -747,6 +846,9 @@ int main(void) {
                 cmocka_unit_test(test_metadata),
                 cmocka_unit_test(test_record_hash),
                 cmocka_unit_test(test_lock_roundtrip),
+                cmocka_unit_test(test_lock_same_files),
+                cmocka_unit_test(test_env_held_sweep),
+                cmocka_unit_test(test_repair_changes_the_repair_stamp),
                 cmocka_unit_test(test_wheel_unpack),
                 cmocka_unit_test(test_wheel_verify_installed),
                 cmocka_unit_test(test_wheel_entry_cap_from_central_directory),

@@ -1745,6 +1745,32 @@ static void test_function_lock_kept(void **state) {
         store_close(s);
 }
 
+/* A version's lock changes only by compare and set, only that version's
+ * (its wheels found at other URLs: store_function_lock_update()). */
+static void test_function_lock_update(void **state) {
+        Store *s = open_fresh();
+        FunctionRecord f = { .tenant = (char *) "t",
+                             .name = (char *) "a",
+                             .source = (char *) "def a(): pass\n",
+                             .lock_json = (char *) "{\"old\":1}" };
+        int v = 0;
+        assert_int_equal(store_function_put(s, &f, &v), 0);
+        assert_int_equal(store_function_put(s, &f, &v), 0);
+        assert_int_equal(store_function_lock_update(s, "t", "a", 1, "{\"other\":1}", "{\"new\":1}"), -ESTALE);
+        assert_int_equal(store_function_lock_update(s, "t", "a", 3, "{\"old\":1}", "{\"new\":1}"), -ESTALE);
+        assert_int_equal(store_function_lock_update(s, "t", "a", 1, "{\"old\":1}", "{\"new\":1}"), 0);
+        assert_int_equal(store_function_lock_update(s, "t", "a", 1, "{\"old\":1}", "{\"new\":2}"), -ESTALE);
+        FunctionRecord *got = NULL;
+        assert_int_equal(store_function_get(s, "t", "a", 1, &got), 0);
+        assert_string_equal(got->lock_json, "{\"new\":1}");
+        assert_string_equal(got->source, "def a(): pass\n");
+        function_record_free(got);
+        assert_int_equal(store_function_get(s, "t", "a", 2, &got), 0);
+        assert_string_equal(got->lock_json, "{\"old\":1}");
+        function_record_free(got);
+        store_close(s);
+}
+
 /* A stack's writes share one transaction: a failure anywhere in it leaves
  * nothing of it; a commit keeps all of it (docs/stack.md). */
 static void test_tx_all_or_nothing(void **state) {
@@ -6186,6 +6212,7 @@ int main(void) {
                 cmocka_unit_test(test_schedule_edit_keeps_a_fire_in_between),
                 cmocka_unit_test(test_schedule_runs_keep_the_newest),
                 cmocka_unit_test(test_schedule_last_run_is_in_its_runs),
+                cmocka_unit_test(test_function_lock_update),
                 cmocka_unit_test(test_tx_all_or_nothing),
                 cmocka_unit_test(test_function_get_in_tx),
                 cmocka_unit_test(test_function_signature_and_doc),
