@@ -91,12 +91,14 @@ json_t *cli_run_record_json(const RunRecord *r) {
         return j ?: json_pack("{s:s, s:s}", "id", r->id, "status", r->status ?: "queued");
 }
 
-/* The outcome fields of the run object, from a finished engine run. */
-static json_t *result_json(const RunResult *res) {
+/* The outcome fields of the run object, from a finished engine run. Its
+ * value's text is taken (res->value_json is NULL after): a large result is
+ * held once as text and once as the value, not twice as text. */
+static json_t *result_json(RunResult *res) {
         json_t *j = json_pack("{s:s, s:s, s:i, s:s?, s:o, s:s?, s:o}", "id", res->id ?: "", "status",
-                         run_status_to_string(res->status), "exit_code", res->exit_code, "function", res->function,
-                         "result", json_parse_or_string(res->value_json), "result_repr", res->value_repr, "error",
-                         error_json(res->error_type, res->error_message, res->traceback));
+                              run_status_to_string(res->status), "exit_code", res->exit_code, "function", res->function,
+                              "result", json_parse_or_string_take(&res->value_json), "result_repr", res->value_repr,
+                              "error", error_json(res->error_type, res->error_message, res->traceback));
         if (j && res->outputs_json)
                 json_object_set_new(j, "outputs", json_parse_or_string(res->outputs_json));
         /* Text jansson refuses (not UTF-8) must not lose the outcome. */

@@ -372,7 +372,8 @@ static void print_dag_json(json_t *dag, Dag *shape) {
                 const char *name = json_get_string(t, "name");
                 if (!name)
                         continue;
-                json_t *o = json_deep_copy(t);
+                /* Shallow: the task's result is shared, not copied. */
+                json_t *o = json_copy(t);
                 json_object_del(o, "name");
                 for (size_t k = 0; shape && k < dag_n_tasks(shape); k++) {
                         DagTaskInfo ti;

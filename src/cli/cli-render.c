@@ -369,9 +369,47 @@ char *cli_json_text(json_t *v) {
         return json_shorten_reals(t ?: "null");
 }
 
+/* json_dump_callback()'s writer for stream_json(): jansson hands each
+ * real, each quote that opens or closes a string and each "," and ":" as a
+ * piece of its own, so outside strings a real is respelled as
+ * json_shorten_reals() would respell it in the whole text, and "," and
+ * ":" are spaced as json_reformat(…, 0) spaces them. */
+typedef struct JsonStream {
+        FILE *f;
+        bool spaced;
+        bool in_string;
+} JsonStream;
+
+static int json_stream_write(const char *piece, size_t size, void *userdata) {
+        JsonStream *o = userdata;
+        if (size == 1 && piece[0] == '"')
+                o->in_string = !o->in_string;
+        else if (!o->in_string && size == 1 && o->spaced && (piece[0] == ',' || piece[0] == ':'))
+                return fputs(piece[0] == ',' ? ", " : ": ", o->f) < 0 ? -1 : 0;
+        else if (!o->in_string && size < 64 &&
+                 (memchr(piece, '.', size) || memchr(piece, 'e', size) || memchr(piece, 'E', size))) {
+                char tmp[64];
+                memcpy(tmp, piece, size);
+                tmp[size] = 0;
+                _cleanup_free_ char *t = json_shorten_reals(tmp);
+                return fputs(t, o->f) < 0 ? -1 : 0;
+        }
+        return fwrite(piece, 1, size, o->f) == size ? 0 : -1;
+}
+
+/* v as cli_json_text() spells it (spaced: then as json_reformat(…, 0)
+ * spaces it), written as it is dumped: a large result is never held
+ * whole as text (a 15 MB one was two more copies, the dump and its
+ * respelling, and a third for the spacing). */
+static void stream_json(json_t *v, bool spaced) {
+        JsonStream o = { .f = stdout, .spaced = spaced };
+        /* It fails only where stdout does (the caller's flush reports it). */
+        (void) json_dump_callback(v, json_stream_write, &o, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+        fputc('\n', stdout);
+}
+
 void render_json(json_t *v) {
-        _cleanup_free_ char *t = cli_json_text(v);
-        puts(t);
+        stream_json(v, false);
         flush_noting(NULL, stdout);
 }
 
@@ -400,9 +438,11 @@ void render_value(json_t *v, bool json, bool tty) {
                 /* A string prints as itself (the seed's contract: `5`, not `"5"`). */
                 fwrite(json_string_value(v), 1, json_string_length(v), stdout);
                 fputc('\n', stdout);
-        } else {
+        } else if (!tty)
+                stream_json(v, true);
+        else {
                 _cleanup_free_ char *t = cli_json_text(v);
-                _cleanup_free_ char *f = json_reformat(t, tty ? 2 : 0);
+                _cleanup_free_ char *f = json_reformat(t, 2);
                 puts(f);
         }
         flush_noting(NULL, stdout);

@@ -34,6 +34,10 @@ static json_t *lookup_ref(const Ref *r, void *ud, char **ret_error) {
                 Task *t = &l->d->tasks[i];
                 if (!streq(t->name, r->task))
                         continue;
+                /* Parsed when a dependent first asks (with d->lock held,
+                 * as build_args() is): a leaf's result stays text alone. */
+                if (!t->value && t->value_json)
+                        t->value = json_loads(t->value_json, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
                 json_t *v = t->value;
                 if (!v) {
                         *ret_error = xasprintf("task '%s' has no result", t->name);
@@ -726,9 +730,10 @@ static void run_task(Dag *d, Task *t) {
                         pthread_mutex_unlock(&d->lock);
                 }
                 if (res->status == RUN_SUCCEEDED) {
-                        json_t *v = res->value_json
-                                            ? json_loads(res->value_json, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL)
-                                            : NULL;
+                        /* Checked, not parsed: lookup_ref() parses it if a
+                         * dependent asks (a 15 MB result was the text, the
+                         * value and jansson's saved text at once). */
+                        bool v = res->value_json && json_text_loadable(res->value_json);
                         pthread_mutex_lock(&d->lock);
                         if (t->outputs)
                                 t->out_version = outputs_version(res->outputs_json, t->outputs);
@@ -740,7 +745,7 @@ static void run_task(Dag *d, Task *t) {
                          * bits, …) reaches dependents as its repr string
                          * (docs/python.md), never as null. */
                         json_t *repr = !v && res->value_repr ? json_string(res->value_repr) : NULL;
-                        t->value = v ?: repr ?: json_null();
+                        t->value = v ? NULL : repr ?: json_null();
                         free(t->value_json);
                         /* Keep the worker's text: re-encoding through jansson
                          * would respell floats (4.2 -> 4.2000000000000002). */

@@ -1246,6 +1246,7 @@ typedef struct RunWatch {
         usec_t out_check_at;  /* monotonic: the next look at the output dir's size (0: not yet set) */
         OutOver out_limit;    /* killed: its output dir grew past a cap while it ran */
         Buf result;           /* a forked run's result pipe */
+        bool plain;           /* result holds the value's JSON text alone (answer_plain()) */
         json_t *result_v;     /* the result object (an instance's "done" carries it) */
 } RunWatch;
 
@@ -1521,20 +1522,60 @@ static const char *signal_name(int sig) {
         return n ? n : "?";
 }
 
+/* A forked run's answer as the runner spells a value with a JSON view,
+ * {"ok": true, "json": "TEXT"} (runner.py _result_text()), is read
+ * without jansson: TEXT is decoded in place to the buffer's start, where
+ * it stays the value's only copy until the record holds it (parsed, the
+ * answer of a 15 MB result was three copies at once: the answer, jansson's
+ * saved text of the string and the string). Anything else, or a TEXT
+ * jansson would read differently (a "\u0000" that ends its C string),
+ * takes watch_result()'s parse, which reads the same. */
+static bool answer_plain(RunWatch *w) {
+        static const char head[] = "{\"ok\": true, \"json\": ";
+        const size_t hl = sizeof(head) - 1;
+        if (w->plain)
+                return true;
+        if (w->result_v || w->result.len < hl + 3 || !strneq(w->result.data, head, hl) ||
+            w->result.data[w->result.len - 1] != '}')
+                return false;
+        char *lit = w->result.data + hl;
+        const char *end;
+        if (json_literal_decode(lit, NULL, &end) < 0 || end != w->result.data + w->result.len - 1 ||
+            memmem(lit, w->result.len - hl, "\\u0000", 6))
+                return false;
+        ssize_t n = json_literal_decode(lit, w->result.data, &end);
+        assert(n >= 0);
+        w->result.data[n] = 0;
+        w->result.len = (size_t) n;
+        w->plain = true;
+        return true;
+}
+
 /* The result object: an instance's (from "done"), or a forked run's pipe
- * parsed once; NULL when there is none or it is not JSON. */
+ * parsed once; NULL when there is none, it is not JSON, or it was read as
+ * plain (answer_plain()). */
 static json_t *watch_result(RunWatch *w) {
-        if (!w->result_v && w->result.len > 0)
+        if (!w->result_v && !answer_plain(w) && w->result.len > 0)
                 w->result_v = json_loads(w->result.data, JSON_ALLOW_NUL, NULL);
         return w->result_v;
 }
 
 static bool has_result(RunWatch *w) {
-        return w->result_v || w->result.len > 0;
+        return w->plain || w->result_v || w->result.len > 0;
 }
 
 static void outcome_from_result(RunCtx *c, RunWatch *w) {
         json_t *v = watch_result(w);
+        if (w->plain) {
+                /* The value's JSON text, or its repr() where the rest of
+                 * the system could not read it back (below). */
+                set_outcome(c, RUN_SUCCEEDED, EXIT_OK, NULL, NULL);
+                if (json_text_loadable(w->result.data))
+                        c->res->value_json = buf_steal(&w->result);
+                else
+                        c->res->value_repr = buf_steal(&w->result);
+                return;
+        }
         if (!v) {
                 set_outcome(c, RUN_ERROR, EXIT_INTERNAL, "InternalError", "the run's result could not be read");
                 return;
@@ -1548,12 +1589,10 @@ static void outcome_from_result(RunCtx *c, RunWatch *w) {
                  * API's clients either: it takes the repr() path, so the
                  * CLI, the daemon and the store all agree. The warning is
                  * drawn by whoever shows value_repr (the CLI's renderer). */
-                json_t *check = js ? json_loads(js, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
-                if (js && !check) {
+                if (js && !json_text_loadable(js)) {
                         repr = repr ?: js;
                         js = NULL;
                 }
-                json_decref(check);
                 c->res->value_json = js ? xstrdup(js) : NULL;
                 if (!js && repr)
                         c->res->value_repr = xstrdup(repr);
@@ -1586,7 +1625,7 @@ static bool result_says_too_big(RunWatch *w) {
 }
 
 static bool result_is_success(RunWatch *w) {
-        return json_is_true(json_object_get(watch_result(w), "ok"));
+        return json_is_true(json_object_get(watch_result(w), "ok")) || w->plain;
 }
 
 static void classify(RunCtx *c, RunSandbox *rs, RunWatch *w) {

@@ -177,6 +177,11 @@ int schema_check_yaml(const json_t *schema, YamlDoc *doc, const YamlNode *n, cha
  * allowed) -> that value; text that is not JSON -> a string of it. New
  * reference. */
 json_t *json_parse_or_string(const char *text);
+/* json_parse_or_string(*text), freeing *text (set to NULL) on the way: a
+ * text that is one JSON string is decoded in its own buffer and copied
+ * once into the value, so a result of 15 MB is two copies at most, not the
+ * text, jansson's saved text of the string and the string. */
+json_t *json_parse_or_string_take(char **text);
 
 /* A parse error's text for the user: jansson's own, except where it names
  * one of its flags ("\\u0000 is not allowed without JSON_ALLOW_NUL").
@@ -217,6 +222,24 @@ int json_buf_append_string(Buf *b, const char *s);
  * ",\"filename\":", text of ours: nothing to escape), then s as
  * json_buf_append_string() does. */
 int json_buf_append_member(Buf *b, const char *member, const char *s);
+
+/* Whether json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL) reads text
+ * back, answered without building the value: jansson 2.14's grammar
+ * (strict JSON, integers within 64 bits, reals that do not overflow,
+ * valid UTF-8, paired surrogates, no NUL in a key, nesting below
+ * JSON_TEXT_MAX_DEPTH). A result of 16 MiB is checked in place instead of
+ * being parsed into two more copies (its text and its string). */
+#define JSON_TEXT_MAX_DEPTH 2048
+bool json_text_loadable(const char *text);
+
+/* Decodes the JSON string literal that starts at s (its opening quote) as
+ * json_loads() would: into out, which may be s itself (the writer never
+ * passes the reader), or NULL to only check it. Returns the decoded length
+ * and the byte past the closing quote in *ret_end; -EINVAL when jansson
+ * refuses it (a control character, a bad escape, a lone surrogate, bytes
+ * that are not UTF-8, no closing quote before the text's NUL). The output
+ * is not NUL-terminated and may hold NULs ("\u0000"). */
+ssize_t json_literal_decode(const char *s, char *out, const char **ret_end);
 
 /* ---- sealed values: AES-256-GCM (shared-seal.c, docs/secrets.md) ------- */
 

@@ -299,7 +299,8 @@ static json_t *ms_between(usec_t a, usec_t b) {
         return a && b && b >= a ? json_real((double) (b - a) / 1000.0) : json_null();
 }
 
-static json_t *task_json(const DagTaskRecord *t) {
+/* Takes t->value_json (NULL after): the result's text becomes the value. */
+static json_t *task_json(DagTaskRecord *t) {
         json_t *o = json_object();
         json_object_set_new(o, "name", json_string(t->name));
         json_object_set_new(o, "state", json_string(t->state ?: "pending"));
@@ -307,7 +308,7 @@ static json_t *task_json(const DagTaskRecord *t) {
         json_object_set_new(o, "cached", json_boolean(t->cached));
         json_object_set_new(o, "run_id", t->run_id ? json_string(t->run_id) : json_null());
         json_object_set_new(o, "exit_code", t->finished ? json_integer(t->exit_code) : json_null());
-        json_object_set_new(o, "result", json_parse_or_string(t->value_json));
+        json_object_set_new(o, "result", json_parse_or_string_take(&t->value_json));
         json_object_set_new(o, "error", t->error ? json_string(t->error) : json_null());
         json_object_set_new(o, "started_at", time_json(t->started));
         json_object_set_new(o, "finished_at", time_json(t->finished));

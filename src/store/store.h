@@ -813,11 +813,13 @@ void dag_task_record_list_free(DagTaskRecord **v, size_t n);
 
 /* r as the API's DAG object (docs/api.md "DAG runs"), JSON text; with_tasks:
  * with its tasks (position order) and their counts by state. NULL only
- * when the records hold text that is not UTF-8. */
+ * when the records hold text that is not UTF-8. Each task's value_json is
+ * taken (NULL after): a large result is decoded in its own buffer. */
 char *dag_record_to_json(const DagRunRecord *r, DagTaskRecord *const *tasks, size_t n_tasks, bool with_tasks);
 /* The same as a jansson object (a new reference), as run_record_json():
  * a large result is not printed to text and parsed back (two more copies
- * of it, the text's buffer doubling as it grows). */
+ * of it, the text's buffer doubling as it grows). Takes each task's
+ * value_json as dag_record_to_json() does. */
 struct json_t *dag_record_object(const DagRunRecord *r, DagTaskRecord *const *tasks, size_t n_tasks, bool with_tasks);
 
 int store_dag_insert(Store *s, const DagRunRecord *r);

@@ -855,6 +855,188 @@ static void test_json_buf_append_string_is_json_dumps(void **state) {
         buf_free(&b);
 }
 
+/* json_text_loadable() answers what json_loads(JSON_DECODE_ANY |
+ * JSON_ALLOW_NUL) does, and json_literal_decode() decodes what it decodes:
+ * a table of texts at each rule's edge, then every text made by mutating
+ * them (a byte changed, inserted or removed) with a fixed seed. */
+static bool jansson_loads(const char *text) {
+        json_t *v = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        json_decref(v);
+        return v != NULL;
+}
+
+static void check_like_jansson(const char *text) {
+        if (json_text_loadable(text) != jansson_loads(text))
+                fail_msg("json_text_loadable(\"%s\") = %d, jansson says %d", text, json_text_loadable(text),
+                         jansson_loads(text));
+        if (text[0] != '"')
+                return;
+        const char *end;
+        char *out = malloc(strlen(text) + 1);
+        ssize_t n = json_literal_decode(text, out, &end);
+        json_t *v = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DISABLE_EOF_CHECK, NULL);
+        if ((n >= 0) != (v != NULL))
+                fail_msg("json_literal_decode(\"%s\") = %zd, jansson says %d", text, n, v != NULL);
+        if (v) {
+                assert_int_equal((size_t) n, json_string_length(v));
+                assert_memory_equal(out, json_string_value(v), (size_t) n);
+        }
+        json_decref(v);
+        free(out);
+}
+
+static void test_json_text_loadable_is_jansson(void **state) {
+        (void) state;
+        const char *table[] = {
+                "",
+                " ",
+                "1",
+                " 1 ",
+                "-",
+                "-0",
+                "01",
+                "-01",
+                "0.5",
+                "0.",
+                ".5",
+                "1e5",
+                "1E+5",
+                "1e-5",
+                "1e",
+                "1e+",
+                "9223372036854775807",
+                "9223372036854775808",
+                "-9223372036854775808",
+                "-9223372036854775809",
+                "99999999999999999999999",
+                "1e308",
+                "1e309",
+                "-1e309",
+                "1e-400",
+                "1.7976931348623157e308",
+                "true",
+                "false",
+                "null",
+                "nul",
+                "nulls",
+                "True",
+                "true1",
+                "1true",
+                "[1true]",
+                "[1,2]",
+                "[1,]",
+                "[,1]",
+                "[]",
+                "{}",
+                "[ ]",
+                "{ }",
+                "[[]]",
+                "{\"a\":1}",
+                "{\"a\" : [1, {\"b\": null}]}",
+                "{\"a\":1,}",
+                "{a:1}",
+                "{\"a\"}",
+                "{\"a\":}",
+                "{\"a\":1 \"b\":2}",
+                "{\"a\":1}}",
+                "[1]]",
+                "[1",
+                "{\"a\":1",
+                "\"abc\"",
+                "\"abc",
+                "\"a\\\"b\"",
+                "\"\\/\\b\\f\\n\\r\\t\\\\\"",
+                "\"\\x\"",
+                "\"\\u00e9\"",
+                "\"\\u00E9\"",
+                "\"\\u0000\"",
+                "{\"\\u0000\":1}",
+                "{\"a\\u0000\":1}",
+                "{\"\\\\u0000\":1}",
+                "{\"k\":\"\\u0000\"}",
+                "\"\\ud83d\\ude00\"",
+                "\"\\ud83d\"",
+                "\"\\ude00\"",
+                "\"\\ud83d\\u0041\"",
+                "\"\\ud83dx\"",
+                "\"\\u12\"",
+                "\"\\u12g4\"",
+                "\"tab\there\"",
+                "\"new\nline\"",
+                "\"\x1f\"",
+                "\"\x7f\"",
+                "\"h\xc3\xa9\"",
+                "\"\xc3\"",
+                "\"\xc0\x80\"",
+                "\"\xed\xa0\x80\"",
+                "\"\xf4\x90\x80\x80\"",
+                "\"\xf0\x9f\x98\x80\"",
+                "\"\x80\"",
+                "\"\xe2\x80\"",
+                "\xc3\xa9",
+                "1 2",
+                "[1] [2]",
+                "\"a\" \"b\"",
+                "\t\r\n[\t1\r,\n2 ]\n",
+                "[\f1]",
+                "-a",
+                "--1",
+                "+1",
+                "0x10",
+                "Infinity",
+                "NaN",
+                "[1.5e3, -0.0, 2E-2]",
+                "{\"a\":{\"b\":{\"c\":[]}}}",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(table); i++)
+                check_like_jansson(table[i]);
+        /* Nesting: jansson's limit counts the innermost value. */
+        for (int d = JSON_TEXT_MAX_DEPTH - 2; d <= JSON_TEXT_MAX_DEPTH + 1; d++)
+                for (int inner = 0; inner < 3; inner++) {
+                        Buf b;
+                        buf_init(&b, 1 << 20);
+                        for (int k = 0; k < d; k++)
+                                assert_int_equal(buf_appends(&b, k % 2 ? "{\"k\":" : "["), 0);
+                        assert_int_equal(buf_appends(&b, inner == 0 ? "1" : inner == 1 ? "[]" : "{}"), 0);
+                        for (int k = d - 1; k >= 0; k--)
+                                assert_int_equal(buf_appends(&b, k % 2 ? "}" : "]"), 0);
+                        check_like_jansson(b.data);
+                        buf_free(&b);
+                }
+        /* Mutations of each row: a byte changed to one of the grammar's, or
+         * removed, or doubled. */
+        const char alphabet[] = "[]{}:,\"\\/u0123456789abefnrtlsd.-+eE \t\n\x01\x80\xc3\xa9\xed\xff";
+        unsigned seed = 12345;
+        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
+                size_t len = strlen(table[i]);
+                for (int m = 0; m < 400; m++) {
+                        char t[256];
+                        if (len + 2 > sizeof(t))
+                                break;
+                        seed = seed * 1103515245 + 12345;
+                        size_t at = len ? (seed >> 8) % len : 0;
+                        char c = alphabet[(seed >> 20) % (sizeof(alphabet) - 1)];
+                        int op = (int) ((seed >> 4) % 3);
+                        memcpy(t, table[i], at);
+                        size_t o = at;
+                        if (op == 0) { /* changed */
+                                t[o++] = c;
+                                memcpy(t + o, table[i] + at + (len > at), len - at - (len > at));
+                                o += len - at - (len > at);
+                        } else if (op == 1) { /* inserted */
+                                t[o++] = c;
+                                memcpy(t + o, table[i] + at, len - at);
+                                o += len - at;
+                        } else { /* removed */
+                                memcpy(t + o, table[i] + at + (len > at), len - at - (len > at));
+                                o += len - at - (len > at);
+                        }
+                        t[o] = 0;
+                        check_like_jansson(t);
+                }
+        }
+}
+
 /* The escaped length is counted before anything is written: a string
  * whose escaped form passes the cap is -ENOBUFS with the buffer as it was,
  * one that just fits is written whole; a JSON text held as a string (the
@@ -903,6 +1085,7 @@ int main(void) {
                 cmocka_unit_test(test_schema_unknown_keyword_is_the_schemas_mistake),
                 cmocka_unit_test(test_json_buf_append_string_is_json_dumps),
                 cmocka_unit_test(test_json_buf_append_string_cap),
+                cmocka_unit_test(test_json_text_loadable_is_jansson),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
