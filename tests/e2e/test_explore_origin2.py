@@ -1,0 +1,81 @@
+"""helper-203's review of what a Function URL's answer can do to the
+dashboard it shares an origin with (docs/endpoints.md "Same origin as the
+dashboard"), and of the daemon's own answers' hardening headers."""
+import json
+
+import pytest
+
+from conftest import DAEMON
+from daemonlib import Daemon
+
+pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
+
+ANSWER = """\
+def f(event):
+    return {"statusCode": 200, "body": "hello", %s: %r}
+"""
+
+
+def deploy(d, name, how, value, token="bob"):
+    st, out = d.call("POST", "/v1/functions", {"name": name, "source": ANSWER % (how, value), "url": "public"},
+                     token=token)
+    assert st in (200, 201), out
+
+
+def last_run_error(d, name, token="bob"):
+    st, b = d.call("GET", f"/v1/functions/{name}/runs", token=token)
+    assert st == 200, b
+    run = b["runs"][0]
+    st, r = d.call("GET", f"/v1/runs/{run['id']}", token=token)
+    assert st == 200, r
+    return json.dumps(r.get("error"))
+
+
+def test_a_function_cannot_fill_the_dashboards_cookie_header(tmp_path):
+    """A public function's cookie with Path=/ (or /v1, /ui) is sent back
+    with every dashboard request. Ten of 4 KB (what a browser keeps) made
+    every later dashboard request's Cookie header larger than the daemon
+    reads (libmicrohttpd answers 431): the visitor's dashboard stopped
+    working until she cleared the origin's cookies by hand. Now a cookie
+    whose Path reaches past /fn/ is the function's malformed answer (502,
+    the reason in its run); one of no Path (the browser keeps it under
+    /fn/TENANT) or of a Path under /fn/ still goes out."""
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        # What such a jar does to the dashboard: its requests are refused.
+        jar = "; ".join(f"c{i}={'x' * 4000}" for i in range(10))
+        st, _, _ = d.request("GET", "/ui/session", token=None, headers={"Cookie": jar})
+        assert st in (400, 413, 431), st
+        for i, path in enumerate(["/", "/v1", "/ui/", "/u", "/login", " / ", "/fnx"]):
+            for tag, how in (("c", '"cookies"'), ("h", '"headers"')):
+                cookie = f"big{i}={'x' * 4000}; path={path}; Max-Age=99999"
+                value = [cookie] if how == '"cookies"' else {"Set-Cookie": cookie}
+                name = f"flood{i}{tag}"
+                deploy(d, name, how, value)
+                st, hs, body = d.request("GET", f"/fn/bob/{name}", token=None)
+                assert st == 502 and "set-cookie" not in hs, (path, how, st, hs, body)
+                assert "Path" in last_run_error(d, name), (path, how)
+        # A Path a browser ignores (not starting with "/") means the
+        # default one, under /fn/: fine, as no Path and /fn/... are.
+        for i, cookie in enumerate(["theme=dark", "theme=dark; Path=/fn/bob/ok0", "theme=dark; Path=/fn",
+                                    "theme=dark; Path=", "theme=dark; Path=ui", "theme=dark; HttpOnly; Secure"]):
+            deploy(d, f"ok{i}", '"cookies"', [cookie])
+            st, hs, body = d.request("GET", f"/fn/bob/ok{i}", token=None)
+            assert st == 200 and hs["set-cookie"] == cookie, (cookie, st, hs, body)
+
+
+def test_a_function_cannot_pin_the_shared_host_to_https(tmp_path):
+    """Strict-Transport-Security names the host (and, includeSubDomains,
+    every name under it): the operator's choice, not a tenant's. A
+    function's went out as it set it — behind a TLS proxy a public function
+    could pin the whole domain to HTTPS for a year, or lift the operator's
+    pin with max-age=0. Now it is the function's malformed answer (502, the
+    reason in its run), as Clear-Site-Data is."""
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        for i, v in enumerate(["max-age=31536000; includeSubDomains; preload", "max-age=0"]):
+            deploy(d, f"hsts{i}", '"headers"', {"strict-TRANSPORT-security": v})
+            st, hs, body = d.request("GET", f"/fn/bob/hsts{i}", token=None,
+                                     headers={"X-Forwarded-Proto": "https"})
+            assert st == 502 and "strict-transport-security" not in hs, (st, hs, body)
+            assert "strict-transport-security" in last_run_error(d, f"hsts{i}").lower()
