@@ -1,12 +1,13 @@
 """helper-203's review of what a Function URL's answer can do to the
 dashboard it shares an origin with (docs/endpoints.md "Same origin as the
 dashboard"), and of the daemon's own answers' hardening headers."""
+import http.client
 import json
 
 import pytest
 
 from conftest import DAEMON
-from daemonlib import Daemon
+from daemonlib import TOKENS, Daemon
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
 
@@ -79,3 +80,42 @@ def test_a_function_cannot_pin_the_shared_host_to_https(tmp_path):
                                      headers={"X-Forwarded-Proto": "https"})
             assert st == 502 and "strict-transport-security" not in hs, (st, hs, body)
             assert "strict-transport-security" in last_run_error(d, f"hsts{i}").lower()
+
+
+def raw_headers(d, method, path, token="alice", body=None):
+    c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=60)
+    try:
+        h = {"Authorization": f"Bearer {TOKENS[token]}"} if token else {}
+        if body is not None:
+            h["Content-Type"] = "application/json"
+        c.request(method, path, body=json.dumps(body) if body is not None else None, headers=h)
+        r = c.getresponse()
+        r.read()
+        return r.status, [(k.lower(), v) for k, v in r.getheaders()]
+    finally:
+        c.close()
+
+
+def test_the_daemons_own_answers_say_nosniff(tmp_path):
+    """The dashboard's answers said X-Content-Type-Options: nosniff, the
+    API's did not (a JSON answer or a run's log read as something else by
+    an old browser). Now every answer of the daemon's own says it, once; a
+    function's answer carries it only when the function sets it."""
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        deploy(d, "plain", '"headers"', {"Content-Type": "text/plain"})
+        deploy(d, "sniff", '"headers"', {"X-Content-Type-Options": "nosniff"})
+        for method, path, token in [("GET", "/v1/runs", "alice"), ("GET", "/v1/nope", "alice"),
+                                    ("GET", "/v1/runs", None), ("GET", "/ui/", None),
+                                    ("GET", "/ui/session", None), ("GET", "/healthz", None),
+                                    ("GET", "/metrics", "alice")]:
+            st, hs = raw_headers(d, method, path, token)
+            got = [v for k, v in hs if k == "x-content-type-options"]
+            assert got == ["nosniff"], (method, path, st, hs)
+        # The daemon's own refusal of a /fn/ call says it too.
+        st, hs = raw_headers(d, "GET", "/fn/bob/nope", None)
+        assert st == 401 and [v for k, v in hs if k == "x-content-type-options"] == ["nosniff"], hs
+        st, hs = raw_headers(d, "GET", "/fn/bob/plain", None)
+        assert st == 200 and "x-content-type-options" not in dict(hs), hs
+        st, hs = raw_headers(d, "GET", "/fn/bob/sniff", None)
+        assert st == 200 and [v for k, v in hs if k == "x-content-type-options"] == ["nosniff"], hs
