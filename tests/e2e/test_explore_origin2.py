@@ -3,6 +3,7 @@ dashboard it shares an origin with (docs/endpoints.md "Same origin as the
 dashboard"), and of the daemon's own answers' hardening headers."""
 import http.client
 import json
+import time
 
 import pytest
 
@@ -119,3 +120,30 @@ def test_the_daemons_own_answers_say_nosniff(tmp_path):
         assert st == 200 and "x-content-type-options" not in dict(hs), hs
         st, hs = raw_headers(d, "GET", "/fn/bob/sniff", None)
         assert st == 200 and [v for k, v in hs if k == "x-content-type-options"] == ["nosniff"], hs
+
+
+def test_a_wait_let_in_before_its_token_was_removed_gets_its_answer(tmp_path):
+    """docs/api.md: a request its token let in completes, as Lambda
+    finishes a call authenticated at its start (streams are looked at
+    again: they go on sending new runs). A ?wait=true submit whose token is
+    removed from the config while its run runs gets the run's answer; the
+    next request with that token is a 401."""
+    import threading
+    from test_explore_tenants import reload
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        got = {}
+        t = threading.Thread(target=lambda: got.update(r=d.call(
+            "POST", "/v1/runs?wait=true", {"source": "import time\ndef f():\n    time.sleep(6)\n    return 'done'\n"})))
+        t.start()
+        deadline = time.time() + 60
+        while not any(r["status"] == "running" for r in d.call("GET", "/v1/runs")[1]["runs"]):
+            assert time.time() < deadline and t.is_alive(), got
+            time.sleep(0.05)
+        text = d.config.read_text()
+        assert TOKENS["alice"] in text
+        reload(d, text.replace(TOKENS["alice"], "alice-token-moved-0123456789"))
+        assert d.request("GET", "/v1/runs")[0] == 401
+        t.join(120)
+        st, run = got["r"]
+        assert st == 200 and run["status"] == "succeeded" and run["result"] == "done", run
