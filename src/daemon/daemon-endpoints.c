@@ -177,6 +177,45 @@ static bool cookie_sets_session(const char *cookie, size_t len) {
         return n == strlen(UI_SESSION_COOKIE) && strncasecmp(cookie, UI_SESSION_COOKIE, n) == 0;
 }
 
+/* Whether a cookie a function sets has a Path a browser would send it back
+ * under outside /fn/: to the dashboard's /ui, /v1 and /login ("/", "/v1",
+ * "/u" all cover some). Big cookies there made every later dashboard
+ * request's Cookie header larger than the daemon reads (431): the visitor
+ * was locked out until she cleared the origin's cookies. A Path whose value
+ * does not start with "/" is ignored by the browser (RFC 6265bis 5.6.4),
+ * which keeps the cookie under the default path, the request's directory,
+ * /fn/TENANT at least; every Path attribute counts, not just the last. */
+static bool cookie_path_leaves_fn(const char *cookie, size_t len) {
+        const char *end = cookie + len;
+        const char *p = memchr(cookie, ';', len);
+        while (p && p < end) {
+                p++;
+                size_t n = (size_t) (end - p);
+                const char *semi = memchr(p, ';', n);
+                size_t alen = semi ? (size_t) (semi - p) : n;
+                const char *a = p, *aend = p + alen;
+                while (a < aend && (*a == ' ' || *a == '\t'))
+                        a++;
+                const char *eq = memchr(a, '=', (size_t) (aend - a));
+                const char *nend = eq ?: aend;
+                while (nend > a && (nend[-1] == ' ' || nend[-1] == '\t'))
+                        nend--;
+                if (eq && nend - a == 4 && strncasecmp(a, "path", 4) == 0) {
+                        const char *v = eq + 1, *vend = aend;
+                        while (v < vend && (*v == ' ' || *v == '\t'))
+                                v++;
+                        while (vend > v && (vend[-1] == ' ' || vend[-1] == '\t'))
+                                vend--;
+                        size_t vlen = (size_t) (vend - v);
+                        if (vlen && *v == '/' &&
+                            !((vlen == 3 && memcmp(v, "/fn", 3) == 0) || (vlen > 3 && memcmp(v, "/fn/", 4) == 0)))
+                                return true;
+                }
+                p = semi;
+        }
+        return false;
+}
+
 /* The request's cookies as the event's list. The dashboard's session
  * cookie is sent by a browser to every path of the daemon's origin, /fn
  * included: a function (another tenant's, a public one) must never see it,
@@ -344,6 +383,21 @@ static int response_headers_check(json_t *headers, json_t *cookies, char **ret_e
                         *ret_error = xasprintf("header %s: sets the dashboard's cookie " UI_SESSION_COOKIE, q);
                         return -EINVAL;
                 }
+                if (strcasecmp(k, "set-cookie") == 0 && cookie_path_leaves_fn(s, strlen(s))) {
+                        *ret_error = xasprintf("header %s: its Path reaches past /fn/ (to the dashboard on this "
+                                               "origin): give no Path or one under /fn/",
+                                               q);
+                        return -EINVAL;
+                }
+                /* It names the whole host (includeSubDomains: every name
+                 * under it too), the operator's choice: a tenant's would
+                 * pin the domain to HTTPS, or lift the pin (max-age=0). */
+                if (strcasecmp(k, "strict-transport-security") == 0) {
+                        *ret_error = xasprintf("header %s: would set HTTPS-only for the whole host, which the "
+                                               "dashboard and every function share",
+                                               q);
+                        return -EINVAL;
+                }
                 /* The browser clears what it names for the whole origin,
                  * the dashboard's session cookie and storage included: a
                  * function would log its visitor out. */
@@ -382,6 +436,12 @@ static int response_headers_check(json_t *headers, json_t *cookies, char **ret_e
                 }
                 if (cookie_sets_session(json_string_value(hv), json_string_length(hv))) {
                         *ret_error = xasprintf("cookies[%zu]: sets the dashboard's cookie " UI_SESSION_COOKIE, i);
+                        return -EINVAL;
+                }
+                if (cookie_path_leaves_fn(json_string_value(hv), json_string_length(hv))) {
+                        *ret_error = xasprintf("cookies[%zu]: its Path reaches past /fn/ (to the dashboard on this "
+                                               "origin): give no Path or one under /fn/",
+                                               i);
                         return -EINVAL;
                 }
         }

@@ -111,10 +111,16 @@ static void log_request(const Ctx *c, unsigned status) {
                   c->call.tenant ? c->call.tenant : "-", ms);
 }
 
-/* Queues resp (NULL: drop the connection) and counts it. */
+/* Queues resp (NULL: drop the connection) and counts it. Every answer of
+ * the daemon's own says nosniff (a JSON answer or a run's log is never
+ * read as a script or a page; the API's did not say it, the dashboard's
+ * did); a Function URL's says what its function set, as Lambda's do. */
 static enum MHD_Result queue(Ctx *c, struct MHD_Response *resp, unsigned status) {
         if (!resp)
                 return MHD_NO;
+        bool fn = c->call.endpoint || (c->req && c->req->target && startswith(c->req->target, "/fn/"));
+        if (!fn && !MHD_get_response_header(resp, "X-Content-Type-Options"))
+                MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
         enum MHD_Result ret = MHD_queue_response(c->conn, status, resp);
         MHD_destroy_response(resp);
         count_status(c->d, status);

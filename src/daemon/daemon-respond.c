@@ -311,6 +311,10 @@ struct MHD_Response *daemon_endpoint_error(unsigned status, const char *request_
         json_t *j = json_pack("{s:s, s:s}", "message", endpoint_reason(status), "request_id", rid);
         struct MHD_Response *resp = daemon_json_response(status, j, ret_status);
         daemon_endpoint_headers(resp, rid);
+        /* The daemon's own answer, not the function's: nosniff as the
+         * API's (daemon-http.c queue()). */
+        if (resp)
+                MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
         return resp;
 }
 

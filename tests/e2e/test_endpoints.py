@@ -34,7 +34,7 @@ def handler(event):
         data = bytes(range(256))
         return {"statusCode": 200, "headers": {"content-type": "image/png", "x-size": str(len(data))},
                 "body": base64.b64encode(data).decode(), "isBase64Encoded": True,
-                "cookies": ["a=1; Path=/", "b=2"]}
+                "cookies": ["a=1; Path=/fn/alice/pub", "b=2"]}
     if path == "/list":
         return [1, "two", None]
     if path == "/created":
@@ -177,7 +177,7 @@ def test_set_cookie_headers(d):
         r = c.getresponse()
         r.read()
         assert r.getheader("Set-Cookie") is not None
-        assert sorted(v for k, v in r.getheaders() if k.lower() == "set-cookie") == ["a=1; Path=/", "b=2"]
+        assert sorted(v for k, v in r.getheaders() if k.lower() == "set-cookie") == ["a=1; Path=/fn/alice/pub", "b=2"]
     finally:
         c.close()
 
