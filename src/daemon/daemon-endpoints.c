@@ -177,43 +177,49 @@ static bool cookie_sets_session(const char *cookie, size_t len) {
         return n == strlen(UI_SESSION_COOKIE) && strncasecmp(cookie, UI_SESSION_COOKIE, n) == 0;
 }
 
-/* Whether a cookie a function sets has a Path a browser would send it back
- * under outside /fn/: to the dashboard's /ui, /v1 and /login ("/", "/v1",
- * "/u" all cover some). Big cookies there made every later dashboard
- * request's Cookie header larger than the daemon reads (431): the visitor
- * was locked out until she cleared the origin's cookies. A Path whose value
- * does not start with "/" is ignored by the browser (RFC 6265bis 5.6.4),
- * which keeps the cookie under the default path, the request's directory,
- * /fn/TENANT at least; every Path attribute counts, not just the last. */
-static bool cookie_path_leaves_fn(const char *cookie, size_t len) {
+/* Trims blanks (space, tab) from both ends of [*p, *end). */
+static void trim_blanks(const char **p, const char **end) {
+        while (*p < *end && (**p == ' ' || **p == '\t'))
+                (*p)++;
+        while (*end > *p && ((*end)[-1] == ' ' || (*end)[-1] == '\t'))
+                (*end)--;
+}
+
+/* Why a cookie a function sets reaches further than its tenant's /fn/
+ * paths on this host, or NULL. Function URLs share the dashboard's origin:
+ * - a Path outside /fn/TENANT: "/", "/v1", "/ui" sent it with every
+ *   dashboard request (ten of 4 KB made each one's Cookie header larger
+ *   than the daemon reads, 431: the visitor was locked out until she
+ *   cleared the origin's cookies), "/fn/OTHER" planted it in another
+ *   tenant's functions (a session fixed for their visitors). A Path whose
+ *   value does not start with "/" is ignored by the browser (RFC 6265bis
+ *   5.6.4), which keeps the cookie under the request's directory, inside
+ *   /fn/TENANT; every Path attribute counts, not just the last;
+ * - a Domain (a non-empty one: an empty one is ignored) sends it to every
+ *   host under that name, other deployments' functions and dashboards. */
+static const char *cookie_scope_problem(const char *cookie, size_t len, const char *tenant) {
         const char *end = cookie + len;
         const char *p = memchr(cookie, ';', len);
+        size_t tlen = strlen(tenant);
         while (p && p < end) {
                 p++;
-                size_t n = (size_t) (end - p);
-                const char *semi = memchr(p, ';', n);
-                size_t alen = semi ? (size_t) (semi - p) : n;
-                const char *a = p, *aend = p + alen;
-                while (a < aend && (*a == ' ' || *a == '\t'))
-                        a++;
+                const char *semi = memchr(p, ';', (size_t) (end - p));
+                const char *a = p, *aend = semi ?: end;
                 const char *eq = memchr(a, '=', (size_t) (aend - a));
-                const char *nend = eq ?: aend;
-                while (nend > a && (nend[-1] == ' ' || nend[-1] == '\t'))
-                        nend--;
-                if (eq && nend - a == 4 && strncasecmp(a, "path", 4) == 0) {
-                        const char *v = eq + 1, *vend = aend;
-                        while (v < vend && (*v == ' ' || *v == '\t'))
-                                v++;
-                        while (vend > v && (vend[-1] == ' ' || vend[-1] == '\t'))
-                                vend--;
-                        size_t vlen = (size_t) (vend - v);
-                        if (vlen && *v == '/' &&
-                            !((vlen == 3 && memcmp(v, "/fn", 3) == 0) || (vlen > 3 && memcmp(v, "/fn/", 4) == 0)))
-                                return true;
-                }
+                const char *nend = eq ?: aend, *v = eq ? eq + 1 : aend, *vend = aend;
+                trim_blanks(&a, &nend);
+                trim_blanks(&v, &vend);
+                size_t n = (size_t) (nend - a), vlen = (size_t) (vend - v);
+                if (eq && n == 4 && strncasecmp(a, "path", 4) == 0 && vlen && *v == '/' &&
+                    !(vlen >= 4 + tlen && memcmp(v, "/fn/", 4) == 0 && memcmp(v + 4, tenant, tlen) == 0 &&
+                      (vlen == 4 + tlen || v[4 + tlen] == '/')))
+                        return "its Path reaches past /fn/TENANT (the dashboard, or another tenant's functions, "
+                               "on this origin): give no Path or one under the function's own";
+                if (n == 6 && strncasecmp(a, "domain", 6) == 0 && vlen)
+                        return "it names a Domain (every host under it would get it): give none";
                 p = semi;
         }
-        return false;
+        return NULL;
 }
 
 /* The request's cookies as the event's list. The dashboard's session
@@ -362,8 +368,8 @@ static char *quoted(const char *s, size_t len) {
 /* Checks the function's headers and cookies; -EINVAL with *ret_error
  * naming the malformed one. A Set-Cookie for the dashboard's session is
  * malformed too: a function must not log its visitor in or out of the
- * daemon. */
-static int response_headers_check(json_t *headers, json_t *cookies, char **ret_error) {
+ * daemon; so is a cookie reaching past /fn/TENANT (cookie_scope_problem()). */
+static int response_headers_check(json_t *headers, json_t *cookies, const char *tenant, char **ret_error) {
         const char *k;
         size_t klen;
         json_t *hv;
@@ -383,10 +389,9 @@ static int response_headers_check(json_t *headers, json_t *cookies, char **ret_e
                         *ret_error = xasprintf("header %s: sets the dashboard's cookie " UI_SESSION_COOKIE, q);
                         return -EINVAL;
                 }
-                if (strcasecmp(k, "set-cookie") == 0 && cookie_path_leaves_fn(s, strlen(s))) {
-                        *ret_error = xasprintf("header %s: its Path reaches past /fn/ (to the dashboard on this "
-                                               "origin): give no Path or one under /fn/",
-                                               q);
+                const char *why = strcasecmp(k, "set-cookie") == 0 ? cookie_scope_problem(s, strlen(s), tenant) : NULL;
+                if (why) {
+                        *ret_error = xasprintf("header %s: %s", q, why);
                         return -EINVAL;
                 }
                 /* It names the whole host (includeSubDomains: every name
@@ -438,10 +443,9 @@ static int response_headers_check(json_t *headers, json_t *cookies, char **ret_e
                         *ret_error = xasprintf("cookies[%zu]: sets the dashboard's cookie " UI_SESSION_COOKIE, i);
                         return -EINVAL;
                 }
-                if (cookie_path_leaves_fn(json_string_value(hv), json_string_length(hv))) {
-                        *ret_error = xasprintf("cookies[%zu]: its Path reaches past /fn/ (to the dashboard on this "
-                                               "origin): give no Path or one under /fn/",
-                                               i);
+                const char *why = cookie_scope_problem(json_string_value(hv), json_string_length(hv), tenant);
+                if (why) {
+                        *ret_error = xasprintf("cookies[%zu]: %s", i, why);
                         return -EINVAL;
                 }
         }
@@ -489,8 +493,8 @@ static void endpoint_answer_done(EndpointAnswer *a) {
  * cookies, body, isBase64Encoded); any other JSON value is a 200
  * application/json body. -EINVAL with *ret_error saying what is wrong for
  * a malformed response object or a value with no JSON view. */
-static int endpoint_answer_parse(const char *value_json, const char *value_repr, EndpointAnswer *ret,
-                                 char **ret_error) {
+static int endpoint_answer_parse(const char *tenant, const char *value_json, const char *value_repr,
+                                 EndpointAnswer *ret, char **ret_error) {
         assert(ret && ret_error);
         /* A value that is not JSON the daemon can read (a set, an integer
          * past 64 bits, a key holding NUL) has only its repr(): as Lambda
@@ -536,7 +540,7 @@ static int endpoint_answer_parse(const char *value_json, const char *value_repr,
                 *ret_error = xstrdup("cookies must be an array of strings");
         else if (b64 && !json_is_string(body))
                 *ret_error = xstrdup("body must be a string when isBase64Encoded is true");
-        else if (response_headers_check(a.headers, a.cookies, ret_error) < 0)
+        else if (response_headers_check(a.headers, a.cookies, tenant, ret_error) < 0)
                 ;
         else if (response_body(body, b64, &a.body, &a.body_len) < 0)
                 *ret_error = xstrdup(b64 ? "body is not valid base64 (isBase64Encoded is true)"
@@ -557,12 +561,12 @@ static int endpoint_answer_parse(const char *value_json, const char *value_repr,
         return 0;
 }
 
-int daemon_endpoint_response_check(const char *value_json, const char *value_repr, char **ret_type,
+int daemon_endpoint_response_check(const char *tenant, const char *value_json, const char *value_repr, char **ret_type,
                                    char **ret_message) {
         assert(ret_type && ret_message);
         EndpointAnswer a;
         _cleanup_free_ char *err = NULL;
-        if (endpoint_answer_parse(value_json, value_repr, &a, &err) >= 0) {
+        if (endpoint_answer_parse(tenant, value_json, value_repr, &a, &err) >= 0) {
                 endpoint_answer_done(&a);
                 return 0;
         }
@@ -574,10 +578,11 @@ int daemon_endpoint_response_check(const char *value_json, const char *value_rep
 /* The HTTP answer of a run that succeeded; a malformed response (which
  * daemon_endpoint_response_check() failed the run for already, unless the
  * run was another node's) is a 502. */
-static struct MHD_Response *endpoint_response(const RunResult *res, const char *request_id, unsigned *ret_status) {
+static struct MHD_Response *endpoint_response(const char *tenant, const RunResult *res, const char *request_id,
+                                              unsigned *ret_status) {
         EndpointAnswer a;
         _cleanup_free_ char *err = NULL;
-        if (endpoint_answer_parse(res->value_json, res->value_repr, &a, &err) < 0)
+        if (endpoint_answer_parse(tenant, res->value_json, res->value_repr, &a, &err) < 0)
                 return bad_gateway(request_id, ret_status);
         struct MHD_Response *resp = daemon_text_response(a.status, a.has_ctype ? NULL : "application/json",
                                                          TAKE_PTR(a.body), a.body_len, ret_status);
@@ -797,7 +802,7 @@ static struct MHD_Response *endpoint_wait_then(const DaemonCall *call, void *p, 
         RunResult *res = w->r->result;
         pthread_mutex_unlock(&d->lock);
         if (res && res->status == RUN_SUCCEEDED)
-                return endpoint_response(res, w->id, ret_status);
+                return endpoint_response(w->r->tenant, res, w->id, ret_status);
         /* The function's own mistake in what it answered is in its run;
          * the log says it too, under the id the caller saw (the caller,
          * perhaps anyone, gets no more than the 502). */

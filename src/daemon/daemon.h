@@ -1242,8 +1242,10 @@ void daemon_endpoint_headers(struct MHD_Response *resp, const char *request_id);
  * (value_json, else value_repr: the value has no JSON view) is an answer
  * the daemon can send; else -EINVAL with *ret_type
  * ENDPOINT_MALFORMED_RESPONSE and *ret_message naming what is wrong
- * ("not a valid Function URL response: statusCode must be …"). */
-int daemon_endpoint_response_check(const char *value_json, const char *value_repr, char **ret_type, char **ret_message);
+ * ("not a valid Function URL response: statusCode must be …"). tenant is
+ * the function's: its cookies' Path must stay under /fn/TENANT. */
+int daemon_endpoint_response_check(const char *tenant, const char *value_json, const char *value_repr, char **ret_type,
+                                   char **ret_message);
 /* Sets (ENDPOINT_NONE: removes) the endpoint of tenant's function name. */
 int daemon_endpoint_set(Daemon *d, const char *tenant, const char *name, EndpointMode mode);
 /* The function object's "url" member: {"path", "public"}, or JSON null. */

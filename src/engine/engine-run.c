@@ -1117,7 +1117,7 @@ static void result_check(RunCtx *c) {
         if (!c->spec->check_result || c->res->status != RUN_SUCCEEDED)
                 return;
         _cleanup_free_ char *type = NULL, *message = NULL;
-        if (c->spec->check_result(c->res->value_json, c->res->value_repr, &type, &message) < 0)
+        if (c->spec->check_result(c->spec->tenant, c->res->value_json, c->res->value_repr, &type, &message) < 0)
                 set_outcome(c, RUN_FAILED, EXIT_RAISED, type ?: "ResultError", message ?: "the result was refused");
 }
 

@@ -219,8 +219,10 @@ typedef struct RunSpec {
          * Function URL's response, docs/endpoints.md). 0: the value is
          * fine; a negative errno with *ret_type and *ret_message (owned by
          * the engine then): the run ends failed, exit 1, with that error,
-         * its value kept. */
-        int (*check_result)(const char *value_json, const char *value_repr, char **ret_type, char **ret_message);
+         * its value kept. The run's tenant (RunSpec.tenant) is passed: what
+         * a value may do can depend on whose it is. */
+        int (*check_result)(const char *tenant, const char *value_json, const char *value_repr, char **ret_type,
+                            char **ret_message);
 } RunSpec;
 
 typedef enum RunEventType {

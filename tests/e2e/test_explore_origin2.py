@@ -39,16 +39,20 @@ def test_a_function_cannot_fill_the_dashboards_cookie_header(tmp_path):
     every later dashboard request's Cookie header larger than the daemon
     reads (libmicrohttpd answers 431): the visitor's dashboard stopped
     working until she cleared the origin's cookies by hand. Now a cookie
-    whose Path reaches past /fn/ is the function's malformed answer (502,
-    the reason in its run); one of no Path (the browser keeps it under
-    /fn/TENANT) or of a Path under /fn/ still goes out."""
-    d = Daemon(tmp_path / "d")
+    whose Path reaches past /fn/TENANT (the dashboard's paths, or another
+    tenant's functions, where it would fix a session for their visitors)
+    or that names a Domain is the function's malformed answer (502, the
+    reason in its run); one of no Path (the browser keeps it under
+    /fn/TENANT) or of a Path under /fn/TENANT still goes out."""
+    # Some 30 calls from one address: past the public rate's burst (20).
+    d = Daemon(tmp_path / "d", config_extra="server:\n  endpoint_rate: 1000\n  endpoint_burst: 1000\n")
     with d.serving():
         # What such a jar does to the dashboard: its requests are refused.
         jar = "; ".join(f"c{i}={'x' * 4000}" for i in range(10))
         st, _, _ = d.request("GET", "/ui/session", token=None, headers={"Cookie": jar})
         assert st in (400, 413, 431), st
-        for i, path in enumerate(["/", "/v1", "/ui/", "/u", "/login", " / ", "/fnx"]):
+        for i, path in enumerate(["/", "/v1", "/ui/", "/u", "/login", " / ", "/fnx", "/fn", "/fn/alice/x",
+                                  "/fn/bobby"]):
             for tag, how in (("c", '"cookies"'), ("h", '"headers"')):
                 cookie = f"big{i}={'x' * 4000}; path={path}; Max-Age=99999"
                 value = [cookie] if how == '"cookies"' else {"Set-Cookie": cookie}
@@ -59,7 +63,12 @@ def test_a_function_cannot_fill_the_dashboards_cookie_header(tmp_path):
                 assert "Path" in last_run_error(d, name), (path, how)
         # A Path a browser ignores (not starting with "/") means the
         # default one, under /fn/: fine, as no Path and /fn/... are.
-        for i, cookie in enumerate(["theme=dark", "theme=dark; Path=/fn/bob/ok0", "theme=dark; Path=/fn",
+        # Nor one for another host under a Domain.
+        deploy(d, "dom", '"cookies"', ["theme=dark; Domain=example.com"])
+        st, hs, body = d.request("GET", "/fn/bob/dom", token=None)
+        assert st == 502 and "set-cookie" not in hs, (st, hs, body)
+        assert "Domain" in last_run_error(d, "dom")
+        for i, cookie in enumerate(["theme=dark", "theme=dark; Path=/fn/bob/ok0", "theme=dark; Path=/fn/bob",
                                     "theme=dark; Path=", "theme=dark; Path=ui", "theme=dark; HttpOnly; Secure"]):
             deploy(d, f"ok{i}", '"cookies"', [cookie])
             st, hs, body = d.request("GET", f"/fn/bob/ok{i}", token=None)

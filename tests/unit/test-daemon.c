@@ -1026,12 +1026,25 @@ static void test_endpoint_response_check(void **state) {
                   "header \"x-a\": its value holds a control" },
                 { "{\"statusCode\":200,\"headers\":{\"Set-Cookie\":\"pysprinter_session=1\"}}", NULL,
                   "header \"Set-Cookie\": sets" },
+                /* Cookies stay within the tenant's own /fn/ paths on this
+                 * host (the rows check as tenant "alice"). */
+                { "{\"statusCode\":200,\"cookies\":[\"a=1; Path=/fn/alice\",\"b=1; path = /fn/alice/x \"]}", NULL,
+                  NULL },
+                { "{\"statusCode\":200,\"cookies\":[\"a=1; Path=ui\",\"b=1; Path=\",\"c=1; Domain=\"]}", NULL, NULL },
+                { "{\"statusCode\":200,\"cookies\":[\"a=1; Path=/fn/bob/x\"]}", NULL, "cookies[0]: its Path reaches" },
+                { "{\"statusCode\":200,\"cookies\":[\"a=1; Path=/fn/alicex\"]}", NULL, "cookies[0]: its Path" },
+                { "{\"statusCode\":200,\"cookies\":[\"a=1; Path=/fn\"]}", NULL, "cookies[0]: its Path" },
+                { "{\"statusCode\":200,\"cookies\":[\"a=1; Path=/fn/alice; Path=/\"]}", NULL, "cookies[0]: its Path" },
+                { "{\"statusCode\":200,\"headers\":{\"set-cookie\":\"a=1; PATH=/v1\"}}", NULL,
+                  "header \"set-cookie\": its Path" },
+                { "{\"statusCode\":200,\"cookies\":[\"a=1; domain=example.com\"]}", NULL,
+                  "cookies[0]: it names a Domain" },
                 { "{\"statusCode\":200,\"body\":3,\"isBase64Encoded\":true}", NULL, "body must be a string" },
                 { "{\"statusCode\":200,\"body\":\"%%%\",\"isBase64Encoded\":true}", NULL, "body is not valid base64" },
         };
         for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
                 char *type = NULL, *msg = NULL;
-                int k = daemon_endpoint_response_check(rows[i].json, rows[i].repr, &type, &msg);
+                int k = daemon_endpoint_response_check("alice", rows[i].json, rows[i].repr, &type, &msg);
                 if (!rows[i].want) {
                         assert_int_equal(k, 0);
                         assert_null(type);
