@@ -143,8 +143,9 @@ static bool body_is_text(const char *ctype, const char *body, size_t len) {
                strstr(t, "+json") || strstr(t, "+xml");
 }
 
-/* The name of a cookie ("name=value" or a Set-Cookie line), trimmed. */
-static bool cookie_is_named(const char *cookie, size_t len, const char *name) {
+/* The name of a cookie ("name=value" or a Set-Cookie line), trimmed: its
+ * first byte, its length in *ret_len. */
+static const char *cookie_name(const char *cookie, size_t len, size_t *ret_len) {
         while (len && (*cookie == ' ' || *cookie == '\t'))
                 cookie++, len--;
         size_t n = 0;
@@ -152,7 +153,14 @@ static bool cookie_is_named(const char *cookie, size_t len, const char *name) {
                 n++;
         while (n && (cookie[n - 1] == ' ' || cookie[n - 1] == '\t'))
                 n--;
-        return n == strlen(name) && memcmp(cookie, name, n) == 0;
+        *ret_len = n;
+        return cookie;
+}
+
+static bool cookie_is_named(const char *cookie, size_t len, const char *name) {
+        size_t n;
+        const char *c = cookie_name(cookie, len, &n);
+        return n == strlen(name) && memcmp(c, name, n) == 0;
 }
 
 /* Whether a cookie a function sets (its Set-Cookie line) could come back
@@ -167,14 +175,9 @@ static bool cookie_sets_session(const char *cookie, size_t len) {
                 cookie += blanks + 1;
                 len -= blanks + 1;
         }
-        while (len && (*cookie == ' ' || *cookie == '\t'))
-                cookie++, len--;
-        size_t n = 0;
-        while (n < len && cookie[n] != '=' && cookie[n] != ';')
-                n++;
-        while (n && (cookie[n - 1] == ' ' || cookie[n - 1] == '\t'))
-                n--;
-        return n == strlen(UI_SESSION_COOKIE) && strncasecmp(cookie, UI_SESSION_COOKIE, n) == 0;
+        size_t n;
+        const char *c = cookie_name(cookie, len, &n);
+        return n == strlen(UI_SESSION_COOKIE) && strncasecmp(c, UI_SESSION_COOKIE, n) == 0;
 }
 
 /* Trims blanks (space, tab) from both ends of [*p, *end). */

@@ -148,6 +148,11 @@ def test_a_repaired_package_of_a_pinned_version_is_installed_again_without_a_res
 
 # ---- set-aside records ----------------------------------------------------------------
 
+def held(d):
+    """The daemon's set-aside records (envs/.held-*)."""
+    return sorted(n for n in os.listdir(d.home / "envs") if n.startswith(".held-"))
+
+
 def test_set_aside_records_go_once_nothing_holds_them(tmp_path):
     wheel = build(tmp_path, "w", "1.0")
     ix = serve(wheel)
@@ -158,11 +163,9 @@ def test_set_aside_records_go_once_nothing_holds_them(tmp_path):
             st, out = d.run("@requirements({'tinypkg': '>=1.0'})\n" + SOURCE, filename="f.py", no_cache=True)
             assert st == 200 and out["status"] == "succeeded" and out["result"] == "1.0", out
 
-        def held():
-            return sorted(n for n in os.listdir(d.home / "envs") if n.startswith(".held-"))
         # Each run wrote the record again while the daemon held the one
         # before; the daemon then let go of it.
-        wait_for(lambda: held() == [], "no set-aside record left", timeout=20)
+        wait_for(lambda: held(d) == [], "no set-aside record left", timeout=20)
     finally:
         d.stop()
         ix.stop()
@@ -184,10 +187,8 @@ def test_a_record_set_aside_by_another_process_goes_when_the_daemon_lets_go(tmp_
                       env={"PYSPRINTER_SERVER": ""})
         assert p.returncode == 0 and p.stdout.strip() == "1.0", (p.stdout, p.stderr)
 
-        def held():
-            return sorted(n for n in os.listdir(d.home / "envs") if n.startswith(".held-"))
-        assert len(held()) == 1, held()  # the daemon's, still held
-        wait_for(lambda: held() == [], "the daemon's set-aside record gone", timeout=30)
+        assert len(held(d)) == 1, held(d)  # the daemon's, still held
+        wait_for(lambda: held(d) == [], "the daemon's set-aside record gone", timeout=30)
     finally:
         d.stop()
         ix.stop()
