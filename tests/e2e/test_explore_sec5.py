@@ -3,13 +3,12 @@ env verify/prune and datasets against the isolation promise: a credential
 the operator took back grants nothing more, and a tenant reaches nothing
 of another's. Each test is named after what an attacker tries."""
 import json
-import socket
 
 import pytest
 
 from conftest import DAEMON
 from daemonlib import KEYS, TOKENS, Daemon
-from test_explore_tenants import read_until, reload, stream_ends
+from test_explore_tenants import open_stream, read_until, reload, stream_ends
 
 QUICK = "def f():\n    return 1\n"
 
@@ -32,16 +31,7 @@ def sigv4_headers(d, method, path, key="alice"):
 def open_signed_stream(d, path):
     """A raw SigV4-signed GET of an SSE route (its Host the one signed):
     the socket once its 200 head arrived."""
-    s = socket.create_connection(("127.0.0.1", d.port), timeout=30)
-    head = "".join(f"{k}: {v}\r\n" for k, v in sigv4_headers(d, "GET", path).items())
-    s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{d.port}\r\n{head}\r\n".encode())
-    got = b""
-    while b"\r\n\r\n" not in got:
-        chunk = s.recv(65536)
-        assert chunk, got
-        got += chunk
-    assert got.startswith(b"HTTP/1.1 200"), got
-    return s, got
+    return open_stream(d, path, sigv4_headers(d, "GET", path), host=f"127.0.0.1:{d.port}")
 
 
 def test_an_access_key_removed_from_the_config_ends_the_stream_it_opened(tmp_path):

@@ -176,11 +176,11 @@ def test_a_run_asking_for_a_timeout_past_seven_days_is_refused_not_killed(d):
 TICKS = "import time\n\ndef f(n: int = 300):\n    for i in range(n):\n        print('tick', i, flush=True)\n        time.sleep(0.1)\n    return n\n"
 
 
-def open_stream(d, path, headers):
+def open_stream(d, path, headers, host="x"):
     """A raw GET of an SSE route: the socket once its 200 head arrived."""
     s = socket.create_connection(("127.0.0.1", d.port), timeout=30)
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{head}\r\n".encode())
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{head}\r\n".encode())
     got = b""
     while b"\r\n\r\n" not in got:
         chunk = s.recv(65536)
