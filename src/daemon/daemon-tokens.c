@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <microhttpd.h>
+#include <openssl/crypto.h>
 
 #include "cluster.h"
 #include "daemon.h"
@@ -447,4 +448,38 @@ int daemon_token_main(int argc, char **argv) {
         store_close(s);
         run_queue_free(q); /* after the store: its token store uses q */
         return code;
+}
+
+/* ---- access keys (SigV4) by their digest ---- */
+
+/* daemon.h. */
+void daemon_access_key_sha256(const char *access_key_id, const char *secret_access_key,
+                              uint8_t ret[static SHA256_DIGEST_SIZE]) {
+        Sha256Small h;
+        sha256_small_init(&h);
+        sha256_small_update(&h, access_key_id, strlen(access_key_id) + 1);
+        sha256_small_update(&h, secret_access_key, strlen(secret_access_key));
+        sha256_small_final(&h, ret);
+        OPENSSL_cleanse(&h, sizeof(h));
+}
+
+/* daemon.h. */
+int daemon_access_key_by_sha256(Daemon *d, const uint8_t sha[static SHA256_DIGEST_SIZE], TokenRole *ret_role,
+                                char *ret_tenant, size_t tenant_size) {
+        int r = -ENOENT;
+        pthread_rwlock_rdlock(&d->cfg_lock);
+        for (size_t i = 0; i < d->cfg.n_tokens && r < 0; i++) {
+                const DaemonToken *t = &d->cfg.tokens[i];
+                if (!t->access_key_id || !t->secret_access_key)
+                        continue;
+                uint8_t h[SHA256_DIGEST_SIZE];
+                daemon_access_key_sha256(t->access_key_id, t->secret_access_key, h);
+                if (CRYPTO_memcmp(h, sha, sizeof(h)) != 0)
+                        continue;
+                *ret_role = t->role;
+                snprintf(ret_tenant, tenant_size, "%s", t->tenant);
+                r = 0;
+        }
+        pthread_rwlock_unlock(&d->cfg_lock);
+        return r;
 }
