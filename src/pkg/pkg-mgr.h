@@ -82,6 +82,13 @@ void pkg_http_response_done(PkgHttpResponse *r);
 int pkg_http_get(const char *url, const char *accept, size_t max, const PkgHttpOptions *o, PkgHttpResponse *ret,
                  char **ret_error);
 
+/* libcrypto's name for a hash algorithm other than sha256 (a RECORD's, a
+ * page's for a .metadata file) when it is one of hashlib's guaranteed ones
+ * that is "sha256 or better" (sha224, sha384, sha512, sha3_*, blake2b,
+ * blake2s), or NULL: md5 and sha1 are refused by PEP 427, shake_* has no
+ * fixed length to compare. */
+const char *pkg_hash_evp_name(const char *name);
+
 /* The most one pkg_http_get_range() reads. */
 #define PKG_RANGE_MAX (64U << 20)
 

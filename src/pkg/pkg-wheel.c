@@ -222,10 +222,7 @@ static bool is_record_sig(const char *path, const char *distinfo) {
         return streq(slash + 1, "RECORD") || streq(slash + 1, "RECORD.jws") || streq(slash + 1, "RECORD.p7s");
 }
 
-/* libcrypto's name for a RECORD hash algorithm PEP 376/427 allows (one of
- * hashlib's guaranteed ones, "sha256 or better"), or NULL: md5 and sha1
- * are refused by PEP 427, shake_* has no fixed length to compare. */
-static const char *record_algorithm(const char *name) {
+const char *pkg_hash_evp_name(const char *name) {
         static const char *const map[][2] = {
                 { "sha224", "SHA224" },     { "sha384", "SHA384" },      { "sha512", "SHA512" },
                 { "sha3_224", "SHA3-224" }, { "sha3_256", "SHA3-256" },  { "sha3_384", "SHA3-384" },
@@ -283,7 +280,7 @@ static int check_record_hash(const Entry *e, int dfd, const char *hash, const ch
         }
         const char *eq = strchr(hash, '=');
         _cleanup_free_ char *algo = eq ? xstrndup(hash, (size_t) (eq - hash)) : NULL;
-        const char *evp_name = algo ? record_algorithm(algo) : NULL;
+        const char *evp_name = algo ? pkg_hash_evp_name(algo) : NULL;
         if (!evp_name)
                 return fail(ret_error, -EBADMSG, wheel, e->path,
                             "RECORD hash '%s' is not sha256 or better (PEP 427: not md5 or sha1)", hash);
@@ -1173,7 +1170,7 @@ static const char *installed_file_problem(int dfd, const char *dest, const char 
         }
         const char *eq = strchr(hash, '=');
         _cleanup_free_ char *algo = eq ? xstrndup(hash, (size_t) (eq - hash)) : NULL;
-        const char *evp_name = !algo ? NULL : streq(algo, "sha256") ? "SHA256" : record_algorithm(algo);
+        const char *evp_name = !algo ? NULL : streq(algo, "sha256") ? "SHA256" : pkg_hash_evp_name(algo);
         if (!evp_name)
                 return "its RECORD hash cannot be checked";
         _cleanup_free_ char *got = NULL;
