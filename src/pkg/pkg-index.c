@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <sys/stat.h>
 
 #define ACCEPT_SIMPLE \
@@ -149,6 +150,7 @@ static void file_done(PkgFile *f) {
         free(f->yanked);
         free(f->metadata_url);
         free(f->metadata_sha256);
+        strv_free(f->metadata_hashes);
 }
 
 static PkgProject *project_free(PkgProject *p) {
@@ -230,6 +232,24 @@ static char *index_sha256n(const char *h, size_t n, bool *malformed) {
 
 static char *index_sha256(const char *h, bool *malformed) {
         return h ? index_sha256n(h, strlen(h), malformed) : NULL;
+}
+
+/* One of the page's hashes of a file's metadata, "algo=hex" (name n bytes
+ * of algo, hex m bytes of hex): sha256 as the file's own, any other kept
+ * in lower case for pkg_index_metadata() to check or refuse. */
+static void add_metadata_hash(PkgFile *pf, const char *algo, size_t n, const char *hex, size_t m) {
+        if (n == 6 && strneq(algo, "sha256", 6)) {
+                if (!pf->metadata_sha256 && !pf->metadata_sha256_malformed)
+                        pf->metadata_sha256 = index_sha256n(hex, m, &pf->metadata_sha256_malformed);
+                return;
+        }
+        if (n == 0)
+                return;
+        _cleanup_free_ char *h = xasprintf("%.*s=%.*s", (int) n, algo, (int) m, hex);
+        for (char *q = h; *q; q++)
+                if (*q >= 'A' && *q <= 'Z')
+                        *q = (char) (*q - 'A' + 'a');
+        pf->metadata_hashes = strv_append(pf->metadata_hashes, h);
 }
 
 /* Cuts the fragment off a file's URL and takes its sha256: pip reads
@@ -336,7 +356,13 @@ static int parse_json_page(const char *body, const char *base, PkgProject *p, ch
                         cm = json_object_get(f, "dist-info-metadata");
                 if (cm && (json_is_true(cm) || json_is_object(cm))) {
                         pf.metadata_url = xasprintf("%s.metadata", pf.url);
-                        pf.metadata_sha256 = index_sha256(json_get_string(cm, "sha256"), &pf.metadata_sha256_malformed);
+                        const char *algo;
+                        json_t *v;
+                        json_object_foreach(cm, algo, v) {
+                                if (json_is_string(v))
+                                        add_metadata_hash(&pf, algo, strlen(algo), json_string_value(v),
+                                                          json_string_length(v));
+                        }
                 }
                 project_add_file(p, pf);
         }
@@ -493,8 +519,11 @@ static int parse_html_page(const char *body, const char *base, PkgProject *p, ch
                         cm = html_attr(s, end, "data-dist-info-metadata");
                 if (cm && !streq(cm, "false")) {
                         pf.metadata_url = xasprintf("%s.metadata", pf.url);
-                        if (startswith(cm, "sha256="))
-                                pf.metadata_sha256 = index_sha256(cm + 7, &pf.metadata_sha256_malformed);
+                        /* "ALGO=hex" (pip's partition("=")); "true" or a
+                         * bare attribute has no hash. */
+                        const char *eq = strchr(cm, '=');
+                        if (eq)
+                                add_metadata_hash(&pf, cm, (size_t) (eq - cm), eq + 1, strlen(eq + 1));
                 }
                 if (!*pf.filename || strchr(pf.filename, '/'))
                         file_done(&pf);
@@ -743,6 +772,47 @@ static int metadata_by_ranges(PkgIndex *ix, const PkgFile *f, char **ret_text) {
         return r;
 }
 
+/* Whether a page's metadata hashes other than sha256 include one
+ * pkg_hash_evp_name() knows. */
+static bool metadata_hash_checkable(const PkgFile *f) {
+        for (char **h = f->metadata_hashes; h && *h; h++) {
+                _cleanup_free_ char *algo = xstrndup(*h, strcspn(*h, "="));
+                if (pkg_hash_evp_name(algo))
+                        return true;
+        }
+        return false;
+}
+
+/* The metadata's bytes against each of the page's other hashes that can
+ * be computed: every one must match (a page that gives two hashes of the
+ * same bytes and one is wrong is not trusted for either). */
+static int check_metadata_hashes(const PkgFile *f, const void *data, size_t n, char **ret_error) {
+        for (char **h = f->metadata_hashes; h && *h; h++) {
+                const char *eq = strchr(*h, '=');
+                _cleanup_free_ char *algo = xstrndup(*h, (size_t) (eq - *h));
+                const char *evp_name = pkg_hash_evp_name(algo);
+                const EVP_MD *md = evp_name ? EVP_get_digestbyname(evp_name) : NULL;
+                if (!md)
+                        continue;
+                unsigned char dg[EVP_MAX_MD_SIZE];
+                unsigned dn = 0;
+                if (!EVP_Digest(data, n, dg, &dn, md, NULL)) {
+                        *ret_error = xasprintf("%s: cannot compute its %s", f->metadata_url, algo);
+                        return -EIO;
+                }
+                char hex[2 * EVP_MAX_MD_SIZE + 1];
+                for (unsigned i = 0; i < dn; i++)
+                        snprintf(hex + 2 * i, 3, "%02x", dg[i]);
+                hex[2 * dn] = 0;
+                if (!streq(hex, eq + 1)) {
+                        *ret_error = xasprintf("%s: %s %s does not match the index's %s", f->metadata_url, algo, hex,
+                                               eq + 1);
+                        return -EBADMSG;
+                }
+        }
+        return 0;
+}
+
 int pkg_index_metadata(PkgIndex *ix, const PkgFile *f, char **ret_text, char **ret_error) {
         for (size_t i = 0; i < ix->n_metas; i++)
                 if (streq(ix->metas[i].url, f->url)) {
@@ -753,6 +823,19 @@ int pkg_index_metadata(PkgIndex *ix, const PkgFile *f, char **ret_text, char **r
         int r;
         if (f->metadata_url && f->metadata_sha256_malformed)
                 return refuse_malformed_hash(f, true, ret_error);
+        if (f->metadata_url && !f->metadata_sha256 && f->metadata_hashes && !metadata_hash_checkable(f)) {
+                _cleanup_free_ char *algos = NULL;
+                for (char **h = f->metadata_hashes; *h; h++) {
+                        char *a = xasprintf("%s%s%.*s", algos ? algos : "", algos ? ", " : "", (int) strcspn(*h, "="),
+                                            *h);
+                        free(algos);
+                        algos = a;
+                }
+                *ret_error = xasprintf("the index's only hashes of %s's metadata are ones pysprinter does not "
+                                       "check (%s; md5 and sha1 are too weak): not used unverified",
+                                       f->filename, algos);
+                return -EBADMSG;
+        }
         if (f->metadata_url) {
                 PkgHttpResponse resp = {};
                 PkgHttpOptions o = http_opts(ix);
@@ -768,6 +851,11 @@ int pkg_index_metadata(PkgIndex *ix, const PkgFile *f, char **ret_text, char **r
                                 pkg_http_response_done(&resp);
                                 return -EBADMSG;
                         }
+                }
+                r = check_metadata_hashes(f, resp.body, resp.len, ret_error);
+                if (r < 0) {
+                        pkg_http_response_done(&resp);
+                        return r;
                 }
                 text = TAKE_PTR(resp.body);
                 pkg_http_response_done(&resp);

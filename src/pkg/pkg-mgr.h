@@ -82,6 +82,13 @@ void pkg_http_response_done(PkgHttpResponse *r);
 int pkg_http_get(const char *url, const char *accept, size_t max, const PkgHttpOptions *o, PkgHttpResponse *ret,
                  char **ret_error);
 
+/* libcrypto's name for a hash algorithm other than sha256 (a RECORD's, a
+ * page's for a .metadata file) when it is one of hashlib's guaranteed ones
+ * that is "sha256 or better" (sha224, sha384, sha512, sha3_*, blake2b,
+ * blake2s), or NULL: md5 and sha1 are refused by PEP 427, shake_* has no
+ * fixed length to compare. */
+const char *pkg_hash_evp_name(const char *name);
+
 /* The most one pkg_http_get_range() reads. */
 #define PKG_RANGE_MAX (64U << 20)
 
@@ -103,6 +110,22 @@ int pkg_http_get_range(const char *url, int64_t first, uint64_t len, const PkgHt
  * pkg_http_get()'s. The bytes are not verified against the wheel's sha256
  * (only the whole file can be): the installer verifies the wheel. */
 int pkg_wheel_read_metadata_ranged(const char *url, const PkgHttpOptions *o, char **ret_text, char **ret_error);
+
+/* Where pkg_wheel_read_metadata_ranged() gets the bytes it parses, apart
+ * so the parser can be tested and fuzzed without a server: len bytes of
+ * the file from offset first into *ret (body malloc'd and NUL-terminated,
+ * freed with pkg_http_response_done(); fewer bytes at the file's end), or
+ * a negative errno with *ret_error optionally set. */
+typedef int (*PkgZipRead)(void *userdata, uint64_t first, uint64_t len, PkgHttpResponse *ret, char **ret_error);
+
+/* The parsing half of pkg_wheel_read_metadata_ranged(): tail is the file's
+ * last n bytes, total its size; other bytes come from read(). Every
+ * length and offset in the zip is untrusted. The METADATA text (at most
+ * PKG_METADATA_MAX bytes) in *ret_text; -EBADMSG, -ENOENT or -EFBIG as
+ * that function's (*ret_error left for the caller to set), or read()'s
+ * error. */
+int pkg_zip_read_metadata(const uint8_t *tail, size_t n, uint64_t total, PkgZipRead read, void *userdata,
+                          char **ret_text, char **ret_error);
 
 typedef struct PkgDownload {
         const char *url;

@@ -222,10 +222,7 @@ static bool is_record_sig(const char *path, const char *distinfo) {
         return streq(slash + 1, "RECORD") || streq(slash + 1, "RECORD.jws") || streq(slash + 1, "RECORD.p7s");
 }
 
-/* libcrypto's name for a RECORD hash algorithm PEP 376/427 allows (one of
- * hashlib's guaranteed ones, "sha256 or better"), or NULL: md5 and sha1
- * are refused by PEP 427, shake_* has no fixed length to compare. */
-static const char *record_algorithm(const char *name) {
+const char *pkg_hash_evp_name(const char *name) {
         static const char *const map[][2] = {
                 { "sha224", "SHA224" },     { "sha384", "SHA384" },      { "sha512", "SHA512" },
                 { "sha3_224", "SHA3-224" }, { "sha3_256", "SHA3-256" },  { "sha3_384", "SHA3-384" },
@@ -283,7 +280,7 @@ static int check_record_hash(const Entry *e, int dfd, const char *hash, const ch
         }
         const char *eq = strchr(hash, '=');
         _cleanup_free_ char *algo = eq ? xstrndup(hash, (size_t) (eq - hash)) : NULL;
-        const char *evp_name = algo ? record_algorithm(algo) : NULL;
+        const char *evp_name = algo ? pkg_hash_evp_name(algo) : NULL;
         if (!evp_name)
                 return fail(ret_error, -EBADMSG, wheel, e->path,
                             "RECORD hash '%s' is not sha256 or better (PEP 427: not md5 or sha1)", hash);
@@ -898,8 +895,8 @@ static int cd_find_metadata(const uint8_t *cd, size_t n, CdEntry *ret) {
 
 /* The zip's central directory [*ret_offset, + *ret_size) from its end
  * records in tail (the file's last bytes). */
-static int zip_central_directory(const char *url, const PkgHttpOptions *o, const uint8_t *tail, size_t n,
-                                 uint64_t total, uint64_t *ret_offset, uint64_t *ret_size, char **ret_error) {
+static int zip_central_directory(const uint8_t *tail, size_t n, uint64_t total, PkgZipRead read, void *userdata,
+                                 uint64_t *ret_offset, uint64_t *ret_size, char **ret_error) {
         enum {
                 EOCD = 22,
                 LOCATOR = 20,
@@ -919,11 +916,10 @@ static int zip_central_directory(const char *url, const PkgHttpOptions *o, const
                                 return -EBADMSG;
                         PkgHttpResponse zr = {};
                         const uint8_t *z;
-                        uint64_t t = 0;
                         if (z64 >= tail_first)
                                 z = tail + (z64 - tail_first);
                         else {
-                                int r = pkg_http_get_range(url, (int64_t) z64, ZIP64_EOCD, o, &zr, &t, ret_error);
+                                int r = read(userdata, z64, ZIP64_EOCD, &zr, ret_error);
                                 if (r < 0)
                                         return r;
                                 if (zr.len < ZIP64_EOCD) {
@@ -948,37 +944,33 @@ static int zip_central_directory(const char *url, const PkgHttpOptions *o, const
         return -EBADMSG;
 }
 
-int pkg_wheel_read_metadata_ranged(const char *url, const PkgHttpOptions *o, char **ret_text, char **ret_error) {
-        assert(url && ret_text && ret_error);
-        /* The end record with the longest comment, the ZIP64 locator and
-         * end record, and most wheels' whole central directory. */
+int pkg_zip_read_metadata(const uint8_t *tail, size_t n, uint64_t total, PkgZipRead read, void *userdata,
+                          char **ret_text, char **ret_error) {
+        assert((tail || n == 0) && read && ret_text && ret_error);
         enum {
-                TAIL = 128 * 1024,
                 LFH = 30,
                 SLACK = 1024
         };
-        PkgHttpResponse tr = {}, cr = {}, er = {};
+        PkgHttpResponse cr = {}, er = {};
         struct archive *a = NULL;
         CdEntry e = {};
-        uint64_t total = 0, t = 0, cd_off = 0, cd_size = 0;
-        int r = pkg_http_get_range(url, -1, TAIL, o, &tr, &total, ret_error);
-        if (r < 0)
-                return r;
-        if (tr.len > total) {
+        uint64_t cd_off = 0, cd_size = 0;
+        int r;
+        if (n > total) {
                 r = -EBADMSG;
                 goto out;
         }
-        r = zip_central_directory(url, o, (const uint8_t *) tr.body, tr.len, total, &cd_off, &cd_size, ret_error);
+        r = zip_central_directory(tail, n, total, read, userdata, &cd_off, &cd_size, ret_error);
         if (r < 0)
                 goto out;
         const uint8_t *cd;
-        if (cd_off >= total - tr.len)
-                cd = (const uint8_t *) tr.body + (cd_off - (total - tr.len));
+        if (cd_off >= total - n)
+                cd = tail + (cd_off - (total - n));
         else if (cd_size > PKG_RANGE_MAX) {
                 r = -EFBIG;
                 goto out;
         } else {
-                r = pkg_http_get_range(url, (int64_t) cd_off, cd_size, o, &cr, &t, ret_error);
+                r = read(userdata, cd_off, cd_size, &cr, ret_error);
                 if (r < 0)
                         goto out;
                 if (cr.len < cd_size) {
@@ -998,7 +990,7 @@ int pkg_wheel_read_metadata_ranged(const char *url, const PkgHttpOptions *o, cha
          * directory's: ask for some slack, and again if it was not enough. */
         uint64_t want = MIN(total - e.offset, LFH + strlen(e.name) + SLACK + e.csize);
         for (int attempt = 0; attempt < 2; attempt++) {
-                r = pkg_http_get_range(url, (int64_t) e.offset, want, o, &er, &t, ret_error);
+                r = read(userdata, e.offset, want, &er, ret_error);
                 if (r < 0)
                         goto out;
                 if (er.len < LFH || le_field((uint8_t *) er.body, 4) != 0x04034b50) {
@@ -1042,12 +1034,12 @@ int pkg_wheel_read_metadata_ranged(const char *url, const PkgHttpOptions *o, cha
         buf_init(&b, PKG_METADATA_MAX);
         char chunk[16384];
         for (;;) {
-                la_ssize_t n = archive_read_data(a, chunk, sizeof(chunk));
-                if (n == 0)
+                la_ssize_t got = archive_read_data(a, chunk, sizeof(chunk));
+                if (got == 0)
                         break;
-                if (n < 0 || buf_append(&b, chunk, (size_t) n) < 0) {
+                if (got < 0 || buf_append(&b, chunk, (size_t) got) < 0) {
                         buf_free(&b);
-                        r = n < 0 ? -EBADMSG : -EFBIG;
+                        r = got < 0 ? -EBADMSG : -EFBIG;
                         goto out;
                 }
         }
@@ -1055,17 +1047,45 @@ int pkg_wheel_read_metadata_ranged(const char *url, const PkgHttpOptions *o, cha
         buf_free(&b);
         r = 0;
 out:
+        if (a)
+                archive_read_free(a);
+        free(e.name);
+        pkg_http_response_done(&cr);
+        pkg_http_response_done(&er);
+        return r;
+}
+
+typedef struct RangeSource {
+        const char *url;
+        const PkgHttpOptions *o;
+} RangeSource;
+
+static int read_range(void *userdata, uint64_t first, uint64_t len, PkgHttpResponse *ret, char **ret_error) {
+        const RangeSource *s = userdata;
+        uint64_t total = 0;
+        return pkg_http_get_range(s->url, (int64_t) first, len, s->o, ret, &total, ret_error);
+}
+
+int pkg_wheel_read_metadata_ranged(const char *url, const PkgHttpOptions *o, char **ret_text, char **ret_error) {
+        assert(url && ret_text && ret_error);
+        /* The end record with the longest comment, the ZIP64 locator and
+         * end record, and most wheels' whole central directory. */
+        enum {
+                TAIL = 128 * 1024
+        };
+        PkgHttpResponse tr = {};
+        uint64_t total = 0;
+        int r = pkg_http_get_range(url, -1, TAIL, o, &tr, &total, ret_error);
+        if (r < 0)
+                return r;
+        RangeSource s = { .url = url, .o = o };
+        r = pkg_zip_read_metadata((const uint8_t *) tr.body, tr.len, total, read_range, &s, ret_text, ret_error);
         if (r < 0 && !*ret_error)
                 *ret_error = xasprintf("%s: %s", url,
                                        r == -ENOENT  ? "no .dist-info/METADATA in its central directory"
                                        : r == -EFBIG ? "METADATA or central directory too large to read by ranges"
                                                      : "not a zip archive read by ranges");
-        if (a)
-                archive_read_free(a);
-        free(e.name);
         pkg_http_response_done(&tr);
-        pkg_http_response_done(&cr);
-        pkg_http_response_done(&er);
         return r;
 }
 
@@ -1150,7 +1170,7 @@ static const char *installed_file_problem(int dfd, const char *dest, const char 
         }
         const char *eq = strchr(hash, '=');
         _cleanup_free_ char *algo = eq ? xstrndup(hash, (size_t) (eq - hash)) : NULL;
-        const char *evp_name = !algo ? NULL : streq(algo, "sha256") ? "SHA256" : record_algorithm(algo);
+        const char *evp_name = !algo ? NULL : streq(algo, "sha256") ? "SHA256" : pkg_hash_evp_name(algo);
         if (!evp_name)
                 return "its RECORD hash cannot be checked";
         _cleanup_free_ char *got = NULL;

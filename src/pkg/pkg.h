@@ -206,6 +206,11 @@ typedef struct PkgFile {
         char *yanked;          /* NULL if not yanked, else the reason ("" if none) */
         char *metadata_url;    /* PEP 658/714 core metadata, NULL if not offered */
         char *metadata_sha256; /* may be NULL even when metadata_url is set */
+        /* The page's other hashes of the metadata file, "ALGO=hex" (hex in
+         * lower case; any ALGO it names), NULL if none: each one
+         * pkg_index_metadata() can compute must match, and a page that
+         * gives only ones it cannot (md5, sha1, unknown) is refused. */
+        char **metadata_hashes;
         /* The index gave a sha256 that is not one (not 64 hex digits):
          * using the file (or its metadata) fails, as pip's and uv's hash
          * check would, instead of installing it unverified. */

@@ -833,6 +833,77 @@ static void test_prune_keeps_a_dir_an_install_is_recording(void **state) {
         race_store_done(&rs);
 }
 
+/* ---- the zip parser behind reading METADATA by ranges ---- */
+
+typedef struct ZipFile {
+        const uint8_t *data;
+        size_t size;
+        unsigned reads;
+} ZipFile;
+
+static int zip_serve(void *userdata, uint64_t first, uint64_t len, PkgHttpResponse *ret, char **ret_error) {
+        ZipFile *z = userdata;
+        (void) ret_error;
+        assert_true(first < z->size);
+        size_t n = (size_t) MIN(len, z->size - first);
+        *ret = (PkgHttpResponse){ .status = 206, .body = xmalloc(n + 1), .len = n };
+        memcpy(ret->body, z->data + first, n);
+        ret->body[n] = 0;
+        z->reads++;
+        return 0;
+}
+
+/* pkg_zip_read_metadata() over the whole file data, its last tail bytes
+ * given as the first range request's answer. */
+static int zip_metadata(const void *data, size_t size, size_t tail, char **ret_text) {
+        ZipFile z = { data, size, 0 };
+        tail = MIN(tail, size);
+        _cleanup_free_ uint8_t *t = xmalloc(tail + 1);
+        memcpy(t, (const uint8_t *) data + size - tail, tail);
+        char *error = NULL;
+        *ret_text = NULL;
+        int r = pkg_zip_read_metadata(t, tail, size, zip_serve, &z, ret_text, &error);
+        assert_null(error);
+        assert_true(r >= 0 ? *ret_text != NULL : *ret_text == NULL);
+        return r;
+}
+
+/* The fuzzer's seeds (real wheels: deflated, stored, ZIP64, data
+ * descriptors) read whatever the first answer's size: all of the file,
+ * the central directory, only the end records (always in the 128 KiB
+ * pkg_wheel_read_metadata_ranged() asks for). */
+static void test_zip_read_metadata_of_the_fuzz_seeds(void **state) {
+        const char *root = getenv("PYSPRINTER_SOURCE_ROOT");
+        if (!root)
+                skip();
+        _cleanup_free_ char *dir = xasprintf("%s/fuzz/seeds/fuzz-zipmeta", root);
+        DIR *d = opendir(dir);
+        assert_non_null(d);
+        unsigned seen = 0;
+        for (struct dirent *de; (de = readdir(d));) {
+                if (!endswith(de->d_name, ".whl"))
+                        continue;
+                _cleanup_free_ char *path = xasprintf("%s/%s", dir, de->d_name), *data = NULL;
+                size_t size;
+                assert_int_equal(read_file(path, 1 << 20, &data, &size), 0);
+                /* From the tail that just holds the end record (its
+                 * comment, the ZIP64 locator before it) on. */
+                size_t eocd = size - 22;
+                while (eocd > 0 && memcmp(data + eocd, "PK\5\6", 4) != 0)
+                        eocd--;
+                for (size_t tail = MIN(size, size - eocd + 20); tail <= size; tail++) {
+                        char *text;
+                        if (zip_metadata(data, size, tail, &text) < 0)
+                                fail_msg("%s with a tail of %zu bytes: not read", de->d_name, tail);
+                        assert_true(startswith(text, "Metadata-Version: "));
+                        free(text);
+                }
+                seen++;
+        }
+        closedir(d);
+        assert_true(seen >= 4);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_materialize_cancelled_mid_download),
@@ -840,6 +911,7 @@ int main(void) {
                 cmocka_unit_test(test_prune_keeps_a_dir_an_install_just_recorded),
                 cmocka_unit_test(test_prune_keeps_a_dir_an_install_is_recording),
                 cmocka_unit_test(test_an_install_waits_for_prune_holding_a_wheel),
+                cmocka_unit_test(test_zip_read_metadata_of_the_fuzz_seeds),
                 cmocka_unit_test(test_url_join),
                 cmocka_unit_test(test_url_redact),
                 cmocka_unit_test(test_close_names),
