@@ -772,15 +772,13 @@ static int metadata_by_ranges(PkgIndex *ix, const PkgFile *f, char **ret_text) {
         return r;
 }
 
-/* Whether a page's metadata hashes other than sha256 include one
- * pkg_hash_evp_name() knows. */
-static bool metadata_hash_checkable(const PkgFile *f) {
-        for (char **h = f->metadata_hashes; h && *h; h++) {
-                _cleanup_free_ char *algo = xstrndup(*h, strcspn(*h, "="));
-                if (pkg_hash_evp_name(algo))
-                        return true;
-        }
-        return false;
+/* The OpenSSL name of a page's hash algorithm for a .metadata file:
+ * pkg_hash_evp_name()'s, and md5 and sha1, which RECORD may not use (PEP
+ * 427) but which an index may give and pip checks: a truncated or
+ * corrupted transfer is caught by either; NULL for a name not known. */
+static const char *metadata_evp_name(const char *algo) {
+        const char *n = pkg_hash_evp_name(algo);
+        return n ? n : streq(algo, "md5") ? "MD5" : streq(algo, "sha1") ? "SHA1" : NULL;
 }
 
 /* The metadata's bytes against each of the page's other hashes that can
@@ -790,7 +788,7 @@ static int check_metadata_hashes(const PkgFile *f, const void *data, size_t n, c
         for (char **h = f->metadata_hashes; h && *h; h++) {
                 const char *eq = strchr(*h, '=');
                 _cleanup_free_ char *algo = xstrndup(*h, (size_t) (eq - *h));
-                const char *evp_name = pkg_hash_evp_name(algo);
+                const char *evp_name = metadata_evp_name(algo);
                 const EVP_MD *md = evp_name ? EVP_get_digestbyname(evp_name) : NULL;
                 if (!md)
                         continue;
@@ -823,19 +821,6 @@ int pkg_index_metadata(PkgIndex *ix, const PkgFile *f, char **ret_text, char **r
         int r;
         if (f->metadata_url && f->metadata_sha256_malformed)
                 return refuse_malformed_hash(f, true, ret_error);
-        if (f->metadata_url && !f->metadata_sha256 && f->metadata_hashes && !metadata_hash_checkable(f)) {
-                _cleanup_free_ char *algos = NULL;
-                for (char **h = f->metadata_hashes; *h; h++) {
-                        char *a = xasprintf("%s%s%.*s", algos ? algos : "", algos ? ", " : "", (int) strcspn(*h, "="),
-                                            *h);
-                        free(algos);
-                        algos = a;
-                }
-                *ret_error = xasprintf("the index's only hashes of %s's metadata are ones pysprinter does not "
-                                       "check (%s; md5 and sha1 are too weak): not used unverified",
-                                       f->filename, algos);
-                return -EBADMSG;
-        }
         if (f->metadata_url) {
                 PkgHttpResponse resp = {};
                 PkgHttpOptions o = http_opts(ix);
