@@ -280,7 +280,7 @@ int daemon_dag_cluster_sync(Daemon *d, const char *id, bool final) {
         dag_run_record_free(rec);
         if (k == -ESTALE)
                 log_warn("DAG run %s: this node no longer holds its lease; another node drives it", id);
-        else if (k < 0)
+        else if (k < 0 && k != -ECONNREFUSED && k != -ECOMM) /* those: the caller asks again, and says so */
                 log_warn("DAG run %s: cannot write its state to Redis: %s", id, strerror(-k));
         return k;
 }

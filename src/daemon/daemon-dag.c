@@ -45,6 +45,7 @@ typedef struct DDag {
         Dag *dag;
         DagOptions opts;
         bool done;              /* guarded by DaemonDags.lock */
+        bool end_written;       /* done, its end in Redis (cluster); guarded by DaemonDags.lock */
         struct DDag *next;
 } DDag;
 
@@ -199,14 +200,59 @@ static int remote_task_wait(Daemon *d, DDag *g, const char *id, RunResult **ret)
         }
 }
 
+static bool daemon_stopping(Daemon *d) {
+        pthread_mutex_lock(&d->lock);
+        bool stopping = d->leave_queued;
+        pthread_mutex_unlock(&d->lock);
+        return stopping;
+}
+
 /* DagStoppingFn: past the drain, the runs not started stay queued and a
  * DAG run's task that waits for Redis is left for the resume. */
 static bool dag_caller_stopping(void *userdata) {
         DDag *g = userdata;
-        pthread_mutex_lock(&g->d->lock);
-        bool stopping = g->d->leave_queued;
-        pthread_mutex_unlock(&g->d->lock);
-        return stopping;
+        return daemon_stopping(g->d);
+}
+
+/* Cluster mode: writes DAG run id's state to Redis
+ * (daemon_dag_cluster_sync(); g: its DDag, or NULL). A Redis that did not
+ * answer (-ECONNREFUSED; -ECOMM, the answer lost: dagput.lua sets the
+ * whole state, so a write that landed written again changes nothing) is
+ * asked again, backing off to 1 s, until it answers, the daemon stops past
+ * its drain (the DAG run is left for the resume) or, for a write that is
+ * not the last, the DAG run is cancelled (its final write follows). The
+ * DAG run stays in this node's list meanwhile, so its lease is refreshed
+ * whenever Redis answers the lease tick. Before, a blip was only logged: a
+ * final write lost left the DAG run running in Redis, another gateway
+ * resumed it, and this gateway's SQLite kept an ending of its own. */
+static int dag_sync(Daemon *d, DDag *g, const char *id, bool final) {
+        if (!d->cluster)
+                return 0;
+        unsigned backoff_ms = 50, attempts = 0;
+        for (;;) {
+                int k = daemon_dag_cluster_sync(d, id, final);
+                attempts++;
+                if (k != -ECONNREFUSED && k != -ECOMM) {
+                        if (k >= 0 && attempts > 1)
+                                log_info("DAG run %s: its state is written to Redis (attempt %u)", id, attempts);
+                        return k;
+                }
+                if (attempts == 1)
+                        log_warn("DAG run %s: the cluster's Redis did not answer the write of its %sstate (%s); "
+                                 "asking again",
+                                 id, final ? "final " : "", strerror(-k));
+                if (daemon_stopping(d)) {
+                        log_warn("DAG run %s: stopping with its %sstate unwritten to Redis; it is resumed from the "
+                                 "state Redis holds",
+                                 id, final ? "final " : "");
+                        return k;
+                }
+                if (!final && g && dag_cancelled(g->dag))
+                        return k;
+                struct timespec ts = { 0, (long) backoff_ms * 1000000L };
+                nanosleep(&ts, NULL);
+                backoff_ms = MIN(backoff_ms * 2, 1000u);
+        }
 }
 
 /* DagRunFn: the task as a run of the daemon's queue (see the top). */
@@ -220,7 +266,7 @@ static int dag_task_run(const DagTaskRun *tr, void *userdata, RunResult **ret_re
          * its run is submitted, so a gateway that takes the DAG run over
          * waits for that run instead of starting another; a node that lost
          * its lease stops driving the DAG run (fenced). */
-        if (d->cluster && daemon_dag_cluster_sync(d, g->id, false) == -ESTALE)
+        if (d->cluster && dag_sync(d, g, g->id, false) == -ESTALE)
                 return -ESHUTDOWN;
         if (tr->adopt_run_id) {
                 if (daemon_run_find(d, g->tenant, tr->adopt_run_id, &r) >= 0) {
@@ -309,10 +355,12 @@ static void dag_task_cancel(const char *run_id, void *userdata) {
 
 /* Ends the record of a DAG run dag_run() refused (validation) or could not
  * drive: the record says why, and it is no longer resumed. */
-static void record_failure(Daemon *d, const char *tenant, const char *id, const char *status, const char *error) {
+static int record_failure(Daemon *d, DDag *ddag, const char *tenant, const char *id, const char *status,
+                          const char *error) {
         DagRunRecord *cur = NULL;
-        if (store_dag_get(d->store, tenant, id, &cur) < 0)
-                return;
+        int k = store_dag_get(d->store, tenant, id, &cur);
+        if (k < 0)
+                return k;
         free(cur->status);
         cur->status = xstrdup(status);
         free(cur->error);
@@ -322,7 +370,7 @@ static void record_failure(Daemon *d, const char *tenant, const char *id, const 
         cur->finished = now_realtime();
         (void) store_dag_update(d->store, cur);
         dag_run_record_free(cur);
-        (void) daemon_dag_cluster_sync(d, id, true);
+        return dag_sync(d, ddag, id, true);
 }
 
 /* DagEventFn: a task changed state, or the DAG run started. Wakes whoever
@@ -330,14 +378,15 @@ static void record_failure(Daemon *d, const char *tenant, const char *id, const 
  * run's event stream (daemon-ui.c, GET /v1/dags/{id}/events) sends the new
  * states at once. */
 static void dag_changed(const Dag *dag, const DagEvent *ev, void *userdata) {
-        Daemon *d = userdata;
+        DDag *g = userdata;
+        Daemon *d = g->d;
         if (ev->type == DAG_EVENT_TICK || ev->type == DAG_EVENT_WARNING)
                 return;
         /* Once ended, dag_thread wrote the final state (and gave up the
          * lease): the wake-up after it has nothing to mirror. */
         const char *st = dag_status(dag);
         if (d->cluster && dag_id(dag) && st && !dag_status_ended(st))
-                (void) daemon_dag_cluster_sync(d, dag_id(dag), false);
+                (void) dag_sync(d, g, dag_id(dag), false);
         pthread_mutex_lock(&d->lock);
         pthread_cond_broadcast(&d->change_cond);
         pthread_mutex_unlock(&d->lock);
@@ -351,7 +400,8 @@ static void *dag_thread(void *p) {
         _cleanup_free_ char *err = NULL;
         free(a);
 
-        int r = dag_run(g->dag, d->engine, d->catalog, &g->opts, dag_changed, d, &err);
+        bool written = false; /* its end, in Redis */
+        int r = dag_run(g->dag, d->engine, d->catalog, &g->opts, dag_changed, g, &err);
         if (r == -EBUSY || r == -ESHUTDOWN) {
                 /* Another live process drives it, or this one stops: the
                  * record stays running for whoever resumes it (in a
@@ -362,18 +412,19 @@ static void *dag_thread(void *p) {
                 log_warn("DAG run %s: %s", g->id, err ? err : strerror(-r));
                 /* deps_failed: a task's requirements cannot be resolved
                  * (exit 4 on both of the CLI's paths, as for a run). */
-                record_failure(d, g->tenant, g->id,
-                               r == -ENOPKG                 ? "deps_failed"
-                               : r == -EINVAL || r == -ENOENT ? "invalid"
-                                                              : "failed",
-                               err ? err : strerror(-r));
+                written = record_failure(d, g, g->tenant, g->id,
+                                         r == -ENOPKG                   ? "deps_failed"
+                                         : r == -EINVAL || r == -ENOENT ? "invalid"
+                                                                        : "failed",
+                                         err ? err : strerror(-r)) >= 0;
         } else {
                 log_info("DAG run %s: %s", g->id, dag_status(g->dag));
-                (void) daemon_dag_cluster_sync(d, g->id, true);
+                written = dag_sync(d, g, g->id, true) >= 0;
         }
 
         pthread_mutex_lock(&d->dags->lock);
         g->done = true;
+        g->end_written = written;
         for (DDag **pp = &d->dags->list; *pp; pp = &(*pp)->next)
                 if (*pp == g) {
                         *pp = g->next;
@@ -383,7 +434,7 @@ static void *dag_thread(void *p) {
         pthread_cond_broadcast(&d->dags->cond);
         daemon_wait_kick(g); /* its ?wait=true requests */
         pthread_mutex_unlock(&d->dags->lock);
-        dag_changed(g->dag, &(DagEvent) { .type = DAG_EVENT_STARTED }, d); /* the end is recorded */
+        dag_changed(g->dag, &(DagEvent){ .type = DAG_EVENT_STARTED }, g); /* the end is recorded */
         ddag_unref(d, g);
         return NULL;
 }
@@ -534,7 +585,7 @@ int daemon_dag_resume_record(Daemon *d, const DagRunRecord *rec) {
                 }
                 if (r < 0) {
                         log_warn("DAG run %s cannot be resumed: %s", rec->id, err ? err : strerror(-r));
-                        record_failure(d, rec->tenant, rec->id, "failed", err ? err : "cannot be resumed");
+                        (void) record_failure(d, NULL, rec->tenant, rec->id, "failed", err ? err : "cannot be resumed");
                         return r;
                 }
                 DagOptions o = { .sandbox = d->cfg.sandbox };
@@ -628,12 +679,13 @@ static char *param_value(json_t *v) {
 
 /* ---- JSON views ---------------------------------------------------------------- */
 
-static json_t *dag_record_json(Daemon *d, const DagRunRecord *rec, bool with_tasks) {
+/* local: the tasks from this node's store, not Redis (dag_response_held()). */
+static json_t *dag_record_json_from(Daemon *d, const DagRunRecord *rec, bool with_tasks, bool local) {
         DDag *g = ddag_find(d, rec->tenant ? rec->tenant : "local", rec->id);
         DagTaskRecord **t = NULL;
         size_t n = 0;
         if (with_tasks)
-                (void) daemon_dag_tasks(d, rec->id, &t, &n);
+                (void) (local ? store_dag_tasks(d->store, rec->id, &t, &n) : daemon_dag_tasks(d, rec->id, &t, &n));
         /* The one DAG object (store-json.c), as the CLI renders it too. */
         _cleanup_free_ char *text = dag_record_to_json(rec, t, n, with_tasks);
         dag_task_record_list_free(t, n);
@@ -660,6 +712,10 @@ static json_t *dag_record_json(Daemon *d, const DagRunRecord *rec, bool with_tas
         if (g)
                 ddag_unref(d, g);
         return j;
+}
+
+static json_t *dag_record_json(Daemon *d, const DagRunRecord *rec, bool with_tasks) {
+        return dag_record_json_from(d, rec, with_tasks, false);
 }
 
 int daemon_dag_json(Daemon *d, const char *tenant, const char *id, json_t **ret) {
@@ -691,16 +747,12 @@ static struct MHD_Response *dag_errno(int r, const char *id, unsigned *ret_statu
         }
 }
 
-static struct MHD_Response *dag_response(Daemon *d, const char *tenant, const char *id, unsigned status,
-                                         unsigned *ret_status) {
-        DagRunRecord *rec = NULL;
-        int r = daemon_dag_get(d, tenant, id, &rec);
-        if (r < 0)
-                return dag_errno(r, id, ret_status);
+static struct MHD_Response *dag_response_of(Daemon *d, DagRunRecord *rec, bool local, const char *id, unsigned status,
+                                            unsigned *ret_status) {
         /* 0: 200 once it ended, else 202 (a wait that stopped short). */
         if (status == 0)
                 status = dag_status_ended(rec->status) ? 200 : 202;
-        json_t *j = dag_record_json(d, rec, true);
+        json_t *j = dag_record_json_from(d, rec, true, local);
         dag_run_record_free(rec);
         struct MHD_Response *resp = daemon_json_response(status, j, ret_status);
         if (resp && (status == 202 || status == 201)) {
@@ -708,6 +760,45 @@ static struct MHD_Response *dag_response(Daemon *d, const char *tenant, const ch
                 MHD_add_response_header(resp, "Location", loc);
         }
         return resp;
+}
+
+static struct MHD_Response *dag_response(Daemon *d, const char *tenant, const char *id, unsigned status,
+                                         unsigned *ret_status) {
+        DagRunRecord *rec = NULL;
+        int r = daemon_dag_get(d, tenant, id, &rec);
+        if (r < 0)
+                return dag_errno(r, id, ret_status);
+        return dag_response_of(d, rec, false, id, status, ret_status);
+}
+
+/* dag_response() for a DAG run this node drives or drove (g: its DDag, a
+ * reference the caller holds), answering a request that created it or
+ * waits on it. In a cluster whose Redis does not answer, this node's own
+ * copy (what it mirrors to Redis) answers, never 503: a 503 says nothing
+ * was done, and the client that gives up on it loses a DAG run that has
+ * an id. The copy is shown as 202 with its Location (the wait cannot go
+ * on: ask GET /v1/dags/ID?wait=true), and `running` while its end is not
+ * known to be in Redis (the DAG thread's final write landed): an end
+ * Redis lacks is resumed from Redis's state, by this node or another. */
+static struct MHD_Response *dag_response_held(Daemon *d, DDag *g, const char *tenant, const char *id, unsigned status,
+                                              unsigned *ret_status) {
+        DagRunRecord *rec = NULL;
+        int r = daemon_dag_get(d, tenant, id, &rec);
+        if (r >= 0)
+                return dag_response_of(d, rec, false, id, status, ret_status);
+        if (!d->cluster || (r != -ECONNREFUSED && r != -ECOMM) || store_dag_get(d->store, tenant, id, &rec) < 0)
+                return dag_errno(r, id, ret_status);
+        pthread_mutex_lock(&d->dags->lock);
+        bool written = g && g->done && g->end_written;
+        pthread_mutex_unlock(&d->dags->lock);
+        if (dag_status_ended(rec->status) && !written) {
+                free(rec->status);
+                rec->status = xstrdup("running");
+        }
+        if (status == 0 || status == 200)
+                status = dag_status_ended(rec->status) ? 200 : 202;
+        log_info("DAG run %s: Redis did not answer its read (%s); answered from this node's copy", id, strerror(-r));
+        return dag_response_of(d, rec, true, id, status, ret_status);
 }
 
 /* A POST ?wait=true waiting for its DAG run (daemon_call_wait()). */
@@ -748,7 +839,7 @@ static struct MHD_Response *dag_wait_then(const DaemonCall *call, void *p, Daemo
          * one was stopped or cut off), the DAG run going on there. Its
          * answer is then 202, in flight, as at a timeout: before, 200 with
          * the DAG run `running`, which a client took as its end. */
-        return dag_response(d, call->tenant, w->id, w->cancel ? 200 : done ? 0 : 202, ret_status);
+        return dag_response_held(d, w->g, call->tenant, w->id, w->cancel ? 200 : done ? 0 : 202, ret_status);
 }
 
 /* ---- cluster: waiting for a DAG run another node drives ---------------------
@@ -980,7 +1071,7 @@ static int dag_submit(Daemon *d, const char *tenant, json_t *j, const char *want
         DDag *g = NULL;
         r = ddag_start(d, id, tenant, dag, &o, &g);
         if (r < 0) {
-                record_failure(d, tenant, id, "failed", strerror(-r));
+                (void) record_failure(d, NULL, tenant, id, "failed", strerror(-r));
                 const char *code;
                 *ret_status = daemon_errno_status(r, &code);
                 *ret_error = r == -EBUSY ? xasprintf("too many DAG runs in flight (%d); retry later",
@@ -1112,8 +1203,8 @@ static struct MHD_Response *handle_post(const DaemonCall *call, unsigned *ret_st
                 *dw = (DagWait) { .d = d, .g = g, .id = xstrdup(id) };
                 resp = daemon_call_wait(call, g, timeout, dag_wait_then, dw, dag_wait_free);
         } else {
+                resp = dag_response_held(d, g, call->tenant, id, 202, ret_status);
                 ddag_unref(d, g);
-                resp = dag_response(d, call->tenant, id, 202, ret_status);
         }
 out:
         json_decref(j);

@@ -1375,7 +1375,9 @@ int daemon_dag_idempotent_first(Daemon *d, const char *tenant, const char *key, 
 int daemon_dag_idempotent_put(Daemon *d, const char *tenant, const char *key, const char *id, usec_t created);
 /* Cluster mode: writes the local store's state of DAG run id to Redis
  * (final: it ended). -ESTALE when this node lost its lease (it must stop
- * driving it); 0 in single-node mode. */
+ * driving it); -ECONNREFUSED or -ECOMM (not logged) when Redis did not
+ * answer: the caller asks again (daemon-dag.c dag_sync()); 0 in
+ * single-node mode. */
 int daemon_dag_cluster_sync(Daemon *d, const char *id, bool final);
 /* Cluster mode: drops this node's lease of DAG run id. */
 void daemon_dag_cluster_release(Daemon *d, const char *id);

@@ -13,6 +13,8 @@
 #include "daemon.h"
 #include "data.h"
 
+/* The text as it prints: */
+/* clang-format off */
 static void usage(FILE *f) {
         fprintf(f,
                 "Usage: pysprinterd [OPTIONS]\n"
@@ -20,7 +22,8 @@ static void usage(FILE *f) {
                 "       pysprinterd backup FILE [--config FILE] [--data-dir DIR]\n"
                 "       pysprinterd restore FILE [--config FILE] [--data-dir DIR]\n"
                 "       pysprinterd token create --tenant NAME [--role user|readonly|admin] [--expires 30d]\n"
-                "       pysprinterd token ls | token revoke ID\n"
+                "                         [--redis URL]\n"
+                "       pysprinterd token ls | token revoke ID [--redis URL]\n"
                 "       pysprinterd --check-config FILE\n"
                 "\n"
                 "Serves the pysprinter API (docs/api.md) and the AWS Lambda Invoke API.\n"
@@ -42,6 +45,7 @@ static void usage(FILE *f) {
                 "  --verbose              log every request\n"
                 "  --version, --help\n");
 }
+/* clang-format on */
 
 /* A reload's value of a setting bound at start: warned about when the file
  * changed it, and the value in use carried into the new config, so that

@@ -207,12 +207,14 @@ def b(x):
 
 def test_a_redis_blip_as_the_gateway_submits_a_dag_tasks_run(tmp_path, nodes, redis):
     """The gateway driving a DAG run loses Redis for a second as it goes
-    to submit task b's run (the first command that carries task a's result,
-    which only b's submit and the DAG run's state hold). The submit is
+    to submit task b's run (the first command that carries task a's result
+    as b's arguments, which only b's submit holds: the DAG run's state
+    holds it as a's value, escaped, and a blip there is asked again before
+    the submit, test_explore_dagblip.py). The submit is
     asked again under the same run id once Redis answers, and b runs once.
     Before, the task failed ("the engine could not run the task:
     Connection refused"), and with it the DAG run on that gateway."""
-    blip = Blip(redis, tmp_path / "blip.sock", b"submitmark")
+    blip = Blip(redis, tmp_path / "blip.sock", b'submitmark"')
     try:
         g1 = nodes("g1", "gateway", redis_url=blip.url)
         nodes("w1", "worker", slots=1)
