@@ -331,7 +331,10 @@ def test_the_python_clients_log_stream_resumes_through_a_cut_and_a_restart(tmp_p
         got, killed = [], False
         for text in client.logs(run["id"]):
             got.append(text)
-            if not killed and "first" in "".join(got):
+            # The whole line: print() writes "first" and "\n" apart, and a
+            # kill between them leaves the first attempt's log without its
+            # newline (the second attempt's output follows it at once).
+            if not killed and "first\n" in "".join(got):
                 d.kill9()
                 d.start(port=d.port)
                 killed = True
