@@ -230,7 +230,9 @@ export function functionPage(main, [name], query, session) {
     const counted = total >= LIMIT ? `the newest ${total} invocations` : `${total} invocation(s)`;
     stats.append(h('p', {}, `${counted}, error rate ${((100 * failed) / total).toFixed(1)} %, ` +
       `p50 ${fmtMs(percentile(all, 50))}, p99 ${fmtMs(percentile(all, 99))}`));
-    const w = Math.max(320, Math.min(900, main.clientWidth - 40));
+    // No wider than their box (a phone's is narrower than 320 px): they
+    // pushed the page sideways.
+    const w = Math.max(200, Math.min(900, main.clientWidth - 40, (stats.clientWidth || 900) - 16));
     const c1 = h('div'), c2 = h('div'), c3 = h('div');
     stats.append(c1, c2, c3);
     charts.push(chart(c1, 'invocations', [sr.xs, sr.inv], [['invocations', '#2b6cb0']], w));

@@ -10,7 +10,9 @@ import pytest
 
 from conftest import CLI, DAEMON
 from daemonlib import TOKENS, Daemon
-from uilib import css, drv, text_of, wait_for  # noqa: F401 (drv: the fixture)
+# go opens a route as a fresh page load (get, then reload: a get that only
+# moves the hash of a dashboard page already open does not load it anew).
+from uilib import css, deep_link as go, drv, text_of, wait_for  # noqa: F401 (drv: the fixture)
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
 
@@ -21,12 +23,6 @@ def d(tmp_path_factory):
     daemon = Daemon(tmp_path_factory.mktemp("uix"), config_extra="server:\n  max_concurrent_per_tenant: 1\n")
     with daemon.serving(clean_exit=False) as running:
         yield running
-
-
-def go(drv, d, route):
-    """Opens route (a hash route) as a fresh page load: what a deep link or
-    a reload does."""
-    drv.get(d.url + "/ui/" + route)
 
 
 def ended(drv, d, run_id):
