@@ -1226,15 +1226,14 @@ int pkg_store_verify(const char *data_dir, bool repair, size_t *ret_checked, Pkg
                 _cleanup_free_ char *dir = path_join(store, de->d_name);
                 char *name = NULL, *version = NULL, *problem = NULL;
                 int r = pkg_wheel_verify_installed(dir, &name, &version, &problem);
-                if (r == -ENOENT) { /* removed since the listing (a prune) */
+                if (r == -ENOENT) /* removed since the listing (a prune) */
                         checked--;
+                if (r >= 0 || r == -ENOENT) {
                         free(name);
                         free(version);
                         free(problem);
                         continue;
                 }
-                if (r >= 0)
-                        continue;
                 damaged = xrealloc(damaged, (n + 1) * sizeof(PkgDamaged));
                 damaged[n++] = (PkgDamaged){
                         .sha256 = xstrdup(de->d_name), .name = name, .version = version, .problem = problem
