@@ -6,7 +6,7 @@ says so: an answer that waited for Redis would never come before it."""
 import json
 import threading
 
-from clusterlib import wait_until
+from clusterlib import SLEEPER, wait_until
 from test_cluster import nodes, pytestmark, redis  # noqa: F401 (skips without the daemon or redis-server; fixtures)
 from test_explore_failover4 import Blip
 
@@ -80,5 +80,47 @@ def test_a_dag_run_refused_as_too_many_answers_while_redis_is_away(tmp_path, nod
                    "the refused DAG run's end in Redis")
         log = (tmp_path / "g1" / "daemon.log").read_text()
         assert "did not answer the write of its final state" in log, log
+    finally:
+        blip.close()
+
+
+def test_post_runs_wait_timing_out_while_redis_is_away_answers_the_runs_id(tmp_path, nodes, redis):
+    """A client waits in `POST /v1/runs?wait=true&timeout=2` for a run that
+    takes 6 s; g1 loses Redis once the run is recorded, so the wait's
+    timeout comes while Redis is away. The answer is 202 with the run's id
+    (from g1's memory) and its Location, and the run goes on to succeed.
+    Before, the answer was 503 "Redis unreachable" (its Location header
+    the only trace of an id): a client that took the 503 at its word and
+    asked again ran it twice."""
+    blip = HeldBlip(redis, tmp_path / "blip.sock", b"never-sent")
+    try:
+        g1 = nodes("g1", "gateway", redis_url=blip.url)
+        g2 = nodes("g2", "gateway")
+        nodes("w1", "worker", slots=1)
+        answer = {}
+
+        def post():
+            answer["r"] = g1.request("POST", "/v1/runs?wait=true&timeout=2",
+                                     {"source": SLEEPER, "kwargs": {"seconds": 6, "tag": "t"}}, timeout=120)
+
+        t = threading.Thread(target=post)
+        t.start()
+        wait_until(lambda: redis.cli("KEYS", "ps:run:*").strip(), 30, "the run to be recorded")
+        blip._cut()
+        t.join(30)
+        came = not t.is_alive()
+        blip.restore()
+        t.join(120)
+        assert came, ("the wait's answer waited for Redis", answer.get("r"))
+        st, hdrs, raw = answer["r"]
+        assert st == 202, (st, raw)
+        b = json.loads(raw)
+        rid = b["id"]
+        assert hdrs.get("location") == f"/v1/runs/{rid}", hdrs
+        assert b["status"] in ("queued", "running"), b
+        log = (tmp_path / "g1" / "daemon.log").read_text()
+        assert f"run {rid}: Redis did not answer its read" in log, log
+        b = g2.wait_status(rid, ["succeeded", "failed", "cancelled", "error", "lost", "killed"], timeout=60)
+        assert b["status"] == "succeeded" and b["result"] == "t", b
     finally:
         blip.close()
