@@ -53,7 +53,8 @@ struct DaemonDags {
         pthread_mutex_t lock;
         pthread_cond_t cond;    /* a DAG run ended */
         DDag *list;             /* active DAG runs */
-        unsigned active;
+        char **settling;        /* ids whose final state a settle_thread writes (cluster) */
+        unsigned active;        /* the list's DAG runs and the settle_threads */
 };
 
 typedef struct DagThreadArgs {
@@ -353,6 +354,70 @@ static void dag_task_cancel(const char *run_id, void *userdata) {
         drun_unref(g->d, r);
 }
 
+typedef struct SettleArgs {
+        Daemon *d;
+        char *id;
+} SettleArgs;
+
+/* Takes id out of the settling ids (one of them) and the active count. */
+static void settle_done(Daemon *d, const char *id) {
+        pthread_mutex_lock(&d->dags->lock);
+        char **v = d->dags->settling;
+        for (size_t i = 0; v && v[i]; i++)
+                if (streq(v[i], id)) {
+                        free(v[i]);
+                        memmove(v + i, v + i + 1, (strv_length(v + i + 1) + 1) * sizeof(char *));
+                        break;
+                }
+        d->dags->active--;
+        pthread_cond_broadcast(&d->dags->cond);
+        pthread_mutex_unlock(&d->dags->lock);
+}
+
+static void *settle_thread(void *p) {
+        SettleArgs *a = p;
+        (void) dag_sync(a->d, NULL, a->id, true);
+        settle_done(a->d, a->id);
+        free(a->id);
+        free(a);
+        return NULL;
+}
+
+/* Cluster mode: writes the final state of DAG run id, which no thread of
+ * this node drives, without waiting on a Redis outage: one try on the
+ * caller's thread (an HTTP request's, the lease tick's); a Redis that did
+ * not answer is asked again by a thread of its own, as dag_sync() does.
+ * Meanwhile the id counts as an active DAG run (the stop's drain waits
+ * for it, as for a DAG run's own final write) and its lease is refreshed
+ * with the others', so no gateway takes over a DAG run this one refused.
+ * Before, a POST /v1/dags refused after its record (429, too many DAG
+ * runs in flight) waited on the request's thread for as long as Redis was
+ * away. */
+static int dag_settle(Daemon *d, const char *id) {
+        if (!d->cluster)
+                return 0;
+        int k = daemon_dag_cluster_sync(d, id, true);
+        if (k != -ECONNREFUSED && k != -ECOMM)
+                return k;
+        SettleArgs *a = xcalloc(1, sizeof(SettleArgs));
+        a->d = d;
+        a->id = xstrdup(id);
+        pthread_mutex_lock(&d->dags->lock);
+        d->dags->settling = strv_append(d->dags->settling, id);
+        d->dags->active++;
+        pthread_mutex_unlock(&d->dags->lock);
+        int e = thread_start_detached(settle_thread, a);
+        if (e != 0) {
+                /* Left running in Redis: its lease lapses and a gateway
+                 * resumes it (the local record says why it ended). */
+                log_warn("DAG run %s: cannot write its final state to Redis later: %s", id, strerror(e));
+                settle_done(d, id);
+                free(a->id);
+                free(a);
+        }
+        return k;
+}
+
 /* Ends the record of a DAG run dag_run() refused (validation) or could not
  * drive: the record says why, and it is no longer resumed. */
 static int record_failure(Daemon *d, DDag *ddag, const char *tenant, const char *id, const char *status,
@@ -370,7 +435,7 @@ static int record_failure(Daemon *d, DDag *ddag, const char *tenant, const char 
         cur->finished = now_realtime();
         (void) store_dag_update(d->store, cur);
         dag_run_record_free(cur);
-        return dag_sync(d, ddag, id, true);
+        return ddag ? dag_sync(d, ddag, id, true) : dag_settle(d, id);
 }
 
 /* DagEventFn: a task changed state, or the DAG run started. Wakes whoever
@@ -602,6 +667,8 @@ char **daemon_dags_active_ids(Daemon *d) {
         pthread_mutex_lock(&d->dags->lock);
         for (DDag *g = d->dags->list; g; g = g->next)
                 ids = strv_append(ids, g->id);
+        for (char **i = d->dags->settling; i && *i; i++)
+                ids = strv_append(ids, *i);
         pthread_mutex_unlock(&d->dags->lock);
         return ids;
 }

@@ -85,6 +85,27 @@ static struct MHD_Response *run_response(const DaemonCall *call, const char *id,
         return daemon_call_json(call, status, j, ret_status);
 }
 
+/* run_response() for run r this gateway submitted, answering the request
+ * that submitted it or waits on it. In a cluster whose Redis does not
+ * answer the read, r as this gateway holds it answers: 202, queued or
+ * running (its end, if any, is read later), never 503 — a 503 says nothing
+ * was done, and a client that takes it at its word and submits again runs
+ * it twice (docs/cluster.md). */
+static struct MHD_Response *run_response_held(const DaemonCall *call, DRun *r, unsigned status, unsigned *ret_status) {
+        Daemon *d = call->d;
+        json_t *j = NULL;
+        int k = run_lookup_json(d, call->tenant, r->id, &j);
+        if (k >= 0)
+                return daemon_call_json(call, status, j, ret_status);
+        if (!d->cluster || (k != -ECONNREFUSED && k != -ECOMM))
+                return daemon_call_errno(call, k, "run", ret_status);
+        log_info("run %s: Redis did not answer its read (%s); answered from this node's memory", r->id, strerror(-k));
+        RunRecord *rec = daemon_run_record_now(d, r);
+        j = run_json(rec, NULL);
+        run_record_free(rec);
+        return daemon_call_json(call, 202, j, ret_status);
+}
+
 static bool status_ended(const char *status) {
         return run_status_is_final(run_status_from_string(status));
 }
@@ -148,7 +169,7 @@ static struct MHD_Response *run_wait_then(const DaemonCall *call, void *p, Daemo
                 /* The answer shows the id, read from the store. */
                 daemon_run_reveal(w->d, w->r);
         struct MHD_Response *resp = text ? daemon_call_json_text(call, 200, text, ret_status)
-                                         : run_response(call, w->r->id, done ? 200 : 202, ret_status);
+                                         : run_response_held(call, w->r, done ? 200 : 202, ret_status);
         if (w->location) {
                 _cleanup_free_ char *loc = xasprintf("/v1/runs/%s", w->r->id);
                 daemon_response_headers(resp, (const char *const[]) { "Location", loc, NULL });
@@ -238,7 +259,7 @@ struct MHD_Response *daemon_call_submit(const DaemonCall *call, const RunRequest
         if (wait)
                 return respond_after_wait(call, r, daemon_call_wait_timeout(call),
                                           !fn_name || (coh && streq(coh, "true")), true);
-        struct MHD_Response *resp = run_response(call, r->id, 202, ret_status);
+        struct MHD_Response *resp = run_response_held(call, r, 202, ret_status);
         _cleanup_free_ char *loc = xasprintf("/v1/runs/%s", r->id);
         daemon_response_headers(resp, (const char *const[]) { "Location", loc, NULL });
         drun_unref(d, r);

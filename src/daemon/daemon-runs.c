@@ -2900,6 +2900,14 @@ static RunRecord *drun_record_now(const DRun *r) {
         return c;
 }
 
+/* daemon.h. */
+RunRecord *daemon_run_record_now(Daemon *d, DRun *r) {
+        pthread_mutex_lock(&d->lock);
+        RunRecord *rec = drun_record_now(r);
+        pthread_mutex_unlock(&d->lock);
+        return rec;
+}
+
 static bool drun_listed(const DRun *r, const char *tenant, const char *fn_name) {
         return !r->done && (!tenant || streq(r->tenant, tenant)) && (!fn_name || (r->fn_name && streq(r->fn_name, fn_name)));
 }

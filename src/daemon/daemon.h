@@ -620,6 +620,10 @@ void daemon_run_cancel_id(Daemon *d, const char *id);
  * listings merge these (daemon_runs_merge_in_flight()). Free with
  * run_record_list_free(). */
 int daemon_run_list_in_flight(Daemon *d, const char *tenant, const char *fn_name, RunRecord ***ret, size_t *ret_n);
+/* r as a record of its state in this daemon's hands now (queued or
+ * running, whatever its end): what an answer shows when the store cannot
+ * be read. Free with run_record_free(). */
+RunRecord *daemon_run_record_now(Daemon *d, DRun *r);
 /* The runs in this daemon's hands (f, nf: taken BEFORE v was read, so
  * that a run that ended in between shows its stored end, not a stale
  * "running" beside the runs that took its slot) merged with the stored
