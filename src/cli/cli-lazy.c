@@ -25,10 +25,10 @@
  * A library that cannot be loaded is said once on stderr and its
  * functions fail the way they fail for want of memory (NULL, an error
  * code), which every caller already handles. Adding a new call of one of
- * these libraries to code the CLI links means adding it here: the link
- * then fails with an undefined-symbol error until it is (or, for
- * libcrypto, silently brings it back into DT_NEEDED: test-cli-args's
- * start-up test reads the CLI's DT_NEEDED). */
+ * these libraries to code the CLI links means adding it here: otherwise
+ * the link silently brings the library back into DT_NEEDED (the pkg
+ * module's dependencies are on the link line), which
+ * tests/e2e/test_cli_startup.py catches by the libraries the CLI loads. */
 #define CURL_DISABLE_TYPECHECK /* the variadic definitions below */
 #include <archive.h>
 #include <archive_entry.h>
@@ -98,49 +98,48 @@ static void lazy_load(LazyLib *l) {
         A(CURLMcode, curl_multi_setopt, CURLM *, CURLMoption, CURLM_INTERNAL_ERROR)                       \
         A(CURLSHcode, curl_share_setopt, CURLSH *, CURLSHoption, CURLSHE_NOT_BUILT_IN)
 
-#define ARCHIVE_FUNCS(X, V, A)                                                                              \
-        X(__LA_MODE_T, archive_entry_filetype, (struct archive_entry * e), (e), 0)                          \
-        V(archive_entry_free, (struct archive_entry * e), (e))                                              \
-        X(const char *, archive_entry_hardlink, (struct archive_entry * e), (e), NULL)                      \
-        X(struct archive_entry *, archive_entry_new, (void), (), NULL)                                      \
-        X(const char *, archive_entry_pathname, (struct archive_entry * e), (e), NULL)                      \
-        X(__LA_MODE_T, archive_entry_perm, (struct archive_entry * e), (e), 0)                              \
-        V(archive_entry_set_filetype, (struct archive_entry * e, unsigned int t), (e, t))                   \
-        V(archive_entry_set_mtime, (struct archive_entry * e, time_t t, long ns), (e, t, ns))               \
-        V(archive_entry_set_pathname, (struct archive_entry * e, const char *p), (e, p))                    \
-        V(archive_entry_set_perm, (struct archive_entry * e, __LA_MODE_T m), (e, m))                        \
-        V(archive_entry_set_size, (struct archive_entry * e, la_int64_t s), (e, s))                         \
-        X(la_int64_t, archive_entry_size, (struct archive_entry * e), (e), 0)                               \
-        X(int, archive_entry_size_is_set, (struct archive_entry * e), (e), 0)                               \
-        X(const char *, archive_entry_symlink, (struct archive_entry * e), (e), NULL)                       \
-        X(const char *, archive_error_string, (struct archive * a), (a), "libarchive could not be loaded")  \
-        X(la_ssize_t, archive_read_data, (struct archive * a, void *b, size_t n), (a, b, n), ARCHIVE_FATAL) \
-        X(int, archive_read_data_block, (struct archive * a, const void **b, size_t *n, la_int64_t *o),     \
-          (a, b, n, o), ARCHIVE_FATAL)                                                                      \
-        X(int, archive_read_free, (struct archive * a), (a), ARCHIVE_FATAL)                                 \
-        X(struct archive *, archive_read_new, (void), (), NULL)                                             \
-        X(int, archive_read_next_header, (struct archive * a, struct archive_entry * *e), (a, e),           \
-          ARCHIVE_FATAL)                                                                                    \
-        X(int, archive_read_open_fd, (struct archive * a, int fd, size_t n), (a, fd, n), ARCHIVE_FATAL)     \
-        X(int, archive_read_open_filename, (struct archive * a, const char *f, size_t n), (a, f, n),        \
-          ARCHIVE_FATAL)                                                                                    \
-        X(int, archive_read_support_filter_gzip, (struct archive * a), (a), ARCHIVE_FATAL)                  \
-        X(int, archive_read_support_format_tar, (struct archive * a), (a), ARCHIVE_FATAL)                   \
-        X(int, archive_read_support_format_zip_seekable, (struct archive * a), (a), ARCHIVE_FATAL)          \
-        X(int, archive_write_close, (struct archive * a), (a), ARCHIVE_FATAL)                               \
-        X(la_ssize_t, archive_write_data, (struct archive * a, const void *b, size_t n), (a, b, n),         \
-          ARCHIVE_FATAL)                                                                                    \
-        X(int, archive_write_free, (struct archive * a), (a), ARCHIVE_FATAL)                                \
-        X(int, archive_write_header, (struct archive * a, struct archive_entry * e), (a, e), ARCHIVE_FATAL) \
-        X(struct archive *, archive_write_new, (void), (), NULL)                                            \
-        X(int, archive_write_open,                                                                          \
-          (struct archive * a, void *d, archive_open_callback *o, archive_write_callback *w,                 \
-           archive_close_callback *c),                                                                      \
-          (a, d, o, w, c), ARCHIVE_FATAL)                                                                   \
-        X(int, archive_write_set_bytes_per_block, (struct archive * a, int n), (a, n), ARCHIVE_FATAL)       \
-        X(int, archive_write_set_format_option, (struct archive * a, const char *m, const char *o, const char *v), \
-          (a, m, o, v), ARCHIVE_FATAL)                                                                      \
-        X(int, archive_write_set_format_pax_restricted, (struct archive * a), (a), ARCHIVE_FATAL)           \
+#define ARCHIVE_FUNCS(X, V, A)                                                                                        \
+        X(__LA_MODE_T, archive_entry_filetype, (struct archive_entry * e), (e), 0)                                    \
+        V(archive_entry_free, (struct archive_entry * e), (e))                                                        \
+        X(const char *, archive_entry_hardlink, (struct archive_entry * e), (e), NULL)                                \
+        X(struct archive_entry *, archive_entry_new, (void), (), NULL)                                                \
+        X(const char *, archive_entry_pathname, (struct archive_entry * e), (e), NULL)                                \
+        X(__LA_MODE_T, archive_entry_perm, (struct archive_entry * e), (e), 0)                                        \
+        V(archive_entry_set_filetype, (struct archive_entry * e, unsigned int t), (e, t))                             \
+        V(archive_entry_set_mtime, (struct archive_entry * e, time_t t, long ns), (e, t, ns))                         \
+        V(archive_entry_set_pathname, (struct archive_entry * e, const char *p), (e, p))                              \
+        V(archive_entry_set_perm, (struct archive_entry * e, __LA_MODE_T m), (e, m))                                  \
+        V(archive_entry_set_size, (struct archive_entry * e, la_int64_t s), (e, s))                                   \
+        X(la_int64_t, archive_entry_size, (struct archive_entry * e), (e), 0)                                         \
+        X(int, archive_entry_size_is_set, (struct archive_entry * e), (e), 0)                                         \
+        X(const char *, archive_entry_symlink, (struct archive_entry * e), (e), NULL)                                 \
+        X(const char *, archive_error_string, (struct archive * a), (a), "libarchive could not be loaded")            \
+        X(la_ssize_t, archive_read_data, (struct archive * a, void *b, size_t n), (a, b, n), ARCHIVE_FATAL)           \
+        X(int, archive_read_data_block, (struct archive * a, const void **b, size_t *n, la_int64_t *o), (a, b, n, o), \
+          ARCHIVE_FATAL)                                                                                              \
+        X(int, archive_read_free, (struct archive * a), (a), ARCHIVE_FATAL)                                           \
+        X(struct archive *, archive_read_new, (void), (), NULL)                                                       \
+        X(int, archive_read_next_header, (struct archive * a, struct archive_entry * *e), (a, e), ARCHIVE_FATAL)      \
+        X(int, archive_read_open_fd, (struct archive * a, int fd, size_t n), (a, fd, n), ARCHIVE_FATAL)               \
+        X(int, archive_read_open_filename, (struct archive * a, const char *f, size_t n), (a, f, n), ARCHIVE_FATAL)   \
+        X(int, archive_read_open_memory, (struct archive * a, const void *b, size_t n), (a, b, n), ARCHIVE_FATAL)     \
+        X(int, archive_read_support_filter_gzip, (struct archive * a), (a), ARCHIVE_FATAL)                            \
+        X(int, archive_read_support_format_tar, (struct archive * a), (a), ARCHIVE_FATAL)                             \
+        X(int, archive_read_support_format_zip_seekable, (struct archive * a), (a), ARCHIVE_FATAL)                    \
+        X(int, archive_read_support_format_zip_streamable, (struct archive * a), (a), ARCHIVE_FATAL)                  \
+        X(int, archive_write_close, (struct archive * a), (a), ARCHIVE_FATAL)                                         \
+        X(la_ssize_t, archive_write_data, (struct archive * a, const void *b, size_t n), (a, b, n), ARCHIVE_FATAL)    \
+        X(int, archive_write_free, (struct archive * a), (a), ARCHIVE_FATAL)                                          \
+        X(int, archive_write_header, (struct archive * a, struct archive_entry * e), (a, e), ARCHIVE_FATAL)           \
+        X(struct archive *, archive_write_new, (void), (), NULL)                                                      \
+        X(int, archive_write_open,                                                                                    \
+          (struct archive * a, void *d, archive_open_callback *o, archive_write_callback *w,                          \
+           archive_close_callback *c),                                                                                \
+          (a, d, o, w, c), ARCHIVE_FATAL)                                                                             \
+        X(int, archive_write_set_bytes_per_block, (struct archive * a, int n), (a, n), ARCHIVE_FATAL)                 \
+        X(int, archive_write_set_format_option, (struct archive * a, const char *m, const char *o, const char *v),    \
+          (a, m, o, v), ARCHIVE_FATAL)                                                                                \
+        X(int, archive_write_set_format_pax_restricted, (struct archive * a), (a), ARCHIVE_FATAL)                     \
         A(void, archive_set_error, struct archive *, int, )
 
 #define CRYPTO_FUNCS(X, V, A)                                                                                   \
@@ -148,6 +147,9 @@ static void lazy_load(LazyLib *l) {
         V(EVP_CIPHER_CTX_free, (EVP_CIPHER_CTX * c), (c))                                                       \
         X(EVP_CIPHER_CTX *, EVP_CIPHER_CTX_new, (void), (), NULL)                                               \
         X(int, EVP_DecodeBlock, (unsigned char *t, const unsigned char *f, int n), (t, f, n), -1)               \
+        X(int, EVP_Digest,                                                                                      \
+          (const void *d, size_t n, unsigned char *md, unsigned int *mdn, const EVP_MD *t, ENGINE *e),          \
+          (d, n, md, mdn, t, e), 0)                                                                             \
         X(int, EVP_DecryptFinal_ex, (EVP_CIPHER_CTX * c, unsigned char *out, int *outl), (c, out, outl), 0)     \
         X(int, EVP_DecryptInit_ex,                                                                              \
           (EVP_CIPHER_CTX * c, const EVP_CIPHER *cipher, ENGINE *impl, const unsigned char *key,                \
