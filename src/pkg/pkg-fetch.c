@@ -4,6 +4,7 @@
 #include "pkg-mgr.h"
 
 #include <curl/curl.h>
+#include <openssl/evp.h>
 #include <assert.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -286,6 +287,144 @@ int pkg_http_get_range(const char *url, int64_t first, uint64_t len, const PkgHt
         return 0;
 }
 
+/* ---- a page's other hashes of a file ------------------------------------ */
+
+const char *pkg_page_hash_evp_name(const char *algo) {
+        const char *n = pkg_hash_evp_name(algo);
+        return n ? n : streq(algo, "md5") ? "MD5" : streq(algo, "sha1") ? "SHA1" : NULL;
+}
+
+/* The EVP digest of "algo=hex" h, NULL when it names none computed here;
+ * *ret_algo is the name (freed by the caller). */
+static const EVP_MD *page_hash_md(const char *h, char **ret_algo) {
+        const char *eq = strchr(h, '=');
+        if (!eq)
+                return NULL;
+        _cleanup_free_ char *algo = xstrndup(h, (size_t) (eq - h));
+        const char *evp_name = pkg_page_hash_evp_name(algo);
+        const EVP_MD *md = evp_name ? EVP_get_digestbyname(evp_name) : NULL;
+        if (md && ret_algo)
+                *ret_algo = TAKE_PTR(algo);
+        return md;
+}
+
+bool pkg_page_hashes_computable(char *const *hashes) {
+        for (char *const *h = hashes; h && *h; h++)
+                if (page_hash_md(*h, NULL))
+                        return true;
+        return false;
+}
+
+/* The digests of one file's bytes for each of a page's hashes that can be
+ * computed, fed alongside its sha256; nothing at all when there is none,
+ * so a file the page gives only a sha256 for costs no more than before. */
+typedef struct PageHashes {
+        char *const *want;
+        EVP_MD_CTX **ctx; /* one per want (NULL: not computed); NULL if none is */
+        size_t n;
+} PageHashes;
+
+static void page_hashes_done(PageHashes *ph) {
+        for (size_t i = 0; i < ph->n; i++)
+                EVP_MD_CTX_free(ph->ctx[i]);
+        free(ph->ctx);
+        *ph = (PageHashes){};
+}
+
+/* (Re)starts ph over want: a download started over from byte 0 hashes
+ * again from nothing. */
+static int page_hashes_start(PageHashes *ph, char *const *want) {
+        page_hashes_done(ph);
+        if (!pkg_page_hashes_computable(want))
+                return 0;
+        ph->want = want;
+        while (want[ph->n])
+                ph->n++;
+        ph->ctx = xcalloc(ph->n, sizeof(EVP_MD_CTX *));
+        for (size_t i = 0; i < ph->n; i++) {
+                const EVP_MD *md = page_hash_md(want[i], NULL);
+                if (!md)
+                        continue;
+                ph->ctx[i] = EVP_MD_CTX_new();
+                if (!ph->ctx[i] || !EVP_DigestInit_ex(ph->ctx[i], md, NULL))
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+static int page_hashes_update(PageHashes *ph, const void *p, size_t n) {
+        for (size_t i = 0; i < ph->n; i++)
+                if (ph->ctx[i] && !EVP_DigestUpdate(ph->ctx[i], p, n))
+                        return -EIO;
+        return 0;
+}
+
+/* Every computed digest against the page's: the first that differs fails,
+ * worded as the sha256 mismatch is. */
+static int page_hashes_check(PageHashes *ph, const char *what, const char *url, char **ret_error) {
+        for (size_t i = 0; i < ph->n; i++) {
+                if (!ph->ctx[i])
+                        continue;
+                _cleanup_free_ char *algo = NULL;
+                (void) page_hash_md(ph->want[i], &algo);
+                unsigned char dg[EVP_MAX_MD_SIZE];
+                unsigned dn = 0;
+                if (!EVP_DigestFinal_ex(ph->ctx[i], dg, &dn)) {
+                        *ret_error = xasprintf("%s: cannot compute its %s", what, algo);
+                        return -EIO;
+                }
+                char hex[2 * EVP_MAX_MD_SIZE + 1];
+                for (unsigned k = 0; k < dn; k++)
+                        snprintf(hex + 2 * k, 3, "%02x", dg[k]);
+                hex[2 * dn] = 0;
+                const char *want = strchr(ph->want[i], '=') + 1;
+                if (!streq(hex, want)) {
+                        *ret_error = xasprintf("%s: %s mismatch: the index says %s, the file downloaded from %s has %s "
+                                               "(corrupt download or tampered file)",
+                                               what, algo, want, url, hex);
+                        return -EBADMSG;
+                }
+        }
+        return 0;
+}
+
+int pkg_file_check_page_hashes(const char *path, char *const *hashes, const char *what, const char *url,
+                               char **ret_error) {
+        assert(path);
+        if (!pkg_page_hashes_computable(hashes))
+                return 0;
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+                int r = -errno;
+                *ret_error = xasprintf("%s: %s", path, strerror(-r));
+                return r;
+        }
+        PageHashes ph = {};
+        _cleanup_free_ uint8_t *buf = xmalloc(1 << 16);
+        int r = page_hashes_start(&ph, hashes);
+        if (r < 0)
+                *ret_error = xasprintf("%s: cannot compute its hashes", what);
+        while (r >= 0) {
+                ssize_t k = read(fd, buf, 1 << 16);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0) {
+                        r = -errno;
+                        *ret_error = xasprintf("%s: %s", path, strerror(-r));
+                        break;
+                }
+                if (k == 0) {
+                        r = page_hashes_check(&ph, what, url, ret_error);
+                        break;
+                }
+                r = page_hashes_update(&ph, buf, (size_t) k);
+                if (r < 0)
+                        *ret_error = xasprintf("%s: cannot compute its hashes", what);
+        }
+        page_hashes_done(&ph);
+        return r;
+}
+
 /* ---- parallel downloads ------------------------------------------------ */
 
 typedef struct Transfer {
@@ -294,6 +433,7 @@ typedef struct Transfer {
         char *part;            /* temp path */
         int fd;
         Sha256 *hash;
+        PageHashes page;       /* the page's other hashes, when it gives any */
         uint64_t written;      /* bytes in the part file */
         uint64_t expected;     /* content length when known */
         unsigned attempts;
@@ -341,6 +481,10 @@ static size_t file_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
                         t->written = 0;
                         sha256_free(t->hash);
                         t->hash = sha256_new();
+                        if (page_hashes_start(&t->page, t->d->hashes) < 0) {
+                                t->write_errno = ENOMEM;
+                                return 0;
+                        }
                 }
                 curl_off_t cl = -1;
                 curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
@@ -363,6 +507,10 @@ static size_t file_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
                 return 0;
         }
         sha256_update(t->hash, ptr, n);
+        if (page_hashes_update(&t->page, ptr, n) < 0) {
+                t->write_errno = EIO;
+                return 0;
+        }
         t->written += n;
         Downloads *ds = current_downloads_for(t);
         if (downloads_cancelled(ds)) {
@@ -469,6 +617,11 @@ int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions 
                         goto out;
                 }
                 t->hash = sha256_new();
+                r = page_hashes_start(&t->page, d[i].hashes);
+                if (r < 0) {
+                        *ret_error = xasprintf("%s: cannot compute its hashes", d[i].what);
+                        goto out;
+                }
         }
 
         while (finished < n) {
@@ -520,6 +673,11 @@ int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions 
                                         r = -EBADMSG;
                                         goto out;
                                 }
+                                r = page_hashes_check(&t->page, t->d->what, t->d->url, ret_error);
+                                if (r < 0)
+                                        goto out;
+                                if (t->d->ret_sha256)
+                                        memcpy(t->d->ret_sha256, hex, SHA256_HEX_SIZE);
                                 /* A transient download is unpacked and deleted
                                  * at once: flushing it to disk first would
                                  * only write its bytes twice. */
@@ -554,6 +712,11 @@ int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions 
                                 t->written = 0;
                                 sha256_free(t->hash);
                                 t->hash = sha256_new();
+                                r = page_hashes_start(&t->page, t->d->hashes);
+                                if (r < 0) {
+                                        *ret_error = xasprintf("%s: cannot compute its hashes", t->d->what);
+                                        goto out;
+                                }
                         }
                         if (t->write_errno == ECANCELED || (o && pkg_cancelled(o->cancel_all))) {
                                 r = cancelled_error(ret_error);
@@ -616,6 +779,7 @@ out:
                 if (t->part && !t->done)
                         (void) unlink(t->part);
                 sha256_free(t->hash);
+                page_hashes_done(&t->page);
                 free(t->part);
         }
         if (multi)

@@ -146,6 +146,7 @@ static void file_done(PkgFile *f) {
         free(f->filename);
         free(f->url);
         free(f->sha256);
+        strv_free(f->hashes);
         free(f->requires_python);
         free(f->yanked);
         free(f->metadata_url);
@@ -252,20 +253,47 @@ static void add_metadata_hash(PkgFile *pf, const char *algo, size_t n, const cha
         pf->metadata_hashes = strv_append(pf->metadata_hashes, h);
 }
 
-/* Cuts the fragment off a file's URL and takes its sha256: pip reads
- * "#sha256=…" anywhere among '&'-separated parameters ("#egg=x&sha256=…");
- * other algorithms are dropped, since only sha256 is verified here. */
-static void split_hash_fragment(char *url, char **ret_sha256, bool *malformed) {
+/* Whether hashes ("algo=hex") has one of algo (n bytes). */
+static bool hashes_have_algo(char *const *hashes, const char *algo, size_t n) {
+        for (char *const *h = hashes; h && *h; h++)
+                if (strneq(*h, algo, n) && (*h)[n] == '=')
+                        return true;
+        return false;
+}
+
+/* One of the page's hashes of a file other than its sha256, "algo=hex"
+ * (name n bytes of algo, hex m bytes of hex), kept in lower case for the
+ * download to check (pkg_http_download_many()); one of an algo already
+ * given is not (pip takes the "hashes" object's over the URL's). */
+static void add_file_hash(char ***hashes, const char *algo, size_t n, const char *hex, size_t m) {
+        if (n == 0 || hashes_have_algo(*hashes, algo, n))
+                return;
+        _cleanup_free_ char *h = xasprintf("%.*s=%.*s", (int) n, algo, (int) m, hex);
+        for (char *q = h; *q; q++)
+                if (*q >= 'A' && *q <= 'Z')
+                        *q = (char) (*q - 'A' + 'a');
+        *hashes = strv_append(*hashes, h);
+}
+
+/* Cuts the fragment off a file's URL and takes its hashes: pip reads
+ * "#sha256=…" (or any hashlib name's) anywhere among '&'-separated
+ * parameters ("#egg=x&sha512=…"); the sha256 into *ret_sha256, the
+ * others into *hashes, each checked against the downloaded file. */
+static void split_hash_fragment(char *url, char **ret_sha256, bool *malformed, char ***hashes) {
         char *hash = strchr(url, '#');
         if (!hash)
                 return;
         *hash = 0;
         for (const char *p = hash + 1; *p;) {
                 size_t n = strcspn(p, "&");
+                size_t a = strcspn(p, "=&");
                 if (n > 7 && !*ret_sha256 && startswith(p, "sha256="))
                         *ret_sha256 = index_sha256n(p + 7, n - 7, malformed);
                 else if (n == 7 && startswith(p, "sha256="))
                         *malformed = true;
+                else if (a < n && !(a == 6 && startswith(p, "sha256")))
+                        /* egg=, subdirectory= too: names no digest has */
+                        add_file_hash(hashes, p, a, p + a + 1, n - a - 1);
                 p += n + (p[n] == '&');
         }
 }
@@ -333,9 +361,21 @@ static int parse_json_page(const char *body, const char *base, PkgProject *p, ch
                 /* A #sha256= on the URL counts when "hashes" lacks one, as
                  * pip merges them: a page's only hash is never dropped. */
                 _cleanup_free_ char *frag = NULL;
+                _cleanup_strv_free_ char **frag_hashes = NULL;
                 bool frag_malformed = false;
-                split_hash_fragment(pf.url, &frag, &frag_malformed);
-                pf.sha256 = index_sha256(json_get_string(json_object_get(f, "hashes"), "sha256"), &pf.sha256_malformed);
+                split_hash_fragment(pf.url, &frag, &frag_malformed, &frag_hashes);
+                json_t *hashes = json_object_get(f, "hashes");
+                pf.sha256 = index_sha256(json_get_string(hashes, "sha256"), &pf.sha256_malformed);
+                const char *halgo;
+                json_t *hv;
+                json_object_foreach(hashes, halgo, hv)
+                        if (json_is_string(hv) && strcasecmp(halgo, "sha256") != 0)
+                                add_file_hash(&pf.hashes, halgo, strlen(halgo), json_string_value(hv),
+                                              strlen(json_string_value(hv)));
+                for (char **h = frag_hashes; h && *h; h++) {
+                        size_t a = strcspn(*h, "=");
+                        add_file_hash(&pf.hashes, *h, a, *h + a + 1, strlen(*h + a + 1));
+                }
                 if (!pf.sha256 && !pf.sha256_malformed) {
                         pf.sha256 = TAKE_PTR(frag);
                         pf.sha256_malformed = frag_malformed;
@@ -506,7 +546,7 @@ static int parse_html_page(const char *body, const char *base, PkgProject *p, ch
                 }
                 PkgFile pf = {};
                 pf.url = TAKE_PTR(joined);
-                split_hash_fragment(pf.url, &pf.sha256, &pf.sha256_malformed);
+                split_hash_fragment(pf.url, &pf.sha256, &pf.sha256_malformed, &pf.hashes);
                 pf.filename = url_basename_unquoted(pf.url);
                 pf.requires_python = html_attr(s, end, "data-requires-python");
                 if (pf.requires_python && !*pf.requires_python) {
@@ -678,6 +718,12 @@ int pkg_index_file_path(PkgIndex *ix, const PkgFile *f, char **ret_path, char **
         if (f->sha256_malformed)
                 return refuse_malformed_hash(f, false, ret_error);
         if (startswith(f->url, "file://")) {
+                int r = f->hashes_checked
+                                ? 0
+                                : pkg_file_check_page_hashes(f->url + 7, f->hashes, f->filename, f->url, ret_error);
+                if (r < 0)
+                        return r;
+                ((PkgFile *) f)->hashes_checked = true;
                 *ret_path = xstrdup(f->url + 7);
                 return 0;
         }
@@ -690,14 +736,26 @@ int pkg_index_file_path(PkgIndex *ix, const PkgFile *f, char **ret_path, char **
         if (f->sha256) {
                 _cleanup_free_ char *dest = xasprintf("%s/%s.whl", ix->cache_dir, f->sha256);
                 if (access(dest, F_OK) == 0) {
+                        /* Its sha256 was checked when it came; the page's
+                         * other hashes may not have been (one more read,
+                         * only when the page gives any). */
+                        if (!f->hashes_checked) {
+                                r = pkg_file_check_page_hashes(dest, f->hashes, f->filename, f->url, ret_error);
+                                if (r < 0)
+                                        return r;
+                                ((PkgFile *) f)->hashes_checked = true;
+                        }
                         *ret_path = TAKE_PTR(dest);
                         return 0;
                 }
-                PkgDownload d = { .url = f->url, .dest = dest, .sha256 = f->sha256, .what = f->filename };
+                PkgDownload d = {
+                        .url = f->url, .dest = dest, .sha256 = f->sha256, .hashes = f->hashes, .what = f->filename
+                };
                 PkgHttpOptions o = http_opts(ix);
                 r = pkg_http_download_many(&d, 1, &o, NULL, NULL, ret_error);
                 if (r < 0)
                         return r;
+                ((PkgFile *) f)->hashes_checked = true;
                 *ret_path = TAKE_PTR(dest);
                 return 0;
         }
@@ -707,19 +765,19 @@ int pkg_index_file_path(PkgIndex *ix, const PkgFile *f, char **ret_path, char **
         if (r < 0)
                 return r;
         _cleanup_free_ char *tmp = xasprintf("%s/nohash-%s.whl", ix->cache_dir, rnd);
-        PkgDownload d = { .url = f->url, .dest = tmp, .sha256 = NULL, .what = f->filename };
+        /* Its sha256 computed as it arrives, with any other hash the page
+         * gives (a sha512-only index): one read of the bytes. */
+        char hex[SHA256_HEX_SIZE];
+        PkgDownload d = { .url = f->url, .dest = tmp, .hashes = f->hashes, .what = f->filename, .ret_sha256 = hex };
         PkgHttpOptions o = http_opts(ix);
         r = pkg_http_download_many(&d, 1, &o, NULL, NULL, ret_error);
-        if (r < 0)
-                return r;
-        char hex[SHA256_HEX_SIZE];
-        r = sha256_file_hex(tmp, hex);
         if (r < 0)
                 return r;
         _cleanup_free_ char *dest = xasprintf("%s/%s.whl", ix->cache_dir, hex);
         if (rename(tmp, dest) < 0)
                 return -errno;
         ((PkgFile *) f)->sha256 = xstrdup(hex);
+        ((PkgFile *) f)->hashes_checked = true;
         *ret_path = TAKE_PTR(dest);
         return 0;
 }
@@ -727,6 +785,17 @@ int pkg_index_file_path(PkgIndex *ix, const PkgFile *f, char **ret_path, char **
 int pkg_index_file_sha256(PkgIndex *ix, const PkgFile *f, const char **ret_sha256, char **ret_error) {
         if (f->sha256_malformed)
                 return refuse_malformed_hash(f, false, ret_error);
+        /* A sha256 from the page pins the bytes, but a page that also gives
+         * a sha512 (say) that those bytes do not have contradicts itself:
+         * the wheel is fetched (into the cache the install then uses) and
+         * checked against every hash, as pip does. */
+        if ((f->sha256 || startswith(f->url, "file://")) && !f->hashes_checked &&
+            pkg_page_hashes_computable(f->hashes)) {
+                _cleanup_free_ char *path = NULL;
+                int r = pkg_index_file_path(ix, f, &path, ret_error);
+                if (r < 0)
+                        return r;
+        }
         if (!f->sha256) {
                 if (startswith(f->url, "file://")) {
                         char hex[SHA256_HEX_SIZE];
@@ -772,15 +841,6 @@ static int metadata_by_ranges(PkgIndex *ix, const PkgFile *f, char **ret_text) {
         return r;
 }
 
-/* The OpenSSL name of a page's hash algorithm for a .metadata file:
- * pkg_hash_evp_name()'s, and md5 and sha1, which RECORD may not use (PEP
- * 427) but which an index may give and pip checks: a truncated or
- * corrupted transfer is caught by either; NULL for a name not known. */
-static const char *metadata_evp_name(const char *algo) {
-        const char *n = pkg_hash_evp_name(algo);
-        return n ? n : streq(algo, "md5") ? "MD5" : streq(algo, "sha1") ? "SHA1" : NULL;
-}
-
 /* The metadata's bytes against each of the page's other hashes that can
  * be computed: every one must match (a page that gives two hashes of the
  * same bytes and one is wrong is not trusted for either). */
@@ -788,7 +848,7 @@ static int check_metadata_hashes(const PkgFile *f, const void *data, size_t n, c
         for (char **h = f->metadata_hashes; h && *h; h++) {
                 const char *eq = strchr(*h, '=');
                 _cleanup_free_ char *algo = xstrndup(*h, (size_t) (eq - *h));
-                const char *evp_name = metadata_evp_name(algo);
+                const char *evp_name = pkg_page_hash_evp_name(algo);
                 const EVP_MD *md = evp_name ? EVP_get_digestbyname(evp_name) : NULL;
                 if (!md)
                         continue;

@@ -89,6 +89,25 @@ int pkg_http_get(const char *url, const char *accept, size_t max, const PkgHttpO
  * fixed length to compare. */
 const char *pkg_hash_evp_name(const char *name);
 
+/* The libcrypto name of a hash algorithm an index page gives for a file
+ * (a wheel, a .metadata file): pkg_hash_evp_name()'s, and md5 and sha1,
+ * which RECORD may not use (PEP 427) but which an index may give and pip
+ * checks: a truncated or corrupted transfer is caught by either; NULL for
+ * a name not known (that hash is not checked). */
+const char *pkg_page_hash_evp_name(const char *algo);
+
+/* Whether any of a page's "algo=hex" hashes (PkgFile.hashes; NULL: none)
+ * is one pkg_page_hash_evp_name() knows: only then is another digest
+ * computed over a file's bytes. */
+bool pkg_page_hashes_computable(char *const *hashes);
+
+/* Reads the file at path once and checks it against each of hashes that
+ * can be computed: -EBADMSG with "WHAT: ALGO mismatch: the index says …,
+ * the file downloaded from URL has …" on the first that differs, a
+ * negative errno when the file cannot be read. */
+int pkg_file_check_page_hashes(const char *path, char *const *hashes, const char *what, const char *url,
+                               char **ret_error);
+
 /* The most one pkg_http_get_range() reads. */
 #define PKG_RANGE_MAX (64U << 20)
 
@@ -130,7 +149,14 @@ int pkg_zip_read_metadata(const uint8_t *tail, size_t n, uint64_t total, PkgZipR
 typedef struct PkgDownload {
         const char *url;
         const char *dest;      /* final path; written via dest.part-XXXX + rename */
-        const char *sha256;    /* required: verified before the rename */
+        const char *sha256;    /* verified before the rename; NULL: none known */
+        /* The page's other hashes, "algo=hex" (PkgFile.hashes), NULL if
+         * none: each one that can be computed is, as the bytes arrive
+         * (no second read), and must match before the rename. */
+        char *const *hashes;
+        /* When not NULL: the file's sha256 (lower-case hex), written on
+         * success, computed as it arrived. */
+        char *ret_sha256;
         const char *what;      /* for progress and errors (a file name) */
         bool transient;        /* read once right after and deleted: not
                                 * fsync'ed (a crash leaves a private file

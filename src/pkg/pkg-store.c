@@ -557,6 +557,7 @@ typedef enum PrefetchState { PF_QUEUED, PF_RUNNING, PF_DONE, PF_DROPPED } Prefet
 
 typedef struct PrefetchJob {
         char *url, *sha256, *filename;
+        char **hashes; /* the page's others (PkgFile.hashes) */
         PrefetchState state;
         uint64_t done, total;      /* download bytes, for the caller's progress */
         bool cancel;               /* atomic: the final lock does not name it */
@@ -643,7 +644,11 @@ static void prefetch_one(PkgPrefetch *pf, PrefetchJob *j) {
                 return;
         _cleanup_free_ char *mine = xasprintf("%s.%s", shared, rnd);
         _cleanup_free_ char *err = NULL;
-        PkgDownload one = { .url = j->url, .dest = mine, .sha256 = j->sha256, .what = j->filename,
+        PkgDownload one = { .url = j->url,
+                            .dest = mine,
+                            .sha256 = j->sha256,
+                            .hashes = j->hashes,
+                            .what = j->filename,
                             .transient = true };
         PkgLockEntry e = { .filename = j->filename, .sha256 = j->sha256 };
         PrefetchProgress pp = { pf, j };
@@ -706,6 +711,8 @@ void pkg_prefetch_pinned(void *prefetch, const PkgFile *f) {
         PrefetchJob *j = xcalloc(1, sizeof(PrefetchJob));
         *j = (PrefetchJob) { .url = xstrdup(f->url), .sha256 = xstrdup(f->sha256), .filename = xstrdup(f->filename),
                              .state = PF_QUEUED };
+        for (char **h = f->hashes; h && *h; h++)
+                j->hashes = strv_append(j->hashes, *h);
         pf->jobs[pf->n++] = j;
         if (pf->idle == 0 && pf->n_threads < PREFETCH_THREADS &&
             pthread_create(&pf->tids[pf->n_threads], NULL, prefetch_thread, pf) == 0)
@@ -784,6 +791,7 @@ void pkg_prefetch_finish(PkgPrefetch *pf, const PkgLock *lock, PkgProgressFn pro
                 free(pf->jobs[i]->url);
                 free(pf->jobs[i]->sha256);
                 free(pf->jobs[i]->filename);
+                strv_free(pf->jobs[i]->hashes);
                 free(pf->jobs[i]);
         }
         free(pf->jobs);

@@ -202,6 +202,11 @@ typedef struct PkgFile {
         char *filename;
         char *url;             /* absolute (http(s):// or file://) */
         char *sha256;          /* lowercase hex; NULL if the source gave none */
+        /* The page's other hashes of the file, "ALGO=hex" (hex in lower
+         * case; any ALGO it names), NULL if none: each one that can be
+         * computed must match the downloaded wheel (as pip checks). */
+        char **hashes;
+        bool hashes_checked;   /* a file with those bytes was checked against them */
         char *requires_python; /* NULL if none */
         char *yanked;          /* NULL if not yanked, else the reason ("" if none) */
         char *metadata_url;    /* PEP 658/714 core metadata, NULL if not offered */
