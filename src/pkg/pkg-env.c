@@ -383,6 +383,7 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
                 r = pkg_index_new(o->index, cache, &ix);
                 if (r < 0)
                         return r;
+                pkg_index_set_pin_only(ix, o->resolve_only);
                 PkgMarkerEnv menv;
                 pkg_marker_env_default(&menv, python);
                 /* Wheels are fetched and unpacked as the resolver pins

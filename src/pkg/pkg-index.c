@@ -136,7 +136,12 @@ struct PkgIndex {
         size_t n_metas;
         const bool *cancel; /* pkg_index_set_cancel() */
         bool no_ranges;     /* a wheel server answered a range with the whole file */
+        bool pin_only;      /* pkg_index_set_pin_only() */
 };
+
+void pkg_index_set_pin_only(PkgIndex *ix, bool pin_only) {
+        ix->pin_only = pin_only;
+}
 
 void pkg_index_set_cancel(PkgIndex *ix, const bool *cancel) {
         ix->cancel = cancel;
@@ -786,10 +791,13 @@ int pkg_index_file_sha256(PkgIndex *ix, const PkgFile *f, const char **ret_sha25
         if (f->sha256_malformed)
                 return refuse_malformed_hash(f, false, ret_error);
         /* A sha256 from the page pins the bytes, but a page that also gives
-         * a sha512 (say) that those bytes do not have contradicts itself:
-         * the wheel is fetched (into the cache the install then uses) and
-         * checked against every hash, as pip does. */
-        if ((f->sha256 || startswith(f->url, "file://")) && !f->hashes_checked &&
+         * a sha512 (say) those bytes do not have contradicts itself: for an
+         * install, the wheel is fetched now (into the cache the install
+         * then uses: the lock it installs from keeps only the sha256) and
+         * checked against every hash, as pip does. A lock alone (pin_only)
+         * fetches no wheel with PEP 658 metadata (issue 15), as pip-compile
+         * does not; whoever fetches the bytes checks them. */
+        if (!ix->pin_only && (f->sha256 || startswith(f->url, "file://")) && !f->hashes_checked &&
             pkg_page_hashes_computable(f->hashes)) {
                 _cleanup_free_ char *path = NULL;
                 int r = pkg_index_file_path(ix, f, &path, ret_error);

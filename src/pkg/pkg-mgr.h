@@ -180,6 +180,11 @@ char *pkg_url_join(const char *base, const char *href);
 /* The index's transfers stop once *cancel is set (PkgEnvOptions.cancel):
  * its calls then fail with -ECANCELED. Not owned; NULL: never. */
 void pkg_index_set_cancel(PkgIndex *ix, const bool *cancel);
+/* A resolution for a lock only (`pysprinter lock`): a wheel the page gives
+ * a sha256 for is pinned by it without its bytes, its other hashes left to
+ * whoever fetches it; otherwise such a wheel is fetched (into the cache the
+ * install uses) and checked against every hash the page gives. */
+void pkg_index_set_pin_only(PkgIndex *ix, bool pin_only);
 
 /* Local path of a file's wheel: the find-links file itself, or a copy
  * downloaded (sha256-verified) into the index's cache dir. */
