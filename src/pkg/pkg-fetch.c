@@ -289,6 +289,19 @@ int pkg_http_get_range(const char *url, int64_t first, uint64_t len, const PkgHt
 
 /* ---- a page's other hashes of a file ------------------------------------ */
 
+/* pkg-mgr.h; RECORD's check (pkg-wheel.c) asks it too. */
+const char *pkg_hash_evp_name(const char *name) {
+        static const char *const map[][2] = {
+                { "sha224", "SHA224" },     { "sha384", "SHA384" },      { "sha512", "SHA512" },
+                { "sha3_224", "SHA3-224" }, { "sha3_256", "SHA3-256" },  { "sha3_384", "SHA3-384" },
+                { "sha3_512", "SHA3-512" }, { "blake2b", "BLAKE2B512" }, { "blake2s", "BLAKE2S256" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(map); i++)
+                if (streq(name, map[i][0]))
+                        return map[i][1];
+        return NULL;
+}
+
 const char *pkg_page_hash_evp_name(const char *algo) {
         const char *n = pkg_hash_evp_name(algo);
         return n ? n : streq(algo, "md5") ? "MD5" : streq(algo, "sha1") ? "SHA1" : NULL;

@@ -222,18 +222,6 @@ static bool is_record_sig(const char *path, const char *distinfo) {
         return streq(slash + 1, "RECORD") || streq(slash + 1, "RECORD.jws") || streq(slash + 1, "RECORD.p7s");
 }
 
-const char *pkg_hash_evp_name(const char *name) {
-        static const char *const map[][2] = {
-                { "sha224", "SHA224" },     { "sha384", "SHA384" },      { "sha512", "SHA512" },
-                { "sha3_224", "SHA3-224" }, { "sha3_256", "SHA3-256" },  { "sha3_384", "SHA3-384" },
-                { "sha3_512", "SHA3-512" }, { "blake2b", "BLAKE2B512" }, { "blake2s", "BLAKE2S256" },
-        };
-        for (size_t i = 0; i < ELEMENTSOF(map); i++)
-                if (streq(name, map[i][0]))
-                        return map[i][1];
-        return NULL;
-}
-
 /* RECORD's "ALGO=urlsafe-b64" of a file already written under dfd, for
  * an algorithm other than the sha256 every entry is hashed with as it is
  * written: read back (such wheels are rare), so the unpack stays one pass. */
