@@ -19,25 +19,6 @@ PIPELINE = "tasks:\n  a: {file: t.py, function: f, args: [21]}\n"
 MAX_ACTIVE = 64  # DAEMON_MAX_ACTIVE_DAGS
 
 
-class HeldBlip(Blip):
-    """A Blip that stays cut until restore()."""
-
-    def _cut(self):
-        self.down.set()
-        with self.lock:
-            self.listener.close()
-            self.listener = None
-            for s in self.conns:
-                try:
-                    s.shutdown(2)
-                except OSError:
-                    pass
-            self.conns = []
-
-    def restore(self):
-        self.down.clear()
-
-
 def answered_while_cut(gw, blip, method, path, body=None, deadline=30):
     """gw's answer to the request, which must come while Redis stays cut
     (the proxy is restored only after it, or at the deadline, failing)."""
@@ -63,7 +44,7 @@ def test_a_dag_run_refused_as_too_many_answers_while_redis_is_away(tmp_path, nod
     away; the end is written once Redis is back (the DAG run leaves the
     running set). Before, the request's thread asked Redis again until it
     answered: the client hung for as long as Redis was away."""
-    blip = HeldBlip(redis, tmp_path / "blip.sock", b"Device or resource busy")
+    blip = Blip(redis, tmp_path / "blip.sock", b"Device or resource busy", seconds=None)
     try:
         g1 = nodes("g1", "gateway", redis_url=blip.url, extra=("--drain-timeout", "1"))
         body = {"pipeline": PIPELINE, "files": {"t.py": STEP}, "no_cache": True}
@@ -92,7 +73,7 @@ def test_post_runs_wait_timing_out_while_redis_is_away_answers_the_runs_id(tmp_p
     Before, the answer was 503 "Redis unreachable" (its Location header
     the only trace of an id): a client that took the 503 at its word and
     asked again ran it twice."""
-    blip = HeldBlip(redis, tmp_path / "blip.sock", b"never-sent")
+    blip = Blip(redis, tmp_path / "blip.sock", b"never-sent", seconds=None)
     try:
         g1 = nodes("g1", "gateway", redis_url=blip.url)
         g2 = nodes("g2", "gateway")

@@ -101,8 +101,8 @@ def test_dashboard_sessions_of_a_made_token_are_503_while_redis_is_away(cluster,
 class Blip:
     """A unix-socket proxy to Redis for one node that, once armed, cuts
     that node from Redis (its connections closed, new ones refused) the
-    moment it sends a command naming `trigger`, for `seconds`: a Redis
-    blip at exactly that point of the node's work."""
+    moment it sends a command naming `trigger`, for `seconds` (None: until
+    restore()): a Redis blip at exactly that point of the node's work."""
 
     def __init__(self, redis, path, trigger, seconds=1.0):
         self.target, self.path, self.trigger, self.seconds = redis.sock, str(path), trigger, seconds
@@ -179,7 +179,12 @@ class Blip:
                 except OSError:
                     pass
             self.conns = []
-        threading.Timer(self.seconds, self.down.clear).start()
+        if self.seconds is not None:
+            threading.Timer(self.seconds, self.restore).start()
+
+    def restore(self):
+        """Lets the node reach Redis again."""
+        self.down.clear()
 
     def close(self):
         self.stop = True
