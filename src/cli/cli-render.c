@@ -538,10 +538,13 @@ int renderer_run_outcome(Renderer *r, json_t *run) {
 
 void format_duration_us(usec_t us, char buf[static 32]) {
         double s = (double) us / 1e6;
-        if (us > 0 && us < 995) /* as the dashboard's fmtMs(): a warm invoke's 0.14ms, not 0ms */
+        /* Below a second as the dashboard's fmtMs() reads: under 1 ms with
+         * two decimals (a warm invoke's 0.14ms, not 0ms), else whole ms
+         * rounded half up (Math.round), so both show the same number. */
+        if (us > 0 && us < 1000)
                 snprintf(buf, 32, "%.2fms", s * 1000);
-        else if (s < 1)
-                snprintf(buf, 32, "%.0fms", s * 1000);
+        else if (us < 999500)
+                snprintf(buf, 32, "%llums", (unsigned long long) ((us + 500) / 1000));
         else if (s < 120)
                 snprintf(buf, 32, "%.2fs", s);
         else
