@@ -372,9 +372,9 @@ static int page_hashes_update(PageHashes *ph, const void *p, size_t n) {
         return 0;
 }
 
-/* Every computed digest against the page's: the first that differs fails,
- * worded as the sha256 mismatch is. */
-static int page_hashes_check(PageHashes *ph, const char *what, const char *url, char **ret_error) {
+/* Every computed digest against the page's: the first that differs is
+ * -EBADMSG with *ret_mismatch filled (its algo freed by the caller). */
+static int page_hashes_mismatch(PageHashes *ph, PkgHashMismatch *ret_mismatch) {
         for (size_t i = 0; i < ph->n; i++) {
                 if (!ph->ctx[i])
                         continue;
@@ -383,7 +383,7 @@ static int page_hashes_check(PageHashes *ph, const char *what, const char *url, 
                 unsigned char dg[EVP_MAX_MD_SIZE];
                 unsigned dn = 0;
                 if (!EVP_DigestFinal_ex(ph->ctx[i], dg, &dn)) {
-                        *ret_error = xasprintf("%s: cannot compute its %s", what, algo);
+                        *ret_mismatch = (PkgHashMismatch){ .algo = TAKE_PTR(algo) };
                         return -EIO;
                 }
                 char hex[2 * EVP_MAX_MD_SIZE + 1];
@@ -392,13 +392,38 @@ static int page_hashes_check(PageHashes *ph, const char *what, const char *url, 
                 hex[2 * dn] = 0;
                 const char *want = strchr(ph->want[i], '=') + 1;
                 if (!streq(hex, want)) {
-                        *ret_error = xasprintf("%s: %s mismatch: the index says %s, the file downloaded from %s has %s "
-                                               "(corrupt download or tampered file)",
-                                               what, algo, want, url, hex);
+                        *ret_mismatch = (PkgHashMismatch){ .algo = TAKE_PTR(algo), .want = want };
+                        snprintf(ret_mismatch->got, sizeof ret_mismatch->got, "%s", hex);
                         return -EBADMSG;
                 }
         }
         return 0;
+}
+
+/* page_hashes_mismatch() worded as the sha256 mismatch of a download is. */
+static int page_hashes_check(PageHashes *ph, const char *what, const char *url, char **ret_error) {
+        PkgHashMismatch m = {};
+        int r = page_hashes_mismatch(ph, &m);
+        if (r == -EIO)
+                *ret_error = xasprintf("%s: cannot compute its %s", what, m.algo);
+        else if (r < 0)
+                *ret_error = xasprintf("%s: %s mismatch: the index says %s, the file downloaded from %s has %s "
+                                       "(corrupt download or tampered file)",
+                                       what, m.algo, m.want, url, m.got);
+        free(m.algo);
+        return r;
+}
+
+int pkg_bytes_check_page_hashes(const void *data, size_t n, char *const *hashes, PkgHashMismatch *ret_mismatch) {
+        *ret_mismatch = (PkgHashMismatch){};
+        PageHashes ph = {};
+        int r = page_hashes_start(&ph, hashes);
+        if (r >= 0)
+                r = page_hashes_update(&ph, data, n);
+        if (r >= 0)
+                r = page_hashes_mismatch(&ph, ret_mismatch);
+        page_hashes_done(&ph);
+        return r;
 }
 
 int pkg_file_check_page_hashes(const char *path, char *const *hashes, const char *what, const char *url,

@@ -5,7 +5,6 @@
 
 #include <dirent.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 
 #define ACCEPT_SIMPLE \
@@ -853,30 +852,15 @@ static int metadata_by_ranges(PkgIndex *ix, const PkgFile *f, char **ret_text) {
  * be computed: every one must match (a page that gives two hashes of the
  * same bytes and one is wrong is not trusted for either). */
 static int check_metadata_hashes(const PkgFile *f, const void *data, size_t n, char **ret_error) {
-        for (char **h = f->metadata_hashes; h && *h; h++) {
-                const char *eq = strchr(*h, '=');
-                _cleanup_free_ char *algo = xstrndup(*h, (size_t) (eq - *h));
-                const char *evp_name = pkg_page_hash_evp_name(algo);
-                const EVP_MD *md = evp_name ? EVP_get_digestbyname(evp_name) : NULL;
-                if (!md)
-                        continue;
-                unsigned char dg[EVP_MAX_MD_SIZE];
-                unsigned dn = 0;
-                if (!EVP_Digest(data, n, dg, &dn, md, NULL)) {
-                        *ret_error = xasprintf("%s: cannot compute its %s", f->metadata_url, algo);
-                        return -EIO;
-                }
-                char hex[2 * EVP_MAX_MD_SIZE + 1];
-                for (unsigned i = 0; i < dn; i++)
-                        snprintf(hex + 2 * i, 3, "%02x", dg[i]);
-                hex[2 * dn] = 0;
-                if (!streq(hex, eq + 1)) {
-                        *ret_error = xasprintf("%s: %s %s does not match the index's %s", f->metadata_url, algo, hex,
-                                               eq + 1);
-                        return -EBADMSG;
-                }
-        }
-        return 0;
+        PkgHashMismatch m = {};
+        int r = pkg_bytes_check_page_hashes(data, n, f->metadata_hashes, &m);
+        if (r == -EBADMSG)
+                *ret_error = xasprintf("%s: %s %s does not match the index's %s", f->metadata_url, m.algo, m.got,
+                                       m.want);
+        else if (r < 0)
+                *ret_error = xasprintf("%s: cannot compute its %s", f->metadata_url, m.algo ? m.algo : "hashes");
+        free(m.algo);
+        return r;
 }
 
 int pkg_index_metadata(PkgIndex *ix, const PkgFile *f, char **ret_text, char **ret_error) {

@@ -108,6 +108,22 @@ bool pkg_page_hashes_computable(char *const *hashes);
 int pkg_file_check_page_hashes(const char *path, char *const *hashes, const char *what, const char *url,
                                char **ret_error);
 
+/* The first page hash a file's bytes do not match: its algorithm's name
+ * (owned), the page's hex digest (points into the page's string, valid
+ * while it is) and the computed one. */
+typedef struct PkgHashMismatch {
+        char *algo;
+        const char *want;
+        char got[2 * 64 + 1];
+} PkgHashMismatch;
+
+/* Checks data..n against each of hashes that can be computed, as
+ * pkg_file_check_page_hashes() checks a file: 0 when all match (or none
+ * can be computed), -EBADMSG with *ret_mismatch filled on the first that
+ * differs, -EIO/-ENOMEM when a digest cannot be computed (ret_mismatch's
+ * algo may name it). The caller words the error and frees algo. */
+int pkg_bytes_check_page_hashes(const void *data, size_t n, char *const *hashes, PkgHashMismatch *ret_mismatch);
+
 /* The most one pkg_http_get_range() reads. */
 #define PKG_RANGE_MAX (64U << 20)
 

@@ -904,6 +904,40 @@ static void test_zip_read_metadata_of_the_fuzz_seeds(void **state) {
         assert_true(seen >= 4);
 }
 
+/* A page's hashes over bytes: each computable one must match; md5, sha1
+ * and the sha2 family are computed, unknown names are skipped, and the
+ * first that differs is named with both digests. Digests of "abc". */
+static void test_bytes_check_page_hashes(void **state) {
+        (void) state;
+        const char *md5 = "md5=900150983cd24fb0d6963f7d28e17f72";
+        const char *sha1 = "sha1=a9993e364706816aba3e25717850c26c9cd0d89d";
+        const char *sha512 = "sha512=ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a8"
+                             "36ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f";
+        const char *bad_sha1 = "sha1=0000000000000000000000000000000000000000";
+        const struct {
+                const char *hashes[4];
+                int want_r;
+                const char *want_algo, *want_got;
+        } rows[] = {
+                { { NULL }, 0, NULL, NULL },
+                { { "blake3=00", NULL }, 0, NULL, NULL },
+                { { md5, sha1, sha512, NULL }, 0, NULL, NULL },
+                { { md5, bad_sha1, sha512, NULL }, -EBADMSG, "sha1", "a9993e364706816aba3e25717850c26c9cd0d89d" },
+                { { "blake3=00", bad_sha1, NULL }, -EBADMSG, "sha1", "a9993e364706816aba3e25717850c26c9cd0d89d" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                PkgHashMismatch m = {};
+                int r = pkg_bytes_check_page_hashes("abc", 3, (char *const *) rows[i].hashes, &m);
+                assert_int_equal(r, rows[i].want_r);
+                if (rows[i].want_algo) {
+                        assert_string_equal(m.algo, rows[i].want_algo);
+                        assert_string_equal(m.got, rows[i].want_got);
+                        assert_string_equal(m.want, "0000000000000000000000000000000000000000");
+                }
+                free(m.algo);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_materialize_cancelled_mid_download),
@@ -917,6 +951,7 @@ int main(void) {
                 cmocka_unit_test(test_close_names),
                 cmocka_unit_test(test_metadata),
                 cmocka_unit_test(test_record_hash),
+                cmocka_unit_test(test_bytes_check_page_hashes),
                 cmocka_unit_test(test_lock_roundtrip),
                 cmocka_unit_test(test_lock_same_files),
                 cmocka_unit_test(test_env_held_sweep),
