@@ -170,6 +170,7 @@ class NetNs:
     def create(self):
         self.ip("netns", "add", self.name)
         self.made.append("netns")
+        MADE_HERE.add(self.name)
         self.ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
         self.made.append("veth")
         self.ip("link", "set", self.ns_if, "netns", self.name)
@@ -199,6 +200,9 @@ class NetNs:
 
 
 _RUN_NETNS_MOUNTED_AT_START = NetNs.run_netns_mounted()
+# The namespaces this session made: conftest's leftovers check counts
+# only these (another session on the machine has its own under /run/netns).
+MADE_HERE = set()
 
 
 class NetnsUnavailable(RuntimeError):

@@ -215,11 +215,59 @@ def _own_cgroup_dirs():
     return dirs
 
 
+def _ppid(pid):
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rpartition(")")[2].split()[1])
+
+
+def _is_ours(pid):
+    """Whether pid descends from this session's process."""
+    me = os.getpid()
+    while pid and pid > 1:
+        if pid == me:
+            return True
+        pid = _ppid(pid)
+    return False
+
+
+def _owned_by_another_live_session(leaf):
+    """A run cgroup "pysprinter-NAME-nNS-tSTART-PID" whose owner is alive
+    and not this session's: another suite's run on a shared machine (its
+    parent cgroup is ours too when both sit in one login's cgroup). A dead
+    owner's group is a leftover whoever made it."""
+    try:
+        pid = int(leaf.rpartition("-")[2])
+    except ValueError:
+        return False
+    return os.path.exists(f"/proc/{pid}") and not _is_ours(pid)
+
+
 def _cgroups_below(d):
     found = set()
     for root, subdirs, _ in os.walk(d, onerror=lambda e: None):  # runs come and go meanwhile
-        found.update(os.path.join(root, s) for s in subdirs if s.startswith("pysprinter-"))
+        found.update(os.path.join(root, s) for s in subdirs
+                     if s.startswith("pysprinter-") and not _owned_by_another_live_session(s))
     return found
+
+
+def _mount_points():
+    """This session's mount points: every one but the network namespaces
+    another session made (clusterlib.MADE_HERE are this session's) and the
+    /run/netns mount itself (whichever session leaves it last unmounts it,
+    clusterlib's NetNs.remove())."""
+    made = getattr(sys.modules.get("clusterlib"), "MADE_HERE", set())
+    points = []
+    for line in pathlib.Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4]
+        if point == "/run/netns":
+            continue
+        if point.startswith("/run/netns/") and point.rpartition("/")[2] not in made:
+            continue
+        points.append(point)
+    return sorted(points)
 
 
 def host_state():
@@ -239,8 +287,7 @@ def host_state():
     cgroups = set()
     for d in _own_cgroup_dirs():
         cgroups |= _cgroups_below(d)
-    mounts = pathlib.Path("/proc/self/mountinfo").read_text().count("\n")
-    return procs, cgroups, mounts
+    return procs, cgroups, _mount_points()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -260,7 +307,9 @@ def no_leftovers():
         if cgroups - before[1]:
             out["cgroups"] = sorted(cgroups - before[1])
         if mounts != before[2]:
-            out["mounts"] = f"{before[2]} mount entries before, {mounts} after"
+            gone = [m for m in before[2] if m not in mounts]
+            new = [m for m in mounts if m not in before[2]]
+            out["mounts"] = f"{len(before[2])} mount entries before, {len(mounts)} after (new: {new}, gone: {gone})"
         if pathlib.Path("/tmp/pwned").exists():
             out["files"] = ["/tmp/pwned"]
         return out
