@@ -171,6 +171,24 @@ def sandbox_mode(tmp):
     return _SANDBOX
 
 
+def module_daemon(tmp_path_factory, name, **kw):
+    """A module fixture's body: `yield from module_daemon(…)` serves a
+    Daemon (sandboxed where the kernel can) for the module's tests."""
+    root = tmp_path_factory.mktemp(name)
+    daemon = Daemon(root, sandbox=sandbox_mode(root), **kw).start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def point_cli(cli, d, tmp_path, tenant="alice"):
+    """cli (conftest's fixture) pointed at d as tenant, with a HOME and a
+    config dir of its own (no config file that could name another server)."""
+    cli.env = dict(cli.env, **d.client_env(tenant), HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "xdg"))
+    return cli
+
+
 class Daemon:
     def __init__(self, root, sandbox="none", config_extra="", args=(), home=None, build=None):
         """build: another meson build directory whose pysprinterd and
@@ -199,6 +217,10 @@ class Daemon:
         e["PYSPRINTER_HOME"] = str(self.home)
         e["PYSPRINTER_WORKER"] = str(self.worker_bin)
         return e
+
+    def client_env(self, tenant="alice"):
+        """What points the CLI at this daemon as tenant."""
+        return {"PYSPRINTER_SERVER": self.url, "PYSPRINTER_TOKEN": TOKENS[tenant]}
 
     def start(self, port=None):
         self.port = port or free_port()

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import CLI, DAEMON
-from daemonlib import Daemon, TOKENS, sandbox_mode
+from daemonlib import TOKENS, module_daemon, point_cli
 
 pytestmark = pytest.mark.skipif(not (DAEMON.exists() and CLI.exists()), reason="pysprinterd or pysprinter not built")
 
@@ -34,20 +34,13 @@ def slow(seconds: float = 3):
 
 @pytest.fixture(scope="module")
 def d(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cli-daemon")
-    daemon = Daemon(root, sandbox=sandbox_mode(root)).start()
-    try:
-        yield daemon
-    finally:
-        daemon.stop()
+    yield from module_daemon(tmp_path_factory, "cli-daemon")
 
 
 @pytest.fixture
 def rcli(cli, d, tmp_path):
     """The CLI with PYSPRINTER_SERVER and PYSPRINTER_TOKEN set (alice)."""
-    cli.env = dict(cli.env, PYSPRINTER_SERVER=d.url, PYSPRINTER_TOKEN=TOKENS["alice"],
-                   HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "xdg"))
-    return cli
+    return point_cli(cli, d, tmp_path)
 
 
 def test_run_validate_ps_show_logs(rcli, d):

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import DAEMON
-from daemonlib import Daemon, sandbox_mode
+from daemonlib import Daemon, module_daemon, sandbox_mode
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
 
@@ -43,12 +43,7 @@ def until(cond, what, timeout=30):
 
 @pytest.fixture(scope="module")
 def d(tmp_path_factory):
-    root = tmp_path_factory.mktemp("shape")
-    daemon = Daemon(root, sandbox=sandbox_mode(root)).start()
-    try:
-        yield daemon
-    finally:
-        daemon.stop()
+    yield from module_daemon(tmp_path_factory, "shape")
 
 
 def deploy(d, name, source, **fields):

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import CLI, DAEMON
-from daemonlib import Daemon, TOKENS, config_text, sandbox_mode, wait_for
+from daemonlib import TOKENS, Daemon, config_text, point_cli, sandbox_mode, wait_for
 
 pytestmark = pytest.mark.skipif(not (DAEMON.exists() and CLI.exists()), reason="pysprinterd or pysprinter not built")
 
@@ -485,7 +485,7 @@ def test_public_endpoints_are_rate_limited_per_address(tmp_path):
 
 
 def test_cli_deploy_url_public_and_no_url(d, cli, tmp_path):
-    cli.env = dict(cli.env, PYSPRINTER_SERVER=d.url, PYSPRINTER_TOKEN=TOKENS["alice"], HOME=str(tmp_path))
+    point_cli(cli, d, tmp_path)
     cli.write("hook.py", ROUTER)
     p = cli("deploy", "hook.py", "--url", "--public", "--timeout", "20s", "--memory", "256M", "--max-procs", "16",
             check=0)
@@ -506,7 +506,7 @@ def test_cli_deploy_url_public_and_no_url(d, cli, tmp_path):
 
 
 def test_cli_url_flags_mean_the_same_in_any_order(d, cli, tmp_path):
-    cli.env = dict(cli.env, PYSPRINTER_SERVER=d.url, PYSPRINTER_TOKEN=TOKENS["alice"], HOME=str(tmp_path))
+    point_cli(cli, d, tmp_path)
     cli.write("order.py", ROUTER)
     for flags in (["--url", "--public"], ["--public", "--url"], ["--public"]):
         cli("deploy", "order.py", *flags, check=0)

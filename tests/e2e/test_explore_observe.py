@@ -345,7 +345,7 @@ def test_logs_of_a_function_keep_each_lines_bytes(tmp_path, cli):
         assert st == 201, out
         st, run = d.call("POST", "/v1/functions/raw/invoke?wait=true", {})
         assert st == 200 and run["status"] == "succeeded", run
-        e = dict(cli.env, PYSPRINTER_SERVER=d.url, PYSPRINTER_TOKEN=TOKENS["alice"])
+        e = dict(cli.env, **d.client_env())
         p = subprocess.run([str(CLI), "logs", "--function", "raw"], capture_output=True, env=e, timeout=60)
         assert p.returncode == 0, p.stderr
         tag = f"[{run['id']}] ".encode()
@@ -527,7 +527,7 @@ def test_a_replayed_log_shows_when_each_line_was_written(tmp_path, cli, browser)
         # A while later, as a reader of the log comes to it:
         import time
         time.sleep(1.5)
-        env = dict(cli.env, PYSPRINTER_SERVER=d.url, PYSPRINTER_TOKEN=TOKENS["alice"], TZ="UTC")
+        env = dict(cli.env, **d.client_env(), TZ="UTC")
         code, out = run_on_pty(tmp_path, [CLI, "logs", run["id"]], env)
         assert code == 0, out
         stamps = [t.strftime("%H:%M:%S.%f")[:12] for t in times]

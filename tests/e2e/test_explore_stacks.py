@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from conftest import CLI, DAEMON, Runner
-from daemonlib import TOKENS, Daemon, sandbox_mode, wait_for, workers_held
+from daemonlib import Daemon, point_cli, sandbox_mode, wait_for, workers_held
 from test_explore_sched import _held_worker_request
 
 pytestmark = pytest.mark.skipif(not (DAEMON.exists() and CLI.exists()), reason="pysprinterd or pysprinter not built")
@@ -52,8 +52,7 @@ def d(tmp_path_factory):
 @pytest.fixture
 def rcli(cli, d, tmp_path):
     """The CLI pointed at d as alice."""
-    cli.env = dict(cli.env, PYSPRINTER_SERVER=d.url, PYSPRINTER_TOKEN=TOKENS["alice"], HOME=str(tmp_path))
-    return cli
+    return point_cli(cli, d, tmp_path)
 
 
 def embedded(rcli):

@@ -132,7 +132,7 @@ def test_ps_and_show_give_a_warm_invoke_its_timings_total(d, tmp_path):
     env = d.env()
     env.update(NO_COLOR="1", TZ="UTC", PYSPRINTER_WORKER=str(WORKER))
     embedded = Runner(env, tmp_path)
-    server = Runner(dict(env, PYSPRINTER_SERVER=d.url, PYSPRINTER_TOKEN=TOKENS["alice"]), tmp_path)
+    server = Runner(dict(env, **d.client_env()), tmp_path)
     for args in (("ps", "-n", "3"), ("show", r["id"])):
         local = same_on_both(embedded, server, args)
         assert local.returncode == 0, local
@@ -176,7 +176,7 @@ def test_q_lists_the_runs_with_a_text_however_old(d, tmp_path):
     env = d.env()
     env.update(NO_COLOR="1", TZ="UTC")
     embedded = Runner(env, tmp_path)
-    server = Runner(dict(env, PYSPRINTER_SERVER=d.url, PYSPRINTER_TOKEN=TOKENS["alice"]), tmp_path)
+    server = Runner(dict(env, **d.client_env()), tmp_path)
     for args, code in ((("ps", "-n", "1", "--grep", "NEEDLE"), 0), (("ps", "--grep=" + "x" * 257), 2),
                        (("ps", "--grep", ""), 2)):
         local = same_on_both(embedded, server, args)

@@ -584,7 +584,7 @@ def test_a_set_of_states_lists_the_same_runs_against_an_older_daemon(old_build, 
     for which, build in (("old", old_build), ("new", None)):
         d = Daemon(tmp_path / which, build=build)
         with d.serving():
-            cli.env.update(PYSPRINTER_SERVER=d.url, PYSPRINTER_TOKEN=TOKENS["alice"])
+            cli.env.update(d.client_env())
             cli("run", "a.py", check=0)
             cli("run", "b.py", check=1)
             cli("run", "--timeout", "1", "a.py", check=0)

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import CLI, DAEMON
-from daemonlib import TOKENS, Daemon, sandbox_mode
+from daemonlib import TOKENS, module_daemon
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists() or not CLI.exists(), reason="pysprinterd or pysprinter is not built")
 
@@ -56,12 +56,7 @@ tasks:
 
 @pytest.fixture(scope="module")
 def d(tmp_path_factory):
-    root = tmp_path_factory.mktemp("remote-dag")
-    daemon = Daemon(root, sandbox=sandbox_mode(root)).start()
-    try:
-        yield daemon
-    finally:
-        daemon.stop()
+    yield from module_daemon(tmp_path_factory, "remote-dag")
 
 
 @pytest.fixture

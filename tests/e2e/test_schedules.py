@@ -9,7 +9,7 @@ import time
 import pytest
 
 from conftest import CLI, DAEMON, Runner
-from daemonlib import Daemon, TOKENS, sandbox_mode
+from daemonlib import Daemon, point_cli, sandbox_mode
 
 pytestmark = pytest.mark.skipif(not (DAEMON.exists() and CLI.exists()), reason="pysprinterd or pysprinter not built")
 
@@ -79,8 +79,7 @@ def d(tmp_path):
 
 @pytest.fixture
 def rcli(cli, d, tmp_path):
-    cli.env = dict(cli.env, PYSPRINTER_SERVER=d.url, PYSPRINTER_TOKEN=TOKENS["alice"], HOME=str(tmp_path))
-    return cli
+    return point_cli(cli, d, tmp_path)
 
 
 def deploy(d, name, source, **fields):

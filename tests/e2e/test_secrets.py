@@ -13,7 +13,7 @@ import stat
 import pytest
 
 from conftest import sandbox_args
-from daemonlib import TOKENS, Daemon, sandbox_mode
+from daemonlib import TOKENS, module_daemon, point_cli
 
 VALUE = "sk-live-7f3a9c1e5b2d4f60a8e9"
 PRINTS = """
@@ -120,19 +120,12 @@ def test_embedded_refuses_a_value_that_is_not_utf8_as_a_daemon_does(cli, home):
 
 @pytest.fixture(scope="module")
 def d(tmp_path_factory):
-    root = tmp_path_factory.mktemp("secrets-daemon")
-    daemon = Daemon(root, sandbox=sandbox_mode(root)).start()
-    try:
-        yield daemon
-    finally:
-        daemon.stop()
+    yield from module_daemon(tmp_path_factory, "secrets-daemon")
 
 
 @pytest.fixture
 def rcli(cli, d, tmp_path):
-    cli.env = dict(cli.env, PYSPRINTER_SERVER=d.url, PYSPRINTER_TOKEN=TOKENS["alice"],
-                   HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "xdg"))
-    return cli
+    return point_cli(cli, d, tmp_path)
 
 
 def test_daemon_secret_reaches_the_run_and_no_answer_log_or_file(rcli, d):

@@ -93,14 +93,14 @@ def test_bash_completion_asks_the_server_for_names(env, tmp_path):
         assert st == 201
         st, run = d.call("POST", "/v1/functions/alpha/invoke?wait=true", {})
         assert st == 200
-        e = dict(env, PYSPRINTER_SERVER=d.url, PYSPRINTER_TOKEN=TOKENS["alice"])
+        e = dict(env, **d.client_env())
         assert bash_complete("pysprinter invoke ", e) == ["alpha", "beta"]
         assert bash_complete("pysprinter invoke b", e) == ["beta"]
         assert bash_complete("pysprinter schedule rm ", e) == ["nightly"]
         assert bash_complete("pysprinter schedule add x --every 1h ", e) == ["alpha", "beta"]
         assert bash_complete("pysprinter show ", e) == [run["id"]]
         # Another tenant sees its own names only.
-        e = dict(env, PYSPRINTER_SERVER=d.url, PYSPRINTER_TOKEN=TOKENS["bob"])
+        e = dict(env, **d.client_env("bob"))
         assert bash_complete("pysprinter invoke ", e) == []
     finally:
         d.stop()

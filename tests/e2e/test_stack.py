@@ -9,7 +9,7 @@ import json
 import pytest
 
 from conftest import CLI, DAEMON
-from daemonlib import Daemon, TOKENS, sandbox_mode
+from daemonlib import Daemon, point_cli, sandbox_mode
 
 pytestmark = pytest.mark.skipif(not (DAEMON.exists() and CLI.exists()), reason="pysprinterd or pysprinter not built")
 
@@ -62,7 +62,7 @@ def d(tmp_path):
 def stack(cli, d, tmp_path):
     """The CLI pointed at d as alice, with the three function files and the
     secret the stack names; stack.yaml sits beside fns/."""
-    cli.env = dict(cli.env, PYSPRINTER_SERVER=d.url, PYSPRINTER_TOKEN=TOKENS["alice"], HOME=str(tmp_path))
+    point_cli(cli, d, tmp_path)
     cli.write("fns/hello.py", HELLO)
     cli.write("fns/add.py", ADD)
     cli.write("fns/envf.py", ENVF)
