@@ -1,0 +1,111 @@
+"""helper-214's red team of the sandbox and the daemon: hostile functions
+against "a run cannot reach the host, another run, or another tenant".
+Each test is named after what the attacker tries; attacks already covered
+elsewhere (attacks/syscalls.py, test_isolation.py, test_explore_isolation.py,
+test_daemon_trust.py) are not repeated."""
+import json
+
+import pytest
+
+from conftest import DAEMON, sandboxed, value
+from daemonlib import Daemon, sandbox_mode
+
+# The sysctls of an IPC namespace. Runs of one worker share its IPC
+# namespace (docs/sandbox.md: no per-run one), and the kernel lets the
+# namespace's root uid — what every run is — write them without any
+# capability (ipc_permissions(), mq_permissions()).
+IPC_SYSCTLS = ["fs/mqueue/msg_default", "fs/mqueue/msg_max", "fs/mqueue/msgsize_default",
+               "fs/mqueue/msgsize_max", "fs/mqueue/queues_max", "kernel/msgmax", "kernel/msgmnb",
+               "kernel/msgmni", "kernel/shmmni", "kernel/shmall", "kernel/shmmax", "kernel/shm_rmid_forced",
+               "kernel/sem", "kernel/auto_msgmni"]
+
+WRITE_SYSCTLS = """
+def f(paths):
+    out = {}
+    for p in paths:
+        try:
+            old = open("/proc/sys/" + p).read().split()
+        except OSError as e:
+            out[p] = {"read": None, "wrote": False, "error": str(e)}
+            continue
+        # a value the kernel accepts and that differs from the current one
+        new = [str(max(int(v) - 1, 1) if int(v) > 1 else 1 - int(v)) for v in old]
+        try:
+            with open("/proc/sys/" + p, "w") as fp:
+                fp.write(" ".join(new))
+            wrote = open("/proc/sys/" + p).read().split() == new
+            out[p] = {"read": old, "wrote": wrote, "error": None}
+        except OSError as e:
+            out[p] = {"read": old, "wrote": False, "error": e.strerror}
+    return out
+"""
+
+READ_SYSCTLS = """
+def f(paths):
+    out = {}
+    for p in paths:
+        try:
+            out[p] = open("/proc/sys/" + p).read().split()
+        except OSError:
+            out[p] = None
+    return out
+"""
+
+
+def test_a_run_cannot_leave_ipc_sysctls_for_another_tenants_run_of_its_worker(tmp_path):
+    """A run wrote its worker's IPC namespace sysctls (kernel.shmmni,
+    fs.mqueue.*, …): any run of any tenant served by that worker, concurrent
+    or later, read what it wrote — a channel between tenants and state that
+    outlived the run. Now the run's /proc/sys is read-only."""
+    mode = sandbox_mode(tmp_path)
+    if mode != "full":
+        pytest.skip("the kernel cannot run the sandbox here")
+    d = Daemon(tmp_path / "d", sandbox="full")
+    with d.serving():
+        st, a = d.run(WRITE_SYSCTLS, args=[IPC_SYSCTLS], token="alice")
+        assert st == 200 and a["status"] == "succeeded", a
+        wrote = {p: r for p, r in a["result"].items() if r["wrote"]}
+        st, b = d.run(READ_SYSCTLS, args=[IPC_SYSCTLS], token="bob")
+        assert st == 200 and b["status"] == "succeeded", b
+        seen = {p: v for p, v in b["result"].items() if a["result"][p]["read"] not in (None, v)}
+        assert not wrote and not seen, (wrote, seen)
+
+
+WRITABLE_PROC = """
+import os
+
+def f():
+    found = []
+    for root, dirs, files in os.walk("/proc/sys"):
+        for name in files:
+            p = os.path.join(root, name)
+            try:
+                os.close(os.open(p, os.O_WRONLY | os.O_NONBLOCK))
+                found.append(p)
+            except OSError:
+                pass
+    return found
+"""
+
+
+def test_a_run_opens_no_sysctl_for_writing(cli):
+    """Whatever a sysctl's namespace (IPC, pid, net, uts), a run has no
+    business changing one; before, it could open fifteen for writing."""
+    assert value(sandboxed(cli, "w.py", WRITABLE_PROC, "--json")) == []
+
+
+MQUEUE = """
+import ctypes, os
+
+def f():
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.mq_open(b"/pysprinter-redteam", os.O_CREAT | os.O_RDWR, 0o600, None)
+    return "made" if fd >= 0 else os.strerror(ctypes.get_errno())
+"""
+
+
+def test_a_run_cannot_make_a_posix_message_queue_in_its_workers_ipc_namespace(cli):
+    """A POSIX message queue lives in the IPC namespace, which the runs of a
+    worker share; RLIMIT_MSGQUEUE 0 keeps any run from making one (the
+    kernel answers EMFILE past that limit)."""
+    assert value(sandboxed(cli, "mq.py", MQUEUE, "--json")) == "Too many open files"
