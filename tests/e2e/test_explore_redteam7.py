@@ -109,3 +109,38 @@ def test_a_run_cannot_make_a_posix_message_queue_in_its_workers_ipc_namespace(cl
     worker share; RLIMIT_MSGQUEUE 0 keeps any run from making one (the
     kernel answers EMFILE past that limit)."""
     assert value(sandboxed(cli, "mq.py", MQUEUE, "--json")) == "Too many open files"
+
+
+def sparse_tar(apparent):
+    """A tar (PAX, GNU sparse 1.0) of one file "big" of `apparent` bytes
+    that holds one data byte, its last: a few KiB on the wire."""
+    import io
+    import tarfile
+    payload = ("1\n%d\n1\n" % (apparent - 1)).encode().ljust(512, b"\0") + b"x"
+    info = tarfile.TarInfo("GNUSparseFile.0/big")
+    info.size = len(payload)
+    info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "big",
+                        "GNU.sparse.realsize": str(apparent)}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        t.addfile(info, io.BytesIO(payload))
+    return buf.getvalue()
+
+
+def test_a_sparse_tar_member_cannot_pass_the_datasets_byte_cap(tmp_path):
+    """A tar upload's sparse member counted only the bytes its data blocks
+    held: a 10 KiB body under a 1 MiB data.max_bytes stored a 64 MiB file
+    (a 20 GiB one took the daemon 100 s of CPU to hash, and 16 TiB would
+    take a day; every reader and `data get` gets all of it). Now a member
+    counts for the size it unpacks to."""
+    d = Daemon(tmp_path / "d", config_extra="data:\n  max_bytes: 1048576\n")
+    with d.serving():
+        st, _, out = d.request("PUT", "/v1/data/sparse", raw=sparse_tar(64 << 20),
+                               headers={"Content-Type": "application/x-tar"})
+        assert st == 413, (st, out[:500])
+        st, _, out = d.request("PUT", "/v1/data/small", raw=sparse_tar(512 << 10),
+                               headers={"Content-Type": "application/x-tar"})
+        assert st == 201, (st, out[:500])
+        assert json.loads(out)["size"] == 512 << 10
+        st, _, data = d.request("GET", "/v1/data/small/content?format=tar")
+        assert st == 200
