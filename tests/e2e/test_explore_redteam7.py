@@ -144,3 +144,32 @@ def test_a_sparse_tar_member_cannot_pass_the_datasets_byte_cap(tmp_path):
         assert json.loads(out)["size"] == 512 << 10
         st, _, data = d.request("GET", "/v1/data/small/content?format=tar")
         assert st == 200
+
+
+PREALLOCATE = """
+import ctypes, os, time
+
+def f():
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    fd = os.open("/out/held", os.O_CREAT | os.O_WRONLY, 0o600)
+    if libc.fallocate(fd, 1, 0, 64 << 20) < 0:  # FALLOC_FL_KEEP_SIZE
+        return os.strerror(ctypes.get_errno())
+    time.sleep(1)  # the engine measures /out every 200 ms
+    st = os.fstat(fd)
+    return [st.st_size, st.st_blocks * 512]
+"""
+
+
+def test_a_run_cannot_hold_the_hosts_disk_past_its_out_cap_by_preallocating(cli):
+    """fallocate(FALLOC_FL_KEEP_SIZE) in /out gives a file disk blocks past
+    its end: its size stays 0, RLIMIT_FSIZE is not consulted and the out
+    cap (which counted sizes) saw nothing, so one call held as much of the
+    host's $DATA disk as it had free, for every tenant, until the run
+    ended. Now the call is refused as a file system without it refuses it,
+    and the cap counts allocated blocks too."""
+    p = sandboxed(cli, "prealloc.py", PREALLOCATE, "--json", env={"PYSPRINTER_MAX_OUT_BYTES": "1M"})
+    if p.returncode == 5:
+        assert "OutputDirLimit" in p.stderr or "output dir limit" in p.stderr, p.stderr
+    else:
+        assert value(p) == "Operation not supported", p.stdout
