@@ -76,21 +76,27 @@ import os
 
 def f():
     found = []
-    for root, dirs, files in os.walk("/proc/sys"):
-        for name in files:
-            p = os.path.join(root, name)
-            try:
-                os.close(os.open(p, os.O_WRONLY | os.O_NONBLOCK))
-                found.append(p)
-            except OSError:
-                pass
+    for top in os.listdir("/proc"):
+        if top.isdigit() or top in ("self", "thread-self"):
+            continue  # a process's own files
+        for root, dirs, files in os.walk("/proc/" + top) if os.path.isdir("/proc/" + top) else [("/proc", [], [top])]:
+            for name in files:
+                p = os.path.join(root, name)
+                try:
+                    os.close(os.open(p, os.O_WRONLY | os.O_NONBLOCK))
+                    found.append(p)
+                except OSError:
+                    pass
     return found
 """
 
 
-def test_a_run_opens_no_sysctl_for_writing(cli):
+def test_a_run_opens_no_system_wide_proc_file_for_writing(cli):
     """Whatever a sysctl's namespace (IPC, pid, net, uts), a run has no
-    business changing one; before, it could open fifteen for writing."""
+    business changing one; before, it could open fifteen for writing. Nor
+    may it set pressure (PSI) triggers on the host's /proc/pressure: each
+    one is kernel memory and work on every PSI update of the host, charged
+    to no run."""
     assert value(sandboxed(cli, "w.py", WRITABLE_PROC, "--json")) == []
 
 
