@@ -179,3 +179,29 @@ def test_a_run_cannot_hold_the_hosts_disk_past_its_out_cap_by_preallocating(cli)
         assert "OutputDirLimit" in p.stderr or "output dir limit" in p.stderr, p.stderr
     else:
         assert value(p) == "Operation not supported", p.stdout
+
+
+AIO = """
+import ctypes, os
+
+def f():
+    libc = ctypes.CDLL(None, use_errno=True)
+    ctx = ctypes.c_ulong(0)
+    if libc.syscall(206, 1, ctypes.byref(ctx)) == 0:  # io_setup, x86-64
+        libc.syscall(207, ctx)  # io_destroy
+        return "made"
+    return os.strerror(ctypes.get_errno())
+"""
+
+
+def test_a_run_cannot_take_the_hosts_native_aio_budget(cli):
+    """io_setup() reserves events from fs.aio-max-nr, one count for the
+    whole host (no namespace, no cgroup, no per-user share): a run that
+    reserved all 65536 made every io_setup() on the host fail with EAGAIN
+    while it ran — host root's databases and every other tenant's runs. A
+    run now finds native AIO missing, as on a kernel built without it
+    (ENOSYS: libaio users fall back; glibc's POSIX aio uses threads)."""
+    import platform
+    if platform.machine() != "x86_64":
+        pytest.skip("the probe calls io_setup by its x86-64 number")
+    assert value(sandboxed(cli, "aio.py", AIO, "--json")) == "Function not implemented"

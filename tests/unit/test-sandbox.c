@@ -269,6 +269,10 @@ static void test_seccomp_filter_is_a_tree(void **state) {
         for (size_t i = 0; i < ELEMENTSOF(allowed); i++)
                 assert_int_equal(filter_says(f, n, AUDIT_ARCH_X86_64, allowed[i], 0, 0, NULL), allow);
         assert_int_equal(filter_says(f, n, AUDIT_ARCH_X86_64, SYS_clone3, 0, 0, NULL), enosys);
+        assert_int_equal(filter_says(f, n, AUDIT_ARCH_X86_64, SYS_io_setup, 0, 0, NULL), enosys);
+        assert_int_equal(filter_says(f, n, AUDIT_ARCH_X86_64, SYS_fallocate, 0, 1 /* KEEP_SIZE */, NULL),
+                         SECCOMP_RET_ERRNO | EOPNOTSUPP);
+        assert_int_equal(filter_says(f, n, AUDIT_ARCH_X86_64, SYS_fallocate, 0, 0, NULL), allow);
         assert_int_equal(filter_says(f, n, AUDIT_ARCH_X86_64, SYS_clone, SIGCHLD, 0, NULL), allow);
         assert_int_equal(filter_says(f, n, AUDIT_ARCH_X86_64, SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, NULL), eperm);
         assert_int_equal(filter_says(f, n, AUDIT_ARCH_X86_64, SYS_clone, CLONE_NEWNET, 0, NULL), eperm);
