@@ -205,3 +205,42 @@ def test_a_run_cannot_take_the_hosts_native_aio_budget(cli):
     if platform.machine() != "x86_64":
         pytest.skip("the probe calls io_setup by its x86-64 number")
     assert value(sandboxed(cli, "aio.py", AIO, "--json")) == "Function not implemented"
+
+
+SOCKET_MEMORY = """
+import socket
+
+def f(conns: int = 64, cap_mb: int = 160):
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(conns)
+    keep, queued, chunk = [], 0, b"x" * (1 << 20)
+    for _ in range(conns):
+        c = socket.create_connection(srv.getsockname())
+        s, _ = srv.accept()
+        c.setblocking(False)
+        keep += [c, s]
+        while queued < cap_mb << 20:
+            try:
+                queued += c.send(chunk)
+            except BlockingIOError:
+                break
+        if queued >= cap_mb << 20:
+            break
+    return queued >> 20
+"""
+
+
+def test_a_run_cannot_hold_socket_memory_past_its_memory_limit(cli):
+    """Bytes a run queues on its loopback sockets (the peer never reads)
+    are kernel memory. On a cgroup v1 host the memory group charged none of
+    it unless its TCP accounting is switched on, so a run under --memory
+    32M held 120 MiB (all it tried): with 1024 fds, ~2 GiB, past the host's
+    net.ipv4.tcp_mem, which is one count for every network namespace — the
+    whole host's TCP then under memory pressure. Now socket memory counts
+    against the run's memory limit (v2 charges it by default)."""
+    p = sandboxed(cli, "skmem.py", SOCKET_MEMORY, "--memory", "32M", "--json")
+    if p.returncode == 5:
+        assert "memory limit" in p.stderr, p.stderr
+    else:
+        assert value(p) <= 48, f"a run under --memory 32M queued {p.stdout.strip()} MiB on its sockets"
