@@ -100,7 +100,7 @@ static const char *ipv4_class(const uint8_t a[4]) {
 
 static const char *ipv6_class(const uint8_t a[16], const uint8_t **ret_v4) {
         static const uint8_t zero[16] = {}, mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff },
-                             nat64[12] = { 0, 0x64, 0xff, 0x9b };
+                             nat64[12] = { 0, 0x64, 0xff, 0x9b }, nat64_local[6] = { 0, 0x64, 0xff, 0x9b, 0, 1 };
         *ret_v4 = NULL;
         if (memcmp(a, zero, 16) == 0)
                 return "unspecified";
@@ -112,6 +112,17 @@ static const char *ipv6_class(const uint8_t a[16], const uint8_t **ret_v4) {
                 *ret_v4 = a + 12;
                 return ipv4_class(a + 12);
         }
+        /* 6to4 (2002::/16) carries its IPv4 in bits 16-47: judge that. */
+        if (a[0] == 0x20 && a[1] == 0x02) {
+                *ret_v4 = a + 2;
+                return ipv4_class(a + 2);
+        }
+        /* Local-use NAT64 (64:ff9b:1::/48, RFC 8215): a translator on the
+         * local network, which may reach its private IPv4 addresses; where
+         * the IPv4 sits depends on the prefix length it was given, which
+         * the daemon cannot know. */
+        if (memcmp(a, nat64_local, 6) == 0)
+                return "local-use NAT64";
         if ((a[0] & 0xfe) == 0xfc)
                 return "private (unique local)";
         if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80)

@@ -248,19 +248,28 @@ static int make_parents(int dirfd, const char *rel) {
         return 0;
 }
 
-static int extract_data(struct archive *a, int fd, uint64_t *bytes, uint64_t max_bytes) {
+/* A member's bytes into fd. A sparse member (GNU or PAX sparse) comes as
+ * data blocks at offsets with holes between them: it counts against
+ * max_bytes for the size it unpacks to (its end), not for the bytes its
+ * blocks hold — a few KiB of tar once made a file of any size, past the
+ * dataset's cap, that the content hash and every reader then read whole.
+ * A member that ends in a hole is extended to its declared size. */
+static int extract_data(struct archive *a, struct archive_entry *e, int fd, uint64_t *bytes, uint64_t max_bytes) {
+        const uint64_t before = *bytes;
+        uint64_t end = 0;
         const void *p;
         size_t n;
         la_int64_t off;
         for (;;) {
                 int k = archive_read_data_block(a, &p, &n, &off);
                 if (k == ARCHIVE_EOF)
-                        return 0;
-                if (k != ARCHIVE_OK)
+                        break;
+                if (k != ARCHIVE_OK || off < 0 || (uint64_t) off > UINT64_MAX - n)
                         return -EINVAL;
-                *bytes += n;
-                if (max_bytes && *bytes > max_bytes)
+                end = MAX(end, (uint64_t) off + n);
+                if (end > UINT64_MAX - before || (max_bytes && before + end > max_bytes))
                         return -EFBIG;
+                *bytes = before + end;
                 /* Sparse members come with offsets: honour them. */
                 if (lseek(fd, (off_t) off, SEEK_SET) < 0)
                         return -errno;
@@ -268,6 +277,15 @@ static int extract_data(struct archive *a, int fd, uint64_t *bytes, uint64_t max
                 if (r < 0)
                         return r;
         }
+        if (archive_entry_size_is_set(e) && archive_entry_size(e) > 0 && (uint64_t) archive_entry_size(e) > end) {
+                end = (uint64_t) archive_entry_size(e);
+                if (end > UINT64_MAX - before || (max_bytes && before + end > max_bytes))
+                        return -EFBIG;
+                *bytes = before + end;
+                if (ftruncate(fd, (off_t) end) < 0)
+                        return -errno;
+        }
+        return 0;
 }
 
 /* One member into dirfd; *ret_error says why it is refused. */
@@ -363,7 +381,7 @@ static int extract_member(struct archive *a, struct archive_entry *e, int dirfd,
                                        r == -EEXIST ? "appears twice" : strerror(-r));
                 return r == -EEXIST ? -EINVAL : r;
         }
-        r = extract_data(a, fd, bytes, caps->max_bytes);
+        r = extract_data(a, e, fd, bytes, caps->max_bytes);
         if (r == -EFBIG)
                 return too_big(caps, ret_error);
         if (r == -EINVAL)

@@ -445,6 +445,20 @@ static int apply_limits(CgDir *d, const SandboxLimits *l) {
                                 (void) cg_write(d, "memory.memsw.limit_in_bytes", buf);
                         if (!d->memory_bytes && r >= 0)
                                 (void) cg_write(d, "memory.swappiness", "0");
+                        /* Socket buffers: v2 charges them to the group,
+                         * v1 only once its TCP limit was written (which
+                         * switches its TCP accounting on). Without it a run
+                         * under --memory 32M held 120 MiB queued on its
+                         * loopback sockets, and with 1024 fds ~2 GiB: past
+                         * net.ipv4.tcp_mem, one count for every network
+                         * namespace, so the whole host's TCP was under
+                         * memory pressure. v1 counts it apart from the
+                         * limit above: a run may hold its limit in memory
+                         * and as much again in socket buffers, never more.
+                         * Best effort: a kernel booted with
+                         * cgroup.memory=nosocket has no such accounting. */
+                        if (r >= 0)
+                                (void) cg_write(d, "memory.kmem.tcp.limit_in_bytes", buf);
                 }
                 if (r >= 0)
                         d->memory_bytes = l->memory_bytes;

@@ -592,6 +592,28 @@ int sandbox_mounts_run(uint64_t tmp_bytes, uint64_t shm_bytes, char **ret_error)
                 FAIL_ERRNO("mounting the run's /dev/shm: %s");
         if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
                 FAIL_ERRNO("mounting the run's /proc: %s");
+        /* /proc/sys and /proc/pressure read-only: the only files of the
+         * fresh proc, beyond the run's own processes', that it could write.
+         * The run is uid 0 of the worker's user namespace, which owns the
+         * worker's IPC namespace, and the kernel lets that uid write the
+         * namespace's sysctls without any capability (ipc_permissions(),
+         * mq_permissions()): kernel.shm*, msg*, sem and fs.mqueue.* were a
+         * channel to every other run of the worker, whatever its tenant,
+         * and outlived the run. A write to a /proc/pressure file sets a PSI
+         * trigger on the host's pressure: kernel memory and work at every
+         * update of the host's PSI, charged to no run. (A kernel without
+         * PSI has no /proc/pressure.) */
+        static const char *const ro[] = { "/proc/sys", "/proc/pressure" };
+        for (size_t i = 0; i < ELEMENTSOF(ro); i++) {
+                if (mount(ro[i], ro[i], NULL, MS_BIND, NULL) < 0) {
+                        if (errno == ENOENT && i > 0)
+                                continue;
+                        FAIL_ERRNO("making the run's %s read-only: %s", ro[i]);
+                }
+                if (mount(NULL, ro[i], NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                          NULL) < 0)
+                        FAIL_ERRNO("making the run's %s read-only: %s", ro[i]);
+        }
         return 0;
 }
 

@@ -13,6 +13,7 @@
  * precompiled BPF with one seccomp() call (libseccomp would recompile it
  * on every seccomp_load()). */
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
@@ -86,6 +87,15 @@ static int build(scmp_filter_ctx *ret, char **ret_error) {
         r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
         if (r < 0)
                 goto fail;
+        /* Native AIO: io_setup() reserves events from fs.aio-max-nr, one
+         * count for the whole host (no namespace, cgroup or per-user share
+         * of it): one run took all 65536 and every io_setup() on the host
+         * failed with EAGAIN while it ran. ENOSYS, as on a kernel built
+         * without it: libaio users fall back, glibc's POSIX aio uses
+         * threads. (The other io_* calls need a context io_setup made.) */
+        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(io_setup), 0);
+        if (r < 0)
+                goto fail;
         static const unsigned long ns_flags[] = { CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER,
                                                   CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWCGROUP, CLONE_NEWTIME };
         for (size_t i = 0; i < ELEMENTSOF(ns_flags); i++) {
@@ -118,6 +128,18 @@ static int build(scmp_filter_ctx *ret, char **ret_error) {
                         goto fail;
         }
         r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_GT, AF_NETLINK));
+        if (r < 0)
+                goto fail;
+        /* fallocate(FALLOC_FL_KEEP_SIZE) gives a file disk blocks past its
+         * end: its size stays put, so RLIMIT_FSIZE is not consulted and a
+         * cap that measures sizes (the run's /out, on the host's $DATA
+         * disk) sees nothing; one call held all the disk's free space, for
+         * every tenant, until the run ended. Refused as a file system
+         * without it refuses it (callers fall back to writing); mode 0, the
+         * only one posix_fallocate() uses, stays. PUNCH_HOLE needs
+         * KEEP_SIZE and goes with it. */
+        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EOPNOTSUPP), SCMP_SYS(fallocate), 1,
+                             SCMP_A1(SCMP_CMP_MASKED_EQ, FALLOC_FL_KEEP_SIZE, FALLOC_FL_KEEP_SIZE));
         if (r < 0)
                 goto fail;
         /* TIOCSTI pushes bytes into a terminal's input (bubblewrap's

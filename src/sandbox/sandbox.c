@@ -181,9 +181,11 @@ int sandbox_run_prepare(const SandboxRunConfig *cfg, char **ret_error) {
         if (r < 0)
                 return r;
         /* No per-run IPC namespace: creating one costs milliseconds (an
-         * internal mqueue mount); the worker has its own, and the filter
-         * denies System V IPC, the only channel it would share between
-         * concurrent runs. POSIX shm lives in the run's own /dev/shm. */
+         * internal mqueue mount); the worker has its own, and nothing of
+         * it is a channel between runs: the filter denies System V IPC,
+         * RLIMIT_MSGQUEUE 0 lets no run make a POSIX message queue, and the
+         * run's /proc/sys is read-only (the namespace's sysctls). POSIX
+         * shm lives in the run's own /dev/shm. */
         if (unshare(CLONE_NEWNS | (made ? 0 : CLONE_NEWPID)) < 0) {
                 r = -errno;
                 *ret_error = xasprintf("unshare(mount, pid): %s", strerror(-r));
