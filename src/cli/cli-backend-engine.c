@@ -260,6 +260,9 @@ static int secret_key(Backend *b, uint8_t key[static SEAL_KEY_SIZE]) {
                 backend_set_error(b, "%s", err ?: strerror(-r));
                 return -EKEYREJECTED;
         }
+        /* A rotation by another process meanwhile is followed through the
+         * files (docs/secrets.md "Rotating the key"). */
+        store_secrets_key_file(engine_store(b->engine), path);
         return r;
 }
 
@@ -351,6 +354,18 @@ static int engine_secret_rm(Backend *b, const char *name) {
         else if (r < 0)
                 backend_set_error(b, "cannot remove secret '%s': %s", name, strerror(-r));
         return r;
+}
+
+static int engine_secret_rotate_key(Backend *b, size_t *ret_n) {
+        _cleanup_free_ char *path = path_join(engine_data_dir(b->engine), "secrets.key"), *err = NULL;
+        int r = store_secrets_rotate_key(engine_store(b->engine), path, ret_n, &err);
+        if (r < 0) {
+                backend_set_error(b, "secret rotate-key: %s", err ?: strerror(-r));
+                /* Nothing to rotate, or a secret no key opens: the
+                 * caller's to fix (exit 2); else the installation's. */
+                return r == -ENOENT || r == -EKEYREJECTED ? -EINVAL : r == -EOPNOTSUPP ? r : -EKEYREJECTED;
+        }
+        return 0;
 }
 
 /* A detached run's events: the first one comes once the run's record is
@@ -1390,6 +1405,7 @@ static const BackendOps engine_ops = {
         .secret_set = engine_secret_set,
         .secret_list = engine_secret_list,
         .secret_rm = engine_secret_rm,
+        .secret_rotate_key = engine_secret_rotate_key,
         .free = engine_backend_free,
 };
 

@@ -24,10 +24,12 @@ static void usage(FILE *f) {
                 "       pysprinterd token create --tenant NAME [--role user|readonly|admin] [--expires 30d]\n"
                 "                         [--redis URL]\n"
                 "       pysprinterd token ls | token revoke ID [--redis URL]\n"
+                "       pysprinterd secret rotate-key [--config FILE] [--data-dir DIR]\n"
                 "       pysprinterd --check-config FILE\n"
                 "\n"
                 "Serves the pysprinter API (docs/api.md) and the AWS Lambda Invoke API.\n"
-                "gc, backup, restore and --check-config: docs/operations.md.\n"
+                "gc, backup, restore and --check-config: docs/operations.md; secret rotate-key:\n"
+                "docs/secrets.md.\n"
                 "\n"
                 "  --listen HOST:PORT     address to listen on (default 127.0.0.1:8080)\n"
                 "  --config FILE          YAML configuration (default $PYSPRINTER_DAEMON_CONFIG)\n"
@@ -355,7 +357,44 @@ static int ops_restore(const char *data_dir, const char *file) {
         return 0;
 }
 
-/* pysprinterd gc|backup|restore ... */
+/* pysprinterd secret rotate-key: re-seals the data directory's secrets
+ * with a new key (docs/secrets.md "Rotating the key"), while a daemon
+ * serves it or not: the daemon falls back to the key files as they are
+ * (store_secrets_key_file()). */
+static int ops_rotate_key(const DaemonConfig *cfg, const char *data_dir) {
+        _cleanup_free_ char *db = path_join(data_dir, "pysprinter.db"), *err = NULL;
+        _cleanup_free_ char *key = cfg->secrets_key_file ? xstrdup(cfg->secrets_key_file)
+                                                         : path_join(data_dir, "secrets.key");
+        if (access(db, F_OK) < 0) {
+                log_error("%s: no database here (is --data-dir right?)", db);
+                return EXIT_USAGE;
+        }
+        _cleanup_close_ int lock = store_home_lock(data_dir, false);
+        if (lock < 0) {
+                _cleanup_free_ char *why = store_home_lock_message(data_dir, lock);
+                log_error("%s", why);
+                return lock == -EWOULDBLOCK ? EXIT_USAGE : EXIT_INTERNAL;
+        }
+        Store *s = NULL;
+        int r = store_open(db, &s);
+        if (r < 0) {
+                _cleanup_free_ char *why = store_open_message(db, r);
+                log_error("%s", why);
+                return EXIT_INTERNAL;
+        }
+        size_t n = 0;
+        r = store_secrets_rotate_key(s, key, &n, &err);
+        store_close(s);
+        if (r < 0) {
+                log_error("secret rotate-key: %s", err);
+                return r == -ENOENT || r == -EKEYREJECTED ? EXIT_USAGE : EXIT_INTERNAL;
+        }
+        printf("rotated the secrets key %s: %zu secret(s) sealed with the new key\n", key, n);
+        printf("back the new key up now; a database backup made before this opens only with the old key\n");
+        return 0;
+}
+
+/* pysprinterd gc|backup|restore|secret ... */
 static int ops_main(int argc, char **argv) {
         enum { ARG_CONFIG = 0x100, ARG_DATA_DIR, ARG_DRY_RUN, ARG_JSON };
         static const struct option options[] = {
@@ -393,6 +432,10 @@ static int ops_main(int argc, char **argv) {
                 }
         }
         bool takes_file = !streq(verb, "gc");
+        if (streq(verb, "secret") && (argc - optind != 1 || !streq(argv[optind], "rotate-key") || dry_run || json)) {
+                log_error("usage: pysprinterd secret rotate-key [--config FILE] [--data-dir DIR]");
+                return EXIT_USAGE;
+        }
         if (argc - optind != (takes_file ? 1 : 0) || (dry_run && takes_file)) {
                 log_error(takes_file ? "usage: pysprinterd %s FILE [--config FILE] [--data-dir DIR]"
                                      : "usage: pysprinterd %s [--dry-run] [--json] [--config FILE] [--data-dir DIR]",
@@ -421,6 +464,8 @@ static int ops_main(int argc, char **argv) {
                         code = ops_gc(&cfg, dir, dry_run, json);
                 else if (streq(verb, "backup"))
                         code = ops_backup(dir, argv[optind]);
+                else if (streq(verb, "secret"))
+                        code = ops_rotate_key(&cfg, dir);
                 else
                         code = ops_restore(dir, argv[optind]);
         }
@@ -480,7 +525,8 @@ int main(int argc, char **argv) {
 
         tz_local_pin();
         log_set_prefix("pysprinterd");
-        if (argc > 1 && (streq(argv[1], "gc") || streq(argv[1], "backup") || streq(argv[1], "restore")))
+        if (argc > 1 &&
+            (streq(argv[1], "gc") || streq(argv[1], "backup") || streq(argv[1], "restore") || streq(argv[1], "secret")))
                 return ops_main(argc - 1, argv + 1);
         if (argc > 1 && streq(argv[1], "token"))
                 return daemon_token_main(argc - 1, argv + 1);
@@ -687,6 +733,9 @@ int main(int argc, char **argv) {
                 return r == -EWOULDBLOCK ? EXIT_USAGE : EXIT_INTERNAL;
         }
         d->store = engine_store(d->engine);
+        /* The key is kept in memory; a rotation (pysprinterd secret
+         * rotate-key) meanwhile is followed through the files. */
+        store_secrets_key_file(d->store, d->secret_key_path);
         /* Tests only: a long linger keeps a synchronous invoke's deferred
          * submit uncommitted while it runs (docs/api.md "Delivery"). */
         const char *linger = getenv("PYSPRINTER_TEST_STORE_LINGER_MS");

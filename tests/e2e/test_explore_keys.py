@@ -1,0 +1,196 @@
+"""Rotating the secrets key (docs/secrets.md "Rotating the key"):
+`pysprinter secret rotate-key` embedded and `pysprinterd secret rotate-key`
+for a daemon's data directory re-seal every secret with a new key in one
+transaction, then rename the new key over the old. Killed (SIGKILL) at
+either side of the commit, nothing is lost: runs keep opening the secrets,
+a set meanwhile is sealed with the key that will stay, and running the
+rotation again finishes it. A daemon that loaded the old key keeps working
+without a restart; the old key file opens nothing afterwards."""
+import json
+import os
+import pathlib
+import signal
+import stat
+import subprocess
+import time
+
+import pytest
+
+from conftest import CLI, DAEMON, sandbox_args
+from daemonlib import Daemon, TOKENS, wait_for
+
+SHOW = """
+    import os
+    @requirements({})
+    def main():
+        return [os.environ.get("API_KEY"), os.environ.get("DB_PASS")]
+"""
+
+
+def key_bytes(home):
+    return (home / "secrets.key").read_bytes()
+
+
+def stalled_rotation(argv, env, point):
+    """argv (a rotate-key) started with the test hook that stops it at
+    point; returned once it says it stands there."""
+    e = dict(env, PYSPRINTER_TEST_ROTATE_STALL=point)
+    p = subprocess.Popen([str(a) for a in argv], env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = p.stderr.readline()
+    assert f"rotate-key: stalled {point}" in line, (line, p.poll())
+    return p
+
+
+def kill9(p):
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    p.stdout.close()
+    p.stderr.close()
+
+
+# ---- embedded -----------------------------------------------------------
+
+def test_embedded_rotation_reseals_keeps_dates_and_retires_the_old_key(cli, home):
+    f = cli.write("f.py", SHOW)
+    cli("secret", "set", "API_KEY", input="first-value\n", check=0)
+    cli("secret", "set", "DB_PASS", input="second-value\n", check=0)
+    before = json.loads(cli("secret", "ls", "--json", check=0).stdout)
+    old = key_bytes(home)
+
+    p = cli("secret", "rotate-key", check=0)
+    assert "2 secret(s)" in p.stdout
+    new = key_bytes(home)
+    assert new != old and len(new) == 32
+    assert stat.S_IMODE((home / "secrets.key").stat().st_mode) == 0o600
+    assert not (home / "secrets.key.next").exists()
+    # A rotation changes no value: the dates (a DAG memo key holds them) stay.
+    assert json.loads(cli("secret", "ls", "--json", check=0).stdout) == before
+
+    r = cli("run", *sandbox_args(), f, "--secret", "API_KEY", "--secret", "DB_PASS", check=0)
+    assert json.loads(r.stdout) == ["first-value", "second-value"]
+
+    # The old key file, put back, opens nothing: refused before the run.
+    (home / "secrets.key").write_bytes(old)
+    r = cli("run", *sandbox_args(), f, "--secret", "API_KEY")
+    assert r.returncode == 2 and "cannot be opened" in r.stderr, (r.returncode, r.stderr)
+    # And a rotation under a key that opens none of them changes nothing.
+    r = cli("secret", "rotate-key")
+    assert r.returncode == 2 and "nothing was rotated" in r.stderr and "local/API_KEY" in r.stderr, r.stderr
+    assert key_bytes(home) == old
+    (home / "secrets.key").write_bytes(new)
+    assert json.loads(cli("run", *sandbox_args(), f, "--secret", "DB_PASS", check=0).stdout)[1] == "second-value"
+
+
+@pytest.mark.parametrize("point", ["before-commit", "before-rename"])
+def test_embedded_rotation_killed_midway_loses_nothing(cli, home, point):
+    f = cli.write("f.py", SHOW)
+    cli("secret", "set", "API_KEY", input="first-value\n", check=0)
+    cli("secret", "set", "DB_PASS", input="second-value\n", check=0)
+    old = key_bytes(home)
+
+    kill9(stalled_rotation([CLI, "secret", "rotate-key"], cli.env, point))
+    assert key_bytes(home) == old and (home / "secrets.key.next").exists()
+    # Runs open the secrets meanwhile, and a set is sealed so that it opens
+    # after the rotation ends.
+    r = cli("run", *sandbox_args(), f, "--secret", "API_KEY", "--secret", "DB_PASS", check=0)
+    assert json.loads(r.stdout) == ["first-value", "second-value"]
+    cli("secret", "set", "DB_PASS", input="changed-meanwhile\n", check=0)
+
+    p = cli("secret", "rotate-key", check=0)
+    assert "2 secret(s)" in p.stdout
+    assert key_bytes(home) != old and not (home / "secrets.key.next").exists()
+    r = cli("run", *sandbox_args(), f, "--secret", "API_KEY", "--secret", "DB_PASS", check=0)
+    assert json.loads(r.stdout) == ["first-value", "changed-meanwhile"]
+    (home / "secrets.key").write_bytes(old)
+    assert cli("run", *sandbox_args(), f, "--secret", "API_KEY").returncode == 2
+
+
+def test_rotate_key_against_a_server_names_the_operators_command(cli):
+    r = cli("secret", "rotate-key", "--server", "http://127.0.0.1:9", env={"PYSPRINTER_TOKEN": TOKENS["alice"]})
+    assert r.returncode == 2 and "pysprinterd secret rotate-key" in r.stderr, (r.returncode, r.stderr)
+
+
+def test_embedded_rotation_without_a_key_says_so(cli, home):
+    r = cli("secret", "rotate-key")
+    assert r.returncode == 2 and "no key there" in r.stderr, (r.returncode, r.stderr)
+    assert not (home / "secrets.key").exists()
+
+
+# ---- a daemon's data directory -------------------------------------------
+
+RUN = "import os\ndef f():\n    return os.environ['API_KEY']\n"
+
+
+def rotate(d, **kw):
+    return subprocess.run([str(DAEMON), "secret", "rotate-key", "--config", str(d.config), "--data-dir",
+                           str(d.home)], env=d.env(), capture_output=True, text=True, timeout=60, **kw)
+
+
+def test_daemon_rotation_while_serving_killed_then_finished(tmp_path):
+    d = Daemon(tmp_path / "d")
+    d.start()
+    try:
+        st, _ = d.call("PUT", "/v1/secrets/API_KEY", {"value": "alice-value"})
+        assert st in (200, 201)
+        st, _ = d.call("PUT", "/v1/secrets/API_KEY", {"value": "bob-value"}, token="bob")
+        assert st in (200, 201)
+        old = key_bytes(d.home)
+
+        # Killed after its commit: every row is under the next key, the
+        # daemon still holds the old one in memory; runs go on.
+        argv = [DAEMON, "secret", "rotate-key", "--config", d.config, "--data-dir", d.home]
+        kill9(stalled_rotation(argv, d.env(), "before-rename"))
+        st, body = d.run(RUN, secrets=["API_KEY"])
+        assert st == 200 and body["result"] == "alice-value", body
+        st, body = d.run(RUN, secrets=["API_KEY"], token="bob")
+        assert st == 200 and body["result"] == "bob-value", body
+
+        p = rotate(d)
+        assert p.returncode == 0 and "2 secret(s)" in p.stdout, (p.returncode, p.stdout, p.stderr)
+        assert key_bytes(d.home) != old and not (d.home / "secrets.key.next").exists()
+        # The same daemon, never restarted: opens, and seals a new value
+        # with the key on disk (its old one would be lost at its restart).
+        st, body = d.run(RUN, secrets=["API_KEY"])
+        assert st == 200 and body["result"] == "alice-value", body
+        st, _ = d.call("PUT", "/v1/secrets/API_KEY", {"value": "alice-after"})
+        assert st in (200, 201)
+    finally:
+        d.stop()
+
+    d.start()
+    try:
+        st, body = d.run(RUN, secrets=["API_KEY"])
+        assert st == 200 and body["result"] == "alice-after", body
+        assert "sealed with another key" not in d.log.read_text()
+    finally:
+        d.stop()
+
+    # The old key file, restored: the start says so, a run is refused.
+    (d.home / "secrets.key").write_bytes(old)
+    d.start()
+    try:
+        wait_for(lambda: "2 of the 2 secrets" in d.log.read_text(), "the start's warning")
+        st, body = d.run(RUN, secrets=["API_KEY"])
+        assert st == 409 and "cannot be opened" in json.dumps(body), (st, body)
+    finally:
+        d.stop()
+
+
+def test_daemon_rotation_killed_inside_its_transaction_changes_nothing(tmp_path):
+    d = Daemon(tmp_path / "d")
+    d.start()
+    try:
+        st, _ = d.call("PUT", "/v1/secrets/API_KEY", {"value": "alice-value"})
+        assert st in (200, 201)
+        old = key_bytes(d.home)
+        argv = [DAEMON, "secret", "rotate-key", "--config", d.config, "--data-dir", d.home]
+        kill9(stalled_rotation(argv, d.env(), "before-commit"))
+        assert key_bytes(d.home) == old
+        st, body = d.run(RUN, secrets=["API_KEY"])
+        assert st == 200 and body["result"] == "alice-value", body
+        p = rotate(d)
+        assert p.returncode == 0, p.stderr
+        st, body = d.run(RUN, secrets=["API_KEY"])
+        assert st == 200 and body["result"] == "alice-value", body
+    finally:
+        d.stop()
