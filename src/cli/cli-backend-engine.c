@@ -253,8 +253,13 @@ static json_t *time_json(usec_t t);
  * Its errno said otherwise: -EPERM was exit 6 ("server unreachable/auth",
  * with no server involved: a script that retries on 6 retried for ever),
  * -EBADMSG exit 3 (a validation error). */
+static char *secret_key_path(Backend *b) {
+        _cleanup_free_ char *named = path_join(engine_data_dir(b->engine), "secrets.key");
+        return seal_key_path(named);
+}
+
 static int secret_key(Backend *b, uint8_t key[static SEAL_KEY_SIZE]) {
-        _cleanup_free_ char *path = path_join(engine_data_dir(b->engine), "secrets.key"), *err = NULL;
+        _cleanup_free_ char *path = secret_key_path(b), *err = NULL;
         int r = seal_key_load(path, key, &err);
         if (r < 0) {
                 backend_set_error(b, "%s", err ?: strerror(-r));
@@ -357,7 +362,7 @@ static int engine_secret_rm(Backend *b, const char *name) {
 }
 
 static int engine_secret_rotate_key(Backend *b, size_t *ret_n) {
-        _cleanup_free_ char *path = path_join(engine_data_dir(b->engine), "secrets.key"), *err = NULL;
+        _cleanup_free_ char *path = secret_key_path(b), *err = NULL;
         int r = store_secrets_rotate_key(engine_store(b->engine), path, ret_n, &err);
         if (r < 0) {
                 backend_set_error(b, "secret rotate-key: %s", err ?: strerror(-r));

@@ -363,8 +363,11 @@ static int ops_restore(const char *data_dir, const char *file) {
  * (store_secrets_key_file()). */
 static int ops_rotate_key(const DaemonConfig *cfg, const char *data_dir) {
         _cleanup_free_ char *db = path_join(data_dir, "pysprinter.db"), *err = NULL;
-        _cleanup_free_ char *key = cfg->secrets_key_file ? xstrdup(cfg->secrets_key_file)
-                                                         : path_join(data_dir, "secrets.key");
+        _cleanup_free_ char *named = cfg->secrets_key_file ? xstrdup(cfg->secrets_key_file)
+                                                           : path_join(data_dir, "secrets.key");
+        /* The file a link names is the one rotated (its directory must
+         * take the next key beside it); the link stays. */
+        _cleanup_free_ char *key = seal_key_path(named);
         if (access(db, F_OK) < 0) {
                 log_error("%s: no database here (is --data-dir right?)", db);
                 return EXIT_USAGE;
@@ -670,8 +673,9 @@ int main(int argc, char **argv) {
          * in the data directory; secrets.key_file names one that must be
          * there (the cluster's, copied to every node: made here, it would
          * be this node's only). */
-        d->secret_key_path = d->cfg.secrets_key_file ? xstrdup(d->cfg.secrets_key_file)
-                                                     : path_join(d->data_dir, "secrets.key");
+        _cleanup_free_ char *named = d->cfg.secrets_key_file ? xstrdup(d->cfg.secrets_key_file)
+                                                             : path_join(d->data_dir, "secrets.key");
+        d->secret_key_path = seal_key_path(named);
         const char *key_path = d->secret_key_path;
         if (d->cfg.secrets_key_file && access(key_path, F_OK) < 0) {
                 log_error("secrets.key_file %s: %s (it is never created: copy the key every node uses there, "

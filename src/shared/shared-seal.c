@@ -34,6 +34,12 @@ static int read_key(int fd, const char *path, uint8_t ret[static SEAL_KEY_SIZE],
         return 0;
 }
 
+char *seal_key_path(const char *path) {
+        assert(path);
+        char *r = realpath(path, NULL);
+        return r ?: xstrdup(path);
+}
+
 int seal_key_read(const char *path, uint8_t ret[static SEAL_KEY_SIZE], char **ret_error) {
         assert(path);
         assert(ret_error);

@@ -194,3 +194,36 @@ def test_daemon_rotation_killed_inside_its_transaction_changes_nothing(tmp_path)
         assert st == 200 and body["result"] == "alice-value", body
     finally:
         d.stop()
+
+
+def test_key_file_behind_a_symbolic_link_is_used_and_rotated_where_it_points(tmp_path):
+    """secrets.key_file as a Kubernetes secret volume lays it out
+    (PATH -> ..data/PATH): before, the start refused it, "Too many levels
+    of symbolic links", exit 7. The rotation replaces the file the link
+    names; the link stays."""
+    vol = tmp_path / "vol"
+    (vol / "..data").mkdir(parents=True)
+    target = vol / "..data" / "secrets.key"
+    target.write_bytes(os.urandom(32))
+    target.chmod(0o600)
+    (vol / "secrets.key").symlink_to("..data/secrets.key")
+    d = Daemon(tmp_path / "d", config_extra=f"secrets:\n  key_file: {vol / 'secrets.key'}\n")
+    d.start()
+    try:
+        st, _ = d.call("PUT", "/v1/secrets/API_KEY", {"value": "alice-value"})
+        assert st in (200, 201)
+        old = target.read_bytes()
+        p = rotate(d)
+        assert p.returncode == 0 and str(target) in p.stdout, (p.stdout, p.stderr)
+        assert (vol / "secrets.key").is_symlink() and target.read_bytes() != old
+        assert not (d.home / "secrets.key").exists()
+        st, body = d.run(RUN, secrets=["API_KEY"])
+        assert st == 200 and body["result"] == "alice-value", body
+    finally:
+        d.stop()
+    d.start()
+    try:
+        st, body = d.run(RUN, secrets=["API_KEY"])
+        assert st == 200 and body["result"] == "alice-value", body
+    finally:
+        d.stop()
