@@ -333,7 +333,45 @@ static int ops_backup(const char *data_dir, const char *file) {
         return 0;
 }
 
-static int ops_restore(const char *data_dir, const char *file) {
+/* After a restore: the secrets in the database that the data directory's
+ * key does not open (a database restored without its key, or onto a
+ * machine with another), said now rather than by the runs that name them
+ * after the next start, which makes a new key when there is none. */
+static void restore_check_key(const DaemonConfig *cfg, const char *data_dir, const char *db) {
+        _cleanup_free_ char *named = cfg->secrets_key_file ? xstrdup(cfg->secrets_key_file)
+                                                           : path_join(data_dir, "secrets.key");
+        _cleanup_free_ char *key_path = seal_key_path(named), *err = NULL;
+        uint8_t key[SEAL_KEY_SIZE] = {};
+        int k = seal_key_read(key_path, key, &err);
+        if (k < 0 && k != -ENOENT) {
+                log_warn("%s", err);
+                return;
+        }
+        Store *s = NULL;
+        if (store_open(db, &s) < 0)
+                return;
+        size_t bad = 0, n = 0;
+        /* store_secrets_key_file(): a next key an unfinished rotation left. */
+        if (k >= 0)
+                store_secrets_key_file(s, key_path);
+        int r = store_secret_count_unopenable(s, key, &bad, &n);
+        store_close(s);
+        explicit_bzero(key, sizeof key);
+        if (r < 0 || n == 0)
+                return;
+        if (k == -ENOENT)
+                log_warn("the restored database holds %zu secret(s) and there is no key at %s: copy the key backed "
+                         "up with this database there before the next start (a start makes a new key, which opens "
+                         "none of them)",
+                         n, key_path);
+        else if (bad > 0)
+                log_warn("%zu of the %zu secrets in the restored database do not open with %s: copy the key backed up "
+                         "with this database there (runs that name them fail until then; docs/operations.md "
+                         "\"Backup and restore\")",
+                         bad, n, key_path);
+}
+
+static int ops_restore(const DaemonConfig *cfg, const char *data_dir, const char *file) {
         int r = mkdir_p(data_dir, 0750);
         if (r < 0) {
                 log_error("cannot create %s: %s", data_dir, strerror(-r));
@@ -354,6 +392,7 @@ static int ops_restore(const char *data_dir, const char *file) {
                 return r == -EPROTONOSUPPORT || r == -EBADMSG || r == -ENOENT ? EXIT_USAGE : EXIT_INTERNAL;
         }
         printf("restored %s from %s; the next start upgrades its schema when it is older\n", db, file);
+        restore_check_key(cfg, data_dir, db);
         return 0;
 }
 
@@ -470,7 +509,7 @@ static int ops_main(int argc, char **argv) {
                 else if (streq(verb, "secret"))
                         code = ops_rotate_key(&cfg, dir);
                 else
-                        code = ops_restore(dir, argv[optind]);
+                        code = ops_restore(&cfg, dir, argv[optind]);
         }
         daemon_config_done(&cfg);
         return code;
@@ -794,6 +833,14 @@ int main(int argc, char **argv) {
                          d->cluster ? "give this node the other nodes' key (docs/cluster.md \"Secrets\")"
                                     : "restore the key backed up with this database, or set each again (pysprinter "
                                       "secret set NAME)");
+        /* A rotation killed before its rename: the secrets open, but a
+         * backup of the key file alone would not open them. */
+        _cleanup_free_ char *next_key = store_secrets_rotation_unfinished(key_path);
+        if (next_key)
+                log_warn("%s exists: a key rotation did not finish; the secrets open meanwhile and a set is sealed "
+                         "with it: run `pysprinterd secret rotate-key` again to finish it (until then, back up %s "
+                         "with %s)",
+                         next_key, next_key, key_path);
 
         pthread_rwlock_init(&d->cfg_lock, NULL);
         daemon_runs_init(d);

@@ -489,6 +489,15 @@ static void rotate_stall(const char *point) {
                 pause();
 }
 
+char *store_secrets_rotation_unfinished(const char *key_path) {
+        assert(key_path);
+        char *next = next_key_path(key_path);
+        if (access(next, F_OK) == 0)
+                return next;
+        free(next);
+        return NULL;
+}
+
 typedef struct SealedRow {
         char *tenant, *name;
         uint8_t *box;

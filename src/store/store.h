@@ -498,6 +498,10 @@ void store_secrets_key_file(Store *s, const char *path);
  * with neither key (nothing changed), -EOPNOTSUPP the secrets are a
  * cluster's (store_secrets_use()). */
 int store_secrets_rotate_key(Store *s, const char *key_path, size_t *ret_n, char **ret_error);
+/* The next key a rotation of key_path left (a rotation killed before its
+ * rename: the secrets may be sealed with it), its path (caller frees);
+ * NULL when there is none. */
+char *store_secrets_rotation_unfinished(const char *key_path);
 /* A run's environment: env ("KEY=VALUE", copied), then each of names as
  * NAME=its value opened in tenant (a secret after an env entry of its
  * name wins). The one way every path opens a run's secrets (embedded,

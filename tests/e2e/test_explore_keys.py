@@ -227,3 +227,64 @@ def test_key_file_behind_a_symbolic_link_is_used_and_rotated_where_it_points(tmp
         assert st == 200 and body["result"] == "alice-value", body
     finally:
         d.stop()
+
+
+def ops(d, *args, data_dir=None):
+    return subprocess.run([str(DAEMON), *map(str, args), "--config", str(d.config), "--data-dir",
+                           str(data_dir or d.home)], env=d.env(), capture_output=True, text=True, timeout=60)
+
+
+def test_restore_says_when_the_data_directorys_key_does_not_open_the_secrets(tmp_path):
+    """`pysprinterd restore` onto a machine without the key backed up with
+    the database: said at the restore, with what to do. Before, nothing
+    until the next start, which made a new key (warning in its log) and
+    each run that named a secret failed."""
+    d = Daemon(tmp_path / "d")
+    d.start()
+    try:
+        for name in ("API_KEY", "DB_PASS"):
+            st, _ = d.call("PUT", f"/v1/secrets/{name}", {"value": "v-" + name})
+            assert st in (200, 201)
+        p = ops(d, "backup", tmp_path / "b.db")
+        assert p.returncode == 0, p.stderr
+    finally:
+        d.stop()
+    fresh = tmp_path / "fresh"
+    p = ops(d, "restore", tmp_path / "b.db", data_dir=fresh)
+    assert p.returncode == 0, p.stderr
+    assert "holds 2 secret(s) and there is no key at" in p.stderr, p.stderr
+    assert not (fresh / "secrets.key").exists()
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "secrets.key").write_bytes(os.urandom(32))
+    (other / "secrets.key").chmod(0o600)
+    p = ops(d, "restore", tmp_path / "b.db", data_dir=other)
+    assert p.returncode == 0 and "2 of the 2 secrets in the restored database do not open" in p.stderr, p.stderr
+
+    # With its key: silent, and a daemon there opens them.
+    (other / "secrets.key").write_bytes(key_bytes(d.home))
+    (other / "pysprinter.db").unlink()
+    p = ops(d, "restore", tmp_path / "b.db", data_dir=other)
+    assert p.returncode == 0 and "secret" not in p.stderr, p.stderr
+
+
+def test_a_start_after_an_unfinished_rotation_says_so(tmp_path):
+    d = Daemon(tmp_path / "d")
+    d.start()
+    try:
+        st, _ = d.call("PUT", "/v1/secrets/API_KEY", {"value": "alice-value"})
+        assert st in (200, 201)
+    finally:
+        d.stop()
+    argv = [DAEMON, "secret", "rotate-key", "--config", d.config, "--data-dir", d.home]
+    kill9(stalled_rotation(argv, d.env(), "before-rename"))
+    d.start()
+    try:
+        wait_for(lambda: "a key rotation did not finish" in d.log.read_text(), "the start's warning")
+        assert "sealed with another key" not in d.log.read_text()
+        st, body = d.run(RUN, secrets=["API_KEY"])
+        assert st == 200 and body["result"] == "alice-value", body
+    finally:
+        d.stop()
+    assert rotate(d).returncode == 0
