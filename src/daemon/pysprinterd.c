@@ -9,6 +9,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 
+#include "cluster.h"
 #include "config.h"
 #include "daemon.h"
 #include "data.h"
@@ -24,7 +25,7 @@ static void usage(FILE *f) {
                 "       pysprinterd token create --tenant NAME [--role user|readonly|admin] [--expires 30d]\n"
                 "                         [--redis URL]\n"
                 "       pysprinterd token ls | token revoke ID [--redis URL]\n"
-                "       pysprinterd secret rotate-key [--config FILE] [--data-dir DIR]\n"
+                "       pysprinterd secret rotate-key [--redis URL] [--config FILE] [--data-dir DIR]\n"
                 "       pysprinterd --check-config FILE\n"
                 "\n"
                 "Serves the pysprinter API (docs/api.md) and the AWS Lambda Invoke API.\n"
@@ -400,54 +401,99 @@ static int ops_restore(const DaemonConfig *cfg, const char *data_dir, const char
  * with a new key (docs/secrets.md "Rotating the key"), while a daemon
  * serves it or not: the daemon falls back to the key files as they are
  * (store_secrets_key_file()). */
-static int ops_rotate_key(const DaemonConfig *cfg, const char *data_dir) {
+static int ops_rotate_key(const DaemonConfig *cfg, const char *data_dir, const char *redis) {
         _cleanup_free_ char *db = path_join(data_dir, "pysprinter.db"), *err = NULL;
         _cleanup_free_ char *named = cfg->secrets_key_file ? xstrdup(cfg->secrets_key_file)
                                                            : path_join(data_dir, "secrets.key");
         /* The file a link names is the one rotated (its directory must
          * take the next key beside it); the link stays. */
         _cleanup_free_ char *key = seal_key_path(named);
-        if (access(db, F_OK) < 0) {
+        /* A cluster's secrets are its Redis's, reached as the nodes reach
+         * it (as `pysprinterd token --redis`); this machine's database is
+         * only the Store they are read through. */
+        if (!redis && access(db, F_OK) < 0) {
                 log_error("%s: no database here (is --data-dir right?)", db);
                 return EXIT_USAGE;
         }
-        _cleanup_close_ int lock = store_home_lock(data_dir, false);
+        RunQueue *q = NULL;
+        if (redis) {
+                ClusterOptions co = {
+                        .url = redis,
+                        .password = cfg->cluster_redis_password,
+                        .node_id = "pysprinterd-secret",
+                        .client = true,
+                };
+                int k = cluster_queue_new(&co, &q, &err);
+                if (k < 0) {
+                        log_error("%s", err);
+                        return EXIT_INTERNAL;
+                }
+        }
+        int r = mkdir_p(data_dir, 0750);
+        _cleanup_close_ int lock = r < 0 ? r : store_home_lock(data_dir, false);
         if (lock < 0) {
                 _cleanup_free_ char *why = store_home_lock_message(data_dir, lock);
                 log_error("%s", why);
+                run_queue_free(q);
                 return lock == -EWOULDBLOCK ? EXIT_USAGE : EXIT_INTERNAL;
         }
         Store *s = NULL;
-        int r = store_open(db, &s);
+        r = store_open(db, &s);
         if (r < 0) {
                 _cleanup_free_ char *why = store_open_message(db, r);
                 log_error("%s", why);
+                run_queue_free(q);
                 return EXIT_INTERNAL;
+        }
+        if (q) {
+                uint8_t k[SEAL_KEY_SIZE] = {};
+                (void) seal_key_read(key, k, &err);
+                free(err);
+                err = NULL;
+                store_secrets_key_file(s, key);
+                (void) store_secrets_use(s, cluster_secret_store_new(q), k);
+                explicit_bzero(k, sizeof k);
         }
         size_t n = 0;
         r = store_secrets_rotate_key(s, key, &n, &err);
         store_close(s);
+        run_queue_free(q);
+        if (r == -EAGAIN) {
+                /* The cluster's first step: the next key made here. */
+                printf("%s\n", err);
+                return 0;
+        }
         if (r < 0) {
                 log_error("secret rotate-key: %s", err);
                 return r == -ENOENT || r == -EKEYREJECTED ? EXIT_USAGE : EXIT_INTERNAL;
         }
         printf("rotated the secrets key %s: %zu secret(s) sealed with the new key\n", key, n);
+        if (redis)
+                printf("now on every other node: mv KEYFILE.next KEYFILE (its secrets key file; until then it opens "
+                       "and seals with either)\n");
         printf("back the new key up now; a database backup made before this opens only with the old key\n");
         return 0;
 }
 
 /* pysprinterd gc|backup|restore|secret ... */
 static int ops_main(int argc, char **argv) {
-        enum { ARG_CONFIG = 0x100, ARG_DATA_DIR, ARG_DRY_RUN, ARG_JSON };
+        enum {
+                ARG_CONFIG = 0x100,
+                ARG_DATA_DIR,
+                ARG_DRY_RUN,
+                ARG_JSON,
+                ARG_REDIS
+        };
         static const struct option options[] = {
                 { "config", required_argument, NULL, ARG_CONFIG },
+                { "redis", required_argument, NULL, ARG_REDIS },
                 { "data-dir", required_argument, NULL, ARG_DATA_DIR },
                 { "dry-run", no_argument, NULL, ARG_DRY_RUN },
                 { "json", no_argument, NULL, ARG_JSON },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
-        const char *verb = argv[0], *config = getenv("PYSPRINTER_DAEMON_CONFIG"), *data_dir = NULL;
+        const char *verb = argv[0], *config = getenv("PYSPRINTER_DAEMON_CONFIG"), *data_dir = NULL, *redis = NULL;
         bool dry_run = false, json = false;
         int c;
         optind = 1;
@@ -465,6 +511,9 @@ static int ops_main(int argc, char **argv) {
                 case ARG_JSON:
                         json = true;
                         break;
+                case ARG_REDIS:
+                        redis = optarg;
+                        break;
                 case 'h':
                         usage(stdout);
                         return 0;
@@ -474,8 +523,13 @@ static int ops_main(int argc, char **argv) {
                 }
         }
         bool takes_file = !streq(verb, "gc");
-        if (streq(verb, "secret") && (argc - optind != 1 || !streq(argv[optind], "rotate-key") || dry_run || json)) {
-                log_error("usage: pysprinterd secret rotate-key [--config FILE] [--data-dir DIR]");
+        if ((streq(verb, "secret") && (argc - optind != 1 || !streq(argv[optind], "rotate-key") || dry_run || json)) ||
+            (redis && !streq(verb, "secret"))) {
+                log_error(
+                        streq(verb, "secret")
+                                ? "usage: pysprinterd secret rotate-key [--redis URL] [--config FILE] [--data-dir DIR]"
+                                : "usage: pysprinterd %s: unknown option --redis",
+                        verb);
                 return EXIT_USAGE;
         }
         if (argc - optind != (takes_file ? 1 : 0) || (dry_run && takes_file)) {
@@ -507,7 +561,7 @@ static int ops_main(int argc, char **argv) {
                 else if (streq(verb, "backup"))
                         code = ops_backup(dir, argv[optind]);
                 else if (streq(verb, "secret"))
-                        code = ops_rotate_key(&cfg, dir);
+                        code = ops_rotate_key(&cfg, dir, redis);
                 else
                         code = ops_restore(&cfg, dir, argv[optind]);
         }

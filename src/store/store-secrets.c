@@ -40,7 +40,79 @@ static char *aad_of(const char *tenant, const char *name, size_t *ret_len) {
         return s;
 }
 
+/* What the key check seals: nothing secret, under its own authenticated
+ * data (no tenant holds a name with a NUL byte). */
+#define KEY_CHECK_AAD "\0pysprinter secrets key check"
+
 static int key_check(Store *s, const uint8_t *key, bool record);
+
+static char *next_key_path(const char *path) {
+        return xasprintf("%s.next", path);
+}
+
+static bool opens_check(const uint8_t *key, const uint8_t *check, size_t len) {
+        char *v = NULL;
+        size_t n;
+        int r = seal_decrypt(key, KEY_CHECK_AAD, sizeof KEY_CHECK_AAD - 1, check, len, &v, &n);
+        free(v);
+        return r == 0;
+}
+
+/* Which of path.next (a rotation's next key), path's and key opens the
+ * key check: into ret, true; false when none does (path may be NULL). */
+static bool key_for_check(const char *path, const uint8_t *key, const uint8_t *check, size_t len,
+                          uint8_t ret[static SEAL_KEY_SIZE]) {
+        if (path) {
+                _cleanup_free_ char *next = next_key_path(path);
+                const char *files[] = { next, path };
+                for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+                        _cleanup_free_ char *err = NULL;
+                        if (seal_key_read(files[i], ret, &err) == 0 && opens_check(ret, check, len))
+                                return true;
+                }
+        }
+        if (opens_check(key, check, len)) {
+                memcpy(ret, key, SEAL_KEY_SIZE);
+                return true;
+        }
+        explicit_bzero(ret, SEAL_KEY_SIZE);
+        return false;
+}
+
+/* A cluster's set on a node that knows its key file: sealed with the key
+ * that opens the cluster's key check as it is now — the next key once a
+ * rotation swapped the check, before the node's own file was renamed —
+ * and written only if the check is still that one (secret_put.lua): a
+ * set racing the swap seals again. The first set records the file's. */
+static int cluster_seal_put(Store *s, const uint8_t *key, const char *path, const char *tenant, const char *name,
+                            const char *value, size_t len, usec_t now) {
+        size_t aad_len;
+        _cleanup_free_ char *aad = aad_of(tenant, name, &aad_len);
+        for (int attempt = 0; attempt < 8; attempt++) {
+                _cleanup_free_ uint8_t *kept = NULL, *box = NULL;
+                size_t kept_len = 0, box_len;
+                int r = s->secrets->ops->key_check(s->secrets, NULL, 0, &kept, &kept_len);
+                if (r == -ENOENT) {
+                        r = key_check(s, key, true);
+                        if (r < 0)
+                                return r;
+                        r = s->secrets->ops->key_check(s->secrets, NULL, 0, &kept, &kept_len);
+                }
+                if (r < 0)
+                        return r;
+                uint8_t k[SEAL_KEY_SIZE];
+                if (!key_for_check(path, key, kept, kept_len, k))
+                        return -EKEYREJECTED;
+                r = seal_encrypt(k, aad, aad_len, value, len, &box, &box_len);
+                explicit_bzero(k, sizeof k);
+                if (r < 0)
+                        return r;
+                r = s->secrets->ops->put(s->secrets, tenant, name, box, box_len, now, kept, kept_len);
+                if (r != -ESTALE)
+                        return r;
+        }
+        return -ESTALE;
+}
 
 /* The secrets table's put (SecretStoreOps.put's contract), s->lock held. */
 static int sql_put_locked(Store *s, const char *tenant, const char *name, const uint8_t *box, size_t box_len,
@@ -74,10 +146,6 @@ static int sql_put_locked(Store *s, const char *tenant, const char *name, const 
                 sqlite3_finalize(st);
         }
         return rc == SQLITE_DONE ? 0 : store_rc_errno(rc);
-}
-
-static char *next_key_path(const char *path) {
-        return xasprintf("%s.next", path);
 }
 
 /* The key a set seals with when s knows its key file: a rotation's next
@@ -137,11 +205,17 @@ int store_secret_set(Store *s, const uint8_t *key, const char *tenant, const cha
                 return -EINVAL;
         if (len > SECRET_MAX_BYTES)
                 return -EFBIG;
+        usec_t now = now_realtime();
+        if (!s->secrets)
+                return sql_seal_put(s, key, tenant, name, value, len, now);
         /* The first set in a cluster records its key's check; every set
          * compares with the one kept (store_secrets_use()). */
         store_lock(s);
         bool checked = s->secrets_key_checked, foreign = s->secrets_key_foreign;
+        _cleanup_free_ char *path = s->secrets_key_path ? xstrdup(s->secrets_key_path) : NULL;
         pthread_mutex_unlock(&s->lock);
+        if (path)
+                return cluster_seal_put(s, key, path, tenant, name, value, len, now);
         if (s->secrets && !checked) {
                 int k = key_check(s, key, true);
                 if (k < 0 && k != -EKEYREJECTED)
@@ -150,9 +224,6 @@ int store_secret_set(Store *s, const uint8_t *key, const char *tenant, const cha
         }
         if (foreign)
                 return -EKEYREJECTED;
-        usec_t now = now_realtime();
-        if (!s->secrets)
-                return sql_seal_put(s, key, tenant, name, value, len, now);
         size_t aad_len;
         _cleanup_free_ char *aad = aad_of(tenant, name, &aad_len);
         _cleanup_free_ uint8_t *box = NULL;
@@ -160,7 +231,7 @@ int store_secret_set(Store *s, const uint8_t *key, const char *tenant, const cha
         int r = seal_encrypt(key, aad, aad_len, value, len, &box, &box_len);
         if (r < 0)
                 return r;
-        return s->secrets->ops->put(s->secrets, tenant, name, box, box_len, now);
+        return s->secrets->ops->put(s->secrets, tenant, name, box, box_len, now, NULL, 0);
 }
 
 void store_secrets_key_file(Store *s, const char *path) {
@@ -388,10 +459,6 @@ int store_secret_count_unopenable(Store *s, const uint8_t *key, size_t *ret_n, s
         return 0;
 }
 
-/* What the key check seals: nothing secret, under its own authenticated
- * data (no tenant holds a name with a NUL byte). */
-#define KEY_CHECK_AAD "\0pysprinter secrets key check"
-
 /* Compares key with the backend's key check, recording key's own first
  * when record and none is kept: 0 the same, -EKEYREJECTED another,
  * -ENOENT none kept (not record). Remembers a verdict for later sets. */
@@ -404,17 +471,19 @@ static int key_check(Store *s, const uint8_t *key, bool record) {
         r = s->secrets->ops->key_check(s->secrets, record ? mine : NULL, mine_len, &kept, &kept_len);
         if (r < 0)
                 return r;
-        char *v = NULL;
-        size_t n;
-        r = seal_decrypt(key, KEY_CHECK_AAD, sizeof KEY_CHECK_AAD - 1, kept, kept_len, &v, &n);
-        free(v);
-        if (r < 0 && r != -EBADMSG)
-                return r;
+        /* Or the key files' (store_secrets_key_file()): a node whose next
+         * key a rotation made the cluster's is not foreign. */
+        store_lock(s);
+        _cleanup_free_ char *path = s->secrets_key_path ? xstrdup(s->secrets_key_path) : NULL;
+        pthread_mutex_unlock(&s->lock);
+        uint8_t k[SEAL_KEY_SIZE];
+        bool opens = key_for_check(path, key, kept, kept_len, k);
+        explicit_bzero(k, sizeof k);
         store_lock(s);
         s->secrets_key_checked = true;
-        s->secrets_key_foreign = r == -EBADMSG;
+        s->secrets_key_foreign = !opens;
         pthread_mutex_unlock(&s->lock);
-        return r == -EBADMSG ? -EKEYREJECTED : 0;
+        return opens ? 0 : -EKEYREJECTED;
 }
 
 int store_secrets_use(Store *s, SecretStore *ss, const uint8_t *key) {
@@ -586,15 +655,164 @@ static int reseal_locked(Store *s, const uint8_t *old, const uint8_t *next, size
         return r;
 }
 
+static void rows_free(SealedRow *rows, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free(rows[i].tenant);
+                free(rows[i].name);
+                free(rows[i].box);
+        }
+        free(rows);
+}
+
+typedef struct RowList {
+        SealedRow *v;
+        size_t n;
+} RowList;
+
+static void collect_row(const char *tenant, const char *name, const uint8_t *box, size_t len, void *userdata) {
+        RowList *l = userdata;
+        l->v = xrealloc(l->v, (l->n + 1) * sizeof *l->v);
+        l->v[l->n++] = (SealedRow){ xstrdup(tenant), xstrdup(name), (uint8_t *) xmemdupz(box, len), len };
+}
+
+/* How a row opens: 2 with next, 1 with old (its value into *ret, wiped
+ * and freed by the caller), 0 with neither. */
+static int row_opens(const SealedRow *row, const uint8_t *old, const uint8_t *next, char **ret, size_t *ret_len) {
+        size_t aad_len;
+        _cleanup_free_ char *aad = aad_of(row->tenant, row->name, &aad_len);
+        char *v = NULL;
+        size_t n;
+        if (seal_decrypt(next, aad, aad_len, row->box, row->len, &v, &n) == 0) {
+                explicit_bzero(v, n);
+                free(v);
+                return 2;
+        }
+        if (seal_decrypt(old, aad, aad_len, row->box, row->len, &v, &n) < 0)
+                return 0;
+        *ret = v;
+        *ret_len = n;
+        return 1;
+}
+
+/* The rotation of a cluster's secrets (in Redis, store_secrets_use()):
+ * every node holds key_path.next already (the operator copied it). First
+ * a look that every secret opens (else nothing changes), then the
+ * cluster's key check is swapped to next's — from then on every node
+ * seals a set with next (cluster_seal_put()) — then each box is re-sealed
+ * with next only if it is still the one read (secret_cas.lua). Killed
+ * anywhere, every box opens with old or next, which every node falls back
+ * to; run again, it goes on. */
+static int cluster_rotate(Store *s, const uint8_t *old, const uint8_t *next, size_t *ret_n, char **ret_error) {
+        SecretStore *ss = s->secrets;
+        RowList l = {};
+        int r = ss->ops->each(ss, collect_row, &l);
+        size_t bad = 0;
+        _cleanup_free_ char *names = NULL;
+        for (size_t i = 0; r >= 0 && i < l.n; i++) {
+                char *v = NULL;
+                size_t n = 0;
+                int o = row_opens(&l.v[i], old, next, &v, &n);
+                if (v) {
+                        explicit_bzero(v, n);
+                        free(v);
+                }
+                if (o == 0 && bad++ < 5) {
+                        char *more = xasprintf("%s%s%s/%s", names ?: "", names ? ", " : "", l.v[i].tenant, l.v[i].name);
+                        free(names);
+                        names = more;
+                }
+        }
+        rows_free(l.v, l.n);
+        if (r < 0) {
+                *ret_error = xasprintf("cannot read the cluster's secrets: %s", strerror(-r));
+                return r;
+        }
+        if (bad > 0) {
+                *ret_error = xasprintf("%zu secret(s) open with neither the current key nor the next one (%s%s): "
+                                       "nothing was rotated. Set or remove them (tenant/name above), then rotate",
+                                       bad, names, bad > 5 ? ", …" : "");
+                return -EKEYREJECTED;
+        }
+        /* The key check: the next key's, unless it is already. */
+        _cleanup_free_ uint8_t *kept = NULL, *mine = NULL;
+        size_t kept_len = 0, mine_len;
+        r = ss->ops->key_check(ss, NULL, 0, &kept, &kept_len);
+        if (r < 0 && r != -ENOENT) {
+                *ret_error = xasprintf("cannot read the cluster's key check: %s", strerror(-r));
+                return r;
+        }
+        if (r >= 0 && !opens_check(next, kept, kept_len)) {
+                if (!opens_check(old, kept, kept_len)) {
+                        *ret_error = xstrdup("this machine's secrets key is not the one the cluster's secrets are "
+                                             "sealed with (docs/cluster.md \"Secrets\"): nothing was rotated");
+                        return -EKEYREJECTED;
+                }
+                r = seal_encrypt(next, KEY_CHECK_AAD, sizeof KEY_CHECK_AAD - 1, "ok", 2, &mine, &mine_len);
+                if (r >= 0)
+                        r = ss->ops->cas(ss, NULL, NULL, kept, kept_len, mine, mine_len);
+                if (r < 0) {
+                        *ret_error = xasprintf("cannot swap the cluster's key check: %s", strerror(-r));
+                        return r;
+                }
+        }
+        rotate_stall("after-swap");
+        /* The boxes, read again: a set before the swap is sealed with old. */
+        l = (RowList){};
+        r = ss->ops->each(ss, collect_row, &l);
+        size_t done = 0;
+        for (size_t i = 0; r >= 0 && i < l.n; i++) {
+                SealedRow *row = &l.v[i];
+                for (int attempt = 0; attempt < 8; attempt++) {
+                        char *v = NULL;
+                        size_t n = 0;
+                        int o = row_opens(row, old, next, &v, &n);
+                        if (o != 1) {
+                                /* Under next already (a set after the swap),
+                                 * or one no key opens: set after our look
+                                 * by a node with another key (refused). */
+                                done += o == 2;
+                                break;
+                        }
+                        size_t aad_len;
+                        _cleanup_free_ char *aad = aad_of(row->tenant, row->name, &aad_len);
+                        _cleanup_free_ uint8_t *box = NULL;
+                        size_t box_len;
+                        r = seal_encrypt(next, aad, aad_len, v, n, &box, &box_len);
+                        explicit_bzero(v, n);
+                        free(v);
+                        if (r >= 0)
+                                r = ss->ops->cas(ss, row->tenant, row->name, row->box, row->len, box, box_len);
+                        if (r != -ESTALE) {
+                                done += r >= 0;
+                                break;
+                        }
+                        /* Set or removed meanwhile: read it again. */
+                        free(row->box);
+                        row->box = NULL;
+                        row->len = 0;
+                        r = ss->ops->get(ss, row->tenant, row->name, &row->box, &row->len);
+                        if (r == -ENOENT) {
+                                r = 0;
+                                break;
+                        }
+                        if (r < 0)
+                                break;
+                }
+        }
+        rows_free(l.v, l.n);
+        if (r < 0) {
+                *ret_error = xasprintf("cannot re-seal the cluster's secrets: %s (run the rotation again: it goes on)",
+                                       strerror(-r));
+                return r;
+        }
+        *ret_n = done;
+        return 0;
+}
+
 int store_secrets_rotate_key(Store *s, const char *key_path, size_t *ret_n, char **ret_error) {
         assert(s);
         assert(key_path);
         assert(ret_error);
-        if (s->secrets) {
-                *ret_error = xstrdup("the secrets of a cluster live in Redis: their key is rotated as docs/cluster.md "
-                                     "\"Secrets\" says");
-                return -EOPNOTSUPP;
-        }
         uint8_t old[SEAL_KEY_SIZE], next[SEAL_KEY_SIZE];
         _cleanup_free_ char *next_path = next_key_path(key_path), *err = NULL;
         int r = seal_key_read(key_path, old, &err);
@@ -608,16 +826,37 @@ int store_secrets_rotate_key(Store *s, const char *key_path, size_t *ret_n, char
         /* The next key: made now (0600, linked into place whole), or the
          * one a rotation killed midway made — the rows it committed are
          * sealed with it. Until the rename below, every opener falls back
-         * to it (open_box()) and every set seals with it (seal_key_now()). */
-        r = seal_key_load(next_path, next, &err);
+         * to it (open_box()) and every set seals with it (seal_key_now()).
+         * A cluster's is the operator's to give every node first: made
+         * here, it is said so and nothing else is done. */
+        r = s->secrets ? seal_key_read(next_path, next, &err) : seal_key_load(next_path, next, &err);
+        if (r == -ENOENT) {
+                free(err);
+                err = NULL;
+                r = seal_key_load(next_path, next, &err);
+                explicit_bzero(old, sizeof old);
+                explicit_bzero(next, sizeof next);
+                if (r < 0) {
+                        *ret_error = TAKE_PTR(err);
+                        return r;
+                }
+                *ret_error = xasprintf("made the next key %s: copy it (mode 0600) to every node of the cluster, "
+                                       "beside its key file as <key file>.next, then run this again "
+                                       "(docs/cluster.md \"Secrets\")",
+                                       next_path);
+                return -EAGAIN;
+        }
         if (r < 0) {
                 explicit_bzero(old, sizeof old);
                 *ret_error = TAKE_PTR(err);
                 return r;
         }
         size_t n = 0;
-        r = store_tx_begin(s);
-        if (r >= 0) {
+        if (s->secrets)
+                r = cluster_rotate(s, old, next, &n, ret_error);
+        else
+                r = store_tx_begin(s);
+        if (r >= 0 && !s->secrets) {
                 /* The commit reaches the disk before the rename: after a
                  * power cut the file never names a key the rows are not
                  * sealed with. */

@@ -532,8 +532,16 @@ typedef void (*SecretEachFn)(const char *tenant, const char *name, const uint8_t
 typedef struct SecretStoreOps {
         const char *name;
         /* Keeps box as (tenant, name), updated now (created too when new).
-         * -EDQUOT: a new name when the tenant holds SECRET_MAX_COUNT. */
-        int (*put)(SecretStore *ss, const char *tenant, const char *name, const uint8_t *box, size_t len, usec_t now);
+         * -EDQUOT: a new name when the tenant holds SECRET_MAX_COUNT.
+         * check (may be NULL): the key check box was sealed under (as
+         * key_check() answered it); -ESTALE when the store keeps another
+         * now (a rotation swapped it), nothing written. */
+        int (*put)(SecretStore *ss, const char *tenant, const char *name, const uint8_t *box, size_t len, usec_t now,
+                   const uint8_t *check, size_t check_len);
+        /* Replaces (tenant, name)'s box — or, tenant NULL, the key check —
+         * with box only if it is still expect: 0 replaced, -ESTALE not. */
+        int (*cas)(SecretStore *ss, const char *tenant, const char *name, const uint8_t *expect, size_t expect_len,
+                   const uint8_t *box, size_t len);
         /* -ENOENT when absent. */
         int (*get)(SecretStore *ss, const char *tenant, const char *name, uint8_t **ret_box, size_t *ret_len);
         /* By name. */

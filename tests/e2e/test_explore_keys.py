@@ -16,8 +16,11 @@ import time
 
 import pytest
 
+from clusterlib import REDIS
 from conftest import CLI, DAEMON, sandbox_args
 from daemonlib import Daemon, TOKENS, wait_for
+from test_cluster import nodes, redis  # noqa: F401 (fixtures)
+from test_explore_clustersecrets import share_key
 
 SHOW = """
     import os
@@ -288,3 +291,92 @@ def test_a_start_after_an_unfinished_rotation_says_so(tmp_path):
     finally:
         d.stop()
     assert rotate(d).returncode == 0
+
+
+# ---- a cluster ----------------------------------------------------------------
+
+
+def opened(redis, key):
+    """(tenant, name) -> value of every box in Redis that key opens
+    (AES-256-GCM, nonce || ciphertext || tag, aad tenant NUL name)."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    out = {}
+    for tenant in redis.cli("SMEMBERS", "ps:sectenants").split():
+        names = redis.cli("HKEYS", f"ps:sec:{tenant}").split()
+        for name in names:
+            box = subprocess.run(["redis-cli", "-s", redis.sock, "--raw", "HGET", f"ps:sec:{tenant}", name],
+                                 capture_output=True).stdout[:-1]
+            try:
+                out[(tenant, name)] = AESGCM(key).decrypt(box[:12], box[12:],
+                                                          tenant.encode() + b"\0" + name.encode()).decode()
+            except InvalidTag:
+                pass
+    return out
+
+
+@pytest.mark.skipif(not REDIS, reason="redis-server is not installed")
+def test_cluster_rotation_reseals_in_redis_while_nodes_serve(tmp_path, nodes, redis):
+    """`pysprinterd secret rotate-key --redis URL`: the first run makes the
+    next key (the operator copies it beside every node's key file); the
+    second swaps the cluster's key check, then re-seals each box in Redis.
+    Killed after the swap, runs on a worker that loaded the old key go on,
+    and a set through a gateway is sealed with the next key; run again, it
+    finishes. Nodes keep serving throughout, and restart with the new key;
+    a node given the old key is refused (409). Before, the only way was to
+    remove every secret and set each value again."""
+    g1 = nodes("g1", "gateway")
+    share_key(tmp_path, "g1", "w1")
+    w1 = nodes("w1", "worker")
+    for tok, v in (("alice", "alice-value"), ("bob", "bob-value")):
+        st, b = g1.call("PUT", "/v1/secrets/API_KEY", {"value": v}, token=tok)
+        assert st == 200, b
+    g1_home, w1_home = tmp_path / "g1" / "home", tmp_path / "w1" / "home"
+    old = key_bytes(g1_home)
+    argv = [DAEMON, "secret", "rotate-key", "--redis", redis.url, "--config", g1.config, "--data-dir", g1_home]
+
+    p = subprocess.run([str(a) for a in argv], env=g1.env(), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "made the next key" in p.stdout, (p.stdout, p.stderr)
+    nxt = (g1_home / "secrets.key.next").read_bytes()
+    assert key_bytes(g1_home) == old
+    (w1_home / "secrets.key.next").write_bytes(nxt)
+    (w1_home / "secrets.key.next").chmod(0o600)
+
+    kill9(stalled_rotation(argv, g1.env(), "after-swap"))
+    assert len(opened(redis, old)) == 2  # the boxes not re-sealed yet; the check swapped
+    for tok, v in (("alice", "alice-value"), ("bob", "bob-value")):
+        st, b = g1.run(RUN, secrets=["API_KEY"], token=tok)
+        assert st == 200 and b["result"] == v, b
+    st, b = g1.call("PUT", "/v1/secrets/DB_PASS", {"value": "set-meanwhile"})
+    assert st == 200, b
+
+    p = subprocess.run([str(a) for a in argv], env=g1.env(), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "3 secret(s)" in p.stdout, (p.stdout, p.stderr)
+    assert key_bytes(g1_home) == nxt and not (g1_home / "secrets.key.next").exists()
+    # Every box in Redis opens with the new key only; dates untouched.
+    assert opened(redis, nxt) == {("alice", "API_KEY"): "alice-value", ("bob", "API_KEY"): "bob-value",
+                                  ("alice", "DB_PASS"): "set-meanwhile"}
+    assert opened(redis, old) == {}
+    two = "import os\ndef f():\n    return os.environ['API_KEY'] + '/' + os.environ['DB_PASS']\n"
+    st, b = g1.run(two, secrets=["API_KEY", "DB_PASS"])
+    assert st == 200 and b["result"] == "alice-value/set-meanwhile", b
+    # The worker's own file, renamed by its operator; both restarted.
+    (w1_home / "secrets.key.next").rename(w1_home / "secrets.key")
+    st, b = g1.run(two, secrets=["API_KEY", "DB_PASS"])
+    assert st == 200 and b["result"] == "alice-value/set-meanwhile", b
+    for n in (g1, w1):
+        n.stop()
+        n.start(port=n.port)
+        assert "is not the one the cluster" not in n.log.read_text()
+    st, b = g1.run(two, secrets=["API_KEY", "DB_PASS"])
+    assert st == 200 and b["result"] == "alice-value/set-meanwhile", b
+
+    # A node given the old key: refused, as any other key.
+    g2_home = tmp_path / "g2" / "home"
+    g2_home.mkdir(parents=True)
+    (g2_home / "secrets.key").write_bytes(old)
+    (g2_home / "secrets.key").chmod(0o600)
+    g2 = nodes("g2", "gateway")
+    st, b = g2.call("PUT", "/v1/secrets/API_KEY", {"value": "x"})
+    assert st == 409, b
+    assert "is not the one the cluster" in g2.log.read_text()
