@@ -380,3 +380,19 @@ def test_cluster_rotation_reseals_in_redis_while_nodes_serve(tmp_path, nodes, re
     st, b = g2.call("PUT", "/v1/secrets/API_KEY", {"value": "x"})
     assert st == 409, b
     assert "is not the one the cluster" in g2.log.read_text()
+
+
+# ---- tokens -------------------------------------------------------------------
+
+def test_a_token_expiry_is_at_most_a_century(tmp_path):
+    d = Daemon(tmp_path / "d")
+    p = ops(d, "token", "create", "--tenant", "alice", "--expires", "99999999d")
+    assert p.returncode == 2 and "at most 36500d" in p.stderr, (p.returncode, p.stderr)
+    p = ops(d, "token", "create", "--tenant", "alice", "--expires", "36500d")
+    assert p.returncode == 0, p.stderr
+    d.start()
+    try:
+        st, b = d.call("POST", "/v1/tokens", {"tenant": "alice", "expires": "36501d"}, token="admin")
+        assert st == 400 and "36500d" in b["error"]["message"], (st, b)
+    finally:
+        d.stop()
