@@ -574,6 +574,8 @@ static int check_config(const char *path) {
         _cleanup_free_ char *err = NULL;
         daemon_config_init(&cfg);
         int r = daemon_config_check(&cfg, path, &err);
+        if (r >= 0)
+                r = daemon_config_check_key(&cfg, path, &err);
         for (char **w = cfg.warnings; w && *w; w++)
                 log_warn("%s", *w);
         daemon_config_done(&cfg);

@@ -396,3 +396,24 @@ def test_a_token_expiry_is_at_most_a_century(tmp_path):
         assert st == 400 and "36500d" in b["error"]["message"], (st, b)
     finally:
         d.stop()
+
+
+def test_check_config_refuses_the_key_file_a_start_refuses(tmp_path):
+    """--check-config passed a secrets.key_file that is missing or that
+    others may read, and the start then stopped (exit 2, exit 7)."""
+    key = tmp_path / "k"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"secrets:\n  key_file: {key}\n")
+
+    def check():
+        return subprocess.run([str(DAEMON), "--check-config", str(cfg)], capture_output=True, text=True, timeout=60)
+
+    p = check()
+    assert p.returncode == 2 and f"{cfg}:2: 'secrets.key_file'" in p.stderr and "never created" in p.stderr, p.stderr
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o644)
+    p = check()
+    assert p.returncode == 2 and "chmod 600" in p.stderr, p.stderr
+    key.chmod(0o600)
+    p = check()
+    assert p.returncode == 0 and p.stdout.strip() == f"{cfg}: ok", (p.stdout, p.stderr)
