@@ -861,6 +861,11 @@ int store_secrets_rotate_key(Store *s, const char *key_path, size_t *ret_n, char
                  * power cut the file never names a key the rows are not
                  * sealed with. */
                 sqlite3_exec(s->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+                /* The file's key read again, now that no other rotation
+                 * commits: one that renamed its next key over it since
+                 * our first read left the rows sealed with that key. */
+                _cleanup_free_ char *again = NULL;
+                (void) seal_key_read(key_path, old, &again);
                 r = reseal_locked(s, old, next, &n, ret_error);
                 if (r >= 0)
                         rotate_stall("before-commit");
@@ -872,22 +877,34 @@ int store_secrets_rotate_key(Store *s, const char *key_path, size_t *ret_n, char
                 pthread_mutex_unlock(&s->lock);
         }
         explicit_bzero(old, sizeof old);
-        explicit_bzero(next, sizeof next);
         if (r < 0) {
+                explicit_bzero(next, sizeof next);
                 if (!*ret_error)
                         *ret_error = xasprintf("cannot re-seal the secrets: %s", strerror(-r));
                 return r;
         }
         rotate_stall("before-rename");
         /* The one step that retires the old key: atomic, the file names
-         * the old key or the new one, never neither. */
+         * the old key or the new one, never neither. A rotation run at
+         * the same time may have renamed it first: then the file holds
+         * the same next key, and this one is done too. */
         if (rename(next_path, key_path) < 0) {
                 r = -errno;
+                uint8_t now_key[SEAL_KEY_SIZE];
+                bool same = r == -ENOENT && seal_key_read(key_path, now_key, &err) == 0 &&
+                            memcmp(now_key, next, sizeof next) == 0;
+                explicit_bzero(now_key, sizeof now_key);
+                explicit_bzero(next, sizeof next);
+                if (same) {
+                        *ret_n = n;
+                        return 0;
+                }
                 *ret_error = xasprintf("cannot move %s to %s: %s (every secret is sealed with it: run the "
                                        "rotation again)",
                                        next_path, key_path, strerror(-r));
                 return r;
         }
+        explicit_bzero(next, sizeof next);
         _cleanup_free_ char *dir = xstrdup(key_path);
         char *slash = strrchr(dir, '/');
         if (slash)

@@ -417,3 +417,16 @@ def test_check_config_refuses_the_key_file_a_start_refuses(tmp_path):
     key.chmod(0o600)
     p = check()
     assert p.returncode == 0 and p.stdout.strip() == f"{cfg}: ok", (p.stdout, p.stderr)
+
+
+def test_two_rotations_at_once_both_end_well(cli, home):
+    f = cli.write("f.py", SHOW)
+    cli("secret", "set", "API_KEY", input="first-value\n", check=0)
+    for _ in range(3):
+        ps = [subprocess.Popen([str(CLI), "secret", "rotate-key"], env=cli.env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        outs = [p.communicate(timeout=60) for p in ps]
+        assert [p.returncode for p in ps] == [0, 0], outs
+        assert not (home / "secrets.key.next").exists()
+        r = cli("run", *sandbox_args(), f, "--secret", "API_KEY", check=0)
+        assert json.loads(r.stdout)[0] == "first-value"
