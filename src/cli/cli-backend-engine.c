@@ -260,6 +260,7 @@ static char *secret_key_path(Backend *b) {
 
 static int secret_key(Backend *b, uint8_t key[static SEAL_KEY_SIZE]) {
         _cleanup_free_ char *path = secret_key_path(b), *err = NULL;
+        bool made = access(path, F_OK) < 0 && errno == ENOENT;
         int r = seal_key_load(path, key, &err);
         if (r < 0) {
                 backend_set_error(b, "%s", err ?: strerror(-r));
@@ -268,6 +269,16 @@ static int secret_key(Backend *b, uint8_t key[static SEAL_KEY_SIZE]) {
         /* A rotation by another process meanwhile is followed through the
          * files (docs/secrets.md "Rotating the key"). */
         store_secrets_key_file(engine_store(b->engine), path);
+        /* A home restored without its key: the key just made opens none
+         * of the secrets already there. Said as a daemon's start says it;
+         * before, each run that named one found out. */
+        size_t bad = 0, total = 0;
+        if (made && store_secret_count_unopenable(engine_store(b->engine), key, &bad, &total) >= 0 && bad > 0)
+                cli_warning("made a new secrets key %s, but %zu of the %zu secrets in this home were sealed with "
+                            "another: runs that name them fail (\"cannot be opened\"); put back the key backed "
+                            "up with this home (this new one opens only what is set from now on), or set each "
+                            "again",
+                            path, bad, total);
         return r;
 }
 

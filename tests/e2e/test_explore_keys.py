@@ -430,3 +430,22 @@ def test_two_rotations_at_once_both_end_well(cli, home):
         assert not (home / "secrets.key.next").exists()
         r = cli("run", *sandbox_args(), f, "--secret", "API_KEY", check=0)
         assert json.loads(r.stdout)[0] == "first-value"
+
+
+def test_an_embedded_home_restored_without_its_key_says_so(cli, home):
+    """The first secret verb after the key went missing makes a new one:
+    said on stderr, as a daemon's start says it. Before, nothing: each
+    run that named a secret failed "cannot be opened"."""
+    f = cli.write("f.py", SHOW)
+    cli("secret", "set", "API_KEY", input="first-value\n", check=0)
+    saved = key_bytes(home)
+    (home / "secrets.key").unlink()
+    p = cli("secret", "set", "DB_PASS", input="second-value\n", check=0)
+    assert "made a new secrets key" in p.stderr and "1 of the 1 secrets" in p.stderr, p.stderr
+    r = cli("run", *sandbox_args(), f, "--secret", "API_KEY")
+    assert r.returncode == 2 and "cannot be opened" in r.stderr, r.stderr
+    assert "made a new secrets key" not in r.stderr  # said once, when made
+    # The key put back opens what it sealed; nothing was lost.
+    (home / "secrets.key").write_bytes(saved)
+    r = cli("run", *sandbox_args(), f, "--secret", "API_KEY", check=0)
+    assert json.loads(r.stdout)[0] == "first-value"
