@@ -253,13 +253,32 @@ static json_t *time_json(usec_t t);
  * Its errno said otherwise: -EPERM was exit 6 ("server unreachable/auth",
  * with no server involved: a script that retries on 6 retried for ever),
  * -EBADMSG exit 3 (a validation error). */
+static char *secret_key_path(Backend *b) {
+        _cleanup_free_ char *named = path_join(engine_data_dir(b->engine), "secrets.key");
+        return seal_key_path(named);
+}
+
 static int secret_key(Backend *b, uint8_t key[static SEAL_KEY_SIZE]) {
-        _cleanup_free_ char *path = path_join(engine_data_dir(b->engine), "secrets.key"), *err = NULL;
+        _cleanup_free_ char *path = secret_key_path(b), *err = NULL;
+        bool made = access(path, F_OK) < 0 && errno == ENOENT;
         int r = seal_key_load(path, key, &err);
         if (r < 0) {
                 backend_set_error(b, "%s", err ?: strerror(-r));
                 return -EKEYREJECTED;
         }
+        /* A rotation by another process meanwhile is followed through the
+         * files (docs/secrets.md "Rotating the key"). */
+        store_secrets_key_file(engine_store(b->engine), path);
+        /* A home restored without its key: the key just made opens none
+         * of the secrets already there. Said as a daemon's start says it;
+         * before, each run that named one found out. */
+        size_t bad = 0, total = 0;
+        if (made && store_secret_count_unopenable(engine_store(b->engine), key, &bad, &total) >= 0 && bad > 0)
+                cli_warning("made a new secrets key %s, but %zu of the %zu secrets in this home were sealed with "
+                            "another: runs that name them fail (\"cannot be opened\"); put back the key backed "
+                            "up with this home (this new one opens only what is set from now on), or set each "
+                            "again",
+                            path, bad, total);
         return r;
 }
 
@@ -351,6 +370,18 @@ static int engine_secret_rm(Backend *b, const char *name) {
         else if (r < 0)
                 backend_set_error(b, "cannot remove secret '%s': %s", name, strerror(-r));
         return r;
+}
+
+static int engine_secret_rotate_key(Backend *b, size_t *ret_n) {
+        _cleanup_free_ char *path = secret_key_path(b), *err = NULL;
+        int r = store_secrets_rotate_key(engine_store(b->engine), path, ret_n, &err);
+        if (r < 0) {
+                backend_set_error(b, "secret rotate-key: %s", err ?: strerror(-r));
+                /* Nothing to rotate, or a secret no key opens: the
+                 * caller's to fix (exit 2); else the installation's. */
+                return r == -ENOENT || r == -EKEYREJECTED ? -EINVAL : r == -EOPNOTSUPP ? r : -EKEYREJECTED;
+        }
+        return 0;
 }
 
 /* A detached run's events: the first one comes once the run's record is
@@ -1390,6 +1421,7 @@ static const BackendOps engine_ops = {
         .secret_set = engine_secret_set,
         .secret_list = engine_secret_list,
         .secret_rm = engine_secret_rm,
+        .secret_rotate_key = engine_secret_rotate_key,
         .free = engine_backend_free,
 };
 

@@ -1356,6 +1356,12 @@ static int http_secret_rm(Backend *b, const char *name) {
         return r < 0 ? fail(b, r, err ? TAKE_PTR(err) : xstrdup(strerror(-r))) : 0;
 }
 
+static int http_secret_rotate_key(Backend *b, size_t *ret_n) {
+        return fail(b, -EOPNOTSUPP,
+                    xstrdup("secret rotate-key: a server's secrets key is its operator's: run `pysprinterd secret "
+                            "rotate-key` on its machine (docs/secrets.md \"Rotating the key\")"));
+}
+
 static void http_backend_free(Backend *b) {
         http_close(&b->http);
 }
@@ -1386,6 +1392,7 @@ static const BackendOps http_ops = {
         .secret_set = http_secret_set,
         .secret_list = http_secret_list,
         .secret_rm = http_secret_rm,
+        .secret_rotate_key = http_secret_rotate_key,
         .free = http_backend_free,
 };
 

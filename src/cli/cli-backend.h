@@ -228,6 +228,10 @@ typedef struct BackendOps {
         int (*secret_set)(Backend *b, const char *name, const char *value, size_t len, json_t **ret);
         int (*secret_list)(Backend *b, json_t **ret_array);
         int (*secret_rm)(Backend *b, const char *name);
+        /* Re-seals every secret with a new key (docs/secrets.md "Rotating
+         * the key"); *ret_n how many. Embedded only: a server's key is its
+         * operator's (pysprinterd secret rotate-key), -EOPNOTSUPP. */
+        int (*secret_rotate_key)(Backend *b, size_t *ret_n);
         void (*free)(Backend *b);
 } BackendOps;
 

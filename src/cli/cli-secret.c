@@ -20,6 +20,9 @@ static const char secret_help[] =
         "       pysprinter secret ls [--json]\n"
         "                                  names and dates, never values\n"
         "       pysprinter secret rm NAME  remove it\n"
+        "       pysprinter secret rotate-key\n"
+        "                                  re-seal every secret with a new key (embedded;\n"
+        "                                  a server's: pysprinterd secret rotate-key)\n"
         "\n"
         "A run sees a secret as the environment variable NAME with `run --secret NAME`\n"
         "(`deploy --secret NAME`, `secrets: [NAME]` on a pipeline task); `--env KEY=VALUE`\n"
@@ -239,11 +242,13 @@ int verb_secret(int argc, char **argv) {
         int n = cli_take_json_flag(argc, argv, &json);
         char **rest = argv + 1;
         bool set = streq(sub, "set"), ls = streq(sub, "ls") || streq(sub, "list"),
-             rm = streq(sub, "rm") || streq(sub, "remove");
-        if (!set && !ls && !rm) {
-                cli_error("secret: unknown command '%s' (set, ls, rm)", sub);
+             rm = streq(sub, "rm") || streq(sub, "remove"), rotate = streq(sub, "rotate-key");
+        if (!set && !ls && !rm && !rotate) {
+                cli_error("secret: unknown command '%s' (set, ls, rm, rotate-key)", sub);
                 return EXIT_USAGE;
         }
+        if (rotate && (n != 0 || json))
+                return secret_usage("secret rotate-key");
         if (ls && n != 0)
                 return secret_usage("secret ls [--json]");
         if (rm && n != 1)
@@ -251,14 +256,21 @@ int verb_secret(int argc, char **argv) {
         if (rm && !secret_name_checked(rest[0]))
                 return EXIT_USAGE;
         Backend *b = NULL;
-        code = set ? backend_open(NULL, &b) : backend_open_listing(true, &b);
+        code = set || rotate ? backend_open(NULL, &b) : backend_open_listing(true, &b);
         if (code)
                 return code;
         if (set)
                 code = secret_set_verb(b, n, rest, json);
         else if (ls)
                 code = secret_ls_verb(b, json);
-        else {
+        else if (rotate) {
+                size_t k = 0;
+                int r = b->ops->secret_rotate_key(b, &k);
+                if (r < 0)
+                        code = backend_fail(b, r);
+                else if (!cli_globals.quiet)
+                        printf("rotated the secrets key: %zu secret(s) sealed with the new key\n", k);
+        } else {
                 int r = b->ops->secret_rm(b, rest[0]);
                 if (r < 0)
                         code = backend_fail(b, r);

@@ -26,21 +26,43 @@ static void add_keys(Args *a, const char *tenant) {
         args_add(a, CLUSTER_PREFIX "nodes");
 }
 
-static int cs_put(SecretStore *ss, const char *tenant, const char *name, const uint8_t *box, size_t len, usec_t now) {
+static int cs_put(SecretStore *ss, const char *tenant, const char *name, const uint8_t *box, size_t len, usec_t now,
+                  const uint8_t *check, size_t check_len) {
         ClusterQueue *c = sq(ss);
         assert(tenant && name && box);
         Args a = { 0 };
-        ARGS_EVAL(&a, secret_put, 4);
+        ARGS_EVAL(&a, secret_put, check ? 5 : 4);
         add_keys(&a, tenant);
+        if (check)
+                args_add(&a, CLUSTER_PREFIX "seckey");
         args_add(&a, tenant);
         args_add(&a, name);
         args_addb(&a, (const char *) box, len);
         args_addf(&a, "%" PRIu64, (uint64_t) now);
         args_addf(&a, "%d", SECRET_MAX_COUNT);
         args_add(&a, CLUSTER_PREFIX);
+        if (check)
+                args_addb(&a, (const char *) check, check_len);
         long long ok = 0;
         int k = cluster_cmd_int(c, &a, &ok);
-        return k < 0 ? k : ok == 1 ? 0 : -EDQUOT;
+        return k < 0 ? k : ok == 1 ? 0 : ok == -1 ? -ESTALE : -EDQUOT;
+}
+
+static int cs_cas(SecretStore *ss, const char *tenant, const char *name, const uint8_t *expect, size_t expect_len,
+                  const uint8_t *box, size_t len) {
+        assert(expect && box);
+        Args a = { 0 };
+        ARGS_EVAL(&a, secret_cas, 1);
+        if (tenant)
+                args_addf(&a, CLUSTER_PREFIX "sec:%s", tenant);
+        else
+                args_add(&a, CLUSTER_PREFIX "seckey");
+        args_add(&a, tenant ? name : "");
+        args_addb(&a, (const char *) expect, expect_len);
+        args_addb(&a, (const char *) box, len);
+        long long ok = 0;
+        int k = cluster_cmd_int(sq(ss), &a, &ok);
+        return k < 0 ? k : ok == 1 ? 0 : -ESTALE;
 }
 
 static int cs_get(SecretStore *ss, const char *tenant, const char *name, uint8_t **ret_box, size_t *ret_len) {
@@ -167,6 +189,7 @@ static void cs_free(SecretStore *ss) {
 static const SecretStoreOps cluster_secret_ops = {
         .name = "redis",
         .put = cs_put,
+        .cas = cs_cas,
         .get = cs_get,
         .list = cs_list,
         .remove = cs_remove,

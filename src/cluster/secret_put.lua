@@ -7,7 +7,14 @@
 --       nodes (every node seen)
 -- ARGV: tenant, name, box, now (µs), the most secrets a tenant holds, the
 --       key prefix.
+--       KEYS[5] (optional): seckey; ARGV[7] (with it): the key check
+--       the node sealed with opened — the set is refused (-1) when seckey
+--       is another now (a key rotation swapped it meanwhile: the node
+--       seals again with the key that opens the new one).
 -- Returns 1 stored, 0 refused: a new name when the tenant holds the most.
+if KEYS[5] and redis.call('GET', KEYS[5]) ~= ARGV[7] then
+  return -1
+end
 local dates = redis.call('HGET', KEYS[2], ARGV[2])
 local created = ARGV[4]
 if dates then

@@ -152,6 +152,24 @@ static void warn_tenant_maxima(DaemonConfig *cfg, const char *path, const char *
         }
 }
 
+int daemon_config_check_key(const DaemonConfig *cfg, const char *path, char **ret_error) {
+        assert(cfg && path && ret_error);
+        if (!cfg->secrets_key_file)
+                return 0;
+        _cleanup_free_ char *key = seal_key_path(cfg->secrets_key_file), *why = NULL, *text = NULL;
+        uint8_t k[SEAL_KEY_SIZE];
+        int r = seal_key_read(key, k, &why);
+        explicit_bzero(k, sizeof k);
+        if (r >= 0)
+                return 0;
+        size_t len = 0;
+        unsigned line = read_file(path, 1 << 20, &text, &len) >= 0 ? line_in_file(text, len, path, "secrets.key_file")
+                                                                   : 0;
+        *ret_error = xasprintf("%s:%u: 'secrets.key_file': %s (a start refuses it%s)", path, line ?: 1, why,
+                               r == -ENOENT ? "; it is never created: copy the key every node uses there" : "");
+        return r;
+}
+
 int daemon_config_check(DaemonConfig *cfg, const char *path, char **ret_error) {
         assert(cfg && path && ret_error);
         _cleanup_free_ char *text = NULL, *err = NULL;

@@ -33,7 +33,13 @@ static int role_parse(const char *s, TokenRole *ret) {
         return 0;
 }
 
-/* "30d", "12h", "90m", "3600s", "3600" -> microseconds; 0 for "never". */
+/* The longest expiry: a century. Longer (up to 100000000d was taken) put
+ * the expiry in the year 275817, which `token ls` cut to
+ * "275817-08-19T16:38:"; such a token is meant to be "never". */
+#define TOKEN_EXPIRES_MAX_S (36500ULL * 86400)
+
+/* "30d", "12h", "90m", "3600s", "3600" -> microseconds, at most
+ * TOKEN_EXPIRES_MAX_S; 0 for "never". */
 static int expires_parse(const char *s, usec_t *ret) {
         if (streq(s, "never") || streq(s, "0")) {
                 *ret = 0;
@@ -46,7 +52,7 @@ static int expires_parse(const char *s, usec_t *ret) {
                 return -EINVAL;
         usec_t unit = streq(end, "d") ? 86400 : streq(end, "h") ? 3600 : streq(end, "m") ? 60
                       : (streq(end, "s") || !*end) ? 1 : 0;
-        if (!unit)
+        if (!unit || n * unit > TOKEN_EXPIRES_MAX_S)
                 return -EINVAL;
         *ret = (usec_t) n * unit * USEC_PER_SEC;
         return 0;
@@ -210,7 +216,8 @@ struct MHD_Response *daemon_api_token_create(const DaemonCall *call, unsigned *r
         else if (role_s && role_parse(role_s, &role) < 0)
                 bad = "'role' is user, readonly or admin";
         else if (expires && expires_parse(expires, &ttl) < 0)
-                bad = "'expires' is a duration such as \"30d\", \"12h\", \"90m\", \"3600s\", or \"never\"";
+                bad = "'expires' is a duration such as \"30d\", \"12h\", \"90m\", \"3600s\" (at most \"36500d\"), or "
+                      "\"never\"";
         if (bad) {
                 json_decref(j);
                 return daemon_call_error(call, 400, "bad_request", ret_status, "%s", bad);
@@ -267,7 +274,8 @@ static int token_cli_create(Store *s, const char *tenant, const char *role_s, co
                 return EXIT_USAGE;
         }
         if (expires && expires_parse(expires, &ttl) < 0) {
-                log_error("--expires is a duration such as 30d, 12h, 90m, 3600s, or never; got '%s'", expires);
+                log_error("--expires is a duration such as 30d, 12h, 90m, 3600s (at most 36500d), or never; got '%s'",
+                          expires);
                 return EXIT_USAGE;
         }
         TokenRecord t = {};

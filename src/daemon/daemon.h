@@ -1464,3 +1464,9 @@ const char *daemon_gc_disk_full_message(void);
  * Startup, SIGHUP and `pysprinterd --check-config` call this one function.
  * -EINVAL (config) or -EACCES (data dir) with *ret_error. */
 int daemon_config_check(DaemonConfig *cfg, const char *path, char **ret_error);
+/* `pysprinterd --check-config` only, after daemon_config_check(): the key
+ * file cfg's secrets.key_file names is one a start takes (it exists, is a
+ * 32-byte key only its owner reads: seal_key_read()). Not at a SIGHUP (the
+ * key is read at start only) nor for the operations subcommands (a
+ * restore comes before the key is copied). -errno with "FILE:LINE: what". */
+int daemon_config_check_key(const DaemonConfig *cfg, const char *path, char **ret_error);

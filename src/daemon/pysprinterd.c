@@ -9,6 +9,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 
+#include "cluster.h"
 #include "config.h"
 #include "daemon.h"
 #include "data.h"
@@ -24,10 +25,12 @@ static void usage(FILE *f) {
                 "       pysprinterd token create --tenant NAME [--role user|readonly|admin] [--expires 30d]\n"
                 "                         [--redis URL]\n"
                 "       pysprinterd token ls | token revoke ID [--redis URL]\n"
+                "       pysprinterd secret rotate-key [--redis URL] [--config FILE] [--data-dir DIR]\n"
                 "       pysprinterd --check-config FILE\n"
                 "\n"
                 "Serves the pysprinter API (docs/api.md) and the AWS Lambda Invoke API.\n"
-                "gc, backup, restore and --check-config: docs/operations.md.\n"
+                "gc, backup, restore and --check-config: docs/operations.md; secret rotate-key:\n"
+                "docs/secrets.md.\n"
                 "\n"
                 "  --listen HOST:PORT     address to listen on (default 127.0.0.1:8080)\n"
                 "  --config FILE          YAML configuration (default $PYSPRINTER_DAEMON_CONFIG)\n"
@@ -331,7 +334,45 @@ static int ops_backup(const char *data_dir, const char *file) {
         return 0;
 }
 
-static int ops_restore(const char *data_dir, const char *file) {
+/* After a restore: the secrets in the database that the data directory's
+ * key does not open (a database restored without its key, or onto a
+ * machine with another), said now rather than by the runs that name them
+ * after the next start, which makes a new key when there is none. */
+static void restore_check_key(const DaemonConfig *cfg, const char *data_dir, const char *db) {
+        _cleanup_free_ char *named = cfg->secrets_key_file ? xstrdup(cfg->secrets_key_file)
+                                                           : path_join(data_dir, "secrets.key");
+        _cleanup_free_ char *key_path = seal_key_path(named), *err = NULL;
+        uint8_t key[SEAL_KEY_SIZE] = {};
+        int k = seal_key_read(key_path, key, &err);
+        if (k < 0 && k != -ENOENT) {
+                log_warn("%s", err);
+                return;
+        }
+        Store *s = NULL;
+        if (store_open(db, &s) < 0)
+                return;
+        size_t bad = 0, n = 0;
+        /* store_secrets_key_file(): a next key an unfinished rotation left. */
+        if (k >= 0)
+                store_secrets_key_file(s, key_path);
+        int r = store_secret_count_unopenable(s, key, &bad, &n);
+        store_close(s);
+        explicit_bzero(key, sizeof key);
+        if (r < 0 || n == 0)
+                return;
+        if (k == -ENOENT)
+                log_warn("the restored database holds %zu secret(s) and there is no key at %s: copy the key backed "
+                         "up with this database there before the next start (a start makes a new key, which opens "
+                         "none of them)",
+                         n, key_path);
+        else if (bad > 0)
+                log_warn("%zu of the %zu secrets in the restored database do not open with %s: copy the key backed up "
+                         "with this database there (runs that name them fail until then; docs/operations.md "
+                         "\"Backup and restore\")",
+                         bad, n, key_path);
+}
+
+static int ops_restore(const DaemonConfig *cfg, const char *data_dir, const char *file) {
         int r = mkdir_p(data_dir, 0750);
         if (r < 0) {
                 log_error("cannot create %s: %s", data_dir, strerror(-r));
@@ -352,21 +393,107 @@ static int ops_restore(const char *data_dir, const char *file) {
                 return r == -EPROTONOSUPPORT || r == -EBADMSG || r == -ENOENT ? EXIT_USAGE : EXIT_INTERNAL;
         }
         printf("restored %s from %s; the next start upgrades its schema when it is older\n", db, file);
+        restore_check_key(cfg, data_dir, db);
         return 0;
 }
 
-/* pysprinterd gc|backup|restore ... */
+/* pysprinterd secret rotate-key: re-seals the data directory's secrets
+ * with a new key (docs/secrets.md "Rotating the key"), while a daemon
+ * serves it or not: the daemon falls back to the key files as they are
+ * (store_secrets_key_file()). */
+static int ops_rotate_key(const DaemonConfig *cfg, const char *data_dir, const char *redis) {
+        _cleanup_free_ char *db = path_join(data_dir, "pysprinter.db"), *err = NULL;
+        _cleanup_free_ char *named = cfg->secrets_key_file ? xstrdup(cfg->secrets_key_file)
+                                                           : path_join(data_dir, "secrets.key");
+        /* The file a link names is the one rotated (its directory must
+         * take the next key beside it); the link stays. */
+        _cleanup_free_ char *key = seal_key_path(named);
+        /* A cluster's secrets are its Redis's, reached as the nodes reach
+         * it (as `pysprinterd token --redis`); this machine's database is
+         * only the Store they are read through. */
+        if (!redis && access(db, F_OK) < 0) {
+                log_error("%s: no database here (is --data-dir right?)", db);
+                return EXIT_USAGE;
+        }
+        RunQueue *q = NULL;
+        if (redis) {
+                ClusterOptions co = {
+                        .url = redis,
+                        .password = cfg->cluster_redis_password,
+                        .node_id = "pysprinterd-secret",
+                        .client = true,
+                };
+                int k = cluster_queue_new(&co, &q, &err);
+                if (k < 0) {
+                        log_error("%s", err);
+                        return EXIT_INTERNAL;
+                }
+        }
+        int r = mkdir_p(data_dir, 0750);
+        _cleanup_close_ int lock = r < 0 ? r : store_home_lock(data_dir, false);
+        if (lock < 0) {
+                _cleanup_free_ char *why = store_home_lock_message(data_dir, lock);
+                log_error("%s", why);
+                run_queue_free(q);
+                return lock == -EWOULDBLOCK ? EXIT_USAGE : EXIT_INTERNAL;
+        }
+        Store *s = NULL;
+        r = store_open(db, &s);
+        if (r < 0) {
+                _cleanup_free_ char *why = store_open_message(db, r);
+                log_error("%s", why);
+                run_queue_free(q);
+                return EXIT_INTERNAL;
+        }
+        if (q) {
+                uint8_t k[SEAL_KEY_SIZE] = {};
+                (void) seal_key_read(key, k, &err);
+                free(err);
+                err = NULL;
+                store_secrets_key_file(s, key);
+                (void) store_secrets_use(s, cluster_secret_store_new(q), k);
+                explicit_bzero(k, sizeof k);
+        }
+        size_t n = 0;
+        r = store_secrets_rotate_key(s, key, &n, &err);
+        store_close(s);
+        run_queue_free(q);
+        if (r == -EAGAIN) {
+                /* The cluster's first step: the next key made here. */
+                printf("%s\n", err);
+                return 0;
+        }
+        if (r < 0) {
+                log_error("secret rotate-key: %s", err);
+                return r == -ENOENT || r == -EKEYREJECTED ? EXIT_USAGE : EXIT_INTERNAL;
+        }
+        printf("rotated the secrets key %s: %zu secret(s) sealed with the new key\n", key, n);
+        if (redis)
+                printf("now on every other node: mv KEYFILE.next KEYFILE (its secrets key file; until then it opens "
+                       "and seals with either)\n");
+        printf("back the new key up now; a database backup made before this opens only with the old key\n");
+        return 0;
+}
+
+/* pysprinterd gc|backup|restore|secret ... */
 static int ops_main(int argc, char **argv) {
-        enum { ARG_CONFIG = 0x100, ARG_DATA_DIR, ARG_DRY_RUN, ARG_JSON };
+        enum {
+                ARG_CONFIG = 0x100,
+                ARG_DATA_DIR,
+                ARG_DRY_RUN,
+                ARG_JSON,
+                ARG_REDIS
+        };
         static const struct option options[] = {
                 { "config", required_argument, NULL, ARG_CONFIG },
+                { "redis", required_argument, NULL, ARG_REDIS },
                 { "data-dir", required_argument, NULL, ARG_DATA_DIR },
                 { "dry-run", no_argument, NULL, ARG_DRY_RUN },
                 { "json", no_argument, NULL, ARG_JSON },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
-        const char *verb = argv[0], *config = getenv("PYSPRINTER_DAEMON_CONFIG"), *data_dir = NULL;
+        const char *verb = argv[0], *config = getenv("PYSPRINTER_DAEMON_CONFIG"), *data_dir = NULL, *redis = NULL;
         bool dry_run = false, json = false;
         int c;
         optind = 1;
@@ -384,6 +511,9 @@ static int ops_main(int argc, char **argv) {
                 case ARG_JSON:
                         json = true;
                         break;
+                case ARG_REDIS:
+                        redis = optarg;
+                        break;
                 case 'h':
                         usage(stdout);
                         return 0;
@@ -393,6 +523,15 @@ static int ops_main(int argc, char **argv) {
                 }
         }
         bool takes_file = !streq(verb, "gc");
+        if ((streq(verb, "secret") && (argc - optind != 1 || !streq(argv[optind], "rotate-key") || dry_run || json)) ||
+            (redis && !streq(verb, "secret"))) {
+                log_error(
+                        streq(verb, "secret")
+                                ? "usage: pysprinterd secret rotate-key [--redis URL] [--config FILE] [--data-dir DIR]"
+                                : "usage: pysprinterd %s: unknown option --redis",
+                        verb);
+                return EXIT_USAGE;
+        }
         if (argc - optind != (takes_file ? 1 : 0) || (dry_run && takes_file)) {
                 log_error(takes_file ? "usage: pysprinterd %s FILE [--config FILE] [--data-dir DIR]"
                                      : "usage: pysprinterd %s [--dry-run] [--json] [--config FILE] [--data-dir DIR]",
@@ -421,8 +560,10 @@ static int ops_main(int argc, char **argv) {
                         code = ops_gc(&cfg, dir, dry_run, json);
                 else if (streq(verb, "backup"))
                         code = ops_backup(dir, argv[optind]);
+                else if (streq(verb, "secret"))
+                        code = ops_rotate_key(&cfg, dir, redis);
                 else
-                        code = ops_restore(dir, argv[optind]);
+                        code = ops_restore(&cfg, dir, argv[optind]);
         }
         daemon_config_done(&cfg);
         return code;
@@ -433,6 +574,8 @@ static int check_config(const char *path) {
         _cleanup_free_ char *err = NULL;
         daemon_config_init(&cfg);
         int r = daemon_config_check(&cfg, path, &err);
+        if (r >= 0)
+                r = daemon_config_check_key(&cfg, path, &err);
         for (char **w = cfg.warnings; w && *w; w++)
                 log_warn("%s", *w);
         daemon_config_done(&cfg);
@@ -480,7 +623,8 @@ int main(int argc, char **argv) {
 
         tz_local_pin();
         log_set_prefix("pysprinterd");
-        if (argc > 1 && (streq(argv[1], "gc") || streq(argv[1], "backup") || streq(argv[1], "restore")))
+        if (argc > 1 &&
+            (streq(argv[1], "gc") || streq(argv[1], "backup") || streq(argv[1], "restore") || streq(argv[1], "secret")))
                 return ops_main(argc - 1, argv + 1);
         if (argc > 1 && streq(argv[1], "token"))
                 return daemon_token_main(argc - 1, argv + 1);
@@ -624,8 +768,9 @@ int main(int argc, char **argv) {
          * in the data directory; secrets.key_file names one that must be
          * there (the cluster's, copied to every node: made here, it would
          * be this node's only). */
-        d->secret_key_path = d->cfg.secrets_key_file ? xstrdup(d->cfg.secrets_key_file)
-                                                     : path_join(d->data_dir, "secrets.key");
+        _cleanup_free_ char *named = d->cfg.secrets_key_file ? xstrdup(d->cfg.secrets_key_file)
+                                                             : path_join(d->data_dir, "secrets.key");
+        d->secret_key_path = seal_key_path(named);
         const char *key_path = d->secret_key_path;
         if (d->cfg.secrets_key_file && access(key_path, F_OK) < 0) {
                 log_error("secrets.key_file %s: %s (it is never created: copy the key every node uses there, "
@@ -687,6 +832,9 @@ int main(int argc, char **argv) {
                 return r == -EWOULDBLOCK ? EXIT_USAGE : EXIT_INTERNAL;
         }
         d->store = engine_store(d->engine);
+        /* The key is kept in memory; a rotation (pysprinterd secret
+         * rotate-key) meanwhile is followed through the files. */
+        store_secrets_key_file(d->store, d->secret_key_path);
         /* Tests only: a long linger keeps a synchronous invoke's deferred
          * submit uncommitted while it runs (docs/api.md "Delivery"). */
         const char *linger = getenv("PYSPRINTER_TEST_STORE_LINGER_MS");
@@ -741,6 +889,14 @@ int main(int argc, char **argv) {
                          d->cluster ? "give this node the other nodes' key (docs/cluster.md \"Secrets\")"
                                     : "restore the key backed up with this database, or set each again (pysprinter "
                                       "secret set NAME)");
+        /* A rotation killed before its rename: the secrets open, but a
+         * backup of the key file alone would not open them. */
+        _cleanup_free_ char *next_key = store_secrets_rotation_unfinished(key_path);
+        if (next_key)
+                log_warn("%s exists: a key rotation did not finish; the secrets open meanwhile and a set is sealed "
+                         "with it: run `pysprinterd secret rotate-key` again to finish it (until then, back up %s "
+                         "with %s)",
+                         next_key, next_key, key_path);
 
         pthread_rwlock_init(&d->cfg_lock, NULL);
         daemon_runs_init(d);

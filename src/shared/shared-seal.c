@@ -34,23 +34,37 @@ static int read_key(int fd, const char *path, uint8_t ret[static SEAL_KEY_SIZE],
         return 0;
 }
 
-int seal_key_load(const char *path, uint8_t ret[static SEAL_KEY_SIZE], char **ret_error) {
+char *seal_key_path(const char *path) {
+        assert(path);
+        char *r = realpath(path, NULL);
+        return r ?: xstrdup(path);
+}
+
+int seal_key_read(const char *path, uint8_t ret[static SEAL_KEY_SIZE], char **ret_error) {
         assert(path);
         assert(ret_error);
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd >= 0)
                 return read_key(fd, path, ret, ret_error);
-        if (errno != ENOENT) {
-                int r = -errno;
-                *ret_error = xasprintf("%s: %s", path, strerror(-r));
+        int r = -errno;
+        *ret_error = xasprintf("%s: %s", path, strerror(-r));
+        return r;
+}
+
+int seal_key_load(const char *path, uint8_t ret[static SEAL_KEY_SIZE], char **ret_error) {
+        assert(path);
+        assert(ret_error);
+        int r = seal_key_read(path, ret, ret_error);
+        if (r != -ENOENT)
                 return r;
-        }
+        free(*ret_error);
+        *ret_error = NULL;
         /* Written under a temporary name and linked into place: a reader
          * never sees a half-written key, and link() fails when another
          * process created the key first (then that one is read). */
         uint8_t k[SEAL_KEY_SIZE];
         if (getrandom(k, sizeof k, 0) != (ssize_t) sizeof k) {
-                int r = -errno;
+                r = -errno;
                 *ret_error = xasprintf("getrandom: %s", strerror(-r));
                 return r;
         }
@@ -58,7 +72,7 @@ int seal_key_load(const char *path, uint8_t ret[static SEAL_KEY_SIZE], char **re
          * leaves its file, and the next one given the same pid (always,
          * as pid 1 of a container) failed its O_EXCL open for ever. */
         _cleanup_free_ char *rnd = NULL;
-        int r = random_hex(8, &rnd);
+        r = random_hex(8, &rnd);
         if (r < 0) {
                 explicit_bzero(k, sizeof k);
                 *ret_error = xasprintf("%s: cannot create the key: %s", path, strerror(-r));
@@ -76,13 +90,7 @@ int seal_key_load(const char *path, uint8_t ret[static SEAL_KEY_SIZE], char **re
                 *ret_error = xasprintf("%s: cannot create the key: %s", path, strerror(-r ?: EIO));
                 return r ?: -EIO;
         }
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0) {
-                r = -errno;
-                *ret_error = xasprintf("%s: %s", path, strerror(-r));
-                return r;
-        }
-        return read_key(fd, path, ret, ret_error);
+        return seal_key_read(path, ret, ret_error);
 }
 
 int seal_encrypt(const uint8_t key[static SEAL_KEY_SIZE], const void *aad, size_t aad_len, const void *plain,

@@ -254,6 +254,16 @@ ssize_t json_literal_decode(const char *s, char *out, const char **ret_end);
  * end up with the one that won). -EPERM when the file's mode lets others
  * read it, -EBADMSG when its size is wrong; *ret_error says which. */
 int seal_key_load(const char *path, uint8_t ret[static SEAL_KEY_SIZE], char **ret_error);
+/* The key file path names, its symbolic links resolved (caller frees):
+ * an operator's key file is often one (a Kubernetes secret volume's
+ * PATH -> ..data/PATH, a key shared by a link into the data directory),
+ * which seal_key_load() refuses to follow (O_NOFOLLOW: it was "Too many
+ * levels of symbolic links", exit 7). path itself when it cannot be
+ * resolved (no file yet: seal_key_load() makes it there). */
+char *seal_key_path(const char *path);
+/* The same checks on an existing key file, never created: -ENOENT (with
+ * *ret_error) when path does not exist. */
+int seal_key_read(const char *path, uint8_t ret[static SEAL_KEY_SIZE], char **ret_error);
 /* Encrypts plain[0..n) under key with a fresh random nonce; aad (may be
  * NULL) is authenticated, not stored. *ret (caller frees) is
  * nonce || ciphertext || tag, n + SEAL_OVERHEAD bytes. */

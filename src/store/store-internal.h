@@ -38,6 +38,13 @@ struct Store {
          * caller's (its sets are refused). */
         SecretStore *secrets;
         bool secrets_key_checked, secrets_key_foreign; /* under lock */
+        /* store_secrets_key_file(): the key file the callers' key comes
+         * from (NULL: none), and the key last read from it or from its
+         * rotation's next key that opened what the callers' did not
+         * (docs/secrets.md "Rotating the key"); under lock. */
+        char *secrets_key_path;
+        uint8_t secrets_key_alt[32];
+        bool secrets_key_alt_set;
         TokenStore *tokens;                            /* store_tokens_use(); NULL: the tokens table only */
         /* An in-memory copy (store_snapshot(), gc --dry-run) has no file
          * to find the default log paths beside: the original's logs dir. */

@@ -268,6 +268,8 @@ Store *store_close(Store *s) {
                 s->secrets->ops->free(s->secrets);
         if (s->tokens)
                 s->tokens->ops->free(s->tokens);
+        free(s->secrets_key_path);
+        explicit_bzero(s->secrets_key_alt, sizeof s->secrets_key_alt);
         free(s->reserve_path);
         free(s->copy_log_dir);
         free(s->jpath);

@@ -478,6 +478,30 @@ int store_secret_get(Store *s, const uint8_t *key, const char *tenant, const cha
  * under another key: a database restored without its secrets.key) and how
  * many there are (*ret_total). */
 int store_secret_count_unopenable(Store *s, const uint8_t *key, size_t *ret_n, size_t *ret_total);
+/* The file the callers' key was read from (docs/secrets.md "Rotating the
+ * key"; NULL: none known). From then on, a secret the callers' key does
+ * not open is opened with that file's key or with PATH.next, the next key
+ * of a rotation under way (the key that opened is kept for the next
+ * ones), and a set in the secrets table seals with PATH.next while it
+ * exists, else with the file's key as it is now: a process that loaded
+ * the key before a rotation goes on opening and sealing right. */
+void store_secrets_key_file(Store *s, const char *path);
+/* Rotates the secrets key at key_path (docs/secrets.md "Rotating the
+ * key"): makes key_path.next (0600; or reuses the one a rotation killed
+ * midway left), re-seals every tenant's secrets with it in one
+ * transaction (values and dates unchanged), then renames it over
+ * key_path. Killed at any point, nothing is lost: before the commit every
+ * row is under the old key, after it under the next one, which openers
+ * fall back to (store_secrets_key_file()); running it again finishes.
+ * *ret_n: how many secrets are sealed with the new key. Errors, with
+ * *ret_error: -ENOENT no key at key_path, -EKEYREJECTED a secret opens
+ * with neither key (nothing changed), -EOPNOTSUPP the secrets are a
+ * cluster's (store_secrets_use()). */
+int store_secrets_rotate_key(Store *s, const char *key_path, size_t *ret_n, char **ret_error);
+/* The next key a rotation of key_path left (a rotation killed before its
+ * rename: the secrets may be sealed with it), its path (caller frees);
+ * NULL when there is none. */
+char *store_secrets_rotation_unfinished(const char *key_path);
 /* A run's environment: env ("KEY=VALUE", copied), then each of names as
  * NAME=its value opened in tenant (a secret after an env entry of its
  * name wins). The one way every path opens a run's secrets (embedded,
@@ -508,8 +532,16 @@ typedef void (*SecretEachFn)(const char *tenant, const char *name, const uint8_t
 typedef struct SecretStoreOps {
         const char *name;
         /* Keeps box as (tenant, name), updated now (created too when new).
-         * -EDQUOT: a new name when the tenant holds SECRET_MAX_COUNT. */
-        int (*put)(SecretStore *ss, const char *tenant, const char *name, const uint8_t *box, size_t len, usec_t now);
+         * -EDQUOT: a new name when the tenant holds SECRET_MAX_COUNT.
+         * check (may be NULL): the key check box was sealed under (as
+         * key_check() answered it); -ESTALE when the store keeps another
+         * now (a rotation swapped it), nothing written. */
+        int (*put)(SecretStore *ss, const char *tenant, const char *name, const uint8_t *box, size_t len, usec_t now,
+                   const uint8_t *check, size_t check_len);
+        /* Replaces (tenant, name)'s box — or, tenant NULL, the key check —
+         * with box only if it is still expect: 0 replaced, -ESTALE not. */
+        int (*cas)(SecretStore *ss, const char *tenant, const char *name, const uint8_t *expect, size_t expect_len,
+                   const uint8_t *box, size_t len);
         /* -ENOENT when absent. */
         int (*get)(SecretStore *ss, const char *tenant, const char *name, uint8_t **ret_box, size_t *ret_len);
         /* By name. */

@@ -92,6 +92,10 @@ def test_a_secret_sealed_with_another_key_is_a_conflict_not_a_404(cli, tmp_path)
                                                "files": {"k.py": src}})
         assert (st, body["error"]["code"]) == (409, "conflict"), body
         remote_env = {"PYSPRINTER_TOKEN": TOKENS["alice"]}
+        # The embedded verb that makes the new key says so, once
+        # (test_explore_keys.py); the ones below compare with the server.
+        r = cli("run", "k.py", "--secret", "LEADS_K")
+        assert r.returncode == 2 and "warning: made a new secrets key" in r.stderr, r.stderr
         for args in (("run", "k.py", "--secret", "LEADS_K"), ("dag", "run", "p.yaml")):
             local = cli(*args)
             remote = cli(*args, "--server", d.url, env=remote_env)

@@ -99,8 +99,11 @@ typedef struct OneSecret {
         usec_t updated;
 } OneSecret;
 
-static int one_put(SecretStore *ss, const char *tenant, const char *name, const uint8_t *box, size_t len, usec_t now) {
+static int one_put(SecretStore *ss, const char *tenant, const char *name, const uint8_t *box, size_t len, usec_t now,
+                   const uint8_t *check, size_t check_len) {
         OneSecret *o = (OneSecret *) ss;
+        (void) check;
+        (void) check_len;
         free(o->tenant);
         free(o->name);
         free(o->box);
@@ -185,6 +188,77 @@ static const SecretStoreOps one_ops = {
 /* store_secrets_use(): the backend gets sealed boxes only, the table is
  * not read any more, and a key other than the one the backend's key check
  * names may read but not set. */
+/* store_secrets_rotate_key(): every row re-sealed with the new key file,
+ * dates kept; a holder of the old key in memory still opens (the key
+ * file's fallback) and seals with the file's key; a row no key opens
+ * stops the rotation before anything changes. */
+static void key_write(const char *path, const uint8_t k[32]) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, k, 32), 32);
+        close(fd);
+}
+
+static void key_read(const char *path, uint8_t k[32]) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(read(fd, k, 32), 32);
+        close(fd);
+}
+
+static void test_secrets_key_rotation(void **state) {
+        (void) state;
+        static int n = 0;
+        _cleanup_free_ char *key_path = xasprintf("%s/rot%d.key", dir, n++), *next = xasprintf("%s.next", key_path);
+        _cleanup_free_ char *err = NULL;
+        uint8_t key[32] = { 1, 2, 3 }, fresh[32];
+        key_write(key_path, key);
+        Store *s = open_fresh();
+        assert_int_equal(store_secret_set(s, key, "alice", "A", "one", 3), 0);
+        assert_int_equal(store_secret_set(s, key, "bob", "B", "two", 3), 0);
+        SecretInfo *before = NULL, *after = NULL;
+        size_t nb = 0, na = 0, rotated = 0;
+        assert_int_equal(store_secret_list(s, "alice", &before, &nb), 0);
+        store_secrets_key_file(s, key_path);
+        assert_int_equal(store_secrets_rotate_key(s, key_path, &rotated, &err), 0);
+        assert_int_equal(rotated, 2);
+        assert_int_equal(access(next, F_OK), -1);
+        key_read(key_path, fresh);
+        assert_memory_not_equal(fresh, key, 32);
+        assert_int_equal(store_secret_list(s, "alice", &after, &na), 0);
+        assert_int_equal(na, 1);
+        assert_int_equal(after[0].updated, before[0].updated);
+        secret_info_list_free(before, nb);
+        secret_info_list_free(after, na);
+        char *v = NULL;
+        size_t len = 0, bad = 0, total = 0;
+        /* The old key in memory: opened through the file. */
+        assert_int_equal(store_secret_get(s, key, "bob", "B", &v, &len), 0);
+        assert_string_equal(v, "two");
+        free(v);
+        /* A set with the old key in memory is sealed with the file's. */
+        assert_int_equal(store_secret_set(s, key, "alice", "C", "three", 5), 0);
+        store_secrets_key_file(s, NULL);
+        assert_int_equal(store_secret_get(s, fresh, "alice", "C", &v, &len), 0);
+        assert_string_equal(v, "three");
+        free(v);
+        assert_int_equal(store_secret_get(s, key, "alice", "C", &v, &len), -EBADMSG);
+        assert_int_equal(store_secret_count_unopenable(s, fresh, &bad, &total), 0);
+        assert_int_equal(bad, 0);
+        assert_int_equal(total, 3);
+        /* A row sealed with yet another key: nothing rotated. */
+        uint8_t other[32] = { 9 };
+        assert_int_equal(store_secret_set(s, other, "bob", "D", "four", 4), 0);
+        free(err);
+        err = NULL;
+        assert_int_equal(store_secrets_rotate_key(s, key_path, &rotated, &err), -EKEYREJECTED);
+        assert_non_null(strstr(err, "bob/D"));
+        uint8_t still[32];
+        key_read(key_path, still);
+        assert_memory_equal(still, fresh, 32);
+        store_close(s);
+}
+
 static void test_secrets_in_another_backend(void **state) {
         Store *s = open_fresh(), *t = open_fresh();
         uint8_t key[32] = { 7 }, other[32] = { 8 };
@@ -6206,6 +6280,7 @@ int main(void) {
                 cmocka_unit_test(test_backup_restore),
                 cmocka_unit_test(test_secrets_per_tenant_and_bound_to_row),
                 cmocka_unit_test(test_secrets_in_another_backend),
+                cmocka_unit_test(test_secrets_key_rotation),
                 cmocka_unit_test(test_tokens_in_another_backend),
                 cmocka_unit_test(test_tokens_find_touch_revoke),
                 cmocka_unit_test(test_schedule_advance_is_fenced),
