@@ -491,6 +491,11 @@ unsigned pool_slots_to_ask(unsigned ready, unsigned pending, unsigned runs, unsi
 /* (janitor) Makes one spare slot for pw; consumes a busy reference. */
 void pool_make_slot(Engine *e, PoolWorker *pw);
 void pool_sweep(Engine *e);
+/* (engine-instance.c) Retires every worker that has store dirs on its
+ * sys.path and the warm instances it hosts: idle ones now, busy ones as
+ * their runs end; none is handed a run again (`env verify --repair`
+ * removed packages they may have imported). Returns how many workers. */
+unsigned pool_retire_env_workers(Engine *e);
 /* Pool lock held: the PSS of every worker as last measured, summed (what
  * the memory budget bounds), and the least recently used idle worker (the
  * budget's next to stop; NULL if none). */
@@ -645,6 +650,9 @@ int instance_pipes_make(Instance *i, int ret_w[2]);
  * 500 ms. */
 bool instance_exit_report(Instance *i, bool *ret_signaled, int *ret_sig, int *ret_code);
 void instance_release(Engine *e, Instance *i, bool broken);
+/* Whether i, taken busy, was retired since (engine_pool_retire(),
+ * pool_retire_env_workers()): it is to be released, not run on. */
+bool instance_retired(Engine *e, Instance *i);
 /* Pool lock held: wakes every waiter at its key's max_instances whose run
  * was cancelled (engine_cancel()); instance_acquire() then ends with
  * -ECANCELED. */

@@ -1885,9 +1885,18 @@ static int phase_run_begin(EngineRun *run) {
         bool cold = false;
         InstanceLoadEnd load_end = {};
         int r;
-        if (c->spec->instance_key && c->spec->instance) {
+        Instance *given = c->spec->instance_key ? c->spec->instance : NULL;
+        if (given && instance_retired(c->e, given)) {
+                /* Taken by the caller before phase_resolve() saw `env
+                 * verify --repair` retire the env's workers: its module
+                 * came from the damaged files. Another instance runs. */
                 run->instance_used = true;
-                c->inst = c->spec->instance;
+                instance_release(c->e, given, true);
+                given = NULL;
+        }
+        if (given) {
+                run->instance_used = true;
+                c->inst = given;
                 rs = c->inst->sandbox;
                 r = 0;
         } else if (c->spec->instance_key) {
