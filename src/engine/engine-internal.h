@@ -328,10 +328,12 @@ int engine_env_from_lock(Engine *e, const char *lock_json, const char *run_id, c
 /* A deployed version's environment, remembered per (instance key,
  * requirements) once it resolved: 1 and *ret_sys_path, *ret_lock_json and
  * *ret_env_key (a use taken, as engine_resolve_env's) set (fn hears
- * "cached lock: N packages", without the lock), 0 when not pinned yet or
- * when the engine released the environment since (the caller resolves). */
-int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, const char *run_id, RunEventFn fn,
-                      void *userdata, char ***ret_sys_path, char **ret_lock_json, char **ret_env_key);
+ * "cached lock: N packages", without the lock), 0 when not pinned yet,
+ * when the engine released the environment since, or when lock_json (the
+ * version's lock now; NULL: none) is not the text pinned (its URLs saved
+ * since: the caller installs it, from the store). */
+int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, const char *lock_json, const char *run_id,
+                      RunEventFn fn, void *userdata, char ***ret_sys_path, char **ret_lock_json, char **ret_env_key);
 /* Remembers what engine_resolve_env answered for (instance_key, reqs);
  * env_key its *ret_env_key (NULL: no environment). */
 void engine_env_pin(Engine *e, const char *instance_key, json_t *reqs_json, const char *env_key, char *const *sys_path,

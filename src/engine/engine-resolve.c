@@ -411,8 +411,8 @@ static char *env_entry_format(const char *env_key, char *const *sys_path, size_t
         return b.data ? buf_steal(&b) : xstrdup("");
 }
 
-int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, const char *run_id, RunEventFn fn,
-                      void *userdata, char ***ret_sys_path, char **ret_lock_json, char **ret_env_key) {
+int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, const char *lock_json, const char *run_id,
+                      RunEventFn fn, void *userdata, char ***ret_sys_path, char **ret_lock_json, char **ret_env_key) {
         assert(e);
         assert(instance_key);
         assert(ret_sys_path);
@@ -427,7 +427,11 @@ int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, co
                 return 0;
         /* Released since it was pinned: its dirs may be gone (pruned);
          * or a repair removed some. */
-        if (*env_key && (store_repaired(e) || !use_hold(e, env_key))) {
+        /* Pinned with another text of the version's lock: the same files
+         * where a moved index has them now (the daemon saved its URLs).
+         * The run's answer is to carry the lock it runs: a miss, once. */
+        bool relocked = lock_json && lock && !streq(lock, lock_json);
+        if (relocked || (*env_key && (store_repaired(e) || !use_hold(e, env_key)))) {
                 free(lock);
                 strv_free(sys_path);
                 return 0;

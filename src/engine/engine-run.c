@@ -818,8 +818,8 @@ static int phase_resolve(RunCtx *c, json_t *reqs_json) {
         emit_phase(c, "resolve");
         if (c->spec->instance_key) {
                 usec_t t0 = now_monotonic();
-                int k = engine_env_pinned(c->e, c->spec->instance_key, reqs_json, c->res->id, c->fn, c->userdata,
-                                          &c->sys_path, &c->lock_json, &c->env_key);
+                int k = engine_env_pinned(c->e, c->spec->instance_key, reqs_json, c->spec->lock_json, c->res->id, c->fn,
+                                          c->userdata, &c->sys_path, &c->lock_json, &c->env_key);
                 c->res->t_resolve = now_monotonic() - t0;
                 if (k > 0)
                         return 0;

@@ -450,15 +450,7 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
  * of a moved index (store_function_lock_update()) keeps its environment
  * and record rather than writing a second one. */
 static char *lock_env_key(const PkgLock *lock, const char *python) {
-        PkgLockEntry *v = xcalloc(lock->n_entries + 1, sizeof(PkgLockEntry));
-        for (size_t i = 0; i < lock->n_entries; i++) {
-                v[i] = lock->entries[i];
-                v[i].url = (char *) "";
-        }
-        PkgLock files = *lock;
-        files.entries = v;
-        _cleanup_free_ char *text = pkg_lock_to_json(&files, false);
-        free(v);
+        _cleanup_free_ char *text = pkg_lock_files_json(lock);
         _cleanup_free_ char *head = xasprintf("pysprinter-env-lock 2\npython %s\n", python);
         Sha256Small h;
         sha256_small_init(&h);

@@ -331,6 +331,11 @@ int pkg_lock_from_json(const char *json, PkgLock **ret_lock, char **ret_error);
  * is not what a lock pins. Both NULL: true; one NULL, or a text that does
  * not parse: whether the texts are equal. */
 bool pkg_lock_json_same_files(const char *a, const char *b);
+/* l's JSON text (pkg_lock_to_json(), compact) with every URL empty: the
+ * files it pins, not where they are fetched from. Two locks that
+ * pkg_lock_json_same_files() holds the same and list their packages in
+ * the same order give the same text. Caller frees. */
+char *pkg_lock_files_json(const PkgLock *l);
 /* A lock's JSON text as every answer shows it and `pysprinter lock` prints
  * it: each wheel URL with an index URL's credentials hidden
  * (pkg_url_redact), as uv keeps them out of uv.lock. NULL text: JSON null.

@@ -4,7 +4,9 @@ pkg4):
 - after `env verify --repair`, the next run or invoke of an environment
   that named a repaired package uses the repaired files: the warm workers
   and instances that imported the damaged ones are retired (before, they
-  served the damaged module until the daemon restarted)."""
+  served the damaged module until the daemon restarted);
+- a deployed version whose lock got a moved index's URLs saved back keeps
+  its warm instance (the URLs change no file)."""
 import pytest
 
 from conftest import CLI, DAEMON
@@ -79,3 +81,49 @@ def test_an_adhoc_run_after_a_repair_imports_the_repaired_package(tmp_path):
         d.stop()
         ix.stop()
 
+
+# ---- a lock saved with a moved index's URLs keeps the warm instance -------------------
+
+def test_a_lock_saved_with_new_urls_keeps_the_warm_instance_in_a_cluster(tmp_path):
+    """In a cluster an invoke carries its version's lock (from Redis): once
+    a node saved the moved index's URLs there (fn_lock.lua; here written as
+    that node would), the next invoke named another instance key and
+    started cold, the warm one idle until its TTL."""
+    import json
+    from clusterlib import REDIS, Redis
+    if not REDIS:
+        pytest.skip("redis-server not installed")
+    redis = Redis(tmp_path).start()
+    ix = serve(build(tmp_path, "w", "1.0"))
+    d = Daemon(tmp_path / "d", config_extra=f"index:\n  url: {ix.url}\n",
+               args=["--redis", redis.url, "--role", "all", "--node-id", "n1"])
+    d.start()
+    try:
+        st, b = d.call("POST", "/v1/functions", {"name": "pinned", "source": SOURCE, "requirements": REQS})
+        assert st == 201, b
+        assert invoke(d)["result"] == "1.0"
+        r = invoke(d)
+        assert r["result"] == "1.0" and r["timings"]["cold"] is False, r
+        key = "ps:fn:alice:pinned"
+        meta = json.loads(redis.cli("HGET", key, "meta:1"))
+        lock = json.loads(meta["lock_json"])
+        base = ix.url.replace("/simple/", "/")
+        for p in lock["packages"]:
+            assert p["url"].startswith(base), p
+            p["url"] = "http://127.0.0.1:9/moved/" + p["url"][len(base):]
+        meta["lock_json"] = json.dumps(lock, separators=(",", ":"))
+        assert redis.cli("HSET", key, "meta:1", json.dumps(meta, separators=(",", ":"))) == "0"
+        st, f = d.call("GET", "/v1/functions/pinned")
+        assert st == 200 and f["lock"]["packages"][0]["url"].startswith("http://127.0.0.1:9/moved/"), f
+        r = invoke(d)
+        assert r["status"] == "succeeded" and r["result"] == "1.0", r
+        assert r["timings"]["cold"] is False, r
+        # Its saved URLs stay (the pin made before held the old ones).
+        r = invoke(d)
+        assert r["result"] == "1.0" and r["timings"]["cold"] is False, r
+        st, f = d.call("GET", "/v1/functions/pinned")
+        assert st == 200 and f["lock"]["packages"][0]["url"].startswith("http://127.0.0.1:9/moved/"), f
+    finally:
+        d.stop()
+        ix.stop()
+        redis.stop()
