@@ -475,9 +475,12 @@ int pkg_store_materialize_held(const char *data_dir, const PkgIndexConfig *cfg, 
                                 *ret_error = xasprintf("%s: %s", e->url + 7, strerror(-r));
                                 goto out;
                         }
+                        /* Worded as a download's mismatch (pkg-fetch.c):
+                         * the sha256 came from the page as for http. */
                         if (!streq(hex, e->sha256)) {
-                                *ret_error = xasprintf("%s: sha256 mismatch: the lock says %s, the file has %s", e->url + 7,
-                                                       e->sha256, hex);
+                                *ret_error = xasprintf("%s: sha256 mismatch: the index says %s, the file at %s has %s "
+                                                       "(corrupt or tampered file)",
+                                                       e->filename, e->sha256, e->url, hex);
                                 r = -EBADMSG;
                                 goto out;
                         }

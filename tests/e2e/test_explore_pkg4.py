@@ -6,10 +6,13 @@ pkg4):
   and instances that imported the damaged ones are retired (before, they
   served the damaged module until the daemon restarted);
 - a deployed version whose lock got a moved index's URLs saved back keeps
-  its warm instance (the URLs change no file)."""
+  its warm instance (the URLs change no file);
+- a `file://` index (a tree of directories, each page its index.html, as
+  pip and uv read it) is read, and a wheel whose page gives another sha256
+  is refused as an http index's is."""
 import pytest
 
-from conftest import CLI, DAEMON
+from conftest import CLI, DAEMON, WORKER
 from daemonlib import TOKENS, Daemon
 from test_explore_envhold import writable
 from test_explore_pin2 import REQS, SOURCE, build, serve
@@ -127,3 +130,70 @@ def test_a_lock_saved_with_new_urls_keeps_the_warm_instance_in_a_cluster(tmp_pat
         d.stop()
         ix.stop()
         redis.stop()
+
+
+# ---- a file:// index ------------------------------------------------------------------
+
+NOSANDBOX = "--sandbox=none"
+F = """
+@requirements({"tinypkg": ""})
+def f():
+    import tinypkg
+    return tinypkg.V
+"""
+
+
+def file_index(ix, root):
+    """pkgindex.Index ix's pages, wheels and .metadata files written under
+    root as a static tree (simple/<project>/index.html, files/…); its
+    file:// URL."""
+    import shutil
+    for name in ix.projects():
+        page = root / "simple" / name
+        page.mkdir(parents=True)
+        (page / "index.html").write_bytes(ix.project_html(name))
+    (root / "files").mkdir()
+    for f in ix.files:
+        shutil.copy(f.path, root / "files" / f.filename)
+        if f.metadata:
+            (root / "files" / (f.filename + ".metadata")).write_bytes(f.core_metadata())
+    return f"file://{root}/simple/"
+
+
+@pytest.mark.skipif(not WORKER.exists(), reason="pysprinter-worker not built")
+def test_a_file_index_is_read_as_pip_reads_it(cli, tmp_path):
+    import pkgindex
+    ix = pkgindex.Index()
+    ix.add(build(tmp_path, "w", "1.0"))
+    url = file_index(ix, tmp_path / "ix")
+    p = cli("run", NOSANDBOX, "--index-url", url, cli.write("f.py", F))
+    assert p.returncode == 0 and p.stdout.strip() == "1.0", (p.stdout, p.stderr)
+
+
+@pytest.mark.skipif(not WORKER.exists(), reason="pysprinter-worker not built")
+def test_a_file_index_wheel_not_of_its_pages_sha256_is_refused_as_over_http(cli, tmp_path):
+    import hashlib
+    import pkgindex
+    wheel = build(tmp_path, "w", "1.0")
+    wrong = hashlib.sha256(b"other bytes").hexdigest()
+    f = cli.write("f.py", F)
+    said = {}
+    for kind in ("http", "file"):
+        ix = pkgindex.Index()
+        ix.add(wheel, sha256=wrong)
+        if kind == "http":
+            ix.start()
+            url = ix.url
+        else:
+            url = file_index(ix, tmp_path / "ix")
+        try:
+            p = cli("run", NOSANDBOX, "--index-url", url, f, env={"PYSPRINTER_HOME": str(tmp_path / kind)})
+        finally:
+            if kind == "http":
+                ix.stop()
+        assert p.returncode == 4, (kind, p.stdout, p.stderr)
+        assert "Traceback" not in p.stderr
+        msg = p.stderr.strip().splitlines()[-1]
+        assert f"{wheel.name}: sha256 mismatch: the index says {wrong}" in msg, (kind, msg)
+        said[kind] = msg
+    assert not [d for k in said for d in (tmp_path / k / "store").glob("*/tinypkg")], said
