@@ -9,7 +9,9 @@ pkg4):
   its warm instance (the URLs change no file);
 - a `file://` index (a tree of directories, each page its index.html, as
   pip and uv read it) is read, and a wheel whose page gives another sha256
-  is refused as an http index's is."""
+  is refused as an http index's is; its links are URLs, percent-encoded
+  (`%2B` for a local version's `+`), as pip reads them, and so are the
+  URLs a find-links directory's wheels get."""
 import pytest
 
 from conftest import CLI, DAEMON, WORKER
@@ -197,3 +199,37 @@ def test_a_file_index_wheel_not_of_its_pages_sha256_is_refused_as_over_http(cli,
         assert f"{wheel.name}: sha256 mismatch: the index says {wrong}" in msg, (kind, msg)
         said[kind] = msg
     assert not [d for k in said for d in (tmp_path / k / "store").glob("*/tinypkg")], said
+
+
+@pytest.mark.skipif(not WORKER.exists(), reason="pysprinter-worker not built")
+def test_a_file_index_link_is_percent_decoded_as_pip_does(cli, tmp_path):
+    """A page that writes tinypkg-1.0%2Blocal-….whl (quote(filename), as
+    index generators do) named a file of that literal name: 'not a
+    readable zip archive'."""
+    import pkgindex
+    import urllib.parse
+    ix = pkgindex.Index()
+    w = ix.add(build(tmp_path, "w", "1.0+local")).path
+    url = file_index(ix, tmp_path / "ix")
+    page = tmp_path / "ix" / "simple" / "tinypkg" / "index.html"
+    page.write_text(page.read_text().replace(f"files/{w.name}", f"files/{urllib.parse.quote(w.name)}"))
+    assert "%2B" in page.read_text()
+    p = cli("run", NOSANDBOX, "--index-url", url, cli.write("f.py", F))
+    assert p.returncode == 0 and p.stdout.strip() == "1.0+local", (p.stdout, p.stderr)
+
+
+@pytest.mark.skipif(not WORKER.exists(), reason="pysprinter-worker not built")
+def test_a_find_links_directory_with_a_percent_sign_in_its_path(cli, tmp_path):
+    """Its wheels' file:// URLs (in the lock) are percent-encoded, so
+    reading them back names the same files."""
+    import json
+    d = tmp_path / "wheels 100%20"
+    d.mkdir()
+    build(tmp_path, "wheels 100%20", "1.0")
+    f = cli.write("f.py", F)
+    p = cli("run", NOSANDBOX, "--index-url", "file:///nonexistent/simple/", "--find-links", d, f)
+    assert p.returncode == 0 and p.stdout.strip() == "1.0", (p.stdout, p.stderr)
+    p = cli("lock", "--json", "--index-url", "file:///nonexistent/simple/", "--find-links", d, f)
+    assert p.returncode == 0, p.stderr
+    (pkg,) = json.loads(p.stdout)["packages"]
+    assert pkg["url"].endswith("/wheels%20100%2520/tinypkg-1.0-py3-none-any.whl"), pkg
