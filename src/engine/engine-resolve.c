@@ -730,11 +730,16 @@ int engine_env_from_lock(Engine *e, const char *lock_json, const char *run_id, c
         int r = env_from_lock(e, lock_json, run_id, cancel, fn, userdata, ret_sys_path, ret_n_entries, ret_lock_json,
                               ret_env_key, ret_error);
         if (r < 0 && r != -ECANCELED && r != -EPERM && *ret_error) {
+                /* A file that came with other bytes than locked (its
+                 * page still gives the lock's sha256): a deploy again
+                 * pins that sha256 again, and fails the same way until
+                 * the index serves the right bytes. Another build on the
+                 * index of now (-ESTALE) is what a deploy again locks. */
                 char *why = *ret_error;
-                *ret_error = xasprintf("the lock this version was deployed with cannot be installed: %s; a deployed "
-                                       "version never runs other packages: deploy it again to lock its "
-                                       "requirements anew",
-                                       why);
+                *ret_error = xasprintf("the lock this version was deployed with cannot be installed: %s%s", why,
+                                       r == -EBADMSG ? ""
+                                                     : "; a deployed version never runs other packages: deploy it "
+                                                       "again to lock its requirements anew");
                 free(why);
         }
         /* As engine_resolve_env's: no index password in a run's error. */

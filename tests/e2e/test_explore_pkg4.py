@@ -233,3 +233,42 @@ def test_a_find_links_directory_with_a_percent_sign_in_its_path(cli, tmp_path):
     assert p.returncode == 0, p.stderr
     (pkg,) = json.loads(p.stdout)["packages"]
     assert pkg["url"].endswith("/wheels%20100%2520/tinypkg-1.0-py3-none-any.whl"), pkg
+
+
+# ---- a corrupted file on the index, for a deployed version's lock ---------------------
+
+def test_a_versions_wheel_served_corrupted_is_named_as_such(tmp_path):
+    """The store emptied, the index serves the locked file with a byte
+    flipped: the invoke's error said the wheel 'is in neither the store nor
+    the index' and to 'deploy it again' (which pins the same sha256 and
+    fails the same way). It says the file fetched is not the one locked,
+    with both hashes, and the next invoke, once the index serves the right
+    bytes, runs."""
+    import shutil
+    from test_explore_pin2 import deploy
+    wheel = build(tmp_path, "w", "1.0")
+    ix = serve(wheel)
+    d = Daemon(tmp_path / "d", config_extra=f"index:\n  url: {ix.url}\n")
+    d.start()
+    try:
+        deploy(d)
+        assert invoke(d)["result"] == "1.0"
+        d.stop()
+        for sub in ("store", "envs", "cache"):
+            shutil.rmtree(d.home / sub, ignore_errors=True)
+        d.start()
+        good = wheel.read_bytes()
+        bad = bytearray(good)
+        bad[len(bad) // 2] ^= 0xff
+        wheel.write_bytes(bytes(bad))
+        r = invoke(d)
+        assert r["status"] != "succeeded" and r["error"]["type"] == "DependencyError", r
+        msg = r["error"]["message"]
+        assert "tinypkg 1.0 (tinypkg-1.0-py3-none-any.whl)" in msg and "sha256 mismatch" in msg, msg
+        assert "neither the store nor the index" not in msg and "deploy it again" not in msg, msg
+        wheel.write_bytes(good)
+        r = invoke(d)
+        assert r["status"] == "succeeded" and r["result"] == "1.0", r
+    finally:
+        d.stop()
+        ix.stop()
