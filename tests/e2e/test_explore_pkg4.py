@@ -11,7 +11,9 @@ pkg4):
   pip and uv read it) is read, and a wheel whose page gives another sha256
   is refused as an http index's is; its links are URLs, percent-encoded
   (`%2B` for a local version's `+`), as pip reads them, and so are the
-  URLs a find-links directory's wheels get."""
+  URLs a find-links directory's wheels get;
+- a deployed version's wheel that the index serves corrupted is named as
+  such, not as missing, and without the advice to deploy again."""
 import pytest
 
 from conftest import CLI, DAEMON, WORKER
