@@ -734,14 +734,23 @@ static const char *drun_lock_json(const DRun *r) {
 }
 
 /* "~s" and 12 hex digits of a sha256 over r's source, file name, function,
- * requirements and lock (each with a NUL after it) into buf. */
+ * requirements and lock's files (each with a NUL after it) into buf. */
 static void drun_code_digest(const DRun *r, char *buf, size_t size) {
         Sha256 *h = sha256_new();
         sha256_update(h, r->source ?: "", r->source_len);
         sha256_update(h, "", 1);
         /* The lock too: a name deleted and deployed again with the same
          * file may be pinned to other packages. */
-        const char *parts[] = { r->filename, r->function, r->requirements_json, drun_lock_json(r) };
+        /* By its files, not their URLs: a lock a node saved with a moved
+         * index's URLs (drun_save_moved_lock()) runs the same files, and
+         * its next invoke found no warm instance under the key the lock's
+         * text had before. */
+        PkgLock *lock = NULL;
+        _cleanup_free_ char *perr = NULL, *files = NULL;
+        if (drun_lock_json(r) && pkg_lock_from_json(drun_lock_json(r), &lock, &perr) >= 0)
+                files = pkg_lock_files_json(lock);
+        pkg_lock_free(lock);
+        const char *parts[] = { r->filename, r->function, r->requirements_json, files ?: drun_lock_json(r) };
         for (size_t k = 0; k < ELEMENTSOF(parts); k++)
                 sha256_update(h, parts[k] ?: "", strlen(parts[k] ?: "") + 1);
         char hex[SHA256_HEX_SIZE];

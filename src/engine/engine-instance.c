@@ -811,6 +811,30 @@ unsigned engine_pool_retire_holding(Engine *e, const char *key_prefix, const cha
         return n;
 }
 
+/* engine-internal.h */
+unsigned pool_retire_env_workers(Engine *e) {
+        assert(e);
+        unsigned n = 0;
+        pthread_mutex_lock(&e->pool.lock);
+        /* Dead: pool_find() and instance_alive() pass them over, so the
+         * next run of their env starts a worker that imports the files of
+         * now; collect_evictions() stops each once its runs ended. */
+        for (PoolWorker *pw = e->pool.workers; pw; pw = pw->next)
+                if (!pw->dead && pw->sys_path && pw->sys_path[0]) {
+                        pw->dead = true;
+                        n++;
+                }
+        for (Instance *i = e->pool.instances; i; i = i->next)
+                if (i->parent && i->parent->dead)
+                        i->dead = true;
+        Instance *retired = collect_retired(e);
+        waiters_wake_locked(e, NULL);
+        pthread_mutex_unlock(&e->pool.lock);
+        free_retired(e, retired);
+        pool_sweep(e);
+        return n;
+}
+
 bool instance_exit_report(Instance *i, bool *ret_signaled, int *ret_sig, int *ret_code) {
         assert(i);
         Worker st = { .sock = i->status_fd };
@@ -1082,6 +1106,15 @@ void engine_instance_put_back(Engine *e, Instance *i) {
                 instance_idle(e, i);
         }
         pthread_mutex_unlock(&e->pool.lock);
+}
+
+/* engine-internal.h */
+bool instance_retired(Engine *e, Instance *i) {
+        assert(e && i);
+        pthread_mutex_lock(&e->pool.lock);
+        bool dead = i->dead || (i->parent && i->parent->dead);
+        pthread_mutex_unlock(&e->pool.lock);
+        return dead;
 }
 
 void instance_release(Engine *e, Instance *i, bool broken) {

@@ -328,10 +328,12 @@ int engine_env_from_lock(Engine *e, const char *lock_json, const char *run_id, c
 /* A deployed version's environment, remembered per (instance key,
  * requirements) once it resolved: 1 and *ret_sys_path, *ret_lock_json and
  * *ret_env_key (a use taken, as engine_resolve_env's) set (fn hears
- * "cached lock: N packages", without the lock), 0 when not pinned yet or
- * when the engine released the environment since (the caller resolves). */
-int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, const char *run_id, RunEventFn fn,
-                      void *userdata, char ***ret_sys_path, char **ret_lock_json, char **ret_env_key);
+ * "cached lock: N packages", without the lock), 0 when not pinned yet,
+ * when the engine released the environment since, or when lock_json (the
+ * version's lock now; NULL: none) is not the text pinned (its URLs saved
+ * since: the caller installs it, from the store). */
+int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, const char *lock_json, const char *run_id,
+                      RunEventFn fn, void *userdata, char ***ret_sys_path, char **ret_lock_json, char **ret_env_key);
 /* Remembers what engine_resolve_env answered for (instance_key, reqs);
  * env_key its *ret_env_key (NULL: no environment). */
 void engine_env_pin(Engine *e, const char *instance_key, json_t *reqs_json, const char *env_key, char *const *sys_path,
@@ -491,6 +493,11 @@ unsigned pool_slots_to_ask(unsigned ready, unsigned pending, unsigned runs, unsi
 /* (janitor) Makes one spare slot for pw; consumes a busy reference. */
 void pool_make_slot(Engine *e, PoolWorker *pw);
 void pool_sweep(Engine *e);
+/* (engine-instance.c) Retires every worker that has store dirs on its
+ * sys.path and the warm instances it hosts: idle ones now, busy ones as
+ * their runs end; none is handed a run again (`env verify --repair`
+ * removed packages they may have imported). Returns how many workers. */
+unsigned pool_retire_env_workers(Engine *e);
 /* Pool lock held: the PSS of every worker as last measured, summed (what
  * the memory budget bounds), and the least recently used idle worker (the
  * budget's next to stop; NULL if none). */
@@ -645,6 +652,9 @@ int instance_pipes_make(Instance *i, int ret_w[2]);
  * 500 ms. */
 bool instance_exit_report(Instance *i, bool *ret_signaled, int *ret_sig, int *ret_code);
 void instance_release(Engine *e, Instance *i, bool broken);
+/* Whether i, taken busy, was retired since (engine_pool_retire(),
+ * pool_retire_env_workers()): it is to be released, not run on. */
+bool instance_retired(Engine *e, Instance *i);
 /* Pool lock held: wakes every waiter at its key's max_instances whose run
  * was cancelled (engine_cancel()); instance_acquire() then ends with
  * -ECANCELED. */

@@ -341,14 +341,24 @@ static char *pin_key(Engine *e, const char *instance_key, json_t *reqs_json) {
  * (its key's generation moves on), and the next invoke installs its lock
  * again. Before, a pinned version ran from the removed dirs (an import
  * error or a missing file at each invoke) until the daemon restarted.
- * Asked only by a pin that has dirs: a function without requirements (most)
- * pays no stat. true: the store was repaired since the pins were made. */
-static bool pins_repaired(Engine *e) {
+ * The workers with store dirs and their warm instances are retired too:
+ * they imported the damaged files (and their forks and instances kept
+ * them, whatever the store holds now) until the daemon restarted. Every
+ * one, not only those naming a removed dir: the stamp says that a repair
+ * happened, not which (a repair is rare; their next runs start cold).
+ * Asked by a pin that has dirs and by a run with requirements before its
+ * seen-set lookup: a function without requirements (most) pays no stat.
+ * true: the store was repaired since the engine last looked. */
+static bool store_repaired(Engine *e) {
         uint64_t stamp = pkg_store_repair_stamp(e->data_dir);
-        if (stamp == __atomic_load_n(&e->repair_stamp, __ATOMIC_ACQUIRE))
+        uint64_t seen = __atomic_load_n(&e->repair_stamp, __ATOMIC_ACQUIRE);
+        if (stamp == seen)
                 return false;
-        __atomic_store_n(&e->repair_stamp, stamp, __ATOMIC_RELEASE);
-        __atomic_add_fetch(&e->pin_gen, 1, __ATOMIC_ACQ_REL);
+        /* One thread of those that saw it retires; the others only miss. */
+        if (__atomic_compare_exchange_n(&e->repair_stamp, &seen, stamp, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+                __atomic_add_fetch(&e->pin_gen, 1, __ATOMIC_ACQ_REL);
+                pool_retire_env_workers(e);
+        }
         return true;
 }
 
@@ -401,8 +411,8 @@ static char *env_entry_format(const char *env_key, char *const *sys_path, size_t
         return b.data ? buf_steal(&b) : xstrdup("");
 }
 
-int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, const char *run_id, RunEventFn fn,
-                      void *userdata, char ***ret_sys_path, char **ret_lock_json, char **ret_env_key) {
+int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, const char *lock_json, const char *run_id,
+                      RunEventFn fn, void *userdata, char ***ret_sys_path, char **ret_lock_json, char **ret_env_key) {
         assert(e);
         assert(instance_key);
         assert(ret_sys_path);
@@ -417,7 +427,11 @@ int engine_env_pinned(Engine *e, const char *instance_key, json_t *reqs_json, co
                 return 0;
         /* Released since it was pinned: its dirs may be gone (pruned);
          * or a repair removed some. */
-        if (*env_key && (pins_repaired(e) || !use_hold(e, env_key))) {
+        /* Pinned with another text of the version's lock: the same files
+         * where a moved index has them now (the daemon saved its URLs).
+         * The run's answer is to carry the lock it runs: a miss, once. */
+        bool relocked = lock_json && lock && !streq(lock, lock_json);
+        if (relocked || (*env_key && (store_repaired(e) || !use_hold(e, env_key)))) {
                 free(lock);
                 strv_free(sys_path);
                 return 0;
@@ -566,6 +580,8 @@ static int resolve_env(Engine *e, PkgRequirement **reqs, size_t n_reqs, bool res
                         return k;
         }
         _cleanup_free_ char *seen = resolve_only ? NULL : seen_key(reqs, n_reqs);
+        if (seen)
+                (void) store_repaired(e);
         if (seen && !refresh &&
             env_seen(e, seen, run_id, fn, userdata, ret_sys_path, ret_n_entries, ret_lock_json, ret_env_key))
                 return 0;
@@ -667,6 +683,7 @@ static int env_from_lock(Engine *e, const char *lock_json, const char *run_id, c
                 return 0;
         }
         _cleanup_free_ char *seen = xasprintf("locked\x1f%s", lock_json);
+        (void) store_repaired(e);
         if (env_seen(e, seen, run_id, fn, userdata, ret_sys_path, ret_n_entries, ret_lock_json, ret_env_key)) {
                 pkg_lock_free(lock);
                 return 0;
@@ -713,11 +730,16 @@ int engine_env_from_lock(Engine *e, const char *lock_json, const char *run_id, c
         int r = env_from_lock(e, lock_json, run_id, cancel, fn, userdata, ret_sys_path, ret_n_entries, ret_lock_json,
                               ret_env_key, ret_error);
         if (r < 0 && r != -ECANCELED && r != -EPERM && *ret_error) {
+                /* A file that came with other bytes than locked (its
+                 * page still gives the lock's sha256): a deploy again
+                 * pins that sha256 again, and fails the same way until
+                 * the index serves the right bytes. Another build on the
+                 * index of now (-ESTALE) is what a deploy again locks. */
                 char *why = *ret_error;
-                *ret_error = xasprintf("the lock this version was deployed with cannot be installed: %s; a deployed "
-                                       "version never runs other packages: deploy it again to lock its "
-                                       "requirements anew",
-                                       why);
+                *ret_error = xasprintf("the lock this version was deployed with cannot be installed: %s%s", why,
+                                       r == -EBADMSG ? ""
+                                                     : "; a deployed version never runs other packages: deploy it "
+                                                       "again to lock its requirements anew");
                 free(why);
         }
         /* As engine_resolve_env's: no index password in a run's error. */

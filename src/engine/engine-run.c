@@ -818,8 +818,8 @@ static int phase_resolve(RunCtx *c, json_t *reqs_json) {
         emit_phase(c, "resolve");
         if (c->spec->instance_key) {
                 usec_t t0 = now_monotonic();
-                int k = engine_env_pinned(c->e, c->spec->instance_key, reqs_json, c->res->id, c->fn, c->userdata,
-                                          &c->sys_path, &c->lock_json, &c->env_key);
+                int k = engine_env_pinned(c->e, c->spec->instance_key, reqs_json, c->spec->lock_json, c->res->id, c->fn,
+                                          c->userdata, &c->sys_path, &c->lock_json, &c->env_key);
                 c->res->t_resolve = now_monotonic() - t0;
                 if (k > 0)
                         return 0;
@@ -1885,9 +1885,18 @@ static int phase_run_begin(EngineRun *run) {
         bool cold = false;
         InstanceLoadEnd load_end = {};
         int r;
-        if (c->spec->instance_key && c->spec->instance) {
+        Instance *given = c->spec->instance_key ? c->spec->instance : NULL;
+        if (given && instance_retired(c->e, given)) {
+                /* Taken by the caller before phase_resolve() saw `env
+                 * verify --repair` retire the env's workers: its module
+                 * came from the damaged files. Another instance runs. */
                 run->instance_used = true;
-                c->inst = c->spec->instance;
+                instance_release(c->e, given, true);
+                given = NULL;
+        }
+        if (given) {
+                run->instance_used = true;
+                c->inst = given;
                 rs = c->inst->sandbox;
                 r = 0;
         } else if (c->spec->instance_key) {

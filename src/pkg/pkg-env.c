@@ -450,15 +450,7 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
  * of a moved index (store_function_lock_update()) keeps its environment
  * and record rather than writing a second one. */
 static char *lock_env_key(const PkgLock *lock, const char *python) {
-        PkgLockEntry *v = xcalloc(lock->n_entries + 1, sizeof(PkgLockEntry));
-        for (size_t i = 0; i < lock->n_entries; i++) {
-                v[i] = lock->entries[i];
-                v[i].url = (char *) "";
-        }
-        PkgLock files = *lock;
-        files.entries = v;
-        _cleanup_free_ char *text = pkg_lock_to_json(&files, false);
-        free(v);
+        _cleanup_free_ char *text = pkg_lock_files_json(lock);
         _cleanup_free_ char *head = xasprintf("pysprinter-env-lock 2\npython %s\n", python);
         Sha256Small h;
         sha256_small_init(&h);
@@ -518,7 +510,7 @@ static PkgIndex **sources_each(const PkgEnvOptions *o, const char *cache) {
  * config index.url): the same filename with the same sha256, and l's URL
  * is changed to it. Never another build: a file of that name with another
  * sha256 is not taken. 1 when a URL changed, 0 when none did (the first
- * error stands), or -EBADMSG and "NAME VERSION (FILE): sha256 mismatch:
+ * error stands), or -ESTALE and "NAME VERSION (FILE): sha256 mismatch:
  * the lock says X, SOURCE serves Y" when a source serves an entry's
  * filename only with another sha256. */
 static int lock_relocate(const PkgEnvOptions *o, PkgLock *l, char **ret_error) {
@@ -570,7 +562,7 @@ static int lock_relocate(const PkgEnvOptions *o, PkgLock *l, char **ret_error) {
         free(ix);
         if (mismatch) {
                 *ret_error = TAKE_PTR(mismatch);
-                return -EBADMSG;
+                return -ESTALE; /* another build: the lock is what is out of date */
         }
         return moved;
 }
@@ -643,7 +635,15 @@ int pkg_env_from_lock(const PkgEnvOptions *o, const PkgLock *lock, PkgEnv **ret_
                 /* Never another version instead: the caller pinned these
                  * files. Which of them could not be had, by name. */
                 _cleanup_free_ char *missing = r == -ECANCELED ? NULL : lock_missing(o->data_dir, l);
-                if (missing) {
+                if (missing && r == -EBADMSG) {
+                        /* Fetched, but not the bytes locked (a corrupt or
+                         * changed file on the index, a hostile wheel): the
+                         * reason says which, with its hashes. */
+                        char *why = *ret_error;
+                        *ret_error = xasprintf("%s could not be installed from the store or the index: %s", missing,
+                                               why ?: strerror(-r));
+                        free(why);
+                } else if (missing) {
                         char *why = *ret_error;
                         /* One failed download ends the others: with more
                          * than one missing, the error says which failed. */

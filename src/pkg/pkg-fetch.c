@@ -258,7 +258,12 @@ static int http_get(const char *url, const char *accept, const char *range, size
 
 int pkg_http_get(const char *url, const char *accept, size_t max, const PkgHttpOptions *o, PkgHttpResponse *ret,
                  char **ret_error) {
-        return http_get(url, accept, NULL, max, o, ret, NULL, ret_error);
+        /* A file:// index is a tree of directories: the page of one is its
+         * index.html, as pip and uv read it (curl reads a directory as
+         * nothing: every project of such an index had no files). */
+        _cleanup_free_ char *page = startswith(url, "file://") && endswith(url, "/") ? xasprintf("%sindex.html", url)
+                                                                                     : NULL;
+        return http_get(page ?: url, accept, NULL, max, o, ret, NULL, ret_error);
 }
 
 int pkg_http_get_range(const char *url, int64_t first, uint64_t len, const PkgHttpOptions *o, PkgHttpResponse *ret,

@@ -78,7 +78,8 @@ int pkg_index_config_new(const char *index_url, char *const *extra_index_urls, c
         else if (env_nonempty("PIP_FIND_LINKS"))
                 fl = split_ws(getenv("PIP_FIND_LINKS"), NULL);
         for (char **f = fl; f && *f; f++) {
-                const char *d = startswith(*f, "file://") ? *f + 7 : *f;
+                _cleanup_free_ char *local = startswith(*f, "file://") ? pkg_file_url_path(*f) : NULL;
+                const char *d = local ?: *f;
                 if (strstr(d, "://")) {
                         *ret_error = xasprintf("--find-links '%s': only local directories are supported", *f);
                         return -EINVAL;
@@ -632,7 +633,7 @@ static int find_links_project(const char *dir, const char *name, PkgProject *p) 
         for (size_t i = 0; i < n; i++) {
                 PkgFile pf = { .filename = xstrdup(names[i]) };
                 _cleanup_free_ char *path = path_join(dir, names[i]);
-                pf.url = xasprintf("file://%s", path);
+                pf.url = pkg_file_url_from_path(path);
                 project_add_file(p, pf);
         }
         strv_free(names);
@@ -722,13 +723,13 @@ int pkg_index_file_path(PkgIndex *ix, const PkgFile *f, char **ret_path, char **
         if (f->sha256_malformed)
                 return refuse_malformed_hash(f, false, ret_error);
         if (startswith(f->url, "file://")) {
-                int r = f->hashes_checked
-                                ? 0
-                                : pkg_file_check_page_hashes(f->url + 7, f->hashes, f->filename, f->url, ret_error);
+                _cleanup_free_ char *path = pkg_file_url_path(f->url);
+                int r = f->hashes_checked ? 0
+                                          : pkg_file_check_page_hashes(path, f->hashes, f->filename, f->url, ret_error);
                 if (r < 0)
                         return r;
                 ((PkgFile *) f)->hashes_checked = true;
-                *ret_path = xstrdup(f->url + 7);
+                *ret_path = TAKE_PTR(path);
                 return 0;
         }
         int r = ensure_cache_dir(ix);
@@ -806,9 +807,10 @@ int pkg_index_file_sha256(PkgIndex *ix, const PkgFile *f, const char **ret_sha25
         if (!f->sha256) {
                 if (startswith(f->url, "file://")) {
                         char hex[SHA256_HEX_SIZE];
-                        int r = sha256_file_hex(f->url + 7, hex);
+                        _cleanup_free_ char *path = pkg_file_url_path(f->url);
+                        int r = sha256_file_hex(path, hex);
                         if (r < 0) {
-                                *ret_error = xasprintf("%s: %s", f->url + 7, strerror(-r));
+                                *ret_error = xasprintf("%s: %s", path, strerror(-r));
                                 return r;
                         }
                         ((PkgFile *) f)->sha256 = xstrdup(hex);

@@ -1,6 +1,7 @@
 /* pkg-lock.c: the lock file format (JSON). */
 #include "pkg-mgr.h"
 
+#include <assert.h>
 #include <jansson.h>
 
 PkgLock *pkg_lock_free(PkgLock *l) {
@@ -41,6 +42,20 @@ char *pkg_lock_to_json(const PkgLock *l, bool pretty) {
         char *out = xstrdup(s ? s : "{}");
         free(s);
         return out;
+}
+
+char *pkg_lock_files_json(const PkgLock *l) {
+        assert(l);
+        PkgLockEntry *v = xcalloc(l->n_entries + 1, sizeof(PkgLockEntry));
+        for (size_t i = 0; i < l->n_entries; i++) {
+                v[i] = l->entries[i];
+                v[i].url = (char *) "";
+        }
+        PkgLock files = *l;
+        files.entries = v;
+        char *text = pkg_lock_to_json(&files, false);
+        free(v);
+        return text;
 }
 
 json_t *pkg_lock_shown(const char *lock_json) {

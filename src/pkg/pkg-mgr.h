@@ -192,6 +192,16 @@ char *pkg_record_hash(const uint8_t digest[32]);
 
 /* Resolve a (possibly relative) href against base. Caller frees. */
 char *pkg_url_join(const char *base, const char *href);
+/* The local path a file:// URL names, as pip's url_to_path() reads it:
+ * "localhost" as host allowed, query and fragment cut, %XX escapes
+ * decoded (an index page's quote(filename): "%2B" for a local version's
+ * "+"). A lock written before find-links URLs were encoded may name a
+ * path with a literal '%': that one when the decoded path does not
+ * exist and it does. Caller frees. */
+char *pkg_file_url_path(const char *url);
+/* "file://" and path with every byte but unreserved ones and '/'
+ * percent-encoded (pip's path_to_url()). Caller frees. */
+char *pkg_file_url_from_path(const char *path);
 
 /* The index's transfers stop once *cancel is set (PkgEnvOptions.cancel):
  * its calls then fail with -ECANCELED. Not owned; NULL: never. */

@@ -470,18 +470,22 @@ int pkg_store_materialize_held(const char *data_dir, const PkgIndexConfig *cfg, 
                 if (startswith(e->url, "file://")) {
                         /* A find-links wheel: used in place, hash-checked. */
                         char hex[SHA256_HEX_SIZE];
-                        r = sha256_file_hex(e->url + 7, hex);
+                        _cleanup_free_ char *path = pkg_file_url_path(e->url);
+                        r = sha256_file_hex(path, hex);
                         if (r < 0) {
-                                *ret_error = xasprintf("%s: %s", e->url + 7, strerror(-r));
+                                *ret_error = xasprintf("%s: %s", path, strerror(-r));
                                 goto out;
                         }
+                        /* Worded as a download's mismatch (pkg-fetch.c):
+                         * the sha256 came from the page as for http. */
                         if (!streq(hex, e->sha256)) {
-                                *ret_error = xasprintf("%s: sha256 mismatch: the lock says %s, the file has %s", e->url + 7,
-                                                       e->sha256, hex);
+                                *ret_error = xasprintf("%s: sha256 mismatch: the index says %s, the file at %s has %s "
+                                                       "(corrupt or tampered file)",
+                                                       e->filename, e->sha256, e->url, hex);
                                 r = -EBADMSG;
                                 goto out;
                         }
-                        j->wheel = xstrdup(e->url + 7);
+                        j->wheel = TAKE_PTR(path);
                         continue;
                 }
                 j->wheel = xasprintf("%s/%s.whl", cache, e->sha256);

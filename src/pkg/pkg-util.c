@@ -1,6 +1,9 @@
 /* pkg-util.c: the RECORD hash spelling and URL helpers of the package manager. */
 #include "pkg-mgr.h"
 
+#include <assert.h>
+#include <string.h>
+#include <unistd.h>
 
 /* The end of a URL's authority (after "scheme://"): where its path,
  * query or fragment begins, or where the text around it goes on. */
@@ -100,6 +103,37 @@ static char *remove_dot_segments(const char *path) {
         if (trailing || ns == 0)
                 buf_appends(&b, "/");
         free(segs);
+        return buf_steal(&b);
+}
+
+char *pkg_file_url_path(const char *url) {
+        assert(url && startswith(url, "file://"));
+        const char *p = url + 7;
+        if (startswith(p, "localhost/"))
+                p += strlen("localhost");
+        size_t n = strcspn(p, "?#");
+        _cleanup_free_ char *raw = xstrndup(p, n);
+        char *decoded = percent_decode(p, n, false, NULL);
+        if (!streq(raw, decoded) && access(decoded, F_OK) < 0 && access(raw, F_OK) == 0) {
+                free(decoded);
+                return TAKE_PTR(raw);
+        }
+        return decoded;
+}
+
+char *pkg_file_url_from_path(const char *path) {
+        assert(path);
+        Buf b;
+        buf_init(&b, SIZE_MAX / 2);
+        buf_appends(&b, "file://");
+        for (const unsigned char *c = (const unsigned char *) path; *c; c++) {
+                bool plain = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+                             strchr("-._~/", *c);
+                if (plain)
+                        buf_append(&b, c, 1);
+                else
+                        buf_printf(&b, "%%%02X", *c);
+        }
         return buf_steal(&b);
 }
 

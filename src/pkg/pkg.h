@@ -331,6 +331,11 @@ int pkg_lock_from_json(const char *json, PkgLock **ret_lock, char **ret_error);
  * is not what a lock pins. Both NULL: true; one NULL, or a text that does
  * not parse: whether the texts are equal. */
 bool pkg_lock_json_same_files(const char *a, const char *b);
+/* l's JSON text (pkg_lock_to_json(), compact) with every URL empty: the
+ * files it pins, not where they are fetched from. Two locks that
+ * pkg_lock_json_same_files() holds the same and list their packages in
+ * the same order give the same text. Caller frees. */
+char *pkg_lock_files_json(const PkgLock *l);
 /* A lock's JSON text as every answer shows it and `pysprinter lock` prints
  * it: each wheel URL with an index URL's credentials hidden
  * (pkg_url_redact), as uv keeps them out of uv.lock. NULL text: JSON null.
@@ -435,14 +440,17 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
  * else each wheel fetched by the lock's URL (a cluster's peers first) and
  * verified against its sha256; when that URL fails, the same filename with
  * the same sha256 from the sources configured now (the index moved since
- * the lock was made), never another build of it (-EBADMSG, "…: sha256
+ * the lock was made), never another build of it (-ESTALE, "…: sha256
  * mismatch: the lock says X, SOURCE serves Y"); (*ret_env)->lock then
  * names the URLs the files were had from. A record is written under a key
  * of the lock's files, not their URLs ($DATA/envs, as pkg_env_prepare's), so `env ls` lists it and
  * prune keeps its dirs while it is held. o->resolve_only must be false;
  * o->refresh is ignored. A wheel that can be had from neither fails
  * the call naming each missing entry ("name version (filename)"), never
- * with another version. Errors carry a message for the user. */
+ * with another version; -EBADMSG when one was fetched but its bytes are
+ * not those locked (a corrupt or changed file whose page still gives the
+ * lock's sha256, a refused wheel: "… could not be installed from the
+ * store or the index: …"). Errors carry a message for the user. */
 int pkg_env_from_lock(const PkgEnvOptions *o, const PkgLock *lock, PkgEnv **ret_env, char **ret_error);
 
 /* Removes the set-aside records of the environment key (a record written

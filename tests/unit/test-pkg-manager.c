@@ -61,6 +61,33 @@ static void test_url_join(void **state) {
         }
 }
 
+static void test_file_url_path(void **state) {
+        static const struct {
+                const char *url, *path;
+        } rows[] = {
+                { "file:///srv/files/a-1.0%2Blocal-py3-none-any.whl", "/srv/files/a-1.0+local-py3-none-any.whl" },
+                { "file://localhost/srv/a.whl", "/srv/a.whl" },
+                { "file:///srv/my%20dir/a.whl#sha256=ab", "/srv/my dir/a.whl" },
+                { "file:///srv/a.whl?x=1", "/srv/a.whl" },
+                { "file:///srv/100%zz/a.whl", "/srv/100%zz/a.whl" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                _cleanup_free_ char *got = pkg_file_url_path(rows[i].url);
+                assert_string_equal(got, rows[i].path);
+        }
+        static const char *const paths[] = { "/srv/wheels 100%20/a-1.0+l-py3-none-any.whl", "/plain/a_b-1.0.whl",
+                                             "/srv/\xc3\xa9t\xc3\xa9/x.whl" };
+        for (size_t i = 0; i < ELEMENTSOF(paths); i++) {
+                _cleanup_free_ char *url = pkg_file_url_from_path(paths[i]);
+                assert_true(startswith(url, "file:///"));
+                assert_null(strpbrk(url + 7, " +"));
+                _cleanup_free_ char *back = pkg_file_url_path(url);
+                assert_string_equal(back, paths[i]);
+        }
+        _cleanup_free_ char *plain = pkg_file_url_from_path("/plain/a_b-1.0.whl");
+        assert_string_equal(plain, "file:///plain/a_b-1.0.whl");
+}
+
 static void test_close_names(void **state) {
         char *cands[] = { "requests", "request", "urllib3", "numpy", "requests-oauthlib", "six", NULL };
         char **v = pkg_close_names("reqeusts", cands, 3);
@@ -947,6 +974,7 @@ int main(void) {
                 cmocka_unit_test(test_an_install_waits_for_prune_holding_a_wheel),
                 cmocka_unit_test(test_zip_read_metadata_of_the_fuzz_seeds),
                 cmocka_unit_test(test_url_join),
+                cmocka_unit_test(test_file_url_path),
                 cmocka_unit_test(test_url_redact),
                 cmocka_unit_test(test_close_names),
                 cmocka_unit_test(test_metadata),
