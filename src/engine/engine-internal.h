@@ -470,6 +470,10 @@ int pool_acquire_cancellable(Engine *e, SandboxMode mode, const RunLimits *limit
                              char *const *data, PoolRole role, int cancel_fd, PoolWorker **ret, bool *ret_cold,
                              char **ret_error);
 void pool_release(Engine *e, PoolWorker *pw, bool broken);
+/* Whether the run holding pw is the only one on it: every earlier run
+ * of the worker has ended here (its result read), whether or not its
+ * child has exited yet (worker.c: the zygote may settle now). */
+bool pool_worker_alone(Engine *e, PoolWorker *pw);
 /* The PSS of a worker never measured yet, read now (after its first run was sent). */
 void pool_worker_measure_new(Engine *e, PoolWorker *pw);
 /* The blank worker (Pool.blank): pool_blank_start() spawns one if the

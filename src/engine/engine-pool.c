@@ -654,6 +654,13 @@ static unsigned pool_worker_runs(Engine *e, const PoolWorker *pw, unsigned *ret_
         return pw->busy > held ? pw->busy - held : 0;
 }
 
+bool pool_worker_alone(Engine *e, PoolWorker *pw) {
+        pthread_mutex_lock(&e->pool.lock);
+        bool alone = pool_worker_runs(e, pw, NULL) <= 1;
+        pthread_mutex_unlock(&e->pool.lock);
+        return alone;
+}
+
 int engine_pool_stats(Engine *e, EnginePoolStats *ret) {
         EnginePoolStats s = {};
         pthread_mutex_lock(&e->pool.lock);

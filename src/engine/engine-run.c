@@ -1213,6 +1213,8 @@ static int send_run(RunCtx *c, RunSandbox *rs, Pipes *p, const char *spare_tag, 
                 json_object_set_new(m, "context", json_loads(c->spec->context_json, 0, NULL));
         if (c->compiled)
                 json_object_set(m, "compiled", c->compiled);
+        if (pool_worker_alone(c->e, c->pw))
+                json_object_set_new(m, "alone", json_true());
         int fds[8] = { p->out[1], p->err[1], p->result[1], p->status[1] };
         size_t n_extra = 0;
         _cleanup_free_ char *sb = NULL;

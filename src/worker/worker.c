@@ -934,8 +934,13 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
          * its pipes, sandbox-pidns.c), so the next run can come before
          * the worker's first idle moment, or even before the run child's
          * SIGCHLD (runs_over()). Settle now rather than fork it from the
-         * unsettled zygote. */
-        if (zygote_used && !zygote_settled && zygote_initialised && runs_over())
+         * unsettled zygote. The child closes its pipes before its exit,
+         * so the engine may have its result, and send this run, while
+         * the child is not yet exiting: "alone" says every earlier run
+         * of this worker has ended for the engine (a `map --concurrency
+         * 1` under load forked its runs unsettled, 1 in 10). */
+        if (zygote_used && !zygote_settled && zygote_initialised &&
+            (json_is_true(json_object_get(msg, "alone")) || runs_over()))
                 zygote_settle();
         zygote_mark_used();
 
