@@ -1,0 +1,57 @@
+"""The Lambda-compatible path, the /v1 API and the CLI as an experienced
+AWS Lambda / Modal user drives them (boto3, curl, raw HTTP, `pysprinter
+invoke`): what such a user found different from Lambda, or from the
+CLI's own documentation."""
+import json
+
+import pytest
+
+from conftest import DAEMON
+from daemonlib import TOKENS, Daemon, sandbox_mode
+
+pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
+
+SIZE = """
+def handler(event, context):
+    return len(event["x"])
+"""
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lambdap")
+    with Daemon(root, sandbox=sandbox_mode(root)).serving() as daemon:
+        for name, src in (("size", SIZE),):
+            st, b = daemon.call("POST", "/v1/functions", {"name": name, "source": src})
+            assert st == 201, b
+        yield daemon
+
+
+def remote(cli, d, *args, **kw):
+    return cli(*args, "--server", d.url, env={"PYSPRINTER_TOKEN": TOKENS["alice"]}, **kw)
+
+
+@pytest.mark.parametrize("how", ["--payload-file", "-"])
+def test_invoke_takes_an_event_as_large_as_lambda_takes(cli, d, tmp_path, how):
+    """Lambda takes a 6 MB RequestResponse event, the daemon 12 MiB by
+    default: `invoke --payload-file` (and `-`) refused anything over 4 MiB
+    ("cannot read ev.json: File too large", exit 2) before asking."""
+    n = 5 << 20
+    ev = tmp_path / "ev.json"
+    ev.write_text(json.dumps({"x": "y" * n}))
+    if how == "-":
+        p = remote(cli, d, "invoke", "size", "-", input=ev.read_text())
+    else:
+        p = remote(cli, d, "invoke", "size", how, ev)
+    assert (p.returncode, p.stdout.strip(), p.stderr) == (0, str(n), "")
+
+
+def test_an_event_over_the_servers_cap_is_its_413_in_its_words(cli, d, tmp_path):
+    """Over the server's body cap the server says so (its 413, exit 2
+    as docs/cli.md says), not the CLI's own lower guess."""
+    ev = tmp_path / "ev.json"
+    ev.write_text(json.dumps({"x": "y" * (13 << 20)}))
+    p = remote(cli, d, "invoke", "size", "--payload-file", ev)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert p.stdout == ""
+    assert "larger than the 12582912 byte limit" in p.stderr, p.stderr
