@@ -455,10 +455,27 @@ struct MHD_Response *daemon_call_poll(const DaemonCall *call, usec_t timeout, Da
         return call_wait(call, x, timeout, POLL_FIRST_USEC, poll_then, x, poll_free);
 }
 
+/* Whether url is under one of the Lambda API's dated prefixes: boto3 puts
+ * each operation under the date it was added (/2015-03-31/functions,
+ * /2019-09-30/…/concurrency, /2016-08-19/account-settings, /2014-11-13/…
+ * invoke-async). Only 2015-03-31's have routes, but a refusal of the
+ * others is an SDK's too: without Lambda's shape botocore shows `An error
+ * occurred (404) …: ` with no type and no words. No other path of the
+ * daemon starts with a date. */
+static bool lambda_api_path(const char *url) {
+        static const char shape[] = "/dddd-dd-dd/";
+        for (size_t i = 0; shape[i]; i++) {
+                char c = url[i];
+                if (shape[i] == 'd' ? !(c >= '0' && c <= '9') : c != shape[i])
+                        return false;
+        }
+        return true;
+}
+
 /* Which error body a refusal gets (Lambda's, a Function URL's, the API's)
  * from the path alone: before the route is known, or when none matched. */
 static void call_kind_from_url(DaemonCall *call, const char *url) {
-        call->lambda = startswith(url, "/2015-03-31/");
+        call->lambda = lambda_api_path(url);
         call->endpoint = startswith(url, "/fn/");
 }
 

@@ -55,3 +55,23 @@ def test_an_event_over_the_servers_cap_is_its_413_in_its_words(cli, d, tmp_path)
     assert p.returncode == 2, (p.returncode, p.stderr)
     assert p.stdout == ""
     assert "larger than the 12582912 byte limit" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/2019-09-30/functions/size/concurrency"),     # boto3 get_function_concurrency
+    ("GET", "/2016-08-19/account-settings/"),              # get_account_settings
+    ("GET", "/2021-10-31/functions/size/url"),             # get_function_url_config
+    ("POST", "/2014-11-13/functions/size/invoke-async/"),  # invoke_async
+    ("GET", "/2015-03-31/functions/size/aliases"),         # list_aliases (answered so before)
+])
+def test_a_lambda_operation_not_served_is_refused_in_lambdas_shape(d, method, path):
+    """boto3 reads the error's type from X-Amzn-ErrorType and its words
+    from `message`: a Lambda API path under another date than 2015-03-31
+    was the API's bare {"error"} 404, which boto3 shows as `An error
+    occurred (404) when calling the GetFunctionConcurrency operation: `,
+    no type, no words."""
+    st, h, body = d.request(method, path, raw=b"{}" if method == "POST" else None)
+    assert st == 404, (st, body)
+    assert h.get("x-amzn-errortype") == "ResourceNotFoundException", h
+    b = json.loads(body)
+    assert b["Type"] == "User" and b["message"].startswith("no such endpoint: "), b
