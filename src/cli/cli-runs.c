@@ -85,6 +85,8 @@ static const char invoke_help[] =
         "the run's id and returns (`pysprinter logs -f ID` follows it).\n"
         "--idempotency-key KEY: the same KEY again within 24 h starts nothing and\n"
         "shows KEY's first run, as `run --idempotency-key` does.\n"
+        "VERSION is a version number or $LATEST; NAME:VERSION (Lambda's spelling)\n"
+        "works too.\n"
         "\n"
         "NAME[::VERSION] --help prints the deployed function's usage: its signature\n"
         "and docstring, as `pysprinter run FILE --help` prints a file's.\n";
@@ -628,17 +630,18 @@ int verb_invoke(int argc, char **argv) {
                 return code;
         /* No NAME (`invoke "$FN"` with an unset variable, `invoke ::3`):
          * the run grammar would ask for a file, which invoke takes none of. */
-        if (argc == 0 || !*argv[0] || startswith(argv[0], "::")) {
+        if (argc == 0 || !*argv[0] || startswith(argv[0], ":")) {
                 json_decref(payload);
                 return usage_error("invoke", "invoke needs a deployed function's NAME (see `pysprinter functions`)");
         }
-        /* NAME::VERSION: the version is ours, not the run grammar's ::FUNC. */
+        /* NAME::VERSION (NAME:VERSION): the version is ours, not the run
+         * grammar's ::FUNC. */
         long version = 0;
         _cleanup_free_ char *name = NULL;
-        if (argc > 0 && argv[0][0] != '-' && strstr(argv[0], "::")) {
+        if (argc > 0 && argv[0][0] != '-' && strchr(argv[0], ':')) {
                 if (cli_parse_deployed_name(argv[0], &name, &version) < 0) {
                         json_decref(payload);
-                        return usage_error("invoke", "the part after '::' must be a version number");
+                        return usage_error("invoke", CLI_VERSION_REFUSED);
                 }
                 argv[0] = name;
         }

@@ -75,3 +75,27 @@ def test_a_lambda_operation_not_served_is_refused_in_lambdas_shape(d, method, pa
     assert h.get("x-amzn-errortype") == "ResourceNotFoundException", h
     b = json.loads(body)
     assert b["Type"] == "User" and b["message"].startswith("no such endpoint: "), b
+
+
+@pytest.mark.parametrize("ref", ["size:1", "size::$LATEST", "size:$LATEST"])
+def test_invoke_names_a_version_as_lambda_and_the_python_client_write_it(cli, d, ref):
+    """`aws lambda invoke --function-name size:1` and the Python client's
+    invoke("size:1") / invoke("size::$LATEST") name a version; the CLI
+    took only NAME::N: `invoke size:1` was "no deployed function
+    'size:1'" and `size::$LATEST` "the part after '::' must be a version
+    number"."""
+    want = remote(cli, d, "invoke", "size::1", "--payload", '{"x": "abc"}')
+    assert (want.returncode, want.stdout.strip()) == (0, "3"), want
+    p = remote(cli, d, "invoke", ref, "--payload", '{"x": "abc"}')
+    assert (p.returncode, p.stdout, p.stderr) == (want.returncode, want.stdout, want.stderr)
+    h = remote(cli, d, "invoke", ref, "--help")
+    assert h.returncode == 0 and "handler(event, context)" in h.stdout, h
+
+
+@pytest.mark.parametrize("ref", ["size::01", "size:+1", "size::x", "size:", "size::"])
+def test_invoke_refuses_a_version_lambda_would_not_write(cli, d, ref):
+    """A version is $LATEST or digits without a leading zero, as the
+    Lambda route and the Python client read it (`size::01` was version 1)."""
+    p = remote(cli, d, "invoke", ref, "--payload", "{}")
+    assert p.returncode == 2 and "must be a version number" in p.stderr, p
+    assert p.stdout == ""
