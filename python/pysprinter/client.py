@@ -1103,10 +1103,14 @@ def _caller_stacklevel():
 
 def _function_version(ref):
     """(name, version or None) of "NAME", "NAME::VERSION" or "NAME:VERSION"
-    (a function name holds no ':'); VERSION is a version number as the
-    daemon writes it, or $LATEST. ValueError otherwise, before sending."""
+    (a function name holds no ':'), also as the end of Lambda's ARN;
+    VERSION is a version number as the daemon writes it, or $LATEST.
+    ValueError otherwise, before sending."""
     if not isinstance(ref, str):
         raise TypeError(f"a function name is a str, not {type(ref).__name__}")
+    # Lambda's ARN or partial ARN (…:function:NAME[:VERSION]), as the
+    # daemon's Lambda route and the CLI read it: any region and account.
+    ref = ref.partition(":function:")[2] or ref
     name, sep, version = ref.partition("::") if "::" in ref else ref.partition(":")
     if not sep:
         return ref, None

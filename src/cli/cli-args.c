@@ -648,6 +648,12 @@ char *cli_invoke_option_error(const RunArgs *a, const char *verb, bool scheduled
 
 int cli_parse_deployed_name(const char *word, char **ret_name, long *ret_version) {
         assert(word && ret_name && ret_version);
+        /* Lambda's ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME[:V])
+         * and partial ARN (ACCOUNT:function:NAME[:V]) name NAME[:V] as
+         * the daemon's Lambda route reads them: any region and account. */
+        const char *arn = strstr(word, ":function:");
+        if (arn)
+                word = arn + strlen(":function:");
         const char *sep = strstr(word, "::");
         size_t skip = 2;
         if (!sep) {

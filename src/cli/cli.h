@@ -82,7 +82,8 @@ int cli_parse_chain_args(int argc, char **argv, RunArgs *ret, char **ret_error);
 void run_args_done(RunArgs *a);
 /* A deployed function's NAME[::VERSION] (invoke, schedule add), or
  * NAME:VERSION as Lambda and the Python client write it (a function name
- * holds no ':'): *ret_name (caller frees) and *ret_version (0: the latest,
+ * holds no ':'), or either in Lambda's ARN or partial ARN
+ * (…:function:NAME:VERSION): *ret_name (caller frees) and *ret_version (0: the latest,
  * also for VERSION `$LATEST`). -EINVAL when VERSION is not `$LATEST` or
  * digits without a leading zero (`01`, `+1`, `x`, empty), as the daemon
  * reads a version. */

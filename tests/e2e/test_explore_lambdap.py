@@ -3,11 +3,15 @@ AWS Lambda / Modal user drives them (boto3, curl, raw HTTP, `pysprinter
 invoke`): what such a user found different from Lambda, or from the
 CLI's own documentation."""
 import json
+import sys
 
 import pytest
 
-from conftest import DAEMON
+from conftest import DAEMON, ROOT
 from daemonlib import TOKENS, Daemon, sandbox_mode
+
+sys.path.insert(0, str(ROOT / "python"))
+from pysprinter import Client  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
 
@@ -77,7 +81,9 @@ def test_a_lambda_operation_not_served_is_refused_in_lambdas_shape(d, method, pa
     assert b["Type"] == "User" and b["message"].startswith("no such endpoint: "), b
 
 
-@pytest.mark.parametrize("ref", ["size:1", "size::$LATEST", "size:$LATEST"])
+@pytest.mark.parametrize("ref", ["size:1", "size::$LATEST", "size:$LATEST",
+                                 "arn:aws:lambda:us-east-1:123456789012:function:size:1",
+                                 "123456789012:function:size"])
 def test_invoke_names_a_version_as_lambda_and_the_python_client_write_it(cli, d, ref):
     """`aws lambda invoke --function-name size:1` and the Python client's
     invoke("size:1") / invoke("size::$LATEST") name a version; the CLI
@@ -99,3 +105,11 @@ def test_invoke_refuses_a_version_lambda_would_not_write(cli, d, ref):
     p = remote(cli, d, "invoke", ref, "--payload", "{}")
     assert p.returncode == 2 and "must be a version number" in p.stderr, p
     assert p.stdout == ""
+
+
+def test_the_python_client_invokes_a_function_by_its_lambda_arn(d):
+    """boto3 code names functions by ARN; the Python client took NAME:1
+    but raised ValueError for the ARN the Lambda route takes."""
+    with Client(server=d.url, token=TOKENS["alice"]) as c:
+        assert c.invoke("arn:aws:lambda:us-east-1:123456789012:function:size:1", {"x": "ab"}) == 2
+        assert c.invoke("123456789012:function:size", {"x": "abc"}) == 3

@@ -357,8 +357,14 @@ static void test_deployed_name(void **state) {
         static const struct {
                 const char *word, *name;
                 long version;
-        } ok[] = { { "hook", "hook", 0 },          { "hook::2", "hook", 2 },      { "hook:2", "hook", 2 },
-                   { "hook::$LATEST", "hook", 0 }, { "hook:$LATEST", "hook", 0 }, { "hook::10", "hook", 10 } };
+        } ok[] = { { "hook", "hook", 0 },
+                   { "hook::2", "hook", 2 },
+                   { "hook:2", "hook", 2 },
+                   { "hook::$LATEST", "hook", 0 },
+                   { "hook:$LATEST", "hook", 0 },
+                   { "hook::10", "hook", 10 },
+                   { "arn:aws:lambda:eu-west-1:123456789012:function:hook:3", "hook", 3 },
+                   { "123456789012:function:hook", "hook", 0 } };
         for (size_t i = 0; i < ELEMENTSOF(ok); i++) {
                 char *name = NULL;
                 long v = -1;
