@@ -1056,6 +1056,31 @@ static void body_taken(struct MHD_Connection *conn, Req *req, size_t n) {
         }
 }
 
+/* The coding of the request's body when it has one that is not identity,
+ * else NULL. The daemon decodes none (RFC 9110 8.4.1): a body sent gzip'd
+ * with Content-Encoding: gzip was read as JSON ("invalid token near
+ * '\u001F'"), and one whose header named a coding it did not have was
+ * taken as it came. A Function URL's body is its function's, coded or
+ * not, as Lambda hands it over (base64, with its content-encoding
+ * header). */
+static const char *body_coding(struct MHD_Connection *conn, const char *url) {
+        if (startswith(url, "/fn/"))
+                return NULL;
+        const char *ce = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Encoding");
+        if (!ce)
+                return NULL;
+        ce += strspn(ce, " \t");
+        size_t n = strcspn(ce, " \t");
+        if (n == 0 ||
+            (n == strlen("identity") && strncasecmp(ce, "identity", n) == 0 && !ce[n + strspn(ce + n, " \t")]))
+                return NULL;
+        /* No body, nothing coded: a GET that says so is left alone. */
+        uint64_t len = body_announced(conn);
+        bool body = len != UINT64_MAX ? len > 0
+                                      : MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding") != NULL;
+        return body ? ce : NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **req_cls) {
@@ -1089,6 +1114,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                            "too many connections from this address (server.max_connections_per_ip "
                                            "is %u): close some and retry",
                                            track.per_ip);
+                }
+                const char *coding = body_coding(conn, url);
+                if (coding) {
+                        /* Before the body is read (and before 100
+                         * Continue), as the 413 below. */
+                        req->responded = true;
+                        call_kind_from_url(&c.call, url);
+                        return queue_error(&c, 415, "unsupported_media_type",
+                                           (const char *const[]){ "Accept-Encoding", "identity", NULL },
+                                           "the request body is sent with Content-Encoding '%.64s', which the daemon "
+                                           "does not decode: send it as is, without Content-Encoding",
+                                           coding);
                 }
                 enum MHD_Result ret;
                 if (sink_begin(&c, req, url, &ret)) {

@@ -2,6 +2,8 @@
 AWS Lambda / Modal user drives them (boto3, curl, raw HTTP, `pysprinter
 invoke`): what such a user found different from Lambda, or from the
 CLI's own documentation."""
+import base64
+import gzip
 import json
 import sys
 
@@ -20,13 +22,19 @@ def handler(event, context):
     return len(event["x"])
 """
 
+HOOK = """
+def handler(event, context):
+    return {"encoding": event["headers"].get("content-encoding"), "body": event.get("body"),
+            "b64": event.get("isBase64Encoded")}
+"""
+
 
 @pytest.fixture(scope="module")
 def d(tmp_path_factory):
     root = tmp_path_factory.mktemp("lambdap")
     with Daemon(root, sandbox=sandbox_mode(root)).serving() as daemon:
-        for name, src in (("size", SIZE),):
-            st, b = daemon.call("POST", "/v1/functions", {"name": name, "source": src})
+        for name, src, extra in (("size", SIZE, {}), ("hook", HOOK, {"url": "public"})):
+            st, b = daemon.call("POST", "/v1/functions", {"name": name, "source": src, **extra})
             assert st == 201, b
         yield daemon
 
@@ -113,3 +121,41 @@ def test_the_python_client_invokes_a_function_by_its_lambda_arn(d):
     with Client(server=d.url, token=TOKENS["alice"]) as c:
         assert c.invoke("arn:aws:lambda:us-east-1:123456789012:function:size:1", {"x": "ab"}) == 2
         assert c.invoke("123456789012:function:size", {"x": "abc"}) == 3
+
+
+GZ = gzip.compress(b'{"x": "abc"}')
+
+
+@pytest.mark.parametrize("path, lambda_type", [
+    ("/2015-03-31/functions/size/invocations", "UnsupportedMediaTypeException"),
+    ("/v1/functions/size/invoke?wait=true", None),
+    ("/v1/runs?wait=true", None),
+])
+def test_a_compressed_request_body_is_415_not_unreadable_json(d, path, lambda_type):
+    """A gzip body with Content-Encoding: gzip (requests' users, a proxy)
+    was read as JSON: 400 "invalid token near '\\u001F'". The daemon
+    decodes no content coding: 415 naming it, with Accept-Encoding:
+    identity (RFC 9110 15.5.16), before the body is read; the connection
+    is not left with the body in it."""
+    st, h, body = d.request("POST", path, raw=GZ, headers={"Content-Encoding": "gzip"})
+    assert st == 415, (st, body)
+    assert h.get("accept-encoding") == "identity", h
+    b = json.loads(body)
+    assert b["error"]["code"] == "unsupported_media_type", b
+    assert "Content-Encoding 'gzip'" in b["error"]["message"], b
+    assert h.get("x-amzn-errortype") == lambda_type, h
+    # identity is no coding at all.
+    st, h, body = d.request("POST", "/2015-03-31/functions/size/invocations", raw=b'{"x": "ab"}',
+                            headers={"Content-Encoding": "identity"})
+    assert (st, body) == (200, b"2"), (st, body)
+
+
+def test_a_function_url_gets_a_compressed_body_as_lambda_passes_it(d):
+    """A Function URL's body is the function's: Lambda hands a gzip body
+    over base64 with its content-encoding header, and so does the daemon."""
+    st, h, body = d.request("POST", "/fn/alice/hook", raw=GZ, token=None,
+                            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
+    assert st == 200, (st, body)
+    b = json.loads(body)
+    assert b["encoding"] == "gzip" and b["b64"] is True, b
+    assert base64.b64decode(b["body"]) == GZ
