@@ -159,3 +159,38 @@ def test_a_function_url_gets_a_compressed_body_as_lambda_passes_it(d):
     b = json.loads(body)
     assert b["encoding"] == "gzip" and b["b64"] is True, b
     assert base64.b64decode(b["body"]) == GZ
+
+
+def test_a_server_whose_queue_stays_full_is_exit_6_as_documented(cli, tmp_path):
+    """docs/cli.md's exit table named no code for a 429 the CLI gave up on
+    (its tries as Retry-After asks spent): it is 6, the server's, with the
+    server's words; `invoke` and `invoke --payload` alike, both naming
+    the invoke."""
+    root = tmp_path / "busy"
+    with Daemon(root, sandbox=sandbox_mode(root), config_extra="""
+        server:
+          max_concurrent_runs: 1
+          max_concurrent_per_tenant: 1
+          max_queued_runs: 2
+          max_queued_per_tenant: 1
+        """).serving() as d:
+        st, b = d.call("POST", "/v1/functions", {"name": "slow", "source": "import time\ndef handler(event, context):\n"
+                                                                          "    time.sleep(60)\n"})
+        assert st == 201, b
+        ids = []
+        for _ in range(2):  # one running, one queued: the tenant's share is full
+            st, h, _b = d.request("POST", "/2015-03-31/functions/slow/invocations", raw=b"{}",
+                                  headers={"X-Amz-Invocation-Type": "Event"})
+            assert st == 202, st
+            ids.append(h["x-amzn-requestid"])
+        try:
+            for args in (["invoke", "slow", "-a", "1"], ["invoke", "slow", "--payload", "{}"]):
+                p = remote(cli, d, *args)
+                assert p.returncode == 6, (args, p.returncode, p.stderr)
+                # An invoke's refusal says invoke (`invoke NAME ARGS` said
+                # "run: …", the --payload form "invoke: …").
+                assert "pysprinter: invoke: this tenant's share of the queue is full" in p.stderr, p.stderr
+                assert p.stdout == ""
+        finally:
+            for rid in ids:
+                d.call("DELETE", f"/v1/runs/{rid}")
