@@ -1139,7 +1139,10 @@ static struct MHD_Response *lambda_wait_then(const DaemonCall *call, void *p, Da
         return resp;
 }
 
-struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *ret_status) {
+/* The Invoke API (docs/api.md "Invoke"). async: Lambda's older
+ * InvokeAsync, an Event invocation whatever the headers say, answered
+ * 202 {"Status": 202}. */
+static struct MHD_Response *lambda_invoke(const DaemonCall *call, bool async, unsigned *ret_status) {
         Daemon *d = call->d;
         _cleanup_free_ char *err = NULL, *id = NULL;
         RunRequest req = {};
@@ -1148,8 +1151,8 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
         struct MHD_Response *resp = NULL;
         FunctionRecord *f = NULL;
 
-        const char *itype = daemon_call_header(call, "X-Amz-Invocation-Type");
-        const char *ltype = daemon_call_header(call, "X-Amz-Log-Type");
+        const char *itype = async ? "Event" : daemon_call_header(call, "X-Amz-Invocation-Type");
+        const char *ltype = async ? NULL : daemon_call_header(call, "X-Amz-Log-Type");
         if (!itype)
                 itype = "RequestResponse";
         if (!streq(itype, "RequestResponse") && !streq(itype, "Event") && !streq(itype, "DryRun"))
@@ -1235,7 +1238,8 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
                                         lambda_wait_free);
                 goto out;
         }
-        resp = daemon_text_response(202, "application/json", xstrdup(""), 0, ret_status);
+        const char *accepted = async ? "{\"Status\":202}" : "";
+        resp = daemon_text_response(202, "application/json", xstrdup(accepted), strlen(accepted), ret_status);
         drun_unref(d, r);
         char ver[16];
         lambda_executed_version(ver, f->version, lambda_call_names_latest(call));
@@ -1247,6 +1251,17 @@ out:
         function_record_free(f);
         run_request_done(&req);
         return resp;
+}
+
+struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *ret_status) {
+        return lambda_invoke(call, false, ret_status);
+}
+
+/* POST /2014-11-13/functions/{name}/invoke-async/: boto3's invoke_async,
+ * which AWS deprecated for Invoke with InvocationType Event but older
+ * code still calls. */
+struct MHD_Response *daemon_api_lambda_invoke_async(const DaemonCall *call, unsigned *ret_status) {
+        return lambda_invoke(call, true, ret_status);
 }
 
 /* ---- what a deploy or a delete means for the schedules that fire it ---- */

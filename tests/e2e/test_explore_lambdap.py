@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from conftest import DAEMON, ROOT
-from daemonlib import TOKENS, Daemon, sandbox_mode
+from daemonlib import KEYS, TOKENS, Daemon, sandbox_mode
 
 sys.path.insert(0, str(ROOT / "python"))
 from pysprinter import Client  # noqa: E402
@@ -73,7 +73,7 @@ def test_an_event_over_the_servers_cap_is_its_413_in_its_words(cli, d, tmp_path)
     ("GET", "/2019-09-30/functions/size/concurrency"),     # boto3 get_function_concurrency
     ("GET", "/2016-08-19/account-settings/"),              # get_account_settings
     ("GET", "/2021-10-31/functions/size/url"),             # get_function_url_config
-    ("POST", "/2014-11-13/functions/size/invoke-async/"),  # invoke_async
+    ("POST", "/2014-11-13/functions/size/invoke-asink/"),  # a mistyped invoke_async
     ("GET", "/2015-03-31/functions/size/aliases"),         # list_aliases (answered so before)
 ])
 def test_a_lambda_operation_not_served_is_refused_in_lambdas_shape(d, method, path):
@@ -194,3 +194,27 @@ def test_a_server_whose_queue_stays_full_is_exit_6_as_documented(cli, tmp_path):
         finally:
             for rid in ids:
                 d.call("DELETE", f"/v1/runs/{rid}")
+
+
+def test_invoke_async_starts_an_event_invocation(d):
+    """boto3's invoke_async (Lambda's InvokeAsync, POST
+    /2014-11-13/functions/NAME/invoke-async/) is what older code calls:
+    it was 404. It is an Event invocation: 202 {"Status": 202} at once,
+    the run goes on (its id in X-Amzn-RequestId)."""
+    st, h, body = d.request("POST", "/2014-11-13/functions/size/invoke-async/", raw=b'{"x": "abcd"}')
+    assert st == 202, (st, body)
+    assert json.loads(body) == {"Status": 202}
+    run = d.wait_status(h["x-amzn-requestid"], ["succeeded", "failed"])
+    assert (run["status"], run["result"], run["fn_name"]) == ("succeeded", 4, "size"), run
+    # What the Invoke route refuses, it refuses: an unknown function,
+    # an event that is not JSON.
+    st, h, body = d.request("POST", "/2014-11-13/functions/nope/invoke-async/", raw=b"{}")
+    assert (st, h.get("x-amzn-errortype")) == (404, "ResourceNotFoundException"), (st, body)
+    st, h, body = d.request("POST", "/2014-11-13/functions/size/invoke-async/", raw=b"{nope")
+    assert (st, h.get("x-amzn-errortype")) == (400, "InvalidRequestContentException"), (st, body)
+    boto3 = pytest.importorskip("boto3", reason="python3-boto3 is not installed")
+    key_id, secret = KEYS["alice"]
+    lam = boto3.client("lambda", endpoint_url=d.url, region_name="us-east-1", aws_access_key_id=key_id,
+                       aws_secret_access_key=secret)
+    r = lam.invoke_async(FunctionName="size", InvokeArgs=b'{"x": "ab"}')
+    assert r["Status"] == 202, r
