@@ -50,6 +50,7 @@ typedef struct Req {
         bool responded;
         bool started;           /* the first access-handler call happened */
         char *bad_url;          /* why the raw request target is refused (400) */
+        unsigned bad_status;    /* … with this status when not 400 (501: a transfer coding) */
         char *target;           /* the request target as sent (SigV4 signs it) */
         usec_t t0;              /* when its request line came (the --verbose log's duration) */
         const DaemonBodySink *sink_ops; /* the route streams its body (DaemonRoute.sink) */
@@ -611,7 +612,7 @@ static bool early_auth_refuses(Ctx *c, Req *req, const char *url, enum MHD_Resul
         call_kind_from_url(&c->call, url);
         return !authenticate(c, !(daemon_route_method(c->method) & ROUTE_GET), ret);
 }
-static int http_framing_check(struct MHD_Connection *conn, char **ret_error);
+static int http_framing_check(struct MHD_Connection *conn, char **ret_error, unsigned *ret_status);
 static void conn_set_handling(struct MHD_Connection *conn, bool handling);
 
 /* A route that streams its body (DaemonRoute.sink): the caller is
@@ -1098,10 +1099,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 req->started = true;
                 req->body_due = body_announced(conn);
                 if (!req->bad_url)
-                        (void) http_framing_check(conn, &req->bad_url);
+                        (void) http_framing_check(conn, &req->bad_url, &req->bad_status);
                 if (req->bad_url) {
                         req->responded = true;
-                        return queue_error(&c, 400, "bad_request", NULL, "%s", req->bad_url);
+                        call_kind_from_url(&c.call, url);
+                        bool coding = req->bad_status == 501;
+                        /* The body is not read: what follows it on the
+                         * connection is never taken for a request. */
+                        return queue_error(&c, coding ? 501 : 400, coding ? "not_implemented" : "bad_request",
+                                           (const char *const[]){ "Connection", "close", NULL }, "%s", req->bad_url);
                 }
                 ConnTrack *t = conn_track(conn);
                 if (t && t->over) {
@@ -1249,16 +1255,16 @@ int http_target_check(const char *target, char **ret_error) {
 
 typedef struct {
         unsigned content_length, transfer_encoding, authorization;
+        const char *te; /* the first Transfer-Encoding's value */
 } HeaderCounts;
 
 static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
         HeaderCounts *n = cls;
         (void) kind;
-        (void) value;
         if (strcasecmp(key, "Content-Length") == 0)
                 n->content_length++;
-        else if (strcasecmp(key, "Transfer-Encoding") == 0)
-                n->transfer_encoding++;
+        else if (strcasecmp(key, "Transfer-Encoding") == 0 && !n->transfer_encoding++)
+                n->te = value;
         else if (strcasecmp(key, "Authorization") == 0)
                 n->authorization++;
         return MHD_YES;
@@ -1268,16 +1274,45 @@ static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const ch
  * Content-Length headers, and by chunks when Transfer-Encoding comes with
  * one: a proxy in front that reads the other header sees other requests
  * on the connection than we do (request smuggling, RFC 9112 6.3 says
- * "handle as an error"). It also reads the first of two Authorization
- * headers, where a proxy may have meant the last. All of them are refused
- * before the body is read; the answer closes the connection. */
-static int http_framing_check(struct MHD_Connection *conn, char **ret_error) {
+ * "handle as an error"). It frames by chunks only a Transfer-Encoding that
+ * is exactly "chunked": `gzip, chunked` or `identity` left the body on the
+ * connection, unanswered until the read timeout, where a proxy frames it
+ * (6.3: a coding list not ending with chunked is 400 and close; 6.1, a
+ * coding the server does not know is 501). It also reads the first of two
+ * Authorization headers, where a proxy may have meant the last. All of
+ * them are refused before the body is read; the answer closes the
+ * connection. *ret_status: 501 for the coding, else left alone (400). */
+static int http_framing_check(struct MHD_Connection *conn, char **ret_error, unsigned *ret_status) {
         HeaderCounts n = {};
         (void) MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &n);
+        /* MHD strips the value's leading spaces, not its trailing ones,
+         * and frames by chunks only a value that is "chunked" in any case. */
+        const char *te = n.te ? n.te + strspn(n.te, " \t") : NULL;
+        const char *comma = te ? strrchr(te, ',') : NULL;
+        bool coded_chunks = false;
+        if (comma) {
+                const char *last = comma + 1 + strspn(comma + 1, " \t");
+                size_t k = strcspn(last, " \t");
+                coded_chunks = k == strlen("chunked") && strncasecmp(last, "chunked", k) == 0 &&
+                               !last[k + strspn(last + k, " \t")] && strcspn(te, ", \t") > 0;
+        }
         if (n.content_length > 1)
                 *ret_error = xstrdup("the request has more than one Content-Length header");
         else if (n.content_length > 0 && n.transfer_encoding > 0)
                 *ret_error = xstrdup("the request has both Content-Length and Transfer-Encoding headers");
+        else if (n.transfer_encoding > 1)
+                *ret_error = xstrdup("the request has more than one Transfer-Encoding header");
+        else if (te && strcasecmp(te, "chunked") != 0 && coded_chunks) {
+                /* "gzip, chunked": chunks of a coding the daemon does not
+                 * decode. */
+                *ret_error = xasprintf("the request's transfer coding '%.*s' is not supported: send its body "
+                                       "chunked only, or with Content-Length",
+                                       (int) MIN(strcspn(te, ", \t"), (size_t) 64), te);
+                *ret_status = 501;
+        } else if (te && strcasecmp(te, "chunked") != 0)
+                *ret_error = xasprintf("the request's Transfer-Encoding '%.64s' is not 'chunked': the daemon knows "
+                                       "its body's length by chunks or Content-Length only",
+                                       te);
         else if (n.authorization > 1)
                 *ret_error = xstrdup("the request has more than one Authorization header");
         else
