@@ -270,3 +270,21 @@ def test_a_transfer_coding_the_daemon_cannot_frame_is_refused_and_the_connection
     out = exchange(d, b"POST /2015-03-31/functions/size/invocations HTTP/1.1\r\nHost: x\r\n" + AUTH +
                    b"Connection: close\r\nTransfer-Encoding: Chunked\r\n\r\n" + chunked(b'{"x": "abc"}'))
     assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"\r\n\r\n3"), out
+
+
+ADD = "def add(a: int, b: int = 0):\n    return a + b\n"
+
+
+def test_the_python_client_starmaps_as_the_clis_map_reads_an_array_line(d, tmp_path):
+    """Modal's .starmap calls f(*item); the CLI's map reads a JSON array
+    line as the call's positional arguments, but the client had only
+    map(), which passes each item as one argument (add([1, 2]))."""
+    f = tmp_path / "add.py"
+    f.write_text(ADD)
+    with Client(server=d.url, token=TOKENS["alice"]) as c:
+        assert c.starmap(f"{f}::add", [(1, 2), [3, 4], (5,)], concurrency=2) == [3, 7, 5]
+        assert c.starmap(f"{f}::add", []) == []
+        got = c.starmap(f"{f}::add", [(1, 2), ("x",)], return_exceptions=True)
+        assert got[0] == 3 and type(got[1]).__name__ == "RunError", got
+        with pytest.raises(TypeError):
+            c.starmap(f"{f}::add", [5])  # an item is a sequence of arguments
