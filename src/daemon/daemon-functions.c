@@ -934,8 +934,15 @@ static char *lambda_log_tail(Daemon *d, DRun *r) {
                                                      res->traceback && !endswith(res->traceback, "\n") ? "\n" : "");
                 buf_append(&b, err, strlen(err));
         }
-        _cleanup_free_ char *end = xasprintf("END RequestId: %s\nREPORT RequestId: %s\tDuration: %.2f ms\n", r->id,
-                                             r->id, (double) res->t_total / 1000.0);
+        /* Lambda's REPORT fields, those measured here: the duration, what
+         * Lambda bills for it (whole ms, rounded up, of the duration as
+         * shown) and the memory the invocation had (no Max Memory Used:
+         * the instance's peak is not kept per invocation). */
+        uint64_t hundredths = ((uint64_t) res->t_total + 5) / 10;
+        _cleanup_free_ char *end = xasprintf("END RequestId: %s\nREPORT RequestId: %s\tDuration: %" PRIu64 ".%02" PRIu64
+                                             " ms\tBilled Duration: %" PRIu64 " ms\tMemory Size: %" PRIu64 " MB\n",
+                                             r->id, r->id, hundredths / 100, hundredths % 100,
+                                             MAX((hundredths + 99) / 100, (uint64_t) 1), r->limits.memory_bytes >> 20);
         buf_append(&b, end, strlen(end));
         size_t from = b.len > 4096 ? b.len - 4096 : 0;
         char *tail = base64_encode(b.data + from, b.len - from);

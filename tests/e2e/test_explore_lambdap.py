@@ -288,3 +288,23 @@ def test_the_python_client_starmaps_as_the_clis_map_reads_an_array_line(d, tmp_p
         assert got[0] == 3 and type(got[1]).__name__ == "RunError", got
         with pytest.raises(TypeError):
             c.starmap(f"{f}::add", [5])  # an item is a sequence of arguments
+
+
+def test_the_log_tails_report_line_has_the_billed_duration_and_memory_size(d):
+    """Lambda's REPORT line carries `Billed Duration: N ms` and `Memory
+    Size: M MB` beside the duration (CloudWatch Logs Insights reads them as
+    @billedDuration and @memorySize); the tail's had the duration alone."""
+    import math
+    import re
+    st, h, body = d.request("POST", "/2015-03-31/functions/size/invocations", raw=b'{"x": "ab"}',
+                            headers={"X-Amz-Log-Type": "Tail"})
+    assert (st, body) == (200, b"2"), (st, body)
+    tail = base64.b64decode(h["x-amz-log-result"]).decode()
+    rid = h["x-amzn-requestid"]
+    report = tail.splitlines()[-1]
+    m = re.fullmatch(rf"REPORT RequestId: {rid}\tDuration: ([0-9.]+) ms\tBilled Duration: ([0-9]+) ms\t"
+                     r"Memory Size: ([0-9]+) MB", report)
+    assert m, report
+    assert int(m[2]) == max(1, math.ceil(float(m[1]))), report
+    st, conf = d.call("GET", "/2015-03-31/functions/size/configuration")
+    assert int(m[3]) == conf["MemorySize"], (report, conf)
