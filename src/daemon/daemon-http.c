@@ -600,15 +600,26 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn);
  * answered "go on" for a request that would be refused. A small body is
  * left to dispatch(), which authenticates every call: the invoke path
  * pays nothing more. Routes that stream their body did this already
- * (sink_begin()); a Lambda route's SigV4 signs the body, so it waits. */
+ * (sink_begin()); a Lambda route's SigV4 signs the body, so a signed call
+ * waits for it. */
 static bool early_auth_refuses(Ctx *c, Req *req, const char *url, enum MHD_Result *ret) {
         const DaemonRoute *route = NULL;
         if (req->body_due == 0)
                 return false;
         if (req->body_due <= EARLY_AUTH_BODY_BYTES && !MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Expect"))
                 return false;
-        if (find_route(req, c->method, url, &route) < 0 || route->access != ROUTE_USER)
-                return false; /* 404/405 and public routes: dispatch() answers them */
+        if (find_route(req, c->method, url, &route) < 0)
+                return false; /* 404/405: dispatch() answers them */
+        if (route->access == ROUTE_LAMBDA) {
+                /* Only a SigV4 signature covers the body; a call without
+                 * one (no Authorization, a bearer token) is judged now.
+                 * Before, anyone without a token had the daemon read
+                 * max_body_bytes, after a 100 Continue, for the 401. */
+                const char *authz = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Authorization");
+                if (authz && startswith(authz, "AWS4-HMAC-SHA256"))
+                        return false;
+        } else if (route->access != ROUTE_USER)
+                return false; /* public routes: dispatch() answers them */
         call_kind_from_url(&c->call, url);
         return !authenticate(c, !(daemon_route_method(c->method) & ROUTE_GET), ret);
 }

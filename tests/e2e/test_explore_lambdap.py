@@ -308,3 +308,34 @@ def test_the_log_tails_report_line_has_the_billed_duration_and_memory_size(d):
     assert int(m[2]) == max(1, math.ceil(float(m[1]))), report
     st, conf = d.call("GET", "/2015-03-31/functions/size/configuration")
     assert int(m[3]) == conf["MemorySize"], (report, conf)
+
+
+@pytest.mark.parametrize("auth, status", [
+    (b"", 401),
+    (b"Authorization: Bearer not-a-token-of-anyone\r\n", 401),
+    (b"Authorization: Bearer " + TOKENS["reader"].encode() + b"\r\n", 403),
+])
+def test_a_lambda_call_without_a_signature_is_refused_before_its_body(d, auth, status):
+    """A Lambda route waited for the whole body before its 401 (and told
+    curl `100 Continue`): anyone could make the daemon read 12 MiB per
+    connection. Only a SigV4 signature covers the body; a request that
+    has none (no Authorization, a bearer token) is refused first, as on
+    the API's routes."""
+    import socket
+    with socket.create_connection(("127.0.0.1", d.port), timeout=10) as s:
+        s.sendall(b"POST /2015-03-31/functions/size/invocations HTTP/1.1\r\nHost: x\r\n" + auth +
+                  b"Content-Length: 10000000\r\nExpect: 100-continue\r\n\r\n")
+        head = s.recv(4096)
+    assert head.startswith(b"HTTP/1.1 %d " % status), head
+    assert b"x-amzn-errortype" in head.lower(), head
+    # A valid token's call still gets its 100 Continue and its answer.
+    with socket.create_connection(("127.0.0.1", d.port), timeout=30) as s:
+        body = b'{"x": "' + b"y" * 100000 + b'"}'
+        s.sendall(b"POST /2015-03-31/functions/size/invocations HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + AUTH +
+                  b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % len(body))
+        assert s.recv(4096).startswith(b"HTTP/1.1 100 Continue")
+        s.sendall(body)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"\r\n\r\n100000"), out[-200:]
