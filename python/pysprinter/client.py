@@ -537,14 +537,29 @@ class Client:
         at most `concurrency` at a time, and returns the values in input
         order. A failure raises its RunError (the calls not started yet are
         not started), or stands in its place with return_exceptions=True."""
+        return self._fan_out(path_or_function, ([item] for item in iterable), concurrency, return_exceptions)
+
+    def starmap(self, path_or_function, iterable, concurrency=8, return_exceptions=False):
+        """As map(), each item a sequence (a tuple, a list) of the call's
+        positional arguments: f(*item), as Modal's .starmap calls it and as
+        the CLI's map reads a JSON array line."""
+        def arguments(iterable):
+            for item in iterable:
+                if isinstance(item, (str, bytes, dict)) or not isinstance(item, (tuple, list)):
+                    raise TypeError(f"starmap: an item is a tuple or a list of arguments, not {type(item).__name__}")
+                yield list(item)
+        return self._fan_out(path_or_function, arguments(iterable), concurrency, return_exceptions)
+
+    def _fan_out(self, path_or_function, argument_lists, concurrency, return_exceptions):
+        """map() and starmap(): one call per list of positional arguments."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         source, filename, function = self._source(path_or_function)
         # Every item is converted first: one JSON cannot carry refuses the
         # map before any call starts (the CLI's map reads all its input first).
         bodies = []
-        for item in iterable:
-            body = {"source": source, "filename": filename, **self._arguments([item], {})}
+        for args in argument_lists:
+            body = {"source": source, "filename": filename, **self._arguments(args, {})}
             if function:
                 body["function"] = function
             bodies.append(self._with_options(body, "map"))
@@ -1103,10 +1118,14 @@ def _caller_stacklevel():
 
 def _function_version(ref):
     """(name, version or None) of "NAME", "NAME::VERSION" or "NAME:VERSION"
-    (a function name holds no ':'); VERSION is a version number as the
-    daemon writes it, or $LATEST. ValueError otherwise, before sending."""
+    (a function name holds no ':'), also as the end of Lambda's ARN;
+    VERSION is a version number as the daemon writes it, or $LATEST.
+    ValueError otherwise, before sending."""
     if not isinstance(ref, str):
         raise TypeError(f"a function name is a str, not {type(ref).__name__}")
+    # Lambda's ARN or partial ARN (…:function:NAME[:VERSION]), as the
+    # daemon's Lambda route and the CLI read it: any region and account.
+    ref = ref.partition(":function:")[2] or ref
     name, sep, version = ref.partition("::") if "::" in ref else ref.partition(":")
     if not sep:
         return ref, None

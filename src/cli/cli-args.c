@@ -5,6 +5,7 @@
  * Bare words after FILE are positional values too; in chain's grammar a
  * bare word naming a step (FILE.py, FILE::FUNC) starts the next step. */
 #include <ctype.h>
+#include <limits.h>
 #include <jansson.h>
 #include <strings.h>
 
@@ -647,13 +648,28 @@ char *cli_invoke_option_error(const RunArgs *a, const char *verb, bool scheduled
 
 int cli_parse_deployed_name(const char *word, char **ret_name, long *ret_version) {
         assert(word && ret_name && ret_version);
+        /* Lambda's ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME[:V])
+         * and partial ARN (ACCOUNT:function:NAME[:V]) name NAME[:V] as
+         * the daemon's Lambda route reads them: any region and account. */
+        const char *arn = strstr(word, ":function:");
+        if (arn)
+                word = arn + strlen(":function:");
         const char *sep = strstr(word, "::");
+        size_t skip = 2;
+        if (!sep) {
+                sep = strchr(word, ':');
+                skip = 1;
+        }
         long version = 0;
-        if (sep) {
-                char *end;
+        if (sep && !streq(sep + skip, "$LATEST")) {
+                const char *v = sep + skip;
+                /* strtol() would take " 1", "+1" and "01", which name no
+                 * version on the daemon's routes. */
+                if (!(v[0] >= '1' && v[0] <= '9') || v[strspn(v, "0123456789")])
+                        return -EINVAL;
                 errno = 0;
-                version = strtol(sep + 2, &end, 10);
-                if (errno || end == sep + 2 || *end || version < 1)
+                version = strtol(v, NULL, 10);
+                if (errno || version > INT_MAX)
                         return -EINVAL;
         }
         *ret_name = sep ? xstrndup(word, (size_t) (sep - word)) : xstrdup(word);

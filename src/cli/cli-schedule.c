@@ -164,7 +164,7 @@ static int schedule_add_body(int argc, char **argv, json_t **ret, char ***ret_su
         long version = 0;
         if (cli_parse_deployed_name(argv[i], &fname, &version) < 0) {
                 json_decref(body);
-                return schedule_usage("the part after '::' must be a version number");
+                return schedule_usage(CLI_VERSION_REFUSED);
         }
         /* A name no function can have is no deployed function, in the
          * words of one that is not deployed (the server said "field

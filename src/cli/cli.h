@@ -80,10 +80,17 @@ int cli_parse_run_args(int argc, char **argv, RunArgs *ret, char **ret_error);
  * after `--` and any other bare word stay values for the first step. */
 int cli_parse_chain_args(int argc, char **argv, RunArgs *ret, char **ret_error);
 void run_args_done(RunArgs *a);
-/* A deployed function's NAME[::VERSION] (invoke, schedule add): *ret_name
- * (caller frees) and *ret_version (0: the latest). -EINVAL when the part
- * after '::' is not a version number (1 or more). */
+/* A deployed function's NAME[::VERSION] (invoke, schedule add), or
+ * NAME:VERSION as Lambda and the Python client write it (a function name
+ * holds no ':'), or either in Lambda's ARN or partial ARN
+ * (…:function:NAME:VERSION): *ret_name (caller frees) and *ret_version (0: the latest,
+ * also for VERSION `$LATEST`). -EINVAL when VERSION is not `$LATEST` or
+ * digits without a leading zero (`01`, `+1`, `x`, empty), as the daemon
+ * reads a version. */
 int cli_parse_deployed_name(const char *word, char **ret_name, long *ret_version);
+/* What invoke and schedule add say when it refuses the version. */
+#define CLI_VERSION_REFUSED \
+        "the part after '::' must be a version number (1, 2, …) or $LATEST: NAME::2, or NAME:2 as Lambda writes it"
 /* invoke and schedule add (docs/cli.md, docs/schedules.md): NULL when a
  * carries only what an invocation of a deployed function takes (arguments,
  * limits, --data; with an invoke, the terminal's --output-file too), else

@@ -934,8 +934,15 @@ static char *lambda_log_tail(Daemon *d, DRun *r) {
                                                      res->traceback && !endswith(res->traceback, "\n") ? "\n" : "");
                 buf_append(&b, err, strlen(err));
         }
-        _cleanup_free_ char *end = xasprintf("END RequestId: %s\nREPORT RequestId: %s\tDuration: %.2f ms\n", r->id,
-                                             r->id, (double) res->t_total / 1000.0);
+        /* Lambda's REPORT fields, those measured here: the duration, what
+         * Lambda bills for it (whole ms, rounded up, of the duration as
+         * shown) and the memory the invocation had (no Max Memory Used:
+         * the instance's peak is not kept per invocation). */
+        uint64_t hundredths = ((uint64_t) res->t_total + 5) / 10;
+        _cleanup_free_ char *end = xasprintf("END RequestId: %s\nREPORT RequestId: %s\tDuration: %" PRIu64 ".%02" PRIu64
+                                             " ms\tBilled Duration: %" PRIu64 " ms\tMemory Size: %" PRIu64 " MB\n",
+                                             r->id, r->id, hundredths / 100, hundredths % 100,
+                                             MAX((hundredths + 99) / 100, (uint64_t) 1), r->limits.memory_bytes >> 20);
         buf_append(&b, end, strlen(end));
         size_t from = b.len > 4096 ? b.len - 4096 : 0;
         char *tail = base64_encode(b.data + from, b.len - from);
@@ -1139,7 +1146,10 @@ static struct MHD_Response *lambda_wait_then(const DaemonCall *call, void *p, Da
         return resp;
 }
 
-struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *ret_status) {
+/* The Invoke API (docs/api.md "Invoke"). async: Lambda's older
+ * InvokeAsync, an Event invocation whatever the headers say, answered
+ * 202 {"Status": 202}. */
+static struct MHD_Response *lambda_invoke(const DaemonCall *call, bool async, unsigned *ret_status) {
         Daemon *d = call->d;
         _cleanup_free_ char *err = NULL, *id = NULL;
         RunRequest req = {};
@@ -1148,8 +1158,8 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
         struct MHD_Response *resp = NULL;
         FunctionRecord *f = NULL;
 
-        const char *itype = daemon_call_header(call, "X-Amz-Invocation-Type");
-        const char *ltype = daemon_call_header(call, "X-Amz-Log-Type");
+        const char *itype = async ? "Event" : daemon_call_header(call, "X-Amz-Invocation-Type");
+        const char *ltype = async ? NULL : daemon_call_header(call, "X-Amz-Log-Type");
         if (!itype)
                 itype = "RequestResponse";
         if (!streq(itype, "RequestResponse") && !streq(itype, "Event") && !streq(itype, "DryRun"))
@@ -1235,7 +1245,8 @@ struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *
                                         lambda_wait_free);
                 goto out;
         }
-        resp = daemon_text_response(202, "application/json", xstrdup(""), 0, ret_status);
+        const char *accepted = async ? "{\"Status\":202}" : "";
+        resp = daemon_text_response(202, "application/json", xstrdup(accepted), strlen(accepted), ret_status);
         drun_unref(d, r);
         char ver[16];
         lambda_executed_version(ver, f->version, lambda_call_names_latest(call));
@@ -1247,6 +1258,17 @@ out:
         function_record_free(f);
         run_request_done(&req);
         return resp;
+}
+
+struct MHD_Response *daemon_api_lambda_invoke(const DaemonCall *call, unsigned *ret_status) {
+        return lambda_invoke(call, false, ret_status);
+}
+
+/* POST /2014-11-13/functions/{name}/invoke-async/: boto3's invoke_async,
+ * which AWS deprecated for Invoke with InvocationType Event but older
+ * code still calls. */
+struct MHD_Response *daemon_api_lambda_invoke_async(const DaemonCall *call, unsigned *ret_status) {
+        return lambda_invoke(call, true, ret_status);
 }
 
 /* ---- what a deploy or a delete means for the schedules that fire it ---- */

@@ -50,6 +50,7 @@ typedef struct Req {
         bool responded;
         bool started;           /* the first access-handler call happened */
         char *bad_url;          /* why the raw request target is refused (400) */
+        unsigned bad_status;    /* … with this status when not 400 (501: a transfer coding) */
         char *target;           /* the request target as sent (SigV4 signs it) */
         usec_t t0;              /* when its request line came (the --verbose log's duration) */
         const DaemonBodySink *sink_ops; /* the route streams its body (DaemonRoute.sink) */
@@ -455,10 +456,27 @@ struct MHD_Response *daemon_call_poll(const DaemonCall *call, usec_t timeout, Da
         return call_wait(call, x, timeout, POLL_FIRST_USEC, poll_then, x, poll_free);
 }
 
+/* Whether url is under one of the Lambda API's dated prefixes: boto3 puts
+ * each operation under the date it was added (/2015-03-31/functions,
+ * /2019-09-30/…/concurrency, /2016-08-19/account-settings, /2014-11-13/…
+ * invoke-async). Only 2015-03-31's have routes, but a refusal of the
+ * others is an SDK's too: without Lambda's shape botocore shows `An error
+ * occurred (404) …: ` with no type and no words. No other path of the
+ * daemon starts with a date. */
+static bool lambda_api_path(const char *url) {
+        static const char shape[] = "/dddd-dd-dd/";
+        for (size_t i = 0; shape[i]; i++) {
+                char c = url[i];
+                if (shape[i] == 'd' ? !(c >= '0' && c <= '9') : c != shape[i])
+                        return false;
+        }
+        return true;
+}
+
 /* Which error body a refusal gets (Lambda's, a Function URL's, the API's)
  * from the path alone: before the route is known, or when none matched. */
 static void call_kind_from_url(DaemonCall *call, const char *url) {
-        call->lambda = startswith(url, "/2015-03-31/");
+        call->lambda = lambda_api_path(url);
         call->endpoint = startswith(url, "/fn/");
 }
 
@@ -582,19 +600,30 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn);
  * answered "go on" for a request that would be refused. A small body is
  * left to dispatch(), which authenticates every call: the invoke path
  * pays nothing more. Routes that stream their body did this already
- * (sink_begin()); a Lambda route's SigV4 signs the body, so it waits. */
+ * (sink_begin()); a Lambda route's SigV4 signs the body, so a signed call
+ * waits for it. */
 static bool early_auth_refuses(Ctx *c, Req *req, const char *url, enum MHD_Result *ret) {
         const DaemonRoute *route = NULL;
         if (req->body_due == 0)
                 return false;
         if (req->body_due <= EARLY_AUTH_BODY_BYTES && !MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Expect"))
                 return false;
-        if (find_route(req, c->method, url, &route) < 0 || route->access != ROUTE_USER)
-                return false; /* 404/405 and public routes: dispatch() answers them */
+        if (find_route(req, c->method, url, &route) < 0)
+                return false; /* 404/405: dispatch() answers them */
+        if (route->access == ROUTE_LAMBDA) {
+                /* Only a SigV4 signature covers the body; a call without
+                 * one (no Authorization, a bearer token) is judged now.
+                 * Before, anyone without a token had the daemon read
+                 * max_body_bytes, after a 100 Continue, for the 401. */
+                const char *authz = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Authorization");
+                if (authz && startswith(authz, "AWS4-HMAC-SHA256"))
+                        return false;
+        } else if (route->access != ROUTE_USER)
+                return false; /* public routes: dispatch() answers them */
         call_kind_from_url(&c->call, url);
         return !authenticate(c, !(daemon_route_method(c->method) & ROUTE_GET), ret);
 }
-static int http_framing_check(struct MHD_Connection *conn, char **ret_error);
+static int http_framing_check(struct MHD_Connection *conn, char **ret_error, unsigned *ret_status);
 static void conn_set_handling(struct MHD_Connection *conn, bool handling);
 
 /* A route that streams its body (DaemonRoute.sink): the caller is
@@ -1039,6 +1068,31 @@ static void body_taken(struct MHD_Connection *conn, Req *req, size_t n) {
         }
 }
 
+/* The coding of the request's body when it has one that is not identity,
+ * else NULL. The daemon decodes none (RFC 9110 8.4.1): a body sent gzip'd
+ * with Content-Encoding: gzip was read as JSON ("invalid token near
+ * '\u001F'"), and one whose header named a coding it did not have was
+ * taken as it came. A Function URL's body is its function's, coded or
+ * not, as Lambda hands it over (base64, with its content-encoding
+ * header). */
+static const char *body_coding(struct MHD_Connection *conn, const char *url) {
+        if (startswith(url, "/fn/"))
+                return NULL;
+        const char *ce = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Encoding");
+        if (!ce)
+                return NULL;
+        ce += strspn(ce, " \t");
+        size_t n = strcspn(ce, " \t");
+        if (n == 0 ||
+            (n == strlen("identity") && strncasecmp(ce, "identity", n) == 0 && !ce[n + strspn(ce + n, " \t")]))
+                return NULL;
+        /* No body, nothing coded: a GET that says so is left alone. */
+        uint64_t len = body_announced(conn);
+        bool body = len != UINT64_MAX ? len > 0
+                                      : MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding") != NULL;
+        return body ? ce : NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **req_cls) {
@@ -1056,10 +1110,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 req->started = true;
                 req->body_due = body_announced(conn);
                 if (!req->bad_url)
-                        (void) http_framing_check(conn, &req->bad_url);
+                        (void) http_framing_check(conn, &req->bad_url, &req->bad_status);
                 if (req->bad_url) {
                         req->responded = true;
-                        return queue_error(&c, 400, "bad_request", NULL, "%s", req->bad_url);
+                        call_kind_from_url(&c.call, url);
+                        bool coding = req->bad_status == 501;
+                        /* The body is not read: what follows it on the
+                         * connection is never taken for a request. */
+                        return queue_error(&c, coding ? 501 : 400, coding ? "not_implemented" : "bad_request",
+                                           (const char *const[]){ "Connection", "close", NULL }, "%s", req->bad_url);
                 }
                 ConnTrack *t = conn_track(conn);
                 if (t && t->over) {
@@ -1072,6 +1131,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                            "too many connections from this address (server.max_connections_per_ip "
                                            "is %u): close some and retry",
                                            track.per_ip);
+                }
+                const char *coding = body_coding(conn, url);
+                if (coding) {
+                        /* Before the body is read (and before 100
+                         * Continue), as the 413 below. */
+                        req->responded = true;
+                        call_kind_from_url(&c.call, url);
+                        return queue_error(&c, 415, "unsupported_media_type",
+                                           (const char *const[]){ "Accept-Encoding", "identity", NULL },
+                                           "the request body is sent with Content-Encoding '%.64s', which the daemon "
+                                           "does not decode: send it as is, without Content-Encoding",
+                                           coding);
                 }
                 enum MHD_Result ret;
                 if (sink_begin(&c, req, url, &ret)) {
@@ -1195,16 +1266,16 @@ int http_target_check(const char *target, char **ret_error) {
 
 typedef struct {
         unsigned content_length, transfer_encoding, authorization;
+        const char *te; /* the first Transfer-Encoding's value */
 } HeaderCounts;
 
 static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
         HeaderCounts *n = cls;
         (void) kind;
-        (void) value;
         if (strcasecmp(key, "Content-Length") == 0)
                 n->content_length++;
-        else if (strcasecmp(key, "Transfer-Encoding") == 0)
-                n->transfer_encoding++;
+        else if (strcasecmp(key, "Transfer-Encoding") == 0 && !n->transfer_encoding++)
+                n->te = value;
         else if (strcasecmp(key, "Authorization") == 0)
                 n->authorization++;
         return MHD_YES;
@@ -1214,16 +1285,45 @@ static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const ch
  * Content-Length headers, and by chunks when Transfer-Encoding comes with
  * one: a proxy in front that reads the other header sees other requests
  * on the connection than we do (request smuggling, RFC 9112 6.3 says
- * "handle as an error"). It also reads the first of two Authorization
- * headers, where a proxy may have meant the last. All of them are refused
- * before the body is read; the answer closes the connection. */
-static int http_framing_check(struct MHD_Connection *conn, char **ret_error) {
+ * "handle as an error"). It frames by chunks only a Transfer-Encoding that
+ * is exactly "chunked": `gzip, chunked` or `identity` left the body on the
+ * connection, unanswered until the read timeout, where a proxy frames it
+ * (6.3: a coding list not ending with chunked is 400 and close; 6.1, a
+ * coding the server does not know is 501). It also reads the first of two
+ * Authorization headers, where a proxy may have meant the last. All of
+ * them are refused before the body is read; the answer closes the
+ * connection. *ret_status: 501 for the coding, else left alone (400). */
+static int http_framing_check(struct MHD_Connection *conn, char **ret_error, unsigned *ret_status) {
         HeaderCounts n = {};
         (void) MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &n);
+        /* MHD strips the value's leading spaces, not its trailing ones,
+         * and frames by chunks only a value that is "chunked" in any case. */
+        const char *te = n.te ? n.te + strspn(n.te, " \t") : NULL;
+        const char *comma = te ? strrchr(te, ',') : NULL;
+        bool coded_chunks = false;
+        if (comma) {
+                const char *last = comma + 1 + strspn(comma + 1, " \t");
+                size_t k = strcspn(last, " \t");
+                coded_chunks = k == strlen("chunked") && strncasecmp(last, "chunked", k) == 0 &&
+                               !last[k + strspn(last + k, " \t")] && strcspn(te, ", \t") > 0;
+        }
         if (n.content_length > 1)
                 *ret_error = xstrdup("the request has more than one Content-Length header");
         else if (n.content_length > 0 && n.transfer_encoding > 0)
                 *ret_error = xstrdup("the request has both Content-Length and Transfer-Encoding headers");
+        else if (n.transfer_encoding > 1)
+                *ret_error = xstrdup("the request has more than one Transfer-Encoding header");
+        else if (te && strcasecmp(te, "chunked") != 0 && coded_chunks) {
+                /* "gzip, chunked": chunks of a coding the daemon does not
+                 * decode. */
+                *ret_error = xasprintf("the request's transfer coding '%.*s' is not supported: send its body "
+                                       "chunked only, or with Content-Length",
+                                       (int) MIN(strcspn(te, ", \t"), (size_t) 64), te);
+                *ret_status = 501;
+        } else if (te && strcasecmp(te, "chunked") != 0)
+                *ret_error = xasprintf("the request's Transfer-Encoding '%.64s' is not 'chunked': the daemon knows "
+                                       "its body's length by chunks or Content-Length only",
+                                       te);
         else if (n.authorization > 1)
                 *ret_error = xstrdup("the request has more than one Authorization header");
         else

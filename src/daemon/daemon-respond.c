@@ -188,6 +188,8 @@ static const char *lambda_error_type(unsigned status) {
                 return "InvalidRequestContentException";
         case 413:
                 return "RequestTooLargeException";
+        case 415:
+                return "UnsupportedMediaTypeException";
         case 401:
                 return "UnrecognizedClientException";
         case 403:

@@ -90,6 +90,7 @@ static const DaemonRoute routes[] = {
         { ROUTE_GET, "/2015-03-31/functions/*/configuration", daemon_api_lambda_configuration, ROUTE_LAMBDA },
         { ROUTE_GET, "/2015-03-31/functions/*/versions", daemon_api_lambda_versions, ROUTE_LAMBDA },
         { ROUTE_POST, "/2015-03-31/functions/*/invocations", daemon_api_lambda_invoke, ROUTE_LAMBDA },
+        { ROUTE_POST, "/2014-11-13/functions/*/invoke-async", daemon_api_lambda_invoke_async, ROUTE_LAMBDA },
 };
 
 const DaemonRoute *daemon_routes(size_t *ret_n) {

@@ -245,8 +245,10 @@ struct MHD_Response *daemon_call_submit(const DaemonCall *call, const RunRequest
         int k = daemon_run_submit(d, id, call->tenant, &q, fn_name, fn_version, false, &r);
         if (keyed)
                 pthread_mutex_unlock(&d->idem_lock);
+        /* An invocation's refusal names the invoke, as the Lambda route's
+         * does ("run: the queue is full" for `invoke NAME`). */
         if (k < 0)
-                return daemon_call_errno(call, k, "run", ret_status);
+                return daemon_call_errno(call, k, fn_name ? "invoke" : "run", ret_status);
         /* A hang-up cancels an ad-hoc ?wait=true run (its caller's
          * Ctrl-C), not an invocation of a deployed function: that runs to
          * its end as a Lambda invocation does (a client whose read timed

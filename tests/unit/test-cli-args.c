@@ -353,6 +353,37 @@ static void test_source_declares_requirements(void **state) {
         assert_false(cli_source_declares_requirements("@requirements(", 13)); /* cut before its ( */
 }
 
+static void test_deployed_name(void **state) {
+        static const struct {
+                const char *word, *name;
+                long version;
+        } ok[] = { { "hook", "hook", 0 },
+                   { "hook::2", "hook", 2 },
+                   { "hook:2", "hook", 2 },
+                   { "hook::$LATEST", "hook", 0 },
+                   { "hook:$LATEST", "hook", 0 },
+                   { "hook::10", "hook", 10 },
+                   { "arn:aws:lambda:eu-west-1:123456789012:function:hook:3", "hook", 3 },
+                   { "123456789012:function:hook", "hook", 0 } };
+        for (size_t i = 0; i < ELEMENTSOF(ok); i++) {
+                char *name = NULL;
+                long v = -1;
+                assert_int_equal(cli_parse_deployed_name(ok[i].word, &name, &v), 0);
+                assert_string_equal(name, ok[i].name);
+                assert_int_equal(v, ok[i].version);
+                free(name);
+        }
+        static const char *const bad[] = { "hook::01", "hook:+1", "hook:: 1", "hook::x",           "hook:",
+                                           "hook::",   "hook::0", "hook::-1", "hook::99999999999", "hook::$latest" };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                char *name = NULL;
+                long v = -1;
+                assert_int_equal(cli_parse_deployed_name(bad[i], &name, &v), -EINVAL);
+                assert_null(name);
+                assert_int_equal(v, -1);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_rows),
@@ -363,6 +394,7 @@ int main(void) {
                 cmocka_unit_test(test_run_status),
                 cmocka_unit_test(test_run_status_names),
                 cmocka_unit_test(test_source_declares_requirements),
+                cmocka_unit_test(test_deployed_name),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
