@@ -1,5 +1,9 @@
-"""The dashboard on a phone (docs/ui.md), in Debian's chromium
-(tests/e2e/uilib.py), against one real pysprinterd for the module."""
+"""The runs' search (GET /v1/runs?q=, served by a trigram index where it
+can: docs/internals/run-search.md) and the dashboard on a phone
+(docs/ui.md), in Debian's chromium (tests/e2e/uilib.py), against one real
+pysprinterd for the module."""
+from urllib.parse import quote
+
 import pytest
 
 from conftest import DAEMON
@@ -102,3 +106,47 @@ def test_the_phone_nav_shows_there_is_more_of_it(drv, d):
             assert seen
     finally:
         drv.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+NAMES = ["Load_Orders", "été", "straße", "naïve_bayes", "tick", "TiCkEr", "handler_7", "résumé"]
+TEXTS = ["a", "é", "ti", "tic", "TICK", "ticker", "load_", "LOAD_ORDERS", "ORDERS", "straße", "STRASSE", "été",
+         "ÉTÉ", "Été", "naïve", "NAÏVE", "résumé", "RÉSUMÉ", "sum", "_7", "handler_", "nothing-has-this", ".py",
+         "%", "_", "\"", "deployed_fn", "DEPLOYED", "ed_f"]
+
+
+def expected(runs, text, limit):
+    def has(r):
+        low = text.encode().lower()
+        return any(v is not None and low in v.encode().lower()
+                   for v in (r["id"], r.get("filename"), r.get("function"), r.get("fn_name"), r.get("schedule")))
+    return [r["id"] for r in runs if has(r)][:limit]
+
+
+def test_q_answers_as_the_walk_did(d):
+    """GET /v1/runs?q= is served by a trigram index (store-search.c) where
+    it can: the answers are those of the walk over every run, for texts of
+    any length (shorter than 3 characters: the walk), in either case, not
+    ASCII, with quotes or wildcards, one run's id, or nothing; and again
+    after a run is added to those indexed (the store's unit test
+    test_run_search_index_answers_as_the_walk covers a partly built index,
+    deletes, changes and a VACUUM)."""
+    ids = []
+    for i, name in enumerate(NAMES):
+        st, r = d.run(f"def {name}(x=1):\n    return x\n", filename=f"{name}_{i}.py")
+        assert st == 200 and r["status"] == "succeeded", r
+        ids.append(r["id"])
+    st, b = d.call("POST", "/v1/functions", {"name": "deployed_fn", "source": "def f():\n    return 1\n"})
+    assert st == 201, (st, b)
+    for rnd in range(2):
+        st, b = d.call("POST", "/v1/functions/deployed_fn/invoke?wait=true", {})
+        assert st == 200 and b["status"] == "succeeded", b
+        st, b = d.call("GET", "/v1/runs?limit=10000")
+        assert st == 200
+        runs = b["runs"]
+        assert len(runs) == len(NAMES) + 1 + rnd, [r["id"] for r in runs]
+        texts = TEXTS + [ids[3][2:9].upper(), ids[5], runs[0]["id"][-4:]]
+        for text in texts:
+            for limit in (2, 1000):
+                st, got = d.call("GET", f"/v1/runs?limit={limit}&q={quote(text)}")
+                assert st == 200, (text, got)
+                assert [r["id"] for r in got["runs"]] == expected(runs, text, limit), (rnd, text, limit)
