@@ -150,3 +150,26 @@ def test_q_answers_as_the_walk_did(d):
                 st, got = d.call("GET", f"/v1/runs?limit={limit}&q={quote(text)}")
                 assert st == 200, (text, got)
                 assert [r["id"] for r in got["runs"]] == expected(runs, text, limit), (rnd, text, limit)
+
+
+@pytest.mark.parametrize("route,heading,back", [
+    ("#/runs/nope-no-such-run", "Run not found", "#/runs"),
+    ("#/functions/no_such_fn", "Function not found", "#/functions"),
+    ("#/dags/nope-no-such-dag", "DAG run not found", "#/dags"),
+    ("#/data/no-such-dataset", "Dataset not found", "#/data"),
+])
+def test_a_link_to_nothing_says_what_and_the_way_back(drv, d, route, heading, back):
+    """A run's and a function's not-found page named what was asked for
+    and linked their list; a DAG run's and a dataset's said only "DAG run
+    not found" / "Dataset not found", with no way back but the nav. Each
+    says what was asked for and links its list now, and the tab (and the
+    history's entry) reads "Not found", not the title of a thing that is
+    not there ("DAG run nope-no-such-dag · pysprinter")."""
+    go(drv, d, route)
+    wait_for(lambda: drv.find_elements("id", "not-found"), what=f"{route}: not found")
+    assert text_of(drv, "#not-found") == heading
+    name = route.split("/")[-1]
+    assert name in text_of(drv, "main"), text_of(drv, "main")
+    links = drv.execute_script("return [...document.querySelectorAll('main a')].map((a) => a.getAttribute('href'))")
+    assert back in links, (route, links)
+    assert drv.title == "Not found · pysprinter", drv.title
