@@ -173,3 +173,31 @@ def test_a_link_to_nothing_says_what_and_the_way_back(drv, d, route, heading, ba
     links = drv.execute_script("return [...document.querySelectorAll('main a')].map((a) => a.getAttribute('href'))")
     assert back in links, (route, links)
     assert drv.title == "Not found · pysprinter", drv.title
+
+
+def test_a_link_with_several_states_or_a_wrong_one_is_not_every_run(drv, d):
+    """The API and `ps --status` take several states (`failed,killed`),
+    and a link may carry them: `#/runs?status=failed,killed` showed every
+    run (succeeded ones too) under "any status", the filter dropped
+    without a word, and so did a state that is none (`status=bogus`).
+    The first lists the runs in those states, its choice shown in the
+    status filter; the second says the API's 400, listing nothing."""
+    st, bad = d.run("def boom():\n    raise ValueError('no')\n")
+    assert st == 200 and bad["status"] == "failed", bad
+    st, good = d.run("def fine():\n    return 1\n")
+    assert st == 200 and good["status"] == "succeeded", good
+    go(drv, d, "#/runs?status=failed,killed")
+    shown = wait_for(lambda: drv.execute_script(
+        "return [...document.querySelectorAll('#runs-body tr[data-run]')].map((r) => r.dataset.run)"),
+        what="the failed runs")
+    assert bad["id"] in shown and good["id"] not in shown, shown
+    st, b = d.call("GET", "/v1/runs?status=failed,killed&limit=1000")
+    assert sorted(shown) == sorted(r["id"] for r in b["runs"]), (shown, b)
+    assert drv.execute_script("return document.getElementById('f-status').value") == "failed,killed"
+    assert "failed,killed" in drv.current_url
+    go(drv, d, "#/runs?status=bogus")
+    msg = wait_for(lambda: text_of(drv, "#runs-body [role=alert]") or text_of(drv, "main [role=alert]"),
+                   what="the API's message")
+    assert "status" in msg and "bogus" in msg, msg
+    assert drv.execute_script("return document.querySelectorAll('#runs-body tr[data-run]').length") == 0
+
