@@ -201,3 +201,12 @@ def test_a_link_with_several_states_or_a_wrong_one_is_not_every_run(drv, d):
     assert "status" in msg and "bogus" in msg, msg
     assert drv.execute_script("return document.querySelectorAll('#runs-body tr[data-run]').length") == 0
 
+
+def test_the_workers_idle_column_names_no_unit(drv, d):
+    """The idle times read as durations in their own units ("16.9 s",
+    "33 ms", "1 min 2 s"), under a header that said seconds: "Idle s"."""
+    go(drv, d, "#/workers")
+    heads = wait_for(lambda: drv.execute_script(
+        "return [...document.querySelectorAll('#main th')].map((th) => th.textContent)"
+        ".filter((t) => t.startsWith('Idle'))"), what="the idle columns")
+    assert heads == ["Idle", "Idle"], heads
