@@ -182,6 +182,14 @@ int64_t store_search_index_tail(Store *s, size_t most) {
         if (most == 0)
                 most = s->search_chunk ?: STORE_SEARCH_INDEX_CHUNK;
         store_lock(s);
+        /* No tail (a search's usual case): no write transaction, which
+         * would wait for another process's writer. */
+        int64_t tail = 0;
+        int k = query_int64(s, "SELECT coalesce(max(rowid), 0) - " SEARCH_MARK " FROM runs", -1, 0, &tail);
+        if (k < 0 || tail <= 0) {
+                pthread_mutex_unlock(&s->lock);
+                return k;
+        }
         int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
         if (rc != SQLITE_OK) {
                 pthread_mutex_unlock(&s->lock);
