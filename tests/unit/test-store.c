@@ -983,6 +983,24 @@ static void test_run_search_index_answers_as_the_walk(void **state) {
         assert_true(have > 0 && json_array_size(j) >= have && json_array_size(j) < n / 4);
         run_record_list_free(v, n);
         json_decref(j);
+        /* A collection indexes the tail (a dry run does not), 8 runs a
+         * transaction here, and removes the runs of functions that are not
+         * deployed (those with an fn_name): the answers stay the walk's. */
+        for (int i = 400; i < 450; i++)
+                search_insert(s, i);
+        RetentionConfig rc;
+        retention_config_init(&rc);
+        rc.batch_rows = 2;
+        rc.batch_pause_usec = 0;
+        GcStats dry = {}, wet = {};
+        assert_int_equal(store_gc(s, &rc, dir, 2000, true, NULL, &dry), 0);
+        assert_true(search_mark(s) < 0);
+        assert_int_equal(store_gc(s, &rc, dir, 2000, false, NULL, &wet), 0);
+        assert_true(wet.runs > 0);
+        assert_int_equal(search_mark(s), 0);
+        retention_config_done(&rc);
+        s->search_chunk = 1;
+        assert_search_is_the_walk(s);
         store_close(s);
 }
 
