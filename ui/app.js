@@ -25,6 +25,33 @@ const ROUTES = [
 const main = document.getElementById('main');
 let cleanup = null;
 let session = null;
+const nav = document.querySelector('header.top nav');
+
+// On a phone the sections are one row that scrolls sideways, its
+// scrollbar hidden (app.css): the side where more of it is fades out.
+function navHint() {
+  const more = nav.scrollWidth - nav.clientWidth;
+  nav.classList.toggle('more-left', more > 1 && nav.scrollLeft > 1);
+  nav.classList.toggle('more-right', more > 1 && nav.scrollLeft < more - 1);
+}
+
+// The page's own section in view in that row (a deep link to Workers on
+// a 320 px phone showed its link cut off, or not at all).
+function navShowCurrent() {
+  const a = nav.querySelector('a[aria-current]');
+  if (a && nav.scrollWidth > nav.clientWidth) {
+    const n = nav.getBoundingClientRect(), r = a.getBoundingClientRect();
+    if (r.right > n.right) nav.scrollLeft += r.right - n.right + 24;
+    else if (r.left < n.left) nav.scrollLeft -= n.left - r.left + 24;
+  }
+  navHint();
+}
+nav.addEventListener('scroll', navHint, { passive: true });
+// Again when the row or a link changes size: a window turned, the page's
+// font loaded, or the page's own scrollbar came with a longer page
+// (narrowing the row by its width, with no resize event).
+const navSized = new ResizeObserver(navShowCurrent);
+for (const e of [nav, ...nav.querySelectorAll('a')]) navSized.observe(e);
 
 function route() {
   if (cleanup) {
@@ -42,6 +69,7 @@ function route() {
       if (a.dataset.section === sectionName) a.setAttribute('aria-current', 'page');
       else a.removeAttribute('aria-current');
     }
+    navShowCurrent();
     let params;
     try {
       params = m.slice(1).map(decodeURIComponent);

@@ -164,6 +164,17 @@ export function errorBox(e) {
   return h('p', { class: 'error', role: 'alert' }, e && e.message ? e.message : String(e));
 }
 
+// A page whose thing the API does not have (404): what was asked for, and
+// the way to its list. The tab and the history's entry read "Not found",
+// not the title of a thing that is not there. what: 'Run', 'DAG run'…;
+// why: "is visible to you", "is deployed for you".
+export function notFound(what, name, why, href, all) {
+  document.title = 'Not found · pysprinter';
+  return [h('h1', { id: 'not-found' }, `${what} not found`),
+    h('p', {}, `No ${what.split(' ').map((w) => (w === w.toUpperCase() ? w : w.toLowerCase())).join(' ')} `,
+      h('code', {}, name), ` ${why}. `, h('a', { href }, all))];
+}
+
 export function debounce(fn, ms) {
   let t = null;
   return (...a) => {

@@ -7,7 +7,7 @@
 // panel, Escape closes it and gives the focus back to the node.
 import dagre from './vendor/dagre.js';
 import { api, stream, HttpError } from './api.js';
-import { h, fill, append, s, clear, badge, fmtTime, fmtMs, json, section, table, errorBox, setQuery, canAct,
+import { h, notFound, fill, append, s, clear, badge, fmtTime, fmtMs, json, section, table, errorBox, setQuery, canAct,
   parseExact, keepFocus } from './lib.js';
 
 const MAX_GRAPH = 300;
@@ -237,8 +237,9 @@ export function dagPage(main, [id], query, session) {
       else grid().catch(() => {});
     }).catch((e) => {
       clear(main);
-      main.append(e instanceof HttpError && e.status === 404 ? h('h1', { id: 'not-found' }, 'DAG run not found')
-        : errorBox(e));
+      if (e instanceof HttpError && e.status === 404) {
+        main.append(...notFound('DAG run', id, 'is visible to you', '#/dags', 'All DAG runs'));
+      } else main.append(errorBox(e));
     });
   return () => {
     if (es) es.close();

@@ -3,7 +3,7 @@
 // a DAG task's run links its DAG run and task — and the deployed functions
 // whose invokes did).
 import { api, HttpError } from './api.js';
-import { h, fill, append, fmtTime, fmtBytes, badge, table, errorBox, section } from './lib.js';
+import { h, notFound, fill, append, fmtTime, fmtBytes, badge, table, errorBox, section } from './lib.js';
 
 const enc = encodeURIComponent;
 
@@ -51,6 +51,9 @@ export function datasetPage(main, [name]) {
       section('Versions', table(['Version', 'Hash', 'Size', 'Created'], versions)),
       section('Where used', usage));
     return api(`/v1/data/${enc(name)}/usage`).then((u) => fill(usage, usageView(u)));
-  }).catch((e) => main.append(e instanceof HttpError && e.status === 404
-    ? h('h1', { id: 'not-found' }, 'Dataset not found') : errorBox(e)));
+  }).catch((e) => {
+    if (e instanceof HttpError && e.status === 404) {
+      main.append(...notFound('Dataset', name, 'is visible to you', '#/data', 'All datasets'));
+    } else main.append(errorBox(e));
+  });
 }

@@ -4,7 +4,7 @@
 // duration over time (uPlot), and an invoke form that opens the new run.
 import uPlot from './vendor/uplot.js';
 import { api, HttpError } from './api.js';
-import { h, fill, append, clear, fmtTime, fmtMs, json, section, table, errorBox, percentile, canAct } from './lib.js';
+import { h, notFound, fill, append, clear, fmtTime, fmtMs, json, section, table, errorBox, percentile, canAct } from './lib.js';
 
 export function functionsPage(main) {
   const body = h('div');
@@ -242,9 +242,7 @@ export function functionPage(main, [name], query, session) {
     const missing = e instanceof HttpError && (e.status === 404 || (asked && e.status === 400));
     if (!missing) main.append(errorBox(e));
     // As a run's not-found: what was asked for, and the way back.
-    else if (!asked) main.append(h('h1', { id: 'not-found' }, 'Function not found'),
-      h('p', {}, 'No function ', h('code', {}, name), ' is deployed for you. ',
-        h('a', { href: '#/functions' }, 'All functions')));
+    else if (!asked) main.append(...notFound('Function', name, 'is deployed for you', '#/functions', 'All functions'));
     // A version it does not have: the API's words, and the way to the latest.
     else main.append(h('h1', { id: 'not-found' }, 'Function ', name), errorBox(e),
       h('p', {}, h('a', { href: `#/functions/${encodeURIComponent(name)}` }, 'Its latest version')));

@@ -2,7 +2,7 @@
 // its timings, its live log (GET /v1/runs/{id}/logs?follow=1, SSE) and a
 // cancel button. Output is appended as text nodes, never as HTML.
 import { api, stream, HttpError } from './api.js';
-import { h, fill, append, clear, badge, fmtTime, fmtMs, fmtClock, fmtLimits, json, section, table, errorBox, ACTIVE,
+import { h, notFound, fill, append, clear, badge, fmtTime, fmtMs, fmtClock, fmtLimits, json, section, table, errorBox, ACTIVE,
   canAct, parseExact } from './lib.js';
 
 const PHASES = [['validate', 'validate_ms'], ['resolve', 'resolve_ms'], ['install', 'install_ms'],
@@ -306,8 +306,7 @@ export function runPage(main, [id], _query, session) {
   }).catch((e) => {
     clear(main);
     if (e instanceof HttpError && e.status === 404) {
-      main.append(h('h1', { id: 'not-found' }, 'Run not found'),
-        h('p', {}, 'No run ', h('code', {}, id), ' is visible to you. ', h('a', { href: '#/runs' }, 'All runs')));
+      main.append(...notFound('Run', id, 'is visible to you', '#/runs', 'All runs'));
     } else main.append(errorBox(e));
   });
   return () => {

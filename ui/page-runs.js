@@ -19,7 +19,16 @@ export function runsPage(main, _params, query, session) {
   const sched = h('select', { id: 'f-schedule', 'aria-label': 'Schedule' }, h('option', { value: '' }, 'any schedule'));
   const text = h('input', { id: 'f-text', type: 'search', placeholder: 'Search id, file, function… ( / )',
     'aria-label': 'Search' });
-  status.value = query.get('status') || '';
+  // A link may carry several states (`failed,killed`, as the API and
+  // `ps --status` take them) or a word that is none: kept as a choice of
+  // its own and asked of the server as it is (which lists those runs, or
+  // says why not), as a function's name is below. Before, the filter
+  // showed "any status" and listed every run.
+  const wantStatus = query.get('status') || '';
+  if (wantStatus && !STATUSES.includes(wantStatus)) {
+    status.append(h('option', { value: wantStatus }, wantStatus.split(',').join(' or ')));
+  }
+  status.value = wantStatus;
   text.value = query.get('q') || '';
   const live = h('span', { class: 'live', id: 'live' }, 'connecting…');
   const body = h('div', { id: 'runs-body' });
@@ -30,10 +39,15 @@ export function runsPage(main, _params, query, session) {
   let askedPage = page || null;
   let loaded = false;
   const missing = h('p', { id: 'page-missing', class: 'dim' });
+  // Why the list could not be had (the API's message: a state that is
+  // none, the daemon gone), over the table, until a list comes: in the
+  // table, the next drawing (a live run, every second) wiped it.
+  const problem = h('div', { id: 'runs-problem' });
+  const failed = (e) => fill(problem, errorBox(e));
   main.append(
     h('div', { class: 'title-row' }, h('h1', {}, 'Runs'), live),
     h('form', { class: 'filters', role: 'search', onsubmit: (e) => e.preventDefault() }, status, fn, sched, text),
-    missing, body, pager);
+    missing, problem, body, pager);
 
   // The function and schedule filters as the user set them (first from
   // the URL): the deployed function (the run's fn_name) and the schedule
@@ -68,7 +82,7 @@ export function runsPage(main, _params, query, session) {
   let wantText = text.value.trim();
   const lowerAscii = (x) => String(x).replace(/[A-Z]+/g, (c) => c.toLowerCase());
   function matches(r) {
-    if (status.value && r.status !== status.value) return false;
+    if (status.value && !status.value.split(',').includes(r.status)) return false;
     if (wantFn && r.fn_name !== wantFn) return false;
     if (wantSched && r.schedule !== wantSched) return false;
     const q = lowerAscii(wantText);
@@ -121,7 +135,7 @@ export function runsPage(main, _params, query, session) {
       h('button', { type: 'button', disabled: at === 0, onclick: () => { page = at - 1; sync(); } }, '← Newer'),
       h('span', {}, ` page ${at + 1} of ${pages}${reaching ? '+' : ''} · ${shown.length} run(s) `),
       h('button', { type: 'button', id: 'older', disabled: at >= pages - 1 && !cursor,
-        onclick: () => older().catch((e) => body.append(errorBox(e))) }, 'Older →'));
+        onclick: () => older().catch(failed) }, 'Older →'));
   }
 
   // A search typed just before the page was left (type, Tab, Enter within
@@ -146,7 +160,7 @@ export function runsPage(main, _params, query, session) {
     wantText = text.value.trim();
     page = 0;
     sync();
-    load().catch((e) => body.append(errorBox(e)));
+    load().catch(failed);
   };
   for (const sel of [status, fn, sched]) sel.addEventListener('change', refilter);
   text.addEventListener('input', debounce(() => { if (!gone && text.value.trim() !== wantText) refilter(); }, 150));
@@ -202,6 +216,7 @@ export function runsPage(main, _params, query, session) {
     pending = [];
     const data = await api(`/v1/runs?limit=${BATCH}${filterQuery()}`);
     if (mine !== loads) return; // a later filter's list is on its way
+    clear(problem);
     runs.clear();
     for (const r of data.runs) runs.set(r.id, r);
     for (const r of pending) runs.set(r.id, r);
@@ -234,7 +249,7 @@ export function runsPage(main, _params, query, session) {
       // missed what came before (the first list was asked before the
       // stream was open, a reconnect's gap). The first list is not waited
       // for the stream: a page shows its runs even when the stream fails.
-      load().catch(() => {});
+      load().catch(failed);
     },
     run: (r) => {
       const known = runs.has(r.id);
@@ -247,7 +262,7 @@ export function runsPage(main, _params, query, session) {
   es.onerror = () => { live.textContent = 'reconnecting…'; live.classList.remove('on'); };
   // Durations of running runs tick.
   const tick = setInterval(() => { if ([...runs.values()].some((r) => r.status === 'running')) render(); }, 1000);
-  load().catch((e) => body.append(errorBox(e)));
+  load().catch(failed);
   return () => {
     gone = true;
     es.close();

@@ -46,9 +46,9 @@ export function workersPage(main, _params, _query, session) {
         h('dt', {}, 'pool hits / misses / evictions'), h('dd', {}, `${p.hits ?? 0} / ${p.misses ?? 0} / ${p.evictions ?? 0}`),
         h('dt', {}, 'sandbox'), h('dd', {}, e.sandbox ? 'full' : 'none'),
         h('dt', {}, 'index'), h('dd', {}, e.index_url || '—')),
-      section('Warm workers', table(['PID', 'State', 'Busy', 'Memory', 'Idle s', 'Network'], workers,
+      section('Warm workers', table(['PID', 'State', 'Busy', 'Memory', 'Idle', 'Network'], workers,
         { empty: 'No warm worker.' })),
-      section('Function instances', table(['Function', 'PID', 'State', 'Invocations', 'Idle s'], inst,
+      section('Function instances', table(['Function', 'PID', 'State', 'Invocations', 'Idle'], inst,
         { empty: 'No warm instance.' })),
       c ? clusterView(c) : null,
       section('Environments', table(['Key', 'Requirements', 'Size', 'Last used', 'In use'], envs)));

@@ -46,6 +46,11 @@ struct Store {
         uint8_t secrets_key_alt[32];
         bool secrets_key_alt_set;
         TokenStore *tokens;                            /* store_tokens_use(); NULL: the tokens table only */
+        /* A search the index gives this many candidates or more walks the
+         * runs instead (store-search.c); 0: STORE_SEARCH_CANDIDATES_MAX.
+         * Tests lower it. */
+        size_t search_candidates_max;
+        size_t search_chunk; /* store_search_index_tail()'s chunk; 0: STORE_SEARCH_INDEX_CHUNK */
         /* An in-memory copy (store_snapshot(), gc --dry-run) has no file
          * to find the default log paths beside: the original's logs dir. */
         char *copy_log_dir;
@@ -191,6 +196,30 @@ int store_db_schema_version(sqlite3 *db);
  * step: "its schema version (PRAGMA user_version) could not be read:
  * SQLITE'S MESSAGE" and the errno of SQLite's code. */
 int store_migrate(sqlite3 *db, char **ret_error);
+/* ---- the runs' search index (store-search.c) ---- */
+/* A text the index gives at least this many candidates for is common: the
+ * walk of the newest runs finds its runs sooner than looking each of
+ * them up (each ~1.4 us: 50000 of them ~70 ms). */
+#define STORE_SEARCH_CANDIDATES_MAX 50000
+/* How many runs a search indexes of the tail before it looks (~6 us each),
+ * and a collection in each of its transactions. */
+#define STORE_SEARCH_INDEX_CHUNK 10000
+/* "rowid > THE MARK": a run the index does not hold yet (SQL). */
+extern const char store_search_tail_sql[];
+/* The FTS5 query that finds the candidates for text (each trigram of its
+ * code points, as a string, joined by AND); NULL when the index cannot
+ * serve it: fewer than 3 code points, or not UTF-8 (strictly: FTS5 reads
+ * an overlong form or a surrogate as U+FFFD). Newly allocated. */
+char *store_search_match(const char *text);
+/* s->lock held: the runs the index gives for match (their rowids, a JSON
+ * array in *ret_json) when they and the tail are fewer than
+ * s->search_candidates_max; -E2BIG when they are not (a common text, or
+ * a long tail), another negative errno on an error: the walk serves it. */
+int store_search_candidates(Store *s, const char *match, char **ret_json);
+/* Indexes up to most runs of the tail (the oldest first; 0: the
+ * store's chunk) in one transaction, moving the mark past them. Takes s->lock. How many it
+ * indexed, or negative errno (busy, a read-only database). */
+int64_t store_search_index_tail(Store *s, size_t most);
 /* Binds s, or NULL when s is NULL. */
 void store_bind_text(sqlite3_stmt *st, int i, const char *s);
 /* Binds the set of strings set (NULL-terminated) as a JSON array, for

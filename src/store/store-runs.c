@@ -107,41 +107,74 @@ static int run_list_read(Store *s, const char *tenant, const RunFilter *f, const
          * created; migration 16), "schedule = ?6" runs_schedule (25),
          * where "?5 IS NULL OR …" would use neither and walk every run of
          * the tenant to find a function's few. */
-        const char *origin0 = f && f->fn_name
-                                      ? (f->schedule ? "AND fn_name = ?5 AND schedule = ?6 " : "AND fn_name = ?5 ")
-                              : f && f->schedule ? "AND schedule = ?6 "
-                                                 : "";
-        /* A text (?7, its ASCII letters lowered) is looked for in the
-         * walk, as the states are (no index helps a part of a word): the
-         * newest N runs that have it, however old (run_filter_text_match()
-         * is the same test in C). */
+        /* A text (?7, its ASCII letters lowered) is tested in the walk
+         * (run_filter_text_match() is the same test in C): the newest N
+         * runs that have it, however old. The search index
+         * (store-search.c) gives the runs that may have it (?8, their
+         * rowids), and the
+         * runs it does not hold yet (store_search_tail_sql): when they are
+         * few, only those are looked at, each by its rowid; the tenant, the
+         * function and the schedule are then tested on them ("+tenant"
+         * keeps SQLite off the indexes that would walk the tenant's runs).
+         * A text of fewer than 3 characters, or a common one, is left to
+         * the walk. */
         bool text = f && f->text && *f->text;
-        _cleanup_free_ char *origin = xasprintf("%s%s", origin0,
+        _cleanup_free_ char *match = text ? store_search_match(f->text) : NULL;
+        if (match)
+                (void) store_search_index_tail(s, 0); /* read-only, busy: a longer tail */
+        store_lock(s);
+        /* The candidates and the list read one snapshot: a process that
+         * indexes runs between them (an embedded CLI beside a daemon) must
+         * not move the mark past runs the candidates lack. */
+        bool snapshot = match && sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+        _cleanup_free_ char *found = NULL;
+        bool indexed = snapshot && store_search_candidates(s, match, &found) >= 0;
+        const char *plus = indexed ? "+" : "";
+        _cleanup_free_ char *origin0 = f && f->fn_name && f->schedule
+                                               ? xasprintf("AND %sfn_name = ?5 AND %sschedule = ?6 ", plus, plus)
+                                       : f && f->fn_name  ? xasprintf("AND %sfn_name = ?5 ", plus)
+                                       : f && f->schedule ? xasprintf("AND %sschedule = ?6 ", plus)
+                                                          : xstrdup("");
+        _cleanup_free_ char *origin = xasprintf("%s%s%s%s%s", origin0,
+                                                indexed ? "AND (rowid IN (SELECT value FROM json_each(?8)) OR " : "",
+                                                indexed ? store_search_tail_sql : "", indexed ? ") " : "",
                                                 text ? "AND (instr(lower(id), ?7) OR instr(lower(filename), ?7) OR "
                                                        "instr(lower(function), ?7) OR instr(lower(fn_name), ?7) OR "
                                                        "instr(lower(schedule), ?7)) "
                                                      : "");
         _cleanup_free_ char *sql =
-                tenant ? xasprintf("SELECT " RUN_SELECT_COLUMNS " FROM runs WHERE tenant = ?1 %s"
-                                   "AND (?3 IS NULL OR status IN (SELECT value FROM json_each(?3))) "
-                                   "AND (?4 IS NULL OR (created, id) < (SELECT created, id FROM runs "
-                                   "WHERE id = ?4)) "
-                                   "ORDER BY created DESC, id DESC LIMIT ?2",
-                                   origin)
-                       : xasprintf("WITH RECURSIVE t(x) AS (SELECT (SELECT min(tenant) FROM runs) "
-                                   "UNION ALL SELECT (SELECT min(tenant) FROM runs WHERE tenant > t.x) "
-                                   "FROM t WHERE t.x IS NOT NULL) "
-                                   "SELECT " RUN_SELECT_COLUMNS " FROM t JOIN runs ON runs.rowid IN "
-                                   "(SELECT rowid FROM runs WHERE tenant = t.x %s"
-                                   "AND (?3 IS NULL OR status IN (SELECT value FROM json_each(?3))) "
-                                   "AND (?4 IS NULL OR (created, id) < (SELECT created, id FROM runs "
-                                   "WHERE id = ?4)) "
-                                   "ORDER BY created DESC, id DESC LIMIT ?2) "
-                                   "WHERE ?1 IS NULL ORDER BY created DESC, id DESC LIMIT ?2",
-                                   origin);
-        store_lock(s);
+                /* Sorted as rowids, then read: the sort of the candidates'
+                 * whole rows (their results, arguments) cost more than
+                 * finding them. */
+                indexed  ? xasprintf("SELECT " RUN_SELECT_COLUMNS " FROM runs WHERE rowid IN "
+                                      "(SELECT rowid FROM runs WHERE (?1 IS NULL OR +tenant = ?1) %s"
+                                      "AND (?3 IS NULL OR status IN (SELECT value FROM json_each(?3))) "
+                                      "AND (?4 IS NULL OR (created, id) < (SELECT created, id FROM runs "
+                                      "WHERE id = ?4)) "
+                                      "ORDER BY created DESC, id DESC LIMIT ?2) "
+                                      "ORDER BY created DESC, id DESC",
+                                     origin)
+                : tenant ? xasprintf("SELECT " RUN_SELECT_COLUMNS " FROM runs WHERE tenant = ?1 %s"
+                                     "AND (?3 IS NULL OR status IN (SELECT value FROM json_each(?3))) "
+                                     "AND (?4 IS NULL OR (created, id) < (SELECT created, id FROM runs "
+                                     "WHERE id = ?4)) "
+                                     "ORDER BY created DESC, id DESC LIMIT ?2",
+                                     origin)
+                         : xasprintf("WITH RECURSIVE t(x) AS (SELECT (SELECT min(tenant) FROM runs) "
+                                     "UNION ALL SELECT (SELECT min(tenant) FROM runs WHERE tenant > t.x) "
+                                     "FROM t WHERE t.x IS NOT NULL) "
+                                     "SELECT " RUN_SELECT_COLUMNS " FROM t JOIN runs ON runs.rowid IN "
+                                     "(SELECT rowid FROM runs WHERE tenant = t.x %s"
+                                     "AND (?3 IS NULL OR status IN (SELECT value FROM json_each(?3))) "
+                                     "AND (?4 IS NULL OR (created, id) < (SELECT created, id FROM runs "
+                                     "WHERE id = ?4)) "
+                                     "ORDER BY created DESC, id DESC LIMIT ?2) "
+                                     "WHERE ?1 IS NULL ORDER BY created DESC, id DESC LIMIT ?2",
+                                     origin);
         int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
         if (rc != SQLITE_OK) {
+                if (snapshot)
+                        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
                 pthread_mutex_unlock(&s->lock);
                 return store_sqlite_errno(rc);
         }
@@ -160,6 +193,8 @@ static int run_list_read(Store *s, const char *tenant, const RunFilter *f, const
                                 *c = (char) (*c - 'A' + 'a');
                 store_bind_text(st, 7, lowered);
         }
+        if (indexed)
+                store_bind_text(st, 8, found);
         RunRecord **v = NULL;
         size_t n = 0;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -167,6 +202,8 @@ static int run_list_read(Store *s, const char *tenant, const RunFilter *f, const
                 v[n++] = store_run_from_row(st);
         }
         sqlite3_finalize(st);
+        if (snapshot)
+                sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL); /* a read: nothing to lose */
         pthread_mutex_unlock(&s->lock);
         if (rc != SQLITE_DONE) {
                 run_record_list_free(v, n);

@@ -141,7 +141,8 @@ def test_a_database_from_before_the_origin_loads(tmp_path, cli):
     assert p.returncode == 0, p.stderr
     rid = json.loads(cli("ps", "--json", env=env).stdout)[0]["id"]
     db = sqlite3.connect(home / "pysprinter.db")
-    db.executescript("DROP INDEX runs_schedule; ALTER TABLE runs DROP COLUMN fn_version; ALTER TABLE runs DROP COLUMN schedule;"
+    db.executescript("DROP TRIGGER runs_search_delete; DROP TRIGGER runs_search_update; DROP TABLE runs_search; DELETE FROM kv WHERE ns='search';"
+                     "DROP INDEX runs_schedule; ALTER TABLE runs DROP COLUMN fn_version; ALTER TABLE runs DROP COLUMN schedule;"
                      "ALTER TABLE runs DROP COLUMN limits_json;"
                      "ALTER TABLE functions DROP COLUMN lock_json;"
                      "PRAGMA user_version=22;")
@@ -151,7 +152,7 @@ def test_a_database_from_before_the_origin_loads(tmp_path, cli):
     run = json.loads(p.stdout)
     assert run["status"] == "succeeded" and origin(run) == (None, None, None)
     db = sqlite3.connect(home / "pysprinter.db")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 26
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 27
     db.close()
 
 

@@ -852,6 +852,232 @@ static void test_run_list_by_text(void **state) {
         store_close(s);
 }
 
+/* The search index (store-search.c, migration 27) changes no answer: for
+ * many texts (shorter than a trigram, in other cases, not ASCII, quotes,
+ * wildcards, none found, common ones), each tenant and limit, the list is
+ * the newest runs run_filter_text_match() keeps — while the index holds
+ * none, some (a chunk of 40 per search) or all of the runs, after
+ * searched fields of indexed runs change, runs (the newest too, whose
+ * rowid SQLite gives again) are deleted and added, with the walk taking
+ * the common texts (a low candidate cap), and after a VACUUM. */
+static const char *const search_names[] = {
+        "etl/Load_Orders.py", "main", "handler_7", "Straße.py", "ÉTÉ",  "été",    "naïve_bayes",         "x\"y'z",
+        "100%_done.py",       "a_b",  "NIGHTLY",   "nightly-2", "tick", "TiCkEr", "日本語のファイル.py", "résumé",
+};
+static const char *const search_texts[] = {
+        "a",
+        "A",
+        "é",
+        "ab",
+        "_",
+        "%",
+        "\"",
+        "ti",
+        "tic",
+        "TICK",
+        "ticker",
+        "load_",
+        "LOAD_ORDERS",
+        "orders.py",
+        "straße",
+        "STRASSE",
+        "STRAßE",
+        "été",
+        "ÉTÉ",
+        "Été",
+        "té",
+        "naïve",
+        "NAÏVE",
+        "x\"y",
+        "\"y'",
+        "'z",
+        "100%",
+        "%_d",
+        "a_b",
+        "night",
+        "ghtly-",
+        "日本語",
+        "本語の",
+        "ファイル.py",
+        "résumé",
+        "RÉSUMÉ",
+        "sum",
+        "s00",
+        "r01",
+        "S01",
+        "nothing-has-this",
+        "zzz",
+        "f.py",
+        ".py",
+        "py",
+        "handler_",
+        "_7",
+};
+
+static void search_insert(Store *s, int i) {
+        char id[32], sql[512];
+        snprintf(id, sizeof(id), "s%03d%s", i, i % 5 ? "" : "Xq");
+        insert(s, id, i % 3 ? "a" : "b", i % 7 ? "succeeded" : "failed", 1000 + (usec_t) i);
+        size_t n = ELEMENTSOF(search_names);
+        char *q[4];
+        for (int k = 0; k < 4; k++)
+                q[k] = sqlite3_mprintf("%Q", search_names[(size_t) (i / 2 + k * 5) % n]);
+        snprintf(sql, sizeof(sql), "UPDATE runs SET filename=%s, function=%s, fn_name=%s, schedule=%s WHERE id='%s'",
+                 i % 4 ? q[0] : "NULL", q[1], i % 2 ? q[2] : "NULL", i % 3 ? "NULL" : q[3], id);
+        for (int k = 0; k < 4; k++)
+                sqlite3_free(q[k]);
+        store_lock(s);
+        assert_int_equal(sqlite3_exec(s->db, sql, NULL, NULL, NULL), SQLITE_OK);
+        pthread_mutex_unlock(&s->lock);
+}
+
+static void search_exec(Store *s, const char *sql) {
+        store_lock(s);
+        assert_int_equal(sqlite3_exec(s->db, sql, NULL, NULL, NULL), SQLITE_OK);
+        pthread_mutex_unlock(&s->lock);
+}
+
+static void assert_search_is_the_walk(Store *s) {
+        RunRecord **all = NULL;
+        size_t n_all = 0;
+        assert_int_equal(store_run_list(s, NULL, NULL, 100000, &all, &n_all), 0);
+        const char *tenants[] = { "a", "b", NULL };
+        const size_t limits[] = { 3, 1000 };
+        for (size_t t = 0; t < ELEMENTSOF(search_texts); t++)
+                for (size_t w = 0; w < ELEMENTSOF(tenants); w++)
+                        for (size_t l = 0; l < ELEMENTSOF(limits); l++) {
+                                RunFilter f = { .text = search_texts[t] };
+                                RunRecord **v = NULL;
+                                size_t n = 0;
+                                assert_int_equal(store_run_list(s, tenants[w], &f, limits[l], &v, &n), 0);
+                                size_t k = 0;
+                                for (size_t j = 0; j < n_all && k < limits[l]; j++) {
+                                        if ((tenants[w] && !streq(all[j]->tenant, tenants[w])) ||
+                                            !run_filter_text_match(search_texts[t], all[j]))
+                                                continue;
+                                        if (k >= n || !streq(v[k]->id, all[j]->id))
+                                                fail_msg("q=%s tenant=%s limit=%zu: #%zu is %s, the walk's %s",
+                                                         search_texts[t], tenants[w] ?: "(any)", limits[l], k,
+                                                         k < n ? v[k]->id : "(none)", all[j]->id);
+                                        k++;
+                                }
+                                if (k != n)
+                                        fail_msg("q=%s tenant=%s: %zu runs, the walk's %zu", search_texts[t],
+                                                 tenants[w] ?: "(any)", n, k);
+                                run_record_list_free(v, n);
+                        }
+        /* With other filters too. */
+        char *failed[] = { (char *) "failed", NULL };
+        RunFilter f = { .statuses = failed, .text = "tick", .fn_name = "tick" };
+        RunRecord **v = NULL;
+        size_t n = 0, k = 0;
+        assert_int_equal(store_run_list(s, "a", &f, 1000, &v, &n), 0);
+        for (size_t j = 0; j < n_all; j++)
+                if (streq(all[j]->tenant, "a") && run_filter_match(&f, all[j]))
+                        assert_string_equal(v[k++]->id, all[j]->id);
+        assert_int_equal(k, n);
+        run_record_list_free(v, n);
+        run_record_list_free(all, n_all);
+}
+
+static int64_t search_mark(Store *s) {
+        store_lock(s);
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_prepare_v2(s->db,
+                                            "SELECT CAST(value AS INTEGER) - (SELECT max(rowid) FROM runs) "
+                                            "FROM kv WHERE ns='search' AND key='rowid'",
+                                            -1, &st, NULL),
+                         SQLITE_OK);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        int64_t m = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        pthread_mutex_unlock(&s->lock);
+        return m;
+}
+
+static Store *open_at(char **ret_path);
+
+static void test_run_search_index_answers_as_the_walk(void **state) {
+        _cleanup_free_ char *path = NULL;
+        Store *s = open_at(&path);
+        for (int i = 0; i < 240; i++)
+                search_insert(s, i);
+        store_close(s);
+        /* Its runs recorded before the index (schema 26): migrated, they
+         * are found as before. */
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db,
+                                      "DROP TRIGGER runs_search_delete; DROP TRIGGER runs_search_update;"
+                                      "DROP TABLE runs_search; DELETE FROM kv WHERE ns = 'search';"
+                                      "PRAGMA user_version = 26;",
+                                      NULL, NULL, NULL),
+                         SQLITE_OK);
+        sqlite3_close(db);
+        assert_int_equal(store_open(path, &s), 0);
+        s->search_chunk = 40;
+        assert_search_is_the_walk(s); /* the index fills as it goes */
+        assert_int_equal(search_mark(s), 0);
+        /* Searched fields of indexed runs change; runs go, the newest too
+         * (its rowid is given again), and come. */
+        search_exec(s, "UPDATE runs SET function='renamed_tick' WHERE rowid % 9 = 0;"
+                       "UPDATE runs SET schedule=NULL, fn_name='Fresh' WHERE rowid % 11 = 0;"
+                       "DELETE FROM runs WHERE rowid % 13 = 0 OR rowid > 230;");
+        assert_true(search_mark(s) <= 0);
+        for (int i = 300; i < 330; i++)
+                search_insert(s, i);
+        s->search_chunk = 7;
+        assert_search_is_the_walk(s);
+        s->search_candidates_max = 5; /* every common text walks */
+        assert_search_is_the_walk(s);
+        s->search_candidates_max = 0;
+        assert_int_equal(search_mark(s), 0);
+        search_exec(s, "DELETE FROM runs WHERE rowid % 5 = 0; VACUUM;");
+        assert_search_is_the_walk(s);
+        /* The index gives a rare text's few runs, not every run. */
+        _cleanup_free_ char *m = store_search_match("LOAD_ORDERS");
+        assert_string_equal(m, "\"LOA\" AND \"OAD\" AND \"AD_\" AND \"D_O\" AND \"_OR\" AND \"ORD\" AND \"RDE\" AND "
+                               "\"DER\" AND \"ERS\"");
+        assert_null(store_search_match("ab"));
+        assert_null(store_search_match("é\xff"));
+        assert_null(store_search_match("\xc0\xafxyz")); /* overlong '/' */
+        _cleanup_free_ char *q = store_search_match("x\"y'");
+        assert_string_equal(q, "\"x\"\"y\" AND \"\"\"y'\"");
+        _cleanup_free_ char *found = NULL;
+        store_lock(s);
+        assert_int_equal(store_search_candidates(s, m, &found), 0);
+        pthread_mutex_unlock(&s->lock);
+        json_t *j = json_loads(found, 0, NULL);
+        assert_non_null(j);
+        RunRecord **v = NULL;
+        size_t n = 0, have = 0;
+        assert_int_equal(store_run_list(s, NULL, NULL, 100000, &v, &n), 0);
+        for (size_t i = 0; i < n; i++)
+                have += run_filter_text_match("LOAD_ORDERS", v[i]);
+        assert_true(have > 0 && json_array_size(j) >= have && json_array_size(j) < n / 4);
+        run_record_list_free(v, n);
+        json_decref(j);
+        /* A collection indexes the tail (a dry run does not), 8 runs a
+         * transaction here, and removes the runs of functions that are not
+         * deployed (those with an fn_name): the answers stay the walk's. */
+        for (int i = 400; i < 450; i++)
+                search_insert(s, i);
+        RetentionConfig rc;
+        retention_config_init(&rc);
+        rc.batch_rows = 2;
+        rc.batch_pause_usec = 0;
+        GcStats dry = {}, wet = {};
+        assert_int_equal(store_gc(s, &rc, dir, 2000, true, NULL, &dry), 0);
+        assert_true(search_mark(s) < 0);
+        assert_int_equal(store_gc(s, &rc, dir, 2000, false, NULL, &wet), 0);
+        assert_true(wet.runs > 0);
+        assert_int_equal(search_mark(s), 0);
+        retention_config_done(&rc);
+        s->search_chunk = 1;
+        assert_search_is_the_walk(s);
+        store_close(s);
+}
+
 static void test_mark_lost(void **state) {
         Store *s = open_fresh();
         insert(s, "r1", "a", "running", 1);
@@ -3655,7 +3881,9 @@ static void test_tenant_index_pages_stay_full(void **state) {
         assert_true(unused * 4 < pages * 4096);
 
         /* The same database as schema 17 left it: migrated, the same list. */
-        exec_on(path, "DROP INDEX runs_schedule;"
+        exec_on(path, "DROP TRIGGER runs_search_delete; DROP TRIGGER runs_search_update; DROP TABLE runs_search;"
+                      "DELETE FROM kv WHERE ns = 'search';"
+                      "DROP INDEX runs_schedule;"
                       "DROP INDEX runs_tenant_created; CREATE INDEX runs_tenant_created ON runs(tenant, created DESC);"
                       "ALTER TABLE functions DROP COLUMN signature; ALTER TABLE functions DROP COLUMN doc;"
                       "ALTER TABLE functions DROP COLUMN lock_json;"
@@ -6260,6 +6488,7 @@ int main(void) {
                 cmocka_unit_test(test_run_list_by_status),
                 cmocka_unit_test(test_run_list_by_origin),
                 cmocka_unit_test(test_run_list_by_text),
+                cmocka_unit_test(test_run_search_index_answers_as_the_walk),
                 cmocka_unit_test(test_run_list_before),
                 cmocka_unit_test(test_mark_lost),
                 cmocka_unit_test(test_orphaned_runs_are_marked_lost),
