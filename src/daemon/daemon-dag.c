@@ -653,7 +653,12 @@ int daemon_dag_resume_record(Daemon *d, const DagRunRecord *rec) {
                         (void) record_failure(d, NULL, rec->tenant, rec->id, "failed", err ? err : "cannot be resumed");
                         return r;
                 }
-                DagOptions o = { .sandbox = d->cfg.sandbox };
+                /* A cluster's takeover continues a DAG run another
+                 * gateway drove: a task it recorded failed or cancelled
+                 * keeps that end (its run is not run again), so the DAG
+                 * run ends as that gateway ended it when it could not
+                 * write its end (stopped while Redis was away). */
+                DagOptions o = { .sandbox = d->cfg.sandbox, .keep_ended = d->cluster };
                 dag_options_restore(rec->options_json, &o);
                 r = ddag_start(d, rec->id, rec->tenant ? rec->tenant : "local", dag, &o, NULL);
                 if (r < 0)

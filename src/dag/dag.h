@@ -158,6 +158,12 @@ typedef struct DagOptions {
         bool keep_going;         /* run whatever does not depend on a failure */
         SandboxMode sandbox;
         const char *resume_id;   /* continue this DAG run: finished tasks keep their results */
+        /* With resume_id: a task recorded failed or cancelled keeps that end
+         * too (its run is not run again), so the resumed DAG run ends as the
+         * driver that recorded it would have (a cluster's takeover of a DAG
+         * run its gateway stopped driving). Without it (`dag resume`), such
+         * a task runs again. */
+        bool keep_ended;
         const char *dag_id;      /* NULL: a new id */
         bool skip_validation;    /* (tests) */
         /* The embedded engine's secrets key (shared.h seal_key_load): a
