@@ -556,6 +556,11 @@ void daemon_run_overlay_unwritten(Daemon *d, RunRecord *rec) {
         for (DRun *r = d->unwritten; r; r = r->next_unwritten) {
                 if (!streq(r->id, rec->id))
                         continue;
+                /* A newer attempt in the record: this node's attempt was
+                 * taken over (it lost its lease, in a cluster) and its end
+                 * will be refused as stale; the record's is the run's. */
+                if (rec->attempt > r->attempt)
+                        break;
                 const RunResult *res = r->result;
                 free(rec->status);
                 rec->status = xstrdup(run_status_to_string(res->status));

@@ -580,7 +580,9 @@ int daemon_runs_init(Daemon *d);
 int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRequest *req, const char *fn_name,
                       int fn_version, bool lambda, DRun **ret);
 /* rec is a stored record still in flight: when the daemon holds its end
- * but could not store it yet (a full disk), fills rec with that end. */
+ * but could not store it yet (a full disk; Redis away), fills rec with
+ * that end — not when rec names a newer attempt (another node took the
+ * run over: this end will be refused as stale). */
 void daemon_run_overlay_unwritten(Daemon *d, RunRecord *rec);
 /* Runs again what the queue holds after a restart (queued, or running
  * when the daemon died with attempts left); returns how many were resumed.
