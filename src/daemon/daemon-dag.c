@@ -132,8 +132,10 @@ static RunResult *result_from_record(Daemon *d, const char *id) {
         return res;
 }
 
-/* Waits for r to end: 0 with *ret, -ESHUTDOWN when the daemon stops and
- * leaves r for the next start (queued, or cancelled by the stop). */
+/* Waits for r to end: 0 with *ret; when the daemon stops, -EINPROGRESS
+ * when r goes on without it (left queued in the durable queue, or handed
+ * to another node of the cluster: the resume waits for it by its id),
+ * -ESHUTDOWN when the stop cancelled it (the task runs again). */
 static int task_wait(Daemon *d, DDag *g, DRun *r, RunResult **ret) {
         bool cancel_sent = false;
         pthread_mutex_lock(&d->lock);
@@ -144,7 +146,7 @@ static int task_wait(Daemon *d, DDag *g, DRun *r, RunResult **ret) {
                         /* The stopping daemon leaves it queued in the
                          * durable queue; its thread is gone. */
                         pthread_mutex_unlock(&d->lock);
-                        return -ESHUTDOWN;
+                        return -EINPROGRESS;
                 }
                 if (dag_cancelled(g->dag) && !cancel_sent) {
                         pthread_mutex_unlock(&d->lock);
@@ -158,9 +160,10 @@ static int task_wait(Daemon *d, DDag *g, DRun *r, RunResult **ret) {
         /* A run the stopping daemon cancelled was not the user's cancel:
          * the task runs again when the DAG resumes. */
         bool stop_cancel = r->status == RUN_CANCELLED && d->leave_queued && !dag_cancelled(g->dag);
+        bool handed_back = r->handed_back;
         pthread_mutex_unlock(&d->lock);
         if (stop_cancel)
-                return -ESHUTDOWN;
+                return handed_back ? -EINPROGRESS : -ESHUTDOWN;
         *ret = result_copy(r);
         return 0;
 }
@@ -171,7 +174,8 @@ static int task_wait(Daemon *d, DDag *g, DRun *r, RunResult **ret) {
  * this polls, every 200 ms). -ENOENT when there is no such run (the
  * gateway died, or stopped, before submitting it: the caller submits it
  * under that same id, so a late submit of the old owner adds nothing),
- * -ESRCH when it ended lost (its node died: the caller submits anew). */
+ * -ESRCH when it ended lost (its node died: the caller submits anew),
+ * -EINPROGRESS when this daemon stops (the run goes on). */
 static int remote_task_wait(Daemon *d, DDag *g, const char *id, RunResult **ret) {
         bool cancel_sent = false;
         for (;;) {
@@ -196,7 +200,7 @@ static int remote_task_wait(Daemon *d, DDag *g, const char *id, RunResult **ret)
                 bool stopping = d->leave_queued;
                 pthread_mutex_unlock(&d->lock);
                 if (stopping)
-                        return -ESHUTDOWN;
+                        return -EINPROGRESS; /* it goes on: the next owner waits for it */
                 usleep(200 * 1000);
         }
 }
@@ -254,6 +258,16 @@ static int dag_sync(Daemon *d, DDag *g, const char *id, bool final) {
                 nanosleep(&ts, NULL);
                 backoff_ms = MIN(backoff_ms * 2, 1000u);
         }
+}
+
+/* -EINPROGRESS (the run goes on; the resume waits for it by the id the
+ * task records) only for the run the DAG run records for the task: its
+ * adopted run, or the run of spec.run_id. A run submitted anew in place
+ * of an adopted one that ended lost is not recorded: -ESHUTDOWN. */
+static int stopped_with(const DagTaskRun *tr, const char *submit_id, int k) {
+        if (k == -EINPROGRESS && tr->adopt_run_id && !streq(tr->adopt_run_id, submit_id))
+                return -ESHUTDOWN;
+        return k;
 }
 
 /* DagRunFn: the task as a run of the daemon's queue (see the top). */
@@ -324,7 +338,10 @@ static int dag_task_run(const DagTaskRun *tr, void *userdata, RunResult **ret_re
                  * the task: Connection refused"), and the DAG run. */
                 bool unanswered = d->cluster && (k == -ECONNREFUSED || k == -ECOMM);
                 if (unanswered && dag_caller_stopping(g))
-                        return -ESHUTDOWN;
+                        /* The submit may have landed: the resume looks
+                         * for the run by its id, and submits it under
+                         * that id when it did not (submit.lua). */
+                        return stopped_with(tr, submit_id, -EINPROGRESS);
                 if (k != -EBUSY && k != -EUSERS && !unanswered) {
                         if (k < 0)
                                 return k;
@@ -342,7 +359,7 @@ static int dag_task_run(const DagTaskRun *tr, void *userdata, RunResult **ret_re
         }
         int k = task_wait(d, g, r, ret_result);
         drun_unref(d, r);
-        return k;
+        return stopped_with(tr, submit_id, k);
 }
 
 static void dag_task_cancel(const char *run_id, void *userdata) {

@@ -394,6 +394,10 @@ struct DRun {
         int max_attempts;
         bool claimed;           /* cluster: claimed from Redis by this node (daemon-cluster.c) */
         bool start_unanswered;  /* claimed, and the queue never answered its start: nothing is written */
+        /* Claimed, still running when this node stopped past its drain:
+         * stopped here with nothing written, left to another node
+         * (reclaim.lua), as if this node had died. Under Daemon.lock. */
+        bool handed_back;
         /* Cluster, a run this gateway submitted and another node runs
          * (daemon-runs.c "remote runs"; all under Daemon.lock): waited
          * for here until its record ends; a look at its record is due

@@ -703,6 +703,18 @@ static void run_task(Dag *d, Task *t) {
                 r = d->opts.run(&tr, d->opts.run_userdata, &res);
                 store_env_free(env);
                 free(out.hash);
+                if (r == -EINPROGRESS) {
+                        /* The runner's process stops, its run goes on:
+                         * the task stays running under that run's id, for
+                         * the resume to adopt (a second run would execute
+                         * the task twice). */
+                        pthread_mutex_lock(&d->lock);
+                        d->interrupted = true;
+                        d->stop = true;
+                        record_task(d, t);
+                        pthread_mutex_unlock(&d->lock);
+                        return;
+                }
                 if (r == -ESHUTDOWN) {
                         /* The runner's process stops: the task runs again
                          * when the DAG run is resumed. */

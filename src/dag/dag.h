@@ -106,7 +106,11 @@ typedef struct DagTaskRun {
 /* Runs one task to its end, blocking, like engine_run(): 0 with
  * *ret_result whatever the outcome; -ESHUTDOWN when the caller is stopping
  * and the task should run again when the DAG is resumed (dag_run() then
- * returns -ESHUTDOWN and leaves the DAG run recorded as running); another
+ * returns -ESHUTDOWN and leaves the DAG run recorded as running);
+ * -EINPROGRESS when the caller is stopping and the task's run (spec.run_id,
+ * or adopt_run_id) goes on without it — left queued, handed to another
+ * node: the task stays recorded running under that run id, so the resume
+ * waits for that run (adopt_run_id) instead of starting another; another
  * negative errno when it could not run. */
 typedef int (*DagRunFn)(const DagTaskRun *tr, void *userdata, RunResult **ret_result);
 /* Cancels a run the runner started (the DAG run is being cancelled). */

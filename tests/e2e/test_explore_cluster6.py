@@ -3,12 +3,14 @@ and every gateway gives the same answer when a gateway stops, or is cut
 from Redis, in the middle of a DAG run or a run. A real redis-server with
 AOF on (test_cluster's fixture), nodes on loopback, a gateway cut from
 Redis by a proxy (test_explore_failover4's Blip)."""
+import json
 import signal
 import socket
 import threading
 import sqlite3
 
 from clusterlib import wait_until
+from daemonlib import Daemon, sandbox_mode
 from test_cluster import nodes, pytestmark, redis  # noqa: F401 (skips without the daemon or redis-server; fixtures)
 from test_explore_cluster5 import dag_end
 from test_explore_dagblip import resumed
@@ -203,3 +205,158 @@ def test_a_wait_on_a_node_whose_attempt_was_taken_over_answers_the_runs_end(tmp_
         assert st == 200 and (b["status"], b["attempt"], b["result"]) == ("succeeded", 2, end["result"]), (st, b, end)
     finally:
         blip.close()
+
+
+def test_a_worker_stopped_past_its_drain_leaves_its_run_to_another(tmp_path, nodes, redis):
+    """w1 runs a run of 8 s and is stopped (SIGTERM) with --drain-timeout 1:
+    past its drain it stops the run and writes no end, as when it dies
+    (kill -9); w2 takes the run over once w1's lease expired and the run
+    succeeds there, attempt 2, with its result. A client waiting on the
+    gateway gets that end. Before, w1 ended the run `cancelled` ("the run
+    was cancelled"): a worker's restart (a deploy, `systemctl restart`)
+    ended every run it held for good, where its crash would have lost
+    none."""
+    g1 = nodes("g1", "gateway")
+    w1 = nodes("w1", "worker", slots=1, extra=("--drain-timeout", "1"))
+    answer = {}
+
+    def post():
+        answer["r"] = g1.call("POST", "/v1/runs?wait=true&timeout=120", {"source": SLOW, "kwargs": {"seconds": 8}},
+                              timeout=180)
+
+    t = threading.Thread(target=post)
+    t.start()
+    wait_until(lambda: [k for k in redis.cli("KEYS", "ps:run:*").split() if
+                        redis.cli("HGET", k, "node") == "w1"], 30, "the run to start on w1")
+    rid = redis.cli("KEYS", "ps:run:*").split()[0][len("ps:run:"):]
+    w2 = nodes("w2", "worker", slots=1)
+    w1.proc.send_signal(signal.SIGTERM)
+    assert w1.proc.wait(60) == 0
+    t.join(180)
+    st, b = answer["r"]
+    assert st == 200, (st, b)
+    assert (b["status"], b["attempt"]) == ("succeeded", 2), b
+    assert redis.cli("HGET", f"ps:run:{rid}", "node") == "w2"
+    st, b2 = w2.call("GET", f"/v1/runs/{rid}")
+    assert st == 200 and b2["result"] == b["result"], (b2, b)
+    assert "handed back" in (tmp_path / "w1" / "daemon.log").read_text()
+
+
+def test_a_node_stopped_past_its_drain_answers_its_waiting_client_202(tmp_path, nodes, redis):
+    """n1 (role all) runs the run a client waits for on it
+    (`POST /v1/runs?wait=true`) and is stopped with --drain-timeout 1: the
+    client's answer is 202 with the run in flight and its Location (ask
+    again elsewhere), and n2 runs the run to its end, attempt 2. Before,
+    the run ended `cancelled` (so did the answer), its end for good."""
+    n1 = nodes("n1", "all", slots=1, extra=("--drain-timeout", "1"))
+    answer = {}
+
+    def post():
+        answer["r"] = n1.request("POST", "/v1/runs?wait=true&timeout=120", {"source": SLOW, "kwargs": {"seconds": 8}},
+                                 timeout=180)
+
+    t = threading.Thread(target=post)
+    t.start()
+    wait_until(lambda: [k for k in redis.cli("KEYS", "ps:run:*").split() if
+                        redis.cli("HGET", k, "node") == "n1"], 30, "the run to start on n1")
+    rid = redis.cli("KEYS", "ps:run:*").split()[0][len("ps:run:"):]
+    n2 = nodes("n2", "all", slots=1)
+    n1.proc.send_signal(signal.SIGTERM)
+    t.join(180)
+    st, hdrs, raw = answer["r"]
+    b = json.loads(raw)
+    assert st == 202 and b["id"] == rid and b["status"] in ("queued", "running"), (st, b)
+    assert hdrs.get("location") == f"/v1/runs/{rid}", hdrs
+    assert n1.proc.wait(60) == 0
+    end = n2.wait_status(rid, ["succeeded", "failed", "lost", "cancelled", "error", "killed"], timeout=60)
+    assert (end["status"], end["attempt"]) == ("succeeded", 2), end
+
+
+def task_runs(gw, b):
+    """The tenant's runs other than those named: (id, status, attempt)."""
+    st, runs = gw.call("GET", "/v1/runs")
+    assert st == 200, runs
+    return sorted((r["id"], r["status"], r["attempt"]) for r in runs["runs"] if r["id"] not in b)
+
+
+def test_a_gateway_stopped_with_a_dag_task_queued_runs_it_once(tmp_path, nodes, redis):
+    """g1 drives a DAG run whose task's run waits in the queue (the one
+    worker is busy) and is stopped (SIGTERM, --drain-timeout 1): the run
+    stays queued in Redis, and g2, taking the DAG run over, waits for that
+    run by its id. The task runs once. Before, g1 recorded the task
+    `pending` again when it stopped: g2 submitted a second run for it,
+    and the first one, still queued, ran too."""
+    g1 = nodes("g1", "gateway", extra=("--drain-timeout", "1"))
+    g2 = nodes("g2", "gateway")
+    nodes("w1", "worker", slots=1)
+    st, b = g1.call("POST", "/v1/runs", {"source": SLOW, "kwargs": {"seconds": 4}})
+    assert st == 202, b
+    blocker = b["id"]
+    wait_until(lambda: redis.cli("HGET", f"ps:run:{blocker}", "status") == "running", 30, "the blocker to run")
+    pipeline = "tasks:\n  a: {file: t.py, function: f, args: [21]}\n"
+    st, b = g1.call("POST", "/v1/dags", {"pipeline": pipeline, "files": {"t.py": STEP}, "no_cache": True})
+    assert st == 202, b
+    dag_id = b["id"]
+    wait_until(lambda: len(task_runs(g2, {blocker})) == 1, 30, "the task's run to be queued")
+    g1.proc.send_signal(signal.SIGTERM)
+    assert g1.proc.wait(60) == 0
+    b = dag_end(g2, dag_id)
+    assert b["status"] == "succeeded" and [t["result"] for t in b["tasks"]] == [42], b
+    runs = task_runs(g2, {blocker})
+    assert [(r[1], r[2]) for r in runs] == [("succeeded", 1)] and runs[0][0] == b["tasks"][0]["run_id"], runs
+
+
+def test_a_node_stopped_with_a_dag_task_running_on_it_runs_it_once(tmp_path, nodes, redis):
+    """n1 (role all, alone) drives a DAG run and runs its task's run, and is
+    stopped past its drain: the run is handed back to the cluster (no end
+    written), the DAG run left running. Started again, n1 takes both over:
+    the run runs again (attempt 2) and the DAG run waits for it by its id.
+    One run for the task, none more."""
+    n1 = nodes("n1", "all", slots=1, extra=("--drain-timeout", "1"))
+    step = STEP + "\ndef s(n: int = 1):\n    import time\n    time.sleep(n)\n    return n\n"
+    pipeline = "tasks:\n  a: {file: t.py, function: s, args: [6]}\n  b: {file: t.py, function: f, args: ['${a}']}\n"
+    st, b = n1.call("POST", "/v1/dags", {"pipeline": pipeline, "files": {"t.py": step}, "no_cache": True})
+    assert st == 202, b
+    dag_id = b["id"]
+    wait_until(lambda: [k for k in redis.cli("KEYS", "ps:run:*").split() if
+                        redis.cli("HGET", k, "status") == "running"], 30, "the task's run to start")
+    n1.proc.send_signal(signal.SIGTERM)
+    assert n1.proc.wait(60) == 0
+    n1.start()
+    b = dag_end(n1, dag_id, timeout=90)
+    assert b["status"] == "succeeded" and [t["result"] for t in b["tasks"]] == [6, 12], b
+    runs = task_runs(n1, set())
+    assert sorted((r[0], r[1], r[2]) for r in runs) == sorted(
+        [(b["tasks"][0]["run_id"], "succeeded", 2), (b["tasks"][1]["run_id"], "succeeded", 1)]), (runs, b)
+
+
+def test_a_single_node_stopped_with_a_dag_task_queued_runs_it_once(tmp_path):
+    """The same on one node (no Redis): its one slot busy, a DAG run's task
+    waits in the queue when the daemon is stopped; started again, the
+    daemon runs the queued run and the resumed DAG run waits for it. The
+    task runs once. Before, it ran twice: the queued run, and a new one
+    the resume submitted for the task recorded `pending` again."""
+    d = Daemon(tmp_path / "d", sandbox=sandbox_mode(tmp_path), config_extra="""
+        server:
+          max_concurrent_runs: 1
+          max_concurrent_per_tenant: 1
+        """, args=["--drain-timeout", "1"])
+    d.start()
+    try:
+        st, b = d.call("POST", "/v1/runs", {"source": SLOW, "kwargs": {"seconds": 60}})
+        assert st == 202, b
+        blocker = b["id"]
+        wait_until(lambda: d.call("GET", f"/v1/runs/{blocker}")[1]["status"] == "running", 30, "the blocker to run")
+        pipeline = "tasks:\n  a: {file: t.py, function: f, args: [21]}\n"
+        st, b = d.call("POST", "/v1/dags", {"pipeline": pipeline, "files": {"t.py": STEP}, "no_cache": True})
+        assert st == 202, b
+        dag_id = b["id"]
+        wait_until(lambda: len(task_runs(d, {blocker})) == 1, 30, "the task's run to be queued")
+        assert d.stop() == 0
+        d.start()
+        b = dag_end(d, dag_id)
+        assert b["status"] == "succeeded" and [t["result"] for t in b["tasks"]] == [42], b
+        runs = task_runs(d, {blocker})
+        assert [(r[1], r[2]) for r in runs] == [("succeeded", 1)] and runs[0][0] == b["tasks"][0]["run_id"], runs
+    finally:
+        d.stop()
