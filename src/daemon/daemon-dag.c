@@ -789,15 +789,36 @@ static json_t *dag_record_json_from(Daemon *d, const DagRunRecord *rec, bool wit
                 json_object_set_new(j, "status", json_string("validating"));
         /* Before validation ends no task is recorded yet: show the
          * pipeline's tasks as pending. */
-        if (with_tasks && n == 0 && g && dag_n_tasks(g->dag)) {
+        /* Cluster: another gateway drives it and validates it still (no
+         * task recorded yet, its record `running`): shown as that gateway
+         * shows it, validating with its tasks pending, from the record's
+         * pipeline and files. Before, every other gateway said `running`
+         * with no task: two answers for one DAG run. */
+        Dag *parsed = NULL;
+        if (!g && !local && d->cluster && streq(status, "running")) {
+                DagTaskRecord **t2 = NULL;
+                size_t n2 = 0;
+                bool none = with_tasks ? n == 0 : daemon_dag_tasks(d, rec->id, &t2, &n2) >= 0 && n2 == 0;
+                dag_task_record_list_free(t2, n2);
+                if (none) {
+                        json_object_set_new(j, "status", json_string("validating"));
+                        _cleanup_free_ char *err = NULL;
+                        if (with_tasks && daemon_dag_parse_recorded(d, rec, &parsed, &err) < 0)
+                                parsed = NULL;
+                }
+        }
+        Dag *shown = g ? g->dag : parsed;
+        if (with_tasks && n == 0 && shown && dag_n_tasks(shown)) {
                 json_t *tasks = json_object_get(j, "tasks");
-                for (size_t i = 0; i < dag_n_tasks(g->dag); i++) {
+                for (size_t i = 0; i < dag_n_tasks(shown); i++) {
                         DagTaskInfo info;
-                        dag_task_info(g->dag, i, &info);
+                        dag_task_info(shown, i, &info);
                         json_array_append_new(tasks, json_pack("{s:s, s:s}", "name", info.name, "state", "pending"));
                 }
-                json_object_set_new(json_object_get(j, "counts"), "pending", json_integer((json_int_t) dag_n_tasks(g->dag)));
+                json_object_set_new(json_object_get(j, "counts"), "pending",
+                                    json_integer((json_int_t) dag_n_tasks(shown)));
         }
+        dag_free(parsed);
         if (g)
                 ddag_unref(d, g);
         return j;

@@ -1360,6 +1360,11 @@ int daemon_dag_json(Daemon *d, const char *tenant, const char *id, struct json_t
  * (`{"tasks": [{"name", "file", "depth", "deps": [names]}]}`), from the
  * pipeline it recorded; the DAG page lays the graph out from it. */
 struct MHD_Response *daemon_dag_graph_handle(const DaemonCall *call, unsigned *ret_status);
+/* The pipeline rec recorded, parsed as it ran (its task files from the
+ * run's directory; in a cluster, those the POST sent, from Redis): what
+ * the graph shows, on every gateway. */
+struct Dag; /* dag.h */
+int daemon_dag_parse_recorded(Daemon *d, const DagRunRecord *rec, struct Dag **ret, char **ret_error);
 /* GET /v1/dags/{id}/events: Server-Sent Events of one DAG run of the
  * caller's tenant — "dag" (the DAG object) at once and on every change,
  * "end" when it has ended. 404 for a DAG run the tenant does not have. */

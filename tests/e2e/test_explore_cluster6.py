@@ -360,3 +360,38 @@ def test_a_single_node_stopped_with_a_dag_task_queued_runs_it_once(tmp_path):
         assert [(r[1], r[2]) for r in runs] == [("succeeded", 1)] and runs[0][0] == b["tasks"][0]["run_id"], runs
     finally:
         d.stop()
+
+
+def test_a_dag_run_validating_reads_the_same_on_every_gateway(tmp_path, nodes, redis):
+    """While g1 validates a DAG run (a task file of some MiB: seconds of
+    parsing), g2 shows it as g1 does: `validating`, its tasks pending, in
+    a read by id and in the listing. Before, g2 said `running` with no
+    task while g1 said `validating` with two pending: a client behind a
+    load balancer saw the DAG run jump between the two."""
+    g1 = nodes("g1", "gateway")
+    g2 = nodes("g2", "gateway")
+    nodes("w1", "worker", slots=2)
+    big = STEP + "".join(f"v{i} = [" + ",".join(str(j) for j in range(60)) + "]\n" for i in range(800))
+    pipeline = "tasks:\n  a: {file: t.py, function: f, args: [1]}\n  b: {file: t.py, function: f, args: ['${a}']}\n"
+    st, b = g1.call("POST", "/v1/dags", {"pipeline": pipeline, "files": {"t.py": big}, "no_cache": True})
+    assert st == 202, b
+    dag_id = b["id"]
+
+    def view(b):
+        return b["status"], [(t["name"], t["state"]) for t in b["tasks"]]
+
+    seen = 0
+    while True:
+        st1, b1 = g1.call("GET", f"/v1/dags/{dag_id}")
+        st2, b2 = g2.call("GET", f"/v1/dags/{dag_id}")
+        _, l2 = g2.call("GET", "/v1/dags")
+        st3, b3 = g1.call("GET", f"/v1/dags/{dag_id}")
+        assert st1 == st2 == st3 == 200, (b1, b2, b3)
+        if b1["status"] != "validating" or b3["status"] != "validating":
+            break
+        assert view(b2) == view(b1) == ("validating", [("a", "pending"), ("b", "pending")]), (b1, b2)
+        assert [d["status"] for d in l2["dags"] if d["id"] == dag_id] == ["validating"], l2
+        seen += 1
+    assert seen, "the DAG run was never seen validating"
+    b = dag_end(g2, dag_id, timeout=120)
+    assert b["status"] == "succeeded" and [t["result"] for t in b["tasks"]] == [2, 4], b
