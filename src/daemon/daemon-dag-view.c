@@ -184,6 +184,17 @@ static int graph_parse(Daemon *d, const DagRunRecord *rec, json_t *posted, Dag *
                               d->cluster ? load_posted : dag_load_any, posted, ret, ret_error);
 }
 
+int daemon_dag_parse_recorded(Daemon *d, const DagRunRecord *rec, Dag **ret, char **ret_error) {
+        assert(d && rec && ret && ret_error);
+        json_t *posted = NULL;
+        int r = d->cluster ? daemon_dag_cluster_files(d, rec->id, &posted) : 0;
+        if (r < 0)
+                return r;
+        r = graph_parse(d, rec, posted, ret, ret_error);
+        json_decref(posted);
+        return r;
+}
+
 struct MHD_Response *daemon_dag_graph_handle(const DaemonCall *call, unsigned *ret_status) {
         assert(call && call->tenant && ret_status);
         DagRunRecord *rec = NULL;
@@ -193,17 +204,12 @@ struct MHD_Response *daemon_dag_graph_handle(const DaemonCall *call, unsigned *r
         if (r < 0)
                 return daemon_error_response(r == -EEXIST ? 400 : 500, "bad_request", ret_status, "DAG run: %s",
                                              strerror(-r));
-        json_t *posted = NULL;
-        r = call->d->cluster ? daemon_dag_cluster_files(call->d, rec->id, &posted) : 0;
-        if (r < 0) {
-                dag_run_record_free(rec);
-                return daemon_call_errno(call, r, "DAG run", ret_status);
-        }
         Dag *g = NULL;
         _cleanup_free_ char *err = NULL;
-        r = graph_parse(call->d, rec, posted, &g, &err);
-        json_decref(posted);
+        r = daemon_dag_parse_recorded(call->d, rec, &g, &err);
         dag_run_record_free(rec);
+        if (r < 0 && !err)
+                return daemon_call_errno(call, r, "DAG run", ret_status);
         if (r < 0)
                 return daemon_error_response(409, "conflict", ret_status, "the pipeline does not parse any more: %s",
                                              err ? err : strerror(-r));

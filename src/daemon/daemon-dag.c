@@ -132,8 +132,10 @@ static RunResult *result_from_record(Daemon *d, const char *id) {
         return res;
 }
 
-/* Waits for r to end: 0 with *ret, -ESHUTDOWN when the daemon stops and
- * leaves r for the next start (queued, or cancelled by the stop). */
+/* Waits for r to end: 0 with *ret; when the daemon stops, -EINPROGRESS
+ * when r goes on without it (left queued in the durable queue, or handed
+ * to another node of the cluster: the resume waits for it by its id),
+ * -ESHUTDOWN when the stop cancelled it (the task runs again). */
 static int task_wait(Daemon *d, DDag *g, DRun *r, RunResult **ret) {
         bool cancel_sent = false;
         pthread_mutex_lock(&d->lock);
@@ -144,7 +146,7 @@ static int task_wait(Daemon *d, DDag *g, DRun *r, RunResult **ret) {
                         /* The stopping daemon leaves it queued in the
                          * durable queue; its thread is gone. */
                         pthread_mutex_unlock(&d->lock);
-                        return -ESHUTDOWN;
+                        return -EINPROGRESS;
                 }
                 if (dag_cancelled(g->dag) && !cancel_sent) {
                         pthread_mutex_unlock(&d->lock);
@@ -158,9 +160,10 @@ static int task_wait(Daemon *d, DDag *g, DRun *r, RunResult **ret) {
         /* A run the stopping daemon cancelled was not the user's cancel:
          * the task runs again when the DAG resumes. */
         bool stop_cancel = r->status == RUN_CANCELLED && d->leave_queued && !dag_cancelled(g->dag);
+        bool handed_back = r->handed_back;
         pthread_mutex_unlock(&d->lock);
         if (stop_cancel)
-                return -ESHUTDOWN;
+                return handed_back ? -EINPROGRESS : -ESHUTDOWN;
         *ret = result_copy(r);
         return 0;
 }
@@ -171,7 +174,8 @@ static int task_wait(Daemon *d, DDag *g, DRun *r, RunResult **ret) {
  * this polls, every 200 ms). -ENOENT when there is no such run (the
  * gateway died, or stopped, before submitting it: the caller submits it
  * under that same id, so a late submit of the old owner adds nothing),
- * -ESRCH when it ended lost (its node died: the caller submits anew). */
+ * -ESRCH when it ended lost (its node died: the caller submits anew),
+ * -EINPROGRESS when this daemon stops (the run goes on). */
 static int remote_task_wait(Daemon *d, DDag *g, const char *id, RunResult **ret) {
         bool cancel_sent = false;
         for (;;) {
@@ -196,7 +200,7 @@ static int remote_task_wait(Daemon *d, DDag *g, const char *id, RunResult **ret)
                 bool stopping = d->leave_queued;
                 pthread_mutex_unlock(&d->lock);
                 if (stopping)
-                        return -ESHUTDOWN;
+                        return -EINPROGRESS; /* it goes on: the next owner waits for it */
                 usleep(200 * 1000);
         }
 }
@@ -254,6 +258,16 @@ static int dag_sync(Daemon *d, DDag *g, const char *id, bool final) {
                 nanosleep(&ts, NULL);
                 backoff_ms = MIN(backoff_ms * 2, 1000u);
         }
+}
+
+/* -EINPROGRESS (the run goes on; the resume waits for it by the id the
+ * task records) only for the run the DAG run records for the task: its
+ * adopted run, or the run of spec.run_id. A run submitted anew in place
+ * of an adopted one that ended lost is not recorded: -ESHUTDOWN. */
+static int stopped_with(const DagTaskRun *tr, const char *submit_id, int k) {
+        if (k == -EINPROGRESS && tr->adopt_run_id && !streq(tr->adopt_run_id, submit_id))
+                return -ESHUTDOWN;
+        return k;
 }
 
 /* DagRunFn: the task as a run of the daemon's queue (see the top). */
@@ -324,7 +338,10 @@ static int dag_task_run(const DagTaskRun *tr, void *userdata, RunResult **ret_re
                  * the task: Connection refused"), and the DAG run. */
                 bool unanswered = d->cluster && (k == -ECONNREFUSED || k == -ECOMM);
                 if (unanswered && dag_caller_stopping(g))
-                        return -ESHUTDOWN;
+                        /* The submit may have landed: the resume looks
+                         * for the run by its id, and submits it under
+                         * that id when it did not (submit.lua). */
+                        return stopped_with(tr, submit_id, -EINPROGRESS);
                 if (k != -EBUSY && k != -EUSERS && !unanswered) {
                         if (k < 0)
                                 return k;
@@ -342,7 +359,7 @@ static int dag_task_run(const DagTaskRun *tr, void *userdata, RunResult **ret_re
         }
         int k = task_wait(d, g, r, ret_result);
         drun_unref(d, r);
-        return k;
+        return stopped_with(tr, submit_id, k);
 }
 
 static void dag_task_cancel(const char *run_id, void *userdata) {
@@ -653,7 +670,12 @@ int daemon_dag_resume_record(Daemon *d, const DagRunRecord *rec) {
                         (void) record_failure(d, NULL, rec->tenant, rec->id, "failed", err ? err : "cannot be resumed");
                         return r;
                 }
-                DagOptions o = { .sandbox = d->cfg.sandbox };
+                /* A cluster's takeover continues a DAG run another
+                 * gateway drove: a task it recorded failed or cancelled
+                 * keeps that end (its run is not run again), so the DAG
+                 * run ends as that gateway ended it when it could not
+                 * write its end (stopped while Redis was away). */
+                DagOptions o = { .sandbox = d->cfg.sandbox, .keep_ended = d->cluster };
                 dag_options_restore(rec->options_json, &o);
                 r = ddag_start(d, rec->id, rec->tenant ? rec->tenant : "local", dag, &o, NULL);
                 if (r < 0)
@@ -767,15 +789,36 @@ static json_t *dag_record_json_from(Daemon *d, const DagRunRecord *rec, bool wit
                 json_object_set_new(j, "status", json_string("validating"));
         /* Before validation ends no task is recorded yet: show the
          * pipeline's tasks as pending. */
-        if (with_tasks && n == 0 && g && dag_n_tasks(g->dag)) {
+        /* Cluster: another gateway drives it and validates it still (no
+         * task recorded yet, its record `running`): shown as that gateway
+         * shows it, validating with its tasks pending, from the record's
+         * pipeline and files. Before, every other gateway said `running`
+         * with no task: two answers for one DAG run. */
+        Dag *parsed = NULL;
+        if (!g && !local && d->cluster && streq(status, "running")) {
+                DagTaskRecord **t2 = NULL;
+                size_t n2 = 0;
+                bool none = with_tasks ? n == 0 : daemon_dag_tasks(d, rec->id, &t2, &n2) >= 0 && n2 == 0;
+                dag_task_record_list_free(t2, n2);
+                if (none) {
+                        json_object_set_new(j, "status", json_string("validating"));
+                        _cleanup_free_ char *err = NULL;
+                        if (with_tasks && daemon_dag_parse_recorded(d, rec, &parsed, &err) < 0)
+                                parsed = NULL;
+                }
+        }
+        Dag *shown = g ? g->dag : parsed;
+        if (with_tasks && n == 0 && shown && dag_n_tasks(shown)) {
                 json_t *tasks = json_object_get(j, "tasks");
-                for (size_t i = 0; i < dag_n_tasks(g->dag); i++) {
+                for (size_t i = 0; i < dag_n_tasks(shown); i++) {
                         DagTaskInfo info;
-                        dag_task_info(g->dag, i, &info);
+                        dag_task_info(shown, i, &info);
                         json_array_append_new(tasks, json_pack("{s:s, s:s}", "name", info.name, "state", "pending"));
                 }
-                json_object_set_new(json_object_get(j, "counts"), "pending", json_integer((json_int_t) dag_n_tasks(g->dag)));
+                json_object_set_new(json_object_get(j, "counts"), "pending",
+                                    json_integer((json_int_t) dag_n_tasks(shown)));
         }
+        dag_free(parsed);
         if (g)
                 ddag_unref(d, g);
         return j;

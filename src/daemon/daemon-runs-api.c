@@ -168,8 +168,13 @@ static struct MHD_Response *run_wait_then(const DaemonCall *call, void *p, Daemo
         if (!text)
                 /* The answer shows the id, read from the store. */
                 daemon_run_reveal(w->d, w->r);
+        /* A run this stopping node handed back (its end is another
+         * node's to come): 202, in flight, as at the drain's timeout. */
+        pthread_mutex_lock(&w->d->lock);
+        bool handed_back = w->r->handed_back;
+        pthread_mutex_unlock(&w->d->lock);
         struct MHD_Response *resp = text ? daemon_call_json_text(call, 200, text, ret_status)
-                                         : run_response_held(call, w->r, done ? 200 : 202, ret_status);
+                                         : run_response_held(call, w->r, done && !handed_back ? 200 : 202, ret_status);
         if (w->location) {
                 _cleanup_free_ char *loc = xasprintf("/v1/runs/%s", w->r->id);
                 daemon_response_headers(resp, (const char *const[]) { "Location", loc, NULL });

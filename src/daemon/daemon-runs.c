@@ -556,6 +556,11 @@ void daemon_run_overlay_unwritten(Daemon *d, RunRecord *rec) {
         for (DRun *r = d->unwritten; r; r = r->next_unwritten) {
                 if (!streq(r->id, rec->id))
                         continue;
+                /* A newer attempt in the record: this node's attempt was
+                 * taken over (it lost its lease, in a cluster) and its end
+                 * will be refused as stale; the record's is the run's. */
+                if (rec->attempt > r->attempt)
+                        break;
                 const RunResult *res = r->result;
                 free(rec->status);
                 rec->status = xstrdup(run_status_to_string(res->status));
@@ -664,7 +669,15 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
          * sees the run ended serves all of it. Otherwise the last lines go
          * in with the end, under the one lock taken below. */
         bool ship = r->claimed && d->cluster;
-        bool write = (r->daemon_writes_result || res->record_error < 0) && !r->start_unanswered;
+        /* Handed back (the stop, past its drain): nothing is written, the
+         * run goes on elsewhere — unless it succeeded before the stop's
+         * kill reached it: that end is its own, written as any. */
+        pthread_mutex_lock(&d->lock);
+        if (res->status == RUN_SUCCEEDED)
+                r->handed_back = false;
+        bool handed_back = r->handed_back;
+        pthread_mutex_unlock(&d->lock);
+        bool write = (r->daemon_writes_result || res->record_error < 0) && !r->start_unanswered && !handed_back;
         if (ship) {
                 pthread_mutex_lock(&d->lock);
                 drun_log_close(r);
@@ -674,7 +687,8 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
          * (drun_write_final(), daemon_cluster_finish()): one round trip
          * less per run. */
         if (ship && !(write && r->attempt > 0)) {
-                int k = daemon_cluster_log_ship(d, r, true);
+                /* A run handed back goes on elsewhere: its log does not end. */
+                int k = daemon_cluster_log_ship(d, r, !handed_back);
                 if (k < 0)
                         log_warn("cluster: run %s: cannot send its log to Redis: %s", r->id, strerror(-k));
         }
@@ -1384,11 +1398,13 @@ static DRun *run_end_step(RunStep *st, RunResult **ret_res) {
                 tc->running--;
                 fn_count_leave(d, r);
                 pthread_cond_broadcast(&d->sched_cond);
-                bool cancelled = r->cancel_requested;
+                bool cancelled = r->cancel_requested || r->handed_back;
                 pthread_mutex_unlock(&d->lock);
 
                 /* The kill that cancel sends may surface as a limit or an
-                 * error; what the user asked for is what they see. */
+                 * error; what the user asked for is what they see. (A run
+                 * handed back reads as the stop's cancel here, which a DAG
+                 * task leaves for the resume; nothing of it is written.) */
                 if (cancelled && res->status != RUN_SUCCEEDED && res->status != RUN_CANCELLED) {
                         r->daemon_writes_result = true;
                         res->status = RUN_CANCELLED;

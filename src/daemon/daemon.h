@@ -394,6 +394,10 @@ struct DRun {
         int max_attempts;
         bool claimed;           /* cluster: claimed from Redis by this node (daemon-cluster.c) */
         bool start_unanswered;  /* claimed, and the queue never answered its start: nothing is written */
+        /* Claimed, still running when this node stopped past its drain:
+         * stopped here with nothing written, left to another node
+         * (reclaim.lua), as if this node had died. Under Daemon.lock. */
+        bool handed_back;
         /* Cluster, a run this gateway submitted and another node runs
          * (daemon-runs.c "remote runs"; all under Daemon.lock): waited
          * for here until its record ends; a look at its record is due
@@ -580,7 +584,9 @@ int daemon_runs_init(Daemon *d);
 int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRequest *req, const char *fn_name,
                       int fn_version, bool lambda, DRun **ret);
 /* rec is a stored record still in flight: when the daemon holds its end
- * but could not store it yet (a full disk), fills rec with that end. */
+ * but could not store it yet (a full disk; Redis away), fills rec with
+ * that end — not when rec names a newer attempt (another node took the
+ * run over: this end will be refused as stale). */
 void daemon_run_overlay_unwritten(Daemon *d, RunRecord *rec);
 /* Runs again what the queue holds after a restart (queued, or running
  * when the daemon died with attempts left); returns how many were resumed.
@@ -1355,6 +1361,11 @@ int daemon_dag_json(Daemon *d, const char *tenant, const char *id, struct json_t
  * (`{"tasks": [{"name", "file", "depth", "deps": [names]}]}`), from the
  * pipeline it recorded; the DAG page lays the graph out from it. */
 struct MHD_Response *daemon_dag_graph_handle(const DaemonCall *call, unsigned *ret_status);
+/* The pipeline rec recorded, parsed as it ran (its task files from the
+ * run's directory; in a cluster, those the POST sent, from Redis): what
+ * the graph shows, on every gateway. */
+struct Dag; /* dag.h */
+int daemon_dag_parse_recorded(Daemon *d, const DagRunRecord *rec, struct Dag **ret, char **ret_error);
 /* GET /v1/dags/{id}/events: Server-Sent Events of one DAG run of the
  * caller's tenant — "dag" (the DAG object) at once and on every change,
  * "end" when it has ended. 404 for a DAG run the tenant does not have. */

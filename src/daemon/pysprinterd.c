@@ -972,13 +972,23 @@ int main(int argc, char **argv) {
 
         /* What is still running after the grace period is cancelled, so its
          * record ends as cancelled rather than lost; what never started
-         * stays queued for the next start. */
+         * stays queued for the next start. In a cluster a run claimed
+         * from Redis is stopped with no end written instead: another node
+         * takes it over once this node's lease expired (reclaim.lua) and
+         * runs it again, as after this node's crash — before, a worker's
+         * restart ended each run it held `cancelled`, for good. */
         pthread_mutex_lock(&d->lock);
         d->leave_queued = true;
         char **ids = NULL;
         for (DRun *x = d->runs; x; x = x->next)
                 if (x->status == RUN_RUNNING) {
-                        x->cancel_requested = true;
+                        if (x->claimed && d->cluster && !x->cancel_requested) {
+                                x->handed_back = true;
+                                log_info("run %s: still running past the drain; handed back to the cluster (another "
+                                         "node runs it again)",
+                                         x->id);
+                        } else
+                                x->cancel_requested = true;
                         ids = strv_append(ids, x->id);
                 }
         pthread_cond_broadcast(&d->sched_cond);

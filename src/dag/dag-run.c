@@ -703,6 +703,18 @@ static void run_task(Dag *d, Task *t) {
                 r = d->opts.run(&tr, d->opts.run_userdata, &res);
                 store_env_free(env);
                 free(out.hash);
+                if (r == -EINPROGRESS) {
+                        /* The runner's process stops, its run goes on:
+                         * the task stays running under that run's id, for
+                         * the resume to adopt (a second run would execute
+                         * the task twice). */
+                        pthread_mutex_lock(&d->lock);
+                        d->interrupted = true;
+                        d->stop = true;
+                        record_task(d, t);
+                        pthread_mutex_unlock(&d->lock);
+                        return;
+                }
                 if (r == -ESHUTDOWN) {
                         /* The runner's process stops: the task runs again
                          * when the DAG run is resumed. */
@@ -1052,6 +1064,22 @@ static int restore_tasks(Dag *d, Store *s, char **ret_error) {
                                          * then, not since the resume. */
                                         d->tasks[k].started = recs[i]->started;
                                 }
+                if ((st == DAG_TASK_FAILED || st == DAG_TASK_CANCELLED) && d->opts.keep_ended) {
+                        for (size_t k = 0; k < d->n; k++) {
+                                Task *t = &d->tasks[k];
+                                if (!streq(t->name, recs[i]->name))
+                                        continue;
+                                free(t->run_id);
+                                t->run_id = recs[i]->run_id ? xstrdup(recs[i]->run_id) : NULL;
+                                set_error(t, recs[i]->error);
+                                t->attempts = recs[i]->attempts;
+                                t->exit_code = recs[i]->exit_code;
+                                t->started = recs[i]->started;
+                                t->finished = recs[i]->finished;
+                                t->state = st;
+                        }
+                        continue;
+                }
                 if ((st != DAG_TASK_SUCCEEDED && st != DAG_TASK_CACHED) || !recs[i]->value_json)
                         continue;
                 for (size_t k = 0; k < d->n; k++) {

@@ -106,7 +106,11 @@ typedef struct DagTaskRun {
 /* Runs one task to its end, blocking, like engine_run(): 0 with
  * *ret_result whatever the outcome; -ESHUTDOWN when the caller is stopping
  * and the task should run again when the DAG is resumed (dag_run() then
- * returns -ESHUTDOWN and leaves the DAG run recorded as running); another
+ * returns -ESHUTDOWN and leaves the DAG run recorded as running);
+ * -EINPROGRESS when the caller is stopping and the task's run (spec.run_id,
+ * or adopt_run_id) goes on without it — left queued, handed to another
+ * node: the task stays recorded running under that run id, so the resume
+ * waits for that run (adopt_run_id) instead of starting another; another
  * negative errno when it could not run. */
 typedef int (*DagRunFn)(const DagTaskRun *tr, void *userdata, RunResult **ret_result);
 /* Cancels a run the runner started (the DAG run is being cancelled). */
@@ -158,6 +162,12 @@ typedef struct DagOptions {
         bool keep_going;         /* run whatever does not depend on a failure */
         SandboxMode sandbox;
         const char *resume_id;   /* continue this DAG run: finished tasks keep their results */
+        /* With resume_id: a task recorded failed or cancelled keeps that end
+         * too (its run is not run again), so the resumed DAG run ends as the
+         * driver that recorded it would have (a cluster's takeover of a DAG
+         * run its gateway stopped driving). Without it (`dag resume`), such
+         * a task runs again. */
+        bool keep_ended;
         const char *dag_id;      /* NULL: a new id */
         bool skip_validation;    /* (tests) */
         /* The embedded engine's secrets key (shared.h seal_key_load): a
