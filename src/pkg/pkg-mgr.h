@@ -26,6 +26,11 @@ typedef struct PkgHttpOptions {
          * in libcurl's progress callback, and before a retry; the call
          * then fails with -ECANCELED and "cancelled". NULL: never. */
         const bool *cancel_all;
+        /* GETs: ask for the file's bytes as stored (Accept-Encoding:
+         * identity, nothing decoded), as pip asks for package files — a
+         * `.metadata` file. Downloads and ranged GETs always do; an index
+         * page may come compressed. */
+        bool identity;
 } PkgHttpOptions;
 
 /* Whether a cancel flag (PkgEnvOptions.cancel and its copies) is set. */
