@@ -305,6 +305,19 @@ int pkg_http_get_range(const char *url, int64_t first, uint64_t len, const PkgHt
         return 0;
 }
 
+char *pkg_sha256_mismatch_message(const char *what, const char *from, const char *want, const char *verb,
+                                  const char *url, const char *got) {
+        assert(what && want && verb && url && got);
+        if (from)
+                return xasprintf("%s: sha256 mismatch: %s says %s, the file %s %s has %s (not the file locked: "
+                                 "a corrupt download, or the file was replaced or tampered with since it was "
+                                 "locked)",
+                                 what, from, want, verb, url, got);
+        return xasprintf("%s: sha256 mismatch: the index says %s, the file %s %s has %s "
+                         "(corrupt download or tampered file)",
+                         what, want, verb, url, got);
+}
+
 /* ---- a page's other hashes of a file ------------------------------------ */
 
 /* pkg-mgr.h; RECORD's check (pkg-wheel.c) asks it too. */
@@ -727,10 +740,9 @@ int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions 
                                 sha256_final_hex(t->hash, hex);
                                 t->hash = sha256_free(t->hash);
                                 if (t->d->sha256 && !streq(hex, t->d->sha256)) {
-                                        *ret_error = xasprintf(
-                                                "%s: sha256 mismatch: the index says %s, the file downloaded from %s has %s "
-                                                "(corrupt download or tampered file)",
-                                                t->d->what, t->d->sha256, t->d->url, hex);
+                                        *ret_error = pkg_sha256_mismatch_message(t->d->what, t->d->sha256_from,
+                                                                                 t->d->sha256, "downloaded from",
+                                                                                 t->d->url, hex);
                                         r = -EBADMSG;
                                         goto out;
                                 }

@@ -171,6 +171,10 @@ typedef struct PkgDownload {
         const char *url;
         const char *dest;      /* final path; written via dest.part-XXXX + rename */
         const char *sha256;    /* verified before the rename; NULL: none known */
+        /* Where sha256 came from, for a mismatch's message: "the lock"
+         * (a lock read back: "the lock says X, …", worded as pip words a
+         * --require-hashes mismatch); NULL: the index's page. */
+        const char *sha256_from;
         /* The page's other hashes, "algo=hex" (PkgFile.hashes), NULL if
          * none: each one that can be computed is, as the bytes arrive
          * (no second read), and must match before the rename. */
@@ -183,6 +187,12 @@ typedef struct PkgDownload {
                                 * fsync'ed (a crash leaves a private file
                                 * nobody reuses) */
 } PkgDownload;
+
+/* The message of a file whose sha256 is got, not want: "WHAT: sha256
+ * mismatch: FROM says WANT, the file VERB URL has GOT (…)", FROM "the
+ * index" when NULL (PkgDownload.sha256_from). Caller frees. */
+char *pkg_sha256_mismatch_message(const char *what, const char *from, const char *want, const char *verb,
+                                  const char *url, const char *got);
 
 /* Downloads all of d in parallel (curl multi, at most
  * PKG_MAX_PARALLEL_DOWNLOADS at once), each verified against its sha256.

@@ -319,6 +319,11 @@ typedef struct PkgLock {
          * each without "warning: "; NULL: none. Only a lock the resolver
          * just made has them: not in its JSON, nor in a cached lock. */
         char **warnings;
+        /* Made by the resolver in this process: its sha256s are the ones
+         * the index's pages gave now, and a download's mismatch says "the
+         * index says …". false for a lock read from JSON (a deployed
+         * version's, a cached one): "the lock says …". */
+        bool from_index;
 } PkgLock;
 PkgLock *pkg_lock_free(PkgLock *l);
 /* JSON: {"version":1,"requirements":[…],"packages":[{"name","version",
