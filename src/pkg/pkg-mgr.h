@@ -62,6 +62,7 @@ typedef enum PkgTestPoint {
         PKG_TEST_STORE_REMOVE, /* a remover chose store dirs to remove, before it locked any */
         PKG_TEST_STORE_LOCKED, /* ... locked them and read the records, before it moved any */
         PKG_TEST_RECORD_WRITE, /* an installer's wheels are in the store, its record not yet written */
+        PKG_TEST_STORE_MOVED,  /* a remover moved a store dir aside, before it emptied it */
 } PkgTestPoint;
 extern void (*pkg_test_hook)(PkgTestPoint point, void *userdata);
 extern void *pkg_test_hook_userdata;

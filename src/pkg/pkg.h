@@ -508,7 +508,9 @@ void pkg_damaged_free_many(PkgDamaged *d, size_t n);
 int pkg_store_verify(const char *data_dir, bool repair, size_t *ret_checked, PkgDamaged **ret_damaged,
                      size_t *ret_n_damaged, char **ret_error);
 /* A number that changes each time pkg_store_verify() with repair removes
- * a package from <data_dir>/store (0: none ever did): whoever remembers
+ * a package from <data_dir>/store (0: none ever did) — before it removes
+ * any and after each one it moved aside, so a repair killed half-way has
+ * changed it too: whoever remembers
  * which store dirs an environment has without looking (the engine's
  * pinned environments) compares it, one stat(), and looks again when it
  * changed. A repair may run in another process (`pysprinter env verify
