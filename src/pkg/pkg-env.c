@@ -984,6 +984,26 @@ static void sweep_install_leftovers(const char *data_dir, usec_t now, bool dry_r
  * installs it again), and the next prune removes what is left.
  * ret_removed[i] (may be NULL): whether shas[i] was moved aside. Returns
  * the bytes freed: sizes[i] (NULL: 0) for each dir moved and emptied. */
+/* Rewritten (a new file: a new inode and mtime) by a repair that removes
+ * a package: before it removes any, and after each dir it moved aside,
+ * before emptying it (repair_stamp_write()). In envs/, not store/: prune
+ * removes dot names of the store as a crashed installer's; records are
+ * *.json. */
+#define STORE_REPAIRED "envs/.store-repaired"
+
+/* Tells whoever remembers store dirs without looking
+ * (pkg_store_repair_stamp()) that a repair removes packages: a daemon's
+ * pinned versions ran from the removed dirs until it restarted. Written
+ * before the removals too, so a repair killed between a move and its
+ * stamp (emptying a big dir takes a while) has still told them. */
+static void repair_stamp_write(const char *data_dir) {
+        _cleanup_free_ char *envs = path_join(data_dir, "envs");
+        _cleanup_free_ char *mark = path_join(data_dir, STORE_REPAIRED);
+        _cleanup_free_ char *rnd = NULL;
+        if (mkdir_p(envs, 0755) >= 0 && random_hex(8, &rnd) >= 0)
+                (void) write_file_atomic(mark, rnd, strlen(rnd), 0644);
+}
+
 static uint64_t store_dirs_remove(const char *data_dir, char *const *shas, const uint64_t *sizes, size_t n,
                                   bool damaged, bool *ret_removed) {
         assert(data_dir && (shas || n == 0));
@@ -1017,6 +1037,9 @@ static uint64_t store_dirs_remove(const char *data_dir, char *const *shas, const
                         continue;
                 if (ret_removed)
                         ret_removed[i] = true;
+                if (damaged)
+                        repair_stamp_write(data_dir);
+                pkg_test_point(PKG_TEST_STORE_MOVED);
                 /* Gone from its name: an installer may put it back. */
                 fd = fd_close(fd);
                 if (rm_rf(aside) >= 0 && sizes)
@@ -1170,11 +1193,6 @@ int pkg_env_prune(const char *data_dir, uint64_t budget_bytes, uint64_t max_idle
 
 /* ---- env verify --------------------------------------------------------- */
 
-/* Rewritten (a new file: a new inode and mtime) after each repair that
- * removed a package. In envs/, not store/: prune removes dot names of the
- * store as a crashed installer's; records are *.json. */
-#define STORE_REPAIRED "envs/.store-repaired"
-
 uint64_t pkg_store_repair_stamp(const char *data_dir) {
         assert(data_dir);
         _cleanup_free_ char *p = path_join(data_dir, STORE_REPAIRED);
@@ -1244,7 +1262,8 @@ int pkg_store_verify(const char *data_dir, bool repair, size_t *ret_checked, Pkg
                 closedir(d);
         if (n > 0)
                 qsort(damaged, n, sizeof(PkgDamaged), damaged_cmp);
-        bool removed_any = false;
+        if (repair && n > 0)
+                repair_stamp_write(data_dir);
         for (size_t i = 0; repair && i < n; i++) {
                 /* Moved aside first: a run that looks now finds no dir and
                  * installs the wheel again rather than import from half of
@@ -1254,17 +1273,6 @@ int pkg_store_verify(const char *data_dir, bool repair, size_t *ret_checked, Pkg
                 /* Gone from its name is removed for the store (what a cut
                  * emptying left aside goes at the next prune). */
                 damaged[i].removed = access(p, F_OK) < 0 && errno == ENOENT;
-                removed_any = removed_any || damaged[i].removed;
-        }
-        if (removed_any) {
-                /* Told to whoever remembers store dirs without looking
-                 * (pkg_store_repair_stamp()): a daemon's pinned versions
-                 * ran from the removed dirs until it restarted. */
-                _cleanup_free_ char *envs = path_join(data_dir, "envs");
-                _cleanup_free_ char *mark = path_join(data_dir, STORE_REPAIRED);
-                _cleanup_free_ char *rnd = NULL;
-                if (mkdir_p(envs, 0755) >= 0 && random_hex(8, &rnd) >= 0)
-                        (void) write_file_atomic(mark, rnd, strlen(rnd), 0644);
         }
         *ret_checked = checked;
         *ret_damaged = damaged;

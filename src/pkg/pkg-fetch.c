@@ -65,6 +65,18 @@ static long backoff_ms(unsigned attempt) {
         return MIN(ms, 5000L);
 }
 
+/* Ask for a file's bytes as stored, as pip asks for package files: no
+ * Accept-Encoding would let the server pick any coding (RFC 9110), and
+ * libcurl's own list (gzip, br, ...) had a server or proxy that compresses
+ * on the fly send a representation whose offsets are not the file's, so a
+ * resume's Range (of the bytes written) cut into the compressed ones.
+ * Nothing is decoded either: a server that compresses anyway sends bytes
+ * whose hash is not the file's, a mismatch, as with pip. */
+static struct curl_slist *ask_identity(CURL *c, struct curl_slist *hdrs) {
+        curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, NULL);
+        return curl_slist_append(hdrs, "Accept-Encoding: identity");
+}
+
 static void setup_common(CURL *c, const char *url, const PkgHttpOptions *o) {
         long timeout = o && o->timeout_ms > 0 ? o->timeout_ms : PKG_DEFAULT_TIMEOUT_MS;
         curl_easy_setopt(c, CURLOPT_URL, url);
@@ -174,14 +186,15 @@ static int http_get(const char *url, const char *accept, const char *range, size
                         curl_easy_setopt(c, CURLOPT_SHARE, curl_share);
                 errbuf[0] = 0;
                 curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-                curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
                 curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, mem_write);
                 curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
                 ContentRange cr = {};
+                /* Ranges of the file's bytes, not of a compressed
+                 * representation of them; a package file as stored. */
+                if (range || (o && o->identity))
+                        hdrs = ask_identity(c, hdrs);
+                curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
                 if (range) {
-                        /* Ranges of the file's bytes, not of a compressed
-                         * representation of them. */
-                        curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, NULL);
                         curl_easy_setopt(c, CURLOPT_RANGE, range);
                         curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, range_header);
                         curl_easy_setopt(c, CURLOPT_HEADERDATA, &cr);
@@ -290,6 +303,19 @@ int pkg_http_get_range(const char *url, int64_t first, uint64_t len, const PkgHt
         }
         *ret_total = cr.total;
         return 0;
+}
+
+char *pkg_sha256_mismatch_message(const char *what, const char *from, const char *want, const char *verb,
+                                  const char *url, const char *got) {
+        assert(what && want && verb && url && got);
+        if (from)
+                return xasprintf("%s: sha256 mismatch: %s says %s, the file %s %s has %s (not the file locked: "
+                                 "a corrupt download, or the file was replaced or tampered with since it was "
+                                 "locked)",
+                                 what, from, want, verb, url, got);
+        return xasprintf("%s: sha256 mismatch: the index says %s, the file %s %s has %s "
+                         "(corrupt download or tampered file)",
+                         what, want, verb, url, got);
 }
 
 /* ---- a page's other hashes of a file ------------------------------------ */
@@ -487,6 +513,7 @@ typedef struct Transfer {
         usec_t not_before;     /* retry backoff */
         bool waiting;
         uint64_t cut_got, cut_of; /* the last attempt the server cut short */
+        struct curl_slist *hdrs;  /* the easy handle's headers */
 } Transfer;
 
 typedef struct Downloads {
@@ -597,6 +624,10 @@ static int transfer_start(Transfer *t, const PkgHttpOptions *o) {
         if (!t->easy)
                 return -ENOMEM;
         setup_common(t->easy, t->d->url, o);
+        /* The file's bytes: a resume's Range counts them (ask_identity()). */
+        curl_slist_free_all(t->hdrs);
+        t->hdrs = ask_identity(t->easy, NULL);
+        curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->hdrs);
         curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, file_write);
         curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
         curl_easy_setopt(t->easy, CURLOPT_PRIVATE, t);
@@ -709,10 +740,9 @@ int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions 
                                 sha256_final_hex(t->hash, hex);
                                 t->hash = sha256_free(t->hash);
                                 if (t->d->sha256 && !streq(hex, t->d->sha256)) {
-                                        *ret_error = xasprintf(
-                                                "%s: sha256 mismatch: the index says %s, the file downloaded from %s has %s "
-                                                "(corrupt download or tampered file)",
-                                                t->d->what, t->d->sha256, t->d->url, hex);
+                                        *ret_error = pkg_sha256_mismatch_message(t->d->what, t->d->sha256_from,
+                                                                                 t->d->sha256, "downloaded from",
+                                                                                 t->d->url, hex);
                                         r = -EBADMSG;
                                         goto out;
                                 }
@@ -823,6 +853,7 @@ out:
                         (void) unlink(t->part);
                 sha256_free(t->hash);
                 page_hashes_done(&t->page);
+                curl_slist_free_all(t->hdrs);
                 free(t->part);
         }
         if (multi)

@@ -878,6 +878,7 @@ int pkg_index_metadata(PkgIndex *ix, const PkgFile *f, char **ret_text, char **r
         if (f->metadata_url) {
                 PkgHttpResponse resp = {};
                 PkgHttpOptions o = http_opts(ix);
+                o.identity = true;
                 r = pkg_http_get(f->metadata_url, NULL, PKG_METADATA_MAX, &o, &resp, ret_error);
                 if (r < 0)
                         return r;

@@ -26,6 +26,11 @@ typedef struct PkgHttpOptions {
          * in libcurl's progress callback, and before a retry; the call
          * then fails with -ECANCELED and "cancelled". NULL: never. */
         const bool *cancel_all;
+        /* GETs: ask for the file's bytes as stored (Accept-Encoding:
+         * identity, nothing decoded), as pip asks for package files — a
+         * `.metadata` file. Downloads and ranged GETs always do; an index
+         * page may come compressed. */
+        bool identity;
 } PkgHttpOptions;
 
 /* Whether a cancel flag (PkgEnvOptions.cancel and its copies) is set. */
@@ -57,6 +62,7 @@ typedef enum PkgTestPoint {
         PKG_TEST_STORE_REMOVE, /* a remover chose store dirs to remove, before it locked any */
         PKG_TEST_STORE_LOCKED, /* ... locked them and read the records, before it moved any */
         PKG_TEST_RECORD_WRITE, /* an installer's wheels are in the store, its record not yet written */
+        PKG_TEST_STORE_MOVED,  /* a remover moved a store dir aside, before it emptied it */
 } PkgTestPoint;
 extern void (*pkg_test_hook)(PkgTestPoint point, void *userdata);
 extern void *pkg_test_hook_userdata;
@@ -166,6 +172,10 @@ typedef struct PkgDownload {
         const char *url;
         const char *dest;      /* final path; written via dest.part-XXXX + rename */
         const char *sha256;    /* verified before the rename; NULL: none known */
+        /* Where sha256 came from, for a mismatch's message: "the lock"
+         * (a lock read back: "the lock says X, …", worded as pip words a
+         * --require-hashes mismatch); NULL: the index's page. */
+        const char *sha256_from;
         /* The page's other hashes, "algo=hex" (PkgFile.hashes), NULL if
          * none: each one that can be computed is, as the bytes arrive
          * (no second read), and must match before the rename. */
@@ -178,6 +188,12 @@ typedef struct PkgDownload {
                                 * fsync'ed (a crash leaves a private file
                                 * nobody reuses) */
 } PkgDownload;
+
+/* The message of a file whose sha256 is got, not want: "WHAT: sha256
+ * mismatch: FROM says WANT, the file VERB URL has GOT (…)", FROM "the
+ * index" when NULL (PkgDownload.sha256_from). Caller frees. */
+char *pkg_sha256_mismatch_message(const char *what, const char *from, const char *want, const char *verb,
+                                  const char *url, const char *got);
 
 /* Downloads all of d in parallel (curl multi, at most
  * PKG_MAX_PARALLEL_DOWNLOADS at once), each verified against its sha256.

@@ -779,6 +779,7 @@ static void lock_warnings(Resolver *rs, const Constraints *cs, const Proj *p, co
 
 static int build_lock(Resolver *rs, PkgLock **ret_lock, char **ret_error) {
         PkgLock *l = xcalloc(1, sizeof(*l));
+        l->from_index = true;
         l->entries = xcalloc(rs->depth + 1, sizeof(PkgLockEntry));
         for (size_t i = 0; i < rs->n_roots; i++) {
                 _cleanup_free_ char *s = pkg_requirement_to_string(rs->roots[i]);

@@ -202,6 +202,7 @@ typedef struct Pool {
         int r;                 /* the first error */
         char *error;
         bool keep_wheels;      /* a cluster node: peers may ask for them */
+        const char *sha256_from; /* PkgDownload.sha256_from */
 } Pool;
 
 static bool store_has(const char *data_dir, const char *sha256) {
@@ -221,7 +222,11 @@ static int job_run(Pool *p, Job *j, char **ret_error) {
                 _cleanup_free_ char *rnd = NULL;
                 (void) random_hex(6, &rnd);
                 _cleanup_free_ char *mine = xasprintf("%s.%s", j->wheel, rnd ?: "x");
-                PkgDownload one = { .url = e->url, .dest = mine, .sha256 = e->sha256, .what = e->filename,
+                PkgDownload one = { .url = e->url,
+                                    .dest = mine,
+                                    .sha256 = e->sha256,
+                                    .sha256_from = p->sha256_from,
+                                    .what = e->filename,
                                     .transient = true };
                 r = pkg_http_download_many(&one, 1, p->http, NULL, NULL, ret_error);
                 if (r >= 0)
@@ -442,6 +447,7 @@ int pkg_store_materialize_held(const char *data_dir, const PkgIndexConfig *cfg, 
                 return r;
         }
         size_t n = lock->n_entries;
+        const char *sha256_from = lock->from_index ? NULL : "the lock";
         for (size_t i = 0; i < n; i++)
                 if (!sha256_hex_is_valid(lock->entries[i].sha256)) {
                         *ret_error = xasprintf("lock entry %s has an invalid sha256", lock->entries[i].name);
@@ -476,12 +482,10 @@ int pkg_store_materialize_held(const char *data_dir, const PkgIndexConfig *cfg, 
                                 *ret_error = xasprintf("%s: %s", path, strerror(-r));
                                 goto out;
                         }
-                        /* Worded as a download's mismatch (pkg-fetch.c):
-                         * the sha256 came from the page as for http. */
+                        /* Worded as a download's mismatch (pkg-fetch.c). */
                         if (!streq(hex, e->sha256)) {
-                                *ret_error = xasprintf("%s: sha256 mismatch: the index says %s, the file at %s has %s "
-                                                       "(corrupt or tampered file)",
-                                                       e->filename, e->sha256, e->url, hex);
+                                *ret_error = pkg_sha256_mismatch_message(e->filename, sha256_from, e->sha256, "at",
+                                                                         e->url, hex);
                                 r = -EBADMSG;
                                 goto out;
                         }
@@ -502,8 +506,12 @@ int pkg_store_materialize_held(const char *data_dir, const PkgIndexConfig *cfg, 
                 free(j->wheel);
                 j->wheel = xasprintf("%s/%s.whl.%s", cache, e->sha256, rnd);
                 j->downloaded = true;
-                dl[n_dl++] = (PkgDownload) { .url = e->url, .dest = j->wheel, .sha256 = e->sha256, .what = e->filename,
-                                             .transient = true };
+                dl[n_dl++] = (PkgDownload){ .url = e->url,
+                                            .dest = j->wheel,
+                                            .sha256 = e->sha256,
+                                            .sha256_from = sha256_from,
+                                            .what = e->filename,
+                                            .transient = true };
         }
         /* A cluster's peers first: a node that has the wheel saves the
          * index the trip (and a node works while the index is down). */
@@ -528,6 +536,7 @@ int pkg_store_materialize_held(const char *data_dir, const PkgIndexConfig *cfg, 
                            .cancel = cancel,
                            .jobs = jobs,
                            .n = n_jobs,
+                           .sha256_from = sha256_from,
                            .lock = PTHREAD_MUTEX_INITIALIZER,
                            .changed = PTHREAD_COND_INITIALIZER,
                            .keep_wheels = cfg && cfg->peers };

@@ -319,6 +319,11 @@ typedef struct PkgLock {
          * each without "warning: "; NULL: none. Only a lock the resolver
          * just made has them: not in its JSON, nor in a cached lock. */
         char **warnings;
+        /* Made by the resolver in this process: its sha256s are the ones
+         * the index's pages gave now, and a download's mismatch says "the
+         * index says …". false for a lock read from JSON (a deployed
+         * version's, a cached one): "the lock says …". */
+        bool from_index;
 } PkgLock;
 PkgLock *pkg_lock_free(PkgLock *l);
 /* JSON: {"version":1,"requirements":[…],"packages":[{"name","version",
@@ -503,7 +508,9 @@ void pkg_damaged_free_many(PkgDamaged *d, size_t n);
 int pkg_store_verify(const char *data_dir, bool repair, size_t *ret_checked, PkgDamaged **ret_damaged,
                      size_t *ret_n_damaged, char **ret_error);
 /* A number that changes each time pkg_store_verify() with repair removes
- * a package from <data_dir>/store (0: none ever did): whoever remembers
+ * a package from <data_dir>/store (0: none ever did) — before it removes
+ * any and after each one it moved aside, so a repair killed half-way has
+ * changed it too: whoever remembers
  * which store dirs an environment has without looking (the engine's
  * pinned environments) compares it, one stat(), and looks again when it
  * changed. A repair may run in another process (`pysprinter env verify

@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "basic.h"
 #include "pkg-mgr.h"
@@ -738,6 +739,59 @@ static void assert_env_whole(const PkgEnv *env) {
  * before, removes that wheel's dir as no environment's: whether prune
  * removes it with the environment it names (lru), or as garbage past the
  * grace hour (garbage). The new environment must stay whole. */
+/* Damages rs's package: a file of it gone. */
+static void race_store_damage(RaceStore *rs) {
+        _cleanup_free_ char *record = NULL;
+        DIR *d = opendir(rs->dir);
+        assert_non_null(d);
+        struct dirent *de;
+        while ((de = readdir(d)))
+                if (endswith(de->d_name, ".dist-info"))
+                        record = xasprintf("%s/%s/RECORD", rs->dir, de->d_name);
+        closedir(d);
+        assert_non_null(record);
+        assert_int_equal(chmod(rs->dir, 0755), 0);
+        _cleanup_free_ char *info = xstrndup(record, strlen(record) - strlen("/RECORD"));
+        assert_int_equal(chmod(info, 0755), 0);
+        _cleanup_free_ char *victim = xasprintf("%s/METADATA", info);
+        assert_int_equal(unlink(victim), 0);
+}
+
+static void die_at_point(PkgTestPoint point, void *userdata) {
+        if (point == *(const PkgTestPoint *) userdata)
+                _exit(9);
+}
+
+/* A repair killed between its steps (SIGKILL, played by _exit at a test
+ * point): once it moved a damaged dir aside, the stamp has changed. Before,
+ * it was written only after every removal: a repair killed while it
+ * emptied a dir left a daemon's pinned versions on the removed dir until
+ * the daemon restarted. */
+static void test_a_repair_killed_half_way_has_changed_the_repair_stamp(void **state) {
+        RaceStore rs;
+        race_store_init(&rs);
+        race_store_damage(&rs);
+        assert_int_equal(pkg_store_repair_stamp(rs.data), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                static PkgTestPoint at = PKG_TEST_STORE_MOVED;
+                pkg_test_hook = die_at_point;
+                pkg_test_hook_userdata = &at;
+                size_t checked = 0, n = 0;
+                PkgDamaged *damaged = NULL;
+                char *err = NULL;
+                (void) pkg_store_verify(rs.data, true, &checked, &damaged, &n, &err);
+                _exit(0);
+        }
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 9);
+        assert_int_equal(access(rs.dir, F_OK), -1); /* moved aside */
+        assert_true(pkg_store_repair_stamp(rs.data) != 0);
+        race_store_done(&rs);
+}
+
 /* A repair that removes a package changes the store's repair stamp (what
  * a daemon's pinned environments compare); one that removes none does not. */
 static void test_repair_changes_the_repair_stamp(void **state) {
@@ -751,21 +805,7 @@ static void test_repair_changes_the_repair_stamp(void **state) {
         assert_int_equal(n, 0);
         pkg_damaged_free_many(damaged, n);
         assert_int_equal(pkg_store_repair_stamp(rs.data), 0);
-        /* Damaged: a file of the package gone. */
-        _cleanup_free_ char *record = NULL;
-        DIR *d = opendir(rs.dir);
-        assert_non_null(d);
-        struct dirent *de;
-        while ((de = readdir(d)))
-                if (endswith(de->d_name, ".dist-info"))
-                        record = xasprintf("%s/%s/RECORD", rs.dir, de->d_name);
-        closedir(d);
-        assert_non_null(record);
-        assert_int_equal(chmod(rs.dir, 0755), 0);
-        _cleanup_free_ char *info = xstrndup(record, strlen(record) - strlen("/RECORD"));
-        assert_int_equal(chmod(info, 0755), 0);
-        _cleanup_free_ char *victim = xasprintf("%s/METADATA", info);
-        assert_int_equal(unlink(victim), 0);
+        race_store_damage(&rs);
         assert_int_equal(pkg_store_verify(rs.data, true, &checked, &damaged, &n, &err), 0);
         assert_int_equal(n, 1);
         assert_true(damaged[0].removed);
@@ -984,6 +1024,7 @@ int main(void) {
                 cmocka_unit_test(test_lock_same_files),
                 cmocka_unit_test(test_env_held_sweep),
                 cmocka_unit_test(test_repair_changes_the_repair_stamp),
+                cmocka_unit_test(test_a_repair_killed_half_way_has_changed_the_repair_stamp),
                 cmocka_unit_test(test_wheel_unpack),
                 cmocka_unit_test(test_wheel_verify_installed),
                 cmocka_unit_test(test_wheel_entry_cap_from_central_directory),
