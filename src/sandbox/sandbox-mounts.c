@@ -444,6 +444,12 @@ int sandbox_mounts_build(SandboxMounts *m, char **ret_error) {
                 r = mkdir_p(NEWROOT SANDBOX_RUN_DIR "/.empty", 0755);
         if (r < 0)
                 FAIL(r, "creating %s in the sandbox: %s", SANDBOX_RUN_DIR, strerror(-r));
+        /* An empty file, read-only with the root: what a run's masked proc
+         * files are (sandbox_mounts_run()). */
+        r = open(NEWROOT SANDBOX_RUN_DIR "/.masked", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+        if (r < 0)
+                FAIL_ERRNO("creating %s in the sandbox: %s", SANDBOX_RUN_DIR "/.masked");
+        close(r);
 
         for (size_t i = 0; i < m->n; i++) {
                 Bind *b = &m->binds[i];
@@ -613,6 +619,28 @@ int sandbox_mounts_run(uint64_t tmp_bytes, uint64_t shm_bytes, char **ret_error)
                 if (mount(NULL, ro[i], NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                           NULL) < 0)
                         FAIL_ERRNO("making the run's %s read-only: %s", ro[i]);
+        }
+        /* What the host's kernel tells any reader of its proc, whatever the
+         * pid namespace, hidden as runc hides it: an empty file of the
+         * root bound over a file, its empty dir over a directory (both
+         * read-only, as the root is; runc binds /dev/null, which a run
+         * could open for writing). The host's boot line (/proc/cmdline) and
+         * kernel configuration (/proc/config.gz) were readable in a run,
+         * the kernel's symbols (/proc/kallsyms), and on other kernels and
+         * hosts its keys, timers, scheduler state, memory image, ACPI and
+         * SCSI devices. Absent ones are skipped (ENOENT): one bind per
+         * existing path, per run. */
+        static const char *const masked_files[] = {
+                "/proc/cmdline",   "/proc/config.gz",  "/proc/kallsyms",    "/proc/kcore",       "/proc/keys",
+                "/proc/key-users", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/latency_stats",
+        };
+        static const char *const masked_dirs[] = { "/proc/acpi", "/proc/asound", "/proc/scsi" };
+        for (size_t i = 0; i < ELEMENTSOF(masked_files) + ELEMENTSOF(masked_dirs); i++) {
+                bool file = i < ELEMENTSOF(masked_files);
+                const char *p = file ? masked_files[i] : masked_dirs[i - ELEMENTSOF(masked_files)];
+                if (mount(file ? SANDBOX_RUN_DIR "/.masked" : SANDBOX_RUN_DIR "/.empty", p, NULL, MS_BIND, NULL) < 0 &&
+                    errno != ENOENT)
+                        FAIL_ERRNO("hiding the run's %s: %s", p);
         }
         return 0;
 }

@@ -10,7 +10,9 @@
  *   clone(CLONE_VM|CLONE_FILES) -> G
  *                             pid 1 there: shares W's memory, so no page
  *                             tables are copied, and W's fd table, so it
- *                             holds no fd of a run; own small stack
+ *                             holds no fd of a run; own small stack; G
+ *                             then leaves that table for an empty one,
+ *                             and W waits for that
  *   fork() -> H               pid 2 there: the run child itself
  *   setns(W's own pid ns)     W's later children are W's again
  *
@@ -35,7 +37,10 @@
  * like W (the flag belongs to the shared memory), so H, without
  * capabilities and under seccomp, can neither ptrace it nor read its
  * /proc/1/mem. */
+#include <dirent.h>
 #include <fcntl.h>
+#include <linux/close_range.h> /* CLOSE_RANGE_UNSHARE */
+#include <linux/futex.h>
 #include <linux/sched.h> /* struct clone_args, CLONE_CLEAR_SIGHAND */
 #include <sched.h>
 #include <signal.h>
@@ -70,9 +75,63 @@ struct kernel_sigaction {
         unsigned long mask;
 };
 
+/* Set by G once its fd table is its own (futex word: G and W share the
+ * memory). W forks the run child only then. */
+static int init_files_own;
+
+/* G's first act: an fd table of its own, empty. Shared with W's (as
+ * cloned), /proc/1/fd listed W's fd numbers to the run, among them the
+ * pipes of every other run W was serving: one tenant's run watched
+ * another's come and go. close_range() with CLOSE_RANGE_UNSHARE over every
+ * fd gives G a fresh table and copies none of W's (5.9); before that, G
+ * unshares a copy and closes each fd of it (W's run pipes included: G
+ * must not hold them, the engine answers at their EOF), those that
+ * /proc/self/fd lists. */
+static void init_own_files(void) {
+        if (raw_syscall4(SYS_close_range, 0, ~0U, CLOSE_RANGE_UNSHARE, 0) < 0 &&
+            raw_syscall4(SYS_unshare, CLONE_FILES, 0, 0, 0) == 0) {
+                /* The copy's fds, as /proc/self/fd lists them (closing the
+                 * ones listed already does not disturb the listing). */
+                long dir = raw_syscall4(SYS_openat, AT_FDCWD, (long) "/proc/self/fd",
+                                        O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+                char buf[2048] __attribute__((aligned(8)));
+                long n;
+                while (dir >= 0 && (n = raw_syscall4(SYS_getdents64, dir, (long) buf, sizeof(buf), 0)) > 0)
+                        for (long off = 0; off < n;) {
+                                struct dirent64 *de = (struct dirent64 *) (buf + off);
+                                long fd = 0;
+                                const char *c = de->d_name;
+                                for (; *c >= '0' && *c <= '9'; c++)
+                                        fd = fd * 10 + (*c - '0');
+                                if (c != de->d_name && !*c && fd != dir)
+                                        (void) raw_syscall4(SYS_close, fd, 0, 0, 0);
+                                off += de->d_reclen;
+                        }
+                if (dir >= 0)
+                        (void) raw_syscall4(SYS_close, dir, 0, 0, 0);
+                else
+                        for (long fd = 0; fd <= 65535; fd++)
+                                (void) raw_syscall4(SYS_close, fd, 0, 0, 0);
+        }
+        __atomic_store_n(&init_files_own, 1, __ATOMIC_RELEASE);
+        (void) raw_syscall4(SYS_futex, (long) &init_files_own, FUTEX_WAKE_PRIVATE, 1, 0);
+}
+
+/* Until G has its own fd table (it runs at once on another CPU, or as soon
+ * as W sleeps here): only then may the run exist. Bounded: a G that never
+ * ran in 10 s is left to the run's end (W kills it). */
+static void wait_init_files_own(void) {
+        usec_t deadline = now_monotonic() + 10 * USEC_PER_SEC;
+        while (!__atomic_load_n(&init_files_own, __ATOMIC_ACQUIRE) && now_monotonic() < deadline) {
+                struct timespec ts = { .tv_sec = 0, .tv_nsec = 100 * 1000 * 1000 };
+                (void) syscall(SYS_futex, &init_files_own, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
+        }
+}
+
 /* handlers_cleared: non-NULL when the kernel cleared W's handlers at the
  * clone (CLONE_CLEAR_SIGHAND). */
 static int run_init_raw(void *handlers_cleared) {
+        init_own_files();
         struct kernel_sigaction dfl;
         dfl.handler = (unsigned long) SIG_DFL;
         dfl.flags = 0;
@@ -152,10 +211,10 @@ int sandbox_run_pidns_begin(SandboxRunPidns *ret, char **ret_error) {
          * forked directly (no spare: a cold env's first run), that is the
          * run's stdout, stderr and result pipes, so the engine saw their
          * EOF, and answered, only once W had reaped H, killed G and G had
-         * died (~7 ms, cold9b). Shared, W's close after the fork closes
-         * them for G too: the answer comes at H's exit, as for a spare's
-         * run. G opens, closes and reads no fd; H, without capabilities
-         * and with G non-dumpable, cannot reach G's table (/proc/1/fd). */
+         * died (~7 ms, cold9b). G then leaves the shared table for an
+         * empty one of its own (init_own_files()) before W forks the run:
+         * the run's /proc/1/fd lists nothing. */
+        init_files_own = 0;
         pid_t init = clone_init(stack);
         if (init < 0) {
                 r = -errno;
@@ -164,6 +223,7 @@ int sandbox_run_pidns_begin(SandboxRunPidns *ret, char **ret_error) {
                 *ret_error = xasprintf("clone (the run's init): %s", strerror(-r));
                 return r;
         }
+        wait_init_files_own();
         ret->init = init;
         ret->stack = stack;
         pidns_made_by_parent = true;
