@@ -3,8 +3,10 @@
  * State is the stack of decisions (project -> version). At each step the
  * full set of constraints is recomputed from the root requirements and the
  * decided packages' dependencies (with the extras asked of them), the
- * decisions are checked against it, and the undecided project with the
- * fewest acceptable versions is decided next, newest version first. The
+ * decisions are checked against it, and the next undecided project (one
+ * the user named first, then the one with the fewest acceptable versions)
+ * is decided, newest version first; a failure goes back to the newest
+ * decision it depends on (conflict sets, below). The
  * order of everything is fixed, so one index state gives one lock. Sizes
  * are small (tens of packages), so clarity wins over incremental updates. */
 #include "pkg-mgr.h"
@@ -40,6 +42,8 @@ typedef struct Constraint {
         const char *name;        /* normalised */
         const PkgRequirement *req;
         char *from;              /* "your requirements" or "pkg 1.0" */
+        size_t depth;            /* the decision it comes from; SIZE_MAX: a root */
+        bool via_extra;          /* on only for an extra asked of its package */
 } Constraint;
 
 typedef struct Decision {
@@ -80,9 +84,43 @@ static void constraints_done(Constraints *cs) {
         *cs = (Constraints) {};
 }
 
-static void constraints_add(Constraints *cs, const PkgRequirement *req, const char *from) {
+static void constraints_add(Constraints *cs, const PkgRequirement *req, const char *from, size_t depth,
+                            bool via_extra) {
         cs->c = xrealloc(cs->c, (cs->n + 1) * sizeof(Constraint));
-        cs->c[cs->n++] = (Constraint) { .name = req->normalized, .req = req, .from = xstrdup(from) };
+        cs->c[cs->n++] = (Constraint){
+                .name = req->normalized, .req = req, .from = xstrdup(from), .depth = depth, .via_extra = via_extra
+        };
+}
+
+/* Conflict sets (conflict-directed backjumping): a failure below depth D
+ * marks conf[d] for each decision d it depends on — no solution holds
+ * all of them, whatever the other decisions are. A failure that does not
+ * involve the decision at D is not changed by another version there, so
+ * the search goes straight back to the deepest decision it involves
+ * instead of trying every combination of the unrelated ones between
+ * (chronological backtracking tried x's versions again under each of the
+ * 2^n choices of n unrelated packages, and gave up). */
+static void conflict_all(bool *conf, size_t depth) {
+        for (size_t d = 0; d < depth; d++)
+                conf[d] = true;
+}
+
+/* Marks what makes constraint c exist: its package's decision; one on
+ * only for an extra depends on whoever asked for the extra as well, which
+ * is not tracked: every decision, to stay sound. */
+static void conflict_add_source(bool *conf, const Constraint *c, size_t depth) {
+        if (c->via_extra)
+                conflict_all(conf, depth);
+        else if (c->depth != SIZE_MAX)
+                conf[c->depth] = true;
+}
+
+/* What requires `name` at all and narrows its versions: the sources of
+ * every constraint on it. */
+static void conflict_add_project(bool *conf, const Constraints *cs, const char *name, size_t depth) {
+        for (size_t i = 0; i < cs->n; i++)
+                if (streq(cs->c[i].name, name))
+                        conflict_add_source(conf, &cs->c[i], depth);
 }
 
 static void note_failure(Resolver *rs, int code, char *why) {
@@ -443,7 +481,7 @@ static void collect(Resolver *rs, Constraints *cs) {
         for (size_t i = 0; i < rs->n_roots; i++) {
                 const PkgRequirement *req = rs->root_order[i];
                 if (!req->marker || pkg_marker_evaluate(req->marker, rs->o->marker_env, NULL))
-                        constraints_add(cs, req, "your requirements");
+                        constraints_add(cs, req, "your requirements", SIZE_MAX, false);
         }
         for (bool changed = true; changed;) {
                 changed = false;
@@ -460,11 +498,11 @@ static void collect(Resolver *rs, Constraints *cs) {
                                                         extras = strv_append(extras, *e);
                         for (size_t k = 0; k < c->n_deps; k++) {
                                 const PkgRequirement *req = c->deps[k];
-                                bool on = req_active(rs, req, NULL);
+                                bool plain = req_active(rs, req, NULL), on = plain;
                                 for (char **e = extras; !on && e && *e; e++)
                                         on = req_active(rs, req, *e);
                                 if (on && !has_constraint(cs, req, from)) {
-                                        constraints_add(cs, req, from);
+                                        constraints_add(cs, req, from, d, !plain);
                                         changed = true;
                                 }
                         }
@@ -558,10 +596,14 @@ static void fail_not_found(Resolver *rs, const Constraints *cs, Proj *p) {
         buf_free(&b);
 }
 
-static int solve(Resolver *rs);
+static int solve(Resolver *rs, bool *conf);
 
-static int try_project(Resolver *rs, Constraints *cs, size_t pi) {
+/* Decides project pi at depth rs->depth; on failure conf (rs->depth
+ * entries) holds the decisions the failure depends on. */
+static int try_project(Resolver *rs, Constraints *cs, size_t pi, bool *conf) {
         Proj *p = rs->projs[pi];
+        const size_t here = rs->depth;
+        conflict_add_project(conf, cs, p->name, here);
         _cleanup_free_ size_t *idx = xcalloc(p->n_cands + 1, sizeof(size_t));
         size_t options = 0;
         size_t n = matching(cs, p, idx, &options);
@@ -618,17 +660,26 @@ static int try_project(Resolver *rs, Constraints *cs, size_t pi) {
                 }
                 any_usable = true;
                 rs->stack[rs->depth++] = (Decision) { pi, idx[k] };
+                _cleanup_free_ bool *sub = xcalloc(here + 1, sizeof(bool));
                 const PkgFile *f = c->file ? c->file : c->yanked;
                 /* A fallback is a long shot (it holds only if a package
                  * decided later asks for it): not worth a download yet. */
                 if (rs->o->pinned && f && k < options)
                         rs->o->pinned(rs->o->pin_userdata, f);
-                int r = solve(rs);
+                int r = solve(rs, sub);
                 if (r >= 0)
                         return r;
                 rs->depth--;
                 if (rs->fatal)
                         return r;
+                if (!sub[here]) {
+                        /* Not this decision's doing: no other version of
+                         * p fixes it; back to the deepest one it is. */
+                        memcpy(conf, sub, here * sizeof(bool));
+                        return -ESRCH;
+                }
+                for (size_t d = 0; d < here; d++)
+                        conf[d] = conf[d] || sub[d];
                 /* A leaf refused a decision below this one: none of this
                  * project's other versions changes that; unwind to it. */
                 if (rs->unwind_to != SIZE_MAX) {
@@ -648,7 +699,7 @@ static int try_project(Resolver *rs, Constraints *cs, size_t pi) {
         return -ESRCH;
 }
 
-static int solve(Resolver *rs) {
+static int solve(Resolver *rs, bool *conf) {
         Constraints cs = {};
         collect(rs, &cs);
         int r = 0;
@@ -668,13 +719,20 @@ static int solve(Resolver *rs) {
                                              xasprintf("conflicting requirements on %s: %s; %s %s was the best candidate for "
                                                        "the others but %s requires %s%s",
                                                        p->name, who, p->name, c->vstr, cs.c[i].from, p->name, spec));
+                                conf[d] = true;
+                                conflict_add_source(conf, &cs.c[i], rs->depth);
                                 r = -EDEADLK;
                                 goto out;
                         }
                 }
         }
-        /* Next project: the undecided one with the fewest options. */
+        /* Next project: one of yours before the dependencies, as pip and uv
+         * decide them (deciding a dependency first, for having the fewest
+         * versions left, took its newest and held back a package you named
+         * that wants an older one); then the undecided one with the fewest
+         * options. */
         size_t best = SIZE_MAX, best_n = SIZE_MAX;
+        bool best_direct = false;
         for (size_t i = 0; i < cs.n; i++) {
                 size_t pi = proj_index(rs, cs.c[i].name);
                 bool decided = false;
@@ -694,6 +752,7 @@ static int solve(Resolver *rs) {
                                 goto out;
                         }
                         fail_not_found(rs, &cs, p);
+                        conflict_add_project(conf, &cs, p->name, rs->depth);
                         r = rs->fatal ? rs->fatal_code : -ENOENT;
                         goto out;
                 }
@@ -708,9 +767,13 @@ static int solve(Resolver *rs) {
                 const PkgFile *ff = first ? (first->file ? first->file : first->yanked) : NULL;
                 if (rs->o->pinned && ff)
                         rs->o->pinned(rs->o->pin_userdata, ff);
-                if (n < best_n) {
+                bool direct = false;
+                for (size_t j = 0; j < cs.n && !direct; j++)
+                        direct = cs.c[j].depth == SIZE_MAX && streq(cs.c[j].name, p->name);
+                if (direct > best_direct || (direct == best_direct && n < best_n)) {
                         best = pi;
                         best_n = n;
+                        best_direct = direct;
                 }
         }
         if (best == SIZE_MAX) {
@@ -721,6 +784,8 @@ static int solve(Resolver *rs) {
                  * fail, and the search unwinds to that decision. */
                 rs->unwind_to = unjustified_decision(rs, &cs);
                 r = rs->unwind_to == SIZE_MAX ? 0 : -ESRCH;
+                /* "Nothing asks for it" may change with any decision. */
+                conflict_all(conf, rs->depth);
                 goto out;
         }
         if (rs->depth >= 4096) {
@@ -729,7 +794,7 @@ static int solve(Resolver *rs) {
                 r = -E2BIG;
                 goto out;
         }
-        r = try_project(rs, &cs, best);
+        r = try_project(rs, &cs, best, conf);
 out:
         constraints_done(&cs);
         return r;
@@ -851,7 +916,8 @@ int pkg_resolve(PkgIndex *ix, PkgRequirement *const *reqs, size_t n_reqs, const 
         /* Every project appears at most once on the stack. */
         rs.stack = xcalloc(4097, sizeof(Decision));
         pkg_index_set_cancel(ix, o->cancel);
-        r = solve(&rs);
+        bool conf[1] = { false };
+        r = solve(&rs, conf);
         pkg_index_set_cancel(ix, NULL);
         if (r >= 0 && resolve_cancelled(&rs))
                 r = -ECANCELED;

@@ -1,0 +1,69 @@
+"""Resolution as an experienced pip/uv user compares it: the same index
+(a real local one on 127.0.0.1), the same requirements, and the lock pip
+23 (`pip install --dry-run --report`) or uv would give — each test a case
+where pysprinter answered otherwise."""
+import json
+
+import pytest
+
+from conftest import CLI, WORKER
+import pkgindex
+
+pytestmark = pytest.mark.skipif(not CLI.exists() or not WORKER.exists(),
+                                reason="pysprinter/pysprinter-worker not built")
+
+NOSANDBOX = "--sandbox=none"
+
+
+@pytest.fixture
+def index(tmp_path):
+    """index(wheels): an index of (name, version, requires) wheels."""
+    started = []
+
+    def make(wheels):
+        ix = pkgindex.Index()
+        for name, version, requires in wheels:
+            ix.add(pkgindex.build_wheel(tmp_path / "wheels", name, version, requires=requires))
+        started.append(ix.start())
+        return ix
+    yield make
+    for ix in started:
+        ix.stop()
+
+
+def lock(cli, ix, reqs):
+    f = cli.write("f.py", f"""
+        @requirements({reqs!r})
+        def f():
+            return 1
+        """)
+    return cli("lock", NOSANDBOX, "--json", "--index-url", ix.url, f, check=None)
+
+
+def versions(p):
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    return {pk["name"]: pk["version"] for pk in json.loads(p.stdout)["packages"]}
+
+
+def test_an_impossible_dependency_among_many_packages_is_named_not_given_up_on(cli, index):
+    # Fourteen packages of two versions each, and x, whose every version
+    # needs a y that does not exist. pip says x's versions conflict; the
+    # chronological backtracking tried x again under each of the 2^14
+    # combinations of the others and said "gave up after 20000 attempts:
+    # the requirements are too loose … pin some versions".
+    wheels = [(f"n{i}", v, []) for i in range(14) for v in ("1.0", "2.0")]
+    wheels += [("x", f"{v}.0", ["y>=2"]) for v in (1, 2, 3)] + [("y", "1.0", [])]
+    reqs = dict({f"n{i}": "" for i in range(14)}, x="")
+    p = lock(cli, index(wheels), reqs)
+    assert p.returncode == 4, (p.stdout, p.stderr)
+    assert "gave up" not in p.stderr, p.stderr
+    assert "y>=2" in p.stderr and "available: 1.0" in p.stderr, p.stderr
+
+
+def test_a_package_you_name_is_not_held_back_for_a_newer_dependency(cli, index):
+    # a needs c>=2; b 3.0 needs c<2, b 2.0 c<3. pip and uv both lock
+    # b 2.0 with c 2.0: what you named comes first. Deciding c first (it
+    # had the fewest versions left) took c 3.0 and held b back to 1.0.
+    ix = index([("a", "1.0", ["c>=2"]), ("b", "3.0", ["c<2"]), ("b", "2.0", ["c<3"]), ("b", "1.0", []),
+                ("c", "1.0", []), ("c", "2.0", []), ("c", "3.0", [])])
+    assert versions(lock(cli, ix, {"a": "", "b": ""})) == {"a": "1.0", "b": "2.0", "c": "2.0"}
