@@ -67,3 +67,28 @@ def test_a_package_you_name_is_not_held_back_for_a_newer_dependency(cli, index):
     ix = index([("a", "1.0", ["c>=2"]), ("b", "3.0", ["c<2"]), ("b", "2.0", ["c<3"]), ("b", "1.0", []),
                 ("c", "1.0", []), ("c", "2.0", []), ("c", "3.0", [])])
     assert versions(lock(cli, ix, {"a": "", "b": ""})) == {"a": "1.0", "b": "2.0", "c": "2.0"}
+
+
+class RawGtIndex(pkgindex.Index):
+    """An HTML index that leaves `>` unescaped inside its quoted attribute
+    values (data-requires-python=">=3.12"): legal HTML, which pip's parser
+    reads as any browser does, though PEP 503 asks servers to escape it."""
+
+    def project_html(self, name):
+        return super().project_html(name).replace(b"&gt;", b">")
+
+
+def test_a_greater_than_sign_inside_a_quoted_attribute_does_not_end_the_link(cli, tmp_path):
+    # The tag ended at the first `>`: requires-python read as "" (and every
+    # attribute after it lost), so a.2.0, for Python 3.12 only, was locked
+    # on this 3.11 — pip takes 1.0.
+    ix = RawGtIndex(mode="html")
+    ix.add(pkgindex.build_wheel(tmp_path / "w", "a", "1.0"))
+    ix.add(pkgindex.build_wheel(tmp_path / "w", "a", "2.0"), requires_python=">=3.12")
+    ix.add(pkgindex.build_wheel(tmp_path / "w", "b", "1.0"), yanked="broken > use 2.0")
+    ix.add(pkgindex.build_wheel(tmp_path / "w", "b", "0.9"))
+    ix.start()
+    try:
+        assert versions(lock(cli, ix, {"a": "", "b": ""})) == {"a": "1.0", "b": "0.9"}
+    finally:
+        ix.stop()
