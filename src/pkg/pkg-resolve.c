@@ -511,6 +511,11 @@ static void collect(Resolver *rs, Constraints *cs) {
         }
 }
 
+/* "your requirements want", "a 1.0 wants". */
+static bool is_root(const Constraint *c) {
+        return c->depth == SIZE_MAX;
+}
+
 static char *describe_constraints(const Constraints *cs, const char *name) {
         Buf b;
         buf_init(&b, 1 << 16);
@@ -518,8 +523,8 @@ static char *describe_constraints(const Constraints *cs, const char *name) {
                 if (!streq(cs->c[i].name, name))
                         continue;
                 _cleanup_free_ char *spec = pkg_specifier_set_to_string(cs->c[i].req->specifiers);
-                buf_printf(&b, "%s%s wants %s%s", b.len ? "; " : "", cs->c[i].from, name,
-                           spec && *spec ? spec : " (any version)");
+                buf_printf(&b, "%s%s %s %s%s", b.len ? "; " : "", cs->c[i].from, is_root(&cs->c[i]) ? "want" : "wants",
+                           name, spec && *spec ? spec : " (any version)");
         }
         return buf_steal(&b);
 }
@@ -598,6 +603,32 @@ static void fail_not_found(Resolver *rs, const Constraints *cs, Proj *p) {
 
 static int solve(Resolver *rs, bool *conf);
 
+/* Every version of p that could be tried was, and each failed: the
+ * failure said names the one it met last (the deepest), so it says so
+ * too, as pip's "Cannot install x==1.0, x==2.0 and x==3.0" and uv's "all
+ * versions of x depend on …" do (naming x 3.0 alone sent users pinning
+ * x<3, which fails the same way). */
+static void note_all_tried(Resolver *rs, const Proj *p, char **tried) {
+        size_t n = strv_length(tried);
+        if (n < 2 || !rs->why)
+                return;
+        Buf b;
+        buf_init(&b, 1 << 16);
+        buf_printf(&b, "%s%s Note: %s ", rs->why, endswith(rs->why, ".") ? "" : ".", p->name);
+        for (size_t i = 0; i < n; i++) {
+                if (i >= 5 && i + 1 < n)
+                        continue;
+                buf_printf(&b, "%s%s", i == 0 ? "" : i + 1 == n ? " and " : ", ", tried[i]);
+                if (i == 4 && n > 6)
+                        buf_appends(&b, ", …");
+        }
+        if (n > 6)
+                buf_printf(&b, " (%zu versions)", n);
+        buf_appends(&b, " were each tried; none works with the rest.");
+        free(rs->why);
+        rs->why = buf_steal(&b);
+}
+
 /* Decides project pi at depth rs->depth; on failure conf (rs->depth
  * entries) holds the decisions the failure depends on. */
 static int try_project(Resolver *rs, Constraints *cs, size_t pi, bool *conf) {
@@ -634,6 +665,7 @@ static int try_project(Resolver *rs, Constraints *cs, size_t pi, bool *conf) {
                         return -ESRCH;
         }
         bool any_usable = false;
+        _cleanup_strv_free_ char **tried = NULL;
         for (size_t k = 0; k < n; k++) {
                 /* Past the versions accepted now, a fallback can only be
                  * justified by a requirement that names a pre-release or
@@ -659,6 +691,7 @@ static int try_project(Resolver *rs, Constraints *cs, size_t pi, bool *conf) {
                         continue;
                 }
                 any_usable = true;
+                tried = strv_append(tried, c->vstr);
                 rs->stack[rs->depth++] = (Decision) { pi, idx[k] };
                 _cleanup_free_ bool *sub = xcalloc(here + 1, sizeof(bool));
                 const PkgFile *f = c->file ? c->file : c->yanked;
@@ -696,6 +729,7 @@ static int try_project(Resolver *rs, Constraints *cs, size_t pi, bool *conf) {
                 _cleanup_free_ char *notes = describe_notes(cs, p);
                 note_failure(rs, -ESRCH, xasprintf("no usable version of %s matches: %s.%s", p->name, who, notes));
         }
+        note_all_tried(rs, p, tried);
         return -ESRCH;
 }
 
@@ -715,10 +749,13 @@ static int solve(Resolver *rs, bool *conf) {
                         if (!pkg_specifier_set_contains(cs.c[i].req->specifiers, c->version, true)) {
                                 _cleanup_free_ char *spec = pkg_specifier_set_to_string(cs.c[i].req->specifiers);
                                 _cleanup_free_ char *who = describe_constraints(&cs, p->name);
-                                note_failure(rs, -EDEADLK,
-                                             xasprintf("conflicting requirements on %s: %s; %s %s was the best candidate for "
-                                                       "the others but %s requires %s%s",
-                                                       p->name, who, p->name, c->vstr, cs.c[i].from, p->name, spec));
+                                note_failure(
+                                        rs, -EDEADLK,
+                                        xasprintf(
+                                                "conflicting requirements on %s: %s; %s %s was the best candidate for "
+                                                "the others but %s %s %s%s",
+                                                p->name, who, p->name, c->vstr, cs.c[i].from,
+                                                is_root(&cs.c[i]) ? "require" : "requires", p->name, spec));
                                 conf[d] = true;
                                 conflict_add_source(conf, &cs.c[i], rs->depth);
                                 r = -EDEADLK;

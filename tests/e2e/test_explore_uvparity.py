@@ -58,6 +58,18 @@ def test_an_impossible_dependency_among_many_packages_is_named_not_given_up_on(c
     assert p.returncode == 4, (p.stdout, p.stderr)
     assert "gave up" not in p.stderr, p.stderr
     assert "y>=2" in p.stderr and "available: 1.0" in p.stderr, p.stderr
+    # … and that no version of x would do, as pip's "Cannot install x==1.0,
+    # x==2.0 and x==3.0" and uv's "all versions of x depend on y>=2" say:
+    # naming x 3.0 alone sent the user pinning x<3.
+    assert "x 3.0, 2.0 and 1.0 were each tried" in p.stderr, p.stderr
+
+
+def test_a_conflict_says_every_version_of_a_package_was_tried(cli, index):
+    ix = index([("a", "2.0", ["c>=3"]), ("a", "1.0", ["c>=2"]), ("b", "1.0", ["c<2"]),
+                ("c", "1.0", []), ("c", "2.0", []), ("c", "3.0", [])])
+    p = lock(cli, ix, {"a": "", "b": ""})
+    assert p.returncode == 4, (p.stdout, p.stderr)
+    assert "b 1.0 wants c<2" in p.stderr and "a 2.0 and 1.0 were each tried" in p.stderr, p.stderr
 
 
 def test_a_package_you_name_is_not_held_back_for_a_newer_dependency(cli, index):
