@@ -43,7 +43,9 @@ typedef struct Constraint {
         const PkgRequirement *req;
         char *from;              /* "your requirements" or "pkg 1.0" */
         size_t depth;            /* the decision it comes from; SIZE_MAX: a root */
-        bool via_extra;          /* on only for an extra asked of its package */
+        size_t asker;            /* on only for an extra of its package: the constraint
+                                  * (an index into Constraints.c, always an earlier one)
+                                  * that asked for it; else SIZE_MAX */
 } Constraint;
 
 typedef struct Decision {
@@ -84,11 +86,10 @@ static void constraints_done(Constraints *cs) {
         *cs = (Constraints) {};
 }
 
-static void constraints_add(Constraints *cs, const PkgRequirement *req, const char *from, size_t depth,
-                            bool via_extra) {
+static void constraints_add(Constraints *cs, const PkgRequirement *req, const char *from, size_t depth, size_t asker) {
         cs->c = xrealloc(cs->c, (cs->n + 1) * sizeof(Constraint));
         cs->c[cs->n++] = (Constraint){
-                .name = req->normalized, .req = req, .from = xstrdup(from), .depth = depth, .via_extra = via_extra
+                .name = req->normalized, .req = req, .from = xstrdup(from), .depth = depth, .asker = asker
         };
 }
 
@@ -105,22 +106,26 @@ static void conflict_all(bool *conf, size_t depth) {
                 conf[d] = true;
 }
 
-/* Marks what makes constraint c exist: its package's decision; one on
- * only for an extra depends on whoever asked for the extra as well, which
- * is not tracked: every decision, to stay sound. */
-static void conflict_add_source(bool *conf, const Constraint *c, size_t depth) {
-        if (c->via_extra)
-                conflict_all(conf, depth);
-        else if (c->depth != SIZE_MAX)
-                conf[c->depth] = true;
+/* Marks what makes constraint c of cs exist: its package's decision, and
+ * for one on only for an extra, what made the constraint that asked for
+ * the extra exist (with `x[feat]` asked by your requirements, x's
+ * `y>=2; extra == "feat"` is x's doing alone). */
+static void conflict_add_source(bool *conf, const Constraints *cs, const Constraint *c) {
+        for (;;) {
+                if (c->depth != SIZE_MAX)
+                        conf[c->depth] = true;
+                if (c->asker == SIZE_MAX)
+                        return;
+                c = &cs->c[c->asker];
+        }
 }
 
 /* What requires `name` at all and narrows its versions: the sources of
  * every constraint on it. */
-static void conflict_add_project(bool *conf, const Constraints *cs, const char *name, size_t depth) {
+static void conflict_add_project(bool *conf, const Constraints *cs, const char *name) {
         for (size_t i = 0; i < cs->n; i++)
                 if (streq(cs->c[i].name, name))
-                        conflict_add_source(conf, &cs->c[i], depth);
+                        conflict_add_source(conf, cs, &cs->c[i]);
 }
 
 static void note_failure(Resolver *rs, int code, char *why) {
@@ -481,7 +486,7 @@ static void collect(Resolver *rs, Constraints *cs) {
         for (size_t i = 0; i < rs->n_roots; i++) {
                 const PkgRequirement *req = rs->root_order[i];
                 if (!req->marker || pkg_marker_evaluate(req->marker, rs->o->marker_env, NULL))
-                        constraints_add(cs, req, "your requirements", SIZE_MAX, false);
+                        constraints_add(cs, req, "your requirements", SIZE_MAX, SIZE_MAX);
         }
         for (bool changed = true; changed;) {
                 changed = false;
@@ -489,20 +494,28 @@ static void collect(Resolver *rs, Constraints *cs) {
                         Proj *p = rs->projs[rs->stack[d].proj];
                         Cand *c = &p->cands[rs->stack[d].cand];
                         _cleanup_free_ char *from = xasprintf("%s %s", p->name, c->vstr);
-                        /* extras asked of p by any constraint so far */
+                        /* extras asked of p by any constraint so far, and
+                         * the first constraint asking each */
                         char **extras = NULL;
+                        _cleanup_free_ size_t *askers = NULL;
                         for (size_t i = 0; i < cs->n; i++)
                                 if (streq(cs->c[i].name, p->name))
                                         for (char **e = cs->c[i].req->extras; e && *e; e++)
-                                                if (!strv_contains(extras, *e))
+                                                if (!strv_contains(extras, *e)) {
+                                                        size_t ne = strv_length(extras);
                                                         extras = strv_append(extras, *e);
+                                                        askers = xrealloc(askers, (ne + 1) * sizeof(size_t));
+                                                        askers[ne] = i;
+                                                }
                         for (size_t k = 0; k < c->n_deps; k++) {
                                 const PkgRequirement *req = c->deps[k];
-                                bool plain = req_active(rs, req, NULL), on = plain;
-                                for (char **e = extras; !on && e && *e; e++)
-                                        on = req_active(rs, req, *e);
+                                size_t asker = SIZE_MAX;
+                                bool on = req_active(rs, req, NULL);
+                                for (size_t e = 0; !on && extras && extras[e]; e++)
+                                        if ((on = req_active(rs, req, extras[e])))
+                                                asker = askers[e];
                                 if (on && !has_constraint(cs, req, from)) {
-                                        constraints_add(cs, req, from, d, !plain);
+                                        constraints_add(cs, req, from, d, asker);
                                         changed = true;
                                 }
                         }
@@ -634,7 +647,7 @@ static void note_all_tried(Resolver *rs, const Proj *p, char **tried) {
 static int try_project(Resolver *rs, Constraints *cs, size_t pi, bool *conf) {
         Proj *p = rs->projs[pi];
         const size_t here = rs->depth;
-        conflict_add_project(conf, cs, p->name, here);
+        conflict_add_project(conf, cs, p->name);
         _cleanup_free_ size_t *idx = xcalloc(p->n_cands + 1, sizeof(size_t));
         size_t options = 0;
         size_t n = matching(cs, p, idx, &options);
@@ -757,7 +770,7 @@ static int solve(Resolver *rs, bool *conf) {
                                                 p->name, who, p->name, c->vstr, cs.c[i].from,
                                                 is_root(&cs.c[i]) ? "require" : "requires", p->name, spec));
                                 conf[d] = true;
-                                conflict_add_source(conf, &cs.c[i], rs->depth);
+                                conflict_add_source(conf, &cs, &cs.c[i]);
                                 r = -EDEADLK;
                                 goto out;
                         }
@@ -767,7 +780,7 @@ static int solve(Resolver *rs, bool *conf) {
          * decide them (deciding a dependency first, for having the fewest
          * versions left, took its newest and held back a package you named
          * that wants an older one); then the undecided one with the fewest
-         * options. */
+         * options. A project with none left comes before all. */
         size_t best = SIZE_MAX, best_n = SIZE_MAX;
         bool best_direct = false;
         for (size_t i = 0; i < cs.n; i++) {
@@ -789,7 +802,7 @@ static int solve(Resolver *rs, bool *conf) {
                                 goto out;
                         }
                         fail_not_found(rs, &cs, p);
-                        conflict_add_project(conf, &cs, p->name, rs->depth);
+                        conflict_add_project(conf, &cs, p->name);
                         r = rs->fatal ? rs->fatal_code : -ENOENT;
                         goto out;
                 }
@@ -807,7 +820,19 @@ static int solve(Resolver *rs, bool *conf) {
                 bool direct = false;
                 for (size_t j = 0; j < cs.n && !direct; j++)
                         direct = cs.c[j].depth == SIZE_MAX && streq(cs.c[j].name, p->name);
-                if (direct > best_direct || (direct == best_direct && n < best_n)) {
+                /* One with no option left first, whoever wants it: the
+                 * dead end is met now, not after deciding every other
+                 * package you named (each combination of theirs). */
+                bool better;
+                if (best == SIZE_MAX)
+                        better = true;
+                else if ((n == 0) != (best_n == 0))
+                        better = n == 0;
+                else if (direct != best_direct)
+                        better = direct;
+                else
+                        better = n < best_n;
+                if (better) {
                         best = pi;
                         best_n = n;
                         best_direct = direct;

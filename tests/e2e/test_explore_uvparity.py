@@ -45,15 +45,18 @@ def versions(p):
     return {pk["name"]: pk["version"] for pk in json.loads(p.stdout)["packages"]}
 
 
-def test_an_impossible_dependency_among_many_packages_is_named_not_given_up_on(cli, index):
+@pytest.mark.parametrize("x", ["x", "x[feat]"])
+def test_an_impossible_dependency_among_many_packages_is_named_not_given_up_on(cli, index, x):
     # Fourteen packages of two versions each, and x, whose every version
-    # needs a y that does not exist. pip says x's versions conflict; the
-    # chronological backtracking tried x again under each of the 2^14
-    # combinations of the others and said "gave up after 20000 attempts:
-    # the requirements are too loose … pin some versions".
+    # needs a y that does not exist (for its extra `feat`, in the second
+    # case). pip says x's versions conflict; the chronological
+    # backtracking tried x again under each of the 2^14 combinations of
+    # the others and said "gave up after 20000 attempts: the requirements
+    # are too loose … pin some versions".
     wheels = [(f"n{i}", v, []) for i in range(14) for v in ("1.0", "2.0")]
-    wheels += [("x", f"{v}.0", ["y>=2"]) for v in (1, 2, 3)] + [("y", "1.0", [])]
-    reqs = dict({f"n{i}": "" for i in range(14)}, x="")
+    dep = "y>=2" if x == "x" else 'y>=2; extra == "feat"'
+    wheels += [("x", f"{v}.0", [dep]) for v in (1, 2, 3)] + [("y", "1.0", [])]
+    reqs = dict({f"n{i}": "" for i in range(14)}, **{x: ""})
     p = lock(cli, index(wheels), reqs)
     assert p.returncode == 4, (p.stdout, p.stderr)
     assert "gave up" not in p.stderr, p.stderr
@@ -104,3 +107,15 @@ def test_a_greater_than_sign_inside_a_quoted_attribute_does_not_end_the_link(cli
         assert versions(lock(cli, ix, {"a": "", "b": ""})) == {"a": "1.0", "b": "0.9"}
     finally:
         ix.stop()
+
+
+def test_many_packages_pinning_one_dependency_resolve_at_once(cli, index):
+    # Each version V of p0…p11 pins core==V, and p0 goes up to 3.0 only:
+    # pip locks everything at 3.0. Deciding the packages you named before
+    # core, whose pins already left it no version, tried the others'
+    # combinations first and gave up after 20000 attempts.
+    wheels = [("core", f"{v}.0", []) for v in range(1, 11)]
+    wheels += [("p0", f"{v}.0", [f"core=={v}.0"]) for v in range(1, 4)]
+    wheels += [(f"p{i}", f"{v}.0", [f"core=={v}.0"]) for i in range(1, 12) for v in range(1, 11)]
+    got = versions(lock(cli, index(wheels), {f"p{i}": "" for i in range(12)}))
+    assert got == dict({f"p{i}": "3.0" for i in range(12)}, core="3.0")
