@@ -100,16 +100,12 @@ static void constraints_add(Constraints *cs, const PkgRequirement *req, const ch
  * the search goes straight back to the deepest decision it involves
  * instead of trying every combination of the unrelated ones between
  * (chronological backtracking tried x's versions again under each of the
- * 2^n choices of n unrelated packages, and gave up). */
-static void conflict_all(bool *conf, size_t depth) {
-        for (size_t d = 0; d < depth; d++)
-                conf[d] = true;
-}
-
-/* Marks what makes constraint c of cs exist: its package's decision, and
- * for one on only for an extra, what made the constraint that asked for
- * the extra exist (with `x[feat]` asked by your requirements, x's
- * `y>=2; extra == "feat"` is x's doing alone). */
+ * 2^n choices of n unrelated packages, and gave up).
+ *
+ * conflict_add_source() marks what makes constraint c of cs exist: its
+ * package's decision, and for one on only for an extra, what made the
+ * constraint that asked for the extra exist (with `x[feat]` asked by
+ * your requirements, x's `y>=2; extra == "feat"` is x's doing alone). */
 static void conflict_add_source(bool *conf, const Constraints *cs, const Constraint *c) {
         for (;;) {
                 if (c->depth != SIZE_MAX)
@@ -817,9 +813,9 @@ static int solve(Resolver *rs, bool *conf) {
                 const PkgFile *ff = first ? (first->file ? first->file : first->yanked) : NULL;
                 if (rs->o->pinned && ff)
                         rs->o->pinned(rs->o->pin_userdata, ff);
-                bool direct = false;
-                for (size_t j = 0; j < cs.n && !direct; j++)
-                        direct = cs.c[j].depth == SIZE_MAX && streq(cs.c[j].name, p->name);
+                bool direct = false; /* collect() puts your requirements first */
+                for (size_t j = 0; j < cs.n && is_root(&cs.c[j]) && !direct; j++)
+                        direct = streq(cs.c[j].name, p->name);
                 /* One with no option left first, whoever wants it: the
                  * dead end is met now, not after deciding every other
                  * package you named (each combination of theirs). */
@@ -846,8 +842,20 @@ static int solve(Resolver *rs, bool *conf) {
                  * fail, and the search unwinds to that decision. */
                 rs->unwind_to = unjustified_decision(rs, &cs);
                 r = rs->unwind_to == SIZE_MAX ? 0 : -ESRCH;
-                /* "Nothing asks for it" may change with any decision. */
-                conflict_all(conf, rs->depth);
+                /* "Nothing asks for it" holds until a decision brings a
+                 * requirement that does: one made after it, or another
+                 * version of what constrains its project. An earlier,
+                 * unrelated decision whose other versions would pin it is
+                 * not looked for (uv looks for none: it takes a yanked
+                 * or pre-release version only when your own requirements
+                 * name it); counting every decision in made one yanked
+                 * release among a dozen packages try all their
+                 * combinations and give up. */
+                if (rs->unwind_to != SIZE_MAX) {
+                        for (size_t d = rs->unwind_to; d < rs->depth; d++)
+                                conf[d] = true;
+                        conflict_add_project(conf, &cs, rs->projs[rs->stack[rs->unwind_to].proj]->name);
+                }
                 goto out;
         }
         if (rs->depth >= 4096) {

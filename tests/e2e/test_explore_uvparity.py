@@ -45,22 +45,28 @@ def versions(p):
     return {pk["name"]: pk["version"] for pk in json.loads(p.stdout)["packages"]}
 
 
-@pytest.mark.parametrize("x", ["x", "x[feat]"])
-def test_an_impossible_dependency_among_many_packages_is_named_not_given_up_on(cli, index, x):
+@pytest.mark.parametrize("x", ["x", "x[feat]", "yanked"])
+def test_an_impossible_dependency_among_many_packages_is_named_not_given_up_on(cli, tmp_path, index, x):
     # Fourteen packages of two versions each, and x, whose every version
     # needs a y that does not exist (for its extra `feat`, in the second
     # case). pip says x's versions conflict; the chronological
     # backtracking tried x again under each of the 2^14 combinations of
     # the others and said "gave up after 20000 attempts: the requirements
     # are too loose … pin some versions".
+    # In the third, the y 2.0 that x wants is yanked: tried as a
+    # fallback (something decided later might pin it), it failed at the
+    # end for want of a pin, which was taken to depend on every decision.
     wheels = [(f"n{i}", v, []) for i in range(14) for v in ("1.0", "2.0")]
-    dep = "y>=2" if x == "x" else 'y>=2; extra == "feat"'
+    dep = 'y>=2; extra == "feat"' if x == "x[feat]" else "y>=2"
     wheels += [("x", f"{v}.0", [dep]) for v in (1, 2, 3)] + [("y", "1.0", [])]
-    reqs = dict({f"n{i}": "" for i in range(14)}, **{x: ""})
-    p = lock(cli, index(wheels), reqs)
+    ix = index(wheels)
+    if x == "yanked":
+        ix.add(pkgindex.build_wheel(tmp_path / "yanked", "y", "2.0"), yanked="broken")
+    reqs = dict({f"n{i}": "" for i in range(14)}, **{x.replace("yanked", "x"): ""})
+    p = lock(cli, ix, reqs)
     assert p.returncode == 4, (p.stdout, p.stderr)
     assert "gave up" not in p.stderr, p.stderr
-    assert "y>=2" in p.stderr and "available: 1.0" in p.stderr, p.stderr
+    assert "y>=2" in p.stderr and "available: " in p.stderr and "1.0)" in p.stderr, p.stderr
     # … and that no version of x would do, as pip's "Cannot install x==1.0,
     # x==2.0 and x==3.0" and uv's "all versions of x depend on y>=2" say:
     # naming x 3.0 alone sent the user pinning x<3.
