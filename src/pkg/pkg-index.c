@@ -454,43 +454,89 @@ static char *html_unescape(const char *s, size_t n) {
         return buf_steal(&b);
 }
 
-/* Finds attribute `name` inside a tag's text [tag, end), end at its '>'.
- * Returns its unescaped value ("" for a bare attribute) or NULL if absent.
- * A bare attribute may be the tag's last (`<a href=… data-yanked>`, PEP
- * 592's yanked file without a reason): its name ends at end itself. */
-static char *html_attr(const char *tag, const char *end, const char *name) {
-        size_t nl = strlen(name);
-        for (const char *p = tag; p + nl <= end; p++) {
-                if (strncasecmp(p, name, nl) != 0 || !(p[-1] == ' ' || p[-1] == '\t' || p[-1] == '\n' || p[-1] == '\r'))
+static bool html_space(char c) {
+        return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
+}
+
+/* The '>' that ends the tag whose text starts at s (just after its '<'),
+ * or NULL when the page ends first. One inside a quoted attribute value
+ * does not end it: data-requires-python=">=3.8" left unescaped is legal
+ * HTML, which pip reads as browsers do (the first '>' ended the tag: the
+ * value read "" and the attributes after it were lost). */
+static const char *html_tag_end(const char *s) {
+        for (const char *p = s; *p; p++) {
+                if (*p == '>')
+                        return p;
+                if (*p != '=')
                         continue;
-                const char *q = p + nl;
-                if (*q != '=' && *q != ' ' && *q != '>' && *q != '/' && *q != '\t' && *q != '\n')
-                        continue;
-                while (q < end && (*q == ' ' || *q == '\t'))
-                        q++;
-                if (*q != '=')
-                        return xstrdup("");
-                q++;
-                while (q < end && (*q == ' ' || *q == '\t'))
+                const char *q = p + 1;
+                while (html_space(*q))
                         q++;
                 if (*q == '"' || *q == '\'') {
-                        char quote = *q++;
-                        const char *e = memchr(q, quote, (size_t) (end - q));
-                        if (!e)
+                        p = strchr(q + 1, *q);
+                        if (!p)
                                 return NULL;
-                        return html_unescape(q, (size_t) (e - q));
                 }
-                const char *e = q;
-                while (e < end && *e != ' ' && *e != '>' && *e != '\t')
-                        e++;
-                return html_unescape(q, (size_t) (e - q));
+        }
+        return NULL;
+}
+
+/* Finds attribute `name` inside a tag's text [tag, end), end at its '>'
+ * (html_tag_end()), reading the attributes one after the other as HTML
+ * does: a name inside another's quoted value is not an attribute.
+ * Returns its unescaped value ("" for a bare attribute) or NULL if absent.
+ * A bare attribute may be the tag's last (`<a href=… data-yanked>`, PEP
+ * 592's yanked file without a reason). The first of a name counts. */
+static char *html_attr(const char *tag, const char *end, const char *name) {
+        size_t nl = strlen(name);
+        const char *p = tag;
+        while (p < end && !html_space(*p) && *p != '/')
+                p++; /* the tag's own name */
+        while (p < end) {
+                while (p < end && (html_space(*p) || *p == '/'))
+                        p++;
+                const char *an = p;
+                while (p < end && !html_space(*p) && *p != '=' && *p != '/')
+                        p++;
+                if (p == an) {
+                        if (p < end)
+                                p++; /* a stray '=' */
+                        continue;
+                }
+                size_t al = (size_t) (p - an);
+                const char *q = p, *v = NULL;
+                size_t vl = 0;
+                while (q < end && html_space(*q))
+                        q++;
+                if (q < end && *q == '=') {
+                        q++;
+                        while (q < end && html_space(*q))
+                                q++;
+                        if (q < end && (*q == '"' || *q == '\'')) {
+                                const char *e = memchr(q + 1, *q, (size_t) (end - q - 1));
+                                if (!e)
+                                        return NULL;
+                                v = q + 1;
+                                vl = (size_t) (e - v);
+                                p = e + 1;
+                        } else {
+                                const char *e = q;
+                                while (e < end && !html_space(*e))
+                                        e++;
+                                v = q;
+                                vl = (size_t) (e - q);
+                                p = e;
+                        }
+                }
+                if (al == nl && strncasecmp(an, name, nl) == 0)
+                        return v ? html_unescape(v, vl) : xstrdup("");
         }
         return NULL;
 }
 
 static bool tag_is(const char *s, const char *name) {
         size_t n = strlen(name);
-        return strncasecmp(s, name, n) == 0 && (s[n] == ' ' || s[n] == '\t' || s[n] == '\n');
+        return strncasecmp(s, name, n) == 0 && html_space(s[n]);
 }
 
 /* A <meta> of the page's head: refused if it names an API version this
@@ -522,7 +568,7 @@ static int parse_html_page(const char *body, const char *base, PkgProject *p, ch
                 bool meta = tag_is(s, "meta"), base_tag = tag_is(s, "base");
                 if (!meta && !base_tag && !tag_is(s, "a"))
                         continue;
-                const char *end = strchr(s, '>');
+                const char *end = html_tag_end(s);
                 if (!end)
                         break;
                 if (base_tag) {
@@ -947,7 +993,7 @@ int pkg_index_names(PkgIndex *ix, char ***ret_names, char **ret_error) {
                         json_decref(root);
                 } else {
                         for (const char *s = resp.body; (s = strstr(s, "<a"));) {
-                                const char *gt = strchr(s, '>');
+                                const char *gt = html_tag_end(s);
                                 if (!gt)
                                         break;
                                 const char *lt = strchr(gt, '<');

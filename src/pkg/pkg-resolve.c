@@ -3,8 +3,10 @@
  * State is the stack of decisions (project -> version). At each step the
  * full set of constraints is recomputed from the root requirements and the
  * decided packages' dependencies (with the extras asked of them), the
- * decisions are checked against it, and the undecided project with the
- * fewest acceptable versions is decided next, newest version first. The
+ * decisions are checked against it, and the next undecided project (one
+ * the user named first, then the one with the fewest acceptable versions)
+ * is decided, newest version first; a failure goes back to the newest
+ * decision it depends on (conflict sets, below). The
  * order of everything is fixed, so one index state gives one lock. Sizes
  * are small (tens of packages), so clarity wins over incremental updates. */
 #include "pkg-mgr.h"
@@ -40,6 +42,10 @@ typedef struct Constraint {
         const char *name;        /* normalised */
         const PkgRequirement *req;
         char *from;              /* "your requirements" or "pkg 1.0" */
+        size_t depth;            /* the decision it comes from; SIZE_MAX: a root */
+        size_t asker;            /* on only for an extra of its package: the constraint
+                                  * (an index into Constraints.c, always an earlier one)
+                                  * that asked for it; else SIZE_MAX */
 } Constraint;
 
 typedef struct Decision {
@@ -80,9 +86,42 @@ static void constraints_done(Constraints *cs) {
         *cs = (Constraints) {};
 }
 
-static void constraints_add(Constraints *cs, const PkgRequirement *req, const char *from) {
+static void constraints_add(Constraints *cs, const PkgRequirement *req, const char *from, size_t depth, size_t asker) {
         cs->c = xrealloc(cs->c, (cs->n + 1) * sizeof(Constraint));
-        cs->c[cs->n++] = (Constraint) { .name = req->normalized, .req = req, .from = xstrdup(from) };
+        cs->c[cs->n++] = (Constraint){
+                .name = req->normalized, .req = req, .from = xstrdup(from), .depth = depth, .asker = asker
+        };
+}
+
+/* Conflict sets (conflict-directed backjumping): a failure below depth D
+ * marks conf[d] for each decision d it depends on — no solution holds
+ * all of them, whatever the other decisions are. A failure that does not
+ * involve the decision at D is not changed by another version there, so
+ * the search goes straight back to the deepest decision it involves
+ * instead of trying every combination of the unrelated ones between
+ * (chronological backtracking tried x's versions again under each of the
+ * 2^n choices of n unrelated packages, and gave up).
+ *
+ * conflict_add_source() marks what makes constraint c of cs exist: its
+ * package's decision, and for one on only for an extra, what made the
+ * constraint that asked for the extra exist (with `x[feat]` asked by
+ * your requirements, x's `y>=2; extra == "feat"` is x's doing alone). */
+static void conflict_add_source(bool *conf, const Constraints *cs, const Constraint *c) {
+        for (;;) {
+                if (c->depth != SIZE_MAX)
+                        conf[c->depth] = true;
+                if (c->asker == SIZE_MAX)
+                        return;
+                c = &cs->c[c->asker];
+        }
+}
+
+/* What requires `name` at all and narrows its versions: the sources of
+ * every constraint on it. */
+static void conflict_add_project(bool *conf, const Constraints *cs, const char *name) {
+        for (size_t i = 0; i < cs->n; i++)
+                if (streq(cs->c[i].name, name))
+                        conflict_add_source(conf, cs, &cs->c[i]);
 }
 
 static void note_failure(Resolver *rs, int code, char *why) {
@@ -443,7 +482,7 @@ static void collect(Resolver *rs, Constraints *cs) {
         for (size_t i = 0; i < rs->n_roots; i++) {
                 const PkgRequirement *req = rs->root_order[i];
                 if (!req->marker || pkg_marker_evaluate(req->marker, rs->o->marker_env, NULL))
-                        constraints_add(cs, req, "your requirements");
+                        constraints_add(cs, req, "your requirements", SIZE_MAX, SIZE_MAX);
         }
         for (bool changed = true; changed;) {
                 changed = false;
@@ -451,26 +490,39 @@ static void collect(Resolver *rs, Constraints *cs) {
                         Proj *p = rs->projs[rs->stack[d].proj];
                         Cand *c = &p->cands[rs->stack[d].cand];
                         _cleanup_free_ char *from = xasprintf("%s %s", p->name, c->vstr);
-                        /* extras asked of p by any constraint so far */
+                        /* extras asked of p by any constraint so far, and
+                         * the first constraint asking each */
                         char **extras = NULL;
+                        _cleanup_free_ size_t *askers = NULL;
                         for (size_t i = 0; i < cs->n; i++)
                                 if (streq(cs->c[i].name, p->name))
                                         for (char **e = cs->c[i].req->extras; e && *e; e++)
-                                                if (!strv_contains(extras, *e))
+                                                if (!strv_contains(extras, *e)) {
+                                                        size_t ne = strv_length(extras);
                                                         extras = strv_append(extras, *e);
+                                                        askers = xrealloc(askers, (ne + 1) * sizeof(size_t));
+                                                        askers[ne] = i;
+                                                }
                         for (size_t k = 0; k < c->n_deps; k++) {
                                 const PkgRequirement *req = c->deps[k];
+                                size_t asker = SIZE_MAX;
                                 bool on = req_active(rs, req, NULL);
-                                for (char **e = extras; !on && e && *e; e++)
-                                        on = req_active(rs, req, *e);
+                                for (size_t e = 0; !on && extras && extras[e]; e++)
+                                        if ((on = req_active(rs, req, extras[e])))
+                                                asker = askers[e];
                                 if (on && !has_constraint(cs, req, from)) {
-                                        constraints_add(cs, req, from);
+                                        constraints_add(cs, req, from, d, asker);
                                         changed = true;
                                 }
                         }
                         strv_free(extras);
                 }
         }
+}
+
+/* "your requirements want", "a 1.0 wants". */
+static bool is_root(const Constraint *c) {
+        return c->depth == SIZE_MAX;
 }
 
 static char *describe_constraints(const Constraints *cs, const char *name) {
@@ -480,8 +532,8 @@ static char *describe_constraints(const Constraints *cs, const char *name) {
                 if (!streq(cs->c[i].name, name))
                         continue;
                 _cleanup_free_ char *spec = pkg_specifier_set_to_string(cs->c[i].req->specifiers);
-                buf_printf(&b, "%s%s wants %s%s", b.len ? "; " : "", cs->c[i].from, name,
-                           spec && *spec ? spec : " (any version)");
+                buf_printf(&b, "%s%s %s %s%s", b.len ? "; " : "", cs->c[i].from, is_root(&cs->c[i]) ? "want" : "wants",
+                           name, spec && *spec ? spec : " (any version)");
         }
         return buf_steal(&b);
 }
@@ -558,10 +610,40 @@ static void fail_not_found(Resolver *rs, const Constraints *cs, Proj *p) {
         buf_free(&b);
 }
 
-static int solve(Resolver *rs);
+static int solve(Resolver *rs, bool *conf);
 
-static int try_project(Resolver *rs, Constraints *cs, size_t pi) {
+/* Every version of p that could be tried was, and each failed: the
+ * failure said names the one it met last (the deepest), so it says so
+ * too, as pip's "Cannot install x==1.0, x==2.0 and x==3.0" and uv's "all
+ * versions of x depend on …" do (naming x 3.0 alone sent users pinning
+ * x<3, which fails the same way). */
+static void note_all_tried(Resolver *rs, const Proj *p, char **tried) {
+        size_t n = strv_length(tried);
+        if (n < 2 || !rs->why)
+                return;
+        Buf b;
+        buf_init(&b, 1 << 16);
+        buf_printf(&b, "%s%s Note: %s ", rs->why, endswith(rs->why, ".") ? "" : ".", p->name);
+        for (size_t i = 0; i < n; i++) {
+                if (i >= 5 && i + 1 < n)
+                        continue;
+                buf_printf(&b, "%s%s", i == 0 ? "" : i + 1 == n ? " and " : ", ", tried[i]);
+                if (i == 4 && n > 6)
+                        buf_appends(&b, ", …");
+        }
+        if (n > 6)
+                buf_printf(&b, " (%zu versions)", n);
+        buf_appends(&b, " were each tried; none works with the rest.");
+        free(rs->why);
+        rs->why = buf_steal(&b);
+}
+
+/* Decides project pi at depth rs->depth; on failure conf (rs->depth
+ * entries) holds the decisions the failure depends on. */
+static int try_project(Resolver *rs, Constraints *cs, size_t pi, bool *conf) {
         Proj *p = rs->projs[pi];
+        const size_t here = rs->depth;
+        conflict_add_project(conf, cs, p->name);
         _cleanup_free_ size_t *idx = xcalloc(p->n_cands + 1, sizeof(size_t));
         size_t options = 0;
         size_t n = matching(cs, p, idx, &options);
@@ -592,6 +674,7 @@ static int try_project(Resolver *rs, Constraints *cs, size_t pi) {
                         return -ESRCH;
         }
         bool any_usable = false;
+        _cleanup_strv_free_ char **tried = NULL;
         for (size_t k = 0; k < n; k++) {
                 /* Past the versions accepted now, a fallback can only be
                  * justified by a requirement that names a pre-release or
@@ -617,18 +700,28 @@ static int try_project(Resolver *rs, Constraints *cs, size_t pi) {
                         continue;
                 }
                 any_usable = true;
+                tried = strv_append(tried, c->vstr);
                 rs->stack[rs->depth++] = (Decision) { pi, idx[k] };
+                _cleanup_free_ bool *sub = xcalloc(here + 1, sizeof(bool));
                 const PkgFile *f = c->file ? c->file : c->yanked;
                 /* A fallback is a long shot (it holds only if a package
                  * decided later asks for it): not worth a download yet. */
                 if (rs->o->pinned && f && k < options)
                         rs->o->pinned(rs->o->pin_userdata, f);
-                int r = solve(rs);
+                int r = solve(rs, sub);
                 if (r >= 0)
                         return r;
                 rs->depth--;
                 if (rs->fatal)
                         return r;
+                if (!sub[here]) {
+                        /* Not this decision's doing: no other version of
+                         * p fixes it; back to the deepest one it is. */
+                        memcpy(conf, sub, here * sizeof(bool));
+                        return -ESRCH;
+                }
+                for (size_t d = 0; d < here; d++)
+                        conf[d] = conf[d] || sub[d];
                 /* A leaf refused a decision below this one: none of this
                  * project's other versions changes that; unwind to it. */
                 if (rs->unwind_to != SIZE_MAX) {
@@ -645,10 +738,11 @@ static int try_project(Resolver *rs, Constraints *cs, size_t pi) {
                 _cleanup_free_ char *notes = describe_notes(cs, p);
                 note_failure(rs, -ESRCH, xasprintf("no usable version of %s matches: %s.%s", p->name, who, notes));
         }
+        note_all_tried(rs, p, tried);
         return -ESRCH;
 }
 
-static int solve(Resolver *rs) {
+static int solve(Resolver *rs, bool *conf) {
         Constraints cs = {};
         collect(rs, &cs);
         int r = 0;
@@ -664,17 +758,27 @@ static int solve(Resolver *rs) {
                         if (!pkg_specifier_set_contains(cs.c[i].req->specifiers, c->version, true)) {
                                 _cleanup_free_ char *spec = pkg_specifier_set_to_string(cs.c[i].req->specifiers);
                                 _cleanup_free_ char *who = describe_constraints(&cs, p->name);
-                                note_failure(rs, -EDEADLK,
-                                             xasprintf("conflicting requirements on %s: %s; %s %s was the best candidate for "
-                                                       "the others but %s requires %s%s",
-                                                       p->name, who, p->name, c->vstr, cs.c[i].from, p->name, spec));
+                                note_failure(
+                                        rs, -EDEADLK,
+                                        xasprintf(
+                                                "conflicting requirements on %s: %s; %s %s was the best candidate for "
+                                                "the others but %s %s %s%s",
+                                                p->name, who, p->name, c->vstr, cs.c[i].from,
+                                                is_root(&cs.c[i]) ? "require" : "requires", p->name, spec));
+                                conf[d] = true;
+                                conflict_add_source(conf, &cs, &cs.c[i]);
                                 r = -EDEADLK;
                                 goto out;
                         }
                 }
         }
-        /* Next project: the undecided one with the fewest options. */
+        /* Next project: one of yours before the dependencies, as pip and uv
+         * decide them (deciding a dependency first, for having the fewest
+         * versions left, took its newest and held back a package you named
+         * that wants an older one); then the undecided one with the fewest
+         * options. A project with none left comes before all. */
         size_t best = SIZE_MAX, best_n = SIZE_MAX;
+        bool best_direct = false;
         for (size_t i = 0; i < cs.n; i++) {
                 size_t pi = proj_index(rs, cs.c[i].name);
                 bool decided = false;
@@ -694,6 +798,7 @@ static int solve(Resolver *rs) {
                                 goto out;
                         }
                         fail_not_found(rs, &cs, p);
+                        conflict_add_project(conf, &cs, p->name);
                         r = rs->fatal ? rs->fatal_code : -ENOENT;
                         goto out;
                 }
@@ -708,9 +813,25 @@ static int solve(Resolver *rs) {
                 const PkgFile *ff = first ? (first->file ? first->file : first->yanked) : NULL;
                 if (rs->o->pinned && ff)
                         rs->o->pinned(rs->o->pin_userdata, ff);
-                if (n < best_n) {
+                bool direct = false; /* collect() puts your requirements first */
+                for (size_t j = 0; j < cs.n && is_root(&cs.c[j]) && !direct; j++)
+                        direct = streq(cs.c[j].name, p->name);
+                /* One with no option left first, whoever wants it: the
+                 * dead end is met now, not after deciding every other
+                 * package you named (each combination of theirs). */
+                bool better;
+                if (best == SIZE_MAX)
+                        better = true;
+                else if ((n == 0) != (best_n == 0))
+                        better = n == 0;
+                else if (direct != best_direct)
+                        better = direct;
+                else
+                        better = n < best_n;
+                if (better) {
                         best = pi;
                         best_n = n;
+                        best_direct = direct;
                 }
         }
         if (best == SIZE_MAX) {
@@ -721,6 +842,20 @@ static int solve(Resolver *rs) {
                  * fail, and the search unwinds to that decision. */
                 rs->unwind_to = unjustified_decision(rs, &cs);
                 r = rs->unwind_to == SIZE_MAX ? 0 : -ESRCH;
+                /* "Nothing asks for it" holds until a decision brings a
+                 * requirement that does: one made after it, or another
+                 * version of what constrains its project. An earlier,
+                 * unrelated decision whose other versions would pin it is
+                 * not looked for (uv looks for none: it takes a yanked
+                 * or pre-release version only when your own requirements
+                 * name it); counting every decision in made one yanked
+                 * release among a dozen packages try all their
+                 * combinations and give up. */
+                if (rs->unwind_to != SIZE_MAX) {
+                        for (size_t d = rs->unwind_to; d < rs->depth; d++)
+                                conf[d] = true;
+                        conflict_add_project(conf, &cs, rs->projs[rs->stack[rs->unwind_to].proj]->name);
+                }
                 goto out;
         }
         if (rs->depth >= 4096) {
@@ -729,7 +864,7 @@ static int solve(Resolver *rs) {
                 r = -E2BIG;
                 goto out;
         }
-        r = try_project(rs, &cs, best);
+        r = try_project(rs, &cs, best, conf);
 out:
         constraints_done(&cs);
         return r;
@@ -852,7 +987,8 @@ int pkg_resolve(PkgIndex *ix, PkgRequirement *const *reqs, size_t n_reqs, const 
         /* Every project appears at most once on the stack. */
         rs.stack = xcalloc(4097, sizeof(Decision));
         pkg_index_set_cancel(ix, o->cancel);
-        r = solve(&rs);
+        bool conf[1] = { false };
+        r = solve(&rs, conf);
         pkg_index_set_cancel(ix, NULL);
         if (r >= 0 && resolve_cancelled(&rs))
                 r = -ECANCELED;
