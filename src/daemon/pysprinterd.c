@@ -13,6 +13,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "data.h"
+#include "sandbox.h"
 
 /* The text as it prints: */
 /* clang-format off */
@@ -748,6 +749,23 @@ int main(int argc, char **argv) {
                 d->cfg.sandbox = streq(sandbox, "none") ? SANDBOX_MODE_NONE : SANDBOX_MODE_FULL;
         if (d->cfg.sandbox == SANDBOX_MODE_NONE)
                 log_warn("--sandbox=none: runs are NOT isolated from this host; use only for trusted code");
+        else {
+                /* Said now, once, rather than by every run ("the worker
+                 * did not start"): the sandbox's first step takes root
+                 * (docs/operations.md "Running under systemd"). A kernel
+                 * that lacks a feature is each run's to say (it names
+                 * the feature). */
+                r = sandbox_check_privileges(&err);
+                if (r < 0) {
+                        log_error("the full sandbox cannot be made by this process (uid %u): %s; it needs root "
+                                  "(CAP_SYS_ADMIN over the host's namespaces: the sandbox maps each worker to an "
+                                  "unprivileged uid of its own), so every run would fail; start pysprinterd as "
+                                  "root (the shipped systemd unit does), or with --sandbox=none for trusted code "
+                                  "only (docs/operations.md \"Running under systemd\")",
+                                  (unsigned) geteuid(), err);
+                        return EXIT_USAGE;
+                }
+        }
         if (!d->no_auth && d->cfg.n_tokens == 0)
                 log_warn("no tokens configured and --no-auth not given: every API request will be refused (401)");
         if (d->no_auth && d->cfg.n_tokens > 0)

@@ -1,0 +1,94 @@
+"""Operating a daemon (docs/operations.md, docs/secrets.md): the shipped
+systemd unit and the start-up check of what the full sandbox needs; a
+daemon whose key does not open its secrets refuses new sets rather than
+mix two keys in one store, and `secret ls` marks what does not open; a
+rotation whose key file is on a read-only mount says what to do."""
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+from conftest import BUILD, DAEMON
+from daemonlib import Daemon, TOKENS, free_port
+
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def as_nobody_available():
+    return os.geteuid() == 0 and shutil.which("setpriv")
+
+
+@pytest.fixture
+def open_dir():
+    """A directory uid 65534 may write (tmp_path's parents are root's 0700)."""
+    d = tempfile.mkdtemp(prefix="ops2-", dir="/tmp")
+    os.chmod(d, 0o777)
+    yield pathlib.Path(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+# ---- lead 1: who the daemon runs as ------------------------------------------
+
+@pytest.mark.skipif(not as_nobody_available(), reason="needs root and setpriv to start a daemon as nobody")
+def test_a_daemon_that_cannot_make_the_full_sandbox_refuses_to_start(open_dir):
+    """The shipped unit ran pysprinterd as User=pysprinter: it started,
+    said nothing, and every run failed "the worker … did not start". A
+    daemon that cannot make the full sandbox now refuses at its start,
+    exit 2, saying why and what to do."""
+    e = {"PATH": os.environ["PATH"], "HOME": str(open_dir)}
+    p = subprocess.run([*NOBODY, str(DAEMON), "--no-auth", "--listen", f"127.0.0.1:{free_port()}",
+                        "--data-dir", str(open_dir / "data")], env=e, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert "the full sandbox" in p.stderr and "root" in p.stderr and "--sandbox=none" in p.stderr, p.stderr
+    assert "unshare(CLONE_NEWNS): Operation not permitted" in p.stderr, p.stderr
+    # --sandbox=none (trusted code) is the operator's choice: that starts.
+    port = free_port()
+    d = subprocess.Popen([*NOBODY, str(DAEMON), "--no-auth", "--listen", f"127.0.0.1:{port}", "--sandbox=none",
+                          "--data-dir", str(open_dir / "data")], env=e, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        import http.client
+        import time
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            assert d.poll() is None, d.stderr.read()
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                c.request("GET", "/healthz")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            pytest.fail("the --sandbox=none daemon did not come up")
+    finally:
+        d.terminate()
+        d.wait(timeout=60)
+        d.stderr.close()
+
+
+@pytest.mark.parametrize("unit", ["pysprinterd", "pysprinterd-gateway", "pysprinterd-worker"])
+def test_the_shipped_units_run_the_daemon_with_what_its_sandbox_needs(unit, tmp_path):
+    """As root (the sandbox maps each worker to an unprivileged uid of its
+    own), with a delegated cgroup subtree, and nothing that forbids the
+    namespaces or the mounts the sandbox makes."""
+    text = (BUILD / f"{unit}.service").read_text()
+    keys = dict(re.findall(r"^(\w+)=(.*)$", text, re.M))
+    assert keys.get("User", "root") == "root", keys.get("User")
+    assert keys.get("Delegate") == "yes"
+    for forbidden in ("RestrictNamespaces", "ProtectControlGroups", "SystemCallFilter", "CapabilityBoundingSet",
+                      "PrivateUsers", "DynamicUser"):
+        assert keys.get(forbidden, "no") in ("no", "false"), (forbidden, keys.get(forbidden))
+    if not shutil.which("systemd-analyze"):
+        return
+    # The unit as systemd reads it, with this build's binary.
+    local = tmp_path / f"{unit}.service"
+    local.write_text(re.sub(r"^ExecStart=\S+", f"ExecStart={DAEMON}", text, flags=re.M))
+    p = subprocess.run(["systemd-analyze", "verify", "--man=no", str(local)], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
