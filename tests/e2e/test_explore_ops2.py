@@ -92,3 +92,49 @@ def test_the_shipped_units_run_the_daemon_with_what_its_sandbox_needs(unit, tmp_
     p = subprocess.run(["systemd-analyze", "verify", "--man=no", str(local)], capture_output=True, text=True,
                        timeout=60)
     assert p.returncode == 0, p.stderr
+
+
+# ---- lead 2: one key per store ------------------------------------------------
+
+def test_a_set_under_another_key_than_the_stores_is_refused_on_both_paths(cli, home, tmp_path):
+    """A database restored without its key: the start (or the first secret
+    verb) made a new key, and every `secret set` then sealed with it next
+    to secrets sealed with the lost one: two keys in one store, which no
+    single key backup opens. Now the set is refused in the same words on
+    both paths (exit 2; a daemon answers 409), and `secret ls` marks the
+    secrets that the key does not open."""
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        assert d.call("PUT", "/v1/secrets/OPS2_OLD", {"value": "v"})[0] == 200
+    assert cli("secret", "set", "OPS2_OLD", input="v\n").returncode == 0
+    for key in (home / "secrets.key", d.home / "secrets.key"):
+        key.write_bytes(os.urandom(32))
+    with d.serving():
+        st, body = d.call("PUT", "/v1/secrets/OPS2_NEW", {"value": "w"})
+        assert st == 409, body
+        msg = body["error"]["message"]
+        assert "another key" in msg and "restore the key" in msg, msg
+        remote = cli("secret", "set", "OPS2_NEW", "--server", d.url, input="w\n",
+                     env={"PYSPRINTER_TOKEN": TOKENS["alice"]})
+        local = cli("secret", "set", "OPS2_NEW", input="w\n")
+        for r in (local, remote):
+            assert r.returncode == 2, (r.returncode, r.stderr)
+            assert msg in r.stderr, r.stderr
+        # Nothing was stored.
+        st, listed = d.call("GET", "/v1/secrets")
+        assert [s["name"] for s in listed["secrets"]] == ["OPS2_OLD"], listed
+        # Replacing the very secret that does not open is what fixes it:
+        # allowed, and then the store is one key's again.
+        ls_local = cli("secret", "ls")
+        ls_remote = cli("secret", "ls", "--server", d.url, env={"PYSPRINTER_TOKEN": TOKENS["alice"]})
+        assert ls_local.stdout == ls_remote.stdout, (ls_local.stdout, ls_remote.stdout)
+        assert re.search(r"OPS2_OLD .*cannot be opened", ls_local.stdout), ls_local.stdout
+        jl = json.loads(cli("secret", "ls", "--json").stdout)
+        jr = json.loads(cli("secret", "ls", "--json", "--server", d.url,
+                            env={"PYSPRINTER_TOKEN": TOKENS["alice"]}).stdout)
+        assert [s.get("opens") for s in jl] == [s.get("opens") for s in jr] == [False], (jl, jr)
+        assert d.call("PUT", "/v1/secrets/OPS2_OLD", {"value": "v2"})[0] == 200
+        assert d.call("PUT", "/v1/secrets/OPS2_NEW", {"value": "w"})[0] == 200
+        assert cli("secret", "set", "OPS2_OLD", input="v2\n").returncode == 0
+        assert cli("secret", "set", "OPS2_NEW", input="w\n").returncode == 0
+        assert "cannot be opened" not in cli("secret", "ls").stdout
