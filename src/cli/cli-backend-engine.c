@@ -399,7 +399,9 @@ static int engine_secret_rotate_key(Backend *b, size_t *ret_n) {
                 backend_set_error(b, "secret rotate-key: %s", err ?: strerror(-r));
                 /* Nothing to rotate, or a secret no key opens: the
                  * caller's to fix (exit 2); else the installation's. */
-                return r == -ENOENT || r == -EKEYREJECTED ? -EINVAL : r == -EOPNOTSUPP ? r : -EKEYREJECTED;
+                return r == -ENOENT || r == -EKEYREJECTED || r == -EROFS ? -EINVAL
+                       : r == -EOPNOTSUPP                                ? r
+                                                                         : -EKEYREJECTED;
         }
         return 0;
 }

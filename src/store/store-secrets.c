@@ -874,6 +874,16 @@ static int cluster_rotate(Store *s, const uint8_t *old, const uint8_t *next, siz
         return 0;
 }
 
+/* The next key cannot be made beside key_path: its directory is on a
+ * read-only file system (a Kubernetes secret volume, a ro bind). */
+static char *read_only_error(const char *key_path) {
+        return xasprintf("cannot rotate %s: it is on a read-only file system (a Kubernetes secret volume?), and a "
+                         "rotation writes its next key beside it (%s.next) and renames it over it; copy the key "
+                         "(mode 0600) to a writable path, name that path as secrets.key_file in the daemon's "
+                         "config, rotate, then put the new key where the volume's source is",
+                         key_path, key_path);
+}
+
 int store_secrets_rotate_key(Store *s, const char *key_path, size_t *ret_n, char **ret_error) {
         assert(s);
         assert(key_path);
@@ -902,7 +912,7 @@ int store_secrets_rotate_key(Store *s, const char *key_path, size_t *ret_n, char
                 explicit_bzero(old, sizeof old);
                 explicit_bzero(next, sizeof next);
                 if (r < 0) {
-                        *ret_error = TAKE_PTR(err);
+                        *ret_error = r == -EROFS ? read_only_error(key_path) : TAKE_PTR(err);
                         return r;
                 }
                 *ret_error = xasprintf("made the next key %s: copy it (mode 0600) to every node of the cluster, "
@@ -913,7 +923,7 @@ int store_secrets_rotate_key(Store *s, const char *key_path, size_t *ret_n, char
         }
         if (r < 0) {
                 explicit_bzero(old, sizeof old);
-                *ret_error = TAKE_PTR(err);
+                *ret_error = r == -EROFS ? read_only_error(key_path) : TAKE_PTR(err);
                 return r;
         }
         size_t n = 0;

@@ -500,7 +500,8 @@ void store_secrets_key_file(Store *s, const char *path);
  * *ret_n: how many secrets are sealed with the new key. Errors, with
  * *ret_error: -ENOENT no key at key_path, -EKEYREJECTED a secret opens
  * with neither key (nothing changed), -EOPNOTSUPP the secrets are a
- * cluster's (store_secrets_use()). */
+ * cluster's (store_secrets_use()), -EROFS key_path is on a read-only file
+ * system (nothing changed; the message names a writable key path). */
 int store_secrets_rotate_key(Store *s, const char *key_path, size_t *ret_n, char **ret_error);
 /* The next key a rotation of key_path left (a rotation killed before its
  * rename: the secrets may be sealed with it), its path (caller frees);

@@ -139,3 +139,43 @@ def test_a_set_under_another_key_than_the_stores_is_refused_on_both_paths(cli, h
         assert cli("secret", "set", "OPS2_OLD", input="v2\n").returncode == 0
         assert cli("secret", "set", "OPS2_NEW", input="w\n").returncode == 0
         assert "cannot be opened" not in cli("secret", "ls").stdout
+
+
+# ---- lead 3: a key on a read-only mount ---------------------------------------
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root to mount a read-only bind")
+def test_rotating_a_key_on_a_read_only_mount_says_where_to_put_it(tmp_path):
+    """A Kubernetes secret volume is read-only: the rotation failed exit 7
+    "Read-only file system". Now exit 2, naming a writable key path."""
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    key = vol / "secrets.key"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o600)
+    d = Daemon(tmp_path / "d", config_extra=f"secrets:\n  key_file: {key}\n")
+    with d.serving():
+        assert d.call("PUT", "/v1/secrets/OPS2_K", {"value": "v"})[0] == 200
+    script = (f'mount --bind -o ro "{vol}" "{vol}" && exec "{DAEMON}" secret rotate-key --config "{d.config}" '
+              f'--data-dir "{d.home}"')
+    p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], env=d.env(),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert "read-only" in p.stderr and "secrets.key_file" in p.stderr, p.stderr
+    assert key.exists() and not (vol / "secrets.key.next").exists()
+
+
+def test_a_backup_during_an_unfinished_rotation_names_the_next_key(tmp_path):
+    """A rotation killed before its rename leaves secrets.key.next, which
+    the secrets may be sealed with: a backup then says to keep that file
+    with it (the daemon's start said so; the backup, where one looks when
+    saving keys, did not)."""
+    from test_explore_keys import kill9, stalled_rotation
+    d = Daemon(tmp_path / "d")
+    with d.serving():
+        assert d.call("PUT", "/v1/secrets/OPS2_K", {"value": "v"})[0] == 200
+    argv = [DAEMON, "secret", "rotate-key", "--config", d.config, "--data-dir", d.home]
+    kill9(stalled_rotation(argv, d.env(), "before-rename"))
+    p = subprocess.run([str(DAEMON), "backup", str(tmp_path / "b.db"), "--config", str(d.config), "--data-dir",
+                        str(d.home)], env=d.env(), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "secrets.key.next" in p.stderr, p.stderr
