@@ -317,10 +317,30 @@ static int engine_secret_list(Backend *b, json_t **ret) {
                 backend_set_error(b, "cannot read the secrets: %s", strerror(-r));
                 return r;
         }
+        /* "opens": false for a secret the home's key does not open, as a
+         * daemon marks it; the key is read, never made, here (ls writes
+         * nothing): with none, nothing opens. */
+        _cleanup_free_ char *path = n ? secret_key_path(b) : NULL, *err = NULL;
+        uint8_t key[SEAL_KEY_SIZE];
+        int k = n ? seal_key_read(path, key, &err) : -ENOENT;
+        if (k >= 0)
+                store_secrets_key_file(engine_store(b->engine), path);
         json_t *arr = json_array();
-        for (size_t i = 0; i < n; i++)
-                json_array_append_new(arr, json_pack("{s:s, s:o, s:o}", "name", v[i].name, "created_at",
-                                                     time_json(v[i].created), "updated_at", time_json(v[i].updated)));
+        for (size_t i = 0; i < n; i++) {
+                bool opens = k != -ENOENT;
+                if (k >= 0) {
+                        _cleanup_free_ char *val = NULL;
+                        size_t len = 0;
+                        opens = store_secret_get(engine_store(b->engine), key, "local", v[i].name, &val, &len) !=
+                                -EBADMSG;
+                        if (val)
+                                explicit_bzero(val, len);
+                }
+                json_array_append_new(arr, json_pack("{s:s, s:o, s:o, s:b}", "name", v[i].name, "created_at",
+                                                     time_json(v[i].created), "updated_at", time_json(v[i].updated),
+                                                     "opens", opens));
+        }
+        explicit_bzero(key, sizeof key);
         secret_info_list_free(v, n);
         *ret = arr;
         return 0;
@@ -333,7 +353,7 @@ static int engine_secret_set(Backend *b, const char *name, const char *value, si
                 return r;
         r = store_secret_set(engine_store(b->engine), key, "local", name, value, len);
         explicit_bzero(key, sizeof key);
-        if (r == -EDQUOT) {
+        if (r == -EDQUOT || r == -ENOKEY) {
                 /* A daemon's 409, in its words. */
                 _cleanup_free_ char *why = store_secret_error(name, r);
                 backend_set_error(b, "secret set: %s", why);
@@ -379,7 +399,9 @@ static int engine_secret_rotate_key(Backend *b, size_t *ret_n) {
                 backend_set_error(b, "secret rotate-key: %s", err ?: strerror(-r));
                 /* Nothing to rotate, or a secret no key opens: the
                  * caller's to fix (exit 2); else the installation's. */
-                return r == -ENOENT || r == -EKEYREJECTED ? -EINVAL : r == -EOPNOTSUPP ? r : -EKEYREJECTED;
+                return r == -ENOENT || r == -EKEYREJECTED || r == -EROFS ? -EINVAL
+                       : r == -EOPNOTSUPP                                ? r
+                                                                         : -EKEYREJECTED;
         }
         return 0;
 }

@@ -226,7 +226,13 @@ static int secret_ls_verb(Backend *b, bool json) {
                         char created[32], updated[32];
                         format_local_time(json_get_string(v, "created_at"), created);
                         format_local_time(json_get_string(v, "updated_at"), updated);
-                        printf("%-*s %-20s %s\n", width, json_get_string(v, "name") ?: "?", created, updated);
+                        /* A daemon of an older release sends no "opens". */
+                        json_t *o = json_object_get(v, "opens");
+                        if (json_is_false(o))
+                                printf("%-*s %-20s %-20s cannot be opened with the current key\n", width,
+                                       json_get_string(v, "name") ?: "?", created, updated);
+                        else
+                                printf("%-*s %-20s %s\n", width, json_get_string(v, "name") ?: "?", created, updated);
                 }
         }
         json_decref(list);

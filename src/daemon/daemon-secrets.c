@@ -19,9 +19,16 @@ static json_t *time_or_null(usec_t t) {
         return t ? json_string(format_timestamp(t, buf)) : json_null();
 }
 
-static json_t *secret_json(const SecretInfo *s) {
-        return json_pack("{s:s, s:o, s:o}", "name", s->name, "created_at", time_or_null(s->created), "updated_at",
-                         time_or_null(s->updated));
+/* "opens": false for a secret the daemon's key does not open (sealed
+ * with another: a database restored without its key), as embedded. */
+static json_t *secret_json(const DaemonCall *call, const SecretInfo *s) {
+        _cleanup_free_ char *v = NULL;
+        size_t len = 0;
+        int r = store_secret_get(call->d->store, call->d->secret_key, call->tenant, s->name, &v, &len);
+        if (v)
+                explicit_bzero(v, len);
+        return json_pack("{s:s, s:o, s:o, s:b}", "name", s->name, "created_at", time_or_null(s->created), "updated_at",
+                         time_or_null(s->updated), "opens", r != -EBADMSG);
 }
 
 struct MHD_Response *daemon_api_secrets_list(const DaemonCall *call, unsigned *ret_status) {
@@ -32,7 +39,7 @@ struct MHD_Response *daemon_api_secrets_list(const DaemonCall *call, unsigned *r
                 return daemon_call_errno(call, r, "secrets", ret_status);
         json_t *arr = json_array();
         for (size_t i = 0; i < n; i++)
-                json_array_append_new(arr, secret_json(&v[i]));
+                json_array_append_new(arr, secret_json(call, &v[i]));
         secret_info_list_free(v, n);
         return daemon_call_json(call, 200, json_pack("{s:o}", "secrets", arr), ret_status);
 }
@@ -93,8 +100,10 @@ static struct MHD_Response *daemon_api_secret_put(const DaemonCall *call, unsign
         explicit_bzero((char *) json_string_value(v), len);
         json_decref(j);
         /* -EKEYREJECTED: a cluster node whose key is not the others'
-         * (docs/cluster.md "Secrets"): what it sealed would open nowhere. */
-        if (r == -EDQUOT || r == -EKEYREJECTED) {
+         * (docs/cluster.md "Secrets"): what it sealed would open nowhere.
+         * -ENOKEY: the database's secrets are sealed with another key (a
+         * restore without it): a set would mix two keys in one store. */
+        if (r == -EDQUOT || r == -EKEYREJECTED || r == -ENOKEY) {
                 _cleanup_free_ char *why = store_secret_error(name, r);
                 return daemon_call_error(call, 409, "conflict", ret_status, "%s", why);
         }
@@ -107,7 +116,7 @@ static struct MHD_Response *daemon_api_secret_put(const DaemonCall *call, unsign
         if (store_secret_list(call->d->store, call->tenant, &list, &n) >= 0)
                 for (size_t i = 0; i < n && !ans; i++)
                         if (streq(list[i].name, name))
-                                ans = secret_json(&list[i]);
+                                ans = secret_json(call, &list[i]);
         secret_info_list_free(list, n);
         return daemon_call_json(call, 200, ans ?: json_pack("{s:s}", "name", name), ret_status);
 }

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "data.h"
+#include "sandbox.h"
 
 /* The text as it prints: */
 /* clang-format off */
@@ -315,7 +316,7 @@ static int ops_gc(const DaemonConfig *cfg, const char *data_dir, bool dry_run, b
         return 0;
 }
 
-static int ops_backup(const char *data_dir, const char *file) {
+static int ops_backup(const DaemonConfig *cfg, const char *data_dir, const char *file) {
         _cleanup_free_ char *db = path_join(data_dir, "pysprinter.db"), *err = NULL;
         size_t replayed = 0;
         int r = store_backup(db, file, &replayed, &err);
@@ -331,6 +332,18 @@ static int ops_backup(const char *data_dir, const char *file) {
                 printf("%zu ended run(s) replayed from the ended-runs journal into the backup\n", replayed);
         printf("also copy %s/data/objects (datasets) and, when it exists, the secrets key; see docs/operations.md\n",
                data_dir);
+        /* A rotation killed before its rename: the secrets in the copy
+         * may be sealed with the next key, which the key file alone does
+         * not hold (docs/secrets.md "Rotating the key"). */
+        _cleanup_free_ char *named = cfg->secrets_key_file ? xstrdup(cfg->secrets_key_file)
+                                                           : path_join(data_dir, "secrets.key");
+        _cleanup_free_ char *key = seal_key_path(named);
+        _cleanup_free_ char *next = store_secrets_rotation_unfinished(key);
+        if (next)
+                log_warn("%s exists: a key rotation did not finish, and the secrets in this backup may be sealed "
+                         "with it: keep it with %s beside the backup, or finish the rotation (pysprinterd secret "
+                         "rotate-key) and back up again",
+                         next, key);
         return 0;
 }
 
@@ -465,7 +478,7 @@ static int ops_rotate_key(const DaemonConfig *cfg, const char *data_dir, const c
         }
         if (r < 0) {
                 log_error("secret rotate-key: %s", err);
-                return r == -ENOENT || r == -EKEYREJECTED ? EXIT_USAGE : EXIT_INTERNAL;
+                return r == -ENOENT || r == -EKEYREJECTED || r == -EROFS ? EXIT_USAGE : EXIT_INTERNAL;
         }
         printf("rotated the secrets key %s: %zu secret(s) sealed with the new key\n", key, n);
         if (redis)
@@ -559,7 +572,7 @@ static int ops_main(int argc, char **argv) {
                 if (streq(verb, "gc"))
                         code = ops_gc(&cfg, dir, dry_run, json);
                 else if (streq(verb, "backup"))
-                        code = ops_backup(dir, argv[optind]);
+                        code = ops_backup(&cfg, dir, argv[optind]);
                 else if (streq(verb, "secret"))
                         code = ops_rotate_key(&cfg, dir, redis);
                 else
@@ -748,6 +761,23 @@ int main(int argc, char **argv) {
                 d->cfg.sandbox = streq(sandbox, "none") ? SANDBOX_MODE_NONE : SANDBOX_MODE_FULL;
         if (d->cfg.sandbox == SANDBOX_MODE_NONE)
                 log_warn("--sandbox=none: runs are NOT isolated from this host; use only for trusted code");
+        else {
+                /* Said now, once, rather than by every run ("the worker
+                 * did not start"): the sandbox's first step takes root
+                 * (docs/operations.md "Running under systemd"). A kernel
+                 * that lacks a feature is each run's to say (it names
+                 * the feature). */
+                r = sandbox_check_privileges(&err);
+                if (r < 0) {
+                        log_error("the full sandbox cannot be made by this process (uid %u): %s; it needs root "
+                                  "(CAP_SYS_ADMIN over the host's namespaces: the sandbox maps each worker to an "
+                                  "unprivileged uid of its own), so every run would fail; start pysprinterd as "
+                                  "root (the shipped systemd unit does), or with --sandbox=none for trusted code "
+                                  "only (docs/operations.md \"Running under systemd\")",
+                                  (unsigned) geteuid(), err);
+                        return EXIT_USAGE;
+                }
+        }
         if (!d->no_auth && d->cfg.n_tokens == 0)
                 log_warn("no tokens configured and --no-auth not given: every API request will be refused (401)");
         if (d->no_auth && d->cfg.n_tokens > 0)

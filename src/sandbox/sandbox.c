@@ -399,6 +399,29 @@ static long read_long(const char *path, long dflt) {
         return strtol(s, NULL, 10);
 }
 
+int sandbox_check_privileges(char **ret_error) {
+        pid_t pid = fork();
+        if (pid < 0) {
+                int r = -errno;
+                *ret_error = xasprintf("fork: %s", strerror(-r));
+                return r;
+        }
+        if (pid == 0)
+                _exit(unshare(CLONE_NEWNS) < 0 ? (errno & 0xff) ?: 1 : 0);
+        int status;
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR) {
+                        int r = -errno;
+                        *ret_error = xasprintf("waitpid: %s", strerror(-r));
+                        return r;
+                }
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+                return 0;
+        int e = WIFEXITED(status) ? WEXITSTATUS(status) : EIO;
+        *ret_error = xasprintf("unshare(CLONE_NEWNS): %s", strerror(e));
+        return -e;
+}
+
 int sandbox_check_support(char **ret_error) {
         _cleanup_(buf_free) Buf b;
         buf_init(&b, 1024);

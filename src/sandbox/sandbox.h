@@ -416,3 +416,11 @@ const char *sandbox_signal_name(int sig);
  * changing anything. 0, or -EOPNOTSUPP with *ret_error naming what is
  * missing and suggesting --sandbox=none. */
 int sandbox_check_support(char **ret_error);
+
+/* Checks that this process may make the full sandbox: its first step, a
+ * private mount namespace that the sandbox's root is built in before the
+ * user namespace, takes root (CAP_SYS_ADMIN over the host's namespaces).
+ * Tried in a short-lived child; nothing of the caller changes. 0, or
+ * -errno with *ret_error naming the failed step (a daemon says it at its
+ * start instead of failing every run, docs/operations.md). */
+int sandbox_check_privileges(char **ret_error);

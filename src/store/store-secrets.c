@@ -158,6 +158,58 @@ static void seal_key_now(Store *s, const uint8_t *key, uint8_t ret[static SEAL_K
         memcpy(ret, key, SEAL_KEY_SIZE);
 }
 
+/* Whether a secret other than (tenant, name) in the secrets table opens
+ * with none of the keys a set may seal with — sealing (the one this set
+ * uses), key (the caller's), the key file's and its rotation's next key
+ * (path, NULL: none known) —, s->lock held: a database restored without
+ * its key. A set then would leave two keys in one store, which no single
+ * key backup opens (docs/secrets.md): -ENOKEY, else 0. */
+static int sql_foreign_locked(Store *s, const uint8_t *sealing, const uint8_t *key, const char *path,
+                              const char *tenant, const char *name) {
+        uint8_t keys[4][SEAL_KEY_SIZE];
+        size_t n_keys = 0;
+        memcpy(keys[n_keys++], sealing, SEAL_KEY_SIZE);
+        memcpy(keys[n_keys++], key, SEAL_KEY_SIZE);
+        if (path) {
+                _cleanup_free_ char *next = next_key_path(path), *e1 = NULL, *e2 = NULL;
+                if (seal_key_read(path, keys[n_keys], &e1) == 0)
+                        n_keys++;
+                if (seal_key_read(next, keys[n_keys], &e2) == 0)
+                        n_keys++;
+        }
+        sqlite3_stmt *st;
+        int rc = sqlite3_prepare_v2(s->db,
+                                    "SELECT tenant, name, sealed FROM secrets WHERE NOT (tenant=?1 AND name=?2) "
+                                    "ORDER BY rowid",
+                                    -1, &st, NULL);
+        bool foreign = false;
+        if (rc == SQLITE_OK) {
+                store_bind_text(st, 1, tenant);
+                store_bind_text(st, 2, name);
+                while (!foreign && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+                        _cleanup_free_ char *t = store_col_text(st, 0), *nm = store_col_text(st, 1);
+                        size_t aad_len, len;
+                        _cleanup_free_ char *aad = aad_of(t ?: "", nm ?: "", &aad_len);
+                        const uint8_t *box = sqlite3_column_blob(st, 2);
+                        size_t box_len = (size_t) sqlite3_column_bytes(st, 2);
+                        foreign = true;
+                        for (size_t i = 0; i < n_keys && foreign; i++) {
+                                char *v = NULL;
+                                if (seal_decrypt(keys[i], aad, aad_len, box, box_len, &v, &len) == 0) {
+                                        explicit_bzero(v, len);
+                                        foreign = false;
+                                }
+                                free(v);
+                        }
+                }
+                sqlite3_finalize(st);
+        }
+        explicit_bzero(keys, sizeof keys);
+        if (foreign)
+                return -ENOKEY;
+        return rc == SQLITE_DONE ? 0 : store_rc_errno(rc);
+}
+
 /* Seals value and writes it to the secrets table. With a key file known
  * (store_secrets_key_file()), the key is chosen inside the write
  * transaction: a rotation (store_secrets_rotate_key()) re-seals in one
@@ -178,17 +230,23 @@ static int sql_seal_put(Store *s, const uint8_t *key, const char *tenant, const 
                 int r = seal_encrypt(key, aad, aad_len, value, len, &box, &box_len);
                 if (r < 0)
                         return r;
-                store_lock(s);
-                r = sql_put_locked(s, tenant, name, box, box_len, now);
-                pthread_mutex_unlock(&s->lock);
-                return r;
+                r = store_tx_begin(s);
+                if (r < 0)
+                        return r;
+                r = sql_foreign_locked(s, key, key, NULL, tenant, name);
+                if (r >= 0)
+                        r = sql_put_locked(s, tenant, name, box, box_len, now);
+                int e = store_tx_end(s, r >= 0);
+                return r < 0 ? r : e;
         }
         int r = store_tx_begin(s);
         if (r < 0)
                 return r;
         uint8_t k[SEAL_KEY_SIZE];
         seal_key_now(s, key, k);
-        r = seal_encrypt(k, aad, aad_len, value, len, &box, &box_len);
+        r = sql_foreign_locked(s, k, key, s->secrets_key_path, tenant, name);
+        if (r >= 0)
+                r = seal_encrypt(k, aad, aad_len, value, len, &box, &box_len);
         explicit_bzero(k, sizeof k);
         if (r >= 0)
                 r = sql_put_locked(s, tenant, name, box, box_len, now);
@@ -538,6 +596,13 @@ char *store_secret_error(const char *name, int r) {
                 return xasprintf("secret '%s' cannot be opened: it was sealed with another key (a different "
                                  "secrets.key?)",
                                  name);
+        if (r == -ENOKEY)
+                return xasprintf("cannot set secret '%s': secrets in this store were sealed with another key than "
+                                 "the one in use (a database restored without its secrets.key?), and two keys in "
+                                 "one store would open with neither alone: restore the key backed up with this "
+                                 "database (docs/operations.md \"Backup and restore\"), or set again or remove "
+                                 "each secret that `pysprinter secret ls` marks as not opening",
+                                 name);
         if (r == -EKEYREJECTED)
                 return xasprintf("cannot set secret '%s': this node's secrets.key is not the one the cluster's "
                                  "secrets are sealed with (give every node the same key: docs/cluster.md "
@@ -809,6 +874,16 @@ static int cluster_rotate(Store *s, const uint8_t *old, const uint8_t *next, siz
         return 0;
 }
 
+/* The next key cannot be made beside key_path: its directory is on a
+ * read-only file system (a Kubernetes secret volume, a ro bind). */
+static char *read_only_error(const char *key_path) {
+        return xasprintf("cannot rotate %s: it is on a read-only file system (a Kubernetes secret volume?), and a "
+                         "rotation writes its next key beside it (%s.next) and renames it over it; copy the key "
+                         "(mode 0600) to a writable path, name that path as secrets.key_file in the daemon's "
+                         "config, rotate, then put the new key where the volume's source is",
+                         key_path, key_path);
+}
+
 int store_secrets_rotate_key(Store *s, const char *key_path, size_t *ret_n, char **ret_error) {
         assert(s);
         assert(key_path);
@@ -837,7 +912,7 @@ int store_secrets_rotate_key(Store *s, const char *key_path, size_t *ret_n, char
                 explicit_bzero(old, sizeof old);
                 explicit_bzero(next, sizeof next);
                 if (r < 0) {
-                        *ret_error = TAKE_PTR(err);
+                        *ret_error = r == -EROFS ? read_only_error(key_path) : TAKE_PTR(err);
                         return r;
                 }
                 *ret_error = xasprintf("made the next key %s: copy it (mode 0600) to every node of the cluster, "
@@ -848,7 +923,7 @@ int store_secrets_rotate_key(Store *s, const char *key_path, size_t *ret_n, char
         }
         if (r < 0) {
                 explicit_bzero(old, sizeof old);
-                *ret_error = TAKE_PTR(err);
+                *ret_error = r == -EROFS ? read_only_error(key_path) : TAKE_PTR(err);
                 return r;
         }
         size_t n = 0;

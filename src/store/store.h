@@ -467,7 +467,11 @@ void secret_info_list_free(SecretInfo *v, size_t n);
  * "tenant\0name" as the authenticated data, so a row moved to another
  * tenant or name does not open. Replaces an existing secret of that name.
  * -EINVAL for a bad name, -EFBIG above SECRET_MAX_BYTES, -EDQUOT for a new
- * name when the tenant holds SECRET_MAX_COUNT already. */
+ * name when the tenant holds SECRET_MAX_COUNT already. -ENOKEY (nothing
+ * written) when another secret in the secrets table opens with none of
+ * the keys the set may seal with (a database restored without its key):
+ * two keys in one store would open with neither alone. Replacing the
+ * secret that does not open is allowed: that is the fix. */
 int store_secret_set(Store *s, const uint8_t *key, const char *tenant, const char *name, const char *value,
                      size_t len);
 /* The value (caller frees; wipe it). -ENOENT when tenant has no such
@@ -496,7 +500,8 @@ void store_secrets_key_file(Store *s, const char *path);
  * *ret_n: how many secrets are sealed with the new key. Errors, with
  * *ret_error: -ENOENT no key at key_path, -EKEYREJECTED a secret opens
  * with neither key (nothing changed), -EOPNOTSUPP the secrets are a
- * cluster's (store_secrets_use()). */
+ * cluster's (store_secrets_use()), -EROFS key_path is on a read-only file
+ * system (nothing changed; the message names a writable key path). */
 int store_secrets_rotate_key(Store *s, const char *key_path, size_t *ret_n, char **ret_error);
 /* The next key a rotation of key_path left (a rotation killed before its
  * rename: the secrets may be sealed with it), its path (caller frees);
@@ -511,7 +516,7 @@ char *store_secrets_rotation_unfinished(const char *key_path);
 int store_secrets_env(Store *s, const uint8_t *key, const char *tenant, char *const *names, char *const *env,
                       char ***ret_env, char **ret_error);
 void store_env_free(char **env);
-/* What store_secret_get()'s (or store_secret_set()'s -EDQUOT or
+/* What store_secret_get()'s (or store_secret_set()'s -EDQUOT, -ENOKEY or
  * -EKEYREJECTED) failure r
  * for name says to a user, in the one wording of every path (embedded,
  * daemon, DAG task): what to do included. */

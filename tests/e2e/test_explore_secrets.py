@@ -124,13 +124,23 @@ def test_a_tenant_holds_at_most_1000_secrets_on_both_paths(cli, both, daemon, ho
     number of 64 KiB values, one PUT each, into the daemon's database. Now
     a new name past 1000 is refused (409; exit 2) in the same words on both
     paths, and replacing one that exists still works."""
+    import os
     import sqlite3
     r = cli("secret", "set", "EXPLORE_S0000", input="v\n")
     assert r.returncode == 0, r.stderr
+    # Sealed with the home's key as the CLI seals (AES-256-GCM, nonce ||
+    # ciphertext || tag, aad tenant NUL name): a row no key opens would
+    # make every set refused (test_explore_ops2.py), not the quota's.
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    aes = AESGCM((home / "secrets.key").read_bytes())
+
+    def sealed(name):
+        nonce = os.urandom(12)
+        return nonce + aes.encrypt(nonce, b"v", b"local\0" + name.encode())
     db = sqlite3.connect(home / "pysprinter.db")
     with db:
-        db.executemany("INSERT INTO secrets (tenant, name, sealed, created, updated) VALUES ('local', ?, x'00', 1, 1)",
-                       [(f"EXPLORE_S{i:04}",) for i in range(1, 1000)])
+        db.executemany("INSERT INTO secrets (tenant, name, sealed, created, updated) VALUES ('local', ?, ?, 1, 1)",
+                       [(f"EXPLORE_S{i:04}", sealed(f"EXPLORE_S{i:04}")) for i in range(1, 1000)])
     db.close()
     have = {s["name"] for s in daemon.call("GET", "/v1/secrets")[1]["secrets"]}
     for i in range(1000):
