@@ -99,11 +99,24 @@ char *daemon_scrub(char *s) {
         if (!s)
                 return s;
         for (size_t i = 0; i < n_scrub; i++) {
-                size_t pl = strlen(scrub_list[i].prefix), al = strlen(scrub_list[i].as);
-                for (char *hit = strstr(s, scrub_list[i].prefix); hit; hit = strstr(hit + al, scrub_list[i].prefix)) {
-                        memcpy(hit, scrub_list[i].as, al);
-                        memmove(hit + al, hit + pl, strlen(hit + pl) + 1);
+                const char *prefix = scrub_list[i].prefix, *hit = strstr(s, prefix);
+                if (!hit)
+                        continue;
+                /* One pass into a new text: moving the rest of the text
+                 * at each hit in place was quadratic (a result of a
+                 * million hits held a daemon thread for minutes). */
+                size_t pl = strlen(prefix);
+                Buf b;
+                buf_init(&b, SIZE_MAX / 4);
+                const char *p = s;
+                for (; hit; hit = strstr(p, prefix)) {
+                        (void) buf_append(&b, p, (size_t) (hit - p));
+                        (void) buf_appends(&b, scrub_list[i].as);
+                        p = hit + pl;
                 }
+                (void) buf_appends(&b, p);
+                free(s);
+                s = buf_steal_fit(&b);
         }
         return s;
 }
