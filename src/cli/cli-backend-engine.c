@@ -87,7 +87,9 @@ static json_t *error_json(const char *type, const char *message, const char *tra
 json_t *cli_run_record_json(const RunRecord *r) {
         assert(r);
         _cleanup_free_ char *text = run_record_to_json(r, NULL);
-        json_t *j = text ? json_loads(text, JSON_ALLOW_NUL, NULL) : NULL;
+        /* Its result held (shared.h), as the daemon's run object holds it:
+         * `show` and `ps --json` of a large result print its text. */
+        json_t *j = text ? json_loads_held(text, strlen(text), "result") : NULL;
         return j ?: json_pack("{s:s, s:s}", "id", r->id, "status", r->status ?: "queued");
 }
 

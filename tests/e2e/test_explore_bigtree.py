@@ -39,6 +39,7 @@ def files(cli):
     cli.write("empty.py", "def big():\n    return []\n")
     cli.write("big.yaml", "tasks: {one: {file: big.py}}\n")
     cli.write("empty.yaml", "tasks: {one: {file: empty.py}}\n")
+    cli.write("one.jsonl", "[]\n")
     # The home's first run sets up what later runs reuse: not measured.
     p = cli("run", *sandbox_args(), "empty.py")
     assert p.returncode == 0, p
@@ -58,6 +59,8 @@ VERBS = {
     "dag run --json": (["dag", "run", "--no-cache", "-q", "--json", "FILE.yaml"],
                        lambda out: dag_result(out) == VALUE),
     "invoke": (["invoke", "FILE"], lambda out: out == PLAIN),
+    "map": (["map", "-q", "FILE.py", "--over", "one.jsonl"],
+            lambda out: json.loads(out)["result"] == VALUE and out.endswith(COMPACT[1:-1] + b"}\n")),
 }
 
 
@@ -79,11 +82,28 @@ def cli_peak(cli, verb, env, extra=()):
     return big.peak_kib - base.peak_kib
 
 
-@pytest.mark.parametrize("verb", ["run", "run --json", "dag run --json"])
+@pytest.mark.parametrize("verb", ["run", "run --json", "dag run --json", "map"])
 def test_embedded_big_tree_holds_few_copies(files, verb):
     extra = cli_peak(files, verb, files.env, sandbox_args() if verb != "dag run --json" else ())
     assert extra < CLI_COPIES * SIZE / 1024, (
         f"the CLI's peak grew by {extra // 1024} MiB for {SIZE // 2**20} MiB of JSON: more than {CLI_COPIES} copies")
+
+
+def test_show_of_a_big_tree_holds_few_copies(files):
+    """`show RUN` read the record as text and parsed it back whole."""
+    ids = {}
+    for name in ("empty", "big"):
+        p = files("run", *sandbox_args(), f"{name}.py")
+        assert p.returncode == 0, p
+        ids[name] = json.loads(files("ps", "--json", "--limit", "1").stdout)[0]["id"]
+    base = own_peak_run([str(CLI), "show", ids["empty"]], env=files.env, cwd=files.cwd)
+    big = own_peak_run([str(CLI), "show", ids["big"]], env=files.env, cwd=files.cwd)
+    assert (base.returncode, big.returncode, big.stderr) == (0, 0, b""), big.stderr
+    line = big.stdout.split(b"\nresult:", 1)[1].split(b"\n", 1)[0]
+    assert json.loads(line) == VALUE
+    extra = big.peak_kib - base.peak_kib
+    print(f"show: the CLI's own peak {big.peak_kib // 1024} MiB, {base.peak_kib // 1024} MiB for an empty result")
+    assert extra < CLI_COPIES * SIZE / 1024, f"show grew by {extra // 1024} MiB: more than {CLI_COPIES} copies"
 
 
 @pytest.mark.parametrize("verb", list(VERBS))
@@ -131,10 +151,11 @@ def f():
 def test_values_print_the_same_held_or_not(cli, tmp_path):
     """Every value held (PYSPRINTER_TEST_HELD_MIN=1, the daemon's too)
     prints what the parsed value printed: `run` (Python's separators),
-    `run --json`, `dag run --json` and `show --json`, embedded and against
-    a daemon."""
+    `run --json`, `dag run --json`, `map`, `show` and `show --json`,
+    embedded and against a daemon."""
     cli.write("v.py", VALUES)
     cli.write("v.yaml", "tasks: {one: {file: v.py}}\n")
+    cli.write("in.jsonl", "[]\n")
     ns = {}
     exec(VALUES, ns)
     want = ns["f"]()
@@ -147,9 +168,13 @@ def test_values_print_the_same_held_or_not(cli, tmp_path):
             p = cli(*args, *([] if server else sandbox_args()), env=e)
             assert p.returncode == 0, p
             got[name] = p.stdout
+        p = cli("map", "v.py", "--over", "in.jsonl", *([] if server else sandbox_args()), env=e)
+        assert p.returncode == 0, p
+        got["map"] = [{k: v for k, v in json.loads(ln).items() if k != "run_id"} for ln in p.stdout.split("\n") if ln]
         run_id = json.loads(cli("ps", "--json", "--limit", "1", env=e, check=0).stdout)[0]["id"]
         show = json.loads(cli("show", "--json", run_id, env=e, check=0).stdout)
         got["show result"] = json.dumps(show["result"], ensure_ascii=False)
+        got["show"] = cli("show", run_id, env=e, check=0).stdout.split("result:", 1)[1].split("\n", 1)[0]
         got["dag"] = json.dumps(json.loads(got["dag"])["tasks"]["one"]["result"], ensure_ascii=False)
         return got
 
@@ -173,6 +198,8 @@ def test_values_print_the_same_held_or_not(cli, tmp_path):
         assert local["run --json"] == json.dumps(want, ensure_ascii=False,
                                                  separators=(",", ":")).replace("\\u001f", "\\u001F") + "\n"
         assert json.loads(local["show result"]) == want and json.loads(local["dag"]) == want
+        assert local["map"] == [{"index": 0, "status": "succeeded", "result": want}]
+        assert json.loads(local["show"]) == want, local["show"]
     assert results[True] == results[False]
 
 
