@@ -272,3 +272,23 @@ def test_scrubbing_a_large_answer_is_linear(cli, tmp_path):
         d.stop()
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout) == ["~"] * n
+
+
+def test_dependent_of_a_big_tree_is_refused_before_it_is_parsed(files):
+    """A task whose argument is a whole upstream result past the 4 MiB
+    argument cap is refused, as before, but from the result's size: the
+    upstream's 10 MiB was parsed (~15 times its size) and written out as
+    the arguments first (~300 MiB in the CLI)."""
+    files.write("count.py", "def count(x):\n    return len(x)\n")
+    files.write("dep.yaml", "tasks:\n  one: {file: big.py}\n  two: {file: count.py, args: ['${one}']}\n")
+    files.write("dep0.yaml", "tasks:\n  one: {file: empty.py}\n  two: {file: count.py, args: ['${one}']}\n")
+    args = [str(CLI), "dag", "run", "-q", "--no-cache", *sandbox_args()]
+    base = own_peak_run([*args, "dep0.yaml"], env=files.env, cwd=files.cwd)
+    assert base.returncode == 0, base.stderr
+    big = own_peak_run([*args, "dep.yaml"], env=files.env, cwd=files.cwd)
+    assert big.returncode == 3, big.stderr
+    assert b"task 'two': its arguments are larger than 4194304 bytes; pass a large value through a dataset" in \
+        big.stderr, big.stderr
+    extra = big.peak_kib - base.peak_kib
+    print(f"refused dependent: the CLI's own peak {big.peak_kib // 1024} MiB, {base.peak_kib // 1024} MiB")
+    assert extra < CLI_COPIES * SIZE / 1024, f"grew by {extra // 1024} MiB: more than {CLI_COPIES} copies"
