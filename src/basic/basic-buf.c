@@ -69,3 +69,8 @@ char *buf_steal(Buf *b) {
         b->len = b->alloc = 0;
         return s;
 }
+
+char *buf_steal_fit(Buf *b) {
+        size_t n = b->len;
+        return xrealloc(buf_steal(b), n + 1);
+}

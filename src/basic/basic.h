@@ -168,6 +168,10 @@ int buf_printf(Buf *b, const char *fmt, ...) _printf_(2, 3);
 void buf_reset(Buf *b);
 /* Returns the buffer's string (never NULL) and resets b. Caller frees. */
 char *buf_steal(Buf *b);
+/* buf_steal(), in an allocation of the text's size: a Buf that doubled as
+ * it grew holds up to twice its text (16 MiB for a result of 8.5), which a
+ * text kept for long (a run's result) should not. */
+char *buf_steal_fit(Buf *b);
 
 /* ---- file descriptors ---------------------------------------------------- */
 

@@ -87,18 +87,28 @@ static json_t *error_json(const char *type, const char *message, const char *tra
 json_t *cli_run_record_json(const RunRecord *r) {
         assert(r);
         _cleanup_free_ char *text = run_record_to_json(r, NULL);
-        json_t *j = text ? json_loads(text, JSON_ALLOW_NUL, NULL) : NULL;
+        /* Its result held (shared.h), as the daemon's run object holds it:
+         * `show` and `ps --json` of a large result print its text. */
+        json_t *j = text ? json_loads_held(text, strlen(text), "result") : NULL;
         return j ?: json_pack("{s:s, s:s}", "id", r->id, "status", r->status ?: "queued");
 }
 
 /* The outcome fields of the run object, from a finished engine run. Its
  * value's text is taken (res->value_json is NULL after): a large result is
  * held once as text and once as the value, not twice as text. */
-static json_t *result_json(RunResult *res) {
+static json_t *result_json(RunResult *res, bool hold) {
+        /* Held (RunRequest.hold_result): its text, not its nodes (the
+         * engine checked that jansson reads it). */
+        json_t *held = hold && res->value_json ? json_held_new(res->value_json, strlen(res->value_json)) : NULL;
+        if (held) {
+                free(res->value_json);
+                res->value_json = NULL;
+        }
         json_t *j = json_pack("{s:s, s:s, s:i, s:s?, s:o, s:s?, s:o}", "id", res->id ?: "", "status",
                               run_status_to_string(res->status), "exit_code", res->exit_code, "function", res->function,
-                              "result", json_parse_or_string_take(&res->value_json), "result_repr", res->value_repr,
-                              "error", error_json(res->error_type, res->error_message, res->traceback));
+                              "result", held ?: json_parse_or_string_take(&res->value_json), "result_repr",
+                              res->value_repr, "error",
+                              error_json(res->error_type, res->error_message, res->traceback));
         if (j && res->outputs_json)
                 json_object_set_new(j, "outputs", json_parse_or_string(res->outputs_json));
         /* Text jansson refuses (not UTF-8) must not lose the outcome. */
@@ -621,7 +631,7 @@ static int engine_run_op(Backend *b, const RunRequest *q, Renderer *rd, json_t *
         *ret = q->validate_only ? run_result_validation_json(res) : NULL;
         json_object_del(*ret, "warnings");
         if (!*ret)
-                *ret = result_json(res);
+                *ret = result_json(res, q->hold_result);
         if (q->lock_only)
                 json_object_set_new(*ret, "lock", pkg_lock_shown(res->lock_json));
         run_result_free(res);

@@ -109,12 +109,21 @@ typedef struct Follow {
         uint64_t at;    /* the id of the last output event: the log's bytes printed */
         usec_t away_since; /* monotonic: the server was first found away (server_away()) */
         bool heard;        /* an event came (the stream was taken) */
+        bool hold;         /* RunRequest.hold_result: the end's result may be held */
 } Follow;
+
+/* An API run or DAG object's text [0, len) (a NUL after it), read with
+ * each large result held as its text (shared.h json_loads_held()): the
+ * renderer writes it from there, never building it. */
+static json_t *loads_results_held(const char *text, size_t len) {
+        return json_loads_held(text, len, "result");
+}
 
 static void on_sse(const char *event, const char *data, size_t len, void *userdata) {
         Follow *f = userdata;
         f->heard = true;
-        json_t *j = json_loadb(data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        json_t *j = f->hold && streq(event, "end") ? loads_results_held(data, len) : NULL;
+        j = j ?: json_loadb(data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
         if (!j)
                 return;
         if (streq(event, "output")) {
@@ -249,10 +258,10 @@ static int follow_log(Backend *b, const char *id, const char *path, Follow *f, c
 
 /* Streams a run's events into rd until it ends; *ret is the final run.
  * Ctrl-C cancels the run on the server, then waits for its record. */
-static int follow_run(Backend *b, const char *id, Renderer *rd, json_t **ret) {
+static int follow_run(Backend *b, const char *id, Renderer *rd, bool hold, json_t **ret) {
         _cleanup_free_ char *eid = http_escape(id), *err = NULL;
         _cleanup_free_ char *lpath = xasprintf("/v1/runs/%s/logs?follow=1", eid), *rpath = xasprintf("/v1/runs/%s", eid);
-        Follow f = { .rd = rd };
+        Follow f = { .rd = rd, .hold = hold };
         int r = follow_log(b, id, lpath, &f, &err);
         if (r == -EINTR) {
                 /* Handled: further requests must not stop at once. The
@@ -281,7 +290,8 @@ static int follow_run(Backend *b, const char *id, Renderer *rd, json_t **ret) {
                 free(err);
                 err = NULL;
                 json_t *run = NULL;
-                r = http_json(&b->http, "GET", rpath, NULL, &run, &err);
+                r = hold ? http_json_loads(&b->http, "GET", rpath, loads_results_held, &run, &err)
+                         : http_json(&b->http, "GET", rpath, NULL, &run, &err);
                 if (server_gone(r) && !cli_interrupted &&
                     server_away(rd, id, r == -EHOSTUNREACH ? err : NULL, &away_since)) {
                         usleep(wait);
@@ -400,7 +410,7 @@ static int invoke_event(Backend *b, const RunRequest *q, Renderer *rd, json_t **
                 return fail(b, -EPROTO, xstrdup("the server's answer has no request id"));
         if (q->detach && cli_interrupted && !cli_interrupt_handled)
                 return detach_interrupted(b, false, id);
-        return q->detach ? http_run_get(b, id, ret) : follow_run(b, id, rd, ret);
+        return q->detach ? http_run_get(b, id, ret) : follow_run(b, id, rd, q->hold_result, ret);
 }
 
 /* `invoke NAME --help`: the deployed version's function object (GET
@@ -536,14 +546,17 @@ static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret)
         }
         _cleanup_free_ char *rid = xstrdup(id);
         json_decref(ans);
-        return follow_run(b, rid, rd, ret);
+        return follow_run(b, rid, rd, q->hold_result, ret);
 }
 
 /* METHOD /v1/{runs,dags}/ID: a run or a DAG run object. */
 static int http_object(Backend *b, const char *method, bool dag, const char *id, json_t **ret) {
         _cleanup_free_ char *eid = http_escape(id), *err = NULL;
         _cleanup_free_ char *path = xasprintf("/v1/%s/%s", dag ? "dags" : "runs", eid);
-        int r = http_json(&b->http, method, path, NULL, ret, &err);
+        /* A DAG run's tasks' results held (rendered only), as the embedded
+         * backend's DAG object holds them (store-json.c). */
+        int r = dag && streq(method, "GET") ? http_json_loads(&b->http, method, path, loads_results_held, ret, &err)
+                                            : http_json(&b->http, method, path, NULL, ret, &err);
         if (r == -ENOENT)
                 return fail(b, r, xasprintf("no %srun '%s' (see `pysprinter %s`)", dag ? "DAG " : "", id,
                                             dag ? "dag ls" : "ps"));

@@ -78,6 +78,11 @@ int http_json(Http *h, const char *method, const char *path, json_t *body, json_
 /* http_json(), where a refusal's answer is kept too: on a non-2xx answer
  * *ret is its JSON body (NULL when it has none). Caller frees *ret. */
 int http_json_answer(Http *h, const char *method, const char *path, json_t *body, json_t **ret, char **ret_error);
+/* http_json() without a body, the answer read by loads(text, len) (text
+ * has a NUL after it): the caller's way to read a large answer without
+ * jansson's whole tree (NULL from loads: read as http_json() reads it). */
+int http_json_loads(Http *h, const char *method, const char *path, json_t *(*loads)(const char *text, size_t len),
+                    json_t **ret, char **ret_error);
 /* A POST that submits (a run, a DAG run) as http_json(), gone through
  * whole after an interrupt (HttpRequest.whole), with one more request
  * header line (header, NULL: none). An "Idempotency-Key: KEY" line also
@@ -116,6 +121,10 @@ typedef struct RunRequest {
          * it hands the run's record to its parent once written
          * (cli_detach_submitted()) and watches the run to its end. */
         bool detach;
+        /* The run's result may come back held as its JSON text
+         * (shared.h json_held_new()): for a caller that only renders it
+         * (renderer_run_outcome()). */
+        bool hold_result;
 } RunRequest;
 
 /* A pipeline to run (docs/dag.md). */

@@ -134,9 +134,20 @@ static void sse_line(Xfer *x) {
         else if (startswith(l, "event:"))
                 snprintf(x->event, sizeof(x->event), "%s", l[6] == ' ' ? l + 7 : l + 6);
         else if (startswith(l, "data:")) {
-                if (x->data.len)
+                size_t skip = l[5] == ' ' ? 6 : 5;
+                if (x->data.len == 0) {
+                        /* The line's buffer becomes the data's (both have
+                         * one cap): a run's end event, its result within,
+                         * is not copied. */
+                        Buf t = x->data;
+                        x->data = x->line;
+                        x->line = t;
+                        memmove(x->data.data, x->data.data + skip, x->data.len - skip + 1);
+                        x->data.len -= skip;
+                } else {
                         (void) buf_append(&x->data, "\n", 1);
-                (void) buf_appends(&x->data, l[5] == ' ' ? l + 6 : l + 5);
+                        (void) buf_appends(&x->data, l + skip);
+                }
         }
         buf_reset(&x->line);
 }
@@ -147,11 +158,16 @@ static size_t on_write(char *data, size_t size, size_t n, void *userdata) {
         if (ok_status(x->c) && x->q->download)
                 return fwrite(data, 1, total, x->q->download) == total ? total : 0;
         if (ok_status(x->c) && x->q->sse) {
-                for (size_t i = 0; i < total; i++) {
-                        if (data[i] == '\n')
-                                sse_line(x);
-                        else if (data[i] != '\r' && buf_append(&x->line, &data[i], 1) < 0)
+                /* A line's bytes in runs up to its '\n'; every '\r' dropped. */
+                for (size_t i = 0; i < total;) {
+                        size_t j = i;
+                        while (j < total && data[j] != '\n' && data[j] != '\r')
+                                j++;
+                        if (j > i && buf_append(&x->line, data + i, j - i) < 0)
                                 return 0;
+                        if (j < total && data[j] == '\n')
+                                sse_line(x);
+                        i = j + 1;
                 }
                 return total;
         }
@@ -322,7 +338,9 @@ int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body,
                 _cleanup_free_ char *url = xasprintf("%s%s", h->base, q->path);
                 struct curl_slist *hdrs = headers_for(h, q);
                 Xfer x = { .q = q, .c = c, .body = ret_body, .headers = q->headers };
-                buf_init(&x.line, 1U << 20);
+                /* One cap for both: sse_line() hands a line's buffer to
+                 * the data. A run's end event is one line of its record. */
+                buf_init(&x.line, 64U << 20);
                 buf_init(&x.data, 64U << 20);
                 set_common(c, h, hdrs, errbuf);
                 curl_easy_setopt(c, CURLOPT_URL, url);
@@ -485,7 +503,8 @@ int http_request(Http *h, const HttpRequest *q, long *ret_status, Buf *ret_body,
 
 /* http_json(), and with keep_refusal a refusal's JSON body in *ret. */
 static int json_request(Http *h, const char *method, const char *path, const char *header, json_t *body,
-                        bool keep_refusal, bool whole, json_t **ret, char **ret_error) {
+                        bool keep_refusal, bool whole, json_t *(*loads)(const char *text, size_t len), json_t **ret,
+                        char **ret_error) {
         _cleanup_free_ char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
         if (body && !text) {
                 *ret_error = xstrdup("the request cannot be written as JSON");
@@ -499,7 +518,9 @@ static int json_request(Http *h, const char *method, const char *path, const cha
                 q.body_len = strlen(text);
         }
         int r = http_request(h, &q, NULL, &b, ret_error);
-        if (r >= 0 && ret)
+        if (r >= 0 && ret && loads && b.len)
+                *ret = loads(b.data, b.len);
+        if (r >= 0 && ret && !(loads && b.len && *ret))
                 *ret = b.len ? json_loadb(b.data, b.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : json_object();
         if (r >= 0 && ret && !*ret) {
                 *ret_error = xstrdup("the server's answer is not JSON");
@@ -512,15 +533,21 @@ static int json_request(Http *h, const char *method, const char *path, const cha
 }
 
 int http_json(Http *h, const char *method, const char *path, json_t *body, json_t **ret, char **ret_error) {
-        return json_request(h, method, path, NULL, body, false, false, ret, ret_error);
+        return json_request(h, method, path, NULL, body, false, false, NULL, ret, ret_error);
+}
+
+int http_json_loads(Http *h, const char *method, const char *path, json_t *(*loads)(const char *text, size_t len),
+                    json_t **ret, char **ret_error) {
+        assert(loads);
+        return json_request(h, method, path, NULL, NULL, false, false, loads, ret, ret_error);
 }
 
 int http_json_submit(Http *h, const char *path, const char *header, json_t *body, json_t **ret, char **ret_error) {
-        return json_request(h, "POST", path, header, body, false, true, ret, ret_error);
+        return json_request(h, "POST", path, header, body, false, true, NULL, ret, ret_error);
 }
 
 int http_json_answer(Http *h, const char *method, const char *path, json_t *body, json_t **ret, char **ret_error) {
         assert(ret);
         *ret = NULL;
-        return json_request(h, method, path, NULL, body, true, false, ret, ret_error);
+        return json_request(h, method, path, NULL, body, true, false, NULL, ret, ret_error);
 }

@@ -251,10 +251,12 @@ static void *map_thread(void *userdata) {
                 RunArgs a = *job->a;
                 a.args_json = job->args_json[i];
                 a.kwargs_json = job->kwargs_json[i];
+                /* Its result is only printed (print_line()): held. */
                 RunRequest q = { .a = &a,
                                  .source = job->source,
                                  .source_len = job->source_len,
-                                 .filename = cli_source_name(job->a->file) };
+                                 .filename = cli_source_name(job->a->file),
+                                 .hold_result = true };
                 /* Each call has its own renderer: the function's output
                  * goes to stderr as it is written, undecorated. */
                 Renderer rd;

@@ -363,38 +363,13 @@ char *json_reformat(const char *in, int indent) {
 }
 
 char *cli_json_text(json_t *v) {
-        /* 17 digits is exact; json_shorten_reals() then respells each real
-         * as Python does (0.1, 1e+300), so both paths print the same. */
-        _cleanup_free_ char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
-        return json_shorten_reals(t ?: "null");
+        /* 17 digits is exact; each real is then respelled as Python
+         * spells it (0.1, 1e+300), so both paths print the same. */
+        return json_dumps_short(v) ?: xstrdup("null");
 }
 
-/* json_dump_callback()'s writer for stream_json(): jansson hands each
- * real, each quote that opens or closes a string and each "," and ":" as a
- * piece of its own, so outside strings a real is respelled as
- * json_shorten_reals() would respell it in the whole text, and "," and
- * ":" are spaced as json_reformat(…, 0) spaces them. */
-typedef struct JsonStream {
-        FILE *f;
-        bool spaced;
-        bool in_string;
-} JsonStream;
-
-static int json_stream_write(const char *piece, size_t size, void *userdata) {
-        JsonStream *o = userdata;
-        if (size == 1 && piece[0] == '"')
-                o->in_string = !o->in_string;
-        else if (!o->in_string && size == 1 && o->spaced && (piece[0] == ',' || piece[0] == ':'))
-                return fputs(piece[0] == ',' ? ", " : ": ", o->f) < 0 ? -1 : 0;
-        else if (!o->in_string && size < 64 &&
-                 (memchr(piece, '.', size) || memchr(piece, 'e', size) || memchr(piece, 'E', size))) {
-                char tmp[64];
-                memcpy(tmp, piece, size);
-                tmp[size] = 0;
-                _cleanup_free_ char *t = json_shorten_reals(tmp);
-                return fputs(t, o->f) < 0 ? -1 : 0;
-        }
-        return fwrite(piece, 1, size, o->f) == size ? 0 : -1;
+static int file_write(const char *piece, size_t size, void *userdata) {
+        return fwrite(piece, 1, size, userdata) == size ? 0 : -1;
 }
 
 /* v as cli_json_text() spells it (spaced: then as json_reformat(…, 0)
@@ -402,9 +377,9 @@ static int json_stream_write(const char *piece, size_t size, void *userdata) {
  * whole as text (a 15 MB one was two more copies, the dump and its
  * respelling, and a third for the spacing). */
 static void stream_json(json_t *v, bool spaced) {
-        JsonStream o = { .f = stdout, .spaced = spaced };
-        /* It fails only where stdout does (the caller's flush reports it). */
-        (void) json_dump_callback(v, json_stream_write, &o, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+        /* It fails only where stdout does (the caller's flush reports it).
+         * A held result (shared.h) is written from its text. */
+        (void) json_dump_short(v, spaced, file_write, stdout);
         fputc('\n', stdout);
 }
 

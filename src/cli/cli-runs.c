@@ -338,6 +338,8 @@ static int run_and_render(Backend *b, RunRequest *q, const char *verb) {
                 rd.tty_out = false;
         }
         json_t *run = NULL;
+        /* Its result is only rendered (renderer_run_outcome()). */
+        q->hold_result = !q->validate_only && !q->detach;
         /* Ctrl-C: the embedded backend cancels in its own handler; a
          * remote run's requests stop and the run is cancelled on the server. */
         cli_catch_interrupt();

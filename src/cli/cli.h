@@ -200,7 +200,9 @@ int renderer_run_outcome(Renderer *r, json_t *run);
  * "file:line:col" first, as a compiler's). */
 char *renderer_error_text(const json_t *err);
 /* Prints a value as `run` does: a string as itself, anything else as JSON
- * (pretty on a TTY, Python's separators otherwise; compact with --json). */
+ * (pretty on a TTY, Python's separators otherwise; compact with --json).
+ * A held value (shared.h json_held_new()), there or within v, is written
+ * from its text, never built. */
 void render_value(json_t *v, bool json, bool tty);
 /* A JSON document on stdout: compact, reals in Python's spelling. */
 void render_json(json_t *v);

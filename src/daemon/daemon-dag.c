@@ -775,10 +775,11 @@ static json_t *dag_record_json_from(Daemon *d, const DagRunRecord *rec, bool wit
         size_t n = 0;
         if (with_tasks)
                 (void) (local ? store_dag_tasks(d->store, rec->id, &t, &n) : daemon_dag_tasks(d, rec->id, &t, &n));
-        /* The one DAG object (store-json.c), as the CLI renders it too. */
-        _cleanup_free_ char *text = dag_record_to_json(rec, t, n, with_tasks);
+        /* The one DAG object (store-json.c), as the CLI renders it too:
+         * as nodes, each large result held as its text (shared.h), never
+         * printed to text and parsed back. */
+        json_t *j = dag_record_object(rec, t, n, with_tasks);
         dag_task_record_list_free(t, n);
-        json_t *j = text ? json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
         if (!j)
                 j = json_pack("{s:s, s:s}", "id", rec->id, "status", rec->status ? rec->status : "running");
         const char *status = rec->status ? rec->status : "running";

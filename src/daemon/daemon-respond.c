@@ -99,11 +99,24 @@ char *daemon_scrub(char *s) {
         if (!s)
                 return s;
         for (size_t i = 0; i < n_scrub; i++) {
-                size_t pl = strlen(scrub_list[i].prefix), al = strlen(scrub_list[i].as);
-                for (char *hit = strstr(s, scrub_list[i].prefix); hit; hit = strstr(hit + al, scrub_list[i].prefix)) {
-                        memcpy(hit, scrub_list[i].as, al);
-                        memmove(hit + al, hit + pl, strlen(hit + pl) + 1);
+                const char *prefix = scrub_list[i].prefix, *hit = strstr(s, prefix);
+                if (!hit)
+                        continue;
+                /* One pass into a new text: moving the rest of the text
+                 * at each hit in place was quadratic (a result of a
+                 * million hits held a daemon thread for minutes). */
+                size_t pl = strlen(prefix);
+                Buf b;
+                buf_init(&b, SIZE_MAX / 4);
+                const char *p = s;
+                for (; hit; hit = strstr(p, prefix)) {
+                        (void) buf_append(&b, p, (size_t) (hit - p));
+                        (void) buf_appends(&b, scrub_list[i].as);
+                        p = hit + pl;
                 }
+                (void) buf_appends(&b, p);
+                free(s);
+                s = buf_steal_fit(&b);
         }
         return s;
 }
@@ -135,35 +148,18 @@ struct MHD_Response *daemon_text_response(unsigned status, const char *content_t
 
 static const char encode_failed[] = "{\"error\":{\"code\":\"internal\",\"message\":\"cannot encode the response\"}}";
 
-struct MHD_Response *daemon_call_json(const DaemonCall *call, unsigned status, json_t *j, unsigned *ret_status) {
-        /* Exact reals, shortest spelling: a result's 3.141592653589793 must
-         * come back as it went in (basic-json.c). */
-        char *exact = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17)) : NULL;
-        json_decref(j);
-        return daemon_call_json_text(call, status, exact, ret_status);
-}
-
 bool daemon_call_shows_paths(const DaemonCall *call) {
         /* An admin (the operator, or the local user of --no-auth) may see
          * the server's paths; nobody else does. */
         return call && call->role == TOKEN_ROLE_ADMIN;
 }
 
-/* exact (taken) with its reals shortened and, unless show_paths, the
- * server's paths scrubbed; NULL when exact is. */
-static char *json_text_for_client(char *exact, bool show_paths) {
-        char *s = exact ? json_shorten_reals(exact) : NULL;
-        free(exact);
-        return show_paths ? s : daemon_scrub(s);
-}
-
-char *daemon_json_text(json_t *j, bool show_paths) {
-        return json_text_for_client(j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17)) : NULL,
-                                    show_paths);
-}
-
-struct MHD_Response *daemon_call_json_text(const DaemonCall *call, unsigned status, char *exact, unsigned *ret_status) {
-        char *s = json_text_for_client(exact, daemon_call_shows_paths(call));
+/* s (taken: JSON text with its reals shortened; NULL when none could be
+ * made) as the answer, the server's paths scrubbed unless the caller may
+ * see them, with a newline. */
+static struct MHD_Response *json_answer(const DaemonCall *call, unsigned status, char *s, unsigned *ret_status) {
+        if (s && !daemon_call_shows_paths(call))
+                s = daemon_scrub(s);
         if (!s) {
                 s = xstrdup(encode_failed);
                 status = 500;
@@ -174,6 +170,27 @@ struct MHD_Response *daemon_call_json_text(const DaemonCall *call, unsigned stat
         s[n] = '\n';
         s[n + 1] = 0;
         return daemon_text_response(status, "application/json", s, n + 1, ret_status);
+}
+
+struct MHD_Response *daemon_call_json(const DaemonCall *call, unsigned status, json_t *j, unsigned *ret_status) {
+        /* Exact reals, shortest spelling: a result's 3.141592653589793 must
+         * come back as it went in (basic-json.c), respelled as they are
+         * written (shared.h json_dumps_short()): a large result's text is
+         * not copied again for json_shorten_reals(). */
+        char *s = j ? json_dumps_short(j) : NULL;
+        json_decref(j);
+        return json_answer(call, status, s, ret_status);
+}
+
+char *daemon_json_text(json_t *j, bool show_paths) {
+        char *s = j ? json_dumps_short(j) : NULL;
+        return show_paths ? s : daemon_scrub(s);
+}
+
+struct MHD_Response *daemon_call_json_text(const DaemonCall *call, unsigned status, char *exact, unsigned *ret_status) {
+        char *s = exact ? json_shorten_reals(exact) : NULL;
+        free(exact);
+        return json_answer(call, status, s, ret_status);
 }
 
 struct MHD_Response *daemon_json_response(unsigned status, json_t *j, unsigned *ret_status) {
@@ -552,18 +569,32 @@ struct MHD_Response *daemon_sse_response(struct MHD_Response *resp) {
         return resp;
 }
 
-void daemon_sse_event(Buf *out, const char *name, const char *data) {
+/* An event, whole or not at all, its data appended as it is: a run's end
+ * event carries its result, which a printf would copy once more. */
+static void sse_event(Buf *out, const char *name, const uint64_t *id, const char *data) {
         assert(out && name && data);
         /* A newline in data would end the field early: callers pass
          * compact JSON, which has none. */
         assert(!strchr(data, '\n'));
-        (void) buf_printf(out, "event: %s\ndata: %s\n\n", name, data);
+        char head[256];
+        int h = id ? snprintf(head, sizeof(head), "event: %s\nid: %llu\ndata: ", name, (unsigned long long) *id)
+                   : snprintf(head, sizeof(head), "event: %s\ndata: ", name);
+        size_t n = strlen(data);
+        char *tail;
+        if (h < 0 || (size_t) h >= sizeof(head) || buf_extend(out, (size_t) h + n + 2, &tail) < 0)
+                return;
+        memcpy(tail, head, (size_t) h);
+        memcpy(tail + h, data, n);
+        memcpy(tail + h + n, "\n\n", 2);
+        out->data[out->len] = 0;
+}
+
+void daemon_sse_event(Buf *out, const char *name, const char *data) {
+        sse_event(out, name, NULL, data);
 }
 
 void daemon_sse_event_id(Buf *out, const char *name, uint64_t id, const char *data) {
-        assert(out && name && data);
-        assert(!strchr(data, '\n'));
-        (void) buf_printf(out, "event: %s\nid: %llu\ndata: %s\n\n", name, (unsigned long long) id, data);
+        sse_event(out, name, &id, data);
 }
 
 void daemon_sse_keepalive(Buf *out) {

@@ -675,7 +675,7 @@ static void events_emit_record(EventStream *s, const RunRecord *rec, const char 
         char *json = run_record_to_json(rec, phase && *phase ? phase : NULL);
         if (!json)
                 return;
-        daemon_scrub(json);
+        json = daemon_scrub(json);
         daemon_sse_event(&s->out.buf, "run", json);
         free(json);
 }

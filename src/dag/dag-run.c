@@ -86,8 +86,59 @@ static json_t *encode_arg(json_t *tmpl, Lookup *l, char **ret_error) {
         return out;
 }
 
+/* The text length of what a whole reference (a template that is one
+ * "${task}", no key) names, added up in *ud (Lookup's d first). */
+typedef struct WholeSize {
+        Dag *d;
+        size_t bytes;
+} WholeSize;
+
+static int add_whole_size(const Ref *r, void *ud) {
+        WholeSize *w = ud;
+        for (size_t i = 0; !r->param && (!r->path || !r->path[0]) && i < w->d->n; i++)
+                if (streq(w->d->tasks[i].name, r->task) && w->d->tasks[i].value_json)
+                        w->bytes += strlen(w->d->tasks[i].value_json);
+        return 0;
+}
+
+static void add_whole_ref(json_t *item, WholeSize *w) {
+        /* A malformed reference is build_args()'s to report. */
+        _cleanup_free_ char *ignored = NULL;
+        if (json_is_string(item) && template_is_whole_ref(json_string_value(item)))
+                (void) template_walk(item, add_whole_size, w, &ignored);
+}
+
+/* At least how long t's arguments are, from its whole references alone:
+ * each goes into them as jansson writes the value, never shorter than the
+ * worker's text of it (the same escapes, reals in 17 digits at most as
+ * short). Told before any result is parsed: an upstream's result of 10 MB
+ * was parsed whole (~15 times its size) only to be refused. */
+static size_t whole_refs_size(Dag *d, Task *t) {
+        WholeSize w = { .d = d };
+        json_t *item;
+        size_t i;
+        const char *k;
+        json_array_foreach(t->args, i, item)
+                add_whole_ref(item, &w);
+        json_object_foreach(t->kwargs, k, item)
+                add_whole_ref(item, &w);
+        return w.bytes;
+}
+
+static char *args_too_large(const Task *t) {
+        /* An upstream's large result meets the argument cap only now,
+         * after it ran: say what carries it. */
+        return xasprintf("task '%s': its arguments are larger than %llu bytes; pass a large value through a "
+                         "dataset (the upstream task's outputs:, this one's data:, docs/dag.md)",
+                         t->name, (unsigned long long) RUN_MAX_ARGS_BYTES);
+}
+
 static int build_args(Dag *d, Task *t, const char *placeholder, char **ret_args, char **ret_kwargs,
                       char **ret_error) {
+        if (!placeholder && whole_refs_size(d, t) > RUN_MAX_ARGS_BYTES) {
+                *ret_error = args_too_large(t);
+                return -E2BIG;
+        }
         Lookup l = { .d = d, .placeholder = placeholder ? json_string(placeholder) : NULL };
         json_t *args = json_array(), *kwargs = json_object();
         size_t i;
@@ -121,12 +172,7 @@ static int build_args(Dag *d, Task *t, const char *placeholder, char **ret_args,
                         free(kw);
                         r = -EINVAL;
                 } else if (strlen(a) + strlen(kw) > RUN_MAX_ARGS_BYTES) {
-                        /* An upstream's large result meets the argument
-                         * cap only now, after it ran: say what carries it. */
-                        *ret_error = xasprintf("task '%s': its arguments are larger than %llu bytes; pass a large "
-                                               "value through a dataset (the upstream task's outputs:, this "
-                                               "one's data:, docs/dag.md)",
-                                               t->name, (unsigned long long) RUN_MAX_ARGS_BYTES);
+                        *ret_error = args_too_large(t);
                         free(a);
                         free(kw);
                         r = -E2BIG;

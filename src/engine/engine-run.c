@@ -1573,7 +1573,7 @@ static void outcome_from_result(RunCtx *c, RunWatch *w) {
                  * the system could not read it back (below). */
                 set_outcome(c, RUN_SUCCEEDED, EXIT_OK, NULL, NULL);
                 if (json_text_loadable(w->result.data))
-                        c->res->value_json = buf_steal(&w->result);
+                        c->res->value_json = buf_steal_fit(&w->result);
                 else
                         c->res->value_repr = buf_steal(&w->result);
                 return;

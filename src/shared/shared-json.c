@@ -383,9 +383,59 @@ static const char *skip_number(const char *p) {
         return p;
 }
 
+/* Where walk_value() writes what it reads (NULL: it only checks): each
+ * piece as json_dump_callback() hands it over for the parsed value. */
+typedef struct JsonEmit {
+        json_dump_callback_t cb;
+        void *data;
+        size_t flags;
+        bool failed;
+} JsonEmit;
+
+static void emit(JsonEmit *e, const char *piece, size_t n) {
+        if (e && !e->failed && e->cb(piece, n, e->data) < 0)
+                e->failed = true;
+}
+
+/* v dumped through e (taken). */
+static void emit_value(JsonEmit *e, json_t *v) {
+        if (!v || json_dump_callback(v, e->cb, e->data, e->flags | JSON_ENCODE_ANY) < 0)
+                e->failed = true;
+        json_decref(v);
+}
+
+/* The scalar text [p, end), which jansson reads, as jansson dumps what it
+ * reads: most of it is already spelled so (a string without an escape,
+ * an integer, a word) and goes out as it is; escapes and reals go through
+ * jansson itself, one scalar at a time. */
+static void emit_scalar(JsonEmit *e, const char *p, const char *end) {
+        size_t n = (size_t) (end - p);
+        if (!e || e->failed)
+                return;
+        if (*p == '"') {
+                if (!memchr(p, '\\', n)) {
+                        /* Its bytes are UTF-8 without a control character
+                         * (checked): jansson writes them as they are. */
+                        emit(e, "\"", 1);
+                        if (n > 2)
+                                emit(e, p + 1, n - 2);
+                        emit(e, "\"", 1);
+                } else
+                        emit_value(e, json_loadb(p, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL));
+        } else if (*p == '-' || is_digit(*p)) {
+                if (memchr(p, '.', n) || memchr(p, 'e', n) || memchr(p, 'E', n))
+                        emit_value(e, json_real(strtod(p, NULL)));
+                else if (n == 2 && p[0] == '-' && p[1] == '0')
+                        emit(e, "0", 1);
+                else
+                        emit(e, p, n);
+        } else
+                emit(e, p, n);
+}
+
 /* An object member's "KEY" and its colon: the byte past them, or NULL.
  * jansson refuses a key that holds a NUL ("\u0000"). */
-static const char *skip_key(const char *p) {
+static const char *skip_key(const char *p, JsonEmit *e) {
         const char *end;
         ssize_t n = json_literal_decode(p, NULL, &end);
         if (n < 0)
@@ -396,8 +446,13 @@ static const char *skip_key(const char *p) {
                 if (memchr(k, 0, (size_t) n))
                         return NULL;
         }
+        /* jansson dumps a key as it dumps a string value. */
+        emit_scalar(e, p, end);
         p = skip_space(end);
-        return *p == ':' ? p + 1 : NULL;
+        if (*p != ':')
+                return NULL;
+        emit(e, ":", 1);
+        return p + 1;
 }
 
 /* A scalar at p: the byte past it, or NULL when jansson refuses it. */
@@ -417,16 +472,17 @@ static const char *skip_scalar(const char *p) {
         return NULL;
 }
 
-/* The value at p: the byte past it, or NULL when jansson refuses it.
- * Iterative: a deep text does not recurse. */
-static const char *skip_value(const char *p) {
+/* The value at p: the byte past it, or NULL when jansson refuses it; with
+ * e, written through it as it is read. Iterative: a deep text does not
+ * recurse. */
+static const char *walk_value(const char *p, JsonEmit *e) {
         bool object[JSON_TEXT_MAX_DEPTH]; /* [i]: the container i deep is an object */
         size_t depth = 0;
         bool want_key = false;
         for (;;) {
                 p = skip_space(p);
                 if (want_key) {
-                        p = skip_key(p);
+                        p = skip_key(p, e);
                         if (!p)
                                 return NULL;
                         want_key = false;
@@ -437,17 +493,21 @@ static const char *skip_value(const char *p) {
                         return NULL;
                 if (*p == '{' || *p == '[') {
                         bool obj = *p == '{';
+                        emit(e, p, 1);
                         p = skip_space(p + 1);
                         if (*p != (obj ? '}' : ']')) {
                                 object[depth++] = obj;
                                 want_key = obj;
                                 continue;
                         }
+                        emit(e, p, 1);
                         p++;
                 } else {
+                        const char *start = p;
                         p = skip_scalar(p);
                         if (!p)
                                 return NULL;
+                        emit_scalar(e, start, p);
                 }
                 /* A whole value: the next item or member, or the end of
                  * its containers. */
@@ -457,20 +517,329 @@ static const char *skip_value(const char *p) {
                         bool obj = object[depth - 1];
                         p = skip_space(p);
                         if (*p == ',') {
+                                emit(e, ",", 1);
                                 p++;
                                 want_key = obj;
                                 break;
                         }
                         if (*p != (obj ? '}' : ']'))
                                 return NULL;
+                        emit(e, p, 1);
                         p++;
                         depth--;
                 }
         }
 }
 
+static const char *skip_value(const char *p) {
+        return walk_value(p, NULL);
+}
+
 bool json_text_loadable(const char *text) {
         assert(text);
         const char *p = skip_value(text);
         return p && *skip_space(p) == 0;
+}
+
+int json_text_dump(const char *text, size_t flags, json_dump_callback_t callback, void *data) {
+        assert(text && callback);
+        /* Compact, unindented: the pieces between values are one byte. */
+        assert(flags & JSON_COMPACT);
+        assert(!(flags & (JSON_INDENT(31) | JSON_SORT_KEYS | JSON_ENSURE_ASCII | JSON_ESCAPE_SLASH)));
+        if (!json_text_loadable(text))
+                return -EINVAL;
+        JsonEmit e = { .cb = callback, .data = data, .flags = flags };
+        (void) walk_value(text, &e);
+        return e.failed ? -EIO : 0;
+}
+
+/* The held value's one key: "\0json", a NUL first (5 bytes). */
+static const char HELD_KEY[] = "\0json";
+#define HELD_KEY_LEN (sizeof(HELD_KEY) - 1)
+
+/* JSON_HELD_MIN, or PYSPRINTER_TEST_HELD_MIN: the tests hold small
+ * values too, to compare their bytes. */
+static size_t held_min(void) {
+        static size_t min; /* read once; threads that race store the same */
+        size_t m = __atomic_load_n(&min, __ATOMIC_RELAXED);
+        if (!m) {
+                const char *e = secure_getenv("PYSPRINTER_TEST_HELD_MIN");
+                uint64_t v;
+                m = e && parse_uint64(e, &v) >= 0 && v > 0 ? (size_t) v : JSON_HELD_MIN;
+                __atomic_store_n(&min, m, __ATOMIC_RELAXED);
+        }
+        return m;
+}
+
+json_t *json_held_new(const char *text, size_t len) {
+        assert(text);
+        size_t i = 0;
+        while (i < len && (text[i] == ' ' || text[i] == '\n' || text[i] == '\t' || text[i] == '\r'))
+                i++;
+        /* A small value costs less as nodes than as its text walked at
+         * each print; what is held is what would be many nodes. */
+        if (len < held_min() || i == len || (text[i] != '[' && text[i] != '{') || memchr(text, 0, len))
+                return NULL;
+        /* A marker a reader looks for, or a key spelled with an escape that
+         * could be one: parsed, as before. */
+        if (memmem(text, len, "\"$bytes\"", 8) || memmem(text, len, "\"$pickle\"", 9) ||
+            memmem(text, len, "\\u0024", 6))
+                return NULL;
+        json_t *s = json_stringn_nocheck(text, len);
+        if (!s || !json_text_loadable(json_string_value(s))) {
+                json_decref(s);
+                return NULL;
+        }
+        json_t *o = json_object();
+        if (!o || json_object_setn_new_nocheck(o, HELD_KEY, HELD_KEY_LEN, s) < 0) {
+                json_decref(o);
+                return NULL;
+        }
+        return o;
+}
+
+json_t *json_held_or_parse(const char *text) {
+        json_t *held = text ? json_held_new(text, strlen(text)) : NULL;
+        return held ?: json_parse_or_string(text);
+}
+
+json_t *json_held_or_parse_take(char **text) {
+        assert(text);
+        json_t *held = *text ? json_held_new(*text, strlen(*text)) : NULL;
+        if (!held)
+                return json_parse_or_string_take(text);
+        free(*text);
+        *text = NULL;
+        return held;
+}
+
+const char *json_held_text(const json_t *v) {
+        if (!json_is_object(v) || json_object_size(v) != 1)
+                return NULL;
+        return json_string_value(json_object_getn(v, HELD_KEY, HELD_KEY_LEN));
+}
+
+/* Whether v is or holds a held value. */
+static bool has_held(const json_t *v) {
+        if (json_held_text(v))
+                return true;
+        if (json_is_array(v)) {
+                for (size_t i = 0; i < json_array_size(v); i++)
+                        if (has_held(json_array_get(v, i)))
+                                return true;
+        } else if (json_is_object(v)) {
+                const char *k;
+                json_t *x;
+                json_object_foreach((json_t *) v, k, x)
+                        if (has_held(x))
+                                return true;
+        }
+        return false;
+}
+
+int json_dump_held(const json_t *v, size_t flags, json_dump_callback_t callback, void *data) {
+        assert(v && callback);
+        const char *held = json_held_text(v);
+        if (held)
+                return json_text_dump(held, flags, callback, data);
+        /* What holds none is jansson's to write, as it always was. */
+        if (!has_held(v))
+                return json_dump_callback(v, callback, data, flags | JSON_ENCODE_ANY) < 0 ? -EIO : 0;
+        /* A container: its members as jansson's compact dump writes them
+         * (insertion order), each held value from its text. */
+        bool obj = json_is_object(v);
+        if (callback(obj ? "{" : "[", 1, data) < 0)
+                return -EIO;
+        if (obj) {
+                const char *key;
+                size_t key_len, i = 0;
+                json_t *x;
+                json_object_keylen_foreach((json_t *) v, key, key_len, x) {
+                        json_t *k = json_stringn_nocheck(key, key_len);
+                        int r = (i++ && callback(",", 1, data) < 0) || !k ||
+                                                json_dump_callback(k, callback, data, flags | JSON_ENCODE_ANY) < 0 ||
+                                                callback(":", 1, data) < 0
+                                        ? -EIO
+                                        : json_dump_held(x, flags, callback, data);
+                        json_decref(k);
+                        if (r < 0)
+                                return r;
+                }
+        } else {
+                for (size_t i = 0; i < json_array_size(v); i++) {
+                        if (i && callback(",", 1, data) < 0)
+                                return -EIO;
+                        int r = json_dump_held(json_array_get(v, i), flags, callback, data);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return callback(obj ? "}" : "]", 1, data) < 0 ? -EIO : 0;
+}
+
+static int buf_dump(const char *piece, size_t size, void *data) {
+        return buf_append(data, piece, size) < 0 ? -1 : 0;
+}
+
+/* v as text in an allocation of its size: by json_dump_short() (short)
+ * or json_dump_held() with flags. NULL when jansson failed. */
+static char *dumps_with(const json_t *v, size_t flags, bool short_reals) {
+        Buf b;
+        buf_init(&b, SIZE_MAX / 4);
+        int r = short_reals ? json_dump_short(v, false, buf_dump, &b) : json_dump_held(v, flags, buf_dump, &b);
+        if (r < 0) {
+                buf_free(&b);
+                return NULL;
+        }
+        return buf_steal_fit(&b);
+}
+
+char *json_dumps_held(const json_t *v, size_t flags) {
+        if (!v)
+                return NULL;
+        if (!has_held(v))
+                return json_dumps(v, flags | JSON_ENCODE_ANY);
+        return dumps_with(v, flags, false);
+}
+
+/* json_dump_short()'s writer: jansson hands each real, each quote that
+ * opens or closes a string and each "," and ":" as a piece of its own
+ * (and json_text_dump() does the same), so outside strings a real is
+ * respelled as json_shorten_reals() would respell it in the whole text,
+ * and "," and ":" are spaced as the CLI's json_reformat(…, 0) spaces
+ * them. */
+typedef struct ShortStream {
+        json_dump_callback_t out;
+        void *data;
+        bool spaced;
+        bool in_string;
+} ShortStream;
+
+static int short_write(const char *piece, size_t size, void *userdata) {
+        ShortStream *o = userdata;
+        if (size == 1 && piece[0] == '"')
+                o->in_string = !o->in_string;
+        else if (!o->in_string && size == 1 && o->spaced && (piece[0] == ',' || piece[0] == ':'))
+                return o->out(piece[0] == ',' ? ", " : ": ", 2, o->data);
+        else if (!o->in_string && size < 64 &&
+                 (memchr(piece, '.', size) || memchr(piece, 'e', size) || memchr(piece, 'E', size))) {
+                char tmp[64];
+                memcpy(tmp, piece, size);
+                tmp[size] = 0;
+                _cleanup_free_ char *t = json_shorten_reals(tmp);
+                return o->out(t, strlen(t), o->data);
+        }
+        return o->out(piece, size, o->data);
+}
+
+int json_dump_short(const json_t *v, bool spaced, json_dump_callback_t out, void *data) {
+        assert(v && out);
+        ShortStream o = { .out = out, .data = data, .spaced = spaced };
+        return json_dump_held(v, JSON_COMPACT | JSON_REAL_PRECISION(17), short_write, &o);
+}
+
+char *json_dumps_short(const json_t *v) {
+        return v ? dumps_with(v, 0, true) : NULL;
+}
+
+/* The scalar text [p, end), which jansson reads, as the value it reads. */
+static json_t *scalar_value(const char *p, const char *end) {
+        size_t n = (size_t) (end - p);
+        if (*p == '"') {
+                if (!memchr(p, '\\', n))
+                        return json_stringn_nocheck(p + 1, n - 2);
+                _cleanup_free_ char *s = xmalloc(n);
+                const char *e;
+                ssize_t k = json_literal_decode(p, s, &e);
+                return k < 0 ? NULL : json_stringn_nocheck(s, (size_t) k);
+        }
+        if (*p == '-' || is_digit(*p)) {
+                if (memchr(p, '.', n) || memchr(p, 'e', n) || memchr(p, 'E', n))
+                        return json_real(strtod(p, NULL));
+                return json_integer((json_int_t) strtoll(p, NULL, 10));
+        }
+        return *p == 't' ? json_true() : *p == 'f' ? json_false() : json_null();
+}
+
+json_t *json_loads_held(const char *text, size_t len, const char *key) {
+        assert(text && key);
+        if (strlen(text) != len || !json_text_loadable(text))
+                return NULL;
+        /* The text reads (checked above): the walk below trusts its grammar. */
+        json_t **stack = xcalloc(JSON_TEXT_MAX_DEPTH, sizeof(json_t *));
+        size_t depth = 0;
+        json_t *root = NULL;
+        _cleanup_free_ char *name = NULL; /* the member whose value comes next */
+        size_t name_len = 0;
+        bool want_key = false;
+        const char *p = text;
+        for (;;) {
+                p = skip_space(p);
+                if (want_key) {
+                        const char *end;
+                        ssize_t n = json_literal_decode(p, NULL, &end);
+                        free(name);
+                        name = xmalloc((size_t) n + 1);
+                        (void) json_literal_decode(p, name, &end);
+                        name[n] = 0;
+                        name_len = (size_t) n;
+                        p = skip_space(end) + 1; /* past ':' */
+                        want_key = false;
+                        continue;
+                }
+                json_t *v = NULL;
+                bool open = false;
+                if ((*p == '{' || *p == '[') && depth > 0 && json_is_object(stack[depth - 1]) &&
+                    name_len == strlen(key) && memcmp(name, key, name_len) == 0) {
+                        const char *end = skip_value(p);
+                        v = json_held_new(p, (size_t) (end - p));
+                        if (v)
+                                p = end;
+                }
+                if (!v && (*p == '{' || *p == '[')) {
+                        v = *p == '{' ? json_object() : json_array();
+                        open = true;
+                        p++;
+                } else if (!v) {
+                        const char *end = skip_scalar(p);
+                        v = scalar_value(p, end);
+                        p = end;
+                }
+                if (!v)
+                        goto fail;
+                if (depth == 0)
+                        root = v;
+                else if (json_is_object(stack[depth - 1])) {
+                        if (json_object_setn_new_nocheck(stack[depth - 1], name, name_len, v) < 0)
+                                goto fail;
+                } else if (json_array_append_new(stack[depth - 1], v) < 0)
+                        goto fail;
+                if (open) {
+                        stack[depth++] = v;
+                        p = skip_space(p);
+                        want_key = json_is_object(v) && *p != '}';
+                        if (*p != '}' && *p != ']')
+                                continue;
+                }
+                /* A whole value: the next item or member, or the end of
+                 * its containers. */
+                for (;;) {
+                        p = skip_space(p);
+                        if (depth == 0) {
+                                free(stack);
+                                return root;
+                        }
+                        if (*p == ',') {
+                                p++;
+                                want_key = json_is_object(stack[depth - 1]);
+                                break;
+                        }
+                        p++; /* '}' or ']' */
+                        depth--;
+                }
+        }
+fail:
+        free(stack);
+        json_decref(root);
+        return NULL;
 }

@@ -232,6 +232,68 @@ int json_buf_append_member(Buf *b, const char *member, const char *s);
 #define JSON_TEXT_MAX_DEPTH 2048
 bool json_text_loadable(const char *text);
 
+/* Writes the value of JSON text through callback, piece by piece, as
+ * json_dump_callback(json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL),
+ * callback, data, flags | JSON_ENCODE_ANY) writes it, without building the
+ * value: a result of 200,000 objects is its text, not ~15 times its size
+ * in jansson's nodes. flags must hold JSON_COMPACT and no indent, key
+ * sorting or escaping options. One difference: an object that names a key
+ * twice keeps both members (jansson keeps the last value, at the first
+ * place); the runner never writes such a text (to_jsonable() refuses two
+ * keys that are one JSON key). -EINVAL (nothing written) when jansson
+ * would not read text (json_text_loadable()); -EIO when callback failed. */
+int json_text_dump(const char *text, size_t flags, json_dump_callback_t callback, void *data);
+
+/* ---- held values: a large result as its JSON text, not its nodes ----
+ *
+ * A run's result of 200,000 objects is ~13 MB of text and ~150 MB as
+ * jansson's nodes. Where a result is only passed on and printed (the CLI's
+ * run/invoke/dag run, the daemon's run and DAG objects), it is *held*: an
+ * object whose one key begins with a NUL, which no JSON text's key can
+ * (jansson refuses one), so no user's value is ever taken for it; its
+ * member is the value's JSON text. json_dump_held() writes a tree that holds
+ * such values as json_dump_callback() writes the tree with each one parsed
+ * (json_text_dump()). Code that looks into a result must parse it
+ * (json_held_text()); anything else sees an object with no member it knows.
+ *
+ * json_held_new(): a held value of text [0, len), a copy; NULL when it is
+ * under JSON_HELD_MIN bytes, not an array or object jansson reads, or may
+ * hold a marker a reader looks into ({"$bytes": …}, {"$pickle": …}: those
+ * are parsed). PYSPRINTER_TEST_HELD_MIN (bytes) lowers the size for tests. */
+#define JSON_HELD_MIN 4096
+json_t *json_held_new(const char *text, size_t len);
+/* json_held_new(text) or, where it gives NULL, json_parse_or_string(text). */
+json_t *json_held_or_parse(const char *text);
+/* json_held_new(*text) or, where it gives NULL, json_parse_or_string_take():
+ * *text is freed and NULL after either. */
+json_t *json_held_or_parse_take(char **text);
+/* The JSON text v holds when it is json_held_new()'s, else NULL. Borrowed. */
+const char *json_held_text(const json_t *v);
+/* json_dump_callback(v, callback, data, flags | JSON_ENCODE_ANY) with each
+ * held value written from its text; flags as json_text_dump() takes them.
+ * 0, or -EIO when a write (or jansson) failed. */
+int json_dump_held(const json_t *v, size_t flags, json_dump_callback_t callback, void *data);
+/* The same as text (caller frees); NULL when v is NULL or a write failed. */
+char *json_dumps_held(const json_t *v, size_t flags);
+/* v as the project prints JSON to its users (the daemon's answers, the
+ * CLI's output): compact, exact reals (17 digits) respelled in their
+ * shortest round-trip form as json_shorten_reals() respells them (0.1, not
+ * 0.10000000000000001), held values written from their text; spaced:
+ * ", " and ": " between items (Python's json.dumps() default). The same
+ * bytes as json_shorten_reals(json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY
+ * | JSON_REAL_PRECISION(17))) with each held value parsed, without the
+ * text held twice. 0, or -EIO when out (or jansson) failed. */
+int json_dump_short(const json_t *v, bool spaced, json_dump_callback_t out, void *data);
+/* The same (not spaced) as text in an allocation of its size; NULL when v
+ * is NULL or jansson failed. Caller frees. */
+char *json_dumps_short(const json_t *v);
+/* json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL) (text has a NUL
+ * after it), except that the array or object value of each object member
+ * named key, anywhere, is held where json_held_new() holds it: an API run
+ * or DAG object is read with its results kept as text. NULL when jansson
+ * would not read text. */
+json_t *json_loads_held(const char *text, size_t len, const char *key);
+
 /* Decodes the JSON string literal that starts at s (its opening quote) as
  * json_loads() would: into out, which may be s itself (the writer never
  * passes the reader), or NULL to only check it. Returns the decoded length

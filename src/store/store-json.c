@@ -49,7 +49,8 @@ static json_t *run_record_head(const RunRecord *r, const char *phase) {
         json_object_set_new(j, "function", r->function ? json_string(r->function) : json_null());
         json_object_set_new(j, "args", args_as_given(r->args_json, false));
         json_object_set_new(j, "kwargs", args_as_given(r->kwargs_json, true));
-        json_object_set_new(j, "result", json_parse_or_string(r->value_json));
+        /* Held (shared.h): a large result stays its text. */
+        json_object_set_new(j, "result", json_held_or_parse(r->value_json));
         json_object_set_new(j, "result_repr", r->value_repr ? json_string(r->value_repr) : json_null());
         json_object_set_new(j, "error", r->error_type || r->error_message
                                                 ? json_pack("{s:s?, s:s?, s:s?}", "type", r->error_type, "message",
@@ -177,7 +178,7 @@ static char *tail_text(const RunRecord *r) {
 }
 
 static char *dump17(json_t *j) {
-        char *s = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17)) : NULL;
+        char *s = j ? json_dumps_held(j, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
         json_decref(j);
         return s;
 }
@@ -243,9 +244,9 @@ static char *run_record_head_text(const RunRecord *r, const char *phase) {
         if (k >= 0)
                 k = buf_appends(&b, ",\"result\":");
         if (k >= 0)
-                k = !r->value_json ? buf_appends(&b, "null")
+                k = !r->value_json                 ? buf_appends(&b, "null")
                     : plain_integer(r->value_json) ? buf_appends(&b, r->value_json)
-                                                   : append_value(&b, json_parse_or_string(r->value_json));
+                                                   : append_value(&b, json_held_or_parse(r->value_json));
         if (k >= 0)
                 k = json_buf_append_member(&b, ",\"result_repr\":", r->value_repr);
         if (k >= 0)
@@ -308,7 +309,7 @@ static json_t *task_json(DagTaskRecord *t) {
         json_object_set_new(o, "cached", json_boolean(t->cached));
         json_object_set_new(o, "run_id", t->run_id ? json_string(t->run_id) : json_null());
         json_object_set_new(o, "exit_code", t->finished ? json_integer(t->exit_code) : json_null());
-        json_object_set_new(o, "result", json_parse_or_string_take(&t->value_json));
+        json_object_set_new(o, "result", json_held_or_parse_take(&t->value_json));
         json_object_set_new(o, "error", t->error ? json_string(t->error) : json_null());
         json_object_set_new(o, "started_at", time_json(t->started));
         json_object_set_new(o, "finished_at", time_json(t->finished));
@@ -346,7 +347,7 @@ json_t *dag_record_object(const DagRunRecord *r, DagTaskRecord *const *tasks, si
 
 char *dag_record_to_json(const DagRunRecord *r, DagTaskRecord *const *tasks, size_t n_tasks, bool with_tasks) {
         json_t *j = dag_record_object(r, tasks, n_tasks, with_tasks);
-        char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+        char *text = json_dumps_held(j, JSON_COMPACT);
         json_decref(j);
         return text;
 }

@@ -865,10 +865,67 @@ static bool jansson_loads(const char *text) {
         return v != NULL;
 }
 
+static int dump_to_buf(const char *piece, size_t size, void *data) {
+        return buf_append(data, piece, size) < 0 ? -1 : 0;
+}
+
+#define DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(17))
+
+/* What a text jansson reads is printed as without its nodes: by
+ * json_text_dump(), and, with every member "result" held (json_loads_held(),
+ * PYSPRINTER_TEST_HELD_MIN=1 from main()), by json_dumps_held(): jansson's
+ * own dump of the parsed value, byte for byte, also nested in another
+ * object as a "result" member. */
+static void check_dump_like_jansson(const char *text, json_t *v) {
+        char *want = json_dumps(v, DUMP_FLAGS | JSON_ENCODE_ANY);
+        assert_non_null(want);
+        Buf b;
+        buf_init(&b, 1 << 24);
+        assert_int_equal(json_text_dump(text, DUMP_FLAGS, dump_to_buf, &b), 0);
+        if (!streq(b.data ?: "", want))
+                fail_msg("json_text_dump(\"%s\") = \"%s\", jansson dumps \"%s\"", text, b.data ?: "", want);
+        buf_free(&b);
+        char *wrapped = xasprintf("{\"a\":[1,{\"result\":%s}],\"result\": %s }", text, text);
+        json_t *w = json_loads(wrapped, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL),
+               *h = json_loads_held(wrapped, strlen(wrapped), "result");
+        /* Wrapped, the deepest rows pass jansson's depth: neither reads. */
+        assert_true(!w == !h);
+        if (!w) {
+                free(wrapped);
+                free(want);
+                return;
+        }
+        char *ww = json_dumps(w, DUMP_FLAGS), *hh = json_dumps_held(h, DUMP_FLAGS);
+        if (!streq(ww, hh))
+                fail_msg("json_loads_held(\"%s\") dumps \"%s\", jansson \"%s\"", wrapped, hh, ww);
+        /* Reals respelled as they are written, as in the whole text. */
+        char *short_want = json_shorten_reals(ww), *short_got = json_dumps_short(h);
+        if (!streq(short_want, short_got))
+                fail_msg("json_dumps_short(\"%s\") = \"%s\", not \"%s\"", wrapped, short_got, short_want);
+        free(short_want);
+        free(short_got);
+        /* Held where it can be: an array or object result. */
+        json_t *r = json_object_get(h, "result");
+        bool marker = strstr(text, "\"$bytes\"") || strstr(text, "\"$pickle\"") || strstr(text, "\\u0024");
+        assert_true(!!json_held_text(r) == ((json_is_array(v) || json_is_object(v)) && !marker));
+        free(ww);
+        free(hh);
+        json_decref(w);
+        json_decref(h);
+        free(wrapped);
+        free(want);
+}
+
 static void check_like_jansson(const char *text) {
         if (json_text_loadable(text) != jansson_loads(text))
                 fail_msg("json_text_loadable(\"%s\") = %d, jansson says %d", text, json_text_loadable(text),
                          jansson_loads(text));
+        json_t *all = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        if (all)
+                check_dump_like_jansson(text, all);
+        else
+                assert_int_equal(json_text_dump(text, DUMP_FLAGS, dump_to_buf, NULL), -EINVAL);
+        json_decref(all);
         if (text[0] != '"')
                 return;
         const char *end;
@@ -987,6 +1044,9 @@ static void test_json_text_loadable_is_jansson(void **state) {
                 "NaN",
                 "[1.5e3, -0.0, 2E-2]",
                 "{\"a\":{\"b\":{\"c\":[]}}}",
+                "[0.1, 1e300, -0.0, 5e-324, 1.7976931348623157e308, 123456789.125, 1E2, -0, 0]",
+                "{\"s\":\"\\u2028\\u001f\\u007f\\/\\\"\\ud83d\\ude00\\u0000\", \"k\\n\" : {\"\":[{}]}}",
+                "[\"$bytes\", {\"$pickle\": 1}, \"\\u0024\"]",
         };
         for (size_t i = 0; i < ELEMENTSOF(table); i++)
                 check_like_jansson(table[i]);
@@ -1063,6 +1123,8 @@ static void test_json_buf_append_string_cap(void **state) {
 }
 
 int main(void) {
+        /* Every array or object held, however small (json_loads_held()). */
+        setenv("PYSPRINTER_TEST_HELD_MIN", "1", 1);
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_scalar_table),
                 cmocka_unit_test(test_scalar_direct),
