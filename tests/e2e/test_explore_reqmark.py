@@ -62,3 +62,24 @@ def test_legacy_entities_without_semicolon_are_decoded(cli, tmp_path):
         assert 'is yanked (reason: "<2 is broken & old")' in p.stderr, p.stderr
     finally:
         ix.stop()
+
+
+def test_a_requirement_with_a_marker_goes_in_the_value(cli, tmp_path):
+    # pip and uv take `pywin32>=300; sys_platform == "win32"`; the dict
+    # form had no place for the marker (in the key or the value it was
+    # refused, exit 3). The value takes it after a ';': a requirement
+    # whose marker is false here is not looked up at all.
+    ix = pkgindex.Index()
+    ix.add(pkgindex.build_wheel(tmp_path / "w", "a", "1.0"))
+    ix.add(pkgindex.build_wheel(tmp_path / "w", "b", "1.0"))
+    ix.add(pkgindex.build_wheel(tmp_path / "w", "b", "2.0"))
+    ix.start()
+    try:
+        p = lock(cli, ix, {"a": "", "nosuchwin": '; sys_platform == "win32"',
+                           "b": '<2; sys_platform == "linux"'})
+        assert versions(p) == {"a": "1.0", "b": "1.0"}
+        p = lock(cli, ix, {'a; sys_platform == "linux"': ""})
+        assert p.returncode == 3, (p.stdout, p.stderr)
+        assert """a marker goes in the value, as in {'a': '; sys_platform == "linux"'}""" in p.stderr, p.stderr
+    finally:
+        ix.stop()
