@@ -3,6 +3,7 @@
  * metadata files) plus local find-links directories. */
 #include "pkg-mgr.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <jansson.h>
 #include <sys/stat.h>
@@ -332,6 +333,21 @@ static int api_version_check(const char *base, const char *version, char **ret_e
         return -EPROTONOSUPPORT;
 }
 
+/* A JSON value as Python's bool() reads it once parsed (absent: false). */
+static bool json_truthy(const json_t *v) {
+        if (json_is_string(v))
+                return json_string_length(v) > 0;
+        if (json_is_integer(v))
+                return json_integer_value(v) != 0;
+        if (json_is_real(v))
+                return json_real_value(v) != 0;
+        if (json_is_array(v))
+                return json_array_size(v) > 0;
+        if (json_is_object(v))
+                return json_object_size(v) > 0;
+        return json_is_true(v);
+}
+
 static int parse_json_page(const char *body, const char *base, PkgProject *p, char **ret_error) {
         json_error_t jerr;
         json_t *root = json_loads(body, 0, &jerr);
@@ -388,11 +404,14 @@ static int parse_json_page(const char *body, const char *base, PkgProject *p, ch
                 const char *rp = json_get_string(f, "requires-python");
                 if (rp && *rp)
                         pf.requires_python = xstrdup(rp);
+                /* PEP 691: yanked when the value is truthy, a non-empty
+                 * string being the reason; "" and false are not yanked,
+                 * as pip reads them (Link.from_json). */
                 json_t *y = json_object_get(f, "yanked");
-                if (json_is_true(y))
-                        pf.yanked = xstrdup("");
-                else if (json_is_string(y))
+                if (json_is_string(y) && json_string_length(y) > 0)
                         pf.yanked = xstrdup(json_string_value(y));
+                else if (json_truthy(y))
+                        pf.yanked = xstrdup("");
                 /* PEP 714: the new key when present, false included (an
                  * index that says false has no file, whatever the legacy
                  * key says); the legacy one only in its absence. */
@@ -415,41 +434,232 @@ static int parse_json_page(const char *body, const char *base, PkgProject *p, ch
         return 0;
 }
 
+/* HTML5 named character references as Python's html.unescape (pip's
+ * parser) reads them in attribute values: the legacy names (`legacy`) also
+ * without their ';' (`&gt=3.8` is ">=3.8", `&ampb` "&b", the longest such
+ * name that starts the text), the others only with it. Besides the legacy
+ * names, the table holds those of the longer names that start with one
+ * (`&notin;` is U+2209, not "¬in;") and &apos;. Sorted by name. */
+static const struct {
+        const char *name, *utf8;
+        bool legacy;
+} html_entities[] = {
+        { "AElig", "\xc3\x86", true },
+        { "AMP", "&", true },
+        { "Aacute", "\xc3\x81", true },
+        { "Acirc", "\xc3\x82", true },
+        { "Agrave", "\xc3\x80", true },
+        { "Aring", "\xc3\x85", true },
+        { "Atilde", "\xc3\x83", true },
+        { "Auml", "\xc3\x84", true },
+        { "COPY", "\xc2\xa9", true },
+        { "Ccedil", "\xc3\x87", true },
+        { "ETH", "\xc3\x90", true },
+        { "Eacute", "\xc3\x89", true },
+        { "Ecirc", "\xc3\x8a", true },
+        { "Egrave", "\xc3\x88", true },
+        { "Euml", "\xc3\x8b", true },
+        { "GT", ">", true },
+        { "Iacute", "\xc3\x8d", true },
+        { "Icirc", "\xc3\x8e", true },
+        { "Igrave", "\xc3\x8c", true },
+        { "Iuml", "\xc3\x8f", true },
+        { "LT", "<", true },
+        { "Ntilde", "\xc3\x91", true },
+        { "Oacute", "\xc3\x93", true },
+        { "Ocirc", "\xc3\x94", true },
+        { "Ograve", "\xc3\x92", true },
+        { "Oslash", "\xc3\x98", true },
+        { "Otilde", "\xc3\x95", true },
+        { "Ouml", "\xc3\x96", true },
+        { "QUOT", "\x22", true },
+        { "REG", "\xc2\xae", true },
+        { "THORN", "\xc3\x9e", true },
+        { "Uacute", "\xc3\x9a", true },
+        { "Ucirc", "\xc3\x9b", true },
+        { "Ugrave", "\xc3\x99", true },
+        { "Uuml", "\xc3\x9c", true },
+        { "Yacute", "\xc3\x9d", true },
+        { "aacute", "\xc3\xa1", true },
+        { "acirc", "\xc3\xa2", true },
+        { "acute", "\xc2\xb4", true },
+        { "aelig", "\xc3\xa6", true },
+        { "agrave", "\xc3\xa0", true },
+        { "amp", "&", true },
+        { "apos", "'", false },
+        { "aring", "\xc3\xa5", true },
+        { "atilde", "\xc3\xa3", true },
+        { "auml", "\xc3\xa4", true },
+        { "brvbar", "\xc2\xa6", true },
+        { "ccedil", "\xc3\xa7", true },
+        { "cedil", "\xc2\xb8", true },
+        { "cent", "\xc2\xa2", true },
+        { "centerdot", "\xc2\xb7", false },
+        { "copy", "\xc2\xa9", true },
+        { "copysr", "\xe2\x84\x97", false },
+        { "curren", "\xc2\xa4", true },
+        { "deg", "\xc2\xb0", true },
+        { "divide", "\xc3\xb7", true },
+        { "divideontimes", "\xe2\x8b\x87", false },
+        { "eacute", "\xc3\xa9", true },
+        { "ecirc", "\xc3\xaa", true },
+        { "egrave", "\xc3\xa8", true },
+        { "eth", "\xc3\xb0", true },
+        { "euml", "\xc3\xab", true },
+        { "frac12", "\xc2\xbd", true },
+        { "frac14", "\xc2\xbc", true },
+        { "frac34", "\xc2\xbe", true },
+        { "gt", ">", true },
+        { "gtcc", "\xe2\xaa\xa7", false },
+        { "gtcir", "\xe2\xa9\xba", false },
+        { "gtdot", "\xe2\x8b\x97", false },
+        { "gtlPar", "\xe2\xa6\x95", false },
+        { "gtquest", "\xe2\xa9\xbc", false },
+        { "gtrapprox", "\xe2\xaa\x86", false },
+        { "gtrarr", "\xe2\xa5\xb8", false },
+        { "gtrdot", "\xe2\x8b\x97", false },
+        { "gtreqless", "\xe2\x8b\x9b", false },
+        { "gtreqqless", "\xe2\xaa\x8c", false },
+        { "gtrless", "\xe2\x89\xb7", false },
+        { "gtrsim", "\xe2\x89\xb3", false },
+        { "iacute", "\xc3\xad", true },
+        { "icirc", "\xc3\xae", true },
+        { "iexcl", "\xc2\xa1", true },
+        { "igrave", "\xc3\xac", true },
+        { "iquest", "\xc2\xbf", true },
+        { "iuml", "\xc3\xaf", true },
+        { "laquo", "\xc2\xab", true },
+        { "lt", "<", true },
+        { "ltcc", "\xe2\xaa\xa6", false },
+        { "ltcir", "\xe2\xa9\xb9", false },
+        { "ltdot", "\xe2\x8b\x96", false },
+        { "lthree", "\xe2\x8b\x8b", false },
+        { "ltimes", "\xe2\x8b\x89", false },
+        { "ltlarr", "\xe2\xa5\xb6", false },
+        { "ltquest", "\xe2\xa9\xbb", false },
+        { "ltrPar", "\xe2\xa6\x96", false },
+        { "ltri", "\xe2\x97\x83", false },
+        { "ltrie", "\xe2\x8a\xb4", false },
+        { "ltrif", "\xe2\x97\x82", false },
+        { "macr", "\xc2\xaf", true },
+        { "micro", "\xc2\xb5", true },
+        { "middot", "\xc2\xb7", true },
+        { "nbsp", "\xc2\xa0", true },
+        { "not", "\xc2\xac", true },
+        { "notin", "\xe2\x88\x89", false },
+        { "notinE", "\xe2\x8b\xb9\xcc\xb8", false },
+        { "notindot", "\xe2\x8b\xb5\xcc\xb8", false },
+        { "notinva", "\xe2\x88\x89", false },
+        { "notinvb", "\xe2\x8b\xb7", false },
+        { "notinvc", "\xe2\x8b\xb6", false },
+        { "notni", "\xe2\x88\x8c", false },
+        { "notniva", "\xe2\x88\x8c", false },
+        { "notnivb", "\xe2\x8b\xbe", false },
+        { "notnivc", "\xe2\x8b\xbd", false },
+        { "ntilde", "\xc3\xb1", true },
+        { "oacute", "\xc3\xb3", true },
+        { "ocirc", "\xc3\xb4", true },
+        { "ograve", "\xc3\xb2", true },
+        { "ordf", "\xc2\xaa", true },
+        { "ordm", "\xc2\xba", true },
+        { "oslash", "\xc3\xb8", true },
+        { "otilde", "\xc3\xb5", true },
+        { "ouml", "\xc3\xb6", true },
+        { "para", "\xc2\xb6", true },
+        { "parallel", "\xe2\x88\xa5", false },
+        { "plusmn", "\xc2\xb1", true },
+        { "pound", "\xc2\xa3", true },
+        { "quot", "\x22", true },
+        { "raquo", "\xc2\xbb", true },
+        { "reg", "\xc2\xae", true },
+        { "sect", "\xc2\xa7", true },
+        { "shy", "\xc2\xad", true },
+        { "sup1", "\xc2\xb9", true },
+        { "sup2", "\xc2\xb2", true },
+        { "sup3", "\xc2\xb3", true },
+        { "szlig", "\xc3\x9f", true },
+        { "thorn", "\xc3\xbe", true },
+        { "times", "\xc3\x97", true },
+        { "timesb", "\xe2\x8a\xa0", false },
+        { "timesbar", "\xe2\xa8\xb1", false },
+        { "timesd", "\xe2\xa8\xb0", false },
+        { "uacute", "\xc3\xba", true },
+        { "ucirc", "\xc3\xbb", true },
+        { "ugrave", "\xc3\xb9", true },
+        { "uml", "\xc2\xa8", true },
+        { "uuml", "\xc3\xbc", true },
+        { "yacute", "\xc3\xbd", true },
+        { "yen", "\xc2\xa5", true },
+        { "yuml", "\xc3\xbf", true },
+};
+
+/* The entity whose name is [s, s+n) (legacy ones only when `legacy`). */
+static const char *html_entity(const char *s, size_t n, bool legacy) {
+        for (size_t k = 0; k < ELEMENTSOF(html_entities); k++)
+                if ((!legacy || html_entities[k].legacy) && strlen(html_entities[k].name) == n &&
+                    strneq(html_entities[k].name, s, n))
+                        return html_entities[k].utf8;
+        return NULL;
+}
+
+/* A numeric reference at s[i] == '&', s[i+1] == '#', its ';' optional as for
+ * html.unescape: appends its character (ASCII ones only; others, and
+ * &#0;, stay as text) and returns the index of its last byte, or returns
+ * i. */
+static size_t html_numeric_ref(Buf *b, const char *s, size_t n, size_t i) {
+        size_t j = i + 2;
+        bool hex = j < n && (s[j] == 'x' || s[j] == 'X');
+        if (hex)
+                j++;
+        size_t d = j;
+        unsigned long v = 0;
+        for (; j < n && (hex ? isxdigit((unsigned char) s[j]) : isdigit((unsigned char) s[j])); j++)
+                if (v < 0x110000)
+                        v = v * (hex ? 16 : 10) + (unsigned long) (isdigit((unsigned char) s[j])
+                                                                           ? s[j] - '0'
+                                                                           : tolower((unsigned char) s[j]) - 'a' + 10);
+        if (j == d || v == 0 || v >= 128)
+                return i;
+        /* Control characters other than \t \n \f \r are dropped. */
+        char c = (char) v;
+        if (!iscntrl((unsigned char) c) || strchr("\t\n\f\r", c))
+                buf_append(b, &c, 1);
+        return j < n && s[j] == ';' ? j : j - 1;
+}
+
 static char *html_unescape(const char *s, size_t n) {
         Buf b;
         buf_init(&b, n + 1);
         for (size_t i = 0; i < n; i++) {
-                if (s[i] != '&') {
+                if (s[i] != '&' || i + 1 == n) {
                         buf_append(&b, s + i, 1);
                         continue;
                 }
-                static const struct {
-                        const char *ent, *ch;
-                } ents[] = { { "&amp;", "&" }, { "&lt;", "<" }, { "&gt;", ">" }, { "&quot;", "\"" }, { "&#39;", "'" },
-                             { "&#x27;", "'" }, { "&apos;", "'" } };
-                bool done = false;
-                for (size_t k = 0; k < ELEMENTSOF(ents); k++) {
-                        size_t el = strlen(ents[k].ent);
-                        if (i + el <= n && strneq(s + i, ents[k].ent, el)) {
-                                buf_appends(&b, ents[k].ch);
-                                i += el - 1;
-                                done = true;
-                                break;
-                        }
+                if (s[i + 1] == '#') {
+                        size_t e = html_numeric_ref(&b, s, n, i);
+                        if (e == i)
+                                buf_append(&b, s + i, 1);
+                        i = e;
+                        continue;
                 }
-                if (!done && i + 2 < n && s[i + 1] == '#') {
-                        char *end;
-                        bool hex = s[i + 2] == 'x' || s[i + 2] == 'X';
-                        long v = strtol(s + i + (hex ? 3 : 2), &end, hex ? 16 : 10);
-                        if (end < s + n && *end == ';' && v > 0 && v < 128) {
-                                char c = (char) v;
-                                buf_append(&b, &c, 1);
-                                i = (size_t) (end - s);
-                                done = true;
-                        }
-                }
-                if (!done)
+                /* The name as html.unescape takes it: up to 32 bytes that
+                 * are not space, '<', '&', '#' or ';'. */
+                size_t m = 0;
+                while (i + 1 + m < n && m < 32 && !strchr("\t\n\f <&#;", s[i + 1 + m]))
+                        m++;
+                const char *name = s + i + 1, *u = NULL;
+                size_t used = 0;
+                if (m > 0 && i + 1 + m < n && s[i + 1 + m] == ';' && (u = html_entity(name, m, false)))
+                        used = m + 1;
+                for (size_t x = m; !u && x >= 2; x--)
+                        if ((u = html_entity(name, x, true)))
+                                used = x;
+                if (!u) {
                         buf_append(&b, s + i, 1);
+                        continue;
+                }
+                buf_appends(&b, u);
+                i += used;
         }
         return buf_steal(&b);
 }

@@ -225,6 +225,17 @@ int pkg_requirement_from_seed(const char *key, const char *value, PkgRequirement
          * specifier, no marker, no URL. Anything else could be an option, a
          * path or a URL smuggled into a pip-like command line. */
         k = strlen(key) > PKG_NAME_MAX ? -EINVAL : parse_name_extras(key, &p, r, &what);
+        if (k >= 0 && key[p] == ';') {
+                /* pip's 'name; marker' written as the key: say where it goes. */
+                if (ret_error) {
+                        _cleanup_free_ char *name = strstrip(xstrndup(key, p)),
+                                            *marker = strstrip(xstrdup(key + p + 1));
+                        *ret_error = xasprintf("invalid requirement name '%s': a marker goes in the value, "
+                                               "as in {'%s': '; %s'}",
+                                               key, name, marker);
+                }
+                return -EINVAL;
+        }
         if (k < 0 || key[p] != 0) {
                 if (ret_error)
                         *ret_error = xasprintf("invalid requirement name '%s': not a package name "
@@ -242,7 +253,23 @@ int pkg_requirement_from_seed(const char *key, const char *value, PkgRequirement
                 return -EINVAL;
         }
 
-        v = strstrip(xstrdup(value ?: ""));
+        v = xstrdup(value ?: "");
+        /* "specs; marker": PEP 508's marker goes after the ';' of the
+         * value, the key staying a bare name ('pywin32': '>=300;
+         * sys_platform == "win32"'; '; …' for any version). */
+        char *semi = strchr(v, ';');
+        if (semi) {
+                _cleanup_free_ char *merr = NULL;
+                *semi = 0;
+                if (strlen(value) > PKG_REQUIREMENT_MAX ||
+                    pkg_marker_parse(strstrip(semi + 1), &r->marker, &merr) < 0) {
+                        if (ret_error)
+                                *ret_error = xasprintf("invalid marker for '%s': '%s'%s%s", key, value,
+                                                       merr ? ": " : "", merr ?: "");
+                        return -EINVAL;
+                }
+        }
+        strstrip(v);
         if (*v) {
                 _cleanup_(pkg_version_freep) PkgVersion *ver = NULL;
                 _cleanup_free_ char *err = NULL, *text = NULL;
@@ -252,7 +279,7 @@ int pkg_requirement_from_seed(const char *key, const char *value, PkgRequirement
                         text = xasprintf("==%s", v);
                 else
                         text = xstrdup(v);
-                if (strlen(v) > PKG_SPECIFIER_MAX || strpbrk(v, ";@") ||
+                if (strlen(v) > PKG_SPECIFIER_MAX || strchr(v, '@') ||
                     pkg_specifier_set_parse(text, &r->specifiers, &err) < 0) {
                         if (ret_error)
                                 *ret_error = xasprintf("invalid version specifier for '%s': '%s'", key,

@@ -82,10 +82,12 @@ char **pkg_requirements_sorted(PkgRequirement *const *reqs, size_t n);
 
 /* The seed's @requirements({key: value}) form. key is a name with optional
  * extras ("requests[socks]"); value is "" (any), a bare version ("2.28.1"
- * means ==2.28.1) or a PEP 440 specifier set (">=2,<3", "~=2.28").
+ * means ==2.28.1) or a PEP 440 specifier set (">=2,<3", "~=2.28"), each
+ * optionally followed by "; " and a PEP 508 marker (">=300; sys_platform ==
+ * 'win32'", "; python_version < '3.12'").
  * Anything else — options ("--index-url=…"), paths, URLs, whitespace, ';',
- * '@' in the key; an invalid specifier in the value — is -EINVAL with a
- * message naming the offending key/value. */
+ * '@' in the key; an invalid specifier or marker in the value — is -EINVAL
+ * with a message naming the offending key/value. */
 int pkg_requirement_from_seed(const char *key, const char *value, PkgRequirement **ret_req, char **ret_error);
 
 /* PEP 425 tags of an interpreter, most preferred first. */

@@ -970,9 +970,11 @@ static void test_seed_invalid_key(void **state) {
 
 static void test_seed_invalid_value(void **state) {
         static const char *const values[] = {
-                ">>2", "=>2", "2.x", "latest", "*", "any", ">=2;python_version>'3'", ">=2 <3", "@ https://x",
-                "https://x/y.whl", "--pre", "-e", ">=2,", ",", "==2.*.1", "~=2", ">=1.0+local", "2.28.1 extra",
-                ">=2 ; os_name=='nt'", "(>=2)", "==2.0 || ==3.0", "^2.0", "~2.0", "2.0-", "../x",
+                ">>2",         "=>2",          "2.x",         "latest",          "*",
+                "any",         ">=2 <3",       "@ https://x", "https://x/y.whl", "--pre",
+                "-e",          ">=2,",         ",",           "==2.*.1",         "~=2",
+                ">=1.0+local", "2.28.1 extra", "(>=2)",       "==2.0 || ==3.0",  "^2.0",
+                "~2.0",        "2.0-",         "../x",
         };
         for (size_t i = 0; i < ELEMENTSOF(values); i++) {
                 PkgRequirement *r = NULL;
@@ -985,6 +987,53 @@ static void test_seed_invalid_value(void **state) {
                 want = xasprintf("invalid version specifier for 'requests': '%s'", values[i]);
                 if (!streq(err, want))
                         fail_msg("message '%s', want '%s'", err, want);
+        }
+}
+
+/* A PEP 508 marker after the value's ';' (the key stays a bare name). */
+static void test_seed_marker(void **state) {
+        static const struct {
+                const char *value, *normalized;
+        } rows[] = {
+                { ">=300; sys_platform == 'win32'", "pywin32>=300; sys_platform == \"win32\"" },
+                { ">=2;python_version>'3'", "pywin32>=2; python_version > \"3\"" },
+                { "; sys_platform == \"win32\"", "pywin32; sys_platform == \"win32\"" },
+                { " 300 ; os_name=='nt'", "pywin32==300; os_name == \"nt\"" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                PkgRequirement *r = NULL, *w = NULL;
+                _cleanup_free_ char *err = NULL, *s = NULL, *ws = NULL;
+                if (pkg_requirement_from_seed("pywin32", rows[i].value, &r, &err) < 0)
+                        fail_msg("seed value '%s' should be valid: %s", rows[i].value, err);
+                assert_non_null(r->marker);
+                s = pkg_requirement_to_string(r);
+                assert_int_equal(pkg_requirement_parse(rows[i].normalized, &w, NULL), 0);
+                ws = pkg_requirement_to_string(w);
+                if (!streq(s, ws))
+                        fail_msg("seed value '%s' -> '%s', want '%s'", rows[i].value, s, ws);
+                pkg_requirement_free(w);
+                pkg_requirement_free(r);
+        }
+        static const char *const bad[] = { ">=2;", ">=2; nope == 'x'", "; python_version >", ">=2; a; b" };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                PkgRequirement *r = NULL;
+                _cleanup_free_ char *err = NULL, *want = NULL;
+                if (pkg_requirement_from_seed("pywin32", bad[i], &r, &err) >= 0) {
+                        pkg_requirement_free(r);
+                        fail_msg("seed value '%s' should be rejected", bad[i]);
+                }
+                want = xasprintf("invalid marker for 'pywin32': '%s'", bad[i]);
+                if (!startswith(err, want))
+                        fail_msg("message '%s', want '%s…'", err, want);
+        }
+        /* The marker written into the key, as pip's requirement: refused,
+         * saying where it goes. */
+        {
+                PkgRequirement *r = NULL;
+                _cleanup_free_ char *err = NULL;
+                assert_int_equal(pkg_requirement_from_seed("pywin32; sys_platform==\"win32\"", "", &r, &err), -EINVAL);
+                assert_string_equal(err, "invalid requirement name 'pywin32; sys_platform==\"win32\"': a marker goes "
+                                         "in the value, as in {'pywin32': '; sys_platform==\"win32\"'}");
         }
 }
 
@@ -1192,6 +1241,7 @@ int main(void) {
                 cmocka_unit_test(test_seed_valid),
                 cmocka_unit_test(test_seed_invalid_key),
                 cmocka_unit_test(test_seed_invalid_value),
+                cmocka_unit_test(test_seed_marker),
                 cmocka_unit_test(test_wheel_name),
                 cmocka_unit_test(test_wheel_build_compare),
                 cmocka_unit_test(test_tags_priority),
