@@ -1597,3 +1597,63 @@ void daemon_dags_cluster_tick(Daemon *d, bool take) {
         for (size_t i = 0; cancel && cancel[i]; i++)
                 dag_cancel_by_id(d, cancel[i]);
 }
+
+/* ---- a recorded pipeline, parsed again (the graph view, other gateways' reads) ---- */
+
+/* The pipeline's params as dag_parse() overrides ("NAME=VALUE"), so a
+ * pipeline whose params have no default parses as it ran. */
+static char **params_overrides(const char *params_json) {
+        json_t *p = params_json ? json_loads(params_json, 0, NULL) : NULL;
+        size_t n = json_is_object(p) ? json_object_size(p) : 0, i = 0;
+        char **v = xcalloc(n + 1, sizeof(char *));
+        const char *k;
+        json_t *val;
+        if (n)
+                json_object_foreach(p, k, val) {
+                        _cleanup_free_ char *text = json_is_string(val)
+                                                            ? xstrdup(json_string_value(val))
+                                                            : json_dumps(val, JSON_COMPACT | JSON_ENCODE_ANY);
+                        v[i++] = xasprintf("%s=%s", k, text ? text : "");
+                }
+        json_decref(p);
+        return v;
+}
+
+/* A task file from those the DAG run was posted with (files: JSON name ->
+ * text, NULL: none), under the rule of a daemon's pipelines. */
+static int load_posted(const char *base_dir, const char *file, void *userdata, char **ret_text, size_t *ret_len,
+                       char **ret_error) {
+        json_t *t = json_object_get(userdata, file);
+        int r = dag_file_check(NULL, file, ret_error);
+        if (r < 0)
+                return r;
+        if (!json_is_string(t)) {
+                *ret_error = xasprintf("cannot read %s: not among the DAG run's files", file);
+                return -ENOENT;
+        }
+        *ret_len = json_string_length(t);
+        *ret_text = xmemdupz(json_string_value(t), *ret_len);
+        return 0;
+}
+
+/* The pipeline rec recorded, parsed as it ran: its task files from the
+ * run's directory on a single node; in a cluster from posted (the files
+ * the POST sent, from Redis), so that every gateway reads the same: the
+ * owner's directory is no other gateway's. */
+static int graph_parse(Daemon *d, const DagRunRecord *rec, json_t *posted, Dag **ret, char **ret_error) {
+        _cleanup_strv_free_ char **params = params_overrides(rec->params_json);
+        return dag_parse_with(rec->spec_text ? rec->spec_text : "", rec->spec_text ? strlen(rec->spec_text) : 0,
+                              rec->file ? rec->file : "pipeline.yaml", rec->base_dir ? rec->base_dir : ".", params,
+                              d->cluster ? load_posted : dag_load_any, posted, ret, ret_error);
+}
+
+int daemon_dag_parse_recorded(Daemon *d, const DagRunRecord *rec, Dag **ret, char **ret_error) {
+        assert(d && rec && ret && ret_error);
+        json_t *posted = NULL;
+        int r = d->cluster ? daemon_dag_cluster_files(d, rec->id, &posted) : 0;
+        if (r < 0)
+                return r;
+        r = graph_parse(d, rec, posted, ret, ret_error);
+        json_decref(posted);
+        return r;
+}
