@@ -61,11 +61,16 @@ def test_a_listing_of_runs_with_megabytes_of_values_is_small(daemon, runs):
     # A run with small values is listed as GET /v1/runs/ID shows it.
     st, whole = daemon.call("GET", f"/v1/runs/{runs[2]}", token=None)
     assert st == 200 and small == whole and "elided" not in small, (small, whole)
-    # The whole run is one GET away.
+    # The whole run is one GET away, and an entry has every other field
+    # as it (what ps's columns and the dashboard's runs page read).
     st, whole = daemon.call("GET", f"/v1/runs/{runs[0]}", token=None)
     assert st == 200 and len(whole["kwargs"]["s"]) == 2 * MB and "elided" not in whole
+    assert {k: v for k, v in a.items() if k not in ("kwargs", "elided")} == \
+        {k: v for k, v in whole.items() if k != "kwargs"}
     st, whole = daemon.call("GET", f"/v1/runs/{runs[1]}", token=None)
     assert st == 200 and len(whole["result"]) == 3 * MB
+    assert {k: v for k, v in r.items() if k not in ("result", "elided")} == \
+        {k: v for k, v in whole.items() if k != "result"}
 
 
 def test_ps_prints_the_same_bytes_embedded_and_against_the_daemon(daemon, runs):
