@@ -108,3 +108,35 @@ def test_a_clusters_listing_leaves_the_same_values_out(tmp_path):
         assert r["id"] == b["id"] and r["result"] is None and r["elided"] == ["result"], r
         st, whole = gw.call("GET", f"/v1/runs/{b['id']}")
         assert st == 200 and len(whole["result"]) == 3 * MB and "elided" not in whole
+
+
+def test_the_event_stream_sends_a_runs_summary(daemon, runs):
+    """GET /v1/events (the dashboard's runs page, live) sends each run
+    object as the listing has it: a 3 MB result went to every open
+    dashboard, again at each of the run's changes."""
+    c = daemon.conn()
+    c.request("GET", "/v1/events")
+    r = c.getresponse()
+    assert r.status == 200
+    st, b = daemon.run(SOURCE, wait=False, filename="big.py", kwargs={"s": "c", "n": 3 * MB}, token=None)
+    assert st == 202, b
+    event, data, seen = None, [], []
+    while True:
+        line = r.readline()  # chunked: decoded by http.client
+        assert line, seen
+        line = line.decode().rstrip("\n")
+        if line == "" and event == "run":
+            run = json.loads("\n".join(data))
+            if run["id"] == b["id"]:
+                seen.append((len("\n".join(data)), run.get("elided"), run["status"]))
+                if run["status"] not in ("queued", "running"):
+                    break
+        if line == "":
+            event, data = None, []
+        elif line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            data.append(line[6:])
+    c.close()
+    assert all(n < 64 * 1024 for n, _, _ in seen), seen
+    assert seen[-1][1:] == (["result"], "succeeded"), seen
