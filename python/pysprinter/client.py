@@ -406,7 +406,9 @@ class Client:
         only the runs that schedule fired (`ps --schedule NAME`); grep: only
         the runs with that text in their id, file name, function, deployed
         function or schedule, ASCII letters in either case (`ps --grep
-        TEXT`, the API's q=)."""
+        TEXT`, the API's q=). An args, kwargs, result or result_repr over
+        4 KiB is null in an entry and named in its "elided": get() has the
+        whole run, and result() of an entry fetches it."""
         query = f"limit={int(limit)}"
         if status is not None:
             query += "&status=" + urllib.parse.quote(status if isinstance(status, str) else ",".join(status))
@@ -429,6 +431,10 @@ class Client:
             raise ValueError(f"run {run.get('id')} is {run.get('status')}, not ended: wait() for it")
         if run.get("status") != "succeeded":
             raise RunError(run)
+        if {"result", "result_repr"} & set(run.get("elided") or ()):
+            # A listing's entry (runs()) leaves a large value out: the
+            # whole run has it (docs/api.md "GET /v1/runs").
+            run = self.get(run["id"])
         if run.get("result") is None and run.get("result_repr") is not None:
             warnings.warn(f"run {run.get('id')}: the result cannot be represented as JSON; "
                           "this is its repr()", stacklevel=_caller_stacklevel())

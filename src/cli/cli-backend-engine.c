@@ -716,7 +716,12 @@ static int engine_run_list(Backend *b, long limit, const RunFilter *filter, cons
         const RunRecord *first = NULL;
         pid_t pid = 0;
         for (size_t i = 0; i < n; i++) {
-                json_array_append_new(arr, cli_run_record_json(v[i]));
+                /* As GET /v1/runs lists it: the same bytes on both paths. */
+                RunRecord s;
+                unsigned elided = run_record_elide(v[i], &s);
+                json_t *j = cli_run_record_json(&s);
+                run_json_mark_elided(j, elided);
+                json_array_append_new(arr, j);
                 if (record_in_flight(v[i]) && store_run_owner(engine_store(b->engine), v[i]->id, &pid) >= 0 && !pid) {
                         first = first ?: v[i];
                         daemons++;

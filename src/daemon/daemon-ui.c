@@ -672,10 +672,23 @@ static void live_phase(Daemon *d, const char *id, char phase[static 16]) {
 }
 
 static void events_emit_record(EventStream *s, const RunRecord *rec, const char *phase) {
-        char *json = run_record_to_json(rec, phase && *phase ? phase : NULL);
+        /* As GET /v1/runs lists it: a value over RUN_LIST_VALUE_MAX is
+         * elided (a 3 MB result went whole to every open dashboard, at
+         * each of the run's changes). */
+        RunRecord sum;
+        unsigned elided = run_record_elide(rec, &sum);
+        phase = phase && *phase ? phase : NULL;
+        char *json;
+        if (elided) {
+                json_t *j = run_record_json(&sum, phase);
+                run_json_mark_elided(j, elided);
+                json = daemon_json_text(j, false);
+                json_decref(j);
+        } else {
+                json = daemon_scrub(run_record_to_json(rec, phase));
+        }
         if (!json)
                 return;
-        json = daemon_scrub(json);
         daemon_sse_event(&s->out.buf, "run", json);
         free(json);
 }

@@ -81,6 +81,34 @@ json_t *run_record_json(const RunRecord *r, const char *phase) {
         return run_record_tail(j, r);
 }
 
+static const char *const elidable[] = { "args", "kwargs", "result", "result_repr" };
+
+/* store.h. */
+unsigned run_record_elide(const RunRecord *r, RunRecord *ret) {
+        *ret = *r;
+        char **texts[] = { &ret->args_json, &ret->kwargs_json, &ret->value_json, &ret->value_repr };
+        unsigned mask = 0;
+        for (size_t i = 0; i < ELEMENTSOF(texts); i++)
+                if (*texts[i] && strlen(*texts[i]) > RUN_LIST_VALUE_MAX) {
+                        *texts[i] = NULL;
+                        mask |= 1u << i;
+                }
+        return mask;
+}
+
+/* store.h. */
+void run_json_mark_elided(json_t *j, unsigned mask) {
+        if (!j || !mask)
+                return;
+        json_t *names = json_array();
+        for (size_t i = 0; i < ELEMENTSOF(elidable); i++)
+                if (mask & (1u << i)) {
+                        json_object_set_new(j, elidable[i], json_null());
+                        json_array_append_new(names, json_string(elidable[i]));
+                }
+        json_object_set_new(j, "elided", names);
+}
+
 /* Timings text fit to go into an answer as it is: what the engine writes
  * (timings_json() in engine-run.c) and what older records hold, one flat
  * object {"name":number|true|false|null,…} with names of [a-z_0-9]. A

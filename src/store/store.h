@@ -235,6 +235,19 @@ char *run_record_to_json(const RunRecord *r, const char *phase);
  * serialized once, not printed, parsed back and printed again. */
 struct json_t *run_record_json(const RunRecord *r, const char *phase);
 
+/* A listing's run object (GET /v1/runs, a function's runs, `ps`) holds
+ * args, kwargs, result and result_repr only when their stored text is at
+ * most this many bytes: a longer one is null there and named in the
+ * object's "elided"; GET /v1/runs/ID has it whole (docs/api.md). */
+#define RUN_LIST_VALUE_MAX 4096
+/* *ret: r shallow-copied, with the values a listing leaves out set to
+ * NULL (it owns nothing: never run_record_free() it). Returns a mask of
+ * the values left out, for run_json_mark_elided(). */
+unsigned run_record_elide(const RunRecord *r, RunRecord *ret);
+/* Sets the values of mask to null in run object j and names them in its
+ * "elided" (nothing when mask is 0; j may be NULL). */
+void run_json_mark_elided(struct json_t *j, unsigned mask);
+
 /* Insert a new record (id must be unique). */
 int store_run_insert(Store *s, const RunRecord *r);
 /* Overwrite the mutable fields of the record with r->id. -ENOENT if none. */

@@ -6510,12 +6510,57 @@ static void test_migrate_unreadable_version(void **state) {
         store_close(s);
 }
 
+/* A listing's entry leaves out a value whose stored text is over
+ * RUN_LIST_VALUE_MAX bytes (null, named in "elided"), keeps one of exactly
+ * that many, and is the whole object when it left nothing out. */
+static void test_run_record_elide(void **state) {
+        (void) state;
+        char *at = xmalloc(RUN_LIST_VALUE_MAX + 2), *over = xmalloc(RUN_LIST_VALUE_MAX + 3);
+        memset(at, 'a', RUN_LIST_VALUE_MAX);
+        at[0] = at[RUN_LIST_VALUE_MAX - 1] = '"';
+        at[RUN_LIST_VALUE_MAX] = 0;
+        memset(over, 'b', RUN_LIST_VALUE_MAX + 1);
+        over[0] = over[RUN_LIST_VALUE_MAX] = '"';
+        over[RUN_LIST_VALUE_MAX + 1] = 0;
+        RunRecord r = { .id = (char *) "r1",
+                        .status = (char *) "succeeded",
+                        .exit_code = 0,
+                        .args_json = (char *) "[{\"value\":1}]",
+                        .kwargs_json = (char *) "{}",
+                        .value_json = at,
+                        .attempt = 1,
+                        .max_attempts = 1 };
+        RunRecord s;
+        assert_int_equal(run_record_elide(&r, &s), 0);
+        json_t *j = run_record_json(&s, NULL), *whole = run_record_json(&r, NULL);
+        run_json_mark_elided(j, 0);
+        assert_true(json_equal(j, whole));
+        assert_null(json_object_get(j, "elided"));
+        json_decref(j);
+        json_decref(whole);
+        r.value_json = over;
+        r.kwargs_json = over;
+        unsigned mask = run_record_elide(&r, &s);
+        assert_non_null(r.value_json); /* r itself is untouched */
+        j = run_record_json(&s, NULL);
+        run_json_mark_elided(j, mask);
+        assert_true(json_is_null(json_object_get(j, "kwargs")));
+        assert_true(json_is_null(json_object_get(j, "result")));
+        assert_int_equal(json_integer_value(json_array_get(json_object_get(j, "args"), 0)), 1);
+        _cleanup_free_ char *names = json_dumps(json_object_get(j, "elided"), JSON_COMPACT);
+        assert_string_equal(names, "[\"kwargs\",\"result\"]");
+        json_decref(j);
+        free(at);
+        free(over);
+}
+
 int main(void) {
         assert_non_null(mkdtemp(dir));
         /* Before any Store: the store's VFS wraps the default one, this. */
         counting_vfs_install();
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_insert_get_update),
+                cmocka_unit_test(test_run_record_elide),
                 cmocka_unit_test(test_migrate_unreadable_version),
                 cmocka_unit_test(test_prefix_and_tenants),
                 cmocka_unit_test(test_run_list_by_status),
