@@ -132,12 +132,14 @@ def test_dag_resume_of_an_empty_id_finds_no_dag_run(cli):
 
 def test_secret_set_json_same_shape_on_both_paths(both):
     """`secret set --json` printed {"name"} embedded and the API's secret
-    object (name, created_at, updated_at) against a daemon."""
+    object (name, created_at, updated_at, and since round 52 opens)
+    against a daemon."""
     import json
     local, remote = both("secret", "set", "EXPLORE_JSON", "--json", input="v\n")
     assert local.returncode == 0 and remote.returncode == 0, (local.stderr, remote.stderr)
     a, b = json.loads(local.stdout), json.loads(remote.stdout)
-    assert sorted(a) == sorted(b) == ["created_at", "name", "updated_at"]
+    assert sorted(a) == sorted(b) == ["created_at", "name", "opens", "updated_at"]
+    assert a["opens"] is b["opens"] is True
     assert a["name"] == b["name"] == "EXPLORE_JSON" and a["created_at"].endswith("Z")
 
 
