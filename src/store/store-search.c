@@ -135,6 +135,23 @@ static int query_int64(Store *s, const char *sql, int64_t a, int64_t dflt, int64
         return r;
 }
 
+/* Runs one statement with ?1 = a and ?2 = b, s->lock held: the rows it
+ * changed, or -errno. */
+static int64_t exec_pair(Store *s, const char *sql, int64_t a, int64_t b) {
+        sqlite3_stmt *st;
+        int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+        if (rc != SQLITE_OK)
+                return store_sqlite_errno(rc) ?: -EIO;
+        sqlite3_bind_int64(st, 1, a);
+        sqlite3_bind_int64(st, 2, b);
+        rc = sqlite3_step(st);
+        int64_t n = sqlite3_changes64(s->db);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE)
+                return store_sqlite_errno(rc) ?: -EIO;
+        return n;
+}
+
 /* s->lock held, in a transaction. */
 static int64_t index_chunk(Store *s, size_t most) {
         int64_t mark = 0, hi = 0;
@@ -147,34 +164,17 @@ static int64_t index_chunk(Store *s, size_t most) {
         r = query_int64(s, last, mark, mark, &hi);
         if (r < 0 || hi == mark)
                 return r;
-        sqlite3_stmt *st;
-        int rc = sqlite3_prepare_v2(s->db,
-                                    "INSERT INTO runs_search (rowid, id, filename, function, fn_name, schedule) "
-                                    "SELECT rowid, id, filename, function, fn_name, schedule FROM runs "
-                                    "WHERE rowid > ?1 AND rowid <= ?2",
-                                    -1, &st, NULL);
-        if (rc != SQLITE_OK)
-                return store_sqlite_errno(rc) ?: -EIO;
-        sqlite3_bind_int64(st, 1, mark);
-        sqlite3_bind_int64(st, 2, hi);
-        rc = sqlite3_step(st);
-        int64_t n = sqlite3_changes64(s->db);
-        sqlite3_finalize(st);
-        if (rc != SQLITE_DONE)
-                return store_sqlite_errno(rc) ?: -EIO;
-        rc = sqlite3_prepare_v2(s->db,
-                                "UPDATE kv SET value = CAST(?1 AS TEXT), updated = ?2 "
-                                "WHERE ns = 'search' AND key = 'rowid'",
-                                -1, &st, NULL);
-        if (rc != SQLITE_OK)
-                return store_sqlite_errno(rc) ?: -EIO;
-        sqlite3_bind_int64(st, 1, hi);
-        sqlite3_bind_int64(st, 2, (sqlite3_int64) now_realtime());
-        rc = sqlite3_step(st);
-        sqlite3_finalize(st);
-        if (rc != SQLITE_DONE)
-                return store_sqlite_errno(rc) ?: -EIO;
-        return n;
+        int64_t n = exec_pair(s,
+                              "INSERT INTO runs_search (rowid, id, filename, function, fn_name, schedule) "
+                              "SELECT rowid, id, filename, function, fn_name, schedule FROM runs "
+                              "WHERE rowid > ?1 AND rowid <= ?2",
+                              mark, hi);
+        if (n < 0)
+                return n;
+        int64_t u = exec_pair(
+                s, "UPDATE kv SET value = CAST(?1 AS TEXT), updated = ?2 WHERE ns = 'search' AND key = 'rowid'", hi,
+                (int64_t) now_realtime());
+        return u < 0 ? u : n;
 }
 
 int64_t store_search_index_tail(Store *s, size_t most) {
