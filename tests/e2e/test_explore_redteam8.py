@@ -1,0 +1,57 @@
+"""helper-227's red team of the daemon's API across tenants: what one
+tenant's requests can do to another's ("a run cannot reach another tenant;
+a request can only lower what the operator's config grants a tenant").
+Each test is named after what the attacker tries, and failed on the daemon
+before its fix. What held is in the report, not repeated here (see
+test_explore_sec5.py's test_no_route_hands_a_tenant_what_is_anothers)."""
+import json
+
+from daemonlib import Daemon, wait_for
+
+MAX_ACTIVE = 64  # DAEMON_MAX_ACTIVE_DAGS: DAG runs in flight per daemon
+SHARE = MAX_ACTIVE // 2  # one tenant's share of them
+
+# A task that holds its DAG run in flight: with one run at a time for
+# alice, the first sleeps and every other DAG run's task waits queued.
+SLOW = "import time\ndef f():\n    time.sleep(600)\n"
+QUICK = "def f(x):\n    return x * 2\n"
+
+
+def test_a_tenant_cannot_take_every_dag_slot_from_another(tmp_path):
+    """At most 64 DAG runs are in flight per daemon, and any tenant's
+    counted against all of them: alice, submitting 64 pipelines whose tasks
+    wait behind her own one-run-at-a-time grant (well within her share of
+    the run queue), had every later DAG run of bob's refused, 429 "too many
+    DAG runs in flight", and his schedules' DAG runs did not start — for as
+    long as her tasks cared to sleep. A tenant now holds at most half the
+    slots (as it holds at most half the run queue): her 33rd is refused,
+    and bob's pipeline runs."""
+    d = Daemon(tmp_path / "d", config_extra="""
+        server:
+          max_concurrent_runs: 8
+          max_concurrent_per_tenant: 1
+        """)
+    with d.serving(clean_exit=False):
+        slow = {"pipeline": "tasks:\n  s: {file: s.py, function: f}\n", "files": {"s.py": SLOW},
+                "no_cache": True}
+        held, refused = [], []
+        for _ in range(MAX_ACTIVE):
+            st, b = d.call("POST", "/v1/dags", slow, token="alice")
+            assert st in (202, 429), (st, b)
+            (held.append(b["id"]) if st == 202 else refused.append(b["error"]["message"]))
+        st, b = d.call("POST", "/v1/dags?wait=true&timeout=120",
+                       {"pipeline": "tasks:\n  q: {file: q.py, function: f, args: [21]}\n",
+                        "files": {"q.py": QUICK}}, token="bob")
+        assert st == 200, (st, b)
+        assert b["status"] == "succeeded", b
+        assert len(held) == SHARE and len(refused) == MAX_ACTIVE - SHARE, (len(held), refused[:1])
+        assert "this tenant's share" in refused[0], refused[0]
+        for i in held:
+            d.call("DELETE", f"/v1/dags/{i}", token="alice")
+        wait_for(lambda: all(d.call("GET", f"/v1/dags/{i}", token="alice")[1]["status"] == "cancelled"
+                             for i in held), "alice's DAG runs cancelled", 120)
+        # Her slots are hers again once her DAG runs ended.
+        st, b = d.call("POST", "/v1/dags?wait=true&timeout=120",
+                       {"pipeline": "tasks:\n  q: {file: q.py, function: f, args: [2]}\n",
+                        "files": {"q.py": QUICK}}, token="alice")
+        assert st == 200 and b["status"] == "succeeded", (st, json.dumps(b)[:2000])
