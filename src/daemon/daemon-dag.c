@@ -1203,7 +1203,6 @@ static int dag_submit(Daemon *d, const char *tenant, json_t *j, const char *want
         DDag *g = NULL;
         r = ddag_start(d, id, tenant, dag, &o, true, &g);
         if (r < 0) {
-                (void) record_failure(d, NULL, tenant, id, "failed", strerror(-r));
                 const char *code;
                 *ret_status = daemon_errno_status(r, &code);
                 *ret_error = r == -EBUSY ? xasprintf("too many DAG runs in flight (%d); retry later",
@@ -1213,6 +1212,9 @@ static int dag_submit(Daemon *d, const char *tenant, json_t *j, const char *want
                                                  "of the daemon's %d; retry later",
                                                  tenant, DAEMON_MAX_ACTIVE_DAGS_PER_TENANT, DAEMON_MAX_ACTIVE_DAGS)
                                      : xasprintf("DAG run: %s", strerror(-r));
+                /* The refused record says why as the answer does (not
+                 * "Too many users"); the others keep their errno's words. */
+                (void) record_failure(d, NULL, tenant, id, "failed", r == -EUSERS ? *ret_error : strerror(-r));
                 return r;
         }
         *ret_id = TAKE_PTR(id);

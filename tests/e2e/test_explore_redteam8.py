@@ -46,6 +46,10 @@ def test_a_tenant_cannot_take_every_dag_slot_from_another(tmp_path):
         assert b["status"] == "succeeded", b
         assert len(held) == SHARE and len(refused) == MAX_ACTIVE - SHARE, (len(held), refused[:1])
         assert "this tenant's share" in refused[0], refused[0]
+        # The refused DAG runs are hers, ended with the same words.
+        st, mine = d.call("GET", "/v1/dags?status=failed&limit=100", token="alice")
+        assert len(mine["dags"]) == MAX_ACTIVE - SHARE, mine
+        assert all("this tenant's share" in (g["error"] or "") for g in mine["dags"]), mine["dags"][0]
         for i in held:
             d.call("DELETE", f"/v1/dags/{i}", token="alice")
         wait_for(lambda: all(d.call("GET", f"/v1/dags/{i}", token="alice")[1]["status"] == "cancelled"
