@@ -59,3 +59,59 @@ def test_a_tenant_cannot_take_every_dag_slot_from_another(tmp_path):
                        {"pipeline": "tasks:\n  q: {file: q.py, function: f, args: [2]}\n",
                         "files": {"q.py": QUICK}}, token="alice")
         assert st == 200 and b["status"] == "succeeded", (st, json.dumps(b)[:2000])
+
+
+FLAKY = """
+import os, time
+def handler(event, context):
+    if not os.path.exists(event["switch"]):
+        raise RuntimeError("not yet")
+    time.sleep(600)
+"""
+
+
+def test_a_tenants_event_retries_cannot_fill_the_queue_against_another(tmp_path):
+    """A failed Lambda Event invocation waits for its next try as a queued
+    run (docs/api.md), but the queue's caps did not count it: alice could
+    have any number of failed invocations waiting, far past her share of
+    the queue (server.max_queued_per_tenant, 2 here), and when their tries
+    came due — her function now slow — they all went back into the queue
+    at once, past max_queued_runs (4 here): every run of bob's was refused
+    429 "the queue is full" until hers had drained. A run waiting for its
+    retry now counts against its tenant's share and the queue: her
+    invocations past her share are refused at once (429), and bob's run
+    runs."""
+    switch = tmp_path / "switch"
+    d = Daemon(tmp_path / "d", config_extra="""
+        server:
+          max_concurrent_runs: 2
+          max_concurrent_per_tenant: 1
+          max_queued_runs: 4
+          max_queued_per_tenant: 2
+          event_retry_delay_ms: 20000
+        """)
+    with d.serving(clean_exit=False):
+        st, b = d.call("POST", "/v1/functions", {"name": "flaky", "source": FLAKY}, token="alice")
+        assert st == 201, b
+        held, refused = [], []
+        for _ in range(8):
+            st, h, body = d.request("POST", "/2015-03-31/functions/flaky/invocations", {"switch": str(switch)},
+                                    token="alice", headers={"X-Amz-Invocation-Type": "Event"})
+            if st == 429:
+                refused.append(json.loads(body))
+                break
+            assert st == 202, (st, body)
+            held.append(h["x-amzn-requestid"])
+            # Its first try failed: it waits for its retry, in no slot.
+            wait_for(lambda: (lambda hz: hz["running"] == 0 and hz["queued"] == 0)(
+                d.call("GET", "/healthz", token=None)[1]), "the invocation's first try")
+        switch.write_text("")
+        # Her tries came due: one runs (her one slot), the others wait.
+        wait_for(lambda: (lambda hz: hz["running"] == 1 and hz["queued"] == len(held) - 1)(
+            d.call("GET", "/healthz", token=None)[1]), "alice's retries back in the queue", 120)
+        st, b = d.run("def f():\n    return 'bob ran'\n", token="bob")
+        assert st == 200 and b["result"] == "bob ran", (st, b, len(held))
+        assert len(held) == 3 and refused, (held, refused)
+        assert "this tenant's share of the queue is full" in refused[0]["error"]["message"], refused[0]
+        for rid in held:
+            d.call("DELETE", f"/v1/runs/{rid}", token="alice")
