@@ -35,6 +35,12 @@
 #include "data.h"
 
 #define DAEMON_MAX_ACTIVE_DAGS 64
+/* One tenant's share of them, as it holds half the run queue
+ * (server.max_queued_per_tenant's default): one tenant's pipelines,
+ * their tasks queued behind its own concurrency, held all 64 and every
+ * other tenant's DAG run (its schedules' too) was refused for as long as
+ * they lasted. */
+#define DAEMON_MAX_ACTIVE_DAGS_PER_TENANT (DAEMON_MAX_ACTIVE_DAGS / 2)
 #define DAEMON_MAX_DAG_FILES 1000
 
 typedef struct DDag {
@@ -521,13 +527,28 @@ static void *dag_thread(void *p) {
         return NULL;
 }
 
-/* Takes dag. *ret (may be NULL) gets a reference. */
-static int ddag_start(Daemon *d, const char *id, const char *tenant, Dag *dag, const DagOptions *o, DDag **ret) {
+/* The tenant's DAG runs in flight here (d->dags->lock held). */
+static unsigned tenant_active_locked(Daemon *d, const char *tenant) {
+        unsigned n = 0;
+        for (DDag *g = d->dags->list; g; g = g->next)
+                n += !g->done && streq(g->tenant, tenant);
+        return n;
+}
+
+/* Takes dag. *ret (may be NULL) gets a reference. -EBUSY when the daemon
+ * drives DAEMON_MAX_ACTIVE_DAGS; with share, -EUSERS when the tenant
+ * drives its share of them (a resume after a restart is not refused for
+ * it: those DAG runs were accepted). */
+static int ddag_start(Daemon *d, const char *id, const char *tenant, Dag *dag, const DagOptions *o, bool share,
+                      DDag **ret) {
         pthread_mutex_lock(&d->dags->lock);
-        if (d->dags->active >= DAEMON_MAX_ACTIVE_DAGS) {
+        int busy = d->dags->active >= DAEMON_MAX_ACTIVE_DAGS                                       ? -EBUSY
+                   : share && tenant_active_locked(d, tenant) >= DAEMON_MAX_ACTIVE_DAGS_PER_TENANT ? -EUSERS
+                                                                                                   : 0;
+        if (busy < 0) {
                 pthread_mutex_unlock(&d->dags->lock);
                 dag_free(dag);
-                return -EBUSY;
+                return busy;
         }
         DDag *g = xcalloc(1, sizeof(DDag));
         g->refs = ret ? 2 : 1;
@@ -677,7 +698,7 @@ int daemon_dag_resume_record(Daemon *d, const DagRunRecord *rec) {
                  * write its end (stopped while Redis was away). */
                 DagOptions o = { .sandbox = d->cfg.sandbox, .keep_ended = d->cluster };
                 dag_options_restore(rec->options_json, &o);
-                r = ddag_start(d, rec->id, rec->tenant ? rec->tenant : "local", dag, &o, NULL);
+                r = ddag_start(d, rec->id, rec->tenant ? rec->tenant : "local", dag, &o, false, NULL);
                 if (r < 0)
                         log_warn("DAG run %s cannot be resumed: %s", rec->id, strerror(-r));
                 return r;
@@ -1180,14 +1201,20 @@ static int dag_submit(Daemon *d, const char *tenant, json_t *j, const char *want
                 return r;
         }
         DDag *g = NULL;
-        r = ddag_start(d, id, tenant, dag, &o, &g);
+        r = ddag_start(d, id, tenant, dag, &o, true, &g);
         if (r < 0) {
-                (void) record_failure(d, NULL, tenant, id, "failed", strerror(-r));
                 const char *code;
                 *ret_status = daemon_errno_status(r, &code);
                 *ret_error = r == -EBUSY ? xasprintf("too many DAG runs in flight (%d); retry later",
                                                      DAEMON_MAX_ACTIVE_DAGS)
-                                         : xasprintf("DAG run: %s", strerror(-r));
+                             : r == -EUSERS
+                                     ? xasprintf("tenant %s has %d DAG runs in flight, this tenant's share "
+                                                 "of the daemon's %d; retry later",
+                                                 tenant, DAEMON_MAX_ACTIVE_DAGS_PER_TENANT, DAEMON_MAX_ACTIVE_DAGS)
+                                     : xasprintf("DAG run: %s", strerror(-r));
+                /* The refused record says why as the answer does (not
+                 * "Too many users"); the others keep their errno's words. */
+                (void) record_failure(d, NULL, tenant, id, "failed", r == -EUSERS ? *ret_error : strerror(-r));
                 return r;
         }
         *ret_id = TAKE_PTR(id);

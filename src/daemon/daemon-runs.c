@@ -1098,6 +1098,8 @@ static void *retry_thread(void *p) {
                         }
                         *q = r->next_retry;
                         r->next_retry = NULL;
+                        d->n_retrying--;
+                        tenant_count(d, r->tenant)->retrying--;
                         /* Queued again: the list's reference is now the
                          * run thread's (run_leave() drops it). */
                         d->queued++;
@@ -1166,6 +1168,8 @@ static bool drun_retry(Daemon *d, DRun *r, RunResult *res) {
         r->refs++;
         r->next_retry = d->retrying;
         d->retrying = r;
+        d->n_retrying++;
+        tenant_count(d, r->tenant)->retrying++;
         pthread_cond_signal(&d->retry_cond);
         pthread_mutex_unlock(&d->lock);
         return true;
@@ -2462,8 +2466,14 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
         unsigned tenant_free = tc->running < d->cfg.max_concurrent_per_tenant
                                        ? MIN(d->cfg.max_concurrent_per_tenant - tc->running, free_slots)
                                        : 0;
-        bool all_full = d->queued >= free_slots + d->cfg.max_queued_runs;
-        if (!resumed && (all_full || tc->queued >= tenant_free + daemon_config_queued_per_tenant(&d->cfg))) {
+        /* A failed Event invocation waiting for its retry is a queued run
+         * (docs/api.md) that takes a place when its time comes: counted
+         * here, or one tenant's failures, past its share while they
+         * waited, came back at once past the whole queue's cap and every
+         * other tenant's run was turned away until they had drained. */
+        bool all_full = d->queued + d->n_retrying >= free_slots + d->cfg.max_queued_runs;
+        if (!resumed &&
+            (all_full || tc->queued + tc->retrying >= tenant_free + daemon_config_queued_per_tenant(&d->cfg))) {
                 d->metrics.rejected_429++;
                 pthread_mutex_unlock(&d->lock);
                 drun_free(r);

@@ -459,6 +459,7 @@ typedef struct DaemonMetrics {
 typedef struct TenantCount {
         char *tenant;
         unsigned running, queued;
+        unsigned retrying; /* on Daemon.retrying: queued runs too, to the queue's caps */
 } TenantCount;
 
 /* The runs of one deployed function version running now (daemon-runs.c
@@ -505,6 +506,7 @@ struct Daemon {
          * (DRun.retry_due), each holding a reference; the thread that
          * starts them, made on the first; signalled by a cancel and a drain. */
         DRun *retrying;
+        unsigned n_retrying; /* the list's runs: counted against the queue's caps */
         bool retry_thread;
         pthread_cond_t retry_cond;
         TenantCount *tenants;

@@ -38,8 +38,8 @@ def answered_while_cut(gw, blip, method, path, body=None, deadline=30):
 
 
 def test_a_dag_run_refused_as_too_many_answers_while_redis_is_away(tmp_path, nodes, redis):
-    """g1 drives 64 DAG runs (their tasks queued: no worker), the most it
-    takes; a 65th POST is recorded, then refused (429), and g1 loses Redis
+    """g1 drives 64 DAG runs (their tasks queued: no worker; alice's and
+    bob's, 32 each: a tenant's share), the most it takes; a 65th POST is recorded, then refused (429), and g1 loses Redis
     at the write of that record's end (its error, strerror(EBUSY)). The 429 comes while Redis is still
     away; the end is written once Redis is back (the DAG run leaves the
     running set). Before, the request's thread asked Redis again until it
@@ -48,8 +48,9 @@ def test_a_dag_run_refused_as_too_many_answers_while_redis_is_away(tmp_path, nod
     try:
         g1 = nodes("g1", "gateway", redis_url=blip.url, extra=("--drain-timeout", "1"))
         body = {"pipeline": PIPELINE, "files": {"t.py": STEP}, "no_cache": True}
-        for _ in range(MAX_ACTIVE):
-            st, b = g1.call("POST", "/v1/dags", body)
+        for i in range(MAX_ACTIVE):
+            # Half each: a tenant holds at most half the slots.
+            st, b = g1.call("POST", "/v1/dags", body, token=("alice", "bob")[i % 2])
             assert st == 202, b
         blip.armed = True
         st, hdrs, raw = answered_while_cut(g1, blip, "POST", "/v1/dags", body)
