@@ -1,0 +1,83 @@
+"""Cluster mode, seventh pass (docs/cluster.md): the filtered DAG listing,
+a gateway stopped while its DAG's task runs elsewhere, run search past a
+tenant's newest runs, and a cancel of a run handed back by a stopped
+worker. A real redis-server with AOF on (test_cluster's fixture), nodes on
+loopback."""
+import signal
+
+from clusterlib import wait_until
+from test_cluster import nodes, pytestmark, redis  # noqa: F401 (skips without the daemon or redis-server; fixtures)
+from test_explore_cluster5 import dag_end
+from test_explore_cluster6 import STEP
+
+
+def test_a_dag_run_validating_is_listed_by_its_status_on_every_gateway(tmp_path, nodes, redis):
+    """While g1 validates a DAG run (a task file of some MiB: seconds of
+    parsing), `GET /v1/dags?status=validating` lists it on g1 and on g2,
+    as the unfiltered listing and the read by id show it. Before, the
+    filtered listing on g2 was empty."""
+    g1 = nodes("g1", "gateway")
+    g2 = nodes("g2", "gateway")
+    nodes("w1", "worker", slots=2)
+    big = STEP + "".join(f"v{i} = [" + ",".join(str(j) for j in range(60)) + "]\n" for i in range(800))
+    pipeline = "tasks:\n  a: {file: t.py, function: f, args: [1]}\n"
+    st, b = g1.call("POST", "/v1/dags", {"pipeline": pipeline, "files": {"t.py": big}, "no_cache": True})
+    assert st == 202, b
+    dag_id = b["id"]
+    seen = 0
+    while True:
+        _, l1 = g1.call("GET", "/v1/dags?status=validating")
+        _, l2 = g2.call("GET", "/v1/dags?status=validating")
+        _, r2 = g2.call("GET", "/v1/dags?status=running")
+        st, b1 = g1.call("GET", f"/v1/dags/{dag_id}")
+        assert st == 200, b1
+        if b1["status"] != "validating":
+            break
+        assert [d["id"] for d in l1["dags"]] == [dag_id], l1
+        assert [d["id"] for d in l2["dags"]] == [dag_id], l2
+        assert [d["status"] for d in l2["dags"]] == ["validating"], l2
+        assert dag_id not in [d["id"] for d in r2["dags"]], r2
+        seen += 1
+    assert seen, "the DAG run was never seen validating"
+    b = dag_end(g2, dag_id, timeout=120)
+    assert b["status"] == "succeeded", b
+    _, l2 = g2.call("GET", "/v1/dags?status=validating")
+    assert l2["dags"] == [], l2
+
+
+SLOW = """
+import time
+
+def f(seconds: float = 30):
+    time.sleep(seconds)
+    return seconds
+"""
+
+
+def test_a_dag_run_validating_is_listed_past_newer_running_ones(tmp_path, nodes, redis):
+    """`?status=validating&limit=1` lists the DAG run g1 validates while a
+    newer DAG run, started after it, is running: the limit counts the
+    DAG runs in the asked states, not every one stored `running`."""
+    g1 = nodes("g1", "gateway")
+    g2 = nodes("g2", "gateway")
+    nodes("w1", "worker", slots=2)
+    big = STEP + "".join(f"v{i} = [" + ",".join(str(j) for j in range(60)) + "]\n" for i in range(3000))
+    pipeline = "tasks:\n  a: {file: t.py, function: f, args: [1]}\n"
+    st, b = g1.call("POST", "/v1/dags", {"pipeline": pipeline, "files": {"t.py": big}, "no_cache": True})
+    assert st == 202, b
+    validating = b["id"]
+    st, b = g2.call("POST", "/v1/dags", {"pipeline": "tasks:\n  s: {file: s.py, function: f, args: [30]}\n",
+                                         "files": {"s.py": SLOW}, "no_cache": True})
+    assert st == 202, b
+    running = b["id"]
+    wait_until(lambda: g2.call("GET", f"/v1/dags/{running}")[1]["status"] == "running", 60, "the newer DAG run to run")
+    seen = 0
+    while True:
+        lists = [g.call("GET", "/v1/dags?status=validating&limit=1")[1] for g in (g1, g2)]
+        if g1.call("GET", f"/v1/dags/{validating}")[1]["status"] != "validating":
+            break
+        for l in lists:
+            assert [d["id"] for d in l["dags"]] == [validating], l
+        seen += 1
+    assert seen, "the DAG run was never seen validating while the newer one ran"
+    g2.call("DELETE", f"/v1/dags/{running}")
