@@ -217,6 +217,7 @@ static int cancel(RunQueue *q, const char *id, const char *message, bool running
         args_addf(&a, "%u", c->record_ttl_s);
         args_add(&a, CLUSTER_PREFIX);
         args_add(&a, running_too ? "1" : "0");
+        args_addf(&a, "%u", c->lease_ttl_ms + c->claim_timeout_ms);
         int k = 0;
         _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         if (!rep)
@@ -516,6 +517,26 @@ int cluster_hand_back(RunQueue *q, const char *id) {
         args_add(&a, id);
         int k = 0;
         _cleanup_reply_ redisReply *r = cluster_cmd(c, &c->claim_conn, &a, &k);
+        if (!r)
+                return k;
+        return r->type == REDIS_REPLY_INTEGER ? (int) r->integer : -EIO;
+}
+
+int cluster_gave_up(RunQueue *q, const char *id, int attempt) {
+        ClusterQueue *c = cq(q);
+        assert(id && attempt > 0);
+        _cleanup_args_ Args a = { 0 };
+        ARGS_EVAL(&a, gaveup, 2);
+        args_addf(&a, CLUSTER_PREFIX "run:%s", id);
+        args_add(&a, K_STREAM);
+        args_add(&a, c->node_id);
+        args_addf(&a, "%d", attempt);
+        args_add(&a, CLUSTER_GROUP);
+        args_addf(&a, "%" PRIu64, (uint64_t) now_realtime());
+        args_addf(&a, "%u", c->record_ttl_s);
+        args_add(&a, CLUSTER_PREFIX);
+        int k = 0;
+        _cleanup_reply_ redisReply *r = cluster_cmd(c, &c->conn, &a, &k);
         if (!r)
                 return k;
         return r->type == REDIS_REPLY_INTEGER ? (int) r->integer : -EIO;

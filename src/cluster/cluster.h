@@ -82,6 +82,12 @@ int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, char *const *held,
  * handed back, 0 it is not queued any more (its entry acknowledged), or a
  * negative errno (Redis unreachable: the run is still this node's). */
 int cluster_hand_back(RunQueue *q, const char *id);
+/* This node, stopped past its drain, gave attempt of run id up with no end
+ * written (gaveup.lua): the record says so, and a cancel asked from then
+ * on ends the run at once (cancel.lua); a cancel already asked ends it
+ * now. 1 marked, 2 ended cancelled, 0 the attempt is not this node's any
+ * more, or a negative errno. */
+int cluster_gave_up(RunQueue *q, const char *id, int attempt);
 
 /* Refreshes this node's lease (status_json: what `cluster status` shows of
  * it) and re-touches the entries of the runs in held (as cluster_claim())

@@ -310,6 +310,11 @@ int daemon_cluster_log_ship(Daemon *d, DRun *r, bool end) {
         return log_ship(d, r, end, NULL, 0);
 }
 
+int daemon_cluster_gave_up(Daemon *d, DRun *r) {
+        assert(d->cluster && r && r->attempt > 0);
+        return cluster_gave_up(d->cluster->queue, r->id, r->attempt);
+}
+
 int daemon_cluster_finish(Daemon *d, DRun *r, const RunRecord *rec, int attempt) {
         assert(rec && attempt > 0);
         return log_ship(d, r, true, rec, attempt);

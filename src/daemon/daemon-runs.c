@@ -692,6 +692,16 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
                 if (k < 0)
                         log_warn("cluster: run %s: cannot send its log to Redis: %s", r->id, strerror(-k));
         }
+        /* Handed back: the record says its attempt was given up, so a
+         * cancel through any gateway ends it at once instead of waiting for
+         * a worker to take it over (cancel.lua). */
+        if (ship && handed_back && r->attempt > 0) {
+                int k = daemon_cluster_gave_up(d, r);
+                if (k == 2)
+                        log_info("run %s: its cancel was asked as it was handed back: it ends cancelled", r->id);
+                else if (k < 0)
+                        log_warn("cluster: run %s: cannot record that it was handed back: %s", r->id, strerror(-k));
+        }
 
         drun_save_moved_lock(d, r, res);
         r->finished = now_realtime();
@@ -2874,6 +2884,10 @@ int daemon_run_cancel(Daemon *d, DRun *r) {
                 return -EALREADY;
         }
         r->cancel_requested = true;
+        /* A cancel heard after the stop handed r back (its attempt still
+         * being stopped here): it ends cancelled, written, not left to
+         * run again elsewhere. */
+        r->handed_back = false;
         running = r->status == RUN_RUNNING;
         pthread_cond_broadcast(&d->sched_cond);
         pthread_cond_signal(&d->retry_cond); /* one waiting for its retry ends at once */

@@ -762,6 +762,11 @@ void daemon_runs_remote_resync(Daemon *d);
  * before the final record is written, so a reader that sees the run ended
  * has its whole log). A failed append is retried by the next call. */
 int daemon_cluster_log_ship(Daemon *d, DRun *r, bool end);
+/* r (a run this node claimed and started) was handed back as this node
+ * stopped past its drain, its attempt stopped with no end written: Redis
+ * records that its attempt was given up (cluster_gave_up()), so a cancel
+ * ends it at once; a cancel asked meanwhile ends it cancelled now. */
+int daemon_cluster_gave_up(Daemon *d, DRun *r);
 /* The end of r's attempt (rec, RunQueueOps.finish) with the rest of its log
  * and its end marker, in one script call: the log goes in first, also when
  * the end is refused (-ESTALE). On another error nothing counts as sent:

@@ -81,3 +81,63 @@ def test_a_dag_run_validating_is_listed_past_newer_running_ones(tmp_path, nodes,
         seen += 1
     assert seen, "the DAG run was never seen validating while the newer one ran"
     g2.call("DELETE", f"/v1/dags/{running}")
+
+
+def test_a_cancel_of_a_run_a_stopped_worker_handed_back_ends_it_cancelled(tmp_path, nodes, redis):
+    """w1 is stopped (SIGTERM, --drain-timeout 1) while it runs a run: the
+    run is handed back to the cluster with no end written. A cancel sent
+    through g2 afterwards, with no worker left to take the run over,
+    ends it `cancelled` at once: the DELETE answers 200 with the run
+    cancelled, and every gateway reads it so. Before, the cancel waited
+    for a reclaim that only a live worker makes: the run stayed
+    `running` (DELETE 202) as long as no worker came."""
+    g1 = nodes("g1", "gateway")
+    g2 = nodes("g2", "gateway")
+    w1 = nodes("w1", "worker", slots=1, extra=("--drain-timeout", "1"))
+    st, b = g1.call("POST", "/v1/runs", {"source": SLOW, "kwargs": {"seconds": 60}})
+    assert st == 202, b
+    rid = b["id"]
+    wait_until(lambda: g1.call("GET", f"/v1/runs/{rid}")[1]["status"] == "running", 60, "the run to start on w1")
+    w1.proc.send_signal(signal.SIGTERM)
+    assert w1.proc.wait(60) == 0
+    assert "handed back to the cluster" in (tmp_path / "w1" / "daemon.log").read_text()
+    assert g2.call("GET", f"/v1/runs/{rid}")[1]["status"] == "running"
+    st, b = g2.call("DELETE", f"/v1/runs/{rid}")
+    assert st == 200 and b["status"] == "cancelled", (st, b)
+    for g in (g1, g2):
+        st, b = g.call("GET", f"/v1/runs/{rid}")
+        assert st == 200 and b["status"] == "cancelled" and b["attempt"] == 1, b
+    # A worker that comes later finds nothing to run again.
+    w2 = nodes("w2", "worker", slots=1)
+    st, b = g1.call("POST", "/v1/runs?wait=true", {"source": STEP, "function": "f", "kwargs": {"n": 2}})
+    assert st == 200 and b["result"] == 4, b
+    st, b = g1.call("GET", f"/v1/runs/{rid}")
+    assert b["status"] == "cancelled" and b["attempt"] == 1, b
+    assert rid not in (tmp_path / "w2" / "daemon.log").read_text()
+
+
+def test_a_cancel_of_a_run_whose_worker_died_ends_it_once_its_lease_expired(tmp_path, nodes, redis):
+    """w1 is killed (-9) while it runs a run, and no worker is left to
+    take the run over. Once w1's lease expired, a cancel through g2 ends
+    the run `cancelled` at once, on every gateway. Before, it stayed
+    `running` until a worker came and reclaimed it."""
+    g1 = nodes("g1", "gateway")
+    g2 = nodes("g2", "gateway")
+    w1 = nodes("w1", "worker", slots=1)
+    st, b = g1.call("POST", "/v1/runs", {"source": SLOW, "kwargs": {"seconds": 60}})
+    assert st == 202, b
+    rid = b["id"]
+    wait_until(lambda: g1.call("GET", f"/v1/runs/{rid}")[1]["status"] == "running", 60, "the run to start on w1")
+    w1.proc.kill()
+    w1.proc.wait(30)
+    wait_until(lambda: redis.cli("EXISTS", "ps:node:w1") == "0", 30, "w1's lease to expire")
+    # A Redis up for less than a lease lifetime and the claim timeout may
+    # not hold the live nodes' leases yet (after its restart): there the
+    # node is only told. This one has been up longer.
+    wait_until(lambda: int(redis.cli("INFO", "server").split("uptime_in_seconds:")[1].split()[0]) >= 5, 30,
+               "Redis to be up past a lease lifetime and the claim timeout")
+    st, b = g2.call("DELETE", f"/v1/runs/{rid}")
+    assert st == 200 and b["status"] == "cancelled", (st, b)
+    for g in (g1, g2):
+        st, b = g.call("GET", f"/v1/runs/{rid}")
+        assert st == 200 and b["status"] == "cancelled" and b["attempt"] == 1, b
