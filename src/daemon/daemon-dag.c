@@ -139,9 +139,16 @@ static RunResult *result_from_record(Daemon *d, const char *id) {
 static int task_wait(Daemon *d, DDag *g, DRun *r, RunResult **ret) {
         bool cancel_sent = false;
         pthread_mutex_lock(&d->lock);
+        r->dag_waits = true;
         for (;;) {
                 if (r->done)
                         break;
+                if (r->remote_left) {
+                        /* The stopping gateway let the run go on elsewhere
+                         * (remote_let_go()): the DAG run is handed over. */
+                        pthread_mutex_unlock(&d->lock);
+                        return -EINPROGRESS;
+                }
                 if (d->leave_queued && r->status == RUN_QUEUED && !r->cancel_requested) {
                         /* The stopping daemon leaves it queued in the
                          * durable queue; its thread is gone. */

@@ -1860,6 +1860,7 @@ static void remote_end(Daemon *d, DRun *r, RunResult *res, RunRecord *ended) {
         d->remote_count--;
         r->remote = false;
         r->remote_busy = false;
+        r->remote_left = !res;
         if (res) {
                 r->result = res;
                 r->remote_end = ended;
@@ -1901,9 +1902,14 @@ static void remote_started_note(Daemon *d, DRun *r) {
  * (a ?wait=true submit or GET, an invoke, a DAG task: each holds a
  * reference) is waited for through the drain, as a single node finishes
  * its runs in flight and answers their clients (docs/api.md "Drain"); it
- * goes once the drain's grace period is over (leave_queued). */
+ * goes once the drain's grace period is over (leave_queued). A DAG task's
+ * run that only its DAG run waits for goes at once too: the DAG run is
+ * handed over with it (task_wait() -EINPROGRESS), and the gateway that
+ * takes it over waits for the run by its id. Before, the stop held the DAG
+ * run through the run drain and then the DAG drain (two drain timeouts)
+ * while no other gateway could take it over. */
 static bool remote_let_go(const Daemon *d, const DRun *r) {
-        return d->draining && (r->refs <= 1 || d->leave_queued);
+        return d->draining && (r->refs <= 1u + r->dag_waits || d->leave_queued);
 }
 
 /* Whether a look at r is asked for now, its fallback aside (d->lock

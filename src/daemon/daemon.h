@@ -409,6 +409,11 @@ struct DRun {
         /* cluster: a look saw its record running on a node: it no longer
          * counts as queued here (remote_started_note()) */
         bool remote_started;
+        /* cluster: a DAG task of this gateway waits for it (task_wait()):
+         * a stopping gateway lets it go at once, the DAG run being handed
+         * over with it; remote_left: let go unended (remote_end()), the
+         * run going on elsewhere */
+        bool dag_waits, remote_left;
         usec_t remote_due;
         RunRecord *remote_end;  /* cluster: the ended record the gateway's look read (set before done) */
         /* cluster: how much of log/chunks is in the run's Redis log

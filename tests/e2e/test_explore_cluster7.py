@@ -9,6 +9,7 @@ from clusterlib import wait_until
 from test_cluster import nodes, pytestmark, redis  # noqa: F401 (skips without the daemon or redis-server; fixtures)
 from test_explore_cluster5 import dag_end
 from test_explore_cluster6 import STEP
+from test_explore_dagblip import resumed
 
 
 def test_a_dag_run_validating_is_listed_by_its_status_on_every_gateway(tmp_path, nodes, redis):
@@ -141,3 +142,36 @@ def test_a_cancel_of_a_run_whose_worker_died_ends_it_once_its_lease_expired(tmp_
     for g in (g1, g2):
         st, b = g.call("GET", f"/v1/runs/{rid}")
         assert st == 200 and b["status"] == "cancelled" and b["attempt"] == 1, b
+
+
+def test_a_gateway_stopped_while_its_dags_task_runs_elsewhere_hands_the_dag_over(tmp_path, nodes, redis):
+    """g1 (--drain-timeout 600) drives a DAG run whose task's run runs on
+    w1 for minutes, and is stopped (SIGTERM): nothing of the DAG run is
+    g1's to finish (the run goes on on w1, in Redis), so g1 hands the DAG
+    run over and exits at once, its owner lease given up; g2 takes the DAG
+    run over and waits for the task's one run by its id. Before, g1 held
+    the DAG run's thread through its run drain and then its DAG drain
+    (two drain timeouts: here twenty minutes) while the DAG run waited."""
+    g1 = nodes("g1", "gateway", extra=("--drain-timeout", "600"))
+    g2 = nodes("g2", "gateway")
+    nodes("w1", "worker", slots=1)
+    step = STEP + "\ndef s(n: int = 1):\n    import time\n    time.sleep(n)\n    return n\n"
+    pipeline = "tasks:\n  a: {file: t.py, function: s, args: [50]}\n  b: {file: t.py, function: f, args: ['${a}']}\n"
+    st, b = g1.call("POST", "/v1/dags", {"pipeline": pipeline, "files": {"t.py": step}, "no_cache": True})
+    assert st == 202, b
+    dag_id = b["id"]
+    wait_until(lambda: [t for t in g2.call("GET", f"/v1/dags/{dag_id}")[1]["tasks"] if t["state"] == "running"],
+               30, "the task to run")
+    run_a = [t["run_id"] for t in g2.call("GET", f"/v1/dags/{dag_id}")[1]["tasks"] if t["name"] == "a"][0]
+    wait_until(lambda: redis.cli("HGET", f"ps:run:{run_a}", "status") == "running", 60, "the task's run to start")
+    g1.proc.send_signal(signal.SIGTERM)
+    assert g1.proc.wait(120) == 0
+    # g1 left while the task's run went on: it did not wait for it.
+    assert redis.cli("HGET", f"ps:run:{run_a}", "status") == "running"
+    b = dag_end(g2, dag_id, timeout=240)
+    assert b["status"] == "succeeded" and [t["result"] for t in b["tasks"]] == [50, 100], b
+    assert [t["attempts"] for t in b["tasks"]] == [1, 1], b
+    st, runs = g2.call("GET", "/v1/runs")
+    assert sorted((r["id"], r["status"], r["attempt"]) for r in runs["runs"]) == sorted(
+        (t["run_id"], "succeeded", 1) for t in b["tasks"]), (runs, b)
+    assert resumed(tmp_path, "g2"), "g2 never took the DAG run over"
