@@ -115,6 +115,12 @@ int cluster_run_get(RunQueue *q, const char *tenant, const char *id, RunRecord *
 int cluster_run_get_lock(RunQueue *q, const char *tenant, const char *id, char **ret);
 /* tenant's runs, most recent first. */
 int cluster_run_list(RunQueue *q, const char *tenant, size_t limit, RunRecord ***ret, size_t *ret_n);
+/* tenant's runs that filter keeps (any of its fields; NULL: every run),
+ * newest first, after before (NULL: from the newest), at most limit: the
+ * whole index searched in Redis a chunk at a time (search.lua), however
+ * many runs it holds. */
+int cluster_run_search(RunQueue *q, const char *tenant, const RunFilter *filter, const RunRecord *before, size_t limit,
+                       RunRecord ***ret, size_t *ret_n);
 /* The runs of tenant's deployed function name, most recent first (those
  * submitted with RunRecord.request_fn_name given). */
 int cluster_function_run_list(RunQueue *q, const char *tenant, const char *name, size_t limit, RunRecord ***ret,

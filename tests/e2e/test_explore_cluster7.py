@@ -4,8 +4,10 @@ tenant's newest runs, and a cancel of a run handed back by a stopped
 worker. A real redis-server with AOF on (test_cluster's fixture), nodes on
 loopback."""
 import signal
+import threading
 
 from clusterlib import wait_until
+from daemonlib import Daemon, sandbox_mode
 from test_cluster import nodes, pytestmark, redis  # noqa: F401 (skips without the daemon or redis-server; fixtures)
 from test_explore_cluster5 import dag_end
 from test_explore_cluster6 import STEP
@@ -175,3 +177,45 @@ def test_a_gateway_stopped_while_its_dags_task_runs_elsewhere_hands_the_dag_over
     assert sorted((r["id"], r["status"], r["attempt"]) for r in runs["runs"]) == sorted(
         (t["run_id"], "succeeded", 1) for t in b["tasks"]), (runs, b)
     assert resumed(tmp_path, "g2"), "g2 never took the DAG run over"
+
+
+def test_q_finds_a_run_older_than_the_tenants_newest_10000(tmp_path, redis):
+    """A tenant's oldest run (file needle.py) behind 10,000 newer ones
+    (hay.py), all queued in Redis through a gateway (no worker): `GET
+    /v1/runs?q=needle` finds it, as a single node does (its search looks
+    among all a tenant's runs), and so does `?status=queued&q=NEEDLE`, and
+    the page after the newest hay run (`before=`) with `limit=1` of
+    `q=hay` is the next one. Before, a cluster looked among the newest
+    10,000 only: the search answered an empty list."""
+    g = Daemon(tmp_path / "g1", sandbox=sandbox_mode(tmp_path), config_extra="""
+        server:
+          max_queued_runs: 20000
+        """, args=["--redis", redis.url, "--role", "gateway", "--node-id", "g1"])
+    g.start()
+    try:
+        st, b = g.call("POST", "/v1/runs", {"source": STEP, "function": "f", "filename": "needle.py"})
+        assert st == 202, b
+        needle = b["id"]
+        hay = []
+
+        def submit(n):
+            for _ in range(n):
+                st, b = g.call("POST", "/v1/runs", {"source": STEP, "function": "f", "filename": "hay.py"})
+                assert st == 202, b
+                hay.append(b["id"])
+        threads = [threading.Thread(target=submit, args=(2500,)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(hay) == 10000
+        st, l = g.call("GET", "/v1/runs?q=needle")
+        assert st == 200 and [r["id"] for r in l["runs"]] == [needle], l
+        st, l = g.call("GET", "/v1/runs?q=NEEDLE&status=queued")
+        assert st == 200 and [r["id"] for r in l["runs"]] == [needle], l
+        st, l = g.call("GET", "/v1/runs?q=hay&limit=2")
+        assert st == 200 and len(l["runs"]) == 2, l
+        st, l2 = g.call("GET", f"/v1/runs?q=hay&limit=1&before={l['runs'][0]['id']}")
+        assert st == 200 and [r["id"] for r in l2["runs"]] == [l["runs"][1]["id"]], (l, l2)
+    finally:
+        g.stop()
