@@ -6,6 +6,8 @@ loopback."""
 import signal
 import threading
 
+import pytest
+
 from clusterlib import wait_until
 from daemonlib import Daemon, sandbox_mode
 from test_cluster import nodes, pytestmark, redis  # noqa: F401 (skips without the daemon or redis-server; fixtures)
@@ -86,14 +88,16 @@ def test_a_dag_run_validating_is_listed_past_newer_running_ones(tmp_path, nodes,
     g2.call("DELETE", f"/v1/dags/{running}")
 
 
-def test_a_cancel_of_a_run_a_stopped_worker_handed_back_ends_it_cancelled(tmp_path, nodes, redis):
+@pytest.mark.parametrize("via", ["g1", "g2"])
+def test_a_cancel_of_a_run_a_stopped_worker_handed_back_ends_it_cancelled(tmp_path, nodes, redis, via):
     """w1 is stopped (SIGTERM, --drain-timeout 1) while it runs a run: the
     run is handed back to the cluster with no end written. A cancel sent
     through g2 afterwards, with no worker left to take the run over,
     ends it `cancelled` at once: the DELETE answers 200 with the run
     cancelled, and every gateway reads it so. Before, the cancel waited
     for a reclaim that only a live worker makes: the run stayed
-    `running` (DELETE 202) as long as no worker came."""
+    `running` (DELETE 202) as long as no worker came. Through g1 too, the
+    gateway that submitted it and waits for it."""
     g1 = nodes("g1", "gateway")
     g2 = nodes("g2", "gateway")
     w1 = nodes("w1", "worker", slots=1, extra=("--drain-timeout", "1"))
@@ -105,7 +109,7 @@ def test_a_cancel_of_a_run_a_stopped_worker_handed_back_ends_it_cancelled(tmp_pa
     assert w1.proc.wait(60) == 0
     assert "handed back to the cluster" in (tmp_path / "w1" / "daemon.log").read_text()
     assert g2.call("GET", f"/v1/runs/{rid}")[1]["status"] == "running"
-    st, b = g2.call("DELETE", f"/v1/runs/{rid}")
+    st, b = (g1 if via == "g1" else g2).call("DELETE", f"/v1/runs/{rid}")
     assert st == 200 and b["status"] == "cancelled", (st, b)
     for g in (g1, g2):
         st, b = g.call("GET", f"/v1/runs/{rid}")
