@@ -12,6 +12,7 @@
 -- KEYS: run:<id>, runs   ARGV: group, message, finished, ttl_s, prefix, running_too, lease_ttl_ms + claim_timeout_ms
 -- Returns 1 cancelled, 2 sent to the running node, 0 neither (ended, or
 -- running and running_too is '0').
+-- include run_cancelled.lua
 local st = redis.call('HGET', KEYS[1], 'status')
 if st == 'running' and ARGV[6] == '1' then
   local f = redis.call('HMGET', KEYS[1], 'node', 'attempt', 'gave_up')
@@ -31,16 +32,5 @@ if st == 'running' and ARGV[6] == '1' then
   st = 'queued'
 end
 if st ~= 'queued' then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'cancelled', 'exit_code', 5, 'error_type', 'Cancelled',
-           'error_message', ARGV[2], 'finished', ARGV[3])
-redis.call('HDEL', KEYS[1], 'request_json')
-local e = redis.call('HGET', KEYS[1], 'entry')
-if e then
-  local s = redis.call('HGET', KEYS[1], 'stream') or KEYS[2]
-  redis.call('XACK', s, ARGV[1], e)
-  redis.call('XDEL', s, e)
-end
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-local gw = redis.call('HGET', KEYS[1], 'gateway')
-if gw then redis.call('PUBLISH', ARGV[5] .. 'ev:' .. gw, 'd:' .. redis.call('HGET', KEYS[1], 'id')) end
+run_cancelled(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 return 1
