@@ -14,6 +14,7 @@ from test_cluster import nodes, pytestmark, redis  # noqa: F401 (skips without t
 from test_explore_cluster5 import dag_end
 from test_explore_cluster6 import STEP
 from test_explore_dagblip import resumed
+from test_explore_failover4 import Blip
 
 
 def test_a_dag_run_validating_is_listed_by_its_status_on_every_gateway(tmp_path, nodes, redis):
@@ -223,3 +224,36 @@ def test_q_finds_a_run_older_than_the_tenants_newest_10000(tmp_path, redis):
         assert st == 200 and [r["id"] for r in l2["runs"]] == [l["runs"][1]["id"]], (l, l2)
     finally:
         g.stop()
+
+
+def test_a_cancel_of_a_run_on_a_worker_cut_from_redis_ends_it_once(tmp_path, nodes, redis):
+    """w1 runs a run and is cut from Redis past its lease (no other worker
+    to take the run over). A cancel through g1 ends it `cancelled` at once;
+    once w1 reaches Redis again it hears the cancel (its lease's look),
+    stops the run, and its own end of the run is refused: the run stays
+    `cancelled`, attempt 1, on every gateway and in w1's answer."""
+    blip = Blip(redis, tmp_path / "blip.sock", b"never-sent", seconds=None)
+    try:
+        g1 = nodes("g1", "gateway")
+        g2 = nodes("g2", "gateway")
+        w1 = nodes("w1", "all", slots=1, redis_url=blip.url)
+        st, b = g1.call("POST", "/v1/runs", {"source": SLOW, "kwargs": {"seconds": 40}})
+        assert st == 202, b
+        rid = b["id"]
+        wait_until(lambda: redis.cli("HGET", f"ps:run:{rid}", "status") == "running", 60, "the run to start on w1")
+        blip._cut()
+        wait_until(lambda: redis.cli("EXISTS", "ps:node:w1") == "0", 30, "w1's lease to expire")
+        wait_until(lambda: int(redis.cli("INFO", "server").split("uptime_in_seconds:")[1].split()[0]) >= 5, 30,
+                   "Redis to be up past a lease lifetime and the claim timeout")
+        st, b = g1.call("DELETE", f"/v1/runs/{rid}")
+        assert st == 200 and b["status"] == "cancelled", (st, b)
+        blip.restore()
+        wait_until(lambda: f"run {rid}: cancelled from another node" in (tmp_path / "w1" / "daemon.log").read_text(),
+                   60, "w1 to hear the cancel")
+        wait_until(lambda: w1.call("GET", f"/v1/runs/{rid}")[1]["status"] == "cancelled", 60,
+                   "w1 to answer the run cancelled")
+        for g in (g1, g2, w1):
+            st, b = g.call("GET", f"/v1/runs/{rid}")
+            assert st == 200 and b["status"] == "cancelled" and b["attempt"] == 1, b
+    finally:
+        blip.close()
