@@ -217,6 +217,7 @@ static int cancel(RunQueue *q, const char *id, const char *message, bool running
         args_addf(&a, "%u", c->record_ttl_s);
         args_add(&a, CLUSTER_PREFIX);
         args_add(&a, running_too ? "1" : "0");
+        args_addf(&a, "%u", c->lease_ttl_ms + c->claim_timeout_ms);
         int k = 0;
         _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         if (!rep)
@@ -516,6 +517,26 @@ int cluster_hand_back(RunQueue *q, const char *id) {
         args_add(&a, id);
         int k = 0;
         _cleanup_reply_ redisReply *r = cluster_cmd(c, &c->claim_conn, &a, &k);
+        if (!r)
+                return k;
+        return r->type == REDIS_REPLY_INTEGER ? (int) r->integer : -EIO;
+}
+
+int cluster_gave_up(RunQueue *q, const char *id, int attempt) {
+        ClusterQueue *c = cq(q);
+        assert(id && attempt > 0);
+        _cleanup_args_ Args a = { 0 };
+        ARGS_EVAL(&a, gaveup, 2);
+        args_addf(&a, CLUSTER_PREFIX "run:%s", id);
+        args_add(&a, K_STREAM);
+        args_add(&a, c->node_id);
+        args_addf(&a, "%d", attempt);
+        args_add(&a, CLUSTER_GROUP);
+        args_addf(&a, "%" PRIu64, (uint64_t) now_realtime());
+        args_addf(&a, "%u", c->record_ttl_s);
+        args_add(&a, CLUSTER_PREFIX);
+        int k = 0;
+        _cleanup_reply_ redisReply *r = cluster_cmd(c, &c->conn, &a, &k);
         if (!r)
                 return k;
         return r->type == REDIS_REPLY_INTEGER ? (int) r->integer : -EIO;
@@ -979,6 +1000,95 @@ int cluster_run_list(RunQueue *q, const char *tenant, size_t limit, RunRecord **
         assert(tenant);
         _cleanup_free_ char *key = xasprintf(CLUSTER_PREFIX "idx:%s", tenant);
         return index_list(q, tenant, key, limit, ret, ret_n);
+}
+
+/* Ranks search.lua walks per call: ~1-3 ms of Redis's time each. */
+#define SEARCH_CHUNK 1000
+
+int cluster_run_search(RunQueue *q, const char *tenant, const RunFilter *filter, const RunRecord *before, size_t limit,
+                       RunRecord ***ret, size_t *ret_n) {
+        ClusterQueue *c = cq(q);
+        assert(tenant && ret && ret_n);
+        _cleanup_free_ char *key = xasprintf(CLUSTER_PREFIX "idx:%s", tenant);
+        /* The text lowered as strcasestr() folds it in the C locale: ASCII
+         * letters only (search.lua folds the fields alike). */
+        _cleanup_free_ char *text = xstrdup(filter && filter->text ? filter->text : "");
+        for (char *p = text; *p; p++)
+                if (*p >= 'A' && *p <= 'Z')
+                        *p = (char) (*p - 'A' + 'a');
+        int k = 0;
+        long long start = 0;
+        if (before) {
+                /* The index is scored by creation time: the runs newer
+                 * than before's time come first, then from its own. */
+                _cleanup_args_ Args a = { 0 };
+                args_add(&a, "ZCOUNT");
+                args_add(&a, key);
+                args_addf(&a, "(%" PRIu64, (uint64_t) before->created);
+                args_add(&a, "+inf");
+                _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+                if (!rep)
+                        return k;
+                if (rep->type != REDIS_REPLY_INTEGER)
+                        return -EBADMSG;
+                start = rep->integer;
+        }
+        RunRecord **v = NULL;
+        size_t n = 0;
+        while (n < limit && start >= 0) {
+                _cleanup_args_ Args a = { 0 };
+                ARGS_EVAL(&a, search, 1);
+                args_add(&a, key);
+                args_add(&a, CLUSTER_PREFIX);
+                args_addf(&a, "%d", SEARCH_CHUNK);
+                args_addf(&a, "%lld", start);
+                args_add(&a, text);
+                args_add(&a, filter && filter->fn_name ? filter->fn_name : "");
+                args_add(&a, filter && filter->schedule ? filter->schedule : "");
+                for (char *const *st = filter ? filter->statuses : NULL; st && *st; st++)
+                        args_add(&a, *st);
+                _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+                if (!rep)
+                        break;
+                if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+                    rep->element[0]->type != REDIS_REPLY_INTEGER) {
+                        k = -EBADMSG;
+                        break;
+                }
+                start = rep->element[0]->integer;
+                for (size_t i = 1; i < rep->elements && n < limit && k >= 0; i++) {
+                        const redisReply *e = rep->element[i];
+                        if (e->type != REDIS_REPLY_STRING)
+                                continue;
+                        RunRecord *r = NULL;
+                        k = cluster_run_get(q, tenant, e->str, &r);
+                        if (k == -ENOENT) {
+                                k = 0; /* expired meanwhile */
+                                continue;
+                        }
+                        if (k < 0)
+                                break;
+                        /* Newest first, each once: a run submitted meanwhile
+                         * moves the ranks on, and the next chunk starts
+                         * with runs this one had. */
+                        if ((filter && !run_filter_match(filter, r)) || (before && !run_record_newer(before, r)) ||
+                            (n > 0 && !run_record_newer(v[n - 1], r))) {
+                                run_record_free(r);
+                                continue;
+                        }
+                        v = xrealloc(v, (n + 1) * sizeof(RunRecord *));
+                        v[n++] = r;
+                }
+                if (k < 0)
+                        break;
+        }
+        if (k < 0) {
+                run_record_list_free(v, n);
+                return k;
+        }
+        *ret = v;
+        *ret_n = n;
+        return 0;
 }
 
 int cluster_function_run_list(RunQueue *q, const char *tenant, const char *name, size_t limit, RunRecord ***ret,

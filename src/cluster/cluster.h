@@ -82,6 +82,12 @@ int cluster_claim(RunQueue *q, size_t max, unsigned block_ms, char *const *held,
  * handed back, 0 it is not queued any more (its entry acknowledged), or a
  * negative errno (Redis unreachable: the run is still this node's). */
 int cluster_hand_back(RunQueue *q, const char *id);
+/* This node, stopped past its drain, gave attempt of run id up with no end
+ * written (gaveup.lua): the record says so, and a cancel asked from then
+ * on ends the run at once (cancel.lua); a cancel already asked ends it
+ * now. 1 marked, 2 ended cancelled, 0 the attempt is not this node's any
+ * more, or a negative errno. */
+int cluster_gave_up(RunQueue *q, const char *id, int attempt);
 
 /* Refreshes this node's lease (status_json: what `cluster status` shows of
  * it) and re-touches the entries of the runs in held (as cluster_claim())
@@ -109,6 +115,12 @@ int cluster_run_get(RunQueue *q, const char *tenant, const char *id, RunRecord *
 int cluster_run_get_lock(RunQueue *q, const char *tenant, const char *id, char **ret);
 /* tenant's runs, most recent first. */
 int cluster_run_list(RunQueue *q, const char *tenant, size_t limit, RunRecord ***ret, size_t *ret_n);
+/* tenant's runs that filter keeps (any of its fields; NULL: every run),
+ * newest first, after before (NULL: from the newest), at most limit: the
+ * whole index searched in Redis a chunk at a time (search.lua), however
+ * many runs it holds. */
+int cluster_run_search(RunQueue *q, const char *tenant, const RunFilter *filter, const RunRecord *before, size_t limit,
+                       RunRecord ***ret, size_t *ret_n);
 /* The runs of tenant's deployed function name, most recent first (those
  * submitted with RunRecord.request_fn_name given). */
 int cluster_function_run_list(RunQueue *q, const char *tenant, const char *name, size_t limit, RunRecord ***ret,

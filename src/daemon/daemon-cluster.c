@@ -310,6 +310,11 @@ int daemon_cluster_log_ship(Daemon *d, DRun *r, bool end) {
         return log_ship(d, r, end, NULL, 0);
 }
 
+int daemon_cluster_gave_up(Daemon *d, DRun *r) {
+        assert(d->cluster && r && r->attempt > 0);
+        return cluster_gave_up(d->cluster->queue, r->id, r->attempt);
+}
+
 int daemon_cluster_finish(Daemon *d, DRun *r, const RunRecord *rec, int attempt) {
         assert(rec && attempt > 0);
         return log_ship(d, r, true, rec, attempt);
@@ -528,21 +533,13 @@ int daemon_run_record_list(Daemon *d, const char *tenant, const RunFilter *filte
                               : store_run_list(d->store, tenant, filter, limit, ret, ret_n);
         /* Redis indexes a tenant's runs by time only: the states, the
          * function, the schedule, the text and the page after a cursor are
-         * looked for among its newest DAEMON_RUNS_LIST_MAX. */
+         * looked for in Redis over the whole index (search.lua), as a
+         * single node looks among all its runs. Before, only among the
+         * newest DAEMON_RUNS_LIST_MAX: `ps --grep` missed older runs. */
         bool filtered = filter && (filter->statuses || filter->fn_name || filter->schedule || filter->text);
-        int k = cluster_run_list(d->cluster->queue, tenant, filtered || before ? DAEMON_RUNS_LIST_MAX : limit, ret,
-                                 ret_n);
-        if (k < 0 || (!filtered && !before))
-                return k;
-        size_t n = 0;
-        for (size_t i = 0; i < *ret_n; i++)
-                if (n < limit && run_filter_match(filter, (*ret)[i]) &&
-                    (!before || run_record_newer(before, (*ret)[i])))
-                        (*ret)[n++] = (*ret)[i];
-                else
-                        run_record_free((*ret)[i]);
-        *ret_n = n;
-        return 0;
+        if (!filtered && !before)
+                return cluster_run_list(d->cluster->queue, tenant, limit, ret, ret_n);
+        return cluster_run_search(d->cluster->queue, tenant, filter, before, limit, ret, ret_n);
 }
 
 int daemon_cluster_function_run_list(Daemon *d, const char *tenant, const char *name, size_t limit, RunRecord ***ret,

@@ -145,9 +145,16 @@ static RunResult *result_from_record(Daemon *d, const char *id) {
 static int task_wait(Daemon *d, DDag *g, DRun *r, RunResult **ret) {
         bool cancel_sent = false;
         pthread_mutex_lock(&d->lock);
+        r->dag_waits = true;
         for (;;) {
                 if (r->done)
                         break;
+                if (r->remote_left) {
+                        /* The stopping gateway let the run go on elsewhere
+                         * (remote_let_go()): the DAG run is handed over. */
+                        pthread_mutex_unlock(&d->lock);
+                        return -EINPROGRESS;
+                }
                 if (d->leave_queued && r->status == RUN_QUEUED && !r->cancel_requested) {
                         /* The stopping daemon leaves it queued in the
                          * durable queue; its thread is gone. */
@@ -1364,13 +1371,20 @@ static struct MHD_Response *handle_list(const DaemonCall *call, unsigned *ret_st
                 if (!strv_contains(stored, s))
                         stored = strv_append(stored, s);
         }
+        /* Stored `running` holds both views: the limit counts the DAG runs
+         * in the asked states, so the store is asked for as many as it
+         * lists and the view cuts at limit. Before, `?status=validating`
+         * listed nothing while `limit` newer DAG runs were running. */
+        bool both = strv_contains(stored, "running");
         DagRunRecord **v = NULL;
         size_t n = 0;
-        int r = daemon_dag_list(call->d, call->tenant, stored, limit, &v, &n);
+        int r = daemon_dag_list(call->d, call->tenant, stored, both ? DAEMON_RUNS_LIST_MAX : limit, &v, &n);
         if (r < 0)
                 return dag_errno(r, NULL, ret_status);
         json_t *a = json_array();
         for (size_t i = 0; i < n; i++) {
+                if (json_array_size(a) >= limit)
+                        break;
                 json_t *j = dag_record_json(call->d, v[i], false);
                 if (!states || strv_contains(states, json_string_value(json_object_get(j, "status")) ?: ""))
                         json_array_append_new(a, j);

@@ -692,6 +692,16 @@ static void drun_finish(Daemon *d, DRun *r, RunResult *res) {
                 if (k < 0)
                         log_warn("cluster: run %s: cannot send its log to Redis: %s", r->id, strerror(-k));
         }
+        /* Handed back: the record says its attempt was given up, so a
+         * cancel through any gateway ends it at once instead of waiting for
+         * a worker to take it over (cancel.lua). */
+        if (ship && handed_back && r->attempt > 0) {
+                int k = daemon_cluster_gave_up(d, r);
+                if (k == 2)
+                        log_info("run %s: its cancel was asked as it was handed back: it ends cancelled", r->id);
+                else if (k < 0)
+                        log_warn("cluster: run %s: cannot record that it was handed back: %s", r->id, strerror(-k));
+        }
 
         drun_save_moved_lock(d, r, res);
         r->finished = now_realtime();
@@ -1854,6 +1864,7 @@ static void remote_end(Daemon *d, DRun *r, RunResult *res, RunRecord *ended) {
         d->remote_count--;
         r->remote = false;
         r->remote_busy = false;
+        r->remote_left = !res;
         if (res) {
                 r->result = res;
                 r->remote_end = ended;
@@ -1895,9 +1906,14 @@ static void remote_started_note(Daemon *d, DRun *r) {
  * (a ?wait=true submit or GET, an invoke, a DAG task: each holds a
  * reference) is waited for through the drain, as a single node finishes
  * its runs in flight and answers their clients (docs/api.md "Drain"); it
- * goes once the drain's grace period is over (leave_queued). */
+ * goes once the drain's grace period is over (leave_queued). A DAG task's
+ * run that only its DAG run waits for goes at once too: the DAG run is
+ * handed over with it (task_wait() -EINPROGRESS), and the gateway that
+ * takes it over waits for the run by its id. Before, the stop held the DAG
+ * run through the run drain and then the DAG drain (two drain timeouts)
+ * while no other gateway could take it over. */
 static bool remote_let_go(const Daemon *d, const DRun *r) {
-        return d->draining && (r->refs <= 1 || d->leave_queued);
+        return d->draining && (r->refs <= 1u + r->dag_waits || d->leave_queued);
 }
 
 /* Whether a look at r is asked for now, its fallback aside (d->lock
@@ -2884,6 +2900,10 @@ int daemon_run_cancel(Daemon *d, DRun *r) {
                 return -EALREADY;
         }
         r->cancel_requested = true;
+        /* A cancel heard after the stop handed r back (its attempt still
+         * being stopped here): it ends cancelled, written, not left to
+         * run again elsewhere. */
+        r->handed_back = false;
         running = r->status == RUN_RUNNING;
         pthread_cond_broadcast(&d->sched_cond);
         pthread_cond_signal(&d->retry_cond); /* one waiting for its retry ends at once */

@@ -409,6 +409,11 @@ struct DRun {
         /* cluster: a look saw its record running on a node: it no longer
          * counts as queued here (remote_started_note()) */
         bool remote_started;
+        /* cluster: a DAG task of this gateway waits for it (task_wait()):
+         * a stopping gateway lets it go at once, the DAG run being handed
+         * over with it; remote_left: let go unended (remote_end()), the
+         * run going on elsewhere */
+        bool dag_waits, remote_left;
         usec_t remote_due;
         RunRecord *remote_end;  /* cluster: the ended record the gateway's look read (set before done) */
         /* cluster: how much of log/chunks is in the run's Redis log
@@ -764,6 +769,11 @@ void daemon_runs_remote_resync(Daemon *d);
  * before the final record is written, so a reader that sees the run ended
  * has its whole log). A failed append is retried by the next call. */
 int daemon_cluster_log_ship(Daemon *d, DRun *r, bool end);
+/* r (a run this node claimed and started) was handed back as this node
+ * stopped past its drain, its attempt stopped with no end written: Redis
+ * records that its attempt was given up (cluster_gave_up()), so a cancel
+ * ends it at once; a cancel asked meanwhile ends it cancelled now. */
+int daemon_cluster_gave_up(Daemon *d, DRun *r);
 /* The end of r's attempt (rec, RunQueueOps.finish) with the rest of its log
  * and its end marker, in one script call: the log goes in first, also when
  * the end is refused (-ESTALE). On another error nothing counts as sent:

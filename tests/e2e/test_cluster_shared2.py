@@ -158,8 +158,8 @@ def f(fail: bool = False):
 
 
 def test_the_status_filter_finds_a_failed_run_behind_newer_successes_in_a_cluster(nodes, redis):
-    """?status= on the cluster path looks among the tenant's newest 10000
-    runs in Redis, not among the newest limit: ?status=failed&limit=1 is
+    """?status= on the cluster path looks among all the tenant's runs in
+    Redis (search.lua), not among the newest limit: ?status=failed&limit=1 is
     the failed run even after newer successes, through either gateway; a
     set of states (?status=killed,failed) is filtered the same way."""
     g1 = nodes("g1", "gateway")
