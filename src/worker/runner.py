@@ -1998,21 +1998,85 @@ def init(request_json):
     paths = req.get("sys_path") or []
     add_site_dirs(paths)
     imported, failed = [], {}
-    if req.get("preload", True):
-        for p in paths:
-            for name in _top_level_modules(p):
-                try:
-                    importlib.import_module(name)
-                    imported.append(name)
-                except BaseException as e:  # noqa: a package's import may do anything
-                    failed[name] = f"{type(e).__name__}: {_safe_str(e)}"[:500]
-    for name in req.get("modules") or []:
+    capture = _ImportOutput()
+    try:
+        if req.get("preload", True):
+            for p in paths:
+                for name in _top_level_modules(p):
+                    try:
+                        importlib.import_module(name)
+                        imported.append(name)
+                    except BaseException as e:  # noqa: a package's import may do anything
+                        failed[name] = f"{type(e).__name__}: {_safe_str(e)}"[:500]
+        for name in req.get("modules") or []:
+            try:
+                importlib.import_module(name)
+                imported.append(name)
+            except BaseException as e:
+                failed[name] = f"{type(e).__name__}: {_safe_str(e)}"[:500]
+    finally:
+        out, err = capture.end()
+    reply = {"ok": True, "imported": imported, "failed": failed}
+    if out:
+        reply["stdout"] = out
+    if err:
+        reply["stderr"] = err
+    return json.dumps(reply)
+
+
+# What the env's imports print, per stream, at most (the rest is dropped
+# and said to be).
+IMPORT_OUTPUT_MAX = 64 << 10
+
+
+class _ImportOutput:
+    """fds 1 and 2 of the worker into two memfds while it imports the env's
+    modules: what a package prints at import (a warning, a banner) is what
+    `import pkg` prints in plain Python, and the engine makes it the first
+    output of the run that started this worker (docs/workers.md). Without
+    it, the worker's inherited stderr got it: the embedded CLI's terminal,
+    outside the run's output, or a daemon's log, which the user never sees.
+    A memfd, not a pipe: a pipe fills up while nobody reads it."""
+
+    def __init__(self):
+        self.saved = []
         try:
-            importlib.import_module(name)
-            imported.append(name)
-        except BaseException as e:
-            failed[name] = f"{type(e).__name__}: {_safe_str(e)}"[:500]
-    return json.dumps({"ok": True, "imported": imported, "failed": failed})
+            self._flush()
+            for fd in (1, 2):
+                m = os.memfd_create("pysprinter-import-output", os.MFD_CLOEXEC)
+                self.saved.append((fd, os.dup(fd), m))
+                os.dup2(m, fd)
+        except (OSError, AttributeError):
+            self.end()
+
+    @staticmethod
+    def _flush():
+        for s in (sys.stdout, sys.stderr):
+            try:
+                s.flush()
+            except Exception:  # noqa: a package may have replaced them
+                pass
+
+    def end(self):
+        """Puts fds 1 and 2 back: (stdout text, stderr text)."""
+        self._flush()
+        texts = {1: "", 2: ""}
+        for fd, old, m in self.saved:
+            try:
+                os.dup2(old, fd)
+                size = os.fstat(m).st_size
+                data = os.pread(m, IMPORT_OUTPUT_MAX, 0)
+                text = data.decode("utf-8", "replace")
+                if size > len(data):
+                    text += f"\n[{size - len(data)} more bytes the environment's imports printed were dropped]\n"
+                texts[fd] = text
+            except OSError:
+                pass
+            finally:
+                os.close(old)
+                os.close(m)
+        self.saved = []
+        return texts[1], texts[2]
 
 
 def settle(_request_json=None):

@@ -1,0 +1,101 @@
+"""A Lambda/Modal/Ray/uv user's first day with pysprinter, from its README
+and docs/: each test a place where the docs, the behaviour and the other
+path (embedded vs `--server`) disagreed."""
+import re
+
+import pytest
+
+from conftest import CLI, WORKER, run_on_pty, sandbox_args
+from daemonlib import Daemon, TOKENS, sandbox_mode
+import pkgindex
+
+pytestmark = pytest.mark.skipif(not CLI.exists() or not WORKER.exists(),
+                                reason="pysprinter/pysprinter-worker not built")
+
+NOISY = ("import sys\n"
+         "print('noisy: loading the model (stdout)')\n"
+         "print('noisy: warning: old CPU (stderr)', file=sys.stderr)\n"
+         "X = 41\n")
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    w = tmp_path_factory.mktemp("newuser-wheels")
+    ix = pkgindex.Index()
+    ix.add(pkgindex.build_wheel(w, "noisy", "1.0", files={"noisy/__init__.py": NOISY}))
+    ix.start()
+    yield ix
+    ix.stop()
+
+
+@pytest.fixture
+def fresh_daemon(tmp_path, index):
+    """A daemon of its own for each test: its workers start cold."""
+    root = tmp_path / "daemon"
+    d = Daemon(root, sandbox=sandbox_mode(root), config_extra=f"index:\n  url: {index.url}\n")
+    d.start()
+    yield d
+    d.stop()
+
+
+def uses_noisy(cli):
+    return cli.write("job.py", """
+        @requirements({'noisy': ''})
+        def job(n: int):
+            import noisy
+            print("in job")
+            return noisy.X + n
+        """)
+
+
+def test_what_a_package_prints_at_import_is_the_runs_output_on_both_paths(cli, index, fresh_daemon):
+    """`import noisy` in plain Python prints its lines. The warm worker
+    imports the env's packages before the run (docs/workers.md), and what
+    they printed went to the worker's inherited stderr: embedded, raw onto
+    the CLI's stderr (outside the run's output: no `err |` prefix on a
+    terminal, glued to the progress line, not in `logs RUN`, the stdout
+    line lost); with a server, into the daemon's log, so the user saw
+    nothing. Now it is the first output of the run that started the
+    worker, on its own streams, the same bytes on both paths."""
+    f = uses_noisy(cli)
+    env = {"PYSPRINTER_INDEX_URL": index.url}
+    local = cli("run", *sandbox_args(), f, "-a", "1", env=env)
+    remote = cli("run", f, "-a", "1", env=fresh_daemon.client_env())
+    assert (local.returncode, local.stdout, local.stderr) == (
+        0, "noisy: loading the model (stdout)\nin job\n42\n", "noisy: warning: old CPU (stderr)\n")
+    assert (remote.returncode, remote.stdout, remote.stderr) == (local.returncode, local.stdout, local.stderr)
+    for r, extra in ((local, {}), (remote, fresh_daemon.client_env())):
+        rid = cli("ps", "--json", "-n", "1", env=extra)
+        run_id = re.search(r'"id":"(r[0-9a-z]+)"', rid.stdout).group(1)
+        logs = cli("logs", run_id, env=extra)
+        assert (logs.returncode, logs.stdout, logs.stderr) == (
+            0, "noisy: loading the model (stdout)\nin job\n", "noisy: warning: old CPU (stderr)\n")
+
+
+def test_a_packages_import_output_is_drawn_as_the_runs_on_a_terminal(cli, index):
+    """On a terminal each line of the run is `TIME err | …` and the progress
+    line is erased first; the import's line came raw, after `resolve locked
+    1 packages` on the same line."""
+    f = uses_noisy(cli)
+    code, out = run_on_pty(cli.cwd, [CLI, "run", *sandbox_args(), f, "-a", "1"],
+                           dict(cli.env, PYSPRINTER_INDEX_URL=index.url, TERM="xterm"))
+    assert code == 0, out
+    lines = [re.sub(r".*\x1b\[K", "", ln) for ln in out.replace("\r\n", "\n").split("\n")]
+    assert any(re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} err \| noisy: warning: old CPU \(stderr\)", ln)
+               for ln in lines), out
+    assert "packagesnoisy" not in out, out
+
+
+def test_a_deployed_functions_first_invoke_shows_its_packages_import_output(cli, fresh_daemon):
+    """A cold invoke's output begins with what the module printed as it
+    loaded (docs/workers.md); what its env's packages printed, imported by
+    the worker before that, went to the daemon's log. Lambda shows its
+    init phase's output with the cold invocation; a warm one shows none."""
+    f = uses_noisy(cli)
+    env = fresh_daemon.client_env()
+    cli("deploy", f, "--name", "job", env=env, check=0)
+    first = cli("invoke", "job", "-a", "1", env=env)
+    assert (first.returncode, first.stdout, first.stderr) == (
+        0, "noisy: loading the model (stdout)\nin job\n42\n", "noisy: warning: old CPU (stderr)\n")
+    again = cli("invoke", "job", "-a", "2", env=env)
+    assert (again.returncode, again.stdout, again.stderr) == (0, "in job\n43\n", "")
