@@ -1,6 +1,7 @@
 """A Lambda/Modal/Ray/uv user's first day with pysprinter, from its README
 and docs/: each test a place where the docs, the behaviour and the other
 path (embedded vs `--server`) disagreed."""
+import json
 import re
 
 import pytest
@@ -99,3 +100,52 @@ def test_a_deployed_functions_first_invoke_shows_its_packages_import_output(cli,
         0, "noisy: loading the model (stdout)\nin job\n42\n", "noisy: warning: old CPU (stderr)\n")
     again = cli("invoke", "job", "-a", "2", env=env)
     assert (again.returncode, again.stdout, again.stderr) == (0, "in job\n43\n", "")
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    root = tmp_path_factory.mktemp("newuser-daemon")
+    with Daemon(root, sandbox=sandbox_mode(root)).serving() as d:
+        yield d
+
+
+@pytest.fixture
+def both(cli, daemon):
+    def _both(*args):
+        local = cli(*args)
+        remote = cli(*args, env=daemon.client_env())
+        assert (remote.returncode, remote.stdout, remote.stderr) == (local.returncode, local.stdout, local.stderr)
+        return local
+    return _both
+
+
+@pytest.mark.parametrize("verb", [["ps"], ["dag", "ls"]], ids=" ".join)
+@pytest.mark.parametrize("spelling", [["-n1"], ["--limit=1"], ["-n", "1"], ["--limit", "1"]], ids=" ".join)
+def test_list_limits_take_the_joined_spellings(cli, daemon, verb, spelling):
+    """`ps -n1` (git log -n1, head -n1) and `ps --limit=1` were "unexpected
+    argument '-n1' (usage: ps [--json] [-n N])", exit 2, where `--status=S`
+    and `map -j4` take theirs."""
+    f = cli.write("one.py", """
+        def f():
+            return 1
+        """)
+    for env in ({}, daemon.client_env()):
+        cli("run", *(sandbox_args() if not env else []), f, env=env, check=0)
+        cli("run", *(sandbox_args() if not env else []), f, env=env, check=0)
+        r = cli(*verb, "--json", *spelling, env=env)
+        assert (r.returncode, r.stderr) == (0, ""), r.stderr
+        assert len(json.loads(r.stdout)) == (1 if verb == ["ps"] else 0)
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["-n"], "pysprinter: ps: -n needs a number from 1 to 10000\nTry 'pysprinter ps --help'.\n"),
+    (["-nx"], "pysprinter: ps: -n needs a number from 1 to 10000, got 'x'\nTry 'pysprinter ps --help'.\n"),
+    (["--limit=0"], "pysprinter: ps: --limit needs a number from 1 to 10000, got '0'\nTry 'pysprinter ps --help'.\n"),
+    (["--bogus"], "pysprinter: ps: unexpected argument '--bogus'\nTry 'pysprinter ps --help'.\n"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_a_bad_list_option_says_what_and_where_the_usage_is(both, args, msg):
+    """`ps -n` at the end was "unexpected argument '-n'"; a bad one's
+    usage hint, "(usage: ps [--json] [-n N])", left out every other option
+    ps takes."""
+    r = both("ps", *args)
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", msg)
