@@ -595,7 +595,7 @@ def _convert_raw(param, conv, raw):
         try:
             v = json.loads(raw)
         except ValueError:
-            bad(f"JSON for {conv.label}")
+            bad(f"JSON for {conv.label}, such as '{_json_example(conv)}'")
         return _check_typed(param, conv, v)
     if k == "union":
         v = _union_member(conv, _convert_raw, param, raw)
@@ -603,6 +603,33 @@ def _convert_raw(param, conv, raw):
             bad(_union_expected(conv))
         return v
     return raw
+
+
+def _json_example(conv, n=0, depth=0):
+    """A JSON text conv takes, for the error of a word that is not JSON
+    (`--xs 1,2` for list[int]: '[1, 2]'); n picks the element (1 or 2)."""
+    k = conv.kind if conv is not None else "any"
+    if depth > 3:
+        return "null"
+    if k == "int":
+        return str(n + 1)
+    if k == "float":
+        return f"{n + 1}.5"
+    if k == "bool":
+        return "false" if n % 2 else "true"
+    if k == "none":
+        return "null"
+    if k == "literal" and conv.inner:
+        return json.dumps(conv.inner[n % len(conv.inner)])
+    if k == "union" and conv.items:
+        return _json_example(conv.items[0], n, depth + 1)
+    if k in ("list", "tuple"):
+        items = conv.items
+        parts = items if isinstance(items, list) else [items, items]
+        return "[" + ", ".join(_json_example(c, i, depth + 1) for i, c in enumerate(parts)) + "]"
+    if k == "dict":
+        return '{"key": ' + _json_example(conv.items, n, depth + 1) + "}"
+    return json.dumps("ab"[n % 2])
 
 
 def _typed_mismatch(param, expected, v):
