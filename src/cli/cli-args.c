@@ -254,6 +254,24 @@ OptKind kind;
         { "--idempotency-key", OPT_VALUE },
 };
 
+bool cli_param_is_shadowed(const char *param) {
+        assert(param);
+        _cleanup_free_ char *dashed = xasprintf("--%s", param);
+        for (char *p = dashed + 2; *p; p++)
+                if (*p == '_')
+                        *p = '-';
+        /* The global options cli_take_globals() takes anywhere on the
+         * line that the table below does not hold. */
+        static const char *const globals[] = { "--verbose", "--no-color", "--no-colour" };
+        for (size_t k = 0; k < ELEMENTSOF(globals); k++)
+                if (streq(dashed, globals[k]))
+                        return true;
+        for (size_t k = 0; k < ELEMENTSOF(opts); k++)
+                if (startswith(opts[k].name, "--") && streq(dashed, opts[k].name))
+                        return true;
+        return false;
+}
+
 /* Levenshtein distance, capped: the words are short option names. */
 static size_t edit_distance(const char *a, const char *b) {
         size_t la = strlen(a), lb = strlen(b);

@@ -105,6 +105,11 @@ int cli_suspect_refused(char *const *suspects, const json_t *run);
 /* The runner option a mistyped word is closest to (edit distance <= 2,
  * "--timout" -> "--timeout"), or NULL. */
 const char *cli_runner_option_near(const char *word);
+/* Whether a parameter named param is shadowed by an option the runner (or
+ * the CLI, a global one) takes anywhere on the line: `--NAME` (`_` as `-`)
+ * is that option, and only `-k NAME=VALUE` reaches the parameter
+ * (`timeout`, `max_output`, `verbose`). */
+bool cli_param_is_shadowed(const char *param);
 /* The list verbs' options (ps, dag ls): --json, -n/--limit N (1..max).
  * 0 ok, -1 for --help (the caller prints its usage), else EXIT_USAGE after
  * saying what was wrong. */

@@ -174,3 +174,24 @@ def test_a_word_that_is_not_json_for_a_container_parameter_gets_an_example(cli, 
         r = both("validate", f, "--xs", word)
     assert (r.returncode, r.stdout) == (3, "")
     assert r.stderr == f"ValidationError: argument 'xs': expected JSON for {ann}, such as '{example}', got '{word}'\n"
+
+
+def test_a_functions_help_names_the_parameters_a_runner_option_shadows(cli, both):
+    """`def f(verbose: bool = False, timeout: int = 5)` run with `--verbose
+    --timeout 9` gets its defaults: `--verbose` is the CLI's global option
+    and `--timeout` the run's limit (docs/cli.md: use -k). Nothing said so,
+    not even `run FILE --help`, where a user looks when an argument does
+    not arrive. The help now lists them with the -k spelling."""
+    f = cli.write("opts.py", """
+        def f(name: str, verbose: bool = False, timeout: int = 5, dry_run: bool = False, max_output: int = 1):
+            return [name, verbose, timeout]
+        """)
+    r = both("run", f, "--help")
+    assert r.returncode == 0
+    assert ("--verbose, --timeout and --max-output are the runner's options here: give these parameters as\n"
+            "-k verbose=VALUE, -k timeout=VALUE, -k max_output=VALUE\n") in r.stdout, r.stdout
+    plain = cli.write("plain.py", """
+        def f(name: str, dry_run: bool = False):
+            return name
+        """)
+    assert "runner's options here" not in both("run", plain, "--help").stdout
