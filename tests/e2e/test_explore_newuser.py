@@ -195,3 +195,18 @@ def test_a_functions_help_names_the_parameters_a_runner_option_shadows(cli, both
             return name
         """)
     assert "runner's options here" not in both("run", plain, "--help").stdout
+
+
+def test_the_verb_list_names_every_sub_verb(cli):
+    """`pysprinter --help` listed `dag run|resume|status|logs|ls` (no
+    cancel), `secret set|ls|rm` (no rotate-key) and `env ls, env prune,
+    env verify` (no prepare), as did the man page: each is a verb of its
+    own in docs/cli.md and its VERB --help."""
+    out = cli("--help", check=0).stdout
+    for words in ("dag run|resume|status|logs|ls|cancel", "secret set|ls|rm|rotate-key",
+                  "env ls|prepare|prune|verify"):
+        assert words in out, out
+    import pathlib
+    man = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "man" / "pysprinter.1").read_text()
+    for words in (r"dag run|resume|status|logs|ls|cancel", r"secret set|ls|rm|rotate\-key", r"env prepare"):
+        assert words in man
