@@ -194,6 +194,10 @@ void renderer_clear_status(Renderer *r);
  * "dumb". What may be redrawn in place (a progress line, the DAG tree,
  * map's bar) is drawn only then. */
 bool cli_stderr_can_redraw(void);
+/* Colours are off: --no-color, or NO_COLOR set to a value that is not
+ * empty (no-color.org: an empty one leaves them on). One rule for the
+ * run's lines, the DAG view and the CLI's own messages. */
+bool cli_no_color(void);
 /* An engine event: output is streamed, warnings shown, progress on one
  * line that is erased before anything else is written. */
 void renderer_event(const RunEvent *ev, void *userdata);

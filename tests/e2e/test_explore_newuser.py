@@ -210,3 +210,24 @@ def test_the_verb_list_names_every_sub_verb(cli):
     man = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "man" / "pysprinter.1").read_text()
     for words in (r"dag run|resume|status|logs|ls|cancel", r"secret set|ls|rm|rotate\-key", r"env prepare"):
         assert words in man
+
+
+@pytest.mark.parametrize("no_color,colored", [("", True), ("1", False)])
+def test_an_empty_no_color_colours_the_cli_s_own_lines_as_it_does_the_runs(cli, no_color, colored):
+    """no-color.org: NO_COLOR "present and not an empty string" turns
+    colours off. The run's lines (`out |`, `err |`) followed that, while
+    the CLI's own (`pysprinter: warning: …`, errors) went colourless for
+    an empty NO_COLOR too: one terminal, two rules."""
+    f = cli.write("w.py", """
+        import sys
+        def f():
+            print("to err", file=sys.stderr)
+            return 1
+        """)
+    env = dict(cli.env, NO_COLOR=no_color, TERM="xterm")
+    code, out = run_on_pty(cli.cwd, [CLI, "run", "--sandbox=none", f], env)
+    assert code == 0, out
+    warning = next(ln for ln in out.splitlines() if "pysprinter: warning: --sandbox=none" in ln)
+    err_line = next(ln for ln in out.splitlines() if "to err" in ln)
+    assert ("\x1b[" in warning) == colored, out
+    assert ("\x1b[" in err_line) == colored, out
