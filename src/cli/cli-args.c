@@ -272,8 +272,7 @@ bool cli_param_is_shadowed(const char *param) {
         return false;
 }
 
-/* Levenshtein distance, capped: the words are short option names. */
-static size_t edit_distance(const char *a, const char *b) {
+size_t cli_edit_distance(const char *a, const char *b) {
         size_t la = strlen(a), lb = strlen(b);
         if (la > 64 || lb > 64)
                 return SIZE_MAX;
@@ -302,7 +301,7 @@ const char *cli_runner_option_near(const char *word) {
         for (size_t k = 0; k < ELEMENTSOF(opts); k++) {
                 if (!startswith(opts[k].name, "--"))
                         continue;
-                size_t d = edit_distance(word, opts[k].name);
+                size_t d = cli_edit_distance(word, opts[k].name);
                 if (d < best_d) {
                         best_d = d;
                         best = opts[k].name;

@@ -228,8 +228,24 @@ static int cli_main(int argc, char **argv) {
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
                 if (streq(verbs[i].name, verb))
                         return verbs[i].fn(argc - 2, argv + 2);
-        cli_error("unknown verb '%s'", verb);
-        usage(stderr);
+        /* The verb meant, as `run --timout` names --timeout (git: "the
+         * most similar command is"): one edit for a word under 5
+         * letters, two from 5 on. The usage is a pointer away, not 45
+         * lines of stderr. */
+        const char *near = NULL;
+        size_t best = strlen(verb) >= 5 ? 3 : 2;
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
+                size_t d = cli_edit_distance(verb, verbs[i].name);
+                if (d < best) {
+                        best = d;
+                        near = verbs[i].name;
+                }
+        }
+        if (near)
+                cli_error("unknown verb '%s' (did you mean %s?)", verb, near);
+        else
+                cli_error("unknown verb '%s'", verb);
+        fputs("Try 'pysprinter --help'.\n", stderr);
         return EXIT_USAGE;
 }
 

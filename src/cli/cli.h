@@ -105,6 +105,9 @@ int cli_suspect_refused(char *const *suspects, const json_t *run);
 /* The runner option a mistyped word is closest to (edit distance <= 2,
  * "--timout" -> "--timeout"), or NULL. */
 const char *cli_runner_option_near(const char *word);
+/* Levenshtein distance between two short words (an option's, a verb's);
+ * SIZE_MAX for a word over 64 bytes. */
+size_t cli_edit_distance(const char *a, const char *b);
 /* Whether a parameter named param is shadowed by an option the runner (or
  * the CLI, a global one) takes anywhere on the line: `--NAME` (`_` as `-`)
  * is that option, and only `-k NAME=VALUE` reaches the parameter

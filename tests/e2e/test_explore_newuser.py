@@ -231,3 +231,17 @@ def test_an_empty_no_color_colours_the_cli_s_own_lines_as_it_does_the_runs(cli, 
     err_line = next(ln for ln in out.splitlines() if "to err" in ln)
     assert ("\x1b[" in warning) == colored, out
     assert ("\x1b[" in err_line) == colored, out
+
+
+@pytest.mark.parametrize("word,line", [
+    ("runn", "pysprinter: unknown verb 'runn' (did you mean run?)\n"),
+    ("deplyo", "pysprinter: unknown verb 'deplyo' (did you mean deploy?)\n"),
+    ("secrets", "pysprinter: unknown verb 'secrets' (did you mean secret?)\n"),
+    ("frobnicate", "pysprinter: unknown verb 'frobnicate'\n"),
+])
+def test_an_unknown_verb_names_the_verb_meant(cli, word, line):
+    """`pysprinter runn f.py` said "unknown verb 'runn'" and then the
+    whole 45-line usage on stderr, the verb meant not named (git: "The
+    most similar command is run"; `run --timout` names --timeout)."""
+    r = cli(word, "f.py")
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", line + "Try 'pysprinter --help'.\n")
