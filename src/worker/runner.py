@@ -554,6 +554,10 @@ def _union_expected(conv):
 def _convert_raw(param, conv, raw):
     """Convert a CLI string by the parameter's annotation."""
     def bad(expected):
+        # Optional[X] takes `none`/`null` too: say so for a scalar X (a
+        # container's label says Optional itself).
+        if conv.optional and conv.kind in ("int", "float", "bool"):
+            expected += " or none"
         raise ValidationError(f"argument '{param}': expected {expected}, got {raw!r}")
     if conv.optional and raw.strip().lower() in NONE_WORDS:
         return None

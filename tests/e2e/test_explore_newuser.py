@@ -245,3 +245,23 @@ def test_an_unknown_verb_names_the_verb_meant(cli, word, line):
     most similar command is run"; `run --timout` names --timeout)."""
     r = cli(word, "f.py")
     assert (r.returncode, r.stdout, r.stderr) == (2, "", line + "Try 'pysprinter --help'.\n")
+
+
+@pytest.mark.parametrize("ann,word,expected", [
+    ("Optional[int]", "x", "an integer or none"),
+    ("int | None", "x", "an integer or none"),
+    ("Optional[float]", "fast", "a number or none"),
+    ("Optional[bool]", "maybe", "a boolean (true/false, yes/no, 1/0) or none"),
+    ("int", "x", "an integer"),
+])
+def test_an_optional_parameters_error_says_none_is_taken_too(cli, both, ann, word, expected):
+    """`--o x` for `o: Optional[int]` said "expected an integer": `none`
+    (or `null`) is what gives None, and the message left it out."""
+    f = cli.write("o.py", f"""
+        from typing import Optional
+        def f(o: {ann} = None):
+            return o
+        """)
+    r = both("validate", f, "--o", word)
+    assert (r.returncode, r.stdout, r.stderr) == (
+        3, "", f"ValidationError: argument 'o': expected {expected}, got '{word}'\n")
