@@ -254,8 +254,25 @@ OptKind kind;
         { "--idempotency-key", OPT_VALUE },
 };
 
-/* Levenshtein distance, capped: the words are short option names. */
-static size_t edit_distance(const char *a, const char *b) {
+bool cli_param_is_shadowed(const char *param) {
+        assert(param);
+        _cleanup_free_ char *dashed = xasprintf("--%s", param);
+        for (char *p = dashed + 2; *p; p++)
+                if (*p == '_')
+                        *p = '-';
+        /* The global options cli_take_globals() takes anywhere on the
+         * line that the table below does not hold. */
+        static const char *const globals[] = { "--verbose", "--no-color", "--no-colour" };
+        for (size_t k = 0; k < ELEMENTSOF(globals); k++)
+                if (streq(dashed, globals[k]))
+                        return true;
+        for (size_t k = 0; k < ELEMENTSOF(opts); k++)
+                if (startswith(opts[k].name, "--") && streq(dashed, opts[k].name))
+                        return true;
+        return false;
+}
+
+size_t cli_edit_distance(const char *a, const char *b) {
         size_t la = strlen(a), lb = strlen(b);
         if (la > 64 || lb > 64)
                 return SIZE_MAX;
@@ -284,7 +301,7 @@ const char *cli_runner_option_near(const char *word) {
         for (size_t k = 0; k < ELEMENTSOF(opts); k++) {
                 if (!startswith(opts[k].name, "--"))
                         continue;
-                size_t d = edit_distance(word, opts[k].name);
+                size_t d = cli_edit_distance(word, opts[k].name);
                 if (d < best_d) {
                         best_d = d;
                         best = opts[k].name;
@@ -713,26 +730,47 @@ int cli_parse_states(const char *word, const char *const *names, const char *nam
         return 0;
 }
 
+/* A list verb's usage error: what, then where its usage is (as run's). */
+static int list_usage_error(const char *verb, const char *msg) {
+        fprintf(stderr, "pysprinter: %s: %s\nTry 'pysprinter %s --help'.\n", verb, msg, verb);
+        return EXIT_USAGE;
+}
+
 int cli_parse_list_args(int argc, char **argv, const char *verb, long max, bool *ret_json, long *ret_limit) {
         *ret_json = false;
         *ret_limit = 20;
         for (int i = 0; i < argc; i++) {
-                if (streq(argv[i], "--json"))
+                /* getopt_long's spellings, as map's -j and ps's --status
+                 * take them: -n N, -nN, --limit N, --limit=N. */
+                const char *w = argv[i], *value = NULL, *opt = NULL;
+                if (streq(w, "-n") || streq(w, "--limit")) {
+                        opt = w;
+                        value = i + 1 < argc ? argv[++i] : NULL;
+                } else if (startswith(w, "--limit=")) {
+                        opt = "--limit";
+                        value = w + strlen("--limit=");
+                } else if (startswith(w, "-n") && w[2] != '-') {
+                        opt = "-n";
+                        value = w + 2;
+                }
+                if (streq(w, "--json"))
                         *ret_json = true;
-                else if ((streq(argv[i], "-n") || streq(argv[i], "--limit")) && i + 1 < argc) {
-                        char *end;
-                        long v = strtol(argv[++i], &end, 10);
-                        if (*end || v < 1 || v > max) {
-                                fprintf(stderr, "pysprinter: --limit needs a number from 1 to %ld\n", max);
-                                return EXIT_USAGE;
+                else if (opt) {
+                        char *end = NULL;
+                        errno = 0;
+                        long v = value && *value ? strtol(value, &end, 10) : 0;
+                        if (!value || !*value || *end || errno || v < 1 || v > max) {
+                                _cleanup_free_ char *msg =
+                                        value ? xasprintf("%s needs a number from 1 to %ld, got '%s'", opt, max, value)
+                                              : xasprintf("%s needs a number from 1 to %ld", opt, max);
+                                return list_usage_error(verb, msg);
                         }
                         *ret_limit = v;
-                } else if (streq(argv[i], "--help") || streq(argv[i], "-h"))
+                } else if (streq(w, "--help") || streq(w, "-h"))
                         return -1;
                 else {
-                        fprintf(stderr, "pysprinter: %s: unexpected argument '%s' (usage: %s [--json] [-n N])\n", verb,
-                                argv[i], verb);
-                        return EXIT_USAGE;
+                        _cleanup_free_ char *msg = xasprintf("unexpected argument '%s'", w);
+                        return list_usage_error(verb, msg);
                 }
         }
         return 0;

@@ -290,9 +290,8 @@ static void on_view(Dag *shape, json_t *dag, void *userdata) {
 /* The tree is redrawn in place only where the cursor can move: a pipe
  * and TERM=dumb get the line-per-change view. */
 static void view_init(View *v) {
-        const char *nc = getenv("NO_COLOR");
         *v = (View){ .cursor = cli_stderr_can_redraw(), .quiet = cli_globals.quiet, .seen = json_object() };
-        v->color = v->cursor && !(nc && *nc) && !cli_globals.no_color;
+        v->color = v->cursor && !cli_no_color();
 }
 
 static void view_done(View *v) {

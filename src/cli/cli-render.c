@@ -36,11 +36,10 @@ void renderer_init(Renderer *r, bool json_output) {
         *r = (Renderer) { .json = json_output || cli_globals.json };
         r->tty_out = isatty(STDOUT_FILENO);
         r->tty_err = isatty(STDERR_FILENO);
-        const char *nc = getenv("NO_COLOR");
         const char *term = getenv("TERM");
         bool dumb = term && streq(term, "dumb");
         r->cursor = r->tty_err && !dumb;
-        r->color = r->tty_out && !(nc && *nc) && !dumb && !cli_globals.no_color;
+        r->color = r->tty_out && !dumb && !cli_no_color();
         /* With --json, stdout holds exactly one JSON document: the
          * function's own stdout goes to stderr. */
         r->out = r->json ? stderr : stdout;
@@ -550,13 +549,18 @@ void format_local_time(const char *iso, char buf[static 32]) {
         strftime(buf, 32, "%Y-%m-%d %H:%M:%S", &tm);
 }
 
+bool cli_no_color(void) {
+        const char *nc = getenv("NO_COLOR");
+        return (nc && *nc) || cli_globals.no_color;
+}
+
 bool cli_stderr_can_redraw(void) {
         const char *term = getenv("TERM");
         return isatty(STDERR_FILENO) && !(term && streq(term, "dumb"));
 }
 
 static _printf_(3, 0) void say(const char *color, const char *what, const char *fmt, va_list ap) {
-        bool c = isatty(STDERR_FILENO) && !getenv("NO_COLOR") && !cli_globals.no_color && color;
+        bool c = isatty(STDERR_FILENO) && !cli_no_color() && color;
         const char *term = getenv("TERM");
         c = c && !(term && streq(term, "dumb"));
         renderer_clear_status(active);

@@ -244,6 +244,37 @@ static char *shown_signature(json_t *ans) {
         return s;
 }
 
+/* The parameters whose --NAME is the runner's option (`verbose`,
+ * `timeout`): `--timeout 9` sets the run's limit and the parameter keeps
+ * its default, silently; only -k reaches it (docs/cli.md). */
+static void print_shadowed_params(json_t *params) {
+        size_t i, n = 0, k = 0;
+        json_t *p;
+        json_array_foreach(params, i, p)
+                if (json_is_string(p) && cli_param_is_shadowed(json_string_value(p)))
+                        n++;
+        if (n == 0)
+                return;
+        json_array_foreach(params, i, p) {
+                const char *name = json_string_value(p);
+                if (!name || !cli_param_is_shadowed(name))
+                        continue;
+                printf("%s--", k == 0 ? "" : k + 1 == n ? " and " : ", ");
+                for (const char *c = name; *c; c++)
+                        putchar(*c == '_' ? '-' : *c);
+                k++;
+        }
+        printf(n == 1 ? " is the runner's option here: give this parameter as\n"
+                      : " are the runner's options here: give these parameters as\n");
+        k = 0;
+        json_array_foreach(params, i, p) {
+                const char *name = json_string_value(p);
+                if (name && cli_param_is_shadowed(name))
+                        printf("%s-k %s=VALUE", k++ ? ", " : "", name);
+        }
+        putchar('\n');
+}
+
 /* `run FILE --help`, `invoke NAME --help`: the function's own usage, from
  * its validation's answer or its deployed version's object (signature and
  * docstring; nothing of the file runs), then where the verb's options
@@ -268,8 +299,9 @@ static void print_function_help(const char *verb, const char *target, json_t *an
         }
         printf("\nArguments: -a VALUE (positional, in order), --NAME VALUE (keyword); a bool\n"
                "parameter is a flag (--NAME alone; --no-NAME: False). Values are converted by\n"
-               "the annotation.\n"
-               "Options (limits, --data, %s, --server…): pysprinter %s --help\n",
+               "the annotation.\n");
+        print_shadowed_params(json_object_get(ans, "parameters"));
+        printf("Options (limits, --data, %s, --server…): pysprinter %s --help\n",
                streq(verb, "invoke") ? "--payload" : "--secret", verb);
 }
 

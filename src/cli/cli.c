@@ -20,13 +20,13 @@ static const Verb verbs[] = {
         { "show", verb_show, "show one run's record" },
         { "logs", verb_logs, "print a run's output again" },
         { "cancel", verb_cancel, "cancel runs in flight: cancel RUN…" },
-        { "dag", verb_dag, "run a pipeline: dag run|resume|status|logs|ls" },
+        { "dag", verb_dag, "run a pipeline: dag run|resume|status|logs|ls|cancel" },
         { "chain", verb_chain, "run files in a row, each result the next's first argument" },
         { "map", verb_map, "call a function once per input line: map FILE --over INPUTS.jsonl [--concurrency N]" },
         { "data", verb_data, "named, versioned datasets: data put|ls|get|rm" },
-        { "secret", verb_secret, "the tenant's secrets, seen by runs as env vars: secret set|ls|rm" },
+        { "secret", verb_secret, "the tenant's secrets, seen by runs as env vars: secret set|ls|rm|rotate-key" },
         { "lock", verb_lock, "resolve a file's requirements and print the lock" },
-        { "env", verb_env, "environments: env ls, env prune, env verify" },
+        { "env", verb_env, "environments: env ls|prepare|prune|verify" },
         { "gc", verb_gc, "remove old runs, logs and unreferenced data (retention)" },
         { "deploy", verb_deploy, "deploy a function to a server: deploy FILE[::FUNC] --name N" },
         { "invoke", verb_invoke, "invoke a deployed function: invoke NAME [--payload JSON] [-a V]…" },
@@ -228,8 +228,24 @@ static int cli_main(int argc, char **argv) {
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
                 if (streq(verbs[i].name, verb))
                         return verbs[i].fn(argc - 2, argv + 2);
-        cli_error("unknown verb '%s'", verb);
-        usage(stderr);
+        /* The verb meant, as `run --timout` names --timeout (git: "the
+         * most similar command is"): one edit for a word under 5
+         * letters, two from 5 on. The usage is a pointer away, not 45
+         * lines of stderr. */
+        const char *near = NULL;
+        size_t best = strlen(verb) >= 5 ? 3 : 2;
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
+                size_t d = cli_edit_distance(verb, verbs[i].name);
+                if (d < best) {
+                        best = d;
+                        near = verbs[i].name;
+                }
+        }
+        if (near)
+                cli_error("unknown verb '%s' (did you mean %s?)", verb, near);
+        else
+                cli_error("unknown verb '%s'", verb);
+        fputs("Try 'pysprinter --help'.\n", stderr);
         return EXIT_USAGE;
 }
 

@@ -105,6 +105,14 @@ int cli_suspect_refused(char *const *suspects, const json_t *run);
 /* The runner option a mistyped word is closest to (edit distance <= 2,
  * "--timout" -> "--timeout"), or NULL. */
 const char *cli_runner_option_near(const char *word);
+/* Levenshtein distance between two short words (an option's, a verb's);
+ * SIZE_MAX for a word over 64 bytes. */
+size_t cli_edit_distance(const char *a, const char *b);
+/* Whether a parameter named param is shadowed by an option the runner (or
+ * the CLI, a global one) takes anywhere on the line: `--NAME` (`_` as `-`)
+ * is that option, and only `-k NAME=VALUE` reaches the parameter
+ * (`timeout`, `max_output`, `verbose`). */
+bool cli_param_is_shadowed(const char *param);
 /* The list verbs' options (ps, dag ls): --json, -n/--limit N (1..max).
  * 0 ok, -1 for --help (the caller prints its usage), else EXIT_USAGE after
  * saying what was wrong. */
@@ -189,6 +197,10 @@ void renderer_clear_status(Renderer *r);
  * "dumb". What may be redrawn in place (a progress line, the DAG tree,
  * map's bar) is drawn only then. */
 bool cli_stderr_can_redraw(void);
+/* Colours are off: --no-color, or NO_COLOR set to a value that is not
+ * empty (no-color.org: an empty one leaves them on). One rule for the
+ * run's lines, the DAG view and the CLI's own messages. */
+bool cli_no_color(void);
 /* An engine event: output is streamed, warnings shown, progress on one
  * line that is erased before anything else is written. */
 void renderer_event(const RunEvent *ev, void *userdata);

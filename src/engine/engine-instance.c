@@ -896,6 +896,18 @@ static int instance_start(Engine *e, const char *key, const char *start_json, Sa
          * aside). */
         buf_init(&i->load_output.records,
                  (size_t) MIN(limits->max_output_bytes ?: UINT64_MAX, (uint64_t) 64 << 20) + (1 << 20));
+        if (cold) {
+                /* What its env's imports printed in the worker this call
+                 * started comes first, as an ad-hoc run's does
+                 * (engine-run.c, import_output_emit()). */
+                char *text[2];
+                pool_worker_take_import_output(pw, text);
+                for (int k = 0; k < 2; k++) {
+                        if (text[k])
+                                (void) instance_output_add(&i->load_output, k + 1, text[k], strlen(text[k]));
+                        free(text[k]);
+                }
+        }
         i->sock = i->status_fd = i->doom_fd = i->parent_doom_fd = i->out_fd = i->err_fd = -EBADF;
         r = engine_sandbox_instance_prepare(e, key, mode, limits, &i->sandbox, ret_error);
         int sv[2] = { -1, -1 }, st[2] = { -1, -1 }, stdio[2] = { -EBADF, -EBADF };

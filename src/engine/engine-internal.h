@@ -435,6 +435,10 @@ struct PoolWorker {
         usec_t pss_measured; /* when pss_bytes was last read (atomic) */
         size_t n_imported;
         char **failed_imports;
+        /* What its env's imports printed at init, stdout then stderr (NULL:
+         * nothing), until the run that started it takes it
+         * (pool_worker_take_import_output()). */
+        char *import_output[2];
         bool blank_taken; /* its start took the blank worker: replace it at the first release */
         pthread_mutex_t io_lock; /* one request/reply at a time on w->sock */
         int proc_fd;             /* proc_status_open(w->pid) once ready, else -EBADF */
@@ -522,6 +526,11 @@ void pool_measure_instance_hosts(Engine *e);
  * not reaped yet, or a SIGKILL it has not acted on: under load a killed
  * process runs its exit some time after kill() returned). Does not reap. */
 bool pool_worker_exited(const PoolWorker *pw);
+/* What pw's env's imports printed when it started: ret[0] stdout, ret[1]
+ * stderr (NULL: nothing), owned by the caller and taken from pw, so that
+ * only the run that started it gets it. Called by that run alone (it
+ * acquired pw cold): nobody else touches these fields. */
+void pool_worker_take_import_output(PoolWorker *pw, char *ret[2]);
 /* (janitor) Reaps workers that exited on their own (killed from outside,
  * crashed while idle): marks them dead and stops them. */
 void pool_reap(Engine *e);

@@ -62,6 +62,8 @@ static void pool_worker_free(PoolWorker *pw) {
         strv_free(pw->sys_path);
         strv_free(pw->data);
         strv_free(pw->failed_imports);
+        free(pw->import_output[0]);
+        free(pw->import_output[1]);
         pthread_mutex_destroy(&pw->io_lock);
         free(pw);
 }
@@ -250,8 +252,19 @@ static int worker_init(Engine *e, PoolWorker *pw, int cancel_fd, char **ret_erro
                 pw->failed_imports = strv_append(pw->failed_imports, s);
         }
         pw->n_imported = json_array_size(json_object_get(v, "imported"));
+        for (int k = 0; k < 2; k++) {
+                const char *printed = json_string_value(json_object_get(v, k == 0 ? "stdout" : "stderr"));
+                if (printed && *printed)
+                        pw->import_output[k] = xstrdup(printed);
+        }
         json_decref(v);
         return 0;
+}
+
+void pool_worker_take_import_output(PoolWorker *pw, char *ret[2]) {
+        assert(pw);
+        for (int k = 0; k < 2; k++)
+                ret[k] = TAKE_PTR(pw->import_output[k]);
 }
 
 bool pool_worker_exited(const PoolWorker *pw) {

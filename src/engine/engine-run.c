@@ -1707,6 +1707,36 @@ static void instance_exit_status(Instance *i, RunWatch *w) {
         w->worker_gone = false;
 }
 
+/* What the env's imports printed in the worker this run started (cold
+ * acquire): the run's first output, as `import pkg` prints it in plain
+ * Python, logged, streamed and counted against the output limit (cut at
+ * it). A warm worker's runs get none: its imports ran once, before them. */
+static void import_output_emit(RunCtx *c, PoolWorker *pw) {
+        char *text[2];
+        pool_worker_take_import_output(pw, text);
+        uint64_t cap = c->limits.max_output_bytes ?: UINT64_MAX;
+        for (int k = 0; k < 2; k++) {
+                if (!text[k])
+                        continue;
+                size_t len = strlen(text[k]);
+                uint64_t room = c->output_bytes >= cap ? 0 : cap - c->output_bytes;
+                size_t keep = (size_t) MIN((uint64_t) len, room);
+                if (keep < len)
+                        c->res->output_truncated = true;
+                c->output_bytes += keep;
+                if (keep > 0) {
+                        usec_t ts = now_realtime();
+                        log_output(c, k + 1, text[k], keep, ts);
+                        emit(c, (RunEvent){ .type = RUN_EVENT_OUTPUT,
+                                            .stream = k + 1,
+                                            .data = text[k],
+                                            .len = keep,
+                                            .timestamp = ts });
+                }
+                free(text[k]);
+        }
+}
+
 /* What a new instance's module printed while it loaded: the run that
  * started it logs and streams it first, as a run's module output comes
  * first (o emptied). */
@@ -1915,6 +1945,8 @@ static int phase_run_begin(EngineRun *run) {
                 /* A worker started for this run (cold) is ready too now. */
                 if (r >= 0)
                         ready_learn(c, c->pw);
+                if (r >= 0 && cold)
+                        import_output_emit(c, c->pw);
                 SpareSlot *slot = r >= 0 ? pool_take_slot(c->e, c->pw) : NULL;
                 if (slot) {
                         /* Its cgroups exist and a spare sits in them: the

@@ -554,6 +554,10 @@ def _union_expected(conv):
 def _convert_raw(param, conv, raw):
     """Convert a CLI string by the parameter's annotation."""
     def bad(expected):
+        # Optional[X] takes `none`/`null` too: say so for a scalar X (a
+        # container's label says Optional itself).
+        if conv.optional and conv.kind in ("int", "float", "bool"):
+            expected += " or none"
         raise ValidationError(f"argument '{param}': expected {expected}, got {raw!r}")
     if conv.optional and raw.strip().lower() in NONE_WORDS:
         return None
@@ -595,7 +599,7 @@ def _convert_raw(param, conv, raw):
         try:
             v = json.loads(raw)
         except ValueError:
-            bad(f"JSON for {conv.label}")
+            bad(f"JSON for {conv.label}, such as '{_json_example(conv)}'")
         return _check_typed(param, conv, v)
     if k == "union":
         v = _union_member(conv, _convert_raw, param, raw)
@@ -603,6 +607,33 @@ def _convert_raw(param, conv, raw):
             bad(_union_expected(conv))
         return v
     return raw
+
+
+def _json_example(conv, n=0, depth=0):
+    """A JSON text conv takes, for the error of a word that is not JSON
+    (`--xs 1,2` for list[int]: '[1, 2]'); n picks the element (1 or 2)."""
+    k = conv.kind if conv is not None else "any"
+    if depth > 3:
+        return "null"
+    if k == "int":
+        return str(n + 1)
+    if k == "float":
+        return f"{n + 1}.5"
+    if k == "bool":
+        return "false" if n % 2 else "true"
+    if k == "none":
+        return "null"
+    if k == "literal" and conv.inner:
+        return json.dumps(conv.inner[n % len(conv.inner)])
+    if k == "union" and conv.items:
+        return _json_example(conv.items[0], n, depth + 1)
+    if k in ("list", "tuple"):
+        items = conv.items
+        parts = items if isinstance(items, list) else [items, items]
+        return "[" + ", ".join(_json_example(c, i, depth + 1) for i, c in enumerate(parts)) + "]"
+    if k == "dict":
+        return '{"key": ' + _json_example(conv.items, n, depth + 1) + "}"
+    return json.dumps("ab"[n % 2])
 
 
 def _typed_mismatch(param, expected, v):
@@ -1998,21 +2029,85 @@ def init(request_json):
     paths = req.get("sys_path") or []
     add_site_dirs(paths)
     imported, failed = [], {}
-    if req.get("preload", True):
-        for p in paths:
-            for name in _top_level_modules(p):
-                try:
-                    importlib.import_module(name)
-                    imported.append(name)
-                except BaseException as e:  # noqa: a package's import may do anything
-                    failed[name] = f"{type(e).__name__}: {_safe_str(e)}"[:500]
-    for name in req.get("modules") or []:
+    capture = _ImportOutput()
+    try:
+        if req.get("preload", True):
+            for p in paths:
+                for name in _top_level_modules(p):
+                    try:
+                        importlib.import_module(name)
+                        imported.append(name)
+                    except BaseException as e:  # noqa: a package's import may do anything
+                        failed[name] = f"{type(e).__name__}: {_safe_str(e)}"[:500]
+        for name in req.get("modules") or []:
+            try:
+                importlib.import_module(name)
+                imported.append(name)
+            except BaseException as e:
+                failed[name] = f"{type(e).__name__}: {_safe_str(e)}"[:500]
+    finally:
+        out, err = capture.end()
+    reply = {"ok": True, "imported": imported, "failed": failed}
+    if out:
+        reply["stdout"] = out
+    if err:
+        reply["stderr"] = err
+    return json.dumps(reply)
+
+
+# What the env's imports print, per stream, at most (the rest is dropped
+# and said to be).
+IMPORT_OUTPUT_MAX = 64 << 10
+
+
+class _ImportOutput:
+    """fds 1 and 2 of the worker into two memfds while it imports the env's
+    modules: what a package prints at import (a warning, a banner) is what
+    `import pkg` prints in plain Python, and the engine makes it the first
+    output of the run that started this worker (docs/workers.md). Without
+    it, the worker's inherited stderr got it: the embedded CLI's terminal,
+    outside the run's output, or a daemon's log, which the user never sees.
+    A memfd, not a pipe: a pipe fills up while nobody reads it."""
+
+    def __init__(self):
+        self.saved = []
         try:
-            importlib.import_module(name)
-            imported.append(name)
-        except BaseException as e:
-            failed[name] = f"{type(e).__name__}: {_safe_str(e)}"[:500]
-    return json.dumps({"ok": True, "imported": imported, "failed": failed})
+            self._flush()
+            for fd in (1, 2):
+                m = os.memfd_create("pysprinter-import-output", os.MFD_CLOEXEC)
+                self.saved.append((fd, os.dup(fd), m))
+                os.dup2(m, fd)
+        except (OSError, AttributeError):
+            self.end()
+
+    @staticmethod
+    def _flush():
+        for s in (sys.stdout, sys.stderr):
+            try:
+                s.flush()
+            except Exception:  # noqa: a package may have replaced them
+                pass
+
+    def end(self):
+        """Puts fds 1 and 2 back: (stdout text, stderr text)."""
+        self._flush()
+        texts = {1: "", 2: ""}
+        for fd, old, m in self.saved:
+            try:
+                os.dup2(old, fd)
+                size = os.fstat(m).st_size
+                data = os.pread(m, IMPORT_OUTPUT_MAX, 0)
+                text = data.decode("utf-8", "replace")
+                if size > len(data):
+                    text += f"\n[{size - len(data)} more bytes the environment's imports printed were dropped]\n"
+                texts[fd] = text
+            except OSError:
+                pass
+            finally:
+                os.close(old)
+                os.close(m)
+        self.saved = []
+        return texts[1], texts[2]
 
 
 def settle(_request_json=None):
