@@ -528,9 +528,22 @@ int sandbox_mounts_build(SandboxMounts *m, char **ret_error) {
                         FAIL_ERRNO("mkdir %s: %s", dirs[i]);
 
         /* A synthetic /etc: who "we" are, and localhost. */
-        (void) write_text(NEWROOT "/etc/passwd", "root:x:0:0:root:/tmp:/usr/sbin/nologin\n"
-                                                 "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
-        (void) write_text(NEWROOT "/etc/group", "root:x:0:\nnogroup:x:65534:\n");
+        /* A run is one of the uids 1.. (sandbox.h "uids"), each named
+         * "sandbox" (getpass.getuser() is the same in every run). */
+        Buf passwd, group;
+        buf_init(&passwd, 16 << 10);
+        buf_init(&group, 16 << 10);
+        buf_printf(&passwd, "root:x:0:0:root:/tmp:/usr/sbin/nologin\n");
+        buf_printf(&group, "root:x:0:\n");
+        for (unsigned u = 1; u < SANDBOX_RUN_UIDS; u++) {
+                buf_printf(&passwd, "sandbox:x:%u:%u:sandbox:/tmp:/usr/sbin/nologin\n", u, u);
+                buf_printf(&group, "sandbox:x:%u:\n", u);
+        }
+        buf_printf(&passwd, "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+        buf_printf(&group, "nogroup:x:65534:\n");
+        _cleanup_free_ char *passwd_text = buf_steal(&passwd), *group_text = buf_steal(&group);
+        (void) write_text(NEWROOT "/etc/passwd", passwd_text);
+        (void) write_text(NEWROOT "/etc/group", group_text);
         (void) write_text(NEWROOT "/etc/hostname", "pysprinter\n");
         (void) write_text(NEWROOT "/etc/hosts", "127.0.0.1 localhost pysprinter\n::1 localhost ip6-localhost\n");
 
@@ -600,7 +613,8 @@ int sandbox_mounts_run(uint64_t tmp_bytes, uint64_t shm_bytes, char **ret_error)
                 FAIL_ERRNO("mounting the run's /proc: %s");
         /* /proc/sys and /proc/pressure read-only: the only files of the
          * fresh proc, beyond the run's own processes', that it could write.
-         * The run is uid 0 of the worker's user namespace, which owns the
+         * A run of a non-root engine is uid 0 of the worker's user namespace
+         * (a root engine's is another, sandbox.h "uids"), which owns the
          * worker's IPC namespace, and the kernel lets that uid write the
          * namespace's sysctls without any capability (ipc_permissions(),
          * mq_permissions()): kernel.shm*, msg*, sem and fs.mqueue.* were a
@@ -652,6 +666,11 @@ int sandbox_mounts_out(const char *out_name, char **ret_error) {
                 /* A bind inside the worker's output overlay: mountinfo
                  * names "/<run id>" on that overlay, no host path. */
                 _cleanup_free_ char *src = path_join(SANDBOX_OUT_ROOT, out_name);
+                /* The engine made it the worker's (0700); the run's uid is
+                 * its own (sandbox.h "uids"). */
+                unsigned slot = sandbox_run_uid_slot();
+                if (slot > 0 && chown(src, slot, slot) < 0)
+                        FAIL_ERRNO("giving the run its %s: %s", SANDBOX_OUT_DIR);
                 if (mount(src, SANDBOX_OUT_DIR, NULL, MS_BIND, NULL) < 0)
                         FAIL_ERRNO("mounting the run's %s: %s", SANDBOX_OUT_DIR);
         }
