@@ -24,6 +24,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/mount.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -450,6 +451,22 @@ int sandbox_mounts_build(SandboxMounts *m, char **ret_error) {
         if (r < 0)
                 FAIL_ERRNO("creating %s in the sandbox: %s", SANDBOX_RUN_DIR "/.masked");
         close(r);
+        /* The worker's own boot id (a random version 4 UUID, as the
+         * kernel's): what its runs read at /proc/sys/kernel/random/boot_id
+         * instead of the host's, which told two tenants' runs they share a
+         * host (gVisor gives each sandbox its own too). */
+        uint8_t id[16];
+        if (getrandom(id, sizeof(id), 0) != (ssize_t) sizeof(id))
+                FAIL_ERRNO("getrandom: %s");
+        id[6] = (uint8_t) ((id[6] & 0x0f) | 0x40);
+        id[8] = (uint8_t) ((id[8] & 0x3f) | 0x80);
+        char boot_id[40];
+        snprintf(boot_id, sizeof(boot_id), "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x\n",
+                 id[0], id[1], id[2], id[3], id[4], id[5], id[6], id[7], id[8], id[9], id[10], id[11], id[12], id[13],
+                 id[14], id[15]);
+        r = write_text(NEWROOT SANDBOX_RUN_DIR "/.boot_id", boot_id);
+        if (r < 0)
+                FAIL(r, "creating %s in the sandbox: %s", SANDBOX_RUN_DIR "/.boot_id", strerror(-r));
 
         for (size_t i = 0; i < m->n; i++) {
                 Bind *b = &m->binds[i];
@@ -649,6 +666,9 @@ int sandbox_mounts_run(uint64_t tmp_bytes, uint64_t shm_bytes, char **ret_error)
                 "/proc/key-users", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/latency_stats",
         };
         static const char *const masked_dirs[] = { "/proc/acpi", "/proc/asound", "/proc/scsi" };
+        if (mount(SANDBOX_RUN_DIR "/.boot_id", "/proc/sys/kernel/random/boot_id", NULL, MS_BIND, NULL) < 0 &&
+            errno != ENOENT)
+                FAIL_ERRNO("hiding the run's %s: %s", "/proc/sys/kernel/random/boot_id");
         for (size_t i = 0; i < ELEMENTSOF(masked_files) + ELEMENTSOF(masked_dirs); i++) {
                 bool file = i < ELEMENTSOF(masked_files);
                 const char *p = file ? masked_files[i] : masked_dirs[i - ELEMENTSOF(masked_files)];

@@ -125,3 +125,20 @@ def test_what_a_run_writes_to_out_is_still_its_output(full):
     assert b["result"] == ["hello.txt", "sub"], b
     assert "uid-out" in b.get("outputs", {}), b
 
+
+BOOT_ID = """
+def f():
+    return open("/proc/sys/kernel/random/boot_id").read().strip()
+"""
+
+
+def test_a_run_does_not_read_the_hosts_boot_id(full):
+    """/proc/sys/kernel/random/boot_id was the host's: two tenants' runs
+    that compared it knew they ran on one host (and a run could tell when
+    the host rebooted). Now a run reads its worker's own random id."""
+    d = full
+    host = open("/proc/sys/kernel/random/boot_id").read().strip()
+    st, a = d.run(BOOT_ID, token="alice")
+    assert st == 200 and a["status"] == "succeeded", a
+    seen = a["result"]
+    assert seen != host and len(seen) == 36 and seen[14] == "4", seen
