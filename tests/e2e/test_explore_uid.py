@@ -81,14 +81,15 @@ import os, pwd
 
 def f():
     return {"uid": os.getuid(), "gid": os.getgid(), "name": pwd.getpwuid(os.getuid()).pw_name,
-            "files": os.stat("/out").st_uid == os.getuid()}
+            "files": os.stat("/out").st_uid == os.getuid(),
+            "environ": open("/proc/self/environ", "rb").read() is not None}
 """
 
 
 def test_concurrent_runs_are_distinct_host_uids_and_name_themselves(full):
     """Each run is a uid inside its sandbox that /etc/passwd names, owns its
-    /out, and differs from every other run alive at the same time (so do
-    their host uids: the map is one-to-one)."""
+    /out and its /proc/self files, and differs from every other run alive
+    at the same time (so do their host uids: the map is one-to-one)."""
     d = full
     st, a = d.run(HOLD_FDS, wait=False, token="alice")
     rid = a["id"]
@@ -98,6 +99,8 @@ def test_concurrent_runs_are_distinct_host_uids_and_name_themselves(full):
         assert st == 200 and b["status"] == "succeeded", b
         r = b["result"]
         assert r["uid"] != 0 and r["uid"] == r["gid"] and r["files"], r
+        # Its own /proc/self files (0400) are its to read, as when it was uid 0.
+        assert r["environ"], r
         assert r["name"] == "sandbox", r
     finally:
         d.cancel(rid)
