@@ -36,7 +36,7 @@ void data_config_from_env(DataConfig *cfg, const char *home) {
 }
 
 /* $DATA/data and data/objects hold every tenant's datasets: searchable
- * (a run's sandbox, whose uid may be "nobody", reaches its objects by
+ * (a run's sandbox, whose uid is another, reaches its objects by
  * their path), never listable by another user. They were 0755, so in a
  * data directory made 0755 any local user listed and read every tenant's
  * objects; one an older binary made loses its read bits for group and

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "engine-internal.h"
+#include "sandbox.h"
 
 /* Kept output dirs (issue 15). Making a run's dir and removing it cost
  * ~0.15 ms of the daemon's CPU per ad-hoc run on ext4 (mkdir's inode
@@ -114,7 +115,9 @@ static bool out_dir_pristine(Engine *e, const char *dir) {
                 return false;
         /* One geteuid() per run, not two (syscalls per run, issue 15). */
         uid_t euid = geteuid();
-        if (st.st_uid != (euid == 0 ? 65534 : euid) || st.st_gid != (euid == 0 ? 65534 : getegid()))
+        /* A worker's uid or one of its runs' (sandbox.h "uids"): the run
+         * that had it made it its own, and the next one will too. */
+        if (!sandbox_host_uid_is_run(euid, st.st_uid) || st.st_gid != (euid == 0 ? (gid_t) st.st_uid : getegid()))
                 return false;
         long fresh = __atomic_load_n(&e->out_fresh_flags, __ATOMIC_RELAXED);
         if (fresh < 0 || dir_flags(fd) != fresh)

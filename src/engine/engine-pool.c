@@ -774,8 +774,8 @@ static int slot_out_dir(Engine *e, PoolWorker *pw, const char *tag, char **ret) 
         if (!engine_out_kept_take_free(e, dir)) {
                 if (mkdir(dir, 0700) < 0)
                         return -errno;
-                if (geteuid() == 0)
-                        (void) chown(dir, 65534, 65534);
+                /* The worker's own uid; the spare makes it its own. */
+                (void) sandbox_host_chown(dir, pw->w->pid);
                 engine_out_fresh_flags_learn(e, dir);
         }
         *ret = TAKE_PTR(dir);

@@ -970,7 +970,7 @@ static bool out_spare_keep(RunCtx *c) {
 /* The run's own dir: in the full sandbox <worker's out root>/root/<id>,
  * which the worker sees at SANDBOX_OUT_ROOT/<id> and the run at /out; under
  * --sandbox=none $DATA/outputs/<owner>-<id>, which the run uses as it is. Owned by
- * the uid the sandbox's root maps to ("nobody" when we are root), 0700. A
+ * its worker's uid (sandbox.h "uids": the run's own once it runs), 0700. A
  * failure leaves the run without /out (output_dir() then fails when written
  * to), never fails it. */
 static void output_dir_create(RunCtx *c, char **spare_out) {
@@ -999,8 +999,10 @@ static void output_dir_create(RunCtx *c, char **spare_out) {
                 log_warn("run %s: cannot create its output dir %s: %s", c->res->id, dir, strerror(-r));
                 return;
         }
-        if (geteuid() == 0 && full)
-                (void) chown(dir, 65534, 65534);
+        /* The worker's own uid: the run child makes it its own before its
+         * code starts (sandbox_mounts_out()). */
+        if (full)
+                (void) sandbox_host_chown(dir, c->pw->w->pid);
         if (full)
                 engine_out_fresh_flags_learn(c->e, dir);
         c->out_host = TAKE_PTR(dir);

@@ -111,7 +111,7 @@ Worker *worker_stop(Worker *w) {
 }
 
 /* The worker's output root (Worker.out_root): root/ searchable by the
- * sandbox's "nobody" (when we are root) so a run reaches its own 0700 dir,
+ * sandbox's uids (when we are root) so a run reaches its own 0700 dir,
  * work/ for overlayfs. NULL when it cannot be made: runs then have no /out. */
 static char *worker_out_root(Engine *e) {
         _cleanup_free_ char *id = id_new("w"), *name = xasprintf("%s-%s", e->out_owner, id);

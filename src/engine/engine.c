@@ -306,8 +306,8 @@ int engine_new(const EngineConfig *cfg, Engine **ret_engine, char **ret_error) {
                 e->launcher_path = TAKE_PTR(launcher);
         const char *dirs[] = { e->data_dir, e->store_dir, e->logs_dir, e->out_dir };
         for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
-                /* outputs: searchable by the sandbox's "nobody" (root maps
-                 * to it), whose run dirs below are its own and 0700. */
+                /* outputs: searchable by the sandboxes' uids (sandbox.h
+                 * "uids"), whose run dirs below are their own and 0700. */
                 r = mkdir_p(dirs[i], dirs[i] == e->out_dir ? 0711 : 0700);
                 if (r >= 0 && dirs[i] == e->out_dir)
                         (void) chmod(dirs[i], 0711);

@@ -1,11 +1,17 @@
 /* Capabilities: the run keeps none, in any set, and cannot regain them.
  *
- * Inside its user namespace the run is uid 0. Without the securebits a
- * uid-0 execve() would grant the full permitted set again; with the
+ * Inside its user namespace the run is a uid of its own (uid 0 when the
+ * engine is not root: sandbox.h "uids"). Without the securebits a uid-0
+ * execve() would grant the full permitted set again; with the
  * bounding set empty that set is empty anyway, and SECBIT_NOROOT makes it
  * explicit. no_new_privs stops setuid binaries and file capabilities;
- * PR_SET_DUMPABLE 0 makes /proc/PID of the run inaccessible to other
- * processes of the same uid (another run, or a survivor).
+ * PR_SET_DUMPABLE 0 makes /proc/PID of a uid-0 run inaccessible to other
+ * processes of the same uid (another run, or a survivor). A run with a uid
+ * of its own stays dumpable: no other run is that uid, and the kernel
+ * makes a non-dumpable process's /proc/PID files its namespace root's
+ * (task_dump_owner()), so the run could no longer read its own
+ * /proc/self/environ, pagemap, mem or auxv (mode 0400); RLIMIT_CORE 0
+ * writes no core either way.
  *
  * The bounding set is emptied once, in the worker, after its last exec
  * (sandbox_caps_bounding_drop(), from sandbox_worker_resume()): the worker
@@ -88,6 +94,15 @@ int sandbox_caps_drop(char **ret_error) {
         int r = sandbox_caps_bounding_drop(ret_error);
         if (r < 0)
                 return r;
+        /* The run's own uid (sandbox.h "uids"), while CAP_SETUID is still
+         * there; SECBIT_NO_SETUID_FIXUP, just set, keeps the capabilities
+         * through the change for the steps below. */
+        unsigned slot = sandbox_run_uid_slot();
+        if (slot > 0 && (setresgid(slot, slot, slot) < 0 || setresuid(slot, slot, slot) < 0)) {
+                r = -errno;
+                *ret_error = xasprintf("becoming the run's uid %u: %s", slot, strerror(-r));
+                return r;
+        }
         (void) prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
         struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
         struct __user_cap_data_struct data[2] = { 0 };
@@ -101,7 +116,7 @@ int sandbox_caps_drop(char **ret_error) {
                 *ret_error = xasprintf("PR_SET_NO_NEW_PRIVS: %s", strerror(-r));
                 return r;
         }
-        if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+        if (prctl(PR_SET_DUMPABLE, slot > 0 ? 1 : 0, 0, 0, 0) < 0) {
                 r = -errno;
                 *ret_error = xasprintf("PR_SET_DUMPABLE: %s", strerror(-r));
                 return r;

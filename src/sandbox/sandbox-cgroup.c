@@ -12,7 +12,7 @@
  * The kernel checks a cgroup.procs write against the credentials of the
  * file's opener (cgroup_procs_write(): "check permissions using the
  * credentials from file open to protect against inherited fd attacks"),
- * so a run that is "nobody" on the host can still join the group the
+ * so a run that is an unprivileged uid on the host can still join the group the
  * engine made for it, and only that group. */
 #include <assert.h>
 #include <fcntl.h>

@@ -15,8 +15,9 @@ typedef struct SandboxMounts SandboxMounts;
  * the namespace's pid 1 and the parent adopts it (subreaper) and waits for
  * it forever. Returns 0 in pid 1 only. */
 int sandbox_userns_enter(SandboxMounts *m, char **ret_error);
-/* The uid/gid the sandbox's uid 0 maps to for a caller with euid. */
-uid_t sandbox_userns_host_uid(uid_t euid);
+/* The uid (and gid) the next run child forked becomes in its user
+ * namespace (sandbox_run_uid_use()); 0: it stays the worker's. */
+unsigned sandbox_run_uid_slot(void);
 /* Who owns the user namespace creator makes (the host's root: a uid of
  * the worker's own, USERNS_OWNER_UID_BASE + creator; else euid): the
  * kernel charges its processes' per-user counts to that uid. */

@@ -24,6 +24,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/mount.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -450,6 +451,22 @@ int sandbox_mounts_build(SandboxMounts *m, char **ret_error) {
         if (r < 0)
                 FAIL_ERRNO("creating %s in the sandbox: %s", SANDBOX_RUN_DIR "/.masked");
         close(r);
+        /* The worker's own boot id (a random version 4 UUID, as the
+         * kernel's): what its runs read at /proc/sys/kernel/random/boot_id
+         * instead of the host's, which told two tenants' runs they share a
+         * host (gVisor gives each sandbox its own too). */
+        uint8_t id[16];
+        if (getrandom(id, sizeof(id), 0) != (ssize_t) sizeof(id))
+                FAIL_ERRNO("getrandom: %s");
+        id[6] = (uint8_t) ((id[6] & 0x0f) | 0x40);
+        id[8] = (uint8_t) ((id[8] & 0x3f) | 0x80);
+        char boot_id[40];
+        snprintf(boot_id, sizeof(boot_id), "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x\n",
+                 id[0], id[1], id[2], id[3], id[4], id[5], id[6], id[7], id[8], id[9], id[10], id[11], id[12], id[13],
+                 id[14], id[15]);
+        r = write_text(NEWROOT SANDBOX_RUN_DIR "/.boot_id", boot_id);
+        if (r < 0)
+                FAIL(r, "creating %s in the sandbox: %s", SANDBOX_RUN_DIR "/.boot_id", strerror(-r));
 
         for (size_t i = 0; i < m->n; i++) {
                 Bind *b = &m->binds[i];
@@ -528,9 +545,22 @@ int sandbox_mounts_build(SandboxMounts *m, char **ret_error) {
                         FAIL_ERRNO("mkdir %s: %s", dirs[i]);
 
         /* A synthetic /etc: who "we" are, and localhost. */
-        (void) write_text(NEWROOT "/etc/passwd", "root:x:0:0:root:/tmp:/usr/sbin/nologin\n"
-                                                 "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
-        (void) write_text(NEWROOT "/etc/group", "root:x:0:\nnogroup:x:65534:\n");
+        /* A run is one of the uids 1.. (sandbox.h "uids"), each named
+         * "sandbox" (getpass.getuser() is the same in every run). */
+        Buf passwd, group;
+        buf_init(&passwd, 16 << 10);
+        buf_init(&group, 16 << 10);
+        buf_printf(&passwd, "root:x:0:0:root:/tmp:/usr/sbin/nologin\n");
+        buf_printf(&group, "root:x:0:\n");
+        for (unsigned u = 1; u < SANDBOX_RUN_UIDS; u++) {
+                buf_printf(&passwd, "sandbox:x:%u:%u:sandbox:/tmp:/usr/sbin/nologin\n", u, u);
+                buf_printf(&group, "sandbox:x:%u:\n", u);
+        }
+        buf_printf(&passwd, "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+        buf_printf(&group, "nogroup:x:65534:\n");
+        _cleanup_free_ char *passwd_text = buf_steal(&passwd), *group_text = buf_steal(&group);
+        (void) write_text(NEWROOT "/etc/passwd", passwd_text);
+        (void) write_text(NEWROOT "/etc/group", group_text);
         (void) write_text(NEWROOT "/etc/hostname", "pysprinter\n");
         (void) write_text(NEWROOT "/etc/hosts", "127.0.0.1 localhost pysprinter\n::1 localhost ip6-localhost\n");
 
@@ -600,7 +630,8 @@ int sandbox_mounts_run(uint64_t tmp_bytes, uint64_t shm_bytes, char **ret_error)
                 FAIL_ERRNO("mounting the run's /proc: %s");
         /* /proc/sys and /proc/pressure read-only: the only files of the
          * fresh proc, beyond the run's own processes', that it could write.
-         * The run is uid 0 of the worker's user namespace, which owns the
+         * A run of a non-root engine is uid 0 of the worker's user namespace
+         * (a root engine's is another, sandbox.h "uids"), which owns the
          * worker's IPC namespace, and the kernel lets that uid write the
          * namespace's sysctls without any capability (ipc_permissions(),
          * mq_permissions()): kernel.shm*, msg*, sem and fs.mqueue.* were a
@@ -635,6 +666,9 @@ int sandbox_mounts_run(uint64_t tmp_bytes, uint64_t shm_bytes, char **ret_error)
                 "/proc/key-users", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/latency_stats",
         };
         static const char *const masked_dirs[] = { "/proc/acpi", "/proc/asound", "/proc/scsi" };
+        if (mount(SANDBOX_RUN_DIR "/.boot_id", "/proc/sys/kernel/random/boot_id", NULL, MS_BIND, NULL) < 0 &&
+            errno != ENOENT)
+                FAIL_ERRNO("hiding the run's %s: %s", "/proc/sys/kernel/random/boot_id");
         for (size_t i = 0; i < ELEMENTSOF(masked_files) + ELEMENTSOF(masked_dirs); i++) {
                 bool file = i < ELEMENTSOF(masked_files);
                 const char *p = file ? masked_files[i] : masked_dirs[i - ELEMENTSOF(masked_files)];
@@ -652,6 +686,11 @@ int sandbox_mounts_out(const char *out_name, char **ret_error) {
                 /* A bind inside the worker's output overlay: mountinfo
                  * names "/<run id>" on that overlay, no host path. */
                 _cleanup_free_ char *src = path_join(SANDBOX_OUT_ROOT, out_name);
+                /* The engine made it the worker's (0700); the run's uid is
+                 * its own (sandbox.h "uids"). */
+                unsigned slot = sandbox_run_uid_slot();
+                if (slot > 0 && chown(src, slot, slot) < 0)
+                        FAIL_ERRNO("giving the run its %s: %s", SANDBOX_OUT_DIR);
                 if (mount(src, SANDBOX_OUT_DIR, NULL, MS_BIND, NULL) < 0)
                         FAIL_ERRNO("mounting the run's %s: %s", SANDBOX_OUT_DIR);
         }

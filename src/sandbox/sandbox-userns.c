@@ -3,12 +3,14 @@
  * unshare(CLONE_NEWPID) does not move the caller; only its next child
  * becomes pid 1. And a process inside a new user namespace cannot map
  * itself to any uid but its own. So: the caller W0 forks X; X unshares all
- * namespaces at once; W0, still privileged outside, writes X's maps (uid 0
- * inside -> "nobody" outside when W0 is root); X forks W1, the pid 1 that
+ * namespaces at once; W0, still privileged outside, writes X's maps (uids
+ * 0..SANDBOX_RUN_UIDS-1 inside -> a block of its own outside when W0 is
+ * root: sandbox_host_uid()); X forks W1, the pid 1 that
  * becomes the worker. W0 and X stay behind as tiny waiters that forward
  * termination signals and mirror W1's exit; each child gets
  * PR_SET_PDEATHSIG(SIGKILL), so killing W0 (what the engine holds) takes
  * the whole worker namespace down with it. */
+#include <assert.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
@@ -19,13 +21,72 @@
 
 #include "sandbox-internal.h"
 
-#define NOBODY 65534
+uid_t sandbox_host_uid(uid_t euid, pid_t worker, unsigned slot) {
+        assert(slot < SANDBOX_RUN_UIDS);
+        /* Root outside maps to uids no account has: a file outside the
+         * binds that some kernel bug exposes is then no more writable than
+         * for nobody (runc's CVE-2019-5736 rewrote the host's binary as
+         * root). And the kernel keeps some counts per real uid, whatever
+         * the user namespace (fds in flight over SCM_RIGHTS, pending
+         * signals, processes, message queue bytes): as 65534, every run of
+         * every tenant, and every "nobody" process of the host, shared
+         * them, and a run holding 1024 fds in flight made every other
+         * run's fd passing fail (ETOOMANYREFS). Each worker gets
+         * SANDBOX_RUN_UIDS of its own, found from its W0's pid (unique
+         * among live workers on the host, whichever engine started them;
+         * pid_max is at most 2^22, so the block ends below 0x78000000):
+         * the first is the worker's, the others its runs'. */
+        return euid == 0 ? SANDBOX_RUN_UID_BASE + (uid_t) worker * SANDBOX_RUN_UIDS + slot : euid;
+}
 
-uid_t sandbox_userns_host_uid(uid_t euid) {
-        /* Root outside maps to nobody: a file outside the binds that some
-         * kernel bug exposes is then no more writable than it is for
-         * nobody (runc's CVE-2019-5736 rewrote the host's binary as root). */
-        return euid == 0 ? NOBODY : euid;
+bool sandbox_host_uid_is_run(uid_t euid, uid_t uid) {
+        if (euid != 0)
+                return uid == euid;
+        return uid == SANDBOX_NOBODY ||
+               (uid >= SANDBOX_RUN_UID_BASE && uid < SANDBOX_RUN_UID_BASE + (1u << 22) * SANDBOX_RUN_UIDS);
+}
+
+int sandbox_host_chown(const char *path, pid_t worker) {
+        assert(path);
+        if (geteuid() != 0)
+                return 0;
+        uid_t u = sandbox_host_uid(0, worker, 0);
+        if (chown(path, u, (gid_t) u) == 0)
+                return 0;
+        /* A uid this (container's) root cannot map: its workers are
+         * nobody (sandbox_userns_enter()). */
+        return errno == EINVAL && chown(path, SANDBOX_NOBODY, SANDBOX_NOBODY) == 0 ? 0 : -errno;
+}
+
+/* How many uids the caller's user namespace maps from 0 on (its first
+ * extent), read once per worker and inherited by its runs. */
+static int run_uid_slots = -1;
+static unsigned run_uid_slot;
+
+unsigned sandbox_run_uid_slots(void) {
+        if (run_uid_slots >= 0)
+                return (unsigned) run_uid_slots;
+        /* Both maps: a run is uid and gid alike. */
+        unsigned long n = SANDBOX_RUN_UIDS;
+        static const char *const maps[] = { "/proc/self/uid_map", "/proc/self/gid_map" };
+        for (size_t i = 0; i < ELEMENTSOF(maps); i++) {
+                _cleanup_free_ char *map = NULL;
+                unsigned long inside, outside, count;
+                if (read_file(maps[i], 4096, &map, NULL) < 0 ||
+                    sscanf(map, "%lu %lu %lu", &inside, &outside, &count) != 3 || inside != 0)
+                        count = 1;
+                n = MIN(n, count);
+        }
+        run_uid_slots = (int) MAX(n, 1ul);
+        return (unsigned) run_uid_slots;
+}
+
+void sandbox_run_uid_use(unsigned slot) {
+        run_uid_slot = slot < sandbox_run_uid_slots() ? slot : 0;
+}
+
+unsigned sandbox_run_uid_slot(void) {
+        return run_uid_slot;
 }
 
 /* The owner of a worker's user namespace when the engine runs as root.
@@ -143,9 +204,12 @@ int sandbox_userns_enter(SandboxMounts *m, char **ret_error) {
         }
         uid_t euid = geteuid();
         gid_t egid = getegid();
-        uid_t host_uid = sandbox_userns_host_uid(euid);
-        gid_t host_gid = euid == 0 ? NOBODY : egid;
         pid_t w0 = getpid();
+        uid_t host_uid = sandbox_host_uid(euid, w0, 0);
+        gid_t host_gid = euid == 0 ? (gid_t) host_uid : egid;
+        /* Root maps a block: uid 0 inside (the worker) and each run's own
+         * (sandbox_run_uid_use()); anyone else, only itself. */
+        unsigned n_ids = euid == 0 ? SANDBOX_RUN_UIDS : 1;
 
         pid_t x = fork();
         if (x < 0) {
@@ -240,19 +304,36 @@ int sandbox_userns_enter(SandboxMounts *m, char **ret_error) {
                 *ret_error = xasprintf("%s; run trusted code with --sandbox=none", rep.msg);
                 return -rep.err;
         }
-        _cleanup_free_ char *umap = xasprintf("0 %u 1\n", (unsigned) host_uid);
-        _cleanup_free_ char *gmap = xasprintf("0 %u 1\n", (unsigned) host_gid);
+        _cleanup_free_ char *umap = xasprintf("0 %u %u\n", (unsigned) host_uid, n_ids);
+        _cleanup_free_ char *gmap = xasprintf("0 %u %u\n", (unsigned) host_gid, n_ids);
         int r = write_proc(x, "setgroups", "deny");
         if (r < 0 && r != -ENOENT) {
                 *ret_error = xasprintf("writing setgroups of the sandbox: %s", strerror(-r));
                 goto fail;
         }
+        /* A root that is root of a container whose user namespace maps
+         * only its own range (65536 uids, say) cannot map the block: its
+         * sandbox is uid 65534 as before (runs stay uid 0 inside, where
+         * sandbox_run_uid_slots() finds no block). */
         r = write_proc(x, "uid_map", umap);
+        if (r < 0 && n_ids > 1) {
+                n_ids = 1;
+                free(umap);
+                free(gmap);
+                umap = xasprintf("0 %u 1\n", (unsigned) SANDBOX_NOBODY);
+                gmap = xasprintf("0 %u 1\n", (unsigned) SANDBOX_NOBODY);
+                r = write_proc(x, "uid_map", umap);
+        }
         if (r < 0) {
                 *ret_error = xasprintf("writing the sandbox's uid map (%s): %s", strstrip(umap), strerror(-r));
                 goto fail;
         }
         r = write_proc(x, "gid_map", gmap);
+        if (r < 0 && n_ids > 1) {
+                free(gmap);
+                gmap = xasprintf("0 %u 1\n", (unsigned) SANDBOX_NOBODY);
+                r = write_proc(x, "gid_map", gmap);
+        }
         if (r < 0) {
                 *ret_error = xasprintf("writing the sandbox's gid map (%s): %s", strstrip(gmap), strerror(-r));
                 goto fail;

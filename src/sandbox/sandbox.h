@@ -80,8 +80,9 @@ typedef struct SandboxWorkerConfig {
  *
  * Returns 0 in the sandboxed worker (a new process: pid 1 of a new pid
  * namespace, uid 0 of a new user namespace mapped to the caller's uid, or
- * to 65534 "nobody" when the caller is root, so that nothing outside the
- * binds is writable even through a kernel bug). The calling process never
+ * when the caller is root to the first of a block of uids no account has
+ * (sandbox_host_uid(): its runs get the others), so that nothing outside
+ * the binds is writable even through a kernel bug). The calling process never
  * returns on success: it stays outside as a waiter that forwards SIGTERM,
  * SIGINT and SIGHUP and exits with the sandboxed worker's status.
  *
@@ -119,6 +120,37 @@ int sandbox_worker_store_attach(const char *name, int mount_fd, char **ret_error
  * read-only, and no later attach is accepted. Called before the env's
  * modules are imported. */
 int sandbox_worker_store_seal(char **ret_error);
+
+/* ---- uids ---------------------------------------------------------------- */
+
+/* When the engine is root, each worker's user namespace maps its uids
+ * (and gids) 0..SANDBOX_RUN_UIDS-1 to a block of host uids of its own,
+ * SANDBOX_RUN_UID_BASE + W0's pid * SANDBOX_RUN_UIDS on: 0 is the worker,
+ * the others its run children's (docs/sandbox.md "Users"). The range
+ * 0x70000000..0x77ffffff is unused by systemd (its container ranges end
+ * at 0x6fffffff, its foreign range is 0x7ffe0000) and far above
+ * /etc/subuid's (login.defs SUB_UID_MAX 600100000). */
+#define SANDBOX_RUN_UID_BASE 0x70000000u
+#define SANDBOX_RUN_UIDS 32u
+
+/* The host uid of slot (0: the worker itself) in the sandbox of the worker
+ * whose engine-side pid (W0) is worker, for an engine with euid: euid
+ * itself unless root. */
+uid_t sandbox_host_uid(uid_t euid, pid_t worker, unsigned slot);
+/* Whether uid is one sandbox_host_uid() gives an engine with euid (or
+ * SANDBOX_NOBODY, where a root engine cannot map the block). */
+bool sandbox_host_uid_is_run(uid_t euid, uid_t uid);
+/* Makes path (a run's output dir) its worker's, uid and gid, when the
+ * caller is root; else does nothing. 0 or -errno. */
+int sandbox_host_chown(const char *path, pid_t worker);
+#define SANDBOX_NOBODY 65534u
+/* In a sandboxed worker: how many uids its namespace maps (1 when its
+ * engine is not root: runs stay uid 0 inside). */
+unsigned sandbox_run_uid_slots(void);
+/* The run child forked next becomes uid and gid slot (< the above; 0:
+ * the worker's own) of its worker's namespace: sandbox_mounts_out() gives
+ * it its /out dir, sandbox_caps_drop() the uid. */
+void sandbox_run_uid_use(unsigned slot);
 
 /* ---- run level ---------------------------------------------------------------- */
 

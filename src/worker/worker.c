@@ -81,6 +81,10 @@ typedef struct Child {
          * from the pool or made then); back to the pool once the run's pid
          * namespace is empty. -1: none (the child made its own). */
         int netns_fd;
+        /* The uid of the worker's namespace it is (sandbox.h "uids"); 0:
+         * the worker's own. Free again once the child leaves the table:
+         * its namespace is empty then. */
+        unsigned uid_slot;
 } Child;
 
 static Child children[MAX_CHILDREN];
@@ -685,14 +689,46 @@ static int handle_validate(json_t *msg, const char *raw) {
         return send_reply(validate_apart(msg, raw), "validated", msg);
 }
 
+/* How many children are each uid of the worker's namespace, and the
+ * last one handed out. */
+static unsigned uid_slot_users[SANDBOX_RUN_UIDS];
+static unsigned uid_slot_last;
+
+/* The uid the next run child becomes: the one the fewest live children
+ * are, the next after the last one handed out among equals, so that a
+ * run's uid is its own while fewer than SANDBOX_RUN_UIDS - 1 children
+ * live and consecutive runs take different ones (what the kernel may
+ * still count for a uid a moment after its last process, such as fds in
+ * flight that its garbage collector has yet to free, is not the next
+ * run's). 0 (the worker's own) where the namespace maps no other. */
+static unsigned uid_slot_take(void) {
+        unsigned n = sandbox_worker_active() ? sandbox_run_uid_slots() : 1, best = 0;
+        for (unsigned i = 1; i < n; i++) {
+                unsigned s = 1 + (uid_slot_last + i - 1) % (n - 1);
+                if (best == 0 || uid_slot_users[s] < uid_slot_users[best])
+                        best = s;
+        }
+        if (best > 0) {
+                uid_slot_users[best]++;
+                uid_slot_last = best;
+        }
+        return best;
+}
+
+static void uid_slot_release(unsigned slot) {
+        if (slot > 0 && slot < SANDBOX_RUN_UIDS && uid_slot_users[slot] > 0)
+                uid_slot_users[slot]--;
+}
+
 /* Forks a run child (a spare, a run, an instance). In the sandbox it is
  * pid 2 of a fresh pid namespace whose init this worker made just before
  * (sandbox-pidns.c): one fork of this interpreter per run, not two.
  * *ret_netns: in the parent, the worker's fd of the network namespace lent
  * to the child (-EBADF: none), for the pool when the run ends. */
-static pid_t fork_run_child(SandboxRunPidns *ns, int *ret_netns) {
+static pid_t fork_run_child(SandboxRunPidns *ns, int *ret_netns, unsigned *ret_uid_slot) {
         *ns = (SandboxRunPidns) { .init = -1 };
         *ret_netns = -EBADF;
+        *ret_uid_slot = 0;
         if (sandbox_worker_active()) {
                 /* A finished run's network namespace (or a fresh one) for
                  * this child to adopt if it is pristine (it checks). Lent
@@ -713,12 +749,18 @@ static pid_t fork_run_child(SandboxRunPidns *ns, int *ret_netns) {
         }
         /* A warm-up helper (handle_run()) is gone before the run exists. */
         sandbox_cgroup_warm_end();
+        unsigned slot = uid_slot_take();
+        sandbox_run_uid_use(slot);
         pid_t pid = fork_python();
         if (pid == 0) {
                 sandbox_run_pidns_child();
                 return 0;
         }
         int saved = errno;
+        if (pid > 0)
+                *ret_uid_slot = slot;
+        else
+                uid_slot_release(slot);
         int netns = sandbox_netns_lend_end();
         if (pid > 0)
                 *ret_netns = netns;
@@ -758,7 +800,8 @@ static int fork_spare_tagged(const char *tag, const int *cg_fds, size_t n_cg, bo
                 return -errno;
         SandboxRunPidns ns;
         int netns;
-        pid_t pid = fork_run_child(&ns, &netns);
+        unsigned uid_slot;
+        pid_t pid = fork_run_child(&ns, &netns, &uid_slot);
         if (pid == 0) {
                 close(sv[0]);
                 int mine[MAX_CG_FDS];
@@ -780,6 +823,7 @@ static int fork_spare_tagged(const char *tag, const int *cg_fds, size_t n_cg, bo
         Child *c = &children[n_children++];
         *c = (Child) { .pid = pid, .status_fd = -1, .spare_sock = sv[0], .tag = tag ? xstrdup(tag) : NULL, .ns = ns,
                      .netns_fd = netns, .cold = seal && !warm };
+        c->uid_slot = uid_slot;
         for (size_t i = 0; i < n_cg && i < MAX_CG_FDS; i++)
                 c->cg_fds[c->n_cg++] = fcntl(cg_fds[i], F_DUPFD_CLOEXEC, 3);
         return 0;
@@ -893,6 +937,7 @@ static void child_remove(Child *c) {
                 close(c->spare_sock);
         child_close_cg(c);
         child_drop_init(c);
+        uid_slot_release(c->uid_slot);
         c->netns_fd = fd_close(c->netns_fd);
         free(c->id);
         free(c->tag);
@@ -1007,7 +1052,8 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
                 (void) sandbox_cgroup_warm_begin(fds[first_cg]);
         SandboxRunPidns ns;
         int netns;
-        pid_t pid = fork_run_child(&ns, &netns);
+        unsigned uid_slot;
+        pid_t pid = fork_run_child(&ns, &netns, &uid_slot);
         if (pid == 0) {
                 child_drop_worker_fds(-1);
                 become(raw, instance, fds, n_fds);
@@ -1023,6 +1069,7 @@ static int handle_run(json_t *msg, const char *raw, int *fds, size_t n_fds) {
         }
         children[n_children] = (Child) { .pid = pid, .id = xstrdup(id), .status_fd = keep_status, .spare_sock = -1,
                                          .ns = ns, .netns_fd = netns };
+        children[n_children].uid_slot = uid_slot;
         report_started(&children[n_children++]);
         return 0;
 }

@@ -98,7 +98,11 @@ THROUGH_DAEMON = """
 import os
 
 def f():
-    return {"init_fds": os.listdir("/proc/1/fd"), "cmdline": open("/proc/cmdline").read()}
+    try:
+        init_fds = os.listdir("/proc/1/fd")
+    except OSError as e:
+        init_fds = e.strerror  # a run is not its init's uid (helper-222)
+    return {"init_fds": init_fds, "cmdline": open("/proc/cmdline").read()}
 """
 
 
@@ -111,4 +115,5 @@ def test_a_daemons_run_sees_neither_its_workers_fds_nor_the_hosts_boot_line(tmp_
         for token in ("alice", "bob"):
             st, r = d.run(THROUGH_DAEMON, token=token)
             assert st == 200 and r["status"] == "succeeded", r
-            assert r["result"] == {"init_fds": [], "cmdline": ""}, r["result"]
+            assert r["result"]["init_fds"] in ([], "Permission denied"), r["result"]
+            assert r["result"]["cmdline"] == "", r["result"]

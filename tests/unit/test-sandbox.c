@@ -1769,12 +1769,16 @@ static int worker_child(void *arg) {
                 fprintf(stderr, "sandbox_worker_enter: %s\n", err);
                 return 99;
         }
-        /* W1: pid 1, uid 0 mapped to nobody (we are root outside). */
+        /* W1: pid 1, uid 0 mapped to the first of a block of uids of the
+         * worker's own (we are root outside), never to nobody. */
         CHECK(getpid() == 1);
         CHECK(getuid() == 0);
         char *map = NULL;
         CHECK(read_file("/proc/self/uid_map", 256, &map, NULL) >= 0);
-        CHECK(strstr(map, "65534") != NULL);
+        unsigned long in0, out0, n0;
+        CHECK(sscanf(map, "%lu %lu %lu", &in0, &out0, &n0) == 3);
+        CHECK(in0 == 0 && n0 == SANDBOX_RUN_UIDS && sandbox_host_uid_is_run(0, (uid_t) out0));
+        CHECK(sandbox_run_uid_slots() == SANDBOX_RUN_UIDS);
         /* The namespace was made by an owner uid of the worker's own (not
          * root: the kernel charges its inotify instances and other
          * per-user counts to it), through SECBIT_NO_SETUID_FIXUP, which
@@ -1824,6 +1828,20 @@ static int worker_child(void *arg) {
                 fprintf(stderr, "run in worker exited %d\n", WEXITSTATUS(ws));
                 return 50;
         }
+        /* A run given a uid of the worker's block is that uid, uid and gid,
+         * once its sandbox is entered. */
+        sandbox_run_uid_use(5);
+        c = fork();
+        if (c == 0) {
+                char *e = NULL;
+                SandboxRunConfig rc = { 0 };
+                if (sandbox_run_enter(&rc, &e) < 0)
+                        _exit(97);
+                _exit(getuid() == 5 && geteuid() == 5 && getgid() == 5 ? 0 : 96);
+        }
+        sandbox_run_uid_use(0);
+        CHECK(waitpid(c, &ws, 0) == c);
+        CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
         return 43;
 }
 
