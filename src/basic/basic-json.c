@@ -83,12 +83,12 @@ static bool number_char(char c) {
         return (c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-';
 }
 
-char *json_shorten_reals(const char *in) {
+/* Copies in to b with its reals respelled; b NULL: only says whether some
+ * real would be (true at the first). */
+static bool shorten_reals(const char *in, Buf *b) {
         /* Copies the text in runs between the reals it respells: most
          * answers have none to respell (round 7: an invoke's answer went
          * through here a byte range at a time, ~15k instructions). */
-        Buf b;
-        buf_init(&b, SIZE_MAX / 4);
         const char *copied = in, *p = in;
         for (;;) {
                 /* To the next string or number. */
@@ -120,10 +120,31 @@ char *json_shorten_reals(const char *in) {
                         continue;
                 char out[32];
                 size_t n = shortest(v, out);
-                buf_append(&b, copied, (size_t) (s - copied));
-                buf_append(&b, out, n);
+                if (!b) {
+                        if (n != len || memcmp(out, s, len) != 0)
+                                return true;
+                        continue;
+                }
+                buf_append(b, copied, (size_t) (s - copied));
+                buf_append(b, out, n);
                 copied = p;
         }
-        buf_append(&b, copied, (size_t) (p - copied));
+        if (b)
+                buf_append(b, copied, (size_t) (p - copied));
+        return false;
+}
+
+char *json_shorten_reals(const char *in) {
+        Buf b;
+        buf_init(&b, SIZE_MAX / 4);
+        (void) shorten_reals(in, &b);
         return buf_steal(&b);
+}
+
+char *json_shorten_reals_take(char *in) {
+        if (!in || !shorten_reals(in, NULL))
+                return in;
+        char *s = json_shorten_reals(in);
+        free(in);
+        return s;
 }

@@ -395,6 +395,10 @@ int cron_format_local(const TzZone *z, int64_t t, char buf[static CRON_LOCAL_MAX
  * read back as the same double (0.10000000000000001 -> 0.1). Strings are
  * left alone. Print with 17 digits, then call this. Caller frees. */
 char *json_shorten_reals(const char *json_text);
+/* The same, taking json_text (NULL: NULL): json_text itself when it has no
+ * real to respell (a 10 MiB answer is not copied for nothing), else the new
+ * text, json_text freed. */
+char *json_shorten_reals_take(char *json_text);
 
 /* ---- logging (only main() and API handlers log; components return) ------ */
 

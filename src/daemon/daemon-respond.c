@@ -99,24 +99,43 @@ char *daemon_scrub(char *s) {
         if (!s)
                 return s;
         for (size_t i = 0; i < n_scrub; i++) {
-                const char *prefix = scrub_list[i].prefix, *hit = strstr(s, prefix);
+                const char *prefix = scrub_list[i].prefix, *as = scrub_list[i].as;
+                char *hit = strstr(s, prefix);
                 if (!hit)
                         continue;
-                /* One pass into a new text: moving the rest of the text
-                 * at each hit in place was quadratic (a result of a
-                 * million hits held a daemon thread for minutes). */
-                size_t pl = strlen(prefix);
-                Buf b;
-                buf_init(&b, SIZE_MAX / 4);
-                const char *p = s;
+                /* One pass, in place where the replacement is not longer
+                 * than its path (all but a 6-byte one said as "$PREFIX"),
+                 * so what is written never passes what is still to be read. Moving the rest of the text at
+                 * each hit was quadratic (a result of a million hits held a
+                 * daemon thread for minutes); a new text of it was one more
+                 * copy of a 10 MiB answer. */
+                size_t pl = strlen(prefix), al = strlen(as);
+                if (al > pl) {
+                        /* A path of 6 bytes said as "$PREFIX" (its
+                         * trailing '/' was trimmed): a new text. */
+                        Buf b;
+                        buf_init(&b, SIZE_MAX / 4);
+                        const char *q = s;
+                        for (; hit; hit = strstr(q, prefix)) {
+                                (void) buf_append(&b, q, (size_t) (hit - q));
+                                (void) buf_appends(&b, as);
+                                q = hit + pl;
+                        }
+                        (void) buf_appends(&b, q);
+                        free(s);
+                        s = buf_steal_fit(&b);
+                        continue;
+                }
+                char *w = hit;
+                const char *p = hit;
                 for (; hit; hit = strstr(p, prefix)) {
-                        (void) buf_append(&b, p, (size_t) (hit - p));
-                        (void) buf_appends(&b, scrub_list[i].as);
+                        memmove(w, p, (size_t) (hit - p));
+                        w += hit - p;
+                        memcpy(w, as, al);
+                        w += al;
                         p = hit + pl;
                 }
-                (void) buf_appends(&b, p);
-                free(s);
-                s = buf_steal_fit(&b);
+                memmove(w, p, strlen(p) + 1);
         }
         return s;
 }
@@ -188,9 +207,7 @@ char *daemon_json_text(json_t *j, bool show_paths) {
 }
 
 struct MHD_Response *daemon_call_json_text(const DaemonCall *call, unsigned status, char *exact, unsigned *ret_status) {
-        char *s = exact ? json_shorten_reals(exact) : NULL;
-        free(exact);
-        return json_answer(call, status, s, ret_status);
+        return json_answer(call, status, json_shorten_reals_take(exact), ret_status);
 }
 
 struct MHD_Response *daemon_json_response(unsigned status, json_t *j, unsigned *ret_status) {

@@ -1114,9 +1114,10 @@ bool daemon_sse_ready(SseOut *o, usec_t *last_sent, usec_t now, usec_t every);
 /* Records the daemon's own paths (data dir, binaries' tree, $HOME) before
  * HTTP starts. */
 void daemon_scrub_init(const Daemon *d);
-/* Replaces those paths in s (taken) with "$DATA", "$PREFIX", "~": returns
- * s, or where a path was found a new text (s freed), in one pass over s
- * per path. Every JSON body goes through it before it is sent. */
+/* Replaces those paths in s (taken) with "$DATA", "$PREFIX", "~", in
+ * place where the replacement is not longer than its path: returns s, or
+ * a new text (s freed), in one pass over s per path. Every JSON body goes through it before it is
+ * sent. */
 char *daemon_scrub(char *s);
 /* A query-string value / header of the call's request, or NULL. */
 const char *daemon_call_query(const DaemonCall *call, const char *key);

@@ -1254,7 +1254,42 @@ typedef struct RunWatch {
         json_t *result_v;     /* the result object (an instance's "done" carries it) */
 } RunWatch;
 
-static void handle_worker_message(RunCtx *c, RunSandbox *rs, RunWatch *w, const char *json) {
+/* An instance's "done" as runner._done_body() and worker-python.c
+ * instance_done() spell it with a result, {"type":"done","id":"ID",
+ * "result":{…}}: the result object's text is moved to the message's start
+ * and the message becomes the watch's result buffer, as a forked run's
+ * pipe fills it (answer_plain() then decodes the value in place). Parsed,
+ * a 10 MiB result was the message, jansson's string of it and its lexer's
+ * text at once, and then a strdup() of the string. False (msg untouched)
+ * for any other message. */
+static bool done_take_result(RunWatch *w, char **msg) {
+        static const char head[] = "{\"type\":\"done\",\"id\":", mid[] = ",\"result\":";
+        char *m = *msg;
+        if (w->result_v || w->plain || w->result.len > 0 || !startswith(m, head))
+                return false;
+        const char *end;
+        if (m[sizeof(head) - 1] != '"' || json_literal_decode(m + sizeof(head) - 1, NULL, &end) < 0 ||
+            !startswith(end, mid))
+                return false;
+        const char *res = end + sizeof(mid) - 1;
+        size_t n = strlen(res);
+        if (*res != '{' || n < 3 || res[n - 1] != '}' || n - 1 > w->result.max)
+                return false;
+        memmove(m, res, n - 1);
+        m[n - 1] = 0;
+        buf_free(&w->result);
+        w->result.data = TAKE_PTR(*msg);
+        w->result.len = n - 1;
+        w->result.alloc = n;
+        w->exited = true;
+        w->instance_done = true;
+        return true;
+}
+
+static void handle_worker_message(RunCtx *c, RunSandbox *rs, RunWatch *w, char **msg) {
+        if (c->inst && done_take_result(w, msg))
+                return;
+        const char *json = *msg;
         json_t *m = json_loads(json, 0, NULL);
         const char *type = json_string_value(json_object_get(m, "type"));
         if (type && streq(type, "started"))
@@ -1486,7 +1521,7 @@ static void watch_handle(RunCtx *c, RunSandbox *rs, RunWatch *w, Pipes *p,
                                 instance_exit_status(c->inst, w);
                         (void) engine_sandbox_run_kill(rs);
                 } else
-                        handle_worker_message(c, rs, w, msg);
+                        handle_worker_message(c, rs, w, &msg);
         }
 }
 

@@ -553,6 +553,31 @@ int json_text_dump(const char *text, size_t flags, json_dump_callback_t callback
         return e.failed ? -EIO : 0;
 }
 
+bool json_text_names_member(const char *text, const char *key) {
+        assert(text && key);
+        if (!json_text_loadable(text))
+                return false;
+        /* The text reads (checked above): the walk trusts its grammar. */
+        const char *p = skip_space(text);
+        if (*p != '{')
+                return false;
+        size_t kl = strlen(key);
+        for (p = skip_space(p + 1); *p == '"'; p = skip_space(skip_space(p) + 1)) {
+                const char *end;
+                ssize_t n = json_literal_decode(p, NULL, &end);
+                if ((size_t) n == kl) {
+                        _cleanup_free_ char *name = xmalloc((size_t) n + 1);
+                        (void) json_literal_decode(p, name, &end);
+                        if (memcmp(name, key, kl) == 0)
+                                return true;
+                }
+                p = skip_value(skip_space(skip_space(end) + 1)); /* past ':' and the value */
+                if (*skip_space(p) != ',')
+                        return false;
+        }
+        return false;
+}
+
 /* The held value's one key: "\0json", a NUL first (5 bytes). */
 static const char HELD_KEY[] = "\0json";
 #define HELD_KEY_LEN (sizeof(HELD_KEY) - 1)
@@ -677,7 +702,7 @@ int json_dump_held(const json_t *v, size_t flags, json_dump_callback_t callback,
         return callback(obj ? "}" : "]", 1, data) < 0 ? -EIO : 0;
 }
 
-static int buf_dump(const char *piece, size_t size, void *data) {
+int json_buf_dump(const char *piece, size_t size, void *data) {
         return buf_append(data, piece, size) < 0 ? -1 : 0;
 }
 
@@ -686,7 +711,8 @@ static int buf_dump(const char *piece, size_t size, void *data) {
 static char *dumps_with(const json_t *v, size_t flags, bool short_reals) {
         Buf b;
         buf_init(&b, SIZE_MAX / 4);
-        int r = short_reals ? json_dump_short(v, false, buf_dump, &b) : json_dump_held(v, flags, buf_dump, &b);
+        int r = short_reals ? json_dump_short(v, false, json_buf_dump, &b)
+                            : json_dump_held(v, flags, json_buf_dump, &b);
         if (r < 0) {
                 buf_free(&b);
                 return NULL;

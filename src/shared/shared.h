@@ -243,6 +243,15 @@ bool json_text_loadable(const char *text);
  * keys that are one JSON key). -EINVAL (nothing written) when jansson
  * would not read text (json_text_loadable()); -EIO when callback failed. */
 int json_text_dump(const char *text, size_t flags, json_dump_callback_t callback, void *data);
+/* A json_dump_callback_t that appends each piece to the Buf data: -1 past
+ * its cap. */
+int json_buf_dump(const char *piece, size_t size, void *data);
+
+/* Whether text (JSON jansson reads) is an object with a member named key
+ * (as its decoded name), answered without building the value: a function
+ * URL's answer of 200,000 objects is looked at for "statusCode", not
+ * parsed into ~15 times its size. False for anything else. */
+bool json_text_names_member(const char *text, const char *key);
 
 /* ---- held values: a large result as its JSON text, not its nodes ----
  *

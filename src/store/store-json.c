@@ -236,6 +236,23 @@ static int append_value(Buf *b, json_t *v) {
  * per container; docs/internals/performance-log.md "Invoke path: round 7"). NULL when a
  * string is not UTF-8 (jansson would drop the field): the caller takes
  * the jansson way then. */
+/* The result as dump17() of its parsed value writes it, written from its
+ * text straight into b (json_text_dump()): parsing it first cost a 10 MiB
+ * string result two more copies (jansson's string and its lexer's text),
+ * and holding an array or object one. */
+static int append_result(Buf *b, const char *value_json) {
+        if (plain_integer(value_json))
+                return buf_appends(b, value_json);
+        size_t at = b->len;
+        int k = json_text_dump(value_json, JSON_COMPACT | JSON_REAL_PRECISION(17), json_buf_dump, b);
+        if (k != -EINVAL)
+                return k < 0 ? -ENOMEM : 0;
+        /* Not JSON jansson reads (a record of another version): its
+         * string, as json_parse_or_string() makes it. */
+        b->len = at;
+        return append_value(b, json_held_or_parse(value_json));
+}
+
 static char *run_record_head_text(const RunRecord *r, const char *phase) {
         phase = phase_shown(r, phase);
         const char *texts[] = { r->status,     phase,         r->filename, r->function,
@@ -272,9 +289,7 @@ static char *run_record_head_text(const RunRecord *r, const char *phase) {
         if (k >= 0)
                 k = buf_appends(&b, ",\"result\":");
         if (k >= 0)
-                k = !r->value_json                 ? buf_appends(&b, "null")
-                    : plain_integer(r->value_json) ? buf_appends(&b, r->value_json)
-                                                   : append_value(&b, json_held_or_parse(r->value_json));
+                k = !r->value_json ? buf_appends(&b, "null") : append_result(&b, r->value_json);
         if (k >= 0)
                 k = json_buf_append_member(&b, ",\"result_repr\":", r->value_repr);
         if (k >= 0)
@@ -313,10 +328,12 @@ char *run_record_to_json(const RunRecord *r, const char *phase) {
         _cleanup_free_ char *tail = r->outputs_json ? dump17(run_record_tail(json_object(), r)) : tail_text(r);
         if (!head || !tail)
                 return NULL;
-        /* head is "{…}" with at least "id"; tail "{…}" with at least "attempt". */
+        /* head is "{…}" with at least "id"; tail "{…}" with at least
+         * "attempt". The rest goes on after head in its own allocation
+         * (a large result's head is mmap()ed: realloc() moves its pages,
+         * not its bytes), not into a new text of both. */
         size_t hn = strlen(head) - 1, tn = strlen(r->timings_json), rn = strlen(tail + 1);
-        char *out = xmalloc(hn + 11 + tn + 1 + rn + 1), *p = out;
-        p = mempcpy(p, head, hn);
+        char *out = xrealloc(TAKE_PTR(head), hn + 11 + tn + 1 + rn + 1), *p = out + hn;
         p = mempcpy(p, ",\"timings\":", 11);
         p = mempcpy(p, r->timings_json, tn);
         *p++ = ',';

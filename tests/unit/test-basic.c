@@ -340,6 +340,20 @@ static void test_data_dir(void **state) {
         assert_string_equal(c, "/home/u/.local/share/pysprinter");
 }
 
+/* json_shorten_reals(in) is want; so is json_shorten_reals_take(), which
+ * gives in itself back when nothing is respelled (no copy of a large
+ * answer). */
+static void check_shorten(size_t row, const char *in, const char *want) {
+        _cleanup_free_ char *got = json_shorten_reals(in);
+        if (!streq(got, want))
+                fail_msg("row %zu: %s -> %s, want %s", row, in, got, want);
+        char *mine = xstrdup(in);
+        _cleanup_free_ char *took = json_shorten_reals_take(mine);
+        if (!streq(took, want))
+                fail_msg("row %zu: %s -> %s (taken), want %s", row, in, took, want);
+        assert_true((took == mine) == streq(in, want));
+}
+
 static void test_json_shorten_reals(void **state) {
         const struct {
                 const char *in, *want;
@@ -358,11 +372,9 @@ static void test_json_shorten_reals(void **state) {
                 { "[1.7976931348623157e+308,1.5e+16,12345678901234567.0]",
                   "[1.7976931348623157e+308,1.5e+16,1.2345678901234568e+16]" },
         };
-        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
-                _cleanup_free_ char *got = json_shorten_reals(rows[i].in);
-                if (!streq(got, rows[i].want))
-                        fail_msg("row %zu: %s -> %s, want %s", i, rows[i].in, got, rows[i].want);
-        }
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++)
+                check_shorten(i, rows[i].in, rows[i].want);
+        assert_null(json_shorten_reals_take(NULL));
 }
 
 /* The respelling without json_shorten_reals()'s pass-through of reals
@@ -420,11 +432,9 @@ static void test_json_shorten_reals_pass_through_agrees(void **state) {
                 { "1234567890123456.0", "1234567890123456.0" }, { "10000000000000000.0", "1e+16" },
                 { "0.123456789012345", "0.123456789012345" }, { "-0.0", "-0.0" }, { "0.0", "0.0" },
         };
-        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
-                _cleanup_free_ char *got = json_shorten_reals(rows[i].in);
-                if (!streq(got, rows[i].want))
-                        fail_msg("row %zu: %s -> %s, want %s", i, rows[i].in, got, rows[i].want);
-        }
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++)
+                check_shorten(i, rows[i].in, rows[i].want);
+        assert_null(json_shorten_reals_take(NULL));
 }
 
 static void test_utf8(void **state) {

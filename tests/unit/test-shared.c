@@ -921,6 +921,12 @@ static void check_like_jansson(const char *text) {
                 fail_msg("json_text_loadable(\"%s\") = %d, jansson says %d", text, json_text_loadable(text),
                          jansson_loads(text));
         json_t *all = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        /* A function URL's answer is looked at for "statusCode" this way. */
+        static const char *const keys[] = { "statusCode", "a", "" };
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+                if (json_text_names_member(text, keys[i]) != (json_object_get(all, keys[i]) != NULL))
+                        fail_msg("json_text_names_member(\"%s\", \"%s\") = %d, jansson says otherwise", text, keys[i],
+                                 json_text_names_member(text, keys[i]));
         if (all)
                 check_dump_like_jansson(text, all);
         else
@@ -948,6 +954,12 @@ static void test_json_text_loadable_is_jansson(void **state) {
                 "",
                 " ",
                 "1",
+                "{\"statusCode\":200}",
+                " { \"b\" : [1, {\"statusCode\": 2}] , \"statusCode\" : null } ",
+                "{\"a\":{\"statusCode\":201}}",
+                "{\"status\\u0043ode\":1,\"\":0}",
+                "[{\"statusCode\":1}]",
+                "{\"statusCodes\":1,\"statusCod\":2,\"a\":\"statusCode\"}",
                 " 1 ",
                 "-",
                 "-0",
