@@ -236,9 +236,10 @@ char *run_record_to_json(const RunRecord *r, const char *phase);
 struct json_t *run_record_json(const RunRecord *r, const char *phase);
 
 /* A listing's run object (GET /v1/runs, a function's runs, `ps`) holds
- * args, kwargs, result and result_repr only when their stored text is at
- * most this many bytes: a longer one is null there and named in the
- * object's "elided"; GET /v1/runs/ID has it whole (docs/api.md). */
+ * args, kwargs, result, result_repr, error.message and error.traceback
+ * only when their stored text is at most this many bytes: a longer one is
+ * null there and named in the object's "elided" ("error.message");
+ * GET /v1/runs/ID has it whole (docs/api.md). */
 #define RUN_LIST_VALUE_MAX 4096
 /* *ret: r shallow-copied, with the values a listing leaves out set to
  * NULL (it owns nothing: never run_record_free() it). Returns a mask of

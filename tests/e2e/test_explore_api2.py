@@ -4,11 +4,13 @@ in the route family's JSON shape, a listing stays small whatever a run
 failed with, a deployed function is named alike by every verb, and a
 Lambda event the daemon cannot read says why."""
 import json
+import os
+import subprocess
 import sys
 
 import pytest
 
-from conftest import DAEMON, ROOT
+from conftest import CLI, DAEMON, ROOT, WORKER, sandbox_args
 from daemonlib import TOKENS, Daemon, sandbox_mode
 
 sys.path.insert(0, str(ROOT / "python"))
@@ -103,3 +105,105 @@ def test_a_request_far_over_any_size_leaves_the_daemon_serving(d):
     assert d.call("GET", "/healthz", token=None)[0] == 200
     st, b = d.call("GET", "/v1/runs?limit=1")
     assert st == 200, b
+
+
+# ---- a run that failed with megabytes of message ---------------------------------
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory):
+    """A --no-auth daemon sharing its home with the embedded CLI: ps reads
+    the same runs on both paths."""
+    dd = Daemon(tmp_path_factory.mktemp("api2local"), sandbox="none" if sandbox_args() else None,
+                args=["--no-auth"])
+    dd.start()
+    yield dd
+    dd.stop()
+
+
+def run_cli(daemon, args, server=None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+    env.update(PYSPRINTER_HOME=str(daemon.home), PYSPRINTER_WORKER=str(WORKER), NO_COLOR="1")
+    pre = ["--server", server] if server else []
+    return subprocess.run([str(CLI), *pre, *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def failed(local):
+    """A run failing with a 3 MB message (and so a 3 MB traceback), then a
+    small failure."""
+    out = []
+    for n in (3 * MB, 10):
+        st, b = local.run(FAIL, filename="fail.py", kwargs={"n": n}, token=None)
+        assert st == 200 and b["status"] == "failed", (st, str(b)[:300])
+        out.append(b["id"])
+    return out
+
+
+def test_a_listing_of_a_run_that_failed_with_megabytes_is_small(local, failed):
+    """error.message and error.traceback were listed whole: one failure
+    with a 3 MB exception message made every listing (ps, the dashboard,
+    the client's runs()) megabytes, as args and results did before
+    they were elided."""
+    big, small = failed
+    st, hdrs, raw = local.request("GET", "/v1/runs?limit=10", token=None)
+    assert st == 200, raw[:300]
+    assert len(raw) < 64 * 1024, len(raw)
+    listed = {r["id"]: r for r in json.loads(raw)["runs"]}
+    b = listed[big]
+    assert b["elided"] == ["error.message", "error.traceback"], b
+    assert b["error"] == {"type": "ValueError", "message": None, "traceback": None}, b
+    st, whole = local.call("GET", f"/v1/runs/{big}", token=None)
+    assert st == 200 and whole["error"]["message"] == "ValueError: " + "x" * (3 * MB) and "elided" not in whole
+    assert {k: v for k, v in b.items() if k not in ("error", "elided")} == \
+        {k: v for k, v in whole.items() if k != "error"}
+    st, whole = local.call("GET", f"/v1/runs/{small}", token=None)
+    assert listed[small] == whole
+
+
+def test_the_event_stream_sends_the_capped_error(local, failed):
+    c = local.conn()
+    try:
+        c.request("GET", "/v1/events")
+        r = c.getresponse()
+        assert r.status == 200
+        st, b = local.run(FAIL, wait=False, filename="fail.py", kwargs={"n": 2 * MB}, token=None)
+        assert st == 202, b
+        event, data = None, []
+        while True:
+            line = r.readline()
+            assert line
+            line = line.decode().rstrip("\n")
+            if line == "" and event == "run":
+                run = json.loads("\n".join(data))
+                if run["id"] == b["id"] and run["status"] == "failed":
+                    assert len("\n".join(data)) < 64 * 1024
+                    assert run["elided"] == ["error.message", "error.traceback"], run
+                    break
+            if line == "":
+                event, data = None, []
+            elif line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                data.append(line[6:])
+    finally:
+        c.close()
+
+
+def test_ps_prints_the_same_capped_bytes_embedded_and_against_the_daemon(local, failed):
+    for args in (["ps", "--json", "-n", "10"], ["ps", "-n", "10"]):
+        here, there = run_cli(local, args), run_cli(local, args, server=local.url)
+        assert here.returncode == there.returncode == 0, (here.stderr, there.stderr)
+        assert here.stdout == there.stdout, (here.stdout[:2000], there.stdout[:2000])
+        assert len(here.stdout) < 64 * 1024
+    for server in (None, local.url):
+        shown = json.loads(run_cli(local, ["show", failed[0], "--json"], server=server).stdout)
+        assert shown["error"]["message"] == "ValueError: " + "x" * (3 * MB) and "elided" not in shown
+
+
+def test_the_python_clients_error_of_a_listed_run_is_whole(local, failed):
+    from pysprinter.client import Client, RunError
+    with Client(local.url) as c:
+        listed = {r["id"]: r for r in c.runs(limit=10)}
+        with pytest.raises(RunError) as e:
+            c.result(listed[failed[0]])
+        assert "x" * 1000 in str(e.value)

@@ -6550,6 +6550,29 @@ static void test_run_record_elide(void **state) {
         _cleanup_free_ char *names = json_dumps(json_object_get(j, "elided"), JSON_COMPACT);
         assert_string_equal(names, "[\"kwargs\",\"result\"]");
         json_decref(j);
+        /* The error's message and traceback alike, its type kept; and a
+         * message with no type still has its (null) place. */
+        r.value_json = at;
+        r.kwargs_json = (char *) "{}";
+        r.error_type = (char *) "ValueError";
+        r.error_message = over;
+        r.traceback = over;
+        mask = run_record_elide(&r, &s);
+        j = run_record_json(&s, NULL);
+        run_json_mark_elided(j, mask);
+        _cleanup_free_ char *err = json_dumps(json_object_get(j, "error"), JSON_COMPACT | JSON_SORT_KEYS);
+        assert_string_equal(err, "{\"message\":null,\"traceback\":null,\"type\":\"ValueError\"}");
+        _cleanup_free_ char *names2 = json_dumps(json_object_get(j, "elided"), JSON_COMPACT);
+        assert_string_equal(names2, "[\"error.message\",\"error.traceback\"]");
+        json_decref(j);
+        r.error_type = NULL;
+        r.traceback = NULL;
+        mask = run_record_elide(&r, &s);
+        j = run_record_json(&s, NULL);
+        run_json_mark_elided(j, mask);
+        assert_true(json_is_object(json_object_get(j, "error")));
+        assert_true(json_is_null(json_object_get(json_object_get(j, "error"), "message")));
+        json_decref(j);
         free(at);
         free(over);
 }
