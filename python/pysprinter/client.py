@@ -623,12 +623,19 @@ class Client:
 
     def function(self, name, version=None):
         """One deployed function's record with its `versions` (`functions
-        show`); version: that version's, default the latest."""
+        show`); version: that version's, default the latest. name may say
+        the version as invoke() takes it ("NAME:2", a Lambda ARN)."""
+        name, named = _function_version(name)
+        version = named if version is None else version
         q = f"?version={int(version)}" if version is not None else ""
         return self._call("GET", f"/v1/functions/{_segment(name)}{q}")[1]
 
     def delete_function(self, name):
-        """Deletes every version of a deployed function (`functions rm`)."""
+        """Deletes every version of a deployed function (`functions rm`);
+        name as invoke() takes it, without a version (ValueError)."""
+        name, version = _function_version(name)
+        if version is not None:
+            raise ValueError(f"delete_function deletes every version of {name!r}: name it without a version")
         return _warn_of(self._call("DELETE", f"/v1/functions/{_segment(name)}")[1])
 
     def secrets(self):

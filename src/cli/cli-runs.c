@@ -1193,7 +1193,7 @@ static int logs_function(const char *name, bool follow) {
                  * for ever. A deleted function's runs still list. */
                 if (first && json_array_size(runs) == 0) {
                         json_t *fn = NULL;
-                        r = b->ops->function(b, "GET", name, &fn);
+                        r = b->ops->function(b, "GET", name, 0, &fn);
                         json_decref(fn);
                         if (r < 0) {
                                 json_decref(runs);
@@ -1521,7 +1521,8 @@ int verb_functions(int argc, char **argv) {
         const char *sub = "ls", *name = NULL;
         for (int i = 0; i < argc; i++) {
                 if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
-                        printf("Usage: pysprinter functions [ls|show NAME|rm NAME] [--json]\n");
+                        printf("Usage: pysprinter functions [ls|show NAME[:VERSION]|rm NAME] [--json]\n"
+                               "NAME may be a Lambda ARN or partial ARN, as for invoke.\n");
                         return 0;
                 } else if (i == 0 && (streq(argv[i], "ls") || streq(argv[i], "show") || streq(argv[i], "rm")))
                         sub = argv[i];
@@ -1540,12 +1541,28 @@ int verb_functions(int argc, char **argv) {
                 _cleanup_free_ char *m = xasprintf("functions %s needs a NAME", sub);
                 return usage_error("functions", m);
         }
+        /* NAME, NAME:VERSION, NAME::VERSION, a Lambda ARN or partial ARN:
+         * what invoke and schedule add take, through their parser. */
+        long version = 0;
+        _cleanup_free_ char *parsed = NULL;
+        if (name) {
+                if (cli_parse_deployed_name(name, &parsed, &version) < 0)
+                        return usage_error("functions", CLI_VERSION_REFUSED);
+                if (version > 0 && streq(sub, "rm")) {
+                        _cleanup_free_ char *m = xasprintf("functions rm deletes every version of '%s': name the "
+                                                           "function without a version (one version cannot be "
+                                                           "deleted alone)",
+                                                           parsed);
+                        return usage_error("functions", m);
+                }
+                name = parsed;
+        }
         Backend *b = NULL;
         int code = backend_open_listing(false, &b);
         if (code)
                 return code;
         json_t *ans = NULL;
-        int r = b->ops->function(b, streq(sub, "rm") ? "DELETE" : "GET", streq(sub, "ls") ? NULL : name, &ans);
+        int r = b->ops->function(b, streq(sub, "rm") ? "DELETE" : "GET", streq(sub, "ls") ? NULL : name, version, &ans);
         json_t *list = json_object_get(ans, "functions");
         /* rm: the schedules that fire it, on stderr (as deploy's). */
         if (r >= 0 && streq(sub, "rm"))

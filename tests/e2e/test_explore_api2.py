@@ -207,3 +207,55 @@ def test_the_python_clients_error_of_a_listed_run_is_whole(local, failed):
         with pytest.raises(RunError) as e:
             c.result(listed[failed[0]])
         assert "x" * 1000 in str(e.value)
+
+
+# ---- naming a deployed function ---------------------------------------------------
+
+ARN = "arn:aws:lambda:us-east-1:123456789012:function:echo"
+
+
+@pytest.mark.parametrize("name, version", [
+    (ARN, 2), (ARN + ":1", 1), ("123456789012:function:echo:1", 1), ("echo:1", 1), ("echo::1", 1),
+    ("echo:$LATEST", 2), (ARN + ":$LATEST", 2),
+])
+def test_functions_show_takes_the_names_invoke_takes(cli, d, name, version):
+    """`invoke` took a Lambda ARN, a partial ARN and NAME:VERSION (boto3
+    code's names); `functions show` said "no deployed function
+    'arn:aws:…'" for the same words."""
+    p = remote(cli, d, "functions", "show", name, "--json")
+    assert p.returncode == 0, p.stderr
+    f = json.loads(p.stdout)
+    assert (f["name"], f["version"]) == ("echo", version), f
+
+
+def test_functions_show_of_a_missing_version_says_so(cli, d):
+    p = remote(cli, d, "functions", "show", ARN + ":9")
+    assert p.returncode != 0 and p.stdout == ""
+    assert "function 'echo' has no version 9" in p.stderr, p.stderr
+    p = remote(cli, d, "functions", "show", "echo:x")
+    assert p.returncode == 2 and "version" in p.stderr, p.stderr
+
+
+def test_functions_rm_takes_an_arn_and_refuses_one_version(cli, d):
+    st, b = d.call("POST", "/v1/functions", {"name": "gone", "source": ECHO})
+    assert st == 201, b
+    # rm deletes every version: a version named is not what it does.
+    p = remote(cli, d, "functions", "rm", "gone:1")
+    assert p.returncode == 2 and "every version" in p.stderr, p.stderr
+    assert d.call("GET", "/v1/functions/gone")[0] == 200
+    p = remote(cli, d, "functions", "rm", ARN.replace(":echo", ":gone"))
+    assert (p.returncode, p.stdout) == (0, "deleted gone\n"), p.stderr
+    assert d.call("GET", "/v1/functions/gone")[0] == 404
+
+
+def test_the_python_clients_function_and_delete_take_them_too(d):
+    from pysprinter.client import Client
+    with Client(d.url, token=TOKENS["alice"]) as c:
+        assert c.function(ARN + ":1")["version"] == 1
+        assert c.function("echo:1")["version"] == 1
+        assert c.function(ARN)["version"] == 2
+        st, b = d.call("POST", "/v1/functions", {"name": "gone2", "source": ECHO})
+        assert st == 201, b
+        with pytest.raises(ValueError):
+            c.delete_function("gone2:1")
+        assert c.delete_function(ARN.replace(":echo", ":gone2"))["deleted"] is True
