@@ -248,6 +248,45 @@ def test_functions_rm_takes_an_arn_and_refuses_one_version(cli, d):
     assert d.call("GET", "/v1/functions/gone")[0] == 404
 
 
+# ---- an integer beyond 64 bits in an event ---------------------------------------
+
+BIG = b'{"x": 123456789012345678901234567890}'
+
+
+def test_a_lambda_event_with_an_integer_beyond_64_bits_says_why(d):
+    """Lambda's Python runtime reads any integer; the daemon reads JSON with
+    64-bit integers (docs/python.md). It answered "too big integer": now
+    what the limit is and what to do."""
+    st, h, body = d.request("POST", "/2015-03-31/functions/echo/invocations", raw=BIG)
+    j = json.loads(body)
+    assert st == 400 and h.get("x-amzn-errortype") == "InvalidRequestContentException", (st, h, j)
+    assert "beyond 64 bits" in j["message"] and "as a string" in j["message"], j
+    assert "line 1 column" in j["message"], j
+
+
+def test_the_v1_invoke_says_the_same(d):
+    st, b = d.call("POST", "/v1/functions/echo/invoke?wait=true", raw=b'{"args": [{"x": 123456789012345678901234567890}]}')
+    assert st == 400 and "beyond 64 bits" in b["error"]["message"], b
+
+
+TYPED = """
+def handler(event: dict, context):
+    return str(event["x"] + 1)
+"""
+
+
+def test_invoke_payload_says_the_same_and_the_events_text_goes_through(cli, d):
+    """`invoke NAME EVENT` passes the event's text (as `run -a` does),
+    which the annotation converts in Python, reading any integer;
+    --payload is the Lambda route's JSON, refused in the same words."""
+    p = remote(cli, d, "invoke", "echo", "--payload", BIG.decode())
+    assert p.returncode == 2 and "beyond 64 bits" in p.stderr, p.stderr
+    st, b = d.call("POST", "/v1/functions", {"name": "typed", "source": TYPED})
+    assert st == 201, b
+    p = remote(cli, d, "invoke", "typed", BIG.decode(), "--json")
+    assert (p.returncode, p.stdout.strip()) == (0, '"123456789012345678901234567891"'), (p.stdout, p.stderr)
+
+
 def test_the_python_clients_function_and_delete_take_them_too(d):
     from pysprinter.client import Client
     with Client(d.url, token=TOKENS["alice"]) as c:
