@@ -87,10 +87,11 @@ static const char *const elidable[] = { "args", "kwargs", "result", "result_repr
 /* store.h. */
 unsigned run_record_elide(const RunRecord *r, RunRecord *ret) {
         *ret = *r;
+        /* A listing's read left these out already (RUN_LIST_COLUMNS). */
+        unsigned mask = r->elided;
         char **texts[] = { &ret->args_json,  &ret->kwargs_json,   &ret->value_json,
                            &ret->value_repr, &ret->error_message, &ret->traceback };
         _Static_assert(ELEMENTSOF(texts) == ELEMENTSOF(elidable), "one name per text");
-        unsigned mask = 0;
         for (size_t i = 0; i < ELEMENTSOF(texts); i++)
                 if (*texts[i] && strlen(*texts[i]) > RUN_LIST_VALUE_MAX) {
                         *texts[i] = NULL;
