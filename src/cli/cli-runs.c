@@ -860,6 +860,14 @@ int verb_ps(int argc, char **argv) {
                         return usage_error("ps", takes[t].needs);
                 *values[t] = v;
         }
+        /* --function as invoke names a function (an ARN too), every version. */
+        _cleanup_free_ char *fname = NULL;
+        if (filter.fn_name) {
+                _cleanup_free_ char *refused = cli_parse_function_name(filter.fn_name, "ps --function", &fname);
+                if (refused)
+                        return usage_error("ps", refused);
+                filter.fn_name = fname;
+        }
         /* As the server refuses it (GET /v1/runs?q=), before either path
          * reads a run. */
         if (filter.text && strlen(filter.text) > RUN_FILTER_TEXT_MAX) {
@@ -1276,7 +1284,11 @@ int verb_logs(int argc, char **argv) {
                         }
                         if (cli_globals.json)
                                 return usage_error("logs", "logs has no --json");
-                        return logs_function(name, follow);
+                        _cleanup_free_ char *fname = NULL,
+                                            *refused = cli_parse_function_name(name, "logs --function", &fname);
+                        if (refused)
+                                return usage_error("logs", refused);
+                        return logs_function(fname, follow);
                 }
         int code = one_run_args("logs", argc, argv, NULL, &follow, &id);
         if (code)
@@ -1544,19 +1556,16 @@ int verb_functions(int argc, char **argv) {
         /* NAME, NAME:VERSION, NAME::VERSION, a Lambda ARN or partial ARN:
          * what invoke and schedule add take, through their parser. */
         long version = 0;
-        _cleanup_free_ char *parsed = NULL;
-        if (name) {
-                if (cli_parse_deployed_name(name, &parsed, &version) < 0)
-                        return usage_error("functions", CLI_VERSION_REFUSED);
-                if (version > 0 && streq(sub, "rm")) {
-                        _cleanup_free_ char *m = xasprintf("functions rm deletes every version of '%s': name the "
-                                                           "function without a version (one version cannot be "
-                                                           "deleted alone)",
-                                                           parsed);
-                        return usage_error("functions", m);
-                }
+        _cleanup_free_ char *parsed = NULL, *refused = NULL;
+        if (name && streq(sub, "rm"))
+                /* It deletes every version: one cannot be deleted alone. */
+                refused = cli_parse_function_name(name, "functions rm", &parsed);
+        else if (name && cli_parse_deployed_name(name, &parsed, &version) < 0)
+                refused = xstrdup(CLI_VERSION_REFUSED);
+        if (refused)
+                return usage_error("functions", refused);
+        if (name)
                 name = parsed;
-        }
         Backend *b = NULL;
         int code = backend_open_listing(false, &b);
         if (code)

@@ -298,3 +298,19 @@ def test_the_python_clients_function_and_delete_take_them_too(d):
         with pytest.raises(ValueError):
             c.delete_function("gone2:1")
         assert c.delete_function(ARN.replace(":echo", ":gone2"))["deleted"] is True
+
+
+def test_ps_and_logs_function_take_an_arn_too(cli, d):
+    """`ps --function` and `logs --function` filter by a function's name,
+    every version: an ARN names it as invoke's does (before: no runs, and
+    "no deployed function 'arn:…'"); a version named is a usage error."""
+    st, b = d.call("POST", "/v1/functions/echo/invoke?wait=true", {"args": [{"k": "logged"}, None]})
+    assert st == 200 and b["status"] == "succeeded", b
+    p = remote(cli, d, "ps", "--function", ARN, "--json")
+    assert p.returncode == 0, p.stderr
+    assert b["id"] in [r["id"] for r in json.loads(p.stdout)], p.stdout[:500]
+    p = remote(cli, d, "logs", "--function", ARN)
+    assert p.returncode == 0, p.stderr
+    for verb in (["ps", "--function", ARN + ":1"], ["logs", "--function", "echo:1"]):
+        p = remote(cli, d, *verb)
+        assert p.returncode == 2 and "every version of 'echo'" in p.stderr, (verb, p.stderr)
