@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from conftest import CLI, DAEMON, ROOT, WORKER, sandbox_args
-from daemonlib import TOKENS, Daemon, sandbox_mode
+from daemonlib import TOKENS, Daemon, run_events, sandbox_mode
 
 sys.path.insert(0, str(ROOT / "python"))
 
@@ -168,23 +168,11 @@ def test_the_event_stream_sends_the_capped_error(local, failed):
         assert r.status == 200
         st, b = local.run(FAIL, wait=False, filename="fail.py", kwargs={"n": 2 * MB}, token=None)
         assert st == 202, b
-        event, data = None, []
-        while True:
-            line = r.readline()
-            assert line
-            line = line.decode().rstrip("\n")
-            if line == "" and event == "run":
-                run = json.loads("\n".join(data))
-                if run["id"] == b["id"] and run["status"] == "failed":
-                    assert len("\n".join(data)) < 64 * 1024
-                    assert run["elided"] == ["error.message", "error.traceback"], run
-                    break
-            if line == "":
-                event, data = None, []
-            elif line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: "):
-                data.append(line[6:])
+        ended = next(((n, run) for n, run in run_events(r) if run["id"] == b["id"] and run["status"] == "failed"),
+                     None)
+        assert ended, "the stream ended before the run's end"
+        n, run = ended
+        assert n < 64 * 1024 and run["elided"] == ["error.message", "error.traceback"], (n, run)
     finally:
         c.close()
 
