@@ -406,9 +406,10 @@ class Client:
         only the runs that schedule fired (`ps --schedule NAME`); grep: only
         the runs with that text in their id, file name, function, deployed
         function or schedule, ASCII letters in either case (`ps --grep
-        TEXT`, the API's q=). An args, kwargs, result or result_repr over
-        4 KiB is null in an entry and named in its "elided": get() has the
-        whole run, and result() of an entry fetches it."""
+        TEXT`, the API's q=). An args, kwargs, result, result_repr,
+        error.message or error.traceback over 4 KiB is null in an entry
+        and named in its "elided": get() has the whole run, and result() of
+        an entry fetches it."""
         query = f"limit={int(limit)}"
         if status is not None:
             query += "&status=" + urllib.parse.quote(status if isinstance(status, str) else ",".join(status))
@@ -430,6 +431,8 @@ class Client:
             # A submitted run's object: it has not failed, it has not ended.
             raise ValueError(f"run {run.get('id')} is {run.get('status')}, not ended: wait() for it")
         if run.get("status") != "succeeded":
+            if {"error.message", "error.traceback"} & set(run.get("elided") or ()):
+                run = self.get(run["id"])   # a listing's entry: its error whole
             raise RunError(run)
         if {"result", "result_repr"} & set(run.get("elided") or ()):
             # A listing's entry (runs()) leaves a large value out: the
@@ -620,12 +623,19 @@ class Client:
 
     def function(self, name, version=None):
         """One deployed function's record with its `versions` (`functions
-        show`); version: that version's, default the latest."""
+        show`); version: that version's, default the latest. name may say
+        the version as invoke() takes it ("NAME:2", a Lambda ARN)."""
+        name, named = _function_version(name)
+        version = named if version is None else version
         q = f"?version={int(version)}" if version is not None else ""
         return self._call("GET", f"/v1/functions/{_segment(name)}{q}")[1]
 
     def delete_function(self, name):
-        """Deletes every version of a deployed function (`functions rm`)."""
+        """Deletes every version of a deployed function (`functions rm`);
+        name as invoke() takes it, without a version (ValueError)."""
+        name, version = _function_version(name)
+        if version is not None:
+            raise ValueError(f"delete_function deletes every version of {name!r}: name it without a version")
         return _warn_of(self._call("DELETE", f"/v1/functions/{_segment(name)}")[1])
 
     def secrets(self):

@@ -694,6 +694,18 @@ int cli_parse_deployed_name(const char *word, char **ret_name, long *ret_version
         return 0;
 }
 
+char *cli_parse_function_name(const char *word, const char *what, char **ret_name) {
+        assert(word && what && ret_name);
+        _cleanup_free_ char *name = NULL;
+        long version = 0;
+        if (cli_parse_deployed_name(word, &name, &version) < 0)
+                return xstrdup(CLI_VERSION_REFUSED);
+        if (version > 0)
+                return xasprintf("%s takes every version of '%s': name the function without a version", what, name);
+        *ret_name = TAKE_PTR(name);
+        return NULL;
+}
+
 void run_args_done(RunArgs *a) {
         free(a->target);
         free(a->file);

@@ -854,7 +854,7 @@ static int engine_stack(Backend *b, json_t *req, json_t **ret) {
         return engine_unsupported(b);
 }
 
-static int engine_function(Backend *b, const char *method, const char *name, json_t **ret) {
+static int engine_function(Backend *b, const char *method, const char *name, long version, json_t **ret) {
         return engine_unsupported(b);
 }
 

@@ -788,13 +788,16 @@ static int http_stack(Backend *b, json_t *req, json_t **ret) {
         return http_post_deploy(b, "/v1/stacks", req, ret);
 }
 
-static int http_function(Backend *b, const char *method, const char *name, json_t **ret) {
+static int http_function(Backend *b, const char *method, const char *name, long version, json_t **ret) {
+        assert(version == 0 || (name && streq(method, "GET")));
         if (name && function_name_refused(b, name) < 0)
                 return -ENOENT;
         _cleanup_free_ char *err = NULL, *ename = name ? http_escape(name) : NULL;
-        _cleanup_free_ char *path = name ? xasprintf("/v1/functions/%s", ename) : xstrdup("/v1/functions");
+        _cleanup_free_ char *path = !name         ? xstrdup("/v1/functions")
+                                    : version > 0 ? xasprintf("/v1/functions/%s?version=%ld", ename, version)
+                                                  : xasprintf("/v1/functions/%s", ename);
         int r = http_json(&b->http, method, path, NULL, ret, &err);
-        if (r == -ENOENT && name && !(err && startswith(err, "no deployed function '"))) {
+        if (r == -ENOENT && name && !(err && (startswith(err, "no deployed function '") || version > 0))) {
                 /* A server from before daemon_function_missing(). */
                 free(err);
                 err = xasprintf("no deployed function '%s'", name);

@@ -188,7 +188,9 @@ typedef struct BackendOps {
          * b->error), a limit above the tenant's -EPERM, an unknown secret
          * -ENOENT. */
         int (*stack)(Backend *b, json_t *req, json_t **ret);
-        int (*function)(Backend *b, const char *method, const char *name, json_t **ret);
+        /* GET or DELETE /v1/functions/NAME (NULL: the list), at version
+         * (> 0, GET only; 0: the latest). */
+        int (*function)(Backend *b, const char *method, const char *name, long version, json_t **ret);
         int (*workers)(Backend *b, json_t **ret);
         /* GET /v1/envs's object: "envs", the environments the caller may
          * see (a tenant its own), most recently used first, and

@@ -197,7 +197,7 @@ static int list_names(const char *kind) {
         const char *key = "name";
         int r;
         if (streq(kind, "functions")) {
-                r = b->ops->function(b, "GET", NULL, &ans);
+                r = b->ops->function(b, "GET", NULL, 0, &ans);
                 list = json_object_get(ans, "functions");
         } else if (streq(kind, "schedules")) {
                 r = b->ops->schedule(b, "GET", "", NULL, &ans);

@@ -860,6 +860,14 @@ int verb_ps(int argc, char **argv) {
                         return usage_error("ps", takes[t].needs);
                 *values[t] = v;
         }
+        /* --function as invoke names a function (an ARN too), every version. */
+        _cleanup_free_ char *fname = NULL;
+        if (filter.fn_name) {
+                _cleanup_free_ char *refused = cli_parse_function_name(filter.fn_name, "ps --function", &fname);
+                if (refused)
+                        return usage_error("ps", refused);
+                filter.fn_name = fname;
+        }
         /* As the server refuses it (GET /v1/runs?q=), before either path
          * reads a run. */
         if (filter.text && strlen(filter.text) > RUN_FILTER_TEXT_MAX) {
@@ -1193,7 +1201,7 @@ static int logs_function(const char *name, bool follow) {
                  * for ever. A deleted function's runs still list. */
                 if (first && json_array_size(runs) == 0) {
                         json_t *fn = NULL;
-                        r = b->ops->function(b, "GET", name, &fn);
+                        r = b->ops->function(b, "GET", name, 0, &fn);
                         json_decref(fn);
                         if (r < 0) {
                                 json_decref(runs);
@@ -1276,7 +1284,11 @@ int verb_logs(int argc, char **argv) {
                         }
                         if (cli_globals.json)
                                 return usage_error("logs", "logs has no --json");
-                        return logs_function(name, follow);
+                        _cleanup_free_ char *fname = NULL,
+                                            *refused = cli_parse_function_name(name, "logs --function", &fname);
+                        if (refused)
+                                return usage_error("logs", refused);
+                        return logs_function(fname, follow);
                 }
         int code = one_run_args("logs", argc, argv, NULL, &follow, &id);
         if (code)
@@ -1521,7 +1533,8 @@ int verb_functions(int argc, char **argv) {
         const char *sub = "ls", *name = NULL;
         for (int i = 0; i < argc; i++) {
                 if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
-                        printf("Usage: pysprinter functions [ls|show NAME|rm NAME] [--json]\n");
+                        printf("Usage: pysprinter functions [ls|show NAME[:VERSION]|rm NAME] [--json]\n"
+                               "NAME may be a Lambda ARN or partial ARN, as for invoke.\n");
                         return 0;
                 } else if (i == 0 && (streq(argv[i], "ls") || streq(argv[i], "show") || streq(argv[i], "rm")))
                         sub = argv[i];
@@ -1540,12 +1553,25 @@ int verb_functions(int argc, char **argv) {
                 _cleanup_free_ char *m = xasprintf("functions %s needs a NAME", sub);
                 return usage_error("functions", m);
         }
+        /* NAME, NAME:VERSION, NAME::VERSION, a Lambda ARN or partial ARN:
+         * what invoke and schedule add take, through their parser. */
+        long version = 0;
+        _cleanup_free_ char *parsed = NULL, *refused = NULL;
+        if (name && streq(sub, "rm"))
+                /* It deletes every version: one cannot be deleted alone. */
+                refused = cli_parse_function_name(name, "functions rm", &parsed);
+        else if (name && cli_parse_deployed_name(name, &parsed, &version) < 0)
+                refused = xstrdup(CLI_VERSION_REFUSED);
+        if (refused)
+                return usage_error("functions", refused);
+        if (name)
+                name = parsed;
         Backend *b = NULL;
         int code = backend_open_listing(false, &b);
         if (code)
                 return code;
         json_t *ans = NULL;
-        int r = b->ops->function(b, streq(sub, "rm") ? "DELETE" : "GET", streq(sub, "ls") ? NULL : name, &ans);
+        int r = b->ops->function(b, streq(sub, "rm") ? "DELETE" : "GET", streq(sub, "ls") ? NULL : name, version, &ans);
         json_t *list = json_object_get(ans, "functions");
         /* rm: the schedules that fire it, on stderr (as deploy's). */
         if (r >= 0 && streq(sub, "rm"))

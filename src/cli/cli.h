@@ -88,6 +88,11 @@ void run_args_done(RunArgs *a);
  * digits without a leading zero (`01`, `+1`, `x`, empty), as the daemon
  * reads a version. */
 int cli_parse_deployed_name(const char *word, char **ret_name, long *ret_version);
+/* cli_parse_deployed_name() for what takes every version of a function
+ * (`functions rm`, `logs --function`, `ps --function`, named by what):
+ * NULL with *ret_name, or the usage error's words (caller frees) for a
+ * word naming a version or a malformed one. */
+char *cli_parse_function_name(const char *word, const char *what, char **ret_name);
 /* What invoke and schedule add say when it refuses the version. */
 #define CLI_VERSION_REFUSED \
         "the part after '::' must be a version number (1, 2, …) or $LATEST: NAME::2, or NAME:2 as Lambda writes it"

@@ -26,6 +26,18 @@
 #include "daemon-ui.h"
 #include "daemon.h"
 
+/* A request target (path and query) over HTTP_TARGET_MAX bytes is a 414,
+ * headers over HTTP_HEADERS_MAX bytes in all a 431, each in the error
+ * shape of the route family (the API's, Lambda's, a Function URL's). The
+ * request line and headers must fit the connection's memory pool, which
+ * libmicrohttpd takes from HTTP_CONNECTION_MEMORY (its default, 32 KiB,
+ * made the limit ~32 KB); past the pool it answers its own HTML page, which
+ * no option changes. The pool is mapped lazily: a connection holds the
+ * pages it was sent. */
+#define HTTP_TARGET_MAX 32768
+#define HTTP_HEADERS_MAX 32768
+#define HTTP_CONNECTION_MEMORY (256U << 10)
+
 /* A suspended handler's continuation (daemon_call_wait()). */
 typedef struct WaitCont {
         DaemonWaiter w;
@@ -50,7 +62,7 @@ typedef struct Req {
         bool responded;
         bool started;           /* the first access-handler call happened */
         char *bad_url;          /* why the raw request target is refused (400) */
-        unsigned bad_status;    /* … with this status when not 400 (501: a transfer coding) */
+        unsigned bad_status;    /* … with this status when not 400 (501: a transfer coding, 414, 431) */
         char *target;           /* the request target as sent (SigV4 signs it) */
         usec_t t0;              /* when its request line came (the --verbose log's duration) */
         const DaemonBodySink *sink_ops; /* the route streams its body (DaemonRoute.sink) */
@@ -624,6 +636,21 @@ static bool early_auth_refuses(Ctx *c, Req *req, const char *url, enum MHD_Resul
         return !authenticate(c, !(daemon_route_method(c->method) & ROUTE_GET), ret);
 }
 static int http_framing_check(struct MHD_Connection *conn, char **ret_error, unsigned *ret_status);
+static int http_headers_check(struct MHD_Connection *conn, char **ret_error, unsigned *ret_status);
+
+/* The API's error code of a refusal made before the route is known. */
+static const char *http_refusal_code(unsigned status) {
+        switch (status) {
+        case 414:
+                return "uri_too_long";
+        case 431:
+                return "request_header_fields_too_large";
+        case 501:
+                return "not_implemented";
+        default:
+                return "bad_request";
+        }
+}
 static void conn_set_handling(struct MHD_Connection *conn, bool handling);
 
 /* A route that streams its body (DaemonRoute.sink): the caller is
@@ -1110,14 +1137,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 req->started = true;
                 req->body_due = body_announced(conn);
                 if (!req->bad_url)
+                        (void) http_headers_check(conn, &req->bad_url, &req->bad_status);
+                if (!req->bad_url)
                         (void) http_framing_check(conn, &req->bad_url, &req->bad_status);
                 if (req->bad_url) {
                         req->responded = true;
                         call_kind_from_url(&c.call, url);
-                        bool coding = req->bad_status == 501;
+                        unsigned st = req->bad_status ?: 400;
                         /* The body is not read: what follows it on the
                          * connection is never taken for a request. */
-                        return queue_error(&c, coding ? 501 : 400, coding ? "not_implemented" : "bad_request",
+                        return queue_error(&c, st, http_refusal_code(st),
                                            (const char *const[]){ "Connection", "close", NULL }, "%s", req->bad_url);
                 }
                 ConnTrack *t = conn_track(conn);
@@ -1331,6 +1360,28 @@ static int http_framing_check(struct MHD_Connection *conn, char **ret_error, uns
         return -EINVAL;
 }
 
+static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+        size_t *n = cls;
+        (void) kind;
+        /* "Name: value\r\n" as sent, give or take the blanks MHD strips. */
+        *n += strlen(key) + (value ? strlen(value) : 0) + 4;
+        return MHD_YES;
+}
+
+/* Headers over HTTP_HEADERS_MAX in all are a 431 in the API's words (and
+ * the route family's shape), as a target over HTTP_TARGET_MAX is a 414.
+ * libmicrohttpd answers its own HTML page only for a request line and
+ * headers over HTTP_CONNECTION_MEMORY, which it cannot hold. */
+static int http_headers_check(struct MHD_Connection *conn, char **ret_error, unsigned *ret_status) {
+        size_t n = 0;
+        (void) MHD_get_connection_values(conn, MHD_HEADER_KIND, add_header_size, &n);
+        if (n <= HTTP_HEADERS_MAX)
+                return 0;
+        *ret_error = xasprintf("the request's headers are %zu bytes, over the %d byte limit", n, HTTP_HEADERS_MAX);
+        *ret_status = 431;
+        return -EINVAL;
+}
+
 /* MHD_OPTION_URI_LOG_CALLBACK: the only place the request target is seen
  * undecoded. What it returns becomes the request's *req_cls. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
@@ -1339,7 +1390,14 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
         req->t0 = now_monotonic();
         buf_init(&req->body, d->cfg.max_body_bytes);
         if (uri) {
-                (void) http_target_check(uri, &req->bad_url);
+                size_t n = strlen(uri);
+                if (n > HTTP_TARGET_MAX) {
+                        req->bad_url = xasprintf("the request target (path and query) is %zu bytes, over the %d byte "
+                                                 "limit: send large values in the request body",
+                                                 n, HTTP_TARGET_MAX);
+                        req->bad_status = 414;
+                } else
+                        (void) http_target_check(uri, &req->bad_url);
                 req->target = xstrdup(uri);
         }
         return req;
@@ -1415,7 +1473,7 @@ int daemon_http_start(Daemon *d, const char *address, void **ret_mhd, char **ret
                 mhd_connection_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT, 2 * (unsigned) d->cfg.max_connections_per_ip,
                 /* conn_track_over() answers those between */ MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
                 MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_URI_LOG_CALLBACK, on_uri, d,
-                MHD_OPTION_END);
+                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) HTTP_CONNECTION_MEMORY, MHD_OPTION_END);
         if (!mhd) {
                 int r = errno > 0 ? -errno : -EIO;
                 *ret_error = xasprintf("cannot start the HTTP server on %s: %s", address, strerror(-r));

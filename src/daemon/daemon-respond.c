@@ -219,6 +219,8 @@ static const char *lambda_error_type(unsigned status) {
         switch (status) {
         case 400:
         case 405:
+        case 414:
+        case 431:
                 return "InvalidRequestContentException";
         case 413:
                 return "RequestTooLargeException";
@@ -330,10 +332,13 @@ static const char *endpoint_reason(unsigned status) {
                 unsigned status;
                 const char *reason;
         } t[] = {
-                { 400, "Bad Request" },       { 401, "Unauthorized" },         { 403, "Forbidden" },
-                { 404, "Not Found" },         { 405, "Method Not Allowed" },   { 408, "Request Timeout" },
-                { 413, "Payload Too Large" }, { 429, "Too Many Requests" },    { 503, "Service Unavailable" },
-                { 504, "Gateway Timeout" },   { 507, "Insufficient Storage" },
+                { 400, "Bad Request" },        { 401, "Unauthorized" },
+                { 403, "Forbidden" },          { 404, "Not Found" },
+                { 405, "Method Not Allowed" }, { 408, "Request Timeout" },
+                { 413, "Payload Too Large" },  { 414, "URI Too Long" },
+                { 429, "Too Many Requests" },  { 431, "Request Header Fields Too Large" },
+                { 501, "Not Implemented" },    { 503, "Service Unavailable" },
+                { 504, "Gateway Timeout" },    { 507, "Insufficient Storage" },
         };
         for (size_t i = 0; i < ELEMENTSOF(t); i++)
                 if (t[i].status == status)

@@ -116,6 +116,12 @@ const char *json_error_text(const json_error_t *e) {
         assert(e);
         if (json_error_code(e) == json_error_null_character)
                 return "a string holds \\u0000 (NUL), which is not accepted here";
+        /* jansson's "too big integer": Python's json (and so Lambda's
+         * runtime) reads any integer; the daemon, its store and clients
+         * read 64 bits (docs/python.md), so say that and what to do. */
+        if (json_error_code(e) == json_error_numeric_overflow && strstr(e->text, "integer"))
+                return "an integer beyond 64 bits (JSON integers are read as -2**63 .. 2**63-1 here): send it as a "
+                       "string";
         return e->text;
 }
 

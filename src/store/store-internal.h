@@ -241,6 +241,19 @@ char *store_col_text(sqlite3_stmt *st, int i);
  * (limits_json: migration 24). */
 #define RUN_SELECT_COLUMNS RUN_COLUMNS ", outputs_json, fn_name, fn_version, schedule, limits_json"
 
+/* A listing's read (run_list_read()): RUN_SELECT_COLUMNS with each value
+ * a listing leaves out (run_record_elide(): its text over
+ * RUN_LIST_VALUE_MAX bytes) read as the integer 0 instead of its text:
+ * a listing of runs that hold megabytes never copies them out of SQLite,
+ * nor holds a page of them at once. Its length is taken once (an integer,
+ * not a NULL, marks the value left out: a NULL value is one too). */
+#define RUN_LIST_VALUE(col) \
+        "CASE WHEN length(CAST(" col " AS BLOB)) > " RUN_LIST_VALUE_MAX_TEXT " THEN 0 ELSE " col " END"
+#define RUN_LIST_COLUMNS                                                                                                                                                                                                                                                                              \
+        "id, tenant, filename, function, " RUN_LIST_VALUE("args_json") ", " RUN_LIST_VALUE(                                                                                                                                                                                                           \
+                "kwargs_json") ", status, exit_code, " RUN_LIST_VALUE("value_json") ", " RUN_LIST_VALUE("value_repr") ", error_type, " RUN_LIST_VALUE("error_message") ", " RUN_LIST_VALUE("traceback") ", timings_json, log_path, created, started, finished, attempt, max_attempts, outputs_json, " \
+                                                                                                                                                                                                        "fn_name, fn_version, schedule, limits_json"
+
 /* A run's started or finished time t as its row keeps it, created the
  * row's created (both SQL expressions: in an INSERT the bound ?16, in an
  * UPDATE the column created, since a start's or a finish's record carries

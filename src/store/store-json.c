@@ -81,13 +81,17 @@ json_t *run_record_json(const RunRecord *r, const char *phase) {
         return run_record_tail(j, r);
 }
 
-static const char *const elidable[] = { "args", "kwargs", "result", "result_repr" };
+/* A dotted name is a field of the run object's "error". */
+static const char *const elidable[] = { "args", "kwargs", "result", "result_repr", "error.message", "error.traceback" };
 
 /* store.h. */
 unsigned run_record_elide(const RunRecord *r, RunRecord *ret) {
         *ret = *r;
-        char **texts[] = { &ret->args_json, &ret->kwargs_json, &ret->value_json, &ret->value_repr };
-        unsigned mask = 0;
+        /* A listing's read left these out already (RUN_LIST_COLUMNS). */
+        unsigned mask = r->elided;
+        char **texts[] = { &ret->args_json,  &ret->kwargs_json,   &ret->value_json,
+                           &ret->value_repr, &ret->error_message, &ret->traceback };
+        _Static_assert(ELEMENTSOF(texts) == ELEMENTSOF(elidable), "one name per text");
         for (size_t i = 0; i < ELEMENTSOF(texts); i++)
                 if (*texts[i] && strlen(*texts[i]) > RUN_LIST_VALUE_MAX) {
                         *texts[i] = NULL;
@@ -103,7 +107,17 @@ void run_json_mark_elided(json_t *j, unsigned mask) {
         json_t *names = json_array();
         for (size_t i = 0; i < ELEMENTSOF(elidable); i++)
                 if (mask & (1u << i)) {
-                        json_object_set_new(j, elidable[i], json_null());
+                        if (startswith(elidable[i], "error.")) {
+                                json_t *err = json_object_get(j, "error");
+                                if (!json_is_object(err)) {
+                                        /* A message with no type: the object the
+                                         * run has, its field null. */
+                                        err = json_pack("{s:n, s:n, s:n}", "type", "message", "traceback");
+                                        json_object_set_new(j, "error", err);
+                                }
+                                json_object_set_new(err, elidable[i] + strlen("error."), json_null());
+                        } else
+                                json_object_set_new(j, elidable[i], json_null());
                         json_array_append_new(names, json_string(elidable[i]));
                 }
         json_object_set_new(j, "elided", names);

@@ -89,7 +89,10 @@ int store_run_insert_idempotent(Store *s, const RunRecord *r, const char *key, u
         return 1;
 }
 
-/* The list, read as it is committed. */
+_Static_assert(RUN_LIST_VALUE_MAX == 4096, "RUN_LIST_VALUE_MAX_TEXT says the same");
+
+/* The list, read as it is committed: the values a listing leaves out are
+ * not read (RUN_LIST_COLUMNS). */
 static int run_list_read(Store *s, const char *tenant, const RunFilter *f, const char *before, size_t limit,
                          RunRecord ***ret_records, size_t *ret_n) {
         sqlite3_stmt *st;
@@ -146,7 +149,7 @@ static int run_list_read(Store *s, const char *tenant, const RunFilter *f, const
                 /* Sorted as rowids, then read: the sort of the candidates'
                  * whole rows (their results, arguments) cost more than
                  * finding them. */
-                indexed  ? xasprintf("SELECT " RUN_SELECT_COLUMNS " FROM runs WHERE rowid IN "
+                indexed  ? xasprintf("SELECT " RUN_LIST_COLUMNS " FROM runs WHERE rowid IN "
                                       "(SELECT rowid FROM runs WHERE (?1 IS NULL OR +tenant = ?1) %s"
                                       "AND (?3 IS NULL OR status IN (SELECT value FROM json_each(?3))) "
                                       "AND (?4 IS NULL OR (created, id) < (SELECT created, id FROM runs "
@@ -154,7 +157,7 @@ static int run_list_read(Store *s, const char *tenant, const RunFilter *f, const
                                       "ORDER BY created DESC, id DESC LIMIT ?2) "
                                       "ORDER BY created DESC, id DESC",
                                      origin)
-                : tenant ? xasprintf("SELECT " RUN_SELECT_COLUMNS " FROM runs WHERE tenant = ?1 %s"
+                : tenant ? xasprintf("SELECT " RUN_LIST_COLUMNS " FROM runs WHERE tenant = ?1 %s"
                                      "AND (?3 IS NULL OR status IN (SELECT value FROM json_each(?3))) "
                                      "AND (?4 IS NULL OR (created, id) < (SELECT created, id FROM runs "
                                      "WHERE id = ?4)) "
@@ -163,7 +166,7 @@ static int run_list_read(Store *s, const char *tenant, const RunFilter *f, const
                          : xasprintf("WITH RECURSIVE t(x) AS (SELECT (SELECT min(tenant) FROM runs) "
                                      "UNION ALL SELECT (SELECT min(tenant) FROM runs WHERE tenant > t.x) "
                                      "FROM t WHERE t.x IS NOT NULL) "
-                                     "SELECT " RUN_SELECT_COLUMNS " FROM t JOIN runs ON runs.rowid IN "
+                                     "SELECT " RUN_LIST_COLUMNS " FROM t JOIN runs ON runs.rowid IN "
                                      "(SELECT rowid FROM runs WHERE tenant = t.x %s"
                                      "AND (?3 IS NULL OR status IN (SELECT value FROM json_each(?3))) "
                                      "AND (?4 IS NULL OR (created, id) < (SELECT created, id FROM runs "
@@ -199,7 +202,22 @@ static int run_list_read(Store *s, const char *tenant, const RunFilter *f, const
         size_t n = 0;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
                 v = xrealloc(v, (n + 1) * sizeof(RunRecord *));
-                v[n++] = store_run_from_row(st);
+                /* RUN_LIST_COLUMNS' values left out, in run_record_elide()'s
+                 * order; typed before the row is read as text ("0"). */
+                static const int elidable[] = { 4, 5, 8, 9, 11, 12 };
+                unsigned mask = 0;
+                for (size_t i = 0; i < ELEMENTSOF(elidable); i++)
+                        if (sqlite3_column_type(st, elidable[i]) == SQLITE_INTEGER)
+                                mask |= 1u << i;
+                RunRecord *r = v[n++] = store_run_from_row(st);
+                char **texts[] = { &r->args_json,  &r->kwargs_json,   &r->value_json,
+                                   &r->value_repr, &r->error_message, &r->traceback };
+                for (size_t i = 0; i < ELEMENTSOF(texts); i++)
+                        if (mask & (1u << i)) {
+                                free(*texts[i]);
+                                *texts[i] = NULL;
+                        }
+                r->elided = mask;
         }
         sqlite3_finalize(st);
         if (snapshot)

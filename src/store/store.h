@@ -202,6 +202,9 @@ typedef struct RunRecord {
          * writer's own text), or NULL (an embedded run, a run recorded
          * before they were kept). Written by the same INSERTs (?30). */
         char *limits_json;
+        /* A listing's read of it (store_run_list*()): the values it left
+         * unread (NULL here), as run_record_elide()'s mask; 0 otherwise. */
+        unsigned elided;
         /* The environment's lock (pkg_lock_to_json() text) the engine ran
          * in: written by the final update when not NULL (docs/ui.md), once
          * per distinct text (the locks table, keyed by its sha256); not
@@ -236,13 +239,16 @@ char *run_record_to_json(const RunRecord *r, const char *phase);
 struct json_t *run_record_json(const RunRecord *r, const char *phase);
 
 /* A listing's run object (GET /v1/runs, a function's runs, `ps`) holds
- * args, kwargs, result and result_repr only when their stored text is at
- * most this many bytes: a longer one is null there and named in the
- * object's "elided"; GET /v1/runs/ID has it whole (docs/api.md). */
+ * args, kwargs, result, result_repr, error.message and error.traceback
+ * only when their stored text is at most this many bytes: a longer one is
+ * null there and named in the object's "elided" ("error.message");
+ * GET /v1/runs/ID has it whole (docs/api.md). */
 #define RUN_LIST_VALUE_MAX 4096
+#define RUN_LIST_VALUE_MAX_TEXT "4096" /* the same, in SQL (store-runs.c) */
 /* *ret: r shallow-copied, with the values a listing leaves out set to
  * NULL (it owns nothing: never run_record_free() it). Returns a mask of
- * the values left out, for run_json_mark_elided(). */
+ * the values left out, for run_json_mark_elided(): r->elided's (what a
+ * listing's read left unread) and those over RUN_LIST_VALUE_MAX in r. */
 unsigned run_record_elide(const RunRecord *r, RunRecord *ret);
 /* Sets the values of mask to null in run object j and names them in its
  * "elided" (nothing when mask is 0; j may be NULL). */

@@ -101,6 +101,26 @@ def run(d, source, **body):
     return out
 
 
+def run_events(resp):
+    """The run objects a GET /v1/events response sends (its "run"
+    events), each as (the length of its data, the object), in order."""
+    event, data = None, []
+    while True:
+        line = resp.readline()  # chunked: decoded by http.client
+        if not line:
+            return
+        line = line.decode().rstrip("\n")
+        if line == "" and event == "run":
+            text = "\n".join(data)
+            yield len(text), json.loads(text)
+        if line == "":
+            event, data = None, []
+        elif line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            data.append(line[6:])
+
+
 def wait_for(cond, what, timeout=60):
     """cond()'s first true value, polled every 20 ms; AssertionError naming
     what after timeout seconds."""

@@ -120,23 +120,13 @@ def test_the_event_stream_sends_a_runs_summary(daemon, runs):
     assert r.status == 200
     st, b = daemon.run(SOURCE, wait=False, filename="big.py", kwargs={"s": "c", "n": 3 * MB}, token=None)
     assert st == 202, b
-    event, data, seen = None, [], []
-    while True:
-        line = r.readline()  # chunked: decoded by http.client
-        assert line, seen
-        line = line.decode().rstrip("\n")
-        if line == "" and event == "run":
-            run = json.loads("\n".join(data))
-            if run["id"] == b["id"]:
-                seen.append((len("\n".join(data)), run.get("elided"), run["status"]))
-                if run["status"] not in ("queued", "running"):
-                    break
-        if line == "":
-            event, data = None, []
-        elif line.startswith("event: "):
-            event = line[7:]
-        elif line.startswith("data: "):
-            data.append(line[6:])
+    from daemonlib import run_events
+    seen = []
+    for n, run in run_events(r):
+        if run["id"] == b["id"]:
+            seen.append((n, run.get("elided"), run["status"]))
+            if run["status"] not in ("queued", "running"):
+                break
     c.close()
     assert all(n < 64 * 1024 for n, _, _ in seen), seen
     assert seen[-1][1:] == (["result"], "succeeded"), seen

@@ -574,6 +574,14 @@ static void test_json_error_text(void **state) {
         assert_null(strstr(json_error_text(&e), "JSON_"));
         assert_null(json_loads("[1,", 0, &e));
         assert_ptr_equal(json_error_text(&e), e.text); /* jansson's words where they are plain */
+        /* Past 64 bits, either sign: what the limit is, and what to do. */
+        for (size_t i = 0; i < 2; i++) {
+                assert_null(json_loads(i ? "[-99999999999999999999]" : "{\"x\": 18446744073709551616}", 0, &e));
+                assert_non_null(strstr(json_error_text(&e), "an integer beyond 64 bits"));
+                assert_non_null(strstr(json_error_text(&e), "send it as a string"));
+        }
+        assert_null(json_loads("[1e999]", 0, &e)); /* a real's overflow stays jansson's */
+        assert_ptr_equal(json_error_text(&e), e.text);
 }
 
 static void test_json_bytes_marker(void **state) {

@@ -6550,6 +6550,78 @@ static void test_run_record_elide(void **state) {
         _cleanup_free_ char *names = json_dumps(json_object_get(j, "elided"), JSON_COMPACT);
         assert_string_equal(names, "[\"kwargs\",\"result\"]");
         json_decref(j);
+        /* The error's message and traceback alike, its type kept; and a
+         * message with no type still has its (null) place. */
+        r.value_json = at;
+        r.kwargs_json = (char *) "{}";
+        r.error_type = (char *) "ValueError";
+        r.error_message = over;
+        r.traceback = over;
+        mask = run_record_elide(&r, &s);
+        j = run_record_json(&s, NULL);
+        run_json_mark_elided(j, mask);
+        _cleanup_free_ char *err = json_dumps(json_object_get(j, "error"), JSON_COMPACT | JSON_SORT_KEYS);
+        assert_string_equal(err, "{\"message\":null,\"traceback\":null,\"type\":\"ValueError\"}");
+        _cleanup_free_ char *names2 = json_dumps(json_object_get(j, "elided"), JSON_COMPACT);
+        assert_string_equal(names2, "[\"error.message\",\"error.traceback\"]");
+        json_decref(j);
+        r.error_type = NULL;
+        r.traceback = NULL;
+        mask = run_record_elide(&r, &s);
+        j = run_record_json(&s, NULL);
+        run_json_mark_elided(j, mask);
+        assert_true(json_is_object(json_object_get(j, "error")));
+        assert_true(json_is_null(json_object_get(json_object_get(j, "error"), "message")));
+        json_decref(j);
+        free(at);
+        free(over);
+}
+
+/* A listing's read leaves the values a listing elides unread (NULL,
+ * named in RunRecord.elided), at exactly the bound run_record_elide()
+ * keeps; a get reads them whole. */
+static void test_run_list_leaves_large_values_unread(void **state) {
+        (void) state;
+        Store *s = open_fresh();
+        char *at = xmalloc(RUN_LIST_VALUE_MAX + 1), *over = xmalloc(RUN_LIST_VALUE_MAX + 2);
+        memset(at, 'a', RUN_LIST_VALUE_MAX);
+        at[RUN_LIST_VALUE_MAX] = 0;
+        memset(over, 'b', RUN_LIST_VALUE_MAX + 1);
+        over[RUN_LIST_VALUE_MAX + 1] = 0;
+        RunRecord r = { .id = (char *) "rbig1",
+                        .tenant = (char *) "t",
+                        .filename = (char *) "f.py",
+                        .status = (char *) "failed",
+                        .exit_code = 1,
+                        .created = 5,
+                        .args_json = (char *) "[{\"value\":1}]",
+                        .kwargs_json = over,
+                        .value_repr = at,
+                        .error_type = (char *) "ValueError",
+                        .error_message = over,
+                        .traceback = at };
+        assert_int_equal(store_run_insert(s, &r), 0);
+        RunRecord **v = NULL;
+        size_t n = 0;
+        assert_int_equal(store_run_list(s, "t", NULL, 10, &v, &n), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(v[0]->elided, (1u << 1) | (1u << 4)); /* kwargs, error.message */
+        assert_null(v[0]->kwargs_json);
+        assert_null(v[0]->error_message);
+        assert_string_equal(v[0]->args_json, "[{\"value\":1}]");
+        assert_string_equal(v[0]->value_repr, at);
+        assert_string_equal(v[0]->traceback, at);
+        assert_string_equal(v[0]->error_type, "ValueError");
+        RunRecord sum;
+        assert_int_equal(run_record_elide(v[0], &sum), (1u << 1) | (1u << 4));
+        run_record_list_free(v, n);
+        RunRecord *got = NULL;
+        assert_int_equal(store_run_get(s, NULL, "rbig1", &got), 0);
+        assert_int_equal(got->elided, 0);
+        assert_string_equal(got->kwargs_json, over);
+        assert_string_equal(got->error_message, over);
+        run_record_free(got);
+        store_close(s);
         free(at);
         free(over);
 }
@@ -6561,6 +6633,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_insert_get_update),
                 cmocka_unit_test(test_run_record_elide),
+                cmocka_unit_test(test_run_list_leaves_large_values_unread),
                 cmocka_unit_test(test_migrate_unreadable_version),
                 cmocka_unit_test(test_prefix_and_tenants),
                 cmocka_unit_test(test_run_list_by_status),
