@@ -989,6 +989,17 @@ static int build_lock(Resolver *rs, PkgLock **ret_lock, char **ret_error) {
                 _cleanup_free_ char *s = pkg_requirement_to_string(rs->roots[i]);
                 l->requirements = strv_append(l->requirements, s ? s : rs->roots[i]->name);
         }
+        for (size_t i = 0; i < rs->n_roots; i++) {
+                const PkgRequirement *req = rs->root_order[i];
+                if (!req->marker || pkg_marker_evaluate(req->marker, rs->o->marker_env, NULL))
+                        continue;
+                /* The normalised requirement's text after its ';' (names,
+                 * extras and specifiers hold none). */
+                _cleanup_free_ char *s = pkg_requirement_to_string(req);
+                const char *m = s ? strchr(s, ';') : NULL;
+                l->ignored = strv_append(l->ignored, req->name);
+                l->ignored_markers = strv_append(l->ignored_markers, m ? m + 1 + strspn(m + 1, " ") : "");
+        }
         Constraints cs = {};
         collect(rs, &cs);
         for (size_t d = 0; d < rs->depth; d++) {

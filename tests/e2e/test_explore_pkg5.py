@@ -109,3 +109,42 @@ def test_hundreds_of_packages_lock(cli, tmp_path, shape):
         assert got == want
     finally:
         ix.stop()
+
+
+# ---- requirements whose markers do not apply ---------------------------------------
+
+MARKED = {"pywin32": '>=300; sys_platform == "win32"', "a": "", "b": "; python_version < '3'"}
+
+
+def test_lock_says_which_requirements_its_markers_leave_out(cli, tmp_path):
+    # pip: "Ignoring pywin32: markers 'sys_platform == "win32"' don't
+    # match your environment". pysprinter said nothing: the lock simply
+    # lacked pywin32, and a user reading it could not tell a marker from
+    # a bug. `lock` says it (stderr, each time, the cached lock too) and
+    # its JSON lists them; a run stays silent, as uv's.
+    ix = pkgindex.Index()
+    ix.add(pkgindex.build_wheel(tmp_path / "w", "a", "1.0"))
+    ix.start()
+    try:
+        want = ["pysprinter: ignoring b: markers 'python_version < \"3\"' don't match this interpreter",
+                "pysprinter: ignoring pywin32: markers 'sys_platform == \"win32\"' don't match this interpreter"]
+        for _ in range(2):  # resolved, then from the lock cache
+            p = lock(cli, ix, MARKED)
+            assert versions(p) == {"a": "1.0"}
+            assert [l for l in p.stderr.splitlines() if "ignoring" in l] == want, p.stderr
+            assert json.loads(p.stdout)["ignored"] == [
+                {"name": "b", "marker": 'python_version < "3"'},
+                {"name": "pywin32", "marker": 'sys_platform == "win32"'}]
+        f = cli.write("g.py", f"""
+            @requirements({MARKED!r})
+            def g():
+                import a
+                return a.__version__
+            """)
+        p = cli("run", "--sandbox=none", "--index-url", ix.url, f, check=0)
+        assert p.stdout.strip() == "1.0" and "ignoring" not in p.stderr, p.stderr
+        # A lock whose requirements all apply is written as before.
+        p = lock(cli, ix, {"a": ""})
+        assert "ignored" not in json.loads(p.stdout) and "ignoring" not in p.stderr, (p.stdout, p.stderr)
+    finally:
+        ix.stop()
