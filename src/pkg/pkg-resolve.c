@@ -850,7 +850,7 @@ static int solve(Resolver *rs, bool *conf) {
          * versions left, took its newest and held back a package you named
          * that wants an older one); then the undecided one with the fewest
          * options. A project with none left comes before all. */
-        size_t best = SIZE_MAX, best_n = SIZE_MAX;
+        size_t best = SIZE_MAX, best_n = SIZE_MAX, best_order_n = SIZE_MAX;
         bool best_direct = false;
         for (size_t i = 0; i < cs.n; i++) {
                 size_t pi = cs.c[i].proj;
@@ -874,7 +874,17 @@ static int solve(Resolver *rs, bool *conf) {
                 }
                 _cleanup_free_ size_t *idx = xcalloc(p->n_cands + 1, sizeof(size_t));
                 size_t n = 0;
-                (void) matching(&cs, p, idx, &n);
+                size_t all = matching(&cs, p, idx, &n);
+                /* Counted among its options for the order: the pre-releases
+                 * its specifiers match, which a package decided later may
+                 * ask for. Not counting them made {'a': '', 'pr': ''}
+                 * decide pr first (one final release, "fewest options")
+                 * where a 1.0 wants pr>=2.0b1: pr 1.0 held a back to 0.5,
+                 * while pip takes a 1.0 and pr 2.0b1. */
+                size_t order_n = n;
+                for (size_t k = n; k < all && n > 0; k++)
+                        if (p->cands[idx[k]].file && pkg_version_is_prerelease(p->cands[idx[k]].version))
+                                order_n++;
                 /* The version this project will be tried with first: its
                  * wheel can be fetched now, while the other projects are
                  * looked up (numpy's page is read ~20 ms before it is
@@ -896,10 +906,11 @@ static int solve(Resolver *rs, bool *conf) {
                 else if (direct != best_direct)
                         better = direct;
                 else
-                        better = n < best_n;
+                        better = order_n < best_order_n;
                 if (better) {
                         best = pi;
                         best_n = n;
+                        best_order_n = order_n;
                         best_direct = direct;
                 }
         }

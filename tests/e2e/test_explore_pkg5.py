@@ -148,3 +148,58 @@ def test_lock_says_which_requirements_its_markers_leave_out(cli, tmp_path):
         assert "ignored" not in json.loads(p.stdout) and "ignoring" not in p.stderr, (p.stdout, p.stderr)
     finally:
         ix.stop()
+
+
+# ---- pre-releases, against pip itself ----------------------------------------------
+
+def pip_answer(ix, tmp_path, reqs):
+    """pip 23's `install --dry-run --report` of reqs against ix: {name:
+    version}, or None when pip finds no solution."""
+    import os
+    report = tmp_path / "report.json"
+    env = dict(os.environ, PIP_BREAK_SYSTEM_PACKAGES="1", PIP_NO_CACHE_DIR="1",
+               PIP_DISABLE_PIP_VERSION_CHECK="1")
+    p = subprocess.run(["/usr/bin/python3", "-m", "pip", "install", "--dry-run", "--ignore-installed", "-q",
+                        "--report", str(report), "--index-url", ix.url, *(k + v for k, v in reqs.items())],
+                       capture_output=True, text=True, env=env, timeout=300)
+    if p.returncode != 0:
+        return None
+    return {x["metadata"]["name"]: x["metadata"]["version"] for x in json.loads(report.read_text())["install"]}
+
+
+PR = [("pr", "1.0", []), ("pr", "2.0b1", [])]
+PRE_CASES = {
+    # A specifier naming a pre-release allows them, for that package only.
+    "ge-pre": (PR + [("o", "1.0", []), ("o", "2.0b1", [])], {"pr": ">=2.0b1", "o": ""}),
+    "any": (PR, {"pr": ""}),
+    "lt-pre": (PR, {"pr": "<2.0b2"}),          # `<` naming one does not
+    "le-pre": (PR, {"pr": ">=0.5,<=2.0b1"}),
+    "compatible": (PR, {"pr": "~=2.0b1"}),
+    "only-pre": ([("pr", "2.0b1", [])], {"pr": ""}),
+    "dev": ([("pr", "1.0", []), ("pr", "2.0.dev1", [])], {"pr": ">=2.0.dev0"}),
+    "final-wins": (PR + [("pr", "2.0", [])], {"pr": ">=2.0b1"}),
+    "not-for-deps": ([("pr", "1.0", ["dep"]), ("pr", "2.0b1", ["dep"]), ("dep", "1.0", []), ("dep", "2.0rc1", [])],
+                     {"pr": ">=2.0b1"}),
+    # A dependency's specifier counts too: pip takes a 1.0 and pr 2.0b1.
+    # pysprinter decided pr first (one final release: "fewest options"),
+    # and pr 1.0 held a back to 0.5.
+    "dependency-asks": (PR + [("a", "1.0", ["pr>=2.0b1"]), ("a", "0.5", [])], {"pr": "", "a": ""}),
+    "dependency-pins-final": (PR + [("a", "1.0", ["pr>=2.0b1"]), ("a", "0.5", []), ("b", "1.0", ["pr<2"])],
+                              {"b": "", "a": ""}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PRE_CASES))
+def test_pre_releases_as_pip_allows_them(cli, tmp_path, case):
+    wheels, reqs = PRE_CASES[case]
+    ix = pkgindex.Index(mode="html")  # pip 23.0 cannot read PEP 691's core-metadata objects
+    for name, version, requires in wheels:
+        ix.add(pkgindex.build_wheel(tmp_path / "w", name, version, requires=requires))
+    ix.start()
+    try:
+        want = pip_answer(ix, tmp_path, reqs)
+        if want is None:
+            pytest.skip("pip found no solution")
+        assert versions(lock(cli, ix, reqs)) == want
+    finally:
+        ix.stop()
