@@ -495,26 +495,7 @@ static size_t html_numeric_ref(Buf *b, const char *s, size_t n, size_t i) {
                 if (html5_charref_dropped[k] == v)
                         return end;
         char u[4];
-        size_t len;
-        if (v < 0x80) {
-                u[0] = (char) v;
-                len = 1;
-        } else if (v < 0x800) {
-                u[0] = (char) (0xc0 | (v >> 6));
-                u[1] = (char) (0x80 | (v & 0x3f));
-                len = 2;
-        } else if (v < 0x10000) {
-                u[0] = (char) (0xe0 | (v >> 12));
-                u[1] = (char) (0x80 | ((v >> 6) & 0x3f));
-                u[2] = (char) (0x80 | (v & 0x3f));
-                len = 3;
-        } else {
-                u[0] = (char) (0xf0 | (v >> 18));
-                u[1] = (char) (0x80 | ((v >> 12) & 0x3f));
-                u[2] = (char) (0x80 | ((v >> 6) & 0x3f));
-                u[3] = (char) (0x80 | (v & 0x3f));
-                len = 4;
-        }
+        size_t len = utf8_encode(v, u);
         buf_append(b, u, len);
         return end;
 }
