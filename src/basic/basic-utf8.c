@@ -163,3 +163,30 @@ size_t str_escape_controls(const char *s, bool keep_tab, char *buf, size_t size)
         buf[n] = 0;
         return n;
 }
+
+size_t utf8_encode(uint32_t v, char *out) {
+        char b[4];
+        size_t n;
+        if (v < 0x80) {
+                b[0] = (char) v;
+                n = 1;
+        } else if (v < 0x800) {
+                b[0] = (char) (0xC0 | (v >> 6));
+                b[1] = (char) (0x80 | (v & 0x3F));
+                n = 2;
+        } else if (v < 0x10000) {
+                b[0] = (char) (0xE0 | (v >> 12));
+                b[1] = (char) (0x80 | ((v >> 6) & 0x3F));
+                b[2] = (char) (0x80 | (v & 0x3F));
+                n = 3;
+        } else {
+                b[0] = (char) (0xF0 | (v >> 18));
+                b[1] = (char) (0x80 | ((v >> 12) & 0x3F));
+                b[2] = (char) (0x80 | ((v >> 6) & 0x3F));
+                b[3] = (char) (0x80 | (v & 0x3F));
+                n = 4;
+        }
+        if (out)
+                memcpy(out, b, n);
+        return n;
+}

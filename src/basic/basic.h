@@ -117,6 +117,9 @@ int strv_extend_choices(char ***set, const char *list, const char *const *names,
  * for CPython and jansson); n when all of s is valid. */
 size_t utf8_invalid_offset(const char *s, size_t n);
 bool utf8_is_valid(const char *s);
+/* Code point v (at most U+10FFFF) as UTF-8: writes its 1 to 4 bytes to out
+ * unless out is NULL, and returns how many they are. */
+size_t utf8_encode(uint32_t v, char *out);
 /* Shaped like a Python identifier: ASCII letters, digits and '_', no digit
  * first, and any non-ASCII character taken as a letter (PEP 3131 allows
  * `def f(é)`; the function's own parameter list then decides). */

@@ -201,6 +201,18 @@ int cli_check_source(const char *file, const char *source, size_t len) {
  * one line of requirements and two lines per package. */
 static void print_lock(const char *target, json_t *lock, bool json) {
         json_t *pk = json_object_get(lock, "packages");
+        /* What pip says as it installs ("Ignoring pywin32: markers
+         * 'sys_platform == "win32"' don't match your environment"): a
+         * requirement that is in the file and not in the lock is what
+         * a user reads the lock to find out about. On stderr, as pip's
+         * log, so the lock on stdout stays the lock; uv says nothing,
+         * and neither does `run`. */
+        size_t i;
+        json_t *v;
+        if (!cli_globals.quiet)
+                json_array_foreach(json_object_get(lock, "ignored"), i, v)
+                        fprintf(stderr, "pysprinter: ignoring %s: markers '%s' don't match this interpreter\n",
+                                json_get_string(v, "name") ?: "?", json_get_string(v, "marker") ?: "");
         if (json) {
                 _cleanup_free_ char *text = json_dumps(lock, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
                 puts(text ?: "null");
@@ -210,8 +222,6 @@ static void print_lock(const char *target, json_t *lock, bool json) {
                 printf("%s: no requirements\n", target);
                 return;
         }
-        size_t i;
-        json_t *v;
         printf("# %s: ", target);
         json_array_foreach(json_object_get(lock, "requirements"), i, v)
                 printf("%s%s", i ? ", " : "", json_string_value(v) ?: "");

@@ -2,6 +2,7 @@
  * (PEP 691 JSON with content negotiation, PEP 503 HTML fallback, PEP 658/714
  * metadata files) plus local find-links directories. */
 #include "pkg-mgr.h"
+#include "pkg-html5-entities.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -434,200 +435,72 @@ static int parse_json_page(const char *body, const char *base, PkgProject *p, ch
         return 0;
 }
 
-/* HTML5 named character references as Python's html.unescape (pip's
- * parser) reads them in attribute values: the legacy names (`legacy`) also
- * without their ';' (`&gt=3.8` is ">=3.8", `&ampb` "&b", the longest such
- * name that starts the text), the others only with it. Besides the legacy
- * names, the table holds those of the longer names that start with one
- * (`&notin;` is U+2209, not "¬in;") and &apos;. Sorted by name. */
-static const struct {
-        const char *name, *utf8;
-        bool legacy;
-} html_entities[] = {
-        { "AElig", "\xc3\x86", true },
-        { "AMP", "&", true },
-        { "Aacute", "\xc3\x81", true },
-        { "Acirc", "\xc3\x82", true },
-        { "Agrave", "\xc3\x80", true },
-        { "Aring", "\xc3\x85", true },
-        { "Atilde", "\xc3\x83", true },
-        { "Auml", "\xc3\x84", true },
-        { "COPY", "\xc2\xa9", true },
-        { "Ccedil", "\xc3\x87", true },
-        { "ETH", "\xc3\x90", true },
-        { "Eacute", "\xc3\x89", true },
-        { "Ecirc", "\xc3\x8a", true },
-        { "Egrave", "\xc3\x88", true },
-        { "Euml", "\xc3\x8b", true },
-        { "GT", ">", true },
-        { "Iacute", "\xc3\x8d", true },
-        { "Icirc", "\xc3\x8e", true },
-        { "Igrave", "\xc3\x8c", true },
-        { "Iuml", "\xc3\x8f", true },
-        { "LT", "<", true },
-        { "Ntilde", "\xc3\x91", true },
-        { "Oacute", "\xc3\x93", true },
-        { "Ocirc", "\xc3\x94", true },
-        { "Ograve", "\xc3\x92", true },
-        { "Oslash", "\xc3\x98", true },
-        { "Otilde", "\xc3\x95", true },
-        { "Ouml", "\xc3\x96", true },
-        { "QUOT", "\x22", true },
-        { "REG", "\xc2\xae", true },
-        { "THORN", "\xc3\x9e", true },
-        { "Uacute", "\xc3\x9a", true },
-        { "Ucirc", "\xc3\x9b", true },
-        { "Ugrave", "\xc3\x99", true },
-        { "Uuml", "\xc3\x9c", true },
-        { "Yacute", "\xc3\x9d", true },
-        { "aacute", "\xc3\xa1", true },
-        { "acirc", "\xc3\xa2", true },
-        { "acute", "\xc2\xb4", true },
-        { "aelig", "\xc3\xa6", true },
-        { "agrave", "\xc3\xa0", true },
-        { "amp", "&", true },
-        { "apos", "'", false },
-        { "aring", "\xc3\xa5", true },
-        { "atilde", "\xc3\xa3", true },
-        { "auml", "\xc3\xa4", true },
-        { "brvbar", "\xc2\xa6", true },
-        { "ccedil", "\xc3\xa7", true },
-        { "cedil", "\xc2\xb8", true },
-        { "cent", "\xc2\xa2", true },
-        { "centerdot", "\xc2\xb7", false },
-        { "copy", "\xc2\xa9", true },
-        { "copysr", "\xe2\x84\x97", false },
-        { "curren", "\xc2\xa4", true },
-        { "deg", "\xc2\xb0", true },
-        { "divide", "\xc3\xb7", true },
-        { "divideontimes", "\xe2\x8b\x87", false },
-        { "eacute", "\xc3\xa9", true },
-        { "ecirc", "\xc3\xaa", true },
-        { "egrave", "\xc3\xa8", true },
-        { "eth", "\xc3\xb0", true },
-        { "euml", "\xc3\xab", true },
-        { "frac12", "\xc2\xbd", true },
-        { "frac14", "\xc2\xbc", true },
-        { "frac34", "\xc2\xbe", true },
-        { "gt", ">", true },
-        { "gtcc", "\xe2\xaa\xa7", false },
-        { "gtcir", "\xe2\xa9\xba", false },
-        { "gtdot", "\xe2\x8b\x97", false },
-        { "gtlPar", "\xe2\xa6\x95", false },
-        { "gtquest", "\xe2\xa9\xbc", false },
-        { "gtrapprox", "\xe2\xaa\x86", false },
-        { "gtrarr", "\xe2\xa5\xb8", false },
-        { "gtrdot", "\xe2\x8b\x97", false },
-        { "gtreqless", "\xe2\x8b\x9b", false },
-        { "gtreqqless", "\xe2\xaa\x8c", false },
-        { "gtrless", "\xe2\x89\xb7", false },
-        { "gtrsim", "\xe2\x89\xb3", false },
-        { "iacute", "\xc3\xad", true },
-        { "icirc", "\xc3\xae", true },
-        { "iexcl", "\xc2\xa1", true },
-        { "igrave", "\xc3\xac", true },
-        { "iquest", "\xc2\xbf", true },
-        { "iuml", "\xc3\xaf", true },
-        { "laquo", "\xc2\xab", true },
-        { "lt", "<", true },
-        { "ltcc", "\xe2\xaa\xa6", false },
-        { "ltcir", "\xe2\xa9\xb9", false },
-        { "ltdot", "\xe2\x8b\x96", false },
-        { "lthree", "\xe2\x8b\x8b", false },
-        { "ltimes", "\xe2\x8b\x89", false },
-        { "ltlarr", "\xe2\xa5\xb6", false },
-        { "ltquest", "\xe2\xa9\xbb", false },
-        { "ltrPar", "\xe2\xa6\x96", false },
-        { "ltri", "\xe2\x97\x83", false },
-        { "ltrie", "\xe2\x8a\xb4", false },
-        { "ltrif", "\xe2\x97\x82", false },
-        { "macr", "\xc2\xaf", true },
-        { "micro", "\xc2\xb5", true },
-        { "middot", "\xc2\xb7", true },
-        { "nbsp", "\xc2\xa0", true },
-        { "not", "\xc2\xac", true },
-        { "notin", "\xe2\x88\x89", false },
-        { "notinE", "\xe2\x8b\xb9\xcc\xb8", false },
-        { "notindot", "\xe2\x8b\xb5\xcc\xb8", false },
-        { "notinva", "\xe2\x88\x89", false },
-        { "notinvb", "\xe2\x8b\xb7", false },
-        { "notinvc", "\xe2\x8b\xb6", false },
-        { "notni", "\xe2\x88\x8c", false },
-        { "notniva", "\xe2\x88\x8c", false },
-        { "notnivb", "\xe2\x8b\xbe", false },
-        { "notnivc", "\xe2\x8b\xbd", false },
-        { "ntilde", "\xc3\xb1", true },
-        { "oacute", "\xc3\xb3", true },
-        { "ocirc", "\xc3\xb4", true },
-        { "ograve", "\xc3\xb2", true },
-        { "ordf", "\xc2\xaa", true },
-        { "ordm", "\xc2\xba", true },
-        { "oslash", "\xc3\xb8", true },
-        { "otilde", "\xc3\xb5", true },
-        { "ouml", "\xc3\xb6", true },
-        { "para", "\xc2\xb6", true },
-        { "parallel", "\xe2\x88\xa5", false },
-        { "plusmn", "\xc2\xb1", true },
-        { "pound", "\xc2\xa3", true },
-        { "quot", "\x22", true },
-        { "raquo", "\xc2\xbb", true },
-        { "reg", "\xc2\xae", true },
-        { "sect", "\xc2\xa7", true },
-        { "shy", "\xc2\xad", true },
-        { "sup1", "\xc2\xb9", true },
-        { "sup2", "\xc2\xb2", true },
-        { "sup3", "\xc2\xb3", true },
-        { "szlig", "\xc3\x9f", true },
-        { "thorn", "\xc3\xbe", true },
-        { "times", "\xc3\x97", true },
-        { "timesb", "\xe2\x8a\xa0", false },
-        { "timesbar", "\xe2\xa8\xb1", false },
-        { "timesd", "\xe2\xa8\xb0", false },
-        { "uacute", "\xc3\xba", true },
-        { "ucirc", "\xc3\xbb", true },
-        { "ugrave", "\xc3\xb9", true },
-        { "uml", "\xc2\xa8", true },
-        { "uuml", "\xc3\xbc", true },
-        { "yacute", "\xc3\xbd", true },
-        { "yen", "\xc2\xa5", true },
-        { "yuml", "\xc3\xbf", true },
-};
-
-/* The entity whose name is [s, s+n) (legacy ones only when `legacy`). */
+/* The HTML5 named character reference [s, s+n): its UTF-8, or NULL. With
+ * `legacy`, only a name HTML5 also reads without its ';' (`&gt=3.8`,
+ * `&ampb`); else only one it reads with it. The table is all of
+ * html.entities.html5, which Python's html.unescape (pip's parser) reads:
+ * before, only the legacy names and a few longer ones were known, and
+ * `&hellip;` or `&NewLine;` stayed as text. */
 static const char *html_entity(const char *s, size_t n, bool legacy) {
-        for (size_t k = 0; k < ELEMENTSOF(html_entities); k++)
-                if ((!legacy || html_entities[k].legacy) && strlen(html_entities[k].name) == n &&
-                    strneq(html_entities[k].name, s, n))
-                        return html_entities[k].utf8;
+        size_t lo = 0, hi = ELEMENTSOF(html5_entities);
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                const char *name = html5_entities[mid].name;
+                size_t len = strlen(name);
+                int c = memcmp(name, s, MIN(len, n));
+                if (c == 0)
+                        c = len < n ? -1 : len > n ? 1 : 0;
+                if (c == 0)
+                        return (legacy ? html5_entities[mid].legacy : html5_entities[mid].semicolon)
+                                       ? html5_entities[mid].utf8
+                                       : NULL;
+                if (c < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
         return NULL;
 }
 
-/* A numeric reference at s[i] == '&', s[i+1] == '#', its ';' optional as for
- * html.unescape: appends its character (ASCII ones only; others, and
- * &#0;, stay as text) and returns the index of its last byte, or returns
- * i. */
+/* A numeric reference at s[i] == '&', s[i+1] == '#', its ';' optional, as
+ * html.unescape reads it: appends its character (UTF-8; HTML5's
+ * windows-1252 fix-ups for &#128;…&#159;, U+FFFD for &#0;, a surrogate or
+ * past U+10FFFF, nothing for the code points HTML5 calls invalid) and
+ * returns the index of its last byte, or returns i when it is not one. */
 static size_t html_numeric_ref(Buf *b, const char *s, size_t n, size_t i) {
         size_t j = i + 2;
         bool hex = j < n && (s[j] == 'x' || s[j] == 'X');
         if (hex)
                 j++;
         size_t d = j;
-        unsigned long v = 0;
+        uint32_t v = 0;
         for (; j < n && (hex ? isxdigit((unsigned char) s[j]) : isdigit((unsigned char) s[j])); j++)
                 if (v < 0x110000)
-                        v = v * (hex ? 16 : 10) + (unsigned long) (isdigit((unsigned char) s[j])
-                                                                           ? s[j] - '0'
-                                                                           : tolower((unsigned char) s[j]) - 'a' + 10);
-        if (j == d || v == 0 || v >= 128)
+                        v = v * (hex ? 16 : 10) + (uint32_t) (isdigit((unsigned char) s[j])
+                                                                      ? s[j] - '0'
+                                                                      : tolower((unsigned char) s[j]) - 'a' + 10);
+        if (j == d)
                 return i;
-        /* Control characters other than \t \n \f \r are dropped. */
-        char c = (char) v;
-        if (!iscntrl((unsigned char) c) || strchr("\t\n\f\r", c))
-                buf_append(b, &c, 1);
-        return j < n && s[j] == ';' ? j : j - 1;
+        size_t end = j < n && s[j] == ';' ? j : j - 1;
+        for (size_t k = 0; k < ELEMENTSOF(html5_charref_fixups); k++)
+                if (html5_charref_fixups[k].code == v) {
+                        buf_appends(b, html5_charref_fixups[k].utf8);
+                        return end;
+                }
+        if ((v >= 0xd800 && v <= 0xdfff) || v > 0x10ffff) {
+                buf_appends(b, "\xef\xbf\xbd");
+                return end;
+        }
+        for (size_t k = 0; k < ELEMENTSOF(html5_charref_dropped); k++)
+                if (html5_charref_dropped[k] == v)
+                        return end;
+        char u[4];
+        size_t len = utf8_encode(v, u);
+        buf_append(b, u, len);
+        return end;
 }
 
-static char *html_unescape(const char *s, size_t n) {
+char *pkg_html_unescape(const char *s, size_t n) {
         Buf b;
         buf_init(&b, n + 1);
         for (size_t i = 0; i < n; i++) {
@@ -645,7 +518,7 @@ static char *html_unescape(const char *s, size_t n) {
                 /* The name as html.unescape takes it: up to 32 bytes that
                  * are not space, '<', '&', '#' or ';'. */
                 size_t m = 0;
-                while (i + 1 + m < n && m < 32 && !strchr("\t\n\f <&#;", s[i + 1 + m]))
+                while (i + 1 + m < n && m < 32 && !memchr("\t\n\f <&#;", s[i + 1 + m], 8))
                         m++;
                 const char *name = s + i + 1, *u = NULL;
                 size_t used = 0;
@@ -739,7 +612,7 @@ static char *html_attr(const char *tag, const char *end, const char *name) {
                         }
                 }
                 if (al == nl && strncasecmp(an, name, nl) == 0)
-                        return v ? html_unescape(v, vl) : xstrdup("");
+                        return v ? pkg_html_unescape(v, vl) : xstrdup("");
         }
         return NULL;
 }
@@ -1209,7 +1082,7 @@ int pkg_index_names(PkgIndex *ix, char ***ret_names, char **ret_error) {
                                 const char *lt = strchr(gt, '<');
                                 if (!lt)
                                         break;
-                                _cleanup_free_ char *t = html_unescape(gt + 1, (size_t) (lt - gt - 1));
+                                _cleanup_free_ char *t = pkg_html_unescape(gt + 1, (size_t) (lt - gt - 1));
                                 names = strv_append(names, strstrip(t));
                                 s = lt;
                         }

@@ -18,6 +18,8 @@ PkgLock *pkg_lock_free(PkgLock *l) {
         }
         free(l->entries);
         strv_free(l->requirements);
+        strv_free(l->ignored);
+        strv_free(l->ignored_markers);
         strv_free(l->warnings);
         free(l);
         return NULL;
@@ -29,6 +31,13 @@ char *pkg_lock_to_json(const PkgLock *l, bool pretty) {
         json_t *root = json_object();
         json_object_set_new(root, "version", json_integer(1));
         json_object_set_new(root, "requirements", json_strv_new(l->requirements));
+        if (l->ignored) {
+                json_t *ig = json_array();
+                for (size_t i = 0; l->ignored[i]; i++)
+                        json_array_append_new(
+                                ig, json_pack("{s:s, s:s}", "name", l->ignored[i], "marker", l->ignored_markers[i]));
+                json_object_set_new(root, "ignored", ig);
+        }
         json_t *pk = json_array();
         for (size_t i = 0; i < l->n_entries; i++) {
                 const PkgLockEntry *e = &l->entries[i];
@@ -114,9 +123,19 @@ int pkg_lock_from_json(const char *json, PkgLock **ret_lock, char **ret_error) {
                 r = -EBADMSG;
                 goto out;
         }
-        l->entries = xcalloc(json_array_size(pk) + 1, sizeof(PkgLockEntry));
         size_t i;
         json_t *it;
+        json_array_foreach(json_object_get(root, "ignored"), i, it) {
+                const char *n = json_get_string(it, "name"), *m = json_get_string(it, "marker");
+                if (!n || !m) {
+                        *ret_error = xasprintf("lock: ignored requirement %zu lacks a name or a marker", i);
+                        r = -EBADMSG;
+                        goto out;
+                }
+                l->ignored = strv_append(l->ignored, n);
+                l->ignored_markers = strv_append(l->ignored_markers, m);
+        }
+        l->entries = xcalloc(json_array_size(pk) + 1, sizeof(PkgLockEntry));
         json_array_foreach(pk, i, it) {
                 const char *f[5] = {
                         json_get_string(it, "name"), json_get_string(it, "version"), json_get_string(it, "filename"),

@@ -33,6 +33,13 @@ typedef struct PkgHttpOptions {
         bool identity;
 } PkgHttpOptions;
 
+/* The n bytes at s with their HTML character references decoded as Python's
+ * html.unescape (pip's index parser) decodes them: every HTML5 named
+ * reference (pkg-html5-entities.h), the legacy ones also without their
+ * ';', numeric ones with HTML5's fix-ups. Returns a new NUL-terminated
+ * string (a decoded &#0; is U+FFFD, so it holds no NUL unless s did). */
+char *pkg_html_unescape(const char *s, size_t n);
+
 /* Whether a cancel flag (PkgEnvOptions.cancel and its copies) is set. */
 static inline bool pkg_cancelled(const bool *cancel) {
         return cancel && __atomic_load_n(cancel, __ATOMIC_ACQUIRE);

@@ -8,7 +8,10 @@
  * is decided, newest version first; a failure goes back to the newest
  * decision it depends on (conflict sets, below). The
  * order of everything is fixed, so one index state gives one lock. Sizes
- * are small (tens of packages), so clarity wins over incremental updates. */
+ * are small (tens to hundreds of packages), so clarity wins over
+ * incremental updates; but each question about a project reads only its
+ * own constraints (Constraints.head) and finds it by hash, so a step costs
+ * O(constraints), not O(projects x constraints). */
 #include "pkg-mgr.h"
 
 #include <strings.h>
@@ -36,10 +39,14 @@ typedef struct Proj {
         size_t n_cands;
         char **notes;            /* why versions were dropped (sdist only, tags, python) */
         bool fallback_asked;     /* a requirement seen on it names a pre-release or pins with == */
+        size_t idx;              /* its index in Resolver.projs */
+        size_t decided;          /* the depth of its decision on the stack; SIZE_MAX: undecided */
 } Proj;
 
 typedef struct Constraint {
         const char *name;        /* normalised */
+        size_t proj;             /* the index of its project in Resolver.projs */
+        size_t next;             /* the next constraint on the same project; SIZE_MAX: none */
         const PkgRequirement *req;
         char *from;              /* "your requirements" or "pkg 1.0" */
         size_t depth;            /* the decision it comes from; SIZE_MAX: a root */
@@ -62,6 +69,8 @@ typedef struct Resolver {
         PkgRequirement **root_order; /* sorted: the order resolution reads them in */
         Proj **projs;
         size_t n_projs;
+        size_t *slots; /* open addressing over projs by name: index + 1, 0 empty */
+        size_t n_slots;
         Decision *stack;
         size_t depth;
         unsigned steps, max_steps;
@@ -74,23 +83,62 @@ typedef struct Resolver {
         int fatal_code;
 } Resolver;
 
+/* The constraints of one step, each project's chained in the order they
+ * were added (head/tail by project index): every question asked of them
+ * is about one project, and scanning them all for its name at each step
+ * made resolving N packages cost N^3 string compares (400 packages took
+ * seconds). */
 typedef struct Constraints {
         Constraint *c;
-        size_t n;
+        size_t n, cap;
+        size_t *head, *tail;
+        size_t n_projs;
 } Constraints;
 
 static void constraints_done(Constraints *cs) {
         for (size_t i = 0; i < cs->n; i++)
                 free(cs->c[i].from);
         free(cs->c);
+        free(cs->head);
+        free(cs->tail);
         *cs = (Constraints) {};
 }
 
-static void constraints_add(Constraints *cs, const PkgRequirement *req, const char *from, size_t depth, size_t asker) {
-        cs->c = xrealloc(cs->c, (cs->n + 1) * sizeof(Constraint));
-        cs->c[cs->n++] = (Constraint){
-                .name = req->normalized, .req = req, .from = xstrdup(from), .depth = depth, .asker = asker
-        };
+/* The first constraint on project pi, or SIZE_MAX; the next is .next. */
+static size_t cs_first(const Constraints *cs, size_t pi) {
+        return pi < cs->n_projs ? cs->head[pi] : SIZE_MAX;
+}
+
+static size_t proj_index(Resolver *rs, const char *name);
+
+static void constraints_add(Resolver *rs, Constraints *cs, const PkgRequirement *req, const char *from, size_t depth,
+                            size_t asker) {
+        size_t pi = proj_index(rs, req->normalized);
+        if (cs->n == cs->cap) {
+                cs->cap = cs->cap ? 2 * cs->cap : 64;
+                cs->c = xrealloc(cs->c, cs->cap * sizeof(Constraint));
+        }
+        if (pi >= cs->n_projs) {
+                size_t n = rs->n_projs;
+                cs->head = xrealloc(cs->head, n * sizeof(size_t));
+                cs->tail = xrealloc(cs->tail, n * sizeof(size_t));
+                for (size_t k = cs->n_projs; k < n; k++)
+                        cs->head[k] = cs->tail[k] = SIZE_MAX;
+                cs->n_projs = n;
+        }
+        size_t i = cs->n++;
+        cs->c[i] = (Constraint){ .name = req->normalized,
+                                 .proj = pi,
+                                 .next = SIZE_MAX,
+                                 .req = req,
+                                 .from = xstrdup(from),
+                                 .depth = depth,
+                                 .asker = asker };
+        if (cs->tail[pi] == SIZE_MAX)
+                cs->head[pi] = i;
+        else
+                cs->c[cs->tail[pi]].next = i;
+        cs->tail[pi] = i;
 }
 
 /* Conflict sets (conflict-directed backjumping): a failure below depth D
@@ -118,10 +166,9 @@ static void conflict_add_source(bool *conf, const Constraints *cs, const Constra
 
 /* What requires `name` at all and narrows its versions: the sources of
  * every constraint on it. */
-static void conflict_add_project(bool *conf, const Constraints *cs, const char *name) {
-        for (size_t i = 0; i < cs->n; i++)
-                if (streq(cs->c[i].name, name))
-                        conflict_add_source(conf, cs, &cs->c[i]);
+static void conflict_add_project(bool *conf, const Constraints *cs, const Proj *p) {
+        for (size_t i = cs_first(cs, p->idx); i != SIZE_MAX; i = cs->c[i].next)
+                conflict_add_source(conf, cs, &cs->c[i]);
 }
 
 static void note_failure(Resolver *rs, int code, char *why) {
@@ -137,13 +184,40 @@ static void note_failure(Resolver *rs, int code, char *why) {
                 free(why);
 }
 
+static size_t name_hash(const char *s) {
+        size_t h = 1469598103934665603ULL; /* FNV-1a */
+        for (; *s; s++)
+                h = (h ^ (unsigned char) *s) * 1099511628211ULL;
+        return h;
+}
+
+/* The index of project `name` (normalised) in rs->projs, added when new. */
 static size_t proj_index(Resolver *rs, const char *name) {
-        for (size_t i = 0; i < rs->n_projs; i++)
-                if (streq(rs->projs[i]->name, name))
-                        return i;
+        if (rs->n_slots > 0)
+                for (size_t h = name_hash(name) & (rs->n_slots - 1); rs->slots[h]; h = (h + 1) & (rs->n_slots - 1))
+                        if (streq(rs->projs[rs->slots[h] - 1]->name, name))
+                                return rs->slots[h] - 1;
+        if (2 * (rs->n_projs + 1) > rs->n_slots) {
+                free(rs->slots);
+                rs->n_slots = rs->n_slots ? 2 * rs->n_slots : 64;
+                rs->slots = xcalloc(rs->n_slots, sizeof(size_t));
+                for (size_t i = 0; i < rs->n_projs; i++) {
+                        size_t h = name_hash(rs->projs[i]->name) & (rs->n_slots - 1);
+                        while (rs->slots[h])
+                                h = (h + 1) & (rs->n_slots - 1);
+                        rs->slots[h] = i + 1;
+                }
+        }
+        size_t h = name_hash(name) & (rs->n_slots - 1);
+        while (rs->slots[h])
+                h = (h + 1) & (rs->n_slots - 1);
+        rs->slots[h] = rs->n_projs + 1;
         rs->projs = xrealloc(rs->projs, (rs->n_projs + 1) * sizeof(Proj *));
-        rs->projs[rs->n_projs] = xcalloc(1, sizeof(Proj));
-        rs->projs[rs->n_projs]->name = xstrdup(name);
+        Proj *p = xcalloc(1, sizeof(Proj));
+        p->name = xstrdup(name);
+        p->idx = rs->n_projs;
+        p->decided = SIZE_MAX;
+        rs->projs[rs->n_projs] = p;
         return rs->n_projs++;
 }
 
@@ -312,36 +386,35 @@ static bool exactly_pins(const PkgRequirement *req, const PkgVersion *v) {
 }
 
 /* Whether c meets every specifier on its project in cs. */
-static bool cand_satisfies(const Constraints *cs, const char *name, const Cand *c, bool prereleases) {
-        for (size_t i = 0; i < cs->n; i++)
-                if (streq(cs->c[i].name, name) &&
-                    !pkg_specifier_set_contains(cs->c[i].req->specifiers, c->version, prereleases))
+static bool cand_satisfies(const Constraints *cs, const Proj *p, const Cand *c, bool prereleases) {
+        for (size_t i = cs_first(cs, p->idx); i != SIZE_MAX; i = cs->c[i].next)
+                if (!pkg_specifier_set_contains(cs->c[i].req->specifiers, c->version, prereleases))
                         return false;
         return true;
 }
 
 /* Whether a constraint of cs pins c with == or === (PEP 592: what lets a
  * yanked file be used). */
-static bool cand_pinned(const Constraints *cs, const char *name, const Cand *c) {
-        for (size_t i = 0; i < cs->n; i++)
-                if (streq(cs->c[i].name, name) && exactly_pins(cs->c[i].req, c->version))
+static bool cand_pinned(const Constraints *cs, const Proj *p, const Cand *c) {
+        for (size_t i = cs_first(cs, p->idx); i != SIZE_MAX; i = cs->c[i].next)
+                if (exactly_pins(cs->c[i].req, c->version))
                         return true;
         return false;
 }
 
 /* The file a candidate would install under cs, or NULL when it does not
  * satisfy every constraint on its project. */
-static const PkgFile *cand_accepts(const Constraints *cs, const char *name, const Cand *c, bool prereleases) {
-        if (!cand_satisfies(cs, name, c, prereleases))
+static const PkgFile *cand_accepts(const Constraints *cs, const Proj *p, const Cand *c, bool prereleases) {
+        if (!cand_satisfies(cs, p, c, prereleases))
                 return NULL;
         if (c->file)
                 return c->file;
-        return cand_pinned(cs, name, c) ? c->yanked : NULL;
+        return cand_pinned(cs, p, c) ? c->yanked : NULL;
 }
 
-static bool prereleases_asked(const Constraints *cs, const char *name) {
-        for (size_t i = 0; i < cs->n; i++)
-                if (streq(cs->c[i].name, name) && pkg_specifier_set_allows_prereleases(cs->c[i].req->specifiers))
+static bool prereleases_asked(const Constraints *cs, const Proj *p) {
+        for (size_t i = cs_first(cs, p->idx); i != SIZE_MAX; i = cs->c[i].next)
+                if (pkg_specifier_set_allows_prereleases(cs->c[i].req->specifiers))
                         return true;
         return false;
 }
@@ -356,20 +429,20 @@ static bool prereleases_asked(const Constraints *cs, const char *name) {
  * unjustified_decision() refuses, once everything is decided, one nothing
  * asked for. */
 static size_t matching(const Constraints *cs, const Proj *p, size_t *idx, size_t *ret_options) {
-        bool pre = prereleases_asked(cs, p->name);
+        bool pre = prereleases_asked(cs, p);
         _cleanup_free_ bool *taken = xcalloc(p->n_cands + 1, sizeof(bool));
         size_t n = 0;
         for (size_t k = 0; k < p->n_cands; k++)
-                if (!p->cands[k].meta_error && cand_accepts(cs, p->name, &p->cands[k], pre))
+                if (!p->cands[k].meta_error && cand_accepts(cs, p, &p->cands[k], pre))
                         taken[idx[n++] = k] = true;
         if (n == 0 && !pre)
                 for (size_t k = 0; k < p->n_cands; k++)
-                        if (!p->cands[k].meta_error && cand_accepts(cs, p->name, &p->cands[k], true))
+                        if (!p->cands[k].meta_error && cand_accepts(cs, p, &p->cands[k], true))
                                 taken[idx[n++] = k] = true;
         if (ret_options)
                 *ret_options = n;
         for (size_t k = 0; k < p->n_cands; k++)
-                if (!taken[k] && !p->cands[k].meta_error && cand_satisfies(cs, p->name, &p->cands[k], true))
+                if (!taken[k] && !p->cands[k].meta_error && cand_satisfies(cs, p, &p->cands[k], true))
                         idx[n++] = k;
         return n;
 }
@@ -382,13 +455,13 @@ static size_t unjustified_decision(Resolver *rs, const Constraints *cs) {
         for (size_t d = 0; d < rs->depth; d++) {
                 const Proj *p = rs->projs[rs->stack[d].proj];
                 const Cand *c = &p->cands[rs->stack[d].cand];
-                if (!c->file && !cand_pinned(cs, p->name, c))
+                if (!c->file && !cand_pinned(cs, p, c))
                         return d;
-                if (!pkg_version_is_prerelease(c->version) || prereleases_asked(cs, p->name))
+                if (!pkg_version_is_prerelease(c->version) || prereleases_asked(cs, p))
                         continue;
                 for (size_t k = 0; k < p->n_cands; k++)
                         if (!p->cands[k].meta_error && !pkg_version_is_prerelease(p->cands[k].version) &&
-                            cand_accepts(cs, p->name, &p->cands[k], false))
+                            cand_accepts(cs, p, &p->cands[k], false))
                                 return d;
         }
         return SIZE_MAX;
@@ -469,21 +542,19 @@ static bool req_active(Resolver *rs, const PkgRequirement *req, const char *extr
         return pkg_marker_evaluate(req->marker, rs->o->marker_env, extra);
 }
 
-static bool has_constraint(const Constraints *cs, const PkgRequirement *req, const char *from) {
-        for (size_t i = 0; i < cs->n; i++)
-                if (cs->c[i].req == req && streq(cs->c[i].from, from))
-                        return true;
-        return false;
-}
-
 /* Constraints of the current stack: the roots, then each decision's
  * dependencies for the extras asked of it, until nothing new appears. */
 static void collect(Resolver *rs, Constraints *cs) {
         for (size_t i = 0; i < rs->n_roots; i++) {
                 const PkgRequirement *req = rs->root_order[i];
                 if (!req->marker || pkg_marker_evaluate(req->marker, rs->o->marker_env, NULL))
-                        constraints_add(cs, req, "your requirements", SIZE_MAX, SIZE_MAX);
+                        constraints_add(rs, cs, req, "your requirements", SIZE_MAX, SIZE_MAX);
         }
+        /* Which dependencies of each decision are in already (a Requires-Dist
+         * belongs to one candidate, so the pointer names the edge). */
+        _cleanup_free_ bool **added = xcalloc(rs->depth + 1, sizeof(bool *));
+        for (size_t d = 0; d < rs->depth; d++)
+                added[d] = xcalloc(rs->projs[rs->stack[d].proj]->cands[rs->stack[d].cand].n_deps + 1, sizeof(bool));
         for (bool changed = true; changed;) {
                 changed = false;
                 for (size_t d = 0; d < rs->depth; d++) {
@@ -494,15 +565,14 @@ static void collect(Resolver *rs, Constraints *cs) {
                          * the first constraint asking each */
                         char **extras = NULL;
                         _cleanup_free_ size_t *askers = NULL;
-                        for (size_t i = 0; i < cs->n; i++)
-                                if (streq(cs->c[i].name, p->name))
-                                        for (char **e = cs->c[i].req->extras; e && *e; e++)
-                                                if (!strv_contains(extras, *e)) {
-                                                        size_t ne = strv_length(extras);
-                                                        extras = strv_append(extras, *e);
-                                                        askers = xrealloc(askers, (ne + 1) * sizeof(size_t));
-                                                        askers[ne] = i;
-                                                }
+                        for (size_t i = cs_first(cs, p->idx); i != SIZE_MAX; i = cs->c[i].next)
+                                for (char **e = cs->c[i].req->extras; e && *e; e++)
+                                        if (!strv_contains(extras, *e)) {
+                                                size_t ne = strv_length(extras);
+                                                extras = strv_append(extras, *e);
+                                                askers = xrealloc(askers, (ne + 1) * sizeof(size_t));
+                                                askers[ne] = i;
+                                        }
                         for (size_t k = 0; k < c->n_deps; k++) {
                                 const PkgRequirement *req = c->deps[k];
                                 size_t asker = SIZE_MAX;
@@ -510,14 +580,17 @@ static void collect(Resolver *rs, Constraints *cs) {
                                 for (size_t e = 0; !on && extras && extras[e]; e++)
                                         if ((on = req_active(rs, req, extras[e])))
                                                 asker = askers[e];
-                                if (on && !has_constraint(cs, req, from)) {
-                                        constraints_add(cs, req, from, d, asker);
+                                if (on && !added[d][k]) {
+                                        added[d][k] = true;
+                                        constraints_add(rs, cs, req, from, d, asker);
                                         changed = true;
                                 }
                         }
                         strv_free(extras);
                 }
         }
+        for (size_t d = 0; d < rs->depth; d++)
+                free(added[d]);
 }
 
 /* "your requirements want", "a 1.0 wants". */
@@ -564,7 +637,7 @@ static char *describe_notes(const Constraints *cs, const Proj *p) {
         /* "(available: 1.0 (yanked))" alone leaves the user guessing how
          * to get the yanked version that would match. */
         for (size_t k = 0; k < p->n_cands; k++)
-                if (!p->cands[k].file && cand_satisfies(cs, p->name, &p->cands[k], true)) {
+                if (!p->cands[k].file && cand_satisfies(cs, p, &p->cands[k], true)) {
                         buf_printf(&b, " Note: a yanked version is used only when pinned with == (e.g. %s==%s).",
                                    p->name, p->cands[k].vstr);
                         break;
@@ -643,7 +716,7 @@ static void note_all_tried(Resolver *rs, const Proj *p, char **tried) {
 static int try_project(Resolver *rs, Constraints *cs, size_t pi, bool *conf) {
         Proj *p = rs->projs[pi];
         const size_t here = rs->depth;
-        conflict_add_project(conf, cs, p->name);
+        conflict_add_project(conf, cs, p);
         _cleanup_free_ size_t *idx = xcalloc(p->n_cands + 1, sizeof(size_t));
         size_t options = 0;
         size_t n = matching(cs, p, idx, &options);
@@ -701,6 +774,7 @@ static int try_project(Resolver *rs, Constraints *cs, size_t pi, bool *conf) {
                 }
                 any_usable = true;
                 tried = strv_append(tried, c->vstr);
+                p->decided = rs->depth;
                 rs->stack[rs->depth++] = (Decision) { pi, idx[k] };
                 _cleanup_free_ bool *sub = xcalloc(here + 1, sizeof(bool));
                 const PkgFile *f = c->file ? c->file : c->yanked;
@@ -712,6 +786,7 @@ static int try_project(Resolver *rs, Constraints *cs, size_t pi, bool *conf) {
                 if (r >= 0)
                         return r;
                 rs->depth--;
+                p->decided = SIZE_MAX;
                 if (rs->fatal)
                         return r;
                 if (!sub[here]) {
@@ -750,9 +825,7 @@ static int solve(Resolver *rs, bool *conf) {
         for (size_t d = 0; d < rs->depth; d++) {
                 Proj *p = rs->projs[rs->stack[d].proj];
                 Cand *c = &p->cands[rs->stack[d].cand];
-                for (size_t i = 0; i < cs.n; i++) {
-                        if (!streq(cs.c[i].name, p->name))
-                                continue;
+                for (size_t i = cs_first(&cs, p->idx); i != SIZE_MAX; i = cs.c[i].next) {
                         if (!p->fallback_asked && asks_for_fallback(cs.c[i].req))
                                 p->fallback_asked = true;
                         if (!pkg_specifier_set_contains(cs.c[i].req->specifiers, c->version, true)) {
@@ -777,15 +850,12 @@ static int solve(Resolver *rs, bool *conf) {
          * versions left, took its newest and held back a package you named
          * that wants an older one); then the undecided one with the fewest
          * options. A project with none left comes before all. */
-        size_t best = SIZE_MAX, best_n = SIZE_MAX;
+        size_t best = SIZE_MAX, best_n = SIZE_MAX, best_order_n = SIZE_MAX;
         bool best_direct = false;
         for (size_t i = 0; i < cs.n; i++) {
-                size_t pi = proj_index(rs, cs.c[i].name);
-                bool decided = false;
-                for (size_t d = 0; d < rs->depth; d++)
-                        if (rs->stack[d].proj == pi)
-                                decided = true;
-                if (decided || pi == best)
+                size_t pi = cs.c[i].proj;
+                /* Each project once, at its first constraint. */
+                if (cs.head[pi] != i || rs->projs[pi]->decided != SIZE_MAX)
                         continue;
                 Proj *p = rs->projs[pi];
                 if (resolve_cancelled(rs)) {
@@ -798,13 +868,23 @@ static int solve(Resolver *rs, bool *conf) {
                                 goto out;
                         }
                         fail_not_found(rs, &cs, p);
-                        conflict_add_project(conf, &cs, p->name);
+                        conflict_add_project(conf, &cs, p);
                         r = rs->fatal ? rs->fatal_code : -ENOENT;
                         goto out;
                 }
                 _cleanup_free_ size_t *idx = xcalloc(p->n_cands + 1, sizeof(size_t));
                 size_t n = 0;
-                (void) matching(&cs, p, idx, &n);
+                size_t all = matching(&cs, p, idx, &n);
+                /* Counted among its options for the order: the pre-releases
+                 * its specifiers match, which a package decided later may
+                 * ask for. Not counting them made {'a': '', 'pr': ''}
+                 * decide pr first (one final release, "fewest options")
+                 * where a 1.0 wants pr>=2.0b1: pr 1.0 held a back to 0.5,
+                 * while pip takes a 1.0 and pr 2.0b1. */
+                size_t order_n = n;
+                for (size_t k = n; k < all && n > 0; k++)
+                        if (p->cands[idx[k]].file && pkg_version_is_prerelease(p->cands[idx[k]].version))
+                                order_n++;
                 /* The version this project will be tried with first: its
                  * wheel can be fetched now, while the other projects are
                  * looked up (numpy's page is read ~20 ms before it is
@@ -813,9 +893,8 @@ static int solve(Resolver *rs, bool *conf) {
                 const PkgFile *ff = first ? (first->file ? first->file : first->yanked) : NULL;
                 if (rs->o->pinned && ff)
                         rs->o->pinned(rs->o->pin_userdata, ff);
-                bool direct = false; /* collect() puts your requirements first */
-                for (size_t j = 0; j < cs.n && is_root(&cs.c[j]) && !direct; j++)
-                        direct = streq(cs.c[j].name, p->name);
+                /* collect() puts your requirements first */
+                bool direct = is_root(&cs.c[cs.head[pi]]);
                 /* One with no option left first, whoever wants it: the
                  * dead end is met now, not after deciding every other
                  * package you named (each combination of theirs). */
@@ -827,10 +906,11 @@ static int solve(Resolver *rs, bool *conf) {
                 else if (direct != best_direct)
                         better = direct;
                 else
-                        better = n < best_n;
+                        better = order_n < best_order_n;
                 if (better) {
                         best = pi;
                         best_n = n;
+                        best_order_n = order_n;
                         best_direct = direct;
                 }
         }
@@ -854,7 +934,7 @@ static int solve(Resolver *rs, bool *conf) {
                 if (rs->unwind_to != SIZE_MAX) {
                         for (size_t d = rs->unwind_to; d < rs->depth; d++)
                                 conf[d] = true;
-                        conflict_add_project(conf, &cs, rs->projs[rs->stack[rs->unwind_to].proj]->name);
+                        conflict_add_project(conf, &cs, rs->projs[rs->stack[rs->unwind_to].proj]);
                 }
                 goto out;
         }
@@ -919,6 +999,17 @@ static int build_lock(Resolver *rs, PkgLock **ret_lock, char **ret_error) {
         for (size_t i = 0; i < rs->n_roots; i++) {
                 _cleanup_free_ char *s = pkg_requirement_to_string(rs->roots[i]);
                 l->requirements = strv_append(l->requirements, s ? s : rs->roots[i]->name);
+        }
+        for (size_t i = 0; i < rs->n_roots; i++) {
+                const PkgRequirement *req = rs->root_order[i];
+                if (!req->marker || pkg_marker_evaluate(req->marker, rs->o->marker_env, NULL))
+                        continue;
+                /* The normalised requirement's text after its ';' (names,
+                 * extras and specifiers hold none). */
+                _cleanup_free_ char *s = pkg_requirement_to_string(req);
+                const char *m = s ? strchr(s, ';') : NULL;
+                l->ignored = strv_append(l->ignored, req->name);
+                l->ignored_markers = strv_append(l->ignored_markers, m ? m + 1 + strspn(m + 1, " ") : "");
         }
         Constraints cs = {};
         collect(rs, &cs);
@@ -1021,6 +1112,7 @@ int pkg_resolve(PkgIndex *ix, PkgRequirement *const *reqs, size_t n_reqs, const 
                 free(p);
         }
         free(rs.projs);
+        free(rs.slots);
         free(rs.root_order);
         free(rs.stack);
         free(rs.why);

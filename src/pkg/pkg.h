@@ -316,6 +316,12 @@ typedef struct PkgLock {
         PkgLockEntry *entries;
         size_t n_entries;
         char **requirements;   /* the root requirements, normalised strings */
+        /* Those of them whose markers are false for this interpreter (not
+         * looked up, nor locked), as pip's "Ignoring NAME: markers 'M' don't
+         * match your environment": their names and markers, in parallel,
+         * sorted by name; NULL: none. In the JSON only when there is one:
+         * "ignored": [{"name", "marker"}…]. */
+        char **ignored, **ignored_markers;
         /* What the resolution warns of and installs anyway (a yanked
          * version pinned with ==, an extra the package lacks), one line
          * each without "warning: "; NULL: none. Only a lock the resolver

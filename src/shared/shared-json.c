@@ -241,33 +241,6 @@ static int hex4(const char *p) {
         return v;
 }
 
-static size_t utf8_put(uint32_t v, char *out) {
-        char b[4];
-        size_t n;
-        if (v < 0x80) {
-                b[0] = (char) v;
-                n = 1;
-        } else if (v < 0x800) {
-                b[0] = (char) (0xC0 | (v >> 6));
-                b[1] = (char) (0x80 | (v & 0x3F));
-                n = 2;
-        } else if (v < 0x10000) {
-                b[0] = (char) (0xE0 | (v >> 12));
-                b[1] = (char) (0x80 | ((v >> 6) & 0x3F));
-                b[2] = (char) (0x80 | (v & 0x3F));
-                n = 3;
-        } else {
-                b[0] = (char) (0xF0 | (v >> 18));
-                b[1] = (char) (0x80 | ((v >> 12) & 0x3F));
-                b[2] = (char) (0x80 | ((v >> 6) & 0x3F));
-                b[3] = (char) (0x80 | (v & 0x3F));
-                n = 4;
-        }
-        if (out)
-                memcpy(out, b, n);
-        return n;
-}
-
 ssize_t json_literal_decode(const char *s, char *out, const char **ret_end) {
         assert(s && ret_end);
         if (*s != '"')
@@ -321,7 +294,7 @@ ssize_t json_literal_decode(const char *s, char *out, const char **ret_end) {
                         cp = (((uint32_t) v - 0xD800) << 10) + ((uint32_t) v2 - 0xDC00) + 0x10000;
                 } else if (v >= 0xDC00 && v <= 0xDFFF)
                         return -EINVAL;
-                n += utf8_put(cp, out ? out + n : NULL);
+                n += utf8_encode(cp, out ? out + n : NULL);
         }
         *ret_end = p + 1;
         return (ssize_t) n;

@@ -17,10 +17,13 @@
  *   tags PYVER           -> count N, then N lines with one tag each
  *   wheel FILENAME       -> "name version build|- py abi plat", or "invalid"
  *   priority PYVER FILE  -> integer (-1 if unsupported)
+ *   unescape HEX         -> the hex of the bytes HEX, HTML-unescaped as an
+ *                           index page's attribute value (pip: html.unescape)
  * Output: one line per command (tags: N+1 lines), flushed per line. */
 #include "basic.h"
 #include "pkg.h"
 #include "pkg-internal.h"
+#include "pkg-mgr.h"
 
 #define LINE_MAX_BYTES 65536
 
@@ -174,6 +177,25 @@ static void one_line(char *line) {
                     w->platform_tag);
                 pkg_wheel_name_free(w);
 #endif
+        } else if (streq(f[0], "unescape")) {
+                NEED(2);
+                size_t len = strlen(f[1]) / 2;
+                _cleanup_free_ char *raw = xmalloc(len + 1);
+                for (size_t i = 0; i < len; i++) {
+                        unsigned x = 0;
+                        if (sscanf(f[1] + 2 * i, "%2x", &x) != 1) {
+                                out("invalid");
+                                return;
+                        }
+                        raw[i] = (char) x;
+                }
+                _cleanup_free_ char *u = pkg_html_unescape(raw, len);
+                Buf b;
+                buf_init(&b, 8 * len + 16);
+                for (const char *c = u; *c; c++)
+                        buf_printf(&b, "%02x", (unsigned char) *c);
+                _cleanup_free_ char *hex = buf_steal(&b);
+                out("%s", hex);
         } else
                 out("usage");
 #undef NEED

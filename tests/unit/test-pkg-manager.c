@@ -152,6 +152,24 @@ static void test_lock_roundtrip(void **state) {
                                        &l, &err) < 0);
 }
 
+/* The requirements markers leave out (what `lock` says, as pip's
+ * "Ignoring"): kept in the JSON, which has them only when there is one. */
+static void test_lock_ignored_roundtrip(void **state) {
+        const char *j = "{\"version\":1,\"requirements\":[\"pywin32>=300; sys_platform == \\\"win32\\\"\"],"
+                        "\"ignored\":[{\"name\":\"pywin32\",\"marker\":\"sys_platform == \\\"win32\\\"\"}],"
+                        "\"packages\":[]}";
+        PkgLock *l = NULL;
+        _cleanup_free_ char *err = NULL;
+        assert_int_equal(pkg_lock_from_json(j, &l, &err), 0);
+        assert_string_equal(l->ignored[0], "pywin32");
+        assert_string_equal(l->ignored_markers[0], "sys_platform == \"win32\"");
+        assert_null(l->ignored[1]);
+        _cleanup_free_ char *out = pkg_lock_to_json(l, false);
+        assert_string_equal(out, j);
+        pkg_lock_free(l);
+        assert_true(pkg_lock_from_json("{\"version\":1,\"ignored\":[{\"name\":\"x\"}],\"packages\":[]}", &l, &err) < 0);
+}
+
 /* Locks compared by the files they pin (a stack's redeploy): not by
  * where an index serves them from. */
 static void test_lock_same_files(void **state) {
@@ -1021,6 +1039,7 @@ int main(void) {
                 cmocka_unit_test(test_record_hash),
                 cmocka_unit_test(test_bytes_check_page_hashes),
                 cmocka_unit_test(test_lock_roundtrip),
+                cmocka_unit_test(test_lock_ignored_roundtrip),
                 cmocka_unit_test(test_lock_same_files),
                 cmocka_unit_test(test_env_held_sweep),
                 cmocka_unit_test(test_repair_changes_the_repair_stamp),
