@@ -152,6 +152,34 @@ static void warn_tenant_maxima(DaemonConfig *cfg, const char *path, const char *
         }
 }
 
+/* retries: a tenant's cap above the global one is capped to it (as
+ * warn_tenant_maxima()), and server.max_attempts is only the default, so
+ * one above the cap's attempts is lowered to it without a word. */
+static void warn_retries(DaemonConfig *cfg, const char *path, const char *text, size_t len) {
+        for (size_t i = 0; i < cfg->n_tenants; i++) {
+                const DaemonTenant *t = &cfg->tenants[i];
+                if (cfg->max_retries < 0 || t->max_retries <= cfg->max_retries)
+                        continue;
+                _cleanup_free_ char *key = xasprintf("tenants.%s.maxima.retries", t->name);
+                unsigned line = line_in_file(text, len, path, key);
+                cfg->warnings = strv_append_take(
+                        cfg->warnings,
+                        xasprintf("%s:%u: '%s' (%d) is above 'limits.maxima.retries' (%d): a tenant's maxima only "
+                                  "lower the global ones, so %s's runs get at most %d; raise "
+                                  "'limits.maxima.retries' to grant more",
+                                  path, line ?: 1, key, t->max_retries, cfg->max_retries, t->name, cfg->max_retries));
+        }
+        if (cfg->max_retries >= 0 && (int) cfg->max_attempts - 1 > cfg->max_retries) {
+                unsigned line = line_in_file(text, len, path, "server.max_attempts");
+                cfg->warnings = strv_append_take(
+                        cfg->warnings,
+                        xasprintf("%s:%u: 'server.max_attempts' (%u) is more than 1 + 'limits.maxima.retries' "
+                                  "(%d): it is only the default, lowered to the grant, so runs get at most %d "
+                                  "attempts",
+                                  path, line ?: 1, cfg->max_attempts, cfg->max_retries, cfg->max_retries + 1));
+        }
+}
+
 int daemon_config_check_key(const DaemonConfig *cfg, const char *path, char **ret_error) {
         assert(cfg && path && ret_error);
         if (!cfg->secrets_key_file)
@@ -194,5 +222,6 @@ int daemon_config_check(DaemonConfig *cfg, const char *path, char **ret_error) {
                 }
         }
         warn_tenant_maxima(cfg, path, text, len);
+        warn_retries(cfg, path, text, len);
         return 0;
 }

@@ -86,6 +86,7 @@ void daemon_config_init(DaemonConfig *cfg) {
                 .request_deadline_s = 60,
                 .max_wait_s = 3600,
                 .max_attempts = 3,
+                .max_retries = -1,
                 .event_retry_delay_ms = 60000,
                 .metrics_public = true,
                 .sandbox = SANDBOX_MODE_FULL,
@@ -184,7 +185,9 @@ static int parse_string_keys(json_t *v, const char *section, const char *not_map
         return 0;
 }
 
-static int parse_limits(json_t *o, const char *key, RunLimits *l, char **ret_error) {
+/* retries: where a maxima's `retries` goes (0..RUN_MAX_RETRIES); NULL: the
+ * mapping takes none (limits.defaults: server.max_attempts is the default). */
+static int parse_limits(json_t *o, const char *key, RunLimits *l, int *retries, char **ret_error) {
         const char *k;
         json_t *v;
         int r;
@@ -221,7 +224,15 @@ static int parse_limits(json_t *o, const char *key, RunLimits *l, char **ret_err
                         }
                 } else if (streq(k, "max_output_bytes"))
                         r = json_want_uint(v, full, &l->max_output_bytes, ret_error);
-                else if (streq(k, "network")) {
+                else if (retries && streq(k, "retries")) {
+                        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                            json_integer_value(v) > RUN_MAX_RETRIES) {
+                                *ret_error = xasprintf("'%s' must be an integer from 0 to %d", full, RUN_MAX_RETRIES);
+                                return -EINVAL;
+                        }
+                        *retries = (int) json_integer_value(v);
+                        r = 0;
+                } else if (streq(k, "network")) {
                         if (!json_is_boolean(v)) {
                                 *ret_error = xasprintf("'%s' must be true or false", full);
                                 return -EINVAL;
@@ -401,7 +412,7 @@ static int parse_tokens(DaemonConfig *cfg, json_t *a, char **ret_error) {
         return 0;
 }
 
-/* tenants: {NAME: {network: bool, maxima: {timeout_ms, memory_bytes,
+/* tenants: {NAME: {network: bool, maxima: {timeout_ms, memory_bytes, retries,
  * max_procs, max_output_bytes}}} — what the operator grants each tenant. */
 static int parse_tenants(DaemonConfig *cfg, json_t *o, char **ret_error) {
         const char *name;
@@ -415,7 +426,7 @@ static int parse_tenants(DaemonConfig *cfg, json_t *o, char **ret_error) {
         cfg->tenants = xcalloc(json_object_size(o) + 1, sizeof(DaemonTenant));
         cfg->n_tenants = 0;
         json_object_foreach(o, name, v) {
-                DaemonTenant t = { .network = -1 };
+                DaemonTenant t = { .network = -1, .max_retries = -1 };
                 const char *k;
                 json_t *x;
                 int r = 0;
@@ -437,7 +448,7 @@ static int parse_tenants(DaemonConfig *cfg, json_t *o, char **ret_error) {
                                 }
                                 t.network = json_is_true(x);
                         } else if (streq(k, "maxima")) {
-                                r = parse_limits(x, full, &t.maxima, ret_error);
+                                r = parse_limits(x, full, &t.maxima, &t.max_retries, ret_error);
                                 if (r < 0)
                                         return r;
                                 if (t.maxima.network) {
@@ -760,9 +771,10 @@ int daemon_config_parse(DaemonConfig *cfg, const char *text, size_t len, const c
                                 json_t *v2;
                                 json_object_foreach(v, k2, v2) {
                                         if (streq(k2, "defaults"))
-                                                r = parse_limits(v2, "limits.defaults", &cfg->defaults, &err);
+                                                r = parse_limits(v2, "limits.defaults", &cfg->defaults, NULL, &err);
                                         else if (streq(k2, "maxima"))
-                                                r = parse_limits(v2, "limits.maxima", &cfg->maxima, &err);
+                                                r = parse_limits(v2, "limits.maxima", &cfg->maxima, &cfg->max_retries,
+                                                                 &err);
                                         else {
                                                 err = xasprintf("unknown key 'limits.%s'", k2);
                                                 r = -EINVAL;
@@ -986,4 +998,47 @@ int daemon_limits_grant(const DaemonConfig *cfg, const char *tenant, const RunLi
         out.network = asked->network || (!asked->network_off && cfg->defaults.network && network_granted);
         *ret = out;
         return 0;
+}
+
+int daemon_retries_max(const DaemonConfig *cfg, const char *tenant, bool *ret_tenant_binds) {
+        assert(cfg);
+        assert(tenant);
+        const DaemonTenant *t = find_tenant(cfg, tenant);
+        int global = cfg->max_retries;
+        bool tenant_binds = t && t->max_retries >= 0 && (global < 0 || t->max_retries < global);
+        if (ret_tenant_binds)
+                *ret_tenant_binds = tenant_binds;
+        return tenant_binds ? t->max_retries : global;
+}
+
+int daemon_retries_grant(const DaemonConfig *cfg, const char *tenant, int asked, int *ret_max_attempts,
+                         char **ret_error) {
+        assert(cfg);
+        assert(tenant);
+        assert(ret_max_attempts);
+        bool tenant_binds;
+        int max = daemon_retries_max(cfg, tenant, &tenant_binds);
+        if (max >= 0 && asked > max) {
+                /* The key that binds, as daemon_limits_grant() names it. */
+                *ret_error = tenant_binds ? xasprintf("retries is %d, above the %d this tenant may have (ask the "
+                                                      "operator: config 'tenants.%s.maxima')",
+                                                      asked, max, tenant)
+                                          : xasprintf("retries is %d, above the %d this tenant may have (ask the "
+                                                      "operator: config 'limits.maxima')",
+                                                      asked, max);
+                return -EPERM;
+        }
+        /* None asked: server.max_attempts, lowered to the grant. */
+        *ret_max_attempts = asked >= 0 ? asked + 1
+                            : max >= 0 ? MIN((int) cfg->max_attempts, max + 1)
+                                       : (int) cfg->max_attempts;
+        return 0;
+}
+
+int daemon_retries_clamp(const DaemonConfig *cfg, const char *tenant, int max_attempts) {
+        assert(cfg);
+        assert(tenant);
+        int max = daemon_retries_max(cfg, tenant, NULL);
+        int want = max_attempts > 0 ? max_attempts : (int) cfg->max_attempts;
+        return max >= 0 ? MIN(want, max + 1) : want;
 }

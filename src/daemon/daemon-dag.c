@@ -606,7 +606,7 @@ static char *dags_root(Daemon *d) {
 
 /* Every task gets what the config grants tenant (absent limits become the
  * tenant's defaults); -EPERM with *ret_error naming the task when one asks
- * for more. */
+ * for more (limits or retries). */
 static int dag_grant_limits(Daemon *d, const char *tenant, Dag *dag, char **ret_error) {
         int r = 0;
         pthread_rwlock_rdlock(&d->cfg_lock);
@@ -616,6 +616,11 @@ static int dag_grant_limits(Daemon *d, const char *tenant, Dag *dag, char **ret_
                 _cleanup_free_ char *err = NULL;
                 dag_task_info(dag, i, &ti);
                 r = daemon_limits_grant(&d->cfg, tenant, &ti.limits, &granted, &err);
+                /* A task's retries run it again, as a run's do: the same
+                 * grant (its runs' own attempts are lowered at submit). */
+                int max_attempts;
+                if (r >= 0 && ti.retries > 0)
+                        r = daemon_retries_grant(&d->cfg, tenant, ti.retries, &max_attempts, &err);
                 if (r < 0)
                         *ret_error = xasprintf("task '%s': %s", ti.name, err);
                 else

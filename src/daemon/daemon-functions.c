@@ -158,6 +158,11 @@ struct MHD_Response *daemon_function_prepare(const DaemonCall *call, const RunRe
         pthread_rwlock_unlock(&d->cfg_lock);
         if (k < 0)
                 return daemon_call_error(call, 403, "forbidden", ret_status, "%s%s", prefix, err);
+        /* Its retries, as its limits: each invoke is lowered to the grant
+         * of the moment (daemon_run_submit). */
+        struct MHD_Response *refused = daemon_call_grant_retries(call, prefix, req->max_attempts, ret_status);
+        if (refused)
+                return refused;
         /* Its secrets must be the tenant's now (404), and are opened again
          * at each invocation. */
         if (req->secrets && (k = daemon_secrets_check(d, call->tenant, req->secrets, &err)) < 0)
@@ -531,7 +536,10 @@ struct MHD_Response *daemon_api_function_invoke(const DaemonCall *call, unsigned
         if (k < 0)
                 return daemon_call_error(call, 400, "bad_request", ret_status, "%s", err);
         FunctionRecord *f = NULL;
-        resp = daemon_function_find(call, "", call->seg[2], req.version, &f, ret_status);
+        /* The invoke's own retries (the deploy's are lowered at submit). */
+        resp = daemon_call_grant_retries(call, "", req.max_attempts, ret_status);
+        if (!resp)
+                resp = daemon_function_find(call, "", call->seg[2], req.version, &f, ret_status);
         if (resp) {
                 run_request_done(&req);
                 return resp;

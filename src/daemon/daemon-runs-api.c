@@ -23,6 +23,19 @@ struct MHD_Response *daemon_call_grant_limits(const DaemonCall *call, const char
         return NULL;
 }
 
+struct MHD_Response *daemon_call_grant_retries(const DaemonCall *call, const char *prefix, int max_attempts,
+                                               unsigned *ret_status) {
+        _cleanup_free_ char *err = NULL;
+        int granted;
+        pthread_rwlock_rdlock(&call->d->cfg_lock);
+        int k = daemon_retries_grant(&call->d->cfg, call->tenant, max_attempts > 0 ? max_attempts - 1 : -1, &granted,
+                                     &err);
+        pthread_rwlock_unlock(&call->d->cfg_lock);
+        if (k < 0)
+                return daemon_call_error(call, 403, "forbidden", ret_status, "%s%s", prefix, err);
+        return NULL;
+}
+
 static json_t *run_json(const RunRecord *r, const char *phase) {
         json_t *j = run_record_json(r, phase);
         return j ?: json_pack("{s:s, s:s}", "id", r->id, "status", r->status ?: "queued");
@@ -280,7 +293,9 @@ struct MHD_Response *daemon_api_runs_submit(const DaemonCall *call, unsigned *re
         int k = request_parse(REQUEST_RUN, call->body, call->body_len, &caps, &req, &err);
         if (k < 0)
                 return daemon_call_error(call, 400, "bad_request", ret_status, "%s", err);
-        struct MHD_Response *resp = daemon_call_grant_limits(call, "", &req.limits, ret_status);
+        struct MHD_Response *resp = daemon_call_grant_retries(call, "", req.max_attempts, ret_status);
+        if (!resp)
+                resp = daemon_call_grant_limits(call, "", &req.limits, ret_status);
         if (!resp)
                 resp = daemon_call_submit(call, &req, NULL, NULL, 0, ret_status);
         run_request_done(&req);

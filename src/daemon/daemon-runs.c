@@ -2723,8 +2723,13 @@ int daemon_run_submit(Daemon *d, const char *id, const char *tenant, const RunRe
         r->answer_waits = req->answer_waits;
         r->caller_waits = req->caller_waits;
         r->endpoint = req->endpoint;
-        if (req->max_attempts > 0)
-                r->max_attempts = req->max_attempts;
+        /* The request's (checked at its API: 403 above the grant), the
+         * deploy's or server.max_attempts, lowered to what the config
+         * grants the tenant now: a deploy's retries may be above a grant a
+         * SIGHUP lowered since. */
+        pthread_rwlock_rdlock(&d->cfg_lock);
+        r->max_attempts = daemon_retries_clamp(&d->cfg, tenant, req->max_attempts);
+        pthread_rwlock_unlock(&d->cfg_lock);
         r->idem_key = req->idempotency_key ? xstrdup(req->idempotency_key) : NULL;
         drun_init_log(d, r);
 
@@ -2813,6 +2818,16 @@ static int drun_resume(Daemon *d, const PendingRun *p, bool claimed) {
         if (daemon_limits_clamp(&d->cfg, r->tenant, &r->limits))
                 log_info("run %s: its limits are lowered to what the config grants tenant %s now", r->id,
                          r->tenant);
+        /* Its attempts too (a cluster run claimed here: this node's
+         * grant): the tries after this start (an Event invocation's). The
+         * start itself was the queue's to decide, by the attempts stored
+         * at submit. */
+        int max_attempts = daemon_retries_clamp(&d->cfg, r->tenant, r->max_attempts);
+        if (max_attempts < r->max_attempts) {
+                log_info("run %s: its attempts are lowered from %d to %d, what the config grants tenant %s now", r->id,
+                         r->max_attempts, max_attempts, r->tenant);
+                r->max_attempts = max_attempts;
+        }
         drun_set_limits_json(r);
         drun_init_log(d, r);
         if (!claimed && !d->cluster)

@@ -40,6 +40,7 @@ typedef struct DaemonTenant {
         char *name;
         RunLimits maxima;       /* 0 fields: limits.maxima's */
         int network;            /* 1/0; -1: limits.maxima.network */
+        int max_retries;        /* maxima.retries; -1: limits.maxima's */
 } DaemonTenant;
 
 /* server.http_threads' cap (the config refuses more; the acceptor counts
@@ -57,6 +58,10 @@ typedef struct DaemonConfig {
         DaemonTenant *tenants;
         size_t n_tenants;
         RunLimits defaults, maxima;     /* maxima.network: the default grant */
+        /* limits.maxima.retries: the most retries a request may ask for
+         * (the cap; server.max_attempts - 1 is only the default, lowered
+         * to it); -1: none (a request's RUN_MAX_RETRIES). */
+        int max_retries;
         char *index_url;
         char **extra_index_urls;
         char **find_links;
@@ -159,6 +164,21 @@ int daemon_limits_grant(const DaemonConfig *cfg, const char *tenant, const RunLi
  * from the cluster by a node with its own config) never runs with more
  * than this node allows. Returns whether anything was lowered. */
 bool daemon_limits_clamp(const DaemonConfig *cfg, const char *tenant, RunLimits *limits);
+/* The most retries tenant may have now: tenants.NAME.maxima.retries when it
+ * is the lower (*ret_tenant_binds, may be NULL), else limits.maxima.retries,
+ * else -1: no grant (a request's own bound, RUN_MAX_RETRIES or a DAG
+ * task's DAG_MAX_RETRIES). */
+int daemon_retries_max(const DaemonConfig *cfg, const char *tenant, bool *ret_tenant_binds);
+/* A request's "retries" (asked; -1: none) as max_attempts: -EPERM with
+ * *ret_error naming the config key that binds when asked is above
+ * daemon_retries_max(); none asked is server.max_attempts lowered to the
+ * grant, never raised. *ret_max_attempts is written only on success. */
+int daemon_retries_grant(const DaemonConfig *cfg, const char *tenant, int asked, int *ret_max_attempts,
+                         char **ret_error);
+/* max_attempts (0: the config's default) lowered to what the config grants
+ * tenant now: a deploy's stored retries at each invoke, a run recovered or
+ * claimed under an older (or another node's) config. */
+int daemon_retries_clamp(const DaemonConfig *cfg, const char *tenant, int max_attempts);
 
 /* ---- AWS SigV4 (daemon-sigv4.c) ----------------------------------------- */
 
@@ -1159,6 +1179,12 @@ DaemonHandlerFn daemon_api_runs_list, daemon_api_runs_submit, daemon_api_run_get
  * a stack names its item) when the request asked for more, else NULL. */
 struct MHD_Response *daemon_call_grant_limits(const DaemonCall *call, const char *prefix, RunLimits *l,
                                               unsigned *ret_status);
+/* The request's own "retries" (max_attempts - 1; 0: none asked) against
+ * what the config grants call's tenant: a 403 naming the key that binds
+ * (after prefix) when above, else NULL. Checks only: the run's
+ * max_attempts is lowered to the grant at submit (daemon_retries_clamp). */
+struct MHD_Response *daemon_call_grant_retries(const DaemonCall *call, const char *prefix, int max_attempts,
+                                               unsigned *ret_status);
 /* Submits req as a run of call's tenant (a deployed function's when fn_name)
  * under id (NULL: a new one) and answers 202 with the run (200 once
  * finished with ?wait=true). */

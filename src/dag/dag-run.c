@@ -1440,6 +1440,7 @@ void dag_task_info(Dag *d, size_t i, DagTaskInfo *ret) {
                 .depth = t->depth,
                 .run_id = t->run_id,
                 .attempts = t->attempts,
+                .retries = t->retries,
                 .cached = t->cached,
                 .value_json = t->value_json,
                 .error = t->error,

@@ -254,6 +254,7 @@ typedef struct DagTaskInfo {
         int depth;               /* longest path from a root: 0 for roots */
         const char *run_id;
         int attempts;
+        int retries; /* its pipeline's retries (count) */
         bool cached;
         const char *value_json;
         const char *error;

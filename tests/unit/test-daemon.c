@@ -142,6 +142,82 @@ static void config_of(DaemonConfig *cfg, const char *yaml) {
                 fail_msg("%s", err);
 }
 
+static void test_retries_grant(void **state) {
+        DaemonConfig cfg;
+        int attempts = -7;
+        char *err = NULL;
+        static const struct {
+                const char *yaml, *tenant;
+                int asked;       /* -1: none */
+                int ret;         /* 0 or -EPERM */
+                int attempts;    /* on success */
+                const char *key; /* on -EPERM: the key that binds */
+        } rows[] = {
+                /* No key: today's behaviour (server.max_attempts the default). */
+                { "", "alice", -1, 0, 3, NULL },
+                { "", "alice", 10, 0, 11, NULL },
+                { "server: {max_attempts: 1}\n", "alice", 3, 0, 4, NULL },
+                /* The global cap: above it refused, the default lowered. */
+                { "limits: {maxima: {retries: 1}}\n", "alice", -1, 0, 2, NULL },
+                { "limits: {maxima: {retries: 1}}\n", "alice", 1, 0, 2, NULL },
+                { "limits: {maxima: {retries: 1}}\n", "alice", 2, -EPERM, 0, "'limits.maxima'" },
+                { "limits: {maxima: {retries: 0}}\n", "alice", -1, 0, 1, NULL },
+                /* A default below the cap stays (never raised). */
+                { "limits: {maxima: {retries: 5}}\nserver: {max_attempts: 2}\n", "alice", -1, 0, 2, NULL },
+                /* A tenant's cap binds when it is the lower. */
+                { "tenants: {bob: {maxima: {retries: 0}}}\n", "bob", 1, -EPERM, 0, "'tenants.bob.maxima'" },
+                { "tenants: {bob: {maxima: {retries: 0}}}\n", "bob", -1, 0, 1, NULL },
+                { "tenants: {bob: {maxima: {retries: 0}}}\n", "alice", 4, 0, 5, NULL },
+                { "limits: {maxima: {retries: 1}}\ntenants: {bob: {maxima: {retries: 3}}}\n", "bob", 2, -EPERM, 0,
+                  "'limits.maxima'" },
+                { "limits: {maxima: {retries: 3}}\ntenants: {bob: {maxima: {retries: 1}}}\n", "bob", 2, -EPERM, 0,
+                  "'tenants.bob.maxima'" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                config_of(&cfg, rows[i].yaml);
+                err = NULL;
+                attempts = -7;
+                int r = daemon_retries_grant(&cfg, rows[i].tenant, rows[i].asked, &attempts, &err);
+                if (r != rows[i].ret)
+                        fail_msg("row %zu: %d, not %d", i, r, rows[i].ret);
+                if (r == 0 && attempts != rows[i].attempts)
+                        fail_msg("row %zu: %d attempts, not %d", i, attempts, rows[i].attempts);
+                if (r < 0) {
+                        assert_int_equal(attempts, -7); /* written only on success */
+                        if (!strstr(err, rows[i].key))
+                                fail_msg("row %zu: '%s' does not name %s", i, err, rows[i].key);
+                        free(err);
+                }
+                daemon_config_done(&cfg);
+        }
+
+        /* A stored max_attempts (a deploy's, a recovered run's) is lowered
+         * to the grant now, never raised; 0 is the config's default. */
+        config_of(&cfg, "limits: {maxima: {retries: 2}}\ntenants: {bob: {maxima: {retries: 0}}}\n");
+        assert_int_equal(daemon_retries_clamp(&cfg, "alice", 11), 3);
+        assert_int_equal(daemon_retries_clamp(&cfg, "alice", 2), 2);
+        assert_int_equal(daemon_retries_clamp(&cfg, "alice", 0), 3);
+        assert_int_equal(daemon_retries_clamp(&cfg, "bob", 5), 1);
+        assert_int_equal(daemon_retries_clamp(&cfg, "bob", 0), 1);
+        daemon_config_done(&cfg);
+        config_of(&cfg, "");
+        assert_int_equal(daemon_retries_clamp(&cfg, "alice", 11), 11);
+        daemon_config_done(&cfg);
+
+        /* Bad values are the config's error, naming the key. */
+        static const char *const bad[] = { "limits: {maxima: {retries: 11}}\n", "limits: {maxima: {retries: -1}}\n",
+                                           "limits: {maxima: {retries: one}}\n", "limits: {defaults: {retries: 1}}\n",
+                                           "tenants: {bob: {maxima: {retries: 11}}}\n" };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                daemon_config_init(&cfg);
+                err = NULL;
+                assert_int_equal(daemon_config_parse(&cfg, bad[i], strlen(bad[i]), "test.yaml", &err), -EINVAL);
+                assert_non_null(strstr(err, "retries"));
+                free(err);
+                daemon_config_done(&cfg);
+        }
+}
+
 static void test_limits_grant(void **state) {
         DaemonConfig cfg;
         config_of(&cfg, "limits:\n"
@@ -1109,6 +1185,7 @@ int main(void) {
                 cmocka_unit_test(test_address_policy),
                 cmocka_unit_test(test_address_allow_list),
                 cmocka_unit_test(test_limits_grant),
+                cmocka_unit_test(test_retries_grant),
                 cmocka_unit_test(test_target_check),
                 cmocka_unit_test(test_sigv4_vectors),
                 cmocka_unit_test(test_sigv4_refusals),
