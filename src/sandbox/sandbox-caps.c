@@ -85,6 +85,37 @@ int sandbox_caps_bounding_drop(char **ret_error) {
         return 0;
 }
 
+/* How many uids the caller's user namespace maps from 0 on (its first
+ * extent), read once per worker and inherited by its runs. */
+static int run_uid_slots = -1;
+static unsigned run_uid_slot;
+
+unsigned sandbox_run_uid_slots(void) {
+        if (run_uid_slots >= 0)
+                return (unsigned) run_uid_slots;
+        /* Both maps: a run is uid and gid alike. */
+        unsigned long n = SANDBOX_RUN_UIDS;
+        static const char *const maps[] = { "/proc/self/uid_map", "/proc/self/gid_map" };
+        for (size_t i = 0; i < ELEMENTSOF(maps); i++) {
+                _cleanup_free_ char *map = NULL;
+                unsigned long inside, outside, count;
+                if (read_file(maps[i], 4096, &map, NULL) < 0 ||
+                    sscanf(map, "%lu %lu %lu", &inside, &outside, &count) != 3 || inside != 0)
+                        count = 1;
+                n = MIN(n, count);
+        }
+        run_uid_slots = (int) MAX(n, 1ul);
+        return (unsigned) run_uid_slots;
+}
+
+void sandbox_run_uid_use(unsigned slot) {
+        run_uid_slot = slot < sandbox_run_uid_slots() ? slot : 0;
+}
+
+unsigned sandbox_run_uid_slot(void) {
+        return run_uid_slot;
+}
+
 int sandbox_caps_drop(char **ret_error) {
         unsigned long bits = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
                              SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED;

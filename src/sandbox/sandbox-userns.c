@@ -58,37 +58,6 @@ int sandbox_host_chown(const char *path, pid_t worker) {
         return errno == EINVAL && chown(path, SANDBOX_NOBODY, SANDBOX_NOBODY) == 0 ? 0 : -errno;
 }
 
-/* How many uids the caller's user namespace maps from 0 on (its first
- * extent), read once per worker and inherited by its runs. */
-static int run_uid_slots = -1;
-static unsigned run_uid_slot;
-
-unsigned sandbox_run_uid_slots(void) {
-        if (run_uid_slots >= 0)
-                return (unsigned) run_uid_slots;
-        /* Both maps: a run is uid and gid alike. */
-        unsigned long n = SANDBOX_RUN_UIDS;
-        static const char *const maps[] = { "/proc/self/uid_map", "/proc/self/gid_map" };
-        for (size_t i = 0; i < ELEMENTSOF(maps); i++) {
-                _cleanup_free_ char *map = NULL;
-                unsigned long inside, outside, count;
-                if (read_file(maps[i], 4096, &map, NULL) < 0 ||
-                    sscanf(map, "%lu %lu %lu", &inside, &outside, &count) != 3 || inside != 0)
-                        count = 1;
-                n = MIN(n, count);
-        }
-        run_uid_slots = (int) MAX(n, 1ul);
-        return (unsigned) run_uid_slots;
-}
-
-void sandbox_run_uid_use(unsigned slot) {
-        run_uid_slot = slot < sandbox_run_uid_slots() ? slot : 0;
-}
-
-unsigned sandbox_run_uid_slot(void) {
-        return run_uid_slot;
-}
-
 /* The owner of a worker's user namespace when the engine runs as root.
  * The kernel charges the per-user counts of every process inside a user
  * namespace (inotify instances and watches, user namespaces, pending
