@@ -203,7 +203,9 @@ def intrude():
     attempt("abstract", socket.AF_UNIX, socket.SOCK_STREAM, "\\0pysprinter-covert")
     for where in ("/tmp", "/dev/shm"):
         attempt("path:" + where, socket.AF_UNIX, socket.SOCK_STREAM, where + "/pysprinter-covert.sock")
-    # Which processes could we signal? Only our own namespace's: init (1) and us (2).
+    # Which processes could we signal? Only our own namespace's: us (2), and
+    # its init (1) where the run is the init's uid (a run that is a host uid
+    # of its own, docs/sandbox.md "Users", cannot signal even that).
     reachable = []
     for pid in range(1, 1 << 15):
         try:
@@ -229,7 +231,7 @@ def assert_no_contact(listener, intruders):
     for out in intruders:
         for kind in ("tcp", "abstract", "path:/tmp", "path:/dev/shm"):
             assert out[kind] != "connected", (kind, out)
-        assert out["signal"] == [1, 2], out
+        assert out["signal"] in ([1, 2], [2]), out
         assert out["bind"] == "ok", out
         # It tried while the listener was listening.
         assert out["end"] < listener["window_end"], (out, listener)
