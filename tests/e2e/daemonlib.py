@@ -355,3 +355,26 @@ class Daemon:
                 return b
             time.sleep(0.05)
         raise AssertionError(f"run {run_id} never reached {statuses}: {b}")
+
+
+def reload_config(d, text):
+    """Writes text as d's config and SIGHUPs it; returns once the daemon
+    logged that it took it."""
+    before = d.log.read_text().count("configuration reloaded")
+    d.config.write_text(text)
+    d.proc.send_signal(signal.SIGHUP)
+    deadline = time.time() + 30
+    while d.log.read_text().count("configuration reloaded") == before:
+        assert time.time() < deadline, d.log.read_text()
+        time.sleep(0.05)
+
+
+def check_config(tmp_path, text):
+    """`pysprinterd --check-config` of text: (exit code, stderr)."""
+    cfg = tmp_path / "pysprinterd.yaml"
+    cfg.write_text(text)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+    env["PYSPRINTER_HOME"] = str(tmp_path / "home")
+    p = subprocess.run([str(DAEMON), "--check-config", str(cfg)], capture_output=True, text=True, env=env,
+                       timeout=60)
+    return p.returncode, p.stderr

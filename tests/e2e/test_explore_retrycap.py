@@ -5,43 +5,18 @@ raise it. A run, an invoke, a deploy and a DAG task asking for more is a
 403 naming the config key that binds; the default (server.max_attempts - 1,
 or a deployed function's retries at each invoke) is lowered to the grant of
 the moment, never raised. Without the keys nothing changes."""
-import os
-import signal
-import subprocess
-import time
 
 import pytest
 
 from conftest import DAEMON
-from daemonlib import Daemon
+from daemonlib import Daemon, check_config
+from daemonlib import reload_config as reload
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
 
 QUICK = "def f():\n    return 1\n"
 GRANTS = ("limits:\n  maxima: {retries: 2}\n"
           "tenants:\n  bob:\n    maxima: {retries: 0}\n")
-
-
-def reload(d, text):
-    """Writes text as d's config and SIGHUPs it; returns once the daemon
-    logged that it took it."""
-    before = d.log.read_text().count("configuration reloaded")
-    d.config.write_text(text)
-    d.proc.send_signal(signal.SIGHUP)
-    deadline = time.time() + 30
-    while d.log.read_text().count("configuration reloaded") == before:
-        assert time.time() < deadline, d.log.read_text()
-        time.sleep(0.05)
-
-
-def check_config(tmp_path, text):
-    cfg = tmp_path / "pysprinterd.yaml"
-    cfg.write_text(text)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
-    env["PYSPRINTER_HOME"] = str(tmp_path / "home")
-    p = subprocess.run([str(DAEMON), "--check-config", str(cfg)], capture_output=True, text=True, env=env,
-                       timeout=60)
-    return p.returncode, p.stderr
 
 
 @pytest.fixture(scope="module")

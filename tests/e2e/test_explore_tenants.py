@@ -12,7 +12,8 @@ import time
 import pytest
 
 from conftest import DAEMON
-from daemonlib import TOKENS, Daemon
+from daemonlib import TOKENS, Daemon, check_config
+from daemonlib import reload_config as reload
 from uilib import start_browser, ui_login, wait_for
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
@@ -21,28 +22,6 @@ SLEEPY = "import time\n\ndef f(s: float = 5):\n    time.sleep(s)\n    return 'sl
 LOUD = "def f(n: int = 100000):\n    print('x' * n)\n    return 'printed'\n"
 QUICK = "def f():\n    return 1\n"
 SEVEN_DAYS_MS = 7 * 24 * 3600 * 1000
-
-
-def reload(d, text):
-    """Writes text as d's config and SIGHUPs it; returns once the daemon
-    logged that it took it."""
-    before = d.log.read_text().count("configuration reloaded")
-    d.config.write_text(text)
-    d.proc.send_signal(signal.SIGHUP)
-    deadline = time.time() + 30
-    while d.log.read_text().count("configuration reloaded") == before:
-        assert time.time() < deadline, d.log.read_text()
-        time.sleep(0.05)
-
-
-def check_config(tmp_path, text):
-    cfg = tmp_path / "pysprinterd.yaml"
-    cfg.write_text(text)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
-    env["PYSPRINTER_HOME"] = str(tmp_path / "home")
-    p = subprocess.run([str(DAEMON), "--check-config", str(cfg)], capture_output=True, text=True, env=env,
-                       timeout=60)
-    return p.returncode, p.stderr
 
 
 @pytest.fixture(scope="module")
