@@ -11,9 +11,10 @@
  *                             pid 1 there: shares W's memory, so no page
  *                             tables are copied, and W's fd table, so it
  *                             holds no fd of a run; own small stack; G
- *                             then leaves that table for an empty one,
- *                             and W waits for that
- *   fork() -> H               pid 2 there: the run child itself
+ *                             then leaves that table for an empty one
+ *   fork() -> H               pid 2 there: the run child itself, which
+ *                             waits for G to have left W's fd table only
+ *                             before its first line of Python
  *   setns(W's own pid ns)     W's later children are W's again
  *
  * H then does the rest of what C did (cgroup, network and mount
@@ -59,6 +60,9 @@
  * sandbox_run_prepare() then finds its pid namespace made. */
 static bool pidns_made_by_parent;
 static void *child_init_stack;
+/* The flag page of the init made for this run child (in H: until
+ * sandbox_run_pidns_ready()). */
+static struct InitArgs *child_init_args;
 static int own_pidns_fd = -EBADF;
 
 bool sandbox_run_pidns_inherited(void) {
@@ -75,9 +79,14 @@ struct kernel_sigaction {
         unsigned long mask;
 };
 
-/* Set by G once its fd table is its own (futex word: G and W share the
- * memory). W forks the run child only then. */
-static int init_files_own;
+/* G's word in a page of its own shared with H (MAP_SHARED: H is a fork,
+ * not a thread): G sets it once its fd table is its own, and H waits for
+ * it before any code of the run's (sandbox_run_pidns_ready()). W does not
+ * wait: it used to, before forking H, and on a busy host G is not run at
+ * once, so every run waited a round of the scheduler on its critical path
+ * (a quarter of the sandboxed ad-hoc rate at concurrency 4, issue 15);
+ * now G's first act overlaps H's fork and sandbox set-up. */
+#define INIT_FLAG_SIZE 4096
 
 /* G's first act: an fd table of its own, empty. Shared with W's (as
  * cloned), /proc/1/fd listed W's fd numbers to the run, among them the
@@ -87,7 +96,7 @@ static int init_files_own;
  * unshares a copy and closes each fd of it (W's run pipes included: G
  * must not hold them, the engine answers at their EOF), those that
  * /proc/self/fd lists. */
-static void init_own_files(void) {
+static void init_own_files(int *files_own) {
         if (raw_syscall4(SYS_close_range, 0, ~0U, CLOSE_RANGE_UNSHARE, 0) < 0 &&
             raw_syscall4(SYS_unshare, CLONE_FILES, 0, 0, 0) == 0) {
                 /* The copy's fds, as /proc/self/fd lists them (closing the
@@ -113,25 +122,24 @@ static void init_own_files(void) {
                         for (long fd = 0; fd <= 65535; fd++)
                                 (void) raw_syscall4(SYS_close, fd, 0, 0, 0);
         }
-        __atomic_store_n(&init_files_own, 1, __ATOMIC_RELEASE);
-        (void) raw_syscall4(SYS_futex, (long) &init_files_own, FUTEX_WAKE_PRIVATE, 1, 0);
+        __atomic_store_n(files_own, 1, __ATOMIC_RELEASE);
+        /* Not _PRIVATE: the waiter is H, another process. */
+        (void) raw_syscall4(SYS_futex, (long) files_own, FUTEX_WAKE, 1, 0);
 }
 
-/* Until G has its own fd table (it runs at once on another CPU, or as soon
- * as W sleeps here): only then may the run exist. Bounded: a G that never
- * ran in 10 s is left to the run's end (W kills it). */
-static void wait_init_files_own(void) {
-        usec_t deadline = now_monotonic() + 10 * USEC_PER_SEC;
-        while (!__atomic_load_n(&init_files_own, __ATOMIC_ACQUIRE) && now_monotonic() < deadline) {
-                struct timespec ts = { .tv_sec = 0, .tv_nsec = 100 * 1000 * 1000 };
-                (void) syscall(SYS_futex, &init_files_own, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
-        }
-}
+/* What G is given: its flag word, and whether the kernel cleared W's
+ * handlers at the clone (CLONE_CLEAR_SIGHAND). In the flag's page, which
+ * G only reads from and writes the flag in (W's memory is not G's to
+ * write, see above). */
+typedef struct InitArgs {
+        int files_own;
+        int handlers_cleared;
+} InitArgs;
 
-/* handlers_cleared: non-NULL when the kernel cleared W's handlers at the
- * clone (CLONE_CLEAR_SIGHAND). */
-static int run_init_raw(void *handlers_cleared) {
-        init_own_files();
+static int run_init_raw(void *arg) {
+        InitArgs *a = arg;
+        bool handlers_cleared = __atomic_load_n(&a->handlers_cleared, __ATOMIC_RELAXED);
+        init_own_files(&a->files_own);
         struct kernel_sigaction dfl;
         dfl.handler = (unsigned long) SIG_DFL;
         dfl.flags = 0;
@@ -157,7 +165,7 @@ static int run_init_raw(void *handlers_cleared) {
 
 /* Clones G on stack: with W's handlers cleared by the kernel where it can,
  * else by G itself. The pid, or -1 with errno set. */
-static pid_t clone_init(void *stack) {
+static pid_t clone_init(void *stack, InitArgs *a) {
 #if HAVE_RAW_CLONE3
         struct clone_args args = {
                 .flags = CLONE_VM | CLONE_FILES | CLONE_CLEAR_SIGHAND,
@@ -165,7 +173,8 @@ static pid_t clone_init(void *stack) {
                 .stack = (uintptr_t) stack,
                 .stack_size = INIT_STACK_SIZE,
         };
-        long pid = raw_clone3_call(&args, sizeof args, run_init_raw, (void *) 1);
+        a->handlers_cleared = 1;
+        long pid = raw_clone3_call(&args, sizeof args, run_init_raw, a);
         if (pid > 0)
                 return (pid_t) pid;
         /* ENOSYS: no clone3 (before 5.3) or a filter denying it (a
@@ -175,7 +184,8 @@ static pid_t clone_init(void *stack) {
                 return -1;
         }
 #endif
-        return clone(run_init_raw, (char *) stack + INIT_STACK_SIZE, CLONE_VM | CLONE_FILES | SIGCHLD, NULL);
+        a->handlers_cleared = 0;
+        return clone(run_init_raw, (char *) stack + INIT_STACK_SIZE, CLONE_VM | CLONE_FILES | SIGCHLD, a);
 }
 #endif
 
@@ -200,8 +210,13 @@ int sandbox_run_pidns_begin(SandboxRunPidns *ret, char **ret_error) {
         }
         void *stack = mmap(NULL, INIT_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
                            -1, 0);
-        if (stack == MAP_FAILED) {
+        InitArgs *args = mmap(NULL, INIT_FLAG_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (stack == MAP_FAILED || args == MAP_FAILED) {
                 r = -errno;
+                if (stack != MAP_FAILED)
+                        (void) munmap(stack, INIT_STACK_SIZE);
+                if (args != MAP_FAILED)
+                        (void) munmap(args, INIT_FLAG_SIZE);
                 sandbox_run_pidns_end(ret);
                 *ret_error = xasprintf("mmap: %s", strerror(-r));
                 return r;
@@ -212,22 +227,24 @@ int sandbox_run_pidns_begin(SandboxRunPidns *ret, char **ret_error) {
          * run's stdout, stderr and result pipes, so the engine saw their
          * EOF, and answered, only once W had reaped H, killed G and G had
          * died (~7 ms, cold9b). G then leaves the shared table for an
-         * empty one of its own (init_own_files()) before W forks the run:
-         * the run's /proc/1/fd lists nothing. */
-        init_files_own = 0;
-        pid_t init = clone_init(stack);
+         * empty one of its own (init_own_files()) before the run's code
+         * starts (sandbox_run_pidns_ready()): the run's /proc/1/fd lists
+         * nothing. */
+        pid_t init = clone_init(stack, args);
         if (init < 0) {
                 r = -errno;
                 (void) munmap(stack, INIT_STACK_SIZE);
+                (void) munmap(args, INIT_FLAG_SIZE);
                 sandbox_run_pidns_end(ret);
                 *ret_error = xasprintf("clone (the run's init): %s", strerror(-r));
                 return r;
         }
-        wait_init_files_own();
         ret->init = init;
         ret->stack = stack;
+        ret->flag = args;
         pidns_made_by_parent = true;
         child_init_stack = stack;
+        child_init_args = args;
         return 0;
 #endif
 }
@@ -236,6 +253,7 @@ void sandbox_run_pidns_end(SandboxRunPidns *ns) {
         (void) ns;
         pidns_made_by_parent = false;
         child_init_stack = NULL;
+        child_init_args = NULL;
         /* Cannot fail for our own active namespace. Even if it did, no
          * later child could land in this run's namespace: every fork of a
          * run child starts with _begin, whose unshare makes a fresh one
@@ -253,11 +271,32 @@ void sandbox_run_pidns_child(void) {
         own_pidns_fd = fd_close(own_pidns_fd);
 }
 
+void sandbox_run_pidns_ready(void) {
+#if HAVE_RAW_SYSCALL
+        InitArgs *a = TAKE_PTR(child_init_args);
+        if (!a)
+                return;
+        /* G runs at once on another CPU, or as soon as one is free; a G
+         * that never ran in 10 s is left to the run's end (W kills it,
+         * and the run with it). */
+        usec_t deadline = now_monotonic() + 10 * USEC_PER_SEC;
+        while (!__atomic_load_n(&a->files_own, __ATOMIC_ACQUIRE) && now_monotonic() < deadline) {
+                struct timespec ts = { .tv_sec = 0, .tv_nsec = 100 * 1000 * 1000 };
+                (void) syscall(SYS_futex, &a->files_own, FUTEX_WAIT, 0, &ts, NULL, 0);
+        }
+        /* The page is G's to write: the run keeps no view of it. */
+        (void) munmap(a, INIT_FLAG_SIZE);
+#endif
+}
+
 void sandbox_run_pidns_release(SandboxRunPidns *ns) {
         /* Only once the init is reaped: it ran on this stack. */
         if (ns->stack)
                 (void) munmap(ns->stack, INIT_STACK_SIZE);
+        if (ns->flag)
+                (void) munmap(ns->flag, INIT_FLAG_SIZE);
         ns->stack = NULL;
+        ns->flag = NULL;
         ns->init = -1;
 }
 

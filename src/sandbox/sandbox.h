@@ -250,10 +250,15 @@ bool sandbox_net_counters_pristine(const SandboxNetTexts *t);
 typedef struct SandboxRunPidns {
         pid_t init; /* -1: none made */
         void *stack;
+        void *flag; /* the init's flag page, shared with the run child */
 } SandboxRunPidns;
 int sandbox_run_pidns_begin(SandboxRunPidns *ret, char **ret_error);
 void sandbox_run_pidns_end(SandboxRunPidns *ns);
 void sandbox_run_pidns_child(void);
+/* In a run child, before any code of the run's: waits until the init of
+ * its namespace has an fd table of its own (the worker's is not the
+ * run's to list through /proc/1/fd). Once; a no-op elsewhere. */
+void sandbox_run_pidns_ready(void);
 void sandbox_run_pidns_release(SandboxRunPidns *ns);
 /* Ends a run's namespace from the worker at once, whatever its state (a
  * spare that died before its run, a failed fork): kills and reaps its run

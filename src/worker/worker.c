@@ -391,6 +391,9 @@ static void fail_child(int result_fd, int code, const char *type, const char *ms
 static bool python_after_fork_pending;
 
 static void python_after_fork(void) {
+        /* The first code not the worker's own comes next: the run's
+         * pid-namespace init must have left the worker's fd table. */
+        sandbox_run_pidns_ready();
         if (!python_after_fork_pending)
                 return;
         python_after_fork_pending = false;

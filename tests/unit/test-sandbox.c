@@ -933,6 +933,48 @@ static void test_pidns_init_has_no_handler_of_the_worker(void **state) {
         pidns_check_in_child(pidns_init_signals_child);
 }
 
+/* The init leaves the worker's fd table for an empty one of its own
+ * before any code of the run's: the run child, forked at once after the
+ * init (the worker does not wait for it), finds the init's fd table empty
+ * once sandbox_run_pidns_ready() returns, every time. Before, the init
+ * shared the worker's table and /proc/1/fd listed its fds to the run. */
+static int pidns_ready_child(void *arg) {
+        (void) arg;
+        for (int i = 0; i < 40; i++) {
+                SandboxRunPidns ns;
+                int r = pidns_begin_or_skip(&ns);
+                if (r > 0)
+                        return 0;
+                CHECK(r == 0);
+                pid_t run = fork();
+                if (run == 0) {
+                        sandbox_run_pidns_child();
+                        sandbox_run_pidns_ready();
+                        char path[64];
+                        snprintf(path, sizeof(path), "/proc/%d/fd", (int) ns.init);
+                        DIR *d = opendir(path);
+                        int n = 0;
+                        for (struct dirent *de; d && (de = readdir(d));)
+                                n += de->d_name[0] != '.';
+                        _exit(d ? MIN(n, 100) : 101);
+                }
+                sandbox_run_pidns_end(&ns);
+                CHECK(run > 0);
+                int st;
+                CHECK(waitpid(run, &st, 0) == run);
+                if (ns.init > 0) {
+                        pid_t none = 0;
+                        CHECK(sandbox_run_pidns_drop(&ns, &none, 10000) == 0);
+                }
+                CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        }
+        return 0;
+}
+
+static void test_pidns_init_fd_table_empty_when_the_run_starts(void **state) {
+        pidns_check_in_child(pidns_ready_child);
+}
+
 /* The worker drops a run's namespace while its run child is not reaped
  * yet (a named spare whose socket closed before its SIGCHLD was handled,
  * dead or still exiting): the killed init waits in the kernel
@@ -2002,6 +2044,7 @@ int main(void) {
                 cmocka_unit_test(test_cgroup_kept_files_within_budget),
                 cmocka_unit_test(test_cgroup_kill_sends_one_sigkill_per_process),
                 cmocka_unit_test(test_pidns_init_holds_no_fd),
+                cmocka_unit_test(test_pidns_init_fd_table_empty_when_the_run_starts),
                 cmocka_unit_test(test_pidns_init_has_no_handler_of_the_worker),
                 cmocka_unit_test(test_pidns_drop_unreaped_run),
                 cmocka_unit_test(test_net_pristine),
