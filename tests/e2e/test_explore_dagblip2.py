@@ -19,9 +19,10 @@ PIPELINE = "tasks:\n  a: {file: t.py, function: f, args: [21]}\n"
 MAX_ACTIVE = 64  # DAEMON_MAX_ACTIVE_DAGS
 
 
-def answered_while_cut(gw, blip, method, path, body=None, deadline=30):
+def answered_while_cut(gw, blip, method, path, body=None, deadline=30, before_restore=None):
     """gw's answer to the request, which must come while Redis stays cut
-    (the proxy is restored only after it, or at the deadline, failing)."""
+    (the proxy is restored only after it, and after before_restore() if
+    given, or at the deadline, failing)."""
     answer = {}
 
     def ask():
@@ -31,7 +32,11 @@ def answered_while_cut(gw, blip, method, path, body=None, deadline=30):
     t.start()
     t.join(deadline)
     came = not t.is_alive()
-    blip.restore()
+    try:
+        if came and before_restore:
+            before_restore()
+    finally:
+        blip.restore()
     t.join(120)
     assert came, ("the request waited for Redis", answer.get("r"))
     return answer["r"]
@@ -53,18 +58,21 @@ def test_a_dag_run_refused_as_too_many_answers_while_redis_is_away(tmp_path, nod
             st, b = g1.call("POST", "/v1/dags", body, token=("alice", "bob")[i % 2])
             assert st == 202, b
         blip.armed = True
-        st, hdrs, raw = answered_while_cut(g1, blip, "POST", "/v1/dags", body)
+        log = tmp_path / "g1" / "daemon.log"
+        # Redis stays cut until g1 has said it asks again: its first try
+        # at the end's write is the one Redis does not answer (restored
+        # at once, that try could come after the restore and succeed).
+        st, hdrs, raw = answered_while_cut(
+            g1, blip, "POST", "/v1/dags", body,
+            before_restore=lambda: wait_until(
+                lambda: "did not answer the write of its final state" in log.read_text(), 30,
+                "g1's log line about the write Redis did not answer"))
         assert blip.fired, (st, raw, "g1 never wrote the refused DAG run's end through the proxy")
         assert st == 429, (st, raw)
         assert "too many DAG runs in flight" in json.loads(raw)["error"]["message"], raw
         # Settled in the background once Redis answers: 64 still run.
         wait_until(lambda: redis.cli("SCARD", "ps:dags:running").strip() == str(MAX_ACTIVE), 60,
                    "the refused DAG run's end in Redis")
-        # The log line comes from the thread that writes the end in the
-        # background, not necessarily before Redis shows the end.
-        log = tmp_path / "g1" / "daemon.log"
-        wait_until(lambda: "did not answer the write of its final state" in log.read_text(), 30,
-                   "g1's log line about the write Redis did not answer")
     finally:
         blip.close()
 
