@@ -882,12 +882,58 @@ static bool referenced(const Rec *recs, size_t n, const bool *removed, const cha
  * from a peer), `nohash-<random>.whl` (an index that gave no hash). Each
  * is renamed or deleted by the process that made it before it returns, so
  * one is left only by a process killed midway (kill -9, a crash, Ctrl-C of
- * a CLI mid-download), whatever lock lists its wheel. */
+ * a CLI mid-download), whatever lock lists its wheel. (A resumable
+ * download's `<sha256>.whl.part` is kept on purpose: part_sha().) */
 static bool wheel_cache_temp(const char *name) {
         size_t stem = strcspn(name, ".");
         if (startswith(name, "nohash-"))
                 return true;
         return stem == 64 && !streq(name + stem, ".whl");
+}
+
+/* The sha256 of a resumable download's part file, <sha256>.whl.part, or
+ * of the If-Range beside it (pkg_store_part_path()); NULL for another
+ * name. Caller frees. */
+static char *part_sha(const char *name) {
+        size_t stem = strcspn(name, ".");
+        if (stem != 64 ||
+            (!streq(name + stem, PKG_PART_SUFFIX) && !streq(name + stem, PKG_PART_SUFFIX PKG_PART_IFRANGE_SUFFIX)))
+                return NULL;
+        char *sha = xstrndup(name, stem);
+        if (!sha256_hex_is_valid(sha)) {
+                free(sha);
+                return NULL;
+        }
+        return sha;
+}
+
+/* The bytes of an interrupted download, kept for the next install of its
+ * wheel to resume (PkgDownload.resume), and its If-Range. Written only
+ * under the wheel's lock: one whose lock an installer holds is being
+ * resumed (an unlink now would have it write into a file no name reaches,
+ * its rename fail), so it stays whatever its age; one nobody holds goes,
+ * under that lock, once older than the grace period or once its wheel is
+ * in the store. An If-Range goes with its part file. Returns the bytes
+ * freed (would be, for a dry run). */
+static uint64_t sweep_part(const char *data_dir, int dfd, const char *name, const char *sha, usec_t now, bool dry_run) {
+        struct stat st;
+        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+                return 0;
+        _cleanup_free_ char *part = xasprintf("%s" PKG_PART_SUFFIX, sha);
+        _cleanup_free_ char *ifrange = xasprintf("%s" PKG_PART_SUFFIX PKG_PART_IFRANGE_SUFFIX, sha);
+        if (streq(name, ifrange) && faccessat(dfd, part, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+                return 0; /* removed with its part file, if at all */
+        _cleanup_close_ int lock = -EBADF;
+        if (pkg_wheel_lock(data_dir, sha, LOCK_EX | LOCK_NB, NULL, &lock) < 0)
+                return 0;
+        uint64_t age = now - MIN(now, (uint64_t) st.st_mtim.tv_sec * USEC_PER_SEC);
+        if (age <= GC_GRACE_USEC && !store_has_dir(data_dir, sha))
+                return 0;
+        if (!dry_run && unlinkat(dfd, name, 0) < 0)
+                return 0;
+        if (!dry_run && streq(name, part))
+                (void) unlinkat(dfd, ifrange, 0);
+        return (uint64_t) st.st_blocks * 512;
 }
 
 /* cache/wheels/<sha256>.whl that no remaining environment's lock lists:
@@ -905,6 +951,11 @@ static uint64_t sweep_wheel_cache(const char *data_dir, const Rec *recs, size_t 
         uint64_t freed = 0;
         struct dirent *de;
         while ((de = readdir(d))) {
+                _cleanup_free_ char *psha = part_sha(de->d_name);
+                if (psha) {
+                        freed += sweep_part(data_dir, dirfd(d), de->d_name, psha, now, dry_run);
+                        continue;
+                }
                 size_t stem = strcspn(de->d_name, ".");
                 bool temp = wheel_cache_temp(de->d_name);
                 if (stem != 64 && !temp)

@@ -514,6 +514,13 @@ typedef struct Transfer {
         bool waiting;
         uint64_t cut_got, cut_of; /* the last attempt the server cut short */
         struct curl_slist *hdrs;  /* the easy handle's headers */
+        bool resumed;             /* the part file's bytes began with a ranged answer */
+        bool restarted;           /* a resumed file already started over from 0 once */
+        bool discard;             /* d->resume: its bytes are known bad, not kept */
+        bool bad_range;           /* a 206 of other bytes than asked for */
+        char *validator;          /* If-Range for the bytes in the part file, or NULL */
+        char *got_etag, *got_modified; /* of the answer coming in */
+        ContentRange got_range;
 } Transfer;
 
 typedef struct Downloads {
@@ -533,6 +540,91 @@ static bool downloads_cancelled(const Downloads *ds) {
 
 static Downloads *current_downloads_for(Transfer *t);
 
+/* Empties the part file: the download starts over from byte 0, its
+ * digests from nothing. */
+static int transfer_reset(Transfer *t) {
+        if (ftruncate(t->fd, 0) < 0 || lseek(t->fd, 0, SEEK_SET) < 0)
+                return -errno;
+        Downloads *ds = current_downloads_for(t);
+        if (ds)
+                ds->done_bytes -= MIN(ds->done_bytes, t->written);
+        t->written = 0;
+        t->resumed = false;
+        sha256_free(t->hash);
+        t->hash = sha256_new();
+        free(t->validator);
+        t->validator = NULL;
+        return page_hashes_start(&t->page, t->d->hashes) < 0 ? -ENOMEM : 0;
+}
+
+static char *ifrange_path(const Transfer *t) {
+        return xasprintf("%s" PKG_PART_IFRANGE_SUFFIX, t->d->resume);
+}
+
+/* The value of header `name` ("etag:") in the header line ptr (n bytes),
+ * trimmed, into *ret; left alone when the line is another header or the
+ * value is not one to send back (a control byte, over 256 bytes). */
+static void header_value(const char *ptr, size_t n, const char *name, char **ret) {
+        size_t k = strlen(name);
+        if (n <= k || strncasecmp(ptr, name, k) != 0)
+                return;
+        const char *v = ptr + k, *end = ptr + n;
+        while (v < end && (*v == ' ' || *v == '\t'))
+                v++;
+        while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
+                end--;
+        if (end == v || end - v > 256)
+                return;
+        for (const char *c = v; c < end; c++)
+                if ((unsigned char) *c < 0x20 || *c == 0x7f)
+                        return;
+        free(*ret);
+        *ret = xstrndup(v, (size_t) (end - v));
+}
+
+/* Headers of each answer (a redirect's come first, then the file's): its
+ * Content-Range and the validators a later resume sends back. */
+static size_t transfer_header(char *ptr, size_t size, size_t nmemb, void *userdata) {
+        Transfer *t = userdata;
+        size_t n = size * nmemb;
+        if (n >= 5 && strncmp(ptr, "HTTP/", 5) == 0) {
+                free(t->got_etag);
+                free(t->got_modified);
+                t->got_etag = t->got_modified = NULL;
+                t->got_range = (ContentRange){};
+                return n;
+        }
+        (void) range_header(ptr, size, nmemb, &t->got_range);
+        header_value(ptr, n, "etag:", &t->got_etag);
+        header_value(ptr, n, "last-modified:", &t->got_modified);
+        return n;
+}
+
+/* An answer with the file from byte 0 came: its validator is the one a
+ * resume of these bytes sends as If-Range (RFC 9110 13.1.5: a strong
+ * ETag, else the Last-Modified date), kept beside a resume's part file
+ * for the install that resumes it. */
+static void transfer_take_validator(Transfer *t) {
+        free(t->validator);
+        t->validator = NULL;
+        if (t->got_etag && !startswith(t->got_etag, "W/"))
+                t->validator = xstrdup(t->got_etag);
+        else if (t->got_modified)
+                t->validator = xstrdup(t->got_modified);
+        if (!t->d->resume)
+                return;
+        _cleanup_free_ char *path = ifrange_path(t);
+        if (!t->validator) {
+                (void) unlink(path);
+                return;
+        }
+        /* Best effort: without it, the resume asks for the rest without a
+         * condition, and the digest still tells bad bytes. */
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd < 0 || write_full(fd, t->validator, strlen(t->validator)) < 0)
+                (void) unlink(path);
+}
+
 static size_t file_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
         Transfer *t = userdata;
         size_t n = size * nmemb;
@@ -540,22 +632,23 @@ static size_t file_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
                 t->first_write = false;
                 long status = 0;
                 curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
-                /* A server that ignored our Range sends the whole file: start
-                 * over rather than append. */
+                if (t->written > 0 && status == 206 && t->got_range.first != t->written) {
+                        /* Bytes from elsewhere than the end of ours. */
+                        t->bad_range = true;
+                        return 0;
+                }
+                /* A server that ignored our Range, or whose file changed
+                 * since (If-Range), sends the whole file: start over
+                 * rather than append. */
                 if (t->written > 0 && status != 206) {
-                        if (ftruncate(t->fd, 0) < 0 || lseek(t->fd, 0, SEEK_SET) < 0)
-                                return 0;
-                        Downloads *ds = current_downloads_for(t);
-                        if (ds)
-                                ds->done_bytes -= MIN(ds->done_bytes, t->written);
-                        t->written = 0;
-                        sha256_free(t->hash);
-                        t->hash = sha256_new();
-                        if (page_hashes_start(&t->page, t->d->hashes) < 0) {
-                                t->write_errno = ENOMEM;
+                        int r = transfer_reset(t);
+                        if (r < 0) {
+                                t->write_errno = -r;
                                 return 0;
                         }
                 }
+                if (status != 206)
+                        transfer_take_validator(t);
                 curl_off_t cl = -1;
                 curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
                 if (cl >= 0 && t->expected == 0) {
@@ -627,7 +720,13 @@ static int transfer_start(Transfer *t, const PkgHttpOptions *o) {
         /* The file's bytes: a resume's Range counts them (ask_identity()). */
         curl_slist_free_all(t->hdrs);
         t->hdrs = ask_identity(t->easy, NULL);
+        if (t->written > 0 && t->validator) {
+                _cleanup_free_ char *h = xasprintf("If-Range: %s", t->validator);
+                t->hdrs = curl_slist_append(t->hdrs, h);
+        }
         curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->hdrs);
+        curl_easy_setopt(t->easy, CURLOPT_HEADERFUNCTION, transfer_header);
+        curl_easy_setopt(t->easy, CURLOPT_HEADERDATA, t);
         curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, file_write);
         curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
         curl_easy_setopt(t->easy, CURLOPT_PRIVATE, t);
@@ -637,9 +736,59 @@ static int transfer_start(Transfer *t, const PkgHttpOptions *o) {
                 curl_easy_setopt(t->easy, CURLOPT_XFERINFODATA, t);
                 curl_easy_setopt(t->easy, CURLOPT_NOPROGRESS, 0L);
         }
-        if (t->written > 0)
-                curl_easy_setopt(t->easy, CURLOPT_RESUME_FROM_LARGE, (curl_off_t) t->written);
+        /* A Range of our own, not CURLOPT_RESUME_FROM: with that, libcurl
+         * fails a 200 answer (CURLE_RANGE_ERROR), so a server that ignores
+         * ranges, or whose file changed (If-Range), costs a second GET of
+         * the bytes the first one was already sending. file_write() takes
+         * a 200 from byte 0, a 206 only from where ours end. */
+        _cleanup_free_ char *range = t->written > 0 ? xasprintf("%" PRIu64 "-", t->written) : NULL;
+        curl_easy_setopt(t->easy, CURLOPT_RANGE, range);
+        t->resumed = t->written > 0;
+        t->bad_range = false;
         t->first_write = true;
+        return 0;
+}
+
+/* Opens d->resume, the part file an earlier download of the same wheel
+ * left, and hashes the bytes it holds (read once) so the download goes on
+ * from its end; a file that cannot be read whole is emptied. */
+static int transfer_open_resume(Transfer *t, Downloads *ds) {
+        t->part = xstrdup(t->d->resume);
+        t->fd = open(t->part, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (t->fd < 0)
+                return -errno;
+        struct stat st;
+        if (fstat(t->fd, &st) < 0)
+                return -errno;
+        if (st.st_size == 0 || (uint64_t) st.st_size > PKG_WHEEL_MAX_DOWNLOAD_BYTES)
+                return transfer_reset(t);
+        _cleanup_free_ uint8_t *buf = xmalloc(1 << 20);
+        for (;;) {
+                ssize_t k = read(t->fd, buf, 1 << 20);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return transfer_reset(t);
+                if (k == 0)
+                        break;
+                sha256_update(t->hash, buf, (size_t) k);
+                if (page_hashes_update(&t->page, buf, (size_t) k) < 0)
+                        return -ENOMEM;
+                t->written += (uint64_t) k;
+        }
+        ds->done_bytes += t->written;
+        /* The validator of the answer these bytes came from, if it gave
+         * one (transfer_take_validator()). */
+        _cleanup_free_ char *path = ifrange_path(t);
+        _cleanup_close_ int vfd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        char v[257];
+        ssize_t k = vfd >= 0 ? read_full(vfd, v, sizeof(v) - 1) : -1;
+        if (k > 0) {
+                v[k] = 0;
+                char *dup = NULL;
+                header_value(v, (size_t) k, "", &dup);
+                t->validator = dup;
+        }
         return 0;
 }
 
@@ -679,6 +828,21 @@ int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions 
                 Transfer *t = &ds.t[i];
                 t->d = &d[i];
                 t->fd = -EBADF;
+                assert(!d[i].resume || d[i].sha256);
+                t->hash = sha256_new();
+                r = page_hashes_start(&t->page, d[i].hashes);
+                if (r < 0) {
+                        *ret_error = xasprintf("%s: cannot compute its hashes", d[i].what);
+                        goto out;
+                }
+                if (d[i].resume) {
+                        r = transfer_open_resume(t, &ds);
+                        if (r < 0) {
+                                *ret_error = download_write_error(d[i].what, -r);
+                                goto out;
+                        }
+                        continue;
+                }
                 _cleanup_free_ char *rnd = NULL;
                 r = random_hex(6, &rnd);
                 if (r < 0)
@@ -688,12 +852,6 @@ int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions 
                 if (t->fd < 0) {
                         r = -errno;
                         *ret_error = download_write_error(d[i].what, -r);
-                        goto out;
-                }
-                t->hash = sha256_new();
-                r = page_hashes_start(&t->page, d[i].hashes);
-                if (r < 0) {
-                        *ret_error = xasprintf("%s: cannot compute its hashes", d[i].what);
                         goto out;
                 }
         }
@@ -739,16 +897,33 @@ int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions 
                                 char hex[SHA256_HEX_SIZE];
                                 sha256_final_hex(t->hash, hex);
                                 t->hash = sha256_free(t->hash);
-                                if (t->d->sha256 && !streq(hex, t->d->sha256)) {
+                                bool bad = t->d->sha256 && !streq(hex, t->d->sha256);
+                                if (bad) {
                                         *ret_error = pkg_sha256_mismatch_message(t->d->what, t->d->sha256_from,
                                                                                  t->d->sha256, "downloaded from",
                                                                                  t->d->url, hex);
                                         r = -EBADMSG;
+                                } else
+                                        r = page_hashes_check(&t->page, t->d->what, t->d->url, ret_error);
+                                if (r < 0 && t->resumed && !t->restarted) {
+                                        /* A resumed file: the bytes kept may
+                                         * be what went bad (a crash, a disk,
+                                         * a file changed with no validator
+                                         * to tell). Once more from 0. */
+                                        free(*ret_error);
+                                        *ret_error = NULL;
+                                        t->restarted = true;
+                                        r = transfer_reset(t);
+                                        if (r < 0) {
+                                                *ret_error = download_write_error(t->d->what, -r);
+                                                goto out;
+                                        }
+                                        continue;
+                                }
+                                if (r < 0) {
+                                        t->discard = true;
                                         goto out;
                                 }
-                                r = page_hashes_check(&t->page, t->d->what, t->d->url, ret_error);
-                                if (r < 0)
-                                        goto out;
                                 if (t->d->ret_sha256)
                                         memcpy(t->d->ret_sha256, hex, SHA256_HEX_SIZE);
                                 /* A transient download is unpacked and deleted
@@ -770,49 +945,64 @@ int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions 
                                 finished++;
                                 continue;
                         }
+                        if (t->resumed && !t->restarted &&
+                            (t->bad_range || (cc == CURLE_HTTP_RETURNED_ERROR && status == 416))) {
+                                /* Our part file is as long as the file or
+                                 * longer (416), or the server sent other
+                                 * bytes than the rest: start over, once. */
+                                t->restarted = true;
+                                r = transfer_reset(t);
+                                if (r < 0) {
+                                        *ret_error = download_write_error(t->d->what, -r);
+                                        goto out;
+                                }
+                                continue;
+                        }
                         bool retry = code_retryable(cc) ||
                                      (cc == CURLE_HTTP_RETURNED_ERROR && status_retryable(status)) ||
-                                     cc == CURLE_RANGE_ERROR;
+                                     cc == CURLE_RANGE_ERROR || t->bad_range;
                         if (cc == CURLE_PARTIAL_FILE) {
                                 t->cut_got = t->written;
                                 t->cut_of = t->expected;
                         }
-                        if (cc == CURLE_RANGE_ERROR || cc == CURLE_BAD_DOWNLOAD_RESUME) {
+                        if (cc == CURLE_RANGE_ERROR || cc == CURLE_BAD_DOWNLOAD_RESUME || t->bad_range) {
                                 /* Range not honoured: start from zero. */
-                                (void) !ftruncate(t->fd, 0);
-                                (void) lseek(t->fd, 0, SEEK_SET);
-                                ds.done_bytes -= MIN(ds.done_bytes, t->written);
-                                t->written = 0;
-                                sha256_free(t->hash);
-                                t->hash = sha256_new();
-                                r = page_hashes_start(&t->page, t->d->hashes);
+                                r = transfer_reset(t);
                                 if (r < 0) {
-                                        *ret_error = xasprintf("%s: cannot compute its hashes", t->d->what);
+                                        *ret_error = download_write_error(t->d->what, -r);
                                         goto out;
                                 }
                         }
                         if (t->write_errno == ECANCELED || (o && pkg_cancelled(o->cancel_all))) {
+                                /* A wheel the resolver dropped is not
+                                 * wanted again; a stopped install is. */
+                                t->discard = o && !pkg_cancelled(o->cancel_all) && pkg_cancelled(o->cancel);
                                 r = cancelled_error(ret_error);
                                 goto out;
                         }
                         if (t->write_errno) {
-                                /* A full disk does not get better by retrying now. */
+                                /* A full disk does not get better by retrying now;
+                                 * and the bytes kept would hold the space. */
+                                t->discard = true;
                                 *ret_error = download_write_error(t->d->what, t->write_errno);
                                 r = -t->write_errno;
                                 goto out;
                         }
                         if (t->too_big || !retry || t->attempts >= retries) {
+                                t->discard = t->discard || t->too_big;
                                 if (t->too_big)
                                         *ret_error = xasprintf("GET %s: larger than %llu bytes", t->d->url,
                                                                (unsigned long long) PKG_WHEEL_MAX_DOWNLOAD_BYTES);
                                 else if (t->cut_of > 0)
                                         /* Say what happened, not how the
                                          * last resume attempt failed. */
-                                        *ret_error = xasprintf("GET %s: the download was cut short (partial file: "
-                                                               "%llu of %llu bytes)%s",
-                                                               t->d->url, (unsigned long long) t->cut_got,
-                                                               (unsigned long long) t->cut_of,
-                                                               t->attempts ? " (after retries)" : "");
+                                        *ret_error = xasprintf(
+                                                "GET %s: the download was cut short (partial file: "
+                                                "%llu of %llu bytes)%s%s",
+                                                t->d->url, (unsigned long long) t->cut_got,
+                                                (unsigned long long) t->cut_of, t->attempts ? " (after retries)" : "",
+                                                t->d->resume && t->written > 0 ? "; kept: the next install resumes it"
+                                                                               : "");
                                 else if (cc == CURLE_HTTP_RETURNED_ERROR)
                                         *ret_error = xasprintf("GET %s: HTTP %ld%s", t->d->url, status,
                                                                t->attempts ? " (after retries)" : "");
@@ -849,12 +1039,22 @@ out:
                 }
                 if (t->fd >= 0)
                         close(t->fd);
-                if (t->part && !t->done)
+                /* A resume's bytes stay for the next install of the wheel,
+                 * unless known bad (or none). */
+                bool keep = t->d && t->d->resume && !t->discard && t->written > 0;
+                if (t->part && !t->done && !keep)
                         (void) unlink(t->part);
+                if (t->d && t->d->resume && (t->done || !keep)) {
+                        _cleanup_free_ char *v = ifrange_path(t);
+                        (void) unlink(v);
+                }
                 sha256_free(t->hash);
                 page_hashes_done(&t->page);
                 curl_slist_free_all(t->hdrs);
                 free(t->part);
+                free(t->validator);
+                free(t->got_etag);
+                free(t->got_modified);
         }
         if (multi)
                 curl_multi_cleanup(multi);

@@ -18,9 +18,11 @@
 typedef struct PkgHttpOptions {
         long timeout_ms;
         unsigned retries;
-        const bool *cancel;     /* downloads: read atomically; once true, a
+        const bool *cancel; /* downloads: read atomically; once true, a
                                  * transfer stops at its next write (NULL:
-                                 * never) */
+                                 * never); the caller no longer wants the
+                                 * file, so a PkgDownload.resume part goes
+                                 * too (one cancel_all stops is kept) */
         /* The caller's whole step was cancelled (PkgEnvOptions.cancel):
          * read atomically by every transfer (GETs too) at each write and
          * in libcurl's progress callback, and before a retry; the call
@@ -194,6 +196,18 @@ typedef struct PkgDownload {
         bool transient;        /* read once right after and deleted: not
                                 * fsync'ed (a crash leaves a private file
                                 * nobody reuses) */
+        /* When not NULL (sha256 must be set): the fixed path of the
+         * partial file, used instead of dest.part-XXXX and kept when the
+         * download fails (cut, cancelled, killed), so that a later call
+         * with the same path resumes it: its bytes are hashed once to seed
+         * the running digests, the rest is asked for with
+         * "Range: bytes=SIZE-" and, when the first answer gave a strong
+         * ETag or a Last-Modified (kept in resume + ".ifrange"), If-Range.
+         * A 200 answer starts over from byte 0, so does a 416 or a digest
+         * mismatch of a resumed file (once). The caller must hold the
+         * wheel's lock (pkg_wheel_lock(), LOCK_EX) for the whole call: no
+         * one else writes or removes the file meanwhile. */
+        const char *resume;
 } PkgDownload;
 
 /* The message of a file whose sha256 is got, not want: "WHAT: sha256
@@ -204,8 +218,9 @@ char *pkg_sha256_mismatch_message(const char *what, const char *from, const char
 
 /* Downloads all of d in parallel (curl multi, at most
  * PKG_MAX_PARALLEL_DOWNLOADS at once), each verified against its sha256.
- * A retry resumes a partial file when the server honours Range. Fails with
- * the first error (naming url and status, or the hash mismatch). */
+ * A retry resumes a partial file when the server honours Range, and so
+ * does a later call for a PkgDownload.resume file. Fails with the first
+ * error (naming url and status, or the hash mismatch). */
 int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions *o, PkgProgressFn progress,
                            void *userdata, char **ret_error);
 
@@ -258,6 +273,14 @@ int *pkg_store_unlock(int *locks);
 
 /* "<data_dir>/store/<sha256>". Caller frees. */
 char *pkg_store_dir(const char *data_dir, const char *sha256);
+
+/* "<data_dir>/cache/wheels/<sha256>.whl.part": the bytes an interrupted
+ * download of that wheel got, which the next install of it resumes
+ * (PkgDownload.resume), written and removed only under the wheel's lock;
+ * beside it, PKG_PART_IFRANGE_SUFFIX appended, the If-Range to send. */
+#define PKG_PART_SUFFIX ".whl.part"
+#define PKG_PART_IFRANGE_SUFFIX ".ifrange"
+char *pkg_store_part_path(const char *data_dir, const char *sha256);
 
 /* Early fetch (issue 15 (e)): the installer's half of the pipeline with the
  * resolver. Each wheel the resolver pins is downloaded, verified and

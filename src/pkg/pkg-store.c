@@ -152,6 +152,11 @@ static int store_install(const char *data_dir, const char *wheel, const PkgLockE
         return 0;
 }
 
+char *pkg_store_part_path(const char *data_dir, const char *sha256) {
+        assert(data_dir && sha256);
+        return xasprintf("%s/cache/wheels/%s" PKG_PART_SUFFIX, data_dir, sha256);
+}
+
 char *pkg_store_kept_wheel(const char *data_dir, const char *sha256) {
         if (!sha256_hex_is_valid(sha256))
                 return NULL;
@@ -185,6 +190,7 @@ static int wheel_from_peers(const PkgPeers *p, const PkgDownload *d, PkgProgress
 typedef struct Job {
         const PkgLockEntry *e;
         char *wheel;           /* the file to unpack */
+        char *part;            /* the download's resumable part file */
         bool downloaded;       /* ours to delete once unpacked */
         bool shared_cache;     /* <cache>/<sha256>.whl, fetched for metadata */
 } Job;
@@ -506,12 +512,16 @@ int pkg_store_materialize_held(const char *data_dir, const PkgIndexConfig *cfg, 
                 free(j->wheel);
                 j->wheel = xasprintf("%s/%s.whl.%s", cache, e->sha256, rnd);
                 j->downloaded = true;
+                /* Under the wheel's exclusive lock (lock_wheels(): it is
+                 * missing), so the part file is ours to resume. */
+                j->part = pkg_store_part_path(data_dir, e->sha256);
                 dl[n_dl++] = (PkgDownload){ .url = e->url,
                                             .dest = j->wheel,
                                             .sha256 = e->sha256,
                                             .sha256_from = sha256_from,
                                             .what = e->filename,
-                                            .transient = true };
+                                            .transient = true,
+                                            .resume = j->part };
         }
         /* A cluster's peers first: a node that has the wheel saves the
          * index the trip (and a node works while the index is down). */
@@ -557,6 +567,7 @@ out:
                 if (r < 0 && jobs[i].downloaded)
                         (void) unlink(jobs[i].wheel);
                 free(jobs[i].wheel);
+                free(jobs[i].part);
         }
         free(jobs);
         free(dl);
@@ -657,12 +668,17 @@ static void prefetch_one(PkgPrefetch *pf, PrefetchJob *j) {
                 return;
         _cleanup_free_ char *mine = xasprintf("%s.%s", shared, rnd);
         _cleanup_free_ char *err = NULL;
+        /* Under the wheel's exclusive lock: resumes what an interrupted
+         * install got, and leaves what this one gets, if cut, to the next
+         * (pkg_store_materialize's, right after, or a later install's). */
+        _cleanup_free_ char *part = pkg_store_part_path(pf->data_dir, j->sha256);
         PkgDownload one = { .url = j->url,
                             .dest = mine,
                             .sha256 = j->sha256,
                             .hashes = j->hashes,
                             .what = j->filename,
-                            .transient = true };
+                            .transient = true,
+                            .resume = part };
         PkgLockEntry e = { .filename = j->filename, .sha256 = j->sha256 };
         PrefetchProgress pp = { pf, j };
         PkgHttpOptions o = pf->http;

@@ -7,12 +7,14 @@
 - Index: a PEP 503 (HTML) + PEP 691 (JSON) simple index served over HTTP on
   127.0.0.1 from a thread of the calling process, with optional PEP 658/714
   .metadata files, yanked files, requires-python, wrong hashes, HTTP range
-  requests (opt-in: Index.ranges) and injected failures.
+  requests (opt-in: Index.ranges), ETag/Last-Modified with If-Range
+  (opt-in: Index.validators) and injected failures.
 
 Run as a script it builds the benchmark's index and serves it:
     python3 pkgindex.py serve DIR   (prints the URL, serves until killed)
 """
 import base64
+import email.utils
 import hashlib
 import html
 import http.server
@@ -275,6 +277,9 @@ class Index:
         self.sent = {}              # path -> body bytes written so far (slow paths)
         self.ranges = False         # answer a file's Range: bytes=… with 206 (else the whole file)
         self.ranged = []            # (path, Range header) of each ranged GET of a file
+        self.validators = False     # send a file's ETag and Last-Modified; honour If-Range
+        self.etag_salt = ""         # changes every file's ETag (a re-deployed mirror)
+        self.if_range = []          # (path, If-Range header) of each GET that sent one
         self.server = None
         self.thread = None
 
@@ -288,6 +293,13 @@ class Index:
         for f in self.files:
             out.setdefault(f.project(), []).append(f)
         return out
+
+    def etag(self, f):
+        return f'"{f.real_sha256[:20]}{self.etag_salt}"'
+
+    @staticmethod
+    def last_modified(f):
+        return email.utils.formatdate(int(f.path.stat().st_mtime), usegmt=True)
 
     def fail_next(self, path, status, count=1):
         self.fail[path] = [status, count]
@@ -353,11 +365,21 @@ class Index:
 
             def send(self, code, body, ctype):
                 self.send_response(code)
+                if code == 200:
+                    self.send_validators()
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(body)
+
+            def send_validators(self):
+                # The ETag and Last-Modified of the file being answered
+                # (Index.validators), as a static file server sends them.
+                f = getattr(self, "index_file", None)
+                if index.validators and f is not None:
+                    self.send_header("ETag", index.etag(f))
+                    self.send_header("Last-Modified", index.last_modified(f))
 
             def send_file(self, path):
                 # Large wheels (the 1 GiB benchmark case) are streamed, not
@@ -365,6 +387,7 @@ class Index:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/octet-stream")
                 self.send_header("Content-Length", str(path.stat().st_size))
+                self.send_validators()
                 self.end_headers()
                 if self.command != "HEAD":
                     with open(path, "rb") as fh:
@@ -391,6 +414,7 @@ class Index:
                 self.send_header("Content-Type", "application/octet-stream")
                 self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
                 self.send_header("Content-Length", str(len(data)))
+                self.send_validators()
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
@@ -402,6 +426,7 @@ class Index:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/octet-stream")
                 self.send_header("Content-Length", str(len(data)))
+                self.send_validators()
                 self.end_headers()
                 self.wfile.write(data[:cut])
                 self.wfile.flush()
@@ -415,6 +440,7 @@ class Index:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/octet-stream")
                 self.send_header("Content-Length", str(len(data)))
+                self.send_validators()
                 self.end_headers()
                 steps = 100
                 chunk = max(1, -(-len(data) // steps))
@@ -433,6 +459,7 @@ class Index:
             def do_GET(self):
                 path = urllib.parse.urlparse(self.path).path
                 index.requests.append(path)
+                self.index_file = None      # a keep-alive handler answers many paths
                 gate = index.hold.get(path)     # any path: a page, a wheel
                 if gate is not None:
                     gate.wait(120)
@@ -474,9 +501,17 @@ class Index:
                                 if not f.metadata:
                                     break
                                 return self.send(200, f.core_metadata(), "application/octet-stream")
+                            self.index_file = f
                             rng = self.headers.get("Range")
                             if rng:
                                 index.ranged.append((path, rng))
+                            cond = self.headers.get("If-Range")
+                            if cond:
+                                index.if_range.append((path, cond))
+                                # RFC 9110 13.1.5: a validator that no longer
+                                # matches gets the whole file.
+                                if index.validators and cond not in (index.etag(f), index.last_modified(f)):
+                                    rng = None
                             if rng and index.ranges:
                                 return self.send_range(f.path, rng)
                             cut = index.truncate.get(path)

@@ -564,11 +564,19 @@ def _prepare(env, index, *reqs):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _nothing_installed(home):
+def _nothing_installed(home, kept_part=None):
+    """No store dir, no env, nothing in cache/wheels but, when kept_part
+    names a wheel file, the bytes of its cut download (kept for the next
+    install to resume: test_explore_resume.py)."""
     store = home / "store"
     assert not store.exists() or not list(store.iterdir()), list(store.iterdir())
     wheels = home / "cache" / "wheels"
-    assert not wheels.exists() or not list(wheels.iterdir()), list(wheels.iterdir())
+    left = sorted(p.name for p in wheels.iterdir()) if wheels.exists() else []
+    if kept_part:
+        part = f"{pkgindex.sha256_file(kept_part)}.whl.part"
+        assert part in left and (wheels / part).stat().st_size < kept_part.stat().st_size, left
+        left = [n for n in left if n not in (part, part + ".ifrange")]
+    assert not left, left
     envs = home / "envs"
     assert not envs.exists() or not list(envs.iterdir()), list(envs.iterdir())
 
@@ -604,7 +612,7 @@ def test_wheel_cut_mid_download_is_refused_and_leaves_nothing(cli, tmp_path, hom
     assert "partial" in p.stderr.lower(), p.stderr
     # Retried, then given up: every attempt asked for the file again.
     assert ix.requests.count(f"/files/{w.name}") >= 2, ix.requests
-    _nothing_installed(home)
+    _nothing_installed(home, kept_part=w)
 
 
 def _blocked_on_flock(pid):

@@ -489,16 +489,19 @@ static char *make_big_wheel(const char *dir, size_t n_files, size_t big_bytes) {
 }
 
 /* What a cancelled install must not leave: the wheel's store dir, a temp
- * dir, a partial download, its lock held. */
-static void assert_nothing_left(const char *data, const char *sha) {
+ * dir, a partial download but the resumable one (<sha256>.whl.part, when
+ * part_ok: the next install resumes it), its lock held. */
+static void assert_nothing_left(const char *data, const char *sha, bool part_ok) {
         _cleanup_free_ char *final = pkg_store_dir(data, sha);
         assert_int_equal(access(final, F_OK), -1);
+        _cleanup_free_ char *part = xasprintf("%s" PKG_PART_SUFFIX, sha);
         const char *sub[] = { "store", "cache/wheels" };
         for (size_t i = 0; i < ELEMENTSOF(sub); i++) {
                 _cleanup_free_ char *d = path_join(data, sub[i]);
                 DIR *dd = opendir(d);
                 for (struct dirent *de; dd && (de = readdir(dd));)
-                        if (de->d_name[0] != '.' || startswith(de->d_name, ".tmp-"))
+                        if ((de->d_name[0] != '.' || startswith(de->d_name, ".tmp-")) &&
+                            !(part_ok && streq(de->d_name, part)))
                                 fail_msg("left in %s: %s", sub[i], de->d_name);
                 if (dd)
                         closedir(dd);
@@ -576,7 +579,12 @@ static void test_materialize_cancelled_mid_download(void **state) {
         assert_int_equal(r, -ECANCELED);
         assert_string_equal(err, "cancelled");
         assert_true(took < 500 * USEC_PER_MSEC);
-        assert_nothing_left(data, sha);
+        assert_nothing_left(data, sha, true);
+        /* The bytes got so far stay, for the next install to resume. */
+        _cleanup_free_ char *part = pkg_store_part_path(data, sha);
+        struct stat st;
+        assert_int_equal(stat(part, &st), 0);
+        assert_true(st.st_size > 0);
 
         http.delay_ms = 0;
         free(err);
@@ -586,6 +594,9 @@ static void test_materialize_cancelled_mid_download(void **state) {
         if (r < 0)
                 fail_msg("materialize after the cancel: %s", err);
         assert_int_equal(access(dirs[0], F_OK), 0);
+        /* This server answers the Range with the whole file: taken from
+         * byte 0, and the part file is gone once installed. */
+        assert_int_equal(access(part, F_OK), -1);
         strv_free(dirs);
         slow_http_stop(&http);
         pkg_lock_free(lock);
@@ -617,7 +628,7 @@ static void test_materialize_cancelled_mid_extraction(void **state) {
         assert_string_equal(err, "cancelled");
         if (took >= 500 * USEC_PER_MSEC)
                 fail_msg("the unpack went on for %llu ms after the cancel", (unsigned long long) (took / 1000));
-        assert_nothing_left(data, sha);
+        assert_nothing_left(data, sha, false);
 
         bool set = true;
         _cleanup_free_ char *dest = path_join(tmpl, "out"), *e2 = NULL;
@@ -1023,8 +1034,67 @@ static void test_bytes_check_page_hashes(void **state) {
         }
 }
 
+/* An interrupted download's part file (<sha256>.whl.part) is kept for the
+ * next install to resume; prune leaves one whose wheel lock an installer
+ * holds (it is resuming it, however old the file), and removes, with its
+ * If-Range, one nobody holds that is older than the hour or whose wheel is
+ * in the store; a fresh one stays. A dry run counts without removing. */
+static void test_prune_keeps_held_part_files_and_removes_stale_ones(void **state) {
+        char tmpl[] = "/tmp/test-pkg-part-XXXXXX";
+        assert_non_null(mkdtemp(tmpl));
+        _cleanup_free_ char *wheels = xasprintf("%s/cache/wheels", tmpl);
+        assert_int_equal(mkdir_p(wheels, 0755), 0);
+        /* held+old, old (with an If-Range), fresh, fresh but installed */
+        const char *shas[] = { "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                               "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+                               "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc",
+                               "dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd" };
+        bool old[] = { true, true, false, false };
+        char *parts[4];
+        char bytes[8192];
+        memset(bytes, 'x', sizeof(bytes));
+        for (size_t i = 0; i < 4; i++) {
+                parts[i] = pkg_store_part_path(tmpl, shas[i]);
+                assert_int_equal(write_file_atomic(parts[i], bytes, sizeof(bytes), 0644), 0);
+                if (old[i]) {
+                        struct timespec ts[2] = { { .tv_sec = time(NULL) - 7200 }, { .tv_sec = time(NULL) - 7200 } };
+                        assert_int_equal(utimensat(AT_FDCWD, parts[i], ts, 0), 0);
+                }
+        }
+        _cleanup_free_ char *ifrange = xasprintf("%s" PKG_PART_IFRANGE_SUFFIX, parts[1]);
+        assert_int_equal(write_file_atomic(ifrange, "\"e1\"", 4, 0644), 0);
+        _cleanup_free_ char *installed = pkg_store_dir(tmpl, shas[3]);
+        assert_int_equal(mkdir_p(installed, 0755), 0);
+        int held = -EBADF;
+        assert_int_equal(pkg_wheel_lock(tmpl, shas[0], LOCK_EX, NULL, &held), 0);
+
+        uint64_t freed = 0;
+        size_t removed = 0;
+        _cleanup_free_ char *err = NULL;
+        assert_int_equal(pkg_env_prune(tmpl, UINT64_MAX, 0, true, &freed, &removed, &err), 0);
+        assert_true(freed >= 2 * sizeof(bytes));
+        for (size_t i = 0; i < 4; i++)
+                assert_int_equal(access(parts[i], F_OK), 0);
+
+        assert_int_equal(pkg_env_prune(tmpl, UINT64_MAX, 0, false, &freed, &removed, &err), 0);
+        bool kept[] = { true, false, true, false };
+        for (size_t i = 0; i < 4; i++)
+                assert_int_equal(access(parts[i], F_OK) == 0, kept[i]);
+        assert_int_equal(access(ifrange, F_OK), -1);
+
+        /* Let go of: stale like the others. */
+        close(held);
+        assert_int_equal(pkg_env_prune(tmpl, UINT64_MAX, 0, false, &freed, &removed, &err), 0);
+        assert_int_equal(access(parts[0], F_OK), -1);
+        assert_int_equal(access(parts[2], F_OK), 0);
+        for (size_t i = 0; i < 4; i++)
+                free(parts[i]);
+        rm_rf(tmpl);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_prune_keeps_held_part_files_and_removes_stale_ones),
                 cmocka_unit_test(test_materialize_cancelled_mid_download),
                 cmocka_unit_test(test_materialize_cancelled_mid_extraction),
                 cmocka_unit_test(test_prune_keeps_a_dir_an_install_just_recorded),
