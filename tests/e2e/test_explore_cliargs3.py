@@ -1,0 +1,130 @@
+"""A Python user's function parameters on the command line (docs/cli.md,
+"Grammar"): a parameter a runner option shadows, an option repeated for a
+list parameter, a bad --payload, and the argparse/click/Typer habits
+(--flag/--no-flag, -a=5, negative numbers, `--`, unicode, Optional). Each
+run twice, embedded and against a daemon: the same bytes and exit code."""
+import json
+
+import pytest
+
+from conftest import CLI, WORKER, same
+from daemonlib import module_daemon
+
+pytestmark = pytest.mark.skipif(not CLI.exists() or not WORKER.exists(),
+                                reason="pysprinter/pysprinter-worker not built")
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    yield from module_daemon(tmp_path_factory, "cliargs3-daemon")
+
+
+SHADOWED = """
+    def f(timeout: int = 5, env: str = "dev", n: int = 1):
+        return [timeout, env, n]
+    """
+
+
+# ---- 1. a parameter a runner option shadows ------------------------------------
+
+
+def test_a_runner_option_that_shadows_a_parameter_says_which_was_taken(cli, both):
+    """`--timeout 7` meant for f's parameter `timeout` set the run's time
+    limit and the parameter kept its default, without a word. Now a line
+    on stderr says which one was taken and how to reach the parameter."""
+    f = cli.write("f.py", SHADOWED)
+    p = same(*both("run", f, "--timeout", "7", "--json"))
+    assert (p.returncode, p.stdout) == (0, '[5,"dev",1]\n'), p.stderr
+    assert p.stderr == ("pysprinter: warning: --timeout 7 was taken as the runner's option, not as f()'s "
+                        "parameter 'timeout': give that as -k timeout=7\n")
+    # The spelling the user wrote is the one quoted.
+    p = same(*both("run", f, "--timeout=7", "--json"))
+    assert p.stderr == ("pysprinter: warning: --timeout=7 was taken as the runner's option, not as f()'s "
+                        "parameter 'timeout': give that as -k timeout=7\n")
+    # -k reaches the parameter and says nothing.
+    p = same(*both("run", f, "-k", "timeout=7", "--json"))
+    assert (p.returncode, p.stdout, p.stderr) == (0, '[7,"dev",1]\n', "")
+
+
+def test_a_flag_option_that_shadows_a_bool_parameter_says_so(cli, both):
+    f = cli.write("f.py", """
+        def f(allow_sdist: bool = False):
+            return allow_sdist
+        """)
+    p = same(*both("run", f, "--allow-sdist", "--json"))
+    assert (p.returncode, p.stdout) == (0, "false\n"), p.stderr
+    assert p.stderr == ("pysprinter: warning: --allow-sdist was taken as the runner's option, not as f()'s "
+                        "parameter 'allow_sdist': give that as -k allow_sdist=true\n")
+
+
+def test_invoke_says_it_too(cli, daemon):
+    """A deployed function's parameters are in its object: `invoke NAME
+    --timeout 7` says what `run` says."""
+    f = cli.write("f.py", SHADOWED)
+    env = daemon.client_env()
+    cli("deploy", f, "--name", "shadowed", env=env, check=0)
+    p = cli("invoke", "shadowed", "--timeout", "7", "--json", env=env)
+    assert (p.returncode, p.stdout) == (0, '[5,"dev",1]\n'), p.stderr
+    assert p.stderr == ("pysprinter: warning: --timeout 7 was taken as the runner's option, not as f()'s "
+                        "parameter 'timeout': give that as -k timeout=7\n")
+    p = cli("invoke", "shadowed", "-k", "timeout=7", "--json", env=env)
+    assert (p.returncode, p.stdout, p.stderr) == (0, '[7,"dev",1]\n', "")
+
+
+def test_no_warning_when_no_parameter_is_shadowed(cli, both):
+    """The word in a comment or another function's parameter is no
+    parameter of the function run."""
+    f = cli.write("f.py", """
+        # timeout: see the docs
+        def helper(timeout):
+            return timeout
+
+        def f(n: int = 1):
+            return n
+        """)
+    p = same(*both("run", f"{f}::f", "--timeout", "7", "--json"))
+    assert (p.returncode, p.stdout, p.stderr) == (0, "1\n", "")
+
+
+def test_quiet_keeps_the_warning_out(cli, both):
+    f = cli.write("f.py", SHADOWED)
+    p = same(*both("run", f, "--timeout", "7", "-q"))
+    assert (p.returncode, p.stdout, p.stderr) == (0, '[5, "dev", 1]\n', "")
+
+
+def test_a_refused_option_value_names_the_k_spelling(cli, both):
+    """`--env prod` meant for a parameter `env` is refused as the runner's
+    --env (KEY=VALUE): the error says how the parameter is given."""
+    f = cli.write("f.py", SHADOWED)
+    p = same(*both("run", f, "--env", "prod"))
+    assert p.returncode == 2
+    assert p.stderr == ("pysprinter: --env needs KEY=VALUE (KEY: [A-Za-z_][A-Za-z0-9_]{0,127}), got 'prod' "
+                        "(a parameter 'env' of the function is given as -k env=VALUE)\n"
+                        "Try 'pysprinter run --help'.\n")
+
+
+# ---- 3. invoke --payload that is not JSON ---------------------------------------
+
+
+@pytest.mark.parametrize("payload,msg", [
+    ('{"a": }', "the payload is not JSON: line 1, column 7: unexpected token near '}'"),
+    ('{"a": 1,\n "b": x}', "the payload is not JSON: line 2, column 7: invalid token near 'x'"),
+    ("", "the payload is empty: give a JSON value (--payload '{}' for an empty event)"),
+])
+def test_a_payload_that_is_not_json_says_where(cli, daemon, payload, msg):
+    p = cli("invoke", "nosuchfn", "--payload", payload, env=daemon.client_env())
+    assert (p.returncode, p.stdout, p.stderr) == (2, "", f"pysprinter: {msg}\nTry 'pysprinter invoke --help'.\n")
+
+
+def test_a_payload_file_that_is_not_json_names_the_file(cli, daemon):
+    cli.write("ev.json", '{"a":\n  1,,}')
+    p = cli("invoke", "nosuchfn", "--payload-file", "ev.json", env=daemon.client_env())
+    assert (p.returncode, p.stderr) == (2, "pysprinter: ev.json is not JSON: line 2, column 5: string or '}' "
+                                           "expected near ','\nTry 'pysprinter invoke --help'.\n")
+
+
+def test_json_kwargs_that_is_not_json_says_where(cli, both):
+    f = cli.write("f.py", SHADOWED)
+    p = same(*both("run", f, "--json-kwargs", '{"n": }'))
+    assert (p.returncode, p.stderr) == (2, "pysprinter: --json-kwargs is not JSON: line 1, column 7: unexpected "
+                                           "token near '}'\nTry 'pysprinter run --help'.\n")
