@@ -142,7 +142,28 @@ static int add_kwarg(Ctx *c, const char *name, size_t n, json_t *value) {
         }
         if (!value) /* raw() of a value that is not UTF-8 */
                 return usage(c, "argument '%s': the value is not UTF-8", key);
-        if (json_object_get(c->kwargs, key)) {
+        json_t *prev = json_object_get(c->kwargs, key);
+        json_t *prev_raw = json_object_get(prev, "raw"), *raw_value = json_object_get(value, "raw");
+        if (prev_raw && raw_value) {
+                /* --NAME V given again (or -k NAME=V): one more element,
+                 * as argparse's action='append' and Typer's list[str]
+                 * have it; the function's signature decides whether the
+                 * parameter takes several (runner.py: a list or tuple
+                 * does, any other is a validation error). */
+                if (json_is_string(prev_raw)) {
+                        json_t *list = json_pack("[O]", prev_raw);
+                        json_object_set_new(prev, "raw", list);
+                        prev_raw = list;
+                }
+                if (json_array_size(prev_raw) >= MAX_ARGS) {
+                        json_decref(value);
+                        return usage(c, "keyword argument '%s' given too many times", key);
+                }
+                json_array_append(prev_raw, raw_value);
+                json_decref(value);
+                return 0;
+        }
+        if (prev) {
                 json_decref(value);
                 return usage(c, "keyword argument '%s' given twice", key);
         }
@@ -606,6 +627,20 @@ static int parse_args(int argc, char **argv, bool chain, RunArgs *ret, char **re
         }
         if (r >= 0 && !a.target && !a.help)
                 r = usage(&c, "no file given%s", "");
+        if (r >= 0 && chain) {
+                /* A chain's step is a pipeline task, whose arguments are
+                 * one word or a typed value each: no list of words. */
+                const char *key;
+                json_t *v;
+                json_object_foreach(c.kwargs, key, v) {
+                        if (json_is_array(json_object_get(v, "raw"))) {
+                                *ret_error = xasprintf("chain takes --%s once (a list as JSON: --%s '[1, 2]')", key,
+                                                       key);
+                                r = -EINVAL;
+                                break;
+                        }
+                }
+        }
         if (r < 0) {
                 json_decref(c.args);
                 json_decref(c.kwargs);

@@ -103,6 +103,80 @@ def test_a_refused_option_value_names_the_k_spelling(cli, both):
                         "Try 'pysprinter run --help'.\n")
 
 
+# ---- 2. an option repeated ----------------------------------------------------
+
+REPEATED = """
+    from typing import Optional
+    def f(names: list[str] = None, xs: Optional[list[int]] = None, pair: tuple[int, str] = None,
+          n: int = 1, d: dict = None):
+        return {"names": names, "xs": xs, "pair": pair, "n": n, "d": d}
+    """
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--names", "a", "--names", "b"], {"names": ["a", "b"]}),
+    (["--names", "a", "-k", "names=b", "--names=c"], {"names": ["a", "b", "c"]}),
+    (["--xs", "1", "--xs", "-2", "--xs", "0x10"], {"xs": [1, -2, 16]}),
+    (["--pair", "1", "--pair", "x"], {"pair": [1, "x"]}),
+    # One value is still the whole list, as JSON.
+    (["--names", '["a", "b"]'], {"names": ["a", "b"]}),
+    (["--xs", "[1, 2]"], {"xs": [1, 2]}),
+    # Each repeated value is one element, JSON-looking or not.
+    (["--names", '["a"]', "--names", "b"], {"names": ['["a"]', "b"]}),
+    # One value that is no JSON array is the list's one element.
+    (["--names", "a"], {"names": ["a"]}),
+    (["--names", "a,b"], {"names": ["a,b"]}),
+    (["--names", "null"], {"names": ["null"]}),
+    (["--xs", "5"], {"xs": [5]}),
+    (["--xs", "none"], {"xs": None}),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_a_list_option_repeated_accumulates(cli, both, args, expected):
+    """argparse's action='append', click's multiple=True and Typer's
+    list[str]: `--names a --names b` is ['a', 'b']. It was the usage error
+    "keyword argument 'names' given twice"."""
+    f = cli.write("f.py", REPEATED)
+    p = same(*both("run", f, *args, "--json"))
+    assert (p.returncode, p.stderr) == (0, ""), p.stderr
+    want = {"names": None, "xs": None, "pair": None, "n": 1, "d": None, **expected}
+    assert json.loads(p.stdout) == want
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--n", "1", "--n", "2"],
+     "ValidationError: argument 'n': given 2 times (--n 1 --n 2); only a list or tuple parameter "
+     "takes an option more than once\n"),
+    (["--d", "{}", "-k", "d={}"],
+     "ValidationError: argument 'd': given 2 times (--d {} --d {}); only a list or tuple parameter "
+     "takes an option more than once\n"),
+    (["--xs", "1", "--xs", "x"],
+     "ValidationError: argument 'xs[1]': expected an integer, got 'x'\n"),
+    (["--pair", "1", "--pair", "x", "--pair", "y"],
+     "ValidationError: argument 'pair': expected 2 elements for tuple[int, str], got [\"1\", \"x\", \"y\"]\n"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_a_repeated_option_the_parameter_cannot_take_is_refused(cli, both, args, msg):
+    f = cli.write("f.py", REPEATED)
+    p = same(*both("run", f, *args))
+    assert (p.returncode, p.stdout, p.stderr) == (3, "", msg)
+
+
+def test_a_repeated_option_with_a_typed_value_is_a_usage_error(cli, both):
+    f = cli.write("f.py", REPEATED)
+    p = same(*both("run", f, "--names", "a", "--json-kwargs", '{"names": ["b"]}'))
+    assert (p.returncode, p.stdout) == (2, "")
+    assert p.stderr.startswith("pysprinter: keyword argument 'names' given twice"), p.stderr
+
+
+def test_a_repeated_list_option_reaches_the_daemon_api_as_an_array(daemon):
+    """raw_kwargs takes an array of strings: the option given once per
+    element (docs/api.md)."""
+    st, body = daemon.call("POST", "/v1/runs?wait=true", {
+        "source": "def f(xs: list[int]):\n    return xs\n", "raw_kwargs": {"xs": ["1", "2"]}})
+    assert st in (200, 201) and body["result"] == [1, 2], body
+    st, body = daemon.call("POST", "/v1/runs?wait=true", {
+        "source": "def f(xs: list[int]):\n    return xs\n", "raw_kwargs": {"xs": ["1", 2]}})
+    assert st == 400 and "raw_kwargs.xs" in body["error"]["message"], body
+
+
 # ---- 3. invoke --payload that is not JSON ---------------------------------------
 
 

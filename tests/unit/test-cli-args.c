@@ -61,7 +61,17 @@ static const Row rows[] = {
         { { "f.py", "--x", "--x" }, 0 },
         { { "f.py", "-k", "novalue" }, 0 },
         { { "f.py", "-k", "1bad=2" }, 0 },
-        { { "f.py", "--x", "1", "--x", "2" }, 0 },
+        /* A keyword given again is one more element (argparse's append):
+         * the signature decides whether the parameter takes several. */
+        { { "f.py", "--x", "1", "--x", "2" }, 1, "f.py", NULL, "[]", "{\"x\":{\"raw\":[\"1\",\"2\"]}}" },
+        { { "f.py", "--x", "1", "-k", "x=2", "--x=3", "--y", "4" },
+          1,
+          "f.py",
+          NULL,
+          "[]",
+          "{\"x\":{\"raw\":[\"1\",\"2\",\"3\"]},\"y\":{\"raw\":\"4\"}}" },
+        { { "f.py", "--x", "1", "--json-kwargs", "{\"x\": 2}" }, 0 },
+        { { "f.py", "--x", "--x", "1" }, 0 },
         { { "f.py", "--json-args", "{}" }, 0 },
         /* raw after typed: the API has no way to say it (raw_args come first) */
         { { "f.py", "--json-args", "[1]", "-a", "q" }, 0 },
@@ -230,6 +240,8 @@ static const ChainRow chain_rows[] = {
           "[{\"raw\":\"1\"},{\"raw\":\"2\"}]",
           "{}" },
         { { "a.py", "b.py", "-a", "5" }, 1, { "a.py", "b.py" }, "[{\"raw\":\"5\"}]", "{}" },
+        /* a step is a pipeline task: one word per keyword */
+        { { "a.py", "b.py", "--xs", "1", "--xs", "2" }, 0 },
         { { "a.py", "b.py", "5", "c.py::f" }, 1, { "a.py", "b.py", "c.py::f" }, "[{\"raw\":\"5\"}]", "{}" },
         { { "a.py", "--timeout", "5s", "dir/b.py" }, 1, { "a.py", "dir/b.py" }, "[]", "{}" },
         /* A value stays a value: after -a, after --NAME, after --. */
