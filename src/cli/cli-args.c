@@ -538,9 +538,13 @@ static int set_target(Ctx *c, const char *w) {
 /* A word the run grammar reads as an option or a keyword (or `--`), not
  * as a value: "-" and negative numbers are values, "-.5" too (no
  * parameter's name starts with '.'), and so is "-::FUNC", stdin's source
- * with its function named (nor with ':'). */
+ * with its function named (nor with ':'). So are "-inf", "-infinity" and
+ * "-nan" in any case, which float() reads: `--x -inf` was the flag --x
+ * and a keyword 'inf' (`--inf` still names such a parameter). */
 static bool is_option_word(const char *w) {
         const char *num = w[1] == '.' ? w + 2 : w + 1;
+        if (w[0] == '-' && (!strcasecmp(w + 1, "inf") || !strcasecmp(w + 1, "infinity") || !strcasecmp(w + 1, "nan")))
+                return false;
         return w[0] == '-' && w[1] && !(*num >= '0' && *num <= '9') && !startswith(w, "-::");
 }
 

@@ -202,3 +202,58 @@ def test_json_kwargs_that_is_not_json_says_where(cli, both):
     p = same(*both("run", f, "--json-kwargs", '{"n": }'))
     assert (p.returncode, p.stderr) == (2, "pysprinter: --json-kwargs is not JSON: line 1, column 7: unexpected "
                                            "token near '}'\nTry 'pysprinter run --help'.\n")
+
+
+# ---- 4. the habits of argparse, click and Typer -------------------------------------
+
+HABITS = """
+    from typing import Optional
+    def f(n: int = 1, x: float = 0.5, flag: bool = False, o: Optional[int] = None, s: str = "x", *rest):
+        return {"n": n, "x": x, "flag": flag, "o": o, "s": s, "rest": list(rest)}
+    """
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--flag"], {"flag": True}),
+    (["--no-flag"], {"flag": False}),
+    (["--flag=no"], {"flag": False}),
+    (["-n=5"], {"n": 5}),
+    (["-n", "-5"], {"n": -5}),
+    (["--n=-5"], {"n": -5}),
+    (["--x", "-.5"], {"x": -0.5}),
+    (["--x", "-1e3"], {"x": -1000.0}),
+    (["--o", "none"], {"o": None}),
+    (["--o", "-3"], {"o": -3}),
+    (["--s", "héllo wörld ✓"], {"s": "héllo wörld ✓"}),
+    (["--s=--not-an-option"], {"s": "--not-an-option"}),
+    (["-a", "-5", "-a", "1.5"], {"n": -5, "x": 1.5}),
+    (["-a=7"], {"n": 7}),
+    (["--", "2", "3", "yes", "none", "-s"], {"n": 2, "x": 3.0, "flag": True, "s": "-s"}),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_argparse_habits(cli, daemon, args, expected):
+    f = cli.write("f.py", HABITS)
+    # The server from the environment: after `--` an option is a value.
+    p = same(cli("run", f, "--json", *args), cli("run", f, "--json", *args, env=daemon.client_env()))
+    assert (p.returncode, p.stderr) == (0, ""), p.stderr
+    want = {"n": 1, "x": 0.5, "flag": False, "o": None, "s": "x", "rest": [], **expected}
+    assert json.loads(p.stdout) == want
+
+
+def test_the_functions_usage_shows_defaults(cli, both):
+    f = cli.write("f.py", HABITS)
+    p = same(*both("run", f, "--help"))
+    assert p.returncode == 0
+    assert "f(n: int = 1, x: float = 0.5, flag: bool = False, o: Optional[int] = None, s: str = 'x', *rest)" \
+        in p.stdout
+
+
+@pytest.mark.parametrize("word", ["-inf", "-Infinity", "-nan"])
+def test_float_words_that_start_with_a_dash_are_values(cli, both, word):
+    """float() reads -inf and -nan; `--x -inf` was the flag --x ("a value
+    is needed") and a keyword 'inf'."""
+    f = cli.write("f.py", """
+        def f(x: float = 0.0):
+            return repr(x)
+        """)
+    p = same(*both("run", f, "--x", word))
+    assert (p.returncode, p.stdout, p.stderr) == (0, ("-inf" if "inf" in word.lower() else "nan") + "\n", "")

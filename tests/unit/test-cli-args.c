@@ -58,6 +58,13 @@ static const Row rows[] = {
           "{\"x\":{\"raw\":\"-\"},\"y\":{\"raw\":\"-0.5\"}}" },
         /* "-.5" is a number too (float("-.5")); no name starts with '.' */
         { { "f.py", "--y", "-.5", "-.25" }, 1, "f.py", NULL, "[{\"raw\":\"-.25\"}]", "{\"y\":{\"raw\":\"-.5\"}}" },
+        /* float()'s -inf and -nan are values, as -5 is */
+        { { "f.py", "--x", "-inf", "--y=-1", "-NaN", "-a", "-Infinity" },
+          1,
+          "f.py",
+          NULL,
+          "[{\"raw\":\"-NaN\"},{\"raw\":\"-Infinity\"}]",
+          "{\"x\":{\"raw\":\"-inf\"},\"y\":{\"raw\":\"-1\"}}" },
         { { "f.py", "--x", "--x" }, 0 },
         { { "f.py", "-k", "novalue" }, 0 },
         { { "f.py", "-k", "1bad=2" }, 0 },
