@@ -366,7 +366,8 @@ static int runner_option(Ctx *c, int argc, char **argv, int *i) {
          * (`timeout`, `env`): always the option (docs/cli.md); remembered
          * so that the verb can say so when the function has one, and a
          * value refused here says how such a parameter is given. */
-        bool shadows = startswith(name, "--") && !startswith(name, "--json-") && !streq(name, "--help");
+        bool shadows = startswith(name, "--") && !startswith(name, "--json-") && !streq(name, "--help") &&
+                       !streq(name, "--token") && !streq(name, "--server"); /* their values are not echoed */
         _cleanup_free_ char *param = NULL;
         if (shadows) {
                 param = xstrdup(name + 2);

@@ -210,17 +210,22 @@ static char *shell_quote(const char *s) {
         return out;
 }
 
-/* Whether source holds name as a whole word (an identifier's bytes, a
- * non-ASCII letter's among them, on neither side): a cheap "no" before a
+/* Whether source may declare a parameter name: the word (an identifier's
+ * bytes, a non-ASCII letter's among them, on neither side) followed, past
+ * blanks, by what follows a parameter's name (':', '=', ',', ')', the
+ * line's end) — not `import json` nor `json.dumps`. A cheap "no" before a
  * validation is asked for the function's parameters. */
-static bool source_has_word(const char *source, size_t len, const char *name) {
+static bool source_has_param_word(const char *source, size_t len, const char *name) {
         size_t n = strlen(name);
         for (const char *p = source, *end = source + len; p && (size_t) (end - p) >= n;) {
                 p = memmem(p, (size_t) (end - p), name, n);
                 if (!p)
                         break;
 #define WORD_BYTE(c) (isalnum((unsigned char) (c)) || (c) == '_' || (unsigned char) (c) >= 0x80)
-                if ((p == source || !WORD_BYTE(p[-1])) && (p + n == end || !WORD_BYTE(p[n])))
+                const char *q = p + n;
+                while (q < end && (*q == ' ' || *q == '\t'))
+                        q++;
+                if ((p == source || !WORD_BYTE(p[-1])) && (q == end || strchr(":=,)\r\n", *q)))
                         return true;
 #undef WORD_BYTE
                 p++;
@@ -248,12 +253,19 @@ static bool everyday_invoke_option(const char *param) {
  * against a server, as both answer the same description. */
 static void warn_shadowed(Backend *b, RunRequest *q) {
         const RunArgs *a = q->a;
-        if (!a->shadowing || a->quiet || cli_globals.quiet || q->lock_only || q->describe_only)
+        if (a->quiet || cli_globals.quiet || q->lock_only || q->describe_only)
                 return;
+        /* The run's options, then the global ones after FILE (--verbose):
+         * an invoke's are everyday ones all. */
+        _cleanup_strv_free_ char **given = NULL;
+        for (char **t = a->shadowing; t && *t; t++)
+                given = strv_append(given, *t);
+        for (char **t = q->deployed ? NULL : cli_globals.shadowing; t && *t; t++)
+                given = strv_append(given, *t);
         bool ask = false;
-        for (char **t = a->shadowing; t[0] && t[1] && t[2]; t += 3)
+        for (char **t = given; t && t[0] && t[1] && t[2]; t += 3)
                 ask = ask || (q->deployed ? !everyday_invoke_option(t[0])
-                                          : q->source && source_has_word(q->source, q->source_len, t[0]));
+                                          : q->source && source_has_param_word(q->source, q->source_len, t[0]));
         if (!ask)
                 return;
         json_t *ans = validation_before(b, q, true);
@@ -261,14 +273,14 @@ static void warn_shadowed(Backend *b, RunRequest *q) {
                 return;
         json_t *params = json_object_get(ans, "parameters");
         const char *fn = json_get_string(ans, "function") ?: q->deployed ?: "?";
-        for (char **t = a->shadowing; t[0] && t[1] && t[2]; t += 3) {
+        for (char **t = given; t[0] && t[1] && t[2]; t += 3) {
                 bool has = false;
                 size_t i;
                 json_t *p;
                 json_array_foreach(params, i, p)
                         has = has || (json_is_string(p) && streq(json_string_value(p), t[0]));
                 /* Once per parameter (--find-links twice is one line). */
-                for (char **u = a->shadowing; has && u < t; u += 3)
+                for (char **u = given; has && u < t; u += 3)
                         has = !streq(u[0], t[0]);
                 if (!has)
                         continue;

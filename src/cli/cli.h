@@ -167,6 +167,10 @@ typedef struct CliGlobals {
         char *server;    /* the flag's value; NULL: $PYSPRINTER_SERVER, the config */
         char *token;
         bool json, no_color, quiet, verbose;
+        /* --json, --no-color, --verbose, -v given after a verb's first
+         * word (a FILE): triples as RunArgs.shadowing, for a parameter of
+         * that name (cli-runs.c says which was taken). */
+        char **shadowing;
 } CliGlobals;
 extern CliGlobals cli_globals;
 /* Removes the global options from argv (updating *argc) into *g. A word

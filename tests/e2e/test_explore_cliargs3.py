@@ -57,6 +57,26 @@ def test_a_flag_option_that_shadows_a_bool_parameter_says_so(cli, both):
                         "parameter 'allow_sdist': give that as -k allow_sdist=true\n")
 
 
+def test_a_global_option_after_the_file_says_it_too(cli, both):
+    """--verbose and --json are the CLI's own options wherever they are
+    (docs/cli.md): after FILE, a parameter of that name is told about;
+    before it, the user meant the CLI's."""
+    f = cli.write("f.py", """
+        import json
+
+        def f(verbose: bool = False, json: bool = False):
+            return [verbose, json]
+        """)
+    p = same(*both("run", f, "--verbose", "--json"))
+    assert (p.returncode, p.stdout) == (0, "[false,false]\n"), p.stderr
+    assert p.stderr == ("pysprinter: warning: --verbose was taken as the runner's option, not as f()'s "
+                        "parameter 'verbose': give that as -k verbose=true\n"
+                        "pysprinter: warning: --json was taken as the runner's option, not as f()'s "
+                        "parameter 'json': give that as -k json=true\n")
+    p = same(*both("--verbose", "run", f, "-k", "json=1"))
+    assert (p.returncode, p.stdout, p.stderr) == (0, "[false, true]\n", "")
+
+
 def test_invoke_says_it_too(cli, daemon):
     """A deployed function's parameters are in its object: `invoke NAME
     --timeout 7` says what `run` says."""
