@@ -22,6 +22,10 @@ typedef struct Ctx {
         RunArgs *a;
         json_t *args, *kwargs;
         char **error;
+        /* The runner option being read, when its refusal (no value, a
+         * value to a flag, `--env prod`) may have been meant for a
+         * parameter of that name. */
+        char hint_param[32];
 } Ctx;
 
 static _printf_(2, 0) int usage(Ctx *c, const char *fmt, const char *word) {
@@ -138,7 +142,28 @@ static int add_kwarg(Ctx *c, const char *name, size_t n, json_t *value) {
         }
         if (!value) /* raw() of a value that is not UTF-8 */
                 return usage(c, "argument '%s': the value is not UTF-8", key);
-        if (json_object_get(c->kwargs, key)) {
+        json_t *prev = json_object_get(c->kwargs, key);
+        json_t *prev_raw = json_object_get(prev, "raw"), *raw_value = json_object_get(value, "raw");
+        if (prev_raw && raw_value) {
+                /* --NAME V given again (or -k NAME=V): one more element,
+                 * as argparse's action='append' and Typer's list[str]
+                 * have it; the function's signature decides whether the
+                 * parameter takes several (runner.py: a list or tuple
+                 * does, any other is a validation error). */
+                if (json_is_string(prev_raw)) {
+                        json_t *list = json_pack("[O]", prev_raw);
+                        json_object_set_new(prev, "raw", list);
+                        prev_raw = list;
+                }
+                if (json_array_size(prev_raw) >= MAX_ARGS) {
+                        json_decref(value);
+                        return usage(c, "keyword argument '%s' given too many times", key);
+                }
+                json_array_append(prev_raw, raw_value);
+                json_decref(value);
+                return 0;
+        }
+        if (prev) {
                 json_decref(value);
                 return usage(c, "keyword argument '%s' given twice", key);
         }
@@ -179,13 +204,21 @@ static int add_positional(Ctx *c, json_t *item) {
         return 0;
 }
 
+char *cli_json_error(const char *what, const char *text, const json_error_t *e) {
+        assert(what && text && e);
+        if (!text[strspn(text, " \t\r\n")])
+                return xasprintf("%s is empty: give a JSON value", what);
+        /* jansson counts columns in characters, from 1: where an editor
+         * puts the cursor. */
+        return xasprintf("%s is not JSON: line %d, column %d: %s", what, e->line, e->column, json_error_text(e));
+}
+
 static int parse_json_args(Ctx *c, const char *text, bool keyword) {
         json_error_t e;
         /* A value may hold "\u0000": Python's str does. */
         json_t *v = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
         if (!v) {
-                *c->error = xasprintf("%s is not JSON: %s", keyword ? "--json-kwargs" : "--json-args",
-                                      json_error_text(&e));
+                *c->error = cli_json_error(keyword ? "--json-kwargs" : "--json-args", text, &e);
                 return -EINVAL;
         }
         if (keyword ? !json_is_object(v) : !json_is_array(v)) {
@@ -329,6 +362,20 @@ static int runner_option(Ctx *c, int argc, char **argv, int *i) {
          * ones it has no place for by name (cli_invoke_option_error()). */
         if (!streq(name, "-a") && !streq(name, "-k") && !startswith(name, "--json-"))
                 a->options = strv_append(a->options, name);
+        /* A --NAME option a function's parameter may share the name of
+         * (`timeout`, `env`): always the option (docs/cli.md); remembered
+         * so that the verb can say so when the function has one, and a
+         * value refused here says how such a parameter is given. */
+        bool shadows = startswith(name, "--") && !startswith(name, "--json-") && !streq(name, "--help") &&
+                       !streq(name, "--token") && !streq(name, "--server"); /* their values are not echoed */
+        _cleanup_free_ char *param = NULL;
+        if (shadows) {
+                param = xstrdup(name + 2);
+                for (char *p = param; *p; p++)
+                        if (*p == '-')
+                                *p = '_';
+                snprintf(c->hint_param, sizeof c->hint_param, "%s", param);
+        }
         if (opts[k].kind == OPT_VALUE) {
                 if (eq)
                         val = eq + 1;
@@ -338,6 +385,15 @@ static int runner_option(Ctx *c, int argc, char **argv, int *i) {
                         return usage(c, "option %s needs a value", name);
         } else if (eq)
                 return usage(c, "option %s takes no value", name);
+        /* Past here a refused value is the option's: said in its own
+         * words, but for --env's below. */
+        c->hint_param[0] = 0;
+        if (shadows) {
+                _cleanup_free_ char *shown = eq || !val ? xstrdup(w) : xasprintf("%s %s", w, val);
+                a->shadowing = strv_append(a->shadowing, param);
+                a->shadowing = strv_append(a->shadowing, shown);
+                a->shadowing = strv_append(a->shadowing, val ?: "true");
+        }
 
         uint64_t u;
         if (streq(name, "-a"))
@@ -418,6 +474,9 @@ static int runner_option(Ctx *c, int argc, char **argv, int *i) {
         } else if (streq(name, "--env")) {
                 char *e = cli_env_assignment_error(val);
                 if (e) {
+                        /* `--env prod`: no KEY=, a parameter's value. */
+                        if (!strchr(val, '='))
+                                snprintf(c->hint_param, sizeof c->hint_param, "env");
                         *c->error = e;
                         return -EINVAL;
                 }
@@ -480,9 +539,13 @@ static int set_target(Ctx *c, const char *w) {
 /* A word the run grammar reads as an option or a keyword (or `--`), not
  * as a value: "-" and negative numbers are values, "-.5" too (no
  * parameter's name starts with '.'), and so is "-::FUNC", stdin's source
- * with its function named (nor with ':'). */
+ * with its function named (nor with ':'). So are "-inf", "-infinity" and
+ * "-nan" in any case, which float() reads: `--x -inf` was the flag --x
+ * and a keyword 'inf' (`--inf` still names such a parameter). */
 static bool is_option_word(const char *w) {
         const char *num = w[1] == '.' ? w + 2 : w + 1;
+        if (w[0] == '-' && (!strcasecmp(w + 1, "inf") || !strcasecmp(w + 1, "infinity") || !strcasecmp(w + 1, "nan")))
+                return false;
         return w[0] == '-' && w[1] && !(*num >= '0' && *num <= '9') && !startswith(w, "-::");
 }
 
@@ -525,7 +588,15 @@ static int parse_args(int argc, char **argv, bool chain, RunArgs *ret, char **re
                                 r = add_positional(&c, raw(w));
                         continue;
                 }
+                c.hint_param[0] = 0;
                 r = runner_option(&c, argc, argv, &i);
+                if (r < 0 && c.hint_param[0] && *ret_error) {
+                        /* `--env prod` meant for a parameter `env`. */
+                        char *e = xasprintf("%s (a parameter '%s' of the function is given as -k %s=VALUE)", *ret_error,
+                                            c.hint_param, c.hint_param);
+                        free(*ret_error);
+                        *ret_error = e;
+                }
                 if (r != 0)
                         continue;
                 /* --NAME V, -NAME V, --NAME=V: a keyword argument. */
@@ -561,6 +632,20 @@ static int parse_args(int argc, char **argv, bool chain, RunArgs *ret, char **re
         }
         if (r >= 0 && !a.target && !a.help)
                 r = usage(&c, "no file given%s", "");
+        if (r >= 0 && chain) {
+                /* A chain's step is a pipeline task, whose arguments are
+                 * one word or a typed value each: no list of words. */
+                const char *key;
+                json_t *v;
+                json_object_foreach(c.kwargs, key, v) {
+                        if (json_is_array(json_object_get(v, "raw"))) {
+                                *ret_error = xasprintf("chain takes --%s once (a list as JSON: --%s '[1, 2]')", key,
+                                                       key);
+                                r = -EINVAL;
+                                break;
+                        }
+                }
+        }
         if (r < 0) {
                 json_decref(c.args);
                 json_decref(c.kwargs);
@@ -724,6 +809,7 @@ void run_args_done(RunArgs *a) {
         strv_free(a->suspects);
         strv_free(a->steps);
         strv_free(a->options);
+        strv_free(a->shadowing);
         *a = (RunArgs) {};
 }
 

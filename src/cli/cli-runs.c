@@ -1,5 +1,6 @@
 /* The run verbs, each written once against a Backend: run, validate,
  * invoke, ps, show, logs, deploy, functions, workers (and `server`). */
+#include <ctype.h>
 #include <sys/stat.h>
 
 #include "cli-backend.h"
@@ -14,7 +15,8 @@ static const char run_help[] =
         "Arguments:\n"
         "  -a VALUE              positional argument (repeatable, in order)\n"
         "  --NAME VALUE, -NAME VALUE, --NAME=VALUE\n"
-        "                        keyword argument NAME\n"
+        "                        keyword argument NAME (again: one more element of a\n"
+        "                        list parameter, --xs 1 --xs 2)\n"
         "  -k NAME=VALUE         keyword argument, whatever NAME is (a, k, json, timeout…)\n"
         "  --json-args '[…]'     positional arguments as JSON values\n"
         "  --json-kwargs '{…}'   keyword arguments as JSON values\n"
@@ -157,26 +159,137 @@ int cli_suspect_refused(char *const *suspects, const json_t *run) {
         return 0;
 }
 
+/* The answer of a validation of q before q runs (describe: the
+ * function's description, nothing resolved; a deployed function's object),
+ * printing nothing; NULL when it failed: the real run says why. */
+static json_t *validation_before(Backend *b, const RunRequest *q, bool describe) {
+        RunRequest v = *q;
+        v.validate_only = true;
+        v.describe_only = describe;
+        v.payload = NULL;
+        v.detach = false;
+        Renderer quiet;
+        renderer_init(&quiet, false);
+        /* The parser's warnings are the run's to print, once. */
+        quiet.no_output = true;
+        json_t *ans = NULL;
+        int r = b->ops->run(b, &v, &quiet, &ans);
+        renderer_done(&quiet);
+        if (r < 0) {
+                json_decref(ans);
+                return NULL;
+        }
+        return ans;
+}
+
 /* cli_suspect_refused() before a file's run, by a validation of its arguments.
  * A deployed function's (invoke) is validated by the invoke itself, which
  * runs nothing when the arguments are refused: run_and_render() asks then. */
 static int check_suspects(Backend *b, RunRequest *q) {
         if (!q->a->suspects || q->lock_only || q->describe_only || q->deployed) /* these check no arguments */
                 return 0;
-        RunRequest v = *q;
-        v.validate_only = true;
-        Renderer quiet;
-        renderer_init(&quiet, false);
-        /* The parser's warnings are the run's to print, once. */
-        quiet.no_output = true;
-        json_t *run = NULL;
-        int r = b->ops->run(b, &v, &quiet, &run);
-        renderer_done(&quiet);
-        if (r < 0)
-                return 0; /* the real run reports it */
-        int code = cli_suspect_refused(q->a->suspects, run);
+        json_t *run = validation_before(b, q, false);
+        int code = run ? cli_suspect_refused(q->a->suspects, run) : 0;
         json_decref(run);
         return code;
+}
+
+/* s as a shell word: as it is when the shell leaves it so, else in single
+ * quotes (a ' as '\''). Caller frees. */
+static char *shell_quote(const char *s) {
+        if (*s && !s[strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_@%+=:,./-")])
+                return xstrdup(s);
+        Buf b;
+        buf_init(&b, SIZE_MAX);
+        buf_appends(&b, "'");
+        for (const char *p = s; *p; p++)
+                buf_appends(&b, *p == '\'' ? "'\\''" : (char[]){ *p, 0 });
+        buf_appends(&b, "'");
+        char *out = xstrdup(b.data);
+        buf_free(&b);
+        return out;
+}
+
+/* Whether source may declare a parameter name: the word (an identifier's
+ * bytes, a non-ASCII letter's among them, on neither side) followed, past
+ * blanks, by what follows a parameter's name (':', '=', ',', ')', the
+ * line's end) — not `import json` nor `json.dumps`. A cheap "no" before a
+ * validation is asked for the function's parameters. */
+static bool source_has_param_word(const char *source, size_t len, const char *name) {
+        size_t n = strlen(name);
+        for (const char *p = source, *end = source + len; p && (size_t) (end - p) >= n;) {
+                p = memmem(p, (size_t) (end - p), name, n);
+                if (!p)
+                        break;
+#define WORD_BYTE(c) (isalnum((unsigned char) (c)) || (c) == '_' || (unsigned char) (c) >= 0x80)
+                const char *q = p + n;
+                while (q < end && (*q == ' ' || *q == '\t'))
+                        q++;
+                if ((p == source || !WORD_BYTE(p[-1])) && (q == end || strchr(":=,)\r\n", *q)))
+                        return true;
+#undef WORD_BYTE
+                p++;
+        }
+        return false;
+}
+
+/* The runner options the verb may not ask a deployed function's object
+ * for: an invoke's everyday ones, which would cost each call a request. */
+static bool everyday_invoke_option(const char *param) {
+        static const char *const everyday[] = { "server", "token",       "json",           "quiet",
+                                                "detach", "output_file", "idempotency_key" };
+        for (size_t k = 0; k < ELEMENTSOF(everyday); k++)
+                if (streq(param, everyday[k]))
+                        return true;
+        return false;
+}
+
+/* `--timeout 7` where the function has a parameter `timeout`: the option
+ * was taken (docs/cli.md), the parameter keeps its default, and a user who
+ * meant it sees nothing wrong but the result. One line each on stderr says
+ * which was taken and the -k spelling. The function's parameters come
+ * from a description (nothing resolved, nothing of the file runs), asked
+ * only when the source has the word at all; the same line embedded and
+ * against a server, as both answer the same description. */
+static void warn_shadowed(Backend *b, RunRequest *q) {
+        const RunArgs *a = q->a;
+        if (a->quiet || cli_globals.quiet || q->lock_only || q->describe_only)
+                return;
+        /* The run's options, then the global ones after FILE (--verbose):
+         * an invoke's are everyday ones all. */
+        _cleanup_strv_free_ char **given = NULL;
+        for (char **t = a->shadowing; t && *t; t++)
+                given = strv_append(given, *t);
+        for (char **t = q->deployed ? NULL : cli_globals.shadowing; t && *t; t++)
+                given = strv_append(given, *t);
+        bool ask = false;
+        for (char **t = given; t && t[0] && t[1] && t[2]; t += 3)
+                ask = ask || (q->deployed ? !everyday_invoke_option(t[0])
+                                          : q->source && source_has_param_word(q->source, q->source_len, t[0]));
+        if (!ask)
+                return;
+        json_t *ans = validation_before(b, q, true);
+        if (!ans)
+                return;
+        json_t *params = json_object_get(ans, "parameters");
+        const char *fn = json_get_string(ans, "function") ?: q->deployed ?: "?";
+        for (char **t = given; t[0] && t[1] && t[2]; t += 3) {
+                bool has = false;
+                size_t i;
+                json_t *p;
+                json_array_foreach(params, i, p)
+                        has = has || (json_is_string(p) && streq(json_string_value(p), t[0]));
+                /* Once per parameter (--find-links twice is one line). */
+                for (char **u = given; has && u < t; u += 3)
+                        has = !streq(u[0], t[0]);
+                if (!has)
+                        continue;
+                _cleanup_free_ char *k = xasprintf("%s=%s", t[0], t[2]);
+                _cleanup_free_ char *quoted = shell_quote(k);
+                cli_warning("%s was taken as the runner's option, not as %s()'s parameter '%s': give that as -k %s",
+                            t[1], fn, t[0], quoted);
+        }
+        json_decref(ans);
 }
 
 int cli_check_source(const char *file, const char *source, size_t len) {
@@ -366,6 +479,7 @@ static int run_and_render(Backend *b, RunRequest *q, const char *verb) {
         int code = check_suspects(b, q);
         if (code)
                 return code;
+        warn_shadowed(b, q);
         Renderer rd;
         renderer_init(&rd, a->json_output);
         _cleanup_fclose_ FILE *out = NULL;
@@ -612,12 +726,13 @@ static int take_payload(int *argc, char **argv, json_t **ret) {
                                                                           : "--payload-file needs a file");
                 free(text);
                 text = NULL;
+                const char *from = NULL; /* the file's name */
                 if (streq(w, "--payload"))
                         text = xstrdup(argv[++i]);
                 else if (startswith(w, "--payload="))
                         text = xstrdup(w + 10);
                 else if (streq(w, "--payload-file") || startswith(w, "--payload-file=")) {
-                        const char *f = w[14] == '=' ? w + 15 : argv[++i];
+                        const char *f = from = w[14] == '=' ? w + 15 : argv[++i];
                         r = read_file(f, INVOKE_MAX_PAYLOAD_BYTES, &text, &len);
                         if (r < 0) {
                                 cli_error("cannot read %s: %s", f, r == -EFBIG ? "larger than 256 MiB" : strerror(-r));
@@ -638,7 +753,14 @@ static int take_payload(int *argc, char **argv, json_t **ret) {
                 json_decref(*ret);
                 *ret = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
                 if (!*ret) {
-                        _cleanup_free_ char *m = xasprintf("the payload is not JSON: %s (line %d)", json_error_text(&e), e.line);
+                        /* Where, in the file's own name when it came
+                         * from one: jansson's line and column. */
+                        _cleanup_free_ char *m = cli_json_error(from ?: "the payload", text, &e);
+                        if (!from && !text[strspn(text, " \t\r\n")]) {
+                                free(m);
+                                m = xstrdup("the payload is empty: give a JSON value (--payload '{}' for an "
+                                            "empty event)");
+                        }
                         return usage_error("invoke", m);
                 }
         }

@@ -78,11 +78,25 @@ static bool takes_value(const char *w) {
 }
 
 int cli_take_globals(int *argc, char **argv, CliGlobals *g, char **ret_error) {
-        int j = 0;
+        int j = 0, bare = 0;
         bool rest = false;
         for (int i = 0; i < *argc; i++) {
                 const char *w = argv[i];
                 char **slot = NULL;
+                /* After the verb and its FILE, `--verbose` may have been
+                 * meant for a parameter `verbose` (never --server, --token:
+                 * a warning would show their values; nor -q: it keeps
+                 * warnings out). */
+                if (bare >= 2 && (streq(w, "--json") || streq(w, "--no-color") || streq(w, "--no-colour") ||
+                                  streq(w, "--verbose") || streq(w, "-v"))) {
+                        _cleanup_free_ char *param = xstrdup(w + (w[1] == '-' ? 2 : 1));
+                        for (char *p = param; *p; p++)
+                                if (*p == '-')
+                                        *p = '_';
+                        g->shadowing = strv_append(g->shadowing, param);
+                        g->shadowing = strv_append(g->shadowing, w);
+                        g->shadowing = strv_append(g->shadowing, "true");
+                }
                 if (rest || streq(w, "--")) {
                         rest = true;
                         argv[j++] = argv[i];
@@ -113,8 +127,10 @@ int cli_take_globals(int *argc, char **argv, CliGlobals *g, char **ret_error) {
                         g->quiet = true;
                 else if (streq(w, "-v") || streq(w, "--verbose"))
                         g->verbose = true;
-                else
+                else {
+                        bare += w[0] != '-' || streq(w, "-");
                         argv[j++] = argv[i];
+                }
         }
         *argc = j;
         argv[j] = NULL;

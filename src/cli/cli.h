@@ -43,6 +43,12 @@ typedef struct RunArgs {
         char *output_file;   /* --output-file: the function's output goes here */
         char **steps;        /* chain: every step's FILE[::FUNC] in order (target first); NULL for run */
         char **options; /* the runner options given ("--timeout"…), in order; not -a/-k/--json-args/--json-kwargs */
+        /* The runner's --NAME options given, as triples: the parameter a
+         * function could have by that name ("timeout"), the words as
+         * written ("--timeout 7", "--timeout=7", "--network") and the
+         * value -k would give that parameter ("7"; "true" for a flag).
+         * cli_shadowed_warnings() says so when the function has one. */
+        char **shadowing;
         bool allow_sdist;
         bool no_cache;
         bool detach; /* --detach: print the run's id and return (run, invoke) */
@@ -118,6 +124,10 @@ size_t cli_edit_distance(const char *a, const char *b);
  * is that option, and only `-k NAME=VALUE` reaches the parameter
  * (`timeout`, `max_output`, `verbose`). */
 bool cli_param_is_shadowed(const char *param);
+/* Why text, given as what ("--json-kwargs", "the payload", a file's
+ * name), is no JSON, from jansson's error e: "WHAT is not JSON: line L,
+ * column C: REASON", or "WHAT is empty: give a JSON value". Caller frees. */
+char *cli_json_error(const char *what, const char *text, const json_error_t *e);
 /* The list verbs' options (ps, dag ls): --json, -n/--limit N (1..max).
  * 0 ok, -1 for --help (the caller prints its usage), else EXIT_USAGE after
  * saying what was wrong. */
@@ -157,6 +167,10 @@ typedef struct CliGlobals {
         char *server;    /* the flag's value; NULL: $PYSPRINTER_SERVER, the config */
         char *token;
         bool json, no_color, quiet, verbose;
+        /* --json, --no-color, --verbose, -v given after a verb's first
+         * word (a FILE): triples as RunArgs.shadowing, for a parameter of
+         * that name (cli-runs.c says which was taken). */
+        char **shadowing;
 } CliGlobals;
 extern CliGlobals cli_globals;
 /* Removes the global options from argv (updating *argc) into *g. A word

@@ -324,9 +324,17 @@ static int build_kwargs(json_t *kwargs, json_t *raw_kwargs, char **ret_json, cha
         json_t *v;
 
         json_object_foreach(raw_kwargs, key, v) {
-                if (!json_is_string(v) && !json_is_true(v)) {
+                /* An array of strings: the option given once per element
+                 * (`--xs 1 --xs 2`), for a list or tuple parameter. */
+                bool words = json_is_array(v) && json_array_size(v) > 0;
+                size_t i;
+                json_t *w;
+                json_array_foreach(v, i, w)
+                        words = words && json_is_string(w);
+                if (!json_is_string(v) && !json_is_true(v) && !words) {
                         json_decref(out);
-                        *ret_error = xasprintf("field 'raw_kwargs.%s' must be a string, or true for a flag given "
+                        *ret_error = xasprintf("field 'raw_kwargs.%s' must be a string, a non-empty array of strings "
+                                               "(the option given once per element), or true for a flag given "
                                                "without a value",
                                                key);
                         return -EINVAL;

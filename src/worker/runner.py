@@ -551,8 +551,10 @@ def _union_expected(conv):
     return conv.inner + (" | None" if conv.optional else "")
 
 
-def _convert_raw(param, conv, raw):
-    """Convert a CLI string by the parameter's annotation."""
+def _convert_raw(param, conv, raw, one=True):
+    """Convert a CLI string by the parameter's annotation; one: a word that
+    is no JSON array may be a list's one element (not for a Union's
+    member: Union[list[str], int] keeps `5` the int)."""
     def bad(expected):
         # Optional[X] takes `none`/`null` too: say so for a scalar X (a
         # container's label says Optional itself).
@@ -599,14 +601,63 @@ def _convert_raw(param, conv, raw):
         try:
             v = json.loads(raw)
         except ValueError:
+            v = _NOT_JSON
+        if one and type(v) is not list and k != "dict" and not raw.lstrip().startswith("[") and \
+                not isinstance(conv.items, list):
+            # `--names a` is ['a'], as `--names a --names b` is ['a', 'b']
+            # (_convert_repeated): Typer's and argparse's one element. A
+            # JSON array is the whole list; a word that starts with '['
+            # and is no JSON, and a word the element refuses, keep the
+            # errors below (with an example of what to type).
+            try:
+                return _elements(param, conv, [raw])
+            except ValidationError:
+                pass
+        if v is _NOT_JSON:
             bad(f"JSON for {conv.label}, such as '{_json_example(conv)}'")
         return _check_typed(param, conv, v)
     if k == "union":
-        v = _union_member(conv, _convert_raw, param, raw)
+        v = _union_member(conv, _convert_member, param, raw)
         if v is _NO_MEMBER:
             bad(_union_expected(conv))
         return v
     return raw
+
+
+_NOT_JSON = object()
+
+
+def _convert_member(param, conv, raw):
+    return _convert_raw(param, conv, raw, one=False)
+
+
+def _elements(param, conv, words):
+    """words (CLI strings) as the elements of the list or tuple parameter
+    conv, each converted as its element's annotation converts a word."""
+    items = conv.items
+    if conv.kind == "tuple" and isinstance(items, list):
+        if len(words) != len(items):
+            _typed_mismatch(param, f"{len(items)} element{'' if len(items) == 1 else 's'} for {conv.label}", words)
+        return tuple(_convert_raw(f"{param}[{i}]", c, w) for i, (c, w) in enumerate(zip(items, words)))
+    out = [w if items is None else _convert_raw(f"{param}[{i}]", items, w) for i, w in enumerate(words)]
+    return tuple(out) if conv.kind == "tuple" else out
+
+
+def _convert_repeated(param, conv, words):
+    """--NAME given once per element (`--xs 1 --xs 2`, argparse's
+    action='append', click's multiple=True, Typer's list[X]): each word is
+    one element. Only a list or tuple parameter (or an unannotated one:
+    the words) takes them."""
+    if len(words) == 1:
+        return _convert_raw(param, conv, words[0])
+    if conv.kind == "any":
+        return list(words)
+    if conv.kind in ("list", "tuple"):
+        return _elements(param, conv, words)
+    opt = "--" + param.replace("_", "-")
+    shown = " ".join(f"{opt} {w}" for w in words)
+    raise ValidationError(f"argument '{param}': given {len(words)} times ({shown}); only a list or tuple "
+                          f"parameter takes an option more than once")
 
 
 def _json_example(conv, n=0, depth=0):
@@ -823,9 +874,12 @@ def _convert(param, conv, item):
     if not isinstance(item, dict) or len(item) != 1 or not ("value" in item or "raw" in item):
         raise ValidationError(f"argument '{param}': malformed argument encoding")
     if "raw" in item:
-        if not isinstance(item["raw"], str):
+        raw = item["raw"]
+        if type(raw) is list and raw and all(type(w) is str for w in raw):
+            return _convert_repeated(param, conv, raw)
+        if not isinstance(raw, str):
             raise ValidationError(f"argument '{param}': raw value must be a string")
-        return _convert_raw(param, conv, item["raw"])
+        return _convert_raw(param, conv, raw)
     # {"$bytes": BASE64} (an upstream task's or the client's bytes) arrives
     # as bytes, {"$pickle": …} (an upstream pysprinter.pickled) as its
     # value: unpickled here, in this tenant's sandbox, never in the daemon.

@@ -58,10 +58,27 @@ static const Row rows[] = {
           "{\"x\":{\"raw\":\"-\"},\"y\":{\"raw\":\"-0.5\"}}" },
         /* "-.5" is a number too (float("-.5")); no name starts with '.' */
         { { "f.py", "--y", "-.5", "-.25" }, 1, "f.py", NULL, "[{\"raw\":\"-.25\"}]", "{\"y\":{\"raw\":\"-.5\"}}" },
+        /* float()'s -inf and -nan are values, as -5 is */
+        { { "f.py", "--x", "-inf", "--y=-1", "-NaN", "-a", "-Infinity" },
+          1,
+          "f.py",
+          NULL,
+          "[{\"raw\":\"-NaN\"},{\"raw\":\"-Infinity\"}]",
+          "{\"x\":{\"raw\":\"-inf\"},\"y\":{\"raw\":\"-1\"}}" },
         { { "f.py", "--x", "--x" }, 0 },
         { { "f.py", "-k", "novalue" }, 0 },
         { { "f.py", "-k", "1bad=2" }, 0 },
-        { { "f.py", "--x", "1", "--x", "2" }, 0 },
+        /* A keyword given again is one more element (argparse's append):
+         * the signature decides whether the parameter takes several. */
+        { { "f.py", "--x", "1", "--x", "2" }, 1, "f.py", NULL, "[]", "{\"x\":{\"raw\":[\"1\",\"2\"]}}" },
+        { { "f.py", "--x", "1", "-k", "x=2", "--x=3", "--y", "4" },
+          1,
+          "f.py",
+          NULL,
+          "[]",
+          "{\"x\":{\"raw\":[\"1\",\"2\",\"3\"]},\"y\":{\"raw\":\"4\"}}" },
+        { { "f.py", "--x", "1", "--json-kwargs", "{\"x\": 2}" }, 0 },
+        { { "f.py", "--x", "--x", "1" }, 0 },
         { { "f.py", "--json-args", "{}" }, 0 },
         /* raw after typed: the API has no way to say it (raw_args come first) */
         { { "f.py", "--json-args", "[1]", "-a", "q" }, 0 },
@@ -141,6 +158,53 @@ static void test_options(void **state) {
         run_args_done(&a);
 }
 
+/* The runner's --NAME options a parameter may share the name of, as
+ * triples (parameter, as written, -k's value); a refused value of one
+ * says how such a parameter is given. */
+static void test_shadowing(void **state) {
+        const char *argv[] = { "--timeout",   "7",   "f.py", "--env=A=1", "--allow-sdist", "-a", "1",
+                               "--json-args", "[2]", "-k",   "n=3" };
+        RunArgs a;
+        _cleanup_free_ char *err = NULL;
+        assert_int_equal(cli_parse_run_args(ELEMENTSOF(argv), (char **) argv, &a, &err), 0);
+        const char *want[] = { "timeout",     "--timeout 7",   "7",   "env", "--env=A=1", "A=1",
+                               "allow_sdist", "--allow-sdist", "true" };
+        assert_int_equal(strv_length(a.shadowing), ELEMENTSOF(want));
+        for (size_t i = 0; i < ELEMENTSOF(want); i++)
+                assert_string_equal(a.shadowing[i], want[i]);
+        run_args_done(&a);
+
+        /* The refusals a parameter's value would get; a value of the
+         * option's own kind, refused (--env 1A=b, --max-procs many), is
+         * said in the option's words alone. */
+        const char *bad[][2] = { { "--env", "prod" },
+                                 { "--timeout", NULL },
+                                 { "--network=yes", NULL },
+                                 { "--env", "1A=b" },
+                                 { "--max-procs", "many" } };
+        const char *hint[] = { "(a parameter 'env' of the function is given as -k env=VALUE)",
+                               "(a parameter 'timeout' of the function is given as -k timeout=VALUE)",
+                               "(a parameter 'network' of the function is given as -k network=VALUE)", NULL, NULL };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                const char *v[] = { "f.py", bad[i][0], bad[i][1] };
+                char *e = NULL;
+                assert_true(cli_parse_run_args(bad[i][1] ? 3 : 2, (char **) v, &a, &e) < 0);
+                if (hint[i] ? !endswith(e, hint[i]) : strstr(e, "-k ") != NULL)
+                        fail_msg("%s: %s", bad[i][0], e);
+                free(e);
+        }
+}
+
+static void test_json_error(void **state) {
+        json_error_t e;
+        assert_null(json_loads("{\"a\":\n  1,,}", 0, &e));
+        _cleanup_free_ char *m = cli_json_error("ev.json", "{\"a\":\n  1,,}", &e);
+        assert_string_equal(m, "ev.json is not JSON: line 2, column 5: string or '}' expected near ','");
+        assert_null(json_loads(" \n", JSON_DECODE_ANY, &e));
+        _cleanup_free_ char *empty = cli_json_error("--json-kwargs", " \n", &e);
+        assert_string_equal(empty, "--json-kwargs is empty: give a JSON value");
+}
+
 /* --idempotency-key: the daemon's rule (idempotency_key_is_valid()),
  * refused as a usage error that does not echo the key; a later one wins;
  * -k idempotency_key=V stays the function's keyword. */
@@ -183,6 +247,8 @@ static const ChainRow chain_rows[] = {
           "[{\"raw\":\"1\"},{\"raw\":\"2\"}]",
           "{}" },
         { { "a.py", "b.py", "-a", "5" }, 1, { "a.py", "b.py" }, "[{\"raw\":\"5\"}]", "{}" },
+        /* a step is a pipeline task: one word per keyword */
+        { { "a.py", "b.py", "--xs", "1", "--xs", "2" }, 0 },
         { { "a.py", "b.py", "5", "c.py::f" }, 1, { "a.py", "b.py", "c.py::f" }, "[{\"raw\":\"5\"}]", "{}" },
         { { "a.py", "--timeout", "5s", "dir/b.py" }, 1, { "a.py", "dir/b.py" }, "[]", "{}" },
         /* A value stays a value: after -a, after --NAME, after --. */
@@ -388,6 +454,8 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_rows),
                 cmocka_unit_test(test_options),
+                cmocka_unit_test(test_shadowing),
+                cmocka_unit_test(test_json_error),
                 cmocka_unit_test(test_idempotency_key),
                 cmocka_unit_test(test_chain_rows),
                 cmocka_unit_test(test_durations_and_sizes),
