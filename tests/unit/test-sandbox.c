@@ -938,17 +938,35 @@ static void test_pidns_init_has_no_handler_of_the_worker(void **state) {
  * init (the worker does not wait for it), finds the init's fd table empty
  * once sandbox_run_pidns_ready() returns, every time. Before, the init
  * shared the worker's table and /proc/1/fd listed its fds to the run. */
+/* A run child forked into a fresh namespace as the worker forks it: 0
+ * with *ret_run its pid (0 in the child), 1 to skip (see above), or an
+ * error. */
+static int pidns_fork_run(SandboxRunPidns *ns, pid_t *ret_run) {
+        int r = pidns_begin_or_skip(ns);
+        if (r != 0)
+                return r;
+        pid_t run = fork();
+        if (run == 0) {
+                sandbox_run_pidns_child();
+                *ret_run = 0;
+                return 0;
+        }
+        r = run < 0 ? -errno : 0;
+        sandbox_run_pidns_end(ns);
+        *ret_run = run;
+        return r;
+}
+
 static int pidns_ready_child(void *arg) {
         (void) arg;
         for (int i = 0; i < 40; i++) {
                 SandboxRunPidns ns;
-                int r = pidns_begin_or_skip(&ns);
+                pid_t run;
+                int r = pidns_fork_run(&ns, &run);
                 if (r > 0)
                         return 0;
                 CHECK(r == 0);
-                pid_t run = fork();
                 if (run == 0) {
-                        sandbox_run_pidns_child();
                         sandbox_run_pidns_ready();
                         char path[64];
                         snprintf(path, sizeof(path), "/proc/%d/fd", (int) ns.init);
@@ -958,8 +976,6 @@ static int pidns_ready_child(void *arg) {
                                 n += de->d_name[0] != '.';
                         _exit(d ? MIN(n, 100) : 101);
                 }
-                sandbox_run_pidns_end(&ns);
-                CHECK(run > 0);
                 int st;
                 CHECK(waitpid(run, &st, 0) == run);
                 if (ns.init > 0) {
@@ -985,19 +1001,16 @@ static int pidns_drop_child(void *arg) {
         bool zombie = *(const bool *) arg;
         alarm(20);
         SandboxRunPidns ns;
-        int r = pidns_begin_or_skip(&ns);
+        pid_t run;
+        int r = pidns_fork_run(&ns, &run);
         if (r > 0)
                 return 0;
         CHECK(r == 0);
-        pid_t run = fork();
         if (run == 0) {
-                sandbox_run_pidns_child();
                 if (!zombie)
                         pause();
                 _exit(0);
         }
-        sandbox_run_pidns_end(&ns);
-        CHECK(run > 0);
         if (ns.init <= 0) {
                 (void) kill(run, SIGKILL);
                 (void) waitpid(run, NULL, 0);
