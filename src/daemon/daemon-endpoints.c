@@ -14,37 +14,86 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <stdio.h>
+#include <sys/random.h>
 
 #include "daemon.h"
 #include "daemon-ui.h" /* UI_SESSION_COOKIE: the dashboard's, never a function's */
 
 /* ---- the per-address rate limit of public endpoints --------------------------
  *
- * Token buckets in a fixed table indexed by a hash of the address: memory
- * stays bounded whatever the number of clients. Two addresses that share a
- * slot share a bucket (either may see a 429 early), never more requests. */
+ * Token buckets in a fixed table indexed by a hash of the client: memory
+ * stays bounded whatever the number of clients. Two clients that share a
+ * slot share a bucket (either may see a 429 early), never more requests.
+ * The hash is keyed with a random seed, so that a client cannot pick
+ * addresses whose slot is another client's (and starve it). */
 
 #define RATE_SLOTS 4096
 
 static struct {
         pthread_mutex_t lock;
+        uint64_t seed;
+        bool seeded;
         struct {
-                char addr[INET6_ADDRSTRLEN];
+                uint8_t key[8];
+                uint8_t key_len; /* 0: unused, or a client of no address */
+                bool used;
                 double tokens;
                 usec_t last;
         } slot[RATE_SLOTS];
 } rate = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-static bool rate_allow(const char *addr, unsigned per_s, unsigned burst) {
-        uint32_t h = 2166136261u;
-        for (const char *p = addr; *p; p++)
-                h = (h ^ (uint8_t) *p) * 16777619u;
+/* The client a public endpoint's rate counts, into key: an IPv4 address
+ * (an IPv4-mapped IPv6 one too), or an IPv6 address's /64 (the prefix a
+ * network gives one host, which picks among its 2^64 addresses at will:
+ * counted per address, one client had as many buckets as it liked). Its
+ * length; 0 for a client of no address. */
+static size_t rate_key(const struct sockaddr *sa, uint8_t key[static 8]) {
+        if (sa && sa->sa_family == AF_INET) {
+                memcpy(key, &((const struct sockaddr_in *) sa)->sin_addr, 4);
+                return 4;
+        }
+        if (sa && sa->sa_family == AF_INET6) {
+                const struct in6_addr *a = &((const struct sockaddr_in6 *) sa)->sin6_addr;
+                if (IN6_IS_ADDR_V4MAPPED(a)) {
+                        memcpy(key, a->s6_addr + 12, 4);
+                        return 4;
+                }
+                memcpy(key, a->s6_addr, 8);
+                return 8;
+        }
+        return 0;
+}
+
+void daemon_endpoint_rate_reset(uint64_t seed) {
+        pthread_mutex_lock(&rate.lock);
+        memset(rate.slot, 0, sizeof(rate.slot));
+        rate.seed = seed;
+        rate.seeded = true;
+        pthread_mutex_unlock(&rate.lock);
+}
+
+/* With rate.lock held: key's slot. */
+static size_t rate_slot(const uint8_t *key, size_t len) {
+        if (!rate.seeded) {
+                if (getrandom(&rate.seed, sizeof(rate.seed), GRND_NONBLOCK) != sizeof(rate.seed))
+                        rate.seed = (uint64_t) now_realtime() ^ (uint64_t) getpid() << 32;
+                rate.seeded = true;
+        }
+        return (size_t) (daemon_seeded_hash(rate.seed, key, len) % RATE_SLOTS);
+}
+
+bool daemon_endpoint_rate_allow(const struct sockaddr *client, unsigned per_s, unsigned burst) {
+        uint8_t key[8];
+        size_t len = rate_key(client, key);
         usec_t now = now_monotonic();
         pthread_mutex_lock(&rate.lock);
-        typeof(rate.slot[0]) *s = &rate.slot[h % RATE_SLOTS];
-        if (!streq(s->addr, addr) && now - s->last > USEC_PER_SEC * (burst / per_s + 1)) {
+        typeof(rate.slot[0]) *s = &rate.slot[rate_slot(key, len)];
+        bool mine = s->used && s->key_len == len && memcmp(s->key, key, len) == 0;
+        if (!mine && (!s->used || now - s->last > USEC_PER_SEC * (burst / MAX(per_s, 1u) + 1))) {
                 /* A slot idle long enough to be full again may change owner. */
-                snprintf(s->addr, sizeof(s->addr), "%s", addr);
+                memcpy(s->key, key, len);
+                s->key_len = (uint8_t) len;
+                s->used = true;
                 s->tokens = burst;
                 s->last = now;
         }
@@ -59,12 +108,16 @@ static bool rate_allow(const char *addr, unsigned per_s, unsigned burst) {
         return ok;
 }
 
-static void client_address(const DaemonCall *call, char buf[static INET6_ADDRSTRLEN]) {
+static const struct sockaddr *client_sockaddr(const DaemonCall *call) {
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(call->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        return ci ? ci->client_addr : NULL;
+}
+
+static void client_address(const DaemonCall *call, char buf[static INET6_ADDRSTRLEN]) {
+        const struct sockaddr *sa = client_sockaddr(call);
         snprintf(buf, INET6_ADDRSTRLEN, "unknown");
-        if (!ci || !ci->client_addr)
+        if (!sa)
                 return;
-        const struct sockaddr *sa = ci->client_addr;
         if (sa->sa_family == AF_INET)
                 inet_ntop(AF_INET, &((const struct sockaddr_in *) sa)->sin_addr, buf, INET6_ADDRSTRLEN);
         else if (sa->sa_family == AF_INET6)
@@ -887,7 +940,7 @@ struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_s
                 pthread_rwlock_rdlock(&d->cfg_lock);
                 unsigned per_s = d->cfg.endpoint_rate, burst = d->cfg.endpoint_burst;
                 pthread_rwlock_unlock(&d->cfg_lock);
-                if (!rate_allow(addr, per_s, burst)) {
+                if (!daemon_endpoint_rate_allow(client_sockaddr(call), per_s, burst)) {
                         function_record_free(f);
                         struct MHD_Response *resp = daemon_endpoint_error(429, id, ret_status);
                         daemon_response_headers(resp, (const char *const[]){ "Retry-After", "1", NULL });

@@ -898,18 +898,22 @@ static void conn_track_addr(struct MHD_Connection *conn, ConnTrack *t) {
         }
 }
 
-/* With track.lock held: the bucket of an address (FNV-1a from the seed,
- * then a 64-bit finalizer so that the low bits depend on every byte). */
-static size_t ip_bucket(const uint8_t *addr, uint8_t len) {
-        uint64_t h = track.seed ^ 0xcbf29ce484222325ULL ^ len;
+uint64_t daemon_seeded_hash(uint64_t seed, const void *data, size_t len) {
+        const uint8_t *b = data;
+        uint64_t h = seed ^ 0xcbf29ce484222325ULL ^ len;
         for (size_t i = 0; i < len; i++) {
-                h ^= addr[i];
+                h ^= b[i];
                 h *= 0x100000001b3ULL;
         }
         h ^= h >> 33;
         h *= 0xff51afd7ed558ccdULL;
         h ^= h >> 33;
-        return (size_t) h & (track.n_buckets - 1);
+        return h;
+}
+
+/* With track.lock held: the bucket of an address. */
+static size_t ip_bucket(const uint8_t *addr, uint8_t len) {
+        return (size_t) daemon_seeded_hash(track.seed, addr, len) & (track.n_buckets - 1);
 }
 
 /* With track.lock held: twice the buckets (64 at first), the entries

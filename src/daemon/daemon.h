@@ -1283,6 +1283,18 @@ DaemonHandlerFn daemon_api_endpoint;
  * router's 404/405, the body cap's 413, the handler; request_id NULL: a
  * new one). The reason of a 502 is Lambda's "Internal Server Error". */
 struct MHD_Response *daemon_endpoint_error(unsigned status, const char *request_id, unsigned *ret_status);
+/* A public endpoint's request from client (NULL: of no address) within
+ * per_s a second, burst above it: whether it may go on. Counted per IPv4
+ * address and per IPv6 /64 (docs/endpoints.md). */
+struct sockaddr;
+bool daemon_endpoint_rate_allow(const struct sockaddr *client, unsigned per_s, unsigned burst);
+/* Every bucket empty and the slots' seed this one (else random, drawn at
+ * the first request): for tests, whose clients' slots are then known. */
+void daemon_endpoint_rate_reset(uint64_t seed);
+/* FNV-1a of data from seed, then a 64-bit finalizer so that every bit
+ * of data moves the low bits: a table's slot that a client who does not
+ * know seed cannot pick (its addresses are its to choose). */
+uint64_t daemon_seeded_hash(uint64_t seed, const void *data, size_t len);
 /* The headers of every answer on /fn/: X-Request-Id and the sandbox
  * Content-Security-Policy (docs/endpoints.md). */
 void daemon_endpoint_headers(struct MHD_Response *resp, const char *request_id);

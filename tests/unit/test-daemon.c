@@ -1179,6 +1179,69 @@ static void test_endpoint_response_check(void **state) {
         }
 }
 
+/* A public endpoint's rate counts a client per IPv4 address and per IPv6
+ * /64: before, per address, so a client given a /64 (any IPv6 host) had a
+ * bucket for each of its 2^64 addresses and no limit at all. The
+ * addresses are a table's, never connected to. */
+static bool rate_allows(const char *addr) {
+        struct sockaddr_storage ss = {};
+        if (strchr(addr, ':')) {
+                struct sockaddr_in6 *a = (struct sockaddr_in6 *) &ss;
+                a->sin6_family = AF_INET6;
+                assert_int_equal(inet_pton(AF_INET6, addr, &a->sin6_addr), 1);
+        } else {
+                struct sockaddr_in *a = (struct sockaddr_in *) &ss;
+                a->sin_family = AF_INET;
+                assert_int_equal(inet_pton(AF_INET, addr, &a->sin_addr), 1);
+        }
+        /* 1 a second, burst 2: a slow host takes a 3rd within a second. */
+        return daemon_endpoint_rate_allow((struct sockaddr *) &ss, 1, 2);
+}
+
+static size_t rate_slot_of(const uint8_t *key, size_t len) {
+        return (size_t) (daemon_seeded_hash(1, key, len) % 4096);
+}
+
+static void test_endpoint_rate_per_ipv6_prefix(void **state) {
+        (void) state;
+        /* Seed 1: the clients below have slots of their own (checked),
+         * so no two share a bucket by chance. */
+        daemon_endpoint_rate_reset(1);
+        const uint8_t p1[8] = { 0x20, 0x01, 0x0d, 0xb8, 0xaa, 0xaa, 0, 1 },
+                      p2[8] = { 0x20, 0x01, 0x0d, 0xb8, 0xaa, 0xaa, 0, 2 };
+        const uint8_t v7[4] = { 198, 51, 100, 7 }, v8[4] = { 198, 51, 100, 8 };
+        size_t slots[] = { rate_slot_of(p1, 8), rate_slot_of(p2, 8), rate_slot_of(v7, 4), rate_slot_of(v8, 4) };
+        for (size_t i = 0; i < ELEMENTSOF(slots); i++)
+                for (size_t j = 0; j < i; j++)
+                        assert_int_not_equal(slots[i], slots[j]);
+        /* One /64: its second address finds the bucket the first emptied. */
+        assert_true(rate_allows("2001:db8:aaaa:1::1"));
+        assert_true(rate_allows("2001:db8:aaaa:1::2"));
+        assert_false(rate_allows("2001:db8:aaaa:1:ffff:ffff:ffff:ffff"));
+        /* The next /64 is another client. */
+        assert_true(rate_allows("2001:db8:aaaa:2::1"));
+        /* IPv4, and the same address mapped into IPv6: one client. */
+        assert_true(rate_allows("198.51.100.7"));
+        assert_true(rate_allows("::ffff:198.51.100.7"));
+        assert_false(rate_allows("198.51.100.7"));
+        assert_true(rate_allows("198.51.100.8"));
+        /* A client of no address (a unix socket) has a bucket too. */
+        daemon_endpoint_rate_reset(1);
+        assert_true(daemon_endpoint_rate_allow(NULL, 1, 1));
+        assert_false(daemon_endpoint_rate_allow(NULL, 1, 1));
+}
+
+/* Keyed: the same bytes move with the seed (a client who does not know it
+ * cannot aim at another's slot), and every byte counts. */
+static void test_seeded_hash(void **state) {
+        (void) state;
+        const uint8_t a[8] = { 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1 }, b[8] = { 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 2 };
+        assert_int_equal(daemon_seeded_hash(1, a, 8), daemon_seeded_hash(1, a, 8));
+        assert_int_not_equal(daemon_seeded_hash(1, a, 8), daemon_seeded_hash(2, a, 8));
+        assert_int_not_equal(daemon_seeded_hash(1, a, 8), daemon_seeded_hash(1, b, 8));
+        assert_int_not_equal(daemon_seeded_hash(1, a, 4), daemon_seeded_hash(1, a, 8));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_endpoint_response_check),
@@ -1203,6 +1266,8 @@ int main(void) {
                 cmocka_unit_test(test_config_data_dir_beside_the_file),
                 cmocka_unit_test(test_config_token_memo),
                 cmocka_unit_test(test_request_json_text_is_jansson),
+                cmocka_unit_test(test_endpoint_rate_per_ipv6_prefix),
+                cmocka_unit_test(test_seeded_hash),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
