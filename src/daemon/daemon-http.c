@@ -709,7 +709,7 @@ typedef struct ConnTrack {
         usec_t since;           /* start of the request being received */
         bool handling;          /* the request arrived; no deadline */
         bool over;              /* past server.max_connections_per_ip: answered 429, then closed */
-        uint8_t addr_len;       /* the client's address: 4 (IPv4) or 16 bytes; 0 unknown */
+        uint8_t addr_len;       /* the client: 4 (IPv4) or 8 bytes (an IPv6 /64); 0 unknown */
         uint8_t addr[16];
         IpCount *ip; /* its address's count, when it is counted there */
         struct ConnTrack *prev, *next;
@@ -882,8 +882,10 @@ unsigned daemon_http_thread_connections(unsigned *ret, unsigned max) {
         return n;
 }
 
-/* The client's address of conn into t (IPv4-mapped IPv6 as IPv4, as
- * libmicrohttpd's own per-IP table counts it). */
+/* The client of conn into t: its IPv4 address (IPv4-mapped IPv6 too, as
+ * libmicrohttpd's own per-IP table counts it), or its IPv6 /64 (a host's
+ * prefix, all of whose addresses it may use: counted per address, one
+ * client had no limit; as a public endpoint's rate, daemon-endpoints.c). */
 static void conn_track_addr(struct MHD_Connection *conn, ConnTrack *t) {
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         const struct sockaddr *sa = ci ? ci->client_addr : NULL;
@@ -893,8 +895,8 @@ static void conn_track_addr(struct MHD_Connection *conn, ConnTrack *t) {
         } else if (sa && sa->sa_family == AF_INET6) {
                 const struct in6_addr *a = &((const struct sockaddr_in6 *) sa)->sin6_addr;
                 bool mapped = IN6_IS_ADDR_V4MAPPED(a);
-                memcpy(t->addr, mapped ? a->s6_addr + 12 : a->s6_addr, mapped ? 4 : 16);
-                t->addr_len = mapped ? 4 : 16;
+                memcpy(t->addr, mapped ? a->s6_addr + 12 : a->s6_addr, mapped ? 4 : 8);
+                t->addr_len = mapped ? 4 : 8;
         }
 }
 
