@@ -12,6 +12,7 @@
  * the whole worker namespace down with it. */
 #include <assert.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -148,6 +149,39 @@ static _noreturn_ void waiter(pid_t child) {
         }
 }
 
+/* How many runs of one worker at once are sure of their share of the
+ * per-user counts the kernel charges to the worker's namespace owner. */
+#define RUN_COUNT_SHARES 8u
+
+/* The kernel counts inotify instances and watches per user at each level
+ * of user namespaces: within the worker's, per uid (each run's own,
+ * sandbox_run_uid_use()), under a limit of the namespace's own (none as
+ * made); in the host's, all of them as the worker's owner's, under the
+ * host's limit (fs.inotify.max_user_instances, 128 by default). So one
+ * run, of any tenant, holding 128 instances left every other run of its
+ * worker none (a watchdog, a dev server's reloader: "Too many open
+ * files"). Each run uid may now hold an eighth of the host's limit, so
+ * eight runs at once keep theirs whatever the others do. Called as root of
+ * the worker's namespace (CAP_SYS_RESOURCE there: its /proc/sys/user). */
+static void share_counts_per_run(void) {
+        static const char *const counts[][2] = {
+                { "/proc/sys/fs/inotify/max_user_instances", "/proc/sys/user/max_inotify_instances" },
+                { "/proc/sys/fs/inotify/max_user_watches", "/proc/sys/user/max_inotify_watches" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(counts); i++) {
+                _cleanup_free_ char *text = NULL;
+                uint64_t host = 0;
+                if (read_file(counts[i][0], 64, &text, NULL) < 0 || parse_uint64(strstrip(text), &host) < 0)
+                        continue;
+                char share[32];
+                snprintf(share, sizeof(share), "%" PRIu64, MAX(host / RUN_COUNT_SHARES, (uint64_t) 1));
+                _cleanup_close_ int fd = open(counts[i][1], O_WRONLY | O_CLOEXEC);
+                /* Best effort: a kernel without these leaves it as before. */
+                if (fd >= 0)
+                        (void) !write(fd, share, strlen(share));
+        }
+}
+
 static int write_proc(pid_t pid, const char *file, const char *text) {
         char path[64];
         snprintf(path, sizeof(path), "/proc/%d/%s", (int) pid, file);
@@ -219,12 +253,14 @@ int sandbox_userns_enter(SandboxMounts *m, char **ret_error) {
                 if (write(up[1], &rep, sizeof(rep)) != sizeof(rep) || rep.err != 0)
                         _exit(127);
                 char ok;
-                if (read(down[0], &ok, 1) != 1 || ok != 1)
+                if (read(down[0], &ok, 1) != 1 || (ok != 1 && ok != 2))
                         _exit(127);
                 close(up[1]);
                 close(down[0]);
                 if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
                         _exit(127);
+                if (ok == 2) /* a uid per run: a share each */
+                        share_counts_per_run();
                 /* The kernel clears the parent-death signal on every
                  * credential change (commit_creds(): the euid just became
                  * the mapped one), so it is set again now, after the last
@@ -307,7 +343,7 @@ int sandbox_userns_enter(SandboxMounts *m, char **ret_error) {
                 *ret_error = xasprintf("writing the sandbox's gid map (%s): %s", strstrip(gmap), strerror(-r));
                 goto fail;
         }
-        char ok = 1;
+        char ok = n_ids > 1 ? 2 : 1;
         if (write(downw, &ok, 1) != 1) {
                 r = -EIO;
                 *ret_error = xstrdup("the sandbox's first process died during set-up");
