@@ -630,13 +630,18 @@ class Client:
         q = f"?version={int(version)}" if version is not None else ""
         return self._call("GET", f"/v1/functions/{_segment(name)}{q}")[1]
 
-    def delete_function(self, name):
-        """Deletes every version of a deployed function (`functions rm`);
-        name as invoke() takes it, without a version (ValueError)."""
-        name, version = _function_version(name)
-        if version is not None:
-            raise ValueError(f"delete_function deletes every version of {name!r}: name it without a version")
-        return _warn_of(self._call("DELETE", f"/v1/functions/{_segment(name)}")[1])
+    def delete_function(self, name, version=None):
+        """Deletes a deployed function with every version (`functions rm
+        NAME`), or one version alone when name or version says which
+        ("NAME:2", a Lambda ARN ending :2; `functions rm NAME:2`): not the
+        latest, nor one a schedule is pinned to (409 APIError)."""
+        if isinstance(name, str) and name.endswith(":$LATEST"):
+            # Read as "no version", it would delete every version.
+            raise ValueError(f"{name!r}: $LATEST cannot be deleted alone: name the function to delete every version")
+        name, named = _function_version(name)
+        version = named if version is None else version
+        q = f"?version={int(version)}" if version is not None else ""
+        return _warn_of(self._call("DELETE", f"/v1/functions/{_segment(name)}{q}")[1])
 
     def secrets(self):
         """The tenant's secrets, names and times, never values (`secret ls`)."""

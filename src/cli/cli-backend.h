@@ -189,7 +189,7 @@ typedef struct BackendOps {
          * -ENOENT. */
         int (*stack)(Backend *b, json_t *req, json_t **ret);
         /* GET or DELETE /v1/functions/NAME (NULL: the list), at version
-         * (> 0, GET only; 0: the latest). */
+         * (> 0; 0: the latest for GET, every version for DELETE). */
         int (*function)(Backend *b, const char *method, const char *name, long version, json_t **ret);
         int (*workers)(Backend *b, json_t **ret);
         /* GET /v1/envs's object: "envs", the environments the caller may

@@ -1665,8 +1665,9 @@ int verb_functions(int argc, char **argv) {
         const char *sub = "ls", *name = NULL;
         for (int i = 0; i < argc; i++) {
                 if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
-                        printf("Usage: pysprinter functions [ls|show NAME[:VERSION]|rm NAME] [--json]\n"
-                               "NAME may be a Lambda ARN or partial ARN, as for invoke.\n");
+                        printf("Usage: pysprinter functions [ls|show NAME[:VERSION]|rm NAME[:VERSION]] [--json]\n"
+                               "NAME may be a Lambda ARN or partial ARN, as for invoke. rm NAME deletes the\n"
+                               "function with every version; rm NAME:VERSION that version alone (not the latest).\n");
                         return 0;
                 } else if (i == 0 && (streq(argv[i], "ls") || streq(argv[i], "show") || streq(argv[i], "rm")))
                         sub = argv[i];
@@ -1689,11 +1690,14 @@ int verb_functions(int argc, char **argv) {
          * what invoke and schedule add take, through their parser. */
         long version = 0;
         _cleanup_free_ char *parsed = NULL, *refused = NULL;
-        if (name && streq(sub, "rm"))
-                /* It deletes every version: one cannot be deleted alone. */
-                refused = cli_parse_function_name(name, "functions rm", &parsed);
-        else if (name && cli_parse_deployed_name(name, &parsed, &version) < 0)
+        if (name && cli_parse_deployed_name(name, &parsed, &version) < 0)
                 refused = xstrdup(CLI_VERSION_REFUSED);
+        else if (name && streq(sub, "rm") && endswith(name, ":$LATEST"))
+                /* rm NAME deletes every version, rm NAME:N version N: a
+                 * $LATEST read as "no version" would delete them all. */
+                refused = xasprintf("functions rm: $LATEST cannot be deleted alone: `functions rm %s` deletes the "
+                                    "function with every version, `functions rm %s:N` one older version",
+                                    parsed, parsed);
         if (refused)
                 return usage_error("functions", refused);
         if (name)
@@ -1723,7 +1727,9 @@ int verb_functions(int argc, char **argv) {
                                (long long) json_integer_value(json_object_get(f, "version")),
                                json_string_value(json_object_get(f, "function")) ?: "-", t);
                 }
-        } else if (streq(sub, "rm"))
+        } else if (streq(sub, "rm") && version > 0)
+                printf("deleted %s version %ld\n", name, version);
+        else if (streq(sub, "rm"))
                 printf("deleted %s\n", name);
         else {
                 _cleanup_free_ char *t = cli_json_text(ans);

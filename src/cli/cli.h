@@ -95,7 +95,7 @@ void run_args_done(RunArgs *a);
  * reads a version. */
 int cli_parse_deployed_name(const char *word, char **ret_name, long *ret_version);
 /* cli_parse_deployed_name() for what takes every version of a function
- * (`functions rm`, `logs --function`, `ps --function`, named by what):
+ * (`logs --function`, `ps --function`, named by what):
  * NULL with *ret_name, or the usage error's words (caller frees) for a
  * word naming a version or a malformed one. */
 char *cli_parse_function_name(const char *word, const char *what, char **ret_name);

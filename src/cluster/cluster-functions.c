@@ -277,6 +277,23 @@ static int cf_remove(FunctionStore *fs, const char *tenant, const char *name) {
         return k;
 }
 
+static int cf_remove_version(FunctionStore *fs, const char *tenant, const char *name, int version) {
+        ClusterQueue *c = fq(fs);
+        assert(tenant && name && version > 0);
+        Args a = { 0 };
+        ARGS_EVAL(&a, fn_delete_version, 1);
+        args_addf(&a, CLUSTER_PREFIX "fn:%s:%s", tenant, name);
+        args_addf(&a, "%d", version);
+        int k = 0;
+        redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+        args_done(&a);
+        if (!rep)
+                return k;
+        k = rep->type != REDIS_REPLY_INTEGER ? -EBADMSG : rep->integer == 1 ? 0 : rep->integer == -1 ? -EBUSY : -ENOENT;
+        freeReplyObject(rep);
+        return k;
+}
+
 /* In the function's own hash: every gateway reads it where it reads the
  * function, and fn_delete's DEL takes it with the versions. */
 static int cf_url_put(FunctionStore *fs, const char *tenant, const char *name, int mode) {
@@ -371,6 +388,7 @@ static const FunctionStoreOps cluster_function_ops = {
         .list = cf_list,
         .versions = cf_versions,
         .remove = cf_remove,
+        .remove_version = cf_remove_version,
         .url_put = cf_url_put,
         .url_get = cf_url_get,
         .lock_update = cf_lock_update,

@@ -161,6 +161,14 @@ static int cache_remove(FunctionStore *fs, const char *tenant, const char *name)
         return k;
 }
 
+static int cache_remove_version(FunctionStore *fs, const char *tenant, const char *name, int version) {
+        FunctionCache *c = (FunctionCache *) fs;
+        function_cache_invalidate(fs);
+        int k = function_store_delete_version(c->inner, tenant, name, version);
+        function_cache_invalidate(fs);
+        return k;
+}
+
 /* Not kept: only a describing read (GET /v1/functions/NAME, invoke
  * --help) asks, never an invoke. */
 static int cache_describe(FunctionStore *fs, const char *tenant, const char *name, int version, char **ret_signature,
@@ -212,6 +220,7 @@ static const FunctionStoreOps function_cache_ops = {
         .list = cache_list,
         .versions = cache_versions,
         .remove = cache_remove,
+        .remove_version = cache_remove_version,
         .url_put = cache_url_put,
         .url_get = cache_url_get,
         .lock_update = cache_lock_update,

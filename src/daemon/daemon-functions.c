@@ -338,27 +338,89 @@ struct MHD_Response *daemon_api_function_get(const DaemonCall *call, unsigned *r
         return daemon_call_json(call, 200, j, ret_status);
 }
 
-struct MHD_Response *daemon_api_function_delete(const DaemonCall *call, unsigned *ret_status) {
-        const char *name = call->seg[2];
-        if (!function_name_is_valid(name))
-                return daemon_function_missing(call, "", name, ret_status);
-        int k = function_store_delete(call->d->functions, call->tenant, name);
+static char *function_version_pins(const DaemonCall *call, const char *name, int version);
+
+/* Deletes the caller's function name: every version (version 0) or
+ * version alone, and retires the warm instances of what it deleted (idle
+ * ones now, busy ones when their invocation ends: a version being invoked
+ * finishes that invocation; the next is a 404). The one delete of the
+ * native and the Lambda routes; the caller has checked that name (and
+ * version) is deployed, so a 404 here is a delete that raced another.
+ * NULL with *ret the answer, or the refusal: 409 when version is the
+ * latest or a schedule is pinned to it. */
+static struct MHD_Response *function_delete(const DaemonCall *call, const char *name, int version, json_t **ret,
+                                            unsigned *ret_status) {
+        assert(call && name && version >= 0 && ret);
+        _cleanup_free_ char *pins = version > 0 ? function_version_pins(call, name, version) : NULL;
+        if (pins)
+                return daemon_call_error(call, 409, "conflict", ret_status,
+                                         "version %d of '%s' cannot be deleted: schedule %s fires it (pinned to "
+                                         "%s::%d); remove or re-add the schedule first (pysprinter schedule rm NAME)",
+                                         version, name, pins, name, version);
+        int k = version > 0 ? function_store_delete_version(call->d->functions, call->tenant, name, version)
+                            : function_store_delete(call->d->functions, call->tenant, name);
+        if (k == -EBUSY)
+                return daemon_call_error(call, 409, "conflict", ret_status,
+                                         "version %d is the latest of '%s', which an invoke without a version runs: "
+                                         "it is deleted only with the function (pysprinter functions rm %s), or "
+                                         "alone once a newer version is deployed",
+                                         version, name, name);
+        if (k == -ENOENT && version > 0)
+                return daemon_call_error(call, 404, "not_found", ret_status, "function '%s' has no version %d", name,
+                                         version);
         if (k == -ENOENT)
                 return daemon_function_missing(call, "", name, ret_status);
         if (k < 0)
                 return daemon_call_errno(call, k, "function", ret_status);
-        (void) daemon_endpoint_set(call->d, call->tenant, name, ENDPOINT_NONE);
-        /* Its warm instances go too: they hold the deleted code, and a new
-         * deploy of the name starts again at version 1 (the same instance
-         * key). Busy ones finish their invocation first. */
-        _cleanup_free_ char *prefix = xasprintf("%s/%s@", call->tenant, name);
+        /* "TENANT/NAME@" is every version's instance key; "@V~" one
+         * version's (drun_instance_key(): '~' always follows the number).
+         * Every version: a new deploy of the name starts again at version
+         * 1, the same key. */
+        _cleanup_free_ char *prefix = version > 0 ? xasprintf("%s/%s@%d~", call->tenant, name, version)
+                                                  : xasprintf("%s/%s@", call->tenant, name);
         unsigned retired = engine_pool_retire(call->d->engine, prefix);
         json_t *j = json_pack("{s:s, s:b, s:i}", "name", name, "deleted", 1, "instances_retired", (int) retired);
-        /* The schedules that fire it: said now, not found out at a fire. */
+        if (version > 0) {
+                json_object_set_new(j, "version", json_integer(version));
+                *ret = j;
+                return NULL;
+        }
+        (void) daemon_endpoint_set(call->d, call->tenant, name, ENDPOINT_NONE);
+        /* The schedules that fire it: said now, not found out at a fire. A
+         * version deleted alone leaves them the latest to fire. */
         _cleanup_free_ char *warnings = daemon_function_delete_schedule_warnings(call, name);
         if (warnings)
                 json_object_set_new(j, "warnings", json_string(warnings));
-        return daemon_call_json(call, 200, j, ret_status);
+        *ret = j;
+        return NULL;
+}
+
+/* The words of a delete naming $LATEST alone, on both routes (Lambda's
+ * InvalidParameterValueException). */
+#define LATEST_NOT_ALONE                                                                                          \
+        "$LATEST cannot be deleted without deleting the function: delete the function (every version) without a " \
+        "version, or one older version by its number"
+
+/* DELETE /v1/functions/{name}[?version=N]. */
+struct MHD_Response *daemon_api_function_delete(const DaemonCall *call, unsigned *ret_status) {
+        const char *name = call->seg[2];
+        if (!function_name_is_valid(name))
+                return daemon_function_missing(call, "", name, ret_status);
+        const char *asked = daemon_call_query(call, "version");
+        int version = 0;
+        if (asked) {
+                struct MHD_Response *resp;
+                FunctionRecord *f = function_of_call(call, ret_status, &resp);
+                if (!f)
+                        return resp;
+                function_record_free(f);
+                /* Read as function_of_call() read it: "$LATEST" is 0. */
+                if (version_parse(asked, &version) < 0 || version == 0)
+                        return daemon_call_error(call, 400, "bad_request", ret_status, LATEST_NOT_ALONE);
+        }
+        json_t *j = NULL;
+        struct MHD_Response *resp = function_delete(call, name, version, &j, ret_status);
+        return resp ?: daemon_call_json(call, 200, j, ret_status);
 }
 
 /* GET /v1/functions/{name}/runs[?limit=N]: its runs, newest first (the
@@ -829,6 +891,31 @@ struct MHD_Response *daemon_api_lambda_get(const DaemonCall *call, unsigned *ret
         return daemon_call_json(call, 200, j, ret_status);
 }
 
+/* DeleteFunction: DELETE /2015-03-31/functions/{name}[?Qualifier=N]. The
+ * unqualified call deletes the function with every version; a version
+ * number deletes that version alone (not the latest, nor one a schedule
+ * is pinned to: 409 ResourceConflictException, as Lambda's for a version
+ * an alias points to); $LATEST alone is Lambda's 400. 204, no body. */
+struct MHD_Response *daemon_api_lambda_delete(const DaemonCall *call, unsigned *ret_status) {
+        struct MHD_Response *resp;
+        FunctionRecord *f = lambda_function(call, ret_status, &resp);
+        if (!f)
+                return resp;
+        _cleanup_free_ char *q = lambda_call_qualifier(call), *name = xstrdup(f->name);
+        int version = 0;
+        bool latest = q && (version_parse(q, &version) < 0 || version == 0);
+        function_record_free(f);
+        if (latest)
+                return daemon_call_lambda_error(call, 400, "bad_request", "InvalidParameterValueException", ret_status,
+                                                LATEST_NOT_ALONE);
+        json_t *j = NULL;
+        resp = function_delete(call, name, version, &j, ret_status);
+        if (resp)
+                return resp;
+        json_decref(j);
+        return daemon_text_response(204, NULL, xstrdup(""), 0, ret_status);
+}
+
 /* daemon.h. */
 /* RUN_ARGUMENT_HINT: words about -a and --NAME that mean nothing to a
  * Lambda caller, whose event holds the arguments. */
@@ -1286,42 +1373,86 @@ bool daemon_arguments_refused(const RunResult *res) {
         return res->status != RUN_SUCCEEDED && res->exit_code != 0;
 }
 
-/* daemon.h. */
-char *daemon_function_deploy_schedule_warnings(const DaemonCall *call, const FunctionRecord *f) {
-        assert(call && f && f->name);
+/* Calls fn(call, s, req, userdata) for each of the caller's schedules
+ * that fire name (a function's, not a DAG's), req the invoke its fires
+ * make (request_parse() of its invoke_json; one it cannot read is
+ * skipped), which fn may change: it is freed after. */
+static void function_schedules_each(const DaemonCall *call, const char *name,
+                                    void (*fn)(const DaemonCall *, const ScheduleRecord *, RunRequest *, void *),
+                                    void *userdata) {
+        assert(call && name && fn);
         ScheduleRecord **v = NULL;
         size_t n = 0;
         if (store_schedule_list(call->d->store, call->tenant, &v, &n) < 0)
-                return NULL;
-        char *out = NULL;
+                return;
         RequestCaps caps = daemon_call_caps(call);
         for (size_t i = 0; i < n; i++) {
                 const ScheduleRecord *s = v[i];
-                if (s->dag_json || !s->invoke_json || !streq(s->function, f->name))
+                if (s->dag_json || !s->invoke_json || !streq(s->function, name))
                         continue;
                 RunRequest req = {};
-                RunResult *res = NULL;
                 _cleanup_free_ char *err = NULL;
-                /* A pinned version's fires do not change with a deploy. */
-                if (request_parse(REQUEST_INVOKE, s->invoke_json, strlen(s->invoke_json), &caps, &req, &err) >= 0 &&
-                    req.version == 0) {
-                        daemon_request_from_function(&req, f);
-                        if (daemon_validate(call->d, call->tenant, &req, true, &res) >= 0 &&
-                            daemon_arguments_refused(res)) {
-                                char *line = xasprintf("%swarning: schedule '%s' fires %s with arguments version %d "
-                                                       "refuses, so each of its fires will end invalid: %s: %s\n",
-                                                       out ?: "", s->name, f->name, f->version,
-                                                       res->error_type ?: "ValidationError",
-                                                       res->error_message ?: "the arguments do not fit the function");
-                                free(out);
-                                out = line;
-                        }
-                }
-                run_result_free(res);
+                if (request_parse(REQUEST_INVOKE, s->invoke_json, strlen(s->invoke_json), &caps, &req, &err) >= 0)
+                        fn(call, s, &req, userdata);
                 run_request_done(&req);
         }
         schedule_record_list_free(v, n);
-        return out;
+}
+
+typedef struct DeployCheck {
+        const FunctionRecord *f;
+        char *out;
+} DeployCheck;
+
+static void deploy_check_schedule(const DaemonCall *call, const ScheduleRecord *s, RunRequest *req, void *userdata) {
+        DeployCheck *c = userdata;
+        /* A pinned version's fires do not change with a deploy. */
+        if (req->version != 0)
+                return;
+        RunResult *res = NULL;
+        daemon_request_from_function(req, c->f);
+        if (daemon_validate(call->d, call->tenant, req, true, &res) >= 0 && daemon_arguments_refused(res)) {
+                char *line = xasprintf("%swarning: schedule '%s' fires %s with arguments version %d "
+                                       "refuses, so each of its fires will end invalid: %s: %s\n",
+                                       c->out ?: "", s->name, c->f->name, c->f->version,
+                                       res->error_type ?: "ValidationError",
+                                       res->error_message ?: "the arguments do not fit the function");
+                free(c->out);
+                c->out = line;
+        }
+        run_result_free(res);
+}
+
+/* daemon.h. */
+char *daemon_function_deploy_schedule_warnings(const DaemonCall *call, const FunctionRecord *f) {
+        assert(call && f && f->name);
+        DeployCheck c = { .f = f };
+        function_schedules_each(call, f->name, deploy_check_schedule, &c);
+        return c.out;
+}
+
+typedef struct VersionPins {
+        int version;
+        char *out;
+} VersionPins;
+
+static void version_pin_add(const DaemonCall *call, const ScheduleRecord *s, RunRequest *req, void *userdata) {
+        VersionPins *p = userdata;
+        if (req->version != p->version)
+                return;
+        char *more = xasprintf("%s%s'%s'", p->out ?: "", p->out ? ", " : "", s->name);
+        free(p->out);
+        p->out = more;
+}
+
+/* The schedules pinned to version of the caller's name (`schedule add
+ * NAME::VERSION`, the API's `version`), as "'a', 'b'", or NULL: what a
+ * Lambda alias is to a version, a reference its delete must not leave
+ * dangling. */
+static char *function_version_pins(const DaemonCall *call, const char *name, int version) {
+        VersionPins p = { .version = version };
+        function_schedules_each(call, name, version_pin_add, &p);
+        return p.out;
 }
 
 /* daemon.h. */

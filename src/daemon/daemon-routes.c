@@ -87,6 +87,7 @@ static const DaemonRoute routes[] = {
         /* The AWS Lambda API (docs/api.md "Lambda"): AWS error bodies. */
         { ROUTE_GET, "/2015-03-31/functions", daemon_api_lambda_list, ROUTE_LAMBDA },
         { ROUTE_GET, "/2015-03-31/functions/*", daemon_api_lambda_get, ROUTE_LAMBDA },
+        { ROUTE_DELETE, "/2015-03-31/functions/*", daemon_api_lambda_delete, ROUTE_LAMBDA },
         { ROUTE_GET, "/2015-03-31/functions/*/configuration", daemon_api_lambda_configuration, ROUTE_LAMBDA },
         { ROUTE_GET, "/2015-03-31/functions/*/versions", daemon_api_lambda_versions, ROUTE_LAMBDA },
         { ROUTE_POST, "/2015-03-31/functions/*/invocations", daemon_api_lambda_invoke, ROUTE_LAMBDA },

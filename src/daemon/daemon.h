@@ -1234,7 +1234,7 @@ DaemonHandlerFn daemon_api_stack;
 DaemonHandlerFn daemon_api_functions_list, daemon_api_function_deploy, daemon_api_function_get,
         daemon_api_function_delete, daemon_api_function_invoke, daemon_api_function_runs, daemon_api_lambda_list,
         daemon_api_lambda_get, daemon_api_lambda_configuration, daemon_api_lambda_invoke, daemon_api_lambda_versions,
-        daemon_api_lambda_invoke_async;
+        daemon_api_lambda_invoke_async, daemon_api_lambda_delete;
 /* A Lambda FunctionName — NAME, NAME:QUALIFIER,
  * arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER] or the partial
  * ARN ACCOUNT:function:NAME[:QUALIFIER] (ACCOUNT 12 digits) — split into

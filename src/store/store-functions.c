@@ -269,6 +269,48 @@ int store_function_delete(Store *s, const char *tenant, const char *name) {
         return k;
 }
 
+int store_function_delete_version(Store *s, const char *tenant, const char *name, int version) {
+        assert(s && tenant && name && version > 0);
+        sqlite3_stmt *st;
+        int rc, changes = 0, latest = 0;
+        store_lock(s);
+        /* One statement: the latest cannot become this version between a
+         * check and the delete (a version is only ever added above it). */
+        rc = sqlite3_prepare_v2(s->db,
+                                "DELETE FROM functions WHERE tenant=?1 AND name=?2 AND version=?3 AND version < "
+                                "(SELECT MAX(version) FROM functions WHERE tenant=?1 AND name=?2)",
+                                -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                store_bind_text(st, 1, tenant);
+                store_bind_text(st, 2, name);
+                sqlite3_bind_int(st, 3, version);
+                rc = sqlite3_step(st);
+                sqlite3_finalize(st);
+                changes = sqlite3_changes(s->db);
+        }
+        /* Nothing deleted: tell "no such version" from "the latest". */
+        if (rc == SQLITE_DONE && changes == 0) {
+                rc = sqlite3_prepare_v2(s->db, "SELECT MAX(version) FROM functions WHERE tenant=?1 AND name=?2", -1,
+                                        &st, NULL);
+                if (rc == SQLITE_OK) {
+                        store_bind_text(st, 1, tenant);
+                        store_bind_text(st, 2, name);
+                        rc = sqlite3_step(st);
+                        if (rc == SQLITE_ROW) {
+                                latest = sqlite3_column_int(st, 0);
+                                rc = SQLITE_DONE;
+                        }
+                        sqlite3_finalize(st);
+                }
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE)
+                return store_sqlite_errno(rc) ?: -EIO;
+        if (changes > 0)
+                return 0;
+        return latest == version ? -EBUSY : -ENOENT;
+}
+
 int store_function_lock_update(Store *s, const char *tenant, const char *name, int version, const char *old_lock,
                                const char *new_lock) {
         assert(s && tenant && name && version > 0 && old_lock && new_lock);
@@ -324,6 +366,9 @@ static int sf_versions(FunctionStore *fs, const char *tenant, const char *name, 
 static int sf_remove(FunctionStore *fs, const char *tenant, const char *name) {
         return store_function_delete(fs_store(fs), tenant, name);
 }
+static int sf_remove_version(FunctionStore *fs, const char *tenant, const char *name, int version) {
+        return store_function_delete_version(fs_store(fs), tenant, name, version);
+}
 static int sf_url_put(FunctionStore *fs, const char *tenant, const char *name, int mode) {
         return store_endpoint_put(fs_store(fs), tenant, name, mode);
 }
@@ -346,6 +391,7 @@ static const FunctionStoreOps sqlite_function_ops = {
         .list = sf_list,
         .versions = sf_versions,
         .remove = sf_remove,
+        .remove_version = sf_remove_version,
         .url_put = sf_url_put,
         .url_get = sf_url_get,
         .lock_update = sf_lock_update,

@@ -738,6 +738,13 @@ int store_function_list(Store *s, const char *tenant, FunctionRecord ***ret, siz
 int store_function_versions(Store *s, const char *tenant, const char *name, int **ret, size_t *ret_n);
 /* Deletes every version. -ENOENT when none. */
 int store_function_delete(Store *s, const char *tenant, const char *name);
+/* Deletes version (> 0) of (tenant, name) alone: its record (source,
+ * lock, limits) goes, every other version stays. Never the latest: that is
+ * what an invoke without a version runs, and numbers count on from it, so
+ * no number is ever given twice (-EBUSY, nothing deleted; the only version
+ * is the latest). The check and the delete are one step. -ENOENT when
+ * there is no such version. Runs keep their fn_version. */
+int store_function_delete_version(Store *s, const char *tenant, const char *name, int version);
 /* Replaces version (> 0) of (tenant, name)'s lock (FunctionRecord.lock_json)
  * with new_lock only while it is still old_lock (compare and set: two
  * invokes that found the same files elsewhere race, and a version's lock
@@ -765,6 +772,8 @@ typedef struct FunctionStoreOps {
         int (*list)(FunctionStore *fs, const char *tenant, FunctionRecord ***ret, size_t *ret_n);
         int (*versions)(FunctionStore *fs, const char *tenant, const char *name, int **ret, size_t *ret_n);
         int (*remove)(FunctionStore *fs, const char *tenant, const char *name);
+        /* store_function_delete_version()'s contract. */
+        int (*remove_version)(FunctionStore *fs, const char *tenant, const char *name, int version);
         /* The function's URL (docs/endpoints.md), kept beside its versions
          * so that every node that invokes it serves it: mode as
          * store_endpoint_put()'s (1 token, 2 public, 0 removes); a new
@@ -806,6 +815,9 @@ static inline int function_store_versions(FunctionStore *fs, const char *tenant,
 }
 static inline int function_store_delete(FunctionStore *fs, const char *tenant, const char *name) {
         return fs->ops->remove(fs, tenant, name);
+}
+static inline int function_store_delete_version(FunctionStore *fs, const char *tenant, const char *name, int version) {
+        return fs->ops->remove_version(fs, tenant, name, version);
 }
 static inline int function_store_url_put(FunctionStore *fs, const char *tenant, const char *name, int mode) {
         return fs->ops->url_put(fs, tenant, name, mode);

@@ -989,6 +989,44 @@ static void test_function_store(void **state) {
         run_queue_free(q);
 }
 
+/* One version deleted alone keeps the SQLite store's contract
+ * (store_function_delete_version()): never the latest, and 'next' counts
+ * on, so no number is given twice. */
+static void test_function_store_delete_version(void **state) {
+        RunQueue *q = queue("fsver", 0);
+        FunctionStore *fs = cluster_function_store_new(q);
+        FunctionRecord f = { .tenant = (char *) "t1", .name = (char *) "fn", .source = (char *) "def f(): pass\n" };
+        int v = 0;
+        assert_int_equal(function_store_delete_version(fs, "t1", "fn", 1), -ENOENT);
+        assert_int_equal(function_store_put(fs, &f, &v), 0);
+        assert_int_equal(function_store_delete_version(fs, "t1", "fn", 1), -EBUSY);
+        assert_int_equal(function_store_put(fs, &f, &v), 0);
+        assert_int_equal(function_store_put(fs, &f, &v), 0);
+        assert_int_equal(function_store_delete_version(fs, "t2", "fn", 1), -ENOENT);
+        assert_int_equal(function_store_delete_version(fs, "t1", "fn", 3), -EBUSY);
+        assert_int_equal(function_store_delete_version(fs, "t1", "fn", 2), 0);
+        assert_int_equal(function_store_delete_version(fs, "t1", "fn", 2), -ENOENT);
+        FunctionRecord *got = NULL;
+        assert_int_equal(function_store_get(fs, "t1", "fn", 2, &got), -ENOENT);
+        char *sig = NULL, *doc = NULL;
+        assert_int_equal(function_store_describe(fs, "t1", "fn", 2, &sig, &doc), -ENOENT);
+        int *vs = NULL;
+        size_t n = 0;
+        assert_int_equal(function_store_versions(fs, "t1", "fn", &vs, &n), 0);
+        assert_int_equal(n, 2);
+        assert_int_equal(vs[0], 1);
+        assert_int_equal(vs[1], 3);
+        free(vs);
+        assert_int_equal(function_store_put(fs, &f, &v), 0);
+        assert_int_equal(v, 4);
+        assert_int_equal(function_store_get(fs, "t1", "fn", 0, &got), 0);
+        assert_int_equal(got->version, 4);
+        function_record_free(got);
+        assert_int_equal(function_store_delete(fs, "t1", "fn"), 0);
+        function_store_free(fs);
+        run_queue_free(q);
+}
+
 /* A function's URL lives in its hash: kept by a new version, refused for
  * a function that is not there, removed by mode 0 and by the delete. */
 static void test_function_store_url(void **state) {
@@ -1539,6 +1577,7 @@ int main(void) {
                 TEST(test_claim_over_two_streams_keeps_to_free_slots),
                 TEST(test_cancel_running_marks_it),
                 TEST(test_function_store),
+                TEST(test_function_store_delete_version),
                 TEST(test_function_store_url),
                 TEST(test_dataset_store),
                 TEST(test_log_stream),

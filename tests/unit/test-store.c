@@ -2104,6 +2104,47 @@ static void test_function_lock_update(void **state) {
         store_close(s);
 }
 
+/* One version deleted alone (functions rm NAME:V): only it goes, never the
+ * latest (nor so the only one), another tenant's namesake is untouched,
+ * and the next deploy's number is never one given before. */
+static void test_function_delete_version(void **state) {
+        Store *s = open_fresh();
+        FunctionStore *fs = function_store_sqlite_new(s);
+        FunctionRecord f = { .tenant = (char *) "t", .name = (char *) "a", .source = (char *) "def a(): pass\n" };
+        FunctionRecord other = { .tenant = (char *) "u", .name = (char *) "a", .source = (char *) "def a(): pass\n" };
+        int v = 0;
+        assert_int_equal(function_store_put(fs, &f, &v), 0);
+        assert_int_equal(function_store_delete_version(fs, "t", "a", 1), -EBUSY); /* the only one */
+        for (int i = 0; i < 2; i++)
+                assert_int_equal(function_store_put(fs, &f, &v), 0);
+        assert_int_equal(function_store_put(fs, &other, &v), 0);
+        assert_int_equal(function_store_put(fs, &other, &v), 0);
+        assert_int_equal(function_store_delete_version(fs, "t", "a", 3), -EBUSY);
+        assert_int_equal(function_store_delete_version(fs, "t", "a", 9), -ENOENT);
+        assert_int_equal(function_store_delete_version(fs, "t", "b", 1), -ENOENT);
+        assert_int_equal(function_store_delete_version(fs, "t", "a", 2), 0);
+        assert_int_equal(function_store_delete_version(fs, "t", "a", 2), -ENOENT);
+        FunctionRecord *got = NULL;
+        assert_int_equal(function_store_get(fs, "t", "a", 2, &got), -ENOENT);
+        assert_int_equal(function_store_get(fs, "u", "a", 2, &got), 0);
+        function_record_free(got);
+        int *vs = NULL;
+        size_t n = 0;
+        assert_int_equal(function_store_versions(fs, "t", "a", &vs, &n), 0);
+        assert_int_equal(n, 2);
+        assert_int_equal(vs[0], 1);
+        assert_int_equal(vs[1], 3);
+        free(vs);
+        assert_int_equal(function_store_put(fs, &f, &v), 0);
+        assert_int_equal(v, 4);
+        assert_int_equal(function_store_delete_version(fs, "t", "a", 3), 0);
+        assert_int_equal(function_store_get(fs, "t", "a", 0, &got), 0);
+        assert_int_equal(got->version, 4);
+        function_record_free(got);
+        function_store_free(fs);
+        store_close(s);
+}
+
 /* A stack's writes share one transaction: a failure anywhere in it leaves
  * nothing of it; a commit keeps all of it (docs/stack.md). */
 static void test_tx_all_or_nothing(void **state) {
@@ -6711,6 +6752,7 @@ int main(void) {
                 cmocka_unit_test(test_schedule_runs_keep_the_newest),
                 cmocka_unit_test(test_schedule_last_run_is_in_its_runs),
                 cmocka_unit_test(test_function_lock_update),
+                cmocka_unit_test(test_function_delete_version),
                 cmocka_unit_test(test_tx_all_or_nothing),
                 cmocka_unit_test(test_function_get_in_tx),
                 cmocka_unit_test(test_function_signature_and_doc),

@@ -1,0 +1,13 @@
+-- fn_delete_version: one version of a function, never the latest (what
+-- an invoke without a version reads: 'next'), so HINCRBY never gives its
+-- number again. KEYS[1]: fn:<tenant>:<name>; ARGV: version.
+-- Returns 1 deleted, 0 no such version, -1 it is the latest.
+local v = tonumber(ARGV[1])
+if redis.call('HEXISTS', KEYS[1], 'meta:' .. v) == 0 then
+  return 0
+end
+if tonumber(redis.call('HGET', KEYS[1], 'next')) == v then
+  return -1
+end
+redis.call('HDEL', KEYS[1], 'meta:' .. v, 'src:' .. v, 'desc:' .. v)
+return 1
