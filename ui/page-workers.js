@@ -20,6 +20,9 @@ function clusterView(c) {
 // The API's idle seconds (33.607076) as a duration, as `pysprinter
 // workers` prints them (33.6 s).
 const idle = (x) => (typeof x === 'number' ? fmtMs(x * 1000) : '—');
+// A field the daemon does not give this token (a shared worker's pid and
+// runs in flight are an admin's: docs/api.md) reads as a dash.
+const orDash = (x) => (x === undefined || x === null ? '—' : x);
 
 export function workersPage(main, _params, _query, session) {
   const body = h('div');
@@ -29,8 +32,8 @@ export function workersPage(main, _params, _query, session) {
       session && session.cluster ? api('/v1/cluster') : null]);
     const p = w.pool || {};
     const workers = w.workers.filter((x) => x.kind !== 'instance').map((x) => h('tr', {},
-      h('td', { class: 'num' }, x.pid), h('td', {}, x.ready === false ? 'starting' : 'ready'),
-      h('td', { class: 'num' }, x.busy), h('td', { class: 'num' }, fmtBytes(x.pss_bytes)),
+      h('td', { class: 'num' }, orDash(x.pid)), h('td', {}, x.ready === false ? 'starting' : 'ready'),
+      h('td', { class: 'num' }, orDash(x.busy)), h('td', { class: 'num' }, fmtBytes(x.pss_bytes)),
       h('td', { class: 'num' }, idle(x.idle_s)), h('td', {}, x.network ? 'yes' : 'no')));
     const inst = w.workers.filter((x) => x.kind === 'instance').map((x) => h('tr', {},
       h('td', {}, x.function), h('td', { class: 'num' }, x.pid), h('td', {}, x.busy ? 'busy' : 'idle'),

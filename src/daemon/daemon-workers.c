@@ -24,11 +24,35 @@ static bool worker_is_tenants(Daemon *d, const char *tenant, json_t *w) {
         return store_kv_get(d->store, "tenant-env-dirs", key, &v) >= 0 && v;
 }
 
+/* What a non-admin token reads of a warm worker of one of its
+ * environments: what concerns the environment. A worker serves every
+ * tenant whose runs use its environment (the base one, every run), so its
+ * pid, its runs in flight, the instances it hosts, its memory, idle time
+ * and age are other tenants' activity as much as the caller's (bob
+ * watched alice's runs come and go in `busy` and `idle_s`). Listed by
+ * what stays, so that a field added later is an admin's until decided. */
+static const char *const worker_fields_for_tenants[] = {
+        "kind", "ready", "network", "sys_path", "imported", "failed_imports", "adopted",
+};
+
+/* w's fields a non-admin token reads, as a new object. */
+static json_t *worker_tenants_view(json_t *w) {
+        json_t *kept = json_object();
+        for (size_t i = 0; i < ELEMENTSOF(worker_fields_for_tenants); i++) {
+                json_t *v = json_object_get(w, worker_fields_for_tenants[i]);
+                if (v)
+                        json_object_set(kept, worker_fields_for_tenants[i], v);
+        }
+        return kept;
+}
+
 /* Workers hold public packages only, but which ones a tenant's runs use
- * is its own business (as in /v1/envs): the store dirs and failed imports
- * of another tenant's environment are an admin's to see. A deployed
- * function's instances are shown to their tenant alone, named without the
- * tenant. */
+ * is its own business (as in /v1/envs), and so is when it runs them: a
+ * non-admin token sees the workers of its own environments (the base one
+ * included) with worker_fields_for_tenants only, not the validator or
+ * the blank worker (every tenant's, infrastructure), nor another tenant's
+ * environment's worker. A deployed function's instances are shown to
+ * their tenant alone, named without the tenant. An admin sees all. */
 static json_t *workers_of_tenant(Daemon *d, const char *tenant, bool admin) {
         Engine *e = d->engine;
         _cleanup_free_ char *list = NULL, *prefix = xasprintf("%s/", tenant);
@@ -43,9 +67,10 @@ static json_t *workers_of_tenant(Daemon *d, const char *tenant, bool admin) {
                         if (!fn || !startswith(fn, prefix))
                                 continue;
                         json_object_set_new(w, "function", json_string(fn + strlen(prefix)));
-                } else if (kind && streq(kind, "worker") && !admin && !worker_is_tenants(d, tenant, w)) {
-                        json_object_del(w, "sys_path");
-                        json_object_del(w, "failed_imports");
+                } else if (!admin) {
+                        if (kind && streq(kind, "worker") && worker_is_tenants(d, tenant, w))
+                                json_array_append_new(mine, worker_tenants_view(w));
+                        continue;
                 }
                 json_array_append(mine, w);
         }

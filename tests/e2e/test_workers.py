@@ -892,7 +892,7 @@ def test_an_idle_spare_seals_its_sandbox_then_runs_the_at_fork_hooks(tmp_path):
         assert ran[0]["others"] == [], ran
         assert len(ran[0]["fds"]) <= 5, ran
         # The env's worker (not the validation worker, which has spares too).
-        st, w = d.call("GET", "/v1/workers")
+        st, w = d.call("GET", "/v1/workers", token="admin")  # pids: an admin's (helper-231)
         outer = [x["pid"] for x in w["workers"] if x["kind"] == "worker" and x.get("sys_path")]
         assert len(outer) == 1, w
         tree, pending = [], list(outer)
@@ -1310,7 +1310,7 @@ def _env_worker_out_root(d):
     one given store dirs, --ro=..., or the blank worker that adopted it:
     the env's worker in /v1/workers), or None. Any of the daemon's threads
     may have forked it: its children are found by their parent pid."""
-    st, w = d.call("GET", "/v1/workers")
+    st, w = d.call("GET", "/v1/workers", token="admin")  # pids: an admin's (helper-231)
     env = [x["pid"] for x in w["workers"] if x["kind"] == "worker" and x.get("sys_path")]
     for p in env:
         try:
