@@ -1,13 +1,15 @@
 """helper-231's red team of what one tenant can learn about another on a
 shared daemon: the warm pool's listing (GET /v1/workers, `pysprinter
-workers`, the dashboard). Each test is
+workers`, the dashboard) and what a run reads under /proc/1 (the init its
+worker clones per run, which shares the worker's memory). Each test is
 named after what a tenant checks, and failed on the daemon before its fix."""
+import json
 import os
 
 import pytest
 
 from conftest import CLI
-from daemonlib import Daemon, sandbox_mode
+from daemonlib import Daemon, sandbox_mode, wait_for
 
 # alice's env: a requirement set of her own, so its worker is hers alone.
 SLEEPY = "import time\ndef f(s: float = 30):\n    time.sleep(s)\n    return 'slept'\n"
@@ -40,6 +42,13 @@ def test_a_tenant_sees_no_other_tenants_activity_in_the_warm_pool(d):
     assert st == 202, run
     d.wait_status(run["id"], ["running"], token="alice")
     try:
+        # An admin sees everything: the worker busy with alice's run (once
+        # it has been handed one), the validator, pids.
+        everything = wait_for(lambda: [x for x in workers(d, "admin")["workers"]
+                                       if x["kind"] == "worker" and x["busy"] >= 1] and workers(d, "admin")["workers"],
+                              "alice's run on a worker")
+        assert any(x["kind"] == "validator" for x in everything), everything
+        assert all(isinstance(x["pid"], int) and x["pid"] > 0 for x in everything if x["kind"] != "instance")
         theirs = workers(d, "bob")["workers"]
         kinds = {x["kind"] for x in theirs}
         assert kinds <= {"worker"}, theirs
@@ -50,11 +59,6 @@ def test_a_tenant_sees_no_other_tenants_activity_in_the_warm_pool(d):
         # its counts are everyone's runs), and says as much of her env.
         mine = workers(d, "alice")["workers"]
         assert all(x["kind"] == "worker" and "busy" not in x and "pid" not in x for x in mine), mine
-        # An admin sees everything: the busy worker, the validator, pids.
-        everything = workers(d, "admin")["workers"]
-        assert any(x["kind"] == "worker" and x["busy"] >= 1 for x in everything), everything
-        assert any(x["kind"] == "validator" for x in everything), everything
-        assert all(isinstance(x["pid"], int) and x["pid"] > 0 for x in everything if x["kind"] != "instance")
     finally:
         d.cancel(run["id"], token="alice")
 
@@ -91,3 +95,124 @@ def test_the_workers_verb_prints_dashes_where_a_tenant_is_not_told(d, tmp_path):
     assert p.returncode == 0, p.stderr
     rows = [ln.split() for ln in p.stdout.splitlines()[3:] if ln.strip()]
     assert any(r[0] == "validator" and r[1].isdigit() and int(r[1]) > 0 for r in rows), p.stdout
+
+
+# ---- /proc/1 inside a run ----------------------------------------------------------
+
+READ_INIT = """
+import os
+
+def f():
+    seen = {}
+    for name in ("status", "stat", "statm", "oom_score", "sched", "schedstat", "limits", "cgroup", "cmdline",
+                 "comm", "task/1/status", "task/1/statm"):
+        try:
+            with open("/proc/1/" + name) as fh:
+                seen[name] = fh.read()
+        except OSError as e:
+            seen[name] = "unreadable: " + type(e).__name__
+    mine = {}
+    for name in ("status", "statm", "cmdline"):
+        with open("/proc/self/" + name) as fh:
+            mine[name] = fh.read()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if open("/proc/%d/status" % os.getppid()).read() else 1)
+    _, st = os.waitpid(pid, 0)
+    return {"init": seen, "mine": mine, "child_reads_parent": os.waitstatus_to_exitcode(st) == 0,
+            "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit())}
+"""
+
+BIG_ARG = "def g(x: str):\n    return len(x)\n"
+
+
+def test_a_run_cannot_watch_its_workers_memory_through_its_init(tmp_path):
+    """The run's pid 1 shares the memory of the worker that serves every
+    tenant of the environment: its /proc/1/status, stat and statm showed the
+    worker's VmPeak/VmHWM/VmRSS, so alice's run saw bob's 4 MB argument
+    pass through the worker (VmPeak +10 MB after his run) and could watch
+    every request's size as it came. A run with a uid of its own now reads
+    nothing under /proc/1 (the run's proc hides processes it may not
+    trace); its own /proc entries and its children's stay readable, and
+    pid 1 is still listed."""
+    if sandbox_mode(tmp_path) != "full" or os.geteuid() != 0:
+        pytest.skip("needs the full sandbox of a root engine (runs are uids of their own only then)")
+    d = Daemon(tmp_path / "d", sandbox="full")
+    with d.serving():
+        st, before = d.run(READ_INIT, token="alice")
+        assert st == 200 and before["status"] == "succeeded", before
+        st, big = d.run(BIG_ARG, token="bob", args=["y" * 4_000_000])
+        assert st == 200 and big["result"] == 4_000_000, big
+        st, after = d.run(READ_INIT, token="alice")
+        assert st == 200 and after["status"] == "succeeded", after
+        for seen in (before["result"], after["result"]):
+            init = seen["init"]
+            readable = {k: v for k, v in init.items() if not v.startswith("unreadable")}
+            assert not readable, json.dumps(readable)[:2000]
+            assert seen["pids"] == [1, 2], seen["pids"]
+            assert "VmRSS" in seen["mine"]["status"] and seen["mine"]["statm"], seen["mine"]
+            assert seen["child_reads_parent"] is True, seen
+
+
+# Runs argv as root of a user namespace that maps host uids 0..65535 only,
+# with a pid namespace and a proc of its own: a container whose root
+# cannot map the sandbox's block of run uids (sandbox.h "uids"), so every
+# run is uid 0 of its worker's namespace, as its init is.
+CONTAINER = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWPID = 0x10000000, 0x00020000, 0x20000000
+r, w = os.pipe()
+r2, w2 = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(w)
+    os.close(r2)
+    if libc.unshare(CLONE_NEWUSER) != 0:
+        os._exit(77)
+    os.write(w2, b"x")
+    os.read(r, 1)
+    os.setgid(0)
+    os.setuid(0)
+    if libc.unshare(CLONE_NEWNS | CLONE_NEWPID) != 0:
+        os._exit(77)
+    c = os.fork()
+    if c == 0:
+        if libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None) != 0 or \\
+                libc.mount(b"proc", b"/proc", b"proc", 0, None) != 0:
+            os._exit(77)
+        os.execv(sys.argv[1], sys.argv[1:])
+    os._exit(os.waitstatus_to_exitcode(os.waitpid(c, 0)[1]))
+os.close(r)
+os.close(w2)
+os.read(r2, 1)
+for m in ("uid_map", "gid_map"):
+    with open(f"/proc/{pid}/{m}", "w") as fh:
+        fh.write("0 0 65536\\n")
+os.write(w, b"x")
+sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+def test_a_run_in_a_container_without_the_uid_block_cannot_read_its_init_either(tmp_path):
+    """Where the engine cannot map the block of run uids (a container's
+    root), a run is uid 0 like its init and not dumpable, so hiding what it
+    may not trace would hide its own children from it too: there /proc/1
+    is an empty directory (its children's entries and its own still read)."""
+    import subprocess
+    import sys
+    if os.geteuid() != 0 or sandbox_mode(tmp_path) != "full":
+        pytest.skip("needs root to make the container and a kernel that runs the full sandbox")
+    (tmp_path / "ctr.py").write_text(CONTAINER)
+    (tmp_path / "probe.py").write_text(READ_INIT)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "NO_COLOR": "1"}
+    p = subprocess.run([sys.executable, str(tmp_path / "ctr.py"), str(CLI), "run", "--json", str(tmp_path / "probe.py")],
+                       capture_output=True, text=True, env=env, timeout=300)
+    if p.returncode == 77:
+        pytest.skip("this host cannot make the user, mount and pid namespaces of a container")
+    assert p.returncode == 0, p.stdout + p.stderr
+    seen = json.loads(p.stdout)
+    assert "Uid:\t0\t" in seen["mine"]["status"], seen["mine"]  # the container's case: no uid of its own
+    readable = {k: v for k, v in seen["init"].items() if not v.startswith("unreadable")}
+    assert not readable, json.dumps(readable)[:2000]
+    assert seen["pids"] == [1, 2] and seen["child_reads_parent"] is True, seen
