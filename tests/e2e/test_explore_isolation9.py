@@ -97,6 +97,35 @@ def test_the_workers_verb_prints_dashes_where_a_tenant_is_not_told(d, tmp_path):
     assert any(r[0] == "validator" and r[1].isdigit() and int(r[1]) > 0 for r in rows), p.stdout
 
 
+def test_healthz_tells_no_one_the_run_counts_when_metrics_are_private(tmp_path):
+    """With `metrics_public: false` the operator keeps the daemon's
+    activity (pysprinter_runs_running, the queue's depth) to admin tokens,
+    but /healthz, which needs no token, still said how many runs were
+    running and queued: anyone (another tenant, or no tenant at all)
+    watched alice's runs start and end. It now gives them to an admin
+    token only, when metrics are private; its status is everyone's."""
+    d = Daemon(tmp_path / "d", config_extra="server:\n  metrics_public: false\n")
+    with d.serving(clean_exit=False):
+        st, run = d.run(SLEEPY, wait=False, token="alice")
+        assert st == 202, run
+        d.wait_status(run["id"], ["running"], token="alice")
+        try:
+            for token in (None, "bob", "alice"):
+                st, h = d.call("GET", "/healthz", token=token)
+                assert st == 200 and h["status"] == "ok", (token, h)
+                assert "running" not in h and "queued" not in h, (token, h)
+            assert d.call("GET", "/metrics", token="bob")[0] == 403
+            st, h = d.call("GET", "/healthz", token="admin")
+            assert st == 200 and h["running"] == 1 and h["queued"] == 0, h
+        finally:
+            d.cancel(run["id"], token="alice")
+    # Public metrics (the default): the counts are everyone's, as before.
+    d = Daemon(tmp_path / "d2")
+    with d.serving():
+        st, h = d.call("GET", "/healthz", token=None)
+        assert st == 200 and h["running"] == 0 and h["queued"] == 0, h
+
+
 # ---- /proc/1 inside a run ----------------------------------------------------------
 
 READ_INIT = """
