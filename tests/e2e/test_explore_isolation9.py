@@ -245,3 +245,37 @@ def test_a_run_in_a_container_without_the_uid_block_cannot_read_its_init_either(
     readable = {k: v for k, v in seen["init"].items() if not v.startswith("unreadable")}
     assert not readable, json.dumps(readable)[:2000]
     assert seen["pids"] == [1, 2] and seen["child_reads_parent"] is True, seen
+
+
+UID = "import os\ndef f():\n    return os.getuid()\n"
+QUICK = "def f():\n    return 1\n"
+
+
+def test_a_runs_uid_does_not_count_the_runs_of_other_tenants(tmp_path):
+    """Each run is a uid of its own, 1-31 (helper-222), and the worker
+    handed them out in turn: alice's run read uid k, bob ran n runs in the
+    same environment, alice's next run read about uid k + n + 1 (mod 31) —
+    a count of another tenant's runs (seen: 1, 2, 5, 14 with 0, 3, 6 runs
+    of bob's between; with 10 between, gaps of 9 to 13). The worker now
+    draws among the least-used uids (never the last one handed out):
+    consecutive runs still differ, and the gap says nothing. Ten times, 10
+    runs of bob's: gaps all within 4 of 11 are what a counter gives (a
+    draw does that about once in 170,000)."""
+    if sandbox_mode(tmp_path) != "full" or os.geteuid() != 0:
+        pytest.skip("needs the full sandbox of a root engine (runs are uids of their own only then)")
+    d = Daemon(tmp_path / "d", sandbox="full")
+    with d.serving():
+        def uid(token):
+            st, b = d.run(UID, token=token)
+            assert st == 200 and b["status"] == "succeeded", b
+            return b["result"]
+        gaps = []
+        last = uid("alice")
+        for _ in range(10):
+            bobs = [uid("bob") for _ in range(10)]
+            assert all(a != b for a, b in zip(bobs, bobs[1:])), bobs  # consecutive runs never share one
+            now = uid("alice")
+            assert 1 <= now <= 31 and now != bobs[-1], (now, bobs[-1])
+            gaps.append((now - last) % 31)
+            last = now
+        assert not all(abs(g - 11) <= 4 for g in gaps), gaps
