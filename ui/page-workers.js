@@ -40,7 +40,7 @@ export function workersPage(main, _params, _query, session) {
       h('td', { class: 'num' }, x.invocations), h('td', { class: 'num' }, idle(x.idle_s))));
     const envs = e.envs.map((x) => h('tr', {}, h('td', { class: 'mono' }, (x.key || '').slice(0, 12)),
       h('td', {}, (x.requirements || []).join(', ') || '(base)'), h('td', { class: 'num' }, fmtBytes(x.size_bytes)),
-      h('td', {}, fmtTime(x.last_used)), h('td', {}, x.in_use ? 'yes' : 'no')));
+      h('td', {}, fmtTime(x.last_used)), h('td', {}, x.in_use === undefined ? '—' : x.in_use ? 'yes' : 'no')));
     fill(body,
       h('dl', { class: 'facts', id: 'pool' },
         h('dt', {}, 'workers'), h('dd', {}, `${p.workers ?? 0} (${p.busy ?? 0} busy)`),

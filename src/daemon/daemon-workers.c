@@ -125,9 +125,20 @@ struct MHD_Response *daemon_api_envs(const DaemonCall *call, unsigned *ret_statu
         size_t n = 0;
         _cleanup_free_ char *err = NULL;
         if (pkg_env_list(d->data_dir, &infos, &n, &err) >= 0) {
-                for (size_t i = 0; i < n; i++)
-                        if (admin || env_is_tenants(d, call->tenant, infos[i].requirements))
-                                json_array_append_new(envs, pkg_env_info_json(&infos[i]));
+                for (size_t i = 0; i < n; i++) {
+                        if (!admin && !env_is_tenants(d, call->tenant, infos[i].requirements))
+                                continue;
+                        json_t *e = pkg_env_info_json(&infos[i]);
+                        /* Tenants using the same requirement set share its
+                         * environment: when it was last used and whether a
+                         * run holds it now are every one of theirs (alice
+                         * read in_use while bob's run of her set ran). */
+                        if (!admin && e) {
+                                json_object_set_new(e, "last_used", json_null());
+                                json_object_del(e, "in_use");
+                        }
+                        json_array_append_new(envs, e);
+                }
                 pkg_env_info_free_many(infos, n);
         }
         json_object_set_new(j, "envs", envs);

@@ -126,6 +126,45 @@ def test_healthz_tells_no_one_the_run_counts_when_metrics_are_private(tmp_path):
         assert st == 200 and h["running"] == 0 and h["queued"] == 0, h
 
 
+def test_an_environment_another_tenant_shares_does_not_say_when_it_ran(tmp_path):
+    """GET /v1/envs lists the requirement sets the caller's runs resolved,
+    but two tenants who use the same set share its environment, and its
+    `in_use` (a run holds it now) and `last_used` were everyone's: alice
+    read `in_use: true` while bob's run of that set ran, and the time of his
+    last one. A non-admin token now reads neither (`last_used` null,
+    no `in_use`; `env ls --server` prints dashes); an admin reads both."""
+    import pkgindex
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    idx = pkgindex.Index()
+    idx.add(pkgindex.build_wheel(wheels, "sharedpkg", "1.0", files={"sharedpkg/__init__.py": "V = 1\n"}))
+    idx.start()
+    src = "@requirements({'sharedpkg': '1.0'})\ndef f(s: float = 0):\n    import time\n    time.sleep(s)\n    return 1\n"
+    try:
+        d = Daemon(tmp_path / "d", config_extra=f"index:\n  url: {idx.url}\n")
+        with d.serving(clean_exit=False):
+            st, b = d.run(src, token="alice")
+            assert st == 200 and b["status"] == "succeeded", b
+            st, run = d.run(src, wait=False, token="bob", kwargs={"s": 30})
+            assert st == 202, run
+            d.wait_status(run["id"], ["running"], token="bob")
+            try:
+                def envs(token):
+                    st, e = d.call("GET", "/v1/envs", token=token)
+                    assert st == 200, e
+                    return [x for x in e["envs"] if x["requirements"]]
+                held = wait_for(lambda: [x for x in envs("admin") if x.get("in_use")], "bob's run to hold the env")
+                assert held[0]["last_used"], held
+                for token in ("alice", "bob"):
+                    mine = envs(token)
+                    assert len(mine) == 1 and mine[0]["requirements"] == held[0]["requirements"], (token, mine)
+                    assert "in_use" not in mine[0] and mine[0]["last_used"] is None, (token, mine)
+            finally:
+                d.cancel(run["id"], token="bob")
+    finally:
+        idx.stop()
+
+
 # ---- /proc/1 inside a run ----------------------------------------------------------
 
 READ_INIT = """
