@@ -30,6 +30,7 @@ export function workersPage(main, _params, _query, session) {
   async function load() {
     const [w, e, c] = await Promise.all([api('/v1/workers'), api('/v1/envs'),
       session && session.cluster ? api('/v1/cluster') : null]);
+    // No pool: the daemon's totals are an admin's (private metrics).
     const p = w.pool || {};
     const workers = w.workers.filter((x) => x.kind !== 'instance').map((x) => h('tr', {},
       h('td', { class: 'num' }, orDash(x.pid)), h('td', {}, x.ready === false ? 'starting' : 'ready'),
@@ -43,10 +44,10 @@ export function workersPage(main, _params, _query, session) {
       h('td', {}, fmtTime(x.last_used)), h('td', {}, x.in_use === undefined ? '—' : x.in_use ? 'yes' : 'no')));
     fill(body,
       h('dl', { class: 'facts', id: 'pool' },
-        h('dt', {}, 'workers'), h('dd', {}, `${p.workers ?? 0} (${p.busy ?? 0} busy)`),
-        h('dt', {}, 'warm instances'), h('dd', {}, p.instances ?? 0),
-        h('dt', {}, 'memory (PSS)'), h('dd', {}, `${fmtBytes(p.pss_bytes)} of ${p.memory_budget ? fmtBytes(p.memory_budget) : 'no'} budget`),
-        h('dt', {}, 'pool hits / misses / evictions'), h('dd', {}, `${p.hits ?? 0} / ${p.misses ?? 0} / ${p.evictions ?? 0}`),
+        h('dt', {}, 'workers'), h('dd', {}, w.pool ? `${p.workers ?? 0} (${p.busy ?? 0} busy)` : '—'),
+        h('dt', {}, 'warm instances'), h('dd', {}, w.pool ? p.instances ?? 0 : '—'),
+        h('dt', {}, 'memory (PSS)'), h('dd', {}, w.pool ? `${fmtBytes(p.pss_bytes)} of ${p.memory_budget ? fmtBytes(p.memory_budget) : 'no'} budget` : '—'),
+        h('dt', {}, 'pool hits / misses / evictions'), h('dd', {}, w.pool ? `${p.hits ?? 0} / ${p.misses ?? 0} / ${p.evictions ?? 0}` : '—'),
         h('dt', {}, 'sandbox'), h('dd', {}, e.sandbox ? 'full' : 'none'),
         h('dt', {}, 'index'), h('dd', {}, e.index_url || '—')),
       section('Warm workers', table(['PID', 'State', 'Busy', 'Memory', 'Idle', 'Network'], workers,

@@ -1635,18 +1635,20 @@ int verb_workers(int argc, char **argv) {
         else if (cli_globals.json)
                 render_json(ans);
         else {
+                /* No totals: the daemon's metrics are an admin's (docs/api.md). */
                 json_t *p = json_object_get(ans, "pool");
                 char pss[32], budget[32];
                 format_size((uint64_t) json_integer_value(json_object_get(p, "pss_bytes")), pss);
                 format_size((uint64_t) json_integer_value(json_object_get(p, "memory_budget")), budget);
-                printf("%lld workers (%lld busy), %lld instances, PSS %s of %s budget; "
-                       "%lld warm / %lld cold acquisitions, %lld evictions\n\n",
-                       (long long) json_integer_value(json_object_get(p, "workers")),
-                       (long long) json_integer_value(json_object_get(p, "busy")),
-                       (long long) json_integer_value(json_object_get(p, "instances")), pss, budget,
-                       (long long) json_integer_value(json_object_get(p, "hits")),
-                       (long long) json_integer_value(json_object_get(p, "misses")),
-                       (long long) json_integer_value(json_object_get(p, "evictions")));
+                if (json_is_object(p))
+                        printf("%lld workers (%lld busy), %lld instances, PSS %s of %s budget; "
+                               "%lld warm / %lld cold acquisitions, %lld evictions\n\n",
+                               (long long) json_integer_value(json_object_get(p, "workers")),
+                               (long long) json_integer_value(json_object_get(p, "busy")),
+                               (long long) json_integer_value(json_object_get(p, "instances")), pss, budget,
+                               (long long) json_integer_value(json_object_get(p, "hits")),
+                               (long long) json_integer_value(json_object_get(p, "misses")),
+                               (long long) json_integer_value(json_object_get(p, "evictions")));
                 printf("%-9s %8s %5s %10s %8s  %s\n", "KIND", "PID", "BUSY", "PSS", "IDLE", "ENV / FUNCTION");
                 size_t i;
                 json_t *w;

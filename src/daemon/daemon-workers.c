@@ -79,17 +79,28 @@ static json_t *workers_of_tenant(Daemon *d, const char *tenant, bool admin) {
 }
 
 struct MHD_Response *daemon_api_workers(const DaemonCall *call, unsigned *ret_status) {
-        EnginePoolStats st;
-        json_t *mine = workers_of_tenant(call->d, call->tenant, call->role == TOKEN_ROLE_ADMIN);
-        engine_pool_stats(call->d->engine, &st);
-        json_t *pool = json_pack("{s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "workers", (int) st.workers, "busy",
-                                 (int) st.busy, "instances", (int) st.instances, "instances_busy",
-                                 (int) st.instances_busy, "pss_bytes", (json_int_t) st.pss_bytes, "memory_budget",
-                                 (json_int_t) st.memory_budget, "hits", (json_int_t) st.hits, "misses",
-                                 (json_int_t) st.misses, "evictions", (json_int_t) st.evictions, "spare_hits",
-                                 (json_int_t) st.spare_hits, "spare_misses", (json_int_t) st.spare_misses);
-        return daemon_call_json(call, 200, json_pack("{s:o, s:o}", "workers", mine, "pool", pool ?: json_null()),
-                                ret_status);
+        Daemon *d = call->d;
+        bool admin = call->role == TOKEN_ROLE_ADMIN;
+        json_t *mine = workers_of_tenant(d, call->tenant, admin);
+        json_t *j = json_pack("{s:o}", "workers", mine);
+        /* The pool's totals are /metrics' pysprinter_pool_* figures (busy:
+         * every tenant's runs in flight): given where /metrics is, to
+         * anyone with public metrics, else to an admin. */
+        pthread_rwlock_rdlock(&d->cfg_lock);
+        bool totals = admin || d->cfg.metrics_public;
+        pthread_rwlock_unlock(&d->cfg_lock);
+        if (j && totals) {
+                EnginePoolStats st;
+                engine_pool_stats(d->engine, &st);
+                json_t *pool = json_pack(
+                        "{s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "workers", (int) st.workers, "busy",
+                        (int) st.busy, "instances", (int) st.instances, "instances_busy", (int) st.instances_busy,
+                        "pss_bytes", (json_int_t) st.pss_bytes, "memory_budget", (json_int_t) st.memory_budget, "hits",
+                        (json_int_t) st.hits, "misses", (json_int_t) st.misses, "evictions", (json_int_t) st.evictions,
+                        "spare_hits", (json_int_t) st.spare_hits, "spare_misses", (json_int_t) st.spare_misses);
+                json_object_set_new(j, "pool", pool ?: json_null());
+        }
+        return daemon_call_json(call, 200, j, ret_status);
 }
 
 /* An environment is shown to a tenant that has used it (daemon_env_note)

@@ -84,6 +84,8 @@ def test_the_workers_verb_prints_dashes_where_a_tenant_is_not_told(d, tmp_path):
     longer given (a pid of 0, 0 busy, 0 B): a dash says "not yours to
     see"; an admin's listing still prints the worker's pid."""
     import subprocess
+    st, b = d.run("def f():\n    return 1\n", token="bob")  # a worker of bob's environment (the base one)
+    assert st == 200 and b["status"] == "succeeded", b
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
     env.update(d.client_env("bob"), HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "xdg"), NO_COLOR="1")
     p = subprocess.run([str(CLI), "workers"], capture_output=True, text=True, env=env, timeout=60)
@@ -102,8 +104,9 @@ def test_healthz_tells_no_one_the_run_counts_when_metrics_are_private(tmp_path):
     activity (pysprinter_runs_running, the queue's depth) to admin tokens,
     but /healthz, which needs no token, still said how many runs were
     running and queued: anyone (another tenant, or no tenant at all)
-    watched alice's runs start and end. It now gives them to an admin
-    token only, when metrics are private; its status is everyone's."""
+    watched alice's runs start and end; GET /v1/workers's pool totals
+    (busy) told any tenant the same. Both now give them to an admin token
+    only, when metrics are private; /healthz's status is everyone's."""
     d = Daemon(tmp_path / "d", config_extra="server:\n  metrics_public: false\n")
     with d.serving(clean_exit=False):
         st, run = d.run(SLEEPY, wait=False, token="alice")
@@ -117,6 +120,19 @@ def test_healthz_tells_no_one_the_run_counts_when_metrics_are_private(tmp_path):
             assert d.call("GET", "/metrics", token="bob")[0] == 403
             st, h = d.call("GET", "/healthz", token="admin")
             assert st == 200 and h["running"] == 1 and h["queued"] == 0, h
+            # The pool's totals in GET /v1/workers are the same figures
+            # (busy: every tenant's runs in flight): an admin's here too.
+            for token in ("bob", "alice"):
+                st, w = d.call("GET", "/v1/workers", token=token)
+                assert st == 200 and "pool" not in w, (token, w)
+            st, w = d.call("GET", "/v1/workers", token="admin")
+            assert st == 200 and w["pool"]["busy"] == 1, w
+            # `pysprinter workers` prints no totals line then (not zeros).
+            import subprocess
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPRINTER_", "PIP_"))}
+            env.update(d.client_env("bob"), HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "xdg"), NO_COLOR="1")
+            p = subprocess.run([str(CLI), "workers"], capture_output=True, text=True, env=env, timeout=60)
+            assert p.returncode == 0 and p.stdout.split()[0] == "KIND", (p.stdout, p.stderr)
         finally:
             d.cancel(run["id"], token="alice")
     # Public metrics (the default): the counts are everyone's, as before.
