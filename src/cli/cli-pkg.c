@@ -75,7 +75,10 @@ static int env_ls(int argc, char **argv) {
                         format_size((uint64_t) json_integer_value(json_object_get(e, "size_bytes")), size);
                         printf("%-12.12s %10s  %-24s %-6s ", json_get_string(e, "key") ?: "?", size,
                                json_get_string(e, "last_used") ?: "-",
-                               json_is_true(json_object_get(e, "in_use")) ? "yes" : "no");
+                               /* absent: not this token's to know (docs/api.md) */
+                               !json_object_get(e, "in_use")                ? "-"
+                               : json_is_true(json_object_get(e, "in_use")) ? "yes"
+                                                                            : "no");
                         size_t k;
                         json_t *q;
                         json_array_foreach(json_object_get(e, "requirements"), k, q)

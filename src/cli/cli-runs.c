@@ -1763,18 +1763,20 @@ int verb_workers(int argc, char **argv) {
         else if (cli_globals.json)
                 render_json(ans);
         else {
+                /* No totals: the daemon's metrics are an admin's (docs/api.md). */
                 json_t *p = json_object_get(ans, "pool");
                 char pss[32], budget[32];
                 format_size((uint64_t) json_integer_value(json_object_get(p, "pss_bytes")), pss);
                 format_size((uint64_t) json_integer_value(json_object_get(p, "memory_budget")), budget);
-                printf("%lld workers (%lld busy), %lld instances, PSS %s of %s budget; "
-                       "%lld warm / %lld cold acquisitions, %lld evictions\n\n",
-                       (long long) json_integer_value(json_object_get(p, "workers")),
-                       (long long) json_integer_value(json_object_get(p, "busy")),
-                       (long long) json_integer_value(json_object_get(p, "instances")), pss, budget,
-                       (long long) json_integer_value(json_object_get(p, "hits")),
-                       (long long) json_integer_value(json_object_get(p, "misses")),
-                       (long long) json_integer_value(json_object_get(p, "evictions")));
+                if (json_is_object(p))
+                        printf("%lld workers (%lld busy), %lld instances, PSS %s of %s budget; "
+                               "%lld warm / %lld cold acquisitions, %lld evictions\n\n",
+                               (long long) json_integer_value(json_object_get(p, "workers")),
+                               (long long) json_integer_value(json_object_get(p, "busy")),
+                               (long long) json_integer_value(json_object_get(p, "instances")), pss, budget,
+                               (long long) json_integer_value(json_object_get(p, "hits")),
+                               (long long) json_integer_value(json_object_get(p, "misses")),
+                               (long long) json_integer_value(json_object_get(p, "evictions")));
                 printf("%-9s %8s %5s %10s %8s  %s\n", "KIND", "PID", "BUSY", "PSS", "IDLE", "ENV / FUNCTION");
                 size_t i;
                 json_t *w;
@@ -1788,14 +1790,23 @@ int verb_workers(int argc, char **argv) {
                                                  json_array_size(json_object_get(w, "sys_path")),
                                                  (long long) json_integer_value(json_object_get(w, "imported")),
                                                  json_array_size(json_object_get(w, "failed_imports")) ? " (some failed: see --json)" : "");
-                        json_t *busy = json_object_get(w, "busy");
-                        char wpss[32], idle[32];
-                        format_size((uint64_t) json_integer_value(json_object_get(w, "pss_bytes")), wpss);
-                        format_duration_us((usec_t) (json_number_value(json_object_get(w, "idle_s")) * 1e6), idle);
-                        printf("%-9s %8lld %5lld %10s %8s  %s\n", kind,
-                               (long long) json_integer_value(json_object_get(w, "pid")),
-                               (long long) (json_is_boolean(busy) ? json_is_true(busy) : json_integer_value(busy)),
-                               wpss, idle, what);
+                        /* A field the daemon does not give this token (a
+                         * shared worker's pid, runs, memory and idle time
+                         * are an admin's: docs/api.md) is a dash, not 0. */
+                        json_t *pid = json_object_get(w, "pid"), *busy = json_object_get(w, "busy");
+                        json_t *wpss_j = json_object_get(w, "pss_bytes"), *idle_j = json_object_get(w, "idle_s");
+                        char wpid[24] = "-", wbusy[24] = "-", wpss[32] = "-", idle[32] = "-";
+                        if (pid)
+                                snprintf(wpid, sizeof(wpid), "%lld", (long long) json_integer_value(pid));
+                        if (busy)
+                                snprintf(wbusy, sizeof(wbusy), "%lld",
+                                         (long long) (json_is_boolean(busy) ? json_is_true(busy)
+                                                                            : json_integer_value(busy)));
+                        if (wpss_j)
+                                format_size((uint64_t) json_integer_value(wpss_j), wpss);
+                        if (idle_j)
+                                format_duration_us((usec_t) (json_number_value(idle_j) * 1e6), idle);
+                        printf("%-9s %8s %5s %10s %8s  %s\n", kind, wpid, wbusy, wpss, idle, what);
                 }
         }
         json_decref(ans);

@@ -270,6 +270,18 @@ static int authenticate_bearer(Ctx *c, TokenRole *ret_role) {
         return daemon_token_lookup_hash(c->d, c->call.cred.sha256, ret_role, c->tenant_buf, sizeof(c->tenant_buf));
 }
 
+/* On a route anyone may call whose answer says more to some tokens: a
+ * bearer token sent is looked at (c->call.tenant and .role set), and one
+ * that does not authenticate is read as none (c->call.tenant stays NULL). */
+static void look_at_bearer(Ctx *c) {
+        TokenRole role;
+        if (MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Authorization") &&
+            authenticate_bearer(c, &role) >= 0) {
+                c->call.tenant = c->tenant_buf;
+                c->call.role = role;
+        }
+}
+
 /* Returns true when authenticated (c->call.tenant and .role set);
  * otherwise a 401/403 has been queued and *ret says how. */
 static bool authenticate(Ctx *c, bool mutating, enum MHD_Result *ret) {
@@ -537,18 +549,16 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
         switch (route->access) {
         case ROUTE_PUBLIC:
                 break;
+        case ROUTE_HEALTH:
+                /* Anyone reads the status; the run counts are an admin's
+                 * when metrics are private (daemon_api_healthz). */
+                look_at_bearer(c);
+                break;
         case ROUTE_METRICS:
                 if (c->d->cfg.metrics_public) {
                         /* Anyone reads the totals; the per-tenant series
-                         * are an admin's (daemon_api_metrics), so a bearer
-                         * token sent is looked at, and one that does not
-                         * authenticate is read as none. */
-                        TokenRole role;
-                        if (MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Authorization") &&
-                            authenticate_bearer(c, &role) >= 0) {
-                                c->call.tenant = c->tenant_buf;
-                                c->call.role = role;
-                        }
+                         * are an admin's (daemon_api_metrics). */
+                        look_at_bearer(c);
                         break;
                 }
                 if (!authenticate(c, false, &ret))

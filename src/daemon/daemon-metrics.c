@@ -20,8 +20,18 @@ struct MHD_Response *daemon_api_healthz(const DaemonCall *call, unsigned *ret_st
          * another gateway, as for a draining one. */
         bool lost = daemon_cluster_redis_lost(d);
         const char *status = draining ? "draining" : lost ? "redis_unreachable" : "ok";
-        json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:b}", "status", status, "version", PYSPRINTER_VERSION, "running",
-                              (int) running, "queued", (int) queued, "auth", !d->no_auth);
+        json_t *j = json_pack("{s:s, s:s, s:b}", "status", status, "version", PYSPRINTER_VERSION, "auth", !d->no_auth);
+        /* The run counts are every tenant's activity: shown where /metrics
+         * is (public metrics, else an admin token). With private metrics
+         * anyone without a token, or another tenant, watched a tenant's
+         * runs start and end here. */
+        pthread_rwlock_rdlock(&d->cfg_lock);
+        bool counts = d->cfg.metrics_public;
+        pthread_rwlock_unlock(&d->cfg_lock);
+        if (j && (counts || (call->tenant && call->role == TOKEN_ROLE_ADMIN))) {
+                json_object_set_new(j, "running", json_integer(running));
+                json_object_set_new(j, "queued", json_integer(queued));
+        }
         /* Free space and its warnings (docs/operations.md). */
         if (j)
                 daemon_gc_healthz(d, j);

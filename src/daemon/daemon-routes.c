@@ -16,7 +16,7 @@
 /* "*" matches one non-empty segment. Rows of one path sit together; GET
  * covers HEAD. */
 static const DaemonRoute routes[] = {
-        { ROUTE_GET, "/healthz", daemon_api_healthz, ROUTE_PUBLIC },
+        { ROUTE_GET, "/healthz", daemon_api_healthz, ROUTE_HEALTH },
         { ROUTE_GET, "/metrics", daemon_api_metrics, ROUTE_METRICS },
 
         { ROUTE_GET, "/v1/runs", daemon_api_runs_list, ROUTE_USER },

@@ -24,11 +24,35 @@ static bool worker_is_tenants(Daemon *d, const char *tenant, json_t *w) {
         return store_kv_get(d->store, "tenant-env-dirs", key, &v) >= 0 && v;
 }
 
+/* What a non-admin token reads of a warm worker of one of its
+ * environments: what concerns the environment. A worker serves every
+ * tenant whose runs use its environment (the base one, every run), so its
+ * pid, its runs in flight, the instances it hosts, its memory, idle time
+ * and age are other tenants' activity as much as the caller's (bob
+ * watched alice's runs come and go in `busy` and `idle_s`). Listed by
+ * what stays, so that a field added later is an admin's until decided. */
+static const char *const worker_fields_for_tenants[] = {
+        "kind", "ready", "network", "sys_path", "imported", "failed_imports", "adopted",
+};
+
+/* w's fields a non-admin token reads, as a new object. */
+static json_t *worker_tenants_view(json_t *w) {
+        json_t *kept = json_object();
+        for (size_t i = 0; i < ELEMENTSOF(worker_fields_for_tenants); i++) {
+                json_t *v = json_object_get(w, worker_fields_for_tenants[i]);
+                if (v)
+                        json_object_set(kept, worker_fields_for_tenants[i], v);
+        }
+        return kept;
+}
+
 /* Workers hold public packages only, but which ones a tenant's runs use
- * is its own business (as in /v1/envs): the store dirs and failed imports
- * of another tenant's environment are an admin's to see. A deployed
- * function's instances are shown to their tenant alone, named without the
- * tenant. */
+ * is its own business (as in /v1/envs), and so is when it runs them: a
+ * non-admin token sees the workers of its own environments (the base one
+ * included) with worker_fields_for_tenants only, not the validator or
+ * the blank worker (every tenant's, infrastructure), nor another tenant's
+ * environment's worker. A deployed function's instances are shown to
+ * their tenant alone, named without the tenant. An admin sees all. */
 static json_t *workers_of_tenant(Daemon *d, const char *tenant, bool admin) {
         Engine *e = d->engine;
         _cleanup_free_ char *list = NULL, *prefix = xasprintf("%s/", tenant);
@@ -43,9 +67,10 @@ static json_t *workers_of_tenant(Daemon *d, const char *tenant, bool admin) {
                         if (!fn || !startswith(fn, prefix))
                                 continue;
                         json_object_set_new(w, "function", json_string(fn + strlen(prefix)));
-                } else if (kind && streq(kind, "worker") && !admin && !worker_is_tenants(d, tenant, w)) {
-                        json_object_del(w, "sys_path");
-                        json_object_del(w, "failed_imports");
+                } else if (!admin) {
+                        if (kind && streq(kind, "worker") && worker_is_tenants(d, tenant, w))
+                                json_array_append_new(mine, worker_tenants_view(w));
+                        continue;
                 }
                 json_array_append(mine, w);
         }
@@ -54,17 +79,28 @@ static json_t *workers_of_tenant(Daemon *d, const char *tenant, bool admin) {
 }
 
 struct MHD_Response *daemon_api_workers(const DaemonCall *call, unsigned *ret_status) {
-        EnginePoolStats st;
-        json_t *mine = workers_of_tenant(call->d, call->tenant, call->role == TOKEN_ROLE_ADMIN);
-        engine_pool_stats(call->d->engine, &st);
-        json_t *pool = json_pack("{s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "workers", (int) st.workers, "busy",
-                                 (int) st.busy, "instances", (int) st.instances, "instances_busy",
-                                 (int) st.instances_busy, "pss_bytes", (json_int_t) st.pss_bytes, "memory_budget",
-                                 (json_int_t) st.memory_budget, "hits", (json_int_t) st.hits, "misses",
-                                 (json_int_t) st.misses, "evictions", (json_int_t) st.evictions, "spare_hits",
-                                 (json_int_t) st.spare_hits, "spare_misses", (json_int_t) st.spare_misses);
-        return daemon_call_json(call, 200, json_pack("{s:o, s:o}", "workers", mine, "pool", pool ?: json_null()),
-                                ret_status);
+        Daemon *d = call->d;
+        bool admin = call->role == TOKEN_ROLE_ADMIN;
+        json_t *mine = workers_of_tenant(d, call->tenant, admin);
+        json_t *j = json_pack("{s:o}", "workers", mine);
+        /* The pool's totals are /metrics' pysprinter_pool_* figures (busy:
+         * every tenant's runs in flight): given where /metrics is, to
+         * anyone with public metrics, else to an admin. */
+        pthread_rwlock_rdlock(&d->cfg_lock);
+        bool totals = admin || d->cfg.metrics_public;
+        pthread_rwlock_unlock(&d->cfg_lock);
+        if (j && totals) {
+                EnginePoolStats st;
+                engine_pool_stats(d->engine, &st);
+                json_t *pool = json_pack(
+                        "{s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "workers", (int) st.workers, "busy",
+                        (int) st.busy, "instances", (int) st.instances, "instances_busy", (int) st.instances_busy,
+                        "pss_bytes", (json_int_t) st.pss_bytes, "memory_budget", (json_int_t) st.memory_budget, "hits",
+                        (json_int_t) st.hits, "misses", (json_int_t) st.misses, "evictions", (json_int_t) st.evictions,
+                        "spare_hits", (json_int_t) st.spare_hits, "spare_misses", (json_int_t) st.spare_misses);
+                json_object_set_new(j, "pool", pool ?: json_null());
+        }
+        return daemon_call_json(call, 200, j, ret_status);
 }
 
 /* An environment is shown to a tenant that has used it (daemon_env_note)
@@ -100,9 +136,20 @@ struct MHD_Response *daemon_api_envs(const DaemonCall *call, unsigned *ret_statu
         size_t n = 0;
         _cleanup_free_ char *err = NULL;
         if (pkg_env_list(d->data_dir, &infos, &n, &err) >= 0) {
-                for (size_t i = 0; i < n; i++)
-                        if (admin || env_is_tenants(d, call->tenant, infos[i].requirements))
-                                json_array_append_new(envs, pkg_env_info_json(&infos[i]));
+                for (size_t i = 0; i < n; i++) {
+                        if (!admin && !env_is_tenants(d, call->tenant, infos[i].requirements))
+                                continue;
+                        json_t *e = pkg_env_info_json(&infos[i]);
+                        /* Tenants using the same requirement set share its
+                         * environment: when it was last used and whether a
+                         * run holds it now are every one of theirs (alice
+                         * read in_use while bob's run of her set ran). */
+                        if (!admin && e) {
+                                json_object_set_new(e, "last_used", json_null());
+                                json_object_del(e, "in_use");
+                        }
+                        json_array_append_new(envs, e);
+                }
                 pkg_env_info_free_many(infos, n);
         }
         json_object_set_new(j, "envs", envs);

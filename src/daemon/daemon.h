@@ -903,7 +903,9 @@ enum {
 
 typedef enum RouteAccess {
         ROUTE_USER,     /* a token; read-only tokens may only GET */
-        ROUTE_PUBLIC,   /* no token (/healthz) */
+        ROUTE_PUBLIC,   /* no token (function URLs, the dashboard's pages) */
+        ROUTE_HEALTH,   /* no token; one sent is looked at (/healthz: its run counts are an admin's when
+                         * metrics are private) */
         ROUTE_METRICS,  /* public when server.metrics_public, else an admin token */
         ROUTE_LAMBDA,   /* as ROUTE_USER, answering errors as AWS Lambda does */
         ROUTE_CLUSTER,  /* another node: "Bearer <cluster.secret>", never a tenant token (docs/cluster.md) */

@@ -626,8 +626,26 @@ int sandbox_mounts_run(uint64_t tmp_bytes, uint64_t shm_bytes, char **ret_error)
         snprintf(opts, sizeof(opts), "mode=1777,size=%llu,nr_inodes=4096", (unsigned long long) shm_bytes);
         if (mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
                 FAIL_ERRNO("mounting the run's /dev/shm: %s");
-        if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+        /* The run's pid 1 is the init its worker cloned for it (sandbox-
+         * pidns.c), which shares the worker's memory: its status, stat,
+         * statm and oom_score (and task/1's) were the worker's VmPeak,
+         * VmHWM and VmRSS, and the worker serves every tenant of its
+         * environment, so a run watched the size of each request the
+         * worker read for other tenants' runs (a 4 MB argument: VmPeak
+         * +10 MB). Nothing under /proc/1 is the run's, so none of it is
+         * shown. A run with a uid of its own (a root engine's) mounts its
+         * proc with hidepid=1 ("noaccess"): /proc/PID of a process it may
+         * not trace (its init: another uid, not dumpable) cannot be entered,
+         * for nothing — no mount, an option of the one it makes anyway; its
+         * own processes are its uid and dumpable. A run of a non-root engine
+         * is uid 0 like its init and not dumpable itself, so hidepid would
+         * hide its own children from it: there the root's empty dir is
+         * bound over /proc/1 (one mount per run). */
+        bool hidepid = sandbox_run_uid_slot() > 0;
+        if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, hidepid ? "hidepid=1" : NULL) < 0)
                 FAIL_ERRNO("mounting the run's /proc: %s");
+        if (!hidepid && mount(SANDBOX_RUN_DIR "/.empty", "/proc/1", NULL, MS_BIND, NULL) < 0 && errno != ENOENT)
+                FAIL_ERRNO("hiding the run's %s: %s", "/proc/1");
         /* /proc/sys and /proc/pressure read-only: the only files of the
          * fresh proc, beyond the run's own processes', that it could write.
          * A run of a non-root engine is uid 0 of the worker's user namespace

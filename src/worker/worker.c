@@ -19,6 +19,7 @@
 #include <malloc.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -697,20 +698,42 @@ static int handle_validate(json_t *msg, const char *raw) {
 static unsigned uid_slot_users[SANDBOX_RUN_UIDS];
 static unsigned uid_slot_last;
 
-/* The uid the next run child becomes: the one the fewest live children
- * are, the next after the last one handed out among equals, so that a
- * run's uid is its own while fewer than SANDBOX_RUN_UIDS - 1 children
- * live and consecutive runs take different ones (what the kernel may
- * still count for a uid a moment after its last process, such as fds in
- * flight that its garbage collector has yet to free, is not the next
- * run's). 0 (the worker's own) where the namespace maps no other. */
+/* A draw below n (> 0): xorshift64*, seeded from getrandom() at the
+ * first draw. Not a secret, only not a count: see uid_slot_take(). */
+static unsigned uid_slot_draw(unsigned n) {
+        static uint64_t x;
+        if (x == 0 && (getrandom(&x, sizeof(x), GRND_NONBLOCK) != (ssize_t) sizeof(x) || x == 0))
+                x = ((uint64_t) now_monotonic() ^ ((uint64_t) getpid() << 32)) | 1;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        return (unsigned) (((x * 0x2545F4914F6CDD1DULL) >> 32) % n);
+}
+
+/* The uid the next run child becomes: one of those the fewest live
+ * children are, drawn at random, never the last one handed out unless it
+ * alone is the least used, so that a run's uid is its own while fewer
+ * than SANDBOX_RUN_UIDS - 1 children live and consecutive runs take
+ * different ones (what the kernel may still count for a uid a moment
+ * after its last process, such as fds in flight that its garbage
+ * collector has yet to free, is not the next run's). Drawn, not taken in
+ * turn: in turn, a run's uid counted the runs its worker had forked since
+ * the caller's last one, whoever's they were (alice read uid k, then
+ * about k + n + 1 after n runs of bob's in the same environment). 0 (the
+ * worker's own) where the namespace maps no other. */
 static unsigned uid_slot_take(void) {
         unsigned n = sandbox_worker_active() ? sandbox_run_uid_slots() : 1, best = 0;
-        for (unsigned i = 1; i < n; i++) {
-                unsigned s = 1 + (uid_slot_last + i - 1) % (n - 1);
-                if (best == 0 || uid_slot_users[s] < uid_slot_users[best])
-                        best = s;
-        }
+        unsigned least = UINT_MAX, ties[SANDBOX_RUN_UIDS], n_ties = 0;
+        for (unsigned s = 1; s < n; s++)
+                if (s != uid_slot_last)
+                        least = MIN(least, uid_slot_users[s]);
+        for (unsigned s = 1; s < n; s++)
+                if (s != uid_slot_last && uid_slot_users[s] == least)
+                        ties[n_ties++] = s;
+        if (n > 1 && (n_ties == 0 || (uid_slot_last > 0 && uid_slot_users[uid_slot_last] < least)))
+                best = uid_slot_last; /* the only one, or the only least used */
+        else if (n_ties > 0)
+                best = ties[uid_slot_draw(n_ties)];
         if (best > 0) {
                 uid_slot_users[best]++;
                 uid_slot_last = best;
