@@ -372,12 +372,16 @@ def wait_downloading(ix, path, p, n=1):
 
 def assert_nothing_published(home, sha):
     """A cancelled install leaves no store dir of the wheel, no temp dir or
-    partial download and no lock held (a fresh run would wait on it)."""
+    unpacked copy and no lock held (a fresh run would wait on it); only the
+    partial download (`<sha>.whl.part`, its If-Range beside it), which the
+    next install resumes (docs/packages.md)."""
     store = home / "store"
     assert not (store / sha).exists()
     assert not [x for x in store.iterdir() if x.name.startswith(".tmp-")] if store.is_dir() else True
     cache = home / "cache" / "wheels"
-    left = [x.name for x in cache.iterdir() if x.name.startswith(sha)] if cache.is_dir() else []
+    kept = (f"{sha}.whl.part", f"{sha}.whl.part.ifrange")
+    left = [x.name for x in cache.iterdir() if x.name.startswith(sha) and x.name not in kept] \
+        if cache.is_dir() else []
     assert left == [], left
 
 
