@@ -555,7 +555,7 @@ static enum MHD_Result dispatch(Ctx *c, const char *url, const Buf *body) {
                 look_at_bearer(c);
                 break;
         case ROUTE_METRICS:
-                if (c->d->cfg.metrics_public) {
+                if (daemon_metrics_public(c->d)) {
                         /* Anyone reads the totals; the per-tenant series
                          * are an admin's (daemon_api_metrics). */
                         look_at_bearer(c);

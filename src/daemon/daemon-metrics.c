@@ -25,10 +25,7 @@ struct MHD_Response *daemon_api_healthz(const DaemonCall *call, unsigned *ret_st
          * is (public metrics, else an admin token). With private metrics
          * anyone without a token, or another tenant, watched a tenant's
          * runs start and end here. */
-        pthread_rwlock_rdlock(&d->cfg_lock);
-        bool counts = d->cfg.metrics_public;
-        pthread_rwlock_unlock(&d->cfg_lock);
-        if (j && (counts || (call->tenant && call->role == TOKEN_ROLE_ADMIN))) {
+        if (j && daemon_call_sees_activity(call)) {
                 json_object_set_new(j, "running", json_integer(running));
                 json_object_set_new(j, "queued", json_integer(queued));
         }

@@ -574,6 +574,17 @@ RequestCaps daemon_call_caps(const DaemonCall *call) {
         return caps;
 }
 
+bool daemon_metrics_public(Daemon *d) {
+        pthread_rwlock_rdlock(&d->cfg_lock);
+        bool public = d->cfg.metrics_public;
+        pthread_rwlock_unlock(&d->cfg_lock);
+        return public;
+}
+
+bool daemon_call_sees_activity(const DaemonCall *call) {
+        return (call->tenant && call->role == TOKEN_ROLE_ADMIN) || daemon_metrics_public(call->d);
+}
+
 json_t *daemon_time_json(usec_t t) {
         char buf[32];
         return t ? json_string(format_timestamp(t, buf)) : json_null();

@@ -86,10 +86,7 @@ struct MHD_Response *daemon_api_workers(const DaemonCall *call, unsigned *ret_st
         /* The pool's totals are /metrics' pysprinter_pool_* figures (busy:
          * every tenant's runs in flight): given where /metrics is, to
          * anyone with public metrics, else to an admin. */
-        pthread_rwlock_rdlock(&d->cfg_lock);
-        bool totals = admin || d->cfg.metrics_public;
-        pthread_rwlock_unlock(&d->cfg_lock);
-        if (j && totals) {
+        if (j && daemon_call_sees_activity(call)) {
                 EnginePoolStats st;
                 engine_pool_stats(d->engine, &st);
                 json_t *pool = json_pack(

@@ -1168,6 +1168,11 @@ struct MHD_Response *daemon_call_query_limit(const DaemonCall *call, size_t dflt
 usec_t daemon_call_wait_timeout(const DaemonCall *call);
 const char *daemon_call_header(const DaemonCall *call, const char *name);
 RequestCaps daemon_call_caps(const DaemonCall *call);
+/* Whether anyone may read every tenant's activity (server.metrics_public). */
+bool daemon_metrics_public(Daemon *d);
+/* Whether call's caller may see every tenant's activity (run counts, pool
+ * totals, /metrics): where metrics are public, else an admin only. */
+bool daemon_call_sees_activity(const DaemonCall *call);
 struct json_t *daemon_time_json(usec_t t);
 
 /* ---- runs and validation (daemon-runs-api.c) ---------------------------- */

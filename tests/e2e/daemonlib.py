@@ -357,14 +357,14 @@ class Daemon:
         raise AssertionError(f"run {run_id} never reached {statuses}: {b}")
 
 
-def reload_config(d, text):
+def reload_config(d, text, until="configuration reloaded"):
     """Writes text as d's config and SIGHUPs it; returns once the daemon
-    logged that it took it."""
-    before = d.log.read_text().count("configuration reloaded")
+    logged the line until once more (by default: that it took it)."""
+    before = d.log.read_text().count(until)
     d.config.write_text(text)
     d.proc.send_signal(signal.SIGHUP)
     deadline = time.time() + 30
-    while d.log.read_text().count("configuration reloaded") == before:
+    while d.log.read_text().count(until) == before:
         assert time.time() < deadline, d.log.read_text()
         time.sleep(0.05)
 

@@ -83,13 +83,7 @@ def test_a_reload_of_an_empty_file_keeps_the_running_config(tmp_path):
     with d.serving():
         good = d.config.read_text()
         for empty in ("", "\n# comments only\n"):
-            before = d.log.read_text().count("the file is empty")
-            d.config.write_text(empty)
-            d.proc.send_signal(signal.SIGHUP)
-            deadline = time.time() + 30
-            while d.log.read_text().count("the file is empty") == before:
-                assert time.time() < deadline, d.log.read_text()
-                time.sleep(0.05)
+            reload(d, empty, until="the file is empty")
             assert "reload failed, keeping the old configuration" in d.log.read_text()
             assert d.call("GET", "/v1/runs", token="alice")[0] == 200
         reload(d, "{}\n")
