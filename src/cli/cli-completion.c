@@ -29,7 +29,7 @@ static const struct {
                     "--dry-run" },
         { "schedule", "--cron --every --tz --catch-up --allow-overlap --paused --dag --param" },
         { "logs", "-f --follow" },
-        { "ps", "-n --limit --status --before --function --schedule --grep" },
+        { "ps", "-n --limit --status --before --function --schedule --grep -q --quiet" },
 };
 
 static void verbs_line(FILE *f) {

@@ -957,6 +957,7 @@ int verb_ps(int argc, char **argv) {
                        "                   (failed,killed; the option may repeat):\n"
                        "                   queued, running, succeeded, failed, invalid, deps_failed,\n"
                        "                   killed, cancelled, error, lost\n"
+                       "  -q, --quiet      the runs' ids alone, one per line\n"
                        "  --json           the API's run objects, as one array\n");
                 return 0;
         }
@@ -1020,7 +1021,14 @@ int verb_ps(int argc, char **argv) {
                 code = backend_fail(b, r);
         else if (json || cli_globals.json)
                 render_json(runs);
-        else {
+        else if (cli_globals.quiet) {
+                /* `ps -q`: the ids alone, as `docker ps -q` (for
+                 * `pysprinter logs $(pysprinter ps -q -n 1)`). */
+                size_t i;
+                json_t *run;
+                json_array_foreach(runs, i, run)
+                        printf("%s\n", json_string_value(json_object_get(run, "id")) ?: "?");
+        } else {
                 /* FUNCTION as wide as its longest (a deployed function's
                  * name is at most 64 bytes), so that TARGET stays a column. */
                 size_t i;

@@ -621,3 +621,25 @@ def test_a_run_that_ran_records_its_attempt_on_both_paths(daemon, workdir):
         rec = json.loads(run_cli(workdir, ["show", rid, "--json"], server=server).stdout)
         seen.append((rec["status"], rec["attempt"], rec["max_attempts"]))
     assert seen[0] == seen[1] == ("succeeded", 1, 3), seen
+
+
+def test_ps_q_prints_the_ids_alone_for_a_shell_on_both_paths(daemon, workdir):
+    """`ps -q` (as `docker ps -q`): one id per line, nothing else, the same
+    runs as the table lists; `logs $(ps -q -n 1)` replays the newest run.
+    Before, -q was the global "quiet" and ps printed its whole table."""
+    for server in (None, daemon.url):
+        assert run_cli(workdir, ["run", "f.py", "--kind", "raise", *SB], server=server).returncode == 1
+        assert run_cli(workdir, ["run", "f.py", "--kind", "none", *SB], server=server).returncode == 0
+        table = run_cli(workdir, ["ps", "-n", "2"], server=server)
+        for q in ("-q", "--quiet"):
+            ids = run_cli(workdir, ["ps", q, "-n", "2"], server=server)
+            assert ids.returncode == 0 and ids.stderr == "", (server, ids)
+            assert ids.stdout.splitlines() == [row.split()[0] for row in table.stdout.splitlines()[1:]], (server, ids)
+        failed = run_cli(workdir, ["ps", "-q", "--status", "failed", "-n", "1"], server=server).stdout.split()
+        assert len(failed) == 1
+        shown = json.loads(run_cli(workdir, ["show", failed[0], "--json"], server=server).stdout)
+        assert shown["status"] == "failed", shown
+        # --json wins over -q: the run objects.
+        both = json.loads(run_cli(workdir, ["ps", "-q", "--json", "-n", "1"], server=server).stdout)
+        newest = run_cli(workdir, ["ps", "-q", "-n", "1"], server=server).stdout.split()
+        assert [r["id"] for r in both] == newest and both[0]["status"] == "succeeded", (server, both)
