@@ -35,7 +35,7 @@ static const char dag_help[] =
         "       pysprinter dag resume ID [OPTIONS]   run the tasks of ID that did not finish (embedded)\n"
         "       pysprinter dag status ID [--json]    per-task state, duration, run id (also: dag show ID)\n"
         "       pysprinter dag logs ID TASK          the output of TASK's last run (and its traceback)\n"
-        "       pysprinter dag ls [--json] [-n N] [--status STATE[,STATE...]]\n"
+        "       pysprinter dag ls [--json|-q] [-n N] [--status STATE[,STATE...]]\n"
         "                                            recent DAG runs (in those states: validating,\n"
         "                                            running, succeeded, failed, cancelled, invalid,\n"
         "                                            deps_failed; --status may repeat)\n"
@@ -745,12 +745,13 @@ static int dag_ls_verb(Backend *b, long limit, char *const *statuses, bool json)
         int r = b->ops->dag_list(b, limit, statuses, &list);
         if (r < 0)
                 return backend_fail(b, r);
+        bool table = !json && !render_list_keys(list, "id");
         if (json)
                 render_json(list);
-        else if (json_array_size(list))
+        else if (table && json_array_size(list))
                 printf("%-18s %-10s %-19s %9s  %s\n", "ID", "STATUS", "CREATED", "DURATION", "NAME");
         size_t i;
-        if (!json)
+        if (table)
                 json_array_foreach(list, i, g) {
                         char created[32], dur[32] = "-", name[256];
                         format_local_time(json_get_string(g, "created_at"), created);

@@ -12,7 +12,8 @@
 static const char data_help[] =
         "Usage: pysprinter data put NAME PATH|URL [--as FILENAME]\n"
         "                                           store a file, a directory or a URL as NAME\n"
-        "       pysprinter data ls [NAME] [--json]  list datasets, or the versions of NAME\n"
+        "       pysprinter data ls [NAME] [--json|-q]\n"
+        "                                           list datasets, or the versions of NAME\n"
         "       pysprinter data get NAME[@VERSION] [-o PATH]\n"
         "                                           write a single-file dataset to stdout (or PATH),\n"
         "                                           copy a directory dataset to PATH, or print its\n"
@@ -115,11 +116,15 @@ static int data_versions_verb(Backend *b, const char *name, bool json) {
                 cli_warning("%s", json_get_string(info, "warning"));
         long long current = jint(info, "current_version");
         size_t k;
-        if (!json)
+        /* -q: each version as `data get` names it, NAME@V. */
+        bool quiet = !json && cli_globals.quiet;
+        if (!json && !quiet)
                 printf("%-8s %-14s %10s %7s  %s\n", "VERSION", "SHA256", "SIZE", "FILES", "CREATED");
         json_array_foreach(json_object_get(info, "versions"), k, v) {
                 bool cur = jint(v, "version") == current;
-                if (json) {
+                if (quiet)
+                        printf("%s@%lld\n", name, jint(v, "version"));
+                else if (json) {
                         json_t *o = json_deep_copy(v);
                         json_object_set_new(o, "current", json_boolean(cur));
                         json_array_append_new(arr, o);
@@ -141,7 +146,7 @@ static int data_versions_verb(Backend *b, const char *name, bool json) {
 
 static int data_ls_verb(Backend *b, int argc, char **argv, bool json) {
         if (argc > 1)
-                return data_usage("data ls [NAME] [--json]");
+                return data_usage("data ls [NAME] [--json|-q]");
         if (argc == 1)
                 return data_versions_verb(b, argv[0], json);
         json_t *list = NULL, *v;
@@ -149,7 +154,7 @@ static int data_ls_verb(Backend *b, int argc, char **argv, bool json) {
         if (r < 0)
                 return backend_fail(b, r);
         size_t k;
-        if (render_list_start(list, json, "no datasets (add one with: pysprinter data put NAME PATH|URL)")) {
+        if (render_list_start(list, json, "name", "no datasets (add one with: pysprinter data put NAME PATH|URL)")) {
                 printf("%-20s %7s %8s %10s %7s  %-5s %s\n", "NAME", "VERSION", "VERSIONS", "SIZE", "FILES", "KIND",
                        "SOURCE");
                 json_array_foreach(list, k, v) {

@@ -588,12 +588,23 @@ void cli_warning(const char *fmt, ...) {
         va_end(ap);
 }
 
+bool render_list_keys(json_t *list, const char *key) {
+        if (!cli_globals.quiet)
+                return false;
+        size_t i;
+        json_t *e;
+        json_array_foreach(list, i, e)
+                printf("%s\n", json_string_value(json_object_get(e, key)) ?: "?");
+        return true;
+}
 
-bool render_list_start(json_t *list, bool json, const char *empty_hint) {
+bool render_list_start(json_t *list, bool json, const char *key, const char *empty_hint) {
         if (json) {
                 render_json(list);
                 return false;
         }
+        if (render_list_keys(list, key))
+                return false;
         if (json_array_size(list) == 0) {
                 if (!cli_globals.quiet)
                         fprintf(stderr, "%s\n", empty_hint);

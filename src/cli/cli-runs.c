@@ -1021,14 +1021,9 @@ int verb_ps(int argc, char **argv) {
                 code = backend_fail(b, r);
         else if (json || cli_globals.json)
                 render_json(runs);
-        else if (cli_globals.quiet) {
-                /* `ps -q`: the ids alone, as `docker ps -q` (for
-                 * `pysprinter logs $(pysprinter ps -q -n 1)`). */
-                size_t i;
-                json_t *run;
-                json_array_foreach(runs, i, run)
-                        printf("%s\n", json_string_value(json_object_get(run, "id")) ?: "?");
-        } else {
+        else if (render_list_keys(runs, "id"))
+                ; /* `pysprinter logs $(pysprinter ps -q -n 1)` */
+        else {
                 /* FUNCTION as wide as its longest (a deployed function's
                  * name is at most 64 bytes), so that TARGET stays a column. */
                 size_t i;

@@ -17,7 +17,7 @@ static const char secret_help[] =
         "                                  newline dropped; at a terminal, not shown) or PATH\n"
         "                                  (as is); an empty value is refused unless\n"
         "                                  --allow-empty\n"
-        "       pysprinter secret ls [--json]\n"
+        "       pysprinter secret ls [--json|-q]\n"
         "                                  names and dates, never values\n"
         "       pysprinter secret rm NAME  remove it\n"
         "       pysprinter secret rotate-key\n"
@@ -213,7 +213,7 @@ static int secret_ls_verb(Backend *b, bool json) {
         if (r < 0)
                 return backend_fail(b, r);
         size_t k;
-        if (render_list_start(list, json, "no secrets (add one with: pysprinter secret set NAME < file)")) {
+        if (render_list_start(list, json, "name", "no secrets (add one with: pysprinter secret set NAME < file)")) {
                 /* As wide as the widest name (up to 128): a longer one
                  * pushed its dates out of line with the others'. */
                 int width = 32;
@@ -256,7 +256,7 @@ int verb_secret(int argc, char **argv) {
         if (rotate && (n != 0 || json))
                 return secret_usage("secret rotate-key");
         if (ls && n != 0)
-                return secret_usage("secret ls [--json]");
+                return secret_usage("secret ls [--json|-q]");
         if (rm && n != 1)
                 return secret_usage("secret rm NAME");
         if (rm && !secret_name_checked(rest[0]))

@@ -238,9 +238,13 @@ void render_value(json_t *v, bool json, bool tty);
 /* A JSON document on stdout: compact, reals in Python's spelling. */
 void render_json(json_t *v);
 /* The start of a list verb's output: with json, the list as one document;
+ * with -q, each element's key alone, one per line (render_list_keys());
  * an empty list, the hint on stderr (unless -q). Returns true when the
  * caller is to print the table's rows. */
-bool render_list_start(json_t *list, bool json, const char *empty_hint);
+bool render_list_start(json_t *list, bool json, const char *key, const char *empty_hint);
+/* With -q (`docker ps -q`), each element's key alone, one per line, for a
+ * shell to take: returns true when it printed them (so no table). */
+bool render_list_keys(json_t *list, const char *key);
 /* A sub-verb's arguments (argv[1..argc)) without `--json`, moved down in
  * place: returns their count; *ret_json is --json or the global one. */
 int cli_take_json_flag(int argc, char **argv, bool *ret_json);

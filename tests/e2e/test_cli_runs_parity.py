@@ -643,3 +643,29 @@ def test_ps_q_prints_the_ids_alone_for_a_shell_on_both_paths(daemon, workdir):
         both = json.loads(run_cli(workdir, ["ps", "-q", "--json", "-n", "1"], server=server).stdout)
         newest = run_cli(workdir, ["ps", "-q", "-n", "1"], server=server).stdout.split()
         assert [r["id"] for r in both] == newest and both[0]["status"] == "succeeded", (server, both)
+
+
+def test_the_other_lists_take_q_too_on_both_paths(daemon, workdir):
+    """`dag ls -q` the DAG runs' ids, `data ls -q` the datasets' names,
+    `data ls NAME -q` each version as `data get` names it (NAME@V),
+    `secret ls -q` the secrets' names: the same keys as the tables' first
+    column, nothing on stderr, the same bytes on both paths."""
+    (workdir / "qdata.txt").write_text("q\n")
+    out = {}
+    for server in (None, daemon.url):
+        assert run_cli(workdir, ["dag", "run", "pipe.yaml", *SB], server=server).returncode == 0
+        for _ in range(2):
+            assert run_cli(workdir, ["data", "put", "qset", "qdata.txt"], server=server).returncode == 0
+        assert run_cli(workdir, ["secret", "set", "Q_SECRET"], server=server, input="v\n").returncode == 0
+        got = {}
+        for args in (["dag", "ls", "-n", "1"], ["data", "ls"], ["data", "ls", "qset"], ["secret", "ls"]):
+            table = run_cli(workdir, args, server=server)
+            quiet = run_cli(workdir, [*args, "-q"], server=server)
+            assert table.returncode == quiet.returncode == 0 and quiet.stderr == "", (server, args, quiet)
+            rows = [row.split()[0] for row in table.stdout.splitlines()[1:]]
+            want = [f"qset@{v}" for v in rows] if args == ["data", "ls", "qset"] else rows
+            assert quiet.stdout.splitlines() == want, (server, args, table.stdout, quiet.stdout)
+            got[tuple(args)] = quiet.stdout if args[0] != "dag" else len(quiet.stdout.split())
+        assert "qset\n" in got[("data", "ls")] and "Q_SECRET\n" in got[("secret", "ls")], got
+        out[server] = got
+    assert out[None] == out[daemon.url], out
