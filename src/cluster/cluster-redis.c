@@ -746,16 +746,52 @@ static RunRecord *record_checked(RunRecord *r) {
         return r;
 }
 
-static RunRecord *record_from_hash(const redisReply *rep) {
-        if (rep->type != REDIS_REPLY_ARRAY || rep->elements == 0)
+/* The record of rep's (name, value) pairs from element first on. */
+static RunRecord *record_from_pairs(const redisReply *rep, size_t first) {
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements <= first)
                 return NULL;
         RunRecord *r = record_new();
-        for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+        for (size_t i = first; i + 1 < rep->elements; i += 2) {
                 const char *name = rep->element[i]->str, *value = rep->element[i + 1]->str;
                 if (name && value)
                         record_set(r, name, value);
         }
         return record_checked(r);
+}
+
+static RunRecord *record_from_hash(const redisReply *rep) {
+        return record_from_pairs(rep, 0);
+}
+
+/* The records of ids[0..n) as a listing shows them, read in one call
+ * (listed.lua: values over RUN_LIST_VALUE_MAX left unread, named in
+ * r->elided): ret[i] is NULL where there is none (expired, or another
+ * tenant's). */
+static int records_listed(ClusterQueue *c, const char *tenant, char *const *ids, size_t n, RunRecord **ret) {
+        if (n == 0)
+                return 0;
+        _cleanup_args_ Args a = { 0 };
+        ARGS_EVAL(&a, listed, 0);
+        args_add(&a, CLUSTER_PREFIX);
+        args_add(&a, RUN_LIST_VALUE_MAX_TEXT);
+        args_add(&a, tenant);
+        for (size_t i = 0; i < n; i++)
+                args_add(&a, ids[i]);
+        int k = 0;
+        _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+        if (!rep)
+                return k;
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != n)
+                return -EBADMSG;
+        for (size_t i = 0; i < n; i++) {
+                const redisReply *e = rep->element[i];
+                ret[i] = e->type == REDIS_REPLY_ARRAY && e->elements > 0 && e->element[0]->type == REDIS_REPLY_INTEGER
+                                 ? record_from_pairs(e, 1)
+                                 : NULL;
+                if (ret[i])
+                        ret[i]->elided = (unsigned) e->element[0]->integer;
+        }
+        return 0;
 }
 
 /* The next "<len>:<bytes>" of [*p, end) as a NUL-terminated copy, *p moved
@@ -900,28 +936,26 @@ static int index_list(RunQueue *q, const char *tenant, const char *key, size_t l
         int k = index_ids(c, key, limit, &ids);
         if (k < 0)
                 return k;
-        RunRecord **v = NULL;
-        size_t n = 0;
-        for (char **id = ids; id && *id; id++) {
-                RunRecord *r = NULL;
-                k = cluster_run_get(q, tenant, *id, &r);
-                if (k == -ENOENT) {
-                        /* The record expired: its index entry goes too. */
-                        _cleanup_args_ Args z = { 0 };
-                        args_add(&z, "ZREM");
-                        args_add(&z, key);
-                        args_add(&z, *id);
-                        redisReply *zr = cluster_cmd(c, &c->conn, &z, &k);
-                        if (zr)
-                                freeReplyObject(zr);
+        size_t m = strv_length(ids), n = 0;
+        RunRecord **v = xcalloc(MAX(m, (size_t) 1), sizeof(RunRecord *));
+        k = records_listed(c, tenant, ids, m, v);
+        if (k < 0) {
+                free(v);
+                return k;
+        }
+        for (size_t i = 0; i < m; i++) {
+                if (v[i]) {
+                        v[n++] = v[i];
                         continue;
                 }
-                if (k < 0) {
-                        run_record_list_free(v, n);
-                        return k;
-                }
-                v = xrealloc(v, (n + 1) * sizeof(RunRecord *));
-                v[n++] = r;
+                /* The record expired: its index entry goes too. */
+                _cleanup_args_ Args z = { 0 };
+                args_add(&z, "ZREM");
+                args_add(&z, key);
+                args_add(&z, ids[i]);
+                redisReply *zr = cluster_cmd(c, &c->conn, &z, &k);
+                if (zr)
+                        freeReplyObject(zr);
         }
         *ret = v;
         *ret_n = n;
@@ -1005,6 +1039,38 @@ int cluster_run_list(RunQueue *q, const char *tenant, size_t limit, RunRecord **
 /* Ranks search.lua walks per call: ~1-3 ms of Redis's time each. */
 #define SEARCH_CHUNK 1000
 
+/* Reads the next matching ids of a search.lua reply (from element *next
+ * on, as many as the page still has room for: one call) and adds to
+ * (*v, *n) those that belong on the page; *next moves past them. */
+static int search_take(ClusterQueue *c, const char *tenant, const RunFilter *filter, const RunRecord *before,
+                       const redisReply *rep, size_t *next, size_t limit, RunRecord ***v, size_t *n) {
+        _cleanup_strv_free_ char **ids = NULL;
+        size_t m = 0;
+        for (; *next < rep->elements && *n + m < limit; (*next)++)
+                if (rep->element[*next]->type == REDIS_REPLY_STRING) {
+                        ids = strv_append(ids, rep->element[*next]->str);
+                        m++;
+                }
+        _cleanup_free_ RunRecord **got = xcalloc(MAX(m, (size_t) 1), sizeof(RunRecord *));
+        int k = records_listed(c, tenant, ids, m, got);
+        if (k < 0)
+                return k;
+        for (size_t i = 0; i < m; i++) {
+                RunRecord *r = got[i];
+                /* None: expired meanwhile. Newest first, each once: a run
+                 * submitted meanwhile moves the ranks on, and the next
+                 * chunk starts with runs this one had. */
+                if (!r || (filter && !run_filter_match(filter, r)) || (before && !run_record_newer(before, r)) ||
+                    (*n > 0 && !run_record_newer((*v)[*n - 1], r))) {
+                        run_record_free(r);
+                        continue;
+                }
+                *v = xrealloc(*v, (*n + 1) * sizeof(RunRecord *));
+                (*v)[(*n)++] = r;
+        }
+        return 0;
+}
+
 int cluster_run_search(RunQueue *q, const char *tenant, const RunFilter *filter, const RunRecord *before, size_t limit,
                        RunRecord ***ret, size_t *ret_n) {
         ClusterQueue *c = cq(q);
@@ -1056,29 +1122,8 @@ int cluster_run_search(RunQueue *q, const char *tenant, const RunFilter *filter,
                         break;
                 }
                 start = rep->element[0]->integer;
-                for (size_t i = 1; i < rep->elements && n < limit && k >= 0; i++) {
-                        const redisReply *e = rep->element[i];
-                        if (e->type != REDIS_REPLY_STRING)
-                                continue;
-                        RunRecord *r = NULL;
-                        k = cluster_run_get(q, tenant, e->str, &r);
-                        if (k == -ENOENT) {
-                                k = 0; /* expired meanwhile */
-                                continue;
-                        }
-                        if (k < 0)
-                                break;
-                        /* Newest first, each once: a run submitted meanwhile
-                         * moves the ranks on, and the next chunk starts
-                         * with runs this one had. */
-                        if ((filter && !run_filter_match(filter, r)) || (before && !run_record_newer(before, r)) ||
-                            (n > 0 && !run_record_newer(v[n - 1], r))) {
-                                run_record_free(r);
-                                continue;
-                        }
-                        v = xrealloc(v, (n + 1) * sizeof(RunRecord *));
-                        v[n++] = r;
-                }
+                for (size_t next = 1; next < rep->elements && n < limit && k >= 0;)
+                        k = search_take(c, tenant, filter, before, rep, &next, limit, &v, &n);
                 if (k < 0)
                         break;
         }

@@ -815,6 +815,59 @@ static void test_function_run_list(void **state) {
         run_queue_free(a);
 }
 
+/* A listing reads a page of records in one call and leaves a value over
+ * RUN_LIST_VALUE_MAX unread, named in r->elided, as the SQLite store's
+ * listing does (listed.lua); a filtered one (search.lua) alike; the run
+ * itself is whole. Another tenant's record is not listed. */
+static void test_run_list_leaves_big_values_unread(void **state) {
+        RunQueue *a = queue("a-big", 5000);
+        _cleanup_free_ char *big = xmalloc(RUN_LIST_VALUE_MAX + 100);
+        memset(big, 'x', RUN_LIST_VALUE_MAX + 99);
+        big[RUN_LIST_VALUE_MAX + 99] = 0;
+        big[0] = '"', big[RUN_LIST_VALUE_MAX + 98] = '"';
+        const char *ids[] = { "r-big-1", "r-big-2", "r-big-3" };
+        for (size_t i = 0; i < ELEMENTSOF(ids); i++) {
+                RunRecord r = { .id = (char *) ids[i],
+                                .tenant = (char *) "t-big",
+                                .filename = (char *) "main.py",
+                                .status = (char *) "queued",
+                                .created = now_realtime() + i,
+                                .max_attempts = 3,
+                                .args_json = (char *) "[1]",
+                                .kwargs_json = (char *) (i == 1 ? big : "{}") };
+                assert_int_equal(run_queue_submit(a, &r, "{\"source\":\"x\"}"), 0);
+        }
+        RunRecord **v = NULL;
+        size_t n = 0;
+        assert_int_equal(cluster_run_list(a, "t-big", 10, &v, &n), 0);
+        assert_int_equal(n, 3);
+        assert_string_equal(v[1]->id, "r-big-2");
+        assert_null(v[1]->kwargs_json);
+        assert_int_equal(v[1]->elided, 1u << 1); /* kwargs */
+        assert_string_equal(v[1]->args_json, "[1]");
+        assert_string_equal(v[0]->kwargs_json, "{}");
+        assert_int_equal(v[0]->elided, 0);
+        assert_string_equal(v[2]->status, "queued");
+        run_record_list_free(v, n);
+        RunFilter f = { .text = "big-2" };
+        assert_int_equal(cluster_run_search(a, "t-big", &f, NULL, 10, &v, &n), 0);
+        assert_int_equal(n, 1);
+        assert_null(v[0]->kwargs_json);
+        assert_int_equal(v[0]->elided, 1u << 1);
+        run_record_list_free(v, n);
+        RunRecord *whole = NULL;
+        assert_int_equal(cluster_run_get(a, "t-big", "r-big-2", &whole), 0);
+        assert_string_equal(whole->kwargs_json, big);
+        assert_int_equal(whole->elided, 0);
+        run_record_free(whole);
+        assert_int_equal(cluster_run_list(a, "t-big-other", 10, &v, &n), 0);
+        assert_int_equal(n, 0);
+        run_record_list_free(v, n);
+        for (size_t i = 0; i < ELEMENTSOF(ids); i++)
+                assert_int_equal(run_queue_cancel(a, ids[i], NULL), 0);
+        run_queue_free(a);
+}
+
 /* The ids of a tenant's newest runs: the index alone, newest first, at
  * most limit, another tenant's not among them. */
 static void test_run_ids(void **state) {
@@ -1567,6 +1620,7 @@ int main(void) {
                 TEST(test_reclaim_runs_when_due),
                 TEST(test_damaged_record_is_delivered_to_be_ended),
                 TEST(test_function_run_list),
+                TEST(test_run_list_leaves_big_values_unread),
                 TEST(test_run_ids),
                 TEST(test_dead_nodes_entry_waits_the_claim_timeout),
                 TEST(test_start_asked_again_gets_its_attempt),
