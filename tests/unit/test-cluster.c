@@ -780,6 +780,14 @@ static void test_damaged_record_is_delivered_to_be_ended(void **state) {
         run_queue_free(dead);
 }
 
+/* Cancels the runs ids (out of the stream the next tests claim from) and
+ * frees a. */
+static void queue_cancel_and_free(RunQueue *a, const char *const *ids, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                assert_int_equal(run_queue_cancel(a, ids[i], NULL), 0);
+        run_queue_free(a);
+}
+
 /* A deployed function's runs are listed by its own index, newest first;
  * an ad-hoc run and another function's are not. */
 static void test_function_run_list(void **state) {
@@ -809,10 +817,7 @@ static void test_function_run_list(void **state) {
         assert_int_equal(cluster_run_list(a, "t-fnl", 10, &v, &n), 0);
         assert_int_equal(n, 4);
         run_record_list_free(v, n);
-        /* out of the stream the next tests claim from */
-        for (size_t i = 0; i < ELEMENTSOF(ids); i++)
-                assert_int_equal(run_queue_cancel(a, ids[i], NULL), 0);
-        run_queue_free(a);
+        queue_cancel_and_free(a, ids, ELEMENTSOF(ids));
 }
 
 /* A listing reads a page of records in one call and leaves a value over
@@ -863,9 +868,7 @@ static void test_run_list_leaves_big_values_unread(void **state) {
         assert_int_equal(cluster_run_list(a, "t-big-other", 10, &v, &n), 0);
         assert_int_equal(n, 0);
         run_record_list_free(v, n);
-        for (size_t i = 0; i < ELEMENTSOF(ids); i++)
-                assert_int_equal(run_queue_cancel(a, ids[i], NULL), 0);
-        run_queue_free(a);
+        queue_cancel_and_free(a, ids, ELEMENTSOF(ids));
 }
 
 /* The ids of a tenant's newest runs: the index alone, newest first, at
@@ -891,9 +894,7 @@ static void test_run_ids(void **state) {
         v = strv_free(v);
         assert_int_equal(cluster_run_ids(a, "t-none", 10, &v), 0);
         assert_null(v);
-        for (size_t i = 0; i < ELEMENTSOF(ids); i++)
-                assert_int_equal(run_queue_cancel(a, ids[i], NULL), 0);
-        run_queue_free(a);
+        queue_cancel_and_free(a, ids, ELEMENTSOF(ids));
 }
 
 static void test_placement_warm_node_then_fallback(void **state) {
