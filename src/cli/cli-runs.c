@@ -1260,6 +1260,80 @@ int verb_cancel(int argc, char **argv) {
         return code;
 }
 
+/* ---- wait: a detached run's end, as `run` would have shown it ------------- */
+
+static const char wait_help[] = "Usage: pysprinter wait RUN... [--json]\n"
+                                "\n"
+                                "Wait for runs to end (a `run --detach`'s, an `invoke --detach`'s, a scheduled\n"
+                                "one's) and print each one's end as its own `run` would have: the result on\n"
+                                "stdout, the traceback or error on stderr. Its output is not replayed (that is\n"
+                                "`pysprinter logs RUN`). RUN is a run id or a unique prefix of one. Ctrl-C stops\n"
+                                "waiting and leaves the runs running (`pysprinter cancel RUN` stops one).\n"
+                                "\n"
+                                "  --json   each result as JSON, as `run --json` prints it\n"
+                                "\n"
+                                "Exit code: the first run's (in the order given) that did not succeed, as its\n"
+                                "`run` would have exited (1 raised, 3 invalid, 5 limit or cancelled, ...), else 0;\n"
+                                "2 a run that is unknown, 6 server unreachable/auth, 130 interrupted.\n";
+
+/* Waits for run id to end (following its log with the output dropped:
+ * the one way both backends tell a run's end, its owner gone included)
+ * and prints its end into rd; returns its exit code, or a failure's. */
+static int wait_one(Backend *b, const char *id, bool json) {
+        Renderer rd;
+        renderer_init(&rd, json);
+        rd.no_output = true;
+        json_t *run = NULL;
+        int r = b->ops->run_logs(b, id, true, &rd);
+        if (r >= 0)
+                r = b->ops->run_get(b, id, &run);
+        int code = r < 0 ? backend_fail(b, r) : renderer_run_outcome(&rd, run);
+        renderer_done(&rd);
+        json_decref(run);
+        return code;
+}
+
+int verb_wait(int argc, char **argv) {
+        bool json = cli_globals.json;
+        int n = 0;
+        if (help_asked(argc, argv)) {
+                fputs(wait_help, stdout);
+                return 0;
+        }
+        for (int i = 0; i < argc; i++) {
+                if (streq(argv[i], "--json"))
+                        json = true;
+                else if (argv[i][0] != '-')
+                        argv[n++] = argv[i];
+                else {
+                        _cleanup_free_ char *m = xasprintf("wait: unexpected argument '%s'", argv[i]);
+                        return usage_error("wait", m);
+                }
+        }
+        if (n == 0)
+                return usage_error("wait", "wait needs a run id (see `pysprinter ps`)");
+        Backend *b = NULL;
+        int code = backend_open_listing(true, &b);
+        if (code)
+                return code;
+        cli_catch_interrupt();
+        /* Every run is waited for; the first that did not succeed gives
+         * the exit code (map's rule), Ctrl-C ends the wait at once. */
+        for (int i = 0; i < n && !cli_interrupted; i++) {
+                if (!*argv[i]) {
+                        cli_error(NO_RUN_EMPTY);
+                        code = code ?: EXIT_USAGE;
+                        continue;
+                }
+                int k = wait_one(b, argv[i], json);
+                code = code ?: k;
+        }
+        if (cli_interrupted)
+                code = EXIT_INTERRUPTED;
+        backend_free(b);
+        return code;
+}
+
 /* ---- logs --function: every invocation of a deployed function ------------- */
 
 typedef struct Tail {

@@ -20,6 +20,7 @@ static const Verb verbs[] = {
         { "show", verb_show, "show one run's record" },
         { "logs", verb_logs, "print a run's output again" },
         { "cancel", verb_cancel, "cancel runs in flight: cancel RUN…" },
+        { "wait", verb_wait, "wait for detached runs to end and print their results: wait RUN…" },
         { "dag", verb_dag, "run a pipeline: dag run|resume|status|logs|ls|cancel" },
         { "chain", verb_chain, "run files in a row, each result the next's first argument" },
         { "map", verb_map, "call a function once per input line: map FILE --over INPUTS.jsonl [--concurrency N]" },

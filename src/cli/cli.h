@@ -274,6 +274,7 @@ int verb_invoke(int argc, char **argv);
 int verb_ps(int argc, char **argv);
 int verb_show(int argc, char **argv);
 int verb_logs(int argc, char **argv);
+int verb_wait(int argc, char **argv);
 int verb_cancel(int argc, char **argv); /* cli-runs.c */
 int verb_deploy(int argc, char **argv);
 /* deploy -f STACK.yaml (cli-stack.c, docs/stack.md). */

@@ -15,7 +15,7 @@ from conftest import CLI, WORKER
 READERS = [
     ["ps"], ["ps", "--json"], ["ps", "--status", "failed,killed"],
     ["show", "rabc"], ["show", "rabc", "--json"],
-    ["logs", "rabc"], ["logs", "-f", "rabc"],
+    ["logs", "rabc"], ["logs", "-f", "rabc"], ["wait", "rabc"], ["wait", "rabc", "rdef", "--json"],
     ["dag", "ls"], ["dag", "ls", "--json"],
     ["dag", "status", "dabc"], ["dag", "status", "dabc", "--json"], ["dag", "logs", "dabc", "t"],
     ["data", "ls"], ["data", "ls", "--json"], ["data", "ls", "words"], ["data", "ls", "words", "--json"],
