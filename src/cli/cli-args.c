@@ -163,6 +163,15 @@ static int add_kwarg(Ctx *c, const char *name, size_t n, json_t *value) {
                 json_decref(value);
                 return 0;
         }
+        if (prev && json_is_true(json_object_get(prev, "bare")) && json_is_true(json_object_get(value, "bare"))) {
+                /* `--flag --flag`: the flag said again, one. Moved to the
+                 * end: the last of `--flag` and `--no-flag` wins, and
+                 * runner.py _bind() reads which came last from the
+                 * order (`--flag --no-flag --flag` is flag=True). */
+                json_object_del(c->kwargs, key);
+                json_object_set_new(c->kwargs, key, value);
+                return 0;
+        }
         if (prev) {
                 json_decref(value);
                 return usage(c, "keyword argument '%s' given twice", key);

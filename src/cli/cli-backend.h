@@ -281,6 +281,15 @@ int backend_open_listing(bool records, Backend **ret);
  * server, the options that are the server's settings (sandbox, package
  * index) are said to be ignored. */
 void backend_note_options(const Backend *b, const RunArgs *a, SandboxMode sandbox, const char *what);
+/* `--timeout 7` (RunArgs.shadowing) where q's function (q->source's, or
+ * the deployed q->deployed's) has a parameter `timeout`: one line on
+ * stderr each, "warning: --timeout 7 was taken as the runner's option,
+ * not as f()'s parameter 'timeout': give that as -k timeout=7" (not with
+ * -q). For every verb that reads function arguments with run's grammar:
+ * run, validate, invoke, schedule add. Asks b for the function's
+ * description only when a parameter may have such a name; a description
+ * b cannot give says nothing. */
+void cli_warn_shadowed(Backend *b, const RunRequest *q);
 Backend *backend_free(Backend *b);
 /* Says b->error (or strerror) on stderr and returns the exit code for r. */
 int backend_fail(Backend *b, int r);

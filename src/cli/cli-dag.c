@@ -1031,6 +1031,21 @@ static int chain_pin_output(Backend *b, RunArgs *a, size_t k) {
         return 0;
 }
 
+/* The arguments on a chain's line are its first step's (`chain a.py
+ * --n 3 b.py`): a runner option there that has the name of one of that
+ * function's parameters (`--timeout 7`) is said as run says it. Its
+ * source is read again, quietly: dag_parse() read it and said what it
+ * could not read; stdin ("-") is no file to read twice. */
+static void chain_warn_shadowed(Backend *b, const RunArgs *a) {
+        _cleanup_free_ char *source = NULL;
+        size_t len = 0;
+        if ((!a->shadowing && !cli_globals.shadowing) || streq(a->file, "-") ||
+            read_file(a->file, RUN_MAX_SOURCE_BYTES, &source, &len) < 0)
+                return;
+        RunRequest q = { .a = a, .source = source, .source_len = len, .filename = a->file };
+        cli_warn_shadowed(b, &q);
+}
+
 int verb_chain(int argc, char **argv) {
         for (int i = 0; i < argc; i++)
                 if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
@@ -1094,6 +1109,7 @@ int verb_chain(int argc, char **argv) {
         if (code)
                 goto out;
         backend_note_options(b, &a, a.sandbox, "these tasks run");
+        chain_warn_shadowed(b, &a);
         DagRequest q = { .dag = d,
                          .text = text,
                          .len = strlen(text),

@@ -246,12 +246,12 @@ static bool everyday_invoke_option(const char *param) {
 
 /* `--timeout 7` where the function has a parameter `timeout`: the option
  * was taken (docs/cli.md), the parameter keeps its default, and a user who
- * meant it sees nothing wrong but the result. One line each on stderr says
- * which was taken and the -k spelling. The function's parameters come
- * from a description (nothing resolved, nothing of the file runs), asked
- * only when the source has the word at all; the same line embedded and
- * against a server, as both answer the same description. */
-static void warn_shadowed(Backend *b, RunRequest *q) {
+ * meant it sees nothing wrong but the result. The function's parameters
+ * come from a description (nothing resolved, nothing of the file runs),
+ * asked only when the source has the word at all; the same line embedded
+ * and against a server, as both answer the same description. */
+void cli_warn_shadowed(Backend *b, const RunRequest *q) {
+        assert(b && q && q->a);
         const RunArgs *a = q->a;
         if (a->quiet || cli_globals.quiet || q->lock_only || q->describe_only)
                 return;
@@ -479,7 +479,7 @@ static int run_and_render(Backend *b, RunRequest *q, const char *verb) {
         int code = check_suspects(b, q);
         if (code)
                 return code;
-        warn_shadowed(b, q);
+        cli_warn_shadowed(b, q);
         Renderer rd;
         renderer_init(&rd, a->json_output);
         _cleanup_fclose_ FILE *out = NULL;

@@ -84,8 +84,9 @@ static int dag_body(const char *file, char **params, json_t **ret) {
 }
 
 /* schedule add: its own options, then FUNCTION and the invoke arguments
- * (or --dag FILE and no FUNCTION). */
-static int schedule_add_body(int argc, char **argv, json_t **ret, char ***ret_suspects) {
+ * (or --dag FILE and no FUNCTION); *ret_args: FUNCTION's, parsed (left
+ * as it was for --dag), for the caller to run_args_done(). */
+static int schedule_add_body(int argc, char **argv, json_t **ret, RunArgs *ret_args) {
         json_t *body = json_object();
         int i = 0;
         const char *v, *dag_file = NULL;
@@ -204,9 +205,12 @@ static int schedule_add_body(int argc, char **argv, json_t **ret, char ***ret_su
                         code = -1;
                 } else if (cli_args_to_api(body, &a) < 0)
                         code = schedule_usage("a raw (-a) argument cannot follow a typed one");
-                /* A refusal of one of them is said as invoke says it. */
-                *ret_suspects = TAKE_PTR(a.suspects);
-                run_args_done(&a);
+                /* A refusal of one of them is said as invoke says it,
+                 * and a shadowed parameter as invoke says it too. */
+                if (code)
+                        run_args_done(&a);
+                else
+                        *ret_args = a;
         }
         strv_free(rest);
         if (code) {
@@ -296,7 +300,7 @@ int verb_schedule(int argc, char **argv) {
         }
         const char *sub = argv[0];
         json_t *body = NULL;
-        _cleanup_strv_free_ char **suspects = NULL;
+        RunArgs fa = {}; /* schedule add FUNCTION's arguments */
         _cleanup_free_ char *path = NULL;
         const char *method = "GET";
         for (int i = 1; i < argc && !streq(sub, "add"); i++)
@@ -309,7 +313,7 @@ int verb_schedule(int argc, char **argv) {
                         fputs(schedule_help, stdout);
                         return 0;
                 }
-                int code = schedule_add_body(argc - 1, argv + 1, &body, &suspects);
+                int code = schedule_add_body(argc - 1, argv + 1, &body, &fa);
                 if (code)
                         return code < 0 ? 0 : code; /* -1: the help, asked after FUNCTION */
                 method = "POST";
@@ -347,7 +351,16 @@ int verb_schedule(int argc, char **argv) {
         int code = backend_open_listing(false, &b);
         if (code) {
                 json_decref(body);
+                run_args_done(&fa);
                 return code;
+        }
+        if (fa.file) {
+                /* Each fire is an invoke: what invoke says of a shadowed
+                 * parameter (`--timeout 7` for `timeout`) is said here. */
+                RunRequest q = { .a = &fa,
+                                 .deployed = fa.file,
+                                 .version = (long) json_integer_value(json_object_get(body, "version")) };
+                cli_warn_shadowed(b, &q);
         }
         json_t *ans = NULL;
         int r = b->ops->schedule(b, method, path, body, &ans);
@@ -355,7 +368,7 @@ int verb_schedule(int argc, char **argv) {
         if (r == -EBADMSG && ans) {
                 /* Arguments the function refuses: the same lines and exit
                  * code as `invoke` with them (its refused run's outcome). */
-                code = cli_suspect_refused(suspects, ans);
+                code = cli_suspect_refused(fa.suspects, ans);
                 if (!code) {
                         Renderer rd;
                         renderer_init(&rd, false);
@@ -384,5 +397,6 @@ int verb_schedule(int argc, char **argv) {
         }
         json_decref(ans);
         backend_free(b);
+        run_args_done(&fa);
         return code;
 }

@@ -943,6 +943,11 @@ def _bind(fn, args, kwargs, plan=None):
     positional = plan.positional
     annotations = plan.annotations
     out_args, out_kwargs, bound = [], {}, set()
+    # Parameters bound by a flag without a value (--flag, --no-flag): the
+    # last of them wins, in the order the options came (the kwargs'
+    # order), as argparse's store_true/store_false into one dest and
+    # click's --flag/--no-flag have it.
+    flagged = set()
 
     if not isinstance(args, list):
         raise ValidationError("positional arguments must be a list")
@@ -973,14 +978,17 @@ def _bind(fn, args, kwargs, plan=None):
                                       f"'{name}' (give it with -a VALUE)")
             out_kwargs[name] = _convert(name, plan.conv("**", plan.kwarg.annotation), item)
             continue
-        if name not in plan.names and name[:3] == "no_" and item == _BARE:
+        flag = item == _BARE
+        if flag and name not in plan.names and name[:3] == "no_":
             # --no-NAME, nothing after it: NAME=False for a bool NAME
             # (click's and Typer's --flag/--no-flag).
             off = name[3:]
             if off in plan.names and plan.conv(off, annotations[off]).kind == "bool":
                 name, item = off, _FALSE
-        if name in bound:
+        if name in bound and not (flag and name in flagged):
             raise ValidationError(f"{fn.name}() got multiple values for argument '{name}'")
+        if flag:
+            flagged.add(name)
         if name in plan.names:
             out_kwargs[name] = _convert(name, plan.conv(name, annotations[name]), item)
         elif plan.kwarg:

@@ -65,7 +65,19 @@ static const Row rows[] = {
           NULL,
           "[{\"raw\":\"-NaN\"},{\"raw\":\"-Infinity\"}]",
           "{\"x\":{\"raw\":\"-inf\"},\"y\":{\"raw\":\"-1\"}}" },
-        { { "f.py", "--x", "--x" }, 0 },
+        /* A flag given again is one; the last of --x and --no-x comes
+         * last (runner.py: the last one wins). */
+        { { "f.py", "--x", "--x" }, 1, "f.py", NULL, "[]", "{\"x\":{\"bare\":true}}" },
+        { { "f.py", "--x", "--no-x", "--x" }, 1, "f.py", NULL, "[]", "{\"no_x\":{\"bare\":true},\"x\":{\"bare\":true}}" },
+        { { "f.py", "--no-x", "--x", "--y", "1", "--no-x" },
+          1,
+          "f.py",
+          NULL,
+          "[]",
+          "{\"x\":{\"bare\":true},\"y\":{\"raw\":\"1\"},\"no_x\":{\"bare\":true}}" },
+        /* A flag and a value of one name: given twice. */
+        { { "f.py", "--x=1", "--x" }, 0 },
+        { { "f.py", "-k", "x=1", "--x" }, 0 },
         { { "f.py", "-k", "novalue" }, 0 },
         { { "f.py", "-k", "1bad=2" }, 0 },
         /* A keyword given again is one more element (argparse's append):
