@@ -194,3 +194,44 @@ def test_inputs_from_stdin_and_a_lambda_handlers_event(cli, d):
     p = remote(cli, d, "invoke", "lam", "--over", "-", input='[{"k": 1}]\n[2]\n')
     assert p.returncode == 0, p.stderr
     assert [o["result"] for o in lines(p)] == [{"got": {"k": 1}, "id": True}, {"got": 2, "id": True}]
+
+
+def test_ctrl_c_cancels_the_invocations_in_flight(cli, d):
+    """map's Ctrl-C: no more calls, the ones in flight cancelled on the
+    server, each a `cancelled` line, exit 130."""
+    import signal
+    import subprocess
+    import time
+
+    deploy(d, "slow2", SLEEPY)
+    cli.write("in.jsonl", "60\n60\n60\n")
+    env = dict(cli.env, PYSPRINTER_TOKEN=TOKENS["alice"])
+    p = subprocess.Popen([*cli.prefix, str(cli.exe), "invoke", "slow2", "--over", "in.jsonl", "-j", "2",
+                          "--server", d.url], cwd=cli.cwd, env=env, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        running = []
+        while time.monotonic() < deadline and len(running) < 2:
+            st, b = d.call("GET", "/v1/runs?function=slow2&status=running")
+            running = b["runs"] if st == 200 else []
+            time.sleep(0.1)
+        assert len(running) == 2, running
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130, (out, err)
+    got = [json.loads(line) for line in out.splitlines()]
+    assert [o["status"] for o in got] == ["cancelled", "cancelled"], got
+    assert "interrupted: 2 of 3 calls ran" in err, err
+    for r in running:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            st, b = d.call("GET", f"/v1/runs/{r['id']}")
+            if b["status"] not in ("queued", "running"):
+                break
+            time.sleep(0.1)
+        assert b["status"] == "cancelled", b
