@@ -800,6 +800,26 @@ char *cli_parse_function_name(const char *word, const char *what, char **ret_nam
         return NULL;
 }
 
+bool cli_over_given(int argc, char **argv) {
+        assert(argc == 0 || argv);
+        for (int i = 0; i < argc && !streq(argv[i], "--"); i++)
+                if (streq(argv[i], "--over") || startswith(argv[i], "--over="))
+                        return true;
+        return false;
+}
+
+const char *cli_payload_word(int argc, char **argv) {
+        assert(argc == 0 || argv);
+        for (int i = 0; i < argc && !streq(argv[i], "--"); i++)
+                if (streq(argv[i], "--over"))
+                        i++; /* its value: `--over -` is the inputs on stdin */
+                else if (streq(argv[i], "--payload") || startswith(argv[i], "--payload=") ||
+                         streq(argv[i], "--payload-file") || startswith(argv[i], "--payload-file=") ||
+                         (i > 0 && streq(argv[i], "-")))
+                        return argv[i];
+        return NULL;
+}
+
 void run_args_done(RunArgs *a) {
         free(a->target);
         free(a->file);

@@ -24,7 +24,7 @@ static const struct {
         { "validate", RUN_OPTIONS },
         { "chain", RUN_OPTIONS " --idempotency-key" },
         { "invoke", "-a -k --json-args --json-kwargs --payload --payload-file --timeout --memory --detach "
-                    "--idempotency-key" },
+                    "--idempotency-key --over --concurrency -j" },
         { "deploy", "--name --description --url --public --no-url --timeout --memory --max-procs -f --file --prune "
                     "--dry-run" },
         { "schedule", "--cron --every --tz --catch-up --allow-overlap --paused --dag --param" },

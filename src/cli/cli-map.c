@@ -1,6 +1,9 @@
 /* `pysprinter map FILE --over inputs.jsonl [--concurrency N]`: one call of
  * FILE's function per input line, N at a time, written once over the
- * Backend (embedded or a server). Each line is one call's arguments: a JSON
+ * Backend (embedded or a server). `pysprinter invoke NAME[::VERSION]
+ * --over inputs.jsonl` is the same map over a deployed function: only how
+ * one call is started differs (MapJob.call, a RunRequest with the file's
+ * source or the deployed name and version). Each line is one call's arguments: a JSON
  * array is its positional arguments, an object its keyword arguments,
  * anything else its one positional argument. Results go to stdout as JSON
  * lines in input order, each as soon as every earlier one is out; a
@@ -44,14 +47,19 @@ static const char map_help[] =
         "Exit status: 0 when every call succeeded, else the first failed call's code.\n"
         "\n"
         "Options: those of `pysprinter run` (--timeout, --memory, --data, --sandbox,\n"
-        "--index-url, …), except arguments (-a, --NAME), which come from INPUTS.\n";
+        "--index-url, …), except arguments (-a, --NAME), which come from INPUTS.\n"
+        "\n"
+        "A deployed function is mapped by invoke, the same way:\n"
+        "  pysprinter invoke NAME[::VERSION] --over INPUTS.jsonl [-j N]\n";
 
 typedef struct MapJob {
         Backend *b;
         const RunArgs *a;
         const char *shown; /* the target as messages name it ("<stdin>::f" for FILE -) */
-        const char *source;
-        size_t source_len;
+        /* How one call is started: a file's source (source, source_len,
+         * filename) or a deployed function (deployed, version). Each call
+         * is this request with its own arguments. */
+        RunRequest call;
         char **args_json;    /* per input, engine format */
         char **kwargs_json;
         json_t **runs;       /* per input: the final run object until its line is printed */
@@ -252,11 +260,9 @@ static void *map_thread(void *userdata) {
                 a.args_json = job->args_json[i];
                 a.kwargs_json = job->kwargs_json[i];
                 /* Its result is only printed (print_line()): held. */
-                RunRequest q = { .a = &a,
-                                 .source = job->source,
-                                 .source_len = job->source_len,
-                                 .filename = cli_source_name(job->a->file),
-                                 .hold_result = true };
+                RunRequest q = job->call;
+                q.a = &a;
+                q.hold_result = true;
                 /* Each call has its own renderer: the function's output
                  * goes to stderr as it is written, undecorated. */
                 Renderer rd;
@@ -474,19 +480,18 @@ static int run_map(Backend *b, MapJob *job, unsigned conc) {
  * function, a source a server cannot take, a server that is away) fails
  * once, as `run` says it, before any call: not once per input line, each
  * a recorded run. The check is run's describe: the file parsed and its
- * function found, nothing resolved, no argument looked at, no run. */
-static int map_check_file(Backend *b, const RunArgs *a, const char *source, size_t len) {
-        if (b->remote) {
-                int code = cli_check_source(cli_source_name(a->file), source, len);
+ * function found, nothing resolved, no argument looked at, no run. For a
+ * deployed function it is `invoke NAME --help`'s: the version's function
+ * object, or invoke's own error (no such function or version, no server). */
+static int map_check_target(Backend *b, const MapJob *job, const RunArgs *a) {
+        if (b->remote && !job->call.deployed) {
+                int code = cli_check_source(job->call.filename, job->call.source, job->call.source_len);
                 if (code)
                         return code;
         }
-        RunRequest q = { .a = a,
-                         .source = source,
-                         .source_len = len,
-                         .filename = cli_source_name(a->file),
-                         .validate_only = true,
-                         .describe_only = true };
+        RunRequest q = job->call;
+        q.a = a;
+        q.validate_only = q.describe_only = true;
         Renderer rd;
         renderer_init(&rd, false);
         rd.no_output = true;
@@ -495,8 +500,8 @@ static int map_check_file(Backend *b, const RunArgs *a, const char *source, size
         int r = b->ops->run(b, &q, &rd, &ans), code = 0;
         if (r < 0)
                 code = backend_fail(b, r);
-        else if (!streq(json_get_string(ans, "status") ?: "", "succeeded"))
-                code = renderer_run_outcome(&rd, ans);
+        else if (!q.deployed && !streq(json_get_string(ans, "status") ?: "", "succeeded"))
+                code = renderer_run_outcome(&rd, ans); /* a function object has no status: found */
         renderer_done(&rd);
         json_decref(ans);
         return cli_interrupted ? EXIT_INTERRUPTED : code;
@@ -571,12 +576,44 @@ static void map_job_done(MapJob *job) {
         free(job->key);
 }
 
-int verb_map(int argc, char **argv) {
-        for (int i = 0; i < argc; i++)
-                if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
-                        fputs(map_help, stdout);
-                        return 0;
-                }
+/* `map --function NAME`: the value, or NULL. */
+static const char *function_word(int argc, char **argv) {
+        for (int i = 0; i < argc && !streq(argv[i], "--"); i++) {
+                if (startswith(argv[i], "--function="))
+                        return argv[i] + strlen("--function=");
+                if (streq(argv[i], "--function"))
+                        return i + 1 < argc ? argv[i + 1] : "NAME";
+        }
+        return NULL;
+}
+
+/* What map takes from neither a run's nor an invoke's options, said as the
+ * verb is spelled: NULL, or the message (static). */
+static const char *map_option_refused(const RunArgs *a, bool deployed) {
+        if (!streq(a->args_json ?: "[]", "[]") || !streq(a->kwargs_json ?: "{}", "{}"))
+                return deployed ? "invoke --over takes the arguments from --over, not from the command line"
+                                : "map takes the arguments from --over, not from the command line";
+        if (a->detach)
+                return deployed ? "--detach cannot go with --over: each call's result is printed as it ends"
+                                : "map: --detach is run's and invoke's: map prints each call's result as it ends";
+        if (a->idempotency_key)
+                return deployed ? "--idempotency-key cannot go with --over: one key would name one run of many"
+                                : "map: --idempotency-key is run's and invoke's: one key would name one run of many";
+        /* Each call's output goes to stderr as it comes, the results to
+         * stdout: a file for "the" output has no one call to hold. Before,
+         * it was taken and nothing was written to it. */
+        if (a->output_file)
+                return deployed ? "--output-file cannot go with --over: the results are on stdout (`> FILE`), the "
+                                  "calls' output on stderr"
+                                : "map: --output-file is run's option: map's results are on stdout (`> FILE`), "
+                                  "the calls' output on stderr";
+        return NULL;
+}
+
+/* map FILE and invoke NAME --over: the same map, started by deployed or
+ * not. verb names the verb in the hint to its help. */
+static int map_main(int argc, char **argv, bool deployed) {
+        const char *verb = deployed ? "invoke" : "map";
         const char *over = NULL;
         unsigned conc = 4;
         int code = take_map_options(&argc, argv, &over, &conc);
@@ -587,53 +624,76 @@ int verb_map(int argc, char **argv) {
                 fprintf(stderr, "Try 'pysprinter map --help'.\n");
                 return EXIT_USAGE;
         }
+        const char *w = deployed ? cli_payload_word(argc, argv) : NULL;
+        if (w) {
+                cli_error("%.*s cannot go with --over: each line of INPUTS is one call's arguments (a Lambda "
+                          "handler's event: a line [EVENT])",
+                          streq(w, "-") ? (int) strlen("'-' (the payload on stdin)") : (int) strcspn(w, "="),
+                          streq(w, "-") ? "'-' (the payload on stdin)" : w);
+                fprintf(stderr, "Try 'pysprinter invoke --help'.\n");
+                return EXIT_USAGE;
+        }
+        w = deployed ? NULL : function_word(argc, argv);
+        if (w) {
+                /* A deployed function is mapped by invoke, which names
+                 * deployed functions; map names files. */
+                cli_error("map calls a file's function; a deployed function's calls are `pysprinter invoke %s "
+                          "--over INPUTS.jsonl [-j N]`",
+                          w);
+                fprintf(stderr, "Try 'pysprinter invoke --help'.\n");
+                return EXIT_USAGE;
+        }
+        /* NAME[::VERSION]: the version is invoke's, not the run grammar's
+         * ::FUNC. The messages name it as given. */
+        _cleanup_free_ char *name = NULL, *word = deployed && argc > 0 ? xstrdup(argv[0]) : NULL;
+        long version = 0;
+        if (deployed && (code = cli_invoke_name(argc, argv, &name, &version)))
+                return code;
+        if (name)
+                argv[0] = name;
         RunArgs a;
         _cleanup_free_ char *err = NULL, *source = NULL;
         /* cli_parse_run_args reads argv from index 0 as the verb's words. */
         if (cli_parse_run_args(argc, argv, &a, &err) < 0) {
                 cli_error("%s", err);
-                fprintf(stderr, "Try 'pysprinter map --help'.\n");
+                fprintf(stderr, "Try 'pysprinter %s --help'.\n", verb);
                 return EXIT_USAGE;
         }
         MapJob job = { .a = &a };
         Backend *b = NULL;
         size_t len = 0;
-        if (!streq(a.args_json ?: "[]", "[]") || !streq(a.kwargs_json ?: "{}", "{}")) {
-                cli_error("map takes the arguments from --over, not from the command line");
+        _cleanup_free_ char *refused = deployed ? cli_invoke_option_error(&a, "invoke", false) : NULL;
+        const char *why = refused ?: map_option_refused(&a, deployed);
+        if (why) {
+                cli_error("%s", why);
+                if (deployed)
+                        fprintf(stderr, "Try 'pysprinter invoke --help'.\n");
                 code = EXIT_USAGE;
-        } else if (a.detach) {
-                cli_error("map: --detach is run's and invoke's: map prints each call's result as it ends");
-                code = EXIT_USAGE;
-        } else if (a.idempotency_key) {
-                cli_error("map: --idempotency-key is run's and invoke's: one key would name one run of many");
-                code = EXIT_USAGE;
-        } else if (a.output_file) {
-                /* Each call's output goes to stderr as it comes, the results
-                 * to stdout: a file for "the" output has no one call to hold.
-                 * Before, it was taken and nothing was written to it. */
-                cli_error("map: --output-file is run's option: map's results are on stdout (`> FILE`), "
-                          "the calls' output on stderr");
-                code = EXIT_USAGE;
-        } else if (streq(a.file, "-") && streq(over, "-")) {
+        } else if (!deployed && streq(a.file, "-") && streq(over, "-")) {
                 /* The source would take all of stdin, leaving no input:
                  * map would run nothing and say nothing. */
                 cli_error("map: the source (FILE -) and the inputs (--over -) cannot both come from stdin");
                 code = EXIT_USAGE;
-        } else if (cli_read_source(a.file, &source, &len) < 0)
+        } else if (!deployed && cli_read_source(a.file, &source, &len) < 0)
                 code = EXIT_USAGE;
         else
                 code = read_inputs(over, &job);
         a.worker_now = true;
+        /* invoke's backend: embedded, it says invoke needs a server with
+         * no engine (nor home) opened to say it (map_check_target()). */
         if (!code)
-                code = backend_open(&a, &b);
+                code = deployed ? backend_open_listing(false, &b) : backend_open(&a, &b);
         /* The source read from stdin is named as a run names it. */
-        _cleanup_free_ char *shown = streq(a.file, "-") && a.target[0] == '-' ? xasprintf("<stdin>%s", a.target + 1)
-                                                                              : xstrdup(a.target);
+        _cleanup_free_ char *shown = deployed                                   ? xstrdup(word)
+                                     : streq(a.file, "-") && a.target[0] == '-' ? xasprintf("<stdin>%s", a.target + 1)
+                                                                                : xstrdup(a.target);
         job.shown = shown;
+        job.call = deployed ? (RunRequest){ .deployed = a.file, .version = version }
+                            : (RunRequest){ .source = source, .source_len = len, .filename = cli_source_name(a.file) };
         /* Checked with no input too: `map FILE --over /dev/null` said
          * nothing of a FILE that cannot run, exit 0. */
         if (!code)
-                code = map_check_file(b, &a, source, len);
+                code = map_check_target(b, &job, &a);
         if (!code)
                 code = map_check_data(b, &a);
         if (!code)
@@ -644,13 +704,25 @@ int verb_map(int argc, char **argv) {
                         job.key = xasprintf("map-%s", hex);
         }
         if (!code) {
-                backend_note_options(b, &a, a.sandbox, "this code runs");
-                job.source = source;
-                job.source_len = len;
+                if (!deployed)
+                        backend_note_options(b, &a, a.sandbox, "this code runs");
                 code = run_map(b, &job, conc);
         }
         map_job_done(&job);
         backend_free(b);
         run_args_done(&a);
         return code;
+}
+
+int verb_map(int argc, char **argv) {
+        for (int i = 0; i < argc; i++)
+                if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
+                        fputs(map_help, stdout);
+                        return 0;
+                }
+        return map_main(argc, argv, false);
+}
+
+int cli_invoke_over(int argc, char **argv) {
+        return map_main(argc, argv, true);
 }

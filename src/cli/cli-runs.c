@@ -80,6 +80,7 @@ static const char lock_help[] =
 static const char invoke_help[] =
         "Usage: pysprinter invoke NAME[::VERSION] [--payload JSON | --payload-file FILE | -]\n"
         "       pysprinter invoke NAME[::VERSION] [-a V]… [--NAME V]… [--json]\n"
+        "       pysprinter invoke NAME[::VERSION] --over INPUTS.jsonl [-j N] [options]\n"
         "\n"
         "Invoke a deployed function on the server. --payload sends a Lambda-style\n"
         "event (handler(event, context)); --payload-file reads it from FILE, and '-'\n"
@@ -89,6 +90,14 @@ static const char invoke_help[] =
         "shows KEY's first run, as `run --idempotency-key` does.\n"
         "VERSION is a version number or $LATEST; NAME:VERSION (Lambda's spelling)\n"
         "works too.\n"
+        "\n"
+        "--over INPUTS.jsonl maps the function over INPUTS (- for stdin) as\n"
+        "`pysprinter map FILE --over` does: one call per line, N at a time (-j,\n"
+        "--concurrency; default 4), a JSON array as the positional arguments, an\n"
+        "object as the keyword arguments, any other value as the one argument\n"
+        "(a Lambda handler's event: [EVENT] for an object). One JSON line per\n"
+        "input, in input order, as map prints them; exit status the first failed\n"
+        "call's. Limits and --data apply to every call; not with --payload.\n"
         "\n"
         "NAME[::VERSION] --help prints the deployed function's usage: its signature\n"
         "and docstring, as `pysprinter run FILE --help` prints a file's.\n";
@@ -777,6 +786,23 @@ static bool payload_has_company(const RunArgs *a) {
                l->network_off || a->data;
 }
 
+int cli_invoke_name(int argc, char **argv, char **ret_name, long *ret_version) {
+        assert(argc >= 0 && ret_name && ret_version);
+        /* No NAME (`invoke "$FN"` with an unset variable, `invoke ::3`):
+         * the run grammar would ask for a file, which invoke takes none of. */
+        if (argc == 0 || !*argv[0] || startswith(argv[0], ":"))
+                return usage_error("invoke", "invoke needs a deployed function's NAME (see `pysprinter functions`)");
+        /* NAME::VERSION (NAME:VERSION): the version is ours, not the run
+         * grammar's ::FUNC. */
+        char *name = NULL;
+        long version = 0;
+        if (argv[0][0] != '-' && strchr(argv[0], ':') && cli_parse_deployed_name(argv[0], &name, &version) < 0)
+                return usage_error("invoke", CLI_VERSION_REFUSED);
+        *ret_name = name;
+        *ret_version = version;
+        return 0;
+}
+
 int verb_invoke(int argc, char **argv) {
         /* --help after a NAME: the deployed function's usage (a server's
          * business, as the invoke is); alone, invoke's own. */
@@ -785,6 +811,9 @@ int verb_invoke(int argc, char **argv) {
                 fputs(invoke_help, stdout);
                 return 0;
         }
+        /* --over INPUTS: one call per line (cli-map.c, map's machinery). */
+        if (!describe && cli_over_given(argc, argv))
+                return cli_invoke_over(argc, argv);
         _cleanup_free_ char **words = describe ? without_help(argc, argv, &argc) : NULL;
         if (describe)
                 argv = words;
@@ -794,23 +823,15 @@ int verb_invoke(int argc, char **argv) {
         int code = take_payload(&argc, argv, &payload);
         if (code)
                 return code;
-        /* No NAME (`invoke "$FN"` with an unset variable, `invoke ::3`):
-         * the run grammar would ask for a file, which invoke takes none of. */
-        if (argc == 0 || !*argv[0] || startswith(argv[0], ":")) {
-                json_decref(payload);
-                return usage_error("invoke", "invoke needs a deployed function's NAME (see `pysprinter functions`)");
-        }
-        /* NAME::VERSION (NAME:VERSION): the version is ours, not the run
-         * grammar's ::FUNC. */
         long version = 0;
         _cleanup_free_ char *name = NULL;
-        if (argc > 0 && argv[0][0] != '-' && strchr(argv[0], ':')) {
-                if (cli_parse_deployed_name(argv[0], &name, &version) < 0) {
-                        json_decref(payload);
-                        return usage_error("invoke", CLI_VERSION_REFUSED);
-                }
-                argv[0] = name;
+        code = cli_invoke_name(argc, argv, &name, &version);
+        if (code) {
+                json_decref(payload);
+                return code;
         }
+        if (name)
+                argv[0] = name;
         RunArgs a;
         code = parse_or_fail("invoke", argc, argv, &a);
         if (code) {

@@ -99,6 +99,15 @@ int cli_parse_deployed_name(const char *word, char **ret_name, long *ret_version
  * NULL with *ret_name, or the usage error's words (caller frees) for a
  * word naming a version or a malformed one. */
 char *cli_parse_function_name(const char *word, const char *what, char **ret_name);
+/* Whether invoke's words (argv: after the verb) ask for a map over
+ * INPUTS: --over or --over=F before "--" (cli_invoke_over()). */
+bool cli_over_given(int argc, char **argv);
+/* invoke's first word for a Lambda-style event (--payload[=…],
+ * --payload-file[=…], or '-' after NAME and not --over's value: the event
+ * on stdin) before "--",
+ * or NULL: what `invoke --over` refuses (each line is one call's
+ * arguments). */
+const char *cli_payload_word(int argc, char **argv);
 /* What invoke and schedule add say when it refuses the version. */
 #define CLI_VERSION_REFUSED \
         "the part after '::' must be a version number (1, 2, …) or $LATEST: NAME::2, or NAME:2 as Lambda writes it"
@@ -285,6 +294,14 @@ int verb_server(int argc, char **argv);
 int verb_dag(int argc, char **argv);
 int verb_chain(int argc, char **argv);
 int verb_map(int argc, char **argv);  /* cli-map.c */
+/* cli-map.c: `invoke NAME[::VERSION] --over INPUTS.jsonl [-j N]`, map's
+ * machinery over a deployed function (argv: invoke's words). */
+int cli_invoke_over(int argc, char **argv);
+/* cli-runs.c: invoke's NAME[::VERSION] (argv[0], also NAME:VERSION and an
+ * ARN): 0 with *ret_name (caller frees; NULL when the word names no
+ * version: argv[0] is the name) and *ret_version (0: the latest), or
+ * EXIT_USAGE after saying why (no NAME, a malformed VERSION). */
+int cli_invoke_name(int argc, char **argv, char **ret_name, long *ret_version);
 int verb_data(int argc, char **argv);
 int verb_secret(int argc, char **argv);
 int verb_lock(int argc, char **argv); /* cli-runs.c */

@@ -462,6 +462,46 @@ static void test_deployed_name(void **state) {
         }
 }
 
+static void test_invoke_over_words(void **state) {
+        (void) state;
+        static const struct {
+                const char *words[6];
+                bool over;
+                const char *payload; /* the word cli_payload_word() finds */
+        } words_rows[] = {
+                { { "f" }, false, NULL },
+                { { "f", "--over", "in.jsonl" }, true, NULL },
+                { { "f", "--over=in.jsonl" }, true, NULL },
+                { { "f", "-j", "2", "--over", "-" }, true, NULL },
+                { { "f", "--", "--over", "x" }, false, NULL }, /* an argument after -- */
+                { { "f", "--overs", "x" }, false, NULL },      /* a keyword argument 'overs' */
+                { { "--over", "x", "f" }, true, NULL },
+                { { "f", "--payload", "{}" }, false, "--payload" },
+                { { "f", "--payload={}" }, false, "--payload={}" },
+                { { "f", "--payload-file", "e.json" }, false, "--payload-file" },
+                { { "f", "--payload-file=e.json" }, false, "--payload-file=e.json" },
+                { { "f", "-" }, false, "-" },
+                { { "f", "--over", "-", "-" }, true, "-" },
+                { { "-" }, false, NULL }, /* NAME, not the event */
+                { { "f", "--", "-" }, false, NULL },
+                { { "f", "--payloads", "x" }, false, NULL },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(words_rows); i++) {
+                int n = 0;
+                while (n < 6 && words_rows[i].words[n])
+                        n++;
+                char **argv = (char **) words_rows[i].words;
+                assert_int_equal(cli_over_given(n, argv), words_rows[i].over);
+                const char *w = cli_payload_word(n, argv);
+                if (words_rows[i].payload)
+                        assert_string_equal(w, words_rows[i].payload);
+                else
+                        assert_null(w);
+        }
+        assert_false(cli_over_given(0, NULL));
+        assert_null(cli_payload_word(0, NULL));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_rows),
@@ -475,6 +515,7 @@ int main(void) {
                 cmocka_unit_test(test_run_status_names),
                 cmocka_unit_test(test_source_declares_requirements),
                 cmocka_unit_test(test_deployed_name),
+                cmocka_unit_test(test_invoke_over_words),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
