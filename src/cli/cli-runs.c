@@ -1765,7 +1765,8 @@ int verb_functions(int argc, char **argv) {
                 if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
                         printf("Usage: pysprinter functions [ls|show NAME[:VERSION]|rm NAME[:VERSION]] [--json]\n"
                                "NAME may be a Lambda ARN or partial ARN, as for invoke. rm NAME deletes the\n"
-                               "function with every version; rm NAME:VERSION that version alone (not the latest).\n");
+                               "function with every version; rm NAME:VERSION that version alone (not the latest).\n"
+                               "ls -q: the functions' names alone, one per line.\n");
                         return 0;
                 } else if (i == 0 && (streq(argv[i], "ls") || streq(argv[i], "show") || streq(argv[i], "rm")))
                         sub = argv[i];
@@ -1814,6 +1815,8 @@ int verb_functions(int argc, char **argv) {
                 code = backend_fail(b, r);
         else if (cli_globals.json)
                 render_json(streq(sub, "ls") ? list : ans);
+        else if (streq(sub, "ls") && render_list_keys(list, "name"))
+                ; /* `functions ls -q`: the names alone */
         else if (streq(sub, "ls")) {
                 printf("%-24s %7s  %-24s  %s\n", "NAME", "VERSION", "FUNCTION", "DEPLOYED");
                 size_t i;

@@ -13,7 +13,7 @@ static const char schedule_help[] =
         "                               [--catch-up none|one] [--allow-overlap] [--paused]\n"
         "                               (FUNCTION[::VERSION] [ARG…] [-a V]… [--NAME V]…\n"
         "                                | --dag FILE [--param NAME=VALUE]…)\n"
-        "       pysprinter schedule ls [--json]\n"
+        "       pysprinter schedule ls [--json|-q]\n"
         "       pysprinter schedule show|rm|pause|resume NAME\n"
         "\n"
         "Fire a deployed function or a DAG file on a schedule (needs a server). Each\n"
@@ -379,9 +379,10 @@ int verb_schedule(int argc, char **argv) {
                 code = backend_fail(b, r);
         else if (cli_globals.json)
                 render_json(streq(sub, "ls") || streq(sub, "list") ? json_object_get(ans, "schedules") : ans);
-        else if (streq(sub, "ls") || streq(sub, "list"))
-                print_list(json_object_get(ans, "schedules"));
-        else if (streq(sub, "rm"))
+        else if (streq(sub, "ls") || streq(sub, "list")) {
+                if (!render_list_keys(json_object_get(ans, "schedules"), "name"))
+                        print_list(json_object_get(ans, "schedules"));
+        } else if (streq(sub, "rm"))
                 printf("deleted schedule %s\n", argv[1]);
         else if (streq(sub, "show")) {
                 _cleanup_free_ char *t = cli_json_text(ans);

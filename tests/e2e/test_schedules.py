@@ -111,6 +111,10 @@ def test_cron_schedule_fires_an_ordinary_run_at_its_time(d, rcli):
     assert "every5" in out and f"{rid} succeeded" in out
     listed = json.loads(rcli("schedule", "ls", "--json", check=0).stdout)
     assert [x["name"] for x in listed] == ["every5"]
+    # -q: the names alone (a shell's `for s in $(pysprinter schedule ls -q)`),
+    # as `functions ls -q` lists the functions'.
+    assert rcli("schedule", "ls", "-q", check=0).stdout == "every5\n"
+    assert rcli("functions", "ls", "-q", check=0).stdout == "tick\n"
 
 
 def test_interval_and_fixed_offset(d, rcli):
