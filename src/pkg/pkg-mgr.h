@@ -151,6 +151,15 @@ int pkg_bytes_check_page_hashes(const void *data, size_t n, char *const *hashes,
 int pkg_http_get_range(const char *url, int64_t first, uint64_t len, const PkgHttpOptions *o, PkgHttpResponse *ret,
                        uint64_t *ret_total, char **ret_error);
 
+/* A Content-Range header's value (what follows "Content-Range:", n bytes,
+ * blanks and CRLF around it allowed; RFC 9110 14.4): "bytes FIRST-LAST/TOTAL"
+ * with FIRST <= LAST < TOTAL gives 0, FIRST in *ret_first and TOTAL in
+ * *ret_total; "bytes * /TOTAL" (without the blank: a 416's, the file's
+ * size) gives 1, TOTAL in *ret_total. Anything else (an unknown size
+ * "/ *", a sign, an overflow, trailing bytes, another unit) is -EINVAL and
+ * writes nothing. */
+int pkg_http_content_range_parse(const char *v, size_t n, uint64_t *ret_first, uint64_t *ret_total);
+
 /* The .dist-info/METADATA of the wheel at url, read with HTTP range
  * requests (its zip end records, its central directory, that one entry:
  * two or three small GETs, whatever the wheel's size), as uv reads a wheel
