@@ -258,6 +258,19 @@ void pkg_index_set_cancel(PkgIndex *ix, const bool *cancel);
  * whoever fetches it; otherwise such a wheel is fetched (into the cache the
  * install uses) and checked against every hash the page gives. */
 void pkg_index_set_pin_only(PkgIndex *ix, bool pin_only);
+/* The METADATA of the wheel unpacked in the store dir dir (its one
+ * .dist-info: pkg_wheel_unpack() refuses a second), at most
+ * PKG_METADATA_MAX bytes, NUL-terminated; -ENOENT without one, -errno of
+ * the reads. The caller holds the wheel's lock, or knows the dir stays. */
+int pkg_store_read_metadata(const char *dir, char **ret_text);
+
+/* The index's cache dir is <data_dir>/cache/wheels, the store's: a wheel
+ * it downloads (for its METADATA, an index without PEP 658 files nor
+ * ranges) is fetched under the wheel's lock (pkg_wheel_lock()), from the
+ * wheel's part file when one was kept and into it when cut short
+ * (PkgDownload.resume), as an installer does; the install then takes the
+ * file from the cache. NULL (the default): a private cache, no lock. */
+void pkg_index_set_data_dir(PkgIndex *ix, const char *data_dir);
 
 /* Local path of a file's wheel: the find-links file itself, or a copy
  * downloaded (sha256-verified) into the index's cache dir. */

@@ -120,8 +120,10 @@ def test_lock_then_install_without_pep658_fetches_each_wheel_once(cli, home, tmp
     """An index with no .metadata files: `pysprinter lock` reads each
     wheel's METADATA by HTTP ranges where the server answers them (a few
     KB), else downloads the wheel into the wheel cache; the install that
-    follows takes that file, so each wheel's bytes cross the network at
-    most once in all."""
+    follows takes that file. A server that ignores ranges costs one probe
+    (a ranged GET answered with the whole file, which the client drops
+    after the bytes it asked for: once per client, not per wheel) and one
+    whole download; the install asks nothing more."""
     w = _wheel(tmp_path / "w")
     size = w.stat().st_size
     ix = pkgindex.Index()
@@ -133,14 +135,23 @@ def test_lock_then_install_without_pep658_fetches_each_wheel_once(cli, home, tmp
         p = cli("lock", "--index-url", ix.url, f)
         assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
         path = f"/files/{w.name}"
+        gets = [q for q in ix.requests if q == path]
+        probes = [r for q, r in ix.ranged if q == path]
         after_lock = ix.served.get(path, 0)
         if ranges:
-            assert 0 < after_lock < size // 4, (after_lock, size)
+            # The zip's tail, its central directory, METADATA: small GETs.
+            assert len(gets) == len(probes) and 0 < after_lock < size // 4, (gets, probes, after_lock, size)
         else:
-            assert after_lock == size, (after_lock, size)
+            assert len(probes) == 1 and len(gets) == 2, (gets, probes)     # the probe, the download
+            assert (home / "cache" / "wheels" / f"{pkgindex.sha256_file(w)}.whl").exists()
+        n = len(ix.requests)
         _run(cli, ix, f)
-        total = ix.served.get(path, 0)
-        assert total == (after_lock + size if ranges else size), (after_lock, total, size)
+        again = [q for q in ix.requests[n:] if q == path]
+        if ranges:
+            assert again == [path] and ix.served[path] == after_lock + size, (again, ix.served, after_lock, size)
+        else:
+            assert again == [] and ix.served[path] == after_lock, (again, ix.served, after_lock)
+        print(f"ranges={ranges}: wheel {size} bytes, served by lock {after_lock}, lock+install {ix.served[path]}")
         _no_parts(home)
     finally:
         ix.stop()
@@ -179,5 +190,39 @@ def test_cut_metadata_download_resumes(cli, home, tmp_path):
         assert ix.served.get(path, 0) - served == size - cut, (ix.served, served, size, cut)
         assert (home / "store" / sha).is_dir()
         _no_parts(home)
+    finally:
+        ix.stop()
+
+
+def test_metadata_of_a_wheel_in_the_store_is_read_there(cli, home, tmp_path):
+    """A wheel already unpacked in the store (installed for another set of
+    requirements), on an index without PEP 658 files: the resolver reads
+    its METADATA from the store dir, the index serves none of its bytes
+    (before: a ranged probe, then the whole wheel again, for a file the
+    install then did not need)."""
+    w = _wheel(tmp_path / "w")
+    other = pkgindex.build_wheel(tmp_path / "w", "other", "1.0")
+    ix = pkgindex.Index()
+    ix.add(w, metadata=False)
+    ix.add(other, metadata=False)
+    ix.start()
+    try:
+        _run(cli, ix, _func(cli))
+        # The copy the resolver kept, if the early fetch unpacked its own:
+        # what an earlier prune would have removed.
+        for p in (home / "cache" / "wheels").glob("*.whl"):
+            p.unlink()
+        path = f"/files/{w.name}"
+        n, served = len(ix.requests), ix.served.get(path, 0)
+        f2 = cli.write("g.py", """
+            @requirements({'big': '', 'other': ''})
+            def g():
+                import big
+                return big.X + 1
+        """)
+        _run(cli, ix, f2)
+        assert path not in ix.requests[n:], ix.requests[n:]
+        assert ix.served.get(path, 0) == served
+        assert f"/files/{other.name}" in ix.requests[n:]
     finally:
         ix.stop()
