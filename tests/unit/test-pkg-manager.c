@@ -62,6 +62,29 @@ static void test_content_range_parse(void **state) {
         }
 }
 
+/* The METADATA of a wheel unpacked in the store, which the resolver reads
+ * instead of downloading the wheel again (an index without PEP 658). */
+static void test_store_read_metadata(void **state) {
+        (void) state;
+        char tmpl[] = "/tmp/test-pkg-storemeta-XXXXXX";
+        assert_non_null(mkdtemp(tmpl));
+        _cleanup_free_ char *text = NULL;
+        assert_int_equal(pkg_store_read_metadata(tmpl, &text), -ENOENT); /* no .dist-info */
+        _cleanup_free_ char *di = path_join(tmpl, "big-1.0.dist-info");
+        assert_int_equal(mkdir_p(di, 0755), 0);
+        assert_int_equal(pkg_store_read_metadata(tmpl, &text), -ENOENT); /* no METADATA */
+        _cleanup_free_ char *meta = path_join(di, "METADATA");
+        const char *m = "Metadata-Version: 2.1\nName: big\nVersion: 1.0\n";
+        assert_int_equal(write_file_atomic(meta, m, strlen(m), 0644), 0);
+        assert_int_equal(pkg_store_read_metadata(tmpl, &text), 0);
+        assert_string_equal(text, m);
+        _cleanup_free_ char *gone = path_join(tmpl, "nowhere");
+        char *none = NULL;
+        assert_int_equal(pkg_store_read_metadata(gone, &none), -ENOENT);
+        assert_null(none);
+        (void) rm_rf(tmpl);
+}
+
 static void test_url_redact(void **state) {
         const struct {
                 const char *text, *want;
@@ -1154,6 +1177,7 @@ int main(void) {
                 cmocka_unit_test(test_repair_changes_the_repair_stamp),
                 cmocka_unit_test(test_a_repair_killed_half_way_has_changed_the_repair_stamp),
                 cmocka_unit_test(test_content_range_parse),
+                cmocka_unit_test(test_store_read_metadata),
                 cmocka_unit_test(test_wheel_unpack),
                 cmocka_unit_test(test_wheel_verify_installed),
                 cmocka_unit_test(test_wheel_entry_cap_from_central_directory),
