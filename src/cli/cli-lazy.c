@@ -170,6 +170,7 @@ static void lazy_load(LazyLib *l) {
         X(int, EVP_EncryptUpdate,                                                                               \
           (EVP_CIPHER_CTX * c, unsigned char *out, int *outl, const unsigned char *in, int inl),                \
           (c, out, outl, in, inl), 0)                                                                           \
+        X(int, EVP_MD_CTX_copy_ex, (EVP_MD_CTX * out, const EVP_MD_CTX *in), (out, in), 0)                      \
         V(EVP_MD_CTX_free, (EVP_MD_CTX * c), (c))                                                               \
         X(EVP_MD_CTX *, EVP_MD_CTX_new, (void), (), NULL)                                                       \
         X(const EVP_MD *, EVP_get_digestbyname, (const char *name), (name), NULL)                               \

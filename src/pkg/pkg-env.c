@@ -384,6 +384,7 @@ int pkg_env_prepare(const PkgEnvOptions *o, PkgRequirement *const *reqs, size_t 
                 if (r < 0)
                         return r;
                 pkg_index_set_pin_only(ix, o->resolve_only);
+                pkg_index_set_data_dir(ix, o->data_dir);
                 PkgMarkerEnv menv;
                 pkg_marker_env_default(&menv, python);
                 /* Wheels are fetched and unpacked as the resolver pins

@@ -146,17 +146,67 @@ static bool code_retryable(CURLcode cc) {
 
 typedef struct ContentRange {
         uint64_t first, total; /* total 0: no (readable) Content-Range */
+        bool unsatisfied;      /* "bytes * /TOTAL" (a 416's): first unset */
 } ContentRange;
 
-/* A ranged GET's "Content-Range: bytes FIRST-LAST/TOTAL". */
+/* Digits only, at most UINT64_MAX: the next byte after them in *p. */
+static int parse_u64(const char **p, const char *end, uint64_t *ret) {
+        const char *s = *p;
+        uint64_t v = 0;
+        if (s >= end || *s < '0' || *s > '9')
+                return -EINVAL;
+        for (; s < end && *s >= '0' && *s <= '9'; s++) {
+                unsigned d = (unsigned) (*s - '0');
+                if (v > (UINT64_MAX - d) / 10)
+                        return -EINVAL;
+                v = v * 10 + d;
+        }
+        *p = s;
+        *ret = v;
+        return 0;
+}
+
+int pkg_http_content_range_parse(const char *v, size_t n, uint64_t *ret_first, uint64_t *ret_total) {
+        assert(v || n == 0);
+        const char *p = v, *end = v + n;
+        while (p < end && (*p == ' ' || *p == '\t'))
+                p++;
+        while (end > p && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
+                end--;
+        if (end - p < 6 || strncasecmp(p, "bytes ", 6) != 0)
+                return -EINVAL;
+        p += 6;
+        while (p < end && *p == ' ')
+                p++;
+        uint64_t first = 0, last = 0, total = 0;
+        bool star = p < end && *p == '*';
+        if (star)
+                p++;
+        else if (parse_u64(&p, end, &first) < 0 || p >= end || *p++ != '-' || parse_u64(&p, end, &last) < 0)
+                return -EINVAL;
+        if (p >= end || *p++ != '/' || parse_u64(&p, end, &total) < 0 || p != end)
+                return -EINVAL;
+        if (star) {
+                *ret_total = total;
+                return 1;
+        }
+        if (first > last || last >= total)
+                return -EINVAL;
+        *ret_first = first;
+        *ret_total = total;
+        return 0;
+}
+
+/* A ranged GET's "Content-Range: bytes FIRST-LAST/TOTAL" (or a 416's
+ * "bytes * /TOTAL"). */
 static size_t range_header(char *ptr, size_t size, size_t nmemb, void *userdata) {
         size_t n = size * nmemb;
         ContentRange *cr = userdata;
         if (n > 14 && strncasecmp(ptr, "content-range:", 14) == 0) {
-                _cleanup_free_ char *h = xstrndup(ptr + 14, n - 14);
-                unsigned long long first, last, total;
-                if (sscanf(h, " bytes %llu-%llu/%llu", &first, &last, &total) == 3 && first <= last && last < total)
-                        *cr = (ContentRange){ first, total };
+                uint64_t first = 0, total = 0;
+                int r = pkg_http_content_range_parse(ptr + 14, n - 14, &first, &total);
+                if (r >= 0 && total > 0)
+                        *cr = (ContentRange){ .first = first, .total = total, .unsatisfied = r == 1 };
         }
         return n;
 }
@@ -214,7 +264,7 @@ static int http_get(const char *url, const char *accept, const char *range, size
                          * cut off sending it): it does not serve ranges. */
                         *ret_error = xasprintf("GET %s: the server does not answer range requests", url);
                         r = -EOPNOTSUPP;
-                } else if (range && !is_file && status == 206 && cr.total == 0) {
+                } else if (range && !is_file && status == 206 && (cr.total == 0 || cr.unsatisfied)) {
                         *ret_error = xasprintf("GET %s: HTTP 206 without a Content-Range size", url);
                         r = -EOPNOTSUPP;
                 } else if (sink.overflow) {
@@ -518,6 +568,7 @@ typedef struct Transfer {
         bool restarted;           /* a resumed file already started over from 0 once */
         bool discard;             /* d->resume: its bytes are known bad, not kept */
         bool bad_range;           /* a 206 of other bytes than asked for */
+        bool whole;               /* d->resume held the whole file already */
         char *validator;          /* If-Range for the bytes in the part file, or NULL */
         char *got_etag, *got_modified; /* of the answer coming in */
         ContentRange got_range;
@@ -777,6 +828,19 @@ static int transfer_open_resume(Transfer *t, Downloads *ds) {
                 t->written += (uint64_t) k;
         }
         ds->done_bytes += t->written;
+        /* A process killed after the last byte but before its rename left
+         * the whole file: its sha256 (the bytes were just hashed, and a
+         * sha256 names one file) is the one wanted. It is taken as it is,
+         * without asking the server anything: a Range from its end would
+         * only get a 416, and the file again from byte 0. */
+        _cleanup_(sha256_freep) Sha256 *copy = sha256_dup(t->hash);
+        char hex[SHA256_HEX_SIZE];
+        sha256_final_hex(copy, hex);
+        if (streq(hex, t->d->sha256)) {
+                t->whole = true;
+                t->resumed = true;
+                ds->total_bytes += t->written;
+        }
         /* The validator of the answer these bytes came from, if it gave
          * one (transfer_take_validator()). */
         _cleanup_free_ char *path = ifrange_path(t);
@@ -800,6 +864,60 @@ static char *download_write_error(const char *what, int err) {
                                  "then run again)",
                                  what);
         return xasprintf("%s: cannot store the download: %s", what, strerror(err));
+}
+
+/* Every byte of t is in its file (its answer ended, or the part file a
+ * killed install left was the whole file): checked against the sha256 and
+ * the page's other hashes, then flushed and renamed into place (t->done).
+ * A resumed file that fails the check is emptied instead, once, to be
+ * fetched again from byte 0 (0, t->done unset); otherwise a negative errno
+ * with *ret_error set, the bytes marked bad (t->discard). */
+static int transfer_finish(Transfer *t, char **ret_error) {
+        char hex[SHA256_HEX_SIZE];
+        sha256_final_hex(t->hash, hex);
+        t->hash = sha256_free(t->hash);
+        int r = 0;
+        if (t->d->sha256 && !streq(hex, t->d->sha256)) {
+                *ret_error = pkg_sha256_mismatch_message(t->d->what, t->d->sha256_from, t->d->sha256, "downloaded from",
+                                                         t->d->url, hex);
+                r = -EBADMSG;
+        } else
+                r = page_hashes_check(&t->page, t->d->what, t->d->url, ret_error);
+        if (r < 0 && t->resumed && !t->restarted) {
+                /* A resumed file: the bytes kept may be what went bad (a
+                 * crash, a disk, a file changed with no validator to
+                 * tell). Once more from 0. */
+                free(*ret_error);
+                *ret_error = NULL;
+                t->restarted = true;
+                t->whole = false;
+                r = transfer_reset(t);
+                if (r < 0)
+                        *ret_error = download_write_error(t->d->what, -r);
+                return r;
+        }
+        if (r < 0) {
+                t->discard = true;
+                return r;
+        }
+        if (t->d->ret_sha256)
+                memcpy(t->d->ret_sha256, hex, SHA256_HEX_SIZE);
+        /* A transient download is unpacked and deleted at once: flushing
+         * it to disk first would only write its bytes twice. */
+        if ((!t->d->transient && fsync(t->fd) < 0) || close(t->fd) < 0) {
+                r = -errno;
+                t->fd = -EBADF;
+                *ret_error = download_write_error(t->d->what, -r);
+                return r;
+        }
+        t->fd = -EBADF;
+        if (rename(t->part, t->d->dest) < 0) {
+                r = -errno;
+                *ret_error = xasprintf("rename %s: %s", t->d->dest, strerror(-r));
+                return r;
+        }
+        t->done = true;
+        return 0;
 }
 
 int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions *o, PkgProgressFn progress,
@@ -840,6 +958,16 @@ int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions 
                         if (r < 0) {
                                 *ret_error = download_write_error(d[i].what, -r);
                                 goto out;
+                        }
+                        if (t->whole) {
+                                /* Verified and renamed as an answer that
+                                 * just ended would be; one that fails
+                                 * starts over from byte 0 below. */
+                                r = transfer_finish(t, ret_error);
+                                if (r < 0)
+                                        goto out;
+                                if (t->done)
+                                        finished++;
                         }
                         continue;
                 }
@@ -894,55 +1022,11 @@ int pkg_http_download_many(const PkgDownload *d, size_t n, const PkgHttpOptions 
                         t->easy = NULL;
                         running--;
                         if (cc == CURLE_OK) {
-                                char hex[SHA256_HEX_SIZE];
-                                sha256_final_hex(t->hash, hex);
-                                t->hash = sha256_free(t->hash);
-                                bool bad = t->d->sha256 && !streq(hex, t->d->sha256);
-                                if (bad) {
-                                        *ret_error = pkg_sha256_mismatch_message(t->d->what, t->d->sha256_from,
-                                                                                 t->d->sha256, "downloaded from",
-                                                                                 t->d->url, hex);
-                                        r = -EBADMSG;
-                                } else
-                                        r = page_hashes_check(&t->page, t->d->what, t->d->url, ret_error);
-                                if (r < 0 && t->resumed && !t->restarted) {
-                                        /* A resumed file: the bytes kept may
-                                         * be what went bad (a crash, a disk,
-                                         * a file changed with no validator
-                                         * to tell). Once more from 0. */
-                                        free(*ret_error);
-                                        *ret_error = NULL;
-                                        t->restarted = true;
-                                        r = transfer_reset(t);
-                                        if (r < 0) {
-                                                *ret_error = download_write_error(t->d->what, -r);
-                                                goto out;
-                                        }
-                                        continue;
-                                }
-                                if (r < 0) {
-                                        t->discard = true;
+                                r = transfer_finish(t, ret_error);
+                                if (r < 0)
                                         goto out;
-                                }
-                                if (t->d->ret_sha256)
-                                        memcpy(t->d->ret_sha256, hex, SHA256_HEX_SIZE);
-                                /* A transient download is unpacked and deleted
-                                 * at once: flushing it to disk first would
-                                 * only write its bytes twice. */
-                                if ((!t->d->transient && fsync(t->fd) < 0) || close(t->fd) < 0) {
-                                        r = -errno;
-                                        t->fd = -EBADF;
-                                        *ret_error = download_write_error(t->d->what, -r);
-                                        goto out;
-                                }
-                                t->fd = -EBADF;
-                                if (rename(t->part, t->d->dest) < 0) {
-                                        r = -errno;
-                                        *ret_error = xasprintf("rename %s: %s", t->d->dest, strerror(-r));
-                                        goto out;
-                                }
-                                t->done = true;
-                                finished++;
+                                if (t->done)
+                                        finished++;
                                 continue;
                         }
                         if (t->resumed && !t->restarted &&

@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <jansson.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #define ACCEPT_SIMPLE \
@@ -139,7 +140,13 @@ struct PkgIndex {
         const bool *cancel; /* pkg_index_set_cancel() */
         bool no_ranges;     /* a wheel server answered a range with the whole file */
         bool pin_only;      /* pkg_index_set_pin_only() */
+        char *data_dir;     /* pkg_index_set_data_dir() */
 };
+
+void pkg_index_set_data_dir(PkgIndex *ix, const char *data_dir) {
+        free(ix->data_dir);
+        ix->data_dir = data_dir ? xstrdup(data_dir) : NULL;
+}
 
 void pkg_index_set_pin_only(PkgIndex *ix, bool pin_only) {
         ix->pin_only = pin_only;
@@ -204,6 +211,7 @@ PkgIndex *pkg_index_free(PkgIndex *ix) {
         if (ix->own_cache_dir && ix->cache_dir)
                 (void) rm_rf(ix->cache_dir);
         free(ix->cache_dir);
+        free(ix->data_dir);
         free(ix);
         return NULL;
 }
@@ -848,7 +856,22 @@ static int refuse_malformed_hash(const PkgFile *f, bool metadata, char **ret_err
         return -EBADMSG;
 }
 
-int pkg_index_file_path(PkgIndex *ix, const PkgFile *f, char **ret_path, char **ret_error) {
+/* The wheel's lock when the index's cache is the store's
+ * (pkg_index_set_data_dir()): *ret_fd, or -EBADF left there without one. */
+static int wheel_lock(PkgIndex *ix, const PkgFile *f, int *ret_fd, char **ret_error) {
+        if (!ix->data_dir || !ix->cache_dir || !f->sha256 || !sha256_hex_is_valid(f->sha256))
+                return 0;
+        int r = pkg_wheel_lock(ix->data_dir, f->sha256, LOCK_EX, ix->cancel, ret_fd);
+        if (r < 0)
+                *ret_error = r == -ECANCELED ? xstrdup("cancelled")
+                                             : xasprintf("cannot lock %s/cache/locks/%s: %s", ix->data_dir, f->sha256,
+                                                         strerror(-r));
+        return r;
+}
+
+/* pkg_index_file_path(); locked: the caller holds the wheel's lock
+ * (wheel_lock()), else it is taken here around a download. */
+static int file_path(PkgIndex *ix, const PkgFile *f, bool locked, char **ret_path, char **ret_error) {
         if (f->sha256_malformed)
                 return refuse_malformed_hash(f, false, ret_error);
         if (startswith(f->url, "file://")) {
@@ -869,6 +892,15 @@ int pkg_index_file_path(PkgIndex *ix, const PkgFile *f, char **ret_path, char **
         }
         if (f->sha256) {
                 _cleanup_free_ char *dest = xasprintf("%s/%s.whl", ix->cache_dir, f->sha256);
+                _cleanup_close_ int lock = -EBADF;
+                if (access(dest, F_OK) < 0 && !locked) {
+                        /* The store's wheel cache: fetched under the
+                         * wheel's lock, as an installer fetches it
+                         * (another one may be writing it now). */
+                        r = wheel_lock(ix, f, &lock, ret_error);
+                        if (r < 0)
+                                return r;
+                }
                 if (access(dest, F_OK) == 0) {
                         /* Its sha256 was checked when it came; the page's
                          * other hashes may not have been (one more read,
@@ -882,9 +914,18 @@ int pkg_index_file_path(PkgIndex *ix, const PkgFile *f, char **ret_path, char **
                         *ret_path = TAKE_PTR(dest);
                         return 0;
                 }
-                PkgDownload d = {
-                        .url = f->url, .dest = dest, .sha256 = f->sha256, .hashes = f->hashes, .what = f->filename
-                };
+                /* Under the lock, a download cut short stays as the
+                 * wheel's part file, which this one resumes, and so would
+                 * the install's own download (pkg_store_part_path()). */
+                _cleanup_free_ char *part = ix->data_dir && (locked || lock >= 0)
+                                                    ? pkg_store_part_path(ix->data_dir, f->sha256)
+                                                    : NULL;
+                PkgDownload d = { .url = f->url,
+                                  .dest = dest,
+                                  .sha256 = f->sha256,
+                                  .hashes = f->hashes,
+                                  .what = f->filename,
+                                  .resume = part };
                 PkgHttpOptions o = http_opts(ix);
                 r = pkg_http_download_many(&d, 1, &o, NULL, NULL, ret_error);
                 if (r < 0)
@@ -914,6 +955,10 @@ int pkg_index_file_path(PkgIndex *ix, const PkgFile *f, char **ret_path, char **
         ((PkgFile *) f)->hashes_checked = true;
         *ret_path = TAKE_PTR(dest);
         return 0;
+}
+
+int pkg_index_file_path(PkgIndex *ix, const PkgFile *f, char **ret_path, char **ret_error) {
+        return file_path(ix, f, false, ret_path, ret_error);
 }
 
 int pkg_index_file_sha256(PkgIndex *ix, const PkgFile *f, const char **ret_sha256, char **ret_error) {
@@ -971,12 +1016,32 @@ static int metadata_by_ranges(PkgIndex *ix, const PkgFile *f, char **ret_text) {
                 if (access(cached, F_OK) == 0)
                         return -EEXIST;
         }
+        /* A download of the whole wheel was cut short (a part file is
+         * kept): finishing it costs the rest of it, which the install
+         * needs anyway, where ranges would cost their GETs and then the
+         * install the rest. */
+        if (f->sha256 && ix->data_dir) {
+                _cleanup_free_ char *part = pkg_store_part_path(ix->data_dir, f->sha256);
+                if (access(part, F_OK) == 0)
+                        return -EEXIST;
+        }
         _cleanup_free_ char *err = NULL;
         PkgHttpOptions o = http_opts(ix);
         int r = pkg_wheel_read_metadata_ranged(f->url, &o, ret_text, &err);
         if (r == -EOPNOTSUPP)
                 ix->no_ranges = true;
         return r;
+}
+
+/* No PEP 658 file, and the wheel is in the store already (installed for
+ * another environment): its METADATA is there, no byte asked of the
+ * index. Without the wheel's lock (a read that a prune cuts short fails,
+ * and the caller asks the index). */
+static int metadata_from_store(PkgIndex *ix, const PkgFile *f, char **ret_text) {
+        if (!ix->data_dir || f->sha256_malformed || !f->sha256 || !sha256_hex_is_valid(f->sha256))
+                return -ENOENT;
+        _cleanup_free_ char *dir = pkg_store_dir(ix->data_dir, f->sha256);
+        return pkg_store_read_metadata(dir, ret_text);
 }
 
 /* The metadata's bytes against each of the page's other hashes that can
@@ -1028,14 +1093,27 @@ int pkg_index_metadata(PkgIndex *ix, const PkgFile *f, char **ret_text, char **r
                 }
                 text = TAKE_PTR(resp.body);
                 pkg_http_response_done(&resp);
-        } else if (metadata_by_ranges(ix, f, &text) < 0) {
-                _cleanup_free_ char *path = NULL;
-                r = pkg_index_file_path(ix, f, &path, ret_error);
+        } else if (metadata_from_store(ix, f, &text) < 0 && metadata_by_ranges(ix, f, &text) < 0) {
+                /* The wheel itself, under its lock: the early fetch of
+                 * the same wheel (pkg_prefetch_add(), queued as the page
+                 * was read) may hold it, and unpack it into the store
+                 * without leaving the file: its METADATA is read there
+                 * then, rather than a second download. */
+                _cleanup_close_ int lock = -EBADF;
+                r = wheel_lock(ix, f, &lock, ret_error);
                 if (r < 0)
                         return r;
-                r = pkg_wheel_read_metadata(path, &text, ret_error);
-                if (r < 0)
-                        return r;
+                _cleanup_free_ char *cached = lock >= 0 ? xasprintf("%s/%s.whl", ix->cache_dir, f->sha256) : NULL;
+                _cleanup_free_ char *dir = lock >= 0 ? pkg_store_dir(ix->data_dir, f->sha256) : NULL;
+                if (!dir || access(cached, F_OK) == 0 || pkg_store_read_metadata(dir, &text) < 0) {
+                        _cleanup_free_ char *path = NULL;
+                        r = file_path(ix, f, lock >= 0, &path, ret_error);
+                        if (r < 0)
+                                return r;
+                        r = pkg_wheel_read_metadata(path, &text, ret_error);
+                        if (r < 0)
+                                return r;
+                }
         }
         ix->metas = xrealloc(ix->metas, (ix->n_metas + 1) * sizeof(Meta));
         ix->metas[ix->n_metas++] = (Meta) { .url = xstrdup(f->url), .text = xstrdup(text) };

@@ -151,6 +151,15 @@ int pkg_bytes_check_page_hashes(const void *data, size_t n, char *const *hashes,
 int pkg_http_get_range(const char *url, int64_t first, uint64_t len, const PkgHttpOptions *o, PkgHttpResponse *ret,
                        uint64_t *ret_total, char **ret_error);
 
+/* A Content-Range header's value (what follows "Content-Range:", n bytes,
+ * blanks and CRLF around it allowed; RFC 9110 14.4): "bytes FIRST-LAST/TOTAL"
+ * with FIRST <= LAST < TOTAL gives 0, FIRST in *ret_first and TOTAL in
+ * *ret_total; "bytes * /TOTAL" (without the blank: a 416's, the file's
+ * size) gives 1, TOTAL in *ret_total. Anything else (an unknown size
+ * "/ *", a sign, an overflow, trailing bytes, another unit) is -EINVAL and
+ * writes nothing. */
+int pkg_http_content_range_parse(const char *v, size_t n, uint64_t *ret_first, uint64_t *ret_total);
+
 /* The .dist-info/METADATA of the wheel at url, read with HTTP range
  * requests (its zip end records, its central directory, that one entry:
  * two or three small GETs, whatever the wheel's size), as uv reads a wheel
@@ -249,6 +258,19 @@ void pkg_index_set_cancel(PkgIndex *ix, const bool *cancel);
  * whoever fetches it; otherwise such a wheel is fetched (into the cache the
  * install uses) and checked against every hash the page gives. */
 void pkg_index_set_pin_only(PkgIndex *ix, bool pin_only);
+/* The METADATA of the wheel unpacked in the store dir dir (its one
+ * .dist-info: pkg_wheel_unpack() refuses a second), at most
+ * PKG_METADATA_MAX bytes, NUL-terminated; -ENOENT without one, -errno of
+ * the reads. The caller holds the wheel's lock, or knows the dir stays. */
+int pkg_store_read_metadata(const char *dir, char **ret_text);
+
+/* The index's cache dir is <data_dir>/cache/wheels, the store's: a wheel
+ * it downloads (for its METADATA, an index without PEP 658 files nor
+ * ranges) is fetched under the wheel's lock (pkg_wheel_lock()), from the
+ * wheel's part file when one was kept and into it when cut short
+ * (PkgDownload.resume), as an installer does; the install then takes the
+ * file from the cache. NULL (the default): a private cache, no lock. */
+void pkg_index_set_data_dir(PkgIndex *ix, const char *data_dir);
 
 /* Local path of a file's wheel: the find-links file itself, or a copy
  * downloaded (sha256-verified) into the index's cache dir. */

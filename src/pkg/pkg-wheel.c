@@ -1099,6 +1099,19 @@ static char *installed_distinfo(int dfd) {
         return found;
 }
 
+int pkg_store_read_metadata(const char *dir, char **ret_text) {
+        assert(dir && ret_text);
+        _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (dfd < 0)
+                return -errno;
+        _cleanup_free_ char *distinfo = installed_distinfo(dfd);
+        if (!distinfo)
+                return -ENOENT;
+        _cleanup_free_ char *path = xasprintf("%s/%s/METADATA", dir, distinfo);
+        size_t len = 0;
+        return read_file(path, PKG_METADATA_MAX, ret_text, &len);
+}
+
 /* The directory holding path's last component (*ret_base) under dfd,
  * opened one component at a time without following a symlink: openat()'s
  * O_NOFOLLOW looks at the last component only, and a directory of the

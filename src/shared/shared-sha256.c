@@ -129,6 +129,17 @@ Sha256 *sha256_new(void) {
         return h;
 }
 
+Sha256 *sha256_dup(const Sha256 *h) {
+        assert(h);
+        Sha256 *c = xcalloc(1, sizeof(*c));
+        c->ctx = EVP_MD_CTX_new();
+        if (!c->ctx || EVP_MD_CTX_copy_ex(c->ctx, h->ctx) != 1) {
+                fputs("pysprinter: out of memory (sha256)\n", stderr);
+                abort();
+        }
+        return c;
+}
+
 void sha256_update(Sha256 *h, const void *data, size_t n) {
         assert(h);
         if (n > 0)

@@ -55,6 +55,10 @@ void sha256_update(Sha256 *h, const void *data, size_t n);
 void sha256_final(Sha256 *h, uint8_t ret[static SHA256_DIGEST_SIZE]);
 void sha256_final_hex(Sha256 *h, char ret[static SHA256_HEX_SIZE]);
 Sha256 *sha256_free(Sha256 *h);
+/* A copy of h's running state: the digest of the bytes so far can be
+ * taken from it while h goes on (a resumed download asks whether the bytes
+ * it kept are already the whole file). Aborts on OOM like sha256_new. */
+Sha256 *sha256_dup(const Sha256 *h);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Sha256 *, sha256_free);
 
 /* Reads fd to its end and returns the hex digest and the byte count

@@ -280,6 +280,7 @@ class Index:
         self.validators = False     # send a file's ETag and Last-Modified; honour If-Range
         self.etag_salt = ""         # changes every file's ETag (a re-deployed mirror)
         self.if_range = []          # (path, If-Range header) of each GET that sent one
+        self.served = {}            # path -> bytes of the file's content sent (200/206 bodies)
         self.server = None
         self.thread = None
 
@@ -392,6 +393,7 @@ class Index:
                 if self.command != "HEAD":
                     with open(path, "rb") as fh:
                         shutil.copyfileobj(fh, self.wfile, 1 << 20)
+                    self.count(path.stat().st_size)
 
             def send_range(self, path, rng):
                 # One "bytes=FIRST-LAST" or "bytes=-SUFFIX" range, as a
@@ -406,7 +408,15 @@ class Index:
                     first = int(m.group(1))
                     last = min(size - 1, int(m.group(2))) if m.group(2) else size - 1
                 if first >= size or first > last:
-                    return self.send(416, b"unsatisfiable range", "text/plain")
+                    # RFC 9110 15.5.17: the file's size, as nginx sends it.
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{size}")
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Content-Length", "19")
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(b"unsatisfiable range")
+                    return
                 with open(path, "rb") as fh:
                     fh.seek(first)
                     data = fh.read(last - first + 1)
@@ -418,6 +428,12 @@ class Index:
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
+                    self.count(len(data))
+
+            def count(self, n):
+                # Bytes of a file's content sent for the path asked.
+                p = urllib.parse.urlparse(self.path).path
+                index.served[p] = index.served.get(p, 0) + n
 
             def send_truncated(self, path, cut):
                 # Promises the whole file, sends `cut` bytes, hangs up: a
@@ -430,6 +446,7 @@ class Index:
                 self.end_headers()
                 self.wfile.write(data[:cut])
                 self.wfile.flush()
+                self.count(min(cut, len(data)))
                 self.close_connection = True
 
             def send_slow(self, path, seconds, url_path):
@@ -449,6 +466,7 @@ class Index:
                         self.wfile.write(data[i:i + chunk])
                         self.wfile.flush()
                         index.sent[url_path] = index.sent.get(url_path, 0) + len(data[i:i + chunk])
+                        self.count(len(data[i:i + chunk]))
                         time.sleep(seconds / steps)
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
@@ -522,7 +540,11 @@ class Index:
                                 return self.send_slow(f.path, secs, path)
                             if f.path.stat().st_size > (64 << 20):
                                 return self.send_file(f.path)
-                            return self.send(200, f.path.read_bytes(), "application/octet-stream")
+                            data = f.path.read_bytes()
+                            self.send(200, data, "application/octet-stream")
+                            if self.command != "HEAD":
+                                self.count(len(data))
+                            return
                 return self.send(404, b"not found", "text/plain")
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -788,7 +788,10 @@ def test_env_prune_removes_wheels_read_only_for_their_metadata(cli, tmp_path, ho
         ix.stop()
     cache = home / "cache" / "wheels"
     cached = sorted(p.name for p in cache.iterdir())
-    assert len(cached) > 2, cached  # top, bt 1.0 and what a backtrack dropped
+    # bt 3.0 and 2.0 at least, read for their metadata then dropped by a
+    # backtrack (top, bt 4.0 and bt 1.0 may have been unpacked by the early
+    # fetch, the resolver reading their METADATA in the store: no file).
+    assert len(cached) >= 2, cached
     old = time.time() - 2 * 3600
     for p in cache.iterdir():
         os.utime(p, (old, old))
@@ -797,7 +800,9 @@ def test_env_prune_removes_wheels_read_only_for_their_metadata(cli, tmp_path, ho
     cli("env", "prune", "--budget", "100G", check=0)
     left = {p.name.split(".")[0] for p in cache.iterdir()}
     # The environment stays, and the wheels its lock lists; the rest go.
-    assert left and left <= listed, (cached, left, listed)
+    # (A listed wheel may have no file there at all: the early fetch that
+    # unpacked it may have left the resolver its METADATA in the store.)
+    assert left <= listed, (cached, left, listed)
     assert len(left) < len(cached), (cached, left)
     cli("env", "prune", check=0)
     assert [p.name for p in cache.iterdir()] == []

@@ -23,6 +23,68 @@
 #include "pkg.h"
 #include "slow-http.h"
 
+static void test_content_range_parse(void **state) {
+        const struct {
+                const char *v;
+                int r;
+                uint64_t first, total;
+        } rows[] = {
+                { " bytes 0-9/10\r\n", 0, 0, 10 },
+                { "bytes 100-199/1000", 0, 100, 1000 },
+                { "\tBYTES 5-5/6 ", 0, 5, 6 },
+                { "bytes */2098942\r\n", 1, 0, 2098942 },
+                { " bytes */0", 1, 0, 0 },
+                { "bytes 18446744073709551614-18446744073709551614/18446744073709551615", 0,
+                  UINT64_C(18446744073709551614), UINT64_C(18446744073709551615) },
+                { "bytes 0-1/18446744073709551616", -EINVAL, 0, 0 }, /* overflow */
+                { "bytes 0-9/*", -EINVAL, 0, 0 },                    /* size unknown */
+                { "bytes 9-0/10", -EINVAL, 0, 0 },
+                { "bytes 0-10/10", -EINVAL, 0, 0 },
+                { "bytes -1-5/10", -EINVAL, 0, 0 },
+                { "bytes 0-5/10x", -EINVAL, 0, 0 },
+                { "bytes 0-5 /10", -EINVAL, 0, 0 },
+                { "bytes */", -EINVAL, 0, 0 },
+                { "bytes *", -EINVAL, 0, 0 },
+                { "items 0-5/10", -EINVAL, 0, 0 },
+                { "bytes=0-5/10", -EINVAL, 0, 0 },
+                { "bytes", -EINVAL, 0, 0 },
+                { "", -EINVAL, 0, 0 },
+                { "bytes +1-5/10", -EINVAL, 0, 0 },
+        };
+        (void) state;
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                uint64_t first = 77, total = 77;
+                int r = pkg_http_content_range_parse(rows[i].v, strlen(rows[i].v), &first, &total);
+                if (r != rows[i].r)
+                        fail_msg("%s: %d, want %d", rows[i].v, r, rows[i].r);
+                assert_int_equal(first, r == 0 ? rows[i].first : 77);
+                assert_int_equal(total, r >= 0 ? rows[i].total : 77);
+        }
+}
+
+/* The METADATA of a wheel unpacked in the store, which the resolver reads
+ * instead of downloading the wheel again (an index without PEP 658). */
+static void test_store_read_metadata(void **state) {
+        (void) state;
+        char tmpl[] = "/tmp/test-pkg-storemeta-XXXXXX";
+        assert_non_null(mkdtemp(tmpl));
+        _cleanup_free_ char *text = NULL;
+        assert_int_equal(pkg_store_read_metadata(tmpl, &text), -ENOENT); /* no .dist-info */
+        _cleanup_free_ char *di = path_join(tmpl, "big-1.0.dist-info");
+        assert_int_equal(mkdir_p(di, 0755), 0);
+        assert_int_equal(pkg_store_read_metadata(tmpl, &text), -ENOENT); /* no METADATA */
+        _cleanup_free_ char *meta = path_join(di, "METADATA");
+        const char *m = "Metadata-Version: 2.1\nName: big\nVersion: 1.0\n";
+        assert_int_equal(write_file_atomic(meta, m, strlen(m), 0644), 0);
+        assert_int_equal(pkg_store_read_metadata(tmpl, &text), 0);
+        assert_string_equal(text, m);
+        _cleanup_free_ char *gone = path_join(tmpl, "nowhere");
+        char *none = NULL;
+        assert_int_equal(pkg_store_read_metadata(gone, &none), -ENOENT);
+        assert_null(none);
+        (void) rm_rf(tmpl);
+}
+
 static void test_url_redact(void **state) {
         const struct {
                 const char *text, *want;
@@ -1114,6 +1176,8 @@ int main(void) {
                 cmocka_unit_test(test_env_held_sweep),
                 cmocka_unit_test(test_repair_changes_the_repair_stamp),
                 cmocka_unit_test(test_a_repair_killed_half_way_has_changed_the_repair_stamp),
+                cmocka_unit_test(test_content_range_parse),
+                cmocka_unit_test(test_store_read_metadata),
                 cmocka_unit_test(test_wheel_unpack),
                 cmocka_unit_test(test_wheel_verify_installed),
                 cmocka_unit_test(test_wheel_entry_cap_from_central_directory),
