@@ -64,7 +64,8 @@ static uint64_t cap_now(Daemon *d, const char *tenant, const char **ret_key) {
         return cap;
 }
 
-int daemon_stored_data_quota(void *userdata, const char *tenant, uint64_t data_bytes, char **ret_error) {
+int daemon_stored_data_quota(void *userdata, const char *tenant, uint64_t data_bytes, uint64_t adding,
+                             char **ret_error) {
         Daemon *d = userdata;
         assert(d && tenant && ret_error);
         StoredUsage u = {};
@@ -73,11 +74,10 @@ int daemon_stored_data_quota(void *userdata, const char *tenant, uint64_t data_b
                 *ret_error = xasprintf("cannot count the tenant's stored bytes: %s", strerror(-r));
                 return r;
         }
-        /* data_bytes already holds the new content (when it is new). */
         u.data_bytes = data_bytes;
         const char *key = NULL;
         uint64_t cap = cap_now(d, tenant, &key);
-        return daemon_stored_check(tenant, &u, 0, cap, key, ret_error);
+        return daemon_stored_check(tenant, &u, adding, cap, key, ret_error);
 }
 
 int daemon_stored_deploy_check(Daemon *d, const char *tenant, uint64_t adding, char **ret_error) {

@@ -158,7 +158,8 @@ struct Daemon;
  * function store does not count it). */
 int daemon_stored_usage(struct Daemon *d, const char *tenant, StoredUsage *ret);
 /* DataConfig.quota for the daemon's catalog (userdata: the Daemon). */
-int daemon_stored_data_quota(void *userdata, const char *tenant, uint64_t data_bytes, char **ret_error);
+int daemon_stored_data_quota(void *userdata, const char *tenant, uint64_t data_bytes, uint64_t adding,
+                             char **ret_error);
 /* A deploy's check: under the catalog's quota lock, which the caller
  * holds (daemon_stored_lock) until the version is written. */
 int daemon_stored_deploy_check(struct Daemon *d, const char *tenant, uint64_t code_bytes, char **ret_error);

@@ -299,7 +299,16 @@ static int commit_staged(DataCatalog *c, const char *tenant, const char *staged,
                 return r;
         }
         if (c->cfg.quota) {
-                r = c->cfg.quota(c->cfg.quota_userdata, tenant ? tenant : "local", held, ret_error);
+                /* What the tenant holds without this put, for the
+                 * message: the content is new to it or costs nothing. */
+                uint64_t before = 0;
+                r = c->ds->ops->tenant_bytes(c->ds, tenant, NULL, 0, &before);
+                if (r < 0) {
+                        *ret_error = xasprintf("cannot read the data catalog: %s", strerror(-r));
+                        return r;
+                }
+                r = c->cfg.quota(c->cfg.quota_userdata, tenant ? tenant : "local", before,
+                                 held > before ? held - before : 0, ret_error);
                 if (r < 0)
                         return r;
         } else if (held > c->cfg.max_tenant_bytes) {

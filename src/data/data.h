@@ -47,13 +47,14 @@ typedef struct DataConfig {
         char *const *url_allow;
         /* The tenant's storage cap in place of max_tenant_bytes (NULL:
          * max_tenant_bytes alone): called with the bytes of distinct
-         * content the tenant's versions would reference once the put is
-         * recorded; < 0 (-EDQUOT, with *ret_error saying what) refuses the
-         * put before its content enters the store. Called under the
+         * content the tenant's versions reference now and the bytes the
+         * put adds to them (0 when the tenant holds that content already);
+         * < 0 (-EDQUOT, with *ret_error saying what) refuses the put
+         * before its content enters the store. Called under the
          * catalog's quota lock (data_catalog_quota_lock), which is held
          * until the version is recorded: two puts never both pass on the
          * room only one of them fits in. */
-        int (*quota)(void *userdata, const char *tenant, uint64_t data_bytes, char **ret_error);
+        int (*quota)(void *userdata, const char *tenant, uint64_t data_bytes, uint64_t adding, char **ret_error);
         void *quota_userdata;
 } DataConfig;
 

@@ -61,6 +61,7 @@ def test_alice_fills_her_quota_bob_still_uploads_and_a_delete_frees_it(tmp_path)
         msg = b["error"]["message"]
         assert "tenant 'alice'" in msg and "storage cap of 6000 bytes" in msg, msg
         assert "tenants.NAME.max_stored_bytes" in msg and "pysprinter data rm" in msg, msg
+        assert "would keep 7000 bytes" in msg and "(datasets 4000, function code 0, this write 3000)" in msg, msg
         # Nothing half-written: no dataset, no version, no object, no staging.
         assert d.call("GET", "/v1/data/two")[0] == 404
         assert [x["name"] for x in d.call("GET", "/v1/data")[1]["datasets"]] == ["one"]
