@@ -33,7 +33,8 @@ static const char data_help[] =
         "PYSPRINTER_DATA_TENANT_MAX_BYTES in all (default 50 GiB); PYSPRINTER_DATA_TTL\n"
         "seconds between URL revalidations (default 0: on every use).\n"
         "With --server a directory travels as a tar stream both ways, and an upload's\n"
-        "cap is the daemon's data.max_bytes (docs/data.md \"Against a daemon\").\n";
+        "cap is the daemon's data.max_bytes, and what a tenant keeps in all its\n"
+        "disk.max_stored_bytes (docs/operations.md \"Storage per tenant\").\n";
 
 static long long jint(json_t *o, const char *k) {
         return (long long) json_integer_value(json_object_get(o, k));

@@ -412,8 +412,25 @@ static int parse_tokens(DaemonConfig *cfg, json_t *a, char **ret_error) {
         return 0;
 }
 
+/* A size in bytes: a positive integer or a size string ("512M", "1G"). */
+static int want_stored_bytes(json_t *v, const char *key, uint64_t *ret, char **ret_error) {
+        uint64_t x = 0;
+        if (json_is_integer(v) && json_integer_value(v) > 0)
+                x = (uint64_t) json_integer_value(v);
+        else if (!json_is_string(v) || parse_size(json_string_value(v), &x) < 0)
+                x = 0;
+        if (x == 0) {
+                *ret_error = xasprintf("'%s' must be a number of bytes (at least 1) or a size like \"512M\", \"1G\"",
+                                       key);
+                return -EINVAL;
+        }
+        *ret = x;
+        return 0;
+}
+
 /* tenants: {NAME: {network: bool, maxima: {timeout_ms, memory_bytes, retries,
- * max_procs, max_output_bytes}}} — what the operator grants each tenant. */
+ * max_procs, max_output_bytes}, max_stored_bytes: SIZE}} — what the operator
+ * grants each tenant. */
 static int parse_tenants(DaemonConfig *cfg, json_t *o, char **ret_error) {
         const char *name;
         json_t *v;
@@ -436,7 +453,9 @@ static int parse_tenants(DaemonConfig *cfg, json_t *o, char **ret_error) {
                         return -EINVAL;
                 }
                 if (!json_is_object(v)) {
-                        *ret_error = xasprintf("'tenants.%s' must be a mapping with 'network' and/or 'maxima'", name);
+                        *ret_error = xasprintf(
+                                "'tenants.%s' must be a mapping with 'network', 'maxima' and/or 'max_stored_bytes'",
+                                name);
                         return -EINVAL;
                 }
                 json_object_foreach(v, k, x) {
@@ -447,6 +466,10 @@ static int parse_tenants(DaemonConfig *cfg, json_t *o, char **ret_error) {
                                         return -EINVAL;
                                 }
                                 t.network = json_is_true(x);
+                        } else if (streq(k, "max_stored_bytes")) {
+                                r = want_stored_bytes(x, full, &t.max_stored_bytes, ret_error);
+                                if (r < 0)
+                                        return r;
                         } else if (streq(k, "maxima")) {
                                 r = parse_limits(x, full, &t.maxima, &t.max_retries, ret_error);
                                 if (r < 0)
@@ -760,7 +783,17 @@ int daemon_config_parse(DaemonConfig *cfg, const char *text, size_t len, const c
                         r = parse_secrets(cfg, v, &err);
                 else if (streq(k, "server"))
                         r = parse_server(cfg, v, &err);
-                else if (streq(k, "retention") || streq(k, "disk"))
+                else if (streq(k, "disk") && json_is_object(v) && json_object_get(v, "max_stored_bytes")) {
+                        /* disk.max_stored_bytes is the daemon's (storage
+                         * per tenant), the rest the collector's. */
+                        r = want_stored_bytes(json_object_get(v, "max_stored_bytes"), "disk.max_stored_bytes",
+                                              &cfg->max_stored_bytes, &err);
+                        json_t *rest = json_copy(v);
+                        json_object_del(rest, "max_stored_bytes");
+                        if (r >= 0)
+                                r = daemon_gc_config_parse(&cfg->retention, k, rest, &err);
+                        json_decref(rest);
+                } else if (streq(k, "retention") || streq(k, "disk"))
                         r = daemon_gc_config_parse(&cfg->retention, k, v, &err);
                 else if (streq(k, "limits")) {
                         if (!json_is_object(v)) {
@@ -1041,4 +1074,26 @@ int daemon_retries_clamp(const DaemonConfig *cfg, const char *tenant, int max_at
         int max = daemon_retries_max(cfg, tenant, NULL);
         int want = max_attempts > 0 ? max_attempts : (int) cfg->max_attempts;
         return max >= 0 ? MIN(want, max + 1) : want;
+}
+
+uint64_t daemon_stored_cap(const DaemonConfig *cfg, const char *tenant, const char **ret_key) {
+        assert(cfg && tenant);
+        const DaemonTenant *t = find_tenant(cfg, tenant);
+        const char *key;
+        uint64_t cap;
+        if (t && t->max_stored_bytes) {
+                key = "tenants.NAME.max_stored_bytes";
+                cap = t->max_stored_bytes;
+        } else if (cfg->max_stored_bytes) {
+                key = "disk.max_stored_bytes";
+                cap = cfg->max_stored_bytes;
+        } else {
+                /* The data catalog's older knob, read as it reads it. */
+                bool set = false;
+                cap = data_tenant_max_bytes_from_env(&set);
+                key = set ? "PYSPRINTER_DATA_TENANT_MAX_BYTES" : "disk.max_stored_bytes, default";
+        }
+        if (ret_key)
+                *ret_key = key;
+        return cap;
 }

@@ -648,6 +648,10 @@ int daemon_dags_init(Daemon *d, char **ret_error) {
          * behalf: only public addresses unless the operator opens more. */
         cfg.url_restrict = true;
         cfg.url_allow = d->cfg.data_url_allow;
+        /* The tenant's storage cap, datasets and function code together
+         * (daemon-quota.c), in place of the catalog's data-only one. */
+        cfg.quota = daemon_stored_data_quota;
+        cfg.quota_userdata = d;
         int r = data_catalog_new(d->store, &cfg, &d->catalog, ret_error);
         if (r >= 0 && d->cluster)
                 daemon_cluster_data_attach(d);

@@ -215,7 +215,20 @@ static struct MHD_Response *handle_list(const DaemonCall *call, unsigned *ret_st
         for (size_t i = 0; i < n; i++)
                 json_array_append_new(a, record_json(v[i]));
         dataset_record_list_free(v, n);
-        return daemon_json_response(200, json_pack("{so}", "datasets", a), ret_status);
+        json_t *j = json_pack("{so}", "datasets", a);
+        /* What the tenant keeps in the daemon against its storage cap
+         * (daemon-quota.c): two sums over the tenant's rows. */
+        StoredUsage u = {};
+        if (daemon_stored_usage(call->d, call->tenant, &u) >= 0) {
+                pthread_rwlock_rdlock(&call->d->cfg_lock);
+                uint64_t cap = daemon_stored_cap(&call->d->cfg, call->tenant, NULL);
+                pthread_rwlock_unlock(&call->d->cfg_lock);
+                json_object_set_new(j, "storage",
+                                    json_pack("{sIsIsIsI}", "used_bytes", (json_int_t) (u.data_bytes + u.code_bytes),
+                                              "data_bytes", (json_int_t) u.data_bytes, "code_bytes",
+                                              (json_int_t) u.code_bytes, "max_bytes", (json_int_t) cap));
+        }
+        return daemon_json_response(200, j, ret_status);
 }
 
 /* The dataset the call names at its ?version= (0: the current one), for

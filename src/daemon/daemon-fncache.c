@@ -204,6 +204,10 @@ static int cache_lock_update(FunctionStore *fs, const char *tenant, const char *
         return k;
 }
 
+static int cache_code_bytes(FunctionStore *fs, const char *tenant, uint64_t *ret) {
+        return function_store_code_bytes(((FunctionCache *) fs)->inner, tenant, ret);
+}
+
 static void cache_free(FunctionStore *fs) {
         FunctionCache *c = (FunctionCache *) fs;
         clear_locked(c);
@@ -224,6 +228,7 @@ static const FunctionStoreOps function_cache_ops = {
         .url_put = cache_url_put,
         .url_get = cache_url_get,
         .lock_update = cache_lock_update,
+        .code_bytes = cache_code_bytes,
         .free = cache_free,
 };
 

@@ -222,7 +222,22 @@ struct MHD_Response *daemon_api_function_deploy(const DaemonCall *call, unsigned
         resp = daemon_function_prepare(call, &req, false, &f, &warnings, ret_status);
         if (resp)
                 goto out;
-        k = function_store_put(d->functions, f, &f->version);
+        /* The tenant's storage cap (daemon-quota.c): checked and written
+         * under one lock, so two deploys (or a deploy and a data put)
+         * never both pass on room only one fits in. */
+        daemon_stored_lock(d);
+        k = daemon_stored_deploy_check(d, call->tenant, f->source_len, &err);
+        if (k >= 0)
+                k = function_store_put(d->functions, f, &f->version);
+        daemon_stored_unlock(d);
+        if (k == -EDQUOT) {
+                resp = daemon_call_error(call, 413, "payload_too_large", ret_status, "%s", err);
+                goto out;
+        }
+        if (k < 0 && err) {
+                resp = daemon_call_error(call, 500, "internal", ret_status, "%s", err);
+                goto out;
+        }
         if (k < 0) {
                 resp = daemon_call_errno(call, k, "function", ret_status);
                 goto out;

@@ -116,7 +116,7 @@ static int parse_disk(RetentionConfig *rc, json_t *o, char **ret_error) {
         const char *k;
         json_t *v;
         if (!json_is_object(o)) {
-                *ret_error = xstrdup("'disk' must be a mapping (reserve_bytes, warn_bytes)");
+                *ret_error = xstrdup("'disk' must be a mapping (reserve_bytes, warn_bytes, max_stored_bytes)");
                 return -EINVAL;
         }
         json_object_foreach(o, k, v) {

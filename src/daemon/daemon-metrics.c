@@ -29,8 +29,11 @@ struct MHD_Response *daemon_api_healthz(const DaemonCall *call, unsigned *ret_st
                 json_object_set_new(j, "running", json_integer(running));
                 json_object_set_new(j, "queued", json_integer(queued));
         }
-        /* Free space and its warnings (docs/operations.md). */
-        if (j)
+        /* Free space and its warnings (docs/operations.md): the host's
+         * disk, shown where the run counts are (the data directory's free
+         * bytes told anyone without a token how much every tenant's data
+         * and runs filled, and when a tenant's upload came in). */
+        if (j && daemon_call_sees_activity(call))
                 daemon_gc_healthz(d, j);
         struct MHD_Response *resp = daemon_call_json(call, draining || lost ? 503 : 200, j, ret_status);
         if (draining || lost)

@@ -561,7 +561,26 @@ struct MHD_Response *daemon_api_stack(const DaemonCall *call, unsigned *ret_stat
                 goto out;
         }
         bool dry_run = json_is_true(json_object_get(j, "dry_run"));
-        if (!dry_run && (k = plan_apply(call->d->store, call->d->functions, call->tenant, &p)) < 0) {
+        if (!dry_run) {
+                /* The tenant's storage cap (daemon-quota.c): the code of
+                 * every version the stack writes, its deletes not
+                 * credited (a plan may change in the transaction). */
+                uint64_t adding = 0;
+                for (i = 0; i < p.n; i++)
+                        if (p.v[i].kind == STACK_FUNCTION &&
+                            (p.v[i].action == STACK_UPDATED || p.v[i].action == STACK_CREATED))
+                                adding += p.v[i].f->source_len;
+                daemon_stored_lock(call->d);
+                k = daemon_stored_deploy_check(call->d, call->tenant, adding, &err);
+                if (k >= 0)
+                        k = plan_apply(call->d->store, call->d->functions, call->tenant, &p);
+                daemon_stored_unlock(call->d);
+                if (k == -EDQUOT) {
+                        resp = daemon_call_error(call, 413, "payload_too_large", ret_status, "%s", err);
+                        goto out;
+                }
+        }
+        if (!dry_run && k < 0) {
                 resp = daemon_call_errno(call, k, "stack", ret_status);
                 goto out;
         }

@@ -41,6 +41,7 @@ typedef struct DaemonTenant {
         RunLimits maxima;       /* 0 fields: limits.maxima's */
         int network;            /* 1/0; -1: limits.maxima.network */
         int max_retries;        /* maxima.retries; -1: limits.maxima's */
+        uint64_t max_stored_bytes; /* tenants.NAME.max_stored_bytes; 0: disk.max_stored_bytes */
 } DaemonTenant;
 
 /* server.http_threads' cap (the config refuses more; the acceptor counts
@@ -111,6 +112,10 @@ typedef struct DaemonConfig {
         char *secrets_key_file;         /* secrets.key_file: the secrets' key, never created (every node's one) */
         /* retention: and disk: (daemon-gc.c, docs/operations.md) */
         RetentionConfig retention;
+        /* disk.max_stored_bytes: what each tenant may keep in the daemon
+         * (datasets, function code; daemon-quota.c); 0: the environment's
+         * PYSPRINTER_DATA_TENANT_MAX_BYTES, else 50 GiB. */
+        uint64_t max_stored_bytes;
 } DaemonConfig;
 
 /* Parses "host:port" / "[v6]:port" / ":port"; is_loopback says whether the
@@ -128,6 +133,38 @@ int daemon_config_load(DaemonConfig *cfg, const char *path, char **ret_error);
 /* Looks a presented bearer token up (constant-time hash compare). Returns
  * the matching entry or NULL. */
 const DaemonToken *daemon_config_find_token(const DaemonConfig *cfg, const char *token);
+
+/* ---- storage per tenant (daemon-quota.c, docs/operations.md) ---- */
+
+/* What tenant may keep: tenants.NAME.max_stored_bytes, else
+ * disk.max_stored_bytes, else PYSPRINTER_DATA_TENANT_MAX_BYTES, else
+ * DATA_DEFAULT_MAX_TENANT_BYTES. *ret_key (may be NULL) names the config
+ * key that set it, for messages. */
+uint64_t daemon_stored_cap(const DaemonConfig *cfg, const char *tenant, const char **ret_key);
+/* What the daemon keeps for a tenant, as the quota counts it. */
+typedef struct StoredUsage {
+        uint64_t data_bytes; /* distinct content its dataset versions reference */
+        uint64_t code_bytes; /* the source of every version of its functions */
+} StoredUsage;
+/* The accounting rule: 0 when usage plus adding (the bytes a write adds:
+ * new content, a new version's code) stays within cap, else -EDQUOT with
+ * *ret_error saying who, how much, the cap (and key, may be NULL) and what
+ * frees room. Saturates rather than wraps. */
+int daemon_stored_check(const char *tenant, const StoredUsage *usage, uint64_t adding, uint64_t cap, const char *key,
+                        char **ret_error);
+struct Daemon;
+/* The tenant's usage now, from the stores (recomputed at each call: a
+ * restart loses nothing). In cluster mode code_bytes is 0 (Redis's
+ * function store does not count it). */
+int daemon_stored_usage(struct Daemon *d, const char *tenant, StoredUsage *ret);
+/* DataConfig.quota for the daemon's catalog (userdata: the Daemon). */
+int daemon_stored_data_quota(void *userdata, const char *tenant, uint64_t data_bytes, uint64_t adding,
+                             char **ret_error);
+/* A deploy's check: under the catalog's quota lock, which the caller
+ * holds (daemon_stored_lock) until the version is written. */
+int daemon_stored_deploy_check(struct Daemon *d, const char *tenant, uint64_t code_bytes, char **ret_error);
+void daemon_stored_lock(struct Daemon *d);
+void daemon_stored_unlock(struct Daemon *d);
 
 /* How many of a tenant's runs may wait beyond its free slots: the
  * configured server.max_queued_per_tenant, else half of max_queued_runs

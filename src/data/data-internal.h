@@ -22,6 +22,7 @@ struct DataCatalog {
          * while fetches run: read it only through data_catalog_url_allow() */
         char **url_allow;
         pthread_mutex_t url_allow_lock;
+        pthread_mutex_t quota_lock; /* a put's quota check until its version is recorded */
         DatasetStore *ds; /* the catalogue (owned): SQLite's over store, or one set by the caller */
         DataObjectSource source; /* fills a missing object (a cluster's peers), or NULL */
         void *source_userdata;

@@ -21,11 +21,18 @@ static uint64_t env_u64(const char *name, uint64_t dflt) {
         return n;
 }
 
+uint64_t data_tenant_max_bytes_from_env(bool *ret_set) {
+        uint64_t n = env_u64("PYSPRINTER_DATA_TENANT_MAX_BYTES", 0);
+        if (ret_set)
+                *ret_set = n > 0;
+        return n > 0 ? n : DATA_DEFAULT_MAX_TENANT_BYTES;
+}
+
 void data_config_from_env(DataConfig *cfg, const char *home) {
         if (!cfg->max_dataset_bytes)
                 cfg->max_dataset_bytes = env_u64("PYSPRINTER_DATA_MAX_BYTES", DATA_DEFAULT_MAX_DATASET_BYTES);
         if (!cfg->max_tenant_bytes)
-                cfg->max_tenant_bytes = env_u64("PYSPRINTER_DATA_TENANT_MAX_BYTES", DATA_DEFAULT_MAX_TENANT_BYTES);
+                cfg->max_tenant_bytes = data_tenant_max_bytes_from_env(NULL);
         if (!cfg->max_files)
                 cfg->max_files = DATA_DEFAULT_MAX_FILES;
         if (!cfg->url_ttl_sec)
@@ -56,6 +63,7 @@ int data_catalog_new(Store *store, const DataConfig *cfg, DataCatalog **ret, cha
         c->cfg = *cfg;
         c->cfg.root = NULL;
         pthread_mutex_init(&c->url_allow_lock, NULL);
+        pthread_mutex_init(&c->quota_lock, NULL);
         for (char *const *a = cfg->url_allow; a && *a; a++)
                 c->url_allow = strv_append(c->url_allow, *a);
         c->cfg.url_allow = NULL; /* c->url_allow is the one copy */
@@ -82,6 +90,21 @@ int data_catalog_new(Store *store, const DataConfig *cfg, DataCatalog **ret, cha
         return 0;
 }
 
+void data_catalog_quota_lock(DataCatalog *c) {
+        assert(c);
+        pthread_mutex_lock(&c->quota_lock);
+}
+
+void data_catalog_quota_unlock(DataCatalog *c) {
+        assert(c);
+        pthread_mutex_unlock(&c->quota_lock);
+}
+
+int data_tenant_bytes(DataCatalog *c, const char *tenant, uint64_t *ret) {
+        assert(c && ret);
+        return c->ds->ops->tenant_bytes(c->ds, tenant, NULL, 0, ret);
+}
+
 DataCatalog *data_catalog_free(DataCatalog *c) {
         if (!c)
                 return NULL;
@@ -89,6 +112,7 @@ DataCatalog *data_catalog_free(DataCatalog *c) {
         free(c->tmp);
         strv_free(c->url_allow);
         pthread_mutex_destroy(&c->url_allow_lock);
+        pthread_mutex_destroy(&c->quota_lock);
         dataset_store_free(c->ds);
         free(c);
         return NULL;
@@ -261,29 +285,37 @@ static int hold_or_publish(const char *staged, const char *dst, char **ret_error
         return -EBUSY;
 }
 
-/* Hashes the staged tree, checks the tenant cap, and moves it into the
- * object store (or drops it when that content is there already).
- * ret_hold: an fd with a shared lock on the stored object, which the
- * caller closes once the version naming it is recorded (hold_or_publish). */
-static int commit_staged(DataCatalog *c, const char *tenant, const char *staged, char **ret_hash, uint64_t *ret_size,
-                         uint64_t *ret_files, int *ret_hold, char **ret_error) {
-        _cleanup_free_ char *hash = NULL;
-        uint64_t size = 0, files = 0;
-        int r = tree_hash(staged, &hash, &size, &files);
-        if (r < 0) {
-                *ret_error = xasprintf("cannot hash the staged content: %s", strerror(-r));
-                return r;
-        }
+/* Checks the tenant cap for the staged tree (hashed by the caller) and
+ * moves it into the object store (or drops it when that content is there
+ * already). Called under c->quota_lock. ret_hold: an fd with a shared lock
+ * on the stored object, which the caller closes once the version naming it
+ * is recorded (hold_or_publish). */
+static int commit_staged(DataCatalog *c, const char *tenant, const char *staged, const char *hash, uint64_t size,
+                         int *ret_hold, char **ret_error) {
         uint64_t held = 0;
-        r = c->ds->ops->tenant_bytes(c->ds, tenant, hash, size, &held);
+        int r = c->ds->ops->tenant_bytes(c->ds, tenant, hash, size, &held);
         if (r < 0) {
                 *ret_error = xasprintf("cannot read the data catalog: %s", strerror(-r));
                 return r;
         }
-        if (held > c->cfg.max_tenant_bytes) {
+        if (c->cfg.quota) {
+                /* What the tenant holds without this put, for the
+                 * message: the content is new to it or costs nothing. */
+                uint64_t before = 0;
+                r = c->ds->ops->tenant_bytes(c->ds, tenant, NULL, 0, &before);
+                if (r < 0) {
+                        *ret_error = xasprintf("cannot read the data catalog: %s", strerror(-r));
+                        return r;
+                }
+                r = c->cfg.quota(c->cfg.quota_userdata, tenant ? tenant : "local", before,
+                                 held > before ? held - before : 0, ret_error);
+                if (r < 0)
+                        return r;
+        } else if (held > c->cfg.max_tenant_bytes) {
                 *ret_error = xasprintf("tenant '%s' would hold %llu bytes of data, over its cap of %llu bytes; "
                                        "remove old datasets or versions (pysprinter data rm)",
-                                       tenant, (unsigned long long) held, (unsigned long long) c->cfg.max_tenant_bytes);
+                                       tenant ? tenant : "local", (unsigned long long) held,
+                                       (unsigned long long) c->cfg.max_tenant_bytes);
                 return -EDQUOT;
         }
         _cleanup_free_ char *dst = path_join(c->objects, hash);
@@ -291,9 +323,6 @@ static int commit_staged(DataCatalog *c, const char *tenant, const char *staged,
         if (hold < 0)
                 return hold;
         *ret_hold = hold;
-        *ret_hash = TAKE_PTR(hash);
-        *ret_size = size;
-        *ret_files = files;
         return 0;
 }
 
@@ -371,18 +400,27 @@ static int add_staged_version(DataCatalog *c, const char *tenant, const DatasetR
         _cleanup_free_ char *hash = NULL;
         uint64_t size = 0, files = 0;
         _cleanup_close_ int hold = -EBADF; /* until the version is recorded */
-        int r = commit_staged(c, tenant, staged, &hash, &size, &files, &hold, ret_error);
-        if (r < 0)
-                return r;
-        r = c->ds->ops->put(c->ds, d);
-        int version = 0;
-        bool is_new = false;
-        if (r >= 0)
-                r = c->ds->ops->add_version(c->ds, tenant, d->name, hash, size, files, &version, &is_new);
+        int r = tree_hash(staged, &hash, &size, &files);
         if (r < 0) {
-                *ret_error = xasprintf("cannot record dataset '%s': %s", d->name, strerror(-r));
+                *ret_error = xasprintf("cannot hash the staged content: %s", strerror(-r));
                 return r;
         }
+        /* From the quota check until the version is recorded: another put
+         * (or a deploy) checked meanwhile would count without this one. */
+        pthread_mutex_lock(&c->quota_lock);
+        r = commit_staged(c, tenant, staged, hash, size, &hold, ret_error);
+        int version = 0;
+        bool is_new = false;
+        if (r >= 0) {
+                r = c->ds->ops->put(c->ds, d);
+                if (r >= 0)
+                        r = c->ds->ops->add_version(c->ds, tenant, d->name, hash, size, files, &version, &is_new);
+                if (r < 0)
+                        *ret_error = xasprintf("cannot record dataset '%s': %s", d->name, strerror(-r));
+        }
+        pthread_mutex_unlock(&c->quota_lock);
+        if (r < 0)
+                return r;
         DatasetVersion v = { .version = version, .hash = hash, .size = size, .files = files };
         DataInfo *i = info_new(c, d, &v);
         i->is_new = is_new;

@@ -45,6 +45,17 @@ typedef struct DataConfig {
          * fetches as its own user, does not. */
         bool url_restrict;
         char *const *url_allow;
+        /* The tenant's storage cap in place of max_tenant_bytes (NULL:
+         * max_tenant_bytes alone): called with the bytes of distinct
+         * content the tenant's versions reference now and the bytes the
+         * put adds to them (0 when the tenant holds that content already);
+         * < 0 (-EDQUOT, with *ret_error saying what) refuses the put
+         * before its content enters the store. Called under the
+         * catalog's quota lock (data_catalog_quota_lock), which is held
+         * until the version is recorded: two puts never both pass on the
+         * room only one of them fits in. */
+        int (*quota)(void *userdata, const char *tenant, uint64_t data_bytes, uint64_t adding, char **ret_error);
+        void *quota_userdata;
 } DataConfig;
 
 /* Fills cfg's zero fields from the environment (PYSPRINTER_DATA_MAX_BYTES,
@@ -52,6 +63,10 @@ typedef struct DataConfig {
  * defaults. root is the caller's to set (it is not owned by cfg), e.g.
  * $PYSPRINTER_HOME/data. */
 void data_config_from_env(DataConfig *cfg, const char *home);
+/* A tenant's data cap from the environment: PYSPRINTER_DATA_TENANT_MAX_BYTES
+ * when it is a number, else DATA_DEFAULT_MAX_TENANT_BYTES; *ret_set (may
+ * be NULL) says which. */
+uint64_t data_tenant_max_bytes_from_env(bool *ret_set);
 
 typedef struct DataCatalog DataCatalog;
 
@@ -62,6 +77,15 @@ DataCatalog *data_catalog_free(DataCatalog *c);
  * fetches that start afterwards use it, one under way keeps the list it
  * started with (SIGHUP). */
 void data_catalog_set_url_allow(DataCatalog *c, char *const *url_allow);
+
+/* The lock a put holds from its quota check (DataConfig.quota) until its
+ * version is recorded. Another writer of what the same quota counts (the
+ * daemon's function deploys) takes it around its own check and write. */
+void data_catalog_quota_lock(DataCatalog *c);
+void data_catalog_quota_unlock(DataCatalog *c);
+/* The bytes of distinct content tenant's dataset versions reference (what
+ * the quota counts of datasets). */
+int data_tenant_bytes(DataCatalog *c, const char *tenant, uint64_t *ret);
 
 /* NAME: [A-Za-z0-9][A-Za-z0-9._-]*, at most DATA_NAME_MAX bytes. */
 bool data_name_valid(const char *name);

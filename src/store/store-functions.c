@@ -215,6 +215,33 @@ int store_function_list(Store *s, const char *tenant, FunctionRecord ***ret, siz
         return 0;
 }
 
+int store_function_code_bytes(Store *s, const char *tenant, uint64_t *ret) {
+        sqlite3_stmt *st;
+        int rc;
+        uint64_t total = 0;
+
+        assert(s && tenant && ret);
+        store_lock(s);
+        /* length() of a BLOB is its bytes; of TEXT, its characters. */
+        rc = sqlite3_prepare_v2(s->db,
+                                "SELECT COALESCE(SUM(length(CAST(source AS BLOB))), 0) FROM functions WHERE tenant=?1",
+                                -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                store_bind_text(st, 1, tenant);
+                rc = sqlite3_step(st);
+                if (rc == SQLITE_ROW) {
+                        total = (uint64_t) sqlite3_column_int64(st, 0);
+                        rc = SQLITE_DONE;
+                }
+                sqlite3_finalize(st);
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE)
+                return store_sqlite_errno(rc) ?: -EIO;
+        *ret = total;
+        return 0;
+}
+
 int store_function_versions(Store *s, const char *tenant, const char *name, int **ret, size_t *ret_n) {
         sqlite3_stmt *st;
         int *v = NULL;
@@ -379,6 +406,9 @@ static int sf_lock_update(FunctionStore *fs, const char *tenant, const char *nam
                           const char *new_lock) {
         return store_function_lock_update(fs_store(fs), tenant, name, version, old_lock, new_lock);
 }
+static int sf_code_bytes(FunctionStore *fs, const char *tenant, uint64_t *ret) {
+        return store_function_code_bytes(fs_store(fs), tenant, ret);
+}
 static void sf_free(FunctionStore *fs) {
         free(fs);
 }
@@ -395,6 +425,7 @@ static const FunctionStoreOps sqlite_function_ops = {
         .url_put = sf_url_put,
         .url_get = sf_url_get,
         .lock_update = sf_lock_update,
+        .code_bytes = sf_code_bytes,
         .free = sf_free,
 };
 

@@ -734,6 +734,10 @@ int store_function_describe(Store *s, const char *tenant, const char *name, int 
                             char **ret_doc);
 /* The latest version of each of tenant's functions, by name. */
 int store_function_list(Store *s, const char *tenant, FunctionRecord ***ret, size_t *ret_n);
+/* The bytes of code tenant's function versions hold, every version of
+ * every function (the deployed source; what the storage quota counts of
+ * functions, docs/operations.md "Storage per tenant"). 0 when none. */
+int store_function_code_bytes(Store *s, const char *tenant, uint64_t *ret);
 /* Ascending version numbers of (tenant, name); -ENOENT when none. */
 int store_function_versions(Store *s, const char *tenant, const char *name, int **ret, size_t *ret_n);
 /* Deletes every version. -ENOENT when none. */
@@ -787,6 +791,9 @@ typedef struct FunctionStoreOps {
          * version's record every gateway reads. */
         int (*lock_update)(FunctionStore *fs, const char *tenant, const char *name, int version, const char *old_lock,
                            const char *new_lock);
+        /* store_function_code_bytes()'s contract; NULL: not counted (Redis's,
+         * docs/operations.md "Storage per tenant"). */
+        int (*code_bytes)(FunctionStore *fs, const char *tenant, uint64_t *ret);
         void (*free)(FunctionStore *fs);
 } FunctionStoreOps;
 struct FunctionStore {
@@ -795,6 +802,10 @@ struct FunctionStore {
 
 /* The SQLite function store over s (which must outlive it). */
 FunctionStore *function_store_sqlite_new(Store *s);
+/* -EOPNOTSUPP when fs does not count its code (FunctionStoreOps.code_bytes). */
+static inline int function_store_code_bytes(FunctionStore *fs, const char *tenant, uint64_t *ret) {
+        return fs->ops->code_bytes ? fs->ops->code_bytes(fs, tenant, ret) : -EOPNOTSUPP;
+}
 static inline int function_store_put(FunctionStore *fs, const FunctionRecord *f, int *ret_version) {
         return fs->ops->put(fs, f, ret_version);
 }

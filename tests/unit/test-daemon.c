@@ -142,6 +142,83 @@ static void config_of(DaemonConfig *cfg, const char *yaml) {
                 fail_msg("%s", err);
 }
 
+/* Storage per tenant (daemon-quota.c): the cap a tenant gets, and the
+ * accounting rule a write passes or not. */
+static void test_stored_cap(void **state) {
+        DaemonConfig cfg;
+        const char *key = NULL;
+        unsetenv("PYSPRINTER_DATA_TENANT_MAX_BYTES");
+        config_of(&cfg, "{}");
+        assert_int_equal(daemon_stored_cap(&cfg, "alice", &key), DATA_DEFAULT_MAX_TENANT_BYTES);
+        setenv("PYSPRINTER_DATA_TENANT_MAX_BYTES", "1500", 1);
+        assert_int_equal(daemon_stored_cap(&cfg, "alice", &key), 1500);
+        assert_string_equal(key, "PYSPRINTER_DATA_TENANT_MAX_BYTES");
+        daemon_config_done(&cfg);
+        config_of(&cfg, "disk: {max_stored_bytes: 1G, reserve_bytes: 1M}\n"
+                        "tenants: {alice: {max_stored_bytes: 6000}, bob: {network: true}}\n");
+        assert_int_equal(cfg.retention.reserve_bytes, 1 << 20); /* the rest of disk: still read */
+        assert_int_equal(daemon_stored_cap(&cfg, "alice", &key), 6000);
+        assert_string_equal(key, "tenants.NAME.max_stored_bytes");
+        assert_int_equal(daemon_stored_cap(&cfg, "bob", &key), 1ULL << 30);
+        assert_string_equal(key, "disk.max_stored_bytes");
+        assert_int_equal(daemon_stored_cap(&cfg, "carol", NULL), 1ULL << 30);
+        daemon_config_done(&cfg);
+        unsetenv("PYSPRINTER_DATA_TENANT_MAX_BYTES");
+        static const char *const bad[] = {
+                "disk: {max_stored_bytes: 0}\n",
+                "disk: {max_stored_bytes: lots}\n",
+                "disk: {max_stored_bytes: -5}\n",
+                "tenants: {alice: {max_stored_bytes: 0}}\n",
+                "tenants: {alice: {max_stored_bytes: [1]}}\n",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                char *err = NULL;
+                daemon_config_init(&cfg);
+                assert_int_equal(daemon_config_parse(&cfg, bad[i], strlen(bad[i]), "test.yaml", &err), -EINVAL);
+                assert_non_null(strstr(err, "max_stored_bytes"));
+                free(err);
+                daemon_config_done(&cfg);
+        }
+}
+
+static void test_stored_check(void **state) {
+        static const struct {
+                uint64_t data, code, adding, cap;
+                int want;
+        } rows[] = {
+                { 0, 0, 0, 1, 0 },
+                { 4000, 0, 2000, 6000, 0 }, /* exactly the cap fits */
+                { 4000, 0, 2001, 6000, -EDQUOT },
+                { 3000, 3000, 0, 6000, 0 }, /* code and data share it */
+                { 3000, 3001, 0, 6000, -EDQUOT },
+                { 7000, 0, 0, 6000, -EDQUOT },                     /* already over (a lowered cap): nothing more */
+                { UINT64_MAX - 1, 5, 5, UINT64_MAX - 1, -EDQUOT }, /* saturates, never wraps to small */
+                { 0, 0, UINT64_MAX, UINT64_MAX, 0 },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                char *err = NULL;
+                StoredUsage u = { .data_bytes = rows[i].data, .code_bytes = rows[i].code };
+                int r = daemon_stored_check("alice", &u, rows[i].adding, rows[i].cap, "disk.max_stored_bytes", &err);
+                if (r != rows[i].want)
+                        fail_msg("row %zu: %d, want %d", i, r, rows[i].want);
+                if (r < 0) {
+                        assert_non_null(strstr(err, "tenant 'alice'"));
+                        assert_non_null(strstr(err, "(disk.max_stored_bytes)"));
+                        assert_non_null(strstr(err, "nothing was stored"));
+                } else
+                        assert_null(err);
+                free(err);
+        }
+        char *err = NULL;
+        StoredUsage u = { .data_bytes = 10, .code_bytes = 5 };
+        assert_int_equal(daemon_stored_check("bob", &u, 1, 15, NULL, &err), -EDQUOT);
+        assert_string_equal(err, "tenant 'bob' would keep 16 bytes in the daemon (datasets 10, function code 5, this "
+                                 "write 1), over its storage cap of 15 bytes: nothing was stored; remove datasets or "
+                                 "versions (pysprinter data rm) or function versions (pysprinter rm), or ask the "
+                                 "operator for more");
+        free(err);
+}
+
 static void test_retries_grant(void **state) {
         DaemonConfig cfg;
         int attempts = -7;
@@ -1269,6 +1346,8 @@ int main(void) {
                 cmocka_unit_test(test_request_json_text_is_jansson),
                 cmocka_unit_test(test_endpoint_rate_per_ipv6_prefix),
                 cmocka_unit_test(test_seeded_hash),
+                cmocka_unit_test(test_stored_cap),
+                cmocka_unit_test(test_stored_check),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

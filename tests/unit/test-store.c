@@ -2104,6 +2104,62 @@ static void test_function_lock_update(void **state) {
         store_close(s);
 }
 
+/* What the storage quota counts (daemon-quota.c): every version's code, in
+ * bytes (not characters), per tenant; a deleted version's no more. And the
+ * datasets' distinct content: a hash two versions or two names share counts
+ * once, one the put would add counts unless held already. */
+static void test_tenant_stored_bytes(void **state) {
+        Store *s = open_fresh();
+        uint64_t n = 7;
+        assert_int_equal(store_function_code_bytes(s, "t", &n), 0);
+        assert_int_equal(n, 0);
+        FunctionRecord f = { .tenant = (char *) "t", .name = (char *) "a", .source = (char *) "def a(): pass\n" };
+        FunctionRecord g = { .tenant = (char *) "t",
+                             .name = (char *) "b",
+                             .source = (char *) "def b(): return '\xc3\xa9'\n" };
+        FunctionRecord o = { .tenant = (char *) "other", .name = (char *) "a", .source = (char *) "def a(): pass\n" };
+        int v = 0;
+        assert_int_equal(store_function_put(s, &f, &v), 0);
+        assert_int_equal(store_function_put(s, &f, &v), 0);
+        assert_int_equal(store_function_put(s, &g, &v), 0);
+        assert_int_equal(store_function_put(s, &o, &v), 0);
+        assert_int_equal(store_function_code_bytes(s, "t", &n), 0);
+        assert_int_equal(n, 2 * strlen(f.source) + strlen(g.source));
+        assert_int_equal(store_function_delete_version(s, "t", "a", 1), 0);
+        assert_int_equal(store_function_code_bytes(s, "t", &n), 0);
+        assert_int_equal(n, strlen(f.source) + strlen(g.source));
+        assert_int_equal(store_function_delete(s, "t", "b"), 0);
+        assert_int_equal(store_function_code_bytes(s, "t", &n), 0);
+        assert_int_equal(n, strlen(f.source));
+        assert_int_equal(store_function_code_bytes(s, "other", &n), 0);
+        assert_int_equal(n, strlen(o.source));
+
+        DatasetRecord d = {
+                .tenant = (char *) "t", .name = (char *) "x", .kind = (char *) "file", .source = (char *) "-"
+        };
+        DatasetRecord e = {
+                .tenant = (char *) "t", .name = (char *) "y", .kind = (char *) "file", .source = (char *) "-"
+        };
+        bool is_new = false;
+        assert_int_equal(store_dataset_put(s, &d), 0);
+        assert_int_equal(store_dataset_put(s, &e), 0);
+        assert_int_equal(store_dataset_add_version(s, "t", "x", "h1", 100, 1, &v, &is_new), 0);
+        assert_int_equal(store_dataset_add_version(s, "t", "x", "h2", 30, 1, &v, &is_new), 0);
+        assert_int_equal(store_dataset_add_version(s, "t", "y", "h1", 100, 1, &v, &is_new), 0);
+        assert_int_equal(store_dataset_tenant_bytes(s, "t", NULL, 0, &n), 0);
+        assert_int_equal(n, 130);
+        assert_int_equal(store_dataset_tenant_bytes(s, "t", "h2", 30, &n), 0);
+        assert_int_equal(n, 130);
+        assert_int_equal(store_dataset_tenant_bytes(s, "t", "h3", 5, &n), 0);
+        assert_int_equal(n, 135);
+        assert_int_equal(store_dataset_tenant_bytes(s, "other", "h1", 100, &n), 0);
+        assert_int_equal(n, 100);
+        assert_int_equal(store_dataset_delete(s, "t", "x", 0), 0);
+        assert_int_equal(store_dataset_tenant_bytes(s, "t", NULL, 0, &n), 0);
+        assert_int_equal(n, 100);
+        store_close(s);
+}
+
 /* One version deleted alone (functions rm NAME:V): only it goes, never the
  * latest (nor so the only one), another tenant's namesake is untouched,
  * and the next deploy's number is never one given before. */
@@ -6752,6 +6808,7 @@ int main(void) {
                 cmocka_unit_test(test_schedule_runs_keep_the_newest),
                 cmocka_unit_test(test_schedule_last_run_is_in_its_runs),
                 cmocka_unit_test(test_function_lock_update),
+                cmocka_unit_test(test_tenant_stored_bytes),
                 cmocka_unit_test(test_function_delete_version),
                 cmocka_unit_test(test_tx_all_or_nothing),
                 cmocka_unit_test(test_function_get_in_tx),
