@@ -25,7 +25,7 @@ int daemon_stored_check(const char *tenant, const StoredUsage *usage, uint64_t a
         *ret_error = xasprintf("tenant '%s' would keep %" PRIu64 " bytes in the daemon (datasets %" PRIu64
                                ", function code %" PRIu64 ", this write %" PRIu64 "), over its storage cap of %" PRIu64
                                " bytes%s%s%s: nothing was stored; remove datasets or versions (pysprinter data rm) or "
-                               "function versions (pysprinter rm), or ask the operator for more",
+                               "function versions (pysprinter functions rm NAME:V), or ask the operator for more",
                                tenant, total, usage->data_bytes, usage->code_bytes, adding, cap, key ? " (" : "",
                                key ?: "", key ? ")" : "");
         return -EDQUOT;

@@ -212,10 +212,11 @@ static void test_stored_check(void **state) {
         char *err = NULL;
         StoredUsage u = { .data_bytes = 10, .code_bytes = 5 };
         assert_int_equal(daemon_stored_check("bob", &u, 1, 15, NULL, &err), -EDQUOT);
-        assert_string_equal(err, "tenant 'bob' would keep 16 bytes in the daemon (datasets 10, function code 5, this "
-                                 "write 1), over its storage cap of 15 bytes: nothing was stored; remove datasets or "
-                                 "versions (pysprinter data rm) or function versions (pysprinter rm), or ask the "
-                                 "operator for more");
+        assert_string_equal(
+                err, "tenant 'bob' would keep 16 bytes in the daemon (datasets 10, function code 5, this "
+                     "write 1), over its storage cap of 15 bytes: nothing was stored; remove datasets or "
+                     "versions (pysprinter data rm) or function versions (pysprinter functions rm NAME:V), or ask the "
+                     "operator for more");
         free(err);
 }
 
