@@ -723,6 +723,10 @@ int verb_map(int argc, char **argv) {
         return map_main(argc, argv, false);
 }
 
-int cli_invoke_over(int argc, char **argv) {
+int verb_invoke_or_over(int argc, char **argv) {
+        /* --help (invoke's, or after NAME the function's usage) is invoke's
+         * whatever else is given. */
+        if (cli_help_asked(argc, argv) || !cli_over_given(argc, argv))
+                return verb_invoke(argc, argv);
         return map_main(argc, argv, true);
 }

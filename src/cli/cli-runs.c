@@ -119,7 +119,7 @@ static bool is_file_word(const char *w) {
         return w[0] != '-' || streq(w, "-") || startswith(w, "-::");
 }
 
-static bool help_asked(int argc, char **argv) {
+bool cli_help_asked(int argc, char **argv) {
         for (int i = 0; i < argc && !streq(argv[i], "--"); i++)
                 if (is_help_word(argv[i]))
                         return true;
@@ -621,8 +621,8 @@ static int run_or_validate(int argc, char **argv, RunVerb kind) {
         const char *verb = verbs[kind];
         bool validate_only = kind != VERB_RUN;
         /* --help after a FILE: the function's usage (run and validate). */
-        bool describe = help_asked(argc, argv) && kind != VERB_LOCK && argc > 0 && is_file_word(argv[0]);
-        if (help_asked(argc, argv) && !describe) {
+        bool describe = cli_help_asked(argc, argv) && kind != VERB_LOCK && argc > 0 && is_file_word(argv[0]);
+        if (cli_help_asked(argc, argv) && !describe) {
                 fputs(helps[kind], stdout);
                 return 0;
         }
@@ -806,14 +806,11 @@ int cli_invoke_name(int argc, char **argv, char **ret_name, long *ret_version) {
 int verb_invoke(int argc, char **argv) {
         /* --help after a NAME: the deployed function's usage (a server's
          * business, as the invoke is); alone, invoke's own. */
-        bool describe = help_asked(argc, argv) && argc > 0 && argv[0][0] != '-';
-        if (help_asked(argc, argv) && !describe) {
+        bool describe = cli_help_asked(argc, argv) && argc > 0 && argv[0][0] != '-';
+        if (cli_help_asked(argc, argv) && !describe) {
                 fputs(invoke_help, stdout);
                 return 0;
         }
-        /* --over INPUTS: one call per line (cli-map.c, map's machinery). */
-        if (!describe && cli_over_given(argc, argv))
-                return cli_invoke_over(argc, argv);
         _cleanup_free_ char **words = describe ? without_help(argc, argv, &argc) : NULL;
         if (describe)
                 argv = words;
@@ -960,7 +957,7 @@ int verb_ps(int argc, char **argv) {
         bool json;
         long limit;
         _cleanup_strv_free_ char **status = NULL;
-        if (help_asked(argc, argv)) {
+        if (cli_help_asked(argc, argv)) {
                 printf("Usage: pysprinter ps [--json] [-n N] [--status STATE[,STATE...]] [--before RUN]\n"
                        "                     [--function NAME] [--schedule NAME] [--grep TEXT]\n\n"
                        "List the most recent runs (default 20). FUNCTION is the deployed function\n"
@@ -1234,7 +1231,7 @@ static const char cancel_help[] = "Usage: pysprinter cancel RUN... [--json]\n"
 int verb_cancel(int argc, char **argv) {
         bool json = cli_globals.json;
         int n = 0;
-        if (help_asked(argc, argv)) {
+        if (cli_help_asked(argc, argv)) {
                 fputs(cancel_help, stdout);
                 return 0;
         }
@@ -1317,7 +1314,7 @@ static int wait_one(Backend *b, const char *id, bool json) {
 int verb_wait(int argc, char **argv) {
         bool json = cli_globals.json;
         int n = 0;
-        if (help_asked(argc, argv)) {
+        if (cli_help_asked(argc, argv)) {
                 fputs(wait_help, stdout);
                 return 0;
         }
@@ -1843,7 +1840,7 @@ int verb_functions(int argc, char **argv) {
 }
 
 int verb_workers(int argc, char **argv) {
-        if (help_asked(argc, argv)) {
+        if (cli_help_asked(argc, argv)) {
                 printf("Usage: pysprinter workers [--json] [--server URL]\n\n"
                        "Show the daemon's warm workers (one per environment) and your deployed\n"
                        "functions' warm instances. The embedded CLI keeps no workers between runs.\n");

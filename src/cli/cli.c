@@ -30,7 +30,7 @@ static const Verb verbs[] = {
         { "env", verb_env, "environments: env ls|prepare|prune|verify" },
         { "gc", verb_gc, "remove old runs, logs and unreferenced data (retention)" },
         { "deploy", verb_deploy, "deploy a function to a server: deploy FILE[::FUNC] --name N" },
-        { "invoke", verb_invoke,
+        { "invoke", verb_invoke_or_over,
           "invoke a deployed function: invoke NAME [--payload JSON] [-a V]… | --over INPUTS.jsonl" },
         { "functions", verb_functions, "a server's deployed functions: functions [ls|show|rm]" },
         { "schedule", verb_schedule,

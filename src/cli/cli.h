@@ -100,7 +100,7 @@ int cli_parse_deployed_name(const char *word, char **ret_name, long *ret_version
  * word naming a version or a malformed one. */
 char *cli_parse_function_name(const char *word, const char *what, char **ret_name);
 /* Whether invoke's words (argv: after the verb) ask for a map over
- * INPUTS: --over or --over=F before "--" (cli_invoke_over()). */
+ * INPUTS: --over or --over=F before "--" (verb_invoke_or_over()). */
 bool cli_over_given(int argc, char **argv);
 /* invoke's first word for a Lambda-style event (--payload[=…],
  * --payload-file[=…], or '-' after NAME and not --over's value: the event
@@ -294,9 +294,12 @@ int verb_server(int argc, char **argv);
 int verb_dag(int argc, char **argv);
 int verb_chain(int argc, char **argv);
 int verb_map(int argc, char **argv);  /* cli-map.c */
-/* cli-map.c: `invoke NAME[::VERSION] --over INPUTS.jsonl [-j N]`, map's
- * machinery over a deployed function (argv: invoke's words). */
-int cli_invoke_over(int argc, char **argv);
+/* cli-map.c: the `invoke` verb. With --over INPUTS.jsonl (and no --help),
+ * `invoke NAME[::VERSION] --over INPUTS.jsonl [-j N]`: map's machinery
+ * over a deployed function; else verb_invoke()'s one call. */
+int verb_invoke_or_over(int argc, char **argv);
+/* cli-runs.c: a --help or -h among argv's words before "--". */
+bool cli_help_asked(int argc, char **argv);
 /* cli-runs.c: invoke's NAME[::VERSION] (argv[0], also NAME:VERSION and an
  * ARN): 0 with *ret_name (caller frees; NULL when the word names no
  * version: argv[0] is the name) and *ret_version (0: the latest), or
