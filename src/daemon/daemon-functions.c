@@ -340,6 +340,17 @@ struct MHD_Response *daemon_api_function_get(const DaemonCall *call, unsigned *r
 
 static char *function_version_pins(const DaemonCall *call, const char *name, int version);
 
+/* daemon.h. "TENANT/NAME@" is every version's instance key; "@V~" one
+ * version's (drun_instance_key(): '~' always follows the number). Every
+ * version: a new deploy of the name starts again at version 1, the same
+ * key. */
+unsigned daemon_function_retire(Daemon *d, const char *tenant, const char *name, int version) {
+        assert(d && tenant && name && version >= 0);
+        _cleanup_free_ char *prefix = version > 0 ? xasprintf("%s/%s@%d~", tenant, name, version)
+                                                  : xasprintf("%s/%s@", tenant, name);
+        return engine_pool_retire(d->engine, prefix);
+}
+
 /* Deletes the caller's function name: every version (version 0) or
  * version alone, and retires the warm instances of what it deleted (idle
  * ones now, busy ones when their invocation ends: a version being invoked
@@ -372,13 +383,7 @@ static struct MHD_Response *function_delete(const DaemonCall *call, const char *
                 return daemon_function_missing(call, "", name, ret_status);
         if (k < 0)
                 return daemon_call_errno(call, k, "function", ret_status);
-        /* "TENANT/NAME@" is every version's instance key; "@V~" one
-         * version's (drun_instance_key(): '~' always follows the number).
-         * Every version: a new deploy of the name starts again at version
-         * 1, the same key. */
-        _cleanup_free_ char *prefix = version > 0 ? xasprintf("%s/%s@%d~", call->tenant, name, version)
-                                                  : xasprintf("%s/%s@", call->tenant, name);
-        unsigned retired = engine_pool_retire(call->d->engine, prefix);
+        unsigned retired = daemon_function_retire(call->d, call->tenant, name, version);
         json_t *j = json_pack("{s:s, s:b, s:i}", "name", name, "deleted", 1, "instances_retired", (int) retired);
         if (version > 0) {
                 json_object_set_new(j, "version", json_integer(version));

@@ -730,6 +730,9 @@ typedef struct DaemonClusterOptions {
                 void (*run_unref)(Daemon *d, DRun *r);              /* drun_unref */
                 void (*lease_tick)(Daemon *d, bool take);           /* daemon_dags_cluster_tick */
                 void (*secrets_changed)(Daemon *d, const char *tenant); /* daemon_secrets_retire */
+                /* a function (version 0) or one version was deleted
+                 * through any node: daemon_function_retire */
+                unsigned (*function_deleted)(Daemon *d, const char *tenant, const char *name, int version);
         } hooks;
 } DaemonClusterOptions;
 typedef struct DaemonCluster DaemonCluster;
@@ -1228,6 +1231,12 @@ char *daemon_function_deploy_schedule_warnings(const DaemonCall *call, const Fun
  * the caller's schedules that fires it (each fire starts nothing until it
  * is deployed again), or NULL when none. */
 char *daemon_function_delete_schedule_warnings(const DaemonCall *call, const char *name);
+/* Retires this node's warm instances of tenant's function name: every
+ * version's (version 0) or version's alone; idle ones now, busy ones when
+ * their invocation ends. The one retire of a delete: the node that
+ * deleted calls it, and in a cluster every node does when it hears of the
+ * delete (fn_delete.lua, fn_delete_version.lua). Returns how many. */
+unsigned daemon_function_retire(Daemon *d, const char *tenant, const char *name, int version);
 /* A validation that refused the arguments (not one that could not run). */
 bool daemon_arguments_refused(const RunResult *res);
 /* 404 "PREFIXno deployed function 'NAME'": the words of every /v1 route
