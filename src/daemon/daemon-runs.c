@@ -27,6 +27,7 @@ static void *watch_thread(void *p);
 int daemon_runs_init(Daemon *d) {
         pthread_mutex_init(&d->lock, NULL);
         pthread_mutex_init(&d->idem_lock, NULL);
+        pthread_mutex_init(&d->pin_lock, NULL);
         pthread_cond_init(&d->sched_cond, NULL);
         pthread_cond_init(&d->change_cond, NULL);
         pthread_cond_init(&d->retry_cond, NULL);

@@ -522,6 +522,14 @@ struct Daemon {
         /* Single node: one submit with an Idempotency-Key at a time, from
          * the look-up of its key to its record's commit (daemon-runs-api.c). */
         pthread_mutex_t idem_lock;
+        /* One version delete's "no schedule is pinned to it" check and its
+         * delete, and one pinned schedule add's "the version is there"
+         * check and its insert, at a time (daemon-functions.c,
+         * daemon-schedules.c): a schedule is never left pinned to a deleted
+         * version. The schedules are this node's SQLite in either function
+         * store (Redis's in a cluster), so no one store's transaction
+         * holds both. */
+        pthread_mutex_t pin_lock;
         pthread_cond_t sched_cond;      /* a slot freed or a run was cancelled */
         pthread_cond_t change_cond;     /* any run changed (log, status) */
         DRun *runs;                     /* active (queued or running) runs */

@@ -59,3 +59,78 @@ def test_in_a_cluster_a_deleted_version_retires_on_every_node(nodes, redis):
     st, r = a.call("DELETE", "/v1/functions/twov")
     assert st == 200, r
     wait_until(lambda: not kept_instances(b, "twov@"), 60, "B's warm instances of the function to retire")
+
+
+class GateDaemon(Daemon):
+    """A version delete waits at PYSPRINTER_TEST_VERSION_DELETE_GATE (after
+    its pin check, before its delete) until the gate file exists."""
+
+    def __init__(self, root, **kw):
+        super().__init__(root, **kw)
+        self.gate = self.root / "gate"
+
+    def env(self):
+        return {**super().env(), "PYSPRINTER_TEST_VERSION_DELETE_GATE": str(self.gate)}
+
+
+@pytest.fixture(scope="module")
+def gd(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fnversion2")
+    with GateDaemon(root, sandbox=sandbox_mode(root)).serving() as daemon:
+        yield daemon
+
+
+PINNED = {"every": "1h", "paused": True, "args": [{}, None]}
+
+
+def test_a_schedule_pinned_while_its_version_is_deleted_is_refused(gd):
+    """The delete's "no schedule pins it" check and its delete were two
+    steps, a schedule add's "the version is there" check and its insert
+    two more: a schedule pinned to version 1 added between the delete's
+    check and its delete was stored (201), pinned to a version the delete
+    then removed (200). The delete here is held between its two steps (a
+    test gate) while the schedule is added: now the add waits for the
+    delete and is refused (404, no version 1), and no schedule is left
+    pinned to it."""
+    import threading
+    for v in (1, 2):
+        deploy(gd, "racy", v)
+    out = {}
+
+    def delete():
+        out["delete"] = gd.call("DELETE", "/v1/functions/racy?version=1")
+
+    def add():
+        out["add"] = gd.call("POST", "/v1/schedules", {"name": "racy-pin", "function": "racy", "version": 1,
+                                                        **PINNED})
+    td = threading.Thread(target=delete)
+    td.start()
+    reached = gd.gate.with_name("gate.reached")
+    wait_until(reached.exists, 60, "the version delete to reach its gate")
+    ta = threading.Thread(target=add)
+    ta.start()
+    ta.join(10)  # before: answered 201 while the delete waited; now it waits for the delete
+    gd.gate.touch()
+    td.join(60)
+    ta.join(60)
+    assert out["delete"][0] == 200, out
+    st, b = out["add"]
+    assert st == 404 and b["error"]["message"] == "function 'racy' has no version 1", out
+    st, b = gd.call("GET", "/v1/schedules")
+    assert st == 200 and not [s for s in b["schedules"] if s["name"] == "racy-pin"], b
+
+
+def test_schedule_add_of_a_deleted_version_is_refused_and_a_pin_still_holds_its_version(gd):
+    """Without a race: a deleted version cannot be pinned (404 naming it),
+    and a version pinned first is still refused to the delete (409)."""
+    gd.gate.touch()
+    for v in (1, 2, 3):
+        deploy(gd, "seq", v)
+    st, b = gd.call("DELETE", "/v1/functions/seq?version=1")
+    assert st == 200, b
+    st, b = gd.call("POST", "/v1/schedules", {"name": "seq-pin1", "function": "seq", "version": 1, **PINNED})
+    assert st == 404 and "has no version 1" in b["error"]["message"], b
+    st, b = gd.call("POST", "/v1/schedules", {"name": "seq-pin2", "function": "seq", "version": 2, **PINNED})
+    assert st == 201, b
+    st, b = gd.call("DELETE", "/v1/functions/seq?version=2")
+    assert st == 409 and "seq-pin2" in b["error"]["message"], b
