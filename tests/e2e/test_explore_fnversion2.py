@@ -134,3 +134,71 @@ def test_schedule_add_of_a_deleted_version_is_refused_and_a_pin_still_holds_its_
     assert st == 201, b
     st, b = gd.call("DELETE", "/v1/functions/seq?version=2")
     assert st == 409 and "seq-pin2" in b["error"]["message"], b
+
+
+# ---- the dashboard: a version's delete button -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ud(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fnversion2ui")
+    with Daemon(root, sandbox=sandbox_mode(root)).serving() as daemon:
+        yield daemon
+
+
+def test_the_function_page_deletes_a_version_after_asking(ud):
+    """The function page had no way to delete one version. Now each
+    version has a Delete button that asks first (a dismissed dialog
+    deletes nothing); the latest's is disabled and says why; a version a
+    schedule pins is refused with the API's words; a deleted version leaves
+    the page, and deleting the version shown turns the page to the latest."""
+    from uilib import deep_link, start_browser, text_of, ui_login, wait_for
+    from daemonlib import TOKENS
+    for v in (1, 2, 3):
+        deploy(ud, "uiv", v)
+    st, b = ud.call("POST", "/v1/schedules", {"name": "uiv-pin", "function": "uiv", "version": 2, **PINNED})
+    assert st == 201, b
+    drv = start_browser()
+    try:
+        ui_login(drv, ud, TOKENS["alice"], "alice")
+        deep_link(drv, ud, "#/functions/uiv?version=1")
+
+        def button(v):
+            found = drv.find_elements("css selector", f'#fn-version-deletes button[data-version="{v}"]')
+            return found[0] if found else None
+        wait_for(lambda: button(3), what="the version delete buttons")
+        latest = button(3)
+        assert not latest.is_enabled()
+        assert "deleted only with the function" in latest.get_attribute("title")
+        assert "deleted only with the function" in text_of(drv, "#fn-latest-kept")
+        assert button(1).is_enabled() and button(2).is_enabled()
+
+        def versions():
+            st, b = ud.call("GET", "/v1/functions/uiv")
+            return b["versions"]
+        # Dismissed: nothing deleted.
+        button(1).click()
+        alert = wait_for(lambda: drv.switch_to.alert, what="the confirm dialog")
+        assert "Delete version 1 of uiv" in alert.text
+        alert.dismiss()
+        assert versions() == [1, 2, 3]
+        # Pinned by a schedule: refused, the API's words shown.
+        button(2).click()
+        wait_for(lambda: drv.switch_to.alert, what="the confirm dialog").accept()
+        wait_for(lambda: "uiv-pin" in text_of(drv, "#fn-delete-status"), what="the refusal")
+        assert versions() == [1, 2, 3]
+        # Unpinned and deleted: the version gone from the page's lists.
+        assert ud.call("DELETE", "/v1/schedules/uiv-pin")[0] == 200
+        button(2).click()
+        wait_for(lambda: drv.switch_to.alert, what="the confirm dialog").accept()
+        wait_for(lambda: text_of(drv, "#fn-delete-status") == "Deleted version 2.", what="the delete")
+        assert versions() == [1, 3]
+        assert button(2) is None and not drv.find_elements("css selector", '#fn-versions [data-version="2"]')
+        # The version shown (1): the page turns to the latest.
+        button(1).click()
+        wait_for(lambda: drv.switch_to.alert, what="the confirm dialog").accept()
+        wait_for(lambda: drv.execute_script("return location.hash") == "#/functions/uiv", what="the latest's page")
+        wait_for(lambda: text_of(drv, "#fn-version").startswith("3"), what="version 3 shown")
+        assert versions() == [3]
+    finally:
+        drv.quit()
