@@ -158,6 +158,45 @@ function versionLinks(f, latest) {
         'data-version': v, 'aria-current': v === f.version ? 'true' : null }, v === latest ? `${v} (latest)` : v)]));
 }
 
+// A delete button per version (`functions rm NAME:N`, DELETE
+// /v1/functions/NAME?version=N), each asking first. The latest's is
+// disabled and says why: it is what an invoke without a version runs, so it
+// goes only with the function (the API refuses it, 409). A refusal (a
+// schedule pinned to the version: 409 naming it) is shown under the
+// buttons. Once deleted, the version leaves the page's lists; when it was
+// the one shown, the page turns to the latest.
+function versionDeletes(f, latest) {
+  const out = h('p', { id: 'fn-delete-status', role: 'status' });
+  const reason = `The latest version is what an invoke without a version runs: it is deleted only with the function (pysprinter functions rm ${f.name}).`;
+  async function del(v, btn) {
+    out.textContent = '';
+    out.className = '';
+    if (!window.confirm(`Delete version ${v} of ${f.name}? Its source and lock are removed; its runs stay. This cannot be undone.`)) return;
+    btn.disabled = true;
+    try {
+      await api(`/v1/functions/${encodeURIComponent(f.name)}?version=${v}`, { method: 'DELETE' });
+      if (v === f.version) { location.hash = `#/functions/${encodeURIComponent(f.name)}`; return; }
+      for (const el of document.querySelectorAll(`#fn-versions [data-version="${v}"], #fn-version-deletes [data-version="${v}"]`)) el.remove();
+      out.textContent = `Deleted version ${v}.`;
+    } catch (e) {
+      btn.disabled = false;
+      out.textContent = e.message;
+      out.className = 'error';
+    }
+  }
+  return h('div', { class: 'version-deletes' },
+    h('div', { id: 'fn-version-deletes', class: 'versions' }, (f.versions || [f.version]).map((v) => {
+      const btn = h('button', { type: 'button', class: 'danger', 'data-version': v,
+        'aria-label': `Delete version ${v}`, title: v === latest ? reason : `Delete version ${v}` },
+        `Delete ${v}`);
+      if (v === latest) btn.disabled = true;
+      else btn.addEventListener('click', () => del(v, btn));
+      return btn;
+    })),
+    h('p', { id: 'fn-latest-kept', class: 'hint' }, reason),
+    out);
+}
+
 export function functionPage(main, [name], query, session) {
   const charts = [];
   const asked = query && query.get('version');
@@ -190,7 +229,8 @@ export function functionPage(main, [name], query, session) {
       h('dl', { class: 'facts' },
         h('dt', {}, 'version'),
         h('dd', { id: 'fn-version' }, f.version, call.pinned ? ` (not the latest: ${latest})` : ' (latest)'),
-        h('dt', {}, 'versions'), h('dd', {}, versionLinks(f, latest)),
+        h('dt', {}, 'versions'), h('dd', {}, versionLinks(f, latest),
+          canAct(session) ? versionDeletes(f, latest) : null),
         h('dt', {}, 'function'), h('dd', {}, `${f.filename || ''} :: ${f.function || ''}`),
         h('dt', {}, 'signature'), h('dd', {}, h('code', { id: 'fn-signature' }, signatureOf(f))),
         h('dt', {}, 'docstring'), h('dd', {}, f.doc ? h('pre', { id: 'fn-doc', class: 'doc' }, f.doc) : '—'),

@@ -264,9 +264,12 @@ static int cf_versions(FunctionStore *fs, const char *tenant, const char *name, 
 static int cf_remove(FunctionStore *fs, const char *tenant, const char *name) {
         ClusterQueue *c = fq(fs);
         Args a = { 0 };
-        ARGS_EVAL(&a, fn_delete, 2);
+        ARGS_EVAL(&a, fn_delete, 3);
         add_keys(&a, tenant, name);
+        args_add(&a, CLUSTER_PREFIX "nodes");
         args_add(&a, name);
+        args_add(&a, tenant);
+        args_add(&a, CLUSTER_PREFIX);
         int k = 0;
         redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         args_done(&a);
@@ -281,9 +284,13 @@ static int cf_remove_version(FunctionStore *fs, const char *tenant, const char *
         ClusterQueue *c = fq(fs);
         assert(tenant && name && version > 0);
         Args a = { 0 };
-        ARGS_EVAL(&a, fn_delete_version, 1);
+        ARGS_EVAL(&a, fn_delete_version, 2);
         args_addf(&a, CLUSTER_PREFIX "fn:%s:%s", tenant, name);
+        args_add(&a, CLUSTER_PREFIX "nodes");
         args_addf(&a, "%d", version);
+        args_add(&a, tenant);
+        args_add(&a, name);
+        args_add(&a, CLUSTER_PREFIX);
         int k = 0;
         redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         args_done(&a);

@@ -1238,8 +1238,10 @@ int cluster_drain(RunQueue *q, const char *node_id) {
 
 /* One message on this node's channel: "d:<id>" (a run this gateway waits
  * for ended), "r:<id>\n" and the ended record's fields and values as
- * netstrings (the same, with the record: finish.lua), or "c:<id>" (cancel
- * a run this node runs). */
+ * netstrings (the same, with the record: finish.lua), "c:<id>" (cancel
+ * a run this node runs), "s:<tenant>" (its secrets changed) or
+ * "f:<tenant>/<name>@<version>" (deleted: fn_delete.lua, version 0 every
+ * one, and fn_delete_version.lua). */
 static void event_dispatch(const redisReply *m, ClusterEventFn fn, void *userdata) {
         if (m->type != REDIS_REPLY_ARRAY || m->elements != 3 || m->element[0]->type != REDIS_REPLY_STRING ||
             !streq(m->element[0]->str, "message") || m->element[2]->type != REDIS_REPLY_STRING)
@@ -1260,6 +1262,8 @@ static void event_dispatch(const redisReply *m, ClusterEventFn fn, void *userdat
                 fn(CLUSTER_EVENT_CANCEL, p + 2, NULL, userdata);
         else if (startswith(p, "s:"))
                 fn(CLUSTER_EVENT_SECRETS, p + 2, NULL, userdata);
+        else if (startswith(p, "f:"))
+                fn(CLUSTER_EVENT_FUNCTION_DELETED, p + 2, NULL, userdata);
 }
 
 void cluster_events_listen(RunQueue *q, ClusterEventFn fn, void *userdata) {

@@ -154,9 +154,11 @@ typedef enum ClusterEventKind {
         CLUSTER_EVENT_CANCEL, /* cancel a run this node runs */
         CLUSTER_EVENT_RESYNC, /* (re)subscribed: messages may have been missed */
         CLUSTER_EVENT_SECRETS, /* a secret of tenant (the id argument) was set or removed */
+        CLUSTER_EVENT_FUNCTION_DELETED, /* a function, or one version of it, was deleted */
 } ClusterEventKind;
 /* rec: for DONE, the ended record when the message carried it (the
- * callee's to free), else NULL (read it). id: for SECRETS, the tenant. */
+ * callee's to free), else NULL (read it). id: for SECRETS, the tenant; for
+ * FUNCTION_DELETED, "<tenant>/<name>@<version>" (version 0: every one). */
 typedef void (*ClusterEventFn)(ClusterEventKind kind, const char *id, RunRecord *rec, void *userdata);
 
 /* Listens on this node's channel (<prefix>ev:<node>, one connection of its

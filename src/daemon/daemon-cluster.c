@@ -204,8 +204,8 @@ static void *claim_thread(void *p) {
 }
 
 /* This node's channel: a run it waits for ended, a run it runs is to be
- * cancelled (cancel.lua told the node the record names), or a tenant's
- * secrets changed. */
+ * cancelled (cancel.lua told the node the record names), a tenant's
+ * secrets changed, or a function or one of its versions was deleted. */
 static void on_cluster_event(ClusterEventKind kind, const char *id, RunRecord *rec, void *userdata) {
         Daemon *d = userdata;
         const struct DaemonClusterHooks *h = &d->cluster->opt.hooks;
@@ -222,6 +222,18 @@ static void on_cluster_event(ClusterEventKind kind, const char *id, RunRecord *r
                  * "Secrets"). */
                 h->secrets_changed(d, id);
                 break;
+        case CLUSTER_EVENT_FUNCTION_DELETED: {
+                /* Deleted through any node: this one's warm instances of
+                 * it stop, as the deleting node's do ("<tenant>/<name>@<version>"). */
+                const char *slash = strchr(id, '/'), *at = strrchr(id, '@');
+                int version;
+                if (!slash || !at || at < slash || parse_int(at + 1, &version) < 0 || version < 0)
+                        break;
+                _cleanup_free_ char *tenant = xstrndup(id, (size_t) (slash - id));
+                _cleanup_free_ char *name = xstrndup(slash + 1, (size_t) (at - slash - 1));
+                (void) h->function_deleted(d, tenant, name, version);
+                break;
+        }
         case CLUSTER_EVENT_RESYNC:
         default:
                 h->resync(d);

@@ -10,9 +10,11 @@
  * mapping is decided from those parameters (lambda_call_rule(), with the
  * function-name parser in daemon-request.c, where the fuzzer reaches them). */
 #include <assert.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <openssl/evp.h>
+#include <unistd.h>
 
 #include "daemon.h"
 #include "pkg.h"
@@ -355,6 +357,30 @@ struct MHD_Response *daemon_api_function_get(const DaemonCall *call, unsigned *r
 
 static char *function_version_pins(const DaemonCall *call, const char *name, int version);
 
+/* Tests only (tests/e2e/test_explore_fnversion2.py): with the variable
+ * set to a path, creates PATH.reached and waits until PATH exists, so a
+ * test holds a step at this point while it sends another request. */
+static void test_gate(const char *var) {
+        const char *path = secure_getenv(var);
+        if (!path)
+                return;
+        _cleanup_free_ char *reached = xasprintf("%s.reached", path);
+        _cleanup_close_ int fd = open(reached, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        while (access(path, F_OK) < 0)
+                usleep(20 * 1000);
+}
+
+/* daemon.h. "TENANT/NAME@" is every version's instance key; "@V~" one
+ * version's (drun_instance_key(): '~' always follows the number). Every
+ * version: a new deploy of the name starts again at version 1, the same
+ * key. */
+unsigned daemon_function_retire(Daemon *d, const char *tenant, const char *name, int version) {
+        assert(d && tenant && name && version >= 0);
+        _cleanup_free_ char *prefix = version > 0 ? xasprintf("%s/%s@%d~", tenant, name, version)
+                                                  : xasprintf("%s/%s@", tenant, name);
+        return engine_pool_retire(d->engine, prefix);
+}
+
 /* Deletes the caller's function name: every version (version 0) or
  * version alone, and retires the warm instances of what it deleted (idle
  * ones now, busy ones when their invocation ends: a version being invoked
@@ -366,14 +392,24 @@ static char *function_version_pins(const DaemonCall *call, const char *name, int
 static struct MHD_Response *function_delete(const DaemonCall *call, const char *name, int version, json_t **ret,
                                             unsigned *ret_status) {
         assert(call && name && version >= 0 && ret);
+        /* The pin check and the delete as one step against a pinned
+         * schedule add (Daemon.pin_lock). */
+        if (version > 0)
+                pthread_mutex_lock(&call->d->pin_lock);
         _cleanup_free_ char *pins = version > 0 ? function_version_pins(call, name, version) : NULL;
-        if (pins)
+        if (pins) {
+                pthread_mutex_unlock(&call->d->pin_lock);
                 return daemon_call_error(call, 409, "conflict", ret_status,
                                          "version %d of '%s' cannot be deleted: schedule %s fires it (pinned to "
                                          "%s::%d); remove or re-add the schedule first (pysprinter schedule rm NAME)",
                                          version, name, pins, name, version);
+        }
+        if (version > 0)
+                test_gate("PYSPRINTER_TEST_VERSION_DELETE_GATE");
         int k = version > 0 ? function_store_delete_version(call->d->functions, call->tenant, name, version)
                             : function_store_delete(call->d->functions, call->tenant, name);
+        if (version > 0)
+                pthread_mutex_unlock(&call->d->pin_lock);
         if (k == -EBUSY)
                 return daemon_call_error(call, 409, "conflict", ret_status,
                                          "version %d is the latest of '%s', which an invoke without a version runs: "
@@ -387,13 +423,7 @@ static struct MHD_Response *function_delete(const DaemonCall *call, const char *
                 return daemon_function_missing(call, "", name, ret_status);
         if (k < 0)
                 return daemon_call_errno(call, k, "function", ret_status);
-        /* "TENANT/NAME@" is every version's instance key; "@V~" one
-         * version's (drun_instance_key(): '~' always follows the number).
-         * Every version: a new deploy of the name starts again at version
-         * 1, the same key. */
-        _cleanup_free_ char *prefix = version > 0 ? xasprintf("%s/%s@%d~", call->tenant, name, version)
-                                                  : xasprintf("%s/%s@", call->tenant, name);
-        unsigned retired = engine_pool_retire(call->d->engine, prefix);
+        unsigned retired = daemon_function_retire(call->d, call->tenant, name, version);
         json_t *j = json_pack("{s:s, s:b, s:i}", "name", name, "deleted", 1, "instances_retired", (int) retired);
         if (version > 0) {
                 json_object_set_new(j, "version", json_integer(version));

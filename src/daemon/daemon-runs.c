@@ -27,6 +27,7 @@ static void *watch_thread(void *p);
 int daemon_runs_init(Daemon *d) {
         pthread_mutex_init(&d->lock, NULL);
         pthread_mutex_init(&d->idem_lock, NULL);
+        pthread_mutex_init(&d->pin_lock, NULL);
         pthread_cond_init(&d->sched_cond, NULL);
         pthread_cond_init(&d->change_cond, NULL);
         pthread_cond_init(&d->retry_cond, NULL);
@@ -795,8 +796,8 @@ static void drun_code_digest(const DRun *r, char *buf, size_t size) {
  * one still queued at the delete starts an instance after the delete
  * retired the others; that instance served the new version 1 (its invokes
  * ran the deleted code). An invoke without the version's record (a
- * cluster's claimed run carries its source; a gateway's delete retires no
- * worker node's instances) names its code instead ("~s", a digest of its
+ * cluster's claimed run carries its source; a node cut from Redis misses
+ * a delete's retire) names its code instead ("~s", a digest of its
  * source, file, function and requirements: drun_code_digest()), once per
  * run on the run thread. Retiring by the prefix "TENANT/NAME@" still finds
  * them all. l: r's limits (as granted now: run_begin()). */

@@ -565,6 +565,19 @@ struct MHD_Response *daemon_schedule_check(const DaemonCall *call, const Schedul
         return resp;
 }
 
+/* The version s's invoke is pinned to (`schedule add NAME::V`, the
+ * body's version), 0 when none: it fires the latest. */
+static int schedule_pinned_version(const DaemonCall *call, const ScheduleRecord *s) {
+        RunRequest req = {};
+        _cleanup_free_ char *err = NULL;
+        RequestCaps caps = daemon_call_caps(call);
+        int version = 0;
+        if (request_parse(REQUEST_INVOKE, s->invoke_json, strlen(s->invoke_json), &caps, &req, &err) >= 0)
+                version = req.version;
+        run_request_done(&req);
+        return version;
+}
+
 static struct MHD_Response *schedule_add(const DaemonCall *call, unsigned *ret_status) {
         _cleanup_free_ char *err = NULL;
         void *parsed = NULL;
@@ -608,15 +621,31 @@ static struct MHD_Response *schedule_add(const DaemonCall *call, unsigned *ret_s
                 schedule_record_free(s);
                 return resp;
         }
-        function_record_free(f);
+        f = function_record_free(f);
         s->tenant = xstrdup(call->tenant);
         s->created = now_realtime();
         if (daemon_schedule_next(s, daemon_schedules_now(), &s->next_fire) < 0) {
                 schedule_record_free(s);
                 return daemon_call_error(call, 400, "bad_request", ret_status, "the schedule never fires");
         }
-        k = store_schedule_insert(call->d->store, s);
-        if (k == -EEXIST)
+        /* Pinned to a version: that it is still there and the insert are
+         * one step against its delete (Daemon.pin_lock), which checks the
+         * schedules under the same lock. Checked above too, but a delete
+         * may have come between. */
+        int pinned = s->dag_json ? 0 : schedule_pinned_version(call, s);
+        if (pinned > 0)
+                pthread_mutex_lock(&call->d->pin_lock);
+        if (pinned > 0 && function_store_get(call->d->functions, call->tenant, s->function, pinned, &f) < 0)
+                k = -ENOENT;
+        else
+                k = store_schedule_insert(call->d->store, s);
+        f = function_record_free(f);
+        if (pinned > 0)
+                pthread_mutex_unlock(&call->d->pin_lock);
+        if (k == -ENOENT)
+                resp = daemon_call_error(call, 404, "not_found", ret_status, "function '%s' has no version %d",
+                                         s->function, pinned);
+        else if (k == -EEXIST)
                 resp = daemon_call_error(call, 409, "conflict", ret_status,
                                          "schedule '%s' exists (schedule rm it first)", s->name);
         else if (k < 0)

@@ -559,6 +559,14 @@ struct Daemon {
         /* Single node: one submit with an Idempotency-Key at a time, from
          * the look-up of its key to its record's commit (daemon-runs-api.c). */
         pthread_mutex_t idem_lock;
+        /* One version delete's "no schedule is pinned to it" check and its
+         * delete, and one pinned schedule add's "the version is there"
+         * check and its insert, at a time (daemon-functions.c,
+         * daemon-schedules.c): a schedule is never left pinned to a deleted
+         * version. The schedules are this node's SQLite in either function
+         * store (Redis's in a cluster), so no one store's transaction
+         * holds both. */
+        pthread_mutex_t pin_lock;
         pthread_cond_t sched_cond;      /* a slot freed or a run was cancelled */
         pthread_cond_t change_cond;     /* any run changed (log, status) */
         DRun *runs;                     /* active (queued or running) runs */
@@ -767,6 +775,9 @@ typedef struct DaemonClusterOptions {
                 void (*run_unref)(Daemon *d, DRun *r);              /* drun_unref */
                 void (*lease_tick)(Daemon *d, bool take);           /* daemon_dags_cluster_tick */
                 void (*secrets_changed)(Daemon *d, const char *tenant); /* daemon_secrets_retire */
+                /* a function (version 0) or one version was deleted
+                 * through any node: daemon_function_retire */
+                unsigned (*function_deleted)(Daemon *d, const char *tenant, const char *name, int version);
         } hooks;
 } DaemonClusterOptions;
 typedef struct DaemonCluster DaemonCluster;
@@ -1265,6 +1276,12 @@ char *daemon_function_deploy_schedule_warnings(const DaemonCall *call, const Fun
  * the caller's schedules that fires it (each fire starts nothing until it
  * is deployed again), or NULL when none. */
 char *daemon_function_delete_schedule_warnings(const DaemonCall *call, const char *name);
+/* Retires this node's warm instances of tenant's function name: every
+ * version's (version 0) or version's alone; idle ones now, busy ones when
+ * their invocation ends. The one retire of a delete: the node that
+ * deleted calls it, and in a cluster every node does when it hears of the
+ * delete (fn_delete.lua, fn_delete_version.lua). Returns how many. */
+unsigned daemon_function_retire(Daemon *d, const char *tenant, const char *name, int version);
 /* A validation that refused the arguments (not one that could not run). */
 bool daemon_arguments_refused(const RunResult *res);
 /* 404 "PREFIXno deployed function 'NAME'": the words of every /v1 route

@@ -899,6 +899,7 @@ int main(int argc, char **argv) {
                         .run_unref = drun_unref,
                         .lease_tick = daemon_dags_cluster_tick,
                         .secrets_changed = daemon_secrets_retire,
+                        .function_deleted = daemon_function_retire,
                 };
                 r = daemon_cluster_start(d, &cluster, &err);
                 if (r < 0) {

@@ -1081,6 +1081,46 @@ static void test_function_store_delete_version(void **state) {
         run_queue_free(q);
 }
 
+static char *next_message(redisContext *sub, size_t *ret_len);
+
+/* A delete tells every node what it deleted ("f:<tenant>/<name>@<version>",
+ * version 0 every one), in the script that deletes: each retires its warm
+ * instances of it. A refused delete tells no one. */
+static void test_function_delete_tells_every_node(void **state) {
+        char sock[200];
+        snprintf(sock, sizeof(sock), "%s/redis.sock", dir);
+        redisContext *sub = redisConnectUnix(sock);
+        assert_true(sub && !sub->err);
+        /* A message that never comes fails the test rather than hang it. */
+        assert_int_equal(redisSetTimeout(sub, (struct timeval){ .tv_sec = 30 }), REDIS_OK);
+        redisReply *ok = redisCommand(sub, "SUBSCRIBE ps:ev:n-fndel");
+        assert_non_null(ok);
+        freeReplyObject(ok);
+        redis_cli("SADD ps:nodes n-fndel");
+        RunQueue *q = queue("fsdel", 0);
+        FunctionStore *fs = cluster_function_store_new(q);
+        FunctionRecord f = { .tenant = (char *) "t1", .name = (char *) "fn", .source = (char *) "def f(): pass\n" };
+        int v = 0;
+        assert_int_equal(function_store_put(fs, &f, &v), 0);
+        assert_int_equal(function_store_put(fs, &f, &v), 0);
+        assert_int_equal(function_store_delete_version(fs, "t1", "fn", 2), -EBUSY);
+        assert_int_equal(function_store_delete_version(fs, "t1", "fn", 1), 0);
+        size_t len = 0;
+        _cleanup_free_ char *m1 = next_message(sub, &len);
+        assert_string_equal(m1, "f:t1/fn@1");
+        assert_int_equal(function_store_delete(fs, "t1", "fn"), 0);
+        assert_int_equal(function_store_delete(fs, "t1", "fn"), -ENOENT);
+        _cleanup_free_ char *m2 = next_message(sub, &len);
+        assert_string_equal(m2, "f:t1/fn@0");
+        /* Nothing more: the refused and the missing deletes said nothing. */
+        redis_cli("PUBLISH ps:ev:n-fndel end");
+        _cleanup_free_ char *m3 = next_message(sub, &len);
+        assert_string_equal(m3, "end");
+        redisFree(sub);
+        function_store_free(fs);
+        run_queue_free(q);
+}
+
 /* A function's URL lives in its hash: kept by a new version, refused for
  * a function that is not there, removed by mode 0 and by the delete. */
 static void test_function_store_url(void **state) {
@@ -1633,6 +1673,7 @@ int main(void) {
                 TEST(test_cancel_running_marks_it),
                 TEST(test_function_store),
                 TEST(test_function_store_delete_version),
+                TEST(test_function_delete_tells_every_node),
                 TEST(test_function_store_url),
                 TEST(test_dataset_store),
                 TEST(test_log_stream),
