@@ -617,6 +617,13 @@ static int parse_args(int argc, char **argv, bool chain, RunArgs *ret, char **re
                  * next): a flag, true for a bool parameter (`--verbose`);
                  * the worker refuses it for any other annotation. */
                 bool bare = !eq && (i + 1 >= argc || is_option_word(argv[i + 1]));
+                /* chain: `--no-NAME` before a word naming a step is the
+                 * flag (click's and Typer's --no-NAME takes no value),
+                 * the word the next step: `chain a.py --no-x b.py`. A
+                 * parameter no_NAME takes such a word as --no-NAME=WORD. */
+                if (chain && !eq && !bare && (startswith(name, "no-") || startswith(name, "no_")) &&
+                    is_step_word(argv[i + 1]))
+                        bare = true;
                 if (near && !eq && i + 1 >= argc) {
                         /* "--jsn" at the end: a typo, not a keyword without value. */
                         *ret_error = xasprintf("unknown option '%s' (did you mean %s?)", w, near);

@@ -849,11 +849,13 @@ int verb_dag(int argc, char **argv) {
 
 /* A run-grammar argument ({"raw": s} or {"value": v}) as a pipeline value:
  * a string is converted by the parameter's annotation there too, so a raw
- * value stays a string ("${" spelled "$${" so it is not a reference). */
+ * value stays a string ("${" spelled "$${" so it is not a reference). A
+ * flag given without a value ({"bare": true}) is no kwargs value: the
+ * caller puts it in raw_kwargs. */
 static json_t *pipeline_value(json_t *arg) {
         json_t *raw = json_object_get(arg, "raw");
         if (!json_is_string(raw))
-                return json_incref(json_object_get(arg, "value") ?: json_object_get(arg, "bare") ?: json_null());
+                return json_incref(json_object_get(arg, "value") ?: json_null());
         Buf b;
         buf_init(&b, RUN_MAX_SOURCE_BYTES);
         for (const char *p = json_string_value(raw); *p; p++)
@@ -909,11 +911,21 @@ static char *chain_pipeline(char **files, int n_files, const RunArgs *a) {
                         json_t *given = a->args_json ? json_loads(a->args_json, JSON_ALLOW_NUL, NULL) : NULL,
                                *kw = json_object();
                         json_t *kwgiven = a->kwargs_json ? json_loads(a->kwargs_json, JSON_ALLOW_NUL, NULL) : NULL;
+                        json_t *bare = json_object();
                         size_t k;
                         const char *key;
                         json_array_foreach(given, k, v) json_array_append_new(args, pipeline_value(v));
-                        json_object_foreach(kwgiven, key, v) json_object_set_new(kw, key, pipeline_value(v));
+                        /* `--flag`, `--no-flag`: true in raw_kwargs, as the
+                         * API has it (cli_args_to_api()), in the order given:
+                         * the worker lets the later of the two win. */
+                        json_object_foreach(kwgiven, key, v)
+                                json_object_set_new(json_is_true(json_object_get(v, "bare")) ? bare : kw, key,
+                                                    json_is_true(json_object_get(v, "bare")) ? json_true()
+                                                                                             : pipeline_value(v));
                         json_object_set_new(t, "kwargs", kw);
+                        if (json_object_size(bare))
+                                json_object_set(t, "raw_kwargs", bare);
+                        json_decref(bare);
                         json_decref(given);
                         json_decref(kwgiven);
                 }

@@ -324,14 +324,8 @@ static int build_kwargs(json_t *kwargs, json_t *raw_kwargs, char **ret_json, cha
         json_t *v;
 
         json_object_foreach(raw_kwargs, key, v) {
-                /* An array of strings: the option given once per element
-                 * (`--xs 1 --xs 2`), for a list or tuple parameter. */
-                bool words = json_is_array(v) && json_array_size(v) > 0;
-                size_t i;
-                json_t *w;
-                json_array_foreach(v, i, w)
-                        words = words && json_is_string(w);
-                if (!json_is_string(v) && !json_is_true(v) && !words) {
+                json_t *item = json_raw_kwarg_item(v);
+                if (!item) {
                         json_decref(out);
                         *ret_error = xasprintf("field 'raw_kwargs.%s' must be a string, a non-empty array of strings "
                                                "(the option given once per element), or true for a flag given "
@@ -340,12 +334,12 @@ static int build_kwargs(json_t *kwargs, json_t *raw_kwargs, char **ret_json, cha
                         return -EINVAL;
                 }
                 if (!identifier_is_valid(key)) {
+                        json_decref(item);
                         json_decref(out);
                         *ret_error = xasprintf("field 'raw_kwargs': '%s' is not a Python identifier", key);
                         return -EINVAL;
                 }
-                json_object_set_new(out, key,
-                                    json_is_true(v) ? json_pack("{sb}", "bare", true) : json_pack("{sO}", "raw", v));
+                json_object_set_new(out, key, item);
         }
         json_object_foreach(kwargs, key, v) {
                 if (!identifier_is_valid(key)) {

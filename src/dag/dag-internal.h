@@ -18,6 +18,7 @@ typedef struct Task {
         char *function;
         json_t *args;        /* array of template values */
         json_t *kwargs;      /* object of template values */
+        json_t *raw_kwargs;  /* `raw_kwargs:`, the API's (no templates): a word, words, or true for a bare flag */
         RunLimits limits;
         int retries;
         uint64_t backoff_ms;

@@ -302,6 +302,7 @@ static void task_done(Task *t) {
         free(t->function);
         json_decref(t->args);
         json_decref(t->kwargs);
+        json_decref(t->raw_kwargs);
         strv_free(t->data);
         free(t->outputs);
         free(t->data_producer);
@@ -577,6 +578,37 @@ static int parse_task(Yaml *y, Dag *d, Task *t, const YamlNode *n, char ***ret_d
                                 json_decref(t->kwargs);
                                 t->kwargs = v;
                         }
+                } else if (streq(k, "raw_kwargs")) {
+                        /* The API's raw_kwargs (docs/api.md), as a chain
+                         * writes a flag given without a value (`--no-x`):
+                         * kwargs has no spelling for one. */
+                        json_t *v = yjson(y, vn);
+                        const char *key;
+                        json_t *item;
+                        if (!v)
+                                r = -EINVAL;
+                        else if (!json_is_object(v))
+                                r = yerr(y, vn, "task '%s': raw_kwargs must be a mapping of name: value", t->name);
+                        else
+                                json_object_foreach(v, key, item) {
+                                        json_t *e = json_raw_kwarg_item(item);
+                                        if (!e || !identifier_is_valid(key)) {
+                                                r = yerr(y, vn,
+                                                         e ? "task '%s': raw_kwargs: '%s' is not a Python identifier"
+                                                           : "task '%s': raw_kwargs '%s' must be a string, a non-empty "
+                                                             "list of strings (the option given once per element), "
+                                                             "or true for a flag given without a value",
+                                                         t->name, key);
+                                                json_decref(e);
+                                                break;
+                                        }
+                                        json_decref(e);
+                                }
+                        if (r >= 0) {
+                                json_decref(t->raw_kwargs);
+                                t->raw_kwargs = v;
+                        } else
+                                json_decref(v);
                 } else if (streq(k, "limits"))
                         r = parse_limits(y, vn, t);
                 else if (streq(k, "retries"))
@@ -605,12 +637,19 @@ static int parse_task(Yaml *y, Dag *d, Task *t, const YamlNode *n, char ***ret_d
                 else if (streq(k, "depends") || streq(k, "depends_on") || streq(k, "after"))
                         r = string_list(y, vn, "depends", t->name, &depends);
                 else
-                        r = yerr(y, kn, "task '%s': unknown key '%s' (file, function, args, kwargs, limits, retries, "
-                                        "data, outputs, secrets, env, depends)",
+                        r = yerr(y, kn,
+                                 "task '%s': unknown key '%s' (file, function, args, kwargs, raw_kwargs, limits, "
+                                 "retries, data, outputs, secrets, env, depends)",
                                  t->name, k);
         }
         if (r >= 0 && !t->file)
                 r = yerr(y, n, "task '%s' has no file", t->name);
+        const char *rk;
+        json_t *rv;
+        json_object_foreach(t->raw_kwargs, rk, rv)
+                if (r >= 0 && json_object_get(t->kwargs, rk))
+                        r = yerr(y, n, "task '%s': keyword argument '%s' given in both raw_kwargs and kwargs", t->name,
+                                 rk);
         for (char **p = t->secrets; r >= 0 && p && *p; p++)
                 if (!secret_name_is_valid(*p))
                         r = yerr(y, n, "task '%s': '%s' is not a secret's name ([A-Za-z_][A-Za-z0-9_]{0,127})", t->name,

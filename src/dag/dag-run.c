@@ -166,6 +166,24 @@ static int build_args(Dag *d, Task *t, const char *placeholder, char **ret_args,
         if (r >= 0) {
                 char *a = json_dumps(args, JSON_COMPACT | JSON_SORT_KEYS);
                 char *kw = json_dumps(kwargs, JSON_COMPACT | JSON_SORT_KEYS);
+                /* raw_kwargs go first and in the order written, as the
+                 * API's (daemon-request.c): of `--flag --no-flag` the
+                 * later wins (runner.py _bind()). kwargs follow as they
+                 * were (keys sorted, nested objects too): a pipeline
+                 * without raw_kwargs passes the same text, and keeps its
+                 * memo keys. */
+                if (kw && json_object_size(t->raw_kwargs)) {
+                        json_t *raw = json_object();
+                        json_object_foreach(t->raw_kwargs, k, item)
+                                json_object_set_new(raw, k, json_raw_kwarg_item(item));
+                        _cleanup_free_ char *rkw = json_dumps(raw, JSON_COMPACT);
+                        json_decref(raw);
+                        char *both = !rkw              ? NULL
+                                     : streq(kw, "{}") ? xstrdup(rkw)
+                                                       : xasprintf("%.*s,%s", (int) strlen(rkw) - 1, rkw, kw + 1);
+                        free(kw);
+                        kw = both;
+                }
                 if (!a || !kw) {
                         *ret_error = xasprintf("task '%s': its arguments cannot be encoded as JSON", t->name);
                         free(a);

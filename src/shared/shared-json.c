@@ -112,6 +112,19 @@ json_t *json_strv_new(char *const *v) {
         return a;
 }
 
+json_t *json_raw_kwarg_item(const json_t *v) {
+        if (json_is_true(v))
+                return json_pack("{sb}", "bare", true);
+        bool words = json_is_array(v) && json_array_size(v) > 0;
+        size_t i;
+        json_t *w;
+        json_array_foreach(v, i, w)
+                words = words && json_is_string(w);
+        if (!json_is_string(v) && !words)
+                return NULL;
+        return json_pack("{sO}", "raw", (json_t *) v);
+}
+
 const char *json_error_text(const json_error_t *e) {
         assert(e);
         if (json_error_code(e) == json_error_null_character)

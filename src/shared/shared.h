@@ -215,6 +215,13 @@ int json_want_strv(const json_t *v, const char *key, char ***ret, char **ret_err
 /* A NULL-terminated string vector as a JSON array (NULL -> []). */
 json_t *json_strv_new(char *const *v);
 
+/* One value of a raw_kwargs object (docs/api.md: the API's, and a
+ * pipeline task's, docs/dag.md) as the engine's argument item: true (a
+ * flag given without a value, `--NAME`) is {"bare": true}, a string or a
+ * non-empty array of strings (the option given once per element) is
+ * {"raw": v}. NULL for any other value: the caller names the key. */
+json_t *json_raw_kwarg_item(const json_t *v);
+
 /* Appends s (valid UTF-8) as a JSON string, quotes included, escaped
  * byte for byte as json_dumps() without JSON_ENSURE_ASCII escapes it
  * (\" \\ \b \f \n \r \t, other controls as \u00XX): for texts whose

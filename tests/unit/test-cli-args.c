@@ -270,6 +270,16 @@ static const ChainRow chain_rows[] = {
           "[{\"raw\":\"x.py\"},{\"raw\":\"z.py\"}]",
           "{\"name\":{\"raw\":\"y.py\"}}" },
         { { "a.py", "-k", "f=b.py::g" }, 1, { "a.py" }, "[]", "{\"f\":{\"raw\":\"b.py::g\"}}" },
+        /* --no-NAME takes no value: before a step it is the flag
+         * (`chain a.py --no-x b.py`); --no-NAME=WORD is a value. */
+        { { "a.py", "--no-x", "b.py" }, 1, { "a.py", "b.py" }, "[]", "{\"no_x\":{\"bare\":true}}" },
+        { { "a.py", "--x", "--no-x", "b.py::g" },
+          1,
+          { "a.py", "b.py::g" },
+          "[]",
+          "{\"x\":{\"bare\":true},\"no_x\":{\"bare\":true}}" },
+        { { "a.py", "--no-x", "word" }, 1, { "a.py" }, "[]", "{\"no_x\":{\"raw\":\"word\"}}" },
+        { { "a.py", "--no-x=b.py" }, 1, { "a.py" }, "[]", "{\"no_x\":{\"raw\":\"b.py\"}}" },
         /* The first word is the first step whatever its form; a bare
          * word that names no step is a value. */
         { { "script", "word", "b.py" }, 1, { "script", "b.py" }, "[{\"raw\":\"word\"}]", "{}" },

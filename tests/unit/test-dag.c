@@ -87,7 +87,28 @@ static const struct {
         { "tasks:\n  a: {file: f.py, outputs: x, data: [x]}\n", "reads the dataset 'x' it outputs" },
         { "tasks:\n  a: {file: f.py, outputs: x}\n  b: {file: f.py, outputs: x}\n  c: {file: f.py, data: [x]}\n",
           "two tasks output the dataset 'x'" },
+        /* raw_kwargs: the API's (a word, words, or true for a flag). */
+        { "tasks:\n  a: {file: f.py, raw_kwargs: [x]}\n", "raw_kwargs must be a mapping" },
+        { "tasks:\n  a: {file: f.py, raw_kwargs: {x: false}}\n", "raw_kwargs 'x' must be a string" },
+        { "tasks:\n  a: {file: f.py, raw_kwargs: {x: 5}}\n", "raw_kwargs 'x' must be a string" },
+        { "tasks:\n  a: {file: f.py, raw_kwargs: {x: []}}\n", "raw_kwargs 'x' must be a string" },
+        { "tasks:\n  a: {file: f.py, raw_kwargs: {x-y: true}}\n", "'x-y' is not a Python identifier" },
+        { "tasks:\n  a: {file: f.py, raw_kwargs: {x: true}, kwargs: {x: 1}}\n",
+          "keyword argument 'x' given in both raw_kwargs and kwargs" },
 };
+
+/* raw_kwargs is kept as written (its order is its meaning: the later of
+ * `flag: true` and `no_flag: true` wins in the worker). */
+static void test_raw_kwargs(void **state) {
+        Dag *d = NULL;
+        _cleanup_free_ char *err = NULL;
+        assert_int_equal(parse("tasks:\n  a: {file: f.py, raw_kwargs: {y: true, no_y: true, x: [\"1\", \"2\"]}}\n",
+                               NULL, &d, &err),
+                         0);
+        _cleanup_free_ char *text = json_dumps(d->tasks[0].raw_kwargs, JSON_COMPACT);
+        assert_string_equal(text, "{\"y\":true,\"no_y\":true,\"x\":[\"1\",\"2\"]}");
+        dag_free(d);
+}
 
 /* data: [NAME] of a dataset another task outputs is an edge to that task
  * (data: [NAME@V] is not: it names a fixed version). */
@@ -378,6 +399,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_diamond),
                 cmocka_unit_test(test_bad),
+                cmocka_unit_test(test_raw_kwargs),
                 cmocka_unit_test(test_outputs_make_edges),
                 cmocka_unit_test(test_given_params),
                 cmocka_unit_test(test_cycle_names_tasks),

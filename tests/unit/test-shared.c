@@ -567,6 +567,34 @@ static void test_base64(void **state) {
         }
 }
 
+/* A raw_kwargs value as the engine's item (the API's and a pipeline's). */
+static void test_json_raw_kwarg_item(void **state) {
+        static const struct {
+                const char *in, *out;
+        } rows[] = {
+                { "true", "{\"bare\":true}" },
+                { "\"5\"", "{\"raw\":\"5\"}" },
+                { "[\"1\",\"2\"]", "{\"raw\":[\"1\",\"2\"]}" },
+                { "false", NULL },
+                { "5", NULL },
+                { "null", NULL },
+                { "[]", NULL },
+                { "[\"1\",2]", NULL },
+                { "{\"a\":\"b\"}", NULL },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                json_t *in = json_loads(rows[i].in, JSON_DECODE_ANY, NULL);
+                json_t *out = json_raw_kwarg_item(in);
+                _cleanup_free_ char *text = out ? json_dumps(out, JSON_COMPACT) : NULL;
+                if (rows[i].out)
+                        assert_string_equal(text, rows[i].out);
+                else
+                        assert_null(out);
+                json_decref(out);
+                json_decref(in);
+        }
+}
+
 static void test_json_error_text(void **state) {
         json_error_t e;
         assert_null(json_loads("[\"a\\u0000b\"]", 0, &e));
@@ -1162,6 +1190,7 @@ int main(void) {
                 cmocka_unit_test(test_json_bytes_marker),
                 cmocka_unit_test(test_base64),
                 cmocka_unit_test(test_json_error_text),
+                cmocka_unit_test(test_json_raw_kwarg_item),
                 cmocka_unit_test(test_schema_table),
                 cmocka_unit_test(test_schema_every_mistake_once),
                 cmocka_unit_test(test_schema_unknown_keyword_is_the_schemas_mistake),
