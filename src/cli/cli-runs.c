@@ -1214,6 +1214,31 @@ int verb_show(int argc, char **argv) {
 
 /* ---- cancel ------------------------------------------------------------------ */
 
+/* `VERB RUN... [--json]` (cancel, wait): the ids moved to argv's front,
+ * their count; -EXIT_USAGE after saying why, 0 after the help. */
+static int take_run_ids(const char *verb, const char *help, int argc, char **argv, bool *json) {
+        int n = 0;
+        if (cli_help_asked(argc, argv)) {
+                fputs(help, stdout);
+                return 0;
+        }
+        for (int i = 0; i < argc; i++) {
+                if (streq(argv[i], "--json"))
+                        *json = true;
+                else if (argv[i][0] != '-')
+                        argv[n++] = argv[i];
+                else {
+                        _cleanup_free_ char *m = xasprintf("%s: unexpected argument '%s'", verb, argv[i]);
+                        return -usage_error(verb, m);
+                }
+        }
+        if (n == 0) {
+                _cleanup_free_ char *m = xasprintf("%s needs a run id (see `pysprinter ps`)", verb);
+                return -usage_error(verb, m);
+        }
+        return n;
+}
+
 static const char cancel_help[] = "Usage: pysprinter cancel RUN... [--json]\n"
                                   "\n"
                                   "Cancel runs in flight: each is killed with its whole process tree and ends\n"
@@ -1230,23 +1255,9 @@ static const char cancel_help[] = "Usage: pysprinter cancel RUN... [--json]\n"
 
 int verb_cancel(int argc, char **argv) {
         bool json = cli_globals.json;
-        int n = 0;
-        if (cli_help_asked(argc, argv)) {
-                fputs(cancel_help, stdout);
-                return 0;
-        }
-        for (int i = 0; i < argc; i++) {
-                if (streq(argv[i], "--json"))
-                        json = true;
-                else if (argv[i][0] != '-')
-                        argv[n++] = argv[i];
-                else {
-                        _cleanup_free_ char *m = xasprintf("cancel: unexpected argument '%s'", argv[i]);
-                        return usage_error("cancel", m);
-                }
-        }
-        if (n == 0)
-                return usage_error("cancel", "cancel needs a run id (see `pysprinter ps`)");
+        int n = take_run_ids("cancel", cancel_help, argc, argv, &json);
+        if (n <= 0)
+                return -n;
         Backend *b = NULL;
         /* A home without a database has no run to cancel: it says so
          * without creating one. */
@@ -1313,23 +1324,9 @@ static int wait_one(Backend *b, const char *id, bool json) {
 
 int verb_wait(int argc, char **argv) {
         bool json = cli_globals.json;
-        int n = 0;
-        if (cli_help_asked(argc, argv)) {
-                fputs(wait_help, stdout);
-                return 0;
-        }
-        for (int i = 0; i < argc; i++) {
-                if (streq(argv[i], "--json"))
-                        json = true;
-                else if (argv[i][0] != '-')
-                        argv[n++] = argv[i];
-                else {
-                        _cleanup_free_ char *m = xasprintf("wait: unexpected argument '%s'", argv[i]);
-                        return usage_error("wait", m);
-                }
-        }
-        if (n == 0)
-                return usage_error("wait", "wait needs a run id (see `pysprinter ps`)");
+        int n = take_run_ids("wait", wait_help, argc, argv, &json);
+        if (n <= 0)
+                return -n;
         Backend *b = NULL;
         int code = backend_open_listing(true, &b);
         if (code)
