@@ -660,9 +660,9 @@ int daemon_endpoint_response_check(const char *tenant, const char *value_json, c
 
 /* The HTTP answer of a run that succeeded; a malformed response (which
  * daemon_endpoint_response_check() failed the run for already, unless the
- * run was another node's) is a 502. */
-/* With CORS settings (cors true), the function's own Access-Control-*
- * headers are dropped: the settings' replace them (Lambda's rule). */
+ * run was another node's) is a 502. With CORS settings (cors true), the
+ * function's own Access-Control-* headers are dropped: the settings'
+ * replace them (Lambda's rule; the caller adds them). */
 static struct MHD_Response *endpoint_response(const char *tenant, const RunResult *res, const char *request_id,
                                               bool cors, unsigned *ret_status) {
         EndpointAnswer a;
