@@ -491,14 +491,16 @@ class Client:
                     raise
 
     def deploy(self, name, path_or_function, *, description=None, limits=None, requirements=None, env=None,
-               secrets=None, retries=None, url=None):
+               secrets=None, retries=None, url=None, cors=None):
         """Deploys a file's function (or a function object's) as `name`;
         returns the function record (its "version"). The keywords are the
         deploy's fields (docs/api.md `POST /v1/functions`, the CLI's
         `deploy` options): description, limits (its invocations'
         defaults), requirements ({"pkg": "specifier"} for a file without
         @requirements), env (a dict), secrets (names), retries, url (True
-        or "public": a function URL)."""
+        or "public": a function URL), cors (the URL's CORS settings, a
+        dict in Lambda's Cors shape; False removes them; None keeps
+        them, docs/endpoints.md "Settings")."""
         source, filename, function = self._source(path_or_function)
         body = {"name": name, "source": source, "filename": filename}
         if function:
@@ -506,6 +508,8 @@ class Client:
         fields = {"description": description, "limits": limits, "requirements": requirements, "env": env,
                   "secrets": secrets, "retries": retries, "url": url}
         body.update({k: v for k, v in fields.items() if v is not None})
+        if cors is not None:
+            body["cors"] = cors or None
         return _warn_of(self._call("POST", "/v1/functions", body)[1])
 
     def invoke(self, name, *payload, idempotency_key=None, **kwargs):

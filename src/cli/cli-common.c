@@ -123,9 +123,20 @@ char *cli_endpoint_text(const Backend *b, const json_t *url) {
         assert(b);
         if (!json_is_object(url))
                 return NULL;
-        return xasprintf("%s%s (%s)", b->remote ? b->http.base : "",
+        /* With CORS settings, the origins that may read it (docs/endpoints.md "CORS"). */
+        Buf cors;
+        buf_init(&cors, SIZE_MAX);
+        json_t *origins = json_object_get(json_object_get(url, "cors"), "AllowOrigins");
+        size_t i;
+        json_t *o;
+        if (json_object_get(url, "cors"))
+                (void) buf_printf(&cors, ", CORS for %s", json_array_size(origins) ? "" : "no origin");
+        json_array_foreach(origins, i, o)
+                (void) buf_printf(&cors, "%s%s", i ? " " : "", json_string_value(o) ?: "?");
+        _cleanup_free_ char *c = buf_steal(&cors);
+        return xasprintf("%s%s (%s%s)", b->remote ? b->http.base : "",
                          json_string_value(json_object_get(url, "path")) ?: "?",
-                         json_is_true(json_object_get(url, "public")) ? "public" : "bearer token");
+                         json_is_true(json_object_get(url, "public")) ? "public" : "bearer token", c ?: "");
 }
 
 void cli_interrupt_catch(void (*handler)(int), struct sigaction *ret_old) {

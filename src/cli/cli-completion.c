@@ -25,8 +25,10 @@ static const struct {
         { "chain", RUN_OPTIONS " --idempotency-key" },
         { "invoke", "-a -k --json-args --json-kwargs --payload --payload-file --timeout --memory --detach "
                     "--idempotency-key --over --concurrency -j" },
-        { "deploy", "--name --description --url --public --no-url --timeout --memory --max-procs -f --file --prune "
-                    "--dry-run" },
+        { "deploy",
+          "--name --description --url --public --no-url --cors-origin --cors-method --cors-header --cors-expose "
+          "--cors-max-age --cors-credentials --cors --no-cors --timeout --memory --max-procs -f --file --prune "
+          "--dry-run" },
         { "schedule", "--cron --every --tz --catch-up --allow-overlap --paused --dag --param" },
         { "logs", "-f --follow" },
         { "ps", "-n --limit --status --before --function --schedule --grep -q --quiet" },

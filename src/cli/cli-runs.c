@@ -1547,14 +1547,113 @@ static int parse_count(const char *s, uint64_t *ret) {
         return 0;
 }
 
+/* deploy's CORS options (docs/endpoints.md "CORS"), into *cors: Lambda's
+ * Cors object, built item by item (--cors-origin, --cors-method,
+ * --cors-header, --cors-expose, --cors-max-age, --cors-credentials) or
+ * given whole (--cors JSON), or JSON null (--no-cors). 1 when argv[*i] is
+ * one (its value taken: *i moves past it), 0 when it is not, -EINVAL with
+ * *ret_error. *kind says which of the three ways was used: they do not mix.
+ * The server checks the values (origins, header names, the max age). */
+static int deploy_cors_option(int argc, char **argv, int *i, json_t **cors, int *kind, char **ret_error) {
+        static const struct {
+                const char *opt, *key;
+        } item[] = {
+                { "--cors-origin", "AllowOrigins" }, { "--cors-method", "AllowMethods" },
+                { "--cors-header", "AllowHeaders" }, { "--cors-expose", "ExposeHeaders" },
+                { "--cors-max-age", "MaxAge" },      { "--cors", NULL },
+        };
+        const char *a = argv[*i], *val = NULL;
+        int which = -1;
+        for (size_t j = 0; j < ELEMENTSOF(item) && which < 0; j++) {
+                size_t n = strlen(item[j].opt);
+                if (streq(a, item[j].opt)) {
+                        which = (int) j;
+                        val = *i + 1 < argc ? argv[++*i] : NULL;
+                } else if (strneq(a, item[j].opt, n) && a[n] == '=') {
+                        which = (int) j;
+                        val = a + n + 1;
+                }
+        }
+        bool cred = streq(a, "--cors-credentials"), none = streq(a, "--no-cors");
+        if (which < 0 && !cred && !none)
+                return 0;
+        /* 1: item by item, 2: --cors JSON, 3: --no-cors. */
+        int k = none ? 3 : which >= 0 && !item[which].key ? 2 : 1;
+        if (*kind && *kind != k) {
+                *ret_error = xstrdup(*kind == 3 || k == 3
+                                             ? "deploy: --no-cors cannot go with other CORS options"
+                                             : "deploy: --cors JSON cannot go with --cors-origin and the like: give "
+                                               "the whole object, or the items");
+                return -EINVAL;
+        }
+        *kind = k;
+        if (none) {
+                json_decref(*cors);
+                *cors = json_null();
+                return 1;
+        }
+        if (which >= 0 && !val) {
+                *ret_error = xasprintf("deploy: %s needs a value", item[which].opt);
+                return -EINVAL;
+        }
+        if (k == 2) {
+                json_error_t e;
+                json_t *j = json_loads(val, 0, &e);
+                if (!json_is_object(j)) {
+                        json_decref(j);
+                        *ret_error = xstrdup("deploy: --cors needs a JSON object in Lambda's Cors shape, such as "
+                                             "'{\"AllowOrigins\": [\"https://app.example\"], \"MaxAge\": 300}'");
+                        return -EINVAL;
+                }
+                json_decref(*cors);
+                *cors = j;
+                return 1;
+        }
+        if (!*cors)
+                *cors = json_object();
+        if (cred)
+                json_object_set_new(*cors, "AllowCredentials", json_true());
+        else if (streq(item[which].key, "MaxAge")) {
+                uint64_t x = 0;
+                if (!streq(val, "0") && parse_count(val, &x) < 0) {
+                        *ret_error = xasprintf(
+                                "deploy: --cors-max-age needs a number of seconds (0 to 86400), got '%s'", val);
+                        return -EINVAL;
+                }
+                json_object_set_new(*cors, "MaxAge", json_integer((json_int_t) x));
+        } else {
+                json_t *list = json_object_get(*cors, item[which].key);
+                if (!list)
+                        json_object_set_new(*cors, item[which].key, list = json_array());
+                json_t *v = json_string(val);
+                if (!v) {
+                        *ret_error = xasprintf("deploy: %s: not valid UTF-8", item[which].opt);
+                        return -EINVAL;
+                }
+                json_array_append_new(list, v);
+        }
+        return 1;
+}
+
 int verb_deploy(int argc, char **argv) {
         for (int i = 0; i < argc && !streq(argv[i], "--"); i++)
                 if (streq(argv[i], "-f") || streq(argv[i], "--file") || startswith(argv[i], "--file="))
                         return cli_deploy_stack(argc, argv);
         const char *target = NULL, *name = NULL, *description = NULL;
         _cleanup_strv_free_ char **secrets = NULL, **env = NULL;
-        json_t *url = NULL, *limits = json_object();
+        json_t *url = NULL, *limits = json_object(), *cors = NULL;
+        int cors_kind = 0;
         for (int i = 0; i < argc; i++) {
+                _cleanup_free_ char *cors_error = NULL;
+                int ck = deploy_cors_option(argc, argv, &i, &cors, &cors_kind, &cors_error);
+                if (ck < 0) {
+                        json_decref(limits);
+                        json_decref(url);
+                        json_decref(cors);
+                        return usage_error("deploy", cors_error);
+                }
+                if (ck > 0)
+                        continue;
                 /* --timeout/--memory/--max-procs/--max-output and
                  * --network/--no-network: the function's limits (granted
                  * again at each invoke by the tenant's config), spelt as
@@ -1645,7 +1744,10 @@ int verb_deploy(int argc, char **argv) {
                                "                         [--secret NAME]... [--env KEY=VALUE]...\n"
                                "                         [--url [--public] | --no-url] [--timeout D] [--memory S]\n"
                                "                         [--max-procs N] [--max-output S] [--network | --no-network]\n"
-                               "                         [--json]\n"
+                               "                         [--cors-origin O]... [--cors-method M]... [--cors-header "
+                               "H]...\n"
+                               "                         [--cors-expose H]... [--cors-max-age S] [--cors-credentials]\n"
+                               "                         [--cors JSON | --no-cors] [--json]\n"
                                "       pysprinter deploy -f STACK.yaml [--prune] [--dry-run] [--json]\n\n"
                                "Deploy a function to the server; each deploy is a new version. NAME defaults\n"
                                "to the file's stem. An unknown package is exit 4, as for run.\n\n"
@@ -1654,6 +1756,14 @@ int verb_deploy(int argc, char **argv) {
                                "  --url          answer HTTP at /fn/TENANT/NAME[/path] (a bearer token of the\n"
                                "                 tenant); --public: anyone, rate-limited per address;\n"
                                "                 --no-url removes it; without either a redeploy keeps it\n"
+                               "  --cors-origin O  the URL's CORS settings (Lambda's Cors, docs/endpoints.md):\n"
+                               "                 an origin (scheme://host[:port], or *) that may read it;\n"
+                               "                 --cors-method M, --cors-header H (allowed request header),\n"
+                               "                 --cors-expose H (a response header pages read),\n"
+                               "                 --cors-max-age S (0-86400), --cors-credentials; each list\n"
+                               "                 option repeats. --cors JSON: the whole object, as Lambda's\n"
+                               "                 ('{\"AllowOrigins\": [\"*\"]}'). A redeploy without them keeps\n"
+                               "                 the URL's; --no-cors removes them\n"
                                "  --timeout D    the function's wall-clock limit (30s, 2m)\n"
                                "  --memory S     its memory limit (256M, 1G)\n"
                                "  --max-procs N  its process limit\n"
@@ -1726,6 +1836,8 @@ int verb_deploy(int argc, char **argv) {
         }
         if (url)
                 json_object_set_new(req, "url", url);
+        if (cors)
+                json_object_set_new(req, "cors", cors);
         if (json_object_size(limits))
                 json_object_set(req, "limits", limits);
         json_decref(limits);

@@ -340,6 +340,54 @@ static int cf_url_get(FunctionStore *fs, const char *tenant, const char *name, i
         return k;
 }
 
+static int cf_url_cors_put(FunctionStore *fs, const char *tenant, const char *name, const char *cors_json) {
+        ClusterQueue *c = fq(fs);
+        assert(tenant && name);
+        Args a = { 0 };
+        ARGS_EVAL(&a, fn_cors, 1);
+        args_addf(&a, CLUSTER_PREFIX "fn:%s:%s", tenant, name);
+        args_add(&a, cors_json ?: "");
+        int k = 0;
+        redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+        args_done(&a);
+        if (!rep)
+                return k;
+        k = rep->type == REDIS_REPLY_INTEGER ? (rep->integer == 1 ? 0 : -ENOENT) : -EBADMSG;
+        freeReplyObject(rep);
+        return k;
+}
+
+/* The mode and the settings in one read (one round trip per request). */
+static int cf_url_cors_get(FunctionStore *fs, const char *tenant, const char *name, int *ret_mode,
+                           char **ret_cors_json) {
+        ClusterQueue *c = fq(fs);
+        assert(tenant && name && ret_mode && ret_cors_json);
+        Args a = { 0 };
+        args_add(&a, "HMGET");
+        args_addf(&a, CLUSTER_PREFIX "fn:%s:%s", tenant, name);
+        args_add(&a, "url");
+        args_add(&a, "cors");
+        int k = 0;
+        redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+        args_done(&a);
+        if (!rep)
+                return k;
+        int mode = 0;
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2)
+                k = -EBADMSG;
+        else
+                k = rep->element[0]->type == REDIS_REPLY_STRING && parse_int(rep->element[0]->str, &mode) >= 0 &&
+                                    mode > 0
+                            ? 0
+                            : -ENOENT;
+        if (k >= 0) {
+                *ret_mode = mode;
+                *ret_cors_json = rep->element[1]->type == REDIS_REPLY_STRING ? xstrdup(rep->element[1]->str) : NULL;
+        }
+        freeReplyObject(rep);
+        return k;
+}
+
 /* The version's meta read, its lock_json checked and replaced in C, and
  * written back only if the meta is still what was read (fn_lock.lua). */
 static int cf_lock_update(FunctionStore *fs, const char *tenant, const char *name, int version, const char *old_lock,
@@ -398,6 +446,8 @@ static const FunctionStoreOps cluster_function_ops = {
         .remove_version = cf_remove_version,
         .url_put = cf_url_put,
         .url_get = cf_url_get,
+        .url_cors_put = cf_url_cors_put,
+        .url_cors_get = cf_url_cors_get,
         .lock_update = cf_lock_update,
         .free = cf_free,
 };

@@ -373,8 +373,7 @@ static bool header_is_reserved(const char *name) {
         return false;
 }
 
-/* A field name is a token (RFC 9110 5.1). */
-static bool header_name_is_valid(const char *name, size_t len) {
+bool daemon_header_name_is_valid(const char *name, size_t len) {
         if (!len)
                 return false;
         for (size_t i = 0; i < len; i++)
@@ -431,7 +430,7 @@ static int response_headers_check(json_t *headers, json_t *cookies, const char *
         json_t *hv;
         json_object_keylen_foreach(headers, k, klen, hv) {
                 _cleanup_free_ char *s = response_header_value(hv), *q = quoted(k, klen);
-                if (!header_name_is_valid(k, klen)) {
+                if (!daemon_header_name_is_valid(k, klen)) {
                         *ret_error = xasprintf("header %s: not a valid field name (a token: no ':', space or "
                                                "control character)",
                                                q);
@@ -661,9 +660,11 @@ int daemon_endpoint_response_check(const char *tenant, const char *value_json, c
 
 /* The HTTP answer of a run that succeeded; a malformed response (which
  * daemon_endpoint_response_check() failed the run for already, unless the
- * run was another node's) is a 502. */
+ * run was another node's) is a 502. With CORS settings (cors true), the
+ * function's own Access-Control-* headers are dropped: the settings'
+ * replace them (Lambda's rule; the caller adds them). */
 static struct MHD_Response *endpoint_response(const char *tenant, const RunResult *res, const char *request_id,
-                                              unsigned *ret_status) {
+                                              bool cors, unsigned *ret_status) {
         EndpointAnswer a;
         _cleanup_free_ char *err = NULL;
         if (endpoint_answer_parse(tenant, res->value_json, res->value_repr, true, &a, &err) < 0)
@@ -674,7 +675,7 @@ static struct MHD_Response *endpoint_response(const char *tenant, const RunResul
         json_t *hv;
         json_object_foreach(a.headers, k, hv) {
                 _cleanup_free_ char *s = response_header_value(hv);
-                if (!header_is_reserved(k))
+                if (!header_is_reserved(k) && !(cors && strncasecmp(k, "access-control-", 15) == 0))
                         MHD_add_response_header(resp, k, s);
         }
         size_t i;
@@ -760,8 +761,9 @@ static unsigned endpoint_auth(const DaemonCall *call, const char *tenant) {
  * of another origin could call one. As Lambda answers a function URL's
  * preflight itself from the URL's CORS settings, whatever its AuthType, the
  * daemon answers it here, without a token and without running the function;
- * a URL has no CORS settings, so the answer is the one that lets the call
- * be sent and nothing more (docs/endpoints.md "CORS"). It grants nothing:
+ * for a URL without CORS settings (daemon-cors.c: those answer from them)
+ * the answer is the one that lets the call be sent and nothing more
+ * (docs/endpoints.md "CORS"). It grants nothing:
  * the call still needs the token, which a browser never adds by itself (no
  * Access-Control-Allow-Credentials, and the dashboard's cookie is no
  * credential here), and reading its answer still needs the function's own
@@ -811,12 +813,25 @@ static const char *requested_headers(const char *h) {
                 size_t n = strcspn(p, " \t,");
                 if (!n)
                         break;
-                if (!header_name_is_valid(p, n))
+                if (!daemon_header_name_is_valid(p, n))
                         return NULL;
                 names++;
                 p += n;
         }
         return names ? h : NULL;
+}
+
+/* The preflight of a URL with CORS settings, token or public, answered
+ * from them (Lambda answers it so, whatever the AuthType, without running
+ * the function). A token URL's answer then differs from a name without
+ * settings: the deployer who gave a token URL settings made it known to
+ * browsers, as Lambda's does (docs/endpoints.md "CORS"). */
+static struct MHD_Response *endpoint_cors_preflight(const DaemonCall *call, json_t *cors, const char *request_id,
+                                                    unsigned *ret_status) {
+        struct MHD_Response *resp = daemon_text_response(204, NULL, xstrdup(""), 0, ret_status);
+        daemon_endpoint_headers(resp, request_id);
+        daemon_cors_preflight_headers(resp, cors, daemon_call_header(call, "Origin"));
+        return resp;
 }
 
 static struct MHD_Response *endpoint_preflight(const DaemonCall *call, const char *request_id, unsigned *ret_status) {
@@ -854,6 +869,8 @@ typedef struct EndpointWait {
         DRun *r;        /* a reference */
         char *id;
         char *fn; /* "tenant/name", for the daemon's log */
+        json_t *cors; /* the URL's CORS settings, or NULL */
+        char *origin; /* the request's Origin, or NULL */
 } EndpointWait;
 
 static void endpoint_wait_free(void *p) {
@@ -861,14 +878,15 @@ static void endpoint_wait_free(void *p) {
         drun_unref(w->d, w->r);
         free(w->id);
         free(w->fn);
+        json_decref(w->cors);
+        free(w->origin);
         free(w);
 }
 
 /* The function's answer; 504 at max_wait_s; NULL when the client went
  * away (the run goes on to its end, as a Lambda function URL's does). */
-static struct MHD_Response *endpoint_wait_then(const DaemonCall *call, void *p, DaemonWake why,
-                                               unsigned *ret_status) {
-        EndpointWait *w = p;
+static struct MHD_Response *endpoint_wait_answer(const DaemonCall *call, EndpointWait *w, DaemonWake why,
+                                                 unsigned *ret_status) {
         Daemon *d = w->d;
         bool done = daemon_run_done(d, w->r);
         if (!done && why == DAEMON_WAKE_EVENT)
@@ -886,7 +904,7 @@ static struct MHD_Response *endpoint_wait_then(const DaemonCall *call, void *p, 
         RunResult *res = w->r->result;
         pthread_mutex_unlock(&d->lock);
         if (res && res->status == RUN_SUCCEEDED)
-                return endpoint_response(w->r->tenant, res, w->id, ret_status);
+                return endpoint_response(w->r->tenant, res, w->id, w->cors != NULL, ret_status);
         /* The function's own mistake in what it answered is in its run;
          * the log says it too, under the id the caller saw (the caller,
          * perhaps anyone, gets no more than the 502). */
@@ -895,13 +913,25 @@ static struct MHD_Response *endpoint_wait_then(const DaemonCall *call, void *p, 
         return bad_gateway(w->id, ret_status);
 }
 
+/* endpoint_wait_answer() with the URL's CORS headers on the function's
+ * answer, its 502 and its 504 alike (a page reads which it was). */
+static struct MHD_Response *endpoint_wait_then(const DaemonCall *call, void *p, DaemonWake why, unsigned *ret_status) {
+        EndpointWait *w = p;
+        struct MHD_Response *resp = endpoint_wait_answer(call, w, why, ret_status);
+        if (w->cors && resp && resp != DAEMON_SUSPENDED)
+                daemon_cors_answer_headers(resp, w->cors, w->origin);
+        return resp;
+}
+
 struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_status) {
         Daemon *d = call->d;
         const char *tenant = call->seg[1], *name = call->seg[2];
-        _cleanup_free_ char *id = id_new("r"), *raw_path = NULL, *raw_query = NULL;
+        _cleanup_free_ char *id = id_new("r"), *raw_path = NULL, *raw_query = NULL, *cors_text = NULL;
         int mode = 0;
         FunctionRecord *f = NULL;
-        int k = function_name_is_valid(name) ? function_store_url_get(d->functions, tenant, name, &mode) : -ENOENT;
+        int k = function_name_is_valid(name)
+                        ? function_store_url_cors_get(d->functions, tenant, name, &mode, &cors_text)
+                        : -ENOENT;
         /* Whether the name has a URL, and which, is in a cluster's Redis:
          * without it, no answer about the name (a 401 or 404 is final to
          * a client), the same for every name and caller. */
@@ -910,6 +940,11 @@ struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_s
         bool has_url = k >= 0;
         char addr[INET6_ADDRSTRLEN];
         client_address(call, addr);
+        /* The URL's CORS settings, as the deploy wrote them (unreadable
+         * ones, which no deploy writes, count as none). */
+        _cleanup_(json_decrefp) json_t *cors = has_url && cors_text ? json_loads(cors_text, 0, NULL) : NULL;
+        if (cors && is_cors_preflight(call))
+                return endpoint_cors_preflight(call, cors, id, ret_status);
         if (!has_url || mode != 2) {
                 /* A browser's preflight carries no token: the daemon's
                  * answer (a public URL's function answers its own). */
@@ -989,7 +1024,13 @@ struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_s
                 resp = bad_gateway(id, ret_status);
         else {
                 EndpointWait *w = xcalloc(1, sizeof(EndpointWait));
-                *w = (EndpointWait){ .d = d, .r = r, .id = xstrdup(id), .fn = xasprintf("%s/%s", tenant, name) };
+                const char *origin = daemon_call_header(call, "Origin");
+                *w = (EndpointWait){ .d = d,
+                                     .r = r,
+                                     .id = xstrdup(id),
+                                     .fn = xasprintf("%s/%s", tenant, name),
+                                     .cors = json_incref(cors),
+                                     .origin = origin ? xstrdup(origin) : NULL };
                 resp = daemon_call_wait(call, DRUN_DONE_KEY(r), (usec_t) d->cfg.max_wait_s * USEC_PER_SEC, endpoint_wait_then, w,
                                         endpoint_wait_free);
         }

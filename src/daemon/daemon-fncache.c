@@ -194,6 +194,15 @@ static int cache_url_get(FunctionStore *fs, const char *tenant, const char *name
         return function_store_url_get(((FunctionCache *) fs)->inner, tenant, name, ret_mode);
 }
 
+static int cache_url_cors_put(FunctionStore *fs, const char *tenant, const char *name, const char *cors_json) {
+        return function_store_url_cors_put(((FunctionCache *) fs)->inner, tenant, name, cors_json);
+}
+
+static int cache_url_cors_get(FunctionStore *fs, const char *tenant, const char *name, int *ret_mode,
+                              char **ret_cors_json) {
+        return function_store_url_cors_get(((FunctionCache *) fs)->inner, tenant, name, ret_mode, ret_cors_json);
+}
+
 /* A write like the others: what a lookup kept of the version goes. */
 static int cache_lock_update(FunctionStore *fs, const char *tenant, const char *name, int version, const char *old_lock,
                              const char *new_lock) {
@@ -227,6 +236,8 @@ static const FunctionStoreOps function_cache_ops = {
         .remove_version = cache_remove_version,
         .url_put = cache_url_put,
         .url_get = cache_url_get,
+        .url_cors_put = cache_url_cors_put,
+        .url_cors_get = cache_url_cors_get,
         .lock_update = cache_lock_update,
         .code_bytes = cache_code_bytes,
         .free = cache_free,

@@ -220,6 +220,16 @@ struct MHD_Response *daemon_api_function_deploy(const DaemonCall *call, unsigned
         int k = request_parse(REQUEST_DEPLOY, call->body, call->body_len, &caps, &req, &err);
         if (k < 0)
                 return daemon_call_error(call, 400, "bad_request", ret_status, "%s", err);
+        /* CORS settings are a URL's: said before the deploy, not after. */
+        int mode;
+        if (req.cors_json && req.url == ENDPOINT_KEEP &&
+            function_store_url_get(d->functions, call->tenant, req.name, &mode) == -ENOENT) {
+                run_request_done(&req);
+                return daemon_call_error(call, 400, "bad_request", ret_status,
+                                         "field 'cors' needs a URL, which function '%s' has not: "
+                                         "deploy it with \"url\": true or \"public\" too",
+                                         req.name);
+        }
 
         resp = daemon_function_prepare(call, &req, false, &f, &warnings, ret_status);
         if (resp)
@@ -245,6 +255,14 @@ struct MHD_Response *daemon_api_function_deploy(const DaemonCall *call, unsigned
                 goto out;
         }
         if (req.url != ENDPOINT_KEEP && (k = daemon_endpoint_set(d, call->tenant, req.name, req.url)) < 0) {
+                resp = daemon_call_errno(call, k, "endpoint", ret_status);
+                goto out;
+        }
+        /* Settings given (null: none) replace the URL's; absent, they stay
+         * (a URL removed took them). */
+        if (req.cors_set &&
+            (k = function_store_url_cors_put(d->functions, call->tenant, req.name, req.cors_json)) < 0 &&
+            !(k == -ENOENT && !req.cors_json)) {
                 resp = daemon_call_errno(call, k, "endpoint", ret_status);
                 goto out;
         }
@@ -584,10 +602,15 @@ int daemon_endpoint_set(Daemon *d, const char *tenant, const char *name, Endpoin
 
 json_t *daemon_endpoint_json(Daemon *d, const char *tenant, const char *name) {
         int mode;
-        if (!tenant || function_store_url_get(d->functions, tenant, name, &mode) < 0)
+        _cleanup_free_ char *cors = NULL;
+        if (!tenant || function_store_url_cors_get(d->functions, tenant, name, &mode, &cors) < 0)
                 return json_null();
         _cleanup_free_ char *path = xasprintf("/fn/%s/%s", tenant, name);
-        return json_pack("{s:s, s:b}", "path", path, "public", mode == 2);
+        json_t *j = json_pack("{s:s, s:b}", "path", path, "public", mode == 2);
+        json_t *c = cors ? json_loads(cors, 0, NULL) : NULL;
+        if (c)
+                json_object_set_new(j, "cors", c);
+        return j;
 }
 
 /* Fills req with what runs f (source, file, function, requirements,

@@ -370,6 +370,7 @@ void run_request_done(RunRequest *r) {
         free(r->description);
         free(r->requirements_json);
         free(r->context_json);
+        free(r->cors_json);
         strv_free(r->data);
         free(r->output_data);
         strv_free(r->secrets);
@@ -391,10 +392,10 @@ static const Field validate_fields[] = {
         { "describe", F_BOOL, false },
 };
 static const Field deploy_fields[] = {
-        { "name", F_STRING, true },         { "source", F_STRING, true },     { "filename", F_STRING, false },
-        { "function", F_STRING, false },    { "limits", F_OBJECT, false },    { "description", F_STRING, false },
-        { "requirements", F_OBJECT, false }, { "retries", F_INT, false },  { "secrets", F_ARRAY, false },
-        { "env", F_OBJECT, false },        { "url", F_ANY, false },
+        { "name", F_STRING, true },          { "source", F_STRING, true },  { "filename", F_STRING, false },
+        { "function", F_STRING, false },     { "limits", F_OBJECT, false }, { "description", F_STRING, false },
+        { "requirements", F_OBJECT, false }, { "retries", F_INT, false },   { "secrets", F_ARRAY, false },
+        { "env", F_OBJECT, false },          { "url", F_ANY, false },       { "cors", F_ANY, false },
 };
 static const Field invoke_fields[] = {
         { "args", F_ARRAY, false },        { "kwargs", F_OBJECT, false }, { "raw_args", F_ARRAY, false },
@@ -668,6 +669,19 @@ int request_parse(RequestKind kind, const char *body, size_t len, const RequestC
                         req.url = ENDPOINT_PUBLIC;
                 else {
                         *ret_error = xstrdup("field 'url' must be true, false or \"public\"");
+                        r = -EINVAL;
+                        goto fail;
+                }
+        }
+        /* The URL's CORS settings (docs/endpoints.md "CORS"): absent keeps
+         * them, null removes them; only a URL has them. */
+        json_t *cors = json_object_get(j, "cors");
+        if (cors) {
+                req.cors_set = true;
+                if (!json_is_null(cors) && (r = daemon_cors_parse(cors, &req.cors_json, ret_error)) < 0)
+                        goto fail;
+                if (req.cors_json && req.url == ENDPOINT_NONE) {
+                        *ret_error = xstrdup("field 'cors' needs a URL: it cannot go with \"url\": false");
                         r = -EINVAL;
                         goto fail;
                 }

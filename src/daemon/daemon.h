@@ -303,6 +303,10 @@ typedef struct RunRequest {
         char **secrets;
         char **env;
         int url;                /* deploy: EndpointMode, or ENDPOINT_KEEP (absent) */
+        /* deploy: "cors" given (cors_json NULL: null, remove the URL's
+         * settings), else kept; cors_json as daemon_cors_parse() wrote it */
+        bool cors_set;
+        char *cors_json;
         /* invoke only */
         /* 1 + the request's "retries": how many times the run may be
          * started when the daemon dies under it (docs/api.md "Delivery");
@@ -1356,6 +1360,9 @@ void daemon_endpoint_rate_reset(uint64_t seed);
  * of data moves the low bits: a table's slot that a client who does not
  * know seed cannot pick (its addresses are its to choose). */
 uint64_t daemon_seeded_hash(uint64_t seed, const void *data, size_t len);
+/* Whether name[0..len) is a field name: a token (RFC 9110 5.1), no space,
+ * ':', ',' or control character. */
+bool daemon_header_name_is_valid(const char *name, size_t len);
 /* The headers of every answer on /fn/: X-Request-Id and the sandbox
  * Content-Security-Policy (docs/endpoints.md). */
 void daemon_endpoint_headers(struct MHD_Response *resp, const char *request_id);
@@ -1372,8 +1379,32 @@ int daemon_endpoint_response_check(const char *tenant, const char *value_json, c
                                    char **ret_message);
 /* Sets (ENDPOINT_NONE: removes) the endpoint of tenant's function name. */
 int daemon_endpoint_set(Daemon *d, const char *tenant, const char *name, EndpointMode mode);
-/* The function object's "url" member: {"path", "public"}, or JSON null. */
+/* The function object's "url" member: {"path", "public"[, "cors"]}, or
+ * JSON null. */
 struct json_t *daemon_endpoint_json(Daemon *d, const char *tenant, const char *name);
+
+/* ---- a function URL's CORS settings (daemon-cors.c, docs/endpoints.md) -- */
+
+/* cors, a deploy's "cors" (Lambda's Cors object), checked as Lambda checks
+ * it and written as the store keeps it (origins lower-case, methods
+ * upper-case, only the keys given) into *ret_json; -EINVAL with
+ * *ret_error naming the field ("field 'cors.AllowOrigins[2]' is not …"). */
+int daemon_cors_parse(struct json_t *cors, char **ret_json, char **ret_error);
+/* An AllowOrigins item: "*" or scheme://host[:port], no path, at most
+ * 253 bytes. */
+bool daemon_cors_origin_is_valid(const char *origin);
+/* Whether the settings (parsed from daemon_cors_parse()'s text) let origin
+ * (a request's Origin) read: "*" listed, or origin listed (ASCII
+ * case-insensitive). False for a NULL cors or origin. */
+bool daemon_cors_origin_allowed(struct json_t *cors, const char *origin);
+/* The headers of the daemon's answer to a preflight of a URL with
+ * settings: Vary: Origin always; Allow-Origin, -Methods, -Headers,
+ * -Max-Age, -Credentials only for an allowed origin. */
+void daemon_cors_preflight_headers(struct MHD_Response *resp, struct json_t *cors, const char *origin);
+/* The headers added to the function's answer (whose own Access-Control-*
+ * the caller dropped): Vary: Origin; for an allowed origin, Allow-Origin,
+ * Expose-Headers, Allow-Credentials. */
+void daemon_cors_answer_headers(struct MHD_Response *resp, struct json_t *cors, const char *origin);
 
 /* ---- schedules (daemon-schedules.c, docs/schedules.md) ------------------ */
 

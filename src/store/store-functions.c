@@ -402,6 +402,13 @@ static int sf_url_put(FunctionStore *fs, const char *tenant, const char *name, i
 static int sf_url_get(FunctionStore *fs, const char *tenant, const char *name, int *ret_mode) {
         return store_endpoint_get(fs_store(fs), tenant, name, ret_mode);
 }
+static int sf_url_cors_put(FunctionStore *fs, const char *tenant, const char *name, const char *cors_json) {
+        return store_endpoint_cors_put(fs_store(fs), tenant, name, cors_json);
+}
+static int sf_url_cors_get(FunctionStore *fs, const char *tenant, const char *name, int *ret_mode,
+                           char **ret_cors_json) {
+        return store_endpoint_cors_get(fs_store(fs), tenant, name, ret_mode, ret_cors_json);
+}
 static int sf_lock_update(FunctionStore *fs, const char *tenant, const char *name, int version, const char *old_lock,
                           const char *new_lock) {
         return store_function_lock_update(fs_store(fs), tenant, name, version, old_lock, new_lock);
@@ -424,6 +431,8 @@ static const FunctionStoreOps sqlite_function_ops = {
         .remove_version = sf_remove_version,
         .url_put = sf_url_put,
         .url_get = sf_url_get,
+        .url_cors_put = sf_url_cors_put,
+        .url_cors_get = sf_url_cors_get,
         .lock_update = sf_lock_update,
         .code_bytes = sf_code_bytes,
         .free = sf_free,

@@ -340,7 +340,11 @@ static const char *const migrations[] = {
         "      VALUES ('delete', old.rowid, old.id, old.filename, old.function, old.fn_name, old.schedule);"
         "    INSERT INTO runs_search (rowid, id, filename, function, fn_name, schedule)"
         "      VALUES (new.rowid, new.id, new.filename, new.function, new.fn_name, new.schedule);"
-        "  END;",
+        "  END;", /* 28: a function URL's CORS settings (docs/endpoints.md "CORS"),
+         * Lambda's Cors object as the daemon validated it; NULL: none,
+         * the URL's answers as before. A row's removal (the URL's) takes
+         * them with it. */
+        "ALTER TABLE endpoints ADD COLUMN cors_json TEXT;",
 };
 
 int store_schema_version(void) {

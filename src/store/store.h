@@ -787,6 +787,13 @@ typedef struct FunctionStoreOps {
         int (*url_put)(FunctionStore *fs, const char *tenant, const char *name, int mode);
         /* -ENOENT when the function has no URL. */
         int (*url_get)(FunctionStore *fs, const char *tenant, const char *name, int *ret_mode);
+        /* The URL's CORS settings (docs/endpoints.md "CORS"), as
+         * store_endpoint_cors_put() and store_endpoint_cors_get(): kept
+         * beside the URL's mode, across url_put's mode changes, removed
+         * with the URL. */
+        int (*url_cors_put)(FunctionStore *fs, const char *tenant, const char *name, const char *cors_json);
+        int (*url_cors_get)(FunctionStore *fs, const char *tenant, const char *name, int *ret_mode,
+                            char **ret_cors_json);
         /* store_function_lock_update()'s contract; Redis's changes the
          * version's record every gateway reads. */
         int (*lock_update)(FunctionStore *fs, const char *tenant, const char *name, int version, const char *old_lock,
@@ -835,6 +842,14 @@ static inline int function_store_url_put(FunctionStore *fs, const char *tenant, 
 }
 static inline int function_store_url_get(FunctionStore *fs, const char *tenant, const char *name, int *ret_mode) {
         return fs->ops->url_get(fs, tenant, name, ret_mode);
+}
+static inline int function_store_url_cors_put(FunctionStore *fs, const char *tenant, const char *name,
+                                              const char *cors_json) {
+        return fs->ops->url_cors_put(fs, tenant, name, cors_json);
+}
+static inline int function_store_url_cors_get(FunctionStore *fs, const char *tenant, const char *name, int *ret_mode,
+                                              char **ret_cors_json) {
+        return fs->ops->url_cors_get(fs, tenant, name, ret_mode, ret_cors_json);
 }
 static inline int function_store_lock_update(FunctionStore *fs, const char *tenant, const char *name, int version,
                                              const char *old_lock, const char *new_lock) {
@@ -1255,6 +1270,14 @@ int store_schedule_forget_run(Store *s, const char *tenant, const char *name, co
 int store_endpoint_put(Store *s, const char *tenant, const char *name, int mode);
 /* -ENOENT when the function has no endpoint. */
 int store_endpoint_get(Store *s, const char *tenant, const char *name, int *ret_mode);
+/* The endpoint's CORS settings (docs/endpoints.md "CORS"): cors_json,
+ * Lambda's Cors object as the caller validated it, replaces them; NULL
+ * removes them. -ENOENT when the function has no endpoint (settings are
+ * never kept without one: the endpoint's removal takes them). */
+int store_endpoint_cors_put(Store *s, const char *tenant, const char *name, const char *cors_json);
+/* store_endpoint_get() and the settings in one read: *ret_cors_json is
+ * NULL when there are none (caller frees). -ENOENT when no endpoint. */
+int store_endpoint_cors_get(Store *s, const char *tenant, const char *name, int *ret_mode, char **ret_cors_json);
 
 /* The ids of the runs of tenant's deployed function name, newest first, at
  * most limit (a NULL-terminated strv, NULL when none). */

@@ -145,6 +145,7 @@ def test_a_database_from_before_the_origin_loads(tmp_path, cli):
                      "DROP INDEX runs_schedule; ALTER TABLE runs DROP COLUMN fn_version; ALTER TABLE runs DROP COLUMN schedule;"
                      "ALTER TABLE runs DROP COLUMN limits_json;"
                      "ALTER TABLE functions DROP COLUMN lock_json;"
+                     "ALTER TABLE endpoints DROP COLUMN cors_json;"
                      "PRAGMA user_version=22;")
     db.close()
     p = cli("show", rid, "--json", env=env)
@@ -152,7 +153,7 @@ def test_a_database_from_before_the_origin_loads(tmp_path, cli):
     run = json.loads(p.stdout)
     assert run["status"] == "succeeded" and origin(run) == (None, None, None)
     db = sqlite3.connect(home / "pysprinter.db")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 27
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 28
     db.close()
 
 

@@ -170,14 +170,15 @@ def test_a_version_deployed_before_locks_were_kept_still_runs(daemon, index, tmp
     daemon.stop()
     db = sqlite3.connect(daemon.home / "pysprinter.db")
     db.executescript("DROP TRIGGER runs_search_delete; DROP TRIGGER runs_search_update; DROP TABLE runs_search; DELETE FROM kv WHERE ns='search';"
-                     "DROP INDEX runs_schedule; ALTER TABLE functions DROP COLUMN lock_json; PRAGMA user_version=24;")
+                     "DROP INDEX runs_schedule; ALTER TABLE functions DROP COLUMN lock_json;"
+                     "ALTER TABLE endpoints DROP COLUMN cors_json; PRAGMA user_version=24;")
     db.close()
     daemon.start()
     st, fn = daemon.call("GET", "/v1/functions/pinned")
     assert st == 200 and fn["lock"] is None, fn
     assert value(invoke(daemon)) == "1.0"
     db = sqlite3.connect(daemon.home / "pysprinter.db")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 27
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 28
     db.close()
 
 

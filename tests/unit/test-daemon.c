@@ -1321,6 +1321,151 @@ static void test_seeded_hash(void **state) {
         assert_int_not_equal(daemon_seeded_hash(1, a, 4), daemon_seeded_hash(1, a, 8));
 }
 
+/* A function URL's CORS settings (daemon-cors.c): which AllowOrigins
+ * items are origins, table-driven. */
+static void test_cors_origin_is_valid(void **state) {
+        static const struct {
+                const char *origin;
+                bool ok;
+        } rows[] = {
+                { "*", true },
+                { "https://app.example", true },
+                { "http://localhost:8080", true },
+                { "http://127.0.0.1:1", true },
+                { "https://[::1]:8443", true },
+                { "https://[::1]", true },
+                { "chrome-extension://abcdef", true },
+                { "HTTPS://APP.EXAMPLE", true },
+                { "https://a.example:65535", true },
+                { "", false },
+                { "**", false },
+                { "null", false },
+                { "app.example", false },
+                { "https://", false },
+                { "://app.example", false },
+                { "https://app.example/", false },
+                { "https://app.example/path", false },
+                { "https://app.example:", false },
+                { "https://app.example:0", false },
+                { "https://app.example:65536", false },
+                { "https://app.example:123456", false },
+                { "https://app.example:80x", false },
+                { "https://app.example\r\nX-Evil: 1", false },
+                { "https://app.example, https://b.example", false },
+                { "https://a b.example", false },
+                { "https://.example", false },
+                { "https://app.example.", false },
+                { "https://*.example", false },
+                { "https://[]", false },
+                { "https://[::1", false },
+                { "https://[::1]x", false },
+                { "1http://app.example", false },
+                { "ht tp://app.example", false },
+                { "https://user@app.example", false },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++)
+                if (daemon_cors_origin_is_valid(rows[i].origin) != rows[i].ok)
+                        fail_msg("%s: want %s", rows[i].origin, rows[i].ok ? "valid" : "invalid");
+        char long_origin[300] = "https://";
+        memset(long_origin + 8, 'a', 250);
+        long_origin[258] = 0;
+        assert_false(daemon_cors_origin_is_valid(long_origin));
+}
+
+/* What daemon_cors_parse() keeps and what it refuses, and with which words. */
+static void test_cors_parse(void **state) {
+        static const struct {
+                const char *in, *out, *err; /* out: the canonical text; err: a word of the error */
+        } rows[] = {
+                { "{}", "{}", NULL },
+                { "{\"AllowOrigins\": [\"*\"]}", "{\"AllowOrigins\":[\"*\"]}", NULL },
+                { "{\"AllowOrigins\": [\"HTTPS://App.Example\"], \"AllowMethods\": [\"get\", \"*\"]}",
+                  "{\"AllowOrigins\":[\"https://app.example\"],\"AllowMethods\":[\"GET\",\"*\"]}", NULL },
+                { "{\"MaxAge\": 0, \"AllowCredentials\": false}", "{\"MaxAge\":0,\"AllowCredentials\":false}", NULL },
+                { "{\"MaxAge\": 86400}", "{\"MaxAge\":86400}", NULL },
+                { "{\"AllowHeaders\": [\"*\", \"X-Api-Key\"], \"ExposeHeaders\": [\"x-fn\"]}",
+                  "{\"AllowHeaders\":[\"*\",\"X-Api-Key\"],\"ExposeHeaders\":[\"x-fn\"]}", NULL },
+                { "{\"AllowOrigins\": [\"https://a.example\"], \"AllowCredentials\": true}",
+                  "{\"AllowOrigins\":[\"https://a.example\"],\"AllowCredentials\":true}", NULL },
+                { "[]", NULL, "object" },
+                { "\"*\"", NULL, "object" },
+                { "{\"Origins\": []}", NULL, "unknown key \"Origins\"" },
+                { "{\"allowOrigins\": []}", NULL, "unknown key" },
+                { "{\"AllowOrigins\": \"*\"}", NULL, "list" },
+                { "{\"AllowOrigins\": [7]}", NULL, "AllowOrigins[0]" },
+                { "{\"AllowOrigins\": [\"*\"], \"AllowCredentials\": true}", NULL, "AllowCredentials" },
+                { "{\"AllowOrigins\": [\"https://a.example\", \"*\"], \"AllowCredentials\": true}", NULL,
+                  "AllowCredentials" },
+                { "{\"AllowCredentials\": \"yes\"}", NULL, "AllowCredentials" },
+                { "{\"AllowMethods\": [\"TRACE\"]}", NULL, "AllowMethods[0]" },
+                { "{\"AllowMethods\": [\"GET\\r\\n\"]}", NULL, "AllowMethods[0]" },
+                { "{\"AllowMethods\": [\"GET\",\"GET\",\"GET\",\"GET\",\"GET\",\"GET\",\"GET\",\"GET\"]}", NULL,
+                  "at most 7" },
+                { "{\"AllowHeaders\": [\"x-a, x-b\"]}", NULL, "AllowHeaders[0]" },
+                { "{\"AllowHeaders\": [\"x-a\\nx-b: 1\"]}", NULL, "AllowHeaders[0]" },
+                { "{\"AllowHeaders\": [\"\"]}", NULL, "AllowHeaders[0]" },
+                { "{\"ExposeHeaders\": [\"a:b\"]}", NULL, "ExposeHeaders[0]" },
+                { "{\"ExposeHeaders\": [\"x\\u0000y\"]}", NULL, "ExposeHeaders[0]" },
+                { "{\"MaxAge\": 86401}", NULL, "MaxAge" },
+                { "{\"MaxAge\": -1}", NULL, "MaxAge" },
+                { "{\"MaxAge\": 1.5}", NULL, "MaxAge" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                json_t *j = json_loads(rows[i].in, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+                assert_non_null(j);
+                char *out = NULL, *err = NULL;
+                int r = daemon_cors_parse(j, &out, &err);
+                if (rows[i].out) {
+                        if (r < 0 || !streq(out, rows[i].out))
+                                fail_msg("%s: got %s / %s", rows[i].in, out ?: "-", err ?: "-");
+                } else if (r >= 0 || !err || !strstr(err, rows[i].err))
+                        fail_msg("%s: want an error naming %s, got %s", rows[i].in, rows[i].err, err ?: "none");
+                free(out);
+                free(err);
+                json_decref(j);
+        }
+        /* 100 origins are taken, 101 are not. */
+        json_t *j = json_object(), *list = json_array();
+        json_object_set_new(j, "AllowOrigins", list);
+        for (int i = 0; i < 101; i++) {
+                char o[64];
+                snprintf(o, sizeof(o), "https://a%d.example", i);
+                json_array_append_new(list, json_string(o));
+        }
+        char *out = NULL, *err = NULL;
+        assert_true(daemon_cors_parse(j, &out, &err) < 0);
+        assert_non_null(strstr(err, "at most 100"));
+        free(err);
+        err = NULL;
+        json_array_remove(list, 0);
+        assert_int_equal(daemon_cors_parse(j, &out, &err), 0);
+        free(out);
+        json_decref(j);
+}
+
+/* Which request Origins the settings let read. */
+static void test_cors_origin_allowed(void **state) {
+        json_t *named = json_loads("{\"AllowOrigins\":[\"https://app.example\",\"http://localhost:8080\"]}", 0, NULL);
+        json_t *any = json_loads("{\"AllowOrigins\":[\"*\"]}", 0, NULL);
+        json_t *none = json_loads("{\"MaxAge\":5}", 0, NULL);
+        assert_true(daemon_cors_origin_allowed(named, "https://app.example"));
+        assert_true(daemon_cors_origin_allowed(named, "HTTPS://APP.EXAMPLE"));
+        assert_true(daemon_cors_origin_allowed(named, "http://localhost:8080"));
+        assert_false(daemon_cors_origin_allowed(named, "http://localhost:8081"));
+        assert_false(daemon_cors_origin_allowed(named, "http://app.example"));
+        assert_false(daemon_cors_origin_allowed(named, "https://app.example.evil"));
+        assert_false(daemon_cors_origin_allowed(named, "https://app.example/"));
+        assert_false(daemon_cors_origin_allowed(named, "null"));
+        assert_false(daemon_cors_origin_allowed(named, NULL));
+        assert_true(daemon_cors_origin_allowed(any, "https://whoever.example"));
+        assert_true(daemon_cors_origin_allowed(any, "null"));
+        assert_false(daemon_cors_origin_allowed(none, "https://app.example"));
+        assert_false(daemon_cors_origin_allowed(NULL, "https://app.example"));
+        json_decref(named);
+        json_decref(any);
+        json_decref(none);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_endpoint_response_check),
@@ -1349,6 +1494,9 @@ int main(void) {
                 cmocka_unit_test(test_seeded_hash),
                 cmocka_unit_test(test_stored_cap),
                 cmocka_unit_test(test_stored_check),
+                cmocka_unit_test(test_cors_origin_is_valid),
+                cmocka_unit_test(test_cors_parse),
+                cmocka_unit_test(test_cors_origin_allowed),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

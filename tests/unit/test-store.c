@@ -1043,6 +1043,7 @@ static void test_run_search_index_answers_as_the_walk(void **state) {
         assert_int_equal(sqlite3_exec(db,
                                       "DROP TRIGGER runs_search_delete; DROP TRIGGER runs_search_update;"
                                       "DROP TABLE runs_search; DELETE FROM kv WHERE ns = 'search';"
+                                      "ALTER TABLE endpoints DROP COLUMN cors_json;"
                                       "PRAGMA user_version = 26;",
                                       NULL, NULL, NULL),
                          SQLITE_OK);
@@ -2198,6 +2199,37 @@ static void test_function_delete_version(void **state) {
         assert_int_equal(got->version, 4);
         function_record_free(got);
         function_store_free(fs);
+        store_close(s);
+}
+
+/* A URL's CORS settings (docs/endpoints.md "CORS"): only a URL has them,
+ * a mode change keeps them (an upsert, not a replace), the URL's removal
+ * takes them, and null removes them alone. */
+static void test_endpoint_cors(void **state) {
+        Store *s = open_fresh();
+        int mode = 0;
+        char *cors = NULL;
+        assert_int_equal(store_endpoint_cors_put(s, "t", "a", "{\"AllowOrigins\":[\"*\"]}"), -ENOENT);
+        assert_int_equal(store_endpoint_cors_get(s, "t", "a", &mode, &cors), -ENOENT);
+        assert_int_equal(store_endpoint_put(s, "t", "a", 2), 0);
+        assert_int_equal(store_endpoint_cors_get(s, "t", "a", &mode, &cors), 0);
+        assert_int_equal(mode, 2);
+        assert_null(cors);
+        assert_int_equal(store_endpoint_cors_put(s, "t", "a", "{\"AllowOrigins\":[\"*\"]}"), 0);
+        assert_int_equal(store_endpoint_put(s, "t", "a", 1), 0);
+        assert_int_equal(store_endpoint_cors_get(s, "t", "a", &mode, &cors), 0);
+        assert_int_equal(mode, 1);
+        assert_string_equal(cors, "{\"AllowOrigins\":[\"*\"]}");
+        free(cors);
+        cors = NULL;
+        assert_int_equal(store_endpoint_cors_put(s, "t", "a", NULL), 0);
+        assert_int_equal(store_endpoint_cors_get(s, "t", "a", &mode, &cors), 0);
+        assert_null(cors);
+        assert_int_equal(store_endpoint_cors_put(s, "t", "a", "{}"), 0);
+        assert_int_equal(store_endpoint_put(s, "t", "a", 0), 0);
+        assert_int_equal(store_endpoint_put(s, "t", "a", 2), 0);
+        assert_int_equal(store_endpoint_cors_get(s, "t", "a", &mode, &cors), 0);
+        assert_null(cors);
         store_close(s);
 }
 
@@ -4042,6 +4074,7 @@ static void test_tenant_index_pages_stay_full(void **state) {
                       "ALTER TABLE runs DROP COLUMN owner_pidns;"
                       "ALTER TABLE runs DROP COLUMN fn_version; ALTER TABLE runs DROP COLUMN schedule;"
                       "ALTER TABLE runs DROP COLUMN limits_json;"
+                      "ALTER TABLE endpoints DROP COLUMN cors_json;"
                       "PRAGMA user_version=17;");
         assert_int_equal(store_open(path, &s), 0);
         RunRecord **v = NULL;
@@ -6810,6 +6843,7 @@ int main(void) {
                 cmocka_unit_test(test_function_lock_update),
                 cmocka_unit_test(test_tenant_stored_bytes),
                 cmocka_unit_test(test_function_delete_version),
+                cmocka_unit_test(test_endpoint_cors),
                 cmocka_unit_test(test_tx_all_or_nothing),
                 cmocka_unit_test(test_function_get_in_tx),
                 cmocka_unit_test(test_function_signature_and_doc),
