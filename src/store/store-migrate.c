@@ -341,6 +341,16 @@ static const char *const migrations[] = {
         "    INSERT INTO runs_search (rowid, id, filename, function, fn_name, schedule)"
         "      VALUES (new.rowid, new.id, new.filename, new.function, new.fn_name, new.schedule);"
         "  END;",
+        /* 28: a deployed function's aliases (store-functions.c, docs/api.md
+         * "Aliases"): a name pointing at one of its versions. */
+        "CREATE TABLE IF NOT EXISTS function_aliases ("
+        "  tenant TEXT NOT NULL,"
+        "  name TEXT NOT NULL,"
+        "  alias TEXT NOT NULL,"
+        "  version INTEGER NOT NULL,"
+        "  description TEXT NOT NULL DEFAULT '',"
+        "  updated INTEGER NOT NULL,"
+        "  PRIMARY KEY (tenant, name, alias));",
 };
 
 int store_schema_version(void) {

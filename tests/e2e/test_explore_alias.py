@@ -1,0 +1,260 @@
+"""Function aliases, as AWS Lambda's: a name (`prod`) that points at one
+version of a deployed function and moves to another without its callers
+changing (blue/green). Native routes /v1/functions/NAME/aliases[/ALIAS],
+Lambda's CreateAlias/GetAlias/UpdateAlias/DeleteAlias/ListAliases, and an
+alias wherever a version qualifier is read (?version=, ?Qualifier=,
+NAME:ALIAS, `pysprinter invoke NAME::ALIAS`). Before, every alias route
+was 404 "no such endpoint" and a qualifier that was not a number was
+refused."""
+import json
+
+import pytest
+
+from conftest import DAEMON
+from daemonlib import TOKENS, Daemon, sandbox_mode
+from test_cluster import nodes, redis  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
+
+SRC = """
+def handler(event, context):
+    return {"v": %d}
+"""
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    root = tmp_path_factory.mktemp("alias")
+    with Daemon(root, sandbox=sandbox_mode(root)).serving() as daemon:
+        yield daemon
+
+
+def deploy(d, name, n, token="alice"):
+    """A fresh name with n versions: version k returns {"v": k}."""
+    d.call("DELETE", f"/v1/functions/{name}", token=token)
+    for k in range(1, n + 1):
+        st, b = d.call("POST", "/v1/functions", {"name": name, "source": SRC % k}, token=token)
+        assert st == 201, b
+    return b["version"]
+
+
+def put_alias(d, name, alias, version, token="alice", **kw):
+    return d.call("PUT", f"/v1/functions/{name}/aliases/{alias}", {"version": version, **kw}, token=token)
+
+
+def invoke(d, name, q, token="alice"):
+    st, b = d.call("POST", f"/v1/functions/{name}/invoke?wait=true&version={q}", {"args": [{}, None]}, token=token)
+    return st, b
+
+
+def lambda_call(d, method, path, body=None, token="alice"):
+    st, h, data = d.request(method, "/2015-03-31/functions/" + path, body, token=token)
+    return st, h.get("x-amzn-errortype"), (json.loads(data) if data else None)
+
+
+def test_create_move_delete_and_invoke_through_an_alias(d):
+    deploy(d, "bg", 3)
+    st, b = put_alias(d, "bg", "prod", 2, description="blue")
+    assert st == 201 and (b["name"], b["version"], b["description"], b["created"]) == ("prod", 2, "blue", True), b
+    st, b = invoke(d, "bg", "prod")
+    assert st == 200 and b["result"] == {"v": 2}, b
+    # The run records the version the alias resolved to.
+    st, run = d.call("GET", f"/v1/runs/{b['id']}")
+    assert run["fn_version"] == 2, run
+    # Moved: the same callers now run version 3.
+    st, b = put_alias(d, "bg", "prod", 3, description="green")
+    assert st == 200 and b["created"] is False and b["version"] == 3, b
+    st, b = invoke(d, "bg", "prod")
+    assert st == 200 and b["result"] == {"v": 3}, b
+    st, b = d.call("GET", "/v1/functions/bg/aliases/prod")
+    assert st == 200 and (b["version"], b["description"]) == (3, "green"), b
+    put_alias(d, "bg", "canary", 1)
+    st, b = d.call("GET", "/v1/functions/bg/aliases")
+    assert st == 200 and [(a["name"], a["version"]) for a in b["aliases"]] == [("canary", 1), ("prod", 3)], b
+    st, b = d.call("GET", "/v1/functions/bg")
+    assert [a["name"] for a in b["aliases"]] == ["canary", "prod"], b
+    # GET of the function at an alias is that version.
+    st, b = d.call("GET", "/v1/functions/bg?version=canary")
+    assert st == 200 and b["version"] == 1, b
+    st, b = d.call("DELETE", "/v1/functions/bg/aliases/canary")
+    assert st == 200 and b["deleted"], b
+    st, b = d.call("GET", "/v1/functions/bg/aliases/canary")
+    assert st == 404 and "no alias 'canary'" in b["error"]["message"], b
+    st, b = d.call("DELETE", "/v1/functions/bg/aliases/canary")
+    assert st == 404, b
+    st, b = invoke(d, "bg", "canary")
+    assert st == 404 and "no alias 'canary'" in b["error"]["message"], b
+
+
+def test_an_alias_names_an_existing_version(d):
+    deploy(d, "ex", 2)
+    st, b = put_alias(d, "ex", "prod", 7)
+    assert st == 404 and "no version 7" in b["error"]["message"], b
+    st, b = d.call("PUT", "/v1/functions/nope/aliases/prod", {"version": 1})
+    assert st == 404 and "no deployed function 'nope'" in b["error"]["message"], b
+    st, b = d.call("PUT", "/v1/functions/ex/aliases/prod", {"version": "1"})
+    assert st == 400, b
+    d.call("DELETE", "/v1/functions/ex?version=1")
+    st, b = put_alias(d, "ex", "prod", 1)
+    assert st == 404, b
+
+
+@pytest.mark.parametrize("alias", ["123", "$LATEST", "a.b", "x" * 129, "a%20b"])
+def test_alias_names_lambda_refuses_are_400(d, alias):
+    deploy(d, "nm", 1)
+    st, b = put_alias(d, "nm", alias, 1)
+    assert st == 400, (alias, st, b)
+
+
+@pytest.mark.parametrize("alias", ["prod", "x" * 128, "v-1_b", "1a"])
+def test_alias_names_lambda_takes(d, alias):
+    deploy(d, "nm2", 1)
+    st, b = put_alias(d, "nm2", alias, 1)
+    assert st == 201, (alias, b)
+
+
+def test_a_version_an_alias_points_at_is_not_deleted(d):
+    deploy(d, "pin", 3)
+    put_alias(d, "pin", "stable", 1)
+    st, b = d.call("DELETE", "/v1/functions/pin?version=1")
+    assert st == 409 and "alias 'stable'" in b["error"]["message"], b
+    st, h, body = lambda_call(d, "DELETE", "pin?Qualifier=1")
+    assert st == 409 and h == "ResourceConflictException", (st, body)
+    assert d.call("GET", "/v1/functions/pin")[1]["versions"] == [1, 2, 3]
+    # Moved away, the version goes.
+    put_alias(d, "pin", "stable", 2)
+    st, b = d.call("DELETE", "/v1/functions/pin?version=1")
+    assert st == 200, b
+
+
+def test_deleting_the_function_deletes_its_aliases(d):
+    deploy(d, "gone", 2)
+    put_alias(d, "gone", "prod", 1)
+    st, b = d.call("DELETE", "/v1/functions/gone")
+    assert st == 200, b
+    st, b = d.call("POST", "/v1/functions", {"name": "gone", "source": SRC % 9})
+    assert st == 201 and b["version"] == 1, b
+    # The new version 1 is not what the old alias named: no alias left.
+    st, b = d.call("GET", "/v1/functions/gone/aliases")
+    assert st == 200 and b["aliases"] == [], b
+    st, b = invoke(d, "gone", "prod")
+    assert st == 404, b
+
+
+def test_tenants_and_readonly_tokens(d):
+    deploy(d, "mine", 2)
+    put_alias(d, "mine", "prod", 1)
+    st, b = d.call("GET", "/v1/functions/mine/aliases/prod", token="bob")
+    assert st == 404, b
+    st, b = put_alias(d, "mine", "prod", 2, token="bob")
+    assert st == 404, b
+    st, b = invoke(d, "mine", "prod", token="bob")
+    assert st == 404, b
+    st, b = put_alias(d, "mine", "prod", 2, token="reader")
+    assert st == 403, b
+    st, b = d.call("DELETE", "/v1/functions/mine/aliases/prod", token="reader")
+    assert st == 403, b
+    st, b = d.call("GET", "/v1/functions/mine/aliases/prod", token="reader")
+    assert st == 200 and b["version"] == 1, b
+
+
+def test_lambda_alias_api(d):
+    deploy(d, "lam", 3)
+    st, t, b = lambda_call(d, "POST", "lam/aliases", {"Name": "live", "FunctionVersion": "2", "Description": "d"})
+    assert st == 201, (st, t, b)
+    assert b["AliasArn"].endswith(":function:lam:live") and b["Name"] == "live", b
+    assert (b["FunctionVersion"], b["Description"]) == ("2", "d") and b["RevisionId"], b
+    st, t, b = lambda_call(d, "POST", "lam/aliases", {"Name": "live", "FunctionVersion": "1"})
+    assert (st, t) == (409, "ResourceConflictException"), b
+    st, t, b = lambda_call(d, "POST", "lam/aliases", {"Name": "7", "FunctionVersion": "1"})
+    assert (st, t) == (400, "InvalidParameterValueException"), b
+    st, t, b = lambda_call(d, "POST", "lam/aliases", {"Name": "x", "FunctionVersion": "9"})
+    assert (st, t) == (404, "ResourceNotFoundException"), b
+    st, t, b = lambda_call(d, "GET", "lam/aliases/live")
+    assert st == 200 and b["FunctionVersion"] == "2", b
+    st, t, b = lambda_call(d, "GET", "lam/aliases/nope")
+    assert (st, t) == (404, "ResourceNotFoundException"), b
+    st, t, b = lambda_call(d, "PUT", "lam/aliases/live", {"FunctionVersion": "3"})
+    assert st == 200 and (b["FunctionVersion"], b["Description"]) == ("3", "d"), b
+    st, t, b = lambda_call(d, "PUT", "lam/aliases/nope", {"FunctionVersion": "3"})
+    assert (st, t) == (404, "ResourceNotFoundException"), b
+    st, t, b = lambda_call(d, "GET", "lam/aliases")
+    assert st == 200 and [a["Name"] for a in b["Aliases"]] == ["live"], b
+    # Invoked by Qualifier and by NAME:ALIAS: the version it points at.
+    for path in ("lam/invocations?Qualifier=live", "lam:live/invocations",
+                 "arn:aws:lambda:local:000000000000:function:lam:live/invocations"):
+        st, h, data = d.request("POST", "/2015-03-31/functions/" + path, {})
+        assert st == 200 and json.loads(data) == {"v": 3}, (path, st, data)
+        assert h.get("x-amz-executed-version") == "3", h
+    st, h, data = d.request("POST", "/2015-03-31/functions/lam:nope/invocations", {})
+    assert st == 404, (st, data)
+    st, t, b = lambda_call(d, "DELETE", "lam/aliases/live")
+    assert st == 204, b
+    st, t, b = lambda_call(d, "GET", "lam/aliases/live")
+    assert st == 404, b
+    st, t, b = lambda_call(d, "GET", "nope/aliases")
+    assert (st, t) == (404, "ResourceNotFoundException"), b
+
+
+def test_cli_invokes_and_sets_aliases(cli, d):
+    deploy(d, "cl", 2)
+    env = {"PYSPRINTER_TOKEN": TOKENS["alice"]}
+    p = cli("functions", "alias", "cl", "prod", "1", "--server", d.url, env=env)
+    assert p.returncode == 0, p
+    p = cli("invoke", "cl::prod", "--payload", "{}", "--json", "--server", d.url, env=env)
+    assert p.returncode == 0 and json.loads(p.stdout) == {"v": 1}, (p.stdout, p.stderr)
+    p = cli("functions", "alias", "cl", "prod", "2", "--server", d.url, env=env)
+    assert p.returncode == 0, p
+    p = cli("invoke", "cl::prod", "--payload", "{}", "--json", "--server", d.url, env=env)
+    assert p.returncode == 0 and json.loads(p.stdout) == {"v": 2}, (p.stdout, p.stderr)
+    p = cli("functions", "aliases", "cl", "--server", d.url, env=env)
+    assert p.returncode == 0 and "prod" in p.stdout and "2" in p.stdout, p
+    p = cli("functions", "show", "cl", "--server", d.url, env=env)
+    assert p.returncode == 0 and "prod" in p.stdout, p
+    p = cli("functions", "alias", "rm", "cl", "prod", "--server", d.url, env=env)
+    assert p.returncode == 0, p
+    p = cli("invoke", "cl::prod", "--payload", "{}", "--server", d.url, env=env)
+    assert p.returncode != 0 and "prod" in p.stderr, p
+
+
+def test_aliases_outlive_a_restart(tmp_path):
+    daemon = Daemon(tmp_path, sandbox=sandbox_mode(tmp_path))
+    with daemon.serving() as d:
+        deploy(d, "keep", 2)
+        assert put_alias(d, "keep", "prod", 1)[0] == 201
+    with daemon.serving() as d:
+        st, b = d.call("GET", "/v1/functions/keep/aliases/prod")
+        assert st == 200 and b["version"] == 1, b
+        st, b = invoke(d, "keep", "prod")
+        assert st == 200 and b["result"] == {"v": 1}, b
+
+
+def test_cluster_alias_set_on_one_gateway_is_used_on_another(nodes):
+    g1 = nodes("g1", "gateway")
+    g2 = nodes("g2", "gateway")
+    nodes("w1", "worker")
+    deploy(g1, "cf", 3)
+    st, b = put_alias(g1, "cf", "prod", 2)
+    assert st == 201, b
+    st, b = invoke(g2, "cf", "prod")
+    assert st == 200 and b["result"] == {"v": 2}, b
+    st, run = g2.call("GET", f"/v1/runs/{b['id']}")
+    assert run["fn_version"] == 2, run
+    st, b = put_alias(g2, "cf", "prod", 2)
+    assert st == 200 and b["created"] is False, b
+    st, t, b = lambda_call(g1, "POST", "cf/aliases", {"Name": "prod", "FunctionVersion": "1"})
+    assert (st, t) == (409, "ResourceConflictException"), b
+    st, b = g2.call("DELETE", "/v1/functions/cf?version=2")
+    assert st == 409 and "alias 'prod'" in b["error"]["message"], b
+    st, b = g1.call("GET", "/v1/functions/cf/aliases")
+    assert [(a["name"], a["version"]) for a in b["aliases"]] == [("prod", 2)], b
+    st, b = g1.call("PUT", "/v1/functions/cf/aliases/x", {"version": 9})
+    assert st == 404, b
+    st, b = g1.call("GET", "/v1/functions/cf/aliases/prod", token="bob")
+    assert st == 404, b
+    st, b = g2.call("DELETE", "/v1/functions/cf")
+    assert st == 200, b
+    st, b = g1.call("POST", "/v1/functions", {"name": "cf", "source": SRC % 5})
+    assert st == 201 and b["version"] == 1, b
+    st, b = g1.call("GET", "/v1/functions/cf/aliases")
+    assert st == 200 and b["aliases"] == [], b
