@@ -498,6 +498,11 @@ struct MHD_Response *daemon_api_function_delete(const DaemonCall *call, unsigned
                 return daemon_function_missing(call, "", name, ret_status);
         const char *asked = daemon_call_query(call, "version");
         int version = 0;
+        /* A number alone: an alias is deleted at .../aliases/ALIAS, and
+         * the version it names is refused while it does (409). */
+        if (asked && version_parse(asked, &version) < 0)
+                return daemon_call_error(call, 400, "bad_request", ret_status,
+                                         "query 'version' must be a positive integer");
         if (asked) {
                 struct MHD_Response *resp;
                 FunctionRecord *f = function_of_call(call, ret_status, &resp);
@@ -864,7 +869,15 @@ static bool lambda_call_names_latest(const DaemonCall *call) {
  * as Lambda's does. */
 static json_t *lambda_configuration(const DaemonCall *call, const FunctionRecord *f) {
         _cleanup_free_ char *q = lambda_call_qualifier(call);
-        return lambda_configuration_as(call, f, q && streq(q, "$LATEST") ? "$LATEST" : NULL, q != NULL);
+        json_t *c = lambda_configuration_as(call, f, q && streq(q, "$LATEST") ? "$LATEST" : NULL, q != NULL);
+        /* Asked through an alias: Lambda's ARN names the alias, its
+         * Version the number it points at. */
+        int v;
+        if (q && version_parse(q, &v) < 0 && function_alias_name_is_valid(q)) {
+                _cleanup_free_ char *base = lambda_arn(f->name);
+                json_object_set_new(c, "FunctionArn", json_sprintf("%s:%s", base, q));
+        }
+        return c;
 }
 
 /* A List* call's MaxItems: 1..10000 (400 InvalidParameterValueException

@@ -178,6 +178,8 @@ def test_lambda_alias_api(d):
     assert st == 200 and (b["FunctionVersion"], b["Description"]) == ("3", "d"), b
     st, t, b = lambda_call(d, "PUT", "lam/aliases/nope", {"FunctionVersion": "3"})
     assert (st, t) == (404, "ResourceNotFoundException"), b
+    st, t, b = lambda_call(d, "GET", "lam/configuration?Qualifier=live")
+    assert st == 200 and b["Version"] == "3" and b["FunctionArn"].endswith(":function:lam:live"), b
     st, t, b = lambda_call(d, "GET", "lam/aliases")
     assert st == 200 and [a["Name"] for a in b["Aliases"]] == ["live"], b
     # Invoked by Qualifier and by NAME:ALIAS: the version it points at.
@@ -258,3 +260,32 @@ def test_cluster_alias_set_on_one_gateway_is_used_on_another(nodes):
     assert st == 201 and b["version"] == 1, b
     st, b = g1.call("GET", "/v1/functions/cf/aliases")
     assert st == 200 and b["aliases"] == [], b
+
+
+def test_boto3_alias_calls(d):
+    """Through boto3 (SigV4, its own request shapes and error parsing)."""
+    boto3 = pytest.importorskip("boto3", reason="python3-boto3 is not installed")
+    from botocore.config import Config
+    from daemonlib import KEYS
+    key_id, secret = KEYS["alice"]
+    c = boto3.client("lambda", endpoint_url=d.url, region_name="us-east-1", aws_access_key_id=key_id,
+                     aws_secret_access_key=secret, config=Config(retries={"max_attempts": 0}, read_timeout=120))
+    deploy(d, "bo", 3)
+    a = c.create_alias(FunctionName="bo", Name="prod", FunctionVersion="1", Description="first")
+    assert (a["Name"], a["FunctionVersion"], a["Description"]) == ("prod", "1", "first"), a
+    with pytest.raises(c.exceptions.ResourceConflictException):
+        c.create_alias(FunctionName="bo", Name="prod", FunctionVersion="2")
+    r = c.invoke(FunctionName="bo", Qualifier="prod", Payload=b"{}")
+    assert json.loads(r["Payload"].read()) == {"v": 1} and r["ExecutedVersion"] == "1", r
+    c.update_alias(FunctionName="bo", Name="prod", FunctionVersion="2")
+    r = c.invoke(FunctionName="bo:prod", Payload=b"{}")
+    assert json.loads(r["Payload"].read()) == {"v": 2}, r
+    assert c.get_alias(FunctionName="bo", Name="prod")["Description"] == "first"
+    assert [x["Name"] for x in c.list_aliases(FunctionName="bo")["Aliases"]] == ["prod"]
+    with pytest.raises(c.exceptions.ResourceConflictException):
+        c.delete_function(FunctionName="bo", Qualifier="2")
+    c.delete_alias(FunctionName="bo", Name="prod")
+    with pytest.raises(c.exceptions.ResourceNotFoundException):
+        c.get_alias(FunctionName="bo", Name="prod")
+    with pytest.raises(c.exceptions.InvalidParameterValueException):
+        c.create_alias(FunctionName="bo", Name="12", FunctionVersion="1")
