@@ -7,12 +7,15 @@ NAME:ALIAS, `pysprinter invoke NAME::ALIAS`). Before, every alias route
 was 404 "no such endpoint" and a qualifier that was not a number was
 refused."""
 import json
+import sys
 
 import pytest
 
-from conftest import DAEMON
+from conftest import DAEMON, ROOT
 from daemonlib import TOKENS, Daemon, sandbox_mode
 from test_cluster import nodes, redis  # noqa: F401 (fixtures)
+
+sys.path.insert(0, str(ROOT / "python"))
 
 pytestmark = pytest.mark.skipif(not DAEMON.exists(), reason=f"{DAEMON} is not built")
 
@@ -289,3 +292,20 @@ def test_boto3_alias_calls(d):
         c.get_alias(FunctionName="bo", Name="prod")
     with pytest.raises(c.exceptions.InvalidParameterValueException):
         c.create_alias(FunctionName="bo", Name="12", FunctionVersion="1")
+
+
+def test_python_client_aliases(d):
+    from pysprinter.client import Client
+    deploy(d, "py", 2)
+    with Client(d.url, token=TOKENS["alice"]) as c:
+        a = c.set_alias("py", "prod", 1, description="one")
+        assert (a["version"], a["created"]) == (1, True), a
+        assert c.invoke("py::prod", {}) == {"v": 1}
+        c.set_alias("py", "prod", 2)
+        assert c.invoke("py:prod", {}) == {"v": 2}
+        assert c.function("py")["aliases"][0]["name"] == "prod"
+        assert [x["name"] for x in c.aliases("py")] == ["prod"]
+        c.delete_alias("py", "prod")
+        assert c.aliases("py") == []
+        with pytest.raises(ValueError):
+            c.invoke("py::a.b", {})
