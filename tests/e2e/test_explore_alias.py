@@ -309,3 +309,43 @@ def test_python_client_aliases(d):
         assert c.aliases("py") == []
         with pytest.raises(ValueError):
             c.invoke("py::a.b", {})
+
+
+def _race(put_gw, del_gw, name):
+    """Alias puts to version 1 racing deletes of version 1: whichever
+    wins, an alias never points at a version that is gone."""
+    import threading
+    deploy(put_gw, name, 2)
+    for _ in range(5):
+        put_gw.call("DELETE", f"/v1/functions/{name}/aliases/a")
+        results = {}
+
+        def put():
+            results["put"] = put_alias(put_gw, name, "a", 1)[0]
+
+        def delete():
+            results["del"] = del_gw.call("DELETE", f"/v1/functions/{name}?version=1")[0]
+
+        ts = [threading.Thread(target=put), threading.Thread(target=delete)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        st, b = put_gw.call("GET", f"/v1/functions/{name}")
+        versions = b["versions"]
+        aliases = {a["name"]: a["version"] for a in b["aliases"]}
+        assert all(v in versions for v in aliases.values()), (results, versions, aliases)
+        assert (results["put"], results["del"]) in ((201, 409), (404, 200)), results
+        if 1 not in versions:
+            # Deployed again from scratch for the next round.
+            deploy(put_gw, name, 2)
+
+
+def test_an_alias_put_racing_a_version_delete_leaves_no_dangling_alias(d):
+    _race(d, d, "race")
+
+
+def test_cluster_alias_put_racing_a_version_delete(nodes):
+    g1 = nodes("g1", "gateway")
+    g2 = nodes("g2", "gateway")
+    _race(g1, g2, "crace")
