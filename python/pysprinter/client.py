@@ -525,7 +525,8 @@ class Client:
         # header asks the daemon to cancel the invocation on that hang-up,
         # as it does a run()'s. Without it an invocation runs to its end,
         # as Lambda's does (docs/api.md).
-        return self._finish(*self._call("POST", f"{path}?{self._wait_query()}", body, idempotency_key=key,
+        sep = "&" if "?" in path else "?"  # an alias's ?version=
+        return self._finish(*self._call("POST", f"{path}{sep}{self._wait_query()}", body, idempotency_key=key,
                                         headers=_CANCEL_ON_HANGUP))
 
     def submit_invoke(self, name, *payload, idempotency_key=None, **kwargs):
@@ -538,12 +539,16 @@ class Client:
         return self._call("POST", path, body, idempotency_key=key)[1]
 
     def _invoke_request(self, name, payload, kwargs):
-        """(path, body) of an invoke of name ("f", "f::2", "f:2")."""
-        name, version = _function_version(name)
+        """(path, body) of an invoke of name ("f", "f::2", "f:2", "f::prod")."""
+        name, version = _function_version(name, aliases=True)
         body = self._with_options(self._arguments(payload, kwargs), "invoke")
+        path = f"/v1/functions/{urllib.parse.quote(name, safe='')}/invoke"
+        if isinstance(version, str):
+            # An alias goes as ?version= (the body's version is a number).
+            return path + f"?version={version}", body
         if version:
             body["version"] = version
-        return f"/v1/functions/{urllib.parse.quote(name, safe='')}/invoke", body
+        return path, body
 
     def map(self, path_or_function, iterable, concurrency=8, return_exceptions=False):
         """Calls the function once per item (the item is its one argument),
@@ -633,6 +638,22 @@ class Client:
         version = named if version is None else version
         q = f"?version={int(version)}" if version is not None else ""
         return self._call("GET", f"/v1/functions/{_segment(name)}{q}")[1]
+
+    def aliases(self, name):
+        """name's aliases, [{name, version, description, updated}] by name
+        (`functions aliases NAME`, docs/api.md "Aliases")."""
+        return self._call("GET", f"/v1/functions/{_segment(name)}/aliases")[1]["aliases"]
+
+    def set_alias(self, name, alias, version, description=""):
+        """Points alias of name at version, creating or moving it
+        (`functions alias NAME ALIAS VERSION`); invoke("NAME::ALIAS") then
+        runs that version. Returns the alias, with created."""
+        body = {"version": int(version), "description": description}
+        return self._call("PUT", f"/v1/functions/{_segment(name)}/aliases/{_segment(alias)}", body)[1]
+
+    def delete_alias(self, name, alias):
+        """Deletes alias of name (`functions alias rm NAME ALIAS`)."""
+        return self._call("DELETE", f"/v1/functions/{_segment(name)}/aliases/{_segment(alias)}")[1]
 
     def delete_function(self, name, version=None):
         """Deletes a deployed function with every version (`functions rm
@@ -1141,11 +1162,15 @@ def _caller_stacklevel():
     return level
 
 
-def _function_version(ref):
+_ALIAS = re.compile(r"(?![0-9]+$)[A-Za-z0-9_-]{1,128}")
+
+
+def _function_version(ref, aliases=False):
     """(name, version or None) of "NAME", "NAME::VERSION" or "NAME:VERSION"
     (a function name holds no ':'), also as the end of Lambda's ARN;
-    VERSION is a version number as the daemon writes it, or $LATEST.
-    ValueError otherwise, before sending."""
+    VERSION is a version number as the daemon writes it, or $LATEST, or
+    with aliases an alias name (returned as a str: the daemon resolves it,
+    docs/api.md "Aliases"). ValueError otherwise, before sending."""
     if not isinstance(ref, str):
         raise TypeError(f"a function name is a str, not {type(ref).__name__}")
     # Lambda's ARN or partial ARN (…:function:NAME[:VERSION]), as the
@@ -1156,6 +1181,8 @@ def _function_version(ref):
         return ref, None
     if version == "$LATEST":
         return name, None
+    if aliases and _ALIAS.fullmatch(version):
+        return name, version
     if not version.isascii() or not version.isdigit() or version.startswith("0"):
         raise ValueError(f"{ref!r}: a version is a number (1, 2, …) or $LATEST, as in 'NAME::2'")
     return name, int(version)

@@ -113,6 +113,18 @@ bool function_name_is_valid(const char *name) {
         return true;
 }
 
+bool function_alias_name_is_valid(const char *name) {
+        if (!name)
+                return false;
+        size_t n = strlen(name);
+        if (n == 0 || n > 128 || strspn(name, "0123456789") == n)
+                return false;
+        for (const char *p = name; *p; p++)
+                if (!(isalnum((unsigned char) *p) || *p == '_' || *p == '-'))
+                        return false;
+        return true;
+}
+
 char *format_size(uint64_t n, char buf[static 32]) {
         static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
         double v = (double) n;

@@ -327,6 +327,11 @@ bool idempotency_key_is_valid(const char *key);
  * [A-Za-z0-9_-]{1,64}. The daemon's rule, and the CLI's before a name
  * becomes part of a path ("" or ".." would be another route). */
 bool function_name_is_valid(const char *name);
+/* An alias of a function (docs/api.md "Aliases"), Lambda's rule:
+ * (?!^[0-9]+$)([a-zA-Z0-9-_]+), at most 128 bytes ("$LATEST" and a number
+ * name versions, never aliases). */
+#define FUNCTION_ALIAS_RULE "1..128 of A-Z a-z 0-9 - _, not all digits"
+bool function_alias_name_is_valid(const char *name);
 /* How long a key names its first run, on every path (docs/api.md). */
 #define IDEMPOTENCY_WINDOW_USEC (24ULL * 3600ULL * 1000000ULL)
 

@@ -765,6 +765,10 @@ char *cli_invoke_option_error(const RunArgs *a, const char *verb, bool scheduled
 }
 
 int cli_parse_deployed_name(const char *word, char **ret_name, long *ret_version) {
+        return cli_parse_deployed_ref(word, ret_name, ret_version, NULL);
+}
+
+int cli_parse_deployed_ref(const char *word, char **ret_name, long *ret_version, char **ret_alias) {
         assert(word && ret_name && ret_version);
         /* Lambda's ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME[:V])
          * and partial ARN (ACCOUNT:function:NAME[:V]) name NAME[:V] as
@@ -779,7 +783,10 @@ int cli_parse_deployed_name(const char *word, char **ret_name, long *ret_version
                 skip = 1;
         }
         long version = 0;
-        if (sep && !streq(sep + skip, "$LATEST")) {
+        _cleanup_free_ char *alias = NULL;
+        if (sep && ret_alias && function_alias_name_is_valid(sep + skip))
+                alias = xstrdup(sep + skip);
+        else if (sep && !streq(sep + skip, "$LATEST")) {
                 const char *v = sep + skip;
                 /* strtol() would take " 1", "+1" and "01", which name no
                  * version on the daemon's routes. */
@@ -792,6 +799,8 @@ int cli_parse_deployed_name(const char *word, char **ret_name, long *ret_version
         }
         *ret_name = sep ? xstrndup(word, (size_t) (sep - word)) : xstrdup(word);
         *ret_version = version;
+        if (ret_alias)
+                *ret_alias = TAKE_PTR(alias);
         return 0;
 }
 

@@ -858,6 +858,11 @@ static int engine_function(Backend *b, const char *method, const char *name, lon
         return engine_unsupported(b);
 }
 
+static int engine_alias(Backend *b, const char *method, const char *name, const char *alias, long version,
+                        json_t **ret) {
+        return engine_unsupported(b);
+}
+
 static int engine_schedule(Backend *b, const char *method, const char *path, json_t *body, json_t **ret) {
         backend_set_error(b, "schedules need a server: pysprinterd fires them (--server URL or PYSPRINTER_SERVER)");
         return -EOPNOTSUPP;
@@ -1440,6 +1445,7 @@ static const BackendOps engine_ops = {
         .deploy = engine_deploy,
         .stack = engine_stack,
         .function = engine_function,
+        .alias = engine_alias,
         .schedule = engine_schedule,
         .function_runs = engine_function_runs,
         .run_log_text = engine_run_log_text,

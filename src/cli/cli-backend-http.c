@@ -345,9 +345,10 @@ static int function_name_refused(Backend *b, const char *name) {
 /* Why the invoke API finds no function name (escaped) at version (0:
  * latest), in its words (daemon_function_find(): "function 'tick' has no
  * version 9", "no deployed function 'tick'"), or NULL when it finds one. */
-static char *function_missing(Backend *b, const char *name, long version) {
-        _cleanup_free_ char *path = version > 0 ? xasprintf("/v1/functions/%s?version=%ld", name, version)
-                                                : xasprintf("/v1/functions/%s", name);
+static char *function_missing(Backend *b, const char *name, long version, const char *alias) {
+        _cleanup_free_ char *path = alias         ? xasprintf("/v1/functions/%s?version=%s", name, alias)
+                                    : version > 0 ? xasprintf("/v1/functions/%s?version=%ld", name, version)
+                                                  : xasprintf("/v1/functions/%s", name);
         char *err = NULL;
         json_t *f = NULL;
         int r = http_json(&b->http, "GET", path, NULL, &f, &err);
@@ -364,9 +365,11 @@ static char *function_missing(Backend *b, const char *name, long version) {
  * like any run. */
 static int invoke_event(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret) {
         _cleanup_free_ char *name = http_escape(q->deployed), *err = NULL, *body = cli_json_text(q->payload);
-        _cleanup_free_ char *path = q->version > 0 ? xasprintf("/2015-03-31/functions/%s/invocations?Qualifier=%ld", name,
-                                                               q->version)
-                                                   : xasprintf("/2015-03-31/functions/%s/invocations", name);
+        _cleanup_free_ char *path = q->alias ? xasprintf("/2015-03-31/functions/%s/invocations?Qualifier=%s", name,
+                                                         q->alias)
+                                    : q->version > 0 ? xasprintf("/2015-03-31/functions/%s/invocations?Qualifier=%ld",
+                                                                 name, q->version)
+                                                     : xasprintf("/2015-03-31/functions/%s/invocations", name);
         Buf ans, hdrs;
         buf_init(&hdrs, 64 * 1024);
         /* Whole, as http_json_submit()'s. */
@@ -398,7 +401,7 @@ static int invoke_event(Backend *b, const RunRequest *q, Renderer *rd, json_t **
                  * missing version alike); the CLI says what `invoke NAME::V
                  * ARGS` says of the same name, from the invoke API's one
                  * rule. Only a refusal costs the second request. */
-                char *why = function_missing(b, name, q->version);
+                char *why = function_missing(b, name, q->version, q->alias);
                 if (why) {
                         free(err);
                         err = why;
@@ -418,8 +421,9 @@ static int invoke_event(Backend *b, const RunRequest *q, Renderer *rd, json_t **
  * function or version fails with the server's words, the invoke's. */
 static int describe_deployed(Backend *b, const RunRequest *q, json_t **ret) {
         _cleanup_free_ char *name = http_escape(q->deployed), *err = NULL;
-        _cleanup_free_ char *path = q->version > 0 ? xasprintf("/v1/functions/%s?version=%ld", name, q->version)
-                                                   : xasprintf("/v1/functions/%s", name);
+        _cleanup_free_ char *path = q->alias         ? xasprintf("/v1/functions/%s?version=%s", name, q->alias)
+                                    : q->version > 0 ? xasprintf("/v1/functions/%s?version=%ld", name, q->version)
+                                                     : xasprintf("/v1/functions/%s", name);
         int r = http_json(&b->http, "GET", path, NULL, ret, &err);
         return r < 0 ? fail(b, r, TAKE_PTR(err)) : 0;
 }
@@ -505,7 +509,9 @@ static int http_run(Backend *b, const RunRequest *q, Renderer *rd, json_t **ret)
                 _cleanup_free_ char *name = http_escape(q->deployed);
                 if (q->version > 0)
                         json_object_set_new(req, "version", json_integer(q->version));
-                path = xasprintf("/v1/functions/%s/invoke", name);
+                /* An alias goes as ?version= (the body's is a number). */
+                path = q->alias ? xasprintf("/v1/functions/%s/invoke?version=%s", name, q->alias)
+                                : xasprintf("/v1/functions/%s/invoke", name);
         }
         /* The key checked by the verb's parser (idempotency_key_is_valid():
          * nothing a header line would break on). */
@@ -782,6 +788,21 @@ static int http_post_deploy(Backend *b, const char *path, json_t *req, json_t **
 
 static int http_deploy(Backend *b, json_t *req, json_t **ret) {
         return http_post_deploy(b, "/v1/functions", req, ret);
+}
+
+static int http_alias(Backend *b, const char *method, const char *name, const char *alias, long version, json_t **ret) {
+        assert(b && method && name && ret);
+        if (function_name_refused(b, name) < 0)
+                return -ENOENT;
+        _cleanup_free_ char *err = NULL, *ename = http_escape(name), *ealias = alias ? http_escape(alias) : NULL;
+        _cleanup_free_ char *path = ealias ? xasprintf("/v1/functions/%s/aliases/%s", ename, ealias)
+                                           : xasprintf("/v1/functions/%s/aliases", ename);
+        json_t *body = streq(method, "PUT") ? json_pack("{s:I}", "version", (json_int_t) version) : NULL;
+        int r = http_json(&b->http, method, path, body, ret, &err);
+        json_decref(body);
+        if (r < 0)
+                return fail(b, r, TAKE_PTR(err));
+        return 0;
 }
 
 static int http_stack(Backend *b, json_t *req, json_t **ret) {
@@ -1390,6 +1411,7 @@ static const BackendOps http_ops = {
         .deploy = http_deploy,
         .stack = http_stack,
         .function = http_function,
+        .alias = http_alias,
         .schedule = http_schedule,
         .function_runs = http_function_runs,
         .run_log_text = http_run_log_text,

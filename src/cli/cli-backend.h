@@ -103,6 +103,7 @@ typedef struct RunRequest {
         const char *filename;
         const char *deployed;      /* invoke: the deployed function's name */
         long version;              /* invoke: 0 = latest */
+        const char *alias;         /* invoke: the alias NAME::ALIAS named (version 0), or NULL */
         json_t *payload;           /* invoke: a Lambda-style event (the one argument) */
         const char *prev_result;   /* chain: JSON text of the first positional argument */
         bool validate_only;
@@ -191,6 +192,10 @@ typedef struct BackendOps {
         /* GET or DELETE /v1/functions/NAME (NULL: the list), at version
          * (> 0; 0: the latest for GET, every version for DELETE). */
         int (*function)(Backend *b, const char *method, const char *name, long version, json_t **ret);
+        /* name's aliases (docs/api.md "Aliases"): GET with alias NULL
+         * lists them ({"aliases": […]}); PUT points alias at version;
+         * DELETE deletes it. *ret the answer. */
+        int (*alias)(Backend *b, const char *method, const char *name, const char *alias, long version, json_t **ret);
         int (*workers)(Backend *b, json_t **ret);
         /* GET /v1/envs's object: "envs", the environments the caller may
          * see (a tenant its own), most recently used first, and

@@ -68,7 +68,8 @@ static void print_bash(FILE *f) {
                 global_opts);
         fputs("    case \"$verb\" in\n"
               "        invoke) words=\"$(pysprinter completion --list functions 2>/dev/null)\";;\n"
-              "        functions) [ \"$COMP_CWORD\" -eq 2 ] && words=\"ls show rm\" || words=\"$(pysprinter completion "
+              "        functions) [ \"$COMP_CWORD\" -eq 2 ] && words=\"ls show rm alias aliases\" || "
+              "words=\"$(pysprinter completion "
               "--list functions 2>/dev/null)\";;\n"
               "        show|logs|cancel|wait) words=\"$(pysprinter completion --list runs 2>/dev/null)\";;\n"
               "        schedule)\n"

@@ -647,7 +647,8 @@ static int map_main(int argc, char **argv, bool deployed) {
          * ::FUNC. The messages name it as given. */
         _cleanup_free_ char *name = NULL, *word = deployed && argc > 0 ? xstrdup(argv[0]) : NULL;
         long version = 0;
-        if (deployed && (code = cli_invoke_name(argc, argv, &name, &version)))
+        _cleanup_free_ char *alias = NULL;
+        if (deployed && (code = cli_invoke_name(argc, argv, &name, &version, &alias)))
                 return code;
         if (name)
                 argv[0] = name;
@@ -688,7 +689,7 @@ static int map_main(int argc, char **argv, bool deployed) {
                                      : streq(a.file, "-") && a.target[0] == '-' ? xasprintf("<stdin>%s", a.target + 1)
                                                                                 : xstrdup(a.target);
         job.shown = shown;
-        job.call = deployed ? (RunRequest){ .deployed = a.file, .version = version }
+        job.call = deployed ? (RunRequest){ .deployed = a.file, .version = version, .alias = alias }
                             : (RunRequest){ .source = source, .source_len = len, .filename = cli_source_name(a.file) };
         /* Checked with no input too: `map FILE --over /dev/null` said
          * nothing of a FILE that cannot run, exit 0. */

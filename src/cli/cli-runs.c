@@ -786,20 +786,21 @@ static bool payload_has_company(const RunArgs *a) {
                l->network_off || a->data;
 }
 
-int cli_invoke_name(int argc, char **argv, char **ret_name, long *ret_version) {
-        assert(argc >= 0 && ret_name && ret_version);
+int cli_invoke_name(int argc, char **argv, char **ret_name, long *ret_version, char **ret_alias) {
+        assert(argc >= 0 && ret_name && ret_version && ret_alias);
         /* No NAME (`invoke "$FN"` with an unset variable, `invoke ::3`):
          * the run grammar would ask for a file, which invoke takes none of. */
         if (argc == 0 || !*argv[0] || startswith(argv[0], ":"))
                 return usage_error("invoke", "invoke needs a deployed function's NAME (see `pysprinter functions`)");
         /* NAME::VERSION (NAME:VERSION): the version is ours, not the run
          * grammar's ::FUNC. */
-        char *name = NULL;
+        char *name = NULL, *alias = NULL;
         long version = 0;
-        if (argv[0][0] != '-' && strchr(argv[0], ':') && cli_parse_deployed_name(argv[0], &name, &version) < 0)
+        if (argv[0][0] != '-' && strchr(argv[0], ':') && cli_parse_deployed_ref(argv[0], &name, &version, &alias) < 0)
                 return usage_error("invoke", CLI_VERSION_REFUSED);
         *ret_name = name;
         *ret_version = version;
+        *ret_alias = alias;
         return 0;
 }
 
@@ -821,8 +822,8 @@ int verb_invoke(int argc, char **argv) {
         if (code)
                 return code;
         long version = 0;
-        _cleanup_free_ char *name = NULL;
-        code = cli_invoke_name(argc, argv, &name, &version);
+        _cleanup_free_ char *name = NULL, *alias = NULL;
+        code = cli_invoke_name(argc, argv, &name, &version, &alias);
         if (code) {
                 json_decref(payload);
                 return code;
@@ -869,6 +870,7 @@ int verb_invoke(int argc, char **argv) {
                 RunRequest q = { .a = &a,
                                  .deployed = a.file,
                                  .version = version,
+                                 .alias = alias,
                                  .payload = describe ? NULL : payload,
                                  .validate_only = describe,
                                  .describe_only = describe,
@@ -1865,20 +1867,94 @@ int verb_deploy(int argc, char **argv) {
         return code;
 }
 
+/* `functions alias NAME ALIAS VERSION` (set or move), `functions alias rm
+ * NAME ALIAS`, `functions aliases NAME` (docs/cli.md "Aliases"). */
+static int functions_alias(int argc, char **argv) {
+        bool list = streq(argv[0], "aliases"), rm = !list && argc > 1 && streq(argv[1], "rm");
+        const char *words[3] = {};
+        size_t n = 0, want = list ? 1 : rm ? 2 : 3;
+        for (int i = rm ? 2 : 1; i < argc; i++) {
+                if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
+                        printf("Usage: pysprinter functions alias NAME ALIAS VERSION   point ALIAS at VERSION (create "
+                               "or move)\n"
+                               "       pysprinter functions alias rm NAME ALIAS        delete ALIAS\n"
+                               "       pysprinter functions aliases NAME [--json]      list NAME's aliases\n"
+                               "An alias is %s; invoke NAME::ALIAS runs the version it points at.\n",
+                               FUNCTION_ALIAS_RULE);
+                        return 0;
+                }
+                if (argv[i][0] == '-' || n == want) {
+                        _cleanup_free_ char *m = xasprintf("functions %s: unexpected argument '%s'", argv[0], argv[i]);
+                        return usage_error("functions", m);
+                }
+                words[n++] = argv[i];
+        }
+        if (n < want) {
+                const char *u = list ? "functions aliases NAME"
+                                : rm ? "functions alias rm NAME ALIAS"
+                                     : "functions alias NAME ALIAS VERSION";
+                _cleanup_free_ char *m = xasprintf("usage: %s", u);
+                return usage_error("functions", m);
+        }
+        long version = 0;
+        if (!list && !rm) {
+                const char *v = words[2];
+                if (!(v[0] >= '1' && v[0] <= '9') || v[strspn(v, "0123456789")] || strlen(v) > 10 ||
+                    (version = strtol(v, NULL, 10)) > INT32_MAX)
+                        return usage_error("functions", "functions alias: VERSION must be a version number (1, 2, …)");
+        }
+        if (!list && !function_alias_name_is_valid(words[1])) {
+                _cleanup_free_ char *m = xasprintf("functions alias: '%s' cannot name an alias: an alias is %s",
+                                                   words[1], FUNCTION_ALIAS_RULE);
+                return usage_error("functions", m);
+        }
+        Backend *b = NULL;
+        int code = backend_open_listing(false, &b);
+        if (code)
+                return code;
+        json_t *ans = NULL;
+        int r = b->ops->alias(b, list ? "GET" : rm ? "DELETE" : "PUT", words[0], list ? NULL : words[1], version, &ans);
+        if (r < 0)
+                code = backend_fail(b, r);
+        else if (cli_globals.json)
+                render_json(list ? json_object_get(ans, "aliases") : ans);
+        else if (list) {
+                printf("%-24s %7s  %s\n", "ALIAS", "VERSION", "DESCRIPTION");
+                size_t i;
+                json_t *a;
+                json_array_foreach(json_object_get(ans, "aliases"), i, a)
+                        printf("%-24s %7lld  %s\n", json_string_value(json_object_get(a, "name")) ?: "?",
+                               (long long) json_integer_value(json_object_get(a, "version")),
+                               json_string_value(json_object_get(a, "description")) ?: "");
+        } else if (rm)
+                printf("deleted alias %s of %s\n", words[1], words[0]);
+        else
+                printf("%s::%s -> version %ld\n", words[0], words[1], version);
+        json_decref(ans);
+        backend_free(b);
+        return code;
+}
+
 int verb_functions(int argc, char **argv) {
+        if (argc > 0 && (streq(argv[0], "alias") || streq(argv[0], "aliases")))
+                return functions_alias(argc, argv);
         const char *sub = "ls", *name = NULL;
         for (int i = 0; i < argc; i++) {
                 if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
                         printf("Usage: pysprinter functions [ls|show NAME[:VERSION]|rm NAME[:VERSION]] [--json]\n"
+                               "       pysprinter functions alias NAME ALIAS VERSION | alias rm NAME ALIAS | aliases "
+                               "NAME\n"
                                "NAME may be a Lambda ARN or partial ARN, as for invoke. rm NAME deletes the\n"
                                "function with every version; rm NAME:VERSION that version alone (not the latest).\n"
-                               "ls -q: the functions' names alone, one per line.\n");
+                               "ls -q: the functions' names alone, one per line. An alias points at a version\n"
+                               "(invoke NAME::ALIAS runs it); see `functions alias --help`.\n");
                         return 0;
                 } else if (i == 0 && (streq(argv[i], "ls") || streq(argv[i], "show") || streq(argv[i], "rm")))
                         sub = argv[i];
                 else if (i == 0 && argv[i][0] != '-') {
                         _cleanup_free_ char *m = xasprintf(
-                                "functions: unknown subcommand '%s' (ls, show NAME, rm NAME)", argv[i]);
+                                "functions: unknown subcommand '%s' (ls, show NAME, rm NAME, alias, aliases NAME)",
+                                argv[i]);
                         return usage_error("functions", m);
                 } else if (!name && argv[i][0] != '-' && !streq(sub, "ls"))
                         name = argv[i];

@@ -94,6 +94,10 @@ void run_args_done(RunArgs *a);
  * digits without a leading zero (`01`, `+1`, `x`, empty), as the daemon
  * reads a version. */
 int cli_parse_deployed_name(const char *word, char **ret_name, long *ret_version);
+/* cli_parse_deployed_name() that also takes an alias (docs/api.md
+ * "Aliases") as the qualifier: *ret_alias (caller frees) when the word
+ * names one (*ret_version 0 then), else NULL. The daemon resolves it. */
+int cli_parse_deployed_ref(const char *word, char **ret_name, long *ret_version, char **ret_alias);
 /* cli_parse_deployed_name() for what takes every version of a function
  * (`logs --function`, `ps --function`, named by what):
  * NULL with *ret_name, or the usage error's words (caller frees) for a
@@ -304,7 +308,7 @@ bool cli_help_asked(int argc, char **argv);
  * ARN): 0 with *ret_name (caller frees; NULL when the word names no
  * version: argv[0] is the name) and *ret_version (0: the latest), or
  * EXIT_USAGE after saying why (no NAME, a malformed VERSION). */
-int cli_invoke_name(int argc, char **argv, char **ret_name, long *ret_version);
+int cli_invoke_name(int argc, char **argv, char **ret_name, long *ret_version, char **ret_alias);
 int verb_data(int argc, char **argv);
 int verb_secret(int argc, char **argv);
 int verb_lock(int argc, char **argv); /* cli-runs.c */

@@ -296,7 +296,11 @@ static int cf_remove_version(FunctionStore *fs, const char *tenant, const char *
         args_done(&a);
         if (!rep)
                 return k;
-        k = rep->type != REDIS_REPLY_INTEGER ? -EBADMSG : rep->integer == 1 ? 0 : rep->integer == -1 ? -EBUSY : -ENOENT;
+        k = rep->type != REDIS_REPLY_INTEGER ? -EBADMSG
+            : rep->integer == 1              ? 0
+            : rep->integer == -1             ? -EBUSY
+            : rep->integer == -2             ? -EMLINK
+                                             : -ENOENT;
         freeReplyObject(rep);
         return k;
 }
@@ -431,6 +435,151 @@ static int cf_lock_update(FunctionStore *fs, const char *tenant, const char *nam
         return k;
 }
 
+/* Aliases: fields alias:<name> of the function's hash (fn_alias.lua),
+ * each {"version": N, "description": "…", "updated": usec}. */
+static int cf_alias_put(FunctionStore *fs, const char *tenant, const char *name, const char *alias, int version,
+                        const char *description, AliasPut mode, bool *ret_created) {
+        ClusterQueue *c = fq(fs);
+        assert(tenant && name && alias && version > 0);
+        json_t *v = json_pack("{s:i, s:s, s:I}", "version", version, "description", description ?: "", "updated",
+                              (json_int_t) now_realtime());
+        _cleanup_free_ char *value = v ? json_dumps(v, JSON_COMPACT) : NULL;
+        json_decref(v);
+        if (!value)
+                return -ENOMEM;
+        Args a = { 0 };
+        ARGS_EVAL(&a, fn_alias, 1);
+        args_addf(&a, CLUSTER_PREFIX "fn:%s:%s", tenant, name);
+        args_add(&a, "put");
+        args_add(&a, alias);
+        args_addf(&a, "%d", version);
+        args_add(&a, value);
+        args_add(&a, mode == ALIAS_PUT_CREATE ? "create" : mode == ALIAS_PUT_UPDATE ? "update" : "any");
+        int k = 0;
+        redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+        args_done(&a);
+        if (!rep)
+                return k;
+        k = rep->type != REDIS_REPLY_INTEGER ? -EBADMSG
+            : rep->integer == 0              ? -ENOENT
+            : rep->integer == -1             ? -EEXIST
+            : rep->integer == -2             ? -ESRCH
+                                             : 0;
+        if (k >= 0 && ret_created)
+                *ret_created = rep->integer == 1;
+        freeReplyObject(rep);
+        return k;
+}
+
+/* Fills ret from an alias field's value; -EBADMSG when it is not one. */
+static int alias_parse(const char *alias, const char *value, size_t len, FunctionAlias *ret) {
+        json_t *v = json_loadb(value, len, 0, NULL);
+        json_t *version = json_object_get(v, "version");
+        if (!json_is_integer(version) || json_integer_value(version) <= 0 || json_integer_value(version) > INT32_MAX) {
+                json_decref(v);
+                return -EBADMSG;
+        }
+        const char *d = meta_get(v, "description");
+        *ret = (FunctionAlias){
+                .alias = xstrdup(alias),
+                .version = (int) json_integer_value(version),
+                .description = xstrdup(d ?: ""),
+                .updated = (usec_t) json_integer_value(json_object_get(v, "updated")),
+        };
+        json_decref(v);
+        return 0;
+}
+
+static int cf_alias_get(FunctionStore *fs, const char *tenant, const char *name, const char *alias,
+                        FunctionAlias *ret) {
+        ClusterQueue *c = fq(fs);
+        assert(tenant && name && alias && ret);
+        Args a = { 0 };
+        args_add(&a, "HGET");
+        args_addf(&a, CLUSTER_PREFIX "fn:%s:%s", tenant, name);
+        args_addf(&a, "alias:%s", alias);
+        int k = 0;
+        redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+        args_done(&a);
+        if (!rep)
+                return k;
+        k = rep->type == REDIS_REPLY_STRING ? alias_parse(alias, rep->str, rep->len, ret) : -ENOENT;
+        freeReplyObject(rep);
+        return k;
+}
+
+static int cmp_alias(const void *a, const void *b) {
+        return strcmp(((const FunctionAlias *) a)->alias, ((const FunctionAlias *) b)->alias);
+}
+
+/* HKEYS then HMGET of the alias fields: HGETALL would carry every
+ * version's source. Two reads, so an alias set between them is missed, as
+ * a list taken a moment earlier would miss it. */
+static int cf_alias_list(FunctionStore *fs, const char *tenant, const char *name, FunctionAlias **ret, size_t *ret_n) {
+        ClusterQueue *c = fq(fs);
+        assert(tenant && name && ret && ret_n);
+        Args a = { 0 };
+        args_add(&a, "HKEYS");
+        args_addf(&a, CLUSTER_PREFIX "fn:%s:%s", tenant, name);
+        int k = 0;
+        redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+        args_done(&a);
+        if (!rep)
+                return k;
+        Args b = { 0 };
+        args_add(&b, "HMGET");
+        args_addf(&b, CLUSTER_PREFIX "fn:%s:%s", tenant, name);
+        size_t nf = 0;
+        for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++)
+                if (rep->element[i]->type == REDIS_REPLY_STRING && startswith(rep->element[i]->str, "alias:")) {
+                        args_add(&b, rep->element[i]->str);
+                        nf++;
+                }
+        freeReplyObject(rep);
+        FunctionAlias *v = NULL;
+        size_t n = 0;
+        if (nf > 0) {
+                rep = cluster_cmd(c, &c->conn, &b, &k);
+                if (!rep) {
+                        args_done(&b);
+                        return k;
+                }
+                for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements && i < nf; i++) {
+                        const redisReply *e = rep->element[i];
+                        if (e->type != REDIS_REPLY_STRING)
+                                continue; /* deleted meanwhile */
+                        v = xrealloc(v, (n + 1) * sizeof(FunctionAlias));
+                        if (alias_parse(b.v[2 + i] + 6, e->str, e->len, &v[n]) >= 0)
+                                n++;
+                }
+                freeReplyObject(rep);
+        }
+        args_done(&b);
+        if (n > 1)
+                qsort(v, n, sizeof(FunctionAlias), cmp_alias);
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+static int cf_alias_delete(FunctionStore *fs, const char *tenant, const char *name, const char *alias) {
+        ClusterQueue *c = fq(fs);
+        assert(tenant && name && alias);
+        Args a = { 0 };
+        ARGS_EVAL(&a, fn_alias, 1);
+        args_addf(&a, CLUSTER_PREFIX "fn:%s:%s", tenant, name);
+        args_add(&a, "del");
+        args_add(&a, alias);
+        int k = 0;
+        redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
+        args_done(&a);
+        if (!rep)
+                return k;
+        k = rep->type != REDIS_REPLY_INTEGER ? -EBADMSG : rep->integer == 1 ? 0 : -ENOENT;
+        freeReplyObject(rep);
+        return k;
+}
+
 static void cf_free(FunctionStore *fs) {
         free(fs);
 }
@@ -449,6 +598,10 @@ static const FunctionStoreOps cluster_function_ops = {
         .url_cors_put = cf_url_cors_put,
         .url_cors_get = cf_url_cors_get,
         .lock_update = cf_lock_update,
+        .alias_put = cf_alias_put,
+        .alias_get = cf_alias_get,
+        .alias_list = cf_alias_list,
+        .alias_delete = cf_alias_delete,
         .free = cf_free,
 };
 

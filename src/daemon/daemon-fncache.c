@@ -217,6 +217,28 @@ static int cache_code_bytes(FunctionStore *fs, const char *tenant, uint64_t *ret
         return function_store_code_bytes(((FunctionCache *) fs)->inner, tenant, ret);
 }
 
+/* Aliases are not kept: an alias moves without a new version, and what
+ * it names (a version, by number) is then a lookup the cache serves. */
+static int cache_alias_put(FunctionStore *fs, const char *tenant, const char *name, const char *alias, int version,
+                           const char *description, AliasPut mode, bool *ret_created) {
+        return function_store_alias_put(((FunctionCache *) fs)->inner, tenant, name, alias, version, description, mode,
+                                        ret_created);
+}
+
+static int cache_alias_get(FunctionStore *fs, const char *tenant, const char *name, const char *alias,
+                           FunctionAlias *ret) {
+        return function_store_alias_get(((FunctionCache *) fs)->inner, tenant, name, alias, ret);
+}
+
+static int cache_alias_list(FunctionStore *fs, const char *tenant, const char *name, FunctionAlias **ret,
+                            size_t *ret_n) {
+        return function_store_alias_list(((FunctionCache *) fs)->inner, tenant, name, ret, ret_n);
+}
+
+static int cache_alias_delete(FunctionStore *fs, const char *tenant, const char *name, const char *alias) {
+        return function_store_alias_delete(((FunctionCache *) fs)->inner, tenant, name, alias);
+}
+
 static void cache_free(FunctionStore *fs) {
         FunctionCache *c = (FunctionCache *) fs;
         clear_locked(c);
@@ -240,6 +262,10 @@ static const FunctionStoreOps function_cache_ops = {
         .url_cors_get = cache_url_cors_get,
         .lock_update = cache_lock_update,
         .code_bytes = cache_code_bytes,
+        .alias_put = cache_alias_put,
+        .alias_get = cache_alias_get,
+        .alias_list = cache_alias_list,
+        .alias_delete = cache_alias_delete,
         .free = cache_free,
 };
 

@@ -44,6 +44,49 @@ static int version_parse(const char *v, int *ret) {
         return 0;
 }
 
+/* The one reading of a version qualifier (?version=, Lambda's Qualifier
+ * and NAME:Q, the CLI's NAME::Q, which the Lambda route carries): what
+ * version_parse() takes, or an alias of the caller's function name, read
+ * as the version it points at now (docs/api.md "Aliases"). -EINVAL: q is
+ * neither; -ESRCH: name has no such alias (nor, maybe, exists). */
+static int qualifier_resolve(const DaemonCall *call, const char *name, const char *q, int *ret_version) {
+        assert(call && name && ret_version);
+        if (version_parse(q, ret_version) >= 0)
+                return 0;
+        if (!function_alias_name_is_valid(q))
+                return -EINVAL;
+        FunctionAlias a = {};
+        int k = function_store_alias_get(call->d->functions, call->tenant, name, q, &a);
+        if (k == -ENOENT)
+                return -ESRCH;
+        if (k < 0)
+                return k;
+        *ret_version = a.version;
+        free(a.alias);
+        free(a.description);
+        return 0;
+}
+
+/* The answer to a qualifier qualifier_resolve() refused (k), as a native
+ * route says it: 400 when q is no version or alias name, 404 naming what
+ * is missing otherwise. */
+static struct MHD_Response *qualifier_error(const DaemonCall *call, const char *name, const char *q, int k,
+                                            unsigned *ret_status) {
+        FunctionRecord *f = NULL;
+        if (k == -EINVAL)
+                return daemon_call_error(call, 400, "bad_request", ret_status,
+                                         "query 'version' must be a positive integer or an alias (" FUNCTION_ALIAS_RULE
+                                         ")");
+        if (k == -ESRCH && function_store_get(call->d->functions, call->tenant, name, 0, &f) >= 0) {
+                function_record_free(f);
+                return daemon_call_error(call, 404, "not_found", ret_status, "function '%s' has no alias '%s'", name,
+                                         q);
+        }
+        if (k == -ESRCH)
+                return daemon_function_missing(call, "", name, ret_status);
+        return daemon_call_errno(call, k, "function", ret_status);
+}
+
 static json_t *function_json_base(const DaemonCall *call, const FunctionRecord *f);
 
 /* The function object's "secrets" and "env": names only (an --env value
@@ -342,14 +385,33 @@ struct MHD_Response *daemon_function_missing(const DaemonCall *call, const char 
 static FunctionRecord *function_of_call(const DaemonCall *call, unsigned *ret_status, struct MHD_Response **ret_error) {
         FunctionRecord *f = NULL;
         int version = 0;
+        const char *q = daemon_call_query(call, "version");
         /* A name that cannot be a function's is "not found" whatever the
          * version says, as before. */
-        if (version_parse(daemon_call_query(call, "version"), &version) < 0 && function_name_is_valid(call->seg[2]))
-                *ret_error = daemon_call_error(call, 400, "bad_request", ret_status,
-                                               "query 'version' must be a positive integer");
+        int k = function_name_is_valid(call->seg[2]) ? qualifier_resolve(call, call->seg[2], q, &version) : 0;
+        if (k < 0)
+                *ret_error = qualifier_error(call, call->seg[2], q, k, ret_status);
         else
                 *ret_error = daemon_function_find(call, "", call->seg[2], version, &f, ret_status);
         return f;
+}
+
+static json_t *alias_json(const FunctionAlias *a) {
+        return json_pack("{s:s, s:i, s:s, s:I}", "name", a->alias, "version", a->version, "description",
+                         a->description ?: "", "updated", (json_int_t) (a->updated / USEC_PER_MSEC));
+}
+
+/* The aliases of the caller's function name, by name; NULL on an error. */
+static json_t *function_aliases_json(const DaemonCall *call, const char *name) {
+        FunctionAlias *v = NULL;
+        size_t n = 0;
+        if (function_store_alias_list(call->d->functions, call->tenant, name, &v, &n) < 0)
+                return NULL;
+        json_t *a = json_array();
+        for (size_t i = 0; i < n; i++)
+                json_array_append_new(a, alias_json(&v[i]));
+        function_alias_list_free(v, n);
+        return a;
 }
 
 struct MHD_Response *daemon_api_function_get(const DaemonCall *call, unsigned *ret_status) {
@@ -367,6 +429,9 @@ struct MHD_Response *daemon_api_function_get(const DaemonCall *call, unsigned *r
                 json_object_set_new(j, "versions", a);
                 free(vs);
         }
+        json_t *aliases = function_aliases_json(call, f->name);
+        if (aliases)
+                json_object_set_new(j, "aliases", aliases);
         if (daemon_call_query_true(call, "source"))
                 json_object_set_new(j, "source", json_stringn(f->source, f->source_len));
         function_record_free(f);
@@ -397,6 +462,24 @@ unsigned daemon_function_retire(Daemon *d, const char *tenant, const char *name,
         _cleanup_free_ char *prefix = version > 0 ? xasprintf("%s/%s@%d~", tenant, name, version)
                                                   : xasprintf("%s/%s@", tenant, name);
         return engine_pool_retire(d->engine, prefix);
+}
+
+/* The aliases of name that point at version, "'a', 'b'"; NULL when none. */
+static char *function_version_aliases(const DaemonCall *call, const char *name, int version) {
+        FunctionAlias *v = NULL;
+        size_t n = 0;
+        char *out = NULL;
+        if (function_store_alias_list(call->d->functions, call->tenant, name, &v, &n) < 0)
+                return NULL;
+        for (size_t i = 0; i < n; i++) {
+                if (v[i].version != version)
+                        continue;
+                char *next = out ? xasprintf("%s, '%s'", out, v[i].alias) : xasprintf("'%s'", v[i].alias);
+                free(out);
+                out = next;
+        }
+        function_alias_list_free(v, n);
+        return out;
 }
 
 /* Deletes the caller's function name: every version (version 0) or
@@ -434,6 +517,13 @@ static struct MHD_Response *function_delete(const DaemonCall *call, const char *
                                          "it is deleted only with the function (pysprinter functions rm %s), or "
                                          "alone once a newer version is deployed",
                                          version, name, name);
+        if (k == -EMLINK) {
+                _cleanup_free_ char *names = function_version_aliases(call, name, version);
+                return daemon_call_error(call, 409, "conflict", ret_status,
+                                         "version %d of '%s' cannot be deleted: alias %s points at it; move or "
+                                         "delete the alias first (pysprinter functions alias rm %s ALIAS)",
+                                         version, name, names ?: "(?)", name);
+        }
         if (k == -ENOENT && version > 0)
                 return daemon_call_error(call, 404, "not_found", ret_status, "function '%s' has no version %d", name,
                                          version);
@@ -471,6 +561,11 @@ struct MHD_Response *daemon_api_function_delete(const DaemonCall *call, unsigned
                 return daemon_function_missing(call, "", name, ret_status);
         const char *asked = daemon_call_query(call, "version");
         int version = 0;
+        /* A number alone: an alias is deleted at .../aliases/ALIAS, and
+         * the version it names is refused while it does (409). */
+        if (asked && version_parse(asked, &version) < 0)
+                return daemon_call_error(call, 400, "bad_request", ret_status,
+                                         "query 'version' must be a positive integer");
         if (asked) {
                 struct MHD_Response *resp;
                 FunctionRecord *f = function_of_call(call, ret_status, &resp);
@@ -666,6 +761,20 @@ struct MHD_Response *daemon_api_function_invoke(const DaemonCall *call, unsigned
         if (k < 0)
                 return daemon_call_error(call, 400, "bad_request", ret_status, "%s", err);
         FunctionRecord *f = NULL;
+        /* ?version= takes an alias as well as a number (the body's
+         * "version" is a number). */
+        const char *q = daemon_call_query(call, "version");
+        if (q && function_name_is_valid(call->seg[2])) {
+                int version = 0;
+                k = qualifier_resolve(call, call->seg[2], q, &version);
+                if (k >= 0 && req.version > 0 && req.version != version)
+                        k = -EINVAL;
+                if (k < 0) {
+                        run_request_done(&req);
+                        return qualifier_error(call, call->seg[2], q, k, ret_status);
+                }
+                req.version = version;
+        }
         /* The invoke's own retries (the deploy's are lowered at submit). */
         resp = daemon_call_grant_retries(call, "", req.max_attempts, ret_status);
         if (!resp)
@@ -726,14 +835,19 @@ static FunctionRecord *lambda_function(const DaemonCall *call, unsigned *ret_sta
                 return NULL;
         }
         const char *q = qualifier ? qualifier : asked;
-        if (version_parse(q, &version) < 0) {
+        int k = function_name_is_valid(name) ? qualifier_resolve(call, name, q, &version) : -ESRCH;
+        if (k == -EINVAL || k == -ESRCH) {
                 *ret_error = daemon_call_error(call, 404, "not_found", ret_status,
                                                "Function not found: arn:aws:lambda:" LAMBDA_REGION ":" LAMBDA_ACCOUNT
-                                               ":function:%s:%s (aliases are not supported; use $LATEST or a version)",
-                                               name, q);
+                                               ":function:%s%s%s",
+                                               name, q ? ":" : "", q ?: "");
                 return NULL;
         }
-        int k = function_store_get(call->d->functions, call->tenant, name, version, &f);
+        if (k < 0) {
+                *ret_error = daemon_call_errno(call, k, "function", ret_status);
+                return NULL;
+        }
+        k = function_store_get(call->d->functions, call->tenant, name, version, &f);
         if (k == -ENOENT)
                 *ret_error = daemon_call_error(call, 404, "not_found", ret_status,
                                                "Function not found: arn:aws:lambda:" LAMBDA_REGION ":" LAMBDA_ACCOUNT
@@ -823,7 +937,15 @@ static bool lambda_call_names_latest(const DaemonCall *call) {
  * as Lambda's does. */
 static json_t *lambda_configuration(const DaemonCall *call, const FunctionRecord *f) {
         _cleanup_free_ char *q = lambda_call_qualifier(call);
-        return lambda_configuration_as(call, f, q && streq(q, "$LATEST") ? "$LATEST" : NULL, q != NULL);
+        json_t *c = lambda_configuration_as(call, f, q && streq(q, "$LATEST") ? "$LATEST" : NULL, q != NULL);
+        /* Asked through an alias: Lambda's ARN names the alias, its
+         * Version the number it points at. */
+        int v;
+        if (q && version_parse(q, &v) < 0 && function_alias_name_is_valid(q)) {
+                _cleanup_free_ char *base = lambda_arn(f->name);
+                json_object_set_new(c, "FunctionArn", json_sprintf("%s:%s", base, q));
+        }
+        return c;
 }
 
 /* A List* call's MaxItems: 1..10000 (400 InvalidParameterValueException
@@ -971,7 +1093,9 @@ struct MHD_Response *daemon_api_lambda_delete(const DaemonCall *call, unsigned *
                 return resp;
         _cleanup_free_ char *q = lambda_call_qualifier(call), *name = xstrdup(f->name);
         int version = 0;
-        bool latest = q && (version_parse(q, &version) < 0 || version == 0);
+        /* An alias names the version it points at, which the delete then
+         * refuses (409: the alias points at it), as Lambda's. */
+        bool latest = q && (qualifier_resolve(call, name, q, &version) < 0 || version == 0);
         function_record_free(f);
         if (latest)
                 return daemon_call_lambda_error(call, 400, "bad_request", "InvalidParameterValueException", ret_status,
@@ -1541,4 +1665,308 @@ char *daemon_function_delete_schedule_warnings(const DaemonCall *call, const cha
                 }
         schedule_record_list_free(v, n);
         return out;
+}
+
+/* ---- aliases (docs/api.md "Aliases") ------------------------------------------------ */
+
+/* The one write of an alias, native and Lambda: alias of the caller's
+ * function name at version (0: the one it has, UpdateAlias without
+ * FunctionVersion), description (NULL: the one it has, "" on a new one).
+ * *ret the alias as stored; negative errno as store_function_alias_put()
+ * (-EINVAL: no alias name). */
+static int alias_write(const DaemonCall *call, const char *name, const char *alias, int version,
+                       const char *description, AliasPut mode, bool *ret_created, FunctionAlias *ret) {
+        if (!function_alias_name_is_valid(alias))
+                return -EINVAL;
+        FunctionAlias old = {};
+        _cleanup_free_ char *desc = NULL;
+        if (version == 0 || !description) {
+                int k = function_store_alias_get(call->d->functions, call->tenant, name, alias, &old);
+                if (k == -ENOENT && mode == ALIAS_PUT_UPDATE)
+                        return -ESRCH;
+                if (k < 0 && k != -ENOENT)
+                        return k;
+                if (version == 0)
+                        version = old.version;
+                if (!description)
+                        desc = old.description ? xstrdup(old.description) : NULL;
+                free(old.alias);
+                free(old.description);
+                if (version == 0)
+                        return -EDOM; /* a new alias names its version */
+        }
+        const char *d = description ?: desc;
+        int k = function_store_alias_put(call->d->functions, call->tenant, name, alias, version, d, mode, ret_created);
+        if (k < 0)
+                return k;
+        return function_store_alias_get(call->d->functions, call->tenant, name, alias, ret);
+}
+
+/* Whether the caller has a function name; NULL, or the answer that it
+ * has not. */
+static struct MHD_Response *alias_function_check(const DaemonCall *call, const char *name, bool lambda,
+                                                 unsigned *ret_status) {
+        FunctionRecord *f = NULL;
+        int k = function_name_is_valid(name) ? function_store_get(call->d->functions, call->tenant, name, 0, &f)
+                                             : -ENOENT;
+        function_record_free(f);
+        if (k >= 0)
+                return NULL;
+        if (k != -ENOENT)
+                return daemon_call_errno(call, k, "function", ret_status);
+        if (lambda)
+                return daemon_call_error(
+                        call, 404, "not_found", ret_status,
+                        "Function not found: arn:aws:lambda:" LAMBDA_REGION ":" LAMBDA_ACCOUNT ":function:%s", name);
+        return daemon_function_missing(call, "", name, ret_status);
+}
+
+/* GET /v1/functions/{name}/aliases: {"aliases": [{name, version,
+ * description, updated}]}, by name. */
+struct MHD_Response *daemon_api_function_aliases(const DaemonCall *call, unsigned *ret_status) {
+        const char *name = call->seg[2];
+        struct MHD_Response *resp = alias_function_check(call, name, false, ret_status);
+        if (resp)
+                return resp;
+        json_t *a = function_aliases_json(call, name);
+        if (!a)
+                return daemon_call_errno(call, -EIO, "function", ret_status);
+        return daemon_call_json(call, 200, json_pack("{s:o}", "aliases", a), ret_status);
+}
+
+/* GET, PUT {"version": N, "description": "…"} (create or move), DELETE
+ * /v1/functions/{name}/aliases/{alias}. */
+struct MHD_Response *daemon_api_function_alias(const DaemonCall *call, unsigned *ret_status) {
+        const char *name = call->seg[2], *alias = call->seg[4];
+        struct MHD_Response *resp = alias_function_check(call, name, false, ret_status);
+        if (resp)
+                return resp;
+        if (!function_alias_name_is_valid(alias))
+                return daemon_call_error(call, 400, "bad_request", ret_status,
+                                         "'%s' cannot name an alias: an alias is " FUNCTION_ALIAS_RULE
+                                         " ($LATEST and numbers name versions)",
+                                         alias);
+        FunctionAlias a = {};
+        int k;
+        if (streq(call->method, "DELETE")) {
+                k = function_store_alias_delete(call->d->functions, call->tenant, name, alias);
+                if (k == -ENOENT)
+                        return daemon_call_error(call, 404, "not_found", ret_status, "function '%s' has no alias '%s'",
+                                                 name, alias);
+                if (k < 0)
+                        return daemon_call_errno(call, k, "alias", ret_status);
+                return daemon_call_json(call, 200,
+                                        json_pack("{s:s, s:s, s:b}", "name", name, "alias", alias, "deleted", 1),
+                                        ret_status);
+        }
+        if (streq(call->method, "PUT")) {
+                json_error_t jerr;
+                json_t *j = json_loadb(call->body_len ? call->body : "{}", call->body_len ? call->body_len : 2,
+                                       JSON_REJECT_DUPLICATES, &jerr);
+                json_t *v = json_object_get(j, "version"), *d = json_object_get(j, "description");
+                const char *bad =
+                        !json_is_object(j) ? "the body must be a JSON object {\"version\": N}"
+                        : !json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > INT32_MAX
+                                ? "field 'version' must be a positive integer (the version the alias points at)"
+                        : d && !json_is_string(d)                 ? "field 'description' must be a string"
+                        : d && strlen(json_string_value(d)) > 256 ? "field 'description' is longer than 256 bytes"
+                                                                  : NULL;
+                if (bad) {
+                        json_decref(j);
+                        return daemon_call_error(call, 400, "bad_request", ret_status, "%s", bad);
+                }
+                int version = (int) json_integer_value(v);
+                _cleanup_free_ char *desc = xstrdup(d ? json_string_value(d) : "");
+                json_decref(j);
+                bool created = false;
+                k = alias_write(call, name, alias, version, desc, ALIAS_PUT_ANY, &created, &a);
+                if (k == -ENOENT)
+                        return daemon_call_error(call, 404, "not_found", ret_status, "function '%s' has no version %d",
+                                                 name, version);
+                if (k < 0)
+                        return daemon_call_errno(call, k, "alias", ret_status);
+                json_t *out = alias_json(&a);
+                json_object_set_new(out, "created", json_boolean(created));
+                free(a.alias);
+                free(a.description);
+                return daemon_call_json(call, created ? 201 : 200, out, ret_status);
+        }
+        k = function_store_alias_get(call->d->functions, call->tenant, name, alias, &a);
+        if (k == -ENOENT)
+                return daemon_call_error(call, 404, "not_found", ret_status, "function '%s' has no alias '%s'", name,
+                                         alias);
+        if (k < 0)
+                return daemon_call_errno(call, k, "alias", ret_status);
+        json_t *out = alias_json(&a);
+        free(a.alias);
+        free(a.description);
+        return daemon_call_json(call, 200, out, ret_status);
+}
+
+/* Lambda's AliasConfiguration. RevisionId: the alias's last write, as a
+ * UUID-shaped text (Lambda's changes at each update too). */
+static json_t *lambda_alias_json(const char *name, const FunctionAlias *a) {
+        _cleanup_free_ char *arn = lambda_arn(name);
+        _cleanup_free_ char *full = xasprintf("%s:%s", arn, a->alias);
+        char version[16], rev[40];
+        snprintf(version, sizeof(version), "%d", a->version);
+        uint64_t u = a->updated;
+        snprintf(rev, sizeof(rev), "%08x-%04x-%04x-%04x-%012" PRIx64, (unsigned) (u >> 32),
+                 (unsigned) ((u >> 16) & 0xffff), (unsigned) (u & 0xffff), (unsigned) (a->version & 0xffff),
+                 (uint64_t) a->version);
+        return json_pack("{s:s, s:s, s:s, s:s, s:s}", "AliasArn", full, "Name", a->alias, "FunctionVersion", version,
+                         "Description", a->description ?: "", "RevisionId", rev);
+}
+
+/* The function name a Lambda alias route names (no qualifier); NULL with
+ * Lambda's error otherwise. */
+static char *lambda_alias_function(const DaemonCall *call, unsigned *ret_status, struct MHD_Response **ret_error) {
+        _cleanup_free_ char *name = NULL, *qualifier = NULL;
+        *ret_error = NULL;
+        if (lambda_function_ref_parse(call->seg[2], &name, &qualifier) < 0) {
+                *ret_error = daemon_call_error(call, 404, "not_found", ret_status, "Function not found: %s",
+                                               call->seg[2]);
+                return NULL;
+        }
+        if (qualifier) {
+                *ret_error = daemon_call_lambda_error(
+                        call, 400, "bad_request", "InvalidParameterValueException", ret_status,
+                        "An alias route takes a function without a qualifier, not '%s'", call->seg[2]);
+                return NULL;
+        }
+        *ret_error = alias_function_check(call, name, true, ret_status);
+        return *ret_error ? NULL : TAKE_PTR(name);
+}
+
+/* Lambda's answer to alias_write()'s or a read's k. */
+static struct MHD_Response *lambda_alias_error(const DaemonCall *call, const char *name, const char *alias, int version,
+                                               int k, unsigned *ret_status) {
+        _cleanup_free_ char *arn = lambda_arn(name);
+        switch (k) {
+        case -EINVAL:
+                return daemon_call_lambda_error(call, 400, "bad_request", "InvalidParameterValueException", ret_status,
+                                                "1 validation error detected: Value '%s' at 'name' failed to satisfy "
+                                                "constraint: Member must satisfy regular expression pattern: "
+                                                "(?!^[0-9]+$)([a-zA-Z0-9-_]+) and have length at most 128",
+                                                alias);
+        case -EDOM:
+                return daemon_call_lambda_error(call, 400, "bad_request", "InvalidParameterValueException", ret_status,
+                                                "FunctionVersion must be a version number of the function");
+        case -ENOENT:
+                return daemon_call_error(call, 404, "not_found", ret_status, "Function not found: %s:%d", arn, version);
+        case -ESRCH:
+                return daemon_call_error(call, 404, "not_found", ret_status, "Alias not found: %s:%s", arn, alias);
+        case -EEXIST:
+                return daemon_call_error(call, 409, "conflict", ret_status, "Alias already exists: %s:%s", arn, alias);
+        default:
+                return daemon_call_errno(call, k, "alias", ret_status);
+        }
+}
+
+/* A Lambda body's FunctionVersion: 0 absent, -1 not a version number. */
+static int lambda_body_version(json_t *j) {
+        json_t *v = json_object_get(j, "FunctionVersion");
+        if (!v)
+                return 0;
+        int version = 0;
+        if (!json_is_string(v) || version_parse(json_string_value(v), &version) < 0 || version == 0)
+                return -1;
+        return version;
+}
+
+/* CreateAlias: POST /2015-03-31/functions/{name}/aliases {Name,
+ * FunctionVersion, Description} (201); ListAliases: GET …/aliases
+ * [?FunctionVersion=N] {"Aliases": […]}. */
+struct MHD_Response *daemon_api_lambda_aliases(const DaemonCall *call, unsigned *ret_status) {
+        struct MHD_Response *resp;
+        _cleanup_free_ char *name = lambda_alias_function(call, ret_status, &resp);
+        if (!name)
+                return resp;
+        if (streq(call->method, "GET")) {
+                FunctionAlias *v = NULL;
+                size_t n = 0;
+                int k = function_store_alias_list(call->d->functions, call->tenant, name, &v, &n);
+                if (k < 0)
+                        return daemon_call_errno(call, k, "alias", ret_status);
+                const char *fv = daemon_call_query(call, "FunctionVersion");
+                json_t *a = json_array();
+                for (size_t i = 0; i < n; i++) {
+                        char num[16];
+                        snprintf(num, sizeof(num), "%d", v[i].version);
+                        if (!fv || streq(fv, num))
+                                json_array_append_new(a, lambda_alias_json(name, &v[i]));
+                }
+                function_alias_list_free(v, n);
+                return daemon_call_json(call, 200, json_pack("{s:o}", "Aliases", a), ret_status);
+        }
+        json_t *j = json_loadb(call->body_len ? call->body : "{}", call->body_len ? call->body_len : 2,
+                               JSON_REJECT_DUPLICATES, NULL);
+        json_t *an = json_object_get(j, "Name"), *d = json_object_get(j, "Description");
+        int version = lambda_body_version(j);
+        if (!json_is_object(j) || !json_is_string(an) || version <= 0 || (d && !json_is_string(d))) {
+                json_decref(j);
+                return daemon_call_lambda_error(call, 400, "bad_request", "InvalidParameterValueException", ret_status,
+                                                "CreateAlias takes {\"Name\": ALIAS, \"FunctionVersion\": \"N\", "
+                                                "\"Description\": TEXT}");
+        }
+        _cleanup_free_ char *alias = xstrdup(json_string_value(an));
+        _cleanup_free_ char *desc = xstrdup(d ? json_string_value(d) : "");
+        json_decref(j);
+        FunctionAlias a = {};
+        int k = alias_write(call, name, alias, version, desc, ALIAS_PUT_CREATE, NULL, &a);
+        if (k < 0)
+                return lambda_alias_error(call, name, alias, version, k, ret_status);
+        json_t *out = lambda_alias_json(name, &a);
+        free(a.alias);
+        free(a.description);
+        return daemon_call_json(call, 201, out, ret_status);
+}
+
+/* GetAlias (GET), UpdateAlias (PUT {FunctionVersion, Description}, each
+ * optional), DeleteAlias (DELETE, 204) on /2015-03-31/functions/{name}/
+ * aliases/{alias}. */
+struct MHD_Response *daemon_api_lambda_alias(const DaemonCall *call, unsigned *ret_status) {
+        struct MHD_Response *resp;
+        _cleanup_free_ char *name = lambda_alias_function(call, ret_status, &resp);
+        if (!name)
+                return resp;
+        const char *alias = call->seg[4];
+        FunctionAlias a = {};
+        int k;
+        if (!function_alias_name_is_valid(alias))
+                return lambda_alias_error(call, name, alias, 0, -EINVAL, ret_status);
+        if (streq(call->method, "DELETE")) {
+                /* Lambda's DeleteAlias of an alias that is not there is a
+                 * 204 too. */
+                k = function_store_alias_delete(call->d->functions, call->tenant, name, alias);
+                if (k < 0 && k != -ENOENT)
+                        return daemon_call_errno(call, k, "alias", ret_status);
+                return daemon_text_response(204, NULL, xstrdup(""), 0, ret_status);
+        }
+        int version = 0;
+        if (streq(call->method, "PUT")) {
+                json_t *j = json_loadb(call->body_len ? call->body : "{}", call->body_len ? call->body_len : 2,
+                                       JSON_REJECT_DUPLICATES, NULL);
+                json_t *d = json_object_get(j, "Description");
+                version = lambda_body_version(j);
+                if (!json_is_object(j) || version < 0 || (d && !json_is_string(d))) {
+                        json_decref(j);
+                        return daemon_call_lambda_error(call, 400, "bad_request", "InvalidParameterValueException",
+                                                        ret_status,
+                                                        "UpdateAlias takes {\"FunctionVersion\": \"N\", "
+                                                        "\"Description\": TEXT}");
+                }
+                _cleanup_free_ char *desc = d ? xstrdup(json_string_value(d)) : NULL;
+                json_decref(j);
+                k = alias_write(call, name, alias, version, desc, ALIAS_PUT_UPDATE, NULL, &a);
+        } else
+                k = function_store_alias_get(call->d->functions, call->tenant, name, alias, &a);
+        if (k == -ENOENT && version == 0)
+                k = -ESRCH;
+        if (k < 0)
+                return lambda_alias_error(call, name, alias, version, k, ret_status);
+        json_t *out = lambda_alias_json(name, &a);
+        free(a.alias);
+        free(a.description);
+        return daemon_call_json(call, 200, out, ret_status);
 }

@@ -34,6 +34,8 @@ static const DaemonRoute routes[] = {
         { ROUTE_DELETE, "/v1/functions/*", daemon_api_function_delete, ROUTE_USER },
         { ROUTE_POST, "/v1/functions/*/invoke", daemon_api_function_invoke, ROUTE_USER },
         { ROUTE_GET, "/v1/functions/*/runs", daemon_api_function_runs, ROUTE_USER },
+        { ROUTE_GET, "/v1/functions/*/aliases", daemon_api_function_aliases, ROUTE_USER },
+        { ROUTE_GET | ROUTE_PUT | ROUTE_DELETE, "/v1/functions/*/aliases/*", daemon_api_function_alias, ROUTE_USER },
 
         /* Function URLs (docs/endpoints.md): the handler authenticates,
          * as an endpoint may be public. */
@@ -90,6 +92,9 @@ static const DaemonRoute routes[] = {
         { ROUTE_DELETE, "/2015-03-31/functions/*", daemon_api_lambda_delete, ROUTE_LAMBDA },
         { ROUTE_GET, "/2015-03-31/functions/*/configuration", daemon_api_lambda_configuration, ROUTE_LAMBDA },
         { ROUTE_GET, "/2015-03-31/functions/*/versions", daemon_api_lambda_versions, ROUTE_LAMBDA },
+        { ROUTE_GET | ROUTE_POST, "/2015-03-31/functions/*/aliases", daemon_api_lambda_aliases, ROUTE_LAMBDA },
+        { ROUTE_GET | ROUTE_PUT | ROUTE_DELETE, "/2015-03-31/functions/*/aliases/*", daemon_api_lambda_alias,
+          ROUTE_LAMBDA },
         { ROUTE_POST, "/2015-03-31/functions/*/invocations", daemon_api_lambda_invoke, ROUTE_LAMBDA },
         { ROUTE_POST, "/2014-11-13/functions/*/invoke-async", daemon_api_lambda_invoke_async, ROUTE_LAMBDA },
 };

@@ -1300,6 +1300,11 @@ DaemonHandlerFn daemon_api_functions_list, daemon_api_function_deploy, daemon_ap
         daemon_api_function_delete, daemon_api_function_invoke, daemon_api_function_runs, daemon_api_lambda_list,
         daemon_api_lambda_get, daemon_api_lambda_configuration, daemon_api_lambda_invoke, daemon_api_lambda_versions,
         daemon_api_lambda_invoke_async, daemon_api_lambda_delete;
+/* Aliases (docs/api.md "Aliases"): /v1/functions/{name}/aliases[/{alias}]
+ * and Lambda's CreateAlias, ListAliases, GetAlias, UpdateAlias,
+ * DeleteAlias under /2015-03-31/functions/{name}/aliases. */
+DaemonHandlerFn daemon_api_function_aliases, daemon_api_function_alias, daemon_api_lambda_aliases,
+        daemon_api_lambda_alias;
 /* A Lambda FunctionName — NAME, NAME:QUALIFIER,
  * arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER] or the partial
  * ARN ACCOUNT:function:NAME[:QUALIFIER] (ACCOUNT 12 digits) — split into

@@ -284,6 +284,18 @@ int store_function_delete_in_tx(Store *s, const char *tenant, const char *name) 
                 sqlite3_finalize(st);
                 changes = sqlite3_changes(s->db);
         }
+        /* Its aliases go with it: a new deploy of the name starts again
+         * at version 1, which an old alias must not name. */
+        if (rc == SQLITE_DONE) {
+                rc = sqlite3_prepare_v2(s->db, "DELETE FROM function_aliases WHERE tenant=?1 AND name=?2", -1, &st,
+                                        NULL);
+                if (rc == SQLITE_OK) {
+                        store_bind_text(st, 1, tenant);
+                        store_bind_text(st, 2, name);
+                        rc = sqlite3_step(st);
+                        sqlite3_finalize(st);
+                }
+        }
         if (rc != SQLITE_DONE)
                 return store_sqlite_errno(rc) ?: -EIO;
         return changes > 0 ? 0 : -ENOENT;
@@ -299,13 +311,15 @@ int store_function_delete(Store *s, const char *tenant, const char *name) {
 int store_function_delete_version(Store *s, const char *tenant, const char *name, int version) {
         assert(s && tenant && name && version > 0);
         sqlite3_stmt *st;
-        int rc, changes = 0, latest = 0;
+        int rc, changes = 0, latest = 0, aliased = 0;
         store_lock(s);
         /* One statement: the latest cannot become this version between a
-         * check and the delete (a version is only ever added above it). */
+         * check and the delete (a version is only ever added above it),
+         * nor an alias come to point at it (s->lock orders the writes). */
         rc = sqlite3_prepare_v2(s->db,
                                 "DELETE FROM functions WHERE tenant=?1 AND name=?2 AND version=?3 AND version < "
-                                "(SELECT MAX(version) FROM functions WHERE tenant=?1 AND name=?2)",
+                                "(SELECT MAX(version) FROM functions WHERE tenant=?1 AND name=?2) AND NOT EXISTS "
+                                "(SELECT 1 FROM function_aliases WHERE tenant=?1 AND name=?2 AND version=?3)",
                                 -1, &st, NULL);
         if (rc == SQLITE_OK) {
                 store_bind_text(st, 1, tenant);
@@ -315,16 +329,23 @@ int store_function_delete_version(Store *s, const char *tenant, const char *name
                 sqlite3_finalize(st);
                 changes = sqlite3_changes(s->db);
         }
-        /* Nothing deleted: tell "no such version" from "the latest". */
+        /* Nothing deleted: tell "no such version" from "the latest" and
+         * from "an alias points at it". */
         if (rc == SQLITE_DONE && changes == 0) {
-                rc = sqlite3_prepare_v2(s->db, "SELECT MAX(version) FROM functions WHERE tenant=?1 AND name=?2", -1,
-                                        &st, NULL);
+                rc = sqlite3_prepare_v2(s->db,
+                                        "SELECT MAX(version), EXISTS (SELECT 1 FROM functions WHERE tenant=?1 AND "
+                                        "name=?2 AND version=?3), EXISTS (SELECT 1 FROM function_aliases WHERE "
+                                        "tenant=?1 AND name=?2 AND version=?3) FROM functions WHERE tenant=?1 AND "
+                                        "name=?2",
+                                        -1, &st, NULL);
                 if (rc == SQLITE_OK) {
                         store_bind_text(st, 1, tenant);
                         store_bind_text(st, 2, name);
+                        sqlite3_bind_int(st, 3, version);
                         rc = sqlite3_step(st);
                         if (rc == SQLITE_ROW) {
                                 latest = sqlite3_column_int(st, 0);
+                                aliased = sqlite3_column_int(st, 1) && sqlite3_column_int(st, 2);
                                 rc = SQLITE_DONE;
                         }
                         sqlite3_finalize(st);
@@ -335,7 +356,7 @@ int store_function_delete_version(Store *s, const char *tenant, const char *name
                 return store_sqlite_errno(rc) ?: -EIO;
         if (changes > 0)
                 return 0;
-        return latest == version ? -EBUSY : -ENOENT;
+        return latest == version ? -EBUSY : aliased ? -EMLINK : -ENOENT;
 }
 
 int store_function_lock_update(Store *s, const char *tenant, const char *name, int version, const char *old_lock,
@@ -362,6 +383,152 @@ int store_function_lock_update(Store *s, const char *tenant, const char *name, i
         if (rc != SQLITE_DONE)
                 return store_sqlite_errno(rc) ?: -EIO;
         return changes > 0 ? 0 : -ESTALE;
+}
+
+/* ---- aliases (store.h "FunctionAlias") ------------------------------------ */
+
+void function_alias_list_free(FunctionAlias *v, size_t n) {
+        for (size_t i = 0; v && i < n; i++) {
+                free(v[i].alias);
+                free(v[i].description);
+        }
+        free(v);
+}
+
+static void alias_from_row(sqlite3_stmt *st, FunctionAlias *ret) {
+        ret->alias = store_col_text(st, 0);
+        ret->version = sqlite3_column_int(st, 1);
+        ret->description = store_col_text(st, 2) ?: xstrdup("");
+        ret->updated = (usec_t) sqlite3_column_int64(st, 3);
+}
+
+int store_function_alias_put(Store *s, const char *tenant, const char *name, const char *alias, int version,
+                             const char *description, AliasPut mode, bool *ret_created) {
+        assert(s && tenant && name && alias && version > 0);
+        sqlite3_stmt *st;
+        int rc, exists = 0, there = 0;
+        store_lock(s);
+        /* Under s->lock: no version delete comes between the check and
+         * the write (store_function_delete_version() takes it too). */
+        rc = sqlite3_prepare_v2(s->db,
+                                "SELECT EXISTS (SELECT 1 FROM functions WHERE tenant=?1 AND name=?2 AND version=?4), "
+                                "EXISTS (SELECT 1 FROM function_aliases WHERE tenant=?1 AND name=?2 AND alias=?3)",
+                                -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                store_bind_text(st, 1, tenant);
+                store_bind_text(st, 2, name);
+                store_bind_text(st, 3, alias);
+                sqlite3_bind_int(st, 4, version);
+                rc = sqlite3_step(st);
+                if (rc == SQLITE_ROW) {
+                        exists = sqlite3_column_int(st, 0);
+                        there = sqlite3_column_int(st, 1);
+                        rc = SQLITE_DONE;
+                }
+                sqlite3_finalize(st);
+        }
+        int k = rc != SQLITE_DONE                    ? store_sqlite_errno(rc) ?: -EIO
+                : !exists                            ? -ENOENT
+                : there && mode == ALIAS_PUT_CREATE  ? -EEXIST
+                : !there && mode == ALIAS_PUT_UPDATE ? -ESRCH
+                                                     : 0;
+        if (k >= 0) {
+                rc = sqlite3_prepare_v2(s->db,
+                                        "INSERT OR REPLACE INTO function_aliases (tenant, name, alias, version, "
+                                        "description, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                                        -1, &st, NULL);
+                if (rc == SQLITE_OK) {
+                        store_bind_text(st, 1, tenant);
+                        store_bind_text(st, 2, name);
+                        store_bind_text(st, 3, alias);
+                        sqlite3_bind_int(st, 4, version);
+                        store_bind_text(st, 5, description ?: "");
+                        sqlite3_bind_int64(st, 6, (sqlite3_int64) now_realtime());
+                        rc = sqlite3_step(st);
+                        sqlite3_finalize(st);
+                }
+                if (rc != SQLITE_DONE)
+                        k = store_sqlite_errno(rc) ?: -EIO;
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (k >= 0 && ret_created)
+                *ret_created = !there;
+        return k;
+}
+
+int store_function_alias_get(Store *s, const char *tenant, const char *name, const char *alias, FunctionAlias *ret) {
+        assert(s && tenant && name && alias && ret);
+        sqlite3_stmt *st;
+        int rc;
+        store_lock(s);
+        rc = sqlite3_prepare_v2(s->db,
+                                "SELECT alias, version, description, updated FROM function_aliases WHERE tenant=?1 "
+                                "AND name=?2 AND alias=?3",
+                                -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                store_bind_text(st, 1, tenant);
+                store_bind_text(st, 2, name);
+                store_bind_text(st, 3, alias);
+                rc = sqlite3_step(st);
+                if (rc == SQLITE_ROW)
+                        alias_from_row(st, ret);
+                sqlite3_finalize(st);
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (rc == SQLITE_ROW)
+                return 0;
+        return rc == SQLITE_DONE ? -ENOENT : store_sqlite_errno(rc) ?: -EIO;
+}
+
+int store_function_alias_list(Store *s, const char *tenant, const char *name, FunctionAlias **ret, size_t *ret_n) {
+        assert(s && tenant && name && ret && ret_n);
+        sqlite3_stmt *st;
+        FunctionAlias *v = NULL;
+        size_t n = 0;
+        int rc;
+        store_lock(s);
+        rc = sqlite3_prepare_v2(s->db,
+                                "SELECT alias, version, description, updated FROM function_aliases WHERE tenant=?1 "
+                                "AND name=?2 ORDER BY alias",
+                                -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                store_bind_text(st, 1, tenant);
+                store_bind_text(st, 2, name);
+                while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                        v = xrealloc(v, (n + 1) * sizeof(FunctionAlias));
+                        alias_from_row(st, &v[n++]);
+                }
+                sqlite3_finalize(st);
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE) {
+                function_alias_list_free(v, n);
+                return store_sqlite_errno(rc) ?: -EIO;
+        }
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+int store_function_alias_delete(Store *s, const char *tenant, const char *name, const char *alias) {
+        assert(s && tenant && name && alias);
+        sqlite3_stmt *st;
+        int rc, changes = 0;
+        store_lock(s);
+        rc = sqlite3_prepare_v2(s->db, "DELETE FROM function_aliases WHERE tenant=?1 AND name=?2 AND alias=?3", -1, &st,
+                                NULL);
+        if (rc == SQLITE_OK) {
+                store_bind_text(st, 1, tenant);
+                store_bind_text(st, 2, name);
+                store_bind_text(st, 3, alias);
+                rc = sqlite3_step(st);
+                sqlite3_finalize(st);
+                changes = sqlite3_changes(s->db);
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (rc != SQLITE_DONE)
+                return store_sqlite_errno(rc) ?: -EIO;
+        return changes > 0 ? 0 : -ENOENT;
 }
 
 /* ---- the SQLite FunctionStore (store.h): the calls above ---------------- */
@@ -416,6 +583,20 @@ static int sf_lock_update(FunctionStore *fs, const char *tenant, const char *nam
 static int sf_code_bytes(FunctionStore *fs, const char *tenant, uint64_t *ret) {
         return store_function_code_bytes(fs_store(fs), tenant, ret);
 }
+static int sf_alias_put(FunctionStore *fs, const char *tenant, const char *name, const char *alias, int version,
+                        const char *description, AliasPut mode, bool *ret_created) {
+        return store_function_alias_put(fs_store(fs), tenant, name, alias, version, description, mode, ret_created);
+}
+static int sf_alias_get(FunctionStore *fs, const char *tenant, const char *name, const char *alias,
+                        FunctionAlias *ret) {
+        return store_function_alias_get(fs_store(fs), tenant, name, alias, ret);
+}
+static int sf_alias_list(FunctionStore *fs, const char *tenant, const char *name, FunctionAlias **ret, size_t *ret_n) {
+        return store_function_alias_list(fs_store(fs), tenant, name, ret, ret_n);
+}
+static int sf_alias_delete(FunctionStore *fs, const char *tenant, const char *name, const char *alias) {
+        return store_function_alias_delete(fs_store(fs), tenant, name, alias);
+}
 static void sf_free(FunctionStore *fs) {
         free(fs);
 }
@@ -435,6 +616,10 @@ static const FunctionStoreOps sqlite_function_ops = {
         .url_cors_get = sf_url_cors_get,
         .lock_update = sf_lock_update,
         .code_bytes = sf_code_bytes,
+        .alias_put = sf_alias_put,
+        .alias_get = sf_alias_get,
+        .alias_list = sf_alias_list,
+        .alias_delete = sf_alias_delete,
         .free = sf_free,
 };
 

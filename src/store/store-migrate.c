@@ -345,6 +345,16 @@ static const char *const migrations[] = {
          * the URL's answers as before. A row's removal (the URL's) takes
          * them with it. */
         "ALTER TABLE endpoints ADD COLUMN cors_json TEXT;",
+        /* 29: a deployed function's aliases (store-functions.c, docs/api.md
+         * "Aliases"): a name pointing at one of its versions. */
+        "CREATE TABLE IF NOT EXISTS function_aliases ("
+        "  tenant TEXT NOT NULL,"
+        "  name TEXT NOT NULL,"
+        "  alias TEXT NOT NULL,"
+        "  version INTEGER NOT NULL,"
+        "  description TEXT NOT NULL DEFAULT '',"
+        "  updated INTEGER NOT NULL,"
+        "  PRIMARY KEY (tenant, name, alias));",
 };
 
 int store_schema_version(void) {

@@ -746,8 +746,10 @@ int store_function_delete(Store *s, const char *tenant, const char *name);
  * lock, limits) goes, every other version stays. Never the latest: that is
  * what an invoke without a version runs, and numbers count on from it, so
  * no number is ever given twice (-EBUSY, nothing deleted; the only version
- * is the latest). The check and the delete are one step. -ENOENT when
- * there is no such version. Runs keep their fn_version. */
+ * is the latest; -EMLINK, nothing deleted: an alias points at it). The
+ * checks and the delete are one step. -ENOENT when there is no such
+ * version. Runs keep their fn_version. store_function_delete() deletes the
+ * function's aliases with it. */
 int store_function_delete_version(Store *s, const char *tenant, const char *name, int version);
 /* Replaces version (> 0) of (tenant, name)'s lock (FunctionRecord.lock_json)
  * with new_lock only while it is still old_lock (compare and set: two
@@ -760,6 +762,35 @@ int store_function_delete_version(Store *s, const char *tenant, const char *name
  * meanwhile) or there is no such version. */
 int store_function_lock_update(Store *s, const char *tenant, const char *name, int version, const char *old_lock,
                                const char *new_lock);
+
+/* An alias of a deployed function (docs/api.md "Aliases"): a name that
+ * points at one of its versions, as Lambda's, and moves to another without
+ * its callers changing. */
+typedef struct FunctionAlias {
+        char *alias;
+        int version;
+        char *description; /* never NULL ("" none) */
+        usec_t updated;    /* when it was last set (Lambda's RevisionId) */
+} FunctionAlias;
+void function_alias_list_free(FunctionAlias *v, size_t n);
+/* How store_function_alias_put() treats an alias already there. */
+typedef enum AliasPut {
+        ALIAS_PUT_ANY,    /* create or move */
+        ALIAS_PUT_CREATE, /* -EEXIST when there (Lambda's CreateAlias) */
+        ALIAS_PUT_UPDATE, /* -ESRCH when not there (Lambda's UpdateAlias) */
+} AliasPut;
+/* Points alias of (tenant, name) at version (> 0) with description (NULL:
+ * ""). The version is checked in the same step as the write: -ENOENT when
+ * (tenant, name) has no such version; -EEXIST/-ESRCH as mode says.
+ * *ret_created (may be NULL) tells a new alias from a moved one. */
+int store_function_alias_put(Store *s, const char *tenant, const char *name, const char *alias, int version,
+                             const char *description, AliasPut mode, bool *ret_created);
+/* -ENOENT when (tenant, name) has no such alias. Caller frees *ret. */
+int store_function_alias_get(Store *s, const char *tenant, const char *name, const char *alias, FunctionAlias *ret);
+/* Every alias of (tenant, name), by name (0 of them: 0, *ret NULL). */
+int store_function_alias_list(Store *s, const char *tenant, const char *name, FunctionAlias **ret, size_t *ret_n);
+/* -ENOENT when there is no such alias. */
+int store_function_alias_delete(Store *s, const char *tenant, const char *name, const char *alias);
 
 /* The function store the daemon deploys to and reads from: SQLite's (the
  * functions table, the store_function_* calls above) on one node, Redis's
@@ -801,6 +832,14 @@ typedef struct FunctionStoreOps {
         /* store_function_code_bytes()'s contract; NULL: not counted (Redis's,
          * docs/operations.md "Storage per tenant"). */
         int (*code_bytes)(FunctionStore *fs, const char *tenant, uint64_t *ret);
+        /* store_function_alias_*()'s contracts; Redis's keep the aliases
+         * in the function's hash, so deleting the function deletes them. */
+        int (*alias_put)(FunctionStore *fs, const char *tenant, const char *name, const char *alias, int version,
+                         const char *description, AliasPut mode, bool *ret_created);
+        int (*alias_get)(FunctionStore *fs, const char *tenant, const char *name, const char *alias,
+                         FunctionAlias *ret);
+        int (*alias_list)(FunctionStore *fs, const char *tenant, const char *name, FunctionAlias **ret, size_t *ret_n);
+        int (*alias_delete)(FunctionStore *fs, const char *tenant, const char *name, const char *alias);
         void (*free)(FunctionStore *fs);
 } FunctionStoreOps;
 struct FunctionStore {
@@ -854,6 +893,22 @@ static inline int function_store_url_cors_get(FunctionStore *fs, const char *ten
 static inline int function_store_lock_update(FunctionStore *fs, const char *tenant, const char *name, int version,
                                              const char *old_lock, const char *new_lock) {
         return fs->ops->lock_update(fs, tenant, name, version, old_lock, new_lock);
+}
+static inline int function_store_alias_put(FunctionStore *fs, const char *tenant, const char *name, const char *alias,
+                                           int version, const char *description, AliasPut mode, bool *ret_created) {
+        return fs->ops->alias_put(fs, tenant, name, alias, version, description, mode, ret_created);
+}
+static inline int function_store_alias_get(FunctionStore *fs, const char *tenant, const char *name, const char *alias,
+                                           FunctionAlias *ret) {
+        return fs->ops->alias_get(fs, tenant, name, alias, ret);
+}
+static inline int function_store_alias_list(FunctionStore *fs, const char *tenant, const char *name,
+                                            FunctionAlias **ret, size_t *ret_n) {
+        return fs->ops->alias_list(fs, tenant, name, ret, ret_n);
+}
+static inline int function_store_alias_delete(FunctionStore *fs, const char *tenant, const char *name,
+                                              const char *alias) {
+        return fs->ops->alias_delete(fs, tenant, name, alias);
 }
 static inline FunctionStore *function_store_free(FunctionStore *fs) {
         if (fs)

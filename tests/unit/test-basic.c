@@ -156,6 +156,28 @@ static void test_path_join(void **state) {
         }
 }
 
+/* Lambda's alias rule: (?!^[0-9]+$)([a-zA-Z0-9-_]+), 1..128. */
+static void test_function_alias_name(void **state) {
+        static const struct {
+                const char *name;
+                bool ok;
+        } rows[] = {
+                { "prod", true }, { "v-1_b", true }, { "1a", true },   { "a1", true },   { "_", true },
+                { "-", true },    { "", false },     { "1", false },   { "123", false }, { "$LATEST", false },
+                { "a.b", false }, { "a b", false },  { "a:b", false }, { "a/b", false }, { "é", false },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++)
+                assert_int_equal(function_alias_name_is_valid(rows[i].name), rows[i].ok);
+        char n[130];
+        memset(n, 'x', sizeof(n));
+        n[128] = 0;
+        assert_true(function_alias_name_is_valid(n));
+        n[128] = 'x';
+        n[129] = 0;
+        assert_false(function_alias_name_is_valid(n));
+        assert_false(function_alias_name_is_valid(NULL));
+}
+
 static void test_path_base_name(void **state) {
         const struct {
                 const char *path, *want;
@@ -706,6 +728,7 @@ int main(void) {
                 cmocka_unit_test(test_strv_extend_choices),
                 cmocka_unit_test(test_path_join),
                 cmocka_unit_test(test_path_base_name),
+                cmocka_unit_test(test_function_alias_name),
                 cmocka_unit_test(test_identifier_is_valid),
                 cmocka_unit_test(test_mkdir_rm_rf_and_files),
                 cmocka_unit_test(test_rm_rf_deeper_than_the_fd_limit),

@@ -472,6 +472,43 @@ static void test_deployed_name(void **state) {
         }
 }
 
+/* cli_parse_deployed_ref(): invoke's NAME::ALIAS as well; a number is
+ * still a version, and what is neither is still refused. */
+static void test_deployed_ref(void **state) {
+        static const struct {
+                const char *word, *name, *alias;
+                long version;
+        } ok[] = { { "hook", "hook", NULL, 0 },
+                   { "hook::2", "hook", NULL, 2 },
+                   { "hook::$LATEST", "hook", NULL, 0 },
+                   { "hook::prod", "hook", "prod", 0 },
+                   { "hook:prod", "hook", "prod", 0 },
+                   { "hook::x", "hook", "x", 0 },
+                   { "hook::1a", "hook", "1a", 0 },
+                   { "arn:aws:lambda:eu-west-1:123456789012:function:hook:live", "hook", "live", 0 } };
+        for (size_t i = 0; i < ELEMENTSOF(ok); i++) {
+                char *name = NULL, *alias = (char *) "unset";
+                long v = -1;
+                assert_int_equal(cli_parse_deployed_ref(ok[i].word, &name, &v, &alias), 0);
+                assert_string_equal(name, ok[i].name);
+                assert_int_equal(v, ok[i].version);
+                if (ok[i].alias)
+                        assert_string_equal(alias, ok[i].alias);
+                else
+                        assert_null(alias);
+                free(name);
+                free(alias);
+        }
+        static const char *const bad[] = { "hook::01", "hook:", "hook::0", "hook::$latest", "hook::a.b", "hook::a b" };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                char *name = NULL, *alias = NULL;
+                long v = -1;
+                assert_int_equal(cli_parse_deployed_ref(bad[i], &name, &v, &alias), -EINVAL);
+                assert_null(name);
+                assert_null(alias);
+        }
+}
+
 static void test_invoke_over_words(void **state) {
         (void) state;
         static const struct {
@@ -525,6 +562,7 @@ int main(void) {
                 cmocka_unit_test(test_run_status_names),
                 cmocka_unit_test(test_source_declares_requirements),
                 cmocka_unit_test(test_deployed_name),
+                cmocka_unit_test(test_deployed_ref),
                 cmocka_unit_test(test_invoke_over_words),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1121,6 +1121,69 @@ static void test_function_delete_tells_every_node(void **state) {
         run_queue_free(q);
 }
 
+/* Aliases in the function's hash (fn_alias.lua): the same contract as
+ * SQLite's (test-store.c test_function_aliases). */
+static void test_function_store_aliases(void **state) {
+#define T "t"
+        RunQueue *q = queue("fsalias", 0);
+        FunctionStore *fs = cluster_function_store_new(q);
+        FunctionRecord f = { .tenant = (char *) "t", .name = (char *) "a", .source = (char *) "def a(): pass\n" };
+        int v = 0;
+        bool created = false;
+        for (int i = 0; i < 3; i++)
+                assert_int_equal(function_store_put(fs, &f, &v), 0);
+        /* The version must be there, checked with the write. */
+        assert_int_equal(function_store_alias_put(fs, T, "a", "prod", 9, NULL, ALIAS_PUT_ANY, NULL), -ENOENT);
+        assert_int_equal(function_store_alias_put(fs, "other", "a", "prod", 1, NULL, ALIAS_PUT_ANY, NULL), -ENOENT);
+        assert_int_equal(function_store_alias_put(fs, T, "a", "prod", 1, "blue", ALIAS_PUT_ANY, &created), 0);
+        assert_true(created);
+        assert_int_equal(function_store_alias_put(fs, T, "a", "prod", 2, "green", ALIAS_PUT_ANY, &created), 0);
+        assert_false(created);
+        assert_int_equal(function_store_alias_put(fs, T, "a", "prod", 1, NULL, ALIAS_PUT_CREATE, NULL), -EEXIST);
+        assert_int_equal(function_store_alias_put(fs, T, "a", "beta", 1, NULL, ALIAS_PUT_UPDATE, NULL), -ESRCH);
+        assert_int_equal(function_store_alias_put(fs, T, "a", "beta", 1, NULL, ALIAS_PUT_CREATE, &created), 0);
+        assert_true(created);
+        FunctionAlias a = {};
+        assert_int_equal(function_store_alias_get(fs, T, "a", "prod", &a), 0);
+        assert_string_equal(a.alias, "prod");
+        assert_int_equal(a.version, 2);
+        assert_string_equal(a.description, "green");
+        assert_true(a.updated > 0);
+        free(a.alias);
+        free(a.description);
+        assert_int_equal(function_store_alias_get(fs, "other", "a", "prod", &a), -ENOENT);
+        assert_int_equal(function_store_alias_get(fs, T, "a", "nope", &a), -ENOENT);
+        FunctionAlias *list = NULL;
+        size_t n = 0;
+        assert_int_equal(function_store_alias_list(fs, T, "a", &list, &n), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(list[0].alias, "beta");
+        assert_int_equal(list[0].version, 1);
+        assert_string_equal(list[0].description, "");
+        assert_string_equal(list[1].alias, "prod");
+        function_alias_list_free(list, n);
+        /* A version an alias points at stays; so does the latest. */
+        assert_int_equal(function_store_delete_version(fs, T, "a", 2), -EMLINK);
+        assert_int_equal(function_store_delete_version(fs, T, "a", 1), -EMLINK);
+        assert_int_equal(function_store_delete_version(fs, T, "a", 3), -EBUSY);
+        assert_int_equal(function_store_alias_delete(fs, T, "a", "beta"), 0);
+        assert_int_equal(function_store_alias_delete(fs, T, "a", "beta"), -ENOENT);
+        assert_int_equal(function_store_delete_version(fs, T, "a", 1), 0);
+        /* The function's delete takes its aliases: a new version 1 is not
+         * what they named. */
+        assert_int_equal(function_store_delete(fs, T, "a"), 0);
+        assert_int_equal(function_store_alias_list(fs, T, "a", &list, &n), 0);
+        assert_int_equal(n, 0);
+        assert_int_equal(function_store_put(fs, &f, &v), 0);
+        assert_int_equal(v, 1);
+        assert_int_equal(function_store_alias_get(fs, T, "a", "prod", &a), -ENOENT);
+        assert_int_equal(function_store_delete_version(fs, T, "a", 1), -EBUSY);
+        assert_int_equal(function_store_delete(fs, T, "a"), 0);
+        function_store_free(fs);
+        run_queue_free(q);
+#undef T
+}
+
 /* A function's URL lives in its hash: kept by a new version, refused for
  * a function that is not there, removed by mode 0 and by the delete. */
 static void test_function_store_url(void **state) {
@@ -1674,6 +1737,7 @@ int main(void) {
                 TEST(test_function_store),
                 TEST(test_function_store_delete_version),
                 TEST(test_function_delete_tells_every_node),
+                TEST(test_function_store_aliases),
                 TEST(test_function_store_url),
                 TEST(test_dataset_store),
                 TEST(test_log_stream),

@@ -2233,6 +2233,68 @@ static void test_endpoint_cors(void **state) {
         store_close(s);
 }
 
+/* Aliases (store.h "FunctionAlias"): each names an existing version,
+ * keeps it from a delete, and goes with the function. */
+static void test_function_aliases(void **state) {
+#define T "t"
+        Store *s = open_fresh();
+        FunctionStore *fs = function_store_sqlite_new(s);
+        FunctionRecord f = { .tenant = (char *) "t", .name = (char *) "a", .source = (char *) "def a(): pass\n" };
+        int v = 0;
+        bool created = false;
+        for (int i = 0; i < 3; i++)
+                assert_int_equal(function_store_put(fs, &f, &v), 0);
+        /* The version must be there, checked with the write. */
+        assert_int_equal(function_store_alias_put(fs, T, "a", "prod", 9, NULL, ALIAS_PUT_ANY, NULL), -ENOENT);
+        assert_int_equal(function_store_alias_put(fs, "other", "a", "prod", 1, NULL, ALIAS_PUT_ANY, NULL), -ENOENT);
+        assert_int_equal(function_store_alias_put(fs, T, "a", "prod", 1, "blue", ALIAS_PUT_ANY, &created), 0);
+        assert_true(created);
+        assert_int_equal(function_store_alias_put(fs, T, "a", "prod", 2, "green", ALIAS_PUT_ANY, &created), 0);
+        assert_false(created);
+        assert_int_equal(function_store_alias_put(fs, T, "a", "prod", 1, NULL, ALIAS_PUT_CREATE, NULL), -EEXIST);
+        assert_int_equal(function_store_alias_put(fs, T, "a", "beta", 1, NULL, ALIAS_PUT_UPDATE, NULL), -ESRCH);
+        assert_int_equal(function_store_alias_put(fs, T, "a", "beta", 1, NULL, ALIAS_PUT_CREATE, &created), 0);
+        assert_true(created);
+        FunctionAlias a = {};
+        assert_int_equal(function_store_alias_get(fs, T, "a", "prod", &a), 0);
+        assert_string_equal(a.alias, "prod");
+        assert_int_equal(a.version, 2);
+        assert_string_equal(a.description, "green");
+        assert_true(a.updated > 0);
+        free(a.alias);
+        free(a.description);
+        assert_int_equal(function_store_alias_get(fs, "other", "a", "prod", &a), -ENOENT);
+        assert_int_equal(function_store_alias_get(fs, T, "a", "nope", &a), -ENOENT);
+        FunctionAlias *list = NULL;
+        size_t n = 0;
+        assert_int_equal(function_store_alias_list(fs, T, "a", &list, &n), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(list[0].alias, "beta");
+        assert_int_equal(list[0].version, 1);
+        assert_string_equal(list[0].description, "");
+        assert_string_equal(list[1].alias, "prod");
+        function_alias_list_free(list, n);
+        /* A version an alias points at stays; so does the latest. */
+        assert_int_equal(function_store_delete_version(fs, T, "a", 2), -EMLINK);
+        assert_int_equal(function_store_delete_version(fs, T, "a", 1), -EMLINK);
+        assert_int_equal(function_store_delete_version(fs, T, "a", 3), -EBUSY);
+        assert_int_equal(function_store_alias_delete(fs, T, "a", "beta"), 0);
+        assert_int_equal(function_store_alias_delete(fs, T, "a", "beta"), -ENOENT);
+        assert_int_equal(function_store_delete_version(fs, T, "a", 1), 0);
+        /* The function's delete takes its aliases: a new version 1 is not
+         * what they named. */
+        assert_int_equal(function_store_delete(fs, T, "a"), 0);
+        assert_int_equal(function_store_alias_list(fs, T, "a", &list, &n), 0);
+        assert_int_equal(n, 0);
+        assert_int_equal(function_store_put(fs, &f, &v), 0);
+        assert_int_equal(v, 1);
+        assert_int_equal(function_store_alias_get(fs, T, "a", "prod", &a), -ENOENT);
+        assert_int_equal(function_store_delete_version(fs, T, "a", 1), -EBUSY);
+        function_store_free(fs);
+        store_close(s);
+#undef T
+}
+
 /* A stack's writes share one transaction: a failure anywhere in it leaves
  * nothing of it; a commit keeps all of it (docs/stack.md). */
 static void test_tx_all_or_nothing(void **state) {
@@ -6844,6 +6906,7 @@ int main(void) {
                 cmocka_unit_test(test_tenant_stored_bytes),
                 cmocka_unit_test(test_function_delete_version),
                 cmocka_unit_test(test_endpoint_cors),
+                cmocka_unit_test(test_function_aliases),
                 cmocka_unit_test(test_tx_all_or_nothing),
                 cmocka_unit_test(test_function_get_in_tx),
                 cmocka_unit_test(test_function_signature_and_doc),
