@@ -369,6 +369,12 @@ def test_the_python_client_invokes_a_version(d):
         with pytest.raises(APIError) as e:
             c.invoke("vv::7", 0)
         assert e.value.status == 404 and "has no version 7" in e.value.message
-        for bad in ("vv::01", "vv::x", "vv::", "vv::-1"):
+        for bad in ("vv::01", "vv::", "vv::a.b"):
             with pytest.raises(ValueError):
                 c.invoke(bad, 0)
+        # A word is an alias's name (docs/api.md "Aliases", Lambda's rule:
+        # -1 too): the server's to know.
+        for alias in ("x", "-1"):
+            with pytest.raises(APIError) as e:
+                c.invoke("vv::" + alias, 0)
+            assert e.value.status == 404 and f"has no alias '{alias}'" in e.value.message

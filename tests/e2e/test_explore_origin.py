@@ -153,7 +153,7 @@ def test_a_database_from_before_the_origin_loads(tmp_path, cli):
     run = json.loads(p.stdout)
     assert run["status"] == "succeeded" and origin(run) == (None, None, None)
     db = sqlite3.connect(home / "pysprinter.db")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 28
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 29
     db.close()
 
 

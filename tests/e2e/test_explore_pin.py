@@ -178,7 +178,7 @@ def test_a_version_deployed_before_locks_were_kept_still_runs(daemon, index, tmp
     assert st == 200 and fn["lock"] is None, fn
     assert value(invoke(daemon)) == "1.0"
     db = sqlite3.connect(daemon.home / "pysprinter.db")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 28
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 29
     db.close()
 
 

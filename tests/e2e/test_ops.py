@@ -788,7 +788,7 @@ def test_fixture_database_upgrades_and_reads_back(tmp_path):
     finally:
         d.stop()
     db = sqlite3.connect(home / "pysprinter.db")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 28  # every migration applied (src/store/store-migrate.c)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 29  # every migration applied (src/store/store-migrate.c)
     db.close()
 
 
@@ -823,7 +823,7 @@ def test_previous_schema_keeps_its_runs_and_function_runs(tmp_path):
     finally:
         d.stop()
     db = sqlite3.connect(home / "pysprinter.db")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 28
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 29
     names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE tbl_name='runs'")}
     assert "runs_request_fields" not in names and "runs_created" not in names, names
     assert "runs_tenant_created" in names and "runs_pending" in names and "runs_idem_key" in names, names
