@@ -1,7 +1,9 @@
 /* A function URL's CORS settings (docs/endpoints.md "CORS"): Lambda's Cors
  * object (AllowOrigins, AllowMethods, AllowHeaders, ExposeHeaders, MaxAge,
- * AllowCredentials), validated as Lambda validates it, and the headers the
- * daemon answers a preflight with and adds to the function's answers.
+ * AllowCredentials), validated as Lambda validates it, and whether a
+ * request's origin is allowed (the headers themselves are added where the
+ * answers are made, daemon-endpoints.c). No MHD here: the deploy request's
+ * parser (and its fuzzer) takes these without the HTTP layer.
  *
  * Every value that reaches a header is checked here, at deploy: an origin
  * is "*" or scheme://host[:port], a method one a function URL serves, a
@@ -11,7 +13,6 @@
 #include <assert.h>
 #include <ctype.h>
 #include <jansson.h>
-#include <microhttpd.h>
 #include <string.h>
 #include <strings.h>
 
@@ -218,63 +219,4 @@ bool daemon_cors_origin_allowed(json_t *cors, const char *origin) {
                         return true;
         }
         return false;
-}
-
-/* What Access-Control-Allow-Origin says to origin: "*" when the settings
- * list it (never with credentials: refused at deploy), else the origin
- * (which equals a listed one), else NULL. */
-static const char *allow_origin(json_t *cors, const char *origin) {
-        if (!origin || !daemon_cors_origin_allowed(cors, origin))
-                return NULL;
-        size_t i;
-        json_t *o;
-        json_array_foreach(json_object_get(cors, "AllowOrigins"), i, o)
-                if (streq(json_string_value(o) ?: "", "*"))
-                        return "*";
-        return origin;
-}
-
-/* cors[key]'s items joined by ", ", NULL when there are none. */
-static char *joined(json_t *cors, const char *key) {
-        json_t *list = json_object_get(cors, key);
-        if (!json_array_size(list))
-                return NULL;
-        Buf b;
-        buf_init(&b, SIZE_MAX);
-        size_t i;
-        json_t *item;
-        json_array_foreach(list, i, item)
-                (void) buf_printf(&b, "%s%s", i ? ", " : "", json_string_value(item) ?: "");
-        return buf_steal(&b);
-}
-
-void daemon_cors_preflight_headers(struct MHD_Response *resp, json_t *cors, const char *origin) {
-        assert(resp && cors);
-        const char *allow = allow_origin(cors, origin);
-        MHD_add_response_header(resp, "Vary", "Origin");
-        if (!allow)
-                return;
-        _cleanup_free_ char *methods = joined(cors, "AllowMethods"), *headers = joined(cors, "AllowHeaders");
-        json_t *age = json_object_get(cors, "MaxAge");
-        _cleanup_free_ char *age_s = age ? xasprintf("%lld", (long long) json_integer_value(age)) : NULL;
-        daemon_response_headers(
-                resp,
-                (const char *const[]){ "Access-Control-Allow-Origin", allow, "Access-Control-Allow-Methods", methods,
-                                       "Access-Control-Allow-Headers", headers, "Access-Control-Max-Age", age_s,
-                                       "Access-Control-Allow-Credentials",
-                                       json_is_true(json_object_get(cors, "AllowCredentials")) ? "true" : NULL, NULL });
-}
-
-void daemon_cors_answer_headers(struct MHD_Response *resp, json_t *cors, const char *origin) {
-        assert(resp && cors);
-        const char *allow = allow_origin(cors, origin);
-        MHD_add_response_header(resp, "Vary", "Origin");
-        if (!allow)
-                return;
-        _cleanup_free_ char *expose = joined(cors, "ExposeHeaders");
-        daemon_response_headers(
-                resp,
-                (const char *const[]){ "Access-Control-Allow-Origin", allow, "Access-Control-Expose-Headers", expose,
-                                       "Access-Control-Allow-Credentials",
-                                       json_is_true(json_object_get(cors, "AllowCredentials")) ? "true" : NULL, NULL });
 }

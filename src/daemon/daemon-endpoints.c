@@ -373,15 +373,6 @@ static bool header_is_reserved(const char *name) {
         return false;
 }
 
-bool daemon_header_name_is_valid(const char *name, size_t len) {
-        if (!len)
-                return false;
-        for (size_t i = 0; i < len; i++)
-                if (!isalnum((unsigned char) name[i]) && !strchr("!#$%&'*+-.^_`|~", name[i]))
-                        return false;
-        return true;
-}
-
 /* A field value holds no control character but tab (RFC 9110 5.5): no
  * NUL that would cut it, no CR or LF that would split the response. */
 static bool header_value_is_valid(const char *value, size_t len) {
@@ -1038,4 +1029,65 @@ struct MHD_Response *daemon_api_endpoint(const DaemonCall *call, unsigned *ret_s
         function_record_free(f);
         run_request_done(&req);
         return resp;
+}
+
+/* ---- a URL's CORS settings in its answers (daemon.h) ---- */
+
+/* What Access-Control-Allow-Origin says to origin: "*" when the settings
+ * list it (never with credentials: refused at deploy), else the origin
+ * (which equals a listed one), else NULL. */
+static const char *allow_origin(json_t *cors, const char *origin) {
+        if (!origin || !daemon_cors_origin_allowed(cors, origin))
+                return NULL;
+        size_t i;
+        json_t *o;
+        json_array_foreach(json_object_get(cors, "AllowOrigins"), i, o)
+                if (streq(json_string_value(o) ?: "", "*"))
+                        return "*";
+        return origin;
+}
+
+/* cors[key]'s items joined by ", ", NULL when there are none. */
+static char *joined(json_t *cors, const char *key) {
+        json_t *list = json_object_get(cors, key);
+        if (!json_array_size(list))
+                return NULL;
+        Buf b;
+        buf_init(&b, SIZE_MAX);
+        size_t i;
+        json_t *item;
+        json_array_foreach(list, i, item)
+                (void) buf_printf(&b, "%s%s", i ? ", " : "", json_string_value(item) ?: "");
+        return buf_steal(&b);
+}
+
+void daemon_cors_preflight_headers(struct MHD_Response *resp, json_t *cors, const char *origin) {
+        assert(resp && cors);
+        const char *allow = allow_origin(cors, origin);
+        MHD_add_response_header(resp, "Vary", "Origin");
+        if (!allow)
+                return;
+        _cleanup_free_ char *methods = joined(cors, "AllowMethods"), *headers = joined(cors, "AllowHeaders");
+        json_t *age = json_object_get(cors, "MaxAge");
+        _cleanup_free_ char *age_s = age ? xasprintf("%lld", (long long) json_integer_value(age)) : NULL;
+        daemon_response_headers(
+                resp,
+                (const char *const[]){ "Access-Control-Allow-Origin", allow, "Access-Control-Allow-Methods", methods,
+                                       "Access-Control-Allow-Headers", headers, "Access-Control-Max-Age", age_s,
+                                       "Access-Control-Allow-Credentials",
+                                       json_is_true(json_object_get(cors, "AllowCredentials")) ? "true" : NULL, NULL });
+}
+
+void daemon_cors_answer_headers(struct MHD_Response *resp, json_t *cors, const char *origin) {
+        assert(resp && cors);
+        const char *allow = allow_origin(cors, origin);
+        MHD_add_response_header(resp, "Vary", "Origin");
+        if (!allow)
+                return;
+        _cleanup_free_ char *expose = joined(cors, "ExposeHeaders");
+        daemon_response_headers(
+                resp,
+                (const char *const[]){ "Access-Control-Allow-Origin", allow, "Access-Control-Expose-Headers", expose,
+                                       "Access-Control-Allow-Credentials",
+                                       json_is_true(json_object_get(cors, "AllowCredentials")) ? "true" : NULL, NULL });
 }

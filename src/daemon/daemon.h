@@ -1365,8 +1365,8 @@ void daemon_endpoint_rate_reset(uint64_t seed);
  * of data moves the low bits: a table's slot that a client who does not
  * know seed cannot pick (its addresses are its to choose). */
 uint64_t daemon_seeded_hash(uint64_t seed, const void *data, size_t len);
-/* Whether name[0..len) is a field name: a token (RFC 9110 5.1), no space,
- * ':', ',' or control character. */
+/* (daemon-request.c) Whether name[0..len) is a field name: a token (RFC
+ * 9110 5.1), no space, ':', ',' or control character. */
 bool daemon_header_name_is_valid(const char *name, size_t len);
 /* The headers of every answer on /fn/: X-Request-Id and the sandbox
  * Content-Security-Policy (docs/endpoints.md). */
@@ -1402,8 +1402,8 @@ bool daemon_cors_origin_is_valid(const char *origin);
  * (a request's Origin) read: "*" listed, or origin listed (ASCII
  * case-insensitive). False for a NULL cors or origin. */
 bool daemon_cors_origin_allowed(struct json_t *cors, const char *origin);
-/* The headers of the daemon's answer to a preflight of a URL with
- * settings: Vary: Origin always; Allow-Origin, -Methods, -Headers,
+/* (daemon-endpoints.c) The headers of the daemon's answer to a preflight
+ * of a URL with settings: Vary: Origin always; Allow-Origin, -Methods, -Headers,
  * -Max-Age, -Credentials only for an allowed origin. */
 void daemon_cors_preflight_headers(struct MHD_Response *resp, struct json_t *cors, const char *origin);
 /* The headers added to the function's answer (whose own Access-Control-*

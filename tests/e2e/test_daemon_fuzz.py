@@ -36,10 +36,11 @@ def test_fuzz_request_parsing(tmp_path):
     src = ROOT / "src"
     cmd = [clang, "-g", "-O1", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=undefined",
            "-D_GNU_SOURCE", f"-I{src}/basic", f"-I{src}/engine", f"-I{src}/store", f"-I{src}/daemon",
-           f"-I{src}/data", f"-I{src}/shared", f"-I{src}/pkg", str(src / "data" / "data-fetch.c"),
+           f"-I{src}/data", f"-I{src}/shared", f"-I{src}/pkg", str(src / "data" / "data-fetch.c"), str(src / "data" / "data-config.c"),
            str(src / "pkg" / "pkg-util.c"),
            *map(str, sorted((src / "shared").glob("shared-*.c"))),
            str(ROOT / "fuzz" / "fuzz-request.c"), str(src / "daemon" / "daemon-request.c"),
+           str(src / "daemon" / "daemon-cors.c"),
            str(src / "daemon" / "daemon-config.c"), str(src / "daemon" / "daemon-gc-config.c"),
            str(src / "store" / "store-retention-config.c"), str(src / "store" / "store-function-record.c"), *map(str, sorted((src / "basic").glob("basic-*.c"))),
            "-ljansson", "-lyaml", "-lcrypto", "-lcurl", "-o", str(exe)]
