@@ -2,6 +2,7 @@
  * one of the Lua scripts beside this file, so it is atomic in Redis; this
  * file builds their arguments and reads their replies. */
 #include <inttypes.h>
+#include <limits.h>
 #include <jansson.h>
 
 #include "cluster-internal.h"
@@ -72,18 +73,18 @@ static uint64_t now_ms(void) {
 }
 
 int cluster_submit(RunQueue *q, const RunRecord *r, const char *request_json, const char *idem_key, char **ret_id) {
-        return cluster_submit_env(q, r, request_json, idem_key, NULL, ret_id);
+        return cluster_submit_env(q, r, request_json, idem_key, NULL, UINT_MAX, ret_id);
 }
 
-int cluster_submit_env(RunQueue *q, const RunRecord *r, const char *request_json, const char *idem_key,
-                       const char *env, char **ret_id) {
+int cluster_submit_env(RunQueue *q, const RunRecord *r, const char *request_json, const char *idem_key, const char *env,
+                       unsigned max_queued, char **ret_id) {
         ClusterQueue *c = cq(q);
         assert(r && r->id && r->tenant);
         _cleanup_args_ Args a = { 0 };
         /* A deployed function's run is indexed for its function's listing
          * too (cluster_function_run_list()). */
         const char *fn = r->request_given ? r->request_fn_name : NULL;
-        ARGS_EVAL(&a, submit, 7);
+        ARGS_EVAL(&a, submit, 8);
         args_addf(&a, CLUSTER_PREFIX "run:%s", r->id);
         args_add(&a, K_STREAM);
         args_addf(&a, CLUSTER_PREFIX "idem:%s:%s", r->tenant, idem_key ? idem_key : "");
@@ -91,13 +92,17 @@ int cluster_submit_env(RunQueue *q, const RunRecord *r, const char *request_json
         args_add(&a, K_TENANTS);
         args_addf(&a, CLUSTER_PREFIX "fidx:%s:%s", r->tenant, fn ? fn : "");
         args_addf(&a, CLUSTER_PREFIX "ridx:%s", r->tenant);
+        args_addf(&a, CLUSTER_PREFIX "queued:%s", r->tenant);
         args_add(&a, r->id);
         args_add(&a, idem_key ? "1" : "0");
         args_add(&a, "86400");
         args_addf(&a, "%" PRIu64, (uint64_t) r->created);
         args_add(&a, env ? env : "");
         args_add(&a, CLUSTER_PREFIX);
-        args_addf(&a, "%" PRIu64, now_ms());
+        if (max_queued == UINT_MAX)
+                args_add(&a, "");
+        else
+                args_addf(&a, "%u", max_queued);
         args_add(&a, fn ? "1" : "0");
         add_field(&a, "id", r->id);
         add_field(&a, "tenant", r->tenant);
@@ -127,6 +132,8 @@ int cluster_submit_env(RunQueue *q, const RunRecord *r, const char *request_json
                 return k;
         if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 || rep->element[1]->type != REDIS_REPLY_STRING)
                 return -EBADMSG;
+        if (rep->element[0]->integer == 2)
+                return -EUSERS; /* the tenant's share is full: nothing written */
         if (ret_id)
                 *ret_id = xstrdup(rep->element[1]->str);
         return (int) rep->element[0]->integer;
@@ -144,6 +151,7 @@ static int cq_start(RunQueue *q, const char *id, usec_t started, int *ret_attemp
         args_addf(&a, CLUSTER_PREFIX "run:%s", id);
         args_addf(&a, "%" PRIu64, (uint64_t) started);
         args_add(&a, c->node_id);
+        args_add(&a, CLUSTER_PREFIX);
         int k = 0;
         _cleanup_reply_ redisReply *rep = cluster_cmd(c, &c->conn, &a, &k);
         if (!rep)

@@ -57,9 +57,14 @@ int cluster_check_durability(RunQueue *q, char **ret_error);
 int cluster_submit(RunQueue *q, const RunRecord *r, const char *request_json, const char *idem_key, char **ret_id);
 /* The same, naming the run's environment (env: an opaque key, NULL: none):
  * a node that holds it warm and has room gets the run on its own stream
- * (docs/cluster.md, "Placement"). */
-int cluster_submit_env(RunQueue *q, const RunRecord *r, const char *request_json, const char *idem_key,
-                       const char *env, char **ret_id);
+ * (docs/cluster.md, "Placement"). max_queued is r->tenant's share of the
+ * queue (UINT_MAX: none): a new run is refused with -EUSERS, nothing
+ * written (no record, no entry, idem_key not taken), while the tenant has
+ * that many runs queued in the whole cluster (ps:queued:<tenant>, counted
+ * by the scripts; docs/cluster.md "A tenant's share of the queue"). An
+ * idempotent resubmission is answered whatever the count. */
+int cluster_submit_env(RunQueue *q, const RunRecord *r, const char *request_json, const char *idem_key, const char *env,
+                       unsigned max_queued, char **ret_id);
 
 /* Claims at most max entries for this node: first entries that sat idle
  * past the claim timeout, of nodes whose lease expired or this node's own

@@ -26,8 +26,11 @@
 -- value_json, value_repr, error_type, error_message, traceback,
 -- timings_json, outputs_json ({"NAME": VERSION}, the datasets the run
 -- wrote), log_path, started, finished; an absent one is not sent.
+-- A run that ends here leaves its tenant's queued runs (queued.lua): a
+-- queued one whose request no node can read ends so.
 -- Returns 1 written, 0 stale.
 -- include log_add.lua
+-- include queued.lua
 -- One read of what the script needs (the HSET below writes none of these).
 local h = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'entry', 'stream', 'env', 'gateway', 'id', 'ended_by',
   'gateway_reads')
@@ -59,6 +62,7 @@ if ARGV[8] ~= '' then
 end
 redis.call('HSET', KEYS[1], unpack(fv))
 redis.call('HDEL', KEYS[1], 'request_json')
+if st == 'queued' then queued_set(ARGV[4], KEYS[1], false) end
 local e = h[3]
 if e then
   local s = h[4] or KEYS[2]

@@ -22,6 +22,9 @@
 -- then the ids of the runs this node holds (one it holds stays as it is: its
 -- lease may not have touched it yet after a Redis restart)
 -- Returns the ids this node should start.
+-- A run queued again is one of its tenant's queued runs again, one ended
+-- here no longer (queued.lua).
+-- include queued.lua
 local out = {}
 local held = {}
 for i = 10, #ARGV do held[ARGV[i]] = true end
@@ -64,6 +67,7 @@ for _, s in ipairs(streams) do
             redis.call('HSET', rk, 'status', 'cancelled', 'exit_code', 5, 'error_type', 'Cancelled',
                        'error_message', 'the run was cancelled', 'finished', ARGV[5])
             redis.call('HDEL', rk, 'request_json')
+            queued_set(ARGV[7], rk, false)
             done_with(s, eid)
             redis.call('EXPIRE', rk, ARGV[6])
             if gw then redis.call('PUBLISH', ARGV[7] .. 'ev:' .. gw, 'd:' .. id) end
@@ -74,11 +78,13 @@ for _, s in ipairs(streams) do
                        ' in flight (attempt ' .. a .. ' of ' .. m .. ')', 'finished', ARGV[5])
             redis.call('HDEL', rk, 'request_json')
             redis.call('XADD', KEYS[2], 'MAXLEN', '~', 10000, '*', 'id', id, 'node', owner, 'attempts', a)
+            queued_set(ARGV[7], rk, false)
             done_with(s, eid)
             redis.call('EXPIRE', rk, ARGV[6])
             if gw then redis.call('PUBLISH', ARGV[7] .. 'ev:' .. gw, 'd:' .. id) end
           else
             redis.call('HSET', rk, 'status', 'queued')
+            queued_set(ARGV[7], rk, true)
             out[#out + 1] = id
           end
         end

@@ -4,10 +4,13 @@
 -- its record expiring in ttl_s, and its gateway told (d:<id>).
 -- Not a script of its own: cancel.lua and gaveup.lua include it
 -- (embed.py pastes it in place of their "-- include run_cancelled.lua" line).
+-- The run leaves its tenant's queued runs (queued.lua), if it was one.
+-- include queued.lua
 local function run_cancelled(key, runs, group, message, finished, ttl_s, prefix)
   redis.call('HSET', key, 'status', 'cancelled', 'exit_code', 5, 'error_type', 'Cancelled',
              'error_message', message, 'finished', finished)
   redis.call('HDEL', key, 'request_json')
+  queued_set(prefix, key, false)
   local e = redis.call('HGET', key, 'entry')
   if e then
     local s = redis.call('HGET', key, 'stream') or runs

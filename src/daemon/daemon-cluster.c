@@ -566,9 +566,9 @@ int daemon_cluster_run_ids(Daemon *d, const char *tenant, size_t limit, char ***
 }
 
 int daemon_cluster_submit(Daemon *d, const RunRecord *r, const char *request_json, const char *idem_key,
-                          const char *env, char **ret_id) {
+                          const char *env, unsigned max_queued, char **ret_id) {
         assert(d->cluster);
-        return cluster_submit_env(d->cluster->queue, r, request_json, idem_key, env, ret_id);
+        return cluster_submit_env(d->cluster->queue, r, request_json, idem_key, env, max_queued, ret_id);
 }
 
 int daemon_cluster_cancel(Daemon *d, const char *id) {

@@ -2489,8 +2489,16 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
          * waited, came back at once past the whole queue's cap and every
          * other tenant's run was turned away until they had drained. */
         bool all_full = d->queued + d->n_retrying >= free_slots + d->cfg.max_queued_runs;
-        if (!resumed &&
-            (all_full || tc->queued + tc->retrying >= tenant_free + daemon_config_queued_per_tenant(&d->cfg))) {
+        unsigned tenant_cap = tenant_free + daemon_config_queued_per_tenant(&d->cfg);
+        /* In a cluster the tenant's share counts its runs queued through
+         * every gateway: Redis counts them and refuses in the submit itself
+         * (submit.lua), given this cap less the tenant's retries waiting
+         * here (this node's own). This gateway's count alone let a tenant
+         * queue its share through each gateway, and it lagged: a run left
+         * it at this gateway's next look at its record. The whole queue's
+         * cap stays this gateway's: it bounds the runs it waits for. */
+        unsigned cluster_cap = tenant_cap > tc->retrying ? tenant_cap - tc->retrying : 0;
+        if (!resumed && (all_full || (!d->cluster && tc->queued + tc->retrying >= tenant_cap))) {
                 d->metrics.rejected_429++;
                 pthread_mutex_unlock(&d->lock);
                 drun_free(r);
@@ -2551,7 +2559,7 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
                         /* A resubmission with a used Idempotency-Key is the
                          * first run: this DRun waits for that one. */
                         _cleanup_free_ char *id = NULL, *env = drun_env_key(r);
-                        k = daemon_cluster_submit(d, &rec, request, r->idem_key, env, &id);
+                        k = daemon_cluster_submit(d, &rec, request, r->idem_key, env, cluster_cap, &id);
                         if (k == 1 && id && !streq(id, r->id)) {
                                 free(r->id);
                                 r->id = TAKE_PTR(id);
@@ -2570,6 +2578,8 @@ static int drun_enqueue(Daemon *d, DRun *r, bool resumed) {
                         r->attempt = 1; /* a cancel before it begins ends it by its finish */
                 if (k < 0) {
                         pthread_mutex_lock(&d->lock);
+                        if (k == -EUSERS)
+                                d->metrics.rejected_429++; /* the cluster's count of the tenant's share */
                         d->queued--;
                         tenant_count(d, r->tenant)->queued--;
                         fn_unreserve(r);

@@ -823,9 +823,11 @@ int daemon_cluster_function_run_list(Daemon *d, const char *tenant, const char *
 int daemon_cluster_run_ids(Daemon *d, const char *tenant, size_t limit, char ***ret);
 /* Submits r to Redis with an idempotency key (NULL: none): 1 with
  * *ret_id (the first run's id) when that key was used before, 0 new. env
- * names the run's environment for placement (NULL: none). */
+ * names the run's environment for placement (NULL: none). -EUSERS, nothing
+ * written, when r's tenant has max_queued runs queued in the whole cluster
+ * (UINT_MAX: no cap; cluster_submit_env()). */
 int daemon_cluster_submit(Daemon *d, const RunRecord *r, const char *request_json, const char *idem_key,
-                          const char *env, char **ret_id);
+                          const char *env, unsigned max_queued, char **ret_id);
 /* Cancels run id wherever it runs (cluster_cancel): 0 ended cancelled, 1
  * its node was told, -ESTALE it has ended. */
 int daemon_cluster_cancel(Daemon *d, const char *id);

@@ -131,9 +131,20 @@ class _Pipe:
 
 
 def script_sha1(name):
-    """The SHA-1 a node names src/cluster/NAME.lua by (EVALSHA), in hex."""
+    """The SHA-1 a node names src/cluster/NAME.lua by (EVALSHA), in hex: of
+    its text with its "-- include FILE" lines expanded, as embed.py does."""
     import hashlib
-    lines = (ROOT / "src" / "cluster" / f"{name}.lua").read_text().splitlines()
+
+    def expand(path):
+        out = []
+        for line in path.read_text().splitlines():
+            if line.startswith("-- include "):
+                out += expand(path.parent / line[len("-- include "):].strip())
+            else:
+                out.append(line)
+        return out
+
+    lines = expand(ROOT / "src" / "cluster" / f"{name}.lua")
     return hashlib.sha1("".join(line + "\n" for line in lines).encode()).hexdigest()
 
 

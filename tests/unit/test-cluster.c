@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -736,7 +737,7 @@ static void run_to_end(RunQueue *q, const char *id) {
 static void submit_env(RunQueue *q, const char *id, const char *env) {
         RunRecord r = { .id = (char *) id, .tenant = (char *) "t1", .filename = (char *) "main.py",
                         .status = (char *) "queued", .created = now_realtime(), .max_attempts = 1 };
-        assert_int_equal(cluster_submit_env(q, &r, "{\"v\":1,\"source\":\"x\"}", NULL, env, NULL), 0);
+        assert_int_equal(cluster_submit_env(q, &r, "{\"v\":1,\"source\":\"x\"}", NULL, env, UINT_MAX, NULL), 0);
 }
 
 /* Placement: after a node ran an environment, the next run of it goes to
@@ -1680,6 +1681,134 @@ static void test_url_redacted(void **state) {
         }
 }
 
+/* One integer answer of Redis to a command (printf-like, hiredis's). */
+static long long redis_int(const char *fmt, ...) {
+        redisContext *c = redisConnectUnix(url + strlen("unix:"));
+        assert_true(c && !c->err);
+        va_list ap;
+        va_start(ap, fmt);
+        redisReply *r = redisvCommand(c, fmt, ap);
+        va_end(ap);
+        assert_true(r && r->type == REDIS_REPLY_INTEGER);
+        long long v = r->integer;
+        freeReplyObject(r);
+        redisFree(c);
+        return v;
+}
+
+static long long queued_of(const char *tenant) {
+        return redis_int("ZCARD ps:queued:%s", tenant);
+}
+
+/* A submit of tenant's run id with the tenant's share cap (UINT_MAX: none). */
+static int submit_capped(RunQueue *q, const char *tenant, const char *id, const char *idem, unsigned cap,
+                         char **ret_id) {
+        RunRecord r = { .id = (char *) id,
+                        .tenant = (char *) tenant,
+                        .filename = (char *) "main.py",
+                        .status = (char *) "queued",
+                        .created = now_realtime(),
+                        .max_attempts = 3 };
+        return cluster_submit_env(q, &r, "{\"v\":1,\"source\":\"x\"}", idem, NULL, cap, ret_id);
+}
+
+/* A tenant's share of the queue counts its queued runs whichever node
+ * submitted them (ps:queued:<tenant>, submit.lua): refused past it with
+ * nothing written, another tenant not; a run leaves the count at its
+ * start, cancel and end while queued, comes back to it when reclaimed, and
+ * a member that is no queued run is dropped by the submit that finds the
+ * share full. */
+static void test_tenant_queued_share_counts_across_nodes(void **state) {
+        RunQueue *a = queue("qs-a", 200), *b = queue("qs-b", 200);
+        assert_int_equal(submit_capped(a, "tq", "r-qs-1", NULL, 2, NULL), 0);
+        assert_int_equal(submit_capped(a, "tq", "r-qs-2", NULL, 2, NULL), 0);
+        assert_int_equal(queued_of("tq"), 2);
+        /* Through another node: refused, nothing written. */
+        assert_int_equal(submit_capped(b, "tq", "r-qs-3", NULL, 2, NULL), -EUSERS);
+        assert_int_equal(submit_capped(b, "tq", "r-qs-3", "k3", 2, NULL), -EUSERS);
+        RunRecord *got = NULL;
+        assert_int_equal(cluster_run_get(b, NULL, "r-qs-3", &got), -ENOENT);
+        assert_int_equal(redis_int("EXISTS ps:idem:tq:k3"), 0);
+        assert_int_equal(redis_int("XLEN ps:runs"), 2);
+        assert_int_equal(redis_int("ZCARD ps:idx:tq"), 2);
+        assert_int_equal(queued_of("tq"), 2);
+        /* No cap given (a caller without one) counts, never refuses. */
+        assert_int_equal(submit_capped(b, "tr", "r-qs-other", NULL, UINT_MAX, NULL), 0);
+        assert_int_equal(queued_of("tr"), 1);
+        assert_int_equal(run_queue_cancel(b, "r-qs-other", "no"), 0);
+        assert_int_equal(queued_of("tr"), 0);
+        assert_int_equal(redis_int("EXISTS ps:queued:tr"), 0); /* nothing left behind */
+
+        /* A start makes room; its key was never taken. */
+        PendingRun *v = NULL;
+        assert_int_equal(claim_until(b, 1, 1, &v), 1);
+        assert_string_equal(v[0].id, "r-qs-1");
+        pending_run_list_free(v, 1);
+        int att = 0;
+        assert_int_equal(run_queue_start(b, "r-qs-1", now_realtime(), &att), 0);
+        assert_int_equal(queued_of("tq"), 1);
+        _cleanup_free_ char *id3 = NULL;
+        assert_int_equal(submit_capped(b, "tq", "r-qs-3", "k3", 2, &id3), 0);
+        assert_string_equal(id3, "r-qs-3");
+        assert_int_equal(queued_of("tq"), 2);
+        /* At the share, an idempotent resubmission is still its run. */
+        _cleanup_free_ char *again = NULL;
+        assert_int_equal(submit_capped(a, "tq", "r-qs-3b", "k3", 2, &again), 1);
+        assert_string_equal(again, "r-qs-3");
+        /* A cancel of a queued run makes room; the end of a running one
+         * changes nothing (it left at its start). */
+        assert_int_equal(run_queue_cancel(a, "r-qs-2", "no"), 0);
+        assert_int_equal(queued_of("tq"), 1);
+        RunRecord f;
+        finish_rec(&f, "r-qs-1", "succeeded");
+        assert_int_equal(run_queue_finish(b, &f, att), 0);
+        assert_int_equal(queued_of("tq"), 1);
+
+        /* Reclaimed from a node gone (a never refreshes a lease): queued
+         * again, counted again, until the new node starts it. */
+        assert_int_equal(claim_until(a, 1, 1, &v), 1);
+        assert_string_equal(v[0].id, "r-qs-3");
+        pending_run_list_free(v, 1);
+        assert_int_equal(run_queue_start(a, "r-qs-3", now_realtime(), &att), 0);
+        assert_int_equal(queued_of("tq"), 0);
+        RunQueue *c = queue("qs-c", 200);
+        assert_int_equal(claim_until(c, 1, 1, &v), 1);
+        assert_string_equal(v[0].id, "r-qs-3");
+        pending_run_list_free(v, 1);
+        assert_int_equal(queued_of("tq"), 1);
+        run_to_end(c, "r-qs-3");
+        assert_int_equal(queued_of("tq"), 0);
+
+        /* A queued run ended by a finish (a request no node can read). */
+        assert_int_equal(submit_capped(a, "tq", "r-qs-4", NULL, 2, NULL), 0);
+        RunRecord e = { .id = (char *) "r-qs-4",
+                        .tenant = (char *) "tq",
+                        .status = (char *) "error",
+                        .exit_code = 7,
+                        .finished = now_realtime() };
+        assert_int_equal(run_queue_finish(a, &e, 0), 0);
+        assert_int_equal(queued_of("tq"), 0);
+
+        /* Left behind: no record, an ended run's, a running run's. The
+         * submit that finds the share full drops them, and is accepted. */
+        assert_int_equal(submit_capped(a, "tq", "r-qs-5", NULL, 2, NULL), 0);
+        assert_int_equal(claim_until(b, 1, 1, &v), 1);
+        assert_string_equal(v[0].id, "r-qs-5");
+        pending_run_list_free(v, 1);
+        assert_int_equal(run_queue_start(b, "r-qs-5", now_realtime(), &att), 0);
+        assert_int_equal(redis_int("ZADD ps:queued:tq 1 r-qs-gone 2 r-qs-1 3 r-qs-5"), 3);
+        assert_int_equal(submit_capped(b, "tq", "r-qs-6", NULL, 2, NULL), 0);
+        assert_int_equal(queued_of("tq"), 1);
+        assert_int_equal(redis_int("ZRANK ps:queued:tq r-qs-6"), 0);
+        assert_int_equal(submit_capped(b, "tq", "r-qs-7", NULL, 2, NULL), 0);
+        assert_int_equal(submit_capped(b, "tq", "r-qs-8", NULL, 2, NULL), -EUSERS);
+        /* A share of 0 refuses every new run. */
+        assert_int_equal(submit_capped(b, "tz", "r-qs-9", NULL, 0, NULL), -EUSERS);
+        run_queue_free(a);
+        run_queue_free(b);
+        run_queue_free(c);
+}
+
 /* Each test starts from an empty Redis: a run one test leaves in a stream
  * (submitted and never claimed, or claimed by a node that never holds a
  * lease) is otherwise handed out in a later test once its node's lease
@@ -1713,6 +1842,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 TEST(test_submit_start_finish_fenced),
                 TEST(test_idempotency_key),
+                TEST(test_tenant_queued_share_counts_across_nodes),
                 cmocka_unit_test(test_reply_refused_unrun),
                 TEST(test_run_find_by_prefix),
                 TEST(test_claim_counts_free_slots_only),
