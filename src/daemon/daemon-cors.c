@@ -27,6 +27,15 @@
 /* The methods a function URL serves (daemon-routes.c ROUTE_FN_METHODS). */
 static const char *const cors_methods[] = { "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", NULL };
 
+bool daemon_header_name_is_valid(const char *name, size_t len) {
+        if (!len)
+                return false;
+        for (size_t i = 0; i < len; i++)
+                if (!isalnum((unsigned char) name[i]) && !strchr("!#$%&'*+-.^_`|~", name[i]))
+                        return false;
+        return true;
+}
+
 bool daemon_cors_origin_is_valid(const char *o) {
         assert(o);
         size_t len = strlen(o);

@@ -867,12 +867,3 @@ int lambda_function_ref_parse(const char *ref, char **ret_name, char **ret_quali
         *ret_qualifier = qualifier ? xstrdup(qualifier) : NULL;
         return 0;
 }
-
-bool daemon_header_name_is_valid(const char *name, size_t len) {
-        if (!len)
-                return false;
-        for (size_t i = 0; i < len; i++)
-                if (!isalnum((unsigned char) name[i]) && !strchr("!#$%&'*+-.^_`|~", name[i]))
-                        return false;
-        return true;
-}

@@ -1367,7 +1367,7 @@ void daemon_endpoint_rate_reset(uint64_t seed);
  * of data moves the low bits: a table's slot that a client who does not
  * know seed cannot pick (its addresses are its to choose). */
 uint64_t daemon_seeded_hash(uint64_t seed, const void *data, size_t len);
-/* (daemon-request.c) Whether name[0..len) is a field name: a token (RFC
+/* (daemon-cors.c) Whether name[0..len) is a field name: a token (RFC
  * 9110 5.1), no space, ':', ',' or control character. */
 bool daemon_header_name_is_valid(const char *name, size_t len);
 /* The headers of every answer on /fn/: X-Request-Id and the sandbox
