@@ -74,7 +74,7 @@ def test_an_event_over_the_servers_cap_is_its_413_in_its_words(cli, d, tmp_path)
     ("GET", "/2016-08-19/account-settings/"),              # get_account_settings
     ("GET", "/2021-10-31/functions/size/url"),             # get_function_url_config
     ("POST", "/2014-11-13/functions/size/invoke-asink/"),  # a mistyped invoke_async
-    ("GET", "/2015-03-31/functions/size/aliases"),         # list_aliases (answered so before)
+    # list_aliases is served since aliases (test_explore_alias.py)
 ])
 def test_a_lambda_operation_not_served_is_refused_in_lambdas_shape(d, method, path):
     """boto3 reads the error's type from X-Amzn-ErrorType and its words
@@ -106,13 +106,20 @@ def test_invoke_names_a_version_as_lambda_and_the_python_client_write_it(cli, d,
     assert h.returncode == 0 and "handler(event, context)" in h.stdout, h
 
 
-@pytest.mark.parametrize("ref", ["size::01", "size:+1", "size::x", "size:", "size::"])
+@pytest.mark.parametrize("ref", ["size::01", "size:+1", "size:", "size::"])
 def test_invoke_refuses_a_version_lambda_would_not_write(cli, d, ref):
     """A version is $LATEST or digits without a leading zero, as the
     Lambda route and the Python client read it (`size::01` was version 1)."""
     p = remote(cli, d, "invoke", ref, "--payload", "{}")
     assert p.returncode == 2 and "must be a version number" in p.stderr, p
     assert p.stdout == ""
+
+
+def test_invoke_of_a_word_names_an_alias(cli, d):
+    """`size::x`: x is an alias's name since aliases (docs/api.md
+    "Aliases"), the server's to know (it was "must be a version number")."""
+    p = remote(cli, d, "invoke", "size::x", "--payload", "{}")
+    assert p.returncode == 2 and "function 'size' has no alias 'x'" in p.stderr and p.stdout == "", p
 
 
 def test_the_python_client_invokes_a_function_by_its_lambda_arn(d):
