@@ -62,8 +62,7 @@ static int qualifier_resolve(const DaemonCall *call, const char *name, const cha
         if (k < 0)
                 return k;
         *ret_version = a.version;
-        free(a.alias);
-        free(a.description);
+        function_alias_done(&a);
         return 0;
 }
 
@@ -1690,8 +1689,7 @@ static int alias_write(const DaemonCall *call, const char *name, const char *ali
                         version = old.version;
                 if (!description)
                         desc = old.description ? xstrdup(old.description) : NULL;
-                free(old.alias);
-                free(old.description);
+                function_alias_done(&old);
                 if (version == 0)
                         return -EDOM; /* a new alias names its version */
         }
@@ -1734,6 +1732,20 @@ struct MHD_Response *daemon_api_function_aliases(const DaemonCall *call, unsigne
         return daemon_call_json(call, 200, json_pack("{s:o}", "aliases", a), ret_status);
 }
 
+/* An alias route's body (empty: {}), parsed as every body is, within the
+ * operator's JSON caps (server.max_json_depth, max_json_values); NULL when
+ * it is not JSON or is past them (the route says what it takes). */
+static json_t *alias_body(const DaemonCall *call) {
+        if (!call->body_len)
+                return json_object();
+        RequestCaps caps = daemon_call_caps(call);
+        json_t *j = NULL;
+        _cleanup_free_ char *err = NULL;
+        if (request_json_parse(call->body, call->body_len, &caps, (void **) &j, &err) < 0)
+                return NULL;
+        return j;
+}
+
 /* GET, PUT {"version": N, "description": "…"} (create or move), DELETE
  * /v1/functions/{name}/aliases/{alias}. */
 struct MHD_Response *daemon_api_function_alias(const DaemonCall *call, unsigned *ret_status) {
@@ -1760,9 +1772,7 @@ struct MHD_Response *daemon_api_function_alias(const DaemonCall *call, unsigned 
                                         ret_status);
         }
         if (streq(call->method, "PUT")) {
-                json_error_t jerr;
-                json_t *j = json_loadb(call->body_len ? call->body : "{}", call->body_len ? call->body_len : 2,
-                                       JSON_REJECT_DUPLICATES, &jerr);
+                json_t *j = alias_body(call);
                 json_t *v = json_object_get(j, "version"), *d = json_object_get(j, "description");
                 const char *bad =
                         !json_is_object(j) ? "the body must be a JSON object {\"version\": N}"
@@ -1787,8 +1797,7 @@ struct MHD_Response *daemon_api_function_alias(const DaemonCall *call, unsigned 
                         return daemon_call_errno(call, k, "alias", ret_status);
                 json_t *out = alias_json(&a);
                 json_object_set_new(out, "created", json_boolean(created));
-                free(a.alias);
-                free(a.description);
+                function_alias_done(&a);
                 return daemon_call_json(call, created ? 201 : 200, out, ret_status);
         }
         k = function_store_alias_get(call->d->functions, call->tenant, name, alias, &a);
@@ -1798,8 +1807,7 @@ struct MHD_Response *daemon_api_function_alias(const DaemonCall *call, unsigned 
         if (k < 0)
                 return daemon_call_errno(call, k, "alias", ret_status);
         json_t *out = alias_json(&a);
-        free(a.alias);
-        free(a.description);
+        function_alias_done(&a);
         return daemon_call_json(call, 200, out, ret_status);
 }
 
@@ -1899,8 +1907,7 @@ struct MHD_Response *daemon_api_lambda_aliases(const DaemonCall *call, unsigned 
                 function_alias_list_free(v, n);
                 return daemon_call_json(call, 200, json_pack("{s:o}", "Aliases", a), ret_status);
         }
-        json_t *j = json_loadb(call->body_len ? call->body : "{}", call->body_len ? call->body_len : 2,
-                               JSON_REJECT_DUPLICATES, NULL);
+        json_t *j = alias_body(call);
         json_t *an = json_object_get(j, "Name"), *d = json_object_get(j, "Description");
         int version = lambda_body_version(j);
         if (!json_is_object(j) || !json_is_string(an) || version <= 0 || (d && !json_is_string(d))) {
@@ -1917,8 +1924,7 @@ struct MHD_Response *daemon_api_lambda_aliases(const DaemonCall *call, unsigned 
         if (k < 0)
                 return lambda_alias_error(call, name, alias, version, k, ret_status);
         json_t *out = lambda_alias_json(name, &a);
-        free(a.alias);
-        free(a.description);
+        function_alias_done(&a);
         return daemon_call_json(call, 201, out, ret_status);
 }
 
@@ -1945,8 +1951,7 @@ struct MHD_Response *daemon_api_lambda_alias(const DaemonCall *call, unsigned *r
         }
         int version = 0;
         if (streq(call->method, "PUT")) {
-                json_t *j = json_loadb(call->body_len ? call->body : "{}", call->body_len ? call->body_len : 2,
-                                       JSON_REJECT_DUPLICATES, NULL);
+                json_t *j = alias_body(call);
                 json_t *d = json_object_get(j, "Description");
                 version = lambda_body_version(j);
                 if (!json_is_object(j) || version < 0 || (d && !json_is_string(d))) {
@@ -1966,7 +1971,6 @@ struct MHD_Response *daemon_api_lambda_alias(const DaemonCall *call, unsigned *r
         if (k < 0)
                 return lambda_alias_error(call, name, alias, version, k, ret_status);
         json_t *out = lambda_alias_json(name, &a);
-        free(a.alias);
-        free(a.description);
+        function_alias_done(&a);
         return daemon_call_json(call, 200, out, ret_status);
 }

@@ -387,11 +387,15 @@ int store_function_lock_update(Store *s, const char *tenant, const char *name, i
 
 /* ---- aliases (store.h "FunctionAlias") ------------------------------------ */
 
+void function_alias_done(FunctionAlias *a) {
+        free(a->alias);
+        free(a->description);
+        a->alias = a->description = NULL;
+}
+
 void function_alias_list_free(FunctionAlias *v, size_t n) {
-        for (size_t i = 0; v && i < n; i++) {
-                free(v[i].alias);
-                free(v[i].description);
-        }
+        for (size_t i = 0; v && i < n; i++)
+                function_alias_done(&v[i]);
         free(v);
 }
 

@@ -772,6 +772,8 @@ typedef struct FunctionAlias {
         char *description; /* never NULL ("" none) */
         usec_t updated;    /* when it was last set (Lambda's RevisionId) */
 } FunctionAlias;
+/* Frees a's strings (a itself is the caller's). */
+void function_alias_done(FunctionAlias *a);
 void function_alias_list_free(FunctionAlias *v, size_t n);
 /* How store_function_alias_put() treats an alias already there. */
 typedef enum AliasPut {

@@ -2261,8 +2261,7 @@ static void test_function_aliases(void **state) {
         assert_int_equal(a.version, 2);
         assert_string_equal(a.description, "green");
         assert_true(a.updated > 0);
-        free(a.alias);
-        free(a.description);
+        function_alias_done(&a);
         assert_int_equal(function_store_alias_get(fs, "other", "a", "prod", &a), -ENOENT);
         assert_int_equal(function_store_alias_get(fs, T, "a", "nope", &a), -ENOENT);
         FunctionAlias *list = NULL;
